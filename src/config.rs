@@ -1,0 +1,780 @@
+//! TOML text → checked `Config`.
+//!
+//! Parsing happens in two steps, as ntpd-rs does: serde reads the text into
+//! raw structs that keep the span of every value (unknown keys are refused),
+//! then `check` turns them into typed values, naming file, line and key in
+//! every error.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Error, Result};
+use crate::name::{
+    AnchorName, ExpireMode, Family, IfName, Net, Port, PortRange, Proto, Rate, Secs, TableName,
+};
+
+/// Where pfknock looks for its config when `-c` is not given.
+pub const DEFAULT_CONFIG: &str = if cfg!(target_os = "freebsd") {
+    "/usr/local/etc/pfknock.toml"
+} else {
+    "/etc/pfknock.toml"
+};
+
+pub const DEFAULT_ANCHOR: &str = "pfknock";
+pub const DEFAULT_RATE: &str = "5/15";
+pub const DEFAULT_TTL: Secs = Secs(60);
+pub const DEFAULT_WINDOW: Secs = Secs(10);
+
+/// A checked configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub anchor: AnchorName,
+    pub services: Vec<Service>,
+    pub expires: Vec<ExpireTable>,
+}
+
+/// One `[[service]]`: knock ports guarding protected ports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    pub name: String,
+    /// The table of authorized hosts; the other tables derive from it.
+    pub table: TableName,
+    pub protect: Vec<PortRange>,
+    pub proto: Vec<Proto>,
+    pub knock: Vec<Port>,
+    pub rate: Rate,
+    pub ttl: Secs,
+    pub expire: ExpireMode,
+    pub window: Secs,
+    /// Who may knock; empty means any.
+    pub from: Vec<Net>,
+    /// Always authorized, never expired: a const table.
+    pub allow: Vec<Net>,
+    pub on: Option<IfName>,
+    pub family: Family,
+    pub log: bool,
+    pub block: bool,
+    pub renew: bool,
+}
+
+/// The role of one table of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Authorized hosts.
+    Auth,
+    /// Hosts that completed stage k (1-based) of a sequence.
+    Stage(usize),
+    /// Authorized hosts that knocked again; the daemon renews and empties it.
+    Renew,
+    /// The const allow list.
+    Allow,
+}
+
+impl Service {
+    fn derived(&self, suffix: &str) -> TableName {
+        // Lengths were checked in `check_service`.
+        TableName::new(&format!("{}{suffix}", self.table)).expect("derived table name checked")
+    }
+
+    /// The table of hosts that passed stage `k` (1-based, `k < knock.len()`).
+    pub fn stage_table(&self, k: usize) -> TableName {
+        self.derived(&format!("_s{k}"))
+    }
+
+    pub fn renew_table(&self) -> TableName {
+        self.derived("_renew")
+    }
+
+    pub fn allow_table(&self) -> TableName {
+        self.derived("_allow")
+    }
+
+    /// Every table this service owns in the anchor, in render order.
+    pub fn tables(&self) -> Vec<(TableName, Role)> {
+        let mut v = vec![(self.table.clone(), Role::Auth)];
+        for k in 1..self.knock.len() {
+            v.push((self.stage_table(k), Role::Stage(k)));
+        }
+        if self.renew {
+            v.push((self.renew_table(), Role::Renew));
+        }
+        if !self.allow.is_empty() {
+            v.push((self.allow_table(), Role::Allow));
+        }
+        v
+    }
+
+    /// Connections a client must complete on each knock port.
+    pub fn hits(&self) -> u32 {
+        self.rate.conns + 1
+    }
+
+    /// Is this address on the service's allow list?
+    pub fn allowed(&self, a: std::net::IpAddr) -> bool {
+        self.allow.iter().any(|n| n.contains(a))
+    }
+}
+
+/// One `[[expire]]`: expiry only, for a table of a hand-written pf.conf.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExpireTable {
+    pub table: TableName,
+    pub anchor: AnchorName,
+    pub ttl: Secs,
+    pub expire: ExpireMode,
+}
+
+/// A problem worth a word that does not stop pfknock.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Warning {
+    pub file: PathBuf,
+    pub line: usize,
+    pub key: String,
+    pub msg: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": warning: {}", self.msg)
+    }
+}
+
+// ---- raw, as serde reads it -------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    anchor: Option<Spanned<String>>,
+    #[serde(default)]
+    service: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    expire: Vec<Spanned<RawExpire>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<String>,
+    table: Option<Spanned<String>>,
+    protect: Spanned<Vec<Spanned<IntOrStr>>>,
+    proto: Option<Spanned<OneOrMany>>,
+    knock: Spanned<Vec<Spanned<i64>>>,
+    rate: Option<Spanned<String>>,
+    ttl: Option<Spanned<String>>,
+    expire: Option<Spanned<String>>,
+    window: Option<Spanned<String>>,
+    from: Option<Spanned<Vec<Spanned<String>>>>,
+    allow: Option<Spanned<Vec<Spanned<String>>>>,
+    on: Option<Spanned<String>>,
+    family: Option<Spanned<String>>,
+    log: Option<bool>,
+    block: Option<bool>,
+    renew: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpire {
+    table: Spanned<String>,
+    anchor: Option<Spanned<String>>,
+    ttl: Option<Spanned<String>>,
+    expire: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IntOrStr {
+    Int(i64),
+    Str(String),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+// ---- locating errors --------------------------------------------------------
+
+/// 1-based line of a byte offset.
+fn line_of(src: &str, byte: usize) -> usize {
+    src[..byte.min(src.len())].matches('\n').count() + 1
+}
+
+/// The dotted key a byte offset belongs to, read from the text: the last
+/// `[table]` or `[[table]]` header above it, and the `key =` of its line or of
+/// the nearest line above that has one.
+fn key_at(src: &str, byte: usize) -> String {
+    let before = &src[..byte.min(src.len())];
+    let mut key = String::new();
+    let mut header = String::new();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = src[line_start..]
+        .find('\n')
+        .map_or(src.len(), |i| line_start + i);
+    let upto = &src[..line_end];
+    for line in upto.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            header = t.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+            key.clear();
+        } else if let Some((k, _)) = t.split_once('=') {
+            let k = k.trim();
+            if !k.is_empty() && !k.starts_with('#') && !k.contains(['"', ' ']) {
+                key = k.to_owned();
+            }
+        }
+    }
+    match (header.is_empty(), key.is_empty()) {
+        (true, _) => key,
+        (false, true) => header,
+        (false, false) => format!("{header}.{key}"),
+    }
+}
+
+/// serde's words for Rust types, in the config's words.
+fn plain(msg: &str) -> String {
+    msg.replace('\n', " ")
+        .trim()
+        .replace("expected i64", "expected an integer")
+        .replace("expected a boolean", "expected true or false")
+        .replace("expected a sequence", "expected a list")
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    src: &'a str,
+    warnings: Vec<Warning>,
+}
+
+impl Ctx<'_> {
+    /// An error at `span`; an empty span at 0 means the file as a whole.
+    fn err(&self, span: Range<usize>, key: &str, msg: impl Into<String>) -> Error {
+        Error::Config {
+            file: self.file.to_owned(),
+            line: if span == (0..0) {
+                0
+            } else {
+                line_of(self.src, span.start)
+            },
+            key: key.to_owned(),
+            msg: msg.into(),
+        }
+    }
+
+    fn warn(&mut self, span: Range<usize>, key: &str, msg: impl Into<String>) {
+        self.warnings.push(Warning {
+            file: self.file.to_owned(),
+            line: line_of(self.src, span.start),
+            key: key.to_owned(),
+            msg: msg.into(),
+        });
+    }
+
+    fn parse<T: std::str::FromStr<Err = String>>(
+        &self,
+        v: &Spanned<String>,
+        key: &str,
+    ) -> Result<T> {
+        v.get_ref().parse().map_err(|m| self.err(v.span(), key, m))
+    }
+
+    fn opt<T: std::str::FromStr<Err = String>>(
+        &self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        default: T,
+    ) -> Result<T> {
+        match v {
+            Some(v) => self.parse(v, key),
+            None => Ok(default),
+        }
+    }
+
+    fn nets(&self, v: &Option<Spanned<Vec<Spanned<String>>>>, key: &str) -> Result<Vec<Net>> {
+        let Some(v) = v else { return Ok(Vec::new()) };
+        let mut out: Vec<Net> = Vec::new();
+        for item in v.get_ref() {
+            let n: Net = self.parse(item, key)?;
+            if out.contains(&n) {
+                return Err(self.err(item.span(), key, format!("{n} is listed twice")));
+            }
+            out.push(n);
+        }
+        Ok(out)
+    }
+}
+
+// ---- checking ---------------------------------------------------------------
+
+impl Config {
+    /// Read and check a config file.
+    pub fn load(path: &Path) -> Result<(Config, Vec<Warning>)> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigFile {
+            file: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and check config text; `file` is only used in messages.
+    pub fn parse(src: &str, file: &Path) -> Result<(Config, Vec<Warning>)> {
+        let mut cx = Ctx {
+            file,
+            src,
+            warnings: Vec::new(),
+        };
+        let raw: RawConfig = toml::from_str(src).map_err(|e| {
+            let at = e.span().map_or(0, |s| s.start);
+            let line = e.span().map_or(0, |s| line_of(src, s.start));
+            Error::Config {
+                file: file.to_owned(),
+                line,
+                key: key_at(src, at),
+                msg: plain(e.message()),
+            }
+        })?;
+        let cfg = check(&mut cx, raw)?;
+        Ok((cfg, cx.warnings))
+    }
+
+    /// The service with this name.
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
+    let anchor = match &raw.anchor {
+        Some(a) => cx.parse::<AnchorNameP>(a, "anchor")?.0,
+        None => AnchorName::new(DEFAULT_ANCHOR).expect("default anchor"),
+    };
+    if raw.service.is_empty() && raw.expire.is_empty() {
+        return Err(cx.err(0..0, "", "no [[service]] and no [[expire]]: nothing to do"));
+    }
+
+    let mut services: Vec<Service> = Vec::new();
+    // Every table in the anchor, with the service that owns it.
+    let mut tables: BTreeMap<TableName, String> = BTreeMap::new();
+    let mut knock_owner: BTreeMap<Port, String> = BTreeMap::new();
+    for rs in &raw.service {
+        let s = check_service(cx, rs.get_ref())?;
+        let name_span = rs.get_ref().name.span();
+        if services.iter().any(|o| o.name == s.name) {
+            return Err(cx.err(
+                name_span,
+                "service.name",
+                format!("duplicate service \"{}\"", s.name),
+            ));
+        }
+        for (t, _) in s.tables() {
+            if let Some(other) = tables.get(&t) {
+                return Err(cx.err(
+                    name_span,
+                    "service.table",
+                    format!("table <{t}> is also a table of service \"{other}\""),
+                ));
+            }
+            tables.insert(t, s.name.clone());
+        }
+        for (i, p) in s.knock.iter().enumerate() {
+            if let Some(other) = knock_owner.get(p) {
+                let span = rs.get_ref().knock.get_ref()[i].span();
+                return Err(cx.err(
+                    span,
+                    "service.knock",
+                    format!("knock port {p} is also a knock port of service \"{other}\""),
+                ));
+            }
+            knock_owner.insert(*p, s.name.clone());
+        }
+        services.push(s);
+    }
+    // A knock port of one service must not be protected by another either:
+    // the knock rule (synproxy, quick) would shadow the other's pass rule.
+    for (i, s) in services.iter().enumerate() {
+        for o in &services {
+            if !o.proto.contains(&Proto::Tcp) {
+                continue;
+            }
+            for (j, p) in s.knock.iter().enumerate() {
+                if o.name != s.name && o.protect.iter().any(|r| r.contains(*p)) {
+                    let span = raw.service[i].get_ref().knock.get_ref()[j].span();
+                    return Err(cx.err(
+                        span,
+                        "service.knock",
+                        format!("knock port {p} is protected by service \"{}\"", o.name),
+                    ));
+                }
+            }
+        }
+    }
+
+    let mut expires: Vec<ExpireTable> = Vec::new();
+    for re in &raw.expire {
+        let re = re.get_ref();
+        let table: TableName = cx.parse::<TableNameP>(&re.table, "expire.table")?.0;
+        let anchor_e = match &re.anchor {
+            Some(a) => cx.parse::<AnchorNameP>(a, "expire.anchor")?.0,
+            None => AnchorName::main(),
+        };
+        if anchor_e == anchor && tables.contains_key(&table) {
+            return Err(cx.err(
+                re.table.span(),
+                "expire.table",
+                format!(
+                    "table <{table}> in anchor {anchor} belongs to service \"{}\"",
+                    tables[&table]
+                ),
+            ));
+        }
+        if expires
+            .iter()
+            .any(|e| e.table == table && e.anchor == anchor_e)
+        {
+            return Err(cx.err(
+                re.table.span(),
+                "expire.table",
+                format!("table <{table}> in {anchor_e} is listed twice"),
+            ));
+        }
+        let ttl = cx.opt(&re.ttl, "expire.ttl", DEFAULT_TTL)?;
+        if ttl.0 == 0 {
+            let span = re.ttl.as_ref().map(|t| t.span()).unwrap_or_default();
+            return Err(cx.err(span, "expire.ttl", "must be at least 1s"));
+        }
+        let expire = cx.opt(&re.expire, "expire.expire", ExpireMode::Age)?;
+        expires.push(ExpireTable {
+            table,
+            anchor: anchor_e,
+            ttl,
+            expire,
+        });
+    }
+
+    Ok(Config {
+        anchor,
+        services,
+        expires,
+    })
+}
+
+/// FromStr adapters so `Ctx::parse` can build the name newtypes.
+struct TableNameP(TableName);
+impl std::str::FromStr for TableNameP {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TableName::new(s).map(TableNameP)
+    }
+}
+struct AnchorNameP(AnchorName);
+impl std::str::FromStr for AnchorNameP {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        AnchorName::new(s).map(AnchorNameP)
+    }
+}
+struct IfNameP(IfName);
+impl std::str::FromStr for IfNameP {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        IfName::new(s).map(IfNameP)
+    }
+}
+
+/// The longest suffix a service adds to its table name (`_renew`; stage
+/// suffixes are checked one by one).
+const RENEW_SUFFIX: &str = "_renew";
+
+fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
+    let name_span = r.name.span();
+    let name = TableName::new(r.name.get_ref())
+        .map_err(|m| {
+            cx.err(
+                name_span.clone(),
+                "service.name",
+                m.replace("table name", "name"),
+            )
+        })?
+        .to_string();
+    let (table, table_key, table_span) = match &r.table {
+        Some(t) => (
+            cx.parse::<TableNameP>(t, "service.table")?.0,
+            "service.table",
+            t.span(),
+        ),
+        None => (
+            TableName::new(&name).expect("checked above"),
+            "service.name",
+            name_span.clone(),
+        ),
+    };
+
+    // protect
+    let mut protect: Vec<PortRange> = Vec::new();
+    if r.protect.get_ref().is_empty() {
+        return Err(cx.err(r.protect.span(), "service.protect", "no ports to protect"));
+    }
+    for p in r.protect.get_ref() {
+        let range = match p.get_ref() {
+            IntOrStr::Int(n) => Port::new(*n).map(PortRange::single),
+            IntOrStr::Str(s) => s.parse(),
+        }
+        .map_err(|m| cx.err(p.span(), "service.protect", m))?;
+        if protect.iter().any(|o| o.overlaps(&range)) {
+            return Err(cx.err(
+                p.span(),
+                "service.protect",
+                format!("port {range} is listed twice"),
+            ));
+        }
+        protect.push(range);
+    }
+
+    // proto
+    let proto: Vec<Proto> = match &r.proto {
+        None => vec![Proto::Tcp],
+        Some(p) => {
+            let list: Vec<&String> = match p.get_ref() {
+                OneOrMany::One(s) => vec![s],
+                OneOrMany::Many(v) => v.iter().collect(),
+            };
+            if list.is_empty() {
+                return Err(cx.err(p.span(), "service.proto", "empty protocol list"));
+            }
+            let mut out = Vec::new();
+            for s in list {
+                let v: Proto = s
+                    .parse()
+                    .map_err(|m| cx.err(p.span(), "service.proto", m))?;
+                if out.contains(&v) {
+                    return Err(cx.err(p.span(), "service.proto", format!("{v} is listed twice")));
+                }
+                out.push(v);
+            }
+            out.sort();
+            out
+        }
+    };
+
+    // knock
+    let mut knock: Vec<Port> = Vec::new();
+    if r.knock.get_ref().is_empty() {
+        return Err(cx.err(r.knock.span(), "service.knock", "no knock ports"));
+    }
+    for k in r.knock.get_ref() {
+        let p = Port::new(*k.get_ref()).map_err(|m| cx.err(k.span(), "service.knock", m))?;
+        if knock.contains(&p) {
+            return Err(cx.err(
+                k.span(),
+                "service.knock",
+                format!("knock port {p} is listed twice"),
+            ));
+        }
+        if proto.contains(&Proto::Tcp) && protect.iter().any(|r| r.contains(p)) {
+            return Err(cx.err(
+                k.span(),
+                "service.knock",
+                format!("knock port {p} is also a protected port"),
+            ));
+        }
+        knock.push(p);
+    }
+
+    // Derived table names must fit pf's 31 bytes too.
+    let mut suffixes = vec![RENEW_SUFFIX.to_owned(), "_allow".to_owned()];
+    suffixes.extend((1..knock.len()).map(|k| format!("_s{k}")));
+    for suf in &suffixes {
+        let derived = format!("{table}{suf}");
+        if derived.len() > crate::name::TABLE_NAME_MAX {
+            let longest = suffixes.iter().map(String::len).max().unwrap_or(0);
+            return Err(cx.err(
+                table_span,
+                table_key,
+                format!(
+                    "table <{derived}> would be {} bytes, pf allows at most {}: \
+                     keep the table name to {} bytes",
+                    derived.len(),
+                    crate::name::TABLE_NAME_MAX,
+                    crate::name::TABLE_NAME_MAX - longest
+                ),
+            ));
+        }
+    }
+
+    let rate_default: Rate = DEFAULT_RATE.parse().expect("default rate");
+    let rate = cx.opt(&r.rate, "service.rate", rate_default)?;
+    let ttl = cx.opt(&r.ttl, "service.ttl", DEFAULT_TTL)?;
+    if ttl.0 == 0 {
+        let span = r.ttl.as_ref().map(|t| t.span()).unwrap_or_default();
+        return Err(cx.err(span, "service.ttl", "must be at least 1s"));
+    }
+    let expire = cx.opt(&r.expire, "service.expire", ExpireMode::Age)?;
+    let window = cx.opt(&r.window, "service.window", DEFAULT_WINDOW)?;
+    if let Some(w) = &r.window {
+        if window.0 == 0 {
+            return Err(cx.err(w.span(), "service.window", "must be at least 1s"));
+        }
+        if knock.len() == 1 {
+            cx.warn(
+                w.span(),
+                "service.window",
+                "has no effect on a single knock port",
+            );
+        } else if window > ttl {
+            cx.warn(
+                w.span(),
+                "service.window",
+                format!("{window} is longer than ttl {ttl}"),
+            );
+        }
+    }
+    let family = cx.opt(&r.family, "service.family", Family::Any)?;
+
+    // from: "any" alone, or addresses and networks.
+    let mut from = Vec::new();
+    if let Some(f) = &r.from {
+        let items = f.get_ref();
+        if items.is_empty() {
+            return Err(cx.err(f.span(), "service.from", "empty list: nobody could knock"));
+        }
+        if items.iter().any(|i| i.get_ref() == "any") {
+            if items.len() > 1 {
+                return Err(cx.err(f.span(), "service.from", "\"any\" must stand alone"));
+            }
+        } else {
+            from = cx.nets(&r.from, "service.from")?;
+        }
+    }
+    let allow = cx.nets(&r.allow, "service.allow")?;
+    for (key, list, raw) in [
+        ("service.from", &from, &r.from),
+        ("service.allow", &allow, &r.allow),
+    ] {
+        for (i, n) in list.iter().enumerate() {
+            if family != Family::Any && n.family() != family {
+                let span = raw
+                    .as_ref()
+                    .map(|v| v.get_ref()[i].span())
+                    .unwrap_or_default();
+                return Err(cx.err(
+                    span,
+                    key,
+                    format!("{n} is not an address of family {}", family_word(family)),
+                ));
+            }
+        }
+    }
+    let on = match &r.on {
+        Some(o) => Some(cx.parse::<IfNameP>(o, "service.on")?.0),
+        None => None,
+    };
+
+    Ok(Service {
+        name,
+        table,
+        protect,
+        proto,
+        knock,
+        rate,
+        ttl,
+        expire,
+        window,
+        from,
+        allow,
+        on,
+        family,
+        log: r.log.unwrap_or(true),
+        block: r.block.unwrap_or(false),
+        renew: r.renew.unwrap_or(true),
+    })
+}
+
+fn family_word(f: Family) -> &'static str {
+    match f {
+        Family::Any => "any",
+        Family::Inet => "inet",
+        Family::Inet6 => "inet6",
+    }
+}
+
+/// Every table name the config owns or sweeps, with its anchor: the set that
+/// the kernel commands are allowed to touch.
+pub fn owned_tables(cfg: &Config) -> BTreeSet<(AnchorName, TableName)> {
+    let mut s = BTreeSet::new();
+    for svc in &cfg.services {
+        for (t, _) in svc.tables() {
+            s.insert((cfg.anchor.clone(), t));
+        }
+    }
+    for e in &cfg.expires {
+        s.insert((e.anchor.clone(), e.table.clone()));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<(Config, Vec<Warning>)> {
+        Config::parse(s, Path::new("t.toml"))
+    }
+
+    #[test]
+    fn defaults() {
+        let (c, w) =
+            parse("[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\n").unwrap();
+        assert!(w.is_empty());
+        assert_eq!(c.anchor.as_str(), "pfknock");
+        let s = &c.services[0];
+        assert_eq!(s.table.as_str(), "ssh");
+        assert_eq!(s.rate.to_string(), "5/15");
+        assert_eq!(s.ttl, Secs(60));
+        assert_eq!(s.expire, ExpireMode::Age);
+        assert_eq!(s.window, Secs(10));
+        assert!(s.from.is_empty() && s.allow.is_empty());
+        assert!(s.log && !s.block && s.renew);
+        assert_eq!(s.proto, vec![Proto::Tcp]);
+        assert_eq!(s.hits(), 6);
+    }
+
+    #[test]
+    fn key_at_finds_header_and_key() {
+        let src = "anchor = \"x\"\n[[service]]\nname = \"ssh\"\nrate = \"5\"\n";
+        let at = src.find("\"5\"").unwrap();
+        assert_eq!(key_at(src, at), "service.rate");
+        assert_eq!(key_at(src, 2), "anchor");
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let e =
+            parse("[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nrate = \"5\"\n")
+                .unwrap_err()
+                .to_string();
+        assert_eq!(e, "t.toml:5: service.rate: expected N/S, got \"5\"");
+        let e =
+            parse("[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\ntll = \"6s\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.starts_with("t.toml:5: service.tll: unknown field `tll`"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! The one error type. Each variant names the object that failed; `Display`
+//! reads like err(3): lowercase, no final period, object first.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Exit codes, as documented in pfknock(8).
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAIL: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+/// sysexits' EX_CONFIG, what ntpd-rs and the BSD daemons use for a bad config.
+pub const EXIT_CONFIG: i32 = 78;
+
+#[derive(Debug)]
+pub enum Error {
+    /// A config file that cannot be read, parsed or checked.
+    Config {
+        file: PathBuf,
+        line: usize,
+        key: String,
+        msg: String,
+    },
+    /// A config file that cannot be opened at all.
+    ConfigFile { file: PathBuf, source: io::Error },
+    /// A pf table request failed.
+    Table {
+        table: String,
+        anchor: String,
+        op: &'static str,
+        errno: i32,
+    },
+    /// The pf device could not be opened or a request failed on it.
+    Device {
+        path: String,
+        op: &'static str,
+        source: io::Error,
+    },
+    /// An external tool (pfctl, nft) failed or could not run.
+    Tool { tool: String, msg: String },
+    /// A command line that parses but asks for something the config forbids.
+    Usage(String),
+    /// Anything else, already worded as `object: reason`.
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config { .. } | Error::ConfigFile { .. } => EXIT_CONFIG,
+            Error::Usage(_) => EXIT_USAGE,
+            _ => EXIT_FAIL,
+        }
+    }
+}
+
+/// pfctl's wording for the errnos a table request can return
+/// (pfctl `pf_strerror` and `pfr_strerror`).
+pub fn table_errno_words(errno: i32) -> String {
+    match errno {
+        libc::ESRCH => "table does not exist".into(),
+        libc::ENOENT => "anchor or ruleset does not exist".into(),
+        libc::EPERM => "operation not permitted (table is const, or securelevel)".into(),
+        libc::EACCES => "permission denied (pf device opened read-only)".into(),
+        libc::ENODEV | libc::ENXIO => "pf not loaded (no such device)".into(),
+        libc::EINVAL => {
+            "invalid argument (too many addresses for one request? see net.pf.request_maxcount)"
+                .into()
+        }
+        libc::ENOMEM => "out of memory (table entry limit reached?)".into(),
+        e => lower_first(&io::Error::from_raw_os_error(e).to_string()),
+    }
+}
+
+/// `io::Error` prints "No such file or directory (os error 2)"; err(3) prints
+/// "No such file or directory". Keep the system's words, drop the code.
+pub fn io_words(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let s = match s.find(" (os error") {
+        Some(i) => &s[..i],
+        None => s,
+    };
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config {
+                file,
+                line,
+                key,
+                msg,
+            } => {
+                write!(f, "{}", file.display())?;
+                if *line > 0 {
+                    write!(f, ":{line}")?;
+                }
+                if !key.is_empty() {
+                    write!(f, ": {key}")?;
+                }
+                write!(f, ": {msg}")
+            }
+            Error::ConfigFile { file, source } => {
+                write!(f, "{}: {}", file.display(), io_words(source))
+            }
+            Error::Table {
+                table,
+                anchor,
+                op,
+                errno,
+            } => {
+                write!(f, "table <{table}>")?;
+                if !anchor.is_empty() {
+                    write!(f, " in anchor {anchor}")?;
+                }
+                write!(f, ": {op}: {}", table_errno_words(*errno))
+            }
+            Error::Device { path, op, source } => {
+                write!(f, "{path}: {op}: {}", io_words(source))
+            }
+            Error::Tool { tool, msg } => write!(f, "{tool}: {msg}"),
+            Error::Usage(m) | Error::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_error_reads_like_pfctl() {
+        let e = Error::Table {
+            table: "ssh".into(),
+            anchor: "pfknock".into(),
+            op: "DIOCRGETASTATS",
+            errno: libc::ESRCH,
+        };
+        assert_eq!(
+            e.to_string(),
+            "table <ssh> in anchor pfknock: DIOCRGETASTATS: table does not exist"
+        );
+        assert_eq!(e.exit_code(), EXIT_FAIL);
+    }
+
+    #[test]
+    fn config_error_names_file_line_key() {
+        let e = Error::Config {
+            file: "/usr/local/etc/pfknock.toml".into(),
+            line: 12,
+            key: "service.rate".into(),
+            msg: "expected N/S, got \"5\"".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/usr/local/etc/pfknock.toml:12: service.rate: expected N/S, got \"5\""
+        );
+        assert_eq!(e.exit_code(), EXIT_CONFIG);
+    }
+
+    #[test]
+    fn io_words_drop_the_code() {
+        let e = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(io_words(&e), "No such file or directory");
+    }
+}

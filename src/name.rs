@@ -1,0 +1,617 @@
+//! Values that can only hold what pf accepts.
+//!
+//! Every name or number that reaches pf rule text or an ioctl buffer passes
+//! through one of these types first, so nothing in a config can inject a rule
+//! or be truncated silently.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// `PF_TABLE_NAME_SIZE`: the name and its NUL must fit in 32 bytes.
+pub const TABLE_NAME_MAX: usize = 31;
+/// `MAXPATHLEN` of the anchor field, less its NUL.
+pub const ANCHOR_PATH_MAX: usize = 1023;
+/// `IFNAMSIZ` less its NUL.
+pub const IFNAME_MAX: usize = 15;
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// A pf table name: 1 to 31 bytes of letters, digits, `_` and `-`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableName(String);
+
+impl TableName {
+    pub fn new(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("table name is empty".into());
+        }
+        if s.len() > TABLE_NAME_MAX {
+            return Err(format!(
+                "table name \"{s}\" is {} bytes, pf allows at most {TABLE_NAME_MAX}",
+                s.len()
+            ));
+        }
+        if let Some(c) = s.bytes().find(|&b| !is_name_byte(b)) {
+            return Err(format!(
+                "table name \"{}\" has '{}': only letters, digits, '_' and '-' are allowed",
+                s.escape_default(),
+                (c as char).escape_default()
+            ));
+        }
+        Ok(TableName(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A pf anchor path: `name` or `outer/inner`, each component letters, digits,
+/// `_` and `-`, not starting with `_` (pf reserves those). The empty path is
+/// the main ruleset.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct AnchorName(String);
+
+impl AnchorName {
+    /// The main ruleset.
+    pub fn main() -> Self {
+        AnchorName(String::new())
+    }
+
+    pub fn new(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("anchor name is empty".into());
+        }
+        if s.len() > ANCHOR_PATH_MAX {
+            return Err(format!(
+                "anchor path is {} bytes, pf allows at most {ANCHOR_PATH_MAX}",
+                s.len()
+            ));
+        }
+        for comp in s.split('/') {
+            if comp.is_empty() {
+                return Err(format!("anchor \"{s}\" has an empty path component"));
+            }
+            if comp.starts_with('_') {
+                return Err(format!(
+                    "anchor \"{s}\": names starting with '_' are reserved by pf"
+                ));
+            }
+            if let Some(c) = comp.bytes().find(|&b| !is_name_byte(b)) {
+                return Err(format!(
+                    "anchor \"{}\" has '{}': only letters, digits, '_', '-' and '/' are allowed",
+                    s.escape_default(),
+                    (c as char).escape_default()
+                ));
+            }
+        }
+        Ok(AnchorName(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_main(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for AnchorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("main ruleset")
+        } else {
+            f.write_str(&self.0)
+        }
+    }
+}
+
+/// An interface or interface group name (`vtnet0`, `egress`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IfName(String);
+
+impl IfName {
+    pub fn new(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.len() > IFNAME_MAX {
+            return Err(format!(
+                "interface name \"{}\" must be 1 to {IFNAME_MAX} bytes",
+                s.escape_default()
+            ));
+        }
+        let ok = s.as_bytes()[0].is_ascii_alphabetic()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+        if !ok {
+            return Err(format!(
+                "interface name \"{}\" must start with a letter and hold only letters, digits, '_' and '.'",
+                s.escape_default()
+            ));
+        }
+        Ok(IfName(s.to_owned()))
+    }
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A TCP or UDP port, 1 to 65535.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Port(u16);
+
+impl Port {
+    pub fn new(n: i64) -> Result<Self, String> {
+        if (1..=65535).contains(&n) {
+            Ok(Port(n as u16))
+        } else {
+            Err(format!("port {n} is out of range 1-65535"))
+        }
+    }
+
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for Port {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let n: i64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("expected a port number, got \"{}\"", s.escape_default()))?;
+        Port::new(n)
+    }
+}
+
+/// An inclusive port range; `lo == hi` for a single port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PortRange {
+    pub lo: Port,
+    pub hi: Port,
+}
+
+impl PortRange {
+    pub fn single(p: Port) -> Self {
+        PortRange { lo: p, hi: p }
+    }
+
+    pub fn contains(&self, p: Port) -> bool {
+        self.lo <= p && p <= self.hi
+    }
+
+    pub fn overlaps(&self, o: &PortRange) -> bool {
+        self.lo <= o.hi && o.lo <= self.hi
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+    /// `22`, `6000-6010` or `6000:6010` (pf's own spelling).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let Some((a, b)) = s.split_once(['-', ':']) else {
+            return Ok(PortRange::single(s.parse()?));
+        };
+        let (lo, hi): (Port, Port) = (a.parse()?, b.parse()?);
+        if lo > hi {
+            return Err(format!("port range {s} runs backwards"));
+        }
+        Ok(PortRange { lo, hi })
+    }
+}
+
+impl fmt::Display for PortRange {
+    /// pf's inclusive range operator is `:`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}:{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// pf's `max-src-conn-rate N/S`: more than `conns` completed connections
+/// within `secs` seconds trip the overload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub conns: u32,
+    pub secs: u32,
+}
+
+impl FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected N/S, got \"{}\"", s.escape_default());
+        let (n, d) = s.split_once('/').ok_or_else(bad)?;
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(n) || !digits(d) {
+            return Err(bad());
+        }
+        let conns: u32 = n.parse().map_err(|_| bad())?;
+        let secs: u32 = d.parse().map_err(|_| bad())?;
+        // pf keeps the limit as N * 1000 in a u32 (pf_init_threshold).
+        if conns == 0 || conns > 4_000_000 {
+            return Err(format!("rate {s}: N must be 1 to 4000000"));
+        }
+        if secs == 0 {
+            return Err(format!("rate {s}: S must be at least 1 second"));
+        }
+        Ok(Rate { conns, secs })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.conns, self.secs)
+    }
+}
+
+/// A duration in whole seconds (pf's time stamps have a second's precision).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Secs(pub u64);
+
+impl FromStr for Secs {
+    type Err = String;
+    /// `90s`, `10m`, `1h30m`, `2d`: numbers each followed by one of
+    /// s, m, h, d, w. A bare number is refused: a unit is always needed.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("bad duration \"{}\": {why}", s.escape_default());
+        let t = s.trim();
+        if t.is_empty() {
+            return Err(bad("empty"));
+        }
+        let mut total: u64 = 0;
+        let mut num = String::new();
+        for c in t.chars() {
+            if c.is_ascii_digit() {
+                num.push(c);
+                continue;
+            }
+            if c == ' ' && num.is_empty() {
+                continue;
+            }
+            let mult = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86400,
+                'w' => 7 * 86400,
+                _ => return Err(bad("units are s, m, h, d and w")),
+            };
+            if num.is_empty() {
+                return Err(bad("a unit needs a number before it"));
+            }
+            let n: u64 = num.parse().map_err(|_| bad("number too large"))?;
+            num.clear();
+            total = n
+                .checked_mul(mult)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(|| bad("too long"))?;
+        }
+        if !num.is_empty() {
+            return Err(bad("a number needs a unit (s, m, h, d or w)"));
+        }
+        // pf's time stamps are time_t; keep far away from overflow.
+        if total > 100 * 365 * 86400 {
+            return Err(bad("longer than 100 years"));
+        }
+        Ok(Secs(total))
+    }
+}
+
+impl fmt::Display for Secs {
+    /// The shortest exact form: `90s` prints as `1m30s`, `0` as `0s`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut n = self.0;
+        if n == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+            if n >= size {
+                write!(f, "{}{unit}", n / size)?;
+                n %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An address or a network with no host bits set: `198.51.100.7`,
+/// `198.51.100.0/24`, `2001:db8::/32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Net {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Net {
+    pub fn host(addr: IpAddr) -> Self {
+        Net {
+            addr,
+            prefix: max_prefix(addr),
+        }
+    }
+
+    pub fn is_host(&self) -> bool {
+        self.prefix == max_prefix(self.addr)
+    }
+
+    pub fn contains(&self, a: IpAddr) -> bool {
+        match (self.addr, a) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => mask_v4(u32::from(a), self.prefix) == u32::from(n),
+            (IpAddr::V6(n), IpAddr::V6(a)) => mask_v6(u128::from(a), self.prefix) == u128::from(n),
+            _ => false,
+        }
+    }
+
+    pub fn family(&self) -> Family {
+        if self.addr.is_ipv4() {
+            Family::Inet
+        } else {
+            Family::Inet6
+        }
+    }
+}
+
+fn max_prefix(a: IpAddr) -> u8 {
+    if a.is_ipv4() { 32 } else { 128 }
+}
+
+fn mask_v4(a: u32, prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        a & (u32::MAX << (32 - prefix))
+    }
+}
+
+fn mask_v6(a: u128, prefix: u8) -> u128 {
+    if prefix == 0 {
+        0
+    } else {
+        a & (u128::MAX << (128 - prefix))
+    }
+}
+
+impl FromStr for Net {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("\"{}\" is not an IPv4 or IPv6 address", s.escape_default()))?;
+        let max = max_prefix(addr);
+        let prefix = match p {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max && p.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => return Err(format!("\"{s}\": prefix length must be 0 to {max}")),
+            },
+        };
+        let host_bits = match addr {
+            IpAddr::V4(v) => mask_v4(u32::from(v), prefix) != u32::from(v),
+            IpAddr::V6(v) => mask_v6(u128::from(v), prefix) != u128::from(v),
+        };
+        if host_bits {
+            return Err(format!(
+                "\"{s}\" has host bits set past the /{prefix} prefix"
+            ));
+        }
+        Ok(Net { addr, prefix })
+    }
+}
+
+impl fmt::Display for Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_host() {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
+    }
+}
+
+/// Address family of a service's rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Any,
+    Inet,
+    Inet6,
+}
+
+impl FromStr for Family {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "any" => Ok(Family::Any),
+            "inet" => Ok(Family::Inet),
+            "inet6" => Ok(Family::Inet6),
+            _ => Err(format!(
+                "expected \"any\", \"inet\" or \"inet6\", got \"{}\"",
+                s.escape_default()
+            )),
+        }
+    }
+}
+
+/// Protocol of the protected ports (knock ports are always TCP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl FromStr for Proto {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tcp" => Ok(Proto::Tcp),
+            "udp" => Ok(Proto::Udp),
+            _ => Err(format!(
+                "expected \"tcp\" or \"udp\", got \"{}\"",
+                s.escape_default()
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+/// How an authorization's age is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpireMode {
+    /// Since the kernel inserted the entry (`pfctl -T expire`).
+    Age,
+    /// Since the entry's packet counters last moved.
+    Idle,
+}
+
+impl FromStr for ExpireMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "age" => Ok(ExpireMode::Age),
+            "idle" => Ok(ExpireMode::Idle),
+            _ => Err(format!(
+                "expected \"age\" or \"idle\", got \"{}\"",
+                s.escape_default()
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ExpireMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ExpireMode::Age => "age",
+            ExpireMode::Idle => "idle",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names() {
+        assert!(TableName::new("portknock_ssh").is_ok());
+        assert!(TableName::new(&"a".repeat(31)).is_ok());
+        assert!(
+            TableName::new(&"a".repeat(32))
+                .unwrap_err()
+                .contains("32 bytes")
+        );
+        assert!(TableName::new("a b").unwrap_err().contains("' '"));
+        assert!(TableName::new("x>").is_err());
+        assert!(TableName::new("").is_err());
+    }
+
+    #[test]
+    fn anchors() {
+        assert!(AnchorName::new("pfknock").is_ok());
+        assert!(AnchorName::new("outer/inner").is_ok());
+        assert!(AnchorName::new("_pf").is_err());
+        assert!(AnchorName::new("/x").is_err());
+        assert!(AnchorName::new("a\"b").is_err());
+        assert!(AnchorName::new("a//b").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        let p = |s: &str| s.parse::<Secs>().map(|d| d.0);
+        assert_eq!(p("60s"), Ok(60));
+        assert_eq!(p("10m"), Ok(600));
+        assert_eq!(p("1h30m"), Ok(5400));
+        assert_eq!(p("1h 30m"), Ok(5400));
+        assert_eq!(p("2d"), Ok(172800));
+        assert_eq!(p("0s"), Ok(0));
+        assert!(p("60").unwrap_err().contains("needs a unit"));
+        assert!(
+            p("1M").is_err(),
+            "no month unit: m and M are too easy to confuse"
+        );
+        assert!(p("s").is_err());
+        assert!(p("").is_err());
+        assert!(p("99999999999999999999s").is_err());
+        assert_eq!(Secs(5400).to_string(), "1h30m");
+        assert_eq!(Secs(61).to_string(), "1m1s");
+        assert_eq!(Secs(0).to_string(), "0s");
+    }
+
+    #[test]
+    fn rates() {
+        let r: Rate = "5/15".parse().unwrap();
+        assert_eq!((r.conns, r.secs), (5, 15));
+        assert!("5".parse::<Rate>().unwrap_err().contains("expected N/S"));
+        assert!("0/15".parse::<Rate>().is_err());
+        assert!("5/0".parse::<Rate>().is_err());
+        assert!("+5/15".parse::<Rate>().is_err());
+        assert!("5/ 15".parse::<Rate>().is_err());
+    }
+
+    #[test]
+    fn ports() {
+        assert!(Port::new(0).is_err());
+        assert!(Port::new(65536).is_err());
+        assert_eq!(
+            "6000-6010".parse::<PortRange>().unwrap().to_string(),
+            "6000:6010"
+        );
+        assert_eq!("22".parse::<PortRange>().unwrap().to_string(), "22");
+        assert!("10-5".parse::<PortRange>().is_err());
+    }
+
+    #[test]
+    fn nets() {
+        let n: Net = "198.51.100.0/24".parse().unwrap();
+        assert!(n.contains("198.51.100.7".parse().unwrap()));
+        assert!(!n.contains("198.51.101.7".parse().unwrap()));
+        assert!(!n.contains("2001:db8::1".parse().unwrap()));
+        assert!(
+            "198.51.100.7/24"
+                .parse::<Net>()
+                .unwrap_err()
+                .contains("host bits")
+        );
+        assert!("198.51.100.0/33".parse::<Net>().is_err());
+        assert!("2001:db8::/32".parse::<Net>().is_ok());
+        assert!("example.org".parse::<Net>().is_err());
+        assert_eq!(
+            "198.51.100.7/32".parse::<Net>().unwrap().to_string(),
+            "198.51.100.7"
+        );
+        let any: Net = "0.0.0.0/0".parse().unwrap();
+        assert!(any.contains("203.0.113.1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,132 @@
+//! Loads, checks and unloads the anchor through pfctl(8). Never touches the
+//! main ruleset: every invocation carries `-a ANCHOR`.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+use crate::name::AnchorName;
+
+/// pfctl on PATH, else /sbin/pfctl; `None` where pf does not exist.
+pub fn find() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/sbin")])
+        .map(|d| d.join("pfctl"))
+        .find(|p| p.is_file())
+}
+
+fn pfctl() -> Result<PathBuf> {
+    find().ok_or_else(|| Error::Tool {
+        tool: "pfctl".into(),
+        msg: "not found: pf is not available on this system".into(),
+    })
+}
+
+/// Run pfctl with `args`, `input` on its stdin; pfctl's stderr becomes the
+/// error text.
+fn run(args: &[&str], input: Option<&str>) -> Result<String> {
+    let exe = pfctl()?;
+    let mut child = Command::new(&exe)
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Tool {
+            tool: exe.display().to_string(),
+            msg: crate::error::io_words(&e),
+        })?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A pfctl that exits early closes the pipe; its stderr says why.
+        let _ = stdin.write_all(text.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| Error::Tool {
+        tool: "pfctl".into(),
+        msg: crate::error::io_words(&e),
+    })?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let msg = err
+        .lines()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(Error::Tool {
+        tool: format!("pfctl {}", args.join(" ")),
+        msg: if msg.is_empty() {
+            format!("failed with {}", out.status)
+        } else {
+            msg
+        },
+    })
+}
+
+/// `pfctl -n -a ANCHOR -f -`: parse only, load nothing.
+pub fn check(anchor: &AnchorName, text: &str) -> Result<()> {
+    run(&["-n", "-a", anchor.as_str(), "-f", "-"], Some(text)).map(|_| ())
+}
+
+/// `pfctl -a ANCHOR -f -`: atomic replace of the anchor's rules and tables.
+pub fn load(anchor: &AnchorName, text: &str) -> Result<()> {
+    run(&["-a", anchor.as_str(), "-f", "-"], Some(text)).map(|_| ())
+}
+
+/// Flush the anchor's rules and then its tables.
+pub fn unload(anchor: &AnchorName) -> Result<()> {
+    run(&["-a", anchor.as_str(), "-F", "rules"], None)?;
+    run(&["-a", anchor.as_str(), "-F", "Tables"], None).map(|_| ())
+}
+
+/// Does the main ruleset have an `anchor` rule that reaches ours? Loading
+/// into `-a ANCHOR` creates the anchor whether or not anything calls it, so
+/// this reads the main ruleset's rules (`pfctl -s rules`), not the anchor
+/// list. `anchor "*"` and `anchor "outer/*"` count.
+pub fn anchor_referenced(anchor: &AnchorName) -> Result<bool> {
+    let out = run(&["-s", "rules"], None)?;
+    Ok(references(&out, anchor))
+}
+
+fn references(rules: &str, anchor: &AnchorName) -> bool {
+    rules.lines().any(|l| {
+        let Some(rest) = l.trim_start().strip_prefix("anchor \"") else {
+            return false;
+        };
+        let Some(name) = rest.split('"').next() else {
+            return false;
+        };
+        let want = anchor.as_str();
+        name == want
+            || name == "*"
+            || name
+                .strip_suffix("/*")
+                .is_some_and(|p| want.starts_with(p) && want[p.len()..].starts_with('/'))
+            || want.starts_with(name) && want[name.len()..].starts_with('/')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_anchor_rule() {
+        let a = AnchorName::new("pfknock").unwrap();
+        assert!(references("block drop all\nanchor \"pfknock\" all\n", &a));
+        assert!(references("anchor \"*\" all\n", &a));
+        assert!(!references("anchor \"pfknock2\" all\n", &a));
+        assert!(!references("pass out all\n", &a));
+        let nested = AnchorName::new("outer/pfknock").unwrap();
+        assert!(references("anchor \"outer/*\" all\n", &nested));
+        assert!(references("anchor \"outer\" all\n", &nested));
+    }
+}

@@ -1,0 +1,4 @@
+//! Config → firewall text. Pure functions returning `String`, stable order.
+#![forbid(unsafe_code)]
+
+pub mod pf;

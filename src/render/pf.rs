@@ -1,0 +1,171 @@
+//! Config → pf anchor text, for `pfctl -a ANCHOR -f -`.
+//!
+//! Per service, in this order:
+//!
+//! * its tables, declared inside the anchor with `persist` (plus `counters`
+//!   for idle expiry), the allow list as a `const` table with its addresses;
+//! * the renewal rule: an authorized host that knocks the last port again is
+//!   put into `<T_renew>`, since pf ignores an overload of an address that is
+//!   already in the table (the daemon renews it and empties `<T_renew>`);
+//! * the knock rules: `synproxy state (max-src-conn-rate N/S, overload <t>)`,
+//!   stage k passing only from stage k-1's table;
+//! * the pass rule from the authorized (and allow) tables to the protected
+//!   ports, and the optional block rule after it.
+//!
+//! Dynamic tables never get `{ }` or `file` contents (a reload would empty
+//! them), and no rule carries `flush`: a second knock must not cut the
+//! user's open session.
+#![forbid(unsafe_code)]
+
+use std::fmt::Write;
+
+use crate::config::{Config, Role, Service};
+use crate::name::{Family, PortRange, Proto};
+
+/// Render the anchor. `source` names the config file in the header comment.
+pub fn render(cfg: &Config, source: &str) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# pfknock {}: anchor \"{}\" from {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.anchor.as_str(),
+        source
+    );
+    let _ = writeln!(
+        o,
+        "# load with: pfctl -a {} -f -   (pf.conf needs: anchor \"{}\")",
+        cfg.anchor.as_str(),
+        cfg.anchor.as_str()
+    );
+    for s in &cfg.services {
+        o.push('\n');
+        service(&mut o, s);
+    }
+    if !cfg.expires.is_empty() {
+        o.push('\n');
+        for e in &cfg.expires {
+            let _ = writeln!(
+                o,
+                "# expire only: <{}> in {}, {} {}",
+                e.table, e.anchor, e.expire, e.ttl
+            );
+        }
+    }
+    o
+}
+
+fn service(o: &mut String, s: &Service) {
+    let _ = writeln!(
+        o,
+        "# service {}: knock {}, rate {}, ttl {} ({})",
+        s.name,
+        s.knock
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(" then "),
+        s.rate,
+        s.ttl,
+        s.expire
+    );
+    for (t, role) in s.tables() {
+        match role {
+            Role::Auth if s.expire == crate::name::ExpireMode::Idle => {
+                let _ = writeln!(o, "table <{t}> persist counters");
+            }
+            Role::Allow => {
+                let addrs: Vec<String> = s.allow.iter().map(|n| n.to_string()).collect();
+                let _ = writeln!(o, "table <{t}> const {{ {} }}", addrs.join(", "));
+            }
+            _ => {
+                let _ = writeln!(o, "table <{t}> persist");
+            }
+        }
+    }
+
+    let head = |action: &str, log: bool| {
+        let mut h = format!("{action} in");
+        if log {
+            h.push_str(" log");
+        }
+        h.push_str(" quick");
+        if let Some(i) = &s.on {
+            let _ = write!(h, " on {i}");
+        }
+        match s.family {
+            Family::Any => {}
+            Family::Inet => h.push_str(" inet"),
+            Family::Inet6 => h.push_str(" inet6"),
+        }
+        h
+    };
+    let knock_rule = |o: &mut String, from: &str, port: &str, overload: &str| {
+        let _ = writeln!(
+            o,
+            "{} proto tcp from {from} to any port {port} synproxy state \
+             (max-src-conn-rate {}, overload <{overload}>)",
+            head("pass", s.log),
+            s.rate
+        );
+    };
+
+    let n = s.knock.len();
+    let last = s.knock[n - 1].to_string();
+    if s.renew {
+        knock_rule(
+            o,
+            &format!("<{}>", s.table),
+            &last,
+            s.renew_table().as_str(),
+        );
+    }
+    let who = if s.from.is_empty() {
+        "any".to_owned()
+    } else {
+        list(s.from.iter().map(|n| n.to_string()))
+    };
+    for (k, p) in s.knock.iter().enumerate() {
+        let from = if k == 0 {
+            who.clone()
+        } else {
+            format!("<{}>", s.stage_table(k))
+        };
+        let into = if k + 1 == n {
+            s.table.clone()
+        } else {
+            s.stage_table(k + 1)
+        };
+        knock_rule(o, &from, &p.to_string(), into.as_str());
+    }
+
+    let mut sources = vec![format!("<{}>", s.table)];
+    if !s.allow.is_empty() {
+        sources.push(format!("<{}>", s.allow_table()));
+    }
+    let proto = list(s.proto.iter().map(Proto::to_string));
+    let ports = list(s.protect.iter().map(PortRange::to_string));
+    let _ = writeln!(
+        o,
+        "{} proto {proto} from {} to any port {ports}",
+        head("pass", s.log),
+        list(sources.into_iter())
+    );
+    if s.block {
+        let _ = writeln!(
+            o,
+            "{} proto {proto} from any to any port {ports}",
+            head("block", false)
+        );
+    }
+}
+
+/// `x` for one item, `{ x, y }` for several.
+fn list(items: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = items.collect();
+    if v.len() == 1 {
+        v.into_iter().next().unwrap_or_default()
+    } else {
+        format!("{{ {} }}", v.join(", "))
+    }
+}

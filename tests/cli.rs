@@ -1,0 +1,246 @@
+//! Runs the built binary: exit codes, check, render, load, usage.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pfknock-cli-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The binary with PATH limited to the system's tools, or with the fake
+/// pfctl first when `fake` is set.
+fn pfknock(args: &[&str], fake: bool, env: &[(&str, &Path)]) -> Output {
+    let mut path = String::new();
+    if fake {
+        path.push_str(&root().join("tests/bin").display().to_string());
+        path.push(':');
+    }
+    path.push_str("/usr/bin:/bin");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pfknock"));
+    c.args(args).env("PATH", path).env_remove("PFCTL_FAIL");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn example(name: &str) -> String {
+    root().join("examples").join(name).display().to_string()
+}
+
+#[test]
+fn render_prints_the_anchor() {
+    let o = pfknock(&["render", "-c", &example("pfknock.toml")], false, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains(
+        "pass in log quick proto tcp from any to any port 1234 synproxy state \
+         (max-src-conn-rate 5/15, overload <ssh>)\n"
+    ));
+    assert!(out.contains("pass in log quick proto tcp from <ssh> to any port 22\n"));
+}
+
+#[test]
+fn global_option_before_or_after_the_verb() {
+    let a = pfknock(&["-c", &example("pfknock.toml"), "render"], false, &[]);
+    let b = pfknock(
+        &["render", "--config", &example("pfknock.toml")],
+        false,
+        &[],
+    );
+    assert_eq!(a.status.code(), Some(0));
+    assert_eq!(stdout(&a), stdout(&b));
+}
+
+#[test]
+fn check_without_pfctl() {
+    let o = pfknock(&["check", "-c", &example("sequence.toml")], false, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{}: ok\n", example("sequence.toml")));
+}
+
+#[test]
+fn check_hands_the_anchor_to_pfctl_n() {
+    let d = scratch("check");
+    let log = d.join("log");
+    let o = pfknock(
+        &["check", "-c", &example("pfknock.toml")],
+        true,
+        &[("PFCTL_LOG", &log)],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rec = fs::read_to_string(&log).unwrap();
+    assert!(
+        rec.starts_with("argv: -n -a pfknock -f -\nstdin:\n# pfknock "),
+        "{rec}"
+    );
+    assert!(rec.contains("overload <ssh>)"));
+    assert_eq!(
+        rec.matches("argv:").count(),
+        1,
+        "check runs pfctl once, with -n: {rec}"
+    );
+}
+
+#[test]
+fn check_fails_when_pfctl_rejects() {
+    let d = scratch("reject");
+    let o = Command::new(env!("CARGO_BIN_EXE_pfknock"))
+        .args(["check", "-c", &example("pfknock.toml")])
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", root().join("tests/bin").display()),
+        )
+        .env("PFCTL_FAIL", "1")
+        .env("PFCTL_STDERR", "stdin:3: syntax error")
+        .env("PFCTL_LOG", d.join("log"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "pfknock: pfctl -n -a pfknock -f -: stdin:3: syntax error\n"
+    );
+}
+
+#[test]
+fn bad_config_exits_78_with_file_line_key() {
+    let d = scratch("bad");
+    let f = d.join("bad.toml");
+    fs::write(
+        &f,
+        "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nrate = \"5\"\n",
+    )
+    .unwrap();
+    for verb in ["check", "render", "load"] {
+        let o = pfknock(&[verb, "-c", f.to_str().unwrap()], true, &[]);
+        assert_eq!(o.status.code(), Some(78), "{verb}");
+        assert_eq!(
+            stderr(&o),
+            format!(
+                "pfknock: {}:5: service.rate: expected N/S, got \"5\"\n",
+                f.display()
+            )
+        );
+        assert!(stdout(&o).is_empty());
+    }
+}
+
+#[test]
+fn missing_config_exits_78() {
+    let o = pfknock(&["check", "-c", "/nonexistent/pfknock.toml"], false, &[]);
+    assert_eq!(o.status.code(), Some(78));
+    assert_eq!(
+        stderr(&o),
+        "pfknock: /nonexistent/pfknock.toml: No such file or directory\n"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(pfknock(&["frobnicate"], false, &[]).status.code(), Some(2));
+    assert_eq!(pfknock(&[], false, &[]).status.code(), Some(2));
+    assert_eq!(
+        pfknock(&["render", "--bogus"], false, &[]).status.code(),
+        Some(2)
+    );
+    assert_eq!(pfknock(&["--version"], false, &[]).status.code(), Some(0));
+}
+
+#[test]
+fn warnings_go_to_stderr_and_do_not_fail() {
+    let d = scratch("warn");
+    let f = d.join("w.toml");
+    fs::write(
+        &f,
+        "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nwindow = \"5s\"\n",
+    )
+    .unwrap();
+    let o = pfknock(&["check", "-c", f.to_str().unwrap()], false, &[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "pfknock: {}:5: service.window: warning: has no effect on a single knock port\n",
+            f.display()
+        )
+    );
+}
+
+#[test]
+fn load_replaces_only_the_anchor_and_warns_when_unreferenced() {
+    let d = scratch("load");
+    let log = d.join("log");
+    let rules = d.join("rules");
+    fs::write(
+        &rules,
+        "block drop all\npass out all flags S/SA keep state\n",
+    )
+    .unwrap();
+    let o = pfknock(
+        &["load", "-c", &example("pfknock.toml")],
+        true,
+        &[("PFCTL_LOG", &log), ("PFCTL_RULES", &rules)],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rec = fs::read_to_string(&log).unwrap();
+    let argvs: Vec<&str> = rec.lines().filter(|l| l.starts_with("argv:")).collect();
+    assert_eq!(argvs, ["argv: -a pfknock -f -", "argv: -s rules"]);
+    assert!(
+        stderr(&o).contains("no anchor \"pfknock\" rule"),
+        "{}",
+        stderr(&o)
+    );
+
+    fs::write(&rules, "block drop all\nanchor \"pfknock\" all\n").unwrap();
+    let o = pfknock(
+        &["load", "-c", &example("pfknock.toml")],
+        true,
+        &[("PFCTL_LOG", &log), ("PFCTL_RULES", &rules)],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
+fn unload_flushes_the_anchor_only() {
+    let d = scratch("unload");
+    let log = d.join("log");
+    let o = pfknock(
+        &["unload", "-c", &example("pfknock.toml")],
+        true,
+        &[("PFCTL_LOG", &log)],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rec = fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        rec,
+        "argv: -a pfknock -F rules\nargv: -a pfknock -F Tables\n"
+    );
+}
+
+#[test]
+fn load_without_pfctl_says_so() {
+    let o = pfknock(&["load", "-c", &example("pfknock.toml")], false, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "pfknock: pfctl: not found: pf is not available on this system\n"
+    );
+}

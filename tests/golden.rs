@@ -1,0 +1,78 @@
+//! Every tests/golden/NN-name/pfknock.toml renders byte for byte to the
+//! pfknock.pf beside it, and its warnings match `warnings` (none if absent).
+//! Every tests/bad/NN-name.toml fails with exactly the message in NN-name.err.
+//!
+//! After an intended change: `PFKNOCK_BLESS=1 cargo test --test golden`, then
+//! review the diff of the expected files in the same commit.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use pfknock::config::Config;
+
+fn bless() -> bool {
+    std::env::var_os("PFKNOCK_BLESS").is_some()
+}
+
+fn dirs(sub: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(sub);
+    let mut v: Vec<PathBuf> = fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    assert!(!v.is_empty(), "no cases in {}", root.display());
+    v
+}
+
+/// Compare, or write when blessing; returns a description of a mismatch.
+fn expect(path: &Path, got: &str) -> Option<String> {
+    if bless() {
+        if got.is_empty() {
+            let _ = fs::remove_file(path);
+        } else {
+            fs::write(path, got).unwrap();
+        }
+        return None;
+    }
+    let want = fs::read_to_string(path).unwrap_or_default();
+    (want != got).then(|| format!("{}:\n--- want\n{want}--- got\n{got}", path.display()))
+}
+
+#[test]
+fn golden_pf() {
+    let mut failures = Vec::new();
+    for dir in dirs("golden") {
+        let src = fs::read_to_string(dir.join("pfknock.toml")).unwrap();
+        let (cfg, warnings) = Config::parse(&src, Path::new("pfknock.toml"))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let text = pfknock::render::pf::render(&cfg, "pfknock.toml");
+        failures.extend(expect(&dir.join("pfknock.pf"), &text));
+        let w: String = warnings.iter().map(|w| format!("{w}\n")).collect();
+        failures.extend(expect(&dir.join("warnings"), &w));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn bad_configs() {
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for path in dirs("bad") {
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        n += 1;
+        let src = fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap();
+        let got = match Config::parse(&src, Path::new(name)) {
+            Ok(_) => format!("{} parsed without error\n", name.to_string_lossy()),
+            Err(e) => format!("{e}\n"),
+        };
+        failures.extend(expect(&path.with_extension("err"), &got));
+    }
+    assert!(n > 0);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
