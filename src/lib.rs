@@ -10,8 +10,10 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod name;
+pub mod pf;
 pub mod pfctl;
 pub mod render;
+pub mod tables;
 
 use std::path::Path;
 

@@ -1,0 +1,124 @@
+//! FreeBSD 13, 14 and 15 (amd64, arm64): `sys/net/pfvar.h`.
+#![forbid(unsafe_code)]
+#![allow(non_camel_case_types)]
+
+use core::mem::{align_of, offset_of, size_of};
+
+use super::{ANCHOR_SIZE, Layout, TABLE_NAME_SIZE};
+
+#[repr(C)]
+pub struct pfr_table {
+    pub pfrt_anchor: [u8; ANCHOR_SIZE],
+    pub pfrt_name: [u8; TABLE_NAME_SIZE],
+    pub pfrt_flags: u32,
+    pub pfrt_fback: u8,
+}
+
+#[repr(C)]
+pub struct pfr_addr {
+    /// `union { struct in_addr; struct in6_addr; }`, 4-byte aligned.
+    pub pfra_u: [u32; 4],
+    pub pfra_af: u8,
+    pub pfra_net: u8,
+    pub pfra_not: u8,
+    pub pfra_fback: u8,
+}
+
+/// PFR_DIR_MAX = 2, PFR_OP_ADDR_MAX = 2 (BLOCK, PASS).
+#[repr(C)]
+pub struct pfr_astats {
+    pub pfras_a: pfr_addr,
+    pub pfras_packets: [[u64; 2]; 2],
+    pub pfras_bytes: [[u64; 2]; 2],
+    /// time_t
+    pub pfras_tzero: i64,
+}
+
+/// PFR_OP_TABLE_MAX = 3 (BLOCK, PASS, XPASS).
+#[repr(C)]
+pub struct pfr_tstats {
+    pub pfrts_t: pfr_table,
+    pub pfrts_packets: [[u64; 3]; 2],
+    pub pfrts_bytes: [[u64; 3]; 2],
+    pub pfrts_match: u64,
+    pub pfrts_nomatch: u64,
+    pub pfrts_tzero: i64,
+    pub pfrts_cnt: i32,
+    pub pfrts_refcnt: [i32; 2],
+}
+
+#[repr(C)]
+pub struct pfioc_table {
+    pub pfrio_table: pfr_table,
+    /// `void *`: an address, 8 bytes on LP64.
+    pub pfrio_buffer: u64,
+    pub pfrio_esize: i32,
+    pub pfrio_size: i32,
+    /// also naddr, setflag
+    pub pfrio_size2: i32,
+    /// also exists, nzero, nmatch, clrflag
+    pub pfrio_nadd: i32,
+    pub pfrio_ndel: i32,
+    pub pfrio_nchange: i32,
+    pub pfrio_flags: i32,
+    pub pfrio_ticket: u32,
+}
+
+// pf-abi.md §2, column "FB LP64".
+const _: () = {
+    assert!(size_of::<pfr_table>() == 1064 && align_of::<pfr_table>() == 4);
+    assert!(offset_of!(pfr_table, pfrt_name) == 1024);
+    assert!(offset_of!(pfr_table, pfrt_flags) == 1056);
+    assert!(offset_of!(pfr_table, pfrt_fback) == 1060);
+
+    assert!(size_of::<pfr_addr>() == 20 && align_of::<pfr_addr>() == 4);
+    assert!(offset_of!(pfr_addr, pfra_af) == 16);
+    assert!(offset_of!(pfr_addr, pfra_net) == 17);
+    assert!(offset_of!(pfr_addr, pfra_not) == 18);
+    assert!(offset_of!(pfr_addr, pfra_fback) == 19);
+
+    assert!(size_of::<pfr_astats>() == 96 && align_of::<pfr_astats>() == 8);
+    assert!(offset_of!(pfr_astats, pfras_packets) == 24);
+    assert!(offset_of!(pfr_astats, pfras_bytes) == 56);
+    assert!(offset_of!(pfr_astats, pfras_tzero) == 88);
+
+    assert!(size_of::<pfr_tstats>() == 1200 && align_of::<pfr_tstats>() == 8);
+    assert!(offset_of!(pfr_tstats, pfrts_packets) == 1064);
+    assert!(offset_of!(pfr_tstats, pfrts_bytes) == 1112);
+    assert!(offset_of!(pfr_tstats, pfrts_match) == 1160);
+    assert!(offset_of!(pfr_tstats, pfrts_nomatch) == 1168);
+    assert!(offset_of!(pfr_tstats, pfrts_tzero) == 1176);
+    assert!(offset_of!(pfr_tstats, pfrts_cnt) == 1184);
+    assert!(offset_of!(pfr_tstats, pfrts_refcnt) == 1188);
+
+    assert!(size_of::<pfioc_table>() == 1104 && align_of::<pfioc_table>() == 8);
+    assert!(offset_of!(pfioc_table, pfrio_buffer) == 1064);
+    assert!(offset_of!(pfioc_table, pfrio_esize) == 1072);
+    assert!(offset_of!(pfioc_table, pfrio_size) == 1076);
+    assert!(offset_of!(pfioc_table, pfrio_size2) == 1080);
+    assert!(offset_of!(pfioc_table, pfrio_nadd) == 1084);
+    assert!(offset_of!(pfioc_table, pfrio_ndel) == 1088);
+    assert!(offset_of!(pfioc_table, pfrio_nchange) == 1092);
+    assert!(offset_of!(pfioc_table, pfrio_flags) == 1096);
+    assert!(offset_of!(pfioc_table, pfrio_ticket) == 1100);
+
+    assert!(LAYOUT.request(super::N_GETASTATS) == 0xC4504447);
+};
+
+pub const LAYOUT: Layout = layout! {
+    os: "FreeBSD",
+    af_inet6: 28,
+    a_type: None,
+    op_addr_max: 2,
+    op_pass: 1,
+    tzero_unsigned: false,
+    op_table_max: 3,
+    tflag_counters: Some(super::PFR_TFLAG_COUNTERS),
+    tflag_usrmask: 0x43,
+    fb_nocount: Some(super::PFR_FB_NOCOUNT),
+    flag_atomic: false,
+    request_maxcount: Some(65535),
+    clrastats_stamps_now: false,
+    missing_anchor_errno: libc::EINVAL,
+    zero_fills_short_buffer: true,
+};

@@ -1,0 +1,257 @@
+//! pf table ABI: `#[repr(C)]` structs and DIOCR* request numbers, one file
+//! per OS, compiled on every host so that the marshalling code can be tested
+//! on Linux. Every size and offset is pinned by a `const` assertion to the
+//! values in pf-abi.md; a wrong one fails the build. LP64 only (amd64,
+//! arm64): FreeBSD/i386 lays the structs out differently and is not a target.
+#![forbid(unsafe_code)]
+#![allow(non_camel_case_types)]
+
+/// Build a `Layout` from the `#[repr(C)]` structs in scope at the call site
+/// (each OS file's own), plus the constants given, which differ per OS.
+macro_rules! layout {
+    ($($k:ident: $v:expr),* $(,)?) => {
+        $crate::pf::abi::Layout {
+            table_size: core::mem::size_of::<pfr_table>(),
+            t_anchor: core::mem::offset_of!(pfr_table, pfrt_anchor),
+            t_name: core::mem::offset_of!(pfr_table, pfrt_name),
+            t_flags: core::mem::offset_of!(pfr_table, pfrt_flags),
+            t_fback: core::mem::offset_of!(pfr_table, pfrt_fback),
+            addr_size: core::mem::size_of::<pfr_addr>(),
+            a_addr: core::mem::offset_of!(pfr_addr, pfra_u),
+            a_af: core::mem::offset_of!(pfr_addr, pfra_af),
+            a_net: core::mem::offset_of!(pfr_addr, pfra_net),
+            a_not: core::mem::offset_of!(pfr_addr, pfra_not),
+            a_fback: core::mem::offset_of!(pfr_addr, pfra_fback),
+            astats_size: core::mem::size_of::<pfr_astats>(),
+            as_packets: core::mem::offset_of!(pfr_astats, pfras_packets),
+            as_bytes: core::mem::offset_of!(pfr_astats, pfras_bytes),
+            as_tzero: core::mem::offset_of!(pfr_astats, pfras_tzero),
+            tstats_size: core::mem::size_of::<pfr_tstats>(),
+            ts_packets: core::mem::offset_of!(pfr_tstats, pfrts_packets),
+            ts_bytes: core::mem::offset_of!(pfr_tstats, pfrts_bytes),
+            ts_match: core::mem::offset_of!(pfr_tstats, pfrts_match),
+            ts_nomatch: core::mem::offset_of!(pfr_tstats, pfrts_nomatch),
+            ts_tzero: core::mem::offset_of!(pfr_tstats, pfrts_tzero),
+            ts_cnt: core::mem::offset_of!(pfr_tstats, pfrts_cnt),
+            ts_refcnt: core::mem::offset_of!(pfr_tstats, pfrts_refcnt),
+            ioc_size: core::mem::size_of::<pfioc_table>(),
+            io_table: core::mem::offset_of!(pfioc_table, pfrio_table),
+            io_buffer: core::mem::offset_of!(pfioc_table, pfrio_buffer),
+            io_esize: core::mem::offset_of!(pfioc_table, pfrio_esize),
+            io_size: core::mem::offset_of!(pfioc_table, pfrio_size),
+            io_size2: core::mem::offset_of!(pfioc_table, pfrio_size2),
+            io_nadd: core::mem::offset_of!(pfioc_table, pfrio_nadd),
+            io_ndel: core::mem::offset_of!(pfioc_table, pfrio_ndel),
+            io_nchange: core::mem::offset_of!(pfioc_table, pfrio_nchange),
+            io_flags: core::mem::offset_of!(pfioc_table, pfrio_flags),
+            io_ticket: core::mem::offset_of!(pfioc_table, pfrio_ticket),
+            $($k: $v),*
+        }
+    };
+}
+
+pub mod freebsd;
+pub mod macos;
+pub mod openbsd;
+
+/// `PF_TABLE_NAME_SIZE`.
+pub const TABLE_NAME_SIZE: usize = 32;
+/// `MAXPATHLEN` / `PATH_MAX`: the anchor field.
+pub const ANCHOR_SIZE: usize = 1024;
+pub const AF_INET: u8 = 2;
+
+// PFR_FLAG_* (pfrio_flags), the same values on all three.
+pub const PFR_FLAG_ATOMIC: i32 = 0x01;
+pub const PFR_FLAG_DUMMY: i32 = 0x02;
+pub const PFR_FLAG_FEEDBACK: i32 = 0x04;
+pub const PFR_FLAG_CLSTATS: i32 = 0x08;
+pub const PFR_FLAG_ADDRSTOO: i32 = 0x10;
+pub const PFR_FLAG_REPLACE: i32 = 0x20;
+pub const PFR_FLAG_ALLRSETS: i32 = 0x40;
+pub const PFR_FLAG_ALLMASK: i32 = 0x7F;
+
+// PFR_TFLAG_* (pfrt_flags). COUNTERS is absent on macOS.
+pub const PFR_TFLAG_PERSIST: u32 = 0x01;
+pub const PFR_TFLAG_CONST: u32 = 0x02;
+pub const PFR_TFLAG_ACTIVE: u32 = 0x04;
+pub const PFR_TFLAG_INACTIVE: u32 = 0x08;
+pub const PFR_TFLAG_REFERENCED: u32 = 0x10;
+pub const PFR_TFLAG_REFDANCHOR: u32 = 0x20;
+pub const PFR_TFLAG_COUNTERS: u32 = 0x40;
+
+// PFR_FB_* (pfra_fback). NOCOUNT is absent on macOS.
+pub const PFR_FB_NONE: u8 = 0;
+pub const PFR_FB_MATCH: u8 = 1;
+pub const PFR_FB_ADDED: u8 = 2;
+pub const PFR_FB_DELETED: u8 = 3;
+pub const PFR_FB_CHANGED: u8 = 4;
+pub const PFR_FB_CLEARED: u8 = 5;
+pub const PFR_FB_DUPLICATE: u8 = 6;
+pub const PFR_FB_NOTMATCH: u8 = 7;
+pub const PFR_FB_CONFLICT: u8 = 8;
+pub const PFR_FB_NOCOUNT: u8 = 9;
+
+/// `_IOWR('D', n, struct pfioc_table)`, the 4.4BSD encoding all three use.
+pub const fn iowr(size: usize, n: u8) -> u64 {
+    0xC000_0000 | (((size as u64) & 0x1FFF) << 16) | ((b'D' as u64) << 8) | n as u64
+}
+
+// Command numbers n, the same on all three.
+pub const N_CLRTABLES: u8 = 60;
+pub const N_ADDTABLES: u8 = 61;
+pub const N_DELTABLES: u8 = 62;
+pub const N_GETTABLES: u8 = 63;
+pub const N_GETTSTATS: u8 = 64;
+pub const N_CLRTSTATS: u8 = 65;
+pub const N_CLRADDRS: u8 = 66;
+pub const N_ADDADDRS: u8 = 67;
+pub const N_DELADDRS: u8 = 68;
+pub const N_SETADDRS: u8 = 69;
+pub const N_GETADDRS: u8 = 70;
+pub const N_GETASTATS: u8 = 71;
+pub const N_CLRASTATS: u8 = 72;
+pub const N_TSTADDRS: u8 = 73;
+pub const N_SETTFLAGS: u8 = 74;
+
+/// The name pf uses for a request, for error messages.
+pub fn request_name(n: u8) -> &'static str {
+    match n {
+        N_CLRTABLES => "DIOCRCLRTABLES",
+        N_ADDTABLES => "DIOCRADDTABLES",
+        N_DELTABLES => "DIOCRDELTABLES",
+        N_GETTABLES => "DIOCRGETTABLES",
+        N_GETTSTATS => "DIOCRGETTSTATS",
+        N_CLRTSTATS => "DIOCRCLRTSTATS",
+        N_CLRADDRS => "DIOCRCLRADDRS",
+        N_ADDADDRS => "DIOCRADDADDRS",
+        N_DELADDRS => "DIOCRDELADDRS",
+        N_SETADDRS => "DIOCRSETADDRS",
+        N_GETADDRS => "DIOCRGETADDRS",
+        N_GETASTATS => "DIOCRGETASTATS",
+        N_CLRASTATS => "DIOCRCLRASTATS",
+        N_TSTADDRS => "DIOCRTSTADDRS",
+        N_SETTFLAGS => "DIOCRSETTFLAGS",
+        _ => "DIOCR?",
+    }
+}
+
+/// Where each field lives for one OS, read off its `#[repr(C)]` structs with
+/// `offset_of!`, plus the constants that differ. Marshalling and the kernel
+/// model both work from this, field by field, with `to_ne_bytes`.
+#[derive(Debug)]
+pub struct Layout {
+    pub os: &'static str,
+    pub af_inet6: u8,
+
+    // struct pfr_table
+    pub table_size: usize,
+    pub t_anchor: usize,
+    pub t_name: usize,
+    pub t_flags: usize,
+    pub t_fback: usize,
+
+    // struct pfr_addr
+    pub addr_size: usize,
+    pub a_addr: usize,
+    pub a_af: usize,
+    pub a_net: usize,
+    pub a_not: usize,
+    pub a_fback: usize,
+    /// OpenBSD's `pfra_type` (must be < PFRKE_MAX).
+    pub a_type: Option<usize>,
+
+    // struct pfr_astats
+    pub astats_size: usize,
+    pub as_packets: usize,
+    pub as_bytes: usize,
+    pub as_tzero: usize,
+    /// [DIR_MAX][OP_ADDR_MAX] counters per entry.
+    pub op_addr_max: usize,
+    /// Index of PFR_OP_PASS.
+    pub op_pass: usize,
+    /// macOS declares tzero u64; FreeBSD and OpenBSD time_t (i64 on LP64).
+    pub tzero_unsigned: bool,
+
+    // struct pfr_tstats
+    pub tstats_size: usize,
+    pub ts_packets: usize,
+    pub ts_bytes: usize,
+    pub ts_match: usize,
+    pub ts_nomatch: usize,
+    pub ts_tzero: usize,
+    pub ts_cnt: usize,
+    pub ts_refcnt: usize,
+    pub op_table_max: usize,
+
+    // struct pfioc_table
+    pub ioc_size: usize,
+    pub io_table: usize,
+    pub io_buffer: usize,
+    pub io_esize: usize,
+    pub io_size: usize,
+    pub io_size2: usize,
+    pub io_nadd: usize,
+    pub io_ndel: usize,
+    pub io_nchange: usize,
+    pub io_flags: usize,
+    pub io_ticket: usize,
+
+    /// PFR_TFLAG_COUNTERS where it exists.
+    pub tflag_counters: Option<u32>,
+    pub tflag_usrmask: u32,
+    /// PFR_FB_NOCOUNT where it exists.
+    pub fb_nocount: Option<u8>,
+    /// Whether PFR_FLAG_ATOMIC is admitted.
+    pub flag_atomic: bool,
+    /// FreeBSD's `net.pf.request_maxcount` default: most elements per request.
+    pub request_maxcount: Option<usize>,
+    /// CLRASTATS stamps tzero = now (OpenBSD) rather than 0.
+    pub clrastats_stamps_now: bool,
+    /// A missing filter anchor on GETTABLES/GETTSTATS: EINVAL from the
+    /// FreeBSD ioctl layer, ENOENT elsewhere.
+    pub missing_anchor_errno: i32,
+    /// FreeBSD zero-fills the caller's GETADDRS/GETASTATS buffer when it is
+    /// too small.
+    pub zero_fills_short_buffer: bool,
+}
+
+impl Layout {
+    pub const fn request(&self, n: u8) -> u64 {
+        iowr(self.ioc_size, n)
+    }
+}
+
+/// The layout of the OS this binary runs on.
+pub fn native() -> Option<&'static Layout> {
+    if cfg!(target_os = "freebsd") {
+        Some(&freebsd::LAYOUT)
+    } else if cfg!(target_os = "openbsd") {
+        Some(&openbsd::LAYOUT)
+    } else if cfg!(target_os = "macos") {
+        Some(&macos::LAYOUT)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Request numbers as pf-abi.md §3.2 lists them for LP64.
+    #[test]
+    fn request_numbers() {
+        for l in [&freebsd::LAYOUT, &openbsd::LAYOUT, &macos::LAYOUT] {
+            assert_eq!(l.request(N_CLRTABLES), 0xC450443C, "{}", l.os);
+            assert_eq!(l.request(N_ADDTABLES), 0xC450443D);
+            assert_eq!(l.request(N_GETTSTATS), 0xC4504440);
+            assert_eq!(l.request(N_ADDADDRS), 0xC4504443);
+            assert_eq!(l.request(N_DELADDRS), 0xC4504444);
+            assert_eq!(l.request(N_GETASTATS), 0xC4504447);
+            assert_eq!(l.request(N_CLRASTATS), 0xC4504448);
+            assert_eq!(l.request(N_SETTFLAGS), 0xC450444A);
+        }
+        // FreeBSD/i386's 1100-byte pfioc_table would give 0xC44C44nn.
+        assert_eq!(iowr(1100, N_GETASTATS), 0xC44C4447);
+    }
+}

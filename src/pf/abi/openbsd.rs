@@ -1,0 +1,128 @@
+//! OpenBSD (amd64, arm64): `sys/net/pfvar.h` rev 1.543.
+#![forbid(unsafe_code)]
+#![allow(non_camel_case_types)]
+
+use core::mem::{align_of, offset_of, size_of};
+
+use super::{ANCHOR_SIZE, Layout, TABLE_NAME_SIZE};
+
+#[repr(C)]
+pub struct pfr_table {
+    pub pfrt_anchor: [u8; ANCHOR_SIZE],
+    pub pfrt_name: [u8; TABLE_NAME_SIZE],
+    pub pfrt_flags: u32,
+    pub pfrt_fback: u8,
+}
+
+#[repr(C)]
+pub struct pfr_addr {
+    pub pfra_u: [u32; 4],
+    /// IFNAMSIZ
+    pub pfra_ifname: [u8; 16],
+    pub pfra_states: u32,
+    pub pfra_weight: u16,
+    pub pfra_af: u8,
+    pub pfra_net: u8,
+    pub pfra_not: u8,
+    pub pfra_fback: u8,
+    /// PFRKE_PLAIN, PFRKE_ROUTE, PFRKE_COST
+    pub pfra_type: u8,
+    pub pad: [u8; 7],
+}
+
+/// PFR_OP_ADDR_MAX = 3 (BLOCK, MATCH, PASS).
+#[repr(C)]
+pub struct pfr_astats {
+    pub pfras_a: pfr_addr,
+    pub pfras_packets: [[u64; 3]; 2],
+    pub pfras_bytes: [[u64; 3]; 2],
+    pub pfras_tzero: i64,
+}
+
+/// PFR_OP_TABLE_MAX = 4 (BLOCK, MATCH, PASS, XPASS).
+#[repr(C)]
+pub struct pfr_tstats {
+    pub pfrts_t: pfr_table,
+    pub pfrts_packets: [[u64; 4]; 2],
+    pub pfrts_bytes: [[u64; 4]; 2],
+    pub pfrts_match: u64,
+    pub pfrts_nomatch: u64,
+    pub pfrts_tzero: i64,
+    pub pfrts_cnt: i32,
+    pub pfrts_refcnt: [i32; 2],
+}
+
+#[repr(C)]
+pub struct pfioc_table {
+    pub pfrio_table: pfr_table,
+    pub pfrio_buffer: u64,
+    pub pfrio_esize: i32,
+    pub pfrio_size: i32,
+    pub pfrio_size2: i32,
+    pub pfrio_nadd: i32,
+    pub pfrio_ndel: i32,
+    pub pfrio_nchange: i32,
+    pub pfrio_flags: i32,
+    pub pfrio_ticket: u32,
+}
+
+// pf-abi.md §2, column "OB LP64".
+const _: () = {
+    assert!(size_of::<pfr_table>() == 1064 && align_of::<pfr_table>() == 4);
+    assert!(offset_of!(pfr_table, pfrt_name) == 1024);
+    assert!(offset_of!(pfr_table, pfrt_flags) == 1056);
+
+    assert!(size_of::<pfr_addr>() == 52 && align_of::<pfr_addr>() == 4);
+    assert!(offset_of!(pfr_addr, pfra_ifname) == 16);
+    assert!(offset_of!(pfr_addr, pfra_states) == 32);
+    assert!(offset_of!(pfr_addr, pfra_weight) == 36);
+    assert!(offset_of!(pfr_addr, pfra_af) == 38);
+    assert!(offset_of!(pfr_addr, pfra_net) == 39);
+    assert!(offset_of!(pfr_addr, pfra_not) == 40);
+    assert!(offset_of!(pfr_addr, pfra_fback) == 41);
+    assert!(offset_of!(pfr_addr, pfra_type) == 42);
+    assert!(offset_of!(pfr_addr, pad) == 43);
+
+    assert!(size_of::<pfr_astats>() == 160 && align_of::<pfr_astats>() == 8);
+    assert!(offset_of!(pfr_astats, pfras_packets) == 56);
+    assert!(offset_of!(pfr_astats, pfras_bytes) == 104);
+    assert!(offset_of!(pfr_astats, pfras_tzero) == 152);
+
+    assert!(size_of::<pfr_tstats>() == 1232 && align_of::<pfr_tstats>() == 8);
+    assert!(offset_of!(pfr_tstats, pfrts_packets) == 1064);
+    assert!(offset_of!(pfr_tstats, pfrts_bytes) == 1128);
+    assert!(offset_of!(pfr_tstats, pfrts_match) == 1192);
+    assert!(offset_of!(pfr_tstats, pfrts_nomatch) == 1200);
+    assert!(offset_of!(pfr_tstats, pfrts_tzero) == 1208);
+    assert!(offset_of!(pfr_tstats, pfrts_cnt) == 1216);
+    assert!(offset_of!(pfr_tstats, pfrts_refcnt) == 1220);
+
+    assert!(size_of::<pfioc_table>() == 1104 && align_of::<pfioc_table>() == 8);
+    assert!(offset_of!(pfioc_table, pfrio_buffer) == 1064);
+    assert!(offset_of!(pfioc_table, pfrio_esize) == 1072);
+    assert!(offset_of!(pfioc_table, pfrio_size) == 1076);
+    assert!(offset_of!(pfioc_table, pfrio_size2) == 1080);
+    assert!(offset_of!(pfioc_table, pfrio_nadd) == 1084);
+    assert!(offset_of!(pfioc_table, pfrio_ndel) == 1088);
+    assert!(offset_of!(pfioc_table, pfrio_nchange) == 1092);
+    assert!(offset_of!(pfioc_table, pfrio_flags) == 1096);
+    assert!(offset_of!(pfioc_table, pfrio_ticket) == 1100);
+};
+
+pub const LAYOUT: Layout = layout! {
+    os: "OpenBSD",
+    af_inet6: 24,
+    a_type: Some(offset_of!(pfr_addr, pfra_type)),
+    op_addr_max: 3,
+    op_pass: 2,
+    tzero_unsigned: false,
+    op_table_max: 4,
+    tflag_counters: Some(super::PFR_TFLAG_COUNTERS),
+    tflag_usrmask: 0x43,
+    fb_nocount: Some(super::PFR_FB_NOCOUNT),
+    flag_atomic: false,
+    request_maxcount: None,
+    clrastats_stamps_now: true,
+    missing_anchor_errno: libc::ENOENT,
+    zero_fills_short_buffer: false,
+};

@@ -1,0 +1,117 @@
+//! pf's tables through /dev/pf: `PfTables` implements `Tables` over the
+//! marshalling in `marshal`, which talks to a `Device`: the real /dev/pf
+//! (`sys_bsd`) on FreeBSD, OpenBSD and macOS, or the kernel model in tests.
+#![deny(unsafe_code)]
+
+pub mod abi;
+pub mod marshal;
+#[cfg(any(test, feature = "model"))]
+pub mod model;
+
+#[cfg(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos"))]
+#[allow(unsafe_code)]
+mod sys_bsd;
+
+use marshal::{Device, Pf};
+
+use crate::error::Result;
+use crate::name::{AnchorName, Net};
+use crate::tables::{Entry, TableFlags, TableRef, TableStat, Tables};
+
+#[cfg(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos"))]
+pub use sys_bsd::DevPf;
+
+/// Where pf does not exist there is no device to hold.
+#[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
+pub struct DevPf(std::convert::Infallible);
+
+#[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
+impl Device for DevPf {
+    fn ioctl(&mut self, _: u64, _: &mut [u8], _: &mut [u8]) -> Result<(), i32> {
+        match self.0 {}
+    }
+}
+
+/// Open /dev/pf, read-write when the command changes tables.
+pub fn open(write: bool) -> Result<PfTables<DevPf>> {
+    #[cfg(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos"))]
+    {
+        let layout = abi::native().expect("a pf OS has a layout");
+        Ok(PfTables::new(DevPf::open(write, layout)?, layout))
+    }
+    #[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
+    {
+        let _ = write;
+        Err(crate::error::Error::Other(
+            "pf is not available on this system".into(),
+        ))
+    }
+}
+
+/// `Tables` over pf's table ioctls.
+pub struct PfTables<D> {
+    pub pf: Pf<D>,
+}
+
+impl<D: Device> PfTables<D> {
+    pub fn new(dev: D, layout: &'static abi::Layout) -> Self {
+        PfTables {
+            pf: Pf::new(dev, layout),
+        }
+    }
+}
+
+impl<D: Device> Tables for PfTables<D> {
+    fn entries(&mut self, t: &TableRef) -> Result<Vec<Entry>> {
+        self.pf.get_astats(t)
+    }
+
+    fn table_stats(&mut self, anchor: &AnchorName) -> Result<Vec<TableStat>> {
+        self.pf.get_tstats(anchor)
+    }
+
+    fn add(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        if addrs.is_empty() {
+            return Ok(0);
+        }
+        self.pf.add_addrs(t, addrs).map(|(n, _)| n)
+    }
+
+    fn delete(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        if addrs.is_empty() {
+            return Ok(0);
+        }
+        self.pf.del_addrs(t, addrs).map(|(n, _)| n)
+    }
+
+    /// OpenBSD: DIOCRCLRASTATS stamps now, in place. FreeBSD and macOS
+    /// stamp 0 there (the entry would look infinitely old), so the entries
+    /// are deleted and added again: two requests, with the addresses absent
+    /// in between.
+    fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        if addrs.is_empty() {
+            return Ok(0);
+        }
+        if self.pf.layout.clrastats_stamps_now {
+            return self.pf.clr_astats(t, addrs).map(|(n, _)| n);
+        }
+        let (_, fb) = self.pf.del_addrs(t, addrs)?;
+        let present: Vec<Net> = addrs
+            .iter()
+            .zip(fb)
+            .filter(|(_, f)| *f == abi::PFR_FB_DELETED)
+            .map(|(a, _)| *a)
+            .collect();
+        if present.is_empty() {
+            return Ok(0);
+        }
+        self.pf.add_addrs(t, &present).map(|(n, _)| n)
+    }
+
+    fn create(&mut self, tables: &[(TableRef, TableFlags)]) -> Result<usize> {
+        if tables.is_empty() {
+            return Ok(0);
+        }
+        self.pf.add_tables(tables)
+    }
+}

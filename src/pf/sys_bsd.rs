@@ -1,0 +1,81 @@
+//! /dev/pf and ioctl(2) on FreeBSD, OpenBSD and macOS: the only `unsafe`
+//! code of the pf backend. Everything else about a request (layout,
+//! sizes, feedback) is decided in safe code before it gets here.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+
+use super::abi::Layout;
+use super::marshal::{Device, get_i32};
+use crate::error::{Error, Result};
+
+pub const PATH: &str = "/dev/pf";
+
+pub struct DevPf {
+    file: File,
+    layout: &'static Layout,
+}
+
+impl DevPf {
+    pub fn open(write: bool, layout: &'static Layout) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(PATH)
+            .map_err(|source| Error::Device {
+                path: PATH.into(),
+                op: "open",
+                source,
+            })?;
+        Ok(DevPf { file, layout })
+    }
+}
+
+impl Device for DevPf {
+    fn ioctl(&mut self, request: u64, ioc: &mut [u8], buf: &mut [u8]) -> Result<(), i32> {
+        let l = self.layout;
+        // Uphold what the kernel will assume, whatever the caller did: the
+        // header is a whole pfioc_table and the buffer holds size * esize
+        // bytes.
+        if ioc.len() != l.ioc_size {
+            return Err(libc::EINVAL);
+        }
+        let (size, esize) = (get_i32(ioc, l.io_size), get_i32(ioc, l.io_esize));
+        let need = usize::try_from(size)
+            .ok()
+            .zip(usize::try_from(esize).ok())
+            .and_then(|(s, e)| s.checked_mul(e));
+        if need.is_none_or(|n| n > buf.len()) {
+            return Err(libc::EINVAL);
+        }
+        let ptr = if buf.is_empty() {
+            0u64
+        } else {
+            buf.as_mut_ptr() as u64
+        };
+        ioc[l.io_buffer..l.io_buffer + 8].copy_from_slice(&ptr.to_ne_bytes());
+        // SAFETY: `ioc` is an exclusively borrowed buffer of exactly
+        // sizeof(struct pfioc_table) bytes for this OS (checked above; the
+        // layout is pinned by const assertions). Its pfrio_buffer field
+        // points at `buf`, exclusively borrowed for the duration of the
+        // call and at least pfrio_size * pfrio_esize bytes long (checked
+        // above), which is all the kernel copies in or out. The kernel
+        // keeps neither pointer after the call returns, and `request` is a
+        // DIOCR* request whose argument is a struct pfioc_table.
+        let rc = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                request as libc::c_ulong,
+                ioc.as_mut_ptr(),
+            )
+        };
+        if rc == -1 {
+            Err(io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO))
+        } else {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The narrow kernel interface every table command and the daemon use:
+//! list a table with per-entry stats, table statistics, add, delete, renew,
+//! create. `pf::PfTables` implements it over /dev/pf.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use crate::error::Result;
+use crate::name::{AnchorName, Net, TableName};
+
+/// A table, addressed as pf addresses it: (anchor path, name).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableRef {
+    pub anchor: AnchorName,
+    pub name: TableName,
+}
+
+impl TableRef {
+    pub fn new(anchor: &AnchorName, name: &TableName) -> Self {
+        TableRef {
+            anchor: anchor.clone(),
+            name: name.clone(),
+        }
+    }
+}
+
+impl fmt::Display for TableRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{}>", self.name)?;
+        if !self.anchor.is_main() {
+            write!(f, " in anchor {}", self.anchor.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+/// One table entry as the kernel reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub net: Net,
+    /// When the kernel inserted the entry (or last reset its statistics),
+    /// in seconds since the epoch. Never moved by a matching packet.
+    pub tzero: i64,
+    /// Packets and bytes counted for the entry, in and out, all verdicts.
+    pub packets: u64,
+    pub bytes: u64,
+    /// False when the table keeps no per-entry counters (no `counters`
+    /// flag): the two fields above are then zero, not measured.
+    pub counted: bool,
+}
+
+/// Statistics of one table (`pfr_tstats`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableStat {
+    pub name: String,
+    pub anchor: String,
+    pub flags: u32,
+    /// Number of entries.
+    pub count: u64,
+    pub tzero: i64,
+}
+
+impl TableStat {
+    pub fn active(&self) -> bool {
+        self.flags & crate::pf::abi::PFR_TFLAG_ACTIVE != 0
+    }
+}
+
+/// Flags for a table pfknock creates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableFlags {
+    pub persist: bool,
+    pub counters: bool,
+}
+
+pub trait Tables {
+    /// Every entry of the table, with its time stamp and counters.
+    fn entries(&mut self, t: &TableRef) -> Result<Vec<Entry>>;
+    /// Statistics of every table in the anchor (only that anchor).
+    fn table_stats(&mut self, anchor: &AnchorName) -> Result<Vec<TableStat>>;
+    /// Add host or network entries; returns how many were new.
+    fn add(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize>;
+    /// Delete entries; returns how many were present.
+    fn delete(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize>;
+    /// Give present entries a fresh time stamp (now); returns how many.
+    fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize>;
+    /// Create tables (and their anchor); returns how many were new.
+    fn create(&mut self, tables: &[(TableRef, TableFlags)]) -> Result<usize>;
+}

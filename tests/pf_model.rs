@@ -1,0 +1,585 @@
+//! The shipped marshalling (`pf::marshal`, `pf::PfTables`) against the
+//! kernel model (`pf::model`), for each OS layout. pf does not run on Linux;
+//! the model decodes the same bytes by the kernels' rules (pf-abi.md).
+
+use std::net::IpAddr;
+
+use pfknock::error::Error;
+use pfknock::name::{AnchorName, Net, TableName};
+use pfknock::pf::PfTables;
+use pfknock::pf::abi::{self, Layout, freebsd, macos, openbsd};
+use pfknock::pf::marshal::Device;
+use pfknock::pf::model::Model;
+use pfknock::tables::{TableFlags, TableRef, Tables};
+
+const NOW: i64 = 1_800_000_000;
+const OSES: [&Layout; 3] = [&freebsd::LAYOUT, &openbsd::LAYOUT, &macos::LAYOUT];
+
+fn tref(anchor: &str, name: &str) -> TableRef {
+    TableRef {
+        anchor: if anchor.is_empty() {
+            AnchorName::main()
+        } else {
+            AnchorName::new(anchor).unwrap()
+        },
+        name: TableName::new(name).unwrap(),
+    }
+}
+
+fn net(s: &str) -> Net {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn kernel(l: &'static Layout) -> PfTables<Model> {
+    let mut m = Model::new(l, NOW);
+    m.define("pfknock", "ssh", false);
+    PfTables::new(m, l)
+}
+
+fn model(t: &mut PfTables<Model>) -> &mut Model {
+    &mut t.pf.dev
+}
+
+/// `n` distinct IPv4 hosts in 198.18.0.0/15 followed by IPv6 hosts in fd00::/8.
+fn hosts(n4: u32, n6: u32) -> Vec<Net> {
+    let v4 = (0..n4).map(|i| Net::host(IpAddr::from(std::net::Ipv4Addr::from(0xC612_0000 + i))));
+    let v6 = (0..n6).map(|i| {
+        Net::host(IpAddr::from(std::net::Ipv6Addr::from(
+            0xfd00_u128 << 112 | i as u128,
+        )))
+    });
+    v4.chain(v6).collect()
+}
+
+#[test]
+fn empty_table_lists_nothing() {
+    for l in OSES {
+        let mut k = kernel(l);
+        assert_eq!(
+            k.entries(&tref("pfknock", "ssh")).unwrap(),
+            vec![],
+            "{}",
+            l.os
+        );
+        assert_eq!(
+            model(&mut k).count(abi::N_GETASTATS),
+            1,
+            "a count query suffices"
+        );
+    }
+}
+
+#[test]
+fn add_then_list_mixed_families() {
+    for l in OSES {
+        let mut k = kernel(l);
+        let t = tref("pfknock", "ssh");
+        let addrs = [
+            net("198.51.100.7"),
+            net("2001:db8::1"),
+            net("203.0.113.0/24"),
+            net("2001:db8:1::/48"),
+        ];
+        assert_eq!(k.add(&t, &addrs).unwrap(), 4, "{}", l.os);
+        let mut got: Vec<(Net, i64)> = k
+            .entries(&t)
+            .unwrap()
+            .iter()
+            .map(|e| (e.net, e.tzero))
+            .collect();
+        got.sort();
+        let mut want: Vec<(Net, i64)> = addrs.iter().map(|a| (*a, NOW)).collect();
+        want.sort();
+        assert_eq!(got, want, "{}", l.os);
+        // The kernel saw each family's own AF_INET6 value.
+        let dump = model(&mut k).dump("pfknock", "ssh").unwrap();
+        assert!(dump.contains(&(ip("2001:db8::1"), 128, NOW)));
+        assert!(dump.contains(&(ip("203.0.113.0"), 24, NOW)));
+    }
+}
+
+#[test]
+fn re_adding_keeps_the_time_stamp() {
+    for l in OSES {
+        let mut k = kernel(l);
+        let t = tref("pfknock", "ssh");
+        k.add(&t, &[net("198.51.100.7")]).unwrap();
+        model(&mut k).now += 30;
+        assert_eq!(k.add(&t, &[net("198.51.100.7")]).unwrap(), 0);
+        assert_eq!(k.entries(&t).unwrap()[0].tzero, NOW, "{}", l.os);
+    }
+}
+
+#[test]
+fn buffer_too_small_grows_and_retries() {
+    for l in OSES {
+        let mut k = kernel(l);
+        let t = tref("pfknock", "ssh");
+        k.add(&t, &hosts(1000, 0)).unwrap();
+        // 500 hosts knock between each count and read: more than the slack.
+        model(&mut k).grow_on_short_read = 500;
+        let got = k.entries(&t).unwrap();
+        let calls = model(&mut k).count(abi::N_GETASTATS);
+        assert!(calls >= 3, "{}: {calls} calls", l.os);
+        assert_eq!(got.len(), 1000 + 500 * (calls - 1), "{}", l.os);
+        let mut seen: Vec<Net> = got.iter().map(|e| e.net).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), got.len(), "no entry twice, none zeroed");
+    }
+}
+
+#[test]
+fn missing_table_reads_like_pfctl() {
+    for l in OSES {
+        let mut k = kernel(l);
+        let e = k.entries(&tref("pfknock", "nope")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "table <nope> in anchor pfknock: DIOCRGETASTATS: table does not exist",
+            "{}",
+            l.os
+        );
+        // The anchor is part of the key: the same name elsewhere is missing.
+        assert!(
+            k.add(&tref("other", "ssh"), &[net("198.51.100.7")])
+                .is_err()
+        );
+    }
+}
+
+#[test]
+fn missing_anchor_reads_like_pfctl() {
+    for l in OSES {
+        let mut k = kernel(l);
+        let e = k
+            .table_stats(&AnchorName::new("nope").unwrap())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "table <> in anchor nope: DIOCRGETTSTATS: anchor or ruleset does not exist",
+            "{}",
+            l.os
+        );
+    }
+}
+
+#[test]
+fn table_stats_of_one_anchor() {
+    for l in OSES {
+        let mut k = kernel(l);
+        model(&mut k).define("pfknock", "ssh_renew", false);
+        model(&mut k).define("", "other", false);
+        k.add(&tref("pfknock", "ssh"), &hosts(3, 2)).unwrap();
+        let mut st = k.table_stats(&AnchorName::new("pfknock").unwrap()).unwrap();
+        st.sort_by(|a, b| a.name.cmp(&b.name));
+        let got: Vec<(&str, &str, u64, bool)> = st
+            .iter()
+            .map(|s| (s.name.as_str(), s.anchor.as_str(), s.count, s.active()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("ssh", "pfknock", 5, true),
+                ("ssh_renew", "pfknock", 0, true)
+            ],
+            "{}",
+            l.os
+        );
+    }
+}
+
+#[test]
+fn hundred_thousand_entries() {
+    for l in OSES {
+        let mut k = kernel(l);
+        let t = tref("pfknock", "ssh");
+        let addrs = hosts(60_000, 40_000);
+        assert_eq!(k.add(&t, &addrs).unwrap(), 100_000);
+        let adds = model(&mut k).count(abi::N_ADDADDRS);
+        if l.request_maxcount.is_some() {
+            assert_eq!(adds, 2, "FreeBSD: two requests of at most 65535");
+            // One read cannot carry more than request_maxcount entries: the
+            // error says which sysctl to raise.
+            let e = k.entries(&t).unwrap_err().to_string();
+            assert!(e.contains("sysctl net.pf.request_maxcount=100000"), "{e}");
+            model(&mut k).maxcount = 200_000;
+            k.pf.set_maxcount(200_000);
+        } else {
+            assert_eq!(adds, 1);
+        }
+        let got = k.entries(&t).unwrap();
+        assert_eq!(got.len(), 100_000, "{}", l.os);
+        assert_eq!(got.iter().filter(|e| e.net.addr.is_ipv6()).count(), 40_000);
+    }
+}
+
+#[test]
+fn chunked_delete() {
+    for l in OSES {
+        let mut k = kernel(l);
+        let t = tref("pfknock", "ssh");
+        let addrs = hosts(5000, 0);
+        k.add(&t, &addrs).unwrap();
+        model(&mut k).maxcount = 1000;
+        k.pf.set_maxcount(1000);
+        let before = model(&mut k).count(abi::N_DELADDRS);
+        assert_eq!(k.delete(&t, &addrs[..4500]).unwrap(), 4500, "{}", l.os);
+        assert_eq!(model(&mut k).count(abi::N_DELADDRS) - before, 5, "{}", l.os);
+        assert_eq!(k.entries(&t).unwrap().len(), 500);
+    }
+}
+
+#[test]
+fn freebsd_refuses_oversized_requests() {
+    // The cap is the ioctl layer's, not marshal's: a request above it is EINVAL.
+    let l = &freebsd::LAYOUT;
+    let mut m = Model::new(l, NOW);
+    m.define("pfknock", "ssh", false);
+    let mut pf = pfknock::pf::marshal::Pf::new(m, l);
+    pf.set_maxcount(usize::MAX);
+    let e = pf
+        .add_addrs(&tref("pfknock", "ssh"), &hosts(70_000, 0))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Table {
+                errno: libc::EINVAL,
+                op: "DIOCRADDADDRS",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn feedback_codes() {
+    for l in OSES {
+        let mut k = kernel(l);
+        let t = tref("pfknock", "ssh");
+        k.add(&t, &[net("198.51.100.1"), net("198.51.100.2")])
+            .unwrap();
+        model(&mut k).negate("pfknock", "ssh", ip("198.51.100.2"));
+        let (n, fb) =
+            k.pf.add_addrs(
+                &t,
+                &[
+                    net("198.51.100.1"),
+                    net("198.51.100.2"),
+                    net("198.51.100.3"),
+                    net("198.51.100.3"),
+                ],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            fb,
+            [
+                abi::PFR_FB_NONE,
+                abi::PFR_FB_CONFLICT,
+                abi::PFR_FB_ADDED,
+                abi::PFR_FB_DUPLICATE
+            ],
+            "{}",
+            l.os
+        );
+        let (n, fb) =
+            k.pf.del_addrs(
+                &t,
+                &[
+                    net("198.51.100.1"),
+                    net("198.51.100.1"),
+                    net("198.51.100.9"),
+                    net("198.51.100.2"),
+                ],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            fb,
+            [
+                abi::PFR_FB_DELETED,
+                abi::PFR_FB_DUPLICATE,
+                abi::PFR_FB_NONE,
+                abi::PFR_FB_CONFLICT
+            ],
+            "{}",
+            l.os
+        );
+    }
+}
+
+#[test]
+fn clear_astats_time_stamp_per_os() {
+    for l in OSES {
+        let mut k = kernel(l);
+        let t = tref("pfknock", "ssh");
+        k.add(&t, &[net("198.51.100.7")]).unwrap();
+        model(&mut k).now += 100;
+        let (n, fb) =
+            k.pf.clr_astats(&t, &[net("198.51.100.7"), net("198.51.100.8")])
+                .unwrap();
+        assert_eq!((n, fb), (1, vec![abi::PFR_FB_CLEARED, abi::PFR_FB_NONE]));
+        let tz = k.entries(&t).unwrap()[0].tzero;
+        let want = if l.os == "OpenBSD" { NOW + 100 } else { 0 };
+        assert_eq!(tz, want, "{}", l.os);
+    }
+}
+
+#[test]
+fn renew_gives_a_fresh_time_stamp_on_every_os() {
+    for l in OSES {
+        let mut k = kernel(l);
+        let t = tref("pfknock", "ssh");
+        k.add(&t, &[net("198.51.100.7"), net("2001:db8::7")])
+            .unwrap();
+        model(&mut k).now += 50;
+        assert_eq!(
+            k.renew(&t, &[net("198.51.100.7"), net("198.51.100.99")])
+                .unwrap(),
+            1,
+            "{}",
+            l.os
+        );
+        let mut got: Vec<(Net, i64)> = k
+            .entries(&t)
+            .unwrap()
+            .iter()
+            .map(|e| (e.net, e.tzero))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [(net("198.51.100.7"), NOW + 50), (net("2001:db8::7"), NOW)],
+            "{}",
+            l.os
+        );
+        // Renewing never adds an address that was not there.
+        assert!(!got.iter().any(|(n, _)| *n == net("198.51.100.99")));
+        let m = model(&mut k);
+        if l.clrastats_stamps_now {
+            assert_eq!(
+                (m.count(abi::N_CLRASTATS), m.count(abi::N_DELADDRS)),
+                (1, 0)
+            );
+        } else {
+            assert_eq!(
+                (m.count(abi::N_CLRASTATS), m.count(abi::N_DELADDRS)),
+                (0, 1)
+            );
+        }
+    }
+}
+
+#[test]
+fn counters_only_with_the_counters_flag() {
+    for l in OSES {
+        let mut k = kernel(l);
+        model(&mut k).define("pfknock", "idle", true);
+        for name in ["ssh", "idle"] {
+            let t = tref("pfknock", name);
+            k.add(&t, &[net("198.51.100.7")]).unwrap();
+            model(&mut k).traffic("pfknock", name, ip("198.51.100.7"), 3, 180);
+            let e = k.entries(&t).unwrap()[0];
+            let counts = name == "idle" || l.tflag_counters.is_none();
+            assert_eq!(e.counted, counts, "{} {name}", l.os);
+            assert_eq!(
+                (e.packets, e.bytes),
+                if counts { (3, 180) } else { (0, 0) },
+                "{} {name}",
+                l.os
+            );
+            assert_eq!(e.tzero, NOW, "tzero is reported without counters too");
+        }
+    }
+}
+
+#[test]
+fn const_tables_refuse_changes() {
+    for l in OSES {
+        let mut k = kernel(l);
+        model(&mut k).define_const("pfknock", "ssh_allow", &[ip("198.51.100.7")]);
+        let e = k
+            .add(&tref("pfknock", "ssh_allow"), &[net("198.51.100.8")])
+            .unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                "DIOCRADDADDRS: operation not permitted (table is const, or securelevel)"
+            ),
+            "{e}"
+        );
+        assert!(
+            k.delete(&tref("pfknock", "ssh_allow"), &[net("198.51.100.7")])
+                .is_err()
+        );
+    }
+}
+
+#[test]
+fn create_tables_and_anchor() {
+    for l in OSES {
+        let mut m = Model::new(l, NOW);
+        m.define("", "unrelated", false);
+        let mut k = PfTables::new(m, l);
+        let f = TableFlags {
+            persist: true,
+            counters: true,
+        };
+        let n = k
+            .create(&[
+                (tref("pf/knock", "ssh"), f),
+                (
+                    tref("pf/knock", "ssh_s1"),
+                    TableFlags {
+                        persist: true,
+                        counters: false,
+                    },
+                ),
+            ])
+            .unwrap();
+        assert_eq!(n, 2, "{}", l.os);
+        assert_eq!(
+            k.create(&[(tref("pf/knock", "ssh"), f)]).unwrap(),
+            0,
+            "exists already"
+        );
+        let flags = model(&mut k).table_flags("pf/knock", "ssh").unwrap();
+        assert_eq!(flags & abi::PFR_TFLAG_PERSIST, abi::PFR_TFLAG_PERSIST);
+        assert_eq!(
+            flags & abi::PFR_TFLAG_COUNTERS != 0,
+            l.tflag_counters.is_some(),
+            "{}",
+            l.os
+        );
+        assert_eq!(
+            k.table_stats(&AnchorName::new("pf/knock").unwrap())
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+}
+
+/// The model's own rules, on hand-made requests marshal would never send.
+#[test]
+fn model_checks_like_the_kernel() {
+    for l in OSES {
+        let mut m = Model::new(l, NOW);
+        m.define("pfknock", "ssh", false);
+        let mut ioc = vec![0u8; l.ioc_size];
+        ioc[l.io_table + l.t_name..l.io_table + l.t_name + 3].copy_from_slice(b"ssh");
+        ioc[l.io_table + l.t_anchor..l.io_table + l.t_anchor + 7].copy_from_slice(b"pfknock");
+        let set = |ioc: &mut Vec<u8>, esize: i32, size: i32, flags: i32| {
+            ioc[l.io_esize..l.io_esize + 4].copy_from_slice(&esize.to_ne_bytes());
+            ioc[l.io_size..l.io_size + 4].copy_from_slice(&size.to_ne_bytes());
+            ioc[l.io_flags..l.io_flags + 4].copy_from_slice(&flags.to_ne_bytes());
+        };
+        let req = l.request(abi::N_ADDADDRS);
+        let mut addr = vec![0u8; l.addr_size];
+        addr[l.a_addr..l.a_addr + 4].copy_from_slice(&[198, 51, 100, 7]);
+        addr[l.a_af] = abi::AF_INET;
+        addr[l.a_net] = 24; // host bits past /24
+        set(&mut ioc, l.addr_size as i32, 1, 0);
+        assert_eq!(
+            m.ioctl(req, &mut ioc, &mut addr),
+            Err(libc::EINVAL),
+            "{} host bits",
+            l.os
+        );
+        addr[l.a_net] = 32;
+        addr[l.a_fback] = abi::PFR_FB_ADDED;
+        assert_eq!(
+            m.ioctl(req, &mut ioc, &mut addr),
+            Err(libc::EINVAL),
+            "{} fback must be 0",
+            l.os
+        );
+        addr[l.a_fback] = 0;
+        set(&mut ioc, l.addr_size as i32 + 4, 1, 0);
+        assert_eq!(
+            m.ioctl(req, &mut ioc, &mut addr),
+            Err(libc::ENODEV),
+            "{} esize",
+            l.os
+        );
+        set(&mut ioc, l.addr_size as i32, 1, abi::PFR_FLAG_ALLRSETS);
+        assert_eq!(
+            m.ioctl(req, &mut ioc, &mut addr),
+            Err(libc::EINVAL),
+            "{} flag not admitted",
+            l.os
+        );
+        set(
+            &mut ioc,
+            l.addr_size as i32,
+            1,
+            abi::PFR_FLAG_DUMMY | abi::PFR_FLAG_FEEDBACK,
+        );
+        assert_eq!(m.ioctl(req, &mut ioc, &mut addr), Ok(()));
+        assert_eq!(
+            addr[l.a_fback],
+            abi::PFR_FB_ADDED,
+            "DUMMY still gives feedback"
+        );
+        assert!(
+            m.dump("pfknock", "ssh").unwrap().is_empty(),
+            "DUMMY changes nothing"
+        );
+        // The request number carries the struct size: 1100 bytes is not ours.
+        assert_eq!(
+            m.ioctl(abi::iowr(1100, abi::N_ADDADDRS), &mut ioc, &mut addr),
+            Err(libc::ENOTTY)
+        );
+        // A name with bytes after its NUL is invalid.
+        ioc[l.io_table + l.t_name + 10] = b'x';
+        addr[l.a_fback] = 0;
+        set(&mut ioc, l.addr_size as i32, 1, 0);
+        assert_eq!(
+            m.ioctl(req, &mut ioc, &mut addr),
+            Err(libc::EINVAL),
+            "{} name padding",
+            l.os
+        );
+    }
+}
+
+#[test]
+fn freebsd_zero_fills_a_short_buffer() {
+    for l in OSES {
+        let mut m = Model::new(l, NOW);
+        m.define("pfknock", "ssh", false);
+        m.overload("pfknock", "ssh", ip("198.51.100.7"));
+        m.overload("pfknock", "ssh", ip("198.51.100.8"));
+        let mut ioc = vec![0u8; l.ioc_size];
+        ioc[l.io_table + l.t_name..l.io_table + l.t_name + 3].copy_from_slice(b"ssh");
+        ioc[l.io_table + l.t_anchor..l.io_table + l.t_anchor + 7].copy_from_slice(b"pfknock");
+        ioc[l.io_esize..l.io_esize + 4].copy_from_slice(&(l.astats_size as i32).to_ne_bytes());
+        ioc[l.io_size..l.io_size + 4].copy_from_slice(&1i32.to_ne_bytes());
+        let mut buf = vec![0xAAu8; l.astats_size];
+        assert_eq!(
+            m.ioctl(l.request(abi::N_GETASTATS), &mut ioc, &mut buf),
+            Ok(())
+        );
+        assert_eq!(
+            i32::from_ne_bytes(ioc[l.io_size..l.io_size + 4].try_into().unwrap()),
+            2
+        );
+        let zeroed = buf.iter().all(|&b| b == 0);
+        let untouched = buf.iter().all(|&b| b == 0xAA);
+        assert!(
+            if l.zero_fills_short_buffer {
+                zeroed
+            } else {
+                untouched
+            },
+            "{}",
+            l.os
+        );
+    }
+}
