@@ -6,6 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::DEFAULT_CONFIG;
+use crate::name::Secs;
+
+fn secs(s: &str) -> Result<Secs, String> {
+    s.parse()
+}
 
 /// Port knocking done by pf itself.
 #[derive(Parser, Debug)]
@@ -31,4 +36,53 @@ pub enum Command {
     Load,
     /// Flush the anchor's rules and tables
     Unload,
+    /// List authorized hosts: address, service, table, age, time left, and
+    /// packets and bytes where the table counts them
+    Show {
+        /// Only this service
+        service: Option<String>,
+        /// Also the stage, renewal and allow tables
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Expire entries past their ttl now, as `pfctl -T expire` does
+    Expire {
+        /// Only this service's tables
+        #[arg(conflicts_with = "table")]
+        service: Option<String>,
+        /// Only this table (a table the config names)
+        #[arg(short = 't', long, value_name = "TABLE")]
+        table: Option<String>,
+        /// The table's anchor (default: the one the config gives it)
+        #[arg(short = 'A', long, value_name = "ANCHOR", requires = "table")]
+        anchor: Option<String>,
+        /// Expire entries older than this instead of the configured ttl
+        #[arg(short = 'o', long, value_name = "DURATION", value_parser = secs)]
+        older_than: Option<Secs>,
+        /// Show what would expire; change nothing
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Authorize an address for a service now, as a knock would
+    Allow {
+        /// Address or network
+        address: String,
+        /// Service (needed when the config has several)
+        service: Option<String>,
+    },
+    /// Remove an address from a service's tables (every service's if none
+    /// is named)
+    Revoke {
+        /// Address or network
+        address: String,
+        service: Option<String>,
+        /// Also kill the host's states (pfctl -k), cutting open sessions
+        #[arg(short = 'k', long)]
+        kill_states: bool,
+    },
+    /// Empty a service's tables (every service's if none is named)
+    Flush { service: Option<String> },
 }

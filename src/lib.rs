@@ -7,19 +7,66 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod name;
 pub mod pf;
 pub mod pfctl;
+pub mod policy;
 pub mod render;
 pub mod tables;
 
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use cli::{Cli, Command};
 use config::Config;
-use error::Result;
+use error::{Error, Result};
+use name::{AnchorName, Net, TableName};
+use tables::TableRef;
+
+/// Wall-clock seconds, the clock of pf's table time stamps.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn address(s: &str) -> Result<Net> {
+    s.parse().map_err(|m: String| Error::Usage(m))
+}
+
+/// `--table T [--anchor A]`: a table the config names. Without an anchor,
+/// the one table of that name the config has.
+fn named_table(cfg: &Config, table: &str, anchor: Option<&str>) -> Result<TableRef> {
+    let name = TableName::new(table).map_err(Error::Usage)?;
+    let anchor = anchor
+        .map(|a| {
+            if a.is_empty() {
+                Ok(AnchorName::main())
+            } else {
+                AnchorName::new(a)
+            }
+        })
+        .transpose()
+        .map_err(Error::Usage)?;
+    let found: Vec<TableRef> = cmd::named_tables(cfg)
+        .into_iter()
+        .map(|n| n.table)
+        .filter(|t| t.name == name && anchor.as_ref().is_none_or(|a| *a == t.anchor))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Error::Usage(format!(
+            "<{name}>{}: not a table of the config",
+            anchor.map_or(String::new(), |a| format!(" in {a}"))
+        ))),
+        _ => Err(Error::Usage(format!(
+            "<{name}> is in several anchors of the config: give --anchor"
+        ))),
+    }
+}
 
 /// Read and check the config, printing its warnings to stderr.
 pub fn load_config(path: &Path) -> Result<Config> {
@@ -69,6 +116,92 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Unload => {
             let cfg = load_config(path)?;
             pfctl::unload(&cfg.anchor)
+        }
+        Command::Show { service, all, json } => {
+            let cfg = load_config(path)?;
+            cmd::services(&cfg, service.as_deref())?;
+            let mut t = pf::open(false)?;
+            let rows = cmd::show(&cfg, &mut t, service.as_deref(), all, now())?;
+            if json {
+                let text = serde_json::to_string_pretty(&rows)
+                    .map_err(|e| Error::Other(format!("json: {e}")))?;
+                println!("{text}");
+            } else {
+                print!("{}", cmd::format_rows(&rows));
+            }
+            Ok(())
+        }
+        Command::Expire {
+            service,
+            table,
+            anchor,
+            older_than,
+            dry_run,
+        } => {
+            let cfg = load_config(path)?;
+            let sel = match (&service, &table) {
+                (_, Some(t)) => cmd::Select::Table(named_table(&cfg, t, anchor.as_deref())?),
+                (Some(s), None) => cmd::Select::Service(s),
+                (None, None) => cmd::Select::All,
+            };
+            cmd::expire_targets(&cfg, &sel)?;
+            let mut t = pf::open(!dry_run)?;
+            for r in cmd::expire(&cfg, &mut t, &sel, older_than, dry_run, now())? {
+                for x in &r.expired {
+                    println!("{}", x.net);
+                }
+                eprintln!("{}", r.count_line());
+            }
+            Ok(())
+        }
+        Command::Allow {
+            address: a,
+            service,
+        } => {
+            let cfg = load_config(path)?;
+            let addr = address(&a)?;
+            cmd::one_service(&cfg, service.as_deref())?;
+            let mut t = pf::open(true)?;
+            let (svc, new) = cmd::allow(&cfg, &mut t, addr, service.as_deref())?;
+            let table = TableRef::new(&cfg.anchor, &cfg.service(&svc).expect("resolved").table);
+            if new {
+                eprintln!("{table}: 1/1 addresses added.");
+            } else {
+                eprintln!("{table}: {addr} was authorized already: renewed.");
+            }
+            Ok(())
+        }
+        Command::Revoke {
+            address: a,
+            service,
+            kill_states,
+        } => {
+            let cfg = load_config(path)?;
+            let addr = address(&a)?;
+            cmd::services(&cfg, service.as_deref())?;
+            let mut t = pf::open(true)?;
+            let done = cmd::revoke(&cfg, &mut t, addr, service.as_deref())?;
+            let mut any = false;
+            for (table, n) in done.iter().filter(|(_, n)| *n > 0) {
+                eprintln!("{table}: {n}/1 addresses deleted.");
+                any = true;
+            }
+            if !any {
+                eprintln!("{addr}: not in any table of the config");
+            }
+            if kill_states {
+                print!("{}", pfctl::kill_states(&addr.to_string())?);
+            }
+            Ok(())
+        }
+        Command::Flush { service } => {
+            let cfg = load_config(path)?;
+            cmd::services(&cfg, service.as_deref())?;
+            let mut t = pf::open(true)?;
+            for (table, n) in cmd::flush(&cfg, &mut t, service.as_deref())? {
+                eprintln!("{table}: {n} addresses deleted.");
+            }
+            Ok(())
         }
     }
 }

@@ -114,6 +114,11 @@ fn references(rules: &str, anchor: &AnchorName) -> bool {
     })
 }
 
+/// Kill the states from `host` (`pfctl -k HOST`): cuts its open sessions.
+pub fn kill_states(host: &str) -> Result<String> {
+    run(&["-k", host], None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

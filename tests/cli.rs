@@ -244,3 +244,68 @@ fn load_without_pfctl_says_so() {
         "pfknock: pfctl: not found: pf is not available on this system\n"
     );
 }
+
+#[test]
+fn table_verbs_check_their_input_before_the_kernel() {
+    let ex = example("pfknock.toml");
+    let cases: [(&[&str], i32, &str); 6] = [
+        (
+            &["allow", "192.0.2.300"],
+            2,
+            "pfknock: \"192.0.2.300\" is not an IPv4 or IPv6 address\n",
+        ),
+        (
+            &["revoke", "192.0.2.1/24"],
+            2,
+            "pfknock: \"192.0.2.1/24\" has host bits set past the /24 prefix\n",
+        ),
+        (
+            &["show", "smtp"],
+            2,
+            "pfknock: no service \"smtp\" in the config (services: ssh)\n",
+        ),
+        (
+            &["expire", "--table", "bruteforce"],
+            2,
+            "pfknock: <bruteforce>: not a table of the config\n",
+        ),
+        (
+            &["expire", "--table", "ssh_renew"],
+            2,
+            "pfknock: <ssh_renew> in anchor pfknock is the renew table of service ssh: pfknock does not expire it\n",
+        ),
+        (&["expire", "--older-than", "5"], 2, ""),
+    ];
+    for (args, code, err) in cases {
+        let mut a = args.to_vec();
+        a.extend(["-c", &ex]);
+        let o = pfknock(&a, false, &[]);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        if !err.is_empty() {
+            assert_eq!(stderr(&o), err, "{args:?}");
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
+#[test]
+fn table_verbs_without_pf_say_so() {
+    let ex = example("pfknock.toml");
+    for args in [
+        &["show"][..],
+        &["expire"],
+        &["allow", "192.0.2.1"],
+        &["revoke", "192.0.2.1"],
+        &["flush"],
+    ] {
+        let mut a = args.to_vec();
+        a.extend(["-c", &ex]);
+        let o = pfknock(&a, false, &[]);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            stderr(&o),
+            "pfknock: pf is not available on this system\n",
+            "{args:?}"
+        );
+    }
+}

@@ -53,6 +53,8 @@ pub struct Model {
     /// arrive in that table (overloads racing the reader).
     pub grow_on_short_read: usize,
     grown: u32,
+    /// Every (anchor, table) an address or stats request named.
+    pub touched: BTreeSet<(String, String)>,
 }
 
 fn table_key(anchor: &str, name: &str) -> (String, String) {
@@ -71,6 +73,7 @@ impl Model {
             fail_next: None,
             grow_on_short_read: 0,
             grown: 0,
+            touched: BTreeSet::new(),
         }
     }
 
@@ -313,6 +316,7 @@ impl Model {
             self.check_flags(flags, 0)?;
         }
         let (anchor, name, _) = self.read_table(&ioc[l.io_table..], 0, true)?;
+        self.touched.insert((anchor.clone(), name.clone()));
         let (cf, nocount, keeps) = (
             self.counters_flag(),
             l.fb_nocount,
@@ -391,6 +395,7 @@ impl Model {
         let l = self.layout;
         self.check_flags(flags, abi::PFR_FLAG_DUMMY | abi::PFR_FLAG_FEEDBACK)?;
         let (anchor, name, _) = self.read_table(&ioc[l.io_table..], 0, true)?;
+        self.touched.insert((anchor.clone(), name.clone()));
         let mut addrs = Vec::with_capacity(size);
         for b in buf.chunks_exact(l.addr_size).take(size) {
             addrs.push(self.read_addr(b)?);

@@ -1,0 +1,427 @@
+//! The table commands: show, expire, allow, revoke, flush. Each works on
+//! `&mut impl Tables` and touches only tables its config names.
+#![forbid(unsafe_code)]
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::config::{Config, Role, Service};
+use crate::error::{Error, Result};
+use crate::name::{ExpireMode, Net, Secs};
+use crate::policy::{self, Expired};
+use crate::tables::{Entry, TableRef, Tables};
+
+/// What a table is to pfknock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A service's role table.
+    Service(Role),
+    /// An `[[expire]]` table of a hand-written pf.conf.
+    Expire,
+}
+
+/// A table the config names, with what pfknock does to it.
+#[derive(Clone, Debug)]
+pub struct Named {
+    pub table: TableRef,
+    pub service: Option<String>,
+    pub kind: Kind,
+    /// How long its entries live, for the tables pfknock expires.
+    pub ttl: Option<Secs>,
+    pub mode: ExpireMode,
+}
+
+impl Named {
+    fn kind_word(&self) -> &'static str {
+        match self.kind {
+            Kind::Service(Role::Auth) => "authorized",
+            Kind::Service(Role::Stage(_)) => "stage",
+            Kind::Service(Role::Renew) => "renew",
+            Kind::Service(Role::Allow) => "allow",
+            Kind::Expire => "expire",
+        }
+    }
+}
+
+/// Every table the config names, services first, in config order.
+pub fn named_tables(cfg: &Config) -> Vec<Named> {
+    let mut v = Vec::new();
+    for s in &cfg.services {
+        for (name, role) in s.tables() {
+            let (ttl, mode) = match role {
+                Role::Auth => (Some(s.ttl), s.expire),
+                Role::Stage(_) => (Some(s.window), ExpireMode::Age),
+                Role::Renew | Role::Allow => (None, ExpireMode::Age),
+            };
+            v.push(Named {
+                table: TableRef::new(&cfg.anchor, &name),
+                service: Some(s.name.clone()),
+                kind: Kind::Service(role),
+                ttl,
+                mode,
+            });
+        }
+    }
+    for e in &cfg.expires {
+        v.push(Named {
+            table: TableRef::new(&e.anchor, &e.table),
+            service: None,
+            kind: Kind::Expire,
+            ttl: Some(e.ttl),
+            mode: e.expire,
+        });
+    }
+    v
+}
+
+/// The service named on the command line, or every service.
+pub fn services<'a>(cfg: &'a Config, name: Option<&str>) -> Result<Vec<&'a Service>> {
+    match name {
+        None => Ok(cfg.services.iter().collect()),
+        Some(n) => cfg
+            .service(n)
+            .map(|s| vec![s])
+            .ok_or_else(|| unknown_service(cfg, n)),
+    }
+}
+
+/// Exactly one service: the one named, or the only one there is.
+pub fn one_service<'a>(cfg: &'a Config, name: Option<&str>) -> Result<&'a Service> {
+    match (name, cfg.services.as_slice()) {
+        (Some(n), _) => cfg.service(n).ok_or_else(|| unknown_service(cfg, n)),
+        (None, [only]) => Ok(only),
+        (None, []) => Err(Error::Usage("the config has no [[service]]".into())),
+        (None, many) => Err(Error::Usage(format!(
+            "the config has several services ({}): name one",
+            many.iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn unknown_service(cfg: &Config, n: &str) -> Error {
+    let names: Vec<&str> = cfg.services.iter().map(|s| s.name.as_str()).collect();
+    Error::Usage(format!(
+        "no service \"{}\" in the config (services: {})",
+        n.escape_default(),
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    ))
+}
+
+/// Does the service's allow list cover this entry?
+fn allowed(s: Option<&Service>, n: &Net) -> bool {
+    s.is_some_and(|s| {
+        s.allow
+            .iter()
+            .any(|a| a.prefix <= n.prefix && a.contains(n.addr))
+    })
+}
+
+// ---- show -------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Row {
+    pub address: String,
+    pub service: Option<String>,
+    pub table: String,
+    pub anchor: String,
+    pub kind: &'static str,
+    /// Seconds since the kernel inserted the entry.
+    pub age: u64,
+    pub ttl: Option<u64>,
+    /// Seconds until it expires by age; none for idle expiry and for
+    /// tables pfknock does not expire.
+    pub left: Option<u64>,
+    pub packets: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+/// Who is authorized: the service tables (and `[[expire]]` tables when no
+/// service is named); with `all`, stage, renewal and allow tables too.
+pub fn show(
+    cfg: &Config,
+    t: &mut impl Tables,
+    service: Option<&str>,
+    all: bool,
+    now: i64,
+) -> Result<Vec<Row>> {
+    services(cfg, service)?;
+    let mut rows = Vec::new();
+    for n in named_tables(cfg) {
+        let wanted = match (&n.kind, service) {
+            (Kind::Expire, None) => true,
+            (Kind::Expire, Some(_)) => false,
+            (Kind::Service(role), _) => {
+                (service.is_none() || n.service.as_deref() == service)
+                    && (all || *role == Role::Auth)
+            }
+        };
+        if !wanted {
+            continue;
+        }
+        let entries = t.entries(&n.table).map_err(|e| not_loaded(e, &n))?;
+        for e in entries {
+            rows.push(row(&n, &e, now));
+        }
+    }
+    Ok(rows)
+}
+
+fn row(n: &Named, e: &Entry, now: i64) -> Row {
+    let age = policy::age(now, e.tzero);
+    let left = match (n.ttl, n.mode) {
+        (Some(ttl), ExpireMode::Age) => Some(ttl.0.saturating_sub(age)),
+        _ => None,
+    };
+    Row {
+        address: e.net.to_string(),
+        service: n.service.clone(),
+        table: n.table.name.to_string(),
+        anchor: n.table.anchor.as_str().to_owned(),
+        kind: n.kind_word(),
+        age,
+        ttl: n.ttl.map(|t| t.0),
+        left,
+        packets: e.counted.then_some(e.packets),
+        bytes: e.counted.then_some(e.bytes),
+    }
+}
+
+/// A missing service table usually means the anchor is not loaded.
+fn not_loaded(e: Error, n: &Named) -> Error {
+    match e {
+        Error::Table {
+            errno: libc::ESRCH, ..
+        } if n.service.is_some() => {
+            Error::Other(format!("{e} (is the anchor loaded? pfknock load)"))
+        }
+        e => e,
+    }
+}
+
+/// The rows as an aligned table, or nothing when there are none.
+pub fn format_rows(rows: &[Row]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    let secs = |v: Option<u64>| v.map_or("-".to_owned(), |v| Secs(v).to_string());
+    let mut cells = vec![
+        [
+            "ADDRESS", "SERVICE", "TABLE", "AGE", "LEFT", "PACKETS", "BYTES",
+        ]
+        .map(str::to_owned),
+    ];
+    for r in rows {
+        let table = if r.anchor.is_empty() {
+            r.table.clone()
+        } else {
+            format!("{}/{}", r.anchor, r.table)
+        };
+        cells.push([
+            r.address.clone(),
+            r.service.clone().unwrap_or_else(|| "-".into()),
+            table,
+            Secs(r.age).to_string(),
+            secs(r.left),
+            opt(r.packets),
+            opt(r.bytes),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|i| cells.iter().map(|c| c[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut o = String::new();
+    for c in &cells {
+        let mut line = String::new();
+        for (i, cell) in c.iter().enumerate() {
+            let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
+        }
+        o.push_str(line.trim_end());
+        o.push('\n');
+    }
+    o
+}
+
+// ---- expire -----------------------------------------------------------------
+
+/// Which tables `expire` works on.
+#[derive(Debug)]
+pub enum Select<'a> {
+    All,
+    Service(&'a str),
+    Table(TableRef),
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub table: TableRef,
+    pub expired: Vec<Expired>,
+    pub total: usize,
+    pub deleted: usize,
+    pub dry_run: bool,
+}
+
+impl Report {
+    /// pfctl's count line.
+    pub fn count_line(&self) -> String {
+        let n = if self.dry_run {
+            self.expired.len()
+        } else {
+            self.deleted
+        };
+        format!(
+            "{}: {n}/{} addresses expired{}.",
+            self.table,
+            self.total,
+            if self.dry_run { " (dummy)" } else { "" }
+        )
+    }
+}
+
+/// The tables an `expire` command names, checked against the config.
+pub fn expire_targets(cfg: &Config, sel: &Select<'_>) -> Result<Vec<Named>> {
+    let all = named_tables(cfg);
+    let sweepable = |n: &Named| n.ttl.is_some();
+    match sel {
+        Select::All => Ok(all.into_iter().filter(sweepable).collect()),
+        Select::Service(s) => {
+            services(cfg, Some(s))?;
+            Ok(all
+                .into_iter()
+                .filter(|n| sweepable(n) && n.service.as_deref() == Some(*s))
+                .collect())
+        }
+        Select::Table(t) => match all.into_iter().find(|n| n.table == *t) {
+            Some(n) if sweepable(&n) => Ok(vec![n]),
+            Some(n) => Err(Error::Usage(format!(
+                "{t} is the {} table of service {}: pfknock does not expire it",
+                n.kind_word(),
+                n.service.unwrap_or_default()
+            ))),
+            None => Err(Error::Usage(format!("{t} is not a table of the config"))),
+        },
+    }
+}
+
+/// Expire the selected tables by age (like `pfctl -T expire`), or report
+/// what would go with `dry_run`. Idle tables need `older_than`: only the
+/// daemon measures idle time.
+pub fn expire(
+    cfg: &Config,
+    t: &mut impl Tables,
+    sel: &Select<'_>,
+    older_than: Option<Secs>,
+    dry_run: bool,
+    now: i64,
+) -> Result<Vec<Report>> {
+    let targets = expire_targets(cfg, sel)?;
+    if older_than.is_none()
+        && let Some(n) = targets.iter().find(|n| n.mode == ExpireMode::Idle)
+    {
+        return Err(Error::Usage(format!(
+            "{}: expires by idle time, which only the daemon (pfknock run) measures: \
+                 give --older-than to expire by age",
+            n.table
+        )));
+    }
+    let mut out = Vec::new();
+    for n in targets {
+        let ttl = older_than.or(n.ttl).expect("sweepable tables have a ttl");
+        let svc = n.service.as_deref().and_then(|s| cfg.service(s));
+        let entries = t.entries(&n.table).map_err(|e| not_loaded(e, &n))?;
+        let d = policy::decide(&entries, ttl.0, now, |e| e.tzero, |net| allowed(svc, net));
+        let nets: Vec<Net> = d.expire.iter().map(|x| x.net).collect();
+        let deleted = if dry_run {
+            0
+        } else {
+            t.delete(&n.table, &nets)?
+        };
+        out.push(Report {
+            table: n.table,
+            expired: d.expire,
+            total: entries.len(),
+            deleted,
+            dry_run,
+        });
+    }
+    Ok(out)
+}
+
+// ---- allow, revoke, flush ---------------------------------------------------
+
+/// Authorize `addr` for a service now, as a knock would; an address already
+/// authorized gets a fresh time stamp. Returns true when it was new.
+pub fn allow(
+    cfg: &Config,
+    t: &mut impl Tables,
+    addr: Net,
+    service: Option<&str>,
+) -> Result<(String, bool)> {
+    let s = one_service(cfg, service)?;
+    let table = TableRef::new(&cfg.anchor, &s.table);
+    if t.add(&table, &[addr])? == 1 {
+        return Ok((s.name.clone(), true));
+    }
+    t.renew(&table, &[addr])?;
+    Ok((s.name.clone(), false))
+}
+
+/// Remove `addr` from the dynamic tables of the service (or of every
+/// service): authorized, stage and renewal. An address on a service's allow
+/// list cannot be revoked; that is refused before anything changes.
+pub fn revoke(
+    cfg: &Config,
+    t: &mut impl Tables,
+    addr: Net,
+    service: Option<&str>,
+) -> Result<Vec<(TableRef, usize)>> {
+    let svcs = services(cfg, service)?;
+    if let Some(s) = svcs.iter().find(|s| allowed(Some(s), &addr)) {
+        return Err(Error::Other(format!(
+            "{addr} is on the allow list of service {}: remove it from the config to revoke it",
+            s.name
+        )));
+    }
+    let mut out = Vec::new();
+    for s in svcs {
+        for (name, role) in s.tables() {
+            if role == Role::Allow {
+                continue;
+            }
+            let table = TableRef::new(&cfg.anchor, &name);
+            let n = t.delete(&table, &[addr])?;
+            out.push((table, n));
+        }
+    }
+    Ok(out)
+}
+
+/// Empty the dynamic tables of the service (or of every service). Returns
+/// per table how many entries were deleted.
+pub fn flush(
+    cfg: &Config,
+    t: &mut impl Tables,
+    service: Option<&str>,
+) -> Result<Vec<(TableRef, usize)>> {
+    let mut out = Vec::new();
+    for s in services(cfg, service)? {
+        for (name, role) in s.tables() {
+            if role == Role::Allow {
+                continue;
+            }
+            let table = TableRef::new(&cfg.anchor, &name);
+            let nets: Vec<Net> = t.entries(&table)?.iter().map(|e| e.net).collect();
+            let n = t.delete(&table, &nets)?;
+            out.push((table, n));
+        }
+    }
+    Ok(out)
+}
