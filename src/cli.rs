@@ -85,4 +85,17 @@ pub enum Command {
     },
     /// Empty a service's tables (every service's if none is named)
     Flush { service: Option<String> },
+    /// The daemon: load the anchor, expire entries on their deadlines,
+    /// renew, log, reload on SIGHUP
+    Run {
+        /// Stay in the foreground and log to stderr as well as syslog
+        #[arg(short = 'f', long)]
+        foreground: bool,
+        /// Write the daemon's pid to FILE, locked against a second instance
+        #[arg(short = 'p', long, value_name = "FILE")]
+        pidfile: Option<PathBuf>,
+        /// Check the config (and that root alone can write it), then exit
+        #[arg(short = 'n', long = "check")]
+        check_only: bool,
+    },
 }

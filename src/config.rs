@@ -31,12 +31,51 @@ pub const DEFAULT_RATE: &str = "5/15";
 pub const DEFAULT_TTL: Secs = Secs(60);
 pub const DEFAULT_WINDOW: Secs = Secs(10);
 
+pub const DEFAULT_POLL: Secs = Secs(1);
+
 /// A checked configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub anchor: AnchorName,
+    /// syslog facility of the daemon's log.
+    pub facility: Facility,
+    /// How often the daemon looks for new authorizations.
+    pub poll: Secs,
+    /// Unload the anchor when the daemon exits.
+    pub unload: bool,
     pub services: Vec<Service>,
     pub expires: Vec<ExpireTable>,
+}
+
+/// The syslog facilities pfknock logs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Facility {
+    Auth,
+    Authpriv,
+    Daemon,
+    User,
+    Local(u8),
+}
+
+impl std::str::FromStr for Facility {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "auth" => Facility::Auth,
+            "authpriv" => Facility::Authpriv,
+            "daemon" => Facility::Daemon,
+            "user" => Facility::User,
+            _ => match s.strip_prefix("local").and_then(|n| n.parse::<u8>().ok()) {
+                Some(n) if n <= 7 && s.len() == 6 => Facility::Local(n),
+                _ => {
+                    return Err(format!(
+                        "expected auth, authpriv, daemon, user or local0 to local7, got \"{}\"",
+                        s.escape_default()
+                    ));
+                }
+            },
+        })
+    }
 }
 
 /// One `[[service]]`: knock ports guarding protected ports.
@@ -158,6 +197,9 @@ impl fmt::Display for Warning {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     anchor: Option<Spanned<String>>,
+    facility: Option<Spanned<String>>,
+    poll: Option<Spanned<String>>,
+    unload: Option<bool>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
     #[serde(default)]
@@ -424,6 +466,13 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
         }
     }
 
+    let facility = cx.opt(&raw.facility, "facility", Facility::Auth)?;
+    let poll = cx.opt(&raw.poll, "poll", DEFAULT_POLL)?;
+    if poll.0 == 0 || poll.0 > 3600 {
+        let span = raw.poll.as_ref().map(|p| p.span()).unwrap_or_default();
+        return Err(cx.err(span, "poll", "must be 1s to 1h"));
+    }
+
     let mut expires: Vec<ExpireTable> = Vec::new();
     for re in &raw.expire {
         let re = re.get_ref();
@@ -468,6 +517,9 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
 
     Ok(Config {
         anchor,
+        facility,
+        poll,
+        unload: raw.unload.unwrap_or(false),
         services,
         expires,
     })

@@ -9,12 +9,15 @@
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod name;
 pub mod pf;
 pub mod pfctl;
 pub mod policy;
 pub mod render;
+#[allow(unsafe_code)]
+pub mod sys_unix;
 pub mod tables;
 
 use std::path::Path;
@@ -194,6 +197,16 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Run {
+            foreground,
+            pidfile,
+            check_only,
+        } => daemon::run(daemon::RunOpts {
+            config: path,
+            foreground,
+            pidfile: pidfile.as_deref(),
+            check_only,
+        }),
         Command::Flush { service } => {
             let cfg = load_config(path)?;
             cmd::services(&cfg, service.as_deref())?;

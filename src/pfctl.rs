@@ -114,6 +114,14 @@ fn references(rules: &str, anchor: &AnchorName) -> bool {
     })
 }
 
+/// Is pf enabled? (`pfctl -s info`: "Status: Enabled ..."). `None` when
+/// pfctl cannot tell.
+pub fn enabled() -> Option<bool> {
+    let out = run(&["-s", "info"], None).ok()?;
+    let status = out.lines().find_map(|l| l.trim().strip_prefix("Status:"))?;
+    Some(status.trim_start().starts_with("Enabled"))
+}
+
 /// Kill the states from `host` (`pfctl -k HOST`): cuts its open sessions.
 pub fn kill_states(host: &str) -> Result<String> {
     run(&["-k", host], None)

@@ -57,6 +57,9 @@ pub struct TableStat {
     pub flags: u32,
     /// Number of entries.
     pub count: u64,
+    /// Packets the table's rules counted, all directions and verdicts: it
+    /// moves whenever any entry (or a miss) is matched.
+    pub packets: u64,
     pub tzero: i64,
 }
 

@@ -309,3 +309,73 @@ fn table_verbs_without_pf_say_so() {
         );
     }
 }
+
+#[test]
+fn run_check_only_and_the_config_owner() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let d = scratch("run");
+    let f = d.join("pfknock.toml");
+    fs::copy(example("pfknock.toml"), &f).unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+    let o = pfknock(&["run", "-n", "-c", f.to_str().unwrap()], false, &[]);
+    if fs::metadata(&f).unwrap().uid() == 0 {
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(stdout(&o), format!("{}: ok\n", f.display()));
+    } else {
+        assert_eq!(o.status.code(), Some(78));
+    }
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o666)).unwrap();
+    let o = pfknock(&["run", "-n", "-c", f.to_str().unwrap()], false, &[]);
+    assert_eq!(o.status.code(), Some(78));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with(&format!(
+            "pfknock: {}: writable by someone other than root (owner uid ",
+            f.display()
+        )),
+        "{e}"
+    );
+    assert!(e.ends_with(", mode 0666): refusing to run\n"), "{e}");
+}
+
+#[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
+#[test]
+fn run_without_pf_says_so() {
+    let d = scratch("run-nopf");
+    let f = d.join("pfknock.toml");
+    fs::copy(example("pfknock.toml"), &f).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+    if fs::metadata(&f).unwrap().uid() != 0 {
+        return; // refused earlier for its owner; covered above
+    }
+    let o = pfknock(&["run", "-f", "-c", f.to_str().unwrap()], false, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o), "pfknock: pf is not available on this system\n");
+}
+
+#[test]
+fn a_second_daemon_is_refused_by_the_pidfile() {
+    let d = scratch("pid");
+    let p = d.join("pfknock.pid");
+    let first = pfknock::daemon::Pidfile::create(&p).unwrap();
+    assert_eq!(
+        fs::read_to_string(&p).unwrap(),
+        format!("{}\n", std::process::id())
+    );
+    let e = pfknock::daemon::Pidfile::create(&p)
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}: locked: pfknock is already running (pid {})",
+            p.display(),
+            std::process::id()
+        )
+    );
+    drop(first);
+    assert!(!p.exists(), "removed on exit");
+    drop(pfknock::daemon::Pidfile::create(&p).unwrap());
+}

@@ -24,6 +24,11 @@ pub trait Device {
 /// keeps growing faster than it can be read.
 const GROW_TRIES: usize = 16;
 
+/// Room offered on the first read, so that a knock table (a few hosts) and
+/// an anchor's table list (a few tables) take one request each.
+const ASTATS_HINT: usize = 64;
+const TSTATS_HINT: usize = 16;
+
 pub fn put_i32(b: &mut [u8], off: usize, v: i32) {
     b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
 }
@@ -149,48 +154,39 @@ impl<D: Device> Pf<D> {
         ))
     }
 
-    /// Run a getter with the size protocol: ask, size the buffer, retry
-    /// while the kernel says it needs more. Returns the buffer and count.
+    /// Run a getter with the size protocol: offer room for `hint`
+    /// elements, and while the kernel answers that it needs more (rc 0,
+    /// size = needed, nothing copied), grow the buffer and ask again.
     fn get_sized(
         &mut self,
         n: u8,
         anchor: &str,
         table: &str,
         esize: usize,
-        flags: i32,
+        hint: usize,
     ) -> Result<(Vec<u8>, usize)> {
-        let mut need = 0usize;
+        let mut cap = hint.min(self.maxcount);
         let mut buf: Vec<u8> = Vec::new();
-        for attempt in 0..GROW_TRIES {
-            if need > self.maxcount {
-                return Err(self.too_many(table, anchor, need));
-            }
-            // Some slack for entries that arrive between two calls, within
-            // the cap; the first call (size 0) only counts.
-            let cap = if attempt == 0 {
-                0
-            } else {
-                (need + need / 16 + 16).min(self.maxcount)
-            };
+        for _ in 0..GROW_TRIES {
             buf.clear();
             buf.resize(cap * esize, 0);
-            let mut h = self.header(anchor, table, esize, cap, flags);
+            let mut h = self.header(anchor, table, esize, cap, 0);
             self.call(n, anchor, table, &mut h, &mut buf)?;
             let got = get_i32(&h, self.layout.io_size);
-            if got < 0 {
+            let Ok(got) = usize::try_from(got) else {
                 return Err(Error::Other(format!(
                     "table <{table}>: kernel returned size {got}"
                 )));
-            }
-            let got = got as usize;
-            if attempt > 0 && got <= cap {
+            };
+            if got <= cap {
                 buf.truncate(got * esize);
                 return Ok((buf, got));
             }
-            if attempt == 0 && got == 0 {
-                return Ok((Vec::new(), 0));
+            if got > self.maxcount {
+                return Err(self.too_many(table, anchor, got));
             }
-            need = got;
+            // Some slack for entries that arrive between two calls.
+            cap = (got + got / 16 + 16).min(self.maxcount);
         }
         Err(Error::Other(format!(
             "table <{table}>: it keeps growing faster than it can be read"
@@ -205,7 +201,7 @@ impl<D: Device> Pf<D> {
             t.anchor.as_str(),
             t.name.as_str(),
             l.astats_size,
-            0,
+            ASTATS_HINT,
         )?;
         let mut out = Vec::with_capacity(n);
         for e in buf.chunks_exact(l.astats_size) {
@@ -290,7 +286,13 @@ impl<D: Device> Pf<D> {
     pub fn get_tstats(&mut self, anchor: &AnchorName) -> Result<Vec<TableStat>> {
         let l = self.layout;
         let (buf, _) = self
-            .get_sized(abi::N_GETTSTATS, anchor.as_str(), "", l.tstats_size, 0)
+            .get_sized(
+                abi::N_GETTSTATS,
+                anchor.as_str(),
+                "",
+                l.tstats_size,
+                TSTATS_HINT,
+            )
             .map_err(|e| match e {
                 // FreeBSD's ioctl layer says EINVAL where pf_table.c says
                 // ENOENT: the filter anchor does not exist.
@@ -314,6 +316,9 @@ impl<D: Device> Pf<D> {
                 anchor: get_cstr(&e[l.t_anchor..l.t_anchor + abi::ANCHOR_SIZE]),
                 flags: get_u32(e, l.t_flags),
                 count: get_i32(e, l.ts_cnt).max(0) as u64,
+                packets: (0..2 * l.op_table_max)
+                    .map(|i| get_u64(e, l.ts_packets + 8 * i))
+                    .fold(0u64, u64::wrapping_add),
                 tzero: get_u64(e, l.ts_tzero) as i64,
             })
             .collect())

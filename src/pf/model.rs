@@ -34,6 +34,8 @@ struct KEntry {
 struct KTable {
     flags: u32,
     entries: BTreeMap<Key, KEntry>,
+    /// pfrkt_packets[dir][op], summed: every match moves it.
+    packets: u64,
 }
 
 /// The kernel's tables for one OS.
@@ -147,6 +149,7 @@ impl Model {
         let keeps = self.layout.tflag_counters.is_none();
         let (cf, pass) = (self.counters_flag(), self.layout.op_pass);
         if let Some(t) = self.tables.get_mut(&table_key(anchor, name)) {
+            t.packets += packets;
             let counted = keeps || t.flags & cf != 0;
             if let Some(e) = t.entries.get_mut(&host_key(self.layout, a))
                 && counted
@@ -525,6 +528,7 @@ impl Model {
             out[l.t_name..l.t_name + name.len()].copy_from_slice(name.as_bytes());
             put_u32(out, l.t_flags, t.flags);
             put_i32(out, l.ts_cnt, t.entries.len() as i32);
+            out[l.ts_packets..l.ts_packets + 8].copy_from_slice(&t.packets.to_ne_bytes());
         }
         put_i32(ioc, l.io_size, n as i32);
         Ok(())

@@ -1,0 +1,839 @@
+//! `pfknock run`: load the anchor, then expire entries on their deadlines,
+//! renew hosts that knock again, log every authorization and expiry, and
+//! restore the anchor when something flushes it.
+//!
+//! `Daemon` is the state machine: every step takes `now` and works on
+//! `Tables`, a `Loader` and a `Log`, so tests drive it with the kernel model
+//! and a fake clock. `run` is the loop around it: signals forwarded from a
+//! thread over a channel, and a wait until the next deadline or poll.
+#![forbid(unsafe_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::cmd::{Kind, Named, named_tables};
+use crate::config::{Config, Role, Warning};
+use crate::error::{Error, Result};
+use crate::name::{AnchorName, ExpireMode, Net, Secs};
+use crate::policy::{self, IdleTracker};
+use crate::render;
+use crate::tables::{Entry, TableRef, TableStat, Tables};
+
+/// What a signal asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// SIGHUP: re-read the config, reload the anchor.
+    Reload,
+    /// SIGUSR1: sweep every table now.
+    Sweep,
+    /// SIGINFO: log a status summary.
+    Info,
+    /// SIGTERM, SIGINT: exit cleanly.
+    Stop(i32),
+}
+
+/// Loads the rendered anchor: pfctl(8) on a BSD.
+pub trait Loader {
+    fn load(&mut self, anchor: &AnchorName, text: &str) -> Result<()>;
+    /// Does the main ruleset call the anchor?
+    fn referenced(&mut self, anchor: &AnchorName) -> Result<bool>;
+    /// Is pf enabled? `None` when it cannot be told.
+    fn enabled(&mut self) -> Option<bool>;
+    fn unload(&mut self, anchor: &AnchorName) -> Result<()>;
+}
+
+/// The real loader.
+pub struct Pfctl;
+
+impl Loader for Pfctl {
+    fn load(&mut self, anchor: &AnchorName, text: &str) -> Result<()> {
+        crate::pfctl::load(anchor, text)
+    }
+    fn referenced(&mut self, anchor: &AnchorName) -> Result<bool> {
+        crate::pfctl::anchor_referenced(anchor)
+    }
+    fn enabled(&mut self) -> Option<bool> {
+        crate::pfctl::enabled()
+    }
+    fn unload(&mut self, anchor: &AnchorName) -> Result<()> {
+        crate::pfctl::unload(anchor)
+    }
+}
+
+/// Priorities, as syslog's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Err,
+    Warning,
+    Notice,
+    Info,
+    Debug,
+}
+
+pub trait Log {
+    fn log(&mut self, level: Level, msg: &str);
+}
+
+/// A table the daemon watches, and what it knows of it.
+struct Watch {
+    named: Named,
+    /// Entry count and table packet counter at the last listing.
+    count: Option<u64>,
+    packets: Option<u64>,
+    next_due: Option<i64>,
+    /// Addresses present at the last listing.
+    known: HashSet<Net>,
+    idle: IdleTracker,
+    listed: bool,
+    force: bool,
+}
+
+impl Watch {
+    fn new(named: Named) -> Self {
+        Watch {
+            named,
+            count: None,
+            packets: None,
+            next_due: None,
+            known: HashSet::new(),
+            idle: IdleTracker::default(),
+            listed: false,
+            force: false,
+        }
+    }
+
+    fn role(&self) -> Option<Role> {
+        match self.named.kind {
+            Kind::Service(r) => Some(r),
+            Kind::Expire => None,
+        }
+    }
+
+    /// Does this table get swept (expired) by the daemon?
+    fn swept(&self) -> bool {
+        self.named.ttl.is_some()
+    }
+}
+
+/// The daemon's state.
+pub struct Daemon<T, L, G> {
+    pub cfg: Config,
+    path: PathBuf,
+    pub tables: T,
+    loader: L,
+    pub log: G,
+    watches: Vec<Watch>,
+    warned_disabled: bool,
+    warned_missing: HashSet<TableRef>,
+}
+
+fn watches_for(cfg: &Config) -> Vec<Watch> {
+    // Renewal tables first, so that a renewal is applied before the sweep
+    // of the same tick looks at the authorized table.
+    let mut named = named_tables(cfg);
+    named.sort_by_key(|n| !matches!(n.kind, Kind::Service(Role::Renew)));
+    named
+        .into_iter()
+        .filter(|n| !matches!(n.kind, Kind::Service(Role::Allow)))
+        .map(Watch::new)
+        .collect()
+}
+
+impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
+    /// Load the anchor and take a first look at every table. A failed load
+    /// is fatal here (there is nothing running to keep).
+    pub fn start(cfg: Config, path: &Path, tables: T, loader: L, log: G, now: i64) -> Result<Self> {
+        let mut d = Daemon {
+            watches: watches_for(&cfg),
+            cfg,
+            path: path.to_owned(),
+            tables,
+            loader,
+            log,
+            warned_disabled: false,
+            warned_missing: HashSet::new(),
+        };
+        if !d.cfg.services.is_empty() {
+            d.load_anchor()?;
+        }
+        d.check_pf();
+        d.log.log(
+            Level::Notice,
+            &format!(
+                "started: {} service(s) in anchor {}, {} expire table(s), from {}",
+                d.cfg.services.len(),
+                d.cfg.anchor.as_str(),
+                d.cfg.expires.len(),
+                d.path.display()
+            ),
+        );
+        d.tick(now);
+        Ok(d)
+    }
+
+    fn load_anchor(&mut self) -> Result<()> {
+        let text = render::pf::render(&self.cfg, &self.path.display().to_string());
+        self.loader.load(&self.cfg.anchor, &text)
+    }
+
+    /// Warn when pf is disabled or the main ruleset does not call the
+    /// anchor: in both cases the knock rules do nothing.
+    fn check_pf(&mut self) {
+        match self.loader.enabled() {
+            Some(false) if !self.warned_disabled => {
+                self.warned_disabled = true;
+                self.log.log(
+                    Level::Warning,
+                    "pf is disabled: knocks open nothing until pfctl -e",
+                );
+            }
+            Some(true) => self.warned_disabled = false,
+            _ => {}
+        }
+        if self.cfg.services.is_empty() {
+            return;
+        }
+        match self.loader.referenced(&self.cfg.anchor) {
+            Ok(true) => {}
+            Ok(false) => self.log.log(
+                Level::Err,
+                &format!(
+                    "the main ruleset has no anchor \"{}\" rule: knocks open nothing until pf.conf calls the anchor",
+                    self.cfg.anchor.as_str()
+                ),
+            ),
+            Err(e) => self.log.log(Level::Warning, &format!("cannot read the main ruleset: {e}")),
+        }
+    }
+
+    /// When the next table is due, if any.
+    pub fn next_due(&self) -> Option<i64> {
+        self.watches.iter().filter_map(|w| w.next_due).min()
+    }
+
+    fn service_of(&self, w: &Watch) -> Option<&crate::config::Service> {
+        w.named.service.as_deref().and_then(|s| self.cfg.service(s))
+    }
+
+    fn line(&self, verb: &str, net: &Net, w: &Watch, extra: &str) -> String {
+        let t = &w.named.table;
+        let mut s = format!(
+            "{verb} {net} service={} table={} anchor={}",
+            w.named.service.as_deref().unwrap_or("-"),
+            t.name,
+            if t.anchor.is_main() {
+                "-"
+            } else {
+                t.anchor.as_str()
+            }
+        );
+        if !extra.is_empty() {
+            s.push(' ');
+            s.push_str(extra);
+        }
+        s
+    }
+
+    /// One poll: read table statistics (one request per anchor), restore
+    /// the anchor if it is gone, and list only the tables whose count or
+    /// packet counter moved, or that have a deadline due.
+    pub fn tick(&mut self, now: i64) {
+        self.tick_inner(now, false)
+    }
+
+    /// SIGUSR1: list and sweep every table now.
+    pub fn sweep(&mut self, now: i64) {
+        self.tick_inner(now, true)
+    }
+
+    fn tick_inner(&mut self, now: i64, force: bool) {
+        let stats = match self.read_stats() {
+            Some(s) => s,
+            None => return,
+        };
+        for i in 0..self.watches.len() {
+            let w = &self.watches[i];
+            let Some(st) = stats.get(&w.named.table) else {
+                if matches!(w.named.kind, Kind::Expire)
+                    && self.warned_missing.insert(w.named.table.clone())
+                {
+                    self.log.log(
+                        Level::Warning,
+                        &format!("{}: no such table; will look again", w.named.table),
+                    );
+                }
+                continue;
+            };
+            let need = force
+                || w.force
+                || !w.listed
+                || w.count != Some(st.count)
+                || w.next_due.is_some_and(|d| now >= d)
+                || (w.named.mode == ExpireMode::Idle && w.packets != Some(st.packets));
+            if !need {
+                continue;
+            }
+            let (count, packets) = (st.count, st.packets);
+            if let Err(e) = self.visit(i, now, packets) {
+                self.log
+                    .log(Level::Err, &format!("{}: {e}", self.watches[i].named.table));
+                let w = &mut self.watches[i];
+                w.count = Some(count);
+            }
+        }
+    }
+
+    /// Table statistics of every anchor the daemon watches, restoring the
+    /// anchor first if its tables are gone. `None` when pf cannot be read.
+    fn read_stats(&mut self) -> Option<HashMap<TableRef, TableStat>> {
+        let mut anchors: Vec<AnchorName> = self
+            .watches
+            .iter()
+            .map(|w| w.named.table.anchor.clone())
+            .collect();
+        anchors.sort();
+        anchors.dedup();
+        let mut out = HashMap::new();
+        for a in anchors {
+            let ours = a == self.cfg.anchor && !self.cfg.services.is_empty();
+            let mut stats = self.stats_of(&a);
+            if ours && self.anchor_broken(&stats) {
+                match self.load_anchor() {
+                    Ok(()) => {
+                        self.log.log(
+                            Level::Notice,
+                            &format!(
+                                "anchor {} restored: its tables were gone (pf flushed?)",
+                                a.as_str()
+                            ),
+                        );
+                        self.check_pf();
+                        stats = self.stats_of(&a);
+                    }
+                    Err(e) => {
+                        self.log.log(
+                            Level::Err,
+                            &format!("anchor {} is gone and cannot be restored: {e}", a.as_str()),
+                        );
+                        continue;
+                    }
+                }
+            }
+            match stats {
+                Ok(v) => {
+                    for s in v {
+                        if !s.active() {
+                            continue;
+                        }
+                        let Ok(name) = crate::name::TableName::new(&s.name) else {
+                            continue;
+                        };
+                        out.insert(TableRef::new(&a, &name), s);
+                    }
+                }
+                Err(Error::Table {
+                    errno: libc::ENOENT,
+                    ..
+                }) => {}
+                Err(e) => {
+                    self.log.log(Level::Err, &format!("anchor {}: {e}", a));
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn stats_of(&mut self, a: &AnchorName) -> Result<Vec<TableStat>> {
+        self.tables.table_stats(a)
+    }
+
+    fn anchor_broken(&self, stats: &Result<Vec<TableStat>>) -> bool {
+        match stats {
+            Err(Error::Table {
+                errno: libc::ENOENT,
+                ..
+            }) => true,
+            Err(_) => false,
+            Ok(v) => self.watches.iter().filter(|w| w.role().is_some()).any(|w| {
+                !v.iter()
+                    .any(|s| s.active() && s.name == w.named.table.name.as_str())
+            }),
+        }
+    }
+
+    fn visit(&mut self, i: usize, now: i64, packets: u64) -> Result<()> {
+        let table = self.watches[i].named.table.clone();
+        let entries = self.tables.entries(&table)?;
+        if self.watches[i].role() == Some(Role::Renew) {
+            self.renew(i, &entries)?;
+        } else if self.watches[i].swept() {
+            self.expire(i, &entries, now)?;
+        }
+        let w = &mut self.watches[i];
+        w.packets = Some(packets);
+        w.listed = true;
+        w.force = false;
+        Ok(())
+    }
+
+    /// Hosts in the renewal table knocked again while authorized: give
+    /// their authorization a fresh time stamp, then empty the table.
+    fn renew(&mut self, i: usize, entries: &[Entry]) -> Result<()> {
+        let w = &self.watches[i];
+        let svc = w.named.service.clone();
+        let Some(a) = self
+            .watches
+            .iter()
+            .position(|x| x.named.service == svc && x.role() == Some(Role::Auth))
+        else {
+            return Ok(());
+        };
+        let nets: Vec<Net> = entries.iter().map(|e| e.net).collect();
+        if !nets.is_empty() {
+            let auth = self.watches[a].named.table.clone();
+            let (present, absent): (Vec<Net>, Vec<Net>) =
+                nets.iter().partition(|n| self.watches[a].known.contains(n));
+            self.tables.renew(&auth, &present)?;
+            let added = if absent.is_empty() {
+                0
+            } else {
+                self.tables.add(&auth, &absent)?
+            };
+            let ttl = self.watches[a].named.ttl.unwrap_or(Secs(0));
+            for n in &present {
+                let l = self.line("renewed", n, &self.watches[a], &format!("ttl={ttl}"));
+                self.log.log(Level::Info, &l);
+            }
+            if added > 0 {
+                for n in &absent {
+                    let l = self.line("authorized", n, &self.watches[a], &format!("ttl={ttl}"));
+                    self.log.log(Level::Info, &l);
+                }
+            }
+            let aw = &mut self.watches[a];
+            for n in &present {
+                aw.idle.forget(n);
+            }
+            aw.known.extend(absent.iter().copied());
+            aw.force = true;
+            let renew_t = self.watches[i].named.table.clone();
+            self.tables.delete(&renew_t, &nets)?;
+        }
+        let w = &mut self.watches[i];
+        w.count = Some(0);
+        w.known.clear();
+        Ok(())
+    }
+
+    fn expire(&mut self, i: usize, entries: &[Entry], now: i64) -> Result<()> {
+        let w = &self.watches[i];
+        let ttl = w.named.ttl.expect("swept").0;
+        let idle = w.named.mode == ExpireMode::Idle;
+        let svc = self.service_of(w).cloned();
+        let keep = |n: &Net| {
+            svc.as_ref().is_some_and(|s| {
+                s.allow
+                    .iter()
+                    .any(|a| a.prefix <= n.prefix && a.contains(n.addr))
+            })
+        };
+        if idle {
+            self.watches[i].idle.observe(entries, now);
+        }
+        let w = &self.watches[i];
+        let d = policy::decide(
+            entries,
+            ttl,
+            now,
+            |e| {
+                if idle {
+                    w.idle.last_active(&e.net).unwrap_or(now)
+                } else {
+                    e.tzero
+                }
+            },
+            keep,
+        );
+        let gone: Vec<Net> = d.expire.iter().map(|x| x.net).collect();
+        let deleted = if gone.is_empty() {
+            0
+        } else {
+            self.tables.delete(&w.named.table, &gone)?
+        };
+
+        let w = &self.watches[i];
+        // A stage that lapses is a sequence left unfinished: not worth a line.
+        let level = if matches!(w.role(), Some(Role::Stage(_))) {
+            Level::Debug
+        } else {
+            Level::Info
+        };
+        let ttl_s = Secs(ttl);
+        let mut lines = Vec::new();
+        if w.listed && w.role() == Some(Role::Auth) {
+            for e in entries {
+                if !w.known.contains(&e.net) && !gone.contains(&e.net) {
+                    lines.push((
+                        Level::Info,
+                        self.line("authorized", &e.net, w, &format!("ttl={ttl_s}")),
+                    ));
+                }
+            }
+        }
+        for x in &d.expire {
+            let what = if idle { "idle" } else { "age" };
+            lines.push((
+                level,
+                self.line(
+                    "expired",
+                    &x.net,
+                    w,
+                    &format!("{what}={} ttl={ttl_s}", Secs(x.age)),
+                ),
+            ));
+        }
+        for (lv, l) in lines {
+            self.log.log(lv, &l);
+        }
+        if deleted < gone.len() {
+            self.log.log(
+                Level::Debug,
+                &format!(
+                    "{}: {} of {} expired entries were already gone",
+                    w.named.table,
+                    gone.len() - deleted,
+                    gone.len()
+                ),
+            );
+        }
+
+        let w = &mut self.watches[i];
+        w.known = entries
+            .iter()
+            .map(|e| e.net)
+            .filter(|n| !gone.contains(n))
+            .collect();
+        w.count = Some(w.known.len() as u64);
+        w.next_due = d.next_due;
+        for n in &gone {
+            w.idle.forget(n);
+        }
+        Ok(())
+    }
+
+    /// SIGHUP: re-read the config. A bad config, or one pfctl refuses, is
+    /// logged and the running one stays; a good one is loaded atomically and
+    /// every table's state carries over.
+    pub fn reload(&mut self, now: i64) {
+        let (cfg, warnings) = match Config::load(&self.path) {
+            Ok(c) => c,
+            Err(e) => {
+                self.log.log(
+                    Level::Err,
+                    &format!("reload: {e}: keeping the running configuration"),
+                );
+                return;
+            }
+        };
+        self.log_warnings(&warnings);
+        let old = std::mem::replace(&mut self.cfg, cfg);
+        if !self.cfg.services.is_empty()
+            && let Err(e) = self.load_anchor()
+        {
+            self.cfg = old;
+            self.log.log(
+                Level::Err,
+                &format!("reload: {e}: keeping the running configuration"),
+            );
+            return;
+        }
+        if old.anchor != self.cfg.anchor && !old.services.is_empty() {
+            self.log.log(
+                Level::Warning,
+                &format!(
+                    "anchor {} is still loaded: remove it with pfctl -a {} -F all",
+                    old.anchor.as_str(),
+                    old.anchor.as_str()
+                ),
+            );
+        }
+        let mut carried: HashMap<TableRef, Watch> = self
+            .watches
+            .drain(..)
+            .map(|w| (w.named.table.clone(), w))
+            .collect();
+        self.watches = watches_for(&self.cfg)
+            .into_iter()
+            .map(|fresh| match carried.remove(&fresh.named.table) {
+                Some(mut w) => {
+                    let changed =
+                        w.named.ttl != fresh.named.ttl || w.named.mode != fresh.named.mode;
+                    w.named = fresh.named;
+                    w.force = changed;
+                    w
+                }
+                None => fresh,
+            })
+            .collect();
+        self.check_pf();
+        self.log.log(
+            Level::Notice,
+            &format!(
+                "reloaded {}: {} service(s), {} expire table(s)",
+                self.path.display(),
+                self.cfg.services.len(),
+                self.cfg.expires.len()
+            ),
+        );
+        self.tick(now);
+    }
+
+    pub fn log_warnings(&mut self, warnings: &[Warning]) {
+        for w in warnings {
+            self.log.log(Level::Warning, &w.to_string());
+        }
+    }
+
+    /// SIGINFO: one line per watched table.
+    pub fn status(&mut self, now: i64) {
+        let lines: Vec<String> = self
+            .watches
+            .iter()
+            .filter(|w| w.swept())
+            .map(|w| {
+                format!(
+                    "status {}: {} entries, next expiry {}",
+                    w.named.table,
+                    w.known.len(),
+                    w.next_due.map_or("none".to_owned(), |d| format!(
+                        "in {}",
+                        Secs(policy::age(d, now))
+                    ))
+                )
+            })
+            .collect();
+        for l in lines {
+            self.log.log(Level::Info, &l);
+        }
+    }
+
+    /// A clean exit: unload the anchor if the config says so.
+    pub fn stop(&mut self, signal: &str) {
+        if self.cfg.unload && !self.cfg.services.is_empty() {
+            match self.loader.unload(&self.cfg.anchor) {
+                Ok(()) => self.log.log(
+                    Level::Notice,
+                    &format!("anchor {} unloaded", self.cfg.anchor.as_str()),
+                ),
+                Err(e) => self.log.log(Level::Err, &format!("unload: {e}")),
+            }
+        }
+        self.log.log(Level::Notice, &format!("exiting on {signal}"));
+    }
+
+    /// Entries the daemon knows of per table (for tests and benchmarks).
+    pub fn known(&self, t: &TableRef) -> Option<usize> {
+        self.watches
+            .iter()
+            .find(|w| w.named.table == *t)
+            .map(|w| w.known.len())
+    }
+}
+
+// ---- the process ------------------------------------------------------------
+
+/// syslog(3), and stderr too when running in the foreground.
+pub struct SysLog {
+    pub stderr: bool,
+}
+
+impl Log for SysLog {
+    fn log(&mut self, level: Level, msg: &str) {
+        let prio = match level {
+            Level::Err => libc::LOG_ERR,
+            Level::Warning => libc::LOG_WARNING,
+            Level::Notice => libc::LOG_NOTICE,
+            Level::Info => libc::LOG_INFO,
+            Level::Debug => libc::LOG_DEBUG,
+        };
+        crate::sys_unix::syslog(prio, msg);
+        if self.stderr && level != Level::Debug {
+            eprintln!("pfknock: {msg}");
+        }
+    }
+}
+
+/// Refuse a config that someone other than root could have written: the
+/// daemon runs as root and loads rules from it.
+pub fn check_owner(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).map_err(|source| Error::ConfigFile {
+        file: path.to_owned(),
+        source,
+    })?;
+    if m.uid() != 0 || m.mode() & 0o022 != 0 {
+        return Err(Error::Config {
+            file: path.to_owned(),
+            line: 0,
+            key: String::new(),
+            msg: format!(
+                "writable by someone other than root (owner uid {}, mode {:04o}): refusing to run",
+                m.uid(),
+                m.mode() & 0o7777
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A pidfile locked for the life of the daemon, removed when it ends.
+pub struct Pidfile {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl Pidfile {
+    pub fn create(path: &Path) -> Result<Pidfile> {
+        use std::io::{Read, Seek, Write};
+        let io = |source: std::io::Error| Error::Device {
+            path: path.display().to_string(),
+            op: "pidfile",
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io)?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = f.read_to_string(&mut pid);
+                return Err(Error::Other(format!(
+                    "{}: locked: pfknock is already running (pid {})",
+                    path.display(),
+                    pid.trim()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        f.set_len(0).map_err(io)?;
+        f.rewind().map_err(io)?;
+        writeln!(f, "{}", std::process::id()).map_err(io)?;
+        Ok(Pidfile {
+            path: path.to_owned(),
+            _file: f,
+        })
+    }
+}
+
+impl Drop for Pidfile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Options of `pfknock run`.
+pub struct RunOpts<'a> {
+    pub config: &'a Path,
+    pub foreground: bool,
+    pub pidfile: Option<&'a Path>,
+    pub check_only: bool,
+}
+
+/// The daemon process: check, detach, lock, load, loop.
+pub fn run(o: RunOpts<'_>) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let mut log = SysLog { stderr: true };
+    // Log with the default facility until the config names another, so a
+    // fatal config error reaches syslog too (main prints it on stderr).
+    crate::sys_unix::openlog(crate::config::Facility::Auth);
+    let fatal = |e: Error| {
+        crate::sys_unix::syslog(libc::LOG_ERR, &e.to_string());
+        e
+    };
+    let (cfg, warnings) = Config::load(o.config).map_err(fatal)?;
+    check_owner(o.config).map_err(fatal)?;
+    crate::sys_unix::openlog(cfg.facility);
+    if o.check_only {
+        for w in &warnings {
+            eprintln!("pfknock: {w}");
+        }
+        println!("{}: ok", o.config.display());
+        return Ok(());
+    }
+    let tables = crate::pf::open(true)?;
+    if !o.foreground {
+        // Before any thread: daemon(3) forks.
+        crate::sys_unix::daemonize().map_err(|source| Error::Device {
+            path: "daemon(3)".into(),
+            op: "fork",
+            source,
+        })?;
+        log.stderr = false;
+    }
+    let _pid = o.pidfile.map(Pidfile::create).transpose()?;
+
+    #[cfg(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos"))]
+    let sigs = [SIGHUP, SIGUSR1, SIGTERM, SIGINT, libc::SIGINFO];
+    #[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
+    let sigs = [SIGHUP, SIGUSR1, SIGTERM, SIGINT];
+    let mut signals =
+        signal_hook::iterator::Signals::new(sigs).map_err(|source| Error::Device {
+            path: "signals".into(),
+            op: "register",
+            source,
+        })?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            let ev = match sig {
+                SIGHUP => Event::Reload,
+                SIGUSR1 => Event::Sweep,
+                SIGTERM | SIGINT => Event::Stop(sig),
+                _ => Event::Info,
+            };
+            if tx.send(ev).is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut d = Daemon::start(cfg, o.config, tables, Pfctl, log, crate::now())?;
+    d.log_warnings(&warnings);
+    loop {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_millis() as i64);
+        let now = now_ms / 1000;
+        let poll = d.cfg.poll.0 as i64;
+        // Wake at the start of the second an entry is due, or at the next
+        // poll, whichever is first.
+        let wake = d
+            .next_due()
+            .map_or(now + poll, |t| t.min(now + poll))
+            .max(now);
+        let wait = Duration::from_millis((wake * 1000 - now_ms).max(0) as u64);
+        match rx.recv_timeout(wait) {
+            Ok(Event::Reload) => d.reload(crate::now()),
+            Ok(Event::Sweep) => d.sweep(crate::now()),
+            Ok(Event::Info) => d.status(crate::now()),
+            Ok(Event::Stop(sig)) => {
+                d.stop(if sig == SIGINT { "SIGINT" } else { "SIGTERM" });
+                return Ok(());
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => d.tick(crate::now()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                d.stop("loss of the signal thread");
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,570 @@
+//! The daemon's state machine (the shipped `daemon::Daemon`) over the
+//! shipped marshalling and the kernel model, with a fake clock and a fake
+//! pfctl that loads the rendered tables into the same model.
+
+use std::cell::{Cell, RefCell};
+use std::fs;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use pfknock::config::Config;
+use pfknock::daemon::{Daemon, Level, Loader, Log};
+use pfknock::error::{Error, Result};
+use pfknock::name::AnchorName;
+use pfknock::pf::PfTables;
+use pfknock::pf::abi::{self, Layout, freebsd, macos, openbsd};
+use pfknock::pf::marshal::Device;
+use pfknock::pf::model::Model;
+
+const NOW: i64 = 1_800_000_000;
+const OSES: [&Layout; 3] = [&freebsd::LAYOUT, &openbsd::LAYOUT, &macos::LAYOUT];
+
+/// One model shared by the device and the fake pfctl.
+#[derive(Clone)]
+struct Kernel(Rc<RefCell<Model>>);
+
+impl Device for Kernel {
+    fn ioctl(&mut self, r: u64, ioc: &mut [u8], buf: &mut [u8]) -> std::result::Result<(), i32> {
+        self.0.borrow_mut().ioctl(r, ioc, buf)
+    }
+}
+
+/// pfctl -a ANCHOR -f -: defines the rendered tables (a persist table keeps
+/// its entries across a reload, as pf does), records each load.
+#[derive(Clone)]
+struct FakePfctl {
+    k: Kernel,
+    loads: Rc<RefCell<Vec<String>>>,
+    fail: Rc<Cell<bool>>,
+    referenced: bool,
+    enabled: Option<bool>,
+    unloads: Rc<Cell<usize>>,
+}
+
+impl Loader for FakePfctl {
+    fn load(&mut self, anchor: &AnchorName, text: &str) -> Result<()> {
+        if self.fail.get() {
+            return Err(Error::Tool {
+                tool: "pfctl -a pfknock -f -".into(),
+                msg: "stdin:5: syntax error".into(),
+            });
+        }
+        let mut m = self.k.0.borrow_mut();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("table <") else {
+                continue;
+            };
+            let (name, flags) = rest.split_once('>').unwrap();
+            if let Some(list) = flags.trim().strip_prefix("const {") {
+                let addrs: Vec<IpAddr> = list
+                    .trim_end_matches('}')
+                    .split(',')
+                    .filter_map(|a| a.trim().split('/').next()?.parse().ok())
+                    .collect();
+                m.define_const(anchor.as_str(), name, &addrs);
+            } else {
+                m.define(anchor.as_str(), name, flags.contains("counters"));
+            }
+        }
+        self.loads.borrow_mut().push(text.to_owned());
+        Ok(())
+    }
+    fn referenced(&mut self, _: &AnchorName) -> Result<bool> {
+        Ok(self.referenced)
+    }
+    fn enabled(&mut self) -> Option<bool> {
+        self.enabled
+    }
+    fn unload(&mut self, a: &AnchorName) -> Result<()> {
+        self.k.0.borrow_mut().flush_anchor(a.as_str());
+        self.unloads.set(self.unloads.get() + 1);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Default)]
+struct Mem(Rc<RefCell<Vec<(Level, String)>>>);
+
+impl Log for Mem {
+    fn log(&mut self, level: Level, msg: &str) {
+        self.0.borrow_mut().push((level, msg.to_owned()));
+    }
+}
+
+impl Mem {
+    fn take(&self) -> Vec<String> {
+        self.0
+            .borrow_mut()
+            .drain(..)
+            .filter(|(l, _)| *l != Level::Debug)
+            .map(|(_, m)| m)
+            .collect()
+    }
+    fn take_all(&self) -> Vec<(Level, String)> {
+        self.0.borrow_mut().drain(..).collect()
+    }
+}
+
+struct Rig {
+    d: Daemon<PfTables<Kernel>, FakePfctl, Mem>,
+    k: Kernel,
+    pfctl: FakePfctl,
+    log: Mem,
+    path: PathBuf,
+}
+
+const SSH: &str = "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nttl = \"60s\"\n";
+
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pfknock-daemon-{}-{name}", std::process::id()));
+    fs::create_dir_all(&d).unwrap();
+    let p = d.join("pfknock.toml");
+    fs::write(&p, text).unwrap();
+    p
+}
+
+fn rig(l: &'static Layout, name: &str, conf: &str) -> Rig {
+    let path = scratch(&format!("{}-{name}", l.os), conf);
+    let k = Kernel(Rc::new(RefCell::new(Model::new(l, NOW))));
+    let pfctl = FakePfctl {
+        k: k.clone(),
+        loads: Rc::default(),
+        fail: Rc::default(),
+        referenced: true,
+        enabled: Some(true),
+        unloads: Rc::default(),
+    };
+    let log = Mem::default();
+    let (cfg, _) = Config::load(&path).unwrap();
+    let d = Daemon::start(
+        cfg,
+        &path,
+        PfTables::new(k.clone(), l),
+        pfctl.clone(),
+        log.clone(),
+        NOW,
+    )
+    .unwrap();
+    Rig {
+        d,
+        k,
+        pfctl,
+        log,
+        path,
+    }
+}
+
+impl Rig {
+    fn m(&self) -> std::cell::RefMut<'_, Model> {
+        self.k.0.borrow_mut()
+    }
+    fn knock(&self, table: &str, a: &str) {
+        self.m().overload("pfknock", table, a.parse().unwrap());
+    }
+    fn at(&mut self, t: i64) {
+        self.m().now = t;
+        self.d.tick(t);
+    }
+    fn hosts(&self, table: &str) -> Vec<(String, i64)> {
+        self.m()
+            .dump("pfknock", table)
+            .unwrap()
+            .into_iter()
+            .map(|(a, _, t)| (a.to_string(), t))
+            .collect()
+    }
+}
+
+#[test]
+fn start_loads_the_anchor_and_logs() {
+    let r = rig(&openbsd::LAYOUT, "start", SSH);
+    assert_eq!(r.pfctl.loads.borrow().len(), 1);
+    assert!(r.pfctl.loads.borrow()[0].contains("overload <ssh>)"));
+    assert!(r.m().has_table("pfknock", "ssh_renew"));
+    let log = r.log.take();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(
+        log[0].starts_with("started: 1 service(s) in anchor pfknock, 0 expire table(s), from "),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn unreferenced_anchor_and_disabled_pf_are_logged_loudly_once() {
+    let path = scratch("unref", SSH);
+    let k = Kernel(Rc::new(RefCell::new(Model::new(&freebsd::LAYOUT, NOW))));
+    let pfctl = FakePfctl {
+        k: k.clone(),
+        loads: Rc::default(),
+        fail: Rc::default(),
+        referenced: false,
+        enabled: Some(false),
+        unloads: Rc::default(),
+    };
+    let log = Mem::default();
+    let (cfg, _) = Config::load(&path).unwrap();
+    let mut d = Daemon::start(
+        cfg,
+        &path,
+        PfTables::new(k.clone(), &freebsd::LAYOUT),
+        pfctl,
+        log.clone(),
+        NOW,
+    )
+    .unwrap();
+    let l = log.take_all();
+    assert!(
+        l.contains(&(
+            Level::Warning,
+            "pf is disabled: knocks open nothing until pfctl -e".into()
+        )),
+        "{l:?}"
+    );
+    assert!(l.iter().any(|(lv, m)| *lv == Level::Err
+        && m.starts_with("the main ruleset has no anchor \"pfknock\" rule")));
+    d.tick(NOW + 1);
+    assert!(log.take().is_empty(), "warned once; polling keeps quiet");
+}
+
+#[test]
+fn expires_at_the_deadline_not_a_poll_later() {
+    for l in OSES {
+        let mut r = rig(l, "deadline", SSH);
+        r.log.take();
+        r.knock("ssh", "192.0.2.10");
+        r.at(NOW);
+        assert_eq!(
+            r.log.take(),
+            ["authorized 192.0.2.10 service=ssh table=ssh anchor=pfknock ttl=1m"],
+            "{}",
+            l.os
+        );
+        assert_eq!(
+            r.d.next_due(),
+            Some(NOW + 61),
+            "pfctl's rule: older than 60s, at 61s"
+        );
+        r.at(NOW + 60);
+        assert_eq!(r.hosts("ssh").len(), 1);
+        r.at(NOW + 61);
+        assert!(r.hosts("ssh").is_empty(), "{}", l.os);
+        assert_eq!(
+            r.log.take(),
+            ["expired 192.0.2.10 service=ssh table=ssh anchor=pfknock age=1m1s ttl=1m"]
+        );
+        assert_eq!(r.d.next_due(), None);
+    }
+}
+
+#[test]
+fn idle_poll_costs_one_request_per_anchor() {
+    let mut r = rig(&freebsd::LAYOUT, "cheap", SSH);
+    r.knock("ssh", "192.0.2.10");
+    r.at(NOW);
+    let ts = r.m().count(abi::N_GETTSTATS);
+    let as_ = r.m().count(abi::N_GETASTATS);
+    for t in 1..=30 {
+        r.at(NOW + t);
+    }
+    assert_eq!(
+        r.m().count(abi::N_GETTSTATS) - ts,
+        30,
+        "one table-stats request per poll"
+    );
+    assert_eq!(
+        r.m().count(abi::N_GETASTATS) - as_,
+        0,
+        "no listing while nothing changes"
+    );
+    r.knock("ssh", "192.0.2.11");
+    r.at(NOW + 31);
+    assert_eq!(
+        r.m().count(abi::N_GETASTATS) - as_,
+        1,
+        "a new host: one listing"
+    );
+}
+
+#[test]
+fn renewal_gives_a_fresh_ttl_on_every_os() {
+    for l in OSES {
+        let mut r = rig(l, "renew", SSH);
+        r.knock("ssh", "192.0.2.10");
+        r.at(NOW);
+        r.log.take();
+        // At 50s the host knocks again: pf puts it into <ssh_renew>.
+        r.m().now = NOW + 50;
+        r.knock("ssh_renew", "192.0.2.10");
+        r.at(NOW + 50);
+        assert_eq!(
+            r.hosts("ssh"),
+            [("192.0.2.10".into(), NOW + 50)],
+            "{}",
+            l.os
+        );
+        assert!(r.hosts("ssh_renew").is_empty());
+        assert_eq!(
+            r.log.take(),
+            ["renewed 192.0.2.10 service=ssh table=ssh anchor=pfknock ttl=1m"]
+        );
+        r.at(NOW + 61);
+        assert_eq!(
+            r.hosts("ssh").len(),
+            1,
+            "{}: not expired on the old stamp",
+            l.os
+        );
+        r.at(NOW + 111);
+        assert!(r.hosts("ssh").is_empty(), "{}", l.os);
+    }
+}
+
+#[test]
+fn a_renewal_racing_the_deadline_wins() {
+    for l in OSES {
+        let mut r = rig(l, "renew-race", SSH);
+        r.knock("ssh", "192.0.2.10");
+        r.at(NOW);
+        // The knock lands in <ssh_renew> in the very second the entry is due.
+        r.m().now = NOW + 61;
+        r.knock("ssh_renew", "192.0.2.10");
+        r.d.tick(NOW + 61);
+        assert_eq!(
+            r.hosts("ssh"),
+            [("192.0.2.10".into(), NOW + 61)],
+            "{}",
+            l.os
+        );
+    }
+}
+
+#[test]
+fn reload_keeps_every_authorization_and_applies_the_new_ttl() {
+    let mut r = rig(&freebsd::LAYOUT, "reload", SSH);
+    r.knock("ssh", "192.0.2.10");
+    r.at(NOW);
+    r.log.take();
+    fs::write(&r.path, SSH.replace("60s", "2m")).unwrap();
+    r.d.reload(NOW + 10);
+    assert_eq!(r.pfctl.loads.borrow().len(), 2);
+    assert!(r.pfctl.loads.borrow()[1].contains("ttl 2m"));
+    assert_eq!(r.hosts("ssh").len(), 1, "the entry survived the reload");
+    let log = r.log.take();
+    assert!(log.iter().any(|m| m.starts_with("reloaded ")), "{log:?}");
+    assert!(
+        !log.iter().any(|m| m.starts_with("authorized")),
+        "no spurious authorizations: {log:?}"
+    );
+    r.at(NOW + 61);
+    assert_eq!(r.hosts("ssh").len(), 1, "the new ttl holds");
+    r.at(NOW + 121);
+    assert!(r.hosts("ssh").is_empty());
+}
+
+#[test]
+fn a_bad_reload_keeps_the_running_config() {
+    let mut r = rig(&openbsd::LAYOUT, "badreload", SSH);
+    r.knock("ssh", "192.0.2.10");
+    r.at(NOW);
+    r.log.take();
+    fs::write(&r.path, "[[service]]\nname = \"ssh\"\nrate = \"5\"\n").unwrap();
+    r.d.reload(NOW + 1);
+    let log = r.log.take_all();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].0, Level::Err);
+    assert!(
+        log[0].1.starts_with("reload: ")
+            && log[0].1.ends_with(": keeping the running configuration"),
+        "{log:?}"
+    );
+    assert_eq!(r.pfctl.loads.borrow().len(), 1, "nothing loaded");
+    // pfctl refusing the new rules also keeps the old ones.
+    fs::write(&r.path, SSH.replace("60s", "5m")).unwrap();
+    r.pfctl.fail.set(true);
+    r.d.reload(NOW + 2);
+    assert!(r.log.take()[0].contains("stdin:5: syntax error"));
+    assert_eq!(r.d.cfg.services[0].ttl.0, 60);
+    r.pfctl.fail.set(false);
+    r.at(NOW + 61);
+    assert!(
+        r.hosts("ssh").is_empty(),
+        "still expiring on the old config"
+    );
+}
+
+#[test]
+fn anchor_flushed_is_restored() {
+    for l in OSES {
+        let mut r = rig(l, "flushed", SSH);
+        r.log.take();
+        r.m().flush_anchor("pfknock");
+        r.at(NOW + 5);
+        assert!(r.m().has_table("pfknock", "ssh"), "{}", l.os);
+        assert_eq!(r.pfctl.loads.borrow().len(), 2);
+        let log = r.log.take();
+        assert_eq!(
+            log,
+            ["anchor pfknock restored: its tables were gone (pf flushed?)"],
+            "{}",
+            l.os
+        );
+        r.knock("ssh", "192.0.2.10");
+        r.at(NOW + 6);
+        assert_eq!(
+            r.log.take(),
+            ["authorized 192.0.2.10 service=ssh table=ssh anchor=pfknock ttl=1m"]
+        );
+    }
+}
+
+#[test]
+fn a_restart_loses_nothing() {
+    let mut r = rig(&freebsd::LAYOUT, "restart", SSH);
+    r.knock("ssh", "192.0.2.10");
+    r.at(NOW);
+    // A new daemon over the same kernel, 30 s later.
+    let log = Mem::default();
+    let (cfg, _) = Config::load(&r.path).unwrap();
+    r.m().now = NOW + 30;
+    let mut d2 = Daemon::start(
+        cfg,
+        &r.path,
+        PfTables::new(r.k.clone(), &freebsd::LAYOUT),
+        r.pfctl.clone(),
+        log.clone(),
+        NOW + 30,
+    )
+    .unwrap();
+    assert_eq!(
+        log.take().len(),
+        1,
+        "only 'started': existing entries are not announced again"
+    );
+    assert_eq!(d2.next_due(), Some(NOW + 61), "age comes from the kernel");
+    d2.tick(NOW + 61);
+    assert!(r.hosts("ssh").is_empty());
+}
+
+#[test]
+fn allow_list_never_expires_and_stages_lapse_after_the_window() {
+    let conf = "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [7001, 7002, 7003]\nwindow = \"10s\"\nttl = \"60s\"\nallow = [\"198.51.100.0/24\"]\n";
+    let mut r = rig(&openbsd::LAYOUT, "allow", conf);
+    r.knock("ssh", "198.51.100.7");
+    r.knock("ssh_s1", "192.0.2.1");
+    r.knock("ssh_s2", "192.0.2.2");
+    r.at(NOW);
+    r.log.take_all();
+    r.at(NOW + 11);
+    assert!(r.hosts("ssh_s1").is_empty() && r.hosts("ssh_s2").is_empty());
+    let l = r.log.take_all();
+    assert!(
+        l.iter().all(|(lv, _)| *lv == Level::Debug),
+        "lapsed stages are not worth a line: {l:?}"
+    );
+    r.at(NOW + 10_000);
+    assert_eq!(r.hosts("ssh").len(), 1, "allow-listed");
+    assert_eq!(r.hosts("ssh_allow").len(), 1);
+}
+
+#[test]
+fn idle_expiry_follows_the_counters() {
+    let conf = "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nttl = \"60s\"\nexpire = \"idle\"\n";
+    for l in [&freebsd::LAYOUT, &openbsd::LAYOUT] {
+        let mut r = rig(l, "idle", conf);
+        assert_eq!(
+            r.m().table_flags("pfknock", "ssh").unwrap() & abi::PFR_TFLAG_COUNTERS,
+            abi::PFR_TFLAG_COUNTERS
+        );
+        r.knock("ssh", "192.0.2.10");
+        r.at(NOW);
+        r.log.take();
+        let a: IpAddr = "192.0.2.10".parse().unwrap();
+        for t in [20, 40, 59] {
+            r.m().now = NOW + t;
+            r.m().traffic("pfknock", "ssh", a, 4, 400);
+            r.at(NOW + t);
+        }
+        r.at(NOW + 119);
+        assert_eq!(r.hosts("ssh").len(), 1, "{}: in use until 59s", l.os);
+        r.at(NOW + 120);
+        assert!(r.hosts("ssh").is_empty(), "{}", l.os);
+        assert_eq!(
+            r.log.take(),
+            ["expired 192.0.2.10 service=ssh table=ssh anchor=pfknock idle=1m1s ttl=1m"]
+        );
+    }
+}
+
+#[test]
+fn expire_tables_of_a_hand_written_ruleset() {
+    let conf =
+        "[[expire]]\ntable = \"portknock_ssh\"\nttl = \"60s\"\n\n[[expire]]\ntable = \"missing\"\n";
+    let path = scratch("expire-only", conf);
+    let k = Kernel(Rc::new(RefCell::new(Model::new(&freebsd::LAYOUT, NOW))));
+    k.0.borrow_mut().define("", "portknock_ssh", false);
+    k.0.borrow_mut()
+        .overload("", "portknock_ssh", "192.0.2.3".parse().unwrap());
+    let pfctl = FakePfctl {
+        k: k.clone(),
+        loads: Rc::default(),
+        fail: Rc::default(),
+        referenced: true,
+        enabled: Some(true),
+        unloads: Rc::default(),
+    };
+    let log = Mem::default();
+    let (cfg, _) = Config::load(&path).unwrap();
+    let mut d = Daemon::start(
+        cfg,
+        &path,
+        PfTables::new(k.clone(), &freebsd::LAYOUT),
+        pfctl.clone(),
+        log.clone(),
+        NOW,
+    )
+    .unwrap();
+    assert!(
+        pfctl.loads.borrow().is_empty(),
+        "no service: no anchor to load"
+    );
+    assert!(
+        log.take()
+            .contains(&"<missing>: no such table; will look again".to_owned())
+    );
+    d.tick(NOW + 1);
+    assert!(log.take().is_empty(), "warned once");
+    d.tick(NOW + 61);
+    assert_eq!(
+        log.take(),
+        ["expired 192.0.2.3 service=- table=portknock_ssh anchor=- age=1m1s ttl=1m"]
+    );
+}
+
+#[test]
+fn stop_unloads_only_when_asked() {
+    let mut r = rig(&openbsd::LAYOUT, "stop", SSH);
+    r.d.stop("SIGTERM");
+    assert_eq!(r.pfctl.unloads.get(), 0);
+    assert_eq!(r.log.take().last().unwrap(), "exiting on SIGTERM");
+    let mut r = rig(
+        &openbsd::LAYOUT,
+        "stop-unload",
+        &format!("unload = true\n{SSH}"),
+    );
+    r.d.stop("SIGTERM");
+    assert_eq!(r.pfctl.unloads.get(), 1);
+    assert!(!r.m().has_table("pfknock", "ssh"));
+}
+
+#[test]
+fn sweep_now_lists_everything() {
+    let mut r = rig(&freebsd::LAYOUT, "sweep", SSH);
+    let before = r.m().count(abi::N_GETASTATS);
+    r.d.sweep(NOW + 1);
+    assert_eq!(
+        r.m().count(abi::N_GETASTATS) - before,
+        2,
+        "ssh_renew and ssh"
+    );
+}
