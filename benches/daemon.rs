@@ -1,0 +1,188 @@
+//! The daemon against the kernel model with a simulated clock:
+//!
+//! 1. poll cost with an unchanged 1M-entry table: requests per poll and
+//!    time per poll (O(tables), not O(entries));
+//! 2. heap over an hour of churn, 10k authorizations expiring after 60 s:
+//!    the daemon's own heap (the model's is not counted) every 10 minutes.
+//!
+//!     cargo bench --bench daemon
+
+use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
+use std::cell::RefCell;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::time::Instant;
+
+use pfknock::config::Config;
+use pfknock::daemon::{Daemon, Level, Loader, Log};
+use pfknock::error::Result;
+use pfknock::name::AnchorName;
+use pfknock::pf::PfTables;
+use pfknock::pf::abi::{self, freebsd};
+use pfknock::pf::marshal::Device;
+use pfknock::pf::model::Model;
+
+struct Counting;
+static CUR: AtomicUsize = AtomicUsize::new(0);
+static PAUSED: AtomicBool = AtomicBool::new(false);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: AllocLayout) -> *mut u8 {
+        if !PAUSED.load(Relaxed) {
+            CUR.fetch_add(l.size(), Relaxed);
+        }
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: AllocLayout) {
+        if !PAUSED.load(Relaxed) {
+            CUR.fetch_sub(l.size(), Relaxed);
+        }
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn paused<R>(f: impl FnOnce() -> R) -> R {
+    PAUSED.store(true, Relaxed);
+    let r = f();
+    PAUSED.store(false, Relaxed);
+    r
+}
+
+#[derive(Clone)]
+struct Kernel(Rc<RefCell<Model>>);
+
+impl Device for Kernel {
+    fn ioctl(&mut self, r: u64, ioc: &mut [u8], buf: &mut [u8]) -> std::result::Result<(), i32> {
+        paused(|| self.0.borrow_mut().ioctl(r, ioc, buf))
+    }
+}
+
+struct Pfctl(Kernel);
+
+impl Loader for Pfctl {
+    fn load(&mut self, a: &AnchorName, text: &str) -> Result<()> {
+        paused(|| {
+            for l in text.lines() {
+                if let Some(rest) = l.strip_prefix("table <") {
+                    let name = rest.split('>').next().unwrap();
+                    self.0.0.borrow_mut().define(a.as_str(), name, false);
+                }
+            }
+        });
+        Ok(())
+    }
+    fn referenced(&mut self, _: &AnchorName) -> Result<bool> {
+        Ok(true)
+    }
+    fn enabled(&mut self) -> Option<bool> {
+        Some(true)
+    }
+    fn unload(&mut self, _: &AnchorName) -> Result<()> {
+        Ok(())
+    }
+}
+
+struct Count(usize);
+
+impl Log for Count {
+    fn log(&mut self, _: Level, _: &str) {
+        self.0 += 1;
+    }
+}
+
+const NOW: i64 = 1_800_000_000;
+
+fn host(i: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(0xC612_0000 + i))
+}
+
+fn daemon(conf: &str) -> (Daemon<PfTables<Kernel>, Pfctl, Count>, Kernel) {
+    let (cfg, _) = Config::parse(conf, Path::new("bench.toml")).unwrap();
+    let k = Kernel(Rc::new(RefCell::new(paused(|| {
+        Model::new(&freebsd::LAYOUT, NOW)
+    }))));
+    k.0.borrow_mut().maxcount = 2_000_000;
+    let mut t = PfTables::new(k.clone(), &freebsd::LAYOUT);
+    t.pf.set_maxcount(2_000_000);
+    let d = Daemon::start(
+        cfg,
+        Path::new("bench.toml"),
+        t,
+        Pfctl(k.clone()),
+        Count(0),
+        NOW,
+    )
+    .unwrap();
+    (d, k)
+}
+
+fn poll_cost() {
+    let (mut d, k) = daemon("[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1d\"\n");
+    paused(|| {
+        k.0.borrow_mut()
+            .fill("pfknock", "ssh", (0..1_000_000).map(host), |_| NOW)
+    });
+    d.tick(NOW + 1); // the one listing of the new entries
+    let (ts, as_) = {
+        let m = k.0.borrow();
+        (m.count(abi::N_GETTSTATS), m.count(abi::N_GETASTATS))
+    };
+    let polls = 3600;
+    let start = Instant::now();
+    for t in 2..2 + polls {
+        d.tick(NOW + t);
+    }
+    let el = start.elapsed();
+    let m = k.0.borrow();
+    println!(
+        "poll, unchanged 1M-entry table: {polls} polls, {} GETTSTATS, {} GETASTATS, {:.1} us/poll",
+        m.count(abi::N_GETTSTATS) - ts,
+        m.count(abi::N_GETASTATS) - as_,
+        el.as_secs_f64() * 1e6 / polls as f64
+    );
+}
+
+fn churn() {
+    let (mut d, k) = daemon("[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"60s\"\n");
+    let base = CUR.load(Relaxed);
+    let mut next = 0u32;
+    let mut peak = 0usize;
+    print!("heap over an hour of 10k authorizations (KiB at 0, 10, ..., 60 min):");
+    for s in 0..=3600i64 {
+        // 10 000 per hour: 25 every 9 seconds.
+        if s % 9 == 0 {
+            paused(|| {
+                let mut m = k.0.borrow_mut();
+                m.now = NOW + s;
+                for _ in 0..25 {
+                    m.overload("pfknock", "ssh", host(next));
+                    next += 1;
+                }
+            });
+        }
+        paused(|| k.0.borrow_mut().now = NOW + s);
+        d.tick(NOW + s);
+        let cur = CUR.load(Relaxed).saturating_sub(base);
+        peak = peak.max(cur);
+        if s % 600 == 0 {
+            print!(" {:.1}", cur as f64 / 1024.0);
+        }
+    }
+    println!();
+    println!(
+        "  {next} authorizations, {} log lines, peak {:.1} KiB, live entries at the end: {}",
+        d.log.0,
+        peak as f64 / 1024.0,
+        k.0.borrow().dump("pfknock", "ssh").unwrap().len()
+    );
+}
+
+fn main() {
+    poll_cost();
+    churn();
+}
