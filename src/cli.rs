@@ -85,6 +85,49 @@ pub enum Command {
     },
     /// Empty a service's tables (every service's if none is named)
     Flush { service: Option<String> },
+    /// Knock: N full TCP connections to each knock port in order, the way
+    /// pf counts knocks
+    Knock {
+        /// Host to knock
+        host: String,
+        /// Knock ports, in order (default: the service's, with --service)
+        #[arg(value_parser = clap::value_parser!(u16).range(1..))]
+        ports: Vec<u16>,
+        /// Take ports, hits and family from this service of the config
+        #[arg(short = 's', long)]
+        service: Option<String>,
+        /// Connections per knock port (default: the service's rate + 1, or 6)
+        #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
+        hits: Option<u32>,
+        /// Pause after each connection, in milliseconds
+        #[arg(short = 'd', long, value_name = "MS", default_value_t = 0)]
+        delay: u64,
+        /// Pause between knock ports, in milliseconds
+        #[arg(short = 'g', long, value_name = "MS", default_value_t = 250)]
+        gap: u64,
+        /// Limit of each connection attempt, in milliseconds
+        #[arg(short = 't', long, value_name = "MS", default_value_t = 3000,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: u64,
+        /// IPv4 only
+        #[arg(short = '4', conflicts_with = "inet6")]
+        inet: bool,
+        /// IPv6 only
+        #[arg(short = '6')]
+        inet6: bool,
+        /// After knocking, check that PORT opens, knocking again with
+        /// back-off while it does not
+        #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+        verify: Option<u16>,
+        /// ssh ProxyCommand mode: knock, connect to PORT, relay stdin and
+        /// stdout
+        #[arg(long, value_name = "PORT", conflicts_with = "verify",
+              value_parser = clap::value_parser!(u16).range(1..))]
+        proxy: Option<u16>,
+        /// Print nothing on success
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
     /// The daemon: load the anchor, expire entries on their deadlines,
     /// renew, log, reload on SIGHUP
     Run {

@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod knock;
 pub mod name;
 pub mod pf;
 pub mod pfctl;
@@ -194,6 +195,69 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             if kill_states {
                 print!("{}", pfctl::kill_states(&addr.to_string())?);
+            }
+            Ok(())
+        }
+        Command::Knock {
+            host,
+            ports,
+            service,
+            hits,
+            delay,
+            gap,
+            timeout,
+            inet,
+            inet6,
+            verify,
+            proxy,
+            quiet,
+        } => {
+            let mut family = match (inet, inet6) {
+                (true, _) => knock::Family::V4,
+                (_, true) => knock::Family::V6,
+                _ => knock::Family::Any,
+            };
+            let (mut ports, mut default_hits) = (ports, 6);
+            if let Some(name) = &service {
+                let cfg = load_config(path)?;
+                let s = cmd::one_service(&cfg, Some(name))?;
+                if ports.is_empty() {
+                    ports = s.knock.iter().map(|p| p.get()).collect();
+                }
+                default_hits = s.hits();
+                if family == knock::Family::Any {
+                    family = match s.family {
+                        name::Family::Inet => knock::Family::V4,
+                        name::Family::Inet6 => knock::Family::V6,
+                        name::Family::Any => knock::Family::Any,
+                    };
+                }
+            }
+            let o = knock::Opts {
+                host,
+                ports,
+                hits: hits.unwrap_or(default_hits),
+                delay: std::time::Duration::from_millis(delay),
+                gap: std::time::Duration::from_millis(gap),
+                timeout: std::time::Duration::from_millis(timeout),
+                family,
+                verify,
+                retries: 5,
+            };
+            if let Some(p) = proxy {
+                return knock::proxy(&o, p);
+            }
+            let ip = knock::knock(&o)?;
+            if !quiet {
+                let list: Vec<String> = o.ports.iter().map(u16::to_string).collect();
+                eprintln!(
+                    "knocked {ip} on {} ({} connections each)",
+                    list.join(", "),
+                    o.hits
+                );
+                if let Some(v) = verify {
+                    eprintln!("{}: open", std::net::SocketAddr::new(ip, v));
+                }
             }
             Ok(())
         }

@@ -1,0 +1,202 @@
+//! The client: knock the way pf counts knocks. pf's overload counts only
+//! connections whose handshake completes (through synproxy), and trips on
+//! the (N+1)-th within the rate's window, so a knock is N+1 full TCP
+//! connects per port, in order; a SYN-only knocker never opens anything.
+//! No kernel access, no privileges.
+#![forbid(unsafe_code)]
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::thread;
+use std::time::Duration;
+
+use crate::error::{Error, Result, io_words};
+
+/// Which address family to knock over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Any,
+    V4,
+    V6,
+}
+
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub host: String,
+    pub ports: Vec<u16>,
+    /// Connections per knock port.
+    pub hits: u32,
+    /// Pause after each connection.
+    pub delay: Duration,
+    /// Pause between knock ports: FreeBSD inserts overload entries from a
+    /// deferred task, so the next stage's rule may not see the host at once.
+    pub gap: Duration,
+    /// Limit of every single connect.
+    pub timeout: Duration,
+    pub family: Family,
+    /// Probe this port after knocking, repeating the last knock with
+    /// back-off until it opens.
+    pub verify: Option<u16>,
+    /// How many times the last knock is repeated before giving up.
+    pub retries: u32,
+}
+
+/// Resolve the host to one address of the wanted family.
+pub fn resolve(host: &str, family: Family) -> Result<IpAddr> {
+    let addrs: Vec<SocketAddr> = (host, 0)
+        .to_socket_addrs()
+        .map_err(|e| Error::Other(format!("{host}: cannot resolve: {}", io_words(&e))))?
+        .collect();
+    addrs
+        .iter()
+        .map(|a| a.ip())
+        .find(|ip| match family {
+            Family::Any => true,
+            Family::V4 => ip.is_ipv4(),
+            Family::V6 => ip.is_ipv6(),
+        })
+        .ok_or_else(|| {
+            Error::Other(format!(
+                "{host}: no {} address",
+                match family {
+                    Family::V4 => "IPv4",
+                    Family::V6 => "IPv6",
+                    Family::Any => "usable",
+                }
+            ))
+        })
+}
+
+fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    TcpStream::connect_timeout(&addr, timeout)
+}
+
+/// Words for a failed connect to a knock port or the protected port.
+fn why(addr: SocketAddr, e: &io::Error, knock: bool, timeout: Duration) -> Error {
+    let what = match e.kind() {
+        io::ErrorKind::ConnectionRefused if knock => {
+            "connection refused: not a pf knock port (pf's synproxy would complete the \
+             handshake even with nothing listening)"
+                .to_owned()
+        }
+        io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => format!(
+            "no answer within {} ms: filtered, or the host is down",
+            timeout.as_millis()
+        ),
+        _ => lower(&io_words(e)),
+    };
+    Error::Other(format!("{}: {what}", fmt_addr(addr)))
+}
+
+fn lower(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_lowercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+fn fmt_addr(a: SocketAddr) -> String {
+    a.to_string()
+}
+
+/// Knock every port in order, `hits` full connects each. Returns the
+/// address knocked.
+pub fn knock(o: &Opts) -> Result<IpAddr> {
+    if o.ports.is_empty() {
+        return Err(Error::Usage(
+            "no knock ports: give them, or --service".into(),
+        ));
+    }
+    let ip = resolve(&o.host, o.family)?;
+    for (i, &p) in o.ports.iter().enumerate() {
+        if i > 0 {
+            thread::sleep(o.gap);
+        }
+        knock_port(SocketAddr::new(ip, p), o)?;
+    }
+    if let Some(v) = o.verify {
+        verify(SocketAddr::new(ip, v), ip, o)?;
+    }
+    Ok(ip)
+}
+
+fn knock_port(addr: SocketAddr, o: &Opts) -> Result<()> {
+    for _ in 0..o.hits {
+        // A new socket each time: a fresh ephemeral source port.
+        let s = connect(addr, o.timeout).map_err(|e| why(addr, &e, true, o.timeout))?;
+        drop(s);
+        if !o.delay.is_zero() {
+            thread::sleep(o.delay);
+        }
+    }
+    Ok(())
+}
+
+/// Probe the protected port; while it does not answer, wait (doubling from
+/// a quarter second) and knock the last port again.
+fn verify(target: SocketAddr, ip: IpAddr, o: &Opts) -> Result<TcpStream> {
+    let mut wait = Duration::from_millis(250);
+    let last = SocketAddr::new(ip, *o.ports.last().expect("ports checked"));
+    let mut tries = 0;
+    loop {
+        match connect(target, o.timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) if tries >= o.retries => {
+                return Err(Error::Other(format!(
+                    "{}: still closed after knocking {} time(s): {}",
+                    fmt_addr(target),
+                    tries + 1,
+                    why(target, &e, false, o.timeout)
+                        .to_string()
+                        .split_once(": ")
+                        .map_or(String::new(), |(_, w)| w.to_owned())
+                )));
+            }
+            Err(_) => {}
+        }
+        tries += 1;
+        thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(4));
+        knock_port(last, o)?;
+    }
+}
+
+/// ssh ProxyCommand mode: knock, connect to `port` (retrying as `verify`
+/// does), then relay stdin to the connection and the connection to stdout.
+pub fn proxy(o: &Opts, port: u16) -> Result<()> {
+    if o.ports.is_empty() {
+        return Err(Error::Usage(
+            "no knock ports: give them, or --service".into(),
+        ));
+    }
+    let ip = resolve(&o.host, o.family)?;
+    for (i, &p) in o.ports.iter().enumerate() {
+        if i > 0 {
+            thread::sleep(o.gap);
+        }
+        knock_port(SocketAddr::new(ip, p), o)?;
+    }
+    let s = verify(SocketAddr::new(ip, port), ip, o)?;
+    relay(s, io::stdin(), io::stdout())
+}
+
+/// Copy `input` to the connection (half-closing it at EOF) and the
+/// connection to `output`, until the peer closes.
+pub fn relay(
+    s: TcpStream,
+    mut input: impl Read + Send + 'static,
+    mut output: impl Write,
+) -> Result<()> {
+    let mut up = s
+        .try_clone()
+        .map_err(|e| Error::Other(format!("proxy: {}", io_words(&e))))?;
+    let writer = thread::spawn(move || {
+        let _ = io::copy(&mut input, &mut up);
+        let _ = up.shutdown(Shutdown::Write);
+    });
+    let mut down = s;
+    let r = io::copy(&mut down, &mut output).and_then(|_| output.flush());
+    drop(writer); // detached: it ends with stdin, or with the process
+    r.map_err(|e| Error::Other(format!("proxy: {}", io_words(&e))))
+}

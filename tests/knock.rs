@@ -1,0 +1,303 @@
+//! `pfknock knock`, the built binary, against listeners on loopback that
+//! record every accepted connection: counts, order, source ports, verify
+//! and the ProxyCommand mode.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A listener that reports (its port, the peer's address) per connection.
+fn listener(addr: &str, tx: Sender<(u16, SocketAddr)>) -> u16 {
+    let l = TcpListener::bind(addr).unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { break };
+            if tx.send((port, s.peer_addr().unwrap())).is_err() {
+                break;
+            }
+        }
+    });
+    port
+}
+
+fn pfknock(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pfknock"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn drain(rx: &Receiver<(u16, SocketAddr)>) -> Vec<(u16, SocketAddr)> {
+    let mut v = Vec::new();
+    while let Ok(x) = rx.recv_timeout(Duration::from_millis(300)) {
+        v.push(x);
+    }
+    v
+}
+
+#[test]
+fn knocks_each_port_in_order_from_fresh_source_ports() {
+    let (tx, rx) = mpsc::channel();
+    let ports: Vec<u16> = (0..3)
+        .map(|_| listener("127.0.0.1:0", tx.clone()))
+        .collect();
+    let p: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let o = pfknock(&[
+        "knock",
+        "127.0.0.1",
+        &p[0],
+        &p[1],
+        &p[2],
+        "-n",
+        "4",
+        "-g",
+        "50",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "knocked 127.0.0.1 on {}, {}, {} (4 connections each)\n",
+            p[0], p[1], p[2]
+        )
+    );
+    let got = drain(&rx);
+    let order: Vec<u16> = got.iter().map(|(p, _)| *p).collect();
+    let want: Vec<u16> = ports.iter().flat_map(|p| [*p; 4]).collect();
+    assert_eq!(order, want, "4 connects per port, port after port");
+    let mut src: Vec<u16> = got.iter().map(|(_, a)| a.port()).collect();
+    src.sort();
+    src.dedup();
+    assert_eq!(src.len(), 12, "every connect from its own source port");
+}
+
+#[test]
+fn ports_and_hits_from_a_service() {
+    let (tx, rx) = mpsc::channel();
+    let a = listener("127.0.0.1:0", tx.clone());
+    let b = listener("127.0.0.1:0", tx);
+    let dir = std::env::temp_dir().join(format!("pfknock-knock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("client.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [{a}, {b}]\nrate = \"2/5\"\n"
+        ),
+    )
+    .unwrap();
+    let o = pfknock(&[
+        "knock",
+        "-c",
+        conf.to_str().unwrap(),
+        "--service",
+        "ssh",
+        "-q",
+        "127.0.0.1",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.stderr.is_empty(), "-q");
+    let order: Vec<u16> = drain(&rx).iter().map(|(p, _)| *p).collect();
+    assert_eq!(order, [a, a, a, b, b, b], "rate 2/5: three connects each");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_refused_knock_says_what_it_means() {
+    let p = free_port().to_string();
+    let start = Instant::now();
+    let o = pfknock(&["knock", "127.0.0.1", &p, "-n", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "pfknock: 127.0.0.1:{p}: connection refused: not a pf knock port \
+             (pf's synproxy would complete the handshake even with nothing listening)\n"
+        )
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn verify_knocks_again_until_the_port_opens() {
+    let (tx, rx) = mpsc::channel();
+    let k = listener("127.0.0.1:0", tx);
+    let target = free_port();
+    // The protected port opens 700 ms later, as a deferred overload insert
+    // on FreeBSD would open it.
+    let opener = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(700));
+        let l = TcpListener::bind(("127.0.0.1", target)).unwrap();
+        let _ = l.accept();
+    });
+    let o = pfknock(&[
+        "knock",
+        "127.0.0.1",
+        &k.to_string(),
+        "-n",
+        "3",
+        "--verify",
+        &target.to_string(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).ends_with(&format!("127.0.0.1:{target}: open\n")));
+    let n = drain(&rx).len();
+    assert!(
+        n >= 6 && n % 3 == 0,
+        "the knock was repeated whole: {n} connects"
+    );
+    opener.join().unwrap();
+}
+
+#[test]
+fn verify_gives_up_with_a_clear_error() {
+    let (tx, _rx) = mpsc::channel();
+    let k = listener("127.0.0.1:0", tx);
+    let target = free_port();
+    let o = pfknock(&[
+        "knock",
+        "127.0.0.1",
+        &k.to_string(),
+        "-n",
+        "1",
+        "--verify",
+        &target.to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "pfknock: 127.0.0.1:{target}: still closed after knocking 6 time(s): connection refused\n"
+        )
+    );
+}
+
+#[test]
+fn one_address_family() {
+    let Ok(l6) = TcpListener::bind("[::1]:0") else {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    };
+    let p = l6.local_addr().unwrap().port().to_string();
+    drop(l6);
+    let (tx, rx) = mpsc::channel();
+    let p6 = listener(&format!("[::1]:{p}"), tx);
+    let o = pfknock(&["knock", "-6", "-q", "::1", &p6.to_string(), "-n", "2"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(drain(&rx).iter().all(|(_, a)| a.is_ipv6()));
+    let o = pfknock(&["knock", "-4", "::1", &p]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "pfknock: ::1: no IPv4 address\n"
+    );
+}
+
+#[test]
+fn usage_errors() {
+    assert_eq!(
+        pfknock(&["knock", "127.0.0.1"]).status.code(),
+        Some(2),
+        "no ports"
+    );
+    assert_eq!(
+        pfknock(&["knock", "127.0.0.1", "0"]).status.code(),
+        Some(2),
+        "port 0"
+    );
+    assert_eq!(
+        pfknock(&["knock", "127.0.0.1", "70000"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        pfknock(&["knock", "-4", "-6", "127.0.0.1", "1"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let o = pfknock(&["knock", "127.0.0.1"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "pfknock: no knock ports: give them, or --service\n"
+    );
+}
+
+#[test]
+fn proxy_mode_relays_an_ssh_like_session() {
+    let (tx, rx) = mpsc::channel();
+    let k = listener("127.0.0.1:0", tx);
+    let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ep = echo.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let (mut s, _) = echo.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => s.write_all(&buf[..n]).unwrap(),
+            }
+        }
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pfknock"))
+        .args([
+            "knock",
+            "--proxy",
+            &ep.to_string(),
+            "127.0.0.1",
+            &k.to_string(),
+            "-n",
+            "2",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"SSH-2.0-test\r\nsecond line\n").unwrap();
+    drop(stdin); // EOF: the proxy half-closes, the echo server closes
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.stdout, b"SSH-2.0-test\r\nsecond line\n");
+    assert!(
+        o.stderr.is_empty(),
+        "nothing but the session on the terminal"
+    );
+    assert_eq!(drain(&rx).len(), 2, "knocked before connecting");
+}
