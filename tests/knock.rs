@@ -169,7 +169,7 @@ fn verify_knocks_again_until_the_port_opens() {
     assert!(String::from_utf8_lossy(&o.stderr).ends_with(&format!("127.0.0.1:{target}: open\n")));
     let n = drain(&rx).len();
     assert!(
-        n >= 6 && n % 3 == 0,
+        n >= 6 && n.is_multiple_of(3),
         "the knock was repeated whole: {n} connects"
     );
     opener.join().unwrap();
