@@ -131,7 +131,7 @@ pub enum Command {
     /// The daemon: load the anchor, expire entries on their deadlines,
     /// renew, log, reload on SIGHUP
     Run {
-        /// Stay in the foreground and log to stderr as well as syslog
+        /// Stay in the foreground (log to stderr too when it is a terminal)
         #[arg(short = 'f', long)]
         foreground: bool,
         /// Write the daemon's pid to FILE, locked against a second instance

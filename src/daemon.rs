@@ -643,7 +643,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
 // ---- the process ------------------------------------------------------------
 
-/// syslog(3), and stderr too when running in the foreground.
+/// syslog(3), and stderr too when running in the foreground on a terminal
+/// (under daemon(8) -S or rc_bg, stderr would feed the same line to syslog
+/// a second time).
 pub struct SysLog {
     pub stderr: bool,
 }
@@ -751,7 +753,10 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    let mut log = SysLog { stderr: true };
+    use std::io::IsTerminal;
+    let mut log = SysLog {
+        stderr: std::io::stderr().is_terminal(),
+    };
     // Log with the default facility until the config names another, so a
     // fatal config error reaches syslog too (main prints it on stderr).
     crate::sys_unix::openlog(crate::config::Facility::Auth);

@@ -1,0 +1,121 @@
+#!/bin/sh
+#
+# Install pfknock where FreeBSD or OpenBSD expects it. Build first:
+#
+#	cargo build --release
+#	./install.sh			# as root
+#
+# Options:
+#	-o freebsd|openbsd	the target system (default: this one, by uname)
+#	-p PREFIX		default /usr/local
+#	-d DESTDIR		stage under DESTDIR (for packages); default none
+#	-b BINARY		default target/release/pfknock
+#
+# FreeBSD: PREFIX/sbin/pfknock, PREFIX/share/man/man{5,8}, the rc.d script
+# as PREFIX/etc/rc.d/pfknock, PREFIX/etc/pfknock.toml.sample (copied to
+# PREFIX/etc/pfknock.toml if that does not exist yet).
+# OpenBSD: PREFIX/sbin/pfknock, PREFIX/man/man{5,8}, /etc/rc.d/pfknock,
+# PREFIX/share/examples/pfknock/ (pfknock.toml copied to /etc/pfknock.toml
+# if that does not exist yet).
+# A live configuration is never overwritten.
+
+set -eu
+
+usage() {
+	echo "usage: install.sh [-o freebsd|openbsd] [-p prefix] [-d destdir] [-b binary]" >&2
+	exit 2
+}
+
+os=$(uname -s | tr '[:upper:]' '[:lower:]')
+prefix=/usr/local
+destdir=
+bin=target/release/pfknock
+while getopts o:p:d:b: opt; do
+	case $opt in
+	o) os=$OPTARG ;;
+	p) prefix=$OPTARG ;;
+	d) destdir=$OPTARG ;;
+	b) bin=$OPTARG ;;
+	*) usage ;;
+	esac
+done
+shift $((OPTIND - 1))
+[ $# -eq 0 ] || usage
+
+cd "$(dirname "$0")"
+if [ ! -x "$bin" ]; then
+	echo "install.sh: $bin: not built (cargo build --release)" >&2
+	exit 1
+fi
+
+# install(1) with a mode; directories first.
+put() {
+	mode=$1 src=$2 dst=$3
+	mkdir -p "$(dirname "$dst")"
+	cp "$src" "$dst.tmp.$$"
+	chmod "$mode" "$dst.tmp.$$"
+	mv "$dst.tmp.$$" "$dst"
+	echo "installed $dst"
+}
+
+# The live config: only when there is none.
+sample() {
+	src=$1 dst=$2
+	if [ -e "$dst" ]; then
+		echo "kept $dst"
+	else
+		put 600 "$src" "$dst"
+	fi
+}
+
+case $os in
+freebsd)
+	put 555 "$bin" "$destdir$prefix/sbin/pfknock"
+	put 444 man/pfknock.8 "$destdir$prefix/share/man/man8/pfknock.8"
+	put 444 man/pfknock.toml.5 "$destdir$prefix/share/man/man5/pfknock.toml.5"
+	rc="$destdir$prefix/etc/rc.d/pfknock"
+	mkdir -p "$(dirname "$rc")"
+	sed "s|%%PREFIX%%|$prefix|g" rc.d/freebsd/pfknock > "$rc.tmp.$$"
+	chmod 555 "$rc.tmp.$$"
+	mv "$rc.tmp.$$" "$rc"
+	echo "installed $rc"
+	put 644 examples/pfknock.toml "$destdir$prefix/etc/pfknock.toml.sample"
+	sample examples/pfknock.toml "$destdir$prefix/etc/pfknock.toml"
+	for f in examples/*; do
+		put 444 "$f" "$destdir$prefix/share/examples/pfknock/$(basename "$f")"
+	done
+	;;
+openbsd)
+	put 555 "$bin" "$destdir$prefix/sbin/pfknock"
+	put 444 man/pfknock.8 "$destdir$prefix/man/man8/pfknock.8"
+	put 444 man/pfknock.toml.5 "$destdir$prefix/man/man5/pfknock.toml.5"
+	rc="$destdir/etc/rc.d/pfknock"
+	mkdir -p "$(dirname "$rc")"
+	sed -e "s|\${TRUEPREFIX}|$prefix|g" -e "s|\${SYSCONFDIR}|/etc|g" \
+		rc.d/openbsd/pfknock > "$rc.tmp.$$"
+	chmod 555 "$rc.tmp.$$"
+	mv "$rc.tmp.$$" "$rc"
+	echo "installed $rc"
+	for f in examples/*; do
+		put 444 "$f" "$destdir$prefix/share/examples/pfknock/$(basename "$f")"
+	done
+	sample examples/pfknock.toml "$destdir/etc/pfknock.toml"
+	;;
+*)
+	echo "install.sh: $os: not FreeBSD or OpenBSD (give -o)" >&2
+	exit 1
+	;;
+esac
+
+cat <<MSG
+
+Next: put the line
+	anchor "pfknock"
+into /etc/pf.conf (see $prefix/share/examples/pfknock/pf.conf), edit the
+configuration, check it with "pfknock check", and enable the daemon:
+MSG
+if [ "$os" = freebsd ]; then
+	echo "	service pfknock enable && service pfknock start"
+else
+	echo "	rcctl enable pfknock && rcctl start pfknock"
+fi

@@ -1,0 +1,179 @@
+//! install.sh staged into a scratch DESTDIR for FreeBSD and OpenBSD, and
+//! the FreeBSD port skeleton kept in step with it and with Cargo.lock.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn stage(os: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pfknock-install-{}-{os}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn install(os: &str, dest: &Path) -> String {
+    let o = Command::new("sh")
+        .arg(root().join("install.sh"))
+        .args([
+            "-o",
+            os,
+            "-d",
+            dest.to_str().unwrap(),
+            "-b",
+            env!("CARGO_BIN_EXE_pfknock"),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn files(dir: &Path) -> BTreeSet<String> {
+    fn walk(base: &Path, d: &Path, out: &mut BTreeSet<String>) {
+        for e in fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.insert(p.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut s = BTreeSet::new();
+    walk(dir, dir, &mut s);
+    s
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn freebsd_layout() {
+    let d = stage("freebsd");
+    install("freebsd", &d);
+    let p = d.join("usr/local");
+    assert_eq!(mode(&p.join("sbin/pfknock")), 0o555);
+    assert_eq!(
+        mode(&p.join("etc/pfknock.toml")),
+        0o600,
+        "root-only, as run requires"
+    );
+    let rc = fs::read_to_string(p.join("etc/rc.d/pfknock")).unwrap();
+    assert!(!rc.contains("%%"), "substituted");
+    assert!(rc.contains("procname=\"/usr/local/sbin/${name}\""));
+    assert!(rc.contains(": \"${pfknock_config=/usr/local/etc/pfknock.toml}\""));
+    assert_eq!(mode(&p.join("etc/rc.d/pfknock")), 0o555);
+    assert!(
+        p.join("share/man/man8/pfknock.8").is_file()
+            && p.join("share/man/man5/pfknock.toml.5").is_file()
+    );
+
+    // A second install keeps the live config.
+    fs::write(p.join("etc/pfknock.toml"), "# edited\n").unwrap();
+    let out = install("freebsd", &d);
+    assert!(
+        out.contains(&format!("kept {}", p.join("etc/pfknock.toml").display())),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read_to_string(p.join("etc/pfknock.toml")).unwrap(),
+        "# edited\n"
+    );
+
+    // The port's pkg-plist lists what the install puts under PREFIX (the
+    // live config is @sample's business, the rc script USE_RC_SUBR's).
+    let plist = fs::read_to_string(root().join("packaging/freebsd/pkg-plist")).unwrap();
+    let want: BTreeSet<String> = plist
+        .lines()
+        .map(|l| {
+            l.replace("@sample ", "")
+                .replace("%%PORTEXAMPLES%%%%EXAMPLESDIR%%", "share/examples/pfknock")
+                .trim_end_matches(".gz")
+                .to_owned()
+        })
+        .collect();
+    let mut got = files(&p);
+    got.remove("etc/pfknock.toml");
+    got.remove("etc/rc.d/pfknock");
+    assert_eq!(got, want);
+}
+
+#[test]
+fn openbsd_layout() {
+    let d = stage("openbsd");
+    install("openbsd", &d);
+    let rc = fs::read_to_string(d.join("etc/rc.d/pfknock")).unwrap();
+    assert!(rc.contains("daemon=\"/usr/local/sbin/pfknock run -f\""));
+    assert!(rc.contains("daemon_flags=\"-c /etc/pfknock.toml\""));
+    assert!(!rc.contains("${TRUEPREFIX}") && !rc.contains("${SYSCONFDIR}"));
+    assert!(
+        d.join("usr/local/man/man8/pfknock.8").is_file(),
+        "OpenBSD keeps manuals under PREFIX/man"
+    );
+    assert!(d.join("etc/pfknock.toml").is_file());
+    assert!(
+        d.join("usr/local/share/examples/pfknock/sequence.toml")
+            .is_file()
+    );
+}
+
+#[test]
+fn unknown_system_and_missing_binary() {
+    let o = Command::new("sh")
+        .arg(root().join("install.sh"))
+        .args(["-o", "plan9"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let o = Command::new("sh")
+        .arg(root().join("install.sh"))
+        .args(["-o", "freebsd", "-b", "/nonexistent/pfknock"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "install.sh: /nonexistent/pfknock: not built (cargo build --release)\n"
+    );
+}
+
+#[test]
+fn port_crates_follow_cargo_lock() {
+    let lock = fs::read_to_string(root().join("Cargo.lock")).unwrap();
+    let mut want = BTreeSet::new();
+    for block in lock.split("[[package]]") {
+        let get = |k: &str| {
+            block
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k} = \"")))
+                .map(|v| v.trim_end_matches('"').to_owned())
+        };
+        if let (Some(n), Some(v), Some(_)) = (get("name"), get("version"), get("source")) {
+            want.insert(format!("{n}@{v}"));
+        }
+    }
+    let mk = fs::read_to_string(root().join("packaging/freebsd/Makefile.crates")).unwrap();
+    let got: BTreeSet<String> = mk
+        .replace("CARGO_CRATES=", "")
+        .split(|c: char| c.is_whitespace() || c == '\\')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        got, want,
+        "regenerate packaging/freebsd/Makefile.crates from Cargo.lock"
+    );
+    let rc = fs::read_to_string(root().join("packaging/freebsd/files/pfknock.in")).unwrap();
+    assert_eq!(
+        rc,
+        fs::read_to_string(root().join("rc.d/freebsd/pfknock")).unwrap()
+    );
+}
