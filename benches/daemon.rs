@@ -65,7 +65,9 @@ impl Device for Kernel {
 struct Pfctl(Kernel);
 
 impl Loader for Pfctl {
-    fn load(&mut self, a: &AnchorName, text: &str) -> Result<()> {
+    fn load(&mut self, cfg: &Config, source: &str) -> Result<()> {
+        let a = &cfg.anchor;
+        let text = &pfknock::render::pf::render(cfg, source);
         paused(|| {
             for l in text.lines() {
                 if let Some(rest) = l.strip_prefix("table <") {

@@ -30,8 +30,12 @@ pub enum Command {
     /// Parse and check the config, render it, and have pfctl -n parse the
     /// anchor where pfctl exists; change nothing
     Check,
-    /// Print the anchor that the config renders to
-    Render,
+    /// Print the pf anchor that the config renders to
+    Render {
+        /// The nftables table instead (what Linux loads)
+        #[arg(long)]
+        nft: bool,
+    },
     /// Load the rendered anchor with pfctl -a ANCHOR -f - (atomic replace)
     Load,
     /// Flush the anchor's rules and tables

@@ -167,17 +167,20 @@ pub fn show(
             continue;
         }
         let entries = t.entries(&n.table).map_err(|e| not_loaded(e, &n))?;
+        let by_age = n.mode == ExpireMode::Age || t.refreshes_entries();
         for e in entries {
-            rows.push(row(&n, &e, now));
+            rows.push(row(&n, &e, now, by_age));
         }
     }
     Ok(rows)
 }
 
-fn row(n: &Named, e: &Entry, now: i64) -> Row {
+/// `by_age`: the entry's time stamp is what its expiry counts from (always
+/// for age expiry; for idle expiry where the firewall refreshes it).
+fn row(n: &Named, e: &Entry, now: i64, by_age: bool) -> Row {
     let age = policy::age(now, e.tzero);
-    let left = match (n.ttl, n.mode) {
-        (Some(ttl), ExpireMode::Age) => Some(ttl.0.saturating_sub(age)),
+    let left = match n.ttl {
+        Some(ttl) if by_age => Some(ttl.0.saturating_sub(age)),
         _ => None,
     };
     Row {
@@ -324,6 +327,7 @@ pub fn expire(
 ) -> Result<Vec<Report>> {
     let targets = expire_targets(cfg, sel)?;
     if older_than.is_none()
+        && !t.refreshes_entries()
         && let Some(n) = targets.iter().find(|n| n.mode == ExpireMode::Idle)
     {
         return Err(Error::Usage(format!(
@@ -393,7 +397,7 @@ pub fn revoke(
     let mut out = Vec::new();
     for s in svcs {
         for (name, role) in s.tables() {
-            if role == Role::Allow {
+            if role == Role::Allow || (role == Role::Renew && t.refreshes_entries()) {
                 continue;
             }
             let table = TableRef::new(&cfg.anchor, &name);
@@ -414,7 +418,7 @@ pub fn flush(
     let mut out = Vec::new();
     for s in services(cfg, service)? {
         for (name, role) in s.tables() {
-            if role == Role::Allow {
+            if role == Role::Allow || (role == Role::Renew && t.refreshes_entries()) {
                 continue;
             }
             let table = TableRef::new(&cfg.anchor, &name);

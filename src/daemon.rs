@@ -32,9 +32,10 @@ pub enum Event {
     Stop(i32),
 }
 
-/// Loads the rendered anchor: pfctl(8) on a BSD.
+/// Renders and loads the config's rules: pfctl(8) on a BSD, nft(8) on
+/// Linux.
 pub trait Loader {
-    fn load(&mut self, anchor: &AnchorName, text: &str) -> Result<()>;
+    fn load(&mut self, cfg: &Config, source: &str) -> Result<()>;
     /// Does the main ruleset call the anchor?
     fn referenced(&mut self, anchor: &AnchorName) -> Result<bool>;
     /// Is pf enabled? `None` when it cannot be told.
@@ -46,8 +47,8 @@ pub trait Loader {
 pub struct Pfctl;
 
 impl Loader for Pfctl {
-    fn load(&mut self, anchor: &AnchorName, text: &str) -> Result<()> {
-        crate::pfctl::load(anchor, text)
+    fn load(&mut self, cfg: &Config, source: &str) -> Result<()> {
+        crate::pfctl::load(&cfg.anchor, &render::pf::render(cfg, source))
     }
     fn referenced(&mut self, anchor: &AnchorName) -> Result<bool> {
         crate::pfctl::anchor_referenced(anchor)
@@ -127,14 +128,19 @@ pub struct Daemon<T, L, G> {
     warned_missing: HashSet<TableRef>,
 }
 
-fn watches_for(cfg: &Config) -> Vec<Watch> {
-    // Renewal tables first, so that a renewal is applied before the sweep
-    // of the same tick looks at the authorized table.
+/// The tables to watch. Renewal tables come first, so that a renewal is
+/// applied before the sweep of the same tick looks at the authorized
+/// table; there are none where the firewall renews by itself.
+fn watches_for(cfg: &Config, self_renewing: bool) -> Vec<Watch> {
     let mut named = named_tables(cfg);
     named.sort_by_key(|n| !matches!(n.kind, Kind::Service(Role::Renew)));
     named
         .into_iter()
-        .filter(|n| !matches!(n.kind, Kind::Service(Role::Allow)))
+        .filter(|n| match n.kind {
+            Kind::Service(Role::Allow) => false,
+            Kind::Service(Role::Renew) => !self_renewing,
+            _ => true,
+        })
         .map(Watch::new)
         .collect()
 }
@@ -144,7 +150,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// is fatal here (there is nothing running to keep).
     pub fn start(cfg: Config, path: &Path, tables: T, loader: L, log: G, now: i64) -> Result<Self> {
         let mut d = Daemon {
-            watches: watches_for(&cfg),
+            watches: watches_for(&cfg, tables.refreshes_entries()),
             cfg,
             path: path.to_owned(),
             tables,
@@ -172,8 +178,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 
     fn load_anchor(&mut self) -> Result<()> {
-        let text = render::pf::render(&self.cfg, &self.path.display().to_string());
-        self.loader.load(&self.cfg.anchor, &text)
+        self.loader
+            .load(&self.cfg, &self.path.display().to_string())
     }
 
     /// Warn when pf is disabled or the main ruleset does not call the
@@ -269,7 +275,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 || !w.listed
                 || w.count != Some(st.count)
                 || w.next_due.is_some_and(|d| now >= d)
-                || (w.named.mode == ExpireMode::Idle && w.packets != Some(st.packets));
+                || (w.named.mode == ExpireMode::Idle && w.packets != Some(st.packets))
+                || (w.named.mode == ExpireMode::Idle && self.tables.refreshes_entries());
             if !need {
                 continue;
             }
@@ -429,7 +436,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     fn expire(&mut self, i: usize, entries: &[Entry], now: i64) -> Result<()> {
         let w = &self.watches[i];
         let ttl = w.named.ttl.expect("swept").0;
-        let idle = w.named.mode == ExpireMode::Idle;
+        // Where the firewall refreshes entries on traffic, its time stamp is
+        // the last activity: idle expiry is age since then.
+        let idle = w.named.mode == ExpireMode::Idle && !self.tables.refreshes_entries();
         let svc = self.service_of(w).cloned();
         let keep = |n: &Net| {
             svc.as_ref().is_some_and(|s| {
@@ -563,7 +572,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             .drain(..)
             .map(|w| (w.named.table.clone(), w))
             .collect();
-        self.watches = watches_for(&self.cfg)
+        self.watches = watches_for(&self.cfg, self.tables.refreshes_entries())
             .into_iter()
             .map(|fresh| match carried.remove(&fresh.named.table) {
                 Some(mut w) => {
@@ -642,6 +651,24 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 }
 
 // ---- the process ------------------------------------------------------------
+
+/// nftables: `table inet pfknock`, hooked in directly.
+pub struct NftLoader(pub crate::nft::Nft);
+
+impl Loader for NftLoader {
+    fn load(&mut self, cfg: &Config, source: &str) -> Result<()> {
+        self.0.load(&render::nft::render(cfg, source))
+    }
+    fn referenced(&mut self, _: &AnchorName) -> Result<bool> {
+        Ok(true)
+    }
+    fn enabled(&mut self) -> Option<bool> {
+        Some(true)
+    }
+    fn unload(&mut self, _: &AnchorName) -> Result<()> {
+        self.0.unload()
+    }
+}
 
 /// syslog(3), and stderr too when running in the foreground on a terminal
 /// (under daemon(8) -S or rc_bg, stderr would feed the same line to syslog
@@ -751,7 +778,6 @@ pub struct RunOpts<'a> {
 pub fn run(o: RunOpts<'_>) -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
     use std::sync::mpsc;
-    use std::time::Duration;
 
     use std::io::IsTerminal;
     let mut log = SysLog {
@@ -774,7 +800,7 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
         println!("{}: ok", o.config.display());
         return Ok(());
     }
-    let tables = crate::pf::open(true)?;
+    let backend = crate::backend()?;
     if !o.foreground {
         // Before any thread: daemon(3) forks.
         crate::sys_unix::daemonize().map_err(|source| Error::Device {
@@ -811,8 +837,36 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
         }
     });
 
-    let mut d = Daemon::start(cfg, o.config, tables, Pfctl, log, crate::now())?;
-    d.log_warnings(&warnings);
+    match backend {
+        crate::Backend::Pf => {
+            let d = Daemon::start(
+                cfg,
+                o.config,
+                crate::pf::open(true)?,
+                Pfctl,
+                log,
+                crate::now(),
+            )?;
+            serve(d, &warnings, &rx)
+        }
+        crate::Backend::Nft(nft) => {
+            let t = crate::nft::NftTables::new(nft.clone());
+            let d = Daemon::start(cfg, o.config, t, NftLoader(nft), log, crate::now())?;
+            serve(d, &warnings, &rx)
+        }
+    }
+}
+
+/// The loop: wait for the next deadline, poll or signal; act; repeat.
+fn serve<T: Tables, L: Loader>(
+    mut d: Daemon<T, L, SysLog>,
+    warnings: &[Warning],
+    rx: &std::sync::mpsc::Receiver<Event>,
+) -> Result<()> {
+    use signal_hook::consts::SIGINT;
+    use std::sync::mpsc;
+    use std::time::Duration;
+    d.log_warnings(warnings);
     loop {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -123,9 +123,15 @@ pub fn knock(o: &Opts) -> Result<IpAddr> {
 
 fn knock_port(addr: SocketAddr, o: &Opts) -> Result<()> {
     for _ in 0..o.hits {
-        // A new socket each time: a fresh ephemeral source port.
-        let s = connect(addr, o.timeout).map_err(|e| why(addr, &e, true, o.timeout))?;
-        drop(s);
+        // A new socket each time: a fresh ephemeral source port. A reset
+        // after the handshake still counts: the firewall ends the knock
+        // connection (pf kills the state that trips the overload, nftables
+        // resets it), sometimes before connect(2) has returned.
+        match connect(addr, o.timeout) {
+            Ok(s) => drop(s),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+            Err(e) => return Err(why(addr, &e, true, o.timeout)),
+        }
         if !o.delay.is_zero() {
             thread::sleep(o.delay);
         }

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod error;
 pub mod knock;
 pub mod name;
+pub mod nft;
 pub mod pf;
 pub mod pfctl;
 pub mod policy;
@@ -29,6 +30,42 @@ use config::Config;
 use error::{Error, Result};
 use name::{AnchorName, Net, TableName};
 use tables::TableRef;
+
+/// The firewall this system has.
+pub enum Backend {
+    Pf,
+    Nft(nft::Nft),
+}
+
+/// pf on FreeBSD, OpenBSD and macOS; elsewhere nftables where nft(8) is on
+/// PATH, else pf where a pfctl(8) is.
+pub fn backend() -> Result<Backend> {
+    if cfg!(any(
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "macos"
+    )) {
+        return Ok(Backend::Pf);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| d.join("nft").is_file()) {
+        Ok(Backend::Nft(nft::Nft::default()))
+    } else if pfctl::find().is_some() {
+        Ok(Backend::Pf)
+    } else {
+        Err(Error::Other(
+            "pf is not available on this system, and nft(8) is not on PATH".into(),
+        ))
+    }
+}
+
+/// The table interface of this system's firewall.
+pub fn open_tables(write: bool) -> Result<Box<dyn tables::Tables>> {
+    Ok(match backend()? {
+        Backend::Pf => Box::new(pf::open(write)?),
+        Backend::Nft(n) => Box::new(nft::NftTables::new(n)),
+    })
+}
 
 /// Wall-clock seconds, the clock of pf's table time stamps.
 pub fn now() -> i64 {
@@ -87,28 +124,42 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check => {
             let cfg = load_config(path)?;
-            let text = render::pf::render(&cfg, &path.display().to_string());
+            let source = path.display().to_string();
+            let mut by = Vec::new();
             if pfctl::find().is_some() {
-                pfctl::check(&cfg.anchor, &text)?;
-                println!(
-                    "{}: ok (pfctl -n accepted anchor {})",
-                    path.display(),
-                    cfg.anchor.as_str()
-                );
+                pfctl::check(&cfg.anchor, &render::pf::render(&cfg, &source))?;
+                by.push(format!("pfctl -n accepted anchor {}", cfg.anchor.as_str()));
+            }
+            if let Ok(Backend::Nft(nft)) = backend()
+                && !cfg.services.is_empty()
+            {
+                nft.check(&render::nft::render(&cfg, &source))?;
+                by.push(format!("nft -c accepted table inet {}", render::nft::TABLE));
+            }
+            if by.is_empty() {
+                println!("{source}: ok");
             } else {
-                println!("{}: ok", path.display());
+                println!("{source}: ok ({})", by.join(", "));
             }
             Ok(())
         }
-        Command::Render => {
+        Command::Render { nft } => {
             let cfg = load_config(path)?;
-            print!("{}", render::pf::render(&cfg, &path.display().to_string()));
+            let source = path.display().to_string();
+            if nft {
+                print!("{}", render::nft::render(&cfg, &source));
+            } else {
+                print!("{}", render::pf::render(&cfg, &source));
+            }
             Ok(())
         }
         Command::Load => {
             let cfg = load_config(path)?;
-            let text = render::pf::render(&cfg, &path.display().to_string());
-            pfctl::load(&cfg.anchor, &text)?;
+            let source = path.display().to_string();
+            if let Backend::Nft(nft) = backend()? {
+                return nft.load(&render::nft::render(&cfg, &source));
+            }
+            pfctl::load(&cfg.anchor, &render::pf::render(&cfg, &source))?;
             if !pfctl::anchor_referenced(&cfg.anchor)? {
                 eprintln!(
                     "pfknock: warning: the main ruleset has no anchor \"{}\" rule: the anchor's rules do nothing",
@@ -119,12 +170,15 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Unload => {
             let cfg = load_config(path)?;
+            if let Backend::Nft(nft) = backend()? {
+                return nft.unload();
+            }
             pfctl::unload(&cfg.anchor)
         }
         Command::Show { service, all, json } => {
             let cfg = load_config(path)?;
             cmd::services(&cfg, service.as_deref())?;
-            let mut t = pf::open(false)?;
+            let mut t = open_tables(false)?;
             let rows = cmd::show(&cfg, &mut t, service.as_deref(), all, now())?;
             if json {
                 let text = serde_json::to_string_pretty(&rows)
@@ -149,7 +203,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 (None, None) => cmd::Select::All,
             };
             cmd::expire_targets(&cfg, &sel)?;
-            let mut t = pf::open(!dry_run)?;
+            let mut t = open_tables(!dry_run)?;
             for r in cmd::expire(&cfg, &mut t, &sel, older_than, dry_run, now())? {
                 for x in &r.expired {
                     println!("{}", x.net);
@@ -165,7 +219,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let cfg = load_config(path)?;
             let addr = address(&a)?;
             cmd::one_service(&cfg, service.as_deref())?;
-            let mut t = pf::open(true)?;
+            let mut t = open_tables(true)?;
             let (svc, new) = cmd::allow(&cfg, &mut t, addr, service.as_deref())?;
             let table = TableRef::new(&cfg.anchor, &cfg.service(&svc).expect("resolved").table);
             if new {
@@ -183,7 +237,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let cfg = load_config(path)?;
             let addr = address(&a)?;
             cmd::services(&cfg, service.as_deref())?;
-            let mut t = pf::open(true)?;
+            let mut t = open_tables(true)?;
             let done = cmd::revoke(&cfg, &mut t, addr, service.as_deref())?;
             let mut any = false;
             for (table, n) in done.iter().filter(|(_, n)| *n > 0) {
@@ -274,7 +328,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Flush { service } => {
             let cfg = load_config(path)?;
             cmd::services(&cfg, service.as_deref())?;
-            let mut t = pf::open(true)?;
+            let mut t = open_tables(true)?;
             for (table, n) in cmd::flush(&cfg, &mut t, service.as_deref())? {
                 eprintln!("{table}: {n} addresses deleted.");
             }

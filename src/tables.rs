@@ -89,4 +89,35 @@ pub trait Tables {
     fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize>;
     /// Create tables (and their anchor); returns how many were new.
     fn create(&mut self, tables: &[(TableRef, TableFlags)]) -> Result<usize>;
+    /// Does the firewall refresh an entry's time stamp itself, on a new
+    /// knock and (idle expiry) on traffic, as nftables' `update` does? Then
+    /// there is no renewal table, idle expiry is age since the last
+    /// refresh, and nobody needs to watch counters.
+    fn refreshes_entries(&self) -> bool {
+        false
+    }
+}
+
+impl<T: Tables + ?Sized> Tables for Box<T> {
+    fn entries(&mut self, t: &TableRef) -> Result<Vec<Entry>> {
+        (**self).entries(t)
+    }
+    fn table_stats(&mut self, anchor: &AnchorName) -> Result<Vec<TableStat>> {
+        (**self).table_stats(anchor)
+    }
+    fn add(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        (**self).add(t, addrs)
+    }
+    fn delete(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        (**self).delete(t, addrs)
+    }
+    fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        (**self).renew(t, addrs)
+    }
+    fn create(&mut self, tables: &[(TableRef, TableFlags)]) -> Result<usize> {
+        (**self).create(tables)
+    }
+    fn refreshes_entries(&self) -> bool {
+        (**self).refreshes_entries()
+    }
 }

@@ -241,7 +241,7 @@ fn load_without_pfctl_says_so() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stderr(&o),
-        "pfknock: pfctl: not found: pf is not available on this system\n"
+        "pfknock: pf is not available on this system, and nft(8) is not on PATH\n"
     );
 }
 
@@ -304,7 +304,7 @@ fn table_verbs_without_pf_say_so() {
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         assert_eq!(
             stderr(&o),
-            "pfknock: pf is not available on this system\n",
+            "pfknock: pf is not available on this system, and nft(8) is not on PATH\n",
             "{args:?}"
         );
     }
@@ -351,7 +351,10 @@ fn run_without_pf_says_so() {
     }
     let o = pfknock(&["run", "-f", "-c", f.to_str().unwrap()], false, &[]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(stderr(&o), "pfknock: pf is not available on this system\n");
+    assert_eq!(
+        stderr(&o),
+        "pfknock: pf is not available on this system, and nft(8) is not on PATH\n"
+    );
 }
 
 #[test]

@@ -43,7 +43,9 @@ struct FakePfctl {
 }
 
 impl Loader for FakePfctl {
-    fn load(&mut self, anchor: &AnchorName, text: &str) -> Result<()> {
+    fn load(&mut self, cfg: &Config, source: &str) -> Result<()> {
+        let anchor = &cfg.anchor;
+        let text = &pfknock::render::pf::render(cfg, source);
         if self.fail.get() {
             return Err(Error::Tool {
                 tool: "pfctl -a pfknock -f -".into(),

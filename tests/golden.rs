@@ -1,5 +1,7 @@
 //! Every tests/golden/NN-name/pfknock.toml renders byte for byte to the
-//! pfknock.pf beside it, and its warnings match `warnings` (none if absent).
+//! pfknock.pf and pfknock.nft beside it, and its warnings match `warnings`
+//! (none if absent). Where nft runs (root, nftables installed), every
+//! pfknock.nft must also pass `nft -c` inside a scratch network namespace.
 //! Every tests/bad/NN-name.toml fails with exactly the message in NN-name.err.
 //!
 //! After an intended change: `PFKNOCK_BLESS=1 cargo test --test golden`, then
@@ -50,6 +52,12 @@ fn golden_pf() {
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let text = pfknock::render::pf::render(&cfg, "pfknock.toml");
         failures.extend(expect(&dir.join("pfknock.pf"), &text));
+        let nft = if cfg.services.is_empty() {
+            String::new()
+        } else {
+            pfknock::render::nft::render(&cfg, "pfknock.toml")
+        };
+        failures.extend(expect(&dir.join("pfknock.nft"), &nft));
         let w: String = warnings.iter().map(|w| format!("{w}\n")).collect();
         failures.extend(expect(&dir.join("warnings"), &w));
     }
@@ -74,5 +82,52 @@ fn bad_configs() {
         failures.extend(expect(&path.with_extension("err"), &got));
     }
     assert!(n > 0);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// nft itself accepts every rendered table (`nft -c`: parse and check, load
+/// nothing), run in a network namespace of its own.
+#[test]
+fn golden_nft_passes_nft_check() {
+    let ok = std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if !ok || !root {
+        eprintln!("skipped: needs root and nft (nftables)");
+        return;
+    }
+    let ns = format!("pfknock-check-{}", std::process::id());
+    let run = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(run(&["netns", "add", &ns]));
+    let mut failures = Vec::new();
+    for dir in dirs("golden") {
+        let f = dir.join("pfknock.nft");
+        if !f.exists() {
+            continue;
+        }
+        let o = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "nft", "-c", "-f"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        if !o.status.success() {
+            failures.push(format!(
+                "{}: {}",
+                f.display(),
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+    }
+    run(&["netns", "del", &ns]);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
