@@ -502,6 +502,20 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 ),
             ));
         }
+        // Entries that left the table without this daemon: expired by the
+        // kernel where it times entries out itself (nftables), else removed
+        // by someone (pfknock revoke, pfctl -T delete).
+        let present: HashSet<Net> = entries.iter().map(|e| e.net).collect();
+        let mut vanished: Vec<&Net> = w.known.iter().filter(|n| !present.contains(n)).collect();
+        vanished.sort();
+        for n in vanished {
+            let l = if self.tables.refreshes_entries() {
+                self.line("expired", n, w, &format!("ttl={ttl_s}"))
+            } else {
+                self.line("removed", n, w, "")
+            };
+            lines.push((level, l));
+        }
         for (lv, l) in lines {
             self.log.log(lv, &l);
         }

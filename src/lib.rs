@@ -118,6 +118,13 @@ pub fn load_config(path: &Path) -> Result<Config> {
     Ok(cfg)
 }
 
+/// One audit line in syslog, with the config's facility: what an
+/// administrator did by hand shows up beside the daemon's lines.
+fn audit(cfg: &Config, line: &str) {
+    sys_unix::openlog(cfg.facility);
+    sys_unix::syslog(libc::LOG_INFO, line);
+}
+
 /// Run one command line.
 pub fn run(cli: Cli) -> Result<()> {
     let path = cli.config.as_path();
@@ -221,7 +228,18 @@ pub fn run(cli: Cli) -> Result<()> {
             cmd::one_service(&cfg, service.as_deref())?;
             let mut t = open_tables(true)?;
             let (svc, new) = cmd::allow(&cfg, &mut t, addr, service.as_deref())?;
-            let table = TableRef::new(&cfg.anchor, &cfg.service(&svc).expect("resolved").table);
+            let s = cfg.service(&svc).expect("resolved");
+            let table = TableRef::new(&cfg.anchor, &s.table);
+            audit(
+                &cfg,
+                &format!(
+                    "{} {addr} service={svc} table={} anchor={} ttl={} by pfknock allow",
+                    if new { "allowed" } else { "renewed" },
+                    s.table,
+                    cfg.anchor.as_str(),
+                    s.ttl
+                ),
+            );
             if new {
                 eprintln!("{table}: 1/1 addresses added.");
             } else {
@@ -242,6 +260,14 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut any = false;
             for (table, n) in done.iter().filter(|(_, n)| *n > 0) {
                 eprintln!("{table}: {n}/1 addresses deleted.");
+                audit(
+                    &cfg,
+                    &format!(
+                        "revoked {addr} table={} anchor={} by pfknock revoke",
+                        table.name,
+                        table.anchor.as_str()
+                    ),
+                );
                 any = true;
             }
             if !any {

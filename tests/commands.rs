@@ -380,3 +380,32 @@ fn commands_touch_only_tables_the_config_names() {
         &c.services[0].table,
     ));
 }
+
+proptest::proptest! {
+    /// Whatever table name and anchor a command line gives, expire refuses
+    /// it unless the config names that very table, and then touches
+    /// nothing but it.
+    #[test]
+    fn expire_refuses_every_table_the_config_does_not_name(
+        name in "[A-Za-z0-9_-]{1,31}",
+        anchor in proptest::option::of("[a-z][a-z0-9_-]{0,15}"),
+    ) {
+        let c = cfg();
+        let t = pfknock::tables::TableRef::new(
+            &anchor.as_deref().map_or(pfknock::name::AnchorName::main(), |a| pfknock::name::AnchorName::new(a).unwrap()),
+            &pfknock::name::TableName::new(&name).unwrap(),
+        );
+        let owned = owned_tables(&c).contains(&(t.anchor.clone(), t.name.clone()));
+        let mut k = kernel(&openbsd::LAYOUT);
+        let r = cmd::expire(&c, &mut k, &Select::Table(t.clone()), Some(Secs(0)), false, NOW);
+        let touched = m(&mut k).touched.clone();
+        if owned {
+            for (a, n) in &touched {
+                proptest::prop_assert_eq!((a.as_str(), n.as_str()), (t.anchor.as_str(), t.name.as_str()));
+            }
+        } else {
+            proptest::prop_assert!(r.is_err());
+            proptest::prop_assert!(touched.is_empty());
+        }
+    }
+}

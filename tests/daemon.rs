@@ -570,3 +570,20 @@ fn sweep_now_lists_everything() {
         "ssh_renew and ssh"
     );
 }
+
+#[test]
+fn an_entry_removed_by_hand_is_logged() {
+    let mut r = rig(&freebsd::LAYOUT, "removed", SSH);
+    r.knock("ssh", "192.0.2.10");
+    r.knock("ssh", "192.0.2.11");
+    r.at(NOW);
+    r.log.take();
+    // pfknock revoke (or pfctl -T delete) from another process.
+    let t = pfknock::tables::TableRef::new(&r.d.cfg.anchor, &r.d.cfg.services[0].table);
+    pfknock::tables::Tables::delete(&mut r.d.tables, &t, &["192.0.2.10".parse().unwrap()]).unwrap();
+    r.at(NOW + 1);
+    assert_eq!(
+        r.log.take(),
+        ["removed 192.0.2.10 service=ssh table=ssh anchor=pfknock"]
+    );
+}

@@ -8,6 +8,7 @@
 //! ends, also when it fails.
 
 use std::fs;
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -346,4 +347,117 @@ fn reload_keeps_authorizations() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v[0]["ttl"], 1200);
     assert!(v[0]["left"].as_u64().unwrap() > 1100, "{v}");
+}
+
+fn set_json(n: &Net, set: &str) -> Option<serde_json::Value> {
+    let o = Command::new("ip")
+        .args([
+            "netns", "exec", &n.srv, "nft", "-j", "list", "set", "inet", "pfknock", set,
+        ])
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["nftables"]
+        .as_array()?
+        .iter()
+        .find_map(|i| i.get("set").cloned())
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..60 {
+        if f() {
+            return;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn the_daemon_reloads_heals_and_exits_cleanly() {
+    need_root_and_tools!();
+    use std::os::unix::fs::PermissionsExt;
+    let mut n = Net::new(&RATE.replace("3s", "10m"));
+    fs::set_permissions(n.conf(), fs::Permissions::from_mode(0o600)).unwrap();
+    n.up();
+    let pidfile = n.dir.join("pfknock.pid");
+    let c = n.conf();
+    let mut d = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &n.srv,
+            BIN,
+            "run",
+            "-f",
+            "-p",
+            pidfile.to_str().unwrap(),
+            "-c",
+            c.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the pidfile", || {
+        pidfile.exists() && !fs::read_to_string(&pidfile).unwrap().is_empty()
+    });
+    let pid = fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    let kill = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(n.open(false));
+
+    // SIGHUP with a new ttl: the set gets it, the authorization stays.
+    fs::write(
+        n.conf(),
+        RATE.replace("3s", "20m")
+            .replace("PROTECTED", &PROTECTED.to_string()),
+    )
+    .unwrap();
+    kill("-HUP");
+    wait_for("the new ttl", || {
+        set_json(&n, "ssh_4").is_some_and(|s| s["timeout"] == 1200)
+    });
+    assert!(n.open(false), "authorization kept across the reload");
+
+    // A bad config: logged, the running one stays.
+    fs::write(n.conf(), "[[service]]\nname = \"ssh\"\nrate = \"5\"\n").unwrap();
+    kill("-HUP");
+    sleep(Duration::from_millis(500));
+    assert!(
+        d.try_wait().unwrap().is_none(),
+        "still running after a bad reload"
+    );
+    assert!(n.open(false));
+
+    // Someone deletes the table: the daemon loads it again.
+    assert!(
+        Command::new("ip")
+            .args([
+                "netns", "exec", &n.srv, "nft", "delete", "table", "inet", "pfknock"
+            ])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for("the table to come back", || set_json(&n, "ssh_4").is_some());
+
+    kill("-TERM");
+    let st = d.wait().unwrap();
+    let mut err = String::new();
+    let _ = d.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(st.success(), "exit status {st}: {err}");
+    assert!(!pidfile.exists(), "pidfile removed");
 }
