@@ -7,12 +7,11 @@
 //!
 //!     cargo bench --bench daemon
 
-use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use pfknock::config::Config;
@@ -24,34 +23,12 @@ use pfknock::pf::abi::{self, freebsd};
 use pfknock::pf::marshal::Device;
 use pfknock::pf::model::Model;
 
-struct Counting;
-static CUR: AtomicUsize = AtomicUsize::new(0);
-static PAUSED: AtomicBool = AtomicBool::new(false);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: AllocLayout) -> *mut u8 {
-        if !PAUSED.load(Relaxed) {
-            CUR.fetch_add(l.size(), Relaxed);
-        }
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: AllocLayout) {
-        if !PAUSED.load(Relaxed) {
-            CUR.fetch_sub(l.size(), Relaxed);
-        }
-        unsafe { System.dealloc(p, l) }
-    }
-}
+#[path = "common/meter.rs"]
+mod meter;
+use meter::{CUR, Counting, paused};
 
 #[global_allocator]
 static A: Counting = Counting;
-
-fn paused<R>(f: impl FnOnce() -> R) -> R {
-    PAUSED.store(true, Relaxed);
-    let r = f();
-    PAUSED.store(false, Relaxed);
-    r
-}
 
 #[derive(Clone)]
 struct Kernel(Rc<RefCell<Model>>);

@@ -7,9 +7,8 @@
 //!
 //! Figures go into notes, not into timed tests.
 
-use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use pfknock::name::{AnchorName, Net, TableName};
@@ -20,26 +19,9 @@ use pfknock::pf::model::Model;
 use pfknock::policy;
 use pfknock::tables::{TableRef, Tables};
 
-struct Counting;
-static CUR: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-static PAUSED: AtomicBool = AtomicBool::new(false);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: AllocLayout) -> *mut u8 {
-        if !PAUSED.load(Relaxed) {
-            let c = CUR.fetch_add(l.size(), Relaxed) + l.size();
-            PEAK.fetch_max(c, Relaxed);
-        }
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: AllocLayout) {
-        if !PAUSED.load(Relaxed) {
-            CUR.fetch_sub(l.size(), Relaxed);
-        }
-        unsafe { System.dealloc(p, l) }
-    }
-}
+#[path = "common/meter.rs"]
+mod meter;
+use meter::{CUR, Counting, PAUSED, PEAK};
 
 #[global_allocator]
 static A: Counting = Counting;

@@ -158,6 +158,8 @@ pub fn show(
         let wanted = match (&n.kind, service) {
             (Kind::Expire, None) => true,
             (Kind::Expire, Some(_)) => false,
+            // No renewal table where the firewall renews by itself.
+            (Kind::Service(Role::Renew), _) if t.refreshes_entries() => false,
             (Kind::Service(role), _) => {
                 (service.is_none() || n.service.as_deref() == service)
                     && (all || *role == Role::Auth)

@@ -100,9 +100,9 @@ fn fmt_addr(a: SocketAddr) -> String {
     a.to_string()
 }
 
-/// Knock every port in order, `hits` full connects each. Returns the
-/// address knocked.
-pub fn knock(o: &Opts) -> Result<IpAddr> {
+/// Resolve the host and knock every port in order, `hits` full connects
+/// each. Returns the address knocked.
+fn knock_all(o: &Opts) -> Result<IpAddr> {
     if o.ports.is_empty() {
         return Err(Error::Usage(
             "no knock ports: give them, or --service".into(),
@@ -115,6 +115,12 @@ pub fn knock(o: &Opts) -> Result<IpAddr> {
         }
         knock_port(SocketAddr::new(ip, p), o)?;
     }
+    Ok(ip)
+}
+
+/// Knock, then check the protected port if asked. Returns the address.
+pub fn knock(o: &Opts) -> Result<IpAddr> {
+    let ip = knock_all(o)?;
     if let Some(v) = o.verify {
         verify(SocketAddr::new(ip, v), ip, o)?;
     }
@@ -171,18 +177,7 @@ fn verify(target: SocketAddr, ip: IpAddr, o: &Opts) -> Result<TcpStream> {
 /// ssh ProxyCommand mode: knock, connect to `port` (retrying as `verify`
 /// does), then relay stdin to the connection and the connection to stdout.
 pub fn proxy(o: &Opts, port: u16) -> Result<()> {
-    if o.ports.is_empty() {
-        return Err(Error::Usage(
-            "no knock ports: give them, or --service".into(),
-        ));
-    }
-    let ip = resolve(&o.host, o.family)?;
-    for (i, &p) in o.ports.iter().enumerate() {
-        if i > 0 {
-            thread::sleep(o.gap);
-        }
-        knock_port(SocketAddr::new(ip, p), o)?;
-    }
+    let ip = knock_all(o)?;
     let s = verify(SocketAddr::new(ip, port), ip, o)?;
     relay(s, io::stdin(), io::stdout())
 }

@@ -21,6 +21,7 @@ pub mod render;
 #[allow(unsafe_code)]
 pub mod sys_unix;
 pub mod tables;
+pub mod tool;
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -8,8 +8,6 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -52,47 +50,8 @@ pub struct Set {
 
 impl Nft {
     fn run(&self, args: &[&str], input: Option<&str>) -> Result<String> {
-        let (exe, pre) = self.argv.split_first().expect("argv is never empty");
-        let mut child = Command::new(exe)
-            .args(pre)
-            .args(args)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::Tool {
-                tool: exe.clone(),
-                msg: crate::error::io_words(&e),
-            })?;
-        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-            let _ = stdin.write_all(text.as_bytes());
-        }
-        let out = child.wait_with_output().map_err(|e| Error::Tool {
-            tool: "nft".into(),
-            msg: crate::error::io_words(&e),
-        })?;
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-        let err = String::from_utf8_lossy(&out.stderr);
-        let msg = err
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join("; ");
-        Err(Error::Tool {
-            tool: format!("nft {}", args.join(" ")),
-            msg: if msg.is_empty() {
-                format!("failed with {}", out.status)
-            } else {
-                msg
-            },
-        })
+        let argv: Vec<&std::path::Path> = self.argv.iter().map(std::path::Path::new).collect();
+        crate::tool::run("nft", &argv, args, input)
     }
 
     /// The sets of `table inet pfknock`, or `None` when the table is absent.

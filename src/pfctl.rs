@@ -2,9 +2,7 @@
 //! main ruleset: every invocation carries `-a ANCHOR`.
 #![forbid(unsafe_code)]
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
 use crate::name::AnchorName;
@@ -25,50 +23,10 @@ fn pfctl() -> Result<PathBuf> {
     })
 }
 
-/// Run pfctl with `args`, `input` on its stdin; pfctl's stderr becomes the
-/// error text.
+/// Run pfctl with `args`, `input` on its stdin.
 fn run(args: &[&str], input: Option<&str>) -> Result<String> {
     let exe = pfctl()?;
-    let mut child = Command::new(&exe)
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Tool {
-            tool: exe.display().to_string(),
-            msg: crate::error::io_words(&e),
-        })?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        // A pfctl that exits early closes the pipe; its stderr says why.
-        let _ = stdin.write_all(text.as_bytes());
-    }
-    let out = child.wait_with_output().map_err(|e| Error::Tool {
-        tool: "pfctl".into(),
-        msg: crate::error::io_words(&e),
-    })?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    let msg = err
-        .lines()
-        .map(|l| l.trim())
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ");
-    Err(Error::Tool {
-        tool: format!("pfctl {}", args.join(" ")),
-        msg: if msg.is_empty() {
-            format!("failed with {}", out.status)
-        } else {
-            msg
-        },
-    })
+    crate::tool::run("pfctl", &[exe.as_path()], args, input)
 }
 
 /// `pfctl -n -a ANCHOR -f -`: parse only, load nothing.

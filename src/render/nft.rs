@@ -160,19 +160,7 @@ fn list(items: &[String]) -> String {
 }
 
 fn sets(o: &mut String, s: &Service) {
-    let _ = writeln!(
-        o,
-        "\t# service {}: knock {}, rate {}, ttl {} ({})",
-        s.name,
-        s.knock
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
-            .join(" then "),
-        s.rate,
-        s.ttl,
-        s.expire
-    );
+    let _ = writeln!(o, "\t{}", super::service_comment(s));
     for af in families(s) {
         let dynset = |o: &mut String, name: &str, t: Secs| {
             let _ = writeln!(

@@ -56,19 +56,7 @@ pub fn render(cfg: &Config, source: &str) -> String {
 }
 
 fn service(o: &mut String, s: &Service) {
-    let _ = writeln!(
-        o,
-        "# service {}: knock {}, rate {}, ttl {} ({})",
-        s.name,
-        s.knock
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
-            .join(" then "),
-        s.rate,
-        s.ttl,
-        s.expire
-    );
+    let _ = writeln!(o, "{}", super::service_comment(s));
     for (t, role) in s.tables() {
         match role {
             Role::Auth if s.expire == crate::name::ExpireMode::Idle => {

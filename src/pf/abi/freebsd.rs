@@ -4,15 +4,7 @@
 
 use core::mem::{align_of, offset_of, size_of};
 
-use super::{ANCHOR_SIZE, Layout, TABLE_NAME_SIZE};
-
-#[repr(C)]
-pub struct pfr_table {
-    pub pfrt_anchor: [u8; ANCHOR_SIZE],
-    pub pfrt_name: [u8; TABLE_NAME_SIZE],
-    pub pfrt_flags: u32,
-    pub pfrt_fback: u8,
-}
+use super::{Layout, pfioc_table, pfr_table};
 
 #[repr(C)]
 pub struct pfr_addr {
@@ -47,30 +39,8 @@ pub struct pfr_tstats {
     pub pfrts_refcnt: [i32; 2],
 }
 
-#[repr(C)]
-pub struct pfioc_table {
-    pub pfrio_table: pfr_table,
-    /// `void *`: an address, 8 bytes on LP64.
-    pub pfrio_buffer: u64,
-    pub pfrio_esize: i32,
-    pub pfrio_size: i32,
-    /// also naddr, setflag
-    pub pfrio_size2: i32,
-    /// also exists, nzero, nmatch, clrflag
-    pub pfrio_nadd: i32,
-    pub pfrio_ndel: i32,
-    pub pfrio_nchange: i32,
-    pub pfrio_flags: i32,
-    pub pfrio_ticket: u32,
-}
-
 // pf-abi.md §2, column "FB LP64".
 const _: () = {
-    assert!(size_of::<pfr_table>() == 1064 && align_of::<pfr_table>() == 4);
-    assert!(offset_of!(pfr_table, pfrt_name) == 1024);
-    assert!(offset_of!(pfr_table, pfrt_flags) == 1056);
-    assert!(offset_of!(pfr_table, pfrt_fback) == 1060);
-
     assert!(size_of::<pfr_addr>() == 20 && align_of::<pfr_addr>() == 4);
     assert!(offset_of!(pfr_addr, pfra_af) == 16);
     assert!(offset_of!(pfr_addr, pfra_net) == 17);
@@ -90,17 +60,6 @@ const _: () = {
     assert!(offset_of!(pfr_tstats, pfrts_tzero) == 1176);
     assert!(offset_of!(pfr_tstats, pfrts_cnt) == 1184);
     assert!(offset_of!(pfr_tstats, pfrts_refcnt) == 1188);
-
-    assert!(size_of::<pfioc_table>() == 1104 && align_of::<pfioc_table>() == 8);
-    assert!(offset_of!(pfioc_table, pfrio_buffer) == 1064);
-    assert!(offset_of!(pfioc_table, pfrio_esize) == 1072);
-    assert!(offset_of!(pfioc_table, pfrio_size) == 1076);
-    assert!(offset_of!(pfioc_table, pfrio_size2) == 1080);
-    assert!(offset_of!(pfioc_table, pfrio_nadd) == 1084);
-    assert!(offset_of!(pfioc_table, pfrio_ndel) == 1088);
-    assert!(offset_of!(pfioc_table, pfrio_nchange) == 1092);
-    assert!(offset_of!(pfioc_table, pfrio_flags) == 1096);
-    assert!(offset_of!(pfioc_table, pfrio_ticket) == 1100);
 
     assert!(LAYOUT.request(super::N_GETASTATS) == 0xC4504447);
 };

@@ -60,6 +60,54 @@ pub const TABLE_NAME_SIZE: usize = 32;
 pub const ANCHOR_SIZE: usize = 1024;
 pub const AF_INET: u8 = 2;
 
+/// `struct pfr_table`: the same on FreeBSD, OpenBSD and macOS.
+#[repr(C)]
+pub struct pfr_table {
+    pub pfrt_anchor: [u8; ANCHOR_SIZE],
+    pub pfrt_name: [u8; TABLE_NAME_SIZE],
+    pub pfrt_flags: u32,
+    pub pfrt_fback: u8,
+}
+
+/// `struct pfioc_table`, the parameter block of every DIOCR* request: the
+/// same on all three in LP64 (macOS's `pfioc_table_64`; its alignment
+/// attributes change nothing there).
+#[repr(C)]
+pub struct pfioc_table {
+    pub pfrio_table: pfr_table,
+    /// `void *`: an address, 8 bytes on LP64.
+    pub pfrio_buffer: u64,
+    pub pfrio_esize: i32,
+    pub pfrio_size: i32,
+    /// also naddr, setflag
+    pub pfrio_size2: i32,
+    /// also exists, nzero, nmatch, clrflag
+    pub pfrio_nadd: i32,
+    pub pfrio_ndel: i32,
+    pub pfrio_nchange: i32,
+    pub pfrio_flags: i32,
+    pub pfrio_ticket: u32,
+}
+
+// pf-abi.md §2.1 and §2.5, LP64.
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<pfr_table>() == 1064 && align_of::<pfr_table>() == 4);
+    assert!(offset_of!(pfr_table, pfrt_name) == 1024);
+    assert!(offset_of!(pfr_table, pfrt_flags) == 1056);
+    assert!(offset_of!(pfr_table, pfrt_fback) == 1060);
+    assert!(size_of::<pfioc_table>() == 1104 && align_of::<pfioc_table>() == 8);
+    assert!(offset_of!(pfioc_table, pfrio_buffer) == 1064);
+    assert!(offset_of!(pfioc_table, pfrio_esize) == 1072);
+    assert!(offset_of!(pfioc_table, pfrio_size) == 1076);
+    assert!(offset_of!(pfioc_table, pfrio_size2) == 1080);
+    assert!(offset_of!(pfioc_table, pfrio_nadd) == 1084);
+    assert!(offset_of!(pfioc_table, pfrio_ndel) == 1088);
+    assert!(offset_of!(pfioc_table, pfrio_nchange) == 1092);
+    assert!(offset_of!(pfioc_table, pfrio_flags) == 1096);
+    assert!(offset_of!(pfioc_table, pfrio_ticket) == 1100);
+};
+
 // PFR_FLAG_* (pfrio_flags), the same values on all three.
 pub const PFR_FLAG_ATOMIC: i32 = 0x01;
 pub const PFR_FLAG_DUMMY: i32 = 0x02;

@@ -1,0 +1,59 @@
+//! Running the firewall's own tools, pfctl(8) and nft(8): arguments,
+//! optional text on stdin, stdout back; on failure the tool's stderr,
+//! joined into one line, becomes the error.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result, io_words};
+
+/// Run `argv` (program and leading arguments) with `args`. `name` is how
+/// the tool is called in messages (`pfctl`, `nft`).
+pub fn run(name: &str, argv: &[&Path], args: &[&str], input: Option<&str>) -> Result<String> {
+    let (exe, pre) = argv.split_first().expect("a program to run");
+    let fail = |msg: String| Error::Tool {
+        tool: if args.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{name} {}", args.join(" "))
+        },
+        msg,
+    };
+    let mut child = Command::new(exe)
+        .args(pre.iter().copied())
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Tool {
+            tool: exe.display().to_string(),
+            msg: io_words(&e),
+        })?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A tool that exits early closes the pipe; its stderr says why.
+        let _ = stdin.write_all(text.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| fail(io_words(&e)))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let msg = err
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(fail(if msg.is_empty() {
+        format!("failed with {}", out.status)
+    } else {
+        msg
+    }))
+}
