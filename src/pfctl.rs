@@ -75,8 +75,13 @@ fn references(rules: &str, anchor: &AnchorName) -> bool {
 /// Is pf enabled? (`pfctl -s info`: "Status: Enabled ..."). `None` when
 /// pfctl cannot tell.
 pub fn enabled() -> Option<bool> {
-    let out = run(&["-s", "info"], None).ok()?;
-    let status = out.lines().find_map(|l| l.trim().strip_prefix("Status:"))?;
+    status_enabled(&run(&["-s", "info"], None).ok()?)
+}
+
+fn status_enabled(info: &str) -> Option<bool> {
+    let status = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Status:"))?;
     Some(status.trim_start().starts_with("Enabled"))
 }
 
@@ -88,6 +93,18 @@ pub fn kill_states(host: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_status_line() {
+        // FreeBSD and OpenBSD start `pfctl -s info` the same way.
+        let on = "Status: Enabled for 0 days 01:02:03           Debug: Urgent\n\nState Table  Total  Rate\n";
+        assert_eq!(status_enabled(on), Some(true));
+        assert_eq!(
+            status_enabled("Status: Disabled for 0 days 00:00:10    Debug: Urgent\n"),
+            Some(false)
+        );
+        assert_eq!(status_enabled("pfctl: /dev/pf: Permission denied\n"), None);
+    }
 
     #[test]
     fn finds_anchor_rule() {

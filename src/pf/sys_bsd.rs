@@ -23,10 +23,16 @@ impl DevPf {
             .read(true)
             .write(write)
             .open(PATH)
-            .map_err(|source| Error::Device {
-                path: PATH.into(),
-                op: "open",
-                source,
+            .map_err(|source| match source.raw_os_error() {
+                // No device node, or no driver behind it.
+                Some(libc::ENOENT | libc::ENXIO | libc::ENODEV) => Error::Other(format!(
+                    "{PATH}: pf is not loaded (kldload pf on FreeBSD, pfctl -e)"
+                )),
+                _ => Error::Device {
+                    path: PATH.into(),
+                    op: "open",
+                    source,
+                },
             })?;
         Ok(DevPf { file, layout })
     }
