@@ -10,7 +10,6 @@ use pfknock::name::{Net, Secs};
 use pfknock::pf::PfTables;
 use pfknock::pf::abi::{Layout, freebsd, macos, openbsd};
 use pfknock::pf::model::Model;
-use pfknock::tables::Tables;
 
 const NOW: i64 = 1_800_000_000;
 const OSES: [&Layout; 3] = [&freebsd::LAYOUT, &openbsd::LAYOUT, &macos::LAYOUT];
@@ -375,10 +374,6 @@ fn commands_touch_only_tables_the_config_names() {
         m(&mut k).dump("", "bruteforce").unwrap(),
         [(ip("203.0.113.66"), 32, NOW)]
     );
-    let _ = k.entries(&pfknock::tables::TableRef::new(
-        &c.anchor,
-        &c.services[0].table,
-    ));
 }
 
 proptest::proptest! {

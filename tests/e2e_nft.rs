@@ -178,12 +178,6 @@ impl Net {
     }
 
     fn reach_from(&self, ns: &str, ip: &str, port: u16) -> bool {
-        let host = if ip.contains(':') {
-            format!("[{ip}]")
-        } else {
-            ip.to_owned()
-        };
-        let _ = host;
         Command::new("ip")
             .args([
                 "netns",
