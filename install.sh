@@ -58,6 +58,17 @@ put() {
 	echo "installed $dst"
 }
 
+# The rc.d script, with the ports' placeholders filled in by sed(1).
+rcscript() {
+	src=$1 dst=$2
+	shift 2
+	mkdir -p "$(dirname "$dst")"
+	sed "$@" "$src" > "$dst.tmp.$$"
+	chmod 555 "$dst.tmp.$$"
+	mv "$dst.tmp.$$" "$dst"
+	echo "installed $dst"
+}
+
 # The live config: only when there is none.
 sample() {
 	src=$1 dst=$2
@@ -73,12 +84,8 @@ freebsd)
 	put 555 "$bin" "$destdir$prefix/sbin/pfknock"
 	put 444 man/pfknock.8 "$destdir$prefix/share/man/man8/pfknock.8"
 	put 444 man/pfknock.toml.5 "$destdir$prefix/share/man/man5/pfknock.toml.5"
-	rc="$destdir$prefix/etc/rc.d/pfknock"
-	mkdir -p "$(dirname "$rc")"
-	sed "s|%%PREFIX%%|$prefix|g" rc.d/freebsd/pfknock > "$rc.tmp.$$"
-	chmod 555 "$rc.tmp.$$"
-	mv "$rc.tmp.$$" "$rc"
-	echo "installed $rc"
+	rcscript rc.d/freebsd/pfknock "$destdir$prefix/etc/rc.d/pfknock" \
+		-e "s|%%PREFIX%%|$prefix|g"
 	put 644 examples/pfknock.toml "$destdir$prefix/etc/pfknock.toml.sample"
 	sample examples/pfknock.toml "$destdir$prefix/etc/pfknock.toml"
 	for f in examples/*; do
@@ -89,13 +96,8 @@ openbsd)
 	put 555 "$bin" "$destdir$prefix/sbin/pfknock"
 	put 444 man/pfknock.8 "$destdir$prefix/man/man8/pfknock.8"
 	put 444 man/pfknock.toml.5 "$destdir$prefix/man/man5/pfknock.toml.5"
-	rc="$destdir/etc/rc.d/pfknock"
-	mkdir -p "$(dirname "$rc")"
-	sed -e "s|\${TRUEPREFIX}|$prefix|g" -e "s|\${SYSCONFDIR}|/etc|g" \
-		rc.d/openbsd/pfknock > "$rc.tmp.$$"
-	chmod 555 "$rc.tmp.$$"
-	mv "$rc.tmp.$$" "$rc"
-	echo "installed $rc"
+	rcscript rc.d/openbsd/pfknock "$destdir/etc/rc.d/pfknock" \
+		-e "s|\${TRUEPREFIX}|$prefix|g" -e "s|\${SYSCONFDIR}|/etc|g"
 	for f in examples/*; do
 		put 444 "$f" "$destdir$prefix/share/examples/pfknock/$(basename "$f")"
 	done

@@ -205,6 +205,16 @@ impl NftTables {
         Ok(mine)
     }
 
+    /// Those of `addrs` that are in the table now.
+    fn present(&mut self, t: &TableRef, addrs: &[Net]) -> Result<Vec<Net>> {
+        Ok(self
+            .entries(t)?
+            .iter()
+            .map(|e| e.net)
+            .filter(|n| addrs.contains(n))
+            .collect())
+    }
+
     /// Run one `nft -f` with an element command per address family.
     fn elements(&self, verb: &str, t: &TableRef, addrs: &[Net]) -> Result<()> {
         let sets = self.family_sets(t)?;
@@ -323,24 +333,14 @@ impl Tables for NftTables {
 
     fn delete(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
         // Elements time out by themselves: delete only those still there.
-        let present: Vec<Net> = self
-            .entries(t)?
-            .iter()
-            .map(|e| e.net)
-            .filter(|n| addrs.contains(n))
-            .collect();
+        let present = self.present(t, addrs)?;
         self.elements("delete", t, &present)?;
         Ok(present.len())
     }
 
     /// Delete and add again in one transaction: a fresh timeout.
     fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
-        let present: Vec<Net> = self
-            .entries(t)?
-            .iter()
-            .map(|e| e.net)
-            .filter(|n| addrs.contains(n))
-            .collect();
+        let present = self.present(t, addrs)?;
         if present.is_empty() {
             return Ok(0);
         }
