@@ -127,14 +127,29 @@ fn scratch(name: &str, text: &str) -> PathBuf {
 }
 
 fn rig(l: &'static Layout, name: &str, conf: &str) -> Rig {
+    rig_with(l, name, conf, true, Some(true), |_| {})
+}
+
+/// A daemon started over a fresh kernel: `prep` sets the kernel up first
+/// (tables of a hand-written ruleset, say); `referenced` and `enabled` are
+/// what the fake pfctl answers about pf.conf and pf.
+fn rig_with(
+    l: &'static Layout,
+    name: &str,
+    conf: &str,
+    referenced: bool,
+    enabled: Option<bool>,
+    prep: impl FnOnce(&mut Model),
+) -> Rig {
     let path = scratch(&format!("{}-{name}", l.os), conf);
     let k = Kernel(Rc::new(RefCell::new(Model::new(l, NOW))));
+    prep(&mut k.0.borrow_mut());
     let pfctl = FakePfctl {
         k: k.clone(),
         loads: Rc::default(),
         fail: Rc::default(),
-        referenced: true,
-        enabled: Some(true),
+        referenced,
+        enabled,
         unloads: Rc::default(),
     };
     let log = Mem::default();
@@ -194,28 +209,8 @@ fn start_loads_the_anchor_and_logs() {
 
 #[test]
 fn unreferenced_anchor_and_disabled_pf_are_logged_loudly_once() {
-    let path = scratch("unref", SSH);
-    let k = Kernel(Rc::new(RefCell::new(Model::new(&freebsd::LAYOUT, NOW))));
-    let pfctl = FakePfctl {
-        k: k.clone(),
-        loads: Rc::default(),
-        fail: Rc::default(),
-        referenced: false,
-        enabled: Some(false),
-        unloads: Rc::default(),
-    };
-    let log = Mem::default();
-    let (cfg, _) = Config::load(&path).unwrap();
-    let mut d = Daemon::start(
-        cfg,
-        &path,
-        PfTables::new(k.clone(), &freebsd::LAYOUT),
-        pfctl,
-        log.clone(),
-        NOW,
-    )
-    .unwrap();
-    let l = log.take_all();
+    let mut r = rig_with(&freebsd::LAYOUT, "unref", SSH, false, Some(false), |_| {});
+    let l = r.log.take_all();
     assert!(
         l.contains(&(
             Level::Warning,
@@ -225,8 +220,8 @@ fn unreferenced_anchor_and_disabled_pf_are_logged_loudly_once() {
     );
     assert!(l.iter().any(|(lv, m)| *lv == Level::Err
         && m.starts_with("the main ruleset has no anchor \"pfknock\" rule")));
-    d.tick(NOW + 1);
-    assert!(log.take().is_empty(), "warned once; polling keeps quiet");
+    r.d.tick(NOW + 1);
+    assert!(r.log.take().is_empty(), "warned once; polling keeps quiet");
 }
 
 #[test]
@@ -502,43 +497,31 @@ fn idle_expiry_follows_the_counters() {
 fn expire_tables_of_a_hand_written_ruleset() {
     let conf =
         "[[expire]]\ntable = \"portknock_ssh\"\nttl = \"60s\"\n\n[[expire]]\ntable = \"missing\"\n";
-    let path = scratch("expire-only", conf);
-    let k = Kernel(Rc::new(RefCell::new(Model::new(&freebsd::LAYOUT, NOW))));
-    k.0.borrow_mut().define("", "portknock_ssh", false);
-    k.0.borrow_mut()
-        .overload("", "portknock_ssh", "192.0.2.3".parse().unwrap());
-    let pfctl = FakePfctl {
-        k: k.clone(),
-        loads: Rc::default(),
-        fail: Rc::default(),
-        referenced: true,
-        enabled: Some(true),
-        unloads: Rc::default(),
-    };
-    let log = Mem::default();
-    let (cfg, _) = Config::load(&path).unwrap();
-    let mut d = Daemon::start(
-        cfg,
-        &path,
-        PfTables::new(k.clone(), &freebsd::LAYOUT),
-        pfctl.clone(),
-        log.clone(),
-        NOW,
-    )
-    .unwrap();
+    let mut r = rig_with(
+        &freebsd::LAYOUT,
+        "expire-only",
+        conf,
+        true,
+        Some(true),
+        |m| {
+            m.define("", "portknock_ssh", false);
+            m.overload("", "portknock_ssh", "192.0.2.3".parse().unwrap());
+        },
+    );
     assert!(
-        pfctl.loads.borrow().is_empty(),
+        r.pfctl.loads.borrow().is_empty(),
         "no service: no anchor to load"
     );
     assert!(
-        log.take()
+        r.log
+            .take()
             .contains(&"<missing>: no such table; will look again".to_owned())
     );
-    d.tick(NOW + 1);
-    assert!(log.take().is_empty(), "warned once");
-    d.tick(NOW + 61);
+    r.d.tick(NOW + 1);
+    assert!(r.log.take().is_empty(), "warned once");
+    r.d.tick(NOW + 61);
     assert_eq!(
-        log.take(),
+        r.log.take(),
         ["expired 192.0.2.3 service=- table=portknock_ssh anchor=- age=1m1s ttl=1m"]
     );
 }
