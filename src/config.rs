@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::name::{
     AnchorName, ExpireMode, Family, IfName, Net, Port, PortRange, Proto, Rate, Secs, TableName,
 };
+use crate::names;
 
 /// Where pfknock looks for its config when `-c` is not given.
 pub const DEFAULT_CONFIG: &str = if cfg!(target_os = "freebsd") {
@@ -32,6 +33,12 @@ pub const DEFAULT_TTL: Secs = Secs(60);
 pub const DEFAULT_WINDOW: Secs = Secs(10);
 
 pub const DEFAULT_POLL: Secs = Secs(1);
+
+/// nftables: elements per set unless `size` says otherwise (nft's own
+/// default is 65535).
+pub const DEFAULT_SIZE: u64 = 65536;
+/// The largest `size`: 2^24 elements (about 16.8 million).
+pub const SIZE_MAX: u64 = 1 << 24;
 
 /// A checked configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +107,8 @@ pub struct Service {
     pub log: bool,
     pub block: bool,
     pub renew: bool,
+    /// nftables: the most elements each of the service's sets holds.
+    pub size: u64,
 }
 
 /// The role of one table of a service.
@@ -116,37 +125,28 @@ pub enum Role {
 }
 
 impl Service {
-    fn derived(&self, suffix: &str) -> TableName {
-        // Lengths were checked in `check_service`.
-        TableName::new(&format!("{}{suffix}", self.table)).expect("derived table name checked")
-    }
-
     /// The table of hosts that passed stage `k` (1-based, `k < knock.len()`).
     pub fn stage_table(&self, k: usize) -> TableName {
-        self.derived(&format!("_s{k}"))
+        names::pf_table(self, names::Object::Table(Role::Stage(k))).expect("a pf table")
     }
 
     pub fn renew_table(&self) -> TableName {
-        self.derived("_renew")
+        names::pf_table(self, names::Object::Table(Role::Renew)).expect("a pf table")
     }
 
     pub fn allow_table(&self) -> TableName {
-        self.derived("_allow")
+        names::pf_table(self, names::Object::Table(Role::Allow)).expect("a pf table")
     }
 
-    /// Every table this service owns in the anchor, in render order.
+    /// Every pf table this service owns in the anchor, in render order.
     pub fn tables(&self) -> Vec<(TableName, Role)> {
-        let mut v = vec![(self.table.clone(), Role::Auth)];
-        for k in 1..self.knock.len() {
-            v.push((self.stage_table(k), Role::Stage(k)));
-        }
-        if self.renew {
-            v.push((self.renew_table(), Role::Renew));
-        }
-        if !self.allow.is_empty() {
-            v.push((self.allow_table(), Role::Allow));
-        }
-        v
+        names::objects(self)
+            .into_iter()
+            .filter_map(|o| match o {
+                names::Object::Table(r) => Some((names::pf_table(self, o)?, r)),
+                names::Object::Meter(_) => None,
+            })
+            .collect()
     }
 
     /// Connections a client must complete on each knock port.
@@ -225,6 +225,7 @@ struct RawService {
     log: Option<bool>,
     block: Option<bool>,
     renew: Option<bool>,
+    size: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -424,13 +425,6 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
             ));
         }
         for (t, _) in s.tables() {
-            if let Some(other) = tables.get(&t) {
-                return Err(cx.err(
-                    name_span,
-                    "service.table",
-                    format!("table <{t}> is also a table of service \"{other}\""),
-                ));
-            }
             tables.insert(t, s.name.clone());
         }
         for (i, p) in s.knock.iter().enumerate() {
@@ -445,6 +439,32 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
             knock_owner.insert(*p, s.name.clone());
         }
         services.push(s);
+        if let Some(c) = names::first_clash(&services) {
+            let rs = raw.service[c.later].get_ref();
+            let (key, span) = match &rs.table {
+                Some(t) => ("service.table", t.span()),
+                None => ("service.name", rs.name.span()),
+            };
+            let kind = match c.backend {
+                names::Backend::Pf => "pf table",
+                names::Backend::Nft => "nftables set",
+            };
+            let whose = if c.earlier == c.later {
+                "its own".to_owned()
+            } else {
+                format!("service \"{}\"'s", services[c.earlier].name)
+            };
+            return Err(cx.err(
+                span,
+                key,
+                format!(
+                    "{kind} {} ({}) is also {whose} {}: choose another table name",
+                    c.name,
+                    c.what_later.describe(),
+                    c.what_earlier.describe()
+                ),
+            ));
+        }
     }
     // A knock port of one service must not be protected by another either:
     // the knock rule (synproxy, quick) would shadow the other's pass rule.
@@ -548,10 +568,6 @@ impl std::str::FromStr for IfNameP {
     }
 }
 
-/// The longest suffix a service adds to its table name (`_renew`; stage
-/// suffixes are checked one by one).
-const RENEW_SUFFIX: &str = "_renew";
-
 fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
     let name_span = r.name.span();
     let name = TableName::new(r.name.get_ref())
@@ -648,8 +664,7 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
     }
 
     // Derived table names must fit pf's 31 bytes too.
-    let mut suffixes = vec![RENEW_SUFFIX.to_owned(), "_allow".to_owned()];
-    suffixes.extend((1..knock.len()).map(|k| format!("_s{k}")));
+    let suffixes = names::suffixes(knock.len());
     for suf in &suffixes {
         let derived = format!("{table}{suf}");
         if derived.len() > crate::name::TABLE_NAME_MAX {
@@ -731,6 +746,20 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
             }
         }
     }
+    let size = match &r.size {
+        None => DEFAULT_SIZE,
+        Some(v) => {
+            let n = *v.get_ref();
+            if !(1..=SIZE_MAX as i64).contains(&n) {
+                return Err(cx.err(
+                    v.span(),
+                    "service.size",
+                    format!("must be 1 to {SIZE_MAX}, got {n}"),
+                ));
+            }
+            n as u64
+        }
+    };
     let on = match &r.on {
         Some(o) => Some(cx.parse::<IfNameP>(o, "service.on")?.0),
         None => None,
@@ -753,6 +782,7 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         log: r.log.unwrap_or(true),
         block: r.block.unwrap_or(false),
         renew: r.renew.unwrap_or(true),
+        size,
     })
 }
 

@@ -256,6 +256,12 @@ impl FromStr for Rate {
         if secs == 0 {
             return Err(format!("rate {s}: S must be at least 1 second"));
         }
+        // nftables' limit units end at a week (render/nft.rs).
+        if secs > 604_800 {
+            return Err(format!(
+                "rate {s}: S must be at most 604800 seconds (a week)"
+            ));
+        }
         Ok(Rate { conns, secs })
     }
 }

@@ -1,0 +1,186 @@
+//! The one owner of every name pfknock puts into a firewall.
+//!
+//! Both renderers, the table commands and the daemon take their table, set
+//! and meter names from here, and `config` refuses a config in which two
+//! objects of one rendered ruleset would share a name. A name is derived
+//! from the service's table name `T` by a suffix:
+//!
+//! | object | pf table | nftables set |
+//! | --- | --- | --- |
+//! | authorized hosts | `T` | `T_4`, `T_6` |
+//! | stage k of a sequence | `T_s<k>` | `T_s<k>_4`, `T_s<k>_6` |
+//! | renewal (pf only) | `T_renew` | |
+//! | allow list | `T_allow` | `T_allow_4`, `T_allow_6` |
+//! | knock meter of port k (nftables only) | | `T_m<k>_4`, `T_m<k>_6` |
+//!
+//! Suffixes can make one service's derived name equal another service's
+//! table (`ssh` with a meter `ssh_m1_4`, and a service whose table is
+//! `ssh_m1`), so uniqueness is checked over the whole list, not by rule.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use crate::config::{Role, Service};
+use crate::name::TableName;
+
+/// The firewall a name is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Pf,
+    Nft,
+}
+
+/// An address family of an nftables set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Af {
+    V4,
+    V6,
+}
+
+impl Af {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Af::V4 => "_4",
+            Af::V6 => "_6",
+        }
+    }
+}
+
+/// What an object is to its service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Object {
+    /// One of the service's pf tables (and, but for `Renew`, its sets).
+    Table(Role),
+    /// The meter that counts completed connects to knock port k (1-based).
+    Meter(usize),
+}
+
+impl Object {
+    /// Words for messages.
+    pub fn describe(self) -> String {
+        match self {
+            Object::Table(Role::Auth) => "authorized hosts".into(),
+            Object::Table(Role::Stage(k)) => format!("stage {k}"),
+            Object::Table(Role::Renew) => "renewals".into(),
+            Object::Table(Role::Allow) => "allow list".into(),
+            Object::Meter(k) => format!("meter of knock port {k}"),
+        }
+    }
+}
+
+fn derived(s: &Service, suffix: &str) -> String {
+    format!("{}{suffix}", s.table)
+}
+
+/// The pf table of an object (`None` for a meter: pf counts inside the
+/// knock rule's source node).
+pub fn pf_table(s: &Service, o: Object) -> Option<TableName> {
+    let name = match o {
+        Object::Table(Role::Auth) => s.table.to_string(),
+        Object::Table(Role::Stage(k)) => derived(s, &format!("_s{k}")),
+        Object::Table(Role::Renew) => derived(s, "_renew"),
+        Object::Table(Role::Allow) => derived(s, "_allow"),
+        Object::Meter(_) => return None,
+    };
+    // Lengths are checked by `config` before a Service exists.
+    Some(TableName::new(&name).expect("derived table name checked by config"))
+}
+
+/// The nftables set of an object for one family (`None` for renewals:
+/// nftables renews in the knock rule itself).
+pub fn nft_set(s: &Service, o: Object, af: Af) -> Option<String> {
+    let base = match o {
+        Object::Table(Role::Renew) => return None,
+        Object::Table(_) => pf_table(s, o)?.to_string(),
+        Object::Meter(k) => derived(s, &format!("_m{k}")),
+    };
+    Some(format!("{base}{}", af.suffix()))
+}
+
+/// The nftables set behind a pf-style table name, for one family.
+pub fn nft_set_of(table: &str, af: Af) -> String {
+    format!("{table}{}", af.suffix())
+}
+
+/// Every object of a service, in render order.
+pub fn objects(s: &Service) -> Vec<Object> {
+    let mut v = vec![Object::Table(Role::Auth)];
+    for k in 1..s.knock.len() {
+        v.push(Object::Table(Role::Stage(k)));
+    }
+    if s.renew {
+        v.push(Object::Table(Role::Renew));
+    }
+    if !s.allow.is_empty() {
+        v.push(Object::Table(Role::Allow));
+    }
+    for k in 1..=s.knock.len() {
+        v.push(Object::Meter(k));
+    }
+    v
+}
+
+/// Every name one service puts into a backend's ruleset.
+pub fn names(s: &Service, b: Backend) -> Vec<(String, Object)> {
+    let mut v = Vec::new();
+    for o in objects(s) {
+        match b {
+            Backend::Pf => {
+                if let Some(t) = pf_table(s, o) {
+                    v.push((t.to_string(), o));
+                }
+            }
+            Backend::Nft => {
+                for af in [Af::V4, Af::V6] {
+                    if let Some(n) = nft_set(s, o, af) {
+                        v.push((n, o));
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Suffixes a service's derived names may add to its table name, for the
+/// length check (stage and meter suffixes grow with the number of ports).
+pub fn suffixes(knock_ports: usize) -> Vec<String> {
+    let mut v = vec!["_renew".to_owned(), "_allow".to_owned()];
+    v.extend((1..knock_ports).map(|k| format!("_s{k}")));
+    v
+}
+
+/// A clash: service `later` (an index into the list) derives a name that
+/// service `earlier` (maybe the same) already has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Clash {
+    pub earlier: usize,
+    pub later: usize,
+    pub backend: Backend,
+    pub name: String,
+    pub what_earlier: Object,
+    pub what_later: Object,
+}
+
+/// The first name that two objects of one rendered ruleset would share.
+pub fn first_clash(services: &[Service]) -> Option<Clash> {
+    for b in [Backend::Pf, Backend::Nft] {
+        let mut seen: BTreeMap<String, (usize, Object)> = BTreeMap::new();
+        for (i, s) in services.iter().enumerate() {
+            for (name, o) in names(s, b) {
+                if let Some(&(j, prev)) = seen.get(&name) {
+                    return Some(Clash {
+                        earlier: j,
+                        later: i,
+                        backend: b,
+                        name,
+                        what_earlier: prev,
+                        what_later: o,
+                    });
+                }
+                seen.insert(name, (i, o));
+            }
+        }
+    }
+    None
+}
