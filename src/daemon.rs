@@ -126,6 +126,8 @@ pub struct Daemon<T, L, G> {
     watches: Vec<Watch>,
     warned_disabled: bool,
     warned_missing: HashSet<TableRef>,
+    /// Sets logged as full, until they have room again.
+    full: HashSet<String>,
 }
 
 /// The tables to watch. Renewal tables come first, so that a renewal is
@@ -158,6 +160,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             log,
             warned_disabled: false,
             warned_missing: HashSet::new(),
+            full: HashSet::new(),
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;
@@ -257,6 +260,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             Some(s) => s,
             None => return,
         };
+        self.note_full_sets();
         for i in 0..self.watches.len() {
             let w = &self.watches[i];
             let Some(st) = stats.get(&w.named.table) else {
@@ -349,6 +353,34 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             }
         }
         Some(out)
+    }
+
+    /// Log once when a set fills up (knocks are no longer counted into it)
+    /// and once when it has room again.
+    fn note_full_sets(&mut self) {
+        let now: Vec<(String, u64)> = self.tables.full_sets();
+        for (name, size) in &now {
+            if self.full.insert(name.clone()) {
+                self.log.log(
+                    Level::Warning,
+                    &format!(
+                        "set {name} is full ({size} elements): knocks it would take are not \
+                         counted until entries expire; raise the service's size"
+                    ),
+                );
+            }
+        }
+        let gone: Vec<String> = self
+            .full
+            .iter()
+            .filter(|n| !now.iter().any(|(m, _)| m == *n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.full.remove(&name);
+            self.log
+                .log(Level::Notice, &format!("set {name} has room again"));
+        }
     }
 
     fn stats_of(&mut self, a: &AnchorName) -> Result<Vec<TableStat>> {
@@ -671,7 +703,8 @@ pub struct NftLoader(pub crate::nft::Nft);
 
 impl Loader for NftLoader {
     fn load(&mut self, cfg: &Config, source: &str) -> Result<()> {
-        self.0.load(&render::nft::render(cfg, source))
+        let _ = source;
+        self.0.load(cfg)
     }
     fn referenced(&mut self, _: &AnchorName) -> Result<bool> {
         Ok(true)

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod error;
 pub mod knock;
 pub mod name;
+pub mod names;
 pub mod nft;
 pub mod pf;
 pub mod pfctl;
@@ -143,6 +144,9 @@ pub fn run(cli: Cli) -> Result<()> {
             {
                 nft.check(&render::nft::render(&cfg, &source))?;
                 by.push(format!("nft -c accepted table inet {}", render::nft::TABLE));
+                for w in nft.neighbours(&cfg)? {
+                    eprintln!("pfknock: warning: {w}");
+                }
             }
             if by.is_empty() {
                 println!("{source}: ok");
@@ -165,7 +169,11 @@ pub fn run(cli: Cli) -> Result<()> {
             let cfg = load_config(path)?;
             let source = path.display().to_string();
             if let Backend::Nft(nft) = backend()? {
-                return nft.load(&render::nft::render(&cfg, &source));
+                nft.load(&cfg)?;
+                for w in nft.neighbours(&cfg)? {
+                    eprintln!("pfknock: warning: {w}");
+                }
+                return Ok(());
             }
             pfctl::load(&cfg.anchor, &render::pf::render(&cfg, &source))?;
             if !pfctl::anchor_referenced(&cfg.anchor)? {
@@ -255,7 +263,11 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let cfg = load_config(path)?;
             let addr = address(&a)?;
-            cmd::services(&cfg, service.as_deref())?;
+            let svcs = cmd::services(&cfg, service.as_deref())?;
+            let nft = matches!(backend()?, Backend::Nft(_));
+            if kill_states && nft {
+                nft::conntrack()?; // refuse before changing anything
+            }
             let mut t = open_tables(true)?;
             let done = cmd::revoke(&cfg, &mut t, addr, service.as_deref())?;
             let mut any = false;
@@ -274,7 +286,10 @@ pub fn run(cli: Cli) -> Result<()> {
             if !any {
                 eprintln!("{addr}: not in any table of the config");
             }
-            if kill_states {
+            if kill_states && nft {
+                let n = nft::kill_states(&addr, &svcs)?;
+                eprintln!("{addr}: connections to the protected ports cut ({n} port(s) had some).");
+            } else if kill_states {
                 print!("{}", pfctl::kill_states(&addr.to_string())?);
             }
             Ok(())

@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::name::{AnchorName, Net};
 use crate::render::nft::TABLE;
+use crate::render::nft::{SetDef, TableDef};
 use crate::tables::{Entry, TableFlags, TableRef, TableStat, Tables};
 
 /// How to run nft: `["nft"]`, or wrapped (`ip netns exec NS nft` in tests).
@@ -45,6 +47,7 @@ pub struct Elem {
 pub struct Set {
     pub name: String,
     pub timeout: Option<u64>,
+    pub size: Option<u64>,
     pub elems: Vec<Elem>,
 }
 
@@ -68,37 +71,107 @@ impl Nft {
         self.run(&["-c", "-f", "-"], Some(text)).map(|_| ())
     }
 
-    /// Replace the table in one transaction, carrying over the elements of
-    /// every dynamic set the new table still has, with their age kept: an
-    /// element aged `a` gets `timeout T expires T - a` under the new set
-    /// timeout `T` (gone if that is not positive).
-    pub fn load(&self, text: &str) -> Result<()> {
-        let old = self.sets()?.unwrap_or_default();
-        let new_timeouts = set_timeouts(text);
-        let mut script = format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n{text}");
-        for s in old {
-            let Some(Some(t)) = new_timeouts.get(&s.name) else {
+    /// Bring `table inet pfknock` to what the config renders, in one
+    /// transaction, changing only what changed: every chain is replaced
+    /// (rules hold no state), a set whose definition is unchanged is left
+    /// alone with its elements and their timers (so knock progress, meters
+    /// and authorizations go on to the millisecond), a set whose
+    /// definition changed is made anew with the elements it had (an
+    /// element aged `a` gets `timeout T expires T - a` under the new
+    /// timeout `T`, gone if that is not positive; meters start empty, since
+    /// their elements keep the rate they were made with), and a set the
+    /// config no longer has is deleted.
+    pub fn load(&self, cfg: &Config) -> Result<()> {
+        let script = self.load_script(&crate::render::nft::build(cfg))?;
+        self.run(&["-f", "-"], Some(&script)).map(|_| ())
+    }
+
+    /// The `nft -f` script of `load`.
+    pub fn load_script(&self, def: &TableDef) -> Result<String> {
+        let (have_sets, have_chains) =
+            match self.run(&["-j", "-t", "list", "table", "inet", TABLE], None) {
+                Ok(text) => parse_defs(&text)?,
+                Err(Error::Tool { msg, .. }) if msg.contains("No such file or directory") => {
+                    (Vec::new(), Vec::new())
+                }
+                Err(e) => return Err(e),
+            };
+        let mut sc = format!("add table inet {TABLE}\n");
+        for c in &have_chains {
+            sc.push_str(&format!(
+                "flush chain inet {TABLE} {c}\ndelete chain inet {TABLE} {c}\n"
+            ));
+        }
+        let mut carry: Vec<(&SetDef, Vec<TimedElem>)> = Vec::new();
+        let mut keep: Vec<&str> = Vec::new();
+        for h in &have_sets {
+            match def.sets().find(|d| d.name == h.name) {
+                Some(d) if h.same_as(d) => keep.push(&h.name),
+                Some(d) => {
+                    if d.elements.is_none() && !h.interval && !d.comment.contains(": meter ") {
+                        carry.push((d, self.timed_elements(&h.name)?));
+                    }
+                    sc.push_str(&format!("delete set inet {TABLE} {}\n", h.name));
+                }
+                None => sc.push_str(&format!("delete set inet {TABLE} {}\n", h.name)),
+            }
+        }
+        for d in def.sets() {
+            if keep.contains(&d.name.as_str()) {
+                continue;
+            }
+            sc.push_str(&format!(
+                "add set inet {TABLE} {} {{ {} }}\n",
+                d.name,
+                d.body()
+            ));
+            let Some((_, elems)) = carry.iter().find(|(c, _)| c.name == d.name) else {
                 continue;
             };
-            let mut elems = Vec::new();
-            for e in &s.elems {
-                let (Some(et), Some(ex)) = (e.timeout.or(s.timeout), e.expires) else {
-                    continue;
-                };
-                let age = et.saturating_sub(ex);
-                if *t > age {
-                    elems.push(format!("{} timeout {t}s expires {}s", e.net, t - age));
-                }
-            }
-            if !elems.is_empty() {
-                script.push_str(&format!(
+            let t = d.timeout.map_or(0, |t| t.0 * 1000);
+            let list: Vec<String> = elems
+                .iter()
+                .filter_map(|e| {
+                    let age = e.timeout_ms?.saturating_sub(e.expires_ms?);
+                    (t > age).then(|| format!("{} timeout {t}ms expires {}ms", e.addr, t - age))
+                })
+                .collect();
+            if !list.is_empty() {
+                sc.push_str(&format!(
                     "add element inet {TABLE} {} {{ {} }}\n",
-                    s.name,
-                    elems.join(", ")
+                    d.name,
+                    list.join(", ")
                 ));
             }
         }
-        self.run(&["-f", "-"], Some(&script)).map(|_| ())
+        for c in &def.chains {
+            sc.push_str(&format!(
+                "add chain inet {TABLE} {} {{ {} }}\n",
+                c.name, c.head
+            ));
+            for r in &c.rules {
+                sc.push_str(&format!("add rule inet {TABLE} {} {r}\n", c.name));
+            }
+        }
+        Ok(sc)
+    }
+
+    /// A set's elements with their timers to the millisecond (`nft -j`
+    /// rounds them to seconds; the text listing does not).
+    fn timed_elements(&self, set: &str) -> Result<Vec<TimedElem>> {
+        let text = self.run(&["list", "set", "inet", TABLE, set], None)?;
+        Ok(parse_timed(&text))
+    }
+
+    /// Base chains of other tables on the input hook that would drop what
+    /// pfknock lets through, each with the remedy, in words. An accept in
+    /// one base chain does not stop the next one at the same hook, so a
+    /// neighbour whose policy is drop (ufw, firewalld, a hand-written
+    /// ruleset), or whose last rule drops everything, closes the protected
+    /// ports whatever pfknock says.
+    pub fn neighbours(&self, cfg: &Config) -> Result<Vec<String>> {
+        let text = self.run(&["-j", "-t", "list", "ruleset"], None)?;
+        Ok(blocking_neighbours(&text, cfg))
     }
 
     /// Delete the table, if it is there.
@@ -113,7 +186,277 @@ impl Nft {
     }
 }
 
+/// A set as the kernel has it, from `nft -j -t list table` (no elements).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelSet {
+    pub name: String,
+    pub ty: String,
+    pub size: Option<u64>,
+    pub interval: bool,
+    pub timeout: Option<u64>,
+    pub comment: String,
+}
+
+impl KernelSet {
+    /// Would loading `d` leave this set as it is? Constant (allow) sets
+    /// are always made anew: they hold no state.
+    fn same_as(&self, d: &SetDef) -> bool {
+        d.elements.is_none()
+            && !self.interval
+            && self.ty == d.ty
+            && self.size == d.size
+            && self.timeout == d.timeout.map(|t| t.0)
+            && self.comment == d.comment
+    }
+}
+
+/// The sets and chain names of `nft -j -t list table` output.
+fn parse_defs(text: &str) -> Result<(Vec<KernelSet>, Vec<String>)> {
+    let v: Value = serde_json::from_str(text).map_err(|e| Error::Tool {
+        tool: "nft -j".into(),
+        msg: format!("unreadable output: {e}"),
+    })?;
+    let (mut sets, mut chains) = (Vec::new(), Vec::new());
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        if let Some(c) = item.get("chain") {
+            chains.push(c["name"].as_str().unwrap_or_default().to_owned());
+        }
+        let Some(s) = item.get("set") else { continue };
+        let flags: Vec<&str> = s["flags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        sets.push(KernelSet {
+            name: s["name"].as_str().unwrap_or_default().to_owned(),
+            ty: s["type"].as_str().unwrap_or_default().to_owned(),
+            size: s["size"].as_u64(),
+            interval: flags.contains(&"interval"),
+            timeout: s["timeout"].as_u64(),
+            comment: s["comment"].as_str().unwrap_or_default().to_owned(),
+        });
+    }
+    Ok((sets, chains))
+}
+
+/// An element of a set with timeouts, its timers in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimedElem {
+    pub addr: String,
+    pub timeout_ms: Option<u64>,
+    pub expires_ms: Option<u64>,
+}
+
+/// nft's `1d2h3m4s5ms` in milliseconds.
+fn parse_ms(s: &str) -> Option<u64> {
+    let (mut total, mut num) = (0u64, String::new());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            'd' => 86_400_000,
+            'h' => 3_600_000,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            'm' => 60_000,
+            's' => 1000,
+            _ => return None,
+        };
+        total = total.checked_add(num.parse::<u64>().ok()?.checked_mul(unit)?)?;
+        num.clear();
+    }
+    num.is_empty().then_some(total)
+}
+
+/// The elements of `nft list set` text output, with their timers (an
+/// element without `timeout` has the set's).
+fn parse_timed(text: &str) -> Vec<TimedElem> {
+    let set_timeout = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("timeout "))
+        .find_map(parse_ms);
+    let Some(start) = text.find("elements = {") else {
+        return Vec::new();
+    };
+    let body = &text[start + "elements = {".len()..];
+    let body = &body[..body.find('}').unwrap_or(body.len())];
+    body.split(',')
+        .filter_map(|item| {
+            let mut w = item.split_whitespace();
+            let addr = w.next()?.to_owned();
+            let mut e = TimedElem {
+                addr,
+                timeout_ms: set_timeout,
+                expires_ms: None,
+            };
+            while let Some(k) = w.next() {
+                match k {
+                    "timeout" => e.timeout_ms = w.next().and_then(parse_ms),
+                    "expires" => e.expires_ms = w.next().and_then(parse_ms),
+                    _ => {}
+                }
+            }
+            Some(e)
+        })
+        .collect()
+}
+
+/// See `Nft::neighbours`.
+pub fn blocking_neighbours(json: &str, cfg: &Config) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<Value>(json) else {
+        return Vec::new();
+    };
+    let items: Vec<&Value> = v["nftables"].as_array().into_iter().flatten().collect();
+    let mut ports: Vec<String> = Vec::new();
+    for s in &cfg.services {
+        ports.extend(s.knock.iter().map(|p| p.to_string()));
+        ports.extend(s.protect.iter().map(|r| {
+            if r.lo == r.hi {
+                r.lo.to_string()
+            } else {
+                format!("{}-{}", r.lo, r.hi)
+            }
+        }));
+    }
+    let protected: Vec<u16> = cfg
+        .services
+        .iter()
+        .flat_map(|s| s.protect.iter().flat_map(|r| r.lo.get()..=r.hi.get()))
+        .collect();
+    let mut out = Vec::new();
+    for c in items.iter().filter_map(|i| i.get("chain")) {
+        let (fam, table, name) = (
+            c["family"].as_str().unwrap_or_default(),
+            c["table"].as_str().unwrap_or_default(),
+            c["name"].as_str().unwrap_or_default(),
+        );
+        if c["hook"].as_str() != Some("input")
+            || !["ip", "ip6", "inet"].contains(&fam)
+            || (fam == "inet" && table == TABLE)
+        {
+            continue;
+        }
+        let rules: Vec<&Value> = items
+            .iter()
+            .filter_map(|i| i.get("rule"))
+            .filter(|r| r["family"] == fam && r["table"] == table && r["chain"] == name)
+            .collect();
+        let last_drops = rules.last().is_some_and(|r| {
+            let e = r["expr"].as_array().map(Vec::as_slice).unwrap_or_default();
+            e.len() == 1 && (e[0].get("drop").is_some() || e[0].get("reject").is_some())
+        });
+
+        if protected
+            .iter()
+            .all(|p| rules.iter().any(|r| accepts_tcp_port(r, *p)))
+        {
+            continue; // the remedy is in place
+        }
+        let why = if c["policy"].as_str() == Some("drop") {
+            "drops by default (policy drop)"
+        } else if last_drops {
+            "ends with a rule that drops everything"
+        } else {
+            continue;
+        };
+        out.push(format!(
+            "chain {fam} {table} {name} {why}: it runs on the input hook beside pfknock's \
+             and closes what pfknock opens; add `tcp dport {{ {} }} accept` to it \
+             (pfknock's chain has already dropped every host that did not knock)",
+            ports.join(", ")
+        ));
+    }
+    out
+}
+
+/// Is `rule` exactly `tcp dport <port, set or range covering port> accept`?
+fn accepts_tcp_port(rule: &Value, port: u16) -> bool {
+    let e = rule["expr"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let [m, v] = e else { return false };
+    if v.get("accept").is_none() {
+        return false;
+    }
+    let m = &m["match"];
+    if m["left"]["payload"]["protocol"] != "tcp" || m["left"]["payload"]["field"] != "dport" {
+        return false;
+    }
+    if !matches!(m["op"].as_str(), Some("==" | "in")) {
+        return false;
+    }
+    let covers = |v: &Value| match (v.as_u64(), v.get("range")) {
+        (Some(n), _) => n == port as u64,
+        (None, Some(r)) => {
+            let (lo, hi) = (r[0].as_u64().unwrap_or(1), r[1].as_u64().unwrap_or(0));
+            (lo..=hi).contains(&(port as u64))
+        }
+        _ => false,
+    };
+    match m["right"].get("set") {
+        Some(set) => set.as_array().into_iter().flatten().any(covers),
+        None => covers(&m["right"]),
+    }
+}
+
+/// Delete the conntrack entries from `addr` to the protected ports of
+/// `services` with conntrack(8), cutting open sessions: their next packet
+/// meets the protected ports' rules as a new connection. Fails before
+/// anything else is done when conntrack(8) is not installed.
+pub fn kill_states(addr: &Net, services: &[&crate::config::Service]) -> Result<usize> {
+    let exe = conntrack()?;
+    let mut killed = 0;
+    let fam = if addr.addr.is_ipv6() { "ipv6" } else { "ipv4" };
+    let a = addr.to_string();
+    for s in services {
+        for proto in &s.proto {
+            for r in &s.protect {
+                for port in r.lo.get()..=r.hi.get() {
+                    let p = port.to_string();
+                    let args = [
+                        "-D",
+                        "-f",
+                        fam,
+                        "-s",
+                        &a,
+                        "-p",
+                        &proto.to_string(),
+                        "--dport",
+                        &p,
+                    ];
+                    match crate::tool::run("conntrack", &[exe.as_path()], &args, None) {
+                        Ok(_) => killed += 1,
+                        // conntrack exits 1 when nothing matched.
+                        Err(Error::Tool { msg, .. }) if msg.contains("0 flow entries") => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+    Ok(killed)
+}
+
+/// conntrack(8), or why there is none.
+pub fn conntrack() -> Result<std::path::PathBuf> {
+    crate::tool::find("conntrack").ok_or_else(|| {
+        Error::Other(
+            "conntrack(8) is not installed (Debian: apt install conntrack): \
+             --kill-states needs it; nothing was changed"
+                .into(),
+        )
+    })
+}
+
 /// `set NAME { ...; timeout Ns; }` of a rendered table: name → timeout.
+#[cfg(test)]
 fn set_timeouts(text: &str) -> BTreeMap<String, Option<u64>> {
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("set "))
@@ -139,6 +482,7 @@ fn parse_sets(text: &str) -> Result<Vec<Set>> {
         let mut set = Set {
             name: s["name"].as_str().unwrap_or_default().to_owned(),
             timeout: s["timeout"].as_u64(),
+            size: s["size"].as_u64(),
             elems: Vec::new(),
         };
         for e in s["elem"].as_array().into_iter().flatten() {
@@ -180,6 +524,8 @@ pub struct NftTables {
     pub nft: Nft,
     /// Wall clock, to turn `expires` into a time stamp.
     pub now: fn() -> i64,
+    /// Sets found at their size by the last `table_stats`.
+    full: Vec<(String, u64)>,
 }
 
 impl NftTables {
@@ -187,6 +533,7 @@ impl NftTables {
         NftTables {
             nft,
             now: crate::now,
+            full: Vec::new(),
         }
     }
 
@@ -245,7 +592,19 @@ impl NftTables {
         if script.is_empty() {
             return Ok(());
         }
-        self.nft.run(&["-f", "-"], Some(&script)).map(|_| ())
+        self.nft
+            .run(&["-f", "-"], Some(&script))
+            .map(|_| ())
+            .map_err(|e| match e {
+                // ENFILE is what the kernel answers for a set at its size.
+                Error::Tool { msg, .. } if msg.contains("Too many open files in system") => {
+                    Error::Other(format!(
+                        "{t}: the set is full: raise the service's size in the config, \
+                     or expire or revoke entries first"
+                    ))
+                }
+                e => e,
+            })
     }
 }
 
@@ -296,6 +655,14 @@ impl Tables for NftTables {
                 errno: libc::ENOENT,
             });
         };
+        self.full = sets
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.size?)))
+            .filter(|(name, size)| {
+                sets.iter()
+                    .any(|s| s.name == *name && s.elems.len() as u64 >= *size)
+            })
+            .collect();
         let mut by: BTreeMap<String, u64> = BTreeMap::new();
         for s in sets {
             let base = s
@@ -363,6 +730,10 @@ impl Tables for NftTables {
 
     fn refreshes_entries(&self) -> bool {
         true
+    }
+
+    fn full_sets(&self) -> Vec<(String, u64)> {
+        self.full.clone()
     }
 }
 

@@ -96,6 +96,13 @@ pub trait Tables {
     fn refreshes_entries(&self) -> bool {
         false
     }
+
+    /// Sets at their size, as of the last `table_stats`: (name, size).
+    /// pf tables have no size of their own (pf's `set limit
+    /// table-entries` is global), so none there.
+    fn full_sets(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 impl<T: Tables + ?Sized> Tables for Box<T> {
@@ -119,5 +126,8 @@ impl<T: Tables + ?Sized> Tables for Box<T> {
     }
     fn refreshes_entries(&self) -> bool {
         (**self).refreshes_entries()
+    }
+    fn full_sets(&self) -> Vec<(String, u64)> {
+        (**self).full_sets()
     }
 }

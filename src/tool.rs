@@ -9,6 +9,21 @@ use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result, io_words};
 
+/// The system directories where pfknock looks for the tools it runs, in
+/// order. `$PATH` is not searched: pfknock runs as root.
+pub const SYSTEM_DIRS: &[&str] = &["/sbin", "/usr/sbin", "/usr/local/sbin", "/bin", "/usr/bin"];
+
+/// A tool by name from `SYSTEM_DIRS`, or `None` when none has it. Tests
+/// may put a directory first with `PFKNOCK_TOOL_DIR`.
+pub fn find(name: &str) -> Option<std::path::PathBuf> {
+    let first = std::env::var_os("PFKNOCK_TOOL_DIR").map(std::path::PathBuf::from);
+    first
+        .into_iter()
+        .chain(SYSTEM_DIRS.iter().map(std::path::PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// Run `argv` (program and leading arguments) with `args`. `name` is how
 /// the tool is called in messages (`pfctl`, `nft`).
 pub fn run(name: &str, argv: &[&Path], args: &[&str], input: Option<&str>) -> Result<String> {

@@ -1,25 +1,47 @@
 //! Config → an nftables table, `inet pfknock`, for Linux.
 //!
-//! The same services as on pf, with the kernel's own tools:
+//! The same services as on pf, with the kernel's own tools. What counts as
+//! a knock is what pf counts: a connection whose handshake the firewall
+//! completed, from the address that completed it.
 //!
-//! * authorized hosts are set elements with a timeout (the ttl), one set
-//!   per family (`<table>_4`, `<table>_6`); the kernel expires them;
-//! * a knock port answers SYNs with `synproxy`, as pf's `synproxy state`
-//!   does, so the client's connect completes with nothing listening; the
-//!   handshake's final ACK is what counts (a SYN-only scan never knocks),
-//!   and is then answered with a reset, which ends the client's socket;
-//! * the rate is a per-source `limit rate over ... burst N packets` in a
-//!   dynamic meter set, which trips on the (N+1)-th completed connect in
-//!   a burst and refills at N per S seconds, like pf's max-src-conn-rate;
-//! * a sequence chains stage sets (`<table>_s<k>_4`, timeout the window):
-//!   the knock on port k counts only from hosts in stage k-1's set;
-//! * the last knock `update`s the authorized set, so a host that knocks
-//!   again gets a fresh timeout (renewal); with `expire = "idle"`, traffic
-//!   to the protected ports refreshes it too;
-//! * the allow list is a constant interval set;
-//! * the protected ports accept the authorized sets, then established
+//! * A knock port answers SYNs with `synproxy` (notrack'd in prerouting,
+//!   as the kernel's synproxy recipe does), so the client's connect
+//!   completes with nothing listening.
+//! * The client's final ACK goes to `synproxy` too, which checks the SYN
+//!   cookie it carries. A valid one makes the kernel send a SYN of its own,
+//!   with the client's address as source, to the local port; that SYN
+//!   enters the input hook on `lo` (nf_synproxy_core.c:
+//!   synproxy_send_server_syn, sent with ip_local_out / ip6_local_out), and
+//!   it is the only packet that is counted. An ACK with a bad cookie is
+//!   dropped by `synproxy` itself, so bare ACKs, ACK scans, SYN floods and
+//!   forged sources count nothing: only a host that saw our SYN-ACK can
+//!   produce it. The local stack answers that SYN with a reset, which the
+//!   kernel's synproxy hook puts into the client's sequence space, so the
+//!   client's knock connection ends at once.
+//! * The rate is a per-source token bucket in a dynamic meter set,
+//!   `limit rate over 1/S burst N packets`: it trips on the (N+1)-th
+//!   counted connect within S seconds, as `max-src-conn-rate N/S` reads
+//!   (pfknock.8, RATES, says where pf's decaying estimator differs).
+//! * A sequence chains stage sets (`<table>_s<k>_4`, timeout the window):
+//!   every knock port answers everyone, and knock k counts only for hosts
+//!   in stage k-1's set (and knock 1 only for hosts in `from`).
+//! * The last knock `update`s the authorized set (renewal), or `add`s it
+//!   when `renew = false`. With `expire = "idle"`, packets of established
+//!   connections to the protected ports refresh it, and nothing else does.
+//! * Counted or not, the synproxy'd SYN goes on to the local stack. When a
+//!   meter or the authorized set is full, a knock is not counted and the
+//!   protected port stays closed: the daemon logs the full set once, `show`
+//!   says it, and `knock --verify` (implied by `knock -s`) reports it. (A
+//!   rule cannot test whether its own set update succeeded: an element
+//!   made with a `limit` is not yet visible to a lookup in the next rule
+//!   on Linux 6.18, measured, so no verdict may depend on that.)
+//! * The allow list is a constant interval set.
+//! * The protected ports accept the authorized sets, then established
 //!   connections (an expiry does not cut an open session), then drop;
-//!   loopback is accepted before all of it.
+//!   loopback is accepted before that.
+//! * Only the input hook and packets addressed to this host are touched:
+//!   the prerouting rule that exempts knock SYNs from conntrack matches
+//!   `fib daddr type local`, so forwarded traffic is left alone.
 //!
 //! `[[expire]]` tables are pf's and have no nftables counterpart.
 #![forbid(unsafe_code)]
@@ -27,17 +49,19 @@
 use std::fmt::Write;
 
 use crate::config::{Config, Role, Service};
-use crate::name::{Family, Net, Proto, Rate, Secs};
+use crate::name::{ExpireMode, Family, Net, Proto, Rate, Secs};
+use crate::names::{self, Object};
+
+pub use crate::names::Af;
 
 /// The nftables table pfknock owns.
 pub const TABLE: &str = "pfknock";
 
-/// `ip`/`ipv4_addr`/`4` or `ip6`/`ipv6_addr`/`6`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Af {
-    V4,
-    V6,
-}
+/// The options every synproxy answer offers (the common Linux defaults).
+const SYNPROXY: &str = "synproxy mss 1460 wscale 7 timestamp sack-perm";
+/// A segment with SYN alone, or ACK alone, among these four flags.
+const SYN: &str = "tcp flags & (fin | syn | rst | ack) == syn";
+const ACK: &str = "tcp flags & (fin | syn | rst | ack) == ack";
 
 impl Af {
     fn proto(self) -> &'static str {
@@ -50,12 +74,6 @@ impl Af {
         match self {
             Af::V4 => "ipv4_addr",
             Af::V6 => "ipv6_addr",
-        }
-    }
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Af::V4 => "_4",
-            Af::V6 => "_6",
         }
     }
     fn of(n: &Net) -> Af {
@@ -74,76 +92,88 @@ pub fn families(s: &Service) -> Vec<Af> {
 
 /// The set behind a role table for one family.
 pub fn set_name(table: &str, af: Af) -> String {
-    format!("{table}{}", af.suffix())
+    names::nft_set_of(table, af)
 }
 
-/// `limit rate over R/unit burst N packets` for pf's `N/S`: the exact rate
-/// in the coarsest unit that keeps it whole.
+/// One set of the table, as the loader compares it with the kernel's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetDef {
+    pub name: String,
+    /// `ipv4_addr` or `ipv6_addr`.
+    pub ty: &'static str,
+    /// A constant interval set with these elements (the allow list), or
+    /// a dynamic set with timeouts.
+    pub elements: Option<Vec<String>>,
+    /// Element timeout of a dynamic set.
+    pub timeout: Option<Secs>,
+    /// Most elements (dynamic sets).
+    pub size: Option<u64>,
+    /// Says what the set is; for a meter, its rate too, so that a changed
+    /// rate makes a new meter (an element keeps the limit it was made with).
+    pub comment: String,
+}
+
+impl SetDef {
+    /// The body between `set NAME {` and `}`.
+    pub fn body(&self) -> String {
+        let mut b = format!("type {};", self.ty);
+        if let Some(n) = self.size {
+            let _ = write!(b, " size {n};");
+        }
+        match &self.elements {
+            Some(e) => {
+                let _ = write!(b, " flags interval; elements = {{ {} }};", e.join(", "));
+            }
+            None => b.push_str(" flags dynamic, timeout;"),
+        }
+        if let Some(t) = self.timeout {
+            let _ = write!(b, " timeout {}s;", t.0);
+        }
+        let _ = write!(b, " comment \"{}\";", self.comment);
+        b
+    }
+}
+
+/// One base chain and its rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainDef {
+    pub name: &'static str,
+    /// `type filter hook ... priority ...; policy accept;`
+    pub head: &'static str,
+    pub rules: Vec<String>,
+}
+
+/// The whole table, in render order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableDef {
+    /// Per service: its header comment and its sets.
+    pub services: Vec<(String, Vec<SetDef>)>,
+    pub chains: Vec<ChainDef>,
+}
+
+impl TableDef {
+    pub fn sets(&self) -> impl Iterator<Item = &SetDef> {
+        self.services.iter().flat_map(|(_, s)| s.iter())
+    }
+}
+
+/// `limit rate over 1/S burst N packets`, the token bucket for pf's `N/S`:
+/// N tokens, one back every S seconds. The unit is the smallest of second,
+/// minute, hour, day and week that S divides; a week's rounding otherwise
+/// (at most 1/604800 of S, since S is at most a week).
 fn limit(r: Rate) -> String {
-    let (n, s) = (r.conns as u64, r.secs as u64);
-    let (rate, unit) = if n % s == 0 {
-        (n / s, "second")
-    } else if (60 * n) % s == 0 {
-        (60 * n / s, "minute")
-    } else if (3600 * n) % s == 0 {
-        (3600 * n / s, "hour")
-    } else {
-        ((86400 * n).div_ceil(s), "day")
-    };
-    format!("limit rate over {rate}/{unit} burst {n} packets")
-}
-
-fn timeout(t: Secs) -> String {
-    format!("{}s", t.0)
-}
-
-/// Render the table. `source` names the config file in the header comment.
-pub fn render(cfg: &Config, source: &str) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "# pfknock {}: table inet {TABLE} from {source}",
-        env!("CARGO_PKG_VERSION")
-    );
-    let _ = writeln!(o, "# load with: pfknock load (nft -f, one transaction)");
-    if !cfg.expires.is_empty() {
-        let _ = writeln!(
-            o,
-            "# [[expire]] tables are pf tables: nothing to render for nftables"
-        );
-    }
-    let _ = writeln!(o, "table inet {TABLE} {{");
-    for s in &cfg.services {
-        sets(&mut o, s);
-    }
-    let _ = writeln!(o, "\tchain prerouting {{");
-    let _ = writeln!(
-        o,
-        "\t\ttype filter hook prerouting priority raw; policy accept;"
-    );
-    for s in &cfg.services {
-        let ports: Vec<String> = s.knock.iter().map(|p| p.to_string()).collect();
-        let _ = writeln!(
-            o,
-            "\t\t{}tcp dport {} tcp flags syn notrack",
-            iif(s),
-            list(&ports)
-        );
-    }
-    let _ = writeln!(o, "\t}}");
-    let _ = writeln!(o, "\tchain input {{");
-    let _ = writeln!(
-        o,
-        "\t\ttype filter hook input priority filter - 1; policy accept;"
-    );
-    // Loopback is never knocked nor blocked, as pf.conf's `set skip on lo0`.
-    let _ = writeln!(o, "\t\tiifname \"lo\" accept");
-    for s in &cfg.services {
-        rules(&mut o, s);
-    }
-    let _ = writeln!(o, "\t}}");
-    let _ = writeln!(o, "}}");
-    o
+    let s = r.secs as u64;
+    let (rate, unit) = [
+        (1, "second"),
+        (60, "minute"),
+        (3600, "hour"),
+        (86400, "day"),
+        (604800, "week"),
+    ]
+    .into_iter()
+    .find(|(u, _)| u % s == 0)
+    .map_or(((604800 / s).max(1), "week"), |(u, name)| (u / s, name));
+    format!("limit rate over {rate}/{unit} burst {} packets", r.conns)
 }
 
 fn iif(s: &Service) -> String {
@@ -159,24 +189,32 @@ fn list(items: &[String]) -> String {
     }
 }
 
-fn sets(o: &mut String, s: &Service) {
-    let _ = writeln!(o, "\t{}", super::service_comment(s));
+/// The set of an object, for a family.
+fn set_of(s: &Service, o: Object, af: Af) -> String {
+    names::nft_set(s, o, af).expect("an object with an nftables set")
+}
+
+fn service_sets(s: &Service) -> Vec<SetDef> {
+    let mut v = Vec::new();
     for af in families(s) {
-        let dynset = |o: &mut String, name: &str, t: Secs| {
-            let _ = writeln!(
-                o,
-                "\tset {} {{ type {}; flags dynamic, timeout; timeout {}; }}",
-                set_name(name, af),
-                af.ty(),
-                timeout(t)
-            );
+        let dynset = |o: Object, t: Secs, comment: String| SetDef {
+            name: set_of(s, o, af),
+            ty: af.ty(),
+            elements: None,
+            timeout: Some(t),
+            size: Some(s.size),
+            comment,
         };
-        for (t, role) in s.tables() {
-            match role {
-                Role::Auth => dynset(o, t.as_str(), s.ttl),
-                Role::Stage(_) => dynset(o, t.as_str(), s.window),
-                Role::Renew => {}
-                Role::Allow => {
+        for o in names::objects(s) {
+            match o {
+                Object::Table(Role::Auth) => {
+                    v.push(dynset(o, s.ttl, format!("{}: authorized", s.name)))
+                }
+                Object::Table(Role::Stage(k)) => {
+                    v.push(dynset(o, s.window, format!("{}: stage {k}", s.name)))
+                }
+                Object::Table(Role::Renew) => {}
+                Object::Table(Role::Allow) => {
                     let elems: Vec<String> = s
                         .allow
                         .iter()
@@ -184,57 +222,66 @@ fn sets(o: &mut String, s: &Service) {
                         .map(|n| n.to_string())
                         .collect();
                     if !elems.is_empty() {
-                        let _ = writeln!(
-                            o,
-                            "\tset {} {{ type {}; flags interval; elements = {{ {} }}; }}",
-                            set_name(t.as_str(), af),
-                            af.ty(),
-                            elems.join(", ")
-                        );
+                        v.push(SetDef {
+                            name: set_of(s, o, af),
+                            ty: af.ty(),
+                            elements: Some(elems),
+                            timeout: None,
+                            size: None,
+                            comment: format!("{}: allow", s.name),
+                        });
                     }
                 }
+                Object::Meter(k) => v.push(dynset(
+                    o,
+                    Secs(s.rate.secs as u64),
+                    format!("{}: meter {k}, rate {}", s.name, s.rate),
+                )),
             }
         }
-        for k in 1..=s.knock.len() {
-            dynset(o, &format!("{}_m{k}", s.table), Secs(s.rate.secs as u64));
-        }
+    }
+    v
+}
+
+/// Who may knock on port k (0-based) of a family: `None` when nobody of
+/// this family may, else a match (empty for anyone).
+fn knock_source(s: &Service, k: usize, af: Af) -> Option<String> {
+    if k > 0 {
+        let prev = set_of(s, Object::Table(Role::Stage(k)), af);
+        return Some(format!("{} saddr @{prev} ", af.proto()));
+    }
+    if s.from.is_empty() {
+        return Some(String::new());
+    }
+    let nets: Vec<String> = s
+        .from
+        .iter()
+        .filter(|n| Af::of(n) == af)
+        .map(|n| n.to_string())
+        .collect();
+    if nets.is_empty() {
+        None
+    } else {
+        Some(format!("{} saddr {} ", af.proto(), list(&nets)))
     }
 }
 
-fn rules(o: &mut String, s: &Service) {
-    let iif = iif(s);
+/// Rules that count the SYN synproxy sends on for a validated cookie.
+fn count_rules(out: &mut Vec<String>, s: &Service) {
     let n = s.knock.len();
-    let last_into = s.table.to_string();
     for (k, p) in s.knock.iter().enumerate() {
-        let into = if k + 1 == n {
-            last_into.clone()
-        } else {
-            s.stage_table(k + 1).to_string()
-        };
+        // The synproxy'd SYN: on lo, from a source that is not ours.
+        let head =
+            format!("iifname \"lo\" tcp dport {p} {SYN} ct state new fib saddr type != local");
         for af in families(s) {
-            let from = if k == 0 {
-                if s.from.is_empty() {
-                    String::new()
-                } else {
-                    let nets: Vec<String> = s
-                        .from
-                        .iter()
-                        .filter(|n| Af::of(n) == af)
-                        .map(|n| n.to_string())
-                        .collect();
-                    if nets.is_empty() {
-                        continue; // nobody of this family may knock
-                    }
-                    format!("{} saddr {} ", af.proto(), list(&nets))
-                }
-            } else {
-                format!(
-                    "{} saddr @{} ",
-                    af.proto(),
-                    set_name(s.stage_table(k).as_str(), af)
-                )
+            let Some(from) = knock_source(s, k, af) else {
+                continue;
             };
-            // The last stage updates (and so renews) unless renewal is off.
+            let into = if k + 1 == n {
+                Object::Table(Role::Auth)
+            } else {
+                Object::Table(Role::Stage(k + 1))
+            };
             let verb = if k + 1 == n && !s.renew {
                 "add"
             } else {
@@ -245,27 +292,34 @@ fn rules(o: &mut String, s: &Service) {
             } else {
                 String::new()
             };
-            let _ = writeln!(
-                o,
-                "\t\t{iif}tcp dport {p} tcp flags & (fin | syn | rst | ack) == ack ct state invalid,untracked,new \
-                 {from}update @{} {{ {} saddr {} }} {verb} @{} {{ {} saddr }}{log}",
-                set_name(&format!("{}_m{}", s.table, k + 1), af),
-                af.proto(),
+            let ip = af.proto();
+            out.push(format!(
+                "{head} {from}update @{} {{ {ip} saddr {} }} {verb} @{} {{ {ip} saddr }}{log}",
+                set_of(s, Object::Meter(k + 1), af),
                 limit(s.rate),
-                set_name(&into, af),
-                af.proto()
-            );
+                set_of(s, into, af),
+            ));
         }
-        let _ = writeln!(
-            o,
-            "\t\t{iif}tcp dport {p} tcp flags syn synproxy mss 1460 wscale 7 timestamp sack-perm"
-        );
-        // Reset whatever else reaches the knock port: the handshake's ACK
-        // once counted, and so the client's socket, which synproxy's zero
-        // window would otherwise keep probing with ACKs that count again.
-        let _ = writeln!(o, "\t\t{iif}tcp dport {p} reject with tcp reset");
     }
+}
 
+/// The knock ports' answers to the outside.
+fn knock_rules(out: &mut Vec<String>, s: &Service) {
+    let iif = iif(s);
+    for p in &s.knock {
+        // Every SYN is answered, whoever sends it and whatever stage it
+        // has reached: a scan learns nothing of the order. Who counts is
+        // decided when the handshake is complete (`count_rules`).
+        out.push(format!("{iif}tcp dport {p} {SYN} {SYNPROXY}"));
+        out.push(format!(
+            "{iif}tcp dport {p} {ACK} ct state invalid,untracked,new {SYNPROXY}"
+        ));
+        out.push(format!("{iif}tcp dport {p} reject with tcp reset"));
+    }
+}
+
+fn protect_rules(out: &mut Vec<String>, s: &Service) {
+    let iif = iif(s);
     let ports: Vec<String> = s
         .protect
         .iter()
@@ -284,30 +338,109 @@ fn rules(o: &mut String, s: &Service) {
     } else {
         format!("meta l4proto {{ tcp, udp }} th dport {}", list(&ports))
     };
-    let idle = s.expire == crate::name::ExpireMode::Idle;
     for af in families(s) {
-        let set = set_name(s.table.as_str(), af);
-        let refresh = if idle {
-            format!("update @{set} {{ {} saddr }} ", af.proto())
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            o,
-            "\t\t{iif}{dport} {} saddr @{set} {refresh}accept",
-            af.proto()
-        );
+        let ip = af.proto();
+        let set = set_of(s, Object::Table(Role::Auth), af);
+        if s.expire == ExpireMode::Idle {
+            // Only a connection the firewall tracks as established keeps
+            // an idle authorization alive; a forged packet is not one.
+            out.push(format!(
+                "{iif}{dport} {ip} saddr @{set} ct state established update @{set} {{ {ip} saddr }} accept"
+            ));
+        }
+        out.push(format!("{iif}{dport} {ip} saddr @{set} accept"));
         if s.allow.iter().any(|n| Af::of(n) == af) {
-            let _ = writeln!(
-                o,
-                "\t\t{iif}{dport} {} saddr @{} accept",
-                af.proto(),
-                set_name(s.allow_table().as_str(), af)
-            );
+            out.push(format!(
+                "{iif}{dport} {ip} saddr @{} accept",
+                set_of(s, Object::Table(Role::Allow), af)
+            ));
         }
     }
-    let _ = writeln!(o, "\t\t{iif}{dport} ct state established,related accept");
-    let _ = writeln!(o, "\t\t{iif}{dport} drop");
+    out.push(format!("{iif}{dport} ct state established,related accept"));
+    out.push(format!("{iif}{dport} drop"));
+}
+
+/// The table as data: what `render` prints and the loader applies.
+pub fn build(cfg: &Config) -> TableDef {
+    let services = cfg
+        .services
+        .iter()
+        .map(|s| (super::service_comment(s), service_sets(s)))
+        .collect();
+
+    let mut pre = Vec::new();
+    for s in &cfg.services {
+        let ports: Vec<String> = s.knock.iter().map(|p| p.to_string()).collect();
+        let iif = match &s.on {
+            Some(i) => format!("iifname \"{i}\""),
+            None => "iifname != \"lo\"".to_owned(),
+        };
+        pre.push(format!(
+            "{iif} fib daddr type local tcp dport {} {SYN} notrack",
+            list(&ports)
+        ));
+    }
+
+    let mut input = Vec::new();
+    for s in &cfg.services {
+        count_rules(&mut input, s);
+    }
+    // Loopback is never knocked nor blocked, as pf.conf's `set skip on lo0`.
+    input.push("iifname \"lo\" accept".to_owned());
+    for s in &cfg.services {
+        knock_rules(&mut input, s);
+        protect_rules(&mut input, s);
+    }
+    TableDef {
+        services,
+        chains: vec![
+            ChainDef {
+                name: "prerouting",
+                head: "type filter hook prerouting priority raw; policy accept;",
+                rules: pre,
+            },
+            ChainDef {
+                name: "input",
+                head: "type filter hook input priority filter - 1; policy accept;",
+                rules: input,
+            },
+        ],
+    }
+}
+
+/// Render the table. `source` names the config file in the header comment.
+pub fn render(cfg: &Config, source: &str) -> String {
+    let t = build(cfg);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# pfknock {}: table inet {TABLE} from {source}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(o, "# load with: pfknock load (nft -f, one transaction)");
+    if !cfg.expires.is_empty() {
+        let _ = writeln!(
+            o,
+            "# [[expire]] tables are pf tables: nothing to render for nftables"
+        );
+    }
+    let _ = writeln!(o, "table inet {TABLE} {{");
+    for (comment, sets) in &t.services {
+        let _ = writeln!(o, "\t{comment}");
+        for s in sets {
+            let _ = writeln!(o, "\tset {} {{ {} }}", s.name, s.body());
+        }
+    }
+    for c in &t.chains {
+        let _ = writeln!(o, "\tchain {} {{", c.name);
+        let _ = writeln!(o, "\t\t{}", c.head);
+        for r in &c.rules {
+            let _ = writeln!(o, "\t\t{r}");
+        }
+        let _ = writeln!(o, "\t}}");
+    }
+    let _ = writeln!(o, "}}");
+    o
 }
 
 #[cfg(test)]
@@ -315,11 +448,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limits_keep_pf_rate() {
+    fn limits_refill_one_knock_per_window() {
         let r = |s: &str| limit(s.parse().unwrap());
-        assert_eq!(r("5/15"), "limit rate over 20/minute burst 5 packets");
-        assert_eq!(r("10/5"), "limit rate over 2/second burst 10 packets");
-        assert_eq!(r("3/7"), "limit rate over 37029/day burst 3 packets");
+        assert_eq!(r("5/15"), "limit rate over 4/minute burst 5 packets");
+        assert_eq!(r("10/5"), "limit rate over 12/minute burst 10 packets");
+        assert_eq!(r("3/1"), "limit rate over 1/second burst 3 packets");
+        assert_eq!(r("3/7"), "limit rate over 86400/week burst 3 packets");
         assert_eq!(r("1/86400"), "limit rate over 1/day burst 1 packets");
+        assert_eq!(r("2/13"), "limit rate over 46523/week burst 2 packets");
     }
 }

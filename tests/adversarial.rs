@@ -1,0 +1,495 @@
+//! The attacks pfknock must withstand, on a real firewall: nftables in
+//! network namespaces made by each test (198.18.0.0/15 and fd00::/8 only,
+//! forged sources inside those ranges too). Forged packets are made with
+//! scapy (Debian's python3-scapy) and sent from the client namespace.
+//!
+//! Every test asserts what must stay closed as well as what must open, and
+//! checks with a probe table that its forged packets really arrived.
+
+mod common;
+
+use std::fs;
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::Duration;
+
+use common::{BIN, Net, PROTECTED, ns, ok, scapy, sh};
+
+const RATE: &str = r#"
+[[service]]
+name    = "ssh"
+protect = [PROTECTED]
+knock   = [1234]
+rate    = "2/5"
+ttl     = "10m"
+"#;
+
+/// Forged TCP segments of every kind to the knock port: bare ACKs from
+/// forged sources and from the client's own address, ACK scans, SYN floods,
+/// RSTs and FINs, over IPv4 and IPv6. Prints how many were sent.
+fn attack_script(n: &Net, dev: &str, v6: bool, count: usize) -> String {
+    let (ip, net, me, dst) = if v6 {
+        (
+            "IPv6",
+            format!("fd00:{}::", n.n),
+            n.cli_ip(true),
+            n.srv_ip(true),
+        )
+    } else {
+        (
+            "IP",
+            format!("198.18.{}.", n.n),
+            n.cli_ip(false),
+            n.srv_ip(false),
+        )
+    };
+    format!(
+        r#"
+import random
+from scapy.all import IP, IPv6, TCP, sendp, Ether, conf
+conf.verb = 0
+random.seed(7)
+pk = []
+def src(i):
+    if i % 5 == 0:
+        return "{me}"                      # the client's own address
+    return "{net}" + ("%x" % (100 + i % 150) if "{ip}" == "IPv6" else str(100 + i % 150))
+for i in range({count}):
+    flags = ["A", "A", "S", "R", "F", "FA", "PA"][i % 7]
+    port = 1234 if i % 3 else random.choice([1234, 22, 80, {PROTECTED}])
+    pk.append(Ether()/{ip}(src=src(i), dst="{dst}")/TCP(sport=random.randint(1024, 65535),
+              dport=port, flags=flags, seq=random.getrandbits(32), ack=random.getrandbits(32)))
+sendp(pk, iface="{dev}")
+print(len(pk))
+"#
+    )
+}
+
+#[test]
+fn forged_packets_authorize_nothing() {
+    need_root_and_tools!();
+    let Some(py) = scapy() else { return };
+    let mut n = Net::new(RATE);
+    n.up();
+    n.probe(1234);
+    let dev = n.cli_dev();
+    for v6 in [false, true] {
+        let before = n.probed();
+        let o = n.forge(py, &attack_script(&n, &dev, v6, 3000));
+        let sent: u64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+        sleep(Duration::from_millis(300));
+        let arrived = n.probed() - before;
+        // Two thirds go to the knock port; the probe saw them all.
+        assert!(
+            arrived >= sent * 2 / 3,
+            "only {arrived} of {sent} forged packets arrived"
+        );
+        let fam = if v6 { "6" } else { "4" };
+        assert_eq!(
+            n.elements(&format!("ssh_{fam}")),
+            Vec::<String>::new(),
+            "authorized by forged packets"
+        );
+        assert_eq!(
+            n.elements(&format!("ssh_m1_{fam}")),
+            Vec::<String>::new(),
+            "counted a forged packet"
+        );
+        assert!(!n.open(v6), "forged packets opened the port");
+        eprintln!(
+            "IPv{}: {arrived} forged packets arrived, 0 authorizations",
+            if v6 { 6 } else { 4 }
+        );
+    }
+    // The door still opens for the real thing, and only for it.
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(n.open(false));
+    assert_eq!(n.elements("ssh_4"), vec![n.cli_ip(false)]);
+    assert!(!n.open(true), "the IPv6 address did not knock");
+}
+
+#[test]
+fn a_syn_flood_counts_nothing_and_locks_nobody_out() {
+    need_root_and_tools!();
+    let Some(py) = scapy() else { return };
+    let mut n = Net::new(RATE);
+    n.up();
+    n.probe(1234);
+    let dev = n.cli_dev();
+    let script = format!(
+        r#"
+from scapy.all import IP, TCP, Ether, sendp, conf, RandShort
+conf.verb = 0
+pk = [Ether()/IP(src="198.18.{}.%d" % (10 + i % 200), dst="{}")/TCP(sport=RandShort(), dport=1234, flags="S")
+      for i in range(5000)]
+sendp(pk, iface="{dev}")
+"#,
+        n.n,
+        n.srv_ip(false)
+    );
+    n.forge(py, &script);
+    sleep(Duration::from_millis(300));
+    assert!(
+        n.probed() >= 5000,
+        "the flood did not arrive: {}",
+        n.probed()
+    );
+    assert!(n.elements("ssh_m1_4").is_empty(), "a SYN was counted");
+    assert!(n.elements("ssh_4").is_empty());
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(n.open(false), "the real knock after the flood");
+    assert_eq!(n.elements("ssh_4"), vec![n.cli_ip(false)]);
+}
+
+#[test]
+fn a_knock_opens_only_its_own_service() {
+    need_root_and_tools!();
+    let conf = format!(
+        "{RATE}\n[[service]]\nname    = \"web\"\nprotect = [{}]\nknock   = [1235]\nrate    = \"2/5\"\n",
+        PROTECTED + 1
+    );
+    let mut n = Net::new(&conf);
+    n.up();
+    ok(&n.knock(&[&n.srv_ip(false), "1235", "-n", "3"]));
+    assert!(n.elements("web_4").contains(&n.cli_ip(false)));
+    assert!(n.elements("ssh_4").is_empty(), "web's knock opened ssh");
+    assert!(!n.open(false), "ssh's port stays closed");
+    assert!(
+        n.elements("ssh_m1_4").is_empty(),
+        "web's knock counted on ssh's meter"
+    );
+}
+
+#[test]
+fn names_chosen_to_collide_are_refused() {
+    // No root needed: this is `check` before anything reaches a firewall.
+    let dir = std::env::temp_dir().join(format!("pfknock-adv-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("collide.toml");
+    fs::write(
+        &conf,
+        "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\n\n\
+         [[service]]\nname = \"ssh_m1\"\nprotect = [80]\nknock = [1235]\n",
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args(["-c", conf.to_str().unwrap(), "render", "--nft"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let _ = fs::remove_dir_all(&dir);
+    assert_eq!(o.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains(":7: service.name: nftables set ssh_m1_4 (authorized hosts) is also service \"ssh\"'s meter of knock port 1"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty(), "nothing rendered");
+}
+
+#[test]
+fn a_reload_in_the_middle_of_a_knock_keeps_its_progress() {
+    need_root_and_tools!();
+    let mut n = Net::new(RATE);
+    n.up();
+    // Two of the three connects, a reload, then the third.
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "2"]));
+    for _ in 0..3 {
+        ok(&n.server(&["load"]));
+    }
+    assert!(!n.open(false), "two connects are not a knock");
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "1"]));
+    assert!(
+        n.open(false),
+        "the third connect after the reloads completes the knock"
+    );
+
+    // And a reload never resets a meter into opening early: one connect,
+    // a reload, one more is still not a knock.
+    let mut m = Net::new(RATE);
+    m.up();
+    ok(&m.knock(&[&m.srv_ip(false), "1234", "-n", "1"]));
+    ok(&m.server(&["load"]));
+    ok(&m.knock(&[&m.srv_ip(false), "1234", "-n", "1"]));
+    assert!(!m.open(false), "two connects across a reload");
+}
+
+#[test]
+fn the_rate_trips_on_spaced_connects_as_pf_does() {
+    need_root_and_tools!();
+    // 5/15: six connects evenly over 0.3 * 15 s = 4.5 s (0.9 s apart) trip
+    // pf's max-src-conn-rate, and must trip here; five must not.
+    let conf = RATE.replace("2/5", "5/15");
+    let mut n = Net::new(&conf);
+    n.up();
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "5", "-d", "900"]));
+    assert!(!n.open(false), "five connects are not more than 5 in 15 s");
+    let mut m = Net::new(&conf);
+    m.up();
+    ok(&m.knock(&[&m.srv_ip(false), "1234", "-n", "6", "-d", "900"]));
+    assert!(m.open(false), "six connects 0.9 s apart are a knock");
+}
+
+#[test]
+fn a_neighbour_table_that_drops_is_named_with_its_remedy() {
+    need_root_and_tools!();
+    let mut n = Net::new(RATE);
+    let o = ns(
+        &n.srv,
+        &[
+            "nft",
+            "table ip filter { chain input { type filter hook input priority 0; policy drop; \
+             iifname \"lo\" accept; ct state established,related accept; }; }",
+        ],
+    );
+    ok(&o);
+    n.up();
+    let load = n.server(&["load"]);
+    ok(&load);
+    let err = String::from_utf8_lossy(&load.stderr);
+    let want = format!(
+        "pfknock: warning: chain ip filter input drops by default (policy drop): it runs on the input hook \
+         beside pfknock's and closes what pfknock opens; add `tcp dport {{ 1234, {PROTECTED} }} accept` to it"
+    );
+    assert!(err.contains(&want), "{err}");
+    let check = n.server(&["check"]);
+    ok(&check);
+    assert!(String::from_utf8_lossy(&check.stderr).contains(&want));
+    // What the warning says is true: the knock is taken, the port stays shut.
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(n.elements("ssh_4").contains(&n.cli_ip(false)));
+    assert!(!n.open(false), "the neighbour's policy drop closes it");
+    // And the remedy works.
+    ok(&ns(
+        &n.srv,
+        &[
+            "nft",
+            &format!("add rule ip filter input tcp dport {{ 1234, {PROTECTED} }} accept"),
+        ],
+    ));
+    assert!(n.open(false), "open once the neighbour accepts the ports");
+    let load = n.server(&["load"]);
+    assert!(
+        !String::from_utf8_lossy(&load.stderr).contains("warning"),
+        "the remedy silences it"
+    );
+}
+
+#[test]
+fn revoke_kill_states_cuts_the_open_session() {
+    need_root_and_tools!();
+    if common_conntrack_missing() {
+        return;
+    }
+    let mut n = Net::new(RATE);
+    n.up_echo();
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    // A session that says one thing, waits, and says another.
+    let client = format!(
+        r#"
+import socket, time, sys
+s = socket.create_connection(("{}", {PROTECTED}), timeout=2)
+s.sendall(b"a"); assert s.recv(1) == b"a"
+print("up", flush=True)
+time.sleep(2)
+try:
+    s.sendall(b"b"); r = s.recv(1)
+    print("alive" if r == b"b" else "closed")
+except OSError as e:
+    print("cut", e)
+"#,
+        n.srv_ip(false)
+    );
+    let c = Command::new("ip")
+        .args(["netns", "exec", &n.cli, "python3", "-c", &client])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sleep(Duration::from_millis(800));
+    let o = n.server(&["revoke", "-k", &n.cli_ip(false)]);
+    ok(&o);
+    let out = c.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("up"), "{text}");
+    assert!(
+        !text.contains("alive"),
+        "the session survived revoke -k: {text}"
+    );
+    assert!(!n.open(false), "and no new connection opens");
+}
+
+fn common_conntrack_missing() -> bool {
+    let missing = !std::path::Path::new("/usr/sbin/conntrack").exists()
+        && !std::path::Path::new("/sbin/conntrack").exists();
+    if missing {
+        eprintln!("skipped: conntrack(8) is not installed");
+    }
+    missing
+}
+
+#[test]
+fn allow_on_a_full_set_says_so() {
+    need_root_and_tools!();
+    let mut n = Net::new(&format!("{RATE}size    = 2\n"));
+    n.up();
+    ok(&n.server(&["allow", "198.18.200.1"]));
+    ok(&n.server(&["allow", "198.18.200.2"]));
+    let o = n.server(&["allow", "198.18.200.3"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the set is full"), "{err}");
+    assert_eq!(n.elements("ssh_4").len(), 2);
+}
+
+/// A router between a client and an inside host, pfknock loaded on the
+/// router: forwarded connections to the knock and protected ports pass
+/// untouched, in both directions, while the router's own port is shut.
+#[test]
+fn forwarded_traffic_is_untouched() {
+    need_root_and_tools!();
+    let id = format!("{}", std::process::id() % 100000);
+    let (c, r, h) = (
+        format!("pfa-c{id}"),
+        format!("pfa-r{id}"),
+        format!("pfa-h{id}"),
+    );
+    let _g = Cleanup(vec![c.clone(), r.clone(), h.clone()]);
+    for x in [&c, &r, &h] {
+        sh(&["ip", "netns", "add", x]);
+        sh(&["ip", "-n", x, "link", "set", "lo", "up"]);
+    }
+    let (ca, ra, rb, hb) = (
+        format!("pac{id}"),
+        format!("par{id}"),
+        format!("pbr{id}"),
+        format!("pbh{id}"),
+    );
+    sh(&[
+        "ip", "link", "add", &ca, "netns", &c, "type", "veth", "peer", "name", &ra, "netns", &r,
+    ]);
+    sh(&[
+        "ip", "link", "add", &rb, "netns", &r, "type", "veth", "peer", "name", &hb, "netns", &h,
+    ]);
+    for (x, dev, addr) in [
+        (&c, &ca, "198.18.250.2/24"),
+        (&r, &ra, "198.18.250.1/24"),
+        (&r, &rb, "198.19.250.1/24"),
+        (&h, &hb, "198.19.250.2/24"),
+    ] {
+        sh(&["ip", "-n", x, "addr", "add", addr, "dev", dev]);
+        sh(&["ip", "-n", x, "link", "set", dev, "up"]);
+    }
+    sh(&[
+        "ip",
+        "-n",
+        &c,
+        "route",
+        "add",
+        "default",
+        "via",
+        "198.18.250.1",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &h,
+        "route",
+        "add",
+        "default",
+        "via",
+        "198.19.250.1",
+    ]);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &r,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+    ]);
+
+    let dir = std::env::temp_dir().join(format!("pfknock-fwd-{id}"));
+    fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("pfknock.toml");
+    fs::write(&conf, RATE.replace("PROTECTED", &PROTECTED.to_string())).unwrap();
+    let load = ns(&r, &[BIN, "-c", conf.to_str().unwrap(), "load"]);
+    let _ = fs::remove_dir_all(&dir);
+    ok(&load);
+
+    // Listeners that greet, on both sides, on the knock and protected ports.
+    let greeter = format!(
+        "import socket, threading\n\
+         def serve(p):\n    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n    \
+         s.bind(('0.0.0.0', p)); s.listen(16)\n    while True:\n        c, _ = s.accept(); c.sendall(b'hello'); c.close()\n\
+         for p in (1234, {PROTECTED}):\n    threading.Thread(target=serve, args=(p,), daemon=True).start()\n\
+         import time\ntime.sleep(60)\n"
+    );
+    let mut kids = Vec::new();
+    for x in [&h, &c] {
+        kids.push(
+            Command::new("ip")
+                .args(["netns", "exec", x, "python3", "-c", &greeter])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let _k = Kids(kids);
+    let greets = |from: &str, to: &str, port: u16| -> bool {
+        let py = format!(
+            "import socket\ntry:\n    s = socket.create_connection(('{to}', {port}), timeout=1)\n    \
+             print(s.recv(5).decode())\nexcept OSError as e:\n    print(e)\n"
+        );
+        let o = ns(from, &["python3", "-c", &py]);
+        String::from_utf8_lossy(&o.stdout).trim() == "hello"
+    };
+    // Give the listeners a moment; bounded.
+    for _ in 0..30 {
+        if greets(&c, "198.19.250.2", PROTECTED) {
+            break;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    for port in [1234, PROTECTED] {
+        assert!(
+            greets(&c, "198.19.250.2", port),
+            "client -> inside host :{port} through the router"
+        );
+        assert!(
+            greets(&h, "198.18.250.2", port),
+            "inside host -> outside :{port} through the router"
+        );
+    }
+    // The router's own protected port is closed to the client all along.
+    let shut = ns(
+        &c,
+        &[
+            "timeout",
+            "1",
+            "bash",
+            "-c",
+            &format!("exec 3<>/dev/tcp/198.18.250.1/{PROTECTED}"),
+        ],
+    );
+    assert!(!shut.status.success(), "the router's own port is protected");
+}
+
+struct Cleanup(Vec<String>);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for x in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", x]).status();
+        }
+    }
+}
+
+struct Kids(Vec<std::process::Child>);
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for k in &mut self.0 {
+            let _ = k.kill();
+            let _ = k.wait();
+        }
+    }
+}

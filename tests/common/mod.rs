@@ -1,0 +1,323 @@
+//! The namespace rig shared by the nftables end-to-end tests: a server and
+//! a client namespace joined by a veth pair (198.18.N.1/2, fd00:N::1/2).
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::thread::sleep;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pfknock");
+pub const PROTECTED: u16 = 2222;
+
+static NEXT: AtomicU8 = AtomicU8::new(1);
+
+pub fn skip_reason() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1) != 0 {
+        return Some("not root".into());
+    }
+    for (tool, arg) in [("ip", "-V"), ("nft", "--version"), ("python3", "--version")] {
+        if !Command::new(tool)
+            .arg(arg)
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Some(format!("{tool} not available"));
+        }
+    }
+    None
+}
+
+#[macro_export]
+macro_rules! need_root_and_tools {
+    () => {
+        if let Some(why) = common::skip_reason() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// Two namespaces and a veth between them; removed on drop.
+pub struct Net {
+    pub srv: String,
+    pub cli: String,
+    pub n: u8,
+    pub dir: PathBuf,
+    pub listener: Option<Child>,
+}
+
+pub fn sh(args: &[&str]) -> Output {
+    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+impl Net {
+    pub fn new(conf: &str) -> Net {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}-{n}", std::process::id());
+        let net = Net {
+            srv: format!("pfk-s-{id}"),
+            cli: format!("pfk-c-{id}"),
+            n,
+            dir: std::env::temp_dir().join(format!("pfknock-e2e-{id}")),
+            listener: None,
+        };
+        fs::create_dir_all(&net.dir).unwrap();
+        let (vs, vc) = (format!("pks{id}"), format!("pkc{id}"));
+        let (vs, vc) = (&vs[..vs.len().min(15)], &vc[..vc.len().min(15)]);
+        sh(&["ip", "netns", "add", &net.srv]);
+        sh(&["ip", "netns", "add", &net.cli]);
+        sh(&[
+            "ip", "link", "add", vs, "netns", &net.srv, "type", "veth", "peer", "name", vc,
+            "netns", &net.cli,
+        ]);
+        for (ns, dev, host) in [(&net.srv, vs, 1), (&net.cli, vc, 2)] {
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("198.18.{n}.{host}/24"),
+                "dev",
+                dev,
+            ]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("fd00:{n}::{host}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        fs::write(
+            net.conf(),
+            conf.replace("PROTECTED", &PROTECTED.to_string()),
+        )
+        .unwrap();
+        net
+    }
+
+    pub fn conf(&self) -> PathBuf {
+        self.dir.join("pfknock.toml")
+    }
+
+    pub fn srv_ip(&self, v6: bool) -> String {
+        if v6 {
+            format!("fd00:{}::1", self.n)
+        } else {
+            format!("198.18.{}.1", self.n)
+        }
+    }
+
+    pub fn cli_ip(&self, v6: bool) -> String {
+        if v6 {
+            format!("fd00:{}::2", self.n)
+        } else {
+            format!("198.18.{}.2", self.n)
+        }
+    }
+
+    /// pfknock in the server namespace.
+    pub fn server(&self, args: &[&str]) -> Output {
+        let mut a = vec!["netns", "exec", &self.srv, BIN];
+        a.extend_from_slice(args);
+        let c = self.conf();
+        a.extend(["-c", c.to_str().unwrap()]);
+        Command::new("ip").args(&a).output().unwrap()
+    }
+
+    /// Load the table and start a listener on the protected port.
+    pub fn up(&mut self) {
+        self.up_with("c.close()");
+    }
+
+    /// `up`, with a listener that echoes what it gets, a thread each.
+    pub fn up_echo(&mut self) {
+        self.up_with(
+            "threading.Thread(target=lambda c=c: [c.sendall(d) for d in iter(lambda: c.recv(64), b'')], daemon=True).start()",
+        );
+    }
+
+    /// Load the table and start a listener that does `each` with every
+    /// accepted connection `c`.
+    fn up_with(&mut self, each: &str) {
+        let o = self.server(&["load"]);
+        assert!(
+            o.status.success(),
+            "load: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let py = format!(
+            "import socket, threading\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n\
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('::', {PROTECTED}))\ns.listen(64)\n\
+             while True:\n    c, _ = s.accept()\n    {each}\n"
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.srv, "python3", "-c", &py])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.listener = Some(child);
+        // Wait until the listener answers from inside its own namespace.
+        for _ in 0..50 {
+            if self.reach_from(&self.srv, "127.0.0.1", PROTECTED) {
+                return;
+            }
+            sleep(Duration::from_millis(100));
+        }
+        panic!("listener did not come up");
+    }
+
+    pub fn reach_from(&self, ns: &str, ip: &str, port: u16) -> bool {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "timeout",
+                "1",
+                "bash",
+                "-c",
+                &format!("exec 3<>/dev/tcp/{ip}/{port}"),
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    /// Can the client open a new connection to the protected port?
+    pub fn open(&self, v6: bool) -> bool {
+        self.reach_from(&self.cli, &self.srv_ip(v6), PROTECTED)
+    }
+
+    /// `pfknock knock` from the client namespace.
+    pub fn knock(&self, args: &[&str]) -> Output {
+        let mut a = vec![
+            "netns", "exec", &self.cli, BIN, "knock", "-q", "-t", "1000", "-g", "100",
+        ];
+        a.extend_from_slice(args);
+        Command::new("ip").args(&a).output().unwrap()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.listener.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in [&self.srv, &self.cli] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn ok(o: &Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Run a command in a namespace; its output.
+pub fn ns(ns: &str, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Debian's python3 with scapy, for forged packets; `None` (and a line
+/// saying so) where it is missing.
+pub fn scapy() -> Option<&'static str> {
+    let py = "/usr/bin/python3";
+    let ok = Command::new(py)
+        .args(["-c", "import scapy.all"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: /usr/bin/python3 has no scapy (Debian: python3-scapy)");
+    }
+    ok.then_some(py)
+}
+
+impl Net {
+    /// Elements of one of pfknock's sets in the server namespace.
+    pub fn elements(&self, set: &str) -> Vec<String> {
+        let o = ns(
+            &self.srv,
+            &["nft", "-j", "list", "set", "inet", "pfknock", set],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let mut out = Vec::new();
+        for i in v["nftables"].as_array().unwrap() {
+            for e in i["set"]["elem"].as_array().into_iter().flatten() {
+                let val = e.get("elem").map_or(e, |x| &x["val"]);
+                out.push(val.as_str().unwrap_or_default().to_owned());
+            }
+        }
+        out
+    }
+
+    /// A probe table in the server namespace that counts, before anything
+    /// else sees them, the TCP packets to `port` (it accepts everything).
+    pub fn probe(&self, port: u16) {
+        let rules = format!(
+            "table inet probe {{ chain c {{ type filter hook prerouting priority -400; policy accept; \
+             tcp dport {port} counter; }}; }}"
+        );
+        let o = ns(&self.srv, &["nft", &rules]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// Packets the probe has counted.
+    pub fn probed(&self) -> u64 {
+        let o = ns(&self.srv, &["nft", "-j", "list", "table", "inet", "probe"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i.get("rule"))
+            .flat_map(|r| r["expr"].as_array().cloned().unwrap_or_default())
+            .find_map(|e| e.get("counter").and_then(|c| c["packets"].as_u64()))
+            .unwrap_or(0)
+    }
+
+    /// Run a Python script (Debian's, with scapy) in the client namespace.
+    pub fn forge(&self, py: &str, script: &str) -> Output {
+        let o = ns(&self.cli, &[py, "-c", script]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o
+    }
+
+    /// The client namespace's veth.
+    pub fn cli_dev(&self) -> String {
+        let o = ns(&self.cli, &["ip", "-o", "link", "show"]);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        text.lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+            .find(|n| n != "lo")
+            .expect("the client's veth")
+    }
+}
