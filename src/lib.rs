@@ -351,8 +351,11 @@ pub fn run(cli: Cli) -> Result<()> {
                     list.join(", "),
                     o.hits
                 );
-                if let Some(v) = verify {
-                    eprintln!("{}: open", std::net::SocketAddr::new(ip, v));
+                match verify {
+                    Some(v) => eprintln!("{}: open", std::net::SocketAddr::new(ip, v)),
+                    // The firewall answers a knock that did not count (a
+                    // full set, a slow knock) just as one that did.
+                    None => eprintln!("not verified: --verify PORT checks that the port opened"),
                 }
             }
             Ok(())

@@ -66,7 +66,8 @@ fn knocks_each_port_in_order_from_fresh_source_ports() {
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         format!(
-            "knocked 127.0.0.1 on {}, {}, {} (4 connections each)\n",
+            "knocked 127.0.0.1 on {}, {}, {} (4 connections each)\n\
+             not verified: --verify PORT checks that the port opened\n",
             p[0], p[1], p[2]
         )
     );
