@@ -702,8 +702,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 pub struct NftLoader(pub crate::nft::Nft);
 
 impl Loader for NftLoader {
-    fn load(&mut self, cfg: &Config, source: &str) -> Result<()> {
-        let _ = source;
+    /// The nftables table names no source file: `Nft::load` applies the
+    /// table as data, not as text.
+    fn load(&mut self, cfg: &Config, _source: &str) -> Result<()> {
         self.0.load(cfg)
     }
     fn referenced(&mut self, _: &AnchorName) -> Result<bool> {

@@ -219,6 +219,17 @@ impl FromStr for PortRange {
     }
 }
 
+impl PortRange {
+    /// nftables' form: `22`, `6000-6010`.
+    pub fn nft(&self) -> String {
+        if self.lo == self.hi {
+            self.lo.to_string()
+        } else {
+            format!("{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
 impl fmt::Display for PortRange {
     /// pf's inclusive range operator is `:`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::name::{AnchorName, Net};
+use crate::name::{AnchorName, Net, PortRange};
 use crate::render::nft::TABLE;
 use crate::render::nft::{SetDef, TableDef};
 use crate::tables::{Entry, TableFlags, TableRef, TableStat, Tables};
@@ -316,13 +316,7 @@ pub fn blocking_neighbours(json: &str, cfg: &Config) -> Vec<String> {
     let mut ports: Vec<String> = Vec::new();
     for s in &cfg.services {
         ports.extend(s.knock.iter().map(|p| p.to_string()));
-        ports.extend(s.protect.iter().map(|r| {
-            if r.lo == r.hi {
-                r.lo.to_string()
-            } else {
-                format!("{}-{}", r.lo, r.hi)
-            }
-        }));
+        ports.extend(s.protect.iter().map(PortRange::nft));
     }
     let protected: Vec<u16> = cfg
         .services
@@ -453,22 +447,6 @@ pub fn conntrack() -> Result<std::path::PathBuf> {
                 .into(),
         )
     })
-}
-
-/// `set NAME { ...; timeout Ns; }` of a rendered table: name → timeout.
-#[cfg(test)]
-fn set_timeouts(text: &str) -> BTreeMap<String, Option<u64>> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("set "))
-        .filter_map(|rest| {
-            let (name, body) = rest.split_once(' ')?;
-            let t = body
-                .split(';')
-                .find_map(|p| p.trim().strip_prefix("timeout "))
-                .and_then(|v| v.trim_end_matches('s').parse().ok());
-            Some((name.to_owned(), t))
-        })
-        .collect()
 }
 
 fn parse_sets(text: &str) -> Result<Vec<Set>> {
@@ -767,11 +745,82 @@ mod tests {
     }
 
     #[test]
-    fn finds_set_timeouts_in_rendered_text() {
-        let t = set_timeouts(
-            "table inet pfknock {\n\tset ssh_4 { type ipv4_addr; flags dynamic, timeout; timeout 60s; }\n\tset a_allow_4 { type ipv4_addr; flags interval; elements = { 1.2.3.4 }; }\n",
+    fn reads_timers_to_the_millisecond() {
+        assert_eq!(parse_ms("29s996ms"), Some(29_996));
+        assert_eq!(parse_ms("1m30s"), Some(90_000));
+        assert_eq!(parse_ms("1d2h3m4s5ms"), Some(93_784_005));
+        assert_eq!(parse_ms("5x"), None);
+        assert_eq!(parse_ms("12"), None);
+        let text = "table inet pfknock {\n\tset ssh_4 {\n\t\ttype ipv4_addr\n\t\tsize 65536\n\
+                    \t\tflags dynamic,timeout\n\t\ttimeout 1m\n\t\tcomment \"ssh: authorized\"\n\
+                    \t\telements = { 198.18.0.5 timeout 1m30s expires 30s496ms,\n\t\t\t     \
+                    fd00::2 expires 59s996ms }\n\t}\n}\n";
+        assert_eq!(
+            parse_timed(text),
+            vec![
+                TimedElem {
+                    addr: "198.18.0.5".into(),
+                    timeout_ms: Some(90_000),
+                    expires_ms: Some(30_496)
+                },
+                TimedElem {
+                    addr: "fd00::2".into(),
+                    timeout_ms: Some(60_000),
+                    expires_ms: Some(59_996)
+                },
+            ]
         );
-        assert_eq!(t["ssh_4"], Some(60));
-        assert_eq!(t["a_allow_4"], None);
+        assert!(parse_timed("table inet pfknock {\n}\n").is_empty());
+    }
+
+    #[test]
+    fn compares_kernel_sets_with_rendered_ones() {
+        let j = r#"{"nftables": [{"table": {"family": "inet", "name": "pfknock"}},
+          {"set": {"family": "inet", "name": "ssh_4", "table": "pfknock", "type": "ipv4_addr",
+            "comment": "ssh: authorized", "size": 65536, "flags": ["timeout"], "timeout": 60}},
+          {"set": {"family": "inet", "name": "ssh_allow_4", "table": "pfknock", "type": "ipv4_addr",
+            "comment": "ssh: allow", "flags": ["interval"]}},
+          {"chain": {"family": "inet", "table": "pfknock", "name": "input"}}]}"#;
+        let (sets, chains) = parse_defs(j).unwrap();
+        assert_eq!(chains, vec!["input".to_owned()]);
+        let def = SetDef {
+            name: "ssh_4".into(),
+            ty: "ipv4_addr",
+            elements: None,
+            timeout: Some(crate::name::Secs(60)),
+            size: Some(65536),
+            comment: "ssh: authorized".into(),
+        };
+        assert!(sets[0].same_as(&def));
+        for changed in [
+            SetDef {
+                timeout: Some(crate::name::Secs(61)),
+                ..def.clone()
+            },
+            SetDef {
+                size: Some(65535),
+                ..def.clone()
+            },
+            SetDef {
+                comment: "ssh: meter 1, rate 5/15".into(),
+                ..def.clone()
+            },
+            SetDef {
+                ty: "ipv6_addr",
+                ..def.clone()
+            },
+        ] {
+            assert!(!sets[0].same_as(&changed), "{changed:?}");
+        }
+        // Constant sets are always made anew.
+        let allow = SetDef {
+            name: "ssh_allow_4".into(),
+            elements: Some(vec!["198.18.0.7".into()]),
+            timeout: None,
+            size: None,
+            comment: "ssh: allow".into(),
+            ..def
+        };
+        assert!(!sets[1].same_as(&allow));
     }
 }

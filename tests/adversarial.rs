@@ -338,6 +338,25 @@ fn allow_on_a_full_set_says_so() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("the set is full"), "{err}");
     assert_eq!(n.elements("ssh_4").len(), 2);
+    // A real knock into the full set opens nothing, and --verify says so.
+    let k = n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]);
+    ok(&k);
+    assert!(!n.elements("ssh_4").contains(&n.cli_ip(false)));
+    assert!(!n.open(false), "the full set took no one");
+    let v = Command::new("ip")
+        .args([
+            "netns", "exec", &n.cli, BIN, "knock", "-t", "300", "-g", "0", "-n", "3",
+        ])
+        .args([&n.srv_ip(false), "1234", "--verify", &PROTECTED.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert!(String::from_utf8_lossy(&v.stderr).contains("still closed"));
 }
 
 /// A router between a client and an inside host, pfknock loaded on the

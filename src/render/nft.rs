@@ -49,7 +49,7 @@
 use std::fmt::Write;
 
 use crate::config::{Config, Role, Service};
-use crate::name::{ExpireMode, Family, Net, Proto, Rate, Secs};
+use crate::name::{ExpireMode, Family, Net, PortRange, Proto, Rate, Secs};
 use crate::names::{self, Object};
 
 pub use crate::names::Af;
@@ -189,6 +189,14 @@ fn list(items: &[String]) -> String {
     }
 }
 
+/// The networks of `list` that belong to a family, as text.
+fn nets_of(list: &[Net], af: Af) -> Vec<String> {
+    list.iter()
+        .filter(|n| Af::of(n) == af)
+        .map(|n| n.to_string())
+        .collect()
+}
+
 /// The set of an object, for a family.
 fn set_of(s: &Service, o: Object, af: Af) -> String {
     names::nft_set(s, o, af).expect("an object with an nftables set")
@@ -215,12 +223,7 @@ fn service_sets(s: &Service) -> Vec<SetDef> {
                 }
                 Object::Table(Role::Renew) => {}
                 Object::Table(Role::Allow) => {
-                    let elems: Vec<String> = s
-                        .allow
-                        .iter()
-                        .filter(|n| Af::of(n) == af)
-                        .map(|n| n.to_string())
-                        .collect();
+                    let elems = nets_of(&s.allow, af);
                     if !elems.is_empty() {
                         v.push(SetDef {
                             name: set_of(s, o, af),
@@ -253,12 +256,7 @@ fn knock_source(s: &Service, k: usize, af: Af) -> Option<String> {
     if s.from.is_empty() {
         return Some(String::new());
     }
-    let nets: Vec<String> = s
-        .from
-        .iter()
-        .filter(|n| Af::of(n) == af)
-        .map(|n| n.to_string())
-        .collect();
+    let nets = nets_of(&s.from, af);
     if nets.is_empty() {
         None
     } else {
@@ -320,17 +318,7 @@ fn knock_rules(out: &mut Vec<String>, s: &Service) {
 
 fn protect_rules(out: &mut Vec<String>, s: &Service) {
     let iif = iif(s);
-    let ports: Vec<String> = s
-        .protect
-        .iter()
-        .map(|r| {
-            if r.lo == r.hi {
-                r.lo.to_string()
-            } else {
-                format!("{}-{}", r.lo, r.hi)
-            }
-        })
-        .collect();
+    let ports: Vec<String> = s.protect.iter().map(PortRange::nft).collect();
     let dport = if s.proto == [Proto::Tcp] {
         format!("tcp dport {}", list(&ports))
     } else if s.proto == [Proto::Udp] {
