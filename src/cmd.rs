@@ -106,7 +106,7 @@ fn unknown_service(cfg: &Config, n: &str) -> Error {
     let names: Vec<&str> = cfg.services.iter().map(|s| s.name.as_str()).collect();
     Error::Usage(format!(
         "no service \"{}\" in the config (services: {})",
-        n.escape_default(),
+        crate::name::shown(n),
         if names.is_empty() {
             "none".to_owned()
         } else {

@@ -77,7 +77,7 @@ impl std::str::FromStr for Facility {
                 _ => {
                     return Err(format!(
                         "expected auth, authpriv, daemon, user or local0 to local7, got \"{}\"",
-                        s.escape_default()
+                        crate::name::shown(s)
                     ));
                 }
             },
@@ -348,15 +348,76 @@ impl Ctx<'_> {
         }
     }
 
-    fn nets(&self, v: &Option<Spanned<Vec<Spanned<String>>>>, key: &str) -> Result<Vec<Net>> {
+    /// A list of addresses and networks, in O(n log n): no entry twice,
+    /// and none inside another (nftables refuses overlapping intervals in
+    /// a set, and pf would hold the smaller one for nothing). A list that
+    /// covers every address of a family gets a warning that says so.
+    fn nets(&mut self, v: &Option<Spanned<Vec<Spanned<String>>>>, key: &str) -> Result<Vec<Net>> {
         let Some(v) = v else { return Ok(Vec::new()) };
-        let mut out: Vec<Net> = Vec::new();
-        for item in v.get_ref() {
-            let n: Net = self.parse(item, key)?;
-            if out.contains(&n) {
-                return Err(self.err(item.span(), key, format!("{n} is listed twice")));
+        let items = v.get_ref();
+        let mut out: Vec<Net> = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(self.parse(item, key)?);
+        }
+        // Sort positions by (family, first address, last address desc).
+        let mut order: Vec<usize> = (0..out.len()).collect();
+        let k = |i: usize| {
+            let (lo, hi) = out[i].range();
+            (out[i].addr.is_ipv6(), lo, std::cmp::Reverse(hi))
+        };
+        order.sort_by_key(|&i| k(i));
+        // Sweep: the widest interval seen so far in this family.
+        let mut cover: Option<usize> = None;
+        for &i in &order {
+            if let Some(c) = cover {
+                let same_family = out[c].addr.is_ipv6() == out[i].addr.is_ipv6();
+                if same_family && out[i].range().0 <= out[c].range().1 {
+                    // Blame the one that comes later in the file.
+                    let (first, later) = if c < i { (c, i) } else { (i, c) };
+                    let msg = if out[first] == out[later] {
+                        format!("{} is listed twice", out[later])
+                    } else {
+                        format!(
+                            "{} overlaps {} (line {}): list each address once",
+                            out[later],
+                            out[first],
+                            line_of(self.src, items[first].span().start)
+                        )
+                    };
+                    return Err(self.err(items[later].span(), key, msg));
+                }
+                if !same_family || out[i].range().1 > out[c].range().1 {
+                    cover = Some(i);
+                }
+            } else {
+                cover = Some(i);
             }
-            out.push(n);
+        }
+        // Disjoint and sorted: a family is covered when the intervals run
+        // end to end from its first address to its last.
+        for v6 in [false, true] {
+            let fam: Vec<(u128, u128)> = order
+                .iter()
+                .filter(|&&i| out[i].addr.is_ipv6() == v6)
+                .map(|&i| out[i].range())
+                .collect();
+            let last = if v6 { u128::MAX } else { u32::MAX as u128 };
+            let runs = fam.first().is_some_and(|f| f.0 == 0)
+                && fam
+                    .windows(2)
+                    .all(|w| w[0].1.checked_add(1) == Some(w[1].0))
+                && fam.last().is_some_and(|l| l.1 == last);
+            if runs {
+                let what = if v6 { "IPv6" } else { "IPv4" };
+                let why = if key.ends_with("allow") {
+                    format!(
+                        "covers every {what} address: the protected ports are open to all of them, for ever"
+                    )
+                } else {
+                    format!("covers every {what} address: anyone may knock, as without from")
+                };
+                self.warn(v.span(), key, why);
+            }
         }
         Ok(out)
     }
@@ -486,11 +547,44 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
         }
     }
 
+    // Two services protecting one port: both pass rules stand before
+    // any drop (render), so either service's knock opens it.
+    for (i, s) in services.iter().enumerate() {
+        for o in &services[..i] {
+            let shared = s.protect.iter().find(|r| {
+                o.protect.iter().any(|q| q.overlaps(r))
+                    && s.proto.iter().any(|p| o.proto.contains(p))
+            });
+            if let Some(r) = shared {
+                let span = raw.service[i].get_ref().protect.span();
+                cx.warn(
+                    span,
+                    "service.protect",
+                    format!(
+                        "port {r} is also protected by service \"{}\": a knock on either opens it",
+                        o.name
+                    ),
+                );
+            }
+        }
+    }
+
     let facility = cx.opt(&raw.facility, "facility", Facility::Auth)?;
     let poll = cx.opt(&raw.poll, "poll", DEFAULT_POLL)?;
     if poll.0 == 0 || poll.0 > 3600 {
         let span = raw.poll.as_ref().map(|p| p.span()).unwrap_or_default();
         return Err(cx.err(span, "poll", "must be 1s to 1h"));
+    }
+    if let Some(p) = &raw.poll
+        && poll.0 > 60
+    {
+        cx.warn(
+            p.span(),
+            "poll",
+            format!(
+                "{poll}: new authorizations are logged, and stale ones expired, up to {poll} late"
+            ),
+        );
     }
 
     let mut expires: Vec<ExpireTable> = Vec::new();
@@ -591,6 +685,21 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
             name_span.clone(),
         ),
     };
+    // nftables set names start with a letter or '_'; pf takes more, but
+    // one config renders to both.
+    if !table
+        .as_str()
+        .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+    {
+        return Err(cx.err(
+            table_span,
+            table_key,
+            format!(
+                "\"{}\" must start with a letter or '_' (nftables set names do)",
+                table
+            ),
+        ));
+    }
 
     // protect
     let mut protect: Vec<PortRange> = Vec::new();
@@ -685,6 +794,24 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
 
     let rate_default: Rate = DEFAULT_RATE.parse().expect("default rate");
     let rate = cx.opt(&r.rate, "service.rate", rate_default)?;
+    if let Some(sp) = &r.rate {
+        if rate.conns > 100 {
+            cx.warn(
+                sp.span(),
+                "service.rate",
+                format!(
+                    "{rate}: a client must make {} connections per knock port",
+                    rate.conns + 1
+                ),
+            );
+        } else if rate.secs as u64 > 86400 {
+            cx.warn(
+                sp.span(),
+                "service.rate",
+                format!("{rate}: connections a day apart still add up to a knock"),
+            );
+        }
+    }
     let ttl = cx.opt(&r.ttl, "service.ttl", DEFAULT_TTL)?;
     if ttl.0 == 0 {
         let span = r.ttl.as_ref().map(|t| t.span()).unwrap_or_default();

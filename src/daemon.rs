@@ -734,7 +734,8 @@ impl Log for SysLog {
             Level::Info => libc::LOG_INFO,
             Level::Debug => libc::LOG_DEBUG,
         };
-        crate::sys_unix::syslog(prio, msg);
+        let msg = crate::name::no_controls(msg);
+        crate::sys_unix::syslog(prio, &msg);
         if self.stderr && level != Level::Debug {
             eprintln!("pfknock: {msg}");
         }

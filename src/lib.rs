@@ -115,7 +115,7 @@ fn named_table(cfg: &Config, table: &str, anchor: Option<&str>) -> Result<TableR
 pub fn load_config(path: &Path) -> Result<Config> {
     let (cfg, warnings) = Config::load(path)?;
     for w in warnings {
-        eprintln!("pfknock: {w}");
+        eprintln!("pfknock: {}", name::no_controls(&w.to_string()));
     }
     Ok(cfg)
 }

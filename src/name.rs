@@ -16,6 +16,46 @@ pub const ANCHOR_PATH_MAX: usize = 1023;
 /// `IFNAMSIZ` less its NUL.
 pub const IFNAME_MAX: usize = 15;
 
+/// An input value as error messages show it: control characters and
+/// quotes escaped, and cut after 80 bytes with "…", so that no input can
+/// put a newline or an escape sequence into a log line or a terminal, nor
+/// a megabyte into one message.
+pub fn shown(s: &str) -> String {
+    const MAX: usize = 80;
+    let mut end = s.len().min(MAX);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out: String = s[..end]
+        .chars()
+        .flat_map(|c| {
+            if c.is_control() || c == '"' || c == '\\' {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    if end < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// `s` with every control character escaped (`\n`, `\u{1b}`): for text
+/// that goes into a log line, a terminal or a comment of rendered rules.
+pub fn no_controls(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
@@ -31,14 +71,15 @@ impl TableName {
         }
         if s.len() > TABLE_NAME_MAX {
             return Err(format!(
-                "table name \"{s}\" is {} bytes, pf allows at most {TABLE_NAME_MAX}",
+                "table name \"{}\" is {} bytes, pf allows at most {TABLE_NAME_MAX}",
+                shown(s),
                 s.len()
             ));
         }
         if let Some(c) = s.bytes().find(|&b| !is_name_byte(b)) {
             return Err(format!(
                 "table name \"{}\" has '{}': only letters, digits, '_' and '-' are allowed",
-                s.escape_default(),
+                shown(s),
                 (c as char).escape_default()
             ));
         }
@@ -80,17 +121,21 @@ impl AnchorName {
         }
         for comp in s.split('/') {
             if comp.is_empty() {
-                return Err(format!("anchor \"{s}\" has an empty path component"));
+                return Err(format!(
+                    "anchor \"{}\" has an empty path component",
+                    shown(s)
+                ));
             }
             if comp.starts_with('_') {
                 return Err(format!(
-                    "anchor \"{s}\": names starting with '_' are reserved by pf"
+                    "anchor \"{}\": names starting with '_' are reserved by pf",
+                    shown(s)
                 ));
             }
             if let Some(c) = comp.bytes().find(|&b| !is_name_byte(b)) {
                 return Err(format!(
                     "anchor \"{}\" has '{}': only letters, digits, '_', '-' and '/' are allowed",
-                    s.escape_default(),
+                    shown(s),
                     (c as char).escape_default()
                 ));
             }
@@ -126,7 +171,7 @@ impl IfName {
         if s.is_empty() || s.len() > IFNAME_MAX {
             return Err(format!(
                 "interface name \"{}\" must be 1 to {IFNAME_MAX} bytes",
-                s.escape_default()
+                shown(s)
             ));
         }
         let ok = s.as_bytes()[0].is_ascii_alphabetic()
@@ -135,7 +180,7 @@ impl IfName {
         if !ok {
             return Err(format!(
                 "interface name \"{}\" must start with a letter and hold only letters, digits, '_' and '.'",
-                s.escape_default()
+                shown(s)
             ));
         }
         Ok(IfName(s.to_owned()))
@@ -178,7 +223,7 @@ impl FromStr for Port {
         let n: i64 = s
             .trim()
             .parse()
-            .map_err(|_| format!("expected a port number, got \"{}\"", s.escape_default()))?;
+            .map_err(|_| format!("expected a port number, got \"{}\"", shown(s)))?;
         Port::new(n)
     }
 }
@@ -252,7 +297,7 @@ pub struct Rate {
 impl FromStr for Rate {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("expected N/S, got \"{}\"", s.escape_default());
+        let bad = || format!("expected N/S, got \"{}\"", shown(s));
         let (n, d) = s.split_once('/').ok_or_else(bad)?;
         let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
         if !digits(n) || !digits(d) {
@@ -292,7 +337,7 @@ impl FromStr for Secs {
     /// `90s`, `10m`, `1h30m`, `2d`: numbers each followed by one of
     /// s, m, h, d, w. A bare number is refused: a unit is always needed.
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("bad duration \"{}\": {why}", s.escape_default());
+        let bad = |why: &str| format!("bad duration \"{}\": {why}", shown(s));
         let t = s.trim();
         if t.is_empty() {
             return Err(bad("empty"));
@@ -381,6 +426,21 @@ impl Net {
         }
     }
 
+    /// The first and last address, as numbers of the family's width.
+    pub fn range(&self) -> (u128, u128) {
+        let (a, bits) = match self.addr {
+            IpAddr::V4(v) => (u32::from(v) as u128, 32u32),
+            IpAddr::V6(v) => (u128::from(v), 128),
+        };
+        let host = bits - self.prefix as u32;
+        let span = if host >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << host) - 1
+        };
+        (a, a + span)
+    }
+
     pub fn family(&self) -> Family {
         if self.addr.is_ipv4() {
             Family::Inet
@@ -419,13 +479,18 @@ impl FromStr for Net {
         };
         let addr: IpAddr = a
             .parse()
-            .map_err(|_| format!("\"{}\" is not an IPv4 or IPv6 address", s.escape_default()))?;
+            .map_err(|_| format!("\"{}\" is not an IPv4 or IPv6 address", shown(s)))?;
         let max = max_prefix(addr);
         let prefix = match p {
             None => max,
             Some(p) => match p.parse::<u8>() {
                 Ok(n) if n <= max && p.bytes().all(|b| b.is_ascii_digit()) => n,
-                _ => return Err(format!("\"{s}\": prefix length must be 0 to {max}")),
+                _ => {
+                    return Err(format!(
+                        "\"{}\": prefix length must be 0 to {max}",
+                        shown(s)
+                    ));
+                }
             },
         };
         let host_bits = match addr {
@@ -434,7 +499,8 @@ impl FromStr for Net {
         };
         if host_bits {
             return Err(format!(
-                "\"{s}\" has host bits set past the /{prefix} prefix"
+                "\"{}\" has host bits set past the /{prefix} prefix",
+                shown(s)
             ));
         }
         Ok(Net { addr, prefix })
@@ -468,7 +534,7 @@ impl FromStr for Family {
             "inet6" => Ok(Family::Inet6),
             _ => Err(format!(
                 "expected \"any\", \"inet\" or \"inet6\", got \"{}\"",
-                s.escape_default()
+                shown(s)
             )),
         }
     }
@@ -487,10 +553,7 @@ impl FromStr for Proto {
         match s {
             "tcp" => Ok(Proto::Tcp),
             "udp" => Ok(Proto::Udp),
-            _ => Err(format!(
-                "expected \"tcp\" or \"udp\", got \"{}\"",
-                s.escape_default()
-            )),
+            _ => Err(format!("expected \"tcp\" or \"udp\", got \"{}\"", shown(s))),
         }
     }
 }
@@ -521,7 +584,7 @@ impl FromStr for ExpireMode {
             "idle" => Ok(ExpireMode::Idle),
             _ => Err(format!(
                 "expected \"age\" or \"idle\", got \"{}\"",
-                s.escape_default()
+                shown(s)
             )),
         }
     }

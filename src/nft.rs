@@ -133,7 +133,14 @@ impl Nft {
                 .iter()
                 .filter_map(|e| {
                     let age = e.timeout_ms?.saturating_sub(e.expires_ms?);
-                    (t > age).then(|| format!("{} timeout {t}ms expires {}ms", e.addr, t - age))
+                    (t > age).then(|| {
+                        format!(
+                            "{} timeout {} expires {}",
+                            e.addr,
+                            crate::render::nft::nft_time(t),
+                            crate::render::nft::nft_time(t - age)
+                        )
+                    })
                 })
                 .collect();
             if !list.is_empty() {

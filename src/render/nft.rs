@@ -95,6 +95,31 @@ pub fn set_name(table: &str, af: Af) -> String {
     names::nft_set_of(table, af)
 }
 
+/// A duration as nft(8) reads it: `1d2h3m4s5ms`. nft refuses a number of
+/// 100,000,000 or more in any one part (`timeout 100000000s` is "value too
+/// large", measured with nft 1.0.6), so a long ttl must not be written in
+/// seconds alone.
+pub fn nft_time(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut n = ms;
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if n >= size {
+            let _ = write!(out, "{}{unit}", n / size);
+            n %= size;
+        }
+    }
+    out
+}
+
 /// One set of the table, as the loader compares it with the kernel's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SetDef {
@@ -127,7 +152,7 @@ impl SetDef {
             None => b.push_str(" flags dynamic, timeout;"),
         }
         if let Some(t) = self.timeout {
-            let _ = write!(b, " timeout {}s;", t.0);
+            let _ = write!(b, " timeout {};", nft_time(t.0.saturating_mul(1000)));
         }
         let _ = write!(b, " comment \"{}\";", self.comment);
         b
@@ -316,16 +341,24 @@ fn knock_rules(out: &mut Vec<String>, s: &Service) {
     }
 }
 
-fn protect_rules(out: &mut Vec<String>, s: &Service) {
-    let iif = iif(s);
+/// `tcp dport ...` (or udp, or both) of the protected ports.
+fn dport(s: &Service) -> String {
     let ports: Vec<String> = s.protect.iter().map(PortRange::nft).collect();
-    let dport = if s.proto == [Proto::Tcp] {
+    if s.proto == [Proto::Tcp] {
         format!("tcp dport {}", list(&ports))
     } else if s.proto == [Proto::Udp] {
         format!("udp dport {}", list(&ports))
     } else {
         format!("meta l4proto {{ tcp, udp }} th dport {}", list(&ports))
-    };
+    }
+}
+
+/// Who may reach the protected ports. Every service's accepts stand
+/// before any service's drop, so two services protecting one port both
+/// open it.
+fn protect_rules(out: &mut Vec<String>, s: &Service) {
+    let iif = iif(s);
+    let dport = dport(s);
     for af in families(s) {
         let ip = af.proto();
         let set = set_of(s, Object::Table(Role::Auth), af);
@@ -344,6 +377,11 @@ fn protect_rules(out: &mut Vec<String>, s: &Service) {
             ));
         }
     }
+}
+
+/// An expiry does not cut an open session; everything else is dropped.
+fn protect_tail(out: &mut Vec<String>, s: &Service) {
+    let (iif, dport) = (iif(s), dport(s));
     out.push(format!("{iif}{dport} ct state established,related accept"));
     out.push(format!("{iif}{dport} drop"));
 }
@@ -377,7 +415,12 @@ pub fn build(cfg: &Config) -> TableDef {
     input.push("iifname \"lo\" accept".to_owned());
     for s in &cfg.services {
         knock_rules(&mut input, s);
+    }
+    for s in &cfg.services {
         protect_rules(&mut input, s);
+    }
+    for s in &cfg.services {
+        protect_tail(&mut input, s);
     }
     TableDef {
         services,
@@ -402,8 +445,9 @@ pub fn render(cfg: &Config, source: &str) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "# pfknock {}: table inet {TABLE} from {source}",
-        env!("CARGO_PKG_VERSION")
+        "# pfknock {}: table inet {TABLE} from {}",
+        env!("CARGO_PKG_VERSION"),
+        crate::name::no_controls(source)
     );
     let _ = writeln!(o, "# load with: pfknock load (nft -f, one transaction)");
     if !cfg.expires.is_empty() {
@@ -444,5 +488,13 @@ mod tests {
         assert_eq!(r("3/7"), "limit rate over 86400/week burst 3 packets");
         assert_eq!(r("1/86400"), "limit rate over 1/day burst 1 packets");
         assert_eq!(r("2/13"), "limit rate over 46523/week burst 2 packets");
+    }
+
+    #[test]
+    fn durations_in_parts_nft_can_read() {
+        assert_eq!(nft_time(60_000), "1m");
+        assert_eq!(nft_time(93_784_005), "1d2h3m4s5ms");
+        assert_eq!(nft_time(520 * 7 * 86_400_000), "3640d");
+        assert_eq!(nft_time(0), "0s");
     }
 }

@@ -30,7 +30,7 @@ pub fn render(cfg: &Config, source: &str) -> String {
         "# pfknock {}: anchor \"{}\" from {}",
         env!("CARGO_PKG_VERSION"),
         cfg.anchor.as_str(),
-        source
+        crate::name::no_controls(source)
     );
     let _ = writeln!(
         o,
