@@ -61,7 +61,7 @@ impl Loader for Pfctl {
     fn enabled(&mut self) -> Option<bool> {
         Some(true)
     }
-    fn unload(&mut self, _: &AnchorName) -> Result<()> {
+    fn unload(&mut self, _: &Config) -> Result<()> {
         Ok(())
     }
 }

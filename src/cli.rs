@@ -38,8 +38,14 @@ pub enum Command {
     },
     /// Load the rendered anchor with pfctl -a ANCHOR -f - (atomic replace)
     Load,
-    /// Flush the anchor's rules and tables
-    Unload,
+    /// Take the knock rules away: flush the anchor (pf), or leave the
+    /// nftables table closed, the protected ports open to the allow list only
+    Unload {
+        /// nftables: delete the table, leaving the protected ports to the
+        /// rest of the ruleset (open, if nothing else closes them)
+        #[arg(long)]
+        open: bool,
+    },
     /// List authorized hosts: address, service, table, age, time left, and
     /// packets and bytes where the table counts them
     Show {

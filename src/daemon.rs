@@ -40,7 +40,10 @@ pub trait Loader {
     fn referenced(&mut self, anchor: &AnchorName) -> Result<bool>;
     /// Is pf enabled? `None` when it cannot be told.
     fn enabled(&mut self) -> Option<bool>;
-    fn unload(&mut self, anchor: &AnchorName) -> Result<()>;
+    /// Take the knock rules away. On pf the main ruleset then decides
+    /// (its `block` keeps the ports closed); on nftables the table is left
+    /// closed: the protected ports drop all but the allow list.
+    fn unload(&mut self, cfg: &Config) -> Result<()>;
 }
 
 /// The real loader.
@@ -56,8 +59,8 @@ impl Loader for Pfctl {
     fn enabled(&mut self) -> Option<bool> {
         crate::pfctl::enabled()
     }
-    fn unload(&mut self, anchor: &AnchorName) -> Result<()> {
-        crate::pfctl::unload(anchor)
+    fn unload(&mut self, cfg: &Config) -> Result<()> {
+        crate::pfctl::unload(&cfg.anchor)
     }
 }
 
@@ -308,15 +311,19 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         for a in anchors {
             let ours = a == self.cfg.anchor && !self.cfg.services.is_empty();
             let mut stats = self.stats_of(&a);
-            if ours && self.anchor_broken(&stats) {
+            let broken = ours && self.anchor_broken(&stats);
+            let altered = ours && !broken && self.tables.intact(&self.cfg) == Some(false);
+            if broken || altered {
                 match self.load_anchor() {
                     Ok(()) => {
+                        let why = if broken {
+                            "its tables were gone (pf flushed?)"
+                        } else {
+                            "its rules or sets had been changed"
+                        };
                         self.log.log(
                             Level::Notice,
-                            &format!(
-                                "anchor {} restored: its tables were gone (pf flushed?)",
-                                a.as_str()
-                            ),
+                            &format!("anchor {} restored: {why}", a.as_str()),
                         );
                         self.check_pf();
                         stats = self.stats_of(&a);
@@ -676,7 +683,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// A clean exit: unload the anchor if the config says so.
     pub fn stop(&mut self, signal: &str) {
         if self.cfg.unload && !self.cfg.services.is_empty() {
-            match self.loader.unload(&self.cfg.anchor) {
+            match self.loader.unload(&self.cfg) {
                 Ok(()) => self.log.log(
                     Level::Notice,
                     &format!("anchor {} unloaded", self.cfg.anchor.as_str()),
@@ -713,8 +720,8 @@ impl Loader for NftLoader {
     fn enabled(&mut self) -> Option<bool> {
         Some(true)
     }
-    fn unload(&mut self, _: &AnchorName) -> Result<()> {
-        self.0.unload()
+    fn unload(&mut self, cfg: &Config) -> Result<()> {
+        self.0.close(cfg)
     }
 }
 
@@ -844,9 +851,18 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     crate::sys_unix::openlog(cfg.facility);
     if o.check_only {
         for w in &warnings {
-            eprintln!("pfknock: {w}");
+            eprintln!("pfknock: {}", crate::name::no_controls(&w.to_string()));
         }
-        println!("{}: ok", o.config.display());
+        // The load's own test: what nftables would refuse fails here.
+        if let Ok(crate::Backend::Nft(nft)) = crate::backend()
+            && !cfg.services.is_empty()
+        {
+            nft.check(&render::nft::render(&cfg, &o.config.display().to_string()))?;
+        }
+        println!(
+            "{}: ok",
+            crate::name::no_controls(&o.config.display().to_string())
+        );
         return Ok(());
     }
     let backend = crate::backend()?;

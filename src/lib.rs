@@ -39,8 +39,9 @@ pub enum Backend {
     Nft(nft::Nft),
 }
 
-/// pf on FreeBSD, OpenBSD and macOS; elsewhere nftables where nft(8) is on
-/// PATH, else pf where a pfctl(8) is.
+/// pf on FreeBSD, OpenBSD and macOS; elsewhere nftables where nft(8) is in
+/// the system's directories, else pf where a pfctl(8) is (tests give a
+/// stand-in pfctl through `tool::TOOL_DIR_VAR`). `$PATH` is never read.
 pub fn backend() -> Result<Backend> {
     if cfg!(any(
         target_os = "freebsd",
@@ -49,15 +50,21 @@ pub fn backend() -> Result<Backend> {
     )) {
         return Ok(Backend::Pf);
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    if std::env::split_paths(&path).any(|d| d.join("nft").is_file()) {
-        Ok(Backend::Nft(nft::Nft::default()))
+    if let Some(nft) = tool::find("nft") {
+        Ok(Backend::Nft(nft::Nft {
+            argv: vec![nft.display().to_string()],
+        }))
     } else if pfctl::find().is_some() {
         Ok(Backend::Pf)
     } else {
-        Err(Error::Other(
-            "pf is not available on this system, and nft(8) is not on PATH".into(),
-        ))
+        let dirs: Vec<String> = tool::dirs()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        Err(Error::Other(format!(
+            "pf is not available on this system, and nft(8) is not in {}",
+            dirs.join(", ")
+        )))
     }
 }
 
@@ -184,10 +191,19 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Unload => {
+        Command::Unload { open } => {
             let cfg = load_config(path)?;
             if let Backend::Nft(nft) = backend()? {
-                return nft.unload();
+                if open {
+                    return nft.unload();
+                }
+                nft.close(&cfg)?;
+                eprintln!(
+                    "table inet {}: closed: the protected ports take the allow list only \
+                     (unload --open deletes it)",
+                    render::nft::TABLE
+                );
+                return Ok(());
             }
             pfctl::unload(&cfg.anchor)
         }

@@ -18,18 +18,11 @@ use crate::render::nft::TABLE;
 use crate::render::nft::{SetDef, TableDef};
 use crate::tables::{Entry, TableFlags, TableRef, TableStat, Tables};
 
-/// How to run nft: `["nft"]`, or wrapped (`ip netns exec NS nft` in tests).
+/// How to run nft: its absolute path (`lib::backend` finds it), or a
+/// wrapper such as `ip netns exec NS nft` in benchmarks.
 #[derive(Clone, Debug)]
 pub struct Nft {
     pub argv: Vec<String>,
-}
-
-impl Default for Nft {
-    fn default() -> Self {
-        Nft {
-            argv: vec!["nft".into()],
-        }
-    }
 }
 
 /// One element of a set.
@@ -59,8 +52,14 @@ impl Nft {
 
     /// The sets of `table inet pfknock`, or `None` when the table is absent.
     pub fn sets(&self) -> Result<Option<Vec<Set>>> {
+        Ok(self.listing()?.map(|(sets, _)| sets))
+    }
+
+    /// The sets of `table inet pfknock` and the number of rules in each of
+    /// its chains, or `None` when the table is absent.
+    pub fn listing(&self) -> Result<Option<(Vec<Set>, RuleCounts)>> {
         match self.run(&["-j", "list", "table", "inet", TABLE], None) {
-            Ok(text) => parse_sets(&text).map(Some),
+            Ok(text) => Ok(Some((parse_sets(&text)?, rule_counts(&text)))),
             Err(Error::Tool { msg, .. }) if msg.contains("No such file or directory") => Ok(None),
             Err(e) => Err(e),
         }
@@ -81,8 +80,29 @@ impl Nft {
     /// timeout `T`, gone if that is not positive; meters start empty, since
     /// their elements keep the rate they were made with), and a set the
     /// config no longer has is deleted.
+    ///
+    /// When nftables refuses the table and pfknock had none loaded, the
+    /// closed table goes in instead (fail closed), and the error says so.
     pub fn load(&self, cfg: &Config) -> Result<()> {
+        let had = self.listing()?.is_some();
         let script = self.load_script(&crate::render::nft::build(cfg))?;
+        match self.run(&["-f", "-"], Some(&script)) {
+            Ok(_) => Ok(()),
+            Err(e) if had => Err(e),
+            Err(e) => Err(match self.close(cfg) {
+                Ok(()) => Error::Other(format!(
+                    "{e}; loaded the closed table instead: the protected ports are \
+                     closed to all but the allow list"
+                )),
+                Err(e2) => Error::Other(format!("{e}; the closed table failed too: {e2}")),
+            }),
+        }
+    }
+
+    /// Leave the table closed: knock rules, authorizations and meters go,
+    /// the protected ports drop all but the allow list (`unload`).
+    pub fn close(&self, cfg: &Config) -> Result<()> {
+        let script = self.load_script(&crate::render::nft::build_closed(cfg))?;
         self.run(&["-f", "-"], Some(&script)).map(|_| ())
     }
 
@@ -181,7 +201,8 @@ impl Nft {
         Ok(blocking_neighbours(&text, cfg))
     }
 
-    /// Delete the table, if it is there.
+    /// Delete the table, if it is there: the protected ports are then as
+    /// the rest of the ruleset has them (`unload --open`).
     pub fn unload(&self) -> Result<()> {
         self.run(
             &["-f", "-"],
@@ -456,6 +477,26 @@ pub fn conntrack() -> Result<std::path::PathBuf> {
     })
 }
 
+/// Rules per chain name.
+pub type RuleCounts = BTreeMap<String, usize>;
+
+/// Rules per chain in `nft -j list` output (chains without rules count 0).
+fn rule_counts(text: &str) -> RuleCounts {
+    let v: Value = serde_json::from_str(text).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        if let Some(c) = item.get("chain") {
+            out.entry(c["name"].as_str().unwrap_or_default().to_owned())
+                .or_insert(0);
+        }
+        if let Some(r) = item.get("rule") {
+            *out.entry(r["chain"].as_str().unwrap_or_default().to_owned())
+                .or_insert(0) += 1;
+        }
+    }
+    out
+}
+
 fn parse_sets(text: &str) -> Result<Vec<Set>> {
     let v: Value = serde_json::from_str(text).map_err(|e| Error::Tool {
         tool: "nft -j".into(),
@@ -511,6 +552,8 @@ pub struct NftTables {
     pub now: fn() -> i64,
     /// Sets found at their size by the last `table_stats`.
     full: Vec<(String, u64)>,
+    /// Set names and rules per chain at the last `table_stats`.
+    seen: Option<(Vec<String>, RuleCounts)>,
 }
 
 impl NftTables {
@@ -519,6 +562,7 @@ impl NftTables {
             nft,
             now: crate::now,
             full: Vec::new(),
+            seen: None,
         }
     }
 
@@ -632,7 +676,8 @@ impl Tables for NftTables {
     }
 
     fn table_stats(&mut self, anchor: &AnchorName) -> Result<Vec<TableStat>> {
-        let Some(sets) = self.nft.sets()? else {
+        let Some((sets, rules)) = self.nft.listing()? else {
+            self.seen = None;
             return Err(Error::Table {
                 table: String::new(),
                 anchor: anchor.as_str().to_owned(),
@@ -640,6 +685,7 @@ impl Tables for NftTables {
                 errno: libc::ENOENT,
             });
         };
+        self.seen = Some((sets.iter().map(|s| s.name.clone()).collect(), rules));
         self.full = sets
             .iter()
             .filter_map(|s| Some((s.name.clone(), s.size?)))
@@ -719,6 +765,21 @@ impl Tables for NftTables {
 
     fn full_sets(&self) -> Vec<(String, u64)> {
         self.full.clone()
+    }
+
+    /// Does the table still have every set and exactly the rules the
+    /// config renders (a flushed chain, a deleted rule or set says no)?
+    fn intact(&self, cfg: &Config) -> Option<bool> {
+        let (sets, rules) = self.seen.as_ref()?;
+        let want = crate::render::nft::build(cfg);
+        Some(
+            want.sets().all(|s| sets.contains(&s.name))
+                && want.chains.len() == rules.len()
+                && want
+                    .chains
+                    .iter()
+                    .all(|c| rules.get(c.name) == Some(&c.rules.len())),
+        )
     }
 }
 

@@ -7,13 +7,10 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::name::AnchorName;
 
-/// pfctl on PATH, else /sbin/pfctl; `None` where pf does not exist.
+/// pfctl(8) from the system's directories (never `$PATH`: pfknock runs as
+/// root); `None` where pf does not exist.
 pub fn find() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/sbin")])
-        .map(|d| d.join("pfctl"))
-        .find(|p| p.is_file())
+    crate::tool::find("pfctl")
 }
 
 fn pfctl() -> Result<PathBuf> {

@@ -103,6 +103,14 @@ pub trait Tables {
     fn full_sets(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+
+    /// Are the rules and sets of the config's ruleset all in place, as of
+    /// the last `table_stats`? `None` where the backend cannot tell (pf:
+    /// the anchor's rules are pfctl's; a flushed anchor shows as missing
+    /// tables).
+    fn intact(&self, _cfg: &crate::config::Config) -> Option<bool> {
+        None
+    }
 }
 
 impl<T: Tables + ?Sized> Tables for Box<T> {
@@ -129,5 +137,8 @@ impl<T: Tables + ?Sized> Tables for Box<T> {
     }
     fn full_sets(&self) -> Vec<(String, u64)> {
         (**self).full_sets()
+    }
+    fn intact(&self, cfg: &crate::config::Config) -> Option<bool> {
+        (**self).intact(cfg)
     }
 }

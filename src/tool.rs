@@ -13,13 +13,22 @@ use crate::error::{Error, Result, io_words};
 /// order. `$PATH` is not searched: pfknock runs as root.
 pub const SYSTEM_DIRS: &[&str] = &["/sbin", "/usr/sbin", "/usr/local/sbin", "/bin", "/usr/bin"];
 
-/// A tool by name from `SYSTEM_DIRS`, or `None` when none has it. Tests
-/// may put a directory first with `PFKNOCK_TOOL_DIR`.
+/// The variable that tests set to a directory of stand-in tools; it then
+/// replaces `SYSTEM_DIRS` for pfctl, nft and conntrack alike.
+pub const TOOL_DIR_VAR: &str = "PFKNOCK_TOOL_DIR";
+
+/// The directories searched for a tool, in order.
+pub fn dirs() -> Vec<std::path::PathBuf> {
+    match std::env::var_os(TOOL_DIR_VAR) {
+        Some(d) => vec![d.into()],
+        None => SYSTEM_DIRS.iter().map(std::path::PathBuf::from).collect(),
+    }
+}
+
+/// A tool by name from `dirs()`, or `None` when none has it.
 pub fn find(name: &str) -> Option<std::path::PathBuf> {
-    let first = std::env::var_os("PFKNOCK_TOOL_DIR").map(std::path::PathBuf::from);
-    first
+    dirs()
         .into_iter()
-        .chain(SYSTEM_DIRS.iter().map(std::path::PathBuf::from))
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }

@@ -15,17 +15,20 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// The binary with PATH limited to the system's tools, or with the fake
-/// pfctl first when `fake` is set.
+/// The binary with its tools from tests/bin (the fake pfctl) when `fake` is
+/// set, else from a directory that has none; `PFKNOCK_TOOL_DIR` replaces the
+/// system directories.
 fn pfknock(args: &[&str], fake: bool, env: &[(&str, &Path)]) -> Output {
-    let mut path = String::new();
-    if fake {
-        path.push_str(&root().join("tests/bin").display().to_string());
-        path.push(':');
-    }
-    path.push_str("/usr/bin:/bin");
+    // The stand-in pfctl, or a directory with no tools at all.
+    let tools = if fake {
+        root().join("tests/bin")
+    } else {
+        root().join("tests/bad")
+    };
     let mut c = Command::new(env!("CARGO_BIN_EXE_pfknock"));
-    c.args(args).env("PATH", path).env_remove("PFCTL_FAIL");
+    c.args(args)
+        .env("PFKNOCK_TOOL_DIR", tools)
+        .env_remove("PFCTL_FAIL");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -103,10 +106,7 @@ fn check_fails_when_pfctl_rejects() {
     let d = scratch("reject");
     let o = Command::new(env!("CARGO_BIN_EXE_pfknock"))
         .args(["check", "-c", &example("pfknock.toml")])
-        .env(
-            "PATH",
-            format!("{}:/usr/bin:/bin", root().join("tests/bin").display()),
-        )
+        .env("PFKNOCK_TOOL_DIR", root().join("tests/bin"))
         .env("PFCTL_FAIL", "1")
         .env("PFCTL_STDERR", "stdin:3: syntax error")
         .env("PFCTL_LOG", d.join("log"))
@@ -241,7 +241,10 @@ fn load_without_pfctl_says_so() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stderr(&o),
-        "pfknock: pf is not available on this system, and nft(8) is not on PATH\n"
+        format!(
+            "pfknock: pf is not available on this system, and nft(8) is not in {}\n",
+            root().join("tests/bad").display()
+        )
     );
 }
 
@@ -304,7 +307,10 @@ fn table_verbs_without_pf_say_so() {
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         assert_eq!(
             stderr(&o),
-            "pfknock: pf is not available on this system, and nft(8) is not on PATH\n",
+            format!(
+                "pfknock: pf is not available on this system, and nft(8) is not in {}\n",
+                root().join("tests/bad").display()
+            ),
             "{args:?}"
         );
     }
@@ -353,7 +359,10 @@ fn run_without_pf_says_so() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stderr(&o),
-        "pfknock: pf is not available on this system, and nft(8) is not on PATH\n"
+        format!(
+            "pfknock: pf is not available on this system, and nft(8) is not in {}\n",
+            root().join("tests/bad").display()
+        )
     );
 }
 

@@ -78,7 +78,8 @@ impl Loader for FakePfctl {
     fn enabled(&mut self) -> Option<bool> {
         self.enabled
     }
-    fn unload(&mut self, a: &AnchorName) -> Result<()> {
+    fn unload(&mut self, cfg: &Config) -> Result<()> {
+        let a = &cfg.anchor;
         self.k.0.borrow_mut().flush_anchor(a.as_str());
         self.unloads.set(self.unloads.get() + 1);
         Ok(())

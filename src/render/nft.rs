@@ -439,6 +439,48 @@ pub fn build(cfg: &Config) -> TableDef {
     }
 }
 
+/// The table when the knock rules are not in force (after `unload`, or
+/// when nftables refused the full table): the protected ports accept the
+/// allow list, loopback and established connections, and drop the rest,
+/// as pf's main ruleset does when the anchor is empty. Fail closed.
+pub fn build_closed(cfg: &Config) -> TableDef {
+    let services = cfg
+        .services
+        .iter()
+        .map(|s| {
+            let sets = service_sets(s)
+                .into_iter()
+                .filter(|d| d.elements.is_some())
+                .collect();
+            (super::service_comment(s), sets)
+        })
+        .collect();
+    let mut input = vec!["iifname \"lo\" accept".to_owned()];
+    for s in &cfg.services {
+        let (iif, dport) = (iif(s), dport(s));
+        for af in families(s) {
+            if s.allow.iter().any(|n| Af::of(n) == af) {
+                input.push(format!(
+                    "{iif}{dport} {} saddr @{} accept",
+                    af.proto(),
+                    set_of(s, Object::Table(Role::Allow), af)
+                ));
+            }
+        }
+    }
+    for s in &cfg.services {
+        protect_tail(&mut input, s);
+    }
+    TableDef {
+        services,
+        chains: vec![ChainDef {
+            name: "input",
+            head: "type filter hook input priority filter - 1; policy accept;",
+            rules: input,
+        }],
+    }
+}
+
 /// Render the table. `source` names the config file in the header comment.
 pub fn render(cfg: &Config, source: &str) -> String {
     let t = build(cfg);

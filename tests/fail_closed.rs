@@ -1,0 +1,241 @@
+//! Fail closed on nftables, as pf's main ruleset does: whenever the knock
+//! rules are not in force, the protected ports are closed to every host
+//! that is not on the allow list; and the daemon puts back rules and sets
+//! that someone removed. Root only, in network namespaces (`common`).
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::Duration;
+
+use common::{BIN, Net, PROTECTED, ns, ok};
+
+const CONF: &str = r#"
+[[service]]
+name    = "ssh"
+protect = [PROTECTED]
+knock   = [1234]
+rate    = "2/5"
+ttl     = "10m"
+"#;
+
+/// The config, with the client's IPv6 address on the allow list.
+fn with_allow(n: &Net) -> String {
+    format!("{CONF}allow   = [\"{}\"]\n", n.cli_ip(true))
+}
+
+fn daemon(n: &Net) -> (Child, String) {
+    fs::set_permissions(n.conf(), fs::Permissions::from_mode(0o600)).unwrap();
+    let pidfile = n.dir.join("pfknock.pid");
+    let c = n.conf();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &n.srv, BIN, "run", "-f", "-p"])
+        .args([pidfile.to_str().unwrap(), "-c", c.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the pidfile", || {
+        fs::read_to_string(&pidfile).is_ok_and(|p| !p.trim().is_empty())
+    });
+    (
+        child,
+        fs::read_to_string(&pidfile).unwrap().trim().to_owned(),
+    )
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..80 {
+        if f() {
+            return;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn rules(n: &Net) -> String {
+    String::from_utf8_lossy(&ns(&n.srv, &["nft", "list", "table", "inet", "pfknock"]).stdout)
+        .into_owned()
+}
+
+#[test]
+fn unload_leaves_the_ports_closed_unless_asked_to_open_them() {
+    need_root_and_tools!();
+    let mut n = Net::new(CONF);
+    fs::write(
+        n.conf(),
+        with_allow(&n).replace("PROTECTED", &PROTECTED.to_string()),
+    )
+    .unwrap();
+    n.up();
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(n.open(false));
+    let o = n.server(&["unload"]);
+    ok(&o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("closed"));
+    assert!(
+        !n.open(false),
+        "unloaded: closed, the authorization is gone"
+    );
+    assert!(n.open(true), "the allow list still gets in");
+    assert!(!rules(&n).contains("synproxy"), "no knock port answers");
+    ok(&n.server(&["unload", "--open"]));
+    assert!(
+        n.open(false),
+        "--open: the port is left to the rest of the ruleset"
+    );
+    assert!(rules(&n).is_empty(), "the table is gone");
+}
+
+#[test]
+fn a_refused_load_leaves_the_ports_closed() {
+    need_root_and_tools!();
+    let mut n = Net::new(CONF);
+    // A stand-in nft that refuses any table with a knock port in it and
+    // passes everything else to the real one.
+    let tools = n.dir.join("tools");
+    fs::create_dir_all(&tools).unwrap();
+    let real = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap();
+    let fake = tools.join("nft");
+    fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nin=$(mktemp)\ncat > \"$in\"\nif grep -q synproxy \"$in\"; then\n\
+             \techo 'Error: Could not process rule: No such file or directory' >&2\n\trm -f \"$in\"; exit 1\nfi\n\
+             {real} \"$@\" < \"$in\"; rc=$?\nrm -f \"$in\"\nexit $rc\n"
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    // The listener first (`up` loads too: take that table away again).
+    n.up();
+    ok(&ns(&n.srv, &["nft", "delete", "table", "inet", "pfknock"]));
+    assert!(n.open(false), "nothing closes the port yet");
+    let c = n.conf();
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &n.srv,
+            "env",
+            &format!("PFKNOCK_TOOL_DIR={}", tools.display()),
+        ])
+        .args([BIN, "load", "-c", c.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("loaded the closed table instead"), "{err}");
+    assert!(!n.open(false), "refused, and closed");
+}
+
+#[test]
+fn the_daemon_fails_closed_when_it_stops_or_dies() {
+    need_root_and_tools!();
+    let mut n = Net::new(&format!("unload = true\n{CONF}"));
+    n.up();
+    let (mut d, pid) = daemon(&n);
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(n.open(false));
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(d.wait().unwrap().success());
+    assert!(!n.open(false), "stopped with unload = true: closed");
+    assert!(!rules(&n).contains("synproxy"));
+
+    // A daemon killed outright leaves its rules as they were: the knocked
+    // host stays in, everybody else out.
+    ok(&n.server(&["load"]));
+    let (mut d, pid) = daemon(&n);
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = d.wait();
+    assert!(n.open(false), "the knocked host");
+    assert!(!n.open(true), "its IPv6 address did not knock");
+    assert!(rules(&n).contains("synproxy"), "the knock rules stay");
+}
+
+#[test]
+fn the_daemon_restores_flushed_chains_deleted_rules_and_sets() {
+    need_root_and_tools!();
+    let mut n = Net::new(CONF);
+    n.up();
+    let (mut d, pid) = daemon(&n);
+    let whole = rules(&n);
+    let restored = |n: &Net| rules(n).lines().count() == whole.lines().count() && !n.open(false);
+
+    ok(&ns(
+        &n.srv,
+        &["nft", "flush", "chain", "inet", "pfknock", "input"],
+    ));
+    assert!(
+        n.open(false),
+        "flushed: open to all (before the daemon sees it)"
+    );
+    wait_for("the flushed chain back", || restored(&n));
+
+    let listing = String::from_utf8_lossy(
+        &ns(
+            &n.srv,
+            &["nft", "-a", "list", "chain", "inet", "pfknock", "input"],
+        )
+        .stdout,
+    )
+    .into_owned();
+    let drop = listing
+        .lines()
+        .find(|l| l.contains(&format!("dport {PROTECTED} drop")))
+        .and_then(|l| l.rsplit("handle ").next())
+        .unwrap()
+        .trim()
+        .to_owned();
+    ok(&ns(
+        &n.srv,
+        &[
+            "nft", "delete", "rule", "inet", "pfknock", "input", "handle", &drop,
+        ],
+    ));
+    wait_for("the deleted rule back", || restored(&n));
+
+    ok(&ns(
+        &n.srv,
+        &["nft", "flush", "chain", "inet", "pfknock", "input"],
+    ));
+    ok(&ns(
+        &n.srv,
+        &["nft", "delete", "set", "inet", "pfknock", "ssh_m1_4"],
+    ));
+    wait_for("the deleted set back", || {
+        restored(&n) && rules(&n).contains("set ssh_m1_4")
+    });
+
+    // And it all still works.
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(n.open(false));
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(d.wait().unwrap().success());
+}
