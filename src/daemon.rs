@@ -725,7 +725,7 @@ impl Loader for NftLoader {
     }
 }
 
-/// syslog(3), and stderr too when running in the foreground on a terminal
+/// syslog (`crate::syslog`: never blocks), and stderr too when running in the foreground on a terminal
 /// (under daemon(8) -S or rc_bg, stderr would feed the same line to syslog
 /// a second time).
 pub struct SysLog {
@@ -742,7 +742,7 @@ impl Log for SysLog {
             Level::Debug => libc::LOG_DEBUG,
         };
         let msg = crate::name::no_controls(msg);
-        crate::sys_unix::syslog(prio, &msg);
+        crate::syslog::log(prio, &msg);
         if self.stderr && level != Level::Debug {
             eprintln!("pfknock: {msg}");
         }
@@ -841,14 +841,14 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     };
     // Log with the default facility until the config names another, so a
     // fatal config error reaches syslog too (main prints it on stderr).
-    crate::sys_unix::openlog(crate::config::Facility::Auth);
+    crate::syslog::open(crate::config::Facility::Auth);
     let fatal = |e: Error| {
-        crate::sys_unix::syslog(libc::LOG_ERR, &e.to_string());
+        crate::syslog::log(libc::LOG_ERR, &e.to_string());
         e
     };
     let (cfg, warnings) = Config::load(o.config).map_err(fatal)?;
     check_owner(o.config).map_err(fatal)?;
-    crate::sys_unix::openlog(cfg.facility);
+    crate::syslog::open(cfg.facility);
     if o.check_only {
         for w in &warnings {
             eprintln!("pfknock: {}", crate::name::no_controls(&w.to_string()));

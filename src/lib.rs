@@ -21,6 +21,7 @@ pub mod policy;
 pub mod render;
 #[allow(unsafe_code)]
 pub mod sys_unix;
+pub mod syslog;
 pub mod tables;
 pub mod tool;
 
@@ -130,8 +131,8 @@ pub fn load_config(path: &Path) -> Result<Config> {
 /// One audit line in syslog, with the config's facility: what an
 /// administrator did by hand shows up beside the daemon's lines.
 fn audit(cfg: &Config, line: &str) {
-    sys_unix::openlog(cfg.facility);
-    sys_unix::syslog(libc::LOG_INFO, line);
+    syslog::open(cfg.facility);
+    syslog::log(libc::LOG_INFO, line);
 }
 
 /// Run one command line.

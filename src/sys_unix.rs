@@ -1,7 +1,7 @@
 //! syslog(3) and daemon(3): the only `unsafe` outside the pf backend.
-//! libc's syslog is used rather than a crate that writes to the socket
-//! itself: syslogd stamps local time, FreeBSD's libc reconnects after a
-//! syslogd restart, and OpenBSD's needs no socket at all (sendsyslog(2)).
+//! libc's syslog(3) serves OpenBSD, where it goes through sendsyslog(2)
+//! and never waits; elsewhere `crate::syslog` writes to syslogd's socket
+//! itself, without blocking.
 
 use std::ffi::CString;
 use std::io;

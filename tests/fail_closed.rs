@@ -28,11 +28,17 @@ fn with_allow(n: &Net) -> String {
 }
 
 fn daemon(n: &Net) -> (Child, String) {
+    daemon_env(n, &[])
+}
+
+fn daemon_env(n: &Net, env: &[(&str, &str)]) -> (Child, String) {
     fs::set_permissions(n.conf(), fs::Permissions::from_mode(0o600)).unwrap();
     let pidfile = n.dir.join("pfknock.pid");
     let c = n.conf();
     let child = Command::new("ip")
-        .args(["netns", "exec", &n.srv, BIN, "run", "-f", "-p"])
+        .args(["netns", "exec", &n.srv, "env"])
+        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+        .args([BIN, "run", "-f", "-p"])
         .args([pidfile.to_str().unwrap(), "-c", c.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -238,4 +244,66 @@ fn the_daemon_restores_flushed_chains_deleted_rules_and_sets() {
             .success()
     );
     assert!(d.wait().unwrap().success());
+}
+
+#[test]
+fn a_stuck_syslog_does_not_stop_the_daemon() {
+    need_root_and_tools!();
+    use std::os::unix::net::UnixDatagram;
+    let mut n = Net::new(CONF);
+    n.up();
+    // A syslog socket that nobody reads.
+    let path = n.dir.join("log.sock");
+    let log = UnixDatagram::bind(&path).unwrap();
+    let (mut d, pid) = daemon_env(&n, &[("PFKNOCK_SYSLOG_SOCKET", path.to_str().unwrap())]);
+    let kill = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    // Far more lines than the socket's queue holds (net.unix.max_dgram_qlen,
+    // 10 by default): a reload logs one each, spaced so none coalesce.
+    for _ in 0..40 {
+        kill("-HUP");
+        sleep(Duration::from_millis(60));
+    }
+    // Self-heal still works.
+    ok(&ns(&n.srv, &["nft", "delete", "table", "inet", "pfknock"]));
+    wait_for("the table back", || rules(&n).contains("synproxy"));
+    // Once syslog reads again, the count of dropped lines comes first.
+    log.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut lines = Vec::new();
+    while let Ok(k) = log.recv(&mut buf) {
+        lines.push(String::from_utf8_lossy(&buf[..k]).into_owned());
+    }
+    assert!(
+        !lines.is_empty() && lines.len() < 40,
+        "the queue was full: {} lines",
+        lines.len()
+    );
+    kill("-HUP");
+    log.set_nonblocking(false).unwrap();
+    log.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let k = log.recv(&mut buf).unwrap();
+    let note = String::from_utf8_lossy(&buf[..k]).into_owned();
+    assert!(note.contains("log line(s) dropped"), "{note}");
+    assert!(
+        note.starts_with("<36>pfknock["),
+        "auth.warning, no time stamp: {note}"
+    );
+    // And SIGTERM is heard.
+    kill("-TERM");
+    for _ in 0..30 {
+        if d.try_wait().unwrap().is_some() {
+            return;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    let _ = d.kill();
+    panic!("the daemon did not exit on SIGTERM");
 }
