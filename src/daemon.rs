@@ -772,15 +772,22 @@ pub fn check_owner(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A pidfile locked for the life of the daemon, removed when it ends.
+/// Where the daemon keeps its pid when `-p` does not say: one daemon per
+/// system, whoever starts it.
+pub const DEFAULT_PIDFILE: &str = "/var/run/pfknock.pid";
+
+/// A pidfile as pidfile(3) keeps one: opened without following a symbolic
+/// link, a regular file, locked for the life of the daemon, and removed at
+/// the end only if the path still names the file that was locked.
 pub struct Pidfile {
     path: PathBuf,
-    _file: std::fs::File,
+    file: std::fs::File,
 }
 
 impl Pidfile {
     pub fn create(path: &Path) -> Result<Pidfile> {
-        use std::io::{Read, Seek, Write};
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
         let io = |source: std::io::Error| Error::Device {
             path: path.display().to_string(),
             op: "pidfile",
@@ -791,8 +798,25 @@ impl Pidfile {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(path)
-            .map_err(io)?;
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    Error::Other(format!(
+                        "{}: a symbolic link: refusing to write a pidfile through it",
+                        path.display()
+                    ))
+                } else {
+                    io(e)
+                }
+            })?;
+        if !f.metadata().map_err(io)?.file_type().is_file() {
+            return Err(Error::Other(format!(
+                "{}: not a regular file: refusing to use it as a pidfile",
+                path.display()
+            )));
+        }
         match f.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -801,24 +825,39 @@ impl Pidfile {
                 return Err(Error::Other(format!(
                     "{}: locked: pfknock is already running (pid {})",
                     path.display(),
-                    pid.trim()
+                    crate::name::shown(pid.trim())
                 )));
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
-        f.set_len(0).map_err(io)?;
-        f.rewind().map_err(io)?;
-        writeln!(f, "{}", std::process::id()).map_err(io)?;
-        Ok(Pidfile {
+        let p = Pidfile {
             path: path.to_owned(),
-            _file: f,
-        })
+            file: f,
+        };
+        p.write_pid().map_err(io)?;
+        Ok(p)
+    }
+
+    /// Write this process's pid (again, after detaching).
+    pub fn write_pid(&self) -> std::io::Result<()> {
+        use std::io::{Seek, Write};
+        let mut f = &self.file;
+        f.set_len(0)?;
+        f.rewind()?;
+        writeln!(f, "{}", std::process::id())
     }
 }
 
 impl Drop for Pidfile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(ours), Ok(now)) = (self.file.metadata(), std::fs::symlink_metadata(&self.path))
+        else {
+            return;
+        };
+        if now.file_type().is_file() && now.dev() == ours.dev() && now.ino() == ours.ino() {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -830,12 +869,20 @@ pub struct RunOpts<'a> {
     pub check_only: bool,
 }
 
-/// The daemon process: check, detach, lock, load, loop.
+/// The daemon process, started as a daemon in base is: read and check the
+/// config, take the pidfile, open the kernel interface and load the rules,
+/// and only then detach, so that every failure up to there reaches stderr
+/// and the exit status; after it, syslog. Paths are made absolute first:
+/// daemon(3) changes to `/`.
 pub fn run(o: RunOpts<'_>) -> Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-    use std::sync::mpsc;
-
     use std::io::IsTerminal;
+    let abs = |p: &Path| {
+        std::path::absolute(p).map_err(|source| Error::ConfigFile {
+            file: p.to_owned(),
+            source,
+        })
+    };
+    let config = abs(o.config)?;
     let mut log = SysLog {
         stderr: std::io::stderr().is_terminal(),
     };
@@ -846,8 +893,8 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
         crate::syslog::log(libc::LOG_ERR, &e.to_string());
         e
     };
-    let (cfg, warnings) = Config::load(o.config).map_err(fatal)?;
-    check_owner(o.config).map_err(fatal)?;
+    let (cfg, warnings) = Config::load(&config).map_err(fatal)?;
+    check_owner(&config).map_err(fatal)?;
     crate::syslog::open(cfg.facility);
     if o.check_only {
         for w in &warnings {
@@ -857,7 +904,7 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
         if let Ok(crate::Backend::Nft(nft)) = crate::backend()
             && !cfg.services.is_empty()
         {
-            nft.check(&render::nft::render(&cfg, &o.config.display().to_string()))?;
+            nft.check(&render::nft::render(&cfg, &config.display().to_string()))?;
         }
         println!(
             "{}: ok",
@@ -865,28 +912,67 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
         );
         return Ok(());
     }
-    let backend = crate::backend()?;
+    let backend = crate::backend().map_err(fatal)?;
+    let pidpath = abs(o.pidfile.unwrap_or(Path::new(DEFAULT_PIDFILE)))?;
+    let pid = Pidfile::create(&pidpath).map_err(fatal)?;
     if !o.foreground {
-        // Before any thread: daemon(3) forks.
+        log.stderr = false;
+    }
+    // Signals are caught from here on (the thread that reads them starts
+    // after detaching): a SIGHUP during the first load is not fatal.
+    let signals = catch_signals()?;
+    match backend {
+        crate::Backend::Pf => {
+            let t = crate::pf::open(true).map_err(fatal)?;
+            let d = Daemon::start(cfg, &config, t, Pfctl, log, crate::now()).map_err(fatal)?;
+            detach_and_serve(d, pid, signals, o.foreground, &warnings)
+        }
+        crate::Backend::Nft(nft) => {
+            let t = crate::nft::NftTables::new(nft.clone());
+            let d =
+                Daemon::start(cfg, &config, t, NftLoader(nft), log, crate::now()).map_err(fatal)?;
+            detach_and_serve(d, pid, signals, o.foreground, &warnings)
+        }
+    }
+}
+
+fn catch_signals() -> Result<signal_hook::iterator::Signals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    #[cfg(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos"))]
+    let sigs = [SIGHUP, SIGUSR1, SIGTERM, SIGINT, libc::SIGINFO];
+    #[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
+    let sigs = [SIGHUP, SIGUSR1, SIGTERM, SIGINT];
+    signal_hook::iterator::Signals::new(sigs).map_err(|source| Error::Device {
+        path: "signals".into(),
+        op: "register",
+        source,
+    })
+}
+
+/// Detach (unless in the foreground), then take signals and serve.
+fn detach_and_serve<T: Tables, L: Loader>(
+    d: Daemon<T, L, SysLog>,
+    pid: Pidfile,
+    mut signals: signal_hook::iterator::Signals,
+    foreground: bool,
+    warnings: &[Warning],
+) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    use std::sync::mpsc;
+    if !foreground {
+        // Before any thread: daemon(3) forks. The pidfile's lock is on the
+        // open file, which the child keeps; it then writes its own pid.
         crate::sys_unix::daemonize().map_err(|source| Error::Device {
             path: "daemon(3)".into(),
             op: "fork",
             source,
         })?;
-        log.stderr = false;
-    }
-    let _pid = o.pidfile.map(Pidfile::create).transpose()?;
-
-    #[cfg(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos"))]
-    let sigs = [SIGHUP, SIGUSR1, SIGTERM, SIGINT, libc::SIGINFO];
-    #[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
-    let sigs = [SIGHUP, SIGUSR1, SIGTERM, SIGINT];
-    let mut signals =
-        signal_hook::iterator::Signals::new(sigs).map_err(|source| Error::Device {
-            path: "signals".into(),
-            op: "register",
+        pid.write_pid().map_err(|source| Error::Device {
+            path: "pidfile".into(),
+            op: "write",
             source,
         })?;
+    }
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for sig in signals.forever() {
@@ -901,25 +987,9 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
             }
         }
     });
-
-    match backend {
-        crate::Backend::Pf => {
-            let d = Daemon::start(
-                cfg,
-                o.config,
-                crate::pf::open(true)?,
-                Pfctl,
-                log,
-                crate::now(),
-            )?;
-            serve(d, &warnings, &rx)
-        }
-        crate::Backend::Nft(nft) => {
-            let t = crate::nft::NftTables::new(nft.clone());
-            let d = Daemon::start(cfg, o.config, t, NftLoader(nft), log, crate::now())?;
-            serve(d, &warnings, &rx)
-        }
-    }
+    let r = serve(d, warnings, &rx);
+    drop(pid);
+    r
 }
 
 /// The loop: wait for the next deadline, poll or signal; act; repeat.

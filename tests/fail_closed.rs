@@ -307,3 +307,139 @@ fn a_stuck_syslog_does_not_stop_the_daemon() {
     let _ = d.kill();
     panic!("the daemon did not exit on SIGTERM");
 }
+
+#[test]
+fn the_pidfile_is_never_written_through_a_link_and_never_shared() {
+    need_root_and_tools!();
+    let mut n = Net::new(CONF);
+    n.up();
+    fs::set_permissions(n.conf(), fs::Permissions::from_mode(0o600)).unwrap();
+    let c = n.conf();
+    let run = |pidfile: &std::path::Path| {
+        Command::new("ip")
+            .args(["netns", "exec", &n.srv, BIN, "run", "-f", "-p"])
+            .args([pidfile.to_str().unwrap(), "-c", c.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    // A symbolic link: refused, and what it points at is untouched.
+    let precious = n.dir.join("precious");
+    fs::write(&precious, "root:x:0:0::/root:/bin/sh\n").unwrap();
+    let link = n.dir.join("link.pid");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    let o = run(&link);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("a symbolic link"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(&precious).unwrap(),
+        "root:x:0:0::/root:/bin/sh\n"
+    );
+    assert!(
+        link.symlink_metadata().unwrap().file_type().is_symlink(),
+        "the link stays"
+    );
+
+    // A second daemon on the same pidfile: refused, before it loads.
+    let (mut d, pid) = daemon(&n);
+    let pidfile = n.dir.join("pfknock.pid");
+    let o = run(&pidfile);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains(&format!("pfknock is already running (pid {pid})")),
+        "{err}"
+    );
+    // Someone replaces the pidfile: on exit the daemon leaves theirs alone.
+    fs::rename(&pidfile, n.dir.join("moved.pid")).unwrap();
+    fs::write(&pidfile, "4242\n").unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(d.wait().unwrap().success());
+    assert_eq!(
+        fs::read_to_string(&pidfile).unwrap(),
+        "4242\n",
+        "not ours: kept"
+    );
+}
+
+#[test]
+fn run_without_f_reports_errors_before_it_detaches() {
+    need_root_and_tools!();
+    let mut n = Net::new(CONF);
+    n.up();
+    fs::set_permissions(n.conf(), fs::Permissions::from_mode(0o600)).unwrap();
+    let c = n.conf();
+    let pidfile = n.dir.join("pfknock.pid");
+    let (mut d, _) = daemon(&n);
+    // A second instance without -f: the lock error reaches its stderr and
+    // exit status instead of vanishing with a detached child.
+    let o = Command::new("ip")
+        .args(["netns", "exec", &n.srv, BIN, "run", "-p"])
+        .args([pidfile.to_str().unwrap(), "-c", c.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already running"));
+    let _ = d.kill();
+    let _ = d.wait();
+
+    // With a relative -c and -p, a detached daemon still finds both.
+    let _ = fs::remove_file(&pidfile);
+    let o = Command::new("ip")
+        .current_dir(&n.dir)
+        .args([
+            "netns",
+            "exec",
+            &n.srv,
+            BIN,
+            "run",
+            "-p",
+            "pfknock.pid",
+            "-c",
+            "pfknock.toml",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wait_for("the detached daemon's pid", || {
+        fs::read_to_string(&pidfile).is_ok_and(|p| !p.trim().is_empty())
+    });
+    let pid = fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    // SIGHUP re-reads the relative config: still running, still closed.
+    fs::write(
+        n.conf(),
+        CONF.replace("PROTECTED", &PROTECTED.to_string())
+            .replace("10m", "20m"),
+    )
+    .unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for("the new ttl", || rules(&n).contains("timeout 20m"));
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for("the pidfile removed", || !pidfile.exists());
+}
