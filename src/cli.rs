@@ -82,6 +82,9 @@ pub enum Command {
         address: String,
         /// Service (needed when the config has several)
         service: Option<String>,
+        /// Allow a network that covers every address of its family
+        #[arg(long)]
+        force: bool,
     },
     /// Remove an address from a service's tables (every service's if none
     /// is named)
@@ -134,6 +137,15 @@ pub enum Command {
         #[arg(long, value_name = "PORT", conflicts_with = "verify",
               value_parser = clap::value_parser!(u16).range(1..))]
         proxy: Option<u16>,
+        /// With --proxy: give up after this many seconds without a byte
+        /// either way (0: never)
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 7200,
+            requires = "proxy"
+        )]
+        idle: u64,
         /// Print nothing on success
         #[arg(short = 'q', long)]
         quiet: bool,

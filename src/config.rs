@@ -109,6 +109,8 @@ pub struct Service {
     pub renew: bool,
     /// nftables: the most elements each of the service's sets holds.
     pub size: u64,
+    /// The config line of each knock port, for warnings found later.
+    pub knock_lines: Vec<usize>,
 }
 
 /// The role of one table of a service.
@@ -910,6 +912,12 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         block: r.block.unwrap_or(false),
         renew: r.renew.unwrap_or(true),
         size,
+        knock_lines: r
+            .knock
+            .get_ref()
+            .iter()
+            .map(|k| line_of(cx.src, k.span().start))
+            .collect(),
     })
 }
 
@@ -919,6 +927,45 @@ fn family_word(f: Family) -> &'static str {
         Family::Inet => "inet",
         Family::Inet6 => "inet6",
     }
+}
+
+/// Knock ports that a local socket listens on, from Linux's
+/// `/proc/net/tcp` and `tcp6` texts: synproxy would hand every knock to that
+/// listener as a real connection. One warning per port.
+pub fn listened_knock_ports(cfg: &Config, file: &Path, proc_texts: &[String]) -> Vec<Warning> {
+    let mut listening = BTreeSet::new();
+    for text in proc_texts {
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // sl local_address rem_address st ...; st 0A is LISTEN.
+            if f.len() > 3
+                && f[3] == "0A"
+                && let Some(port) = f[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            {
+                listening.insert(port);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for s in &cfg.services {
+        for (p, line) in s.knock.iter().zip(&s.knock_lines) {
+            if listening.contains(&p.get()) {
+                out.push(Warning {
+                    file: file.to_owned(),
+                    line: *line,
+                    key: "service.knock".into(),
+                    msg: format!(
+                        "something listens on port {p}: a knock there reaches it as a connection; \
+                         choose a free port"
+                    ),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Every table name the config owns or sweeps, with its anchor: the set that
@@ -960,6 +1007,25 @@ mod tests {
         assert!(s.log && !s.block && s.renew);
         assert_eq!(s.proto, vec![Proto::Tcp]);
         assert_eq!(s.hits(), 6);
+    }
+
+    #[test]
+    fn finds_listening_knock_ports() {
+        let (c, _) =
+            parse("[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234,\n 1235]\n").unwrap();
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
+                   0: 00000000:04D3 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n   \
+                   1: 0100007F:04D2 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1\n";
+        let tcp6 = "  sl  local_address                         remote_address                        st\n   \
+                    0: 00000000000000000000000000000000:04D2 00000000000000000000000000000000:0000 06\n";
+        let w = listened_knock_ports(&c, Path::new("t.toml"), &[tcp.into(), tcp6.into()]);
+        // 1235 listens; 1234 has only an established socket and a TIME_WAIT.
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(
+            w[0].to_string(),
+            "t.toml:5: service.knock: warning: something listens on port 1235: a knock there \
+             reaches it as a connection; choose a free port"
+        );
     }
 
     #[test]

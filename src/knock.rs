@@ -174,30 +174,96 @@ fn verify(target: SocketAddr, ip: IpAddr, o: &Opts) -> Result<TcpStream> {
     }
 }
 
+/// After ssh's side closes, how long the proxy waits for the server to
+/// finish before it gives up.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// ssh ProxyCommand mode: knock, connect to `port` (retrying as `verify`
-/// does), then relay stdin to the connection and the connection to stdout.
-pub fn proxy(o: &Opts, port: u16) -> Result<()> {
+/// does), then relay stdin to the connection and the connection to stdout
+/// until either side closes, or nothing moves for `idle` (zero: never).
+pub fn proxy(o: &Opts, port: u16, idle: Duration) -> Result<()> {
     let ip = knock_all(o)?;
     let s = verify(SocketAddr::new(ip, port), ip, o)?;
-    relay(s, io::stdin(), io::stdout())
+    relay(s, io::stdin(), io::stdout(), idle)
 }
 
 /// Copy `input` to the connection (half-closing it at EOF) and the
-/// connection to `output`, until the peer closes.
+/// connection to `output`. Ends when the peer closes, when `output` is gone,
+/// `CLOSE_GRACE` after `input` ended, or after `idle` without a byte either
+/// way (an error then).
 pub fn relay(
     s: TcpStream,
     mut input: impl Read + Send + 'static,
     mut output: impl Write,
+    idle: Duration,
 ) -> Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Instant;
+    let start = Instant::now();
+    let ms = move || start.elapsed().as_millis() as u64;
+    let last = Arc::new(AtomicU64::new(0));
+    let closed_at = Arc::new(AtomicU64::new(0));
+    let closed = Arc::new(AtomicBool::new(false));
     let mut up = s
         .try_clone()
         .map_err(|e| Error::Other(format!("proxy: {}", io_words(&e))))?;
+    let (l, c, cd) = (last.clone(), closed.clone(), closed_at.clone());
     let writer = thread::spawn(move || {
-        let _ = io::copy(&mut input, &mut up);
+        let mut buf = [0u8; 16384];
+        loop {
+            match input.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if up.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    l.store(ms(), Ordering::Relaxed);
+                }
+            }
+        }
         let _ = up.shutdown(Shutdown::Write);
+        cd.store(ms(), Ordering::Relaxed);
+        c.store(true, Ordering::Release);
     });
     let mut down = s;
-    let r = io::copy(&mut down, &mut output).and_then(|_| output.flush());
+    down.set_read_timeout(Some(Duration::from_millis(250)))
+        .map_err(|e| Error::Other(format!("proxy: {}", io_words(&e))))?;
+    let mut buf = [0u8; 16384];
+    let r = loop {
+        match down.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                if let Err(e) = output.write_all(&buf[..n]).and_then(|_| output.flush()) {
+                    break Err(e);
+                }
+                last.store(ms(), Ordering::Relaxed);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                let now = ms();
+                if closed.load(Ordering::Acquire)
+                    && now.saturating_sub(closed_at.load(Ordering::Relaxed))
+                        >= CLOSE_GRACE.as_millis() as u64
+                {
+                    break Ok(()); // ssh is gone and the server says nothing
+                }
+                if !idle.is_zero()
+                    && now.saturating_sub(last.load(Ordering::Relaxed)) >= idle.as_millis() as u64
+                {
+                    return Err(Error::Other(format!(
+                        "proxy: nothing sent either way for {} s: giving up",
+                        idle.as_secs()
+                    )));
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
     drop(writer); // detached: it ends with stdin, or with the process
     r.map_err(|e| Error::Other(format!("proxy: {}", io_words(&e))))
 }

@@ -119,6 +119,18 @@ fn named_table(cfg: &Config, table: &str, anchor: Option<&str>) -> Result<TableR
     }
 }
 
+/// Warn about knock ports that something on this host listens on (Linux:
+/// /proc/net/tcp and tcp6 of the current network namespace).
+fn warn_listened(cfg: &Config, path: &Path) {
+    let texts: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect();
+    for w in config::listened_knock_ports(cfg, path, &texts) {
+        eprintln!("pfknock: {}", name::no_controls(&w.to_string()));
+    }
+}
+
 /// Read and check the config, printing its warnings to stderr.
 pub fn load_config(path: &Path) -> Result<Config> {
     let (cfg, warnings) = Config::load(path)?;
@@ -141,6 +153,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check => {
             let cfg = load_config(path)?;
+            warn_listened(&cfg, path);
             let source = path.display().to_string();
             let mut by = Vec::new();
             if pfctl::find().is_some() {
@@ -175,6 +188,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Load => {
             let cfg = load_config(path)?;
+            warn_listened(&cfg, path);
             let source = path.display().to_string();
             if let Backend::Nft(nft) = backend()? {
                 nft.load(&cfg)?;
@@ -248,9 +262,17 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Allow {
             address: a,
             service,
+            force,
         } => {
             let cfg = load_config(path)?;
             let addr = address(&a)?;
+            if addr.prefix == 0 && !force {
+                return Err(Error::Usage(format!(
+                    "{addr} covers every {} address: the protected ports would be open to \
+                     all of them; give --force to allow it anyway",
+                    if addr.addr.is_ipv6() { "IPv6" } else { "IPv4" }
+                )));
+            }
             cmd::one_service(&cfg, service.as_deref())?;
             let mut t = open_tables(true)?;
             let (svc, new) = cmd::allow(&cfg, &mut t, addr, service.as_deref())?;
@@ -323,6 +345,7 @@ pub fn run(cli: Cli) -> Result<()> {
             inet6,
             verify,
             proxy,
+            idle,
             quiet,
         } => {
             let mut family = match (inet, inet6) {
@@ -358,7 +381,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 retries: 5,
             };
             if let Some(p) = proxy {
-                return knock::proxy(&o, p);
+                return knock::proxy(&o, p, std::time::Duration::from_secs(idle));
             }
             let ip = knock::knock(&o)?;
             if !quiet {

@@ -512,3 +512,43 @@ impl Drop for Kids {
         }
     }
 }
+
+#[test]
+fn a_listened_knock_port_and_an_allow_for_everyone_are_named() {
+    need_root_and_tools!();
+    let mut n = Net::new(RATE);
+    n.up();
+    // Something listens on the knock port.
+    let mut l = Command::new("ip")
+        .args(["netns", "exec", &n.srv, "python3", "-c"])
+        .arg("import socket, time\ns = socket.socket()\ns.bind(('0.0.0.0', 1234))\ns.listen(1)\ntime.sleep(30)\n")
+        .spawn()
+        .unwrap();
+    let mut warned = String::new();
+    for _ in 0..30 {
+        warned = String::from_utf8_lossy(&n.server(&["check"]).stderr).into_owned();
+        if warned.contains("something listens on port 1234") {
+            break;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    let _ = l.kill();
+    let _ = l.wait();
+    assert!(
+        warned.contains(":5: service.knock: warning: something listens on port 1234"),
+        "{warned}"
+    );
+    // allow for all of IPv4 is refused in words, and changes nothing...
+    let o = n.server(&["allow", "0.0.0.0/0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("covers every IPv4 address"));
+    assert!(n.elements("ssh_4").is_empty());
+    assert!(!n.open(false));
+    // ...unless forced (and then it is a network: the nft set takes hosts).
+    let o = n.server(&["allow", "--force", "0.0.0.0/0"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("single addresses"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

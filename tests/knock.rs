@@ -302,3 +302,69 @@ fn proxy_mode_relays_an_ssh_like_session() {
     );
     assert_eq!(drain(&rx).len(), 2, "knocked before connecting");
 }
+
+/// A server that accepts and then says nothing, never closing.
+fn silent_server() -> (u16, thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        thread::sleep(Duration::from_secs(15));
+        drop(s);
+    });
+    (port, h)
+}
+
+#[test]
+fn proxy_gives_up_on_a_silent_server() {
+    let (tx, _rx) = mpsc::channel();
+    let k = listener("127.0.0.1:0", tx);
+    // ssh's side stays open, nothing moves: --idle ends it, in error.
+    let (p, _h) = silent_server();
+    let t = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pfknock"))
+        .args([
+            "knock",
+            "--proxy",
+            &p.to_string(),
+            "--idle",
+            "1",
+            "127.0.0.1",
+            &k.to_string(),
+            "-n",
+            "1",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _stdin = child.stdin.take();
+    let o = child.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing sent either way for 1 s"));
+
+    // ssh's side closes and the server stays silent: out after the grace.
+    let (p, _h) = silent_server();
+    let t = Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_pfknock"))
+        .args([
+            "knock",
+            "--proxy",
+            &p.to_string(),
+            "127.0.0.1",
+            &k.to_string(),
+            "-n",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(9),
+        "{took:?}"
+    );
+}
