@@ -10,7 +10,8 @@ use std::time::Instant;
 use pfknock::config::Config;
 
 fn text(n: usize) -> String {
-    let mut t = String::from("[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nallow = [\n");
+    let mut t =
+        String::from("[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nallow = [\n");
     // A fixed permutation: i * 2654435761 mod 2^32 visits distinct values.
     for i in 0..n as u64 {
         let x = (i.wrapping_mul(2_654_435_761) & 0xffff_ffff) as u32;

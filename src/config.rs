@@ -425,15 +425,93 @@ impl Ctx<'_> {
     }
 }
 
+// ---- reading ----------------------------------------------------------------
+
+/// The largest config file pfknock reads: a million allow entries take
+/// about 18 MB of text.
+pub const CONFIG_MAX: u64 = 64 << 20;
+
+/// Read a file that pfknock will act on as root, the one safe way: open it
+/// (without blocking, so a FIFO cannot hang it), then check the open
+/// descriptor, not the path: a regular file of at most `CONFIG_MAX` bytes.
+/// With `root_only`, also owned by root and writable by nobody else, in
+/// directories that root alone can change (a sticky directory such as
+/// /tmp counts as safe: nobody else can rename what root put there).
+/// `-` (standard input) is refused: there is nothing to check.
+pub fn read_trusted(path: &Path, root_only: bool) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let bad = |msg: String| Error::Config {
+        file: path.to_owned(),
+        line: 0,
+        key: String::new(),
+        msg,
+    };
+    if path == Path::new("-") {
+        return Err(Error::Usage(
+            "-c -: a config from standard input cannot be checked for who may write it: give a file".into(),
+        ));
+    }
+    let io = |source: std::io::Error| Error::ConfigFile {
+        file: path.to_owned(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let m = f.metadata().map_err(io)?;
+    if !m.file_type().is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    if m.len() > CONFIG_MAX {
+        return Err(bad(format!(
+            "{} bytes: larger than {} MiB",
+            m.len(),
+            CONFIG_MAX >> 20
+        )));
+    }
+    if root_only {
+        if m.uid() != 0 || m.mode() & 0o022 != 0 {
+            return Err(bad(format!(
+                "writable by someone other than root (owner uid {}, mode {:04o}): refusing to use it",
+                m.uid(),
+                m.mode() & 0o7777
+            )));
+        }
+        let full = std::fs::canonicalize(path).map_err(io)?;
+        for dir in full.ancestors().skip(1) {
+            let d = std::fs::metadata(dir).map_err(io)?;
+            let sticky = d.mode() & 0o1000 != 0;
+            if d.uid() != 0 || (d.mode() & 0o022 != 0 && !sticky) {
+                return Err(bad(format!(
+                    "directory {} is writable by someone other than root (owner uid {}, mode {:04o}): \
+                     refusing to use a file in it",
+                    crate::name::no_controls(&dir.display().to_string()),
+                    d.uid(),
+                    d.mode() & 0o7777
+                )));
+            }
+        }
+    }
+    let mut text = String::new();
+    f.take(CONFIG_MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > CONFIG_MAX {
+        return Err(bad(format!("larger than {} MiB", CONFIG_MAX >> 20)));
+    }
+    Ok(text)
+}
+
 // ---- checking ---------------------------------------------------------------
 
 impl Config {
-    /// Read and check a config file.
+    /// Read and check a config file (`read_trusted`: as root, only a file
+    /// that root alone can change).
     pub fn load(path: &Path) -> Result<(Config, Vec<Warning>)> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigFile {
-            file: path.to_owned(),
-            source,
-        })?;
+        let text = read_trusted(path, crate::sys_unix::euid() == 0)?;
         Config::parse(&text, path)
     }
 

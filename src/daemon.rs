@@ -744,32 +744,9 @@ impl Log for SysLog {
         let msg = crate::name::no_controls(msg);
         crate::syslog::log(prio, &msg);
         if self.stderr && level != Level::Debug {
-            eprintln!("pfknock: {msg}");
+            crate::say!("pfknock: {msg}");
         }
     }
-}
-
-/// Refuse a config that someone other than root could have written: the
-/// daemon runs as root and loads rules from it.
-pub fn check_owner(path: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).map_err(|source| Error::ConfigFile {
-        file: path.to_owned(),
-        source,
-    })?;
-    if m.uid() != 0 || m.mode() & 0o022 != 0 {
-        return Err(Error::Config {
-            file: path.to_owned(),
-            line: 0,
-            key: String::new(),
-            msg: format!(
-                "writable by someone other than root (owner uid {}, mode {:04o}): refusing to run",
-                m.uid(),
-                m.mode() & 0o7777
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// Where the daemon keeps its pid when `-p` does not say: one daemon per
@@ -893,12 +870,14 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
         crate::syslog::log(libc::LOG_ERR, &e.to_string());
         e
     };
-    let (cfg, warnings) = Config::load(&config).map_err(fatal)?;
-    check_owner(&config).map_err(fatal)?;
+    // The daemon loads rules as root: a config that anyone else could
+    // have written is refused, whoever starts it.
+    let text = crate::config::read_trusted(&config, true).map_err(fatal)?;
+    let (cfg, warnings) = Config::parse(&text, &config).map_err(fatal)?;
     crate::syslog::open(cfg.facility);
     if o.check_only {
         for w in &warnings {
-            eprintln!("pfknock: {}", crate::name::no_controls(&w.to_string()));
+            crate::say!("pfknock: {}", crate::name::no_controls(&w.to_string()));
         }
         // The load's own test: what nftables would refuse fails here.
         if let Ok(crate::Backend::Nft(nft)) = crate::backend()
@@ -906,11 +885,10 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
         {
             nft.check(&render::nft::render(&cfg, &config.display().to_string()))?;
         }
-        println!(
-            "{}: ok",
+        return crate::out(&format!(
+            "{}: ok\n",
             crate::name::no_controls(&o.config.display().to_string())
-        );
-        return Ok(());
+        ));
     }
     let backend = crate::backend().map_err(fatal)?;
     let pidpath = abs(o.pidfile.unwrap_or(Path::new(DEFAULT_PIDFILE)))?;

@@ -34,6 +34,28 @@ use error::{Error, Result};
 use name::{AnchorName, Net, TableName};
 use tables::TableRef;
 
+/// Write to standard output; a full or broken stdout is an error in words
+/// (`pfknock: stdout: No space left on device`, exit 1), not a panic. (A
+/// stdout closed before start is /dev/null: Rust's runtime reopens closed
+/// descriptors 0 to 2 there.)
+pub fn out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())
+        .and_then(|_| o.flush())
+        .map_err(|e| Error::Other(format!("stdout: {}", error::io_words(&e))))
+}
+
+/// A line on standard error; if stderr is closed or full there is no one
+/// to tell, so the line is dropped rather than panicking.
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// The firewall this system has.
 pub enum Backend {
     Pf,
@@ -127,7 +149,7 @@ fn warn_listened(cfg: &Config, path: &Path) {
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .collect();
     for w in config::listened_knock_ports(cfg, path, &texts) {
-        eprintln!("pfknock: {}", name::no_controls(&w.to_string()));
+        say!("pfknock: {}", name::no_controls(&w.to_string()));
     }
 }
 
@@ -135,7 +157,7 @@ fn warn_listened(cfg: &Config, path: &Path) {
 pub fn load_config(path: &Path) -> Result<Config> {
     let (cfg, warnings) = Config::load(path)?;
     for w in warnings {
-        eprintln!("pfknock: {}", name::no_controls(&w.to_string()));
+        say!("pfknock: {}", name::no_controls(&w.to_string()));
     }
     Ok(cfg)
 }
@@ -166,13 +188,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 nft.check(&render::nft::render(&cfg, &source))?;
                 by.push(format!("nft -c accepted table inet {}", render::nft::TABLE));
                 for w in nft.neighbours(&cfg)? {
-                    eprintln!("pfknock: warning: {w}");
+                    say!("pfknock: warning: {w}");
                 }
             }
             if by.is_empty() {
-                println!("{source}: ok");
+                out(&format!("{source}: ok\n"))?;
             } else {
-                println!("{source}: ok ({})", by.join(", "));
+                out(&format!("{source}: ok ({})\n", by.join(", ")))?;
             }
             Ok(())
         }
@@ -180,9 +202,9 @@ pub fn run(cli: Cli) -> Result<()> {
             let cfg = load_config(path)?;
             let source = path.display().to_string();
             if nft {
-                print!("{}", render::nft::render(&cfg, &source));
+                out(&render::nft::render(&cfg, &source))?;
             } else {
-                print!("{}", render::pf::render(&cfg, &source));
+                out(&render::pf::render(&cfg, &source))?;
             }
             Ok(())
         }
@@ -193,13 +215,13 @@ pub fn run(cli: Cli) -> Result<()> {
             if let Backend::Nft(nft) = backend()? {
                 nft.load(&cfg)?;
                 for w in nft.neighbours(&cfg)? {
-                    eprintln!("pfknock: warning: {w}");
+                    say!("pfknock: warning: {w}");
                 }
                 return Ok(());
             }
             pfctl::load(&cfg.anchor, &render::pf::render(&cfg, &source))?;
             if !pfctl::anchor_referenced(&cfg.anchor)? {
-                eprintln!(
+                say!(
                     "pfknock: warning: the main ruleset has no anchor \"{}\" rule: the anchor's rules do nothing",
                     cfg.anchor.as_str()
                 );
@@ -213,7 +235,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     return nft.unload();
                 }
                 nft.close(&cfg)?;
-                eprintln!(
+                say!(
                     "table inet {}: closed: the protected ports take the allow list only \
                      (unload --open deletes it)",
                     render::nft::TABLE
@@ -230,9 +252,9 @@ pub fn run(cli: Cli) -> Result<()> {
             if json {
                 let text = serde_json::to_string_pretty(&rows)
                     .map_err(|e| Error::Other(format!("json: {e}")))?;
-                println!("{text}");
+                out(&format!("{text}\n"))?;
             } else {
-                print!("{}", cmd::format_rows(&rows));
+                out(&cmd::format_rows(&rows))?;
             }
             Ok(())
         }
@@ -253,9 +275,9 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut t = open_tables(!dry_run)?;
             for r in cmd::expire(&cfg, &mut t, &sel, older_than, dry_run, now())? {
                 for x in &r.expired {
-                    println!("{}", x.net);
+                    out(&format!("{}\n", x.net))?;
                 }
-                eprintln!("{}", r.count_line());
+                say!("{}", r.count_line());
             }
             Ok(())
         }
@@ -289,9 +311,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 ),
             );
             if new {
-                eprintln!("{table}: 1/1 addresses added.");
+                say!("{table}: 1/1 addresses added.");
             } else {
-                eprintln!("{table}: {addr} was authorized already: renewed.");
+                say!("{table}: {addr} was authorized already: renewed.");
             }
             Ok(())
         }
@@ -311,7 +333,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let done = cmd::revoke(&cfg, &mut t, addr, service.as_deref())?;
             let mut any = false;
             for (table, n) in done.iter().filter(|(_, n)| *n > 0) {
-                eprintln!("{table}: {n}/1 addresses deleted.");
+                say!("{table}: {n}/1 addresses deleted.");
                 audit(
                     &cfg,
                     &format!(
@@ -323,13 +345,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 any = true;
             }
             if !any {
-                eprintln!("{addr}: not in any table of the config");
+                say!("{addr}: not in any table of the config");
             }
             if kill_states && nft {
                 let n = nft::kill_states(&addr, &svcs)?;
-                eprintln!("{addr}: connections to the protected ports cut ({n} port(s) had some).");
+                say!("{addr}: connections to the protected ports cut ({n} port(s) had some).");
             } else if kill_states {
-                print!("{}", pfctl::kill_states(&addr.to_string())?);
+                out(&pfctl::kill_states(&addr.to_string())?)?;
             }
             Ok(())
         }
@@ -386,16 +408,16 @@ pub fn run(cli: Cli) -> Result<()> {
             let ip = knock::knock(&o)?;
             if !quiet {
                 let list: Vec<String> = o.ports.iter().map(u16::to_string).collect();
-                eprintln!(
+                say!(
                     "knocked {ip} on {} ({} connections each)",
                     list.join(", "),
                     o.hits
                 );
                 match verify {
-                    Some(v) => eprintln!("{}: open", std::net::SocketAddr::new(ip, v)),
+                    Some(v) => say!("{}: open", std::net::SocketAddr::new(ip, v)),
                     // The firewall answers a knock that did not count (a
                     // full set, a slow knock) just as one that did.
-                    None => eprintln!("not verified: --verify PORT checks that the port opened"),
+                    None => say!("not verified: --verify PORT checks that the port opened"),
                 }
             }
             Ok(())
@@ -415,7 +437,7 @@ pub fn run(cli: Cli) -> Result<()> {
             cmd::services(&cfg, service.as_deref())?;
             let mut t = open_tables(true)?;
             for (table, n) in cmd::flush(&cfg, &mut t, service.as_deref())? {
-                eprintln!("{table}: {n} addresses deleted.");
+                say!("{table}: {n} addresses deleted.");
             }
             Ok(())
         }

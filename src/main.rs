@@ -5,7 +5,7 @@ use clap::Parser;
 fn main() {
     let cli = pfknock::cli::Cli::parse();
     if let Err(e) = pfknock::run(cli) {
-        eprintln!("pfknock: {}", pfknock::name::no_controls(&e.to_string()));
+        pfknock::say!("pfknock: {}", pfknock::name::no_controls(&e.to_string()));
         std::process::exit(e.exit_code());
     }
 }

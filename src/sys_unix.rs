@@ -69,3 +69,10 @@ pub fn daemonize() -> io::Result<()> {
         "not on macOS: run in the foreground (-f), as launchd expects",
     ))
 }
+
+/// The effective user id: is pfknock running as root?
+pub fn euid() -> libc::uid_t {
+    // SAFETY: geteuid(2) takes no arguments, cannot fail and touches no
+    // memory of ours.
+    unsafe { libc::geteuid() }
+}

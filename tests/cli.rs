@@ -341,7 +341,77 @@ fn run_check_only_and_the_config_owner() {
         )),
         "{e}"
     );
-    assert!(e.ends_with(", mode 0666): refusing to run\n"), "{e}");
+    assert!(e.ends_with(", mode 0666): refusing to use it\n"), "{e}");
+}
+
+#[test]
+fn only_a_regular_file_of_bounded_size_is_read() {
+    // /dev/zero would grow without end, a FIFO would block for ever.
+    let t = std::time::Instant::now();
+    let o = pfknock(&["check", "-c", "/dev/zero"], false, &[]);
+    assert_eq!(o.status.code(), Some(78));
+    assert_eq!(stderr(&o), "pfknock: /dev/zero: not a regular file\n");
+    let d = scratch("fifo");
+    let fifo = d.join("pfknock.toml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = pfknock(&["check", "-c", fifo.to_str().unwrap()], false, &[]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(
+        stderr(&o).ends_with(": not a regular file\n"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    // Standard input: refused in words.
+    let o = pfknock(&["check", "-c", "-"], false, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("-c -: a config from standard input cannot be checked"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn as_root_a_config_in_a_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = scratch("opendir");
+    if pfknock_is_root(&d) {
+        let open = d.join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let f = open.join("pfknock.toml");
+        fs::copy(example("pfknock.toml"), &f).unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+        let o = pfknock(&["check", "-c", f.to_str().unwrap()], false, &[]);
+        assert_eq!(o.status.code(), Some(78));
+        assert!(
+            stderr(&o).contains(&format!(
+                "directory {} is writable by someone other than root",
+                open.display()
+            )),
+            "{}",
+            stderr(&o)
+        );
+        // Sticky, as /tmp is: nobody else can replace root's file there.
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+        let o = pfknock(&["check", "-c", f.to_str().unwrap()], false, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    } else {
+        eprintln!("skipped: not root");
+    }
+}
+
+/// Are the tests running as root (their scratch files are root's)?
+fn pfknock_is_root(d: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(d).unwrap().uid() == 0
 }
 
 #[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]

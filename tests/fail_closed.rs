@@ -443,3 +443,57 @@ fn run_without_f_reports_errors_before_it_detaches() {
     );
     wait_for("the pidfile removed", || !pidfile.exists());
 }
+
+#[test]
+fn a_reload_of_a_config_others_can_write_is_refused_and_logged() {
+    need_root_and_tools!();
+    use std::os::unix::net::UnixDatagram;
+    let mut n = Net::new(CONF);
+    n.up();
+    let path = n.dir.join("log.sock");
+    let log = UnixDatagram::bind(&path).unwrap();
+    log.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let (mut d, pid) = daemon_env(&n, &[("PFKNOCK_SYSLOG_SOCKET", path.to_str().unwrap())]);
+    // Someone makes the config world-writable and changes it.
+    fs::write(
+        n.conf(),
+        CONF.replace("PROTECTED", &PROTECTED.to_string())
+            .replace("10m", "20m"),
+    )
+    .unwrap();
+    fs::set_permissions(n.conf(), fs::Permissions::from_mode(0o666)).unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut buf = [0u8; 4096];
+    let mut seen = String::new();
+    for _ in 0..20 {
+        let Ok(k) = log.recv(&mut buf) else { break };
+        seen.push_str(&String::from_utf8_lossy(&buf[..k]));
+        seen.push('\n');
+        if seen.contains("writable by someone other than root") {
+            break;
+        }
+    }
+    assert!(
+        seen.contains("writable by someone other than root"),
+        "{seen}"
+    );
+    assert!(
+        rules(&n).contains("timeout 10m"),
+        "the running config stays"
+    );
+    assert!(d.try_wait().unwrap().is_none(), "and so does the daemon");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(d.wait().unwrap().success());
+}
