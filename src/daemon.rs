@@ -78,6 +78,65 @@ pub trait Log {
     fn log(&mut self, level: Level, msg: &str);
 }
 
+/// How often an error that keeps coming back is logged again.
+pub const REPEAT_EVERY: i64 = 300;
+
+/// Errors that come back every poll (a table that cannot be read, an
+/// anchor that cannot be restored): each is logged when it first occurs,
+/// then at most every `REPEAT_EVERY` seconds with the number of repeats,
+/// and once more when a poll goes by without it.
+#[derive(Default)]
+struct Repeats {
+    /// Message → (repeats since it was last logged, when it was logged).
+    open: HashMap<String, (u64, i64)>,
+    /// Messages seen during the current poll.
+    seen: HashSet<String>,
+}
+
+impl Repeats {
+    /// The line to log for `msg` now, if any.
+    fn report(&mut self, msg: &str, now: i64) -> Option<String> {
+        self.seen.insert(msg.to_owned());
+        match self.open.get_mut(msg) {
+            None => {
+                self.open.insert(msg.to_owned(), (0, now));
+                Some(msg.to_owned())
+            }
+            Some((n, last)) => {
+                *n += 1;
+                if now - *last < REPEAT_EVERY {
+                    return None;
+                }
+                let line = format!("{msg} (again, {} times in {} s)", *n, now - *last);
+                *n = 0;
+                *last = now;
+                Some(line)
+            }
+        }
+    }
+
+    /// End of a poll: the lines for errors that did not come back.
+    fn cleared(&mut self) -> Vec<String> {
+        let gone: Vec<String> = self
+            .open
+            .keys()
+            .filter(|m| !self.seen.contains(*m))
+            .cloned()
+            .collect();
+        self.seen.clear();
+        gone.into_iter()
+            .map(|m| {
+                let (n, _) = self.open.remove(&m).unwrap_or_default();
+                if n > 0 {
+                    format!("cleared after {n} more time(s): {m}")
+                } else {
+                    format!("cleared: {m}")
+                }
+            })
+            .collect()
+    }
+}
+
 /// A table the daemon watches, and what it knows of it.
 struct Watch {
     named: Named,
@@ -131,6 +190,8 @@ pub struct Daemon<T, L, G> {
     warned_missing: HashSet<TableRef>,
     /// Sets logged as full, until they have room again.
     full: HashSet<String>,
+    /// Errors that repeat poll after poll, logged once and then rarely.
+    repeats: Repeats,
 }
 
 /// The tables to watch. Renewal tables come first, so that a renewal is
@@ -164,6 +225,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             warned_disabled: false,
             warned_missing: HashSet::new(),
             full: HashSet::new(),
+            repeats: Repeats::default(),
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;
@@ -259,7 +321,21 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 
     fn tick_inner(&mut self, now: i64, force: bool) {
-        let stats = match self.read_stats() {
+        self.poll(now, force);
+        for line in self.repeats.cleared() {
+            self.log.log(Level::Notice, &line);
+        }
+    }
+
+    /// Log an error that may come back every poll (see `Repeats`).
+    fn fail(&mut self, level: Level, msg: &str, now: i64) {
+        if let Some(line) = self.repeats.report(msg, now) {
+            self.log.log(level, &line);
+        }
+    }
+
+    fn poll(&mut self, now: i64, force: bool) {
+        let stats = match self.read_stats(now) {
             Some(s) => s,
             None => return,
         };
@@ -287,19 +363,20 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             if !need {
                 continue;
             }
-            let (count, packets) = (st.count, st.packets);
+            let packets = st.packets;
             if let Err(e) = self.visit(i, now, packets) {
-                self.log
-                    .log(Level::Err, &format!("{}: {e}", self.watches[i].named.table));
+                let msg = format!("{}: {e}", self.watches[i].named.table);
+                self.fail(Level::Err, &msg, now);
+                // List it again next poll: what it holds is not known yet.
                 let w = &mut self.watches[i];
-                w.count = Some(count);
+                w.force = true;
             }
         }
     }
 
     /// Table statistics of every anchor the daemon watches, restoring the
     /// anchor first if its tables are gone. `None` when pf cannot be read.
-    fn read_stats(&mut self) -> Option<HashMap<TableRef, TableStat>> {
+    fn read_stats(&mut self, now: i64) -> Option<HashMap<TableRef, TableStat>> {
         let mut anchors: Vec<AnchorName> = self
             .watches
             .iter()
@@ -329,10 +406,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                         stats = self.stats_of(&a);
                     }
                     Err(e) => {
-                        self.log.log(
-                            Level::Err,
-                            &format!("anchor {} is gone and cannot be restored: {e}", a.as_str()),
-                        );
+                        let msg =
+                            format!("anchor {} is gone and cannot be restored: {e}", a.as_str());
+                        self.fail(Level::Err, &msg, now);
                         continue;
                     }
                 }
@@ -354,7 +430,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     ..
                 }) => {}
                 Err(e) => {
-                    self.log.log(Level::Err, &format!("anchor {}: {e}", a));
+                    let msg = format!("anchor {}: {e}", a);
+                    self.fail(Level::Err, &msg, now);
                     return None;
                 }
             }

@@ -571,3 +571,102 @@ fn an_entry_removed_by_hand_is_logged() {
         ["removed 192.0.2.10 service=ssh table=ssh anchor=pfknock"]
     );
 }
+
+// ---- error paths, driven by the model's failure injection -------------------
+
+#[test]
+fn a_persistent_error_is_logged_once_then_rarely_and_when_it_clears() {
+    let mut r = rig(&openbsd::LAYOUT, "repeat", SSH);
+    r.log.take();
+    r.m().fail_always = Some((abi::N_GETTSTATS, libc::EIO));
+    for t in 1..=700 {
+        r.at(NOW + t);
+    }
+    let errs: Vec<(Level, String)> = r.log.take_all();
+    let errs: Vec<&String> = errs
+        .iter()
+        .filter(|(l, _)| *l == Level::Err)
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(errs.len(), 3, "first, and at 300 s and 600 s: {errs:?}");
+    assert!(!errs[0].contains("again"), "{}", errs[0]);
+    assert!(
+        errs[1].ends_with("(again, 300 times in 300 s)"),
+        "{}",
+        errs[1]
+    );
+    assert!(
+        errs[2].ends_with("(again, 300 times in 300 s)"),
+        "{}",
+        errs[2]
+    );
+    r.m().fail_always = None;
+    r.at(NOW + 701);
+    let l = r.log.take_all();
+    assert!(
+        l.iter().any(|(lv, m)| *lv == Level::Notice
+            && m.starts_with("cleared after 99 more time(s): anchor pfknock: ")),
+        "{l:?}"
+    );
+    r.at(NOW + 702);
+    assert!(r.log.take().is_empty(), "cleared once");
+}
+
+#[test]
+fn a_failed_listing_is_logged_and_the_next_poll_catches_up() {
+    for l in OSES {
+        let mut r = rig(l, "listfail", SSH);
+        r.log.take();
+        r.knock("ssh", "192.0.2.10");
+        r.m().fail_next = Some((abi::N_GETASTATS, libc::EBUSY));
+        r.at(NOW + 1);
+        let first = r.log.take();
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(
+            first[0].starts_with("<ssh> in anchor pfknock: "),
+            "{}: {first:?}",
+            l.os
+        );
+        r.at(NOW + 2);
+        let l2 = r.log.take();
+        assert!(
+            l2.iter()
+                .any(|m| m.starts_with("authorized 192.0.2.10 service=ssh")),
+            "{}: {l2:?}",
+            l.os
+        );
+    }
+}
+
+#[test]
+fn a_failed_delete_keeps_the_entry_and_is_retried() {
+    for l in OSES {
+        let mut r = rig(l, "delfail", SSH);
+        r.log.take();
+        r.knock("ssh", "192.0.2.10");
+        r.at(NOW);
+        r.log.take();
+        r.m().fail_next = Some((abi::N_DELADDRS, libc::EPERM));
+        r.at(NOW + 61);
+        let log = r.log.take();
+        assert!(
+            log.iter()
+                .any(|m| m.starts_with("<ssh> in anchor pfknock: ")),
+            "{}: {log:?}",
+            l.os
+        );
+        assert!(
+            !log.iter().any(|m| m.starts_with("expired")),
+            "nothing claimed: {log:?}"
+        );
+        assert_eq!(r.hosts("ssh").len(), 1, "still there");
+        r.at(NOW + 62);
+        assert!(r.hosts("ssh").is_empty(), "{}: retried", l.os);
+        assert!(
+            r.log
+                .take()
+                .iter()
+                .any(|m| m.starts_with("expired 192.0.2.10"))
+        );
+    }
+}

@@ -51,6 +51,8 @@ pub struct Model {
     pub calls: BTreeMap<u8, usize>,
     /// Answer this errno to this request number once.
     pub fail_next: Option<(u8, i32)>,
+    /// Answer this errno to this request number until cleared.
+    pub fail_always: Option<(u8, i32)>,
     /// After each GETASTATS answered "too small", this many new hosts
     /// arrive in that table (overloads racing the reader).
     pub grow_on_short_read: usize,
@@ -73,6 +75,7 @@ impl Model {
             anchors: BTreeSet::new(),
             calls: BTreeMap::new(),
             fail_next: None,
+            fail_always: None,
             grow_on_short_read: 0,
             grown: 0,
             touched: BTreeSet::new(),
@@ -606,6 +609,11 @@ impl Device for Model {
             && f == n
         {
             self.fail_next = None;
+            return Err(e);
+        }
+        if let Some((f, e)) = self.fail_always
+            && f == n
+        {
             return Err(e);
         }
         let esize = get_i32(ioc, l.io_esize);
