@@ -552,3 +552,66 @@ fn a_listened_knock_port_and_an_allow_for_everyone_are_named() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// expire = "idle": forged packets from an authorized address to the
+/// protected port keep nothing alive; a real session in use does.
+#[test]
+fn forged_packets_cannot_keep_an_idle_authorization_alive() {
+    need_root_and_tools!();
+    let Some(py) = scapy() else { return };
+    let conf = RATE.replace("ttl     = \"10m\"", "ttl     = \"3s\"\nexpire  = \"idle\"");
+    let mut n = Net::new(&conf);
+    n.up_echo();
+    n.probe(PROTECTED);
+    let dev = n.cli_dev();
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(n.elements("ssh_4").contains(&n.cli_ip(false)));
+    // ACKs, SYNs and data from the authorized address, every 0.4 s for 5 s.
+    let script = format!(
+        r#"
+import time, random
+from scapy.all import IP, TCP, Ether, sendp, conf
+conf.verb = 0
+for i in range(13):
+    f = ["A", "S", "PA"][i % 3]
+    sendp(Ether()/IP(src="{me}", dst="{dst}")/TCP(sport=random.randint(1024, 65535), dport={PROTECTED},
+          flags=f, seq=random.getrandbits(32), ack=random.getrandbits(32))/(b"x" if f == "PA" else b""),
+          iface="{dev}")
+    time.sleep(0.4)
+"#,
+        me = n.cli_ip(false),
+        dst = n.srv_ip(false)
+    );
+    let before = n.probed();
+    n.forge(py, &script);
+    assert!(n.probed() - before >= 13, "the forged packets arrived");
+    assert!(
+        !n.elements("ssh_4").contains(&n.cli_ip(false)),
+        "expired on time, forged packets or not"
+    );
+    assert!(!n.open(false));
+
+    // A real session that talks every 0.4 s keeps it for as long as it runs.
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    let client = format!(
+        "import socket, time\ns = socket.create_connection(('{}', {PROTECTED}), timeout=2)\n\
+         for i in range(13):\n    s.sendall(b'k'); assert s.recv(1) == b'k'; time.sleep(0.4)\nprint('ok')\n",
+        n.srv_ip(false)
+    );
+    let o = ns(&n.cli, &["python3", "-c", &client]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "ok",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        n.elements("ssh_4").contains(&n.cli_ip(false)),
+        "kept alive by the session in use"
+    );
+    sleep(Duration::from_millis(3500));
+    assert!(
+        !n.elements("ssh_4").contains(&n.cli_ip(false)),
+        "idle once the session ended"
+    );
+}

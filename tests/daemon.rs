@@ -670,3 +670,47 @@ fn a_failed_delete_keeps_the_entry_and_is_retried() {
         );
     }
 }
+
+/// FAILURE MODES: while the daemon is down nothing expires on pf; the
+/// daemon that starts again expires every overdue entry at once.
+#[test]
+fn a_daemon_back_after_an_outage_expires_the_overdue_at_once() {
+    for l in OSES {
+        let mut r = rig(l, "outage", SSH);
+        r.knock("ssh", "192.0.2.10");
+        r.at(NOW);
+        // The daemon dies; ten minutes pass; the kernel keeps the entry.
+        r.m().now = NOW + 600;
+        r.knock("ssh", "192.0.2.11"); // a fresh knock meanwhile
+        assert_eq!(
+            r.hosts("ssh").len(),
+            2,
+            "nothing expires without the daemon"
+        );
+        let log = Mem::default();
+        let (cfg, _) = Config::load(&r.path).unwrap();
+        let _d2 = Daemon::start(
+            cfg,
+            &r.path,
+            PfTables::new(r.k.clone(), l),
+            r.pfctl.clone(),
+            log.clone(),
+            NOW + 600,
+        )
+        .unwrap();
+        let hosts: Vec<String> = r.hosts("ssh").into_iter().map(|(a, _)| a).collect();
+        assert_eq!(
+            hosts,
+            ["192.0.2.11"],
+            "{}: the overdue one went at start",
+            l.os
+        );
+        assert!(
+            log.take()
+                .iter()
+                .any(|m| m.starts_with("expired 192.0.2.10 service=ssh")),
+            "{}",
+            l.os
+        );
+    }
+}

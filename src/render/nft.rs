@@ -26,7 +26,7 @@
 //!   every knock port answers everyone, and knock k counts only for hosts
 //!   in stage k-1's set (and knock 1 only for hosts in `from`).
 //! * The last knock `update`s the authorized set (renewal), or `add`s it
-//!   when `renew = false`. With `expire = "idle"`, packets of established
+//!   when `renew = false`. With `expire = "idle"`, packets of assured
 //!   connections to the protected ports refresh it, and nothing else does.
 //! * Counted or not, the synproxy'd SYN goes on to the local stack. When a
 //!   meter or the authorized set is full, a knock is not counted and the
@@ -363,10 +363,15 @@ fn protect_rules(out: &mut Vec<String>, s: &Service) {
         let ip = af.proto();
         let set = set_of(s, Object::Table(Role::Auth), af);
         if s.expire == ExpireMode::Idle {
-            // Only a connection the firewall tracks as established keeps
-            // an idle authorization alive; a forged packet is not one.
+            // Only a connection whose handshake completed keeps an idle
+            // authorization alive. `ct state established` alone is not
+            // enough: it means "a reply was seen", and a forged SYN from an
+            // authorized address earns one (our SYN-ACK, then the real
+            // host's reset; measured). conntrack sets ASSURED only when the
+            // final ACK of a handshake is valid (nf_conntrack_proto_tcp.c,
+            // nf_conntrack_tcp_packet), which a blind forger cannot send.
             out.push(format!(
-                "{iif}{dport} {ip} saddr @{set} ct state established update @{set} {{ {ip} saddr }} accept"
+                "{iif}{dport} {ip} saddr @{set} ct state established ct status assured update @{set} {{ {ip} saddr }} accept"
             ));
         }
         out.push(format!("{iif}{dport} {ip} saddr @{set} accept"));

@@ -133,12 +133,32 @@ fn service(o: &mut String, s: &Service) {
     }
     let proto = list(s.proto.iter().map(Proto::to_string));
     let ports = list(s.protect.iter().map(PortRange::to_string));
-    let _ = writeln!(
-        o,
-        "{} proto {proto} from {} to any port {ports}",
-        head("pass", s.log),
-        list(sources.into_iter())
-    );
+    let from = list(sources.into_iter());
+    if s.expire == crate::name::ExpireMode::Idle && s.proto.contains(&Proto::Tcp) {
+        // Idle expiry watches the entries' counters, and pf counts a packet
+        // for a table entry only when its verdict is pass. Behind synproxy a
+        // SYN gets PF_SYNPROXY_DROP until the handshake completes, so a
+        // forged SYN from an authorized address keeps nothing alive; only
+        // the packets of a real connection do.
+        let _ = writeln!(
+            o,
+            "{} proto tcp from {from} to any port {ports} synproxy state",
+            head("pass", s.log)
+        );
+        if s.proto.contains(&Proto::Udp) {
+            let _ = writeln!(
+                o,
+                "{} proto udp from {from} to any port {ports}",
+                head("pass", s.log)
+            );
+        }
+    } else {
+        let _ = writeln!(
+            o,
+            "{} proto {proto} from {from} to any port {ports}",
+            head("pass", s.log)
+        );
+    }
     if s.block {
         let _ = writeln!(
             o,
