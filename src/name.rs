@@ -42,12 +42,14 @@ pub fn shown(s: &str) -> String {
     out
 }
 
-/// `s` with every control character escaped (`\n`, `\u{1b}`): for text
-/// that goes into a log line, a terminal or a comment of rendered rules.
+/// `s` with every control character and backslash escaped (`\n`,
+/// `\u{1b}`, `\\`): for text that goes into a log line, a terminal or a
+/// comment of rendered rules (pf.conf continues a line, comments too, after
+/// a final backslash).
 pub fn no_controls(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
-            if c.is_control() {
+            if c.is_control() || c == '\\' {
                 c.escape_default().collect::<Vec<_>>()
             } else {
                 vec![c]
