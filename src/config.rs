@@ -291,6 +291,19 @@ fn key_at(src: &str, byte: usize) -> String {
     }
 }
 
+/// `s` without control characters, cut after `max` bytes with "…".
+fn cut(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = crate::name::no_controls(&s[..end]);
+    if end < s.len() {
+        out.push('…');
+    }
+    out
+}
+
 /// serde's words for Rust types, in the config's words.
 fn plain(msg: &str) -> String {
     msg.replace('\n', " ")
@@ -528,8 +541,10 @@ impl Config {
             Error::Config {
                 file: file.to_owned(),
                 line,
-                key: key_at(src, at),
-                msg: plain(e.message()),
+                // Both may quote the input (an unknown key's name): escaped
+                // and cut like every echoed value.
+                key: crate::name::shown(&key_at(src, at)),
+                msg: cut(&plain(e.message()), 400),
             }
         })?;
         let cfg = check(&mut cx, raw)?;

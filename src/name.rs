@@ -42,14 +42,23 @@ pub fn shown(s: &str) -> String {
     out
 }
 
-/// `s` with every control character and backslash escaped (`\n`,
-/// `\u{1b}`, `\\`): for text that goes into a log line, a terminal or a
-/// comment of rendered rules (pf.conf continues a line, comments too, after
-/// a final backslash).
+/// `s` with every control character escaped (`\n`, `\u{1b}`): for text
+/// that goes into a log line or a terminal.
 pub fn no_controls(s: &str) -> String {
+    escaped(s, false)
+}
+
+/// `s` for a comment line of rendered rules: control characters and
+/// backslashes escaped (pf.conf continues a line, comments too, after a
+/// final backslash).
+pub fn comment_safe(s: &str) -> String {
+    escaped(s, true)
+}
+
+fn escaped(s: &str, backslash: bool) -> String {
     s.chars()
         .flat_map(|c| {
-            if c.is_control() || c == '\\' {
+            if c.is_control() || (backslash && c == '\\') {
                 c.escape_default().collect::<Vec<_>>()
             } else {
                 vec![c]

@@ -461,3 +461,46 @@ fn a_second_daemon_is_refused_by_the_pidfile() {
     assert!(!p.exists(), "removed on exit");
     drop(pfknock::daemon::Pidfile::create(&p).unwrap());
 }
+
+#[test]
+fn a_full_stdout_is_an_error_in_words_not_a_panic() {
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_pfknock"))
+        .args(["render", "-c", &example("pfknock.toml")])
+        .env("RUST_BACKTRACE", "1")
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o), "pfknock: stdout: No space left on device\n");
+}
+
+#[test]
+fn errors_never_echo_control_characters_or_megabytes() {
+    let d = scratch("echo");
+    let cases = [
+        format!("[[service]]\nname = \"a\\u001b[31mred\"\nprotect = [22]\nknock = [1]\n"),
+        format!(
+            "[[service]]\nname = \"{}\"\nprotect = [22]\nknock = [1]\n",
+            "y".repeat(1 << 20)
+        ),
+        format!(
+            "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1]\n{} = 1\n",
+            "x".repeat(1 << 20)
+        ),
+        "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1]\nrate = \"5\\n/15\"\n".to_owned(),
+    ];
+    for (i, text) in cases.iter().enumerate() {
+        let f = d.join(format!("{i}.toml"));
+        fs::write(&f, text).unwrap();
+        let o = pfknock(&["check", "-c", f.to_str().unwrap()], false, &[]);
+        assert_eq!(o.status.code(), Some(78), "case {i}");
+        let e = stderr(&o);
+        assert!(e.len() < 1000, "case {i}: {} bytes", e.len());
+        assert_eq!(e.matches('\n').count(), 1, "case {i}: one line: {e:?}");
+        assert!(!e.bytes().any(|b| b == 0x1b), "case {i}: {e:?}");
+    }
+}

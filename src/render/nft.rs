@@ -494,7 +494,7 @@ pub fn render(cfg: &Config, source: &str) -> String {
         o,
         "# pfknock {}: table inet {TABLE} from {}",
         env!("CARGO_PKG_VERSION"),
-        crate::name::no_controls(source)
+        crate::name::comment_safe(source)
     );
     let _ = writeln!(o, "# load with: pfknock load (nft -f, one transaction)");
     if !cfg.expires.is_empty() {

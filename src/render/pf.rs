@@ -30,7 +30,7 @@ pub fn render(cfg: &Config, source: &str) -> String {
         "# pfknock {}: anchor \"{}\" from {}",
         env!("CARGO_PKG_VERSION"),
         cfg.anchor.as_str(),
-        crate::name::no_controls(source)
+        crate::name::comment_safe(source)
     );
     let _ = writeln!(
         o,
