@@ -482,7 +482,7 @@ fn a_full_stdout_is_an_error_in_words_not_a_panic() {
 fn errors_never_echo_control_characters_or_megabytes() {
     let d = scratch("echo");
     let cases = [
-        format!("[[service]]\nname = \"a\\u001b[31mred\"\nprotect = [22]\nknock = [1]\n"),
+        "[[service]]\nname = \"a\\u001b[31mred\"\nprotect = [22]\nknock = [1]\n".to_owned(),
         format!(
             "[[service]]\nname = \"{}\"\nprotect = [22]\nknock = [1]\n",
             "y".repeat(1 << 20)
