@@ -781,7 +781,15 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         ),
     };
     // nftables set names start with a letter or '_'; pf takes more, but
-    // one config renders to both.
+    // one config renders to both. The service's name too: it names the
+    // table by default, and stands in the rules' comments and log prefix.
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        return Err(cx.err(
+            name_span,
+            "service.name",
+            format!("\"{name}\" must start with a letter or '_'"),
+        ));
+    }
     if !table
         .as_str()
         .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')

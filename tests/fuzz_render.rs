@@ -399,4 +399,8 @@ fn regressions() {
     ] {
         assert!(check(&g, text, path).unwrap(), "{text:?}");
     }
+    // Found by the long run: a service name of digits, with a table of its
+    // own, reached the comments and the log prefix. Refused now.
+    let t = "[[service]]\nname = \"1234\"\nprotect = [1]\nknock = [2]\ntable = \"t\"\n";
+    assert!(!check(&g, t, "pfknock.toml").unwrap(), "refused");
 }
