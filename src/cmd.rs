@@ -6,74 +6,12 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::catalogue::{Kind, Named, named_tables};
 use crate::config::{Config, Role, Service};
 use crate::error::{Error, Result};
 use crate::name::{ExpireMode, Net, Secs};
 use crate::policy::{self, Expired};
 use crate::tables::{Entry, TableRef, Tables};
-
-/// What a table is to pfknock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// A service's role table.
-    Service(Role),
-    /// An `[[expire]]` table of a hand-written pf.conf.
-    Expire,
-}
-
-/// A table the config names, with what pfknock does to it.
-#[derive(Clone, Debug)]
-pub struct Named {
-    pub table: TableRef,
-    pub service: Option<String>,
-    pub kind: Kind,
-    /// How long its entries live, for the tables pfknock expires.
-    pub ttl: Option<Secs>,
-    pub mode: ExpireMode,
-}
-
-impl Named {
-    fn kind_word(&self) -> &'static str {
-        match self.kind {
-            Kind::Service(Role::Auth) => "authorized",
-            Kind::Service(Role::Stage(_)) => "stage",
-            Kind::Service(Role::Renew) => "renew",
-            Kind::Service(Role::Allow) => "allow",
-            Kind::Expire => "expire",
-        }
-    }
-}
-
-/// Every table the config names, services first, in config order.
-pub fn named_tables(cfg: &Config) -> Vec<Named> {
-    let mut v = Vec::new();
-    for s in &cfg.services {
-        for (name, role) in s.tables() {
-            let (ttl, mode) = match role {
-                Role::Auth => (Some(s.ttl), s.expire),
-                Role::Stage(_) => (Some(s.window), ExpireMode::Age),
-                Role::Renew | Role::Allow => (None, ExpireMode::Age),
-            };
-            v.push(Named {
-                table: TableRef::new(&cfg.anchor, &name),
-                service: Some(s.name.clone()),
-                kind: Kind::Service(role),
-                ttl,
-                mode,
-            });
-        }
-    }
-    for e in &cfg.expires {
-        v.push(Named {
-            table: TableRef::new(&e.anchor, &e.table),
-            service: None,
-            kind: Kind::Expire,
-            ttl: Some(e.ttl),
-            mode: e.expire,
-        });
-    }
-    v
-}
 
 /// The service named on the command line, or every service.
 pub fn services<'a>(cfg: &'a Config, name: Option<&str>) -> Result<Vec<&'a Service>> {
@@ -159,7 +97,7 @@ pub fn show(
             (Kind::Expire, None) => true,
             (Kind::Expire, Some(_)) => false,
             // No renewal table where the firewall renews by itself.
-            (Kind::Service(Role::Renew), _) if t.refreshes_entries() => false,
+            (Kind::Service(Role::Renew), _) if t.caps().refreshes_entries => false,
             (Kind::Service(role), _) => {
                 (service.is_none() || n.service.as_deref() == service)
                     && (all || *role == Role::Auth)
@@ -169,7 +107,7 @@ pub fn show(
             continue;
         }
         let entries = t.entries(&n.table).map_err(|e| not_loaded(e, &n))?;
-        let by_age = n.mode == ExpireMode::Age || t.refreshes_entries();
+        let by_age = n.mode == ExpireMode::Age || t.caps().refreshes_entries;
         for e in entries {
             rows.push(row(&n, &e, now, by_age));
         }
@@ -203,7 +141,8 @@ fn row(n: &Named, e: &Entry, now: i64, by_age: bool) -> Row {
 fn not_loaded(e: Error, n: &Named) -> Error {
     match e {
         Error::Table {
-            errno: libc::ESRCH, ..
+            outcome: crate::error::Outcome::MissingTable,
+            ..
         } if n.service.is_some() => {
             Error::Other(format!("{e} (is the anchor loaded? pfknock load)"))
         }
@@ -329,7 +268,7 @@ pub fn expire(
 ) -> Result<Vec<Report>> {
     let targets = expire_targets(cfg, sel)?;
     if older_than.is_none()
-        && !t.refreshes_entries()
+        && !t.caps().refreshes_entries
         && let Some(n) = targets.iter().find(|n| n.mode == ExpireMode::Idle)
     {
         return Err(Error::Usage(format!(
@@ -399,7 +338,7 @@ pub fn revoke(
     let mut out = Vec::new();
     for s in svcs {
         for (name, role) in s.tables() {
-            if role == Role::Allow || (role == Role::Renew && t.refreshes_entries()) {
+            if role == Role::Allow || (role == Role::Renew && t.caps().refreshes_entries) {
                 continue;
             }
             let table = TableRef::new(&cfg.anchor, &name);
@@ -420,7 +359,7 @@ pub fn flush(
     let mut out = Vec::new();
     for s in services(cfg, service)? {
         for (name, role) in s.tables() {
-            if role == Role::Allow || (role == Role::Renew && t.refreshes_entries()) {
+            if role == Role::Allow || (role == Role::Renew && t.caps().refreshes_entries) {
                 continue;
             }
             let table = TableRef::new(&cfg.anchor, &name);

@@ -24,11 +24,14 @@ pub enum Error {
     },
     /// A config file that cannot be opened at all.
     ConfigFile { file: PathBuf, source: io::Error },
-    /// A pf table request failed.
+    /// A table request failed: `outcome` says what it means to pfknock,
+    /// whatever errno the kernel of the day answered; `errno` (0 where
+    /// there is none, as on nftables) gives the kernel's own words.
     Table {
         table: String,
         anchor: String,
         op: &'static str,
+        outcome: Outcome,
         errno: i32,
     },
     /// The pf device could not be opened or a request failed on it.
@@ -46,6 +49,72 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a failed table request means, the same on every backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The anchor (pf) or the table (nftables) is not loaded.
+    MissingAnchor,
+    /// The anchor is there but the table is not.
+    MissingTable,
+    /// The kernel refused: const table, securelevel, read-only device.
+    NotPermitted,
+    /// A kernel limit: memory, table entries, a set's size.
+    KernelLimit,
+    /// Anything else; the errno's words say what.
+    Failed,
+}
+
+impl Outcome {
+    /// The anchor or its table is gone: load it again.
+    pub fn is_missing(self) -> bool {
+        matches!(self, Outcome::MissingAnchor | Outcome::MissingTable)
+    }
+
+    /// pf's meaning of an errno from a table request (pf_table.c and the
+    /// ioctl layer; FreeBSD answers a missing filter anchor with EINVAL on
+    /// GETTSTATS, which the marshalling maps before it gets here).
+    pub fn of_errno(errno: i32) -> Outcome {
+        match errno {
+            libc::ENOENT => Outcome::MissingAnchor,
+            libc::ESRCH => Outcome::MissingTable,
+            libc::EPERM | libc::EACCES => Outcome::NotPermitted,
+            libc::ENOMEM | libc::ENFILE => Outcome::KernelLimit,
+            _ => Outcome::Failed,
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Outcome::MissingAnchor => "anchor or ruleset does not exist",
+            Outcome::MissingTable => "table does not exist",
+            Outcome::NotPermitted => "operation not permitted",
+            Outcome::KernelLimit => "a kernel limit was reached",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+impl Error {
+    /// A table error with pf's meaning of `errno`.
+    pub fn table(table: &str, anchor: &str, op: &'static str, errno: i32) -> Error {
+        Error::Table {
+            table: table.to_owned(),
+            anchor: anchor.to_owned(),
+            op,
+            outcome: Outcome::of_errno(errno),
+            errno,
+        }
+    }
+
+    /// What a table error means, if this is one.
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self {
+            Error::Table { outcome, .. } => Some(*outcome),
+            _ => None,
+        }
+    }
+}
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
@@ -122,13 +191,18 @@ impl fmt::Display for Error {
                 table,
                 anchor,
                 op,
+                outcome,
                 errno,
             } => {
                 write!(f, "table <{table}>")?;
                 if !anchor.is_empty() {
                     write!(f, " in anchor {anchor}")?;
                 }
-                write!(f, ": {op}: {}", table_errno_words(*errno))
+                if *errno == 0 {
+                    write!(f, ": {op}: {}", outcome.words())
+                } else {
+                    write!(f, ": {op}: {}", table_errno_words(*errno))
+                }
             }
             Error::Device { path, op, source } => {
                 write!(f, "{path}: {op}: {}", io_words(source))
@@ -147,12 +221,8 @@ mod tests {
 
     #[test]
     fn table_error_reads_like_pfctl() {
-        let e = Error::Table {
-            table: "ssh".into(),
-            anchor: "pfknock".into(),
-            op: "DIOCRGETASTATS",
-            errno: libc::ESRCH,
-        };
+        let e = Error::table("ssh", "pfknock", "DIOCRGETASTATS", libc::ESRCH);
+        assert_eq!(e.outcome(), Some(Outcome::MissingTable));
         assert_eq!(
             e.to_string(),
             "table <ssh> in anchor pfknock: DIOCRGETASTATS: table does not exist"

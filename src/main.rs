@@ -4,7 +4,7 @@ use clap::Parser;
 
 fn main() {
     let cli = pfknock::cli::Cli::parse();
-    if let Err(e) = pfknock::run(cli) {
+    if let Err(e) = pfknock::dispatch::run(cli) {
         pfknock::say!("pfknock: {}", pfknock::name::no_controls(&e.to_string()));
         std::process::exit(e.exit_code());
     }

@@ -560,7 +560,7 @@ impl NftTables {
     pub fn new(nft: Nft) -> Self {
         NftTables {
             nft,
-            now: crate::now,
+            now: crate::clock::now,
             full: Vec::new(),
             seen: None,
         }
@@ -682,7 +682,8 @@ impl Tables for NftTables {
                 table: String::new(),
                 anchor: anchor.as_str().to_owned(),
                 op: "nft list table",
-                errno: libc::ENOENT,
+                outcome: crate::error::Outcome::MissingAnchor,
+                errno: 0,
             });
         };
         self.seen = Some((sets.iter().map(|s| s.name.clone()).collect(), rules));
@@ -759,8 +760,8 @@ impl Tables for NftTables {
         Ok(0)
     }
 
-    fn refreshes_entries(&self) -> bool {
-        true
+    fn caps(&self) -> crate::tables::Caps {
+        crate::tables::Caps::NFT
     }
 
     fn full_sets(&self) -> Vec<(String, u64)> {

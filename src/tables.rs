@@ -69,6 +69,43 @@ impl TableStat {
     }
 }
 
+/// What a backend does by itself, so that callers ask once instead of at
+/// every turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caps {
+    /// The firewall refreshes an entry's time stamp itself, on a new knock
+    /// and (idle expiry) on traffic, as nftables' `update` does: then there
+    /// is no renewal table, idle expiry is age since the last refresh, and
+    /// nobody watches counters.
+    pub refreshes_entries: bool,
+    /// Entries carry packet counters that idle expiry can watch.
+    pub entry_counters: bool,
+    /// Whose tool cuts a host's open connections: pfctl -k or conntrack.
+    pub kills_states: KillStates,
+}
+
+/// How `revoke --kill-states` cuts open connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillStates {
+    /// `pfctl -k HOST`: every state from the host.
+    Pfctl,
+    /// conntrack(8): the host's entries to the protected ports.
+    Conntrack,
+}
+
+impl Caps {
+    pub const PF: Caps = Caps {
+        refreshes_entries: false,
+        entry_counters: true,
+        kills_states: KillStates::Pfctl,
+    };
+    pub const NFT: Caps = Caps {
+        refreshes_entries: true,
+        entry_counters: false,
+        kills_states: KillStates::Conntrack,
+    };
+}
+
 /// Flags for a table pfknock creates.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableFlags {
@@ -89,12 +126,9 @@ pub trait Tables {
     fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize>;
     /// Create tables (and their anchor); returns how many were new.
     fn create(&mut self, tables: &[(TableRef, TableFlags)]) -> Result<usize>;
-    /// Does the firewall refresh an entry's time stamp itself, on a new
-    /// knock and (idle expiry) on traffic, as nftables' `update` does? Then
-    /// there is no renewal table, idle expiry is age since the last
-    /// refresh, and nobody needs to watch counters.
-    fn refreshes_entries(&self) -> bool {
-        false
+    /// What this firewall does by itself, asked once by each user.
+    fn caps(&self) -> Caps {
+        Caps::PF
     }
 
     /// Sets at their size, as of the last `table_stats`: (name, size).
@@ -132,8 +166,8 @@ impl<T: Tables + ?Sized> Tables for Box<T> {
     fn create(&mut self, tables: &[(TableRef, TableFlags)]) -> Result<usize> {
         (**self).create(tables)
     }
-    fn refreshes_entries(&self) -> bool {
-        (**self).refreshes_entries()
+    fn caps(&self) -> Caps {
+        (**self).caps()
     }
     fn full_sets(&self) -> Vec<(String, u64)> {
         (**self).full_sets()

@@ -99,12 +99,9 @@ impl<D: Device> Pf<D> {
         buf: &mut [u8],
     ) -> Result<()> {
         let req = self.layout.request(n);
-        self.dev.ioctl(req, h, buf).map_err(|errno| Error::Table {
-            table: table.to_owned(),
-            anchor: anchor.to_owned(),
-            op: abi::request_name(n),
-            errno,
-        })
+        self.dev
+            .ioctl(req, h, buf)
+            .map_err(|errno| Error::table(table, anchor, abi::request_name(n), errno))
     }
 
     fn encode_addr(&self, b: &mut [u8], n: &Net) {
@@ -301,10 +298,12 @@ impl<D: Device> Pf<D> {
                     anchor,
                     op,
                     errno,
+                    ..
                 } if errno == l.missing_anchor_errno => Error::Table {
                     table,
                     anchor,
                     op,
+                    outcome: crate::error::Outcome::MissingAnchor,
                     errno: libc::ENOENT,
                 },
                 e => e,

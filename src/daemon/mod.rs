@@ -11,12 +11,11 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::cmd::{Kind, Named, named_tables};
+use crate::catalogue::{Kind, Named, named_tables};
 use crate::config::{Config, Role, Warning};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::name::{AnchorName, ExpireMode, Net, Secs};
 use crate::policy::{self, IdleTracker};
-use crate::render;
 use crate::tables::{Entry, TableRef, TableStat, Tables};
 
 /// What a signal asks for.
@@ -32,37 +31,7 @@ pub enum Event {
     Stop(i32),
 }
 
-/// Renders and loads the config's rules: pfctl(8) on a BSD, nft(8) on
-/// Linux.
-pub trait Loader {
-    fn load(&mut self, cfg: &Config, source: &str) -> Result<()>;
-    /// Does the main ruleset call the anchor?
-    fn referenced(&mut self, anchor: &AnchorName) -> Result<bool>;
-    /// Is pf enabled? `None` when it cannot be told.
-    fn enabled(&mut self) -> Option<bool>;
-    /// Take the knock rules away. On pf the main ruleset then decides
-    /// (its `block` keeps the ports closed); on nftables the table is left
-    /// closed: the protected ports drop all but the allow list.
-    fn unload(&mut self, cfg: &Config) -> Result<()>;
-}
-
-/// The real loader.
-pub struct Pfctl;
-
-impl Loader for Pfctl {
-    fn load(&mut self, cfg: &Config, source: &str) -> Result<()> {
-        crate::pfctl::load(&cfg.anchor, &render::pf::render(cfg, source))
-    }
-    fn referenced(&mut self, anchor: &AnchorName) -> Result<bool> {
-        crate::pfctl::anchor_referenced(anchor)
-    }
-    fn enabled(&mut self) -> Option<bool> {
-        crate::pfctl::enabled()
-    }
-    fn unload(&mut self, cfg: &Config) -> Result<()> {
-        crate::pfctl::unload(&cfg.anchor)
-    }
-}
+pub use crate::backend::Loader;
 
 /// Priorities, as syslog's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -192,6 +161,8 @@ pub struct Daemon<T, L, G> {
     full: HashSet<String>,
     /// Errors that repeat poll after poll, logged once and then rarely.
     repeats: Repeats,
+    /// What the backend does by itself, asked once.
+    caps: crate::tables::Caps,
 }
 
 /// The tables to watch. Renewal tables come first, so that a renewal is
@@ -215,8 +186,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// Load the anchor and take a first look at every table. A failed load
     /// is fatal here (there is nothing running to keep).
     pub fn start(cfg: Config, path: &Path, tables: T, loader: L, log: G, now: i64) -> Result<Self> {
+        let caps = tables.caps();
         let mut d = Daemon {
-            watches: watches_for(&cfg, tables.refreshes_entries()),
+            watches: watches_for(&cfg, caps.refreshes_entries),
             cfg,
             path: path.to_owned(),
             tables,
@@ -226,6 +198,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             warned_missing: HashSet::new(),
             full: HashSet::new(),
             repeats: Repeats::default(),
+            caps,
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;
@@ -359,7 +332,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 || w.count != Some(st.count)
                 || w.next_due.is_some_and(|d| now >= d)
                 || (w.named.mode == ExpireMode::Idle && w.packets != Some(st.packets))
-                || (w.named.mode == ExpireMode::Idle && self.tables.refreshes_entries());
+                || (w.named.mode == ExpireMode::Idle && self.caps.refreshes_entries);
             if !need {
                 continue;
             }
@@ -425,10 +398,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                         out.insert(TableRef::new(&a, &name), s);
                     }
                 }
-                Err(Error::Table {
-                    errno: libc::ENOENT,
-                    ..
-                }) => {}
+                // Not our anchor, and not there: nothing to watch yet.
+                Err(e) if e.outcome().is_some_and(|o| o.is_missing()) => {}
                 Err(e) => {
                     let msg = format!("anchor {}: {e}", a);
                     self.fail(Level::Err, &msg, now);
@@ -473,10 +444,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     fn anchor_broken(&self, stats: &Result<Vec<TableStat>>) -> bool {
         match stats {
-            Err(Error::Table {
-                errno: libc::ENOENT,
-                ..
-            }) => true,
+            Err(e) if e.outcome().is_some_and(|o| o.is_missing()) => true,
             Err(_) => false,
             Ok(v) => self.watches.iter().filter(|w| w.role().is_some()).any(|w| {
                 !v.iter()
@@ -554,7 +522,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let ttl = w.named.ttl.expect("swept").0;
         // Where the firewall refreshes entries on traffic, its time stamp is
         // the last activity: idle expiry is age since then.
-        let idle = w.named.mode == ExpireMode::Idle && !self.tables.refreshes_entries();
+        let idle = w.named.mode == ExpireMode::Idle && !self.caps.refreshes_entries;
         let svc = self.service_of(w).cloned();
         let keep = |n: &Net| {
             svc.as_ref().is_some_and(|s| {
@@ -625,7 +593,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let mut vanished: Vec<&Net> = w.known.iter().filter(|n| !present.contains(n)).collect();
         vanished.sort();
         for n in vanished {
-            let l = if self.tables.refreshes_entries() {
+            let l = if self.caps.refreshes_entries {
                 self.line("expired", n, w, &format!("ttl={ttl_s}"))
             } else {
                 self.line("removed", n, w, "")
@@ -702,7 +670,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             .drain(..)
             .map(|w| (w.named.table.clone(), w))
             .collect();
-        self.watches = watches_for(&self.cfg, self.tables.refreshes_entries())
+        self.watches = watches_for(&self.cfg, self.caps.refreshes_entries)
             .into_iter()
             .map(|fresh| match carried.remove(&fresh.named.table) {
                 Some(mut w) => {
@@ -780,309 +748,5 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 }
 
-// ---- the process ------------------------------------------------------------
-
-/// nftables: `table inet pfknock`, hooked in directly.
-pub struct NftLoader(pub crate::nft::Nft);
-
-impl Loader for NftLoader {
-    /// The nftables table names no source file: `Nft::load` applies the
-    /// table as data, not as text.
-    fn load(&mut self, cfg: &Config, _source: &str) -> Result<()> {
-        self.0.load(cfg)
-    }
-    fn referenced(&mut self, _: &AnchorName) -> Result<bool> {
-        Ok(true)
-    }
-    fn enabled(&mut self) -> Option<bool> {
-        Some(true)
-    }
-    fn unload(&mut self, cfg: &Config) -> Result<()> {
-        self.0.close(cfg)
-    }
-}
-
-/// syslog (`crate::syslog`: never blocks), and stderr too when running in the foreground on a terminal
-/// (under daemon(8) -S or rc_bg, stderr would feed the same line to syslog
-/// a second time).
-pub struct SysLog {
-    pub stderr: bool,
-}
-
-impl Log for SysLog {
-    fn log(&mut self, level: Level, msg: &str) {
-        let prio = match level {
-            Level::Err => libc::LOG_ERR,
-            Level::Warning => libc::LOG_WARNING,
-            Level::Notice => libc::LOG_NOTICE,
-            Level::Info => libc::LOG_INFO,
-            Level::Debug => libc::LOG_DEBUG,
-        };
-        let msg = crate::name::no_controls(msg);
-        crate::syslog::log(prio, &msg);
-        if self.stderr && level != Level::Debug {
-            crate::say!("pfknock: {msg}");
-        }
-    }
-}
-
-/// Where the daemon keeps its pid when `-p` does not say: one daemon per
-/// system, whoever starts it.
-pub const DEFAULT_PIDFILE: &str = "/var/run/pfknock.pid";
-
-/// A pidfile as pidfile(3) keeps one: opened without following a symbolic
-/// link, a regular file, locked for the life of the daemon, and removed at
-/// the end only if the path still names the file that was locked.
-pub struct Pidfile {
-    path: PathBuf,
-    file: std::fs::File,
-}
-
-impl Pidfile {
-    pub fn create(path: &Path) -> Result<Pidfile> {
-        use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
-        let io = |source: std::io::Error| Error::Device {
-            path: path.display().to_string(),
-            op: "pidfile",
-            source,
-        };
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    Error::Other(format!(
-                        "{}: a symbolic link: refusing to write a pidfile through it",
-                        path.display()
-                    ))
-                } else {
-                    io(e)
-                }
-            })?;
-        if !f.metadata().map_err(io)?.file_type().is_file() {
-            return Err(Error::Other(format!(
-                "{}: not a regular file: refusing to use it as a pidfile",
-                path.display()
-            )));
-        }
-        match f.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = f.read_to_string(&mut pid);
-                return Err(Error::Other(format!(
-                    "{}: locked: pfknock is already running (pid {})",
-                    path.display(),
-                    crate::name::shown(pid.trim())
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
-        }
-        let p = Pidfile {
-            path: path.to_owned(),
-            file: f,
-        };
-        p.write_pid().map_err(io)?;
-        Ok(p)
-    }
-
-    /// Write this process's pid (again, after detaching).
-    pub fn write_pid(&self) -> std::io::Result<()> {
-        use std::io::{Seek, Write};
-        let mut f = &self.file;
-        f.set_len(0)?;
-        f.rewind()?;
-        writeln!(f, "{}", std::process::id())
-    }
-}
-
-impl Drop for Pidfile {
-    fn drop(&mut self) {
-        use std::os::unix::fs::MetadataExt;
-        let (Ok(ours), Ok(now)) = (self.file.metadata(), std::fs::symlink_metadata(&self.path))
-        else {
-            return;
-        };
-        if now.file_type().is_file() && now.dev() == ours.dev() && now.ino() == ours.ino() {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// Options of `pfknock run`.
-pub struct RunOpts<'a> {
-    pub config: &'a Path,
-    pub foreground: bool,
-    pub pidfile: Option<&'a Path>,
-    pub check_only: bool,
-}
-
-/// The daemon process, started as a daemon in base is: read and check the
-/// config, take the pidfile, open the kernel interface and load the rules,
-/// and only then detach, so that every failure up to there reaches stderr
-/// and the exit status; after it, syslog. Paths are made absolute first:
-/// daemon(3) changes to `/`.
-pub fn run(o: RunOpts<'_>) -> Result<()> {
-    use std::io::IsTerminal;
-    let abs = |p: &Path| {
-        std::path::absolute(p).map_err(|source| Error::ConfigFile {
-            file: p.to_owned(),
-            source,
-        })
-    };
-    let config = abs(o.config)?;
-    let mut log = SysLog {
-        stderr: std::io::stderr().is_terminal(),
-    };
-    // Log with the default facility until the config names another, so a
-    // fatal config error reaches syslog too (main prints it on stderr).
-    crate::syslog::open(crate::config::Facility::Auth);
-    let fatal = |e: Error| {
-        crate::syslog::log(libc::LOG_ERR, &e.to_string());
-        e
-    };
-    // The daemon loads rules as root: a config that anyone else could
-    // have written is refused, whoever starts it.
-    let text = crate::config::read_trusted(&config, true).map_err(fatal)?;
-    let (cfg, warnings) = Config::parse(&text, &config).map_err(fatal)?;
-    crate::syslog::open(cfg.facility);
-    if o.check_only {
-        for w in &warnings {
-            crate::say!("pfknock: {}", crate::name::no_controls(&w.to_string()));
-        }
-        // The load's own test: what nftables would refuse fails here.
-        if let Ok(crate::Backend::Nft(nft)) = crate::backend()
-            && !cfg.services.is_empty()
-        {
-            nft.check(&render::nft::render(&cfg, &config.display().to_string()))?;
-        }
-        return crate::out(&format!(
-            "{}: ok\n",
-            crate::name::no_controls(&o.config.display().to_string())
-        ));
-    }
-    let backend = crate::backend().map_err(fatal)?;
-    let pidpath = abs(o.pidfile.unwrap_or(Path::new(DEFAULT_PIDFILE)))?;
-    let pid = Pidfile::create(&pidpath).map_err(fatal)?;
-    if !o.foreground {
-        log.stderr = false;
-    }
-    // Signals are caught from here on (the thread that reads them starts
-    // after detaching): a SIGHUP during the first load is not fatal.
-    let signals = catch_signals()?;
-    match backend {
-        crate::Backend::Pf => {
-            let t = crate::pf::open(true).map_err(fatal)?;
-            let d = Daemon::start(cfg, &config, t, Pfctl, log, crate::now()).map_err(fatal)?;
-            detach_and_serve(d, pid, signals, o.foreground, &warnings)
-        }
-        crate::Backend::Nft(nft) => {
-            let t = crate::nft::NftTables::new(nft.clone());
-            let d =
-                Daemon::start(cfg, &config, t, NftLoader(nft), log, crate::now()).map_err(fatal)?;
-            detach_and_serve(d, pid, signals, o.foreground, &warnings)
-        }
-    }
-}
-
-fn catch_signals() -> Result<signal_hook::iterator::Signals> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-    #[cfg(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos"))]
-    let sigs = [SIGHUP, SIGUSR1, SIGTERM, SIGINT, libc::SIGINFO];
-    #[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
-    let sigs = [SIGHUP, SIGUSR1, SIGTERM, SIGINT];
-    signal_hook::iterator::Signals::new(sigs).map_err(|source| Error::Device {
-        path: "signals".into(),
-        op: "register",
-        source,
-    })
-}
-
-/// Detach (unless in the foreground), then take signals and serve.
-fn detach_and_serve<T: Tables, L: Loader>(
-    d: Daemon<T, L, SysLog>,
-    pid: Pidfile,
-    mut signals: signal_hook::iterator::Signals,
-    foreground: bool,
-    warnings: &[Warning],
-) -> Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-    use std::sync::mpsc;
-    if !foreground {
-        // Before any thread: daemon(3) forks. The pidfile's lock is on the
-        // open file, which the child keeps; it then writes its own pid.
-        crate::sys_unix::daemonize().map_err(|source| Error::Device {
-            path: "daemon(3)".into(),
-            op: "fork",
-            source,
-        })?;
-        pid.write_pid().map_err(|source| Error::Device {
-            path: "pidfile".into(),
-            op: "write",
-            source,
-        })?;
-    }
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for sig in signals.forever() {
-            let ev = match sig {
-                SIGHUP => Event::Reload,
-                SIGUSR1 => Event::Sweep,
-                SIGTERM | SIGINT => Event::Stop(sig),
-                _ => Event::Info,
-            };
-            if tx.send(ev).is_err() {
-                break;
-            }
-        }
-    });
-    let r = serve(d, warnings, &rx);
-    drop(pid);
-    r
-}
-
-/// The loop: wait for the next deadline, poll or signal; act; repeat.
-fn serve<T: Tables, L: Loader>(
-    mut d: Daemon<T, L, SysLog>,
-    warnings: &[Warning],
-    rx: &std::sync::mpsc::Receiver<Event>,
-) -> Result<()> {
-    use signal_hook::consts::SIGINT;
-    use std::sync::mpsc;
-    use std::time::Duration;
-    d.log_warnings(warnings);
-    loop {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |t| t.as_millis() as i64);
-        let now = now_ms / 1000;
-        let poll = d.cfg.poll.0 as i64;
-        // Wake at the start of the second an entry is due, or at the next
-        // poll, whichever is first.
-        let wake = d
-            .next_due()
-            .map_or(now + poll, |t| t.min(now + poll))
-            .max(now);
-        let wait = Duration::from_millis((wake * 1000 - now_ms).max(0) as u64);
-        match rx.recv_timeout(wait) {
-            Ok(Event::Reload) => d.reload(crate::now()),
-            Ok(Event::Sweep) => d.sweep(crate::now()),
-            Ok(Event::Info) => d.status(crate::now()),
-            Ok(Event::Stop(sig)) => {
-                d.stop(if sig == SIGINT { "SIGINT" } else { "SIGTERM" });
-                return Ok(());
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => d.tick(crate::now()),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                d.stop("loss of the signal thread");
-                return Ok(());
-            }
-        }
-    }
-}
+mod process;
+pub use process::{DEFAULT_PIDFILE, Pidfile, RunOpts, SysLog, run};

@@ -1,0 +1,287 @@
+//! The daemon's process: start like a daemon in base (check, lock, load,
+//! then detach), log without blocking, keep the pidfile, turn signals into
+//! events and run the state machine (`super::Daemon`) on its deadlines.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use super::{Daemon, Event, Level, Loader, Log};
+use crate::config::{Config, Warning};
+use crate::error::{Error, Result};
+use crate::render;
+use crate::tables::Tables;
+
+/// syslog (`crate::syslog`: never blocks), and stderr too when running in the foreground on a terminal
+/// (under daemon(8) -S or rc_bg, stderr would feed the same line to syslog
+/// a second time).
+pub struct SysLog {
+    pub stderr: bool,
+}
+
+impl Log for SysLog {
+    fn log(&mut self, level: Level, msg: &str) {
+        let prio = match level {
+            Level::Err => libc::LOG_ERR,
+            Level::Warning => libc::LOG_WARNING,
+            Level::Notice => libc::LOG_NOTICE,
+            Level::Info => libc::LOG_INFO,
+            Level::Debug => libc::LOG_DEBUG,
+        };
+        let msg = crate::name::no_controls(msg);
+        crate::syslog::log(prio, &msg);
+        if self.stderr && level != Level::Debug {
+            crate::say!("pfknock: {msg}");
+        }
+    }
+}
+
+/// Where the daemon keeps its pid when `-p` does not say: one daemon per
+/// system, whoever starts it.
+pub const DEFAULT_PIDFILE: &str = "/var/run/pfknock.pid";
+
+/// A pidfile as pidfile(3) keeps one: opened without following a symbolic
+/// link, a regular file, locked for the life of the daemon, and removed at
+/// the end only if the path still names the file that was locked.
+pub struct Pidfile {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Pidfile {
+    pub fn create(path: &Path) -> Result<Pidfile> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let io = |source: std::io::Error| Error::Device {
+            path: path.display().to_string(),
+            op: "pidfile",
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    Error::Other(format!(
+                        "{}: a symbolic link: refusing to write a pidfile through it",
+                        path.display()
+                    ))
+                } else {
+                    io(e)
+                }
+            })?;
+        if !f.metadata().map_err(io)?.file_type().is_file() {
+            return Err(Error::Other(format!(
+                "{}: not a regular file: refusing to use it as a pidfile",
+                path.display()
+            )));
+        }
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = f.read_to_string(&mut pid);
+                return Err(Error::Other(format!(
+                    "{}: locked: pfknock is already running (pid {})",
+                    path.display(),
+                    crate::name::shown(pid.trim())
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let p = Pidfile {
+            path: path.to_owned(),
+            file: f,
+        };
+        p.write_pid().map_err(io)?;
+        Ok(p)
+    }
+
+    /// Write this process's pid (again, after detaching).
+    pub fn write_pid(&self) -> std::io::Result<()> {
+        use std::io::{Seek, Write};
+        let mut f = &self.file;
+        f.set_len(0)?;
+        f.rewind()?;
+        writeln!(f, "{}", std::process::id())
+    }
+}
+
+impl Drop for Pidfile {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(ours), Ok(now)) = (self.file.metadata(), std::fs::symlink_metadata(&self.path))
+        else {
+            return;
+        };
+        if now.file_type().is_file() && now.dev() == ours.dev() && now.ino() == ours.ino() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Options of `pfknock run`.
+pub struct RunOpts<'a> {
+    pub config: &'a Path,
+    pub foreground: bool,
+    pub pidfile: Option<&'a Path>,
+    pub check_only: bool,
+}
+
+/// The daemon process, started as a daemon in base is: read and check the
+/// config, take the pidfile, open the kernel interface and load the rules,
+/// and only then detach, so that every failure up to there reaches stderr
+/// and the exit status; after it, syslog. Paths are made absolute first:
+/// daemon(3) changes to `/`.
+pub fn run(o: RunOpts<'_>) -> Result<()> {
+    use std::io::IsTerminal;
+    let abs = |p: &Path| {
+        std::path::absolute(p).map_err(|source| Error::ConfigFile {
+            file: p.to_owned(),
+            source,
+        })
+    };
+    let config = abs(o.config)?;
+    let mut log = SysLog {
+        stderr: std::io::stderr().is_terminal(),
+    };
+    // Log with the default facility until the config names another, so a
+    // fatal config error reaches syslog too (main prints it on stderr).
+    crate::syslog::open(crate::config::Facility::Auth);
+    let fatal = |e: Error| {
+        crate::syslog::log(libc::LOG_ERR, &e.to_string());
+        e
+    };
+    // The daemon loads rules as root: a config that anyone else could
+    // have written is refused, whoever starts it.
+    let text = crate::config::read_trusted(&config, true).map_err(fatal)?;
+    let (cfg, warnings) = Config::parse(&text, &config).map_err(fatal)?;
+    crate::syslog::open(cfg.facility);
+    if o.check_only {
+        for w in &warnings {
+            crate::say!("pfknock: {}", crate::name::no_controls(&w.to_string()));
+        }
+        // The load's own test: what nftables would refuse fails here.
+        if let Ok(crate::backend::Backend::Nft(nft)) = crate::backend::detect()
+            && !cfg.services.is_empty()
+        {
+            nft.check(&render::nft::render(&cfg, &config.display().to_string()))?;
+        }
+        return crate::output::out(&format!(
+            "{}: ok\n",
+            crate::name::no_controls(&o.config.display().to_string())
+        ));
+    }
+    let backend = crate::backend::detect().map_err(fatal)?;
+    let pidpath = abs(o.pidfile.unwrap_or(Path::new(DEFAULT_PIDFILE)))?;
+    let pid = Pidfile::create(&pidpath).map_err(fatal)?;
+    if !o.foreground {
+        log.stderr = false;
+    }
+    // Signals are caught from here on (the thread that reads them starts
+    // after detaching): a SIGHUP during the first load is not fatal.
+    let signals = catch_signals()?;
+    let t = backend.tables(true).map_err(fatal)?;
+    let d = Daemon::start(cfg, &config, t, backend, log, crate::clock::now()).map_err(fatal)?;
+    detach_and_serve(d, pid, signals, o.foreground, &warnings)
+}
+
+fn catch_signals() -> Result<signal_hook::iterator::Signals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    #[cfg(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos"))]
+    let sigs = [SIGHUP, SIGUSR1, SIGTERM, SIGINT, libc::SIGINFO];
+    #[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
+    let sigs = [SIGHUP, SIGUSR1, SIGTERM, SIGINT];
+    signal_hook::iterator::Signals::new(sigs).map_err(|source| Error::Device {
+        path: "signals".into(),
+        op: "register",
+        source,
+    })
+}
+
+/// Detach (unless in the foreground), then take signals and serve.
+fn detach_and_serve<T: Tables, L: Loader>(
+    d: Daemon<T, L, SysLog>,
+    pid: Pidfile,
+    mut signals: signal_hook::iterator::Signals,
+    foreground: bool,
+    warnings: &[Warning],
+) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    use std::sync::mpsc;
+    if !foreground {
+        // Before any thread: daemon(3) forks. The pidfile's lock is on the
+        // open file, which the child keeps; it then writes its own pid.
+        crate::sys_unix::daemonize().map_err(|source| Error::Device {
+            path: "daemon(3)".into(),
+            op: "fork",
+            source,
+        })?;
+        pid.write_pid().map_err(|source| Error::Device {
+            path: "pidfile".into(),
+            op: "write",
+            source,
+        })?;
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            let ev = match sig {
+                SIGHUP => Event::Reload,
+                SIGUSR1 => Event::Sweep,
+                SIGTERM | SIGINT => Event::Stop(sig),
+                _ => Event::Info,
+            };
+            if tx.send(ev).is_err() {
+                break;
+            }
+        }
+    });
+    let r = serve(d, warnings, &rx);
+    drop(pid);
+    r
+}
+
+/// The loop: wait for the next deadline, poll or signal; act; repeat.
+fn serve<T: Tables, L: Loader>(
+    mut d: Daemon<T, L, SysLog>,
+    warnings: &[Warning],
+    rx: &std::sync::mpsc::Receiver<Event>,
+) -> Result<()> {
+    use signal_hook::consts::SIGINT;
+    use std::sync::mpsc;
+    use std::time::Duration;
+    d.log_warnings(warnings);
+    loop {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_millis() as i64);
+        let now = now_ms / 1000;
+        let poll = d.cfg.poll.0 as i64;
+        // Wake at the start of the second an entry is due, or at the next
+        // poll, whichever is first.
+        let wake = d
+            .next_due()
+            .map_or(now + poll, |t| t.min(now + poll))
+            .max(now);
+        let wait = Duration::from_millis((wake * 1000 - now_ms).max(0) as u64);
+        match rx.recv_timeout(wait) {
+            Ok(Event::Reload) => d.reload(crate::clock::now()),
+            Ok(Event::Sweep) => d.sweep(crate::clock::now()),
+            Ok(Event::Info) => d.status(crate::clock::now()),
+            Ok(Event::Stop(sig)) => {
+                d.stop(if sig == SIGINT { "SIGINT" } else { "SIGTERM" });
+                return Ok(());
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => d.tick(crate::clock::now()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                d.stop("loss of the signal thread");
+                return Ok(());
+            }
+        }
+    }
+}

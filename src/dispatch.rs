@@ -1,0 +1,356 @@
+//! The command line, verb by verb: read the config, act through the
+//! backend or the table commands, report.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+
+use crate::backend::{self, Backend, Loader, open_tables};
+use crate::catalogue::named_tables;
+use crate::cli::{Cli, Command};
+use crate::clock::now;
+use crate::config::{self, Config};
+use crate::error::{Error, Result};
+use crate::name::{self, AnchorName, Net, TableName};
+use crate::output::out;
+use crate::tables::TableRef;
+use crate::{cmd, daemon, knock, nft, pfctl, render, say, syslog};
+
+fn address(s: &str) -> Result<Net> {
+    s.parse().map_err(|m: String| Error::Usage(m))
+}
+
+/// `--table T [--anchor A]`: a table the config names. Without an anchor,
+/// the one table of that name the config has.
+fn named_table(cfg: &Config, table: &str, anchor: Option<&str>) -> Result<TableRef> {
+    let name = TableName::new(table).map_err(Error::Usage)?;
+    let anchor = anchor
+        .map(|a| {
+            if a.is_empty() {
+                Ok(AnchorName::main())
+            } else {
+                AnchorName::new(a)
+            }
+        })
+        .transpose()
+        .map_err(Error::Usage)?;
+    let found: Vec<TableRef> = named_tables(cfg)
+        .into_iter()
+        .map(|n| n.table)
+        .filter(|t| t.name == name && anchor.as_ref().is_none_or(|a| *a == t.anchor))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Error::Usage(format!(
+            "<{name}>{}: not a table of the config",
+            anchor.map_or(String::new(), |a| format!(" in {a}"))
+        ))),
+        _ => Err(Error::Usage(format!(
+            "<{name}> is in several anchors of the config: give --anchor"
+        ))),
+    }
+}
+
+/// Warn about knock ports that something on this host listens on (Linux:
+/// /proc/net/tcp and tcp6 of the current network namespace).
+fn warn_listened(cfg: &Config, path: &Path) {
+    let texts: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect();
+    for w in config::listened_knock_ports(cfg, path, &texts) {
+        say!("pfknock: {}", name::no_controls(&w.to_string()));
+    }
+}
+
+/// nftables: name other tables' input chains that would drop what pfknock
+/// opens, with the remedy.
+fn neighbours(b: &Backend, cfg: &Config) -> Result<()> {
+    if let Backend::Nft(nft) = b
+        && !cfg.services.is_empty()
+    {
+        for w in nft.neighbours(cfg)? {
+            say!("pfknock: warning: {w}");
+        }
+    }
+    Ok(())
+}
+
+/// Read and check the config, printing its warnings to stderr.
+pub fn load_config(path: &Path) -> Result<Config> {
+    let (cfg, warnings) = Config::load(path)?;
+    for w in warnings {
+        say!("pfknock: {}", name::no_controls(&w.to_string()));
+    }
+    Ok(cfg)
+}
+
+/// One audit line in syslog, with the config's facility: what an
+/// administrator did by hand shows up beside the daemon's lines.
+fn audit(cfg: &Config, line: &str) {
+    syslog::open(cfg.facility);
+    syslog::log(libc::LOG_INFO, line);
+}
+
+/// Run one command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let path = cli.config.as_path();
+    match cli.command {
+        Command::Check => {
+            let cfg = load_config(path)?;
+            warn_listened(&cfg, path);
+            let source = path.display().to_string();
+            // No firewall here (a workstation checking a server's config):
+            // the config's own checks are all there is.
+            let by = match backend::detect() {
+                Ok(b) => {
+                    let by = b.check(&cfg, &source)?;
+                    neighbours(&b, &cfg)?;
+                    by
+                }
+                Err(_) => None,
+            };
+            match by {
+                None => out(&format!("{}: ok\n", name::no_controls(&source))),
+                Some(by) => out(&format!("{}: ok ({by})\n", name::no_controls(&source))),
+            }
+        }
+        Command::Render { nft } => {
+            let cfg = load_config(path)?;
+            let source = path.display().to_string();
+            if nft {
+                out(&render::nft::render(&cfg, &source))?;
+            } else {
+                out(&render::pf::render(&cfg, &source))?;
+            }
+            Ok(())
+        }
+        Command::Load => {
+            let cfg = load_config(path)?;
+            warn_listened(&cfg, path);
+            let source = path.display().to_string();
+            let mut b = backend::detect()?;
+            b.load(&cfg, &source)?;
+            neighbours(&b, &cfg)?;
+            if !b.referenced(&cfg.anchor)? {
+                say!(
+                    "pfknock: warning: the main ruleset has no anchor \"{}\" rule: the anchor's rules do nothing",
+                    cfg.anchor.as_str()
+                );
+            }
+            Ok(())
+        }
+        Command::Unload { open } => {
+            let cfg = load_config(path)?;
+            let mut b = backend::detect()?;
+            if let (Backend::Nft(nft), true) = (&b, open) {
+                return nft.unload();
+            }
+            b.unload(&cfg)?;
+            if let Backend::Nft(_) = b {
+                say!(
+                    "table inet {}: closed: the protected ports take the allow list only \
+                     (unload --open deletes it)",
+                    render::nft::TABLE
+                );
+            }
+            Ok(())
+        }
+        Command::Show { service, all, json } => {
+            let cfg = load_config(path)?;
+            cmd::services(&cfg, service.as_deref())?;
+            let mut t = open_tables(false)?;
+            let rows = cmd::show(&cfg, &mut t, service.as_deref(), all, now())?;
+            if json {
+                let text = serde_json::to_string_pretty(&rows)
+                    .map_err(|e| Error::Other(format!("json: {e}")))?;
+                out(&format!("{text}\n"))?;
+            } else {
+                out(&cmd::format_rows(&rows))?;
+            }
+            Ok(())
+        }
+        Command::Expire {
+            service,
+            table,
+            anchor,
+            older_than,
+            dry_run,
+        } => {
+            let cfg = load_config(path)?;
+            let sel = match (&service, &table) {
+                (_, Some(t)) => cmd::Select::Table(named_table(&cfg, t, anchor.as_deref())?),
+                (Some(s), None) => cmd::Select::Service(s),
+                (None, None) => cmd::Select::All,
+            };
+            cmd::expire_targets(&cfg, &sel)?;
+            let mut t = open_tables(!dry_run)?;
+            for r in cmd::expire(&cfg, &mut t, &sel, older_than, dry_run, now())? {
+                for x in &r.expired {
+                    out(&format!("{}\n", x.net))?;
+                }
+                say!("{}", r.count_line());
+            }
+            Ok(())
+        }
+        Command::Allow {
+            address: a,
+            service,
+            force,
+        } => {
+            let cfg = load_config(path)?;
+            let addr = address(&a)?;
+            if addr.prefix == 0 && !force {
+                return Err(Error::Usage(format!(
+                    "{addr} covers every {} address: the protected ports would be open to \
+                     all of them; give --force to allow it anyway",
+                    if addr.addr.is_ipv6() { "IPv6" } else { "IPv4" }
+                )));
+            }
+            cmd::one_service(&cfg, service.as_deref())?;
+            let mut t = open_tables(true)?;
+            let (svc, new) = cmd::allow(&cfg, &mut t, addr, service.as_deref())?;
+            let s = cfg.service(&svc).expect("resolved");
+            let table = TableRef::new(&cfg.anchor, &s.table);
+            audit(
+                &cfg,
+                &format!(
+                    "{} {addr} service={svc} table={} anchor={} ttl={} by pfknock allow",
+                    if new { "allowed" } else { "renewed" },
+                    s.table,
+                    cfg.anchor.as_str(),
+                    s.ttl
+                ),
+            );
+            if new {
+                say!("{table}: 1/1 addresses added.");
+            } else {
+                say!("{table}: {addr} was authorized already: renewed.");
+            }
+            Ok(())
+        }
+        Command::Revoke {
+            address: a,
+            service,
+            kill_states,
+        } => {
+            let cfg = load_config(path)?;
+            let addr = address(&a)?;
+            let svcs = cmd::services(&cfg, service.as_deref())?;
+            let nft = matches!(backend::detect()?, Backend::Nft(_));
+            if kill_states && nft {
+                nft::conntrack()?; // refuse before changing anything
+            }
+            let mut t = open_tables(true)?;
+            let done = cmd::revoke(&cfg, &mut t, addr, service.as_deref())?;
+            let mut any = false;
+            for (table, n) in done.iter().filter(|(_, n)| *n > 0) {
+                say!("{table}: {n}/1 addresses deleted.");
+                audit(
+                    &cfg,
+                    &format!(
+                        "revoked {addr} table={} anchor={} by pfknock revoke",
+                        table.name,
+                        table.anchor.as_str()
+                    ),
+                );
+                any = true;
+            }
+            if !any {
+                say!("{addr}: not in any table of the config");
+            }
+            if kill_states && nft {
+                let n = nft::kill_states(&addr, &svcs)?;
+                say!("{addr}: connections to the protected ports cut ({n} port(s) had some).");
+            } else if kill_states {
+                out(&pfctl::kill_states(&addr.to_string())?)?;
+            }
+            Ok(())
+        }
+        Command::Knock {
+            host,
+            ports,
+            service,
+            hits,
+            delay,
+            gap,
+            timeout,
+            inet,
+            inet6,
+            verify,
+            proxy,
+            idle,
+            quiet,
+        } => {
+            let mut family = match (inet, inet6) {
+                (true, _) => knock::Family::V4,
+                (_, true) => knock::Family::V6,
+                _ => knock::Family::Any,
+            };
+            let (mut ports, mut default_hits) = (ports, 6);
+            if let Some(name) = &service {
+                let cfg = load_config(path)?;
+                let s = cmd::one_service(&cfg, Some(name))?;
+                if ports.is_empty() {
+                    ports = s.knock.iter().map(|p| p.get()).collect();
+                }
+                default_hits = s.hits();
+                if family == knock::Family::Any {
+                    family = match s.family {
+                        name::Family::Inet => knock::Family::V4,
+                        name::Family::Inet6 => knock::Family::V6,
+                        name::Family::Any => knock::Family::Any,
+                    };
+                }
+            }
+            let o = knock::Opts {
+                host,
+                ports,
+                hits: hits.unwrap_or(default_hits),
+                delay: std::time::Duration::from_millis(delay),
+                gap: std::time::Duration::from_millis(gap),
+                timeout: std::time::Duration::from_millis(timeout),
+                family,
+                verify,
+                retries: 5,
+            };
+            if let Some(p) = proxy {
+                return knock::proxy(&o, p, std::time::Duration::from_secs(idle));
+            }
+            let ip = knock::knock(&o)?;
+            if !quiet {
+                let list: Vec<String> = o.ports.iter().map(u16::to_string).collect();
+                say!(
+                    "knocked {ip} on {} ({} connections each)",
+                    list.join(", "),
+                    o.hits
+                );
+                match verify {
+                    Some(v) => say!("{}: open", std::net::SocketAddr::new(ip, v)),
+                    // The firewall answers a knock that did not count (a
+                    // full set, a slow knock) just as one that did.
+                    None => say!("not verified: --verify PORT checks that the port opened"),
+                }
+            }
+            Ok(())
+        }
+        Command::Run {
+            foreground,
+            pidfile,
+            check_only,
+        } => daemon::run(daemon::RunOpts {
+            config: path,
+            foreground,
+            pidfile: pidfile.as_deref(),
+            check_only,
+        }),
+        Command::Flush { service } => {
+            let cfg = load_config(path)?;
+            cmd::services(&cfg, service.as_deref())?;
+            let mut t = open_tables(true)?;
+            for (table, n) in cmd::flush(&cfg, &mut t, service.as_deref())? {
+                say!("{table}: {n} addresses deleted.");
+            }
+            Ok(())
+        }
+    }
+}
