@@ -53,15 +53,6 @@ fn unknown_service(cfg: &Config, n: &str) -> Error {
     ))
 }
 
-/// Does the service's allow list cover this entry?
-fn allowed(s: Option<&Service>, n: &Net) -> bool {
-    s.is_some_and(|s| {
-        s.allow
-            .iter()
-            .any(|a| a.prefix <= n.prefix && a.contains(n.addr))
-    })
-}
-
 // ---- show -------------------------------------------------------------------
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -282,7 +273,13 @@ pub fn expire(
         let ttl = older_than.or(n.ttl).expect("sweepable tables have a ttl");
         let svc = n.service.as_deref().and_then(|s| cfg.service(s));
         let entries = t.entries(&n.table).map_err(|e| not_loaded(e, &n))?;
-        let d = policy::decide(&entries, ttl.0, now, |e| e.tzero, |net| allowed(svc, net));
+        let d = policy::decide(
+            &entries,
+            ttl.0,
+            now,
+            |e| e.tzero,
+            |net| svc.is_some_and(|s| s.allows(net)),
+        );
         let nets: Vec<Net> = d.expire.iter().map(|x| x.net).collect();
         let deleted = if dry_run {
             0
@@ -329,7 +326,7 @@ pub fn revoke(
     service: Option<&str>,
 ) -> Result<Vec<(TableRef, usize)>> {
     let svcs = services(cfg, service)?;
-    if let Some(s) = svcs.iter().find(|s| allowed(Some(s), &addr)) {
+    if let Some(s) = svcs.iter().find(|s| s.allows(&addr)) {
         return Err(Error::Other(format!(
             "{addr} is on the allow list of service {}: remove it from the config to revoke it",
             s.name

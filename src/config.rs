@@ -156,9 +156,13 @@ impl Service {
         self.rate.conns + 1
     }
 
-    /// Is this address on the service's allow list?
-    pub fn allowed(&self, a: std::net::IpAddr) -> bool {
-        self.allow.iter().any(|n| n.contains(a))
+    /// Does the service's allow list cover this entry (an address, or a
+    /// network inside an allowed one)? The one predicate for the daemon,
+    /// `expire` and `allow`.
+    pub fn allows(&self, n: &Net) -> bool {
+        self.allow
+            .iter()
+            .any(|a| a.prefix <= n.prefix && a.contains(n.addr))
     }
 }
 
@@ -260,35 +264,58 @@ fn line_of(src: &str, byte: usize) -> usize {
     src[..byte.min(src.len())].matches('\n').count() + 1
 }
 
-/// The dotted key a byte offset belongs to, read from the text: the last
-/// `[table]` or `[[table]]` header above it, and the `key =` of its line or of
-/// the nearest line above that has one.
+/// The dotted key a byte offset belongs to, from the toml parser's own
+/// spans (`DeTable::parse_recoverable` keeps a span for every key and
+/// value, also around a syntax error): the path of keys whose key or value
+/// contains the offset, through tables and arrays of tables
+/// (`service.rate` for a value inside any `[[service]]`).
 fn key_at(src: &str, byte: usize) -> String {
-    let before = &src[..byte.min(src.len())];
-    let mut key = String::new();
-    let mut header = String::new();
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line_end = src[line_start..]
-        .find('\n')
-        .map_or(src.len(), |i| line_start + i);
-    let upto = &src[..line_end];
-    for line in upto.lines() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            header = t.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
-            key.clear();
-        } else if let Some((k, _)) = t.split_once('=') {
-            let k = k.trim();
-            if !k.is_empty() && !k.starts_with('#') && !k.contains(['"', ' ']) {
-                key = k.to_owned();
-            }
+    use toml::de::{DeTable, DeValue};
+    fn inside(r: &Range<usize>, byte: usize) -> bool {
+        r.start <= byte && byte < r.end.max(r.start + 1)
+    }
+    // A key owns the rest of its line too: a syntax error after a
+    // `[[header]]` or a `key =` belongs to that key.
+    let key_line = |r: &Range<usize>, byte: usize| {
+        let end = src[r.end.min(src.len())..]
+            .find('\n')
+            .map_or(src.len(), |i| r.end + i);
+        r.start <= byte && byte <= end
+    };
+    // The key path below `v` that holds `byte`. (An array of tables'
+    // element spans only its `[[header]]`: look into every element.)
+    fn below(
+        v: &DeValue<'_>,
+        byte: usize,
+        key_line: &dyn Fn(&Range<usize>, usize) -> bool,
+    ) -> Option<Vec<String>> {
+        match v {
+            DeValue::Table(t) => find(t, byte, key_line),
+            DeValue::Array(items) => items
+                .iter()
+                .find_map(|i| below(i.get_ref(), byte, key_line)),
+            _ => None,
         }
     }
-    match (header.is_empty(), key.is_empty()) {
-        (true, _) => key,
-        (false, true) => header,
-        (false, false) => format!("{header}.{key}"),
+    fn find(
+        t: &DeTable<'_>,
+        byte: usize,
+        key_line: &dyn Fn(&Range<usize>, usize) -> bool,
+    ) -> Option<Vec<String>> {
+        for (k, v) in t.iter() {
+            let deeper = below(v.get_ref(), byte, key_line);
+            if deeper.is_some() || key_line(&k.span(), byte) || inside(&v.span(), byte) {
+                let mut p = vec![k.get_ref().to_string()];
+                p.extend(deeper.unwrap_or_default());
+                return Some(p);
+            }
+        }
+        None
     }
+    let (doc, _) = DeTable::parse_recoverable(src);
+    find(doc.get_ref(), byte, &key_line)
+        .unwrap_or_default()
+        .join(".")
 }
 
 /// `s` without control characters, cut after `max` bytes with "…".
@@ -559,7 +586,7 @@ impl Config {
 
 fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
     let anchor = match &raw.anchor {
-        Some(a) => cx.parse::<AnchorNameP>(a, "anchor")?.0,
+        Some(a) => cx.parse::<AnchorName>(a, "anchor")?,
         None => AnchorName::new(DEFAULT_ANCHOR).expect("default anchor"),
     };
     if raw.service.is_empty() && raw.expire.is_empty() {
@@ -685,9 +712,9 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
     let mut expires: Vec<ExpireTable> = Vec::new();
     for re in &raw.expire {
         let re = re.get_ref();
-        let table: TableName = cx.parse::<TableNameP>(&re.table, "expire.table")?.0;
+        let table: TableName = cx.parse::<TableName>(&re.table, "expire.table")?;
         let anchor_e = match &re.anchor {
-            Some(a) => cx.parse::<AnchorNameP>(a, "expire.anchor")?.0,
+            Some(a) => cx.parse::<AnchorName>(a, "expire.anchor")?,
             None => AnchorName::main(),
         };
         if anchor_e == anchor && tables.contains_key(&table) {
@@ -734,30 +761,58 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
     })
 }
 
-/// FromStr adapters so `Ctx::parse` can build the name newtypes.
-struct TableNameP(TableName);
-impl std::str::FromStr for TableNameP {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        TableName::new(s).map(TableNameP)
-    }
+/// One `[[service]]`, check by check; each names what it checks.
+fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
+    let (name, table) = service_names(cx, r)?;
+    let protect = protected_ports(cx, r)?;
+    let proto = protocols(cx, r)?;
+    let knock = knock_ports(cx, r, &proto, &protect)?;
+    derived_names_fit(cx, r, &table, knock.len())?;
+    let (rate, ttl, expire, window) = timing(cx, r, knock.len())?;
+    let (family, from, allow) = sources(cx, r)?;
+    let size = set_size(cx, r)?;
+    let on = match &r.on {
+        Some(o) => Some(cx.parse::<IfName>(o, "service.on")?),
+        None => None,
+    };
+
+    Ok(Service {
+        name,
+        table,
+        protect,
+        proto,
+        knock,
+        rate,
+        ttl,
+        expire,
+        window,
+        from,
+        allow,
+        on,
+        family,
+        log: r.log.unwrap_or(true),
+        block: r.block.unwrap_or(false),
+        renew: r.renew.unwrap_or(true),
+        size,
+        knock_lines: r
+            .knock
+            .get_ref()
+            .iter()
+            .map(|k| line_of(cx.src, k.span().start))
+            .collect(),
+    })
 }
-struct AnchorNameP(AnchorName);
-impl std::str::FromStr for AnchorNameP {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        AnchorName::new(s).map(AnchorNameP)
-    }
-}
-struct IfNameP(IfName);
-impl std::str::FromStr for IfNameP {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        IfName::new(s).map(IfNameP)
+
+/// The span and key the service's table name comes from.
+fn table_origin(r: &RawService) -> (&'static str, Range<usize>) {
+    match &r.table {
+        Some(t) => ("service.table", t.span()),
+        None => ("service.name", r.name.span()),
     }
 }
 
-fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
+/// `name` and `table`: valid names that nftables takes too.
+fn service_names(cx: &mut Ctx<'_>, r: &RawService) -> Result<(String, TableName)> {
     let name_span = r.name.span();
     let name = TableName::new(r.name.get_ref())
         .map_err(|m| {
@@ -768,17 +823,10 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
             )
         })?
         .to_string();
-    let (table, table_key, table_span) = match &r.table {
-        Some(t) => (
-            cx.parse::<TableNameP>(t, "service.table")?.0,
-            "service.table",
-            t.span(),
-        ),
-        None => (
-            TableName::new(&name).expect("checked above"),
-            "service.name",
-            name_span.clone(),
-        ),
+    let (table_key, table_span) = table_origin(r);
+    let table = match &r.table {
+        Some(t) => cx.parse::<TableName>(t, "service.table")?,
+        None => TableName::new(&name).expect("checked above"),
     };
     // nftables set names start with a letter or '_'; pf takes more, but
     // one config renders to both. The service's name too: it names the
@@ -804,7 +852,11 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         ));
     }
 
-    // protect
+    Ok((name, table))
+}
+
+/// `protect`: ports and ranges, none twice.
+fn protected_ports(cx: &mut Ctx<'_>, r: &RawService) -> Result<Vec<PortRange>> {
     let mut protect: Vec<PortRange> = Vec::new();
     if r.protect.get_ref().is_empty() {
         return Err(cx.err(r.protect.span(), "service.protect", "no ports to protect"));
@@ -825,7 +877,11 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         protect.push(range);
     }
 
-    // proto
+    Ok(protect)
+}
+
+/// `proto`: tcp, udp or both, none twice.
+fn protocols(cx: &mut Ctx<'_>, r: &RawService) -> Result<Vec<Proto>> {
     let proto: Vec<Proto> = match &r.proto {
         None => vec![Proto::Tcp],
         Some(p) => {
@@ -851,7 +907,16 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         }
     };
 
-    // knock
+    Ok(proto)
+}
+
+/// `knock`: ports, none twice, none protected.
+fn knock_ports(
+    cx: &mut Ctx<'_>,
+    r: &RawService,
+    proto: &[Proto],
+    protect: &[PortRange],
+) -> Result<Vec<Port>> {
     let mut knock: Vec<Port> = Vec::new();
     if r.knock.get_ref().is_empty() {
         return Err(cx.err(r.knock.span(), "service.knock", "no knock ports"));
@@ -875,8 +940,19 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         knock.push(p);
     }
 
+    Ok(knock)
+}
+
+/// Every name derived from the table fits pf's 31 bytes.
+fn derived_names_fit(
+    cx: &mut Ctx<'_>,
+    r: &RawService,
+    table: &TableName,
+    knocks: usize,
+) -> Result<()> {
+    let (table_key, table_span) = table_origin(r);
     // Derived table names must fit pf's 31 bytes too.
-    let suffixes = names::suffixes(knock.len());
+    let suffixes = names::suffixes(knocks);
     for suf in &suffixes {
         let derived = format!("{table}{suf}");
         if derived.len() > crate::name::TABLE_NAME_MAX {
@@ -895,6 +971,15 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         }
     }
 
+    Ok(())
+}
+
+/// `rate`, `ttl`, `expire` and `window`.
+fn timing(
+    cx: &mut Ctx<'_>,
+    r: &RawService,
+    knocks: usize,
+) -> Result<(Rate, Secs, ExpireMode, Secs)> {
     let rate_default: Rate = DEFAULT_RATE.parse().expect("default rate");
     let rate = cx.opt(&r.rate, "service.rate", rate_default)?;
     if let Some(sp) = &r.rate {
@@ -926,7 +1011,7 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         if window.0 == 0 {
             return Err(cx.err(w.span(), "service.window", "must be at least 1s"));
         }
-        if knock.len() == 1 {
+        if knocks == 1 {
             cx.warn(
                 w.span(),
                 "service.window",
@@ -940,6 +1025,11 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
             );
         }
     }
+    Ok((rate, ttl, expire, window))
+}
+
+/// `family`, `from` and `allow`: who may knock, who is always in.
+fn sources(cx: &mut Ctx<'_>, r: &RawService) -> Result<(Family, Vec<Net>, Vec<Net>)> {
     let family = cx.opt(&r.family, "service.family", Family::Any)?;
 
     // from: "any" alone, or addresses and networks.
@@ -976,7 +1066,12 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
             }
         }
     }
-    let size = match &r.size {
+    Ok((family, from, allow))
+}
+
+/// `size`: elements per nftables set.
+fn set_size(cx: &mut Ctx<'_>, r: &RawService) -> Result<u64> {
+    Ok(match &r.size {
         None => DEFAULT_SIZE,
         Some(v) => {
             let n = *v.get_ref();
@@ -989,36 +1084,6 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
             }
             n as u64
         }
-    };
-    let on = match &r.on {
-        Some(o) => Some(cx.parse::<IfNameP>(o, "service.on")?.0),
-        None => None,
-    };
-
-    Ok(Service {
-        name,
-        table,
-        protect,
-        proto,
-        knock,
-        rate,
-        ttl,
-        expire,
-        window,
-        from,
-        allow,
-        on,
-        family,
-        log: r.log.unwrap_or(true),
-        block: r.block.unwrap_or(false),
-        renew: r.renew.unwrap_or(true),
-        size,
-        knock_lines: r
-            .knock
-            .get_ref()
-            .iter()
-            .map(|k| line_of(cx.src, k.span().start))
-            .collect(),
     })
 }
 

@@ -102,6 +102,13 @@ impl TableName {
     }
 }
 
+impl FromStr for TableName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TableName::new(s)
+    }
+}
+
 impl fmt::Display for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -163,6 +170,13 @@ impl AnchorName {
     }
 }
 
+impl FromStr for AnchorName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        AnchorName::new(s)
+    }
+}
+
 impl fmt::Display for AnchorName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.is_empty() {
@@ -195,6 +209,13 @@ impl IfName {
             ));
         }
         Ok(IfName(s.to_owned()))
+    }
+}
+
+impl FromStr for IfName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        IfName::new(s)
     }
 }
 

@@ -524,13 +524,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         // the last activity: idle expiry is age since then.
         let idle = w.named.mode == ExpireMode::Idle && !self.caps.refreshes_entries;
         let svc = self.service_of(w).cloned();
-        let keep = |n: &Net| {
-            svc.as_ref().is_some_and(|s| {
-                s.allow
-                    .iter()
-                    .any(|a| a.prefix <= n.prefix && a.contains(n.addr))
-            })
-        };
+        let keep = |n: &Net| svc.as_ref().is_some_and(|s| s.allows(n));
         if idle {
             self.watches[i].idle.observe(entries, now);
         }
