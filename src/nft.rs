@@ -710,7 +710,7 @@ impl Tables for NftTables {
             .map(|(name, count)| TableStat {
                 name,
                 anchor: anchor.as_str().to_owned(),
-                flags: crate::pf::abi::PFR_TFLAG_ACTIVE | crate::pf::abi::PFR_TFLAG_PERSIST,
+                active: true,
                 count,
                 packets: 0,
                 tzero: 0,

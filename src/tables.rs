@@ -54,19 +54,15 @@ pub struct Entry {
 pub struct TableStat {
     pub name: String,
     pub anchor: String,
-    pub flags: u32,
+    /// The table is in use (pf: PFR_TFLAG_ACTIVE; nftables: the set is
+    /// there).
+    pub active: bool,
     /// Number of entries.
     pub count: u64,
     /// Packets the table's rules counted, all directions and verdicts: it
     /// moves whenever any entry (or a miss) is matched.
     pub packets: u64,
     pub tzero: i64,
-}
-
-impl TableStat {
-    pub fn active(&self) -> bool {
-        self.flags & crate::pf::abi::PFR_TFLAG_ACTIVE != 0
-    }
 }
 
 /// What a backend does by itself, so that callers ask once instead of at

@@ -376,14 +376,38 @@ fn commands_touch_only_tables_the_config_names() {
     );
 }
 
+/// The config's own table names and anchors, so that the property below
+/// draws the tables it must accept as often as those it must refuse (and
+/// the near misses between: its names in another anchor, and the reverse).
+fn own_names() -> Vec<String> {
+    owned_tables(&cfg())
+        .into_iter()
+        .map(|(_, t)| t.to_string())
+        .collect()
+}
+fn own_anchors() -> Vec<Option<String>> {
+    let mut v: Vec<Option<String>> = owned_tables(&cfg())
+        .into_iter()
+        .map(|(a, _)| (!a.is_main()).then(|| a.to_string()))
+        .collect();
+    v.dedup();
+    v
+}
+
 proptest::proptest! {
     /// Whatever table name and anchor a command line gives, expire refuses
     /// it unless the config names that very table, and then touches
     /// nothing but it.
     #[test]
     fn expire_refuses_every_table_the_config_does_not_name(
-        name in "[A-Za-z0-9_-]{1,31}",
-        anchor in proptest::option::of("[a-z][a-z0-9_-]{0,15}"),
+        name in proptest::prop_oneof![
+            proptest::sample::select(own_names()),
+            "[A-Za-z0-9_-]{1,31}",
+        ],
+        anchor in proptest::prop_oneof![
+            proptest::sample::select(own_anchors()),
+            proptest::option::of("[a-z][a-z0-9_-]{0,15}"),
+        ],
     ) {
         let c = cfg();
         let t = pfknock::tables::TableRef::new(
@@ -403,4 +427,12 @@ proptest::proptest! {
             proptest::prop_assert!(touched.is_empty());
         }
     }
+}
+
+#[test]
+fn the_property_above_draws_both_kinds() {
+    // Owned: some (name, anchor) pairs of the config itself.
+    let owned = owned_tables(&cfg());
+    assert!(owned.len() >= 3, "{owned:?}");
+    assert!(own_anchors().len() >= 2, "tables in more than one anchor");
 }

@@ -2,6 +2,8 @@
 //! shipped marshalling and the kernel model, with a fake clock and a fake
 //! pfctl that loads the rendered tables into the same model.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::fs;
 use std::net::IpAddr;
@@ -115,16 +117,16 @@ struct Rig {
     pfctl: FakePfctl,
     log: Mem,
     path: PathBuf,
+    _dir: common::Scratch,
 }
 
 const SSH: &str = "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nttl = \"60s\"\n";
 
-fn scratch(name: &str, text: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pfknock-daemon-{}-{name}", std::process::id()));
-    fs::create_dir_all(&d).unwrap();
+fn scratch(name: &str, text: &str) -> (common::Scratch, PathBuf) {
+    let d = common::Scratch::new(&format!("daemon-{name}"));
     let p = d.join("pfknock.toml");
     fs::write(&p, text).unwrap();
-    p
+    (d, p)
 }
 
 fn rig(l: &'static Layout, name: &str, conf: &str) -> Rig {
@@ -142,7 +144,7 @@ fn rig_with(
     enabled: Option<bool>,
     prep: impl FnOnce(&mut Model),
 ) -> Rig {
-    let path = scratch(&format!("{}-{name}", l.os), conf);
+    let (dir, path) = scratch(&format!("{}-{name}", l.os), conf);
     let k = Kernel(Rc::new(RefCell::new(Model::new(l, NOW))));
     prep(&mut k.0.borrow_mut());
     let pfctl = FakePfctl {
@@ -170,6 +172,7 @@ fn rig_with(
         pfctl,
         log,
         path,
+        _dir: dir,
     }
 }
 

@@ -69,6 +69,7 @@ fn rules(n: &Net) -> String {
 }
 
 #[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn unload_leaves_the_ports_closed_unless_asked_to_open_them() {
     need_root_and_tools!();
     let mut n = Net::new(CONF);
@@ -98,6 +99,7 @@ fn unload_leaves_the_ports_closed_unless_asked_to_open_them() {
 }
 
 #[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_refused_load_leaves_the_ports_closed() {
     need_root_and_tools!();
     let mut n = Net::new(CONF);
@@ -143,6 +145,7 @@ fn a_refused_load_leaves_the_ports_closed() {
 }
 
 #[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn the_daemon_fails_closed_when_it_stops_or_dies() {
     need_root_and_tools!();
     let mut n = Net::new(&format!("unload = true\n{CONF}"));
@@ -180,6 +183,7 @@ fn the_daemon_fails_closed_when_it_stops_or_dies() {
 }
 
 #[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn the_daemon_restores_flushed_chains_deleted_rules_and_sets() {
     need_root_and_tools!();
     let mut n = Net::new(CONF);
@@ -247,6 +251,7 @@ fn the_daemon_restores_flushed_chains_deleted_rules_and_sets() {
 }
 
 #[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_stuck_syslog_does_not_stop_the_daemon() {
     need_root_and_tools!();
     use std::os::unix::net::UnixDatagram;
@@ -309,6 +314,7 @@ fn a_stuck_syslog_does_not_stop_the_daemon() {
 }
 
 #[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn the_pidfile_is_never_written_through_a_link_and_never_shared() {
     need_root_and_tools!();
     let mut n = Net::new(CONF);
@@ -372,6 +378,7 @@ fn the_pidfile_is_never_written_through_a_link_and_never_shared() {
 }
 
 #[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn run_without_f_reports_errors_before_it_detaches() {
     need_root_and_tools!();
     let mut n = Net::new(CONF);
@@ -445,6 +452,7 @@ fn run_without_f_reports_errors_before_it_detaches() {
 }
 
 #[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_reload_of_a_config_others_can_write_is_refused_and_logged() {
     need_root_and_tools!();
     use std::os::unix::net::UnixDatagram;

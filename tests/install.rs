@@ -1,21 +1,20 @@
 //! install.sh staged into a scratch DESTDIR for FreeBSD and OpenBSD, and
 //! the FreeBSD port skeleton kept in step with it and with Cargo.lock.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn stage(os: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pfknock-install-{}-{os}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+fn stage(os: &str) -> common::Scratch {
+    common::Scratch::new(&format!("install-{os}"))
 }
 
 fn install(os: &str, dest: &Path) -> String {
@@ -171,9 +170,15 @@ fn port_crates_follow_cargo_lock() {
         got, want,
         "regenerate packaging/freebsd/Makefile.crates from Cargo.lock"
     );
-    let rc = fs::read_to_string(root().join("packaging/freebsd/files/pfknock.in")).unwrap();
+    // The port's rc script is the repository's, not a copy that could
+    // drift: a relative symbolic link that resolves to rc.d/freebsd.
+    let port_rc = root().join("packaging/freebsd/files/pfknock.in");
     assert_eq!(
-        rc,
-        fs::read_to_string(root().join("rc.d/freebsd/pfknock")).unwrap()
+        fs::read_link(&port_rc).expect("files/pfknock.in is a symbolic link"),
+        Path::new("../../../rc.d/freebsd/pfknock")
+    );
+    assert_eq!(
+        fs::canonicalize(&port_rc).unwrap(),
+        fs::canonicalize(root().join("rc.d/freebsd/pfknock")).unwrap()
     );
 }

@@ -2,6 +2,8 @@
 //! record every accepted connection: counts, order, source ports, verify
 //! and the ProxyCommand mode.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output, Stdio};
@@ -86,8 +88,7 @@ fn ports_and_hits_from_a_service() {
     let (tx, rx) = mpsc::channel();
     let a = listener("127.0.0.1:0", tx.clone());
     let b = listener("127.0.0.1:0", tx);
-    let dir = std::env::temp_dir().join(format!("pfknock-knock-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::Scratch::new("knock");
     let conf = dir.join("client.toml");
     std::fs::write(
         &conf,

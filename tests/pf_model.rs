@@ -179,7 +179,7 @@ fn table_stats_of_one_anchor() {
         st.sort_by(|a, b| a.name.cmp(&b.name));
         let got: Vec<(&str, &str, u64, bool)> = st
             .iter()
-            .map(|s| (s.name.as_str(), s.anchor.as_str(), s.count, s.active()))
+            .map(|s| (s.name.as_str(), s.anchor.as_str(), s.count, s.active))
             .collect();
         assert_eq!(
             got,

@@ -389,7 +389,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             match stats {
                 Ok(v) => {
                     for s in v {
-                        if !s.active() {
+                        if !s.active {
                             continue;
                         }
                         let Ok(name) = crate::name::TableName::new(&s.name) else {
@@ -448,7 +448,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             Err(_) => false,
             Ok(v) => self.watches.iter().filter(|w| w.role().is_some()).any(|w| {
                 !v.iter()
-                    .any(|s| s.active() && s.name == w.named.table.name.as_str())
+                    .any(|s| s.active && s.name == w.named.table.name.as_str())
             }),
         }
     }

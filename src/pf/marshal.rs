@@ -313,7 +313,7 @@ impl<D: Device> Pf<D> {
             .map(|e| TableStat {
                 name: get_cstr(&e[l.t_name..l.t_name + abi::TABLE_NAME_SIZE]),
                 anchor: get_cstr(&e[l.t_anchor..l.t_anchor + abi::ANCHOR_SIZE]),
-                flags: get_u32(e, l.t_flags),
+                active: get_u32(e, l.t_flags) & abi::PFR_TFLAG_ACTIVE != 0,
                 count: get_i32(e, l.ts_cnt).max(0) as u64,
                 packets: (0..2 * l.op_table_max)
                     .map(|i| get_u64(e, l.ts_packets + 8 * i))

@@ -31,12 +31,14 @@ pub fn skip_reason() -> Option<String> {
     None
 }
 
+/// Root-only tests are `#[ignore]`d, so `cargo test` lists them as
+/// ignored; run explicitly (`--include-ignored`, as .ci/run does), a
+/// missing privilege or tool is a failure, not a quiet pass.
 #[macro_export]
 macro_rules! need_root_and_tools {
     () => {
         if let Some(why) = common::skip_reason() {
-            eprintln!("skipped: {why}");
-            return;
+            panic!("this test needs root, ip, nft and python3: {why}");
         }
     };
 }
@@ -244,8 +246,8 @@ pub fn ns(ns: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Debian's python3 with scapy, for forged packets; `None` (and a line
-/// saying so) where it is missing.
+/// Debian's python3 with scapy, for forged packets (a failure where it is
+/// missing: .ci/run installs python3-scapy).
 pub fn scapy() -> Option<&'static str> {
     let py = "/usr/bin/python3";
     let ok = Command::new(py)
@@ -253,10 +255,8 @@ pub fn scapy() -> Option<&'static str> {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipped: /usr/bin/python3 has no scapy (Debian: python3-scapy)");
-    }
-    ok.then_some(py)
+    assert!(ok, "/usr/bin/python3 has no scapy (Debian: python3-scapy)");
+    Some(py)
 }
 
 impl Net {
@@ -319,5 +319,37 @@ impl Net {
             .map(|n| n.split('@').next().unwrap_or(n).to_owned())
             .find(|n| n != "lo")
             .expect("the client's veth")
+    }
+}
+
+/// A scratch directory under the temp directory, removed when dropped
+/// (also when a test fails), so that test runs leave nothing behind.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("pfknock-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
     }
 }

@@ -1,0 +1,126 @@
+//! ARCHITECTURE.md's table of who may use whom, checked against the code:
+//! every `crate::module` a source file names must be in its module's row.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+fn rules() -> BTreeMap<String, BTreeSet<String>> {
+    let doc =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md")).unwrap();
+    let mut out = BTreeMap::new();
+    for line in doc.lines() {
+        let cells: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
+        if cells.len() != 2 || cells[0] == "module" || cells[0].starts_with("---") {
+            continue;
+        }
+        out.insert(
+            cells[0].to_owned(),
+            cells[1].split_whitespace().map(str::to_owned).collect(),
+        );
+    }
+    out
+}
+
+/// The top module a source file belongs to (`pf/marshal.rs` → `pf`).
+fn module_of(rel: &Path) -> Option<String> {
+    let first = rel.components().next()?.as_os_str().to_str()?.to_owned();
+    let m = first.trim_end_matches(".rs").to_owned();
+    (m != "lib" && m != "main").then_some(m)
+}
+
+/// The modules a file names: `crate::x`, and `use crate::{x, y::z}`.
+fn uses(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + 7..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let body = &group[..group.find('}').unwrap_or(group.len())];
+            for item in body.split(',') {
+                let m: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !m.is_empty() && m != "self" {
+                    out.insert(m);
+                }
+            }
+        } else {
+            let m: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !m.is_empty() {
+                out.insert(m);
+            }
+        }
+    }
+    out
+}
+
+fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn modules_use_only_what_architecture_md_allows() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let rules = rules();
+    assert!(rules.len() > 15, "the table was read: {rules:?}");
+    let mut all = Vec::new();
+    files(&src, &mut all);
+    let mut broken = Vec::new();
+    let mut seen = BTreeSet::new();
+    for f in all {
+        let rel = f.strip_prefix(&src).unwrap();
+        let Some(m) = module_of(rel) else { continue };
+        seen.insert(m.clone());
+        let Some(allowed) = rules.get(&m) else {
+            broken.push(format!("{m}: no row in ARCHITECTURE.md"));
+            continue;
+        };
+        let text = fs::read_to_string(&f).unwrap();
+        for u in uses(&text) {
+            if u != m && !allowed.contains(&u) {
+                broken.push(format!(
+                    "{}: uses {u}, which its row does not list",
+                    rel.display()
+                ));
+            }
+        }
+    }
+    for m in rules.keys() {
+        assert!(
+            seen.contains(m),
+            "ARCHITECTURE.md lists {m}, which is not a module"
+        );
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+#[test]
+fn the_crate_root_only_declares_modules() {
+    let lib = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
+    for line in lib.lines().map(str::trim) {
+        let ok = line.is_empty()
+            || line.starts_with("//")
+            || line.starts_with("#![")
+            || line.starts_with("#[allow(unsafe_code)]")
+            || (line.starts_with("pub mod ") && line.ends_with(';'));
+        assert!(ok, "src/lib.rs: {line}");
+    }
+}
