@@ -627,3 +627,28 @@ for i in range(13):
         "idle once the session ended"
     );
 }
+
+/// Two services protecting one port (a warning, not an error): a knock on
+/// either opens it, and a knock on neither does not.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn two_services_on_one_port_both_open_it() {
+    need_root_and_tools!();
+    let conf = format!(
+        "{RATE}\n[[service]]\nname    = \"admin\"\nprotect = [PROTECTED]\nknock   = [1235]\nrate    = \"2/5\"\n"
+    );
+    let mut n = Net::new(&conf);
+    n.up();
+    let check = n.server(&["check"]);
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains("is also protected by service \"ssh\"")
+    );
+    assert!(!n.open(false), "closed before either knock");
+    ok(&n.knock(&[&n.srv_ip(false), "1235", "-n", "3"]));
+    assert!(
+        n.open(false),
+        "the second service's knock opens the shared port"
+    );
+    assert!(n.elements("ssh_4").is_empty());
+    assert!(!n.open(true), "and only for the address that knocked");
+}
