@@ -103,6 +103,9 @@ pub struct Service {
     /// Always authorized, never expired: a const table.
     pub allow: Vec<Net>,
     pub on: Option<IfName>,
+    /// Where the protected ports are: this host (default), hosts behind
+    /// it, or anywhere.
+    pub to: Dest,
     pub family: Family,
     pub log: bool,
     pub block: bool,
@@ -111,6 +114,37 @@ pub struct Service {
     pub size: u64,
     /// The config line of each knock port, for warnings found later.
     pub knock_lines: Vec<usize>,
+}
+
+/// The destination of a service's protected ports (`to`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// This host only: routed traffic is never opened, blocked or counted
+    /// (pf `to (self)`, which follows address changes; nftables' input
+    /// hook).
+    SelfHost,
+    /// Hosts behind this one, as forwarding (after `rdr`/DNAT) sees them:
+    /// pf filters a redirected packet by its translated destination.
+    Nets(Vec<Net>),
+    /// Any destination, this host's and forwarded alike.
+    Any,
+}
+
+impl Dest {
+    /// Could a packet be addressed to both?
+    pub fn meets(&self, o: &Dest) -> bool {
+        match (self, o) {
+            (Dest::Any, _) | (_, Dest::Any) | (Dest::SelfHost, Dest::SelfHost) => true,
+            (Dest::Nets(a), Dest::Nets(b)) => a.iter().any(|x| {
+                b.iter().any(|y| {
+                    x.addr.is_ipv6() == y.addr.is_ipv6()
+                        && x.range().0 <= y.range().1
+                        && y.range().0 <= x.range().1
+                })
+            }),
+            _ => false,
+        }
+    }
 }
 
 /// The role of one table of a service.
@@ -227,6 +261,7 @@ struct RawService {
     from: Option<Spanned<Vec<Spanned<String>>>>,
     allow: Option<Spanned<Vec<Spanned<String>>>>,
     on: Option<Spanned<String>>,
+    to: Option<Spanned<OneOrMany>>,
     family: Option<Spanned<String>>,
     log: Option<bool>,
     block: Option<bool>,
@@ -676,6 +711,7 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
             let shared = s.protect.iter().find(|r| {
                 o.protect.iter().any(|q| q.overlaps(r))
                     && s.proto.iter().any(|p| o.proto.contains(p))
+                    && s.to.meets(&o.to)
             });
             if let Some(r) = shared {
                 let span = raw.service[i].get_ref().protect.span();
@@ -771,6 +807,7 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
     let (rate, ttl, expire, window) = timing(cx, r, knock.len())?;
     let (family, from, allow) = sources(cx, r)?;
     let size = set_size(cx, r)?;
+    let to = destination(cx, r, family)?;
     let on = match &r.on {
         Some(o) => Some(cx.parse::<IfName>(o, "service.on")?),
         None => None,
@@ -789,6 +826,7 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         from,
         allow,
         on,
+        to,
         family,
         log: r.log.unwrap_or(true),
         block: r.block.unwrap_or(false),
@@ -1067,6 +1105,62 @@ fn sources(cx: &mut Ctx<'_>, r: &RawService) -> Result<(Family, Vec<Net>, Vec<Ne
         }
     }
     Ok((family, from, allow))
+}
+
+/// `to`: "self" (default), "any", or the addresses and networks of the
+/// hosts behind this one that the protected ports lead to.
+fn destination(cx: &mut Ctx<'_>, r: &RawService, family: Family) -> Result<Dest> {
+    let Some(t) = &r.to else {
+        return Ok(Dest::SelfHost);
+    };
+    let items: Vec<&String> = match t.get_ref() {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v.iter().collect(),
+    };
+    match items.as_slice() {
+        [] => Err(cx.err(
+            t.span(),
+            "service.to",
+            "empty list: the ports would lead nowhere",
+        )),
+        [one] if one.as_str() == "self" => Ok(Dest::SelfHost),
+        [one] if one.as_str() == "any" => Ok(Dest::Any),
+        _ => {
+            let mut nets: Vec<Net> = Vec::new();
+            for s in items {
+                if s == "self" || s == "any" {
+                    return Err(cx.err(
+                        t.span(),
+                        "service.to",
+                        format!("\"{s}\" must stand alone"),
+                    ));
+                }
+                let n: Net = s
+                    .parse()
+                    .map_err(|m: String| cx.err(t.span(), "service.to", m))?;
+                if family != Family::Any && n.family() != family {
+                    return Err(cx.err(
+                        t.span(),
+                        "service.to",
+                        format!("{n} is not an address of family {}", family_word(family)),
+                    ));
+                }
+                if nets.iter().any(|o| {
+                    o.range().0 <= n.range().1
+                        && n.range().0 <= o.range().1
+                        && o.addr.is_ipv6() == n.addr.is_ipv6()
+                }) {
+                    return Err(cx.err(
+                        t.span(),
+                        "service.to",
+                        format!("{n} is listed twice or overlaps"),
+                    ));
+                }
+                nets.push(n);
+            }
+            Ok(Dest::Nets(nets))
+        }
+    }
 }
 
 /// `size`: elements per nftables set.

@@ -102,6 +102,21 @@ fn good(key: &'static str) -> BoxedStrategy<String> {
         })
         .boxed(),
         "on" => q(vec!["vtnet0", "ena0", "egress", "em0.5"]),
+        "to" => prop_oneof![
+            q(vec!["self", "any"]),
+            prop::collection::vec(
+                prop::sample::select(vec!["10.0.1.10", "10.0.2.0/24", "fd00::5", "192.0.2.0/28"]),
+                1..3
+            )
+            .prop_map(|v| format!(
+                "[{}]",
+                v.iter()
+                    .map(|x| format!("\"{x}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        ]
+        .boxed(),
         "family" => q(vec!["any", "inet", "inet6"]),
         "log" | "block" | "renew" => any::<bool>().prop_map(|b| b.to_string()).boxed(),
         "size" => (1u64..20_000_000).prop_map(|n| n.to_string()).boxed(),
@@ -110,8 +125,8 @@ fn good(key: &'static str) -> BoxedStrategy<String> {
 }
 
 const SERVICE_KEYS: &[&str] = &[
-    "table", "proto", "rate", "ttl", "expire", "window", "from", "allow", "on", "family", "log",
-    "block", "renew", "size",
+    "table", "proto", "rate", "ttl", "expire", "window", "from", "allow", "on", "to", "family",
+    "log", "block", "renew", "size",
 ];
 
 fn service() -> impl Strategy<Value = String> {
@@ -249,6 +264,8 @@ fn grammar() -> Grammar {
             r"(?:(?:tcp|udp) dport {NPORTS}|meta l4proto \{ tcp, udp \} th dport {NPORTS})",
         ),
         ("{IP}", r"ip6?"),
+        ("{TO}", r"(?:any|\(self\)|{NET}|\{ {NETS} \})"),
+        ("{DADDR}", r"(?:{IP} daddr (?:{NET}|\{ {NETS} \}) )?"),
     ];
     let re = |s: &str| {
         let mut t = s.to_owned();
@@ -275,12 +292,12 @@ fn grammar() -> Grammar {
             re(r"table <{ID}> persist(?: counters)?"),
             re(r"table <{ID}> const \{ {NETS} \}"),
             re(
-                r"pass in(?: log)? quick(?: on {IF})?{FAM} proto tcp from (?:any|<{ID}>|{NET}|\{ {NETS} \}) to any port {PORT} synproxy state \(max-src-conn-rate {RATE}, overload <{ID}>\)",
+                r"pass in(?: log)? quick(?: on {IF})?{FAM} proto tcp from (?:any|<{ID}>|{NET}|\{ {NETS} \}) to (?:any|\(self\)) port {PORT} synproxy state \(max-src-conn-rate {RATE}, overload <{ID}>\)",
             ),
             re(
-                r"pass in(?: log)? quick(?: on {IF})?{FAM} proto {PROTO} from (?:<{ID}>|\{ <{ID}>, <{ID}> \}) to any port {PORTS}(?: synproxy state)?",
+                r"pass in(?: log)? quick(?: on {IF})?{FAM} proto {PROTO} from (?:<{ID}>|\{ <{ID}>, <{ID}> \}) to {TO} port {PORTS}(?: synproxy state)?",
             ),
-            re(r"block in quick(?: on {IF})?{FAM} proto {PROTO} from any to any port {PORTS}"),
+            re(r"block in quick(?: on {IF})?{FAM} proto {PROTO} from any to {TO} port {PORTS}"),
         ],
         nft: vec![
             re(r"# pfknock [0-9.]+: table inet pfknock from {SAFE}"),
@@ -294,9 +311,9 @@ fn grammar() -> Grammar {
             re(
                 r#"\tset {SET} \{ type ipv[46]_addr; flags interval; elements = \{ {NETS} \}; comment "{ID}: allow"; \}"#,
             ),
-            re(r"\tchain (?:prerouting|input) \{"),
+            re(r"\tchain (?:prerouting|input|forward) \{"),
             re(
-                r"\t\ttype filter hook (?:prerouting priority raw|input priority filter - 1); policy accept;",
+                r"\t\ttype filter hook (?:prerouting priority raw|(?:input|forward) priority filter - 1); policy accept;",
             ),
             re(r"\t\}"),
             re(r"\}"),
@@ -312,9 +329,11 @@ fn grammar() -> Grammar {
             ),
             re(r#"\t\t(?:iifname "{IF}" )?tcp dport {PORT} reject with tcp reset"#),
             re(
-                r#"\t\t(?:iifname "{IF}" )?{DPORT} {IP} saddr @{SET}(?: ct state established ct status assured update @{SET} \{ {IP} saddr \})? accept"#,
+                r#"\t\t(?:iifname "{IF}" )?{DADDR}{DPORT} {IP} saddr @{SET}(?: ct state established ct status assured update @{SET} \{ {IP} saddr \})? accept"#,
             ),
-            re(r#"\t\t(?:iifname "{IF}" )?{DPORT} (?:ct state established,related accept|drop)"#),
+            re(
+                r#"\t\t(?:iifname "{IF}" )?{DADDR}{DPORT} (?:ct state established,related accept|drop)"#,
+            ),
         ],
     }
 }

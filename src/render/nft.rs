@@ -48,7 +48,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{Config, Role, Service};
+use crate::config::{Config, Dest, Role, Service};
 use crate::name::{ExpireMode, Family, Net, PortRange, Proto, Rate, Secs};
 use crate::names::{self, Object};
 
@@ -356,10 +356,36 @@ fn dport(s: &Service) -> String {
 /// Who may reach the protected ports. Every service's accepts stand
 /// before any service's drop, so two services protecting one port both
 /// open it.
-fn protect_rules(out: &mut Vec<String>, s: &Service) {
+/// The base chain a rule is for: packets to this host, or forwarded ones.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    Input,
+    Forward,
+}
+
+/// The destination match of a service's protected ports on a hook and
+/// family: `None` where the hook has none of its destinations.
+fn dest_match(s: &Service, hook: Hook, af: Af) -> Option<String> {
+    match (&s.to, hook) {
+        (Dest::SelfHost | Dest::Any, Hook::Input) | (Dest::Any, Hook::Forward) => {
+            Some(String::new())
+        }
+        (Dest::SelfHost, Hook::Forward) | (Dest::Nets(_), Hook::Input) => None,
+        (Dest::Nets(n), Hook::Forward) => {
+            let nets = nets_of(n, af);
+            (!nets.is_empty()).then(|| format!("{} daddr {} ", af.proto(), list(&nets)))
+        }
+    }
+}
+
+fn protect_rules(out: &mut Vec<String>, s: &Service, hook: Hook) {
     let iif = iif(s);
     let dport = dport(s);
     for af in families(s) {
+        let Some(to) = dest_match(s, hook, af) else {
+            continue;
+        };
+        let dport = format!("{to}{dport}");
         let ip = af.proto();
         let set = set_of(s, Object::Table(Role::Auth), af);
         if s.expire == ExpireMode::Idle {
@@ -385,11 +411,27 @@ fn protect_rules(out: &mut Vec<String>, s: &Service) {
 }
 
 /// An expiry does not cut an open session; everything else is dropped.
-fn protect_tail(out: &mut Vec<String>, s: &Service) {
+fn protect_tail(out: &mut Vec<String>, s: &Service, hook: Hook) {
     let (iif, dport) = (iif(s), dport(s));
-    out.push(format!("{iif}{dport} ct state established,related accept"));
-    out.push(format!("{iif}{dport} drop"));
+    let mut tos: Vec<String> = families(s)
+        .into_iter()
+        .filter_map(|af| dest_match(s, hook, af))
+        .collect();
+    tos.dedup(); // "" for both families: one rule covers them
+    for to in tos {
+        out.push(format!(
+            "{iif}{to}{dport} ct state established,related accept"
+        ));
+        out.push(format!("{iif}{to}{dport} drop"));
+    }
 }
+
+/// Does any service lead somewhere through the forward hook?
+fn forwards(cfg: &Config) -> bool {
+    cfg.services.iter().any(|s| !matches!(s.to, Dest::SelfHost))
+}
+
+const FORWARD_HEAD: &str = "type filter hook forward priority filter - 1; policy accept;";
 
 /// The table as data: what `render` prints and the loader applies.
 pub fn build(cfg: &Config) -> TableDef {
@@ -422,26 +464,40 @@ pub fn build(cfg: &Config) -> TableDef {
         knock_rules(&mut input, s);
     }
     for s in &cfg.services {
-        protect_rules(&mut input, s);
+        protect_rules(&mut input, s, Hook::Input);
     }
     for s in &cfg.services {
-        protect_tail(&mut input, s);
+        protect_tail(&mut input, s, Hook::Input);
     }
-    TableDef {
-        services,
-        chains: vec![
-            ChainDef {
-                name: "prerouting",
-                head: "type filter hook prerouting priority raw; policy accept;",
-                rules: pre,
-            },
-            ChainDef {
-                name: "input",
-                head: "type filter hook input priority filter - 1; policy accept;",
-                rules: input,
-            },
-        ],
+    let mut chains = vec![
+        ChainDef {
+            name: "prerouting",
+            head: "type filter hook prerouting priority raw; policy accept;",
+            rules: pre,
+        },
+        ChainDef {
+            name: "input",
+            head: "type filter hook input priority filter - 1; policy accept;",
+            rules: input,
+        },
+    ];
+    if forwards(cfg) {
+        // Forwarded services (`to`): after DNAT, so by the destination the
+        // packet is forwarded to; nothing else in the forward path.
+        let mut fwd = Vec::new();
+        for s in &cfg.services {
+            protect_rules(&mut fwd, s, Hook::Forward);
+        }
+        for s in &cfg.services {
+            protect_tail(&mut fwd, s, Hook::Forward);
+        }
+        chains.push(ChainDef {
+            name: "forward",
+            head: FORWARD_HEAD,
+            rules: fwd,
+        });
     }
+    TableDef { services, chains }
 }
 
 /// The table when the knock rules are not in force (after `unload`, or
@@ -460,30 +516,43 @@ pub fn build_closed(cfg: &Config) -> TableDef {
             (super::service_comment(s), sets)
         })
         .collect();
-    let mut input = vec!["iifname \"lo\" accept".to_owned()];
-    for s in &cfg.services {
-        let (iif, dport) = (iif(s), dport(s));
-        for af in families(s) {
-            if s.allow.iter().any(|n| Af::of(n) == af) {
-                input.push(format!(
-                    "{iif}{dport} {} saddr @{} accept",
-                    af.proto(),
-                    set_of(s, Object::Table(Role::Allow), af)
-                ));
+    let closed = |hook: Hook| {
+        let mut out = Vec::new();
+        for s in &cfg.services {
+            let (iif, dport) = (iif(s), dport(s));
+            for af in families(s) {
+                let Some(to) = dest_match(s, hook, af) else {
+                    continue;
+                };
+                if s.allow.iter().any(|n| Af::of(n) == af) {
+                    out.push(format!(
+                        "{iif}{to}{dport} {} saddr @{} accept",
+                        af.proto(),
+                        set_of(s, Object::Table(Role::Allow), af)
+                    ));
+                }
             }
         }
+        for s in &cfg.services {
+            protect_tail(&mut out, s, hook);
+        }
+        out
+    };
+    let mut input = vec!["iifname \"lo\" accept".to_owned()];
+    input.extend(closed(Hook::Input));
+    let mut chains = vec![ChainDef {
+        name: "input",
+        head: "type filter hook input priority filter - 1; policy accept;",
+        rules: input,
+    }];
+    if forwards(cfg) {
+        chains.push(ChainDef {
+            name: "forward",
+            head: FORWARD_HEAD,
+            rules: closed(Hook::Forward),
+        });
     }
-    for s in &cfg.services {
-        protect_tail(&mut input, s);
-    }
-    TableDef {
-        services,
-        chains: vec![ChainDef {
-            name: "input",
-            head: "type filter hook input priority filter - 1; policy accept;",
-            rules: input,
-        }],
-    }
+    TableDef { services, chains }
 }
 
 /// Render the table. `source` names the config file in the header comment.

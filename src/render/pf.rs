@@ -19,7 +19,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{Config, Role, Service};
+use crate::config::{Config, Dest, Role, Service};
 use crate::name::{Family, PortRange, Proto};
 
 /// Render the anchor. `source` names the config file in the header comment.
@@ -56,6 +56,19 @@ pub fn render(cfg: &Config, source: &str) -> String {
 }
 
 fn service(o: &mut String, s: &Service) {
+    // Knocks are made to this host: `(self)` is every local address, kept
+    // up to date by the kernel (pf_if.c, pfi_dynaddr_setup: "self" is the
+    // group of all interfaces), so routed traffic is never synproxied,
+    // counted, opened or blocked. `to = "any"` keeps the old `to any`.
+    let here = match s.to {
+        Dest::Any => "any",
+        _ => "(self)",
+    };
+    let dest = match &s.to {
+        Dest::SelfHost => "(self)".to_owned(),
+        Dest::Any => "any".to_owned(),
+        Dest::Nets(n) => list(n.iter().map(|x| x.to_string())),
+    };
     let _ = writeln!(o, "{}", super::service_comment(s));
     for (t, role) in s.tables() {
         match role {
@@ -91,7 +104,7 @@ fn service(o: &mut String, s: &Service) {
     let knock_rule = |o: &mut String, from: &str, port: &str, overload: &str| {
         let _ = writeln!(
             o,
-            "{} proto tcp from {from} to any port {port} synproxy state \
+            "{} proto tcp from {from} to {here} port {port} synproxy state \
              (max-src-conn-rate {}, overload <{overload}>)",
             head("pass", s.log),
             s.rate
@@ -142,27 +155,27 @@ fn service(o: &mut String, s: &Service) {
         // the packets of a real connection do.
         let _ = writeln!(
             o,
-            "{} proto tcp from {from} to any port {ports} synproxy state",
+            "{} proto tcp from {from} to {dest} port {ports} synproxy state",
             head("pass", s.log)
         );
         if s.proto.contains(&Proto::Udp) {
             let _ = writeln!(
                 o,
-                "{} proto udp from {from} to any port {ports}",
+                "{} proto udp from {from} to {dest} port {ports}",
                 head("pass", s.log)
             );
         }
     } else {
         let _ = writeln!(
             o,
-            "{} proto {proto} from {from} to any port {ports}",
+            "{} proto {proto} from {from} to {dest} port {ports}",
             head("pass", s.log)
         );
     }
     if s.block {
         let _ = writeln!(
             o,
-            "{} proto {proto} from any to any port {ports}",
+            "{} proto {proto} from any to {dest} port {ports}",
             head("block", false)
         );
     }
