@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
-use common::{BIN, Net, PROTECTED, ok};
+use common::{BIN, Net, PROTECTED, ok, wait_for};
 
 const RATE: &str = r#"
 [[service]]
@@ -157,16 +157,6 @@ fn set_json(n: &Net, set: &str) -> Option<serde_json::Value> {
         .as_array()?
         .iter()
         .find_map(|i| i.get("set").cloned())
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..60 {
-        if f() {
-            return;
-        }
-        sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[test]

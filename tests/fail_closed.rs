@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
-use common::{BIN, Net, PROTECTED, ns, ok};
+use common::{BIN, Net, PROTECTED, ns, ok, wait_for};
 
 const CONF: &str = r#"
 [[service]]
@@ -53,14 +53,12 @@ fn daemon_env(n: &Net, env: &[(&str, &str)]) -> (Child, String) {
     )
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..80 {
-        if f() {
-            return;
-        }
-        sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
+/// A daemon whose syslog is a datagram socket of the test's, unread.
+fn daemon_logging_to_a_socket(n: &Net) -> (Child, String, std::os::unix::net::UnixDatagram) {
+    let path = n.dir.join("log.sock");
+    let log = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let (d, pid) = daemon_env(n, &[("PFKNOCK_SYSLOG_SOCKET", path.to_str().unwrap())]);
+    (d, pid, log)
 }
 
 fn rules(n: &Net) -> String {
@@ -254,13 +252,10 @@ fn the_daemon_restores_flushed_chains_deleted_rules_and_sets() {
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_stuck_syslog_does_not_stop_the_daemon() {
     need_root_and_tools!();
-    use std::os::unix::net::UnixDatagram;
     let mut n = Net::new(CONF);
     n.up();
     // A syslog socket that nobody reads.
-    let path = n.dir.join("log.sock");
-    let log = UnixDatagram::bind(&path).unwrap();
-    let (mut d, pid) = daemon_env(&n, &[("PFKNOCK_SYSLOG_SOCKET", path.to_str().unwrap())]);
+    let (mut d, pid, log) = daemon_logging_to_a_socket(&n);
     let kill = |sig: &str| {
         assert!(
             Command::new("kill")
@@ -455,13 +450,10 @@ fn run_without_f_reports_errors_before_it_detaches() {
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_reload_of_a_config_others_can_write_is_refused_and_logged() {
     need_root_and_tools!();
-    use std::os::unix::net::UnixDatagram;
     let mut n = Net::new(CONF);
     n.up();
-    let path = n.dir.join("log.sock");
-    let log = UnixDatagram::bind(&path).unwrap();
+    let (mut d, pid, log) = daemon_logging_to_a_socket(&n);
     log.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let (mut d, pid) = daemon_env(&n, &[("PFKNOCK_SYSLOG_SOCKET", path.to_str().unwrap())]);
     // Someone makes the config world-writable and changes it.
     fs::write(
         n.conf(),

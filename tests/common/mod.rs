@@ -353,3 +353,14 @@ impl Drop for Scratch {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+/// Wait, at most 8 s, until `f` holds.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..80 {
+        if f() {
+            return;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
