@@ -209,7 +209,7 @@ pub fn relay(
         .try_clone()
         .map_err(|e| Error::Other(format!("proxy: {}", io_words(&e))))?;
     let (l, c, cd) = (last.clone(), closed.clone(), closed_at.clone());
-    let writer = thread::spawn(move || {
+    let writer = crate::sys_unix::spawn(move || {
         let mut buf = [0u8; 16384];
         loop {
             match input.read(&mut buf) {

@@ -1,4 +1,4 @@
-//! syslog(3) and daemon(3): the only `unsafe` outside the pf backend.
+//! syslog(3) and detaching (fork(2)): the only `unsafe` outside the pf backend.
 //! libc's syslog(3) serves OpenBSD, where it goes through sendsyslog(2)
 //! and never waits; elsewhere `crate::syslog` writes to syslogd's socket
 //! itself, without blocking.
@@ -46,24 +46,121 @@ pub fn syslog(priority: libc::c_int, msg: &str) {
     unsafe { libc::syslog(priority, c"%s".as_ptr(), m.as_ptr()) };
 }
 
-/// Detach from the terminal: daemon(3) forks, the parent exits, the child
-/// starts a new session with / as its directory and stdio on /dev/null.
-/// Must be called before any thread is started.
-#[cfg(not(target_os = "macos"))]
-pub fn daemonize() -> io::Result<()> {
-    // SAFETY: daemon(3) forks; the caller guarantees no other thread
-    // exists yet, so the child inherits no lock held by a thread that is
-    // gone. It takes two plain integers.
-    if unsafe { libc::daemon(0, 0) } == -1 {
-        return Err(io::Error::last_os_error());
+/// The detached child's word to the parent that waits for it.
+pub struct Ready(std::os::fd::OwnedFd);
+
+impl Ready {
+    /// Tell the waiting parent to exit 0, then put stdio on /dev/null.
+    /// Until this, the child's stderr is still the caller's, so an error
+    /// between the fork and here reaches the terminal, and the parent,
+    /// seeing the pipe close without a word, exits 1.
+    pub fn done(self) -> io::Result<()> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        std::fs::File::from(self.0).write_all(b"1")?;
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
+        for fd in 0..=2 {
+            // SAFETY: dup2(2) on two descriptors we own (`null` lives
+            // until the end of this function; 0 to 2 are the standard
+            // streams); it touches no memory of ours.
+            if unsafe { libc::dup2(null.as_raw_fd(), fd) } == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
-/// launchd runs daemons in the foreground, and Rust's libc has no daemon(3)
-/// binding for macOS: there `run` needs `-f`.
+/// Set once pfknock starts a thread; fork(2) is refused from then on.
+static THREADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// std::thread::spawn, remembered, so that [`detach`] can tell. Every
+/// thread pfknock starts goes through here (tests/architecture.rs checks).
+pub fn spawn<F, T>(f: F) -> std::thread::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    THREADED.store(true, std::sync::atomic::Ordering::SeqCst);
+    std::thread::spawn(f)
+}
+
+/// Is any other thread running? What pfknock started, and on Linux what
+/// the kernel counts.
+#[cfg(not(target_os = "macos"))]
+fn threaded() -> bool {
+    if THREADED.load(std::sync::atomic::Ordering::SeqCst) {
+        return true;
+    }
+    #[cfg(target_os = "linux")]
+    if let Ok(d) = std::fs::read_dir("/proc/self/task") {
+        return d.count() != 1;
+    }
+    false
+}
+
+/// Detach from the terminal as daemon(3) does (fork, the child starts a
+/// new session with / as its directory), except that the parent does not
+/// exit at once: it waits until the child calls [`Ready::done`], once its
+/// pidfile holds its own pid, and exits 0, or exits 1 if the child dies
+/// first. So when `pfknock run` returns, rc.d finds the daemon's pid.
+/// Returns only in the child. Refused once another thread runs: after
+/// fork(2) only the calling thread lives on in the child, and a lock held
+/// by any other (the allocator's, stdio's) would stay locked forever.
+#[cfg(not(target_os = "macos"))]
+pub fn detach() -> io::Result<Ready> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    if threaded() {
+        return Err(io::Error::other("another thread is running: cannot fork"));
+    }
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2(2) writes two descriptors into the two-element array
+    // it is given, which lives on this stack frame.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both are open descriptors that nothing
+    // else owns.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: `threaded()` found no other thread (pfknock starts none
+    // but through `spawn`), so the child starts with every lock free.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            drop(rd);
+            // SAFETY: setsid(2) takes no arguments; chdir(2) gets a static
+            // NUL-terminated path.
+            if unsafe { libc::setsid() } == -1 || unsafe { libc::chdir(c"/".as_ptr()) } == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Ready(wr))
+        }
+        _ => {
+            use std::io::Read;
+            drop(wr);
+            let mut word = [0u8; 1];
+            let mut f = std::fs::File::from(rd);
+            let ready = loop {
+                match f.read(&mut word) {
+                    Ok(n) => break n == 1,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break false,
+                }
+            };
+            // SAFETY: _exit(2) ends the process without running Rust
+            // destructors, which belong to the child now (the pidfile's
+            // removal among them).
+            unsafe { libc::_exit(if ready { 0 } else { 1 }) }
+        }
+    }
+}
+
+/// launchd runs daemons in the foreground: on macOS `run` needs `-f`.
 #[cfg(target_os = "macos")]
-pub fn daemonize() -> io::Result<()> {
+pub fn detach() -> io::Result<Ready> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "not on macOS: run in the foreground (-f), as launchd expects",

@@ -124,3 +124,28 @@ fn the_crate_root_only_declares_modules() {
         assert!(ok, "src/lib.rs: {line}");
     }
 }
+
+#[test]
+fn threads_start_only_through_sys_unix_spawn() {
+    // run forks to detach; sys_unix::detach refuses once a thread that
+    // sys_unix::spawn started exists, so no other spawn may hide one.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut all = Vec::new();
+    files(&src, &mut all);
+    let mut found = Vec::new();
+    for f in all {
+        if f.ends_with("sys_unix.rs") {
+            continue;
+        }
+        let text = fs::read_to_string(&f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            if line.contains("thread::spawn")
+                || line.contains("thread::Builder")
+                || line.contains("thread::scope")
+            {
+                found.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}

@@ -417,10 +417,17 @@ fn run_without_f_reports_errors_before_it_detaches() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    wait_for("the detached daemon's pid", || {
-        fs::read_to_string(&pidfile).is_ok_and(|p| !p.trim().is_empty())
-    });
+    // The parent exits only once the child has written its own pid, so
+    // rc.d's check right after start finds the daemon, not a dead parent.
     let pid = fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    assert!(
+        Command::new("kill")
+            .args(["-0", &pid])
+            .status()
+            .unwrap()
+            .success(),
+        "the pidfile names a live process when run returns: {pid}"
+    );
     // SIGHUP re-reads the relative config: still running, still closed.
     fs::write(
         n.conf(),

@@ -214,10 +214,11 @@ fn detach_and_serve<T: Tables, L: Loader>(
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
     use std::sync::mpsc;
     if !foreground {
-        // Before any thread: daemon(3) forks. The pidfile's lock is on the
-        // open file, which the child keeps; it then writes its own pid.
-        crate::sys_unix::daemonize().map_err(|source| Error::Device {
-            path: "daemon(3)".into(),
+        // Before any thread: fork. The pidfile's lock is on the open
+        // file, which the child keeps; it writes its own pid, and only
+        // then does the waiting parent exit 0.
+        let ready = crate::sys_unix::detach().map_err(|source| Error::Device {
+            path: "detach".into(),
             op: "fork",
             source,
         })?;
@@ -226,9 +227,14 @@ fn detach_and_serve<T: Tables, L: Loader>(
             op: "write",
             source,
         })?;
+        ready.done().map_err(|source| Error::Device {
+            path: "detach".into(),
+            op: "report ready",
+            source,
+        })?;
     }
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
+    crate::sys_unix::spawn(move || {
         for sig in signals.forever() {
             let ev = match sig {
                 SIGHUP => Event::Reload,
