@@ -109,6 +109,25 @@ pub enum Command {
         /// Take ports, hits and family from this service of the config
         #[arg(short = 's', long)]
         service: Option<String>,
+        /// Rotating knock: derive this step's ports from the secret in FILE
+        /// (the service's rotate.secret by default)
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "service",
+            conflicts_with = "ports"
+        )]
+        secret: Option<PathBuf>,
+        /// With --secret and no config: the rotate range, LO-HI
+        #[arg(long, value_name = "LO-HI", requires = "secret")]
+        range: Option<String>,
+        /// With --secret and no config: the rotate step (default 30s)
+        #[arg(long, value_name = "DURATION", requires = "range", value_parser = secs)]
+        step: Option<Secs>,
+        /// With --secret and no config: how many knock ports (default 1)
+        #[arg(long, value_name = "N", requires = "range",
+              value_parser = clap::value_parser!(u32).range(1..=8))]
+        count: Option<u32>,
         /// Connections per knock port (default: the service's rate + 1, or 6)
         #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
         hits: Option<u32>,
@@ -149,6 +168,16 @@ pub enum Command {
         /// Print nothing on success
         #[arg(short = 'q', long)]
         quiet: bool,
+    },
+    /// Write a new secret for rotating knocks into FILE (mode 0600), never
+    /// over an existing file
+    Keygen { file: PathBuf },
+    /// Print the knock ports of a rotating service for a step
+    Ports {
+        service: String,
+        /// The step this time falls in (seconds since 1970; default: now)
+        #[arg(long, value_name = "UNIX_TIME", allow_negative_numbers = false)]
+        at: Option<i64>,
     },
     /// The daemon: load the anchor, expire entries on their deadlines,
     /// renew, log, reload on SIGHUP

@@ -93,7 +93,14 @@ pub struct Service {
     pub table: TableName,
     pub protect: Vec<PortRange>,
     pub proto: Vec<Proto>,
+    /// The knock ports, in order; with `rotate`, those of the current
+    /// step, filled in by `rotate::apply` (empty until then).
     pub knock: Vec<Port>,
+    /// With `rotate`: the ports of the step before, loaded beside the
+    /// current ones. Empty otherwise.
+    pub knock_prev: Vec<Port>,
+    /// Knock ports drawn from a range every step (`rotate`).
+    pub rotate: Option<Rotate>,
     pub rate: Rate,
     pub ttl: Secs,
     pub expire: ExpireMode,
@@ -115,6 +122,23 @@ pub struct Service {
     /// The config line of each knock port, for warnings found later.
     pub knock_lines: Vec<usize>,
 }
+
+/// A service's `rotate`: its knock ports change every `step`, derived
+/// from the secret (see `crate::rotate`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotate {
+    /// The secret file, absolute (a relative one is taken from the
+    /// config's directory).
+    pub secret: PathBuf,
+    pub step: Secs,
+    /// The ports to draw from.
+    pub range: PortRange,
+    /// How many knock ports: 1 is a rate knock, more a sequence.
+    pub ports: usize,
+}
+
+/// The default step of `rotate`.
+pub const DEFAULT_STEP: Secs = Secs(30);
 
 /// The destination of a service's protected ports (`to`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,6 +209,30 @@ impl Service {
             .collect()
     }
 
+    /// How many knock ports a client knocks on, in order.
+    pub fn stages(&self) -> usize {
+        match &self.rotate {
+            Some(r) => r.ports,
+            None => self.knock.len(),
+        }
+    }
+
+    /// The ports of stage `k` (0-based): the knock port, and with
+    /// `rotate` the previous step's too.
+    pub fn stage_ports(&self, k: usize) -> Vec<Port> {
+        self.knock
+            .get(k)
+            .into_iter()
+            .chain(self.knock_prev.get(k))
+            .copied()
+            .collect()
+    }
+
+    /// Every knock port loaded: the current step's, then the previous'.
+    pub fn all_knock_ports(&self) -> Vec<Port> {
+        self.knock.iter().chain(&self.knock_prev).copied().collect()
+    }
+
     /// Connections a client must complete on each knock port.
     pub fn hits(&self) -> u32 {
         self.rate.conns + 1
@@ -253,7 +301,8 @@ struct RawService {
     table: Option<Spanned<String>>,
     protect: Spanned<Vec<Spanned<IntOrStr>>>,
     proto: Option<Spanned<OneOrMany>>,
-    knock: Spanned<Vec<Spanned<i64>>>,
+    knock: Option<Spanned<Vec<Spanned<i64>>>>,
+    rotate: Option<Spanned<RawRotate>>,
     rate: Option<Spanned<String>>,
     ttl: Option<Spanned<String>>,
     expire: Option<Spanned<String>>,
@@ -267,6 +316,15 @@ struct RawService {
     block: Option<bool>,
     renew: Option<bool>,
     size: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRotate {
+    secret: Spanned<String>,
+    range: Spanned<String>,
+    step: Option<Spanned<String>>,
+    ports: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -514,6 +572,41 @@ pub const CONFIG_MAX: u64 = 64 << 20;
 /// /tmp counts as safe: nobody else can rename what root put there).
 /// `-` (standard input) is refused: there is nothing to check.
 pub fn read_trusted(path: &Path, root_only: bool) -> Result<String> {
+    read_checked(path, root_only).map(|(text, _)| text)
+}
+
+/// The largest secret file read: a line of hexadecimal digits.
+const SECRET_FILE_MAX: u64 = 4096;
+
+/// Read a secret file (`rotate.secret`, `knock --secret`): as
+/// `read_trusted`, and besides owned by the user pfknock runs as, with
+/// no access for group or others.
+pub fn read_secret_file(path: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let root = crate::sys_unix::euid() == 0;
+    let (text, m) = read_checked(path, root)?;
+    let euid = crate::sys_unix::euid();
+    if m.uid() != euid || m.mode() & 0o077 != 0 || m.len() > SECRET_FILE_MAX {
+        return Err(Error::Config {
+            file: path.to_owned(),
+            line: 0,
+            key: String::new(),
+            msg: if m.len() > SECRET_FILE_MAX {
+                format!("{} bytes: not a secret file", m.len())
+            } else {
+                format!(
+                    "a secret file must be owned by uid {euid} with mode 0600 or stricter \
+                     (owner uid {}, mode {:04o}): refusing to use it",
+                    m.uid(),
+                    m.mode() & 0o7777
+                )
+            },
+        });
+    }
+    Ok(text)
+}
+
+fn read_checked(path: &Path, root_only: bool) -> Result<(String, std::fs::Metadata)> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let bad = |msg: String| Error::Config {
@@ -577,7 +670,7 @@ pub fn read_trusted(path: &Path, root_only: bool) -> Result<String> {
     if text.len() as u64 > CONFIG_MAX {
         return Err(bad(format!("larger than {} MiB", CONFIG_MAX >> 20)));
     }
-    Ok(text)
+    Ok((text, m))
 }
 
 // ---- checking ---------------------------------------------------------------
@@ -585,7 +678,16 @@ pub fn read_trusted(path: &Path, root_only: bool) -> Result<String> {
 impl Config {
     /// Read and check a config file (`read_trusted`: as root, only a file
     /// that root alone can change).
+    /// Rotating services get the knock ports of now (`rotate::apply`).
     pub fn load(path: &Path) -> Result<(Config, Vec<Warning>)> {
+        let (mut cfg, warnings) = Config::read(path)?;
+        crate::rotate::apply(&mut cfg, crate::clock::now())?;
+        Ok((cfg, warnings))
+    }
+
+    /// As `load`, but without reading any secret: rotating services have
+    /// no knock ports yet (for the client, which may hold other secrets).
+    pub fn read(path: &Path) -> Result<(Config, Vec<Warning>)> {
         let text = read_trusted(path, crate::sys_unix::euid() == 0)?;
         Config::parse(&text, path)
     }
@@ -647,7 +749,7 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
         }
         for (i, p) in s.knock.iter().enumerate() {
             if let Some(other) = knock_owner.get(p) {
-                let span = rs.get_ref().knock.get_ref()[i].span();
+                let span = knock_span(rs.get_ref(), i);
                 return Err(cx.err(
                     span,
                     "service.knock",
@@ -693,7 +795,7 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
             }
             for (j, p) in s.knock.iter().enumerate() {
                 if o.name != s.name && o.protect.iter().any(|r| r.contains(*p)) {
-                    let span = raw.service[i].get_ref().knock.get_ref()[j].span();
+                    let span = knock_span(raw.service[i].get_ref(), j);
                     return Err(cx.err(
                         span,
                         "service.knock",
@@ -703,6 +805,8 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
             }
         }
     }
+
+    rotating_ranges_apart(cx, &raw, &services)?;
 
     // Two services protecting one port: both pass rules stand before
     // any drop (render), so either service's knock opens it.
@@ -803,8 +907,10 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
     let protect = protected_ports(cx, r)?;
     let proto = protocols(cx, r)?;
     let knock = knock_ports(cx, r, &proto, &protect)?;
-    derived_names_fit(cx, r, &table, knock.len())?;
-    let (rate, ttl, expire, window) = timing(cx, r, knock.len())?;
+    let rotate = rotation(cx, r, &proto, &protect)?;
+    let stages = rotate.as_ref().map_or(knock.len(), |r| r.ports);
+    derived_names_fit(cx, r, &table, stages)?;
+    let (rate, ttl, expire, window) = timing(cx, r, stages)?;
     let (family, from, allow) = sources(cx, r)?;
     let size = set_size(cx, r)?;
     let to = destination(cx, r, family)?;
@@ -819,6 +925,8 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         protect,
         proto,
         knock,
+        knock_prev: Vec::new(),
+        rotate,
         rate,
         ttl,
         expire,
@@ -832,12 +940,15 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         block: r.block.unwrap_or(false),
         renew: r.renew.unwrap_or(true),
         size,
-        knock_lines: r
-            .knock
-            .get_ref()
-            .iter()
-            .map(|k| line_of(cx.src, k.span().start))
-            .collect(),
+        knock_lines: match (&r.knock, &r.rotate) {
+            (Some(k), _) => k
+                .get_ref()
+                .iter()
+                .map(|k| line_of(cx.src, k.span().start))
+                .collect(),
+            (None, Some(rot)) => vec![line_of(cx.src, rot.span().start); stages],
+            (None, None) => Vec::new(),
+        },
     })
 }
 
@@ -956,10 +1067,28 @@ fn knock_ports(
     protect: &[PortRange],
 ) -> Result<Vec<Port>> {
     let mut knock: Vec<Port> = Vec::new();
-    if r.knock.get_ref().is_empty() {
-        return Err(cx.err(r.knock.span(), "service.knock", "no knock ports"));
+    let list = match (&r.knock, &r.rotate) {
+        (Some(k), Some(_)) => {
+            return Err(cx.err(
+                k.span(),
+                "service.knock",
+                "knock and rotate both given: rotate draws the knock ports",
+            ));
+        }
+        (None, Some(_)) => return Ok(knock),
+        (None, None) => {
+            return Err(cx.err(
+                r.name.span(),
+                "service.knock",
+                "no knock ports: give knock, or rotate",
+            ));
+        }
+        (Some(k), None) => k,
+    };
+    if list.get_ref().is_empty() {
+        return Err(cx.err(list.span(), "service.knock", "no knock ports"));
     }
-    for k in r.knock.get_ref() {
+    for k in list.get_ref() {
         let p = Port::new(*k.get_ref()).map_err(|m| cx.err(k.span(), "service.knock", m))?;
         if knock.contains(&p) {
             return Err(cx.err(
@@ -979,6 +1108,137 @@ fn knock_ports(
     }
 
     Ok(knock)
+}
+
+/// The span of knock port `i` of a service that lists them.
+fn knock_span(r: &RawService, i: usize) -> Range<usize> {
+    r.knock
+        .as_ref()
+        .and_then(|k| k.get_ref().get(i).map(|p| p.span()))
+        .unwrap_or_default()
+}
+
+/// The most knock ports `rotate` draws per step.
+pub const ROTATE_PORTS_MAX: usize = 8;
+
+/// `rotate`: a secret file, a range with room for two steps' ports apart
+/// from the protected ones, a step of 5 s to 1 day.
+fn rotation(
+    cx: &mut Ctx<'_>,
+    r: &RawService,
+    proto: &[Proto],
+    protect: &[PortRange],
+) -> Result<Option<Rotate>> {
+    let Some(rot) = &r.rotate else {
+        return Ok(None);
+    };
+    let rr = rot.get_ref();
+    let range: PortRange = cx.parse(&rr.range, "service.rotate.range")?;
+    let ports = match &rr.ports {
+        None => 1,
+        Some(p) => {
+            let n = *p.get_ref();
+            if !(1..=ROTATE_PORTS_MAX as i64).contains(&n) {
+                return Err(cx.err(
+                    p.span(),
+                    "service.rotate.ports",
+                    format!("{n}: must be 1 to {ROTATE_PORTS_MAX}"),
+                ));
+            }
+            n as usize
+        }
+    };
+    let step = cx.opt(&rr.step, "service.rotate.step", DEFAULT_STEP)?;
+    if !(5..=86400).contains(&step.0) {
+        let span = rr.step.as_ref().map(|s| s.span()).unwrap_or_default();
+        return Err(cx.err(span, "service.rotate.step", "must be 5s to 1d"));
+    }
+    let width = u32::from(range.hi.get()) - u32::from(range.lo.get()) + 1;
+    if width < 2 * ports as u32 {
+        return Err(cx.err(
+            rr.range.span(),
+            "service.rotate.range",
+            format!(
+                "{}: {width} port(s), too few for {ports} knock port(s) in each of two steps",
+                range.nft()
+            ),
+        ));
+    }
+    if proto.contains(&Proto::Tcp)
+        && let Some(p) = protect.iter().find(|p| p.overlaps(&range))
+    {
+        return Err(cx.err(
+            rr.range.span(),
+            "service.rotate.range",
+            format!("{} takes in protected port {p}", range.nft()),
+        ));
+    }
+    if width < 1000 {
+        cx.warn(
+            rr.range.span(),
+            "service.rotate.range",
+            format!(
+                "{}: {width} ports: one random knock in {} finds a port of the step",
+                range.nft(),
+                (width / (2 * ports as u32)).max(1)
+            ),
+        );
+    }
+    let raw_path = Path::new(rr.secret.get_ref());
+    if rr.secret.get_ref().is_empty() {
+        return Err(cx.err(rr.secret.span(), "service.rotate.secret", "an empty path"));
+    }
+    let secret = if raw_path.is_absolute() {
+        raw_path.to_owned()
+    } else {
+        cx.file.parent().unwrap_or(Path::new(".")).join(raw_path)
+    };
+    Ok(Some(Rotate {
+        secret,
+        step,
+        range,
+        ports,
+    }))
+}
+
+/// A rotating service's range takes no other service's knock or
+/// protected port, nor another rotating service's range.
+fn rotating_ranges_apart(cx: &mut Ctx<'_>, raw: &RawConfig, services: &[Service]) -> Result<()> {
+    for (i, s) in services.iter().enumerate() {
+        let Some(r) = &s.rotate else { continue };
+        let span = raw.service[i]
+            .get_ref()
+            .rotate
+            .as_ref()
+            .map(|x| x.get_ref().range.span())
+            .unwrap_or_default();
+        for o in services.iter().filter(|o| o.name != s.name) {
+            let clash = if let Some(k) = o.knock.iter().find(|p| r.range.contains(**p)) {
+                Some(format!("knock port {k} of service \"{}\"", o.name))
+            } else if let Some(q) = o.rotate.as_ref().filter(|q| q.range.overlaps(&r.range)) {
+                Some(format!(
+                    "rotate range {} of service \"{}\"",
+                    q.range.nft(),
+                    o.name
+                ))
+            } else if o.proto.contains(&Proto::Tcp) {
+                o.protect
+                    .iter()
+                    .find(|p| p.overlaps(&r.range))
+                    .map(|p| format!("port {p}, protected by service \"{}\"", o.name))
+            } else {
+                None
+            };
+            if let Some(what) = clash {
+                return Err(cx.err(
+                    span,
+                    "service.rotate.range",
+                    format!("{} takes in {what}", r.range.nft()),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every name derived from the table fits pf's 31 bytes.

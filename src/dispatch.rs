@@ -76,6 +76,14 @@ fn neighbours(b: &Backend, cfg: &Config) -> Result<()> {
 }
 
 /// Read and check the config, printing its warnings to stderr.
+/// The knock ports of a rotating service at a time (default: now).
+fn rotating_ports(service: &str, r: &config::Rotate, at: Option<i64>) -> Result<Vec<u16>> {
+    let secret = crate::rotate::read_secret(&r.secret)?;
+    let now = at.unwrap_or_else(now);
+    let (ports, _) = crate::rotate::ports_now(&secret, service, r, now);
+    Ok(ports.iter().map(|p| p.get()).collect())
+}
+
 pub fn load_config(path: &Path) -> Result<Config> {
     let (cfg, warnings) = Config::load(path)?;
     for w in warnings {
@@ -270,6 +278,10 @@ pub fn run(cli: Cli) -> Result<()> {
             host,
             ports,
             service,
+            secret,
+            range,
+            step,
+            count,
             hits,
             delay,
             gap,
@@ -287,11 +299,40 @@ pub fn run(cli: Cli) -> Result<()> {
                 _ => knock::Family::Any,
             };
             let (mut ports, mut default_hits) = (ports, 6);
-            if let Some(name) = &service {
-                let cfg = load_config(path)?;
+            if let (Some(name), Some(file), Some(r)) = (&service, &secret, &range) {
+                // A rotating knock without a config: all from the flags.
+                let rot = config::Rotate {
+                    secret: file.clone(),
+                    step: step.unwrap_or(config::DEFAULT_STEP),
+                    range: r
+                        .parse()
+                        .map_err(|m| Error::Usage(format!("--range {}: {m}", name::shown(r))))?,
+                    ports: count.unwrap_or(1) as usize,
+                };
+                ports = rotating_ports(name, &rot, None)?;
+            } else if let Some(name) = &service {
+                let (cfg, warnings) = Config::read(path)?;
+                for w in warnings {
+                    say!("pfknock: {}", name::no_controls(&w.to_string()));
+                }
                 let s = cmd::one_service(&cfg, Some(name))?;
                 if ports.is_empty() {
-                    ports = s.knock.iter().map(|p| p.get()).collect();
+                    ports = match &s.rotate {
+                        Some(rot) => {
+                            let mut rot = rot.clone();
+                            if let Some(f) = &secret {
+                                rot.secret = f.clone();
+                            }
+                            rotating_ports(&s.name, &rot, None)?
+                        }
+                        None if secret.is_some() => {
+                            return Err(Error::Usage(format!(
+                                "--secret: service {} does not rotate its knock ports",
+                                s.name
+                            )));
+                        }
+                        None => s.knock.iter().map(|p| p.get()).collect(),
+                    };
                 }
                 default_hits = s.hits();
                 if family == knock::Family::Any {
@@ -332,6 +373,29 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Keygen { file } => {
+            crate::rotate::keygen(&file)?;
+            say!(
+                "{}: a new 256-bit secret, mode 0600",
+                name::no_controls(&file.display().to_string())
+            );
+            Ok(())
+        }
+        Command::Ports { service, at } => {
+            let (cfg, _) = Config::read(path)?;
+            let s = cmd::one_service(&cfg, Some(&service))?;
+            let Some(rot) = &s.rotate else {
+                let fixed: Vec<String> = s.knock.iter().map(|p| p.to_string()).collect();
+                return Err(Error::Usage(format!(
+                    "service {}: no rotate: its knock ports are always {}",
+                    s.name,
+                    fixed.join(" ")
+                )));
+            };
+            let ports = rotating_ports(&s.name, rot, at)?;
+            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            out(&format!("{}\n", list.join(" ")))
         }
         Command::Run {
             foreground,

@@ -25,6 +25,7 @@ pub mod pf;
 pub mod pfctl;
 pub mod policy;
 pub mod render;
+pub mod rotate;
 #[allow(unsafe_code)]
 pub mod sys_unix;
 pub mod syslog;

@@ -105,7 +105,7 @@ pub fn nft_set_of(table: &str, af: Af) -> String {
 /// Every object of a service, in render order.
 pub fn objects(s: &Service) -> Vec<Object> {
     let mut v = vec![Object::Table(Role::Auth)];
-    for k in 1..s.knock.len() {
+    for k in 1..s.stages() {
         v.push(Object::Table(Role::Stage(k)));
     }
     if s.renew {
@@ -114,7 +114,7 @@ pub fn objects(s: &Service) -> Vec<Object> {
     if !s.allow.is_empty() {
         v.push(Object::Table(Role::Allow));
     }
-    for k in 1..=s.knock.len() {
+    for k in 1..=s.stages() {
         v.push(Object::Meter(k));
     }
     v

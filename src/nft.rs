@@ -343,7 +343,7 @@ pub fn blocking_neighbours(json: &str, cfg: &Config) -> Vec<String> {
     let items: Vec<&Value> = v["nftables"].as_array().into_iter().flatten().collect();
     let mut ports: Vec<String> = Vec::new();
     for s in &cfg.services {
-        ports.extend(s.knock.iter().map(|p| p.to_string()));
+        ports.extend(s.all_knock_ports().iter().map(|p| p.to_string()));
         ports.extend(s.protect.iter().map(PortRange::nft));
     }
     let protected: Vec<u16> = cfg

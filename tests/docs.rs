@@ -80,6 +80,13 @@ fn every_config_key_is_in_pfknock_toml_5() {
         ("top level", keys("", "")),
         ("[[service]]", keys("", svc)),
         ("[[expire]]", keys("[[expire]]\ntable=\"t\"\n", "")),
+        (
+            "rotate",
+            keys(
+                "[[service]]\nname=\"s\"\nprotect=[22]\n[service.rotate]\n",
+                "secret=\"k\"\nrange=\"40000-49999\"\n",
+            ),
+        ),
     ];
     for (what, ks) in sets {
         assert!(ks.len() >= 2, "{what}: {ks:?}");

@@ -7,11 +7,11 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread::sleep;
 use std::time::Duration;
 
-use common::{BIN, Net, PROTECTED, ns, ok, wait_for};
+use common::{BIN, Net, PROTECTED, daemon, daemon_logging_to_a_socket, ns, ok, wait_for};
 
 const CONF: &str = r#"
 [[service]]
@@ -25,40 +25,6 @@ ttl     = "10m"
 /// The config, with the client's IPv6 address on the allow list.
 fn with_allow(n: &Net) -> String {
     format!("{CONF}allow   = [\"{}\"]\n", n.cli_ip(true))
-}
-
-fn daemon(n: &Net) -> (Child, String) {
-    daemon_env(n, &[])
-}
-
-fn daemon_env(n: &Net, env: &[(&str, &str)]) -> (Child, String) {
-    fs::set_permissions(n.conf(), fs::Permissions::from_mode(0o600)).unwrap();
-    let pidfile = n.dir.join("pfknock.pid");
-    let c = n.conf();
-    let child = Command::new("ip")
-        .args(["netns", "exec", &n.srv, "env"])
-        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
-        .args([BIN, "run", "-f", "-p"])
-        .args([pidfile.to_str().unwrap(), "-c", c.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the pidfile", || {
-        fs::read_to_string(&pidfile).is_ok_and(|p| !p.trim().is_empty())
-    });
-    (
-        child,
-        fs::read_to_string(&pidfile).unwrap().trim().to_owned(),
-    )
-}
-
-/// A daemon whose syslog is a datagram socket of the test's, unread.
-fn daemon_logging_to_a_socket(n: &Net) -> (Child, String, std::os::unix::net::UnixDatagram) {
-    let path = n.dir.join("log.sock");
-    let log = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-    let (d, pid) = daemon_env(n, &[("PFKNOCK_SYSLOG_SOCKET", path.to_str().unwrap())]);
-    (d, pid, log)
 }
 
 fn rules(n: &Net) -> String {

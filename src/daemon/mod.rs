@@ -163,6 +163,8 @@ pub struct Daemon<T, L, G> {
     repeats: Repeats,
     /// What the backend does by itself, asked once.
     caps: crate::tables::Caps,
+    /// When the next step of a rotating service starts.
+    step_due: Option<i64>,
 }
 
 /// The tables to watch. Renewal tables come first, so that a renewal is
@@ -199,6 +201,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             full: HashSet::new(),
             repeats: Repeats::default(),
             caps,
+            step_due: None,
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;
@@ -214,8 +217,62 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 d.path.display()
             ),
         );
+        d.step_due = crate::rotate::next_boundary(&d.cfg, now);
         d.tick(now);
         Ok(d)
+    }
+
+    /// When the next step of a rotating service starts, if any.
+    pub fn next_step(&self) -> Option<i64> {
+        self.step_due
+    }
+
+    /// At a step boundary: load the knock ports of the new step and of
+    /// the one before, in one transaction that keeps every set (nft) or
+    /// table (pf). A secret that cannot be read or a load that fails
+    /// keeps the ports loaded, logs, and is tried again at the next poll.
+    pub fn rotate(&mut self, now: i64) {
+        if self.step_due.is_none_or(|d| now < d) {
+            return;
+        }
+        let mut next = self.cfg.clone();
+        let r = crate::rotate::apply(&mut next, now).and_then(|()| {
+            if next
+                .services
+                .iter()
+                .zip(&self.cfg.services)
+                .all(|(a, b)| a.knock == b.knock && a.knock_prev == b.knock_prev)
+            {
+                return Ok(false);
+            }
+            let old = std::mem::replace(&mut self.cfg, next.clone());
+            match self.load_anchor() {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    self.cfg = old;
+                    Err(e)
+                }
+            }
+        });
+        match r {
+            Ok(changed) => {
+                self.step_due = crate::rotate::next_boundary(&self.cfg, now);
+                if changed {
+                    for s in self.cfg.services.iter().filter(|s| s.rotate.is_some()) {
+                        let p: Vec<String> = s.knock.iter().map(|p| p.to_string()).collect();
+                        self.log.log(
+                            Level::Debug,
+                            &format!("service {}: knock ports now {}", s.name, p.join(" then ")),
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                let msg = format!("rotate: {e}: keeping the knock ports loaded");
+                self.fail(Level::Err, &msg, now);
+                self.step_due = Some(now + self.cfg.poll.0 as i64);
+            }
+        }
     }
 
     fn load_anchor(&mut self) -> Result<()> {
@@ -678,6 +735,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             })
             .collect();
         self.check_pf();
+        self.step_due = crate::rotate::next_boundary(&self.cfg, now);
         self.log.log(
             Level::Notice,
             &format!(

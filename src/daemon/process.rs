@@ -159,7 +159,8 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     // The daemon loads rules as root: a config that anyone else could
     // have written is refused, whoever starts it.
     let text = crate::config::read_trusted(&config, true).map_err(fatal)?;
-    let (cfg, warnings) = Config::parse(&text, &config).map_err(fatal)?;
+    let (mut cfg, warnings) = Config::parse(&text, &config).map_err(fatal)?;
+    crate::rotate::apply(&mut cfg, crate::clock::now()).map_err(fatal)?;
     crate::syslog::open(cfg.facility);
     if o.check_only {
         for w in &warnings {
@@ -272,7 +273,9 @@ fn serve<T: Tables, L: Loader>(
         // poll, whichever is first.
         let wake = d
             .next_due()
-            .map_or(now + poll, |t| t.min(now + poll))
+            .into_iter()
+            .chain(d.next_step())
+            .fold(now + poll, i64::min)
             .max(now);
         let wait = Duration::from_millis((wake * 1000 - now_ms).max(0) as u64);
         match rx.recv_timeout(wait) {
@@ -283,7 +286,11 @@ fn serve<T: Tables, L: Loader>(
                 d.stop(if sig == SIGINT { "SIGINT" } else { "SIGTERM" });
                 return Ok(());
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => d.tick(crate::clock::now()),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let now = crate::clock::now();
+                d.rotate(now);
+                d.tick(now);
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 d.stop("loss of the signal thread");
                 return Ok(());

@@ -8,9 +8,22 @@ use crate::config::Service;
 
 /// The comment that opens a service's part of the rules, in both renderers.
 pub fn service_comment(s: &Service) -> String {
-    let knock: Vec<String> = s.knock.iter().map(|p| p.to_string()).collect();
+    let knock: Vec<String> = (0..s.stages())
+        .map(|k| {
+            let p: Vec<String> = s.stage_ports(k).iter().map(|p| p.to_string()).collect();
+            p.join(" or ")
+        })
+        .collect();
+    let rotate = match &s.rotate {
+        Some(r) => format!(
+            " (rotating every {} in {}: this step's, or the last)",
+            r.step,
+            r.range.nft()
+        ),
+        None => String::new(),
+    };
     format!(
-        "# service {}: knock {}, rate {}, ttl {} ({})",
+        "# service {}: knock {}{rotate}, rate {}, ttl {} ({})",
         s.name,
         knock.join(" then "),
         s.rate,

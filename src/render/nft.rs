@@ -291,8 +291,14 @@ fn knock_source(s: &Service, k: usize, af: Af) -> Option<String> {
 
 /// Rules that count the SYN synproxy sends on for a validated cookie.
 fn count_rules(out: &mut Vec<String>, s: &Service) {
-    let n = s.knock.len();
-    for (k, p) in s.knock.iter().enumerate() {
+    let n = s.stages();
+    // A rotating service whose ports were never filled in counts nothing.
+    if s.knock.len() < n {
+        return;
+    }
+    for k in 0..n {
+        let ports: Vec<String> = s.stage_ports(k).iter().map(|p| p.to_string()).collect();
+        let p = list(&ports);
         // The synproxy'd SYN: on lo, from a source that is not ours.
         let head =
             format!("iifname \"lo\" tcp dport {p} {SYN} ct state new fib saddr type != local");
@@ -326,10 +332,28 @@ fn count_rules(out: &mut Vec<String>, s: &Service) {
     }
 }
 
+/// The ports that answer like knock ports: the knock ports, or a
+/// rotating service's whole range, so that a scan cannot tell which
+/// ports of the range this step's are.
+fn answering(s: &Service) -> Vec<String> {
+    match &s.rotate {
+        Some(r) => vec![r.range.nft()],
+        None => s.knock.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
 /// The knock ports' answers to the outside.
 fn knock_rules(out: &mut Vec<String>, s: &Service) {
     let iif = iif(s);
-    for p in &s.knock {
+    // Only what no connection of this host's own owns: a range may hold
+    // the local ports of outgoing connections, whose replies are
+    // established.
+    let fresh = if s.rotate.is_some() {
+        "ct state invalid,untracked,new "
+    } else {
+        ""
+    };
+    for p in &answering(s) {
         // Every SYN is answered, whoever sends it and whatever stage it
         // has reached: a scan learns nothing of the order. Who counts is
         // decided when the handshake is complete (`count_rules`).
@@ -337,7 +361,7 @@ fn knock_rules(out: &mut Vec<String>, s: &Service) {
         out.push(format!(
             "{iif}tcp dport {p} {ACK} ct state invalid,untracked,new {SYNPROXY}"
         ));
-        out.push(format!("{iif}tcp dport {p} reject with tcp reset"));
+        out.push(format!("{iif}tcp dport {p} {fresh}reject with tcp reset"));
     }
 }
 
@@ -443,7 +467,7 @@ pub fn build(cfg: &Config) -> TableDef {
 
     let mut pre = Vec::new();
     for s in &cfg.services {
-        let ports: Vec<String> = s.knock.iter().map(|p| p.to_string()).collect();
+        let ports = answering(s);
         let iif = match &s.on {
             Some(i) => format!("iifname \"{i}\""),
             None => "iifname != \"lo\"".to_owned(),

@@ -111,33 +111,48 @@ fn service(o: &mut String, s: &Service) {
         );
     };
 
-    let n = s.knock.len();
-    let last = s.knock[n - 1].to_string();
-    if s.renew {
-        knock_rule(
-            o,
-            &format!("<{}>", s.table),
-            &last,
-            s.renew_table().as_str(),
-        );
+    let n = s.stages();
+    let stage = |k: usize| list(s.stage_ports(k).iter().map(|p| p.to_string()));
+    // A rotating service whose ports were never filled in knocks nowhere.
+    if n > 0 && s.knock.len() >= n {
+        let last = stage(n - 1);
+        if s.renew {
+            knock_rule(
+                o,
+                &format!("<{}>", s.table),
+                &last,
+                s.renew_table().as_str(),
+            );
+        }
+        let who = if s.from.is_empty() {
+            "any".to_owned()
+        } else {
+            list(s.from.iter().map(|n| n.to_string()))
+        };
+        for k in 0..n {
+            let p = stage(k);
+            let from = if k == 0 {
+                who.clone()
+            } else {
+                format!("<{}>", s.stage_table(k))
+            };
+            let into = if k + 1 == n {
+                s.table.clone()
+            } else {
+                s.stage_table(k + 1)
+            };
+            knock_rule(o, &from, &p, into.as_str());
+        }
     }
-    let who = if s.from.is_empty() {
-        "any".to_owned()
-    } else {
-        list(s.from.iter().map(|n| n.to_string()))
-    };
-    for (k, p) in s.knock.iter().enumerate() {
-        let from = if k == 0 {
-            who.clone()
-        } else {
-            format!("<{}>", s.stage_table(k))
-        };
-        let into = if k + 1 == n {
-            s.table.clone()
-        } else {
-            s.stage_table(k + 1)
-        };
-        knock_rule(o, &from, &p.to_string(), into.as_str());
+    if let Some(r) = &s.rotate {
+        // The rest of the range answers as the knock ports do, so a scan
+        // cannot tell which ports of the range this step's are.
+        let _ = writeln!(
+            o,
+            "{} proto tcp from any to {here} port {} synproxy state",
+            head("pass", false),
+            r.range
+        );
     }
 
     let mut sources = vec![format!("<{}>", s.table)];

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -363,4 +364,39 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
         sleep(Duration::from_millis(100));
     }
     panic!("timed out waiting for {what}");
+}
+
+/// `pfknock run -f` in the server namespace, with a pidfile of its own.
+pub fn daemon(n: &Net) -> (Child, String) {
+    daemon_env(n, &[])
+}
+
+pub fn daemon_env(n: &Net, env: &[(&str, &str)]) -> (Child, String) {
+    fs::set_permissions(n.conf(), fs::Permissions::from_mode(0o600)).unwrap();
+    let pidfile = n.dir.join("pfknock.pid");
+    let c = n.conf();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &n.srv, "env"])
+        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+        .args([BIN, "run", "-f", "-p"])
+        .args([pidfile.to_str().unwrap(), "-c", c.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the pidfile", || {
+        fs::read_to_string(&pidfile).is_ok_and(|p| !p.trim().is_empty())
+    });
+    (
+        child,
+        fs::read_to_string(&pidfile).unwrap().trim().to_owned(),
+    )
+}
+
+/// A daemon whose syslog is a datagram socket of the test's, unread.
+pub fn daemon_logging_to_a_socket(n: &Net) -> (Child, String, std::os::unix::net::UnixDatagram) {
+    let path = n.dir.join("log.sock");
+    let log = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let (d, pid) = daemon_env(n, &[("PFKNOCK_SYSLOG_SOCKET", path.to_str().unwrap())]);
+    (d, pid, log)
 }

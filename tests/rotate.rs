@@ -1,0 +1,334 @@
+//! Rotating knocks: the derivation against an independent implementation
+//! (tests/rotation_reference.py, written from docs/rotation.md), the
+//! secret's handling, and on nftables in namespaces what must open and
+//! what must stay closed.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::thread::sleep;
+use std::time::Duration;
+
+use common::{BIN, Net, Scratch, daemon, ok, wait_for};
+
+fn pfknock(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn secret(dir: &Path, name: &str, hex: &str) -> String {
+    let p = dir.join(name);
+    fs::write(&p, format!("{hex}\n")).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+fn conf(dir: &Path, body: &str) -> String {
+    let p = dir.join("r.toml");
+    fs::write(&p, body).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+fn ports_at(c: &str, service: &str, at: i64) -> String {
+    let o = pfknock(&["-c", c, "ports", service, "--at", &at.to_string()]);
+    ok(&o);
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+}
+
+/// A small deterministic generator: the cases are the same every run.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn ports_match_the_independent_reference() {
+    let dir = Scratch::new("rotate-ref");
+    let mut g = Lcg(0x5eed);
+    let mut checked = 0;
+    for case in 0..40 {
+        let len = 16 + g.next(48) as usize;
+        let hex: String = (0..len).map(|_| format!("{:02x}", g.next(256))).collect();
+        let count = 1 + g.next(8);
+        let lo = 1024 + g.next(50000);
+        // From the smallest range allowed (two ports per knock port) up.
+        let hi = (lo + 2 * count - 1 + g.next(4000)).min(65535);
+        let step = [5, 30, 60, 3600, 86400][g.next(5) as usize];
+        let name = format!("svc_{case}");
+        let key = secret(&dir, "k", &hex);
+        let c = conf(
+            &dir,
+            &format!(
+                "[[service]]\nname = \"{name}\"\nprotect = [22]\n\
+                 rotate = {{ secret = \"{key}\", range = \"{lo}-{hi}\", ports = {count}, step = \"{step}s\" }}\n"
+            ),
+        );
+        // Times on and around step boundaries, and far apart.
+        let base = g.next(4_000_000_000) as i64;
+        let b = base - base % step as i64;
+        let times = [0, b - 1, b, b + 1, b + step as i64 - 1, base, 1 << 40];
+        let mut args = vec![
+            hex.clone(),
+            name.clone(),
+            lo.to_string(),
+            hi.to_string(),
+            count.to_string(),
+            step.to_string(),
+        ];
+        args.extend(times.iter().map(i64::to_string));
+        let r = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rotation_reference.py"))
+            .args(&args)
+            .output()
+            .unwrap();
+        ok(&r);
+        let want: Vec<String> = String::from_utf8(r.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(want.len(), times.len());
+        for (t, w) in times.iter().zip(&want) {
+            assert_eq!(&ports_at(&c, &name, *t), w, "case {case} at {t}: {args:?}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 280);
+}
+
+#[test]
+fn the_documented_example_holds() {
+    let doc =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rotation.md")).unwrap();
+    let dir = Scratch::new("rotate-doc");
+    let hex: String = (0u8..32).map(|b| format!("{b:02x}")).collect();
+    let key = secret(&dir, "k", &hex);
+    let c = conf(
+        &dir,
+        &format!(
+            "[[service]]\nname = \"ssh\"\nprotect = [22]\n\
+             rotate = {{ secret = \"{key}\", range = \"40000-49999\", ports = 2 }}\n"
+        ),
+    );
+    let mut rows = 0;
+    for line in doc.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let Some(now) = cells.get(1).and_then(|c| c.parse::<i64>().ok()) else {
+            continue;
+        };
+        assert_eq!(cells[2].parse::<i64>().unwrap(), now / 30, "{line}");
+        assert_eq!(ports_at(&c, "ssh", now), cells[3], "{line}");
+        rows += 1;
+    }
+    assert!(rows >= 4, "the example table was read");
+}
+
+#[test]
+fn keygen_writes_a_private_secret_and_never_writes_over_a_file() {
+    let dir = Scratch::new("rotate-keygen");
+    let a = dir.join("a.key");
+    ok(&pfknock(&["keygen", a.to_str().unwrap()]));
+    let m = fs::metadata(&a).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    let text = fs::read_to_string(&a).unwrap();
+    assert_eq!(text.len(), 65, "{text:?}");
+    assert!(text.trim().chars().all(|c| c.is_ascii_hexdigit()));
+    // A second secret differs; an existing file or a link is never
+    // written through.
+    let b = dir.join("b.key");
+    ok(&pfknock(&["keygen", b.to_str().unwrap()]));
+    assert_ne!(fs::read_to_string(&b).unwrap(), text);
+    let o = pfknock(&["keygen", a.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a.key"));
+    assert_eq!(fs::read_to_string(&a).unwrap(), text, "untouched");
+    let target = dir.join("elsewhere");
+    std::os::unix::fs::symlink(&target, dir.join("link.key")).unwrap();
+    assert!(
+        !pfknock(&["keygen", dir.join("link.key").to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert!(!target.exists(), "nothing written through the link");
+}
+
+#[test]
+fn a_secret_others_can_read_or_a_bad_one_is_refused() {
+    let dir = Scratch::new("rotate-perm");
+    let key = secret(&dir, "k", &"ab".repeat(32));
+    let c = conf(
+        &dir,
+        &format!(
+            "[[service]]\nname = \"ssh\"\nprotect = [22]\n\
+             rotate = {{ secret = \"{key}\", range = \"40000-49999\" }}\n"
+        ),
+    );
+    ok(&pfknock(&["-c", &c, "ports", "ssh"]));
+    for mode in [0o640, 0o604, 0o660] {
+        fs::set_permissions(&key, fs::Permissions::from_mode(mode)).unwrap();
+        for args in [
+            vec!["-c", &c, "ports", "ssh"],
+            vec!["-c", &c, "render"],
+            vec!["-c", &c, "knock", "-s", "ssh", "127.0.0.1"],
+        ] {
+            let o = pfknock(&args);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success(), "mode {mode:o}: {args:?}");
+            assert!(err.contains("refusing to use it"), "{args:?}: {err}");
+        }
+    }
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    for bad in ["", "abc", "zz", &"ab".repeat(15)] {
+        fs::write(&key, bad).unwrap();
+        let o = pfknock(&["-c", &c, "ports", "ssh"]);
+        assert!(!o.status.success(), "{bad:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).starts_with("pfknock: "));
+    }
+    // A service with fixed knock ports has no step ports.
+    let c2 = conf(
+        &dir,
+        "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\n",
+    );
+    let o = pfknock(&["-c", &c2, "ports", "ssh"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("always 1234"));
+}
+
+// ---- nftables, in namespaces -------------------------------------------
+
+const STEP: i64 = 5;
+
+fn rotating_conf(key: &str) -> String {
+    format!(
+        "[[service]]\nname = \"ssh\"\nprotect = [PROTECTED]\nrate = \"2/5\"\nttl = \"10m\"\nwindow = \"30s\"\n\
+         rotate = {{ secret = \"{key}\", range = \"40000-40999\", ports = 2, step = \"{STEP}s\" }}\n"
+    )
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Sleep until `secs` seconds into a step (bounded: at most one step).
+fn into_step(secs: f64) {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let into = t % STEP as f64;
+    let wait = if into <= secs {
+        secs - into
+    } else {
+        STEP as f64 - into + secs
+    };
+    sleep(Duration::from_secs_f64(wait));
+}
+
+fn knock_ports(n: &Net, v6: bool, ports: &[&str]) {
+    let ip = n.srv_ip(v6);
+    let mut a = vec![ip.as_str(), "-n", "3"];
+    a.extend_from_slice(ports);
+    ok(&n.knock(&a));
+}
+
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn only_this_steps_ports_from_the_right_secret_open_and_authorizations_survive_rotation() {
+    need_root_and_tools!();
+    let mut n = Net::new("");
+    let key = secret(&n.dir, "ssh.key", &"5a".repeat(32));
+    let wrong = secret(&n.dir, "wrong.key", &"a5".repeat(32));
+    fs::write(
+        n.conf(),
+        rotating_conf(&key).replace("PROTECTED", &common::PROTECTED.to_string()),
+    )
+    .unwrap();
+    let c = n.conf().to_str().unwrap().to_owned();
+    n.up();
+    let (mut d, _pid) = daemon(&n);
+
+    // A wrong secret computes other ports: they answer like every port of
+    // the range, and open nothing.
+    into_step(0.5);
+    ok(&n.knock(&[
+        &n.srv_ip(false),
+        "-n",
+        "3",
+        "-s",
+        "ssh",
+        "--secret",
+        &wrong,
+        "--range",
+        "40000-40999",
+        "--count",
+        "2",
+        "--step",
+        "5s",
+    ]));
+    assert!(!n.open(false), "a wrong secret opened the port");
+
+    // The right one, from the client's copy of the config, opens IPv4.
+    let recorded = ports_at(&c, "ssh", now());
+    ok(&n.knock(&[&n.srv_ip(false), "-n", "3", "-s", "ssh", "-c", &c]));
+    assert!(n.open(false), "the right knock did not open");
+    assert!(!n.open(true), "IPv6 was not knocked");
+
+    // Ten rotations: the loaded ports change, the authorization stays.
+    let rec: Vec<&str> = recorded.split(' ').collect();
+    let mut seen = vec![recorded.clone()];
+    for i in 0..10 {
+        let t0 = now() / STEP;
+        wait_for("the next step", || now() / STEP > t0);
+        into_step(1.5);
+        let cur = ports_at(&c, "ssh", now());
+        let rules = String::from_utf8_lossy(
+            &common::ns(&n.srv, &["nft", "list", "table", "inet", "pfknock"]).stdout,
+        )
+        .into_owned();
+        for p in cur.split(' ') {
+            assert!(
+                rules.contains(p),
+                "rotation {i}: port {p} of {cur} not loaded:\n{rules}"
+            );
+        }
+        assert!(n.open(false), "rotation {i}: the authorization was lost");
+        seen.push(cur);
+        if i == 1 {
+            // Two steps after it was recorded, the knock replays over
+            // IPv6 (not authorized) and opens nothing.
+            knock_ports(&n, true, &rec);
+            assert!(!n.open(true), "a knock replayed two steps later opened");
+        }
+    }
+    seen.dedup();
+    assert!(seen.len() >= 8, "the ports rotated: {seen:?}");
+
+    // A knock in progress across a boundary: stage 1 with the ports of
+    // one step, stage 2 after the next step has begun.
+    into_step(STEP as f64 - 1.5);
+    let p = ports_at(&c, "ssh", now());
+    let p: Vec<&str> = p.split(' ').collect();
+    knock_ports(&n, true, &p[..1]);
+    let t0 = now() / STEP;
+    wait_for("the next step", || now() / STEP > t0);
+    sleep(Duration::from_millis(700));
+    knock_ports(&n, true, &p[1..]);
+    assert!(
+        n.open(true),
+        "a knock across a step boundary did not complete"
+    );
+    let _ = d.kill();
+    let _ = d.wait();
+}
