@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use std::thread::sleep;
 use std::time::Duration;
 
-use common::{BIN, Net, Scratch, daemon, ok, wait_for};
+use common::{BIN, Net, Scratch, daemon, daemon_logging_to_a_socket, ok, wait_for};
 
 fn pfknock(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
@@ -256,7 +256,7 @@ fn only_this_steps_ports_from_the_right_secret_open_and_authorizations_survive_r
     )
     .unwrap();
     let c = n.conf().to_str().unwrap().to_owned();
-    n.up();
+    n.up_echo();
     let (mut d, _pid) = daemon(&n);
 
     // A wrong secret computes other ports: they answer like every port of
@@ -315,6 +315,34 @@ fn only_this_steps_ports_from_the_right_secret_open_and_authorizations_survive_r
     seen.dedup();
     assert!(seen.len() >= 8, "the ports rotated: {seen:?}");
 
+    // ssh's ProxyCommand mode knocks this step's ports and relays.
+    let o = Command::new("ip")
+        .args([
+            "netns", "exec", &n.cli, BIN, "knock", "-n", "3", "-t", "1000", "-s", "ssh", "-c", &c,
+        ])
+        .args(["--proxy", &common::PROTECTED.to_string(), &n.srv_ip(true)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut ch| {
+            use std::io::Write;
+            ch.stdin
+                .take()
+                .unwrap()
+                .write_all(b"through the rotating door\n")?;
+            ch.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "through the rotating door\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    ok(&n.server(&["revoke", &n.srv_ip(true).replace("::1", "::2")]));
+    assert!(!n.open(true), "revoked");
+
     // A knock in progress across a boundary: stage 1 with the ports of
     // one step, stage 2 after the next step has begun.
     into_step(STEP as f64 - 1.5);
@@ -329,6 +357,65 @@ fn only_this_steps_ports_from_the_right_secret_open_and_authorizations_survive_r
         n.open(true),
         "a knock across a step boundary did not complete"
     );
+    let _ = d.kill();
+    let _ = d.wait();
+}
+
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_step_that_cannot_load_keeps_the_ports_loaded_and_says_so() {
+    need_root_and_tools!();
+    let mut n = Net::new("");
+    let key = secret(&n.dir, "ssh.key", &"3c".repeat(32));
+    fs::write(
+        n.conf(),
+        rotating_conf(&key).replace("PROTECTED", &common::PROTECTED.to_string()),
+    )
+    .unwrap();
+    n.up();
+    let (mut d, _pid, log) = daemon_logging_to_a_socket(&n);
+    log.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let rules = || {
+        String::from_utf8_lossy(
+            &common::ns(
+                &n.srv,
+                &["nft", "list", "chain", "inet", "pfknock", "input"],
+            )
+            .stdout,
+        )
+        .into_owned()
+    };
+    into_step(1.0);
+    let before = rules();
+    // Someone makes the secret readable by others: the next step is
+    // refused, the loaded ports stay, and the log says why.
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let t0 = now() / STEP;
+    let mut said = String::new();
+    for _ in 0..(3 * STEP) {
+        let mut buf = [0u8; 2048];
+        if let Ok(k) = log.recv(&mut buf) {
+            said.push_str(&String::from_utf8_lossy(&buf[..k]));
+            said.push('\n');
+        }
+        if said.contains("rotate:") && now() / STEP > t0 {
+            break;
+        }
+    }
+    assert!(
+        said.contains("rotate:") && said.contains("keeping the knock ports loaded"),
+        "{said}"
+    );
+    assert_eq!(rules(), before, "the loaded ports changed");
+    // A knock on the loaded (now previous) step's ports still counts.
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let t1 = now() / STEP;
+    wait_for("the next step", || now() / STEP > t1);
+    wait_for("the new ports", || rules() != before);
+    let cur = ports_at(n.conf().to_str().unwrap(), "ssh", now());
+    for p in cur.split(' ') {
+        assert!(rules().contains(p), "port {p} of {cur} not loaded");
+    }
     let _ = d.kill();
     let _ = d.wait();
 }
