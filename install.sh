@@ -6,7 +6,7 @@
 #	./install.sh			# as root
 #
 # Options:
-#	-o freebsd|openbsd	the target system (default: this one, by uname)
+#	-o freebsd|openbsd|linux	the target system (default: this one, by uname)
 #	-p PREFIX		default /usr/local
 #	-d DESTDIR		stage under DESTDIR (for packages); default none
 #	-b BINARY		default target/release/pfknock
@@ -17,12 +17,15 @@
 # OpenBSD: PREFIX/sbin/pfknock, PREFIX/man/man{5,8}, /etc/rc.d/pfknock,
 # PREFIX/share/examples/pfknock/ (pfknock.toml copied to /etc/pfknock.toml
 # if that does not exist yet).
+# Linux: PREFIX/sbin/pfknock, PREFIX/share/man/man{5,8}, the systemd unit
+# as /etc/systemd/system/pfknock.service, PREFIX/share/examples/pfknock/
+# (pfknock.toml copied to /etc/pfknock.toml if that does not exist yet).
 # A live configuration is never overwritten.
 
 set -eu
 
 usage() {
-	echo "usage: install.sh [-o freebsd|openbsd] [-p prefix] [-d destdir] [-b binary]" >&2
+	echo "usage: install.sh [-o freebsd|openbsd|linux] [-p prefix] [-d destdir] [-b binary]" >&2
 	exit 2
 }
 
@@ -103,12 +106,36 @@ openbsd)
 	done
 	sample examples/pfknock.toml "$destdir/etc/pfknock.toml"
 	;;
+linux)
+	put 555 "$bin" "$destdir$prefix/sbin/pfknock"
+	put 444 man/pfknock.8 "$destdir$prefix/share/man/man8/pfknock.8"
+	put 444 man/pfknock.toml.5 "$destdir$prefix/share/man/man5/pfknock.toml.5"
+	unit="$destdir/etc/systemd/system/pfknock.service"
+	mkdir -p "$(dirname "$unit")"
+	sed -e "s|%%PREFIX%%|$prefix|g" systemd/pfknock.service > "$unit.tmp.$$"
+	chmod 644 "$unit.tmp.$$"
+	mv "$unit.tmp.$$" "$unit"
+	echo "installed $unit"
+	for f in examples/*; do
+		put 444 "$f" "$destdir$prefix/share/examples/pfknock/$(basename "$f")"
+	done
+	sample examples/pfknock.toml "$destdir/etc/pfknock.toml"
+	;;
 *)
-	echo "install.sh: $os: not FreeBSD or OpenBSD (give -o)" >&2
+	echo "install.sh: $os: not FreeBSD, OpenBSD or Linux (give -o)" >&2
 	exit 1
 	;;
 esac
 
+if [ "$os" = linux ]; then
+	cat <<MSG
+
+Next: edit /etc/pfknock.toml, check it with "pfknock check", and enable
+the daemon:
+	systemctl daemon-reload && systemctl enable --now pfknock
+MSG
+	exit 0
+fi
 cat <<MSG
 
 Next: put the line

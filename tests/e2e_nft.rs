@@ -245,3 +245,45 @@ fn the_daemon_reloads_heals_and_exits_cleanly() {
     assert!(st.success(), "exit status {st}: {err}");
     assert!(!pidfile.exists(), "pidfile removed");
 }
+
+/// Linux has no SIGINFO: SIGUSR2 asks the daemon for its status line,
+/// which counts what it knows; the daemon carries on.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn sigusr2_logs_the_status() {
+    need_root_and_tools!();
+    let mut n = Net::new(&RATE.replace("3s", "10m"));
+    n.up();
+    let (mut d, pid, log) = common::daemon_logging_to_a_socket(&n);
+    log.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(n.open(false));
+    let mut said = String::new();
+    let mut buf = [0u8; 2048];
+    let mut status = None;
+    for _ in 0..10 {
+        if said.contains("authorized") {
+            let _ = Command::new("kill").args(["-USR2", &pid]).status();
+        }
+        if let Ok(k) = log.recv(&mut buf) {
+            let line = String::from_utf8_lossy(&buf[..k]).into_owned();
+            if line.contains("status <ssh>") {
+                status = Some(line);
+                break;
+            }
+            said.push_str(&line);
+        }
+    }
+    let status = status.unwrap_or_else(|| panic!("no status line after SIGUSR2: {said}"));
+    assert!(status.contains(": 1 entries, next expiry in "), "{status}");
+    assert!(
+        Command::new("kill")
+            .args(["-0", &pid])
+            .status()
+            .unwrap()
+            .success(),
+        "the daemon carries on"
+    );
+    let _ = d.kill();
+    let _ = d.wait();
+}

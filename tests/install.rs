@@ -1,5 +1,6 @@
-//! install.sh staged into a scratch DESTDIR for FreeBSD and OpenBSD, and
-//! the FreeBSD port skeleton kept in step with it and with Cargo.lock.
+//! install.sh staged into a scratch DESTDIR for FreeBSD, OpenBSD and
+//! Linux (with systemd's own check of the unit), and the FreeBSD port
+//! skeleton kept in step with it and with Cargo.lock.
 
 mod common;
 
@@ -122,6 +123,88 @@ fn openbsd_layout() {
         d.join("usr/local/share/examples/pfknock/sequence.toml")
             .is_file()
     );
+}
+
+#[test]
+fn linux_layout() {
+    let d = stage("linux");
+    let out = install("linux", &d);
+    assert!(out.contains("systemctl daemon-reload && systemctl enable --now pfknock"));
+    let unit_path = d.join("etc/systemd/system/pfknock.service");
+    assert_eq!(mode(&unit_path), 0o644);
+    let unit = fs::read_to_string(&unit_path).unwrap();
+    assert!(!unit.contains("%%"), "placeholders filled in");
+    let key = |k: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(str::to_owned)
+            .collect()
+    };
+    // The unit starts the daemon the way it starts: it forks once the
+    // table is loaded and its pid is in the pidfile the unit names.
+    assert_eq!(key("Type"), ["forking"]);
+    let pidfile = key("PIDFile").pop().unwrap();
+    assert!(
+        key("ExecStart")[0].ends_with(&format!(
+            "/usr/local/sbin/pfknock -c /etc/pfknock.toml run -p {pidfile}"
+        )),
+        "{unit}"
+    );
+    assert!(pidfile.starts_with(&format!("/run/{}/", key("RuntimeDirectory")[0])));
+    // Reload: check first, then SIGHUP, the signal the daemon reloads on.
+    assert_eq!(
+        key("ExecReload"),
+        [
+            "/usr/local/sbin/pfknock -c /etc/pfknock.toml run -n",
+            "/bin/kill -HUP $MAINPID"
+        ]
+    );
+    assert_eq!(key("CapabilityBoundingSet"), ["CAP_NET_ADMIN"]);
+    assert_eq!(key("NoNewPrivileges"), ["yes"]);
+    assert_eq!(key("ProtectSystem"), ["strict"]);
+    assert_eq!(key("PrivateTmp"), ["yes"]);
+    assert_eq!(key("RestrictAddressFamilies"), ["AF_UNIX AF_NETLINK"]);
+    assert_eq!(mode(&d.join("usr/local/sbin/pfknock")), 0o555);
+    assert!(d.join("usr/local/share/man/man8/pfknock.8").is_file());
+    assert!(
+        d.join("usr/local/share/examples/pfknock/rotate.toml")
+            .is_file()
+    );
+    assert_eq!(mode(&d.join("etc/pfknock.toml")), 0o600);
+}
+
+/// systemd's own check of the unit, with the staged binary standing in
+/// for the installed one (verify wants every command to exist).
+#[test]
+#[ignore = "needs systemd-analyze (Debian package systemd); run with cargo test -- --include-ignored"]
+fn the_systemd_unit_verifies() {
+    let d = stage("systemd");
+    install("linux", &d);
+    let unit = fs::read_to_string(d.join("etc/systemd/system/pfknock.service"))
+        .unwrap()
+        .replace(
+            "/usr/local/sbin/",
+            &format!("{}/usr/local/sbin/", d.display()),
+        );
+    let check = |text: &str| {
+        let p = d.join("pfknock.service");
+        fs::write(&p, text).unwrap();
+        Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&p)
+            .output()
+            .expect("systemd-analyze (Debian package systemd)")
+    };
+    let o = check(&unit);
+    assert!(
+        o.status.success() && o.stdout.is_empty() && o.stderr.is_empty(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The check can fail: a unit with a typo does not pass.
+    let o = check(&unit.replace("Type=forking", "Type=froking"));
+    assert!(!o.stderr.is_empty(), "a bad Type= went unnoticed");
 }
 
 #[test]

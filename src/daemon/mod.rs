@@ -25,7 +25,7 @@ pub enum Event {
     Reload,
     /// SIGUSR1: sweep every table now.
     Sweep,
-    /// SIGINFO: log a status summary.
+    /// SIGINFO, SIGUSR2: log a status summary.
     Info,
     /// SIGTERM, SIGINT: exit cleanly.
     Stop(i32),

@@ -192,11 +192,13 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
 }
 
 fn catch_signals() -> Result<signal_hook::iterator::Signals> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    // SIGINFO (^T) where it exists; SIGUSR2 everywhere, Linux has no
+    // SIGINFO.
     #[cfg(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos"))]
-    let sigs = [SIGHUP, SIGUSR1, SIGTERM, SIGINT, libc::SIGINFO];
+    let sigs = [SIGHUP, SIGUSR1, SIGUSR2, SIGTERM, SIGINT, libc::SIGINFO];
     #[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
-    let sigs = [SIGHUP, SIGUSR1, SIGTERM, SIGINT];
+    let sigs = [SIGHUP, SIGUSR1, SIGUSR2, SIGTERM, SIGINT];
     signal_hook::iterator::Signals::new(sigs).map_err(|source| Error::Device {
         path: "signals".into(),
         op: "register",
