@@ -50,6 +50,11 @@ pub struct Config {
     pub poll: Secs,
     /// Unload the anchor when the daemon exits.
     pub unload: bool,
+    /// Linux: the nfnetlink_log group the authorizing rules log to, which
+    /// the daemon reads.
+    pub nflog_group: u16,
+    /// More expiries than this within a second are logged as one line.
+    pub log_burst: u32,
     pub services: Vec<Service>,
     pub expires: Vec<ExpireTable>,
 }
@@ -136,6 +141,11 @@ pub struct Rotate {
     /// How many knock ports: 1 is a rate knock, more a sequence.
     pub ports: usize,
 }
+
+/// The nfnetlink_log group of the authorizing rules on Linux.
+pub const DEFAULT_NFLOG_GROUP: u16 = 4747;
+/// Expiries within a second above which one line sums them up.
+pub const DEFAULT_LOG_BURST: u32 = 50;
 
 /// The default step of `rotate`.
 pub const DEFAULT_STEP: Secs = Secs(30);
@@ -288,6 +298,8 @@ struct RawConfig {
     facility: Option<Spanned<String>>,
     poll: Option<Spanned<String>>,
     unload: Option<bool>,
+    nflog_group: Option<Spanned<i64>>,
+    log_burst: Option<Spanned<i64>>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
     #[serde(default)]
@@ -849,6 +861,30 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
         );
     }
 
+    let int = |v: &Option<Spanned<i64>>, key: &str, lo: i64, hi: i64, default: i64| match v {
+        None => Ok(default),
+        Some(x) if (lo..=hi).contains(x.get_ref()) => Ok(*x.get_ref()),
+        Some(x) => Err(cx.err(
+            x.span(),
+            key,
+            format!("{}: must be {lo} to {hi}", x.get_ref()),
+        )),
+    };
+    let nflog_group = int(
+        &raw.nflog_group,
+        "nflog_group",
+        0,
+        65535,
+        DEFAULT_NFLOG_GROUP.into(),
+    )? as u16;
+    let log_burst = int(
+        &raw.log_burst,
+        "log_burst",
+        1,
+        1_000_000,
+        DEFAULT_LOG_BURST.into(),
+    )? as u32;
+
     let mut expires: Vec<ExpireTable> = Vec::new();
     for re in &raw.expire {
         let re = re.get_ref();
@@ -896,6 +932,8 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
         facility,
         poll,
         unload: raw.unload.unwrap_or(false),
+        nflog_group,
+        log_burst,
         services,
         expires,
     })

@@ -19,6 +19,8 @@ pub mod error;
 pub mod knock;
 pub mod name;
 pub mod names;
+#[cfg(target_os = "linux")]
+pub mod netlink;
 pub mod nft;
 pub mod output;
 pub mod pf;

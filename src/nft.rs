@@ -765,6 +765,38 @@ impl Tables for NftTables {
         Ok(present.len())
     }
 
+    /// Put authorizations back with the time they had left (after the
+    /// table was deleted and loaded again), in one transaction.
+    fn add_timed(&mut self, t: &TableRef, entries: &[(Net, u64)]) -> Result<usize> {
+        let sets = self.family_sets(t)?;
+        let mut script = String::new();
+        let mut n = 0;
+        for s in &sets {
+            let v6 = s.name.ends_with("_6");
+            let list: Vec<String> = entries
+                .iter()
+                .filter(|(a, left)| a.addr.is_ipv6() == v6 && a.is_host() && *left > 0)
+                .map(|(a, left)| match s.timeout {
+                    Some(to) => format!("{} timeout {to}s expires {}s", a.addr, (*left).min(to)),
+                    None => a.addr.to_string(),
+                })
+                .collect();
+            if list.is_empty() {
+                continue;
+            }
+            n += list.len();
+            script.push_str(&format!(
+                "add element inet {TABLE} {} {{ {} }}\n",
+                s.name,
+                list.join(", ")
+            ));
+        }
+        if n > 0 {
+            self.nft.run(&["-f", "-"], Some(&script))?;
+        }
+        Ok(n)
+    }
+
     /// The sets come with the table (`pfknock load`).
     fn create(&mut self, _: &[(TableRef, TableFlags)]) -> Result<usize> {
         Ok(0)

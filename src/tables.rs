@@ -122,6 +122,12 @@ pub trait Tables {
     fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize>;
     /// Create tables (and their anchor); returns how many were new.
     fn create(&mut self, tables: &[(TableRef, TableFlags)]) -> Result<usize>;
+    /// Add entries that have this many seconds left (restoring them);
+    /// where entries have no timers of their own, as `add`.
+    fn add_timed(&mut self, t: &TableRef, entries: &[(Net, u64)]) -> Result<usize> {
+        let nets: Vec<Net> = entries.iter().map(|(n, _)| *n).collect();
+        self.add(t, &nets)
+    }
     /// What this firewall does by itself, asked once by each user.
     fn caps(&self) -> Caps {
         Caps::PF

@@ -33,6 +33,25 @@ pub fn find(name: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The processes this one started last, so that the daemon can tell its
+/// own nft transactions from others' in the kernel's notifications.
+static CHILDREN: std::sync::Mutex<std::collections::VecDeque<u32>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+fn remember(pid: u32) {
+    if let Ok(mut c) = CHILDREN.lock() {
+        if c.len() >= 64 {
+            c.pop_front();
+        }
+        c.push_back(pid);
+    }
+}
+
+/// Did this process start `pid` (one of its last 64 tools)?
+pub fn ours(pid: u32) -> bool {
+    pid == std::process::id() || CHILDREN.lock().is_ok_and(|c| c.contains(&pid))
+}
+
 /// Run `argv` (program and leading arguments) with `args`. `name` is how
 /// the tool is called in messages (`pfctl`, `nft`).
 pub fn run(name: &str, argv: &[&Path], args: &[&str], input: Option<&str>) -> Result<String> {
@@ -60,6 +79,7 @@ pub fn run(name: &str, argv: &[&Path], args: &[&str], input: Option<&str>) -> Re
             tool: exe.display().to_string(),
             msg: io_words(&e),
         })?;
+    remember(child.id());
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
         // A tool that exits early closes the pipe; its stderr says why.
         let _ = stdin.write_all(text.as_bytes());

@@ -18,8 +18,8 @@ use crate::name::{AnchorName, ExpireMode, Net, Secs};
 use crate::policy::{self, IdleTracker};
 use crate::tables::{Entry, TableRef, TableStat, Tables};
 
-/// What a signal asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a signal (or the kernel) asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// SIGHUP: re-read the config, reload the anchor.
     Reload,
@@ -29,9 +29,12 @@ pub enum Event {
     Info,
     /// SIGTERM, SIGINT: exit cleanly.
     Stop(i32),
+    /// Something the kernel told (nftables: see `crate::netlink`).
+    Kernel(KernelEvent),
 }
 
 pub use crate::backend::Loader;
+pub use events::{ElementLookup, KernelEvent};
 
 /// Priorities, as syslog's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -165,6 +168,8 @@ pub struct Daemon<T, L, G> {
     caps: crate::tables::Caps,
     /// When the next step of a rotating service starts.
     step_due: Option<i64>,
+    /// Kernel events instead of polls, where the firewall sends them.
+    events: Option<events::Events>,
 }
 
 /// The tables to watch. Renewal tables come first, so that a renewal is
@@ -202,6 +207,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             repeats: Repeats::default(),
             caps,
             step_due: None,
+            events: None,
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;
@@ -312,6 +318,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// When the next table is due, if any.
     pub fn next_due(&self) -> Option<i64> {
+        if self.events.is_some() {
+            return self.events_due();
+        }
         self.watches.iter().filter_map(|w| w.next_due).min()
     }
 
@@ -351,7 +360,14 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 
     fn tick_inner(&mut self, now: i64, force: bool) {
-        self.poll(now, force);
+        if self.events.is_some() {
+            if force {
+                self.resync(now);
+            }
+            self.events_tick(now);
+        } else {
+            self.poll(now, force);
+        }
         for line in self.repeats.cleared() {
             self.log.log(Level::Notice, &line);
         }
@@ -761,11 +777,15 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             .iter()
             .filter(|w| w.swept())
             .map(|w| {
+                let (n, due) = if self.events.is_some() {
+                    self.events_count(w.named.table.name.as_str())
+                } else {
+                    (w.known.len(), w.next_due)
+                };
                 format!(
-                    "status {}: {} entries, next expiry {}",
+                    "status {}: {n} entries, next expiry {}",
                     w.named.table,
-                    w.known.len(),
-                    w.next_due.map_or("none".to_owned(), |d| format!(
+                    due.map_or("none".to_owned(), |d| format!(
                         "in {}",
                         Secs(policy::age(d, now))
                     ))
@@ -793,6 +813,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// Entries the daemon knows of per table (for tests and benchmarks).
     pub fn known(&self, t: &TableRef) -> Option<usize> {
+        if self.events.is_some() {
+            return Some(self.events_count(t.name.as_str()).0);
+        }
         self.watches
             .iter()
             .find(|w| w.named.table == *t)
@@ -800,5 +823,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 }
 
+mod events;
 mod process;
 pub use process::{DEFAULT_PIDFILE, Pidfile, RunOpts, SysLog, run};

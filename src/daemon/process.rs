@@ -186,9 +186,111 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     // Signals are caught from here on (the thread that reads them starts
     // after detaching): a SIGHUP during the first load is not fatal.
     let signals = catch_signals()?;
+    // nftables tells what happens: bind to it before the first load, so
+    // that nothing from then on is missed.
+    let kernel = kernel_events(&backend, &cfg).map_err(fatal)?;
     let t = backend.tables(true).map_err(fatal)?;
-    let d = Daemon::start(cfg, &config, t, backend, log, crate::clock::now()).map_err(fatal)?;
-    detach_and_serve(d, pid, signals, o.foreground, &warnings)
+    let mut d = Daemon::start(cfg, &config, t, backend, log, crate::clock::now()).map_err(fatal)?;
+    let sources = kernel.map(|(sources, lookup)| {
+        d.use_events(lookup, crate::clock::now());
+        sources
+    });
+    detach_and_serve(d, pid, signals, o.foreground, &warnings, sources)
+}
+
+/// The sockets that bring kernel events, and the element lookup.
+#[cfg(target_os = "linux")]
+type Sources = (crate::netlink::Nflog, crate::netlink::Monitor);
+#[cfg(not(target_os = "linux"))]
+type Sources = std::convert::Infallible;
+
+#[cfg(target_os = "linux")]
+fn kernel_events(
+    backend: &crate::backend::Backend,
+    cfg: &Config,
+) -> Result<Option<(Sources, Box<dyn super::ElementLookup + Send>)>> {
+    use crate::render::nft::TABLE;
+    if !matches!(backend, crate::backend::Backend::Nft(_)) || cfg.services.is_empty() {
+        return Ok(None);
+    }
+    let dev = |what: &str, source| Error::Device {
+        path: format!("nfnetlink {what}"),
+        op: "open",
+        source,
+    };
+    let nflog = crate::netlink::Nflog::bind(cfg.nflog_group).map_err(|e| dev("log", e))?;
+    let monitor = crate::netlink::Monitor::open(TABLE).map_err(|e| dev("monitor", e))?;
+    let lookup = crate::netlink::Lookup::open(TABLE).map_err(|e| dev("lookup", e))?;
+    Ok(Some(((nflog, monitor), Box::new(lookup))))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn kernel_events(
+    _: &crate::backend::Backend,
+    _: &Config,
+) -> Result<Option<(Sources, Box<dyn super::ElementLookup + Send>)>> {
+    Ok(None)
+}
+
+/// A thread per event source, forwarding to the loop; a source that fails
+/// says so once and ends (the daemon then polls).
+#[cfg(target_os = "linux")]
+fn start_sources(sources: Sources, tx: &std::sync::mpsc::Sender<Event>) {
+    let (nflog, monitor) = sources;
+    let t1 = tx.clone();
+    crate::sys_unix::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match nflog.next(&mut buf) {
+                Ok(evs) => {
+                    for ev in evs {
+                        if t1.send(Event::Kernel(ev)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                // A burst larger than the buffer: those knocks were
+                // counted by the kernel; read the sets again.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    let _ = t1.send(Event::Kernel(super::KernelEvent::Overrun));
+                }
+                Err(e) => {
+                    let _ = t1.send(Event::Kernel(super::KernelEvent::Lost(format!(
+                        "nflog: {}",
+                        crate::error::io_words(&e)
+                    ))));
+                    return;
+                }
+            }
+        }
+    });
+    let t2 = tx.clone();
+    crate::sys_unix::spawn(move || {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match monitor.next(&mut buf) {
+                Ok(evs) => {
+                    for ev in evs {
+                        if t2.send(Event::Kernel(ev)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = t2.send(Event::Kernel(super::KernelEvent::Lost(format!(
+                        "nf_tables monitor: {}",
+                        crate::error::io_words(&e)
+                    ))));
+                    return;
+                }
+            }
+        }
+    });
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_sources(sources: Sources, _: &std::sync::mpsc::Sender<Event>) {
+    match sources {}
 }
 
 fn catch_signals() -> Result<signal_hook::iterator::Signals> {
@@ -213,6 +315,7 @@ fn detach_and_serve<T: Tables, L: Loader>(
     mut signals: signal_hook::iterator::Signals,
     foreground: bool,
     warnings: &[Warning],
+    sources: Option<Sources>,
 ) -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
     use std::sync::mpsc;
@@ -237,6 +340,9 @@ fn detach_and_serve<T: Tables, L: Loader>(
         })?;
     }
     let (tx, rx) = mpsc::channel();
+    if let Some(s) = sources {
+        start_sources(s, &tx);
+    }
     crate::sys_unix::spawn(move || {
         for sig in signals.forever() {
             let ev = match sig {
@@ -273,17 +379,28 @@ fn serve<T: Tables, L: Loader>(
         let poll = d.cfg.poll.0 as i64;
         // Wake at the start of the second an entry is due, or at the next
         // poll, whichever is first.
+        // Polling (pf): at the next poll at the latest. With kernel events
+        // (nftables) only deadlines wake the loop, or an hour goes by.
+        let idle = if d.polls() { poll } else { 3600 };
         let wake = d
             .next_due()
             .into_iter()
             .chain(d.next_step())
-            .fold(now + poll, i64::min)
+            .fold(now + idle, i64::min)
             .max(now);
         let wait = Duration::from_millis((wake * 1000 - now_ms).max(0) as u64);
         match rx.recv_timeout(wait) {
             Ok(Event::Reload) => d.reload(crate::clock::now()),
             Ok(Event::Sweep) => d.sweep(crate::clock::now()),
             Ok(Event::Info) => d.status(crate::clock::now()),
+            Ok(Event::Kernel(ev)) => {
+                let now = crate::clock::now();
+                d.kernel(ev, now);
+                // A restore or a resync may have brought deadlines closer.
+                if d.next_due().is_some_and(|t| t <= now) {
+                    d.tick(now);
+                }
+            }
             Ok(Event::Stop(sig)) => {
                 d.stop(if sig == SIGINT { "SIGINT" } else { "SIGTERM" });
                 return Ok(());

@@ -290,7 +290,7 @@ fn knock_source(s: &Service, k: usize, af: Af) -> Option<String> {
 }
 
 /// Rules that count the SYN synproxy sends on for a validated cookie.
-fn count_rules(out: &mut Vec<String>, s: &Service) {
+fn count_rules(out: &mut Vec<String>, s: &Service, group: u16) {
     let n = s.stages();
     // A rotating service whose ports were never filled in counts nothing.
     if s.knock.len() < n {
@@ -316,8 +316,11 @@ fn count_rules(out: &mut Vec<String>, s: &Service) {
             } else {
                 "update"
             };
-            let log = if k + 1 == n && s.log {
-                format!(" log prefix \"pfknock {}: \"", s.name)
+            // The daemon learns of each authorization from this packet
+            // (nfnetlink_log): the kernel sends no notice of an element
+            // added from the packet path.
+            let log = if k + 1 == n {
+                format!(" log group {group} prefix \"pfknock {}: \"", s.name)
             } else {
                 String::new()
             };
@@ -480,7 +483,7 @@ pub fn build(cfg: &Config) -> TableDef {
 
     let mut input = Vec::new();
     for s in &cfg.services {
-        count_rules(&mut input, s);
+        count_rules(&mut input, s, cfg.nflog_group);
     }
     // Loopback is never knocked nor blocked, as pf.conf's `set skip on lo0`.
     input.push("iifname \"lo\" accept".to_owned());

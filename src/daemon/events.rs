@@ -1,0 +1,458 @@
+//! The daemon on a firewall that tells it what happens (nftables, see
+//! `crate::netlink`): no polls. Authorizations and renewals arrive as
+//! events, expiry is the daemon's own deadline checked with one lookup per
+//! due element, and changes by others arrive as notifications, each
+//! logged once with who made it. Nothing here lists a table on a timer.
+#![forbid(unsafe_code)]
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::IpAddr;
+
+use super::{Daemon, Level, Loader, Log};
+use crate::catalogue::Kind;
+use crate::config::{Role, Service};
+use crate::name::{Net, Secs};
+use crate::names::{Af, nft_set_of};
+use crate::tables::{TableRef, Tables};
+
+/// One thing the kernel told the daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelEvent {
+    /// A packet of the authorizing rule's `log group`: a knock that
+    /// authorized (or renewed) `addr`.
+    Knock { prefix: String, addr: IpAddr },
+    /// Elements a transaction added to or deleted from a set of the table,
+    /// with their time left in milliseconds where they have one.
+    Elements {
+        set: String,
+        added: bool,
+        addrs: Vec<(IpAddr, Option<u64>)>,
+    },
+    /// A table, chain, rule or set of the table was added or deleted.
+    Changed { what: &'static str, name: String },
+    /// The end of a transaction, and the process that committed it.
+    Commit { pid: u32, process: String },
+    /// The kernel dropped notifications: read everything again.
+    Overrun,
+    /// A source of events failed for good: back to polling.
+    Lost(String),
+}
+
+/// Is an element still in a set, and for how long (milliseconds; `None`
+/// inside: no timeout)? `None`: not there.
+pub trait ElementLookup {
+    fn left(&mut self, set: &str, addr: IpAddr) -> std::io::Result<Option<Option<u64>>>;
+}
+
+/// What the daemon knows of one authorization.
+#[derive(Clone, Copy, Debug)]
+struct Auth {
+    since: i64,
+    until: i64,
+}
+
+pub(super) struct Events {
+    lookup: Box<dyn ElementLookup + Send>,
+    /// (authorized set, address) → since when, until when.
+    auth: HashMap<(String, IpAddr), Auth>,
+    /// Deadlines; an entry whose `until` no longer matches is stale.
+    due: BinaryHeap<Reverse<(i64, String, IpAddr)>>,
+    /// Notifications of the transaction in progress, until its commit.
+    batch: Vec<KernelEvent>,
+}
+
+fn af(a: IpAddr) -> Af {
+    if a.is_ipv6() { Af::V6 } else { Af::V4 }
+}
+
+impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
+    /// From now on, learn from the kernel instead of polling. Reads each
+    /// authorized set once, to know what is there already.
+    pub fn use_events(&mut self, lookup: Box<dyn ElementLookup + Send>, now: i64) {
+        self.events = Some(Events {
+            lookup,
+            auth: HashMap::new(),
+            due: BinaryHeap::new(),
+            batch: Vec::new(),
+        });
+        self.resync(now);
+    }
+
+    /// Does the daemon poll (pf), or wait for events (nftables)?
+    pub fn polls(&self) -> bool {
+        self.events.is_none()
+    }
+
+    /// The service whose authorized set this is.
+    fn auth_service(&self, set: &str) -> Option<&Service> {
+        self.cfg.services.iter().find(|s| {
+            [Af::V4, Af::V6]
+                .iter()
+                .any(|a| nft_set_of(s.table.as_str(), *a) == set)
+        })
+    }
+
+    fn auth_watch(&self, s: &Service) -> Option<usize> {
+        self.watches.iter().position(|w| {
+            w.named.service.as_deref() == Some(&s.name)
+                && matches!(w.named.kind, Kind::Service(Role::Auth))
+        })
+    }
+
+    /// One log line about an authorization of service `s`.
+    fn event_line(&self, verb: &str, s: &Service, addr: IpAddr, extra: &str) -> Option<String> {
+        let w = &self.watches[self.auth_watch(s)?];
+        Some(self.line(verb, &Net::host(addr), w, extra))
+    }
+
+    fn track(&mut self, set: &str, addr: IpAddr, since: i64, until: i64) {
+        let Some(e) = self.events.as_mut() else {
+            return;
+        };
+        e.auth.insert((set.to_owned(), addr), Auth { since, until });
+        e.due.push(Reverse((until, set.to_owned(), addr)));
+    }
+
+    fn forget(&mut self, set: &str, addr: IpAddr) -> Option<Auth> {
+        self.events.as_mut()?.auth.remove(&(set.to_owned(), addr))
+    }
+
+    fn tracked(&self, set: &str, addr: IpAddr) -> Option<Auth> {
+        self.events
+            .as_ref()?
+            .auth
+            .get(&(set.to_owned(), addr))
+            .copied()
+    }
+
+    /// Read every authorized set and take what is there as known, without
+    /// a line for each (at start, and after lost notifications).
+    pub(super) fn resync(&mut self, now: i64) {
+        let mut found = Vec::new();
+        for s in &self.cfg.services {
+            let Some(w) = self.auth_watch(s) else {
+                continue;
+            };
+            let t: TableRef = self.watches[w].named.table.clone();
+            found.push((s.table.to_string(), t, s.ttl.0 as i64));
+        }
+        if let Some(e) = self.events.as_mut() {
+            e.auth.clear();
+            e.due.clear();
+        }
+        for (table, t, ttl) in found {
+            match self.tables.entries(&t) {
+                Ok(entries) => {
+                    for en in entries {
+                        let set = nft_set_of(&table, af(en.net.addr));
+                        self.track(&set, en.net.addr, en.tzero, (en.tzero + ttl).max(now));
+                    }
+                }
+                Err(err) => self.log.log(Level::Err, &format!("{t}: {err}")),
+            }
+        }
+    }
+
+    /// An event from the kernel.
+    pub fn kernel(&mut self, ev: KernelEvent, now: i64) {
+        if self.events.is_none() {
+            return;
+        }
+        match ev {
+            KernelEvent::Knock { prefix, addr } => self.knocked(&prefix, addr, now),
+            KernelEvent::Elements { .. } | KernelEvent::Changed { .. } => {
+                if let Some(e) = self.events.as_mut() {
+                    e.batch.push(ev);
+                }
+            }
+            KernelEvent::Commit { pid, process } => {
+                let batch = self
+                    .events
+                    .as_mut()
+                    .map(|e| std::mem::take(&mut e.batch))
+                    .unwrap_or_default();
+                if !crate::tool::ours(pid) {
+                    self.committed(batch, &format!("{process}[{pid}]"), now);
+                }
+            }
+            KernelEvent::Overrun => {
+                self.log.log(
+                    Level::Warning,
+                    "the kernel dropped notifications: reading the sets again",
+                );
+                self.resync(now);
+            }
+            KernelEvent::Lost(why) => {
+                self.log.log(
+                    Level::Err,
+                    &format!(
+                        "kernel events lost ({why}): polling every {} from now on",
+                        self.cfg.poll
+                    ),
+                );
+                self.events = None;
+                for w in &mut self.watches {
+                    w.force = true;
+                }
+            }
+        }
+    }
+
+    fn knocked(&mut self, prefix: &str, addr: IpAddr, now: i64) {
+        let Some(s) = self
+            .cfg
+            .services
+            .iter()
+            .find(|s| prefix == format!("pfknock {}: ", s.name))
+            .cloned()
+        else {
+            return;
+        };
+        let set = nft_set_of(s.table.as_str(), af(addr));
+        let ttl = Secs(s.ttl.0);
+        let until = now + s.ttl.0 as i64;
+        match self.tracked(&set, addr) {
+            Some(a) if s.renew => {
+                let extra = format!("age={} ttl={ttl}", Secs(crate::policy::age(now, a.since)));
+                if let Some(l) = self.event_line("renewed", &s, addr, &extra) {
+                    self.log.log(Level::Info, &l);
+                }
+                self.track(&set, addr, now, until);
+            }
+            // `add` keeps the element as it was: a knock while authorized
+            // changes nothing when renewal is off.
+            Some(_) => {}
+            None => {
+                if let Some(l) = self.event_line("authorized", &s, addr, &format!("ttl={ttl}")) {
+                    self.log.log(Level::Info, &l);
+                }
+                self.track(&set, addr, now, until);
+            }
+        }
+    }
+
+    /// A transaction by someone else: log what it did to authorizations,
+    /// and restore the table if it touched the table itself.
+    fn committed(&mut self, batch: Vec<KernelEvent>, by: &str, now: i64) {
+        let mut broken: Vec<String> = Vec::new();
+        for ev in batch {
+            match ev {
+                KernelEvent::Elements { set, added, addrs } => {
+                    let Some(s) = self.auth_service(&set).cloned() else {
+                        continue;
+                    };
+                    for (addr, left) in addrs {
+                        if added {
+                            if self.tracked(&set, addr).is_some() {
+                                continue;
+                            }
+                            let left = left.map_or(s.ttl.0 as i64, |ms| (ms as i64 + 999) / 1000);
+                            let extra = format!("ttl={} by {by}", Secs(s.ttl.0));
+                            if let Some(l) = self.event_line("authorized", &s, addr, &extra) {
+                                self.log.log(Level::Info, &l);
+                            }
+                            self.track(&set, addr, now, now + left);
+                        } else if let Some(a) = self.forget(&set, addr) {
+                            let extra = format!(
+                                "age={} ttl={} by {by}",
+                                Secs(crate::policy::age(now, a.since)),
+                                Secs(s.ttl.0)
+                            );
+                            if let Some(l) = self.event_line("removed", &s, addr, &extra) {
+                                self.log.log(Level::Info, &l);
+                            }
+                        }
+                    }
+                }
+                KernelEvent::Changed { what, name } => broken.push(format!("{what} {name}")),
+                _ => {}
+            }
+        }
+        if !broken.is_empty() {
+            broken.dedup();
+            self.restore(&broken, by, now);
+        }
+    }
+
+    /// Someone changed the table: load it again (only what differs
+    /// changes), then put back the authorizations it lost, with the time
+    /// they had left.
+    fn restore(&mut self, what: &[String], by: &str, now: i64) {
+        if self.cfg.services.is_empty() {
+            return;
+        }
+        let shown = if what.len() > 3 {
+            format!("{} and {} more", what[..3].join(", "), what.len() - 3)
+        } else {
+            what.join(", ")
+        };
+        if let Err(e) = self.load_anchor() {
+            let msg = format!("table changed by {by} ({shown}) and cannot be restored: {e}");
+            self.fail(Level::Err, &msg, now);
+            return;
+        }
+        let mut readd: HashMap<TableRef, Vec<(Net, u64)>> = HashMap::new();
+        let known: Vec<((String, IpAddr), Auth)> = self
+            .events
+            .as_ref()
+            .map(|e| e.auth.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        let mut lookups = Vec::new();
+        for ((set, addr), a) in known {
+            if a.until <= now {
+                continue;
+            }
+            lookups.push((set, addr, a));
+        }
+        let mut gone = 0usize;
+        for (set, addr, a) in lookups {
+            let present = match self.events.as_mut().map(|e| e.lookup.left(&set, addr)) {
+                Some(Ok(p)) => p.is_some(),
+                _ => false,
+            };
+            if present {
+                continue;
+            }
+            let Some(s) = self.auth_service(&set).cloned() else {
+                continue;
+            };
+            let Some(w) = self.auth_watch(&s) else {
+                continue;
+            };
+            gone += 1;
+            readd
+                .entry(self.watches[w].named.table.clone())
+                .or_default()
+                .push((Net::host(addr), (a.until - now) as u64));
+        }
+        let mut restored = 0;
+        for (t, list) in readd {
+            match self.tables.add_timed(&t, &list) {
+                Ok(n) => restored += n,
+                Err(e) => self
+                    .log
+                    .log(Level::Err, &format!("{t}: restoring authorizations: {e}")),
+            }
+        }
+        self.log.log(
+            Level::Notice,
+            &format!(
+                "table restored after a change by {by} ({shown}): restored {restored} authorizations{}",
+                if restored < gone {
+                    format!(" of {gone}")
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+
+    /// Deadlines: look up each due element once. Gone: expired (one line,
+    /// or one line for the lot past `log_burst`). Still there: its time
+    /// was refreshed (traffic, `expire = "idle"`), so wait for it again.
+    pub(super) fn events_tick(&mut self, now: i64) {
+        let Some(e) = self.events.as_mut() else {
+            return;
+        };
+        let mut due = Vec::new();
+        while let Some(Reverse((until, _, _))) = e.due.peek() {
+            if *until > now {
+                break;
+            }
+            let Some(Reverse((until, set, addr))) = e.due.pop() else {
+                break;
+            };
+            match e.auth.get(&(set.clone(), addr)) {
+                Some(a) if a.until == until => due.push((set, addr, *a)),
+                _ => {}
+            }
+        }
+        let mut expired: HashMap<String, Vec<String>> = HashMap::new();
+        for (set, addr, a) in due {
+            let left = match self.events.as_mut().map(|e| e.lookup.left(&set, addr)) {
+                Some(Ok(l)) => l,
+                Some(Err(err)) => {
+                    let msg = format!("looking up {addr} in set {set}: {err}");
+                    self.fail(Level::Err, &msg, now);
+                    // Look again at the next poll.
+                    self.track(&set, addr, a.since, now + self.cfg.poll.0 as i64);
+                    continue;
+                }
+                None => return,
+            };
+            let Some(s) = self.auth_service(&set).cloned() else {
+                self.forget(&set, addr);
+                continue;
+            };
+            match left {
+                Some(Some(ms)) => {
+                    let until = now + (ms as i64 + 999) / 1000;
+                    self.track(&set, addr, a.since, until.max(now + 1));
+                }
+                // No timeout: not pfknock's to expire.
+                Some(None) => {
+                    self.forget(&set, addr);
+                }
+                None => {
+                    self.forget(&set, addr);
+                    let what = if s.expire == crate::name::ExpireMode::Idle {
+                        "idle"
+                    } else {
+                        "age"
+                    };
+                    let extra = format!(
+                        "{what}={} ttl={}",
+                        Secs(crate::policy::age(now, a.since)),
+                        Secs(s.ttl.0)
+                    );
+                    if let Some(l) = self.event_line("expired", &s, addr, &extra) {
+                        expired.entry(s.name.clone()).or_default().push(l);
+                    }
+                }
+            }
+        }
+        let burst = self.cfg.log_burst as usize;
+        for (svc, lines) in expired {
+            if lines.len() > burst {
+                self.log.log(
+                    Level::Info,
+                    &format!(
+                        "expired {} authorizations of service {svc} at once",
+                        lines.len()
+                    ),
+                );
+                for l in lines {
+                    self.log.log(Level::Debug, &l);
+                }
+            } else {
+                for l in lines {
+                    self.log.log(Level::Info, &l);
+                }
+            }
+        }
+    }
+
+    /// The next deadline of the events mode.
+    pub(super) fn events_due(&self) -> Option<i64> {
+        self.events
+            .as_ref()?
+            .due
+            .peek()
+            .map(|Reverse((t, _, _))| *t)
+    }
+
+    /// How many authorizations the events mode knows of a table, and
+    /// when the first is due.
+    pub(super) fn events_count(&self, table: &str) -> (usize, Option<i64>) {
+        self.events.as_ref().map_or((0, None), |e| {
+            let mine: Vec<i64> = e
+                .auth
+                .iter()
+                .filter(|((s, _), _)| [Af::V4, Af::V6].iter().any(|a| *s == nft_set_of(table, *a)))
+                .map(|(_, a)| a.until)
+                .collect();
+            (mine.len(), mine.iter().min().copied())
+        })
+    }
+}

@@ -1,0 +1,430 @@
+//! Linux: what the kernel says of table inet pfknock as it happens, over
+//! nfnetlink (rust-netlink's `netlink-sys` sockets and
+//! `netlink-packet-netfilter` messages; no `unsafe` here).
+//!
+//! What the kernel sends, measured on Linux 6.18 (tests/events.rs) and
+//! read in net/netfilter/nf_tables_api.c and nft_dynset.c:
+//!
+//! - An element a rule adds from the packet path (`add @set`, `update
+//!   @set`: nft_dynset) sends no notification. So the rule that authorizes
+//!   also says `log group G`, and nfnetlink_log hands that packet to us
+//!   (`Nflog`): an authorization, or a renewal by a new knock.
+//! - An element that times out sends nothing either: the daemon keeps its
+//!   own deadlines and asks for the element when one is due (`Lookup`, one
+//!   NFT_MSG_GETSETELEM request per element, no listing, no fork).
+//! - Changes made through the control plane (nft, `pfknock allow`,
+//!   `revoke`, a flush, `nft delete table`) are multicast to
+//!   NFNLGRP_NFTABLES (`Monitor`): NEWSETELEM/DELSETELEM with the elements,
+//!   DELRULE/DELCHAIN/DELSET/DELTABLE, and after each transaction a NEWGEN
+//!   naming the process that committed it.
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::net::IpAddr;
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_netfilter::nflog::{
+    ConfigCmd, ConfigMode, PacketNla, ULogMessage, config_request,
+};
+use netlink_packet_netfilter::nftables::{
+    DataAttribute, GenAttribute, ListAttribute, NfTablesMessage, SetElementAttribute,
+    SetElementList, SetElementMessage,
+};
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+};
+use netlink_sys::{Socket, constants::NETLINK_NETFILTER};
+
+/// The nfnetlink multicast group of nf_tables' notifications.
+const NFNLGRP_NFTABLES: u32 = 7;
+/// A receive buffer that holds a burst (a deleted table is a few dozen
+/// messages; nflog batches packets).
+const RCVBUF: usize = 4 << 20;
+
+pub use crate::daemon::KernelEvent;
+
+fn sock() -> io::Result<Socket> {
+    let mut s = Socket::new(NETLINK_NETFILTER)?;
+    s.bind_auto()?;
+    s.set_rx_buf_sz(RCVBUF)?;
+    Ok(s)
+}
+
+/// Split a datagram into netlink messages and parse each; messages that
+/// do not parse are skipped.
+fn messages(buf: &[u8]) -> Vec<NetlinkMessage<NetfilterMessage>> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+        if len < 16 || off + len > buf.len() {
+            break;
+        }
+        if let Ok(m) = NetlinkMessage::<NetfilterMessage>::deserialize(&buf[off..off + len]) {
+            out.push(m);
+        }
+        off += (len + 3) & !3;
+    }
+    out
+}
+
+fn recv(s: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+    s.recv(&mut &mut buf[..], 0)
+}
+
+/// Send one request and wait for the kernel's answer to it: the messages
+/// before the ACK, or the error.
+fn request(
+    s: &Socket,
+    mut m: NetlinkMessage<NetfilterMessage>,
+    seq: u32,
+) -> io::Result<Vec<NetlinkMessage<NetfilterMessage>>> {
+    m.header.sequence_number = seq;
+    m.finalize();
+    let mut b = vec![0; m.header.length as usize];
+    m.serialize(&mut b[..]);
+    s.send(&b, 0)?;
+    let mut buf = vec![0u8; 65536];
+    let mut got = Vec::new();
+    // Bounded: a request gets its answer and its ACK, nothing else, on a
+    // socket of its own.
+    for _ in 0..64 {
+        let n = recv(s, &mut buf)?;
+        for r in messages(&buf[..n]) {
+            if r.header.sequence_number != seq {
+                continue;
+            }
+            match r.payload {
+                NetlinkPayload::Error(e) => {
+                    return match e.code {
+                        None => Ok(got),
+                        Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
+                    };
+                }
+                NetlinkPayload::Done(_) => return Ok(got),
+                _ => got.push(r),
+            }
+        }
+    }
+    Err(io::Error::other("no answer from the kernel"))
+}
+
+/// The packets of one nflog group.
+pub struct Nflog(Socket);
+
+impl Nflog {
+    /// Bind group `group`; only one socket in a network namespace may.
+    pub fn bind(group: u16) -> io::Result<Nflog> {
+        let s = sock()?;
+        // The network and transport headers are all we read.
+        let m = config_request(
+            NetfilterProtoFamily::Unspec,
+            group,
+            vec![ConfigCmd::Bind.into(), ConfigMode::new_packet(64).into()],
+        );
+        request(&s, m, 1).map_err(|e| match e.raw_os_error() {
+            Some(libc::EBUSY) => io::Error::new(
+                e.kind(),
+                format!("nflog group {group} is bound by another program (set nflog_group)"),
+            ),
+            _ => e,
+        })?;
+        Ok(Nflog(s))
+    }
+
+    /// The next knocks (blocks).
+    pub fn next(&self, buf: &mut [u8]) -> io::Result<Vec<KernelEvent>> {
+        let n = recv(&self.0, buf)?;
+        Ok(messages(&buf[..n]).iter().filter_map(knock).collect())
+    }
+}
+
+fn knock(m: &NetlinkMessage<NetfilterMessage>) -> Option<KernelEvent> {
+    let NetlinkPayload::InnerMessage(NetfilterMessage {
+        inner: NetfilterMessageInner::ULog(ULogMessage::Packet(nlas)),
+        ..
+    }) = &m.payload
+    else {
+        return None;
+    };
+    let mut prefix = None;
+    let mut addr = None;
+    for n in nlas {
+        match n {
+            PacketNla::Prefix(p) => prefix = Some(p.to_string_lossy().into_owned()),
+            PacketNla::Payload(p) => addr = source(p),
+            _ => {}
+        }
+    }
+    Some(KernelEvent::Knock {
+        prefix: prefix?,
+        addr: addr?,
+    })
+}
+
+/// The source address of an IP packet.
+fn source(p: &[u8]) -> Option<IpAddr> {
+    match p.first()? >> 4 {
+        4 if p.len() >= 20 => {
+            let b: [u8; 4] = p[12..16].try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        6 if p.len() >= 40 => {
+            let b: [u8; 16] = p[8..24].try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        _ => None,
+    }
+}
+
+/// nf_tables' notifications about table inet `table`.
+pub struct Monitor {
+    sock: Socket,
+    table: String,
+}
+
+impl Monitor {
+    pub fn open(table: &str) -> io::Result<Monitor> {
+        let sock = sock()?;
+        sock.add_membership(NFNLGRP_NFTABLES)?;
+        Ok(Monitor {
+            sock,
+            table: table.to_owned(),
+        })
+    }
+
+    /// The next notifications (blocks).
+    pub fn next(&self, buf: &mut [u8]) -> io::Result<Vec<KernelEvent>> {
+        match recv(&self.sock, buf) {
+            Ok(n) => Ok(messages(&buf[..n])
+                .iter()
+                .filter_map(|m| notification(m, &self.table))
+                .collect()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(vec![KernelEvent::Overrun]),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn string_of(attrs: &[SetElementList], table: bool) -> Option<&str> {
+    attrs.iter().find_map(|a| match a {
+        SetElementList::Table(t) if table => Some(t.as_str()),
+        SetElementList::Set(s) if !table => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+fn elements(m: &SetElementMessage) -> Vec<(IpAddr, Option<u64>)> {
+    let mut out = Vec::new();
+    for a in &m.attributes {
+        let SetElementList::Elements(list) = a else {
+            continue;
+        };
+        for e in list {
+            let ListAttribute::Element(attrs) = e else {
+                continue;
+            };
+            let mut key = None;
+            let mut left = None;
+            for x in attrs {
+                match x {
+                    SetElementAttribute::Key(DataAttribute::Value(v)) => {
+                        key = match v.len() {
+                            4 => <[u8; 4]>::try_from(&v[..]).ok().map(IpAddr::from),
+                            16 => <[u8; 16]>::try_from(&v[..]).ok().map(IpAddr::from),
+                            _ => None,
+                        }
+                    }
+                    SetElementAttribute::Expiration(ms) => left = Some(*ms),
+                    _ => {}
+                }
+            }
+            if let Some(k) = key {
+                out.push((k, left));
+            }
+        }
+    }
+    out
+}
+
+fn notification(m: &NetlinkMessage<NetfilterMessage>, table: &str) -> Option<KernelEvent> {
+    let NetlinkPayload::InnerMessage(NetfilterMessage { header, inner, .. }) = &m.payload else {
+        return None;
+    };
+    let NetfilterMessageInner::NfTables(msg) = inner else {
+        return None;
+    };
+    let inet = header.family == NetfilterProtoFamily::Inet;
+    use netlink_packet_netfilter::nftables::{
+        ChainAttribute, RuleAttribute, SetAttribute, TableAttribute,
+    };
+    let changed = |what: &'static str, t: Option<&String>, name: Option<&String>| {
+        (inet && t.is_some_and(|t| t == table)).then(|| KernelEvent::Changed {
+            what,
+            name: name.cloned().unwrap_or_default(),
+        })
+    };
+    match msg {
+        NfTablesMessage::NewSetElement(s) | NfTablesMessage::DeleteSetElement(s) => {
+            if !inet || string_of(&s.attributes, true) != Some(table) {
+                return None;
+            }
+            Some(KernelEvent::Elements {
+                set: string_of(&s.attributes, false)?.to_owned(),
+                added: matches!(msg, NfTablesMessage::NewSetElement(_)),
+                addrs: elements(s),
+            })
+        }
+        NfTablesMessage::NewGen(g) => {
+            let mut pid = 0;
+            let mut process = String::new();
+            for a in &g.attributes {
+                match a {
+                    GenAttribute::ProcPid(p) => pid = *p,
+                    GenAttribute::ProcName(n) => process = n.clone(),
+                    _ => {}
+                }
+            }
+            Some(KernelEvent::Commit { pid, process })
+        }
+        NfTablesMessage::DeleteTable(t) | NfTablesMessage::NewTable(t) => {
+            let name = t.attributes.iter().find_map(|a| match a {
+                TableAttribute::Name(n) => Some(n),
+                _ => None,
+            });
+            changed("table", name, name)
+        }
+        NfTablesMessage::DeleteChain(c) | NfTablesMessage::NewChain(c) => {
+            let (mut t, mut n) = (None, None);
+            for a in &c.attributes {
+                match a {
+                    ChainAttribute::Table(x) => t = Some(x),
+                    ChainAttribute::Name(x) => n = Some(x),
+                    _ => {}
+                }
+            }
+            changed("chain", t, n)
+        }
+        NfTablesMessage::DeleteRule(r) | NfTablesMessage::NewRule(r) => {
+            let (mut t, mut n) = (None, None);
+            for a in &r.attributes {
+                match a {
+                    RuleAttribute::Table(x) => t = Some(x),
+                    RuleAttribute::Chain(x) => n = Some(x),
+                    _ => {}
+                }
+            }
+            changed("rule", t, n)
+        }
+        NfTablesMessage::DeleteSet(s) | NfTablesMessage::NewSet(s) => {
+            let (mut t, mut n) = (None, None);
+            for a in &s.attributes {
+                match a {
+                    SetAttribute::Table(x) => t = Some(x),
+                    SetAttribute::Name(x) => n = Some(x),
+                    _ => {}
+                }
+            }
+            changed("set", t, n)
+        }
+        _ => None,
+    }
+}
+
+impl crate::daemon::ElementLookup for Lookup {
+    fn left(&mut self, set: &str, addr: IpAddr) -> io::Result<Option<Option<u64>>> {
+        self.get(set, addr)
+    }
+}
+
+/// One element at a time: is it in the set, and for how long still?
+pub struct Lookup {
+    sock: Socket,
+    table: String,
+    seq: u32,
+}
+
+impl Lookup {
+    pub fn open(table: &str) -> io::Result<Lookup> {
+        Ok(Lookup {
+            sock: sock()?,
+            table: table.to_owned(),
+            seq: 1,
+        })
+    }
+
+    /// The element's time left in milliseconds (`Some(None)` for one
+    /// without a timeout), or `None` when the set does not hold it.
+    pub fn get(&mut self, set: &str, addr: IpAddr) -> io::Result<Option<Option<u64>>> {
+        let key = match addr {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        let msg = NfTablesMessage::GetSetElement(SetElementMessage {
+            attributes: vec![
+                SetElementList::Table(self.table.clone()),
+                SetElementList::Set(set.to_owned()),
+                SetElementList::Elements(vec![ListAttribute::Element(vec![
+                    SetElementAttribute::Key(DataAttribute::Value(key)),
+                ])]),
+            ],
+        });
+        let mut h = NetlinkHeader::default();
+        h.flags = NLM_F_REQUEST | NLM_F_ACK;
+        let m = NetlinkMessage::new(
+            h,
+            NetlinkPayload::from(NetfilterMessage::new(
+                NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0),
+                msg,
+            )),
+        );
+        self.seq = self.seq.wrapping_add(1).max(1);
+        match request(&self.sock, m, self.seq) {
+            Ok(answer) => {
+                for r in answer {
+                    if let NetlinkPayload::InnerMessage(NetfilterMessage {
+                        inner: NetfilterMessageInner::NfTables(NfTablesMessage::NewSetElement(s)),
+                        ..
+                    }) = &r.payload
+                    {
+                        return Ok(elements(s)
+                            .into_iter()
+                            .find(|(a, _)| *a == addr)
+                            .map(|(_, left)| left));
+                    }
+                }
+                Ok(None)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_of_either_family() {
+        let mut v4 = vec![0x45u8; 20];
+        v4[12..16].copy_from_slice(&[198, 18, 0, 7]);
+        assert_eq!(source(&v4), Some("198.18.0.7".parse().unwrap()));
+        let mut v6 = vec![0u8; 40];
+        v6[0] = 0x60;
+        v6[8..24].copy_from_slice(&"fd00::9".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        assert_eq!(source(&v6), Some("fd00::9".parse().unwrap()));
+        assert_eq!(source(&v4[..19]), None);
+        assert_eq!(source(&[0x70; 40]), None);
+        assert_eq!(source(&[]), None);
+    }
+
+    #[test]
+    fn truncated_datagrams_yield_nothing() {
+        assert!(messages(&[]).is_empty());
+        assert!(messages(&[200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_empty());
+        assert!(messages(&[3, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0]).is_empty());
+    }
+}
