@@ -224,3 +224,108 @@ fn a_deleted_table_comes_back_with_its_authorizations() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+/// 200 knocks from 200 addresses while the daemon reloads 50 times: every
+/// one authorized, and logged once.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn two_hundred_knocks_across_fifty_reloads_are_all_authorized_and_logged() {
+    need_root_and_tools!();
+    let mut n = Net::new(&CONF.replace("TTL", "10m"));
+    n.up();
+    let dev = n.cli_dev();
+    let srcs: Vec<String> = (10..210).map(|h| format!("198.18.{}.{h}", n.n)).collect();
+    for s in &srcs {
+        ok(&ns(
+            &n.cli,
+            &["ip", "addr", "add", &format!("{s}/24"), "dev", &dev],
+        ));
+    }
+    // A syslog that keeps up with a burst of 250 lines: a receiver in the
+    // server's namespace, whose datagram queue (net.unix.max_dgram_qlen,
+    // per namespace, 10 by default) holds them all. The daemon drops
+    // what a full syslog socket refuses, and says how many.
+    let sock = n.dir.join("burst.sock");
+    let out = n.dir.join("burst.log");
+    let recv = "import socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+                s.bind(sys.argv[1])\nf = open(sys.argv[2], 'ab', 0)\n\
+                while True:\n    f.write(s.recv(4096) + b'\\n')\n";
+    let mut receiver = Command::new("ip")
+        .args(["netns", "exec", &n.srv, "sh", "-c"])
+        .arg("sysctl -qw net.unix.max_dgram_qlen=4096 && exec python3 -c \"$0\" \"$1\" \"$2\"")
+        .args([recv, sock.to_str().unwrap(), out.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    wait_for("the receiver", || sock.exists());
+    let (mut d, pid) = daemon_env(&n, &[("PFKNOCK_SYSLOG_SOCKET", sock.to_str().unwrap())]);
+    let said = || fs::read_to_string(&out).unwrap_or_default();
+    wait_for("the daemon started", || said().contains("started"));
+    let py = format!(
+        "import socket, sys, threading\n\
+         srcs = sys.argv[1:]\n\
+         def knock(chunk):\n\
+         \x20   for s in chunk:\n\
+         \x20       for _ in range(3):\n\
+         \x20           try:\n\
+         \x20               socket.create_connection(('{}', 1234), timeout=3, source_address=(s, 0)).close()\n\
+         \x20           except ConnectionResetError:\n\
+         \x20               pass  # the local stack resets the completed knock\n\
+         ts = [threading.Thread(target=knock, args=(srcs[i::4],)) for i in range(4)]\n\
+         [t.start() for t in ts]\n\
+         [t.join() for t in ts]\n",
+        n.srv_ip(false)
+    );
+    let mut knocker = Command::new("ip")
+        .args(["netns", "exec", &n.cli, "python3", "-c", &py])
+        .args(&srcs)
+        .spawn()
+        .unwrap();
+    let hups = 50;
+    for _ in 0..hups {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::thread::sleep(Duration::from_millis(80));
+    }
+    assert!(
+        knocker.wait().unwrap().success(),
+        "every knock connection completed"
+    );
+    for _ in 0..100 {
+        let t = said();
+        if t.matches("authorized").count() >= 200 && t.matches("reloaded").count() >= hups {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let said = said();
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    let set = String::from_utf8_lossy(
+        &ns(&n.srv, &["nft", "list", "set", "inet", "pfknock", "ssh_4"]).stdout,
+    )
+    .into_owned();
+    let mut missing = Vec::new();
+    for s in &srcs {
+        if !set.contains(&format!("{s} ")) && !set.contains(&format!("{s},")) {
+            missing.push(format!("{s}: not in the set"));
+        }
+        let logged = said.matches(&format!("authorized {s} service=ssh")).count();
+        if logged != 1 {
+            missing.push(format!("{s}: logged {logged} times"));
+        }
+    }
+    assert!(missing.is_empty(), "{}\n{said}", missing.join("\n"));
+    assert!(!said.contains("dropped"), "{said}");
+    assert_eq!(
+        said.matches("reloaded").count(),
+        hups,
+        "every reload: {said}"
+    );
+    let _ = d.kill();
+    let _ = d.wait();
+}
