@@ -23,7 +23,7 @@ use std::io;
 use std::net::IpAddr;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_netfilter::nflog::{
     ConfigCmd, ConfigMode, PacketNla, ULogMessage, config_request,
@@ -80,18 +80,19 @@ fn request(
     s: &Socket,
     mut m: NetlinkMessage<NetfilterMessage>,
     seq: u32,
+    buf: &mut [u8],
 ) -> io::Result<Vec<NetlinkMessage<NetfilterMessage>>> {
     m.header.sequence_number = seq;
     m.finalize();
     let mut b = vec![0; m.header.length as usize];
     m.serialize(&mut b[..]);
     s.send(&b, 0)?;
-    let mut buf = vec![0u8; 65536];
     let mut got = Vec::new();
-    // Bounded: a request gets its answer and its ACK, nothing else, on a
-    // socket of its own.
-    for _ in 0..64 {
-        let n = recv(s, &mut buf)?;
+    // Bounded: a request gets its answer (a dump of 16M elements at most,
+    // some thousands a datagram) and its ACK or DONE, on a socket of its
+    // own.
+    for _ in 0..(1 << 16) {
+        let n = recv(s, buf)?;
         for r in messages(&buf[..n]) {
             if r.header.sequence_number != seq {
                 continue;
@@ -124,7 +125,7 @@ impl Nflog {
             group,
             vec![ConfigCmd::Bind.into(), ConfigMode::new_packet(64).into()],
         );
-        request(&s, m, 1).map_err(|e| match e.raw_os_error() {
+        request(&s, m, 1, &mut vec![0u8; 1 << 16]).map_err(|e| match e.raw_os_error() {
             Some(libc::EBUSY) => io::Error::new(
                 e.kind(),
                 format!("nflog group {group} is bound by another program (set nflog_group)"),
@@ -217,6 +218,17 @@ fn string_of(attrs: &[SetElementList], table: bool) -> Option<&str> {
 }
 
 fn elements(m: &SetElementMessage) -> Vec<(IpAddr, Option<u64>)> {
+    timed_elements(m)
+        .into_iter()
+        .map(|(a, _, left)| (a, left))
+        .collect()
+}
+
+/// An element's address, its timeout and its time left, in milliseconds.
+pub type TimedElement = (IpAddr, Option<u64>, Option<u64>);
+
+/// Each element's address, timeout and time left.
+fn timed_elements(m: &SetElementMessage) -> Vec<TimedElement> {
     let mut out = Vec::new();
     for a in &m.attributes {
         let SetElementList::Elements(list) = a else {
@@ -228,6 +240,7 @@ fn elements(m: &SetElementMessage) -> Vec<(IpAddr, Option<u64>)> {
             };
             let mut key = None;
             let mut left = None;
+            let mut timeout = None;
             for x in attrs {
                 match x {
                     SetElementAttribute::Key(DataAttribute::Value(v)) => {
@@ -238,11 +251,12 @@ fn elements(m: &SetElementMessage) -> Vec<(IpAddr, Option<u64>)> {
                         }
                     }
                     SetElementAttribute::Expiration(ms) => left = Some(*ms),
+                    SetElementAttribute::Timeout(ms) => timeout = Some(*ms),
                     _ => {}
                 }
             }
             if let Some(k) = key {
-                out.push((k, left));
+                out.push((k, timeout, left));
             }
         }
     }
@@ -337,6 +351,9 @@ impl crate::daemon::ElementLookup for Lookup {
     fn left(&mut self, set: &str, addr: IpAddr) -> io::Result<Option<Option<u64>>> {
         self.get(set, addr)
     }
+    fn dump(&mut self, set: &str) -> io::Result<Vec<(IpAddr, Option<u64>)>> {
+        Lookup::dump(self, set)
+    }
 }
 
 /// One element at a time: is it in the set, and for how long still?
@@ -344,6 +361,7 @@ pub struct Lookup {
     sock: Socket,
     table: String,
     seq: u32,
+    buf: Vec<u8>,
 }
 
 impl Lookup {
@@ -352,7 +370,49 @@ impl Lookup {
             sock: sock()?,
             table: table.to_owned(),
             seq: 1,
+            buf: vec![0u8; 1 << 20],
         })
+    }
+
+    /// Every element of a set, with its time left: one dump request, read
+    /// as the kernel sends it (no listing through nft, no JSON).
+    pub fn dump(&mut self, set: &str) -> io::Result<Vec<(IpAddr, Option<u64>)>> {
+        Ok(self
+            .dump_timed(set)?
+            .into_iter()
+            .map(|(a, _, left)| (a, left))
+            .collect())
+    }
+
+    /// `dump`, with each element's own timeout too (milliseconds).
+    pub fn dump_timed(&mut self, set: &str) -> io::Result<Vec<TimedElement>> {
+        let msg = NfTablesMessage::GetSetElement(SetElementMessage {
+            attributes: vec![
+                SetElementList::Table(self.table.clone()),
+                SetElementList::Set(set.to_owned()),
+            ],
+        });
+        let mut h = NetlinkHeader::default();
+        h.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let m = NetlinkMessage::new(
+            h,
+            NetlinkPayload::from(NetfilterMessage::new(
+                NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0),
+                msg,
+            )),
+        );
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let mut out = Vec::new();
+        for r in request(&self.sock, m, self.seq, &mut self.buf)? {
+            if let NetlinkPayload::InnerMessage(NetfilterMessage {
+                inner: NetfilterMessageInner::NfTables(NfTablesMessage::NewSetElement(s)),
+                ..
+            }) = &r.payload
+            {
+                out.extend(timed_elements(s));
+            }
+        }
+        Ok(out)
     }
 
     /// The element's time left in milliseconds (`Some(None)` for one
@@ -381,7 +441,7 @@ impl Lookup {
             )),
         );
         self.seq = self.seq.wrapping_add(1).max(1);
-        match request(&self.sock, m, self.seq) {
+        match request(&self.sock, m, self.seq, &mut self.buf) {
             Ok(answer) => {
                 for r in answer {
                     if let NetlinkPayload::InnerMessage(NetfilterMessage {

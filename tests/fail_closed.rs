@@ -187,13 +187,14 @@ fn the_daemon_restores_flushed_chains_deleted_rules_and_sets() {
     ));
     wait_for("the deleted rule back", || restored(&n));
 
+    // In one transaction: the daemon puts a flushed chain back at once,
+    // and a set its rules use cannot be deleted.
     ok(&ns(
         &n.srv,
-        &["nft", "flush", "chain", "inet", "pfknock", "input"],
-    ));
-    ok(&ns(
-        &n.srv,
-        &["nft", "delete", "set", "inet", "pfknock", "ssh_m1_4"],
+        &[
+            "nft",
+            "flush chain inet pfknock input; delete set inet pfknock ssh_m1_4",
+        ],
     ));
     wait_for("the deleted set back", || {
         restored(&n) && rules(&n).contains("set ssh_m1_4")

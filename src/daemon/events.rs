@@ -43,6 +43,9 @@ pub enum KernelEvent {
 /// inside: no timeout)? `None`: not there.
 pub trait ElementLookup {
     fn left(&mut self, set: &str, addr: IpAddr) -> std::io::Result<Option<Option<u64>>>;
+    /// Every element of a set with its time left (at start, and after
+    /// lost notifications).
+    fn dump(&mut self, set: &str) -> std::io::Result<Vec<(IpAddr, Option<u64>)>>;
 }
 
 /// What the daemon knows of one authorization.
@@ -54,10 +57,12 @@ struct Auth {
 
 pub(super) struct Events {
     lookup: Box<dyn ElementLookup + Send>,
+    /// The authorized sets met so far; the maps hold their index.
+    sets: Vec<String>,
     /// (authorized set, address) → since when, until when.
-    auth: HashMap<(String, IpAddr), Auth>,
+    auth: HashMap<(u16, IpAddr), Auth>,
     /// Deadlines; an entry whose `until` no longer matches is stale.
-    due: BinaryHeap<Reverse<(i64, String, IpAddr)>>,
+    due: BinaryHeap<Reverse<(i64, u16, IpAddr)>>,
     /// Notifications of the transaction in progress, until its commit.
     batch: Vec<KernelEvent>,
 }
@@ -72,6 +77,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     pub fn use_events(&mut self, lookup: Box<dyn ElementLookup + Send>, now: i64) {
         self.events = Some(Events {
             lookup,
+            sets: Vec::new(),
             auth: HashMap::new(),
             due: BinaryHeap::new(),
             batch: Vec::new(),
@@ -110,20 +116,27 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let Some(e) = self.events.as_mut() else {
             return;
         };
-        e.auth.insert((set.to_owned(), addr), Auth { since, until });
-        e.due.push(Reverse((until, set.to_owned(), addr)));
+        let i = match e.sets.iter().position(|s| s == set) {
+            Some(i) => i,
+            None => {
+                e.sets.push(set.to_owned());
+                e.sets.len() - 1
+            }
+        } as u16;
+        e.auth.insert((i, addr), Auth { since, until });
+        e.due.push(Reverse((until, i, addr)));
     }
 
     fn forget(&mut self, set: &str, addr: IpAddr) -> Option<Auth> {
-        self.events.as_mut()?.auth.remove(&(set.to_owned(), addr))
+        let e = self.events.as_mut()?;
+        let i = e.sets.iter().position(|s| s == set)? as u16;
+        e.auth.remove(&(i, addr))
     }
 
     fn tracked(&self, set: &str, addr: IpAddr) -> Option<Auth> {
-        self.events
-            .as_ref()?
-            .auth
-            .get(&(set.to_owned(), addr))
-            .copied()
+        let e = self.events.as_ref()?;
+        let i = e.sets.iter().position(|s| s == set)? as u16;
+        e.auth.get(&(i, addr)).copied()
     }
 
     /// Read every authorized set and take what is there as known, without
@@ -131,25 +144,31 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     pub(super) fn resync(&mut self, now: i64) {
         let mut found = Vec::new();
         for s in &self.cfg.services {
-            let Some(w) = self.auth_watch(s) else {
+            if self.auth_watch(s).is_none() {
                 continue;
-            };
-            let t: TableRef = self.watches[w].named.table.clone();
-            found.push((s.table.to_string(), t, s.ttl.0 as i64));
+            }
+            for a in [Af::V4, Af::V6] {
+                found.push((nft_set_of(s.table.as_str(), a), s.ttl.0 as i64));
+            }
         }
         if let Some(e) = self.events.as_mut() {
             e.auth.clear();
             e.due.clear();
         }
-        for (table, t, ttl) in found {
-            match self.tables.entries(&t) {
-                Ok(entries) => {
-                    for en in entries {
-                        let set = nft_set_of(&table, af(en.net.addr));
-                        self.track(&set, en.net.addr, en.tzero, (en.tzero + ttl).max(now));
+        for (set, ttl) in found {
+            let Some(got) = self.events.as_mut().map(|e| e.lookup.dump(&set)) else {
+                return;
+            };
+            match got {
+                Ok(elems) => {
+                    for (addr, left) in elems {
+                        let left = left.map_or(ttl, |ms| (ms as i64 + 999) / 1000);
+                        self.track(&set, addr, now - (ttl - left).max(0), now + left);
                     }
                 }
-                Err(err) => self.log.log(Level::Err, &format!("{t}: {err}")),
+                // A family the service does not have.
+                Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(err) => self.log.log(Level::Err, &format!("set {set}: {err}")),
             }
         }
     }
@@ -296,7 +315,12 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let known: Vec<((String, IpAddr), Auth)> = self
             .events
             .as_ref()
-            .map(|e| e.auth.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .map(|e| {
+                e.auth
+                    .iter()
+                    .map(|((i, a), v)| ((e.sets[*i as usize].clone(), *a), *v))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut lookups = Vec::new();
         for ((set, addr), a) in known {
@@ -360,11 +384,11 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             if *until > now {
                 break;
             }
-            let Some(Reverse((until, set, addr))) = e.due.pop() else {
+            let Some(Reverse((until, i, addr))) = e.due.pop() else {
                 break;
             };
-            match e.auth.get(&(set.clone(), addr)) {
-                Some(a) if a.until == until => due.push((set, addr, *a)),
+            match e.auth.get(&(i, addr)) {
+                Some(a) if a.until == until => due.push((e.sets[i as usize].clone(), addr, *a)),
                 _ => {}
             }
         }
@@ -446,10 +470,17 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// when the first is due.
     pub(super) fn events_count(&self, table: &str) -> (usize, Option<i64>) {
         self.events.as_ref().map_or((0, None), |e| {
+            let ids: Vec<u16> = (0..e.sets.len() as u16)
+                .filter(|i| {
+                    [Af::V4, Af::V6]
+                        .iter()
+                        .any(|a| e.sets[*i as usize] == nft_set_of(table, *a))
+                })
+                .collect();
             let mine: Vec<i64> = e
                 .auth
                 .iter()
-                .filter(|((s, _), _)| [Af::V4, Af::V6].iter().any(|a| *s == nft_set_of(table, *a)))
+                .filter(|((i, _), _)| ids.contains(i))
                 .map(|(_, a)| a.until)
                 .collect();
             (mine.len(), mine.iter().min().copied())

@@ -227,6 +227,15 @@ impl Drop for Net {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Whatever still runs in the namespaces (a daemon of a test that
+        // failed before it stopped it) goes with them.
+        for ns in [&self.srv, &self.cli] {
+            if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", pid]).status();
+                }
+            }
+        }
         for ns in [&self.srv, &self.cli] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }

@@ -1,0 +1,93 @@
+#!/bin/bash
+# The Linux daemon at rest, next to knockd, in one network namespace:
+# CPU over a minute with nothing happening, resident memory, and the time
+# of `pfknock show` and `pfknock expire`, at 0, 10k, 65k, 100k and 1M
+# authorizations (added straight to the set, ttl 1 h).
+#
+# Root only; needs iproute2, nft, python3, knockd and a release build:
+#   cargo build --release && sudo bash benches/idle.sh [SECONDS]
+# SECONDS is the CPU window (default 60). Nothing leaves the namespace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=$PWD/target/release/pfknock
+WIN=${1:-60}
+[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+command -v knockd >/dev/null || { echo "knockd not installed" >&2; exit 1; }
+NS=pfki-$$
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+	kill "${pids[@]}" 2>/dev/null || true
+	wait 2>/dev/null || true
+	ip netns del "$NS" 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+ip netns add "$NS"
+ip -n "$NS" link add pkia type veth peer name pkib
+ip -n "$NS" addr add 198.18.201.1/24 dev pkia
+for d in lo pkia pkib; do ip -n "$NS" link set "$d" up; done
+run() { ip netns exec "$NS" "$@"; }
+
+cat >"$tmp/pfknock.toml" <<EOT
+[[service]]
+name    = "ssh"
+protect = [2222]
+knock   = [1234]
+ttl     = "1h"
+size    = 1048576
+EOT
+chmod 600 "$tmp/pfknock.toml"
+cat >"$tmp/knockd.conf" <<EOT
+[options]
+	Interface = pkia
+[ssh]
+	sequence    = 7000,8000,9000
+	seq_timeout = 5
+	tcpflags    = syn
+	command     = /bin/true
+EOT
+run "$BIN" -c "$tmp/pfknock.toml" load
+
+# CPU time of a process and all its threads, in nanoseconds.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {print s}'; }
+rss_kb() { awk '/^VmRSS/ {print $2}' /proc/"$1"/status; }
+ms() { local a b; a=$(date +%s%N); "$@" >/dev/null 2>&1; b=$(date +%s%N); echo $(( (b - a) / 1000000 )); }
+# Stop a process and wait (bounded) until it is gone.
+stop() { kill "$1" 2>/dev/null || true; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; }
+
+printf '%-9s %-22s %-12s %-22s %-9s %-9s\n' entries "pfknock CPU/min (ms)" "pfknock RSS" "knockd CPU/min (ms)" "show" "expire"
+for n in 0 10000 65535 100000 1000000; do
+	run nft flush set inet pfknock ssh_4
+	python3 - "$n" >"$tmp/add.nft" <<'PY'
+import sys
+n = int(sys.argv[1])
+for start in range(0, n, 50000):
+    xs = ", ".join("10.%d.%d.%d" % (i >> 16, (i >> 8) & 255, i & 255)
+                   for i in range(start, min(n, start + 50000)))
+    print("add element inet pfknock ssh_4 { %s }" % xs)
+PY
+	[ "$n" -gt 0 ] && run nft -f "$tmp/add.nft"
+	ip netns exec "$NS" "$BIN" -c "$tmp/pfknock.toml" run -f -p "$tmp/pid" 2>/dev/null &
+	pids+=($!)
+	ip netns exec "$NS" knockd -c "$tmp/knockd.conf" -i pkia >/dev/null 2>&1 &
+	kdp=$!
+	pids+=("$kdp")
+	for _ in $(seq 100); do [ -s "$tmp/pid" ] && break; sleep 0.1; done
+	sleep 3
+	pfp=$(cat "$tmp/pid")
+	p0=$(cpu_ns "$pfp") k0=$(cpu_ns "$kdp")
+	sleep "$WIN"
+	p1=$(cpu_ns "$pfp") k1=$(cpu_ns "$kdp")
+	rss=$(rss_kb "$pfp")
+	show=$(ms run "$BIN" -c "$tmp/pfknock.toml" show)
+	exp=$(ms run "$BIN" -c "$tmp/pfknock.toml" expire)
+	printf '%-9s %-22s %-12s %-22s %-9s %-9s\n' "$n" \
+		"$(awk -v d=$((p1 - p0)) -v w="$WIN" 'BEGIN {printf "%.2f", d / 1e6 * 60 / w}')" \
+		"$((rss / 1024)) MB" \
+		"$(awk -v d=$((k1 - k0)) -v w="$WIN" 'BEGIN {printf "%.2f", d / 1e6 * 60 / w}')" \
+		"${show} ms" "${exp} ms"
+	stop "$pfp"
+	stop "$kdp"
+	rm -f "$tmp/pid"
+done
