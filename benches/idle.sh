@@ -50,7 +50,7 @@ EOT
 run "$BIN" -c "$tmp/pfknock.toml" load
 
 # CPU time of a process and all its threads, in nanoseconds.
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {print s}'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d\n", s}'; }
 rss_kb() { awk '/^VmRSS/ {print $2}' /proc/"$1"/status; }
 ms() { local a b; a=$(date +%s%N); "$@" >/dev/null 2>&1; b=$(date +%s%N); echo $(( (b - a) / 1000000 )); }
 # Stop a process and wait (bounded) until it is gone.

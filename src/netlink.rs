@@ -70,6 +70,95 @@ fn messages(buf: &[u8]) -> Vec<NetlinkMessage<NetfilterMessage>> {
     out
 }
 
+/// The netlink messages of a datagram, as bytes (header included).
+fn raw_messages(buf: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+        if len < 16 || off + len > buf.len() {
+            break;
+        }
+        out.push(&buf[off..off + len]);
+        off += (len + 3) & !3;
+    }
+    out
+}
+
+fn msg_type(m: &[u8]) -> u16 {
+    u16::from_ne_bytes([m[4], m[5]])
+}
+
+fn msg_seq(m: &[u8]) -> u32 {
+    u32::from_ne_bytes([m[8], m[9], m[10], m[11]])
+}
+
+/// The attributes in `b`: (type without flags, payload).
+fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
+        let ty = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
+        if len < 4 || len > b.len() {
+            break;
+        }
+        out.push((ty, &b[4..len]));
+        b = &b[((len + 3) & !3).min(b.len())..];
+    }
+    out
+}
+
+fn be64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
+}
+
+fn cstr(b: &[u8]) -> &str {
+    std::str::from_utf8(b.split(|c| *c == 0).next().unwrap_or_default()).unwrap_or_default()
+}
+
+const NFT_MSG_NEWSETELEM: u16 = (10 << 8) | 12;
+const NFT_MSG_DELSETELEM: u16 = (10 << 8) | 14;
+
+/// A NEWSETELEM or DELSETELEM message read by hand (a dump of a million
+/// elements is thousands of them; the generic parser formats every
+/// attribute it reads): (family, table, set, elements).
+fn raw_setelem(m: &[u8]) -> Option<(u8, &str, &str, Vec<TimedElement>)> {
+    let family = *m.get(16)?;
+    let (mut table, mut set, mut elems) = ("", "", Vec::new());
+    for (ty, v) in attrs(m.get(20..)?) {
+        match ty {
+            1 => table = cstr(v),
+            2 => set = cstr(v),
+            3 => {
+                for (_, e) in attrs(v) {
+                    let (mut key, mut timeout, mut left) = (None, None, None);
+                    for (t, x) in attrs(e) {
+                        match t {
+                            1 => {
+                                key = attrs(x).into_iter().find(|(t, _)| *t == 1).and_then(
+                                    |(_, d)| match d.len() {
+                                        4 => <[u8; 4]>::try_from(d).ok().map(IpAddr::from),
+                                        16 => <[u8; 16]>::try_from(d).ok().map(IpAddr::from),
+                                        _ => None,
+                                    },
+                                )
+                            }
+                            4 => timeout = be64(x),
+                            5 => left = be64(x),
+                            _ => {}
+                        }
+                    }
+                    if let Some(k) = key {
+                        elems.push((k, timeout, left));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some((family, table, set, elems))
+}
+
 fn recv(s: &Socket, buf: &mut [u8]) -> io::Result<usize> {
     s.recv(&mut &mut buf[..], 0)
 }
@@ -81,7 +170,7 @@ fn request(
     mut m: NetlinkMessage<NetfilterMessage>,
     seq: u32,
     buf: &mut [u8],
-) -> io::Result<Vec<NetlinkMessage<NetfilterMessage>>> {
+) -> io::Result<Vec<Vec<u8>>> {
     m.header.sequence_number = seq;
     m.finalize();
     let mut b = vec![0; m.header.length as usize];
@@ -93,19 +182,25 @@ fn request(
     // own.
     for _ in 0..(1 << 16) {
         let n = recv(s, buf)?;
-        for r in messages(&buf[..n]) {
-            if r.header.sequence_number != seq {
+        for r in raw_messages(&buf[..n]) {
+            if msg_seq(r) != seq {
                 continue;
             }
-            match r.payload {
-                NetlinkPayload::Error(e) => {
-                    return match e.code {
-                        None => Ok(got),
-                        Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
+            match msg_type(r) {
+                // NLMSG_ERROR: 0 is the ACK.
+                2 => {
+                    let code = r
+                        .get(16..20)
+                        .map_or(0, |e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]));
+                    return if code == 0 {
+                        Ok(got)
+                    } else {
+                        Err(io::Error::from_raw_os_error(-code))
                     };
                 }
-                NetlinkPayload::Done(_) => return Ok(got),
-                _ => got.push(r),
+                // NLMSG_DONE
+                3 => return Ok(got),
+                _ => got.push(r.to_vec()),
             }
         }
     }
@@ -199,9 +294,21 @@ impl Monitor {
     /// The next notifications (blocks).
     pub fn next(&self, buf: &mut [u8]) -> io::Result<Vec<KernelEvent>> {
         match recv(&self.sock, buf) {
-            Ok(n) => Ok(messages(&buf[..n])
-                .iter()
-                .filter_map(|m| notification(m, &self.table))
+            Ok(n) => Ok(raw_messages(&buf[..n])
+                .into_iter()
+                .filter_map(|m| match msg_type(m) {
+                    t @ (NFT_MSG_NEWSETELEM | NFT_MSG_DELSETELEM) => {
+                        let (family, table, set, e) = raw_setelem(m)?;
+                        (family == 1 && table == self.table).then(|| KernelEvent::Elements {
+                            set: set.to_owned(),
+                            added: t == NFT_MSG_NEWSETELEM,
+                            addrs: e.into_iter().map(|(a, _, left)| (a, left)).collect(),
+                        })
+                    }
+                    _ => NetlinkMessage::<NetfilterMessage>::deserialize(m)
+                        .ok()
+                        .and_then(|m| notification(&m, &self.table)),
+                })
                 .collect()),
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(vec![KernelEvent::Overrun]),
             Err(e) => Err(e),
@@ -404,12 +511,10 @@ impl Lookup {
         self.seq = self.seq.wrapping_add(1).max(1);
         let mut out = Vec::new();
         for r in request(&self.sock, m, self.seq, &mut self.buf)? {
-            if let NetlinkPayload::InnerMessage(NetfilterMessage {
-                inner: NetfilterMessageInner::NfTables(NfTablesMessage::NewSetElement(s)),
-                ..
-            }) = &r.payload
+            if msg_type(&r) == NFT_MSG_NEWSETELEM
+                && let Some((_, _, _, e)) = raw_setelem(&r)
             {
-                out.extend(timed_elements(s));
+                out.extend(e);
             }
         }
         Ok(out)
@@ -442,21 +547,13 @@ impl Lookup {
         );
         self.seq = self.seq.wrapping_add(1).max(1);
         match request(&self.sock, m, self.seq, &mut self.buf) {
-            Ok(answer) => {
-                for r in answer {
-                    if let NetlinkPayload::InnerMessage(NetfilterMessage {
-                        inner: NetfilterMessageInner::NfTables(NfTablesMessage::NewSetElement(s)),
-                        ..
-                    }) = &r.payload
-                    {
-                        return Ok(elements(s)
-                            .into_iter()
-                            .find(|(a, _)| *a == addr)
-                            .map(|(_, left)| left));
-                    }
-                }
-                Ok(None)
-            }
+            Ok(answer) => Ok(answer
+                .iter()
+                .filter(|r| msg_type(r) == NFT_MSG_NEWSETELEM)
+                .filter_map(|r| raw_setelem(r))
+                .flat_map(|(_, _, _, e)| e)
+                .find(|(a, _, _)| *a == addr)
+                .map(|(_, _, left)| left)),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(e),
         }

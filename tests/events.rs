@@ -329,3 +329,50 @@ fn two_hundred_knocks_across_fifty_reloads_are_all_authorized_and_logged() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+/// More expiries within a second than `log_burst` are one line with
+/// their number.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_mass_expiry_is_one_line() {
+    need_root_and_tools!();
+    let mut n = Net::new(&format!("log_burst = 20\n{}", CONF.replace("TTL", "3s")));
+    n.up();
+    let (mut d, _pid, log, _) = counted_daemon(&n);
+    read_log(&log, 5, |s| s.contains("started"));
+    let many: Vec<String> = (10..40).map(|h| format!("198.18.{}.{h}", n.n)).collect();
+    let few: Vec<String> = (50..55).map(|h| format!("198.18.{}.{h}", n.n)).collect();
+    ok(&ns(
+        &n.srv,
+        &[
+            "nft",
+            &format!("add element inet pfknock ssh_4 {{ {} }}", many.join(", ")),
+        ],
+    ));
+    // Lines of their own, and the test's socket holds ten: read as they come.
+    let said = read_log(&log, 3, |s| s.matches("authorized").count() >= 10);
+    assert!(said.contains("by nft["), "{said}");
+    let said = read_log(&log, 8, |s| {
+        s.contains("expired 30 authorizations of service ssh at once")
+    });
+    assert!(
+        said.contains("expired 30 authorizations of service ssh at once"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("expired 198.18."),
+        "one line, not thirty: {said}"
+    );
+    // Below the threshold, a line each.
+    ok(&ns(
+        &n.srv,
+        &[
+            "nft",
+            &format!("add element inet pfknock ssh_4 {{ {} }}", few.join(", ")),
+        ],
+    ));
+    let said = read_log(&log, 8, |s| s.matches("expired 198.18.").count() >= 5);
+    assert_eq!(said.matches("expired 198.18.").count(), 5, "{said}");
+    let _ = d.kill();
+    let _ = d.wait();
+}
