@@ -224,7 +224,11 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             ),
         );
         d.step_due = crate::rotate::next_boundary(&d.cfg, now);
-        d.tick(now);
+        // nftables: the caller switches to kernel events next, which read
+        // the sets by themselves; a first poll would list every element.
+        if !d.caps.refreshes_entries {
+            d.tick(now);
+        }
         Ok(d)
     }
 
