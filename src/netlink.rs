@@ -493,7 +493,7 @@ mod tests {
             b.extend(((v.len() + 4) as u16).to_ne_bytes());
             b.extend(t.to_ne_bytes());
             b.extend(*v);
-            while b.len() % 4 != 0 {
+            while !b.len().is_multiple_of(4) {
                 b.push(0);
             }
         }
