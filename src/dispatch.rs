@@ -195,6 +195,18 @@ pub fn run(cli: Cli) -> Result<()> {
             for r in cmd::expire(&cfg, &mut t, &sel, older_than, dry_run, now())? {
                 for x in &r.expired {
                     out(&format!("{}\n", x.net))?;
+                    if !dry_run {
+                        audit(
+                            &cfg,
+                            &format!(
+                                "expired {} table={} anchor={} age={} by pfknock expire",
+                                x.net,
+                                r.table.name,
+                                r.table.anchor.as_str(),
+                                name::Secs(x.age)
+                            ),
+                        );
+                    }
                 }
                 say!("{}", r.count_line());
             }
@@ -413,6 +425,16 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut t = open_tables(true)?;
             for (table, n) in cmd::flush(&cfg, &mut t, service.as_deref())? {
                 say!("{table}: {n} addresses deleted.");
+                if n > 0 {
+                    audit(
+                        &cfg,
+                        &format!(
+                            "flushed {n} addresses table={} anchor={} by pfknock flush",
+                            table.name,
+                            table.anchor.as_str()
+                        ),
+                    );
+                }
             }
             Ok(())
         }

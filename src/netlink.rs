@@ -93,7 +93,8 @@ fn msg_type(m: &[u8]) -> u16 {
 }
 
 fn msg_seq(m: &[u8]) -> u32 {
-    m.get(8..12).map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    m.get(8..12)
+        .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// The attributes in `b`: (type without flags, payload).
@@ -355,6 +356,118 @@ fn notification(m: &[u8], table: &str) -> Option<KernelEvent> {
         }
         _ => None,
     }
+}
+
+/// Add elements to (`add`) or delete them from a set of table inet
+/// `table`, in transactions of our own: the kernel then names the
+/// committer `pfknock` (NEWGEN), and the daemon leaves the change to the
+/// command's own log line. Elements may carry a timeout and the time
+/// left, in milliseconds. One transaction per 1,000 elements (a netlink
+/// datagram must fit the socket's send buffer).
+pub fn change_elements(
+    table: &str,
+    set: &str,
+    add: bool,
+    elems: &[(IpAddr, Option<(u64, u64)>)],
+) -> io::Result<()> {
+    use netlink_packet_core::NLM_F_CREATE;
+    use netlink_packet_netfilter::none::ControlMessage;
+    let s = sock()?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut seq = 1u32;
+    for chunk in elems.chunks(1000) {
+        let mut batch = Vec::new();
+        let mut push = |inner: netlink_packet_netfilter::NetfilterMessageInner,
+                        family,
+                        res_id,
+                        flags,
+                        seq: u32| {
+            let mut h = NetlinkHeader::default();
+            h.flags = flags;
+            h.sequence_number = seq;
+            let mut m = NetlinkMessage::new(
+                h,
+                NetlinkPayload::from(NetfilterMessage::new(
+                    NetfilterHeader::new(family, 0, res_id),
+                    inner,
+                )),
+            );
+            m.finalize();
+            let mut b = vec![0u8; m.header.length as usize];
+            m.serialize(&mut b[..]);
+            batch.extend(b);
+        };
+        // NFNL_MSG_BATCH_BEGIN/END carry the subsystem (NFNL_SUBSYS_NFTABLES) in res_id.
+        push(
+            ControlMessage::BatchBegin.into(),
+            NetfilterProtoFamily::Unspec,
+            10,
+            NLM_F_REQUEST,
+            seq,
+        );
+        let list = chunk
+            .iter()
+            .map(|(addr, times)| {
+                let key = match addr {
+                    IpAddr::V4(a) => a.octets().to_vec(),
+                    IpAddr::V6(a) => a.octets().to_vec(),
+                };
+                let mut e = vec![SetElementAttribute::Key(DataAttribute::Value(key))];
+                if let Some((timeout, left)) = times {
+                    e.push(SetElementAttribute::Timeout(*timeout));
+                    e.push(SetElementAttribute::Expiration(*left));
+                }
+                ListAttribute::Element(e)
+            })
+            .collect();
+        let msg = SetElementMessage {
+            attributes: vec![
+                SetElementList::Table(table.to_owned()),
+                SetElementList::Set(set.to_owned()),
+                SetElementList::Elements(list),
+            ],
+        };
+        let (inner, flags) = if add {
+            (
+                NfTablesMessage::NewSetElement(msg),
+                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
+            )
+        } else {
+            (
+                NfTablesMessage::DeleteSetElement(msg),
+                NLM_F_REQUEST | NLM_F_ACK,
+            )
+        };
+        let want = seq + 1;
+        push(inner.into(), NetfilterProtoFamily::Inet, 0, flags, want);
+        push(
+            ControlMessage::BatchEnd.into(),
+            NetfilterProtoFamily::Unspec,
+            10,
+            NLM_F_REQUEST,
+            seq + 2,
+        );
+        seq += 3;
+        s.send(&batch, 0)?;
+        // The element message's ACK or error ends this transaction.
+        'wait: for _ in 0..64 {
+            let n = recv(&s, &mut buf)?;
+            for r in raw_messages(&buf[..n]) {
+                if msg_type(r) == 2 {
+                    let code = r
+                        .get(16..20)
+                        .map_or(0, |e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]));
+                    if code != 0 {
+                        return Err(io::Error::from_raw_os_error(-code));
+                    }
+                    if msg_seq(r) == want {
+                        break 'wait;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An element's address, its timeout and its time left, in milliseconds.

@@ -652,14 +652,18 @@ impl NftTables {
     }
 
     /// Run one `nft -f` with an element command per address family.
+    /// Add or delete addresses, one set per family, in one commit each.
+    /// On Linux over netlink in pfknock's own name (the daemon sees who
+    /// committed it and leaves the log line to the command); elsewhere
+    /// one `nft -f`.
     fn elements(&self, verb: &str, t: &TableRef, addrs: &[Net]) -> Result<()> {
         let sets = self.family_sets(t)?;
-        let mut script = String::new();
+        let mut todo: Vec<(String, Vec<Net>)> = Vec::new();
         for (suffix, v6) in [("_4", false), ("_6", true)] {
-            let list: Vec<String> = addrs
+            let list: Vec<Net> = addrs
                 .iter()
                 .filter(|n| n.addr.is_ipv6() == v6)
-                .map(|n| n.to_string())
+                .copied()
                 .collect();
             if list.is_empty() {
                 continue;
@@ -673,27 +677,50 @@ impl NftTables {
                     if v6 { "IPv6" } else { "IPv4" }
                 )));
             }
-            script.push_str(&format!(
-                "{verb} element inet {TABLE} {set} {{ {} }}\n",
-                list.join(", ")
-            ));
+            todo.push((set, list));
         }
-        if script.is_empty() {
-            return Ok(());
-        }
-        self.nft
-            .run(&["-f", "-"], Some(&script))
-            .map(|_| ())
-            .map_err(|e| match e {
+        let full = || {
+            Error::Other(format!(
+                "{t}: the set is full: raise the service's size in the config, \
+                 or expire or revoke entries first"
+            ))
+        };
+        #[cfg(target_os = "linux")]
+        for (set, list) in &todo {
+            let elems: Vec<(std::net::IpAddr, Option<(u64, u64)>)> =
+                list.iter().map(|n| (n.addr, None)).collect();
+            crate::netlink::change_elements(TABLE, set, verb == "add", &elems).map_err(|e| {
                 // ENFILE is what the kernel answers for a set at its size.
-                Error::Tool { msg, .. } if msg.contains("Too many open files in system") => {
-                    Error::Other(format!(
-                        "{t}: the set is full: raise the service's size in the config, \
-                     or expire or revoke entries first"
-                    ))
+                if e.raw_os_error() == Some(libc::ENFILE) {
+                    full()
+                } else {
+                    Error::Tool {
+                        tool: format!("netlink: {verb} element inet {TABLE} {set}"),
+                        msg: crate::error::io_words(&e),
+                    }
                 }
-                e => e,
-            })
+            })?;
+        }
+        #[cfg(not(target_os = "linux"))]
+        if !todo.is_empty() {
+            let script: String = todo
+                .iter()
+                .map(|(set, list)| {
+                    let l: Vec<String> = list.iter().map(|n| n.to_string()).collect();
+                    format!("{verb} element inet {TABLE} {set} {{ {} }}\n", l.join(", "))
+                })
+                .collect();
+            self.nft
+                .run(&["-f", "-"], Some(&script))
+                .map(|_| ())
+                .map_err(|e| match e {
+                    Error::Tool { msg, .. } if msg.contains("Too many open files in system") => {
+                        full()
+                    }
+                    e => e,
+                })?;
+        }
+        Ok(())
     }
 }
 

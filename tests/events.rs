@@ -191,6 +191,35 @@ fn every_event_is_logged_once_as_it_happens_and_nothing_runs_on_a_timer() {
     );
     let said = read_log(&log, 6, |_| false);
     assert!(!said.contains(&other), "nothing more of it: {said}");
+
+    // pfknock's own commands log what they do, once: the daemon sees the
+    // committer is pfknock and adds no line of its own.
+    let sock = n.dir.join("log.sock");
+    let cli = |args: &[&str]| {
+        let c = n.conf();
+        ok(&Command::new("ip")
+            .args(["netns", "exec", &n.srv, "env"])
+            .arg(format!("PFKNOCK_SYSLOG_SOCKET={}", sock.display()))
+            .arg(common::BIN)
+            .args(args)
+            .args(["-c", c.to_str().unwrap()])
+            .output()
+            .unwrap())
+    };
+    cli(&["allow", &other]);
+    cli(&["revoke", &other]);
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    let mut said = read_log(&log, 3, |s| s.contains(&format!("authorized {ip}")));
+    cli(&["revoke", &ip]);
+    said.push_str(&read_log(&log, 3, |_| false));
+    assert_eq!(said.matches(&format!("revoked {ip} ")).count(), 1, "{said}");
+    assert_eq!(
+        said.matches(&format!("revoked {other} ")).count(),
+        1,
+        "{said}"
+    );
+    assert!(!said.contains("removed"), "logged twice: {said}");
+    assert!(!n.open(false), "revoked");
     let _ = d.kill();
     let _ = d.wait();
 }

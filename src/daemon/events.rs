@@ -192,7 +192,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     .map(|e| std::mem::take(&mut e.batch))
                     .unwrap_or_default();
                 if !crate::tool::ours(pid) {
-                    self.committed(batch, &format!("{process}[{pid}]"), now);
+                    // A pfknock command (allow, revoke, flush, expire)
+                    // logs what it did itself: follow, without a line.
+                    let quiet = process == "pfknock";
+                    self.committed(batch, &format!("{process}[{pid}]"), quiet, now);
                 }
             }
             KernelEvent::Overrun => {
@@ -253,7 +256,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// A transaction by someone else: log what it did to authorizations,
     /// and restore the table if it touched the table itself.
-    fn committed(&mut self, batch: Vec<KernelEvent>, by: &str, now: i64) {
+    fn committed(&mut self, batch: Vec<KernelEvent>, by: &str, quiet: bool, now: i64) {
         let mut broken: Vec<String> = Vec::new();
         for ev in batch {
             match ev {
@@ -268,7 +271,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                             }
                             let left = left.map_or(s.ttl.0 as i64, |ms| (ms as i64 + 999) / 1000);
                             let extra = format!("ttl={} by {by}", Secs(s.ttl.0));
-                            if let Some(l) = self.event_line("authorized", &s, addr, &extra) {
+                            if let Some(l) = self.event_line("authorized", &s, addr, &extra)
+                                && !quiet
+                            {
                                 self.log.log(Level::Info, &l);
                             }
                             self.track(&set, addr, now, now + left);
@@ -278,7 +283,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                                 Secs(crate::policy::age(now, a.since)),
                                 Secs(s.ttl.0)
                             );
-                            if let Some(l) = self.event_line("removed", &s, addr, &extra) {
+                            if let Some(l) = self.event_line("removed", &s, addr, &extra)
+                                && !quiet
+                            {
                                 self.log.log(Level::Info, &l);
                             }
                         }
