@@ -14,7 +14,7 @@ DUR=${1:-3600}
 NS=pfkc-$$
 tmp=$(mktemp -d)
 cleanup() {
-	[ -s "$tmp/pid" ] && kill "$(cat "$tmp/pid")" 2>/dev/null || true
+	if [ -s "$tmp/pid" ]; then kill "$(cat "$tmp/pid")" 2>/dev/null || true; fi
 	ip netns del "$NS" 2>/dev/null || true
 	rm -rf "$tmp"
 }
@@ -45,8 +45,8 @@ print('add element inet pfknock ssh_4 { ' + ', '.join(
     for k in range(500)) + ' }')" "$i" | ip netns exec "$NS" nft -f -
 	i=$(( i + 500 ))
 	t=$(( $(date +%s) - start ))
-	if [ $(( t % 60 )) -eq 0 ] && [ "${last:-x}" != "$t" ]; then
-		last=$t
+	if [ "$t" -ge "${next:-0}" ]; then
+		next=$(( t + 60 ))
 		n=$(ip netns exec "$NS" nft list set inet pfknock ssh_4 | grep -o 'expires' | wc -l)
 		echo "$t  $(rss)  $n"
 	fi
