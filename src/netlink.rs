@@ -408,11 +408,9 @@ pub fn change_elements(
         let list = chunk
             .iter()
             .map(|(addr, times)| {
-                let key = match addr {
-                    IpAddr::V4(a) => a.octets().to_vec(),
-                    IpAddr::V6(a) => a.octets().to_vec(),
-                };
-                let mut e = vec![SetElementAttribute::Key(DataAttribute::Value(key))];
+                let mut e = vec![SetElementAttribute::Key(DataAttribute::Value(key_of(
+                    *addr,
+                )))];
                 if let Some((timeout, left)) = times {
                     e.push(SetElementAttribute::Timeout(*timeout));
                     e.push(SetElementAttribute::Expiration(*left));
@@ -470,6 +468,14 @@ pub fn change_elements(
     Ok(())
 }
 
+/// A set element's key: the address in network order.
+fn key_of(addr: IpAddr) -> Vec<u8> {
+    match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
 /// An element's address, its timeout and its time left, in milliseconds.
 pub type TimedElement = (IpAddr, Option<u64>, Option<u64>);
 
@@ -512,24 +518,8 @@ impl Lookup {
 
     /// `dump`, with each element's own timeout too (milliseconds).
     pub fn dump_timed(&mut self, set: &str) -> io::Result<Vec<TimedElement>> {
-        let msg = NfTablesMessage::GetSetElement(SetElementMessage {
-            attributes: vec![
-                SetElementList::Table(self.table.clone()),
-                SetElementList::Set(set.to_owned()),
-            ],
-        });
-        let mut h = NetlinkHeader::default();
-        h.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        let m = NetlinkMessage::new(
-            h,
-            NetlinkPayload::from(NetfilterMessage::new(
-                NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0),
-                msg,
-            )),
-        );
-        self.seq = self.seq.wrapping_add(1).max(1);
         let mut out = Vec::new();
-        for r in request(&self.sock, m, self.seq, &mut self.buf)? {
+        for r in self.getsetelem(set, None, NLM_F_REQUEST | NLM_F_DUMP)? {
             if msg_type(&r) == NFT_MSG_NEWSETELEM
                 && let Some((_, _, _, e)) = raw_setelem(&r)
             {
@@ -539,33 +529,39 @@ impl Lookup {
         Ok(out)
     }
 
-    /// The element's time left in milliseconds (`Some(None)` for one
-    /// without a timeout), or `None` when the set does not hold it.
-    pub fn get(&mut self, set: &str, addr: IpAddr) -> io::Result<Option<Option<u64>>> {
-        let key = match addr {
-            IpAddr::V4(a) => a.octets().to_vec(),
-            IpAddr::V6(a) => a.octets().to_vec(),
-        };
-        let msg = NfTablesMessage::GetSetElement(SetElementMessage {
-            attributes: vec![
-                SetElementList::Table(self.table.clone()),
-                SetElementList::Set(set.to_owned()),
-                SetElementList::Elements(vec![ListAttribute::Element(vec![
-                    SetElementAttribute::Key(DataAttribute::Value(key)),
-                ])]),
-            ],
-        });
+    /// One NFT_MSG_GETSETELEM request (of some elements, or a dump) and
+    /// its answer.
+    fn getsetelem(
+        &mut self,
+        set: &str,
+        elements: Option<Vec<ListAttribute<SetElementAttribute>>>,
+        flags: u16,
+    ) -> io::Result<Vec<Vec<u8>>> {
+        let mut attributes = vec![
+            SetElementList::Table(self.table.clone()),
+            SetElementList::Set(set.to_owned()),
+        ];
+        attributes.extend(elements.map(SetElementList::Elements));
         let mut h = NetlinkHeader::default();
-        h.flags = NLM_F_REQUEST | NLM_F_ACK;
+        h.flags = flags;
         let m = NetlinkMessage::new(
             h,
             NetlinkPayload::from(NetfilterMessage::new(
                 NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0),
-                msg,
+                NfTablesMessage::GetSetElement(SetElementMessage { attributes }),
             )),
         );
         self.seq = self.seq.wrapping_add(1).max(1);
-        match request(&self.sock, m, self.seq, &mut self.buf) {
+        request(&self.sock, m, self.seq, &mut self.buf)
+    }
+
+    /// The element's time left in milliseconds (`Some(None)` for one
+    /// without a timeout), or `None` when the set does not hold it.
+    pub fn get(&mut self, set: &str, addr: IpAddr) -> io::Result<Option<Option<u64>>> {
+        let one = ListAttribute::Element(vec![SetElementAttribute::Key(DataAttribute::Value(
+            key_of(addr),
+        ))]);
+        match self.getsetelem(set, Some(vec![one]), NLM_F_REQUEST | NLM_F_ACK) {
             Ok(answer) => Ok(answer
                 .iter()
                 .filter(|r| msg_type(r) == NFT_MSG_NEWSETELEM)
