@@ -58,19 +58,10 @@ fn sock() -> io::Result<Socket> {
 /// Split a datagram into netlink messages and parse each; messages that
 /// do not parse are skipped.
 fn messages(buf: &[u8]) -> Vec<NetlinkMessage<NetfilterMessage>> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 16 <= buf.len() {
-        let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
-        if len < 16 || off + len > buf.len() {
-            break;
-        }
-        if let Ok(m) = NetlinkMessage::<NetfilterMessage>::deserialize(&buf[off..off + len]) {
-            out.push(m);
-        }
-        off += (len + 3) & !3;
-    }
-    out
+    raw_messages(buf)
+        .into_iter()
+        .filter_map(|m| NetlinkMessage::<NetfilterMessage>::deserialize(m).ok())
+        .collect()
 }
 
 /// The netlink messages of a datagram, as bytes (header included).
