@@ -83,7 +83,7 @@ fn host(i: u32) -> IpAddr {
 fn daemon(conf: &str) -> (Daemon<PfTables<Kernel>, Pfctl, Count>, Kernel) {
     let (cfg, _) = Config::parse(conf, Path::new("bench.toml")).unwrap();
     let k = Kernel(Rc::new(RefCell::new(paused(|| {
-        Model::new(&freebsd::LAYOUT, NOW)
+        Model::new(&pfknock::pf::model::FREEBSD_14, NOW)
     }))));
     k.0.borrow_mut().maxcount = 2_000_000;
     let mut t = PfTables::new(k.clone(), &freebsd::LAYOUT);

@@ -51,7 +51,7 @@ fn addr(i: usize) -> IpAddr {
 fn run(l: &'static Layout, n: usize) {
     const NOW: i64 = 1_800_000_000;
     PAUSED.store(true, Relaxed);
-    let mut m = Model::new(l, NOW);
+    let mut m = Model::new(pfknock::pf::model::newest(l.os), NOW);
     m.maxcount = n + 1;
     m.define("pfknock", "ssh", false);
     // Half the entries are past a 60 s ttl.

@@ -68,7 +68,20 @@ pub trait Loader {
 impl Loader for Backend {
     fn load(&mut self, cfg: &Config, source: &str) -> Result<()> {
         match self {
-            Backend::Pf => pfctl::load(&cfg.anchor, &render::pf::render(cfg, source)),
+            Backend::Pf => {
+                // A table whose `counters` would flip while it holds
+                // entries is refused before pfctl runs (where /dev/pf is:
+                // tests drive a stand-in pfctl on Linux).
+                match pf::open(false)
+                    .and_then(|mut t| tables::Tables::table_stats(&mut t, &cfg.anchor))
+                {
+                    Ok(live) => check_counter_flips(cfg, &live)?,
+                    Err(e) if e.outcome().is_some_and(|o| o.is_missing()) => {}
+                    Err(_) if !pf::AVAILABLE => {}
+                    Err(e) => return Err(e),
+                }
+                pfctl::load(&cfg.anchor, &render::pf::render(cfg, source))
+            }
             // The nftables table names no source file: it is applied as
             // data, not as text.
             Backend::Nft(n) => n.load(cfg),
@@ -124,4 +137,39 @@ impl Backend {
             _ => Ok(None),
         }
     }
+}
+
+/// Refuse a load that would turn `counters` on or off on a populated live
+/// table: pf copies the flag from the new ruleset's table without giving
+/// the kept entries counters (FreeBSD 13.0 pfr_commit_ktable; the next
+/// counted packet dereferences NULL). docs/pf-kernel.md "Counters".
+/// `live` is the anchor's table statistics, as `Tables::table_stats` reads
+/// them.
+pub fn check_counter_flips(cfg: &crate::config::Config, live: &[tables::TableStat]) -> Result<()> {
+    use crate::config::Role;
+    for s in &cfg.services {
+        for (t, role) in s.tables() {
+            let want = role == Role::Auth && s.expire == crate::name::ExpireMode::Idle;
+            let Some(st) = live.iter().find(|x| x.active && x.name == t.as_str()) else {
+                continue;
+            };
+            match st.counters {
+                Some(have) if have != want && st.count > 0 => {
+                    return Err(crate::error::Error::Other(format!(
+                        "table <{t}> in anchor {}: expire changed to \"{}\" while the table \
+                         holds {} entries; pf cannot {} counters on a live table safely \
+                         (FreeBSD 13's pfr_commit_ktable gives kept entries none): \
+                         run pfknock flush {} (or let the entries expire) and load again",
+                        cfg.anchor.as_str(),
+                        if want { "idle" } else { "age" },
+                        st.count,
+                        if want { "turn on" } else { "turn off" },
+                        s.name,
+                    )));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }

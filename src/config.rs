@@ -733,6 +733,32 @@ impl Config {
     }
 }
 
+/// Idle expiry watches per-entry counters, which need the table flag
+/// PFR_TFLAG_COUNTERS; macOS's pf has none (xnu bsd/net/pfvar.h,
+/// docs/pf-kernel.md "Counters"; `pf::abi::macos::LAYOUT` says so too).
+/// nftables needs no such flag.
+pub fn idle_supported(os: &str) -> bool {
+    os != "macos"
+}
+
+fn idle_here(
+    cx: &Ctx<'_>,
+    raw: &Option<Spanned<String>>,
+    mode: ExpireMode,
+    key: &str,
+) -> Result<()> {
+    if mode == ExpireMode::Idle && !idle_supported(std::env::consts::OS) {
+        let span = raw.as_ref().map(|t| t.span()).unwrap_or_default();
+        return Err(cx.err(
+            span,
+            key,
+            "expire = \"idle\" needs per-entry table counters, which this system's pf \
+             does not have (no PFR_TFLAG_COUNTERS in xnu): use expire = \"age\"",
+        ));
+    }
+    Ok(())
+}
+
 fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
     let anchor = match &raw.anchor {
         Some(a) => cx.parse::<AnchorName>(a, "anchor")?,
@@ -919,6 +945,7 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
             return Err(cx.err(span, "expire.ttl", "must be at least 1s"));
         }
         let expire = cx.opt(&re.expire, "expire.expire", ExpireMode::Age)?;
+        idle_here(cx, &re.expire, expire, "expire.expire")?;
         expires.push(ExpireTable {
             table,
             anchor: anchor_e,
@@ -1342,6 +1369,7 @@ fn timing(
         return Err(cx.err(span, "service.ttl", "must be at least 1s"));
     }
     let expire = cx.opt(&r.expire, "service.expire", ExpireMode::Age)?;
+    idle_here(cx, &r.expire, expire, "service.expire")?;
     let window = cx.opt(&r.window, "service.window", DEFAULT_WINDOW)?;
     if let Some(w) = &r.window {
         if window.0 == 0 {
@@ -1560,6 +1588,10 @@ mod tests {
         assert_eq!(s.rate.to_string(), "5/15");
         assert_eq!(s.ttl, Secs(60));
         assert_eq!(s.expire, ExpireMode::Age);
+        assert!(!idle_supported("macos"), "no counters on macOS");
+        for os in ["freebsd", "openbsd", "linux"] {
+            assert!(idle_supported(os), "{os}");
+        }
         assert_eq!(s.window, Secs(10));
         assert!(s.from.is_empty() && s.allow.is_empty());
         assert!(s.log && !s.block && s.renew);

@@ -134,7 +134,12 @@ pub fn table_errno_words(errno: i32) -> String {
         libc::ENOENT => "anchor or ruleset does not exist".into(),
         libc::EPERM => "operation not permitted (table is const, or securelevel)".into(),
         libc::EACCES => "permission denied (pf device opened read-only)".into(),
-        libc::ENODEV | libc::ENXIO => "pf not loaded (no such device)".into(),
+        // pf_ioctl.c answers ENODEV to a table request whose pfrio_esize is
+        // not its own sizeof: a pfknock built for another pf.
+        libc::ENODEV => "element size refused (pfrio_esize): this pfknock was built for \
+                         another version of pf"
+            .into(),
+        libc::ENXIO => "pf not loaded (no such device)".into(),
         libc::EINVAL => {
             "invalid argument (too many addresses for one request? see net.pf.request_maxcount)"
                 .into()

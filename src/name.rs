@@ -11,8 +11,12 @@ use std::str::FromStr;
 
 /// `PF_TABLE_NAME_SIZE`: the name and its NUL must fit in 32 bytes.
 pub const TABLE_NAME_MAX: usize = 31;
-/// `MAXPATHLEN` of the anchor field, less its NUL.
-pub const ANCHOR_PATH_MAX: usize = 1023;
+/// `PF_ANCHOR_NAME_SIZE`: one component of an anchor path, NUL included.
+pub const ANCHOR_NAME_SIZE: usize = 64;
+/// `PF_ANCHOR_MAXPATH`: MAXPATHLEN less one component and a '/'.
+pub const ANCHOR_MAXPATH: usize = 1024 - ANCHOR_NAME_SIZE - 1;
+/// Below `PF_ANCHOR_MAXPATH`: the longest anchor path pf can nest.
+pub const ANCHOR_PATH_MAX: usize = ANCHOR_MAXPATH - 1;
 /// `IFNAMSIZ` less its NUL.
 pub const IFNAME_MAX: usize = 15;
 
@@ -142,6 +146,15 @@ impl AnchorName {
                 return Err(format!(
                     "anchor \"{}\" has an empty path component",
                     shown(s)
+                ));
+            }
+            if comp.len() >= ANCHOR_NAME_SIZE {
+                return Err(format!(
+                    "anchor \"{}\": path component of {} bytes, pf allows at most {} \
+                     (PF_ANCHOR_NAME_SIZE)",
+                    shown(s),
+                    comp.len(),
+                    ANCHOR_NAME_SIZE - 1
                 ));
             }
             if comp.starts_with('_') {

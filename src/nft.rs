@@ -799,6 +799,7 @@ impl Tables for NftTables {
                 anchor: anchor.as_str().to_owned(),
                 active: true,
                 count,
+                counters: None,
                 packets: 0,
                 tzero: 0,
             })

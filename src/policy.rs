@@ -99,6 +99,19 @@ impl IdleTracker {
     }
 }
 
+/// When an entry of an idle-expiry table was last active. While the kernel
+/// keeps no counters for it (PFR_FB_NOCOUNT: OpenBSD allocates them on the
+/// first counted packet and frees them on CLRASTATS), nothing has been
+/// counted since the moment its time stamp records, so that is the answer,
+/// across restarts too. Otherwise the tracker's view of its counters.
+pub fn idle_since(e: &Entry, tracker: &IdleTracker, now: i64) -> i64 {
+    if !e.counted && e.tzero > 0 {
+        e.tzero.min(now)
+    } else {
+        tracker.last_active(&e.net).unwrap_or(now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +153,27 @@ mod tests {
         assert_eq!(t.last_active(&e.net), Some(160));
         t.observe(&[], 170);
         assert!(t.is_empty(), "gone entries are forgotten");
+    }
+
+    #[test]
+    fn nocount_entries_are_idle_since_their_stamp() {
+        let mut t = IdleTracker::default();
+        let mut e = entry(1, 1000);
+        t.observe(&[e], 5000);
+        // NOCOUNT: idle since tzero, not since the daemon first saw it.
+        assert_eq!(idle_since(&e, &t, 5000), 1000);
+        // A stamp of 0 says nothing: the tracker decides.
+        e.tzero = 0;
+        assert_eq!(idle_since(&e, &t, 5000), 5000);
+        // Counted: the tracker decides, whatever the stamp.
+        e.tzero = 1000;
+        e.counted = true;
+        e.packets = 3;
+        t.observe(&[e], 6000);
+        assert_eq!(idle_since(&e, &t, 6100), 6000);
+        // A stamp in the future (clock stepped back) is never "older".
+        let f = entry(2, 9000);
+        assert_eq!(idle_since(&f, &t, 6100), 6100);
     }
 
     proptest! {

@@ -59,6 +59,9 @@ pub struct TableStat {
     pub active: bool,
     /// Number of entries.
     pub count: u64,
+    /// pf: the table keeps per-entry counters (PFR_TFLAG_COUNTERS); None
+    /// where the flag does not exist (macOS, nftables).
+    pub counters: Option<bool>,
     /// Packets the table's rules counted, all directions and verdicts: it
     /// moves whenever any entry (or a miss) is matched.
     pub packets: u64,

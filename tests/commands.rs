@@ -9,7 +9,7 @@ use pfknock::config::{Config, owned_tables};
 use pfknock::name::{Net, Secs};
 use pfknock::pf::PfTables;
 use pfknock::pf::abi::{Layout, freebsd, macos, openbsd};
-use pfknock::pf::model::Model;
+use pfknock::pf::model::{self, Model};
 
 const NOW: i64 = 1_800_000_000;
 const OSES: [&Layout; 3] = [&freebsd::LAYOUT, &openbsd::LAYOUT, &macos::LAYOUT];
@@ -49,7 +49,7 @@ fn net(s: &str) -> Net {
 /// The kernel after `pfknock load`: the anchor's tables exist, plus the
 /// hand-written table and one pfknock must never touch.
 fn kernel(l: &'static Layout) -> PfTables<Model> {
-    let mut m = Model::new(l, NOW);
+    let mut m = Model::new(model::newest(l.os), NOW);
     for t in ["ssh", "ssh_s1", "ssh_renew", "imap", "imap_renew"] {
         m.define("pfknock", t, false);
     }
@@ -121,7 +121,7 @@ fn show_lists_who_is_authorized() {
 #[test]
 fn show_unknown_service_and_unloaded_anchor() {
     let c = cfg();
-    let mut k = PfTables::new(Model::new(&openbsd::LAYOUT, NOW), &openbsd::LAYOUT);
+    let mut k = PfTables::new(Model::new(&model::OPENBSD_7, NOW), &openbsd::LAYOUT);
     let e = cmd::show(&c, &mut k, Some("smtp"), false, NOW)
         .unwrap_err()
         .to_string();
@@ -247,7 +247,7 @@ fn idle_tables_need_the_daemon_or_older_than() {
         Path::new("t.toml"),
     )
     .unwrap();
-    let mut k = PfTables::new(Model::new(&openbsd::LAYOUT, NOW), &openbsd::LAYOUT);
+    let mut k = PfTables::new(Model::new(&model::OPENBSD_7, NOW), &openbsd::LAYOUT);
     k.pf.dev.define("pfknock", "ssh", true);
     let e = cmd::expire(&c, &mut k, &Select::All, None, false, NOW).unwrap_err();
     assert!(

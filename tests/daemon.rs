@@ -17,7 +17,7 @@ use pfknock::name::AnchorName;
 use pfknock::pf::PfTables;
 use pfknock::pf::abi::{self, Layout, freebsd, macos, openbsd};
 use pfknock::pf::marshal::Device;
-use pfknock::pf::model::Model;
+use pfknock::pf::model::{self, Model};
 
 const NOW: i64 = 1_800_000_000;
 const OSES: [&Layout; 3] = [&freebsd::LAYOUT, &openbsd::LAYOUT, &macos::LAYOUT];
@@ -145,7 +145,7 @@ fn rig_with(
     prep: impl FnOnce(&mut Model),
 ) -> Rig {
     let (dir, path) = scratch(&format!("{}-{name}", l.os), conf);
-    let k = Kernel(Rc::new(RefCell::new(Model::new(l, NOW))));
+    let k = Kernel(Rc::new(RefCell::new(Model::new(model::newest(l.os), NOW))));
     prep(&mut k.0.borrow_mut());
     let pfctl = FakePfctl {
         k: k.clone(),

@@ -1,6 +1,8 @@
 //! The shipped marshalling (`pf::marshal`, `pf::PfTables`) against the
-//! kernel model (`pf::model`), for each OS layout. pf does not run on Linux;
-//! the model decodes the same bytes by the kernels' rules (pf-abi.md).
+//! kernel model (`pf::model`), for every kernel row the model has (FreeBSD
+//! 13.0 and 14, OpenBSD 7, macOS). pf does not run on Linux; the model
+//! decodes the bytes with its own offsets and the kernels' rules as
+//! docs/pf-kernel.md sets them out from the sources.
 
 use std::net::IpAddr;
 
@@ -9,11 +11,17 @@ use pfknock::name::{AnchorName, Net, TableName};
 use pfknock::pf::PfTables;
 use pfknock::pf::abi::{self, Layout, freebsd, macos, openbsd};
 use pfknock::pf::marshal::Device;
-use pfknock::pf::model::Model;
+use pfknock::pf::model::{self, Kernel, Model, Stamp};
 use pfknock::tables::{TableFlags, TableRef, Tables};
 
 const NOW: i64 = 1_800_000_000;
-const OSES: [&Layout; 3] = [&freebsd::LAYOUT, &openbsd::LAYOUT, &macos::LAYOUT];
+/// Each kernel row with the layout pfknock uses on that OS.
+const OSES: [(&Kernel, &Layout); 4] = [
+    (&model::FREEBSD_13_0, &freebsd::LAYOUT),
+    (&model::FREEBSD_14, &freebsd::LAYOUT),
+    (&model::OPENBSD_7, &openbsd::LAYOUT),
+    (&model::MACOS, &macos::LAYOUT),
+];
 
 fn tref(anchor: &str, name: &str) -> TableRef {
     TableRef {
@@ -34,8 +42,8 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn kernel(l: &'static Layout) -> PfTables<Model> {
-    let mut m = Model::new(l, NOW);
+fn kernel(k: &'static Kernel, l: &'static Layout) -> PfTables<Model> {
+    let mut m = Model::new(k, NOW);
     m.define("pfknock", "ssh", false);
     PfTables::new(m, l)
 }
@@ -57,8 +65,8 @@ fn hosts(n4: u32, n6: u32) -> Vec<Net> {
 
 #[test]
 fn empty_table_lists_nothing() {
-    for l in OSES {
-        let mut k = kernel(l);
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
         assert_eq!(
             k.entries(&tref("pfknock", "ssh")).unwrap(),
             vec![],
@@ -75,8 +83,8 @@ fn empty_table_lists_nothing() {
 
 #[test]
 fn add_then_list_mixed_families() {
-    for l in OSES {
-        let mut k = kernel(l);
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
         let t = tref("pfknock", "ssh");
         let addrs = [
             net("198.51.100.7"),
@@ -104,8 +112,8 @@ fn add_then_list_mixed_families() {
 
 #[test]
 fn re_adding_keeps_the_time_stamp() {
-    for l in OSES {
-        let mut k = kernel(l);
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
         let t = tref("pfknock", "ssh");
         k.add(&t, &[net("198.51.100.7")]).unwrap();
         model(&mut k).now += 30;
@@ -116,8 +124,8 @@ fn re_adding_keeps_the_time_stamp() {
 
 #[test]
 fn buffer_too_small_grows_and_retries() {
-    for l in OSES {
-        let mut k = kernel(l);
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
         let t = tref("pfknock", "ssh");
         k.add(&t, &hosts(1000, 0)).unwrap();
         // 500 hosts knock between each count and read: more than the slack.
@@ -135,8 +143,8 @@ fn buffer_too_small_grows_and_retries() {
 
 #[test]
 fn missing_table_reads_like_pfctl() {
-    for l in OSES {
-        let mut k = kernel(l);
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
         let e = k.entries(&tref("pfknock", "nope")).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -154,8 +162,8 @@ fn missing_table_reads_like_pfctl() {
 
 #[test]
 fn missing_anchor_reads_like_pfctl() {
-    for l in OSES {
-        let mut k = kernel(l);
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
         let e = k
             .table_stats(&AnchorName::new("nope").unwrap())
             .unwrap_err();
@@ -170,8 +178,8 @@ fn missing_anchor_reads_like_pfctl() {
 
 #[test]
 fn table_stats_of_one_anchor() {
-    for l in OSES {
-        let mut k = kernel(l);
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
         model(&mut k).define("pfknock", "ssh_renew", false);
         model(&mut k).define("", "other", false);
         k.add(&tref("pfknock", "ssh"), &hosts(3, 2)).unwrap();
@@ -195,8 +203,8 @@ fn table_stats_of_one_anchor() {
 
 #[test]
 fn hundred_thousand_entries() {
-    for l in OSES {
-        let mut k = kernel(l);
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
         let t = tref("pfknock", "ssh");
         let addrs = hosts(60_000, 40_000);
         assert_eq!(k.add(&t, &addrs).unwrap(), 100_000);
@@ -220,8 +228,8 @@ fn hundred_thousand_entries() {
 
 #[test]
 fn chunked_delete() {
-    for l in OSES {
-        let mut k = kernel(l);
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
         let t = tref("pfknock", "ssh");
         let addrs = hosts(5000, 0);
         k.add(&t, &addrs).unwrap();
@@ -238,7 +246,7 @@ fn chunked_delete() {
 fn freebsd_refuses_oversized_requests() {
     // The cap is the ioctl layer's, not marshal's: a request above it is EINVAL.
     let l = &freebsd::LAYOUT;
-    let mut m = Model::new(l, NOW);
+    let mut m = Model::new(&model::FREEBSD_14, NOW);
     m.define("pfknock", "ssh", false);
     let mut pf = pfknock::pf::marshal::Pf::new(m, l);
     pf.set_maxcount(usize::MAX);
@@ -260,8 +268,8 @@ fn freebsd_refuses_oversized_requests() {
 
 #[test]
 fn feedback_codes() {
-    for l in OSES {
-        let mut k = kernel(l);
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
         let t = tref("pfknock", "ssh");
         k.add(&t, &[net("198.51.100.1"), net("198.51.100.2")])
             .unwrap();
@@ -278,16 +286,18 @@ fn feedback_codes() {
             )
             .unwrap();
         assert_eq!(n, 1);
+        // A repeated address is sent once; feedback is by address, in the
+        // caller's order, whatever order the kernel wrote it in.
         assert_eq!(
             fb,
             [
-                abi::PFR_FB_NONE,
-                abi::PFR_FB_CONFLICT,
-                abi::PFR_FB_ADDED,
-                abi::PFR_FB_DUPLICATE
+                (net("198.51.100.1"), abi::PFR_FB_NONE),
+                (net("198.51.100.2"), abi::PFR_FB_CONFLICT),
+                (net("198.51.100.3"), abi::PFR_FB_ADDED),
             ],
-            "{}",
-            l.os
+            "{} {}",
+            kr.os,
+            kr.version
         );
         let (n, fb) =
             k.pf.del_addrs(
@@ -304,38 +314,50 @@ fn feedback_codes() {
         assert_eq!(
             fb,
             [
-                abi::PFR_FB_DELETED,
-                abi::PFR_FB_DUPLICATE,
-                abi::PFR_FB_NONE,
-                abi::PFR_FB_CONFLICT
+                (net("198.51.100.1"), abi::PFR_FB_DELETED),
+                (net("198.51.100.9"), abi::PFR_FB_NONE),
+                (net("198.51.100.2"), abi::PFR_FB_CONFLICT),
             ],
-            "{}",
-            l.os
+            "{} {}",
+            kr.os,
+            kr.version
         );
     }
 }
 
 #[test]
 fn clear_astats_time_stamp_per_os() {
-    for l in OSES {
-        let mut k = kernel(l);
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
         let t = tref("pfknock", "ssh");
         k.add(&t, &[net("198.51.100.7")]).unwrap();
         model(&mut k).now += 100;
         let (n, fb) =
             k.pf.clr_astats(&t, &[net("198.51.100.7"), net("198.51.100.8")])
                 .unwrap();
-        assert_eq!((n, fb), (1, vec![abi::PFR_FB_CLEARED, abi::PFR_FB_NONE]));
+        assert_eq!(
+            (n, fb),
+            (
+                1,
+                vec![
+                    (net("198.51.100.7"), abi::PFR_FB_CLEARED),
+                    (net("198.51.100.8"), abi::PFR_FB_NONE)
+                ]
+            )
+        );
         let tz = k.entries(&t).unwrap()[0].tzero;
-        let want = if l.os == "OpenBSD" { NOW + 100 } else { 0 };
-        assert_eq!(tz, want, "{}", l.os);
+        let want = match kr.clrastats {
+            Stamp::Now => NOW + 100,
+            Stamp::Zero => 0,
+        };
+        assert_eq!(tz, want, "{} {}", kr.os, kr.version);
     }
 }
 
 #[test]
 fn renew_gives_a_fresh_time_stamp_on_every_os() {
-    for l in OSES {
-        let mut k = kernel(l);
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
         let t = tref("pfknock", "ssh");
         k.add(&t, &[net("198.51.100.7"), net("2001:db8::7")])
             .unwrap();
@@ -362,25 +384,46 @@ fn renew_gives_a_fresh_time_stamp_on_every_os() {
         );
         // Renewing never adds an address that was not there.
         assert!(!got.iter().any(|(n, _)| *n == net("198.51.100.99")));
+        // CLRASTATS first, its stamp read back; delete + add only where
+        // the kernel stamped 0.
         let m = model(&mut k);
-        if l.clrastats_stamps_now {
-            assert_eq!(
-                (m.count(abi::N_CLRASTATS), m.count(abi::N_DELADDRS)),
-                (1, 0)
-            );
-        } else {
-            assert_eq!(
-                (m.count(abi::N_CLRASTATS), m.count(abi::N_DELADDRS)),
-                (0, 1)
-            );
+        let calls = (
+            m.count(abi::N_CLRASTATS),
+            m.count(abi::N_DELADDRS),
+            m.count(abi::N_ADDADDRS),
+        );
+        match kr.clrastats {
+            Stamp::Now => assert_eq!(calls, (1, 0, 1), "{} {}", kr.os, kr.version),
+            Stamp::Zero => assert_eq!(calls, (1, 1, 2), "{} {}", kr.os, kr.version),
         }
+        // Learnt once: a second renewal goes straight to what works.
+        m.now += 10;
+        k.renew(&t, &[net("198.51.100.7")]).unwrap();
+        let m = model(&mut k);
+        let again = (
+            m.count(abi::N_CLRASTATS),
+            m.count(abi::N_DELADDRS),
+            m.count(abi::N_GETASTATS),
+        );
+        match kr.clrastats {
+            Stamp::Now => assert_eq!(again, (2, 0, 2), "{} {}", kr.os, kr.version),
+            Stamp::Zero => assert_eq!(again, (1, 2, 2), "{} {}", kr.os, kr.version),
+        }
+        let tz: Vec<i64> = k
+            .entries(&t)
+            .unwrap()
+            .iter()
+            .filter(|e| e.net == net("198.51.100.7"))
+            .map(|e| e.tzero)
+            .collect();
+        assert_eq!(tz, [NOW + 60], "{} {}", kr.os, kr.version);
     }
 }
 
 #[test]
 fn counters_only_with_the_counters_flag() {
-    for l in OSES {
-        let mut k = kernel(l);
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
         model(&mut k).define("pfknock", "idle", true);
         for name in ["ssh", "idle"] {
             let t = tref("pfknock", name);
@@ -402,8 +445,8 @@ fn counters_only_with_the_counters_flag() {
 
 #[test]
 fn const_tables_refuse_changes() {
-    for l in OSES {
-        let mut k = kernel(l);
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
         model(&mut k).define_const("pfknock", "ssh_allow", &[ip("198.51.100.7")]);
         let e = k
             .add(&tref("pfknock", "ssh_allow"), &[net("198.51.100.8")])
@@ -423,8 +466,8 @@ fn const_tables_refuse_changes() {
 
 #[test]
 fn create_tables_and_anchor() {
-    for l in OSES {
-        let mut m = Model::new(l, NOW);
+    for (kr, l) in OSES {
+        let mut m = Model::new(kr, NOW);
         m.define("", "unrelated", false);
         let mut k = PfTables::new(m, l);
         let f = TableFlags {
@@ -469,8 +512,8 @@ fn create_tables_and_anchor() {
 /// The model's own rules, on hand-made requests marshal would never send.
 #[test]
 fn model_checks_like_the_kernel() {
-    for l in OSES {
-        let mut m = Model::new(l, NOW);
+    for (kr, l) in OSES {
+        let mut m = Model::new(kr, NOW);
         m.define("pfknock", "ssh", false);
         let mut ioc = vec![0u8; l.ioc_size];
         ioc[l.io_table + l.t_name..l.io_table + l.t_name + 3].copy_from_slice(b"ssh");
@@ -550,9 +593,9 @@ fn model_checks_like_the_kernel() {
 }
 
 #[test]
-fn freebsd_zero_fills_a_short_buffer() {
-    for l in OSES {
-        let mut m = Model::new(l, NOW);
+fn a_short_read_leaves_what_the_kernel_had() {
+    for (kr, l) in OSES {
+        let mut m = Model::new(kr, NOW);
         m.define("pfknock", "ssh", false);
         m.overload("pfknock", "ssh", ip("198.51.100.7"));
         m.overload("pfknock", "ssh", ip("198.51.100.8"));
@@ -570,16 +613,137 @@ fn freebsd_zero_fills_a_short_buffer() {
             i32::from_ne_bytes(ioc[l.io_size..l.io_size + 4].try_into().unwrap()),
             2
         );
-        let zeroed = buf.iter().all(|&b| b == 0);
+        // FreeBSD copies out an unzeroed kernel buffer (no M_ZERO): the
+        // caller must not read a short answer, and marshal does not.
         let untouched = buf.iter().all(|&b| b == 0xAA);
-        assert!(
-            if l.zero_fills_short_buffer {
-                zeroed
-            } else {
-                untouched
-            },
-            "{}",
-            l.os
+        assert_eq!(
+            untouched, !kr.short_read_garbage,
+            "{} {}",
+            kr.os, kr.version
         );
     }
+}
+
+#[test]
+fn openbsd_counts_lazily_and_forgets_on_clear() {
+    // OpenBSD allocates an entry's counters on its first counted packet and
+    // frees them on CLRASTATS: NOCOUNT before and after. FreeBSD keeps
+    // them from insertion in a `counters` table; macOS always counts.
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
+        model(&mut k).define("pfknock", "idle", true);
+        let t = tref("pfknock", "idle");
+        k.add(&t, &[net("198.51.100.7")]).unwrap();
+        let e = k.entries(&t).unwrap()[0];
+        assert_eq!(e.counted, !kr.lazy_counters, "{} {}", kr.os, kr.version);
+        assert_eq!(e.tzero, NOW);
+        model(&mut k).traffic("pfknock", "idle", ip("198.51.100.7"), 2, 120);
+        let e = k.entries(&t).unwrap()[0];
+        assert!(e.counted && e.packets == 2, "{} {}", kr.os, kr.version);
+        k.pf.clr_astats(&t, &[net("198.51.100.7")]).unwrap();
+        let e = k.entries(&t).unwrap()[0];
+        assert_eq!(e.counted, !kr.lazy_counters, "{} {}", kr.os, kr.version);
+        assert_eq!(e.packets, 0);
+    }
+}
+
+#[test]
+fn gettstats_is_not_capped_by_request_maxcount() {
+    let mut m = Model::new(&model::FREEBSD_14, NOW);
+    for n in ["a", "b", "c", "d"] {
+        m.define("pfknock", n, false);
+    }
+    m.maxcount = 2;
+    let mut k = PfTables::new(m, &freebsd::LAYOUT);
+    k.pf.set_maxcount(2);
+    let st = k.table_stats(&AnchorName::new("pfknock").unwrap()).unwrap();
+    assert_eq!(st.len(), 4, "four tables, though the cap is 2");
+    // Address requests are capped: five hosts go in three requests.
+    let before = model(&mut k).count(abi::N_ADDADDRS);
+    assert_eq!(k.add(&tref("pfknock", "a"), &hosts(5, 0)).unwrap(), 5);
+    assert_eq!(model(&mut k).count(abi::N_ADDADDRS) - before, 3);
+}
+
+#[test]
+fn an_esize_mismatch_is_reported_as_such() {
+    let mut k = kernel(&model::FREEBSD_14, &freebsd::LAYOUT);
+    model(&mut k).fail_next = Some((abi::N_GETASTATS, libc::ENODEV));
+    let e = k.entries(&tref("pfknock", "ssh")).unwrap_err().to_string();
+    assert!(
+        e.contains("pfrio_esize") && !e.contains("not loaded"),
+        "{e}"
+    );
+    // And the model itself answers ENODEV to a wrong esize (OpenBSD's 52-byte
+    // pfr_addr sent to FreeBSD's 20-byte one).
+    let mut m = Model::new(&model::FREEBSD_14, NOW);
+    m.define("pfknock", "ssh", false);
+    let mut pf = pfknock::pf::marshal::Pf::new(m, &openbsd::LAYOUT);
+    let e = pf.add_addrs(&tref("pfknock", "ssh"), &[net("198.51.100.7")]);
+    assert!(e.is_err(), "a foreign layout must not be accepted");
+}
+
+#[test]
+fn counters_never_flip_on_a_populated_live_table() {
+    use pfknock::config::Config;
+    let conf = |mode: &str| {
+        Config::parse(
+            &format!(
+                "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nexpire = \"{mode}\"\n"
+            ),
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap()
+        .0
+    };
+    let (age, idle) = (conf("age"), conf("idle"));
+    let anchor = AnchorName::new("pfknock").unwrap();
+    for (kr, l) in OSES {
+        if l.tflag_counters.is_none() {
+            continue; // macOS: idle is refused at check time instead
+        }
+        let mut k = kernel(kr, l);
+        // ssh's auth table loaded as `persist` (age), one authorization in it.
+        let auth = age.services[0]
+            .tables()
+            .into_iter()
+            .find(|(_, r)| *r == pfknock::config::Role::Auth)
+            .unwrap()
+            .0;
+        model(&mut k).define("pfknock", auth.as_str(), false);
+        k.add(&tref("pfknock", auth.as_str()), &[net("198.51.100.7")])
+            .unwrap();
+        let live = k.table_stats(&anchor).unwrap();
+        assert!(pfknock::backend::check_counter_flips(&age, &live).is_ok());
+        let e = pfknock::backend::check_counter_flips(&idle, &live).unwrap_err();
+        assert!(
+            e.to_string().contains("cannot turn on counters"),
+            "{} {}: {e}",
+            kr.os,
+            kr.version
+        );
+        // What the guard prevents: on FreeBSD 13.0 loading it anyway is a
+        // kernel panic.
+        model(&mut k).define("pfknock", auth.as_str(), true);
+        assert_eq!(
+            model(&mut k).panicked.is_some(),
+            kr.counters_flip_crashes,
+            "{} {}",
+            kr.os,
+            kr.version
+        );
+        // An empty table may change: nothing is kept.
+        let mut k = kernel(kr, l);
+        model(&mut k).define("pfknock", auth.as_str(), false);
+        let live = k.table_stats(&anchor).unwrap();
+        assert!(pfknock::backend::check_counter_flips(&idle, &live).is_ok());
+    }
+}
+
+#[test]
+fn anchor_components_fit_pf_anchor_name_size() {
+    let ok = "a".repeat(abi::ANCHOR_NAME_SIZE - 1);
+    assert!(AnchorName::new(&format!("pfknock/{ok}")).is_ok());
+    let long = "a".repeat(abi::ANCHOR_NAME_SIZE);
+    let e = AnchorName::new(&format!("pfknock/{long}")).unwrap_err();
+    assert!(e.contains("PF_ANCHOR_NAME_SIZE"), "{e}");
 }

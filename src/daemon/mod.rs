@@ -612,7 +612,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             now,
             |e| {
                 if idle {
-                    w.idle.last_active(&e.net).unwrap_or(now)
+                    policy::idle_since(e, &w.idle, now)
                 } else {
                     e.tzero
                 }

@@ -162,7 +162,14 @@ impl<D: Device> Pf<D> {
         esize: usize,
         hint: usize,
     ) -> Result<(Vec<u8>, usize)> {
-        let mut cap = hint.min(self.maxcount);
+        // FreeBSD caps GETASTATS by net.pf.request_maxcount, not GETTSTATS
+        // (docs/pf-kernel.md "Request cap").
+        let most = if n == abi::N_GETTSTATS {
+            usize::MAX
+        } else {
+            self.maxcount
+        };
+        let mut cap = hint.min(most);
         let mut buf: Vec<u8> = Vec::new();
         for _ in 0..GROW_TRIES {
             buf.clear();
@@ -179,11 +186,11 @@ impl<D: Device> Pf<D> {
                 buf.truncate(got * esize);
                 return Ok((buf, got));
             }
-            if got > self.maxcount {
+            if got > most {
                 return Err(self.too_many(table, anchor, got));
             }
             // Some slack for entries that arrive between two calls.
-            cap = (got + got / 16 + 16).min(self.maxcount);
+            cap = (got + got / 16 + 16).min(most);
         }
         Err(Error::Other(format!(
             "table <{table}>: it keeps growing faster than it can be read"
@@ -229,18 +236,24 @@ impl<D: Device> Pf<D> {
     }
 
     /// Send `addrs` with request `n` in chunks; returns the summed count
-    /// the kernel reports at `count_off` and each address's feedback.
+    /// the kernel reports at `count_off` and each address's feedback, in
+    /// the order of `addrs` with repeats left out (they are sent once).
+    /// Feedback is matched by the address the kernel wrote back, not by
+    /// position: OpenBSD's pfr_add_addrs returns it in reverse order
+    /// (docs/pf-kernel.md "Feedback").
     fn addr_op(
         &mut self,
         n: u8,
         t: &TableRef,
         addrs: &[Net],
         count_off: usize,
-    ) -> Result<(usize, Vec<u8>)> {
+    ) -> Result<(usize, Vec<(Net, u8)>)> {
         let l = self.layout;
+        let mut seen = std::collections::HashSet::with_capacity(addrs.len());
+        let unique: Vec<Net> = addrs.iter().copied().filter(|a| seen.insert(*a)).collect();
         let mut total = 0usize;
-        let mut fback = Vec::with_capacity(addrs.len());
-        for chunk in addrs.chunks(self.maxcount) {
+        let mut fback = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(self.maxcount) {
             let mut buf = vec![0u8; chunk.len() * l.addr_size];
             for (b, a) in buf.chunks_exact_mut(l.addr_size).zip(chunk) {
                 self.encode_addr(b, a);
@@ -254,27 +267,35 @@ impl<D: Device> Pf<D> {
             );
             self.call(n, t.anchor.as_str(), t.name.as_str(), &mut h, &mut buf)?;
             total += get_i32(&h, count_off).max(0) as usize;
-            fback.extend(buf.chunks_exact(l.addr_size).map(|b| b[l.a_fback]));
+            let mut back: std::collections::HashMap<Net, u8> = buf
+                .chunks_exact(l.addr_size)
+                .filter_map(|b| self.decode_addr(b).map(|a| (a, b[l.a_fback])))
+                .collect();
+            for a in chunk {
+                // An address the kernel did not write back has no verdict.
+                fback.push((*a, back.remove(a).unwrap_or(abi::PFR_FB_NONE)));
+            }
         }
         Ok((total, fback))
     }
 
     /// DIOCRADDADDRS: returns the number added and per-address feedback
-    /// (ADDED, NONE when present, CONFLICT, DUPLICATE).
-    pub fn add_addrs(&mut self, t: &TableRef, addrs: &[Net]) -> Result<(usize, Vec<u8>)> {
+    /// (ADDED, NONE when present, CONFLICT).
+    pub fn add_addrs(&mut self, t: &TableRef, addrs: &[Net]) -> Result<(usize, Vec<(Net, u8)>)> {
         let off = self.layout.io_nadd;
         self.addr_op(abi::N_ADDADDRS, t, addrs, off)
     }
 
     /// DIOCRDELADDRS, in chunks: returns the number deleted and feedback.
-    pub fn del_addrs(&mut self, t: &TableRef, addrs: &[Net]) -> Result<(usize, Vec<u8>)> {
+    pub fn del_addrs(&mut self, t: &TableRef, addrs: &[Net]) -> Result<(usize, Vec<(Net, u8)>)> {
         let off = self.layout.io_ndel;
         self.addr_op(abi::N_DELADDRS, t, addrs, off)
     }
 
     /// DIOCRCLRASTATS: zero the entries' counters. The time stamp becomes
-    /// now on OpenBSD but 0 on FreeBSD and macOS (`Layout::clrastats_stamps_now`).
-    pub fn clr_astats(&mut self, t: &TableRef, addrs: &[Net]) -> Result<(usize, Vec<u8>)> {
+    /// now on OpenBSD and FreeBSD 14, but 0 on FreeBSD 13 and macOS: see
+    /// `PfTables::renew`.
+    pub fn clr_astats(&mut self, t: &TableRef, addrs: &[Net]) -> Result<(usize, Vec<(Net, u8)>)> {
         let off = self.layout.io_nadd; // nzero aliases nadd
         self.addr_op(abi::N_CLRASTATS, t, addrs, off)
     }
@@ -314,6 +335,7 @@ impl<D: Device> Pf<D> {
                 name: get_cstr(&e[l.t_name..l.t_name + abi::TABLE_NAME_SIZE]),
                 anchor: get_cstr(&e[l.t_anchor..l.t_anchor + abi::ANCHOR_SIZE]),
                 active: get_u32(e, l.t_flags) & abi::PFR_TFLAG_ACTIVE != 0,
+                counters: l.tflag_counters.map(|c| get_u32(e, l.t_flags) & c != 0),
                 count: get_i32(e, l.ts_cnt).max(0) as u64,
                 packets: (0..2 * l.op_table_max)
                     .map(|i| get_u64(e, l.ts_packets + 8 * i))

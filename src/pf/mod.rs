@@ -32,12 +32,24 @@ impl Device for DevPf {
     }
 }
 
+/// Whether this OS has pf (and /dev/pf) at all.
+pub const AVAILABLE: bool = cfg!(any(
+    target_os = "freebsd",
+    target_os = "openbsd",
+    target_os = "macos"
+));
+
 /// Open /dev/pf, read-write when the command changes tables.
 pub fn open(write: bool) -> Result<PfTables<DevPf>> {
     #[cfg(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos"))]
     {
         let layout = abi::native().expect("a pf OS has a layout");
-        Ok(PfTables::new(DevPf::open(write, layout)?, layout))
+        let mut t = PfTables::new(DevPf::open(write, layout)?, layout);
+        #[cfg(target_os = "freebsd")]
+        if let Some(n) = sys_bsd::request_maxcount() {
+            t.pf.set_maxcount(n);
+        }
+        Ok(t)
     }
     #[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
     {
@@ -51,12 +63,15 @@ pub fn open(write: bool) -> Result<PfTables<DevPf>> {
 /// `Tables` over pf's table ioctls.
 pub struct PfTables<D> {
     pub pf: Pf<D>,
+    /// Whether DIOCRCLRASTATS stamps the time (learnt on first renewal).
+    clrastats_stamps_now: Option<bool>,
 }
 
 impl<D: Device> PfTables<D> {
     pub fn new(dev: D, layout: &'static abi::Layout) -> Self {
         PfTables {
             pf: Pf::new(dev, layout),
+            clrastats_stamps_now: None,
         }
     }
 }
@@ -84,23 +99,46 @@ impl<D: Device> Tables for PfTables<D> {
         self.pf.del_addrs(t, addrs).map(|(n, _)| n)
     }
 
-    /// OpenBSD: DIOCRCLRASTATS stamps now, in place. FreeBSD and macOS
-    /// stamp 0 there (the entry would look infinitely old), so the entries
-    /// are deleted and added again: two requests, with the addresses absent
-    /// in between.
+    /// DIOCRCLRASTATS, then the stamps read back: OpenBSD and FreeBSD 14
+    /// stamp now, in place; FreeBSD 13 and macOS stamp 0 (the entry would
+    /// look infinitely old), and those entries are deleted and added again
+    /// (two requests, the addresses absent in between). What the kernel
+    /// did is learnt on the first renewal and kept for the process.
     fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
         if addrs.is_empty() {
             return Ok(0);
         }
-        if self.pf.layout.clrastats_stamps_now {
-            return self.pf.clr_astats(t, addrs).map(|(n, _)| n);
-        }
-        let (_, fb) = self.pf.del_addrs(t, addrs)?;
-        let present: Vec<Net> = addrs
-            .iter()
-            .zip(fb)
+        let stale: Vec<Net> = match self.clrastats_stamps_now {
+            Some(false) => addrs.to_vec(),
+            _ => {
+                let (_, fb) = self.pf.clr_astats(t, addrs)?;
+                let cleared: Vec<Net> = fb
+                    .into_iter()
+                    .filter(|(_, f)| *f == abi::PFR_FB_CLEARED)
+                    .map(|(a, _)| a)
+                    .collect();
+                if cleared.is_empty() || self.clrastats_stamps_now == Some(true) {
+                    return Ok(cleared.len());
+                }
+                let zero: Vec<Net> = self
+                    .pf
+                    .get_astats(t)?
+                    .into_iter()
+                    .filter(|e| e.tzero == 0 && cleared.contains(&e.net))
+                    .map(|e| e.net)
+                    .collect();
+                self.clrastats_stamps_now = Some(zero.is_empty());
+                if zero.is_empty() {
+                    return Ok(cleared.len());
+                }
+                zero
+            }
+        };
+        let (_, fb) = self.pf.del_addrs(t, &stale)?;
+        let present: Vec<Net> = fb
+            .into_iter()
             .filter(|(_, f)| *f == abi::PFR_FB_DELETED)
-            .map(|(a, _)| *a)
+            .map(|(a, _)| a)
             .collect();
         if present.is_empty() {
             return Ok(0);

@@ -1,49 +1,343 @@
 //! A model of pf's table ioctls, for tests on machines without pf.
 //!
-//! It implements `Device` by decoding the same bytes the kernel would, at
-//! the offsets of the chosen OS's `Layout`, and applies the rules pf-abi.md
-//! sets out from the FreeBSD, OpenBSD and xnu sources: request numbers,
-//! esize (ENODEV), admitted flags (EINVAL), table and address validation,
-//! ESRCH/ENOENT, FreeBSD's `request_maxcount` cap, the getters' size
-//! protocol (too small: rc 0, size = needed, nothing copied, FreeBSD zero
-//! fills), FEEDBACK, DUMMY, time stamps at insert, CLRASTATS stamping 0 or
-//! now, and per-entry counters only for `counters` tables. Only what pfknock
-//! sends is modelled; other requests answer ENOTTY.
+//! It does not share pfknock's beliefs: it imports nothing from `marshal`
+//! or from the `Layout`s of `abi`. Its byte offsets are its own (`Abi`,
+//! written from the real headers: FreeBSD and OpenBSD `net/pfvar.h` as zig
+//! 0.17 ships them, xnu `bsd/net/pfvar.h`), and the kernels' behaviour is in
+//! per-OS, per-version rows (`Kernel`), each fact with the source it comes
+//! from. docs/pf-kernel.md sets the same facts out in prose. Only the
+//! request numbers' `DIOCR*` command bytes and the flag and feedback values
+//! are taken from `abi`'s constants, which tests/abi-headers.sh checks
+//! against the headers.
 //!
-//! It shares nothing with `marshal` but the `Layout` (itself pinned by const
-//! assertions), so a marshalling bug is not mirrored here.
+//! Only what pfknock sends is modelled; other requests answer ENOTTY.
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::abi::{self, Layout};
-use super::marshal::{Device, get_cstr, get_i32, get_u32, put_i32, put_u32};
+use super::abi;
+use super::marshal::Device;
+
+/// Byte offsets of one OS's structs on LP64, from its headers.
+#[derive(Debug)]
+pub struct Abi {
+    pub ioc_size: usize,
+    /// struct pfioc_table: pfrio_table at 0, then these.
+    pub io_buffer: usize,
+    pub io_esize: usize,
+    pub io_size: usize,
+    pub io_nadd: usize,
+    pub io_ndel: usize,
+    pub io_flags: usize,
+    /// struct pfr_table (the same on all three).
+    pub table_size: usize,
+    pub t_name: usize,
+    pub t_flags: usize,
+    /// struct pfr_addr
+    pub addr_size: usize,
+    pub a_af: usize,
+    pub a_net: usize,
+    pub a_not: usize,
+    pub a_fback: usize,
+    pub a_type: Option<usize>,
+    pub af_inet6: u8,
+    /// struct pfr_astats
+    pub astats_size: usize,
+    pub as_packets: usize,
+    pub as_bytes: usize,
+    pub as_tzero: usize,
+    pub op_addr_max: usize,
+    pub op_pass: usize,
+    /// struct pfr_tstats
+    pub tstats_size: usize,
+    pub ts_packets: usize,
+    pub ts_tzero: usize,
+    pub ts_cnt: usize,
+    /// PFR_TFLAG_COUNTERS, where it exists.
+    pub tflag_counters: Option<u32>,
+    pub tflag_usrmask: u32,
+    /// PFR_FB_NOCOUNT, where it exists.
+    pub fb_nocount: Option<u8>,
+}
+
+// FreeBSD net/pfvar.h: struct pfr_addr is the 16-byte union then af, net,
+// not, fback (20 bytes); pfr_astats adds [2][2] packets and bytes and a
+// time_t (96); pfr_tstats is pfr_table + [2][3] + [2][3] + match, nomatch,
+// tzero, cnt, refcnt[2] (1200). sys/socket.h: AF_INET6 28.
+pub const FREEBSD_ABI: Abi = Abi {
+    ioc_size: 1104,
+    io_buffer: 1064,
+    io_esize: 1072,
+    io_size: 1076,
+    io_nadd: 1084,
+    io_ndel: 1088,
+    io_flags: 1096,
+    table_size: 1064,
+    t_name: 1024,
+    t_flags: 1056,
+    addr_size: 20,
+    a_af: 16,
+    a_net: 17,
+    a_not: 18,
+    a_fback: 19,
+    a_type: None,
+    af_inet6: 28,
+    astats_size: 96,
+    as_packets: 24,
+    as_bytes: 56,
+    as_tzero: 88,
+    op_addr_max: 2,
+    op_pass: 1,
+    tstats_size: 1200,
+    ts_packets: 1064,
+    ts_tzero: 1176,
+    ts_cnt: 1184,
+    tflag_counters: Some(0x40),
+    tflag_usrmask: 0x43,
+    fb_nocount: Some(9),
+};
+
+// OpenBSD net/pfvar.h 1.548: pfr_addr has ifname[IFNAMSIZ], states, weight
+// before af, net, not, fback, type, pad[7] (52 bytes); PFR_OP_ADDR_MAX 3
+// (BLOCK, MATCH, PASS), so pfr_astats is 160 and pfr_tstats ([2][4]) 1232.
+// sys/socket.h: AF_INET6 24.
+pub const OPENBSD_ABI: Abi = Abi {
+    ioc_size: 1104,
+    io_buffer: 1064,
+    io_esize: 1072,
+    io_size: 1076,
+    io_nadd: 1084,
+    io_ndel: 1088,
+    io_flags: 1096,
+    table_size: 1064,
+    t_name: 1024,
+    t_flags: 1056,
+    addr_size: 52,
+    a_af: 38,
+    a_net: 39,
+    a_not: 40,
+    a_fback: 41,
+    a_type: Some(42),
+    af_inet6: 24,
+    astats_size: 160,
+    as_packets: 56,
+    as_bytes: 104,
+    as_tzero: 152,
+    op_addr_max: 3,
+    op_pass: 2,
+    tstats_size: 1232,
+    ts_packets: 1064,
+    ts_tzero: 1208,
+    ts_cnt: 1216,
+    tflag_counters: Some(0x40),
+    tflag_usrmask: 0x43,
+    fb_nocount: Some(9),
+};
+
+// xnu bsd/net/pfvar.h: pfr_addr as FreeBSD's; pfr_astats' tzero is a
+// u_int64_t; no PFR_TFLAG_COUNTERS (PFR_TFLAG_USRMASK 0x03) and no
+// PFR_FB_NOCOUNT. pfioc_table_64 has the LP64 layout of the others.
+// bsd/sys/socket.h: AF_INET6 30.
+pub const MACOS_ABI: Abi = Abi {
+    tflag_counters: None,
+    tflag_usrmask: 0x03,
+    fb_nocount: None,
+    af_inet6: 30,
+    ..FREEBSD_ABI
+};
+
+/// What CLRASTATS writes into an entry's time stamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stamp {
+    Zero,
+    Now,
+}
+
+/// One kernel: an OS at a version, and how its table ioctls behave. Every
+/// field says where it was read.
+#[derive(Debug)]
+pub struct Kernel {
+    pub os: &'static str,
+    pub version: &'static str,
+    pub abi: &'static Abi,
+    /// pfr_clr_astats -> pfr_clstats_kentries(..., tzero, ...).
+    pub clrastats: Stamp,
+    /// pfr_add_addrs collects the addresses on an SLIST with
+    /// SLIST_INSERT_HEAD and copies feedback out walking it from the head:
+    /// the feedback comes back in reverse order, each element rewritten by
+    /// pfr_fill_feedback, which sets pfra_not only when it is 1.
+    pub addaddrs_feedback_reversed: bool,
+    /// Per-entry counters exist only after the first counted packet
+    /// (pfr_update_stats allocates them) and CLRASTATS frees them again
+    /// (pfr_clstats_kentries): until then GETASTATS says PFR_FB_NOCOUNT.
+    pub lazy_counters: bool,
+    /// GETASTATS and GETTSTATS copy out a kernel buffer that was not zeroed
+    /// (malloc without M_ZERO in pf_ioctl.c): a short read hands the caller
+    /// size * esize bytes of whatever the kernel had.
+    pub short_read_garbage: bool,
+    /// `net.pf.request_maxcount` (default): most elements in one
+    /// ADDADDRS/DELADDRS/CLRASTATS/GETASTATS request (pf_ioctl.c,
+    /// pfrio_size > V_pf_ioctl_maxcount -> EINVAL). GETTSTATS is not capped.
+    pub request_maxcount: Option<usize>,
+    /// errno for GETTSTATS naming an anchor that does not exist.
+    pub missing_anchor_errno: i32,
+    /// GETASTATS admits flags (FreeBSD's ioctl layer refuses any).
+    pub getastats_flags: i32,
+    /// PFR_FLAG_ATOMIC admitted on address requests.
+    pub atomic: bool,
+    /// pfr_commit_ktable copies PFR_TFLAG_COUNTERS from the shadow table
+    /// without allocating counters for kept entries: loading a ruleset that
+    /// adds `counters` to a populated table dereferences NULL on the next
+    /// counted packet.
+    pub counters_flip_crashes: bool,
+}
+
+// FreeBSD 13.0: sys/netpfil/pf/pf_table.c releng/13.0, pfr_clr_astats
+// stamps 0; pfr_commit_ktable takes the shadow's flags (counters included)
+// without pfr_kentry_counter allocation for kept entries; sys/netpfil/pf/
+// pf_ioctl.c DIOCRGETASTATS: malloc(M_TEMP, M_WAITOK) (no M_ZERO), flags
+// refused (CLSTATS explicitly), size over V_pf_ioctl_maxcount EINVAL.
+pub const FREEBSD_13_0: Kernel = Kernel {
+    os: "FreeBSD",
+    version: "13.0",
+    abi: &FREEBSD_ABI,
+    clrastats: Stamp::Zero,
+    addaddrs_feedback_reversed: false,
+    lazy_counters: false,
+    short_read_garbage: true,
+    request_maxcount: Some(65535),
+    missing_anchor_errno: libc::EINVAL,
+    getastats_flags: 0,
+    atomic: false,
+    counters_flip_crashes: true,
+};
+
+// FreeBSD 14-stable: pf_table.c pfr_clr_astats stamps time_second; the
+// rest as 13.0 (pf_ioctl.c unchanged on these points).
+pub const FREEBSD_14: Kernel = Kernel {
+    version: "14",
+    clrastats: Stamp::Now,
+    counters_flip_crashes: false,
+    ..FREEBSD_13_0
+};
+
+// OpenBSD 7.x: sys/net/pf_table.c pfr_add_addrs (ioq built with
+// SLIST_INSERT_HEAD, feedback through pfr_fill_feedback), pfr_clr_astats ->
+// pfr_clstats_kentries(&workq, gettime(), 0), pfr_walktree PFRW_GET_ASTATS
+// (NOCOUNT while pfrke_counters is NULL), pfr_update_stats (counters
+// allocated on the first counted packet of a COUNTERS table);
+// pfr_get_astats has no ACCEPT_FLAGS; pf_ioctl.c has no request cap;
+// pfr_table_count < 0 -> ENOENT.
+pub const OPENBSD_7: Kernel = Kernel {
+    os: "OpenBSD",
+    version: "7",
+    abi: &OPENBSD_ABI,
+    clrastats: Stamp::Now,
+    addaddrs_feedback_reversed: true,
+    lazy_counters: true,
+    short_read_garbage: false,
+    request_maxcount: None,
+    missing_anchor_errno: libc::ENOENT,
+    getastats_flags: abi::PFR_FLAG_ALLMASK,
+    atomic: false,
+    counters_flip_crashes: false,
+};
+
+// xnu bsd/net/pf_table.c (OpenBSD 4.x lineage): pfr_clr_astats ->
+// pfr_clstats_kentries(&workq, 0, 0); counters inline in every kentry
+// (pfr_update_stats counts always); ACCEPT_FLAGS admits PFR_FLAG_ATOMIC;
+// feedback in input order; bsd/net/pf_ioctl.c has no request cap.
+pub const MACOS: Kernel = Kernel {
+    os: "macOS",
+    version: "xnu",
+    abi: &MACOS_ABI,
+    clrastats: Stamp::Zero,
+    addaddrs_feedback_reversed: false,
+    lazy_counters: false,
+    short_read_garbage: false,
+    request_maxcount: None,
+    missing_anchor_errno: libc::ENOENT,
+    getastats_flags: abi::PFR_FLAG_ATOMIC,
+    atomic: true,
+    counters_flip_crashes: false,
+};
+
+/// Every kernel row, oldest first within an OS.
+pub const KERNELS: [&Kernel; 4] = [&FREEBSD_13_0, &FREEBSD_14, &OPENBSD_7, &MACOS];
+
+/// The newest row for an OS name ("FreeBSD", "OpenBSD", "macOS").
+pub fn newest(os: &str) -> &'static Kernel {
+    KERNELS
+        .iter()
+        .rev()
+        .find(|k| k.os == os)
+        .copied()
+        .unwrap_or_else(|| panic!("no kernel row for {os}"))
+}
+
+const AF_INET: u8 = 2;
+const ANCHOR_LEN: usize = 1024;
+const NAME_LEN: usize = 32;
+const TFLAG_ACTIVE: u32 = 0x04;
+const TFLAG_PERSIST: u32 = 0x01;
+const TFLAG_CONST: u32 = 0x02;
+
+/// `_IOWR('D', n, struct pfioc_table)`, as sys/ioccom.h encodes it.
+fn request_number(ioc_size: usize, n: u8) -> u64 {
+    0xC000_0000 | (((ioc_size as u64) & 0x1FFF) << 16) | (0x44 << 8) | n as u64
+}
+
+fn rd32(b: &[u8], off: usize) -> i32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[off..off + 4]);
+    i32::from_ne_bytes(w)
+}
+
+fn wr32(b: &mut [u8], off: usize, v: i32) {
+    b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+}
+
+fn wr64(b: &mut [u8], off: usize, v: u64) {
+    b[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+}
+
+/// A NUL-terminated field, or EINVAL when bytes follow the NUL (pf's
+/// pfr_validate_table checks the padding) or there is no NUL at all.
+fn field(b: &[u8]) -> Result<String, i32> {
+    let end = b.iter().position(|&c| c == 0).ok_or(libc::EINVAL)?;
+    if b[end..].iter().any(|&c| c != 0) {
+        return Err(libc::EINVAL);
+    }
+    String::from_utf8(b[..end].to_vec()).map_err(|_| libc::EINVAL)
+}
 
 type Key = (u8, [u8; 16], u8);
+/// [PFR_DIR_MAX][PFR_OP_ADDR_MAX], room for the largest (OpenBSD's 3).
+type Counts = [[u64; 3]; 2];
 
 #[derive(Clone, Debug, Default)]
 struct KEntry {
     not: bool,
     tzero: i64,
-    packets: [[u64; 3]; 2],
-    bytes: [[u64; 3]; 2],
+    /// None: no counters allocated (NOCOUNT where the OS has it).
+    counters: Option<(Counts, Counts)>,
 }
 
 #[derive(Clone, Debug, Default)]
 struct KTable {
     flags: u32,
     entries: BTreeMap<Key, KEntry>,
-    /// pfrkt_packets[dir][op], summed: every match moves it.
     packets: u64,
 }
 
-/// The kernel's tables for one OS.
+/// The kernel's tables for one kernel row.
 pub struct Model {
-    pub layout: &'static Layout,
+    pub kernel: &'static Kernel,
+    abi: &'static Abi,
     /// Wall-clock seconds, as `time_second` / `gettime()`.
     pub now: i64,
-    /// FreeBSD's `net.pf.request_maxcount`.
+    /// `net.pf.request_maxcount` as set now (FreeBSD).
     pub maxcount: usize,
     tables: BTreeMap<(String, String), KTable>,
     anchors: BTreeSet<String>,
@@ -59,18 +353,21 @@ pub struct Model {
     grown: u32,
     /// Every (anchor, table) an address or stats request named.
     pub touched: BTreeSet<(String, String)>,
+    /// Set when the real kernel would have panicked.
+    pub panicked: Option<String>,
 }
 
-fn table_key(anchor: &str, name: &str) -> (String, String) {
+fn tkey(anchor: &str, name: &str) -> (String, String) {
     (anchor.trim_start_matches('/').to_owned(), name.to_owned())
 }
 
 impl Model {
-    pub fn new(layout: &'static Layout, now: i64) -> Self {
+    pub fn new(kernel: &'static Kernel, now: i64) -> Self {
         Model {
-            layout,
+            kernel,
+            abi: kernel.abi,
             now,
-            maxcount: layout.request_maxcount.unwrap_or(usize::MAX),
+            maxcount: kernel.request_maxcount.unwrap_or(usize::MAX),
             tables: BTreeMap::new(),
             anchors: BTreeSet::new(),
             calls: BTreeMap::new(),
@@ -79,48 +376,79 @@ impl Model {
             grow_on_short_read: 0,
             grown: 0,
             touched: BTreeSet::new(),
+            panicked: None,
         }
     }
 
-    fn counters_flag(&self) -> u32 {
-        self.layout.tflag_counters.unwrap_or(0)
+    fn host_key(&self, a: IpAddr) -> Key {
+        let mut b = [0u8; 16];
+        match a {
+            IpAddr::V4(v) => {
+                b[..4].copy_from_slice(&v.octets());
+                (AF_INET, b, 32)
+            }
+            IpAddr::V6(v) => (self.abi.af_inet6, v.octets(), 128),
+        }
     }
 
-    /// Define an active table, as loading a ruleset with `table <t> persist`
-    /// does; `counters` where the OS has the flag.
+    fn key_ip(&self, k: &Key) -> IpAddr {
+        if k.0 == self.abi.af_inet6 {
+            IpAddr::from(k.1)
+        } else {
+            IpAddr::from([k.1[0], k.1[1], k.1[2], k.1[3]])
+        }
+    }
+
+    fn fresh(&self, t: &KTable, tzero: i64) -> KEntry {
+        let eager = match self.abi.tflag_counters {
+            None => true,
+            Some(c) => t.flags & c != 0 && !self.kernel.lazy_counters,
+        };
+        KEntry {
+            not: false,
+            tzero,
+            counters: eager.then(Default::default),
+        }
+    }
+
+    /// Load a ruleset declaring `table <name> persist [counters]`: the
+    /// table is created, or keeps its entries with the new flags, as
+    /// pfr_ina_define + pfr_commit_ktable do.
     pub fn define(&mut self, anchor: &str, name: &str, counters: bool) {
-        let mut flags = abi::PFR_TFLAG_ACTIVE | abi::PFR_TFLAG_PERSIST;
-        if counters {
-            flags |= self.counters_flag();
-        }
+        let cf = self.abi.tflag_counters.unwrap_or(0);
+        let want = if counters { cf } else { 0 };
         self.anchors.insert(anchor.to_owned());
-        self.tables
-            .entry(table_key(anchor, name))
-            .or_default()
-            .flags = flags;
+        let crashes = self.kernel.counters_flip_crashes;
+        let t = self.tables.entry(tkey(anchor, name)).or_default();
+        let had = t.flags & cf;
+        if crashes && had != want && want != 0 && !t.entries.is_empty() {
+            self.panicked = Some(format!(
+                "{} {}: counters added to populated table <{name}> (pfr_commit_ktable)",
+                self.kernel.os, self.kernel.version
+            ));
+        }
+        t.flags = TFLAG_ACTIVE | TFLAG_PERSIST | want;
     }
 
     /// Define a const table with entries, as `table <t> const { ... }` does.
     pub fn define_const(&mut self, anchor: &str, name: &str, addrs: &[IpAddr]) {
         self.define(anchor, name, false);
+        let keys: Vec<Key> = addrs.iter().map(|a| self.host_key(*a)).collect();
         let now = self.now;
         let t = self
             .tables
-            .get_mut(&table_key(anchor, name))
-            .expect("defined");
-        t.flags |= abi::PFR_TFLAG_CONST;
-        for a in addrs {
-            t.entries.insert(
-                host_key(self.layout, *a),
-                KEntry {
-                    tzero: now,
-                    ..Default::default()
-                },
-            );
+            .get(&tkey(anchor, name))
+            .expect("defined")
+            .clone();
+        let e = self.fresh(&t, now);
+        let t = self.tables.get_mut(&tkey(anchor, name)).expect("defined");
+        t.flags |= TFLAG_CONST;
+        for k in keys {
+            t.entries.insert(k, e.clone());
         }
     }
 
-    /// Remove an anchor and its tables (FreeBSD's rc.d/pf `pfctl -F all`).
+    /// Remove an anchor and its tables (`pfctl -F all` in the anchor).
     pub fn flush_anchor(&mut self, anchor: &str) {
         self.anchors.remove(anchor);
         self.tables.retain(|(a, _), _| a != anchor);
@@ -129,36 +457,46 @@ impl Model {
     /// pf's overload: insert the host with tzero = now, leaving an existing
     /// entry (and its time stamp) alone. The table must exist.
     pub fn overload(&mut self, anchor: &str, name: &str, a: IpAddr) -> bool {
+        let key = self.host_key(a);
         let now = self.now;
-        let key = host_key(self.layout, a);
-        match self.tables.get_mut(&table_key(anchor, name)) {
-            Some(t) if !t.entries.contains_key(&key) => {
-                t.entries.insert(
-                    key,
-                    KEntry {
-                        tzero: now,
-                        ..Default::default()
-                    },
-                );
-                true
-            }
-            _ => false,
+        let Some(t) = self.tables.get(&tkey(anchor, name)) else {
+            return false;
+        };
+        if t.entries.contains_key(&key) {
+            return false;
         }
+        let e = self.fresh(t, now);
+        self.tables
+            .get_mut(&tkey(anchor, name))
+            .expect("exists")
+            .entries
+            .insert(key, e);
+        true
     }
 
-    /// A packet from `a` passed by a rule on the table: per-entry counters
-    /// move only where the table keeps them (always on macOS).
+    /// `packets` passed by a rule on the table from `a` (pfr_update_stats):
+    /// per-entry counters move only where the table keeps them.
     pub fn traffic(&mut self, anchor: &str, name: &str, a: IpAddr, packets: u64, bytes: u64) {
-        let keeps = self.layout.tflag_counters.is_none();
-        let (cf, pass) = (self.counters_flag(), self.layout.op_pass);
-        if let Some(t) = self.tables.get_mut(&table_key(anchor, name)) {
-            t.packets += packets;
-            let counted = keeps || t.flags & cf != 0;
-            if let Some(e) = t.entries.get_mut(&host_key(self.layout, a))
-                && counted
-            {
-                e.packets[0][pass] += packets;
-                e.bytes[0][pass] += bytes;
+        let key = self.host_key(a);
+        let (cf, pass, lazy) = (
+            self.abi.tflag_counters,
+            self.abi.op_pass,
+            self.kernel.lazy_counters,
+        );
+        let Some(t) = self.tables.get_mut(&tkey(anchor, name)) else {
+            return;
+        };
+        t.packets += packets;
+        let counting = cf.is_none_or(|c| t.flags & c != 0);
+        if let Some(e) = t.entries.get_mut(&key)
+            && counting
+        {
+            if e.counters.is_none() && lazy {
+                e.counters = Some(Default::default());
+            }
+            if let Some((p, b)) = e.counters.as_mut() {
+                p[0][pass] += packets;
+                b[0][pass] += bytes;
             }
         }
     }
@@ -171,39 +509,38 @@ impl Model {
         addrs: impl Iterator<Item = IpAddr>,
         tzero: impl Fn(usize) -> i64,
     ) {
-        let l = self.layout;
+        let keys: Vec<Key> = addrs.map(|a| self.host_key(a)).collect();
         let t = self
             .tables
-            .get_mut(&table_key(anchor, name))
-            .expect("defined");
-        for (i, a) in addrs.enumerate() {
-            t.entries.insert(
-                host_key(l, a),
-                KEntry {
-                    tzero: tzero(i),
-                    ..Default::default()
-                },
-            );
+            .get(&tkey(anchor, name))
+            .expect("defined")
+            .clone();
+        let proto = self.fresh(&t, 0);
+        let t = self.tables.get_mut(&tkey(anchor, name)).expect("defined");
+        for (i, k) in keys.into_iter().enumerate() {
+            let mut e = proto.clone();
+            e.tzero = tzero(i);
+            t.entries.insert(k, e);
         }
     }
 
-    /// The table's entries as (address, tzero), for assertions.
+    /// The table's entries as (address, prefix, tzero), for assertions.
     pub fn dump(&self, anchor: &str, name: &str) -> Option<Vec<(IpAddr, u8, i64)>> {
-        let t = self.tables.get(&table_key(anchor, name))?;
+        let t = self.tables.get(&tkey(anchor, name))?;
         Some(
             t.entries
                 .iter()
-                .map(|((af, a, net), e)| (key_ip(self.layout, *af, a), *net, e.tzero))
+                .map(|(k, e)| (self.key_ip(k), k.2, e.tzero))
                 .collect(),
         )
     }
 
     /// Flip an entry's negation (`!addr`), as a hand-written table may hold.
     pub fn negate(&mut self, anchor: &str, name: &str, a: IpAddr) {
-        let key = host_key(self.layout, a);
+        let key = self.host_key(a);
         if let Some(e) = self
             .tables
-            .get_mut(&table_key(anchor, name))
+            .get_mut(&tkey(anchor, name))
             .and_then(|t| t.entries.get_mut(&key))
         {
             e.not = !e.not;
@@ -211,11 +548,11 @@ impl Model {
     }
 
     pub fn has_table(&self, anchor: &str, name: &str) -> bool {
-        self.tables.contains_key(&table_key(anchor, name))
+        self.tables.contains_key(&tkey(anchor, name))
     }
 
     pub fn table_flags(&self, anchor: &str, name: &str) -> Option<u32> {
-        self.tables.get(&table_key(anchor, name)).map(|t| t.flags)
+        self.tables.get(&tkey(anchor, name)).map(|t| t.flags)
     }
 
     pub fn count(&self, n: u8) -> usize {
@@ -224,33 +561,26 @@ impl Model {
 
     // ---- decoding, with the kernel's checks ---------------------------------
 
-    /// `pfr_validate_table` + `pfr_fix_anchor`: (anchor, name) or EINVAL.
+    /// `pfr_validate_table` + `pfr_fix_anchor` on a struct pfr_table at the
+    /// start of `b`: (anchor, name, flags) or EINVAL.
     fn read_table(
         &self,
         b: &[u8],
-        allow_flags: u32,
+        allow: u32,
         need_name: bool,
     ) -> Result<(String, String, u32), i32> {
-        let l = self.layout;
-        let name_f = &b[l.t_name..l.t_name + abi::TABLE_NAME_SIZE];
-        let name = get_cstr(name_f);
+        let a = self.abi;
+        let name = field(&b[a.t_name..a.t_name + NAME_LEN])?;
         if need_name && name.is_empty() {
             return Err(libc::EINVAL);
         }
-        if name_f[name.len()..].iter().any(|&c| c != 0) {
-            return Err(libc::EINVAL);
-        }
-        let anchor_f = &b[l.t_anchor..l.t_anchor + abi::ANCHOR_SIZE];
-        let raw = get_cstr(anchor_f);
-        if anchor_f[raw.len()..].iter().any(|&c| c != 0) {
-            return Err(libc::EINVAL);
-        }
-        let anchor = raw.trim_start_matches('/').to_owned();
+        let anchor = field(&b[..ANCHOR_LEN])?;
+        let anchor = anchor.trim_start_matches('/').to_owned();
         if anchor == "_pf" {
             return Err(libc::EINVAL);
         }
-        let flags = get_u32(b, l.t_flags);
-        if flags & !allow_flags != 0 {
+        let flags = rd32(b, a.t_flags) as u32;
+        if flags & !allow != 0 {
             return Err(libc::EINVAL);
         }
         Ok((anchor, name, flags))
@@ -258,42 +588,41 @@ impl Model {
 
     /// `pfr_validate_addr`: the key and negation, or EINVAL.
     fn read_addr(&self, b: &[u8]) -> Result<(Key, bool), i32> {
-        let l = self.layout;
-        let af = b[l.a_af];
-        let net = b[l.a_net];
-        let max = if af == abi::AF_INET {
-            32
-        } else if af == l.af_inet6 {
-            128
-        } else {
-            return Err(libc::EINVAL);
+        let a = self.abi;
+        let (af, net) = (b[a.a_af], b[a.a_net]);
+        let max = match af {
+            AF_INET => 32,
+            x if x == a.af_inet6 => 128,
+            _ => return Err(libc::EINVAL),
         };
         if net > max {
             return Err(libc::EINVAL);
         }
-        let addr: [u8; 16] = b[l.a_addr..l.a_addr + 16].try_into().expect("16");
+        let mut addr = [0u8; 16];
+        addr.copy_from_slice(&b[..16]);
         // No bit set past the prefix, in the whole 16-byte union.
+        let net = net as usize;
         for (i, &byte) in addr.iter().enumerate() {
-            let keep = (net as usize).saturating_sub(i * 8).min(8);
-            let mask = if keep == 8 { 0xFF } else { !(0xFFu8 >> keep) };
-            if byte & !mask != 0 {
+            let bits = net.saturating_sub(i * 8).min(8);
+            let host = 0xFFu8.checked_shr(bits as u32).unwrap_or(0);
+            if byte & host != 0 {
                 return Err(libc::EINVAL);
             }
         }
-        if b[l.a_not] > 1 || b[l.a_fback] != 0 {
+        if b[a.a_not] > 1 || b[a.a_fback] != 0 {
             return Err(libc::EINVAL);
         }
-        if let Some(t) = l.a_type
+        if let Some(t) = a.a_type
             && b[t] >= 3
         {
             return Err(libc::EINVAL);
         }
-        Ok(((af, addr, net), b[l.a_not] == 1))
+        Ok(((af, addr, net as u8), b[a.a_not] == 1))
     }
 
     fn check_flags(&self, flags: i32, accepted: i32) -> Result<(), i32> {
         let mut ok = accepted;
-        if self.layout.flag_atomic {
+        if self.kernel.atomic {
             ok |= abi::PFR_FLAG_ATOMIC;
         }
         if flags & abi::PFR_FLAG_ALLMASK & !ok != 0 {
@@ -302,10 +631,16 @@ impl Model {
         Ok(())
     }
 
-    fn active_table(&mut self, anchor: &str, name: &str) -> Result<&mut KTable, i32> {
-        match self.tables.get_mut(&table_key(anchor, name)) {
-            Some(t) if t.flags & abi::PFR_TFLAG_ACTIVE != 0 => Ok(t),
+    fn active(&mut self, anchor: &str, name: &str) -> Result<&mut KTable, i32> {
+        match self.tables.get_mut(&tkey(anchor, name)) {
+            Some(t) if t.flags & TFLAG_ACTIVE != 0 => Ok(t),
             _ => Err(libc::ESRCH),
+        }
+    }
+
+    fn garbage(&self, buf: &mut [u8]) {
+        if self.kernel.short_read_garbage {
+            buf.fill(0xA5);
         }
     }
 
@@ -316,77 +651,73 @@ impl Model {
         size: usize,
         flags: i32,
     ) -> Result<(), i32> {
-        let l = self.layout;
-        if l.request_maxcount.is_some() {
-            // FreeBSD admits no flag here, CLSTATS explicitly refused.
-            self.check_flags(flags, 0)?;
-        }
-        let (anchor, name, _) = self.read_table(&ioc[l.io_table..], 0, true)?;
+        let a = self.abi;
+        self.check_flags(flags, self.kernel.getastats_flags)?;
+        let (anchor, name, _) = self.read_table(ioc, 0, true)?;
         self.touched.insert((anchor.clone(), name.clone()));
-        let (cf, nocount, keeps) = (
-            self.counters_flag(),
-            l.fb_nocount,
-            l.tflag_counters.is_none(),
-        );
-        let stamp_now = flags & abi::PFR_FLAG_CLSTATS != 0;
-        let now = self.now;
-        let grow = self.grow_on_short_read;
-        let base = self.grown;
-        let t = self.active_table(&anchor, &name)?;
-        let n = t.entries.len();
+        let (now, grow, base) = (self.now, self.grow_on_short_read, self.grown);
+        let n = self.active(&anchor, &name)?.entries.len();
         if n > size {
-            if l.zero_fills_short_buffer {
-                buf[..size * l.astats_size].fill(0);
-            }
-            put_i32(ioc, l.io_size, n as i32);
-            for i in 0..grow as u32 {
-                let a = IpAddr::from(std::net::Ipv4Addr::from(
-                    (0xC612_0000u32 | 0x8000) + base + i,
-                )); // 198.18.128.0/17
-                t.entries.insert(
-                    host_key(l, a),
-                    KEntry {
-                        tzero: now,
-                        ..Default::default()
-                    },
-                );
+            self.garbage(&mut buf[..size * a.astats_size]);
+            wr32(ioc, a.io_size, n as i32);
+            let keys: Vec<Key> = (0..grow as u32)
+                .map(|i| {
+                    // 198.18.128.0/17
+                    self.host_key(IpAddr::from(std::net::Ipv4Addr::from(
+                        0xC612_8000u32 + base + i,
+                    )))
+                })
+                .collect();
+            let t = self
+                .tables
+                .get(&tkey(&anchor, &name))
+                .expect("active")
+                .clone();
+            let e = self.fresh(&t, now);
+            let t = self.active(&anchor, &name)?;
+            for k in keys {
+                t.entries.insert(k, e.clone());
             }
             self.grown += grow as u32;
             return Ok(());
         }
-        let counted = keeps || t.flags & cf != 0;
+        let nocount = a.fb_nocount;
+        let clear = flags & abi::PFR_FLAG_CLSTATS != 0;
+        let lazy = self.kernel.lazy_counters;
+        let t = self.active(&anchor, &name)?;
         for ((k, e), out) in t
             .entries
             .iter_mut()
-            .zip(buf.chunks_exact_mut(l.astats_size))
+            .zip(buf.chunks_exact_mut(a.astats_size))
         {
             out.fill(0);
-            out[l.a_addr..l.a_addr + 16].copy_from_slice(&k.1);
-            out[l.a_af] = k.0;
-            out[l.a_net] = k.2;
-            out[l.a_not] = e.not as u8;
-            if counted {
-                for dir in 0..2 {
-                    for op in 0..l.op_addr_max {
-                        let i = 8 * (dir * l.op_addr_max + op);
-                        out[l.as_packets + i..l.as_packets + i + 8]
-                            .copy_from_slice(&e.packets[dir][op].to_ne_bytes());
-                        out[l.as_bytes + i..l.as_bytes + i + 8]
-                            .copy_from_slice(&e.bytes[dir][op].to_ne_bytes());
+            out[..16].copy_from_slice(&k.1);
+            out[a.a_af] = k.0;
+            out[a.a_net] = k.2;
+            out[a.a_not] = e.not as u8;
+            match &e.counters {
+                Some((p, b)) => {
+                    for dir in 0..2 {
+                        for op in 0..a.op_addr_max {
+                            let i = 8 * (dir * a.op_addr_max + op);
+                            wr64(out, a.as_packets + i, p[dir][op]);
+                            wr64(out, a.as_bytes + i, b[dir][op]);
+                        }
                     }
                 }
-            } else {
-                out[l.a_fback] = nocount.unwrap_or(abi::PFR_FB_NONE);
+                None => out[a.a_fback] = nocount.unwrap_or(0),
             }
-            out[l.as_tzero..l.as_tzero + 8].copy_from_slice(&e.tzero.to_ne_bytes());
-            if stamp_now && counted {
-                // OpenBSD's read-and-clear.
-                e.packets = Default::default();
-                e.bytes = Default::default();
+            wr64(out, a.as_tzero, e.tzero as u64);
+            if clear {
                 e.tzero = now;
+                if lazy {
+                    e.counters = None;
+                } else if let Some(c) = e.counters.as_mut() {
+                    *c = Default::default();
+                }
             }
         }
-        put_i32(ioc, l.io_size, n as i32);
+        wr32(ioc, a.io_size, n as i32);
         Ok(())
     }
 
@@ -398,18 +729,31 @@ impl Model {
         size: usize,
         flags: i32,
     ) -> Result<(), i32> {
-        let l = self.layout;
+        let a = self.abi;
         self.check_flags(flags, abi::PFR_FLAG_DUMMY | abi::PFR_FLAG_FEEDBACK)?;
-        let (anchor, name, _) = self.read_table(&ioc[l.io_table..], 0, true)?;
+        let (anchor, name, _) = self.read_table(ioc, 0, true)?;
         self.touched.insert((anchor.clone(), name.clone()));
         let mut addrs = Vec::with_capacity(size);
-        for b in buf.chunks_exact(l.addr_size).take(size) {
+        for b in buf.chunks_exact(a.addr_size).take(size) {
             addrs.push(self.read_addr(b)?);
         }
         let dummy = flags & abi::PFR_FLAG_DUMMY != 0;
-        let (now, zero_now) = (self.now, l.clrastats_stamps_now);
-        let t = self.active_table(&anchor, &name)?;
-        if n != abi::N_CLRASTATS && t.flags & abi::PFR_TFLAG_CONST != 0 {
+        let feedback = flags & abi::PFR_FLAG_FEEDBACK != 0;
+        let now = self.now;
+        let stamp = match self.kernel.clrastats {
+            Stamp::Zero => 0,
+            Stamp::Now => now,
+        };
+        let (lazy, reversed) = (
+            self.kernel.lazy_counters,
+            self.kernel.addaddrs_feedback_reversed && n == abi::N_ADDADDRS,
+        );
+        let proto = {
+            let t = self.active(&anchor, &name)?.clone();
+            self.fresh(&t, now)
+        };
+        let t = self.active(&anchor, &name)?;
+        if n != abi::N_CLRASTATS && t.flags & TFLAG_CONST != 0 {
             return Err(libc::EPERM);
         }
         let mut seen: BTreeSet<Key> = BTreeSet::new();
@@ -456,39 +800,57 @@ impl Model {
             for ((k, not), f) in addrs.iter().zip(&fb) {
                 match (n, *f) {
                     (abi::N_ADDADDRS, abi::PFR_FB_ADDED) => {
-                        t.entries.insert(
-                            *k,
-                            KEntry {
-                                not: *not,
-                                tzero: now,
-                                ..Default::default()
-                            },
-                        );
+                        let mut e = proto.clone();
+                        e.not = *not;
+                        t.entries.insert(*k, e);
                     }
                     (abi::N_DELADDRS, abi::PFR_FB_DELETED) => {
                         t.entries.remove(k);
                     }
                     (abi::N_CLRASTATS, abi::PFR_FB_CLEARED) => {
                         let e = t.entries.get_mut(k).expect("present");
-                        e.packets = Default::default();
-                        e.bytes = Default::default();
-                        e.tzero = if zero_now { now } else { 0 };
+                        e.tzero = stamp;
+                        if lazy {
+                            e.counters = None;
+                        } else if let Some(c) = e.counters.as_mut() {
+                            *c = Default::default();
+                        }
                     }
                     _ => {}
                 }
             }
         }
-        if flags & abi::PFR_FLAG_FEEDBACK != 0 {
-            for (b, f) in buf.chunks_exact_mut(l.addr_size).zip(&fb) {
-                b[l.a_fback] = *f;
+        if feedback {
+            if reversed {
+                // pfr_fill_feedback into one stack pfr_addr, element by
+                // element from the head of the list: the last input first;
+                // pfra_not is written only when 1, so a 0 keeps the value
+                // left by the element before.
+                let mut ad = vec![0u8; a.addr_size];
+                let order: Vec<usize> = (0..addrs.len()).rev().collect();
+                for (slot, &i) in order.iter().enumerate() {
+                    let ((k, not), f) = (&addrs[i], fb[i]);
+                    ad[..16].copy_from_slice(&k.1);
+                    ad[a.a_af] = k.0;
+                    ad[a.a_net] = k.2;
+                    if *not {
+                        ad[a.a_not] = 1;
+                    }
+                    ad[a.a_fback] = f;
+                    buf[slot * a.addr_size..(slot + 1) * a.addr_size].copy_from_slice(&ad);
+                }
+            } else {
+                for (b, f) in buf.chunks_exact_mut(a.addr_size).zip(&fb) {
+                    b[a.a_fback] = *f;
+                }
             }
         }
         let off = if n == abi::N_DELADDRS {
-            l.io_ndel
+            a.io_ndel
         } else {
-            l.io_nadd
+            a.io_nadd
         };
-        put_i32(ioc, off, count);
+        wr32(ioc, off, count);
         Ok(())
     }
 
@@ -499,41 +861,36 @@ impl Model {
         size: usize,
         flags: i32,
     ) -> Result<(), i32> {
-        let l = self.layout;
+        let a = self.abi;
         self.check_flags(flags, abi::PFR_FLAG_ALLRSETS)?;
-        let (anchor, _, _) = self.read_table(&ioc[l.io_table..], 0, false)?;
+        let (anchor, _, _) = self.read_table(ioc, 0, false)?;
         let all = flags & abi::PFR_FLAG_ALLRSETS != 0;
         if !all && !anchor.is_empty() && !self.anchors.contains(&anchor) {
-            return Err(l.missing_anchor_errno);
+            return Err(self.kernel.missing_anchor_errno);
         }
         let matching: Vec<(&(String, String), &KTable)> = self
             .tables
             .iter()
-            .filter(|((a, _), _)| all || *a == anchor)
+            .filter(|((t, _), _)| all || *t == anchor)
             .collect();
         let n = matching.len();
-        // FreeBSD clamps the caller's size to the count first.
-        let size = if l.request_maxcount.is_some() {
-            size.min(n)
-        } else {
-            size
-        };
         if n > size {
-            put_i32(ioc, l.io_size, n as i32);
+            wr32(ioc, a.io_size, n as i32);
+            self.garbage(&mut buf[..size * a.tstats_size]);
             return Ok(());
         }
-        for (((a, name), t), out) in matching
+        for (((an, name), t), out) in matching
             .into_iter()
-            .zip(buf.chunks_exact_mut(l.tstats_size))
+            .zip(buf.chunks_exact_mut(a.tstats_size))
         {
             out.fill(0);
-            out[l.t_anchor..l.t_anchor + a.len()].copy_from_slice(a.as_bytes());
-            out[l.t_name..l.t_name + name.len()].copy_from_slice(name.as_bytes());
-            put_u32(out, l.t_flags, t.flags);
-            put_i32(out, l.ts_cnt, t.entries.len() as i32);
-            out[l.ts_packets..l.ts_packets + 8].copy_from_slice(&t.packets.to_ne_bytes());
+            out[..an.len()].copy_from_slice(an.as_bytes());
+            out[a.t_name..a.t_name + name.len()].copy_from_slice(name.as_bytes());
+            wr32(out, a.t_flags, t.flags as i32);
+            wr32(out, a.ts_cnt, t.entries.len() as i32);
+            wr64(out, a.ts_packets, t.packets);
         }
-        put_i32(ioc, l.io_size, n as i32);
+        wr32(ioc, a.io_size, n as i32);
         Ok(())
     }
 
@@ -544,18 +901,18 @@ impl Model {
         size: usize,
         flags: i32,
     ) -> Result<(), i32> {
-        let l = self.layout;
+        let a = self.abi;
         self.check_flags(flags, abi::PFR_FLAG_DUMMY)?;
         let mut todo = Vec::new();
-        for b in buf.chunks_exact(l.table_size).take(size) {
-            todo.push(self.read_table(b, l.tflag_usrmask, true)?);
+        for b in buf.chunks_exact(a.table_size).take(size) {
+            todo.push(self.read_table(b, a.tflag_usrmask, true)?);
         }
         let mut nadd = 0;
         for (anchor, name, f) in todo {
             let exists = self
                 .tables
-                .get(&table_key(&anchor, &name))
-                .is_some_and(|t| t.flags & abi::PFR_TFLAG_ACTIVE != 0);
+                .get(&tkey(&anchor, &name))
+                .is_some_and(|t| t.flags & TFLAG_ACTIVE != 0);
             if exists {
                 continue;
             }
@@ -564,44 +921,22 @@ impl Model {
                 if !anchor.is_empty() {
                     self.anchors.insert(anchor.clone());
                 }
-                self.tables
-                    .entry(table_key(&anchor, &name))
-                    .or_default()
-                    .flags = f | abi::PFR_TFLAG_ACTIVE;
+                self.tables.entry(tkey(&anchor, &name)).or_default().flags = f | TFLAG_ACTIVE;
             }
         }
-        put_i32(ioc, l.io_nadd, nadd);
+        wr32(ioc, a.io_nadd, nadd);
         Ok(())
-    }
-}
-
-fn host_key(l: &Layout, a: IpAddr) -> Key {
-    let mut b = [0u8; 16];
-    match a {
-        IpAddr::V4(v) => {
-            b[..4].copy_from_slice(&v.octets());
-            (abi::AF_INET, b, 32)
-        }
-        IpAddr::V6(v) => (l.af_inet6, v.octets(), 128),
-    }
-}
-
-fn key_ip(l: &Layout, af: u8, a: &[u8; 16]) -> IpAddr {
-    if af == l.af_inet6 {
-        IpAddr::from(*a)
-    } else {
-        IpAddr::from([a[0], a[1], a[2], a[3]])
     }
 }
 
 impl Device for Model {
     fn ioctl(&mut self, request: u64, ioc: &mut [u8], buf: &mut [u8]) -> Result<(), i32> {
-        let l = self.layout;
-        if ioc.len() != l.ioc_size {
+        let a = self.abi;
+        if ioc.len() != a.ioc_size {
             return Err(libc::EFAULT);
         }
         let n = (request & 0xFF) as u8;
-        if request != l.request(n) {
+        if request != request_number(a.ioc_size, n) {
             return Err(libc::ENOTTY);
         }
         *self.calls.entry(n).or_default() += 1;
@@ -616,20 +951,24 @@ impl Device for Model {
         {
             return Err(e);
         }
-        let esize = get_i32(ioc, l.io_esize);
-        let size = get_i32(ioc, l.io_size);
-        let flags = get_i32(ioc, l.io_flags);
-        let want_esize = match n {
-            abi::N_GETASTATS => l.astats_size,
-            abi::N_ADDADDRS | abi::N_DELADDRS | abi::N_CLRASTATS => l.addr_size,
-            abi::N_GETTSTATS => l.tstats_size,
-            abi::N_ADDTABLES => l.table_size,
+        let (esize, size, flags) = (
+            rd32(ioc, a.io_esize),
+            rd32(ioc, a.io_size),
+            rd32(ioc, a.io_flags),
+        );
+        let want = match n {
+            abi::N_GETASTATS => a.astats_size,
+            abi::N_ADDADDRS | abi::N_DELADDRS | abi::N_CLRASTATS => a.addr_size,
+            abi::N_GETTSTATS => a.tstats_size,
+            abi::N_ADDTABLES => a.table_size,
             _ => return Err(libc::ENOTTY),
         };
-        if esize as usize != want_esize {
+        // pf_ioctl.c: every DIOCR* request checks pfrio_esize first.
+        if esize < 0 || esize as usize != want {
             return Err(libc::ENODEV);
         }
-        if size < 0 || (l.request_maxcount.is_some() && size as usize > self.maxcount) {
+        let capped = self.kernel.request_maxcount.is_some() && n != abi::N_GETTSTATS;
+        if size < 0 || (capped && size as usize > self.maxcount) {
             return Err(if n == abi::N_ADDTABLES {
                 libc::ENOMEM
             } else {
@@ -637,7 +976,7 @@ impl Device for Model {
             });
         }
         let size = size as usize;
-        if buf.len() < size * want_esize {
+        if buf.len() < size * want {
             return Err(libc::EFAULT);
         }
         match n {

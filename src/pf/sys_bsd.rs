@@ -85,3 +85,27 @@ impl Device for DevPf {
         }
     }
 }
+
+/// `net.pf.request_maxcount`: the most elements FreeBSD takes in one table
+/// request (pf_ioctl.c, `V_pf_ioctl_maxcount`, a u_int sysctl). `None` when
+/// it cannot be read; the caller then keeps the default.
+#[cfg(target_os = "freebsd")]
+pub fn request_maxcount() -> Option<usize> {
+    let name = c"net.pf.request_maxcount";
+    let mut v: libc::c_uint = 0;
+    let mut len = std::mem::size_of::<libc::c_uint>();
+    // SAFETY: `name` is a NUL-terminated string; `v` and `len` are live
+    // locals, `len` holding the size of `v`, which is all sysctl writes
+    // (it fails with ENOMEM rather than write more). No new value is set
+    // (null pointer, length 0).
+    let rc = unsafe {
+        libc::sysctlbyname(
+            name.as_ptr(),
+            (&raw mut v).cast(),
+            &mut len,
+            std::ptr::null(),
+            0,
+        )
+    };
+    (rc == 0 && len == std::mem::size_of::<libc::c_uint>()).then_some(v as usize)
+}

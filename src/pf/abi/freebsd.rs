@@ -39,7 +39,7 @@ pub struct pfr_tstats {
     pub pfrts_refcnt: [i32; 2],
 }
 
-// pf-abi.md §2, column "FB LP64".
+// docs/pf-kernel.md "Structures", FreeBSD LP64.
 const _: () = {
     assert!(size_of::<pfr_addr>() == 20 && align_of::<pfr_addr>() == 4);
     assert!(offset_of!(pfr_addr, pfra_af) == 16);
@@ -75,9 +75,6 @@ pub const LAYOUT: Layout = layout! {
     tflag_counters: Some(super::PFR_TFLAG_COUNTERS),
     tflag_usrmask: 0x43,
     fb_nocount: Some(super::PFR_FB_NOCOUNT),
-    flag_atomic: false,
     request_maxcount: Some(65535),
-    clrastats_stamps_now: false,
     missing_anchor_errno: libc::EINVAL,
-    zero_fills_short_buffer: true,
 };

@@ -37,7 +37,7 @@ pub struct pfr_tstats {
     pub pfrts_refcnt: [i32; 2],
 }
 
-// pf-abi.md §2, column "macOS".
+// docs/pf-kernel.md "Structures", macOS (xnu bsd/net/pfvar.h).
 const _: () = {
     assert!(size_of::<pfr_addr>() == 20 && align_of::<pfr_addr>() == 4);
     assert!(offset_of!(pfr_addr, pfra_af) == 16);
@@ -63,9 +63,6 @@ pub const LAYOUT: Layout = layout! {
     tflag_counters: None,
     tflag_usrmask: 0x03,
     fb_nocount: None,
-    flag_atomic: true,
     request_maxcount: None,
-    clrastats_stamps_now: false,
     missing_anchor_errno: libc::ENOENT,
-    zero_fills_short_buffer: false,
 };

@@ -1,7 +1,8 @@
 //! pf table ABI: `#[repr(C)]` structs and DIOCR* request numbers, one file
 //! per OS, compiled on every host so that the marshalling code can be tested
 //! on Linux. Every size and offset is pinned by a `const` assertion to the
-//! values in pf-abi.md; a wrong one fails the build. LP64 only (amd64,
+//! values of docs/pf-kernel.md; a wrong one fails the build, and
+//! tests/abi-headers.sh checks every one against the real headers. LP64 only (amd64,
 //! arm64): FreeBSD/i386 lays the structs out differently and is not a target.
 #![forbid(unsafe_code)]
 #![allow(non_camel_case_types)]
@@ -58,6 +59,10 @@ pub mod openbsd;
 pub const TABLE_NAME_SIZE: usize = 32;
 /// `MAXPATHLEN` / `PATH_MAX`: the anchor field.
 pub const ANCHOR_SIZE: usize = 1024;
+/// `PF_ANCHOR_NAME_SIZE` and `PF_ANCHOR_MAXPATH`, as `AnchorName` checks them.
+pub use crate::name::{ANCHOR_MAXPATH, ANCHOR_NAME_SIZE};
+/// OpenBSD's `PFRKE_MAX`: `pfra_type` must be below it.
+pub const PFRKE_MAX: u8 = 3;
 pub const AF_INET: u8 = 2;
 
 /// `struct pfr_table`: the same on FreeBSD, OpenBSD and macOS.
@@ -89,7 +94,7 @@ pub struct pfioc_table {
     pub pfrio_ticket: u32,
 }
 
-// pf-abi.md §2.1 and §2.5, LP64.
+// docs/pf-kernel.md "Structures", LP64.
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
     assert!(size_of::<pfr_table>() == 1064 && align_of::<pfr_table>() == 4);
@@ -249,18 +254,13 @@ pub struct Layout {
     pub tflag_usrmask: u32,
     /// PFR_FB_NOCOUNT where it exists.
     pub fb_nocount: Option<u8>,
-    /// Whether PFR_FLAG_ATOMIC is admitted.
-    pub flag_atomic: bool,
-    /// FreeBSD's `net.pf.request_maxcount` default: most elements per request.
+    /// FreeBSD's `net.pf.request_maxcount` default (65535), used when the
+    /// sysctl cannot be read: most elements per address request. GETTSTATS
+    /// is not capped. docs/pf-kernel.md "Request cap".
     pub request_maxcount: Option<usize>,
-    /// CLRASTATS stamps tzero = now (OpenBSD) rather than 0.
-    pub clrastats_stamps_now: bool,
-    /// A missing filter anchor on GETTABLES/GETTSTATS: EINVAL from the
-    /// FreeBSD ioctl layer, ENOENT elsewhere.
+    /// A missing filter anchor on GETTSTATS: EINVAL from the FreeBSD ioctl
+    /// layer, ENOENT elsewhere. docs/pf-kernel.md "Errors".
     pub missing_anchor_errno: i32,
-    /// FreeBSD zero-fills the caller's GETADDRS/GETASTATS buffer when it is
-    /// too small.
-    pub zero_fills_short_buffer: bool,
 }
 
 impl Layout {
@@ -286,7 +286,7 @@ pub fn native() -> Option<&'static Layout> {
 mod tests {
     use super::*;
 
-    /// Request numbers as pf-abi.md §3.2 lists them for LP64.
+    /// Request numbers as docs/pf-kernel.md "Requests" lists them for LP64.
     #[test]
     fn request_numbers() {
         for l in [&freebsd::LAYOUT, &openbsd::LAYOUT, &macos::LAYOUT] {

@@ -44,7 +44,7 @@ pub struct pfr_tstats {
     pub pfrts_refcnt: [i32; 2],
 }
 
-// pf-abi.md §2, column "OB LP64".
+// docs/pf-kernel.md "Structures", OpenBSD LP64.
 const _: () = {
     assert!(size_of::<pfr_addr>() == 52 && align_of::<pfr_addr>() == 4);
     assert!(offset_of!(pfr_addr, pfra_ifname) == 16);
@@ -83,9 +83,6 @@ pub const LAYOUT: Layout = layout! {
     tflag_counters: Some(super::PFR_TFLAG_COUNTERS),
     tflag_usrmask: 0x43,
     fb_nocount: Some(super::PFR_FB_NOCOUNT),
-    flag_atomic: false,
     request_maxcount: None,
-    clrastats_stamps_now: true,
     missing_anchor_errno: libc::ENOENT,
-    zero_fills_short_buffer: false,
 };
