@@ -1,5 +1,5 @@
 //! show, expire, allow, revoke and flush: the shipped command code over the
-//! shipped marshalling, against the kernel model (pf-abi.md rules).
+//! shipped marshalling, against the kernel model (docs/pf-kernel.md).
 
 use std::net::IpAddr;
 use std::path::Path;

@@ -44,11 +44,15 @@ pub fn open(write: bool) -> Result<PfTables<DevPf>> {
     #[cfg(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos"))]
     {
         let layout = abi::native().expect("a pf OS has a layout");
-        let mut t = PfTables::new(DevPf::open(write, layout)?, layout);
+        let t = PfTables::new(DevPf::open(write, layout)?, layout);
         #[cfg(target_os = "freebsd")]
-        if let Some(n) = sys_bsd::request_maxcount() {
-            t.pf.set_maxcount(n);
-        }
+        let t = {
+            let mut t = t;
+            if let Some(n) = sys_bsd::request_maxcount() {
+                t.pf.set_maxcount(n);
+            }
+            t
+        };
         Ok(t)
     }
     #[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
