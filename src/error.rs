@@ -46,6 +46,9 @@ pub enum Error {
     Usage(String),
     /// Anything else, already worded as `object: reason`.
     Other(String),
+    /// The reader of standard output went away (`pfknock show | head`):
+    /// nothing to say, and exit as a tool killed by SIGPIPE would.
+    StdoutClosed,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -121,6 +124,7 @@ impl Error {
         match self {
             Error::Config { .. } | Error::ConfigFile { .. } => EXIT_CONFIG,
             Error::Usage(_) => EXIT_USAGE,
+            Error::StdoutClosed => 128 + libc::SIGPIPE,
             _ => EXIT_FAIL,
         }
     }
@@ -213,6 +217,7 @@ impl fmt::Display for Error {
                 write!(f, "{path}: {op}: {}", io_words(source))
             }
             Error::Tool { tool, msg } => write!(f, "{tool}: {msg}"),
+            Error::StdoutClosed => write!(f, "stdout: broken pipe"),
             Error::Usage(m) | Error::Other(m) => f.write_str(m),
         }
     }

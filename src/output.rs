@@ -4,8 +4,10 @@
 
 use crate::error::{Error, Result, io_words};
 
-/// Write to standard output; a full or broken stdout is an error in words
-/// (`pfknock: stdout: No space left on device`, exit 1), not a panic. (A
+/// Write to standard output; a full stdout is an error in words
+/// (`pfknock: stdout: No space left on device`, exit 1), not a panic; a
+/// reader that went away ends the command quietly, with the status of a
+/// SIGPIPE death (141). (A
 /// stdout closed before start is /dev/null: Rust's runtime reopens closed
 /// descriptors 0 to 2 there.)
 pub fn out(text: &str) -> Result<()> {
@@ -13,7 +15,13 @@ pub fn out(text: &str) -> Result<()> {
     let mut o = std::io::stdout().lock();
     o.write_all(text.as_bytes())
         .and_then(|_| o.flush())
-        .map_err(|e| Error::Other(format!("stdout: {}", io_words(&e))))
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                Error::StdoutClosed
+            } else {
+                Error::Other(format!("stdout: {}", io_words(&e)))
+            }
+        })
 }
 
 /// A line on standard error; if stderr is closed or full there is no one

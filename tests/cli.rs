@@ -479,6 +479,20 @@ fn a_full_stdout_is_an_error_in_words_not_a_panic() {
 }
 
 #[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    // `pfknock render | head -1`: the pipe's reader exits after one line.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // the reader is gone before anything is written
+    let o = Command::new(env!("CARGO_BIN_EXE_pfknock"))
+        .args(["render", "-c", &example("pfknock.toml")])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(stderr(&o), "", "nothing said about a broken pipe");
+    assert_eq!(o.status.code(), Some(141), "the status of a SIGPIPE death");
+}
+
+#[test]
 fn errors_never_echo_control_characters_or_megabytes() {
     let d = scratch("echo");
     let cases = [
