@@ -190,8 +190,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 (Some(s), None) => cmd::Select::Service(s),
                 (None, None) => cmd::Select::All,
             };
-            cmd::expire_targets(&cfg, &sel)?;
+            let targets = cmd::expire_targets(&cfg, &sel)?;
             let mut t = open_tables(!dry_run)?;
+            if !dry_run && !t.caps().refreshes_entries {
+                for n in &targets {
+                    daemon::notes::note(Path::new(daemon::notes::PATH), &n.table, None);
+                }
+            }
             for r in cmd::expire(&cfg, &mut t, &sel, older_than, dry_run, now())? {
                 for x in &r.expired {
                     out(&format!("{}\n", x.net))?;
@@ -261,6 +266,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 nft::conntrack()?; // refuse before changing anything
             }
             let mut t = open_tables(true)?;
+            if !nft {
+                for s in &svcs {
+                    for (name, _) in s.tables() {
+                        let table = TableRef::new(&cfg.anchor, &name);
+                        daemon::notes::note(Path::new(daemon::notes::PATH), &table, Some(&[addr]));
+                    }
+                }
+            }
             let done = cmd::revoke(&cfg, &mut t, addr, service.as_deref())?;
             let mut any = false;
             for (table, n) in done.iter().filter(|(_, n)| *n > 0) {
@@ -421,8 +434,16 @@ pub fn run(cli: Cli) -> Result<()> {
         }),
         Command::Flush { service } => {
             let cfg = load_config(path)?;
-            cmd::services(&cfg, service.as_deref())?;
+            let svcs = cmd::services(&cfg, service.as_deref())?;
             let mut t = open_tables(true)?;
+            if !t.caps().refreshes_entries {
+                for s in &svcs {
+                    for (name, _) in s.tables() {
+                        let table = TableRef::new(&cfg.anchor, &name);
+                        daemon::notes::note(Path::new(daemon::notes::PATH), &table, None);
+                    }
+                }
+            }
             for (table, n) in cmd::flush(&cfg, &mut t, service.as_deref())? {
                 say!("{table}: {n} addresses deleted.");
                 if n > 0 {

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use pfknock::config::Config;
 use pfknock::daemon::{Daemon, Level, Loader, Log};
 use pfknock::error::{Error, Result};
-use pfknock::name::AnchorName;
+use pfknock::name::{AnchorName, Net};
 use pfknock::pf::PfTables;
 use pfknock::pf::abi::{self, Layout, freebsd, macos, openbsd};
 use pfknock::pf::marshal::Device;
@@ -573,6 +573,49 @@ fn an_entry_removed_by_hand_is_logged() {
         r.log.take(),
         ["removed 192.0.2.10 service=ssh table=ssh anchor=pfknock"]
     );
+}
+
+#[test]
+fn a_removal_a_pfknock_command_noted_is_not_logged_twice() {
+    // pf says nothing of who deleted an entry: `pfknock revoke`, `expire`
+    // and `flush` note their removals first and log them themselves; the
+    // daemon logs only the others. Every OS row.
+    for l in OSES {
+        let mut r = rig(l, "noted", SSH);
+        let notes = r.path.with_file_name("removed");
+        r.d.notes = Some(pfknock::daemon::notes::Notes::new(&notes));
+        for a in ["192.0.2.10", "192.0.2.11", "192.0.2.12"] {
+            r.knock("ssh", a);
+        }
+        r.at(NOW);
+        r.log.take();
+        let t = pfknock::tables::TableRef::new(&r.d.cfg.anchor, &r.d.cfg.services[0].table);
+        let (a, b): (Net, Net) = ("192.0.2.10".parse().unwrap(), "192.0.2.11".parse().unwrap());
+        // As pfknock revoke does: note, then delete.
+        pfknock::daemon::notes::note(&notes, &t, Some(&[a]));
+        pfknock::tables::Tables::delete(&mut r.d.tables, &t, &[a, b]).unwrap();
+        r.at(NOW + 1);
+        assert_eq!(
+            r.log.take(),
+            ["removed 192.0.2.11 service=ssh table=ssh anchor=pfknock"],
+            "{}: only the unnoted removal",
+            l.os
+        );
+        // A note for an address that is never removed does not hide a later
+        // removal once it is old.
+        pfknock::daemon::notes::note(&notes, &t, Some(&["192.0.2.12".parse().unwrap()]));
+        r.at(NOW + 2);
+        r.at(NOW + 2 + pfknock::daemon::notes::KEEP + 1);
+        pfknock::tables::Tables::delete(&mut r.d.tables, &t, &["192.0.2.12".parse().unwrap()])
+            .unwrap();
+        r.at(NOW + 2 + pfknock::daemon::notes::KEEP + 2);
+        assert_eq!(
+            r.log.take(),
+            ["removed 192.0.2.12 service=ssh table=ssh anchor=pfknock"],
+            "{}",
+            l.os
+        );
+    }
 }
 
 // ---- error paths, driven by the model's failure injection -------------------

@@ -170,6 +170,9 @@ pub struct Daemon<T, L, G> {
     step_due: Option<i64>,
     /// Kernel events instead of polls, where the firewall sends them.
     events: Option<events::Events>,
+    /// Removals pfknock's commands noted (pf: nobody else says who
+    /// deleted an entry). None: log every removal.
+    pub notes: Option<notes::Notes>,
 }
 
 /// The tables to watch. Renewal tables come first, so that a renewal is
@@ -208,6 +211,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             caps,
             step_due: None,
             events: None,
+            notes: None,
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;
@@ -370,6 +374,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             }
             self.events_tick(now);
         } else {
+            if let Some(n) = self.notes.as_mut() {
+                n.take(now);
+            }
             self.poll(now, force);
         }
         for line in self.repeats.cleared() {
@@ -661,9 +668,20 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         // kernel where it times entries out itself (nftables), else removed
         // by someone (pfknock revoke, pfctl -T delete).
         let present: HashSet<Net> = entries.iter().map(|e| e.net).collect();
-        let mut vanished: Vec<&Net> = w.known.iter().filter(|n| !present.contains(n)).collect();
+        let mut vanished: Vec<Net> = w
+            .known
+            .iter()
+            .filter(|n| !present.contains(n))
+            .copied()
+            .collect();
         vanished.sort();
-        for n in vanished {
+        // A removal a pfknock command noted was logged by that command.
+        if let Some(notes) = self.notes.as_mut() {
+            let table = &self.watches[i].named.table;
+            vanished.retain(|n| !notes.claims(table, n));
+        }
+        let w = &self.watches[i];
+        for n in &vanished {
             let l = if self.caps.refreshes_entries {
                 self.line("expired", n, w, &format!("ttl={ttl_s}"))
             } else {
@@ -828,5 +846,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 }
 
 mod events;
+pub mod notes;
 mod process;
 pub use process::{DEFAULT_PIDFILE, Pidfile, RunOpts, SysLog, run};

@@ -190,7 +190,13 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     // that nothing from then on is missed.
     let kernel = kernel_events(&backend, &cfg).map_err(fatal)?;
     let t = backend.tables(true).map_err(fatal)?;
+    let pf = matches!(backend, crate::backend::Backend::Pf);
     let mut d = Daemon::start(cfg, &config, t, backend, log, crate::clock::now()).map_err(fatal)?;
+    if pf {
+        let mut n = super::notes::Notes::new(super::notes::PATH);
+        n.clear();
+        d.notes = Some(n);
+    }
     let sources = kernel.map(|(sources, lookup)| {
         d.use_events(lookup, crate::clock::now());
         sources

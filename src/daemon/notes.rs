@@ -1,0 +1,216 @@
+//! Removals made by pfknock's own commands (`revoke`, `expire`, `flush`),
+//! noted for a running daemon so that it does not log them a second time.
+//! pf tells no one who deleted a table entry; the command has logged it
+//! already ("revoked ... by pfknock revoke"), and without a note the
+//! daemon's next poll would log it again as "removed". (On nftables the
+//! kernel names the committing process; see `events`.)
+//!
+//! The note is a root-only file of lines `anchor<TAB>table<TAB>address`,
+//! `*` for every address of the table, written before the deletion. The
+//! daemon takes the file at each poll (rename, then read) and keeps each
+//! note for `KEEP` seconds or until the entry is seen gone, whichever
+//! comes first. A file it cannot trust (not a regular file, not owned by
+//! the daemon's user, writable by others, too large) is removed unread.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::name::Net;
+use crate::tables::TableRef;
+
+/// Where notes go when nothing else is said.
+pub const PATH: &str = "/var/run/pfknock.removed";
+/// How long a note waits for its entry to be seen gone.
+pub const KEEP: i64 = 10;
+/// The largest notes file read.
+const MAX: u64 = 1 << 20;
+
+/// Note that `nets` (all of the table's entries when `None`) are about to be
+/// deleted from `t` by a command. Best effort: a note that cannot be written
+/// only means the daemon logs the deletion as "removed".
+pub fn note(path: &Path, t: &TableRef, nets: Option<&[Net]>) {
+    let mut text = String::new();
+    let anchor = t.anchor.as_str();
+    match nets {
+        None => text.push_str(&format!("{anchor}\t{}\t*\n", t.name)),
+        Some(ns) => {
+            for n in ns {
+                text.push_str(&format!("{anchor}\t{}\t{n}\n", t.name));
+            }
+        }
+    }
+    if text.len() as u64 > MAX {
+        text = format!("{anchor}\t{}\t*\n", t.name);
+    }
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    if let Ok(mut f) = f {
+        // One write: appends of up to a page do not interleave.
+        let _ = f.write_all(text.as_bytes());
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    anchor: String,
+    table: String,
+    /// None: every address.
+    net: Option<Net>,
+}
+
+/// The notes a daemon holds.
+#[derive(Debug)]
+pub struct Notes {
+    path: PathBuf,
+    held: HashMap<Key, i64>,
+}
+
+impl Notes {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Notes {
+            path: path.into(),
+            held: HashMap::new(),
+        }
+    }
+
+    /// Forget notes left by commands run while no daemon was watching.
+    pub fn clear(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        self.held.clear();
+    }
+
+    /// Take what commands noted since the last call, and drop old notes.
+    pub fn take(&mut self, now: i64) {
+        self.held.retain(|_, t| now - *t <= KEEP);
+        let mut taking = self.path.clone().into_os_string();
+        taking.push(".taking");
+        let taking = PathBuf::from(taking);
+        if std::fs::rename(&self.path, &taking).is_err() {
+            return;
+        }
+        let text = read_own(&taking);
+        let _ = std::fs::remove_file(&taking);
+        for line in text.lines() {
+            let mut f = line.split('\t');
+            let (Some(anchor), Some(table), Some(addr), None) =
+                (f.next(), f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            let net = if addr == "*" {
+                None
+            } else {
+                match addr.parse::<Net>() {
+                    Ok(n) => Some(n),
+                    Err(_) => continue,
+                }
+            };
+            self.held.insert(
+                Key {
+                    anchor: anchor.to_owned(),
+                    table: table.to_owned(),
+                    net,
+                },
+                now,
+            );
+        }
+    }
+
+    /// Whether a command noted that it removes `net` from `t`; a per-address
+    /// note is used up by the answer.
+    pub fn claims(&mut self, t: &TableRef, net: &Net) -> bool {
+        let mut k = Key {
+            anchor: t.anchor.as_str().to_owned(),
+            table: t.name.as_str().to_owned(),
+            net: Some(*net),
+        };
+        if self.held.remove(&k).is_some() {
+            return true;
+        }
+        k.net = None;
+        self.held.contains_key(&k)
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+/// The file's text if it is a regular file owned by this process's user,
+/// not writable by group or others, and at most `MAX` bytes; else nothing.
+fn read_own(path: &Path) -> String {
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return String::new();
+    };
+    let Ok(m) = f.metadata() else {
+        return String::new();
+    };
+    if !m.file_type().is_file()
+        || m.uid() != crate::sys_unix::euid()
+        || m.mode() & 0o022 != 0
+        || m.len() > MAX
+    {
+        return String::new();
+    }
+    let mut s = String::new();
+    let _ = f.take(MAX).read_to_string(&mut s);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::{AnchorName, TableName};
+
+    fn t(name: &str) -> TableRef {
+        TableRef {
+            anchor: AnchorName::new("pfknock").unwrap(),
+            name: TableName::new(name).unwrap(),
+        }
+    }
+
+    #[test]
+    fn notes_are_taken_once_and_claimed_once() {
+        let dir = std::env::temp_dir().join(format!("pfknock-notes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("removed");
+        let a: Net = "198.18.0.7".parse().unwrap();
+        let b: Net = "198.18.0.8".parse().unwrap();
+        note(&p, &t("ssh"), Some(&[a]));
+        note(&p, &t("ssh_s1"), None);
+        let mut n = Notes::new(&p);
+        n.take(100);
+        assert!(!p.exists(), "taken");
+        assert!(n.claims(&t("ssh"), &a));
+        assert!(!n.claims(&t("ssh"), &a), "a per-address note is used up");
+        assert!(!n.claims(&t("ssh"), &b), "another address is not claimed");
+        assert!(
+            n.claims(&t("ssh_s1"), &a) && n.claims(&t("ssh_s1"), &b),
+            "*"
+        );
+        n.take(100 + KEEP + 1);
+        assert!(n.is_empty(), "old notes are dropped");
+        // A notes file others may write is not believed.
+        note(&p, &t("ssh"), Some(&[a]));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        n.take(200);
+        assert!(!n.claims(&t("ssh"), &a) && !p.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
