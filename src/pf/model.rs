@@ -193,7 +193,8 @@ pub struct Kernel {
     pub counters_flip_crashes: bool,
 }
 
-// FreeBSD 13.0: sys/netpfil/pf/pf_table.c releng/13.0, pfr_clr_astats
+// FreeBSD 13.0: freebsd/freebsd-src releng/13.0 sys/netpfil/pf/pf_table.c,
+// pfr_clr_astats
 // stamps 0; pfr_commit_ktable takes the shadow's flags (counters included)
 // without pfr_kentry_counter allocation for kept entries; sys/netpfil/pf/
 // pf_ioctl.c DIOCRGETASTATS: malloc(M_TEMP, M_WAITOK) (no M_ZERO), flags
@@ -213,7 +214,8 @@ pub const FREEBSD_13_0: Kernel = Kernel {
     counters_flip_crashes: true,
 };
 
-// FreeBSD 14-stable: pf_table.c pfr_clr_astats stamps time_second; the
+// FreeBSD 14-stable: freebsd/freebsd-src stable/14
+// sys/netpfil/pf/pf_table.c pfr_clr_astats stamps time_second; the
 // rest as 13.0 (pf_ioctl.c unchanged on these points).
 pub const FREEBSD_14: Kernel = Kernel {
     version: "14",
@@ -222,7 +224,7 @@ pub const FREEBSD_14: Kernel = Kernel {
     ..FREEBSD_13_0
 };
 
-// OpenBSD 7.x: sys/net/pf_table.c pfr_add_addrs (ioq built with
+// OpenBSD 7.x: openbsd/src sys/net/pf_table.c pfr_add_addrs (ioq built with
 // SLIST_INSERT_HEAD, feedback through pfr_fill_feedback), pfr_clr_astats ->
 // pfr_clstats_kentries(&workq, gettime(), 0), pfr_walktree PFRW_GET_ASTATS
 // (NOCOUNT while pfrke_counters is NULL), pfr_update_stats (counters
@@ -244,7 +246,7 @@ pub const OPENBSD_7: Kernel = Kernel {
     counters_flip_crashes: false,
 };
 
-// xnu bsd/net/pf_table.c (OpenBSD 4.x lineage): pfr_clr_astats ->
+// macOS: apple-oss-distributions/xnu bsd/net/pf_table.c (OpenBSD 4.x lineage): pfr_clr_astats ->
 // pfr_clstats_kentries(&workq, 0, 0); counters inline in every kentry
 // (pfr_update_stats counts always); ACCEPT_FLAGS admits PFR_FLAG_ATOMIC;
 // feedback in input order; bsd/net/pf_ioctl.c has no request cap.
