@@ -316,6 +316,20 @@ pub fn allow(
     Ok((s.name.clone(), false))
 }
 
+/// What `revoke` took out of one table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revoked {
+    pub table: TableRef,
+    pub service: String,
+    pub role: Role,
+    /// Entries deleted (0 or 1).
+    pub deleted: usize,
+    /// The authorization's age when it was revoked (the authorized table
+    /// only), and its ttl.
+    pub age: Option<u64>,
+    pub ttl: Option<Secs>,
+}
+
 /// Remove `addr` from the dynamic tables of the service (or of every
 /// service): authorized, stage and renewal. An address on a service's allow
 /// list cannot be revoked; that is refused before anything changes.
@@ -324,7 +338,8 @@ pub fn revoke(
     t: &mut impl Tables,
     addr: Net,
     service: Option<&str>,
-) -> Result<Vec<(TableRef, usize)>> {
+    now: i64,
+) -> Result<Vec<Revoked>> {
     let svcs = services(cfg, service)?;
     if let Some(s) = svcs.iter().find(|s| s.allows(&addr)) {
         return Err(Error::Other(format!(
@@ -339,8 +354,20 @@ pub fn revoke(
                 continue;
             }
             let table = TableRef::new(&cfg.anchor, &name);
-            let n = t.delete(&table, &[addr])?;
-            out.push((table, n));
+            let age = if role == Role::Auth {
+                t.entry(&table, &addr)?.map(|e| policy::age(now, e.tzero))
+            } else {
+                None
+            };
+            let deleted = t.delete(&table, &[addr])?;
+            out.push(Revoked {
+                table,
+                service: s.name.clone(),
+                role,
+                deleted,
+                age: age.filter(|_| deleted > 0),
+                ttl: (role == Role::Auth).then_some(s.ttl),
+            });
         }
     }
     Ok(out)

@@ -274,16 +274,24 @@ pub fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
-            let done = cmd::revoke(&cfg, &mut t, addr, service.as_deref())?;
+            let done = cmd::revoke(&cfg, &mut t, addr, service.as_deref(), now())?;
             let mut any = false;
-            for (table, n) in done.iter().filter(|(_, n)| *n > 0) {
-                say!("{table}: {n}/1 addresses deleted.");
+            for r in done.iter().filter(|r| r.deleted > 0) {
+                say!("{}: {}/1 addresses deleted.", r.table, r.deleted);
+                let mut extra = String::new();
+                if let Some(a) = r.age {
+                    extra.push_str(&format!(" age={}", name::Secs(a)));
+                }
+                if let Some(ttl) = r.ttl {
+                    extra.push_str(&format!(" ttl={ttl}"));
+                }
                 audit(
                     &cfg,
                     &format!(
-                        "revoked {addr} table={} anchor={} by pfknock revoke",
-                        table.name,
-                        table.anchor.as_str()
+                        "revoked {addr} service={} table={} anchor={}{extra} by pfknock revoke",
+                        r.service,
+                        r.table.name,
+                        r.table.anchor.as_str()
                     ),
                 );
                 any = true;

@@ -741,6 +741,42 @@ fn hosts_only(addrs: &[Net]) -> Result<()> {
 }
 
 impl Tables for NftTables {
+    /// One element by a netlink lookup, not a listing: its age is the set's
+    /// timeout less the time it has left (an element restored with its own
+    /// remaining time reads as older than it is).
+    #[cfg(target_os = "linux")]
+    fn entry(&mut self, t: &TableRef, net: &Net) -> Result<Option<Entry>> {
+        let fam = if net.addr.is_ipv4() { "4" } else { "6" };
+        let set = format!("{}_{fam}", t.name);
+        let terse = self.nft.run(&["-j", "-t", "list", "ruleset"], None)?;
+        let Some(s) = parse_sets(&terse)?.into_iter().find(|s| s.name == set) else {
+            return Err(no_table(t));
+        };
+        if s.timeout.is_none() || !net.is_host() {
+            return Ok(self.entries(t)?.into_iter().find(|e| e.net == *net));
+        }
+        let left = crate::netlink::Lookup::open(TABLE)
+            .and_then(|mut l| l.get(&set, net.addr))
+            .map_err(|e| Error::Tool {
+                tool: format!("netlink: set {set}"),
+                msg: crate::error::io_words(&e),
+            })?;
+        let now = (self.now)();
+        Ok(left.map(|left| {
+            let tzero = match (s.timeout, left) {
+                (Some(to), Some(ms)) => now - to.saturating_sub(ms.div_ceil(1000)) as i64,
+                _ => now,
+            };
+            Entry {
+                net: *net,
+                tzero,
+                packets: 0,
+                bytes: 0,
+                counted: false,
+            }
+        }))
+    }
+
     fn entries(&mut self, t: &TableRef) -> Result<Vec<Entry>> {
         let now = (self.now)();
         let mut out = Vec::new();

@@ -150,6 +150,11 @@ pub trait Tables {
     fn intact(&self, _cfg: &crate::config::Config) -> Option<bool> {
         None
     }
+    /// One entry of the table, if it is there (for the age a command
+    /// reports). By default from the whole listing.
+    fn entry(&mut self, t: &TableRef, net: &Net) -> Result<Option<Entry>> {
+        Ok(self.entries(t)?.into_iter().find(|e| e.net == *net))
+    }
 }
 
 impl<T: Tables + ?Sized> Tables for Box<T> {
@@ -179,5 +184,8 @@ impl<T: Tables + ?Sized> Tables for Box<T> {
     }
     fn intact(&self, cfg: &crate::config::Config) -> Option<bool> {
         (**self).intact(cfg)
+    }
+    fn entry(&mut self, t: &TableRef, net: &Net) -> Result<Option<Entry>> {
+        (**self).entry(t, net)
     }
 }

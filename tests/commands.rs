@@ -294,8 +294,23 @@ fn revoke_clears_every_dynamic_table_and_refuses_the_allow_list() {
         for t in ["ssh", "ssh_s1", "ssh_renew", "imap"] {
             m(&mut k).overload("pfknock", t, ip("192.0.2.9"));
         }
-        let done = cmd::revoke(&c, &mut k, net("192.0.2.9"), Some("ssh")).unwrap();
-        let n: Vec<(String, usize)> = done.iter().map(|(t, n)| (t.name.to_string(), *n)).collect();
+        m(&mut k).now = NOW + 42;
+        let done = cmd::revoke(&c, &mut k, net("192.0.2.9"), Some("ssh"), NOW + 42).unwrap();
+        let n: Vec<(String, usize)> = done
+            .iter()
+            .map(|r| (r.table.name.to_string(), r.deleted))
+            .collect();
+        // The authorization's age and ttl, for the log line.
+        assert_eq!(
+            (done[0].age, done[0].ttl.map(|t| t.0)),
+            (Some(42), Some(60)),
+            "{}",
+            l.os
+        );
+        assert!(
+            done[1..].iter().all(|r| r.age.is_none()),
+            "stages have no age"
+        );
         assert_eq!(
             n,
             [
@@ -309,7 +324,7 @@ fn revoke_clears_every_dynamic_table_and_refuses_the_allow_list() {
             1,
             "other services untouched"
         );
-        cmd::revoke(&c, &mut k, net("192.0.2.9"), None).unwrap();
+        cmd::revoke(&c, &mut k, net("192.0.2.9"), None, NOW).unwrap();
         assert!(
             m(&mut k).dump("pfknock", "imap").unwrap().is_empty(),
             "{}",
@@ -317,7 +332,7 @@ fn revoke_clears_every_dynamic_table_and_refuses_the_allow_list() {
         );
 
         m(&mut k).overload("pfknock", "ssh", ip("198.51.100.4"));
-        let e = cmd::revoke(&c, &mut k, net("198.51.100.4"), None).unwrap_err();
+        let e = cmd::revoke(&c, &mut k, net("198.51.100.4"), None, NOW).unwrap_err();
         assert_eq!(
             e.to_string(),
             "198.51.100.4 is on the allow list of service ssh: remove it from the config to revoke it"
@@ -360,7 +375,7 @@ fn commands_touch_only_tables_the_config_names() {
     cmd::show(&c, &mut k, None, true, NOW).unwrap();
     cmd::expire(&c, &mut k, &Select::All, Some(Secs(0)), false, NOW + 5).unwrap();
     cmd::allow(&c, &mut k, net("192.0.2.5"), Some("ssh")).unwrap();
-    cmd::revoke(&c, &mut k, net("192.0.2.5"), None).unwrap();
+    cmd::revoke(&c, &mut k, net("192.0.2.5"), None, NOW).unwrap();
     cmd::flush(&c, &mut k, None).unwrap();
     let touched = m(&mut k).touched.clone();
     assert!(touched.len() >= 7, "{touched:?}");

@@ -571,7 +571,7 @@ fn an_entry_removed_by_hand_is_logged() {
     r.at(NOW + 1);
     assert_eq!(
         r.log.take(),
-        ["removed 192.0.2.10 service=ssh table=ssh anchor=pfknock"]
+        ["removed 192.0.2.10 service=ssh table=ssh anchor=pfknock age=1s ttl=1m"]
     );
 }
 
@@ -597,7 +597,7 @@ fn a_removal_a_pfknock_command_noted_is_not_logged_twice() {
         r.at(NOW + 1);
         assert_eq!(
             r.log.take(),
-            ["removed 192.0.2.11 service=ssh table=ssh anchor=pfknock"],
+            ["removed 192.0.2.11 service=ssh table=ssh anchor=pfknock age=1s ttl=1m"],
             "{}: only the unnoted removal",
             l.os
         );
@@ -611,7 +611,7 @@ fn a_removal_a_pfknock_command_noted_is_not_logged_twice() {
         r.at(NOW + 2 + pfknock::daemon::notes::KEEP + 2);
         assert_eq!(
             r.log.take(),
-            ["removed 192.0.2.12 service=ssh table=ssh anchor=pfknock"],
+            ["removed 192.0.2.12 service=ssh table=ssh anchor=pfknock age=14s ttl=1m"],
             "{}",
             l.os
         );

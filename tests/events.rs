@@ -219,6 +219,16 @@ fn every_event_is_logged_once_as_it_happens_and_nothing_runs_on_a_timer() {
         "{said}"
     );
     assert!(!said.contains("removed"), "logged twice: {said}");
+    // The line says whose authorization it was and how old (a netlink
+    // lookup of the element before it goes).
+    let line = said
+        .lines()
+        .find(|l| l.contains(&format!("revoked {ip} ")))
+        .unwrap();
+    assert!(
+        line.contains(" service=") && line.contains(" age=") && line.contains(" ttl="),
+        "{line}"
+    );
     assert!(!n.open(false), "revoked");
     let _ = d.kill();
     let _ = d.wait();

@@ -117,7 +117,8 @@ struct Watch {
     packets: Option<u64>,
     next_due: Option<i64>,
     /// Addresses present at the last listing.
-    known: HashSet<Net>,
+    /// Entries seen at the last listing, with their time stamps.
+    known: HashMap<Net, i64>,
     idle: IdleTracker,
     listed: bool,
     force: bool,
@@ -130,7 +131,7 @@ impl Watch {
             count: None,
             packets: None,
             next_due: None,
-            known: HashSet::new(),
+            known: HashMap::new(),
             idle: IdleTracker::default(),
             listed: false,
             force: false,
@@ -541,7 +542,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let table = self.watches[i].named.table.clone();
         let entries = self.tables.entries(&table)?;
         if self.watches[i].role() == Some(Role::Renew) {
-            self.renew(i, &entries)?;
+            self.renew(i, &entries, now)?;
         } else if self.watches[i].swept() {
             self.expire(i, &entries, now)?;
         }
@@ -554,7 +555,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// Hosts in the renewal table knocked again while authorized: give
     /// their authorization a fresh time stamp, then empty the table.
-    fn renew(&mut self, i: usize, entries: &[Entry]) -> Result<()> {
+    fn renew(&mut self, i: usize, entries: &[Entry], now: i64) -> Result<()> {
         let w = &self.watches[i];
         let svc = w.named.service.clone();
         let Some(a) = self
@@ -567,8 +568,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let nets: Vec<Net> = entries.iter().map(|e| e.net).collect();
         if !nets.is_empty() {
             let auth = self.watches[a].named.table.clone();
-            let (present, absent): (Vec<Net>, Vec<Net>) =
-                nets.iter().partition(|n| self.watches[a].known.contains(n));
+            let (present, absent): (Vec<Net>, Vec<Net>) = nets
+                .iter()
+                .partition(|n| self.watches[a].known.contains_key(n));
             self.tables.renew(&auth, &present)?;
             let added = if absent.is_empty() {
                 0
@@ -590,7 +592,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             for n in &present {
                 aw.idle.forget(n);
             }
-            aw.known.extend(absent.iter().copied());
+            aw.known.extend(absent.iter().map(|n| (*n, now)));
             aw.force = true;
             let renew_t = self.watches[i].named.table.clone();
             self.tables.delete(&renew_t, &nets)?;
@@ -644,7 +646,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let mut lines = Vec::new();
         if w.listed && w.role() == Some(Role::Auth) {
             for e in entries {
-                if !w.known.contains(&e.net) && !gone.contains(&e.net) {
+                if !w.known.contains_key(&e.net) && !gone.contains(&e.net) {
                     lines.push((
                         Level::Info,
                         self.line("authorized", &e.net, w, &format!("ttl={ttl_s}")),
@@ -668,24 +670,25 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         // kernel where it times entries out itself (nftables), else removed
         // by someone (pfknock revoke, pfctl -T delete).
         let present: HashSet<Net> = entries.iter().map(|e| e.net).collect();
-        let mut vanished: Vec<Net> = w
+        let mut vanished: Vec<(Net, i64)> = w
             .known
             .iter()
-            .filter(|n| !present.contains(n))
-            .copied()
+            .filter(|(n, _)| !present.contains(n))
+            .map(|(n, t)| (*n, *t))
             .collect();
         vanished.sort();
         // A removal a pfknock command noted was logged by that command.
         if let Some(notes) = self.notes.as_mut() {
             let table = &self.watches[i].named.table;
-            vanished.retain(|n| !notes.claims(table, n));
+            vanished.retain(|(n, _)| !notes.claims(table, n));
         }
         let w = &self.watches[i];
-        for n in &vanished {
+        for (n, since) in &vanished {
             let l = if self.caps.refreshes_entries {
                 self.line("expired", n, w, &format!("ttl={ttl_s}"))
             } else {
-                self.line("removed", n, w, "")
+                let age = Secs(policy::age(now, *since));
+                self.line("removed", n, w, &format!("age={age} ttl={ttl_s}"))
             };
             lines.push((level, l));
         }
@@ -707,8 +710,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let w = &mut self.watches[i];
         w.known = entries
             .iter()
-            .map(|e| e.net)
-            .filter(|n| !gone.contains(n))
+            .filter(|e| !gone.contains(&e.net))
+            .map(|e| (e.net, e.tzero))
             .collect();
         w.count = Some(w.known.len() as u64);
         w.next_due = d.next_due;
