@@ -642,13 +642,56 @@ impl NftTables {
     }
 
     /// Those of `addrs` that are in the table now.
+    /// Which of `addrs` the table holds: a netlink lookup each for a few
+    /// hosts, else one listing (a set dump costs the kernel O(n^2/chunk):
+    /// nf_tables_dump_set walks the set from its start for every datagram,
+    /// skipping what it sent).
     fn present(&mut self, t: &TableRef, addrs: &[Net]) -> Result<Vec<Net>> {
+        #[cfg(target_os = "linux")]
+        if addrs.len() <= FEW && addrs.iter().all(|n| n.is_host()) {
+            let sets = self.sets_terse(t)?;
+            let mut l = crate::netlink::Lookup::open(TABLE).map_err(|e| Error::Tool {
+                tool: format!("netlink: table inet {TABLE}"),
+                msg: crate::error::io_words(&e),
+            })?;
+            let mut out = Vec::new();
+            for n in addrs {
+                let set = format!("{}{}", t.name, if n.addr.is_ipv6() { "_6" } else { "_4" });
+                if !sets.iter().any(|s| s.name == set) || out.contains(n) {
+                    continue;
+                }
+                let got = l.get(&set, n.addr).map_err(|e| Error::Tool {
+                    tool: format!("netlink: set {set}"),
+                    msg: crate::error::io_words(&e),
+                })?;
+                if got.is_some() {
+                    out.push(*n);
+                }
+            }
+            return Ok(out);
+        }
+        let want: std::collections::HashSet<&Net> = addrs.iter().collect();
         Ok(self
             .entries(t)?
             .iter()
             .map(|e| e.net)
-            .filter(|n| addrs.contains(n))
+            .filter(|n| want.contains(n))
             .collect())
+    }
+
+    /// The table's sets for `t` (one per family) without their elements:
+    /// names, timeouts and sizes from the terse listing.
+    fn sets_terse(&self, t: &TableRef) -> Result<Vec<Set>> {
+        let name = t.name.as_str();
+        let terse = self.nft.run(&["-j", "-t", "list", "ruleset"], None)?;
+        let mine: Vec<Set> = parse_sets(&terse)?
+            .into_iter()
+            .filter(|s| s.name == format!("{name}_4") || s.name == format!("{name}_6"))
+            .collect();
+        if mine.is_empty() {
+            return Err(no_table(t));
+        }
+        Ok(mine)
     }
 
     /// Run one `nft -f` with an element command per address family.
@@ -657,7 +700,7 @@ impl NftTables {
     /// committed it and leaves the log line to the command); elsewhere
     /// one `nft -f`.
     fn elements(&self, verb: &str, t: &TableRef, addrs: &[Net]) -> Result<()> {
-        let sets = self.family_sets(t)?;
+        let sets = self.sets_terse(t)?;
         let mut todo: Vec<(String, Vec<Net>)> = Vec::new();
         for (suffix, v6) in [("_4", false), ("_6", true)] {
             let list: Vec<Net> = addrs
@@ -740,6 +783,10 @@ fn hosts_only(addrs: &[Net]) -> Result<()> {
     }
 }
 
+/// Up to this many hosts are looked up one by one rather than listed.
+#[cfg(target_os = "linux")]
+const FEW: usize = 64;
+
 impl Tables for NftTables {
     /// One element by a netlink lookup, not a listing: its age is the set's
     /// timeout less the time it has left (an element restored with its own
@@ -748,8 +795,7 @@ impl Tables for NftTables {
     fn entry(&mut self, t: &TableRef, net: &Net) -> Result<Option<Entry>> {
         let fam = if net.addr.is_ipv4() { "4" } else { "6" };
         let set = format!("{}_{fam}", t.name);
-        let terse = self.nft.run(&["-j", "-t", "list", "ruleset"], None)?;
-        let Some(s) = parse_sets(&terse)?.into_iter().find(|s| s.name == set) else {
+        let Some(s) = self.sets_terse(t)?.into_iter().find(|s| s.name == set) else {
             return Err(no_table(t));
         };
         if s.timeout.is_none() || !net.is_host() {
@@ -867,7 +913,7 @@ impl Tables for NftTables {
         if present.is_empty() {
             return Ok(0);
         }
-        let sets = self.family_sets(t)?;
+        let sets = self.sets_terse(t)?;
         let mut script = String::new();
         for n in &present {
             let set = format!("{}{}", t.name, if n.addr.is_ipv6() { "_6" } else { "_4" });
@@ -882,7 +928,7 @@ impl Tables for NftTables {
     /// Put authorizations back with the time they had left (after the
     /// table was deleted and loaded again), in one transaction.
     fn add_timed(&mut self, t: &TableRef, entries: &[(Net, u64)]) -> Result<usize> {
-        let sets = self.family_sets(t)?;
+        let sets = self.sets_terse(t)?;
         let mut script = String::new();
         let mut n = 0;
         for s in &sets {

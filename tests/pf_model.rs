@@ -747,3 +747,72 @@ fn anchor_components_fit_pf_anchor_name_size() {
     let e = AnchorName::new(&format!("pfknock/{long}")).unwrap_err();
     assert!(e.contains("PF_ANCHOR_NAME_SIZE"), "{e}");
 }
+
+#[test]
+fn every_counter_slot_is_summed() {
+    // Entry counters in both directions, table counters in every
+    // [dir][op] slot, XPASS (the last op) included.
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
+        model(&mut k).define("pfknock", "idle", true);
+        let t = tref("pfknock", "idle");
+        k.add(&t, &[net("198.51.100.7")]).unwrap();
+        let m = model(&mut k);
+        m.traffic_dir("pfknock", "idle", ip("198.51.100.7"), 3, 300, false);
+        m.traffic_dir("pfknock", "idle", ip("198.51.100.7"), 4, 400, true);
+        m.xpass("pfknock", "idle", 5);
+        let e = k.entries(&t).unwrap()[0];
+        assert_eq!((e.packets, e.bytes), (7, 700), "{} {}", kr.os, kr.version);
+        let st = k.table_stats(&AnchorName::new("pfknock").unwrap()).unwrap();
+        let idle = st.iter().find(|s| s.name == "idle").unwrap();
+        assert_eq!(idle.packets, 12, "{} {}", kr.os, kr.version);
+    }
+}
+
+#[test]
+fn a_referenced_but_undefined_table_is_not_active() {
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
+        model(&mut k).reference_only("pfknock", "ghost");
+        let st = k.table_stats(&AnchorName::new("pfknock").unwrap()).unwrap();
+        let g = st.iter().find(|s| s.name == "ghost").unwrap();
+        assert!(!g.active, "{} {}", kr.os, kr.version);
+        assert!(st.iter().find(|s| s.name == "ssh").unwrap().active);
+    }
+}
+
+#[test]
+fn only_the_missing_anchor_errno_means_a_missing_anchor() {
+    for (kr, l) in OSES {
+        let mut k = kernel(kr, l);
+        model(&mut k).fail_next = Some((abi::N_GETTSTATS, libc::EACCES));
+        let e = k
+            .table_stats(&AnchorName::new("pfknock").unwrap())
+            .unwrap_err();
+        assert!(
+            !e.outcome().is_some_and(|o| o.is_missing()),
+            "{} {}: {e}",
+            kr.os,
+            kr.version
+        );
+        let e = k
+            .table_stats(&AnchorName::new("nosuch").unwrap())
+            .unwrap_err();
+        assert!(e.outcome().is_some_and(|o| o.is_missing()), "{e}");
+    }
+}
+
+#[test]
+fn a_table_of_exactly_request_maxcount_entries_can_be_read() {
+    let mut m = Model::new(&model::FREEBSD_14, NOW);
+    m.define("pfknock", "ssh", false);
+    m.maxcount = 100;
+    let mut k = PfTables::new(m, &freebsd::LAYOUT);
+    k.pf.set_maxcount(100);
+    let t = tref("pfknock", "ssh");
+    k.add(&t, &hosts(100, 0)).unwrap();
+    assert_eq!(k.entries(&t).unwrap().len(), 100);
+    k.add(&t, &hosts(101, 0)).unwrap();
+    let e = k.entries(&t).unwrap_err().to_string();
+    assert!(e.contains("request_maxcount"), "{e}");
+}

@@ -52,6 +52,8 @@ pub struct Abi {
     /// struct pfr_tstats
     pub tstats_size: usize,
     pub ts_packets: usize,
+    /// PFR_OP_TABLE_MAX: BLOCK, (MATCH,) PASS, XPASS.
+    pub op_table_max: usize,
     pub ts_tzero: usize,
     pub ts_cnt: usize,
     /// PFR_TFLAG_COUNTERS, where it exists.
@@ -91,6 +93,7 @@ pub const FREEBSD_ABI: Abi = Abi {
     op_pass: 1,
     tstats_size: 1200,
     ts_packets: 1064,
+    op_table_max: 3,
     ts_tzero: 1176,
     ts_cnt: 1184,
     tflag_counters: Some(0x40),
@@ -128,6 +131,7 @@ pub const OPENBSD_ABI: Abi = Abi {
     op_pass: 2,
     tstats_size: 1232,
     ts_packets: 1064,
+    op_table_max: 4,
     ts_tzero: 1208,
     ts_cnt: 1216,
     tflag_counters: Some(0x40),
@@ -330,7 +334,8 @@ struct KEntry {
 struct KTable {
     flags: u32,
     entries: BTreeMap<Key, KEntry>,
-    packets: u64,
+    /// pfrkt_packets[dir][op].
+    packets: [[u64; 4]; 2],
 }
 
 /// The kernel's tables for one kernel row.
@@ -476,9 +481,39 @@ impl Model {
         true
     }
 
+    /// Packets a rule on the table passed outbound without a matching entry
+    /// (PFR_OP_XPASS, the last op of the table counters).
+    pub fn xpass(&mut self, anchor: &str, name: &str, packets: u64) {
+        let x = self.abi.op_table_max - 1;
+        if let Some(t) = self.tables.get_mut(&tkey(anchor, name)) {
+            t.packets[1][x] += packets;
+        }
+    }
+
+    /// A table rules refer to but no ruleset defines: REFERENCED, not
+    /// ACTIVE (pfr_attach_table on an undefined name).
+    pub fn reference_only(&mut self, anchor: &str, name: &str) {
+        self.anchors.insert(anchor.to_owned());
+        self.tables.entry(tkey(anchor, name)).or_default().flags = 0x10;
+    }
+
     /// `packets` passed by a rule on the table from `a` (pfr_update_stats):
     /// per-entry counters move only where the table keeps them.
     pub fn traffic(&mut self, anchor: &str, name: &str, a: IpAddr, packets: u64, bytes: u64) {
+        self.traffic_dir(anchor, name, a, packets, bytes, false)
+    }
+
+    /// As `traffic`, in one direction (`out`: PFR_DIR_OUT).
+    pub fn traffic_dir(
+        &mut self,
+        anchor: &str,
+        name: &str,
+        a: IpAddr,
+        packets: u64,
+        bytes: u64,
+        out: bool,
+    ) {
+        let dir = out as usize;
         let key = self.host_key(a);
         let (cf, pass, lazy) = (
             self.abi.tflag_counters,
@@ -488,7 +523,7 @@ impl Model {
         let Some(t) = self.tables.get_mut(&tkey(anchor, name)) else {
             return;
         };
-        t.packets += packets;
+        t.packets[dir][pass] += packets;
         let counting = cf.is_none_or(|c| t.flags & c != 0);
         if let Some(e) = t.entries.get_mut(&key)
             && counting
@@ -497,8 +532,8 @@ impl Model {
                 e.counters = Some(Default::default());
             }
             if let Some((p, b)) = e.counters.as_mut() {
-                p[0][pass] += packets;
-                b[0][pass] += bytes;
+                p[dir][pass] += packets;
+                b[dir][pass] += bytes;
             }
         }
     }
@@ -890,7 +925,12 @@ impl Model {
             out[a.t_name..a.t_name + name.len()].copy_from_slice(name.as_bytes());
             wr32(out, a.t_flags, t.flags as i32);
             wr32(out, a.ts_cnt, t.entries.len() as i32);
-            wr64(out, a.ts_packets, t.packets);
+            for dir in 0..2 {
+                for op in 0..a.op_table_max {
+                    let i = 8 * (dir * a.op_table_max + op);
+                    wr64(out, a.ts_packets + i, t.packets[dir][op]);
+                }
+            }
         }
         wr32(ioc, a.io_size, n as i32);
         Ok(())
