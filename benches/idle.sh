@@ -1,8 +1,9 @@
 #!/bin/bash
 # The Linux daemon at rest, next to knockd, in one network namespace:
 # CPU over a minute with nothing happening, resident memory, and the time
-# of `pfknock show` and `pfknock expire`, at 0, 10k, 65k, 100k and 1M
-# authorizations (added straight to the set, ttl 1 h).
+# of `pfknock show`, `pfknock expire` (nothing due) and `pfknock revoke`
+# (one host), at 0, 10k, 65k, 100k and 1M authorizations (added straight
+# to the set, ttl 1 h).
 #
 # Root only; needs iproute2, nft, python3, knockd and a release build:
 #   cargo build --release && sudo bash benches/idle.sh [SECONDS]
@@ -56,7 +57,7 @@ ms() { local a b; a=$(date +%s%N); "$@" >/dev/null 2>&1; b=$(date +%s%N); echo $
 # Stop a process and wait (bounded) until it is gone.
 stop() { kill "$1" 2>/dev/null || true; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; }
 
-printf '%-9s %-22s %-12s %-22s %-9s %-9s\n' entries "pfknock CPU/min (ms)" "pfknock RSS" "knockd CPU/min (ms)" "show" "expire"
+printf '%-9s %-22s %-12s %-22s %-9s %-9s %-9s\n' entries "pfknock CPU/min (ms)" "pfknock RSS" "knockd CPU/min (ms)" "show" "expire" "revoke"
 for n in 0 10000 65535 100000 1000000; do
 	run nft flush set inet pfknock ssh_4
 	python3 - "$n" >"$tmp/add.nft" <<'PY'
@@ -82,11 +83,12 @@ PY
 	rss=$(rss_kb "$pfp")
 	show=$(ms run "$BIN" -c "$tmp/pfknock.toml" show)
 	exp=$(ms run "$BIN" -c "$tmp/pfknock.toml" expire)
-	printf '%-9s %-22s %-12s %-22s %-9s %-9s\n' "$n" \
+	rev=$(ms run "$BIN" -c "$tmp/pfknock.toml" revoke 10.0.0.7)
+	printf '%-9s %-22s %-12s %-22s %-9s %-9s %-9s\n' "$n" \
 		"$(awk -v d=$((p1 - p0)) -v w="$WIN" 'BEGIN {printf "%.2f", d / 1e6 * 60 / w}')" \
 		"$((rss / 1024)) MB" \
 		"$(awk -v d=$((k1 - k0)) -v w="$WIN" 'BEGIN {printf "%.2f", d / 1e6 * 60 / w}')" \
-		"${show} ms" "${exp} ms"
+		"${show} ms" "${exp} ms" "${rev} ms"
 	stop "$pfp"
 	stop "$kdp"
 	rm -f "$tmp/pid"

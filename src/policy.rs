@@ -151,8 +151,14 @@ mod tests {
         e.packets = 5;
         t.observe(&[e], 160);
         assert_eq!(t.last_active(&e.net), Some(160));
+        assert_eq!((t.len(), t.is_empty()), (1, false));
+        // After a renewal the entry counts as new: active at its next look.
+        t.forget(&e.net);
+        assert_eq!(t.last_active(&e.net), None);
+        t.observe(&[e], 165);
+        assert_eq!(t.last_active(&e.net), Some(165));
         t.observe(&[], 170);
-        assert!(t.is_empty(), "gone entries are forgotten");
+        assert!(t.is_empty() && t.len() == 0, "gone entries are forgotten");
     }
 
     #[test]
