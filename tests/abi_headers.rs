@@ -160,6 +160,14 @@ fn layout_facts(f: &mut Facts, l: &Layout) {
     f.define("PFR_DIR_MAX", 2, "2 directions (Layout sums [2][op])");
     f.define("PFR_OP_ADDR_MAX", l.op_addr_max, "Layout.op_addr_max");
     f.define("PFR_OP_PASS", l.op_pass, "Layout.op_pass");
+    f.define("PFR_OP_BLOCK", 0, "op 0 is BLOCK");
+    f.define(
+        "PFR_OP_XPASS",
+        l.op_table_max - 1,
+        "XPASS is the last table op",
+    );
+    f.define("PFR_DIR_IN", 0, "direction 0 is in");
+    f.define("PFR_DIR_OUT", 1, "direction 1 is out");
     // struct pfr_tstats
     let tper = 2 * l.op_table_max * 8;
     f.size("pfr_tstats", l.tstats_size, "Layout.tstats_size");
@@ -393,6 +401,37 @@ fn c_assertions_for_the_real_headers() {
         "abi::PFRKE_MAX (pfra_type bound)",
     );
     ob.define("IFNAMSIZ", 16, "openbsd::pfr_addr.pfra_ifname: [u8; 16]");
+    // pfknock sends pfra_type 0 (the buffer is zeroed): a plain entry.
+    ob.define("PFRKE_PLAIN", 0, "pfra_type 0 is PFRKE_PLAIN");
+    {
+        use openbsd::pfr_addr as a;
+        use std::mem::offset_of;
+        ob.off(
+            "pfr_addr",
+            "pfra_ifname",
+            offset_of!(a, pfra_ifname),
+            "openbsd::pfr_addr.pfra_ifname",
+        );
+        ob.off(
+            "pfr_addr",
+            "pfra_states",
+            offset_of!(a, pfra_states),
+            "openbsd::pfr_addr.pfra_states",
+        );
+        ob.off(
+            "pfr_addr",
+            "pfra_weight",
+            offset_of!(a, pfra_weight),
+            "openbsd::pfr_addr.pfra_weight",
+        );
+        ob.off(
+            "pfr_addr",
+            "pad",
+            offset_of!(a, pad),
+            "openbsd::pfr_addr.pad",
+        );
+        ob.field_size("pfr_addr", "pad", 7, "openbsd::pfr_addr.pad: [u8; 7]");
+    }
     for f in [&fb, &ob] {
         // A generated file too small to hold the facts is a broken generator.
         assert!(f.n > 90, "{}: only {} facts", f.os, f.n);
