@@ -105,17 +105,8 @@ pub const FREEBSD_ABI: Abi = Abi {
 // before af, net, not, fback, type, pad[7] (52 bytes); PFR_OP_ADDR_MAX 3
 // (BLOCK, MATCH, PASS), so pfr_astats is 160 and pfr_tstats ([2][4]) 1232.
 // sys/socket.h: AF_INET6 24.
+// struct pfioc_table, struct pfr_table, COUNTERS, USRMASK and NOCOUNT as FreeBSD.
 pub const OPENBSD_ABI: Abi = Abi {
-    ioc_size: 1104,
-    io_buffer: 1064,
-    io_esize: 1072,
-    io_size: 1076,
-    io_nadd: 1084,
-    io_ndel: 1088,
-    io_flags: 1096,
-    table_size: 1064,
-    t_name: 1024,
-    t_flags: 1056,
     addr_size: 52,
     a_af: 38,
     a_net: 39,
@@ -134,9 +125,7 @@ pub const OPENBSD_ABI: Abi = Abi {
     op_table_max: 4,
     ts_tzero: 1208,
     ts_cnt: 1216,
-    tflag_counters: Some(0x40),
-    tflag_usrmask: 0x43,
-    fb_nocount: Some(9),
+    ..FREEBSD_ABI
 };
 
 // xnu bsd/net/pfvar.h: pfr_addr as FreeBSD's; pfr_astats' tzero is a
