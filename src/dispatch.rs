@@ -266,14 +266,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 nft::conntrack()?; // refuse before changing anything
             }
             let mut t = open_tables(true)?;
-            if !nft {
-                for s in &svcs {
-                    for (name, _) in s.tables() {
-                        let table = TableRef::new(&cfg.anchor, &name);
-                        daemon::notes::note(Path::new(daemon::notes::PATH), &table, Some(&[addr]));
-                    }
-                }
-            }
+            note_removals(&cfg, &svcs, &t, Some(&[addr]));
             let done = cmd::revoke(&cfg, &mut t, addr, service.as_deref(), now())?;
             let mut any = false;
             for r in done.iter().filter(|r| r.deleted > 0) {
@@ -444,14 +437,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let cfg = load_config(path)?;
             let svcs = cmd::services(&cfg, service.as_deref())?;
             let mut t = open_tables(true)?;
-            if !t.caps().refreshes_entries {
-                for s in &svcs {
-                    for (name, _) in s.tables() {
-                        let table = TableRef::new(&cfg.anchor, &name);
-                        daemon::notes::note(Path::new(daemon::notes::PATH), &table, None);
-                    }
-                }
-            }
+            note_removals(&cfg, &svcs, &t, None);
             for (table, n) in cmd::flush(&cfg, &mut t, service.as_deref())? {
                 say!("{table}: {n} addresses deleted.");
                 if n > 0 {
@@ -466,6 +452,28 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             }
             Ok(())
+        }
+    }
+}
+
+/// Tell a running pf daemon that this command removes `nets` (every entry
+/// when `None`) from the services' dynamic tables and logs it itself
+/// (`daemon::notes`). nftables names the committing process instead.
+fn note_removals(
+    cfg: &Config,
+    svcs: &[&crate::config::Service],
+    t: &impl crate::tables::Tables,
+    nets: Option<&[Net]>,
+) {
+    if t.caps().refreshes_entries {
+        return;
+    }
+    for s in svcs {
+        for (name, role) in s.tables() {
+            if role != crate::config::Role::Allow {
+                let table = TableRef::new(&cfg.anchor, &name);
+                daemon::notes::note(Path::new(daemon::notes::PATH), &table, nets);
+            }
         }
     }
 }

@@ -225,9 +225,14 @@ impl Nflog {
     }
 
     /// The next knocks (blocks).
+    /// A burst larger than the socket's buffer (ENOBUFS) is an `Overrun`:
+    /// those knocks were counted by the kernel; the sets must be read again.
     pub fn next(&self, buf: &mut [u8]) -> io::Result<Vec<KernelEvent>> {
-        let n = recv(&self.0, buf)?;
-        Ok(messages(&buf[..n]).iter().filter_map(knock).collect())
+        match recv(&self.0, buf) {
+            Ok(n) => Ok(messages(&buf[..n]).iter().filter_map(knock).collect()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(vec![KernelEvent::Overrun]),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -386,7 +386,7 @@ fn out_dir() -> std::path::PathBuf {
 }
 
 #[test]
-fn c_assertions_for_the_real_headers() {
+fn writes_every_fact_as_a_c_assertion() {
     let dir = out_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let mut fb = Facts::new("FreeBSD");

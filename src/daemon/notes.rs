@@ -138,10 +138,6 @@ impl Notes {
         self.held.contains_key(&k)
     }
 
-    pub fn len(&self) -> usize {
-        self.held.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
     }

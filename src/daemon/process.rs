@@ -243,48 +243,38 @@ fn kernel_events(
 #[cfg(target_os = "linux")]
 fn start_sources(sources: Sources, tx: &std::sync::mpsc::Sender<Event>) {
     let (nflog, monitor) = sources;
-    let t1 = tx.clone();
+    forward("nflog", 1 << 16, move |b| nflog.next(b), tx.clone());
+    forward(
+        "nf_tables monitor",
+        1 << 20,
+        move |b| monitor.next(b),
+        tx.clone(),
+    );
+}
+
+/// A thread that reads one source into the loop until the loop is gone or
+/// the source fails (said once, as `Lost`).
+#[cfg(target_os = "linux")]
+fn forward(
+    what: &'static str,
+    size: usize,
+    mut next: impl FnMut(&mut [u8]) -> std::io::Result<Vec<super::KernelEvent>> + Send + 'static,
+    tx: std::sync::mpsc::Sender<Event>,
+) {
     crate::sys_unix::spawn(move || {
-        let mut buf = vec![0u8; 1 << 16];
+        let mut buf = vec![0u8; size];
         loop {
-            match nflog.next(&mut buf) {
+            match next(&mut buf) {
                 Ok(evs) => {
                     for ev in evs {
-                        if t1.send(Event::Kernel(ev)).is_err() {
-                            return;
-                        }
-                    }
-                }
-                // A burst larger than the buffer: those knocks were
-                // counted by the kernel; read the sets again.
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    let _ = t1.send(Event::Kernel(super::KernelEvent::Overrun));
-                }
-                Err(e) => {
-                    let _ = t1.send(Event::Kernel(super::KernelEvent::Lost(format!(
-                        "nflog: {}",
-                        crate::error::io_words(&e)
-                    ))));
-                    return;
-                }
-            }
-        }
-    });
-    let t2 = tx.clone();
-    crate::sys_unix::spawn(move || {
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            match monitor.next(&mut buf) {
-                Ok(evs) => {
-                    for ev in evs {
-                        if t2.send(Event::Kernel(ev)).is_err() {
+                        if tx.send(Event::Kernel(ev)).is_err() {
                             return;
                         }
                     }
                 }
                 Err(e) => {
-                    let _ = t2.send(Event::Kernel(super::KernelEvent::Lost(format!(
-                        "nf_tables monitor: {}",
+                    let _ = tx.send(Event::Kernel(super::KernelEvent::Lost(format!(
+                        "{what}: {}",
                         crate::error::io_words(&e)
                     ))));
                     return;

@@ -253,7 +253,8 @@ pub const MACOS: Kernel = Kernel {
     short_read_garbage: false,
     request_maxcount: None,
     missing_anchor_errno: libc::ENOENT,
-    getastats_flags: abi::PFR_FLAG_ATOMIC,
+    // ATOMIC, which `atomic` admits everywhere.
+    getastats_flags: 0,
     atomic: true,
     counters_flip_crashes: false,
 };
