@@ -61,7 +61,7 @@ impl Loader for Pfctl {
     fn enabled(&mut self) -> Option<bool> {
         Some(true)
     }
-    fn unload(&mut self, _: &Config) -> Result<()> {
+    fn unload(&mut self, _: &Config, _: bool) -> Result<()> {
         Ok(())
     }
 }

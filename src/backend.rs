@@ -61,8 +61,9 @@ pub trait Loader {
     fn enabled(&mut self) -> Option<bool>;
     /// Take the knock rules away. On pf the main ruleset then decides
     /// (its `block` keeps the ports closed); on nftables the table is left
-    /// closed: the protected ports drop all but the allow list.
-    fn unload(&mut self, cfg: &Config) -> Result<()>;
+    /// closed: the protected ports drop all but the allow list, unless
+    /// `open` (nftables only) deletes the table.
+    fn unload(&mut self, cfg: &Config, open: bool) -> Result<()>;
 }
 
 impl Loader for Backend {
@@ -99,9 +100,10 @@ impl Loader for Backend {
             Backend::Nft(_) => Some(true),
         }
     }
-    fn unload(&mut self, cfg: &Config) -> Result<()> {
+    fn unload(&mut self, cfg: &Config, open: bool) -> Result<()> {
         match self {
             Backend::Pf => pfctl::unload(&cfg.anchor),
+            Backend::Nft(n) if open => n.unload(),
             Backend::Nft(n) => n.close(cfg),
         }
     }

@@ -21,6 +21,12 @@ pub struct Cli {
           default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 
+    /// The running daemon's control socket (`run` listens on it; the
+    /// commands that change the firewall go through it)
+    #[arg(short = 'S', long = "socket", global = true, value_name = "FILE",
+          default_value = crate::control::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
     #[command(subcommand)]
     pub command: Command,
 }

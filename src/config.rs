@@ -692,8 +692,13 @@ impl Config {
     /// that root alone can change).
     /// Rotating services get the knock ports of now (`rotate::apply`).
     pub fn load(path: &Path) -> Result<(Config, Vec<Warning>)> {
+        Config::load_at(path, crate::clock::now())
+    }
+
+    /// As `load`, with the knock ports of rotating services as of `now`.
+    pub fn load_at(path: &Path, now: i64) -> Result<(Config, Vec<Warning>)> {
         let (mut cfg, warnings) = Config::read(path)?;
-        crate::rotate::apply(&mut cfg, crate::clock::now())?;
+        crate::rotate::apply(&mut cfg, now)?;
         Ok((cfg, warnings))
     }
 

@@ -5,48 +5,37 @@
 use std::path::Path;
 
 use crate::backend::{self, Backend, Loader, open_tables};
-use crate::catalogue::named_tables;
 use crate::cli::{Cli, Command};
 use crate::clock::now;
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
-use crate::name::{self, AnchorName, Net, TableName};
+use crate::name::{self, Net};
 use crate::output::out;
 use crate::tables::TableRef;
 use crate::{cmd, daemon, knock, nft, pfctl, render, say, syslog};
 
-fn address(s: &str) -> Result<Net> {
-    s.parse().map_err(|m: String| Error::Usage(m))
-}
-
-/// `--table T [--anchor A]`: a table the config names. Without an anchor,
-/// the one table of that name the config has.
-fn named_table(cfg: &Config, table: &str, anchor: Option<&str>) -> Result<TableRef> {
-    let name = TableName::new(table).map_err(Error::Usage)?;
-    let anchor = anchor
-        .map(|a| {
-            if a.is_empty() {
-                Ok(AnchorName::main())
-            } else {
-                AnchorName::new(a)
-            }
-        })
-        .transpose()
-        .map_err(Error::Usage)?;
-    let found: Vec<TableRef> = named_tables(cfg)
-        .into_iter()
-        .map(|n| n.table)
-        .filter(|t| t.name == name && anchor.as_ref().is_none_or(|a| *a == t.anchor))
-        .collect();
-    match found.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => Err(Error::Usage(format!(
-            "<{name}>{}: not a table of the config",
-            anchor.map_or(String::new(), |a| format!(" in {a}"))
-        ))),
-        _ => Err(Error::Usage(format!(
-            "<{name}> is in several anchors of the config: give --anchor"
-        ))),
+/// Where a daemon runs, have it do this command's work, and print what it
+/// did. `Ok(false)`: no daemon listens; the command does the work itself.
+fn through_daemon(cli: &Cli) -> Result<bool> {
+    let Some(argv) = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string().ok())
+        .collect::<Option<Vec<String>>>()
+    else {
+        return Ok(false);
+    };
+    let config = std::path::absolute(&cli.config).map_err(|source| Error::ConfigFile {
+        file: cli.config.clone(),
+        source,
+    })?;
+    let req = crate::control::Request { config, argv };
+    let Some(r) = crate::control::ask(&cli.socket, &req)? else {
+        return Ok(false);
+    };
+    crate::verbs::print(&r.done)?;
+    match r.error {
+        None => Ok(true),
+        Some((msg, code)) => Err(Error::Relayed { msg, code }),
     }
 }
 
@@ -102,6 +91,26 @@ fn audit(cfg: &Config, line: &str) {
 /// Run one command line.
 pub fn run(cli: Cli) -> Result<()> {
     let path = cli.config.as_path();
+    let changes = match &cli.command {
+        Command::Load
+        | Command::Unload { .. }
+        | Command::Allow { .. }
+        | Command::Flush { .. } => true,
+        Command::Revoke { kill_states, .. } => !kill_states,
+        Command::Expire { dry_run, .. } => !dry_run,
+        _ => false,
+    };
+    if changes && through_daemon(&cli)? {
+        return Ok(());
+    }
+    if let Command::Revoke {
+        address,
+        service,
+        kill_states: true,
+    } = &cli.command
+    {
+        return revoke_and_kill(&cli, address, service.as_deref());
+    }
     match cli.command {
         Command::Check => {
             let cfg = load_config(path)?;
@@ -150,16 +159,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Unload { open } => {
             let cfg = load_config(path)?;
             let mut b = backend::detect()?;
-            if let (Backend::Nft(nft), true) = (&b, open) {
-                return nft.unload();
-            }
-            b.unload(&cfg)?;
-            if let Backend::Nft(_) = b {
-                say!(
-                    "table inet {}: closed: the protected ports take the allow list only \
-                     (unload --open deletes it)",
-                    render::nft::TABLE
-                );
+            b.unload(&cfg, open)?;
+            if let Some(w) = crate::verbs::unload_words(matches!(b, Backend::Nft(_)), open) {
+                say!("{w}");
             }
             Ok(())
         }
@@ -185,11 +187,12 @@ pub fn run(cli: Cli) -> Result<()> {
             dry_run,
         } => {
             let cfg = load_config(path)?;
-            let sel = match (&service, &table) {
-                (_, Some(t)) => cmd::Select::Table(named_table(&cfg, t, anchor.as_deref())?),
-                (Some(s), None) => cmd::Select::Service(s),
-                (None, None) => cmd::Select::All,
-            };
+            let sel = crate::verbs::expire_selection(
+                &cfg,
+                service.as_deref(),
+                table.as_deref(),
+                anchor.as_deref(),
+            )?;
             let targets = cmd::expire_targets(&cfg, &sel)?;
             let mut t = open_tables(!dry_run)?;
             if !dry_run && !t.caps().refreshes_entries {
@@ -197,25 +200,10 @@ pub fn run(cli: Cli) -> Result<()> {
                     daemon::notes::note(Path::new(daemon::notes::PATH), &n.table, None);
                 }
             }
-            for r in cmd::expire(&cfg, &mut t, &sel, older_than, dry_run, now())? {
-                for x in &r.expired {
-                    out(&format!("{}\n", x.net))?;
-                    if !dry_run {
-                        audit(
-                            &cfg,
-                            &format!(
-                                "expired {} table={} anchor={} age={} by pfknock expire",
-                                x.net,
-                                r.table.name,
-                                r.table.anchor.as_str(),
-                                name::Secs(x.age)
-                            ),
-                        );
-                    }
-                }
-                say!("{}", r.count_line());
-            }
-            Ok(())
+            let mut d = crate::verbs::Done::default();
+            let by = "pfknock expire";
+            let r = crate::verbs::expire(&cfg, &mut t, &sel, older_than, dry_run, now(), by, &mut d);
+            finish(&cfg, &d, r)
         }
         Command::Allow {
             address: a,
@@ -223,82 +211,27 @@ pub fn run(cli: Cli) -> Result<()> {
             force,
         } => {
             let cfg = load_config(path)?;
-            let addr = address(&a)?;
-            if addr.prefix == 0 && !force {
-                return Err(Error::Usage(format!(
-                    "{addr} covers every {} address: the protected ports would be open to \
-                     all of them; give --force to allow it anyway",
-                    if addr.addr.is_ipv6() { "IPv6" } else { "IPv4" }
-                )));
-            }
-            cmd::one_service(&cfg, service.as_deref())?;
+            let addr = crate::verbs::address(&a)?;
             let mut t = open_tables(true)?;
-            let (svc, new) = cmd::allow(&cfg, &mut t, addr, service.as_deref())?;
-            let s = cfg.service(&svc).expect("resolved");
-            let table = TableRef::new(&cfg.anchor, &s.table);
-            audit(
-                &cfg,
-                &format!(
-                    "{} {addr} service={svc} table={} anchor={} ttl={} by pfknock allow",
-                    if new { "allowed" } else { "renewed" },
-                    s.table,
-                    cfg.anchor.as_str(),
-                    s.ttl
-                ),
-            );
-            if new {
-                say!("{table}: 1/1 addresses added.");
-            } else {
-                say!("{table}: {addr} was authorized already: renewed.");
-            }
-            Ok(())
+            let mut d = crate::verbs::Done::default();
+            let by = "pfknock allow";
+            let r = crate::verbs::allow(&cfg, &mut t, addr, service.as_deref(), force, by, &mut d);
+            finish(&cfg, &d, r)
         }
         Command::Revoke {
             address: a,
             service,
-            kill_states,
+            ..
         } => {
             let cfg = load_config(path)?;
-            let addr = address(&a)?;
+            let addr = crate::verbs::address(&a)?;
             let svcs = cmd::services(&cfg, service.as_deref())?;
-            let nft = matches!(backend::detect()?, Backend::Nft(_));
-            if kill_states && nft {
-                nft::conntrack()?; // refuse before changing anything
-            }
             let mut t = open_tables(true)?;
             note_removals(&cfg, &svcs, &t, Some(&[addr]));
-            let done = cmd::revoke(&cfg, &mut t, addr, service.as_deref(), now())?;
-            let mut any = false;
-            for r in done.iter().filter(|r| r.deleted > 0) {
-                say!("{}: {}/1 addresses deleted.", r.table, r.deleted);
-                let mut extra = String::new();
-                if let Some(a) = r.age {
-                    extra.push_str(&format!(" age={}", name::Secs(a)));
-                }
-                if let Some(ttl) = r.ttl {
-                    extra.push_str(&format!(" ttl={ttl}"));
-                }
-                audit(
-                    &cfg,
-                    &format!(
-                        "revoked {addr} service={} table={} anchor={}{extra} by pfknock revoke",
-                        r.service,
-                        r.table.name,
-                        r.table.anchor.as_str()
-                    ),
-                );
-                any = true;
-            }
-            if !any {
-                say!("{addr}: not in any table of the config");
-            }
-            if kill_states && nft {
-                let n = nft::kill_states(&addr, &svcs)?;
-                say!("{addr}: connections to the protected ports cut ({n} port(s) had some).");
-            } else if kill_states {
-                out(&pfctl::kill_states(&addr.to_string())?)?;
-            }
-            Ok(())
+            let mut d = crate::verbs::Done::default();
+            let by = "pfknock revoke";
+            let r = crate::verbs::revoke(&cfg, &mut t, addr, service.as_deref(), now(), by, &mut d);
+            finish(&cfg, &d, r)
         }
         Command::Knock {
             host,
@@ -432,28 +365,70 @@ pub fn run(cli: Cli) -> Result<()> {
             foreground,
             pidfile: pidfile.as_deref(),
             check_only,
+            socket: &cli.socket,
         }),
         Command::Flush { service } => {
             let cfg = load_config(path)?;
             let svcs = cmd::services(&cfg, service.as_deref())?;
             let mut t = open_tables(true)?;
             note_removals(&cfg, &svcs, &t, None);
-            for (table, n) in cmd::flush(&cfg, &mut t, service.as_deref())? {
-                say!("{table}: {n} addresses deleted.");
-                if n > 0 {
-                    audit(
-                        &cfg,
-                        &format!(
-                            "flushed {n} addresses table={} anchor={} by pfknock flush",
-                            table.name,
-                            table.anchor.as_str()
-                        ),
-                    );
-                }
-            }
-            Ok(())
+            let mut d = crate::verbs::Done::default();
+            let r = crate::verbs::flush(&cfg, &mut t, service.as_deref(), "pfknock flush", &mut d);
+            finish(&cfg, &d, r)
         }
     }
+}
+
+/// Print what a verb did and log its audit lines, even when it failed
+/// half way.
+fn finish(cfg: &Config, d: &crate::verbs::Done, r: Result<()>) -> Result<()> {
+    for l in &d.audit {
+        audit(cfg, l);
+    }
+    crate::verbs::print(d)?;
+    r
+}
+
+/// `revoke --kill-states`: the tables (through the daemon where one runs),
+/// then the host's connections, cut by this command.
+fn revoke_and_kill(cli: &Cli, a: &str, service: Option<&str>) -> Result<()> {
+    let cfg = load_config(&cli.config)?;
+    let addr = crate::verbs::address(a)?;
+    let svcs = cmd::services(&cfg, service)?;
+    let nft = matches!(backend::detect()?, Backend::Nft(_));
+    if nft {
+        nft::conntrack()?; // refuse before changing anything
+    }
+    // The revoke without -k, as this command's own request.
+    let mut argv = vec!["revoke".to_owned(), a.to_owned()];
+    argv.extend(service.map(str::to_owned));
+    let config = std::path::absolute(&cli.config).map_err(|source| Error::ConfigFile {
+        file: cli.config.clone(),
+        source,
+    })?;
+    let req = crate::control::Request { config, argv };
+    match crate::control::ask(&cli.socket, &req)? {
+        Some(r) => {
+            crate::verbs::print(&r.done)?;
+            if let Some((msg, code)) = r.error {
+                return Err(Error::Relayed { msg, code });
+            }
+        }
+        None => {
+            let mut t = open_tables(true)?;
+            note_removals(&cfg, &svcs, &t, Some(&[addr]));
+            let mut d = crate::verbs::Done::default();
+            let r = crate::verbs::revoke(&cfg, &mut t, addr, service, now(), "pfknock revoke", &mut d);
+            finish(&cfg, &d, r)?;
+        }
+    }
+    if nft {
+        let n = nft::kill_states(&addr, &svcs)?;
+        say!("{addr}: connections to the protected ports cut ({n} port(s) had some).");
+    } else {
+        out(&pfctl::kill_states(&addr.to_string())?)?;
+    }
+    Ok(())
 }
 
 /// Tell a running pf daemon that this command removes `nets` (every entry

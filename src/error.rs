@@ -49,6 +49,9 @@ pub enum Error {
     /// The reader of standard output went away (`pfknock show | head`):
     /// nothing to say, and exit as a tool killed by SIGPIPE would.
     StdoutClosed,
+    /// An error the running daemon met doing a command's work, with the
+    /// exit status the command would have had (`crate::control`).
+    Relayed { msg: String, code: i32 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -125,6 +128,7 @@ impl Error {
             Error::Config { .. } | Error::ConfigFile { .. } => EXIT_CONFIG,
             Error::Usage(_) => EXIT_USAGE,
             Error::StdoutClosed => 128 + libc::SIGPIPE,
+            Error::Relayed { code, .. } => *code,
             _ => EXIT_FAIL,
         }
     }
@@ -218,7 +222,7 @@ impl fmt::Display for Error {
             }
             Error::Tool { tool, msg } => write!(f, "{tool}: {msg}"),
             Error::StdoutClosed => write!(f, "stdout: broken pipe"),
-            Error::Usage(m) | Error::Other(m) => f.write_str(m),
+            Error::Usage(m) | Error::Other(m) | Error::Relayed { msg: m, .. } => f.write_str(m),
         }
     }
 }

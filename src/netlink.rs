@@ -29,7 +29,7 @@ use netlink_packet_core::{
     NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_netfilter::nflog::{
-    ConfigCmd, ConfigMode, PacketNla, ULogMessage, config_request,
+    ConfigCmd, ConfigMode, ConfigNla, PacketNla, Timeout, ULogMessage, config_request,
 };
 use netlink_packet_netfilter::nftables::{
     DataAttribute, ListAttribute, NfTablesMessage, SetElementAttribute, SetElementList,
@@ -208,11 +208,20 @@ impl Nflog {
     /// Bind group `group`; only one socket in a network namespace may.
     pub fn bind(group: u16) -> io::Result<Nflog> {
         let s = sock()?;
-        // The network and transport headers are all we read.
+        // The network and transport headers are all we read. Each packet
+        // is sent at once (queue threshold 1; the kernel's default batches
+        // up to a second, nfnetlink_log.c NFULNL_TIMEOUT_DEFAULT 100 in
+        // hundredths), so a knock is logged within milliseconds and before
+        // anything a command does after it.
         let m = config_request(
             NetfilterProtoFamily::Unspec,
             group,
-            vec![ConfigCmd::Bind.into(), ConfigMode::new_packet(64).into()],
+            vec![
+                ConfigCmd::Bind.into(),
+                ConfigMode::new_packet(64).into(),
+                ConfigNla::QThresh(1),
+                Timeout::new(1).into(),
+            ],
         );
         request(&s, m, 1, &mut vec![0u8; 1 << 16]).map_err(|e| match e.raw_os_error() {
             Some(libc::EBUSY) => io::Error::new(

@@ -173,3 +173,45 @@ pub fn euid() -> libc::uid_t {
     // memory of ours.
     unsafe { libc::geteuid() }
 }
+
+/// The effective uid of the process at the other end of a connected unix
+/// socket (Linux: SO_PEERCRED; the BSDs and macOS: getpeereid(3)).
+pub fn peer_uid(s: &std::os::unix::net::UnixStream) -> io::Result<libc::uid_t> {
+    use std::os::fd::AsRawFd;
+    let fd = s.as_raw_fd();
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: `fd` is the open socket `s` borrows for this call; `cred`
+        // and `len` are valid for writes and `len` holds `cred`'s size, so
+        // the kernel writes at most that many bytes into it.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&raw mut cred).cast(),
+                &mut len,
+            )
+        };
+        if r == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(cred.uid)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let (mut uid, mut gid) = (0, 0);
+        // SAFETY: `fd` is the open socket `s` borrows for this call; `uid`
+        // and `gid` are valid for writes.
+        if unsafe { libc::getpeereid(fd, &mut uid, &mut gid) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(uid)
+    }
+}

@@ -125,31 +125,24 @@ pub trait Tables {
     fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize>;
     /// Create tables (and their anchor); returns how many were new.
     fn create(&mut self, tables: &[(TableRef, TableFlags)]) -> Result<usize>;
-    /// Add entries that have this many seconds left (restoring them);
-    /// where entries have no timers of their own, as `add`.
-    fn add_timed(&mut self, t: &TableRef, entries: &[(Net, u64)]) -> Result<usize> {
-        let nets: Vec<Net> = entries.iter().map(|(n, _)| *n).collect();
-        self.add(t, &nets)
-    }
+    /// Add entries that have this many seconds left (restoring them).
+    /// Where entries have no timers of their own (pf), the kernel stamps
+    /// them now and the caller keeps their age. No default: what it does
+    /// differs per backend, and a forwarding impl must not fall back.
+    fn add_timed(&mut self, t: &TableRef, entries: &[(Net, u64)]) -> Result<usize>;
     /// What this firewall does by itself, asked once by each user.
-    fn caps(&self) -> Caps {
-        Caps::PF
-    }
+    fn caps(&self) -> Caps;
 
     /// Sets at their size, as of the last `table_stats`: (name, size).
     /// pf tables have no size of their own (pf's `set limit
     /// table-entries` is global), so none there.
-    fn full_sets(&self) -> Vec<(String, u64)> {
-        Vec::new()
-    }
+    fn full_sets(&self) -> Vec<(String, u64)>;
 
     /// Are the rules and sets of the config's ruleset all in place, as of
     /// the last `table_stats`? `None` where the backend cannot tell (pf:
     /// the anchor's rules are pfctl's; a flushed anchor shows as missing
     /// tables).
-    fn intact(&self, _cfg: &crate::config::Config) -> Option<bool> {
-        None
-    }
+    fn intact(&self, cfg: &crate::config::Config) -> Option<bool>;
     /// One entry of the table, if it is there (for the age a command
     /// reports). By default from the whole listing.
     fn entry(&mut self, t: &TableRef, net: &Net) -> Result<Option<Entry>> {
@@ -157,6 +150,9 @@ pub trait Tables {
     }
 }
 
+// Every method forwarded: a default here would silently replace the
+// backend's own behaviour (a restore with a fresh ttl did once).
+#[deny(clippy::missing_trait_methods)]
 impl<T: Tables + ?Sized> Tables for Box<T> {
     fn entries(&mut self, t: &TableRef) -> Result<Vec<Entry>> {
         (**self).entries(t)
@@ -175,6 +171,9 @@ impl<T: Tables + ?Sized> Tables for Box<T> {
     }
     fn create(&mut self, tables: &[(TableRef, TableFlags)]) -> Result<usize> {
         (**self).create(tables)
+    }
+    fn add_timed(&mut self, t: &TableRef, entries: &[(Net, u64)]) -> Result<usize> {
+        (**self).add_timed(t, entries)
     }
     fn caps(&self) -> Caps {
         (**self).caps()

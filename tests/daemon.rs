@@ -80,7 +80,7 @@ impl Loader for FakePfctl {
     fn enabled(&mut self) -> Option<bool> {
         self.enabled
     }
-    fn unload(&mut self, cfg: &Config) -> Result<()> {
+    fn unload(&mut self, cfg: &Config, _open: bool) -> Result<()> {
         let a = &cfg.anchor;
         self.k.0.borrow_mut().flush_anchor(a.as_str());
         self.unloads.set(self.unloads.get() + 1);
@@ -759,4 +759,207 @@ fn a_daemon_back_after_an_outage_expires_the_overdue_at_once() {
             l.os
         );
     }
+}
+
+// ---- one truth: the admin's commands through the daemon -------------------
+
+impl Rig {
+    /// A command line, as `pfknock -c CONFIG ARGS` sends it to the daemon.
+    fn ask(&mut self, args: &[&str], now: i64) -> pfknock::control::Reply {
+        let req = pfknock::control::Request {
+            config: self.path.clone(),
+            argv: args.iter().map(|s| s.to_string()).collect(),
+        };
+        self.m().now = now;
+        self.d.control(&req, now)
+    }
+}
+
+#[test]
+fn unload_through_the_daemon_stays_unloaded_until_load() {
+    for l in OSES {
+        let mut r = rig(l, "unload-held", SSH);
+        r.knock("ssh", "198.18.0.10");
+        r.at(NOW);
+        r.log.take();
+        let loads = r.pfctl.loads.borrow().len();
+        let rep = r.ask(&["unload"], NOW + 1);
+        assert_eq!(rep.error, None, "{}", l.os);
+        assert!(
+            rep.done.stderr.iter().any(|s| s.contains("keeps it unloaded")),
+            "{rep:?}"
+        );
+        assert_eq!(
+            r.log.take(),
+            ["anchor pfknock unloaded by pfknock unload: 1 authorizations went with it; \
+              kept unloaded until pfknock load or SIGHUP"]
+        );
+        assert!(!r.m().has_table("pfknock", "ssh"), "unloaded");
+        // Polls, deadlines and a rotation step go by: nothing comes back,
+        // and nothing is logged as expired or removed.
+        for t in [NOW + 2, NOW + 30, NOW + 61, NOW + 200] {
+            r.at(t);
+            r.d.rotate(t);
+        }
+        assert!(!r.m().has_table("pfknock", "ssh"), "{}: restored", l.os);
+        assert_eq!(r.pfctl.loads.borrow().len(), loads, "nothing loaded");
+        assert_eq!(r.log.take(), Vec::<String>::new());
+        // load: loaded again, and kept.
+        let rep = r.ask(&["load"], NOW + 201);
+        assert_eq!(rep.error, None);
+        assert!(r.m().has_table("pfknock", "ssh"));
+        let log = r.log.take();
+        assert!(log.contains(&"anchor pfknock loaded again".to_owned()), "{log:?}");
+        // Closed for the host it had before: the unload took it.
+        assert!(r.hosts("ssh").is_empty());
+    }
+}
+
+#[test]
+fn an_edited_config_loaded_through_the_daemon_is_kept() {
+    let mut r = rig(&freebsd::LAYOUT, "load-kept", SSH);
+    r.knock("ssh", "198.18.0.10");
+    r.at(NOW);
+    fs::write(&r.path, SSH.replace("60s", "5m")).unwrap();
+    let rep = r.ask(&["load"], NOW + 1);
+    assert_eq!(rep.error, None);
+    assert!(rep.done.stderr[0].contains("loaded by the running daemon"), "{rep:?}");
+    assert_eq!(r.d.cfg.services[0].ttl.0, 300);
+    // The old ttl would have expired it at NOW + 61.
+    r.at(NOW + 100);
+    assert_eq!(r.hosts("ssh").len(), 1, "the daemon went back to the old ttl");
+    r.at(NOW + 301);
+    assert!(r.hosts("ssh").is_empty());
+    let log = r.log.take();
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("expired 198.18.0.10 ") && l.ends_with("ttl=5m")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn a_config_the_daemon_does_not_run_is_refused_and_changes_nothing() {
+    let mut r = rig(&openbsd::LAYOUT, "other-config", SSH);
+    r.knock("ssh", "198.18.0.10");
+    r.at(NOW);
+    let req = pfknock::control::Request {
+        config: "/nonexistent/other.toml".into(),
+        argv: vec!["flush".into()],
+    };
+    let rep = r.d.control(&req, NOW + 1);
+    let (msg, code) = rep.error.unwrap();
+    assert!(msg.contains("works from") && msg.contains("other.toml"), "{msg}");
+    assert_eq!(code, 2);
+    assert_eq!(r.hosts("ssh").len(), 1);
+    // Nonsense is refused too.
+    let rep = r.ask(&["revoke", "not-an-address"], NOW + 1);
+    assert!(rep.error.is_some());
+    let rep = r.ask(&["knock", "198.18.0.1", "1"], NOW + 1);
+    assert!(rep.error.unwrap().0.contains("does load, unload"));
+    assert_eq!(r.hosts("ssh").len(), 1);
+}
+
+#[test]
+fn revoke_through_the_daemon_is_logged_once_and_never_comes_back() {
+    for l in OSES {
+        let mut r = rig(l, "revoke-once", SSH);
+        r.knock("ssh", "198.18.0.10");
+        r.knock("ssh", "198.18.0.11");
+        r.at(NOW);
+        r.log.take();
+        let rep = r.ask(&["revoke", "198.18.0.10"], NOW + 5);
+        assert_eq!(rep.error, None);
+        assert_eq!(
+            rep.done.stderr,
+            ["<ssh> in anchor pfknock: 1/1 addresses deleted."]
+        );
+        r.at(NOW + 6);
+        assert_eq!(
+            r.log.take(),
+            ["revoked 198.18.0.10 service=ssh table=ssh anchor=pfknock age=5s ttl=1m \
+              by pfknock revoke"],
+            "{}",
+            l.os
+        );
+        // pf flushed: the anchor comes back with what was authorized and
+        // not revoked.
+        r.m().flush_anchor("pfknock");
+        r.at(NOW + 7);
+        let hosts: Vec<String> = r.hosts("ssh").into_iter().map(|(a, _)| a).collect();
+        assert_eq!(hosts, ["198.18.0.11"], "{}", l.os);
+        let log = r.log.take();
+        assert_eq!(
+            log,
+            ["anchor pfknock restored: its tables were gone (pf flushed?): put back 1 \
+              authorizations with the time they had left"]
+        );
+    }
+}
+
+#[test]
+fn allow_and_flush_through_the_daemon_are_logged_once() {
+    let mut r = rig(&openbsd::LAYOUT, "allow-once", SSH);
+    r.log.take();
+    let rep = r.ask(&["allow", "198.18.0.20"], NOW);
+    assert_eq!(rep.error, None);
+    r.at(NOW + 1);
+    assert_eq!(
+        r.log.take(),
+        ["allowed 198.18.0.20 service=ssh table=ssh anchor=pfknock ttl=1m by pfknock allow"]
+    );
+    let rep = r.ask(&["flush"], NOW + 2);
+    assert_eq!(rep.error, None);
+    r.at(NOW + 3);
+    assert_eq!(
+        r.log.take(),
+        ["flushed 1 addresses table=ssh anchor=pfknock by pfknock flush"]
+    );
+    r.at(NOW + 120);
+    assert_eq!(r.log.take(), Vec::<String>::new(), "no ghost expiry");
+}
+
+#[test]
+fn a_restored_authorization_keeps_the_time_it_had_left() {
+    for l in OSES {
+        let mut r = rig(l, "restore-left", SSH);
+        r.knock("ssh", "198.18.0.10");
+        r.at(NOW);
+        r.at(NOW + 30);
+        r.m().flush_anchor("pfknock");
+        r.at(NOW + 31);
+        assert_eq!(r.hosts("ssh").len(), 1, "{}: put back", l.os);
+        r.log.take();
+        r.at(NOW + 59);
+        assert_eq!(r.hosts("ssh").len(), 1);
+        // A fresh ttl would keep it until NOW + 91.
+        r.at(NOW + 61);
+        assert!(r.hosts("ssh").is_empty(), "{}: a fresh ttl", l.os);
+        assert_eq!(
+            r.log.take(),
+            ["expired 198.18.0.10 service=ssh table=ssh anchor=pfknock age=1m1s ttl=1m"],
+            "{}",
+            l.os
+        );
+    }
+}
+
+#[test]
+fn a_shorter_ttl_on_reload_expires_and_logs_at_once() {
+    let mut r = rig(&freebsd::LAYOUT, "shorter-ttl", &SSH.replace("60s", "5m"));
+    r.knock("ssh", "198.18.0.10");
+    r.at(NOW);
+    r.at(NOW + 20);
+    r.log.take();
+    fs::write(&r.path, SSH.replace("60s", "10s")).unwrap();
+    r.m().now = NOW + 21;
+    r.d.reload(NOW + 21);
+    let log = r.log.take();
+    assert!(
+        log.contains(
+            &"expired 198.18.0.10 service=ssh table=ssh anchor=pfknock age=21s ttl=10s".to_owned()
+        ),
+        "{log:?}"
+    );
+    assert!(r.hosts("ssh").is_empty());
 }

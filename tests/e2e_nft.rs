@@ -181,6 +181,8 @@ fn the_daemon_reloads_heals_and_exits_cleanly() {
             pidfile.to_str().unwrap(),
             "-c",
             c.to_str().unwrap(),
+            "-S",
+            n.ctl().to_str().unwrap(),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

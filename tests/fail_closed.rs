@@ -285,6 +285,7 @@ fn the_pidfile_is_never_written_through_a_link_and_never_shared() {
         Command::new("ip")
             .args(["netns", "exec", &n.srv, BIN, "run", "-f", "-p"])
             .args([pidfile.to_str().unwrap(), "-c", c.to_str().unwrap()])
+            .args(["-S", n.ctl().to_str().unwrap()])
             .output()
             .unwrap()
     };
@@ -352,6 +353,7 @@ fn run_without_f_reports_errors_before_it_detaches() {
     let o = Command::new("ip")
         .args(["netns", "exec", &n.srv, BIN, "run", "-p"])
         .args([pidfile.to_str().unwrap(), "-c", c.to_str().unwrap()])
+        .args(["-S", n.ctl().to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(
@@ -378,6 +380,8 @@ fn run_without_f_reports_errors_before_it_detaches() {
             "pfknock.pid",
             "-c",
             "pfknock.toml",
+            "-S",
+            "ctl.sock",
         ])
         .output()
         .unwrap();

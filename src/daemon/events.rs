@@ -50,21 +50,21 @@ pub trait ElementLookup {
 
 /// What the daemon knows of one authorization.
 #[derive(Clone, Copy, Debug)]
-struct Auth {
+pub(super) struct Auth {
     since: i64,
     until: i64,
 }
 
 pub(super) struct Events {
-    lookup: Box<dyn ElementLookup + Send>,
+    pub(super) lookup: Box<dyn ElementLookup + Send>,
     /// The authorized sets met so far; the maps hold their index.
-    sets: Vec<String>,
+    pub(super) sets: Vec<String>,
     /// (authorized set, address) → since when, until when.
-    auth: HashMap<(u16, IpAddr), Auth>,
+    pub(super) auth: HashMap<(u16, IpAddr), Auth>,
     /// Deadlines; an entry whose `until` no longer matches is stale.
-    due: BinaryHeap<Reverse<(i64, u16, IpAddr)>>,
+    pub(super) due: BinaryHeap<Reverse<(i64, u16, IpAddr)>>,
     /// Notifications of the transaction in progress, until its commit.
-    batch: Vec<KernelEvent>,
+    pub(super) batch: Vec<KernelEvent>,
 }
 
 fn af(a: IpAddr) -> Af {
@@ -112,7 +112,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         Some(self.line(verb, &Net::host(addr), w, extra))
     }
 
-    fn track(&mut self, set: &str, addr: IpAddr, since: i64, until: i64) {
+    pub(super) fn track(&mut self, set: &str, addr: IpAddr, since: i64, until: i64) {
         let Some(e) = self.events.as_mut() else {
             return;
         };
@@ -127,7 +127,18 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         e.due.push(Reverse((until, i, addr)));
     }
 
-    fn forget(&mut self, set: &str, addr: IpAddr) -> Option<Auth> {
+    /// Forget every authorization of a set (a flush).
+    pub(super) fn forget_set(&mut self, set: &str) {
+        let Some(e) = self.events.as_mut() else {
+            return;
+        };
+        if let Some(i) = e.sets.iter().position(|s| s == set) {
+            let i = i as u16;
+            e.auth.retain(|(j, _), _| *j != i);
+        }
+    }
+
+    pub(super) fn forget(&mut self, set: &str, addr: IpAddr) -> Option<Auth> {
         let e = self.events.as_mut()?;
         let i = e.sets.iter().position(|s| s == set)? as u16;
         e.auth.remove(&(i, addr))
@@ -246,10 +257,25 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             // changes nothing when renewal is off.
             Some(_) => {}
             None => {
-                if let Some(l) = self.event_line("authorized", &s, addr, &format!("ttl={ttl}")) {
+                // nftables logs a knock only once its `add` succeeded; an
+                // element that is gone already was removed in between (a
+                // revoke or flush that overtook this event): it is not
+                // tracked, so nothing can bring it back.
+                let gone = matches!(
+                    self.events.as_mut().map(|e| e.lookup.left(&set, addr)),
+                    Some(Ok(None))
+                );
+                let extra = if gone {
+                    format!("ttl={ttl} (removed again before the daemon saw it)")
+                } else {
+                    format!("ttl={ttl}")
+                };
+                if let Some(l) = self.event_line("authorized", &s, addr, &extra) {
                     self.log.log(Level::Info, &l);
                 }
-                self.track(&set, addr, now, until);
+                if !gone {
+                    self.track(&set, addr, now, until);
+                }
             }
         }
     }
@@ -306,6 +332,15 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// they had left.
     fn restore(&mut self, what: &[String], by: &str, now: i64) {
         if self.cfg.services.is_empty() {
+            return;
+        }
+        if self.held {
+            self.log.log(
+                Level::Notice,
+                &format!(
+                    "table changed by {by} while unloaded: left as it is until pfknock load"
+                ),
+            );
             return;
         }
         let shown = if what.len() > 3 {
@@ -459,6 +494,37 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             } else {
                 for l in lines {
                     self.log.log(Level::Info, &l);
+                }
+            }
+        }
+    }
+
+    /// After a reload: an authorization of a service whose ttl changed is
+    /// due at its start plus the new ttl (the load carried the kernel's
+    /// elements over the same way), so a shorter ttl expires, and logs,
+    /// what is now past it at the next tick.
+    pub(super) fn retime(&mut self, old: &crate::config::Config, _now: i64) {
+        let changed: Vec<(String, i64)> = self
+            .cfg
+            .services
+            .iter()
+            .filter(|s| old.service(&s.name).is_some_and(|o| o.ttl != s.ttl))
+            .flat_map(|s| {
+                [Af::V4, Af::V6].map(|a| (nft_set_of(s.table.as_str(), a), s.ttl.0 as i64))
+            })
+            .collect();
+        let Some(e) = self.events.as_mut() else {
+            return;
+        };
+        for (set, ttl) in changed {
+            let Some(i) = e.sets.iter().position(|x| *x == set) else {
+                continue;
+            };
+            let i = i as u16;
+            for ((j, addr), a) in e.auth.iter_mut() {
+                if *j == i {
+                    a.until = a.since + ttl;
+                    e.due.push(Reverse((a.until, i, *addr)));
                 }
             }
         }

@@ -19,7 +19,7 @@ use crate::policy::{self, IdleTracker};
 use crate::tables::{Entry, TableRef, TableStat, Tables};
 
 /// What a signal (or the kernel) asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Event {
     /// SIGHUP: re-read the config, reload the anchor.
     Reload,
@@ -31,6 +31,12 @@ pub enum Event {
     Stop(i32),
     /// Something the kernel told (nftables: see `crate::netlink`).
     Kernel(KernelEvent),
+    /// A command's request on the control socket, and where its answer
+    /// goes.
+    Control(
+        Box<crate::control::Request>,
+        std::sync::mpsc::Sender<crate::control::Reply>,
+    ),
 }
 
 pub use crate::backend::Loader;
@@ -119,6 +125,10 @@ struct Watch {
     /// Addresses present at the last listing.
     /// Entries seen at the last listing, with their time stamps.
     known: HashMap<Net, i64>,
+    /// Entries this daemon put back after a flush, with the time stamp
+    /// they had: the kernel stamped them anew, their age goes on from the
+    /// old one.
+    restored: HashMap<Net, i64>,
     idle: IdleTracker,
     listed: bool,
     force: bool,
@@ -132,6 +142,7 @@ impl Watch {
             packets: None,
             next_due: None,
             known: HashMap::new(),
+            restored: HashMap::new(),
             idle: IdleTracker::default(),
             listed: false,
             force: false,
@@ -174,6 +185,10 @@ pub struct Daemon<T, L, G> {
     /// Removals pfknock's commands noted (pf: nobody else says who
     /// deleted an entry). None: log every removal.
     pub notes: Option<notes::Notes>,
+    /// The administrator unloaded the anchor (`pfknock unload` through the
+    /// control socket): nothing is restored or rotated until `load` or
+    /// SIGHUP.
+    held: bool,
 }
 
 /// The tables to watch. Renewal tables come first, so that a renewal is
@@ -213,6 +228,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             step_due: None,
             events: None,
             notes: None,
+            held: false,
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;
@@ -250,6 +266,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         if self.step_due.is_none_or(|d| now < d) {
             return;
         }
+        if self.held {
+            self.step_due = crate::rotate::next_boundary(&self.cfg, now);
+            return;
+        }
         let mut next = self.cfg.clone();
         let r = crate::rotate::apply(&mut next, now).and_then(|()| {
             if next
@@ -270,17 +290,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             }
         });
         match r {
-            Ok(changed) => {
+            Ok(_) => {
+                // The ports themselves are the secret of the step: never
+                // logged, at any level.
                 self.step_due = crate::rotate::next_boundary(&self.cfg, now);
-                if changed {
-                    for s in self.cfg.services.iter().filter(|s| s.rotate.is_some()) {
-                        let p: Vec<String> = s.knock.iter().map(|p| p.to_string()).collect();
-                        self.log.log(
-                            Level::Debug,
-                            &format!("service {}: knock ports now {}", s.name, p.join(" then ")),
-                        );
-                    }
-                }
             }
             Err(e) => {
                 let msg = format!("rotate: {e}: keeping the knock ports loaded");
@@ -444,7 +457,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         anchors.dedup();
         let mut out = HashMap::new();
         for a in anchors {
-            let ours = a == self.cfg.anchor && !self.cfg.services.is_empty();
+            let ours = a == self.cfg.anchor && !self.cfg.services.is_empty() && !self.held;
             let mut stats = self.stats_of(&a);
             let broken = ours && self.anchor_broken(&stats);
             let altered = ours && !broken && self.tables.intact(&self.cfg) == Some(false);
@@ -456,9 +469,15 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                         } else {
                             "its rules or sets had been changed"
                         };
+                        let back = self.put_back(&a, now);
+                        let back = if back > 0 {
+                            format!(": put back {back} authorizations with the time they had left")
+                        } else {
+                            String::new()
+                        };
                         self.log.log(
                             Level::Notice,
-                            &format!("anchor {} restored: {why}", a.as_str()),
+                            &format!("anchor {} restored: {why}{back}", a.as_str()),
                         );
                         self.check_pf();
                         stats = self.stats_of(&a);
@@ -493,6 +512,49 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             }
         }
         Some(out)
+    }
+
+    /// After the anchor came back empty: add again every authorization the
+    /// daemon knew of that has time left, keeping its age (the kernel
+    /// stamps it now; `restored` keeps the old stamp). Returns how many.
+    fn put_back(&mut self, anchor: &AnchorName, now: i64) -> usize {
+        let mut back = 0;
+        for i in 0..self.watches.len() {
+            let w = &self.watches[i];
+            if w.role() != Some(Role::Auth) || w.named.table.anchor != *anchor {
+                continue;
+            }
+            let Some(ttl) = w.named.ttl else { continue };
+            let table = w.named.table.clone();
+            let mut list: Vec<(Net, i64)> = w
+                .known
+                .iter()
+                .filter(|(_, since)| policy::age(now, **since) < ttl.0)
+                .map(|(n, since)| (*n, *since))
+                .collect();
+            // What a command removed stays removed.
+            if let Some(notes) = self.notes.as_mut() {
+                list.retain(|(n, _)| !notes.claims(&table, n));
+            }
+            list.sort();
+            let timed: Vec<(Net, u64)> = list
+                .iter()
+                .map(|(n, since)| (*n, ttl.0.saturating_sub(policy::age(now, *since))))
+                .collect();
+            match self.tables.add_timed(&table, &timed) {
+                Ok(n) => back += n,
+                Err(e) => {
+                    let msg = format!("{table}: putting back authorizations: {e}");
+                    self.fail(Level::Err, &msg, now);
+                    continue;
+                }
+            }
+            let w = &mut self.watches[i];
+            w.known = list.iter().copied().collect();
+            w.restored = list.into_iter().collect();
+            w.count = None;
+        }
+        back
     }
 
     /// Log once when a set fills up (knocks are no longer counted into it)
@@ -591,6 +653,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             let aw = &mut self.watches[a];
             for n in &present {
                 aw.idle.forget(n);
+                aw.restored.remove(n);
             }
             aw.known.extend(absent.iter().map(|n| (*n, now)));
             aw.force = true;
@@ -623,7 +686,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 if idle {
                     policy::idle_since(e, &w.idle, now)
                 } else {
-                    e.tzero
+                    w.restored.get(&e.net).map_or(e.tzero, |s| (*s).min(e.tzero))
                 }
             },
             keep,
@@ -708,10 +771,18 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
 
         let w = &mut self.watches[i];
+        let restored = std::mem::take(&mut w.restored);
         w.known = entries
             .iter()
             .filter(|e| !gone.contains(&e.net))
-            .map(|e| (e.net, e.tzero))
+            .map(|e| {
+                let since = restored.get(&e.net).map_or(e.tzero, |s| (*s).min(e.tzero));
+                (e.net, since)
+            })
+            .collect();
+        w.restored = restored
+            .into_iter()
+            .filter(|(n, _)| w.known.contains_key(n))
             .collect();
         w.count = Some(w.known.len() as u64);
         w.next_due = d.next_due;
@@ -723,29 +794,34 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// SIGHUP: re-read the config. A bad config, or one pfctl refuses, is
     /// logged and the running one stays; a good one is loaded atomically and
-    /// every table's state carries over.
+    /// every table's state carries over. An anchor held unloaded
+    /// (`pfknock unload`) is loaded again.
     pub fn reload(&mut self, now: i64) {
-        let (cfg, warnings) = match Config::load(&self.path) {
-            Ok(c) => c,
-            Err(e) => {
-                self.log.log(
-                    Level::Err,
-                    &format!("reload: {e}: keeping the running configuration"),
-                );
-                return;
-            }
-        };
+        if let Err(e) = self.try_reload(now) {
+            self.log.log(
+                Level::Err,
+                &format!("reload: {e}: keeping the running configuration"),
+            );
+        }
+    }
+
+    /// `reload`, with its failure returned (to the command that asked).
+    pub fn try_reload(&mut self, now: i64) -> Result<()> {
+        let (cfg, warnings) = Config::load_at(&self.path, now)?;
         self.log_warnings(&warnings);
         let old = std::mem::replace(&mut self.cfg, cfg);
         if !self.cfg.services.is_empty()
             && let Err(e) = self.load_anchor()
         {
             self.cfg = old;
+            return Err(e);
+        }
+        if self.held {
+            self.held = false;
             self.log.log(
-                Level::Err,
-                &format!("reload: {e}: keeping the running configuration"),
+                Level::Notice,
+                &format!("anchor {} loaded again", self.cfg.anchor.as_str()),
             );
-            return;
         }
         if old.anchor != self.cfg.anchor && !old.services.is_empty() {
             self.log.log(
@@ -775,6 +851,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 None => fresh,
             })
             .collect();
+        self.retime(&old, now);
         self.check_pf();
         self.step_due = crate::rotate::next_boundary(&self.cfg, now);
         self.log.log(
@@ -787,6 +864,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             ),
         );
         self.tick(now);
+        Ok(())
     }
 
     pub fn log_warnings(&mut self, warnings: &[Warning]) {
@@ -825,7 +903,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// A clean exit: unload the anchor if the config says so.
     pub fn stop(&mut self, signal: &str) {
         if self.cfg.unload && !self.cfg.services.is_empty() {
-            match self.loader.unload(&self.cfg) {
+            match self.loader.unload(&self.cfg, false) {
                 Ok(()) => self.log.log(
                     Level::Notice,
                     &format!("anchor {} unloaded", self.cfg.anchor.as_str()),
@@ -848,6 +926,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 }
 
+mod control;
 mod events;
 pub mod notes;
 mod process;

@@ -130,6 +130,8 @@ pub struct RunOpts<'a> {
     pub foreground: bool,
     pub pidfile: Option<&'a Path>,
     pub check_only: bool,
+    /// The control socket (`crate::control`).
+    pub socket: &'a Path,
 }
 
 /// The daemon process, started as a daemon in base is: read and check the
@@ -180,6 +182,9 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     let backend = crate::backend::detect().map_err(fatal)?;
     let pidpath = abs(o.pidfile.unwrap_or(Path::new(DEFAULT_PIDFILE)))?;
     let pid = Pidfile::create(&pidpath).map_err(fatal)?;
+    // Under the pidfile's lock: a socket left by a daemon that died is
+    // replaced, a live daemon's is not.
+    let ctl = crate::control::Listener::bind(&abs(o.socket)?).map_err(fatal)?;
     if !o.foreground {
         log.stderr = false;
     }
@@ -201,7 +206,7 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
         d.use_events(lookup, crate::clock::now());
         sources
     });
-    detach_and_serve(d, pid, signals, o.foreground, &warnings, sources)
+    detach_and_serve(d, (pid, ctl), signals, o.foreground, &warnings, sources)
 }
 
 /// The sockets that bring kernel events, and the element lookup.
@@ -307,7 +312,7 @@ fn catch_signals() -> Result<signal_hook::iterator::Signals> {
 /// Detach (unless in the foreground), then take signals and serve.
 fn detach_and_serve<T: Tables, L: Loader>(
     d: Daemon<T, L, SysLog>,
-    pid: Pidfile,
+    (pid, ctl): (Pidfile, crate::control::Listener),
     mut signals: signal_hook::iterator::Signals,
     foreground: bool,
     warnings: &[Warning],
@@ -339,6 +344,7 @@ fn detach_and_serve<T: Tables, L: Loader>(
     if let Some(s) = sources {
         start_sources(s, &tx);
     }
+    serve_control(&ctl, tx.clone())?;
     crate::sys_unix::spawn(move || {
         for sig in signals.forever() {
             let ev = match sig {
@@ -353,8 +359,43 @@ fn detach_and_serve<T: Tables, L: Loader>(
         }
     });
     let r = serve(d, warnings, &rx);
+    drop(ctl);
     drop(pid);
     r
+}
+
+/// A thread that takes the commands' requests, one at a time, into the
+/// loop, and carries each answer back.
+fn serve_control(ctl: &crate::control::Listener, tx: std::sync::mpsc::Sender<Event>) -> Result<()> {
+    let sock = ctl.sock.try_clone().map_err(|source| Error::Device {
+        path: ctl.path().display().to_string(),
+        op: "listen",
+        source,
+    })?;
+    crate::sys_unix::spawn(move || {
+        for conn in sock.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let reply = match crate::control::read_request(&mut s) {
+                Ok(req) => {
+                    let (rtx, rrx) = std::sync::mpsc::channel();
+                    if tx.send(Event::Control(Box::new(req), rtx)).is_err() {
+                        return;
+                    }
+                    match rrx.recv() {
+                        Ok(r) => r,
+                        Err(_) => return,
+                    }
+                }
+                Err(why) => crate::control::Reply {
+                    pid: std::process::id(),
+                    error: Some((format!("control socket: {why}"), crate::error::EXIT_USAGE)),
+                    ..Default::default()
+                },
+            };
+            crate::control::write_reply(&mut s, &reply);
+        }
+    });
+    Ok(())
 }
 
 /// The loop: wait for the next deadline, poll or signal; act; repeat.
@@ -389,6 +430,33 @@ fn serve<T: Tables, L: Loader>(
             Ok(Event::Reload) => d.reload(crate::clock::now()),
             Ok(Event::Sweep) => d.sweep(crate::clock::now()),
             Ok(Event::Info) => d.status(crate::clock::now()),
+            Ok(Event::Control(req, reply)) => {
+                // Kernel events already here happened before the
+                // command: they go first, so the log keeps their order.
+                let mut later = Vec::new();
+                while let Ok(ev) = rx.try_recv() {
+                    match ev {
+                        Event::Kernel(k) => d.kernel(k, crate::clock::now()),
+                        other => later.push(other),
+                    }
+                }
+                let _ = reply.send(d.control(&req, crate::clock::now()));
+                // What else came meanwhile waits its turn (a SIGTERM
+                // among it: stop now).
+                for ev in later {
+                    match ev {
+                        Event::Stop(sig) => {
+                            d.stop(if sig == SIGINT { "SIGINT" } else { "SIGTERM" });
+                            return Ok(());
+                        }
+                        Event::Reload => d.reload(crate::clock::now()),
+                        Event::Sweep => d.sweep(crate::clock::now()),
+                        Event::Info => d.status(crate::clock::now()),
+                        Event::Control(_, r) => drop(r),
+                        Event::Kernel(k) => d.kernel(k, crate::clock::now()),
+                    }
+                }
+            }
             Ok(Event::Kernel(ev)) => {
                 let now = crate::clock::now();
                 d.kernel(ev, now);

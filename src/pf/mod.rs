@@ -156,4 +156,28 @@ impl<D: Device> Tables for PfTables<D> {
         }
         self.pf.add_tables(tables)
     }
+
+    /// pf entries carry no timer: the kernel stamps them now
+    /// (docs/pf-kernel.md "Time stamps"), and the daemon, which expires
+    /// them, keeps the age they had (`daemon`'s restore).
+    fn add_timed(&mut self, t: &TableRef, entries: &[(Net, u64)]) -> Result<usize> {
+        let nets: Vec<Net> = entries.iter().map(|(n, _)| *n).collect();
+        self.add(t, &nets)
+    }
+
+    fn caps(&self) -> crate::tables::Caps {
+        crate::tables::Caps::PF
+    }
+
+    /// pf tables have no size of their own (`set limit table-entries` is
+    /// global).
+    fn full_sets(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+
+    /// The anchor's rules are pfctl's to read; a flushed anchor shows as
+    /// missing tables instead.
+    fn intact(&self, _cfg: &crate::config::Config) -> Option<bool> {
+        None
+    }
 }

@@ -120,6 +120,11 @@ impl Net {
         self.dir.join("pfknock.toml")
     }
 
+    /// The control socket of this test's daemon.
+    pub fn ctl(&self) -> PathBuf {
+        self.dir.join("ctl.sock")
+    }
+
     pub fn srv_ip(&self, v6: bool) -> String {
         if v6 {
             format!("fd00:{}::1", self.n)
@@ -389,6 +394,7 @@ pub fn daemon_env(n: &Net, env: &[(&str, &str)]) -> (Child, String) {
         .args(env.iter().map(|(k, v)| format!("{k}={v}")))
         .args([BIN, "run", "-f", "-p"])
         .args([pidfile.to_str().unwrap(), "-c", c.to_str().unwrap()])
+        .args(["-S", n.ctl().to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -1,0 +1,279 @@
+//! The running daemon's control socket: a command that changes the
+//! firewall (`load`, `unload`, `allow`, `revoke`, `flush`, `expire`) asks
+//! the daemon to do it, so that the daemon never undoes a deliberate
+//! change and logs every event itself, in order.
+//!
+//! A unix stream socket, `/var/run/pfknock.sock` unless `-S` says
+//! otherwise, mode 0600, owned by the daemon's user (root). One request
+//! per connection: the command sends its arguments and its config's
+//! absolute path as one JSON object and closes its side; the daemon
+//! answers with one JSON object (`Reply`) and closes. The daemon believes
+//! only a peer whose effective uid is its own (or root), and a command
+//! talks only to a socket owned by its own effective uid or root, and never
+//! through a symbolic link. Where nothing listens (no daemon, or one that
+//! died and left the file), the command does the work itself.
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::verbs::Done;
+
+/// Where the daemon listens when `-S` does not say.
+pub const DEFAULT_SOCKET: &str = "/var/run/pfknock.sock";
+/// The largest request the daemon reads.
+const MAX_REQUEST: u64 = 64 * 1024;
+/// The largest reply a command reads (a long `expire` list).
+const MAX_REPLY: u64 = 64 * 1024 * 1024;
+/// How long a command waits for the daemon (a reload of a large set).
+const WAIT: Duration = Duration::from_secs(600);
+
+/// What a command asks of the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The command's config file, absolute: the daemon acts only for its
+    /// own.
+    pub config: PathBuf,
+    /// The command line after the program name, as the command got it.
+    pub argv: Vec<String>,
+}
+
+/// The daemon's answer: what the command prints, and its outcome.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    pub pid: u32,
+    pub done: Done,
+    /// `None`: done. Otherwise the error, as the command would print it,
+    /// and its exit status.
+    pub error: Option<(String, i32)>,
+}
+
+fn io<'a>(path: &'a Path, op: &'static str) -> impl Fn(std::io::Error) -> Error + 'a {
+    move |source| Error::Device {
+        path: path.display().to_string(),
+        op,
+        source,
+    }
+}
+
+/// Send `req` to the daemon listening on `socket`. `Ok(None)`: no daemon
+/// listens there (the command then does the work itself).
+pub fn ask(socket: &Path, req: &Request) -> Result<Option<Reply>> {
+    let meta = match std::fs::symlink_metadata(socket) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(socket, "control socket")(e)),
+    };
+    let me = crate::sys_unix::euid();
+    if !meta.file_type().is_socket() {
+        return Err(Error::Other(format!(
+            "{}: not a socket: refusing to talk to it",
+            socket.display()
+        )));
+    }
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(Error::Other(format!(
+            "{}: owned by uid {}, not by root: refusing to trust it",
+            socket.display(),
+            meta.uid()
+        )));
+    }
+    let mut s = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ECONNREFUSED) | Some(libc::ENOENT)
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(io(socket, "connect")(e)),
+    };
+    let text = serde_json::to_vec(req).map_err(|e| Error::Other(format!("request: {e}")))?;
+    s.set_write_timeout(Some(WAIT))
+        .and_then(|()| s.set_read_timeout(Some(WAIT)))
+        .and_then(|()| s.write_all(&text))
+        .and_then(|()| s.shutdown(std::net::Shutdown::Write))
+        .map_err(io(socket, "send"))?;
+    let mut answer = Vec::new();
+    s.take(MAX_REPLY)
+        .read_to_end(&mut answer)
+        .map_err(io(socket, "receive"))?;
+    serde_json::from_slice(&answer).map(Some).map_err(|e| {
+        Error::Other(format!(
+            "{}: the daemon's answer cannot be read: {e}",
+            socket.display()
+        ))
+    })
+}
+
+/// The daemon's end: a listening socket, removed when dropped (if the
+/// path still names it).
+pub struct Listener {
+    pub sock: UnixListener,
+    path: PathBuf,
+    ino: u64,
+}
+
+impl Listener {
+    /// Listen on `path`. A socket left by a daemon that died is replaced;
+    /// one a live daemon answers on, or anything that is not a socket, is
+    /// refused.
+    pub fn bind(path: &Path) -> Result<Listener> {
+        if let Ok(m) = std::fs::symlink_metadata(path) {
+            if !m.file_type().is_socket() {
+                return Err(Error::Other(format!(
+                    "{}: exists and is not a socket: refusing to replace it",
+                    path.display()
+                )));
+            }
+            if UnixStream::connect(path).is_ok() {
+                return Err(Error::Other(format!(
+                    "{}: another pfknock daemon answers on it: stop it first",
+                    path.display()
+                )));
+            }
+            std::fs::remove_file(path).map_err(io(path, "remove stale socket"))?;
+        }
+        let sock = UnixListener::bind(path).map_err(io(path, "bind"))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io(path, "chmod"))?;
+        let ino = std::fs::symlink_metadata(path)
+            .map_err(io(path, "stat"))?
+            .ino();
+        Ok(Listener {
+            sock,
+            path: path.to_owned(),
+            ino,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.ino) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Read one request from a connection, if its peer may ask.
+pub fn read_request(s: &mut UnixStream) -> std::result::Result<Request, String> {
+    let uid = crate::sys_unix::peer_uid(s).map_err(|e| format!("peer credentials: {e}"))?;
+    let me = crate::sys_unix::euid();
+    if uid != me && uid != 0 {
+        return Err(format!("uid {uid} may not control the daemon"));
+    }
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let mut text = Vec::new();
+    s.take(MAX_REQUEST)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("reading the request: {e}"))?;
+    serde_json::from_slice(&text).map_err(|e| format!("a request that cannot be read: {e}"))
+}
+
+/// Answer a connection (errors on the way are the command's to see).
+pub fn write_reply(s: &mut UnixStream, r: &Reply) {
+    if let Ok(text) = serde_json::to_vec(r) {
+        let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+        let _ = s.write_all(&text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pfknock-ctl-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn no_daemon_means_do_it_yourself() {
+        let d = dir("none");
+        let req = Request {
+            config: "/etc/pfknock.toml".into(),
+            argv: vec!["unload".into()],
+        };
+        assert_eq!(ask(&d.join("ctl.sock"), &req).unwrap(), None);
+        // A socket nobody listens on any more (a daemon that died).
+        let l = UnixListener::bind(d.join("stale.sock")).unwrap();
+        drop(l);
+        assert_eq!(ask(&d.join("stale.sock"), &req).unwrap(), None);
+        // Not a socket: refused, not followed.
+        std::fs::write(d.join("file"), "").unwrap();
+        let e = ask(&d.join("file"), &req).unwrap_err().to_string();
+        assert!(e.contains("not a socket"), "{e}");
+        std::os::unix::fs::symlink(d.join("stale.sock"), d.join("link")).unwrap();
+        let e = ask(&d.join("link"), &req).unwrap_err().to_string();
+        assert!(e.contains("not a socket"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_request_goes_there_and_its_reply_comes_back() {
+        let d = dir("rt");
+        let p = d.join("ctl.sock");
+        let l = Listener::bind(&p).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // A second daemon on the same socket is refused.
+        let e = Listener::bind(&p).err().unwrap().to_string();
+        assert!(e.contains("another pfknock daemon"), "{e}");
+        let server = std::thread::spawn(move || {
+            // The refused second daemon's probe comes first: an empty
+            // request, answered with an error as the daemon does.
+            let (mut s, req) = loop {
+                let (mut s, _) = l.sock.accept().unwrap();
+                match read_request(&mut s) {
+                    Ok(r) => break (s, r),
+                    Err(e) => assert!(e.contains("cannot be read"), "{e}"),
+                }
+            };
+            let mut done = Done::default();
+            done.stderr.push(format!("did {}", req.argv.join(" ")));
+            write_reply(
+                &mut s,
+                &Reply {
+                    pid: 7,
+                    done,
+                    error: Some(("nope".into(), 1)),
+                },
+            );
+            l
+        });
+        let req = Request {
+            config: "/etc/pfknock.toml".into(),
+            argv: vec!["revoke".into(), "198.18.0.7".into()],
+        };
+        let r = ask(&p, &req).unwrap().unwrap();
+        assert_eq!(r.pid, 7);
+        assert_eq!(r.done.stderr, ["did revoke 198.18.0.7"]);
+        assert_eq!(r.error, Some(("nope".into(), 1)));
+        let l = server.join().unwrap();
+        drop(l);
+        assert!(!p.exists(), "the socket goes with the daemon");
+        // A stale socket is replaced by the next daemon.
+        drop(UnixListener::bind(&p).unwrap());
+        let l = Listener::bind(&p).unwrap();
+        drop(l);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,223 @@
+//! A command's work, done by the daemon on its behalf (`crate::control`):
+//! `load` and `unload` change what the daemon keeps loaded, and `allow`,
+//! `revoke`, `flush` and `expire` run on the daemon's own tables, so that
+//! it follows each change instead of undoing it, and logs it once.
+#![forbid(unsafe_code)]
+
+use std::net::IpAddr;
+
+use clap::Parser;
+
+use super::{Daemon, Level, Loader, Log};
+use crate::cli::{Cli, Command};
+use crate::config::Role;
+use crate::control::{Reply, Request};
+use crate::error::{Error, Result};
+use crate::name::Net;
+use crate::names::{Af, nft_set_of};
+use crate::tables::{TableRef, Tables};
+use crate::verbs::{self, Change, Done};
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
+    /// Do what a command asked, and say what it would have printed.
+    pub fn control(&mut self, req: &Request, now: i64) -> Reply {
+        let mut done = Done::default();
+        let r = self.serve(req, now, &mut done);
+        for l in &done.audit {
+            self.log.log(Level::Info, l);
+        }
+        let changes = std::mem::take(&mut done.changes);
+        self.follow(&changes, now);
+        Reply {
+            pid: std::process::id(),
+            done,
+            error: r.err().map(|e| (e.to_string(), e.exit_code())),
+        }
+    }
+
+    fn serve(&mut self, req: &Request, now: i64, done: &mut Done) -> Result<()> {
+        let argv = std::iter::once("pfknock".to_owned()).chain(req.argv.iter().cloned());
+        let cli = Cli::try_parse_from(argv)
+            .map_err(|e| Error::Usage(format!("the daemon cannot read this command: {e}")))?;
+        if !same_file(&req.config, &self.path) {
+            return Err(Error::Usage(format!(
+                "the running daemon (pid {}) works from {}, not {}: give -c {}, or stop \
+                 the daemon to work on another config",
+                std::process::id(),
+                self.path.display(),
+                req.config.display(),
+                self.path.display()
+            )));
+        }
+        let cfg = self.cfg.clone();
+        match cli.command {
+            Command::Load => {
+                self.try_reload(now)?;
+                done.stderr.push(format!(
+                    "{}: loaded by the running daemon (pid {}), which keeps it so",
+                    self.path.display(),
+                    std::process::id()
+                ));
+                Ok(())
+            }
+            Command::Unload { open } => self.unload_held(open, now, done),
+            Command::Allow {
+                address,
+                service,
+                force,
+            } => {
+                let addr = verbs::address(&address)?;
+                let by = "pfknock allow";
+                verbs::allow(&cfg, &mut self.tables, addr, service.as_deref(), force, by, done)
+            }
+            Command::Revoke {
+                address, service, ..
+            } => {
+                let addr = verbs::address(&address)?;
+                let by = "pfknock revoke";
+                verbs::revoke(&cfg, &mut self.tables, addr, service.as_deref(), now, by, done)
+            }
+            Command::Flush { service } => {
+                verbs::flush(&cfg, &mut self.tables, service.as_deref(), "pfknock flush", done)
+            }
+            Command::Expire {
+                service,
+                table,
+                anchor,
+                older_than,
+                dry_run,
+            } => {
+                let sel = verbs::expire_selection(
+                    &cfg,
+                    service.as_deref(),
+                    table.as_deref(),
+                    anchor.as_deref(),
+                )?;
+                let t = &mut self.tables;
+                verbs::expire(&cfg, t, &sel, older_than, dry_run, now, "pfknock expire", done)
+            }
+            _ => Err(Error::Usage(
+                "the daemon does load, unload, allow, revoke, flush and expire only".into(),
+            )),
+        }
+    }
+
+    /// `pfknock unload` while the daemon runs: unload, drop what the
+    /// daemon knew of the anchor's authorizations (they went with it), and
+    /// keep it unloaded until `load` or SIGHUP.
+    fn unload_held(&mut self, open: bool, _now: i64, done: &mut Done) -> Result<()> {
+        self.loader.unload(&self.cfg, open)?;
+        self.held = true;
+        let mut dropped = 0;
+        if let Some(e) = self.events.as_mut() {
+            dropped += e.auth.len();
+            e.auth.clear();
+            e.due.clear();
+        }
+        let anchor = self.cfg.anchor.clone();
+        for w in self.watches.iter_mut() {
+            if w.named.table.anchor != anchor || w.role().is_none() {
+                continue;
+            }
+            if w.role() == Some(Role::Auth) {
+                dropped += w.known.len();
+            }
+            w.known.clear();
+            w.restored.clear();
+            w.idle = Default::default();
+            w.count = None;
+            w.next_due = None;
+        }
+        self.log.log(
+            Level::Notice,
+            &format!(
+                "anchor {} unloaded by pfknock unload{}: {dropped} authorizations went \
+                 with it; kept unloaded until pfknock load or SIGHUP",
+                self.cfg.anchor.as_str(),
+                if open { " --open" } else { "" }
+            ),
+        );
+        if let Some(w) = verbs::unload_words(self.caps.refreshes_entries, open) {
+            done.stderr.push(w);
+        }
+        done.stderr.push(format!(
+            "the running daemon (pid {}) keeps it unloaded until pfknock load or SIGHUP",
+            std::process::id()
+        ));
+        Ok(())
+    }
+
+    /// Follow what a verb changed, without a line: the verb's audit lines
+    /// said it.
+    fn follow(&mut self, changes: &[Change], now: i64) {
+        for c in changes {
+            let (table, net) = match c {
+                Change::Added(t, n) | Change::Removed(t, n) => (t, Some(*n)),
+                Change::Cleared(t) => (t, None),
+            };
+            if self.events.is_some() {
+                self.follow_set(c, table, net, now);
+                continue;
+            }
+            let Some(w) = self.watches.iter_mut().find(|w| w.named.table == *table) else {
+                continue;
+            };
+            w.count = None;
+            match (c, net) {
+                (Change::Added(..), Some(n)) => {
+                    w.known.insert(n, now);
+                    w.restored.remove(&n);
+                    w.idle.forget(&n);
+                }
+                (Change::Removed(..), Some(n)) => {
+                    w.known.remove(&n);
+                    w.restored.remove(&n);
+                    w.idle.forget(&n);
+                }
+                _ => {
+                    w.known.clear();
+                    w.restored.clear();
+                    w.idle = Default::default();
+                }
+            }
+        }
+    }
+
+    /// `follow` with kernel events: the authorized sets the daemon tracks.
+    fn follow_set(&mut self, c: &Change, table: &TableRef, net: Option<Net>, now: i64) {
+        let Some(s) = self
+            .cfg
+            .services
+            .iter()
+            .find(|s| s.table == table.name)
+            .cloned()
+        else {
+            return;
+        };
+        let af = |a: IpAddr| if a.is_ipv6() { Af::V6 } else { Af::V4 };
+        match (c, net) {
+            (Change::Added(..), Some(n)) if Net::host(n.addr) == n => {
+                let set = nft_set_of(s.table.as_str(), af(n.addr));
+                self.track(&set, n.addr, now, now + s.ttl.0 as i64);
+            }
+            (Change::Removed(..), Some(n)) => {
+                let set = nft_set_of(s.table.as_str(), af(n.addr));
+                self.forget(&set, n.addr);
+            }
+            (Change::Cleared(_), _) => {
+                for a in [Af::V4, Af::V6] {
+                    let set = nft_set_of(s.table.as_str(), a);
+                    self.forget_set(&set);
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The verbs that change a table (`allow`, `revoke`, `flush`, `expire`),
+//! one function each, run the same way by the command itself (no daemon
+//! runs) and by a running daemon on the command's behalf (`control`): each
+//! writes what the command prints, the audit lines and the changes it made
+//! into a `Done`, and the caller prints, logs and follows them.
+#![forbid(unsafe_code)]
+
+use crate::cmd;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::name::{self, Net, Secs};
+use crate::tables::{TableRef, Tables};
+
+/// A change a verb made to a table, for a daemon to follow without
+/// logging it a second time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Added, or renewed to a fresh time stamp.
+    Added(TableRef, Net),
+    Removed(TableRef, Net),
+    /// Every entry removed.
+    Cleared(TableRef),
+}
+
+/// What a verb did: its standard output, its lines for standard error,
+/// its audit lines (syslog), and its changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Done {
+    pub stdout: String,
+    pub stderr: Vec<String>,
+    #[serde(skip)]
+    pub audit: Vec<String>,
+    #[serde(skip)]
+    pub changes: Vec<Change>,
+}
+
+impl Done {
+    fn out(&mut self, line: impl Into<String>) {
+        self.stdout.push_str(&line.into());
+        self.stdout.push('\n');
+    }
+    fn say(&mut self, line: impl Into<String>) {
+        self.stderr.push(line.into());
+    }
+}
+
+/// The parsed address of a command line.
+pub fn address(s: &str) -> Result<Net> {
+    s.parse().map_err(|m: String| Error::Usage(m))
+}
+
+/// `pfknock expire`.
+pub fn expire(
+    cfg: &Config,
+    t: &mut impl Tables,
+    sel: &cmd::Select<'_>,
+    older_than: Option<Secs>,
+    dry_run: bool,
+    now: i64,
+    by: &str,
+    d: &mut Done,
+) -> Result<()> {
+    for r in cmd::expire(cfg, t, sel, older_than, dry_run, now)? {
+        for x in &r.expired {
+            d.out(x.net.to_string());
+            if !dry_run {
+                d.audit.push(format!(
+                    "expired {} table={} anchor={} age={} by {by}",
+                    x.net,
+                    r.table.name,
+                    r.table.anchor.as_str(),
+                    Secs(x.age)
+                ));
+                d.changes.push(Change::Removed(r.table.clone(), x.net));
+            }
+        }
+        d.say(r.count_line());
+    }
+    Ok(())
+}
+
+/// `pfknock allow`.
+pub fn allow(
+    cfg: &Config,
+    t: &mut impl Tables,
+    addr: Net,
+    service: Option<&str>,
+    force: bool,
+    by: &str,
+    d: &mut Done,
+) -> Result<()> {
+    if addr.prefix == 0 && !force {
+        return Err(Error::Usage(format!(
+            "{addr} covers every {} address: the protected ports would be open to \
+             all of them; give --force to allow it anyway",
+            if addr.addr.is_ipv6() { "IPv6" } else { "IPv4" }
+        )));
+    }
+    cmd::one_service(cfg, service)?;
+    let (svc, new) = cmd::allow(cfg, t, addr, service)?;
+    let s = cfg.service(&svc).expect("resolved");
+    let table = TableRef::new(&cfg.anchor, &s.table);
+    d.audit.push(format!(
+        "{} {addr} service={svc} table={} anchor={} ttl={} by {by}",
+        if new { "allowed" } else { "renewed" },
+        s.table,
+        cfg.anchor.as_str(),
+        s.ttl
+    ));
+    d.changes.push(Change::Added(table.clone(), addr));
+    if new {
+        d.say(format!("{table}: 1/1 addresses added."));
+    } else {
+        d.say(format!("{table}: {addr} was authorized already: renewed."));
+    }
+    Ok(())
+}
+
+/// `pfknock revoke`, without `--kill-states` (the caller cuts the states
+/// after the tables changed).
+pub fn revoke(
+    cfg: &Config,
+    t: &mut impl Tables,
+    addr: Net,
+    service: Option<&str>,
+    now: i64,
+    by: &str,
+    d: &mut Done,
+) -> Result<()> {
+    let done = cmd::revoke(cfg, t, addr, service, now)?;
+    let mut any = false;
+    for r in &done {
+        if r.deleted == 0 {
+            continue;
+        }
+        d.say(format!("{}: {}/1 addresses deleted.", r.table, r.deleted));
+        let mut extra = String::new();
+        if let Some(a) = r.age {
+            extra.push_str(&format!(" age={}", Secs(a)));
+        }
+        if let Some(ttl) = r.ttl {
+            extra.push_str(&format!(" ttl={ttl}"));
+        }
+        d.audit.push(format!(
+            "revoked {addr} service={} table={} anchor={}{extra} by {by}",
+            r.service,
+            r.table.name,
+            r.table.anchor.as_str()
+        ));
+        d.changes.push(Change::Removed(r.table.clone(), addr));
+        any = true;
+    }
+    if !any {
+        d.say(format!("{addr}: not in any table of the config"));
+    }
+    Ok(())
+}
+
+/// `pfknock flush`.
+pub fn flush(
+    cfg: &Config,
+    t: &mut impl Tables,
+    service: Option<&str>,
+    by: &str,
+    d: &mut Done,
+) -> Result<()> {
+    for (table, n) in cmd::flush(cfg, t, service)? {
+        d.say(format!("{table}: {n} addresses deleted."));
+        if n > 0 {
+            d.audit.push(format!(
+                "flushed {n} addresses table={} anchor={} by {by}",
+                table.name,
+                table.anchor.as_str()
+            ));
+        }
+        d.changes.push(Change::Cleared(table));
+    }
+    Ok(())
+}
+
+/// `--table T [--anchor A]`: a table the config names. Without an anchor,
+/// the one table of that name the config has.
+pub fn named_table(cfg: &Config, table: &str, anchor: Option<&str>) -> Result<TableRef> {
+    use crate::name::{AnchorName, TableName};
+    let name = TableName::new(table).map_err(Error::Usage)?;
+    let anchor = anchor
+        .map(|a| {
+            if a.is_empty() {
+                Ok(AnchorName::main())
+            } else {
+                AnchorName::new(a)
+            }
+        })
+        .transpose()
+        .map_err(Error::Usage)?;
+    let found: Vec<TableRef> = crate::catalogue::named_tables(cfg)
+        .into_iter()
+        .map(|n| n.table)
+        .filter(|t| t.name == name && anchor.as_ref().is_none_or(|a| *a == t.anchor))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Error::Usage(format!(
+            "<{name}>{}: not a table of the config",
+            anchor.map_or(String::new(), |a| format!(" in {a}"))
+        ))),
+        _ => Err(Error::Usage(format!(
+            "<{name}> is in several anchors of the config: give --anchor"
+        ))),
+    }
+}
+
+/// The tables `expire` works on, from its options.
+pub fn expire_selection<'a>(
+    cfg: &Config,
+    service: Option<&'a str>,
+    table: Option<&str>,
+    anchor: Option<&str>,
+) -> Result<cmd::Select<'a>> {
+    Ok(match (service, table) {
+        (_, Some(t)) => cmd::Select::Table(named_table(cfg, t, anchor)?),
+        (Some(s), None) => cmd::Select::Service(s),
+        (None, None) => cmd::Select::All,
+    })
+}
+
+/// What `unload` tells, on nftables (where the table stays, closed).
+pub fn unload_words(nft: bool, open: bool) -> Option<String> {
+    (nft && !open).then(|| {
+        format!(
+            "table inet {}: closed: the protected ports take the allow list only \
+             (unload --open deletes it)",
+            crate::render::nft::TABLE
+        )
+    })
+}
+
+/// Print what a verb did, as the command does when no daemon runs.
+pub fn print(d: &Done) -> Result<()> {
+    crate::output::out(&d.stdout)?;
+    for l in &d.stderr {
+        crate::say!("{}", name::no_controls(l));
+    }
+    Ok(())
+}
