@@ -3,8 +3,8 @@
 //! the daemon to do it, so that the daemon never undoes a deliberate
 //! change and logs every event itself, in order.
 //!
-//! A unix stream socket, `/var/run/pfknock.sock` unless `-S` says
-//! otherwise, mode 0600, owned by the daemon's user (root). One request
+//! A unix stream socket, `/var/run/pfknock.sock` (Linux:
+//! `/run/pfknock/pfknock.sock`) unless `-S` says otherwise, mode 0600, owned by the daemon's user (root). One request
 //! per connection: the command sends its arguments and its config's
 //! absolute path as one JSON object and closes its side; the daemon
 //! answers with one JSON object (`Reply`) and closes. The daemon believes
@@ -25,8 +25,15 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::verbs::Done;
 
-/// Where the daemon listens when `-S` does not say.
-pub const DEFAULT_SOCKET: &str = "/var/run/pfknock.sock";
+/// Where the daemon listens when `-S` does not say: beside its pidfile,
+/// in the runtime directory systemd makes for the unit on Linux
+/// (`RuntimeDirectory=pfknock`; the unit's file system is read-only
+/// elsewhere).
+pub const DEFAULT_SOCKET: &str = if cfg!(target_os = "linux") {
+    "/run/pfknock/pfknock.sock"
+} else {
+    "/var/run/pfknock.sock"
+};
 /// The largest request the daemon reads.
 const MAX_REQUEST: u64 = 64 * 1024;
 /// The largest reply a command reads (a long `expire` list).
@@ -142,6 +149,18 @@ impl Listener {
             }
             std::fs::remove_file(path).map_err(io(path, "remove stale socket"))?;
         }
+        // Its directory, when it is missing (a runtime directory nobody
+        // made): one level, root's, readable by all.
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.exists()
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(dir)
+                .map_err(io(dir, "mkdir"))?;
+        }
         let sock = UnixListener::bind(path).map_err(io(path, "bind"))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(io(path, "chmod"))?;
@@ -237,7 +256,7 @@ mod tests {
         // A second daemon on the same socket is refused.
         let e = Listener::bind(&p).err().unwrap().to_string();
         assert!(e.contains("another pfknock daemon"), "{e}");
-        let server = std::thread::spawn(move || {
+        let server = crate::sys_unix::spawn(move || {
             // The refused second daemon's probe comes first: an empty
             // request, answered with an error as the daemon does.
             let (mut s, req) = loop {

@@ -92,10 +92,9 @@ fn audit(cfg: &Config, line: &str) {
 pub fn run(cli: Cli) -> Result<()> {
     let path = cli.config.as_path();
     let changes = match &cli.command {
-        Command::Load
-        | Command::Unload { .. }
-        | Command::Allow { .. }
-        | Command::Flush { .. } => true,
+        Command::Load | Command::Unload { .. } | Command::Allow { .. } | Command::Flush { .. } => {
+            true
+        }
         Command::Revoke { kill_states, .. } => !kill_states,
         Command::Expire { dry_run, .. } => !dry_run,
         _ => false,
@@ -202,7 +201,18 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             let mut d = crate::verbs::Done::default();
             let by = "pfknock expire";
-            let r = crate::verbs::expire(&cfg, &mut t, &sel, older_than, dry_run, now(), by, &mut d);
+            let r = crate::verbs::expire(
+                &cfg,
+                &mut t,
+                &sel,
+                crate::verbs::ExpireHow {
+                    older_than,
+                    dry_run,
+                },
+                now(),
+                by,
+                &mut d,
+            );
             finish(&cfg, &d, r)
         }
         Command::Allow {
@@ -418,7 +428,8 @@ fn revoke_and_kill(cli: &Cli, a: &str, service: Option<&str>) -> Result<()> {
             let mut t = open_tables(true)?;
             note_removals(&cfg, &svcs, &t, Some(&[addr]));
             let mut d = crate::verbs::Done::default();
-            let r = crate::verbs::revoke(&cfg, &mut t, addr, service, now(), "pfknock revoke", &mut d);
+            let r =
+                crate::verbs::revoke(&cfg, &mut t, addr, service, now(), "pfknock revoke", &mut d);
             finish(&cfg, &d, r)?;
         }
     }

@@ -50,7 +50,7 @@ pub enum Error {
     /// nothing to say, and exit as a tool killed by SIGPIPE would.
     StdoutClosed,
     /// An error the running daemon met doing a command's work, with the
-    /// exit status the command would have had (`crate::control`).
+    /// exit status the command would have had (see the control module).
     Relayed { msg: String, code: i32 },
 }
 

@@ -49,17 +49,28 @@ pub fn address(s: &str) -> Result<Net> {
     s.parse().map_err(|m: String| Error::Usage(m))
 }
 
+/// How `expire` expires: by the configured ttl or `older_than`, and for
+/// real or `dry_run`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExpireHow {
+    pub older_than: Option<Secs>,
+    pub dry_run: bool,
+}
+
 /// `pfknock expire`.
 pub fn expire(
     cfg: &Config,
     t: &mut impl Tables,
     sel: &cmd::Select<'_>,
-    older_than: Option<Secs>,
-    dry_run: bool,
+    how: ExpireHow,
     now: i64,
     by: &str,
     d: &mut Done,
 ) -> Result<()> {
+    let ExpireHow {
+        older_than,
+        dry_run,
+    } = how;
     for r in cmd::expire(cfg, t, sel, older_than, dry_run, now)? {
         for x in &r.expired {
             d.out(x.net.to_string());

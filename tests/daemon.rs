@@ -786,13 +786,18 @@ fn unload_through_the_daemon_stays_unloaded_until_load() {
         let rep = r.ask(&["unload"], NOW + 1);
         assert_eq!(rep.error, None, "{}", l.os);
         assert!(
-            rep.done.stderr.iter().any(|s| s.contains("keeps it unloaded")),
+            rep.done
+                .stderr
+                .iter()
+                .any(|s| s.contains("keeps it unloaded")),
             "{rep:?}"
         );
         assert_eq!(
             r.log.take(),
-            ["anchor pfknock unloaded by pfknock unload: 1 authorizations went with it; \
-              kept unloaded until pfknock load or SIGHUP"]
+            [
+                "anchor pfknock unloaded by pfknock unload: 1 authorizations went with it; \
+              kept unloaded until pfknock load or SIGHUP"
+            ]
         );
         assert!(!r.m().has_table("pfknock", "ssh"), "unloaded");
         // Polls, deadlines and a rotation step go by: nothing comes back,
@@ -809,7 +814,10 @@ fn unload_through_the_daemon_stays_unloaded_until_load() {
         assert_eq!(rep.error, None);
         assert!(r.m().has_table("pfknock", "ssh"));
         let log = r.log.take();
-        assert!(log.contains(&"anchor pfknock loaded again".to_owned()), "{log:?}");
+        assert!(
+            log.contains(&"anchor pfknock loaded again".to_owned()),
+            "{log:?}"
+        );
         // Closed for the host it had before: the unload took it.
         assert!(r.hosts("ssh").is_empty());
     }
@@ -823,11 +831,18 @@ fn an_edited_config_loaded_through_the_daemon_is_kept() {
     fs::write(&r.path, SSH.replace("60s", "5m")).unwrap();
     let rep = r.ask(&["load"], NOW + 1);
     assert_eq!(rep.error, None);
-    assert!(rep.done.stderr[0].contains("loaded by the running daemon"), "{rep:?}");
+    assert!(
+        rep.done.stderr[0].contains("loaded by the running daemon"),
+        "{rep:?}"
+    );
     assert_eq!(r.d.cfg.services[0].ttl.0, 300);
     // The old ttl would have expired it at NOW + 61.
     r.at(NOW + 100);
-    assert_eq!(r.hosts("ssh").len(), 1, "the daemon went back to the old ttl");
+    assert_eq!(
+        r.hosts("ssh").len(),
+        1,
+        "the daemon went back to the old ttl"
+    );
     r.at(NOW + 301);
     assert!(r.hosts("ssh").is_empty());
     let log = r.log.take();
@@ -849,7 +864,10 @@ fn a_config_the_daemon_does_not_run_is_refused_and_changes_nothing() {
     };
     let rep = r.d.control(&req, NOW + 1);
     let (msg, code) = rep.error.unwrap();
-    assert!(msg.contains("works from") && msg.contains("other.toml"), "{msg}");
+    assert!(
+        msg.contains("works from") && msg.contains("other.toml"),
+        "{msg}"
+    );
     assert_eq!(code, 2);
     assert_eq!(r.hosts("ssh").len(), 1);
     // Nonsense is refused too.
@@ -877,8 +895,10 @@ fn revoke_through_the_daemon_is_logged_once_and_never_comes_back() {
         r.at(NOW + 6);
         assert_eq!(
             r.log.take(),
-            ["revoked 198.18.0.10 service=ssh table=ssh anchor=pfknock age=5s ttl=1m \
-              by pfknock revoke"],
+            [
+                "revoked 198.18.0.10 service=ssh table=ssh anchor=pfknock age=5s ttl=1m \
+              by pfknock revoke"
+            ],
             "{}",
             l.os
         );
@@ -891,8 +911,10 @@ fn revoke_through_the_daemon_is_logged_once_and_never_comes_back() {
         let log = r.log.take();
         assert_eq!(
             log,
-            ["anchor pfknock restored: its tables were gone (pf flushed?): put back 1 \
-              authorizations with the time they had left"]
+            [
+                "anchor pfknock restored: its tables were gone (pf flushed?): put back 1 \
+              authorizations with the time they had left"
+            ]
         );
     }
 }

@@ -75,18 +75,38 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             } => {
                 let addr = verbs::address(&address)?;
                 let by = "pfknock allow";
-                verbs::allow(&cfg, &mut self.tables, addr, service.as_deref(), force, by, done)
+                verbs::allow(
+                    &cfg,
+                    &mut self.tables,
+                    addr,
+                    service.as_deref(),
+                    force,
+                    by,
+                    done,
+                )
             }
             Command::Revoke {
                 address, service, ..
             } => {
                 let addr = verbs::address(&address)?;
                 let by = "pfknock revoke";
-                verbs::revoke(&cfg, &mut self.tables, addr, service.as_deref(), now, by, done)
+                verbs::revoke(
+                    &cfg,
+                    &mut self.tables,
+                    addr,
+                    service.as_deref(),
+                    now,
+                    by,
+                    done,
+                )
             }
-            Command::Flush { service } => {
-                verbs::flush(&cfg, &mut self.tables, service.as_deref(), "pfknock flush", done)
-            }
+            Command::Flush { service } => verbs::flush(
+                &cfg,
+                &mut self.tables,
+                service.as_deref(),
+                "pfknock flush",
+                done,
+            ),
             Command::Expire {
                 service,
                 table,
@@ -101,7 +121,18 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     anchor.as_deref(),
                 )?;
                 let t = &mut self.tables;
-                verbs::expire(&cfg, t, &sel, older_than, dry_run, now, "pfknock expire", done)
+                verbs::expire(
+                    &cfg,
+                    t,
+                    &sel,
+                    crate::verbs::ExpireHow {
+                        older_than,
+                        dry_run,
+                    },
+                    now,
+                    "pfknock expire",
+                    done,
+                )
             }
             _ => Err(Error::Usage(
                 "the daemon does load, unload, allow, revoke, flush and expire only".into(),

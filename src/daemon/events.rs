@@ -337,9 +337,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         if self.held {
             self.log.log(
                 Level::Notice,
-                &format!(
-                    "table changed by {by} while unloaded: left as it is until pfknock load"
-                ),
+                &format!("table changed by {by} while unloaded: left as it is until pfknock load"),
             );
             return;
         }

@@ -686,7 +686,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 if idle {
                     policy::idle_since(e, &w.idle, now)
                 } else {
-                    w.restored.get(&e.net).map_or(e.tzero, |s| (*s).min(e.tzero))
+                    w.restored
+                        .get(&e.net)
+                        .map_or(e.tzero, |s| (*s).min(e.tzero))
                 }
             },
             keep,
