@@ -110,6 +110,25 @@ impl Loader for Backend {
 }
 
 impl Backend {
+    /// Refuse what this firewall cannot do, before anything is loaded:
+    /// `[[expire]]` names pf tables of a hand-written ruleset, which
+    /// nftables does not have (its sets time out by themselves).
+    pub fn supports(&self, cfg: &Config, path: &std::path::Path) -> Result<()> {
+        if let (Backend::Nft(_), Some(e)) = (self, cfg.expires.first()) {
+            return Err(Error::Config {
+                file: path.to_owned(),
+                line: 0,
+                key: "expire".into(),
+                msg: format!(
+                    "table <{}>: [[expire]] expires pf tables; nftables has none here \
+                     (its sets time out by themselves): remove the [[expire]] section",
+                    e.table
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The table interface: /dev/pf (read-only unless `write`), or nft(8).
     pub fn tables(&self, write: bool) -> Result<Box<dyn tables::Tables>> {
         Ok(match self {

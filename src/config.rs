@@ -325,7 +325,7 @@ struct RawService {
     to: Option<Spanned<OneOrMany>>,
     family: Option<Spanned<String>>,
     log: Option<bool>,
-    block: Option<bool>,
+    block: Option<Spanned<bool>>,
     renew: Option<bool>,
     size: Option<Spanned<i64>>,
 }
@@ -988,6 +988,16 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         Some(o) => Some(cx.parse::<IfName>(o, "service.on")?),
         None => None,
     };
+    if let Some(b) = &r.block
+        && !*b.get_ref()
+    {
+        cx.warn(
+            b.span(),
+            "service.block",
+            "false: on pf the anchor only passes, so a later pass rule in pf.conf opens \
+             the protected ports to every host; the main ruleset must block them",
+        );
+    }
 
     Ok(Service {
         name,
@@ -1007,7 +1017,7 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         to,
         family,
         log: r.log.unwrap_or(true),
-        block: r.block.unwrap_or(false),
+        block: r.block.as_ref().is_none_or(|b| *b.get_ref()),
         renew: r.renew.unwrap_or(true),
         size,
         knock_lines: match (&r.knock, &r.rotate) {
@@ -1599,7 +1609,7 @@ mod tests {
         }
         assert_eq!(s.window, Secs(10));
         assert!(s.from.is_empty() && s.allow.is_empty());
-        assert!(s.log && !s.block && s.renew);
+        assert!(s.log && s.block && s.renew);
         assert_eq!(s.proto, vec![Proto::Tcp]);
         assert_eq!(s.hits(), 6);
     }

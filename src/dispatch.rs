@@ -119,6 +119,7 @@ pub fn run(cli: Cli) -> Result<()> {
             // the config's own checks are all there is.
             let by = match backend::detect() {
                 Ok(b) => {
+                    b.supports(&cfg, path)?;
                     let by = b.check(&cfg, &source)?;
                     neighbours(&b, &cfg)?;
                     by
@@ -145,6 +146,7 @@ pub fn run(cli: Cli) -> Result<()> {
             warn_listened(&cfg, path);
             let source = path.display().to_string();
             let mut b = backend::detect()?;
+            b.supports(&cfg, path)?;
             b.load(&cfg, &source)?;
             neighbours(&b, &cfg)?;
             if !b.referenced(&cfg.anchor)? {

@@ -223,10 +223,21 @@ impl Nflog {
                 Timeout::new(1).into(),
             ],
         );
+        // The kernel answers EPERM when another socket holds the group
+        // (nfnetlink_log.c nfulnl_recv_config: instance owned by another
+        // portid); as root that, not a privilege, is the cause.
+        let root = crate::sys_unix::euid() == 0;
         request(&s, m, 1, &mut vec![0u8; 1 << 16]).map_err(|e| match e.raw_os_error() {
             Some(libc::EBUSY) => io::Error::new(
                 e.kind(),
                 format!("nflog group {group} is bound by another program (set nflog_group)"),
+            ),
+            Some(libc::EPERM) if root => io::Error::new(
+                e.kind(),
+                format!(
+                    "nflog group {group} is bound by another program, another pfknock daemon \
+                     perhaps (stop it, or set nflog_group)"
+                ),
             ),
             _ => e,
         })?;

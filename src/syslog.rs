@@ -1,22 +1,28 @@
-//! Logging that never blocks the daemon.
+//! Logging that never blocks the daemon, and loses no line of a burst.
 //!
 //! libc's syslog(3) writes to syslogd's datagram socket and waits when its
 //! queue is full, so a syslogd that stops reading (hung, or a test's
 //! socket) would stop the daemon: no more expiry, no self-heal, no SIGTERM
 //! (measured: blocked in unix_wait_for_peer after about 30 lines). Here the
-//! socket is non-blocking: a line that cannot be sent at once is dropped
-//! and counted, and the count is logged as soon as a line goes through
-//! again. Lines carry no time stamp; syslogd stamps them in local time.
+//! socket is non-blocking, and a line that cannot be sent at once waits in
+//! a queue of `QUEUE` lines, in order, sent as soon as syslogd takes lines
+//! again: the daemon's loop calls `flush` and wakes every `RETRY` while
+//! lines wait (Linux lets only `net.unix.max_dgram_qlen`, 10 by default,
+//! datagrams wait in the socket itself). Only past the queue are lines
+//! dropped and counted, and the count is logged when there is room again.
+//! Lines carry no time stamp; syslogd stamps them in local time.
 //!
 //! OpenBSD keeps libc's syslog(3): it goes through sendsyslog(2), which
 //! needs no socket and does not wait (sendsyslog(2): the kernel queues and
 //! drops while syslogd is away).
 #![forbid(unsafe_code)]
 
+use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::config::Facility;
 
@@ -50,10 +56,56 @@ fn code(f: Facility) -> u8 {
     }
 }
 
+/// Lines that wait for syslogd, at most.
+pub const QUEUE: usize = 10_000;
+/// How often the daemon tries again while lines wait.
+pub const RETRY: Duration = Duration::from_millis(5);
+
 struct State {
     facility: Facility,
     sock: Option<UnixDatagram>,
+    /// Lines syslogd did not take yet, oldest first.
+    queue: VecDeque<Vec<u8>>,
+    /// Lines dropped past the queue, not yet reported.
     dropped: u64,
+}
+
+impl State {
+    fn new(facility: Facility) -> State {
+        State {
+            facility,
+            sock: None,
+            queue: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    fn head(&self, p: libc::c_int) -> String {
+        let fac = code(self.facility) as libc::c_int;
+        format!("<{}>pfknock[{}]: ", fac * 8 + p, std::process::id())
+    }
+
+    /// Send what waits, in order, until syslogd takes no more; then the
+    /// count of dropped lines, once there is room.
+    fn flush(&mut self) {
+        while let Some(line) = self.queue.front() {
+            let line = line.clone();
+            if !send(self, &line) {
+                return;
+            }
+            self.queue.pop_front();
+        }
+        if self.dropped > 0 {
+            let note = format!(
+                "{}{} log line(s) dropped: syslog was not taking them",
+                self.head(libc::LOG_WARNING),
+                self.dropped
+            );
+            if send(self, note.as_bytes()) {
+                self.dropped = 0;
+            }
+        }
+    }
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -66,13 +118,7 @@ pub fn open(facility: Facility) {
     let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
     match g.as_mut() {
         Some(s) => s.facility = facility,
-        None => {
-            *g = Some(State {
-                facility,
-                sock: None,
-                dropped: 0,
-            })
-        }
+        None => *g = Some(State::new(facility)),
     }
 }
 
@@ -101,40 +147,109 @@ fn send(st: &mut State, line: &[u8]) -> bool {
     false
 }
 
-/// Log `msg` at `priority` (`libc::LOG_*`), or drop and count it.
+/// Log `msg` at `priority` (`libc::LOG_*`): sent now, or queued behind
+/// the lines that wait, or (past `QUEUE`) dropped and counted.
 pub fn log(priority: libc::c_int, msg: &str) {
     if cfg!(target_os = "openbsd") {
         crate::sys_unix::syslog(priority, msg);
         return;
     }
     let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
-    let st = g.get_or_insert(State {
-        facility: Facility::Auth,
-        sock: None,
-        dropped: 0,
-    });
-    let fac = code(st.facility) as libc::c_int;
-    let head = |p: libc::c_int| format!("<{}>pfknock[{}]: ", fac * 8 + p, std::process::id());
-    if st.dropped > 0 {
-        let note = format!(
-            "{}{} log line(s) dropped: syslog was not taking them",
-            head(libc::LOG_WARNING),
-            st.dropped
-        );
-        if !send(st, note.as_bytes()) {
-            st.dropped += 1;
-            return;
-        }
-        st.dropped = 0;
-    }
+    let st = g.get_or_insert_with(|| State::new(Facility::Auth));
     // Keep a line within what every syslogd takes in one datagram.
-    let mut line = head(priority);
+    let mut line = st.head(priority);
     let mut end = msg.len().min(2000);
     while !msg.is_char_boundary(end) {
         end -= 1;
     }
     line.push_str(&msg[..end]);
-    if !send(st, line.as_bytes()) {
+    st.flush();
+    if st.queue.is_empty() && st.dropped == 0 && send(st, line.as_bytes()) {
+        return;
+    }
+    // With no syslogd at all there is nothing to wait for.
+    if st.queue.len() < QUEUE && st.sock.is_some() {
+        st.queue.push_back(line.into_bytes());
+    } else {
         st.dropped += 1;
+    }
+}
+
+/// Send the lines that wait, as far as syslogd takes them now.
+pub fn flush() {
+    let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(st) = g.as_mut() {
+        st.flush();
+    }
+}
+
+/// Do lines wait for a syslogd that is there (so that trying again in
+/// `RETRY` makes sense)?
+pub fn pending() -> bool {
+    let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref()
+        .is_some_and(|st| st.sock.is_some() && (!st.queue.is_empty() || st.dropped > 0))
+}
+
+/// Before a command exits: keep sending what waits until it is all sent
+/// or `limit` has passed (a syslogd that is not reading does not hold the
+/// command up for longer).
+pub fn drain(limit: Duration) {
+    let end = Instant::now() + limit;
+    while pending() && Instant::now() < end {
+        flush();
+        if pending() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A burst far past the socket's own queue, to a reader that is slow
+    /// at first: every line arrives, in order.
+    #[test]
+    fn a_burst_loses_no_line_and_keeps_its_order() {
+        let dir = std::env::temp_dir().join(format!("pfknock-syslog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.sock");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        {
+            let mut g = STATE.lock().unwrap();
+            let mut st = State::new(Facility::Auth);
+            let s = UnixDatagram::unbound().unwrap();
+            s.connect(&path).unwrap();
+            s.set_nonblocking(true).unwrap();
+            st.sock = Some(s);
+            *g = Some(st);
+        }
+        for i in 0..1000 {
+            log(libc::LOG_INFO, &format!("line {i}"));
+        }
+        assert!(pending(), "the socket's queue is far shorter than 1000");
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 4096];
+        let mut got = Vec::new();
+        for _ in 0..2000 {
+            if got.len() == 1000 {
+                break;
+            }
+            flush();
+            while let Ok(n) = rx.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                rx.set_nonblocking(true).unwrap();
+            }
+            rx.set_nonblocking(false).unwrap();
+        }
+        assert_eq!(got.len(), 1000);
+        for (i, l) in got.iter().enumerate() {
+            assert!(l.ends_with(&format!(": line {i}")), "{i}: {l}");
+        }
+        assert!(!pending());
+        *STATE.lock().unwrap() = None;
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

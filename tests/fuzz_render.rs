@@ -289,6 +289,7 @@ fn grammar() -> Grammar {
             re(""),
             re(service),
             re(r"# expire only: <{TBL}> in (?:main ruleset|{ANCH}), (?:age|idle) {DUR}"),
+            re(r"# closed to every other host, whatever pf.conf passes after the anchor"),
             re(r"table <{ID}> persist(?: counters)?"),
             re(r"table <{ID}> const \{ {NETS} \}"),
             re(

@@ -169,10 +169,13 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
             crate::say!("pfknock: {}", crate::name::no_controls(&w.to_string()));
         }
         // The load's own test: what nftables would refuse fails here.
-        if let Ok(crate::backend::Backend::Nft(nft)) = crate::backend::detect()
-            && !cfg.services.is_empty()
-        {
-            nft.check(&render::nft::render(&cfg, &config.display().to_string()))?;
+        if let Ok(b) = crate::backend::detect() {
+            b.supports(&cfg, &config)?;
+            if let crate::backend::Backend::Nft(nft) = &b
+                && !cfg.services.is_empty()
+            {
+                nft.check(&render::nft::render(&cfg, &config.display().to_string()))?;
+            }
         }
         return crate::output::out(&format!(
             "{}: ok\n",
@@ -180,6 +183,7 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
         ));
     }
     let backend = crate::backend::detect().map_err(fatal)?;
+    backend.supports(&cfg, &config).map_err(fatal)?;
     let pidpath = abs(o.pidfile.unwrap_or(Path::new(DEFAULT_PIDFILE)))?;
     let pid = Pidfile::create(&pidpath).map_err(fatal)?;
     // Under the pidfile's lock: a socket left by a daemon that died is
@@ -425,7 +429,13 @@ fn serve<T: Tables, L: Loader>(
             .chain(d.next_step())
             .fold(now + idle, i64::min)
             .max(now);
-        let wait = Duration::from_millis((wake * 1000 - now_ms).max(0) as u64);
+        let mut wait = Duration::from_millis((wake * 1000 - now_ms).max(0) as u64);
+        // Log lines that syslogd did not take yet go out first, and are
+        // tried again soon.
+        crate::syslog::flush();
+        if crate::syslog::pending() {
+            wait = wait.min(crate::syslog::RETRY);
+        }
         match rx.recv_timeout(wait) {
             Ok(Event::Reload) => d.reload(crate::clock::now()),
             Ok(Event::Sweep) => d.sweep(crate::clock::now()),
@@ -471,8 +481,11 @@ fn serve<T: Tables, L: Loader>(
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let now = crate::clock::now();
-                d.rotate(now);
-                d.tick(now);
+                // A wake for the log's sake alone polls nothing.
+                if now >= wake {
+                    d.rotate(now);
+                    d.tick(now);
+                }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 d.stop("loss of the signal thread");

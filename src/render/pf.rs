@@ -10,7 +10,12 @@
 //! * the knock rules: `synproxy state (max-src-conn-rate N/S, overload <t>)`,
 //!   stage k passing only from stage k-1's table;
 //! * the pass rule from the authorized (and allow) tables to the protected
-//!   ports, and the optional block rule after it.
+//!   ports.
+//!
+//! Then, after every service's pass rules (so that a port two services
+//! protect opens to either's hosts), each service's `block in quick` on its
+//! protected ports (`block = true`, the default): the anchor itself closes
+//! what it protects, and no `pass` later in pf.conf can reopen it.
 //!
 //! Dynamic tables never get `{ }` or `file` contents (a reload would empty
 //! them), and no rule carries `flush`: a second knock must not cut the
@@ -38,9 +43,19 @@ pub fn render(cfg: &Config, source: &str) -> String {
         cfg.anchor.as_str(),
         cfg.anchor.as_str()
     );
+    let mut blocks = Vec::new();
     for s in &cfg.services {
         o.push('\n');
-        service(&mut o, s);
+        blocks.extend(service(&mut o, s));
+    }
+    if !blocks.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n# closed to every other host, whatever pf.conf passes after the anchor"
+        );
+        for b in blocks {
+            o.push_str(&b);
+        }
     }
     if !cfg.expires.is_empty() {
         o.push('\n');
@@ -55,7 +70,9 @@ pub fn render(cfg: &Config, source: &str) -> String {
     o
 }
 
-fn service(o: &mut String, s: &Service) {
+/// Write the service's tables and rules; return its block rule, which
+/// goes after every service's pass rules.
+fn service(o: &mut String, s: &Service) -> Option<String> {
     // Knocks are made to this host: `(self)` is every local address, kept
     // up to date by the kernel (pf_if.c, pfi_dynaddr_setup: "self" is the
     // group of all interfaces), so routed traffic is never synproxied,
@@ -187,13 +204,12 @@ fn service(o: &mut String, s: &Service) {
             head("pass", s.log)
         );
     }
-    if s.block {
-        let _ = writeln!(
-            o,
-            "{} proto {proto} from any to {dest} port {ports}",
+    s.block.then(|| {
+        format!(
+            "{} proto {proto} from any to {dest} port {ports}\n",
             head("block", false)
-        );
-    }
+        )
+    })
 }
 
 /// `x` for one item, `{ x, y }` for several.
