@@ -373,13 +373,21 @@ pub fn revoke(
     Ok(out)
 }
 
-/// Empty the dynamic tables of the service (or of every service). Returns
-/// per table how many entries were deleted.
-pub fn flush(
-    cfg: &Config,
-    t: &mut impl Tables,
-    service: Option<&str>,
-) -> Result<Vec<(TableRef, usize)>> {
+/// What `flush` took out of one table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flushed {
+    pub table: TableRef,
+    pub service: String,
+    pub role: Role,
+    /// The entries the table held, with their time stamps.
+    pub entries: Vec<Entry>,
+    /// How many of them the delete removed.
+    pub deleted: usize,
+    pub ttl: Secs,
+}
+
+/// Empty the dynamic tables of the service (or of every service).
+pub fn flush(cfg: &Config, t: &mut impl Tables, service: Option<&str>) -> Result<Vec<Flushed>> {
     let mut out = Vec::new();
     for s in services(cfg, service)? {
         for (name, role) in s.tables() {
@@ -387,9 +395,17 @@ pub fn flush(
                 continue;
             }
             let table = TableRef::new(&cfg.anchor, &name);
-            let nets: Vec<Net> = t.entries(&table)?.iter().map(|e| e.net).collect();
-            let n = t.delete(&table, &nets)?;
-            out.push((table, n));
+            let entries = t.entries(&table)?;
+            let nets: Vec<Net> = entries.iter().map(|e| e.net).collect();
+            let deleted = t.delete(&table, &nets)?;
+            out.push(Flushed {
+                table,
+                service: s.name.clone(),
+                role,
+                entries,
+                deleted,
+                ttl: s.ttl,
+            });
         }
     }
     Ok(out)

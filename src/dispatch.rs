@@ -385,7 +385,14 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut t = open_tables(true)?;
             note_removals(&cfg, &svcs, &t, None);
             let mut d = crate::verbs::Done::default();
-            let r = crate::verbs::flush(&cfg, &mut t, service.as_deref(), "pfknock flush", &mut d);
+            let r = crate::verbs::flush(
+                &cfg,
+                &mut t,
+                service.as_deref(),
+                now(),
+                "pfknock flush",
+                &mut d,
+            );
             finish(&cfg, &d, r)
         }
     }

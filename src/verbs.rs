@@ -167,24 +167,40 @@ pub fn revoke(
     Ok(())
 }
 
-/// `pfknock flush`.
+/// `pfknock flush`: one audit line per authorization it ends (address,
+/// service, age, ttl), one per stage or renewal table it empties.
 pub fn flush(
     cfg: &Config,
     t: &mut impl Tables,
     service: Option<&str>,
+    now: i64,
     by: &str,
     d: &mut Done,
 ) -> Result<()> {
-    for (table, n) in cmd::flush(cfg, t, service)? {
-        d.say(format!("{table}: {n} addresses deleted."));
-        if n > 0 {
+    for f in cmd::flush(cfg, t, service)? {
+        d.say(format!("{}: {} addresses deleted.", f.table, f.deleted));
+        if f.deleted > 0 && f.role == crate::config::Role::Auth {
+            for e in &f.entries {
+                d.audit.push(format!(
+                    "flushed {} service={} table={} anchor={} age={} ttl={} by {by}",
+                    e.net,
+                    f.service,
+                    f.table.name,
+                    f.table.anchor.as_str(),
+                    Secs(crate::policy::age(now, e.tzero)),
+                    f.ttl
+                ));
+            }
+        } else if f.deleted > 0 {
             d.audit.push(format!(
-                "flushed {n} addresses table={} anchor={} by {by}",
-                table.name,
-                table.anchor.as_str()
+                "flushed {} addresses service={} table={} anchor={} by {by}",
+                f.deleted,
+                f.service,
+                f.table.name,
+                f.table.anchor.as_str()
             ));
         }
-        d.changes.push(Change::Cleared(table));
+        d.changes.push(Change::Cleared(f.table));
     }
     Ok(())
 }

@@ -353,7 +353,7 @@ fn flush_empties_dynamic_tables_only() {
     m(&mut k).overload("pfknock", "ssh_s1", ip("192.0.2.2"));
     m(&mut k).overload("pfknock", "imap", ip("192.0.2.3"));
     let done = cmd::flush(&c, &mut k, Some("ssh")).unwrap();
-    assert_eq!(done.iter().map(|(_, n)| n).sum::<usize>(), 2);
+    assert_eq!(done.iter().map(|f| f.deleted).sum::<usize>(), 2);
     assert_eq!(
         m(&mut k).dump("pfknock", "ssh_allow").unwrap().len(),
         1,

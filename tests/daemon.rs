@@ -935,7 +935,7 @@ fn allow_and_flush_through_the_daemon_are_logged_once() {
     r.at(NOW + 3);
     assert_eq!(
         r.log.take(),
-        ["flushed 1 addresses table=ssh anchor=pfknock by pfknock flush"]
+        ["flushed 198.18.0.20 service=ssh table=ssh anchor=pfknock age=2s ttl=1m by pfknock flush"]
     );
     r.at(NOW + 120);
     assert_eq!(r.log.take(), Vec::<String>::new(), "no ghost expiry");

@@ -104,6 +104,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 &cfg,
                 &mut self.tables,
                 service.as_deref(),
+                now,
                 "pfknock flush",
                 done,
             ),
