@@ -177,6 +177,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 out(&format!("{text}\n"))?;
             } else {
                 out(&cmd::format_rows(&rows))?;
+                if rows.is_empty() {
+                    say!(
+                        "pfknock: nobody is authorized{}",
+                        service.map_or(String::new(), |s| format!(" for service {s}"))
+                    );
+                }
             }
             Ok(())
         }

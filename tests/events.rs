@@ -644,3 +644,91 @@ fn a_shorter_ttl_on_sighup_expires_and_logs_at_once() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+/// A set at its size is logged once when it fills and once when it has
+/// room again, and SIGUSR2 says so; a burst of knocks to a syslog socket
+/// with the default queue of 10 loses no line.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_full_set_is_logged_when_it_fills_and_when_it_drains() {
+    need_root_and_tools!();
+    let conf = format!("{}size    = 3\n", CONF.replace("TTL", "10m"));
+    let mut n = Net::new(&conf);
+    n.up();
+    let dev = n.cli_dev();
+    let srcs: Vec<String> = (10..14).map(|h| format!("198.18.{}.{h}", n.n)).collect();
+    for s in &srcs {
+        ok(&ns(
+            &n.cli,
+            &["ip", "addr", "add", &format!("{s}/24"), "dev", &dev],
+        ));
+    }
+    let (mut d, pid, log, _) = counted_daemon(&n);
+    read_log(&log, 5, |s| s.contains("started"));
+    let py = format!(
+        "import socket, sys\n\
+         for s in sys.argv[1:]:\n\
+         \x20   for _ in range(3):\n\
+         \x20       try:\n\
+         \x20           socket.create_connection(('{}', 1234), timeout=2, source_address=(s, 0)).close()\n\
+         \x20       except OSError:\n\
+         \x20           pass\n",
+        n.srv_ip(false)
+    );
+    ok(&ns(
+        &n.cli,
+        &[
+            &["python3", "-c", &py][..],
+            &srcs.iter().map(String::as_str).collect::<Vec<_>>(),
+        ]
+        .concat(),
+    ));
+    let said = read_log(&log, 3, |s| s.contains("is full"));
+    assert_eq!(said.matches("authorized ").count(), 3, "{said}");
+    assert_eq!(
+        said.matches("set ssh_4 is full (3 elements)").count(),
+        1,
+        "{said}"
+    );
+    ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
+    let said = read_log(&log, 3, |s| s.contains("status"));
+    assert!(said.contains("set ssh_4 full"), "{said}");
+    ok(&via_daemon(&n, &["revoke", &srcs[0]]));
+    let said = read_log(&log, 3, |s| s.contains("room again"));
+    assert!(said.contains("set ssh_4 has room again"), "{said}");
+    let _ = d.kill();
+    let _ = d.wait();
+}
+
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_burst_of_authorizations_loses_no_log_line() {
+    need_root_and_tools!();
+    let mut n = Net::new(&CONF.replace("TTL", "10m"));
+    n.up();
+    let (mut d, _pid, log, _) = counted_daemon(&n);
+    read_log(&log, 5, |s| s.contains("started"));
+    // 300 allows in one go, through the daemon: 300 lines at once to a
+    // socket that queues 10 (net.unix.max_dgram_qlen's default).
+    let mut said = String::new();
+    for h in 0..300u32 {
+        let a = format!("198.19.{}.{}", h / 250, 1 + h % 250);
+        ok(&via_daemon(&n, &["allow", &a]));
+    }
+    said.push_str(&read_log(&log, 10, |s| {
+        s.matches("allowed ").count() >= 300
+    }));
+    assert_eq!(said.matches("allowed ").count(), 300, "{said}");
+    assert!(!said.contains("dropped"), "{said}");
+    // In order.
+    let order: Vec<&str> = said
+        .lines()
+        .filter_map(|l| l.split("allowed ").nth(1)?.split(' ').next())
+        .collect();
+    let want: Vec<String> = (0..300u32)
+        .map(|h| format!("198.19.{}.{}", h / 250, 1 + h % 250))
+        .collect();
+    assert_eq!(order, want);
+    let _ = d.kill();
+    let _ = d.wait();
+}

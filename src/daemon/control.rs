@@ -152,7 +152,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             dropped += e.auth.len();
             e.auth.clear();
             e.due.clear();
+            e.count.iter_mut().for_each(|c| *c = 0);
         }
+        self.full.clear();
         let anchor = self.cfg.anchor.clone();
         for w in self.watches.iter_mut() {
             if w.named.table.anchor != anchor || w.role().is_none() {

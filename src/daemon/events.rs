@@ -65,6 +65,9 @@ pub(super) struct Events {
     pub(super) due: BinaryHeap<Reverse<(i64, u16, IpAddr)>>,
     /// Notifications of the transaction in progress, until its commit.
     pub(super) batch: Vec<KernelEvent>,
+    /// Authorizations per set (index as in `sets`), to tell when one is
+    /// full: the kernel says nothing when an `add` finds no room.
+    pub(super) count: Vec<usize>,
 }
 
 fn af(a: IpAddr) -> Af {
@@ -81,6 +84,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             auth: HashMap::new(),
             due: BinaryHeap::new(),
             batch: Vec::new(),
+            count: Vec::new(),
         });
         self.resync(now);
     }
@@ -120,11 +124,43 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             Some(i) => i,
             None => {
                 e.sets.push(set.to_owned());
+                e.count.push(0);
                 e.sets.len() - 1
             }
         } as u16;
-        e.auth.insert((i, addr), Auth { since, until });
+        if e.auth.insert((i, addr), Auth { since, until }).is_none() {
+            e.count[i as usize] += 1;
+        }
         e.due.push(Reverse((until, i, addr)));
+        self.note_fill(set);
+    }
+
+    /// Log once when an authorized set reaches its size (knocks it would
+    /// take are not counted), and once when it has room again; the same
+    /// lines as the poll's (`note_full_sets`), from the daemon's count.
+    pub(super) fn note_fill(&mut self, set: &str) {
+        let Some(size) = self.auth_service(set).map(|s| s.size) else {
+            return;
+        };
+        let Some(e) = self.events.as_ref() else {
+            return;
+        };
+        let Some(i) = e.sets.iter().position(|s| s == set) else {
+            return;
+        };
+        let n = e.count[i] as u64;
+        if n >= size && self.full.insert(set.to_owned()) {
+            self.log.log(
+                Level::Warning,
+                &format!(
+                    "set {set} is full ({size} elements): knocks it would take are not \
+                     counted until entries expire; raise the service's size"
+                ),
+            );
+        } else if n < size && self.full.remove(set) {
+            self.log
+                .log(Level::Notice, &format!("set {set} has room again"));
+        }
     }
 
     /// Forget every authorization of a set (a flush).
@@ -133,15 +169,20 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             return;
         };
         if let Some(i) = e.sets.iter().position(|s| s == set) {
+            e.count[i] = 0;
             let i = i as u16;
             e.auth.retain(|(j, _), _| *j != i);
         }
+        self.note_fill(set);
     }
 
     pub(super) fn forget(&mut self, set: &str, addr: IpAddr) -> Option<Auth> {
         let e = self.events.as_mut()?;
-        let i = e.sets.iter().position(|s| s == set)? as u16;
-        e.auth.remove(&(i, addr))
+        let i = e.sets.iter().position(|s| s == set)?;
+        let a = e.auth.remove(&(i as u16, addr))?;
+        e.count[i] -= 1;
+        self.note_fill(set);
+        Some(a)
     }
 
     fn tracked(&self, set: &str, addr: IpAddr) -> Option<Auth> {
@@ -165,6 +206,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         if let Some(e) = self.events.as_mut() {
             e.auth.clear();
             e.due.clear();
+            e.count.iter_mut().for_each(|c| *c = 0);
         }
         for (set, ttl) in found {
             let Some(got) = self.events.as_mut().map(|e| e.lookup.dump(&set)) else {

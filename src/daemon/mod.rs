@@ -887,13 +887,30 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 } else {
                     (w.known.len(), w.next_due)
                 };
+                let full: Vec<&String> = self
+                    .full
+                    .iter()
+                    .filter(|set| {
+                        [crate::names::Af::V4, crate::names::Af::V6]
+                            .iter()
+                            .any(|a| {
+                                **set == crate::names::nft_set_of(w.named.table.name.as_str(), *a)
+                            })
+                    })
+                    .collect();
                 format!(
-                    "status {}: {n} entries, next expiry {}",
+                    "status {}: {n} entries, next expiry {}{}",
                     w.named.table,
                     due.map_or("none".to_owned(), |d| format!(
                         "in {}",
                         Secs(policy::age(d, now))
-                    ))
+                    )),
+                    if full.is_empty() {
+                        String::new()
+                    } else {
+                        let names: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
+                        format!(", set {} full", names.join(" and "))
+                    }
                 )
             })
             .collect();
