@@ -6,6 +6,7 @@
 #	./install.sh			# as root
 #
 # Options:
+#	-h			this usage, on standard output
 #	-o freebsd|openbsd|linux	the target system (default: this one, by uname)
 #	-p PREFIX		default /usr/local
 #	-d DESTDIR		stage under DESTDIR (for packages); default none
@@ -25,25 +26,40 @@
 set -eu
 
 usage() {
-	echo "usage: install.sh [-o freebsd|openbsd|linux] [-p prefix] [-d destdir] [-b binary]" >&2
-	exit 2
+	echo "usage: install.sh [-h] [-o freebsd|openbsd|linux] [-p prefix] [-d destdir] [-b binary]"
 }
 
 os=$(uname -s | tr '[:upper:]' '[:lower:]')
 prefix=/usr/local
 destdir=
 bin=target/release/pfknock
-while getopts o:p:d:b: opt; do
+while getopts :ho:p:d:b: opt; do
 	case $opt in
+	h)
+		usage
+		exit 0
+		;;
 	o) os=$OPTARG ;;
 	p) prefix=$OPTARG ;;
 	d) destdir=$OPTARG ;;
 	b) bin=$OPTARG ;;
-	*) usage ;;
+	:)
+		echo "install.sh: -$OPTARG needs an argument" >&2
+		usage >&2
+		exit 2
+		;;
+	*)
+		echo "install.sh: -$OPTARG: unknown option" >&2
+		usage >&2
+		exit 2
+		;;
 	esac
 done
 shift $((OPTIND - 1))
-[ $# -eq 0 ] || usage
+if [ $# -ne 0 ]; then
+	usage >&2
+	exit 2
+fi
 
 cd "$(dirname "$0")"
 if [ ! -x "$bin" ]; then

@@ -12,7 +12,7 @@ fn secs(s: &str) -> Result<Secs, String> {
     s.parse()
 }
 
-/// Port knocking done by pf itself.
+/// Port knocking done by the firewall itself (pf, or nftables on Linux).
 #[derive(Parser, Debug)]
 #[command(name = "pfknock", version, about, propagate_version = true)]
 pub struct Cli {
@@ -33,16 +33,21 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Parse and check the config, render it, and have pfctl -n parse the
-    /// anchor where pfctl exists; change nothing
+    /// Parse and check the config, render it, and have the firewall parse
+    /// it (pfctl -n, nft -c) where it exists; change nothing
     Check,
-    /// Print the pf anchor that the config renders to
+    /// Print the rules the config renders to: the nftables table on Linux,
+    /// the pf anchor elsewhere
     Render {
-        /// The nftables table instead (what Linux loads)
-        #[arg(long)]
+        /// The nftables table (what Linux loads)
+        #[arg(long, conflicts_with = "pf")]
         nft: bool,
+        /// The pf anchor (what FreeBSD and OpenBSD load)
+        #[arg(long)]
+        pf: bool,
     },
-    /// Load the rendered anchor with pfctl -a ANCHOR -f - (atomic replace)
+    /// Load the rendered rules atomically (pfctl -a ANCHOR -f -, nft -f),
+    /// through the running daemon where one runs
     Load,
     /// Take the knock rules away: flush the anchor (pf), or leave the
     /// nftables table closed, the protected ports open to the allow list only
@@ -64,7 +69,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Expire entries past their ttl now, as `pfctl -T expire` does
+    /// Expire entries past their ttl now (as `pfctl -T expire` does)
     Expire {
         /// Only this service's tables
         #[arg(conflicts_with = "table")]
@@ -98,7 +103,8 @@ pub enum Command {
         /// Address or network
         address: String,
         service: Option<String>,
-        /// Also kill the host's states (pfctl -k), cutting open sessions
+        /// Also cut the host's open connections (pf: pfctl -k; nftables:
+        /// conntrack, to the protected ports)
         #[arg(short = 'k', long)]
         kill_states: bool,
     },
@@ -185,7 +191,7 @@ pub enum Command {
         #[arg(long, value_name = "UNIX_TIME", allow_negative_numbers = false)]
         at: Option<i64>,
     },
-    /// The daemon: load the anchor, expire entries on their deadlines,
+    /// The daemon: load the rules, expire entries on their deadlines,
     /// renew, log, reload on SIGHUP
     Run {
         /// Stay in the foreground (log to stderr too when it is a terminal)

@@ -88,6 +88,69 @@ fn audit(cfg: &Config, line: &str) {
     syslog::log(libc::LOG_INFO, line);
 }
 
+/// `pfknock check`: everything `load` would find, changing nothing. The
+/// config's own checks; this system's firewall (none is an error: nothing
+/// here could load the config); the firewall's own parser (pfctl -n,
+/// nft -c); on pf, whether pf is enabled and the main ruleset calls the
+/// anchor (warnings: the anchor loads, but does nothing). What needs root
+/// and cannot be run is said, not skipped in silence.
+fn check(path: &Path) -> Result<()> {
+    let cfg = load_config(path)?;
+    warn_listened(&cfg, path);
+    let source = path.display().to_string();
+    let b = backend::detect().map_err(|e| {
+        Error::Other(format!(
+            "{e}: nothing on this system could load the config \
+             (pfknock render --pf or --nft prints it for another)"
+        ))
+    })?;
+    b.supports(&cfg, path)?;
+    let root = crate::sys_unix::euid() == 0;
+    let mut not_checked = Vec::new();
+    let by = match &b {
+        Backend::Nft(_) if !root && !cfg.services.is_empty() => {
+            not_checked.push("nft -c (it needs root: CAP_NET_ADMIN)");
+            None
+        }
+        _ => b.check(&cfg, &source)?,
+    };
+    neighbours_if(&b, &cfg, root)?;
+    if let Backend::Pf = b
+        && !cfg.services.is_empty()
+    {
+        match pfctl::enabled() {
+            Some(false) => {
+                say!("pfknock: warning: pf is disabled: knocks open nothing until pfctl -e")
+            }
+            Some(true) => {}
+            None => not_checked.push("whether pf is enabled (pfctl -s info; it needs root)"),
+        }
+        match pfctl::anchor_referenced(&cfg.anchor) {
+            Ok(true) => {}
+            Ok(false) => say!(
+                "pfknock: warning: the main ruleset has no anchor \"{}\" rule: the anchor's \
+                 rules would do nothing (add it to pf.conf)",
+                cfg.anchor.as_str()
+            ),
+            Err(_) => not_checked
+                .push("whether the main ruleset calls the anchor (pfctl -s rules; it needs root)"),
+        }
+    }
+    for n in &not_checked {
+        say!("pfknock: not checked: {n}");
+    }
+    let src = name::no_controls(&source);
+    match by {
+        None => out(&format!("{src}: ok\n")),
+        Some(by) => out(&format!("{src}: ok ({by})\n")),
+    }
+}
+
+/// `neighbours`, where it can be read (nft's listing needs root).
+fn neighbours_if(b: &Backend, cfg: &Config, root: bool) -> Result<()> {
+    if root { neighbours(b, cfg) } else { Ok(()) }
+}
+
 /// Run one command line.
 pub fn run(cli: Cli) -> Result<()> {
     let path = cli.config.as_path();
@@ -111,30 +174,12 @@ pub fn run(cli: Cli) -> Result<()> {
         return revoke_and_kill(&cli, address, service.as_deref());
     }
     match cli.command {
-        Command::Check => {
-            let cfg = load_config(path)?;
-            warn_listened(&cfg, path);
-            let source = path.display().to_string();
-            // No firewall here (a workstation checking a server's config):
-            // the config's own checks are all there is.
-            let by = match backend::detect() {
-                Ok(b) => {
-                    b.supports(&cfg, path)?;
-                    let by = b.check(&cfg, &source)?;
-                    neighbours(&b, &cfg)?;
-                    by
-                }
-                Err(_) => None,
-            };
-            match by {
-                None => out(&format!("{}: ok\n", name::no_controls(&source))),
-                Some(by) => out(&format!("{}: ok ({by})\n", name::no_controls(&source))),
-            }
-        }
-        Command::Render { nft } => {
+        Command::Check => check(path),
+        Command::Render { nft, pf } => {
             let cfg = load_config(path)?;
             let source = path.display().to_string();
-            if nft {
+            // This system's own firewall unless told otherwise.
+            if nft || (!pf && cfg!(target_os = "linux")) {
                 out(&render::nft::render(&cfg, &source))?;
             } else {
                 out(&render::pf::render(&cfg, &source))?;

@@ -68,7 +68,12 @@ fn freebsd_layout() {
     );
     let rc = fs::read_to_string(p.join("etc/rc.d/pfknock")).unwrap();
     assert!(!rc.contains("%%"), "substituted");
-    assert!(rc.contains("procname=\"/usr/local/sbin/${name}\""));
+    assert!(rc.contains("pfknock_program=\"/usr/local/sbin/${name}\""));
+    // Supervised and restarted by daemon(8), stopped through it, reloaded
+    // on pfknock's own pid.
+    assert!(rc.contains("-R 5 -P ${pidfile}"), "{rc}");
+    assert!(rc.contains("procname=\"/usr/sbin/daemon\""));
+    assert!(rc.contains("kill -HUP \"$(cat \"${pfknock_pidfile}\")\""));
     assert!(rc.contains(": \"${pfknock_config=/usr/local/etc/pfknock.toml}\""));
     assert_eq!(mode(&p.join("etc/rc.d/pfknock")), 0o555);
     assert!(
@@ -263,5 +268,27 @@ fn port_crates_follow_cargo_lock() {
     assert_eq!(
         fs::canonicalize(&port_rc).unwrap(),
         fs::canonicalize(root().join("rc.d/freebsd/pfknock")).unwrap()
+    );
+}
+
+#[test]
+fn install_sh_says_how_to_use_it() {
+    let o = Command::new("sh")
+        .arg(root().join("install.sh"))
+        .arg("-h")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("usage: install.sh [-h] "));
+    let o = Command::new("sh")
+        .arg(root().join("install.sh"))
+        .arg("-x")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("-x: unknown option") && err.contains("usage:"),
+        "{err}"
     );
 }

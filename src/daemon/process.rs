@@ -168,14 +168,14 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
         for w in &warnings {
             crate::say!("pfknock: {}", crate::name::no_controls(&w.to_string()));
         }
-        // The load's own test: what nftables would refuse fails here.
-        if let Ok(b) = crate::backend::detect() {
-            b.supports(&cfg, &config)?;
-            if let crate::backend::Backend::Nft(nft) = &b
-                && !cfg.services.is_empty()
-            {
-                nft.check(&render::nft::render(&cfg, &config.display().to_string()))?;
-            }
+        // The load's own test: no firewall to load it into, or what
+        // nftables would refuse, fails here.
+        let b = crate::backend::detect()?;
+        b.supports(&cfg, &config)?;
+        if let crate::backend::Backend::Nft(nft) = &b
+            && !cfg.services.is_empty()
+        {
+            nft.check(&render::nft::render(&cfg, &config.display().to_string()))?;
         }
         return crate::output::out(&format!(
             "{}: ok\n",
