@@ -214,9 +214,16 @@ impl Service {
             .into_iter()
             .filter_map(|o| match o {
                 names::Object::Table(r) => Some((names::pf_table(self, o)?, r)),
-                names::Object::Meter(_) => None,
+                names::Object::Meter(_) | names::Object::Kept => None,
             })
             .collect()
+    }
+
+    /// Does this service keep the TCP connections to its ports that were
+    /// open when nftables loaded it (`names::Object::Kept`)? Those to this
+    /// host only: the loader reads them from the host's own sockets.
+    pub fn keeps_flows(&self) -> bool {
+        self.proto.contains(&crate::name::Proto::Tcp) && matches!(self.to, Dest::SelfHost)
     }
 
     /// How many knock ports a client knocks on, in order.

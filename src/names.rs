@@ -12,6 +12,7 @@
 //! | renewal (pf only) | `T_renew` | |
 //! | allow list | `T_allow` | `T_allow_4`, `T_allow_6` |
 //! | knock meter of port k (nftables only) | | `T_m<k>_4`, `T_m<k>_6` |
+//! | connections open at load (nftables only) | | `T_kept_4`, `T_kept_6` |
 //!
 //! Suffixes can make one service's derived name equal another service's
 //! table (`ssh` with a meter `ssh_m1_4`, and a service whose table is
@@ -53,6 +54,9 @@ pub enum Object {
     Table(Role),
     /// The meter that counts completed connects to knock port k (1-based).
     Meter(usize),
+    /// The flows to the protected ports that were open when the table was
+    /// loaded (nftables): kept, though conntrack had not seen them.
+    Kept,
 }
 
 impl Object {
@@ -64,6 +68,7 @@ impl Object {
             Object::Table(Role::Renew) => "renewals".into(),
             Object::Table(Role::Allow) => "allow list".into(),
             Object::Meter(k) => format!("meter of knock port {k}"),
+            Object::Kept => "connections kept at load".into(),
         }
     }
 }
@@ -80,7 +85,7 @@ pub fn pf_table(s: &Service, o: Object) -> Option<TableName> {
         Object::Table(Role::Stage(k)) => derived(s, &format!("_s{k}")),
         Object::Table(Role::Renew) => derived(s, "_renew"),
         Object::Table(Role::Allow) => derived(s, "_allow"),
-        Object::Meter(_) => return None,
+        Object::Meter(_) | Object::Kept => return None,
     };
     // Lengths are checked by `config` before a Service exists.
     Some(TableName::new(&name).expect("derived table name checked by config"))
@@ -93,6 +98,7 @@ pub fn nft_set(s: &Service, o: Object, af: Af) -> Option<String> {
         Object::Table(Role::Renew) => return None,
         Object::Table(_) => pf_table(s, o)?.to_string(),
         Object::Meter(k) => derived(s, &format!("_m{k}")),
+        Object::Kept => derived(s, "_kept"),
     };
     Some(format!("{base}{}", af.suffix()))
 }
@@ -116,6 +122,9 @@ pub fn objects(s: &Service) -> Vec<Object> {
     }
     for k in 1..=s.stages() {
         v.push(Object::Meter(k));
+    }
+    if s.keeps_flows() {
+        v.push(Object::Kept);
     }
     v
 }

@@ -130,7 +130,11 @@ impl Nft {
             match def.sets().find(|d| d.name == h.name) {
                 Some(d) if h.same_as(d) => keep.push(&h.name),
                 Some(d) => {
-                    if d.elements.is_none() && !h.interval && !d.comment.contains(": meter ") {
+                    if d.elements.is_none()
+                        && d.kept.is_none()
+                        && !h.interval
+                        && !d.comment.contains(": meter ")
+                    {
                         carry.push((d, self.timed_elements(&h.name)?));
                     }
                     sc.push_str(&format!("delete set inet {TABLE} {}\n", h.name));
@@ -147,6 +151,17 @@ impl Nft {
                 d.name,
                 d.body()
             ));
+            if let Some(ports) = &d.kept {
+                let flows = open_flows(ports, d.ty.starts_with("ipv6"));
+                if !flows.is_empty() {
+                    sc.push_str(&format!(
+                        "add element inet {TABLE} {} {{ {} }}\n",
+                        d.name,
+                        flows.join(", ")
+                    ));
+                }
+                continue;
+            }
             let Some((_, elems)) = carry.iter().find(|(c, _)| c.name == d.name) else {
                 continue;
             };
@@ -216,6 +231,81 @@ impl Nft {
     }
 }
 
+/// The TCP connections to this host's `ports` that are established now,
+/// as `peer . peer port . our port` elements of a kept set of one family
+/// (from /proc/net/tcp and tcp6 of this network namespace; an IPv4 peer
+/// of an IPv6 socket counts as IPv4).
+fn open_flows(ports: &[crate::name::PortRange], v6: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for (file, six) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for c in parse_proc_tcp(&text, six) {
+            let peer = match c.peer {
+                std::net::IpAddr::V6(a) => a
+                    .to_ipv4_mapped()
+                    .map_or(std::net::IpAddr::V6(a), std::net::IpAddr::V4),
+                a => a,
+            };
+            let ours = ports
+                .iter()
+                .any(|r| r.lo.get() <= c.port && c.port <= r.hi.get());
+            if c.established && ours && peer.is_ipv6() == v6 {
+                let e = format!("{peer} . {} . {}", c.peer_port, c.port);
+                if !out.contains(&e) {
+                    out.push(e);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One socket of /proc/net/tcp{,6}.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProcTcp {
+    port: u16,
+    peer: std::net::IpAddr,
+    peer_port: u16,
+    established: bool,
+}
+
+/// The sockets of a /proc/net/tcp (or tcp6) text: `sl local rem st ...`,
+/// addresses in hex as the kernel's 32-bit words in host order, ports in
+/// hex; state 01 is ESTABLISHED (include/net/tcp_states.h). Lines that do
+/// not read are skipped.
+fn parse_proc_tcp(text: &str, v6: bool) -> Vec<ProcTcp> {
+    fn endpoint(s: &str, v6: bool) -> Option<(std::net::IpAddr, u16)> {
+        let (a, p) = s.split_once(':')?;
+        let port = u16::from_str_radix(p, 16).ok()?;
+        let words: Vec<u32> = (0..a.len() / 8)
+            .map(|i| u32::from_str_radix(a.get(i * 8..i * 8 + 8)?, 16).ok())
+            .collect::<Option<_>>()?;
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let ip = match (v6, bytes.len()) {
+            (false, 4) => std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+            (true, 16) => std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
+            _ => return None,
+        };
+        Some((ip, port))
+    }
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (_, port) = endpoint(f.get(1)?, v6)?;
+            let (peer, peer_port) = endpoint(f.get(2)?, v6)?;
+            Some(ProcTcp {
+                port,
+                peer,
+                peer_port,
+                established: *f.get(3)? == "01",
+            })
+        })
+        .collect()
+}
+
 /// A set as the kernel has it, from `nft -j -t list table` (no elements).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelSet {
@@ -232,6 +322,7 @@ impl KernelSet {
     /// are always made anew: they hold no state.
     fn same_as(&self, d: &SetDef) -> bool {
         d.elements.is_none()
+            && d.kept.is_none()
             && !self.interval
             && self.ty == d.ty
             && self.size == d.size
@@ -991,6 +1082,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reads_proc_net_tcp() {
+        // x86_64 (little endian): 127.0.0.1:22 <- 198.18.1.2:41234,
+        // established; a listener; a line that does not read.
+        let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                  0: 0100007F:0016 020112C6:A112 01 00000000:00000000 00:00000000 00000000     0        0 1\n\
+                  1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2\n\
+                  2: garbage\n";
+        if cfg!(target_endian = "little") {
+            let got = parse_proc_tcp(v4, false);
+            assert_eq!(got.len(), 2);
+            assert_eq!(
+                got[0],
+                ProcTcp {
+                    port: 22,
+                    peer: "198.18.1.2".parse().unwrap(),
+                    peer_port: 0xA112,
+                    established: true
+                }
+            );
+            assert!(!got[1].established);
+            // fd00:1::2 as tcp6 writes it.
+            let v6 = "header\n\
+                      0: 00000000000000000000000001000000:0016 000000FD000000000000000002000000:C001 01 x\n";
+            let got = parse_proc_tcp(v6, true);
+            assert_eq!(got[0].peer, "fd00::2".parse::<std::net::IpAddr>().unwrap());
+            assert_eq!((got[0].port, got[0].peer_port), (22, 0xC001));
+        }
+        assert!(parse_proc_tcp("", false).is_empty());
+    }
+
+    #[test]
     fn reads_nft_json() {
         let j = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
           {"table": {"family": "inet", "name": "pfknock"}},
@@ -1074,6 +1196,7 @@ mod tests {
             timeout: Some(crate::name::Secs(60)),
             size: Some(65536),
             comment: "ssh: authorized".into(),
+            kept: None,
         };
         assert!(sets[0].same_as(&def));
         for changed in [

@@ -312,6 +312,10 @@ fn grammar() -> Grammar {
             re(
                 r#"\tset {SET} \{ type ipv[46]_addr; flags interval; elements = \{ {NETS} \}; comment "{ID}: allow"; \}"#,
             ),
+            re(
+                r#"\tset {SET} \{ type ipv[46]_addr \. inet_service \. inet_service; size [0-9]+; comment "{ID}: kept at load"; \}"#,
+            ),
+            re(r#"\t\t(?:iifname "{IF}" )?{IP} saddr \. tcp sport \. tcp dport @{SET} accept"#),
             re(r"\tchain (?:prerouting|input|forward) \{"),
             re(
                 r"\t\ttype filter hook (?:prerouting priority raw|(?:input|forward) priority filter - 1); policy accept;",

@@ -76,6 +76,14 @@ impl Af {
             Af::V6 => "ipv6_addr",
         }
     }
+    /// A flow to this host: the peer's address, its port, our port.
+    fn flow_ty(self) -> &'static str {
+        match self {
+            Af::V4 => "ipv4_addr . inet_service . inet_service",
+            Af::V6 => "ipv6_addr . inet_service . inet_service",
+        }
+    }
+
     fn of(n: &Net) -> Af {
         if n.addr.is_ipv4() { Af::V4 } else { Af::V6 }
     }
@@ -136,6 +144,10 @@ pub struct SetDef {
     /// Says what the set is; for a meter, its rate too, so that a changed
     /// rate makes a new meter (an element keeps the limit it was made with).
     pub comment: String,
+    /// A set of flows (`address . source port . port`) that the loader
+    /// fills with the connections to these ports open at load time, made
+    /// anew at every load (`Object::Kept`); `None` for a set of addresses.
+    pub kept: Option<Vec<PortRange>>,
 }
 
 impl SetDef {
@@ -145,11 +157,12 @@ impl SetDef {
         if let Some(n) = self.size {
             let _ = write!(b, " size {n};");
         }
-        match &self.elements {
-            Some(e) => {
+        match (&self.elements, &self.kept) {
+            (Some(e), _) => {
                 let _ = write!(b, " flags interval; elements = {{ {} }};", e.join(", "));
             }
-            None => b.push_str(" flags dynamic, timeout;"),
+            (None, Some(_)) => {}
+            (None, None) => b.push_str(" flags dynamic, timeout;"),
         }
         if let Some(t) = self.timeout {
             let _ = write!(b, " timeout {};", nft_time(t.0.saturating_mul(1000)));
@@ -237,6 +250,7 @@ fn service_sets(s: &Service) -> Vec<SetDef> {
             timeout: Some(t),
             size: Some(s.size),
             comment,
+            kept: None,
         };
         for o in names::objects(s) {
             match o {
@@ -257,6 +271,7 @@ fn service_sets(s: &Service) -> Vec<SetDef> {
                             timeout: None,
                             size: None,
                             comment: format!("{}: allow", s.name),
+                            kept: None,
                         });
                     }
                 }
@@ -265,6 +280,15 @@ fn service_sets(s: &Service) -> Vec<SetDef> {
                     Secs(s.rate.secs as u64),
                     format!("{}: meter {k}, rate {}", s.name, s.rate),
                 )),
+                Object::Kept => v.push(SetDef {
+                    name: set_of(s, o, af),
+                    ty: af.flow_ty(),
+                    elements: None,
+                    timeout: None,
+                    size: Some(s.size),
+                    comment: format!("{}: kept at load", s.name),
+                    kept: Some(s.protect.clone()),
+                }),
             }
         }
     }
@@ -434,6 +458,23 @@ fn protect_rules(out: &mut Vec<String>, s: &Service, hook: Hook) {
                 set_of(s, Object::Table(Role::Allow), af)
             ));
         }
+        kept_rule(out, s, hook, af);
+    }
+}
+
+/// The connections that were open when the table was loaded: conntrack
+/// may never have seen them (nothing used it before), so their next
+/// packet is `ct state new` to it, and without this rule the drop would
+/// cut an administrator's own ssh session. Only those exact flows, read
+/// from the host's sockets at load; a new connection is not one of them.
+fn kept_rule(out: &mut Vec<String>, s: &Service, hook: Hook, af: Af) {
+    if hook == Hook::Input && s.keeps_flows() {
+        out.push(format!(
+            "{}{} saddr . tcp sport . tcp dport @{} accept",
+            iif(s),
+            af.proto(),
+            set_of(s, Object::Kept, af)
+        ));
     }
 }
 
@@ -538,7 +579,7 @@ pub fn build_closed(cfg: &Config) -> TableDef {
         .map(|s| {
             let sets = service_sets(s)
                 .into_iter()
-                .filter(|d| d.elements.is_some())
+                .filter(|d| d.elements.is_some() || d.kept.is_some())
                 .collect();
             (super::service_comment(s), sets)
         })
@@ -558,6 +599,7 @@ pub fn build_closed(cfg: &Config) -> TableDef {
                         set_of(s, Object::Table(Role::Allow), af)
                     ));
                 }
+                kept_rule(&mut out, s, hook, af);
             }
         }
         for s in &cfg.services {

@@ -171,6 +171,18 @@ impl Net {
             "load: {}",
             String::from_utf8_lossy(&o.stderr)
         );
+        self.listen_with(each);
+    }
+
+    /// A listener on the protected port that echoes what it gets, with no
+    /// table loaded (nothing in the namespace uses conntrack yet).
+    pub fn listen_echo(&mut self) {
+        self.listen_with(
+            "threading.Thread(target=lambda c=c: [c.sendall(d) for d in iter(lambda: c.recv(64), b'')], daemon=True).start()",
+        );
+    }
+
+    fn listen_with(&mut self, each: &str) {
         let py = format!(
             "import socket, threading\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n\
              s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('::', {PROTECTED}))\ns.listen(64)\n\
