@@ -652,3 +652,101 @@ fn two_services_on_one_port_both_open_it() {
     assert!(n.elements("ssh_4").is_empty());
     assert!(!n.open(true), "and only for the address that knocked");
 }
+
+/// Knocks from any address a local user can bind (IPV6_FREEBIND and
+/// IP_FREEBIND need no privilege) to this host's own knock port count
+/// nothing; nor do knocks from a link-local address. Real knocks still do.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn local_and_link_local_knocks_open_nothing() {
+    need_root_and_tools!();
+    let mut n = Net::new(RATE);
+    n.up();
+    let py = "import socket, sys\n\
+              src, dst, port, hits, scope = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]\n\
+              six = ':' in dst\n\
+              for _ in range(hits):\n\
+              \x20   s = socket.socket(socket.AF_INET6 if six else socket.AF_INET)\n\
+              \x20   if six:\n\
+              \x20       s.setsockopt(socket.IPPROTO_IPV6, 78, 1)  # IPV6_FREEBIND\n\
+              \x20       s.bind((src, 0, 0, socket.if_nametoindex(scope) if scope != '-' else 0))\n\
+              \x20   else:\n\
+              \x20       s.setsockopt(socket.IPPROTO_IP, 15, 1)  # IP_FREEBIND\n\
+              \x20       s.bind((src, 0))\n\
+              \x20   s.settimeout(1)\n\
+              \x20   try:\n\
+              \x20       s.connect((dst, port))\n\
+              \x20   except OSError:\n\
+              \x20       pass\n\
+              \x20   s.close()\n";
+    let set = |af: &str| {
+        String::from_utf8_lossy(
+            &ns(
+                &n.srv,
+                &[
+                    "nft",
+                    "list",
+                    "set",
+                    "inet",
+                    "pfknock",
+                    &format!("ssh_{af}"),
+                ],
+            )
+            .stdout,
+        )
+        .into_owned()
+    };
+    // As nobody on the server, from addresses that are not the server's.
+    let forged6 = format!("fd00:{}::99", n.n);
+    let forged4 = format!("198.18.{}.99", n.n);
+    for (src, dst) in [(&forged6, n.srv_ip(true)), (&forged4, n.srv_ip(false))] {
+        let o = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &n.srv,
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+            ])
+            .args([
+                "--clear-groups",
+                // The system's python: a user's shims are not nobody's.
+                "/usr/bin/python3",
+                "-c",
+                py,
+                src,
+                &dst,
+                "1234",
+                "6",
+                "-",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    sleep(Duration::from_millis(300));
+    assert!(!set("6").contains(&forged6), "{}", set("6"));
+    assert!(!set("4").contains(&forged4), "{}", set("4"));
+    // From the client's link-local address, on its link.
+    let dev = n.cli_dev();
+    let ll = String::from_utf8_lossy(
+        &ns(&n.cli, &["sh", "-c", &format!("ip -6 addr show dev {dev} scope link | sed -n 's/.*inet6 \\(fe80[^/]*\\).*/\\1/p'")])
+            .stdout,
+    )
+    .trim()
+    .to_owned();
+    assert!(ll.starts_with("fe80"), "no link-local address: {ll:?}");
+    let o = Command::new("ip")
+        .args(["netns", "exec", &n.cli, "python3", "-c", py, &ll])
+        .args([&n.srv_ip(true), "1234", "6", &dev])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    sleep(Duration::from_millis(300));
+    assert!(!set("6").contains("fe80"), "{}", set("6"));
+    assert!(!n.open(true));
+    // A real knock still opens.
+    ok(&n.knock(&[&n.srv_ip(true), "1234", "-n", "3"]));
+    common::wait_for("the real knock", || n.open(true));
+}

@@ -506,7 +506,12 @@ fn as_root_a_config_in_a_directory_others_can_write_is_refused() {
         );
         // Sticky, as /tmp is: nobody else can replace root's file there.
         fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
-        let o = pfknock(&["check", "-c", f.to_str().unwrap()], false, &[]);
+        let (rules, info) = pf_state(&d, true, true);
+        let env = [
+            ("PFCTL_RULES", rules.as_path()),
+            ("PFCTL_INFO", info.as_path()),
+        ];
+        let o = pfknock(&["check", "-c", f.to_str().unwrap()], true, &env);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     } else {
         panic!("this test needs root");

@@ -299,6 +299,9 @@ fn grammar() -> Grammar {
                 r"pass in(?: log)? quick(?: on {IF})?{FAM} proto {PROTO} from (?:<{ID}>|\{ <{ID}>, <{ID}> \}) to {TO} port {PORTS}(?: synproxy state)?",
             ),
             re(r"block in quick(?: on {IF})?{FAM} proto {PROTO} from any to {TO} port {PORTS}"),
+            re(
+                r"block in quick(?: on {IF})? inet6 proto tcp from fe80::/10 to (?:any|\(self\)) port {PORTS}",
+            ),
         ],
         nft: vec![
             re(r"# pfknock [0-9.]+: table inet pfknock from {SAFE}"),
@@ -316,9 +319,12 @@ fn grammar() -> Grammar {
                 r#"\tset {SET} \{ type ipv[46]_addr \. inet_service \. inet_service; size [0-9]+; comment "{ID}: kept at load"; \}"#,
             ),
             re(r#"\t\t(?:iifname "{IF}" )?{IP} saddr \. tcp sport \. tcp dport @{SET} accept"#),
-            re(r"\tchain (?:prerouting|input|forward) \{"),
+            re(r"\tchain (?:prerouting|input|output|forward) \{"),
             re(
-                r"\t\ttype filter hook (?:prerouting priority raw|(?:input|forward) priority filter - 1); policy accept;",
+                r"\t\ttype filter hook (?:prerouting priority raw|(?:input|output|forward) priority filter - 1); policy accept;",
+            ),
+            re(
+                r"\t\tfib daddr type local tcp dport (?:{PORT}|{PORT}-{PORT}|\{ {PORT}(?:, {PORT})* \}) fib saddr type != local meta skuid >= 0 drop",
             ),
             re(r"\t\}"),
             re(r"\}"),
@@ -326,7 +332,7 @@ fn grammar() -> Grammar {
                 r#"\t\t(?:iifname != "lo"|iifname "{IF}") fib daddr type local tcp dport (?:{PORT}|\{ {PORT}(?:, {PORT})* \}) {SYN} notrack"#,
             ),
             re(
-                r#"\t\tiifname "lo" tcp dport {PORT} {SYN} ct state new fib saddr type != local (?:{IP} saddr (?:@{SET}|{NET}|\{ {NETS} \}) )?update @{SET} \{ {IP} saddr limit rate over [0-9]+/(?:second|minute|hour|day|week) burst [0-9]+ packets \} (?:add|update) @{SET} \{ {IP} saddr \}(?: log group [0-9]+ prefix "pfknock {ID}: ")?"#,
+                r#"\t\tiifname "lo" tcp dport {PORT} {SYN} ct state new fib saddr type != local (?:ip6 saddr != fe80::/10 )?(?:{IP} saddr (?:@{SET}|{NET}|\{ {NETS} \}) )?update @{SET} \{ {IP} saddr limit rate over [0-9]+/(?:second|minute|hour|day|week) burst [0-9]+ packets \} (?:add|update) @{SET} \{ {IP} saddr \}(?: log group [0-9]+ prefix "pfknock {ID}: ")?"#,
             ),
             re(r#"\t\tiifname "lo" accept"#),
             re(

@@ -349,6 +349,13 @@ fn count_rules(out: &mut Vec<String>, s: &Service, group: u16) {
                 String::new()
             };
             let ip = af.proto();
+            // A link-local address names a host on one link only: a knock
+            // from fe80::1 on one link must not open the port to another
+            // link's fe80::1 (the sets hold no interface).
+            let from = match af {
+                Af::V6 => format!("ip6 saddr != fe80::/10 {from}"),
+                Af::V4 => from,
+            };
             out.push(format!(
                 "{head} {from}update @{} {{ {ip} saddr {} }} {verb} @{} {{ {ip} saddr }}{log}",
                 set_of(s, Object::Meter(k + 1), af),
@@ -522,6 +529,19 @@ pub fn build(cfg: &Config) -> TableDef {
         ));
     }
 
+    // A local process may bind an address that is not this host's
+    // (IPV6_FREEBIND needs no privilege) and knock from it over loopback:
+    // its SYNs to this host's knock ports never leave, so nothing counts
+    // them. synproxy's own SYN, sent for a validated cookie, has no socket
+    // (`meta skuid` does not match it) and passes.
+    let mut output = Vec::new();
+    for s in &cfg.services {
+        output.push(format!(
+            "fib daddr type local tcp dport {} fib saddr type != local meta skuid >= 0 drop",
+            list(&answering(s))
+        ));
+    }
+
     let mut input = Vec::new();
     for s in &cfg.services {
         count_rules(&mut input, s, cfg.nflog_group);
@@ -547,6 +567,11 @@ pub fn build(cfg: &Config) -> TableDef {
             name: "input",
             head: "type filter hook input priority filter - 1; policy accept;",
             rules: input,
+        },
+        ChainDef {
+            name: "output",
+            head: "type filter hook output priority filter - 1; policy accept;",
+            rules: output,
         },
     ];
     if forwards(cfg) {

@@ -132,6 +132,28 @@ fn service(o: &mut String, s: &Service) -> Option<String> {
     let stage = |k: usize| list(s.stage_ports(k).iter().map(|p| p.to_string()));
     // A rotating service whose ports were never filled in knocks nowhere.
     if n > 0 && s.knock.len() >= n {
+        // A link-local address names a host on one link only, and a table
+        // entry holds no interface: such a knock would open the port to
+        // the same address on every link. Never counted.
+        if s.family != Family::Inet {
+            let all: Vec<String> = (0..n).map(stage).collect();
+            let ports = if all.len() == 1 {
+                all[0].clone()
+            } else {
+                format!(
+                    "{{ {} }}",
+                    all.iter()
+                        .map(|p| p.trim_start_matches("{ ").trim_end_matches(" }"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            let mut h = head("block", false);
+            if s.family == Family::Any {
+                h.push_str(" inet6");
+            }
+            let _ = writeln!(o, "{h} proto tcp from fe80::/10 to {here} port {ports}");
+        }
         let last = stage(n - 1);
         if s.renew {
             knock_rule(
