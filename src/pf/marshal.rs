@@ -141,7 +141,8 @@ impl<D: Device> Pf<D> {
     fn too_many(&self, t: &str, anchor: &str, n: usize) -> Error {
         Error::Other(format!(
             "table <{t}>{}: {n} entries, more than one request may carry \
-             (net.pf.request_maxcount is {}): raise it with sysctl net.pf.request_maxcount={n}",
+             (net.pf.request_maxcount is {}): raise it with net.pf.request_maxcount=\"{n}\" \
+             in /boot/loader.conf and a reboot (a loader tunable, read-only at run time)",
             if anchor.is_empty() {
                 String::new()
             } else {

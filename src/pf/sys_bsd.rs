@@ -87,13 +87,17 @@ impl Device for DevPf {
 }
 
 /// `net.pf.request_maxcount`: the most elements FreeBSD takes in one table
-/// request (pf_ioctl.c, `V_pf_ioctl_maxcount`, a u_int sysctl). `None` when
-/// it cannot be read; the caller then keeps the default.
+/// request. The kernel variable is a `u_long` (freebsd-src sys/netpfil/pf/
+/// pf.c: `SYSCTL_ULONG(_net_pf, OID_AUTO, request_maxcount, CTLFLAG_RDTUN,
+/// &pf_ioctl_maxcount, ...)`; net/pfvar.h: `extern u_long
+/// pf_ioctl_maxcount`), read here into one; a kernel that exports 4 bytes
+/// is read too. `None` when it cannot be read; the caller then keeps the
+/// default.
 #[cfg(target_os = "freebsd")]
 pub fn request_maxcount() -> Option<usize> {
     let name = c"net.pf.request_maxcount";
-    let mut v: libc::c_uint = 0;
-    let mut len = std::mem::size_of::<libc::c_uint>();
+    let mut v: libc::c_ulong = 0;
+    let mut len = std::mem::size_of::<libc::c_ulong>();
     // SAFETY: `name` is a NUL-terminated string; `v` and `len` are live
     // locals, `len` holding the size of `v`, which is all sysctl writes
     // (it fails with ENOMEM rather than write more). No new value is set
@@ -107,5 +111,16 @@ pub fn request_maxcount() -> Option<usize> {
             0,
         )
     };
-    (rc == 0 && len == std::mem::size_of::<libc::c_uint>()).then_some(v as usize)
+    if rc != 0 {
+        return None;
+    }
+    match len {
+        l if l == std::mem::size_of::<libc::c_ulong>() => usize::try_from(v).ok(),
+        // A 4-byte value sits in the first bytes of `v`, in native order.
+        4 => {
+            let b = v.to_ne_bytes();
+            Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        }
+        _ => None,
+    }
 }
