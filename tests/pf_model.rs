@@ -214,7 +214,10 @@ fn hundred_thousand_entries() {
             // One read cannot carry more than request_maxcount entries: the
             // error says which sysctl to raise.
             let e = k.entries(&t).unwrap_err().to_string();
-            assert!(e.contains("net.pf.request_maxcount=\"100000\" in /boot/loader.conf"), "{e}");
+            assert!(
+                e.contains("net.pf.request_maxcount=\"100000\" in /boot/loader.conf"),
+                "{e}"
+            );
             model(&mut k).maxcount = 200_000;
             k.pf.set_maxcount(200_000);
         } else {
