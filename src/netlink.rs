@@ -244,7 +244,18 @@ impl Nflog {
         Ok(Nflog(s))
     }
 
-    /// The next knocks (blocks).
+    /// The socket, for poll(2).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.0)
+    }
+
+    /// Reads return at once (`WouldBlock` when there is nothing), for a
+    /// loop that waits in poll(2).
+    pub fn set_nonblocking(&self) -> io::Result<()> {
+        self.0.set_non_blocking(true)
+    }
+
+    /// The next knocks (blocks, unless `set_nonblocking`).
     /// A burst larger than the socket's buffer (ENOBUFS) is an `Overrun`:
     /// those knocks were counted by the kernel; the sets must be read again.
     pub fn next(&self, buf: &mut [u8]) -> io::Result<Vec<KernelEvent>> {
@@ -310,7 +321,17 @@ impl Monitor {
         })
     }
 
-    /// The next notifications (blocks).
+    /// The socket, for poll(2).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.sock)
+    }
+
+    /// Reads return at once (`WouldBlock` when there is nothing).
+    pub fn set_nonblocking(&self) -> io::Result<()> {
+        self.sock.set_non_blocking(true)
+    }
+
+    /// The next notifications (blocks, unless `set_nonblocking`).
     pub fn next(&self, buf: &mut [u8]) -> io::Result<Vec<KernelEvent>> {
         match recv(&self.sock, buf) {
             Ok(n) => Ok(raw_messages(&buf[..n])

@@ -215,3 +215,37 @@ pub fn peer_uid(s: &std::os::unix::net::UnixStream) -> io::Result<libc::uid_t> {
         Ok(uid)
     }
 }
+
+/// poll(2) for input: which of `fds` can be read (or hung up, or failed),
+/// after waiting at most `timeout`. An interrupting signal returns at once
+/// with nothing ready (the signal's own wake-up descriptor says the rest).
+pub fn poll_readable(
+    fds: &[std::os::fd::BorrowedFd<'_>],
+    timeout: std::time::Duration,
+) -> io::Result<Vec<bool>> {
+    use std::os::fd::AsRawFd;
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().min(libc::c_int::MAX as u128) as libc::c_int;
+    // SAFETY: `p` is an array of `p.len()` initialized pollfd structures,
+    // alive and exclusively borrowed for the call; poll(2) writes only
+    // their `revents`. The descriptors are borrowed from owners that
+    // outlive the call, so none is closed meanwhile.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
+    if r == -1 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(e);
+    }
+    Ok(p.iter()
+        .map(|x| x.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+        .collect())
+}

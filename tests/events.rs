@@ -487,6 +487,9 @@ fn unload_and_load_through_the_daemon_are_kept() {
     n.up();
     let (mut d, pid, log, _) = counted_daemon(&n);
     read_log(&log, 5, |s| s.contains("started"));
+    // One loop, one thread: events, signals and commands in one poll(2).
+    let threads = fs::read_dir(format!("/proc/{pid}/task")).unwrap().count();
+    assert_eq!(threads, 1, "the daemon runs {threads} threads");
     ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
     read_log(&log, 3, |s| s.contains("authorized"));
     assert!(n.open(false));

@@ -4,8 +4,9 @@
 //!
 //! `Daemon` is the state machine: every step takes `now` and works on
 //! `Tables`, a `Loader` and a `Log`, so tests drive it with the kernel model
-//! and a fake clock. `run` is the loop around it: signals forwarded from a
-//! thread over a channel, and a wait until the next deadline or poll.
+//! and a fake clock. `run` is the loop around it: one poll(2) over the
+//! signals, the kernel's event sockets and the control socket, until the
+//! next deadline.
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, HashSet};
@@ -17,27 +18,6 @@ use crate::error::Result;
 use crate::name::{AnchorName, ExpireMode, Net, Secs};
 use crate::policy::{self, IdleTracker};
 use crate::tables::{Entry, TableRef, TableStat, Tables};
-
-/// What a signal (or the kernel) asks for.
-#[derive(Debug)]
-pub enum Event {
-    /// SIGHUP: re-read the config, reload the anchor.
-    Reload,
-    /// SIGUSR1: sweep every table now.
-    Sweep,
-    /// SIGINFO, SIGUSR2: log a status summary.
-    Info,
-    /// SIGTERM, SIGINT: exit cleanly.
-    Stop(i32),
-    /// Something the kernel told (nftables: see `crate::netlink`).
-    Kernel(KernelEvent),
-    /// A command's request on the control socket, and where its answer
-    /// goes.
-    Control(
-        Box<crate::control::Request>,
-        std::sync::mpsc::Sender<crate::control::Reply>,
-    ),
-}
 
 pub use crate::backend::Loader;
 pub use events::{ElementLookup, KernelEvent};

@@ -1,11 +1,13 @@
 //! The daemon's process: start like a daemon in base (check, lock, load,
-//! then detach), log without blocking, keep the pidfile, turn signals into
-//! events and run the state machine (`super::Daemon`) on its deadlines.
+//! then detach), log without blocking, keep the pidfile, and run the state
+//! machine (`super::Daemon`) in one poll(2) loop over signals, the
+//! kernel's events and the control socket, with its next deadline as the
+//! timeout.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 
-use super::{Daemon, Event, Level, Loader, Log};
+use super::{Daemon, Level, Loader, Log};
 use crate::config::{Config, Warning};
 use crate::error::{Error, Result};
 use crate::render;
@@ -247,171 +249,210 @@ fn kernel_events(
     Ok(None)
 }
 
-/// A thread per event source, forwarding to the loop; a source that fails
-/// says so once and ends (the daemon then polls).
+/// The kernel's event sockets, read when poll(2) says so.
 #[cfg(target_os = "linux")]
-fn start_sources(sources: Sources, tx: &std::sync::mpsc::Sender<Event>) {
-    let (nflog, monitor) = sources;
-    forward("nflog", 1 << 16, move |b| nflog.next(b), tx.clone());
-    forward(
-        "nf_tables monitor",
-        1 << 20,
-        move |b| monitor.next(b),
-        tx.clone(),
-    );
+struct Feeds {
+    nflog: Option<crate::netlink::Nflog>,
+    monitor: Option<crate::netlink::Monitor>,
+    buf: Vec<u8>,
 }
 
-/// A thread that reads one source into the loop until the loop is gone or
-/// the source fails (said once, as `Lost`).
 #[cfg(target_os = "linux")]
-fn forward(
-    what: &'static str,
-    size: usize,
-    mut next: impl FnMut(&mut [u8]) -> std::io::Result<Vec<super::KernelEvent>> + Send + 'static,
-    tx: std::sync::mpsc::Sender<Event>,
-) {
-    crate::sys_unix::spawn(move || {
-        let mut buf = vec![0u8; size];
-        loop {
-            match next(&mut buf) {
-                Ok(evs) => {
-                    for ev in evs {
-                        if tx.send(Event::Kernel(ev)).is_err() {
-                            return;
-                        }
-                    }
-                }
+impl Feeds {
+    fn new(sources: Option<Sources>) -> Result<Feeds> {
+        let dev = |source| Error::Device {
+            path: "nfnetlink".into(),
+            op: "non-blocking",
+            source,
+        };
+        let (nflog, monitor) = match sources {
+            Some((n, m)) => {
+                n.set_nonblocking().map_err(dev)?;
+                m.set_nonblocking().map_err(dev)?;
+                (Some(n), Some(m))
+            }
+            None => (None, None),
+        };
+        Ok(Feeds {
+            nflog,
+            monitor,
+            buf: vec![0u8; 1 << 20],
+        })
+    }
+
+    fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        let mut v = Vec::new();
+        if let Some(n) = &self.nflog {
+            v.push(n.fd());
+        }
+        if let Some(m) = &self.monitor {
+            v.push(m.fd());
+        }
+        v
+    }
+
+    /// Everything the sockets hold now, knocks first. A socket that fails
+    /// for good is said once (`Lost`: the daemon polls from then on) and
+    /// read no more.
+    fn drain(&mut self) -> Vec<super::KernelEvent> {
+        use super::KernelEvent;
+        let mut out = Vec::new();
+        let Feeds {
+            nflog,
+            monitor,
+            buf,
+        } = self;
+        for _ in 0..1024 {
+            let Some(n) = nflog.as_ref() else { break };
+            match n.next(buf) {
+                Ok(evs) => out.extend(evs),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let _ = tx.send(Event::Kernel(super::KernelEvent::Lost(format!(
-                        "{what}: {}",
+                    out.push(KernelEvent::Lost(format!(
+                        "nflog: {}",
                         crate::error::io_words(&e)
-                    ))));
-                    return;
+                    )));
+                    *nflog = None;
                 }
             }
         }
-    });
+        for _ in 0..1024 {
+            let Some(m) = monitor.as_ref() else { break };
+            match m.next(buf) {
+                Ok(evs) => out.extend(evs),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    out.push(KernelEvent::Lost(format!(
+                        "nf_tables monitor: {}",
+                        crate::error::io_words(&e)
+                    )));
+                    *monitor = None;
+                }
+            }
+        }
+        out
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_sources(sources: Sources, _: &std::sync::mpsc::Sender<Event>) {
-    match sources {}
+struct Feeds;
+
+#[cfg(not(target_os = "linux"))]
+impl Feeds {
+    fn new(sources: Option<Sources>) -> Result<Feeds> {
+        if let Some(s) = sources {
+            match s {}
+        }
+        Ok(Feeds)
+    }
+    fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        Vec::new()
+    }
+    fn drain(&mut self) -> Vec<super::KernelEvent> {
+        Vec::new()
+    }
 }
 
 fn catch_signals() -> Result<signal_hook::iterator::Signals> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
-    // SIGINFO (^T) where it exists; SIGUSR2 everywhere, Linux has no
-    // SIGINFO.
-    #[cfg(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos"))]
-    let sigs = [SIGHUP, SIGUSR1, SIGUSR2, SIGTERM, SIGINT, libc::SIGINFO];
-    #[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
-    let sigs = [SIGHUP, SIGUSR1, SIGUSR2, SIGTERM, SIGINT];
-    signal_hook::iterator::Signals::new(sigs).map_err(|source| Error::Device {
+    signal_hook::iterator::Signals::new(SIGNALS).map_err(|source| Error::Device {
         path: "signals".into(),
         op: "register",
         source,
     })
 }
 
-/// Detach (unless in the foreground), then take signals and serve.
+/// The signals the loop acts on: SIGINFO (^T) where it exists; SIGUSR2
+/// everywhere, Linux has no SIGINFO.
+#[cfg(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos"))]
+const SIGNALS: [libc::c_int; 6] = [
+    libc::SIGHUP,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGINFO,
+];
+#[cfg(not(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos")))]
+const SIGNALS: [libc::c_int; 5] = [
+    libc::SIGHUP,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGTERM,
+    libc::SIGINT,
+];
+
+/// Detach (unless in the foreground), then serve in one loop: one poll(2)
+/// over a signal wake-up socket, the kernel's event sockets and the
+/// control socket, with the next deadline as its timeout. No thread is
+/// started, so nothing needs policing before fork(2).
 fn detach_and_serve<T: Tables, L: Loader>(
     d: Daemon<T, L, SysLog>,
     (pid, ctl): (Pidfile, crate::control::Listener),
-    mut signals: signal_hook::iterator::Signals,
+    signals: signal_hook::iterator::Signals,
     foreground: bool,
     warnings: &[Warning],
     sources: Option<Sources>,
 ) -> Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-    use std::sync::mpsc;
-    if !foreground {
-        // Before any thread: fork. The pidfile's lock is on the open
-        // file, which the child keeps; it writes its own pid, and only
-        // then does the waiting parent exit 0.
-        let ready = crate::sys_unix::detach().map_err(|source| Error::Device {
-            path: "detach".into(),
-            op: "fork",
+    let dev = |op: &'static str| {
+        move |source| Error::Device {
+            path: "daemon".into(),
+            op,
             source,
-        })?;
-        pid.write_pid().map_err(|source| Error::Device {
-            path: "pidfile".into(),
-            op: "write",
-            source,
-        })?;
-        ready.done().map_err(|source| Error::Device {
-            path: "detach".into(),
-            op: "report ready",
-            source,
-        })?;
-    }
-    let (tx, rx) = mpsc::channel();
-    if let Some(s) = sources {
-        start_sources(s, &tx);
-    }
-    serve_control(&ctl, tx.clone())?;
-    crate::sys_unix::spawn(move || {
-        for sig in signals.forever() {
-            let ev = match sig {
-                SIGHUP => Event::Reload,
-                SIGUSR1 => Event::Sweep,
-                SIGTERM | SIGINT => Event::Stop(sig),
-                _ => Event::Info,
-            };
-            if tx.send(ev).is_err() {
-                break;
-            }
         }
-    });
-    let r = serve(d, warnings, &rx);
+    };
+    if !foreground {
+        // Fork first. The pidfile's lock is on the open file, which the
+        // child keeps; it writes its own pid, and only then does the
+        // waiting parent exit 0.
+        let ready = crate::sys_unix::detach().map_err(dev("fork"))?;
+        pid.write_pid().map_err(dev("write the pidfile"))?;
+        ready.done().map_err(dev("report ready"))?;
+    }
+    // A byte on this socket wakes the poll for a signal; `signals` (caught
+    // since before the first load) says which.
+    let (wake, waker) = std::os::unix::net::UnixStream::pair().map_err(dev("socketpair"))?;
+    wake.set_nonblocking(true).map_err(dev("socketpair"))?;
+    waker.set_nonblocking(true).map_err(dev("socketpair"))?;
+    for sig in SIGNALS {
+        let w = waker.try_clone().map_err(dev("socketpair"))?;
+        signal_hook::low_level::pipe::register(sig, std::os::fd::OwnedFd::from(w))
+            .map_err(dev("signal wake-up"))?;
+    }
+    ctl.sock
+        .set_nonblocking(true)
+        .map_err(dev("control socket"))?;
+    let feeds = Feeds::new(sources)?;
+    let r = serve(d, warnings, signals, &wake, &ctl, feeds);
     drop(ctl);
     drop(pid);
     r
 }
 
-/// A thread that takes the commands' requests, one at a time, into the
-/// loop, and carries each answer back.
-fn serve_control(ctl: &crate::control::Listener, tx: std::sync::mpsc::Sender<Event>) -> Result<()> {
-    let sock = ctl.sock.try_clone().map_err(|source| Error::Device {
-        path: ctl.path().display().to_string(),
-        op: "listen",
-        source,
-    })?;
-    crate::sys_unix::spawn(move || {
-        for conn in sock.incoming() {
-            let Ok(mut s) = conn else { continue };
-            let reply = match crate::control::read_request(&mut s) {
-                Ok(req) => {
-                    let (rtx, rrx) = std::sync::mpsc::channel();
-                    if tx.send(Event::Control(Box::new(req), rtx)).is_err() {
-                        return;
-                    }
-                    match rrx.recv() {
-                        Ok(r) => r,
-                        Err(_) => return,
-                    }
-                }
-                Err(why) => crate::control::Reply {
-                    pid: std::process::id(),
-                    error: Some((format!("control socket: {why}"), crate::error::EXIT_USAGE)),
-                    ..Default::default()
-                },
-            };
-            crate::control::write_reply(&mut s, &reply);
-        }
-    });
-    Ok(())
+/// What ended a wait.
+struct Ready {
+    kernel: bool,
+    signal: bool,
+    control: bool,
 }
 
-/// The loop: wait for the next deadline, poll or signal; act; repeat.
+/// The loop: wait for the next deadline, a kernel event, a signal or a
+/// command; act; repeat.
 fn serve<T: Tables, L: Loader>(
     mut d: Daemon<T, L, SysLog>,
     warnings: &[Warning],
-    rx: &std::sync::mpsc::Receiver<Event>,
+    mut signals: signal_hook::iterator::Signals,
+    wake: &std::os::unix::net::UnixStream,
+    ctl: &crate::control::Listener,
+    mut feeds: Feeds,
 ) -> Result<()> {
-    use signal_hook::consts::SIGINT;
-    use std::sync::mpsc;
+    use std::os::fd::AsFd;
     use std::time::Duration;
     d.log_warnings(warnings);
+    // A signal caught before the wake-up socket was registered (during the
+    // first load, say) is looked at on the first turn.
+    let mut first = true;
     loop {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -419,78 +460,99 @@ fn serve<T: Tables, L: Loader>(
         let now = now_ms / 1000;
         let poll = d.cfg.poll.0 as i64;
         // Wake at the start of the second an entry is due, or at the next
-        // poll, whichever is first.
-        // Polling (pf): at the next poll at the latest. With kernel events
-        // (nftables) only deadlines wake the loop, or an hour goes by.
+        // poll, whichever is first. Polling (pf): at the next poll at the
+        // latest. With kernel events (nftables) only deadlines wake the
+        // loop, or an hour goes by.
         let idle = if d.polls() { poll } else { 3600 };
-        let wake = d
+        let wake_at = d
             .next_due()
             .into_iter()
             .chain(d.next_step())
             .fold(now + idle, i64::min)
             .max(now);
-        let mut wait = Duration::from_millis((wake * 1000 - now_ms).max(0) as u64);
+        let mut wait = Duration::from_millis((wake_at * 1000 - now_ms).max(0) as u64);
         // Log lines that syslogd did not take yet go out first, and are
         // tried again soon.
         crate::syslog::flush();
         if crate::syslog::pending() {
             wait = wait.min(crate::syslog::RETRY);
         }
-        match rx.recv_timeout(wait) {
-            Ok(Event::Reload) => d.reload(crate::clock::now()),
-            Ok(Event::Sweep) => d.sweep(crate::clock::now()),
-            Ok(Event::Info) => d.status(crate::clock::now()),
-            Ok(Event::Control(req, reply)) => {
-                // Kernel events already here happened before the
-                // command: they go first, so the log keeps their order.
-                let mut later = Vec::new();
-                while let Ok(ev) = rx.try_recv() {
-                    match ev {
-                        Event::Kernel(k) => d.kernel(k, crate::clock::now()),
-                        other => later.push(other),
-                    }
-                }
-                let _ = reply.send(d.control(&req, crate::clock::now()));
-                // What else came meanwhile waits its turn (a SIGTERM
-                // among it: stop now).
-                for ev in later {
-                    match ev {
-                        Event::Stop(sig) => {
-                            d.stop(if sig == SIGINT { "SIGINT" } else { "SIGTERM" });
-                            return Ok(());
-                        }
-                        Event::Reload => d.reload(crate::clock::now()),
-                        Event::Sweep => d.sweep(crate::clock::now()),
-                        Event::Info => d.status(crate::clock::now()),
-                        Event::Control(_, r) => drop(r),
-                        Event::Kernel(k) => d.kernel(k, crate::clock::now()),
-                    }
-                }
+        let ready = {
+            let mut fds = vec![wake.as_fd(), ctl.sock.as_fd()];
+            let kfds = feeds.fds();
+            let nk = kfds.len();
+            fds.extend(kfds);
+            let r = crate::sys_unix::poll_readable(&fds, wait).map_err(|source| Error::Device {
+                path: "daemon".into(),
+                op: "poll",
+                source,
+            })?;
+            Ready {
+                signal: r[0] || std::mem::take(&mut first),
+                control: r[1],
+                kernel: nk > 0 && r[2..].iter().any(|x| *x),
             }
-            Ok(Event::Kernel(ev)) => {
-                let now = crate::clock::now();
+        };
+        // What the kernel said came first.
+        if ready.kernel {
+            let now = crate::clock::now();
+            for ev in feeds.drain() {
                 d.kernel(ev, now);
-                // A restore or a resync may have brought deadlines closer.
-                if d.next_due().is_some_and(|t| t <= now) {
-                    d.tick(now);
-                }
             }
-            Ok(Event::Stop(sig)) => {
-                d.stop(if sig == SIGINT { "SIGINT" } else { "SIGTERM" });
-                return Ok(());
+            // A restore or a resync may have brought deadlines closer.
+            if d.next_due().is_some_and(|t| t <= now) {
+                d.tick(now);
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+        }
+        if ready.signal {
+            let mut b = [0u8; 64];
+            while std::io::Read::read(&mut &*wake, &mut b).is_ok_and(|n| n > 0) {}
+            for sig in signals.pending() {
                 let now = crate::clock::now();
-                // A wake for the log's sake alone polls nothing.
-                if now >= wake {
-                    d.rotate(now);
-                    d.tick(now);
+                match sig {
+                    libc::SIGHUP => d.reload(now),
+                    libc::SIGUSR1 => d.sweep(now),
+                    libc::SIGTERM | libc::SIGINT => {
+                        d.stop(if sig == libc::SIGINT {
+                            "SIGINT"
+                        } else {
+                            "SIGTERM"
+                        });
+                        return Ok(());
+                    }
+                    _ => d.status(now),
                 }
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                d.stop("loss of the signal thread");
-                return Ok(());
+        }
+        if ready.control {
+            // Up to a few commands a turn; more wait for the next.
+            for _ in 0..16 {
+                let Ok((mut s, _)) = ctl.sock.accept() else {
+                    break;
+                };
+                // Kernel events already here happened before the command:
+                // they go first, so the log keeps their order.
+                let now = crate::clock::now();
+                for ev in feeds.drain() {
+                    d.kernel(ev, now);
+                }
+                let _ = s.set_nonblocking(false);
+                let reply = match crate::control::read_request(&mut s) {
+                    Ok(req) => d.control(&req, crate::clock::now()),
+                    Err(why) => crate::control::Reply {
+                        pid: std::process::id(),
+                        error: Some((format!("control socket: {why}"), crate::error::EXIT_USAGE)),
+                        ..Default::default()
+                    },
+                };
+                crate::control::write_reply(&mut s, &reply);
             }
+        }
+        let now = crate::clock::now();
+        // A wake for the log's sake alone polls nothing.
+        if now >= wake_at {
+            d.rotate(now);
+            d.tick(now);
         }
     }
 }
