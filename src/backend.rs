@@ -85,7 +85,10 @@ impl Loader for Backend {
             }
             // The nftables table names no source file: it is applied as
             // data, not as text.
-            Backend::Nft(n) => n.load(cfg),
+            Backend::Nft(n) => {
+                n.load(cfg)?;
+                write_include(cfg, &render::nft::render(cfg, source))
+            }
         }
     }
     fn referenced(&mut self, anchor: &AnchorName) -> Result<bool> {
@@ -103,8 +106,25 @@ impl Loader for Backend {
     fn unload(&mut self, cfg: &Config, open: bool) -> Result<()> {
         match self {
             Backend::Pf => pfctl::unload(&cfg.anchor),
-            Backend::Nft(n) if open => n.unload(),
-            Backend::Nft(n) => n.close(cfg),
+            Backend::Nft(n) if open => {
+                n.unload()?;
+                match &cfg.nft_include {
+                    Some(p) => match std::fs::remove_file(p) {
+                        Ok(()) => Ok(()),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                        Err(source) => Err(Error::Device {
+                            path: p.display().to_string(),
+                            op: "remove",
+                            source,
+                        }),
+                    },
+                    None => Ok(()),
+                }
+            }
+            Backend::Nft(n) => {
+                n.close(cfg)?;
+                write_include(cfg, &render::nft::render_closed(cfg, "unload"))
+            }
         }
     }
 }
@@ -158,6 +178,48 @@ impl Backend {
             _ => Ok(None),
         }
     }
+}
+
+/// Write the table as loaded to `nft_include`, if the config names one:
+/// a new file beside it, then renamed over it, so that a reload of the
+/// admin's ruleset never reads half a file. Its directory is made (one
+/// level, mode 0755) when missing.
+fn write_include(cfg: &Config, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let Some(path) = &cfg.nft_include else {
+        return Ok(());
+    };
+    let err = |op: &'static str| {
+        move |source| Error::Device {
+            path: path.display().to_string(),
+            op,
+            source,
+        }
+    };
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(dir)
+            .map_err(err("mkdir"))?;
+    }
+    let mut tmp = path.clone().into_os_string();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(err("write"))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(err("write"))?;
+    std::fs::rename(&tmp, path).map_err(err("rename"))
 }
 
 /// Refuse a load that would turn `counters` on or off on a populated live

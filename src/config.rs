@@ -55,6 +55,11 @@ pub struct Config {
     pub nflog_group: u16,
     /// More expiries than this within a second are logged as one line.
     pub log_burst: u32,
+    /// Linux: where every load writes the table as nft text, for the
+    /// admin's nftables.conf to include, so that a reload of the whole
+    /// ruleset (`flush ruleset`, then `include`) keeps pfknock's table in
+    /// place in the same transaction.
+    pub nft_include: Option<PathBuf>,
     pub services: Vec<Service>,
     pub expires: Vec<ExpireTable>,
 }
@@ -307,6 +312,7 @@ struct RawConfig {
     unload: Option<bool>,
     nflog_group: Option<Spanned<i64>>,
     log_burst: Option<Spanned<i64>>,
+    nft_include: Option<Spanned<String>>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
     #[serde(default)]
@@ -966,6 +972,24 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
         });
     }
 
+    let nft_include = match &raw.nft_include {
+        None => None,
+        Some(p) => {
+            let text = p.get_ref();
+            if !text.starts_with('/') || text.ends_with('/') || text.chars().any(char::is_control) {
+                return Err(cx.err(
+                    p.span(),
+                    "nft_include",
+                    format!(
+                        "{}: must be an absolute file path",
+                        crate::name::shown(text)
+                    ),
+                ));
+            }
+            Some(PathBuf::from(text))
+        }
+    };
+
     Ok(Config {
         anchor,
         facility,
@@ -973,6 +997,7 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
         unload: raw.unload.unwrap_or(false),
         nflog_group,
         log_burst,
+        nft_include,
         services,
         expires,
     })

@@ -554,3 +554,102 @@ fn an_open_session_is_never_cut() {
     let _ = client.kill();
     let _ = client.wait();
 }
+
+/// Connect attempts to the protected port from `src`, one every
+/// millisecond for `secs` seconds, each given 50 ms: how many got through
+/// (a SYN-ACK came back). Prints the count.
+const PROBE: &str = "import socket, select, sys, time\n\
+src, dst, port, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])\n\
+live, ok, end = {}, 0, time.time() + secs\n\
+while time.time() < end:\n\
+\x20   s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n\
+\x20   s.setblocking(False)\n\
+\x20   s.bind((src, 0))\n\
+\x20   s.connect_ex((dst, port))\n\
+\x20   live[s] = time.time()\n\
+\x20   _, w, _ = select.select([], list(live), [], 0.001)\n\
+\x20   for x in w:\n\
+\x20       if x.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:\n\
+\x20           ok += 1\n\
+\x20       del live[x]\n\
+\x20       x.close()\n\
+\x20   for x, t in list(live.items()):\n\
+\x20       if time.time() - t > 0.05:\n\
+\x20           del live[x]\n\
+\x20           x.close()\n\
+print(ok)\n";
+
+/// The admin's ruleset starts with `flush ruleset` and includes the file
+/// pfknock writes (`nft_include`): reloading it, as `systemctl reload
+/// nftables` does, keeps the protected port closed throughout to a host
+/// that did not knock, and the daemon puts the knocked host back.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_ruleset_reload_that_includes_pfknock_never_opens_the_port() {
+    need_root_and_tools!();
+    let inc = std::env::temp_dir().join(format!("pfknock-inc-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&inc);
+    let file = inc.join("pfknock.nft");
+    let conf = format!("nft_include = \"{}\"\n{CONF}", file.display());
+    let mut n = Net::new(&conf);
+    n.up();
+    let text = fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("table inet pfknock {") && text.contains(" drop"),
+        "{text}"
+    );
+    let admin = n.dir.join("nftables.conf");
+    fs::write(
+        &admin,
+        format!(
+            "flush ruleset\ntable inet admin {{\n\tchain input {{ type filter hook input priority 0; policy accept; }}\n}}\ninclude \"{}/*.nft\"\n",
+            inc.display()
+        ),
+    )
+    .unwrap();
+    let (mut d, _) = daemon(&n);
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    wait_for("the knock", || n.open(false));
+    // A second address of the client's that never knocked probes, while
+    // the whole ruleset is reloaded 20 times.
+    let other = format!("198.18.{}.77", n.n);
+    ok(&ns(
+        &n.cli,
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{other}/24"),
+            "dev",
+            &n.cli_dev(),
+        ],
+    ));
+    let prober = Command::new("ip")
+        .args(["netns", "exec", &n.cli, "python3", "-c", PROBE, &other])
+        .args([&n.srv_ip(false), &PROTECTED.to_string(), "4"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    sleep(Duration::from_millis(300));
+    for _ in 0..20 {
+        ok(&ns(&n.srv, &["nft", "-f", admin.to_str().unwrap()]));
+        sleep(Duration::from_millis(100));
+    }
+    let out = prober.wait_with_output().unwrap();
+    let got: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_eq!(got, 0, "{got} connections from a host that never knocked");
+    assert!(rules(&n).contains("synproxy"));
+    wait_for("the knocked host back", || n.open(false));
+    // unload leaves the include closed; unload --open takes it away.
+    let _ = d.kill();
+    let _ = d.wait();
+    ok(&n.server(&["unload"]));
+    let text = fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains("synproxy") && text.contains(" drop"),
+        "{text}"
+    );
+    ok(&n.server(&["unload", "--open"]));
+    assert!(!file.exists());
+    let _ = fs::remove_dir_all(&inc);
+}

@@ -651,7 +651,16 @@ pub fn build_closed(cfg: &Config) -> TableDef {
 
 /// Render the table. `source` names the config file in the header comment.
 pub fn render(cfg: &Config, source: &str) -> String {
-    let t = build(cfg);
+    text(&build(cfg), cfg, source)
+}
+
+/// The closed table (`build_closed`) as text, for the include file after
+/// `unload`.
+pub fn render_closed(cfg: &Config, source: &str) -> String {
+    text(&build_closed(cfg), cfg, source)
+}
+
+fn text(t: &TableDef, cfg: &Config, source: &str) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
