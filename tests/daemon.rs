@@ -985,3 +985,75 @@ fn a_shorter_ttl_on_reload_expires_and_logs_at_once() {
     );
     assert!(r.hosts("ssh").is_empty());
 }
+
+#[test]
+fn what_happened_while_the_daemon_was_down_is_logged_as_such() {
+    use pfknock::tables::{TableRef, Tables};
+    for l in OSES {
+        let mut r = rig(l, "down", SSH);
+        for a in ["198.18.0.10", "198.18.0.11", "198.18.0.12"] {
+            r.knock("ssh", a);
+        }
+        r.at(NOW);
+        // A clean stop keeps what the daemon knew.
+        let kept = r.d.snapshot();
+        assert_eq!(kept.len(), 3);
+        // While no daemon runs: one removed by hand, one knock.
+        r.m().now = NOW + 30;
+        let table = TableRef::new(
+            &AnchorName::new("pfknock").unwrap(),
+            &pfknock::name::TableName::new("ssh").unwrap(),
+        );
+        PfTables::new(r.k.clone(), l)
+            .delete(&table, &["198.18.0.11".parse().unwrap()])
+            .unwrap();
+        r.knock("ssh", "198.18.0.13");
+        // Back 70 s after the knocks: .10 and .12 are overdue.
+        r.m().now = NOW + 70;
+        let log = Mem::default();
+        let (cfg, _) = Config::load(&r.path).unwrap();
+        let _d2 = Daemon::start_with(
+            cfg,
+            &r.path,
+            PfTables::new(r.k.clone(), l),
+            r.pfctl.clone(),
+            log.clone(),
+            NOW + 70,
+            Some(Some(kept)),
+        )
+        .unwrap();
+        let said = log.take();
+        assert_eq!(
+            said[1..],
+            [
+                "authorized 198.18.0.13 service=ssh table=ssh anchor=pfknock age=40s ttl=1m \
+                 while the daemon was down",
+                "removed 198.18.0.11 service=ssh table=ssh anchor=pfknock ttl=1m \
+                 while the daemon was down",
+                "expired 198.18.0.10 service=ssh table=ssh anchor=pfknock age=1m10s ttl=1m",
+                "expired 198.18.0.12 service=ssh table=ssh anchor=pfknock age=1m10s ttl=1m",
+            ],
+            "{}",
+            l.os
+        );
+        // Without a record (a crash, a first start), it says it does not know.
+        let log = Mem::default();
+        let (cfg, _) = Config::load(&r.path).unwrap();
+        let _d3 = Daemon::start_with(
+            cfg,
+            &r.path,
+            PfTables::new(r.k.clone(), l),
+            r.pfctl.clone(),
+            log.clone(),
+            NOW + 71,
+            Some(None),
+        )
+        .unwrap();
+        let said = log.take();
+        assert!(
+            said[1].starts_with("no record of the last run")
+                && said[1].contains(": 1 authorizations found"),
+            "{said:?}"
+        );
+    }
+}

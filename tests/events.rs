@@ -735,3 +735,55 @@ fn a_burst_of_authorizations_loses_no_log_line() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+/// A daemon stopped and started again logs what happened meanwhile, as
+/// such: an authorization the kernel timed out, and a knock it missed.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn what_happened_while_the_daemon_was_down_is_logged_at_start() {
+    need_root_and_tools!();
+    let mut n = Net::new(&CONF.replace("TTL", "3s"));
+    n.up();
+    let dev = n.cli_dev();
+    let other = format!("198.18.{}.66", n.n);
+    ok(&ns(
+        &n.cli,
+        &["ip", "addr", "add", &format!("{other}/24"), "dev", &dev],
+    ));
+    let (mut d, pid, log, _) = counted_daemon(&n);
+    read_log(&log, 5, |s| s.contains("started"));
+    let said = read_log(&log, 1, |_| false);
+    assert!(said.contains("no record of the last run"), "{said}");
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    read_log(&log, 3, |s| s.contains("authorized"));
+    ok(&Command::new("kill").args(["-TERM", &pid]).output().unwrap());
+    let _ = d.wait();
+    read_log(&log, 1, |_| false);
+    // While down: the first authorization times out, another host knocks.
+    std::thread::sleep(Duration::from_secs(4));
+    let py = format!(
+        "import socket\nfor _ in range(3):\n    try:\n        socket.create_connection(('{}', 1234), timeout=2, source_address=('{other}', 0)).close()\n    except OSError:\n        pass\n",
+        n.srv_ip(false)
+    );
+    ok(&ns(&n.cli, &["python3", "-c", &py]));
+    let sock = n.dir.join("log.sock");
+    let (mut d, _) = common::daemon_env(&n, &[("PFKNOCK_SYSLOG_SOCKET", sock.to_str().unwrap())]);
+    let said = read_log(&log, 5, |s| {
+        s.contains("while the daemon was down") && s.contains("expired")
+    });
+    let ip = n.cli_ip(false);
+    assert!(
+        said.contains(&format!(
+            "expired {ip} service=ssh table=ssh anchor=pfknock ttl=3s while the daemon was down"
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("authorized {other} service=ssh"))
+            && said.contains("while the daemon was down"),
+        "{said}"
+    );
+    assert!(!said.contains("no record"), "{said}");
+    let _ = d.kill();
+    let _ = d.wait();
+}

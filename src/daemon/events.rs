@@ -51,8 +51,8 @@ pub trait ElementLookup {
 /// What the daemon knows of one authorization.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Auth {
-    since: i64,
-    until: i64,
+    pub(super) since: i64,
+    pub(super) until: i64,
 }
 
 pub(super) struct Events {
@@ -95,7 +95,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 
     /// The service whose authorized set this is.
-    fn auth_service(&self, set: &str) -> Option<&Service> {
+    pub(super) fn auth_service(&self, set: &str) -> Option<&Service> {
         self.cfg.services.iter().find(|s| {
             [Af::V4, Af::V6]
                 .iter()

@@ -169,6 +169,8 @@ pub struct Daemon<T, L, G> {
     /// control socket): nothing is restored or rotated until `load` or
     /// SIGHUP.
     held: bool,
+    /// Where a clean stop keeps what the daemon knew (`state`).
+    pub state: Option<PathBuf>,
 }
 
 /// The tables to watch. Renewal tables come first, so that a renewal is
@@ -192,6 +194,23 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// Load the anchor and take a first look at every table. A failed load
     /// is fatal here (there is nothing running to keep).
     pub fn start(cfg: Config, path: &Path, tables: T, loader: L, log: G, now: i64) -> Result<Self> {
+        Self::start_with(cfg, path, tables, loader, log, now, None)
+    }
+
+    /// `start`, and, where the daemon polls (pf), the reconciliation with
+    /// what the last daemon kept (`state`) between the first look at the
+    /// tables and the first expiry, so that an entry found overdue is
+    /// logged once, as the expiry does it. With kernel events, the caller
+    /// reconciles once it has read the sets (`use_events`).
+    pub fn start_with(
+        cfg: Config,
+        path: &Path,
+        tables: T,
+        loader: L,
+        log: G,
+        now: i64,
+        record: Option<Option<state::Known>>,
+    ) -> Result<Self> {
         let caps = tables.caps();
         let mut d = Daemon {
             watches: watches_for(&cfg, caps.refreshes_entries),
@@ -209,6 +228,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             events: None,
             notes: None,
             held: false,
+            state: None,
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;
@@ -228,6 +248,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         // nftables: the caller switches to kernel events next, which read
         // the sets by themselves; a first poll would list every element.
         if !d.caps.refreshes_entries {
+            if let Some(prev) = record {
+                d.reconcile(prev, now);
+            }
             d.tick(now);
         }
         Ok(d)
@@ -910,6 +933,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 Err(e) => self.log.log(Level::Err, &format!("unload: {e}")),
             }
         }
+        if let Some(p) = &self.state {
+            state::write(p, &self.snapshot());
+        }
         self.log.log(Level::Notice, &format!("exiting on {signal}"));
     }
 
@@ -929,4 +955,5 @@ mod control;
 mod events;
 pub mod notes;
 mod process;
+pub mod state;
 pub use process::{DEFAULT_PIDFILE, Pidfile, RunOpts, SysLog, run};

@@ -144,28 +144,30 @@ impl Notes {
 }
 
 /// The file's text if it is a regular file owned by this process's user,
-/// not writable by group or others, and at most `MAX` bytes; else nothing.
-fn read_own(path: &Path) -> String {
-    let Ok(f) = std::fs::OpenOptions::new()
+/// not writable by group or others, and at most `max` bytes; `None` if it
+/// is missing or not to be trusted.
+pub(super) fn read_trusted_own(path: &Path, max: u64) -> Option<String> {
+    let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-    else {
-        return String::new();
-    };
-    let Ok(m) = f.metadata() else {
-        return String::new();
-    };
+        .ok()?;
+    let m = f.metadata().ok()?;
     if !m.file_type().is_file()
         || m.uid() != crate::sys_unix::euid()
         || m.mode() & 0o022 != 0
-        || m.len() > MAX
+        || m.len() > max
     {
-        return String::new();
+        return None;
     }
     let mut s = String::new();
-    let _ = f.take(MAX).read_to_string(&mut s);
-    s
+    f.take(max).read_to_string(&mut s).ok()?;
+    Some(s)
+}
+
+/// `read_trusted_own`, or nothing.
+fn read_own(path: &Path) -> String {
+    read_trusted_own(path, MAX).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -202,7 +202,20 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     let kernel = kernel_events(&backend, &cfg).map_err(fatal)?;
     let t = backend.tables(true).map_err(fatal)?;
     let pf = matches!(backend, crate::backend::Backend::Pf);
-    let mut d = Daemon::start(cfg, &config, t, backend, log, crate::clock::now()).map_err(fatal)?;
+    // What the last daemon kept, for the reconciliation at start.
+    let state = super::state::path_of(&pidpath);
+    let record = super::state::take(&state);
+    let events = kernel.is_some();
+    let mut d = Daemon::start_with(
+        cfg,
+        &config,
+        t,
+        backend,
+        log,
+        crate::clock::now(),
+        (!events).then(|| record.clone()),
+    )
+    .map_err(fatal)?;
     if pf {
         let mut n = super::notes::Notes::new(super::notes::PATH);
         n.clear();
@@ -212,6 +225,12 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
         d.use_events(lookup, crate::clock::now());
         sources
     });
+    // With kernel events: what happened while no daemon ran, now that the
+    // sets have been read.
+    if events {
+        d.reconcile(record, crate::clock::now());
+    }
+    d.state = Some(state);
     detach_and_serve(d, (pid, ctl), signals, o.foreground, &warnings, sources)
 }
 

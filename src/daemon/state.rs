@@ -1,0 +1,245 @@
+//! What the daemon knew when it stopped, kept for the next start, so that
+//! knocks and expiries that happened while no daemon ran are logged, as
+//! such, once it is back (`Daemon::reconcile`).
+//!
+//! A root-only file beside the pidfile (`PIDFILE.state`), of lines
+//! `table<TAB>address<TAB>since`, written at a clean stop (a new file
+//! renamed over the old one) and removed once read at the next start.
+//! It lives in /var/run (or /run), which the system empties at boot, as a
+//! reboot empties the kernel's tables. After a crash there is none, and
+//! the daemon says it does not know what happened meanwhile. A file it
+//! cannot trust (not a regular file, not its user's, writable by others,
+//! too large) is not believed.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::name::Net;
+
+/// One authorization: its table as the log names it, its address, and
+/// since when it counts (time stamp, or last renewal).
+pub type Known = HashMap<(String, Net), i64>;
+
+/// The state file of a pidfile.
+pub fn path_of(pidfile: &Path) -> PathBuf {
+    let mut p = pidfile.as_os_str().to_owned();
+    p.push(".state");
+    PathBuf::from(p)
+}
+
+/// Keep `known` for the next start. Best effort: without it the next
+/// start only says that it does not know.
+pub fn write(path: &Path, known: &Known) {
+    let mut text = String::new();
+    let mut v: Vec<(&(String, Net), &i64)> = known.iter().collect();
+    v.sort();
+    for ((t, n), since) in v {
+        text.push_str(&format!("{t}\t{n}\t{since}\n"));
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp);
+    if let Ok(mut f) = f
+        && f.write_all(text.as_bytes()).is_ok()
+    {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+/// Take what the last daemon kept: `None` when it kept nothing (first
+/// start, a crash, a reboot) or its file is not to be trusted.
+pub fn take(path: &Path) -> Option<Known> {
+    // A million authorizations take some 50 MB.
+    let text = super::notes::read_trusted_own(path, 256 << 20);
+    let _ = std::fs::remove_file(path);
+    let text = text?;
+    let mut known = Known::new();
+    for line in text.lines() {
+        let mut f = line.split('\t');
+        let (Some(t), Some(n), Some(s), None) = (f.next(), f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let (Ok(n), Ok(s)) = (n.parse::<Net>(), s.parse::<i64>()) else {
+            continue;
+        };
+        known.insert((t.to_owned(), n), s);
+    }
+    Some(known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_and_taken_once() {
+        let dir = std::env::temp_dir().join(format!("pfknock-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = path_of(&dir.join("pfknock.pid"));
+        assert!(p.ends_with("pfknock.pid.state"));
+        assert_eq!(take(&p), None, "nothing kept: not known");
+        let mut k = Known::new();
+        k.insert(
+            (
+                "<ssh> in anchor pfknock".into(),
+                "198.18.0.7".parse().unwrap(),
+            ),
+            100,
+        );
+        k.insert(
+            ("<ssh> in anchor pfknock".into(), "fd00::7".parse().unwrap()),
+            101,
+        );
+        write(&p, &k);
+        assert_eq!(take(&p), Some(k.clone()));
+        assert_eq!(take(&p), None, "taken once");
+        // Kept with nothing in it: known to be empty.
+        write(&p, &Known::new());
+        assert_eq!(take(&p), Some(Known::new()));
+        // A file others may write is not believed.
+        write(&p, &k);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(take(&p), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+use super::{Daemon, Level, Loader, Log};
+use crate::config::Role;
+use crate::name::Secs;
+use crate::tables::{TableRef, Tables};
+
+impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
+    /// Every authorization the daemon knows of, as the state file keeps it.
+    pub fn snapshot(&self) -> Known {
+        let mut k = Known::new();
+        if let Some(e) = &self.events {
+            for ((i, addr), a) in &e.auth {
+                if let Some(s) = self.auth_service(&e.sets[*i as usize]) {
+                    let t = TableRef::new(&self.cfg.anchor, &s.table);
+                    k.insert((t.to_string(), Net::host(*addr)), a.since);
+                }
+            }
+        } else {
+            for w in self.watches.iter().filter(|w| w.role() == Some(Role::Auth)) {
+                for (n, since) in &w.known {
+                    k.insert((w.named.table.to_string(), *n), *since);
+                }
+            }
+        }
+        k
+    }
+
+    /// At start, once the tables have been read: log what changed while
+    /// no daemon ran, against what the last one kept (`prev`), each line
+    /// ending "while the daemon was down". Without a record, one line says
+    /// that it is not known.
+    pub fn reconcile(&mut self, prev: Option<Known>, now: i64) {
+        let cur = self.present();
+        let Some(prev) = prev else {
+            self.log.log(
+                Level::Notice,
+                &format!(
+                    "no record of the last run (first start, a crash or a reboot): {} \
+                     authorizations found; what happened while no daemon ran is not known",
+                    cur.len()
+                ),
+            );
+            return;
+        };
+        let mut lines = Vec::new();
+        let mut sorted: Vec<(&(String, Net), &i64)> = cur.iter().collect();
+        sorted.sort();
+        for ((t, n), since) in sorted {
+            let verb = match prev.get(&(t.clone(), *n)) {
+                None => "authorized",
+                // A new time stamp (pf), or a later start by more than
+                // the rounding of a timer read back (nftables).
+                Some(p) if *since > p + 2 => "renewed",
+                Some(_) => continue,
+            };
+            lines.push(self.down_line(verb, t, n, Some(*since), now));
+        }
+        let mut gone: Vec<(&(String, Net), &i64)> =
+            prev.iter().filter(|(k, _)| !cur.contains_key(*k)).collect();
+        gone.sort();
+        for ((t, n), since) in gone {
+            // Only a firewall that times entries out itself (nftables)
+            // expires anything while no daemon runs; on pf an entry that
+            // left was removed.
+            let ttl = self.ttl_of(t);
+            let expired =
+                self.caps.refreshes_entries && ttl.is_some_and(|ttl| since + ttl as i64 <= now);
+            let verb = if expired { "expired" } else { "removed" };
+            lines.push(self.down_line(verb, t, n, None, now));
+        }
+        for l in lines.into_iter().flatten() {
+            self.log.log(Level::Info, &l);
+        }
+    }
+
+    /// What the kernel holds now: the sets as the events mode read them,
+    /// or (polling) a listing of each authorized table, without expiring.
+    fn present(&mut self) -> Known {
+        if self.events.is_some() {
+            return self.snapshot();
+        }
+        let mut k = Known::new();
+        let tables: Vec<TableRef> = self
+            .watches
+            .iter()
+            .filter(|w| w.role() == Some(Role::Auth))
+            .map(|w| w.named.table.clone())
+            .collect();
+        for t in tables {
+            if let Ok(entries) = self.tables.entries(&t) {
+                for e in entries {
+                    k.insert((t.to_string(), e.net), e.tzero);
+                }
+            }
+        }
+        k
+    }
+
+    fn ttl_of(&self, table: &str) -> Option<u64> {
+        self.watches
+            .iter()
+            .find(|w| w.named.table.to_string() == table)
+            .and_then(|w| w.named.ttl.map(|t| t.0))
+    }
+
+    fn down_line(
+        &self,
+        verb: &str,
+        table: &str,
+        n: &Net,
+        since: Option<i64>,
+        now: i64,
+    ) -> Option<String> {
+        let w = self
+            .watches
+            .iter()
+            .find(|w| w.named.table.to_string() == table)?;
+        let mut extra = String::new();
+        if let Some(s) = since {
+            extra.push_str(&format!("age={} ", Secs(crate::policy::age(now, s))));
+        }
+        if let Some(ttl) = w.named.ttl {
+            extra.push_str(&format!("ttl={ttl} "));
+        }
+        extra.push_str("while the daemon was down");
+        Some(self.line(verb, n, w, &extra))
+    }
+}
