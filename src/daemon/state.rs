@@ -17,7 +17,10 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::name::Net;
+use super::{Daemon, Level, Loader, Log};
+use crate::config::Role;
+use crate::name::{Net, Secs};
+use crate::tables::{TableRef, Tables};
 
 /// One authorization: its table as the log names it, its address, and
 /// since when it counts (time stamp, or last renewal).
@@ -76,50 +79,6 @@ pub fn take(path: &Path) -> Option<Known> {
     }
     Some(known)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kept_and_taken_once() {
-        let dir = std::env::temp_dir().join(format!("pfknock-state-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = path_of(&dir.join("pfknock.pid"));
-        assert!(p.ends_with("pfknock.pid.state"));
-        assert_eq!(take(&p), None, "nothing kept: not known");
-        let mut k = Known::new();
-        k.insert(
-            (
-                "<ssh> in anchor pfknock".into(),
-                "198.18.0.7".parse().unwrap(),
-            ),
-            100,
-        );
-        k.insert(
-            ("<ssh> in anchor pfknock".into(), "fd00::7".parse().unwrap()),
-            101,
-        );
-        write(&p, &k);
-        assert_eq!(take(&p), Some(k.clone()));
-        assert_eq!(take(&p), None, "taken once");
-        // Kept with nothing in it: known to be empty.
-        write(&p, &Known::new());
-        assert_eq!(take(&p), Some(Known::new()));
-        // A file others may write is not believed.
-        write(&p, &k);
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert_eq!(take(&p), None);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
-
-use super::{Daemon, Level, Loader, Log};
-use crate::config::Role;
-use crate::name::Secs;
-use crate::tables::{TableRef, Tables};
 
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// Every authorization the daemon knows of, as the state file keeps it.
@@ -241,5 +200,44 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
         extra.push_str("while the daemon was down");
         Some(self.line(verb, n, w, &extra))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_and_taken_once() {
+        let dir = std::env::temp_dir().join(format!("pfknock-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = path_of(&dir.join("pfknock.pid"));
+        assert!(p.ends_with("pfknock.pid.state"));
+        assert_eq!(take(&p), None, "nothing kept: not known");
+        let mut k = Known::new();
+        k.insert(
+            (
+                "<ssh> in anchor pfknock".into(),
+                "198.18.0.7".parse().unwrap(),
+            ),
+            100,
+        );
+        k.insert(
+            ("<ssh> in anchor pfknock".into(), "fd00::7".parse().unwrap()),
+            101,
+        );
+        write(&p, &k);
+        assert_eq!(take(&p), Some(k.clone()));
+        assert_eq!(take(&p), None, "taken once");
+        // Kept with nothing in it: known to be empty.
+        write(&p, &Known::new());
+        assert_eq!(take(&p), Some(Known::new()));
+        // A file others may write is not believed.
+        write(&p, &k);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(take(&p), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
