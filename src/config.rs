@@ -109,6 +109,12 @@ pub struct Service {
     /// With `rotate`: the ports of the step before, loaded beside the
     /// current ones. Empty otherwise.
     pub knock_prev: Vec<Port>,
+    /// With `rotate`: the ports of the next step, from `rotate::LEAD`
+    /// before it starts (empty before that, and without `rotate`).
+    pub knock_next: Vec<Port>,
+    /// With `rotate`: when the current step started (seconds since 1970),
+    /// filled in with the ports.
+    pub step_start: Option<i64>,
     /// Knock ports drawn from a range every step (`rotate`).
     pub rotate: Option<Rotate>,
     pub rate: Rate,
@@ -242,17 +248,27 @@ impl Service {
     /// The ports of stage `k` (0-based): the knock port, and with
     /// `rotate` the previous step's too.
     pub fn stage_ports(&self, k: usize) -> Vec<Port> {
-        self.knock
+        let mut v: Vec<Port> = self
+            .knock
             .get(k)
             .into_iter()
             .chain(self.knock_prev.get(k))
+            .chain(self.knock_next.get(k))
             .copied()
-            .collect()
+            .collect();
+        v.dedup();
+        v
     }
 
-    /// Every knock port loaded: the current step's, then the previous'.
+    /// Every knock port loaded: the current step's, the previous' and,
+    /// near the end of a step, the next's.
     pub fn all_knock_ports(&self) -> Vec<Port> {
-        self.knock.iter().chain(&self.knock_prev).copied().collect()
+        self.knock
+            .iter()
+            .chain(&self.knock_prev)
+            .chain(&self.knock_next)
+            .copied()
+            .collect()
     }
 
     /// Connections a client must complete on each knock port.
@@ -1038,6 +1054,8 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
         proto,
         knock,
         knock_prev: Vec::new(),
+        knock_next: Vec::new(),
+        step_start: None,
         rotate,
         rate,
         ttl,

@@ -321,6 +321,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 _ => knock::Family::Any,
             };
             let (mut ports, mut default_hits) = (ports, 6);
+            // Rotating: the ports of the moment, again before each repeat.
+            let mut ports_now = None;
+            let source = |name: &str, rot: config::Rotate| {
+                let name = name.to_owned();
+                knock::PortSource(std::sync::Arc::new(move || {
+                    rotating_ports(&name, &rot, None)
+                }))
+            };
             if let (Some(name), Some(file), Some(r)) = (&service, &secret, &range) {
                 // A rotating knock without a config: all from the flags.
                 let rot = config::Rotate {
@@ -332,6 +340,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     ports: count.unwrap_or(1) as usize,
                 };
                 ports = rotating_ports(name, &rot, None)?;
+                ports_now = Some(source(name, rot));
             } else if let Some(name) = &service {
                 let (cfg, warnings) = Config::read(path)?;
                 for w in warnings {
@@ -345,7 +354,9 @@ pub fn run(cli: Cli) -> Result<()> {
                             if let Some(f) = &secret {
                                 rot.secret = f.clone();
                             }
-                            rotating_ports(&s.name, &rot, None)?
+                            let p = rotating_ports(&s.name, &rot, None)?;
+                            ports_now = Some(source(&s.name, rot));
+                            p
                         }
                         None if secret.is_some() => {
                             return Err(Error::Usage(format!(
@@ -375,6 +386,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 family,
                 verify,
                 retries: 5,
+                ports_now,
             };
             if let Some(p) = proxy {
                 return knock::proxy(&o, p, std::time::Duration::from_secs(idle));

@@ -39,6 +39,20 @@ pub struct Opts {
     pub verify: Option<u16>,
     /// How many times the last knock is repeated before giving up.
     pub retries: u32,
+    /// Rotating knocks: the ports of the moment, asked again before every
+    /// repeat, so that a knock that met a step boundary is made anew with
+    /// the new step's ports.
+    pub ports_now: Option<PortSource>,
+}
+
+/// Where a rotating knock's ports come from (the secret and the clock).
+#[derive(Clone)]
+pub struct PortSource(pub std::sync::Arc<dyn Fn() -> Result<Vec<u16>> + Send + Sync>);
+
+impl std::fmt::Debug for PortSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PortSource")
+    }
 }
 
 /// Resolve the host to one address of the wanted family.
@@ -109,13 +123,19 @@ fn knock_all(o: &Opts) -> Result<IpAddr> {
         ));
     }
     let ip = resolve(&o.host, o.family)?;
-    for (i, &p) in o.ports.iter().enumerate() {
+    knock_seq(ip, &o.ports, o)?;
+    Ok(ip)
+}
+
+/// Knock `ports` in order.
+fn knock_seq(ip: IpAddr, ports: &[u16], o: &Opts) -> Result<()> {
+    for (i, &p) in ports.iter().enumerate() {
         if i > 0 {
             thread::sleep(o.gap);
         }
         knock_port(SocketAddr::new(ip, p), o)?;
     }
-    Ok(ip)
+    Ok(())
 }
 
 /// Knock, then check the protected port if asked. Returns the address.
@@ -146,10 +166,11 @@ fn knock_port(addr: SocketAddr, o: &Opts) -> Result<()> {
 }
 
 /// Probe the protected port; while it does not answer, wait (doubling from
-/// a quarter second) and knock the last port again.
+/// a quarter second) and knock the last port again, or, when a rotating
+/// knock's ports have changed meanwhile, every port of the new step.
 fn verify(target: SocketAddr, ip: IpAddr, o: &Opts) -> Result<TcpStream> {
     let mut wait = Duration::from_millis(250);
-    let last = SocketAddr::new(ip, *o.ports.last().expect("ports checked"));
+    let mut ports = o.ports.clone();
     let mut tries = 0;
     loop {
         match connect(target, o.timeout) {
@@ -170,6 +191,15 @@ fn verify(target: SocketAddr, ip: IpAddr, o: &Opts) -> Result<TcpStream> {
         tries += 1;
         thread::sleep(wait);
         wait = (wait * 2).min(Duration::from_secs(4));
+        if let Some(src) = &o.ports_now {
+            let now = (src.0)()?;
+            if now != ports {
+                ports = now;
+                knock_seq(ip, &ports, o)?;
+                continue;
+            }
+        }
+        let last = SocketAddr::new(ip, *ports.last().expect("ports checked"));
         knock_port(last, o)?;
     }
 }

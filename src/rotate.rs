@@ -128,11 +128,38 @@ pub fn apply(cfg: &mut Config, now: i64) -> Result<()> {
     for s in &mut cfg.services {
         let Some(r) = &s.rotate else { continue };
         let secret = read_secret(&r.secret)?;
-        let (now_ports, prev_ports) = ports_now(&secret, &s.name, r, now);
-        s.knock = now_ports;
-        s.knock_prev = prev_ports;
+        fill(s, &secret, now);
     }
     Ok(())
+}
+
+/// A rotating service's ports as of `now`: this step's, the previous
+/// step's and, from `lead` before the next step, the next's; and when this
+/// step started.
+pub fn fill(s: &mut crate::config::Service, secret: &[u8], now: i64) {
+    let Some(r) = s.rotate.clone() else { return };
+    let (now_ports, prev_ports) = ports_now(secret, &s.name, &r, now);
+    let t = step_of(now, r.step.0);
+    let start = t * r.step.0 as i64;
+    s.knock_next = if now >= start + r.step.0 as i64 - lead(r.step.0) {
+        ports(secret, &s.name, t + 1, r.range, r.ports)
+    } else {
+        Vec::new()
+    };
+    s.knock = now_ports;
+    s.knock_prev = prev_ports;
+    s.step_start = Some(start);
+}
+
+/// How long before a step starts its ports are in force already: half a
+/// step, at most `LEAD`, so that a knock begun just before a boundary
+/// (or by a client whose clock is a little ahead) finds them, whenever the
+/// daemon gets to load them.
+pub const LEAD: u64 = 10;
+
+/// `LEAD` for a step of `step` seconds.
+pub fn lead(step: u64) -> i64 {
+    (step / 2).min(LEAD) as i64
 }
 
 /// The ports of the step `now` falls in and of the one before.
@@ -149,7 +176,12 @@ pub fn next_boundary(cfg: &Config, now: i64) -> Option<i64> {
     cfg.services
         .iter()
         .filter_map(|s| s.rotate.as_ref())
-        .map(|r| (step_of(now, r.step.0) + 1) * r.step.0 as i64)
+        .map(|r| {
+            // The next step's ports come in `lead` before it starts.
+            let b = (step_of(now, r.step.0) + 1) * r.step.0 as i64;
+            let pre = b - lead(r.step.0);
+            if now < pre { pre } else { b }
+        })
         .min()
 }
 

@@ -332,7 +332,7 @@ fn grammar() -> Grammar {
                 r#"\t\t(?:iifname != "lo"|iifname "{IF}") fib daddr type local tcp dport (?:{PORT}|\{ {PORT}(?:, {PORT})* \}) {SYN} notrack"#,
             ),
             re(
-                r#"\t\tiifname "lo" tcp dport {PORT} {SYN} ct state new fib saddr type != local (?:ip6 saddr != fe80::/10 )?(?:{IP} saddr (?:@{SET}|{NET}|\{ {NETS} \}) )?update @{SET} \{ {IP} saddr limit rate over [0-9]+/(?:second|minute|hour|day|week) burst [0-9]+ packets \} (?:add|update) @{SET} \{ {IP} saddr \}(?: log group [0-9]+ prefix "pfknock {ID}: ")?"#,
+                r#"\t\tiifname "lo" tcp dport {PORT} {SYN} (?:meta time >= [0-9]+ meta time < [0-9]+ )?ct state new fib saddr type != local (?:ip6 saddr != fe80::/10 )?(?:{IP} saddr (?:@{SET}|{NET}|\{ {NETS} \}) )?update @{SET} \{ {IP} saddr limit rate over [0-9]+/(?:second|minute|hour|day|week) burst [0-9]+ packets \} (?:add|update) @{SET} \{ {IP} saddr \}(?: log group [0-9]+ prefix "pfknock {ID}: ")?"#,
             ),
             re(r#"\t\tiifname "lo" accept"#),
             re(

@@ -57,9 +57,7 @@ fn rotate_at_fixed_time(dir: &Path, cfg: &mut Config) {
     let secret =
         pfknock::rotate::parse_secret(&fs::read_to_string(dir.join("secret")).unwrap()).unwrap();
     for s in &mut cfg.services {
-        if let Some(r) = &s.rotate {
-            (s.knock, s.knock_prev) = pfknock::rotate::ports_now(&secret, &s.name, r, at);
-        }
+        pfknock::rotate::fill(s, &secret, at);
     }
 }
 

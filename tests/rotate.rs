@@ -419,3 +419,75 @@ fn a_step_that_cannot_load_keeps_the_ports_loaded_and_says_so() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+/// Knocks that start at 20 moments around step boundaries (just before,
+/// at, and after each of four), each computing its ports from the secret
+/// with a clock a second ahead of the server's: every one opens. The next
+/// step's ports are in force before the boundary, whenever the daemon gets
+/// to load them.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_knock_at_any_moment_of_a_step_opens() {
+    need_root_and_tools!();
+    let mut n = Net::new("");
+    let key = secret(&n.dir, "ssh.key", &"3c".repeat(32));
+    fs::write(
+        n.conf(),
+        rotating_conf(&key).replace("PROTECTED", &common::PROTECTED.to_string()),
+    )
+    .unwrap();
+    let c = n.conf().to_str().unwrap().to_owned();
+    let ctl = n.ctl().to_str().unwrap().to_owned();
+    n.up_echo();
+    let (mut d, _pid) = daemon(&n);
+    let ip = n.cli_ip(false);
+    let mut failed = Vec::new();
+    for round in 0..4 {
+        // The next boundary, at least a second away.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let b = ((t + 1.0) / STEP as f64).ceil() * STEP as f64;
+        for off in [-0.4, 0.0, 0.4, 0.8, 1.2] {
+            let at = b + off;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            if at > now {
+                std::thread::sleep(std::time::Duration::from_secs_f64(at - now));
+            }
+            // A client whose clock is a second ahead of the server's: just
+            // before a boundary it knocks the next step's ports.
+            let ahead = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64()
+                + 1.0;
+            let ports = ports_at(&c, "ssh", ahead as i64);
+            let mut args = vec![n.srv_ip(false), "-n".into(), "3".into()];
+            args.extend(ports.split(' ').map(str::to_owned));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let o = n.knock(&args);
+            let opened = o.status.success()
+                && (0..10).any(|_| {
+                    n.open(false) || {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        false
+                    }
+                });
+            if !opened {
+                failed.push(format!("round {round}, {off:+}s from the boundary"));
+            }
+            ok(&common::ns(
+                &n.srv,
+                &[common::BIN, "revoke", &ip, "-c", &c, "-S", &ctl],
+            ));
+            assert!(!n.open(false), "revoked");
+        }
+    }
+    assert!(failed.is_empty(), "knocks that did not open: {failed:?}");
+    let _ = d.kill();
+    let _ = d.wait();
+}

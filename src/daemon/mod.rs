@@ -275,12 +275,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
         let mut next = self.cfg.clone();
         let r = crate::rotate::apply(&mut next, now).and_then(|()| {
-            if next
-                .services
-                .iter()
-                .zip(&self.cfg.services)
-                .all(|(a, b)| a.knock == b.knock && a.knock_prev == b.knock_prev)
-            {
+            if next.services.iter().zip(&self.cfg.services).all(|(a, b)| {
+                a.knock == b.knock && a.knock_prev == b.knock_prev && a.knock_next == b.knock_next
+            }) {
                 return Ok(false);
             }
             let old = std::mem::replace(&mut self.cfg, next.clone());

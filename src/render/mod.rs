@@ -16,9 +16,14 @@ pub fn service_comment(s: &Service) -> String {
         .collect();
     let rotate = match &s.rotate {
         Some(r) => format!(
-            " (rotating every {} in {}: this step's, or the last)",
+            " (rotating every {} in {}: this step's, the last{})",
             r.step,
-            r.range.nft()
+            r.range.nft(),
+            if s.knock_next.is_empty() {
+                ""
+            } else {
+                ", or the next"
+            }
         ),
         None => String::new(),
     };

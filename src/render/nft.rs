@@ -321,11 +321,47 @@ fn count_rules(out: &mut Vec<String>, s: &Service, group: u16) {
         return;
     }
     for k in 0..n {
+        for (p, when) in stage_variants(s, k) {
+            count_rule(out, s, group, k, &p, &when);
+        }
+    }
+}
+
+/// The ports of stage k (0-based), each with the time it counts in: a
+/// fixed knock always; a rotating one per step, from `rotate::lead` before
+/// its step until the end of the step after it, so that the rules stop
+/// counting by themselves if no daemon loads the next ones.
+fn stage_variants(s: &Service, k: usize) -> Vec<(String, String)> {
+    let (Some(r), Some(start)) = (&s.rotate, s.step_start) else {
         let ports: Vec<String> = s.stage_ports(k).iter().map(|p| p.to_string()).collect();
-        let p = list(&ports);
+        return vec![(list(&ports), String::new())];
+    };
+    let len = r.step.0 as i64;
+    let lead = crate::rotate::lead(r.step.0);
+    [
+        (&s.knock_prev, start - len - lead, start + len),
+        (&s.knock, start - lead, start + 2 * len),
+        (&s.knock_next, start + len - lead, start + 3 * len),
+    ]
+    .into_iter()
+    .filter_map(|(ports, from, to)| {
+        let p = ports.get(k)?;
+        Some((
+            p.to_string(),
+            format!("meta time >= {from} meta time < {to} "),
+        ))
+    })
+    .collect()
+}
+
+/// One counting rule of stage k on ports `p`, in force `when`.
+fn count_rule(out: &mut Vec<String>, s: &Service, group: u16, k: usize, p: &str, when: &str) {
+    let n = s.stages();
+    {
         // The synproxy'd SYN: on lo, from a source that is not ours.
-        let head =
-            format!("iifname \"lo\" tcp dport {p} {SYN} ct state new fib saddr type != local");
+        let head = format!(
+            "iifname \"lo\" tcp dport {p} {SYN} {when}ct state new fib saddr type != local"
+        );
         for af in families(s) {
             let Some(from) = knock_source(s, k, af) else {
                 continue;
