@@ -175,6 +175,20 @@ pub fn log(priority: libc::c_int, msg: &str) {
     }
 }
 
+/// Is a syslogd there to take lines (connecting if need be)? OpenBSD's
+/// sendsyslog(2) always is.
+pub fn reachable() -> bool {
+    if cfg!(target_os = "openbsd") {
+        return true;
+    }
+    let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let st = g.get_or_insert_with(|| State::new(Facility::Auth));
+    if st.sock.is_none() {
+        st.sock = connect();
+    }
+    st.sock.is_some()
+}
+
 /// Send the lines that wait, as far as syslogd takes them now.
 pub fn flush() {
     let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());

@@ -653,3 +653,38 @@ fn a_ruleset_reload_that_includes_pfknock_never_opens_the_port() {
     assert!(!file.exists());
     let _ = fs::remove_dir_all(&inc);
 }
+
+/// In the foreground with no terminal and no syslogd, the daemon's lines
+/// go to stderr instead of nowhere.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_foreground_daemon_with_nowhere_to_log_says_it_on_stderr() {
+    need_root_and_tools!();
+    let mut n = Net::new(CONF);
+    n.up();
+    fs::set_permissions(n.conf(), fs::Permissions::from_mode(0o600)).unwrap();
+    let pidfile = n.dir.join("pfknock.pid");
+    let c = n.conf();
+    let d = Command::new("ip")
+        .args(["netns", "exec", &n.srv, "env"])
+        .arg(format!(
+            "PFKNOCK_SYSLOG_SOCKET={}",
+            n.dir.join("no-syslog").display()
+        ))
+        .args([BIN, "run", "-f", "-p", pidfile.to_str().unwrap()])
+        .args(["-c", c.to_str().unwrap(), "-S", n.ctl().to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the pidfile", || {
+        fs::read_to_string(&pidfile).is_ok_and(|p| !p.trim().is_empty())
+    });
+    let pid = fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    sleep(Duration::from_millis(300));
+    ok(&Command::new("kill").args(["-TERM", &pid]).output().unwrap());
+    let out = d.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pfknock: started: 1 service(s)"), "{err}");
+    assert!(err.contains("pfknock: exiting on SIGTERM"), "{err}");
+}

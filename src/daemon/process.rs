@@ -18,6 +18,9 @@ use crate::tables::Tables;
 /// a second time).
 pub struct SysLog {
     pub stderr: bool,
+    /// In the foreground (`-f`): with no syslogd to take them, lines go
+    /// to stderr rather than nowhere.
+    pub foreground: bool,
 }
 
 impl Log for SysLog {
@@ -31,7 +34,9 @@ impl Log for SysLog {
         };
         let msg = crate::name::no_controls(msg);
         crate::syslog::log(prio, &msg);
-        if self.stderr && level != Level::Debug {
+        if (self.stderr || (self.foreground && !crate::syslog::reachable()))
+            && level != Level::Debug
+        {
             crate::say!("pfknock: {msg}");
         }
     }
@@ -152,6 +157,7 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     let config = abs(o.config)?;
     let mut log = SysLog {
         stderr: std::io::stderr().is_terminal(),
+        foreground: o.foreground,
     };
     // Log with the default facility until the config names another, so a
     // fatal config error reaches syslog too (main prints it on stderr).
