@@ -610,7 +610,9 @@ pub const CONFIG_MAX: u64 = 64 << 20;
 /// descriptor, not the path: a regular file of at most `CONFIG_MAX` bytes.
 /// With `root_only`, also owned by root and writable by nobody else, in
 /// directories that root alone can change (a sticky directory such as
-/// /tmp counts as safe: nobody else can rename what root put there).
+/// /tmp counts as safe: nobody else can rename what root put there),
+/// reached without following a symbolic link that root does not own
+/// (`crate::trusted`).
 /// `-` (standard input) is refused: there is nothing to check.
 pub fn read_trusted(path: &Path, root_only: bool) -> Result<String> {
     read_checked(path, root_only).map(|(text, _)| text)
@@ -665,11 +667,21 @@ fn read_checked(path: &Path, root_only: bool) -> Result<(String, std::fs::Metada
         file: path.to_owned(),
         source,
     };
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(io)?;
+    // As root: walked from / (crate::trusted), so that the directories
+    // checked are those of the file read, and no link another user
+    // planted is followed.
+    let f = if root_only {
+        crate::trusted::open(path).map_err(|r| match r {
+            crate::trusted::Refused::Io(e) => io(e),
+            crate::trusted::Refused::Untrusted(m) => bad(m),
+        })?
+    } else {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(io)?
+    };
     let m = f.metadata().map_err(io)?;
     if !m.file_type().is_file() {
         return Err(bad("not a regular file".into()));
@@ -688,20 +700,6 @@ fn read_checked(path: &Path, root_only: bool) -> Result<(String, std::fs::Metada
                 m.uid(),
                 m.mode() & 0o7777
             )));
-        }
-        let full = std::fs::canonicalize(path).map_err(io)?;
-        for dir in full.ancestors().skip(1) {
-            let d = std::fs::metadata(dir).map_err(io)?;
-            let sticky = d.mode() & 0o1000 != 0;
-            if d.uid() != 0 || (d.mode() & 0o022 != 0 && !sticky) {
-                return Err(bad(format!(
-                    "directory {} is writable by someone other than root (owner uid {}, mode {:04o}): \
-                     refusing to use a file in it",
-                    crate::name::no_controls(&dir.display().to_string()),
-                    d.uid(),
-                    d.mode() & 0o7777
-                )));
-            }
         }
     }
     let mut text = String::new();

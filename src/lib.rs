@@ -36,4 +36,5 @@ pub mod sys_unix;
 pub mod syslog;
 pub mod tables;
 pub mod tool;
+pub mod trusted;
 pub mod verbs;

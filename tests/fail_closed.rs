@@ -336,6 +336,16 @@ fn the_pidfile_is_never_written_through_a_link_and_never_shared() {
         "4242\n",
         "not ours: kept"
     );
+    // Another user's pidfile (made first where others may write) is
+    // refused, not locked and used.
+    std::os::unix::fs::chown(&pidfile, Some(65534), Some(65534)).unwrap();
+    let o = run(&pidfile);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains("owned by uid 65534, not by this user"),
+        "{err}"
+    );
 }
 
 #[test]

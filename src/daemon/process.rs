@@ -81,11 +81,25 @@ impl Pidfile {
                     io(e)
                 }
             })?;
-        if !f.metadata().map_err(io)?.file_type().is_file() {
+        let m = f.metadata().map_err(io)?;
+        if !m.file_type().is_file() {
             return Err(Error::Other(format!(
                 "{}: not a regular file: refusing to use it as a pidfile",
                 path.display()
             )));
+        }
+        // Another user's file (made first in a directory others can
+        // write, and locked by them) would keep the daemon from starting,
+        // or let them read and move its pid: refused.
+        {
+            use std::os::unix::fs::MetadataExt;
+            if m.uid() != crate::sys_unix::euid() {
+                return Err(Error::Other(format!(
+                    "{}: owned by uid {}, not by this user: refusing to use it as a pidfile",
+                    path.display(),
+                    m.uid()
+                )));
+            }
         }
         match f.try_lock() {
             Ok(()) => {}
