@@ -693,14 +693,12 @@ fn read_checked(path: &Path, root_only: bool) -> Result<(String, std::fs::Metada
             CONFIG_MAX >> 20
         )));
     }
-    if root_only {
-        if m.uid() != 0 || m.mode() & 0o022 != 0 {
-            return Err(bad(format!(
-                "writable by someone other than root (owner uid {}, mode {:04o}): refusing to use it",
-                m.uid(),
-                m.mode() & 0o7777
-            )));
-        }
+    if root_only && (m.uid() != 0 || m.mode() & 0o022 != 0) {
+        return Err(bad(format!(
+            "writable by someone other than root (owner uid {}, mode {:04o}): refusing to use it",
+            m.uid(),
+            m.mode() & 0o7777
+        )));
     }
     let mut text = String::new();
     f.take(CONFIG_MAX + 1)
