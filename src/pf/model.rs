@@ -5,10 +5,10 @@
 //! written from the real headers: FreeBSD and OpenBSD `net/pfvar.h` as zig
 //! 0.17 ships them, xnu `bsd/net/pfvar.h`), and the kernels' behaviour is in
 //! per-OS, per-version rows (`Kernel`), each fact with the source it comes
-//! from. docs/pf-kernel.md sets the same facts out in prose. Only the
-//! request numbers' `DIOCR*` command bytes and the flag and feedback values
-//! are taken from `abi`'s constants, which tests/abi-headers.sh checks
-//! against the headers.
+//! from. docs/pf-kernel.md sets the same facts out in prose. Its request
+//! command bytes, flags and feedback codes are its own too (`mod k`,
+//! written from the headers), so a wrong constant in `abi` fails the tests
+//! that drive `marshal` against this model, not only tests/abi-headers.sh.
 //!
 //! Only what pfknock sends is modelled; other requests answer ENOTTY.
 #![forbid(unsafe_code)]
@@ -16,8 +16,40 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::abi;
 use super::marshal::Device;
+
+/// The constants of the headers, as the model knows them: FreeBSD and
+/// OpenBSD `net/pfvar.h` (zig 0.17's copies), xnu `bsd/net/pfvar.h`; the
+/// same values on all three unless noted. Written here, not taken from
+/// `abi`, so that the two are checked against each other.
+mod k {
+    // #define DIOCRADDTABLES _IOWR('D', 61, struct pfioc_table), ...
+    pub const N_ADDTABLES: u8 = 61;
+    pub const N_GETTSTATS: u8 = 64;
+    pub const N_ADDADDRS: u8 = 67;
+    pub const N_DELADDRS: u8 = 68;
+    pub const N_GETASTATS: u8 = 71;
+    pub const N_CLRASTATS: u8 = 72;
+    // enum { PFR_FLAG_ATOMIC = 0x01 (FreeBSD, xnu; OpenBSD has none),
+    // PFR_FLAG_DUMMY = 0x02, PFR_FLAG_FEEDBACK = 0x04, PFR_FLAG_CLSTATS =
+    // 0x08, PFR_FLAG_ADDRSTOO = 0x10, PFR_FLAG_REPLACE = 0x20,
+    // PFR_FLAG_ALLRSETS = 0x40, PFR_FLAG_ALLMASK = 0x7f }
+    pub const PFR_FLAG_ATOMIC: i32 = 0x01;
+    pub const PFR_FLAG_DUMMY: i32 = 0x02;
+    pub const PFR_FLAG_FEEDBACK: i32 = 0x04;
+    pub const PFR_FLAG_CLSTATS: i32 = 0x08;
+    pub const PFR_FLAG_ALLRSETS: i32 = 0x40;
+    pub const PFR_FLAG_ALLMASK: i32 = 0x7f;
+    // enum { PFR_FB_NONE, PFR_FB_MATCH, PFR_FB_ADDED, PFR_FB_DELETED,
+    // PFR_FB_CHANGED, PFR_FB_CLEARED, PFR_FB_DUPLICATE, PFR_FB_NOTMATCH,
+    // PFR_FB_CONFLICT, ... }
+    pub const PFR_FB_NONE: u8 = 0;
+    pub const PFR_FB_ADDED: u8 = 2;
+    pub const PFR_FB_DELETED: u8 = 3;
+    pub const PFR_FB_CLEARED: u8 = 5;
+    pub const PFR_FB_DUPLICATE: u8 = 6;
+    pub const PFR_FB_CONFLICT: u8 = 8;
+}
 
 /// Byte offsets of one OS's structs on LP64, from its headers.
 #[derive(Debug)]
@@ -234,7 +266,7 @@ pub const OPENBSD_7: Kernel = Kernel {
     short_read_garbage: false,
     request_maxcount: None,
     missing_anchor_errno: libc::ENOENT,
-    getastats_flags: abi::PFR_FLAG_ALLMASK,
+    getastats_flags: k::PFR_FLAG_ALLMASK,
     atomic: false,
     counters_flip_crashes: false,
 };
@@ -650,9 +682,9 @@ impl Model {
     fn check_flags(&self, flags: i32, accepted: i32) -> Result<(), i32> {
         let mut ok = accepted;
         if self.kernel.atomic {
-            ok |= abi::PFR_FLAG_ATOMIC;
+            ok |= k::PFR_FLAG_ATOMIC;
         }
-        if flags & abi::PFR_FLAG_ALLMASK & !ok != 0 {
+        if flags & k::PFR_FLAG_ALLMASK & !ok != 0 {
             return Err(libc::EINVAL);
         }
         Ok(())
@@ -709,7 +741,7 @@ impl Model {
             return Ok(());
         }
         let nocount = a.fb_nocount;
-        let clear = flags & abi::PFR_FLAG_CLSTATS != 0;
+        let clear = flags & k::PFR_FLAG_CLSTATS != 0;
         let lazy = self.kernel.lazy_counters;
         let t = self.active(&anchor, &name)?;
         for ((k, e), out) in t
@@ -757,15 +789,15 @@ impl Model {
         flags: i32,
     ) -> Result<(), i32> {
         let a = self.abi;
-        self.check_flags(flags, abi::PFR_FLAG_DUMMY | abi::PFR_FLAG_FEEDBACK)?;
+        self.check_flags(flags, k::PFR_FLAG_DUMMY | k::PFR_FLAG_FEEDBACK)?;
         let (anchor, name, _) = self.read_table(ioc, 0, true)?;
         self.touched.insert((anchor.clone(), name.clone()));
         let mut addrs = Vec::with_capacity(size);
         for b in buf.chunks_exact(a.addr_size).take(size) {
             addrs.push(self.read_addr(b)?);
         }
-        let dummy = flags & abi::PFR_FLAG_DUMMY != 0;
-        let feedback = flags & abi::PFR_FLAG_FEEDBACK != 0;
+        let dummy = flags & k::PFR_FLAG_DUMMY != 0;
+        let feedback = flags & k::PFR_FLAG_FEEDBACK != 0;
         let now = self.now;
         let stamp = match self.kernel.clrastats {
             Stamp::Zero => 0,
@@ -773,14 +805,14 @@ impl Model {
         };
         let (lazy, reversed) = (
             self.kernel.lazy_counters,
-            self.kernel.addaddrs_feedback_reversed && n == abi::N_ADDADDRS,
+            self.kernel.addaddrs_feedback_reversed && n == k::N_ADDADDRS,
         );
         let proto = {
             let t = self.active(&anchor, &name)?.clone();
             self.fresh(&t, now)
         };
         let t = self.active(&anchor, &name)?;
-        if n != abi::N_CLRASTATS && t.flags & TFLAG_CONST != 0 {
+        if n != k::N_CLRASTATS && t.flags & TFLAG_CONST != 0 {
             return Err(libc::EPERM);
         }
         let mut seen: BTreeSet<Key> = BTreeSet::new();
@@ -789,34 +821,34 @@ impl Model {
         for (k, not) in &addrs {
             let p = t.entries.get(k);
             let f = match n {
-                abi::N_ADDADDRS => {
+                k::N_ADDADDRS => {
                     if seen.contains(k) {
-                        abi::PFR_FB_DUPLICATE
+                        k::PFR_FB_DUPLICATE
                     } else if let Some(p) = p {
                         if p.not != *not {
-                            abi::PFR_FB_CONFLICT
+                            k::PFR_FB_CONFLICT
                         } else {
-                            abi::PFR_FB_NONE
+                            k::PFR_FB_NONE
                         }
                     } else {
                         count += 1;
-                        abi::PFR_FB_ADDED
+                        k::PFR_FB_ADDED
                     }
                 }
-                abi::N_DELADDRS => match p {
-                    None => abi::PFR_FB_NONE,
-                    Some(p) if p.not != *not => abi::PFR_FB_CONFLICT,
-                    Some(_) if seen.contains(k) => abi::PFR_FB_DUPLICATE,
+                k::N_DELADDRS => match p {
+                    None => k::PFR_FB_NONE,
+                    Some(p) if p.not != *not => k::PFR_FB_CONFLICT,
+                    Some(_) if seen.contains(k) => k::PFR_FB_DUPLICATE,
                     Some(_) => {
                         count += 1;
-                        abi::PFR_FB_DELETED
+                        k::PFR_FB_DELETED
                     }
                 },
                 _ => match p {
-                    None => abi::PFR_FB_NONE,
+                    None => k::PFR_FB_NONE,
                     Some(_) => {
                         count += 1;
-                        abi::PFR_FB_CLEARED
+                        k::PFR_FB_CLEARED
                     }
                 },
             };
@@ -826,15 +858,15 @@ impl Model {
         if !dummy {
             for ((k, not), f) in addrs.iter().zip(&fb) {
                 match (n, *f) {
-                    (abi::N_ADDADDRS, abi::PFR_FB_ADDED) => {
+                    (k::N_ADDADDRS, k::PFR_FB_ADDED) => {
                         let mut e = proto.clone();
                         e.not = *not;
                         t.entries.insert(*k, e);
                     }
-                    (abi::N_DELADDRS, abi::PFR_FB_DELETED) => {
+                    (k::N_DELADDRS, k::PFR_FB_DELETED) => {
                         t.entries.remove(k);
                     }
-                    (abi::N_CLRASTATS, abi::PFR_FB_CLEARED) => {
+                    (k::N_CLRASTATS, k::PFR_FB_CLEARED) => {
                         let e = t.entries.get_mut(k).expect("present");
                         e.tzero = stamp;
                         if lazy {
@@ -872,7 +904,7 @@ impl Model {
                 }
             }
         }
-        let off = if n == abi::N_DELADDRS {
+        let off = if n == k::N_DELADDRS {
             a.io_ndel
         } else {
             a.io_nadd
@@ -889,9 +921,9 @@ impl Model {
         flags: i32,
     ) -> Result<(), i32> {
         let a = self.abi;
-        self.check_flags(flags, abi::PFR_FLAG_ALLRSETS)?;
+        self.check_flags(flags, k::PFR_FLAG_ALLRSETS)?;
         let (anchor, _, _) = self.read_table(ioc, 0, false)?;
-        let all = flags & abi::PFR_FLAG_ALLRSETS != 0;
+        let all = flags & k::PFR_FLAG_ALLRSETS != 0;
         if !all && !anchor.is_empty() && !self.anchors.contains(&anchor) {
             return Err(self.kernel.missing_anchor_errno);
         }
@@ -934,7 +966,7 @@ impl Model {
         flags: i32,
     ) -> Result<(), i32> {
         let a = self.abi;
-        self.check_flags(flags, abi::PFR_FLAG_DUMMY)?;
+        self.check_flags(flags, k::PFR_FLAG_DUMMY)?;
         let mut todo = Vec::new();
         for b in buf.chunks_exact(a.table_size).take(size) {
             todo.push(self.read_table(b, a.tflag_usrmask, true)?);
@@ -949,7 +981,7 @@ impl Model {
                 continue;
             }
             nadd += 1;
-            if flags & abi::PFR_FLAG_DUMMY == 0 {
+            if flags & k::PFR_FLAG_DUMMY == 0 {
                 if !anchor.is_empty() {
                     self.anchors.insert(anchor.clone());
                 }
@@ -989,19 +1021,19 @@ impl Device for Model {
             rd32(ioc, a.io_flags),
         );
         let want = match n {
-            abi::N_GETASTATS => a.astats_size,
-            abi::N_ADDADDRS | abi::N_DELADDRS | abi::N_CLRASTATS => a.addr_size,
-            abi::N_GETTSTATS => a.tstats_size,
-            abi::N_ADDTABLES => a.table_size,
+            k::N_GETASTATS => a.astats_size,
+            k::N_ADDADDRS | k::N_DELADDRS | k::N_CLRASTATS => a.addr_size,
+            k::N_GETTSTATS => a.tstats_size,
+            k::N_ADDTABLES => a.table_size,
             _ => return Err(libc::ENOTTY),
         };
         // pf_ioctl.c: every DIOCR* request checks pfrio_esize first.
         if esize < 0 || esize as usize != want {
             return Err(libc::ENODEV);
         }
-        let capped = self.kernel.request_maxcount.is_some() && n != abi::N_GETTSTATS;
+        let capped = self.kernel.request_maxcount.is_some() && n != k::N_GETTSTATS;
         if size < 0 || (capped && size as usize > self.maxcount) {
-            return Err(if n == abi::N_ADDTABLES {
+            return Err(if n == k::N_ADDTABLES {
                 libc::ENOMEM
             } else {
                 libc::EINVAL
@@ -1012,9 +1044,9 @@ impl Device for Model {
             return Err(libc::EFAULT);
         }
         match n {
-            abi::N_GETASTATS => self.get_astats(ioc, buf, size, flags),
-            abi::N_GETTSTATS => self.get_tstats(ioc, buf, size, flags),
-            abi::N_ADDTABLES => self.add_tables(ioc, buf, size, flags),
+            k::N_GETASTATS => self.get_astats(ioc, buf, size, flags),
+            k::N_GETTSTATS => self.get_tstats(ioc, buf, size, flags),
+            k::N_ADDTABLES => self.add_tables(ioc, buf, size, flags),
             _ => self.addr_request(n, ioc, buf, size, flags),
         }
     }
