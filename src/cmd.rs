@@ -62,8 +62,12 @@ pub struct Row {
     pub table: String,
     pub anchor: String,
     pub kind: &'static str,
-    /// Seconds since the kernel inserted the entry.
+    /// Seconds since the kernel inserted the entry, or, with `idle`, since
+    /// it last refreshed it on traffic.
     pub age: u64,
+    /// `age` is idle time: nftables refreshes an idle-expiry entry's timer
+    /// on every packet of the session, so its stamp is the last one.
+    pub idle: bool,
     pub ttl: Option<u64>,
     /// Seconds until it expires by age; none for idle expiry and for
     /// tables pfknock does not expire.
@@ -99,8 +103,11 @@ pub fn show(
         }
         let entries = t.entries(&n.table).map_err(|e| not_loaded(e, &n))?;
         let by_age = n.mode == ExpireMode::Age || t.caps().refreshes_entries;
+        let idle = n.mode == ExpireMode::Idle && t.caps().refreshes_entries;
         for e in entries {
-            rows.push(row(&n, &e, now, by_age));
+            let mut r = row(&n, &e, now, by_age);
+            r.idle = idle;
+            rows.push(r);
         }
     }
     Ok(rows)
@@ -121,6 +128,7 @@ fn row(n: &Named, e: &Entry, now: i64, by_age: bool) -> Row {
         anchor: n.table.anchor.as_str().to_owned(),
         kind: n.kind_word(),
         age,
+        idle: false,
         ttl: n.ttl.map(|t| t.0),
         left,
         packets: e.counted.then_some(e.packets),
@@ -164,7 +172,11 @@ pub fn format_rows(rows: &[Row]) -> String {
             r.address.clone(),
             r.service.clone().unwrap_or_else(|| "-".into()),
             table,
-            Secs(r.age).to_string(),
+            if r.idle {
+                format!("{} idle", Secs(r.age))
+            } else {
+                Secs(r.age).to_string()
+            },
             secs(r.left),
             opt(r.packets),
             opt(r.bytes),

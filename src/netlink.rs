@@ -117,6 +117,47 @@ const NFT_MSG_NEWSETELEM: u16 = (10 << 8) | 12;
 /// elements is thousands of them; the generic parser formats every
 /// attribute it reads): (family, table, set, elements).
 fn raw_setelem(m: &[u8]) -> Option<(u8, &str, &str, Vec<TimedElement>)> {
+    let (family, table, set, elems) = raw_setelem_counted(m)?;
+    Some((
+        family,
+        table,
+        set,
+        elems.into_iter().map(|(a, t, l, _)| (a, t, l)).collect(),
+    ))
+}
+
+/// An element's counter (packets, bytes), from its expression
+/// (NFTA_SET_ELEM_EXPR, or one of NFTA_SET_ELEM_EXPRESSIONS): an
+/// expression named "counter" whose data holds NFTA_COUNTER_BYTES (1) and
+/// NFTA_COUNTER_PACKETS (2), big-endian (linux/netfilter/nf_tables.h).
+fn counter_of(expr: &[u8]) -> Option<(u64, u64)> {
+    let mut named = false;
+    let mut data = None;
+    for (t, x) in attrs(expr) {
+        match t {
+            1 => named = cstr(x) == "counter",
+            2 => data = Some(x),
+            _ => {}
+        }
+    }
+    if !named {
+        return None;
+    }
+    let (mut bytes, mut packets) = (None, None);
+    for (t, x) in attrs(data?) {
+        match t {
+            1 => bytes = be64(x),
+            2 => packets = be64(x),
+            _ => {}
+        }
+    }
+    Some((packets?, bytes?))
+}
+
+/// `raw_setelem`, with each element's counter where it has one.
+type CountedElement = (IpAddr, Option<u64>, Option<u64>, Option<(u64, u64)>);
+
+fn raw_setelem_counted(m: &[u8]) -> Option<(u8, &str, &str, Vec<CountedElement>)> {
     let family = *m.get(16)?;
     let (mut table, mut set, mut elems) = ("", "", Vec::new());
     for (ty, v) in attrs(m.get(20..)?) {
@@ -125,7 +166,7 @@ fn raw_setelem(m: &[u8]) -> Option<(u8, &str, &str, Vec<TimedElement>)> {
             2 => set = cstr(v),
             3 => {
                 for (_, e) in attrs(v) {
-                    let (mut key, mut timeout, mut left) = (None, None, None);
+                    let (mut key, mut timeout, mut left, mut counter) = (None, None, None, None);
                     for (t, x) in attrs(e) {
                         match t {
                             1 => {
@@ -139,11 +180,22 @@ fn raw_setelem(m: &[u8]) -> Option<(u8, &str, &str, Vec<TimedElement>)> {
                             }
                             4 => timeout = be64(x),
                             5 => left = be64(x),
+                            // NFTA_SET_ELEM_EXPR (enum nft_set_elem_attributes:
+                            // UNSPEC, KEY, DATA, FLAGS, TIMEOUT, EXPIRATION,
+                            // USERDATA, EXPR = 7, PAD, OBJREF, KEY_END,
+                            // EXPRESSIONS = 11)
+                            7 => counter = counter.or_else(|| counter_of(x)),
+                            // NFTA_SET_ELEM_EXPRESSIONS: NFTA_LIST_ELEMs
+                            11 => {
+                                counter = counter.or_else(|| {
+                                    attrs(x).into_iter().find_map(|(_, e)| counter_of(e))
+                                })
+                            }
                             _ => {}
                         }
                     }
                     if let Some(k) = key {
-                        elems.push((k, timeout, left));
+                        elems.push((k, timeout, left, counter));
                     }
                 }
             }
@@ -553,6 +605,19 @@ impl Lookup {
             .collect())
     }
 
+    /// `dump_timed`, with each element's counter where the set counts.
+    pub fn dump_counted(&mut self, set: &str) -> io::Result<Vec<CountedElement>> {
+        let mut out = Vec::new();
+        for r in self.getsetelem(set, None, NLM_F_REQUEST | NLM_F_DUMP)? {
+            if msg_type(&r) == NFT_MSG_NEWSETELEM
+                && let Some((_, _, _, e)) = raw_setelem_counted(&r)
+            {
+                out.extend(e);
+            }
+        }
+        Ok(out)
+    }
+
     /// `dump`, with each element's own timeout too (milliseconds).
     pub fn dump_timed(&mut self, set: &str) -> io::Result<Vec<TimedElement>> {
         let mut out = Vec::new();
@@ -615,6 +680,28 @@ impl Lookup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An attribute: length, type, value, padded to 4 bytes.
+    fn nla(ty: u16, v: &[u8]) -> Vec<u8> {
+        let mut b = ((v.len() + 4) as u16).to_ne_bytes().to_vec();
+        b.extend(ty.to_ne_bytes());
+        b.extend(v);
+        while b.len() % 4 != 0 {
+            b.push(0);
+        }
+        b
+    }
+
+    #[test]
+    fn an_elements_counter_is_read_from_its_expression() {
+        let data = [nla(1, &480u64.to_be_bytes()), nla(2, &8u64.to_be_bytes())].concat();
+        let counter = [nla(1, b"counter\0"), nla(0x8000 | 2, &data)].concat();
+        assert_eq!(counter_of(&counter), Some((8, 480)));
+        let limit = [nla(1, b"limit\0"), nla(0x8000 | 2, &data)].concat();
+        assert_eq!(counter_of(&limit), None, "not a counter");
+        assert_eq!(counter_of(&[nla(1, b"counter\0")].concat()), None, "no data");
+        assert_eq!(counter_of(&[0xff; 3]), None, "garbage");
+    }
 
     #[test]
     fn the_source_of_either_family() {

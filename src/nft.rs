@@ -33,6 +33,8 @@ pub struct Elem {
     /// without timeouts).
     pub timeout: Option<u64>,
     pub expires: Option<u64>,
+    /// Packets and bytes, where the set counts them.
+    pub counter: Option<(u64, u64)>,
 }
 
 /// A set as `nft -j` lists it.
@@ -315,6 +317,8 @@ pub struct KernelSet {
     pub interval: bool,
     pub timeout: Option<u64>,
     pub comment: String,
+    /// Its elements count packets and bytes (`counter` in the set).
+    pub counter: bool,
 }
 
 impl KernelSet {
@@ -323,6 +327,7 @@ impl KernelSet {
     fn same_as(&self, d: &SetDef) -> bool {
         d.elements.is_none()
             && d.kept.is_none()
+            && self.counter == d.counter
             && !self.interval
             && self.ty == d.ty
             && self.size == d.size
@@ -364,6 +369,9 @@ fn parse_defs(text: &str) -> Result<(Vec<KernelSet>, Vec<String>, bool)> {
             interval: flags.contains(&"interval"),
             timeout: s["timeout"].as_u64(),
             comment: s["comment"].as_str().unwrap_or_default().to_owned(),
+            counter: s["stmt"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|x| x.get("counter").is_some())),
         });
     }
     Ok((sets, chains, had))
@@ -618,13 +626,16 @@ fn parse_sets(text: &str) -> Result<Vec<Set>> {
             elems: Vec::new(),
         };
         for e in s["elem"].as_array().into_iter().flatten() {
-            let (val, timeout, expires) = match e.get("elem") {
+            let (val, timeout, expires, counter) = match e.get("elem") {
                 Some(inner) => (
                     &inner["val"],
                     inner["timeout"].as_u64(),
                     inner["expires"].as_u64(),
+                    inner["counter"]["packets"]
+                        .as_u64()
+                        .zip(inner["counter"]["bytes"].as_u64()),
                 ),
-                None => (e, None, None),
+                None => (e, None, None, None),
             };
             let net = if let Some(a) = val.as_str() {
                 a.parse::<Net>().ok()
@@ -643,6 +654,7 @@ fn parse_sets(text: &str) -> Result<Vec<Set>> {
                     net,
                     timeout: timeout.or(set.timeout),
                     expires,
+                    counter,
                 });
             }
         }
@@ -706,17 +718,18 @@ impl NftTables {
     #[cfg(target_os = "linux")]
     fn elements_of(&self, s: &Set) -> Result<Vec<Elem>> {
         let got = crate::netlink::Lookup::open(TABLE)
-            .and_then(|mut l| l.dump_timed(&s.name))
+            .and_then(|mut l| l.dump_counted(&s.name))
             .map_err(|e| Error::Tool {
                 tool: format!("netlink: set {}", s.name),
                 msg: crate::error::io_words(&e),
             })?;
         Ok(got
             .into_iter()
-            .map(|(addr, timeout, left)| Elem {
+            .map(|(addr, timeout, left, counter)| Elem {
                 net: Net::host(addr),
                 timeout: timeout.map(|ms| ms / 1000).or(s.timeout),
                 expires: left.map(|ms| ms.div_ceil(1000)),
+                counter,
             })
             .collect())
     }
@@ -923,12 +936,13 @@ impl Tables for NftTables {
                     (Some(to), Some(ex)) => now - to.saturating_sub(ex) as i64,
                     _ => now,
                 };
+                let (packets, bytes) = e.counter.unwrap_or((0, 0));
                 out.push(Entry {
                     net: e.net,
                     tzero,
-                    packets: 0,
-                    bytes: 0,
-                    counted: false,
+                    packets,
+                    bytes,
+                    counted: e.counter.is_some(),
                 });
             }
         }
@@ -1129,7 +1143,8 @@ mod tests {
             Elem {
                 net: "198.18.0.2".parse().unwrap(),
                 timeout: Some(60),
-                expires: Some(59)
+                expires: Some(59),
+                counter: None,
             }
         );
         assert_eq!(s[0].elems[1].timeout, Some(30));
@@ -1197,6 +1212,7 @@ mod tests {
             size: Some(65536),
             comment: "ssh: authorized".into(),
             kept: None,
+            counter: false,
         };
         assert!(sets[0].same_as(&def));
         for changed in [

@@ -39,6 +39,13 @@ fn rate_knock_opens_then_expires() {
     ok(&show);
     let text = String::from_utf8_lossy(&show.stdout);
     assert!(text.contains(&n.cli_ip(false)), "{text}");
+    // The set counts each authorized host's packets (knocks and the
+    // connection to the protected port): show reports them.
+    let json = n.server(&["show", "--json"]);
+    ok(&json);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(v[0]["packets"].as_u64().is_some_and(|p| p > 0), "{v}");
+    assert!(v[0]["bytes"].as_u64().is_some_and(|b| b > 0), "{v}");
     // --all too: nftables has no renewal table to list.
     ok(&n.server(&["show", "--all"]));
     sleep(Duration::from_millis(4500));

@@ -310,7 +310,7 @@ fn grammar() -> Grammar {
             re(r"table inet pfknock \{"),
             re(&format!("\t{service}")),
             re(
-                r#"\tset {SET} \{ type ipv[46]_addr; size [0-9]+; flags dynamic, timeout; timeout {NDUR}; comment "{ID}: (?:authorized|stage [0-9]+|meter [0-9]+, rate {RATE})"; \}"#,
+                r#"\tset {SET} \{ type ipv[46]_addr; size [0-9]+; flags dynamic, timeout;(?: counter;)? timeout {NDUR}; comment "{ID}: (?:authorized|stage [0-9]+|meter [0-9]+, rate {RATE})"; \}"#,
             ),
             re(
                 r#"\tset {SET} \{ type ipv[46]_addr; flags interval; elements = \{ {NETS} \}; comment "{ID}: allow"; \}"#,

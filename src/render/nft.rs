@@ -148,6 +148,9 @@ pub struct SetDef {
     /// fills with the connections to these ports open at load time, made
     /// anew at every load (`Object::Kept`); `None` for a set of addresses.
     pub kept: Option<Vec<PortRange>>,
+    /// Its elements count packets and bytes (the authorized hosts, for
+    /// `show`).
+    pub counter: bool,
 }
 
 impl SetDef {
@@ -163,6 +166,9 @@ impl SetDef {
             }
             (None, Some(_)) => {}
             (None, None) => b.push_str(" flags dynamic, timeout;"),
+        }
+        if self.counter {
+            b.push_str(" counter;");
         }
         if let Some(t) = self.timeout {
             let _ = write!(b, " timeout {};", nft_time(t.0.saturating_mul(1000)));
@@ -251,12 +257,14 @@ fn service_sets(s: &Service) -> Vec<SetDef> {
             size: Some(s.size),
             comment,
             kept: None,
+            counter: false,
         };
         for o in names::objects(s) {
             match o {
-                Object::Table(Role::Auth) => {
-                    v.push(dynset(o, s.ttl, format!("{}: authorized", s.name)))
-                }
+                Object::Table(Role::Auth) => v.push(SetDef {
+                    counter: true,
+                    ..dynset(o, s.ttl, format!("{}: authorized", s.name))
+                }),
                 Object::Table(Role::Stage(k)) => {
                     v.push(dynset(o, s.window, format!("{}: stage {k}", s.name)))
                 }
@@ -272,6 +280,7 @@ fn service_sets(s: &Service) -> Vec<SetDef> {
                             size: None,
                             comment: format!("{}: allow", s.name),
                             kept: None,
+                            counter: false,
                         });
                     }
                 }
@@ -288,6 +297,7 @@ fn service_sets(s: &Service) -> Vec<SetDef> {
                     size: Some(s.size),
                     comment: format!("{}: kept at load", s.name),
                     kept: Some(s.protect.clone()),
+                    counter: false,
                 }),
             }
         }
