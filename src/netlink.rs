@@ -686,7 +686,7 @@ mod tests {
         let mut b = ((v.len() + 4) as u16).to_ne_bytes().to_vec();
         b.extend(ty.to_ne_bytes());
         b.extend(v);
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.push(0);
         }
         b
