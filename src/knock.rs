@@ -261,6 +261,15 @@ pub fn relay(
         .map_err(|e| Error::Other(format!("proxy: {}", io_words(&e))))?;
     let mut buf = [0u8; 16384];
     let r = loop {
+        // ssh has closed its side, and the grace is over: done, even if
+        // the server keeps sending (a read that succeeds must not keep
+        // the proxy alive for ever).
+        if closed.load(Ordering::Acquire)
+            && ms().saturating_sub(closed_at.load(Ordering::Relaxed))
+                >= CLOSE_GRACE.as_millis() as u64
+        {
+            break Ok(());
+        }
         match down.read(&mut buf) {
             Ok(0) => break Ok(()),
             Ok(n) => {
@@ -276,12 +285,6 @@ pub fn relay(
                 ) =>
             {
                 let now = ms();
-                if closed.load(Ordering::Acquire)
-                    && now.saturating_sub(closed_at.load(Ordering::Relaxed))
-                        >= CLOSE_GRACE.as_millis() as u64
-                {
-                    break Ok(()); // ssh is gone and the server says nothing
-                }
                 if !idle.is_zero()
                     && now.saturating_sub(last.load(Ordering::Relaxed)) >= idle.as_millis() as u64
                 {

@@ -699,7 +699,11 @@ mod tests {
         assert_eq!(counter_of(&counter), Some((8, 480)));
         let limit = [nla(1, b"limit\0"), nla(0x8000 | 2, &data)].concat();
         assert_eq!(counter_of(&limit), None, "not a counter");
-        assert_eq!(counter_of(&[nla(1, b"counter\0")].concat()), None, "no data");
+        assert_eq!(
+            counter_of(&[nla(1, b"counter\0")].concat()),
+            None,
+            "no data"
+        );
         assert_eq!(counter_of(&[0xff; 3]), None, "garbage");
     }
 

@@ -369,3 +369,31 @@ fn proxy_gives_up_on_a_silent_server() {
         "{took:?}"
     );
 }
+
+/// ssh closes its side while the server keeps sending: the proxy ends
+/// `CLOSE_GRACE` later all the same, not never.
+#[test]
+fn proxy_ends_after_ssh_closes_even_if_the_server_keeps_talking() {
+    let chatty = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = chatty.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut s, _) = chatty.accept().unwrap();
+        // Bounded: at most a minute of chatter.
+        for _ in 0..6000 {
+            if s.write_all(b"banner\n").is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let s = std::net::TcpStream::connect(addr).unwrap();
+    let t = Instant::now();
+    // stdin at EOF at once, as when ssh has gone.
+    pfknock::knock::relay(s, std::io::empty(), std::io::sink(), Duration::ZERO).unwrap();
+    let took = t.elapsed();
+    assert!(
+        took >= pfknock::knock::CLOSE_GRACE
+            && took < pfknock::knock::CLOSE_GRACE + Duration::from_secs(3),
+        "{took:?}"
+    );
+}
