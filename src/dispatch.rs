@@ -120,11 +120,19 @@ fn check(path: &Path) -> Result<()> {
     {
         match pfctl::enabled() {
             Some(false) => {
-                say!("pfknock: warning: pf is disabled: knocks open nothing until pfctl -e")
+                say!("pfknock: warning: pf is disabled: knocks open nothing until pfctl -e");
+                if std::env::var_os("SSH_CONNECTION").is_some() {
+                    say!(
+                        "pfknock: warning: this is an ssh session: enabling pf with a block \
+                         ruleset can cut it (pf has no state for it yet); keep a second \
+                         session open, or enable pf from the console"
+                    );
+                }
             }
             Some(true) => {}
             None => not_checked.push("whether pf is enabled (pfctl -s info; it needs root)"),
         }
+        warn_passes_before(&cfg);
         match pfctl::anchor_referenced(&cfg.anchor) {
             Ok(true) => {}
             Ok(false) => say!(
@@ -143,6 +151,27 @@ fn check(path: &Path) -> Result<()> {
     match by {
         None => out(&format!("{src}: ok\n")),
         Some(by) => out(&format!("{src}: ok ({by})\n")),
+    }
+}
+
+/// pf: name the main ruleset's `pass ... quick` rules before the anchor
+/// line that let a protected port through (they win before the anchor's
+/// block is seen).
+fn warn_passes_before(cfg: &Config) {
+    let ports: Vec<(u16, u16)> = cfg
+        .services
+        .iter()
+        .flat_map(|s| s.protect.iter().map(|r| (r.lo.get(), r.hi.get())))
+        .collect();
+    if let Ok(rules) = pfctl::passes_before_anchor(&cfg.anchor, &ports) {
+        for r in rules {
+            say!(
+                "pfknock: warning: the main ruleset passes a protected port before the \
+                 anchor \"{}\" line, so that knocking is not needed: {}",
+                cfg.anchor.as_str(),
+                name::no_controls(&r)
+            );
+        }
     }
 }
 
@@ -199,6 +228,9 @@ pub fn run(cli: Cli) -> Result<()> {
                     "pfknock: warning: the main ruleset has no anchor \"{}\" rule: the anchor's rules do nothing",
                     cfg.anchor.as_str()
                 );
+            }
+            if let Backend::Pf = b {
+                warn_passes_before(&cfg);
             }
             Ok(())
         }

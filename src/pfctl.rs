@@ -69,6 +69,74 @@ fn references(rules: &str, anchor: &AnchorName) -> bool {
     })
 }
 
+/// The main ruleset's `pass ... quick` rules before the line that calls
+/// the anchor which let a protected port through, as pfctl prints them:
+/// quick, they win before the anchor's own block is ever seen. A rule with
+/// no port passes every port. Ports pfctl prints by name (`port = ssh`)
+/// are looked up in `services` (the text of /etc/services).
+pub fn passes_before(
+    rules: &str,
+    anchor: &AnchorName,
+    protected: &[(u16, u16)],
+    services: &str,
+) -> Vec<String> {
+    let port_of = |w: &str| -> Option<u16> {
+        w.parse().ok().or_else(|| {
+            services.lines().find_map(|l| {
+                let mut f = l.split_whitespace();
+                let name = f.next()?;
+                let (num, proto) = f.next()?.split_once('/')?;
+                (proto == "tcp" && (name == w || f.any(|alias| alias == w)))
+                    .then(|| num.parse().ok())
+                    .flatten()
+            })
+        })
+    };
+    let mut out = Vec::new();
+    for l in rules.lines() {
+        let t = l.trim();
+        if references(t, anchor) {
+            break;
+        }
+        let words: Vec<&str> = t.split_whitespace().collect();
+        if words.first() != Some(&"pass") || !words.contains(&"quick") {
+            continue;
+        }
+        if words.contains(&"udp") || words.contains(&"icmp") || words.contains(&"icmp6") {
+            continue;
+        }
+        // The destination's port: `to ... port = P`, `port P:Q`,
+        // `port { ... }` (pfctl expands lists into several rules).
+        let to = words.iter().position(|w| *w == "to");
+        let port = to.and_then(|i| {
+            let rest = &words[i..];
+            let p = rest.iter().position(|w| *w == "port")?;
+            match rest.get(p + 1)? {
+                &"=" => rest.get(p + 2).and_then(|w| port_of(w)).map(|n| (n, n)),
+                w => {
+                    let (a, b) = w.split_once(':')?;
+                    Some((a.parse().ok()?, b.parse().ok()?))
+                }
+            }
+        });
+        let opens = match port {
+            None => !words.contains(&"port"),
+            Some((lo, hi)) => protected.iter().any(|(a, b)| lo <= *b && *a <= hi),
+        };
+        if opens {
+            out.push(t.to_owned());
+        }
+    }
+    out
+}
+
+/// `passes_before` over the running ruleset (`pfctl -s rules`).
+pub fn passes_before_anchor(anchor: &AnchorName, protected: &[(u16, u16)]) -> Result<Vec<String>> {
+    let rules = run(&["-s", "rules"], None)?;
+    let services = std::fs::read_to_string("/etc/services").unwrap_or_default();
+    Ok(passes_before(&rules, anchor, protected, &services))
+}
+
 /// Is pf enabled? (`pfctl -s info`: "Status: Enabled ..."). `None` when
 /// pfctl cannot tell.
 pub fn enabled() -> Option<bool> {
@@ -90,6 +158,32 @@ pub fn kill_states(host: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quick_passes_of_protected_ports_before_the_anchor_are_found() {
+        let a = AnchorName::new("pfknock").unwrap();
+        let services = "ssh\t\t22/tcp\n# comment\nhttps\t443/tcp\n";
+        let rules = "block drop all\n\
+                     pass in quick proto tcp from any to any port = ssh flags S/SA keep state\n\
+                     pass in quick proto tcp from any to any port = 443 flags S/SA keep state\n\
+                     pass in proto tcp from any to any port = 22 flags S/SA keep state\n\
+                     pass in quick proto udp from any to any port = 22 keep state\n\
+                     pass in quick proto tcp from any to any port 20:30 flags S/SA keep state\n\
+                     pass in quick all flags S/SA keep state\n\
+                     anchor \"pfknock\" all\n\
+                     pass in quick proto tcp from any to any port = ssh flags S/SA keep state\n";
+        let got = passes_before(rules, &a, &[(22, 22)], services);
+        assert_eq!(
+            got,
+            [
+                "pass in quick proto tcp from any to any port = ssh flags S/SA keep state",
+                "pass in quick proto tcp from any to any port 20:30 flags S/SA keep state",
+                "pass in quick all flags S/SA keep state",
+            ],
+            "not a non-quick pass (the anchor's quick block wins), not udp, not after the anchor"
+        );
+        assert!(passes_before("block drop all\n", &a, &[(22, 22)], services).is_empty());
+    }
 
     #[test]
     fn reads_the_status_line() {

@@ -169,6 +169,29 @@ fn check_warns_when_pf_is_disabled_or_the_anchor_is_not_called() {
         err.contains("pfknock: warning: the main ruleset has no anchor \"pfknock\" rule"),
         "{err}"
     );
+    // A quick pass of the protected port before the anchor line: named,
+    // with its text.
+    let rules = d.join("rules-pass");
+    fs::write(
+        &rules,
+        "block drop all\npass in quick proto tcp from any to any port = 22 flags S/SA keep state\n\
+         anchor \"pfknock\" all\n",
+    )
+    .unwrap();
+    let env = [
+        ("PFCTL_RULES", rules.as_path()),
+        ("PFCTL_INFO", info.as_path()),
+    ];
+    let o = pfknock(&["check", "-c", &example("pfknock.toml")], true, &env);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "passes a protected port before the anchor \"pfknock\" line, so that knocking is \
+             not needed: pass in quick proto tcp from any to any port = 22"
+        ),
+        "{}",
+        stderr(&o)
+    );
     // What pfctl would not tell (not root): said, not skipped.
     let o = pfknock(&["check", "-c", &example("pfknock.toml")], true, &[]);
     assert!(
