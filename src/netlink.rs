@@ -620,15 +620,11 @@ impl Lookup {
 
     /// `dump`, with each element's own timeout too (milliseconds).
     pub fn dump_timed(&mut self, set: &str) -> io::Result<Vec<TimedElement>> {
-        let mut out = Vec::new();
-        for r in self.getsetelem(set, None, NLM_F_REQUEST | NLM_F_DUMP)? {
-            if msg_type(&r) == NFT_MSG_NEWSETELEM
-                && let Some((_, _, _, e)) = raw_setelem(&r)
-            {
-                out.extend(e);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .dump_counted(set)?
+            .into_iter()
+            .map(|(a, t, l, _)| (a, t, l))
+            .collect())
     }
 
     /// One NFT_MSG_GETSETELEM request (of some elements, or a dump) and

@@ -330,7 +330,10 @@ fn load_replaces_only_the_anchor_and_warns_when_unreferenced() {
     let argvs: Vec<&str> = rec.lines().filter(|l| l.starts_with("argv:")).collect();
     // The load, then reads of the main ruleset (is the anchor called; does
     // a pass before it open a protected port?).
-    assert_eq!(argvs, ["argv: -a pfknock -f -", "argv: -s rules", "argv: -s rules"]);
+    assert_eq!(
+        argvs,
+        ["argv: -a pfknock -f -", "argv: -s rules", "argv: -s rules"]
+    );
     assert!(
         stderr(&o).contains("no anchor \"pfknock\" rule"),
         "{}",

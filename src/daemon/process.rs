@@ -334,44 +334,48 @@ impl Feeds {
     /// for good is said once (`Lost`: the daemon polls from then on) and
     /// read no more.
     fn drain(&mut self) -> Vec<super::KernelEvent> {
-        use super::KernelEvent;
         let mut out = Vec::new();
         let Feeds {
             nflog,
             monitor,
             buf,
         } = self;
-        for _ in 0..1024 {
-            let Some(n) = nflog.as_ref() else { break };
-            match n.next(buf) {
-                Ok(evs) => out.extend(evs),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    out.push(KernelEvent::Lost(format!(
-                        "nflog: {}",
-                        crate::error::io_words(&e)
-                    )));
-                    *nflog = None;
-                }
-            }
-        }
-        for _ in 0..1024 {
-            let Some(m) = monitor.as_ref() else { break };
-            match m.next(buf) {
-                Ok(evs) => out.extend(evs),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    out.push(KernelEvent::Lost(format!(
-                        "nf_tables monitor: {}",
-                        crate::error::io_words(&e)
-                    )));
-                    *monitor = None;
-                }
-            }
-        }
+        drain_one(nflog, "nflog", |n, b| n.next(b), buf, &mut out);
+        drain_one(
+            monitor,
+            "nf_tables monitor",
+            |m, b| m.next(b),
+            buf,
+            &mut out,
+        );
         out
+    }
+}
+
+/// Read one event socket until it has nothing more (bounded); on a lasting
+/// error, say `Lost` and drop it.
+#[cfg(target_os = "linux")]
+fn drain_one<S>(
+    src: &mut Option<S>,
+    what: &str,
+    next: impl Fn(&S, &mut [u8]) -> std::io::Result<Vec<super::KernelEvent>>,
+    buf: &mut [u8],
+    out: &mut Vec<super::KernelEvent>,
+) {
+    for _ in 0..1024 {
+        let Some(s) = src.as_ref() else { return };
+        match next(s, buf) {
+            Ok(evs) => out.extend(evs),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                out.push(super::KernelEvent::Lost(format!(
+                    "{what}: {}",
+                    crate::error::io_words(&e)
+                )));
+                *src = None;
+            }
+        }
     }
 }
 
