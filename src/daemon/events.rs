@@ -289,11 +289,19 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let until = now + s.ttl.0 as i64;
         match self.tracked(&set, addr) {
             Some(a) if s.renew => {
-                let extra = format!("age={} ttl={ttl}", Secs(crate::policy::age(now, a.since)));
-                if let Some(l) = self.event_line("renewed", &s, addr, &extra) {
-                    self.log.log(Level::Info, &l);
+                // One knock is several packets past the meter's limit,
+                // each logged by the kernel: one line for them all (those
+                // within 2 s of the authorization or the last renewal, as
+                // one knock's connects are), the deadline moved for each.
+                if now - a.since >= i64::from(s.rate.secs.clamp(1, 2)) {
+                    let extra = format!("age={} ttl={ttl}", Secs(crate::policy::age(now, a.since)));
+                    if let Some(l) = self.event_line("renewed", &s, addr, &extra) {
+                        self.log.log(Level::Info, &l);
+                    }
+                    self.track(&set, addr, now, until);
+                } else {
+                    self.track(&set, addr, a.since, until);
                 }
-                self.track(&set, addr, now, until);
             }
             // `add` keeps the element as it was: a knock while authorized
             // changes nothing when renewal is off.
@@ -502,16 +510,15 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 }
                 None => {
                     self.forget(&set, addr);
-                    let what = if s.expire == crate::name::ExpireMode::Idle {
-                        "idle"
+                    // Idle expiry: the kernel timed the element out after
+                    // ttl without traffic, so the idle time is the ttl;
+                    // the age is since it was authorized (or renewed).
+                    let age = Secs(crate::policy::age(now, a.since));
+                    let extra = if s.expire == crate::name::ExpireMode::Idle {
+                        format!("idle={} age={age} ttl={}", Secs(s.ttl.0), Secs(s.ttl.0))
                     } else {
-                        "age"
+                        format!("age={age} ttl={}", Secs(s.ttl.0))
                     };
-                    let extra = format!(
-                        "{what}={} ttl={}",
-                        Secs(crate::policy::age(now, a.since)),
-                        Secs(s.ttl.0)
-                    );
                     if let Some(l) = self.event_line("expired", &s, addr, &extra) {
                         expired.entry(s.name.clone()).or_default().push(l);
                     }
