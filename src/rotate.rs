@@ -112,7 +112,20 @@ pub fn parse_secret(text: &str) -> std::result::Result<Vec<u8>, String> {
 /// pfknock runs as, can read or write (as root, in directories that root
 /// alone can change), like ssh's keys.
 pub fn read_secret(path: &Path) -> Result<Vec<u8>> {
-    let text = crate::config::read_secret_file(path)?;
+    let text = crate::config::read_secret_file(path).map_err(|e| match e {
+        Error::ConfigFile { file, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            Error::Config {
+                msg: format!(
+                    "no such file: write one with pfknock keygen {}",
+                    crate::name::no_controls(&file.display().to_string())
+                ),
+                file,
+                line: 0,
+                key: "rotate.secret".into(),
+            }
+        }
+        e => e,
+    })?;
     parse_secret(&text).map_err(|msg| Error::Config {
         file: path.to_owned(),
         line: 0,

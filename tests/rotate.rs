@@ -491,3 +491,26 @@ fn a_knock_at_any_moment_of_a_step_opens() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+#[test]
+fn a_missing_secret_says_how_to_make_one() {
+    let d = Scratch::new("rotate-nosecret");
+    let missing = d.join("none.key");
+    let c = conf(
+        &d,
+        &format!(
+            "[[service]]\nname = \"ssh\"\nprotect = [22]\nrotate = {{ secret = \"{}\", range = \"40000-40999\" }}\n",
+            missing.display()
+        ),
+    );
+    let o = pfknock(&["-c", &c, "render"]);
+    assert_eq!(o.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "rotate.secret: no such file: write one with pfknock keygen {}",
+            missing.display()
+        )),
+        "{err}"
+    );
+}
