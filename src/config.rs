@@ -476,11 +476,18 @@ fn plain(msg: &str) -> String {
 
 struct Ctx<'a> {
     file: &'a Path,
-    src: &'a str,
     warnings: Vec<Warning>,
+    /// Where each line of `src` ends, for `line` (counting newlines from
+    /// the start for every service made a large config quadratic).
+    newlines: Vec<usize>,
 }
 
 impl Ctx<'_> {
+    /// The 1-based line of a byte offset of `src`.
+    fn line(&self, byte: usize) -> usize {
+        self.newlines.partition_point(|&nl| nl < byte) + 1
+    }
+
     /// An error at `span`; an empty span at 0 means the file as a whole.
     fn err(&self, span: Range<usize>, key: &str, msg: impl Into<String>) -> Error {
         Error::Config {
@@ -488,7 +495,7 @@ impl Ctx<'_> {
             line: if span == (0..0) {
                 0
             } else {
-                line_of(self.src, span.start)
+                self.line(span.start)
             },
             key: key.to_owned(),
             msg: msg.into(),
@@ -498,7 +505,7 @@ impl Ctx<'_> {
     fn warn(&mut self, span: Range<usize>, key: &str, msg: impl Into<String>) {
         self.warnings.push(Warning {
             file: self.file.to_owned(),
-            line: line_of(self.src, span.start),
+            line: self.line(span.start),
             key: key.to_owned(),
             msg: msg.into(),
         });
@@ -557,7 +564,7 @@ impl Ctx<'_> {
                             "{} overlaps {} (line {}): list each address once",
                             out[later],
                             out[first],
-                            line_of(self.src, items[first].span().start)
+                            self.line(items[first].span().start)
                         )
                     };
                     return Err(self.err(items[later].span(), key, msg));
@@ -738,8 +745,8 @@ impl Config {
     pub fn parse(src: &str, file: &Path) -> Result<(Config, Vec<Warning>)> {
         let mut cx = Ctx {
             file,
-            src,
             warnings: Vec::new(),
+            newlines: src.match_indices('\n').map(|(i, _)| i).collect(),
         };
         let raw: RawConfig = toml::from_str(src).map_err(|e| {
             let at = e.span().map_or(0, |s| s.start);
@@ -802,10 +809,12 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
     // Every table in the anchor, with the service that owns it.
     let mut tables: BTreeMap<TableName, String> = BTreeMap::new();
     let mut knock_owner: BTreeMap<Port, String> = BTreeMap::new();
+    let mut names_seen = names::Names::default();
+    let mut service_names: std::collections::HashSet<String> = Default::default();
     for rs in &raw.service {
         let s = check_service(cx, rs.get_ref())?;
         let name_span = rs.get_ref().name.span();
-        if services.iter().any(|o| o.name == s.name) {
+        if !service_names.insert(s.name.clone()) {
             return Err(cx.err(
                 name_span,
                 "service.name",
@@ -827,7 +836,8 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
             knock_owner.insert(*p, s.name.clone());
         }
         services.push(s);
-        if let Some(c) = names::first_clash(&services) {
+        let i = services.len() - 1;
+        if let Some(c) = names_seen.add(i, &services[i]) {
             let rs = raw.service[c.later].get_ref();
             let (key, span) = match &rs.table {
                 Some(t) => ("service.table", t.span()),
@@ -856,20 +866,29 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
     }
     // A knock port of one service must not be protected by another either:
     // the knock rule (synproxy, quick) would shadow the other's pass rule.
-    for (i, s) in services.iter().enumerate() {
-        for o in &services {
-            if !o.proto.contains(&Proto::Tcp) {
-                continue;
-            }
-            for (j, p) in s.knock.iter().enumerate() {
-                if o.name != s.name && o.protect.iter().any(|r| r.contains(*p)) {
-                    let span = knock_span(raw.service[i].get_ref(), j);
-                    return Err(cx.err(
-                        span,
-                        "service.knock",
-                        format!("knock port {p} is protected by service \"{}\"", o.name),
-                    ));
-                }
+    // Each TCP-protected range looks up the knock ports inside it (a map
+    // of every knock port): linear in the services, not quadratic.
+    for o in services.iter().filter(|o| o.proto.contains(&Proto::Tcp)) {
+        for r in &o.protect {
+            let inside = knock_owner
+                .range(r.lo..=r.hi)
+                .find(|(_, owner)| **owner != o.name);
+            if let Some((p, owner)) = inside {
+                let i = services
+                    .iter()
+                    .position(|x| x.name == *owner)
+                    .expect("an owner is a service");
+                let j = services[i]
+                    .knock
+                    .iter()
+                    .position(|k| k == p)
+                    .expect("its knock port");
+                let span = knock_span(raw.service[i].get_ref(), j);
+                return Err(cx.err(
+                    span,
+                    "service.knock",
+                    format!("knock port {p} is protected by service \"{}\"", o.name),
+                ));
             }
         }
     }
@@ -878,8 +897,28 @@ fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
 
     // Two services protecting one port: both pass rules stand before
     // any drop (render), so either service's knock opens it.
-    for (i, s) in services.iter().enumerate() {
-        for o in &services[..i] {
+    // Candidates first, by a sweep over the ranges sorted by their start
+    // (linear where ranges rarely overlap), then the full test per pair.
+    let mut ranges: Vec<(Port, Port, usize)> = services
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| s.protect.iter().map(move |r| (r.lo, r.hi, i)))
+        .collect();
+    ranges.sort();
+    let mut pairs: BTreeSet<(usize, usize)> = BTreeSet::new();
+    let mut open: Vec<(Port, usize)> = Vec::new();
+    for (lo, hi, i) in ranges {
+        open.retain(|(h, _)| *h >= lo);
+        for (_, j) in &open {
+            if *j != i {
+                pairs.insert(((*j).max(i), (*j).min(i)));
+            }
+        }
+        open.push((hi, i));
+    }
+    for (i, j) in pairs {
+        let (s, o) = (&services[i], &services[j]);
+        {
             let shared = s.protect.iter().find(|r| {
                 o.protect.iter().any(|q| q.overlaps(r))
                     && s.proto.iter().any(|p| o.proto.contains(p))
@@ -1070,9 +1109,9 @@ fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service> {
             (Some(k), _) => k
                 .get_ref()
                 .iter()
-                .map(|k| line_of(cx.src, k.span().start))
+                .map(|k| cx.line(k.span().start))
                 .collect(),
-            (None, Some(rot)) => vec![line_of(cx.src, rot.span().start); stages],
+            (None, Some(rot)) => vec![cx.line(rot.span().start); stages],
             (None, None) => Vec::new(),
         },
     })

@@ -173,11 +173,28 @@ pub struct Clash {
 
 /// The first name that two objects of one rendered ruleset would share.
 pub fn first_clash(services: &[Service]) -> Option<Clash> {
-    for b in [Backend::Pf, Backend::Nft] {
-        let mut seen: BTreeMap<String, (usize, Object)> = BTreeMap::new();
-        for (i, s) in services.iter().enumerate() {
+    let mut names = Names::default();
+    services
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| names.add(i, s))
+}
+
+/// Every name the services met so far put into each backend's ruleset,
+/// so that each new service is checked against them in its own time (a
+/// config of n services costs n, not n squared).
+#[derive(Default)]
+pub struct Names {
+    seen: [BTreeMap<String, (usize, Object)>; 2],
+}
+
+impl Names {
+    /// Add service `i`; the first of its names that an earlier object (or
+    /// one of its own) already has, if any.
+    pub fn add(&mut self, i: usize, s: &Service) -> Option<Clash> {
+        for (k, b) in [Backend::Pf, Backend::Nft].into_iter().enumerate() {
             for (name, o) in names(s, b) {
-                if let Some(&(j, prev)) = seen.get(&name) {
+                if let Some(&(j, prev)) = self.seen[k].get(&name) {
                     return Some(Clash {
                         earlier: j,
                         later: i,
@@ -187,9 +204,9 @@ pub fn first_clash(services: &[Service]) -> Option<Clash> {
                         what_later: o,
                     });
                 }
-                seen.insert(name, (i, o));
+                self.seen[k].insert(name, (i, o));
             }
         }
+        None
     }
-    None
 }
