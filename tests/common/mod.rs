@@ -150,6 +150,16 @@ impl Net {
         Command::new("ip").args(&a).output().unwrap()
     }
 
+    /// pfknock in the server namespace, talking to this test's daemon
+    /// through its control socket.
+    pub fn via_daemon(&self, args: &[&str]) -> Output {
+        let c = self.conf();
+        let ctl = self.ctl();
+        let mut a = args.to_vec();
+        a.extend(["-c", c.to_str().unwrap(), "-S", ctl.to_str().unwrap()]);
+        ns(&self.srv, &[&[BIN][..], &a].concat())
+    }
+
     /// Load the table and start a listener on the protected port.
     pub fn up(&mut self) {
         self.up_with("c.close()");
