@@ -395,7 +395,9 @@ fn two_hundred_knocks_across_fifty_reloads_are_all_authorized_and_logged() {
                 .unwrap()
                 .success()
         );
-        wait_for("the reload logged", || said().matches("reloaded").count() > i);
+        wait_for("the reload logged", || {
+            said().matches("reloaded").count() > i
+        });
     }
     assert!(
         knocker.wait().unwrap().success(),
@@ -615,6 +617,63 @@ fn a_revoke_right_after_a_knock_wins() {
     assert!(!said.contains("expired"), "a ghost expiry: {said}");
     let _ = d.kill();
     let _ = d.wait();
+}
+
+/// The `expired` line follows the kernel's own expiry (nftables times
+/// elements to the millisecond) by milliseconds, not by up to a second: a
+/// knock at three different points of a second, each expiry measured
+/// against the deadline `nft list set` shows.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn an_expiry_is_logged_within_milliseconds_of_the_kernels() {
+    need_root_and_tools!();
+    let mut n = Net::new(&CONF.replace("TTL", "2s"));
+    n.up();
+    let (mut d, _pid, log, _) = counted_daemon(&n);
+    read_log(&log, 5, |s| s.contains("started"));
+    let ip = n.cli_ip(false);
+    let mut lates = Vec::new();
+    for phase in [300u128, 600, 900] {
+        // Start the knock at `phase` ms into a wall-clock second.
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        sleep_ms(((1000 + phase - ms % 1000) % 1000) as u64);
+        ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+        let knocked = Instant::now();
+        let said = read_log(&log, 3, |s| s.contains("authorized"));
+        assert!(said.contains(&format!("authorized {ip} ")), "{said}");
+        let authorized_late = knocked.elapsed();
+        let t0 = Instant::now();
+        let set = ns(&n.srv, &["nft", "list", "set", "inet", "pfknock", "ssh_4"]);
+        let listed = t0.elapsed();
+        let left = expires_ms(&String::from_utf8_lossy(&set.stdout), &ip)
+            .expect("the element and its time left");
+        let deadline = t0 + Duration::from_millis(left);
+        let said = read_log(&log, 4, |s| s.contains("expired"));
+        let at = Instant::now();
+        assert!(said.contains(&format!("expired {ip} ")), "{said}");
+        assert!(!n.open(false), "closed once expired");
+        let late = at.saturating_duration_since(deadline);
+        lates.push((phase, authorized_late, late, listed));
+    }
+    eprintln!(
+        "(phase, authorized after the knock, expired after the deadline, nft list took): {lates:?}"
+    );
+    for (_, auth, late, listed) in &lates {
+        // 50 ms is the aim (see the note on the issue for the measured
+        // figures); the bound leaves room for a loaded test machine and
+        // still fails the old whole-second deadlines at these phases.
+        assert!(*auth < Duration::from_millis(250), "{lates:?}");
+        assert!(*late < Duration::from_millis(250) + *listed, "{lates:?}");
+    }
+    let _ = d.kill();
+    let _ = d.wait();
+}
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
 }
 
 /// SIGHUP with a shorter ttl: what is past it expires at once, and is

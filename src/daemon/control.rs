@@ -239,7 +239,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         match (c, net) {
             (Change::Added(..), Some(n)) if Net::host(n.addr) == n => {
                 let set = nft_set_of(s.table.as_str(), af(n.addr));
-                self.track(&set, n.addr, now, now + s.ttl.0 as i64);
+                // From the start of the second: early, never late (the
+                // deadline's look-up then finds the kernel's own).
+                let now = super::events::ms(now);
+                self.track(&set, n.addr, now, now + super::events::ms(s.ttl.0 as i64));
             }
             (Change::Removed(..), Some(n)) => {
                 let set = nft_set_of(s.table.as_str(), af(n.addr));

@@ -48,26 +48,47 @@ pub trait ElementLookup {
     fn dump(&mut self, set: &str) -> std::io::Result<Vec<(IpAddr, Option<u64>)>>;
 }
 
-/// What the daemon knows of one authorization.
+/// What the daemon knows of one authorization, in milliseconds since the
+/// epoch: the kernel times set elements to the millisecond, and the
+/// `expired` line follows the kernel's expiry within milliseconds.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Auth {
     pub(super) since: i64,
     pub(super) until: i64,
 }
 
+/// Seconds to milliseconds.
+pub(super) const fn ms(secs: i64) -> i64 {
+    secs.saturating_mul(1000)
+}
+
 pub(super) struct Events {
     pub(super) lookup: Box<dyn ElementLookup + Send>,
     /// The authorized sets met so far; the maps hold their index.
     pub(super) sets: Vec<String>,
-    /// (authorized set, address) → since when, until when.
+    /// (authorized set, address) → since when, until when (ms).
     pub(super) auth: HashMap<(u16, IpAddr), Auth>,
-    /// Deadlines; an entry whose `until` no longer matches is stale.
+    /// Deadlines (ms); an entry whose `until` no longer matches is stale.
     pub(super) due: BinaryHeap<Reverse<(i64, u16, IpAddr)>>,
     /// Notifications of the transaction in progress, until its commit.
     pub(super) batch: Vec<KernelEvent>,
     /// Authorizations per set (index as in `sets`), to tell when one is
     /// full: the kernel says nothing when an `add` finds no room.
     pub(super) count: Vec<usize>,
+}
+
+/// Whole seconds left until `until` (ms), rounded down: what a restore
+/// gives back.
+fn left_secs(until: i64, now: i64) -> u64 {
+    (until - now).max(0) as u64 / 1000
+}
+
+/// The age of an authorization made at `since` (ms), as logged.
+fn age(now: i64, since: i64) -> Secs {
+    Secs(crate::policy::age(
+        now.div_euclid(1000),
+        since.div_euclid(1000),
+    ))
 }
 
 fn af(a: IpAddr) -> Af {
@@ -77,6 +98,7 @@ fn af(a: IpAddr) -> Af {
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// From now on, learn from the kernel instead of polling. Reads each
     /// authorized set once, to know what is there already.
+    /// `now` in milliseconds, as every time of this mode.
     pub fn use_events(&mut self, lookup: Box<dyn ElementLookup + Send>, now: i64) {
         self.events = Some(Events {
             lookup,
@@ -200,7 +222,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 continue;
             }
             for a in [Af::V4, Af::V6] {
-                found.push((nft_set_of(s.table.as_str(), a), s.ttl.0 as i64));
+                found.push((nft_set_of(s.table.as_str(), a), ms(s.ttl.0 as i64)));
             }
         }
         if let Some(e) = self.events.as_mut() {
@@ -215,7 +237,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             match got {
                 Ok(elems) => {
                     for (addr, left) in elems {
-                        let left = left.map_or(ttl, |ms| (ms as i64 + 999) / 1000);
+                        let left = left.map_or(ttl, |ms| ms as i64);
                         self.track(&set, addr, now - (ttl - left).max(0), now + left);
                     }
                 }
@@ -226,7 +248,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
     }
 
-    /// An event from the kernel.
+    /// An event from the kernel, `now` in milliseconds.
     pub fn kernel(&mut self, ev: KernelEvent, now: i64) {
         if self.events.is_none() {
             return;
@@ -267,6 +289,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     ),
                 );
                 self.events = None;
+                self.full.clear();
                 for w in &mut self.watches {
                     w.force = true;
                 }
@@ -286,15 +309,15 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         };
         let set = nft_set_of(s.table.as_str(), af(addr));
         let ttl = Secs(s.ttl.0);
-        let until = now + s.ttl.0 as i64;
+        let until = now + ms(s.ttl.0 as i64);
         match self.tracked(&set, addr) {
             Some(a) if s.renew => {
                 // One knock is several packets past the meter's limit,
                 // each logged by the kernel: one line for them all (those
                 // within 2 s of the authorization or the last renewal, as
                 // one knock's connects are), the deadline moved for each.
-                if now - a.since >= i64::from(s.rate.secs.clamp(1, 2)) {
-                    let extra = format!("age={} ttl={ttl}", Secs(crate::policy::age(now, a.since)));
+                if now - a.since >= ms(i64::from(s.rate.secs.clamp(1, 2))) {
+                    let extra = format!("age={} ttl={ttl}", age(now, a.since));
                     if let Some(l) = self.event_line("renewed", &s, addr, &extra) {
                         self.log.log(Level::Info, &l);
                     }
@@ -345,7 +368,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                             if self.tracked(&set, addr).is_some() {
                                 continue;
                             }
-                            let left = left.map_or(s.ttl.0 as i64, |ms| (ms as i64 + 999) / 1000);
+                            let left = left.map_or(ms(s.ttl.0 as i64), |ms| ms as i64);
                             let extra = format!("ttl={} by {by}", Secs(s.ttl.0));
                             if let Some(l) = self.event_line("authorized", &s, addr, &extra)
                                 && !quiet
@@ -354,11 +377,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                             }
                             self.track(&set, addr, now, now + left);
                         } else if let Some(a) = self.forget(&set, addr) {
-                            let extra = format!(
-                                "age={} ttl={} by {by}",
-                                Secs(crate::policy::age(now, a.since)),
-                                Secs(s.ttl.0)
-                            );
+                            let extra =
+                                format!("age={} ttl={} by {by}", age(now, a.since), Secs(s.ttl.0));
                             if let Some(l) = self.event_line("removed", &s, addr, &extra)
                                 && !quiet
                             {
@@ -398,7 +418,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         };
         if let Err(e) = self.load_anchor() {
             let msg = format!("table changed by {by} ({shown}) and cannot be restored: {e}");
-            self.fail(Level::Err, &msg, now);
+            self.fail(Level::Err, &msg, now.div_euclid(1000));
             return;
         }
         let mut readd: HashMap<TableRef, Vec<(Net, u64)>> = HashMap::new();
@@ -414,7 +434,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             .unwrap_or_default();
         let mut lookups = Vec::new();
         for ((set, addr), a) in known {
-            if a.until <= now {
+            // Less than a second left: not put back (a restore never
+            // gives more time than was left); its deadline logs it.
+            if left_secs(a.until, now) == 0 {
                 continue;
             }
             lookups.push((set, addr, a));
@@ -438,7 +460,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             readd
                 .entry(self.watches[w].named.table.clone())
                 .or_default()
-                .push((Net::host(addr), (a.until - now) as u64));
+                .push((Net::host(addr), left_secs(a.until, now)));
         }
         let mut restored = 0;
         for (t, list) in readd {
@@ -488,9 +510,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 Some(Ok(l)) => l,
                 Some(Err(err)) => {
                     let msg = format!("looking up {addr} in set {set}: {err}");
-                    self.fail(Level::Err, &msg, now);
+                    self.fail(Level::Err, &msg, now.div_euclid(1000));
                     // Look again at the next poll.
-                    self.track(&set, addr, a.since, now + self.cfg.poll.0 as i64);
+                    self.track(&set, addr, a.since, now + ms(self.cfg.poll.0 as i64));
                     continue;
                 }
                 None => return,
@@ -500,9 +522,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 continue;
             };
             match left {
-                Some(Some(ms)) => {
-                    let until = now + (ms as i64 + 999) / 1000;
-                    self.track(&set, addr, a.since, until.max(now + 1));
+                // Still there (refreshed by traffic, or the daemon's
+                // estimate was early): due when the kernel says.
+                Some(Some(left)) => {
+                    self.track(&set, addr, a.since, now + (left as i64).max(1));
                 }
                 // No timeout: not pfknock's to expire.
                 Some(None) => {
@@ -513,7 +536,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     // Idle expiry: the kernel timed the element out after
                     // ttl without traffic, so the idle time is the ttl;
                     // the age is since it was authorized (or renewed).
-                    let age = Secs(crate::policy::age(now, a.since));
+                    let age = age(now, a.since);
                     let extra = if s.expire == crate::name::ExpireMode::Idle {
                         format!("idle={} age={age} ttl={}", Secs(s.ttl.0), Secs(s.ttl.0))
                     } else {
@@ -550,7 +573,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// due at its start plus the new ttl (the load carried the kernel's
     /// elements over the same way), so a shorter ttl expires, and logs,
     /// what is now past it at the next tick.
-    pub(super) fn retime(&mut self, old: &crate::config::Config, _now: i64) {
+    pub(super) fn retime(&mut self, old: &crate::config::Config) {
         let changed: Vec<(String, i64)> = self
             .cfg
             .services
@@ -570,14 +593,14 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             let i = i as u16;
             for ((j, addr), a) in e.auth.iter_mut() {
                 if *j == i {
-                    a.until = a.since + ttl;
+                    a.until = a.since + ms(ttl);
                     e.due.push(Reverse((a.until, i, *addr)));
                 }
             }
         }
     }
 
-    /// The next deadline of the events mode.
+    /// The next deadline of the events mode (ms).
     pub(super) fn events_due(&self) -> Option<i64> {
         self.events
             .as_ref()?
@@ -587,7 +610,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 
     /// How many authorizations the events mode knows of a table, and
-    /// when the first is due.
+    /// when the first is due (seconds, rounded up).
     pub(super) fn events_count(&self, table: &str) -> (usize, Option<i64>) {
         self.events.as_ref().map_or((0, None), |e| {
             let ids: Vec<u16> = (0..e.sets.len() as u16)
@@ -603,7 +626,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 .filter(|((i, _), _)| ids.contains(i))
                 .map(|(_, a)| a.until)
                 .collect();
-            (mine.len(), mine.iter().min().copied())
+            (
+                mine.len(),
+                mine.iter().min().map(|t| (t + 999).div_euclid(1000)),
+            )
         })
     }
 }

@@ -338,12 +338,22 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
     }
 
-    /// When the next table is due, if any.
+    /// When the next table is due, if any (seconds, rounded up).
     pub fn next_due(&self) -> Option<i64> {
+        self.next_due_ms().map(|t| (t + 999).div_euclid(1000))
+    }
+
+    /// When the next table is due, in milliseconds: with kernel events
+    /// each authorization has the kernel's own deadline.
+    pub fn next_due_ms(&self) -> Option<i64> {
         if self.events.is_some() {
             return self.events_due();
         }
-        self.watches.iter().filter_map(|w| w.next_due).min()
+        self.watches
+            .iter()
+            .filter_map(|w| w.next_due)
+            .min()
+            .map(events::ms)
     }
 
     fn service_of(&self, w: &Watch) -> Option<&crate::config::Service> {
@@ -373,20 +383,26 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// the anchor if it is gone, and list only the tables whose count or
     /// packet counter moved, or that have a deadline due.
     pub fn tick(&mut self, now: i64) {
-        self.tick_inner(now, false)
+        self.tick_ms(events::ms(now))
+    }
+
+    /// `tick`, at a time in milliseconds.
+    pub fn tick_ms(&mut self, now_ms: i64) {
+        self.tick_inner(now_ms, false)
     }
 
     /// SIGUSR1: list and sweep every table now.
     pub fn sweep(&mut self, now: i64) {
-        self.tick_inner(now, true)
+        self.tick_inner(events::ms(now), true)
     }
 
-    fn tick_inner(&mut self, now: i64, force: bool) {
+    fn tick_inner(&mut self, now_ms: i64, force: bool) {
+        let now = now_ms.div_euclid(1000);
         if self.events.is_some() {
             if force {
-                self.resync(now);
+                self.resync(now_ms);
             }
-            self.events_tick(now);
+            self.events_tick(now_ms);
         } else {
             if let Some(n) = self.notes.as_mut() {
                 n.take(now);
@@ -853,7 +869,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 None => fresh,
             })
             .collect();
-        self.retime(&old, now);
+        self.retime(&old);
         self.check_pf();
         self.step_due = crate::rotate::next_boundary(&self.cfg, now);
         self.log.log(

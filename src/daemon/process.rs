@@ -242,7 +242,7 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
         d.notes = Some(n);
     }
     let sources = kernel.map(|(sources, lookup)| {
-        d.use_events(lookup, crate::clock::now());
+        d.use_events(lookup, crate::clock::now_ms());
         sources
     });
     // With kernel events: what happened while no daemon ran, now that the
@@ -497,23 +497,21 @@ fn serve<T: Tables, L: Loader>(
     // first load, say) is looked at on the first turn.
     let mut first = true;
     loop {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |t| t.as_millis() as i64);
-        let now = now_ms / 1000;
+        let now_ms = crate::clock::now_ms();
         let poll = d.cfg.poll.0 as i64;
-        // Wake at the start of the second an entry is due, or at the next
-        // poll, whichever is first. Polling (pf): at the next poll at the
-        // latest. With kernel events (nftables) only deadlines wake the
-        // loop, or an hour goes by.
+        // Wake when an entry is due (pf: at the start of its second; with
+        // kernel events: at the millisecond the kernel times it out), at a
+        // rotation step, or at the next poll, whichever is first. Polling
+        // (pf): at the next poll at the latest. With kernel events
+        // (nftables) only deadlines wake the loop, or an hour goes by.
         let idle = if d.polls() { poll } else { 3600 };
         let wake_at = d
-            .next_due()
+            .next_due_ms()
             .into_iter()
-            .chain(d.next_step())
-            .fold(now + idle, i64::min)
-            .max(now);
-        let mut wait = Duration::from_millis((wake_at * 1000 - now_ms).max(0) as u64);
+            .chain(d.next_step().map(|t| t * 1000))
+            .fold(now_ms + idle * 1000, i64::min)
+            .max(now_ms);
+        let mut wait = Duration::from_millis((wake_at - now_ms) as u64);
         // Log lines that syslogd did not take yet go out first, and are
         // tried again soon.
         crate::syslog::flush();
@@ -538,13 +536,13 @@ fn serve<T: Tables, L: Loader>(
         };
         // What the kernel said came first.
         if ready.kernel {
-            let now = crate::clock::now();
             for ev in feeds.drain() {
-                d.kernel(ev, now);
+                d.kernel(ev, crate::clock::now_ms());
             }
             // A restore or a resync may have brought deadlines closer.
-            if d.next_due().is_some_and(|t| t <= now) {
-                d.tick(now);
+            let now = crate::clock::now_ms();
+            if d.next_due_ms().is_some_and(|t| t <= now) {
+                d.tick_ms(now);
             }
         }
         if ready.signal {
@@ -575,9 +573,8 @@ fn serve<T: Tables, L: Loader>(
                 };
                 // Kernel events already here happened before the command:
                 // they go first, so the log keeps their order.
-                let now = crate::clock::now();
                 for ev in feeds.drain() {
-                    d.kernel(ev, now);
+                    d.kernel(ev, crate::clock::now_ms());
                 }
                 let _ = s.set_nonblocking(false);
                 let reply = match crate::control::read_request(&mut s) {
@@ -591,11 +588,11 @@ fn serve<T: Tables, L: Loader>(
                 crate::control::write_reply(&mut s, &reply);
             }
         }
-        let now = crate::clock::now();
+        let now_ms = crate::clock::now_ms();
         // A wake for the log's sake alone polls nothing.
-        if now >= wake_at {
-            d.rotate(now);
-            d.tick(now);
+        if now_ms >= wake_at {
+            d.rotate(now_ms.div_euclid(1000));
+            d.tick_ms(now_ms);
         }
     }
 }

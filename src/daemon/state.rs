@@ -88,7 +88,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             for ((i, addr), a) in &e.auth {
                 if let Some(s) = self.auth_service(&e.sets[*i as usize]) {
                     let t = TableRef::new(&self.cfg.anchor, &s.table);
-                    k.insert((t.to_string(), Net::host(*addr)), a.since);
+                    k.insert((t.to_string(), Net::host(*addr)), a.since.div_euclid(1000));
                 }
             }
         } else {
