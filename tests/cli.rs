@@ -578,7 +578,23 @@ fn run_without_pf_says_so() {
 fn a_second_daemon_is_refused_by_the_pidfile() {
     let d = scratch("pid");
     let p = d.join("pfknock.pid");
+    fs::write(&p, "99999\n").unwrap();
     let first = pfknock::daemon::Pidfile::create(&p).unwrap();
+    // A dead daemon's pid is gone at once; this one's is written when it
+    // serves.
+    assert_eq!(fs::read_to_string(&p).unwrap(), "");
+    let e = pfknock::daemon::Pidfile::create(&p)
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}: locked: pfknock is already running (still starting)",
+            p.display()
+        )
+    );
+    first.write_pid().unwrap();
     assert_eq!(
         fs::read_to_string(&p).unwrap(),
         format!("{}\n", std::process::id())

@@ -106,11 +106,19 @@ impl Pidfile {
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut pid = String::new();
                 let _ = f.read_to_string(&mut pid);
-                return Err(Error::Other(format!(
-                    "{}: locked: pfknock is already running (pid {})",
-                    path.display(),
-                    crate::name::shown(pid.trim())
-                )));
+                let pid = pid.trim();
+                return Err(Error::Other(if pid.is_empty() {
+                    format!(
+                        "{}: locked: pfknock is already running (still starting)",
+                        path.display()
+                    )
+                } else {
+                    format!(
+                        "{}: locked: pfknock is already running (pid {})",
+                        path.display(),
+                        crate::name::shown(pid)
+                    )
+                }));
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
@@ -118,11 +126,14 @@ impl Pidfile {
             path: path.to_owned(),
             file: f,
         };
-        p.write_pid().map_err(io)?;
+        // A dead daemon's pid goes now; this one's is written once it
+        // serves (`write_pid`), so a pid in the file means a daemon that
+        // has loaded its rules and listens.
+        p.file.set_len(0).map_err(io)?;
         Ok(p)
     }
 
-    /// Write this process's pid (again, after detaching).
+    /// Write this process's pid, once it serves.
     pub fn write_pid(&self) -> std::io::Result<()> {
         use std::io::{Seek, Write};
         let mut f = &self.file;
@@ -452,6 +463,8 @@ fn detach_and_serve<T: Tables, L: Loader>(
         let ready = crate::sys_unix::detach().map_err(dev("fork"))?;
         pid.write_pid().map_err(dev("write the pidfile"))?;
         ready.done().map_err(dev("report ready"))?;
+    } else {
+        pid.write_pid().map_err(dev("write the pidfile"))?;
     }
     // A byte on this socket wakes the poll for a signal; `signals` (caught
     // since before the first load) says which.
