@@ -176,6 +176,21 @@ fn warn_passes_before(cfg: &Config) {
 }
 
 /// `neighbours`, where it can be read (nft's listing needs root).
+/// After a load: what around the anchor keeps it from working.
+fn loaded_warnings(b: &mut Backend, cfg: &Config) -> Result<()> {
+    neighbours(b, cfg)?;
+    if !b.referenced(&cfg.anchor)? {
+        say!(
+            "pfknock: warning: the main ruleset has no anchor \"{}\" rule: the anchor's rules do nothing",
+            cfg.anchor.as_str()
+        );
+    }
+    if let Backend::Pf = b {
+        warn_passes_before(cfg);
+    }
+    Ok(())
+}
+
 fn neighbours_if(b: &Backend, cfg: &Config, root: bool) -> Result<()> {
     if root { neighbours(b, cfg) } else { Ok(()) }
 }
@@ -192,6 +207,13 @@ pub fn run(cli: Cli) -> Result<()> {
         _ => false,
     };
     if changes && through_daemon(&cli)? {
+        // What a load finds wrong around the anchor is said here as
+        // without a daemon (the daemon logs the config's warnings too).
+        if let Command::Load = cli.command {
+            let cfg = load_config(path)?;
+            warn_listened(&cfg, path);
+            loaded_warnings(&mut backend::detect()?, &cfg)?;
+        }
         return Ok(());
     }
     if let Command::Revoke {
@@ -222,17 +244,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut b = backend::detect()?;
             b.supports(&cfg, path)?;
             b.load(&cfg, &source)?;
-            neighbours(&b, &cfg)?;
-            if !b.referenced(&cfg.anchor)? {
-                say!(
-                    "pfknock: warning: the main ruleset has no anchor \"{}\" rule: the anchor's rules do nothing",
-                    cfg.anchor.as_str()
-                );
-            }
-            if let Backend::Pf = b {
-                warn_passes_before(&cfg);
-            }
-            Ok(())
+            loaded_warnings(&mut b, &cfg)
         }
         Command::Unload { open } => {
             let cfg = load_config(path)?;
@@ -248,6 +260,16 @@ pub fn run(cli: Cli) -> Result<()> {
             cmd::services(&cfg, service.as_deref())?;
             let mut t = open_tables(false)?;
             let rows = cmd::show(&cfg, &mut t, service.as_deref(), all, now())?;
+            // A set at its size takes no new knock: said, as the daemon
+            // logs it (nftables; pf tables have no size of their own).
+            if t.table_stats(&cfg.anchor).is_ok() {
+                for (set, size) in t.full_sets() {
+                    say!(
+                        "pfknock: set {set} is full ({size} elements): knocks it would take \
+                         are not counted until entries expire"
+                    );
+                }
+            }
             if json {
                 let text = serde_json::to_string_pretty(&rows)
                     .map_err(|e| Error::Other(format!("json: {e}")))?;

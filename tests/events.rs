@@ -524,11 +524,18 @@ fn unload_and_load_through_the_daemon_are_kept() {
         "{said}"
     );
 
-    // load: the daemon loads again, and an edited config is kept.
-    fs::write(n.conf(), conf("7m")).unwrap();
+    // load: the daemon loads again, and an edited config is kept; the
+    // command says what a load without a daemon says (here the config's
+    // warning), the daemon logs it.
+    fs::write(n.conf(), conf("7m") + "window = \"3s\"\n").unwrap();
     let o = via_daemon(&n, &["load"]);
     ok(&o);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("loaded by the running daemon"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("loaded by the running daemon"), "{err}");
+    assert!(
+        err.contains("service.window: warning: has no effect on a single knock port"),
+        "{err}"
+    );
     let said = read_log(&log, 3, |s| s.contains("reloaded"));
     assert!(said.contains("anchor pfknock loaded again"), "{said}");
     ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
@@ -759,7 +766,25 @@ fn a_full_set_is_logged_when_it_fills_and_when_it_drains() {
     ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
     let said = read_log(&log, 3, |s| s.contains("status"));
     assert!(said.contains("set ssh_4 full"), "{said}");
+    let o = n.server(&["show"]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("pfknock: set ssh_4 is full (3 elements)"),
+        "show says it: {err}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        4,
+        "a heading and 3 rows"
+    );
     ok(&via_daemon(&n, &["revoke", &srcs[0]]));
+    let o = n.server(&["show"]);
+    // (Its meter, of the same size, is full until its 5 s window ends.)
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("set ssh_4 is full"),
+        "{o:?}"
+    );
     let said = read_log(&log, 3, |s| s.contains("room again"));
     assert!(said.contains("set ssh_4 has room again"), "{said}");
     let _ = d.kill();
