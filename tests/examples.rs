@@ -43,3 +43,39 @@ fn example_pf_conf_calls_the_anchor() {
         assert!(t.lines().any(|l| l.trim() == "anchor \"pfknock\""), "{f}");
     }
 }
+
+/// The rotating example, installed as a config: `render` fails with the
+/// hint to run `keygen` on the path beside it, and after that one step it
+/// checks and renders, on this system's backend.
+#[test]
+fn the_rotating_example_works_after_keygen() {
+    let bin = env!("CARGO_BIN_EXE_pfknock");
+    let dir = std::env::temp_dir().join(format!("pfknock-example-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir(&dir).unwrap();
+    let conf = dir.join("pfknock.toml");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rotate.toml");
+    fs::copy(src, &conf).unwrap();
+    fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
+    let c = conf.to_str().unwrap();
+    let key = dir.join("pfknock-ssh.key");
+    let o = run(&["render", "-c", c]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains(&format!("write one with pfknock keygen {}", key.display())),
+        "{err}"
+    );
+    let o = run(&["keygen", key.to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    let o = run(&["render", "-c", c]);
+    assert!(o.status.success(), "{o:?}");
+    let text = String::from_utf8_lossy(&o.stdout);
+    if cfg!(target_os = "linux") {
+        assert!(text.contains("table inet pfknock"), "{text}");
+    } else {
+        assert!(text.contains("synproxy state"), "{text}");
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
