@@ -120,11 +120,25 @@ pub fn allow(
     ));
     d.changes.push(Change::Added(table.clone(), addr));
     if new {
-        d.say(format!("{table}: 1/1 addresses added."));
+        d.say(format!("{}: 1/1 addresses added.", shown(&table, t)));
     } else {
-        d.say(format!("{table}: {addr} was authorized already: renewed."));
+        d.say(format!(
+            "{}: {addr} was authorized already: renewed.",
+            shown(&table, t)
+        ));
     }
     Ok(())
+}
+
+/// A table as the administrator knows it on this firewall: pf's
+/// `<ssh> in anchor pfknock`, or nftables' `ssh in table inet pfknock`
+/// (whose sets are ssh_4 and ssh_6).
+fn shown(table: &TableRef, t: &impl Tables) -> String {
+    if t.caps().refreshes_entries {
+        format!("{} in table inet {}", table.name, crate::render::nft::TABLE)
+    } else {
+        table.to_string()
+    }
 }
 
 /// `pfknock revoke`, without `--kill-states` (the caller cuts the states
@@ -144,7 +158,11 @@ pub fn revoke(
         if r.deleted == 0 {
             continue;
         }
-        d.say(format!("{}: {}/1 addresses deleted.", r.table, r.deleted));
+        d.say(format!(
+            "{}: {}/1 addresses deleted.",
+            shown(&r.table, t),
+            r.deleted
+        ));
         let mut extra = String::new();
         if let Some(a) = r.age {
             extra.push_str(&format!(" age={}", Secs(a)));
@@ -178,7 +196,11 @@ pub fn flush(
     d: &mut Done,
 ) -> Result<()> {
     for f in cmd::flush(cfg, t, service)? {
-        d.say(format!("{}: {} addresses deleted.", f.table, f.deleted));
+        d.say(format!(
+            "{}: {} addresses deleted.",
+            shown(&f.table, t),
+            f.deleted
+        ));
         if f.deleted > 0 && f.role == crate::config::Role::Auth {
             for e in &f.entries {
                 d.audit.push(format!(

@@ -70,8 +70,21 @@ fn revoke_closes_at_once() {
     n.up();
     ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
     assert!(n.open(false));
-    ok(&n.server(&["revoke", &n.cli_ip(false)]));
+    let o = n.server(&["revoke", &n.cli_ip(false)]);
+    ok(&o);
     assert!(!n.open(false), "revoked");
+    // In nftables' words, not pf's.
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "ssh in table inet pfknock: 1/1 addresses deleted.\n"
+    );
+    let o = n.server(&["allow", &n.cli_ip(false)]);
+    ok(&o);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "ssh in table inet pfknock: 1/1 addresses added.\n"
+    );
+    assert!(n.open(false), "allowed");
 }
 
 #[test]

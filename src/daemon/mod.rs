@@ -237,9 +237,13 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         d.log.log(
             Level::Notice,
             &format!(
-                "started: {} service(s) in anchor {}, {} expire table(s), from {}",
+                "started: {} service(s) in {}, {} expire table(s), from {}",
                 d.cfg.services.len(),
-                d.cfg.anchor.as_str(),
+                if d.caps.refreshes_entries {
+                    format!("table inet {}", crate::render::nft::TABLE)
+                } else {
+                    format!("anchor {}", d.cfg.anchor.as_str())
+                },
                 d.cfg.expires.len(),
                 d.path.display()
             ),
