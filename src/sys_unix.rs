@@ -1,4 +1,7 @@
-//! syslog(3) and detaching (fork(2)): the only `unsafe` outside the pf backend.
+//! syslog(3), fork(2) and getpeereid(3): the only `unsafe` outside the pf
+//! backend, where rustix has no safe wrapper. The other process calls
+//! (pipe2, setsid, chdir, dup2, geteuid, SO_PEERCRED, poll) go through
+//! rustix's safe ones.
 //! libc's syslog(3) serves OpenBSD, where it goes through sendsyslog(2)
 //! and never waits; elsewhere `crate::syslog` writes to syslogd's socket
 //! itself, without blocking.
@@ -56,20 +59,14 @@ impl Ready {
     /// seeing the pipe close without a word, exits 1.
     pub fn done(self) -> io::Result<()> {
         use std::io::Write;
-        use std::os::fd::AsRawFd;
         std::fs::File::from(self.0).write_all(b"1")?;
         let null = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open("/dev/null")?;
-        for fd in 0..=2 {
-            // SAFETY: dup2(2) on two descriptors we own (`null` lives
-            // until the end of this function; 0 to 2 are the standard
-            // streams); it touches no memory of ours.
-            if unsafe { libc::dup2(null.as_raw_fd(), fd) } == -1 {
-                return Err(io::Error::last_os_error());
-            }
-        }
+        rustix::stdio::dup2_stdin(&null)?;
+        rustix::stdio::dup2_stdout(&null)?;
+        rustix::stdio::dup2_stderr(&null)?;
         Ok(())
     }
 }
@@ -112,30 +109,18 @@ fn threaded() -> bool {
 /// by any other (the allocator's, stdio's) would stay locked forever.
 #[cfg(not(target_os = "macos"))]
 pub fn detach() -> io::Result<Ready> {
-    use std::os::fd::{FromRawFd, OwnedFd};
     if threaded() {
         return Err(io::Error::other("another thread is running: cannot fork"));
     }
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2(2) writes two descriptors into the two-element array
-    // it is given, which lives on this stack frame.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 succeeded, so both are open descriptors that nothing
-    // else owns.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     // SAFETY: `threaded()` found no other thread (pfknock starts none
     // but through `spawn`), so the child starts with every lock free.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => {
             drop(rd);
-            // SAFETY: setsid(2) takes no arguments; chdir(2) gets a static
-            // NUL-terminated path.
-            if unsafe { libc::setsid() } == -1 || unsafe { libc::chdir(c"/".as_ptr()) } == -1 {
-                return Err(io::Error::last_os_error());
-            }
+            rustix::process::setsid()?;
+            rustix::process::chdir("/")?;
             Ok(Ready(wr))
         }
         _ => {
@@ -169,43 +154,20 @@ pub fn detach() -> io::Result<Ready> {
 
 /// The effective user id: is pfknock running as root?
 pub fn euid() -> libc::uid_t {
-    // SAFETY: geteuid(2) takes no arguments, cannot fail and touches no
-    // memory of ours.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// The effective uid of the process at the other end of a connected unix
 /// socket (Linux: SO_PEERCRED; the BSDs and macOS: getpeereid(3)).
 pub fn peer_uid(s: &std::os::unix::net::UnixStream) -> io::Result<libc::uid_t> {
-    use std::os::fd::AsRawFd;
-    let fd = s.as_raw_fd();
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        let mut cred = libc::ucred {
-            pid: 0,
-            uid: 0,
-            gid: 0,
-        };
-        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-        // SAFETY: `fd` is the open socket `s` borrows for this call; `cred`
-        // and `len` are valid for writes and `len` holds `cred`'s size, so
-        // the kernel writes at most that many bytes into it.
-        let r = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_PEERCRED,
-                (&raw mut cred).cast(),
-                &mut len,
-            )
-        };
-        if r == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(cred.uid)
+        Ok(rustix::net::sockopt::socket_peercred(s)?.uid.as_raw())
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
+        use std::os::fd::AsRawFd;
+        let fd = s.as_raw_fd();
         let (mut uid, mut gid) = (0, 0);
         // SAFETY: `fd` is the open socket `s` borrows for this call; `uid`
         // and `gid` are valid for writes.
@@ -223,29 +185,20 @@ pub fn poll_readable(
     fds: &[std::os::fd::BorrowedFd<'_>],
     timeout: std::time::Duration,
 ) -> io::Result<Vec<bool>> {
-    use std::os::fd::AsRawFd;
-    let mut p: Vec<libc::pollfd> = fds
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut p: Vec<PollFd<'_>> = fds
         .iter()
-        .map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
         .collect();
-    let ms = timeout.as_millis().min(libc::c_int::MAX as u128) as libc::c_int;
-    // SAFETY: `p` is an array of `p.len()` initialized pollfd structures,
-    // alive and exclusively borrowed for the call; poll(2) writes only
-    // their `revents`. The descriptors are borrowed from owners that
-    // outlive the call, so none is closed meanwhile.
-    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
-    if r == -1 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(vec![false; fds.len()]);
-        }
-        return Err(e);
+    // poll(2)'s timeout is an int of milliseconds: a longer wait is cut
+    // to that (24 days), and the loop waits again.
+    let t = Timespec::try_from(timeout.min(std::time::Duration::from_millis(i32::MAX as u64)))
+        .map_err(io::Error::other)?;
+    match rustix::event::poll(&mut p, Some(&t)) {
+        Ok(_) => {}
+        Err(rustix::io::Errno::INTR) => return Ok(vec![false; fds.len()]),
+        Err(e) => return Err(e.into()),
     }
-    Ok(p.iter()
-        .map(|x| x.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
-        .collect())
+    let ready = PollFlags::IN | PollFlags::HUP | PollFlags::ERR;
+    Ok(p.iter().map(|x| x.revents().intersects(ready)).collect())
 }
