@@ -42,9 +42,10 @@ impl Device for DevPf {
     fn ioctl(&mut self, request: u64, ioc: &mut [u8], buf: &mut [u8]) -> Result<(), i32> {
         let l = self.layout;
         // Uphold what the kernel will assume, whatever the caller did: the
-        // header is a whole pfioc_table and the buffer holds size * esize
-        // bytes.
-        if ioc.len() != l.ioc_size {
+        // request is a DIOCR* table command carrying this OS's
+        // pfioc_table, the header is a whole pfioc_table and the buffer
+        // holds size * esize bytes.
+        if l.table_command(request).is_none() || ioc.len() != l.ioc_size {
             return Err(libc::EINVAL);
         }
         let (size, esize) = (get_i32(ioc, l.io_size), get_i32(ioc, l.io_esize));
@@ -68,7 +69,8 @@ impl Device for DevPf {
         // call and at least pfrio_size * pfrio_esize bytes long (checked
         // above), which is all the kernel copies in or out. The kernel
         // keeps neither pointer after the call returns, and `request` is a
-        // DIOCR* request whose argument is a struct pfioc_table.
+        // DIOCR* request whose argument is a struct pfioc_table of this
+        // size (`Layout::table_command`, checked above).
         let rc = unsafe {
             libc::ioctl(
                 self.file.as_raw_fd(),

@@ -267,6 +267,20 @@ impl Layout {
     pub const fn request(&self, n: u8) -> u64 {
         iowr(self.ioc_size, n)
     }
+
+    /// The command number of `request` if it is a DIOCR* table request
+    /// whose argument is this OS's `struct pfioc_table`: `_IOWR('D', n,
+    /// ...)` with the struct's size encoded and n one of the table
+    /// commands. The device checks every request with it, so no caller
+    /// can hand the kernel a number that reads or writes another shape.
+    pub const fn table_command(&self, request: u64) -> Option<u8> {
+        let n = (request & 0xFF) as u8;
+        if request == self.request(n) && n >= N_CLRTABLES && n <= N_SETTFLAGS {
+            Some(n)
+        } else {
+            None
+        }
+    }
 }
 
 /// The layout of the OS this binary runs on.
@@ -301,5 +315,28 @@ mod tests {
         }
         // FreeBSD/i386's 1100-byte pfioc_table would give 0xC44C44nn.
         assert_eq!(iowr(1100, N_GETASTATS), 0xC44C4447);
+    }
+
+    /// The device takes the table requests and nothing else: not another
+    /// struct's size, direction, group or command.
+    #[test]
+    fn only_table_requests_pass() {
+        for l in [&freebsd::LAYOUT, &openbsd::LAYOUT, &macos::LAYOUT] {
+            for n in N_CLRTABLES..=N_SETTFLAGS {
+                assert_eq!(l.table_command(l.request(n)), Some(n), "{}", l.os);
+            }
+            let get = l.request(N_GETASTATS);
+            for wrong in [
+                iowr(1100, N_GETASTATS),              // another size
+                get & !0x8000_0000,                   // _IOW, not _IOWR
+                (get & !0xFF00) | (b'd' as u64) << 8, // another group
+                l.request(N_CLRTABLES - 1),           // DIOCRxxx below the table range
+                l.request(N_SETTFLAGS + 1),           // and above it
+                0x2000_4401,                          // DIOCSTART, _IO('D', 1)
+                get | 1 << 32,                        // bits above the 32 of a request
+            ] {
+                assert_eq!(l.table_command(wrong), None, "{}: {wrong:#x}", l.os);
+            }
+        }
     }
 }
