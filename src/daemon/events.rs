@@ -442,6 +442,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             lookups.push((set, addr, a));
         }
         let mut gone = 0usize;
+        let mut retrack = Vec::new();
         for (set, addr, a) in lookups {
             let present = match self.events.as_mut().map(|e| e.lookup.left(&set, addr)) {
                 Some(Ok(p)) => p.is_some(),
@@ -457,10 +458,13 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 continue;
             };
             gone += 1;
+            let left = left_secs(a.until, now);
             readd
                 .entry(self.watches[w].named.table.clone())
                 .or_default()
-                .push((Net::host(addr), left_secs(a.until, now)));
+                .push((Net::host(addr), left));
+            // Due when the kernel times the put-back element out.
+            retrack.push((set, addr, a.since, now + ms(left as i64)));
         }
         let mut restored = 0;
         for (t, list) in readd {
@@ -470,6 +474,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     .log
                     .log(Level::Err, &format!("{t}: restoring authorizations: {e}")),
             }
+        }
+        for (set, addr, since, until) in retrack {
+            self.track(&set, addr, since, until);
         }
         self.log.log(
             Level::Notice,

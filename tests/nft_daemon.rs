@@ -1,0 +1,659 @@
+//! The daemon with kernel events (the nftables mode of `daemon::Daemon`),
+//! without root: the events it would read from netlink are handed to it by
+//! the test, over a model of nftables' timed sets written here from the
+//! kernel's documented behaviour (an element times out at its own
+//! millisecond deadline; `add` of a present element changes nothing; a
+//! reload of the ruleset keeps the elements of sets it keeps). The model
+//! shares no code with the daemon: set names and times are its own.
+//!
+//! Every test reads the daemon's log lines in order, and what the model
+//! holds, and what it must not.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use pfknock::config::Config;
+use pfknock::control::Request;
+use pfknock::daemon::{Daemon, ElementLookup, KernelEvent, Level, Loader, Log};
+use pfknock::error::Result;
+use pfknock::name::{AnchorName, Net};
+use pfknock::tables::{Caps, Entry, TableFlags, TableRef, TableStat, Tables};
+
+/// 2027-01-15 08:00:00 UTC, in ms.
+const T0: i64 = 1_800_000_000_000;
+
+/// One timed set: address → deadline (ms since the epoch).
+#[derive(Default, Debug)]
+struct Set {
+    timeout_ms: i64,
+    elems: BTreeMap<IpAddr, i64>,
+}
+
+#[derive(Default, Debug)]
+struct State {
+    now: i64,
+    /// The table, if loaded: set name → set.
+    sets: Option<BTreeMap<String, Set>>,
+    loads: usize,
+    unloads: usize,
+    lookups: usize,
+}
+
+impl State {
+    /// Elements past their deadline are gone, as the kernel's lookups and
+    /// dumps skip them.
+    fn gc(&mut self) {
+        let now = self.now;
+        for s in self.sets.iter_mut().flat_map(|m| m.values_mut()) {
+            s.elems.retain(|_, d| *d > now);
+        }
+    }
+    fn set(&mut self, name: &str) -> Option<&mut Set> {
+        self.gc();
+        self.sets.as_mut()?.get_mut(name)
+    }
+}
+
+/// The model, shared by the daemon's tables, its loader, its look-ups
+/// and the test.
+#[derive(Clone, Default)]
+struct Nft(Arc<Mutex<State>>);
+
+fn fam(a: IpAddr) -> &'static str {
+    if a.is_ipv4() { "4" } else { "6" }
+}
+
+impl Nft {
+    fn st(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap()
+    }
+    fn at(&self, now: i64) {
+        self.st().now = now;
+    }
+    /// The kernel's `update @ssh_4 { ip saddr }` for a knock: a new element
+    /// with the set's timeout, or a fresh timeout for a present one.
+    fn knock(&self, set: &str, a: &str) -> IpAddr {
+        let a: IpAddr = a.parse().unwrap();
+        let mut st = self.st();
+        let now = st.now;
+        let s = st.set(set).expect("the set");
+        let d = now + s.timeout_ms;
+        s.elems.insert(a, d);
+        a
+    }
+    fn deadline(&self, set: &str, a: IpAddr) -> Option<i64> {
+        self.st().set(set)?.elems.get(&a).copied()
+    }
+    fn holds(&self, set: &str) -> Vec<IpAddr> {
+        self.st()
+            .set(set)
+            .map(|s| s.elems.keys().copied().collect())
+            .unwrap_or_default()
+    }
+    /// `nft delete table inet pfknock`.
+    fn delete_table(&self) {
+        self.st().sets = None;
+    }
+    fn sets_of(t: &TableRef) -> [String; 2] {
+        [format!("{}_4", t.name), format!("{}_6", t.name)]
+    }
+}
+
+impl Loader for Nft {
+    /// pfknock's load (`nft -f`): the authorized sets of each service,
+    /// with its ttl; sets that stay keep their elements, each timed from
+    /// its start with the new ttl (the load plan carries them so).
+    fn load(&mut self, cfg: &Config, _source: &str) -> Result<()> {
+        let mut st = self.st();
+        st.loads += 1;
+        let mut old = st.sets.take().unwrap_or_default();
+        let mut new = BTreeMap::new();
+        for s in &cfg.services {
+            for f in ["4", "6"] {
+                let name = format!("{}_{f}", s.table);
+                let mut set = old.remove(&name).unwrap_or_default();
+                let ttl = s.ttl.0 as i64 * 1000;
+                let was = set.timeout_ms;
+                for d in set.elems.values_mut() {
+                    *d = *d - was + ttl;
+                }
+                set.timeout_ms = ttl;
+                new.insert(name, set);
+            }
+        }
+        st.sets = Some(new);
+        Ok(())
+    }
+    fn referenced(&mut self, _: &AnchorName) -> Result<bool> {
+        Ok(true)
+    }
+    fn enabled(&mut self) -> Option<bool> {
+        Some(true)
+    }
+    /// Closed: the authorized sets emptied.
+    fn unload(&mut self, _cfg: &Config, _open: bool) -> Result<()> {
+        let mut st = self.st();
+        st.unloads += 1;
+        for s in st.sets.iter_mut().flat_map(|m| m.values_mut()) {
+            s.elems.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Tables for Nft {
+    fn entries(&mut self, t: &TableRef) -> Result<Vec<Entry>> {
+        let mut st = self.st();
+        let mut out = Vec::new();
+        for name in Nft::sets_of(t) {
+            if let Some(s) = st.set(&name) {
+                for (a, d) in &s.elems {
+                    out.push(Entry {
+                        net: Net::host(*a),
+                        tzero: (d - s.timeout_ms).div_euclid(1000),
+                        packets: 0,
+                        bytes: 0,
+                        counted: false,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+    fn table_stats(&mut self, anchor: &AnchorName) -> Result<Vec<TableStat>> {
+        let mut st = self.st();
+        st.gc();
+        let mut by: BTreeMap<String, u64> = BTreeMap::new();
+        for (name, s) in st.sets.iter().flatten() {
+            let t = name.rsplit_once('_').unwrap().0.to_owned();
+            *by.entry(t).or_default() += s.elems.len() as u64;
+        }
+        Ok(by
+            .into_iter()
+            .map(|(name, count)| TableStat {
+                name,
+                anchor: anchor.as_str().to_owned(),
+                active: true,
+                count,
+                counters: None,
+                packets: 0,
+                tzero: 0,
+            })
+            .collect())
+    }
+    fn add(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        let mut st = self.st();
+        let now = st.now;
+        let mut n = 0;
+        for a in addrs {
+            let s = st.set(&format!("{}_{}", t.name, fam(a.addr))).expect("set");
+            let d = now + s.timeout_ms;
+            n += usize::from(s.elems.insert(a.addr, d).is_none());
+        }
+        Ok(n)
+    }
+    fn delete(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        let mut st = self.st();
+        let mut n = 0;
+        for a in addrs {
+            if let Some(s) = st.set(&format!("{}_{}", t.name, fam(a.addr))) {
+                n += usize::from(s.elems.remove(&a.addr).is_some());
+            }
+        }
+        Ok(n)
+    }
+    fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        let mut st = self.st();
+        let now = st.now;
+        let mut n = 0;
+        for a in addrs {
+            if let Some(s) = st.set(&format!("{}_{}", t.name, fam(a.addr))) {
+                let d = now + s.timeout_ms;
+                if let Some(e) = s.elems.get_mut(&a.addr) {
+                    *e = d;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+    fn create(&mut self, _: &[(TableRef, TableFlags)]) -> Result<usize> {
+        Ok(0)
+    }
+    /// Elements with this many seconds left.
+    fn add_timed(&mut self, t: &TableRef, entries: &[(Net, u64)]) -> Result<usize> {
+        let mut st = self.st();
+        let now = st.now;
+        let mut n = 0;
+        for (a, secs) in entries {
+            let s = st.set(&format!("{}_{}", t.name, fam(a.addr))).expect("set");
+            n += usize::from(s.elems.insert(a.addr, now + *secs as i64 * 1000).is_none());
+        }
+        Ok(n)
+    }
+    fn caps(&self) -> Caps {
+        Caps::NFT
+    }
+    fn full_sets(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+    fn intact(&self, _: &Config) -> Option<bool> {
+        Some(self.0.lock().unwrap().sets.is_some())
+    }
+}
+
+impl ElementLookup for Nft {
+    fn left(&mut self, set: &str, addr: IpAddr) -> std::io::Result<Option<Option<u64>>> {
+        let mut st = self.st();
+        st.lookups += 1;
+        let now = st.now;
+        match st.set(set) {
+            None => Err(std::io::Error::from_raw_os_error(libc::ENOENT)),
+            Some(s) => Ok(s.elems.get(&addr).map(|d| Some((d - now) as u64))),
+        }
+    }
+    fn dump(&mut self, set: &str) -> std::io::Result<Vec<(IpAddr, Option<u64>)>> {
+        let mut st = self.st();
+        let now = st.now;
+        match st.set(set) {
+            None => Err(std::io::Error::from_raw_os_error(libc::ENOENT)),
+            Some(s) => Ok(s
+                .elems
+                .iter()
+                .map(|(a, d)| (*a, Some((d - now) as u64)))
+                .collect()),
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Mem(Arc<Mutex<Vec<(Level, String)>>>);
+
+impl Log for Mem {
+    fn log(&mut self, level: Level, msg: &str) {
+        self.0.lock().unwrap().push((level, msg.to_owned()));
+    }
+}
+
+impl Mem {
+    /// The lines logged since the last take, debug lines left out.
+    fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .drain(..)
+            .filter(|(l, _)| *l != Level::Debug)
+            .map(|(_, m)| m)
+            .collect()
+    }
+}
+
+const SSH: &str =
+    "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nrate = \"3/5\"\nttl = \"60s\"\n";
+
+struct Rig {
+    d: Daemon<Nft, Nft, Mem>,
+    k: Nft,
+    log: Mem,
+    path: PathBuf,
+    _dir: common::Scratch,
+}
+
+fn rig(name: &str, conf: &str) -> Rig {
+    let dir = common::Scratch::new(&format!("nft-daemon-{name}"));
+    let path = dir.join("pfknock.toml");
+    fs::write(&path, conf).unwrap();
+    let k = Nft::default();
+    k.at(T0);
+    let log = Mem::default();
+    let (cfg, _) = Config::load(&path).unwrap();
+    let mut d = Daemon::start(cfg, &path, k.clone(), k.clone(), log.clone(), T0 / 1000).unwrap();
+    d.use_events(Box::new(k.clone()), T0);
+    let started = log.take();
+    assert!(
+        started[0].starts_with("started: 1 service(s) in table inet pfknock"),
+        "{started:?}"
+    );
+    Rig {
+        d,
+        k,
+        log,
+        path,
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    /// The clock moves to `t` (ms); the daemon acts if something is due.
+    fn at(&mut self, t: i64) {
+        self.k.at(t);
+        if self.d.next_due_ms().is_some_and(|due| due <= t) {
+            self.d.tick_ms(t);
+        }
+    }
+    /// A knock at `t`: the kernel adds or refreshes, then its log packet
+    /// reaches the daemon.
+    fn knock(&mut self, t: i64, a: &str) -> IpAddr {
+        self.at(t);
+        let a = self.k.knock("ssh_4", a);
+        self.event(
+            t,
+            KernelEvent::Knock {
+                prefix: "pfknock ssh: ".into(),
+                addr: a,
+            },
+        );
+        a
+    }
+    fn event(&mut self, t: i64, ev: KernelEvent) {
+        self.k.at(t);
+        self.d.kernel(ev, t);
+    }
+    /// A command through the control socket, at `t` (ms).
+    fn command(&mut self, t: i64, argv: &[&str]) -> pfknock::control::Reply {
+        self.k.at(t);
+        let req = Request {
+            config: self.path.clone(),
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+        };
+        self.d.control(&req, t.div_euclid(1000))
+    }
+    /// A transaction by another process: its notifications, then the
+    /// commit that names it.
+    fn others(&mut self, t: i64, evs: Vec<KernelEvent>) {
+        for ev in evs {
+            self.event(t, ev);
+        }
+        self.event(
+            t,
+            KernelEvent::Commit {
+                pid: 4242,
+                process: "nft".into(),
+            },
+        );
+    }
+}
+
+fn s(ms: i64) -> i64 {
+    ms * 1000
+}
+
+#[test]
+fn an_authorization_is_logged_once_and_expires_at_the_kernels_millisecond() {
+    let mut r = rig("expiry", SSH);
+    let a = r.knock(T0 + 300, "198.18.0.9");
+    assert_eq!(
+        r.log.take(),
+        ["authorized 198.18.0.9 service=ssh table=ssh anchor=pfknock ttl=1m"]
+    );
+    // The kernel's deadline, not a second rounded either way.
+    assert_eq!(r.k.deadline("ssh_4", a), Some(T0 + 300 + s(60)));
+    assert_eq!(r.d.next_due_ms(), Some(T0 + 300 + s(60)));
+    // The connects past the limit of the same knock: no second line.
+    r.knock(T0 + 700, "198.18.0.9");
+    assert!(r.log.take().is_empty());
+    // One millisecond early: still there, nothing logged, no look-up made
+    // before it is due.
+    let before = r.k.st().lookups;
+    r.at(T0 + 700 + s(60) - 1);
+    assert!(r.log.take().is_empty());
+    assert_eq!(r.k.holds("ssh_4"), [a]);
+    assert_eq!(r.k.st().lookups, before);
+    r.at(T0 + 700 + s(60));
+    assert_eq!(
+        r.log.take(),
+        ["expired 198.18.0.9 service=ssh table=ssh anchor=pfknock age=1m ttl=1m"]
+    );
+    assert!(r.k.holds("ssh_4").is_empty());
+    assert_eq!(r.d.next_due_ms(), None);
+}
+
+#[test]
+fn a_knock_again_after_two_seconds_is_one_renewed_line_and_moves_the_deadline() {
+    let mut r = rig("renew", SSH);
+    r.knock(T0, "198.18.0.9");
+    r.log.take();
+    r.knock(T0 + s(30), "198.18.0.9");
+    r.knock(T0 + s(30) + 400, "198.18.0.9");
+    assert_eq!(
+        r.log.take(),
+        ["renewed 198.18.0.9 service=ssh table=ssh anchor=pfknock age=30s ttl=1m"]
+    );
+    // Not expired at the first deadline.
+    r.at(T0 + s(60) + 1);
+    assert!(r.log.take().is_empty());
+    r.at(T0 + s(90) + 400);
+    let l = r.log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].starts_with("expired 198.18.0.9 "), "{l:?}");
+}
+
+/// `pfknock revoke` overtakes the knock's log packet: the host is not
+/// tracked, and no restore brings it back.
+#[test]
+fn a_revoke_that_overtakes_the_knock_event_wins() {
+    let mut r = rig("revoke-race", SSH);
+    r.at(T0);
+    let a = r.k.knock("ssh_4", "198.18.0.9");
+    let reply = r.command(T0 + 5, &["revoke", "198.18.0.9"]);
+    assert!(reply.error.is_none(), "{:?}", reply.error);
+    r.event(
+        T0 + 10,
+        KernelEvent::Knock {
+            prefix: "pfknock ssh: ".into(),
+            addr: a,
+        },
+    );
+    let l = r.log.take();
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert!(l[0].starts_with("revoked 198.18.0.9 service=ssh"), "{l:?}");
+    assert_eq!(
+        l[1],
+        "authorized 198.18.0.9 service=ssh table=ssh anchor=pfknock ttl=1m \
+         (removed again before the daemon saw it)"
+    );
+    // Someone deletes the table: it comes back without the revoked host.
+    r.k.delete_table();
+    r.others(
+        T0 + s(1),
+        vec![KernelEvent::Changed {
+            what: "table",
+            name: "pfknock".into(),
+        }],
+    );
+    assert!(r.k.holds("ssh_4").is_empty(), "the revoked host came back");
+    let l = r.log.take();
+    assert!(
+        l.iter().any(|x| x.contains("restored 0 authorizations")),
+        "{l:?}"
+    );
+    assert_eq!(r.d.next_due_ms(), None);
+}
+
+/// A deleted table is loaded again and each authorization put back with
+/// the whole seconds it had left, never more.
+#[test]
+fn a_restore_gives_back_the_time_left_and_no_more() {
+    let mut r = rig("restore", SSH);
+    let a = r.knock(T0, "198.18.0.9");
+    let b = r.knock(T0 + s(40), "198.18.0.10");
+    r.log.take();
+    let loads = r.k.st().loads;
+    r.k.delete_table();
+    r.others(
+        T0 + s(50) + 500,
+        vec![
+            KernelEvent::Changed {
+                what: "set",
+                name: "ssh_4".into(),
+            },
+            KernelEvent::Changed {
+                what: "table",
+                name: "pfknock".into(),
+            },
+        ],
+    );
+    assert_eq!(r.k.st().loads, loads + 1);
+    assert_eq!(
+        r.log.take(),
+        [
+            "table restored after a change by nft[4242] (set ssh_4, table pfknock): restored 2 authorizations"
+        ]
+    );
+    // a had 9.5 s left, b 49.5 s: 9 and 49 whole seconds.
+    assert_eq!(r.k.deadline("ssh_4", a), Some(T0 + s(50) + 500 + s(9)));
+    assert_eq!(r.k.deadline("ssh_4", b), Some(T0 + s(50) + 500 + s(49)));
+    // Each expires (and is logged) once, at the kernel's deadline.
+    r.at(T0 + s(59) + 499);
+    assert!(r.log.take().is_empty(), "not before the kernel's deadline");
+    r.at(T0 + s(59) + 500);
+    let l = r.log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].starts_with("expired 198.18.0.9 "), "{l:?}");
+}
+
+/// Lost notifications: the sets are read again, and what is there is
+/// known without a line each; lost events for good: back to polling.
+#[test]
+fn an_overrun_reads_the_sets_again_and_a_lost_source_falls_back_to_polling() {
+    let mut r = rig("overrun", SSH);
+    r.at(T0);
+    r.k.knock("ssh_4", "198.18.0.9");
+    r.k.knock("ssh_4", "198.18.0.10");
+    r.event(T0 + 1, KernelEvent::Overrun);
+    assert_eq!(
+        r.log.take(),
+        ["the kernel dropped notifications: reading the sets again"]
+    );
+    assert_eq!(r.d.next_due_ms(), Some(T0 + s(60)));
+    r.at(T0 + s(60));
+    let l = r.log.take();
+    assert_eq!(l.len(), 2, "both expire, each once: {l:?}");
+    assert!(r.d.next_due_ms().is_none());
+    assert!(!r.d.polls());
+    r.event(T0 + s(61), KernelEvent::Lost("nflog: ENOBUFS".into()));
+    assert!(r.d.polls());
+    let l = r.log.take();
+    assert_eq!(
+        l,
+        ["kernel events lost (nflog: ENOBUFS): polling every 1s from now on"]
+    );
+    // The events mode ignores what still arrives.
+    r.event(
+        T0 + s(62),
+        KernelEvent::Knock {
+            prefix: "pfknock ssh: ".into(),
+            addr: "198.18.0.11".parse().unwrap(),
+        },
+    );
+    assert!(r.log.take().is_empty());
+}
+
+/// What another process does to the authorized sets is logged with who
+/// did it, once; its adds are then expired as the daemon's own.
+#[test]
+fn changes_by_others_are_logged_with_who_made_them() {
+    let mut r = rig("others", SSH);
+    r.at(T0);
+    let a = r.k.knock("ssh_4", "198.18.0.20");
+    r.others(
+        T0 + 2,
+        vec![KernelEvent::Elements {
+            set: "ssh_4".into(),
+            added: true,
+            addrs: vec![(a, Some(60_000))],
+        }],
+    );
+    assert_eq!(
+        r.log.take(),
+        ["authorized 198.18.0.20 service=ssh table=ssh anchor=pfknock ttl=1m by nft[4242]"]
+    );
+    r.at(T0 + s(10));
+    r.k.st().set("ssh_4").unwrap().elems.clear();
+    r.others(
+        T0 + s(10),
+        vec![KernelEvent::Elements {
+            set: "ssh_4".into(),
+            added: false,
+            addrs: vec![(a, None)],
+        }],
+    );
+    assert_eq!(
+        r.log.take(),
+        ["removed 198.18.0.20 service=ssh table=ssh anchor=pfknock age=10s ttl=1m by nft[4242]"]
+    );
+    r.at(T0 + s(61));
+    assert!(r.log.take().is_empty(), "no ghost expiry");
+}
+
+/// A SIGHUP that shortens the ttl expires, and logs with the new ttl,
+/// what is past it, at once; what is not gets the new deadline.
+#[test]
+fn a_shorter_ttl_expires_what_is_past_it_at_once() {
+    let mut r = rig("retime", SSH);
+    r.knock(T0, "198.18.0.9");
+    r.knock(T0 + s(25), "198.18.0.10");
+    r.log.take();
+    fs::write(&r.path, SSH.replace("60s", "30s")).unwrap();
+    r.k.at(T0 + s(40));
+    r.d.reload((T0 + s(40)) / 1000);
+    let l = r.log.take();
+    assert!(l[0].starts_with("reloaded "), "{l:?}");
+    assert!(
+        l.iter()
+            .any(|x| x.starts_with("expired 198.18.0.9 ") && x.ends_with("ttl=30s")),
+        "{l:?}"
+    );
+    assert!(!l.iter().any(|x| x.contains("198.18.0.10")), "{l:?}");
+    assert_eq!(r.d.next_due_ms(), Some(T0 + s(55)));
+}
+
+/// `pfknock unload` through the daemon holds: a later change to the
+/// table is not undone, and nothing is restored, until `load`.
+#[test]
+fn unload_through_the_daemon_holds_until_load() {
+    let mut r = rig("unload", SSH);
+    r.knock(T0, "198.18.0.9");
+    r.log.take();
+    let reply = r.command(T0 + s(1), &["unload"]);
+    assert!(reply.error.is_none(), "{:?}", reply.error);
+    assert_eq!(r.k.st().unloads, 1);
+    assert!(r.k.holds("ssh_4").is_empty());
+    let loads = r.k.st().loads;
+    r.k.delete_table();
+    r.others(
+        T0 + s(2),
+        vec![KernelEvent::Changed {
+            what: "table",
+            name: "pfknock".into(),
+        }],
+    );
+    assert_eq!(r.k.st().loads, loads, "the daemon undid unload");
+    let l = r.log.take();
+    assert!(
+        l.iter()
+            .any(|x| x.contains("unloaded by pfknock unload: 1 authorizations went with it")),
+        "{l:?}"
+    );
+    assert!(
+        l.iter()
+            .any(|x| x.contains("left as it is until pfknock load")),
+        "{l:?}"
+    );
+    // No expiry line for what went with the unload.
+    r.at(T0 + s(61));
+    assert!(r.log.take().is_empty());
+    let reply = r.command(T0 + s(62), &["load"]);
+    assert!(reply.error.is_none(), "{:?}", reply.error);
+    assert_eq!(r.k.st().loads, loads + 1);
+    let l = r.log.take();
+    assert!(
+        l.iter().any(|x| x == "anchor pfknock loaded again"),
+        "{l:?}"
+    );
+}
