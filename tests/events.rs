@@ -683,6 +683,77 @@ fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
+/// A process with CAP_NET_ADMIN sends a forged nfnetlink_log packet
+/// (prefix and payload as the kernel's, source 198.18.71.123) to each of
+/// the daemon's netfilter netlink sockets: the daemon believes only the
+/// kernel (port id 0), logs the forgery, authorizes nothing, and a later
+/// load puts nothing back.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_forged_netlink_message_is_not_believed() {
+    need_root_and_tools!();
+    let mut n = Net::new(&conf("10m"));
+    n.up();
+    let (mut d, pid, log, _) = counted_daemon(&n);
+    read_log(&log, 5, |s| s.contains("last run"));
+    // The daemon's netlink sockets (protocol 12, NETLINK_NETFILTER), by
+    // inode, as its namespace's /proc/net/netlink lists them.
+    let inodes: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = String::from_utf8(ns(&n.srv, &["cat", "/proc/net/netlink"]).stdout).unwrap();
+    let ports: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 10 && f[1] == "12" && inodes.iter().any(|i| i == f[9]))
+                .then(|| f[2].to_owned())
+        })
+        .collect();
+    assert!(!ports.is_empty(), "the daemon's sockets: {table}");
+    let py = "import socket, struct, sys\n\
+              def nla(t, v):\n\
+              \x20   b = struct.pack('=HH', len(v) + 4, t) + v\n\
+              \x20   return b + b'\\0' * (-len(b) % 4)\n\
+              ip = bytearray(40); ip[0] = 0x45; ip[12:16] = bytes([198, 18, 71, 123])\n\
+              body = struct.pack('=BBH', 2, 0, socket.htons(4747)) + nla(1, b'\\x08\\x00\\x01\\x00') \\\n\
+              \x20   + nla(10, b'pfknock ssh: \\0') + nla(9, bytes(ip))\n\
+              m = struct.pack('=IHHII', 16 + len(body), 0x0400, 0, 0, 0) + body\n\
+              s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)\n\
+              for p in sys.argv[1:]:\n\
+              \x20   s.sendto(m, (int(p), 0))\n";
+    let mut args = vec!["python3", "-c", py];
+    args.extend(ports.iter().map(String::as_str));
+    ok(&ns(&n.srv, &args));
+    let said = read_log(&log, 3, |s| s.contains("did not send"));
+    assert!(
+        said.contains("nflog: 1 netlink message(s) that the kernel did not send ignored"),
+        "{said}"
+    );
+    assert!(!said.contains("198.18.71.123"), "{said}");
+    ok(&n.via_daemon(&["load"]));
+    let set = String::from_utf8_lossy(
+        &ns(&n.srv, &["nft", "list", "set", "inet", "pfknock", "ssh_4"]).stdout,
+    )
+    .into_owned();
+    assert!(!set.contains("198.18.71.123"), "{set}");
+    // A real knock is still believed.
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    let said = read_log(&log, 3, |s| s.contains("authorized"));
+    assert!(
+        said.contains(&format!("authorized {} ", n.cli_ip(false))),
+        "{said}"
+    );
+    let _ = d.kill();
+    let _ = d.wait();
+}
+
 /// SIGHUP with a shorter ttl: what is past it expires at once, and is
 /// logged with the new ttl; the authorized line comes within moments of
 /// the knock (nflog batches up to a second by default).

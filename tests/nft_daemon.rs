@@ -657,3 +657,27 @@ fn unload_through_the_daemon_holds_until_load() {
         "{l:?}"
     );
 }
+
+/// Datagrams the kernel did not send: the first is logged at once, a
+/// flood after it is one line with its number every five minutes.
+#[test]
+fn forged_datagrams_are_logged_without_flooding_the_log() {
+    let mut r = rig("forged", SSH);
+    r.event(T0, KernelEvent::Forged("nflog"));
+    assert_eq!(
+        r.log.take(),
+        [
+            "nflog: 1 netlink message(s) that the kernel did not send ignored \
+          (forged by a local process with CAP_NET_ADMIN)"
+        ]
+    );
+    for i in 0..1000 {
+        r.event(T0 + i, KernelEvent::Forged("nflog"));
+    }
+    assert!(r.log.take().is_empty());
+    r.event(T0 + s(300), KernelEvent::Forged("nflog"));
+    let l = r.log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].starts_with("nflog: 1001 netlink message(s)"), "{l:?}");
+    assert!(r.k.holds("ssh_4").is_empty());
+}

@@ -37,6 +37,9 @@ pub enum KernelEvent {
     Overrun,
     /// A source of events failed for good: back to polling.
     Lost(String),
+    /// A datagram on this socket that the kernel did not send (another
+    /// process's, to the socket's port id): ignored unread.
+    Forged(&'static str),
 }
 
 /// Is an element still in a set, and for how long (milliseconds; `None`
@@ -75,6 +78,8 @@ pub(super) struct Events {
     /// Authorizations per set (index as in `sets`), to tell when one is
     /// full: the kernel says nothing when an `add` finds no room.
     pub(super) count: Vec<usize>,
+    /// Forged datagrams not yet logged, and when the last line was (ms).
+    pub(super) forged: (u64, i64),
 }
 
 /// Whole seconds left until `until` (ms), rounded down: what a restore
@@ -107,6 +112,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             due: BinaryHeap::new(),
             batch: Vec::new(),
             count: Vec::new(),
+            forged: (0, i64::MIN),
         });
         self.resync(now);
     }
@@ -280,6 +286,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 );
                 self.resync(now);
             }
+            KernelEvent::Forged(on) => self.forged(on, now),
             KernelEvent::Lost(why) => {
                 self.log.log(
                     Level::Err,
@@ -295,6 +302,28 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 }
             }
         }
+    }
+
+    /// A datagram the kernel did not send: logged at once, then at most
+    /// once every `REPEAT_EVERY` seconds with how many came meanwhile, so
+    /// a flood of them cannot flood the log.
+    fn forged(&mut self, on: &str, now: i64) {
+        let Some(e) = self.events.as_mut() else {
+            return;
+        };
+        e.forged.0 += 1;
+        if now.saturating_sub(e.forged.1) < ms(super::REPEAT_EVERY) {
+            return;
+        }
+        let n = std::mem::take(&mut e.forged.0);
+        e.forged.1 = now;
+        self.log.log(
+            Level::Warning,
+            &format!(
+                "{on}: {n} netlink message(s) that the kernel did not send ignored \
+                 (forged by a local process with CAP_NET_ADMIN)"
+            ),
+        );
     }
 
     fn knocked(&mut self, prefix: &str, addr: IpAddr, now: i64) {
