@@ -339,8 +339,9 @@ fn grammar() -> Grammar {
                 r#"\t\t(?:iifname "{IF}" )?tcp dport {PORT} (?:{SYN}|{ACK} ct state invalid,untracked,new) {SYNPROXY}"#,
             ),
             re(r#"\t\t(?:iifname "{IF}" )?tcp dport {PORT} reject with tcp reset"#),
+            re(r#"\t\t(?:iifname "{IF}" )?{DADDR}{DPORT} {IP} saddr @{SET} accept"#),
             re(
-                r#"\t\t(?:iifname "{IF}" )?{DADDR}{DPORT} {IP} saddr @{SET}(?: ct state established ct status assured update @{SET} \{ {IP} saddr \})? accept"#,
+                r#"\t\t(?:iifname "{IF}" )?{DADDR}(?:tcp dport {PORTS} {IP} saddr @{SET} ct state established ct status assured ct expiration > 10m tcp flags & \(syn \| rst\) == 0|udp dport {PORTS} {IP} saddr @{SET} ct state established ct status assured) update @{SET} \{ {IP} saddr \} accept"#,
             ),
             re(
                 r#"\t\t(?:iifname "{IF}" )?{DADDR}{DPORT} (?:ct state established,related accept|drop)"#,

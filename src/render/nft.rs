@@ -500,9 +500,41 @@ fn protect_rules(out: &mut Vec<String>, s: &Service, hook: Hook) {
             // host's reset; measured). conntrack sets ASSURED only when the
             // final ACK of a handshake is valid (nf_conntrack_proto_tcp.c,
             // nf_conntrack_tcp_packet), which a blind forger cannot send.
-            out.push(format!(
-                "{iif}{dport} {ip} saddr @{set} ct state established ct status assured update @{set} {{ {ip} saddr }} accept"
-            ));
+            // Nor do a reset or a SYN: on a connection in TIME_WAIT (or
+            // CLOSE) conntrack takes an RST, and a SYN it does not take as
+            // a reopening, without checking the sequence number against
+            // the window (nf_conntrack_proto_tcp.c, nf_conntrack_tcp_packet:
+            // the RST and TCP_CONNTRACK_IGNORE cases), as part of the
+            // assured connection; so one forged with an ended session's
+            // 5-tuple would count as the client alive (measured: an RST
+            // every 4 s kept a 20 s idle authorization 72 s; a SYN every
+            // 0.5 s, as long as it went on). A live client sends neither
+            // on an established connection; its other packets are checked
+            // against the window, which a blind forger does not know.
+            // And only while the connection is in TCP's ESTABLISHED state,
+            // told by its timer (`ct expiration`: 5 days there by default,
+            // nf_conntrack_tcp_timeout_established; at most 5 minutes in
+            // every other state): on a connection being closed or closed
+            // (FIN_WAIT, CLOSE_WAIT, TIME_WAIT, CLOSE) conntrack lets
+            // packets that fail its window check pass as part of it
+            // without marking them invalid, so a guessed ACK or data
+            // segment with an ended session's 5-tuple would count
+            // (measured: it did, for the CLOSE state's 10 s).
+            //
+            // One rule per protocol. (UDP has no flags, no window and no
+            // such states: any packet with the flow's addresses and ports
+            // counts; pfknock(8) says so.)
+            let ports: Vec<String> = s.protect.iter().map(PortRange::nft).collect();
+            for p in &s.proto {
+                let (name, alive) = match p {
+                    Proto::Tcp => ("tcp", " ct expiration > 10m tcp flags & (syn | rst) == 0"),
+                    Proto::Udp => ("udp", ""),
+                };
+                out.push(format!(
+                    "{iif}{to}{name} dport {} {ip} saddr @{set} ct state established ct status assured{alive} update @{set} {{ {ip} saddr }} accept",
+                    list(&ports)
+                ));
+            }
         }
         out.push(format!("{iif}{dport} {ip} saddr @{set} accept"));
         if s.allow.iter().any(|n| Af::of(n) == af) {

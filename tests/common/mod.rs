@@ -165,10 +165,11 @@ impl Net {
         self.up_with("c.close()");
     }
 
-    /// `up`, with a listener that echoes what it gets, a thread each.
+    /// `up`, with a listener that echoes what it gets, a thread each, and
+    /// closes its side when the client closes.
     pub fn up_echo(&mut self) {
         self.up_with(
-            "threading.Thread(target=lambda c=c: [c.sendall(d) for d in iter(lambda: c.recv(64), b'')], daemon=True).start()",
+            "threading.Thread(target=lambda c=c: ([c.sendall(d) for d in iter(lambda: c.recv(64), b'')], c.close()), daemon=True).start()",
         );
     }
 
@@ -188,7 +189,7 @@ impl Net {
     /// table loaded (nothing in the namespace uses conntrack yet).
     pub fn listen_echo(&mut self) {
         self.listen_with(
-            "threading.Thread(target=lambda c=c: [c.sendall(d) for d in iter(lambda: c.recv(64), b'')], daemon=True).start()",
+            "threading.Thread(target=lambda c=c: ([c.sendall(d) for d in iter(lambda: c.recv(64), b'')], c.close()), daemon=True).start()",
         );
     }
 
