@@ -55,19 +55,20 @@ impl std::fmt::Debug for PortSource {
     }
 }
 
-/// Resolve the host to one address of the wanted family.
-pub fn resolve(host: &str, family: Family) -> Result<IpAddr> {
+/// Resolve the host to one address of the wanted family (port 0). An
+/// IPv6 link-local address keeps its scope (`fe80::1%em0`), so every
+/// connect goes out on that link.
+pub fn resolve(host: &str, family: Family) -> Result<SocketAddr> {
     let addrs: Vec<SocketAddr> = (host, 0)
         .to_socket_addrs()
         .map_err(|e| Error::Other(format!("{host}: cannot resolve: {}", io_words(&e))))?
         .collect();
     addrs
-        .iter()
-        .map(|a| a.ip())
-        .find(|ip| match family {
+        .into_iter()
+        .find(|a| match family {
             Family::Any => true,
-            Family::V4 => ip.is_ipv4(),
-            Family::V6 => ip.is_ipv6(),
+            Family::V4 => a.is_ipv4(),
+            Family::V6 => a.is_ipv6(),
         })
         .ok_or_else(|| {
             Error::Other(format!(
@@ -79,6 +80,13 @@ pub fn resolve(host: &str, family: Family) -> Result<IpAddr> {
                 }
             ))
         })
+}
+
+/// `host` (with its scope) at `port`.
+fn at(host: SocketAddr, port: u16) -> SocketAddr {
+    let mut a = host;
+    a.set_port(port);
+    a
 }
 
 fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
@@ -116,35 +124,35 @@ fn fmt_addr(a: SocketAddr) -> String {
 
 /// Resolve the host and knock every port in order, `hits` full connects
 /// each. Returns the address knocked.
-fn knock_all(o: &Opts) -> Result<IpAddr> {
+fn knock_all(o: &Opts) -> Result<SocketAddr> {
     if o.ports.is_empty() {
         return Err(Error::Usage(
             "no knock ports: give them, or --service".into(),
         ));
     }
-    let ip = resolve(&o.host, o.family)?;
-    knock_seq(ip, &o.ports, o)?;
-    Ok(ip)
+    let host = resolve(&o.host, o.family)?;
+    knock_seq(host, &o.ports, o)?;
+    Ok(host)
 }
 
 /// Knock `ports` in order.
-fn knock_seq(ip: IpAddr, ports: &[u16], o: &Opts) -> Result<()> {
+fn knock_seq(host: SocketAddr, ports: &[u16], o: &Opts) -> Result<()> {
     for (i, &p) in ports.iter().enumerate() {
         if i > 0 {
             thread::sleep(o.gap);
         }
-        knock_port(SocketAddr::new(ip, p), o)?;
+        knock_port(at(host, p), o)?;
     }
     Ok(())
 }
 
 /// Knock, then check the protected port if asked. Returns the address.
 pub fn knock(o: &Opts) -> Result<IpAddr> {
-    let ip = knock_all(o)?;
+    let host = knock_all(o)?;
     if let Some(v) = o.verify {
-        verify(SocketAddr::new(ip, v), ip, o)?;
+        verify(at(host, v), host, o)?;
     }
-    Ok(ip)
+    Ok(host.ip())
 }
 
 fn knock_port(addr: SocketAddr, o: &Opts) -> Result<()> {
@@ -168,7 +176,7 @@ fn knock_port(addr: SocketAddr, o: &Opts) -> Result<()> {
 /// Probe the protected port; while it does not answer, wait (doubling from
 /// a quarter second) and knock the last port again, or, when a rotating
 /// knock's ports have changed meanwhile, every port of the new step.
-fn verify(target: SocketAddr, ip: IpAddr, o: &Opts) -> Result<TcpStream> {
+fn verify(target: SocketAddr, host: SocketAddr, o: &Opts) -> Result<TcpStream> {
     let mut wait = Duration::from_millis(250);
     let mut ports = o.ports.clone();
     let mut tries = 0;
@@ -195,11 +203,11 @@ fn verify(target: SocketAddr, ip: IpAddr, o: &Opts) -> Result<TcpStream> {
             let now = (src.0)()?;
             if now != ports {
                 ports = now;
-                knock_seq(ip, &ports, o)?;
+                knock_seq(host, &ports, o)?;
                 continue;
             }
         }
-        let last = SocketAddr::new(ip, *ports.last().expect("ports checked"));
+        let last = at(host, *ports.last().expect("ports checked"));
         knock_port(last, o)?;
     }
 }
@@ -212,8 +220,8 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// does), then relay stdin to the connection and the connection to stdout
 /// until either side closes, or nothing moves for `idle` (zero: never).
 pub fn proxy(o: &Opts, port: u16, idle: Duration) -> Result<()> {
-    let ip = knock_all(o)?;
-    let s = verify(SocketAddr::new(ip, port), ip, o)?;
+    let host = knock_all(o)?;
+    let s = verify(at(host, port), host, o)?;
     relay(s, io::stdin(), io::stdout(), idle)
 }
 

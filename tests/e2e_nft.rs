@@ -320,3 +320,41 @@ fn sigusr2_logs_the_status() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+/// The client knocks a link-local target on the link its scope names
+/// (`fe80::…%dev`; the scope was dropped once, and the connect failed
+/// with "invalid argument"): the knock completes and counts.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_link_local_target_is_knocked_on_its_link() {
+    need_root_and_tools!();
+    let mut n = Net::new(&RATE.replace("3s", "10m"));
+    n.up();
+    let link_local = |netns: &str| -> Option<String> {
+        let o = common::ns(netns, &["ip", "-6", "-o", "addr", "show", "scope", "link"]);
+        let t = String::from_utf8_lossy(&o.stdout).into_owned();
+        t.lines()
+            .find(|l| !l.contains("tentative"))
+            .and_then(|l| l.split_whitespace().skip_while(|w| *w != "inet6").nth(1))
+            .map(|a| a.split('/').next().unwrap_or(a).to_owned())
+    };
+    let mut srv = None;
+    common::wait_for("the server's link-local address", || {
+        srv = link_local(&n.srv);
+        srv.is_some()
+    });
+    let target = format!("{}%{}", srv.unwrap(), n.cli_dev());
+    let o = n.knock(&[&target, "1234", "-n", "3"]);
+    assert!(o.status.success(), "{o:?}");
+    let set = String::from_utf8_lossy(
+        &common::ns(&n.srv, &["nft", "list", "set", "inet", "pfknock", "ssh_6"]).stdout,
+    )
+    .into_owned();
+    // Linux sends from the link's global address here (fd00:…), which
+    // counts; a link-local source would not.
+    assert!(set.contains(&n.cli_ip(true)), "{set}");
+    assert!(
+        !set.contains("fe80:"),
+        "a link-local knocker counted: {set}"
+    );
+}
