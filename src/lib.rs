@@ -1,7 +1,8 @@
 //! pfknock: port knocking done by the firewall itself.
 //!
-//! ARCHITECTURE.md draws the modules and who may call whom. Pure modules
-//! (`name`, `names`, `config`, `render`, `policy`) forbid `unsafe`; the only
+//! ARCHITECTURE.md draws the modules in layers and who may call whom.
+//! Modules that do no I/O (`name`, `schema`, `names`, `render`, `policy`)
+//! and every other forbid `unsafe`; the only
 //! `unsafe` lives in the per-OS `sys_*` modules, each marked with
 //! `#[allow(unsafe_code)]`, so `grep -rn 'allow(unsafe_code' src` lists the
 //! whole audit surface.
@@ -19,6 +20,7 @@ pub mod control;
 pub mod daemon;
 pub mod dispatch;
 pub mod error;
+pub mod kevents;
 pub mod knock;
 pub mod name;
 pub mod names;
@@ -31,6 +33,7 @@ pub mod pfctl;
 pub mod policy;
 pub mod render;
 pub mod rotate;
+pub mod schema;
 #[allow(unsafe_code)]
 pub mod sys_unix;
 pub mod syslog;

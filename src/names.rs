@@ -21,8 +21,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{Role, Service};
 use crate::name::TableName;
+use crate::schema::{Role, Service};
 
 /// The firewall a name is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,5 +208,32 @@ impl Names {
             }
         }
         None
+    }
+}
+
+/// The pf tables a service owns, by the names derived here.
+impl Service {
+    /// The table of hosts that passed stage `k` (1-based, `k < knock.len()`).
+    pub fn stage_table(&self, k: usize) -> TableName {
+        pf_table(self, Object::Table(Role::Stage(k))).expect("a pf table")
+    }
+
+    pub fn renew_table(&self) -> TableName {
+        pf_table(self, Object::Table(Role::Renew)).expect("a pf table")
+    }
+
+    pub fn allow_table(&self) -> TableName {
+        pf_table(self, Object::Table(Role::Allow)).expect("a pf table")
+    }
+
+    /// Every pf table this service owns in the anchor, in render order.
+    pub fn tables(&self) -> Vec<(TableName, Role)> {
+        objects(self)
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::Table(r) => Some((pf_table(self, o)?, r)),
+                Object::Meter(_) | Object::Kept => None,
+            })
+            .collect()
     }
 }

@@ -47,7 +47,7 @@ const NFNLGRP_NFTABLES: u32 = 7;
 /// messages; nflog batches packets).
 const RCVBUF: usize = 4 << 20;
 
-pub use crate::daemon::KernelEvent;
+pub use crate::kevents::KernelEvent;
 
 fn sock() -> io::Result<Socket> {
     let mut s = Socket::new(NETLINK_NETFILTER)?;
@@ -584,7 +584,7 @@ fn key_of(addr: IpAddr) -> Vec<u8> {
 /// An element's address, its timeout and its time left, in milliseconds.
 pub type TimedElement = (IpAddr, Option<u64>, Option<u64>);
 
-impl crate::daemon::ElementLookup for Lookup {
+impl crate::kevents::ElementLookup for Lookup {
     fn left(&mut self, set: &str, addr: IpAddr) -> io::Result<Option<Option<u64>>> {
         self.get(set, addr)
     }

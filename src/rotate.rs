@@ -20,9 +20,9 @@ use std::path::Path;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::config::{Config, Rotate};
 use crate::error::{Error, Result};
 use crate::name::{Port, PortRange};
+use crate::schema::{Config, Rotate};
 
 /// What the HMAC's message starts with: the derivation's name and version.
 pub const CONTEXT: &[u8] = b"pfknock rotate v1";
@@ -112,7 +112,7 @@ pub fn parse_secret(text: &str) -> std::result::Result<Vec<u8>, String> {
 /// pfknock runs as, can read or write (as root, in directories that root
 /// alone can change), like ssh's keys.
 pub fn read_secret(path: &Path) -> Result<Vec<u8>> {
-    let text = crate::config::read_secret_file(path).map_err(|e| match e {
+    let text = crate::trusted::read_secret_file(path).map_err(|e| match e {
         Error::ConfigFile { file, source } if source.kind() == std::io::ErrorKind::NotFound => {
             Error::Config {
                 msg: format!(
@@ -149,7 +149,7 @@ pub fn apply(cfg: &mut Config, now: i64) -> Result<()> {
 /// A rotating service's ports as of `now`: this step's, the previous
 /// step's and, from `lead` before the next step, the next's; and when this
 /// step started.
-pub fn fill(s: &mut crate::config::Service, secret: &[u8], now: i64) {
+pub fn fill(s: &mut crate::schema::Service, secret: &[u8], now: i64) {
     let Some(r) = s.rotate.clone() else { return };
     let (now_ports, prev_ports) = ports_now(secret, &s.name, &r, now);
     let t = step_of(now, r.step.0);

@@ -10,34 +10,17 @@ use std::ffi::CString;
 use std::io;
 use std::sync::OnceLock;
 
-use crate::config::Facility;
-
 /// openlog(3) keeps the ident pointer: it must live as long as the process.
 static IDENT: OnceLock<CString> = OnceLock::new();
 
-fn facility(f: Facility) -> libc::c_int {
-    match f {
-        Facility::Auth => libc::LOG_AUTH,
-        Facility::Authpriv => libc::LOG_AUTHPRIV,
-        Facility::Daemon => libc::LOG_DAEMON,
-        Facility::User => libc::LOG_USER,
-        Facility::Local(n) => libc::LOG_LOCAL0 + (n as libc::c_int) * 8,
-    }
-}
-
-/// openlog("pfknock", LOG_PID | LOG_NDELAY, facility).
-pub fn openlog(f: Facility) {
+/// openlog("pfknock", LOG_PID | LOG_NDELAY, facility), the facility as
+/// syslog.h encodes it (`LOG_AUTH`: 4 << 3).
+pub fn openlog(facility: libc::c_int) {
     let ident = IDENT.get_or_init(|| CString::new("pfknock").expect("no NUL"));
     // SAFETY: `ident` is a NUL-terminated string in a static that is never
     // dropped or moved, so the pointer openlog keeps stays valid for the
     // life of the process; the other arguments are plain integers.
-    unsafe {
-        libc::openlog(
-            ident.as_ptr(),
-            libc::LOG_PID | libc::LOG_NDELAY,
-            facility(f),
-        )
-    };
+    unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID | libc::LOG_NDELAY, facility) };
 }
 
 /// syslog(3) one message at a priority (`libc::LOG_*`).

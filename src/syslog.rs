@@ -113,7 +113,7 @@ static STATE: Mutex<Option<State>> = Mutex::new(None);
 /// Start logging to `facility` (again, when the config names another).
 pub fn open(facility: Facility) {
     if cfg!(target_os = "openbsd") {
-        crate::sys_unix::openlog(facility);
+        crate::sys_unix::openlog(libc::c_int::from(code(facility)) << 3);
     }
     let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
     match g.as_mut() {
@@ -221,6 +221,21 @@ pub fn drain(limit: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The facility codes are syslog.h's, as openlog(3) takes them.
+    #[test]
+    fn facility_codes_are_the_systems() {
+        for (f, want) in [
+            (Facility::Auth, libc::LOG_AUTH),
+            (Facility::Authpriv, libc::LOG_AUTHPRIV),
+            (Facility::Daemon, libc::LOG_DAEMON),
+            (Facility::User, libc::LOG_USER),
+            (Facility::Local(0), libc::LOG_LOCAL0),
+            (Facility::Local(7), libc::LOG_LOCAL7),
+        ] {
+            assert_eq!(libc::c_int::from(code(f)) << 3, want, "{f:?}");
+        }
+    }
 
     /// A burst far past the socket's own queue, to a reader that is slow
     /// at first: every line arrives, in order.

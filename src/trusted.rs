@@ -19,6 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
+use crate::error::{Error, Result};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, openat, readlinkat, statat};
 
 /// Symbolic links followed on one walk at most, as the kernel's own
@@ -141,6 +142,117 @@ pub fn open(path: &Path) -> Result<File, Refused> {
     }
     // The path named `/` itself, or only `..`s above it.
     Err(Refused::Io(std::io::Error::from_raw_os_error(libc::EISDIR)))
+}
+
+// ---- reading what was opened -------------------------------------------------
+
+/// The largest config file pfknock reads: a million allow entries take
+/// about 18 MB of text.
+pub const CONFIG_MAX: u64 = 64 << 20;
+
+/// Read a file that pfknock will act on as root, the one safe way: open it
+/// (without blocking, so a FIFO cannot hang it), then check the open
+/// descriptor, not the path: a regular file of at most `CONFIG_MAX` bytes.
+/// With `root_only`, also owned by root and writable by nobody else, in
+/// directories that root alone can change (a sticky directory such as
+/// /tmp counts as safe: nobody else can rename what root put there),
+/// reached without following a symbolic link that root does not own
+/// (`open`).
+/// `-` (standard input) is refused: there is nothing to check.
+pub fn read_trusted(path: &Path, root_only: bool) -> Result<String> {
+    read_checked(path, root_only).map(|(text, _)| text)
+}
+
+/// The largest secret file read: a line of hexadecimal digits.
+const SECRET_FILE_MAX: u64 = 4096;
+
+/// Read a secret file (`rotate.secret`, `knock --secret`): as
+/// `read_trusted`, and besides owned by the user pfknock runs as, with
+/// no access for group or others.
+pub fn read_secret_file(path: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let root = crate::sys_unix::euid() == 0;
+    let (text, m) = read_checked(path, root)?;
+    let euid = crate::sys_unix::euid();
+    if m.uid() != euid || m.mode() & 0o077 != 0 || m.len() > SECRET_FILE_MAX {
+        return Err(Error::Config {
+            file: path.to_owned(),
+            line: 0,
+            key: String::new(),
+            msg: if m.len() > SECRET_FILE_MAX {
+                format!("{} bytes: not a secret file", m.len())
+            } else {
+                format!(
+                    "a secret file must be owned by uid {euid} with mode 0600 or stricter \
+                     (owner uid {}, mode {:04o}): refusing to use it",
+                    m.uid(),
+                    m.mode() & 0o7777
+                )
+            },
+        });
+    }
+    Ok(text)
+}
+
+fn read_checked(path: &Path, root_only: bool) -> Result<(String, std::fs::Metadata)> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let bad = |msg: String| Error::Config {
+        file: path.to_owned(),
+        line: 0,
+        key: String::new(),
+        msg,
+    };
+    if path == Path::new("-") {
+        return Err(Error::Usage(
+            "-c -: a config from standard input cannot be checked for who may write it: give a file".into(),
+        ));
+    }
+    let io = |source: std::io::Error| Error::ConfigFile {
+        file: path.to_owned(),
+        source,
+    };
+    // As root: walked from / (crate::trusted), so that the directories
+    // checked are those of the file read, and no link another user
+    // planted is followed.
+    let f = if root_only {
+        open(path).map_err(|r| match r {
+            Refused::Io(e) => io(e),
+            Refused::Untrusted(m) => bad(m),
+        })?
+    } else {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(io)?
+    };
+    let m = f.metadata().map_err(io)?;
+    if !m.file_type().is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    if m.len() > CONFIG_MAX {
+        return Err(bad(format!(
+            "{} bytes: larger than {} MiB",
+            m.len(),
+            CONFIG_MAX >> 20
+        )));
+    }
+    if root_only && (m.uid() != 0 || m.mode() & 0o022 != 0) {
+        return Err(bad(format!(
+            "writable by someone other than root (owner uid {}, mode {:04o}): refusing to use it",
+            m.uid(),
+            m.mode() & 0o7777
+        )));
+    }
+    let mut text = String::new();
+    f.take(CONFIG_MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > CONFIG_MAX {
+        return Err(bad(format!("larger than {} MiB", CONFIG_MAX >> 20)));
+    }
+    Ok((text, m))
 }
 
 #[cfg(test)]

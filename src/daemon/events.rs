@@ -12,44 +12,10 @@ use std::net::IpAddr;
 use super::{Daemon, Level, Loader, Log};
 use crate::catalogue::Kind;
 use crate::config::{Role, Service};
+pub use crate::kevents::{ElementLookup, KernelEvent};
 use crate::name::{Net, Secs};
 use crate::names::{Af, nft_set_of};
 use crate::tables::{TableRef, Tables};
-
-/// One thing the kernel told the daemon.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KernelEvent {
-    /// A packet of the authorizing rule's `log group`: a knock that
-    /// authorized (or renewed) `addr`.
-    Knock { prefix: String, addr: IpAddr },
-    /// Elements a transaction added to or deleted from a set of the table,
-    /// with their time left in milliseconds where they have one.
-    Elements {
-        set: String,
-        added: bool,
-        addrs: Vec<(IpAddr, Option<u64>)>,
-    },
-    /// A table, chain, rule or set of the table was added or deleted.
-    Changed { what: &'static str, name: String },
-    /// The end of a transaction, and the process that committed it.
-    Commit { pid: u32, process: String },
-    /// The kernel dropped notifications: read everything again.
-    Overrun,
-    /// A source of events failed for good: back to polling.
-    Lost(String),
-    /// A datagram on this socket that the kernel did not send (another
-    /// process's, to the socket's port id): ignored unread.
-    Forged(&'static str),
-}
-
-/// Is an element still in a set, and for how long (milliseconds; `None`
-/// inside: no timeout)? `None`: not there.
-pub trait ElementLookup {
-    fn left(&mut self, set: &str, addr: IpAddr) -> std::io::Result<Option<Option<u64>>>;
-    /// Every element of a set with its time left (at start, and after
-    /// lost notifications).
-    fn dump(&mut self, set: &str) -> std::io::Result<Vec<(IpAddr, Option<u64>)>>;
-}
 
 /// What the daemon knows of one authorization, in milliseconds since the
 /// epoch: the kernel times set elements to the millisecond, and the

@@ -1,0 +1,41 @@
+//! What the kernel tells the daemon as it happens (nftables): the events
+//! `netlink` reads and the one look-up it answers. The daemon consumes
+//! them and `netlink` produces them; neither knows the other.
+#![forbid(unsafe_code)]
+
+use std::net::IpAddr;
+
+/// One thing the kernel told the daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelEvent {
+    /// A packet of the authorizing rule's `log group`: a knock that
+    /// authorized (or renewed) `addr`.
+    Knock { prefix: String, addr: IpAddr },
+    /// Elements a transaction added to or deleted from a set of the table,
+    /// with their time left in milliseconds where they have one.
+    Elements {
+        set: String,
+        added: bool,
+        addrs: Vec<(IpAddr, Option<u64>)>,
+    },
+    /// A table, chain, rule or set of the table was added or deleted.
+    Changed { what: &'static str, name: String },
+    /// The end of a transaction, and the process that committed it.
+    Commit { pid: u32, process: String },
+    /// The kernel dropped notifications: read everything again.
+    Overrun,
+    /// A source of events failed for good: back to polling.
+    Lost(String),
+    /// A datagram on this socket that the kernel did not send (another
+    /// process's, to the socket's port id): ignored unread.
+    Forged(&'static str),
+}
+
+/// Is an element still in a set, and for how long (milliseconds; `None`
+/// inside: no timeout)? `None`: not there.
+pub trait ElementLookup {
+    fn left(&mut self, set: &str, addr: IpAddr) -> std::io::Result<Option<Option<u64>>>;
+    /// Every element of a set with its time left (at start, and after
+    /// lost notifications).
+    fn dump(&mut self, set: &str) -> std::io::Result<Vec<(IpAddr, Option<u64>)>>;
+}
