@@ -21,7 +21,7 @@ use pfknock::name::AnchorName;
 use pfknock::pf::PfTables;
 use pfknock::pf::abi::{self, freebsd};
 use pfknock::pf::marshal::Device;
-use pfknock::pf::model::Model;
+use pfknock_pf_model::Model;
 
 #[path = "common/meter.rs"]
 mod meter;
@@ -83,7 +83,7 @@ fn host(i: u32) -> IpAddr {
 fn daemon(conf: &str) -> (Daemon<PfTables<Kernel>, Pfctl, Count>, Kernel) {
     let (cfg, _) = Config::parse(conf, Path::new("bench.toml")).unwrap();
     let k = Kernel(Rc::new(RefCell::new(paused(|| {
-        Model::new(&pfknock::pf::model::FREEBSD_14, NOW)
+        Model::new(&pfknock_pf_model::FREEBSD_14, NOW)
     }))));
     k.0.borrow_mut().maxcount = 2_000_000;
     let mut t = PfTables::new(k.clone(), &freebsd::LAYOUT);

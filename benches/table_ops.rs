@@ -15,9 +15,9 @@ use pfknock::name::{AnchorName, Net, TableName};
 use pfknock::pf::PfTables;
 use pfknock::pf::abi::{Layout, freebsd, openbsd};
 use pfknock::pf::marshal::Device;
-use pfknock::pf::model::Model;
 use pfknock::policy;
 use pfknock::tables::{TableRef, Tables};
+use pfknock_pf_model::Model;
 
 #[path = "common/meter.rs"]
 mod meter;
@@ -51,7 +51,7 @@ fn addr(i: usize) -> IpAddr {
 fn run(l: &'static Layout, n: usize) {
     const NOW: i64 = 1_800_000_000;
     PAUSED.store(true, Relaxed);
-    let mut m = Model::new(pfknock::pf::model::newest(l.os), NOW);
+    let mut m = Model::new(pfknock_pf_model::newest(l.os), NOW);
     m.maxcount = n + 1;
     m.define("pfknock", "ssh", false);
     // Half the entries are past a 60 s ttl.

@@ -9,7 +9,7 @@ use pfknock::config::{Config, owned_tables};
 use pfknock::name::{Net, Secs};
 use pfknock::pf::PfTables;
 use pfknock::pf::abi::{Layout, freebsd, macos, openbsd};
-use pfknock::pf::model::{self, Model};
+use pfknock_pf_model::{self as model, Model};
 
 const NOW: i64 = 1_800_000_000;
 const OSES: [&Layout; 3] = [&freebsd::LAYOUT, &openbsd::LAYOUT, &macos::LAYOUT];

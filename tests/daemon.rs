@@ -17,7 +17,7 @@ use pfknock::name::{AnchorName, Net};
 use pfknock::pf::PfTables;
 use pfknock::pf::abi::{self, Layout, freebsd, macos, openbsd};
 use pfknock::pf::marshal::Device;
-use pfknock::pf::model::{self, Model};
+use pfknock_pf_model::{self as model, Model};
 
 const NOW: i64 = 1_800_000_000;
 const OSES: [&Layout; 3] = [&freebsd::LAYOUT, &openbsd::LAYOUT, &macos::LAYOUT];

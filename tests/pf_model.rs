@@ -1,5 +1,5 @@
 //! The shipped marshalling (`pf::marshal`, `pf::PfTables`) against the
-//! kernel model (`pf::model`), for every kernel row the model has (FreeBSD
+//! kernel model (the `pfknock-pf-model` crate, model/), for every kernel row the model has (FreeBSD
 //! 13.0 and 14, OpenBSD 7, macOS). pf does not run on Linux; the model
 //! decodes the bytes with its own offsets and the kernels' rules as
 //! docs/pf-kernel.md sets them out from the sources.
@@ -11,16 +11,16 @@ use pfknock::name::{AnchorName, Net, TableName};
 use pfknock::pf::PfTables;
 use pfknock::pf::abi::{self, Layout, freebsd, macos, openbsd};
 use pfknock::pf::marshal::Device;
-use pfknock::pf::model::{self, Kernel, Model, Stamp};
 use pfknock::tables::{TableFlags, TableRef, Tables};
+use pfknock_pf_model::{self as kmodel, Kernel, Model, Stamp};
 
 const NOW: i64 = 1_800_000_000;
 /// Each kernel row with the layout pfknock uses on that OS.
 const OSES: [(&Kernel, &Layout); 4] = [
-    (&model::FREEBSD_13_0, &freebsd::LAYOUT),
-    (&model::FREEBSD_14, &freebsd::LAYOUT),
-    (&model::OPENBSD_7, &openbsd::LAYOUT),
-    (&model::MACOS, &macos::LAYOUT),
+    (&kmodel::FREEBSD_13_0, &freebsd::LAYOUT),
+    (&kmodel::FREEBSD_14, &freebsd::LAYOUT),
+    (&kmodel::OPENBSD_7, &openbsd::LAYOUT),
+    (&kmodel::MACOS, &macos::LAYOUT),
 ];
 
 fn tref(anchor: &str, name: &str) -> TableRef {
@@ -249,7 +249,7 @@ fn chunked_delete() {
 fn freebsd_refuses_oversized_requests() {
     // The cap is the ioctl layer's, not marshal's: a request above it is EINVAL.
     let l = &freebsd::LAYOUT;
-    let mut m = Model::new(&model::FREEBSD_14, NOW);
+    let mut m = Model::new(&kmodel::FREEBSD_14, NOW);
     m.define("pfknock", "ssh", false);
     let mut pf = pfknock::pf::marshal::Pf::new(m, l);
     pf.set_maxcount(usize::MAX);
@@ -652,7 +652,7 @@ fn openbsd_counts_lazily_and_forgets_on_clear() {
 
 #[test]
 fn gettstats_is_not_capped_by_request_maxcount() {
-    let mut m = Model::new(&model::FREEBSD_14, NOW);
+    let mut m = Model::new(&kmodel::FREEBSD_14, NOW);
     for n in ["a", "b", "c", "d"] {
         m.define("pfknock", n, false);
     }
@@ -669,7 +669,7 @@ fn gettstats_is_not_capped_by_request_maxcount() {
 
 #[test]
 fn an_esize_mismatch_is_reported_as_such() {
-    let mut k = kernel(&model::FREEBSD_14, &freebsd::LAYOUT);
+    let mut k = kernel(&kmodel::FREEBSD_14, &freebsd::LAYOUT);
     model(&mut k).fail_next = Some((abi::N_GETASTATS, libc::ENODEV));
     let e = k.entries(&tref("pfknock", "ssh")).unwrap_err().to_string();
     assert!(
@@ -678,7 +678,7 @@ fn an_esize_mismatch_is_reported_as_such() {
     );
     // And the model itself answers ENODEV to a wrong esize (OpenBSD's 52-byte
     // pfr_addr sent to FreeBSD's 20-byte one).
-    let mut m = Model::new(&model::FREEBSD_14, NOW);
+    let mut m = Model::new(&kmodel::FREEBSD_14, NOW);
     m.define("pfknock", "ssh", false);
     let mut pf = pfknock::pf::marshal::Pf::new(m, &openbsd::LAYOUT);
     let e = pf.add_addrs(&tref("pfknock", "ssh"), &[net("198.51.100.7")]);
@@ -807,7 +807,7 @@ fn only_the_missing_anchor_errno_means_a_missing_anchor() {
 
 #[test]
 fn a_table_of_exactly_request_maxcount_entries_can_be_read() {
-    let mut m = Model::new(&model::FREEBSD_14, NOW);
+    let mut m = Model::new(&kmodel::FREEBSD_14, NOW);
     m.define("pfknock", "ssh", false);
     m.maxcount = 100;
     let mut k = PfTables::new(m, &freebsd::LAYOUT);

@@ -1,12 +1,11 @@
 //! pf's tables through /dev/pf: `PfTables` implements `Tables` over the
 //! marshalling in `marshal`, which talks to a `Device`: the real /dev/pf
-//! (`sys_bsd`) on FreeBSD, OpenBSD and macOS, or the kernel model in tests.
+//! (`sys_bsd`) on FreeBSD, OpenBSD and macOS, or the kernel model in tests
+//! (`model/`, a crate of its own).
 #![deny(unsafe_code)]
 
 pub mod abi;
 pub mod marshal;
-#[cfg(any(test, feature = "model"))]
-pub mod model;
 
 #[cfg(any(target_os = "freebsd", target_os = "openbsd", target_os = "macos"))]
 #[allow(unsafe_code)]

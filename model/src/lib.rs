@@ -16,7 +16,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::marshal::Device;
+use pfknock::pf::marshal::Device;
+
+/// The errors the model returns, with the numbers of the BSDs' sys/errno.h
+/// (FreeBSD, OpenBSD and macOS agree on these), written here rather than
+/// taken from the host's libc.
+mod errno {
+    pub const EPERM: i32 = 1;
+    pub const ENOENT: i32 = 2;
+    pub const ESRCH: i32 = 3;
+    pub const ENOMEM: i32 = 12;
+    pub const EFAULT: i32 = 14;
+    pub const ENODEV: i32 = 19;
+    pub const EINVAL: i32 = 22;
+    pub const ENOTTY: i32 = 25;
+}
 
 /// The constants of the headers, as the model knows them: FreeBSD and
 /// OpenBSD `net/pfvar.h` (zig 0.17's copies), xnu `bsd/net/pfvar.h`; the
@@ -233,7 +247,7 @@ pub const FREEBSD_13_0: Kernel = Kernel {
     lazy_counters: false,
     short_read_garbage: true,
     request_maxcount: Some(65535),
-    missing_anchor_errno: libc::EINVAL,
+    missing_anchor_errno: errno::EINVAL,
     getastats_flags: 0,
     atomic: false,
     counters_flip_crashes: true,
@@ -265,7 +279,7 @@ pub const OPENBSD_7: Kernel = Kernel {
     lazy_counters: true,
     short_read_garbage: false,
     request_maxcount: None,
-    missing_anchor_errno: libc::ENOENT,
+    missing_anchor_errno: errno::ENOENT,
     getastats_flags: k::PFR_FLAG_ALLMASK,
     atomic: false,
     counters_flip_crashes: false,
@@ -284,7 +298,7 @@ pub const MACOS: Kernel = Kernel {
     lazy_counters: false,
     short_read_garbage: false,
     request_maxcount: None,
-    missing_anchor_errno: libc::ENOENT,
+    missing_anchor_errno: errno::ENOENT,
     // ATOMIC, which `atomic` admits everywhere.
     getastats_flags: 0,
     atomic: true,
@@ -333,11 +347,11 @@ fn wr64(b: &mut [u8], off: usize, v: u64) {
 /// A NUL-terminated field, or EINVAL when bytes follow the NUL (pf's
 /// pfr_validate_table checks the padding) or there is no NUL at all.
 fn field(b: &[u8]) -> Result<String, i32> {
-    let end = b.iter().position(|&c| c == 0).ok_or(libc::EINVAL)?;
+    let end = b.iter().position(|&c| c == 0).ok_or(errno::EINVAL)?;
     if b[end..].iter().any(|&c| c != 0) {
-        return Err(libc::EINVAL);
+        return Err(errno::EINVAL);
     }
-    String::from_utf8(b[..end].to_vec()).map_err(|_| libc::EINVAL)
+    String::from_utf8(b[..end].to_vec()).map_err(|_| errno::EINVAL)
 }
 
 type Key = (u8, [u8; 16], u8);
@@ -631,16 +645,16 @@ impl Model {
         let a = self.abi;
         let name = field(&b[a.t_name..a.t_name + NAME_LEN])?;
         if need_name && name.is_empty() {
-            return Err(libc::EINVAL);
+            return Err(errno::EINVAL);
         }
         let anchor = field(&b[..ANCHOR_LEN])?;
         let anchor = anchor.trim_start_matches('/').to_owned();
         if anchor == "_pf" {
-            return Err(libc::EINVAL);
+            return Err(errno::EINVAL);
         }
         let flags = rd32(b, a.t_flags) as u32;
         if flags & !allow != 0 {
-            return Err(libc::EINVAL);
+            return Err(errno::EINVAL);
         }
         Ok((anchor, name, flags))
     }
@@ -652,10 +666,10 @@ impl Model {
         let max = match af {
             AF_INET => 32,
             x if x == a.af_inet6 => 128,
-            _ => return Err(libc::EINVAL),
+            _ => return Err(errno::EINVAL),
         };
         if net > max {
-            return Err(libc::EINVAL);
+            return Err(errno::EINVAL);
         }
         let mut addr = [0u8; 16];
         addr.copy_from_slice(&b[..16]);
@@ -665,16 +679,16 @@ impl Model {
             let bits = net.saturating_sub(i * 8).min(8);
             let host = 0xFFu8.checked_shr(bits as u32).unwrap_or(0);
             if byte & host != 0 {
-                return Err(libc::EINVAL);
+                return Err(errno::EINVAL);
             }
         }
         if b[a.a_not] > 1 || b[a.a_fback] != 0 {
-            return Err(libc::EINVAL);
+            return Err(errno::EINVAL);
         }
         if let Some(t) = a.a_type
             && b[t] >= 3
         {
-            return Err(libc::EINVAL);
+            return Err(errno::EINVAL);
         }
         Ok(((af, addr, net as u8), b[a.a_not] == 1))
     }
@@ -685,7 +699,7 @@ impl Model {
             ok |= k::PFR_FLAG_ATOMIC;
         }
         if flags & k::PFR_FLAG_ALLMASK & !ok != 0 {
-            return Err(libc::EINVAL);
+            return Err(errno::EINVAL);
         }
         Ok(())
     }
@@ -693,7 +707,7 @@ impl Model {
     fn active(&mut self, anchor: &str, name: &str) -> Result<&mut KTable, i32> {
         match self.tables.get_mut(&tkey(anchor, name)) {
             Some(t) if t.flags & TFLAG_ACTIVE != 0 => Ok(t),
-            _ => Err(libc::ESRCH),
+            _ => Err(errno::ESRCH),
         }
     }
 
@@ -813,7 +827,7 @@ impl Model {
         };
         let t = self.active(&anchor, &name)?;
         if n != k::N_CLRASTATS && t.flags & TFLAG_CONST != 0 {
-            return Err(libc::EPERM);
+            return Err(errno::EPERM);
         }
         let mut seen: BTreeSet<Key> = BTreeSet::new();
         let mut fb = Vec::with_capacity(size);
@@ -997,11 +1011,11 @@ impl Device for Model {
     fn ioctl(&mut self, request: u64, ioc: &mut [u8], buf: &mut [u8]) -> Result<(), i32> {
         let a = self.abi;
         if ioc.len() != a.ioc_size {
-            return Err(libc::EFAULT);
+            return Err(errno::EFAULT);
         }
         let n = (request & 0xFF) as u8;
         if request != request_number(a.ioc_size, n) {
-            return Err(libc::ENOTTY);
+            return Err(errno::ENOTTY);
         }
         *self.calls.entry(n).or_default() += 1;
         if let Some((f, e)) = self.fail_next
@@ -1025,23 +1039,23 @@ impl Device for Model {
             k::N_ADDADDRS | k::N_DELADDRS | k::N_CLRASTATS => a.addr_size,
             k::N_GETTSTATS => a.tstats_size,
             k::N_ADDTABLES => a.table_size,
-            _ => return Err(libc::ENOTTY),
+            _ => return Err(errno::ENOTTY),
         };
         // pf_ioctl.c: every DIOCR* request checks pfrio_esize first.
         if esize < 0 || esize as usize != want {
-            return Err(libc::ENODEV);
+            return Err(errno::ENODEV);
         }
         let capped = self.kernel.request_maxcount.is_some() && n != k::N_GETTSTATS;
         if size < 0 || (capped && size as usize > self.maxcount) {
             return Err(if n == k::N_ADDTABLES {
-                libc::ENOMEM
+                errno::ENOMEM
             } else {
-                libc::EINVAL
+                errno::EINVAL
             });
         }
         let size = size as usize;
         if buf.len() < size * want {
-            return Err(libc::EFAULT);
+            return Err(errno::EFAULT);
         }
         match n {
             k::N_GETASTATS => self.get_astats(ioc, buf, size, flags),
