@@ -1,0 +1,346 @@
+//! Checking the whole config: the services together (names, ports and
+//! ranges that must not meet), the `[[expire]]` tables, the global keys.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use toml::Spanned;
+
+use super::*;
+use crate::error::Result;
+use crate::name::{AnchorName, ExpireMode, Port, Proto, TableName};
+use crate::names;
+
+pub(super) fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
+    let anchor = match &raw.anchor {
+        Some(a) => cx.parse::<AnchorName>(a, "anchor")?,
+        None => AnchorName::new(DEFAULT_ANCHOR).expect("default anchor"),
+    };
+    if raw.service.is_empty() && raw.expire.is_empty() {
+        return Err(cx.err(0..0, "", "no [[service]] and no [[expire]]: nothing to do"));
+    }
+
+    let mut services: Vec<Service> = Vec::new();
+    // Every table in the anchor, with the service that owns it.
+    let mut tables: BTreeMap<TableName, String> = BTreeMap::new();
+    let mut knock_owner: BTreeMap<Port, String> = BTreeMap::new();
+    let mut names_seen = names::Names::default();
+    let mut service_names: std::collections::HashSet<String> = Default::default();
+    for rs in &raw.service {
+        let s = check_service(cx, rs.get_ref())?;
+        let name_span = rs.get_ref().name.span();
+        if !service_names.insert(s.name.clone()) {
+            return Err(cx.err(
+                name_span,
+                "service.name",
+                format!("duplicate service \"{}\"", s.name),
+            ));
+        }
+        for (t, _) in s.tables() {
+            tables.insert(t, s.name.clone());
+        }
+        for (i, p) in s.knock.iter().enumerate() {
+            if let Some(other) = knock_owner.get(p) {
+                let span = knock_span(rs.get_ref(), i);
+                return Err(cx.err(
+                    span,
+                    "service.knock",
+                    format!("knock port {p} is also a knock port of service \"{other}\""),
+                ));
+            }
+            knock_owner.insert(*p, s.name.clone());
+        }
+        services.push(s);
+        let i = services.len() - 1;
+        if let Some(c) = names_seen.add(i, &services[i]) {
+            let rs = raw.service[c.later].get_ref();
+            let (key, span) = match &rs.table {
+                Some(t) => ("service.table", t.span()),
+                None => ("service.name", rs.name.span()),
+            };
+            let kind = match c.backend {
+                names::Backend::Pf => "pf table",
+                names::Backend::Nft => "nftables set",
+            };
+            let whose = if c.earlier == c.later {
+                "its own".to_owned()
+            } else {
+                format!("service \"{}\"'s", services[c.earlier].name)
+            };
+            return Err(cx.err(
+                span,
+                key,
+                format!(
+                    "{kind} {} ({}) is also {whose} {}: choose another table name",
+                    c.name,
+                    c.what_later.describe(),
+                    c.what_earlier.describe()
+                ),
+            ));
+        }
+    }
+    // A knock port of one service must not be protected by another either:
+    // the knock rule (synproxy, quick) would shadow the other's pass rule.
+    // Each TCP-protected range looks up the knock ports inside it (a map
+    // of every knock port): linear in the services, not quadratic.
+    for o in services.iter().filter(|o| o.proto.contains(&Proto::Tcp)) {
+        for r in &o.protect {
+            let inside = knock_owner
+                .range(r.lo..=r.hi)
+                .find(|(_, owner)| **owner != o.name);
+            if let Some((p, owner)) = inside {
+                let i = services
+                    .iter()
+                    .position(|x| x.name == *owner)
+                    .expect("an owner is a service");
+                let j = services[i]
+                    .knock
+                    .iter()
+                    .position(|k| k == p)
+                    .expect("its knock port");
+                let span = knock_span(raw.service[i].get_ref(), j);
+                return Err(cx.err(
+                    span,
+                    "service.knock",
+                    format!("knock port {p} is protected by service \"{}\"", o.name),
+                ));
+            }
+        }
+    }
+
+    rotating_ranges_apart(cx, &raw, &services)?;
+
+    // Two services protecting one port: both pass rules stand before
+    // any drop (render), so either service's knock opens it.
+    // Candidates first, by a sweep over the ranges sorted by their start
+    // (linear where ranges rarely overlap), then the full test per pair.
+    let mut ranges: Vec<(Port, Port, usize)> = services
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| s.protect.iter().map(move |r| (r.lo, r.hi, i)))
+        .collect();
+    ranges.sort();
+    let mut pairs: BTreeSet<(usize, usize)> = BTreeSet::new();
+    let mut open: Vec<(Port, usize)> = Vec::new();
+    for (lo, hi, i) in ranges {
+        open.retain(|(h, _)| *h >= lo);
+        for (_, j) in &open {
+            if *j != i {
+                pairs.insert(((*j).max(i), (*j).min(i)));
+            }
+        }
+        open.push((hi, i));
+    }
+    for (i, j) in pairs {
+        let (s, o) = (&services[i], &services[j]);
+        {
+            let shared = s.protect.iter().find(|r| {
+                o.protect.iter().any(|q| q.overlaps(r))
+                    && s.proto.iter().any(|p| o.proto.contains(p))
+                    && s.to.meets(&o.to)
+            });
+            if let Some(r) = shared {
+                let span = raw.service[i].get_ref().protect.span();
+                cx.warn(
+                    span,
+                    "service.protect",
+                    format!(
+                        "port {r} is also protected by service \"{}\": a knock on either opens it",
+                        o.name
+                    ),
+                );
+            }
+        }
+    }
+
+    let facility = cx.opt(&raw.facility, "facility", Facility::Auth)?;
+    let poll = cx.opt(&raw.poll, "poll", DEFAULT_POLL)?;
+    if poll.0 == 0 || poll.0 > 3600 {
+        let span = raw.poll.as_ref().map(|p| p.span()).unwrap_or_default();
+        return Err(cx.err(span, "poll", "must be 1s to 1h"));
+    }
+    if let Some(p) = &raw.poll
+        && poll.0 > 60
+    {
+        cx.warn(
+            p.span(),
+            "poll",
+            format!(
+                "{poll}: new authorizations are logged, and stale ones expired, up to {poll} late"
+            ),
+        );
+    }
+
+    let int = |v: &Option<Spanned<i64>>, key: &str, lo: i64, hi: i64, default: i64| match v {
+        None => Ok(default),
+        Some(x) if (lo..=hi).contains(x.get_ref()) => Ok(*x.get_ref()),
+        Some(x) => Err(cx.err(
+            x.span(),
+            key,
+            format!("{}: must be {lo} to {hi}", x.get_ref()),
+        )),
+    };
+    let nflog_group = int(
+        &raw.nflog_group,
+        "nflog_group",
+        0,
+        65535,
+        DEFAULT_NFLOG_GROUP.into(),
+    )? as u16;
+    let log_burst = int(
+        &raw.log_burst,
+        "log_burst",
+        1,
+        1_000_000,
+        DEFAULT_LOG_BURST.into(),
+    )? as u32;
+
+    let mut expires: Vec<ExpireTable> = Vec::new();
+    for re in &raw.expire {
+        let re = re.get_ref();
+        let table: TableName = cx.parse::<TableName>(&re.table, "expire.table")?;
+        let anchor_e = match &re.anchor {
+            Some(a) => cx.parse::<AnchorName>(a, "expire.anchor")?,
+            None => AnchorName::main(),
+        };
+        if anchor_e == anchor && tables.contains_key(&table) {
+            return Err(cx.err(
+                re.table.span(),
+                "expire.table",
+                format!(
+                    "table <{table}> in anchor {anchor} belongs to service \"{}\"",
+                    tables[&table]
+                ),
+            ));
+        }
+        if expires
+            .iter()
+            .any(|e| e.table == table && e.anchor == anchor_e)
+        {
+            return Err(cx.err(
+                re.table.span(),
+                "expire.table",
+                format!("table <{table}> in {anchor_e} is listed twice"),
+            ));
+        }
+        let ttl = cx.opt(&re.ttl, "expire.ttl", DEFAULT_TTL)?;
+        if ttl.0 == 0 {
+            let span = re.ttl.as_ref().map(|t| t.span()).unwrap_or_default();
+            return Err(cx.err(span, "expire.ttl", "must be at least 1s"));
+        }
+        let expire = cx.opt(&re.expire, "expire.expire", ExpireMode::Age)?;
+        idle_here(cx, &re.expire, expire, "expire.expire")?;
+        expires.push(ExpireTable {
+            table,
+            anchor: anchor_e,
+            ttl,
+            expire,
+        });
+    }
+
+    let nft_include = match &raw.nft_include {
+        None => None,
+        Some(p) => {
+            let text = p.get_ref();
+            if !text.starts_with('/') || text.ends_with('/') || text.chars().any(char::is_control) {
+                return Err(cx.err(
+                    p.span(),
+                    "nft_include",
+                    format!(
+                        "{}: must be an absolute file path",
+                        crate::name::shown(text)
+                    ),
+                ));
+            }
+            Some(PathBuf::from(text))
+        }
+    };
+
+    Ok(Config {
+        anchor,
+        facility,
+        poll,
+        unload: raw.unload.unwrap_or(false),
+        nflog_group,
+        log_burst,
+        nft_include,
+        services,
+        expires,
+    })
+}
+
+/// A rotating service's range takes no other service's knock or
+/// protected port, nor another rotating service's range.
+pub(super) fn rotating_ranges_apart(
+    cx: &mut Ctx<'_>,
+    raw: &RawConfig,
+    services: &[Service],
+) -> Result<()> {
+    for (i, s) in services.iter().enumerate() {
+        let Some(r) = &s.rotate else { continue };
+        let span = raw.service[i]
+            .get_ref()
+            .rotate
+            .as_ref()
+            .map(|x| x.get_ref().range.span())
+            .unwrap_or_default();
+        for o in services.iter().filter(|o| o.name != s.name) {
+            let clash = if let Some(k) = o.knock.iter().find(|p| r.range.contains(**p)) {
+                Some(format!("knock port {k} of service \"{}\"", o.name))
+            } else if let Some(q) = o.rotate.as_ref().filter(|q| q.range.overlaps(&r.range)) {
+                Some(format!(
+                    "rotate range {} of service \"{}\"",
+                    q.range.nft(),
+                    o.name
+                ))
+            } else if o.proto.contains(&Proto::Tcp) {
+                o.protect
+                    .iter()
+                    .find(|p| p.overlaps(&r.range))
+                    .map(|p| format!("port {p}, protected by service \"{}\"", o.name))
+            } else {
+                None
+            };
+            if let Some(what) = clash {
+                return Err(cx.err(
+                    span,
+                    "service.rotate.range",
+                    format!("{} takes in {what}", r.range.nft()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every name derived from the table fits pf's 31 bytes.
+pub(super) fn derived_names_fit(
+    cx: &mut Ctx<'_>,
+    r: &RawService,
+    table: &TableName,
+    knocks: usize,
+) -> Result<()> {
+    let (table_key, table_span) = table_origin(r);
+    // Derived table names must fit pf's 31 bytes too.
+    let suffixes = names::suffixes(knocks);
+    for suf in &suffixes {
+        let derived = format!("{table}{suf}");
+        if derived.len() > crate::name::TABLE_NAME_MAX {
+            let longest = suffixes.iter().map(String::len).max().unwrap_or(0);
+            return Err(cx.err(
+                table_span,
+                table_key,
+                format!(
+                    "table <{derived}> would be {} bytes, pf allows at most {}: \
+                     keep the table name to {} bytes",
+                    derived.len(),
+                    crate::name::TABLE_NAME_MAX,
+                    crate::name::TABLE_NAME_MAX - longest
+                ),
+            ));
+        }
+    }
+
+    Ok(())
+}
