@@ -1,0 +1,78 @@
+//! The TCP connections to protected ports that are open when the table is
+//! loaded (`/proc/net/tcp`, `tcp6`), kept by the `T_kept` sets.
+#![forbid(unsafe_code)]
+
+/// The TCP connections to this host's `ports` that are established now,
+/// as `peer . peer port . our port` elements of a kept set of one family
+/// (from /proc/net/tcp and tcp6 of this network namespace; an IPv4 peer
+/// of an IPv6 socket counts as IPv4).
+pub(super) fn open_flows(ports: &[crate::name::PortRange], v6: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for (file, six) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for c in parse_proc_tcp(&text, six) {
+            let peer = match c.peer {
+                std::net::IpAddr::V6(a) => a
+                    .to_ipv4_mapped()
+                    .map_or(std::net::IpAddr::V6(a), std::net::IpAddr::V4),
+                a => a,
+            };
+            let ours = ports
+                .iter()
+                .any(|r| r.lo.get() <= c.port && c.port <= r.hi.get());
+            if c.established && ours && peer.is_ipv6() == v6 {
+                let e = format!("{peer} . {} . {}", c.peer_port, c.port);
+                if !out.contains(&e) {
+                    out.push(e);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One socket of /proc/net/tcp{,6}.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct ProcTcp {
+    pub(super) port: u16,
+    pub(super) peer: std::net::IpAddr,
+    pub(super) peer_port: u16,
+    pub(super) established: bool,
+}
+
+/// The sockets of a /proc/net/tcp (or tcp6) text: `sl local rem st ...`,
+/// addresses in hex as the kernel's 32-bit words in host order, ports in
+/// hex; state 01 is ESTABLISHED (include/net/tcp_states.h). Lines that do
+/// not read are skipped.
+pub(super) fn parse_proc_tcp(text: &str, v6: bool) -> Vec<ProcTcp> {
+    fn endpoint(s: &str, v6: bool) -> Option<(std::net::IpAddr, u16)> {
+        let (a, p) = s.split_once(':')?;
+        let port = u16::from_str_radix(p, 16).ok()?;
+        let words: Vec<u32> = (0..a.len() / 8)
+            .map(|i| u32::from_str_radix(a.get(i * 8..i * 8 + 8)?, 16).ok())
+            .collect::<Option<_>>()?;
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let ip = match (v6, bytes.len()) {
+            (false, 4) => std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+            (true, 16) => std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
+            _ => return None,
+        };
+        Some((ip, port))
+    }
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (_, port) = endpoint(f.get(1)?, v6)?;
+            let (peer, peer_port) = endpoint(f.get(2)?, v6)?;
+            Some(ProcTcp {
+                port,
+                peer,
+                peer_port,
+                established: *f.get(3)? == "01",
+            })
+        })
+        .collect()
+}

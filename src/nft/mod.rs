@@ -1,0 +1,401 @@
+//! nftables on Linux: load and unload `table inet pfknock` with nft(8),
+//! changing only what changed in one transaction (`Nft`); `Tables` over
+//! its sets (`tables`), read and changed over netlink; what nft prints,
+//! read (`text`); the connections kept at load (`flows`); other tables that
+//! would drop what pfknock opens (`neighbours`); conntrack(8) (`conntrack`).
+//!
+//! A pfknock table `<T>` is the sets `T_4` and `T_6`. The kernel expires
+//! their elements itself (set timeouts) and refreshes them on a knock or on
+//! traffic (`update`), so an entry's time stamp here is when it was last
+//! added or refreshed: now - (timeout - expires).
+#![forbid(unsafe_code)]
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::name::Net;
+use crate::render::nft::TABLE;
+use crate::render::nft::{SetDef, TableDef};
+
+mod conntrack;
+mod flows;
+mod neighbours;
+mod tables;
+mod text;
+
+pub use conntrack::*;
+use flows::*;
+pub use neighbours::*;
+pub use tables::*;
+pub use text::*;
+
+/// How to run nft: its absolute path (`lib::backend` finds it), or a
+/// wrapper such as `ip netns exec NS nft` in benchmarks.
+#[derive(Clone, Debug)]
+pub struct Nft {
+    pub argv: Vec<String>,
+}
+
+/// One element of a set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Elem {
+    pub net: Net,
+    /// The element's timeout and the seconds it has left (none for sets
+    /// without timeouts).
+    pub timeout: Option<u64>,
+    pub expires: Option<u64>,
+    /// Packets and bytes, where the set counts them.
+    pub counter: Option<(u64, u64)>,
+}
+
+/// A set as `nft -j` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Set {
+    pub name: String,
+    pub timeout: Option<u64>,
+    pub size: Option<u64>,
+    pub elems: Vec<Elem>,
+}
+
+impl Nft {
+    fn run(&self, args: &[&str], input: Option<&str>) -> Result<String> {
+        let argv: Vec<&std::path::Path> = self.argv.iter().map(std::path::Path::new).collect();
+        crate::tool::run("nft", &argv, args, input)
+    }
+
+    /// The sets of `table inet pfknock`, or `None` when the table is absent.
+    pub fn sets(&self) -> Result<Option<Vec<Set>>> {
+        Ok(self.listing()?.map(|(sets, _)| sets))
+    }
+
+    /// The sets of `table inet pfknock` and the number of rules in each of
+    /// its chains, or `None` when the table is absent.
+    pub fn listing(&self) -> Result<Option<(Vec<Set>, RuleCounts)>> {
+        match self.run(&["-j", "list", "table", "inet", TABLE], None) {
+            Ok(text) => Ok(Some((parse_sets(&text)?, rule_counts(&text)))),
+            Err(Error::Tool { msg, .. }) if msg.contains("No such file or directory") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `nft -c -f -`: check only.
+    pub fn check(&self, text: &str) -> Result<()> {
+        self.run(&["-c", "-f", "-"], Some(text)).map(|_| ())
+    }
+
+    /// Bring `table inet pfknock` to what the config renders, in one
+    /// transaction, changing only what changed: every chain is replaced
+    /// (rules hold no state), a set whose definition is unchanged is left
+    /// alone with its elements and their timers (so knock progress, meters
+    /// and authorizations go on to the millisecond), a set whose
+    /// definition changed is made anew with the elements it had (an
+    /// element aged `a` gets `timeout T expires T - a` under the new
+    /// timeout `T`, gone if that is not positive; meters start empty, since
+    /// their elements keep the rate they were made with), and a set the
+    /// config no longer has is deleted.
+    ///
+    /// When nftables refuses the table and pfknock had none loaded, the
+    /// closed table goes in instead (fail closed), and the error says so.
+    pub fn load(&self, cfg: &Config) -> Result<()> {
+        let (script, had) = self.plan(&crate::render::nft::build(cfg))?;
+        match self.run(&["-f", "-"], Some(&script)) {
+            Ok(_) => Ok(()),
+            Err(e) if had => Err(e),
+            Err(e) => Err(match self.close(cfg) {
+                Ok(()) => Error::Other(format!(
+                    "{e}; loaded the closed table instead: the protected ports are \
+                     closed to all but the allow list"
+                )),
+                Err(e2) => Error::Other(format!("{e}; the closed table failed too: {e2}")),
+            }),
+        }
+    }
+
+    /// Leave the table closed: knock rules, authorizations and meters go,
+    /// the protected ports drop all but the allow list (`unload`).
+    pub fn close(&self, cfg: &Config) -> Result<()> {
+        let script = self.load_script(&crate::render::nft::build_closed(cfg))?;
+        self.run(&["-f", "-"], Some(&script)).map(|_| ())
+    }
+
+    /// The `nft -f` script of `load`.
+    pub fn load_script(&self, def: &TableDef) -> Result<String> {
+        self.plan(def).map(|(script, _)| script)
+    }
+
+    /// The script of `load_script`, and whether the table was there. The
+    /// listing is terse (no elements): its cost does not grow with the
+    /// authorizations, which a step of a rotating service loads anew.
+    fn plan(&self, def: &TableDef) -> Result<(String, bool)> {
+        // `list table` reads every element from the kernel even when
+        // terse (nft 1.1: 22 ms for 10k elements), `list ruleset -t` none.
+        let (have_sets, have_chains, had) =
+            parse_defs(&self.run(&["-j", "-t", "list", "ruleset"], None)?)?;
+        let mut sc = format!("add table inet {TABLE}\n");
+        for c in &have_chains {
+            sc.push_str(&format!(
+                "flush chain inet {TABLE} {c}\ndelete chain inet {TABLE} {c}\n"
+            ));
+        }
+        let mut carry: Vec<(&SetDef, Vec<TimedElem>)> = Vec::new();
+        let mut keep: Vec<&str> = Vec::new();
+        for h in &have_sets {
+            match def.sets().find(|d| d.name == h.name) {
+                Some(d) if h.same_as(d) => keep.push(&h.name),
+                Some(d) => {
+                    if d.elements.is_none()
+                        && d.kept.is_none()
+                        && !h.interval
+                        && !d.comment.contains(": meter ")
+                    {
+                        carry.push((d, self.timed_elements(&h.name)?));
+                    }
+                    sc.push_str(&format!("delete set inet {TABLE} {}\n", h.name));
+                }
+                None => sc.push_str(&format!("delete set inet {TABLE} {}\n", h.name)),
+            }
+        }
+        for d in def.sets() {
+            if keep.contains(&d.name.as_str()) {
+                continue;
+            }
+            sc.push_str(&format!(
+                "add set inet {TABLE} {} {{ {} }}\n",
+                d.name,
+                d.body()
+            ));
+            if let Some(ports) = &d.kept {
+                let flows = open_flows(ports, d.ty.starts_with("ipv6"));
+                if !flows.is_empty() {
+                    sc.push_str(&format!(
+                        "add element inet {TABLE} {} {{ {} }}\n",
+                        d.name,
+                        flows.join(", ")
+                    ));
+                }
+                continue;
+            }
+            let Some((_, elems)) = carry.iter().find(|(c, _)| c.name == d.name) else {
+                continue;
+            };
+            let t = d.timeout.map_or(0, |t| t.0 * 1000);
+            let list: Vec<String> = elems
+                .iter()
+                .filter_map(|e| {
+                    let age = e.timeout_ms?.saturating_sub(e.expires_ms?);
+                    (t > age).then(|| {
+                        format!(
+                            "{} timeout {} expires {}",
+                            e.addr,
+                            crate::render::nft::nft_time(t),
+                            crate::render::nft::nft_time(t - age)
+                        )
+                    })
+                })
+                .collect();
+            if !list.is_empty() {
+                sc.push_str(&format!(
+                    "add element inet {TABLE} {} {{ {} }}\n",
+                    d.name,
+                    list.join(", ")
+                ));
+            }
+        }
+        for c in &def.chains {
+            sc.push_str(&format!(
+                "add chain inet {TABLE} {} {{ {} }}\n",
+                c.name, c.head
+            ));
+            for r in &c.rules {
+                sc.push_str(&format!("add rule inet {TABLE} {} {r}\n", c.name));
+            }
+        }
+        Ok((sc, had))
+    }
+
+    /// A set's elements with their timers to the millisecond (`nft -j`
+    /// rounds them to seconds; the text listing does not).
+    fn timed_elements(&self, set: &str) -> Result<Vec<TimedElem>> {
+        let text = self.run(&["list", "set", "inet", TABLE, set], None)?;
+        Ok(parse_timed(&text))
+    }
+
+    /// Base chains of other tables on the input hook that would drop what
+    /// pfknock lets through, each with the remedy, in words. An accept in
+    /// one base chain does not stop the next one at the same hook, so a
+    /// neighbour whose policy is drop (ufw, firewalld, a hand-written
+    /// ruleset), or whose last rule drops everything, closes the protected
+    /// ports whatever pfknock says.
+    pub fn neighbours(&self, cfg: &Config) -> Result<Vec<String>> {
+        let text = self.run(&["-j", "-t", "list", "ruleset"], None)?;
+        Ok(blocking_neighbours(&text, cfg))
+    }
+
+    /// Delete the table, if it is there: the protected ports are then as
+    /// the rest of the ruleset has them (`unload --open`).
+    pub fn unload(&self) -> Result<()> {
+        self.run(
+            &["-f", "-"],
+            Some(&format!(
+                "table inet {TABLE} {{}}\ndelete table inet {TABLE}\n"
+            )),
+        )
+        .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_proc_net_tcp() {
+        // x86_64 (little endian): 127.0.0.1:22 <- 198.18.1.2:41234,
+        // established; a listener; a line that does not read.
+        let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                  0: 0100007F:0016 020112C6:A112 01 00000000:00000000 00:00000000 00000000     0        0 1\n\
+                  1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2\n\
+                  2: garbage\n";
+        if cfg!(target_endian = "little") {
+            let got = parse_proc_tcp(v4, false);
+            assert_eq!(got.len(), 2);
+            assert_eq!(
+                got[0],
+                ProcTcp {
+                    port: 22,
+                    peer: "198.18.1.2".parse().unwrap(),
+                    peer_port: 0xA112,
+                    established: true
+                }
+            );
+            assert!(!got[1].established);
+            // fd00:1::2 as tcp6 writes it.
+            let v6 = "header\n\
+                      0: 00000000000000000000000001000000:0016 000000FD000000000000000002000000:C001 01 x\n";
+            let got = parse_proc_tcp(v6, true);
+            assert_eq!(got[0].peer, "fd00::2".parse::<std::net::IpAddr>().unwrap());
+            assert_eq!((got[0].port, got[0].peer_port), (22, 0xC001));
+        }
+        assert!(parse_proc_tcp("", false).is_empty());
+    }
+
+    #[test]
+    fn reads_nft_json() {
+        let j = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
+          {"table": {"family": "inet", "name": "pfknock"}},
+          {"set": {"family": "inet", "name": "ssh_4", "table": "pfknock", "type": "ipv4_addr",
+            "flags": ["timeout"], "timeout": 60,
+            "elem": [{"elem": {"val": "198.18.0.2", "expires": 59}},
+                     {"elem": {"val": "198.18.0.3", "timeout": 30, "expires": 19}}]}},
+          {"set": {"family": "inet", "name": "ssh_allow_4", "table": "pfknock", "type": "ipv4_addr",
+            "flags": ["interval"],
+            "elem": ["198.51.100.7", {"prefix": {"addr": "203.0.113.0", "len": 24}}]}}]}"#;
+        let s = parse_sets(j).unwrap();
+        assert_eq!(
+            s[0].elems[0],
+            Elem {
+                net: "198.18.0.2".parse().unwrap(),
+                timeout: Some(60),
+                expires: Some(59),
+                counter: None,
+            }
+        );
+        assert_eq!(s[0].elems[1].timeout, Some(30));
+        assert_eq!(s[1].elems[1].net, "203.0.113.0/24".parse().unwrap());
+        assert_eq!(s[1].elems[0].expires, None);
+    }
+
+    #[test]
+    fn reads_timers_to_the_millisecond() {
+        assert_eq!(parse_ms("29s996ms"), Some(29_996));
+        assert_eq!(parse_ms("1m30s"), Some(90_000));
+        assert_eq!(parse_ms("1d2h3m4s5ms"), Some(93_784_005));
+        assert_eq!(parse_ms("5x"), None);
+        assert_eq!(parse_ms("12"), None);
+        let text = "table inet pfknock {\n\tset ssh_4 {\n\t\ttype ipv4_addr\n\t\tsize 65536\n\
+                    \t\tflags dynamic,timeout\n\t\ttimeout 1m\n\t\tcomment \"ssh: authorized\"\n\
+                    \t\telements = { 198.18.0.5 timeout 1m30s expires 30s496ms,\n\t\t\t     \
+                    fd00::2 expires 59s996ms }\n\t}\n}\n";
+        assert_eq!(
+            parse_timed(text),
+            vec![
+                TimedElem {
+                    addr: "198.18.0.5".into(),
+                    timeout_ms: Some(90_000),
+                    expires_ms: Some(30_496)
+                },
+                TimedElem {
+                    addr: "fd00::2".into(),
+                    timeout_ms: Some(60_000),
+                    expires_ms: Some(59_996)
+                },
+            ]
+        );
+        assert!(parse_timed("table inet pfknock {\n}\n").is_empty());
+    }
+
+    #[test]
+    fn compares_kernel_sets_with_rendered_ones() {
+        let j = r#"{"nftables": [{"table": {"family": "inet", "name": "pfknock"}},
+          {"set": {"family": "inet", "name": "ssh_4", "table": "pfknock", "type": "ipv4_addr",
+            "comment": "ssh: authorized", "size": 65536, "flags": ["timeout"], "timeout": 60}},
+          {"set": {"family": "inet", "name": "ssh_allow_4", "table": "pfknock", "type": "ipv4_addr",
+            "comment": "ssh: allow", "flags": ["interval"]}},
+          {"chain": {"family": "inet", "table": "pfknock", "name": "input"}},
+          {"table": {"family": "ip", "name": "other"}},
+          {"set": {"family": "ip", "name": "ssh_6", "table": "other", "type": "ipv4_addr"}},
+          {"chain": {"family": "ip", "table": "pfknock", "name": "not_ours"}}]}"#;
+        let (sets, chains, had) = parse_defs(j).unwrap();
+        assert!(had);
+        assert_eq!(
+            chains,
+            vec!["input".to_owned()],
+            "only table inet pfknock's"
+        );
+        assert_eq!(sets.len(), 2);
+        let (_, _, had) =
+            parse_defs(r#"{"nftables": [{"table": {"family": "ip", "name": "pfknock"}}]}"#)
+                .unwrap();
+        assert!(!had, "ip pfknock is not inet pfknock");
+        let def = SetDef {
+            name: "ssh_4".into(),
+            ty: "ipv4_addr",
+            elements: None,
+            timeout: Some(crate::name::Secs(60)),
+            size: Some(65536),
+            comment: "ssh: authorized".into(),
+            kept: None,
+            counter: false,
+        };
+        assert!(sets[0].same_as(&def));
+        for changed in [
+            SetDef {
+                timeout: Some(crate::name::Secs(61)),
+                ..def.clone()
+            },
+            SetDef {
+                size: Some(65535),
+                ..def.clone()
+            },
+            SetDef {
+                comment: "ssh: meter 1, rate 5/15".into(),
+                ..def.clone()
+            },
+            SetDef {
+                ty: "ipv6_addr",
+                ..def.clone()
+            },
+        ] {
+            assert!(!sets[0].same_as(&changed), "{changed:?}");
+        }
+        // Constant sets are always made anew.
+        let allow = SetDef {
+            name: "ssh_allow_4".into(),
+            elements: Some(vec!["198.18.0.7".into()]),
+            timeout: None,
+            size: None,
+            comment: "ssh: allow".into(),
+            ..def
+        };
+        assert!(!sets[1].same_as(&allow));
+    }
+}

@@ -1,0 +1,441 @@
+//! `Tables` over the sets of `table inet pfknock`: read and changed over
+//! netlink, listed with nft(8) where a listing is needed.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::name::{AnchorName, Net};
+use crate::render::nft::TABLE;
+use crate::tables::{Entry, TableFlags, TableRef, TableStat, Tables};
+
+use super::*;
+
+/// `Tables` over the sets of `table inet pfknock`.
+pub struct NftTables {
+    pub nft: Nft,
+    /// Wall clock, to turn `expires` into a time stamp.
+    pub now: fn() -> i64,
+    /// Sets found at their size by the last `table_stats`.
+    full: Vec<(String, u64)>,
+    /// Set names and rules per chain at the last `table_stats`.
+    seen: Option<(Vec<String>, RuleCounts)>,
+}
+
+impl NftTables {
+    pub fn new(nft: Nft) -> Self {
+        NftTables {
+            nft,
+            now: crate::clock::now,
+            full: Vec::new(),
+            seen: None,
+        }
+    }
+
+    /// The table's two sets with their elements. The sets come from a
+    /// terse listing (nft reads no element for it); on Linux the elements
+    /// come straight from the kernel over netlink (a dump, no JSON), which
+    /// keeps `show` and `expire` near 100 ms at 100k entries.
+    fn family_sets(&self, t: &TableRef) -> Result<Vec<Set>> {
+        let name = t.name.as_str();
+        let terse = self.nft.run(&["-j", "-t", "list", "ruleset"], None)?;
+        let mut mine: Vec<Set> = parse_sets(&terse)?
+            .into_iter()
+            .filter(|s| s.name == format!("{name}_4") || s.name == format!("{name}_6"))
+            .collect();
+        if mine.is_empty() {
+            return Err(no_table(t));
+        }
+        for s in &mut mine {
+            // Interval sets (allow lists) hold ranges: nft tells them.
+            s.elems = if s.timeout.is_some() {
+                self.elements_of(s)?
+            } else {
+                let text = self
+                    .nft
+                    .run(&["-j", "list", "set", "inet", TABLE, &s.name], None)?;
+                parse_sets(&text)?
+                    .into_iter()
+                    .flat_map(|x| x.elems)
+                    .collect()
+            };
+        }
+        Ok(mine)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn elements_of(&self, s: &Set) -> Result<Vec<Elem>> {
+        let got = crate::netlink::Lookup::open(TABLE)
+            .and_then(|mut l| l.dump_counted(&s.name))
+            .map_err(|e| Error::Tool {
+                tool: format!("netlink: set {}", s.name),
+                msg: crate::error::io_words(&e),
+            })?;
+        Ok(got
+            .into_iter()
+            .map(|(addr, timeout, left, counter)| Elem {
+                net: Net::host(addr),
+                timeout: timeout.map(|ms| ms / 1000).or(s.timeout),
+                expires: left.map(|ms| ms.div_ceil(1000)),
+                counter,
+            })
+            .collect())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn elements_of(&self, s: &Set) -> Result<Vec<Elem>> {
+        let text = self
+            .nft
+            .run(&["-j", "list", "set", "inet", TABLE, &s.name], None)?;
+        Ok(parse_sets(&text)?
+            .into_iter()
+            .flat_map(|x| x.elems)
+            .collect())
+    }
+
+    /// Those of `addrs` that are in the table now.
+    /// Which of `addrs` the table holds: a netlink lookup each for a few
+    /// hosts, else one listing (a set dump costs the kernel O(n^2/chunk):
+    /// nf_tables_dump_set walks the set from its start for every datagram,
+    /// skipping what it sent).
+    fn present(&mut self, t: &TableRef, addrs: &[Net]) -> Result<Vec<Net>> {
+        #[cfg(target_os = "linux")]
+        if addrs.len() <= FEW && addrs.iter().all(|n| n.is_host()) {
+            let sets = self.sets_terse(t)?;
+            let mut l = crate::netlink::Lookup::open(TABLE).map_err(|e| Error::Tool {
+                tool: format!("netlink: table inet {TABLE}"),
+                msg: crate::error::io_words(&e),
+            })?;
+            let mut out = Vec::new();
+            for n in addrs {
+                let set = format!("{}{}", t.name, if n.addr.is_ipv6() { "_6" } else { "_4" });
+                if !sets.iter().any(|s| s.name == set) || out.contains(n) {
+                    continue;
+                }
+                let got = l.get(&set, n.addr).map_err(|e| Error::Tool {
+                    tool: format!("netlink: set {set}"),
+                    msg: crate::error::io_words(&e),
+                })?;
+                if got.is_some() {
+                    out.push(*n);
+                }
+            }
+            return Ok(out);
+        }
+        let want: std::collections::HashSet<&Net> = addrs.iter().collect();
+        Ok(self
+            .entries(t)?
+            .iter()
+            .map(|e| e.net)
+            .filter(|n| want.contains(n))
+            .collect())
+    }
+
+    /// The table's sets for `t` (one per family) without their elements:
+    /// names, timeouts and sizes from the terse listing.
+    fn sets_terse(&self, t: &TableRef) -> Result<Vec<Set>> {
+        let name = t.name.as_str();
+        let terse = self.nft.run(&["-j", "-t", "list", "ruleset"], None)?;
+        let mine: Vec<Set> = parse_sets(&terse)?
+            .into_iter()
+            .filter(|s| s.name == format!("{name}_4") || s.name == format!("{name}_6"))
+            .collect();
+        if mine.is_empty() {
+            return Err(no_table(t));
+        }
+        Ok(mine)
+    }
+
+    /// Run one `nft -f` with an element command per address family.
+    /// Add or delete addresses, one set per family, in one commit each.
+    /// On Linux over netlink in pfknock's own name (the daemon sees who
+    /// committed it and leaves the log line to the command); elsewhere
+    /// one `nft -f`.
+    fn elements(&self, verb: &str, t: &TableRef, addrs: &[Net]) -> Result<()> {
+        let sets = self.sets_terse(t)?;
+        let mut todo: Vec<(String, Vec<Net>)> = Vec::new();
+        for (suffix, v6) in [("_4", false), ("_6", true)] {
+            let list: Vec<Net> = addrs
+                .iter()
+                .filter(|n| n.addr.is_ipv6() == v6)
+                .copied()
+                .collect();
+            if list.is_empty() {
+                continue;
+            }
+            let set = format!("{}{suffix}", t.name);
+            if !sets.iter().any(|s| s.name == set) {
+                return Err(Error::Usage(format!(
+                    "{}: {} has no {} set (family of the service)",
+                    list[0],
+                    t,
+                    if v6 { "IPv6" } else { "IPv4" }
+                )));
+            }
+            todo.push((set, list));
+        }
+        let full = || {
+            Error::Other(format!(
+                "{t}: the set is full: raise the service's size in the config, \
+                 or expire or revoke entries first"
+            ))
+        };
+        #[cfg(target_os = "linux")]
+        for (set, list) in &todo {
+            let elems: Vec<(std::net::IpAddr, Option<(u64, u64)>)> =
+                list.iter().map(|n| (n.addr, None)).collect();
+            crate::netlink::change_elements(TABLE, set, verb == "add", &elems).map_err(|e| {
+                // ENFILE is what the kernel answers for a set at its size.
+                if e.raw_os_error() == Some(libc::ENFILE) {
+                    full()
+                } else {
+                    Error::Tool {
+                        tool: format!("netlink: {verb} element inet {TABLE} {set}"),
+                        msg: crate::error::io_words(&e),
+                    }
+                }
+            })?;
+        }
+        #[cfg(not(target_os = "linux"))]
+        if !todo.is_empty() {
+            let script: String = todo
+                .iter()
+                .map(|(set, list)| {
+                    let l: Vec<String> = list.iter().map(|n| n.to_string()).collect();
+                    format!("{verb} element inet {TABLE} {set} {{ {} }}\n", l.join(", "))
+                })
+                .collect();
+            self.nft
+                .run(&["-f", "-"], Some(&script))
+                .map(|_| ())
+                .map_err(|e| match e {
+                    Error::Tool { msg, .. } if msg.contains("Too many open files in system") => {
+                        full()
+                    }
+                    e => e,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn no_table(t: &TableRef) -> Error {
+    Error::Tool {
+        tool: "nft".into(),
+        msg: format!("{t}: no such set in table inet {TABLE} (is it loaded? pfknock load)"),
+    }
+}
+
+pub(super) fn hosts_only(addrs: &[Net]) -> Result<()> {
+    match addrs.iter().find(|n| !n.is_host()) {
+        Some(n) => Err(Error::Usage(format!(
+            "{n}: nftables sets of authorized hosts hold single addresses, not networks"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Up to this many hosts are looked up one by one rather than listed.
+#[cfg(target_os = "linux")]
+pub(super) const FEW: usize = 64;
+
+impl Tables for NftTables {
+    /// One element by a netlink lookup, not a listing: its age is the set's
+    /// timeout less the time it has left (an element restored with its own
+    /// remaining time reads as older than it is).
+    #[cfg(target_os = "linux")]
+    fn entry(&mut self, t: &TableRef, net: &Net) -> Result<Option<Entry>> {
+        let fam = if net.addr.is_ipv4() { "4" } else { "6" };
+        let set = format!("{}_{fam}", t.name);
+        let Some(s) = self.sets_terse(t)?.into_iter().find(|s| s.name == set) else {
+            return Err(no_table(t));
+        };
+        if s.timeout.is_none() || !net.is_host() {
+            return Ok(self.entries(t)?.into_iter().find(|e| e.net == *net));
+        }
+        let left = crate::netlink::Lookup::open(TABLE)
+            .and_then(|mut l| l.get(&set, net.addr))
+            .map_err(|e| Error::Tool {
+                tool: format!("netlink: set {set}"),
+                msg: crate::error::io_words(&e),
+            })?;
+        let now = (self.now)();
+        Ok(left.map(|left| {
+            let tzero = match (s.timeout, left) {
+                (Some(to), Some(ms)) => now - to.saturating_sub(ms.div_ceil(1000)) as i64,
+                _ => now,
+            };
+            Entry {
+                net: *net,
+                tzero,
+                packets: 0,
+                bytes: 0,
+                counted: false,
+            }
+        }))
+    }
+
+    fn entries(&mut self, t: &TableRef) -> Result<Vec<Entry>> {
+        let now = (self.now)();
+        let mut out = Vec::new();
+        for s in self.family_sets(t)? {
+            for e in s.elems {
+                let tzero = match (e.timeout, e.expires) {
+                    (Some(to), Some(ex)) => now - to.saturating_sub(ex) as i64,
+                    _ => now,
+                };
+                let (packets, bytes) = e.counter.unwrap_or((0, 0));
+                out.push(Entry {
+                    net: e.net,
+                    tzero,
+                    packets,
+                    bytes,
+                    counted: e.counter.is_some(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn table_stats(&mut self, anchor: &AnchorName) -> Result<Vec<TableStat>> {
+        let Some((sets, rules)) = self.nft.listing()? else {
+            self.seen = None;
+            return Err(Error::Table {
+                table: String::new(),
+                anchor: anchor.as_str().to_owned(),
+                op: "nft list table",
+                outcome: crate::error::Outcome::MissingAnchor,
+                errno: 0,
+            });
+        };
+        self.seen = Some((sets.iter().map(|s| s.name.clone()).collect(), rules));
+        self.full = sets
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.size?)))
+            .filter(|(name, size)| {
+                sets.iter()
+                    .any(|s| s.name == *name && s.elems.len() as u64 >= *size)
+            })
+            .collect();
+        let mut by: BTreeMap<String, u64> = BTreeMap::new();
+        for s in sets {
+            let base = s
+                .name
+                .strip_suffix("_4")
+                .or_else(|| s.name.strip_suffix("_6"));
+            if let Some(b) = base {
+                *by.entry(b.to_owned()).or_default() += s.elems.len() as u64;
+            }
+        }
+        Ok(by
+            .into_iter()
+            .map(|(name, count)| TableStat {
+                name,
+                anchor: anchor.as_str().to_owned(),
+                active: true,
+                count,
+                counters: None,
+                packets: 0,
+                tzero: 0,
+            })
+            .collect())
+    }
+
+    fn add(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        hosts_only(addrs)?;
+        let before: Vec<Net> = self.entries(t)?.iter().map(|e| e.net).collect();
+        let new: Vec<Net> = addrs
+            .iter()
+            .filter(|a| !before.contains(a))
+            .copied()
+            .collect();
+        self.elements("add", t, &new)?;
+        Ok(new.len())
+    }
+
+    fn delete(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        // Elements time out by themselves: delete only those still there.
+        let present = self.present(t, addrs)?;
+        self.elements("delete", t, &present)?;
+        Ok(present.len())
+    }
+
+    /// Delete and add again in one transaction: a fresh timeout.
+    fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        let present = self.present(t, addrs)?;
+        if present.is_empty() {
+            return Ok(0);
+        }
+        let sets = self.sets_terse(t)?;
+        let mut script = String::new();
+        for n in &present {
+            let set = format!("{}{}", t.name, if n.addr.is_ipv6() { "_6" } else { "_4" });
+            if sets.iter().any(|s| s.name == set) {
+                script.push_str(&format!("delete element inet {TABLE} {set} {{ {n} }}\nadd element inet {TABLE} {set} {{ {n} }}\n"));
+            }
+        }
+        self.nft.run(&["-f", "-"], Some(&script))?;
+        Ok(present.len())
+    }
+
+    /// Put authorizations back with the time they had left (after the
+    /// table was deleted and loaded again), in one transaction.
+    fn add_timed(&mut self, t: &TableRef, entries: &[(Net, u64)]) -> Result<usize> {
+        let sets = self.sets_terse(t)?;
+        let mut script = String::new();
+        let mut n = 0;
+        for s in &sets {
+            let v6 = s.name.ends_with("_6");
+            let list: Vec<String> = entries
+                .iter()
+                .filter(|(a, left)| a.addr.is_ipv6() == v6 && a.is_host() && *left > 0)
+                .map(|(a, left)| match s.timeout {
+                    Some(to) => format!("{} timeout {to}s expires {}s", a.addr, (*left).min(to)),
+                    None => a.addr.to_string(),
+                })
+                .collect();
+            if list.is_empty() {
+                continue;
+            }
+            n += list.len();
+            script.push_str(&format!(
+                "add element inet {TABLE} {} {{ {} }}\n",
+                s.name,
+                list.join(", ")
+            ));
+        }
+        if n > 0 {
+            self.nft.run(&["-f", "-"], Some(&script))?;
+        }
+        Ok(n)
+    }
+
+    /// The sets come with the table (`pfknock load`).
+    fn create(&mut self, _: &[(TableRef, TableFlags)]) -> Result<usize> {
+        Ok(0)
+    }
+
+    fn caps(&self) -> crate::tables::Caps {
+        crate::tables::Caps::NFT
+    }
+
+    fn full_sets(&self) -> Vec<(String, u64)> {
+        self.full.clone()
+    }
+
+    /// Does the table still have every set and exactly the rules the
+    /// config renders (a flushed chain, a deleted rule or set says no)?
+    fn intact(&self, cfg: &Config) -> Option<bool> {
+        let (sets, rules) = self.seen.as_ref()?;
+        let want = crate::render::nft::build(cfg);
+        Some(
+            want.sets().all(|s| sets.contains(&s.name))
+                && want.chains.len() == rules.len()
+                && want
+                    .chains
+                    .iter()
+                    .all(|c| rules.get(c.name) == Some(&c.rules.len())),
+        )
+    }
+}

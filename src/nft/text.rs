@@ -1,0 +1,224 @@
+//! What nft(8) prints, read: the table's set definitions, rule counts and
+//! elements with their time left.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::name::Net;
+use crate::render::nft::SetDef;
+use crate::render::nft::TABLE;
+
+use super::*;
+
+/// A set as the kernel has it, from `nft -j -t list table` (no elements).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelSet {
+    pub name: String,
+    pub ty: String,
+    pub size: Option<u64>,
+    pub interval: bool,
+    pub timeout: Option<u64>,
+    pub comment: String,
+    /// Its elements count packets and bytes (`counter` in the set).
+    pub counter: bool,
+}
+
+impl KernelSet {
+    /// Would loading `d` leave this set as it is? Constant (allow) sets
+    /// are always made anew: they hold no state.
+    pub(super) fn same_as(&self, d: &SetDef) -> bool {
+        d.elements.is_none()
+            && d.kept.is_none()
+            && self.counter == d.counter
+            && !self.interval
+            && self.ty == d.ty
+            && self.size == d.size
+            && self.timeout == d.timeout.map(|t| t.0)
+            && self.comment == d.comment
+    }
+}
+
+/// The sets and chain names of `nft -j -t list table` output.
+/// The sets and chains of `table inet pfknock` in a terse listing of the
+/// ruleset, and whether the table is there.
+pub(super) fn parse_defs(text: &str) -> Result<(Vec<KernelSet>, Vec<String>, bool)> {
+    let v: Value = serde_json::from_str(text).map_err(|e| Error::Tool {
+        tool: "nft -j".into(),
+        msg: format!("unreadable output: {e}"),
+    })?;
+    let (mut sets, mut chains, mut had) = (Vec::new(), Vec::new(), false);
+    let ours = |o: &Value, name: &str| o["family"] == "inet" && o[name] == TABLE;
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        if item.get("table").is_some_and(|t| ours(t, "name")) {
+            had = true;
+        }
+        if let Some(c) = item.get("chain").filter(|c| ours(c, "table")) {
+            chains.push(c["name"].as_str().unwrap_or_default().to_owned());
+        }
+        let Some(s) = item.get("set").filter(|s| ours(s, "table")) else {
+            continue;
+        };
+        let flags: Vec<&str> = s["flags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        sets.push(KernelSet {
+            name: s["name"].as_str().unwrap_or_default().to_owned(),
+            ty: s["type"].as_str().unwrap_or_default().to_owned(),
+            size: s["size"].as_u64(),
+            interval: flags.contains(&"interval"),
+            timeout: s["timeout"].as_u64(),
+            comment: s["comment"].as_str().unwrap_or_default().to_owned(),
+            counter: s["stmt"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|x| x.get("counter").is_some())),
+        });
+    }
+    Ok((sets, chains, had))
+}
+
+/// An element of a set with timeouts, its timers in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimedElem {
+    pub addr: String,
+    pub timeout_ms: Option<u64>,
+    pub expires_ms: Option<u64>,
+}
+
+/// nft's `1d2h3m4s5ms` in milliseconds.
+pub(super) fn parse_ms(s: &str) -> Option<u64> {
+    let (mut total, mut num) = (0u64, String::new());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            'd' => 86_400_000,
+            'h' => 3_600_000,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            'm' => 60_000,
+            's' => 1000,
+            _ => return None,
+        };
+        total = total.checked_add(num.parse::<u64>().ok()?.checked_mul(unit)?)?;
+        num.clear();
+    }
+    num.is_empty().then_some(total)
+}
+
+/// The elements of `nft list set` text output, with their timers (an
+/// element without `timeout` has the set's).
+pub(super) fn parse_timed(text: &str) -> Vec<TimedElem> {
+    let set_timeout = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("timeout "))
+        .find_map(parse_ms);
+    let Some(start) = text.find("elements = {") else {
+        return Vec::new();
+    };
+    let body = &text[start + "elements = {".len()..];
+    let body = &body[..body.find('}').unwrap_or(body.len())];
+    body.split(',')
+        .filter_map(|item| {
+            let mut w = item.split_whitespace();
+            let addr = w.next()?.to_owned();
+            let mut e = TimedElem {
+                addr,
+                timeout_ms: set_timeout,
+                expires_ms: None,
+            };
+            while let Some(k) = w.next() {
+                match k {
+                    "timeout" => e.timeout_ms = w.next().and_then(parse_ms),
+                    "expires" => e.expires_ms = w.next().and_then(parse_ms),
+                    _ => {}
+                }
+            }
+            Some(e)
+        })
+        .collect()
+}
+
+/// Rules per chain in `nft -j list` output (chains without rules count 0).
+pub(super) fn rule_counts(text: &str) -> RuleCounts {
+    let v: Value = serde_json::from_str(text).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        if let Some(c) = item.get("chain") {
+            out.entry(c["name"].as_str().unwrap_or_default().to_owned())
+                .or_insert(0);
+        }
+        if let Some(r) = item.get("rule") {
+            *out.entry(r["chain"].as_str().unwrap_or_default().to_owned())
+                .or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+pub(super) fn parse_sets(text: &str) -> Result<Vec<Set>> {
+    let v: Value = serde_json::from_str(text).map_err(|e| Error::Tool {
+        tool: "nft -j".into(),
+        msg: format!("unreadable output: {e}"),
+    })?;
+    let mut out = Vec::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        let Some(s) = item
+            .get("set")
+            .filter(|s| s["family"] == "inet" && s["table"] == TABLE)
+        else {
+            continue;
+        };
+        let mut set = Set {
+            name: s["name"].as_str().unwrap_or_default().to_owned(),
+            timeout: s["timeout"].as_u64(),
+            size: s["size"].as_u64(),
+            elems: Vec::new(),
+        };
+        for e in s["elem"].as_array().into_iter().flatten() {
+            let (val, timeout, expires, counter) = match e.get("elem") {
+                Some(inner) => (
+                    &inner["val"],
+                    inner["timeout"].as_u64(),
+                    inner["expires"].as_u64(),
+                    inner["counter"]["packets"]
+                        .as_u64()
+                        .zip(inner["counter"]["bytes"].as_u64()),
+                ),
+                None => (e, None, None, None),
+            };
+            let net = if let Some(a) = val.as_str() {
+                a.parse::<Net>().ok()
+            } else {
+                let p = &val["prefix"];
+                format!(
+                    "{}/{}",
+                    p["addr"].as_str().unwrap_or_default(),
+                    p["len"].as_u64().unwrap_or(0)
+                )
+                .parse::<Net>()
+                .ok()
+            };
+            if let Some(net) = net {
+                set.elems.push(Elem {
+                    net,
+                    timeout: timeout.or(set.timeout),
+                    expires,
+                    counter,
+                });
+            }
+        }
+        out.push(set);
+    }
+    Ok(out)
+}
