@@ -1,0 +1,415 @@
+//! Config → an nftables table, `inet pfknock`, for Linux.
+//!
+//! The same services as on pf, with the kernel's own tools. What counts as
+//! a knock is what pf counts: a connection whose handshake the firewall
+//! completed, from the address that completed it.
+//!
+//! * A knock port answers SYNs with `synproxy` (notrack'd in prerouting,
+//!   as the kernel's synproxy recipe does), so the client's connect
+//!   completes with nothing listening.
+//! * The client's final ACK goes to `synproxy` too, which checks the SYN
+//!   cookie it carries. A valid one makes the kernel send a SYN of its own,
+//!   with the client's address as source, to the local port; that SYN
+//!   enters the input hook on `lo` (nf_synproxy_core.c:
+//!   synproxy_send_server_syn, sent with ip_local_out / ip6_local_out), and
+//!   it is the only packet that is counted. An ACK with a bad cookie is
+//!   dropped by `synproxy` itself, so bare ACKs, ACK scans, SYN floods and
+//!   forged sources count nothing: only a host that saw our SYN-ACK can
+//!   produce it. The local stack answers that SYN with a reset, which the
+//!   kernel's synproxy hook puts into the client's sequence space, so the
+//!   client's knock connection ends at once.
+//! * The rate is a per-source token bucket in a dynamic meter set,
+//!   `limit rate over 1/S burst N packets`: it trips on the (N+1)-th
+//!   counted connect within S seconds, as `max-src-conn-rate N/S` reads
+//!   (pfknock.8, RATES, says where pf's decaying estimator differs).
+//! * A sequence chains stage sets (`<table>_s<k>_4`, timeout the window):
+//!   every knock port answers everyone, and knock k counts only for hosts
+//!   in stage k-1's set (and knock 1 only for hosts in `from`).
+//! * The last knock `update`s the authorized set (renewal), or `add`s it
+//!   when `renew = false`. With `expire = "idle"`, packets of assured
+//!   connections to the protected ports refresh it, and nothing else does.
+//! * Counted or not, the synproxy'd SYN goes on to the local stack. When a
+//!   meter or the authorized set is full, a knock is not counted and the
+//!   protected port stays closed: the daemon logs the full set once, `show`
+//!   says it, and `knock --verify` (implied by `knock -s`) reports it. (A
+//!   rule cannot test whether its own set update succeeded: an element
+//!   made with a `limit` is not yet visible to a lookup in the next rule
+//!   on Linux 6.18, measured, so no verdict may depend on that.)
+//! * The allow list is a constant interval set.
+//! * The protected ports accept the authorized sets, then established
+//!   connections (an expiry does not cut an open session), then drop;
+//!   loopback is accepted before that.
+//! * Only the input hook and packets addressed to this host are touched:
+//!   the prerouting rule that exempts knock SYNs from conntrack matches
+//!   `fib daddr type local`, so forwarded traffic is left alone.
+//!
+//! `[[expire]]` tables are pf's and have no nftables counterpart.
+#![forbid(unsafe_code)]
+
+use std::fmt::Write;
+
+use crate::config::{Config, Dest, Role, Service};
+use crate::name::{ExpireMode, Family, Net, PortRange, Proto, Rate, Secs};
+use crate::names::{self, Object};
+
+pub use crate::names::Af;
+
+mod rules;
+use rules::*;
+
+/// The nftables table pfknock owns.
+pub const TABLE: &str = "pfknock";
+
+/// The options every synproxy answer offers (the common Linux defaults).
+const SYNPROXY: &str = "synproxy mss 1460 wscale 7 timestamp sack-perm";
+/// A segment with SYN alone, or ACK alone, among these four flags.
+const SYN: &str = "tcp flags & (fin | syn | rst | ack) == syn";
+const ACK: &str = "tcp flags & (fin | syn | rst | ack) == ack";
+
+impl Af {
+    fn proto(self) -> &'static str {
+        match self {
+            Af::V4 => "ip",
+            Af::V6 => "ip6",
+        }
+    }
+    fn ty(self) -> &'static str {
+        match self {
+            Af::V4 => "ipv4_addr",
+            Af::V6 => "ipv6_addr",
+        }
+    }
+    /// A flow to this host: the peer's address, its port, our port.
+    fn flow_ty(self) -> &'static str {
+        match self {
+            Af::V4 => "ipv4_addr . inet_service . inet_service",
+            Af::V6 => "ipv6_addr . inet_service . inet_service",
+        }
+    }
+
+    fn of(n: &Net) -> Af {
+        if n.addr.is_ipv4() { Af::V4 } else { Af::V6 }
+    }
+}
+
+/// The families a service's rules cover.
+pub fn families(s: &Service) -> Vec<Af> {
+    match s.family {
+        Family::Any => vec![Af::V4, Af::V6],
+        Family::Inet => vec![Af::V4],
+        Family::Inet6 => vec![Af::V6],
+    }
+}
+
+/// The set behind a role table for one family.
+pub fn set_name(table: &str, af: Af) -> String {
+    names::nft_set_of(table, af)
+}
+
+/// A duration as nft(8) reads it: `1d2h3m4s5ms`. nft refuses a number of
+/// 100,000,000 or more in any one part (`timeout 100000000s` is "value too
+/// large", measured with nft 1.0.6), so a long ttl must not be written in
+/// seconds alone.
+pub fn nft_time(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut n = ms;
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if n >= size {
+            let _ = write!(out, "{}{unit}", n / size);
+            n %= size;
+        }
+    }
+    out
+}
+
+/// One set of the table, as the loader compares it with the kernel's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetDef {
+    pub name: String,
+    /// `ipv4_addr` or `ipv6_addr`.
+    pub ty: &'static str,
+    /// A constant interval set with these elements (the allow list), or
+    /// a dynamic set with timeouts.
+    pub elements: Option<Vec<String>>,
+    /// Element timeout of a dynamic set.
+    pub timeout: Option<Secs>,
+    /// Most elements (dynamic sets).
+    pub size: Option<u64>,
+    /// Says what the set is; for a meter, its rate too, so that a changed
+    /// rate makes a new meter (an element keeps the limit it was made with).
+    pub comment: String,
+    /// A set of flows (`address . source port . port`) that the loader
+    /// fills with the connections to these ports open at load time, made
+    /// anew at every load (`Object::Kept`); `None` for a set of addresses.
+    pub kept: Option<Vec<PortRange>>,
+    /// Its elements count packets and bytes (the authorized hosts, for
+    /// `show`).
+    pub counter: bool,
+}
+
+impl SetDef {
+    /// The body between `set NAME {` and `}`.
+    pub fn body(&self) -> String {
+        let mut b = format!("type {};", self.ty);
+        if let Some(n) = self.size {
+            let _ = write!(b, " size {n};");
+        }
+        match (&self.elements, &self.kept) {
+            (Some(e), _) => {
+                let _ = write!(b, " flags interval; elements = {{ {} }};", e.join(", "));
+            }
+            (None, Some(_)) => {}
+            (None, None) => b.push_str(" flags dynamic, timeout;"),
+        }
+        if self.counter {
+            b.push_str(" counter;");
+        }
+        if let Some(t) = self.timeout {
+            let _ = write!(b, " timeout {};", nft_time(t.0.saturating_mul(1000)));
+        }
+        let _ = write!(b, " comment \"{}\";", self.comment);
+        b
+    }
+}
+
+/// One base chain and its rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainDef {
+    pub name: &'static str,
+    /// `type filter hook ... priority ...; policy accept;`
+    pub head: &'static str,
+    pub rules: Vec<String>,
+}
+
+/// The whole table, in render order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableDef {
+    /// Per service: its header comment and its sets.
+    pub services: Vec<(String, Vec<SetDef>)>,
+    pub chains: Vec<ChainDef>,
+}
+
+impl TableDef {
+    pub fn sets(&self) -> impl Iterator<Item = &SetDef> {
+        self.services.iter().flat_map(|(_, s)| s.iter())
+    }
+}
+
+/// The table as data: what `render` prints and the loader applies.
+pub fn build(cfg: &Config) -> TableDef {
+    let services = cfg
+        .services
+        .iter()
+        .map(|s| (super::service_comment(s), service_sets(s)))
+        .collect();
+
+    let mut pre = Vec::new();
+    for s in &cfg.services {
+        let ports = answering(s);
+        let iif = match &s.on {
+            Some(i) => format!("iifname \"{i}\""),
+            None => "iifname != \"lo\"".to_owned(),
+        };
+        pre.push(format!(
+            "{iif} fib daddr type local tcp dport {} {SYN} notrack",
+            list(&ports)
+        ));
+    }
+
+    // A local process may bind an address that is not this host's
+    // (IPV6_FREEBIND needs no privilege) and knock from it over loopback:
+    // its SYNs to this host's knock ports never leave, so nothing counts
+    // them. synproxy's own SYN, sent for a validated cookie, has no socket
+    // (`meta skuid` does not match it) and passes.
+    let mut output = Vec::new();
+    for s in &cfg.services {
+        output.push(format!(
+            "fib daddr type local tcp dport {} fib saddr type != local meta skuid >= 0 drop",
+            list(&answering(s))
+        ));
+    }
+
+    let mut input = Vec::new();
+    for s in &cfg.services {
+        count_rules(&mut input, s, cfg.nflog_group);
+    }
+    // Loopback is never knocked nor blocked, as pf.conf's `set skip on lo0`.
+    input.push("iifname \"lo\" accept".to_owned());
+    for s in &cfg.services {
+        knock_rules(&mut input, s);
+    }
+    for s in &cfg.services {
+        protect_rules(&mut input, s, Hook::Input);
+    }
+    for s in &cfg.services {
+        protect_tail(&mut input, s, Hook::Input);
+    }
+    let mut chains = vec![
+        ChainDef {
+            name: "prerouting",
+            head: "type filter hook prerouting priority raw; policy accept;",
+            rules: pre,
+        },
+        ChainDef {
+            name: "input",
+            head: "type filter hook input priority filter - 1; policy accept;",
+            rules: input,
+        },
+        ChainDef {
+            name: "output",
+            head: "type filter hook output priority filter - 1; policy accept;",
+            rules: output,
+        },
+    ];
+    if forwards(cfg) {
+        // Forwarded services (`to`): after DNAT, so by the destination the
+        // packet is forwarded to; nothing else in the forward path.
+        let mut fwd = Vec::new();
+        for s in &cfg.services {
+            protect_rules(&mut fwd, s, Hook::Forward);
+        }
+        for s in &cfg.services {
+            protect_tail(&mut fwd, s, Hook::Forward);
+        }
+        chains.push(ChainDef {
+            name: "forward",
+            head: FORWARD_HEAD,
+            rules: fwd,
+        });
+    }
+    TableDef { services, chains }
+}
+
+/// The table when the knock rules are not in force (after `unload`, or
+/// when nftables refused the full table): the protected ports accept the
+/// allow list, loopback and established connections, and drop the rest,
+/// as pf's main ruleset does when the anchor is empty. Fail closed.
+pub fn build_closed(cfg: &Config) -> TableDef {
+    let services = cfg
+        .services
+        .iter()
+        .map(|s| {
+            let sets = service_sets(s)
+                .into_iter()
+                .filter(|d| d.elements.is_some() || d.kept.is_some())
+                .collect();
+            (super::service_comment(s), sets)
+        })
+        .collect();
+    let closed = |hook: Hook| {
+        let mut out = Vec::new();
+        for s in &cfg.services {
+            let (iif, dport) = (iif(s), dport(s));
+            for af in families(s) {
+                let Some(to) = dest_match(s, hook, af) else {
+                    continue;
+                };
+                if s.allow.iter().any(|n| Af::of(n) == af) {
+                    out.push(format!(
+                        "{iif}{to}{dport} {} saddr @{} accept",
+                        af.proto(),
+                        set_of(s, Object::Table(Role::Allow), af)
+                    ));
+                }
+                kept_rule(&mut out, s, hook, af);
+            }
+        }
+        for s in &cfg.services {
+            protect_tail(&mut out, s, hook);
+        }
+        out
+    };
+    let mut input = vec!["iifname \"lo\" accept".to_owned()];
+    input.extend(closed(Hook::Input));
+    let mut chains = vec![ChainDef {
+        name: "input",
+        head: "type filter hook input priority filter - 1; policy accept;",
+        rules: input,
+    }];
+    if forwards(cfg) {
+        chains.push(ChainDef {
+            name: "forward",
+            head: FORWARD_HEAD,
+            rules: closed(Hook::Forward),
+        });
+    }
+    TableDef { services, chains }
+}
+
+/// Render the table. `source` names the config file in the header comment.
+pub fn render(cfg: &Config, source: &str) -> String {
+    text(&build(cfg), cfg, source)
+}
+
+/// The closed table (`build_closed`) as text, for the include file after
+/// `unload`.
+pub fn render_closed(cfg: &Config, source: &str) -> String {
+    text(&build_closed(cfg), cfg, source)
+}
+
+fn text(t: &TableDef, cfg: &Config, source: &str) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# pfknock {}: table inet {TABLE} from {}",
+        env!("CARGO_PKG_VERSION"),
+        crate::name::comment_safe(source)
+    );
+    let _ = writeln!(o, "# load with: pfknock load (nft -f, one transaction)");
+    if !cfg.expires.is_empty() {
+        let _ = writeln!(
+            o,
+            "# [[expire]] tables are pf tables: nothing to render for nftables"
+        );
+    }
+    let _ = writeln!(o, "table inet {TABLE} {{");
+    for (comment, sets) in &t.services {
+        let _ = writeln!(o, "\t{comment}");
+        for s in sets {
+            let _ = writeln!(o, "\tset {} {{ {} }}", s.name, s.body());
+        }
+    }
+    for c in &t.chains {
+        let _ = writeln!(o, "\tchain {} {{", c.name);
+        let _ = writeln!(o, "\t\t{}", c.head);
+        for r in &c.rules {
+            let _ = writeln!(o, "\t\t{r}");
+        }
+        let _ = writeln!(o, "\t}}");
+    }
+    let _ = writeln!(o, "}}");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_refill_one_knock_per_window() {
+        let r = |s: &str| limit(s.parse().unwrap());
+        assert_eq!(r("5/15"), "limit rate over 4/minute burst 5 packets");
+        assert_eq!(r("10/5"), "limit rate over 12/minute burst 10 packets");
+        assert_eq!(r("3/1"), "limit rate over 1/second burst 3 packets");
+        assert_eq!(r("3/7"), "limit rate over 86400/week burst 3 packets");
+        assert_eq!(r("1/86400"), "limit rate over 1/day burst 1 packets");
+        assert_eq!(r("2/13"), "limit rate over 46523/week burst 2 packets");
+    }
+
+    #[test]
+    fn durations_in_parts_nft_can_read() {
+        assert_eq!(nft_time(60_000), "1m");
+        assert_eq!(nft_time(93_784_005), "1d2h3m4s5ms");
+        assert_eq!(nft_time(520 * 7 * 86_400_000), "3640d");
+        assert_eq!(nft_time(0), "0s");
+    }
+}

@@ -1,0 +1,398 @@
+//! The rules of one service, line by line: its sets, the counting and
+//! answering of knocks, and who may reach its protected ports.
+#![forbid(unsafe_code)]
+
+use super::*;
+
+/// `limit rate over 1/S burst N packets`, the token bucket for pf's `N/S`:
+/// N tokens, one back every S seconds. The unit is the smallest of second,
+/// minute, hour, day and week that S divides; a week's rounding otherwise
+/// (at most 1/604800 of S, since S is at most a week).
+pub(super) fn limit(r: Rate) -> String {
+    let s = r.secs as u64;
+    let (rate, unit) = [
+        (1, "second"),
+        (60, "minute"),
+        (3600, "hour"),
+        (86400, "day"),
+        (604800, "week"),
+    ]
+    .into_iter()
+    .find(|(u, _)| u % s == 0)
+    .map_or(((604800 / s).max(1), "week"), |(u, name)| (u / s, name));
+    format!("limit rate over {rate}/{unit} burst {} packets", r.conns)
+}
+
+pub(super) fn iif(s: &Service) -> String {
+    s.on.as_ref()
+        .map_or(String::new(), |i| format!("iifname \"{i}\" "))
+}
+
+pub(super) fn list(items: &[String]) -> String {
+    if items.len() == 1 {
+        items[0].clone()
+    } else {
+        format!("{{ {} }}", items.join(", "))
+    }
+}
+
+/// The networks of `list` that belong to a family, as text.
+pub(super) fn nets_of(list: &[Net], af: Af) -> Vec<String> {
+    list.iter()
+        .filter(|n| Af::of(n) == af)
+        .map(|n| n.to_string())
+        .collect()
+}
+
+/// The set of an object, for a family.
+pub(super) fn set_of(s: &Service, o: Object, af: Af) -> String {
+    names::nft_set(s, o, af).expect("an object with an nftables set")
+}
+
+pub(super) fn service_sets(s: &Service) -> Vec<SetDef> {
+    let mut v = Vec::new();
+    for af in families(s) {
+        let dynset = |o: Object, t: Secs, comment: String| SetDef {
+            name: set_of(s, o, af),
+            ty: af.ty(),
+            elements: None,
+            timeout: Some(t),
+            size: Some(s.size),
+            comment,
+            kept: None,
+            counter: false,
+        };
+        for o in names::objects(s) {
+            match o {
+                Object::Table(Role::Auth) => v.push(SetDef {
+                    counter: true,
+                    ..dynset(o, s.ttl, format!("{}: authorized", s.name))
+                }),
+                Object::Table(Role::Stage(k)) => {
+                    v.push(dynset(o, s.window, format!("{}: stage {k}", s.name)))
+                }
+                Object::Table(Role::Renew) => {}
+                Object::Table(Role::Allow) => {
+                    let elems = nets_of(&s.allow, af);
+                    if !elems.is_empty() {
+                        v.push(SetDef {
+                            name: set_of(s, o, af),
+                            ty: af.ty(),
+                            elements: Some(elems),
+                            timeout: None,
+                            size: None,
+                            comment: format!("{}: allow", s.name),
+                            kept: None,
+                            counter: false,
+                        });
+                    }
+                }
+                Object::Meter(k) => v.push(dynset(
+                    o,
+                    Secs(s.rate.secs as u64),
+                    format!("{}: meter {k}, rate {}", s.name, s.rate),
+                )),
+                Object::Kept => v.push(SetDef {
+                    name: set_of(s, o, af),
+                    ty: af.flow_ty(),
+                    elements: None,
+                    timeout: None,
+                    size: Some(s.size),
+                    comment: format!("{}: kept at load", s.name),
+                    kept: Some(s.protect.clone()),
+                    counter: false,
+                }),
+            }
+        }
+    }
+    v
+}
+
+/// Who may knock on port k (0-based) of a family: `None` when nobody of
+/// this family may, else a match (empty for anyone).
+pub(super) fn knock_source(s: &Service, k: usize, af: Af) -> Option<String> {
+    if k > 0 {
+        let prev = set_of(s, Object::Table(Role::Stage(k)), af);
+        return Some(format!("{} saddr @{prev} ", af.proto()));
+    }
+    if s.from.is_empty() {
+        return Some(String::new());
+    }
+    let nets = nets_of(&s.from, af);
+    if nets.is_empty() {
+        None
+    } else {
+        Some(format!("{} saddr {} ", af.proto(), list(&nets)))
+    }
+}
+
+/// Rules that count the SYN synproxy sends on for a validated cookie.
+pub(super) fn count_rules(out: &mut Vec<String>, s: &Service, group: u16) {
+    let n = s.stages();
+    // A rotating service whose ports were never filled in counts nothing.
+    if s.knock.len() < n {
+        return;
+    }
+    for k in 0..n {
+        for (p, when) in stage_variants(s, k) {
+            count_rule(out, s, group, k, &p, &when);
+        }
+    }
+}
+
+/// The ports of stage k (0-based), each with the time it counts in: a
+/// fixed knock always; a rotating one per step, from `rotate::lead` before
+/// its step until the end of the step after it, so that the rules stop
+/// counting by themselves if no daemon loads the next ones.
+pub(super) fn stage_variants(s: &Service, k: usize) -> Vec<(String, String)> {
+    let (Some(r), Some(start)) = (&s.rotate, s.step_start) else {
+        let ports: Vec<String> = s.stage_ports(k).iter().map(|p| p.to_string()).collect();
+        return vec![(list(&ports), String::new())];
+    };
+    let len = r.step.0 as i64;
+    let lead = crate::rotate::lead(r.step.0);
+    [
+        (&s.knock_prev, start - len - lead, start + len),
+        (&s.knock, start - lead, start + 2 * len),
+        (&s.knock_next, start + len - lead, start + 3 * len),
+    ]
+    .into_iter()
+    .filter_map(|(ports, from, to)| {
+        let p = ports.get(k)?;
+        Some((
+            p.to_string(),
+            format!("meta time >= {from} meta time < {to} "),
+        ))
+    })
+    .collect()
+}
+
+/// One counting rule of stage k on ports `p`, in force `when`.
+pub(super) fn count_rule(
+    out: &mut Vec<String>,
+    s: &Service,
+    group: u16,
+    k: usize,
+    p: &str,
+    when: &str,
+) {
+    let n = s.stages();
+    {
+        // The synproxy'd SYN: on lo, from a source that is not ours.
+        let head = format!(
+            "iifname \"lo\" tcp dport {p} {SYN} {when}ct state new fib saddr type != local"
+        );
+        for af in families(s) {
+            let Some(from) = knock_source(s, k, af) else {
+                continue;
+            };
+            let into = if k + 1 == n {
+                Object::Table(Role::Auth)
+            } else {
+                Object::Table(Role::Stage(k + 1))
+            };
+            let verb = if k + 1 == n && !s.renew {
+                "add"
+            } else {
+                "update"
+            };
+            // The daemon learns of each authorization from this packet
+            // (nfnetlink_log): the kernel sends no notice of an element
+            // added from the packet path.
+            let log = if k + 1 == n {
+                format!(" log group {group} prefix \"pfknock {}: \"", s.name)
+            } else {
+                String::new()
+            };
+            let ip = af.proto();
+            // A link-local address names a host on one link only: a knock
+            // from fe80::1 on one link must not open the port to another
+            // link's fe80::1 (the sets hold no interface).
+            let from = match af {
+                Af::V6 => format!("ip6 saddr != fe80::/10 {from}"),
+                Af::V4 => from,
+            };
+            out.push(format!(
+                "{head} {from}update @{} {{ {ip} saddr {} }} {verb} @{} {{ {ip} saddr }}{log}",
+                set_of(s, Object::Meter(k + 1), af),
+                limit(s.rate),
+                set_of(s, into, af),
+            ));
+        }
+    }
+}
+
+/// The ports that answer like knock ports: the knock ports, or a
+/// rotating service's whole range, so that a scan cannot tell which
+/// ports of the range this step's are.
+pub(super) fn answering(s: &Service) -> Vec<String> {
+    match &s.rotate {
+        Some(r) => vec![r.range.nft()],
+        None => s.knock.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+/// The knock ports' answers to the outside.
+pub(super) fn knock_rules(out: &mut Vec<String>, s: &Service) {
+    let iif = iif(s);
+    // Only what no connection of this host's own owns: a range may hold
+    // the local ports of outgoing connections, whose replies are
+    // established.
+    let fresh = if s.rotate.is_some() {
+        "ct state invalid,untracked,new "
+    } else {
+        ""
+    };
+    for p in &answering(s) {
+        // Every SYN is answered, whoever sends it and whatever stage it
+        // has reached: a scan learns nothing of the order. Who counts is
+        // decided when the handshake is complete (`count_rules`).
+        out.push(format!("{iif}tcp dport {p} {SYN} {SYNPROXY}"));
+        out.push(format!(
+            "{iif}tcp dport {p} {ACK} ct state invalid,untracked,new {SYNPROXY}"
+        ));
+        out.push(format!("{iif}tcp dport {p} {fresh}reject with tcp reset"));
+    }
+}
+
+/// `tcp dport ...` (or udp, or both) of the protected ports.
+pub(super) fn dport(s: &Service) -> String {
+    let ports: Vec<String> = s.protect.iter().map(PortRange::nft).collect();
+    if s.proto == [Proto::Tcp] {
+        format!("tcp dport {}", list(&ports))
+    } else if s.proto == [Proto::Udp] {
+        format!("udp dport {}", list(&ports))
+    } else {
+        format!("meta l4proto {{ tcp, udp }} th dport {}", list(&ports))
+    }
+}
+
+/// Who may reach the protected ports. Every service's accepts stand
+/// before any service's drop, so two services protecting one port both
+/// open it.
+/// The base chain a rule is for: packets to this host, or forwarded ones.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hook {
+    Input,
+    Forward,
+}
+
+/// The destination match of a service's protected ports on a hook and
+/// family: `None` where the hook has none of its destinations.
+pub(super) fn dest_match(s: &Service, hook: Hook, af: Af) -> Option<String> {
+    match (&s.to, hook) {
+        (Dest::SelfHost | Dest::Any, Hook::Input) | (Dest::Any, Hook::Forward) => {
+            Some(String::new())
+        }
+        (Dest::SelfHost, Hook::Forward) | (Dest::Nets(_), Hook::Input) => None,
+        (Dest::Nets(n), Hook::Forward) => {
+            let nets = nets_of(n, af);
+            (!nets.is_empty()).then(|| format!("{} daddr {} ", af.proto(), list(&nets)))
+        }
+    }
+}
+
+pub(super) fn protect_rules(out: &mut Vec<String>, s: &Service, hook: Hook) {
+    let iif = iif(s);
+    let dport = dport(s);
+    for af in families(s) {
+        let Some(to) = dest_match(s, hook, af) else {
+            continue;
+        };
+        let dport = format!("{to}{dport}");
+        let ip = af.proto();
+        let set = set_of(s, Object::Table(Role::Auth), af);
+        if s.expire == ExpireMode::Idle {
+            // Only a connection whose handshake completed keeps an idle
+            // authorization alive. `ct state established` alone is not
+            // enough: it means "a reply was seen", and a forged SYN from an
+            // authorized address earns one (our SYN-ACK, then the real
+            // host's reset; measured). conntrack sets ASSURED only when the
+            // final ACK of a handshake is valid (nf_conntrack_proto_tcp.c,
+            // nf_conntrack_tcp_packet), which a blind forger cannot send.
+            // Nor do a reset or a SYN: on a connection in TIME_WAIT (or
+            // CLOSE) conntrack takes an RST, and a SYN it does not take as
+            // a reopening, without checking the sequence number against
+            // the window (nf_conntrack_proto_tcp.c, nf_conntrack_tcp_packet:
+            // the RST and TCP_CONNTRACK_IGNORE cases), as part of the
+            // assured connection; so one forged with an ended session's
+            // 5-tuple would count as the client alive (measured: an RST
+            // every 4 s kept a 20 s idle authorization 72 s; a SYN every
+            // 0.5 s, as long as it went on). A live client sends neither
+            // on an established connection; its other packets are checked
+            // against the window, which a blind forger does not know.
+            // And only while the connection is in TCP's ESTABLISHED state,
+            // told by its timer (`ct expiration`: 5 days there by default,
+            // nf_conntrack_tcp_timeout_established; at most 5 minutes in
+            // every other state): on a connection being closed or closed
+            // (FIN_WAIT, CLOSE_WAIT, TIME_WAIT, CLOSE) conntrack lets
+            // packets that fail its window check pass as part of it
+            // without marking them invalid, so a guessed ACK or data
+            // segment with an ended session's 5-tuple would count
+            // (measured: it did, for the CLOSE state's 10 s).
+            //
+            // One rule per protocol. (UDP has no flags, no window and no
+            // such states: any packet with the flow's addresses and ports
+            // counts; pfknock(8) says so.)
+            let ports: Vec<String> = s.protect.iter().map(PortRange::nft).collect();
+            for p in &s.proto {
+                let (name, alive) = match p {
+                    Proto::Tcp => ("tcp", " ct expiration > 10m tcp flags & (syn | rst) == 0"),
+                    Proto::Udp => ("udp", ""),
+                };
+                out.push(format!(
+                    "{iif}{to}{name} dport {} {ip} saddr @{set} ct state established ct status assured{alive} update @{set} {{ {ip} saddr }} accept",
+                    list(&ports)
+                ));
+            }
+        }
+        out.push(format!("{iif}{dport} {ip} saddr @{set} accept"));
+        if s.allow.iter().any(|n| Af::of(n) == af) {
+            out.push(format!(
+                "{iif}{dport} {ip} saddr @{} accept",
+                set_of(s, Object::Table(Role::Allow), af)
+            ));
+        }
+        kept_rule(out, s, hook, af);
+    }
+}
+
+/// The connections that were open when the table was loaded: conntrack
+/// may never have seen them (nothing used it before), so their next
+/// packet is `ct state new` to it, and without this rule the drop would
+/// cut an administrator's own ssh session. Only those exact flows, read
+/// from the host's sockets at load; a new connection is not one of them.
+pub(super) fn kept_rule(out: &mut Vec<String>, s: &Service, hook: Hook, af: Af) {
+    if hook == Hook::Input && s.keeps_flows() {
+        out.push(format!(
+            "{}{} saddr . tcp sport . tcp dport @{} accept",
+            iif(s),
+            af.proto(),
+            set_of(s, Object::Kept, af)
+        ));
+    }
+}
+
+/// An expiry does not cut an open session; everything else is dropped.
+pub(super) fn protect_tail(out: &mut Vec<String>, s: &Service, hook: Hook) {
+    let (iif, dport) = (iif(s), dport(s));
+    let mut tos: Vec<String> = families(s)
+        .into_iter()
+        .filter_map(|af| dest_match(s, hook, af))
+        .collect();
+    tos.dedup(); // "" for both families: one rule covers them
+    for to in tos {
+        out.push(format!(
+            "{iif}{to}{dport} ct state established,related accept"
+        ));
+        out.push(format!("{iif}{to}{dport} drop"));
+    }
+}
+
+/// Does any service lead somewhere through the forward hook?
+pub(super) fn forwards(cfg: &Config) -> bool {
+    cfg.services.iter().any(|s| !matches!(s.to, Dest::SelfHost))
+}
+
+pub(super) const FORWARD_HEAD: &str =
+    "type filter hook forward priority filter - 1; policy accept;";
