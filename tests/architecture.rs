@@ -191,3 +191,19 @@ fn threads_start_only_through_sys_unix_spawn() {
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+/// Rooms with one concern each: no source file over 700 lines (split by
+/// concern, as config/, nft/, netlink/ and daemon/ are).
+#[test]
+fn no_source_file_is_over_700_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut all = Vec::new();
+    files(&src, &mut all);
+    let long: Vec<String> = all
+        .iter()
+        .map(|f| (f, fs::read_to_string(f).unwrap().lines().count()))
+        .filter(|(_, n)| *n > 700)
+        .map(|(f, n)| format!("{}: {n} lines", f.strip_prefix(&src).unwrap().display()))
+        .collect();
+    assert!(long.is_empty(), "{}", long.join("\n"));
+}

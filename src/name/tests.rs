@@ -1,0 +1,94 @@
+//! The names' and values' parsers and printers.
+use super::*;
+
+#[test]
+fn table_names() {
+    assert!(TableName::new("portknock_ssh").is_ok());
+    assert!(TableName::new(&"a".repeat(31)).is_ok());
+    assert!(
+        TableName::new(&"a".repeat(32))
+            .unwrap_err()
+            .contains("32 bytes")
+    );
+    assert!(TableName::new("a b").unwrap_err().contains("' '"));
+    assert!(TableName::new("x>").is_err());
+    assert!(TableName::new("").is_err());
+}
+
+#[test]
+fn anchors() {
+    assert!(AnchorName::new("pfknock").is_ok());
+    assert!(AnchorName::new("outer/inner").is_ok());
+    assert!(AnchorName::new("_pf").is_err());
+    assert!(AnchorName::new("/x").is_err());
+    assert!(AnchorName::new("a\"b").is_err());
+    assert!(AnchorName::new("a//b").is_err());
+}
+
+#[test]
+fn durations() {
+    let p = |s: &str| s.parse::<Secs>().map(|d| d.0);
+    assert_eq!(p("60s"), Ok(60));
+    assert_eq!(p("10m"), Ok(600));
+    assert_eq!(p("1h30m"), Ok(5400));
+    assert_eq!(p("1h 30m"), Ok(5400));
+    assert_eq!(p("2d"), Ok(172800));
+    assert_eq!(p("0s"), Ok(0));
+    assert!(p("60").unwrap_err().contains("needs a unit"));
+    assert!(
+        p("1M").is_err(),
+        "no month unit: m and M are too easy to confuse"
+    );
+    assert!(p("s").is_err());
+    assert!(p("").is_err());
+    assert!(p("99999999999999999999s").is_err());
+    assert_eq!(Secs(5400).to_string(), "1h30m");
+    assert_eq!(Secs(61).to_string(), "1m1s");
+    assert_eq!(Secs(0).to_string(), "0s");
+}
+
+#[test]
+fn rates() {
+    let r: Rate = "5/15".parse().unwrap();
+    assert_eq!((r.conns, r.secs), (5, 15));
+    assert!("5".parse::<Rate>().unwrap_err().contains("expected N/S"));
+    assert!("0/15".parse::<Rate>().is_err());
+    assert!("5/0".parse::<Rate>().is_err());
+    assert!("+5/15".parse::<Rate>().is_err());
+    assert!("5/ 15".parse::<Rate>().is_err());
+}
+
+#[test]
+fn ports() {
+    assert!(Port::new(0).is_err());
+    assert!(Port::new(65536).is_err());
+    assert_eq!(
+        "6000-6010".parse::<PortRange>().unwrap().to_string(),
+        "6000:6010"
+    );
+    assert_eq!("22".parse::<PortRange>().unwrap().to_string(), "22");
+    assert!("10-5".parse::<PortRange>().is_err());
+}
+
+#[test]
+fn nets() {
+    let n: Net = "198.51.100.0/24".parse().unwrap();
+    assert!(n.contains("198.51.100.7".parse().unwrap()));
+    assert!(!n.contains("198.51.101.7".parse().unwrap()));
+    assert!(!n.contains("2001:db8::1".parse().unwrap()));
+    assert!(
+        "198.51.100.7/24"
+            .parse::<Net>()
+            .unwrap_err()
+            .contains("host bits")
+    );
+    assert!("198.51.100.0/33".parse::<Net>().is_err());
+    assert!("2001:db8::/32".parse::<Net>().is_ok());
+    assert!("example.org".parse::<Net>().is_err());
+    assert_eq!(
+        "198.51.100.7/32".parse::<Net>().unwrap().to_string(),
+        "198.51.100.7"
+    );
+    let any: Net = "0.0.0.0/0".parse().unwrap();
+    assert!(any.contains("203.0.113.1".parse().unwrap()));
+}
