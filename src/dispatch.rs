@@ -226,265 +226,37 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Check => check(path),
-        Command::Render { nft, pf } => {
-            let cfg = load_config(path)?;
-            let source = path.display().to_string();
-            // This system's own firewall unless told otherwise.
-            if nft || (!pf && cfg!(target_os = "linux")) {
-                out(&render::nft::render(&cfg, &source))?;
-            } else {
-                out(&render::pf::render(&cfg, &source))?;
-            }
-            Ok(())
-        }
-        Command::Load => {
-            let cfg = load_config(path)?;
-            warn_listened(&cfg, path);
-            let source = path.display().to_string();
-            let mut b = backend::detect()?;
-            b.supports(&cfg, path)?;
-            b.load(&cfg, &source)?;
-            loaded_warnings(&mut b, &cfg)
-        }
-        Command::Unload { open } => {
-            let cfg = load_config(path)?;
-            let mut b = backend::detect()?;
-            b.unload(&cfg, open)?;
-            if let Some(w) = crate::verbs::unload_words(matches!(b, Backend::Nft(_)), open) {
-                say!("{w}");
-            }
-            Ok(())
-        }
-        Command::Show { service, all, json } => {
-            let cfg = load_config(path)?;
-            cmd::services(&cfg, service.as_deref())?;
-            let mut t = open_tables(false)?;
-            let rows = cmd::show(&cfg, &mut t, service.as_deref(), all, now())?;
-            // A set at its size takes no new knock: said, as the daemon
-            // logs it (nftables; pf tables have no size of their own).
-            if t.table_stats(&cfg.anchor).is_ok() {
-                for (set, size) in t.full_sets() {
-                    say!(
-                        "pfknock: set {set} is full ({size} elements): knocks it would take \
-                         are not counted until entries expire"
-                    );
-                }
-            }
-            if json {
-                let text = serde_json::to_string_pretty(&rows)
-                    .map_err(|e| Error::Other(format!("json: {e}")))?;
-                out(&format!("{text}\n"))?;
-            } else {
-                out(&cmd::format_rows(&rows))?;
-                if rows.is_empty() {
-                    say!(
-                        "pfknock: nobody is authorized{}",
-                        service.map_or(String::new(), |s| format!(" for service {s}"))
-                    );
-                }
-            }
-            Ok(())
-        }
+        Command::Render { nft, pf } => render(path, nft, pf),
+        Command::Load => load(path),
+        Command::Unload { open } => unload(path, open),
+        Command::Show { service, all, json } => show(path, service, all, json),
         Command::Expire {
             service,
             table,
             anchor,
             older_than,
             dry_run,
-        } => {
-            let cfg = load_config(path)?;
-            let sel = crate::verbs::expire_selection(
-                &cfg,
-                service.as_deref(),
-                table.as_deref(),
-                anchor.as_deref(),
-            )?;
-            let targets = cmd::expire_targets(&cfg, &sel)?;
-            let mut t = open_tables(!dry_run)?;
-            if !dry_run && !t.caps().refreshes_entries {
-                for n in &targets {
-                    daemon::notes::note(Path::new(daemon::notes::PATH), &n.table, None);
-                }
-            }
-            let mut d = crate::verbs::Done::default();
-            let by = "pfknock expire";
-            let r = crate::verbs::expire(
-                &cfg,
-                &mut t,
-                &sel,
-                crate::verbs::ExpireHow {
-                    older_than,
-                    dry_run,
-                },
-                now(),
-                by,
-                &mut d,
-            );
-            finish(&cfg, &d, r)
-        }
+        } => expire(
+            path,
+            service,
+            table,
+            anchor,
+            crate::verbs::ExpireHow {
+                older_than,
+                dry_run,
+            },
+        ),
         Command::Allow {
-            address: a,
+            address,
             service,
             force,
-        } => {
-            let cfg = load_config(path)?;
-            let addr = crate::verbs::address(&a)?;
-            let mut t = open_tables(true)?;
-            let mut d = crate::verbs::Done::default();
-            let by = "pfknock allow";
-            let r = crate::verbs::allow(&cfg, &mut t, addr, service.as_deref(), force, by, &mut d);
-            finish(&cfg, &d, r)
-        }
+        } => allow(path, &address, service, force),
         Command::Revoke {
-            address: a,
-            service,
-            ..
-        } => {
-            let cfg = load_config(path)?;
-            let addr = crate::verbs::address(&a)?;
-            let svcs = cmd::services(&cfg, service.as_deref())?;
-            let mut t = open_tables(true)?;
-            note_removals(&cfg, &svcs, &t, Some(&[addr]));
-            let mut d = crate::verbs::Done::default();
-            let by = "pfknock revoke";
-            let r = crate::verbs::revoke(&cfg, &mut t, addr, service.as_deref(), now(), by, &mut d);
-            finish(&cfg, &d, r)
-        }
-        Command::Knock {
-            host,
-            ports,
-            service,
-            secret,
-            range,
-            step,
-            count,
-            hits,
-            delay,
-            gap,
-            timeout,
-            inet,
-            inet6,
-            verify,
-            proxy,
-            idle,
-            quiet,
-        } => {
-            let mut family = match (inet, inet6) {
-                (true, _) => knock::Family::V4,
-                (_, true) => knock::Family::V6,
-                _ => knock::Family::Any,
-            };
-            let (mut ports, mut default_hits) = (ports, 6);
-            // Rotating: the ports of the moment, again before each repeat.
-            let mut ports_now = None;
-            let source = |name: &str, rot: config::Rotate| {
-                let name = name.to_owned();
-                knock::PortSource(std::sync::Arc::new(move || {
-                    rotating_ports(&name, &rot, None)
-                }))
-            };
-            if let (Some(name), Some(file), Some(r)) = (&service, &secret, &range) {
-                // A rotating knock without a config: all from the flags.
-                let rot = config::Rotate {
-                    secret: file.clone(),
-                    step: step.unwrap_or(config::DEFAULT_STEP),
-                    range: r
-                        .parse()
-                        .map_err(|m| Error::Usage(format!("--range {}: {m}", name::shown(r))))?,
-                    ports: count.unwrap_or(1) as usize,
-                };
-                ports = rotating_ports(name, &rot, None)?;
-                ports_now = Some(source(name, rot));
-            } else if let Some(name) = &service {
-                let (cfg, warnings) = Config::read(path)?;
-                for w in warnings {
-                    say!("pfknock: {}", name::no_controls(&w.to_string()));
-                }
-                let s = cmd::one_service(&cfg, Some(name))?;
-                if ports.is_empty() {
-                    ports = match &s.rotate {
-                        Some(rot) => {
-                            let mut rot = rot.clone();
-                            if let Some(f) = &secret {
-                                rot.secret = f.clone();
-                            }
-                            let p = rotating_ports(&s.name, &rot, None)?;
-                            ports_now = Some(source(&s.name, rot));
-                            p
-                        }
-                        None if secret.is_some() => {
-                            return Err(Error::Usage(format!(
-                                "--secret: service {} does not rotate its knock ports",
-                                s.name
-                            )));
-                        }
-                        None => s.knock.iter().map(|p| p.get()).collect(),
-                    };
-                }
-                default_hits = s.hits();
-                if family == knock::Family::Any {
-                    family = match s.family {
-                        name::Family::Inet => knock::Family::V4,
-                        name::Family::Inet6 => knock::Family::V6,
-                        name::Family::Any => knock::Family::Any,
-                    };
-                }
-            }
-            let o = knock::Opts {
-                host,
-                ports,
-                hits: hits.unwrap_or(default_hits),
-                delay: std::time::Duration::from_millis(delay),
-                gap: std::time::Duration::from_millis(gap),
-                timeout: std::time::Duration::from_millis(timeout),
-                family,
-                verify,
-                retries: 5,
-                ports_now,
-            };
-            if let Some(p) = proxy {
-                return knock::proxy(&o, p, std::time::Duration::from_secs(idle));
-            }
-            let ip = knock::knock(&o)?;
-            if !quiet {
-                let list: Vec<String> = o.ports.iter().map(u16::to_string).collect();
-                say!(
-                    "knocked {ip} on {} ({} connections each)",
-                    list.join(", "),
-                    o.hits
-                );
-                match verify {
-                    Some(v) => say!("{}: open", std::net::SocketAddr::new(ip, v)),
-                    // The firewall answers a knock that did not count (a
-                    // full set, a slow knock) just as one that did.
-                    None => say!("not verified: --verify PORT checks that the port opened"),
-                }
-            }
-            Ok(())
-        }
-        Command::Keygen { file } => {
-            crate::rotate::keygen(&file)?;
-            say!(
-                "{}: a new 256-bit secret, mode 0600",
-                name::no_controls(&file.display().to_string())
-            );
-            Ok(())
-        }
-        Command::Ports { service, at } => {
-            let (cfg, _) = Config::read(path)?;
-            let s = cmd::one_service(&cfg, Some(&service))?;
-            let Some(rot) = &s.rotate else {
-                let fixed: Vec<String> = s.knock.iter().map(|p| p.to_string()).collect();
-                return Err(Error::Usage(format!(
-                    "service {}: no rotate: its knock ports are always {}",
-                    s.name,
-                    fixed.join(" ")
-                )));
-            };
-            let ports = rotating_ports(&s.name, rot, at)?;
-            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-            out(&format!("{}\n", list.join(" ")))
-        }
+            address, service, ..
+        } => revoke(path, &address, service),
+        c @ Command::Knock { .. } => knock(path, c),
+        Command::Keygen { file } => keygen(&file),
+        Command::Ports { service, at } => ports(path, &service, at),
         Command::Run {
             foreground,
             pidfile,
@@ -496,23 +268,315 @@ pub fn run(cli: Cli) -> Result<()> {
             check_only,
             socket: &cli.socket,
         }),
-        Command::Flush { service } => {
-            let cfg = load_config(path)?;
-            let svcs = cmd::services(&cfg, service.as_deref())?;
-            let mut t = open_tables(true)?;
-            note_removals(&cfg, &svcs, &t, None);
-            let mut d = crate::verbs::Done::default();
-            let r = crate::verbs::flush(
-                &cfg,
-                &mut t,
-                service.as_deref(),
-                now(),
-                "pfknock flush",
-                &mut d,
+        Command::Flush { service } => flush(path, service),
+    }
+}
+
+/// `render`: this system's own firewall unless told otherwise.
+fn render(path: &Path, nft: bool, pf: bool) -> Result<()> {
+    let cfg = load_config(path)?;
+    let source = path.display().to_string();
+    // This system's own firewall unless told otherwise.
+    if nft || (!pf && cfg!(target_os = "linux")) {
+        out(&render::nft::render(&cfg, &source))?;
+    } else {
+        out(&render::pf::render(&cfg, &source))?;
+    }
+    Ok(())
+}
+
+fn load(path: &Path) -> Result<()> {
+    let cfg = load_config(path)?;
+    warn_listened(&cfg, path);
+    let source = path.display().to_string();
+    let mut b = backend::detect()?;
+    b.supports(&cfg, path)?;
+    b.load(&cfg, &source)?;
+    loaded_warnings(&mut b, &cfg)
+}
+
+fn unload(path: &Path, open: bool) -> Result<()> {
+    let cfg = load_config(path)?;
+    let mut b = backend::detect()?;
+    b.unload(&cfg, open)?;
+    if let Some(w) = crate::verbs::unload_words(matches!(b, Backend::Nft(_)), open) {
+        say!("{w}");
+    }
+    Ok(())
+}
+
+fn show(path: &Path, service: Option<String>, all: bool, json: bool) -> Result<()> {
+    let cfg = load_config(path)?;
+    cmd::services(&cfg, service.as_deref())?;
+    let mut t = open_tables(false)?;
+    let rows = cmd::show(&cfg, &mut t, service.as_deref(), all, now())?;
+    // A set at its size takes no new knock: said, as the daemon
+    // logs it (nftables; pf tables have no size of their own).
+    if t.table_stats(&cfg.anchor).is_ok() {
+        for (set, size) in t.full_sets() {
+            say!(
+                "pfknock: set {set} is full ({size} elements): knocks it would take \
+                 are not counted until entries expire"
             );
-            finish(&cfg, &d, r)
         }
     }
+    if json {
+        let text =
+            serde_json::to_string_pretty(&rows).map_err(|e| Error::Other(format!("json: {e}")))?;
+        out(&format!("{text}\n"))?;
+    } else {
+        out(&cmd::format_rows(&rows))?;
+        if rows.is_empty() {
+            say!(
+                "pfknock: nobody is authorized{}",
+                service.map_or(String::new(), |s| format!(" for service {s}"))
+            );
+        }
+    }
+    Ok(())
+}
+
+fn expire(
+    path: &Path,
+    service: Option<String>,
+    table: Option<String>,
+    anchor: Option<String>,
+    how: crate::verbs::ExpireHow,
+) -> Result<()> {
+    let crate::verbs::ExpireHow {
+        older_than,
+        dry_run,
+    } = how;
+    let cfg = load_config(path)?;
+    let sel = crate::verbs::expire_selection(
+        &cfg,
+        service.as_deref(),
+        table.as_deref(),
+        anchor.as_deref(),
+    )?;
+    let targets = cmd::expire_targets(&cfg, &sel)?;
+    let mut t = open_tables(!dry_run)?;
+    if !dry_run && !t.caps().refreshes_entries {
+        for n in &targets {
+            daemon::notes::note(Path::new(daemon::notes::PATH), &n.table, None);
+        }
+    }
+    let mut d = crate::verbs::Done::default();
+    let by = "pfknock expire";
+    let r = crate::verbs::expire(
+        &cfg,
+        &mut t,
+        &sel,
+        crate::verbs::ExpireHow {
+            older_than,
+            dry_run,
+        },
+        now(),
+        by,
+        &mut d,
+    );
+    finish(&cfg, &d, r)
+}
+
+fn allow(path: &Path, a: &str, service: Option<String>, force: bool) -> Result<()> {
+    let cfg = load_config(path)?;
+    let addr = crate::verbs::address(a)?;
+    let mut t = open_tables(true)?;
+    let mut d = crate::verbs::Done::default();
+    let by = "pfknock allow";
+    let r = crate::verbs::allow(&cfg, &mut t, addr, service.as_deref(), force, by, &mut d);
+    finish(&cfg, &d, r)
+}
+
+fn revoke(path: &Path, a: &str, service: Option<String>) -> Result<()> {
+    let cfg = load_config(path)?;
+    let addr = crate::verbs::address(a)?;
+    let svcs = cmd::services(&cfg, service.as_deref())?;
+    let mut t = open_tables(true)?;
+    note_removals(&cfg, &svcs, &t, Some(&[addr]));
+    let mut d = crate::verbs::Done::default();
+    let by = "pfknock revoke";
+    let r = crate::verbs::revoke(&cfg, &mut t, addr, service.as_deref(), now(), by, &mut d);
+    finish(&cfg, &d, r)
+}
+
+fn keygen(file: &Path) -> Result<()> {
+    crate::rotate::keygen(file)?;
+    say!(
+        "{}: a new 256-bit secret, mode 0600",
+        name::no_controls(&file.display().to_string())
+    );
+    Ok(())
+}
+
+fn ports(path: &Path, service: &str, at: Option<i64>) -> Result<()> {
+    let (cfg, _) = Config::read(path)?;
+    let s = cmd::one_service(&cfg, Some(service))?;
+    let Some(rot) = &s.rotate else {
+        let fixed: Vec<String> = s.knock.iter().map(|p| p.to_string()).collect();
+        return Err(Error::Usage(format!(
+            "service {}: no rotate: its knock ports are always {}",
+            s.name,
+            fixed.join(" ")
+        )));
+    };
+    let ports = rotating_ports(&s.name, rot, at)?;
+    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+    out(&format!("{}\n", list.join(" ")))
+}
+
+fn flush(path: &Path, service: Option<String>) -> Result<()> {
+    let cfg = load_config(path)?;
+    let svcs = cmd::services(&cfg, service.as_deref())?;
+    let mut t = open_tables(true)?;
+    note_removals(&cfg, &svcs, &t, None);
+    let mut d = crate::verbs::Done::default();
+    let r = crate::verbs::flush(
+        &cfg,
+        &mut t,
+        service.as_deref(),
+        now(),
+        "pfknock flush",
+        &mut d,
+    );
+    finish(&cfg, &d, r)
+}
+
+/// A rotating knock's ports of the moment, asked again before each repeat.
+fn port_source(name: &str, rot: config::Rotate) -> knock::PortSource {
+    let name = name.to_owned();
+    knock::PortSource(std::sync::Arc::new(move || {
+        rotating_ports(&name, &rot, None)
+    }))
+}
+
+/// `knock -s SERVICE`: the service's knock ports (unless given; those of
+/// the moment when it rotates, with `secret` in place of its own), and the
+/// hits and family it wants.
+fn service_knock(
+    path: &Path,
+    name: &str,
+    secret: Option<&Path>,
+    ports: &mut Vec<u16>,
+    ports_now: &mut Option<knock::PortSource>,
+) -> Result<(u32, knock::Family)> {
+    let (cfg, warnings) = Config::read(path)?;
+    for w in warnings {
+        say!("pfknock: {}", name::no_controls(&w.to_string()));
+    }
+    let s = cmd::one_service(&cfg, Some(name))?;
+    if ports.is_empty() {
+        *ports = match &s.rotate {
+            Some(rot) => {
+                let mut rot = rot.clone();
+                if let Some(f) = secret {
+                    rot.secret = f.to_owned();
+                }
+                let p = rotating_ports(&s.name, &rot, None)?;
+                *ports_now = Some(port_source(&s.name, rot));
+                p
+            }
+            None if secret.is_some() => {
+                return Err(Error::Usage(format!(
+                    "--secret: service {} does not rotate its knock ports",
+                    s.name
+                )));
+            }
+            None => s.knock.iter().map(|p| p.get()).collect(),
+        };
+    }
+    let family = match s.family {
+        name::Family::Inet => knock::Family::V4,
+        name::Family::Inet6 => knock::Family::V6,
+        name::Family::Any => knock::Family::Any,
+    };
+    Ok((s.hits(), family))
+}
+
+/// `knock`: the ports, hits and family from the flags, or from the
+/// service's config; then knock, or relay as ssh's ProxyCommand.
+fn knock(path: &Path, c: Command) -> Result<()> {
+    let Command::Knock {
+        host,
+        ports,
+        service,
+        secret,
+        range,
+        step,
+        count,
+        hits,
+        delay,
+        gap,
+        timeout,
+        inet,
+        inet6,
+        verify,
+        proxy,
+        idle,
+        quiet,
+    } = c
+    else {
+        unreachable!("dispatched on Command::Knock")
+    };
+    let mut family = match (inet, inet6) {
+        (true, _) => knock::Family::V4,
+        (_, true) => knock::Family::V6,
+        _ => knock::Family::Any,
+    };
+    let (mut ports, mut default_hits) = (ports, 6);
+    // Rotating: the ports of the moment, again before each repeat.
+    let mut ports_now = None;
+    if let (Some(name), Some(file), Some(r)) = (&service, &secret, &range) {
+        // A rotating knock without a config: all from the flags.
+        let rot = config::Rotate {
+            secret: file.clone(),
+            step: step.unwrap_or(config::DEFAULT_STEP),
+            range: r
+                .parse()
+                .map_err(|m| Error::Usage(format!("--range {}: {m}", name::shown(r))))?,
+            ports: count.unwrap_or(1) as usize,
+        };
+        ports = rotating_ports(name, &rot, None)?;
+        ports_now = Some(port_source(name, rot));
+    } else if let Some(name) = &service {
+        let (hits, of_service) =
+            service_knock(path, name, secret.as_deref(), &mut ports, &mut ports_now)?;
+        default_hits = hits;
+        if family == knock::Family::Any {
+            family = of_service;
+        }
+    }
+    let o = knock::Opts {
+        host,
+        ports,
+        hits: hits.unwrap_or(default_hits),
+        delay: std::time::Duration::from_millis(delay),
+        gap: std::time::Duration::from_millis(gap),
+        timeout: std::time::Duration::from_millis(timeout),
+        family,
+        verify,
+        retries: 5,
+        ports_now,
+    };
+    if let Some(p) = proxy {
+        return knock::proxy(&o, p, std::time::Duration::from_secs(idle));
+    }
+    let ip = knock::knock(&o)?;
+    if !quiet {
+        let list: Vec<String> = o.ports.iter().map(u16::to_string).collect();
+        say!(
+            "knocked {ip} on {} ({} connections each)",
+            list.join(", "),
+            o.hits
+        );
+        match verify {
+            Some(v) => say!("{}: open", std::net::SocketAddr::new(ip, v)),
+            // The firewall answers a knock that did not count (a
+            // full set, a slow knock) just as one that did.
+            None => say!("not verified: --verify PORT checks that the port opened"),
+        }
+    }
+    Ok(())
 }
 
 /// Print what a verb did and log its audit lines, even when it failed
