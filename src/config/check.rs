@@ -20,11 +20,38 @@ pub(super) fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
     if raw.service.is_empty() && raw.expire.is_empty() {
         return Err(cx.err(0..0, "", "no [[service]] and no [[expire]]: nothing to do"));
     }
+    let (services, tables, knock_owner) = all_services(cx, &raw)?;
+    knock_ports_unprotected(cx, &raw, &services, &knock_owner)?;
+    rotating_ranges_apart(cx, &raw, &services)?;
+    shared_ports(cx, &raw, &services);
+    let (facility, poll, nflog_group, log_burst) = globals(cx, &raw)?;
+    let expires = expire_tables(cx, &raw, &anchor, &tables)?;
+    let nft_include = nft_include(cx, &raw)?;
+    Ok(Config {
+        anchor,
+        facility,
+        poll,
+        unload: raw.unload.unwrap_or(false),
+        nflog_group,
+        log_burst,
+        nft_include,
+        services,
+        expires,
+    })
+}
 
+/// Every table in the anchor, with the service that owns it.
+type Owners<K> = BTreeMap<K, String>;
+
+/// Each `[[service]]`, checked, and what no two may share: names, knock
+/// ports, derived table and set names.
+fn all_services(
+    cx: &mut Ctx<'_>,
+    raw: &RawConfig,
+) -> Result<(Vec<Service>, Owners<TableName>, Owners<Port>)> {
     let mut services: Vec<Service> = Vec::new();
-    // Every table in the anchor, with the service that owns it.
-    let mut tables: BTreeMap<TableName, String> = BTreeMap::new();
-    let mut knock_owner: BTreeMap<Port, String> = BTreeMap::new();
+    let mut tables: Owners<TableName> = BTreeMap::new();
+    let mut knock_owner: Owners<Port> = BTreeMap::new();
     let mut names_seen = names::Names::default();
     let mut service_names: std::collections::HashSet<String> = Default::default();
     for rs in &raw.service {
@@ -80,8 +107,17 @@ pub(super) fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
             ));
         }
     }
-    // A knock port of one service must not be protected by another either:
-    // the knock rule (synproxy, quick) would shadow the other's pass rule.
+    Ok((services, tables, knock_owner))
+}
+
+/// A knock port of one service must not be protected by another either:
+/// the knock rule (synproxy, quick) would shadow the other's pass rule.
+fn knock_ports_unprotected(
+    cx: &mut Ctx<'_>,
+    raw: &RawConfig,
+    services: &[Service],
+    knock_owner: &Owners<Port>,
+) -> Result<()> {
     // Each TCP-protected range looks up the knock ports inside it (a map
     // of every knock port): linear in the services, not quadratic.
     for o in services.iter().filter(|o| o.proto.contains(&Proto::Tcp)) {
@@ -109,10 +145,12 @@ pub(super) fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
         }
     }
 
-    rotating_ranges_apart(cx, &raw, &services)?;
+    Ok(())
+}
 
-    // Two services protecting one port: both pass rules stand before
-    // any drop (render), so either service's knock opens it.
+/// Two services protecting one port: both pass rules stand before any
+/// drop (render), so either service's knock opens it; a warning.
+fn shared_ports(cx: &mut Ctx<'_>, raw: &RawConfig, services: &[Service]) {
     // Candidates first, by a sweep over the ranges sorted by their start
     // (linear where ranges rarely overlap), then the full test per pair.
     let mut ranges: Vec<(Port, Port, usize)> = services
@@ -153,7 +191,10 @@ pub(super) fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
             }
         }
     }
+}
 
+/// The global keys: facility, poll, nflog_group, log_burst.
+fn globals(cx: &mut Ctx<'_>, raw: &RawConfig) -> Result<(Facility, crate::name::Secs, u16, u32)> {
     let facility = cx.opt(&raw.facility, "facility", Facility::Auth)?;
     let poll = cx.opt(&raw.poll, "poll", DEFAULT_POLL)?;
     if poll.0 == 0 || poll.0 > 3600 {
@@ -195,7 +236,16 @@ pub(super) fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
         1_000_000,
         DEFAULT_LOG_BURST.into(),
     )? as u32;
+    Ok((facility, poll, nflog_group, log_burst))
+}
 
+/// The `[[expire]]` tables: none a service's, none twice.
+fn expire_tables(
+    cx: &mut Ctx<'_>,
+    raw: &RawConfig,
+    anchor: &AnchorName,
+    tables: &Owners<TableName>,
+) -> Result<Vec<ExpireTable>> {
     let mut expires: Vec<ExpireTable> = Vec::new();
     for re in &raw.expire {
         let re = re.get_ref();
@@ -204,7 +254,7 @@ pub(super) fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
             Some(a) => cx.parse::<AnchorName>(a, "expire.anchor")?,
             None => AnchorName::main(),
         };
-        if anchor_e == anchor && tables.contains_key(&table) {
+        if anchor_e == *anchor && tables.contains_key(&table) {
             return Err(cx.err(
                 re.table.span(),
                 "expire.table",
@@ -238,8 +288,12 @@ pub(super) fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
             expire,
         });
     }
+    Ok(expires)
+}
 
-    let nft_include = match &raw.nft_include {
+/// `nft_include`: an absolute file path, if given.
+fn nft_include(cx: &mut Ctx<'_>, raw: &RawConfig) -> Result<Option<PathBuf>> {
+    Ok(match &raw.nft_include {
         None => None,
         Some(p) => {
             let text = p.get_ref();
@@ -255,18 +309,6 @@ pub(super) fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
             }
             Some(PathBuf::from(text))
         }
-    };
-
-    Ok(Config {
-        anchor,
-        facility,
-        poll,
-        unload: raw.unload.unwrap_or(false),
-        nflog_group,
-        log_burst,
-        nft_include,
-        services,
-        expires,
     })
 }
 
