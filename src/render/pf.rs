@@ -87,6 +87,14 @@ fn service(o: &mut String, s: &Service) -> Option<String> {
         Dest::Nets(n) => list(n.iter().map(|x| x.to_string())),
     };
     let _ = writeln!(o, "{}", super::service_comment(s));
+    tables_of(o, s);
+    knocks(o, s, here);
+    protect(o, s, &dest)
+}
+
+/// The service's tables: persist, with counters for idle expiry; the
+/// allow list const.
+fn tables_of(o: &mut String, s: &Service) {
     for (t, role) in s.tables() {
         match role {
             Role::Auth if s.expire == crate::name::ExpireMode::Idle => {
@@ -101,33 +109,42 @@ fn service(o: &mut String, s: &Service) -> Option<String> {
             }
         }
     }
+}
 
-    let head = |action: &str, log: bool| {
-        let mut h = format!("{action} in");
-        if log {
-            h.push_str(" log");
-        }
-        h.push_str(" quick");
-        if let Some(i) = &s.on {
-            let _ = write!(h, " on {i}");
-        }
-        match s.family {
-            Family::Any => {}
-            Family::Inet => h.push_str(" inet"),
-            Family::Inet6 => h.push_str(" inet6"),
-        }
-        h
-    };
-    let knock_rule = |o: &mut String, from: &str, port: &str, overload: &str| {
-        let _ = writeln!(
-            o,
-            "{} proto tcp from {from} to {here} port {port} synproxy state \
-             (max-src-conn-rate {}, overload <{overload}>)",
-            head("pass", s.log),
-            s.rate
-        );
-    };
+/// The start of a rule of the service: action, log, quick, interface,
+/// family.
+fn head(s: &Service, action: &str, log: bool) -> String {
+    let mut h = format!("{action} in");
+    if log {
+        h.push_str(" log");
+    }
+    h.push_str(" quick");
+    if let Some(i) = &s.on {
+        let _ = write!(h, " on {i}");
+    }
+    match s.family {
+        Family::Any => {}
+        Family::Inet => h.push_str(" inet"),
+        Family::Inet6 => h.push_str(" inet6"),
+    }
+    h
+}
 
+/// A knock port's rule: synproxy, and the overload that records a host
+/// past the rate.
+fn knock_rule(o: &mut String, s: &Service, here: &str, from: &str, port: &str, overload: &str) {
+    let _ = writeln!(
+        o,
+        "{} proto tcp from {from} to {here} port {port} synproxy state \
+         (max-src-conn-rate {}, overload <{overload}>)",
+        head(s, "pass", s.log),
+        s.rate
+    );
+}
+
+/// The knock rules, stage by stage, the renewal rule, link-local knocks
+/// blocked, and a rotating range answering alike.
+fn knocks(o: &mut String, s: &Service, here: &str) {
     let n = s.stages();
     let stage = |k: usize| list(s.stage_ports(k).iter().map(|p| p.to_string()));
     // A rotating service whose ports were never filled in knocks nowhere.
@@ -148,7 +165,7 @@ fn service(o: &mut String, s: &Service) -> Option<String> {
                         .join(", ")
                 )
             };
-            let mut h = head("block", false);
+            let mut h = head(s, "block", false);
             if s.family == Family::Any {
                 h.push_str(" inet6");
             }
@@ -158,6 +175,8 @@ fn service(o: &mut String, s: &Service) -> Option<String> {
         if s.renew {
             knock_rule(
                 o,
+                s,
+                here,
                 &format!("<{}>", s.table),
                 &last,
                 s.renew_table().as_str(),
@@ -180,7 +199,7 @@ fn service(o: &mut String, s: &Service) -> Option<String> {
             } else {
                 s.stage_table(k + 1)
             };
-            knock_rule(o, &from, &p, into.as_str());
+            knock_rule(o, s, here, &from, &p, into.as_str());
         }
     }
     if let Some(r) = &s.rotate {
@@ -189,11 +208,15 @@ fn service(o: &mut String, s: &Service) -> Option<String> {
         let _ = writeln!(
             o,
             "{} proto tcp from any to {here} port {} synproxy state",
-            head("pass", false),
+            head(s, "pass", false),
             r.range
         );
     }
+}
 
+/// Who may reach the protected ports; the block after them, returned to
+/// stand after every service's pass rules.
+fn protect(o: &mut String, s: &Service, dest: &str) -> Option<String> {
     let mut sources = vec![format!("<{}>", s.table)];
     if !s.allow.is_empty() {
         sources.push(format!("<{}>", s.allow_table()));
@@ -210,26 +233,26 @@ fn service(o: &mut String, s: &Service) -> Option<String> {
         let _ = writeln!(
             o,
             "{} proto tcp from {from} to {dest} port {ports} synproxy state",
-            head("pass", s.log)
+            head(s, "pass", s.log)
         );
         if s.proto.contains(&Proto::Udp) {
             let _ = writeln!(
                 o,
                 "{} proto udp from {from} to {dest} port {ports}",
-                head("pass", s.log)
+                head(s, "pass", s.log)
             );
         }
     } else {
         let _ = writeln!(
             o,
             "{} proto {proto} from {from} to {dest} port {ports}",
-            head("pass", s.log)
+            head(s, "pass", s.log)
         );
     }
     s.block.then(|| {
         format!(
             "{} proto {proto} from any to {dest} port {ports}\n",
-            head("block", false)
+            head(s, "block", false)
         )
     })
 }
