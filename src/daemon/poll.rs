@@ -335,32 +335,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 ),
             ));
         }
-        // Entries that left the table without this daemon: expired by the
-        // kernel where it times entries out itself (nftables), else removed
-        // by someone (pfknock revoke, pfctl -T delete).
-        let present: HashSet<Net> = entries.iter().map(|e| e.net).collect();
-        let mut vanished: Vec<(Net, i64)> = w
-            .known
-            .iter()
-            .filter(|(n, _)| !present.contains(n))
-            .map(|(n, t)| (*n, *t))
-            .collect();
-        vanished.sort();
-        // A removal a pfknock command noted was logged by that command.
-        if let Some(notes) = self.notes.as_mut() {
-            let table = &self.watches[i].named.table;
-            vanished.retain(|(n, _)| !notes.claims(table, n));
-        }
+        lines.extend(self.vanished(i, entries, level, ttl_s, now));
         let w = &self.watches[i];
-        for (n, since) in &vanished {
-            let l = if self.caps.refreshes_entries {
-                self.line("expired", n, w, &format!("ttl={ttl_s}"))
-            } else {
-                let age = Secs(policy::age(now, *since));
-                self.line("removed", n, w, &format!("age={age} ttl={ttl_s}"))
-            };
-            lines.push((level, l));
-        }
         for (lv, l) in lines {
             self.log.log(lv, &l);
         }
@@ -375,7 +351,53 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 ),
             );
         }
+        self.remember(i, entries, &gone, d.next_due);
+        Ok(())
+    }
 
+    /// Lines for the entries that left the table without this daemon:
+    /// expired by the kernel where it times entries out itself
+    /// (nftables), else removed by someone (pfknock revoke, pfctl -T
+    /// delete). A removal a pfknock command noted was logged by that
+    /// command.
+    fn vanished(
+        &mut self,
+        i: usize,
+        entries: &[Entry],
+        level: Level,
+        ttl_s: Secs,
+        now: i64,
+    ) -> Vec<(Level, String)> {
+        let present: HashSet<Net> = entries.iter().map(|e| e.net).collect();
+        let mut vanished: Vec<(Net, i64)> = self.watches[i]
+            .known
+            .iter()
+            .filter(|(n, _)| !present.contains(n))
+            .map(|(n, t)| (*n, *t))
+            .collect();
+        vanished.sort();
+        if let Some(notes) = self.notes.as_mut() {
+            let table = &self.watches[i].named.table;
+            vanished.retain(|(n, _)| !notes.claims(table, n));
+        }
+        let w = &self.watches[i];
+        vanished
+            .iter()
+            .map(|(n, since)| {
+                let l = if self.caps.refreshes_entries {
+                    self.line("expired", n, w, &format!("ttl={ttl_s}"))
+                } else {
+                    let age = Secs(policy::age(now, *since));
+                    self.line("removed", n, w, &format!("age={age} ttl={ttl_s}"))
+                };
+                (level, l)
+            })
+            .collect()
+    }
+
+    /// What the daemon knows of table `i` after a listing: the entries
+    /// left, since when each counts, and when the next is due.
+    fn remember(&mut self, i: usize, entries: &[Entry], gone: &[Net], next_due: Option<i64>) {
         let w = &mut self.watches[i];
         let restored = std::mem::take(&mut w.restored);
         w.known = entries
@@ -391,10 +413,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             .filter(|(n, _)| w.known.contains_key(n))
             .collect();
         w.count = Some(w.known.len() as u64);
-        w.next_due = d.next_due;
-        for n in &gone {
+        w.next_due = next_due;
+        for n in gone {
             w.idle.forget(n);
         }
-        Ok(())
     }
 }
