@@ -486,6 +486,61 @@ fn detach_and_serve<T: Tables, L: Loader>(
     r
 }
 
+/// The signals that arrived, acted on; true when one said to stop.
+fn signalled<T: Tables, L: Loader>(
+    d: &mut Daemon<T, L, SysLog>,
+    signals: &mut signal_hook::iterator::Signals,
+    wake: &std::os::unix::net::UnixStream,
+) -> bool {
+    let mut b = [0u8; 64];
+    while std::io::Read::read(&mut &*wake, &mut b).is_ok_and(|n| n > 0) {}
+    for sig in signals.pending() {
+        let now = crate::clock::now();
+        match sig {
+            libc::SIGHUP => d.reload(now),
+            libc::SIGUSR1 => d.sweep(now),
+            libc::SIGTERM | libc::SIGINT => {
+                d.stop(if sig == libc::SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                });
+                return true;
+            }
+            _ => d.status(now),
+        }
+    }
+    false
+}
+
+/// Commands on the control socket: up to a few a turn (more wait for the
+/// next), each after the kernel events already here, which happened
+/// before it, so the log keeps their order.
+fn commands<T: Tables, L: Loader>(
+    d: &mut Daemon<T, L, SysLog>,
+    ctl: &crate::control::Listener,
+    feeds: &mut Feeds,
+) {
+    for _ in 0..16 {
+        let Ok((mut s, _)) = ctl.sock.accept() else {
+            break;
+        };
+        for ev in feeds.drain() {
+            d.kernel(ev, crate::clock::now_ms());
+        }
+        let _ = s.set_nonblocking(false);
+        let reply = match crate::control::read_request(&mut s) {
+            Ok(req) => d.control(&req, crate::clock::now()),
+            Err(why) => crate::control::Reply {
+                pid: std::process::id(),
+                error: Some((format!("control socket: {why}"), crate::error::EXIT_USAGE)),
+                ..Default::default()
+            },
+        };
+        crate::control::write_reply(&mut s, &reply);
+    }
+}
+
 /// What ended a wait.
 struct Ready {
     kernel: bool,
@@ -558,48 +613,11 @@ fn serve<T: Tables, L: Loader>(
                 d.tick_ms(now);
             }
         }
-        if ready.signal {
-            let mut b = [0u8; 64];
-            while std::io::Read::read(&mut &*wake, &mut b).is_ok_and(|n| n > 0) {}
-            for sig in signals.pending() {
-                let now = crate::clock::now();
-                match sig {
-                    libc::SIGHUP => d.reload(now),
-                    libc::SIGUSR1 => d.sweep(now),
-                    libc::SIGTERM | libc::SIGINT => {
-                        d.stop(if sig == libc::SIGINT {
-                            "SIGINT"
-                        } else {
-                            "SIGTERM"
-                        });
-                        return Ok(());
-                    }
-                    _ => d.status(now),
-                }
-            }
+        if ready.signal && signalled(&mut d, &mut signals, wake) {
+            return Ok(());
         }
         if ready.control {
-            // Up to a few commands a turn; more wait for the next.
-            for _ in 0..16 {
-                let Ok((mut s, _)) = ctl.sock.accept() else {
-                    break;
-                };
-                // Kernel events already here happened before the command:
-                // they go first, so the log keeps their order.
-                for ev in feeds.drain() {
-                    d.kernel(ev, crate::clock::now_ms());
-                }
-                let _ = s.set_nonblocking(false);
-                let reply = match crate::control::read_request(&mut s) {
-                    Ok(req) => d.control(&req, crate::clock::now()),
-                    Err(why) => crate::control::Reply {
-                        pid: std::process::id(),
-                        error: Some((format!("control socket: {why}"), crate::error::EXIT_USAGE)),
-                        ..Default::default()
-                    },
-                };
-                crate::control::write_reply(&mut s, &reply);
-            }
+            commands(&mut d, ctl, &mut feeds);
         }
         let now_ms = crate::clock::now_ms();
         // A wake for the log's sake alone polls nothing.
