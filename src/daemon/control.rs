@@ -43,21 +43,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 
     fn serve(&mut self, req: &Request, now: i64, done: &mut Done) -> Result<()> {
-        let argv = std::iter::once("pfknock".to_owned()).chain(req.argv.iter().cloned());
-        let cli = Cli::try_parse_from(argv)
-            .map_err(|e| Error::Usage(format!("the daemon cannot read this command: {e}")))?;
-        if !same_file(&req.config, &self.path) {
-            return Err(Error::Usage(format!(
-                "the running daemon (pid {}) works from {}, not {}: give -c {}, or stop \
-                 the daemon to work on another config",
-                std::process::id(),
-                self.path.display(),
-                req.config.display(),
-                self.path.display()
-            )));
-        }
         let cfg = self.cfg.clone();
-        match cli.command {
+        match self.command_of(req)? {
             Command::Load => {
                 self.try_reload(now)?;
                 done.stderr.push(format!(
@@ -121,15 +108,15 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     table.as_deref(),
                     anchor.as_deref(),
                 )?;
-                let t = &mut self.tables;
+                let how = crate::verbs::ExpireHow {
+                    older_than,
+                    dry_run,
+                };
                 verbs::expire(
                     &cfg,
-                    t,
+                    &mut self.tables,
                     &sel,
-                    crate::verbs::ExpireHow {
-                        older_than,
-                        dry_run,
-                    },
+                    how,
                     now,
                     "pfknock expire",
                     done,
@@ -139,6 +126,24 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 "the daemon does load, unload, allow, revoke, flush and expire only".into(),
             )),
         }
+    }
+
+    /// The command a request carries, if it is for this daemon's config.
+    fn command_of(&self, req: &Request) -> Result<Command> {
+        let argv = std::iter::once("pfknock".to_owned()).chain(req.argv.iter().cloned());
+        let cli = Cli::try_parse_from(argv)
+            .map_err(|e| Error::Usage(format!("the daemon cannot read this command: {e}")))?;
+        if !same_file(&req.config, &self.path) {
+            return Err(Error::Usage(format!(
+                "the running daemon (pid {}) works from {}, not {}: give -c {}, or stop \
+                 the daemon to work on another config",
+                std::process::id(),
+                self.path.display(),
+                req.config.display(),
+                self.path.display()
+            )));
+        }
+        Ok(cli.command)
     }
 
     /// `pfknock unload` while the daemon runs: unload, drop what the
