@@ -38,7 +38,7 @@ pub fn detect() -> Result<Backend> {
             .iter()
             .map(|d| d.display().to_string())
             .collect();
-        Err(Error::Other(format!(
+        Err(Error::Unavailable(format!(
             "pf is not available on this system, and nft(8) is not in {}",
             dirs.join(", ")
         )))

@@ -99,7 +99,7 @@ fn check(path: &Path) -> Result<()> {
     warn_listened(&cfg, path);
     let source = path.display().to_string();
     let b = backend::detect().map_err(|e| {
-        Error::Other(format!(
+        Error::Unavailable(format!(
             "{e}: nothing on this system could load the config \
              (pfknock render --pf or --nft prints it for another)"
         ))

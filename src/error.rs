@@ -10,6 +10,9 @@ use std::path::PathBuf;
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAIL: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
+/// sysexits' EX_UNAVAILABLE: no firewall on this system to load into
+/// (neither pf nor nft(8)).
+pub const EXIT_UNAVAILABLE: i32 = 69;
 /// sysexits' EX_CONFIG, what ntpd-rs and the BSD daemons use for a bad config.
 pub const EXIT_CONFIG: i32 = 78;
 
@@ -46,6 +49,9 @@ pub enum Error {
     Usage(String),
     /// Anything else, already worded as `object: reason`.
     Other(String),
+    /// No firewall here to do it with (neither pf nor nft(8)), worded as
+    /// `object: reason`.
+    Unavailable(String),
     /// The reader of standard output went away (`pfknock show | head`):
     /// nothing to say, and exit as a tool killed by SIGPIPE would.
     StdoutClosed,
@@ -127,6 +133,7 @@ impl Error {
         match self {
             Error::Config { .. } | Error::ConfigFile { .. } => EXIT_CONFIG,
             Error::Usage(_) => EXIT_USAGE,
+            Error::Unavailable(_) => EXIT_UNAVAILABLE,
             Error::StdoutClosed => 128 + libc::SIGPIPE,
             Error::Relayed { code, .. } => *code,
             _ => EXIT_FAIL,
@@ -222,7 +229,10 @@ impl fmt::Display for Error {
             }
             Error::Tool { tool, msg } => write!(f, "{tool}: {msg}"),
             Error::StdoutClosed => write!(f, "stdout: broken pipe"),
-            Error::Usage(m) | Error::Other(m) | Error::Relayed { msg: m, .. } => f.write_str(m),
+            Error::Usage(m)
+            | Error::Other(m)
+            | Error::Unavailable(m)
+            | Error::Relayed { msg: m, .. } => f.write_str(m),
         }
     }
 }

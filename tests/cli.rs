@@ -110,7 +110,9 @@ fn global_option_before_or_after_the_verb() {
 #[test]
 fn check_without_a_firewall_fails_and_says_why() {
     let o = pfknock(&["check", "-c", &example("sequence.toml")], false, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // sysexits' EX_UNAVAILABLE, apart from a refused config (78) and a
+    // failed tool (1).
+    assert_eq!(o.status.code(), Some(69), "{}", stderr(&o));
     assert_eq!(stdout(&o), "");
     let err = stderr(&o);
     assert!(
@@ -370,7 +372,7 @@ fn unload_flushes_the_anchor_only() {
 #[test]
 fn load_without_pfctl_says_so() {
     let o = pfknock(&["load", "-c", &example("pfknock.toml")], false, &[]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(69), "EX_UNAVAILABLE");
     assert_eq!(
         stderr(&o),
         format!(
@@ -436,7 +438,7 @@ fn table_verbs_without_pf_say_so() {
         let mut a = args.to_vec();
         a.extend(["-c", &ex]);
         let o = pfknock(&a, false, &[]);
-        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert_eq!(o.status.code(), Some(69), "EX_UNAVAILABLE: {args:?}");
         assert_eq!(
             stderr(&o),
             format!(
@@ -564,7 +566,7 @@ fn run_without_pf_says_so() {
         return; // refused earlier for its owner; covered above
     }
     let o = pfknock(&["run", "-f", "-c", f.to_str().unwrap()], false, &[]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(69), "EX_UNAVAILABLE");
     assert_eq!(
         stderr(&o),
         format!(
