@@ -557,18 +557,13 @@ fn knock(path: &Path, c: Command) -> Result<()> {
         verify,
         retries: 5,
         ports_now,
+        report: !quiet && proxy.is_none(),
     };
     if let Some(p) = proxy {
         return knock::proxy(&o, p, std::time::Duration::from_secs(idle));
     }
     let ip = knock::knock(&o)?;
     if !quiet {
-        let list: Vec<String> = o.ports.iter().map(u16::to_string).collect();
-        say!(
-            "knocked {ip} on {} ({} connections each)",
-            list.join(", "),
-            o.hits
-        );
         match verify {
             Some(v) => say!("{}: open", std::net::SocketAddr::new(ip, v)),
             // The firewall answers a knock that did not count (a

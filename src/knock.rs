@@ -43,6 +43,9 @@ pub struct Opts {
     /// repeat, so that a knock that met a step boundary is made anew with
     /// the new step's ports.
     pub ports_now: Option<PortSource>,
+    /// Say on stderr what each knock did as it goes: the ports knocked,
+    /// and each repeat while the verified port stays closed.
+    pub report: bool,
 }
 
 /// Where a rotating knock's ports come from (the secret and the clock).
@@ -149,6 +152,16 @@ fn knock_seq(host: SocketAddr, ports: &[u16], o: &Opts) -> Result<()> {
 /// Knock, then check the protected port if asked. Returns the address.
 pub fn knock(o: &Opts) -> Result<IpAddr> {
     let host = knock_all(o)?;
+    if o.report {
+        let list: Vec<String> = o.ports.iter().map(u16::to_string).collect();
+        crate::say!(
+            "knocked {} on {} ({} connection{} each)",
+            host.ip(),
+            list.join(", "),
+            o.hits,
+            if o.hits == 1 { "" } else { "s" }
+        );
+    }
     if let Some(v) = o.verify {
         verify(at(host, v), host, o)?;
     }
@@ -203,12 +216,30 @@ fn verify(target: SocketAddr, host: SocketAddr, o: &Opts) -> Result<TcpStream> {
             let now = (src.0)()?;
             if now != ports {
                 ports = now;
+                if o.report {
+                    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+                    crate::say!(
+                        "{}: closed; the step changed: knocking {} (try {} of {})",
+                        fmt_addr(target),
+                        list.join(", "),
+                        tries + 1,
+                        o.retries + 1
+                    );
+                }
                 knock_seq(host, &ports, o)?;
                 continue;
             }
         }
-        let last = at(host, *ports.last().expect("ports checked"));
-        knock_port(last, o)?;
+        let last = *ports.last().expect("ports checked");
+        if o.report {
+            crate::say!(
+                "{}: closed; knocking {last} again (try {} of {})",
+                fmt_addr(target),
+                tries + 1,
+                o.retries + 1
+            );
+        }
+        knock_port(at(host, last), o)?;
     }
 }
 

@@ -168,7 +168,24 @@ fn verify_knocks_again_until_the_port_opens() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(String::from_utf8_lossy(&o.stderr).ends_with(&format!("127.0.0.1:{target}: open\n")));
+    // One line per knock and its outcome.
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("knocked 127.0.0.1 on {k} (3 connections each)")
+    );
+    assert_eq!(
+        lines[1],
+        format!("127.0.0.1:{target}: closed; knocking {k} again (try 2 of 6)")
+    );
+    assert_eq!(*lines.last().unwrap(), format!("127.0.0.1:{target}: open"));
+    assert!(
+        lines[1..lines.len() - 1]
+            .iter()
+            .all(|l| l.contains(": closed; knocking ")),
+        "{err}"
+    );
     let n = drain(&rx).len();
     assert!(
         n >= 6 && n.is_multiple_of(3),
@@ -192,12 +209,14 @@ fn verify_gives_up_with_a_clear_error() {
         &target.to_string(),
     ]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&o.stderr),
-        format!(
-            "pfknock: 127.0.0.1:{target}: still closed after knocking 6 time(s): connection refused\n"
-        )
+    let mut want = format!("knocked 127.0.0.1 on {k} (1 connection each)\n");
+    for t in 2..=6 {
+        want += &format!("127.0.0.1:{target}: closed; knocking {k} again (try {t} of 6)\n");
+    }
+    want += &format!(
+        "pfknock: 127.0.0.1:{target}: still closed after knocking 6 time(s): connection refused\n"
     );
+    assert_eq!(String::from_utf8_lossy(&o.stderr), want);
 }
 
 #[test]
