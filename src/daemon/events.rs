@@ -48,6 +48,15 @@ pub(super) struct Events {
     pub(super) forged: (u64, i64),
 }
 
+/// What a restore puts back: per table the entries and the whole seconds
+/// each had left; per set the address, since and until (ms) to track
+/// again; how many were gone.
+struct Lost {
+    readd: HashMap<TableRef, Vec<(Net, u64)>>,
+    retrack: Vec<(String, IpAddr, i64, i64)>,
+    gone: usize,
+}
+
 /// Whole seconds left until `until` (ms), rounded down: what a restore
 /// gives back.
 fn left_secs(until: i64, now: i64) -> u64 {
@@ -416,6 +425,40 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             self.fail(Level::Err, &msg, now.div_euclid(1000));
             return;
         }
+        let Lost {
+            readd,
+            retrack,
+            gone,
+        } = self.lost_authorizations(now);
+        let mut restored = 0;
+        for (t, list) in readd {
+            match self.tables.add_timed(&t, &list) {
+                Ok(n) => restored += n,
+                Err(e) => self
+                    .log
+                    .log(Level::Err, &format!("{t}: restoring authorizations: {e}")),
+            }
+        }
+        for (set, addr, since, until) in retrack {
+            self.track(&set, addr, since, until);
+        }
+        self.log.log(
+            Level::Notice,
+            &format!(
+                "table restored after a change by {by} ({shown}): restored {restored} authorizations{}",
+                if restored < gone {
+                    format!(" of {gone}")
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+
+    /// The authorizations the daemon knows that the kernel no longer
+    /// holds, each with the whole seconds it had left (at least one): what
+    /// to put back per table, what to track again, and how many.
+    fn lost_authorizations(&mut self, now: i64) -> Lost {
         let mut readd: HashMap<TableRef, Vec<(Net, u64)>> = HashMap::new();
         let known: Vec<((String, IpAddr), Auth)> = self
             .events
@@ -461,29 +504,11 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             // Due when the kernel times the put-back element out.
             retrack.push((set, addr, a.since, now + ms(left as i64)));
         }
-        let mut restored = 0;
-        for (t, list) in readd {
-            match self.tables.add_timed(&t, &list) {
-                Ok(n) => restored += n,
-                Err(e) => self
-                    .log
-                    .log(Level::Err, &format!("{t}: restoring authorizations: {e}")),
-            }
+        Lost {
+            readd,
+            retrack,
+            gone,
         }
-        for (set, addr, since, until) in retrack {
-            self.track(&set, addr, since, until);
-        }
-        self.log.log(
-            Level::Notice,
-            &format!(
-                "table restored after a change by {by} ({shown}): restored {restored} authorizations{}",
-                if restored < gone {
-                    format!(" of {gone}")
-                } else {
-                    String::new()
-                }
-            ),
-        );
     }
 
     /// Deadlines: look up each due element once. Gone: expired (one line,
