@@ -198,22 +198,7 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     crate::rotate::apply(&mut cfg, crate::clock::now()).map_err(fatal)?;
     crate::syslog::open(cfg.facility);
     if o.check_only {
-        for w in &warnings {
-            crate::say!("pfknock: {}", crate::name::no_controls(&w.to_string()));
-        }
-        // The load's own test: no firewall to load it into, or what
-        // nftables would refuse, fails here.
-        let b = crate::backend::detect()?;
-        b.supports(&cfg, &config)?;
-        if let crate::backend::Backend::Nft(nft) = &b
-            && !cfg.services.is_empty()
-        {
-            nft.check(&render::nft::render(&cfg, &config.display().to_string()))?;
-        }
-        return crate::output::out(&format!(
-            "{}: ok\n",
-            crate::name::no_controls(&o.config.display().to_string())
-        ));
+        return check_only(&cfg, &warnings, &config, o.config);
     }
     let backend = crate::backend::detect().map_err(fatal)?;
     backend.supports(&cfg, &config).map_err(fatal)?;
@@ -263,6 +248,25 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     }
     d.state = Some(state);
     detach_and_serve(d, (pid, ctl), signals, o.foreground, &warnings, sources)
+}
+
+/// `run -n`: the config's warnings, then the load's own test: no firewall
+/// to load it into, or what nftables would refuse, fails here.
+fn check_only(cfg: &Config, warnings: &[Warning], abs: &Path, given: &Path) -> Result<()> {
+    for w in warnings {
+        crate::say!("pfknock: {}", crate::name::no_controls(&w.to_string()));
+    }
+    let b = crate::backend::detect()?;
+    b.supports(cfg, abs)?;
+    if let crate::backend::Backend::Nft(nft) = &b
+        && !cfg.services.is_empty()
+    {
+        nft.check(&render::nft::render(cfg, &abs.display().to_string()))?;
+    }
+    crate::output::out(&format!(
+        "{}: ok\n",
+        crate::name::no_controls(&given.display().to_string())
+    ))
 }
 
 /// The sockets that bring kernel events, and the element lookup.
