@@ -60,32 +60,16 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 service,
                 force,
             } => {
+                let (t, svc) = (&mut self.tables, service.as_deref());
                 let addr = verbs::address(&address)?;
-                let by = "pfknock allow";
-                verbs::allow(
-                    &cfg,
-                    &mut self.tables,
-                    addr,
-                    service.as_deref(),
-                    force,
-                    by,
-                    done,
-                )
+                verbs::allow(&cfg, t, addr, svc, force, "pfknock allow", done)
             }
             Command::Revoke {
                 address, service, ..
             } => {
+                let (t, svc) = (&mut self.tables, service.as_deref());
                 let addr = verbs::address(&address)?;
-                let by = "pfknock revoke";
-                verbs::revoke(
-                    &cfg,
-                    &mut self.tables,
-                    addr,
-                    service.as_deref(),
-                    now,
-                    by,
-                    done,
-                )
+                verbs::revoke(&cfg, t, addr, svc, now, "pfknock revoke", done)
             }
             Command::Flush { service } => verbs::flush(
                 &cfg,
@@ -112,15 +96,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     older_than,
                     dry_run,
                 };
-                verbs::expire(
-                    &cfg,
-                    &mut self.tables,
-                    &sel,
-                    how,
-                    now,
-                    "pfknock expire",
-                    done,
-                )
+                let t = &mut self.tables;
+                verbs::expire(&cfg, t, &sel, how, now, "pfknock expire", done)
             }
             _ => Err(Error::Usage(
                 "the daemon does load, unload, allow, revoke, flush and expire only".into(),
