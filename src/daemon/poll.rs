@@ -276,32 +276,12 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         // Where the firewall refreshes entries on traffic, its time stamp is
         // the last activity: idle expiry is age since then.
         let idle = w.named.mode == ExpireMode::Idle && !self.caps.refreshes_entries;
-        let svc = self.service_of(w).cloned();
-        let keep = |n: &Net| svc.as_ref().is_some_and(|s| s.allows(n));
-        if idle {
-            self.watches[i].idle.observe(entries, now);
-        }
-        let w = &self.watches[i];
-        let d = policy::decide(
-            entries,
-            ttl,
-            now,
-            |e| {
-                if idle {
-                    policy::idle_since(e, &w.idle, now)
-                } else {
-                    w.restored
-                        .get(&e.net)
-                        .map_or(e.tzero, |s| (*s).min(e.tzero))
-                }
-            },
-            keep,
-        );
+        let d = self.decide(i, entries, ttl, idle, now);
         let gone: Vec<Net> = d.expire.iter().map(|x| x.net).collect();
         let deleted = if gone.is_empty() {
             0
         } else {
-            self.tables.delete(&w.named.table, &gone)?
+            self.tables.delete(&self.watches[i].named.table, &gone)?
         };
 
         let w = &self.watches[i];
@@ -353,6 +333,35 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
         self.remember(i, entries, &gone, d.next_due);
         Ok(())
+    }
+
+    /// What expires of table `i` and when the next entry is due: by age
+    /// since the time stamp (or the restored one), or by idle time; the
+    /// allow list never.
+    fn decide(
+        &mut self,
+        i: usize,
+        entries: &[Entry],
+        ttl: u64,
+        idle: bool,
+        now: i64,
+    ) -> policy::Decision {
+        let svc = self.service_of(&self.watches[i]).cloned();
+        let keep = |n: &Net| svc.as_ref().is_some_and(|s| s.allows(n));
+        if idle {
+            self.watches[i].idle.observe(entries, now);
+        }
+        let w = &self.watches[i];
+        let since = |e: &Entry| {
+            if idle {
+                policy::idle_since(e, &w.idle, now)
+            } else {
+                w.restored
+                    .get(&e.net)
+                    .map_or(e.tzero, |s| (*s).min(e.tzero))
+            }
+        };
+        policy::decide(entries, ttl, now, since, keep)
     }
 
     /// Lines for the entries that left the table without this daemon:
