@@ -575,6 +575,12 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 }
             }
         }
+        self.log_expired(expired);
+    }
+
+    /// The expired lines of one tick: each, or per service past
+    /// `log_burst` one line with their number (each at debug).
+    fn log_expired(&mut self, expired: HashMap<String, Vec<String>>) {
         let burst = self.cfg.log_burst as usize;
         for (svc, lines) in expired {
             if lines.len() > burst {
