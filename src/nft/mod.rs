@@ -177,21 +177,7 @@ impl Nft {
             let Some((_, elems)) = carry.iter().find(|(c, _)| c.name == d.name) else {
                 continue;
             };
-            let t = d.timeout.map_or(0, |t| t.0 * 1000);
-            let list: Vec<String> = elems
-                .iter()
-                .filter_map(|e| {
-                    let age = e.timeout_ms?.saturating_sub(e.expires_ms?);
-                    (t > age).then(|| {
-                        format!(
-                            "{} timeout {} expires {}",
-                            e.addr,
-                            crate::render::nft::nft_time(t),
-                            crate::render::nft::nft_time(t - age)
-                        )
-                    })
-                })
-                .collect();
+            let list = carried(d, elems);
             if !list.is_empty() {
                 sc.push_str(&format!(
                     "add element inet {TABLE} {} {{ {} }}\n",
@@ -241,6 +227,26 @@ impl Nft {
         )
         .map(|_| ())
     }
+}
+
+/// The elements a set made anew carries over, each timed from its start
+/// with the set's timeout (those past it are left out), as nft elements.
+fn carried(d: &SetDef, elems: &[TimedElem]) -> Vec<String> {
+    let t = d.timeout.map_or(0, |t| t.0 * 1000);
+    elems
+        .iter()
+        .filter_map(|e| {
+            let age = e.timeout_ms?.saturating_sub(e.expires_ms?);
+            (t > age).then(|| {
+                format!(
+                    "{} timeout {} expires {}",
+                    e.addr,
+                    crate::render::nft::nft_time(t),
+                    crate::render::nft::nft_time(t - age)
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
