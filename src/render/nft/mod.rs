@@ -205,6 +205,32 @@ impl TableDef {
 }
 
 /// The table as data: what `render` prints and the loader applies.
+/// The prerouting rules (knock SYNs from other hosts are not tracked:
+/// synproxy answers them) and the output rules: a local process may bind
+/// an address that is not this host's (IPV6_FREEBIND needs no privilege)
+/// and knock from it over loopback; its SYNs to this host's knock ports
+/// never leave, so nothing counts them. synproxy's own SYN, sent for a
+/// validated cookie, has no socket (`meta skuid` does not match it) and
+/// passes.
+fn untracked_and_local(cfg: &Config) -> (Vec<String>, Vec<String>) {
+    let mut pre = Vec::new();
+    let mut output = Vec::new();
+    for s in &cfg.services {
+        let ports = list(&answering(s));
+        let iif = match &s.on {
+            Some(i) => format!("iifname \"{i}\""),
+            None => "iifname != \"lo\"".to_owned(),
+        };
+        pre.push(format!(
+            "{iif} fib daddr type local tcp dport {ports} {SYN} notrack"
+        ));
+        output.push(format!(
+            "fib daddr type local tcp dport {ports} fib saddr type != local meta skuid >= 0 drop"
+        ));
+    }
+    (pre, output)
+}
+
 pub fn build(cfg: &Config) -> TableDef {
     let services = cfg
         .services
@@ -212,31 +238,7 @@ pub fn build(cfg: &Config) -> TableDef {
         .map(|s| (super::service_comment(s), service_sets(s)))
         .collect();
 
-    let mut pre = Vec::new();
-    for s in &cfg.services {
-        let ports = answering(s);
-        let iif = match &s.on {
-            Some(i) => format!("iifname \"{i}\""),
-            None => "iifname != \"lo\"".to_owned(),
-        };
-        pre.push(format!(
-            "{iif} fib daddr type local tcp dport {} {SYN} notrack",
-            list(&ports)
-        ));
-    }
-
-    // A local process may bind an address that is not this host's
-    // (IPV6_FREEBIND needs no privilege) and knock from it over loopback:
-    // its SYNs to this host's knock ports never leave, so nothing counts
-    // them. synproxy's own SYN, sent for a validated cookie, has no socket
-    // (`meta skuid` does not match it) and passes.
-    let mut output = Vec::new();
-    for s in &cfg.services {
-        output.push(format!(
-            "fib daddr type local tcp dport {} fib saddr type != local meta skuid >= 0 drop",
-            list(&answering(s))
-        ));
-    }
+    let (pre, output) = untracked_and_local(cfg);
 
     let mut input = Vec::new();
     for s in &cfg.services {
