@@ -207,3 +207,80 @@ fn no_source_file_is_over_700_lines() {
         .collect();
     assert!(long.is_empty(), "{}", long.join("\n"));
 }
+
+/// The lines of each function in `text`, from its `fn` line to the brace
+/// that closes it at the same indentation (rustfmt's layout), as
+/// (name, lines).
+fn function_lengths(text: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let l = lines[i];
+        let indent = l.len() - l.trim_start().len();
+        let t = l.trim_start();
+        let sig = [
+            "fn ",
+            "pub fn ",
+            "pub(super) fn ",
+            "pub(crate) fn ",
+            "const fn ",
+            "pub const fn ",
+        ]
+        .iter()
+        .find_map(|p| t.strip_prefix(p));
+        let Some(rest) = sig else {
+            i += 1;
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        // The body's opening brace ends the signature; a `;` means none.
+        let Some(open) = (i..lines.len()).find(|&j| {
+            let e = lines[j].trim_end();
+            e.ends_with('{') || e.ends_with(';')
+        }) else {
+            break;
+        };
+        if lines[open].trim_end().ends_with(';') {
+            i = open + 1;
+            continue;
+        }
+        let close = format!("{}}}", " ".repeat(indent));
+        let end = (open + 1..lines.len())
+            .find(|&j| lines[j] == close)
+            .unwrap_or(lines.len() - 1);
+        out.push((name, end - i + 1));
+        i = end + 1;
+    }
+    out
+}
+
+/// No function over 80 lines, tests included.
+#[test]
+fn no_function_is_over_80_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut all = Vec::new();
+    files(&src, &mut all);
+    let mut long = Vec::new();
+    for f in &all {
+        for (name, n) in function_lengths(&fs::read_to_string(f).unwrap()) {
+            if n > 80 {
+                long.push(format!(
+                    "{}: fn {name}: {n} lines",
+                    f.strip_prefix(&src).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(long.is_empty(), "{}", long.join("\n"));
+    // The measure itself: a function of three lines is three lines.
+    assert_eq!(
+        function_lengths(
+            "fn a() {\n    x();\n}\n    fn b(\n        y: u8,\n    ) -> u8 {\n        y\n    }\n"
+        ),
+        [("a".to_owned(), 3), ("b".to_owned(), 5)]
+    );
+}

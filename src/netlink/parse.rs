@@ -444,16 +444,9 @@ mod tests {
         }
     }
 
-    /// Every entry point that reads a datagram (the splitter, the knock,
-    /// notification and set element parsers) on mutated real messages:
-    /// bytes flipped, lengths changed, cut, grown, spliced. None may
-    /// panic. 200,000 cases here; PFKNOCK_FUZZ_CASES=1000000 for more.
-    #[test]
-    fn no_datagram_makes_a_parser_panic() {
-        let cases: usize = std::env::var("PFKNOCK_FUZZ_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(200_000);
+    /// Real messages of every kind the daemon reads: nflog packets (v4,
+    /// v6), set element notifications with counters, a chain's, a NEWGEN.
+    fn seeds() -> Vec<Vec<u8>> {
         let mut key = nla(1, &[198, 18, 0, 9]);
         key[2..4].copy_from_slice(&(1u16 | 0x8000).to_ne_bytes());
         let counter = [
@@ -476,7 +469,7 @@ mod tests {
         let list = nla(0x8000 | 1, &elem);
         let mut v6 = vec![0u8; 60];
         v6[0] = 0x60;
-        let seeds: Vec<Vec<u8>> = vec![
+        vec![
             logged(b"pfknock ssh: \0", &v4_from([198, 18, 0, 7])),
             logged(b"pfknock ssh: \0", &v6),
             msg(
@@ -499,39 +492,59 @@ mod tests {
                     (3, b"nft\0"),
                 ],
             ),
-        ];
+        ]
+    }
+
+    /// One to six mutations: a bit flipped, a byte set, a length field
+    /// made wrong, a cut, random bytes added, a splice from another seed,
+    /// two bytes swapped.
+    fn mutate(d: &mut Vec<u8>, rng: &mut Rng, seeds: &[Vec<u8>]) {
+        for _ in 0..1 + rng.below(6) {
+            let at = rng.below(d.len());
+            match rng.below(7) {
+                0 => d[at] ^= 1 << rng.below(8),
+                1 => d[at] = [0, 0xff, 0x80, 4][rng.below(4)],
+                // A length field (message or attribute) made wrong.
+                2 => {
+                    let at = at & !3;
+                    let v = [0u16, 1, 3, 4, 5, 0xffff, rng.next() as u16][rng.below(7)];
+                    if let Some(f) = d.get_mut(at..at + 2) {
+                        f.copy_from_slice(&v.to_ne_bytes());
+                    }
+                }
+                3 => d.truncate(at),
+                4 => d.extend((0..rng.below(64)).map(|_| rng.next() as u8)),
+                5 => {
+                    let other = &seeds[rng.below(seeds.len())];
+                    let from = rng.below(other.len());
+                    d.splice(at..at, other[from..].iter().copied());
+                }
+                _ => {
+                    let b = rng.below(d.len());
+                    d.swap(at, b);
+                }
+            }
+            if d.is_empty() {
+                break;
+            }
+        }
+    }
+
+    /// Every entry point that reads a datagram (the splitter, the knock,
+    /// notification and set element parsers) on mutated real messages:
+    /// bytes flipped, lengths changed, cut, grown, spliced. None may
+    /// panic. 200,000 cases here; PFKNOCK_FUZZ_CASES=1000000 for more.
+    #[test]
+    fn no_datagram_makes_a_parser_panic() {
+        let cases: usize = std::env::var("PFKNOCK_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200_000);
+        let seeds = seeds();
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         for i in 0..cases {
             let mut d = seeds[i % seeds.len()].clone();
-            for _ in 0..1 + rng.below(6) {
-                let at = rng.below(d.len());
-                match rng.below(7) {
-                    0 => d[at] ^= 1 << rng.below(8),
-                    1 => d[at] = [0, 0xff, 0x80, 4][rng.below(4)],
-                    // A length field (message or attribute) made wrong.
-                    2 => {
-                        let at = at & !3;
-                        let v = [0u16, 1, 3, 4, 5, 0xffff, rng.next() as u16][rng.below(7)];
-                        if let Some(f) = d.get_mut(at..at + 2) {
-                            f.copy_from_slice(&v.to_ne_bytes());
-                        }
-                    }
-                    3 => d.truncate(at),
-                    4 => d.extend((0..rng.below(64)).map(|_| rng.next() as u8)),
-                    5 => {
-                        let other = &seeds[rng.below(seeds.len())];
-                        let from = rng.below(other.len());
-                        d.splice(at..at, other[from..].iter().copied());
-                    }
-                    _ => {
-                        let b = rng.below(d.len());
-                        d.swap(at, b);
-                    }
-                }
-                if d.is_empty() {
-                    break;
-                }
-            }
+            mutate(&mut d, &mut rng, &seeds);
             for m in raw_messages(&d) {
                 let _ = knock(m);
                 let _ = notification(m, "pfknock");
