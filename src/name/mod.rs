@@ -477,7 +477,7 @@ impl Net {
             IpAddr::V4(v) => (u32::from(v) as u128, 32u32),
             IpAddr::V6(v) => (u128::from(v), 128),
         };
-        let host = bits - self.prefix as u32;
+        let host = bits.saturating_sub(self.prefix as u32);
         let span = if host >= 128 {
             u128::MAX
         } else {
@@ -503,7 +503,9 @@ fn mask_v4(a: u32, prefix: u8) -> u32 {
     if prefix == 0 {
         0
     } else {
-        a & (u32::MAX << (32 - prefix))
+        a & u32::MAX
+            .checked_shl(32u32.saturating_sub(prefix.into()))
+            .unwrap_or(0)
     }
 }
 
@@ -511,7 +513,9 @@ fn mask_v6(a: u128, prefix: u8) -> u128 {
     if prefix == 0 {
         0
     } else {
-        a & (u128::MAX << (128 - prefix))
+        a & u128::MAX
+            .checked_shl(128u32.saturating_sub(prefix.into()))
+            .unwrap_or(0)
     }
 }
 

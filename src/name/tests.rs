@@ -92,3 +92,21 @@ fn nets() {
     let any: Net = "0.0.0.0/0".parse().unwrap();
     assert!(any.contains("203.0.113.1".parse().unwrap()));
 }
+
+/// A prefix longer than the family's (none parses, but a kernel could
+/// report one) makes no arithmetic panic: the whole width is the network.
+#[test]
+fn an_overlong_prefix_panics_nothing() {
+    let v4 = Net {
+        addr: "198.51.100.7".parse().unwrap(),
+        prefix: 200,
+    };
+    assert!(v4.contains("198.51.100.7".parse().unwrap()));
+    assert_eq!(v4.range().0, v4.range().1);
+    let v6 = Net {
+        addr: "2001:db8::1".parse().unwrap(),
+        prefix: 255,
+    };
+    assert!(v6.contains("2001:db8::1".parse().unwrap()));
+    assert_eq!(v6.range().0, v6.range().1);
+}

@@ -132,10 +132,13 @@ impl<D: Device> Pf<D> {
         } else {
             return None;
         };
-        Some(Net {
-            addr,
-            prefix: b[l.a_net],
-        })
+        // A prefix longer than the family's is no network: the entry is
+        // left out rather than trusted (Net's arithmetic assumes it fits).
+        let prefix = b[l.a_net];
+        if prefix > if addr.is_ipv4() { 32 } else { 128 } {
+            return None;
+        }
+        Some(Net { addr, prefix })
     }
 
     fn too_many(&self, t: &str, anchor: &str, n: usize) -> Error {
