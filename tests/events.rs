@@ -827,16 +827,19 @@ fn a_full_set_is_logged_when_it_fills_and_when_it_drains() {
         ]
         .concat(),
     ));
-    let said = read_log(&log, 3, |s| s.contains("is full"));
+    let said = read_log(&log, 3, |s| s.contains("set ssh_4 is full"));
     assert_eq!(said.matches("authorized ").count(), 3, "{said}");
     assert_eq!(
         said.matches("set ssh_4 is full (3 elements)").count(),
         1,
         "{said}"
     );
+    let full_said = said.clone();
     ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
     let said = read_log(&log, 3, |s| s.contains("status"));
-    assert!(said.contains("set ssh_4 full"), "{said}");
+    // The meter (size 3 too) is full as well: the fourth source's knocks.
+    assert!(said.contains("sets ssh_4 and ssh_m1_4 full"), "{said}");
+    let full_said = format!("{full_said}{said}");
     let o = n.server(&["show"]);
     ok(&o);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -856,8 +859,21 @@ fn a_full_set_is_logged_when_it_fills_and_when_it_drains() {
         !String::from_utf8_lossy(&o.stderr).contains("set ssh_4 is full"),
         "{o:?}"
     );
-    let said = read_log(&log, 3, |s| s.contains("room again"));
+    let said = read_log(&log, 3, |s| s.contains("set ssh_4 has room again"));
     assert!(said.contains("set ssh_4 has room again"), "{said}");
+    // The meter was full for the fourth source: its knocks were logged by
+    // the meter's own rule, once; room again once its entries time out
+    // (5 s) and the daemon looks a window after the last dropped knock.
+    let all = format!(
+        "{full_said}{said}{}",
+        read_log(&log, 15, |s| s.contains("ssh_m1_4 has room again"))
+    );
+    assert_eq!(
+        all.matches("set ssh_m1_4 is full (3 elements)").count(),
+        1,
+        "{all}"
+    );
+    assert!(all.contains("set ssh_m1_4 has room again"), "{all}");
     let _ = d.kill();
     let _ = d.wait();
 }

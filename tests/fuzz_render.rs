@@ -334,6 +334,9 @@ fn grammar() -> Grammar {
             re(
                 r#"\t\tiifname "lo" tcp dport {PORT} {SYN} (?:meta time >= [0-9]+ meta time < [0-9]+ )?ct state new fib saddr type != local (?:ip6 saddr != fe80::/10 )?(?:{IP} saddr (?:@{SET}|{NET}|\{ {NETS} \}) )?update @{SET} \{ {IP} saddr limit rate over [0-9]+/(?:second|minute|hour|day|week) burst [0-9]+ packets \} (?:add|update) @{SET} \{ {IP} saddr \}(?: log group [0-9]+ prefix "pfknock {ID}: ")?"#,
             ),
+            re(
+                r#"\t\tiifname "lo" tcp dport {PORT} {SYN} (?:meta time >= [0-9]+ meta time < [0-9]+ )?ct state new fib saddr type != local (?:ip6 saddr != fe80::/10 )?(?:{IP} saddr (?:@{SET}|{NET}|\{ {NETS} \}) )?{IP} saddr != @{SET} limit rate 1/second log group [0-9]+ prefix "pfknock meter {SET} full: ""#,
+            ),
             re(r#"\t\tiifname "lo" accept"#),
             re(
                 r#"\t\t(?:iifname "{IF}" )?tcp dport {PORT} (?:{SYN}|{ACK} ct state invalid,untracked,new) {SYNPROXY}"#,

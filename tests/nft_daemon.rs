@@ -681,3 +681,52 @@ fn forged_datagrams_are_logged_without_flooding_the_log() {
     assert!(l[0].starts_with("nflog: 1001 netlink message(s)"), "{l:?}");
     assert!(r.k.holds("ssh_4").is_empty());
 }
+
+/// A full meter: the kernel logs a knock it could not count (the knock
+/// rule's own `ip saddr != @meter` rule); the daemon says so once, looks
+/// at the meter once a rate window, and says when it has room again.
+#[test]
+fn a_full_meter_is_logged_when_it_fills_and_when_it_has_room() {
+    let mut r = rig("meter", &format!("{SSH}size = 2\n"));
+    {
+        let mut st = r.k.st();
+        let now = st.now;
+        let mut m = Set {
+            timeout_ms: 5000,
+            ..Default::default()
+        };
+        for a in ["198.18.0.1", "198.18.0.2"] {
+            m.elems.insert(a.parse().unwrap(), now + 4000);
+        }
+        st.sets.as_mut().unwrap().insert("ssh_m1_4".into(), m);
+    }
+    let full = |r: &mut Rig, t: i64| {
+        r.event(
+            t,
+            KernelEvent::Knock {
+                prefix: "pfknock meter ssh_m1_4 full: ".into(),
+                addr: "198.18.0.3".parse().unwrap(),
+            },
+        )
+    };
+    full(&mut r, T0 + 100);
+    full(&mut r, T0 + 1100);
+    assert_eq!(
+        r.log.take(),
+        [
+            "set ssh_m1_4 is full (2 elements): knocks it would take are not counted \
+          until entries expire; raise the service's size"
+        ]
+    );
+    // SIGUSR2 says so too.
+    r.d.status(T0 / 1000 + 2);
+    let l = r.log.take();
+    assert!(l.iter().any(|x| x.contains("set ssh_m1_4 full")), "{l:?}");
+    // Looked at a window after the last knock it dropped (T0 + 6.1 s):
+    // its elements timed out at T0 + 4 s, so it has room then.
+    r.at(T0 + 6099);
+    assert!(r.log.take().is_empty());
+    r.at(T0 + 6100);
+    assert_eq!(r.log.take(), ["set ssh_m1_4 has room again"]);
+    assert_eq!(r.d.next_due_ms(), None, "no more looks");
+}

@@ -135,6 +135,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             e.auth.clear();
             e.due.clear();
             e.count.iter_mut().for_each(|c| *c = 0);
+            e.meters.clear();
         }
         self.full.clear();
         let anchor = self.cfg.anchor.clone();

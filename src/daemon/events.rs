@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::IpAddr;
 
 use super::{Daemon, Level, Loader, Log};
@@ -46,6 +46,10 @@ pub(super) struct Events {
     pub(super) count: Vec<usize>,
     /// Forged datagrams not yet logged, and when the last line was (ms).
     pub(super) forged: (u64, i64),
+    /// Meters logged as full, and when to look again whether they have
+    /// room (ms): the kernel tells when a full meter drops a knock, not
+    /// when it has room again.
+    pub(super) meters: BTreeMap<String, i64>,
 }
 
 /// What a restore puts back: per table the entries and the whole seconds
@@ -88,6 +92,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             batch: Vec::new(),
             count: Vec::new(),
             forged: (0, i64::MIN),
+            meters: BTreeMap::new(),
         });
         self.resync(now);
     }
@@ -136,34 +141,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
         e.due.push(Reverse((until, i, addr)));
         self.note_fill(set);
-    }
-
-    /// Log once when an authorized set reaches its size (knocks it would
-    /// take are not counted), and once when it has room again; the same
-    /// lines as the poll's (`note_full_sets`), from the daemon's count.
-    pub(super) fn note_fill(&mut self, set: &str) {
-        let Some(size) = self.auth_service(set).map(|s| s.size) else {
-            return;
-        };
-        let Some(e) = self.events.as_ref() else {
-            return;
-        };
-        let Some(i) = e.sets.iter().position(|s| s == set) else {
-            return;
-        };
-        let n = e.count[i] as u64;
-        if n >= size && self.full.insert(set.to_owned()) {
-            self.log.log(
-                Level::Warning,
-                &format!(
-                    "set {set} is full ({size} elements): knocks it would take are not \
-                     counted until entries expire; raise the service's size"
-                ),
-            );
-        } else if n < size && self.full.remove(set) {
-            self.log
-                .log(Level::Notice, &format!("set {set} has room again"));
-        }
     }
 
     /// Forget every authorization of a set (a flush).
@@ -235,7 +212,15 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             return;
         }
         match ev {
-            KernelEvent::Knock { prefix, addr } => self.knocked(&prefix, addr, now),
+            KernelEvent::Knock { prefix, addr } => {
+                match prefix
+                    .strip_prefix("pfknock meter ")
+                    .and_then(|r| r.strip_suffix(" full: "))
+                {
+                    Some(meter) => self.meter_full(meter, now),
+                    None => self.knocked(&prefix, addr, now),
+                }
+            }
             KernelEvent::Elements { .. } | KernelEvent::Changed { .. } => {
                 if let Some(e) = self.events.as_mut() {
                     e.batch.push(ev);
@@ -277,28 +262,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 }
             }
         }
-    }
-
-    /// A datagram the kernel did not send: logged at once, then at most
-    /// once every `REPEAT_EVERY` seconds with how many came meanwhile, so
-    /// a flood of them cannot flood the log.
-    fn forged(&mut self, on: &str, now: i64) {
-        let Some(e) = self.events.as_mut() else {
-            return;
-        };
-        e.forged.0 += 1;
-        if now.saturating_sub(e.forged.1) < ms(super::REPEAT_EVERY) {
-            return;
-        }
-        let n = std::mem::take(&mut e.forged.0);
-        e.forged.1 = now;
-        self.log.log(
-            Level::Warning,
-            &format!(
-                "{on}: {n} netlink message(s) that the kernel did not send ignored \
-                 (forged by a local process with CAP_NET_ADMIN)"
-            ),
-        );
     }
 
     fn knocked(&mut self, prefix: &str, addr: IpAddr, now: i64) {
@@ -515,6 +478,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// or one line for the lot past `log_burst`). Still there: its time
     /// was refreshed (traffic, `expire = "idle"`), so wait for it again.
     pub(super) fn events_tick(&mut self, now: i64) {
+        self.meters_tick(now);
         let Some(e) = self.events.as_mut() else {
             return;
         };
@@ -635,11 +599,14 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// The next deadline of the events mode (ms).
     pub(super) fn events_due(&self) -> Option<i64> {
-        self.events
-            .as_ref()?
-            .due
+        let e = self.events.as_ref()?;
+        let meters = e.meters.values().min().copied();
+        e.due
             .peek()
             .map(|Reverse((t, _, _))| *t)
+            .into_iter()
+            .chain(meters)
+            .min()
     }
 
     /// How many authorizations the events mode knows of a table, and

@@ -527,6 +527,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                             .any(|a| {
                                 **set == crate::names::nft_set_of(w.named.table.name.as_str(), *a)
                             })
+                            || self
+                                .meter_service(set)
+                                .is_some_and(|(s, _)| s.table == w.named.table.name)
                     })
                     .collect();
                 format!(
@@ -539,8 +542,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     if full.is_empty() {
                         String::new()
                     } else {
-                        let names: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
-                        format!(", set {} full", names.join(" and "))
+                        let mut names: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
+                        names.sort_unstable();
+                        let word = if names.len() == 1 { "set" } else { "sets" };
+                        format!(", {word} {} full", names.join(" and "))
                     }
                 )
             })
@@ -581,6 +586,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
 mod control;
 mod events;
+mod fill;
 pub mod notes;
 mod poll;
 mod process;

@@ -212,11 +212,20 @@ pub(super) fn count_rule(
                 Af::V6 => format!("ip6 saddr != fe80::/10 {from}"),
                 Af::V4 => from,
             };
+            let meter = set_of(s, Object::Meter(k + 1), af);
             out.push(format!(
-                "{head} {from}update @{} {{ {ip} saddr {} }} {verb} @{} {{ {ip} saddr }}{log}",
-                set_of(s, Object::Meter(k + 1), af),
+                "{head} {from}update @{meter} {{ {ip} saddr {} }} {verb} @{} {{ {ip} saddr }}{log}",
                 limit(s.rate),
                 set_of(s, into, af),
+            ));
+            // The update above puts every source into the meter, unless
+            // the meter is full (nft_dynset: no room, the rule stops): a
+            // source still not in it is a knock a full meter did not
+            // count. The kernel says nothing else of it, so this says it
+            // to the daemon, once a second at most.
+            out.push(format!(
+                "{head} {from}{ip} saddr != @{meter} limit rate 1/second \
+                 log group {group} prefix \"pfknock meter {meter} full: \""
             ));
         }
     }
