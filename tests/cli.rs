@@ -585,12 +585,14 @@ fn a_second_daemon_is_refused_by_the_pidfile() {
     // A dead daemon's pid is gone at once; this one's is written when it
     // serves.
     assert_eq!(fs::read_to_string(&p).unwrap(), "");
-    let e = pfknock::daemon::Pidfile::create(&p)
-        .err()
-        .unwrap()
-        .to_string();
+    let second = || {
+        pfknock::daemon::Pidfile::create(&p)
+            .err()
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(
-        e,
+        second(),
         format!(
             "{}: locked: pfknock is already running (still starting)",
             p.display()
@@ -601,12 +603,8 @@ fn a_second_daemon_is_refused_by_the_pidfile() {
         fs::read_to_string(&p).unwrap(),
         format!("{}\n", std::process::id())
     );
-    let e = pfknock::daemon::Pidfile::create(&p)
-        .err()
-        .unwrap()
-        .to_string();
     assert_eq!(
-        e,
+        second(),
         format!(
             "{}: locked: pfknock is already running (pid {})",
             p.display(),
