@@ -459,7 +459,7 @@ fn service_knock(
     secret: Option<&Path>,
     ports: &mut Vec<u16>,
     ports_now: &mut Option<knock::PortSource>,
-) -> Result<(u32, knock::Family)> {
+) -> Result<(u32, name::Family)> {
     let (cfg, warnings) = Config::read(path)?;
     for w in warnings {
         say!("pfknock: {}", name::no_controls(&w.to_string()));
@@ -485,12 +485,7 @@ fn service_knock(
             None => s.knock.iter().map(|p| p.get()).collect(),
         };
     }
-    let family = match s.family {
-        name::Family::Inet => knock::Family::V4,
-        name::Family::Inet6 => knock::Family::V6,
-        name::Family::Any => knock::Family::Any,
-    };
-    Ok((s.hits(), family))
+    Ok((s.hits(), s.family))
 }
 
 /// `knock`: the ports, hits and family from the flags, or from the
@@ -519,9 +514,9 @@ fn knock(path: &Path, c: Command) -> Result<()> {
         unreachable!("dispatched on Command::Knock")
     };
     let mut family = match (inet, inet6) {
-        (true, _) => knock::Family::V4,
-        (_, true) => knock::Family::V6,
-        _ => knock::Family::Any,
+        (true, _) => name::Family::Inet,
+        (_, true) => name::Family::Inet6,
+        _ => name::Family::Any,
     };
     let (mut ports, mut default_hits) = (ports, 6);
     // Rotating: the ports of the moment, again before each repeat.
@@ -542,7 +537,7 @@ fn knock(path: &Path, c: Command) -> Result<()> {
         let (hits, of_service) =
             service_knock(path, name, secret.as_deref(), &mut ports, &mut ports_now)?;
         default_hits = hits;
-        if family == knock::Family::Any {
+        if family == name::Family::Any {
             family = of_service;
         }
     }

@@ -11,14 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::error::{Error, Result, io_words};
-
-/// Which address family to knock over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
-    Any,
-    V4,
-    V6,
-}
+use crate::name::Family;
 
 #[derive(Clone, Debug)]
 pub struct Opts {
@@ -70,15 +63,15 @@ pub fn resolve(host: &str, family: Family) -> Result<SocketAddr> {
         .into_iter()
         .find(|a| match family {
             Family::Any => true,
-            Family::V4 => a.is_ipv4(),
-            Family::V6 => a.is_ipv6(),
+            Family::Inet => a.is_ipv4(),
+            Family::Inet6 => a.is_ipv6(),
         })
         .ok_or_else(|| {
             Error::Other(format!(
                 "{host}: no {} address",
                 match family {
-                    Family::V4 => "IPv4",
-                    Family::V6 => "IPv6",
+                    Family::Inet => "IPv4",
+                    Family::Inet6 => "IPv6",
                     Family::Any => "usable",
                 }
             ))
