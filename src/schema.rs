@@ -173,7 +173,7 @@ impl Dest {
             (Dest::Any, _) | (_, Dest::Any) | (Dest::SelfHost, Dest::SelfHost) => true,
             (Dest::Nets(a), Dest::Nets(b)) => a.iter().any(|x| {
                 b.iter().any(|y| {
-                    x.addr.is_ipv6() == y.addr.is_ipv6()
+                    x.addr().is_ipv6() == y.addr().is_ipv6()
                         && x.range().0 <= y.range().1
                         && y.range().0 <= x.range().1
                 })
@@ -249,7 +249,7 @@ impl Service {
     pub fn allows(&self, n: &Net) -> bool {
         self.allow
             .iter()
-            .any(|a| a.prefix <= n.prefix && a.contains(n.addr))
+            .any(|a| a.prefix() <= n.prefix() && a.contains(n.addr()))
     }
 }
 

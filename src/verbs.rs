@@ -100,11 +100,15 @@ pub fn allow(
     by: &str,
     d: &mut Done,
 ) -> Result<()> {
-    if addr.prefix == 0 && !force {
+    if addr.prefix() == 0 && !force {
         return Err(Error::Usage(format!(
             "{addr} covers every {} address: the protected ports would be open to \
              all of them; give --force to allow it anyway",
-            if addr.addr.is_ipv6() { "IPv6" } else { "IPv4" }
+            if addr.addr().is_ipv6() {
+                "IPv6"
+            } else {
+                "IPv4"
+            }
         )));
     }
     cmd::one_service(cfg, service)?;

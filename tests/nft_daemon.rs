@@ -191,9 +191,11 @@ impl Tables for Nft {
         let now = st.now;
         let mut n = 0;
         for a in addrs {
-            let s = st.set(&format!("{}_{}", t.name, fam(a.addr))).expect("set");
+            let s = st
+                .set(&format!("{}_{}", t.name, fam(a.addr())))
+                .expect("set");
             let d = now + s.timeout_ms;
-            n += usize::from(s.elems.insert(a.addr, d).is_none());
+            n += usize::from(s.elems.insert(a.addr(), d).is_none());
         }
         Ok(n)
     }
@@ -201,8 +203,8 @@ impl Tables for Nft {
         let mut st = self.st();
         let mut n = 0;
         for a in addrs {
-            if let Some(s) = st.set(&format!("{}_{}", t.name, fam(a.addr))) {
-                n += usize::from(s.elems.remove(&a.addr).is_some());
+            if let Some(s) = st.set(&format!("{}_{}", t.name, fam(a.addr()))) {
+                n += usize::from(s.elems.remove(&a.addr()).is_some());
             }
         }
         Ok(n)
@@ -212,9 +214,9 @@ impl Tables for Nft {
         let now = st.now;
         let mut n = 0;
         for a in addrs {
-            if let Some(s) = st.set(&format!("{}_{}", t.name, fam(a.addr))) {
+            if let Some(s) = st.set(&format!("{}_{}", t.name, fam(a.addr()))) {
                 let d = now + s.timeout_ms;
-                if let Some(e) = s.elems.get_mut(&a.addr) {
+                if let Some(e) = s.elems.get_mut(&a.addr()) {
                     *e = d;
                     n += 1;
                 }
@@ -231,8 +233,14 @@ impl Tables for Nft {
         let now = st.now;
         let mut n = 0;
         for (a, secs) in entries {
-            let s = st.set(&format!("{}_{}", t.name, fam(a.addr))).expect("set");
-            n += usize::from(s.elems.insert(a.addr, now + *secs as i64 * 1000).is_none());
+            let s = st
+                .set(&format!("{}_{}", t.name, fam(a.addr())))
+                .expect("set");
+            n += usize::from(
+                s.elems
+                    .insert(a.addr(), now + *secs as i64 * 1000)
+                    .is_none(),
+            );
         }
         Ok(n)
     }

@@ -225,7 +225,10 @@ fn hundred_thousand_entries() {
         }
         let got = k.entries(&t).unwrap();
         assert_eq!(got.len(), 100_000, "{}", l.os);
-        assert_eq!(got.iter().filter(|e| e.net.addr.is_ipv6()).count(), 40_000);
+        assert_eq!(
+            got.iter().filter(|e| e.net.addr().is_ipv6()).count(),
+            40_000
+        );
     }
 }
 

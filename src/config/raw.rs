@@ -245,14 +245,14 @@ impl Ctx<'_> {
         let mut order: Vec<usize> = (0..out.len()).collect();
         let k = |i: usize| {
             let (lo, hi) = out[i].range();
-            (out[i].addr.is_ipv6(), lo, std::cmp::Reverse(hi))
+            (out[i].addr().is_ipv6(), lo, std::cmp::Reverse(hi))
         };
         order.sort_by_key(|&i| k(i));
         // Sweep: the widest interval seen so far in this family.
         let mut cover: Option<usize> = None;
         for &i in &order {
             if let Some(c) = cover {
-                let same_family = out[c].addr.is_ipv6() == out[i].addr.is_ipv6();
+                let same_family = out[c].addr().is_ipv6() == out[i].addr().is_ipv6();
                 if same_family && out[i].range().0 <= out[c].range().1 {
                     // Blame the one that comes later in the file.
                     let (first, later) = if c < i { (c, i) } else { (i, c) };
@@ -280,7 +280,7 @@ impl Ctx<'_> {
         for v6 in [false, true] {
             let fam: Vec<(u128, u128)> = order
                 .iter()
-                .filter(|&&i| out[i].addr.is_ipv6() == v6)
+                .filter(|&&i| out[i].addr().is_ipv6() == v6)
                 .map(|&i| out[i].range())
                 .collect();
             let last = if v6 { u128::MAX } else { u32::MAX as u128 };

@@ -458,7 +458,7 @@ pub(super) fn destination(cx: &mut Ctx<'_>, r: &RawService, family: Family) -> R
                 if nets.iter().any(|o| {
                     o.range().0 <= n.range().1
                         && n.range().0 <= o.range().1
-                        && o.addr.is_ipv6() == n.addr.is_ipv6()
+                        && o.addr().is_ipv6() == n.addr().is_ipv6()
                 }) {
                     return Err(cx.err(
                         t.span(),

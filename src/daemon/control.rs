@@ -220,16 +220,16 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         };
         let af = |a: IpAddr| if a.is_ipv6() { Af::V6 } else { Af::V4 };
         match (c, net) {
-            (Change::Added(..), Some(n)) if Net::host(n.addr) == n => {
-                let set = nft_set_of(s.table.as_str(), af(n.addr));
+            (Change::Added(..), Some(n)) if Net::host(n.addr()) == n => {
+                let set = nft_set_of(s.table.as_str(), af(n.addr()));
                 // From the start of the second: early, never late (the
                 // deadline's look-up then finds the kernel's own).
                 let now = super::events::ms(now);
-                self.track(&set, n.addr, now, now + super::events::ms(s.ttl.0 as i64));
+                self.track(&set, n.addr(), now, now + super::events::ms(s.ttl.0 as i64));
             }
             (Change::Removed(..), Some(n)) => {
-                let set = nft_set_of(s.table.as_str(), af(n.addr));
-                self.forget(&set, n.addr);
+                let set = nft_set_of(s.table.as_str(), af(n.addr()));
+                self.forget(&set, n.addr());
             }
             (Change::Cleared(_), _) => {
                 for a in [Af::V4, Af::V6] {

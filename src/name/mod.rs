@@ -447,11 +447,37 @@ impl fmt::Display for Secs {
 /// `198.51.100.0/24`, `2001:db8::/32`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Net {
-    pub addr: IpAddr,
-    pub prefix: u8,
+    addr: IpAddr,
+    prefix: u8,
 }
 
 impl Net {
+    /// A network of `prefix` bits; `None` when the prefix is longer than
+    /// the family's or host bits are set (as the kernel could report).
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
+        let n = Net { addr, prefix };
+        (prefix <= max_prefix(addr) && n.contains(addr) && n.range().0 == n.first()).then_some(n)
+    }
+
+    /// The network's address (its first).
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length, at most the family's width.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// The first address as a number of the family's width, host bits
+    /// cleared.
+    fn first(&self) -> u128 {
+        match self.addr {
+            IpAddr::V4(v) => mask_v4(u32::from(v), self.prefix) as u128,
+            IpAddr::V6(v) => mask_v6(u128::from(v), self.prefix),
+        }
+    }
+
     pub fn host(addr: IpAddr) -> Self {
         Net {
             addr,

@@ -110,3 +110,22 @@ fn an_overlong_prefix_panics_nothing() {
     assert!(v6.contains("2001:db8::1".parse().unwrap()));
     assert_eq!(v6.range().0, v6.range().1);
 }
+
+/// Net's invariant holds for what comes from a kernel too: `Net::new`
+/// refuses a prefix longer than the family's and host bits.
+#[test]
+fn a_net_from_raw_parts_is_checked() {
+    let v4: IpAddr = "198.51.100.0".parse().unwrap();
+    assert_eq!(Net::new(v4, 24), Some("198.51.100.0/24".parse().unwrap()));
+    assert_eq!(Net::new(v4, 33), None, "longer than IPv4's 32");
+    assert_eq!(
+        Net::new("198.51.100.7".parse().unwrap(), 24),
+        None,
+        "host bits"
+    );
+    assert_eq!(Net::new("2001:db8::".parse().unwrap(), 129), None);
+    assert_eq!(
+        Net::new("2001:db8::1".parse().unwrap(), 128),
+        Some(Net::host("2001:db8::1".parse().unwrap()))
+    );
+}

@@ -14,7 +14,11 @@ use crate::name::Net;
 pub fn kill_states(addr: &Net, services: &[&crate::config::Service]) -> Result<usize> {
     let exe = conntrack()?;
     let mut killed = 0;
-    let fam = if addr.addr.is_ipv6() { "ipv6" } else { "ipv4" };
+    let fam = if addr.addr().is_ipv6() {
+        "ipv6"
+    } else {
+        "ipv4"
+    };
     let a = addr.to_string();
     for s in services {
         for proto in &s.proto {

@@ -109,11 +109,11 @@ impl NftTables {
             })?;
             let mut out = Vec::new();
             for n in addrs {
-                let set = format!("{}{}", t.name, if n.addr.is_ipv6() { "_6" } else { "_4" });
+                let set = format!("{}{}", t.name, if n.addr().is_ipv6() { "_6" } else { "_4" });
                 if !sets.iter().any(|s| s.name == set) || out.contains(n) {
                     continue;
                 }
-                let got = l.get(&set, n.addr).map_err(|e| Error::Tool {
+                let got = l.get(&set, n.addr()).map_err(|e| Error::Tool {
                     tool: format!("netlink: set {set}"),
                     msg: crate::error::io_words(&e),
                 })?;
@@ -158,7 +158,7 @@ impl NftTables {
         for (suffix, v6) in [("_4", false), ("_6", true)] {
             let list: Vec<Net> = addrs
                 .iter()
-                .filter(|n| n.addr.is_ipv6() == v6)
+                .filter(|n| n.addr().is_ipv6() == v6)
                 .copied()
                 .collect();
             if list.is_empty() {
@@ -184,7 +184,7 @@ impl NftTables {
         #[cfg(target_os = "linux")]
         for (set, list) in &todo {
             let elems: Vec<(std::net::IpAddr, Option<(u64, u64)>)> =
-                list.iter().map(|n| (n.addr, None)).collect();
+                list.iter().map(|n| (n.addr(), None)).collect();
             crate::netlink::change_elements(TABLE, set, verb == "add", &elems).map_err(|e| {
                 // ENFILE is what the kernel answers for a set at its size.
                 if e.raw_os_error() == Some(libc::ENFILE) {
@@ -246,7 +246,7 @@ impl Tables for NftTables {
     /// remaining time reads as older than it is).
     #[cfg(target_os = "linux")]
     fn entry(&mut self, t: &TableRef, net: &Net) -> Result<Option<Entry>> {
-        let fam = if net.addr.is_ipv4() { "4" } else { "6" };
+        let fam = if net.addr().is_ipv4() { "4" } else { "6" };
         let set = format!("{}_{fam}", t.name);
         let Some(s) = self.sets_terse(t)?.into_iter().find(|s| s.name == set) else {
             return Err(no_table(t));
@@ -255,7 +255,7 @@ impl Tables for NftTables {
             return Ok(self.entries(t)?.into_iter().find(|e| e.net == *net));
         }
         let left = crate::netlink::Lookup::open(TABLE)
-            .and_then(|mut l| l.get(&set, net.addr))
+            .and_then(|mut l| l.get(&set, net.addr()))
             .map_err(|e| Error::Tool {
                 tool: format!("netlink: set {set}"),
                 msg: crate::error::io_words(&e),
@@ -370,7 +370,7 @@ impl Tables for NftTables {
         let sets = self.sets_terse(t)?;
         let mut script = String::new();
         for n in &present {
-            let set = format!("{}{}", t.name, if n.addr.is_ipv6() { "_6" } else { "_4" });
+            let set = format!("{}{}", t.name, if n.addr().is_ipv6() { "_6" } else { "_4" });
             if sets.iter().any(|s| s.name == set) {
                 script.push_str(&format!("delete element inet {TABLE} {set} {{ {n} }}\nadd element inet {TABLE} {set} {{ {n} }}\n"));
             }
@@ -389,10 +389,10 @@ impl Tables for NftTables {
             let v6 = s.name.ends_with("_6");
             let list: Vec<String> = entries
                 .iter()
-                .filter(|(a, left)| a.addr.is_ipv6() == v6 && a.is_host() && *left > 0)
+                .filter(|(a, left)| a.addr().is_ipv6() == v6 && a.is_host() && *left > 0)
                 .map(|(a, left)| match s.timeout {
-                    Some(to) => format!("{} timeout {to}s expires {}s", a.addr, (*left).min(to)),
-                    None => a.addr.to_string(),
+                    Some(to) => format!("{} timeout {to}s expires {}s", a.addr(), (*left).min(to)),
+                    None => a.addr().to_string(),
                 })
                 .collect();
             if list.is_empty() {

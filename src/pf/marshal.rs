@@ -106,7 +106,7 @@ impl<D: Device> Pf<D> {
 
     fn encode_addr(&self, b: &mut [u8], n: &Net) {
         let l = self.layout;
-        match n.addr {
+        match n.addr() {
             IpAddr::V4(a) => {
                 b[l.a_addr..l.a_addr + 4].copy_from_slice(&a.octets());
                 b[l.a_af] = abi::AF_INET;
@@ -116,7 +116,7 @@ impl<D: Device> Pf<D> {
                 b[l.a_af] = l.af_inet6;
             }
         }
-        b[l.a_net] = n.prefix;
+        b[l.a_net] = n.prefix();
     }
 
     /// An address element as the kernel wrote it; `None` for a family pf
@@ -132,13 +132,9 @@ impl<D: Device> Pf<D> {
         } else {
             return None;
         };
-        // A prefix longer than the family's is no network: the entry is
-        // left out rather than trusted (Net's arithmetic assumes it fits).
-        let prefix = b[l.a_net];
-        if prefix > if addr.is_ipv4() { 32 } else { 128 } {
-            return None;
-        }
-        Some(Net { addr, prefix })
+        // A prefix longer than the family's, or host bits set, is no
+        // network: the entry is left out rather than trusted.
+        Net::new(addr, b[l.a_net])
     }
 
     fn too_many(&self, t: &str, anchor: &str, n: usize) -> Error {

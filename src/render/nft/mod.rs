@@ -88,7 +88,7 @@ impl Af {
     }
 
     fn of(n: &Net) -> Af {
-        if n.addr.is_ipv4() { Af::V4 } else { Af::V6 }
+        if n.addr().is_ipv4() { Af::V4 } else { Af::V6 }
     }
 }
 
