@@ -112,75 +112,7 @@ pub enum Command {
     Flush { service: Option<String> },
     /// Knock: N full TCP connections to each knock port in order, the way
     /// pf counts knocks
-    Knock {
-        /// Host to knock
-        host: String,
-        /// Knock ports, in order (default: the service's, with --service)
-        #[arg(value_parser = clap::value_parser!(u16).range(1..))]
-        ports: Vec<u16>,
-        /// Take ports, hits and family from this service of the config
-        #[arg(short = 's', long)]
-        service: Option<String>,
-        /// Rotating knock: derive this step's ports from the secret in FILE
-        /// (the service's rotate.secret by default)
-        #[arg(
-            long,
-            value_name = "FILE",
-            requires = "service",
-            conflicts_with = "ports"
-        )]
-        secret: Option<PathBuf>,
-        /// With --secret and no config: the rotate range, LO-HI
-        #[arg(long, value_name = "LO-HI", requires = "secret")]
-        range: Option<String>,
-        /// With --secret and no config: the rotate step (default 30s)
-        #[arg(long, value_name = "DURATION", requires = "range", value_parser = secs)]
-        step: Option<Secs>,
-        /// With --secret and no config: how many knock ports (default 1)
-        #[arg(long, value_name = "N", requires = "range",
-              value_parser = clap::value_parser!(u32).range(1..=8))]
-        count: Option<u32>,
-        /// Connections per knock port (default: the service's rate + 1, or 6)
-        #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
-        hits: Option<u32>,
-        /// Pause after each connection, in milliseconds
-        #[arg(short = 'd', long, value_name = "MS", default_value_t = 0)]
-        delay: u64,
-        /// Pause between knock ports, in milliseconds
-        #[arg(short = 'g', long, value_name = "MS", default_value_t = 250)]
-        gap: u64,
-        /// Limit of each connection attempt, in milliseconds
-        #[arg(short = 't', long, value_name = "MS", default_value_t = 3000,
-              value_parser = clap::value_parser!(u64).range(1..))]
-        timeout: u64,
-        /// IPv4 only
-        #[arg(short = '4', conflicts_with = "inet6")]
-        inet: bool,
-        /// IPv6 only
-        #[arg(short = '6')]
-        inet6: bool,
-        /// After knocking, check that PORT opens, knocking again with
-        /// back-off while it does not
-        #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
-        verify: Option<u16>,
-        /// ssh ProxyCommand mode: knock, connect to PORT, relay stdin and
-        /// stdout
-        #[arg(long, value_name = "PORT", conflicts_with = "verify",
-              value_parser = clap::value_parser!(u16).range(1..))]
-        proxy: Option<u16>,
-        /// With --proxy: give up after this many seconds without a byte
-        /// either way (0: never)
-        #[arg(
-            long,
-            value_name = "SECONDS",
-            default_value_t = 7200,
-            requires = "proxy"
-        )]
-        idle: u64,
-        /// Print nothing on success
-        #[arg(short = 'q', long)]
-        quiet: bool,
-    },
+    Knock(KnockArgs),
     /// Write a new secret for rotating knocks into FILE (mode 0600), never
     /// over an existing file
     Keygen { file: PathBuf },
@@ -204,4 +136,76 @@ pub enum Command {
         #[arg(short = 'n', long = "check")]
         check_only: bool,
     },
+}
+
+/// `knock`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct KnockArgs {
+    /// Host to knock
+    pub host: String,
+    /// Knock ports, in order (default: the service's, with --service)
+    #[arg(value_parser = clap::value_parser!(u16).range(1..))]
+    pub ports: Vec<u16>,
+    /// Take ports, hits and family from this service of the config
+    #[arg(short = 's', long)]
+    pub service: Option<String>,
+    /// Rotating knock: derive this step's ports from the secret in FILE
+    /// (the service's rotate.secret by default)
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "service",
+        conflicts_with = "ports"
+    )]
+    pub secret: Option<PathBuf>,
+    /// With --secret and no config: the rotate range, LO-HI
+    #[arg(long, value_name = "LO-HI", requires = "secret")]
+    pub range: Option<String>,
+    /// With --secret and no config: the rotate step (default 30s)
+    #[arg(long, value_name = "DURATION", requires = "range", value_parser = secs)]
+    pub step: Option<Secs>,
+    /// With --secret and no config: how many knock ports (default 1)
+    #[arg(long, value_name = "N", requires = "range",
+          value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub count: Option<u32>,
+    /// Connections per knock port (default: the service's rate + 1, or 6)
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub hits: Option<u32>,
+    /// Pause after each connection, in milliseconds
+    #[arg(short = 'd', long, value_name = "MS", default_value_t = 0)]
+    pub delay: u64,
+    /// Pause between knock ports, in milliseconds
+    #[arg(short = 'g', long, value_name = "MS", default_value_t = 250)]
+    pub gap: u64,
+    /// Limit of each connection attempt, in milliseconds
+    #[arg(short = 't', long, value_name = "MS", default_value_t = 3000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// IPv4 only
+    #[arg(short = '4', conflicts_with = "inet6")]
+    pub inet: bool,
+    /// IPv6 only
+    #[arg(short = '6')]
+    pub inet6: bool,
+    /// After knocking, check that PORT opens, knocking again with
+    /// back-off while it does not
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub verify: Option<u16>,
+    /// ssh ProxyCommand mode: knock, connect to PORT, relay stdin and
+    /// stdout
+    #[arg(long, value_name = "PORT", conflicts_with = "verify",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub proxy: Option<u16>,
+    /// With --proxy: give up after this many seconds without a byte
+    /// either way (0: never)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 7200,
+        requires = "proxy"
+    )]
+    pub idle: u64,
+    /// Print nothing on success
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }

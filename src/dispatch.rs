@@ -254,7 +254,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Revoke {
             address, service, ..
         } => revoke(path, &address, service),
-        c @ Command::Knock { .. } => knock(path, c),
+        Command::Knock(k) => knock(path, k),
         Command::Keygen { file } => keygen(&file),
         Command::Ports { service, at } => ports(path, &service, at),
         Command::Run {
@@ -490,8 +490,8 @@ fn service_knock(
 
 /// `knock`: the ports, hits and family from the flags, or from the
 /// service's config; then knock, or relay as ssh's ProxyCommand.
-fn knock(path: &Path, c: Command) -> Result<()> {
-    let Command::Knock {
+fn knock(path: &Path, k: crate::cli::KnockArgs) -> Result<()> {
+    let crate::cli::KnockArgs {
         host,
         ports,
         service,
@@ -509,10 +509,7 @@ fn knock(path: &Path, c: Command) -> Result<()> {
         proxy,
         idle,
         quiet,
-    } = c
-    else {
-        unreachable!("dispatched on Command::Knock")
-    };
+    } = k;
     let mut family = match (inet, inet6) {
         (true, _) => name::Family::Inet,
         (_, true) => name::Family::Inet6,
