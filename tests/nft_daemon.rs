@@ -27,6 +27,10 @@ use pfknock::tables::{Caps, Entry, TableFlags, TableRef, TableStat, Tables};
 /// 2027-01-15 08:00:00 UTC, in ms.
 const T0: i64 = 1_800_000_000_000;
 
+/// The daemon looks this long after a deadline, so that elements a
+/// transaction added together expire in one look (daemon::events).
+const COALESCE: i64 = 20;
+
 /// One timed set: address → deadline (ms since the epoch).
 #[derive(Default, Debug)]
 struct Set {
@@ -401,7 +405,7 @@ fn an_authorization_is_logged_once_and_expires_at_the_kernels_millisecond() {
     );
     // The kernel's deadline, not a second rounded either way.
     assert_eq!(r.k.deadline("ssh_4", a), Some(T0 + 300 + s(60)));
-    assert_eq!(r.d.next_due_ms(), Some(T0 + 300 + s(60)));
+    assert_eq!(r.d.next_due_ms(), Some(T0 + 300 + s(60) + COALESCE));
     // The connects past the limit of the same knock: no second line.
     r.knock(T0 + 700, "198.18.0.9");
     assert!(r.log.take().is_empty());
@@ -412,7 +416,9 @@ fn an_authorization_is_logged_once_and_expires_at_the_kernels_millisecond() {
     assert!(r.log.take().is_empty());
     assert_eq!(r.k.holds("ssh_4"), [a]);
     assert_eq!(r.k.st().lookups, before);
-    r.at(T0 + 700 + s(60));
+    r.at(T0 + 700 + s(60) + COALESCE - 1);
+    assert!(r.log.take().is_empty());
+    r.at(T0 + 700 + s(60) + COALESCE);
     assert_eq!(
         r.log.take(),
         ["expired 198.18.0.9 service=ssh table=ssh anchor=pfknock age=1m ttl=1m"]
@@ -519,7 +525,7 @@ fn a_restore_gives_back_the_time_left_and_no_more() {
     // Each expires (and is logged) once, at the kernel's deadline.
     r.at(T0 + s(59) + 499);
     assert!(r.log.take().is_empty(), "not before the kernel's deadline");
-    r.at(T0 + s(59) + 500);
+    r.at(T0 + s(59) + 500 + COALESCE);
     let l = r.log.take();
     assert_eq!(l.len(), 1, "{l:?}");
     assert!(l[0].starts_with("expired 198.18.0.9 "), "{l:?}");
@@ -538,8 +544,8 @@ fn an_overrun_reads_the_sets_again_and_a_lost_source_falls_back_to_polling() {
         r.log.take(),
         ["the kernel dropped notifications: reading the sets again"]
     );
-    assert_eq!(r.d.next_due_ms(), Some(T0 + s(60)));
-    r.at(T0 + s(60));
+    assert_eq!(r.d.next_due_ms(), Some(T0 + s(60) + COALESCE));
+    r.at(T0 + s(60) + COALESCE);
     let l = r.log.take();
     assert_eq!(l.len(), 2, "both expire, each once: {l:?}");
     assert!(r.d.next_due_ms().is_none());
@@ -618,7 +624,7 @@ fn a_shorter_ttl_expires_what_is_past_it_at_once() {
         "{l:?}"
     );
     assert!(!l.iter().any(|x| x.contains("198.18.0.10")), "{l:?}");
-    assert_eq!(r.d.next_due_ms(), Some(T0 + s(55)));
+    assert_eq!(r.d.next_due_ms(), Some(T0 + s(55) + COALESCE));
 }
 
 /// `pfknock unload` through the daemon holds: a later change to the
@@ -737,4 +743,45 @@ fn a_full_meter_is_logged_when_it_fills_and_when_it_has_room() {
     r.at(T0 + 6100);
     assert_eq!(r.log.take(), ["set ssh_m1_4 has room again"]);
     assert_eq!(r.d.next_due_ms(), None, "no more looks");
+}
+
+/// Elements one transaction added expire a few ms apart in the kernel;
+/// the daemon looks once for them all, so past `log_burst` they are one
+/// line (the whole-second deadlines did that by accident; ms ones need
+/// the look to wait `COALESCE`).
+#[test]
+fn elements_added_together_expire_in_one_line() {
+    let mut r = rig("burst", &format!("log_burst = 3\n{SSH}"));
+    r.at(T0);
+    let addrs: Vec<IpAddr> = (0..5)
+        .map(|i| {
+            let a: IpAddr = format!("198.18.0.{}", 20 + i).parse().unwrap();
+            r.k.st()
+                .set("ssh_4")
+                .unwrap()
+                .elems
+                .insert(a, T0 + s(60) + 3 * i);
+            a
+        })
+        .collect();
+    r.others(
+        T0,
+        vec![KernelEvent::Elements {
+            set: "ssh_4".into(),
+            added: true,
+            addrs: addrs
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (*a, Some(60_000 + 3 * i as u64)))
+                .collect(),
+        }],
+    );
+    assert_eq!(r.log.take().len(), 5, "an authorized line each");
+    assert_eq!(r.d.next_due_ms(), Some(T0 + s(60) + COALESCE));
+    r.at(T0 + s(60) + COALESCE);
+    assert_eq!(
+        r.log.take(),
+        ["expired 5 authorizations of service ssh at once"]
+    );
+    assert!(r.k.holds("ssh_4").is_empty());
 }

@@ -26,6 +26,11 @@ pub(super) struct Auth {
     pub(super) until: i64,
 }
 
+/// How long after an authorization's deadline the daemon looks (ms): the
+/// kernel's expiries of one transaction fall within it, and an `expired`
+/// line still follows the kernel's by less than 50 ms.
+pub(super) const COALESCE: i64 = 20;
+
 /// Seconds to milliseconds.
 pub(super) const fn ms(secs: i64) -> i64 {
     secs.saturating_mul(1000)
@@ -597,13 +602,16 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
     }
 
-    /// The next deadline of the events mode (ms).
+    /// The next deadline of the events mode (ms): `COALESCE` after the
+    /// first authorization due, so that those a transaction added together
+    /// (their deadlines a few ms apart) are looked up in one tick and
+    /// logged as one burst.
     pub(super) fn events_due(&self) -> Option<i64> {
         let e = self.events.as_ref()?;
         let meters = e.meters.values().min().copied();
         e.due
             .peek()
-            .map(|Reverse((t, _, _))| *t)
+            .map(|Reverse((t, _, _))| *t + COALESCE)
             .into_iter()
             .chain(meters)
             .min()
