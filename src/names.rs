@@ -103,6 +103,25 @@ pub fn nft_set(s: &Service, o: Object, af: Af) -> Option<String> {
     Some(format!("{base}{}", af.suffix()))
 }
 
+/// The nflog prefix of a service's authorizing knock rule: the daemon
+/// learns of each authorization from the packet logged with it.
+pub fn knock_prefix(service: &str) -> String {
+    format!("pfknock {service}: ")
+}
+
+/// The nflog prefix of the rule that logs a knock a full meter did not
+/// count, naming the meter set.
+pub fn meter_full_prefix(meter: &str) -> String {
+    format!("pfknock meter {meter} full: ")
+}
+
+/// The meter set a `meter_full_prefix` names, if `prefix` is one.
+pub fn meter_of_prefix(prefix: &str) -> Option<&str> {
+    prefix
+        .strip_prefix("pfknock meter ")?
+        .strip_suffix(" full: ")
+}
+
 /// The nftables set behind a pf-style table name, for one family.
 pub fn nft_set_of(table: &str, af: Af) -> String {
     format!("{table}{}", af.suffix())
@@ -235,5 +254,19 @@ impl Service {
                 Object::Meter(_) | Object::Kept => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn a_meter_prefix_reads_back() {
+        assert_eq!(
+            meter_of_prefix(&meter_full_prefix("ssh_m1_4")),
+            Some("ssh_m1_4")
+        );
+        assert_eq!(meter_of_prefix(&knock_prefix("ssh")), None);
     }
 }

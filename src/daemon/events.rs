@@ -217,15 +217,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             return;
         }
         match ev {
-            KernelEvent::Knock { prefix, addr } => {
-                match prefix
-                    .strip_prefix("pfknock meter ")
-                    .and_then(|r| r.strip_suffix(" full: "))
-                {
-                    Some(meter) => self.meter_full(meter, now),
-                    None => self.knocked(&prefix, addr, now),
-                }
-            }
+            KernelEvent::Knock { prefix, addr } => match crate::names::meter_of_prefix(&prefix) {
+                Some(meter) => self.meter_full(meter, now),
+                None => self.knocked(&prefix, addr, now),
+            },
             KernelEvent::Elements { .. } | KernelEvent::Changed { .. } => {
                 if let Some(e) = self.events.as_mut() {
                     e.batch.push(ev);
@@ -274,7 +269,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             .cfg
             .services
             .iter()
-            .find(|s| prefix == format!("pfknock {}: ", s.name))
+            .find(|s| prefix == crate::names::knock_prefix(&s.name))
             .cloned()
         else {
             return;

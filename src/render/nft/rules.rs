@@ -200,7 +200,10 @@ pub(super) fn count_rule(
             // (nfnetlink_log): the kernel sends no notice of an element
             // added from the packet path.
             let log = if k + 1 == n {
-                format!(" log group {group} prefix \"pfknock {}: \"", s.name)
+                format!(
+                    " log group {group} prefix \"{}\"",
+                    names::knock_prefix(&s.name)
+                )
             } else {
                 String::new()
             };
@@ -225,7 +228,8 @@ pub(super) fn count_rule(
             // to the daemon, once a second at most.
             out.push(format!(
                 "{head} {from}{ip} saddr != @{meter} limit rate 1/second \
-                 log group {group} prefix \"pfknock meter {meter} full: \""
+                 log group {group} prefix \"{}\"",
+                names::meter_full_prefix(&meter)
             ));
         }
     }
