@@ -68,7 +68,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                      counted until entries expire; raise the service's size"
                 ),
             );
-            self.full.insert(set.to_owned());
         }
     }
     /// Full meters due a look: one that has room is logged so, the others
@@ -99,7 +98,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             };
             if room {
                 e.meters.remove(&m);
-                self.full.remove(&m);
                 self.log
                     .log(Level::Notice, &format!("set {m} has room again"));
             } else {

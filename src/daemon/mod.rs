@@ -152,7 +152,8 @@ pub struct Daemon<T, L, G> {
     watches: Vec<Watch>,
     warned_disabled: bool,
     warned_missing: HashSet<TableRef>,
-    /// Sets logged as full, until they have room again.
+    /// Sets logged as full, until they have room again (a meter the events
+    /// mode found full is in `Events::meters` instead).
     full: HashSet<String>,
     /// Errors that repeat poll after poll, logged once and then rarely.
     repeats: Repeats,
@@ -518,9 +519,12 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 } else {
                     (w.known.len(), w.next_due)
                 };
+                // Full sets, and the meters the events mode found full.
+                let meters = self.events.iter().flat_map(|e| e.meters.keys());
                 let full: Vec<&String> = self
                     .full
                     .iter()
+                    .chain(meters)
                     .filter(|set| {
                         [crate::names::Af::V4, crate::names::Af::V6]
                             .iter()
