@@ -564,6 +564,41 @@ fn a_listened_knock_port_and_an_allow_for_everyone_are_named() {
     );
 }
 
+/// `count` TCP packets forged from the client's address to the protected
+/// port, one every `gap` seconds, their flags cycling through `flags`,
+/// with guessed sequence and acknowledgement numbers, from `sport` or a
+/// random source port; data where the flags push.
+fn forge_to_protected(
+    n: &Net,
+    py: &str,
+    dev: &str,
+    flags: &[&str],
+    sport: Option<u16>,
+    count: usize,
+    gap: f64,
+) {
+    let flags: Vec<String> = flags.iter().map(|f| format!("{f:?}")).collect();
+    let sport = sport.map_or("random.randint(1024, 65535)".to_owned(), |p| p.to_string());
+    let script = format!(
+        r#"
+import time, random
+from scapy.all import IP, TCP, Ether, sendp, conf
+conf.verb = 0
+flags = [{flags}]
+for i in range({count}):
+    f = flags[i % len(flags)]
+    sendp(Ether()/IP(src="{me}", dst="{dst}")/TCP(sport={sport}, dport={PROTECTED},
+          flags=f, seq=random.getrandbits(32), ack=random.getrandbits(32))/(b"x" if "P" in f else b""),
+          iface="{dev}")
+    time.sleep({gap})
+"#,
+        flags = flags.join(", "),
+        me = n.cli_ip(false),
+        dst = n.srv_ip(false)
+    );
+    n.forge(py, &script);
+}
+
 /// expire = "idle": forged packets from an authorized address to the
 /// protected port keep nothing alive; a real session in use does.
 #[test]
@@ -579,23 +614,8 @@ fn forged_packets_cannot_keep_an_idle_authorization_alive() {
     ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
     assert!(n.elements("ssh_4").contains(&n.cli_ip(false)));
     // ACKs, SYNs and data from the authorized address, every 0.4 s for 5 s.
-    let script = format!(
-        r#"
-import time, random
-from scapy.all import IP, TCP, Ether, sendp, conf
-conf.verb = 0
-for i in range(13):
-    f = ["A", "S", "PA"][i % 3]
-    sendp(Ether()/IP(src="{me}", dst="{dst}")/TCP(sport=random.randint(1024, 65535), dport={PROTECTED},
-          flags=f, seq=random.getrandbits(32), ack=random.getrandbits(32))/(b"x" if f == "PA" else b""),
-          iface="{dev}")
-    time.sleep(0.4)
-"#,
-        me = n.cli_ip(false),
-        dst = n.srv_ip(false)
-    );
     let before = n.probed();
-    n.forge(py, &script);
+    forge_to_protected(&n, py, &dev, &["A", "S", "PA"], None, 13, 0.4);
     assert!(n.probed() - before >= 13, "the forged packets arrived");
     assert!(
         !n.elements("ssh_4").contains(&n.cli_ip(false)),
@@ -659,22 +679,8 @@ fn packets_forged_on_an_ended_session_keep_nothing_alive() {
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("{o:?}"));
-        let script = format!(
-            r#"
-import time, random
-from scapy.all import IP, TCP, Ether, sendp, conf
-conf.verb = 0
-for i in range(10):
-    sendp(Ether()/IP(src="{me}", dst="{dst}")/TCP(sport={sport}, dport={PROTECTED}, flags="{flags}",
-          seq=random.getrandbits(32), ack=random.getrandbits(32))/(b"x" if "P" in "{flags}" else b""),
-          iface="{dev}")
-    time.sleep(0.5)
-"#,
-            me = n.cli_ip(false),
-            dst = n.srv_ip(false)
-        );
         let before = n.probed();
-        n.forge(py, &script);
+        forge_to_protected(&n, py, &dev, &[flags], Some(sport), 10, 0.5);
         assert!(
             n.probed() - before >= 10,
             "{flags}: the forged packets arrived"
