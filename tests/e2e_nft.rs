@@ -70,7 +70,20 @@ fn revoke_closes_at_once() {
     n.up();
     ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
     assert!(n.open(false));
-    let o = n.server(&["revoke", &n.cli_ip(false)]);
+    // What the admin is told, what the kernel holds and what the log says
+    // agree: the command's line, the port, and its audit line.
+    let path = n.dir.join("log.sock");
+    let log = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    log.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let env = [("PFKNOCK_SYSLOG_SOCKET", path.to_str().unwrap())];
+    let said = || {
+        let mut b = [0u8; 2048];
+        log.recv(&mut b)
+            .map(|k| String::from_utf8_lossy(&b[..k]).into_owned())
+            .unwrap_or_default()
+    };
+    let ip = n.cli_ip(false);
+    let o = n.server_env(&["revoke", &ip], &env);
     ok(&o);
     assert!(!n.open(false), "revoked");
     // In nftables' words, not pf's.
@@ -78,13 +91,35 @@ fn revoke_closes_at_once() {
         String::from_utf8_lossy(&o.stderr),
         "ssh in table inet pfknock: 1/1 addresses deleted.\n"
     );
-    let o = n.server(&["allow", &n.cli_ip(false)]);
+    let line = said();
+    assert!(
+        line.contains(&format!(
+            "revoked {ip} service=ssh table=ssh anchor=pfknock age="
+        )) && line.contains(" ttl=10m by pfknock revoke"),
+        "{line}"
+    );
+    // Revoked again: nothing there, and the log says nothing went.
+    let o = n.server_env(&["revoke", &ip], &env);
+    ok(&o);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!("{ip}: not in any table of the config\n")
+    );
+    let o = n.server_env(&["allow", &ip], &env);
     ok(&o);
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         "ssh in table inet pfknock: 1/1 addresses added.\n"
     );
     assert!(n.open(false), "allowed");
+    // The next line is the allow's: the second revoke logged none.
+    let line = said();
+    assert!(
+        line.contains(&format!(
+            ": allowed {ip} service=ssh table=ssh anchor=pfknock ttl=10m by pfknock allow"
+        )),
+        "{line}"
+    );
 }
 
 #[test]

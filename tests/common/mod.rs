@@ -143,11 +143,21 @@ impl Net {
 
     /// pfknock in the server namespace.
     pub fn server(&self, args: &[&str]) -> Output {
-        let mut a = vec!["netns", "exec", &self.srv, BIN];
-        a.extend_from_slice(args);
+        self.server_env(args, &[])
+    }
+
+    /// pfknock in the server namespace, with these environment variables
+    /// (`PFKNOCK_SYSLOG_SOCKET`, say).
+    pub fn server_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let c = self.conf();
-        a.extend(["-c", c.to_str().unwrap()]);
-        Command::new("ip").args(&a).output().unwrap()
+        Command::new("ip")
+            .args(["netns", "exec", &self.srv, "env"])
+            .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+            .arg(BIN)
+            .args(args)
+            .args(["-c", c.to_str().unwrap()])
+            .output()
+            .unwrap()
     }
 
     /// pfknock in the server namespace, talking to this test's daemon
