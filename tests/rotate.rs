@@ -243,18 +243,25 @@ fn knock_ports(n: &Net, v6: bool, ports: &[&str]) {
     ok(&n.knock(&a));
 }
 
-#[test]
-#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
-fn only_this_steps_ports_from_the_right_secret_open_and_authorizations_survive_rotation() {
-    need_root_and_tools!();
-    let mut n = Net::new("");
-    let key = secret(&n.dir, "ssh.key", &"5a".repeat(32));
-    let wrong = secret(&n.dir, "wrong.key", &"a5".repeat(32));
+/// A namespace pair whose config rotates with a secret of `byte`
+/// repeated (written as ssh.key), and the secret's path.
+fn rotating_net(byte: &str) -> (Net, String) {
+    let n = Net::new("");
+    let key = secret(&n.dir, "ssh.key", &byte.repeat(32));
     fs::write(
         n.conf(),
         rotating_conf(&key).replace("PROTECTED", &common::PROTECTED.to_string()),
     )
     .unwrap();
+    (n, key)
+}
+
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn only_this_steps_ports_from_the_right_secret_open_and_authorizations_survive_rotation() {
+    need_root_and_tools!();
+    let (mut n, _) = rotating_net("5a");
+    let wrong = secret(&n.dir, "wrong.key", &"a5".repeat(32));
     let c = n.conf().to_str().unwrap().to_owned();
     n.up_echo();
     let (mut d, _pid) = daemon(&n);
@@ -365,13 +372,7 @@ fn only_this_steps_ports_from_the_right_secret_open_and_authorizations_survive_r
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_step_that_cannot_load_keeps_the_ports_loaded_and_says_so() {
     need_root_and_tools!();
-    let mut n = Net::new("");
-    let key = secret(&n.dir, "ssh.key", &"3c".repeat(32));
-    fs::write(
-        n.conf(),
-        rotating_conf(&key).replace("PROTECTED", &common::PROTECTED.to_string()),
-    )
-    .unwrap();
+    let (mut n, key) = rotating_net("3c");
     n.up();
     let (mut d, _pid, log) = daemon_logging_to_a_socket(&n);
     log.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
@@ -429,13 +430,7 @@ fn a_step_that_cannot_load_keeps_the_ports_loaded_and_says_so() {
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_knock_at_any_moment_of_a_step_opens() {
     need_root_and_tools!();
-    let mut n = Net::new("");
-    let key = secret(&n.dir, "ssh.key", &"3c".repeat(32));
-    fs::write(
-        n.conf(),
-        rotating_conf(&key).replace("PROTECTED", &common::PROTECTED.to_string()),
-    )
-    .unwrap();
+    let (mut n, _) = rotating_net("3c");
     let c = n.conf().to_str().unwrap().to_owned();
     let ctl = n.ctl().to_str().unwrap().to_owned();
     n.up_echo();
