@@ -190,14 +190,6 @@ pub struct Clash {
     pub what_later: Object,
 }
 
-/// The first name that two objects of one rendered ruleset would share.
-pub fn first_clash(services: &[Service]) -> Option<Clash> {
-    let mut names = Names::default();
-    services
-        .iter()
-        .enumerate()
-        .find_map(|(i, s)| names.add(i, s))
-}
 
 /// Every name the services met so far put into each backend's ruleset,
 /// so that each new service is checked against them in its own time (a

@@ -101,11 +101,6 @@ pub fn families(s: &Service) -> Vec<Af> {
     }
 }
 
-/// The set behind a role table for one family.
-pub fn set_name(table: &str, af: Af) -> String {
-    names::nft_set_of(table, af)
-}
-
 /// A duration as nft(8) reads it: `1d2h3m4s5ms`. nft refuses a number of
 /// 100,000,000 or more in any one part (`timeout 100000000s` is "value too
 /// large", measured with nft 1.0.6), so a long ttl must not be written in
