@@ -190,7 +190,6 @@ pub struct Clash {
     pub what_later: Object,
 }
 
-
 /// Every name the services met so far put into each backend's ruleset,
 /// so that each new service is checked against them in its own time (a
 /// config of n services costs n, not n squared).
