@@ -57,6 +57,13 @@ pub enum Object {
     /// The flows to the protected ports that were open when the table was
     /// loaded (nftables): kept, though conntrack had not seen them.
     Kept,
+    /// Hosts whose last knock hit a wrong port (nftables): their progress
+    /// was reset, and their knocks count nothing until the entry times out.
+    Hold,
+    /// IPv6 networks of `prefix6` and how many of their addresses may
+    /// still be authorized (nftables): one network cannot fill the
+    /// authorized set.
+    Admit,
 }
 
 impl Object {
@@ -69,6 +76,8 @@ impl Object {
             Object::Table(Role::Allow) => "allow list".into(),
             Object::Meter(k) => format!("meter of knock port {k}"),
             Object::Kept => "connections kept at load".into(),
+            Object::Hold => "hosts held back after a wrong knock".into(),
+            Object::Admit => "authorizations per IPv6 network".into(),
         }
     }
 }
@@ -85,7 +94,7 @@ pub fn pf_table(s: &Service, o: Object) -> Option<TableName> {
         Object::Table(Role::Stage(k)) => derived(s, &format!("_s{k}")),
         Object::Table(Role::Renew) => derived(s, "_renew"),
         Object::Table(Role::Allow) => derived(s, "_allow"),
-        Object::Meter(_) | Object::Kept => return None,
+        Object::Meter(_) | Object::Kept | Object::Hold | Object::Admit => return None,
     };
     // Lengths are checked by `config` before a Service exists.
     Some(TableName::new(&name).expect("derived table name checked by config"))
@@ -99,6 +108,9 @@ pub fn nft_set(s: &Service, o: Object, af: Af) -> Option<String> {
         Object::Table(_) => pf_table(s, o)?.to_string(),
         Object::Meter(k) => derived(s, &format!("_m{k}")),
         Object::Kept => derived(s, "_kept"),
+        Object::Hold => derived(s, "_hold"),
+        Object::Admit if af == Af::V6 => derived(s, "_admit"),
+        Object::Admit => return None,
     };
     Some(format!("{base}{}", af.suffix()))
 }
@@ -144,6 +156,12 @@ pub fn objects(s: &Service) -> Vec<Object> {
     }
     if s.keeps_flows() {
         v.push(Object::Kept);
+    }
+    if s.has_wrong_ports() {
+        v.push(Object::Hold);
+    }
+    if s.prefix6 < 128 && s.family != crate::name::Family::Inet {
+        v.push(Object::Admit);
     }
     v
 }
@@ -242,7 +260,7 @@ impl Service {
             .into_iter()
             .filter_map(|o| match o {
                 Object::Table(r) => Some((pf_table(self, o)?, r)),
-                Object::Meter(_) | Object::Kept => None,
+                Object::Meter(_) | Object::Kept | Object::Hold | Object::Admit => None,
             })
             .collect()
     }

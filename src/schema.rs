@@ -28,6 +28,9 @@ pub const DEFAULT_POLL: Secs = Secs(1);
 /// nftables: elements per set unless `size` says otherwise (nft's own
 /// default is 65535).
 pub const DEFAULT_SIZE: u64 = 65536;
+/// nftables: IPv6 knocks count per network of this prefix length unless
+/// `prefix6` says otherwise.
+pub const DEFAULT_PREFIX6: u8 = 64;
 /// The largest `size`: 2^24 elements (about 16.8 million).
 pub const SIZE_MAX: u64 = 1 << 24;
 
@@ -126,6 +129,10 @@ pub struct Service {
     pub renew: bool,
     /// nftables: the most elements each of the service's sets holds.
     pub size: u64,
+    /// nftables: IPv6 knock progress (meters, stages, holds) counts per
+    /// network of this prefix length, so that one network cannot fill the
+    /// sets; 128 counts per address.
+    pub prefix6: u8,
     /// The config line of each knock port, for warnings found later.
     pub knock_lines: Vec<usize>,
 }
@@ -210,6 +217,14 @@ impl Service {
             Some(r) => r.ports,
             None => self.knock.len(),
         }
+    }
+
+    /// Can a knock land on a wrong port: a port of the sequence out of
+    /// order, or a port of a rotating range that is not this step's? On
+    /// nftables such a knock resets the host's progress and holds it back
+    /// (`Object::Hold`).
+    pub fn has_wrong_ports(&self) -> bool {
+        self.rotate.is_some() || self.stages() > 1
     }
 
     /// The ports of stage `k` (0-based): the knock port, and with

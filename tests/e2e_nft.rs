@@ -157,6 +157,12 @@ fn a_sequence_opens_only_in_order() {
     // Every port hit, in the wrong order.
     ok(&n.knock(&[&ip, "7002", "7001", "7003", "-n", "2"]));
     assert!(!n.open(false), "wrong order");
+    // Which holds the host back for the rate's 5 s: the right order
+    // counts nothing until then.
+    assert_eq!(n.elements("ssh_hold_4"), vec![n.cli_ip(false)]);
+    ok(&n.knock(&[&ip, "7001", "7002", "7003", "-n", "2"]));
+    assert!(!n.open(false), "held back, yet opened");
+    common::wait_for("the hold to end", || n.elements("ssh_hold_4").is_empty());
     ok(&n.knock(&[&ip, "7001", "7002", "7003", "-n", "2"]));
     assert!(n.open(false), "right order");
 }
@@ -378,15 +384,21 @@ fn a_link_local_target_is_knocked_on_its_link() {
         srv = link_local(&n.srv);
         srv.is_some()
     });
-    let target = format!("{}%{}", srv.unwrap(), n.cli_dev());
+    // A link-local source never counts (a set holds no interface): the
+    // client's own link-local address goes, so that Linux sends from the
+    // link's global one, which does. (With both, source selection prefers
+    // the link-local one once its duplicate detection is over.)
+    let dev = n.cli_dev();
+    common::sh(&[
+        "ip", "-n", &n.cli, "-6", "addr", "flush", "dev", &dev, "scope", "link",
+    ]);
+    let target = format!("{}%{dev}", srv.unwrap());
     let o = n.knock(&[&target, "1234", "-n", "3"]);
     assert!(o.status.success(), "{o:?}");
     let set = String::from_utf8_lossy(
         &common::ns(&n.srv, &["nft", "list", "set", "inet", "pfknock", "ssh_6"]).stdout,
     )
     .into_owned();
-    // Linux sends from the link's global address here (fd00:…), which
-    // counts; a link-local source would not.
     assert!(set.contains(&n.cli_ip(true)), "{set}");
     assert!(
         !set.contains("fe80:"),

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Net, daemon_env, ns, ok, wait_for};
+use common::{Net, daemon_env, ns, ok, read_log, wait_for};
 
 const CONF: &str = r#"
 [[service]]
@@ -20,22 +20,6 @@ knock   = [1234]
 rate    = "2/5"
 ttl     = "TTL"
 "#;
-
-/// Every line the daemon logged within `secs`, or until `until` holds.
-fn read_log(log: &UnixDatagram, secs: u64, until: impl Fn(&str) -> bool) -> String {
-    log.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let end = Instant::now() + Duration::from_secs(secs);
-    let mut said = String::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < end && !until(&said) {
-        if let Ok(k) = log.recv(&mut buf) {
-            said.push_str(&String::from_utf8_lossy(&buf[..k]));
-            said.push('\n');
-        }
-    }
-    said
-}
 
 /// A daemon logging to a socket of the test's, whose nft runs are counted
 /// by a wrapper that stands in for nft in PFKNOCK_TOOL_DIR.

@@ -120,13 +120,14 @@ fn good(key: &'static str) -> BoxedStrategy<String> {
         "family" => q(vec!["any", "inet", "inet6"]),
         "log" | "block" | "renew" => any::<bool>().prop_map(|b| b.to_string()).boxed(),
         "size" => (1u64..20_000_000).prop_map(|n| n.to_string()).boxed(),
+        "prefix6" => (0u32..140).prop_map(|n| n.to_string()).boxed(),
         _ => tvalue().boxed(),
     }
 }
 
 const SERVICE_KEYS: &[&str] = &[
     "table", "proto", "rate", "ttl", "expire", "window", "from", "allow", "on", "to", "family",
-    "log", "block", "renew", "size",
+    "log", "block", "renew", "size", "prefix6",
 ];
 
 fn service() -> impl Strategy<Value = String> {
@@ -264,6 +265,8 @@ fn grammar() -> Grammar {
             r"(?:(?:tcp|udp) dport {NPORTS}|meta l4proto \{ tcp, udp \} th dport {NPORTS})",
         ),
         ("{IP}", r"ip6?"),
+        // A knock's key: the address, or its IPv6 network (`prefix6`).
+        ("{KEY}", r"(?:ip saddr|ip6 saddr(?: & [0-9a-f:]+)?)"),
         ("{TO}", r"(?:any|\(self\)|{NET}|\{ {NETS} \})"),
         ("{DADDR}", r"(?:{IP} daddr (?:{NET}|\{ {NETS} \}) )?"),
     ];
@@ -310,7 +313,7 @@ fn grammar() -> Grammar {
             re(r"table inet pfknock \{"),
             re(&format!("\t{service}")),
             re(
-                r#"\tset {SET} \{ type ipv[46]_addr; size [0-9]+; flags dynamic, timeout;(?: counter;)? timeout {NDUR}; comment "{ID}: (?:authorized|stage [0-9]+|meter [0-9]+, rate {RATE})"; \}"#,
+                r#"\tset {SET} \{ type ipv[46]_addr; size [0-9]+; flags dynamic, timeout;(?: counter;)? timeout {NDUR}; comment "{ID}: (?:authorized|stage [0-9]+|meter [0-9]+, rate {RATE}|held back after a wrong knock|per network)"; \}"#,
             ),
             re(
                 r#"\tset {SET} \{ type ipv[46]_addr; flags interval; elements = \{ {NETS} \}; comment "{ID}: allow"; \}"#,
@@ -332,10 +335,18 @@ fn grammar() -> Grammar {
                 r#"\t\t(?:iifname != "lo"|iifname "{IF}") fib daddr type local tcp dport (?:{PORT}|\{ {PORT}(?:, {PORT})* \}) {SYN} notrack"#,
             ),
             re(
-                r#"\t\tiifname "lo" tcp dport {PORT} {SYN} (?:meta time >= [0-9]+ meta time < [0-9]+ )?ct state new fib saddr type != local (?:ip6 saddr != fe80::/10 )?(?:{IP} saddr (?:@{SET}|{NET}|\{ {NETS} \}) )?update @{SET} \{ {IP} saddr limit rate over [0-9]+/(?:second|minute|hour|day|week) burst [0-9]+ packets \} (?:add|update) @{SET} \{ {IP} saddr \}(?: log group [0-9]+ prefix "pfknock {ID}: ")?"#,
+                r#"\t\tiifname "lo" tcp dport {PORT} {SYN} (?:meta time >= [0-9]+ meta time < [0-9]+ )?ct state new fib saddr type != local (?:ip6 saddr != fe80::/10 )?(?:{KEY} (?:@{SET}|{NET}|\{ {NETS} \}) )?(?:{KEY} != @{SET} )?update @{SET} \{ {KEY} limit rate over [0-9]+/(?:second|minute|hour|day|week) burst [0-9]+ packets \} (?:update @{SET} \{ {KEY} limit rate 1/minute burst [0-9]+ packets \} )?(?:add|update) @{SET} \{ {KEY} \}(?: log group [0-9]+ prefix "pfknock {ID}: ")?"#,
             ),
             re(
-                r#"\t\tiifname "lo" tcp dport {PORT} {SYN} (?:meta time >= [0-9]+ meta time < [0-9]+ )?ct state new fib saddr type != local (?:ip6 saddr != fe80::/10 )?(?:{IP} saddr (?:@{SET}|{NET}|\{ {NETS} \}) )?{IP} saddr != @{SET} limit rate 1/second log group [0-9]+ prefix "pfknock meter {SET} full: ""#,
+                r#"\t\tiifname "lo" tcp dport {PORT} {SYN} (?:meta time >= [0-9]+ meta time < [0-9]+ )?ct state new fib saddr type != local (?:ip6 saddr != fe80::/10 )?(?:{KEY} (?:@{SET}|{NET}|\{ {NETS} \}) )?(?:{KEY} != @{SET} )?{KEY} != @{SET} limit rate 1/second log group [0-9]+ prefix "pfknock meter {SET} full: ""#,
+            ),
+            // A knock on a right port ends here; one on a wrong port
+            // resets the host's progress and holds it back.
+            re(
+                r#"\t\tiifname "lo" tcp dport {PORT} {SYN} (?:meta time >= [0-9]+ meta time < [0-9]+ )?ct state new fib saddr type != local (?:ip6 saddr != fe80::/10 )?(?:{KEY} (?:@{SET}|{NET}|\{ {NETS} \}) )?accept"#,
+            ),
+            re(
+                r#"\t\tiifname "lo" tcp dport (?:{PORT}|{PORT}-{PORT}|\{ {PORT}(?:, {PORT})* \}) {SYN} ct state new fib saddr type != local update @{SET} \{ {KEY} \}(?: delete @{SET} \{ {KEY} \})+"#,
             ),
             re(r#"\t\tiifname "lo" accept"#),
             re(

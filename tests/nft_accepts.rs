@@ -59,7 +59,7 @@ fn service(i: usize) -> impl Strategy<Value = String> {
         prop::sample::select(vec!["any", "inet", "inet6"]),
         prop::sample::select(vec!["age", "idle"]),
         prop::sample::select(vec!["\"tcp\"", "\"udp\"", "[\"tcp\", \"udp\"]"]),
-        (any::<bool>(), any::<bool>(), 1u64..=16_777_216),
+        (any::<bool>(), any::<bool>(), 1u64..=16_777_216, 1u8..=128),
     )
         .prop_map(
             move |(
@@ -73,7 +73,7 @@ fn service(i: usize) -> impl Strategy<Value = String> {
                 fam,
                 exp,
                 proto,
-                (renew, on, size),
+                (renew, on, size, prefix6),
             )| {
                 let fits = |x: &String| match fam {
                     "inet" => !x.contains(':'),
@@ -94,7 +94,7 @@ fn service(i: usize) -> impl Strategy<Value = String> {
                 let mut t = format!(
                     "[[service]]\nname = \"{name}{i}\"\nprotect = [{}, \"{}-{}\"]\nknock = [{}]\n\
                      rate = \"{n}/{s}\"\nttl = \"{ttl}\"\nexpire = \"{exp}\"\nfamily = \"{fam}\"\n\
-                     proto = {proto}\nrenew = {renew}\nsize = {size}\n",
+                     proto = {proto}\nrenew = {renew}\nsize = {size}\nprefix6 = {prefix6}\n",
                     2000 + i,
                     3000 + 10 * i,
                     3005 + 10 * i,

@@ -509,3 +509,40 @@ fn a_missing_secret_says_how_to_make_one() {
         "{err}"
     );
 }
+
+/// Without the secret, a sweep of the whole range finds nothing: every
+/// port answers alike, and a knock on a port that is not this step's (or
+/// the last's, or the next's) resets the host's progress and holds it
+/// back for the rate's window. Six sweeps of the 1,000-port range (6,000
+/// connects, twice what opened two-stage ports when a wrong port reset
+/// nothing) open nothing; the kernel's sets, `show` and the log agree.
+/// After the hold, the client with the secret opens.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_sweep_of_the_range_opens_nothing() {
+    need_root_and_tools!();
+    let (mut n, _) = rotating_net("3c");
+    let c = n.conf().to_str().unwrap().to_owned();
+    n.up();
+    let (mut d, pid, log) = daemon_logging_to_a_socket(&n);
+    into_step(0.2);
+    common::sweep(&n, false, "40000-40999", 6);
+    assert!(!n.open(false), "a sweep opened the port");
+    assert!(n.elements("ssh_4").is_empty());
+    assert!(n.elements("ssh_s1_4").is_empty());
+    assert_eq!(n.elements("ssh_hold_4"), vec![n.cli_ip(false)]);
+    let shown = n.server(&["show"]);
+    assert!(String::from_utf8_lossy(&shown.stderr).contains("nobody is authorized"));
+    let said = common::read_log(&log, 1, |_| false);
+    assert!(!said.contains("authorized"), "{said}");
+    wait_for("the hold to end", || n.elements("ssh_hold_4").is_empty());
+    ok(&n.knock(&[&n.srv_ip(false), "-n", "3", "-s", "ssh", "-c", &c]));
+    assert!(n.open(false), "the knock with the secret did not open");
+    let said = common::read_log(&log, 3, |s| s.contains("authorized"));
+    assert!(
+        said.contains(&format!("authorized {} service=ssh", n.cli_ip(false))),
+        "{said}"
+    );
+    common::sh(&["kill", &pid]);
+    let _ = d.wait();
+}

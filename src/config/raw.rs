@@ -52,6 +52,7 @@ pub(super) struct RawService {
     pub(super) block: Option<Spanned<bool>>,
     pub(super) renew: Option<bool>,
     pub(super) size: Option<Spanned<i64>>,
+    pub(super) prefix6: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

@@ -21,6 +21,7 @@ pub(super) fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service>
     let (rate, ttl, expire, window) = timing(cx, r, stages)?;
     let (family, from, allow) = sources(cx, r)?;
     let size = set_size(cx, r)?;
+    let prefix6 = prefix6(cx, r)?;
     let to = destination(cx, r, family)?;
     let on = match &r.on {
         Some(o) => Some(cx.parse::<IfName>(o, "service.on")?),
@@ -60,6 +61,7 @@ pub(super) fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service>
         block: r.block.as_ref().is_none_or(|b| *b.get_ref()),
         renew: r.renew.unwrap_or(true),
         size,
+        prefix6,
         knock_lines: match (&r.knock, &r.rotate) {
             (Some(k), _) => k
                 .get_ref()
@@ -487,6 +489,24 @@ pub(super) fn set_size(cx: &mut Ctx<'_>, r: &RawService) -> Result<u64> {
                 ));
             }
             n as u64
+        }
+    })
+}
+
+/// `prefix6`: the IPv6 prefix length knocks count per.
+fn prefix6(cx: &mut Ctx<'_>, r: &RawService) -> Result<u8> {
+    Ok(match &r.prefix6 {
+        None => DEFAULT_PREFIX6,
+        Some(v) => {
+            let n = *v.get_ref();
+            if !(1..=128).contains(&n) {
+                return Err(cx.err(
+                    v.span(),
+                    "service.prefix6",
+                    format!("must be a prefix length, 1 to 128, got {n}"),
+                ));
+            }
+            n as u8
         }
     })
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::thread::sleep;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pfknock");
 pub const PROTECTED: u16 = 2222;
@@ -400,6 +400,60 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+/// Every line the daemon logged to `log` within `secs`, or until `until`
+/// holds.
+pub fn read_log(
+    log: &std::os::unix::net::UnixDatagram,
+    secs: u64,
+    until: impl Fn(&str) -> bool,
+) -> String {
+    log.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut said = String::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end && !until(&said) {
+        if let Ok(k) = log.recv(&mut buf) {
+            said.push_str(&String::from_utf8_lossy(&buf[..k]));
+            said.push('\n');
+        }
+    }
+    said
+}
+
+/// Connect from the client namespace to every port of `ports` ("7001,7002"
+/// or "40000-40999", in that order), `rounds` times over, as a scan or a
+/// sweep does: each connect completes (synproxy answers) and ends at once.
+pub fn sweep(n: &Net, v6: bool, ports: &str, rounds: u32) {
+    let py = "import socket, sys\n\
+              dst, spec, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])\n\
+              ports = []\n\
+              for part in spec.split(','):\n\
+              \x20   lo, _, hi = part.partition('-')\n\
+              \x20   ports += range(int(lo), int(hi or lo) + 1)\n\
+              for _ in range(rounds):\n\
+              \x20   for p in ports:\n\
+              \x20       s = socket.socket(socket.AF_INET6 if ':' in dst else socket.AF_INET)\n\
+              \x20       s.settimeout(1)\n\
+              \x20       try:\n\
+              \x20           s.connect((dst, p))\n\
+              \x20       except OSError:\n\
+              \x20           pass\n\
+              \x20       s.close()\n";
+    let o = ns(
+        &n.cli,
+        &[
+            "python3",
+            "-c",
+            py,
+            &n.srv_ip(v6),
+            ports,
+            &rounds.to_string(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// Wait, at most 8 s, until `f` holds.

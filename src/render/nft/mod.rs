@@ -25,6 +25,11 @@
 //! * A sequence chains stage sets (`<table>_s<k>_4`, timeout the window):
 //!   every knock port answers everyone, and knock k counts only for hosts
 //!   in stage k-1's set (and knock 1 only for hosts in `from`).
+//! * A knock on a wrong port (a sequence's port out of order, a port of a
+//!   rotating range that is not in force) resets the host's progress: it
+//!   leaves the stage sets and meters and enters `<table>_hold_4` for the
+//!   rate's window, in which none of its knocks count. Knocks on right
+//!   ports end at an accept, so only wrong ones reach the reset rule.
 //! * The last knock `update`s the authorized set (renewal), or `add`s it
 //!   when `renew = false`. With `expire = "idle"`, packets of assured
 //!   connections to the protected ports refresh it, and nothing else does.

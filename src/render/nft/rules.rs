@@ -92,6 +92,19 @@ pub(super) fn service_sets(s: &Service) -> Vec<SetDef> {
                     Secs(s.rate.secs as u64),
                     format!("{}: meter {k}, rate {}", s.name, s.rate),
                 )),
+                // A network's authorizations: at most ADMIT_BURST at once,
+                // one more a minute (`admit`); held as long as the
+                // authorizations they made.
+                Object::Admit if af == Af::V6 => {
+                    v.push(dynset(o, s.ttl, format!("{}: per network", s.name)))
+                }
+                Object::Admit => {}
+                // As long as the meter remembers a knock: the rate's window.
+                Object::Hold => v.push(dynset(
+                    o,
+                    Secs(s.rate.secs as u64),
+                    format!("{}: held back after a wrong knock", s.name),
+                )),
                 Object::Kept => v.push(SetDef {
                     name: set_of(s, o, af),
                     ty: af.flow_ty(),
@@ -113,7 +126,7 @@ pub(super) fn service_sets(s: &Service) -> Vec<SetDef> {
 pub(super) fn knock_source(s: &Service, k: usize, af: Af) -> Option<String> {
     if k > 0 {
         let prev = set_of(s, Object::Table(Role::Stage(k)), af);
-        return Some(format!("{} saddr @{prev} ", af.proto()));
+        return Some(format!("{} @{prev} ", key(s, af)));
     }
     if s.from.is_empty() {
         return Some(String::new());
@@ -137,6 +150,42 @@ pub(super) fn count_rules(out: &mut Vec<String>, s: &Service, group: u16) {
         for (p, when) in stage_variants(s, k) {
             count_rule(out, s, group, k, &p, &when);
         }
+    }
+    reset_rules(out, s);
+}
+
+/// The match of a synproxy'd SYN (see `count_rule`) to ports `p`.
+fn counted_syn(p: &str, when: &str) -> String {
+    format!("iifname \"lo\" tcp dport {p} {SYN} {when}ct state new fib saddr type != local")
+}
+
+/// A knock that reached this rule hit no port in force for its stage: a
+/// port of the sequence out of order, or a port of a rotating range that
+/// is not this step's, the last or the next. It resets the host's
+/// progress (its stage sets and meters) and holds it back for the rate's
+/// window, during which none of its knocks count. So a sweep of a range,
+/// or the ports a scan found knocked in the wrong order, learns nothing
+/// and opens nothing (pfknock(8), KNOCKS THAT FAIL). Knocks on right
+/// ports were accepted above (`count_rule`) and never get here.
+fn reset_rules(out: &mut Vec<String>, s: &Service) {
+    if !s.has_wrong_ports() {
+        return;
+    }
+    let head = counted_syn(&list(&answering(s)), "");
+    for af in families(s) {
+        let key = key(s, af);
+        let mut forget: Vec<String> = (1..s.stages())
+            .map(|k| set_of(s, Object::Table(Role::Stage(k)), af))
+            .collect();
+        forget.extend((1..=s.stages()).map(|k| set_of(s, Object::Meter(k), af)));
+        let deletes: String = forget
+            .iter()
+            .map(|set| format!(" delete @{set} {{ {key} }}"))
+            .collect();
+        out.push(format!(
+            "{head} update @{} {{ {key} }}{deletes}",
+            set_of(s, Object::Hold, af)
+        ));
     }
 }
 
@@ -167,7 +216,41 @@ pub(super) fn stage_variants(s: &Service, k: usize) -> Vec<(String, String)> {
     .collect()
 }
 
-/// One counting rule of stage k on ports `p`, in force `when`.
+/// What a knock counts for, in the sets of knock progress (meters,
+/// stages, holds): the source address, or for IPv6 its network of
+/// `prefix6` bits, so that the addresses of one network cannot fill them.
+pub(super) fn key(s: &Service, af: Af) -> String {
+    match af {
+        Af::V6 if s.prefix6 < 128 => {
+            let mask = std::net::Ipv6Addr::from(u128::MAX << (128 - u32::from(s.prefix6)));
+            format!("ip6 saddr & {mask}")
+        }
+        _ => format!("{} saddr", af.proto()),
+    }
+}
+
+/// How many addresses of one IPv6 network the last knock may authorize at
+/// once; one more each minute.
+pub(super) const ADMIT_BURST: u32 = 16;
+
+/// The statement before an IPv6 authorization that lets one network make
+/// at most `ADMIT_BURST` of them at once, one more a minute: past that the
+/// rule stops, so one network cannot fill the authorized set.
+fn admit(s: &Service, af: Af) -> String {
+    if s.prefix6 < 128 && af == Af::V6 {
+        format!(
+            "update @{} {{ {} limit rate 1/minute burst {ADMIT_BURST} packets }} ",
+            set_of(s, Object::Admit, af),
+            key(s, af)
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// The counting rules of stage k on ports `p`, in force `when`, for every
+/// family: count (and at the last stage authorize), say when a full meter
+/// did not count, and end a knock on a right port.
 pub(super) fn count_rule(
     out: &mut Vec<String>,
     s: &Service,
@@ -176,63 +259,80 @@ pub(super) fn count_rule(
     p: &str,
     when: &str,
 ) {
-    let n = s.stages();
-    {
-        // The synproxy'd SYN: on lo, from a source that is not ours.
-        let head = format!(
-            "iifname \"lo\" tcp dport {p} {SYN} {when}ct state new fib saddr type != local"
-        );
-        for af in families(s) {
-            let Some(from) = knock_source(s, k, af) else {
-                continue;
-            };
-            let into = if k + 1 == n {
-                Object::Table(Role::Auth)
-            } else {
-                Object::Table(Role::Stage(k + 1))
-            };
-            let verb = if k + 1 == n && !s.renew {
-                "add"
-            } else {
-                "update"
-            };
-            // The daemon learns of each authorization from this packet
-            // (nfnetlink_log): the kernel sends no notice of an element
-            // added from the packet path.
-            let log = if k + 1 == n {
-                format!(
-                    " log group {group} prefix \"{}\"",
-                    names::knock_prefix(&s.name)
-                )
-            } else {
-                String::new()
-            };
-            let ip = af.proto();
-            // A link-local address names a host on one link only: a knock
-            // from fe80::1 on one link must not open the port to another
-            // link's fe80::1 (the sets hold no interface).
-            let from = match af {
-                Af::V6 => format!("ip6 saddr != fe80::/10 {from}"),
-                Af::V4 => from,
-            };
-            let meter = set_of(s, Object::Meter(k + 1), af);
-            out.push(format!(
-                "{head} {from}update @{meter} {{ {ip} saddr {} }} {verb} @{} {{ {ip} saddr }}{log}",
-                limit(s.rate),
-                set_of(s, into, af),
-            ));
-            // The update above puts every source into the meter, unless
-            // the meter is full (nft_dynset: no room, the rule stops): a
-            // source still not in it is a knock a full meter did not
-            // count. The kernel says nothing else of it, so this says it
-            // to the daemon, once a second at most.
-            out.push(format!(
-                "{head} {from}{ip} saddr != @{meter} limit rate 1/second \
-                 log group {group} prefix \"{}\"",
-                names::meter_full_prefix(&meter)
-            ));
-        }
+    let last = k + 1 == s.stages();
+    let (into, verb, log) = stage_target(s, k, group);
+    // The synproxy'd SYN: on lo, from a source that is not ours.
+    let head = counted_syn(p, when);
+    let mut rights: Vec<String> = Vec::new();
+    for af in families(s) {
+        let Some(from) = knock_source(s, k, af) else {
+            continue;
+        };
+        let (ip, key) = (af.proto(), key(s, af));
+        // A link-local address names a host on one link only: a knock
+        // from fe80::1 on one link must not open the port to another
+        // link's fe80::1 (the sets hold no interface).
+        let from = match af {
+            Af::V6 => format!("ip6 saddr != fe80::/10 {from}"),
+            Af::V4 => from,
+        };
+        // A host held back after a wrong port counts nothing.
+        let held = if s.has_wrong_ports() {
+            format!("{key} != @{} ", set_of(s, Object::Hold, af))
+        } else {
+            String::new()
+        };
+        let meter = set_of(s, Object::Meter(k + 1), af);
+        // Stages count per key; the authorized set holds addresses.
+        let (admit, elem) = if last {
+            (admit(s, af), format!("{ip} saddr"))
+        } else {
+            (String::new(), key.clone())
+        };
+        out.push(format!(
+            "{head} {from}{held}update @{meter} {{ {key} {} }} {admit}{verb} @{} {{ {elem} }}{log}",
+            limit(s.rate),
+            set_of(s, into, af),
+        ));
+        // The update above puts every source into the meter, unless the
+        // meter is full (nft_dynset: no room, the rule stops): a source
+        // still not in it is a knock a full meter did not count. The
+        // kernel says nothing else of it, so this says it to the daemon,
+        // once a second at most.
+        out.push(format!(
+            "{head} {from}{held}{key} != @{meter} limit rate 1/second \
+             log group {group} prefix \"{}\"",
+            names::meter_full_prefix(&meter)
+        ));
+        rights.push(format!("{head} {from}accept"));
     }
+    // A knock on a right port, counted or held back, ends here (after both
+    // families' rules: one without a source match is either's); what goes
+    // on is a wrong one (`reset_rules`).
+    if s.has_wrong_ports() {
+        let any = format!("{head} accept");
+        if rights.contains(&any) {
+            rights = vec![any];
+        }
+        out.extend(rights);
+    }
+}
+
+/// Where a counted knock of stage k (0-based) goes: the next stage's set,
+/// or at the last stage the authorized set, with the verb (`add` when a
+/// new knock must not renew) and the nflog statement the daemon learns
+/// of each authorization from (the kernel sends no notice of an element
+/// added from the packet path).
+fn stage_target(s: &Service, k: usize, group: u16) -> (Object, &'static str, String) {
+    if k + 1 < s.stages() {
+        return (Object::Table(Role::Stage(k + 1)), "update", String::new());
+    }
+    let verb = if s.renew { "update" } else { "add" };
+    let log = format!(
+        " log group {group} prefix \"{}\"",
+        names::knock_prefix(&s.name)
+    );
+    (Object::Table(Role::Auth), verb, log)
 }
 
 /// The ports that answer like knock ports: the knock ports, or a
