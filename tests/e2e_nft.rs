@@ -392,6 +392,18 @@ fn a_link_local_target_is_knocked_on_its_link() {
     common::sh(&[
         "ip", "-n", &n.cli, "-6", "addr", "flush", "dev", &dev, "scope", "link",
     ]);
+    // The link's route went with the address.
+    common::sh(&[
+        "ip",
+        "-n",
+        &n.cli,
+        "-6",
+        "route",
+        "replace",
+        "fe80::/64",
+        "dev",
+        &dev,
+    ]);
     let target = format!("{}%{dev}", srv.unwrap());
     let o = n.knock(&[&target, "1234", "-n", "3"]);
     assert!(o.status.success(), "{o:?}");

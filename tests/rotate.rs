@@ -285,6 +285,10 @@ fn only_this_steps_ports_from_the_right_secret_open_and_authorizations_survive_r
         "5s",
     ]));
     assert!(!n.open(false), "a wrong secret opened the port");
+    // Its ports are wrong ones: the client is held back for the rate's
+    // window (5 s), after which the right knock counts.
+    assert_eq!(n.elements("ssh_hold_4"), vec![n.cli_ip(false)]);
+    wait_for("the hold to end", || n.elements("ssh_hold_4").is_empty());
 
     // The right one, from the client's copy of the config, opens IPv4.
     let recorded = ports_at(&c, "ssh", now());
