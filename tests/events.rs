@@ -947,3 +947,90 @@ fn what_happened_while_the_daemon_was_down_is_logged_at_start() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+/// A SIGHUP that changes the ttl makes the authorized set anew, carrying
+/// its 50,000 elements over; knocks from 40 hosts go on through it. Every
+/// one of them is in the set afterwards and logged once as authorized:
+/// those that landed in the old set between the load's reading and its
+/// commit are put back by the daemon (before, they were lost, and logged
+/// as "removed again before the daemon saw it").
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn knocks_during_a_reload_that_makes_the_set_anew_are_all_kept() {
+    need_root_and_tools!();
+    let mut n = Net::new(&CONF.replace("TTL", "10m"));
+    n.up();
+    // 50,000 authorizations already there (198.19.0.0/16), before the
+    // daemon starts: it reads them, and logs none.
+    let fill: Vec<String> = (0..50_000u32)
+        .map(|i| format!("198.19.{}.{} timeout 10m", i / 250, i % 250 + 1))
+        .collect();
+    let script = format!("add element inet pfknock ssh_4 {{ {} }}\n", fill.join(", "));
+    let path = n.dir.join("fill.nft");
+    fs::write(&path, script).unwrap();
+    ok(&ns(&n.srv, &["nft", "-f", path.to_str().unwrap()]));
+    let (mut d, pid, log, _) = counted_daemon(&n);
+    read_log(&log, 10, |s| s.contains("started"));
+    let dev = n.cli_dev();
+    let hosts: Vec<String> = (10..50).map(|h| format!("198.18.{}.{h}", n.n)).collect();
+    for h in &hosts {
+        ok(&ns(
+            &n.cli,
+            &["ip", "addr", "add", &format!("{h}/24"), "dev", &dev],
+        ));
+    }
+    let py = "import socket, sys, time\n\
+              dst = sys.argv[1]\n\
+              for src in sys.argv[2:]:\n\
+              \x20   for _ in range(3):\n\
+              \x20       s = socket.socket()\n\
+              \x20       s.bind((src, 0))\n\
+              \x20       s.settimeout(1)\n\
+              \x20       try:\n\
+              \x20           s.connect((dst, 1234))\n\
+              \x20       except OSError:\n\
+              \x20           pass\n\
+              \x20       s.close()\n\
+              \x20   time.sleep(0.03)\n";
+    let mut knocker = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &n.cli,
+            "python3",
+            "-c",
+            py,
+            &n.srv_ip(false),
+        ])
+        .args(&hosts)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    fs::write(n.conf(), conf("20m")).unwrap();
+    ok(&Command::new("kill").args(["-HUP", &pid]).output().unwrap());
+    assert!(knocker.wait().unwrap().success());
+    let said = read_log(&log, 10, |s| {
+        s.contains("reloaded")
+            && hosts
+                .iter()
+                .all(|h| s.contains(&format!("authorized {h} ")))
+    });
+    assert!(said.contains("reloaded"), "{said}");
+    let held = n.elements("ssh_4");
+    let missing: Vec<&String> = hosts.iter().filter(|h| !held.contains(h)).collect();
+    assert!(
+        missing.is_empty(),
+        "lost in the reload: {missing:?}\n{said}"
+    );
+    assert_eq!(held.len(), 50_000 + hosts.len());
+    for h in &hosts {
+        let lines: Vec<&str> = said
+            .lines()
+            .filter(|l| l.contains(&format!("authorized {h} ")))
+            .collect();
+        assert_eq!(lines.len(), 1, "{h}: {lines:?}");
+        assert!(!lines[0].contains("removed again"), "{}", lines[0]);
+    }
+    let _ = d.kill();
+    let _ = d.wait();
+}

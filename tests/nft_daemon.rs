@@ -785,3 +785,117 @@ fn elements_added_together_expire_in_one_line() {
     );
     assert!(r.k.holds("ssh_4").is_empty());
 }
+
+/// A reload that makes a set anew (here: a longer ttl) carries over the
+/// elements the load read just before; a knock that lands between that
+/// reading and the commit went into the old set, and the daemon reads its
+/// log line only after the reload. Such a knock is put back with the new
+/// ttl and logged once as an authorization; one removed since the reload
+/// (a revoke) is not; nor is one read after the few seconds a reload's
+/// knocks can take to arrive.
+#[test]
+fn a_knock_the_reload_lost_is_put_back_unless_removed_since() {
+    let mut r = rig("reload-lost", SSH);
+    r.knock(T0, "198.18.0.9");
+    r.log.take();
+    fs::write(&r.path, SSH.replace("60s", "90s")).unwrap();
+    r.k.at(T0 + s(10));
+    r.d.reload((T0 + s(10)) / 1000);
+    let l = r.log.take();
+    assert!(l[0].starts_with("reloaded "), "{l:?}");
+    // Two knocks the reload lost: in the old set only, their log lines
+    // read after the reload; one of them revoked before it was read.
+    let lost: IpAddr = "198.18.0.10".parse().unwrap();
+    let revoked: IpAddr = "198.18.0.11".parse().unwrap();
+    let knock = |addr| KernelEvent::Knock {
+        prefix: "pfknock ssh: ".into(),
+        addr,
+    };
+    r.k.st()
+        .set("ssh_4")
+        .unwrap()
+        .elems
+        .insert(revoked, T0 + s(100));
+    let reply = r.command(T0 + s(10) + 5, &["revoke", "198.18.0.11"]);
+    assert!(reply.error.is_none(), "{:?}", reply.error);
+    r.event(T0 + s(10) + 10, knock(lost));
+    r.event(T0 + s(10) + 11, knock(revoked));
+    let l = r.log.take();
+    assert_eq!(
+        l,
+        vec![
+            "revoked 198.18.0.11 service=ssh table=ssh anchor=pfknock age=0s ttl=1m30s \
+             by pfknock revoke"
+                .to_owned(),
+            "authorized 198.18.0.10 service=ssh table=ssh anchor=pfknock ttl=1m30s".to_owned(),
+            "authorized 198.18.0.11 service=ssh table=ssh anchor=pfknock ttl=1m30s \
+             (removed again before the daemon saw it)"
+                .to_owned(),
+        ],
+        "{l:?}"
+    );
+    assert_eq!(r.k.deadline("ssh_4", lost), Some(T0 + s(10) + 10 + s(90)));
+    assert_eq!(
+        r.k.deadline("ssh_4", revoked),
+        None,
+        "a revoked host came back"
+    );
+    // Its expiry is logged at the kernel's deadline.
+    r.at(T0 + s(100) + 10 + COALESCE);
+    let l = r.log.take();
+    assert!(
+        l.iter().any(|x| x.starts_with("expired 198.18.0.10 ")),
+        "{l:?}"
+    );
+    // Long after the reload, a knock whose element is gone stays gone.
+    let late: IpAddr = "198.18.0.12".parse().unwrap();
+    r.event(T0 + s(20), knock(late));
+    let l = r.log.take();
+    assert!(
+        l[0].ends_with("(removed again before the daemon saw it)"),
+        "{l:?}"
+    );
+    assert_eq!(r.k.deadline("ssh_4", late), None);
+}
+
+/// A renewal the reload lost (the knock refreshed the element in the old
+/// set, and the new set got it with the time it had before) gets the ttl
+/// it was renewed to, so the kernel and the log agree on its deadline.
+#[test]
+fn a_renewal_the_reload_lost_gets_its_ttl() {
+    let mut r = rig("reload-renewal", SSH);
+    let a = r.knock(T0, "198.18.0.9");
+    r.log.take();
+    fs::write(&r.path, SSH.replace("60s", "90s")).unwrap();
+    r.k.at(T0 + s(50));
+    r.d.reload((T0 + s(50)) / 1000);
+    r.log.take();
+    assert_eq!(
+        r.k.deadline("ssh_4", a),
+        Some(T0 + s(90)),
+        "carried from its start"
+    );
+    // Its log line read after the reload; the kernel holds the old time.
+    r.event(
+        T0 + s(50) + 10,
+        KernelEvent::Knock {
+            prefix: "pfknock ssh: ".into(),
+            addr: a,
+        },
+    );
+    let l = r.log.take();
+    assert_eq!(
+        l,
+        vec!["renewed 198.18.0.9 service=ssh table=ssh anchor=pfknock age=50s ttl=1m30s"],
+        "{l:?}"
+    );
+    assert_eq!(r.k.deadline("ssh_4", a), Some(T0 + s(50) + 10 + s(90)));
+    // Past the time it was carried over with: still there, nothing said.
+    r.at(T0 + s(100));
+    assert!(r.log.take().is_empty());
+    assert_eq!(r.k.holds("ssh_4"), vec![a]);
+    r.at(T0 + s(140) + 10 + COALESCE);
+    let l = r.log.take();
+    assert!(l[0].starts_with("expired 198.18.0.9 "), "{l:?}");
+    assert!(r.k.holds("ssh_4").is_empty());
+}

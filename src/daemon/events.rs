@@ -55,6 +55,9 @@ pub(super) struct Events {
     /// room (ms): the kernel tells when a full meter drops a knock, not
     /// when it has room again.
     pub(super) meters: BTreeMap<String, i64>,
+    /// The last reload, while its knocks may still arrive
+    /// (`daemon::settle`).
+    pub(super) reload: Option<super::settle::Reload>,
 }
 
 /// What a restore puts back: per table the entries and the whole seconds
@@ -98,6 +101,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             count: Vec::new(),
             forged: (0, i64::MIN),
             meters: BTreeMap::new(),
+            reload: None,
         });
         self.resync(now);
     }
@@ -116,7 +120,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         })
     }
 
-    fn auth_watch(&self, s: &Service) -> Option<usize> {
+    pub(super) fn auth_watch(&self, s: &Service) -> Option<usize> {
         self.watches.iter().position(|w| {
             w.named.service.as_deref() == Some(&s.name)
                 && matches!(w.named.kind, Kind::Service(Role::Auth))
@@ -153,6 +157,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let Some(e) = self.events.as_mut() else {
             return;
         };
+        if let Some(r) = e.reload.as_mut() {
+            r.flushed.insert(set.to_owned());
+        }
         if let Some(i) = e.sets.iter().position(|s| s == set) {
             e.count[i] = 0;
             let i = i as u16;
@@ -163,6 +170,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     pub(super) fn forget(&mut self, set: &str, addr: IpAddr) -> Option<Auth> {
         let e = self.events.as_mut()?;
+        if let Some(r) = e.reload.as_mut() {
+            r.removed.insert((set.to_owned(), addr));
+        }
         let i = e.sets.iter().position(|s| s == set)?;
         let a = e.auth.remove(&(i as u16, addr))?;
         e.count[i] -= 1;
@@ -283,6 +293,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 // each logged by the kernel: one line for them all (those
                 // within 2 s of the authorization or the last renewal, as
                 // one knock's connects are), the deadline moved for each.
+                self.settle_renewal(&s, &set, addr, now);
                 if now - a.since >= ms(i64::from(s.rate.secs.clamp(1, 2))) {
                     let extra = format!("age={} ttl={ttl}", age(now, a.since));
                     if let Some(l) = self.event_line("renewed", &s, addr, &extra) {
@@ -304,7 +315,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 let gone = matches!(
                     self.events.as_mut().map(|e| e.lookup.left(&set, addr)),
                     Some(Ok(None))
-                );
+                ) && !self.settle_lost(&s, &set, addr, now);
                 let extra = if gone {
                     format!("ttl={ttl} (removed again before the daemon saw it)")
                 } else {

@@ -486,6 +486,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             })
             .collect();
         self.retime(&old);
+        self.settle_start(now);
         self.check_pf();
         self.step_due = crate::rotate::next_boundary(&self.cfg, now);
         self.log.log(
@@ -594,5 +595,6 @@ mod fill;
 pub mod notes;
 mod poll;
 mod process;
+mod settle;
 pub mod state;
 pub use process::{DEFAULT_PIDFILE, Pidfile, RunOpts, SysLog, run};

@@ -501,7 +501,10 @@ fn signalled<T: Tables, L: Loader>(
     for sig in signals.pending() {
         let now = crate::clock::now();
         match sig {
-            libc::SIGHUP => d.reload(now),
+            libc::SIGHUP => {
+                d.reload(now);
+                d.settle_from(crate::clock::now_ms());
+            }
             libc::SIGUSR1 => d.sweep(now),
             libc::SIGTERM | libc::SIGINT => {
                 d.stop(if sig == libc::SIGINT {
@@ -534,7 +537,11 @@ fn commands<T: Tables, L: Loader>(
         }
         let _ = s.set_nonblocking(false);
         let reply = match crate::control::read_request(&mut s) {
-            Ok(req) => d.control(&req, crate::clock::now()),
+            Ok(req) => {
+                let reply = d.control(&req, crate::clock::now());
+                d.settle_from(crate::clock::now_ms());
+                reply
+            }
             Err(why) => crate::control::Reply {
                 pid: std::process::id(),
                 error: Some((format!("control socket: {why}"), crate::error::EXIT_USAGE)),
