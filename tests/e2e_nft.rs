@@ -417,3 +417,41 @@ fn a_link_local_target_is_knocked_on_its_link() {
         "a link-local knocker counted: {set}"
     );
 }
+
+/// nftables' synproxy checks a knock's TCP checksum with the IPv4 routine
+/// for both families (net/netfilter/nft_synproxy.c, nft_synproxy_do_eval:
+/// `nf_ip_checksum`), which passes an IPv6 segment only when the checksum
+/// was already verified (CHECKSUM_UNNECESSARY: receive offload, or a veth
+/// whose sender offloads it). Here the client's veth stops offloading its
+/// checksums: IPv4 knocks still open, IPv6 knocks get no answer, as
+/// pfknock(8), LINUX, says; offload back on, IPv6 knocks open. A canary:
+/// when a kernel checks IPv6 properly, the IPv6 assertion fails, and the
+/// manual's paragraph goes.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn ipv6_knocks_need_a_checksum_the_receiver_verified() {
+    need_root_and_tools!();
+    let mut n = Net::new(&RATE.replace("3s", "10m"));
+    n.up();
+    let dev = n.cli_dev();
+    let offload = |on: &str| {
+        common::sh(&[
+            "ip", "netns", "exec", &n.cli, "ethtool", "-K", &dev, "tx", on,
+        ])
+    };
+    offload("off");
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(n.open(false), "IPv4 with the sender's checksums");
+    let o = n.knock(&["-6", &n.srv_ip(true), "1234", "-n", "3"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no answer within"),
+        "{o:?}"
+    );
+    assert!(n.elements("ssh_6").is_empty());
+    assert!(!n.open(true));
+    offload("on");
+    ok(&n.knock(&["-6", &n.srv_ip(true), "1234", "-n", "3"]));
+    assert!(n.open(true), "IPv6 with offloaded checksums");
+    assert_eq!(n.elements("ssh_6"), vec![n.cli_ip(true)]);
+}
