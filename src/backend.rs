@@ -241,7 +241,7 @@ pub fn check_counter_flips(cfg: &crate::config::Config, live: &[tables::TableSta
                     return Err(crate::error::Error::Other(format!(
                         "table <{t}> in anchor {}: expire changed to \"{}\" while the table \
                          holds {} entries; pf cannot {} counters on a live table safely \
-                         (FreeBSD 13's pfr_commit_ktable gives kept entries none): \
+                         (FreeBSD's pfr_commit_ktable gives kept entries none): \
                          run pfknock flush {} (or let the entries expire) and load again",
                         cfg.anchor.as_str(),
                         if want { "idle" } else { "age" },

@@ -236,7 +236,7 @@ pub struct Kernel {
 // pfr_clr_astats
 // stamps 0; pfr_commit_ktable takes the shadow's flags (counters included)
 // without pfr_kentry_counter allocation for kept entries; sys/netpfil/pf/
-// pf_ioctl.c DIOCRGETASTATS: malloc(M_TEMP, M_WAITOK) (no M_ZERO), flags
+// pf_ioctl.c DIOCRGETASTATS: mallocarray(M_TEMP, M_NOWAIT) (no M_ZERO), flags
 // refused (CLSTATS explicitly), size over V_pf_ioctl_maxcount EINVAL.
 pub const FREEBSD_13_0: Kernel = Kernel {
     os: "FreeBSD",
@@ -253,13 +253,15 @@ pub const FREEBSD_13_0: Kernel = Kernel {
     counters_flip_crashes: true,
 };
 
-// FreeBSD 14-stable: freebsd/freebsd-src stable/14
-// sys/netpfil/pf/pf_table.c pfr_clr_astats stamps time_second; the
-// rest as 13.0 (pf_ioctl.c unchanged on these points).
+// FreeBSD 14 and later: freebsd/freebsd-src main (commit 006ee642)
+// sys/netpfil/pf/pf_table.c pfr_clr_astats calls
+// pfr_clstats_kentries(&workq, 0, 0): it stamps 0, as 13.0 did (an earlier
+// row said time_second; no copy read says so). pfr_commit_ktable has no
+// counter allocation for kept entries there either, so the counters flip
+// is as dangerous as on 13.0. The rest as 13.0 (pf_ioctl.c: mallocarray
+// M_NOWAIT without M_ZERO, the request cap).
 pub const FREEBSD_14: Kernel = Kernel {
     version: "14",
-    clrastats: Stamp::Now,
-    counters_flip_crashes: false,
     ..FREEBSD_13_0
 };
 

@@ -258,8 +258,9 @@ pub struct Layout {
     /// sysctl cannot be read: most elements per address request. GETTSTATS
     /// is not capped. docs/pf-kernel.md "Request cap".
     pub request_maxcount: Option<usize>,
-    /// A missing filter anchor on GETTSTATS: EINVAL from the FreeBSD ioctl
-    /// layer, ENOENT elsewhere. docs/pf-kernel.md "Errors".
+    /// A missing filter anchor on GETTSTATS, besides ENOENT (pf_table.c):
+    /// EINVAL where FreeBSD's ioctl layer checks the anchor itself (not
+    /// every release does). docs/pf-kernel.md "Errors".
     pub missing_anchor_errno: i32,
 }
 

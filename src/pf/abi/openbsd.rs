@@ -1,4 +1,5 @@
-//! OpenBSD (amd64, arm64): `sys/net/pfvar.h` rev 1.543.
+//! OpenBSD (amd64, arm64): `sys/net/pfvar.h` rev 1.548 (the header `tests/abi-headers.sh`
+//! checks against).
 #![forbid(unsafe_code)]
 #![allow(non_camel_case_types)]
 
