@@ -31,6 +31,8 @@ pub const DEFAULT_SIZE: u64 = 65536;
 /// nftables: IPv6 knocks count per network of this prefix length unless
 /// `prefix6` says otherwise.
 pub const DEFAULT_PREFIX6: u8 = 64;
+/// Meters, holds and IPv6 networks hold this many times `size`.
+pub const METER_FACTOR: u64 = 4;
 /// The largest `size`: 2^24 elements (about 16.8 million).
 pub const SIZE_MAX: u64 = 1 << 24;
 
@@ -217,6 +219,14 @@ impl Service {
             Some(r) => r.ports,
             None => self.knock.len(),
         }
+    }
+
+    /// The most elements of each set that counts knocks from any source
+    /// (meters, holds, IPv6 networks): `METER_FACTOR` times `size`, so that
+    /// a flood of handshakes from more sources than the authorized set
+    /// holds cannot fill them (pfknock.toml(5), `size`).
+    pub fn meter_size(&self) -> u64 {
+        self.size.saturating_mul(METER_FACTOR).min(SIZE_MAX)
     }
 
     /// Can a knock land on a wrong port: a port of the sequence out of

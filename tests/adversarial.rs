@@ -960,3 +960,72 @@ fn a_flood_from_one_ipv6_network_locks_nobody_out() {
     sh(&["kill", &pid]);
     let _ = d.wait();
 }
+
+/// Sources that each connect once to a knock port (too few to knock)
+/// still take a meter entry each for the rate's window: more of them
+/// than a meter holds would keep everybody else's knocks from counting.
+/// Meters hold four times `size`: 150 IPv4 sources against `size = 50`
+/// (a meter of 200) leave room, and a real knock from another address
+/// opens. (With meters of `size`, the same 150 filled the meter and the
+/// real knock failed.)
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_flood_of_ipv4_sources_leaves_the_meters_room() {
+    need_root_and_tools!();
+    let mut n = Net::new(&format!("{RATE}size    = 50\n"));
+    n.up();
+    let (mut d, pid, log) = common::daemon_logging_to_a_socket(&n);
+    let flood = format!("198.19.{}.", n.n);
+    sh(&[
+        "ip",
+        "-n",
+        &n.srv,
+        "route",
+        "add",
+        &format!("{flood}0/24"),
+        "via",
+        &n.cli_ip(false),
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &n.cli,
+        "route",
+        "add",
+        "local",
+        &format!("{flood}0/24"),
+        "dev",
+        "lo",
+    ]);
+    let py = "import socket, sys\n\
+              net, dst, count = sys.argv[1], sys.argv[2], int(sys.argv[3])\n\
+              for i in range(1, count + 1):\n\
+              \x20   s = socket.socket()\n\
+              \x20   s.setsockopt(socket.IPPROTO_IP, 15, 1)  # IP_FREEBIND\n\
+              \x20   s.bind((net + str(i), 0))\n\
+              \x20   s.settimeout(1)\n\
+              \x20   try:\n\
+              \x20       s.connect((dst, 1234))\n\
+              \x20   except OSError:\n\
+              \x20       pass\n\
+              \x20   s.close()\n";
+    let o = ns(
+        &n.cli,
+        &["python3", "-c", py, &flood, &n.srv_ip(false), "150"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(n.elements("ssh_m1_4").len(), 150, "one meter entry each");
+    assert!(n.elements("ssh_4").is_empty(), "one connect knocks nothing");
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(n.open(false), "locked out by a flood of sources");
+    assert_eq!(n.elements("ssh_4"), vec![n.cli_ip(false)]);
+    let said = common::read_log(&log, 3, |s| s.contains("authorized"));
+    assert!(
+        said.contains(&format!("authorized {} service=ssh", n.cli_ip(false))),
+        "{said}"
+    );
+    assert!(!said.contains("full"), "{said}");
+    sh(&["kill", &pid]);
+    let _ = d.kill();
+    let _ = d.wait();
+}

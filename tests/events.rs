@@ -785,7 +785,9 @@ fn a_full_set_is_logged_when_it_fills_and_when_it_drains() {
     let mut n = Net::new(&conf);
     n.up();
     let dev = n.cli_dev();
-    let srcs: Vec<String> = (10..14).map(|h| format!("198.18.{}.{h}", n.n)).collect();
+    // Three fill the authorized set; the meter, four times its size,
+    // takes twelve sources and no more.
+    let srcs: Vec<String> = (10..24).map(|h| format!("198.18.{}.{h}", n.n)).collect();
     for s in &srcs {
         ok(&ns(
             &n.cli,
@@ -822,7 +824,7 @@ fn a_full_set_is_logged_when_it_fills_and_when_it_drains() {
     let full_said = said.clone();
     ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
     let said = read_log(&log, 3, |s| s.contains("status"));
-    // The meter (size 3 too) is full as well: the fourth source's knocks.
+    // The meter (12) is full as well: the last two sources' knocks.
     assert!(said.contains("sets ssh_4 and ssh_m1_4 full"), "{said}");
     let full_said = format!("{full_said}{said}");
     let o = n.server(&["show"]);
@@ -839,14 +841,14 @@ fn a_full_set_is_logged_when_it_fills_and_when_it_drains() {
     );
     ok(&via_daemon(&n, &["revoke", &srcs[0]]));
     let o = n.server(&["show"]);
-    // (Its meter, of the same size, is full until its 5 s window ends.)
+    // (The meter is full until its 5 s window ends.)
     assert!(
         !String::from_utf8_lossy(&o.stderr).contains("set ssh_4 is full"),
         "{o:?}"
     );
     let said = read_log(&log, 3, |s| s.contains("set ssh_4 has room again"));
     assert!(said.contains("set ssh_4 has room again"), "{said}");
-    // The meter was full for the fourth source: its knocks were logged by
+    // The meter was full for the last sources: their knocks were logged by
     // the meter's own rule, once; room again once its entries time out
     // (5 s) and the daemon looks a window after the last dropped knock.
     let all = format!(
@@ -854,7 +856,7 @@ fn a_full_set_is_logged_when_it_fills_and_when_it_drains() {
         read_log(&log, 15, |s| s.contains("ssh_m1_4 has room again"))
     );
     assert_eq!(
-        all.matches("set ssh_m1_4 is full (3 elements)").count(),
+        all.matches("set ssh_m1_4 is full (12 elements)").count(),
         1,
         "{all}"
     );

@@ -709,8 +709,10 @@ fn a_full_meter_is_logged_when_it_fills_and_when_it_has_room() {
             timeout_ms: 5000,
             ..Default::default()
         };
-        for a in ["198.18.0.1", "198.18.0.2"] {
-            m.elems.insert(a.parse().unwrap(), now + 4000);
+        // Meters hold four times `size`.
+        for h in 1..=8 {
+            m.elems
+                .insert(format!("198.18.0.{h}").parse().unwrap(), now + 4000);
         }
         st.sets.as_mut().unwrap().insert("ssh_m1_4".into(), m);
     }
@@ -719,7 +721,7 @@ fn a_full_meter_is_logged_when_it_fills_and_when_it_has_room() {
             t,
             KernelEvent::Knock {
                 prefix: "pfknock meter ssh_m1_4 full: ".into(),
-                addr: "198.18.0.3".parse().unwrap(),
+                addr: "198.18.0.9".parse().unwrap(),
             },
         )
     };
@@ -728,7 +730,7 @@ fn a_full_meter_is_logged_when_it_fills_and_when_it_has_room() {
     assert_eq!(
         r.log.take(),
         [
-            "set ssh_m1_4 is full (2 elements): knocks it would take are not counted \
+            "set ssh_m1_4 is full (8 elements): knocks it would take are not counted \
           until entries expire; raise the service's size"
         ]
     );

@@ -56,7 +56,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let Some((s, window)) = self.meter_service(set) else {
             return;
         };
-        let size = s.size;
+        let size = s.meter_size();
         let Some(e) = self.events.as_mut() else {
             return;
         };
@@ -87,7 +87,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 }
                 continue;
             };
-            let size = s.size;
+            let size = s.meter_size();
             let Some(e) = self.events.as_mut() else {
                 return;
             };

@@ -62,6 +62,11 @@ pub(super) fn service_sets(s: &Service) -> Vec<SetDef> {
             kept: None,
             counter: false,
         };
+        // Sets every source reaches (meters, holds, networks): larger.
+        let wide = |d: SetDef| SetDef {
+            size: Some(s.meter_size()),
+            ..d
+        };
         for o in names::objects(s) {
             match o {
                 Object::Table(Role::Auth) => v.push(SetDef {
@@ -87,24 +92,24 @@ pub(super) fn service_sets(s: &Service) -> Vec<SetDef> {
                         });
                     }
                 }
-                Object::Meter(k) => v.push(dynset(
+                Object::Meter(k) => v.push(wide(dynset(
                     o,
                     Secs(s.rate.secs as u64),
                     format!("{}: meter {k}, rate {}", s.name, s.rate),
-                )),
+                ))),
                 // A network's authorizations: at most ADMIT_BURST at once,
                 // one more a minute (`admit`); held as long as the
                 // authorizations they made.
                 Object::Admit if af == Af::V6 => {
-                    v.push(dynset(o, s.ttl, format!("{}: per network", s.name)))
+                    v.push(wide(dynset(o, s.ttl, format!("{}: per network", s.name))))
                 }
                 Object::Admit => {}
                 // As long as the meter remembers a knock: the rate's window.
-                Object::Hold => v.push(dynset(
+                Object::Hold => v.push(wide(dynset(
                     o,
                     Secs(s.rate.secs as u64),
                     format!("{}: held back after a wrong knock", s.name),
-                )),
+                ))),
                 Object::Kept => v.push(SetDef {
                     name: set_of(s, o, af),
                     ty: af.flow_ty(),
