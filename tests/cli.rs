@@ -56,7 +56,7 @@ fn render_prints_the_anchor() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains(
-        "pass in log quick proto tcp from any to (self) port 1234 synproxy state \
+        "pass in log quick on ! lo0 proto tcp from any to (self) port 1234 synproxy state \
          (max-src-conn-rate 5/15, overload <ssh>)\n"
     ));
     assert!(out.contains("pass in log quick proto tcp from <ssh> to (self) port 22\n"));

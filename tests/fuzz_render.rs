@@ -296,7 +296,7 @@ fn grammar() -> Grammar {
             re(r"table <{ID}> persist(?: counters)?"),
             re(r"table <{ID}> const \{ {NETS} \}"),
             re(
-                r"pass in(?: log)? quick(?: on {IF})?{FAM} proto tcp from (?:any|<{ID}>|{NET}|\{ {NETS} \}) to (?:any|\(self\)) port {PORT} synproxy state \(max-src-conn-rate {RATE}, overload <{ID}>\)",
+                r"pass in(?: log)? quick(?: on {IF}| on ! lo0){FAM} proto tcp from (?:any|<{ID}>|{NET}|\{ {NETS} \}) to (?:any|\(self\)) port {PORT} synproxy state \(max-src-conn-rate {RATE}, overload <{ID}>\)",
             ),
             re(
                 r"pass in(?: log)? quick(?: on {IF})?{FAM} proto {PROTO} from (?:<{ID}>|\{ <{ID}>, <{ID}> \}) to {TO} port {PORTS}(?: synproxy state)?",

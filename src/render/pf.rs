@@ -133,11 +133,18 @@ fn head(s: &Service, action: &str, log: bool) -> String {
 /// A knock port's rule: synproxy, and the overload that records a host
 /// past the rate.
 fn knock_rule(o: &mut String, s: &Service, here: &str, from: &str, port: &str, overload: &str) {
+    // Knocks come from the wire: a connection a local process makes to
+    // this host over lo0 never counts (as with pf.conf's `set skip on
+    // lo0`; binding a foreign source needs root on the BSDs: IP_BINDANY,
+    // SO_BINDANY).
+    let mut h = head(s, "pass", s.log);
+    if s.on.is_none() {
+        h = h.replacen(" quick", " quick on ! lo0", 1);
+    }
     let _ = writeln!(
         o,
-        "{} proto tcp from {from} to {here} port {port} synproxy state \
+        "{h} proto tcp from {from} to {here} port {port} synproxy state \
          (max-src-conn-rate {}, overload <{overload}>)",
-        head(s, "pass", s.log),
         s.rate
     );
 }
