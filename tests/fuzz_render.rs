@@ -321,7 +321,9 @@ fn grammar() -> Grammar {
             re(
                 r#"\tset {SET} \{ type ipv[46]_addr \. inet_service \. inet_service; size [0-9]+; comment "{ID}: kept at load"; \}"#,
             ),
-            re(r#"\t\t(?:iifname "{IF}" )?{IP} saddr \. tcp sport \. tcp dport @{SET} accept"#),
+            re(
+                r#"\t\t(?:iifname "{IF}" )?{IP} saddr \. tcp sport \. tcp dport @{SET} ct label set 127 accept"#,
+            ),
             re(r"\tchain (?:prerouting|input|output|forward) \{"),
             re(
                 r"\t\ttype filter hook (?:prerouting priority raw|(?:input|output|forward) priority filter - 1); policy accept;",
@@ -353,7 +355,15 @@ fn grammar() -> Grammar {
                 r#"\t\t(?:iifname "{IF}" )?tcp dport {PORT} (?:{SYN}|{ACK} ct state invalid,untracked,new) {SYNPROXY}"#,
             ),
             re(r#"\t\t(?:iifname "{IF}" )?tcp dport {PORT} reject with tcp reset"#),
-            re(r#"\t\t(?:iifname "{IF}" )?{DADDR}{DPORT} {IP} saddr @{SET} accept"#),
+            re(
+                r#"\t\t(?:iifname "{IF}" )?{DADDR}{DPORT} {IP} saddr @{SET} ct label set 127 accept"#,
+            ),
+            // The guard table: closed to what pfknock's did not vouch for.
+            re(r"# closed to connections table inet pfknock did not let through, while it is gone"),
+            re(r"table inet pfknock_guard \{"),
+            re(r"\t\ttype filter hook (?:input|forward) priority filter; policy accept;"),
+            re(r"\t\tct label 127 accept"),
+            re(r#"\t\t(?:iifname "{IF}" )?{DADDR}{DPORT} ct state new,invalid,untracked drop"#),
             re(
                 r#"\t\t(?:iifname "{IF}" )?{DADDR}(?:tcp dport {PORTS} {IP} saddr @{SET} ct state established ct status assured ct expiration > 10m tcp flags & \(syn \| rst\) == 0|udp dport {PORTS} {IP} saddr @{SET} ct state established ct status assured) update @{SET} \{ {IP} saddr \} accept"#,
             ),

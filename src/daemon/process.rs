@@ -290,7 +290,8 @@ fn kernel_events(
         source,
     };
     let nflog = crate::netlink::Nflog::bind(cfg.nflog_group).map_err(|e| dev("log", e))?;
-    let monitor = crate::netlink::Monitor::open(TABLE).map_err(|e| dev("monitor", e))?;
+    let monitor = crate::netlink::Monitor::open(&[TABLE, crate::render::nft::GUARD])
+        .map_err(|e| dev("monitor", e))?;
     let lookup = crate::netlink::Lookup::open(TABLE).map_err(|e| dev("lookup", e))?;
     Ok(Some(((nflog, monitor), Box::new(lookup))))
 }

@@ -187,19 +187,20 @@ impl Nflog {
     }
 }
 
-/// nf_tables' notifications about table inet `table`.
+/// nf_tables' notifications about the tables inet `tables` (pfknock's
+/// and its guard).
 pub struct Monitor {
     sock: Socket,
-    table: String,
+    tables: Vec<String>,
 }
 
 impl Monitor {
-    pub fn open(table: &str) -> io::Result<Monitor> {
+    pub fn open(tables: &[&str]) -> io::Result<Monitor> {
         let sock = sock()?;
         sock.add_membership(NFNLGRP_NFTABLES)?;
         Ok(Monitor {
             sock,
-            table: table.to_owned(),
+            tables: tables.iter().map(|t| (*t).to_owned()).collect(),
         })
     }
 
@@ -218,7 +219,7 @@ impl Monitor {
         match recv(&self.sock, buf, 1 << (NFNLGRP_NFTABLES - 1)) {
             Ok(Some(n)) => Ok(raw_messages(&buf[..n])
                 .into_iter()
-                .filter_map(|m| notification(m, &self.table))
+                .filter_map(|m| self.tables.iter().find_map(|t| notification(m, t)))
                 .collect()),
             Ok(None) => Ok(vec![KernelEvent::Forged("nf_tables monitor")]),
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(vec![KernelEvent::Overrun]),

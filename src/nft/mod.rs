@@ -13,7 +13,7 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::name::Net;
-use crate::render::nft::TABLE;
+use crate::render::nft::{GUARD, TABLE};
 use crate::render::nft::{SetDef, TableDef};
 
 mod conntrack;
@@ -186,15 +186,15 @@ impl Nft {
                 ));
             }
         }
-        for c in &def.chains {
-            sc.push_str(&format!(
-                "add chain inet {TABLE} {} {{ {} }}\n",
-                c.name, c.head
-            ));
-            for r in &c.rules {
-                sc.push_str(&format!("add rule inet {TABLE} {} {r}\n", c.name));
-            }
+        add_chains(&mut sc, TABLE, &def.chains);
+        // The guard holds nothing: made anew, in the same transaction.
+        sc.push_str(&format!(
+            "add table inet {GUARD}\ndelete table inet {GUARD}\n"
+        ));
+        if !def.guard.is_empty() {
+            sc.push_str(&format!("add table inet {GUARD}\n"));
         }
+        add_chains(&mut sc, GUARD, &def.guard);
         Ok((sc, had))
     }
 
@@ -216,16 +216,31 @@ impl Nft {
         Ok(blocking_neighbours(&text, cfg))
     }
 
-    /// Delete the table, if it is there: the protected ports are then as
-    /// the rest of the ruleset has them (`unload --open`).
+    /// Delete the table and its guard, if they are there: the protected
+    /// ports are then as the rest of the ruleset has them (`unload
+    /// --open`).
     pub fn unload(&self) -> Result<()> {
         self.run(
             &["-f", "-"],
             Some(&format!(
-                "table inet {TABLE} {{}}\ndelete table inet {TABLE}\n"
+                "table inet {TABLE} {{}}\ndelete table inet {TABLE}\n\
+                 table inet {GUARD} {{}}\ndelete table inet {GUARD}\n"
             )),
         )
         .map(|_| ())
+    }
+}
+
+/// `add chain` and `add rule` lines for chains of table inet `table`.
+fn add_chains(sc: &mut String, table: &str, chains: &[crate::render::nft::ChainDef]) {
+    for c in chains {
+        sc.push_str(&format!(
+            "add chain inet {table} {} {{ {} }}\n",
+            c.name, c.head
+        ));
+        for r in &c.rules {
+            sc.push_str(&format!("add rule inet {table} {} {r}\n", c.name));
+        }
     }
 }
 

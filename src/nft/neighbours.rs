@@ -33,7 +33,7 @@ pub fn blocking_neighbours(json: &str, cfg: &Config) -> Vec<String> {
         );
         if c["hook"].as_str() != Some("input")
             || !["ip", "ip6", "inet"].contains(&fam)
-            || (fam == "inet" && table == TABLE)
+            || (fam == "inet" && (table == TABLE || table == crate::render::nft::GUARD))
         {
             continue;
         }

@@ -59,7 +59,9 @@ use crate::names::{self, Object};
 
 pub use crate::names::Af;
 
+mod guard;
 mod rules;
+pub use guard::{GUARD, LABEL};
 use rules::*;
 
 /// The nftables table pfknock owns.
@@ -196,6 +198,9 @@ pub struct TableDef {
     /// Per service: its header comment and its sets.
     pub services: Vec<(String, Vec<SetDef>)>,
     pub chains: Vec<ChainDef>,
+    /// The chains of the guard table (`GUARD`), none when nothing is
+    /// protected.
+    pub guard: Vec<ChainDef>,
 }
 
 impl TableDef {
@@ -288,7 +293,11 @@ pub fn build(cfg: &Config) -> TableDef {
             rules: fwd,
         });
     }
-    TableDef { services, chains }
+    TableDef {
+        services,
+        chains,
+        guard: guard::chains(cfg),
+    }
 }
 
 /// The table when the knock rules are not in force (after `unload`, or
@@ -317,9 +326,10 @@ pub fn build_closed(cfg: &Config) -> TableDef {
                 };
                 if s.allow.iter().any(|n| Af::of(n) == af) {
                     out.push(format!(
-                        "{iif}{to}{dport} {} saddr @{} accept",
+                        "{iif}{to}{dport} {} saddr @{} {} accept",
                         af.proto(),
-                        set_of(s, Object::Table(Role::Allow), af)
+                        set_of(s, Object::Table(Role::Allow), af),
+                        guard::vouch()
                     ));
                 }
                 kept_rule(&mut out, s, hook, af);
@@ -344,7 +354,11 @@ pub fn build_closed(cfg: &Config) -> TableDef {
             rules: closed(Hook::Forward),
         });
     }
-    TableDef { services, chains }
+    TableDef {
+        services,
+        chains,
+        guard: guard::chains(cfg),
+    }
 }
 
 /// Render the table. `source` names the config file in the header comment.
@@ -380,7 +394,22 @@ fn text(t: &TableDef, cfg: &Config, source: &str) -> String {
             let _ = writeln!(o, "\tset {} {{ {} }}", s.name, s.body());
         }
     }
-    for c in &t.chains {
+    chains_text(&mut o, &t.chains);
+    let _ = writeln!(o, "}}");
+    if !t.guard.is_empty() {
+        let _ = writeln!(
+            o,
+            "# closed to connections table inet {TABLE} did not let through, while it is gone"
+        );
+        let _ = writeln!(o, "table inet {GUARD} {{");
+        chains_text(&mut o, &t.guard);
+        let _ = writeln!(o, "}}");
+    }
+    o
+}
+
+fn chains_text(o: &mut String, chains: &[ChainDef]) {
+    for c in chains {
         let _ = writeln!(o, "\tchain {} {{", c.name);
         let _ = writeln!(o, "\t\t{}", c.head);
         for r in &c.rules {
@@ -388,8 +417,6 @@ fn text(t: &TableDef, cfg: &Config, source: &str) -> String {
         }
         let _ = writeln!(o, "\t}}");
     }
-    let _ = writeln!(o, "}}");
-    o
 }
 
 #[cfg(test)]

@@ -464,10 +464,11 @@ pub(super) fn protect_rules(out: &mut Vec<String>, s: &Service, hook: Hook) {
                 ));
             }
         }
-        out.push(format!("{iif}{dport} {ip} saddr @{set} accept"));
+        let vouch = super::guard::vouch();
+        out.push(format!("{iif}{dport} {ip} saddr @{set} {vouch} accept"));
         if s.allow.iter().any(|n| Af::of(n) == af) {
             out.push(format!(
-                "{iif}{dport} {ip} saddr @{} accept",
+                "{iif}{dport} {ip} saddr @{} {vouch} accept",
                 set_of(s, Object::Table(Role::Allow), af)
             ));
         }
@@ -483,10 +484,11 @@ pub(super) fn protect_rules(out: &mut Vec<String>, s: &Service, hook: Hook) {
 pub(super) fn kept_rule(out: &mut Vec<String>, s: &Service, hook: Hook, af: Af) {
     if hook == Hook::Input && s.keeps_flows() {
         out.push(format!(
-            "{}{} saddr . tcp sport . tcp dport @{} accept",
+            "{}{} saddr . tcp sport . tcp dport @{} {} accept",
             iif(s),
             af.proto(),
-            set_of(s, Object::Kept, af)
+            set_of(s, Object::Kept, af),
+            super::guard::vouch()
         ));
     }
 }
