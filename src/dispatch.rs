@@ -319,6 +319,14 @@ fn show(path: &Path, service: Option<String>, all: bool, json: bool) -> Result<(
                  are not counted until entries expire"
             );
         }
+        if let Ok(Some((used, limit))) = t.entry_limit()
+            && used >= limit
+        {
+            say!(
+                "pfknock: pf's table-entries limit is reached ({used} of {limit}): knocks \
+                 are not added to tables until entries expire"
+            );
+        }
     }
     if json {
         let text =

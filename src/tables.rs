@@ -138,6 +138,11 @@ pub trait Tables {
     /// table-entries` is global), so none there.
     fn full_sets(&self) -> Vec<(String, u64)>;
 
+    /// pf's one pool of table entries: (entries held by every table of
+    /// every anchor, `set limit table-entries`). `None` where every set has
+    /// a size of its own (nftables).
+    fn entry_limit(&mut self) -> Result<Option<(u64, u64)>>;
+
     /// Are the rules and sets of the config's ruleset all in place, as of
     /// the last `table_stats`? `None` where the backend cannot tell (pf:
     /// the anchor's rules are pfctl's; a flushed anchor shows as missing
@@ -180,6 +185,9 @@ impl<T: Tables + ?Sized> Tables for Box<T> {
     }
     fn full_sets(&self) -> Vec<(String, u64)> {
         (**self).full_sets()
+    }
+    fn entry_limit(&mut self) -> Result<Option<(u64, u64)>> {
+        (**self).entry_limit()
     }
     fn intact(&self, cfg: &crate::config::Config) -> Option<bool> {
         (**self).intact(cfg)

@@ -271,6 +271,22 @@ fn layout_facts(f: &mut Facts, l: &Layout) {
         );
         assert_eq!(abi::request_name(n), c, "request_name");
     }
+    // DIOCGETLIMIT and the index of `set limit table-entries`.
+    f.size(
+        "pfioc_limit",
+        std::mem::size_of::<abi::pfioc_limit>(),
+        "size_of::<pfioc_limit>",
+    );
+    f.define(
+        "(unsigned long)DIOCGETLIMIT",
+        format!("{:#x}UL", l.limit_request()),
+        "Layout.limit_request()",
+    );
+    f.define(
+        "PF_LIMIT_TABLE_ENTRIES",
+        l.limit_table_entries,
+        "Layout.limit_table_entries",
+    );
     // flags and enums
     // OpenBSD dropped ATOMIC (pfvar.h 1.548 has none); pfknock never sends it there.
     if l.os == "OpenBSD" {

@@ -268,11 +268,14 @@ fn idle_poll_costs_one_request_per_anchor() {
     for t in 1..=30 {
         r.at(NOW + t);
     }
+    // One table-stats request per poll, and one more every 10 s for
+    // pf's pool of table entries (all anchors: `fill::Pool`).
     assert_eq!(
         r.m().count(abi::N_GETTSTATS) - ts,
-        30,
+        33,
         "one table-stats request per poll"
     );
+    assert_eq!(r.m().count(abi::N_GETLIMIT), 4, "at start, then every 10 s");
     assert_eq!(
         r.m().count(abi::N_GETASTATS) - as_,
         0,
@@ -1055,5 +1058,84 @@ fn what_happened_while_the_daemon_was_down_is_logged_as_such() {
                 && said[1].contains(": 1 authorizations found"),
             "{said:?}"
         );
+    }
+}
+
+/// pf keeps one pool of entries for every table of every anchor (`set
+/// limit table-entries`), and at its limit a knock's insert fails without
+/// a word. The daemon reads the limit and the entries of all anchors
+/// (DIOCGETLIMIT with each OS's own PF_LIMIT_TABLE_ENTRIES, DIOCRGETTSTATS
+/// with PFR_FLAG_ALLRSETS), says once that the pool is full, SIGINFO says
+/// so meanwhile, and once that it has room again.
+#[test]
+fn a_full_pool_of_table_entries_is_logged_when_it_fills_and_when_it_has_room() {
+    for l in OSES {
+        let mut r = rig_with(l, "pool", SSH, true, Some(true), |m| {
+            // Another anchor's table holds two entries of the pool.
+            m.define("other", "blocklist", false);
+            m.overload("other", "blocklist", "198.51.100.1".parse().unwrap());
+            m.overload("other", "blocklist", "198.51.100.2".parse().unwrap());
+            m.table_entries_limit = 4;
+        });
+        r.log.take();
+        r.knock("ssh", "192.0.2.10");
+        r.knock("ssh", "192.0.2.11");
+        r.knock("ssh", "192.0.2.12");
+        assert_eq!(r.m().lost_inserts, 1, "{}: the third found no room", l.os);
+        let mut t = PfTables::new(r.k.clone(), l);
+        assert_eq!(
+            pfknock::tables::Tables::entry_limit(&mut t).unwrap(),
+            Some((4, 4)),
+            "{}",
+            l.os
+        );
+        r.at(NOW + 10);
+        let said = r.log.take();
+        let full: Vec<&String> = said
+            .iter()
+            .filter(|x| x.contains("table-entries"))
+            .collect();
+        assert_eq!(
+            full,
+            [
+                "pf's table-entries limit is reached (4 of 4 entries in all tables): knocks \
+              are not added to tables until entries expire; raise it with set limit \
+              table-entries in pf.conf"
+            ],
+            "{}",
+            l.os
+        );
+        assert_eq!(
+            said.iter().filter(|x| x.starts_with("authorized")).count(),
+            2
+        );
+        r.d.status(NOW + 10);
+        assert!(
+            r.log
+                .take()
+                .iter()
+                .any(|x| x == "status: pf's table-entries limit reached (4 of 4)"),
+            "{}",
+            l.os
+        );
+        r.at(NOW + 11);
+        assert!(r.log.take().is_empty(), "{}: said once", l.os);
+        // The two authorizations expire: room again, said once.
+        r.at(NOW + 61);
+        r.at(NOW + 62);
+        let said = r.log.take();
+        assert_eq!(said.iter().filter(|x| x.starts_with("expired")).count(), 2);
+        let room: Vec<&String> = said
+            .iter()
+            .filter(|x| x.contains("table-entries"))
+            .collect();
+        assert_eq!(
+            room,
+            ["pf's table-entries limit has room again (2 of 4)"],
+            "{}",
+            l.os
+        );
+        r.at(NOW + 63);
+        assert!(r.log.take().is_empty());
     }
 }

@@ -716,7 +716,7 @@ fn a_forged_netlink_message_is_not_believed() {
     args.extend(ports.iter().map(String::as_str));
     ok(&ns(&n.srv, &args));
     // One line per socket, in any order: wait for the nflog one.
-    let said = read_log(&log, 3, |s| s.contains("nflog: 1 netlink message"));
+    let said = read_log(&log, 8, |s| s.contains("nflog: 1 netlink message"));
     assert!(
         said.contains("nflog: 1 netlink message(s) that the kernel did not send ignored"),
         "{said}"

@@ -86,9 +86,14 @@ fn a_refused_load_leaves_the_ports_closed() {
     )
     .unwrap();
     fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
-    // The listener first (`up` loads too: take that table away again).
+    // The listener first (`up` loads too: take that table and its guard
+    // away again).
     n.up();
     ok(&ns(&n.srv, &["nft", "delete", "table", "inet", "pfknock"]));
+    ok(&ns(
+        &n.srv,
+        &["nft", "delete", "table", "inet", "pfknock_guard"],
+    ));
     assert!(n.open(false), "nothing closes the port yet");
     let c = n.conf();
     let o = Command::new("ip")

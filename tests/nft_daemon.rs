@@ -251,6 +251,9 @@ impl Tables for Nft {
     fn caps(&self) -> Caps {
         Caps::NFT
     }
+    fn entry_limit(&mut self) -> Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
     fn full_sets(&self) -> Vec<(String, u64)> {
         Vec::new()
     }

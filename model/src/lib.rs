@@ -37,6 +37,14 @@ mod errno {
 /// same values on all three unless noted. Written here, not taken from
 /// `abi`, so that the two are checked against each other.
 mod k {
+    // #define DIOCGETLIMIT _IOWR('D', 39, struct pfioc_limit), and struct
+    // pfioc_limit { int index; unsigned limit; } (8 bytes), the same in
+    // FreeBSD's and OpenBSD's net/pfvar.h and xnu's bsd/net/pfvar.h.
+    pub const N_GETLIMIT: u8 = 39;
+    pub const LIMIT_SIZE: usize = 8;
+    // #define PFR_KENTRY_HIWAT 200000: the default `set limit
+    // table-entries`, the same in all three.
+    pub const KENTRY_HIWAT: u64 = 200_000;
     // #define DIOCRADDTABLES _IOWR('D', 61, struct pfioc_table), ...
     pub const N_ADDTABLES: u8 = 61;
     pub const N_GETTSTATS: u8 = 64;
@@ -107,6 +115,10 @@ pub struct Abi {
     pub tflag_usrmask: u32,
     /// PFR_FB_NOCOUNT, where it exists.
     pub fb_nocount: Option<u8>,
+    /// PF_LIMIT_TABLE_ENTRIES, the index of `set limit table-entries`.
+    pub limit_table_entries: i32,
+    /// PF_LIMIT_MAX: indexes at or past it are EINVAL.
+    pub limit_max: i32,
 }
 
 // FreeBSD net/pfvar.h: struct pfr_addr is the 16-byte union then af, net,
@@ -145,6 +157,9 @@ pub const FREEBSD_ABI: Abi = Abi {
     tflag_counters: Some(0x40),
     tflag_usrmask: 0x43,
     fb_nocount: Some(9),
+    // enum { PF_LIMIT_* }, netpfil/pf/pf.h: STATES, SRC_NODES, FRAGS, TABLE_ENTRIES, ANCHORS, ETH_ANCHORS.
+    limit_table_entries: 3,
+    limit_max: 6,
 };
 
 // OpenBSD net/pfvar.h 1.548: pfr_addr has ifname[IFNAMSIZ], states, weight
@@ -171,6 +186,9 @@ pub const OPENBSD_ABI: Abi = Abi {
     op_table_max: 4,
     ts_tzero: 1208,
     ts_cnt: 1216,
+    // enum { PF_LIMIT_* }, net/pfvar.h: STATES, SRC_NODES, FRAGS, TABLES, TABLE_ENTRIES, PKTDELAY_PKTS, ANCHORS.
+    limit_table_entries: 4,
+    limit_max: 7,
     ..FREEBSD_ABI
 };
 
@@ -183,6 +201,9 @@ pub const MACOS_ABI: Abi = Abi {
     tflag_usrmask: 0x03,
     fb_nocount: None,
     af_inet6: 30,
+    // enum { PF_LIMIT_* }, xnu bsd/net/pfvar.h: STATES, APP_STATES, SRC_NODES, FRAGS, TABLES, TABLE_ENTRIES.
+    limit_table_entries: 5,
+    limit_max: 6,
     ..FREEBSD_ABI
 };
 
@@ -400,6 +421,12 @@ pub struct Model {
     pub touched: BTreeSet<(String, String)>,
     /// Set when the real kernel would have panicked.
     pub panicked: Option<String>,
+    /// `set limit table-entries`: one pool for every table's entries
+    /// (FreeBSD: the pfr_kentry UMA zone's limit; OpenBSD, xnu: the pool's
+    /// hard limit).
+    pub table_entries_limit: u64,
+    /// Overload inserts that found the pool full (pf.c ignores the error).
+    pub lost_inserts: usize,
 }
 
 fn tkey(anchor: &str, name: &str) -> (String, String) {
@@ -418,6 +445,8 @@ impl Model {
             calls: BTreeMap::new(),
             fail_next: None,
             fail_always: None,
+            table_entries_limit: k::KENTRY_HIWAT,
+            lost_inserts: 0,
             grow_on_short_read: 0,
             grown: 0,
             touched: BTreeSet::new(),
@@ -499,15 +528,27 @@ impl Model {
         self.tables.retain(|(a, _), _| a != anchor);
     }
 
+    /// Entries of every table, the pool `table_entries_limit` caps.
+    pub fn entries_total(&self) -> u64 {
+        self.tables.values().map(|t| t.entries.len() as u64).sum()
+    }
+
     /// pf's overload: insert the host with tzero = now, leaving an existing
-    /// entry (and its time stamp) alone. The table must exist.
+    /// entry (and its time stamp) alone. The table must exist. With the
+    /// pool full the insert fails and nothing says so (pf.c
+    /// pf_overload_task ignores pfr_insert_kentry's error).
     pub fn overload(&mut self, anchor: &str, name: &str, a: IpAddr) -> bool {
         let key = self.host_key(a);
         let now = self.now;
+        let full = self.entries_total() >= self.table_entries_limit;
         let Some(t) = self.tables.get(&tkey(anchor, name)) else {
             return false;
         };
         if t.entries.contains_key(&key) {
+            return false;
+        }
+        if full {
+            self.lost_inserts += 1;
             return false;
         }
         let e = self.fresh(t, now);
@@ -827,6 +868,9 @@ impl Model {
             let t = self.active(&anchor, &name)?.clone();
             self.fresh(&t, now)
         };
+        let room = self
+            .table_entries_limit
+            .saturating_sub(self.entries_total());
         let t = self.active(&anchor, &name)?;
         if n != k::N_CLRASTATS && t.flags & TFLAG_CONST != 0 {
             return Err(errno::EPERM);
@@ -870,6 +914,12 @@ impl Model {
             };
             seen.insert(*k);
             fb.push(f);
+        }
+        // pfr_add_addrs: an entry the pool cannot give is ENOMEM, before
+        // anything is inserted (FreeBSD pfr_create_kentry -> senderr).
+        let adds = fb.iter().filter(|f| **f == k::PFR_FB_ADDED).count() as u64;
+        if n == k::N_ADDADDRS && !dummy && adds > room {
+            return Err(errno::ENOMEM);
         }
         if !dummy {
             for ((k, not), f) in addrs.iter().zip(&fb) {
@@ -1012,6 +1062,25 @@ impl Model {
 impl Device for Model {
     fn ioctl(&mut self, request: u64, ioc: &mut [u8], buf: &mut [u8]) -> Result<(), i32> {
         let a = self.abi;
+        if request == request_number(k::LIMIT_SIZE, k::N_GETLIMIT) {
+            // pf_ioctl.c DIOCGETLIMIT: an index past PF_LIMIT_MAX is EINVAL.
+            if ioc.len() != k::LIMIT_SIZE {
+                return Err(errno::EFAULT);
+            }
+            *self.calls.entry(k::N_GETLIMIT).or_default() += 1;
+            let index = rd32(ioc, 0);
+            if !(0..a.limit_max).contains(&index) {
+                return Err(errno::EINVAL);
+            }
+            let limit = if index == a.limit_table_entries {
+                self.table_entries_limit.min(u64::from(u32::MAX)) as u32
+            } else {
+                // Another pool's limit: not modelled.
+                0
+            };
+            ioc[4..8].copy_from_slice(&limit.to_ne_bytes());
+            return Ok(());
+        }
         if ioc.len() != a.ioc_size {
             return Err(errno::EFAULT);
         }

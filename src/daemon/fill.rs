@@ -9,6 +9,19 @@ use crate::config::Service;
 use crate::names::{self, Af};
 use crate::tables::Tables;
 
+/// How often pf's pool of table entries is looked at while it has room
+/// (seconds); while it is full, every poll.
+const POOL_EVERY: i64 = 10;
+
+/// pf's one pool of table entries, as last seen.
+#[derive(Default)]
+pub(super) struct Pool {
+    /// (entries, limit) while the pool is full.
+    pub(super) full: Option<(u64, u64)>,
+    /// When to look next.
+    next: i64,
+}
+
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// Log once when an authorized set reaches its size (knocks it would
     /// take are not counted), and once when it has room again; the same
@@ -125,5 +138,42 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                  (forged by a local process with CAP_NET_ADMIN)"
             ),
         );
+    }
+
+    /// pf: at the `set limit table-entries` limit, a knock's overload
+    /// insert fails without a word (pf.c ignores pfr_insert_kentry's error)
+    /// and the connection that tripped it is killed all the same, so the
+    /// knock opens nothing. Logged once when the pool of all tables'
+    /// entries fills, and once when it has room again.
+    pub(super) fn pool_tick(&mut self, now: i64) {
+        if self.pool.full.is_none() && now < self.pool.next {
+            return;
+        }
+        self.pool.next = now + POOL_EVERY;
+        let Ok(Some((used, limit))) = self.tables.entry_limit() else {
+            return;
+        };
+        match self.pool.full {
+            None if used >= limit => {
+                self.pool.full = Some((used, limit));
+                self.log.log(
+                    Level::Warning,
+                    &format!(
+                        "pf's table-entries limit is reached ({used} of {limit} entries in all \
+                         tables): knocks are not added to tables until entries expire; raise \
+                         it with set limit table-entries in pf.conf"
+                    ),
+                );
+            }
+            Some(_) if used < limit => {
+                self.pool.full = None;
+                self.log.log(
+                    Level::Notice,
+                    &format!("pf's table-entries limit has room again ({used} of {limit})"),
+                );
+            }
+            Some(_) => self.pool.full = Some((used, limit)),
+            None => {}
+        }
     }
 }

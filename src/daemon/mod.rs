@@ -172,6 +172,8 @@ pub struct Daemon<T, L, G> {
     held: bool,
     /// Where a clean stop keeps what the daemon knew (`state`).
     pub state: Option<PathBuf>,
+    /// pf's one pool of table entries (`fill::Pool`).
+    pool: fill::Pool,
 }
 
 /// The tables to watch. Renewal tables come first, so that a renewal is
@@ -230,6 +232,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             notes: None,
             held: false,
             state: None,
+            pool: fill::Pool::default(),
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;
@@ -557,6 +560,12 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             .collect();
         for l in lines {
             self.log.log(Level::Info, &l);
+        }
+        if let Some((used, limit)) = self.pool.full {
+            self.log.log(
+                Level::Info,
+                &format!("status: pf's table-entries limit reached ({used} of {limit})"),
+            );
         }
     }
 

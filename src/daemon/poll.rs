@@ -15,6 +15,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             None => return,
         };
         self.note_full_sets();
+        self.pool_tick(now);
         for i in 0..self.watches.len() {
             let w = &self.watches[i];
             let Some(st) = stats.get(&w.named.table) else {

@@ -424,6 +424,10 @@ impl Tables for NftTables {
         self.full.clone()
     }
 
+    fn entry_limit(&mut self) -> Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
+
     /// Does the table still have every set and exactly the rules the
     /// config renders (a flushed chain, a deleted rule or set says no)?
     fn intact(&self, cfg: &Config) -> Option<bool> {

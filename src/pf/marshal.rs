@@ -161,6 +161,7 @@ impl<D: Device> Pf<D> {
         table: &str,
         esize: usize,
         hint: usize,
+        flags: i32,
     ) -> Result<(Vec<u8>, usize)> {
         // FreeBSD caps GETASTATS by net.pf.request_maxcount, not GETTSTATS
         // (docs/pf-kernel.md "Request cap").
@@ -174,7 +175,7 @@ impl<D: Device> Pf<D> {
         for _ in 0..GROW_TRIES {
             buf.clear();
             buf.resize(cap * esize, 0);
-            let mut h = self.header(anchor, table, esize, cap, 0);
+            let mut h = self.header(anchor, table, esize, cap, flags);
             self.call(n, anchor, table, &mut h, &mut buf)?;
             let got = get_i32(&h, self.layout.io_size);
             let Ok(got) = usize::try_from(got) else {
@@ -206,6 +207,7 @@ impl<D: Device> Pf<D> {
             t.name.as_str(),
             l.astats_size,
             ASTATS_HINT,
+            0,
         )?;
         let mut out = Vec::with_capacity(n);
         for e in buf.chunks_exact(l.astats_size) {
@@ -300,6 +302,35 @@ impl<D: Device> Pf<D> {
         self.addr_op(abi::N_CLRASTATS, t, addrs, off)
     }
 
+    /// pf's `set limit table-entries` (DIOCGETLIMIT), and how many entries
+    /// all active tables of every anchor hold now (DIOCRGETTSTATS with
+    /// PFR_FLAG_ALLRSETS): pf keeps one pool of table entries for them all,
+    /// and a knock's insert past its limit fails without a word (pf.c's
+    /// overload ignores pfr_insert_kentry's error).
+    pub fn table_entries(&mut self) -> Result<(u64, u64)> {
+        let l = self.layout;
+        let mut lim = [0u8; 8];
+        lim[..4].copy_from_slice(&l.limit_table_entries.to_ne_bytes());
+        self.dev
+            .ioctl(l.limit_request(), &mut lim, &mut [])
+            .map_err(|errno| Error::table("", "", "DIOCGETLIMIT", errno))?;
+        let limit = u64::from(u32::from_ne_bytes([lim[4], lim[5], lim[6], lim[7]]));
+        let (buf, _) = self.get_sized(
+            abi::N_GETTSTATS,
+            "",
+            "",
+            l.tstats_size,
+            TSTATS_HINT,
+            abi::PFR_FLAG_ALLRSETS,
+        )?;
+        let used = buf
+            .chunks_exact(l.tstats_size)
+            .filter(|e| get_u32(e, l.t_flags) & abi::PFR_TFLAG_ACTIVE != 0)
+            .map(|e| get_i32(e, l.ts_cnt).max(0) as u64)
+            .sum();
+        Ok((used, limit))
+    }
+
     /// DIOCRGETTSTATS for the tables of one anchor.
     pub fn get_tstats(&mut self, anchor: &AnchorName) -> Result<Vec<TableStat>> {
         let l = self.layout;
@@ -310,6 +341,7 @@ impl<D: Device> Pf<D> {
                 "",
                 l.tstats_size,
                 TSTATS_HINT,
+                0,
             )
             .map_err(|e| match e {
                 // FreeBSD's ioctl layer says EINVAL where pf_table.c says

@@ -174,6 +174,10 @@ impl<D: Device> Tables for PfTables<D> {
         Vec::new()
     }
 
+    fn entry_limit(&mut self) -> Result<Option<(u64, u64)>> {
+        self.pf.table_entries().map(Some)
+    }
+
     /// The anchor's rules are pfctl's to read; a flushed anchor shows as
     /// missing tables instead.
     fn intact(&self, _cfg: &crate::config::Config) -> Option<bool> {

@@ -41,36 +41,44 @@ impl DevPf {
 impl Device for DevPf {
     fn ioctl(&mut self, request: u64, ioc: &mut [u8], buf: &mut [u8]) -> Result<(), i32> {
         let l = self.layout;
-        // Uphold what the kernel will assume, whatever the caller did: the
-        // request is a DIOCR* table command carrying this OS's
-        // pfioc_table, the header is a whole pfioc_table and the buffer
-        // holds size * esize bytes.
-        if l.table_command(request).is_none() || ioc.len() != l.ioc_size {
-            return Err(libc::EINVAL);
-        }
-        let (size, esize) = (get_i32(ioc, l.io_size), get_i32(ioc, l.io_esize));
-        let need = usize::try_from(size)
-            .ok()
-            .zip(usize::try_from(esize).ok())
-            .and_then(|(s, e)| s.checked_mul(e));
-        if need.is_none_or(|n| n > buf.len()) {
-            return Err(libc::EINVAL);
-        }
-        let ptr = if buf.is_empty() {
-            0u64
+        if request == l.limit_request() {
+            // DIOCGETLIMIT: a whole pfioc_limit, and no buffer.
+            if ioc.len() != std::mem::size_of::<super::abi::pfioc_limit>() || !buf.is_empty() {
+                return Err(libc::EINVAL);
+            }
         } else {
-            buf.as_mut_ptr() as u64
-        };
-        ioc[l.io_buffer..l.io_buffer + 8].copy_from_slice(&ptr.to_ne_bytes());
-        // SAFETY: `ioc` is an exclusively borrowed buffer of exactly
-        // sizeof(struct pfioc_table) bytes for this OS (checked above; the
-        // layout is pinned by const assertions). Its pfrio_buffer field
-        // points at `buf`, exclusively borrowed for the duration of the
-        // call and at least pfrio_size * pfrio_esize bytes long (checked
-        // above), which is all the kernel copies in or out. The kernel
-        // keeps neither pointer after the call returns, and `request` is a
-        // DIOCR* request whose argument is a struct pfioc_table of this
-        // size (`Layout::table_command`, checked above).
+            // Uphold what the kernel will assume, whatever the caller did:
+            // the request is a DIOCR* table command carrying this OS's
+            // pfioc_table, the header is a whole pfioc_table and the
+            // buffer holds size * esize bytes.
+            if l.table_command(request).is_none() || ioc.len() != l.ioc_size {
+                return Err(libc::EINVAL);
+            }
+            let (size, esize) = (get_i32(ioc, l.io_size), get_i32(ioc, l.io_esize));
+            let need = usize::try_from(size)
+                .ok()
+                .zip(usize::try_from(esize).ok())
+                .and_then(|(s, e)| s.checked_mul(e));
+            if need.is_none_or(|n| n > buf.len()) {
+                return Err(libc::EINVAL);
+            }
+            let ptr = if buf.is_empty() {
+                0u64
+            } else {
+                buf.as_mut_ptr() as u64
+            };
+            ioc[l.io_buffer..l.io_buffer + 8].copy_from_slice(&ptr.to_ne_bytes());
+        }
+        // SAFETY: one of two shapes, both checked above. Either `request`
+        // is DIOCGETLIMIT and `ioc` an exclusively borrowed 8-byte struct
+        // pfioc_limit, which is all the kernel reads and writes; or
+        // `request` is a DIOCR* request whose argument is a struct
+        // pfioc_table of this OS's size (`Layout::table_command`), `ioc` is
+        // exactly that many bytes (the layout is pinned by const
+        // assertions), and its pfrio_buffer field points at `buf`,
+        // exclusively borrowed for the duration of the call and at least
+        // pfrio_size * pfrio_esize bytes long, which is all the kernel
+        // copies in or out. The kernel keeps no pointer after the call.
         let rc = unsafe {
             libc::ioctl(
                 self.file.as_raw_fd(),

@@ -65,4 +65,8 @@ pub const LAYOUT: Layout = layout! {
     fb_nocount: None,
     request_maxcount: None,
     missing_anchor_errno: libc::ENOENT,
+    // xnu bsd/net/pfvar.h: enum { PF_LIMIT_STATES, PF_LIMIT_APP_STATES,
+    // PF_LIMIT_SRC_NODES, PF_LIMIT_FRAGS, PF_LIMIT_TABLES,
+    // PF_LIMIT_TABLE_ENTRIES, PF_LIMIT_MAX }.
+    limit_table_entries: 5,
 };

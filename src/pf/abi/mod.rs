@@ -165,6 +165,17 @@ pub const N_GETASTATS: u8 = 71;
 pub const N_CLRASTATS: u8 = 72;
 pub const N_TSTADDRS: u8 = 73;
 pub const N_SETTFLAGS: u8 = 74;
+/// DIOCGETLIMIT: `_IOWR('D', 39, struct pfioc_limit)`, a pool limit
+/// (`set limit`) by index.
+pub const N_GETLIMIT: u8 = 39;
+
+/// `struct pfioc_limit`, the same on all three.
+#[repr(C)]
+pub struct pfioc_limit {
+    pub index: i32,
+    pub limit: u32,
+}
+const _: () = assert!(core::mem::size_of::<pfioc_limit>() == 8);
 
 /// The name pf uses for a request, for error messages.
 pub fn request_name(n: u8) -> &'static str {
@@ -262,9 +273,17 @@ pub struct Layout {
     /// EINVAL where FreeBSD's ioctl layer checks the anchor itself (not
     /// every release does). docs/pf-kernel.md "Errors".
     pub missing_anchor_errno: i32,
+    /// `PF_LIMIT_TABLE_ENTRIES`: the index of `set limit table-entries`
+    /// for DIOCGETLIMIT (its place in each OS's `PF_LIMIT_*` enum).
+    pub limit_table_entries: i32,
 }
 
 impl Layout {
+    /// DIOCGETLIMIT's request number.
+    pub const fn limit_request(&self) -> u64 {
+        iowr(core::mem::size_of::<pfioc_limit>(), N_GETLIMIT)
+    }
+
     pub const fn request(&self, n: u8) -> u64 {
         iowr(self.ioc_size, n)
     }

@@ -86,4 +86,7 @@ pub const LAYOUT: Layout = layout! {
     fb_nocount: Some(super::PFR_FB_NOCOUNT),
     request_maxcount: None,
     missing_anchor_errno: libc::ENOENT,
+    // net/pfvar.h: enum { PF_LIMIT_STATES, PF_LIMIT_SRC_NODES,
+    // PF_LIMIT_FRAGS, PF_LIMIT_TABLES, PF_LIMIT_TABLE_ENTRIES, ... }.
+    limit_table_entries: 4,
 };
