@@ -887,50 +887,8 @@ fn a_flood_from_one_ipv6_network_locks_nobody_out() {
     let mut n = Net::new(&format!("{RATE}size    = 100\n"));
     n.up();
     let (mut d, pid, log) = common::daemon_logging_to_a_socket(&n);
-    // The flooding network, fd00:N:1::/64, lives in the client namespace
-    // (any of its addresses is local there) and is routed to it.
     let flood = format!("fd00:{}:1::", n.n);
-    sh(&[
-        "ip",
-        "-n",
-        &n.srv,
-        "-6",
-        "route",
-        "add",
-        &format!("{flood}/64"),
-        "via",
-        &n.cli_ip(true),
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &n.cli,
-        "-6",
-        "route",
-        "add",
-        "local",
-        &format!("{flood}/64"),
-        "dev",
-        "lo",
-    ]);
-    let py = "import socket, sys\n\
-              net, dst, count = sys.argv[1], sys.argv[2], int(sys.argv[3])\n\
-              for i in range(1, count + 1):\n\
-              \x20   for _ in range(3):\n\
-              \x20       s = socket.socket(socket.AF_INET6)\n\
-              \x20       s.setsockopt(socket.IPPROTO_IPV6, 78, 1)  # IPV6_FREEBIND\n\
-              \x20       s.bind((net + format(i, 'x'), 0))\n\
-              \x20       s.settimeout(1)\n\
-              \x20       try:\n\
-              \x20           s.connect((dst, 1234))\n\
-              \x20       except OSError:\n\
-              \x20           pass\n\
-              \x20       s.close()\n";
-    let o = ns(
-        &n.cli,
-        &["python3", "-c", py, &flood, &n.srv_ip(true), "600"],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    flood_from(&n, &flood, 600, 3);
     let meter = n.elements("ssh_m1_6");
     assert_eq!(meter, vec![flood.clone()], "one element for the network");
     let flooded = n.elements("ssh_6");
@@ -976,44 +934,7 @@ fn a_flood_of_ipv4_sources_leaves_the_meters_room() {
     n.up();
     let (mut d, pid, log) = common::daemon_logging_to_a_socket(&n);
     let flood = format!("198.19.{}.", n.n);
-    sh(&[
-        "ip",
-        "-n",
-        &n.srv,
-        "route",
-        "add",
-        &format!("{flood}0/24"),
-        "via",
-        &n.cli_ip(false),
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &n.cli,
-        "route",
-        "add",
-        "local",
-        &format!("{flood}0/24"),
-        "dev",
-        "lo",
-    ]);
-    let py = "import socket, sys\n\
-              net, dst, count = sys.argv[1], sys.argv[2], int(sys.argv[3])\n\
-              for i in range(1, count + 1):\n\
-              \x20   s = socket.socket()\n\
-              \x20   s.setsockopt(socket.IPPROTO_IP, 15, 1)  # IP_FREEBIND\n\
-              \x20   s.bind((net + str(i), 0))\n\
-              \x20   s.settimeout(1)\n\
-              \x20   try:\n\
-              \x20       s.connect((dst, 1234))\n\
-              \x20   except OSError:\n\
-              \x20       pass\n\
-              \x20   s.close()\n";
-    let o = ns(
-        &n.cli,
-        &["python3", "-c", py, &flood, &n.srv_ip(false), "150"],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    flood_from(&n, &flood, 150, 1);
     assert_eq!(n.elements("ssh_m1_4").len(), 150, "one meter entry each");
     assert!(n.elements("ssh_4").is_empty(), "one connect knocks nothing");
     ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
@@ -1028,4 +949,41 @@ fn a_flood_of_ipv4_sources_leaves_the_meters_room() {
     sh(&["kill", &pid]);
     let _ = d.kill();
     let _ = d.wait();
+}
+
+/// Real handshakes to the knock port from `count` addresses of a network
+/// that lives in the client namespace (`net`: "198.19.N." or
+/// "fd00:N:1::", any of its addresses local there, routed to it from the
+/// server), `hits` from each.
+fn flood_from(n: &Net, net: &str, count: u32, hits: u32) {
+    let v6 = net.contains(':');
+    let (fam, len) = if v6 { ("-6", "64") } else { ("-4", "24") };
+    let prefix = format!("{net}{}/{len}", if v6 { "" } else { "0" });
+    let via = n.cli_ip(v6);
+    sh(&[
+        "ip", "-n", &n.srv, fam, "route", "add", &prefix, "via", &via,
+    ]);
+    sh(&[
+        "ip", "-n", &n.cli, fam, "route", "add", "local", &prefix, "dev", "lo",
+    ]);
+    let py = "import socket, sys\n\
+              net, dst, count, hits = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])\n\
+              six = ':' in net\n\
+              for i in range(1, count + 1):\n\
+              \x20   for _ in range(hits):\n\
+              \x20       s = socket.socket(socket.AF_INET6 if six else socket.AF_INET)\n\
+              \x20       if six:\n\
+              \x20           s.setsockopt(socket.IPPROTO_IPV6, 78, 1)  # IPV6_FREEBIND\n\
+              \x20       else:\n\
+              \x20           s.setsockopt(socket.IPPROTO_IP, 15, 1)  # IP_FREEBIND\n\
+              \x20       s.bind((net + (format(i, 'x') if six else str(i)), 0))\n\
+              \x20       s.settimeout(1)\n\
+              \x20       try:\n\
+              \x20           s.connect((dst, 1234))\n\
+              \x20       except OSError:\n\
+              \x20           pass\n\
+              \x20       s.close()\n";
+    let (c, h) = (count.to_string(), hits.to_string());
+    let o = ns(&n.cli, &["python3", "-c", py, net, &n.srv_ip(v6), &c, &h]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

@@ -715,12 +715,18 @@ fn a_forged_netlink_message_is_not_believed() {
     let mut args = vec!["python3", "-c", py];
     args.extend(ports.iter().map(String::as_str));
     ok(&ns(&n.srv, &args));
-    // One line per socket, in any order: wait for the nflog one.
-    let said = read_log(&log, 8, |s| s.contains("nflog: 1 netlink message"));
-    assert!(
-        said.contains("nflog: 1 netlink message(s) that the kernel did not send ignored"),
-        "{said}"
-    );
+    // One line per socket, each with its own count, in any order.
+    let said = read_log(&log, 8, |s| {
+        s.contains("nflog: 1 netlink message") && s.contains("nf_tables monitor: 1 netlink message")
+    });
+    for on in ["nflog", "nf_tables monitor"] {
+        assert!(
+            said.contains(&format!(
+                "{on}: 1 netlink message(s) that the kernel did not send ignored"
+            )),
+            "{said}"
+        );
+    }
     assert!(!said.contains("198.18.71.123"), "{said}");
     ok(&n.via_daemon(&["load"]));
     let set = String::from_utf8_lossy(

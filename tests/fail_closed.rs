@@ -602,6 +602,26 @@ while time.time() < end:\n\
 \x20           x.close()\n\
 print(ok)\n";
 
+/// A second address of the client's, one that never knocked, tries the
+/// protected port every half millisecond for 7 s (`PROBE`); it prints how
+/// many connections it got.
+fn stranger_probes(n: &Net) -> std::process::Child {
+    let other = format!("198.18.{}.77", n.n);
+    let dev = n.cli_dev();
+    ok(&ns(
+        &n.cli,
+        &["ip", "addr", "add", &format!("{other}/24"), "dev", &dev],
+    ));
+    let prober = Command::new("ip")
+        .args(["netns", "exec", &n.cli, "python3", "-c", PROBE, &other])
+        .args([&n.srv_ip(false), &PROTECTED.to_string(), "7"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    sleep(Duration::from_millis(300));
+    prober
+}
+
 /// The admin's ruleset starts with `flush ruleset` and includes the file
 /// pfknock writes (`nft_include`): reloading it, as `systemctl reload
 /// nftables` does, keeps the protected port closed throughout to a host
@@ -634,26 +654,8 @@ fn a_ruleset_reload_that_includes_pfknock_never_opens_the_port() {
     ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
     wait_for("the knock", || n.open(false));
     // A second address of the client's that never knocked probes, while
-    // the whole ruleset is reloaded 20 times.
-    let other = format!("198.18.{}.77", n.n);
-    ok(&ns(
-        &n.cli,
-        &[
-            "ip",
-            "addr",
-            "add",
-            &format!("{other}/24"),
-            "dev",
-            &n.cli_dev(),
-        ],
-    ));
-    let prober = Command::new("ip")
-        .args(["netns", "exec", &n.cli, "python3", "-c", PROBE, &other])
-        .args([&n.srv_ip(false), &PROTECTED.to_string(), "7"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    sleep(Duration::from_millis(300));
+    // the whole ruleset is reloaded 50 times.
+    let prober = stranger_probes(&n);
     for _ in 0..50 {
         ok(&ns(&n.srv, &["nft", "-f", admin.to_str().unwrap()]));
         sleep(Duration::from_millis(100));
@@ -728,25 +730,7 @@ fn deleting_the_table_never_opens_the_port() {
     let (mut d, pid, log) = daemon_logging_to_a_socket(&n);
     ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
     wait_for("the knock", || n.open(false));
-    let other = format!("198.18.{}.77", n.n);
-    ok(&ns(
-        &n.cli,
-        &[
-            "ip",
-            "addr",
-            "add",
-            &format!("{other}/24"),
-            "dev",
-            &n.cli_dev(),
-        ],
-    ));
-    let prober = Command::new("ip")
-        .args(["netns", "exec", &n.cli, "python3", "-c", PROBE, &other])
-        .args([&n.srv_ip(false), &PROTECTED.to_string(), "7"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    sleep(Duration::from_millis(300));
+    let prober = stranger_probes(&n);
     for _ in 0..50 {
         wait_for("the table restored", || rules(&n).contains("synproxy"));
         ok(&ns(&n.srv, &["nft", "delete", "table", "inet", "pfknock"]));

@@ -49,8 +49,9 @@ pub(super) struct Events {
     /// Authorizations per set (index as in `sets`), to tell when one is
     /// full: the kernel says nothing when an `add` finds no room.
     pub(super) count: Vec<usize>,
-    /// Forged datagrams not yet logged, and when the last line was (ms).
-    pub(super) forged: (u64, i64),
+    /// Forged datagrams not yet logged, per socket, and when its last line
+    /// was (ms).
+    pub(super) forged: BTreeMap<&'static str, (u64, i64)>,
     /// Meters logged as full, and when to look again whether they have
     /// room (ms): the kernel tells when a full meter drops a knock, not
     /// when it has room again.
@@ -99,7 +100,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             due: BinaryHeap::new(),
             batch: Vec::new(),
             count: Vec::new(),
-            forged: (0, i64::MIN),
+            forged: BTreeMap::new(),
             meters: BTreeMap::new(),
             reload: None,
         });

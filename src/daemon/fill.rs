@@ -121,16 +121,18 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// A datagram the kernel did not send: logged at once, then at most
     /// once every `REPEAT_EVERY` seconds with how many came meanwhile, so
     /// a flood of them cannot flood the log.
-    pub(super) fn forged(&mut self, on: &str, now: i64) {
+    pub(super) fn forged(&mut self, on: &'static str, now: i64) {
         let Some(e) = self.events.as_mut() else {
             return;
         };
-        e.forged.0 += 1;
-        if now.saturating_sub(e.forged.1) < ms(super::REPEAT_EVERY) {
+        // Each socket counts and says its own.
+        let (count, last) = e.forged.entry(on).or_insert((0, i64::MIN));
+        *count += 1;
+        if now.saturating_sub(*last) < ms(super::REPEAT_EVERY) {
             return;
         }
-        let n = std::mem::take(&mut e.forged.0);
-        e.forged.1 = now;
+        let n = std::mem::take(count);
+        *last = now;
         self.log.log(
             Level::Warning,
             &format!(
