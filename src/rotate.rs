@@ -185,17 +185,29 @@ pub fn ports_now(secret: &[u8], service: &str, r: &Rotate, now: i64) -> (Vec<Por
 }
 
 /// When the next step of any rotating service starts, after `now`.
-pub fn next_boundary(cfg: &Config, now: i64) -> Option<i64> {
+pub fn next_boundary(cfg: &Config, now: i64, timed: bool) -> Option<i64> {
     cfg.services
         .iter()
         .filter_map(|s| s.rotate.as_ref())
-        .map(|r| {
-            // The next step's ports come in `lead` before it starts.
-            let b = (step_of(now, r.step.0) + 1) * r.step.0 as i64;
-            let pre = b - lead(r.step.0);
-            if now < pre { pre } else { b }
-        })
+        .map(|r| next_load(r.step.0, now, timed))
         .min()
+}
+
+/// When a service rotating every `step` seconds loads next after `now`.
+/// The next step's ports come in `lead` before it starts. Where rules
+/// carry their own time window (`timed`), that is all: the windows retire
+/// the old ports at the boundary, so the next load is the next step's
+/// lead. Elsewhere (pf) the boundary loads again, to take them out.
+fn next_load(step: u64, now: i64, timed: bool) -> i64 {
+    let b = (step_of(now, step) + 1) * step as i64;
+    let pre = b - lead(step);
+    if now < pre {
+        pre
+    } else if timed {
+        pre + step as i64
+    } else {
+        b
+    }
 }
 
 /// `pfknock keygen FILE`: 32 bytes from the system's random source, as 64
@@ -256,6 +268,28 @@ mod tests {
             d.dedup();
             assert_eq!(d.len(), 5, "step {t}: {a:?}");
             assert!(a.iter().all(|p| (40000..=40009).contains(&p.get())));
+        }
+    }
+
+    #[test]
+    fn timed_rules_load_once_a_step_pf_twice() {
+        // Step 30 s, lead 10 s: the lead of the step at 30 is 20.
+        for (now, timed, pf) in [
+            (0, 20, 20),
+            (19, 20, 20),
+            (20, 50, 30),
+            (29, 50, 30),
+            (30, 50, 50),
+        ] {
+            assert_eq!(next_load(30, now, true), timed, "nftables at {now}");
+            assert_eq!(next_load(30, now, false), pf, "pf at {now}");
+        }
+        // Once a step on nftables: from any time, 30 s between loads.
+        let mut t = 7;
+        for _ in 0..10 {
+            let n = next_load(30, t, true);
+            assert_eq!((n + 10) % 30, 0, "at a lead");
+            t = n;
         }
     }
 

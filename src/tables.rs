@@ -81,6 +81,10 @@ pub struct Caps {
     pub entry_counters: bool,
     /// Whose tool cuts a host's open connections: pfctl -k or conntrack.
     pub kills_states: KillStates,
+    /// Knock rules carry their own time window (nftables' `meta time`), so
+    /// a rotating service's rules are loaded once a step, ahead of it: the
+    /// windows retire a step's ports by themselves.
+    pub timed_rules: bool,
 }
 
 /// How `revoke --kill-states` cuts open connections.
@@ -97,11 +101,13 @@ impl Caps {
         refreshes_entries: false,
         entry_counters: true,
         kills_states: KillStates::Pfctl,
+        timed_rules: false,
     };
     pub const NFT: Caps = Caps {
         refreshes_entries: true,
         entry_counters: false,
         kills_states: KillStates::Conntrack,
+        timed_rules: true,
     };
 }
 

@@ -252,7 +252,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 d.path.display()
             ),
         );
-        d.step_due = crate::rotate::next_boundary(&d.cfg, now);
+        d.step_due = crate::rotate::next_boundary(&d.cfg, now, d.caps.timed_rules);
         // nftables: the caller switches to kernel events next, which read
         // the sets by themselves; a first poll would list every element.
         if !d.caps.refreshes_entries {
@@ -278,7 +278,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             return;
         }
         if self.held {
-            self.step_due = crate::rotate::next_boundary(&self.cfg, now);
+            self.step_due = crate::rotate::next_boundary(&self.cfg, now, self.caps.timed_rules);
             return;
         }
         let mut next = self.cfg.clone();
@@ -301,7 +301,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             Ok(_) => {
                 // The ports themselves are the secret of the step: never
                 // logged, at any level.
-                self.step_due = crate::rotate::next_boundary(&self.cfg, now);
+                self.step_due = crate::rotate::next_boundary(&self.cfg, now, self.caps.timed_rules);
             }
             Err(e) => {
                 let msg = format!("rotate: {e}: keeping the knock ports loaded");
@@ -491,7 +491,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.retime(&old);
         self.settle_start(now);
         self.check_pf();
-        self.step_due = crate::rotate::next_boundary(&self.cfg, now);
+        self.step_due = crate::rotate::next_boundary(&self.cfg, now, self.caps.timed_rules);
         self.log.log(
             Level::Notice,
             &format!(
