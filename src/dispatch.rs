@@ -319,13 +319,16 @@ fn show(path: &Path, service: Option<String>, all: bool, json: bool) -> Result<(
                  are not counted until entries expire"
             );
         }
-        if let Ok(Some((used, limit))) = t.entry_limit()
-            && used >= limit
-        {
-            say!(
-                "pfknock: pf's table-entries limit is reached ({used} of {limit}): knocks \
-                 are not added to tables until entries expire"
-            );
+        for p in t.pools().unwrap_or_default() {
+            if p.is_full() {
+                say!(
+                    "pfknock: pf's {} limit is reached ({} of {}): {}",
+                    p.pool.limit_name(),
+                    p.used,
+                    p.limit,
+                    p.pool.effect()
+                );
+            }
         }
     }
     if json {

@@ -8,6 +8,59 @@ use std::fmt;
 use crate::error::Result;
 use crate::name::{AnchorName, Net, TableName};
 
+/// One of pf's global pools (`set limit`), shared by every anchor and
+/// rule, that a knock needs room in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Pool {
+    /// `table-entries`: the overload insert of a knock. At the limit it
+    /// fails without a word and the knock opens nothing.
+    TableEntries,
+    /// `src-nodes`: `max-src-conn-rate` keeps one per source and rule. At
+    /// the limit pf creates no state for a new source: its knock is
+    /// dropped.
+    SrcNodes,
+}
+
+impl Pool {
+    /// The word `set limit` takes in pf.conf.
+    pub fn limit_name(self) -> &'static str {
+        match self {
+            Pool::TableEntries => "table-entries",
+            Pool::SrcNodes => "src-nodes",
+        }
+    }
+
+    /// What it counts.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Pool::TableEntries => "entries in all tables",
+            Pool::SrcNodes => "source nodes",
+        }
+    }
+
+    /// What a full pool does to knocks, until when.
+    pub fn effect(self) -> &'static str {
+        match self {
+            Pool::TableEntries => "knocks are not added to tables until entries expire",
+            Pool::SrcNodes => "knocks from new sources are dropped until source nodes expire",
+        }
+    }
+}
+
+/// A pool as read from the kernel: how much of it is held, of its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolUse {
+    pub pool: Pool,
+    pub used: u64,
+    pub limit: u64,
+}
+
+impl PoolUse {
+    pub fn is_full(&self) -> bool {
+        self.used >= self.limit
+    }
+}
+
 /// A table, addressed as pf addresses it: (anchor path, name).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TableRef {
@@ -144,10 +197,10 @@ pub trait Tables {
     /// table-entries` is global), so none there.
     fn full_sets(&self) -> Vec<(String, u64)>;
 
-    /// pf's one pool of table entries: (entries held by every table of
-    /// every anchor, `set limit table-entries`). `None` where every set has
-    /// a size of its own (nftables).
-    fn entry_limit(&mut self) -> Result<Option<(u64, u64)>>;
+    /// pf's global pools that a knock draws on, each as held by every
+    /// anchor and rule against its `set limit`. Empty where every set and
+    /// meter has a size of its own (nftables).
+    fn pools(&mut self) -> Result<Vec<PoolUse>>;
 
     /// Are the rules and sets of the config's ruleset all in place, as of
     /// the last `table_stats`? `None` where the backend cannot tell (pf:
@@ -192,8 +245,8 @@ impl<T: Tables + ?Sized> Tables for Box<T> {
     fn full_sets(&self) -> Vec<(String, u64)> {
         (**self).full_sets()
     }
-    fn entry_limit(&mut self) -> Result<Option<(u64, u64)>> {
-        (**self).entry_limit()
+    fn pools(&mut self) -> Result<Vec<PoolUse>> {
+        (**self).pools()
     }
     fn intact(&self, cfg: &crate::config::Config) -> Option<bool> {
         (**self).intact(cfg)

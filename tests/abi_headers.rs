@@ -287,6 +287,41 @@ fn layout_facts(f: &mut Facts, l: &Layout) {
         l.limit_table_entries,
         "Layout.limit_table_entries",
     );
+    // DIOCGETSRCNODES (asked for its length) and `set limit src-nodes`.
+    f.size(
+        "pfioc_src_nodes",
+        std::mem::size_of::<abi::pfioc_src_nodes>(),
+        "size_of::<pfioc_src_nodes>",
+    );
+    f.off(
+        "pfioc_src_nodes",
+        "psn_len",
+        0,
+        "pfioc_src_nodes.psn_len first",
+    );
+    f.field_size(
+        "pfioc_src_nodes",
+        "psn_len",
+        l.psn_len_size,
+        "Layout.psn_len_size",
+    );
+    f.off(
+        "pfioc_src_nodes",
+        "psn_buf",
+        std::mem::offset_of!(abi::pfioc_src_nodes, psn_buf),
+        "offset_of!(pfioc_src_nodes, psn_buf)",
+    );
+    f.define(
+        "(unsigned long)DIOCGETSRCNODES",
+        format!("{:#x}UL", l.src_nodes_request()),
+        "Layout.src_nodes_request()",
+    );
+    f.define(
+        "PF_LIMIT_SRC_NODES",
+        l.limit_src_nodes,
+        "Layout.limit_src_nodes",
+    );
+    f.size("pf_src_node", l.src_node_size, "Layout.src_node_size");
     // flags and enums
     // OpenBSD dropped ATOMIC (pfvar.h 1.548 has none); pfknock never sends it there.
     if l.os == "OpenBSD" {

@@ -17,6 +17,7 @@ use pfknock::name::{AnchorName, Net};
 use pfknock::pf::PfTables;
 use pfknock::pf::abi::{self, Layout, freebsd, macos, openbsd};
 use pfknock::pf::marshal::Device;
+use pfknock::tables::Pool;
 use pfknock_pf_model::{self as model, Model};
 
 const NOW: i64 = 1_800_000_000;
@@ -269,13 +270,15 @@ fn idle_poll_costs_one_request_per_anchor() {
         r.at(NOW + t);
     }
     // One table-stats request per poll, and one more every 10 s for
-    // pf's pool of table entries (all anchors: `fill::Pool`).
+    // pf's pool of table entries (all anchors: `fill::Pools`).
     assert_eq!(
         r.m().count(abi::N_GETTSTATS) - ts,
         33,
         "one table-stats request per poll"
     );
-    assert_eq!(r.m().count(abi::N_GETLIMIT), 4, "at start, then every 10 s");
+    // Two limits (table entries, source nodes) and the source nodes' count.
+    assert_eq!(r.m().count(abi::N_GETLIMIT), 8, "at start, then every 10 s");
+    assert_eq!(r.m().count(abi::N_GETSRCNODES), 4);
     assert_eq!(
         r.m().count(abi::N_GETASTATS) - as_,
         0,
@@ -1083,9 +1086,10 @@ fn a_full_pool_of_table_entries_is_logged_when_it_fills_and_when_it_has_room() {
         r.knock("ssh", "192.0.2.12");
         assert_eq!(r.m().lost_inserts, 1, "{}: the third found no room", l.os);
         let mut t = PfTables::new(r.k.clone(), l);
+        let pools = pfknock::tables::Tables::pools(&mut t).unwrap();
         assert_eq!(
-            pfknock::tables::Tables::entry_limit(&mut t).unwrap(),
-            Some((4, 4)),
+            (pools[0].pool, pools[0].used, pools[0].limit),
+            (Pool::TableEntries, 4, 4),
             "{}",
             l.os
         );
@@ -1137,5 +1141,85 @@ fn a_full_pool_of_table_entries_is_logged_when_it_fills_and_when_it_has_room() {
         );
         r.at(NOW + 63);
         assert!(r.log.take().is_empty());
+    }
+}
+
+/// `max-src-conn-rate` keeps a source node per source and knock rule, from
+/// pf's one pool (`set limit src-nodes`); at its limit pf makes no state for
+/// a new source and drops its knock. The daemon reads the limit and the
+/// nodes (DIOCGETLIMIT with each OS's own PF_LIMIT_SRC_NODES,
+/// DIOCGETSRCNODES asked for its length, divided by the OS's `struct
+/// pf_src_node`), says once that the pool is full, SIGINFO says so
+/// meanwhile, and once that it has room again. The table-entries pool,
+/// with room all along, says nothing.
+#[test]
+fn a_full_pool_of_source_nodes_is_logged_when_it_fills_and_when_it_has_room() {
+    for l in OSES {
+        let mut r = rig_with(l, "srcnodes", SSH, true, Some(true), |m| {
+            // pf.conf's own rules hold one node of a pool of three.
+            m.other_src_nodes = 1;
+            m.src_nodes_limit = 3;
+        });
+        r.log.take();
+        for a in ["192.0.2.10", "192.0.2.11", "192.0.2.12"] {
+            r.m().knock("pfknock", "ssh", a.parse().unwrap());
+        }
+        assert_eq!(r.m().lost_knocks, 1, "{}: the third got no node", l.os);
+        assert_eq!(r.hosts("ssh").len(), 2, "{}", l.os);
+        let mut t = PfTables::new(r.k.clone(), l);
+        let pools = pfknock::tables::Tables::pools(&mut t).unwrap();
+        assert_eq!(
+            pools
+                .iter()
+                .map(|p| (p.pool, p.used, p.limit))
+                .collect::<Vec<_>>(),
+            [(Pool::TableEntries, 2, 200_000), (Pool::SrcNodes, 3, 3)],
+            "{}",
+            l.os
+        );
+        r.at(NOW + 10);
+        let said = r.log.take();
+        let pool: Vec<&String> = said.iter().filter(|x| x.contains("limit")).collect();
+        assert_eq!(
+            pool,
+            [
+                "pf's src-nodes limit is reached (3 of 3 source nodes): knocks from new \
+                 sources are dropped until source nodes expire; raise it with set limit \
+                 src-nodes in pf.conf"
+            ],
+            "{}",
+            l.os
+        );
+        assert_eq!(
+            said.iter().filter(|x| x.starts_with("authorized")).count(),
+            2,
+            "{}: the dropped knock is not logged as authorized",
+            l.os
+        );
+        r.d.status(NOW + 10);
+        assert!(
+            r.log
+                .take()
+                .iter()
+                .any(|x| x == "status: pf's src-nodes limit reached (3 of 3)"),
+            "{}",
+            l.os
+        );
+        r.at(NOW + 11);
+        assert!(r.log.take().is_empty(), "{}: said once", l.os);
+        // The knock rules' states end and pf purges their nodes.
+        r.m().purge_src_nodes();
+        r.at(NOW + 12);
+        assert_eq!(
+            r.log.take(),
+            ["pf's src-nodes limit has room again (1 of 3)"],
+            "{}",
+            l.os
+        );
+        r.at(NOW + 13);
+        assert!(r.log.take().is_empty(), "{}", l.os);
+        // Room for a new source: its knock opens.
+        r.m().knock("pfknock", "ssh", "192.0.2.12".parse().unwrap());
+        assert_eq!(r.hosts("ssh").len(), 3, "{}", l.os);
     }
 }

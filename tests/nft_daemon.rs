@@ -22,7 +22,7 @@ use pfknock::control::Request;
 use pfknock::daemon::{Daemon, ElementLookup, KernelEvent, Level, Loader, Log};
 use pfknock::error::Result;
 use pfknock::name::{AnchorName, Net};
-use pfknock::tables::{Caps, Entry, TableFlags, TableRef, TableStat, Tables};
+use pfknock::tables::{Caps, Entry, PoolUse, TableFlags, TableRef, TableStat, Tables};
 
 /// 2027-01-15 08:00:00 UTC, in ms.
 const T0: i64 = 1_800_000_000_000;
@@ -251,8 +251,8 @@ impl Tables for Nft {
     fn caps(&self) -> Caps {
         Caps::NFT
     }
-    fn entry_limit(&mut self) -> Result<Option<(u64, u64)>> {
-        Ok(None)
+    fn pools(&mut self) -> Result<Vec<PoolUse>> {
+        Ok(Vec::new())
     }
     fn full_sets(&self) -> Vec<(String, u64)> {
         Vec::new()

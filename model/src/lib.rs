@@ -45,6 +45,13 @@ mod k {
     // #define PFR_KENTRY_HIWAT 200000: the default `set limit
     // table-entries`, the same in all three.
     pub const KENTRY_HIWAT: u64 = 200_000;
+    // #define DIOCGETSRCNODES _IOWR('D', 84, struct pfioc_src_nodes), and
+    // struct pfioc_src_nodes { int psn_len; union { buf pointer } } (16
+    // bytes on LP64: the union is pointer-aligned; xnu aligns it to 8).
+    pub const N_GETSRCNODES: u8 = 84;
+    pub const SRC_NODES_SIZE: usize = 16;
+    // #define PFSNODE_HIWAT 10000: the default `set limit src-nodes`.
+    pub const SNODE_HIWAT: u64 = 10_000;
     // #define DIOCRADDTABLES _IOWR('D', 61, struct pfioc_table), ...
     pub const N_ADDTABLES: u8 = 61;
     pub const N_GETTSTATS: u8 = 64;
@@ -119,6 +126,13 @@ pub struct Abi {
     pub limit_table_entries: i32,
     /// PF_LIMIT_MAX: indexes at or past it are EINVAL.
     pub limit_max: i32,
+    /// PF_LIMIT_SRC_NODES, the index of `set limit src-nodes`.
+    pub limit_src_nodes: i32,
+    /// sizeof(struct pf_src_node): DIOCGETSRCNODES reports that many
+    /// bytes per node.
+    pub src_node_size: usize,
+    /// The size of pfioc_src_nodes' psn_len: `int`, or OpenBSD's `size_t`.
+    pub psn_len_size: usize,
 }
 
 // FreeBSD net/pfvar.h: struct pfr_addr is the 16-byte union then af, net,
@@ -160,6 +174,13 @@ pub const FREEBSD_ABI: Abi = Abi {
     // enum { PF_LIMIT_* }, netpfil/pf/pf.h: STATES, SRC_NODES, FRAGS, TABLE_ENTRIES, ANCHORS, ETH_ANCHORS.
     limit_table_entries: 3,
     limit_max: 6,
+    limit_src_nodes: 1,
+    // netpfil/pf/pf.h struct pf_src_node (the copy handed to userland):
+    // list entry 16, addr 16, raddr 16, rule 8, kif 8, bytes 16, packets
+    // 16, states 4, conn 4, conn_rate 16, creation 4, expire 4, af, naf,
+    // ruletype: 131, padded to 136.
+    src_node_size: 136,
+    psn_len_size: 4,
 };
 
 // OpenBSD net/pfvar.h 1.548: pfr_addr has ifname[IFNAMSIZ], states, weight
@@ -189,6 +210,13 @@ pub const OPENBSD_ABI: Abi = Abi {
     // enum { PF_LIMIT_* }, net/pfvar.h: STATES, SRC_NODES, FRAGS, TABLES, TABLE_ENTRIES, PKTDELAY_PKTS, ANCHORS.
     limit_table_entries: 4,
     limit_max: 7,
+    limit_src_nodes: 1,
+    // struct pf_src_node: RB_ENTRY (three pointers and an int color) 32,
+    // addr 16, raddr 16, rule 8, kif 8, bytes 16, packets 16, states 4,
+    // conn 4, conn_rate 16, creation 4, expire 4, af, naf, type: 147,
+    // padded to 152.
+    src_node_size: 152,
+    psn_len_size: 8,
     ..FREEBSD_ABI
 };
 
@@ -204,6 +232,12 @@ pub const MACOS_ABI: Abi = Abi {
     // enum { PF_LIMIT_* }, xnu bsd/net/pfvar.h: STATES, APP_STATES, SRC_NODES, FRAGS, TABLES, TABLE_ENTRIES.
     limit_table_entries: 5,
     limit_max: 6,
+    limit_src_nodes: 2,
+    // struct pf_src_node: RB_ENTRY of three pointers 24, addr 16, raddr
+    // 16, rule 8, kif 8, bytes 16, packets 16, states 4, conn 4,
+    // conn_rate 16, creation 8, expire 8, af, ruletype: 146, padded to 152.
+    src_node_size: 152,
+    psn_len_size: 4,
     ..FREEBSD_ABI
 };
 
@@ -427,6 +461,15 @@ pub struct Model {
     pub table_entries_limit: u64,
     /// Overload inserts that found the pool full (pf.c ignores the error).
     pub lost_inserts: usize,
+    /// `set limit src-nodes`: one pool for every rule's source nodes.
+    pub src_nodes_limit: u64,
+    /// Source nodes of knock rules: (anchor, table the rule overloads,
+    /// source).
+    knock_nodes: BTreeSet<(String, String, IpAddr)>,
+    /// Source nodes that other rules (pf.conf's own) hold.
+    pub other_src_nodes: u64,
+    /// Knocks dropped because no source node could be made.
+    pub lost_knocks: usize,
 }
 
 fn tkey(anchor: &str, name: &str) -> (String, String) {
@@ -447,6 +490,10 @@ impl Model {
             fail_always: None,
             table_entries_limit: k::KENTRY_HIWAT,
             lost_inserts: 0,
+            src_nodes_limit: k::SNODE_HIWAT,
+            knock_nodes: BTreeSet::new(),
+            other_src_nodes: 0,
+            lost_knocks: 0,
             grow_on_short_read: 0,
             grown: 0,
             touched: BTreeSet::new(),
@@ -558,6 +605,38 @@ impl Model {
             .entries
             .insert(key, e);
         true
+    }
+
+    /// Source nodes held: every rule's, the pool `src_nodes_limit` caps.
+    pub fn src_nodes(&self) -> u64 {
+        self.knock_nodes.len() as u64 + self.other_src_nodes
+    }
+
+    /// A knock that trips its rule: `max-src-conn-rate` tracks the source
+    /// in a source node of its own for the rule (pf.c pf_insert_src_node);
+    /// with the pool full none is made, no state is created and the packet
+    /// is dropped (REASON_SRCLIMIT), so nothing is overloaded. Otherwise
+    /// as `overload`.
+    pub fn knock(&mut self, anchor: &str, name: &str, a: IpAddr) -> bool {
+        let node = (
+            anchor.trim_start_matches('/').to_owned(),
+            name.to_owned(),
+            a,
+        );
+        if !self.knock_nodes.contains(&node) {
+            if self.src_nodes() >= self.src_nodes_limit {
+                self.lost_knocks += 1;
+                return false;
+            }
+            self.knock_nodes.insert(node);
+        }
+        self.overload(anchor, name, a)
+    }
+
+    /// The knock rules' states are gone and their source nodes purged
+    /// (`set timeout src.track`, 0 by default).
+    pub fn purge_src_nodes(&mut self) {
+        self.knock_nodes.clear();
     }
 
     /// Packets a rule on the table passed outbound without a matching entry
@@ -1074,11 +1153,35 @@ impl Device for Model {
             }
             let limit = if index == a.limit_table_entries {
                 self.table_entries_limit.min(u64::from(u32::MAX)) as u32
+            } else if index == a.limit_src_nodes {
+                self.src_nodes_limit.min(u64::from(u32::MAX)) as u32
             } else {
                 // Another pool's limit: not modelled.
                 0
             };
             ioc[4..8].copy_from_slice(&limit.to_ne_bytes());
+            return Ok(());
+        }
+        if request == request_number(k::SRC_NODES_SIZE, k::N_GETSRCNODES) {
+            // pf_ioctl.c DIOCGETSRCNODES with psn_len 0: the length the
+            // nodes would take, nothing copied out. A buffer is not
+            // modelled: pfknock never asks for the nodes.
+            if ioc.len() != k::SRC_NODES_SIZE {
+                return Err(errno::EFAULT);
+            }
+            *self.calls.entry(k::N_GETSRCNODES).or_default() += 1;
+            // OpenBSD's psn_len is a size_t, the others' an int.
+            let w = a.psn_len_size;
+            if ioc[..w].iter().any(|b| *b != 0) {
+                return Err(errno::EINVAL);
+            }
+            let len = self.src_nodes() * a.src_node_size as u64;
+            if w == 8 {
+                ioc[..8].copy_from_slice(&len.to_ne_bytes());
+            } else {
+                let len = i32::try_from(len).unwrap_or(i32::MAX);
+                ioc[..4].copy_from_slice(&len.to_ne_bytes());
+            }
             return Ok(());
         }
         if ioc.len() != a.ioc_size {

@@ -3,21 +3,23 @@
 //! it starts and once when it ends, or at most every few minutes.
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
+
 use super::events::ms;
 use super::{Daemon, Level, Loader, Log};
 use crate::config::Service;
 use crate::names::{self, Af};
-use crate::tables::Tables;
+use crate::tables::{Pool, Tables};
 
 /// How often pf's pool of table entries is looked at while it has room
 /// (seconds); while it is full, every poll.
 const POOL_EVERY: i64 = 10;
 
-/// pf's one pool of table entries, as last seen.
+/// pf's global pools (`set limit`), as last seen.
 #[derive(Default)]
-pub(super) struct Pool {
-    /// (entries, limit) while the pool is full.
-    pub(super) full: Option<(u64, u64)>,
+pub(super) struct Pools {
+    /// The pools that are full: (held, limit) each.
+    pub(super) full: BTreeMap<Pool, (u64, u64)>,
     /// When to look next.
     next: i64,
 }
@@ -145,37 +147,42 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// pf: at the `set limit table-entries` limit, a knock's overload
     /// insert fails without a word (pf.c ignores pfr_insert_kentry's error)
     /// and the connection that tripped it is killed all the same, so the
-    /// knock opens nothing. Logged once when the pool of all tables'
-    /// entries fills, and once when it has room again.
+    /// knock opens nothing; at the `set limit src-nodes` limit pf creates
+    /// no state for a source that has no node yet, so its knock is
+    /// dropped. Each pool is logged once when it fills, and once when it
+    /// has room again.
     pub(super) fn pool_tick(&mut self, now: i64) {
-        if self.pool.full.is_none() && now < self.pool.next {
+        if self.pool.full.is_empty() && now < self.pool.next {
             return;
         }
         self.pool.next = now + POOL_EVERY;
-        let Ok(Some((used, limit))) = self.tables.entry_limit() else {
+        let Ok(pools) = self.tables.pools() else {
             return;
         };
-        match self.pool.full {
-            None if used >= limit => {
-                self.pool.full = Some((used, limit));
-                self.log.log(
+        for p in pools {
+            let (name, used, limit) = (p.pool.limit_name(), p.used, p.limit);
+            let was_full = self.pool.full.contains_key(&p.pool);
+            if p.is_full() {
+                self.pool.full.insert(p.pool, (used, limit));
+            } else {
+                self.pool.full.remove(&p.pool);
+            }
+            match (was_full, p.is_full()) {
+                (false, true) => self.log.log(
                     Level::Warning,
                     &format!(
-                        "pf's table-entries limit is reached ({used} of {limit} entries in all \
-                         tables): knocks are not added to tables until entries expire; raise \
-                         it with set limit table-entries in pf.conf"
+                        "pf's {name} limit is reached ({used} of {limit} {}): {}; raise it \
+                         with set limit {name} in pf.conf",
+                        p.pool.unit(),
+                        p.pool.effect()
                     ),
-                );
-            }
-            Some(_) if used < limit => {
-                self.pool.full = None;
-                self.log.log(
+                ),
+                (true, false) => self.log.log(
                     Level::Notice,
-                    &format!("pf's table-entries limit has room again ({used} of {limit})"),
-                );
+                    &format!("pf's {name} limit has room again ({used} of {limit})"),
+                ),
+                _ => {}
             }
-            Some(_) => self.pool.full = Some((used, limit)),
-            None => {}
         }
     }
 }

@@ -172,8 +172,8 @@ pub struct Daemon<T, L, G> {
     held: bool,
     /// Where a clean stop keeps what the daemon knew (`state`).
     pub state: Option<PathBuf>,
-    /// pf's one pool of table entries (`fill::Pool`).
-    pool: fill::Pool,
+    /// pf's global pools: table entries, source nodes (`fill::Pools`).
+    pool: fill::Pools,
 }
 
 /// The tables to watch. Renewal tables come first, so that a renewal is
@@ -232,7 +232,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             notes: None,
             held: false,
             state: None,
-            pool: fill::Pool::default(),
+            pool: fill::Pools::default(),
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;
@@ -561,10 +561,13 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         for l in lines {
             self.log.log(Level::Info, &l);
         }
-        if let Some((used, limit)) = self.pool.full {
+        for (pool, (used, limit)) in &self.pool.full {
             self.log.log(
                 Level::Info,
-                &format!("status: pf's table-entries limit reached ({used} of {limit})"),
+                &format!(
+                    "status: pf's {} limit reached ({used} of {limit})",
+                    pool.limit_name()
+                ),
             );
         }
     }

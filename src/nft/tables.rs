@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::name::{AnchorName, Net};
 use crate::render::nft::TABLE;
-use crate::tables::{Entry, TableFlags, TableRef, TableStat, Tables};
+use crate::tables::{Entry, PoolUse, TableFlags, TableRef, TableStat, Tables};
 
 use super::*;
 
@@ -424,8 +424,8 @@ impl Tables for NftTables {
         self.full.clone()
     }
 
-    fn entry_limit(&mut self) -> Result<Option<(u64, u64)>> {
-        Ok(None)
+    fn pools(&mut self) -> Result<Vec<PoolUse>> {
+        Ok(Vec::new())
     }
 
     /// Does the table still have every set and exactly the rules the

@@ -331,6 +331,30 @@ impl<D: Device> Pf<D> {
         Ok((used, limit))
     }
 
+    /// pf's `set limit src-nodes` (DIOCGETLIMIT), and how many source nodes
+    /// pf holds (DIOCGETSRCNODES asked for its length only: that many
+    /// `struct pf_src_node`). `max-src-conn-rate` needs one per source and
+    /// rule; at the limit pf creates no state for a new source, so its
+    /// knock is dropped.
+    pub fn src_nodes(&mut self) -> Result<(u64, u64)> {
+        let l = self.layout;
+        let mut lim = [0u8; 8];
+        lim[..4].copy_from_slice(&l.limit_src_nodes.to_ne_bytes());
+        self.dev
+            .ioctl(l.limit_request(), &mut lim, &mut [])
+            .map_err(|errno| Error::table("", "", "DIOCGETLIMIT", errno))?;
+        let limit = u64::from(u32::from_ne_bytes([lim[4], lim[5], lim[6], lim[7]]));
+        let mut psn = [0u8; 16];
+        self.dev
+            .ioctl(l.src_nodes_request(), &mut psn, &mut [])
+            .map_err(|errno| Error::table("", "", "DIOCGETSRCNODES", errno))?;
+        let len = match l.psn_len_size {
+            8 => u64::from_ne_bytes(psn[..8].try_into().expect("8 bytes")),
+            _ => u64::try_from(get_i32(&psn, 0)).unwrap_or(0),
+        };
+        Ok((len / l.src_node_size as u64, limit))
+    }
+
     /// DIOCRGETTSTATS for the tables of one anchor.
     pub fn get_tstats(&mut self, anchor: &AnchorName) -> Result<Vec<TableStat>> {
         let l = self.layout;

@@ -174,8 +174,25 @@ impl<D: Device> Tables for PfTables<D> {
         Vec::new()
     }
 
-    fn entry_limit(&mut self) -> Result<Option<(u64, u64)>> {
-        self.pf.table_entries().map(Some)
+    /// The pool of table entries, and the source nodes where the kernel
+    /// answers for them (a kernel that refuses DIOCGETSRCNODES still has
+    /// its table entries watched).
+    fn pools(&mut self) -> Result<Vec<crate::tables::PoolUse>> {
+        use crate::tables::{Pool, PoolUse};
+        let (used, limit) = self.pf.table_entries()?;
+        let mut pools = vec![PoolUse {
+            pool: Pool::TableEntries,
+            used,
+            limit,
+        }];
+        if let Ok((used, limit)) = self.pf.src_nodes() {
+            pools.push(PoolUse {
+                pool: Pool::SrcNodes,
+                used,
+                limit,
+            });
+        }
+        Ok(pools)
     }
 
     /// The anchor's rules are pfctl's to read; a flushed anchor shows as

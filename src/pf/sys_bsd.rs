@@ -46,6 +46,14 @@ impl Device for DevPf {
             if ioc.len() != std::mem::size_of::<super::abi::pfioc_limit>() || !buf.is_empty() {
                 return Err(libc::EINVAL);
             }
+        } else if request == l.src_nodes_request() {
+            // DIOCGETSRCNODES, asking only for the length: a whole
+            // pfioc_src_nodes with psn_len 0 and no buffer, whatever the
+            // caller put there.
+            if ioc.len() != std::mem::size_of::<super::abi::pfioc_src_nodes>() || !buf.is_empty() {
+                return Err(libc::EINVAL);
+            }
+            ioc.fill(0);
         } else {
             // Uphold what the kernel will assume, whatever the caller did:
             // the request is a DIOCR* table command carrying this OS's
@@ -69,9 +77,13 @@ impl Device for DevPf {
             };
             ioc[l.io_buffer..l.io_buffer + 8].copy_from_slice(&ptr.to_ne_bytes());
         }
-        // SAFETY: one of two shapes, both checked above. Either `request`
-        // is DIOCGETLIMIT and `ioc` an exclusively borrowed 8-byte struct
-        // pfioc_limit, which is all the kernel reads and writes; or
+        // SAFETY: one of three shapes, each checked above. `request` is
+        // DIOCGETLIMIT and `ioc` an exclusively borrowed 8-byte struct
+        // pfioc_limit, which is all the kernel reads and writes; or it is
+        // DIOCGETSRCNODES and `ioc` an exclusively borrowed 16-byte struct
+        // pfioc_src_nodes, zeroed here: with psn_len 0 the kernel only
+        // counts the nodes and writes the length into psn_len, never
+        // through psn_buf (pf_ioctl.c on all three); or
         // `request` is a DIOCR* request whose argument is a struct
         // pfioc_table of this OS's size (`Layout::table_command`), `ioc` is
         // exactly that many bytes (the layout is pinned by const

@@ -80,4 +80,11 @@ pub const LAYOUT: Layout = layout! {
     // netpfil/pf/pf.h: enum { PF_LIMIT_STATES, PF_LIMIT_SRC_NODES,
     // PF_LIMIT_FRAGS, PF_LIMIT_TABLE_ENTRIES, ... }.
     limit_table_entries: 3,
+    // netpfil/pf/pf.h: PF_LIMIT_SRC_NODES is 1; struct pf_src_node (the
+    // exported copy DIOCGETSRCNODES counts in, not pf_ksrc_node) is 136
+    // bytes on LP64 (15.0 headers; the 13/14-era struct, without 15's
+    // `naf` byte, ends at 130 instead of 131 and pads to the same 136).
+    limit_src_nodes: 1,
+    src_node_size: 136,
+    psn_len_size: 4,
 };

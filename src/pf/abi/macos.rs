@@ -69,4 +69,11 @@ pub const LAYOUT: Layout = layout! {
     // PF_LIMIT_SRC_NODES, PF_LIMIT_FRAGS, PF_LIMIT_TABLES,
     // PF_LIMIT_TABLE_ENTRIES, PF_LIMIT_MAX }.
     limit_table_entries: 5,
+    // xnu bsd/net/pfvar.h: PF_LIMIT_SRC_NODES is 2; struct pf_src_node
+    // (RB_ENTRY of three pointers, two pf_addr, rule union, kif, bytes[2],
+    // packets[2], states, conn, pf_threshold, u64 creation and expire, af,
+    // ruletype) is 152 bytes on LP64.
+    limit_src_nodes: 2,
+    src_node_size: 152,
+    psn_len_size: 4,
 };

@@ -177,6 +177,25 @@ pub struct pfioc_limit {
 }
 const _: () = assert!(core::mem::size_of::<pfioc_limit>() == 8);
 
+/// DIOCGETSRCNODES: `_IOWR('D', 84, struct pfioc_src_nodes)`. pfknock only
+/// asks how many bytes the source nodes would take (`psn_len` 0 in, the
+/// length out), never for the nodes.
+pub const N_GETSRCNODES: u8 = 84;
+
+/// `struct pfioc_src_nodes` on LP64: `psn_len`, then a pointer-sized
+/// union aligned to 8 (`psn_buf`): 16 bytes on all three, so one request
+/// number. `psn_len` is an `int` on FreeBSD and macOS and a `size_t` on
+/// OpenBSD (`Layout.psn_len_size`); read here as its first 8 bytes.
+#[repr(C)]
+pub struct pfioc_src_nodes {
+    pub psn_len: u64,
+    pub psn_buf: u64,
+}
+const _: () = assert!(
+    core::mem::size_of::<pfioc_src_nodes>() == 16
+        && core::mem::offset_of!(pfioc_src_nodes, psn_buf) == 8
+);
+
 /// The name pf uses for a request, for error messages.
 pub fn request_name(n: u8) -> &'static str {
     match n {
@@ -276,12 +295,24 @@ pub struct Layout {
     /// `PF_LIMIT_TABLE_ENTRIES`: the index of `set limit table-entries`
     /// for DIOCGETLIMIT (its place in each OS's `PF_LIMIT_*` enum).
     pub limit_table_entries: i32,
+    /// `PF_LIMIT_SRC_NODES`: the index of `set limit src-nodes`.
+    pub limit_src_nodes: i32,
+    /// `sizeof(struct pf_src_node)` as DIOCGETSRCNODES counts it: the
+    /// length it reports is this times the number of source nodes.
+    pub src_node_size: usize,
+    /// The size of `pfioc_src_nodes.psn_len`: 4 (`int`) or 8 (`size_t`).
+    pub psn_len_size: usize,
 }
 
 impl Layout {
     /// DIOCGETLIMIT's request number.
     pub const fn limit_request(&self) -> u64 {
         iowr(core::mem::size_of::<pfioc_limit>(), N_GETLIMIT)
+    }
+
+    /// DIOCGETSRCNODES's request number.
+    pub const fn src_nodes_request(&self) -> u64 {
+        iowr(core::mem::size_of::<pfioc_src_nodes>(), N_GETSRCNODES)
     }
 
     pub const fn request(&self, n: u8) -> u64 {

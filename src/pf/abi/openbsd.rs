@@ -89,4 +89,9 @@ pub const LAYOUT: Layout = layout! {
     // net/pfvar.h: enum { PF_LIMIT_STATES, PF_LIMIT_SRC_NODES,
     // PF_LIMIT_FRAGS, PF_LIMIT_TABLES, PF_LIMIT_TABLE_ENTRIES, ... }.
     limit_table_entries: 4,
+    // net/pfvar.h: PF_LIMIT_SRC_NODES is 1; struct pf_src_node is 152
+    // bytes on LP64.
+    limit_src_nodes: 1,
+    src_node_size: 152,
+    psn_len_size: 8,
 };
