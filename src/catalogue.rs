@@ -12,6 +12,10 @@ use crate::tables::TableRef;
 pub enum Kind {
     /// A service's role table.
     Service(Role),
+    /// A service's hosts held back after a wrong knock (pf: the daemon
+    /// takes them out of the stage tables and expires them after the
+    /// rate's window; nftables does both in its rules).
+    Hold,
     /// An `[[expire]]` table of a hand-written pf.conf.
     Expire,
 }
@@ -34,6 +38,7 @@ impl Named {
             Kind::Service(Role::Stage(_)) => "stage",
             Kind::Service(Role::Renew) => "renew",
             Kind::Service(Role::Allow) => "allow",
+            Kind::Hold => "hold",
             Kind::Expire => "expire",
         }
     }
@@ -55,6 +60,17 @@ pub fn named_tables(cfg: &Config) -> Vec<Named> {
                 kind: Kind::Service(role),
                 ttl,
                 mode,
+            });
+        }
+    }
+    for s in &cfg.services {
+        if let Some(t) = s.hold_table() {
+            v.push(Named {
+                table: TableRef::new(&cfg.anchor, &t),
+                service: Some(s.name.clone()),
+                kind: Kind::Hold,
+                ttl: Some(Secs(u64::from(s.rate.secs))),
+                mode: ExpireMode::Age,
             });
         }
     }

@@ -91,6 +91,7 @@ pub fn show(
         let wanted = match (&n.kind, service) {
             (Kind::Expire, None) => true,
             (Kind::Expire, Some(_)) => false,
+            (Kind::Hold, _) => all && (service.is_none() || n.service.as_deref() == service),
             // No renewal table where the firewall renews by itself.
             (Kind::Service(Role::Renew), _) if t.caps().refreshes_entries => false,
             (Kind::Service(role), _) => {

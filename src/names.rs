@@ -57,8 +57,9 @@ pub enum Object {
     /// The flows to the protected ports that were open when the table was
     /// loaded (nftables): kept, though conntrack had not seen them.
     Kept,
-    /// Hosts whose last knock hit a wrong port (nftables): their progress
-    /// was reset, and their knocks count nothing until the entry times out.
+    /// Hosts whose last knock hit a wrong port: their progress was reset,
+    /// and their knocks count nothing until the entry times out (nftables)
+    /// or the daemon expires it (pf).
     Hold,
     /// IPv6 networks of `prefix6` and how many of their addresses may
     /// still be authorized (nftables): one network cannot fill the
@@ -94,7 +95,8 @@ pub fn pf_table(s: &Service, o: Object) -> Option<TableName> {
         Object::Table(Role::Stage(k)) => derived(s, &format!("_s{k}")),
         Object::Table(Role::Renew) => derived(s, "_renew"),
         Object::Table(Role::Allow) => derived(s, "_allow"),
-        Object::Meter(_) | Object::Kept | Object::Hold | Object::Admit => return None,
+        Object::Hold => derived(s, "_hold"),
+        Object::Meter(_) | Object::Kept | Object::Admit => return None,
     };
     // Lengths are checked by `config` before a Service exists.
     Some(TableName::new(&name).expect("derived table name checked by config"))
@@ -191,7 +193,7 @@ pub fn names(s: &Service, b: Backend) -> Vec<(String, Object)> {
 /// Suffixes a service's derived names may add to its table name, for the
 /// length check (stage and meter suffixes grow with the number of ports).
 pub fn suffixes(knock_ports: usize) -> Vec<String> {
-    let mut v = vec!["_renew".to_owned(), "_allow".to_owned()];
+    let mut v = vec!["_renew".to_owned(), "_allow".to_owned(), "_hold".to_owned()];
     v.extend((1..knock_ports).map(|k| format!("_s{k}")));
     v
 }
@@ -252,6 +254,14 @@ impl Service {
 
     pub fn allow_table(&self) -> TableName {
         pf_table(self, Object::Table(Role::Allow)).expect("a pf table")
+    }
+
+    /// The pf table of hosts held back after a wrong knock, where a knock
+    /// can be wrong (`has_wrong_ports`).
+    pub fn hold_table(&self) -> Option<TableName> {
+        self.has_wrong_ports()
+            .then(|| pf_table(self, Object::Hold))
+            .flatten()
     }
 
     /// Every pf table this service owns in the anchor, in render order.

@@ -50,7 +50,14 @@ fn net(s: &str) -> Net {
 /// hand-written table and one pfknock must never touch.
 fn kernel(l: &'static Layout) -> PfTables<Model> {
     let mut m = Model::new(model::newest(l.os), NOW);
-    for t in ["ssh", "ssh_s1", "ssh_renew", "imap", "imap_renew"] {
+    for t in [
+        "ssh",
+        "ssh_s1",
+        "ssh_renew",
+        "ssh_hold",
+        "imap",
+        "imap_renew",
+    ] {
         m.define("pfknock", t, false);
     }
     m.define_const("pfknock", "ssh_allow", &[ip("198.51.100.0")]);
@@ -210,11 +217,12 @@ fn expire_stage_tables_by_window_and_hand_written_tables() {
             "<ssh> in anchor pfknock: 0/0 addresses expired.",
             "<ssh_s1> in anchor pfknock: 1/1 addresses expired.",
             "<imap> in anchor pfknock: 0/0 addresses expired.",
+            "<ssh_hold> in anchor pfknock: 0/0 addresses expired.",
             "<portknock_ssh>: 0/1 addresses expired.",
         ]
     );
     let r = cmd::expire(&c, &mut k, &Select::All, None, false, NOW + 61).unwrap();
-    assert_eq!(r[3].deleted, 1);
+    assert_eq!(r[4].deleted, 1);
     // The renewal and allow tables are not expired, and nothing unnamed is.
     let e = cmd::expire_targets(
         &c,

@@ -474,6 +474,74 @@ fn allow_list_never_expires_and_stages_lapse_after_the_window() {
     assert_eq!(r.hosts("ssh_allow").len(), 1);
 }
 
+/// A wrong knock on pf: the anchor's catch-all knock rule overloads the
+/// host into `<ssh_hold>` (a knock port out of order); the daemon takes it
+/// out of every stage table at once, so its progress starts over, and ends
+/// the hold after the rate's window (10 s here), quietly. A host that is
+/// not held keeps its progress.
+#[test]
+fn a_wrong_knock_resets_progress_and_the_hold_ends_after_the_window() {
+    let conf = "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [7001, 7002, 7003]\n\
+                rate = \"3/10\"\nwindow = \"30s\"\nttl = \"60s\"\n";
+    for l in OSES {
+        let mut r = rig(l, "hold", conf);
+        r.knock("ssh_s1", "192.0.2.1");
+        r.knock("ssh_s2", "192.0.2.1");
+        r.knock("ssh_s1", "192.0.2.2");
+        r.at(NOW);
+        r.log.take_all();
+        // 192.0.2.1 knocks 7001 again past its rate: wrong at stage 3.
+        r.knock("ssh_hold", "192.0.2.1");
+        r.at(NOW + 1);
+        assert!(
+            r.hosts("ssh_s1").iter().all(|(a, _)| a != "192.0.2.1") && r.hosts("ssh_s2").is_empty(),
+            "{}: progress reset: {:?} {:?}",
+            l.os,
+            r.hosts("ssh_s1"),
+            r.hosts("ssh_s2")
+        );
+        assert_eq!(
+            r.hosts("ssh_s1").len(),
+            1,
+            "{}: the other host keeps it",
+            l.os
+        );
+        assert_eq!(r.hosts("ssh_hold").len(), 1, "{}", l.os);
+        assert!(r.hosts("ssh").is_empty(), "{}: nothing opened", l.os);
+        let said = r.log.take_all();
+        assert!(
+            said.iter().all(|(lv, _)| *lv == Level::Debug)
+                && said.iter().any(|(_, x)| x
+                    == "held 192.0.2.1 for service ssh: a wrong knock; its progress starts over"),
+            "{}: {said:?}",
+            l.os
+        );
+        r.at(NOW + 10);
+        assert_eq!(
+            r.hosts("ssh_hold").len(),
+            1,
+            "{}: held for the window",
+            l.os
+        );
+        r.at(NOW + 11);
+        assert!(r.hosts("ssh_hold").is_empty(), "{}: the hold ends", l.os);
+        assert!(
+            r.log.take_all().iter().all(|(lv, _)| *lv == Level::Debug),
+            "{}: an ended hold is not worth a line",
+            l.os
+        );
+        // Held again later: a host that is back in the table is new again.
+        r.knock("ssh_s1", "192.0.2.1");
+        r.knock("ssh_hold", "192.0.2.1");
+        r.at(NOW + 12);
+        assert!(
+            r.hosts("ssh_s1").iter().all(|(a, _)| a != "192.0.2.1"),
+            "{}",
+            l.os
+        );
+    }
+}
+
 #[test]
 fn idle_expiry_follows_the_counters() {
     let conf = "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nttl = \"60s\"\nexpire = \"idle\"\n";

@@ -136,12 +136,20 @@ within 12 sh -c "! jexec $CLI nc -z -w 1 $SRV_IP 2222 >/dev/null 2>&1" ||
 	fail "2222 still open after the ttl"
 pass "closed after the ttl"
 
-# Wrong order: 7002 then 7001 opens nothing; the right order opens.
+# Wrong order: 7002 then 7001 opens nothing and holds the client in
+# <seq_hold> for the rate's 10 s (knocks ignored, progress reset by the
+# daemon); after the hold the right order opens.
+held() { srv pfctl -a pfknock -t seq_hold -T show 2>/dev/null | grep -qw "$CLI_IP"; }
 pfk_cli knock -n 3 "$SRV_IP" 7002 7001 >/dev/null 2>&1 || true
 closed 3333 "knocked 7002 before 7001"
+within 3 held || fail "a wrong knock should put the client into <seq_hold>"
+pfk_cli knock -s seq "$SRV_IP" >/dev/null 2>&1 || true
+closed 3333 "the right order during the hold"
+within 14 sh -c "! jexec $SRV pfctl -a pfknock -t seq_hold -T show 2>/dev/null | grep -qw $CLI_IP" ||
+	fail "the daemon should end the hold after 10 s"
 pfk_cli knock -s seq "$SRV_IP" >/dev/null
 within 3 reach 3333 || fail "the right order should open 3333"
-pass "wrong order stays closed, right order opens"
+pass "wrong order stays closed and holds, right order opens after the hold"
 
 # Reload keeps authorizations: SIGHUP and pfknock load.
 pfk_cli knock -s ssh "$SRV_IP" >/dev/null

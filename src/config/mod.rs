@@ -150,6 +150,9 @@ pub fn owned_tables(cfg: &Config) -> BTreeSet<(AnchorName, TableName)> {
         for (t, _) in svc.tables() {
             s.insert((cfg.anchor.clone(), t));
         }
+        if let Some(t) = svc.hold_table() {
+            s.insert((cfg.anchor.clone(), t));
+        }
     }
     for e in &cfg.expires {
         s.insert((e.anchor.clone(), e.table.clone()));

@@ -132,7 +132,7 @@ impl Watch {
     fn role(&self) -> Option<Role> {
         match self.named.kind {
             Kind::Service(r) => Some(r),
-            Kind::Expire => None,
+            Kind::Hold | Kind::Expire => None,
         }
     }
 
@@ -186,7 +186,9 @@ fn watches_for(cfg: &Config, self_renewing: bool) -> Vec<Watch> {
         .into_iter()
         .filter(|n| match n.kind {
             Kind::Service(Role::Allow) => false,
-            Kind::Service(Role::Renew) => !self_renewing,
+            // Where the firewall times entries out itself, it holds and
+            // resets in its own rules too.
+            Kind::Service(Role::Renew) | Kind::Hold => !self_renewing,
             _ => true,
         })
         .map(Watch::new)

@@ -211,12 +211,51 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         if self.watches[i].role() == Some(Role::Renew) {
             self.renew(i, &entries, now)?;
         } else if self.watches[i].swept() {
+            if self.watches[i].named.kind == Kind::Hold {
+                self.reset_held(i, &entries)?;
+            }
             self.expire(i, &entries, now)?;
         }
         let w = &mut self.watches[i];
         w.packets = Some(packets);
         w.listed = true;
         w.force = false;
+        Ok(())
+    }
+
+    /// Hosts new in a hold table knocked a wrong port (pf overloaded them
+    /// there): take them out of the service's stage tables, so that their
+    /// progress starts over once the hold ends. The anchor's block rule
+    /// keeps their knocks out meanwhile.
+    pub(super) fn reset_held(&mut self, i: usize, entries: &[Entry]) -> Result<()> {
+        let fresh: Vec<Net> = entries
+            .iter()
+            .map(|e| e.net)
+            .filter(|n| !self.watches[i].known.contains_key(n))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let svc = self.watches[i].named.service.clone();
+        for j in 0..self.watches.len() {
+            let w = &self.watches[j];
+            if w.named.service != svc || !matches!(w.role(), Some(Role::Stage(_))) {
+                continue;
+            }
+            let table = w.named.table.clone();
+            self.tables.delete(&table, &fresh)?;
+            let w = &mut self.watches[j];
+            for n in &fresh {
+                w.known.remove(n);
+            }
+        }
+        for n in &fresh {
+            let l = format!(
+                "held {n} for service {}: a wrong knock; its progress starts over",
+                svc.as_deref().unwrap_or("?")
+            );
+            self.log.log(Level::Debug, &l);
+        }
         Ok(())
     }
 
@@ -286,8 +325,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         };
 
         let w = &self.watches[i];
-        // A stage that lapses is a sequence left unfinished: not worth a line.
-        let level = if matches!(w.role(), Some(Role::Stage(_))) {
+        // A stage that lapses is a sequence left unfinished, a hold that
+        // ends a wrong knock's wait: not worth a line.
+        let level = if matches!(w.role(), Some(Role::Stage(_))) || w.named.kind == Kind::Hold {
             Level::Debug
         } else {
             Level::Info
@@ -347,7 +387,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         idle: bool,
         now: i64,
     ) -> policy::Decision {
-        let svc = self.service_of(&self.watches[i]).cloned();
+        // A hold ends for everybody, allowed hosts too.
+        let svc = (self.watches[i].named.kind != Kind::Hold)
+            .then(|| self.service_of(&self.watches[i]).cloned())
+            .flatten();
         let keep = |n: &Net| svc.as_ref().is_some_and(|s| s.allows(n));
         if idle {
             self.watches[i].idle.observe(entries, now);

@@ -109,6 +109,9 @@ fn tables_of(o: &mut String, s: &Service) {
             }
         }
     }
+    if let Some(t) = s.hold_table() {
+        let _ = writeln!(o, "table <{t}> persist");
+    }
 }
 
 /// The start of a rule of the service: action, log, quick, interface,
@@ -149,35 +152,66 @@ fn knock_rule(o: &mut String, s: &Service, here: &str, from: &str, port: &str, o
     );
 }
 
-/// The knock rules, stage by stage, the renewal rule, link-local knocks
-/// blocked, and a rotating range answering alike.
+/// Every knock port of every stage, in one list.
+fn knock_ports(s: &Service) -> String {
+    let mut all: Vec<u16> = (0..s.stages())
+        .flat_map(|k| s.stage_ports(k))
+        .map(|p| p.get())
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    list(all.into_iter().map(|p| p.to_string()))
+}
+
+/// Knocks that never count: from a link-local address, and from a host
+/// held after a wrong knock (on `wrong`, every port a knock can be wrong
+/// on).
+fn kept_out(o: &mut String, s: &Service, here: &str, wrong: &str) {
+    // A link-local address names a host on one link only, and a table
+    // entry holds no interface: such a knock would open the port to the
+    // same address on every link.
+    if s.family != Family::Inet {
+        let mut h = head(s, "block", false);
+        if s.family == Family::Any {
+            h.push_str(" inet6");
+        }
+        let _ = writeln!(
+            o,
+            "{h} proto tcp from fe80::/10 to {here} port {}",
+            knock_ports(s)
+        );
+    }
+    // Where a knock can be wrong (another stage's port, a port of the
+    // range that is not this step's): a held host's knocks count nothing
+    // until the daemon ends the hold, after the rate's window.
+    if let Some(t) = s.hold_table() {
+        let _ = writeln!(
+            o,
+            "{} proto tcp from <{t}> to {here} port {wrong}",
+            head(s, "block", false)
+        );
+    }
+}
+
+/// The knock rules, stage by stage, the renewal rule, link-local and held
+/// hosts kept out, wrong knocks held, and a rotating range answering
+/// alike.
 fn knocks(o: &mut String, s: &Service, here: &str) {
     let n = s.stages();
     let stage = |k: usize| list(s.stage_ports(k).iter().map(|p| p.to_string()));
+    let who = if s.from.is_empty() {
+        "any".to_owned()
+    } else {
+        list(s.from.iter().map(|n| n.to_string()))
+    };
     // A rotating service whose ports were never filled in knocks nowhere.
     if n > 0 && s.knock.len() >= n {
-        // A link-local address names a host on one link only, and a table
-        // entry holds no interface: such a knock would open the port to
-        // the same address on every link. Never counted.
-        if s.family != Family::Inet {
-            let all: Vec<String> = (0..n).map(stage).collect();
-            let ports = if all.len() == 1 {
-                all[0].clone()
-            } else {
-                format!(
-                    "{{ {} }}",
-                    all.iter()
-                        .map(|p| p.trim_start_matches("{ ").trim_end_matches(" }"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            let mut h = head(s, "block", false);
-            if s.family == Family::Any {
-                h.push_str(" inet6");
-            }
-            let _ = writeln!(o, "{h} proto tcp from fe80::/10 to {here} port {ports}");
-        }
+        let hold = s.hold_table();
+        let wrong = s
+            .rotate
+            .as_ref()
+            .map_or_else(|| knock_ports(s), |r| r.range.to_string());
+        kept_out(o, s, here, &wrong);
         let last = stage(n - 1);
         if s.renew {
             knock_rule(
@@ -189,11 +223,6 @@ fn knocks(o: &mut String, s: &Service, here: &str) {
                 s.renew_table().as_str(),
             );
         }
-        let who = if s.from.is_empty() {
-            "any".to_owned()
-        } else {
-            list(s.from.iter().map(|n| n.to_string()))
-        };
         for k in 0..n {
             let p = stage(k);
             let from = if k == 0 {
@@ -208,8 +237,16 @@ fn knocks(o: &mut String, s: &Service, here: &str) {
             };
             knock_rule(o, s, here, &from, &p, into.as_str());
         }
+        // Whatever the rules above did not take is a wrong knock: counted
+        // as knocks are, and a host past the rate is held (the daemon also
+        // takes it out of the stage tables: its progress starts over).
+        if let Some(t) = &hold {
+            knock_rule(o, s, here, &who, &wrong, t.as_str());
+        }
     }
-    if let Some(r) = &s.rotate {
+    if let Some(r) = &s.rotate
+        && (who != "any" || s.knock.len() < n || n == 0)
+    {
         // The rest of the range answers as the knock ports do, so a scan
         // cannot tell which ports of the range this step's are.
         let _ = writeln!(
