@@ -150,10 +150,14 @@ pub fn table_errno_words(errno: i32) -> String {
         libc::EPERM => "operation not permitted (table is const, or securelevel)".into(),
         libc::EACCES => "permission denied (pf device opened read-only)".into(),
         // pf_ioctl.c answers ENODEV to a table request whose pfrio_esize is
-        // not its own sizeof: a pfknock built for another pf.
-        libc::ENODEV => "element size refused (pfrio_esize): this pfknock was built for \
+        // not its own sizeof, and (FreeBSD) to a request it does not know:
+        // a pfknock built for another pf, or a pf that dropped the DIOCR*
+        // ioctls (docs/pf-kernel.md, FreeBSD's netlink).
+        libc::ENODEV => {
+            "element size (pfrio_esize) or request refused: this pfknock was built for \
                          another version of pf"
-            .into(),
+                .into()
+        }
         libc::ENXIO => "pf not loaded (no such device)".into(),
         libc::EINVAL => {
             "invalid argument (too many addresses for one request? see net.pf.request_maxcount)"

@@ -72,6 +72,11 @@ impl Facts {
         self.eq(name, rust, what);
     }
 
+    /// One more header, for the facts after it.
+    fn include(&mut self, h: &str) {
+        let _ = writeln!(self.out, "#include <{h}>");
+    }
+
     /// A macro the Rust side says the OS does not have.
     fn absent(&mut self, name: &str, what: &str) {
         self.n += 1;
@@ -443,6 +448,19 @@ fn writes_every_fact_as_a_c_assertion() {
     let mut fb = Facts::new("FreeBSD");
     layout_facts(&mut fb, &freebsd::LAYOUT);
     struct_facts!(fb, freebsd);
+    // FreeBSD's pf netlink: the decision to keep the ioctls rests on its
+    // commands ending at TABLE_DEL_ADDR, with none for per-address stats.
+    fb.include("netpfil/pf/pf_nl.h");
+    fb.define(
+        "PFNL_CMD_MAX",
+        freebsd::PFNL_CMD_MAX_READ,
+        "freebsd::PFNL_CMD_MAX_READ (docs/pf-kernel.md, FreeBSD's netlink: look again)",
+    );
+    fb.define(
+        "PFNL_CMD_TABLE_DEL_ADDR",
+        freebsd::PFNL_CMD_MAX_READ,
+        "the last command is TABLE_DEL_ADDR",
+    );
     let mut ob = Facts::new("OpenBSD");
     layout_facts(&mut ob, &openbsd::LAYOUT);
     struct_facts!(ob, openbsd);

@@ -88,3 +88,12 @@ pub const LAYOUT: Layout = layout! {
     src_node_size: 136,
     psn_len_size: 4,
 };
+
+/// The last pf netlink command (`PFNL_CMD_MAX`, netpfil/pf/pf_nl.h) of the
+/// newest FreeBSD headers read (15.0's): 33, `PFNL_CMD_TABLE_DEL_ADDR`.
+/// None of commands 26 to 33 lists a table's entries with their time
+/// stamps or clears them (DIOCRGETASTATS, DIOCRCLRASTATS), which `show`,
+/// expiry and renewal need, so pfknock keeps the ioctls on FreeBSD
+/// (docs/pf-kernel.md, "FreeBSD's netlink"). tests/abi-headers.sh fails
+/// when newer headers add commands, so that the choice is made again.
+pub const PFNL_CMD_MAX_READ: u32 = 33;
