@@ -218,16 +218,16 @@ pub struct Report {
 }
 
 impl Report {
-    /// pfctl's count line.
-    pub fn count_line(&self) -> String {
+    /// pfctl's count line, for the table as `place` names it (pf's
+    /// `<ssh> in anchor pfknock`, nftables' `ssh in table inet pfknock`).
+    pub fn count_line(&self, place: &str) -> String {
         let n = if self.dry_run {
             self.expired.len()
         } else {
             self.deleted
         };
         format!(
-            "{}: {n}/{} addresses expired{}.",
-            self.table,
+            "{place}: {n}/{} addresses expired{}.",
             self.total,
             if self.dry_run { " (dummy)" } else { "" }
         )

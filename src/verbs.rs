@@ -85,7 +85,7 @@ pub fn expire(
                 d.changes.push(Change::Removed(r.table.clone(), x.net));
             }
         }
-        d.say(r.count_line());
+        d.say(r.count_line(&shown(&r.table, t)));
     }
     Ok(())
 }

@@ -154,14 +154,14 @@ fn expire_to_the_second_and_never_the_allow_list() {
         // At 60s nothing goes: pfctl's rule is strictly older.
         let r = cmd::expire(&c, &mut k, &Select::Service("ssh"), None, false, NOW + 60).unwrap();
         assert_eq!(
-            r[0].count_line(),
+            r[0].count_line(&r[0].table.to_string()),
             "<ssh> in anchor pfknock: 0/3 addresses expired.",
             "{}",
             l.os
         );
         let r = cmd::expire(&c, &mut k, &Select::Service("ssh"), None, true, NOW + 61).unwrap();
         assert_eq!(
-            r[0].count_line(),
+            r[0].count_line(&r[0].table.to_string()),
             "<ssh> in anchor pfknock: 1/3 addresses expired (dummy)."
         );
         assert_eq!(
@@ -175,7 +175,7 @@ fn expire_to_the_second_and_never_the_allow_list() {
             [net("192.0.2.10")]
         );
         assert_eq!(
-            r[0].count_line(),
+            r[0].count_line(&r[0].table.to_string()),
             "<ssh> in anchor pfknock: 1/3 addresses expired."
         );
         let left: Vec<IpAddr> = m(&mut k)
@@ -210,7 +210,10 @@ fn expire_stage_tables_by_window_and_hand_written_tables() {
     m(&mut k).overload("pfknock", "ssh_s1", ip("192.0.2.1"));
     m(&mut k).overload("", "portknock_ssh", ip("192.0.2.2"));
     let r = cmd::expire(&c, &mut k, &Select::All, None, false, NOW + 11).unwrap();
-    let lines: Vec<String> = r.iter().map(|r| r.count_line()).collect();
+    let lines: Vec<String> = r
+        .iter()
+        .map(|r| r.count_line(&r.table.to_string()))
+        .collect();
     assert_eq!(
         lines,
         [

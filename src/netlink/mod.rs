@@ -423,6 +423,29 @@ impl Lookup {
             .collect())
     }
 
+    /// An NFT_MSG_GETSETELEM request, of some elements or a dump.
+    fn getsetelem_msg(
+        &self,
+        set: &str,
+        elements: Option<Vec<ListAttribute<SetElementAttribute>>>,
+        flags: u16,
+    ) -> NetlinkMessage<NetfilterMessage> {
+        let mut attributes = vec![
+            SetElementList::Table(self.table.clone()),
+            SetElementList::Set(set.to_owned()),
+        ];
+        attributes.extend(elements.map(SetElementList::Elements));
+        let mut h = NetlinkHeader::default();
+        h.flags = flags;
+        NetlinkMessage::new(
+            h,
+            NetlinkPayload::from(NetfilterMessage::new(
+                NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0),
+                NfTablesMessage::GetSetElement(SetElementMessage { attributes }),
+            )),
+        )
+    }
+
     /// One NFT_MSG_GETSETELEM request (of some elements, or a dump) and
     /// its answer.
     fn getsetelem(
@@ -431,22 +454,74 @@ impl Lookup {
         elements: Option<Vec<ListAttribute<SetElementAttribute>>>,
         flags: u16,
     ) -> io::Result<Vec<Vec<u8>>> {
-        let mut attributes = vec![
-            SetElementList::Table(self.table.clone()),
-            SetElementList::Set(set.to_owned()),
-        ];
-        attributes.extend(elements.map(SetElementList::Elements));
-        let mut h = NetlinkHeader::default();
-        h.flags = flags;
-        let m = NetlinkMessage::new(
-            h,
-            NetlinkPayload::from(NetfilterMessage::new(
-                NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0),
-                NfTablesMessage::GetSetElement(SetElementMessage { attributes }),
-            )),
-        );
+        let m = self.getsetelem_msg(set, elements, flags);
         self.seq = self.seq.wrapping_add(1).max(1);
         request(&self.sock, m, self.seq, &mut self.buf)
+    }
+
+    /// Which of `addrs` the set holds: one lookup each, `BATCH` requests
+    /// to a datagram (the kernel answers each message of it in turn, an
+    /// element or ENOENT, then the ACK), so the cost grows with `addrs`,
+    /// never with the set.
+    pub fn holds(&mut self, set: &str, addrs: &[IpAddr]) -> io::Result<Vec<bool>> {
+        const BATCH: usize = 256;
+        let mut out = vec![false; addrs.len()];
+        for (c, chunk) in addrs.chunks(BATCH).enumerate() {
+            let mut b = Vec::new();
+            let mut seqs = std::collections::HashMap::with_capacity(chunk.len());
+            for (i, a) in chunk.iter().enumerate() {
+                let one = ListAttribute::Element(vec![SetElementAttribute::Key(
+                    DataAttribute::Value(key_of(*a)),
+                )]);
+                let mut m = self.getsetelem_msg(set, Some(vec![one]), NLM_F_REQUEST | NLM_F_ACK);
+                self.seq = self.seq.wrapping_add(1).max(1);
+                m.header.sequence_number = self.seq;
+                m.finalize();
+                let at = b.len();
+                b.resize(at + (m.header.length as usize).next_multiple_of(4), 0);
+                m.serialize(&mut b[at..]);
+                seqs.insert(self.seq, c * BATCH + i);
+            }
+            self.sock.send(&b, 0)?;
+            let mut left = chunk.len();
+            // Bounded: every request gets one answer and one ACK or error.
+            for _ in 0..(4 * BATCH) {
+                if left == 0 {
+                    break;
+                }
+                let Some(n) = recv(&self.sock, &mut self.buf, 0)? else {
+                    continue;
+                };
+                for r in raw_messages(&self.buf[..n]) {
+                    let Some(&i) = seqs.get(&msg_seq(r)) else {
+                        continue;
+                    };
+                    match msg_type(r) {
+                        2 => {
+                            let code = r
+                                .get(16..20)
+                                .map_or(0, |e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]));
+                            if code != 0 && -code != libc::ENOENT {
+                                return Err(io::Error::from_raw_os_error(-code));
+                            }
+                            left -= 1;
+                        }
+                        NFT_MSG_NEWSETELEM => {
+                            out[i] = raw_setelem(r)
+                                .is_some_and(|(_, _, _, e)| e.iter().any(|x| x.0 == addrs[i]));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if left > 0 {
+                return Err(io::Error::other(format!(
+                    "{left} of {} lookups unanswered",
+                    chunk.len()
+                )));
+            }
+        }
+        Ok(out)
     }
 
     /// The element's time left in milliseconds (`Some(None)` for one

@@ -94,32 +94,46 @@ impl NftTables {
             .collect())
     }
 
-    /// Those of `addrs` that are in the table now.
-    /// Which of `addrs` the table holds: a netlink lookup each for a few
-    /// hosts, else one listing (a set dump costs the kernel O(n^2/chunk):
-    /// nf_tables_dump_set walks the set from its start for every datagram,
-    /// skipping what it sent).
+    /// Which of `addrs` the table holds: a netlink lookup for each host
+    /// (its cost grows with `addrs`, not with the set), else one listing
+    /// (a set dump costs the kernel O(n^2/chunk): nf_tables_dump_set walks
+    /// the set from its start for every datagram, skipping what it sent).
+    /// A caller that has just listed the set (expire, flush) thus never
+    /// lists it twice.
     fn present(&mut self, t: &TableRef, addrs: &[Net]) -> Result<Vec<Net>> {
         #[cfg(target_os = "linux")]
-        if addrs.len() <= FEW && addrs.iter().all(|n| n.is_host()) {
+        if addrs.iter().all(|n| n.is_host()) {
             let sets = self.sets_terse(t)?;
             let mut l = crate::netlink::Lookup::open(TABLE).map_err(|e| Error::Tool {
                 tool: format!("netlink: table inet {TABLE}"),
                 msg: crate::error::io_words(&e),
             })?;
             let mut out = Vec::new();
-            for n in addrs {
-                let set = format!("{}{}", t.name, if n.addr().is_ipv6() { "_6" } else { "_4" });
-                if !sets.iter().any(|s| s.name == set) || out.contains(n) {
+            for (set, v6) in [
+                (format!("{}_4", t.name), false),
+                (format!("{}_6", t.name), true),
+            ] {
+                if !sets.iter().any(|s| s.name == set) {
                     continue;
                 }
-                let got = l.get(&set, n.addr()).map_err(|e| Error::Tool {
+                let mut mine: Vec<Net> = addrs
+                    .iter()
+                    .filter(|n| n.addr().is_ipv6() == v6)
+                    .copied()
+                    .collect();
+                mine.sort_unstable();
+                mine.dedup();
+                let ips: Vec<std::net::IpAddr> = mine.iter().map(|n| n.addr()).collect();
+                let held = l.holds(&set, &ips).map_err(|e| Error::Tool {
                     tool: format!("netlink: set {set}"),
                     msg: crate::error::io_words(&e),
                 })?;
-                if got.is_some() {
-                    out.push(*n);
-                }
+                out.extend(
+                    mine.into_iter()
+                        .zip(held)
+                        .filter(|(_, h)| *h)
+                        .map(|(n, _)| n),
+                );
             }
             return Ok(out);
         }
@@ -235,10 +249,6 @@ pub(super) fn hosts_only(addrs: &[Net]) -> Result<()> {
         None => Ok(()),
     }
 }
-
-/// Up to this many hosts are looked up one by one rather than listed.
-#[cfg(target_os = "linux")]
-pub(super) const FEW: usize = 64;
 
 impl Tables for NftTables {
     /// One element by a netlink lookup, not a listing: its age is the set's
