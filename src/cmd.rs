@@ -399,6 +399,10 @@ pub struct Flushed {
     pub ttl: Secs,
 }
 
+/// Listings a flush makes of one table at most, each of what the last
+/// left.
+const FLUSH_ROUNDS: usize = 4;
+
 /// Empty the dynamic tables of the service (or of every service).
 pub fn flush(cfg: &Config, t: &mut impl Tables, service: Option<&str>) -> Result<Vec<Flushed>> {
     let mut out = Vec::new();
@@ -408,9 +412,20 @@ pub fn flush(cfg: &Config, t: &mut impl Tables, service: Option<&str>) -> Result
                 continue;
             }
             let table = TableRef::new(&cfg.anchor, &name);
-            let entries = t.entries(&table)?;
-            let nets: Vec<Net> = entries.iter().map(|e| e.net).collect();
-            let deleted = t.delete(&table, &nets)?;
+            // Listed again until nothing is left: a listing of an nftables
+            // set that is being resized can come short (netlink::Lookup::
+            // dump_settled); the next one, of what is left, is small.
+            let mut entries = Vec::new();
+            let mut deleted = 0;
+            for _ in 0..FLUSH_ROUNDS {
+                let got = t.entries(&table)?;
+                if got.is_empty() {
+                    break;
+                }
+                let nets: Vec<Net> = got.iter().map(|e| e.net).collect();
+                deleted += t.delete(&table, &nets)?;
+                entries.extend(got);
+            }
             out.push(Flushed {
                 table,
                 service: s.name.clone(),

@@ -368,8 +368,10 @@ impl crate::kevents::ElementLookup for Lookup {
     fn left(&mut self, set: &str, addr: IpAddr) -> io::Result<Option<Option<u64>>> {
         self.get(set, addr)
     }
+    /// The daemon's full reads (at start, after lost notifications) are
+    /// rare and what it believes until the next one: settled ones.
     fn dump(&mut self, set: &str) -> io::Result<Vec<(IpAddr, Option<u64>)>> {
-        Lookup::dump(self, set)
+        self.dump_settled(set)
     }
 }
 
@@ -401,17 +403,78 @@ impl Lookup {
             .collect())
     }
 
-    /// `dump_timed`, with each element's counter where the set counts.
-    pub fn dump_counted(&mut self, set: &str) -> io::Result<Vec<CountedElement>> {
-        let mut out = Vec::new();
-        for r in self.getsetelem(set, None, NLM_F_REQUEST | NLM_F_DUMP)? {
-            if msg_type(&r) == NFT_MSG_NEWSETELEM
-                && let Some((_, _, _, e)) = raw_setelem_counted(&r)
-            {
-                out.extend(e);
+    /// `dump`, taken as whole only when the next dump holds the same
+    /// addresses: a dump during a resize of the set's hash table can also
+    /// come short without repeating anything (`dump_counted`), and the
+    /// kernel tells no element count to compare with. At most
+    /// `SETTLE_TRIES` dumps; if no two in a row agree (the set keeps
+    /// changing), every address any of them held, each with its newest
+    /// time left.
+    pub fn dump_settled(&mut self, set: &str) -> io::Result<Vec<(IpAddr, Option<u64>)>> {
+        const SETTLE_TRIES: u64 = 6;
+        let mut all: std::collections::HashMap<IpAddr, Option<u64>> =
+            std::collections::HashMap::new();
+        let mut prev: Option<std::collections::HashSet<IpAddr>> = None;
+        for attempt in 1..=SETTLE_TRIES {
+            let d = self.dump(set)?;
+            let now: std::collections::HashSet<IpAddr> = d.iter().map(|x| x.0).collect();
+            if prev.as_ref() == Some(&now) {
+                return Ok(d);
+            }
+            all.extend(d);
+            prev = Some(now);
+            if attempt > 1 && attempt < SETTLE_TRIES {
+                std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
             }
         }
-        Ok(out)
+        Ok(all.into_iter().collect())
+    }
+
+    /// `dump_timed`, with each element's counter where the set counts.
+    ///
+    /// A dump comes in many datagrams, and for each the kernel walks the
+    /// set from its start, skipping what it sent before
+    /// (nf_tables_dump_set). While the set's hash table is being resized
+    /// (rhashtable grows in a deferred worker after a bulk insert) the walk
+    /// order changes between datagrams: some elements come twice and as
+    /// many not at all, and nothing in the answer says so (measured: 88k to
+    /// 96k distinct of a 100k set just filled, `nft list set` alike). So a
+    /// dump with an element twice is made again, a little later, up to
+    /// `DUMP_TRIES` times, and the first without a repeat is the answer
+    /// (if none is, every element any try saw, each once). A dump can also
+    /// come short without a repeat: `dump_settled` for the reads that must
+    /// be whole; `flush` lists again until nothing is left.
+    pub fn dump_counted(&mut self, set: &str) -> io::Result<Vec<CountedElement>> {
+        const DUMP_TRIES: u64 = 8;
+        let mut all: Vec<CountedElement> = Vec::new();
+        let mut at: std::collections::HashMap<IpAddr, usize> = std::collections::HashMap::new();
+        for attempt in 1..=DUMP_TRIES {
+            let mut this: Vec<CountedElement> = Vec::new();
+            for r in self.getsetelem(set, None, NLM_F_REQUEST | NLM_F_DUMP)? {
+                if msg_type(&r) == NFT_MSG_NEWSETELEM
+                    && let Some((_, _, _, e)) = raw_setelem_counted(&r)
+                {
+                    this.extend(e);
+                }
+            }
+            let mut seen = std::collections::HashSet::with_capacity(this.len());
+            if this.iter().all(|x| seen.insert(x.0)) {
+                return Ok(this);
+            }
+            for x in this {
+                match at.get(&x.0) {
+                    Some(&i) => all[i] = x,
+                    None => {
+                        at.insert(x.0, all.len());
+                        all.push(x);
+                    }
+                }
+            }
+            if attempt < DUMP_TRIES {
+                std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+            }
+        }
+        Ok(all)
     }
 
     /// `dump`, with each element's own timeout too (milliseconds).
