@@ -71,6 +71,13 @@ fn recv(s: &Socket, buf: &mut [u8], group: u32) -> io::Result<Option<usize>> {
     Ok(Some(n))
 }
 
+/// The error code of an NLMSG_ERROR message (0 is an ACK; else minus the
+/// errno).
+fn error_code(m: &[u8]) -> i32 {
+    m.get(16..20)
+        .map_or(0, |e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]))
+}
+
 /// Send one request and wait for the kernel's answer to it: the messages
 /// before the ACK, or the error.
 fn request(
@@ -99,9 +106,7 @@ fn request(
             match msg_type(r) {
                 // NLMSG_ERROR: 0 is the ACK.
                 2 => {
-                    let code = r
-                        .get(16..20)
-                        .map_or(0, |e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]));
+                    let code = error_code(r);
                     return if code == 0 {
                         Ok(got)
                     } else {
@@ -561,9 +566,7 @@ impl Lookup {
                     };
                     match msg_type(r) {
                         2 => {
-                            let code = r
-                                .get(16..20)
-                                .map_or(0, |e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]));
+                            let code = error_code(r);
                             if code != 0 && -code != libc::ENOENT {
                                 return Err(io::Error::from_raw_os_error(-code));
                             }

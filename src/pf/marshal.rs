@@ -302,6 +302,18 @@ impl<D: Device> Pf<D> {
         self.addr_op(abi::N_CLRASTATS, t, addrs, off)
     }
 
+    /// One of pf's `set limit`s (DIOCGETLIMIT), by its `PF_LIMIT_*` index.
+    fn limit(&mut self, index: i32) -> Result<u64> {
+        let mut lim = [0u8; 8];
+        lim[..4].copy_from_slice(&index.to_ne_bytes());
+        self.dev
+            .ioctl(self.layout.limit_request(), &mut lim, &mut [])
+            .map_err(|errno| Error::table("", "", "DIOCGETLIMIT", errno))?;
+        Ok(u64::from(u32::from_ne_bytes([
+            lim[4], lim[5], lim[6], lim[7],
+        ])))
+    }
+
     /// pf's `set limit table-entries` (DIOCGETLIMIT), and how many entries
     /// all active tables of every anchor hold now (DIOCRGETTSTATS with
     /// PFR_FLAG_ALLRSETS): pf keeps one pool of table entries for them all,
@@ -309,12 +321,7 @@ impl<D: Device> Pf<D> {
     /// overload ignores pfr_insert_kentry's error).
     pub fn table_entries(&mut self) -> Result<(u64, u64)> {
         let l = self.layout;
-        let mut lim = [0u8; 8];
-        lim[..4].copy_from_slice(&l.limit_table_entries.to_ne_bytes());
-        self.dev
-            .ioctl(l.limit_request(), &mut lim, &mut [])
-            .map_err(|errno| Error::table("", "", "DIOCGETLIMIT", errno))?;
-        let limit = u64::from(u32::from_ne_bytes([lim[4], lim[5], lim[6], lim[7]]));
+        let limit = self.limit(l.limit_table_entries)?;
         let (buf, _) = self.get_sized(
             abi::N_GETTSTATS,
             "",
@@ -338,12 +345,7 @@ impl<D: Device> Pf<D> {
     /// knock is dropped.
     pub fn src_nodes(&mut self) -> Result<(u64, u64)> {
         let l = self.layout;
-        let mut lim = [0u8; 8];
-        lim[..4].copy_from_slice(&l.limit_src_nodes.to_ne_bytes());
-        self.dev
-            .ioctl(l.limit_request(), &mut lim, &mut [])
-            .map_err(|errno| Error::table("", "", "DIOCGETLIMIT", errno))?;
-        let limit = u64::from(u32::from_ne_bytes([lim[4], lim[5], lim[6], lim[7]]));
+        let limit = self.limit(l.limit_src_nodes)?;
         let mut psn = [0u8; 16];
         self.dev
             .ioctl(l.src_nodes_request(), &mut psn, &mut [])
