@@ -1,5 +1,6 @@
 #!/bin/sh
-# pfknock against the real pf: the nftables end-to-end cases, on FreeBSD 14.
+# pfknock against the real pf: the nftables end-to-end cases, on FreeBSD 14
+# and 15.
 #
 # Two vnet jails joined by an epair(4): "srv" (198.18.0.1) runs pf with the
 # main ruleset of examples/pf.conf, pfknock's anchor and daemon, and a
@@ -9,7 +10,7 @@
 #
 # It has NOT been run by pfknock's authors (no FreeBSD where it was
 # written): it follows jail(8), jexec(8), epair(4), ifconfig(8), pfctl(8)
-# and nc(1). Run it as root on a FreeBSD 14 host with pf available
+# and nc(1). Run it as root on a FreeBSD 14 or 15 host with pf available
 # (kldload pf) and a release build:
 #
 #   cargo build --release && sh tests/pf-e2e.sh
@@ -125,6 +126,13 @@ pfk_cli knock -s ssh -n 2 "$SRV_IP" >/dev/null 2>&1 || true
 closed 2222 "two connects (rate 2/10)"
 pass "too few hits stay closed"
 
+# pf's rate is an estimate that decays linearly over S (pf.c
+# pf_add_threshold): three connects 4 s apart count 1000, 1600, 1960,
+# never past 2000, so they do not trip 2/10 (pfknock(8), RATES).
+pfk_cli knock -s ssh -d 4000 "$SRV_IP" >/dev/null 2>&1 || true
+closed 2222 "three connects 4 s apart (rate 2/10)"
+pass "a knock spread over the window stays closed"
+
 pfk_cli knock -s ssh "$SRV_IP" >/dev/null
 within 3 reach 2222 || fail "after pfknock knock: 2222 should open"
 closed 3333 "the other service's door after ssh's knock"
@@ -135,6 +143,20 @@ pfk_srv run -p "$tmp/pid"
 within 12 sh -c "! jexec $CLI nc -z -w 1 $SRV_IP 2222 >/dev/null 2>&1" ||
 	fail "2222 still open after the ttl"
 pass "closed after the ttl"
+
+# Renewal: a knock while authorized gives a fresh ttl (the daemon renews
+# from <ssh_renew>, by DIOCRCLRASTATS where it stamps the time, else by
+# deleting and adding again): still open 8 s after the first knock, closed
+# after the renewed 6 s.
+pfk_cli knock -s ssh "$SRV_IP" >/dev/null
+within 3 reach 2222 || fail "knock before the renewal"
+sleep 4
+pfk_cli knock -s ssh "$SRV_IP" >/dev/null
+sleep 4
+open_ 2222 "8 s after the first knock, 4 s after the second"
+within 10 sh -c "! jexec $CLI nc -z -w 1 $SRV_IP 2222 >/dev/null 2>&1" ||
+	fail "2222 still open after the renewed ttl"
+pass "a second knock renews the ttl"
 
 # Wrong order: 7002 then 7001 opens nothing and holds the client in
 # <seq_hold> for the rate's 10 s (knocks ignored, progress reset by the
