@@ -102,7 +102,9 @@ pub fn show(
         if !wanted {
             continue;
         }
-        let entries = t.entries(&n.table).map_err(|e| not_loaded(e, &n))?;
+        let Some(entries) = entries_of(t, &n)? else {
+            continue;
+        };
         let by_age = n.mode == ExpireMode::Age || t.caps().refreshes_entries;
         let idle = n.mode == ExpireMode::Idle && t.caps().refreshes_entries;
         for e in entries {
@@ -138,6 +140,16 @@ fn row(n: &Named, e: &Entry, now: i64, by_age: bool) -> Row {
 }
 
 /// A missing service table usually means the anchor is not loaded.
+/// The entries of a named table; `None` for a hold table the anchor does
+/// not have (one loaded by a pfknock without holds: nobody is held).
+fn entries_of(t: &mut impl Tables, n: &Named) -> Result<Option<Vec<Entry>>> {
+    match t.entries(&n.table) {
+        Ok(e) => Ok(Some(e)),
+        Err(e) if n.kind == Kind::Hold && e.outcome().is_some_and(|o| o.is_missing()) => Ok(None),
+        Err(e) => Err(not_loaded(e, n)),
+    }
+}
+
 fn not_loaded(e: Error, n: &Named) -> Error {
     match e {
         Error::Table {
@@ -284,8 +296,15 @@ pub fn expire(
     let mut out = Vec::new();
     for n in targets {
         let ttl = older_than.or(n.ttl).expect("sweepable tables have a ttl");
-        let svc = n.service.as_deref().and_then(|s| cfg.service(s));
-        let entries = t.entries(&n.table).map_err(|e| not_loaded(e, &n))?;
+        // A hold ends for everybody, allowed hosts too.
+        let svc = n
+            .service
+            .as_deref()
+            .and_then(|s| cfg.service(s))
+            .filter(|_| n.kind != Kind::Hold);
+        let Some(entries) = entries_of(t, &n)? else {
+            continue;
+        };
         let d = policy::decide(
             &entries,
             ttl.0,

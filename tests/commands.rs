@@ -462,3 +462,29 @@ fn the_property_above_draws_both_kinds() {
     assert!(owned.len() >= 3, "{owned:?}");
     assert!(own_anchors().len() >= 2, "tables in more than one anchor");
 }
+
+/// An anchor loaded by a pfknock without holds has no `<ssh_hold>`: show
+/// and expire go on without it (nobody is held), and say nothing of it.
+#[test]
+fn an_anchor_without_a_hold_table_is_shown_and_expired() {
+    let c = cfg();
+    let mut m = Model::new(model::newest("FreeBSD"), NOW);
+    for t in ["ssh", "ssh_s1", "ssh_renew", "imap", "imap_renew"] {
+        m.define("pfknock", t, false);
+    }
+    m.define_const("pfknock", "ssh_allow", &[ip("198.51.100.0")]);
+    m.define("", "portknock_ssh", false);
+    m.overload("pfknock", "ssh", ip("192.0.2.1"));
+    let mut k = PfTables::new(m, &freebsd::LAYOUT);
+    let rows = cmd::show(&c, &mut k, None, true, NOW + 5).unwrap();
+    assert!(rows.iter().all(|r| r.kind != "hold"));
+    assert_eq!(rows.iter().filter(|r| r.kind == "authorized").count(), 1);
+    let r = cmd::expire(&c, &mut k, &Select::All, None, false, NOW + 5).unwrap();
+    assert!(r.iter().all(|x| x.table.name.as_str() != "ssh_hold"));
+    // Another table missing is still an error that says what to do.
+    let mut m = Model::new(model::newest("FreeBSD"), NOW);
+    m.define("pfknock", "ssh_hold", false);
+    let mut k = PfTables::new(m, &freebsd::LAYOUT);
+    let e = cmd::show(&c, &mut k, None, false, NOW).unwrap_err();
+    assert!(e.to_string().contains("pfknock load"), "{e}");
+}
