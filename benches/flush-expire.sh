@@ -1,0 +1,78 @@
+#!/bin/bash
+# `pfknock flush` and `pfknock expire` (a tenth of the set due) at large
+# sets, next to their floor: one dump of the set (`nft list set`), and
+# `nft flush set`. Each binary given is timed on the same sets in turn, so
+# two builds compare side by side in one run. SETTLE=0 measures them right
+# after the set was filled instead (default: 5 s later).
+#
+# Root only; needs iproute2, nft and python3. Nothing leaves the
+# namespace:
+#   cargo build --release && sudo bash benches/flush-expire.sh \
+#       "100000 1000000" target/release/pfknock [OTHER-BUILD ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZES=${1:-100000}
+shift || true
+BINS=("${@:-target/release/pfknock}")
+for b in "${BINS[@]}"; do
+	[ -x "$b" ] || { echo "no binary $b: cargo build --release" >&2; exit 1; }
+done
+NS=pfkf-$$
+tmp=$(mktemp -d)
+cleanup() {
+	ip netns del "$NS" 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+run() { ip netns exec "$NS" "$@"; }
+cat >"$tmp/pfknock.toml" <<EOT
+[[service]]
+name    = "ssh"
+protect = [2222]
+knock   = [1234]
+ttl     = "1h"
+size    = 2097152
+EOT
+chmod 600 "$tmp/pfknock.toml"
+run "${BINS[0]}" -c "$tmp/pfknock.toml" load
+ms() { local a b; a=$(date +%s%N); "$@" >/dev/null 2>&1; b=$(date +%s%N); echo $(( (b - a) / 1000000 )); }
+
+# n elements, the first tenth 1000 s old (timeout 1h, 2600 s left): due
+# for `expire -o 600s` however long the run takes.
+fill() {
+	run nft flush set inet pfknock ssh_4
+	python3 - "$1" >"$tmp/add.nft" <<'PY'
+import sys
+n = int(sys.argv[1])
+old = n // 10
+for start in range(0, n, 50000):
+    xs = []
+    for i in range(start, min(n, start + 50000)):
+        a = "10.%d.%d.%d" % (i >> 16, (i >> 8) & 255, i & 255)
+        xs.append(a + (" timeout 3600s expires 2600s" if i < old else ""))
+    print("add element inet pfknock ssh_4 { %s }" % ", ".join(xs))
+PY
+	run nft -f "$tmp/add.nft"
+	# Let the set's hash table finish growing: a dump taken meanwhile is
+	# unreliable and pfknock takes it again (netlink::Lookup), which this
+	# measures apart, as "just filled".
+	sleep "${SETTLE:-5}"
+}
+
+printf '%-9s %-28s %-10s %-10s\n' entries binary "flush" "expire"
+for n in $SIZES; do
+	fill "$n"
+	printf '%-9s %-28s %-10s %-10s\n' "$n" "floor: nft list / flush set" \
+		"$(ms run nft list set inet pfknock ssh_4) ms" "-"
+	fill "$n"
+	printf '%-9s %-28s %-10s\n' "$n" "nft flush set" "$(ms run nft flush set inet pfknock ssh_4) ms"
+	for b in "${BINS[@]}"; do
+		fill "$n"
+		e=$(ms run "$b" -c "$tmp/pfknock.toml" expire -o 600s)
+		left=$(run nft list set inet pfknock ssh_4 | grep -o '10\.[0-9.]*' | wc -l)
+		f=$(ms run "$b" -c "$tmp/pfknock.toml" flush)
+		printf '%-9s %-28s %-10s %-10s (%s left after expire)\n' "$n" "$(basename "$b")" "${f} ms" "${e} ms" "$left"
+	done
+done
