@@ -102,11 +102,12 @@ impl<D: Device> Tables for PfTables<D> {
         self.pf.del_addrs(t, addrs).map(|(n, _)| n)
     }
 
-    /// DIOCRCLRASTATS, then the stamps read back: OpenBSD and FreeBSD 14
-    /// stamp now, in place; FreeBSD 13 and macOS stamp 0 (the entry would
-    /// look infinitely old), and those entries are deleted and added again
-    /// (two requests, the addresses absent in between). What the kernel
-    /// did is learnt on the first renewal and kept for the process.
+    /// DIOCRCLRASTATS, then the stamps read back: OpenBSD stamps now, in
+    /// place; FreeBSD (13.0 and every later copy read) and macOS stamp 0
+    /// (the entry would look infinitely old), and those entries are
+    /// deleted and added again (two requests, the addresses absent in
+    /// between). What the kernel did is learnt on the first renewal and
+    /// kept for the process (docs/pf-kernel.md, Time stamps).
     fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
         if addrs.is_empty() {
             return Ok(0);
