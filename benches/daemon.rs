@@ -3,7 +3,10 @@
 //! 1. poll cost with an unchanged 1M-entry table: requests per poll and
 //!    time per poll (O(tables), not O(entries));
 //! 2. heap over an hour of churn, 10k authorizations expiring after 60 s:
-//!    the daemon's own heap (the model's is not counted) every 10 minutes.
+//!    the daemon's own heap (the model's is not counted) every 10 minutes;
+//! 3. the events mode (nftables) at 1M authorizations, IPv4 and IPv6: the
+//!    daemon's heap per authorization (what it keeps: address, since,
+//!    until, and the deadline order), and the time per knock event.
 //!
 //!     cargo bench --bench daemon
 
@@ -161,7 +164,146 @@ fn churn() {
     );
 }
 
+/// nftables as the events mode meets it: no table is read (the sets are
+/// empty at start), and every looked-up element is there with its ttl.
+struct Quiet;
+
+impl pfknock::tables::Tables for Quiet {
+    fn entries(&mut self, _: &pfknock::tables::TableRef) -> Result<Vec<pfknock::tables::Entry>> {
+        Ok(Vec::new())
+    }
+    fn table_stats(&mut self, _: &AnchorName) -> Result<Vec<pfknock::tables::TableStat>> {
+        Ok(Vec::new())
+    }
+    fn add(&mut self, _: &pfknock::tables::TableRef, a: &[pfknock::name::Net]) -> Result<usize> {
+        Ok(a.len())
+    }
+    fn delete(&mut self, _: &pfknock::tables::TableRef, a: &[pfknock::name::Net]) -> Result<usize> {
+        Ok(a.len())
+    }
+    fn renew(&mut self, _: &pfknock::tables::TableRef, a: &[pfknock::name::Net]) -> Result<usize> {
+        Ok(a.len())
+    }
+    fn create(
+        &mut self,
+        t: &[(pfknock::tables::TableRef, pfknock::tables::TableFlags)],
+    ) -> Result<usize> {
+        Ok(t.len())
+    }
+    fn add_timed(
+        &mut self,
+        _: &pfknock::tables::TableRef,
+        e: &[(pfknock::name::Net, u64)],
+    ) -> Result<usize> {
+        Ok(e.len())
+    }
+    fn caps(&self) -> pfknock::tables::Caps {
+        pfknock::tables::Caps {
+            refreshes_entries: true,
+            entry_counters: true,
+            kills_states: pfknock::tables::KillStates::Conntrack,
+            timed_rules: true,
+        }
+    }
+    fn full_sets(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+    fn pools(&mut self) -> Result<Vec<pfknock::tables::PoolUse>> {
+        Ok(Vec::new())
+    }
+    fn intact(&self, _: &Config) -> Option<bool> {
+        Some(true)
+    }
+}
+
+struct Present(u64);
+
+impl pfknock::daemon::ElementLookup for Present {
+    fn left(&mut self, _: &str, _: IpAddr) -> std::io::Result<Option<Option<u64>>> {
+        Ok(Some(Some(self.0)))
+    }
+    fn dump(&mut self, _: &str) -> std::io::Result<Vec<(IpAddr, Option<u64>)>> {
+        Ok(Vec::new())
+    }
+}
+
+struct Nothing;
+
+impl Loader for Nothing {
+    fn load(&mut self, _: &Config, _: &str) -> Result<()> {
+        Ok(())
+    }
+    fn referenced(&mut self, _: &AnchorName) -> Result<bool> {
+        Ok(true)
+    }
+    fn enabled(&mut self) -> Option<bool> {
+        Some(true)
+    }
+    fn unload(&mut self, _: &Config, _: bool) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// `scattered`: addresses in no order (i times an odd constant, a
+/// bijection), as knocks come; else ascending, the worst case for a
+/// B-tree's fill.
+fn events_at_a_million(v6: bool, scattered: bool) {
+    const N: u32 = 1_000_000;
+    let conf = "[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1d\"\nsize=2000000\n";
+    let (cfg, _) = Config::parse(conf, Path::new("bench.toml")).unwrap();
+    let now = NOW * 1000;
+    let mut d = Daemon::start(cfg, Path::new("bench.toml"), Quiet, Nothing, Count(0), NOW).unwrap();
+    d.use_events(Box::new(Present(86_400_000)), now);
+    let base = CUR.load(Relaxed);
+    let prefix = pfknock::names::knock_prefix("ssh");
+    let start = Instant::now();
+    for i in 0..N {
+        let n = if scattered {
+            i.wrapping_mul(2_654_435_761)
+        } else {
+            i
+        };
+        let addr = if v6 {
+            IpAddr::V6(std::net::Ipv6Addr::from(
+                0xfd00_u128 << 112 | u128::from(n) << 16 | 7,
+            ))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(n))
+        };
+        let ev = pfknock::daemon::KernelEvent::Knock {
+            prefix: prefix.clone(),
+            addr,
+        };
+        // One knock every 10 us of simulated time.
+        d.kernel(ev, now + i64::from(i) / 100);
+    }
+    let el = start.elapsed();
+    let held = CUR.load(Relaxed).saturating_sub(base);
+    let t = pfknock::tables::TableRef::new(
+        &AnchorName::new("pfknock").unwrap(),
+        &pfknock::name::TableName::new("ssh").unwrap(),
+    );
+    println!(
+        "events mode, {N} {} authorizations, {}: {:.1} MB held, {:.1} bytes each; {:.2} us per knock event; known {}, {} lines",
+        if v6 { "IPv6" } else { "IPv4" },
+        if scattered { "scattered" } else { "ascending" },
+        held as f64 / 1e6,
+        held as f64 / f64::from(N),
+        el.as_secs_f64() * 1e6 / f64::from(N),
+        d.known(&t).unwrap_or(0),
+        d.log.0
+    );
+}
+
 fn main() {
-    poll_cost();
-    churn();
+    let only = std::env::args().nth(1);
+    if only.as_deref() != Some("events") {
+        poll_cost();
+        churn();
+    }
+    for v6 in [false, true] {
+        for scattered in [false, true] {
+            events_at_a_million(v6, scattered);
+        }
+    }
 }

@@ -131,10 +131,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.held = true;
         let mut dropped = 0;
         if let Some(e) = self.events.as_mut() {
-            dropped += e.auth.len();
-            e.auth.clear();
-            e.due.clear();
-            e.count.iter_mut().for_each(|c| *c = 0);
+            dropped += e.book.len();
+            e.book.clear();
             e.meters.clear();
         }
         self.full.clear();

@@ -5,8 +5,7 @@
 //! logged once with who made it. Nothing here lists a table on a timer.
 #![forbid(unsafe_code)]
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use super::{Daemon, Level, Loader, Log};
@@ -17,14 +16,7 @@ use crate::name::{Net, Secs};
 use crate::names::{Af, nft_set_of};
 use crate::tables::{TableRef, Tables};
 
-/// What the daemon knows of one authorization, in milliseconds since the
-/// epoch: the kernel times set elements to the millisecond, and the
-/// `expired` line follows the kernel's expiry within milliseconds.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Auth {
-    pub(super) since: i64,
-    pub(super) until: i64,
-}
+pub(super) use super::book::Auth;
 
 /// How long after an authorization's deadline the daemon looks (ms): the
 /// kernel's expiries of one transaction fall within it, and an `expired`
@@ -38,17 +30,11 @@ pub(super) const fn ms(secs: i64) -> i64 {
 
 pub(super) struct Events {
     pub(super) lookup: Box<dyn ElementLookup + Send>,
-    /// The authorized sets met so far; the maps hold their index.
-    pub(super) sets: Vec<String>,
-    /// (authorized set, address) → since when, until when (ms).
-    pub(super) auth: HashMap<(u16, IpAddr), Auth>,
-    /// Deadlines (ms); an entry whose `until` no longer matches is stale.
-    pub(super) due: BinaryHeap<Reverse<(i64, u16, IpAddr)>>,
+    /// Every authorization: since when, until when (ms), by set and
+    /// address, and the deadlines in order.
+    pub(super) book: super::book::Book,
     /// Notifications of the transaction in progress, until its commit.
     pub(super) batch: Vec<KernelEvent>,
-    /// Authorizations per set (index as in `sets`), to tell when one is
-    /// full: the kernel says nothing when an `add` finds no room.
-    pub(super) count: Vec<usize>,
     /// Forged datagrams not yet logged, per socket, and when its last line
     /// was (ms).
     pub(super) forged: BTreeMap<&'static str, (u64, i64)>,
@@ -95,11 +81,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     pub fn use_events(&mut self, lookup: Box<dyn ElementLookup + Send>, now: i64) {
         self.events = Some(Events {
             lookup,
-            sets: Vec::new(),
-            auth: HashMap::new(),
-            due: BinaryHeap::new(),
+            book: super::book::Book::default(),
             batch: Vec::new(),
-            count: Vec::new(),
             forged: BTreeMap::new(),
             meters: BTreeMap::new(),
             reload: None,
@@ -138,18 +121,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let Some(e) = self.events.as_mut() else {
             return;
         };
-        let i = match e.sets.iter().position(|s| s == set) {
-            Some(i) => i,
-            None => {
-                e.sets.push(set.to_owned());
-                e.count.push(0);
-                e.sets.len() - 1
-            }
-        } as u16;
-        if e.auth.insert((i, addr), Auth { since, until }).is_none() {
-            e.count[i as usize] += 1;
-        }
-        e.due.push(Reverse((until, i, addr)));
+        let i = e.book.id(set);
+        e.book.insert(i, addr, Auth { since, until });
         self.note_fill(set);
     }
 
@@ -161,10 +134,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         if let Some(r) = e.reload.as_mut() {
             r.flushed.insert(set.to_owned());
         }
-        if let Some(i) = e.sets.iter().position(|s| s == set) {
-            e.count[i] = 0;
-            let i = i as u16;
-            e.auth.retain(|(j, _), _| *j != i);
+        if let Some(i) = e.book.find(set) {
+            e.book.clear_set(i);
         }
         self.note_fill(set);
     }
@@ -174,17 +145,15 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         if let Some(r) = e.reload.as_mut() {
             r.removed.insert((set.to_owned(), addr));
         }
-        let i = e.sets.iter().position(|s| s == set)?;
-        let a = e.auth.remove(&(i as u16, addr))?;
-        e.count[i] -= 1;
+        let i = e.book.find(set)?;
+        let a = e.book.remove(i, addr)?;
         self.note_fill(set);
         Some(a)
     }
 
     fn tracked(&self, set: &str, addr: IpAddr) -> Option<Auth> {
         let e = self.events.as_ref()?;
-        let i = e.sets.iter().position(|s| s == set)? as u16;
-        e.auth.get(&(i, addr)).copied()
+        e.book.get(e.book.find(set)?, addr)
     }
 
     /// Read every authorized set and take what is there as known, without
@@ -200,9 +169,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             }
         }
         if let Some(e) = self.events.as_mut() {
-            e.auth.clear();
-            e.due.clear();
-            e.count.iter_mut().for_each(|c| *c = 0);
+            e.book.clear();
         }
         for (set, ttl) in found {
             let Some(got) = self.events.as_mut().map(|e| e.lookup.dump(&set)) else {
@@ -439,9 +406,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             .events
             .as_ref()
             .map(|e| {
-                e.auth
+                e.book
                     .iter()
-                    .map(|((i, a), v)| ((e.sets[*i as usize].clone(), *a), *v))
+                    .map(|(i, a, v)| ((e.book.name(i).to_owned(), a), v))
                     .collect()
             })
             .unwrap_or_default();
@@ -494,19 +461,12 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let Some(e) = self.events.as_mut() else {
             return;
         };
-        let mut due = Vec::new();
-        while let Some(Reverse((until, _, _))) = e.due.peek() {
-            if *until > now {
-                break;
-            }
-            let Some(Reverse((until, i, addr))) = e.due.pop() else {
-                break;
-            };
-            match e.auth.get(&(i, addr)) {
-                Some(a) if a.until == until => due.push((e.sets[i as usize].clone(), addr, *a)),
-                _ => {}
-            }
-        }
+        let due: Vec<(String, IpAddr, Auth)> = e
+            .book
+            .take_due(now)
+            .into_iter()
+            .map(|(i, addr, a)| (e.book.name(i).to_owned(), addr, a))
+            .collect();
         let mut expired: HashMap<String, Vec<String>> = HashMap::new();
         for (set, addr, a) in due {
             let left = match self.events.as_mut().map(|e| e.lookup.left(&set, addr)) {
@@ -596,15 +556,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             return;
         };
         for (set, ttl) in changed {
-            let Some(i) = e.sets.iter().position(|x| *x == set) else {
-                continue;
-            };
-            let i = i as u16;
-            for ((j, addr), a) in e.auth.iter_mut() {
-                if *j == i {
-                    a.until = a.since + ms(ttl);
-                    e.due.push(Reverse((a.until, i, *addr)));
-                }
+            if let Some(i) = e.book.find(&set) {
+                e.book.retime(i, ms(ttl));
             }
         }
     }
@@ -616,9 +569,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     pub(super) fn events_due(&self) -> Option<i64> {
         let e = self.events.as_ref()?;
         let meters = e.meters.values().min().copied();
-        e.due
-            .peek()
-            .map(|Reverse((t, _, _))| *t + COALESCE)
+        e.book
+            .next_due()
+            .map(|t| t + COALESCE)
             .into_iter()
             .chain(meters)
             .min()
@@ -628,22 +581,18 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// when the first is due (seconds, rounded up).
     pub(super) fn events_count(&self, table: &str) -> (usize, Option<i64>) {
         self.events.as_ref().map_or((0, None), |e| {
-            let ids: Vec<u16> = (0..e.sets.len() as u16)
-                .filter(|i| {
-                    [Af::V4, Af::V6]
-                        .iter()
-                        .any(|a| e.sets[*i as usize] == nft_set_of(table, *a))
-                })
-                .collect();
-            let mine: Vec<i64> = e
-                .auth
+            let ids: Vec<u16> = [Af::V4, Af::V6]
                 .iter()
-                .filter(|((i, _), _)| ids.contains(i))
-                .map(|(_, a)| a.until)
+                .filter_map(|a| e.book.find(&nft_set_of(table, *a)))
                 .collect();
+            let first = ids
+                .iter()
+                .flat_map(|i| e.book.iter_set(*i))
+                .map(|(_, a)| a.until)
+                .min();
             (
-                mine.len(),
-                mine.iter().min().map(|t| (t + 999).div_euclid(1000)),
+                ids.iter().map(|i| e.book.count(*i)).sum(),
+                first.map(|t| (t + 999).div_euclid(1000)),
             )
         })
     }

@@ -35,10 +35,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let Some(e) = self.events.as_ref() else {
             return;
         };
-        let Some(i) = e.sets.iter().position(|s| s == set) else {
+        let Some(i) = e.book.find(set) else {
             return;
         };
-        let n = e.count[i] as u64;
+        let n = e.book.count(i) as u64;
         if n >= size && self.full.insert(set.to_owned()) {
             self.log.log(
                 Level::Warning,

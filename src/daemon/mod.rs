@@ -603,6 +603,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 }
 
+mod book;
 mod control;
 mod events;
 mod fill;

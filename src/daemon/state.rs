@@ -85,10 +85,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     pub fn snapshot(&self) -> Known {
         let mut k = Known::new();
         if let Some(e) = &self.events {
-            for ((i, addr), a) in &e.auth {
-                if let Some(s) = self.auth_service(&e.sets[*i as usize]) {
+            for (i, addr, a) in e.book.iter() {
+                if let Some(s) = self.auth_service(e.book.name(i)) {
                     let t = TableRef::new(&self.cfg.anchor, &s.table);
-                    k.insert((t.to_string(), Net::host(*addr)), a.since.div_euclid(1000));
+                    k.insert((t.to_string(), Net::host(addr)), a.since.div_euclid(1000));
                 }
             }
         } else {

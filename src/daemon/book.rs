@@ -1,0 +1,388 @@
+//! What the events mode knows of each authorization: per authorized set,
+//! address → since and until (ms), and the deadlines in order.
+//!
+//! Kept small, since a set may hold millions: each set has one ordered map
+//! per family keyed by the address's bytes (a B-tree: no hash table's
+//! slack, which at a million entries is twice the data), each value is 12
+//! bytes (the deadline, and the age at it in a compact code), and the
+//! deadlines are a heap of 16-byte (IPv4) or 32-byte (IPv6) entries. An
+//! entry whose deadline moved stays in the heap until it comes up, and the
+//! heap is built again when such entries outnumber the live ones.
+#![forbid(unsafe_code)]
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// One authorization, in milliseconds since the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Auth {
+    pub(super) since: i64,
+    pub(super) until: i64,
+}
+
+/// An `Auth` in 12 bytes: the deadline, and how long before it the
+/// authorization began, in ms below 2^31 ms (24.8 days), else in whole
+/// seconds with the top bit set (up to 68 years; a longer age is kept as
+/// that). Four-byte words keep the alignment, and so the map's nodes,
+/// small.
+#[derive(Clone, Copy, Debug)]
+struct Packed([u32; 3]);
+
+const SECONDS: u32 = 1 << 31;
+
+impl Packed {
+    fn new(a: Auth) -> Packed {
+        let until = a.until as u64;
+        let age = (a.until - a.since).max(0) as u64;
+        let code = if age < u64::from(SECONDS) {
+            age as u32
+        } else {
+            SECONDS | (age / 1000).min(u64::from(SECONDS - 1)) as u32
+        };
+        Packed([until as u32, (until >> 32) as u32, code])
+    }
+
+    fn until(self) -> i64 {
+        (u64::from(self.0[0]) | u64::from(self.0[1]) << 32) as i64
+    }
+
+    fn get(self) -> Auth {
+        let until = self.until();
+        let code = self.0[2];
+        let age = if code & SECONDS == 0 {
+            i64::from(code)
+        } else {
+            i64::from(code & !SECONDS) * 1000
+        };
+        Auth {
+            since: until - age,
+            until,
+        }
+    }
+}
+
+/// One authorized set's entries.
+#[derive(Default)]
+struct Entries {
+    v4: BTreeMap<[u8; 4], Packed>,
+    v6: BTreeMap<[u8; 16], Packed>,
+}
+
+impl Entries {
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+}
+
+/// The book: sets by index (`u16`, as their names are met), entries, and
+/// deadlines.
+#[derive(Default)]
+pub(super) struct Book {
+    names: Vec<String>,
+    sets: Vec<Entries>,
+    /// (until, set, address); IPv4 and IPv6 apart, so that an IPv4 entry
+    /// is 16 bytes.
+    due4: BinaryHeap<Reverse<(i64, [u8; 4], u16)>>,
+    due6: BinaryHeap<Reverse<(i64, [u8; 16], u16)>>,
+}
+
+impl Book {
+    /// The index of a set, met now if not before.
+    pub(super) fn id(&mut self, set: &str) -> u16 {
+        match self.names.iter().position(|s| s == set) {
+            Some(i) => i as u16,
+            None => {
+                self.names.push(set.to_owned());
+                self.sets.push(Entries::default());
+                (self.names.len() - 1) as u16
+            }
+        }
+    }
+
+    /// The index of a set already met.
+    pub(super) fn find(&self, set: &str) -> Option<u16> {
+        self.names.iter().position(|s| s == set).map(|i| i as u16)
+    }
+
+    pub(super) fn name(&self, id: u16) -> &str {
+        &self.names[id as usize]
+    }
+
+    /// Keep `a` for `addr` (due at `a.until`); true when it was not known.
+    pub(super) fn insert(&mut self, id: u16, addr: IpAddr, a: Auth) -> bool {
+        let e = &mut self.sets[id as usize];
+        let p = Packed::new(a);
+        let new = match addr {
+            IpAddr::V4(v) => {
+                self.due4.push(Reverse((a.until, v.octets(), id)));
+                e.v4.insert(v.octets(), p).is_none()
+            }
+            IpAddr::V6(v) => {
+                self.due6.push(Reverse((a.until, v.octets(), id)));
+                e.v6.insert(v.octets(), p).is_none()
+            }
+        };
+        self.compact();
+        new
+    }
+
+    pub(super) fn get(&self, id: u16, addr: IpAddr) -> Option<Auth> {
+        let e = self.sets.get(id as usize)?;
+        match addr {
+            IpAddr::V4(v) => e.v4.get(&v.octets()),
+            IpAddr::V6(v) => e.v6.get(&v.octets()),
+        }
+        .map(|p| p.get())
+    }
+
+    pub(super) fn remove(&mut self, id: u16, addr: IpAddr) -> Option<Auth> {
+        let e = self.sets.get_mut(id as usize)?;
+        match addr {
+            IpAddr::V4(v) => e.v4.remove(&v.octets()),
+            IpAddr::V6(v) => e.v6.remove(&v.octets()),
+        }
+        .map(|p| p.get())
+    }
+
+    /// Forget every entry of one set.
+    pub(super) fn clear_set(&mut self, id: u16) {
+        if let Some(e) = self.sets.get_mut(id as usize) {
+            *e = Entries::default();
+        }
+        self.compact();
+    }
+
+    /// Forget every entry (the set names stay met).
+    pub(super) fn clear(&mut self) {
+        self.sets.iter_mut().for_each(|e| *e = Entries::default());
+        self.due4 = BinaryHeap::new();
+        self.due6 = BinaryHeap::new();
+    }
+
+    pub(super) fn count(&self, id: u16) -> usize {
+        self.sets.get(id as usize).map_or(0, Entries::len)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.sets.iter().map(Entries::len).sum()
+    }
+
+    /// Every entry: set index, address, times.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u16, IpAddr, Auth)> + '_ {
+        (0..self.sets.len() as u16).flat_map(|i| self.iter_set(i).map(move |(a, t)| (i, a, t)))
+    }
+
+    /// The entries of one set.
+    pub(super) fn iter_set(&self, id: u16) -> impl Iterator<Item = (IpAddr, Auth)> + '_ {
+        let e = self.sets.get(id as usize);
+        let v4 = e
+            .into_iter()
+            .flat_map(|e| e.v4.iter())
+            .map(|(a, p)| (IpAddr::V4(Ipv4Addr::from(*a)), p.get()));
+        let v6 = e
+            .into_iter()
+            .flat_map(|e| e.v6.iter())
+            .map(|(a, p)| (IpAddr::V6(Ipv6Addr::from(*a)), p.get()));
+        v4.chain(v6)
+    }
+
+    /// Every entry of one set due at its start plus `ttl` ms (a reload
+    /// that changed the ttl).
+    pub(super) fn retime(&mut self, id: u16, ttl: i64) {
+        let Some(e) = self.sets.get_mut(id as usize) else {
+            return;
+        };
+        for (addr, p) in e.v4.iter_mut() {
+            let mut a = p.get();
+            a.until = a.since + ttl;
+            *p = Packed::new(a);
+            self.due4.push(Reverse((a.until, *addr, id)));
+        }
+        for (addr, p) in e.v6.iter_mut() {
+            let mut a = p.get();
+            a.until = a.since + ttl;
+            *p = Packed::new(a);
+            self.due6.push(Reverse((a.until, *addr, id)));
+        }
+        self.compact();
+    }
+
+    /// The first deadline in the heap (an entry whose deadline moved may
+    /// come up early: `take_due` passes over it).
+    pub(super) fn next_due(&self) -> Option<i64> {
+        let a = self.due4.peek().map(|Reverse((t, _, _))| *t);
+        let b = self.due6.peek().map(|Reverse((t, _, _))| *t);
+        a.into_iter().chain(b).min()
+    }
+
+    /// The entries due at `now` (ms), in deadline order, out of the heap
+    /// but still in the book.
+    pub(super) fn take_due(&mut self, now: i64) -> Vec<(u16, IpAddr, Auth)> {
+        let mut out = Vec::new();
+        while let Some(Reverse((until, addr, id))) = self.due4.peek().copied() {
+            if until > now {
+                break;
+            }
+            self.due4.pop();
+            let ip = IpAddr::V4(Ipv4Addr::from(addr));
+            if let Some(a) = self.get(id, ip).filter(|a| a.until == until) {
+                out.push((id, ip, a));
+            }
+        }
+        while let Some(Reverse((until, addr, id))) = self.due6.peek().copied() {
+            if until > now {
+                break;
+            }
+            self.due6.pop();
+            let ip = IpAddr::V6(Ipv6Addr::from(addr));
+            if let Some(a) = self.get(id, ip).filter(|a| a.until == until) {
+                out.push((id, ip, a));
+            }
+        }
+        // An entry inserted twice with one deadline is in the heap twice.
+        out.sort_by_key(|(i, ip, a)| (a.until, *i, *ip));
+        out.dedup_by_key(|(i, ip, _)| (*i, *ip));
+        out
+    }
+
+    /// Build the heaps again from the maps when they hold more than twice
+    /// the live entries (and more than a few), so that renewals and
+    /// removals do not grow them without bound.
+    fn compact(&mut self) {
+        let live = self.len();
+        if self.due4.len() + self.due6.len() <= 2 * live + 64 {
+            return;
+        }
+        let mut d4 = Vec::with_capacity(live);
+        let mut d6 = Vec::new();
+        for (i, e) in self.sets.iter().enumerate() {
+            d4.extend(e.v4.iter().map(|(a, p)| Reverse((p.until(), *a, i as u16))));
+            d6.extend(e.v6.iter().map(|(a, p)| Reverse((p.until(), *a, i as u16))));
+        }
+        self.due4 = BinaryHeap::from(d4);
+        self.due6 = BinaryHeap::from(d6);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(n: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(0xc612_0000 | n))
+    }
+
+    #[test]
+    fn times_survive_the_packing() {
+        for (since, until) in [
+            (0, 0),
+            (1_800_000_000_000, 1_800_000_060_000),
+            (1_800_000_000_123, 1_800_000_060_456),
+            // An age past 2^31 ms is kept to the second.
+            (1_800_000_000_000, 1_800_000_000_000 + 30 * 86_400_000),
+            (-5_000, 5_000),
+            // until before since: an age of 0.
+            (10_000, 9_000),
+        ] {
+            let got = Packed::new(Auth { since, until }).get();
+            assert_eq!(got.until, until);
+            let want = since.min(until);
+            assert!(
+                (got.since - want).abs() < 1000 && got.since <= until,
+                "{since} {until}: {got:?}"
+            );
+            if until - since < i64::from(SECONDS) {
+                assert_eq!(got.since, want);
+            }
+        }
+    }
+
+    #[test]
+    fn due_entries_come_in_order_once_and_moved_ones_when_they_are_due() {
+        let mut b = Book::default();
+        let s = b.id("ssh_4");
+        let t = b.id("ssh_6");
+        assert_eq!(b.id("ssh_4"), s);
+        let six: IpAddr = "fd00::7".parse().unwrap();
+        assert!(b.insert(
+            s,
+            v4(1),
+            Auth {
+                since: 0,
+                until: 300
+            }
+        ));
+        assert!(b.insert(
+            s,
+            v4(2),
+            Auth {
+                since: 0,
+                until: 100
+            }
+        ));
+        assert!(b.insert(
+            t,
+            six,
+            Auth {
+                since: 0,
+                until: 200
+            }
+        ));
+        // v4(1) renewed: due at 400, not at 300.
+        assert!(!b.insert(
+            s,
+            v4(1),
+            Auth {
+                since: 0,
+                until: 400
+            }
+        ));
+        assert_eq!(b.count(s), 2);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.next_due(), Some(100));
+        let due: Vec<IpAddr> = b.take_due(300).iter().map(|d| d.1).collect();
+        assert_eq!(due, [v4(2), six]);
+        // Taken from the heap, still in the book until removed.
+        assert_eq!(b.get(s, v4(2)).map(|a| a.until), Some(100));
+        assert!(b.take_due(399).is_empty());
+        assert_eq!(b.take_due(400).len(), 1);
+        assert_eq!(
+            b.remove(s, v4(1)),
+            Some(Auth {
+                since: 0,
+                until: 400
+            })
+        );
+        assert_eq!(b.remove(s, v4(1)), None);
+        b.clear_set(s);
+        assert_eq!(b.count(s), 0);
+        assert_eq!(b.count(t), 1);
+        b.retime(t, 50);
+        assert_eq!(b.get(t, six).map(|a| a.until), Some(50));
+        assert_eq!(b.take_due(60).len(), 1);
+    }
+
+    #[test]
+    fn renewals_do_not_grow_the_heap_without_bound() {
+        let mut b = Book::default();
+        let s = b.id("ssh_4");
+        for round in 0..50 {
+            for n in 0..100 {
+                b.insert(
+                    s,
+                    v4(n),
+                    Auth {
+                        since: 0,
+                        until: 1000 + round,
+                    },
+                );
+            }
+        }
+        assert_eq!(b.len(), 100);
+        assert!(b.due4.len() <= 2 * 100 + 64 + 1, "{}", b.due4.len());
+        let due = b.take_due(10_000);
+        assert_eq!(due.len(), 100, "each once, at its last deadline");
+        assert!(due.iter().all(|d| d.2.until == 1049));
+    }
+}
