@@ -43,8 +43,13 @@ pub enum Error {
         op: &'static str,
         source: io::Error,
     },
-    /// An external tool (pfctl, nft) failed or could not run.
-    Tool { tool: String, msg: String },
+    /// An external tool (pfctl, nft, conntrack) failed or could not run:
+    /// `says` is what its words mean to pfknock, read once where it ran.
+    Tool {
+        tool: String,
+        msg: String,
+        says: ToolSays,
+    },
     /// A command line that parses but asks for something the config forbids.
     Usage(String),
     /// Anything else, already worded as `object: reason`.
@@ -141,6 +146,38 @@ impl Error {
     }
 }
 
+/// What a failed tool's message means to pfknock. nft(8) and conntrack(8)
+/// exit 1 whatever failed, so their words are the only signal; they are
+/// read in one place (`ToolSays::of`, called by `tool::run`), and every
+/// decision matches on this instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToolSays {
+    /// Nothing pfknock acts on.
+    Failed,
+    /// The object named is not there (nft: ENOENT's words, "No such file
+    /// or directory", for a table or set that does not exist).
+    NoSuchObject,
+    /// conntrack: no entry matched ("0 flow entries have been deleted").
+    NothingMatched,
+    /// nft: a set at its size (ENFILE's words, "Too many open files in
+    /// system", which the kernel answers for a full set).
+    SetFull,
+}
+
+impl ToolSays {
+    pub fn of(msg: &str) -> ToolSays {
+        if msg.contains("No such file or directory") {
+            ToolSays::NoSuchObject
+        } else if msg.contains("0 flow entries") {
+            ToolSays::NothingMatched
+        } else if msg.contains("Too many open files in system") {
+            ToolSays::SetFull
+        } else {
+            ToolSays::Failed
+        }
+    }
+}
+
 /// pfctl's wording for the errnos a table request can return
 /// (pfctl `pf_strerror` and `pfr_strerror`).
 pub fn table_errno_words(errno: i32) -> String {
@@ -231,7 +268,7 @@ impl fmt::Display for Error {
             Error::Device { path, op, source } => {
                 write!(f, "{path}: {op}: {}", io_words(source))
             }
-            Error::Tool { tool, msg } => write!(f, "{tool}: {msg}"),
+            Error::Tool { tool, msg, .. } => write!(f, "{tool}: {msg}"),
             Error::StdoutClosed => write!(f, "stdout: broken pipe"),
             Error::Usage(m)
             | Error::Other(m)
@@ -256,6 +293,19 @@ mod tests {
             "table <ssh> in anchor pfknock: DIOCRGETASTATS: table does not exist"
         );
         assert_eq!(e.exit_code(), EXIT_FAIL);
+    }
+
+    #[test]
+    fn a_tools_words_are_read_once_into_what_they_mean() {
+        // nft's, for `list table` of a table that is not there.
+        let said = "Error: No such file or directory; list table inet pfknock; ^^^^^^^";
+        assert_eq!(ToolSays::of(said), ToolSays::NoSuchObject);
+        // conntrack's, when no entry matched.
+        let said = "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.";
+        assert_eq!(ToolSays::of(said), ToolSays::NothingMatched);
+        let said = "Error: Could not process rule: Too many open files in system";
+        assert_eq!(ToolSays::of(said), ToolSays::SetFull);
+        assert_eq!(ToolSays::of("Error: syntax error"), ToolSays::Failed);
     }
 
     #[test]

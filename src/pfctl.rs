@@ -15,6 +15,7 @@ pub fn find() -> Option<PathBuf> {
 
 fn pfctl() -> Result<PathBuf> {
     find().ok_or_else(|| Error::Tool {
+        says: crate::error::ToolSays::Failed,
         tool: "pfctl".into(),
         msg: "not found: pf is not available on this system".into(),
     })

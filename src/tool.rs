@@ -62,6 +62,7 @@ pub fn run(name: &str, argv: &[&Path], args: &[&str], input: Option<&str>) -> Re
         } else {
             format!("{name} {}", args.join(" "))
         },
+        says: crate::error::ToolSays::of(&msg),
         msg,
     };
     let mut child = Command::new(exe)
@@ -76,6 +77,7 @@ pub fn run(name: &str, argv: &[&Path], args: &[&str], input: Option<&str>) -> Re
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::Tool {
+            says: crate::error::ToolSays::Failed,
             tool: exe.display().to_string(),
             msg: io_words(&e),
         })?;

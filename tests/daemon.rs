@@ -51,6 +51,7 @@ impl Loader for FakePfctl {
         let text = &pfknock::render::pf::render(cfg, source);
         if self.fail.get() {
             return Err(Error::Tool {
+                says: pfknock::error::ToolSays::Failed,
                 tool: "pfctl -a pfknock -f -".into(),
                 msg: "stdin:5: syntax error".into(),
             });

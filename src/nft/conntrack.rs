@@ -39,7 +39,10 @@ pub fn kill_states(addr: &Net, services: &[&crate::config::Service]) -> Result<u
                     match crate::tool::run("conntrack", &[exe.as_path()], &args, None) {
                         Ok(_) => killed += 1,
                         // conntrack exits 1 when nothing matched.
-                        Err(Error::Tool { msg, .. }) if msg.contains("0 flow entries") => {}
+                        Err(Error::Tool {
+                            says: crate::error::ToolSays::NothingMatched,
+                            ..
+                        }) => {}
                         Err(e) => return Err(e),
                     }
                 }

@@ -72,7 +72,10 @@ impl Nft {
     pub fn listing(&self) -> Result<Option<(Vec<Set>, RuleCounts)>> {
         match self.run(&["-j", "list", "table", "inet", TABLE], None) {
             Ok(text) => Ok(Some((parse_sets(&text)?, rule_counts(&text)))),
-            Err(Error::Tool { msg, .. }) if msg.contains("No such file or directory") => Ok(None),
+            Err(Error::Tool {
+                says: crate::error::ToolSays::NoSuchObject,
+                ..
+            }) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -69,6 +69,7 @@ impl NftTables {
         let got = crate::netlink::Lookup::open(TABLE)
             .and_then(|mut l| l.dump_counted(&s.name))
             .map_err(|e| Error::Tool {
+                says: crate::error::ToolSays::Failed,
                 tool: format!("netlink: set {}", s.name),
                 msg: crate::error::io_words(&e),
             })?;
@@ -105,6 +106,7 @@ impl NftTables {
         if addrs.iter().all(|n| n.is_host()) {
             let sets = self.sets_terse(t)?;
             let mut l = crate::netlink::Lookup::open(TABLE).map_err(|e| Error::Tool {
+                says: crate::error::ToolSays::Failed,
                 tool: format!("netlink: table inet {TABLE}"),
                 msg: crate::error::io_words(&e),
             })?;
@@ -125,6 +127,7 @@ impl NftTables {
                 mine.dedup();
                 let ips: Vec<std::net::IpAddr> = mine.iter().map(|n| n.addr()).collect();
                 let held = l.holds(&set, &ips).map_err(|e| Error::Tool {
+                    says: crate::error::ToolSays::Failed,
                     tool: format!("netlink: set {set}"),
                     msg: crate::error::io_words(&e),
                 })?;
@@ -205,6 +208,7 @@ impl NftTables {
                     full()
                 } else {
                     Error::Tool {
+                        says: crate::error::ToolSays::Failed,
                         tool: format!("netlink: {verb} element inet {TABLE} {set}"),
                         msg: crate::error::io_words(&e),
                     }
@@ -224,9 +228,10 @@ impl NftTables {
                 .run(&["-f", "-"], Some(&script))
                 .map(|_| ())
                 .map_err(|e| match e {
-                    Error::Tool { msg, .. } if msg.contains("Too many open files in system") => {
-                        full()
-                    }
+                    Error::Tool {
+                        says: crate::error::ToolSays::SetFull,
+                        ..
+                    } => full(),
                     e => e,
                 })?;
         }
@@ -236,6 +241,7 @@ impl NftTables {
 
 pub(super) fn no_table(t: &TableRef) -> Error {
     Error::Tool {
+        says: crate::error::ToolSays::Failed,
         tool: "nft".into(),
         msg: format!("{t}: no such set in table inet {TABLE} (is it loaded? pfknock load)"),
     }
@@ -267,6 +273,7 @@ impl Tables for NftTables {
         let left = crate::netlink::Lookup::open(TABLE)
             .and_then(|mut l| l.get(&set, net.addr()))
             .map_err(|e| Error::Tool {
+                says: crate::error::ToolSays::Failed,
                 tool: format!("netlink: set {set}"),
                 msg: crate::error::io_words(&e),
             })?;

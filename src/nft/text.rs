@@ -46,6 +46,7 @@ impl KernelSet {
 /// ruleset, and whether the table is there.
 pub(super) fn parse_defs(text: &str) -> Result<(Vec<KernelSet>, Vec<String>, bool)> {
     let v: Value = serde_json::from_str(text).map_err(|e| Error::Tool {
+        says: crate::error::ToolSays::Failed,
         tool: "nft -j".into(),
         msg: format!("unreadable output: {e}"),
     })?;
@@ -168,6 +169,7 @@ pub(super) fn rule_counts(text: &str) -> RuleCounts {
 
 pub(super) fn parse_sets(text: &str) -> Result<Vec<Set>> {
     let v: Value = serde_json::from_str(text).map_err(|e| Error::Tool {
+        says: crate::error::ToolSays::Failed,
         tool: "nft -j".into(),
         msg: format!("unreadable output: {e}"),
     })?;
