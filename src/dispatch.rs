@@ -522,8 +522,8 @@ fn knock(path: &Path, k: crate::cli::KnockArgs) -> Result<()> {
         quiet,
     } = k;
     let mut family = match (inet, inet6) {
-        (true, _) => name::Family::Inet,
-        (_, true) => name::Family::Inet6,
+        (true, _) => name::Family::Only(name::Af::V4),
+        (_, true) => name::Family::Only(name::Af::V6),
         _ => name::Family::Any,
     };
     let (mut ports, mut default_hits) = (ports, 6);

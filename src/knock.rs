@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::error::{Error, Result, io_words};
-use crate::name::Family;
+use crate::name::{Af, Family};
 
 #[derive(Clone, Debug)]
 pub struct Opts {
@@ -61,17 +61,13 @@ pub fn resolve(host: &str, family: Family) -> Result<SocketAddr> {
         .collect();
     addrs
         .into_iter()
-        .find(|a| match family {
-            Family::Any => true,
-            Family::Inet => a.is_ipv4(),
-            Family::Inet6 => a.is_ipv6(),
-        })
+        .find(|a| family.covers(Af::of(a.ip())))
         .ok_or_else(|| {
             Error::Other(format!(
                 "{host}: no {} address",
                 match family {
-                    Family::Inet => "IPv4",
-                    Family::Inet6 => "IPv6",
+                    Family::Only(Af::V4) => "IPv4",
+                    Family::Only(Af::V6) => "IPv6",
                     Family::Any => "usable",
                 }
             ))

@@ -21,21 +21,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::name::TableName;
+use crate::name::{Af, TableName};
 use crate::schema::{Role, Service};
 
-/// The firewall a name is for.
+/// Where a derived name lives: pf's tables and nftables' sets are two
+/// namespaces (a name may be in both), each checked for clashes alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Pf,
-    Nft,
-}
-
-/// An address family of an nftables set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Af {
-    V4,
-    V6,
+pub enum Space {
+    PfTables,
+    NftSets,
 }
 
 impl Af {
@@ -162,23 +156,23 @@ pub fn objects(s: &Service) -> Vec<Object> {
     if s.has_wrong_ports() {
         v.push(Object::Hold);
     }
-    if s.prefix6 < 128 && s.family != crate::name::Family::Inet {
+    if s.prefix6 < 128 && s.family.covers(Af::V6) {
         v.push(Object::Admit);
     }
     v
 }
 
-/// Every name one service puts into a backend's ruleset.
-pub fn names(s: &Service, b: Backend) -> Vec<(String, Object)> {
+/// Every name one service puts into one namespace.
+pub fn names(s: &Service, b: Space) -> Vec<(String, Object)> {
     let mut v = Vec::new();
     for o in objects(s) {
         match b {
-            Backend::Pf => {
+            Space::PfTables => {
                 if let Some(t) = pf_table(s, o) {
                     v.push((t.to_string(), o));
                 }
             }
-            Backend::Nft => {
+            Space::NftSets => {
                 for af in [Af::V4, Af::V6] {
                     if let Some(n) = nft_set(s, o, af) {
                         v.push((n, o));
@@ -204,7 +198,7 @@ pub fn suffixes(knock_ports: usize) -> Vec<String> {
 pub struct Clash {
     pub earlier: usize,
     pub later: usize,
-    pub backend: Backend,
+    pub space: Space,
     pub name: String,
     pub what_earlier: Object,
     pub what_later: Object,
@@ -222,13 +216,13 @@ impl Names {
     /// Add service `i`; the first of its names that an earlier object (or
     /// one of its own) already has, if any.
     pub fn add(&mut self, i: usize, s: &Service) -> Option<Clash> {
-        for (k, b) in [Backend::Pf, Backend::Nft].into_iter().enumerate() {
+        for (k, b) in [Space::PfTables, Space::NftSets].into_iter().enumerate() {
             for (name, o) in names(s, b) {
                 if let Some(&(j, prev)) = self.seen[k].get(&name) {
                     return Some(Clash {
                         earlier: j,
                         later: i,
-                        backend: b,
+                        space: b,
                         name,
                         what_earlier: prev,
                         what_later: o,

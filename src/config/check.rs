@@ -86,9 +86,9 @@ fn all_services(
                 Some(t) => ("service.table", t.span()),
                 None => ("service.name", rs.name.span()),
             };
-            let kind = match c.backend {
-                names::Backend::Pf => "pf table",
-                names::Backend::Nft => "nftables set",
+            let kind = match c.space {
+                names::Space::PfTables => "pf table",
+                names::Space::NftSets => "nftables set",
             };
             let whose = if c.earlier == c.later {
                 "its own".to_owned()

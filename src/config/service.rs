@@ -403,7 +403,7 @@ pub(super) fn sources(cx: &mut Ctx<'_>, r: &RawService) -> Result<(Family, Vec<N
         ("service.allow", &allow, &r.allow),
     ] {
         for (i, n) in list.iter().enumerate() {
-            if family != Family::Any && n.family() != family {
+            if !family.covers(n.af()) {
                 let span = raw
                     .as_ref()
                     .map(|v| v.get_ref()[i].span())
@@ -450,7 +450,7 @@ pub(super) fn destination(cx: &mut Ctx<'_>, r: &RawService, family: Family) -> R
                 let n: Net = s
                     .parse()
                     .map_err(|m: String| cx.err(t.span(), "service.to", m))?;
-                if family != Family::Any && n.family() != family {
+                if !family.covers(n.af()) {
                     return Err(cx.err(
                         t.span(),
                         "service.to",
@@ -512,9 +512,5 @@ fn prefix6(cx: &mut Ctx<'_>, r: &RawService) -> Result<u8> {
 }
 
 pub(super) fn family_word(f: Family) -> &'static str {
-    match f {
-        Family::Any => "any",
-        Family::Inet => "inet",
-        Family::Inet6 => "inet6",
-    }
+    f.word()
 }

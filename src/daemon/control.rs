@@ -13,8 +13,9 @@ use crate::cli::{Cli, Command};
 use crate::config::Role;
 use crate::control::{Reply, Request};
 use crate::error::{Error, Result};
+use crate::name::Af;
 use crate::name::Net;
-use crate::names::{Af, nft_set_of};
+use crate::names::nft_set_of;
 use crate::tables::{TableRef, Tables};
 use crate::verbs::{self, Change, Done};
 

@@ -12,8 +12,9 @@ use super::{Daemon, Level, Loader, Log};
 use crate::catalogue::Kind;
 use crate::config::{Role, Service};
 pub use crate::kevents::{ElementLookup, KernelEvent};
+use crate::name::Af;
 use crate::name::{Net, Secs};
-use crate::names::{Af, nft_set_of};
+use crate::names::nft_set_of;
 use crate::tables::{TableRef, Tables};
 
 pub(super) use super::book::Auth;

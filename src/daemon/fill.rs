@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use super::events::ms;
 use super::{Daemon, Level, Loader, Log};
 use crate::config::Service;
-use crate::names::{self, Af};
+use crate::name::Af;
+use crate::names;
 use crate::tables::{Pool, Tables};
 
 /// How often pf's pool of table entries is looked at while it has room

@@ -532,14 +532,11 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     .iter()
                     .chain(meters)
                     .filter(|set| {
-                        [crate::names::Af::V4, crate::names::Af::V6]
-                            .iter()
-                            .any(|a| {
-                                **set == crate::names::nft_set_of(w.named.table.name.as_str(), *a)
-                            })
-                            || self
-                                .meter_service(set)
-                                .is_some_and(|(s, _)| s.table == w.named.table.name)
+                        [crate::name::Af::V4, crate::name::Af::V6].iter().any(|a| {
+                            **set == crate::names::nft_set_of(w.named.table.name.as_str(), *a)
+                        }) || self
+                            .meter_service(set)
+                            .is_some_and(|(s, _)| s.table == w.named.table.name)
                     })
                     .collect();
                 format!(

@@ -373,76 +373,6 @@ impl fmt::Display for Rate {
     }
 }
 
-/// A duration in whole seconds (pf's time stamps have a second's precision).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Secs(pub u64);
-
-impl FromStr for Secs {
-    type Err = String;
-    /// `90s`, `10m`, `1h30m`, `2d`: numbers each followed by one of
-    /// s, m, h, d, w. A bare number is refused: a unit is always needed.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("bad duration \"{}\": {why}", shown(s));
-        let t = s.trim();
-        if t.is_empty() {
-            return Err(bad("empty"));
-        }
-        let mut total: u64 = 0;
-        let mut num = String::new();
-        for c in t.chars() {
-            if c.is_ascii_digit() {
-                num.push(c);
-                continue;
-            }
-            if c == ' ' && num.is_empty() {
-                continue;
-            }
-            let mult = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86400,
-                'w' => 7 * 86400,
-                _ => return Err(bad("units are s, m, h, d and w")),
-            };
-            if num.is_empty() {
-                return Err(bad("a unit needs a number before it"));
-            }
-            let n: u64 = num.parse().map_err(|_| bad("number too large"))?;
-            num.clear();
-            total = n
-                .checked_mul(mult)
-                .and_then(|v| total.checked_add(v))
-                .ok_or_else(|| bad("too long"))?;
-        }
-        if !num.is_empty() {
-            return Err(bad("a number needs a unit (s, m, h, d or w)"));
-        }
-        // pf's time stamps are time_t; keep far away from overflow.
-        if total > 100 * 365 * 86400 {
-            return Err(bad("longer than 100 years"));
-        }
-        Ok(Secs(total))
-    }
-}
-
-impl fmt::Display for Secs {
-    /// The shortest exact form: `90s` prints as `1m30s`, `0` as `0s`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut n = self.0;
-        if n == 0 {
-            return f.write_str("0s");
-        }
-        for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
-            if n >= size {
-                write!(f, "{}{unit}", n / size)?;
-                n %= size;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// An address or a network with no host bits set: `198.51.100.7`,
 /// `198.51.100.0/24`, `2001:db8::/32`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -512,12 +442,8 @@ impl Net {
         (a, a + span)
     }
 
-    pub fn family(&self) -> Family {
-        if self.addr.is_ipv4() {
-            Family::Inet
-        } else {
-            Family::Inet6
-        }
+    pub fn af(&self) -> Af {
+        Af::of(self.addr)
     }
 }
 
@@ -592,12 +518,50 @@ impl fmt::Display for Net {
     }
 }
 
-/// Address family of a service's rules.
+/// An address family: of an address, a set, a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Af {
+    V4,
+    V6,
+}
+
+impl Af {
+    pub fn of(a: IpAddr) -> Af {
+        if a.is_ipv4() { Af::V4 } else { Af::V6 }
+    }
+}
+
+/// The families a service's rules cover (`family`): both, or one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
     Any,
-    Inet,
-    Inet6,
+    Only(Af),
+}
+
+impl Family {
+    pub fn covers(self, af: Af) -> bool {
+        match self {
+            Family::Any => true,
+            Family::Only(a) => a == af,
+        }
+    }
+
+    /// The families covered, IPv4 first.
+    pub fn afs(self) -> Vec<Af> {
+        [Af::V4, Af::V6]
+            .into_iter()
+            .filter(|a| self.covers(*a))
+            .collect()
+    }
+
+    /// As the config and pf write it: `any`, `inet`, `inet6`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Family::Any => "any",
+            Family::Only(Af::V4) => "inet",
+            Family::Only(Af::V6) => "inet6",
+        }
+    }
 }
 
 impl FromStr for Family {
@@ -605,8 +569,8 @@ impl FromStr for Family {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "any" => Ok(Family::Any),
-            "inet" => Ok(Family::Inet),
-            "inet6" => Ok(Family::Inet6),
+            "inet" => Ok(Family::Only(Af::V4)),
+            "inet6" => Ok(Family::Only(Af::V6)),
             _ => Err(format!(
                 "expected \"any\", \"inet\" or \"inet6\", got \"{}\"",
                 shown(s)
@@ -673,6 +637,9 @@ impl fmt::Display for ExpireMode {
         })
     }
 }
+
+mod duration;
+pub use duration::{Secs, format_ms, parse_written_ms};
 
 #[cfg(test)]
 mod tests;

@@ -91,30 +91,9 @@ pub struct TimedElem {
     pub expires_ms: Option<u64>,
 }
 
-/// nft's `1d2h3m4s5ms` in milliseconds.
+/// nft's `1d2h3m4s5ms` in milliseconds (`name::parse_written_ms`).
 pub(super) fn parse_ms(s: &str) -> Option<u64> {
-    let (mut total, mut num) = (0u64, String::new());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let unit = match c {
-            'd' => 86_400_000,
-            'h' => 3_600_000,
-            'm' if chars.peek() == Some(&'s') => {
-                chars.next();
-                1
-            }
-            'm' => 60_000,
-            's' => 1000,
-            _ => return None,
-        };
-        total = total.checked_add(num.parse::<u64>().ok()?.checked_mul(unit)?)?;
-        num.clear();
-    }
-    num.is_empty().then_some(total)
+    crate::name::parse_written_ms(s)
 }
 
 /// The elements of `nft list set` text output, with their timers (an

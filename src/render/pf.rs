@@ -25,7 +25,7 @@
 use std::fmt::Write;
 
 use crate::config::{Config, Dest, Role, Service};
-use crate::name::{Family, PortRange, Proto};
+use crate::name::{Af, Family, PortRange, Proto};
 
 /// Render the anchor. `source` names the config file in the header comment.
 pub fn render(cfg: &Config, source: &str) -> String {
@@ -125,10 +125,8 @@ fn head(s: &Service, action: &str, log: bool) -> String {
     if let Some(i) = &s.on {
         let _ = write!(h, " on {i}");
     }
-    match s.family {
-        Family::Any => {}
-        Family::Inet => h.push_str(" inet"),
-        Family::Inet6 => h.push_str(" inet6"),
+    if s.family != Family::Any {
+        let _ = write!(h, " {}", s.family.word());
     }
     h
 }
@@ -170,7 +168,7 @@ fn kept_out(o: &mut String, s: &Service, here: &str, wrong: &str) {
     // A link-local address names a host on one link only, and a table
     // entry holds no interface: such a knock would open the port to the
     // same address on every link.
-    if s.family != Family::Inet {
+    if s.family.covers(Af::V6) {
         let mut h = head(s, "block", false);
         if s.family == Family::Any {
             h.push_str(" inet6");

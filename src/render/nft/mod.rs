@@ -54,10 +54,10 @@
 use std::fmt::Write;
 
 use crate::config::{Config, Dest, Role, Service};
-use crate::name::{ExpireMode, Family, Net, PortRange, Proto, Rate, Secs};
+use crate::name::{ExpireMode, Net, PortRange, Proto, Rate, Secs};
 use crate::names::{self, Object};
 
-pub use crate::names::Af;
+use crate::name::Af;
 
 mod guard;
 mod rules;
@@ -93,44 +93,16 @@ impl Af {
             Af::V6 => "ipv6_addr . inet_service . inet_service",
         }
     }
-
-    fn of(n: &Net) -> Af {
-        if n.addr().is_ipv4() { Af::V4 } else { Af::V6 }
-    }
 }
 
 /// The families a service's rules cover.
 pub fn families(s: &Service) -> Vec<Af> {
-    match s.family {
-        Family::Any => vec![Af::V4, Af::V6],
-        Family::Inet => vec![Af::V4],
-        Family::Inet6 => vec![Af::V6],
-    }
+    s.family.afs()
 }
 
-/// A duration as nft(8) reads it: `1d2h3m4s5ms`. nft refuses a number of
-/// 100,000,000 or more in any one part (`timeout 100000000s` is "value too
-/// large", measured with nft 1.0.6), so a long ttl must not be written in
-/// seconds alone.
+/// A duration as nft(8) reads it: `1d2h3m4s5ms` (`name::format_ms`).
 pub fn nft_time(ms: u64) -> String {
-    if ms == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    let mut n = ms;
-    for (unit, size) in [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ] {
-        if n >= size {
-            let _ = write!(out, "{}{unit}", n / size);
-            n %= size;
-        }
-    }
-    out
+    crate::name::format_ms(u128::from(ms))
 }
 
 /// One set of the table, as the loader compares it with the kernel's.
@@ -324,7 +296,7 @@ pub fn build_closed(cfg: &Config) -> TableDef {
                 let Some(to) = dest_match(s, hook, af) else {
                     continue;
                 };
-                if s.allow.iter().any(|n| Af::of(n) == af) {
+                if s.allow.iter().any(|n| n.af() == af) {
                     out.push(format!(
                         "{iif}{to}{dport} {} saddr @{} {} accept",
                         af.proto(),

@@ -39,7 +39,7 @@ pub(super) fn list(items: &[String]) -> String {
 /// The networks of `list` that belong to a family, as text.
 pub(super) fn nets_of(list: &[Net], af: Af) -> Vec<String> {
     list.iter()
-        .filter(|n| Af::of(n) == af)
+        .filter(|n| n.af() == af)
         .map(|n| n.to_string())
         .collect()
 }
@@ -466,7 +466,7 @@ pub(super) fn protect_rules(out: &mut Vec<String>, s: &Service, hook: Hook) {
         }
         let vouch = super::guard::vouch();
         out.push(format!("{iif}{dport} {ip} saddr @{set} {vouch} accept"));
-        if s.allow.iter().any(|n| Af::of(n) == af) {
+        if s.allow.iter().any(|n| n.af() == af) {
             out.push(format!(
                 "{iif}{dport} {ip} saddr @{} {vouch} accept",
                 set_of(s, Object::Table(Role::Allow), af)
