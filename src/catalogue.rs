@@ -16,6 +16,10 @@ pub enum Kind {
     /// takes them out of the stage tables and expires them after the
     /// rate's window; nftables does both in its rules).
     Hold,
+    /// A service's hosts that knocked its close port (pf: the daemon takes
+    /// them out of the authorized hosts and empties the table; nftables
+    /// does it in its rules).
+    Close,
     /// An `[[expire]]` table of a hand-written pf.conf.
     Expire,
 }
@@ -39,6 +43,7 @@ impl Named {
             Kind::Service(Role::Renew) => "renew",
             Kind::Service(Role::Allow) => "allow",
             Kind::Hold => "hold",
+            Kind::Close => "close",
             Kind::Expire => "expire",
         }
     }
@@ -70,6 +75,17 @@ pub fn named_tables(cfg: &Config) -> Vec<Named> {
                 service: Some(s.name.clone()),
                 kind: Kind::Hold,
                 ttl: Some(Secs(u64::from(s.rate.secs))),
+                mode: ExpireMode::Age,
+            });
+        }
+    }
+    for s in &cfg.services {
+        if let Some(t) = s.close_table() {
+            v.push(Named {
+                table: TableRef::new(&cfg.anchor, &t),
+                service: Some(s.name.clone()),
+                kind: Kind::Close,
+                ttl: None,
                 mode: ExpireMode::Age,
             });
         }

@@ -149,6 +149,14 @@ pub struct KnockArgs {
     /// Take ports, hits and family from this service of the config
     #[arg(short = 's', long)]
     pub service: Option<String>,
+    /// Knock the service's close port instead: the host leaves the
+    /// authorized hosts
+    #[arg(
+        long,
+        requires = "service",
+        conflicts_with_all = ["ports", "secret", "verify", "proxy"]
+    )]
+    pub close: bool,
     /// Rotating knock: derive this step's ports from the secret in FILE
     /// (the service's rotate.secret by default)
     #[arg(

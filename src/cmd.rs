@@ -92,6 +92,8 @@ pub fn show(
             (Kind::Expire, None) => true,
             (Kind::Expire, Some(_)) => false,
             (Kind::Hold, _) => all && (service.is_none() || n.service.as_deref() == service),
+            // The daemon empties it as it acts on it: nothing to show.
+            (Kind::Close, _) => false,
             // No renewal table where the firewall renews by itself.
             (Kind::Service(Role::Renew), _) if t.caps().refreshes_entries => false,
             (Kind::Service(role), _) => {

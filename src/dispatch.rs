@@ -468,6 +468,7 @@ fn service_knock(
     path: &Path,
     name: &str,
     secret: Option<&Path>,
+    close: bool,
     ports: &mut Vec<u16>,
     ports_now: &mut Option<knock::PortSource>,
 ) -> Result<(u32, name::Family)> {
@@ -476,7 +477,12 @@ fn service_knock(
         say!("pfknock: {}", name::no_controls(&w.to_string()));
     }
     let s = cmd::one_service(&cfg, Some(name))?;
-    if ports.is_empty() {
+    if close {
+        let p = s.close.ok_or_else(|| {
+            Error::Usage(format!("--close: service {} has no close port", s.name))
+        })?;
+        *ports = vec![p.get()];
+    } else if ports.is_empty() {
         *ports = match &s.rotate {
             Some(rot) => {
                 let mut rot = rot.clone();
@@ -499,6 +505,15 @@ fn service_knock(
     Ok((s.hits(), s.family))
 }
 
+/// The family `-4` or `-6` asks for.
+fn asked_family(inet: bool, inet6: bool) -> name::Family {
+    match (inet, inet6) {
+        (true, _) => name::Family::Only(name::Af::V4),
+        (_, true) => name::Family::Only(name::Af::V6),
+        _ => name::Family::Any,
+    }
+}
+
 /// `knock`: the ports, hits and family from the flags, or from the
 /// service's config; then knock, or relay as ssh's ProxyCommand.
 fn knock(path: &Path, k: crate::cli::KnockArgs) -> Result<()> {
@@ -506,6 +521,7 @@ fn knock(path: &Path, k: crate::cli::KnockArgs) -> Result<()> {
         host,
         ports,
         service,
+        close,
         secret,
         range,
         step,
@@ -521,11 +537,7 @@ fn knock(path: &Path, k: crate::cli::KnockArgs) -> Result<()> {
         idle,
         quiet,
     } = k;
-    let mut family = match (inet, inet6) {
-        (true, _) => name::Family::Only(name::Af::V4),
-        (_, true) => name::Family::Only(name::Af::V6),
-        _ => name::Family::Any,
-    };
+    let mut family = asked_family(inet, inet6);
     let (mut ports, mut default_hits) = (ports, 6);
     // Rotating: the ports of the moment, again before each repeat.
     let mut ports_now = None;
@@ -542,8 +554,14 @@ fn knock(path: &Path, k: crate::cli::KnockArgs) -> Result<()> {
         ports = rotating_ports(name, &rot, None)?;
         ports_now = Some(port_source(name, rot));
     } else if let Some(name) = &service {
-        let (hits, of_service) =
-            service_knock(path, name, secret.as_deref(), &mut ports, &mut ports_now)?;
+        let (hits, of_service) = service_knock(
+            path,
+            name,
+            secret.as_deref(),
+            close,
+            &mut ports,
+            &mut ports_now,
+        )?;
         default_hits = hits;
         if family == name::Family::Any {
             family = of_service;

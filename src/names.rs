@@ -13,6 +13,8 @@
 //! | allow list | `T_allow` | `T_allow_4`, `T_allow_6` |
 //! | knock meter of port k (nftables only) | | `T_m<k>_4`, `T_m<k>_6` |
 //! | connections open at load (nftables only) | | `T_kept_4`, `T_kept_6` |
+//! | hosts held after a wrong knock | `T_hold` | `T_hold_4`, `T_hold_6` |
+//! | close knocks (pf: overloaded hosts; nftables: their meter) | `T_close` | `T_close_4`, `T_close_6` |
 //!
 //! Suffixes can make one service's derived name equal another service's
 //! table (`ssh` with a meter `ssh_m1_4`, and a service whose table is
@@ -59,6 +61,10 @@ pub enum Object {
     /// still be authorized (nftables): one network cannot fill the
     /// authorized set.
     Admit,
+    /// Knocks on the close port: on pf the hosts past the rate, which the
+    /// daemon takes out of the authorized hosts; on nftables the meter
+    /// that counts them (the rule itself takes the host out).
+    Close,
 }
 
 impl Object {
@@ -73,6 +79,7 @@ impl Object {
             Object::Kept => "connections kept at load".into(),
             Object::Hold => "hosts held back after a wrong knock".into(),
             Object::Admit => "authorizations per IPv6 network".into(),
+            Object::Close => "close knocks".into(),
         }
     }
 }
@@ -90,6 +97,7 @@ pub fn pf_table(s: &Service, o: Object) -> Option<TableName> {
         Object::Table(Role::Renew) => derived(s, "_renew"),
         Object::Table(Role::Allow) => derived(s, "_allow"),
         Object::Hold => derived(s, "_hold"),
+        Object::Close => derived(s, "_close"),
         Object::Meter(_) | Object::Kept | Object::Admit => return None,
     };
     // Lengths are checked by `config` before a Service exists.
@@ -105,6 +113,7 @@ pub fn nft_set(s: &Service, o: Object, af: Af) -> Option<String> {
         Object::Meter(k) => derived(s, &format!("_m{k}")),
         Object::Kept => derived(s, "_kept"),
         Object::Hold => derived(s, "_hold"),
+        Object::Close => derived(s, "_close"),
         Object::Admit if af == Af::V6 => derived(s, "_admit"),
         Object::Admit => return None,
     };
@@ -115,6 +124,18 @@ pub fn nft_set(s: &Service, o: Object, af: Af) -> Option<String> {
 /// learns of each authorization from the packet logged with it.
 pub fn knock_prefix(service: &str) -> String {
     format!("pfknock {service}: ")
+}
+
+/// The nflog prefix of a service's close knock (a host it took out of
+/// the authorized set). Service names have no spaces, so no knock prefix
+/// is one.
+pub fn close_prefix(service: &str) -> String {
+    format!("pfknock close {service}: ")
+}
+
+/// The service a `close_prefix` names, if `prefix` is one.
+pub fn close_of_prefix(prefix: &str) -> Option<&str> {
+    prefix.strip_prefix("pfknock close ")?.strip_suffix(": ")
 }
 
 /// The nflog prefix of the rule that logs a knock a full meter did not
@@ -159,6 +180,9 @@ pub fn objects(s: &Service) -> Vec<Object> {
     if s.prefix6 < 128 && s.family.covers(Af::V6) {
         v.push(Object::Admit);
     }
+    if s.close.is_some() {
+        v.push(Object::Close);
+    }
     v
 }
 
@@ -187,7 +211,12 @@ pub fn names(s: &Service, b: Space) -> Vec<(String, Object)> {
 /// Suffixes a service's derived names may add to its table name, for the
 /// length check (stage and meter suffixes grow with the number of ports).
 pub fn suffixes(knock_ports: usize) -> Vec<String> {
-    let mut v = vec!["_renew".to_owned(), "_allow".to_owned(), "_hold".to_owned()];
+    let mut v = vec![
+        "_renew".to_owned(),
+        "_allow".to_owned(),
+        "_hold".to_owned(),
+        "_close".to_owned(),
+    ];
     v.extend((1..knock_ports).map(|k| format!("_s{k}")));
     v
 }
@@ -250,6 +279,11 @@ impl Service {
         pf_table(self, Object::Table(Role::Allow)).expect("a pf table")
     }
 
+    /// The pf table the close knock overloads into, where there is one.
+    pub fn close_table(&self) -> Option<TableName> {
+        self.close.and_then(|_| pf_table(self, Object::Close))
+    }
+
     /// The pf table of hosts held back after a wrong knock, where a knock
     /// can be wrong (`has_wrong_ports`).
     pub fn hold_table(&self) -> Option<TableName> {
@@ -264,7 +298,9 @@ impl Service {
             .into_iter()
             .filter_map(|o| match o {
                 Object::Table(r) => Some((pf_table(self, o)?, r)),
-                Object::Meter(_) | Object::Kept | Object::Hold | Object::Admit => None,
+                Object::Meter(_) | Object::Kept | Object::Hold | Object::Admit | Object::Close => {
+                    None
+                }
             })
             .collect()
     }

@@ -113,6 +113,9 @@ pub struct Service {
     pub step_start: Option<i64>,
     /// Knock ports drawn from a range every step (`rotate`).
     pub rotate: Option<Rotate>,
+    /// The close knock's port: a host that knocks it (at `rate`) is taken
+    /// out of the authorized hosts.
+    pub close: Option<Port>,
     pub rate: Rate,
     pub ttl: Secs,
     pub expire: ExpireMode,
@@ -261,6 +264,14 @@ impl Service {
             .chain(&self.knock_next)
             .copied()
             .collect()
+    }
+
+    /// The ports that answer as knock ports do: every knock port loaded,
+    /// and the close port.
+    pub fn knock_like_ports(&self) -> Vec<Port> {
+        let mut v = self.all_knock_ports();
+        v.extend(self.close);
+        v
     }
 
     /// Connections a client must complete on each knock port.

@@ -543,6 +543,51 @@ fn a_wrong_knock_resets_progress_and_the_hold_ends_after_the_window() {
     }
 }
 
+/// A close knock on pf overloads the host into <T_close>; at its next look
+/// the daemon takes it out of the authorized table and the stage tables,
+/// logs it once, and empties <T_close>. Another authorized host stays; a
+/// close knock from a host that was not authorized changes nothing.
+#[test]
+fn a_close_knock_takes_the_host_out_at_the_next_look() {
+    let conf = "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [7001, 7002]\n\
+                close = 7010\nrate = \"3/10\"\nwindow = \"30s\"\nttl = \"60s\"\n";
+    for l in OSES {
+        let mut r = rig(l, "close", conf);
+        r.knock("ssh", "192.0.2.1");
+        r.knock("ssh", "192.0.2.2");
+        r.knock("ssh_s1", "192.0.2.1");
+        r.at(NOW);
+        r.log.take_all();
+        r.knock("ssh_close", "192.0.2.1");
+        r.knock("ssh_close", "192.0.2.3");
+        r.at(NOW + 5);
+        let left: Vec<String> = r.hosts("ssh").into_iter().map(|(a, _)| a).collect();
+        assert_eq!(left, ["192.0.2.2"], "{}", l.os);
+        assert!(r.hosts("ssh_s1").is_empty(), "{}: progress reset", l.os);
+        assert!(r.hosts("ssh_close").is_empty(), "{}: emptied", l.os);
+        assert_eq!(
+            r.log.take(),
+            ["closed 192.0.2.1 service=ssh table=ssh anchor=pfknock age=5s ttl=1m by knock"],
+            "{}",
+            l.os
+        );
+        // Not logged again as removed, nor as expired later.
+        r.at(NOW + 6);
+        r.at(NOW + 61);
+        let said = r.log.take();
+        assert!(
+            said.iter().all(|x| !x.contains("192.0.2.1")),
+            "{}: {said:?}",
+            l.os
+        );
+        // A close knock from nobody authorized: nothing but a debug line.
+        r.knock("ssh_close", "192.0.2.9");
+        r.at(NOW + 62);
+        assert!(r.log.take().is_empty(), "{}", l.os);
+        assert!(r.hosts("ssh_close").is_empty(), "{}", l.os);
+    }
+}
+
 #[test]
 fn idle_expiry_follows_the_counters() {
     let conf = "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nttl = \"60s\"\nexpire = \"idle\"\n";

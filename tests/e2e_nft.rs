@@ -588,3 +588,79 @@ fn a_listing_right_after_a_bulk_insert_is_whole() {
     let _ = d.wait();
     assert!(said.contains(": 100000 authorizations found"), "{said}");
 }
+
+const CLOSE: &str = r#"
+[[service]]
+name    = "ssh"
+protect = [PROTECTED]
+knock   = [1234]
+close   = 1240
+rate    = "2/5"
+ttl     = "2m"
+"#;
+
+/// The close knock takes the knocker, and only the knocker, out of the
+/// authorized set, in the kernel's rules; the daemon logs it once; a host
+/// that was not authorized changes nothing by it; a knock opens again.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_close_knock_closes_for_the_knocker_only() {
+    need_root_and_tools!();
+    let mut n = Net::new(CLOSE);
+    n.up();
+    let (mut d, _pid, log) = common::daemon_logging_to_a_socket(&n);
+    let said = common::read_log(&log, 5, |s| s.contains("started"));
+    assert!(said.contains("started"), "{said}");
+    let (v4, v6) = (n.cli_ip(false), n.cli_ip(true));
+
+    // Not authorized: a close knock changes nothing and logs no line.
+    ok(&n.knock(&[&n.srv_ip(false), "1240", "-n", "3"]));
+    assert!(!n.open(false), "a close knock opens nothing");
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    ok(&n.knock(&[&n.srv_ip(true), "1234", "-n", "3"]));
+    let said = common::read_log(&log, 5, |s| s.matches("authorized ").count() >= 2);
+    assert!(said.contains(&format!("authorized {v4} ")), "{said}");
+    assert!(said.contains(&format!("authorized {v6} ")), "{said}");
+    assert!(!said.contains("closed"), "{said}");
+    assert!(n.open(false) && n.open(true), "open to both addresses");
+
+    // Once the meter forgot the first close knock (its window, 5 s), two
+    // connects are not past 2 in 5 s.
+    sleep(Duration::from_millis(5500));
+    ok(&n.knock(&[&n.srv_ip(false), "1240", "-n", "2"]));
+    assert!(n.open(false), "two connects are not past 2 in 5 s");
+
+    // Past the rate on the close port, from the IPv4 address: that
+    // address is out, the IPv6 one stays in.
+    sleep(Duration::from_millis(5500));
+    ok(&n.knock(&[&n.srv_ip(false), "1240", "-n", "3"]));
+    let said = common::read_log(&log, 5, |s| s.contains("closed"));
+    assert_eq!(
+        said.matches(&format!("closed {v4} service=ssh table=ssh"))
+            .count(),
+        1,
+        "{said}"
+    );
+    assert!(said.contains(" by knock"), "{said}");
+    assert!(!said.contains("removed"), "one line for it: {said}");
+    assert!(!said.contains(&format!("closed {v6}")), "{said}");
+    assert!(!n.open(false), "closed to the knocker");
+    assert!(n.open(true), "still open to the other address");
+    assert!(n.elements("ssh_4").is_empty(), "{:?}", n.elements("ssh_4"));
+    assert_eq!(n.elements("ssh_6").len(), 1);
+    let show = n.server(&["show"]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(!text.contains(&v4) && text.contains(&v6), "{text}");
+    // Nothing more is said of it (the knock's later packets find it gone).
+    let said = common::read_log(&log, 2, |_| false);
+    assert!(!said.contains("closed"), "{said}");
+
+    // A knock opens again, and is logged as a new authorization.
+    sleep(Duration::from_secs(5));
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    let said = common::read_log(&log, 5, |s| s.contains("authorized"));
+    assert!(said.contains(&format!("authorized {v4} ")), "{said}");
+    assert!(n.open(false), "open again after a knock");
+    let _ = d.kill();
+    let _ = d.wait();
+}

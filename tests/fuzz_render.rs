@@ -121,13 +121,14 @@ fn good(key: &'static str) -> BoxedStrategy<String> {
         "log" | "block" | "renew" => any::<bool>().prop_map(|b| b.to_string()).boxed(),
         "size" => (1u64..20_000_000).prop_map(|n| n.to_string()).boxed(),
         "prefix6" => (0u32..140).prop_map(|n| n.to_string()).boxed(),
+        "close" => (0u32..70_000).prop_map(|n| n.to_string()).boxed(),
         _ => tvalue().boxed(),
     }
 }
 
 const SERVICE_KEYS: &[&str] = &[
     "table", "proto", "rate", "ttl", "expire", "window", "from", "allow", "on", "to", "family",
-    "log", "block", "renew", "size", "prefix6",
+    "log", "block", "renew", "size", "prefix6", "close",
 ];
 
 fn service() -> impl Strategy<Value = String> {
@@ -283,8 +284,7 @@ fn grammar() -> Grammar {
         );
         Regex::new(&format!("^{t}$")).unwrap()
     };
-    let service =
-        r"# service {ID}: knock {PORT}(?: then {PORT})*, rate {RATE}, ttl {DUR} \((?:age|idle)\)";
+    let service = r"# service {ID}: knock {PORT}(?: then {PORT})*(?:, close {PORT})?, rate {RATE}, ttl {DUR} \((?:age|idle)\)";
     Grammar {
         pf: vec![
             re(r#"# pfknock [0-9.]+: anchor "{ANCH}" from {SAFE}"#),
@@ -317,7 +317,7 @@ fn grammar() -> Grammar {
             re(r"table inet pfknock \{"),
             re(&format!("\t{service}")),
             re(
-                r#"\tset {SET} \{ type ipv[46]_addr; size [0-9]+; flags dynamic, timeout;(?: counter;)? timeout {NDUR}; comment "{ID}: (?:authorized|stage [0-9]+|meter [0-9]+, rate {RATE}|held back after a wrong knock|per network)"; \}"#,
+                r#"\tset {SET} \{ type ipv[46]_addr; size [0-9]+; flags dynamic, timeout;(?: counter;)? timeout {NDUR}; comment "{ID}: (?:authorized|stage [0-9]+|meter [0-9]+, rate {RATE}|meter close, rate {RATE}|held back after a wrong knock|per network)"; \}"#,
             ),
             re(
                 r#"\tset {SET} \{ type ipv[46]_addr; flags interval; elements = \{ {NETS} \}; comment "{ID}: allow"; \}"#,
@@ -345,6 +345,10 @@ fn grammar() -> Grammar {
             ),
             re(
                 r#"\t\tiifname "lo" tcp dport {PORT} {SYN} (?:meta time >= [0-9]+ meta time < [0-9]+ )?ct state new fib saddr type != local (?:ip6 saddr != fe80::/10 )?(?:{KEY} (?:@{SET}|{NET}|\{ {NETS} \}) )?(?:{KEY} != @{SET} )?{KEY} != @{SET} limit rate 1/second log group [0-9]+ prefix "pfknock meter {SET} full: ""#,
+            ),
+            // A close knock: out of the authorized set, progress reset.
+            re(
+                r#"\t\tiifname "lo" tcp dport {PORT} {SYN} ct state new fib saddr type != local (?:{KEY} (?:{NET}|\{ {NETS} \}) )?update @{SET} \{ {KEY} limit rate over [0-9]+/(?:second|minute|hour|day|week) burst [0-9]+ packets \} delete @{SET} \{ {IP} saddr \}(?: delete @{SET} \{ {KEY} \})* log group [0-9]+ prefix "pfknock close {ID}: ""#,
             ),
             // A knock on a right port ends here; one on a wrong port
             // resets the host's progress and holds it back.

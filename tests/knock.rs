@@ -117,6 +117,56 @@ fn ports_and_hits_from_a_service() {
     assert_eq!(order, [a, a, a, b, b, b], "rate 2/5: three connects each");
 }
 
+#[test]
+fn close_knocks_the_services_close_port_with_its_hits() {
+    let (tx, rx) = mpsc::channel();
+    let a = listener("127.0.0.1:0", tx.clone());
+    let c = listener("127.0.0.1:0", tx);
+    let dir = common::Scratch::new("knock-close");
+    let conf = dir.join("client.toml");
+    let svc = |close: &str| {
+        format!(
+            "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [{a}]\n{close}rate = \"2/5\"\n"
+        )
+    };
+    std::fs::write(&conf, svc(&format!("close = {c}\n"))).unwrap();
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "knock",
+            "-c",
+            conf.to_str().unwrap(),
+            "-s",
+            "ssh",
+            "--close",
+        ];
+        v.extend_from_slice(extra);
+        v.push("127.0.0.1");
+        pfknock(&v)
+    };
+    let o = args(&["-q"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let order: Vec<u16> = drain(&rx).iter().map(|(p, _)| *p).collect();
+    assert_eq!(order, [c, c, c], "the close port alone, three connects");
+    // Not with --verify: a close knock closes.
+    let o = args(&["--verify", "22"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(drain(&rx).is_empty(), "nothing knocked");
+    // A service without a close port.
+    std::fs::write(&conf, svc("")).unwrap();
+    let o = args(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "pfknock: --close: service ssh has no close port\n"
+    );
+    assert!(drain(&rx).is_empty(), "nothing knocked");
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

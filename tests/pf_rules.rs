@@ -114,10 +114,19 @@ impl Pf {
         {
             self.tables.entry(t.clone()).or_default().insert(h);
         }
-        // The daemon: a held host's progress starts over.
+        // The daemon: a held host's progress starts over; a host that
+        // knocked the close port leaves the authorized and stage tables,
+        // and the close table.
         if self.has("ssh_hold", h) {
             for (t, set) in self.tables.iter_mut() {
                 if t.starts_with("ssh_s") {
+                    set.remove(h);
+                }
+            }
+        }
+        if self.has("ssh_close", h) {
+            for (t, set) in self.tables.iter_mut() {
+                if t == "ssh" || t == "ssh_close" || t.starts_with("ssh_s") {
                     set.remove(h);
                 }
             }
@@ -214,4 +223,34 @@ fn a_sweep_of_a_rotating_range_opens_nothing() {
     pf.knock(&rules, "192.0.2.9", stage("ssh_s1"));
     pf.knock(&rules, "192.0.2.9", 40000);
     assert!(pf.has("ssh_hold", "192.0.2.9") && !pf.has("ssh_s1", "192.0.2.9"));
+}
+
+/// knock = [7001, 7002], close = 7010 (19-close-knock): the close port
+/// takes an authorized host out, resets a sequence in progress, and is
+/// never a wrong knock (no hold); another host keeps its authorization.
+#[test]
+fn the_close_port_closes_and_is_no_wrong_knock() {
+    let rules = rules(&golden("19-close-knock"));
+    let mut pf = Pf::default();
+    for h in ["192.0.2.1", "192.0.2.2"] {
+        pf.knock(&rules, h, 7001);
+        pf.knock(&rules, h, 7002);
+        assert!(pf.has("ssh", h), "{h} opened");
+    }
+    pf.knock(&rules, "192.0.2.1", 7010);
+    assert!(!pf.has("ssh", "192.0.2.1"), "closed");
+    assert!(pf.has("ssh", "192.0.2.2"), "the other host stays");
+    assert!(
+        !pf.has("ssh_hold", "192.0.2.1"),
+        "a close knock holds nobody"
+    );
+    // Half a sequence, the close port, the rest: progress started over.
+    pf.knock(&rules, "192.0.2.1", 7001);
+    pf.knock(&rules, "192.0.2.1", 7010);
+    pf.knock(&rules, "192.0.2.1", 7002);
+    assert!(!pf.has("ssh", "192.0.2.1"));
+    pf.window_passes();
+    pf.knock(&rules, "192.0.2.1", 7001);
+    pf.knock(&rules, "192.0.2.1", 7002);
+    assert!(pf.has("ssh", "192.0.2.1"), "a knock opens again");
 }

@@ -67,13 +67,23 @@ fn all_services(
         for (t, _) in s.tables() {
             tables.insert(t, s.name.clone());
         }
-        for (i, p) in s.knock.iter().enumerate() {
+        // Knock and close ports alike: each answers with synproxy, and
+        // counts for one service only.
+        for (i, p) in s.knock.iter().chain(s.close.iter()).enumerate() {
             if let Some(other) = knock_owner.get(p) {
-                let span = knock_span(rs.get_ref(), i);
+                let (key, span, what) = port_origin(rs.get_ref(), &s, i);
+                let theirs = if services
+                    .iter()
+                    .any(|o| o.name == *other && o.close == Some(*p))
+                {
+                    "the close port"
+                } else {
+                    "a knock port"
+                };
                 return Err(cx.err(
                     span,
-                    "service.knock",
-                    format!("knock port {p} is also a knock port of service \"{other}\""),
+                    key,
+                    format!("{what} port {p} is also {theirs} of service \"{other}\""),
                 ));
             }
             knock_owner.insert(*p, s.name.clone());
@@ -110,6 +120,21 @@ fn all_services(
     Ok((services, tables, knock_owner))
 }
 
+/// Where port `i` of a service's knock ports, then its close port, was
+/// given: key, span, and what it is.
+fn port_origin(
+    r: &RawService,
+    s: &Service,
+    i: usize,
+) -> (&'static str, std::ops::Range<usize>, &'static str) {
+    if i < s.knock.len() {
+        ("service.knock", knock_span(r, i), "knock")
+    } else {
+        let span = r.close.as_ref().map(|c| c.span()).unwrap_or_default();
+        ("service.close", span, "close")
+    }
+}
+
 /// A knock port of one service must not be protected by another either:
 /// the knock rule (synproxy, quick) would shadow the other's pass rule.
 fn knock_ports_unprotected(
@@ -133,13 +158,14 @@ fn knock_ports_unprotected(
                 let j = services[i]
                     .knock
                     .iter()
+                    .chain(services[i].close.iter())
                     .position(|k| k == p)
-                    .expect("its knock port");
-                let span = knock_span(raw.service[i].get_ref(), j);
+                    .expect("its knock or close port");
+                let (key, span, what) = port_origin(raw.service[i].get_ref(), &services[i], j);
                 return Err(cx.err(
                     span,
-                    "service.knock",
-                    format!("knock port {p} is protected by service \"{}\"", o.name),
+                    key,
+                    format!("{what} port {p} is protected by service \"{}\"", o.name),
                 ));
             }
         }
@@ -330,6 +356,8 @@ pub(super) fn rotating_ranges_apart(
         for o in services.iter().filter(|o| o.name != s.name) {
             let clash = if let Some(k) = o.knock.iter().find(|p| r.range.contains(**p)) {
                 Some(format!("knock port {k} of service \"{}\"", o.name))
+            } else if let Some(k) = o.close.filter(|p| r.range.contains(*p)) {
+                Some(format!("close port {k} of service \"{}\"", o.name))
             } else if let Some(q) = o.rotate.as_ref().filter(|q| q.range.overlaps(&r.range)) {
                 Some(format!(
                     "rotate range {} of service \"{}\"",

@@ -38,6 +38,7 @@ pub(super) struct RawService {
     pub(super) protect: Spanned<Vec<Spanned<IntOrStr>>>,
     pub(super) proto: Option<Spanned<OneOrMany>>,
     pub(super) knock: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub(super) close: Option<Spanned<i64>>,
     pub(super) rotate: Option<Spanned<RawRotate>>,
     pub(super) rate: Option<Spanned<String>>,
     pub(super) ttl: Option<Spanned<String>>,

@@ -16,6 +16,7 @@ pub(super) fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service>
     let proto = protocols(cx, r)?;
     let knock = knock_ports(cx, r, &proto, &protect)?;
     let rotate = rotation(cx, r, &proto, &protect)?;
+    let close = close_port(cx, r, &proto, &protect, &knock, rotate.as_ref())?;
     let stages = rotate.as_ref().map_or(knock.len(), |r| r.ports);
     derived_names_fit(cx, r, &table, stages)?;
     let (rate, ttl, expire, window) = timing(cx, r, stages)?;
@@ -48,6 +49,7 @@ pub(super) fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service>
         knock_next: Vec::new(),
         step_start: None,
         rotate,
+        close,
         rate,
         ttl,
         expire,
@@ -230,6 +232,35 @@ pub(super) fn knock_ports(
     }
 
     Ok(knock)
+}
+
+/// `close`: the port of the close knock; not a knock port, a protected
+/// port or a port of the rotating range.
+pub(super) fn close_port(
+    cx: &mut Ctx<'_>,
+    r: &RawService,
+    proto: &[Proto],
+    protect: &[PortRange],
+    knock: &[Port],
+    rotate: Option<&Rotate>,
+) -> Result<Option<Port>> {
+    let Some(c) = &r.close else {
+        return Ok(None);
+    };
+    let p = Port::new(*c.get_ref()).map_err(|m| cx.err(c.span(), "service.close", m))?;
+    let clash = if knock.contains(&p) {
+        Some("is also a knock port".to_owned())
+    } else if proto.contains(&Proto::Tcp) && protect.iter().any(|r| r.contains(p)) {
+        Some("is also a protected port".to_owned())
+    } else {
+        rotate
+            .filter(|r| r.range.contains(p))
+            .map(|r| format!("is in the rotate range {}", r.range.nft()))
+    };
+    match clash {
+        Some(why) => Err(cx.err(c.span(), "service.close", format!("close port {p} {why}"))),
+        None => Ok(Some(p)),
+    }
 }
 
 /// The span of knock port `i` of a service that lists them.

@@ -196,10 +196,15 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             return;
         }
         match ev {
-            KernelEvent::Knock { prefix, addr } => match crate::names::meter_of_prefix(&prefix) {
-                Some(meter) => self.meter_full(meter, now),
-                None => self.knocked(&prefix, addr, now),
-            },
+            KernelEvent::Knock { prefix, addr } => {
+                if let Some(meter) = crate::names::meter_of_prefix(&prefix) {
+                    self.meter_full(meter, now)
+                } else if let Some(service) = crate::names::close_of_prefix(&prefix) {
+                    self.closed(service, addr, now)
+                } else {
+                    self.knocked(&prefix, addr, now)
+                }
+            }
             KernelEvent::Elements { .. } | KernelEvent::Changed { .. } => {
                 if let Some(e) = self.events.as_mut() {
                     e.batch.push(ev);
@@ -240,6 +245,28 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     w.force = true;
                 }
             }
+        }
+    }
+
+    /// A close knock: the rule took `addr` out of the authorized set (if
+    /// it was there) and said so. One line when it was authorized; a knock
+    /// from a host that was not changes nothing and says it at debug.
+    fn closed(&mut self, service: &str, addr: IpAddr, now: i64) {
+        let Some(s) = self.cfg.service(service).cloned() else {
+            return;
+        };
+        let set = nft_set_of(s.table.as_str(), af(addr));
+        match self.forget(&set, addr) {
+            Some(a) => {
+                let extra = format!("age={} ttl={} by knock", age(now, a.since), Secs(s.ttl.0));
+                if let Some(l) = self.event_line("closed", &s, addr, &extra) {
+                    self.log.log(Level::Info, &l);
+                }
+            }
+            None => self.log.log(
+                Level::Debug,
+                &format!("close knock from {addr} for service {service}: it was not authorized"),
+            ),
         }
     }
 

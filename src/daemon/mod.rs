@@ -132,7 +132,7 @@ impl Watch {
     fn role(&self) -> Option<Role> {
         match self.named.kind {
             Kind::Service(r) => Some(r),
-            Kind::Hold | Kind::Expire => None,
+            Kind::Hold | Kind::Close | Kind::Expire => None,
         }
     }
 
@@ -188,7 +188,7 @@ fn watches_for(cfg: &Config, self_renewing: bool) -> Vec<Watch> {
             Kind::Service(Role::Allow) => false,
             // Where the firewall times entries out itself, it holds and
             // resets in its own rules too.
-            Kind::Service(Role::Renew) | Kind::Hold => !self_renewing,
+            Kind::Service(Role::Renew) | Kind::Hold | Kind::Close => !self_renewing,
             _ => true,
         })
         .map(Watch::new)

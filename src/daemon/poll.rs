@@ -215,6 +215,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 self.reset_held(i, &entries)?;
             }
             self.expire(i, &entries, now)?;
+        } else if self.watches[i].named.kind == Kind::Close {
+            self.close_knocked(i, &entries, now)?;
         }
         let w = &mut self.watches[i];
         w.packets = Some(packets);
@@ -256,6 +258,61 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             );
             self.log.log(Level::Debug, &l);
         }
+        Ok(())
+    }
+
+    /// Hosts in a close table knocked the close port (pf overloaded them
+    /// there): take them out of the service's authorized table and its
+    /// stage tables, log each that was authorized, and empty the table.
+    pub(super) fn close_knocked(&mut self, i: usize, entries: &[Entry], now: i64) -> Result<()> {
+        let nets: Vec<Net> = entries.iter().map(|e| e.net).collect();
+        if nets.is_empty() {
+            return Ok(());
+        }
+        let svc = self.watches[i].named.service.clone();
+        let mut lines = Vec::new();
+        for j in 0..self.watches.len() {
+            let w = &self.watches[j];
+            if w.named.service != svc || !matches!(w.role(), Some(Role::Auth | Role::Stage(_))) {
+                continue;
+            }
+            let table = w.named.table.clone();
+            if w.role() == Some(Role::Auth) {
+                let ttl = w.named.ttl.unwrap_or(Secs(0));
+                for n in &nets {
+                    if let Some(since) = w.known.get(n) {
+                        let extra =
+                            format!("age={} ttl={ttl} by knock", Secs(policy::age(now, *since)));
+                        lines.push(self.line("closed", n, w, &extra));
+                    }
+                }
+            }
+            self.tables.delete(&table, &nets)?;
+            let w = &mut self.watches[j];
+            for n in &nets {
+                w.known.remove(n);
+                w.restored.remove(n);
+                w.idle.forget(n);
+            }
+            w.count = None;
+        }
+        let lines_said = !lines.is_empty();
+        for l in lines {
+            self.log.log(Level::Info, &l);
+        }
+        if !lines_said {
+            let l = format!(
+                "close knock for service {}: no authorized host among {} knocker(s)",
+                svc.as_deref().unwrap_or("?"),
+                nets.len()
+            );
+            self.log.log(Level::Debug, &l);
+        }
+        let table = self.watches[i].named.table.clone();
+        self.tables.delete(&table, &nets)?;
+        let w = &mut self.watches[i];
+        w.known.clear();
+        w.count = Some(0);
         Ok(())
     }
 

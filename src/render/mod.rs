@@ -27,8 +27,9 @@ pub fn service_comment(s: &Service) -> String {
         ),
         None => String::new(),
     };
+    let close = s.close.map_or(String::new(), |p| format!(", close {p}"));
     format!(
-        "# service {}: knock {}{rotate}, rate {}, ttl {} ({})",
+        "# service {}: knock {}{rotate}{close}, rate {}, ttl {} ({})",
         s.name,
         knock.join(" then "),
         s.rate,

@@ -109,7 +109,7 @@ fn tables_of(o: &mut String, s: &Service) {
             }
         }
     }
-    if let Some(t) = s.hold_table() {
+    for t in s.hold_table().into_iter().chain(s.close_table()) {
         let _ = writeln!(o, "table <{t}> persist");
     }
 }
@@ -152,8 +152,14 @@ fn knock_rule(o: &mut String, s: &Service, here: &str, from: &str, port: &str, o
 
 /// Every knock port of every stage, in one list.
 fn knock_ports(s: &Service) -> String {
+    port_list(s, false)
+}
+
+/// Every knock port of every stage, and the close port if `close`.
+fn port_list(s: &Service, close: bool) -> String {
     let mut all: Vec<u16> = (0..s.stages())
         .flat_map(|k| s.stage_ports(k))
+        .chain(s.close.filter(|_| close))
         .map(|p| p.get())
         .collect();
     all.sort_unstable();
@@ -176,7 +182,7 @@ fn kept_out(o: &mut String, s: &Service, here: &str, wrong: &str) {
         let _ = writeln!(
             o,
             "{h} proto tcp from fe80::/10 to {here} port {}",
-            knock_ports(s)
+            port_list(s, true)
         );
     }
     // Where a knock can be wrong (another stage's port, a port of the
@@ -234,6 +240,11 @@ fn knocks(o: &mut String, s: &Service, here: &str) {
                 s.stage_table(k + 1)
             };
             knock_rule(o, s, here, &from, &p, into.as_str());
+        }
+        // The close knock: a host past the rate goes into <T_close>, and
+        // the daemon takes it out of the authorized hosts.
+        if let (Some(c), Some(t)) = (s.close, s.close_table()) {
+            knock_rule(o, s, here, &who, &c.to_string(), t.as_str());
         }
         // Whatever the rules above did not take is a wrong knock: counted
         // as knocks are, and a host past the rate is held (the daemon also

@@ -49,6 +49,22 @@ pub(super) fn set_of(s: &Service, o: Object, af: Af) -> String {
     names::nft_set(s, o, af).expect("an object with an nftables set")
 }
 
+/// The allow list's constant set of one family, if it has addresses of
+/// that family.
+fn allow_set(s: &Service, af: Af) -> Option<SetDef> {
+    let elems = nets_of(&s.allow, af);
+    (!elems.is_empty()).then(|| SetDef {
+        name: set_of(s, Object::Table(Role::Allow), af),
+        ty: af.ty(),
+        elements: Some(elems),
+        timeout: None,
+        size: None,
+        comment: format!("{}: allow", s.name),
+        kept: None,
+        counter: false,
+    })
+}
+
 pub(super) fn service_sets(s: &Service) -> Vec<SetDef> {
     let mut v = Vec::new();
     for af in families(s) {
@@ -77,21 +93,7 @@ pub(super) fn service_sets(s: &Service) -> Vec<SetDef> {
                     v.push(dynset(o, s.window, format!("{}: stage {k}", s.name)))
                 }
                 Object::Table(Role::Renew) => {}
-                Object::Table(Role::Allow) => {
-                    let elems = nets_of(&s.allow, af);
-                    if !elems.is_empty() {
-                        v.push(SetDef {
-                            name: set_of(s, o, af),
-                            ty: af.ty(),
-                            elements: Some(elems),
-                            timeout: None,
-                            size: None,
-                            comment: format!("{}: allow", s.name),
-                            kept: None,
-                            counter: false,
-                        });
-                    }
-                }
+                Object::Table(Role::Allow) => v.extend(allow_set(s, af)),
                 Object::Meter(k) => v.push(wide(dynset(
                     o,
                     Secs(s.rate.secs as u64),
@@ -104,6 +106,12 @@ pub(super) fn service_sets(s: &Service) -> Vec<SetDef> {
                     v.push(wide(dynset(o, s.ttl, format!("{}: per network", s.name))))
                 }
                 Object::Admit => {}
+                // Counts close knocks as the knock meters count knocks.
+                Object::Close => v.push(wide(dynset(
+                    o,
+                    Secs(s.rate.secs as u64),
+                    format!("{}: meter close, rate {}", s.name, s.rate),
+                ))),
                 // As long as the meter remembers a knock: the rate's window.
                 Object::Hold => v.push(wide(dynset(
                     o,
@@ -156,7 +164,40 @@ pub(super) fn count_rules(out: &mut Vec<String>, s: &Service, group: u16) {
             count_rule(out, s, group, k, &p, &when);
         }
     }
+    close_rules(out, s, group);
     reset_rules(out, s);
+}
+
+/// The close knock: past the rate on the close port, the host leaves the
+/// authorized set (and its progress through a sequence starts over), and
+/// the daemon learns of it from the log statement. A knock on the close
+/// port ends here, counted or not: it is never a wrong knock.
+fn close_rules(out: &mut Vec<String>, s: &Service, group: u16) {
+    let Some(port) = s.close else {
+        return;
+    };
+    let head = counted_syn(&port.to_string(), "");
+    for af in families(s) {
+        let Some(from) = knock_source(s, 0, af) else {
+            continue;
+        };
+        let (ip, key) = (af.proto(), key(s, af));
+        let stages: String = (1..s.stages())
+            .map(|k| {
+                let set = set_of(s, Object::Table(Role::Stage(k)), af);
+                format!(" delete @{set} {{ {key} }}")
+            })
+            .collect();
+        out.push(format!(
+            "{head} {from}update @{} {{ {key} {} }} delete @{} {{ {ip} saddr }}{stages} \
+             log group {group} prefix \"{}\"",
+            set_of(s, Object::Close, af),
+            limit(s.rate),
+            set_of(s, Object::Table(Role::Auth), af),
+            names::close_prefix(&s.name)
+        ));
+    }
+    out.push(format!("{head} accept"));
 }
 
 /// The match of a synproxy'd SYN (see `count_rule`) to ports `p`.
@@ -344,10 +385,12 @@ fn stage_target(s: &Service, k: usize, group: u16) -> (Object, &'static str, Str
 /// rotating service's whole range, so that a scan cannot tell which
 /// ports of the range this step's are.
 pub(super) fn answering(s: &Service) -> Vec<String> {
-    match &s.rotate {
+    let mut v = match &s.rotate {
         Some(r) => vec![r.range.nft()],
         None => s.knock.iter().map(|p| p.to_string()).collect(),
-    }
+    };
+    v.extend(s.close.map(|p| p.to_string()));
+    v
 }
 
 /// The knock ports' answers to the outside.
