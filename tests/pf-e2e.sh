@@ -160,6 +160,7 @@ poll = "1s"
 name    = "ssh"
 protect = [2222]
 knock   = [1234]
+close   = 1240
 rate    = "2/10"
 ttl     = "6s"
 
@@ -300,6 +301,15 @@ pass "reload and load keep the authorization"
 pfk_srv revoke "$CLI_IP" ssh >/dev/null
 closed 2222 "after revoke"
 pass "revoke closes"
+
+# Close knock: pf overloads the host into <ssh_close>, and the daemon takes
+# it out of <ssh> within a poll and empties <ssh_close>.
+pfk_cli knock -s ssh "$SRV_IP" >/dev/null
+within 3 reach 2222 || fail "knock before the close knock"
+pfk_cli knock -s ssh --close "$SRV_IP" >/dev/null
+within 3 shut 2222 || fail "a close knock should close 2222"
+within 3 no_cli ssh_close || fail "the daemon should empty <ssh_close>"
+pass "a close knock closes"
 
 # Self-heal: rc.d/pf's reload flushes everything and loads pf.conf again;
 # the daemon puts its anchor back, and knocking works again.
