@@ -14,17 +14,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-venv=${PFKNOCK_ZIG_VENV:-/opt/pfknock-zig}
-if [ -n "${PFKNOCK_ZIG:-}" ]; then
-	zig=$PFKNOCK_ZIG
-elif [ -x "$venv/bin/python" ] && "$venv/bin/python" -m ziglang version >/dev/null 2>&1; then
-	zig="$venv/bin/python -m ziglang"
-elif command -v zig >/dev/null 2>&1; then
-	zig=zig
-else
-	echo "abi-headers: no zig: set PFKNOCK_ZIG or run .ci/run's install step" >&2
-	exit 2
-fi
+# shellcheck source=tests/zig.sh
+. tests/zig.sh
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -13,7 +13,7 @@
 #
 #   sh tests/abi-xnu.sh /path/to/xnu
 #
-# zig is found as in tests/abi-headers.sh.
+# zig is found by tests/zig.sh.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -23,17 +23,8 @@ if [ -z "$xnu" ] || [ ! -f "$pfvar" ]; then
 	echo "abi-xnu: usage: sh tests/abi-xnu.sh XNU_TREE (with bsd/net/pfvar.h)" >&2
 	exit 2
 fi
-venv=${PFKNOCK_ZIG_VENV:-/opt/pfknock-zig}
-if [ -n "${PFKNOCK_ZIG:-}" ]; then
-	zig=$PFKNOCK_ZIG
-elif [ -x "$venv/bin/python" ] && "$venv/bin/python" -m ziglang version >/dev/null 2>&1; then
-	zig="$venv/bin/python -m ziglang"
-elif command -v zig >/dev/null 2>&1; then
-	zig=zig
-else
-	echo "abi-xnu: no zig: set PFKNOCK_ZIG or run .ci/run's install step" >&2
-	exit 2
-fi
+# shellcheck source=tests/zig.sh
+. tests/zig.sh
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -220,26 +220,27 @@ impl Book {
     /// but still in the book.
     pub(super) fn take_due(&mut self, now: i64) -> Vec<(u16, IpAddr, Auth)> {
         let mut out = Vec::new();
-        while let Some(Reverse((until, addr, id))) = self.due4.peek().copied() {
-            if until > now {
-                break;
-            }
-            self.due4.pop();
-            let ip = IpAddr::V4(Ipv4Addr::from(addr));
-            if let Some(a) = self.get(id, ip).filter(|a| a.until == until) {
-                out.push((id, ip, a));
-            }
-        }
-        while let Some(Reverse((until, addr, id))) = self.due6.peek().copied() {
-            if until > now {
-                break;
-            }
-            self.due6.pop();
-            let ip = IpAddr::V6(Ipv6Addr::from(addr));
-            if let Some(a) = self.get(id, ip).filter(|a| a.until == until) {
-                out.push((id, ip, a));
-            }
-        }
+        let sets = &self.sets;
+        pop_due(
+            &mut self.due4,
+            now,
+            |(id, a)| {
+                let ip = IpAddr::V4(Ipv4Addr::from(a));
+                let p = sets.get(id as usize)?.v4.get(&a)?;
+                Some((id, ip, p.get()))
+            },
+            &mut out,
+        );
+        pop_due(
+            &mut self.due6,
+            now,
+            |(id, a)| {
+                let ip = IpAddr::V6(Ipv6Addr::from(a));
+                let p = sets.get(id as usize)?.v6.get(&a)?;
+                Some((id, ip, p.get()))
+            },
+            &mut out,
+        );
         // An entry inserted twice with one deadline is in the heap twice.
         out.sort_by_key(|(i, ip, a)| (a.until, *i, *ip));
         out.dedup_by_key(|(i, ip, _)| (*i, *ip));
@@ -262,6 +263,23 @@ impl Book {
         }
         self.due4 = BinaryHeap::from(d4);
         self.due6 = BinaryHeap::from(d6);
+    }
+}
+
+/// Pop the entries of `heap` due at `now` into `out`, each as the book
+/// holds it (`find`), if it still does with that deadline.
+fn pop_due<A: Copy + Ord>(
+    heap: &mut BinaryHeap<Reverse<(i64, A, u16)>>,
+    now: i64,
+    find: impl Fn((u16, A)) -> Option<(u16, IpAddr, Auth)>,
+    out: &mut Vec<(u16, IpAddr, Auth)>,
+) {
+    while let Some(Reverse((until, addr, id))) = heap.peek().copied() {
+        if until > now {
+            break;
+        }
+        heap.pop();
+        out.extend(find((id, addr)).filter(|(_, _, a)| a.until == until));
     }
 }
 
