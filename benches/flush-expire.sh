@@ -1,7 +1,7 @@
 #!/bin/bash
-# `pfknock flush` and `pfknock expire` (a tenth of the set due) at large
-# sets, next to their floor: one dump of the set (`nft list set`), and
-# `nft flush set`. Each binary given is timed on the same sets in turn, so
+# `pfknock show` (time and peak memory, text and --json), `pfknock flush`
+# and `pfknock expire` (a tenth of the set due) at large sets, next to
+# their floor: one dump of the set (`nft list set`), and `nft flush set`. Each binary given is timed on the same sets in turn, so
 # two builds compare side by side in one run. SETTLE=0 measures them right
 # after the set was filled instead (default: 5 s later).
 #
@@ -68,6 +68,15 @@ for n in $SIZES; do
 		"$(ms run nft list set inet pfknock ssh_4) ms" "-"
 	fill "$n"
 	printf '%-9s %-28s %-10s\n' "$n" "nft flush set" "$(ms run nft flush set inet pfknock ssh_4) ms"
+	fill "$n"
+	for b in "${BINS[@]}"; do
+		for f in "" --json; do
+			# shellcheck disable=SC2086 # $f is one word or none
+			m=$(run /usr/bin/time -f '%e s, peak %M KB' "$b" -c "$tmp/pfknock.toml" show $f \
+				2>&1 >/dev/null | tail -1)
+			printf '%-9s %-28s show %-7s %s\n' "$n" "$(basename "$b")" "${f:-(text)}" "$m"
+		done
+	done
 	for b in "${BINS[@]}"; do
 		fill "$n"
 		e=$(ms run "$b" -c "$tmp/pfknock.toml" expire -o 600s)

@@ -76,6 +76,26 @@ pub struct Row {
     pub bytes: Option<u64>,
 }
 
+/// One table `show` lists, and its entries: what its rows are made from,
+/// one at a time (`Listed::rows`), so that a set of a million is held once,
+/// as entries, and never again as rows or text.
+pub struct Listed {
+    named: Named,
+    entries: Vec<Entry>,
+    by_age: bool,
+    idle: bool,
+}
+
+impl Listed {
+    pub fn rows(&self, now: i64) -> impl Iterator<Item = Row> + '_ {
+        self.entries.iter().map(move |e| {
+            let mut r = row(&self.named, e, now, self.by_age);
+            r.idle = self.idle;
+            r
+        })
+    }
+}
+
 /// Who is authorized: the service tables (and `[[expire]]` tables when no
 /// service is named); with `all`, stage, renewal and allow tables too.
 pub fn show(
@@ -85,8 +105,21 @@ pub fn show(
     all: bool,
     now: i64,
 ) -> Result<Vec<Row>> {
+    Ok(show_tables(cfg, t, service, all)?
+        .iter()
+        .flat_map(|l| l.rows(now))
+        .collect())
+}
+
+/// `show`'s tables, each listed once.
+pub fn show_tables(
+    cfg: &Config,
+    t: &mut impl Tables,
+    service: Option<&str>,
+    all: bool,
+) -> Result<Vec<Listed>> {
     services(cfg, service)?;
-    let mut rows = Vec::new();
+    let mut listed = Vec::new();
     for n in named_tables(cfg) {
         let wanted = match (&n.kind, service) {
             (Kind::Expire, None) => true,
@@ -109,13 +142,14 @@ pub fn show(
         };
         let by_age = n.mode == ExpireMode::Age || t.caps().refreshes_entries;
         let idle = n.mode == ExpireMode::Idle && t.caps().refreshes_entries;
-        for e in entries {
-            let mut r = row(&n, &e, now, by_age);
-            r.idle = idle;
-            rows.push(r);
-        }
+        listed.push(Listed {
+            named: n,
+            entries,
+            by_age,
+            idle,
+        });
     }
-    Ok(rows)
+    Ok(listed)
 }
 
 /// `by_age`: the entry's time stamp is what its expiry counts from (always
@@ -166,50 +200,89 @@ fn not_loaded(e: Error, n: &Named) -> Error {
 
 /// The rows as an aligned table, or nothing when there are none.
 pub fn format_rows(rows: &[Row]) -> String {
-    if rows.is_empty() {
-        return String::new();
-    }
+    let mut o = Vec::new();
+    write_table(&mut o, || rows.iter().cloned()).expect("writing to memory");
+    String::from_utf8(o).expect("UTF-8 cells")
+}
+
+const HEADER: [&str; 7] = [
+    "ADDRESS", "SERVICE", "TABLE", "AGE", "LEFT", "PACKETS", "BYTES",
+];
+
+/// One row's cells, as the table shows them.
+fn cells(r: &Row) -> [String; 7] {
     let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
     let secs = |v: Option<u64>| v.map_or("-".to_owned(), |v| Secs(v).to_string());
-    let mut cells = vec![
-        [
-            "ADDRESS", "SERVICE", "TABLE", "AGE", "LEFT", "PACKETS", "BYTES",
-        ]
-        .map(str::to_owned),
-    ];
-    for r in rows {
-        let table = if r.anchor.is_empty() {
-            r.table.clone()
+    let table = if r.anchor.is_empty() {
+        r.table.clone()
+    } else {
+        format!("{}/{}", r.anchor, r.table)
+    };
+    [
+        r.address.clone(),
+        r.service.clone().unwrap_or_else(|| "-".into()),
+        table,
+        if r.idle {
+            format!("{} idle", Secs(r.age))
         } else {
-            format!("{}/{}", r.anchor, r.table)
-        };
-        cells.push([
-            r.address.clone(),
-            r.service.clone().unwrap_or_else(|| "-".into()),
-            table,
-            if r.idle {
-                format!("{} idle", Secs(r.age))
-            } else {
-                Secs(r.age).to_string()
-            },
-            secs(r.left),
-            opt(r.packets),
-            opt(r.bytes),
-        ]);
-    }
-    let widths: Vec<usize> = (0..7)
-        .map(|i| cells.iter().map(|c| c[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut o = String::new();
-    for c in &cells {
-        let mut line = String::new();
-        for (i, cell) in c.iter().enumerate() {
-            let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
+            Secs(r.age).to_string()
+        },
+        secs(r.left),
+        opt(r.packets),
+        opt(r.bytes),
+    ]
+}
+
+/// The rows `rows()` makes, as an aligned table: one pass for the column
+/// widths, one to write, so that no row is kept. Returns how many rows.
+pub fn write_table<I: Iterator<Item = Row>>(
+    w: &mut (impl std::io::Write + ?Sized),
+    rows: impl Fn() -> I,
+) -> std::io::Result<usize> {
+    let mut widths = HEADER.map(str::len);
+    let mut n = 0;
+    for r in rows() {
+        n += 1;
+        for (w, c) in widths.iter_mut().zip(cells(&r)) {
+            *w = (*w).max(c.len());
         }
-        o.push_str(line.trim_end());
-        o.push('\n');
     }
-    o
+    if n == 0 {
+        return Ok(0);
+    }
+    let mut line = |c: &[String; 7]| -> std::io::Result<()> {
+        let mut l = String::new();
+        for (i, cell) in c.iter().enumerate() {
+            let _ = write!(l, "{cell:<w$}  ", w = widths[i]);
+        }
+        writeln!(w, "{}", l.trim_end())
+    };
+    line(&HEADER.map(str::to_owned))?;
+    for r in rows() {
+        line(&cells(&r))?;
+    }
+    Ok(n)
+}
+
+/// The rows as `serde_json::to_string_pretty` writes a list of them, one
+/// row at a time.
+pub fn write_json(
+    w: &mut (impl std::io::Write + ?Sized),
+    rows: impl Iterator<Item = Row>,
+) -> std::io::Result<()> {
+    let mut first = true;
+    for r in rows {
+        let text = serde_json::to_string_pretty(&r).map_err(std::io::Error::other)?;
+        w.write_all(if first { b"[\n" } else { b",\n" })?;
+        first = false;
+        for (i, l) in text.lines().enumerate() {
+            if i > 0 {
+                w.write_all(b"\n")?;
+            }
+            write!(w, "  {l}")?;
+        }
+    }
+    w.write_all(if first { b"[]\n" } else { b"\n]\n" })
 }
 
 // ---- expire -----------------------------------------------------------------

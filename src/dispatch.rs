@@ -309,7 +309,8 @@ fn show(path: &Path, service: Option<String>, all: bool, json: bool) -> Result<(
     let cfg = load_config(path)?;
     cmd::services(&cfg, service.as_deref())?;
     let mut t = open_tables(false)?;
-    let rows = cmd::show(&cfg, &mut t, service.as_deref(), all, now())?;
+    let listed = cmd::show_tables(&cfg, &mut t, service.as_deref(), all)?;
+    let now = now();
     // A set at its size takes no new knock: said, as the daemon
     // logs it (nftables; pf tables have no size of their own).
     if t.table_stats(&cfg.anchor).is_ok() {
@@ -331,18 +332,20 @@ fn show(path: &Path, service: Option<String>, all: bool, json: bool) -> Result<(
             }
         }
     }
-    if json {
-        let text =
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::Other(format!("json: {e}")))?;
-        out(&format!("{text}\n"))?;
-    } else {
-        out(&cmd::format_rows(&rows))?;
-        if rows.is_empty() {
-            say!(
-                "pfknock: nobody is authorized{}",
-                service.map_or(String::new(), |s| format!(" for service {s}"))
-            );
+    // Written as made, row by row: the entries are held once.
+    let rows = || listed.iter().flat_map(|l| l.rows(now));
+    let n = crate::output::to_stdout(|w| {
+        if json {
+            cmd::write_json(w, rows()).map(|()| None)
+        } else {
+            cmd::write_table(w, rows).map(Some)
         }
+    })?;
+    if n == Some(0) {
+        say!(
+            "pfknock: nobody is authorized{}",
+            service.map_or(String::new(), |s| format!(" for service {s}"))
+        );
     }
     Ok(())
 }

@@ -11,17 +11,21 @@ use crate::error::{Error, Result, io_words};
 /// stdout closed before start is /dev/null: Rust's runtime reopens closed
 /// descriptors 0 to 2 there.)
 pub fn out(text: &str) -> Result<()> {
+    to_stdout(|w| w.write_all(text.as_bytes()))
+}
+
+/// `out`, for output written piece by piece through a buffer (`show` of a
+/// large set), with the same errors.
+pub fn to_stdout<T>(f: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<T>) -> Result<T> {
     use std::io::Write;
-    let mut o = std::io::stdout().lock();
-    o.write_all(text.as_bytes())
-        .and_then(|_| o.flush())
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                Error::StdoutClosed
-            } else {
-                Error::Other(format!("stdout: {}", io_words(&e)))
-            }
-        })
+    let mut o = std::io::BufWriter::new(std::io::stdout().lock());
+    f(&mut o).and_then(|t| o.flush().map(|()| t)).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Error::StdoutClosed
+        } else {
+            Error::Other(format!("stdout: {}", io_words(&e)))
+        }
+    })
 }
 
 /// A line on standard error; if stderr is closed or full there is no one

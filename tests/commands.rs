@@ -108,6 +108,18 @@ fn show_lists_who_is_authorized() {
             "{}",
             l.os
         );
+        // --json, written row by row, reads as serde's pretty list does.
+        let mut json = Vec::new();
+        cmd::write_json(&mut json, rows.iter().cloned()).unwrap();
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            format!("{}\n", serde_json::to_string_pretty(&rows).unwrap()),
+            "{}",
+            l.os
+        );
+        let mut none = Vec::new();
+        cmd::write_json(&mut none, std::iter::empty()).unwrap();
+        assert_eq!(none, b"[]\n");
         let all = cmd::show(&c, &mut k, Some("ssh"), true, NOW + 20).unwrap();
         let kinds: Vec<(&str, &str)> = all.iter().map(|r| (r.table.as_str(), r.kind)).collect();
         assert_eq!(

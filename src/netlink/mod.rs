@@ -82,16 +82,29 @@ fn error_code(m: &[u8]) -> i32 {
 /// before the ACK, or the error.
 fn request(
     s: &Socket,
-    mut m: NetlinkMessage<NetfilterMessage>,
+    m: NetlinkMessage<NetfilterMessage>,
     seq: u32,
     buf: &mut [u8],
 ) -> io::Result<Vec<Vec<u8>>> {
+    let mut got = Vec::new();
+    request_each(s, m, seq, buf, |r| got.push(r.to_vec()))?;
+    Ok(got)
+}
+
+/// `request`, handing each message of the answer to `each` as it comes
+/// instead of keeping them.
+fn request_each(
+    s: &Socket,
+    mut m: NetlinkMessage<NetfilterMessage>,
+    seq: u32,
+    buf: &mut [u8],
+    mut each: impl FnMut(&[u8]),
+) -> io::Result<()> {
     m.header.sequence_number = seq;
     m.finalize();
     let mut b = vec![0; m.header.length as usize];
     m.serialize(&mut b[..]);
     s.send(&b, 0)?;
-    let mut got = Vec::new();
     // Bounded: a request gets its answer (a dump of 16M elements at most,
     // some thousands a datagram) and its ACK or DONE, on a socket of its
     // own.
@@ -108,14 +121,14 @@ fn request(
                 2 => {
                     let code = error_code(r);
                     return if code == 0 {
-                        Ok(got)
+                        Ok(())
                     } else {
                         Err(io::Error::from_raw_os_error(-code))
                     };
                 }
                 // NLMSG_DONE
-                3 => return Ok(got),
-                _ => got.push(r.to_vec()),
+                3 => return Ok(()),
+                _ => each(r),
             }
         }
     }
@@ -454,14 +467,17 @@ impl Lookup {
         let mut all: Vec<CountedElement> = Vec::new();
         let mut at: std::collections::HashMap<IpAddr, usize> = std::collections::HashMap::new();
         for attempt in 1..=DUMP_TRIES {
+            // Parsed as each datagram comes: the raw answer is never held.
             let mut this: Vec<CountedElement> = Vec::new();
-            for r in self.getsetelem(set, None, NLM_F_REQUEST | NLM_F_DUMP)? {
-                if msg_type(&r) == NFT_MSG_NEWSETELEM
-                    && let Some((_, _, _, e)) = raw_setelem_counted(&r)
+            let m = self.getsetelem_msg(set, None, NLM_F_REQUEST | NLM_F_DUMP);
+            self.seq = self.seq.wrapping_add(1).max(1);
+            request_each(&self.sock, m, self.seq, &mut self.buf, |r| {
+                if msg_type(r) == NFT_MSG_NEWSETELEM
+                    && let Some((_, _, _, e)) = raw_setelem_counted(r)
                 {
                     this.extend(e);
                 }
-            }
+            })?;
             let mut seen = std::collections::HashSet::with_capacity(this.len());
             if this.iter().all(|x| seen.insert(x.0)) {
                 return Ok(this);
@@ -480,6 +496,21 @@ impl Lookup {
             }
         }
         Ok(all)
+    }
+
+    /// How many elements a set holds: one dump, counted as it comes and
+    /// kept nowhere (a resize of the set meanwhile can count one twice or
+    /// not at all; this is for telling a full set).
+    pub fn count(&mut self, set: &str) -> io::Result<usize> {
+        let m = self.getsetelem_msg(set, None, NLM_F_REQUEST | NLM_F_DUMP);
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let mut n = 0;
+        request_each(&self.sock, m, self.seq, &mut self.buf, |r| {
+            if msg_type(r) == NFT_MSG_NEWSETELEM {
+                n += raw_setelem_counted(r).map_or(0, |(_, _, _, e)| e.len());
+            }
+        })?;
+        Ok(n)
     }
 
     /// `dump`, with each element's own timeout too (milliseconds).

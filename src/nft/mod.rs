@@ -80,6 +80,18 @@ impl Nft {
         }
     }
 
+    /// `listing`, terse: the sets without their elements. Of the whole
+    /// ruleset, which nft lists without reading an element (measured with
+    /// nft 1.0.6 at 100,000 elements: 5 MB and no time; `-t list table`
+    /// still reads them all: 87 MB, 1.5 s).
+    pub fn listing_terse(&self) -> Result<Option<(Vec<Set>, RuleCounts)>> {
+        let text = self.run(&["-j", "-t", "list", "ruleset"], None)?;
+        if !has_table(&text) {
+            return Ok(None);
+        }
+        Ok(Some((parse_sets(&text)?, rule_counts(&text))))
+    }
+
     /// `nft -c -f -`: check only.
     pub fn check(&self, text: &str) -> Result<()> {
         self.run(&["-c", "-f", "-"], Some(text)).map(|_| ())

@@ -84,6 +84,30 @@ impl NftTables {
             .collect())
     }
 
+    /// How many elements a set of a terse listing holds: counted from a
+    /// netlink dump for sets with timeouts (the large ones), from nft's
+    /// listing for the others (allow lists hold ranges, which nft tells).
+    fn count_of(&self, s: &Set) -> Result<u64> {
+        #[cfg(target_os = "linux")]
+        if s.timeout.is_some() {
+            return crate::netlink::Lookup::open(TABLE)
+                .and_then(|mut l| l.count(&s.name))
+                .map(|n| n as u64)
+                .map_err(|e| Error::Tool {
+                    says: crate::error::ToolSays::Failed,
+                    tool: format!("netlink: set {}", s.name),
+                    msg: crate::error::io_words(&e),
+                });
+        }
+        let text = self
+            .nft
+            .run(&["-j", "list", "set", "inet", TABLE, &s.name], None)?;
+        Ok(parse_sets(&text)?
+            .iter()
+            .map(|x| x.elems.len() as u64)
+            .sum())
+    }
+
     #[cfg(not(target_os = "linux"))]
     fn elements_of(&self, s: &Set) -> Result<Vec<Elem>> {
         let text = self
@@ -316,7 +340,7 @@ impl Tables for NftTables {
     }
 
     fn table_stats(&mut self, anchor: &AnchorName) -> Result<Vec<TableStat>> {
-        let Some((sets, rules)) = self.nft.listing()? else {
+        let Some((sets, rules)) = self.nft.listing_terse()? else {
             self.seen = None;
             return Err(Error::Table {
                 table: String::new(),
@@ -327,22 +351,25 @@ impl Tables for NftTables {
             });
         };
         self.seen = Some((sets.iter().map(|s| s.name.clone()).collect(), rules));
+        let mut counts = Vec::with_capacity(sets.len());
+        for s in &sets {
+            counts.push(self.count_of(s)?);
+        }
         self.full = sets
             .iter()
-            .filter_map(|s| Some((s.name.clone(), s.size?)))
-            .filter(|(name, size)| {
-                sets.iter()
-                    .any(|s| s.name == *name && s.elems.len() as u64 >= *size)
-            })
+            .zip(&counts)
+            .filter_map(|(s, n)| Some((s.name.clone(), s.size?, *n)))
+            .filter(|(_, size, n)| *n >= *size)
+            .map(|(name, size, _)| (name, size))
             .collect();
         let mut by: BTreeMap<String, u64> = BTreeMap::new();
-        for s in sets {
+        for (s, n) in sets.iter().zip(counts) {
             let base = s
                 .name
                 .strip_suffix("_4")
                 .or_else(|| s.name.strip_suffix("_6"));
             if let Some(b) = base {
-                *by.entry(b.to_owned()).or_default() += s.elems.len() as u64;
+                *by.entry(b.to_owned()).or_default() += n;
             }
         }
         Ok(by

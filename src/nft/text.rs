@@ -133,17 +133,28 @@ pub(super) fn parse_timed(text: &str) -> Vec<TimedElem> {
 pub(super) fn rule_counts(text: &str) -> RuleCounts {
     let v: Value = serde_json::from_str(text).unwrap_or_default();
     let mut out = BTreeMap::new();
+    let ours = |o: &Value| o["family"] == "inet" && o["table"] == TABLE;
     for item in v["nftables"].as_array().into_iter().flatten() {
-        if let Some(c) = item.get("chain") {
+        if let Some(c) = item.get("chain").filter(|c| ours(c)) {
             out.entry(c["name"].as_str().unwrap_or_default().to_owned())
                 .or_insert(0);
         }
-        if let Some(r) = item.get("rule") {
+        if let Some(r) = item.get("rule").filter(|r| ours(r)) {
             *out.entry(r["chain"].as_str().unwrap_or_default().to_owned())
                 .or_insert(0) += 1;
         }
     }
     out
+}
+
+/// Does a listing hold `table inet pfknock`?
+pub(super) fn has_table(text: &str) -> bool {
+    let v: Value = serde_json::from_str(text).unwrap_or_default();
+    v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|i| i["table"]["family"] == "inet" && i["table"]["name"] == TABLE)
 }
 
 pub(super) fn parse_sets(text: &str) -> Result<Vec<Set>> {
