@@ -154,9 +154,6 @@ impl Error {
 pub enum ToolSays {
     /// Nothing pfknock acts on.
     Failed,
-    /// The object named is not there (nft: ENOENT's words, "No such file
-    /// or directory", for a table or set that does not exist).
-    NoSuchObject,
     /// conntrack: no entry matched ("0 flow entries have been deleted").
     NothingMatched,
     /// nft: a set at its size (ENFILE's words, "Too many open files in
@@ -166,9 +163,7 @@ pub enum ToolSays {
 
 impl ToolSays {
     pub fn of(msg: &str) -> ToolSays {
-        if msg.contains("No such file or directory") {
-            ToolSays::NoSuchObject
-        } else if msg.contains("0 flow entries") {
+        if msg.contains("0 flow entries") {
             ToolSays::NothingMatched
         } else if msg.contains("Too many open files in system") {
             ToolSays::SetFull
@@ -297,9 +292,10 @@ mod tests {
 
     #[test]
     fn a_tools_words_are_read_once_into_what_they_mean() {
-        // nft's, for `list table` of a table that is not there.
+        // nft's, for `list table` of a table that is not there: nothing
+        // pfknock decides on.
         let said = "Error: No such file or directory; list table inet pfknock; ^^^^^^^";
-        assert_eq!(ToolSays::of(said), ToolSays::NoSuchObject);
+        assert_eq!(ToolSays::of(said), ToolSays::Failed);
         // conntrack's, when no entry matched.
         let said = "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.";
         assert_eq!(ToolSays::of(said), ToolSays::NothingMatched);
