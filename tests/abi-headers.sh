@@ -4,28 +4,18 @@
 # as a C _Static_assert, and zig's C compiler, with the headers it ships
 # (lib/libc/include/generic-freebsd, generic-openbsd), compiles them for
 # x86_64 and aarch64 of each. Any disagreement fails the compile, and the
-# assertion's message names the fact. macOS has no public pfvar.h; its facts
-# cite the xnu sources in docs/pf-kernel.md instead.
+# assertion's message names the fact. macOS has no public pfvar.h:
+# tests/abi-xnu.sh checks its facts against an xnu tree.
 #
-# zig comes from $PFKNOCK_ZIG (a zig binary, or "python -m ziglang"), or the
-# venv .ci/run makes ($PFKNOCK_ZIG_VENV, default /opt/pfknock-zig).
+# zig is found by tests/abi-facts.sh ($PFKNOCK_ZIG, or the venv .ci/run
+# makes).
 #
 #   sh tests/abi-headers.sh
 set -eu
 cd "$(dirname "$0")/.."
 
-# shellcheck source=tests/zig.sh
-. tests/zig.sh
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-export ZIG_GLOBAL_CACHE_DIR="$tmp/cache" ZIG_LOCAL_CACHE_DIR="$tmp/cache"
-
-PFKNOCK_ABI_DIR=$tmp cargo test -q --test abi_headers >"$tmp/cargo.log" 2>&1 || {
-	cat "$tmp/cargo.log" >&2
-	echo "abi-headers: generating the assertions failed" >&2
-	exit 1
-}
+# shellcheck source=tests/abi-facts.sh
+. tests/abi-facts.sh
 
 rc=0
 for os in freebsd openbsd; do

@@ -13,7 +13,7 @@
 #
 #   sh tests/abi-xnu.sh /path/to/xnu
 #
-# zig is found by tests/zig.sh.
+# zig is found by tests/abi-facts.sh.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -23,18 +23,8 @@ if [ -z "$xnu" ] || [ ! -f "$pfvar" ]; then
 	echo "abi-xnu: usage: sh tests/abi-xnu.sh XNU_TREE (with bsd/net/pfvar.h)" >&2
 	exit 2
 fi
-# shellcheck source=tests/zig.sh
-. tests/zig.sh
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-export ZIG_GLOBAL_CACHE_DIR="$tmp/cache" ZIG_LOCAL_CACHE_DIR="$tmp/cache"
-
-PFKNOCK_ABI_DIR=$tmp cargo test -q --test abi_headers >"$tmp/cargo.log" 2>&1 || {
-	cat "$tmp/cargo.log" >&2
-	echo "abi-xnu: generating the assertions failed" >&2
-	exit 1
-}
+# shellcheck source=tests/abi-facts.sh
+. tests/abi-facts.sh
 
 # From pfvar.h: the one-line #defines of the names below, every top-level
 # enum block that declares one of the enumerators below, and the structs
