@@ -750,6 +750,59 @@ fn a_full_meter_is_logged_when_it_fills_and_when_it_has_room() {
     assert_eq!(r.d.next_due_ms(), None, "no more looks");
 }
 
+/// A close knock: the kernel's rule took the host out of the set and said
+/// so; the daemon logs it once, forgets it (no `expired` line later), and
+/// a close knock from a host that was not authorized is no line. A full
+/// close meter is logged as knock meters are.
+#[test]
+fn a_close_knock_is_one_closed_line_and_nothing_after() {
+    let mut r = rig("close", &format!("{SSH}close = 1240\n"));
+    let a = r.knock(T0 + 100, "198.18.0.9");
+    r.knock(T0 + 200, "198.18.0.10");
+    r.log.take();
+    let close = |r: &mut Rig, t: i64, h: &str| {
+        r.k.st()
+            .set("ssh_4")
+            .unwrap()
+            .elems
+            .remove(&h.parse().unwrap());
+        r.event(
+            t,
+            KernelEvent::Knock {
+                prefix: "pfknock close ssh: ".into(),
+                addr: h.parse().unwrap(),
+            },
+        )
+    };
+    close(&mut r, T0 + s(5) + 100, "198.18.0.9");
+    // Its later connects past the limit: the kernel logs them too.
+    close(&mut r, T0 + s(5) + 200, "198.18.0.9");
+    close(&mut r, T0 + s(5) + 300, "198.18.0.77");
+    assert_eq!(
+        r.log.take(),
+        ["closed 198.18.0.9 service=ssh table=ssh anchor=pfknock age=5s ttl=1m by knock"]
+    );
+    assert!(!r.k.holds("ssh_4").contains(&a));
+    r.at(T0 + 200 + s(60) + COALESCE);
+    assert_eq!(
+        r.log.take(),
+        ["expired 198.18.0.10 service=ssh table=ssh anchor=pfknock age=1m ttl=1m"],
+        "the closed host is not expired again"
+    );
+    r.event(
+        T0 + s(62),
+        KernelEvent::Knock {
+            prefix: "pfknock meter ssh_close_4 full: ".into(),
+            addr: "198.18.0.11".parse().unwrap(),
+        },
+    );
+    let l = r.log.take();
+    assert!(
+        l.iter().any(|x| x.starts_with("set ssh_close_4 is full")),
+        "{l:?}"
+    );
+}
+
 /// Elements one transaction added expire a few ms apart in the kernel;
 /// the daemon looks once for them all, so past `log_burst` they are one
 /// line (the whole-second deadlines did that by accident; ms ones need

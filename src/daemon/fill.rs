@@ -57,7 +57,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     pub(super) fn meter_service(&self, set: &str) -> Option<(&Service, i64)> {
         self.cfg.services.iter().find_map(|s| {
             let mine = names::objects(s).into_iter().any(|o| {
-                matches!(o, names::Object::Meter(_))
+                matches!(o, names::Object::Meter(_) | names::Object::Close)
                     && [Af::V4, Af::V6]
                         .iter()
                         .any(|a| names::nft_set(s, o, *a).as_deref() == Some(set))

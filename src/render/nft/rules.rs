@@ -188,13 +188,19 @@ fn close_rules(out: &mut Vec<String>, s: &Service, group: u16) {
                 format!(" delete @{set} {{ {key} }}")
             })
             .collect();
+        let meter = set_of(s, Object::Close, af);
         out.push(format!(
-            "{head} {from}update @{} {{ {key} {} }} delete @{} {{ {ip} saddr }}{stages} \
+            "{head} {from}update @{meter} {{ {key} {} }} delete @{} {{ {ip} saddr }}{stages} \
              log group {group} prefix \"{}\"",
-            set_of(s, Object::Close, af),
             limit(s.rate),
             set_of(s, Object::Table(Role::Auth), af),
             names::close_prefix(&s.name)
+        ));
+        // A close knock its full meter did not count, as for knock meters.
+        out.push(format!(
+            "{head} {from}{key} != @{meter} limit rate 1/second \
+             log group {group} prefix \"{}\"",
+            names::meter_full_prefix(&meter)
         ));
     }
     out.push(format!("{head} accept"));
