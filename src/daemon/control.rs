@@ -4,8 +4,6 @@
 //! it follows each change instead of undoing it, and logs it once.
 #![forbid(unsafe_code)]
 
-use std::net::IpAddr;
-
 use clap::Parser;
 
 use super::{Daemon, Level, Loader, Log};
@@ -13,10 +11,7 @@ use crate::cli::{Cli, Command};
 use crate::config::Role;
 use crate::control::{Reply, Request};
 use crate::error::{Error, Result};
-use crate::name::Af;
-use crate::name::Net;
-use crate::names::nft_set_of;
-use crate::tables::{TableRef, Tables};
+use crate::tables::Tables;
 use crate::verbs::{self, Change, Done};
 
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
@@ -131,10 +126,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.loader.unload(&self.cfg, open)?;
         self.held = true;
         let mut dropped = 0;
-        if let Some(e) = self.events.as_mut() {
-            dropped += e.book.len();
-            e.book.clear();
-            e.meters.clear();
+        if let Some(m) = self.events.as_mut() {
+            dropped += m.clear();
         }
         self.full.clear();
         let anchor = self.cfg.anchor.clone();
@@ -178,8 +171,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 Change::Added(t, n) | Change::Removed(t, n) => (t, Some(*n)),
                 Change::Cleared(t) => (t, None),
             };
-            if self.events.is_some() {
-                self.follow_set(c, table, net, now);
+            let cx = super::events::cx!(self);
+            if let Some(m) = self.events.as_mut() {
+                let acts = m.follow(&cx, c, now);
+                self.carry_out(acts, super::events::ms(now));
                 continue;
             }
             let Some(w) = self.watches.iter_mut().find(|w| w.named.table == *table) else {
@@ -203,40 +198,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     w.idle = Default::default();
                 }
             }
-        }
-    }
-
-    /// `follow` with kernel events: the authorized sets the daemon tracks.
-    fn follow_set(&mut self, c: &Change, table: &TableRef, net: Option<Net>, now: i64) {
-        let Some(s) = self
-            .cfg
-            .services
-            .iter()
-            .find(|s| s.table == table.name)
-            .cloned()
-        else {
-            return;
-        };
-        let af = |a: IpAddr| if a.is_ipv6() { Af::V6 } else { Af::V4 };
-        match (c, net) {
-            (Change::Added(..), Some(n)) if Net::host(n.addr()) == n => {
-                let set = nft_set_of(s.table.as_str(), af(n.addr()));
-                // From the start of the second: early, never late (the
-                // deadline's look-up then finds the kernel's own).
-                let now = super::events::ms(now);
-                self.track(&set, n.addr(), now, now + super::events::ms(s.ttl.0 as i64));
-            }
-            (Change::Removed(..), Some(n)) => {
-                let set = nft_set_of(s.table.as_str(), af(n.addr()));
-                self.forget(&set, n.addr());
-            }
-            (Change::Cleared(_), _) => {
-                for a in [Af::V4, Af::V6] {
-                    let set = nft_set_of(s.table.as_str(), a);
-                    self.forget_set(&set);
-                }
-            }
-            _ => {}
         }
     }
 }

@@ -152,8 +152,8 @@ pub struct Daemon<T, L, G> {
     watches: Vec<Watch>,
     warned_disabled: bool,
     warned_missing: HashSet<TableRef>,
-    /// Sets logged as full, until they have room again (a meter the events
-    /// mode found full is in `Events::meters` instead).
+    /// Sets logged as full by the polls, until they have room again (the
+    /// events mode keeps its own: `Machine::full`, `Machine::meters`).
     full: HashSet<String>,
     /// Errors that repeat poll after poll, logged once and then rarely.
     repeats: Repeats,
@@ -161,8 +161,10 @@ pub struct Daemon<T, L, G> {
     caps: crate::tables::Caps,
     /// When the next step of a rotating service starts.
     step_due: Option<i64>,
-    /// Kernel events instead of polls, where the firewall sends them.
-    events: Option<events::Events>,
+    /// Kernel events instead of polls, where the firewall sends them: the
+    /// decisions (`machine`), and the element look-up that answers them.
+    events: Option<machine::Machine>,
+    lookup: Option<Box<dyn ElementLookup + Send>>,
     /// Removals pfknock's commands noted (pf: nobody else says who
     /// deleted an entry). None: log every removal.
     pub notes: Option<notes::Notes>,
@@ -174,6 +176,26 @@ pub struct Daemon<T, L, G> {
     pub state: Option<PathBuf>,
     /// pf's global pools: table entries, source nodes (`fill::Pools`).
     pool: fill::Pools,
+}
+
+/// One log line about an entry: `VERB NET service=S table=T anchor=A`,
+/// then `extra`.
+fn line(verb: &str, net: &Net, service: Option<&str>, t: &TableRef, extra: &str) -> String {
+    let mut s = format!(
+        "{verb} {net} service={} table={} anchor={}",
+        service.unwrap_or("-"),
+        t.name,
+        if t.anchor.is_main() {
+            "-"
+        } else {
+            t.anchor.as_str()
+        }
+    );
+    if !extra.is_empty() {
+        s.push(' ');
+        s.push_str(extra);
+    }
+    s
 }
 
 /// The tables to watch. Renewal tables come first, so that a renewal is
@@ -231,6 +253,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             caps,
             step_due: None,
             events: None,
+            lookup: None,
             notes: None,
             held: false,
             state: None,
@@ -356,8 +379,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// When the next table is due, in milliseconds: with kernel events
     /// each authorization has the kernel's own deadline.
     pub fn next_due_ms(&self) -> Option<i64> {
-        if self.events.is_some() {
-            return self.events_due();
+        if let Some(m) = &self.events {
+            return m.next_due();
         }
         self.watches
             .iter()
@@ -371,22 +394,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 
     fn line(&self, verb: &str, net: &Net, w: &Watch, extra: &str) -> String {
-        let t = &w.named.table;
-        let mut s = format!(
-            "{verb} {net} service={} table={} anchor={}",
-            w.named.service.as_deref().unwrap_or("-"),
-            t.name,
-            if t.anchor.is_main() {
-                "-"
-            } else {
-                t.anchor.as_str()
-            }
-        );
-        if !extra.is_empty() {
-            s.push(' ');
-            s.push_str(extra);
-        }
-        s
+        line(verb, net, w.named.service.as_deref(), &w.named.table, extra)
     }
 
     /// One poll: read table statistics (one request per anchor), restore
@@ -490,8 +498,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 None => fresh,
             })
             .collect();
-        self.retime(&old);
-        self.settle_start(now);
+        if let Some(m) = self.events.as_mut() {
+            m.retime(&old, &self.cfg);
+            m.reload_began(now);
+        }
         self.check_pf();
         self.step_due = crate::rotate::next_boundary(&self.cfg, now, self.caps.timed_rules);
         self.log.log(
@@ -520,22 +530,23 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             .iter()
             .filter(|w| w.swept())
             .map(|w| {
-                let (n, due) = if self.events.is_some() {
-                    self.events_count(w.named.table.name.as_str())
-                } else {
-                    (w.known.len(), w.next_due)
+                let (n, due) = match &self.events {
+                    Some(m) => m.count(w.named.table.name.as_str()),
+                    None => (w.known.len(), w.next_due),
                 };
                 // Full sets, and the meters the events mode found full.
-                let meters = self.events.iter().flat_map(|e| e.meters.keys());
+                let theirs = self
+                    .events
+                    .iter()
+                    .flat_map(|m| m.full.iter().chain(m.meters.keys()));
                 let full: Vec<&String> = self
                     .full
                     .iter()
-                    .chain(meters)
+                    .chain(theirs)
                     .filter(|set| {
                         [crate::name::Af::V4, crate::name::Af::V6].iter().any(|a| {
                             **set == crate::names::nft_set_of(w.named.table.name.as_str(), *a)
-                        }) || self
-                            .meter_service(set)
+                        }) || machine::meter_service(&self.cfg, set)
                             .is_some_and(|(s, _)| s.table == w.named.table.name)
                     })
                     .collect();
@@ -590,8 +601,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// Entries the daemon knows of per table (for tests and benchmarks).
     pub fn known(&self, t: &TableRef) -> Option<usize> {
-        if self.events.is_some() {
-            return Some(self.events_count(t.name.as_str()).0);
+        if let Some(m) = &self.events {
+            return Some(m.count(t.name.as_str()).0);
         }
         self.watches
             .iter()
@@ -604,9 +615,9 @@ mod book;
 mod control;
 mod events;
 mod fill;
+mod machine;
 pub mod notes;
 mod poll;
 mod process;
-mod settle;
 pub mod state;
 pub use process::{DEFAULT_PIDFILE, Pidfile, RunOpts, SysLog, run};

@@ -86,7 +86,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let mut k = Known::new();
         if let Some(e) = &self.events {
             for (i, addr, a) in e.book.iter() {
-                if let Some(s) = self.auth_service(e.book.name(i)) {
+                if let Some(s) = super::machine::auth_service(&self.cfg, e.book.name(i)) {
                     let t = TableRef::new(&self.cfg.anchor, &s.table);
                     k.insert((t.to_string(), Net::host(addr)), a.since.div_euclid(1000));
                 }

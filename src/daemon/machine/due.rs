@@ -1,0 +1,421 @@
+//! The machine's deadlines and the conditions it logs once: expiry (one
+//! look-up per due element), reading the sets again, full sets and
+//! meters, forged datagrams, and the knocks a reload lost.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+
+use super::{
+    Action, Auth, COALESCE, Ctx, DumpError, Elements, Left, Machine, Query, Step, Then, age,
+    auth_service, auth_table, event_line, info, ms,
+};
+use crate::config::{Config, Service};
+use crate::daemon::Level;
+use crate::name::{Af, ExpireMode, Net, Secs};
+use crate::names::{self, nft_set_of};
+
+/// How long after a reload its lost knocks may still arrive (ms): the
+/// kernel queues their log lines before the commit returns, so they are
+/// the first the daemon reads after it; this is ample.
+const WINDOW: i64 = 3000;
+
+/// After a reload on nftables: the knocks that the reload itself lost.
+///
+/// A reload that changes a set's definition (its ttl, its size) makes the
+/// set anew in one transaction, with the elements `nft::Nft::load` read
+/// just before. A knock that lands between that reading and the commit
+/// goes into the old set, which the commit deletes: the kernel logged it
+/// (nfnetlink_log) and the daemon reads that log line only after the
+/// reload, when the element is gone. For a few seconds after a reload,
+/// such a knock is put back (a new authorization with its ttl; a renewal
+/// with the time it was renewed to), unless someone removed that address
+/// or flushed that set since the reload: nothing removed comes back.
+pub(super) struct Reload {
+    /// Until when (ms).
+    until: i64,
+    /// (set, address) removed since the reload, by a command or by others.
+    pub(super) removed: HashSet<(String, IpAddr)>,
+    /// Sets flushed since the reload.
+    pub(super) flushed: HashSet<String>,
+    /// The window has not yet been timed from the reload's end.
+    fresh: bool,
+}
+
+/// The service whose meter set this is, and the meter's window (ms).
+pub(in crate::daemon) fn meter_service<'c>(
+    cfg: &'c Config,
+    set: &str,
+) -> Option<(&'c Service, i64)> {
+    cfg.services.iter().find_map(|s| {
+        let mine = names::objects(s).into_iter().any(|o| {
+            matches!(o, names::Object::Meter(_) | names::Object::Close)
+                && [Af::V4, Af::V6]
+                    .iter()
+                    .any(|a| names::nft_set(s, o, *a).as_deref() == Some(set))
+        });
+        mine.then(|| (s, ms(i64::from(s.rate.secs.max(1)))))
+    })
+}
+
+fn full_line(set: &str, size: u64) -> String {
+    format!(
+        "set {set} is full ({size} elements): knocks it would take are not \
+         counted until entries expire; raise the service's size"
+    )
+}
+
+impl Machine {
+    /// Read every authorized set and take what is there as known, without
+    /// a line for each (at start, and after lost notifications).
+    pub fn resync(&mut self, cx: &Ctx, _now: i64) -> Vec<Action> {
+        let mut sets = Vec::new();
+        for s in &cx.cfg.services {
+            for a in [Af::V4, Af::V6] {
+                sets.push((nft_set_of(s.table.as_str(), a), ms(s.ttl.0 as i64)));
+            }
+        }
+        self.book.clear();
+        let query = Query::Dump(sets.iter().map(|(s, _)| s.clone()).collect());
+        vec![Action::Ask(query, Then(Step::Resync(sets)))]
+    }
+
+    pub(super) fn resynced(
+        &mut self,
+        cx: &Ctx,
+        sets: Vec<(String, i64)>,
+        dumps: Vec<Result<Elements, DumpError>>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        for ((set, ttl), got) in sets.into_iter().zip(dumps) {
+            match got {
+                Ok(elems) => {
+                    for (addr, left) in elems {
+                        let left = left.map_or(ttl, |ms| ms as i64);
+                        out.extend(self.track(
+                            cx,
+                            &set,
+                            addr,
+                            now - (ttl - left).max(0),
+                            now + left,
+                        ));
+                    }
+                }
+                // A family the service does not have.
+                Err(DumpError::Missing) => {}
+                Err(DumpError::Failed(e)) => {
+                    out.push(Action::Log(Level::Err, format!("set {set}: {e}")))
+                }
+            }
+        }
+    }
+
+    /// Deadlines: look up each due element once (and each full meter due
+    /// a look). Gone: expired (one line, or one line for the lot past
+    /// `log_burst`). Still there: its time was refreshed (traffic,
+    /// `expire = "idle"`), so wait for it again.
+    pub fn tick(&mut self, _cx: &Ctx, now: i64) -> Vec<Action> {
+        let mut out = Vec::new();
+        let meters: Vec<String> = self
+            .meters
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(m, _)| m.clone())
+            .collect();
+        if !meters.is_empty() {
+            let q = Query::Dump(meters.clone());
+            out.push(Action::Ask(q, Then(Step::Meters(meters))));
+        }
+        let due: Vec<(String, IpAddr, Auth)> = self
+            .book
+            .take_due(now)
+            .into_iter()
+            .map(|(i, addr, a)| (self.book.name(i).to_owned(), addr, a))
+            .collect();
+        if !due.is_empty() {
+            let q = Query::Left(due.iter().map(|(s, a, _)| (s.clone(), *a)).collect());
+            out.push(Action::Ask(q, Then(Step::Due(due))));
+        }
+        out
+    }
+
+    pub(super) fn expire(
+        &mut self,
+        cx: &Ctx,
+        due: Vec<(String, IpAddr, Auth)>,
+        left: Vec<Result<Left, String>>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let mut expired: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for ((set, addr, a), left) in due.into_iter().zip(left) {
+            let left = match left {
+                Ok(l) => l,
+                Err(err) => {
+                    let msg = format!("looking up {addr} in set {set}: {err}");
+                    out.push(Action::Fail(Level::Err, msg));
+                    // Look again at the next poll.
+                    let until = now + ms(cx.cfg.poll.0 as i64);
+                    out.extend(self.track(cx, &set, addr, a.since, until));
+                    continue;
+                }
+            };
+            let Some(s) = auth_service(cx.cfg, &set) else {
+                self.forget(cx, &set, addr, out);
+                continue;
+            };
+            match left {
+                // Still there (refreshed by traffic, or the daemon's
+                // estimate was early): due when the kernel says.
+                Some(Some(left)) => {
+                    out.extend(self.track(cx, &set, addr, a.since, now + (left as i64).max(1)));
+                }
+                // No timeout: not pfknock's to expire.
+                Some(None) => {
+                    self.forget(cx, &set, addr, out);
+                }
+                None => {
+                    self.forget(cx, &set, addr, out);
+                    // Idle expiry: the kernel timed the element out after
+                    // ttl without traffic, so the idle time is the ttl;
+                    // the age is since it was authorized (or renewed).
+                    let age = age(now, a.since);
+                    let ttl = Secs(s.ttl.0);
+                    let extra = if s.expire == ExpireMode::Idle {
+                        format!("idle={ttl} age={age} ttl={ttl}")
+                    } else {
+                        format!("age={age} ttl={ttl}")
+                    };
+                    let l = event_line(cx.cfg, "expired", s, addr, &extra);
+                    expired.entry(s.name.clone()).or_default().push(l);
+                }
+            }
+        }
+        // Each line, or per service past `log_burst` one line with their
+        // number (each at debug).
+        let burst = cx.cfg.log_burst as usize;
+        for (svc, lines) in expired {
+            if lines.len() > burst {
+                let n = lines.len();
+                info(
+                    out,
+                    format!("expired {n} authorizations of service {svc} at once"),
+                );
+                out.extend(lines.into_iter().map(|l| Action::Log(Level::Debug, l)));
+            } else {
+                out.extend(lines.into_iter().map(|l| Action::Log(Level::Info, l)));
+            }
+        }
+    }
+
+    /// Log once when an authorized set reaches its size (knocks it would
+    /// take are not counted), and once when it has room again; the same
+    /// lines as the poll's, from the machine's count.
+    pub(super) fn note_fill(&mut self, cx: &Ctx, set: &str) -> Vec<Action> {
+        let Some(size) = auth_service(cx.cfg, set).map(|s| s.size) else {
+            return Vec::new();
+        };
+        let Some(i) = self.book.find(set) else {
+            return Vec::new();
+        };
+        let n = self.book.count(i) as u64;
+        if n >= size && self.full.insert(set.to_owned()) {
+            vec![Action::Log(Level::Warning, full_line(set, size))]
+        } else if n < size && self.full.remove(set) {
+            vec![Action::Log(
+                Level::Notice,
+                format!("set {set} has room again"),
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A knock that a full meter did not count (its own log rule, at most
+    /// once a second): logged once, and the meter looked at again each
+    /// window until it has room.
+    pub(super) fn meter_full(&mut self, cx: &Ctx, set: &str, now: i64, out: &mut Vec<Action>) {
+        let Some((s, window)) = meter_service(cx.cfg, set) else {
+            return;
+        };
+        if self.meters.insert(set.to_owned(), now + window).is_none() {
+            out.push(Action::Log(Level::Warning, full_line(set, s.meter_size())));
+        }
+    }
+
+    /// Full meters looked at: one that has room is logged so, the others
+    /// are looked at again a window later.
+    pub(super) fn meters_looked(
+        &mut self,
+        cx: &Ctx,
+        due: Vec<String>,
+        dumps: Vec<Result<Elements, DumpError>>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        for (m, got) in due.into_iter().zip(dumps) {
+            let Some((s, window)) = meter_service(cx.cfg, &m) else {
+                self.meters.remove(&m);
+                continue;
+            };
+            let room = match got {
+                Ok(elems) => (elems.len() as u64) < s.meter_size(),
+                // Gone with the table: nothing full any more.
+                Err(_) => true,
+            };
+            if room {
+                self.meters.remove(&m);
+                out.push(Action::Log(
+                    Level::Notice,
+                    format!("set {m} has room again"),
+                ));
+            } else {
+                self.meters.insert(m, now + window);
+            }
+        }
+    }
+
+    /// A datagram the kernel did not send: logged at once, then at most
+    /// once every `REPEAT_EVERY` seconds with how many came meanwhile, so
+    /// a flood of them cannot flood the log.
+    pub(super) fn forged(&mut self, on: &'static str, now: i64, out: &mut Vec<Action>) {
+        // Each socket counts and says its own.
+        let (count, last) = self.forged.entry(on).or_insert((0, i64::MIN));
+        *count += 1;
+        if now.saturating_sub(*last) < ms(crate::daemon::REPEAT_EVERY) {
+            return;
+        }
+        let n = std::mem::take(count);
+        *last = now;
+        out.push(Action::Log(
+            Level::Warning,
+            format!(
+                "{on}: {n} netlink message(s) that the kernel did not send ignored \
+                 (forged by a local process with CAP_NET_ADMIN)"
+            ),
+        ));
+    }
+
+    /// A reload has just been committed (`now` in seconds, when it began).
+    pub fn reload_began(&mut self, now: i64) {
+        self.reload = Some(Reload {
+            until: ms(now) + WINDOW,
+            removed: HashSet::new(),
+            flushed: HashSet::new(),
+            fresh: true,
+        });
+    }
+
+    /// The reload that just ran (a SIGHUP, a `load` through the control
+    /// socket) ended at `now` (ms): its lost knocks are read from then
+    /// on, however long the reload itself took.
+    pub fn reload_ended(&mut self, now: i64) {
+        if let Some(r) = self.reload.as_mut()
+            && r.fresh
+        {
+            r.until = r.until.max(now + WINDOW);
+            r.fresh = false;
+        }
+    }
+
+    /// May a knock on `set` from `addr`, read at `now` (ms), be one the
+    /// last reload lost?
+    pub(super) fn settling(&mut self, set: &str, addr: IpAddr, now: i64) -> bool {
+        match &self.reload {
+            Some(r) if now < r.until => {
+                !r.flushed.contains(set) && !r.removed.contains(&(set.to_owned(), addr))
+            }
+            Some(_) => {
+                self.reload = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// A renewal soon after a reload, its element looked up: if the reload
+    /// carried it over with the time it had before this knock renewed it,
+    /// give it the ttl again.
+    pub(super) fn settle(
+        &mut self,
+        cx: &Ctx,
+        service: &str,
+        addr: IpAddr,
+        left: Option<Result<Left, String>>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(s) = cx.cfg.service(service) else {
+            return;
+        };
+        let short = match left {
+            Some(Ok(Some(Some(left_ms)))) => (left_ms as i64) < ms(s.ttl.0 as i64) - 2000,
+            _ => false,
+        };
+        if short {
+            let table = auth_table(cx.cfg, s);
+            let what = format!("{table}: renewing {addr}, carried over by the reload");
+            let q = Query::Renew(table, Net::host(addr), s.ttl.0);
+            out.push(Action::Ask(q, Then(Step::Report(what))));
+        }
+    }
+
+    /// After a reload: an authorization of a service whose ttl changed is
+    /// due at its start plus the new ttl (the load carried the kernel's
+    /// elements over the same way), so a shorter ttl expires, and logs,
+    /// what is now past it at the next tick.
+    pub fn retime(&mut self, old: &Config, new: &Config) {
+        for s in &new.services {
+            if old.service(&s.name).is_none_or(|o| o.ttl == s.ttl) {
+                continue;
+            }
+            for a in [Af::V4, Af::V6] {
+                if let Some(i) = self.book.find(&nft_set_of(s.table.as_str(), a)) {
+                    self.book.retime(i, ms(s.ttl.0 as i64));
+                }
+            }
+        }
+    }
+
+    /// The next deadline (ms): `COALESCE` after the first authorization
+    /// due, so that those a transaction added together (their deadlines a
+    /// few ms apart) are looked up in one tick and logged as one burst; or
+    /// the next look at a full meter.
+    pub fn next_due(&self) -> Option<i64> {
+        let meters = self.meters.values().min().copied();
+        self.book
+            .next_due()
+            .map(|t| t + COALESCE)
+            .into_iter()
+            .chain(meters)
+            .min()
+    }
+
+    /// How many authorizations the machine knows of a table, and when the
+    /// first is due (seconds, rounded up).
+    pub fn count(&self, table: &str) -> (usize, Option<i64>) {
+        let ids: Vec<u16> = [Af::V4, Af::V6]
+            .iter()
+            .filter_map(|a| self.book.find(&nft_set_of(table, *a)))
+            .collect();
+        let first = ids
+            .iter()
+            .flat_map(|i| self.book.iter_set(*i))
+            .map(|(_, a)| a.until)
+            .min();
+        (
+            ids.iter().map(|i| self.book.count(*i)).sum(),
+            first.map(|t| (t + 999).div_euclid(1000)),
+        )
+    }
+
+    /// Forget everything (the anchor was unloaded): how many
+    /// authorizations went.
+    pub fn clear(&mut self) -> usize {
+        let n = self.book.len();
+        self.book.clear();
+        self.meters.clear();
+        self.full.clear();
+        n
+    }
+}

@@ -1,0 +1,550 @@
+//! The daemon's decisions where the kernel tells it what happens
+//! (nftables), as a pure state machine: it takes what happened (a kernel
+//! event, a deadline, a command's change, a reload) and the time, and
+//! returns `Action`s: log lines, and queries for the kernel (look up, dump,
+//! load, add, renew). It reads and writes nothing itself. A query comes
+//! with a `Then`, and its answer goes back through `Machine::answer`,
+//! which returns the actions that follow from it; the caller
+//! (`daemon::events`) carries them out in order, an answer's actions
+//! before the rest, on the kernel and the log.
+//!
+//! So every path is a sequence of values: tests drive it with events and
+//! answers and read the actions (`machine/tests.rs`), with no kernel, no
+//! clock and no root.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+
+use super::Level;
+use super::book::{Auth, Book};
+use crate::config::{Config, Service};
+use crate::kevents::KernelEvent;
+use crate::name::{Af, Net, Secs};
+use crate::names::{self, nft_set_of};
+use crate::tables::TableRef;
+
+mod due;
+mod restore;
+#[cfg(test)]
+mod tests;
+
+pub(super) use due::meter_service;
+
+/// How long after an authorization's deadline the daemon looks (ms): the
+/// kernel's expiries of one transaction fall within it, and an `expired`
+/// line still follows the kernel's by less than 50 ms.
+pub const COALESCE: i64 = 20;
+
+/// Seconds to milliseconds.
+pub const fn ms(secs: i64) -> i64 {
+    secs.saturating_mul(1000)
+}
+
+/// Is an element in its set, and for how long (ms; `None` inside: no
+/// timeout)? `None`: not there.
+pub type Left = Option<Option<u64>>;
+
+/// A set's elements with their time left (ms).
+pub type Elements = Vec<(IpAddr, Option<u64>)>;
+
+/// What the machine asks of the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// Is each element still there, and for how long?
+    Left(Vec<(String, IpAddr)>),
+    /// Every element of each set.
+    Dump(Vec<String>),
+    /// Load the table again (only what differs changes).
+    Load,
+    /// Add hosts, each with the whole seconds given, per table.
+    Add(Vec<(TableRef, Vec<(Net, u64)>)>),
+    /// Give a present host the whole seconds given: delete and add (the
+    /// kernel keeps a present element's timer on `add`).
+    Renew(TableRef, Net, u64),
+}
+
+/// Why a dump brought nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DumpError {
+    /// No such set (a family the service does not have, a table gone).
+    Missing,
+    Failed(String),
+}
+
+/// The kernel's answer to a `Query`, one result per item asked: `Left`
+/// for `Query::Left`, `Dump` for `Query::Dump`, `Done` for the others
+/// (how many entries each changed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Left(Vec<Result<Left, String>>),
+    Dump(Vec<Result<Elements, DumpError>>),
+    Done(Vec<Result<usize, String>>),
+}
+
+/// What the caller does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Log(Level, String),
+    /// Log an error that may come back at every look (through the
+    /// daemon's repeat filter).
+    Fail(Level, String),
+    /// Ask the kernel, and give the answer to `Machine::answer` with the
+    /// `Then`.
+    Ask(Query, Then),
+    /// Kernel events are gone for good: poll from now on (the machine is
+    /// dropped).
+    Poll,
+}
+
+/// What the machine does with an answer (its own; opaque outside).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Then(Step);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Step {
+    /// A knock of a host not tracked: is its element there?
+    Fresh { service: String, addr: IpAddr },
+    /// A knock the last reload lost, put back.
+    PutBack { service: String, addr: IpAddr },
+    /// A renewal soon after a reload: did the reload carry the element
+    /// over with its old time?
+    Settle { service: String, addr: IpAddr },
+    /// Log the failure of a write, if it failed.
+    Report(String),
+    /// Deadlines come up: which of these elements are gone?
+    Due(Vec<(String, IpAddr, Auth)>),
+    /// The table was loaded again after a change by `by`.
+    Restore { by: String, shown: String },
+    /// Which of the authorizations known (with their time left) did the
+    /// change take?
+    Lost {
+        by: String,
+        shown: String,
+        known: Vec<(String, IpAddr, Auth)>,
+    },
+    /// The lost ones were put back.
+    Restored {
+        by: String,
+        shown: String,
+        gone: usize,
+        tables: Vec<TableRef>,
+        retrack: Vec<(String, IpAddr, Auth)>,
+    },
+    /// Every authorized set read again, with each service's ttl (ms).
+    Resync(Vec<(String, i64)>),
+    /// Full meters due a look.
+    Meters(Vec<String>),
+}
+
+/// What a step needs from the daemon around the machine.
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    /// The anchor is held unloaded (`pfknock unload`).
+    pub held: bool,
+    /// Did this process commit the transaction of `pid` (one of its own
+    /// tools)? Such a transaction is followed already.
+    pub ours: &'a dyn Fn(u32) -> bool,
+}
+
+/// The state: every authorization, and the conditions logged once.
+#[derive(Default)]
+pub struct Machine {
+    /// Every authorization: since when, until when (ms).
+    pub(super) book: Book,
+    /// Notifications of the transaction in progress, until its commit.
+    batch: Vec<KernelEvent>,
+    /// Forged datagrams not yet logged, per socket, and when its last line
+    /// was (ms).
+    forged: BTreeMap<&'static str, (u64, i64)>,
+    /// Meters logged as full, and when to look again whether they have
+    /// room (ms): the kernel tells when a full meter drops a knock, not
+    /// when it has room again.
+    pub(super) meters: BTreeMap<String, i64>,
+    /// Authorized sets logged as full, until they have room again.
+    pub(super) full: HashSet<String>,
+    /// The last reload, while its knocks may still arrive (`due.rs`).
+    reload: Option<due::Reload>,
+}
+
+/// Whole seconds left until `until` (ms), rounded down: what a restore
+/// gives back.
+fn left_secs(until: i64, now: i64) -> u64 {
+    (until - now).max(0) as u64 / 1000
+}
+
+/// The age of an authorization made at `since` (ms), as logged.
+fn age(now: i64, since: i64) -> Secs {
+    Secs(crate::policy::age(
+        now.div_euclid(1000),
+        since.div_euclid(1000),
+    ))
+}
+
+fn af(a: IpAddr) -> Af {
+    if a.is_ipv6() { Af::V6 } else { Af::V4 }
+}
+
+/// The service whose authorized set this is.
+pub(super) fn auth_service<'c>(cfg: &'c Config, set: &str) -> Option<&'c Service> {
+    cfg.services.iter().find(|s| {
+        [Af::V4, Af::V6]
+            .iter()
+            .any(|a| nft_set_of(s.table.as_str(), *a) == set)
+    })
+}
+
+/// The table a service authorizes into.
+fn auth_table(cfg: &Config, s: &Service) -> TableRef {
+    TableRef::new(&cfg.anchor, &s.table)
+}
+
+/// One log line about an authorization of service `s`.
+fn event_line(cfg: &Config, verb: &str, s: &Service, addr: IpAddr, extra: &str) -> String {
+    super::line(
+        verb,
+        &Net::host(addr),
+        Some(&s.name),
+        &auth_table(cfg, s),
+        extra,
+    )
+}
+
+fn info(out: &mut Vec<Action>, line: String) {
+    out.push(Action::Log(Level::Info, line));
+}
+
+impl Machine {
+    /// What the machine knows of `addr` in `set`.
+    fn tracked(&self, set: &str, addr: IpAddr) -> Option<Auth> {
+        self.book.get(self.book.find(set)?, addr)
+    }
+
+    /// Know `addr` in `set` as authorized from `since` until `until` (ms).
+    pub fn track(
+        &mut self,
+        cx: &Ctx,
+        set: &str,
+        addr: IpAddr,
+        since: i64,
+        until: i64,
+    ) -> Vec<Action> {
+        let i = self.book.id(set);
+        self.book.insert(i, addr, Auth { since, until });
+        self.note_fill(cx, set)
+    }
+
+    /// Forget `addr` in `set` (removed): what was known of it.
+    pub fn forget(
+        &mut self,
+        cx: &Ctx,
+        set: &str,
+        addr: IpAddr,
+        out: &mut Vec<Action>,
+    ) -> Option<Auth> {
+        if let Some(r) = self.reload.as_mut() {
+            r.removed.insert((set.to_owned(), addr));
+        }
+        let i = self.book.find(set)?;
+        let a = self.book.remove(i, addr)?;
+        out.extend(self.note_fill(cx, set));
+        Some(a)
+    }
+
+    /// Forget every authorization of a set (a flush).
+    pub fn forget_set(&mut self, cx: &Ctx, set: &str) -> Vec<Action> {
+        if let Some(r) = self.reload.as_mut() {
+            r.flushed.insert(set.to_owned());
+        }
+        if let Some(i) = self.book.find(set) {
+            self.book.clear_set(i);
+        }
+        self.note_fill(cx, set)
+    }
+
+    /// An event from the kernel, `now` in milliseconds.
+    pub fn kernel(&mut self, cx: &Ctx, ev: KernelEvent, now: i64) -> Vec<Action> {
+        let mut out = Vec::new();
+        match ev {
+            KernelEvent::Knock { prefix, addr } => {
+                if let Some(meter) = names::meter_of_prefix(&prefix) {
+                    self.meter_full(cx, meter, now, &mut out)
+                } else if let Some(service) = names::close_of_prefix(&prefix) {
+                    self.closed(cx, service, addr, now, &mut out)
+                } else {
+                    self.knocked(cx, &prefix, addr, now, &mut out)
+                }
+            }
+            KernelEvent::Elements { .. } | KernelEvent::Changed { .. } => self.batch.push(ev),
+            KernelEvent::Commit { pid, process } => {
+                let batch = std::mem::take(&mut self.batch);
+                if !(cx.ours)(pid) {
+                    // A pfknock command (allow, revoke, flush, expire)
+                    // logs what it did itself: follow, without a line.
+                    let quiet = process == "pfknock";
+                    self.committed(
+                        cx,
+                        batch,
+                        &format!("{process}[{pid}]"),
+                        quiet,
+                        now,
+                        &mut out,
+                    );
+                }
+            }
+            KernelEvent::Overrun => {
+                out.push(Action::Log(
+                    Level::Warning,
+                    "the kernel dropped notifications: reading the sets again".to_owned(),
+                ));
+                out.extend(self.resync(cx, now));
+            }
+            KernelEvent::Forged(on) => self.forged(on, now, &mut out),
+            KernelEvent::Lost(why) => {
+                out.push(Action::Log(
+                    Level::Err,
+                    format!(
+                        "kernel events lost ({why}): polling every {} from now on",
+                        cx.cfg.poll
+                    ),
+                ));
+                out.push(Action::Poll);
+            }
+        }
+        out
+    }
+
+    /// The kernel's answer to a query this machine asked.
+    pub fn answer(&mut self, cx: &Ctx, then: Then, answer: Answer, now: i64) -> Vec<Action> {
+        let mut out = Vec::new();
+        match (then.0, answer) {
+            (Step::Fresh { service, addr }, Answer::Left(l)) => {
+                let gone = matches!(l.first(), Some(Ok(None)));
+                self.fresh(cx, &service, addr, gone, now, &mut out)
+            }
+            (Step::PutBack { service, addr }, Answer::Done(d)) => {
+                self.put_back(cx, &service, addr, first_done(d), now, &mut out)
+            }
+            (Step::Settle { service, addr }, Answer::Left(l)) => {
+                self.settle(cx, &service, addr, l.into_iter().next(), &mut out)
+            }
+            (Step::Report(what), Answer::Done(d)) => {
+                if let Err(e) = first_done(d) {
+                    out.push(Action::Log(Level::Err, format!("{what}: {e}")));
+                }
+            }
+            (Step::Due(items), Answer::Left(l)) => self.expire(cx, items, l, now, &mut out),
+            (Step::Restore { by, shown }, Answer::Done(d)) => {
+                self.reloaded_for(by, shown, first_done(d), now, &mut out)
+            }
+            (Step::Lost { by, shown, known }, Answer::Left(l)) => {
+                self.lost(cx, by, shown, known, l, now, &mut out)
+            }
+            (
+                Step::Restored {
+                    by,
+                    shown,
+                    gone,
+                    tables,
+                    retrack,
+                },
+                Answer::Done(d),
+            ) => {
+                let line = format!("a change by {by} ({shown})");
+                self.restored(cx, &line, gone, tables, retrack, d, &mut out)
+            }
+            (Step::Resync(sets), Answer::Dump(d)) => self.resynced(cx, sets, d, now, &mut out),
+            (Step::Meters(due), Answer::Dump(d)) => self.meters_looked(cx, due, d, now, &mut out),
+            (step, a) => out.push(Action::Log(
+                Level::Err,
+                format!("internal: answer {a:?} to the wrong question ({step:?})"),
+            )),
+        }
+        out
+    }
+
+    /// A close knock: the rule took `addr` out of the authorized set (if
+    /// it was there) and said so. One line when it was authorized; a knock
+    /// from a host that was not changes nothing and says it at debug.
+    fn closed(&mut self, cx: &Ctx, service: &str, addr: IpAddr, now: i64, out: &mut Vec<Action>) {
+        let Some(s) = cx.cfg.service(service) else {
+            return;
+        };
+        let set = nft_set_of(s.table.as_str(), af(addr));
+        match self.forget(cx, &set, addr, out) {
+            Some(a) => {
+                let extra = format!("age={} ttl={} by knock", age(now, a.since), Secs(s.ttl.0));
+                info(out, event_line(cx.cfg, "closed", s, addr, &extra));
+            }
+            None => out.push(Action::Log(
+                Level::Debug,
+                format!("close knock from {addr} for service {service}: it was not authorized"),
+            )),
+        }
+    }
+
+    fn knocked(&mut self, cx: &Ctx, prefix: &str, addr: IpAddr, now: i64, out: &mut Vec<Action>) {
+        let Some(s) = cx
+            .cfg
+            .services
+            .iter()
+            .find(|s| prefix == names::knock_prefix(&s.name))
+        else {
+            return;
+        };
+        let set = nft_set_of(s.table.as_str(), af(addr));
+        let until = now + ms(s.ttl.0 as i64);
+        match self.tracked(&set, addr) {
+            Some(a) if s.renew => {
+                // Soon after a reload: did it carry the element over with
+                // its time from before this knock?
+                if self.settling(&set, addr, now) {
+                    let then = Then(Step::Settle {
+                        service: s.name.clone(),
+                        addr,
+                    });
+                    out.push(Action::Ask(Query::Left(vec![(set.clone(), addr)]), then));
+                }
+                // One knock is several packets past the meter's limit,
+                // each logged by the kernel: one line for them all (those
+                // within 2 s of the authorization or the last renewal, as
+                // one knock's connects are), the deadline moved for each.
+                if now - a.since >= ms(i64::from(s.rate.secs.clamp(1, 2))) {
+                    let extra = format!("age={} ttl={}", age(now, a.since), Secs(s.ttl.0));
+                    info(out, event_line(cx.cfg, "renewed", s, addr, &extra));
+                    out.extend(self.track(cx, &set, addr, now, until));
+                } else {
+                    out.extend(self.track(cx, &set, addr, a.since, until));
+                }
+            }
+            // `add` keeps the element as it was: a knock while authorized
+            // changes nothing when renewal is off.
+            Some(_) => {}
+            // nftables logs a knock only once its `add` succeeded; is the
+            // element still there, or did a revoke or flush overtake this
+            // event?
+            None => {
+                let then = Then(Step::Fresh {
+                    service: s.name.clone(),
+                    addr,
+                });
+                out.push(Action::Ask(Query::Left(vec![(set, addr)]), then));
+            }
+        }
+    }
+
+    /// A new authorization, its element looked up: one that is gone was
+    /// removed in between (it is not tracked, so nothing can bring it
+    /// back), unless the last reload lost it, which puts it back.
+    fn fresh(
+        &mut self,
+        cx: &Ctx,
+        service: &str,
+        addr: IpAddr,
+        gone: bool,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(s) = cx.cfg.service(service) else {
+            return;
+        };
+        let set = nft_set_of(s.table.as_str(), af(addr));
+        if gone && self.settling(&set, addr, now) {
+            let add = vec![(auth_table(cx.cfg, s), vec![(Net::host(addr), s.ttl.0)])];
+            let then = Then(Step::PutBack {
+                service: service.to_owned(),
+                addr,
+            });
+            out.push(Action::Ask(Query::Add(add), then));
+            return;
+        }
+        self.authorized(cx, s, addr, !gone, now, out);
+    }
+
+    /// The line of a new authorization, and the book: `kept` when the
+    /// element is there.
+    fn authorized(
+        &mut self,
+        cx: &Ctx,
+        s: &Service,
+        addr: IpAddr,
+        kept: bool,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let ttl = Secs(s.ttl.0);
+        let extra = if kept {
+            format!("ttl={ttl}")
+        } else {
+            format!("ttl={ttl} (removed again before the daemon saw it)")
+        };
+        info(out, event_line(cx.cfg, "authorized", s, addr, &extra));
+        if kept {
+            let set = nft_set_of(s.table.as_str(), af(addr));
+            out.extend(self.track(cx, &set, addr, now, now + ms(s.ttl.0 as i64)));
+        }
+    }
+
+    fn put_back(
+        &mut self,
+        cx: &Ctx,
+        service: &str,
+        addr: IpAddr,
+        r: Result<usize, String>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(s) = cx.cfg.service(service) else {
+            return;
+        };
+        if let Err(e) = &r {
+            let table = auth_table(cx.cfg, s);
+            let msg = format!("{table}: putting back {addr}, lost in the reload: {e}");
+            out.push(Action::Log(Level::Err, msg));
+        }
+        self.authorized(cx, s, addr, r.is_ok(), now, out);
+    }
+}
+
+/// The one result of a single write.
+fn first_done(d: Vec<Result<usize, String>>) -> Result<usize, String> {
+    d.into_iter()
+        .next()
+        .unwrap_or_else(|| Err("no answer".to_owned()))
+}
+
+impl Machine {
+    /// Follow what a pfknock verb changed (`now` in seconds), without a
+    /// line: the verb's audit lines said it.
+    pub fn follow(&mut self, cx: &Ctx, c: &crate::verbs::Change, now: i64) -> Vec<Action> {
+        use crate::verbs::Change;
+        let table = match c {
+            Change::Added(t, _) | Change::Removed(t, _) | Change::Cleared(t) => t,
+        };
+        let Some(s) = cx.cfg.services.iter().find(|s| s.table == table.name) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        match c {
+            Change::Added(_, n) if Net::host(n.addr()) == *n => {
+                let set = nft_set_of(s.table.as_str(), af(n.addr()));
+                // From the start of the second: early, never late (the
+                // deadline's look-up then finds the kernel's own).
+                let now = ms(now);
+                out = self.track(cx, &set, n.addr(), now, now + ms(s.ttl.0 as i64));
+            }
+            Change::Removed(_, n) => {
+                let set = nft_set_of(s.table.as_str(), af(n.addr()));
+                self.forget(cx, &set, n.addr(), &mut out);
+            }
+            Change::Cleared(_) => {
+                for a in [Af::V4, Af::V6] {
+                    let set = nft_set_of(s.table.as_str(), a);
+                    out.extend(self.forget_set(cx, &set));
+                }
+            }
+            Change::Added(..) => {}
+        }
+        out
+    }
+}

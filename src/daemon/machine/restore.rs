@@ -1,0 +1,206 @@
+//! The machine when someone else changes the table: follow what a
+//! transaction did to the authorized sets (one line each, with who made
+//! it), and restore the table, then the authorizations it lost, with the
+//! time each had left.
+#![forbid(unsafe_code)]
+
+use std::net::IpAddr;
+
+use super::{
+    Action, Auth, Ctx, Left, Machine, Query, Step, Then, age, auth_service, auth_table, event_line,
+    info, left_secs, ms,
+};
+use crate::daemon::Level;
+use crate::kevents::KernelEvent;
+use crate::name::{Net, Secs};
+use crate::tables::TableRef;
+
+impl Machine {
+    /// A transaction by someone else: log what it did to authorizations,
+    /// and restore the table if it touched the table itself.
+    pub(super) fn committed(
+        &mut self,
+        cx: &Ctx,
+        batch: Vec<KernelEvent>,
+        by: &str,
+        quiet: bool,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let mut broken: Vec<String> = Vec::new();
+        for ev in batch {
+            match ev {
+                KernelEvent::Elements { set, added, addrs } => {
+                    let Some(s) = auth_service(cx.cfg, &set) else {
+                        continue;
+                    };
+                    for (addr, left) in addrs {
+                        if added {
+                            if self.tracked(&set, addr).is_some() {
+                                continue;
+                            }
+                            let left = left.map_or(ms(s.ttl.0 as i64), |ms| ms as i64);
+                            if !quiet {
+                                let extra = format!("ttl={} by {by}", Secs(s.ttl.0));
+                                info(out, event_line(cx.cfg, "authorized", s, addr, &extra));
+                            }
+                            out.extend(self.track(cx, &set, addr, now, now + left));
+                        } else if let Some(a) = self.forget(cx, &set, addr, out)
+                            && !quiet
+                        {
+                            let extra =
+                                format!("age={} ttl={} by {by}", age(now, a.since), Secs(s.ttl.0));
+                            info(out, event_line(cx.cfg, "removed", s, addr, &extra));
+                        }
+                    }
+                }
+                KernelEvent::Changed { what, name } => broken.push(format!("{what} {name}")),
+                _ => {}
+            }
+        }
+        if !broken.is_empty() {
+            broken.dedup();
+            self.restore(cx, &broken, by, out);
+        }
+    }
+
+    /// Someone changed the table: load it again (only what differs
+    /// changes), then put back the authorizations it lost, with the time
+    /// they had left.
+    fn restore(&mut self, cx: &Ctx, what: &[String], by: &str, out: &mut Vec<Action>) {
+        if cx.cfg.services.is_empty() {
+            return;
+        }
+        if cx.held {
+            out.push(Action::Log(
+                Level::Notice,
+                format!("table changed by {by} while unloaded: left as it is until pfknock load"),
+            ));
+            return;
+        }
+        let shown = if what.len() > 3 {
+            format!("{} and {} more", what[..3].join(", "), what.len() - 3)
+        } else {
+            what.join(", ")
+        };
+        let then = Then(Step::Restore {
+            by: by.to_owned(),
+            shown,
+        });
+        out.push(Action::Ask(Query::Load, then));
+    }
+
+    /// The table is loaded again (or not): look up every authorization
+    /// known with a second or more left (a restore never gives more time
+    /// than was left; one with less is logged at its deadline).
+    pub(super) fn reloaded_for(
+        &mut self,
+        by: String,
+        shown: String,
+        r: Result<usize, String>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        if let Err(e) = r {
+            let msg = format!("table changed by {by} ({shown}) and cannot be restored: {e}");
+            out.push(Action::Fail(Level::Err, msg));
+            return;
+        }
+        let known: Vec<(String, IpAddr, Auth)> = self
+            .book
+            .iter()
+            .filter(|(_, _, a)| left_secs(a.until, now) > 0)
+            .map(|(i, addr, a)| (self.book.name(i).to_owned(), addr, a))
+            .collect();
+        let query = Query::Left(known.iter().map(|(s, a, _)| (s.clone(), *a)).collect());
+        out.push(Action::Ask(query, Then(Step::Lost { by, shown, known })));
+    }
+
+    /// The authorizations the kernel no longer holds: put back per table,
+    /// each with the whole seconds it had left.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn lost(
+        &mut self,
+        cx: &Ctx,
+        by: String,
+        shown: String,
+        known: Vec<(String, IpAddr, Auth)>,
+        left: Vec<Result<Left, String>>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let mut readd: Vec<(TableRef, Vec<(Net, u64)>)> = Vec::new();
+        let mut retrack = Vec::new();
+        let mut gone = 0;
+        for ((set, addr, a), l) in known.into_iter().zip(left) {
+            if matches!(l, Ok(Some(_))) {
+                continue;
+            }
+            let Some(s) = auth_service(cx.cfg, &set) else {
+                continue;
+            };
+            gone += 1;
+            let secs = left_secs(a.until, now);
+            let table = auth_table(cx.cfg, s);
+            match readd.iter_mut().find(|(t, _)| *t == table) {
+                Some((_, list)) => list.push((Net::host(addr), secs)),
+                None => readd.push((table, vec![(Net::host(addr), secs)])),
+            }
+            // Due when the kernel times the put-back element out.
+            let until = now + ms(secs as i64);
+            retrack.push((
+                set,
+                addr,
+                Auth {
+                    since: a.since,
+                    until,
+                },
+            ));
+        }
+        let then = Then(Step::Restored {
+            by,
+            shown,
+            gone,
+            tables: readd.iter().map(|(t, _)| t.clone()).collect(),
+            retrack,
+        });
+        out.push(Action::Ask(Query::Add(readd), then));
+    }
+
+    /// The lost authorizations are put back (or not): track them again,
+    /// and one line for the restore.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn restored(
+        &mut self,
+        cx: &Ctx,
+        change: &str,
+        gone: usize,
+        tables: Vec<TableRef>,
+        retrack: Vec<(String, IpAddr, Auth)>,
+        done: Vec<Result<usize, String>>,
+        out: &mut Vec<Action>,
+    ) {
+        let mut restored = 0;
+        for (t, r) in tables.iter().zip(done) {
+            match r {
+                Ok(n) => restored += n,
+                Err(e) => out.push(Action::Log(
+                    Level::Err,
+                    format!("{t}: restoring authorizations: {e}"),
+                )),
+            }
+        }
+        for (set, addr, a) in retrack {
+            out.extend(self.track(cx, &set, addr, a.since, a.until));
+        }
+        let of = if restored < gone {
+            format!(" of {gone}")
+        } else {
+            String::new()
+        };
+        out.push(Action::Log(
+            Level::Notice,
+            format!("table restored after {change}: restored {restored} authorizations{of}"),
+        ));
+    }
+}
