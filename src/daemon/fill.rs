@@ -1,6 +1,7 @@
-//! Sets and meters at their size, and forged datagrams (nftables): the
-//! conditions the kernel does not report by itself, each logged once when
-//! it starts and once when it ends, or at most every few minutes.
+//! pf's global pools (table entries, source nodes) at their limit: a
+//! condition the kernel does not report by itself, logged once when it
+//! starts and once when it ends. (nftables' full sets and meters are the
+//! machine's: `machine/due.rs`.)
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
