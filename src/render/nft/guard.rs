@@ -36,14 +36,17 @@ pub fn chains(cfg: &Config) -> Vec<ChainDef> {
     if cfg.services.is_empty() {
         return Vec::new();
     }
+    // Each rule once, in the services' order (a set of those made: the
+    // check stays linear in the services).
     let closed = |hook: Hook| {
         let mut out = Vec::new();
+        let mut made = std::collections::HashSet::new();
         for s in &cfg.services {
             let (iif, dport) = (iif(s), dport(s));
             for af in families(s) {
                 if let Some(to) = dest_match(s, hook, af) {
                     let r = format!("{iif}{to}{dport} ct state new,invalid,untracked drop");
-                    if !out.contains(&r) {
+                    if made.insert(r.clone()) {
                         out.push(r);
                     }
                 }
