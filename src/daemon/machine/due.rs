@@ -66,51 +66,6 @@ fn full_line(set: &str, size: u64) -> String {
 }
 
 impl Machine {
-    /// Read every authorized set and take what is there as known, without
-    /// a line for each (at start, and after lost notifications).
-    pub fn resync(&mut self, cx: &Ctx, _now: i64) -> Vec<Action> {
-        let mut sets = Vec::new();
-        for s in &cx.cfg.services {
-            for a in [Af::V4, Af::V6] {
-                sets.push((nft_set_of(s.table.as_str(), a), ms(s.ttl.0 as i64)));
-            }
-        }
-        self.book.clear();
-        let query = Query::Dump(sets.iter().map(|(s, _)| s.clone()).collect());
-        vec![Action::Ask(query, Then(Step::Resync(sets)))]
-    }
-
-    pub(super) fn resynced(
-        &mut self,
-        cx: &Ctx,
-        sets: Vec<(String, i64)>,
-        dumps: Vec<Result<Elements, DumpError>>,
-        now: i64,
-        out: &mut Vec<Action>,
-    ) {
-        for ((set, ttl), got) in sets.into_iter().zip(dumps) {
-            match got {
-                Ok(elems) => {
-                    for (addr, left) in elems {
-                        let left = left.map_or(ttl, |ms| ms as i64);
-                        out.extend(self.track(
-                            cx,
-                            &set,
-                            addr,
-                            now - (ttl - left).max(0),
-                            now + left,
-                        ));
-                    }
-                }
-                // A family the service does not have.
-                Err(DumpError::Missing) => {}
-                Err(DumpError::Failed(e)) => {
-                    out.push(Action::Log(Level::Err, format!("set {set}: {e}")))
-                }
-            }
-        }
-    }
-
     /// Deadlines: look up each due element once (and each full meter due
     /// a look). Gone: expired (one line, or one line for the lot past
     /// `log_burst`). Still there: its time was refreshed (traffic,

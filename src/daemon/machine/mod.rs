@@ -26,6 +26,7 @@ use crate::tables::TableRef;
 
 mod due;
 mod restore;
+mod resync;
 #[cfg(test)]
 mod tests;
 
@@ -107,9 +108,16 @@ enum Step {
     Fresh { service: String, addr: IpAddr },
     /// A knock the last reload lost, put back.
     PutBack { service: String, addr: IpAddr },
-    /// A renewal soon after a reload: did the reload carry the element
-    /// over with its old time?
+    /// A knock's packet soon after a reload: did the reload carry the
+    /// element over with its old time?
     Settle { service: String, addr: IpAddr },
+    /// A knock of a host authorized since `since`, 2 s or more ago: how
+    /// long has its element left?
+    Renewal {
+        service: String,
+        addr: IpAddr,
+        since: i64,
+    },
     /// Log the failure of a write, if it failed.
     Report(String),
     /// Deadlines come up: which of these elements are gone?
@@ -131,8 +139,12 @@ enum Step {
         tables: Vec<TableRef>,
         retrack: Vec<(String, IpAddr, Auth)>,
     },
-    /// Every authorized set read again, with each service's ttl (ms).
-    Resync(Vec<(String, i64)>),
+    /// Every authorized set read again, with each service's ttl (ms);
+    /// `missed`: after lost notifications, so what changed is said.
+    Resync {
+        sets: Vec<(String, i64)>,
+        missed: bool,
+    },
     /// Full meters due a look.
     Meters(Vec<String>),
 }
@@ -292,13 +304,7 @@ impl Machine {
                     );
                 }
             }
-            KernelEvent::Overrun => {
-                out.push(Action::Log(
-                    Level::Warning,
-                    "the kernel dropped notifications: reading the sets again".to_owned(),
-                ));
-                out.extend(self.resync(cx, now));
-            }
+            KernelEvent::Overrun => out.extend(self.overrun(cx)),
             KernelEvent::Forged(on) => self.forged(on, now, &mut out),
             KernelEvent::Lost(why) => {
                 out.push(Action::Log(
@@ -328,6 +334,22 @@ impl Machine {
             (Step::Settle { service, addr }, Answer::Left(l)) => {
                 self.settle(cx, &service, addr, l.into_iter().next(), &mut out)
             }
+            (
+                Step::Renewal {
+                    service,
+                    addr,
+                    since,
+                },
+                Answer::Left(l),
+            ) => self.renewal(
+                cx,
+                &service,
+                addr,
+                since,
+                l.into_iter().next(),
+                now,
+                &mut out,
+            ),
             (Step::Report(what), Answer::Done(d)) => {
                 if let Err(e) = first_done(d) {
                     out.push(Action::Log(Level::Err, format!("{what}: {e}")));
@@ -353,7 +375,9 @@ impl Machine {
                 let line = format!("a change by {by} ({shown})");
                 self.restored(cx, &line, gone, tables, retrack, d, &mut out)
             }
-            (Step::Resync(sets), Answer::Dump(d)) => self.resynced(cx, sets, d, now, &mut out),
+            (Step::Resync { sets, missed }, Answer::Dump(d)) => {
+                self.resynced(cx, sets, missed, d, now, &mut out)
+            }
             (Step::Meters(due), Answer::Dump(d)) => self.meters_looked(cx, due, d, now, &mut out),
             (step, a) => out.push(Action::Log(
                 Level::Err,
@@ -396,6 +420,21 @@ impl Machine {
         let until = now + ms(s.ttl.0 as i64);
         match self.tracked(&set, addr) {
             Some(a) if s.renew => {
+                // One knock is several packets past the meter's limit,
+                // each logged by the kernel: one line for them all (those
+                // within 2 s of the authorization or the last renewal, as
+                // one knock's connects are), the deadline moved for each.
+                if now - a.since >= ms(i64::from(s.rate.secs.clamp(1, 2))) {
+                    // A renewal, if the kernel's element says so (see
+                    // `renewal`).
+                    let then = Then(Step::Renewal {
+                        service: s.name.clone(),
+                        addr,
+                        since: a.since,
+                    });
+                    out.push(Action::Ask(Query::Left(vec![(set, addr)]), then));
+                    return;
+                }
                 // Soon after a reload: did it carry the element over with
                 // its time from before this knock?
                 if self.settling(&set, addr, now) {
@@ -405,17 +444,7 @@ impl Machine {
                     });
                     out.push(Action::Ask(Query::Left(vec![(set.clone(), addr)]), then));
                 }
-                // One knock is several packets past the meter's limit,
-                // each logged by the kernel: one line for them all (those
-                // within 2 s of the authorization or the last renewal, as
-                // one knock's connects are), the deadline moved for each.
-                if now - a.since >= ms(i64::from(s.rate.secs.clamp(1, 2))) {
-                    let extra = format!("age={} ttl={}", age(now, a.since), Secs(s.ttl.0));
-                    info(out, event_line(cx.cfg, "renewed", s, addr, &extra));
-                    out.extend(self.track(cx, &set, addr, now, until));
-                } else {
-                    out.extend(self.track(cx, &set, addr, a.since, until));
-                }
+                out.extend(self.track(cx, &set, addr, a.since, until));
             }
             // `add` keeps the element as it was: a knock while authorized
             // changes nothing when renewal is off.
@@ -429,6 +458,64 @@ impl Machine {
                     addr,
                 });
                 out.push(Action::Ask(Query::Left(vec![(set, addr)]), then));
+            }
+        }
+    }
+
+    /// A knock event of an authorized host, its element looked up. The
+    /// kernel renewed it when its time is whole again (within a knock's
+    /// spread): one line. Left with less, the reload that just ran carried
+    /// it over with its old time: renewed in the kernel now, one line; or
+    /// the event was read late (after the kernel dropped notifications, it
+    /// renewed nothing the last reading of the set did not show): no line,
+    /// only the kernel's deadline kept. Gone: removed since, which its own
+    /// event says. A look-up that fails: as the event says.
+    #[allow(clippy::too_many_arguments)]
+    fn renewal(
+        &mut self,
+        cx: &Ctx,
+        service: &str,
+        addr: IpAddr,
+        since: i64,
+        left: Option<Result<Left, String>>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(s) = cx.cfg.service(service) else {
+            return;
+        };
+        let set = nft_set_of(s.table.as_str(), af(addr));
+        let ttl = ms(s.ttl.0 as i64);
+        let renewed = |out: &mut Vec<Action>| {
+            let extra = format!("age={} ttl={}", age(now, since), Secs(s.ttl.0));
+            info(out, event_line(cx.cfg, "renewed", s, addr, &extra));
+        };
+        match left {
+            Some(Ok(Some(Some(left)))) if left as i64 >= ttl - 2000 => {
+                renewed(out);
+                out.extend(self.track(cx, &set, addr, now, now + left as i64));
+            }
+            Some(Ok(Some(Some(_)))) if self.settling(&set, addr, now) => {
+                let table = auth_table(cx.cfg, s);
+                let what = format!("{table}: renewing {addr}, carried over by the reload");
+                let q = Query::Renew(table, Net::host(addr), s.ttl.0);
+                out.push(Action::Ask(q, Then(Step::Report(what))));
+                renewed(out);
+                out.extend(self.track(cx, &set, addr, now, now + ttl));
+            }
+            Some(Ok(Some(Some(left)))) => {
+                out.push(Action::Log(
+                    Level::Debug,
+                    format!(
+                        "knock from {addr} for service {service} read late: it renewed nothing"
+                    ),
+                ));
+                out.extend(self.track(cx, &set, addr, since, now + left as i64));
+            }
+            Some(Ok(Some(None) | None)) => {}
+            Some(Err(_)) | None => {
+                renewed(out);
+                out.extend(self.track(cx, &set, addr, now, now + ttl));
             }
         }
     }

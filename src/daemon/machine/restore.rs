@@ -67,7 +67,7 @@ impl Machine {
     /// Someone changed the table: load it again (only what differs
     /// changes), then put back the authorizations it lost, with the time
     /// they had left.
-    fn restore(&mut self, cx: &Ctx, what: &[String], by: &str, out: &mut Vec<Action>) {
+    pub(super) fn restore(&mut self, cx: &Ctx, what: &[String], by: &str, out: &mut Vec<Action>) {
         if cx.cfg.services.is_empty() {
             return;
         }

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::*;
+
+mod changes;
 use crate::config::Config;
 
 /// 2027-01-15 08:00:00 UTC, in ms.
@@ -71,6 +73,19 @@ fn authorize(m: &mut Machine, cx: &Ctx, a: &str, now: i64) -> Vec<Action> {
 
 const LINE: &str = "service=ssh table=ssh anchor=pfknock";
 
+fn others(m: &mut Machine, cx: &Ctx, evs: Vec<KernelEvent>, now: i64) -> Vec<Action> {
+    let mut acts = Vec::new();
+    for ev in evs {
+        acts.extend(m.kernel(cx, ev, now));
+    }
+    assert_eq!(acts, vec![], "nothing before the commit");
+    let commit = KernelEvent::Commit {
+        pid: 4242,
+        process: "nft".into(),
+    };
+    m.kernel(cx, commit, now)
+}
+
 #[test]
 fn a_knock_is_looked_up_once_logged_once_and_renewed_by_a_later_knock() {
     let cfg = config("");
@@ -85,8 +100,15 @@ fn a_knock_is_looked_up_once_logged_once_and_renewed_by_a_later_knock() {
     assert_eq!(m.next_due(), Some(T0 + 60_000 + COALESCE));
     // The knock's other packets: no line, no query.
     assert_eq!(m.kernel(&cx, knock("198.18.0.1"), T0 + 300), vec![]);
-    // A knock 10 s later renews, with no look-up.
+    // A knock 10 s later: the kernel's element has its whole time again,
+    // so it renewed: one line.
     let acts = m.kernel(&cx, knock("198.18.0.1"), T0 + 10_000);
+    let (q, then) = asked(&acts);
+    assert_eq!(
+        (acts.len(), q),
+        (1, Query::Left(vec![("ssh_4".into(), ip("198.18.0.1"))]))
+    );
+    let acts = m.answer(&cx, then, left(Some(Some(60_000))), T0 + 10_000);
     assert_eq!(
         acts,
         vec![info(&format!("renewed 198.18.0.1 {LINE} age=10s ttl=1m"))]
@@ -203,234 +225,6 @@ fn expiries_past_log_burst_are_one_line_and_each_at_debug() {
 }
 
 #[test]
-fn an_overrun_reads_every_set_again_without_a_line_per_element() {
-    let cfg = config("");
-    let cx = cx(&cfg);
-    let mut m = Machine::default();
-    authorize(&mut m, &cx, "198.18.0.1", T0);
-    let now = T0 + 30_000;
-    let acts = m.kernel(&cx, KernelEvent::Overrun, now);
-    assert_eq!(
-        acts[0],
-        Action::Log(
-            Level::Warning,
-            "the kernel dropped notifications: reading the sets again".into()
-        )
-    );
-    let (q, then) = asked(&acts);
-    assert_eq!(q, Query::Dump(vec!["ssh_4".into(), "ssh_6".into()]));
-    // Meanwhile 198.18.0.1 was removed and two others came.
-    let v4 = vec![
-        (ip("198.18.0.7"), Some(50_000)),
-        (ip("198.18.0.8"), Some(5_000)),
-    ];
-    let v6 = vec![(ip("fd00::1"), Some(60_000))];
-    let acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(v6)]), now);
-    assert_eq!(acts, vec![]);
-    assert_eq!(m.count("ssh").0, 3);
-    assert_eq!(m.next_due(), Some(now + 5_000 + COALESCE));
-    // A family the service does not have is no error; a failed dump is.
-    let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, now));
-    let d = vec![
-        Err(DumpError::Missing),
-        Err(DumpError::Failed("EIO".into())),
-    ];
-    let acts = m.answer(&cx, then, Answer::Dump(d), now);
-    assert_eq!(acts, vec![Action::Log(Level::Err, "set ssh_6: EIO".into())]);
-    assert_eq!(m.count("ssh").0, 0);
-}
-
-#[test]
-fn lost_events_hand_over_to_polling() {
-    let cfg = config("");
-    let cx = cx(&cfg);
-    let mut m = Machine::default();
-    let acts = m.kernel(&cx, KernelEvent::Lost("recv: EBADF".into()), T0);
-    assert_eq!(
-        acts,
-        vec![
-            Action::Log(
-                Level::Err,
-                "kernel events lost (recv: EBADF): polling every 1s from now on".into()
-            ),
-            Action::Poll
-        ]
-    );
-}
-
-fn others(m: &mut Machine, cx: &Ctx, evs: Vec<KernelEvent>, now: i64) -> Vec<Action> {
-    let mut acts = Vec::new();
-    for ev in evs {
-        acts.extend(m.kernel(cx, ev, now));
-    }
-    assert_eq!(acts, vec![], "nothing before the commit");
-    let commit = KernelEvent::Commit {
-        pid: 4242,
-        process: "nft".into(),
-    };
-    m.kernel(cx, commit, now)
-}
-
-#[test]
-fn a_restore_loads_then_puts_back_what_was_lost_with_the_time_it_had() {
-    let cfg = config("");
-    let cx = cx(&cfg);
-    let mut m = Machine::default();
-    authorize(&mut m, &cx, "198.18.0.1", T0);
-    authorize(&mut m, &cx, "198.18.0.2", T0 + 10_000);
-    let now = T0 + 20_500;
-    let gone = KernelEvent::Changed {
-        what: "table",
-        name: "pfknock".into(),
-    };
-    let acts = others(&mut m, &cx, vec![gone], now);
-    let (q, then) = asked(&acts);
-    assert_eq!((acts.len(), q), (1, Query::Load));
-    let (q, then) = asked(&m.answer(&cx, then, Answer::Done(vec![Ok(0)]), now));
-    assert_eq!(
-        q,
-        Query::Left(vec![
-            ("ssh_4".into(), ip("198.18.0.1")),
-            ("ssh_4".into(), ip("198.18.0.2"))
-        ])
-    );
-    // The load kept .2 (a set it left alone), .1 is gone.
-    let answer = Answer::Left(vec![Ok(None), Ok(Some(Some(49_500)))]);
-    let (q, then) = asked(&m.answer(&cx, then, answer, now));
-    let table = TableRef::new(&cfg.anchor, &cfg.services[0].table);
-    let host = Net::host(ip("198.18.0.1"));
-    // 39.5 s left: 39 whole seconds back, never more.
-    assert_eq!(q, Query::Add(vec![(table, vec![(host, 39)])]));
-    let acts = m.answer(&cx, then, Answer::Done(vec![Ok(1)]), now);
-    assert_eq!(
-        acts,
-        vec![Action::Log(
-            Level::Notice,
-            "table restored after a change by nft[4242] (table pfknock): restored 1 authorizations"
-                .into()
-        )]
-    );
-    // Due when the kernel times it out.
-    assert_eq!(m.next_due(), Some(now + 39_000 + COALESCE));
-}
-
-#[test]
-fn a_restore_says_what_it_could_not_put_back_and_a_failed_load_is_said_as_such() {
-    let cfg = config("");
-    let cx = cx(&cfg);
-    let mut m = Machine::default();
-    authorize(&mut m, &cx, "198.18.0.1", T0);
-    let now = T0 + 1_000;
-    let gone = |name: &str| KernelEvent::Changed {
-        what: "set",
-        name: name.into(),
-    };
-    let acts = others(&mut m, &cx, vec![gone("ssh_4"), gone("ssh_6")], now);
-    let (_, then) = asked(&acts);
-    let (_, then) = asked(&m.answer(&cx, then, Answer::Done(vec![Ok(0)]), now));
-    let (_, then) = asked(&m.answer(&cx, then, left(None), now));
-    let acts = m.answer(&cx, then, Answer::Done(vec![Err("ENOSPC".into())]), now);
-    assert_eq!(
-        acts[0],
-        Action::Log(
-            Level::Err,
-            "<ssh> in anchor pfknock: restoring authorizations: ENOSPC".into()
-        )
-    );
-    assert!(
-        matches!(&acts[1], Action::Log(Level::Notice, l) if l.ends_with("(set ssh_4, set ssh_6): restored 0 authorizations of 1")),
-        "{acts:?}"
-    );
-    // A load that fails: said through the repeat filter, nothing more.
-    let acts = others(&mut m, &cx, vec![gone("ssh_4")], now);
-    let (_, then) = asked(&acts);
-    let acts = m.answer(&cx, then, Answer::Done(vec![Err("nft: busy".into())]), now);
-    assert_eq!(
-        acts,
-        vec![Action::Fail(
-            Level::Err,
-            "table changed by nft[4242] (set ssh_4) and cannot be restored: nft: busy".into()
-        )]
-    );
-}
-
-#[test]
-fn a_held_anchor_is_not_restored_and_our_own_commits_are_followed_quietly() {
-    let cfg = config("");
-    let mut held = cx(&cfg);
-    held.held = true;
-    let mut m = Machine::default();
-    let gone = KernelEvent::Changed {
-        what: "table",
-        name: "pfknock".into(),
-    };
-    let acts = others(&mut m, &held, vec![gone.clone()], T0);
-    assert_eq!(
-        acts,
-        vec![Action::Log(
-            Level::Notice,
-            "table changed by nft[4242] while unloaded: left as it is until pfknock load".into()
-        )]
-    );
-    // Elements another process added and deleted: one line each, with
-    // who did it.
-    let cx = cx(&cfg);
-    let add = KernelEvent::Elements {
-        set: "ssh_4".into(),
-        added: true,
-        addrs: vec![(ip("198.18.0.5"), Some(60_000))],
-    };
-    let acts = others(&mut m, &cx, vec![add.clone()], T0);
-    assert_eq!(
-        acts,
-        vec![info(&format!(
-            "authorized 198.18.0.5 {LINE} ttl=1m by nft[4242]"
-        ))]
-    );
-    let del = KernelEvent::Elements {
-        set: "ssh_4".into(),
-        added: false,
-        addrs: vec![(ip("198.18.0.5"), None)],
-    };
-    let acts = others(&mut m, &cx, vec![del.clone()], T0 + 2_000);
-    assert_eq!(
-        acts,
-        vec![info(&format!(
-            "removed 198.18.0.5 {LINE} age=2s ttl=1m by nft[4242]"
-        ))]
-    );
-    // A pfknock command's transaction: followed, no line.
-    for ev in [
-        add,
-        KernelEvent::Commit {
-            pid: 77,
-            process: "pfknock".into(),
-        },
-    ] {
-        assert_eq!(m.kernel(&cx, ev, T0 + 3_000), vec![]);
-    }
-    assert_eq!(m.count("ssh").0, 1);
-    // This process's own (its nft child's): not even followed.
-    let ours = |pid: u32| pid == 99;
-    let own = Ctx {
-        cfg: &cfg,
-        held: false,
-        ours: &ours,
-    };
-    for ev in [
-        del,
-        gone,
-        KernelEvent::Commit {
-            pid: 99,
-            process: "nft".into(),
-        },
-    ] {
-        assert_eq!(m.kernel(&own, ev, T0 + 4_000), vec![]);
-    }
-    assert_eq!(m.count("ssh").0, 1);
-}
-
-#[test]
 fn a_knock_the_reload_lost_is_put_back_unless_removed_since_or_late() {
     let cfg = config("");
     let cx = cx(&cfg);
@@ -494,57 +288,82 @@ fn a_renewal_the_reload_carried_over_with_its_old_time_gets_the_ttl() {
     authorize(&mut m, &cx, "198.18.0.1", T0);
     m.reload_began(T0 / 1000 + 30);
     m.reload_ended(T0 + 30_500);
-    let acts = m.kernel(&cx, knock("198.18.0.1"), T0 + 31_000);
-    // The look-up first, then the renewal's line.
-    let Action::Ask(Query::Left(_), then) = acts[0].clone() else {
+    let (_, then) = asked(&m.kernel(&cx, knock("198.18.0.1"), T0 + 31_000));
+    // The element has its old 29 s: renewed in the kernel (delete, add),
+    // then the line.
+    let acts = m.answer(&cx, then, left(Some(Some(29_000))), T0 + 31_000);
+    let host = Net::host(ip("198.18.0.1"));
+    let Action::Ask(Query::Renew(t, h, 60), then) = acts[0].clone() else {
         panic!("{acts:?}")
     };
+    assert_eq!((t, h), (table, host));
     assert_eq!(
         acts[1],
         info(&format!("renewed 198.18.0.1 {LINE} age=31s ttl=1m"))
     );
-    // The element has its old 29 s: renewed in the kernel (delete, add).
-    let (q, then) = asked(&m.answer(&cx, then, left(Some(Some(29_000))), T0 + 31_000));
-    assert_eq!(q, Query::Renew(table, Net::host(ip("198.18.0.1")), 60));
-    assert_eq!(
-        m.answer(&cx, then, Answer::Done(vec![Ok(1)]), T0 + 31_000),
-        vec![]
+    let acts = m.answer(
+        &cx,
+        then,
+        Answer::Done(vec![Err("EBUSY".into())]),
+        T0 + 31_000,
     );
-    // One the kernel renewed already (59 s left) is left alone.
-    let acts = m.kernel(&cx, knock("198.18.0.1"), T0 + 33_000);
-    let Action::Ask(_, then) = acts[0].clone() else {
-        panic!("{acts:?}")
-    };
-    assert_eq!(
-        m.answer(&cx, then, left(Some(Some(59_000))), T0 + 33_000),
-        vec![]
-    );
-    assert_eq!(m.count("ssh"), (1, Some(T0 / 1000 + 93)));
-    // Past the window (3 s from the reload's end), no look-up.
-    let acts = m.kernel(&cx, knock("198.18.0.1"), T0 + 35_000);
     assert_eq!(
         acts,
-        vec![info(&format!("renewed 198.18.0.1 {LINE} age=2s ttl=1m"))]
+        vec![Action::Log(
+            Level::Err,
+            "<ssh> in anchor pfknock: renewing 198.18.0.1, carried over by the reload: EBUSY"
+                .into()
+        )]
+    );
+    assert_eq!(m.count("ssh"), (1, Some(T0 / 1000 + 91)));
+    // A packet of the same knock in the window: looked up; the kernel
+    // renewed it already (59 s left): nothing to do.
+    let (_, then) = asked(&m.kernel(&cx, knock("198.18.0.1"), T0 + 32_000));
+    assert_eq!(
+        m.answer(&cx, then, left(Some(Some(59_000))), T0 + 32_000),
+        vec![]
+    );
+    // Past the window (3 s from the reload's end), a renewal whose
+    // element is whole: the line, no renewal in the kernel.
+    let (_, then) = asked(&m.kernel(&cx, knock("198.18.0.1"), T0 + 35_000));
+    let acts = m.answer(&cx, then, left(Some(Some(60_000))), T0 + 35_000);
+    assert_eq!(
+        acts,
+        vec![info(&format!("renewed 198.18.0.1 {LINE} age=4s ttl=1m"))]
     );
 }
 
 #[test]
-fn a_shorter_ttl_on_reload_makes_what_is_past_it_due_at_once() {
-    let old = config("");
-    let new = config("").clone();
-    let mut shorter = new.clone();
-    shorter.services[0].ttl = crate::name::Secs(20);
-    let cx = cx(&old);
+fn a_knock_event_read_late_renews_nothing_and_a_gone_element_says_nothing() {
+    let cfg = config("");
+    let cx = cx(&cfg);
     let mut m = Machine::default();
     authorize(&mut m, &cx, "198.18.0.1", T0);
-    m.retime(&old, &new);
-    assert_eq!(
-        m.next_due(),
-        Some(T0 + 60_000 + COALESCE),
-        "same ttl: unchanged"
+    // Read 10 s after the knock (the element has 50 s left): no line, the
+    // kernel's deadline kept.
+    let (_, then) = asked(&m.kernel(&cx, knock("198.18.0.1"), T0 + 10_000));
+    let acts = m.answer(&cx, then, left(Some(Some(50_000))), T0 + 10_000);
+    assert!(
+        matches!(&acts[..], [Action::Log(Level::Debug, l)] if l.ends_with("read late: it renewed nothing")),
+        "{acts:?}"
     );
-    m.retime(&old, &shorter);
-    assert_eq!(m.next_due(), Some(T0 + 20_000 + COALESCE));
+    assert_eq!(m.count("ssh"), (1, Some(T0 / 1000 + 60)));
+    // Gone when looked up (a revoke overtook it): nothing said or kept
+    // beyond what the book had; its removal's own event says it.
+    let (_, then) = asked(&m.kernel(&cx, knock("198.18.0.1"), T0 + 20_000));
+    assert_eq!(m.answer(&cx, then, left(None), T0 + 20_000), vec![]);
+    // A look-up that fails: as the event says.
+    let (_, then) = asked(&m.kernel(&cx, knock("198.18.0.1"), T0 + 30_000));
+    let acts = m.answer(
+        &cx,
+        then,
+        Answer::Left(vec![Err("EIO".into())]),
+        T0 + 30_000,
+    );
+    assert_eq!(
+        acts,
+        vec![info(&format!("renewed 198.18.0.1 {LINE} age=30s ttl=1m"))]
+    );
 }
 
 #[test]
@@ -601,6 +420,17 @@ fn a_full_set_and_a_full_meter_are_each_said_when_full_and_when_there_is_room() 
             "set ssh_4 has room again".into()
         )]
     );
+    // Full again, then flushed by a command: room again, said once.
+    authorize(&mut m, &cx, "198.18.0.3", T0);
+    let flushed = crate::verbs::Change::Cleared(TableRef::new(&cfg.anchor, &cfg.services[0].table));
+    assert_eq!(
+        m.follow(&cx, &flushed, T0 / 1000),
+        vec![Action::Log(
+            Level::Notice,
+            "set ssh_4 has room again".into()
+        )]
+    );
+    assert_eq!(m.count("ssh"), (0, None));
     // The meter: its own log prefix when it drops a knock; said once.
     let s = &cfg.services[0];
     let meter = names::objects(s)

@@ -1,0 +1,226 @@
+//! Reading every authorized set again: at start (what is there is taken as
+//! known, without a line), and after the kernel dropped notifications,
+//! when what changed meanwhile is logged as such: each authorization the
+//! daemon did not hear of, each one that went, each renewal, marked as
+//! learned late, and a set that is gone restored as any change by others
+//! is. Lines past `log_burst` for a service are one line, each at debug.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use super::{
+    Action, Auth, COALESCE, Ctx, DumpError, Elements, Machine, Query, Step, Then, age,
+    auth_service, event_line, ms,
+};
+use crate::daemon::Level;
+use crate::name::{Af, ExpireMode, Secs};
+use crate::names::nft_set_of;
+
+/// Said of every change learned from a listing instead of a notification.
+const LATE: &str = "(learned late: the kernel dropped notifications)";
+
+impl Machine {
+    /// Read every authorized set and take what is there as known, without
+    /// a line for each (at start).
+    pub fn resync(&mut self, cx: &Ctx, _now: i64) -> Vec<Action> {
+        self.book.clear();
+        vec![self.read_sets(cx, false)]
+    }
+
+    /// The kernel dropped notifications: read every set again, and say
+    /// what changed.
+    pub(super) fn overrun(&mut self, cx: &Ctx) -> Vec<Action> {
+        let warn = "the kernel dropped notifications: reading the sets again".to_owned();
+        vec![Action::Log(Level::Warning, warn), self.read_sets(cx, true)]
+    }
+
+    fn read_sets(&self, cx: &Ctx, missed: bool) -> Action {
+        let mut sets = Vec::new();
+        for s in &cx.cfg.services {
+            for a in [Af::V4, Af::V6] {
+                sets.push((nft_set_of(s.table.as_str(), a), ms(s.ttl.0 as i64)));
+            }
+        }
+        let query = Query::Dump(sets.iter().map(|(s, _)| s.clone()).collect());
+        Action::Ask(query, Then(Step::Resync { sets, missed }))
+    }
+
+    pub(super) fn resynced(
+        &mut self,
+        cx: &Ctx,
+        sets: Vec<(String, i64)>,
+        missed: bool,
+        dumps: Vec<Result<Elements, DumpError>>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let mut lines: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut gone_sets = Vec::new();
+        for ((set, ttl), got) in sets.into_iter().zip(dumps) {
+            match got {
+                Ok(elems) => {
+                    let old = self.take_set(&set);
+                    for (addr, left) in elems {
+                        let left = left.map_or(ttl, |ms| ms as i64);
+                        let fresh = Auth {
+                            since: now - (ttl - left).max(0),
+                            until: now + left,
+                        };
+                        let a = match old.get(&addr) {
+                            Some(o) if missed => {
+                                self.kept(cx, &set, addr, *o, fresh, now, &mut lines)
+                            }
+                            Some(o) => Auth {
+                                until: fresh.until,
+                                ..*o
+                            },
+                            None if missed => {
+                                self.late(cx, &set, addr, "authorized", fresh, now, &mut lines);
+                                fresh
+                            }
+                            None => fresh,
+                        };
+                        out.extend(self.track(cx, &set, addr, a.since, a.until));
+                    }
+                    if missed {
+                        for (addr, a) in old {
+                            if self.tracked(&set, addr).is_none() {
+                                self.went(cx, &set, addr, a, now, &mut lines);
+                            }
+                        }
+                    }
+                }
+                // A family the service does not have; after lost
+                // notifications, one it has is a set someone deleted.
+                Err(DumpError::Missing) => {
+                    let covered = auth_service(cx.cfg, &set).is_some_and(|s| {
+                        let af = if set.ends_with("_6") { Af::V6 } else { Af::V4 };
+                        s.family.covers(af)
+                    });
+                    if missed && covered {
+                        gone_sets.push(format!("set {set}"));
+                    }
+                }
+                Err(DumpError::Failed(e)) => {
+                    out.push(Action::Log(Level::Err, format!("set {set}: {e}")))
+                }
+            }
+        }
+        self.say_late(cx, lines, out);
+        if !gone_sets.is_empty() {
+            let by = "an unknown process (the kernel dropped its notifications)";
+            self.restore(cx, &gone_sets, by, out);
+        }
+    }
+
+    /// A set's entries, taken out of the book.
+    fn take_set(&mut self, set: &str) -> HashMap<IpAddr, Auth> {
+        let Some(i) = self.book.find(set) else {
+            return HashMap::new();
+        };
+        let old = self.book.iter_set(i).collect();
+        self.book.clear_set(i);
+        old
+    }
+
+    /// An authorization in the book and in the set: renewed meanwhile if
+    /// the kernel's deadline moved by more than a knock's spread (not where
+    /// traffic moves it: `expire = "idle"`).
+    #[allow(clippy::too_many_arguments)]
+    fn kept(
+        &mut self,
+        cx: &Ctx,
+        set: &str,
+        addr: IpAddr,
+        old: Auth,
+        fresh: Auth,
+        now: i64,
+        lines: &mut BTreeMap<String, Vec<String>>,
+    ) -> Auth {
+        let renewable =
+            auth_service(cx.cfg, set).is_some_and(|s| s.renew && s.expire != ExpireMode::Idle);
+        if renewable && fresh.until > old.until + 2000 {
+            let extra_since = old.since;
+            self.late(
+                cx,
+                set,
+                addr,
+                "renewed",
+                Auth {
+                    since: extra_since,
+                    until: fresh.until,
+                },
+                now,
+                lines,
+            );
+            return fresh;
+        }
+        Auth {
+            since: old.since,
+            until: fresh.until,
+        }
+    }
+
+    /// An authorization in the book that the set no longer holds: expired
+    /// if its deadline passed, else removed by someone unknown.
+    fn went(
+        &mut self,
+        cx: &Ctx,
+        set: &str,
+        addr: IpAddr,
+        a: Auth,
+        now: i64,
+        lines: &mut BTreeMap<String, Vec<String>>,
+    ) {
+        let verb = if a.until <= now + COALESCE {
+            "expired"
+        } else {
+            "removed"
+        };
+        self.late(cx, set, addr, verb, a, now, lines);
+    }
+
+    /// One line learned late, kept for `say_late`.
+    #[allow(clippy::too_many_arguments)]
+    fn late(
+        &self,
+        cx: &Ctx,
+        set: &str,
+        addr: IpAddr,
+        verb: &str,
+        a: Auth,
+        now: i64,
+        lines: &mut BTreeMap<String, Vec<String>>,
+    ) {
+        let Some(s) = auth_service(cx.cfg, set) else {
+            return;
+        };
+        let ttl = Secs(s.ttl.0);
+        let extra = match verb {
+            "authorized" => format!("ttl={ttl} {LATE}"),
+            "renewed" => format!("age={} ttl={ttl} {LATE}", age(now, a.since)),
+            _ => format!("age={} ttl={ttl} {LATE}", age(now.min(a.until), a.since)),
+        };
+        let l = event_line(cx.cfg, verb, s, addr, &extra);
+        lines.entry(s.name.clone()).or_default().push(l);
+    }
+
+    /// The lines learned late: each, or per service past `log_burst` one
+    /// line with their number (each at debug).
+    fn say_late(&self, cx: &Ctx, lines: BTreeMap<String, Vec<String>>, out: &mut Vec<Action>) {
+        let burst = cx.cfg.log_burst as usize;
+        for (svc, lines) in lines {
+            if lines.len() > burst {
+                let n = lines.len();
+                out.push(Action::Log(
+                    Level::Info,
+                    format!("{n} changes to the authorizations of service {svc} {LATE}"),
+                ));
+                out.extend(lines.into_iter().map(|l| Action::Log(Level::Debug, l)));
+            } else {
+                out.extend(lines.into_iter().map(|l| Action::Log(Level::Info, l)));
+            }
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The machine when the kernel's view and the daemon's part: changes by
+//! others, restores, lost notifications, reloads.
+
+use super::*;
+
+#[test]
+fn an_overrun_reads_every_set_again_and_says_what_changed_meanwhile() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = Machine::default();
+    authorize(&mut m, &cx, "198.18.0.1", T0);
+    authorize(&mut m, &cx, "198.18.0.2", T0);
+    let now = T0 + 30_000;
+    let acts = m.kernel(&cx, KernelEvent::Overrun, now);
+    assert_eq!(
+        acts[0],
+        Action::Log(
+            Level::Warning,
+            "the kernel dropped notifications: reading the sets again".into()
+        )
+    );
+    let (q, then) = asked(&acts);
+    assert_eq!(q, Query::Dump(vec!["ssh_4".into(), "ssh_6".into()]));
+    // Meanwhile .1 was removed, .2 renewed (at T0 + 20 s), .7 and fd00::1
+    // authorized: four changes, past log_burst (2): one line, each at
+    // debug.
+    let v4 = vec![
+        (ip("198.18.0.2"), Some(50_000)),
+        (ip("198.18.0.7"), Some(50_000)),
+    ];
+    let v6 = vec![(ip("fd00::1"), Some(60_000))];
+    let acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(v6)]), now);
+    let late = "(learned late: the kernel dropped notifications)";
+    assert_eq!(
+        acts[0],
+        info(&format!(
+            "4 changes to the authorizations of service ssh {late}"
+        ))
+    );
+    let debug: Vec<&str> = acts[1..]
+        .iter()
+        .map(|a| match a {
+            Action::Log(Level::Debug, l) => l.as_str(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        debug,
+        [
+            format!("renewed 198.18.0.2 {LINE} age=30s ttl=1m {late}"),
+            format!("authorized 198.18.0.7 {LINE} ttl=1m {late}"),
+            format!("removed 198.18.0.1 {LINE} age=30s ttl=1m {late}"),
+            format!("authorized fd00::1 {LINE} ttl=1m {late}"),
+        ]
+    );
+    assert_eq!(m.count("ssh"), (3, Some(now / 1000 + 50)));
+    // Read again with nothing changed: no line.
+    let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, now + 1));
+    let v4 = vec![
+        (ip("198.18.0.2"), Some(49_999)),
+        (ip("198.18.0.7"), Some(49_999)),
+    ];
+    let v6 = vec![(ip("fd00::1"), Some(59_999))];
+    assert_eq!(
+        m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(v6)]), now + 1),
+        vec![]
+    );
+}
+
+#[test]
+fn after_an_overrun_a_failed_dump_keeps_the_set_and_a_gone_set_is_restored() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = Machine::default();
+    for a in ["198.18.0.1", "198.18.0.2", "198.18.0.3"] {
+        authorize(&mut m, &cx, a, T0);
+    }
+    let now = T0 + 30_000;
+    // A dump that fails keeps what the book had for that set; a set that
+    // is gone (its deletion's notification dropped too) is restored as
+    // any change by others is.
+    let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, now + 2));
+    let d = vec![
+        Err(DumpError::Failed("EIO".into())),
+        Err(DumpError::Missing),
+    ];
+    let acts = m.answer(&cx, then, Answer::Dump(d), now + 2);
+    assert_eq!(acts[0], Action::Log(Level::Err, "set ssh_4: EIO".into()));
+    let (q, then) = asked(&acts);
+    assert_eq!((acts.len(), q), (2, Query::Load));
+    assert_eq!(m.count("ssh").0, 3);
+    let (q, _) = asked(&m.answer(&cx, then, Answer::Done(vec![Ok(0)]), now + 2));
+    let Query::Left(items) = q else { panic!() };
+    assert_eq!(
+        items.len(),
+        3,
+        "every authorization is looked up to be put back"
+    );
+}
+
+#[test]
+fn lost_events_hand_over_to_polling() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = Machine::default();
+    let acts = m.kernel(&cx, KernelEvent::Lost("recv: EBADF".into()), T0);
+    assert_eq!(
+        acts,
+        vec![
+            Action::Log(
+                Level::Err,
+                "kernel events lost (recv: EBADF): polling every 1s from now on".into()
+            ),
+            Action::Poll
+        ]
+    );
+}
+
+#[test]
+fn a_restore_loads_then_puts_back_what_was_lost_with_the_time_it_had() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = Machine::default();
+    authorize(&mut m, &cx, "198.18.0.1", T0);
+    authorize(&mut m, &cx, "198.18.0.2", T0 + 10_000);
+    let now = T0 + 20_500;
+    let gone = KernelEvent::Changed {
+        what: "table",
+        name: "pfknock".into(),
+    };
+    let acts = others(&mut m, &cx, vec![gone], now);
+    let (q, then) = asked(&acts);
+    assert_eq!((acts.len(), q), (1, Query::Load));
+    let (q, then) = asked(&m.answer(&cx, then, Answer::Done(vec![Ok(0)]), now));
+    assert_eq!(
+        q,
+        Query::Left(vec![
+            ("ssh_4".into(), ip("198.18.0.1")),
+            ("ssh_4".into(), ip("198.18.0.2"))
+        ])
+    );
+    // The load kept .2 (a set it left alone), .1 is gone.
+    let answer = Answer::Left(vec![Ok(None), Ok(Some(Some(49_500)))]);
+    let (q, then) = asked(&m.answer(&cx, then, answer, now));
+    let table = TableRef::new(&cfg.anchor, &cfg.services[0].table);
+    let host = Net::host(ip("198.18.0.1"));
+    // 39.5 s left: 39 whole seconds back, never more.
+    assert_eq!(q, Query::Add(vec![(table, vec![(host, 39)])]));
+    let acts = m.answer(&cx, then, Answer::Done(vec![Ok(1)]), now);
+    assert_eq!(
+        acts,
+        vec![Action::Log(
+            Level::Notice,
+            "table restored after a change by nft[4242] (table pfknock): restored 1 authorizations"
+                .into()
+        )]
+    );
+    // Due when the kernel times it out.
+    assert_eq!(m.next_due(), Some(now + 39_000 + COALESCE));
+}
+
+#[test]
+fn a_restore_says_what_it_could_not_put_back_and_a_failed_load_is_said_as_such() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = Machine::default();
+    authorize(&mut m, &cx, "198.18.0.1", T0);
+    let now = T0 + 1_000;
+    let gone = |name: &str| KernelEvent::Changed {
+        what: "set",
+        name: name.into(),
+    };
+    let acts = others(&mut m, &cx, vec![gone("ssh_4"), gone("ssh_6")], now);
+    let (_, then) = asked(&acts);
+    let (_, then) = asked(&m.answer(&cx, then, Answer::Done(vec![Ok(0)]), now));
+    let (_, then) = asked(&m.answer(&cx, then, left(None), now));
+    let acts = m.answer(&cx, then, Answer::Done(vec![Err("ENOSPC".into())]), now);
+    assert_eq!(
+        acts[0],
+        Action::Log(
+            Level::Err,
+            "<ssh> in anchor pfknock: restoring authorizations: ENOSPC".into()
+        )
+    );
+    assert!(
+        matches!(&acts[1], Action::Log(Level::Notice, l) if l.ends_with("(set ssh_4, set ssh_6): restored 0 authorizations of 1")),
+        "{acts:?}"
+    );
+    // A load that fails: said through the repeat filter, nothing more.
+    let acts = others(&mut m, &cx, vec![gone("ssh_4")], now);
+    let (_, then) = asked(&acts);
+    let acts = m.answer(&cx, then, Answer::Done(vec![Err("nft: busy".into())]), now);
+    assert_eq!(
+        acts,
+        vec![Action::Fail(
+            Level::Err,
+            "table changed by nft[4242] (set ssh_4) and cannot be restored: nft: busy".into()
+        )]
+    );
+}
+
+#[test]
+fn a_held_anchor_is_not_restored() {
+    let cfg = config("");
+    let mut held = cx(&cfg);
+    held.held = true;
+    let mut m = Machine::default();
+    let gone = KernelEvent::Changed {
+        what: "table",
+        name: "pfknock".into(),
+    };
+    let acts = others(&mut m, &held, vec![gone.clone()], T0);
+    assert_eq!(
+        acts,
+        vec![Action::Log(
+            Level::Notice,
+            "table changed by nft[4242] while unloaded: left as it is until pfknock load".into()
+        )]
+    );
+}
+
+#[test]
+fn changes_by_others_are_said_with_who_made_them_and_ours_are_followed_quietly() {
+    let cfg = config("");
+    let mut m = Machine::default();
+    let gone = KernelEvent::Changed {
+        what: "table",
+        name: "pfknock".into(),
+    };
+    // Elements another process added and deleted: one line each, with
+    // who did it.
+    let cx = cx(&cfg);
+    let add = KernelEvent::Elements {
+        set: "ssh_4".into(),
+        added: true,
+        addrs: vec![(ip("198.18.0.5"), Some(60_000))],
+    };
+    let acts = others(&mut m, &cx, vec![add.clone()], T0);
+    assert_eq!(
+        acts,
+        vec![info(&format!(
+            "authorized 198.18.0.5 {LINE} ttl=1m by nft[4242]"
+        ))]
+    );
+    let del = KernelEvent::Elements {
+        set: "ssh_4".into(),
+        added: false,
+        addrs: vec![(ip("198.18.0.5"), None)],
+    };
+    let acts = others(&mut m, &cx, vec![del.clone()], T0 + 2_000);
+    assert_eq!(
+        acts,
+        vec![info(&format!(
+            "removed 198.18.0.5 {LINE} age=2s ttl=1m by nft[4242]"
+        ))]
+    );
+    // Elements of a set that is no service's: not pfknock's to log.
+    let stranger = KernelEvent::Elements {
+        set: "other_4".into(),
+        added: true,
+        addrs: vec![(ip("198.18.0.6"), Some(60_000))],
+    };
+    assert_eq!(others(&mut m, &cx, vec![stranger], T0 + 2_000), vec![]);
+    assert_eq!(m.count("ssh").0, 0);
+    // A pfknock command's transaction: followed, no line.
+    for ev in [
+        add,
+        KernelEvent::Commit {
+            pid: 77,
+            process: "pfknock".into(),
+        },
+    ] {
+        assert_eq!(m.kernel(&cx, ev, T0 + 3_000), vec![]);
+    }
+    assert_eq!(m.count("ssh").0, 1);
+    // This process's own (its nft child's): not even followed.
+    let ours = |pid: u32| pid == 99;
+    let own = Ctx {
+        cfg: &cfg,
+        held: false,
+        ours: &ours,
+    };
+    for ev in [
+        del,
+        gone,
+        KernelEvent::Commit {
+            pid: 99,
+            process: "nft".into(),
+        },
+    ] {
+        assert_eq!(m.kernel(&own, ev, T0 + 4_000), vec![]);
+    }
+    assert_eq!(m.count("ssh").0, 1);
+}
+
+#[test]
+fn a_shorter_ttl_on_reload_makes_what_is_past_it_due_at_once() {
+    let old = config("");
+    let new = config("").clone();
+    let mut shorter = new.clone();
+    shorter.services[0].ttl = crate::name::Secs(20);
+    let cx = cx(&old);
+    let mut m = Machine::default();
+    authorize(&mut m, &cx, "198.18.0.1", T0);
+    m.retime(&old, &new);
+    assert_eq!(
+        m.next_due(),
+        Some(T0 + 60_000 + COALESCE),
+        "same ttl: unchanged"
+    );
+    m.retime(&old, &shorter);
+    assert_eq!(m.next_due(), Some(T0 + 20_000 + COALESCE));
+}
