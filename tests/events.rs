@@ -1042,3 +1042,115 @@ fn knocks_during_a_reload_that_makes_the_set_anew_are_all_kept() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+/// A daemon that falls behind: stopped while another process adds 250,000
+/// authorizations in one transaction and deletes the one it knew, so the
+/// kernel drops notifications. After SIGCONT the daemon says so, reads the
+/// set again and says what changed meanwhile as learned late (past
+/// log_burst, one line with the number), never as renewed; every change
+/// is said once, by notification or as learned late; and it knows what the
+/// kernel holds (SIGUSR2's count is the set's).
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn an_overrun_says_what_changed_meanwhile_as_learned_late() {
+    need_root_and_tools!();
+    const N: u32 = 250_000;
+    let conf = format!("{}size    = 262144\n", CONF.replace("TTL", "10m"));
+    let mut n = Net::new(&conf);
+    n.up();
+    let (mut d, pid, log, _) = counted_daemon(&n);
+    read_log(&log, 5, |s| s.contains("started"));
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    let said = read_log(&log, 3, |s| s.contains("authorized"));
+    let knocker = said
+        .split("authorized ")
+        .nth(1)
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no authorization: {said}"))
+        .to_owned();
+    let fill: Vec<String> = (0..N)
+        .map(|i| format!("198.19.{}.{}", i / 250 % 256, i % 250 + 1))
+        .collect();
+    // 198.19/16 holds 64,000 of these; the rest in 198.18.128/17 upwards.
+    let fill: Vec<String> = fill
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i < 64_000 {
+                a
+            } else {
+                let j = i - 64_000;
+                format!("198.18.{}.{}", 128 + j / 250 % 128, j % 250 + 1)
+            }
+        })
+        .collect();
+    let mut uniq = fill.clone();
+    uniq.sort();
+    uniq.dedup();
+    let n_fill = uniq.len() as u32;
+    let script = format!(
+        "add element inet pfknock ssh_4 {{ {} }}\ndelete element inet pfknock ssh_4 {{ {knocker} }}\n",
+        uniq.join(", ")
+    );
+    let path = n.dir.join("fill.nft");
+    fs::write(&path, script).unwrap();
+    ok(&Command::new("kill").args(["-STOP", &pid]).output().unwrap());
+    let filled = ns(&n.srv, &["nft", "-f", path.to_str().unwrap()]);
+    ok(&Command::new("kill").args(["-CONT", &pid]).output().unwrap());
+    ok(&filled);
+    // Read line by line (a bounded wait): the lines heard by notification
+    // before the kernel dropped the rest, then the overrun's.
+    log.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let (mut heard, mut removed, mut dropped, mut late) = (0u32, 0u32, false, None);
+    let mut rest = String::new();
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < end && late.is_none() {
+        let Ok(k) = log.recv(&mut buf) else { continue };
+        let l = String::from_utf8_lossy(&buf[..k]).into_owned();
+        if l.contains(" by nft[") && l.contains("authorized ") {
+            heard += 1;
+        } else if l.contains(&format!("removed {knocker} ")) {
+            removed += 1;
+        } else if l.contains("the kernel dropped notifications: reading the sets again") {
+            dropped = true;
+        } else if l.contains("changes to the authorizations of service ssh (learned late") {
+            late = l
+                .split(" changes to")
+                .next()
+                .and_then(|h| h.rsplit(' ').next()?.parse::<u32>().ok());
+        } else if !l.contains("(learned late") {
+            rest.push_str(&l);
+            rest.push('\n');
+        }
+    }
+    let late = late.unwrap_or_else(|| panic!("no learned-late line ({heard} heard): {rest}"));
+    assert!(dropped, "{rest}");
+    assert!(!rest.contains("renewed"), "{rest}");
+    assert!(late > 0 && removed <= 1, "{late} {removed}");
+    // Each addition and the removal said once, one way or the other.
+    assert_eq!(
+        late + heard,
+        n_fill + 1 - removed,
+        "{late} late, {heard} heard, {removed} removed: {rest}"
+    );
+    ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
+    // (The learned-late lines at debug come first.)
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut status = String::new();
+    while std::time::Instant::now() < end && status.is_empty() {
+        if let Ok(k) = log.recv(&mut buf) {
+            let l = String::from_utf8_lossy(&buf[..k]);
+            if l.contains("status ") {
+                status = l.into_owned();
+            }
+        }
+    }
+    assert!(
+        status.contains(&format!(": {n_fill} entries")),
+        "the daemon knows what the set holds: {status}"
+    );
+    let _ = d.kill();
+    let _ = d.wait();
+}
