@@ -357,6 +357,7 @@ impl Feeds {
             buf,
         } = self;
         drain_one(nflog, "nflog", |n, b| n.next(b), buf, &mut out);
+        let from = out.len();
         drain_one(
             monitor,
             "nf_tables monitor",
@@ -364,6 +365,23 @@ impl Feeds {
             buf,
             &mut out,
         );
+        // After the kernel dropped notifications, those still queued are
+        // older than the reading of the sets that the overrun brings:
+        // dropped too (that reading says what they would have), so that
+        // none of them is taken for news.
+        let overrun = out[from..]
+            .iter()
+            .position(|e| *e == super::KernelEvent::Overrun);
+        if let (Some(i), Some(m)) = (overrun, monitor.as_ref()) {
+            out.truncate(from + i + 1);
+            for _ in 0..(1 << 16) {
+                match m.next(buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() != std::io::ErrorKind::Interrupted => break,
+                    _ => {}
+                }
+            }
+        }
         out
     }
 }

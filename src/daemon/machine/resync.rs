@@ -31,6 +31,9 @@ impl Machine {
     /// The kernel dropped notifications: read every set again, and say
     /// what changed.
     pub(super) fn overrun(&mut self, cx: &Ctx) -> Vec<Action> {
+        // A transaction whose commit may be among what was dropped: the
+        // reading of the sets says what it did.
+        self.batch.clear();
         let warn = "the kernel dropped notifications: reading the sets again".to_owned();
         vec![Action::Log(Level::Warning, warn), self.read_sets(cx, true)]
     }

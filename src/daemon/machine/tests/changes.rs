@@ -311,3 +311,29 @@ fn a_shorter_ttl_on_reload_makes_what_is_past_it_due_at_once() {
     m.retime(&old, &shorter);
     assert_eq!(m.next_due(), Some(T0 + 20_000 + COALESCE));
 }
+
+#[test]
+fn a_transaction_cut_by_an_overrun_is_said_by_the_reading_not_by_its_commit() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = Machine::default();
+    let add = KernelEvent::Elements {
+        set: "ssh_4".into(),
+        added: true,
+        addrs: vec![(ip("198.18.0.5"), Some(60_000))],
+    };
+    assert_eq!(m.kernel(&cx, add, T0), vec![]);
+    // The reading of the sets: the element is gone again (a later
+    // transaction, its notifications dropped, deleted it).
+    let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, T0));
+    let acts = m.answer(&cx, then, Answer::Dump(vec![Ok(vec![]), Ok(vec![])]), T0);
+    assert_eq!(acts, vec![]);
+    // The first transaction's commit, read after: it says nothing of an
+    // element the set does not hold.
+    let commit = KernelEvent::Commit {
+        pid: 4242,
+        process: "nft".into(),
+    };
+    assert_eq!(m.kernel(&cx, commit, T0 + 1), vec![]);
+    assert_eq!(m.count("ssh").0, 0);
+}
