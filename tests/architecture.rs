@@ -284,3 +284,71 @@ fn no_function_is_over_80_lines() {
         [("a".to_owned(), 3), ("b".to_owned(), 5)]
     );
 }
+
+/// The daemon's machine is pure: its files (tests aside) use, of the
+/// crate, only values and names (config, kernel events, names, the table
+/// reference type, the verbs' change values, policy) and, in the daemon,
+/// only the log's types and the book; nothing that reads or writes (no
+/// `Tables`, `Loader`, clock, tools, sockets, files, processes).
+#[test]
+fn the_daemon_machine_does_no_io() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/daemon/machine");
+    let mut list = Vec::new();
+    files(&dir, &mut list);
+    assert!(list.len() >= 4, "{list:?}");
+    let allowed = [
+        "config", "kevents", "name", "names", "tables", "verbs", "policy", "daemon",
+    ];
+    for f in list
+        .iter()
+        .filter(|f| !f.components().any(|c| c.as_os_str() == "tests"))
+    {
+        let text = code(&fs::read_to_string(f).unwrap());
+        for m in uses(&text) {
+            assert!(
+                allowed.contains(&m.as_str()),
+                "{}: uses crate::{m}",
+                f.display()
+            );
+        }
+        for bad in [
+            "Tables",
+            "Loader",
+            "std::fs",
+            "std::io",
+            "std::process",
+            "std::time",
+            "std::os",
+            "std::thread",
+            "clock",
+            "tool::",
+            "libc",
+            "rustix",
+            "UdpSocket",
+            "TcpStream",
+            "super::super",
+            "crate::daemon::Daemon",
+        ] {
+            assert!(!text.contains(bad), "{}: names {bad}", f.display());
+        }
+        // In machine/mod.rs `super` is the daemon; below it, the machine.
+        let daemon_super = f.ends_with("mod.rs");
+        for line in text
+            .lines()
+            .filter(|l| l.contains("crate::daemon::") || (daemon_super && l.contains("super::")))
+        {
+            let ok = [
+                "crate::daemon::lines",
+                "crate::daemon::machine",
+                "super::lines",
+                "super::book",
+            ]
+            .iter()
+            .any(|p| line.contains(p));
+            assert!(ok, "{}: {line}", f.display());
+        }
+        for line in text.lines().filter(|l| l.contains("crate::tables::")) {
+            assert!(line.contains("TableRef"), "{}: {line}", f.display());
+        }
+    }
+}

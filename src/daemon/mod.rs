@@ -21,23 +21,8 @@ use crate::tables::{Entry, TableRef, TableStat, Tables};
 
 pub use crate::backend::Loader;
 pub use events::{ElementLookup, KernelEvent};
-
-/// Priorities, as syslog's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Err,
-    Warning,
-    Notice,
-    Info,
-    Debug,
-}
-
-pub trait Log {
-    fn log(&mut self, level: Level, msg: &str);
-}
-
-/// How often an error that keeps coming back is logged again.
-pub const REPEAT_EVERY: i64 = 300;
+use lines::line;
+pub use lines::{Level, Log, REPEAT_EVERY};
 
 /// Errors that come back every poll (a table that cannot be read, an
 /// anchor that cannot be restored): each is logged when it first occurs,
@@ -176,26 +161,6 @@ pub struct Daemon<T, L, G> {
     pub state: Option<PathBuf>,
     /// pf's global pools: table entries, source nodes (`fill::Pools`).
     pool: fill::Pools,
-}
-
-/// One log line about an entry: `VERB NET service=S table=T anchor=A`,
-/// then `extra`.
-fn line(verb: &str, net: &Net, service: Option<&str>, t: &TableRef, extra: &str) -> String {
-    let mut s = format!(
-        "{verb} {net} service={} table={} anchor={}",
-        service.unwrap_or("-"),
-        t.name,
-        if t.anchor.is_main() {
-            "-"
-        } else {
-            t.anchor.as_str()
-        }
-    );
-    if !extra.is_empty() {
-        s.push(' ');
-        s.push_str(extra);
-    }
-    s
 }
 
 /// The tables to watch. Renewal tables come first, so that a renewal is
@@ -615,6 +580,7 @@ mod book;
 mod control;
 mod events;
 mod fill;
+mod lines;
 mod machine;
 pub mod notes;
 mod poll;

@@ -11,7 +11,7 @@ use super::{
     auth_service, auth_table, event_line, info, ms,
 };
 use crate::config::{Config, Service};
-use crate::daemon::Level;
+use crate::daemon::lines::Level;
 use crate::name::{Af, ExpireMode, Net, Secs};
 use crate::names::{self, nft_set_of};
 
@@ -238,7 +238,7 @@ impl Machine {
         // Each socket counts and says its own.
         let (count, last) = self.forged.entry(on).or_insert((0, i64::MIN));
         *count += 1;
-        if now.saturating_sub(*last) < ms(crate::daemon::REPEAT_EVERY) {
+        if now.saturating_sub(*last) < ms(crate::daemon::lines::REPEAT_EVERY) {
             return;
         }
         let n = std::mem::take(count);

@@ -16,8 +16,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
-use super::Level;
 use super::book::{Auth, Book};
+use super::lines::{Level, line};
 use crate::config::{Config, Service};
 use crate::kevents::KernelEvent;
 use crate::name::{Af, Net, Secs};
@@ -213,7 +213,7 @@ fn auth_table(cfg: &Config, s: &Service) -> TableRef {
 
 /// One log line about an authorization of service `s`.
 fn event_line(cfg: &Config, verb: &str, s: &Service, addr: IpAddr, extra: &str) -> String {
-    super::line(
+    line(
         verb,
         &Net::host(addr),
         Some(&s.name),

@@ -10,7 +10,7 @@ use super::{
     Action, Auth, Ctx, Left, Machine, Query, Step, Then, age, auth_service, auth_table, event_line,
     info, left_secs, ms,
 };
-use crate::daemon::Level;
+use crate::daemon::lines::Level;
 use crate::kevents::KernelEvent;
 use crate::name::{Net, Secs};
 use crate::tables::TableRef;

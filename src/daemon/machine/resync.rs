@@ -13,7 +13,7 @@ use super::{
     Action, Auth, COALESCE, Ctx, DumpError, Elements, Machine, Query, Step, Then, age,
     auth_service, event_line, ms,
 };
-use crate::daemon::Level;
+use crate::daemon::lines::Level;
 use crate::name::{Af, ExpireMode, Secs};
 use crate::names::nft_set_of;
 
