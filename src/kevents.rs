@@ -35,6 +35,14 @@ pub enum KernelEvent {
 /// inside: no timeout)? `None`: not there.
 pub trait ElementLookup {
     fn left(&mut self, set: &str, addr: IpAddr) -> std::io::Result<Option<Option<u64>>>;
+    /// `left` for each of `addrs`, in order (a lookup may batch them).
+    fn left_many(
+        &mut self,
+        set: &str,
+        addrs: &[IpAddr],
+    ) -> std::io::Result<Vec<Option<Option<u64>>>> {
+        addrs.iter().map(|a| self.left(set, *a)).collect()
+    }
     /// Every element of a set with its time left (at start, and after
     /// lost notifications).
     fn dump(&mut self, set: &str) -> std::io::Result<Vec<(IpAddr, Option<u64>)>>;

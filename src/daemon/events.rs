@@ -5,7 +5,7 @@
 //! the kernel (`ElementLookup`, `Tables`, the `Loader`) and the log.
 #![forbid(unsafe_code)]
 
-use super::machine::{Action, Answer, DumpError, Machine, Query};
+use super::machine::{Action, Answer, DumpError, Left, Machine, Query};
 use super::{Daemon, Loader, Log};
 pub use crate::kevents::{ElementLookup, KernelEvent};
 use crate::tables::Tables;
@@ -95,19 +95,30 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
     }
 
+    /// Each element's time left, asked set by set (a set's in batches).
+    fn lefts(&mut self, items: &[(String, std::net::IpAddr)]) -> Vec<Result<Left, String>> {
+        let mut out: Vec<Result<Left, String>> = vec![Ok(None); items.len()];
+        let Some(l) = self.lookup.as_mut() else {
+            return vec![Err("no kernel events".to_owned()); items.len()];
+        };
+        let mut sets: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+        for (i, (set, _)) in items.iter().enumerate() {
+            sets.entry(set.as_str()).or_default().push(i);
+        }
+        for (set, at) in sets {
+            let addrs: Vec<std::net::IpAddr> = at.iter().map(|i| items[*i].1).collect();
+            match l.left_many(set, &addrs) {
+                Ok(v) => at.iter().zip(v).for_each(|(i, x)| out[*i] = Ok(x)),
+                Err(e) => at.iter().for_each(|i| out[*i] = Err(e.to_string())),
+            }
+        }
+        out
+    }
+
     /// The kernel's answer to a query.
     fn ask(&mut self, q: Query) -> Answer {
-        let err = |e: std::io::Error| e.to_string();
         match q {
-            Query::Left(items) => Answer::Left(
-                items
-                    .iter()
-                    .map(|(set, addr)| match self.lookup.as_mut() {
-                        Some(l) => l.left(set, *addr).map_err(err),
-                        None => Err("no kernel events".to_owned()),
-                    })
-                    .collect(),
-            ),
+            Query::Left(items) => Answer::Left(self.lefts(&items)),
             Query::Dump(sets) => Answer::Dump(
                 sets.iter()
                     .map(|set| match self.lookup.as_mut().map(|l| l.dump(set)) {

@@ -386,8 +386,8 @@ impl Feeds {
     }
 }
 
-/// Read one event socket until it has nothing more (bounded); on a lasting
-/// error, say `Lost` and drop it.
+/// Read one event socket until it has nothing more (bounded: 1024
+/// datagrams, half a `TURN`); on a lasting error, say `Lost` and drop it.
 #[cfg(target_os = "linux")]
 fn drain_one<S>(
     src: &mut Option<S>,
@@ -396,7 +396,12 @@ fn drain_one<S>(
     buf: &mut [u8],
     out: &mut Vec<super::KernelEvent>,
 ) {
+    // Half a turn each, so that neither socket starves the other.
+    let until = std::time::Instant::now() + TURN / 2;
     for _ in 0..1024 {
+        if std::time::Instant::now() >= until {
+            return;
+        }
         let Some(s) = src.as_ref() else { return };
         match next(s, buf) {
             Ok(evs) => out.extend(evs),
@@ -546,12 +551,13 @@ fn commands<T: Tables, L: Loader>(
     d: &mut Daemon<T, L, SysLog>,
     ctl: &crate::control::Listener,
     feeds: &mut Feeds,
+    pending: &mut Pending,
 ) {
     for _ in 0..16 {
         let Ok((mut s, _)) = ctl.sock.accept() else {
             break;
         };
-        for ev in feeds.drain() {
+        for ev in pending.drain(..).chain(feeds.drain()) {
             d.kernel(ev, crate::clock::now_ms());
         }
         let _ = s.set_nonblocking(false);
@@ -568,6 +574,49 @@ fn commands<T: Tables, L: Loader>(
             },
         };
         crate::control::write_reply(&mut s, &reply);
+    }
+}
+
+/// Kernel events read and not yet handed to the daemon.
+type Pending = std::collections::VecDeque<super::KernelEvent>;
+
+/// How long one turn of the loop works through kernel events before it
+/// looks at signals and commands again (so that SIGUSR2 and a command
+/// wait at most about this long behind a burst).
+const TURN: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Kernel events read ahead at most: past this, the sockets keep what
+/// comes, and a burst larger than their buffers is an overrun (the sets
+/// are read again).
+const PENDING_MAX: usize = 1 << 20;
+
+/// One turn's kernel events: what the sockets hold, read as it comes (up
+/// to `PENDING_MAX` waiting; reading late would make the kernel drop what
+/// its buffers cannot hold, and reading all the sets again costs more
+/// than the events), handed to the daemon for at most `TURN`.
+fn kernel_turn<T: Tables, L: Loader>(
+    d: &mut Daemon<T, L, SysLog>,
+    feeds: &mut Feeds,
+    pending: &mut Pending,
+    readable: bool,
+) {
+    if readable && pending.len() < PENDING_MAX {
+        pending.extend(feeds.drain());
+    }
+    if pending.is_empty() {
+        return;
+    }
+    let start = std::time::Instant::now();
+    while let Some(ev) = pending.pop_front() {
+        d.kernel(ev, crate::clock::now_ms());
+        if start.elapsed() >= TURN {
+            return;
+        }
+    }
+    // A restore or a resync may have brought deadlines closer.
+    let now = crate::clock::now_ms();
+    if d.next_due_ms().is_some_and(|t| t <= now) {
+        d.tick_ms(now);
     }
 }
 
@@ -594,6 +643,7 @@ fn serve<T: Tables, L: Loader>(
     // A signal caught before the wake-up socket was registered (during the
     // first load, say) is looked at on the first turn.
     let mut first = true;
+    let mut pending = Pending::new();
     loop {
         let now_ms = crate::clock::now_ms();
         let poll = d.cfg.poll.0 as i64;
@@ -610,6 +660,9 @@ fn serve<T: Tables, L: Loader>(
             .fold(now_ms + idle * 1000, i64::min)
             .max(now_ms);
         let mut wait = Duration::from_millis((wake_at - now_ms) as u64);
+        if !pending.is_empty() {
+            wait = Duration::ZERO;
+        }
         // Log lines that syslogd did not take yet go out first, and are
         // tried again soon.
         crate::syslog::flush();
@@ -633,25 +686,17 @@ fn serve<T: Tables, L: Loader>(
             }
         };
         // What the kernel said came first.
-        if ready.kernel {
-            for ev in feeds.drain() {
-                d.kernel(ev, crate::clock::now_ms());
-            }
-            // A restore or a resync may have brought deadlines closer.
-            let now = crate::clock::now_ms();
-            if d.next_due_ms().is_some_and(|t| t <= now) {
-                d.tick_ms(now);
-            }
-        }
+        kernel_turn(&mut d, &mut feeds, &mut pending, ready.kernel);
         if ready.signal && signalled(&mut d, &mut signals, wake) {
             return Ok(());
         }
         if ready.control {
-            commands(&mut d, ctl, &mut feeds);
+            commands(&mut d, ctl, &mut feeds, &mut pending);
         }
         let now_ms = crate::clock::now_ms();
-        // A wake for the log's sake alone polls nothing.
-        if now_ms >= wake_at {
+        // A wake for the log's sake alone polls nothing; deadlines wait
+        // until the kernel's events before them are worked through.
+        if now_ms >= wake_at && pending.is_empty() {
             d.rotate(now_ms.div_euclid(1000));
             d.tick_ms(now_ms);
         }

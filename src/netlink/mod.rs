@@ -386,6 +386,9 @@ impl crate::kevents::ElementLookup for Lookup {
     fn left(&mut self, set: &str, addr: IpAddr) -> io::Result<Option<Option<u64>>> {
         self.get(set, addr)
     }
+    fn left_many(&mut self, set: &str, addrs: &[IpAddr]) -> io::Result<Vec<Option<Option<u64>>>> {
+        self.lefts(set, addrs)
+    }
     /// The daemon's full reads (at start, after lost notifications) are
     /// rare and what it believes until the next one: settled ones.
     fn dump(&mut self, set: &str) -> io::Result<Vec<(IpAddr, Option<u64>)>> {
@@ -563,8 +566,17 @@ impl Lookup {
     /// element or ENOENT, then the ACK), so the cost grows with `addrs`,
     /// never with the set.
     pub fn holds(&mut self, set: &str, addrs: &[IpAddr]) -> io::Result<Vec<bool>> {
+        Ok(self
+            .lefts(set, addrs)?
+            .into_iter()
+            .map(|l| l.is_some())
+            .collect())
+    }
+
+    /// `get` for each of `addrs`, `BATCH` lookups to a datagram as `holds`.
+    pub fn lefts(&mut self, set: &str, addrs: &[IpAddr]) -> io::Result<Vec<Option<Option<u64>>>> {
         const BATCH: usize = 256;
-        let mut out = vec![false; addrs.len()];
+        let mut out = vec![None; addrs.len()];
         for (c, chunk) in addrs.chunks(BATCH).enumerate() {
             let mut b = Vec::new();
             let mut seqs = std::collections::HashMap::with_capacity(chunk.len());
@@ -604,8 +616,9 @@ impl Lookup {
                             left -= 1;
                         }
                         NFT_MSG_NEWSETELEM => {
-                            out[i] = raw_setelem(r)
-                                .is_some_and(|(_, _, _, e)| e.iter().any(|x| x.0 == addrs[i]));
+                            out[i] = raw_setelem(r).and_then(|(_, _, _, e)| {
+                                e.iter().find(|x| x.0 == addrs[i]).map(|x| x.2)
+                            });
                         }
                         _ => {}
                     }

@@ -364,6 +364,7 @@ fn a_knock_event_read_late_renews_nothing_and_a_gone_element_says_nothing() {
         acts,
         vec![info(&format!("renewed 198.18.0.1 {LINE} age=30s ttl=1m"))]
     );
+    assert_eq!(m.count("ssh"), (1, Some(T0 / 1000 + 90)));
 }
 
 #[test]
@@ -502,4 +503,43 @@ fn an_answer_to_another_question_is_an_error_line_not_a_panic() {
     let acts = m.answer(&cx, then, Answer::Done(vec![Ok(1)]), T0);
     assert!(matches!(&acts[..], [Action::Log(Level::Err, l)] if l.starts_with("internal: answer")));
     assert_eq!(m.count("ssh").0, 0);
+}
+
+#[test]
+fn a_commands_change_is_followed_without_a_line() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let table = TableRef::new(&cfg.anchor, &cfg.services[0].table);
+    let mut m = Machine::default();
+    // `pfknock allow`: tracked from the start of its second, ttl on.
+    let host = Net::host(ip("198.18.0.4"));
+    let added = crate::verbs::Change::Added(table.clone(), host);
+    assert_eq!(m.follow(&cx, &added, T0 / 1000 + 5), vec![]);
+    assert_eq!(m.count("ssh"), (1, Some(T0 / 1000 + 65)));
+    assert_eq!(m.next_due(), Some(T0 + 65_000 + COALESCE));
+    // A network is no set element of the events mode: not tracked.
+    let net: Net = "198.18.1.0/24".parse().unwrap();
+    let added = crate::verbs::Change::Added(table.clone(), net);
+    assert_eq!(m.follow(&cx, &added, T0 / 1000 + 5), vec![]);
+    assert_eq!(m.count("ssh").0, 1);
+    // A table of no service: nothing.
+    let other = TableRef::new(&cfg.anchor, &crate::name::TableName::new("web").unwrap());
+    let added = crate::verbs::Change::Added(other, Net::host(ip("198.18.0.5")));
+    assert_eq!(m.follow(&cx, &added, T0 / 1000 + 5), vec![]);
+    assert_eq!(m.count("ssh").0, 1);
+}
+
+#[test]
+fn a_full_prefix_naming_no_meter_of_the_config_is_ignored() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = Machine::default();
+    for set in ["ssh_4", "web_m1_4"] {
+        let ev = KernelEvent::Knock {
+            prefix: names::meter_full_prefix(set),
+            addr: ip("198.18.0.9"),
+        };
+        assert_eq!(m.kernel(&cx, ev, T0), vec![], "{set}");
+    }
+    assert_eq!(m.next_due(), None);
 }

@@ -1,0 +1,117 @@
+#!/bin/bash
+# How long SIGUSR2 waits behind a burst (Linux): in a network namespace
+# of its own, each build's daemon watches a set while another process adds
+# BATCH authorizations at a time, ROUNDS times (they are notifications the
+# daemon works through); SIGUSR2 goes to the daemon every 50 ms meanwhile,
+# and the time until its status line reaches the log is taken, and how
+# often the kernel dropped notifications. The adds
+# are made by a copy of nft named pfknock, whose commits the daemon follows
+# without a line (as it does pfknock's own commands), so that the log
+# carries the status lines and no queue of other lines in front of them. Prints the
+# median, the 90th percentile and the largest wait per build, and how many
+# signals were sent, for the builds side by side in one run.
+#
+# Root only; needs iproute2, nft and python3, and release builds:
+#   cargo build --release && sudo bash benches/signal-latency.sh \
+#       target/release/pfknock [OTHER-BUILD ...]
+# Environment: BATCH (default 20000), ROUNDS (default 10), SETTLE (seconds
+# between the daemon's start and the burst, default 1: a burst during the
+# start's own reading of the sets makes that reading repeat until it is
+# whole, which is the start's cost, not the loop's).
+# Nothing leaves the namespace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 1 ] || { echo "usage: $0 BINARY [BINARY ...]" >&2; exit 2; }
+BATCH=${BATCH:-20000}
+ROUNDS=${ROUNDS:-10}
+NS=pfks-$$
+tmp=$(mktemp -d)
+cleanup() {
+	if [ -s "$tmp/pid" ]; then kill "$(cat "$tmp/pid")" 2>/dev/null || true; fi
+	ip netns del "$NS" 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+cat >"$tmp/pfknock.toml" <<EOT
+[[service]]
+name    = "ssh"
+protect = [2222]
+knock   = [1234]
+ttl     = "10m"
+size    = 1048576
+EOT
+chmod 600 "$tmp/pfknock.toml"
+mkdir "$tmp/bin"
+cp "$(command -v nft)" "$tmp/bin/pfknock"
+# The fills: BATCH addresses a round, 10.R.x.y.
+for r in $(seq 1 "$ROUNDS"); do
+	python3 -c "
+import sys
+r, n = int(sys.argv[1]), int(sys.argv[2])
+print('add element inet pfknock ssh_4 { ' + ', '.join(
+    '10.%d.%d.%d' % (r, k >> 8 & 255, k & 255) for k in range(n)) + ' }')" "$r" "$BATCH" >"$tmp/fill$r.nft"
+done
+for bin in "$@"; do
+	[ -x "$bin" ] || { echo "$bin: not executable" >&2; exit 2; }
+	ip netns exec "$NS" nft delete table inet pfknock 2>/dev/null || true
+	rm -f "$tmp/log.sock" "$tmp/pid"
+	# The log: a socket of this script's, read by the measuring python.
+	python3 - "$tmp" "$bin" "$ROUNDS" "$NS" <<'EOP'
+import os, signal, socket, statistics, subprocess, sys, time
+tmp, binary, rounds, ns = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+log.bind(tmp + "/log.sock")
+log.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
+env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
+subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml",
+                "run", "-p", tmp + "/pid"], env=env, check=True)
+pid = int(open(tmp + "/pid").read())
+overruns = 0
+def until(word, secs):
+    global overruns
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        log.settimeout(max(0.001, end - time.monotonic()))
+        try:
+            line = log.recv(65536).decode(errors="replace")
+            overruns += "dropped notifications" in line
+            if word in line:
+                return True
+        except socket.timeout:
+            return False
+    return False
+assert until("started", 10), "the daemon did not start"
+time.sleep(float(os.environ.get("SETTLE", "1")))
+fills = [subprocess.Popen(["ip", "netns", "exec", ns, tmp + "/bin/pfknock", "-f", f"{tmp}/fill{r}.nft"])
+         for r in range(1, rounds + 1)]
+waits = []
+busy = True
+for _ in range(400):  # bounded: 400 signals at most
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGUSR2)
+    if not until("status ", 10):
+        waits.append(10.0)
+    else:
+        waits.append(time.monotonic() - t0)
+    busy = any(f.poll() is None for f in fills)
+    if not busy and len(waits) >= 20:
+        break
+    time.sleep(0.05)
+for f in fills:
+    f.wait()
+os.kill(pid, signal.SIGTERM)
+for _ in range(300):  # its exit, before the next build's start (30 s at most)
+    if not os.path.exists(f"/proc/{pid}"):
+        break
+    time.sleep(0.1)
+print("waits in order:", " ".join("%.0f" % (w * 1000) for w in waits))
+waits.sort()
+ms = lambda x: "%.1f" % (x * 1000)
+print(f"{binary}: {len(waits)} signals, wait median {ms(statistics.median(waits))} ms, "
+      f"p90 {ms(waits[int(len(waits) * 0.9)])} ms, max {ms(waits[-1])} ms; "
+      f"{overruns} overrun(s)")
+EOP
+	sleep 1
+done
