@@ -56,7 +56,7 @@ done
 for bin in "$@"; do
 	[ -x "$bin" ] || { echo "$bin: not executable" >&2; exit 2; }
 	ip netns exec "$NS" nft delete table inet pfknock 2>/dev/null || true
-	rm -f "$tmp/log.sock" "$tmp/pid"
+	rm -f "$tmp/log.sock" "$tmp/pid" "$tmp/pid.state"
 	# The log: a socket of this script's, read by the measuring python.
 	python3 - "$tmp" "$bin" "$ROUNDS" "$NS" <<'EOP'
 import os, signal, socket, statistics, subprocess, sys, time

@@ -1,0 +1,89 @@
+#!/bin/bash
+# What a restore costs (Linux): in a network namespace of its own, each
+# build's daemon starts with N authorizations in the set (it reads them
+# at start, without a line each); then the table is deleted, and the time from the deletion to the daemon's "table restored"
+# line is taken, with the authorizations it put back, next to the floor:
+# one `nft -f` that adds the N elements again.
+#
+# Root only; needs iproute2, nft and python3, and release builds:
+#   cargo build --release && sudo bash benches/restore.sh N \
+#       target/release/pfknock [OTHER-BUILD ...]
+# Nothing leaves the namespace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 2 ] || { echo "usage: $0 N BINARY [BINARY ...]" >&2; exit 2; }
+N=$1
+shift
+NS=pfkr-$$
+tmp=$(mktemp -d)
+cleanup() {
+	if [ -s "$tmp/pid" ]; then kill "$(cat "$tmp/pid")" 2>/dev/null || true; fi
+	ip netns del "$NS" 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+cat >"$tmp/pfknock.toml" <<EOT
+[[service]]
+name    = "ssh"
+protect = [2222]
+knock   = [1234]
+ttl     = "1h"
+size    = 4194304
+EOT
+chmod 600 "$tmp/pfknock.toml"
+python3 -c "
+import sys
+n = int(sys.argv[1])
+print('add element inet pfknock ssh_4 { ' + ', '.join(
+    '10.%d.%d.%d' % (k >> 16 & 255, k >> 8 & 255, k & 255) for k in range(n)) + ' }')" "$N" >"$tmp/fill.nft"
+for bin in "$@"; do
+	[ -x "$bin" ] || { echo "$bin: not executable" >&2; exit 2; }
+	ip netns exec "$NS" nft delete table inet pfknock 2>/dev/null || true
+	rm -f "$tmp/log.sock" "$tmp/pid" "$tmp/pid.state"
+	python3 - "$tmp" "$bin" "$NS" "$N" <<'EOP'
+import os, signal, socket, subprocess, sys, time
+tmp, binary, ns, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+log.bind(tmp + "/log.sock")
+log.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
+env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
+# The floor first: the table loaded, the elements added by one nft -f.
+subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml", "load"],
+               env=env, check=True, stdout=subprocess.DEVNULL)
+t0 = time.monotonic()
+subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", tmp + "/fill.nft"], check=True)
+floor = time.monotonic() - t0
+# The daemon starts with the N there (it reads them, without a line each).
+subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml",
+                "run", "-p", tmp + "/pid"], env=env, check=True)
+pid = int(open(tmp + "/pid").read())
+def until(word, secs):
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        log.settimeout(max(0.001, end - time.monotonic()))
+        try:
+            line = log.recv(65536).decode(errors="replace")
+            if word in line:
+                return line
+        except socket.timeout:
+            return None
+    return None
+assert until("started", 10), "the daemon did not start"
+time.sleep(2)
+t0 = time.monotonic()
+subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "pfknock"], check=True)
+line = until("table restored", 600)
+took = time.monotonic() - t0
+os.kill(pid, signal.SIGTERM)
+for _ in range(300):
+    if not os.path.exists(f"/proc/{pid}"):
+        break
+    time.sleep(0.1)
+said = line.split("restored ", 2)[-1].strip() if line else "no restore line"
+print(f"{binary}: restore of {n}: {took * 1000:.0f} ms ({said}); "
+      f"floor, nft -f of {n} elements: {floor * 1000:.0f} ms")
+EOP
+	sleep 1
+done
