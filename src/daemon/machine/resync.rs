@@ -70,14 +70,9 @@ impl Machine {
                             since: now - (ttl - left).max(0),
                             until: now + left,
                         };
+                        // (At start the book is empty: nothing is old.)
                         let a = match old.get(&addr) {
-                            Some(o) if missed => {
-                                self.kept(cx, &set, addr, *o, fresh, now, &mut lines)
-                            }
-                            Some(o) => Auth {
-                                until: fresh.until,
-                                ..*o
-                            },
+                            Some(o) => self.kept(cx, &set, addr, *o, fresh, now, &mut lines),
                             None if missed => {
                                 self.late(cx, &set, addr, "authorized", fresh, now, &mut lines);
                                 fresh
@@ -144,19 +139,8 @@ impl Machine {
         let renewable =
             auth_service(cx.cfg, set).is_some_and(|s| s.renew && s.expire != ExpireMode::Idle);
         if renewable && fresh.until > old.until + 2000 {
-            let extra_since = old.since;
-            self.late(
-                cx,
-                set,
-                addr,
-                "renewed",
-                Auth {
-                    since: extra_since,
-                    until: fresh.until,
-                },
-                now,
-                lines,
-            );
+            // Its age, as a renewal's line gives it, runs from before.
+            self.late(cx, set, addr, "renewed", old, now, lines);
             return fresh;
         }
         Auth {

@@ -337,3 +337,77 @@ fn a_transaction_cut_by_an_overrun_is_said_by_the_reading_not_by_its_commit() {
     assert_eq!(m.kernel(&cx, commit, T0 + 1), vec![]);
     assert_eq!(m.count("ssh").0, 0);
 }
+
+#[test]
+fn the_starts_reading_is_silent_and_keeps_each_elements_age() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = Machine::default();
+    let acts = m.resync(&cx, T0);
+    let (q, then) = asked(&acts);
+    assert_eq!(
+        (acts.len(), q),
+        (1, Query::Dump(vec!["ssh_4".into(), "ssh_6".into()]))
+    );
+    // Authorized 30 s ago (30 s of 60 left), and one with no timeout.
+    let v4 = vec![(ip("198.18.0.1"), Some(30_000)), (ip("198.18.0.2"), None)];
+    let acts = m.answer(
+        &cx,
+        then,
+        Answer::Dump(vec![Ok(v4), Err(DumpError::Missing)]),
+        T0,
+    );
+    assert_eq!(
+        acts,
+        vec![],
+        "what is there at start is known without a line"
+    );
+    assert_eq!(m.count("ssh"), (2, Some(T0 / 1000 + 30)));
+    // At its deadline: gone, and a minute old.
+    let due = T0 + 30_000 + COALESCE;
+    let (_, then) = asked(&m.tick(&cx, due));
+    let acts = m.answer(&cx, then, left(None), due);
+    assert_eq!(
+        acts,
+        vec![info(&format!("expired 198.18.0.1 {LINE} age=1m ttl=1m"))]
+    );
+}
+
+#[test]
+fn without_renewal_or_with_idle_expiry_a_later_deadline_is_no_renewal_learned_late() {
+    for extra in ["renew = false\n", "expire = \"idle\"\n"] {
+        let cfg = config(extra);
+        let cx = cx(&cfg);
+        let mut m = Machine::default();
+        authorize(&mut m, &cx, "198.18.0.1", T0);
+        let now = T0 + 30_000;
+        let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, now));
+        // Its deadline moved 20 s (traffic, where idle; nothing else can).
+        let v4 = vec![(ip("198.18.0.1"), Some(50_000))];
+        let acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(vec![])]), now);
+        assert_eq!(acts, vec![], "{extra}");
+        // The kernel's deadline is kept; the age runs from the start.
+        assert_eq!(m.count("ssh"), (1, Some(now / 1000 + 50)), "{extra}");
+    }
+}
+
+#[test]
+fn as_many_changes_learned_late_as_log_burst_are_each_a_line() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = Machine::default();
+    let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, T0));
+    let v4 = vec![
+        (ip("198.18.0.1"), Some(60_000)),
+        (ip("198.18.0.2"), Some(60_000)),
+    ];
+    let acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(vec![])]), T0);
+    let late = "(learned late: the kernel dropped notifications)";
+    assert_eq!(
+        acts,
+        vec![
+            info(&format!("authorized 198.18.0.1 {LINE} ttl=1m {late}")),
+            info(&format!("authorized 198.18.0.2 {LINE} ttl=1m {late}")),
+        ]
+    );
+}
