@@ -271,7 +271,7 @@ fn idle_poll_costs_one_request_per_anchor() {
         r.at(NOW + t);
     }
     // One table-stats request per poll, and one more every 10 s for
-    // pf's pool of table entries (all anchors: `fill::Pools`).
+    // pf's pool of table entries (all anchors: the machine's `Pools`).
     assert_eq!(
         r.m().count(abi::N_GETTSTATS) - ts,
         33,

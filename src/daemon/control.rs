@@ -8,7 +8,6 @@ use clap::Parser;
 
 use super::{Daemon, Level, Loader, Log};
 use crate::cli::{Cli, Command};
-use crate::config::Role;
 use crate::control::{Reply, Request};
 use crate::error::{Error, Result};
 use crate::tables::Tables;
@@ -125,25 +124,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     fn unload_held(&mut self, open: bool, _now: i64, done: &mut Done) -> Result<()> {
         self.loader.unload(&self.cfg, open)?;
         self.held = true;
-        let mut dropped = 0;
-        if let Some(m) = self.events.as_mut() {
-            dropped += m.clear();
-        }
-        self.full.clear();
-        let anchor = self.cfg.anchor.clone();
-        for w in self.watches.iter_mut() {
-            if w.named.table.anchor != anchor || w.role().is_none() {
-                continue;
-            }
-            if w.role() == Some(Role::Auth) {
-                dropped += w.known.len();
-            }
-            w.known.clear();
-            w.restored.clear();
-            w.idle = Default::default();
-            w.count = None;
-            w.next_due = None;
-        }
+        let cx = super::events::cx!(self);
+        let dropped = self.machine.unloaded(&cx);
         self.log.log(
             Level::Notice,
             &format!(
@@ -167,37 +149,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// said it.
     fn follow(&mut self, changes: &[Change], now: i64) {
         for c in changes {
-            let (table, net) = match c {
-                Change::Added(t, n) | Change::Removed(t, n) => (t, Some(*n)),
-                Change::Cleared(t) => (t, None),
-            };
             let cx = super::events::cx!(self);
-            if let Some(m) = self.events.as_mut() {
-                let acts = m.follow(&cx, c, now);
-                self.carry_out(acts, super::events::ms(now));
-                continue;
-            }
-            let Some(w) = self.watches.iter_mut().find(|w| w.named.table == *table) else {
-                continue;
-            };
-            w.count = None;
-            match (c, net) {
-                (Change::Added(..), Some(n)) => {
-                    w.known.insert(n, now);
-                    w.restored.remove(&n);
-                    w.idle.forget(&n);
-                }
-                (Change::Removed(..), Some(n)) => {
-                    w.known.remove(&n);
-                    w.restored.remove(&n);
-                    w.idle.forget(&n);
-                }
-                _ => {
-                    w.known.clear();
-                    w.restored.clear();
-                    w.idle = Default::default();
-                }
-            }
+            let acts = self.machine.follow(&cx, c, now);
+            self.carry_out(acts, super::events::ms(now));
         }
     }
 }

@@ -1,11 +1,10 @@
-//! The daemon on a firewall that tells it what happens (nftables, see
-//! `crate::netlink`): no polls. The decisions are `daemon::machine`'s;
-//! this is the shell around it, which hands it the kernel's events, the
+//! The shell around `daemon::machine`, for both of its modes: it hands
+//! the machine the kernel's events (nftables, see `crate::netlink`), the
 //! time and the answers to its queries, and carries out its actions on
 //! the kernel (`ElementLookup`, `Tables`, the `Loader`) and the log.
 #![forbid(unsafe_code)]
 
-use super::machine::{Action, Answer, DumpError, Left, Machine, Query};
+use super::machine::{Action, Answer, Left, Query, ReadError, Write};
 use super::{Daemon, Loader, Log};
 pub use crate::kevents::{ElementLookup, KernelEvent};
 use crate::tables::Tables;
@@ -19,7 +18,7 @@ macro_rules! cx {
         $crate::daemon::machine::Ctx {
             cfg: &$d.cfg,
             held: $d.held,
-            ours: &crate::tool::ours,
+            ours: &$crate::tool::ours,
         }
     };
 }
@@ -31,65 +30,57 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// `now` in milliseconds, as every time of this mode.
     pub fn use_events(&mut self, lookup: Box<dyn ElementLookup + Send>, now: i64) {
         self.lookup = Some(lookup);
-        self.events = Some(Machine::default());
+        self.machine.use_events();
         self.resync(now);
     }
 
     /// Does the daemon poll (pf), or wait for events (nftables)?
     pub fn polls(&self) -> bool {
-        self.events.is_none()
+        self.machine.polls()
     }
 
     /// Read every authorized set again.
     pub(super) fn resync(&mut self, now: i64) {
         let cx = cx!(self);
-        if let Some(m) = self.events.as_mut() {
-            let acts = m.resync(&cx, now);
-            self.carry_out(acts, now);
-        }
+        let acts = self.machine.resync(&cx, now);
+        self.carry_out(acts, now);
     }
 
     /// An event from the kernel, `now` in milliseconds.
     pub fn kernel(&mut self, ev: KernelEvent, now: i64) {
-        let cx = cx!(self);
-        if let Some(m) = self.events.as_mut() {
-            let acts = m.kernel(&cx, ev, now);
-            self.carry_out(acts, now);
+        if self.machine.polls() {
+            return;
         }
+        let cx = cx!(self);
+        let acts = self.machine.kernel(&cx, ev, now);
+        self.carry_out(acts, now);
     }
 
     /// The deadlines of the events mode.
     pub(super) fn events_tick(&mut self, now: i64) {
         let cx = cx!(self);
-        if let Some(m) = self.events.as_mut() {
-            let acts = m.tick(&cx, now);
-            self.carry_out(acts, now);
-        }
+        let acts = self.machine.tick(&cx, now);
+        self.carry_out(acts, now);
     }
 
-    /// Carry out the machine's actions in order; the actions that follow
-    /// from an answer come before the rest.
+    /// Carry out the machine's actions in order (`now` in ms); the
+    /// actions that follow from an answer come before the rest. A queue,
+    /// not recursion: a poll of many tables is a long chain of answers.
     pub(super) fn carry_out(&mut self, acts: Vec<Action>, now: i64) {
-        for a in acts {
+        let mut todo: std::collections::VecDeque<Action> = acts.into();
+        while let Some(a) = todo.pop_front() {
             match a {
                 Action::Log(level, line) => self.log.log(level, &line),
                 Action::Fail(level, msg) => self.fail(level, &msg, now.div_euclid(1000)),
-                Action::Poll => {
-                    self.events = None;
-                    self.lookup = None;
-                    self.full.clear();
-                    for w in &mut self.watches {
-                        w.force = true;
-                    }
-                }
+                Action::Poll => self.lookup = None,
+                Action::CheckPf => self.check_pf(),
                 Action::Ask(q, then) => {
                     let answer = self.ask(q);
                     let cx = cx!(self);
-                    let Some(m) = self.events.as_mut() else {
-                        return;
-                    };
-                    let more = m.answer(&cx, then, answer, now);
-                    self.carry_out(more, now);
+                    let more = self.machine.answer(&cx, then, answer, now);
+                    for m in more.into_iter().rev() {
+                        todo.push_front(m);
+                    }
                 }
             }
         }
@@ -124,10 +115,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     .map(|set| match self.lookup.as_mut().map(|l| l.dump(set)) {
                         Some(Ok(elems)) => Ok(elems),
                         Some(Err(e)) if e.raw_os_error() == Some(libc::ENOENT) => {
-                            Err(DumpError::Missing)
+                            Err(ReadError::Missing)
                         }
-                        Some(Err(e)) => Err(DumpError::Failed(e.to_string())),
-                        None => Err(DumpError::Failed("no kernel events".to_owned())),
+                        Some(Err(e)) => Err(ReadError::Failed(e.to_string())),
+                        None => Err(ReadError::Failed("no kernel events".to_owned())),
                     })
                     .collect(),
             ),
@@ -146,6 +137,48 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     .and_then(|_| self.tables.add_timed(&t, &[(host, secs)]))
                     .map_err(|e| e.to_string()),
             ]),
+            Query::Stats { anchors, pools } => {
+                let anchors = anchors
+                    .iter()
+                    .map(|a| {
+                        self.tables.table_stats(a).map_err(|e| {
+                            if e.outcome().is_some_and(|o| o.is_missing()) {
+                                ReadError::Missing
+                            } else {
+                                ReadError::Failed(e.to_string())
+                            }
+                        })
+                    })
+                    .collect();
+                Answer::Stats {
+                    anchors,
+                    intact: self.tables.intact(&self.cfg),
+                    full: self.tables.full_sets(),
+                    pools: pools.then(|| self.tables.pools().map_err(|e| e.to_string())),
+                }
+            }
+            Query::Entries(t) => {
+                Answer::Entries(self.tables.entries(&t).map_err(|e| e.to_string()))
+            }
+            Query::Writes(writes) => {
+                let mut done = Vec::new();
+                for w in writes {
+                    let r = match w {
+                        Write::Delete(t, nets) => self.tables.delete(&t, &nets),
+                        Write::Stamp(t, nets) => self.tables.renew(&t, &nets),
+                        Write::Put(t, nets) => self.tables.add(&t, &nets),
+                    };
+                    let failed = r.is_err();
+                    done.push(r.map_err(|e| e.to_string()));
+                    if failed {
+                        break;
+                    }
+                }
+                Answer::Done(done)
+            }
+            Query::Rotate { at, load } => {
+                Answer::Rotated(self.step(at, load).map_err(|e| e.to_string()))
+            }
         }
     }
 }
@@ -155,8 +188,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// socket) ended at `now` (ms): the knocks it lost are read from then
     /// on, however long it took.
     pub fn settle_from(&mut self, now: i64) {
-        if let Some(m) = self.events.as_mut() {
-            m.reload_ended(now);
+        if !self.machine.polls() {
+            self.machine.reload_ended(now);
         }
     }
 }

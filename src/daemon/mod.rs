@@ -2,26 +2,25 @@
 //! renew hosts that knock again, log every authorization and expiry, and
 //! restore the anchor when something flushes it.
 //!
-//! `Daemon` is the state machine: every step takes `now` and works on
-//! `Tables`, a `Loader` and a `Log`, so tests drive it with the kernel model
-//! and a fake clock. `run` is the loop around it: one poll(2) over the
-//! signals, the kernel's event sockets and the control socket, until the
-//! next deadline.
+//! The decisions are `machine`'s, a pure state machine that returns
+//! actions. `Daemon` holds it with the config and the kernel handles
+//! (`Tables`, a `Loader`, a `Log`), carries its actions out (`events`) and
+//! does what needs I/O itself (load, rotate, reload, stop); every step
+//! takes `now`, so tests drive it with the kernel model and a fake clock.
+//! `run` is the loop around it: one poll(2) over the signals, the
+//! kernel's event sockets and the control socket, until the next
+//! deadline.
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::catalogue::{Kind, Named, named_tables};
-use crate::config::{Config, Role, Warning};
+use crate::config::{Config, Warning};
 use crate::error::Result;
-use crate::name::{AnchorName, ExpireMode, Net, Secs};
-use crate::policy::{self, IdleTracker};
-use crate::tables::{Entry, TableRef, TableStat, Tables};
+use crate::tables::{TableRef, Tables};
 
 pub use crate::backend::Loader;
 pub use events::{ElementLookup, KernelEvent};
-use lines::line;
 pub use lines::{Level, Log, REPEAT_EVERY};
 
 /// Errors that come back every poll (a table that cannot be read, an
@@ -80,53 +79,6 @@ impl Repeats {
     }
 }
 
-/// A table the daemon watches, and what it knows of it.
-struct Watch {
-    named: Named,
-    /// Entry count and table packet counter at the last listing.
-    count: Option<u64>,
-    packets: Option<u64>,
-    next_due: Option<i64>,
-    /// Addresses present at the last listing.
-    /// Entries seen at the last listing, with their time stamps.
-    known: HashMap<Net, i64>,
-    /// Entries this daemon put back after a flush, with the time stamp
-    /// they had: the kernel stamped them anew, their age goes on from the
-    /// old one.
-    restored: HashMap<Net, i64>,
-    idle: IdleTracker,
-    listed: bool,
-    force: bool,
-}
-
-impl Watch {
-    fn new(named: Named) -> Self {
-        Watch {
-            named,
-            count: None,
-            packets: None,
-            next_due: None,
-            known: HashMap::new(),
-            restored: HashMap::new(),
-            idle: IdleTracker::default(),
-            listed: false,
-            force: false,
-        }
-    }
-
-    fn role(&self) -> Option<Role> {
-        match self.named.kind {
-            Kind::Service(r) => Some(r),
-            Kind::Hold | Kind::Close | Kind::Expire => None,
-        }
-    }
-
-    /// Does this table get swept (expired) by the daemon?
-    fn swept(&self) -> bool {
-        self.named.ttl.is_some()
-    }
-}
-
 /// The daemon's state.
 pub struct Daemon<T, L, G> {
     pub cfg: Config,
@@ -134,21 +86,15 @@ pub struct Daemon<T, L, G> {
     pub tables: T,
     loader: L,
     pub log: G,
-    watches: Vec<Watch>,
     warned_disabled: bool,
-    warned_missing: HashSet<TableRef>,
-    /// Sets logged as full by the polls, until they have room again (the
-    /// events mode keeps its own: `Machine::full`, `Machine::meters`).
-    full: HashSet<String>,
     /// Errors that repeat poll after poll, logged once and then rarely.
     repeats: Repeats,
     /// What the backend does by itself, asked once.
     caps: crate::tables::Caps,
-    /// When the next step of a rotating service starts.
-    step_due: Option<i64>,
-    /// Kernel events instead of polls, where the firewall sends them: the
-    /// decisions (`machine`), and the element look-up that answers them.
-    events: Option<machine::Machine>,
+    /// The decisions, polling or on the kernel's events (`machine`).
+    machine: machine::Machine,
+    /// Where the firewall sends events: the element look-up that answers
+    /// the machine's questions about them.
     lookup: Option<Box<dyn ElementLookup + Send>>,
     /// Removals pfknock's commands noted (pf: nobody else says who
     /// deleted an entry). None: log every removal.
@@ -159,27 +105,6 @@ pub struct Daemon<T, L, G> {
     held: bool,
     /// Where a clean stop keeps what the daemon knew (`state`).
     pub state: Option<PathBuf>,
-    /// pf's global pools: table entries, source nodes (`fill::Pools`).
-    pool: fill::Pools,
-}
-
-/// The tables to watch. Renewal tables come first, so that a renewal is
-/// applied before the sweep of the same tick looks at the authorized
-/// table; there are none where the firewall renews by itself.
-fn watches_for(cfg: &Config, self_renewing: bool) -> Vec<Watch> {
-    let mut named = named_tables(cfg);
-    named.sort_by_key(|n| !matches!(n.kind, Kind::Service(Role::Renew)));
-    named
-        .into_iter()
-        .filter(|n| match n.kind {
-            Kind::Service(Role::Allow) => false,
-            // Where the firewall times entries out itself, it holds and
-            // resets in its own rules too.
-            Kind::Service(Role::Renew) | Kind::Hold | Kind::Close => !self_renewing,
-            _ => true,
-        })
-        .map(Watch::new)
-        .collect()
 }
 
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
@@ -205,24 +130,19 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     ) -> Result<Self> {
         let caps = tables.caps();
         let mut d = Daemon {
-            watches: watches_for(&cfg, caps.refreshes_entries),
+            machine: machine::Machine::polling(&cfg, caps.refreshes_entries),
             cfg,
             path: path.to_owned(),
             tables,
             loader,
             log,
             warned_disabled: false,
-            warned_missing: HashSet::new(),
-            full: HashSet::new(),
             repeats: Repeats::default(),
             caps,
-            step_due: None,
-            events: None,
             lookup: None,
             notes: None,
             held: false,
             state: None,
-            pool: fill::Pools::default(),
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;
@@ -242,7 +162,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 d.path.display()
             ),
         );
-        d.step_due = crate::rotate::next_boundary(&d.cfg, now, d.caps.timed_rules);
+        d.machine.step_at(d.next_boundary(now));
         // nftables: the caller switches to kernel events next, which read
         // the sets by themselves; a first poll would list every element.
         if !d.caps.refreshes_entries {
@@ -256,49 +176,41 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// When the next step of a rotating service starts, if any.
     pub fn next_step(&self) -> Option<i64> {
-        self.step_due
+        self.machine.next_step()
     }
 
-    /// At a step boundary: load the knock ports of the new step and of
-    /// the one before, in one transaction that keeps every set (nft) or
-    /// table (pf). A secret that cannot be read or a load that fails
-    /// keeps the ports loaded, logs, and is tried again at the next poll.
+    /// At a step boundary (the machine decides: `Machine::rotate`): load
+    /// the knock ports of the new step and of the one before.
     pub fn rotate(&mut self, now: i64) {
-        if self.step_due.is_none_or(|d| now < d) {
-            return;
-        }
-        if self.held {
-            self.step_due = crate::rotate::next_boundary(&self.cfg, now, self.caps.timed_rules);
-            return;
-        }
-        let mut next = self.cfg.clone();
-        let r = crate::rotate::apply(&mut next, now).and_then(|()| {
-            if next.services.iter().zip(&self.cfg.services).all(|(a, b)| {
+        let cx = events::cx!(self);
+        let acts = self.machine.rotate(&cx, now);
+        self.carry_out(acts, events::ms(now));
+    }
+
+    /// A new step's ports, loaded in one transaction that keeps every set
+    /// (nft) or table (pf) when they changed (`load`); the start of the
+    /// step after. A secret that cannot be read or a load that fails
+    /// keeps the ports loaded.
+    fn step(&mut self, at: i64, load: bool) -> Result<Option<i64>> {
+        if load {
+            let mut next = self.cfg.clone();
+            crate::rotate::apply(&mut next, at)?;
+            let same = next.services.iter().zip(&self.cfg.services).all(|(a, b)| {
                 a.knock == b.knock && a.knock_prev == b.knock_prev && a.knock_next == b.knock_next
-            }) {
-                return Ok(false);
-            }
-            let old = std::mem::replace(&mut self.cfg, next.clone());
-            match self.load_anchor() {
-                Ok(()) => Ok(true),
-                Err(e) => {
+            });
+            if !same {
+                let old = std::mem::replace(&mut self.cfg, next);
+                if let Err(e) = self.load_anchor() {
                     self.cfg = old;
-                    Err(e)
+                    return Err(e);
                 }
             }
-        });
-        match r {
-            Ok(_) => {
-                // The ports themselves are the secret of the step: never
-                // logged, at any level.
-                self.step_due = crate::rotate::next_boundary(&self.cfg, now, self.caps.timed_rules);
-            }
-            Err(e) => {
-                let msg = format!("rotate: {e}: keeping the knock ports loaded");
-                self.fail(Level::Err, &msg, now);
-                self.step_due = Some(now + self.cfg.poll.0 as i64);
-            }
         }
+        Ok(self.next_boundary(at))
+    }
+
+    fn next_boundary(&self, now: i64) -> Option<i64> {
+        crate::rotate::next_boundary(&self.cfg, now, self.caps.timed_rules)
     }
 
     fn load_anchor(&mut self) -> Result<()> {
@@ -344,22 +256,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// When the next table is due, in milliseconds: with kernel events
     /// each authorization has the kernel's own deadline.
     pub fn next_due_ms(&self) -> Option<i64> {
-        if let Some(m) = &self.events {
-            return m.next_due();
-        }
-        self.watches
-            .iter()
-            .filter_map(|w| w.next_due)
-            .min()
-            .map(events::ms)
-    }
-
-    fn service_of(&self, w: &Watch) -> Option<&crate::config::Service> {
-        w.named.service.as_deref().and_then(|s| self.cfg.service(s))
-    }
-
-    fn line(&self, verb: &str, net: &Net, w: &Watch, extra: &str) -> String {
-        line(verb, net, w.named.service.as_deref(), &w.named.table, extra)
+        self.machine.next_due_ms()
     }
 
     /// One poll: read table statistics (one request per anchor), restore
@@ -381,16 +278,17 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     fn tick_inner(&mut self, now_ms: i64, force: bool) {
         let now = now_ms.div_euclid(1000);
-        if self.events.is_some() {
+        if !self.machine.polls() {
             if force {
                 self.resync(now_ms);
             }
             self.events_tick(now_ms);
         } else {
-            if let Some(n) = self.notes.as_mut() {
-                n.take(now);
-            }
-            self.poll(now, force);
+            let text = self.notes.as_mut().map(|n| n.take()).unwrap_or_default();
+            self.machine.noted(&text, now);
+            let cx = events::cx!(self);
+            let acts = self.machine.poll(&cx, now_ms, force);
+            self.carry_out(acts, now_ms);
         }
         for line in self.repeats.cleared() {
             self.log.log(Level::Notice, &line);
@@ -445,30 +343,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 ),
             );
         }
-        let mut carried: HashMap<TableRef, Watch> = self
-            .watches
-            .drain(..)
-            .map(|w| (w.named.table.clone(), w))
-            .collect();
-        self.watches = watches_for(&self.cfg, self.caps.refreshes_entries)
-            .into_iter()
-            .map(|fresh| match carried.remove(&fresh.named.table) {
-                Some(mut w) => {
-                    let changed =
-                        w.named.ttl != fresh.named.ttl || w.named.mode != fresh.named.mode;
-                    w.named = fresh.named;
-                    w.force = changed;
-                    w
-                }
-                None => fresh,
-            })
-            .collect();
-        if let Some(m) = self.events.as_mut() {
-            m.retime(&old, &self.cfg);
-            m.reload_began(now);
-        }
+        self.machine.reloaded(&old, &self.cfg, now);
         self.check_pf();
-        self.step_due = crate::rotate::next_boundary(&self.cfg, now, self.caps.timed_rules);
+        self.machine.step_at(self.next_boundary(now));
         self.log.log(
             Level::Notice,
             &format!(
@@ -490,61 +367,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// SIGINFO: one line per watched table.
     pub fn status(&mut self, now: i64) {
-        let lines: Vec<String> = self
-            .watches
-            .iter()
-            .filter(|w| w.swept())
-            .map(|w| {
-                let (n, due) = match &self.events {
-                    Some(m) => m.count(w.named.table.name.as_str()),
-                    None => (w.known.len(), w.next_due),
-                };
-                // Full sets, and the meters the events mode found full.
-                let theirs = self
-                    .events
-                    .iter()
-                    .flat_map(|m| m.full.iter().chain(m.meters.keys()));
-                let full: Vec<&String> = self
-                    .full
-                    .iter()
-                    .chain(theirs)
-                    .filter(|set| {
-                        [crate::name::Af::V4, crate::name::Af::V6].iter().any(|a| {
-                            **set == crate::names::nft_set_of(w.named.table.name.as_str(), *a)
-                        }) || machine::meter_service(&self.cfg, set)
-                            .is_some_and(|(s, _)| s.table == w.named.table.name)
-                    })
-                    .collect();
-                format!(
-                    "status {}: {n} entries, next expiry {}{}",
-                    w.named.table,
-                    due.map_or("none".to_owned(), |d| format!(
-                        "in {}",
-                        Secs(policy::age(d, now))
-                    )),
-                    if full.is_empty() {
-                        String::new()
-                    } else {
-                        let mut names: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
-                        names.sort_unstable();
-                        let word = if names.len() == 1 { "set" } else { "sets" };
-                        format!(", {word} {} full", names.join(" and "))
-                    }
-                )
-            })
-            .collect();
-        for l in lines {
-            self.log.log(Level::Info, &l);
-        }
-        for (pool, (used, limit)) in &self.pool.full {
-            self.log.log(
-                Level::Info,
-                &format!(
-                    "status: pf's {} limit reached ({used} of {limit})",
-                    pool.limit_name()
-                ),
-            );
-        }
+        let cx = events::cx!(self);
+        let acts = self.machine.status(&cx, now);
+        self.carry_out(acts, events::ms(now));
     }
 
     /// A clean exit: unload the anchor if the config says so.
@@ -566,24 +391,16 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// Entries the daemon knows of per table (for tests and benchmarks).
     pub fn known(&self, t: &TableRef) -> Option<usize> {
-        if let Some(m) = &self.events {
-            return Some(m.count(t.name.as_str()).0);
-        }
-        self.watches
-            .iter()
-            .find(|w| w.named.table == *t)
-            .map(|w| w.known.len())
+        self.machine.known(t)
     }
 }
 
 mod book;
 mod control;
 mod events;
-mod fill;
 mod lines;
 mod machine;
 pub mod notes;
-mod poll;
 mod process;
 pub mod state;
 pub use process::{DEFAULT_PIDFILE, Pidfile, RunOpts, SysLog, run};

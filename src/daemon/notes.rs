@@ -13,7 +13,6 @@
 //! the daemon's user, writable by others, too large) is removed unread.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -23,8 +22,7 @@ use crate::tables::TableRef;
 
 /// Where notes go when nothing else is said.
 pub const PATH: &str = "/var/run/pfknock.removed";
-/// How long a note waits for its entry to be seen gone.
-pub const KEEP: i64 = 10;
+pub use super::machine::KEEP;
 /// The largest notes file read.
 const MAX: u64 = 1 << 20;
 
@@ -57,89 +55,36 @@ pub fn note(path: &Path, t: &TableRef, nets: Option<&[Net]>) {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Key {
-    anchor: String,
-    table: String,
-    /// None: every address.
-    net: Option<Net>,
-}
-
-/// The notes a daemon holds.
+/// The notes file of a daemon. What it holds is the machine's
+/// (`machine::Claims`): this only takes the file.
 #[derive(Debug)]
 pub struct Notes {
     path: PathBuf,
-    held: HashMap<Key, i64>,
 }
 
 impl Notes {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Notes {
-            path: path.into(),
-            held: HashMap::new(),
-        }
+        Notes { path: path.into() }
     }
 
-    /// Forget notes left by commands run while no daemon was watching.
+    /// Remove the file: notes left by commands run while no daemon was
+    /// watching.
     pub fn clear(&mut self) {
         let _ = std::fs::remove_file(&self.path);
-        self.held.clear();
     }
 
-    /// Take what commands noted since the last call, and drop old notes.
-    pub fn take(&mut self, now: i64) {
-        self.held.retain(|_, t| now - *t <= KEEP);
+    /// What commands noted since the last call (rename, then read; a file
+    /// that cannot be trusted is removed unread).
+    pub fn take(&mut self) -> String {
         let mut taking = self.path.clone().into_os_string();
         taking.push(".taking");
         let taking = PathBuf::from(taking);
         if std::fs::rename(&self.path, &taking).is_err() {
-            return;
+            return String::new();
         }
         let text = read_own(&taking);
         let _ = std::fs::remove_file(&taking);
-        for line in text.lines() {
-            let mut f = line.split('\t');
-            let (Some(anchor), Some(table), Some(addr), None) =
-                (f.next(), f.next(), f.next(), f.next())
-            else {
-                continue;
-            };
-            let net = if addr == "*" {
-                None
-            } else {
-                match addr.parse::<Net>() {
-                    Ok(n) => Some(n),
-                    Err(_) => continue,
-                }
-            };
-            self.held.insert(
-                Key {
-                    anchor: anchor.to_owned(),
-                    table: table.to_owned(),
-                    net,
-                },
-                now,
-            );
-        }
-    }
-
-    /// Whether a command noted that it removes `net` from `t`; a per-address
-    /// note is used up by the answer.
-    pub fn claims(&mut self, t: &TableRef, net: &Net) -> bool {
-        let mut k = Key {
-            anchor: t.anchor.as_str().to_owned(),
-            table: t.name.as_str().to_owned(),
-            net: Some(*net),
-        };
-        if self.held.remove(&k).is_some() {
-            return true;
-        }
-        k.net = None;
-        self.held.contains_key(&k)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
+        text
     }
 }
 
@@ -183,32 +128,23 @@ mod tests {
     }
 
     #[test]
-    fn notes_are_taken_once_and_claimed_once() {
+    fn notes_are_taken_once_and_only_from_a_trusted_file() {
         let dir = std::env::temp_dir().join(format!("pfknock-notes-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("removed");
         let a: Net = "198.18.0.7".parse().unwrap();
-        let b: Net = "198.18.0.8".parse().unwrap();
         note(&p, &t("ssh"), Some(&[a]));
         note(&p, &t("ssh_s1"), None);
         let mut n = Notes::new(&p);
-        n.take(100);
+        assert_eq!(n.take(), "pfknock\tssh\t198.18.0.7\npfknock\tssh_s1\t*\n");
         assert!(!p.exists(), "taken");
-        assert!(n.claims(&t("ssh"), &a));
-        assert!(!n.claims(&t("ssh"), &a), "a per-address note is used up");
-        assert!(!n.claims(&t("ssh"), &b), "another address is not claimed");
-        assert!(
-            n.claims(&t("ssh_s1"), &a) && n.claims(&t("ssh_s1"), &b),
-            "*"
-        );
-        n.take(100 + KEEP + 1);
-        assert!(n.is_empty(), "old notes are dropped");
+        assert_eq!(n.take(), "", "taken once");
         // A notes file others may write is not believed.
         note(&p, &t("ssh"), Some(&[a]));
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
-        n.take(200);
-        assert!(!n.claims(&t("ssh"), &a) && !p.exists());
+        assert_eq!(n.take(), "");
+        assert!(!p.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

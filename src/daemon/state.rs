@@ -84,7 +84,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// Every authorization the daemon knows of, as the state file keeps it.
     pub fn snapshot(&self) -> Known {
         let mut k = Known::new();
-        if let Some(e) = &self.events {
+        let e = &self.machine;
+        if !e.polls() {
             for (i, addr, a) in e.book.iter() {
                 if let Some(s) = super::machine::auth_service(&self.cfg, e.book.name(i)) {
                     let t = TableRef::new(&self.cfg.anchor, &s.table);
@@ -92,7 +93,12 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 }
             }
         } else {
-            for w in self.watches.iter().filter(|w| w.role() == Some(Role::Auth)) {
+            for w in e
+                .polls
+                .watches
+                .iter()
+                .filter(|w| w.role() == Some(Role::Auth))
+            {
                 for (n, since) in &w.known {
                     k.insert((w.named.table.to_string(), *n), *since);
                 }
@@ -152,11 +158,13 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// What the kernel holds now: the sets as the events mode read them,
     /// or (polling) a listing of each authorized table, without expiring.
     fn present(&mut self) -> Known {
-        if self.events.is_some() {
+        if !self.machine.polls() {
             return self.snapshot();
         }
         let mut k = Known::new();
         let tables: Vec<TableRef> = self
+            .machine
+            .polls
             .watches
             .iter()
             .filter(|w| w.role() == Some(Role::Auth))
@@ -173,7 +181,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 
     fn ttl_of(&self, table: &str) -> Option<u64> {
-        self.watches
+        self.machine
+            .polls
+            .watches
             .iter()
             .find(|w| w.named.table.to_string() == table)
             .and_then(|w| w.named.ttl.map(|t| t.0))
@@ -188,6 +198,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         now: i64,
     ) -> Option<String> {
         let w = self
+            .machine
+            .polls
             .watches
             .iter()
             .find(|w| w.named.table.to_string() == table)?;
@@ -199,7 +211,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             extra.push_str(&format!("ttl={ttl} "));
         }
         extra.push_str("while the daemon was down");
-        Some(self.line(verb, n, w, &extra))
+        Some(w.line(verb, n, &extra))
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
 use super::{
-    Action, Auth, COALESCE, Ctx, DumpError, Elements, Left, Machine, Query, Step, Then, age,
+    Action, Auth, COALESCE, Ctx, Elements, Left, Machine, Query, ReadError, Step, Then, age,
     auth_service, auth_table, event_line, info, ms,
 };
 use crate::config::{Config, Service};
@@ -205,7 +205,7 @@ impl Machine {
         &mut self,
         cx: &Ctx,
         due: Vec<String>,
-        dumps: Vec<Result<Elements, DumpError>>,
+        dumps: Vec<Result<Elements, ReadError>>,
         now: i64,
         out: &mut Vec<Action>,
     ) {

@@ -20,17 +20,24 @@ use super::book::{Auth, Book};
 use super::lines::{Level, line};
 use crate::config::{Config, Service};
 use crate::kevents::KernelEvent;
-use crate::name::{Af, Net, Secs};
+use crate::name::{Af, AnchorName, Net, Secs};
 use crate::names::{self, nft_set_of};
-use crate::tables::TableRef;
+use crate::tables::{Entry, PoolUse, TableRef, TableStat};
 
+mod claims;
 mod due;
+mod modes;
+mod polls;
 mod restore;
 mod resync;
+mod sweep;
 #[cfg(test)]
 mod tests;
+mod watch;
 
+pub use claims::KEEP;
 pub(super) use due::meter_service;
+pub use polls::Polls;
 
 /// How long after an authorization's deadline the daemon looks (ms): the
 /// kernel's expiries of one transaction fall within it, and an `expired`
@@ -63,24 +70,61 @@ pub enum Query {
     /// Give a present host the whole seconds given: delete and add (the
     /// kernel keeps a present element's timer on `add`).
     Renew(TableRef, Net, u64),
+    /// Where the daemon polls: each anchor's table statistics, with pf's
+    /// global pools when `pools`; with them, whether the config's rules
+    /// and sets are in place and which sets are full (nftables).
+    Stats {
+        anchors: Vec<AnchorName>,
+        pools: bool,
+    },
+    /// A table's entries, with their time stamps and counters.
+    Entries(TableRef),
+    /// Writes, in order, up to the first that fails.
+    Writes(Vec<Write>),
+    /// A rotating service's step begins at `at` (seconds): load its ports
+    /// if `load` (not while the anchor is held), and say when the next
+    /// begins.
+    Rotate { at: i64, load: bool },
 }
 
-/// Why a dump brought nothing.
+/// A write to a table, where the daemon polls.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DumpError {
+pub enum Write {
+    Delete(TableRef, Vec<Net>),
+    /// A fresh time stamp for present hosts (pf: their statistics
+    /// cleared).
+    Stamp(TableRef, Vec<Net>),
+    /// Add hosts, with the table's own timeout if it has one.
+    Put(TableRef, Vec<Net>),
+}
+
+/// Why a read (a dump, a table's statistics) brought nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadError {
     /// No such set (a family the service does not have, a table gone).
     Missing,
     Failed(String),
 }
 
 /// The kernel's answer to a `Query`, one result per item asked: `Left`
-/// for `Query::Left`, `Dump` for `Query::Dump`, `Done` for the others
-/// (how many entries each changed).
+/// for `Query::Left`, `Dump` for `Query::Dump`, `Stats` for
+/// `Query::Stats`, `Entries` for `Query::Entries`, `Done` for the others
+/// (how many entries each changed; for `Writes` up to the first that
+/// failed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
     Left(Vec<Result<Left, String>>),
-    Dump(Vec<Result<Elements, DumpError>>),
+    Dump(Vec<Result<Elements, ReadError>>),
     Done(Vec<Result<usize, String>>),
+    Stats {
+        anchors: Vec<Result<Vec<TableStat>, ReadError>>,
+        intact: Option<bool>,
+        full: Vec<(String, u64)>,
+        pools: Option<Result<Vec<PoolUse>, String>>,
+    },
+    Entries(Result<Vec<Entry>, String>),
+    /// When the next step begins, or why the ports stay as loaded.
+    Rotated(Result<Option<i64>, String>),
 }
 
 /// What the caller does.
@@ -93,9 +137,12 @@ pub enum Action {
     /// Ask the kernel, and give the answer to `Machine::answer` with the
     /// `Then`.
     Ask(Query, Then),
-    /// Kernel events are gone for good: poll from now on (the machine is
-    /// dropped).
+    /// Kernel events are gone for good: the machine polls from now on
+    /// (drop what answers events).
     Poll,
+    /// Look whether pf is enabled and the main ruleset calls the anchor
+    /// (after a restore).
+    CheckPf,
 }
 
 /// What the machine does with an answer (its own; opaque outside).
@@ -147,6 +194,10 @@ enum Step {
     },
     /// Full meters due a look.
     Meters(Vec<String>),
+    /// A poll's step (`polls.rs`).
+    Poll(Box<polls::PollStep>),
+    /// A rotation's step began (`modes.rs`).
+    Rotated,
 }
 
 /// What a step needs from the daemon around the machine.
@@ -162,6 +213,13 @@ pub struct Ctx<'a> {
 /// The state: every authorization, and the conditions logged once.
 #[derive(Default)]
 pub struct Machine {
+    /// The kernel tells what happens (nftables): decide on its events.
+    /// Else poll (`polls`).
+    pub(super) events: bool,
+    /// What the polls know.
+    pub(super) polls: Polls,
+    /// When the next step of a rotating service begins (seconds).
+    step: Option<i64>,
     /// Every authorization: since when, until when (ms).
     pub(super) book: Book,
     /// Notifications of the transaction in progress, until its commit.
@@ -307,6 +365,12 @@ impl Machine {
             KernelEvent::Overrun => out.extend(self.overrun(cx)),
             KernelEvent::Forged(on) => self.forged(on, now, &mut out),
             KernelEvent::Lost(why) => {
+                let polls = std::mem::take(&mut self.polls);
+                *self = Machine {
+                    polls,
+                    ..Machine::default()
+                };
+                self.polls.take_over();
                 out.push(Action::Log(
                     Level::Err,
                     format!(
@@ -379,6 +443,8 @@ impl Machine {
                 self.resynced(cx, sets, missed, d, now, &mut out)
             }
             (Step::Meters(due), Answer::Dump(d)) => self.meters_looked(cx, due, d, now, &mut out),
+            (Step::Poll(step), a) => out = self.polled(cx, *step, a, now),
+            (Step::Rotated, Answer::Rotated(r)) => out = self.rotated(cx, r, now),
             (step, a) => out.push(Action::Log(
                 Level::Err,
                 format!("internal: answer {a:?} to the wrong question ({step:?})"),
@@ -594,44 +660,8 @@ impl Machine {
 }
 
 /// The one result of a single write.
-fn first_done(d: Vec<Result<usize, String>>) -> Result<usize, String> {
+pub(super) fn first_done(d: Vec<Result<usize, String>>) -> Result<usize, String> {
     d.into_iter()
         .next()
         .unwrap_or_else(|| Err("no answer".to_owned()))
-}
-
-impl Machine {
-    /// Follow what a pfknock verb changed (`now` in seconds), without a
-    /// line: the verb's audit lines said it.
-    pub fn follow(&mut self, cx: &Ctx, c: &crate::verbs::Change, now: i64) -> Vec<Action> {
-        use crate::verbs::Change;
-        let table = match c {
-            Change::Added(t, _) | Change::Removed(t, _) | Change::Cleared(t) => t,
-        };
-        let Some(s) = cx.cfg.services.iter().find(|s| s.table == table.name) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        match c {
-            Change::Added(_, n) if Net::host(n.addr()) == *n => {
-                let set = nft_set_of(s.table.as_str(), af(n.addr()));
-                // From the start of the second: early, never late (the
-                // deadline's look-up then finds the kernel's own).
-                let now = ms(now);
-                out = self.track(cx, &set, n.addr(), now, now + ms(s.ttl.0 as i64));
-            }
-            Change::Removed(_, n) => {
-                let set = nft_set_of(s.table.as_str(), af(n.addr()));
-                self.forget(cx, &set, n.addr(), &mut out);
-            }
-            Change::Cleared(_) => {
-                for a in [Af::V4, Af::V6] {
-                    let set = nft_set_of(s.table.as_str(), a);
-                    out.extend(self.forget_set(cx, &set));
-                }
-            }
-            Change::Added(..) => {}
-        }
-        out
-    }
 }

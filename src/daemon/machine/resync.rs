@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use super::{
-    Action, Auth, COALESCE, Ctx, DumpError, Elements, Machine, Query, Step, Then, age,
+    Action, Auth, COALESCE, Ctx, Elements, Machine, Query, ReadError, Step, Then, age,
     auth_service, event_line, ms,
 };
 use crate::daemon::lines::Level;
@@ -54,7 +54,7 @@ impl Machine {
         cx: &Ctx,
         sets: Vec<(String, i64)>,
         missed: bool,
-        dumps: Vec<Result<Elements, DumpError>>,
+        dumps: Vec<Result<Elements, ReadError>>,
         now: i64,
         out: &mut Vec<Action>,
     ) {
@@ -91,7 +91,7 @@ impl Machine {
                 }
                 // A family the service does not have; after lost
                 // notifications, one it has is a set someone deleted.
-                Err(DumpError::Missing) => {
+                Err(ReadError::Missing) => {
                     let covered = auth_service(cx.cfg, &set).is_some_and(|s| {
                         let af = if set.ends_with("_6") { Af::V6 } else { Af::V4 };
                         s.family.covers(af)
@@ -100,7 +100,7 @@ impl Machine {
                         gone_sets.push(format!("set {set}"));
                     }
                 }
-                Err(DumpError::Failed(e)) => {
+                Err(ReadError::Failed(e)) => {
                     out.push(Action::Log(Level::Err, format!("set {set}: {e}")))
                 }
             }

@@ -7,7 +7,7 @@ use super::*;
 fn an_overrun_reads_every_set_again_and_says_what_changed_meanwhile() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     authorize(&mut m, &cx, "198.18.0.1", T0);
     authorize(&mut m, &cx, "198.18.0.2", T0);
     let now = T0 + 30_000;
@@ -71,7 +71,7 @@ fn an_overrun_reads_every_set_again_and_says_what_changed_meanwhile() {
 fn after_an_overrun_a_failed_dump_keeps_the_set_and_a_gone_set_is_restored() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     for a in ["198.18.0.1", "198.18.0.2", "198.18.0.3"] {
         authorize(&mut m, &cx, a, T0);
     }
@@ -81,8 +81,8 @@ fn after_an_overrun_a_failed_dump_keeps_the_set_and_a_gone_set_is_restored() {
     // any change by others is.
     let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, now + 2));
     let d = vec![
-        Err(DumpError::Failed("EIO".into())),
-        Err(DumpError::Missing),
+        Err(ReadError::Failed("EIO".into())),
+        Err(ReadError::Missing),
     ];
     let acts = m.answer(&cx, then, Answer::Dump(d), now + 2);
     assert_eq!(acts[0], Action::Log(Level::Err, "set ssh_4: EIO".into()));
@@ -102,7 +102,7 @@ fn after_an_overrun_a_failed_dump_keeps_the_set_and_a_gone_set_is_restored() {
 fn lost_events_hand_over_to_polling() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     let acts = m.kernel(&cx, KernelEvent::Lost("recv: EBADF".into()), T0);
     assert_eq!(
         acts,
@@ -120,7 +120,7 @@ fn lost_events_hand_over_to_polling() {
 fn a_restore_loads_then_puts_back_what_was_lost_with_the_time_it_had() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     authorize(&mut m, &cx, "198.18.0.1", T0);
     authorize(&mut m, &cx, "198.18.0.2", T0 + 10_000);
     let now = T0 + 20_500;
@@ -163,7 +163,7 @@ fn a_restore_loads_then_puts_back_what_was_lost_with_the_time_it_had() {
 fn a_restore_says_what_it_could_not_put_back_and_a_failed_load_is_said_as_such() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     authorize(&mut m, &cx, "198.18.0.1", T0);
     let now = T0 + 1_000;
     let gone = |name: &str| KernelEvent::Changed {
@@ -204,7 +204,7 @@ fn a_held_anchor_is_not_restored() {
     let cfg = config("");
     let mut held = cx(&cfg);
     held.held = true;
-    let mut m = Machine::default();
+    let mut m = events();
     let gone = KernelEvent::Changed {
         what: "table",
         name: "pfknock".into(),
@@ -222,7 +222,7 @@ fn a_held_anchor_is_not_restored() {
 #[test]
 fn changes_by_others_are_said_with_who_made_them_and_ours_are_followed_quietly() {
     let cfg = config("");
-    let mut m = Machine::default();
+    let mut m = events();
     let gone = KernelEvent::Changed {
         what: "table",
         name: "pfknock".into(),
@@ -300,7 +300,7 @@ fn a_shorter_ttl_on_reload_makes_what_is_past_it_due_at_once() {
     let mut shorter = new.clone();
     shorter.services[0].ttl = crate::name::Secs(20);
     let cx = cx(&old);
-    let mut m = Machine::default();
+    let mut m = events();
     authorize(&mut m, &cx, "198.18.0.1", T0);
     m.retime(&old, &new);
     assert_eq!(
@@ -316,7 +316,7 @@ fn a_shorter_ttl_on_reload_makes_what_is_past_it_due_at_once() {
 fn a_transaction_cut_by_an_overrun_is_said_by_the_reading_not_by_its_commit() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     let add = KernelEvent::Elements {
         set: "ssh_4".into(),
         added: true,
@@ -342,7 +342,7 @@ fn a_transaction_cut_by_an_overrun_is_said_by_the_reading_not_by_its_commit() {
 fn the_starts_reading_is_silent_and_keeps_each_elements_age() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     let acts = m.resync(&cx, T0);
     let (q, then) = asked(&acts);
     assert_eq!(
@@ -354,7 +354,7 @@ fn the_starts_reading_is_silent_and_keeps_each_elements_age() {
     let acts = m.answer(
         &cx,
         then,
-        Answer::Dump(vec![Ok(v4), Err(DumpError::Missing)]),
+        Answer::Dump(vec![Ok(v4), Err(ReadError::Missing)]),
         T0,
     );
     assert_eq!(
@@ -378,7 +378,7 @@ fn without_renewal_or_with_idle_expiry_a_later_deadline_is_no_renewal_learned_la
     for extra in ["renew = false\n", "expire = \"idle\"\n"] {
         let cfg = config(extra);
         let cx = cx(&cfg);
-        let mut m = Machine::default();
+        let mut m = events();
         authorize(&mut m, &cx, "198.18.0.1", T0);
         let now = T0 + 30_000;
         let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, now));
@@ -395,7 +395,7 @@ fn without_renewal_or_with_idle_expiry_a_later_deadline_is_no_renewal_learned_la
 fn as_many_changes_learned_late_as_log_burst_are_each_a_line() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, T0));
     let v4 = vec![
         (ip("198.18.0.1"), Some(60_000)),

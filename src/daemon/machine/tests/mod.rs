@@ -5,12 +5,14 @@
 //! what it must not do (no put-back of a revoked host, no load while the
 //! anchor is held).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
 use super::*;
 
 mod changes;
+mod polls;
 use crate::config::Config;
 
 /// 2027-01-15 08:00:00 UTC, in ms.
@@ -21,6 +23,13 @@ fn config(extra: &str) -> Config {
         "log_burst = 2\n[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nttl = \"60s\"\n{extra}"
     );
     Config::parse(&text, Path::new("t.toml")).unwrap().0
+}
+
+/// A machine that decides on the kernel's events (nftables).
+fn events() -> Machine {
+    let mut m = Machine::default();
+    m.use_events();
+    m
 }
 
 fn never(_: u32) -> bool {
@@ -90,7 +99,7 @@ fn others(m: &mut Machine, cx: &Ctx, evs: Vec<KernelEvent>, now: i64) -> Vec<Act
 fn a_knock_is_looked_up_once_logged_once_and_renewed_by_a_later_knock() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     let acts = authorize(&mut m, &cx, "198.18.0.1", T0);
     assert_eq!(
         acts,
@@ -132,7 +141,7 @@ fn a_knock_is_looked_up_once_logged_once_and_renewed_by_a_later_knock() {
 fn without_renewal_a_knock_while_authorized_changes_nothing() {
     let cfg = config("renew = false\n");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     authorize(&mut m, &cx, "198.18.0.1", T0);
     assert_eq!(m.kernel(&cx, knock("198.18.0.1"), T0 + 30_000), vec![]);
     assert_eq!(m.next_due(), Some(T0 + 60_000 + COALESCE));
@@ -142,7 +151,7 @@ fn without_renewal_a_knock_while_authorized_changes_nothing() {
 fn a_revoke_that_overtook_the_knock_event_is_not_undone() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     let acts = m.kernel(&cx, knock("198.18.0.1"), T0);
     let (_, then) = asked(&acts);
     // The element is gone by the time the daemon looks.
@@ -162,7 +171,7 @@ fn a_revoke_that_overtook_the_knock_event_is_not_undone() {
 fn a_deadline_is_one_look_up_then_expired_or_waited_for() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     authorize(&mut m, &cx, "198.18.0.1", T0);
     authorize(&mut m, &cx, "198.18.0.2", T0 + 5_000);
     assert_eq!(m.tick(&cx, T0 + 59_000), vec![], "nothing due yet");
@@ -202,7 +211,7 @@ fn a_deadline_is_one_look_up_then_expired_or_waited_for() {
 fn expiries_past_log_burst_are_one_line_and_each_at_debug() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     for i in 1..=3 {
         authorize(&mut m, &cx, &format!("198.18.0.{i}"), T0 + i);
     }
@@ -229,7 +238,7 @@ fn a_knock_the_reload_lost_is_put_back_unless_removed_since_or_late() {
     let cfg = config("");
     let cx = cx(&cfg);
     let table = TableRef::new(&cfg.anchor, &cfg.services[0].table);
-    let mut m = Machine::default();
+    let mut m = events();
     m.reload_began(T0 / 1000);
     m.reload_ended(T0 + 1_500);
     // A knock that landed in the old set: gone when looked up.
@@ -284,7 +293,7 @@ fn a_renewal_the_reload_carried_over_with_its_old_time_gets_the_ttl() {
     let cfg = config("");
     let cx = cx(&cfg);
     let table = TableRef::new(&cfg.anchor, &cfg.services[0].table);
-    let mut m = Machine::default();
+    let mut m = events();
     authorize(&mut m, &cx, "198.18.0.1", T0);
     m.reload_began(T0 / 1000 + 30);
     m.reload_ended(T0 + 30_500);
@@ -337,7 +346,7 @@ fn a_renewal_the_reload_carried_over_with_its_old_time_gets_the_ttl() {
 fn a_knock_event_read_late_renews_nothing_and_a_gone_element_says_nothing() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     authorize(&mut m, &cx, "198.18.0.1", T0);
     // Read 10 s after the knock (the element has 50 s left): no line, the
     // kernel's deadline kept.
@@ -371,7 +380,7 @@ fn a_knock_event_read_late_renews_nothing_and_a_gone_element_says_nothing() {
 fn a_close_knock_closes_an_authorized_host_and_is_quiet_for_others() {
     let cfg = config("close = 7010\n");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     authorize(&mut m, &cx, "198.18.0.1", T0);
     let close = |a: &str| KernelEvent::Knock {
         prefix: "pfknock close ssh: ".into(),
@@ -400,7 +409,7 @@ fn a_close_knock_closes_an_authorized_host_and_is_quiet_for_others() {
 fn a_full_set_and_a_full_meter_are_each_said_when_full_and_when_there_is_room() {
     let cfg = config("size = 2\n");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     authorize(&mut m, &cx, "198.18.0.1", T0);
     let acts = authorize(&mut m, &cx, "198.18.0.2", T0);
     assert_eq!(
@@ -476,7 +485,7 @@ fn a_full_set_and_a_full_meter_are_each_said_when_full_and_when_there_is_room() 
 fn forged_datagrams_are_said_at_once_then_counted() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     let acts = m.kernel(&cx, KernelEvent::Forged("nflog"), T0);
     assert_eq!(acts.len(), 1);
     for i in 1..=5 {
@@ -498,7 +507,7 @@ fn forged_datagrams_are_said_at_once_then_counted() {
 fn an_answer_to_another_question_is_an_error_line_not_a_panic() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     let (_, then) = asked(&m.kernel(&cx, knock("198.18.0.1"), T0));
     let acts = m.answer(&cx, then, Answer::Done(vec![Ok(1)]), T0);
     assert!(matches!(&acts[..], [Action::Log(Level::Err, l)] if l.starts_with("internal: answer")));
@@ -510,7 +519,7 @@ fn a_commands_change_is_followed_without_a_line() {
     let cfg = config("");
     let cx = cx(&cfg);
     let table = TableRef::new(&cfg.anchor, &cfg.services[0].table);
-    let mut m = Machine::default();
+    let mut m = events();
     // `pfknock allow`: tracked from the start of its second, ttl on.
     let host = Net::host(ip("198.18.0.4"));
     let added = crate::verbs::Change::Added(table.clone(), host);
@@ -533,7 +542,7 @@ fn a_commands_change_is_followed_without_a_line() {
 fn a_full_prefix_naming_no_meter_of_the_config_is_ignored() {
     let cfg = config("");
     let cx = cx(&cfg);
-    let mut m = Machine::default();
+    let mut m = events();
     for set in ["ssh_4", "web_m1_4"] {
         let ev = KernelEvent::Knock {
             prefix: names::meter_full_prefix(set),

@@ -1,0 +1,217 @@
+//! What the machine does the same way whether it decides on the kernel's
+//! events (nftables) or polls (pf; nftables once its events are lost):
+//! follow pfknock's own commands, take a new config, forget an unloaded
+//! anchor, rotate knock ports at step boundaries, say when it is next due
+//! and what it holds (SIGINFO).
+#![forbid(unsafe_code)]
+
+use super::{Action, Ctx, Machine, Query, Step, Then, af, meter_service, ms};
+use crate::config::Config;
+use crate::daemon::lines::Level;
+use crate::name::{Af, Net, Secs};
+use crate::names::nft_set_of;
+use crate::policy;
+use crate::tables::TableRef;
+
+impl Machine {
+    /// A machine that polls the tables `cfg` names; `refreshes`: the
+    /// firewall refreshes entries itself (nftables).
+    pub fn polling(cfg: &Config, refreshes: bool) -> Self {
+        Machine {
+            polls: super::Polls::new(cfg, refreshes),
+            ..Machine::default()
+        }
+    }
+
+    /// Decide on the kernel's events from now on (they read the sets by
+    /// themselves: `resync`).
+    pub fn use_events(&mut self) {
+        self.events = true;
+    }
+
+    /// Does the machine poll?
+    pub fn polls(&self) -> bool {
+        !self.events
+    }
+
+    /// Follow what a pfknock verb changed (`now` in seconds), without a
+    /// line: the verb's audit lines said it.
+    pub fn follow(&mut self, cx: &Ctx, c: &crate::verbs::Change, now: i64) -> Vec<Action> {
+        use crate::verbs::Change;
+        if !self.events {
+            self.polls.follow(c, now);
+            return Vec::new();
+        }
+        let table = match c {
+            Change::Added(t, _) | Change::Removed(t, _) | Change::Cleared(t) => t,
+        };
+        let Some(s) = cx.cfg.services.iter().find(|s| s.table == table.name) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        match c {
+            Change::Added(_, n) if Net::host(n.addr()) == *n => {
+                let set = nft_set_of(s.table.as_str(), af(n.addr()));
+                // From the start of the second: early, never late (the
+                // deadline's look-up then finds the kernel's own).
+                let now = ms(now);
+                out = self.track(cx, &set, n.addr(), now, now + ms(s.ttl.0 as i64));
+            }
+            Change::Removed(_, n) => {
+                let set = nft_set_of(s.table.as_str(), af(n.addr()));
+                self.forget(cx, &set, n.addr(), &mut out);
+            }
+            Change::Cleared(_) => {
+                for a in [Af::V4, Af::V6] {
+                    let set = nft_set_of(s.table.as_str(), a);
+                    out.extend(self.forget_set(cx, &set));
+                }
+            }
+            Change::Added(..) => {}
+        }
+        out
+    }
+
+    /// A new config (`old` before it) was loaded at `now` (seconds): each
+    /// table it still names keeps what was known of it; with events,
+    /// deadlines follow a changed ttl and the reload's lost knocks are
+    /// watched for (`reload_ended` when it is over).
+    pub fn reloaded(&mut self, old: &Config, new: &Config, now: i64) {
+        self.polls.reload(new);
+        if self.events {
+            self.retime(old, new);
+            self.reload_began(now);
+        }
+    }
+
+    /// The anchor was unloaded (its authorizations went with it): forget
+    /// them. How many went.
+    pub fn unloaded(&mut self, cx: &Ctx) -> usize {
+        let mut n = self.polls.clear(&cx.cfg.anchor);
+        if self.events {
+            n += self.clear();
+        }
+        n
+    }
+
+    /// The next deadline (ms).
+    pub fn next_due_ms(&self) -> Option<i64> {
+        if self.events {
+            self.next_due()
+        } else {
+            self.polls.next_due().map(ms)
+        }
+    }
+
+    /// Entries known of a table.
+    pub fn known(&self, t: &TableRef) -> Option<usize> {
+        if self.events {
+            return Some(self.count(t.name.as_str()).0);
+        }
+        self.polls
+            .watches
+            .iter()
+            .find(|w| w.named.table == *t)
+            .map(|w| w.known.len())
+    }
+
+    /// SIGINFO (`now` in seconds): one line per table swept, with its
+    /// entries, its next expiry and the sets of it that are full; one per
+    /// pf pool at its limit.
+    pub fn status(&self, cx: &Ctx, now: i64) -> Vec<Action> {
+        let mut out = Vec::new();
+        for w in self.polls.watches.iter().filter(|w| w.swept()) {
+            let name = w.named.table.name.as_str();
+            let (n, due) = if self.events {
+                self.count(name)
+            } else {
+                (w.known.len(), w.next_due)
+            };
+            let mut full: Vec<&str> = self
+                .polls
+                .full
+                .iter()
+                .chain(&self.full)
+                .chain(self.meters.keys())
+                .filter(|set| {
+                    [Af::V4, Af::V6]
+                        .iter()
+                        .any(|a| **set == nft_set_of(name, *a))
+                        || meter_service(cx.cfg, set).is_some_and(|(s, _)| s.table.as_str() == name)
+                })
+                .map(|s| s.as_str())
+                .collect();
+            full.sort_unstable();
+            let full = match full.len() {
+                0 => String::new(),
+                1 => format!(", set {} full", full[0]),
+                _ => format!(", sets {} full", full.join(" and ")),
+            };
+            let due = due.map_or("none".to_owned(), |d| {
+                format!("in {}", Secs(policy::age(d, now)))
+            });
+            let line = format!(
+                "status {}: {n} entries, next expiry {due}{full}",
+                w.named.table
+            );
+            out.push(Action::Log(Level::Info, line));
+        }
+        for (pool, (used, limit)) in &self.polls.pools.full {
+            out.push(Action::Log(
+                Level::Info,
+                format!(
+                    "status: pf's {} limit reached ({used} of {limit})",
+                    pool.limit_name()
+                ),
+            ));
+        }
+        out
+    }
+
+    /// When the next step of a rotating service begins (seconds), as the
+    /// config says after a start or a reload.
+    pub fn step_at(&mut self, at: Option<i64>) {
+        self.step = at;
+    }
+
+    pub fn next_step(&self) -> Option<i64> {
+        self.step
+    }
+
+    /// At a step boundary (`now` in seconds): the new step's ports are
+    /// loaded, except while the anchor is held unloaded, which only moves
+    /// on to the next boundary. The ports themselves are the secret of
+    /// the step: never said, at any level.
+    pub fn rotate(&mut self, cx: &Ctx, now: i64) -> Vec<Action> {
+        if self.step.is_none_or(|d| now < d) {
+            return Vec::new();
+        }
+        let q = Query::Rotate {
+            at: now,
+            load: !cx.held,
+        };
+        vec![Action::Ask(q, Then(Step::Rotated))]
+    }
+
+    /// The step's ports are loaded (or stay, held): on to the next
+    /// boundary. A failure keeps the ports loaded, is said, and is tried
+    /// again a poll later (`now` in ms).
+    pub(super) fn rotated(
+        &mut self,
+        cx: &Ctx,
+        r: Result<Option<i64>, String>,
+        now: i64,
+    ) -> Vec<Action> {
+        match r {
+            Ok(next) => {
+                self.step = next;
+                Vec::new()
+            }
+            Err(e) => {
+                self.step = Some(now.div_euclid(1000) + cx.cfg.poll.0 as i64);
+                let msg = format!("rotate: {e}: keeping the knock ports loaded");
+                vec![Action::Fail(Level::Err, msg)]
+            }
+        }
+    }
+}

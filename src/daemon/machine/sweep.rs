@@ -1,0 +1,463 @@
+//! What a table's listing calls for, where the daemon polls: a renewal
+//! table's hosts get a fresh time stamp in the authorized table; an
+//! authorized, stage, hold or `[[expire]]` table is swept by age or idle
+//! time (the allow list never); a hold table's new hosts lose their
+//! progress (pf's wrong knocks); a close table's hosts leave the service.
+//! `plan` turns a listing into the writes it needs (`Query::Writes`) and
+//! a `Plan`; `done` says what the writes did, once the kernel did it.
+#![forbid(unsafe_code)]
+
+use std::collections::HashSet;
+
+use super::polls::Polls;
+use super::{Action, Ctx, Write};
+use crate::catalogue::Kind;
+use crate::config::Role;
+use crate::daemon::lines::Level;
+use crate::name::{ExpireMode, Net, Secs};
+use crate::policy::{self, Decision};
+use crate::tables::Entry;
+
+/// What a visit's writes are for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Plan {
+    /// A renewal table's hosts: those authorized (`present`) stamped anew
+    /// in the authorized table of watch `auth`, the others added to it;
+    /// then the renewal table emptied.
+    Renew {
+        auth: usize,
+        present: Vec<Net>,
+        absent: Vec<Net>,
+    },
+    /// A table swept: a hold table's new hosts (`held`) first taken out of
+    /// the stage tables (`stages`, watch indices); then what `decision`
+    /// expires deleted.
+    Sweep {
+        entries: Vec<Entry>,
+        held: Vec<Net>,
+        stages: Vec<usize>,
+        decision: Decision,
+        idle: bool,
+    },
+    /// A close table's hosts taken out of the service's authorized and
+    /// stage tables (`tables`, watch indices), then the close table
+    /// emptied; `lines` say those that were authorized.
+    Close {
+        nets: Vec<Net>,
+        tables: Vec<usize>,
+        lines: Vec<String>,
+    },
+}
+
+impl Polls {
+    /// The watches of the service of watch `i` whose role `role` takes.
+    fn of_service(&self, i: usize, role: fn(Role) -> bool) -> Vec<usize> {
+        let svc = &self.watches[i].named.service;
+        (0..self.watches.len())
+            .filter(|j| {
+                let x = &self.watches[*j];
+                x.named.service == *svc && x.role().is_some_and(role)
+            })
+            .collect()
+    }
+
+    /// The writes the listing of watch `i` calls for, and what they are
+    /// for; `None`: nothing to do.
+    pub(super) fn plan(
+        &mut self,
+        cx: &Ctx,
+        i: usize,
+        entries: Vec<Entry>,
+        now: i64,
+    ) -> Option<(Vec<Write>, Plan)> {
+        let w = &self.watches[i];
+        if w.role() == Some(Role::Renew) {
+            self.plan_renewal(i, &entries)
+        } else if w.swept() {
+            Some(self.plan_sweep(cx, i, entries, now))
+        } else if w.named.kind == Kind::Close && !entries.is_empty() {
+            Some(self.plan_close(i, &entries, now))
+        } else {
+            None
+        }
+    }
+
+    /// A renewal table's hosts knocked again: stamp those authorized, add
+    /// the others, empty the table.
+    fn plan_renewal(&mut self, i: usize, entries: &[Entry]) -> Option<(Vec<Write>, Plan)> {
+        let a = *self.of_service(i, |r| r == Role::Auth).first()?;
+        let nets: Vec<Net> = entries.iter().map(|e| e.net).collect();
+        if nets.is_empty() {
+            let w = &mut self.watches[i];
+            w.count = Some(0);
+            w.known.clear();
+            return None;
+        }
+        let auth = self.watches[a].named.table.clone();
+        let (present, absent): (Vec<Net>, Vec<Net>) = nets
+            .iter()
+            .partition(|n| self.watches[a].known.contains_key(n));
+        let mut writes = vec![Write::Stamp(auth.clone(), present.clone())];
+        if !absent.is_empty() {
+            writes.push(Write::Put(auth, absent.clone()));
+        }
+        writes.push(Write::Delete(self.watches[i].named.table.clone(), nets));
+        let plan = Plan::Renew {
+            auth: a,
+            present,
+            absent,
+        };
+        Some((writes, plan))
+    }
+
+    /// A swept table: a hold table's new hosts out of the stage tables,
+    /// then what is due out of the table.
+    fn plan_sweep(
+        &mut self,
+        cx: &Ctx,
+        i: usize,
+        entries: Vec<Entry>,
+        now: i64,
+    ) -> (Vec<Write>, Plan) {
+        let w = &self.watches[i];
+        let held: Vec<Net> = if w.named.kind == Kind::Hold {
+            entries
+                .iter()
+                .map(|e| e.net)
+                .filter(|n| !w.known.contains_key(n))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let stages = if held.is_empty() {
+            Vec::new()
+        } else {
+            self.of_service(i, |r| matches!(r, Role::Stage(_)))
+        };
+        let w = &self.watches[i];
+        let ttl = w.named.ttl.map_or(0, |t| t.0);
+        // Where the firewall refreshes entries on traffic, its time stamp
+        // is the last activity: idle expiry is age since then.
+        let idle = w.named.mode == ExpireMode::Idle && !self.refreshes;
+        let decision = self.decide(cx, i, &entries, ttl, idle, now);
+        let mut writes: Vec<Write> = stages
+            .iter()
+            .map(|s| Write::Delete(self.watches[*s].named.table.clone(), held.clone()))
+            .collect();
+        if !decision.expire.is_empty() {
+            let gone = decision.expire.iter().map(|x| x.net).collect();
+            writes.push(Write::Delete(self.watches[i].named.table.clone(), gone));
+        }
+        let plan = Plan::Sweep {
+            entries,
+            held,
+            stages,
+            decision,
+            idle,
+        };
+        (writes, plan)
+    }
+
+    /// A close table's hosts: out of the service's authorized and stage
+    /// tables, a line for each that was authorized, then out of the close
+    /// table.
+    fn plan_close(&mut self, i: usize, entries: &[Entry], now: i64) -> (Vec<Write>, Plan) {
+        let nets: Vec<Net> = entries.iter().map(|e| e.net).collect();
+        let tables = self.of_service(i, |r| matches!(r, Role::Auth | Role::Stage(_)));
+        let mut lines = Vec::new();
+        for j in tables
+            .iter()
+            .filter(|j| self.watches[**j].role() == Some(Role::Auth))
+        {
+            let a = &self.watches[*j];
+            let ttl = a.named.ttl.unwrap_or(Secs(0));
+            for n in &nets {
+                if let Some(since) = a.known.get(n) {
+                    let extra =
+                        format!("age={} ttl={ttl} by knock", Secs(policy::age(now, *since)));
+                    lines.push(a.line("closed", n, &extra));
+                }
+            }
+        }
+        let mut writes: Vec<Write> = tables
+            .iter()
+            .map(|j| Write::Delete(self.watches[*j].named.table.clone(), nets.clone()))
+            .collect();
+        writes.push(Write::Delete(
+            self.watches[i].named.table.clone(),
+            nets.clone(),
+        ));
+        let plan = Plan::Close {
+            nets,
+            tables,
+            lines,
+        };
+        (writes, plan)
+    }
+
+    /// The writes of watch `i`'s plan were carried out, each answered up
+    /// to the first that failed: what they did is said and known. The
+    /// first failure is returned (said by the caller) and ends it there.
+    pub(super) fn done(
+        &mut self,
+        i: usize,
+        plan: Plan,
+        d: Vec<Result<usize, String>>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), String> {
+        let mut d = d.into_iter();
+        let mut next = move || {
+            d.next()
+                .unwrap_or_else(|| Err("not carried out".to_owned()))
+        };
+        match plan {
+            Plan::Renew {
+                auth,
+                present,
+                absent,
+            } => {
+                next()?;
+                let added = if absent.is_empty() { 0 } else { next()? };
+                self.renewed(auth, &present, &absent, added, now, out);
+                next()?;
+                let w = &mut self.watches[i];
+                w.count = Some(0);
+                w.known.clear();
+            }
+            Plan::Sweep {
+                entries,
+                held,
+                stages,
+                decision,
+                idle,
+            } => {
+                for s in stages {
+                    next()?;
+                    let w = &mut self.watches[s];
+                    for n in &held {
+                        w.known.remove(n);
+                    }
+                }
+                let svc = self.watches[i].named.service.as_deref().unwrap_or("?");
+                for n in &held {
+                    let l = format!(
+                        "held {n} for service {svc}: a wrong knock; its progress starts over"
+                    );
+                    out.push(Action::Log(Level::Debug, l));
+                }
+                let deleted = if decision.expire.is_empty() {
+                    0
+                } else {
+                    next()?
+                };
+                self.swept(i, &entries, &decision, idle, deleted, now, out);
+            }
+            Plan::Close {
+                nets,
+                tables,
+                lines,
+            } => {
+                for j in tables {
+                    next()?;
+                    let w = &mut self.watches[j];
+                    for n in &nets {
+                        w.known.remove(n);
+                        w.restored.remove(n);
+                        w.idle.forget(n);
+                    }
+                    w.count = None;
+                }
+                self.closed(i, nets.len(), lines, out);
+                next()?;
+                let w = &mut self.watches[i];
+                w.known.clear();
+                w.count = Some(0);
+            }
+        }
+        Ok(())
+    }
+
+    /// A renewal table's hosts were stamped (`present`) or added
+    /// (`absent`, `added` of them) in the authorized table of watch `a`.
+    fn renewed(
+        &mut self,
+        a: usize,
+        present: &[Net],
+        absent: &[Net],
+        added: usize,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let a = &mut self.watches[a];
+        let ttl = format!("ttl={}", a.named.ttl.unwrap_or(Secs(0)));
+        for n in present {
+            out.push(Action::Log(Level::Info, a.line("renewed", n, &ttl)));
+            a.idle.forget(n);
+            a.restored.remove(n);
+        }
+        if added > 0 {
+            for n in absent {
+                out.push(Action::Log(Level::Info, a.line("authorized", n, &ttl)));
+            }
+        }
+        a.known.extend(absent.iter().map(|n| (*n, now)));
+        a.force = true;
+    }
+
+    /// A close table's `knockers` are out of the service: a line for each
+    /// that was authorized, or one at debug for none.
+    fn closed(&self, i: usize, knockers: usize, lines: Vec<String>, out: &mut Vec<Action>) {
+        if lines.is_empty() {
+            let l = format!(
+                "close knock for service {}: no authorized host among {knockers} knocker(s)",
+                self.watches[i].named.service.as_deref().unwrap_or("?"),
+            );
+            out.push(Action::Log(Level::Debug, l));
+        }
+        out.extend(lines.into_iter().map(|l| Action::Log(Level::Info, l)));
+    }
+
+    /// A sweep's deletions were done: the lines (new authorizations seen,
+    /// expiries, entries that left without the daemon) and what is known
+    /// after it.
+    #[allow(clippy::too_many_arguments)]
+    fn swept(
+        &mut self,
+        i: usize,
+        entries: &[Entry],
+        d: &Decision,
+        idle: bool,
+        deleted: usize,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let gone: HashSet<Net> = d.expire.iter().map(|x| x.net).collect();
+        let w = &self.watches[i];
+        // A stage that lapses is a sequence left unfinished, a hold that
+        // ends a wrong knock's wait: not worth a line.
+        let level = if matches!(w.role(), Some(Role::Stage(_))) || w.named.kind == Kind::Hold {
+            Level::Debug
+        } else {
+            Level::Info
+        };
+        let ttl_s = w.named.ttl.unwrap_or(Secs(0));
+        if w.listed && w.role() == Some(Role::Auth) {
+            for e in entries {
+                if !w.known.contains_key(&e.net) && !gone.contains(&e.net) {
+                    let l = w.line("authorized", &e.net, &format!("ttl={ttl_s}"));
+                    out.push(Action::Log(Level::Info, l));
+                }
+            }
+        }
+        let what = if idle { "idle" } else { "age" };
+        for x in &d.expire {
+            let extra = format!("{what}={} ttl={ttl_s}", Secs(x.age));
+            out.push(Action::Log(level, w.line("expired", &x.net, &extra)));
+        }
+        self.vanished(i, entries, level, ttl_s, now, out);
+        if deleted < gone.len() {
+            out.push(Action::Log(
+                Level::Debug,
+                format!(
+                    "{}: {} of {} expired entries were already gone",
+                    self.watches[i].named.table,
+                    gone.len() - deleted,
+                    gone.len()
+                ),
+            ));
+        }
+        self.remember(i, entries, &gone, d.next_due);
+    }
+
+    /// What expires of table `i` and when the next entry is due: by age
+    /// since the time stamp (or the restored one), or by idle time; the
+    /// allow list never (a hold ends for everybody, allowed hosts too).
+    fn decide(
+        &mut self,
+        cx: &Ctx,
+        i: usize,
+        entries: &[Entry],
+        ttl: u64,
+        idle: bool,
+        now: i64,
+    ) -> Decision {
+        let w = &mut self.watches[i];
+        let svc = (w.named.kind != Kind::Hold)
+            .then(|| w.named.service.as_deref().and_then(|s| cx.cfg.service(s)))
+            .flatten();
+        let keep = |n: &Net| svc.is_some_and(|s| s.allows(n));
+        if idle {
+            w.idle.observe(entries, now);
+        }
+        let since = |e: &Entry| {
+            if idle {
+                policy::idle_since(e, &w.idle, now)
+            } else {
+                w.restored
+                    .get(&e.net)
+                    .map_or(e.tzero, |s| (*s).min(e.tzero))
+            }
+        };
+        policy::decide(entries, ttl, now, since, keep)
+    }
+
+    /// Lines for the entries that left the table without this daemon:
+    /// expired by the kernel where it times entries out itself
+    /// (nftables), else removed by someone (pfknock revoke, pfctl -T
+    /// delete). A removal a pfknock command noted was logged by that
+    /// command.
+    fn vanished(
+        &mut self,
+        i: usize,
+        entries: &[Entry],
+        level: Level,
+        ttl_s: Secs,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let present: HashSet<Net> = entries.iter().map(|e| e.net).collect();
+        let w = &self.watches[i];
+        let mut vanished: Vec<(Net, i64)> = w
+            .known
+            .iter()
+            .filter(|(n, _)| !present.contains(n))
+            .map(|(n, t)| (*n, *t))
+            .collect();
+        vanished.sort();
+        vanished.retain(|(n, _)| !self.claims.claims(&w.named.table, n));
+        for (n, since) in vanished {
+            let l = if self.refreshes {
+                w.line("expired", &n, &format!("ttl={ttl_s}"))
+            } else {
+                let age = Secs(policy::age(now, since));
+                w.line("removed", &n, &format!("age={age} ttl={ttl_s}"))
+            };
+            out.push(Action::Log(level, l));
+        }
+    }
+
+    /// What the daemon knows of table `i` after a listing: the entries
+    /// left, since when each counts, and when the next is due.
+    fn remember(&mut self, i: usize, entries: &[Entry], gone: &HashSet<Net>, due: Option<i64>) {
+        let w = &mut self.watches[i];
+        let restored = std::mem::take(&mut w.restored);
+        w.known = entries
+            .iter()
+            .filter(|e| !gone.contains(&e.net))
+            .map(|e| {
+                let since = restored.get(&e.net).map_or(e.tzero, |s| (*s).min(e.tzero));
+                (e.net, since)
+            })
+            .collect();
+        w.restored = restored
+            .into_iter()
+            .filter(|(n, _)| w.known.contains_key(n))
+            .collect();
+        w.count = Some(w.known.len() as u64);
+        w.next_due = due;
+        for n in gone {
+            w.idle.forget(n);
+        }
+    }
+}

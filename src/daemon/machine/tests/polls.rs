@@ -1,0 +1,589 @@
+//! The machine where it polls (pf), alone: each test plays pf by hand —
+//! the statistics, listings and write results it answers — and reads
+//! every action: the lines, the queries (what the daemon would ask and
+//! write) and what must not be written.
+
+use super::*;
+use crate::config::Config;
+use crate::name::{AnchorName, TableName};
+use crate::tables::{Entry, PoolUse, TableStat};
+
+/// Seconds (the polls count in seconds; the machine is handed ms).
+const T: i64 = 1_800_000_000;
+
+fn pf(extra: &str) -> (Config, Machine) {
+    let cfg = if extra.starts_with("knock") {
+        let text = format!("[[service]]\nname = \"ssh\"\nprotect = [22]\nttl = \"60s\"\n{extra}");
+        Config::parse(&text, std::path::Path::new("t.toml"))
+            .unwrap()
+            .0
+    } else {
+        config(extra)
+    };
+    let m = Machine::polling(&cfg, false);
+    (cfg, m)
+}
+
+fn anchor() -> AnchorName {
+    AnchorName::new("pfknock").unwrap()
+}
+
+fn table(name: &str) -> TableRef {
+    TableRef::new(&anchor(), &TableName::new(name).unwrap())
+}
+
+fn net(s: &str) -> Net {
+    s.parse().unwrap()
+}
+
+fn entry(s: &str, tzero: i64) -> Entry {
+    Entry {
+        net: net(s),
+        tzero,
+        packets: 0,
+        bytes: 0,
+        counted: true,
+    }
+}
+
+fn stat(name: &str, count: u64) -> TableStat {
+    TableStat {
+        name: name.to_owned(),
+        anchor: "pfknock".to_owned(),
+        active: true,
+        count,
+        counters: Some(true),
+        packets: 0,
+        tzero: 0,
+    }
+}
+
+/// pf as a test plays it: the tables' entries, what each query was, and
+/// a write that fails when `fail` says so.
+#[derive(Default)]
+struct Pf {
+    tables: BTreeMap<String, Vec<Entry>>,
+    /// No anchor at all (flushed).
+    gone: bool,
+    pools: Vec<PoolUse>,
+    /// Writes to this table fail.
+    fail: Option<String>,
+    asked: Vec<Query>,
+    /// The time pf stamps what is added (seconds).
+    now: i64,
+}
+
+impl Pf {
+    fn with(tables: &[(&str, Vec<Entry>)]) -> Self {
+        Pf {
+            tables: tables
+                .iter()
+                .map(|(n, e)| ((*n).to_owned(), e.clone()))
+                .collect(),
+            ..Pf::default()
+        }
+    }
+
+    fn answer(&mut self, q: &Query) -> Answer {
+        self.asked.push(q.clone());
+        match q {
+            Query::Stats { anchors, pools } => Answer::Stats {
+                anchors: anchors
+                    .iter()
+                    .map(|_| {
+                        if self.gone {
+                            Err(ReadError::Missing)
+                        } else {
+                            Ok(self
+                                .tables
+                                .iter()
+                                .map(|(n, e)| stat(n, e.len() as u64))
+                                .collect())
+                        }
+                    })
+                    .collect(),
+                intact: None,
+                full: Vec::new(),
+                pools: pools.then(|| Ok(self.pools.clone())),
+            },
+            Query::Entries(t) => Answer::Entries(
+                self.tables
+                    .get(t.name.as_str())
+                    .cloned()
+                    .ok_or_else(|| "no such table".to_owned()),
+            ),
+            Query::Writes(ws) => {
+                let mut done = Vec::new();
+                for w in ws {
+                    let (Write::Delete(t, nets) | Write::Stamp(t, nets) | Write::Put(t, nets)) = w;
+                    if self.fail.as_deref() == Some(t.name.as_str()) {
+                        done.push(Err("Operation not permitted".to_owned()));
+                        break;
+                    }
+                    let list = self.tables.entry(t.name.as_str().to_owned()).or_default();
+                    let n = match w {
+                        Write::Delete(..) => {
+                            let before = list.len();
+                            list.retain(|e| !nets.contains(&e.net));
+                            before - list.len()
+                        }
+                        Write::Stamp(..) => nets.len(),
+                        Write::Put(..) => {
+                            list.extend(nets.iter().map(|n| entry(&n.to_string(), self.now)));
+                            nets.len()
+                        }
+                    };
+                    done.push(Ok(n));
+                }
+                Answer::Done(done)
+            }
+            Query::Load => {
+                self.gone = false;
+                Answer::Done(vec![Ok(0)])
+            }
+            Query::Add(per) => Answer::Done(per.iter().map(|(_, l)| Ok(l.len())).collect()),
+            other => panic!("pf is not asked {other:?}"),
+        }
+    }
+}
+
+/// A poll at `now` (seconds), carried out as the shell does (answers'
+/// actions first): every action that is not a query, in order.
+fn poll(m: &mut Machine, cx: &Ctx, pf: &mut Pf, now: i64) -> Vec<Action> {
+    pf.asked.clear();
+    pf.now = now;
+    let mut todo: std::collections::VecDeque<Action> = m.poll(cx, ms(now), false).into();
+    let mut out = Vec::new();
+    for _ in 0..10_000 {
+        let Some(a) = todo.pop_front() else {
+            return out;
+        };
+        match a {
+            Action::Ask(q, then) => {
+                let answer = pf.answer(&q);
+                for b in m.answer(cx, then, answer, ms(now)).into_iter().rev() {
+                    todo.push_front(b);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    panic!("a poll that does not end: {out:?}");
+}
+
+fn writes(pf: &Pf) -> Vec<Write> {
+    pf.asked
+        .iter()
+        .filter_map(|q| match q {
+            Query::Writes(w) => Some(w.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn listed(pf: &Pf) -> Vec<String> {
+    pf.asked
+        .iter()
+        .filter_map(|q| match q {
+            Query::Entries(t) => Some(t.name.as_str().to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_poll_lists_only_what_moved_and_expires_at_the_deadline() {
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    let mut k = Pf::with(&[
+        ("ssh", vec![entry("198.18.0.1", T - 10)]),
+        ("ssh_renew", vec![]),
+    ]);
+    // The first look lists every table and says nothing of what is there.
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    assert_eq!(listed(&k), ["ssh_renew", "ssh"], "renewals first");
+    assert_eq!(m.next_due_ms(), Some(ms(T + 51)));
+    // Nothing moved: one request, no listing.
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 5), vec![]);
+    assert_eq!(k.asked.len(), 1);
+    // A host the kernel added: listed, and said once.
+    k.tables
+        .get_mut("ssh")
+        .unwrap()
+        .push(entry("198.18.0.2", T + 6));
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 7),
+        [info(&format!("authorized 198.18.0.2 {LINE} ttl=1m"))]
+    );
+    assert_eq!(listed(&k), ["ssh"]);
+    assert_eq!(writes(&k), []);
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 8), vec![], "said once");
+    // At the deadline, and not a second before: deleted, then said.
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 50), vec![]);
+    assert_eq!(writes(&k), []);
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 51),
+        [info(&format!("expired 198.18.0.1 {LINE} age=1m1s ttl=1m"))]
+    );
+    assert_eq!(
+        writes(&k),
+        [Write::Delete(table("ssh"), vec![net("198.18.0.1")])]
+    );
+    assert_eq!(
+        k.tables["ssh"],
+        [entry("198.18.0.2", T + 6)],
+        "the other stays"
+    );
+    assert_eq!(m.known(&table("ssh")), Some(1));
+    assert_eq!(m.next_due_ms(), Some(ms(T + 67)));
+}
+
+#[test]
+fn a_failed_delete_says_nothing_expired_and_lists_again() {
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    let mut k = Pf::with(&[
+        ("ssh", vec![entry("198.18.0.1", T - 100)]),
+        ("ssh_renew", vec![]),
+    ]);
+    k.fail = Some("ssh".into());
+    let fail = Action::Fail(
+        Level::Err,
+        "<ssh> in anchor pfknock: Operation not permitted".into(),
+    );
+    assert_eq!(poll(&mut m, &cx, &mut k, T), std::slice::from_ref(&fail));
+    assert_eq!(k.tables["ssh"].len(), 1, "still there: not said as expired");
+    // Listed again at the next poll although nothing moved; said again
+    // (the daemon's repeat filter decides how often it is logged).
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 1), [fail]);
+    assert_eq!(listed(&k), ["ssh"]);
+    k.fail = None;
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 2),
+        [info(&format!("expired 198.18.0.1 {LINE} age=1m42s ttl=1m"))]
+    );
+    assert!(k.tables["ssh"].is_empty());
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 3), vec![], "once");
+}
+
+#[test]
+fn a_flushed_anchor_is_loaded_again_with_what_it_held_but_not_what_a_command_removed() {
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    let a = entry("198.18.0.1", T - 10);
+    let b = entry("198.18.0.2", T - 20);
+    let c = entry("198.18.0.3", T - 59);
+    let mut k = Pf::with(&[("ssh", vec![a, b, c]), ("ssh_renew", vec![])]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    // pfctl -a pfknock -F all; and a pfknock revoke of b noted.
+    k.tables.clear();
+    k.gone = true;
+    m.noted("pfknock\tssh\t198.18.0.2\n", T + 1);
+    let acts = poll(&mut m, &cx, &mut k, T + 2);
+    assert_eq!(
+        acts,
+        [
+            Action::Log(
+                Level::Notice,
+                "anchor pfknock restored: its tables were gone (pf flushed?): put back 1 \
+                 authorizations with the time they had left"
+                    .into()
+            ),
+            Action::CheckPf,
+        ]
+    );
+    // a with the 48 s it had left; b not (revoked); c not (its time is up).
+    assert!(k.asked.contains(&Query::Load));
+    assert!(k.asked.contains(&Query::Add(vec![(
+        table("ssh"),
+        vec![(net("198.18.0.1"), 48)]
+    )])));
+    // Its age goes on from the old stamp: due when it was due before.
+    k.tables
+        .insert("ssh".into(), vec![entry("198.18.0.1", T + 2)]);
+    k.tables.insert("ssh_renew".into(), vec![]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 3), vec![]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 50), vec![]);
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 51),
+        [info(&format!("expired 198.18.0.1 {LINE} age=1m1s ttl=1m"))]
+    );
+
+    // Held unloaded (pfknock unload): nothing is loaded, nothing put back.
+    let mut held = cx;
+    held.held = true;
+    k.gone = true;
+    assert_eq!(poll(&mut m, &held, &mut k, T + 60), vec![]);
+    assert!(!k.asked.contains(&Query::Load), "{:?}", k.asked);
+    assert_eq!(writes(&k), []);
+}
+
+#[test]
+fn a_renewal_stamps_the_authorized_host_and_adds_one_that_was_not() {
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    let mut k = Pf::with(&[
+        ("ssh", vec![entry("198.18.0.1", T - 30)]),
+        ("ssh_renew", vec![]),
+    ]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    // 198.18.0.1 knocked again; 198.18.0.9 is in the renewal table but
+    // not authorized (expired in between).
+    k.tables.insert(
+        "ssh_renew".into(),
+        vec![entry("198.18.0.1", T + 1), entry("198.18.0.9", T + 1)],
+    );
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 2),
+        [
+            info(&format!("renewed 198.18.0.1 {LINE} ttl=1m")),
+            info(&format!("authorized 198.18.0.9 {LINE} ttl=1m")),
+        ]
+    );
+    let (a, nine) = (net("198.18.0.1"), net("198.18.0.9"));
+    assert_eq!(
+        writes(&k),
+        [
+            Write::Stamp(table("ssh"), vec![a]),
+            Write::Put(table("ssh"), vec![nine]),
+            Write::Delete(table("ssh_renew"), vec![a, nine]),
+        ]
+    );
+    // A renewal the kernel refuses: nothing said, the table kept for the
+    // next poll.
+    k.tables
+        .insert("ssh_renew".into(), vec![entry("198.18.0.1", T + 3)]);
+    k.fail = Some("ssh".into());
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 4),
+        [Action::Fail(
+            Level::Err,
+            "<ssh_renew> in anchor pfknock: Operation not permitted".into()
+        )]
+    );
+    assert_eq!(k.tables["ssh_renew"].len(), 1);
+}
+
+#[test]
+fn a_close_knock_takes_the_knocker_out_and_says_it_once() {
+    let (cfg, mut m) = pf("close = 7010\n");
+    let cx = cx(&cfg);
+    let one = entry("198.18.0.1", T - 5);
+    let two = entry("198.18.0.2", T - 5);
+    let mut k = Pf::with(&[
+        ("ssh", vec![one, two]),
+        ("ssh_renew", vec![]),
+        ("ssh_close", vec![]),
+    ]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    k.tables
+        .insert("ssh_close".into(), vec![entry("198.18.0.1", T + 1)]);
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 2),
+        [info(&format!(
+            "closed 198.18.0.1 {LINE} age=7s ttl=1m by knock"
+        ))]
+    );
+    assert_eq!(k.tables["ssh"], [two], "the other host stays");
+    assert!(k.tables["ssh_close"].is_empty());
+    // Nothing more about it: not removed, not expired.
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 3), vec![]);
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 70),
+        [info(&format!("expired 198.18.0.2 {LINE} age=1m15s ttl=1m"))]
+    );
+    // A close knock from a host that was not authorized changes nothing
+    // else and says it at debug.
+    k.tables
+        .insert("ssh_close".into(), vec![entry("198.18.0.7", T + 71)]);
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 72),
+        [Action::Log(
+            Level::Debug,
+            "close knock for service ssh: no authorized host among 1 knocker(s)".into()
+        )]
+    );
+}
+
+#[test]
+fn a_wrong_knock_resets_the_knockers_progress_only() {
+    let (cfg, mut m) = pf("knock = [1234, 1235, 1236]\nrate = \"3/2\"\n");
+    let cx = cx(&cfg);
+    let names: Vec<String> = m
+        .polls
+        .watches
+        .iter()
+        .map(|w| w.named.table.name.as_str().to_owned())
+        .collect();
+    assert_eq!(names, ["ssh_renew", "ssh", "ssh_s1", "ssh_s2", "ssh_hold"]);
+    let (a, b) = (entry("198.18.0.1", T - 1), entry("198.18.0.2", T - 1));
+    let mut k = Pf::with(&[
+        ("ssh_renew", vec![]),
+        ("ssh", vec![]),
+        ("ssh_s1", vec![a, b]),
+        ("ssh_s2", vec![a]),
+        ("ssh_hold", vec![]),
+    ]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    k.tables
+        .insert("ssh_hold".into(), vec![entry("198.18.0.1", T + 1)]);
+    let held = Action::Log(
+        Level::Debug,
+        "held 198.18.0.1 for service ssh: a wrong knock; its progress starts over".into(),
+    );
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 1), [held]);
+    assert_eq!(k.tables["ssh_s1"], [b], "the other host keeps its progress");
+    assert!(k.tables["ssh_s2"].is_empty());
+    assert!(k.tables["ssh"].is_empty(), "nothing opened");
+    // Held: not reset again while the hold lasts; the hold ends after the
+    // rate's window (2 s here), quietly.
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 3), vec![]);
+    assert_eq!(writes(&k), []);
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 4),
+        [Action::Log(
+            Level::Debug,
+            "expired 198.18.0.1 service=ssh table=ssh_hold anchor=pfknock age=3s ttl=2s".into()
+        )]
+    );
+    assert!(k.tables["ssh_hold"].is_empty());
+}
+
+#[test]
+fn a_full_pool_is_said_when_it_fills_and_when_it_has_room() {
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    let mut k = Pf::with(&[("ssh", vec![]), ("ssh_renew", vec![])]);
+    let pool = |used| PoolUse {
+        pool: crate::tables::Pool::SrcNodes,
+        used,
+        limit: 3,
+    };
+    k.pools = vec![pool(1)];
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    k.pools = vec![pool(3)];
+    // Looked at every 10 s while there is room.
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 5), vec![]);
+    let full = Action::Log(
+        Level::Warning,
+        "pf's src-nodes limit is reached (3 of 3 source nodes): knocks from new sources are \
+         dropped until source nodes expire; raise it with set limit src-nodes in pf.conf"
+            .into(),
+    );
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 10), [full]);
+    // While full, every poll; said once.
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 11), vec![]);
+    assert!(matches!(k.asked[0], Query::Stats { pools: true, .. }));
+    assert_eq!(
+        m.status(&cx, T + 11).last(),
+        Some(&info("status: pf's src-nodes limit reached (3 of 3)"))
+    );
+    k.pools = vec![pool(2)];
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 12),
+        [Action::Log(
+            Level::Notice,
+            "pf's src-nodes limit has room again (2 of 3)".into()
+        )]
+    );
+}
+
+#[test]
+fn lost_events_hand_over_to_polls_that_list_every_table() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = Machine::polling(&cfg, true);
+    m.use_events();
+    assert!(!m.polls());
+    let acts = m.kernel(&cx, KernelEvent::Lost("ENOBUFS".into()), ms(T));
+    assert_eq!(acts.last(), Some(&Action::Poll));
+    assert!(m.polls());
+    // nftables polled: the kernel times entries out itself, so what left
+    // a set expired, and there is no renewal table.
+    let mut k = Pf::with(&[("ssh", vec![entry("198.18.0.1", T - 5)])]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    assert_eq!(listed(&k), ["ssh"]);
+    k.tables.insert("ssh".into(), vec![]);
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 60),
+        [info(&format!("expired 198.18.0.1 {LINE} ttl=1m"))]
+    );
+    assert_eq!(writes(&k), [], "the kernel deleted it, not the daemon");
+}
+
+#[test]
+fn a_reload_keeps_what_each_table_knows_and_lists_it_again_when_its_ttl_changed() {
+    let (cfg, mut m) = pf("");
+    let cx0 = cx(&cfg);
+    let mut k = Pf::with(&[
+        ("ssh", vec![entry("198.18.0.1", T - 10)]),
+        ("ssh_renew", vec![]),
+    ]);
+    assert_eq!(poll(&mut m, &cx0, &mut k, T), vec![]);
+    let same = config("");
+    m.reloaded(&cfg, &same, T + 1);
+    assert_eq!(poll(&mut m, &cx(&same), &mut k, T + 2), vec![]);
+    assert_eq!(listed(&k), Vec::<String>::new(), "nothing to list again");
+    let text = "log_burst = 2\n[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nttl = \"5s\"\n";
+    let shorter = Config::parse(text, std::path::Path::new("t.toml"))
+        .unwrap()
+        .0;
+    m.reloaded(&same, &shorter, T + 3);
+    assert_eq!(
+        poll(&mut m, &cx(&shorter), &mut k, T + 3),
+        [info(&format!("expired 198.18.0.1 {LINE} age=13s ttl=5s"))]
+    );
+    assert_eq!(m.known(&table("ssh")), Some(0));
+}
+
+#[test]
+fn a_step_boundary_loads_the_new_ports_unless_held_and_a_failure_is_tried_a_poll_later() {
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    assert_eq!(m.rotate(&cx, T), vec![], "no rotating service: never");
+    m.step_at(Some(T + 30));
+    assert_eq!(m.rotate(&cx, T + 29), vec![], "not before the boundary");
+    let acts = m.rotate(&cx, T + 30);
+    let (q, then) = asked(&acts);
+    assert_eq!(
+        q,
+        Query::Rotate {
+            at: T + 30,
+            load: true
+        }
+    );
+    assert_eq!(
+        acts.len(),
+        1,
+        "nothing said: the ports are the step's secret"
+    );
+    assert_eq!(
+        m.answer(&cx, then, Answer::Rotated(Ok(Some(T + 60))), ms(T + 30)),
+        vec![]
+    );
+    assert_eq!(m.next_step(), Some(T + 60));
+    // A load that fails: said (through the repeat filter), the ports kept,
+    // tried again a poll later.
+    let (_, then) = asked(&m.rotate(&cx, T + 60));
+    let failed = Answer::Rotated(Err("pfctl: syntax error".into()));
+    assert_eq!(
+        m.answer(&cx, then, failed, ms(T + 60)),
+        [Action::Fail(
+            Level::Err,
+            "rotate: pfctl: syntax error: keeping the knock ports loaded".into()
+        )]
+    );
+    assert_eq!(m.next_step(), Some(T + 60 + cfg.poll.0 as i64));
+    // Held unloaded (pfknock unload): only on to the next boundary.
+    let mut held = cx;
+    held.held = true;
+    let (q, _) = asked(&m.rotate(&held, T + 90));
+    assert_eq!(
+        q,
+        Query::Rotate {
+            at: T + 90,
+            load: false
+        }
+    );
+}
