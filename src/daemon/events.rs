@@ -73,7 +73,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 Action::Log(level, line) => self.log.log(level, &line),
                 Action::Fail(level, msg) => self.fail(level, &msg, now.div_euclid(1000)),
                 Action::Poll => self.lookup = None,
-                Action::CheckPf => self.check_pf(),
                 Action::Ask(q, then) => {
                     let answer = self.ask(q);
                     let cx = cx!(self);
@@ -176,6 +175,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 }
                 Answer::Done(done)
             }
+            Query::PfState { anchor } => Answer::PfState {
+                enabled: self.loader.enabled(),
+                referenced: anchor.map(|a| self.loader.referenced(&a).map_err(|e| e.to_string())),
+            },
             Query::Rotate { at, load } => {
                 Answer::Rotated(self.step(at, load).map_err(|e| e.to_string()))
             }

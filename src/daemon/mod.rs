@@ -12,7 +12,6 @@
 //! deadline.
 #![forbid(unsafe_code)]
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, Warning};
@@ -23,62 +22,6 @@ pub use crate::backend::Loader;
 pub use events::{ElementLookup, KernelEvent};
 pub use lines::{Level, Log, REPEAT_EVERY};
 
-/// Errors that come back every poll (a table that cannot be read, an
-/// anchor that cannot be restored): each is logged when it first occurs,
-/// then at most every `REPEAT_EVERY` seconds with the number of repeats,
-/// and once more when a poll goes by without it.
-#[derive(Default)]
-struct Repeats {
-    /// Message → (repeats since it was last logged, when it was logged).
-    open: HashMap<String, (u64, i64)>,
-    /// Messages seen during the current poll.
-    seen: HashSet<String>,
-}
-
-impl Repeats {
-    /// The line to log for `msg` now, if any.
-    fn report(&mut self, msg: &str, now: i64) -> Option<String> {
-        self.seen.insert(msg.to_owned());
-        match self.open.get_mut(msg) {
-            None => {
-                self.open.insert(msg.to_owned(), (0, now));
-                Some(msg.to_owned())
-            }
-            Some((n, last)) => {
-                *n += 1;
-                if now - *last < REPEAT_EVERY {
-                    return None;
-                }
-                let line = format!("{msg} (again, {} times in {} s)", *n, now - *last);
-                *n = 0;
-                *last = now;
-                Some(line)
-            }
-        }
-    }
-
-    /// End of a poll: the lines for errors that did not come back.
-    fn cleared(&mut self) -> Vec<String> {
-        let gone: Vec<String> = self
-            .open
-            .keys()
-            .filter(|m| !self.seen.contains(*m))
-            .cloned()
-            .collect();
-        self.seen.clear();
-        gone.into_iter()
-            .map(|m| {
-                let (n, _) = self.open.remove(&m).unwrap_or_default();
-                if n > 0 {
-                    format!("cleared after {n} more time(s): {m}")
-                } else {
-                    format!("cleared: {m}")
-                }
-            })
-            .collect()
-    }
-}
-
 /// The daemon's state.
 pub struct Daemon<T, L, G> {
     pub cfg: Config,
@@ -86,9 +29,6 @@ pub struct Daemon<T, L, G> {
     pub tables: T,
     loader: L,
     pub log: G,
-    warned_disabled: bool,
-    /// Errors that repeat poll after poll, logged once and then rarely.
-    repeats: Repeats,
     /// What the backend does by itself, asked once.
     caps: crate::tables::Caps,
     /// The decisions, polling or on the kernel's events (`machine`).
@@ -136,8 +76,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             tables,
             loader,
             log,
-            warned_disabled: false,
-            repeats: Repeats::default(),
             caps,
             lookup: None,
             notes: None,
@@ -219,33 +157,11 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 
     /// Warn when pf is disabled or the main ruleset does not call the
-    /// anchor: in both cases the knock rules do nothing.
+    /// anchor (the machine decides: `Machine::check_pf`).
     fn check_pf(&mut self) {
-        match self.loader.enabled() {
-            Some(false) if !self.warned_disabled => {
-                self.warned_disabled = true;
-                self.log.log(
-                    Level::Warning,
-                    "pf is disabled: knocks open nothing until pfctl -e",
-                );
-            }
-            Some(true) => self.warned_disabled = false,
-            _ => {}
-        }
-        if self.cfg.services.is_empty() {
-            return;
-        }
-        match self.loader.referenced(&self.cfg.anchor) {
-            Ok(true) => {}
-            Ok(false) => self.log.log(
-                Level::Err,
-                &format!(
-                    "the main ruleset has no anchor \"{}\" rule: knocks open nothing until pf.conf calls the anchor",
-                    self.cfg.anchor.as_str()
-                ),
-            ),
-            Err(e) => self.log.log(Level::Warning, &format!("cannot read the main ruleset: {e}")),
-        }
+        let cx = events::cx!(self);
+        let acts = self.machine.check_pf(&cx);
+        self.carry_out(acts, 0);
     }
 
     /// When the next table is due, if any (seconds, rounded up).
@@ -290,14 +206,14 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             let acts = self.machine.poll(&cx, now_ms, force);
             self.carry_out(acts, now_ms);
         }
-        for line in self.repeats.cleared() {
+        for line in self.machine.repeats.cleared() {
             self.log.log(Level::Notice, &line);
         }
     }
 
     /// Log an error that may come back every poll (see `Repeats`).
     fn fail(&mut self, level: Level, msg: &str, now: i64) {
-        if let Some(line) = self.repeats.report(msg, now) {
+        if let Some(line) = self.machine.repeats.report(msg, now) {
             self.log.log(level, &line);
         }
     }

@@ -12,19 +12,16 @@
 //! too large) is not believed.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{Daemon, Level, Loader, Log};
+use super::{Daemon, Loader, Log};
 use crate::config::Role;
-use crate::name::{Net, Secs};
+use crate::name::Net;
 use crate::tables::{TableRef, Tables};
 
-/// One authorization: its table as the log names it, its address, and
-/// since when it counts (time stamp, or last renewal).
-pub type Known = HashMap<(String, Net), i64>;
+pub use super::machine::Known;
 
 /// The state file of a pidfile.
 pub fn path_of(pidfile: &Path) -> PathBuf {
@@ -83,76 +80,18 @@ pub fn take(path: &Path) -> Option<Known> {
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// Every authorization the daemon knows of, as the state file keeps it.
     pub fn snapshot(&self) -> Known {
-        let mut k = Known::new();
-        let e = &self.machine;
-        if !e.polls() {
-            for (i, addr, a) in e.book.iter() {
-                if let Some(s) = super::machine::auth_service(&self.cfg, e.book.name(i)) {
-                    let t = TableRef::new(&self.cfg.anchor, &s.table);
-                    k.insert((t.to_string(), Net::host(addr)), a.since.div_euclid(1000));
-                }
-            }
-        } else {
-            for w in e
-                .polls
-                .watches
-                .iter()
-                .filter(|w| w.role() == Some(Role::Auth))
-            {
-                for (n, since) in &w.known {
-                    k.insert((w.named.table.to_string(), *n), *since);
-                }
-            }
-        }
-        k
+        let cx = super::events::cx!(self);
+        self.machine.snapshot(&cx)
     }
 
     /// At start, once the tables have been read: log what changed while
     /// no daemon ran, against what the last one kept (`prev`), each line
-    /// ending "while the daemon was down". Without a record, one line says
-    /// that it is not known.
+    /// ending "while the daemon was down" (the machine decides:
+    /// `Machine::reconcile`).
     pub fn reconcile(&mut self, prev: Option<Known>, now: i64) {
         let cur = self.present();
-        let Some(prev) = prev else {
-            self.log.log(
-                Level::Notice,
-                &format!(
-                    "no record of the last run (first start, a crash or a reboot): {} \
-                     authorizations found; what happened while no daemon ran is not known",
-                    cur.len()
-                ),
-            );
-            return;
-        };
-        let mut lines = Vec::new();
-        let mut sorted: Vec<(&(String, Net), &i64)> = cur.iter().collect();
-        sorted.sort();
-        for ((t, n), since) in sorted {
-            let verb = match prev.get(&(t.clone(), *n)) {
-                None => "authorized",
-                // A new time stamp (pf), or a later start by more than
-                // the rounding of a timer read back (nftables).
-                Some(p) if *since > p + 2 => "renewed",
-                Some(_) => continue,
-            };
-            lines.push(self.down_line(verb, t, n, Some(*since), now));
-        }
-        let mut gone: Vec<(&(String, Net), &i64)> =
-            prev.iter().filter(|(k, _)| !cur.contains_key(*k)).collect();
-        gone.sort();
-        for ((t, n), since) in gone {
-            // Only a firewall that times entries out itself (nftables)
-            // expires anything while no daemon runs; on pf an entry that
-            // left was removed.
-            let ttl = self.ttl_of(t);
-            let expired =
-                self.caps.refreshes_entries && ttl.is_some_and(|ttl| since + ttl as i64 <= now);
-            let verb = if expired { "expired" } else { "removed" };
-            lines.push(self.down_line(verb, t, n, None, now));
-        }
-        for l in lines.into_iter().flatten() {
-            self.log.log(Level::Info, &l);
-        }
+        let acts = self.machine.reconcile(prev, &cur, now);
+        self.carry_out(acts, super::events::ms(now));
     }
 
     /// What the kernel holds now: the sets as the events mode read them,
@@ -178,40 +117,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             }
         }
         k
-    }
-
-    fn ttl_of(&self, table: &str) -> Option<u64> {
-        self.machine
-            .polls
-            .watches
-            .iter()
-            .find(|w| w.named.table.to_string() == table)
-            .and_then(|w| w.named.ttl.map(|t| t.0))
-    }
-
-    fn down_line(
-        &self,
-        verb: &str,
-        table: &str,
-        n: &Net,
-        since: Option<i64>,
-        now: i64,
-    ) -> Option<String> {
-        let w = self
-            .machine
-            .polls
-            .watches
-            .iter()
-            .find(|w| w.named.table.to_string() == table)?;
-        let mut extra = String::new();
-        if let Some(s) = since {
-            extra.push_str(&format!("age={} ", Secs(crate::policy::age(now, s))));
-        }
-        if let Some(ttl) = w.named.ttl {
-            extra.push_str(&format!("ttl={ttl} "));
-        }
-        extra.push_str("while the daemon was down");
-        Some(w.line(verb, n, &extra))
     }
 }
 

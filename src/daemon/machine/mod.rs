@@ -25,9 +25,11 @@ use crate::names::{self, nft_set_of};
 use crate::tables::{Entry, PoolUse, TableRef, TableStat};
 
 mod claims;
+mod down;
 mod due;
 mod modes;
 mod polls;
+mod repeats;
 mod restore;
 mod resync;
 mod sweep;
@@ -36,8 +38,9 @@ mod tests;
 mod watch;
 
 pub use claims::KEEP;
+pub use down::Known;
 pub(super) use due::meter_service;
-pub use polls::Polls;
+pub use watch::Polls;
 
 /// How long after an authorization's deadline the daemon looks (ms): the
 /// kernel's expiries of one transaction fall within it, and an `expired`
@@ -85,6 +88,8 @@ pub enum Query {
     /// if `load` (not while the anchor is held), and say when the next
     /// begins.
     Rotate { at: i64, load: bool },
+    /// Is pf enabled; does the main ruleset call `anchor` (if given)?
+    PfState { anchor: Option<AnchorName> },
 }
 
 /// A write to a table, where the daemon polls.
@@ -125,6 +130,11 @@ pub enum Answer {
     Entries(Result<Vec<Entry>, String>),
     /// When the next step begins, or why the ports stay as loaded.
     Rotated(Result<Option<i64>, String>),
+    /// pf enabled (`None`: cannot be told); the anchor called.
+    PfState {
+        enabled: Option<bool>,
+        referenced: Option<Result<bool, String>>,
+    },
 }
 
 /// What the caller does.
@@ -140,9 +150,6 @@ pub enum Action {
     /// Kernel events are gone for good: the machine polls from now on
     /// (drop what answers events).
     Poll,
-    /// Look whether pf is enabled and the main ruleset calls the anchor
-    /// (after a restore).
-    CheckPf,
 }
 
 /// What the machine does with an answer (its own; opaque outside).
@@ -198,6 +205,8 @@ enum Step {
     Poll(Box<polls::PollStep>),
     /// A rotation's step began (`modes.rs`).
     Rotated,
+    /// pf's own state was read (`modes.rs`).
+    PfState,
 }
 
 /// What a step needs from the daemon around the machine.
@@ -220,6 +229,10 @@ pub struct Machine {
     pub(super) polls: Polls,
     /// When the next step of a rotating service begins (seconds).
     step: Option<i64>,
+    /// Errors that repeat look after look, said once and then rarely.
+    pub(super) repeats: repeats::Repeats,
+    /// pf was said to be disabled.
+    warned_disabled: bool,
     /// Every authorization: since when, until when (ms).
     pub(super) book: Book,
     /// Notifications of the transaction in progress, until its commit.
@@ -445,6 +458,13 @@ impl Machine {
             (Step::Meters(due), Answer::Dump(d)) => self.meters_looked(cx, due, d, now, &mut out),
             (Step::Poll(step), a) => out = self.polled(cx, *step, a, now),
             (Step::Rotated, Answer::Rotated(r)) => out = self.rotated(cx, r, now),
+            (
+                Step::PfState,
+                Answer::PfState {
+                    enabled,
+                    referenced,
+                },
+            ) => out = self.pf_state(cx, enabled, referenced),
             (step, a) => out.push(Action::Log(
                 Level::Err,
                 format!("internal: answer {a:?} to the wrong question ({step:?})"),

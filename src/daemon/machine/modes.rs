@@ -214,4 +214,52 @@ impl Machine {
             }
         }
     }
+
+    /// Look whether pf is enabled and the main ruleset calls the anchor:
+    /// where either is not so, the knock rules do nothing.
+    pub fn check_pf(&self, cx: &Ctx) -> Vec<Action> {
+        Self::check_pf_query(cx)
+    }
+
+    pub(super) fn check_pf_query(cx: &Ctx) -> Vec<Action> {
+        let anchor = (!cx.cfg.services.is_empty()).then(|| cx.cfg.anchor.clone());
+        vec![Action::Ask(Query::PfState { anchor }, Then(Step::PfState))]
+    }
+
+    /// pf disabled: said once until it is enabled again. The anchor not
+    /// called: said at each look (a start, a reload, a restore).
+    pub(super) fn pf_state(
+        &mut self,
+        cx: &Ctx,
+        enabled: Option<bool>,
+        referenced: Option<Result<bool, String>>,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        match enabled {
+            Some(false) if !self.warned_disabled => {
+                self.warned_disabled = true;
+                out.push(Action::Log(
+                    Level::Warning,
+                    "pf is disabled: knocks open nothing until pfctl -e".to_owned(),
+                ));
+            }
+            Some(true) => self.warned_disabled = false,
+            _ => {}
+        }
+        match referenced {
+            Some(Ok(false)) => out.push(Action::Log(
+                Level::Err,
+                format!(
+                    "the main ruleset has no anchor \"{}\" rule: knocks open nothing until pf.conf calls the anchor",
+                    cx.cfg.anchor.as_str()
+                ),
+            )),
+            Some(Err(e)) => out.push(Action::Log(
+                Level::Warning,
+                format!("cannot read the main ruleset: {e}"),
+            )),
+            Some(Ok(true)) | None => {}
+        }
+        out
+    }
 }

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::sweep::Plan;
-pub use super::watch::Polls;
+use super::watch::Polls;
 use super::{Action, Answer, Ctx, Machine, Query, ReadError, Step, Then, first_done};
 use crate::catalogue::Kind;
 use crate::config::Role;
@@ -120,7 +120,7 @@ impl Machine {
             }
             (PollStep::Load { run, why }, Answer::Done(d)) => p.loaded(cx, run, why, d, now),
             (PollStep::PutBack { run, why, lists }, Answer::Done(d)) => {
-                p.put_back(run, why, lists, d)
+                p.put_back(cx, run, why, lists, d)
             }
             (PollStep::Reread(mut run), Answer::Stats { anchors, full, .. }) => {
                 run.stats[run.at] = anchors.into_iter().next().unwrap_or(Err(no_answer()));
@@ -254,6 +254,7 @@ impl Polls {
     /// read the anchor's statistics again.
     fn put_back(
         &mut self,
+        cx: &Ctx,
         run: Run,
         why: &'static str,
         lists: Vec<(usize, Vec<(Net, i64)>)>,
@@ -287,7 +288,7 @@ impl Polls {
             Level::Notice,
             format!("anchor {} restored: {why}{back}", a.as_str()),
         ));
-        out.push(Action::CheckPf);
+        out.extend(Machine::check_pf_query(cx));
         let q = Query::Stats {
             anchors: vec![a],
             pools: false,

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 
-use super::polls::Polls;
+use super::watch::Polls;
 use super::{Action, Ctx, Write};
 use crate::catalogue::Kind;
 use crate::config::Role;

@@ -15,21 +15,12 @@
 //! itself also makes it do.
 #![forbid(unsafe_code)]
 
-use super::rules::{Hook, dest_match, dport, forwards, iif};
+use super::rules::{Hook, LABEL, dest_match, dport, forwards, iif};
 use super::{ChainDef, families};
 use crate::config::Config;
 
 /// The guard's table.
 pub const GUARD: &str = "pfknock_guard";
-
-/// The connection tracking label pfknock's rules give the connections
-/// they let through to a protected port (the highest of the 128).
-pub const LABEL: u8 = 127;
-
-/// The statement that vouches for a connection, before an accept.
-pub(super) fn vouch() -> String {
-    format!("ct label set {LABEL}")
-}
 
 /// The guard's base chains, or none when no service protects anything.
 pub fn chains(cfg: &Config) -> Vec<ChainDef> {

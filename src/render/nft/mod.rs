@@ -61,7 +61,8 @@ use crate::name::Af;
 
 mod guard;
 mod rules;
-pub use guard::{GUARD, LABEL};
+pub use guard::GUARD;
+pub use rules::LABEL;
 use rules::*;
 
 /// The nftables table pfknock owns.
@@ -301,7 +302,7 @@ pub fn build_closed(cfg: &Config) -> TableDef {
                         "{iif}{to}{dport} {} saddr @{} {} accept",
                         af.proto(),
                         set_of(s, Object::Table(Role::Allow), af),
-                        guard::vouch()
+                        rules::vouch()
                     ));
                 }
                 kept_rule(&mut out, s, hook, af);

@@ -4,6 +4,16 @@
 
 use super::*;
 
+/// The connection tracking label pfknock's rules give the connections
+/// they let through to a protected port (the highest of the 128); the
+/// guard's chains accept what carries it.
+pub const LABEL: u8 = 127;
+
+/// The statement that vouches for a connection, before an accept.
+pub(super) fn vouch() -> String {
+    format!("ct label set {LABEL}")
+}
+
 /// `limit rate over 1/S burst N packets`, the token bucket for pf's `N/S`:
 /// N tokens, one back every S seconds. The unit is the smallest of second,
 /// minute, hour, day and week that S divides; a week's rounding otherwise
@@ -513,7 +523,7 @@ pub(super) fn protect_rules(out: &mut Vec<String>, s: &Service, hook: Hook) {
                 ));
             }
         }
-        let vouch = super::guard::vouch();
+        let vouch = vouch();
         out.push(format!("{iif}{dport} {ip} saddr @{set} {vouch} accept"));
         if s.allow.iter().any(|n| n.af() == af) {
             out.push(format!(
@@ -537,7 +547,7 @@ pub(super) fn kept_rule(out: &mut Vec<String>, s: &Service, hook: Hook, af: Af) 
             iif(s),
             af.proto(),
             set_of(s, Object::Kept, af),
-            super::guard::vouch()
+            vouch()
         ));
     }
 }

@@ -12,6 +12,7 @@ use std::path::Path;
 use super::*;
 
 mod changes;
+mod modes;
 mod polls;
 use crate::config::Config;
 

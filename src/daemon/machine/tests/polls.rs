@@ -9,9 +9,9 @@ use crate::name::{AnchorName, TableName};
 use crate::tables::{Entry, PoolUse, TableStat};
 
 /// Seconds (the polls count in seconds; the machine is handed ms).
-const T: i64 = 1_800_000_000;
+pub(super) const T: i64 = 1_800_000_000;
 
-fn pf(extra: &str) -> (Config, Machine) {
+pub(super) fn pf(extra: &str) -> (Config, Machine) {
     let cfg = if extra.starts_with("knock") {
         let text = format!("[[service]]\nname = \"ssh\"\nprotect = [22]\nttl = \"60s\"\n{extra}");
         Config::parse(&text, std::path::Path::new("t.toml"))
@@ -24,19 +24,19 @@ fn pf(extra: &str) -> (Config, Machine) {
     (cfg, m)
 }
 
-fn anchor() -> AnchorName {
+pub(super) fn anchor() -> AnchorName {
     AnchorName::new("pfknock").unwrap()
 }
 
-fn table(name: &str) -> TableRef {
+pub(super) fn table(name: &str) -> TableRef {
     TableRef::new(&anchor(), &TableName::new(name).unwrap())
 }
 
-fn net(s: &str) -> Net {
+pub(super) fn net(s: &str) -> Net {
     s.parse().unwrap()
 }
 
-fn entry(s: &str, tzero: i64) -> Entry {
+pub(super) fn entry(s: &str, tzero: i64) -> Entry {
     Entry {
         net: net(s),
         tzero,
@@ -46,7 +46,7 @@ fn entry(s: &str, tzero: i64) -> Entry {
     }
 }
 
-fn stat(name: &str, count: u64) -> TableStat {
+pub(super) fn stat(name: &str, count: u64) -> TableStat {
     TableStat {
         name: name.to_owned(),
         anchor: "pfknock".to_owned(),
@@ -61,7 +61,7 @@ fn stat(name: &str, count: u64) -> TableStat {
 /// pf as a test plays it: the tables' entries, what each query was, and
 /// a write that fails when `fail` says so.
 #[derive(Default)]
-struct Pf {
+pub(super) struct Pf {
     tables: BTreeMap<String, Vec<Entry>>,
     /// No anchor at all (flushed).
     gone: bool,
@@ -71,10 +71,16 @@ struct Pf {
     asked: Vec<Query>,
     /// The time pf stamps what is added (seconds).
     now: i64,
+    /// The load fails with this.
+    load_fails: Option<String>,
+    /// A table is there but not in use (no rule refers to it).
+    inactive: Option<String>,
+    /// nftables: are the rules and sets in place?
+    intact: Option<bool>,
 }
 
 impl Pf {
-    fn with(tables: &[(&str, Vec<Entry>)]) -> Self {
+    pub(super) fn with(tables: &[(&str, Vec<Entry>)]) -> Self {
         Pf {
             tables: tables
                 .iter()
@@ -97,12 +103,15 @@ impl Pf {
                             Ok(self
                                 .tables
                                 .iter()
-                                .map(|(n, e)| stat(n, e.len() as u64))
+                                .map(|(n, e)| TableStat {
+                                    active: self.inactive.as_deref() != Some(n.as_str()),
+                                    ..stat(n, e.len() as u64)
+                                })
                                 .collect())
                         }
                     })
                     .collect(),
-                intact: None,
+                intact: self.intact,
                 full: Vec::new(),
                 pools: pools.then(|| Ok(self.pools.clone())),
             },
@@ -138,10 +147,19 @@ impl Pf {
                 Answer::Done(done)
             }
             Query::Load => {
+                if let Some(e) = &self.load_fails {
+                    return Answer::Done(vec![Err(e.clone())]);
+                }
                 self.gone = false;
+                self.intact = self.intact.map(|_| true);
+                self.inactive = None;
                 Answer::Done(vec![Ok(0)])
             }
             Query::Add(per) => Answer::Done(per.iter().map(|(_, l)| Ok(l.len())).collect()),
+            Query::PfState { .. } => Answer::PfState {
+                enabled: Some(true),
+                referenced: Some(Ok(true)),
+            },
             other => panic!("pf is not asked {other:?}"),
         }
     }
@@ -149,7 +167,7 @@ impl Pf {
 
 /// A poll at `now` (seconds), carried out as the shell does (answers'
 /// actions first): every action that is not a query, in order.
-fn poll(m: &mut Machine, cx: &Ctx, pf: &mut Pf, now: i64) -> Vec<Action> {
+pub(super) fn poll(m: &mut Machine, cx: &Ctx, pf: &mut Pf, now: i64) -> Vec<Action> {
     pf.asked.clear();
     pf.now = now;
     let mut todo: std::collections::VecDeque<Action> = m.poll(cx, ms(now), false).into();
@@ -171,7 +189,7 @@ fn poll(m: &mut Machine, cx: &Ctx, pf: &mut Pf, now: i64) -> Vec<Action> {
     panic!("a poll that does not end: {out:?}");
 }
 
-fn writes(pf: &Pf) -> Vec<Write> {
+pub(super) fn writes(pf: &Pf) -> Vec<Write> {
     pf.asked
         .iter()
         .filter_map(|q| match q {
@@ -182,7 +200,7 @@ fn writes(pf: &Pf) -> Vec<Write> {
         .collect()
 }
 
-fn listed(pf: &Pf) -> Vec<String> {
+pub(super) fn listed(pf: &Pf) -> Vec<String> {
     pf.asked
         .iter()
         .filter_map(|q| match q {
@@ -283,16 +301,17 @@ fn a_flushed_anchor_is_loaded_again_with_what_it_held_but_not_what_a_command_rem
     let acts = poll(&mut m, &cx, &mut k, T + 2);
     assert_eq!(
         acts,
-        [
-            Action::Log(
-                Level::Notice,
-                "anchor pfknock restored: its tables were gone (pf flushed?): put back 1 \
-                 authorizations with the time they had left"
-                    .into()
-            ),
-            Action::CheckPf,
-        ]
+        [Action::Log(
+            Level::Notice,
+            "anchor pfknock restored: its tables were gone (pf flushed?): put back 1 \
+             authorizations with the time they had left"
+                .into()
+        )]
     );
+    // pf's own state looked at again: is the anchor still called?
+    assert!(k.asked.contains(&Query::PfState {
+        anchor: Some(anchor())
+    }));
     // a with the 48 s it had left; b not (revoked); c not (its time is up).
     assert!(k.asked.contains(&Query::Load));
     assert!(k.asked.contains(&Query::Add(vec![(
@@ -538,52 +557,66 @@ fn a_reload_keeps_what_each_table_knows_and_lists_it_again_when_its_ttl_changed(
 }
 
 #[test]
-fn a_step_boundary_loads_the_new_ports_unless_held_and_a_failure_is_tried_a_poll_later() {
-    let (cfg, mut m) = pf("");
+fn a_restore_puts_back_authorizations_only_and_a_failed_one_is_said_and_tried_again() {
+    let (cfg, mut m) = pf("knock = [1234, 1235]\n");
     let cx = cx(&cfg);
-    assert_eq!(m.rotate(&cx, T), vec![], "no rotating service: never");
-    m.step_at(Some(T + 30));
-    assert_eq!(m.rotate(&cx, T + 29), vec![], "not before the boundary");
-    let acts = m.rotate(&cx, T + 30);
-    let (q, then) = asked(&acts);
-    assert_eq!(
-        q,
-        Query::Rotate {
-            at: T + 30,
-            load: true
-        }
+    let (a, b) = (entry("198.18.0.1", T - 10), entry("198.18.0.2", T - 1));
+    let mut k = Pf::with(&[("ssh_renew", vec![]), ("ssh", vec![a]), ("ssh_s1", vec![b])]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    // A table that is there but no rule uses (pfctl -F rules): the
+    // anchor is broken all the same.
+    k.inactive = Some("ssh".into());
+    k.load_fails = Some("pfctl: syntax error".into());
+    let gone = Action::Fail(
+        Level::Err,
+        "anchor pfknock is gone and cannot be restored: pfctl: syntax error".into(),
     );
     assert_eq!(
-        acts.len(),
-        1,
-        "nothing said: the ports are the step's secret"
+        poll(&mut m, &cx, &mut k, T + 1),
+        std::slice::from_ref(&gone)
     );
     assert_eq!(
-        m.answer(&cx, then, Answer::Rotated(Ok(Some(T + 60))), ms(T + 30)),
-        vec![]
+        listed(&k),
+        Vec::<String>::new(),
+        "nothing listed: not known"
     );
-    assert_eq!(m.next_step(), Some(T + 60));
-    // A load that fails: said (through the repeat filter), the ports kept,
-    // tried again a poll later.
-    let (_, then) = asked(&m.rotate(&cx, T + 60));
-    let failed = Answer::Rotated(Err("pfctl: syntax error".into()));
     assert_eq!(
-        m.answer(&cx, then, failed, ms(T + 60)),
-        [Action::Fail(
-            Level::Err,
-            "rotate: pfctl: syntax error: keeping the knock ports loaded".into()
+        poll(&mut m, &cx, &mut k, T + 2),
+        [gone],
+        "tried at each poll"
+    );
+    k.load_fails = None;
+    let acts = poll(&mut m, &cx, &mut k, T + 3);
+    assert_eq!(
+        acts,
+        [Action::Log(
+            Level::Notice,
+            "anchor pfknock restored: its tables were gone (pf flushed?): put back 1 \
+             authorizations with the time they had left"
+                .into()
         )]
     );
-    assert_eq!(m.next_step(), Some(T + 60 + cfg.poll.0 as i64));
-    // Held unloaded (pfknock unload): only on to the next boundary.
-    let mut held = cx;
-    held.held = true;
-    let (q, _) = asked(&m.rotate(&held, T + 90));
+    // A sequence's progress is not an authorization: not put back.
+    assert!(k.asked.contains(&Query::Add(vec![(
+        table("ssh"),
+        vec![(net("198.18.0.1"), 47)]
+    )])));
+
+    // nftables, polled: a set or rule changed (a flushed chain) is loaded
+    // again as well, said as such.
+    let mut n = Machine::polling(&cfg, true);
+    let mut k = Pf::with(&[("ssh", vec![a]), ("ssh_s1", vec![])]);
+    k.intact = Some(true);
+    assert_eq!(poll(&mut n, &cx, &mut k, T), vec![]);
+    k.intact = Some(false);
     assert_eq!(
-        q,
-        Query::Rotate {
-            at: T + 90,
-            load: false
-        }
+        poll(&mut n, &cx, &mut k, T + 1),
+        [Action::Log(
+            Level::Notice,
+            "anchor pfknock restored: its rules or sets had been changed: put back 1 \
+             authorizations with the time they had left"
+                .into()
+        )]
     );
+    assert_eq!(poll(&mut n, &cx, &mut k, T + 2), vec![], "once");
 }

@@ -1,0 +1,180 @@
+//! The machine's parts that both modes share, alone: step boundaries,
+//! pf's own state, what changed while no daemon ran, errors that repeat.
+
+use super::polls::{Pf, T, anchor, net, pf, poll};
+use super::*;
+use crate::daemon::lines::REPEAT_EVERY;
+
+#[test]
+fn a_step_boundary_loads_the_new_ports_unless_held_and_a_failure_is_tried_a_poll_later() {
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    assert_eq!(m.rotate(&cx, T), vec![], "no rotating service: never");
+    m.step_at(Some(T + 30));
+    assert_eq!(m.rotate(&cx, T + 29), vec![], "not before the boundary");
+    let acts = m.rotate(&cx, T + 30);
+    let (q, then) = asked(&acts);
+    assert_eq!(
+        q,
+        Query::Rotate {
+            at: T + 30,
+            load: true
+        }
+    );
+    assert_eq!(
+        acts.len(),
+        1,
+        "nothing said: the ports are the step's secret"
+    );
+    assert_eq!(
+        m.answer(&cx, then, Answer::Rotated(Ok(Some(T + 60))), ms(T + 30)),
+        vec![]
+    );
+    assert_eq!(m.next_step(), Some(T + 60));
+    // A load that fails: said (through the repeat filter), the ports kept,
+    // tried again a poll later.
+    let (_, then) = asked(&m.rotate(&cx, T + 60));
+    let failed = Answer::Rotated(Err("pfctl: syntax error".into()));
+    assert_eq!(
+        m.answer(&cx, then, failed, ms(T + 60)),
+        [Action::Fail(
+            Level::Err,
+            "rotate: pfctl: syntax error: keeping the knock ports loaded".into()
+        )]
+    );
+    assert_eq!(m.next_step(), Some(T + 60 + cfg.poll.0 as i64));
+    // Held unloaded (pfknock unload): only on to the next boundary.
+    let mut held = cx;
+    held.held = true;
+    let (q, _) = asked(&m.rotate(&held, T + 90));
+    assert_eq!(
+        q,
+        Query::Rotate {
+            at: T + 90,
+            load: false
+        }
+    );
+}
+
+#[test]
+fn pf_disabled_is_said_once_until_enabled_and_an_uncalled_anchor_at_each_look() {
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    let (q, _) = asked(&m.check_pf(&cx));
+    assert_eq!(
+        q,
+        Query::PfState {
+            anchor: Some(anchor())
+        }
+    );
+    let state = |enabled, referenced| Answer::PfState {
+        enabled,
+        referenced: Some(referenced),
+    };
+    let off = Action::Log(
+        Level::Warning,
+        "pf is disabled: knocks open nothing until pfctl -e".into(),
+    );
+    let uncalled = Action::Log(
+        Level::Err,
+        "the main ruleset has no anchor \"pfknock\" rule: knocks open nothing until pf.conf \
+         calls the anchor"
+            .into(),
+    );
+    let mut look = |a: Answer| {
+        let (_, then) = asked(&m.check_pf(&cx));
+        m.answer(&cx, then, a, 0)
+    };
+    assert_eq!(
+        look(state(Some(false), Ok(true))),
+        std::slice::from_ref(&off)
+    );
+    assert_eq!(look(state(Some(false), Ok(true))), vec![], "once");
+    assert_eq!(look(state(None, Ok(true))), vec![], "not known: nothing");
+    assert_eq!(look(state(Some(true), Ok(true))), vec![]);
+    assert_eq!(look(state(Some(false), Ok(false))), [off, uncalled.clone()]);
+    assert_eq!(look(state(Some(false), Ok(false))), [uncalled]);
+    assert_eq!(
+        look(state(Some(true), Err("pfctl: Permission denied".into()))),
+        [Action::Log(
+            Level::Warning,
+            "cannot read the main ruleset: pfctl: Permission denied".into()
+        )]
+    );
+    // No service: the anchor is not asked about.
+    let text = "[[expire]]\ntable = \"bruteforce\"\nttl = \"60s\"\n";
+    let empty = Config::parse(text, std::path::Path::new("t.toml"))
+        .unwrap()
+        .0;
+    let (q, _) = asked(&m.check_pf(&super::cx(&empty)));
+    assert_eq!(q, Query::PfState { anchor: None });
+}
+
+#[test]
+fn what_changed_while_no_daemon_ran_is_said_as_such() {
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    let mut k = Pf::with(&[("ssh_renew", vec![]), ("ssh", vec![])]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    let t = "<ssh> in anchor pfknock".to_owned();
+    let key = |a: &str| (t.clone(), net(a));
+    let prev: Known = [
+        (key("198.18.0.1"), T - 100),
+        (key("198.18.0.2"), T - 100),
+        (key("198.18.0.3"), T - 100),
+    ]
+    .into();
+    let cur: Known = [
+        (key("198.18.0.1"), T - 100),
+        (key("198.18.0.2"), T - 10),
+        (key("198.18.0.4"), T - 5),
+    ]
+    .into();
+    let down = |s: &str| info(&format!("{s} while the daemon was down"));
+    assert_eq!(
+        m.reconcile(Some(prev.clone()), &cur, T),
+        [
+            down(&format!("renewed 198.18.0.2 {LINE} age=10s ttl=1m")),
+            down(&format!("authorized 198.18.0.4 {LINE} age=5s ttl=1m")),
+            down(&format!("removed 198.18.0.3 {LINE} ttl=1m")),
+        ]
+    );
+    // Where the firewall times entries out itself, one past its ttl
+    // expired.
+    let n = Machine::polling(&cfg, true);
+    assert_eq!(
+        n.reconcile(Some(prev), &cur, T).last(),
+        Some(&down(&format!("expired 198.18.0.3 {LINE} ttl=1m")))
+    );
+    assert_eq!(
+        m.reconcile(None, &cur, T),
+        [Action::Log(
+            Level::Notice,
+            "no record of the last run (first start, a crash or a reboot): 3 authorizations \
+             found; what happened while no daemon ran is not known"
+                .into()
+        )]
+    );
+}
+
+#[test]
+fn an_error_that_repeats_is_said_once_then_rarely_and_when_it_is_gone() {
+    let mut m = Machine::default();
+    let r = &mut m.repeats;
+    assert_eq!(r.report("<ssh>: EIO", T), Some("<ssh>: EIO".into()));
+    assert_eq!(r.cleared(), Vec::<String>::new());
+    assert_eq!(r.report("<ssh>: EIO", T + 1), None);
+    assert_eq!(r.report("<ssh>: EIO", T + REPEAT_EVERY - 1), None);
+    assert_eq!(r.cleared(), Vec::<String>::new());
+    assert_eq!(
+        r.report("<ssh>: EIO", T + REPEAT_EVERY),
+        Some(format!("<ssh>: EIO (again, 3 times in {REPEAT_EVERY} s)"))
+    );
+    assert_eq!(r.cleared(), Vec::<String>::new());
+    assert_eq!(r.cleared(), ["cleared: <ssh>: EIO"], "a look without it");
+    assert_eq!(
+        r.report("<ssh>: EIO", T + 1000),
+        Some("<ssh>: EIO".into()),
+        "new again"
+    );
+}
