@@ -367,7 +367,7 @@ impl Polls {
     /// never listed.
     pub(super) fn visits_from(&mut self, _cx: &Ctx, mut run: Run, now: i64) -> Vec<Action> {
         let mut out = Vec::new();
-        while let Some(w) = self.watches.get(run.next) {
+        for (i, w) in self.watches.iter().enumerate().skip(run.next) {
             let Some(st) = run.seen.get(&w.named.table) else {
                 if matches!(w.named.kind, Kind::Expire)
                     && self.warned_missing.insert(w.named.table.clone())
@@ -377,7 +377,6 @@ impl Polls {
                         format!("{}: no such table; will look again", w.named.table),
                     ));
                 }
-                run.next += 1;
                 continue;
             };
             let idle = w.named.mode == ExpireMode::Idle;
@@ -388,14 +387,12 @@ impl Polls {
                 || w.next_due.is_some_and(|d| now >= d)
                 || (idle && w.packets != Some(st.packets))
                 || (idle && self.refreshes);
-            if !need {
-                run.next += 1;
-                continue;
+            if need {
+                let (packets, q) = (st.packets, Query::Entries(w.named.table.clone()));
+                run.next = i;
+                out.push(ask(q, PollStep::Listed { run, packets }));
+                return out;
             }
-            let packets = st.packets;
-            let q = Query::Entries(w.named.table.clone());
-            out.push(ask(q, PollStep::Listed { run, packets }));
-            return out;
         }
         out
     }

@@ -280,6 +280,10 @@ impl Polls {
 
     /// A renewal table's hosts were stamped (`present`) or added
     /// (`absent`, `added` of them) in the authorized table of watch `a`.
+    /// When the kernel had some of the absent ones already (authorized
+    /// since the last look, by a knock the daemon has not seen), which
+    /// they are is not known: the authorized table's listing, next, says
+    /// each new one once.
     fn renewed(
         &mut self,
         a: usize,
@@ -296,12 +300,12 @@ impl Polls {
             a.idle.forget(n);
             a.restored.remove(n);
         }
-        if added > 0 {
+        if added == absent.len() {
             for n in absent {
                 out.push(Action::Log(Level::Info, a.line("authorized", n, &ttl)));
             }
+            a.known.extend(absent.iter().map(|n| (*n, now)));
         }
-        a.known.extend(absent.iter().map(|n| (*n, now)));
         a.force = true;
     }
 

@@ -14,6 +14,7 @@ use super::*;
 mod changes;
 mod modes;
 mod polls;
+mod restores;
 use crate::config::Config;
 
 /// 2027-01-15 08:00:00 UTC, in ms.

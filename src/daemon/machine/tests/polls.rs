@@ -62,21 +62,27 @@ pub(super) fn stat(name: &str, count: u64) -> TableStat {
 /// a write that fails when `fail` says so.
 #[derive(Default)]
 pub(super) struct Pf {
-    tables: BTreeMap<String, Vec<Entry>>,
+    pub(super) tables: BTreeMap<String, Vec<Entry>>,
     /// No anchor at all (flushed).
-    gone: bool,
-    pools: Vec<PoolUse>,
+    pub(super) gone: bool,
+    pub(super) pools: Vec<PoolUse>,
     /// Writes to this table fail.
-    fail: Option<String>,
-    asked: Vec<Query>,
+    pub(super) fail: Option<String>,
+    pub(super) asked: Vec<Query>,
     /// The time pf stamps what is added (seconds).
-    now: i64,
+    pub(super) now: i64,
     /// The load fails with this.
-    load_fails: Option<String>,
+    pub(super) load_fails: Option<String>,
     /// A table is there but not in use (no rule refers to it).
-    inactive: Option<String>,
+    pub(super) inactive: Option<String>,
     /// nftables: are the rules and sets in place?
-    intact: Option<bool>,
+    pub(super) intact: Option<bool>,
+    /// nftables: sets at their size.
+    pub(super) full: Vec<(String, u64)>,
+    /// Packets each table's rules counted.
+    pub(super) packets: BTreeMap<String, u64>,
+    /// Gone right after a listing (a race with someone's delete).
+    pub(super) vanish: Vec<Net>,
 }
 
 impl Pf {
@@ -105,6 +111,7 @@ impl Pf {
                                 .iter()
                                 .map(|(n, e)| TableStat {
                                     active: self.inactive.as_deref() != Some(n.as_str()),
+                                    packets: self.packets.get(n).copied().unwrap_or(0),
                                     ..stat(n, e.len() as u64)
                                 })
                                 .collect())
@@ -112,15 +119,16 @@ impl Pf {
                     })
                     .collect(),
                 intact: self.intact,
-                full: Vec::new(),
+                full: self.full.clone(),
                 pools: pools.then(|| Ok(self.pools.clone())),
             },
-            Query::Entries(t) => Answer::Entries(
-                self.tables
-                    .get(t.name.as_str())
-                    .cloned()
-                    .ok_or_else(|| "no such table".to_owned()),
-            ),
+            Query::Entries(t) => {
+                let listed = self.tables.get(t.name.as_str()).cloned();
+                if let Some(list) = self.tables.get_mut(t.name.as_str()) {
+                    list.retain(|e| !self.vanish.contains(&e.net));
+                }
+                Answer::Entries(listed.ok_or_else(|| "no such table".to_owned()))
+            }
             Query::Writes(ws) => {
                 let mut done = Vec::new();
                 for w in ws {
@@ -138,8 +146,12 @@ impl Pf {
                         }
                         Write::Stamp(..) => nets.len(),
                         Write::Put(..) => {
-                            list.extend(nets.iter().map(|n| entry(&n.to_string(), self.now)));
-                            nets.len()
+                            let new: Vec<Net> = (nets.iter())
+                                .filter(|n| !list.iter().any(|e| e.net == **n))
+                                .copied()
+                                .collect();
+                            list.extend(new.iter().map(|n| entry(&n.to_string(), self.now)));
+                            new.len()
                         }
                     };
                     done.push(Ok(n));
@@ -236,6 +248,10 @@ fn a_poll_lists_only_what_moved_and_expires_at_the_deadline() {
     );
     assert_eq!(listed(&k), ["ssh"]);
     assert_eq!(writes(&k), []);
+    assert!(
+        !k.asked.contains(&Query::Writes(vec![])),
+        "no query for nothing"
+    );
     assert_eq!(poll(&mut m, &cx, &mut k, T + 8), vec![], "said once");
     // At the deadline, and not a second before: deleted, then said.
     assert_eq!(poll(&mut m, &cx, &mut k, T + 50), vec![]);
@@ -283,59 +299,6 @@ fn a_failed_delete_says_nothing_expired_and_lists_again() {
     );
     assert!(k.tables["ssh"].is_empty());
     assert_eq!(poll(&mut m, &cx, &mut k, T + 3), vec![], "once");
-}
-
-#[test]
-fn a_flushed_anchor_is_loaded_again_with_what_it_held_but_not_what_a_command_removed() {
-    let (cfg, mut m) = pf("");
-    let cx = cx(&cfg);
-    let a = entry("198.18.0.1", T - 10);
-    let b = entry("198.18.0.2", T - 20);
-    let c = entry("198.18.0.3", T - 59);
-    let mut k = Pf::with(&[("ssh", vec![a, b, c]), ("ssh_renew", vec![])]);
-    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
-    // pfctl -a pfknock -F all; and a pfknock revoke of b noted.
-    k.tables.clear();
-    k.gone = true;
-    m.noted("pfknock\tssh\t198.18.0.2\n", T + 1);
-    let acts = poll(&mut m, &cx, &mut k, T + 2);
-    assert_eq!(
-        acts,
-        [Action::Log(
-            Level::Notice,
-            "anchor pfknock restored: its tables were gone (pf flushed?): put back 1 \
-             authorizations with the time they had left"
-                .into()
-        )]
-    );
-    // pf's own state looked at again: is the anchor still called?
-    assert!(k.asked.contains(&Query::PfState {
-        anchor: Some(anchor())
-    }));
-    // a with the 48 s it had left; b not (revoked); c not (its time is up).
-    assert!(k.asked.contains(&Query::Load));
-    assert!(k.asked.contains(&Query::Add(vec![(
-        table("ssh"),
-        vec![(net("198.18.0.1"), 48)]
-    )])));
-    // Its age goes on from the old stamp: due when it was due before.
-    k.tables
-        .insert("ssh".into(), vec![entry("198.18.0.1", T + 2)]);
-    k.tables.insert("ssh_renew".into(), vec![]);
-    assert_eq!(poll(&mut m, &cx, &mut k, T + 3), vec![]);
-    assert_eq!(poll(&mut m, &cx, &mut k, T + 50), vec![]);
-    assert_eq!(
-        poll(&mut m, &cx, &mut k, T + 51),
-        [info(&format!("expired 198.18.0.1 {LINE} age=1m1s ttl=1m"))]
-    );
-
-    // Held unloaded (pfknock unload): nothing is loaded, nothing put back.
-    let mut held = cx;
-    held.held = true;
-    k.gone = true;
-    assert_eq!(poll(&mut m, &held, &mut k, T + 60), vec![]);
-    assert!(!k.asked.contains(&Query::Load), "{:?}", k.asked);
-    assert_eq!(writes(&k), []);
 }
 
 #[test]
@@ -557,66 +520,164 @@ fn a_reload_keeps_what_each_table_knows_and_lists_it_again_when_its_ttl_changed(
 }
 
 #[test]
-fn a_restore_puts_back_authorizations_only_and_a_failed_one_is_said_and_tried_again() {
-    let (cfg, mut m) = pf("knock = [1234, 1235]\n");
+fn a_full_set_is_said_when_it_fills_and_when_it_has_room() {
+    let cfg = config("");
     let cx = cx(&cfg);
-    let (a, b) = (entry("198.18.0.1", T - 10), entry("198.18.0.2", T - 1));
-    let mut k = Pf::with(&[("ssh_renew", vec![]), ("ssh", vec![a]), ("ssh_s1", vec![b])]);
+    let mut m = Machine::polling(&cfg, true);
+    let mut k = Pf::with(&[("ssh", vec![])]);
     assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
-    // A table that is there but no rule uses (pfctl -F rules): the
-    // anchor is broken all the same.
-    k.inactive = Some("ssh".into());
-    k.load_fails = Some("pfctl: syntax error".into());
-    let gone = Action::Fail(
-        Level::Err,
-        "anchor pfknock is gone and cannot be restored: pfctl: syntax error".into(),
+    k.full = vec![("ssh_4".into(), 65536)];
+    let full = Action::Log(
+        Level::Warning,
+        "set ssh_4 is full (65536 elements): knocks it would take are not counted until \
+         entries expire; raise the service's size"
+            .into(),
     );
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 1), [full]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 2), vec![], "once");
+    assert!(
+        m.status(&cx, T + 2)
+            .iter()
+            .any(|a| matches!(a, Action::Log(_, l) if l.ends_with(", set ssh_4 full"))),
+        "{:?}",
+        m.status(&cx, T + 2)
+    );
+    k.full = vec![("ssh_6".into(), 65536)];
     assert_eq!(
-        poll(&mut m, &cx, &mut k, T + 1),
-        std::slice::from_ref(&gone)
+        poll(&mut m, &cx, &mut k, T + 3),
+        [
+            Action::Log(
+                Level::Warning,
+                "set ssh_6 is full (65536 elements): knocks it would take are not counted \
+                 until entries expire; raise the service's size"
+                    .into()
+            ),
+            Action::Log(Level::Notice, "set ssh_4 has room again".into()),
+        ]
     );
-    assert_eq!(
-        listed(&k),
-        Vec::<String>::new(),
-        "nothing listed: not known"
-    );
+}
+
+#[test]
+fn an_idle_expiry_table_is_listed_when_its_counters_move() {
+    let (cfg, mut m) = pf("expire = \"idle\"\n");
+    let cx = cx(&cfg);
+    let mut k = Pf::with(&[
+        ("ssh", vec![entry("198.18.0.1", T - 5)]),
+        ("ssh_renew", vec![]),
+    ]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 1), vec![]);
+    assert_eq!(listed(&k), Vec::<String>::new(), "no traffic: not listed");
+    k.packets.insert("ssh".into(), 12);
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 2), vec![]);
+    assert_eq!(listed(&k), ["ssh"], "traffic: listed, to see whose");
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 3), vec![]);
+    assert_eq!(listed(&k), Vec::<String>::new());
+    // An age-expiry table is not listed for traffic.
+    let (cfg, mut m) = pf("");
+    let cx = super::cx(&cfg);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    k.packets.insert("ssh".into(), 30);
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 1), vec![]);
+    assert_eq!(listed(&k), Vec::<String>::new());
+    // nftables polled refreshes entries on traffic itself: an idle
+    // table is listed at every poll.
+    let (cfg, _) = pf("expire = \"idle\"\n");
+    let mut n = Machine::polling(&cfg, true);
+    let mut k = Pf::with(&[("ssh", vec![entry("198.18.0.1", T - 5)])]);
+    let cx = super::cx(&cfg);
+    assert_eq!(poll(&mut n, &cx, &mut k, T), vec![]);
+    assert_eq!(poll(&mut n, &cx, &mut k, T + 1), vec![]);
+    assert_eq!(listed(&k), ["ssh"]);
+}
+
+#[test]
+fn a_renewal_of_a_host_the_kernel_added_meanwhile_says_it_once() {
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    let mut k = Pf::with(&[("ssh", vec![]), ("ssh_renew", vec![])]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    // 198.18.0.9 knocked twice between two polls: authorized by the first
+    // knock (the daemon has not seen it yet), renewed by the second.
+    k.tables
+        .insert("ssh".into(), vec![entry("198.18.0.9", T + 1)]);
+    k.tables
+        .insert("ssh_renew".into(), vec![entry("198.18.0.9", T + 1)]);
     assert_eq!(
         poll(&mut m, &cx, &mut k, T + 2),
-        [gone],
-        "tried at each poll"
+        [info(&format!("authorized 198.18.0.9 {LINE} ttl=1m"))]
     );
-    k.load_fails = None;
-    let acts = poll(&mut m, &cx, &mut k, T + 3);
+    assert_eq!(k.tables["ssh"].len(), 1);
+}
+
+#[test]
+fn an_expiry_raced_by_a_delete_is_said_and_so_is_the_race() {
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    let old = entry("198.18.0.1", T - 100);
+    let mut k = Pf::with(&[("ssh", vec![old]), ("ssh_renew", vec![])]);
+    k.vanish = vec![old.net];
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T),
+        [
+            info(&format!("expired 198.18.0.1 {LINE} age=1m40s ttl=1m")),
+            Action::Log(
+                Level::Debug,
+                "<ssh> in anchor pfknock: 1 of 1 expired entries were already gone".into()
+            ),
+        ]
+    );
+    assert_eq!(m.known(&table("ssh")), Some(0));
+}
+
+#[test]
+fn the_allow_list_never_expires_but_a_hold_ends_for_everybody() {
+    let (cfg, mut m) = pf("knock = [1234, 1235]\nrate = \"3/2\"\nallow = [\"198.18.0.50\"]\n");
+    let cx = cx(&cfg);
+    let allowed = entry("198.18.0.50", T - 1000);
+    let mut k = Pf::with(&[
+        ("ssh_renew", vec![]),
+        ("ssh", vec![allowed]),
+        ("ssh_s1", vec![]),
+        ("ssh_hold", vec![entry("198.18.0.50", T - 10)]),
+    ]);
+    let acts = poll(&mut m, &cx, &mut k, T);
     assert_eq!(
         acts,
-        [Action::Log(
-            Level::Notice,
-            "anchor pfknock restored: its tables were gone (pf flushed?): put back 1 \
-             authorizations with the time they had left"
-                .into()
-        )]
+        [
+            Action::Log(
+                Level::Debug,
+                "held 198.18.0.50 for service ssh: a wrong knock; its progress starts over".into()
+            ),
+            Action::Log(
+                Level::Debug,
+                "expired 198.18.0.50 service=ssh table=ssh_hold anchor=pfknock age=10s ttl=2s"
+                    .into()
+            )
+        ]
     );
-    // A sequence's progress is not an authorization: not put back.
-    assert!(k.asked.contains(&Query::Add(vec![(
-        table("ssh"),
-        vec![(net("198.18.0.1"), 47)]
-    )])));
+    assert_eq!(k.tables["ssh"], [allowed], "never expired");
+    assert_eq!(m.next_due_ms(), None, "nothing to wait for");
+}
 
-    // nftables, polled: a set or rule changed (a flushed chain) is loaded
-    // again as well, said as such.
-    let mut n = Machine::polling(&cfg, true);
-    let mut k = Pf::with(&[("ssh", vec![a]), ("ssh_s1", vec![])]);
-    k.intact = Some(true);
-    assert_eq!(poll(&mut n, &cx, &mut k, T), vec![]);
-    k.intact = Some(false);
+#[test]
+fn idle_expiry_counts_from_the_last_traffic_not_the_time_stamp() {
+    let (cfg, mut m) = pf("expire = \"idle\"\n");
+    let cx = cx(&cfg);
+    // Stamped long ago, seen now: idle from now on, not expired.
+    let mut k = Pf::with(&[
+        ("ssh", vec![entry("198.18.0.1", T - 100)]),
+        ("ssh_renew", vec![]),
+    ]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    assert_eq!(writes(&k), []);
+    // Traffic at T + 30 (its counters move): idle from then.
+    k.tables.get_mut("ssh").unwrap()[0].packets = 7;
+    k.packets.insert("ssh".into(), 7);
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 30), vec![]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 61), vec![]);
     assert_eq!(
-        poll(&mut n, &cx, &mut k, T + 1),
-        [Action::Log(
-            Level::Notice,
-            "anchor pfknock restored: its rules or sets had been changed: put back 1 \
-             authorizations with the time they had left"
-                .into()
-        )]
+        poll(&mut m, &cx, &mut k, T + 91),
+        [info(&format!("expired 198.18.0.1 {LINE} idle=1m1s ttl=1m"))]
     );
-    assert_eq!(poll(&mut n, &cx, &mut k, T + 2), vec![], "once");
 }
