@@ -74,7 +74,8 @@ PY
 	ip netns exec "$NS" knockd -c "$tmp/knockd.conf" -i pkia >/dev/null 2>&1 &
 	kdp=$!
 	pids+=("$kdp")
-	for _ in $(seq 100); do [ -s "$tmp/pid" ] && break; sleep 0.1; done
+	# The start reads every set (two agreeing dumps: minutes at 1M).
+	for _ in $(seq 6000); do [ -s "$tmp/pid" ] && break; sleep 0.1; done
 	sleep 3
 	pfp=$(cat "$tmp/pid")
 	p0=$(cpu_ns "$pfp") k0=$(cpu_ns "$kdp")

@@ -51,9 +51,14 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         if self.machine.polls() {
             return;
         }
+        let overrun = matches!(ev, KernelEvent::Overrun);
         let cx = cx!(self);
         let acts = self.machine.kernel(&cx, ev, now);
         self.carry_out(acts, now);
+        if overrun {
+            // The sets were read again: what the reading held goes back.
+            crate::sys_unix::release_free_memory();
+        }
     }
 
     /// The deadlines of the events mode.

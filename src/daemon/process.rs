@@ -242,10 +242,11 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
         sources
     });
     // With kernel events: what happened while no daemon ran, now that the
-    // sets have been read.
+    // sets have been read; then the memory that reading freed goes back.
     if events {
         d.reconcile(record, crate::clock::now());
     }
+    crate::sys_unix::release_free_memory();
     d.state = Some(state);
     detach_and_serve(d, (pid, ctl), signals, o.foreground, &warnings, sources)
 }
@@ -659,8 +660,7 @@ fn serve<T: Tables, L: Loader>(
         if !pending.is_empty() {
             wait = Duration::ZERO;
         }
-        // Log lines that syslogd did not take yet go out first, and are
-        // tried again soon.
+        // Lines syslogd did not take yet go out first (and again soon).
         crate::syslog::flush();
         if crate::syslog::pending() {
             wait = wait.min(crate::syslog::RETRY);

@@ -1,7 +1,7 @@
 //! The machine's parts that both modes share, alone: step boundaries,
 //! pf's own state, what changed while no daemon ran, errors that repeat.
 
-use super::polls::{Pf, T, anchor, net, pf, poll};
+use super::polls::{Pf, T, anchor, entry, net, pf, poll};
 use super::*;
 use crate::daemon::lines::REPEAT_EVERY;
 
@@ -140,11 +140,16 @@ fn what_changed_while_no_daemon_ran_is_said_as_such() {
         ]
     );
     // Where the firewall times entries out itself, one past its ttl
-    // expired.
+    // expired; one with time left was removed.
     let n = Machine::polling(&cfg, true);
+    let mut prev = prev;
+    prev.insert(key("198.18.0.5"), T - 10);
     assert_eq!(
-        n.reconcile(Some(prev), &cur, T).last(),
-        Some(&down(&format!("expired 198.18.0.3 {LINE} ttl=1m")))
+        n.reconcile(Some(prev), &cur, T)[2..],
+        [
+            down(&format!("expired 198.18.0.3 {LINE} ttl=1m")),
+            down(&format!("removed 198.18.0.5 {LINE} ttl=1m")),
+        ]
     );
     assert_eq!(
         m.reconcile(None, &cur, T),
@@ -177,4 +182,66 @@ fn an_error_that_repeats_is_said_once_then_rarely_and_when_it_is_gone() {
         Some("<ssh>: EIO".into()),
         "new again"
     );
+}
+
+#[test]
+fn the_snapshot_a_stop_keeps_holds_authorizations_only() {
+    let (cfg, mut m) = pf("knock = [1234, 1235]\n");
+    let cx = cx(&cfg);
+    let mut k = Pf::with(&[
+        ("ssh_renew", vec![]),
+        ("ssh", vec![entry("198.18.0.1", T - 10)]),
+        ("ssh_s1", vec![entry("198.18.0.2", T - 1)]),
+        ("ssh_hold", vec![]),
+    ]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    let t = "<ssh> in anchor pfknock".to_owned();
+    let want: Known = [((t.clone(), net("198.18.0.1")), T - 10)].into();
+    assert_eq!(m.snapshot(&cx), want, "a sequence's progress is not kept");
+    // Deciding on events: the book, since the second of the knock.
+    let cfg = config("");
+    let cx = super::cx(&cfg);
+    let mut e = events();
+    authorize(&mut e, &cx, "198.18.0.3", T0 + 1500);
+    let want: Known = [((t, net("198.18.0.3")), T0 / 1000 + 1)].into();
+    assert_eq!(e.snapshot(&cx), want);
+    // A renewal is a time stamp more than 2 s later than the one kept:
+    // less is the rounding of a timer read back.
+    let prev: Known = [(
+        ("<ssh> in anchor pfknock".into(), net("198.18.0.3")),
+        T0 / 1000 - 1,
+    )]
+    .into();
+    assert_eq!(
+        e.reconcile(Some(prev), &e.snapshot(&cx), T0 / 1000 + 5),
+        vec![]
+    );
+}
+
+#[test]
+fn an_unload_forgets_the_anchors_authorizations_and_says_how_many() {
+    let (cfg, mut m) = pf("knock = [1234, 1235]\n");
+    let cx = cx(&cfg);
+    let mut k = Pf::with(&[
+        ("ssh_renew", vec![]),
+        (
+            "ssh",
+            vec![entry("198.18.0.1", T - 10), entry("198.18.0.2", T - 10)],
+        ),
+        ("ssh_s1", vec![entry("198.18.0.3", T - 1)]),
+        ("ssh_hold", vec![]),
+    ]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    assert_eq!(m.unloaded(&cx), 2, "authorizations, not progress");
+    assert_eq!(m.known(&super::polls::table("ssh")), Some(0));
+    assert_eq!(m.next_due_ms(), None);
+    let cfg = config("");
+    let cx = super::cx(&cfg);
+    let mut e = Machine::polling(&cfg, true);
+    e.use_events();
+    authorize(&mut e, &cx, "198.18.0.3", T0);
+    authorize(&mut e, &cx, "198.18.0.4", T0);
+    authorize(&mut e, &cx, "198.18.0.5", T0);
+    assert_eq!(e.unloaded(&cx), 3);
+    assert_eq!(e.next_due_ms(), None);
 }
