@@ -245,3 +245,39 @@ fn an_unload_forgets_the_anchors_authorizations_and_says_how_many() {
     assert_eq!(e.unloaded(&cx), 3);
     assert_eq!(e.next_due_ms(), None);
 }
+
+#[test]
+fn sigusr2_says_each_tables_entries_next_expiry_and_its_own_full_sets() {
+    let text = "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nttl = \"60s\"\n\
+                [[service]]\nname = \"web\"\nprotect = [443]\nknock = [1235]\nttl = \"2m\"\n";
+    let cfg = Config::parse(text, std::path::Path::new("t.toml"))
+        .unwrap()
+        .0;
+    let cx = super::cx(&cfg);
+    let mut m = Machine::polling(&cfg, true);
+    let mut k = Pf::with(&[("ssh", vec![entry("198.18.0.1", T - 10)]), ("web", vec![])]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    let status = |m: &Machine| m.status(&cx, T);
+    assert_eq!(
+        status(&m),
+        [
+            info("status <ssh> in anchor pfknock: 1 entries, next expiry in 51s"),
+            info("status <web> in anchor pfknock: 0 entries, next expiry none"),
+        ]
+    );
+    k.full = vec![
+        ("ssh_6".into(), 8),
+        ("ssh_4".into(), 8),
+        ("web_m1_4".into(), 4),
+    ];
+    let _ = poll(&mut m, &cx, &mut k, T);
+    assert_eq!(
+        status(&m),
+        [
+            info(
+                "status <ssh> in anchor pfknock: 1 entries, next expiry in 51s, sets ssh_4 and ssh_6 full"
+            ),
+            info("status <web> in anchor pfknock: 0 entries, next expiry none, set web_m1_4 full"),
+        ]
+    );
+}
