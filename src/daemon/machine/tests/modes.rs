@@ -1,7 +1,7 @@
 //! The machine's parts that both modes share, alone: step boundaries,
 //! pf's own state, what changed while no daemon ran, errors that repeat.
 
-use super::polls::{Pf, T, anchor, entry, net, pf, poll};
+use super::polls::{Pf, T, anchor, entry, listed, net, pf, poll};
 use super::*;
 use crate::daemon::lines::REPEAT_EVERY;
 
@@ -280,4 +280,43 @@ fn sigusr2_says_each_tables_entries_next_expiry_and_its_own_full_sets() {
             info("status <web> in anchor pfknock: 0 entries, next expiry none, set web_m1_4 full"),
         ]
     );
+}
+
+#[test]
+fn a_commands_change_is_followed_by_the_polls_without_a_line() {
+    use crate::verbs::Change;
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    let ssh = super::polls::table("ssh");
+    let mut k = Pf::with(&[
+        ("ssh", vec![entry("198.18.0.1", T - 10)]),
+        ("ssh_renew", vec![]),
+    ]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    // pfknock allow 198.18.0.2, revoke 198.18.0.1: their own lines said it.
+    k.tables
+        .insert("ssh".into(), vec![entry("198.18.0.2", T + 1)]);
+    assert_eq!(
+        m.follow(&cx, &Change::Added(ssh.clone(), net("198.18.0.2")), T + 1),
+        vec![]
+    );
+    assert_eq!(
+        m.follow(&cx, &Change::Removed(ssh.clone(), net("198.18.0.1")), T + 1),
+        vec![]
+    );
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 2),
+        vec![],
+        "neither said again"
+    );
+    assert_eq!(listed(&k), ["ssh"], "listed again: its count is not known");
+    assert_eq!(m.known(&ssh), Some(1));
+    // pfknock flush: nothing known, nothing said.
+    k.tables.insert("ssh".into(), vec![]);
+    assert_eq!(m.follow(&cx, &Change::Cleared(ssh.clone()), T + 3), vec![]);
+    assert_eq!(m.known(&ssh), Some(0));
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 4), vec![]);
+    // A table the polls do not watch: nothing changes.
+    let other = super::polls::table("other");
+    assert_eq!(m.follow(&cx, &Change::Cleared(other), T + 5), vec![]);
 }
