@@ -16,6 +16,12 @@
 //! | hosts held after a wrong knock | `T_hold` | `T_hold_4`, `T_hold_6` |
 //! | close knocks (pf: overloaded hosts; nftables: their meter) | `T_close` | `T_close_4`, `T_close_6` |
 //!
+//! A rotating service's stage k is counted in an nftables chain `T_k<k>`
+//! that each step's port jumps to: chains are a namespace of their own,
+//! where only the base chains (prerouting, input, output, forward) live
+//! beside them, and no `T_k<k>` can be one of those or another
+//! service's.
+//!
 //! Suffixes can make one service's derived name equal another service's
 //! table (`ssh` with a meter `ssh_m1_4`, and a service whose table is
 //! `ssh_m1`), so uniqueness is checked over the whole list, not by rule.
@@ -122,6 +128,13 @@ pub fn nft_set(s: &Service, o: Object, af: Af) -> Option<String> {
 
 /// The nflog prefix of a service's authorizing knock rule: the daemon
 /// learns of each authorization from the packet logged with it.
+/// The chain that counts stage `k` (0-based) of a rotating service whose
+/// authorized table is `table` (nftables): each step's ports jump to it
+/// in their time window.
+pub fn stage_chain(table: &str, k: usize) -> String {
+    format!("{table}_k{}", k + 1)
+}
+
 pub fn knock_prefix(service: &str) -> String {
     format!("pfknock {service}: ")
 }

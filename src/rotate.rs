@@ -159,9 +159,23 @@ pub fn fill(s: &mut crate::schema::Service, secret: &[u8], now: i64) {
     } else {
         Vec::new()
     };
+    s.knock_later = (1..=ahead(r.step.0))
+        .map(|j| ports(secret, &s.name, t + j, r.range, r.ports))
+        .collect();
     s.knock = now_ports;
     s.knock_prev = prev_ports;
     s.step_start = Some(start);
+}
+
+/// Where rules carry their own time window (nftables), each step's ports
+/// are loaded this long ahead (seconds), so that a rotating service at
+/// rest loads once in that time instead of once a step.
+pub const AHEAD: u64 = 300;
+
+/// The steps loaded ahead for a step of `step` seconds: `AHEAD`'s worth,
+/// at least the next one, at most 16.
+pub fn ahead(step: u64) -> i64 {
+    (AHEAD / step.max(1)).clamp(1, 16) as i64
 }
 
 /// How long before a step starts its ports are in force already: half a
@@ -194,20 +208,23 @@ pub fn next_boundary(cfg: &Config, now: i64, timed: bool) -> Option<i64> {
 }
 
 /// When a service rotating every `step` seconds loads next after `now`.
-/// The next step's ports come in `lead` before it starts. Where rules
-/// carry their own time window (`timed`), that is all: the windows retire
-/// the old ports at the boundary, so the next load is the next step's
-/// lead. Elsewhere (pf) the boundary loads again, to take them out.
+/// Where rules carry their own time window (`timed`), a load holds the
+/// ports of `ahead` steps after this one, each counting from `lead`
+/// before its step, and the windows retire old ports by themselves: the
+/// next load is due when the last step loaded starts to count (its lead),
+/// a step before the first one not loaded would. Elsewhere (pf) the next
+/// step's ports come in `lead` before it starts, and the boundary loads
+/// again, to take the old ones out.
 fn next_load(step: u64, now: i64, timed: bool) -> i64 {
-    let b = (step_of(now, step) + 1) * step as i64;
-    let pre = b - lead(step);
-    if now < pre {
-        pre
-    } else if timed {
-        pre + step as i64
-    } else {
-        b
+    let t = step_of(now, step);
+    if timed {
+        let at = |k: i64| (t + k) * step as i64 - lead(step);
+        let a = ahead(step);
+        return if at(a) > now { at(a) } else { at(a + 1) };
     }
+    let b = (t + 1) * step as i64;
+    let pre = b - lead(step);
+    if now < pre { pre } else { b }
 }
 
 /// `pfknock keygen FILE`: 32 bytes from the system's random source, as 64
@@ -272,25 +289,38 @@ mod tests {
     }
 
     #[test]
-    fn timed_rules_load_once_a_step_pf_twice() {
-        // Step 30 s, lead 10 s: the lead of the step at 30 is 20.
+    fn timed_rules_load_once_in_the_steps_ahead_pf_twice_a_step() {
+        // Step 30 s, lead 10 s, 10 steps ahead: the lead of the step at
+        // 300 (the last one loaded from step 0) is 290.
+        assert_eq!(ahead(30), 10);
         for (now, timed, pf) in [
-            (0, 20, 20),
-            (19, 20, 20),
-            (20, 50, 30),
-            (29, 50, 30),
-            (30, 50, 50),
+            (0, 290, 20),
+            (19, 290, 20),
+            (20, 290, 30),
+            (29, 290, 30),
+            (30, 320, 50),
+            (290, 560, 300),
         ] {
             assert_eq!(next_load(30, now, true), timed, "nftables at {now}");
             assert_eq!(next_load(30, now, false), pf, "pf at {now}");
         }
-        // Once a step on nftables: from any time, 30 s between loads.
-        let mut t = 7;
-        for _ in 0..10 {
-            let n = next_load(30, t, true);
-            assert_eq!((n + 10) % 30, 0, "at a lead");
-            t = n;
+        // From any time: always later, at a lead, and no later than the
+        // first step a load did not hold starts to count (a step earlier
+        // where more than one is loaded ahead).
+        for step in [5, 30, 60, 90, 300, 3600] {
+            let mut t = 7;
+            for _ in 0..50 {
+                let n = next_load(step, t, true);
+                assert!(n > t, "step {step}: {t} -> {n}");
+                assert_eq!((n + lead(step)) % step as i64, 0, "at a lead");
+                let last = step_of(t, step) + ahead(step);
+                let spare = if ahead(step) > 1 { step as i64 } else { 0 };
+                let opens = (last + 1) * step as i64 - lead(step);
+                assert!(n + spare <= opens, "step {step}: {t} -> {n}");
+                t = n;
+            }
         }
+        assert_eq!((ahead(5), ahead(300), ahead(3600)), (16, 1, 1));
     }
 
     #[test]

@@ -108,6 +108,11 @@ pub struct Service {
     /// With `rotate`: the ports of the next step, from `rotate::LEAD`
     /// before it starts (empty before that, and without `rotate`).
     pub knock_next: Vec<Port>,
+    /// With `rotate`: the ports of each of the next `rotate::ahead` steps,
+    /// for rules that carry their own time window (nftables), loaded
+    /// ahead so that the daemon loads once in that many steps. Empty
+    /// without `rotate`.
+    pub knock_later: Vec<Vec<Port>>,
     /// With `rotate`: when the current step started (seconds since 1970),
     /// filled in with the ports.
     pub step_start: Option<i64>,

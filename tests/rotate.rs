@@ -392,12 +392,14 @@ fn a_step_that_cannot_load_keeps_the_ports_loaded_and_says_so() {
     };
     into_step(1.0);
     let before = rules();
-    // Someone makes the secret readable by others: the next step is
-    // refused, the loaded ports stay, and the log says why.
+    // Someone makes the secret readable by others: the next load (when
+    // the steps loaded ahead run out) is refused, the loaded ports stay,
+    // and the log says why.
     fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
     let t0 = now() / STEP;
     let mut said = String::new();
-    for _ in 0..(3 * STEP) {
+    let ahead = pfknock::rotate::ahead(STEP as u64);
+    for _ in 0..((ahead + 3) * STEP) {
         let mut buf = [0u8; 2048];
         if let Ok(k) = log.recv(&mut buf) {
             said.push_str(&String::from_utf8_lossy(&buf[..k]));

@@ -47,6 +47,7 @@ pub(super) fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service>
         knock,
         knock_prev: Vec::new(),
         knock_next: Vec::new(),
+        knock_later: Vec::new(),
         step_start: None,
         rotate,
         close,

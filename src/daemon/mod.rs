@@ -134,7 +134,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             let mut next = self.cfg.clone();
             crate::rotate::apply(&mut next, at)?;
             let same = next.services.iter().zip(&self.cfg.services).all(|(a, b)| {
-                a.knock == b.knock && a.knock_prev == b.knock_prev && a.knock_next == b.knock_next
+                a.knock == b.knock
+                    && a.knock_prev == b.knock_prev
+                    && a.knock_next == b.knock_next
+                    && a.knock_later == b.knock_later
             });
             if !same {
                 let old = std::mem::replace(&mut self.cfg, next);

@@ -130,10 +130,13 @@ impl Nft {
         let (have_sets, have_chains, had) =
             parse_defs(&self.run(&["-j", "-t", "list", "ruleset"], None)?)?;
         let mut sc = format!("add table inet {TABLE}\n");
+        // Every chain emptied before any is deleted: a chain that rules
+        // jump to cannot go while they are there.
         for c in &have_chains {
-            sc.push_str(&format!(
-                "flush chain inet {TABLE} {c}\ndelete chain inet {TABLE} {c}\n"
-            ));
+            sc.push_str(&format!("flush chain inet {TABLE} {c}\n"));
+        }
+        for c in &have_chains {
+            sc.push_str(&format!("delete chain inet {TABLE} {c}\n"));
         }
         let mut carry: Vec<(&SetDef, Vec<TimedElem>)> = Vec::new();
         let mut keep: Vec<&str> = Vec::new();
@@ -233,10 +236,14 @@ impl Nft {
 /// `add chain` and `add rule` lines for chains of table inet `table`.
 fn add_chains(sc: &mut String, table: &str, chains: &[crate::render::nft::ChainDef]) {
     for c in chains {
-        sc.push_str(&format!(
-            "add chain inet {table} {} {{ {} }}\n",
-            c.name, c.head
-        ));
+        if c.head.is_empty() {
+            sc.push_str(&format!("add chain inet {table} {}\n", c.name));
+        } else {
+            sc.push_str(&format!(
+                "add chain inet {table} {} {{ {} }}\n",
+                c.name, c.head
+            ));
+        }
         for r in &c.rules {
             sc.push_str(&format!("add rule inet {table} {} {r}\n", c.name));
         }

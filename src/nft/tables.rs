@@ -483,7 +483,7 @@ impl Tables for NftTables {
                 && want
                     .chains
                     .iter()
-                    .all(|c| rules.get(c.name) == Some(&c.rules.len())),
+                    .all(|c| rules.get(c.name.as_str()) == Some(&c.rules.len())),
         )
     }
 }

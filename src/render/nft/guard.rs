@@ -49,7 +49,7 @@ pub fn chains(cfg: &Config) -> Vec<ChainDef> {
     let mut input = vec!["iifname \"lo\" accept".to_owned(), vouched.clone()];
     input.extend(closed(Hook::Input));
     let mut v = vec![ChainDef {
-        name: "input",
+        name: "input".into(),
         head: "type filter hook input priority filter; policy accept;",
         rules: input,
     }];
@@ -57,7 +57,7 @@ pub fn chains(cfg: &Config) -> Vec<ChainDef> {
         let mut fwd = vec![vouched];
         fwd.extend(closed(Hook::Forward));
         v.push(ChainDef {
-            name: "forward",
+            name: "forward".into(),
             head: "type filter hook forward priority filter; policy accept;",
             rules: fwd,
         });

@@ -156,11 +156,12 @@ impl SetDef {
     }
 }
 
-/// One base chain and its rules.
+/// One chain and its rules.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainDef {
-    pub name: &'static str,
-    /// `type filter hook ... priority ...; policy accept;`
+    pub name: String,
+    /// `type filter hook ... priority ...; policy accept;` for a base
+    /// chain; empty for one that rules jump to.
     pub head: &'static str,
     pub rules: Vec<String>,
 }
@@ -219,8 +220,11 @@ pub fn build(cfg: &Config) -> TableDef {
     let (pre, output) = untracked_and_local(cfg);
 
     let mut input = Vec::new();
+    // The rotating services' stage chains, before the base chains that
+    // jump to them.
+    let mut chains = Vec::new();
     for s in &cfg.services {
-        count_rules(&mut input, s, cfg.nflog_group);
+        count_rules(&mut input, &mut chains, s, cfg.nflog_group);
     }
     // Loopback is never knocked nor blocked, as pf.conf's `set skip on lo0`.
     input.push("iifname \"lo\" accept".to_owned());
@@ -233,23 +237,23 @@ pub fn build(cfg: &Config) -> TableDef {
     for s in &cfg.services {
         protect_tail(&mut input, s, Hook::Input);
     }
-    let mut chains = vec![
+    chains.extend([
         ChainDef {
-            name: "prerouting",
+            name: "prerouting".into(),
             head: "type filter hook prerouting priority raw; policy accept;",
             rules: pre,
         },
         ChainDef {
-            name: "input",
+            name: "input".into(),
             head: "type filter hook input priority filter - 1; policy accept;",
             rules: input,
         },
         ChainDef {
-            name: "output",
+            name: "output".into(),
             head: "type filter hook output priority filter - 1; policy accept;",
             rules: output,
         },
-    ];
+    ]);
     if forwards(cfg) {
         // Forwarded services (`to`): after DNAT, so by the destination the
         // packet is forwarded to; nothing else in the forward path.
@@ -261,7 +265,7 @@ pub fn build(cfg: &Config) -> TableDef {
             protect_tail(&mut fwd, s, Hook::Forward);
         }
         chains.push(ChainDef {
-            name: "forward",
+            name: "forward".into(),
             head: FORWARD_HEAD,
             rules: fwd,
         });
@@ -316,13 +320,13 @@ pub fn build_closed(cfg: &Config) -> TableDef {
     let mut input = vec!["iifname \"lo\" accept".to_owned()];
     input.extend(closed(Hook::Input));
     let mut chains = vec![ChainDef {
-        name: "input",
+        name: "input".into(),
         head: "type filter hook input priority filter - 1; policy accept;",
         rules: input,
     }];
     if forwards(cfg) {
         chains.push(ChainDef {
-            name: "forward",
+            name: "forward".into(),
             head: FORWARD_HEAD,
             rules: closed(Hook::Forward),
         });
@@ -384,7 +388,9 @@ fn text(t: &TableDef, cfg: &Config, source: &str) -> String {
 fn chains_text(o: &mut String, chains: &[ChainDef]) {
     for c in chains {
         let _ = writeln!(o, "\tchain {} {{", c.name);
-        let _ = writeln!(o, "\t\t{}", c.head);
+        if !c.head.is_empty() {
+            let _ = writeln!(o, "\t\t{}", c.head);
+        }
         for r in &c.rules {
             let _ = writeln!(o, "\t\t{r}");
         }

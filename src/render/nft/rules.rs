@@ -162,16 +162,38 @@ pub(super) fn knock_source(s: &Service, k: usize, af: Af) -> Option<String> {
     }
 }
 
-/// Rules that count the SYN synproxy sends on for a validated cookie.
-pub(super) fn count_rules(out: &mut Vec<String>, s: &Service, group: u16) {
+/// Rules that count the SYN synproxy sends on for a validated cookie. A
+/// rotating service's stages are counted in chains of their own
+/// (`chains`), which each step's port jumps to in its time window: a step
+/// loaded ahead costs one rule a stage, not a stage's counting rules.
+pub(super) fn count_rules(
+    out: &mut Vec<String>,
+    chains: &mut Vec<ChainDef>,
+    s: &Service,
+    group: u16,
+) {
     let n = s.stages();
     // A rotating service whose ports were never filled in counts nothing.
     if s.knock.len() < n {
         return;
     }
     for k in 0..n {
+        if s.rotate.is_some() {
+            let name = names::stage_chain(s.table.as_str(), k);
+            let mut rules = Vec::new();
+            count_rule(&mut rules, s, group, k, "");
+            for (p, when) in stage_variants(s, k) {
+                out.push(format!("{} jump {name}", counted_syn(&p, &when)));
+            }
+            chains.push(ChainDef {
+                name,
+                head: "",
+                rules,
+            });
+            continue;
+        }
         for (p, when) in stage_variants(s, k) {
-            count_rule(out, s, group, k, &p, &when);
+            count_rule(out, s, group, k, &counted_syn(&p, &when));
         }
     }
     close_rules(out, s, group);
@@ -254,7 +276,8 @@ fn reset_rules(out: &mut Vec<String>, s: &Service) {
 /// The ports of stage k (0-based), each with the time it counts in: a
 /// fixed knock always; a rotating one per step, from `rotate::lead` before
 /// its step until the end of the step after it, so that the rules stop
-/// counting by themselves if no daemon loads the next ones.
+/// counting by themselves if no daemon loads the next ones. The steps
+/// loaded are the one before, this one and the `rotate::ahead` after it.
 pub(super) fn stage_variants(s: &Service, k: usize) -> Vec<(String, String)> {
     let (Some(r), Some(start)) = (&s.rotate, s.step_start) else {
         let ports: Vec<String> = s.stage_ports(k).iter().map(|p| p.to_string()).collect();
@@ -262,20 +285,20 @@ pub(super) fn stage_variants(s: &Service, k: usize) -> Vec<(String, String)> {
     };
     let len = r.step.0 as i64;
     let lead = crate::rotate::lead(r.step.0);
-    [
-        (&s.knock_prev, start - len - lead, start + len),
-        (&s.knock, start - lead, start + 2 * len),
-        (&s.knock_next, start + len - lead, start + 3 * len),
-    ]
-    .into_iter()
-    .filter_map(|(ports, from, to)| {
-        let p = ports.get(k)?;
-        Some((
-            p.to_string(),
-            format!("meta time >= {from} meta time < {to} "),
-        ))
-    })
-    .collect()
+    // Each step with how many steps from this one it is.
+    let steps = [(-1, &s.knock_prev), (0, &s.knock)]
+        .into_iter()
+        .chain((1..).zip(&s.knock_later));
+    steps
+        .filter_map(|(j, ports)| {
+            let p = ports.get(k)?;
+            let (from, to) = (start + j * len - lead, start + (j + 2) * len);
+            Some((
+                p.to_string(),
+                format!("meta time >= {from} meta time < {to} "),
+            ))
+        })
+        .collect()
 }
 
 /// What a knock counts for, in the sets of knock progress (meters,
@@ -310,21 +333,18 @@ fn admit(s: &Service, af: Af) -> String {
     }
 }
 
-/// The counting rules of stage k on ports `p`, in force `when`, for every
-/// family: count (and at the last stage authorize), say when a full meter
-/// did not count, and end a knock on a right port.
-pub(super) fn count_rule(
-    out: &mut Vec<String>,
-    s: &Service,
-    group: u16,
-    k: usize,
-    p: &str,
-    when: &str,
-) {
+/// The counting rules of stage k after `head` (the port and its time,
+/// `counted_syn`; empty in a stage's own chain, which the port jumped to),
+/// for every family: count (and at the last stage authorize), say when a
+/// full meter did not count, and end a knock on a right port.
+pub(super) fn count_rule(out: &mut Vec<String>, s: &Service, group: u16, k: usize, head: &str) {
     let last = k + 1 == s.stages();
     let (into, verb, log) = stage_target(s, k, group);
-    // The synproxy'd SYN: on lo, from a source that is not ours.
-    let head = counted_syn(p, when);
+    let head = if head.is_empty() {
+        String::new()
+    } else {
+        format!("{head} ")
+    };
     let mut rights: Vec<String> = Vec::new();
     for af in families(s) {
         let Some(from) = knock_source(s, k, af) else {
@@ -352,7 +372,7 @@ pub(super) fn count_rule(
             (String::new(), key.clone())
         };
         out.push(format!(
-            "{head} {from}{held}update @{meter} {{ {key} {} }} {admit}{verb} @{} {{ {elem} }}{log}",
+            "{head}{from}{held}update @{meter} {{ {key} {} }} {admit}{verb} @{} {{ {elem} }}{log}",
             limit(s.rate),
             set_of(s, into, af),
         ));
@@ -362,17 +382,17 @@ pub(super) fn count_rule(
         // kernel says nothing else of it, so this says it to the daemon,
         // once a second at most.
         out.push(format!(
-            "{head} {from}{held}{key} != @{meter} limit rate 1/second \
+            "{head}{from}{held}{key} != @{meter} limit rate 1/second \
              log group {group} prefix \"{}\"",
             names::meter_full_prefix(&meter)
         ));
-        rights.push(format!("{head} {from}accept"));
+        rights.push(format!("{head}{from}accept"));
     }
     // A knock on a right port, counted or held back, ends here (after both
     // families' rules: one without a source match is either's); what goes
     // on is a wrong one (`reset_rules`).
     if s.has_wrong_ports() {
-        let any = format!("{head} accept");
+        let any = format!("{head}accept");
         if rights.contains(&any) {
             rights = vec![any];
         }
