@@ -552,3 +552,51 @@ fn a_sweep_of_the_range_opens_nothing() {
     common::sh(&["kill", &pid]);
     let _ = d.wait();
 }
+
+/// The ports of a step loaded ahead (nftables loads `rotate::ahead` steps
+/// at once) are in the ruleset before their window opens: knocked in the
+/// right order three steps early they open nothing, count nothing and
+/// hold the knocker like any wrong port; this step's ports then open.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_later_steps_ports_open_nothing_before_their_window() {
+    need_root_and_tools!();
+    let (mut n, _) = rotating_net("3d");
+    let c = n.conf().to_str().unwrap().to_owned();
+    n.up();
+    let (mut d, pid, log) = daemon_logging_to_a_socket(&n);
+    into_step(0.2);
+    let later = ports_at(&c, "ssh", now() + 3 * STEP);
+    let rules = String::from_utf8_lossy(
+        &common::ns(&n.srv, &["nft", "list", "table", "inet", "pfknock"]).stdout,
+    )
+    .into_owned();
+    for p in later.split(' ') {
+        assert!(
+            rules.contains(&format!("dport {p} ")),
+            "port {p} not loaded ahead"
+        );
+    }
+    let mut args = vec![n.srv_ip(false), "-n".into(), "3".into()];
+    args.extend(later.split(' ').map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _ = n.knock(&args);
+    assert!(!n.open(false), "a later step's ports opened");
+    assert!(n.elements("ssh_4").is_empty());
+    assert!(n.elements("ssh_s1_4").is_empty());
+    assert_eq!(n.elements("ssh_hold_4"), vec![n.cli_ip(false)]);
+    let shown = n.server(&["show"]);
+    assert!(String::from_utf8_lossy(&shown.stderr).contains("nobody is authorized"));
+    let said = common::read_log(&log, 1, |_| false);
+    assert!(!said.contains("authorized"), "{said}");
+    wait_for("the hold to end", || n.elements("ssh_hold_4").is_empty());
+    ok(&n.knock(&[&n.srv_ip(false), "-n", "3", "-s", "ssh", "-c", &c]));
+    assert!(n.open(false), "this step's ports did not open");
+    let said = common::read_log(&log, 3, |s| s.contains("authorized"));
+    assert!(
+        said.contains(&format!("authorized {} service=ssh", n.cli_ip(false))),
+        "{said}"
+    );
+    common::sh(&["kill", &pid]);
+    let _ = d.wait();
+}
