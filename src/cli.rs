@@ -115,7 +115,13 @@ pub enum Command {
     Knock(KnockArgs),
     /// Write a new secret for rotating knocks into FILE (mode 0600), never
     /// over an existing file
-    Keygen { file: PathBuf },
+    Keygen {
+        file: PathBuf,
+        /// A key pair for signed knocks instead: the private key in FILE,
+        /// the public one in FILE.pub (for the server's spa.keys)
+        #[arg(long)]
+        spa: bool,
+    },
     /// Print the knock ports of a rotating service for a step
     Ports {
         service: String,
@@ -123,6 +129,10 @@ pub enum Command {
         #[arg(long, value_name = "UNIX_TIME", allow_negative_numbers = false)]
         at: Option<i64>,
     },
+    /// The signed-knock listener that `pfknock run` starts; not for
+    /// people
+    #[command(name = "spa-listen", hide = true)]
+    SpaListen(SpaListenArgs),
     /// The daemon: load the rules, expire entries on their deadlines,
     /// renew, log, reload on SIGHUP
     Run {
@@ -138,6 +148,20 @@ pub enum Command {
     },
 }
 
+/// `spa-listen`'s arguments: what `pfknock run` hands its listener.
+#[derive(clap::Args, Debug)]
+pub struct SpaListenArgs {
+    #[arg(long)]
+    pub chan: i32,
+    /// PORT:DESCRIPTOR of each UDP socket
+    #[arg(long)]
+    pub udp: Vec<String>,
+    #[arg(long)]
+    pub user: String,
+    #[arg(long)]
+    pub root: PathBuf,
+}
+
 /// `knock`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct KnockArgs {
@@ -149,14 +173,28 @@ pub struct KnockArgs {
     /// Take ports, hits and family from this service of the config
     #[arg(short = 's', long)]
     pub service: Option<String>,
-    /// Knock the service's close port instead: the host leaves the
-    /// authorized hosts
+    /// Knock the service's close port instead (with --spa: send a signed
+    /// close): the host leaves the authorized hosts
     #[arg(
         long,
         requires = "service",
-        conflicts_with_all = ["ports", "secret", "verify", "proxy"]
+        conflicts_with_all = ["secret", "verify", "proxy"]
     )]
     pub close: bool,
+    /// Signed knock: one UDP datagram signed with the private key in KEY
+    /// (pfknock keygen --spa), to the service's spa.port, or to the one
+    /// port given
+    #[arg(
+        long,
+        value_name = "KEY",
+        requires = "service",
+        conflicts_with_all = ["secret", "range", "hits", "delay"]
+    )]
+    pub spa: Option<PathBuf>,
+    /// With --spa: ask for the address the datagram arrives from, not
+    /// this host's own (behind NAT; the service must set spa.nat)
+    #[arg(long, requires = "spa")]
+    pub nat: bool,
     /// Rotating knock: derive this step's ports from the secret in FILE
     /// (the service's rotate.secret by default)
     #[arg(

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::name::{self, Net};
 use crate::output::out;
 use crate::tables::TableRef;
-use crate::{cmd, daemon, knock, nft, pfctl, render, say, syslog};
+use crate::{client, cmd, daemon, nft, pfctl, render, say, syslog};
 
 /// Where a daemon runs, have it do this command's work, and print what it
 /// did. `Ok(false)`: no daemon listens; the command does the work itself.
@@ -65,14 +65,6 @@ fn neighbours(b: &Backend, cfg: &Config) -> Result<()> {
 }
 
 /// Read and check the config, printing its warnings to stderr.
-/// The knock ports of a rotating service at a time (default: now).
-fn rotating_ports(service: &str, r: &config::Rotate, at: Option<i64>) -> Result<Vec<u16>> {
-    let secret = crate::rotate::read_secret(&r.secret)?;
-    let now = at.unwrap_or_else(now);
-    let (ports, _) = crate::rotate::ports_now(&secret, service, r, now);
-    Ok(ports.iter().map(|p| p.get()).collect())
-}
-
 pub fn load_config(path: &Path) -> Result<Config> {
     let (cfg, warnings) = Config::load(path)?;
     for w in warnings {
@@ -96,6 +88,8 @@ fn audit(cfg: &Config, line: &str) {
 /// and cannot be run is said, not skipped in silence.
 fn check(path: &Path) -> Result<()> {
     let cfg = load_config(path)?;
+    // The signed-knock keys as the daemon reads them.
+    crate::spa::keys::services(&cfg)?;
     warn_listened(&cfg, path);
     let source = path.display().to_string();
     let b = backend::detect().map_err(|e| {
@@ -254,9 +248,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Revoke {
             address, service, ..
         } => revoke(path, &address, service),
-        Command::Knock(k) => knock(path, k),
-        Command::Keygen { file } => keygen(&file),
-        Command::Ports { service, at } => ports(path, &service, at),
+        Command::Knock(k) => client::knock(path, k),
+        Command::Keygen { file, spa: false } => client::keygen(&file),
+        Command::Keygen { file, spa: true } => client::keygen_spa(&file),
+        Command::SpaListen(a) => spa_listen(a),
+        Command::Ports { service, at } => client::ports(path, &service, at),
         Command::Run {
             foreground,
             pidfile,
@@ -270,6 +266,12 @@ pub fn run(cli: Cli) -> Result<()> {
         }),
         Command::Flush { service } => flush(path, service),
     }
+}
+
+/// `spa-listen`: the signed-knock listener, as `pfknock run` starts it.
+fn spa_listen(a: crate::cli::SpaListenArgs) -> Result<()> {
+    let args = crate::spa::listen::Args::parse(a.chan, &a.udp, a.user, a.root)?;
+    crate::spa::listen::main(&args)
 }
 
 /// `render`: this system's own firewall unless told otherwise.
@@ -414,31 +416,6 @@ fn revoke(path: &Path, a: &str, service: Option<String>) -> Result<()> {
     finish(&cfg, &d, r)
 }
 
-fn keygen(file: &Path) -> Result<()> {
-    crate::rotate::keygen(file)?;
-    say!(
-        "{}: a new 256-bit secret, mode 0600",
-        name::no_controls(&file.display().to_string())
-    );
-    Ok(())
-}
-
-fn ports(path: &Path, service: &str, at: Option<i64>) -> Result<()> {
-    let (cfg, _) = Config::read(path)?;
-    let s = cmd::one_service(&cfg, Some(service))?;
-    let Some(rot) = &s.rotate else {
-        let fixed: Vec<String> = s.knock.iter().map(|p| p.to_string()).collect();
-        return Err(Error::Usage(format!(
-            "service {}: no rotate: its knock ports are always {}",
-            s.name,
-            fixed.join(" ")
-        )));
-    };
-    let ports = rotating_ports(&s.name, rot, at)?;
-    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-    out(&format!("{}\n", list.join(" ")))
-}
-
 fn flush(path: &Path, service: Option<String>) -> Result<()> {
     let cfg = load_config(path)?;
     let svcs = cmd::services(&cfg, service.as_deref())?;
@@ -454,148 +431,6 @@ fn flush(path: &Path, service: Option<String>) -> Result<()> {
         &mut d,
     );
     finish(&cfg, &d, r)
-}
-
-/// A rotating knock's ports of the moment, asked again before each repeat.
-fn port_source(name: &str, rot: config::Rotate) -> knock::PortSource {
-    let name = name.to_owned();
-    knock::PortSource(std::sync::Arc::new(move || {
-        rotating_ports(&name, &rot, None)
-    }))
-}
-
-/// `knock -s SERVICE`: the service's knock ports (unless given; those of
-/// the moment when it rotates, with `secret` in place of its own), and the
-/// hits and family it wants.
-fn service_knock(
-    path: &Path,
-    name: &str,
-    secret: Option<&Path>,
-    close: bool,
-    ports: &mut Vec<u16>,
-    ports_now: &mut Option<knock::PortSource>,
-) -> Result<(u32, name::Family)> {
-    let (cfg, warnings) = Config::read(path)?;
-    for w in warnings {
-        say!("pfknock: {}", name::no_controls(&w.to_string()));
-    }
-    let s = cmd::one_service(&cfg, Some(name))?;
-    if close {
-        let p = s.close.ok_or_else(|| {
-            Error::Usage(format!("--close: service {} has no close port", s.name))
-        })?;
-        *ports = vec![p.get()];
-    } else if ports.is_empty() {
-        *ports = match &s.rotate {
-            Some(rot) => {
-                let mut rot = rot.clone();
-                if let Some(f) = secret {
-                    rot.secret = f.to_owned();
-                }
-                let p = rotating_ports(&s.name, &rot, None)?;
-                *ports_now = Some(port_source(&s.name, rot));
-                p
-            }
-            None if secret.is_some() => {
-                return Err(Error::Usage(format!(
-                    "--secret: service {} does not rotate its knock ports",
-                    s.name
-                )));
-            }
-            None => s.knock.iter().map(|p| p.get()).collect(),
-        };
-    }
-    Ok((s.hits(), s.family))
-}
-
-/// The family `-4` or `-6` asks for.
-fn asked_family(inet: bool, inet6: bool) -> name::Family {
-    match (inet, inet6) {
-        (true, _) => name::Family::Only(name::Af::V4),
-        (_, true) => name::Family::Only(name::Af::V6),
-        _ => name::Family::Any,
-    }
-}
-
-/// `knock`: the ports, hits and family from the flags, or from the
-/// service's config; then knock, or relay as ssh's ProxyCommand.
-fn knock(path: &Path, k: crate::cli::KnockArgs) -> Result<()> {
-    let crate::cli::KnockArgs {
-        host,
-        ports,
-        service,
-        close,
-        secret,
-        range,
-        step,
-        count,
-        hits,
-        delay,
-        gap,
-        timeout,
-        inet,
-        inet6,
-        verify,
-        proxy,
-        idle,
-        quiet,
-    } = k;
-    let mut family = asked_family(inet, inet6);
-    let (mut ports, mut default_hits) = (ports, 6);
-    // Rotating: the ports of the moment, again before each repeat.
-    let mut ports_now = None;
-    if let (Some(name), Some(file), Some(r)) = (&service, &secret, &range) {
-        // A rotating knock without a config: all from the flags.
-        let rot = config::Rotate {
-            secret: file.clone(),
-            step: step.unwrap_or(config::DEFAULT_STEP),
-            range: r
-                .parse()
-                .map_err(|m| Error::Usage(format!("--range {}: {m}", name::shown(r))))?,
-            ports: count.unwrap_or(1) as usize,
-        };
-        ports = rotating_ports(name, &rot, None)?;
-        ports_now = Some(port_source(name, rot));
-    } else if let Some(name) = &service {
-        let (hits, of_service) = service_knock(
-            path,
-            name,
-            secret.as_deref(),
-            close,
-            &mut ports,
-            &mut ports_now,
-        )?;
-        default_hits = hits;
-        if family == name::Family::Any {
-            family = of_service;
-        }
-    }
-    let o = knock::Opts {
-        host,
-        ports,
-        hits: hits.unwrap_or(default_hits),
-        delay: std::time::Duration::from_millis(delay),
-        gap: std::time::Duration::from_millis(gap),
-        timeout: std::time::Duration::from_millis(timeout),
-        family,
-        verify,
-        retries: 5,
-        ports_now,
-        report: !quiet && proxy.is_none(),
-    };
-    if let Some(p) = proxy {
-        return knock::proxy(&o, p, std::time::Duration::from_secs(idle));
-    }
-    let ip = knock::knock(&o)?;
-    if !quiet {
-        match verify {
-            Some(v) => say!("{}: open", std::net::SocketAddr::new(ip, v)),
-            // The firewall answers a knock that did not count (a
-            // full set, a slow knock) just as one that did.
-            None => say!("not verified: --verify PORT checks that the port opened"),
-        }
-    }
-    Ok(())
 }
 
 /// Print what a verb did and log its audit lines, even when it failed

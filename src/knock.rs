@@ -39,6 +39,65 @@ pub struct Opts {
     /// Say on stderr what each knock did as it goes: the ports knocked,
     /// and each repeat while the verified port stays closed.
     pub report: bool,
+    /// A signed knock (`--spa`): one datagram to the one port instead of
+    /// connections, a fresh one for each repeat.
+    pub signed: Option<Signed>,
+}
+
+/// What a signed knock carries besides the time and a nonce.
+#[derive(Clone)]
+pub struct Signed {
+    pub key: std::sync::Arc<ed25519_dalek::SigningKey>,
+    pub service: String,
+    pub action: crate::spa::Action,
+    /// Ask for "the address this arrives from" (a client behind NAT)
+    /// instead of this host's own.
+    pub nat: bool,
+}
+
+impl std::fmt::Debug for Signed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Signed({}, {:?}, nat={})",
+            self.service, self.action, self.nat
+        )
+    }
+}
+
+/// Send one signed knock to `addr`: this host's address as the socket
+/// toward `addr` has it (or "the sender's"), now, a fresh nonce.
+fn send_signed(addr: SocketAddr, s: &Signed) -> Result<()> {
+    use crate::spa::{Knock, Target, key_id};
+    let fail = |what: &str, e: io::Error| {
+        Error::Other(format!(
+            "{}: cannot {what}: {}",
+            fmt_addr(addr),
+            lower(&io_words(&e))
+        ))
+    };
+    let any: SocketAddr = if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = std::net::UdpSocket::bind(any).map_err(|e| fail("open a UDP socket", e))?;
+    sock.connect(addr).map_err(|e| fail("send", e))?;
+    let me = sock.local_addr().map_err(|e| fail("send", e))?.ip();
+    let k = Knock {
+        action: s.action,
+        target: if s.nat {
+            Target::Sender
+        } else {
+            Target::Addr(me)
+        },
+        time: crate::clock::now().max(0) as u64,
+        nonce: crate::trusted::random()?,
+        key_id: key_id(s.key.verifying_key().as_bytes()),
+        service: s.service.clone(),
+    };
+    sock.send(&k.sign(&s.key)).map_err(|e| fail("send", e))?;
+    Ok(())
 }
 
 /// Where a rotating knock's ports come from (the secret and the clock).
@@ -141,7 +200,14 @@ fn knock_seq(host: SocketAddr, ports: &[u16], o: &Opts) -> Result<()> {
 /// Knock, then check the protected port if asked. Returns the address.
 pub fn knock(o: &Opts) -> Result<IpAddr> {
     let host = knock_all(o)?;
-    if o.report {
+    if let (true, Some(s)) = (o.report, &o.signed) {
+        crate::say!(
+            "sent a signed {} for service {} to {}",
+            s.action.word(),
+            s.service,
+            fmt_addr(at(host, o.ports[0]))
+        );
+    } else if o.report {
         let list: Vec<String> = o.ports.iter().map(u16::to_string).collect();
         crate::say!(
             "knocked {} on {} ({} connection{} each)",
@@ -158,6 +224,9 @@ pub fn knock(o: &Opts) -> Result<IpAddr> {
 }
 
 fn knock_port(addr: SocketAddr, o: &Opts) -> Result<()> {
+    if let Some(s) = &o.signed {
+        return send_signed(addr, s);
+    }
     for _ in 0..o.hits {
         // A new socket each time: a fresh ephemeral source port. A reset
         // after the handshake still counts: the firewall ends the knock

@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod catalogue;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod cmd;
 pub mod config;
@@ -34,6 +35,9 @@ pub mod policy;
 pub mod render;
 pub mod rotate;
 pub mod schema;
+pub mod spa;
+#[allow(unsafe_code)]
+pub mod sys_sandbox;
 #[allow(unsafe_code)]
 pub mod sys_unix;
 pub mod syslog;

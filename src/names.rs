@@ -71,6 +71,9 @@ pub enum Object {
     /// daemon takes out of the authorized hosts; on nftables the meter
     /// that counts them (the rule itself takes the host out).
     Close,
+    /// Signed-knock datagrams per source (nftables): past the limit they
+    /// are dropped before the listener reads them.
+    Spa,
 }
 
 impl Object {
@@ -86,6 +89,7 @@ impl Object {
             Object::Hold => "hosts held back after a wrong knock".into(),
             Object::Admit => "authorizations per IPv6 network".into(),
             Object::Close => "close knocks".into(),
+            Object::Spa => "signed knocks per source".into(),
         }
     }
 }
@@ -104,7 +108,7 @@ pub fn pf_table(s: &Service, o: Object) -> Option<TableName> {
         Object::Table(Role::Allow) => derived(s, "_allow"),
         Object::Hold => derived(s, "_hold"),
         Object::Close => derived(s, "_close"),
-        Object::Meter(_) | Object::Kept | Object::Admit => return None,
+        Object::Meter(_) | Object::Kept | Object::Admit | Object::Spa => return None,
     };
     // Lengths are checked by `config` before a Service exists.
     Some(TableName::new(&name).expect("derived table name checked by config"))
@@ -120,6 +124,7 @@ pub fn nft_set(s: &Service, o: Object, af: Af) -> Option<String> {
         Object::Kept => derived(s, "_kept"),
         Object::Hold => derived(s, "_hold"),
         Object::Close => derived(s, "_close"),
+        Object::Spa => derived(s, "_spa"),
         Object::Admit if af == Af::V6 => derived(s, "_admit"),
         Object::Admit => return None,
     };
@@ -195,6 +200,9 @@ pub fn objects(s: &Service) -> Vec<Object> {
     }
     if s.close.is_some() {
         v.push(Object::Close);
+    }
+    if s.spa.is_some() {
+        v.push(Object::Spa);
     }
     v
 }
@@ -311,9 +319,12 @@ impl Service {
             .into_iter()
             .filter_map(|o| match o {
                 Object::Table(r) => Some((pf_table(self, o)?, r)),
-                Object::Meter(_) | Object::Kept | Object::Hold | Object::Admit | Object::Close => {
-                    None
-                }
+                Object::Meter(_)
+                | Object::Kept
+                | Object::Hold
+                | Object::Admit
+                | Object::Close
+                | Object::Spa => None,
             })
             .collect()
     }

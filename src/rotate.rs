@@ -231,7 +231,7 @@ fn next_load(step: u64, now: i64, timed: bool) -> i64 {
 /// hexadecimal digits, into a new file of mode 0600; never over an
 /// existing one.
 pub fn keygen(path: &Path) -> Result<()> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let io = |op: &'static str| {
         move |source: std::io::Error| Error::Device {
@@ -240,14 +240,7 @@ pub fn keygen(path: &Path) -> Result<()> {
             source,
         }
     };
-    let mut key = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut key))
-        .map_err(|source| Error::Device {
-            path: "/dev/urandom".into(),
-            op: "read",
-            source,
-        })?;
+    let key: [u8; 32] = crate::trusted::random()?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -56,6 +56,8 @@ pub struct Config {
     /// ruleset (`flush ruleset`, then `include`) keeps pfknock's table in
     /// place in the same transaction.
     pub nft_include: Option<PathBuf>,
+    /// The user the signed-knock listener runs as.
+    pub spa_user: String,
     pub services: Vec<Service>,
     pub expires: Vec<ExpireTable>,
 }
@@ -121,6 +123,8 @@ pub struct Service {
     /// The close knock's port: a host that knocks it (at `rate`) is taken
     /// out of the authorized hosts.
     pub close: Option<Port>,
+    /// Signed knocks: a UDP port, and the keys that may sign.
+    pub spa: Option<Spa>,
     pub rate: Rate,
     pub ttl: Secs,
     pub expire: ExpireMode,
@@ -159,6 +163,19 @@ pub struct Rotate {
     pub range: PortRange,
     /// How many knock ports: 1 is a rate knock, more a sequence.
     pub ports: usize,
+}
+
+/// A service's `spa`: signed knocks on a UDP port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spa {
+    pub port: Port,
+    /// The directory of public keys (`NAME.pub`), absolute.
+    pub keys: PathBuf,
+    /// How far a stamp may be off this host's clock, either way.
+    pub window: Secs,
+    /// Take "the address this arrives from", and signed addresses from
+    /// anywhere.
+    pub nat: bool,
 }
 
 /// The nfnetlink_log group of the authorizing rules on Linux.

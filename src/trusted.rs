@@ -194,6 +194,21 @@ pub fn read_secret_file(path: &Path) -> Result<String> {
     Ok(text)
 }
 
+/// `N` bytes from the system's random source (a rotation secret, a
+/// signing key, a nonce).
+pub fn random<const N: usize>() -> Result<[u8; N]> {
+    use std::io::Read;
+    let mut b = [0u8; N];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|source| Error::Device {
+            path: "/dev/urandom".into(),
+            op: "read",
+            source,
+        })?;
+    Ok(b)
+}
+
 fn read_checked(path: &Path, root_only: bool) -> Result<(String, std::fs::Metadata)> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};

@@ -27,6 +27,7 @@ pub(super) fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
     let (facility, poll, nflog_group, log_burst) = globals(cx, &raw)?;
     let expires = expire_tables(cx, &raw, &anchor, &tables)?;
     let nft_include = nft_include(cx, &raw)?;
+    let spa_user = super::spa::spa_user(cx, &raw)?;
     Ok(Config {
         anchor,
         facility,
@@ -35,6 +36,7 @@ pub(super) fn check(cx: &mut Ctx<'_>, raw: RawConfig) -> Result<Config> {
         nflog_group,
         log_burst,
         nft_include,
+        spa_user,
         services,
         expires,
     })

@@ -19,6 +19,8 @@ pub use crate::trusted::{CONFIG_MAX, read_secret_file, read_trusted};
 mod check;
 mod raw;
 mod service;
+mod spa;
+pub use spa::{DEFAULT_SPA_USER, DEFAULT_SPA_WINDOW};
 
 use check::*;
 use raw::*;

@@ -24,6 +24,7 @@ pub(super) struct RawConfig {
     pub(super) nflog_group: Option<Spanned<i64>>,
     pub(super) log_burst: Option<Spanned<i64>>,
     pub(super) nft_include: Option<Spanned<String>>,
+    pub(super) spa_user: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) service: Vec<Spanned<RawService>>,
     #[serde(default)]
@@ -54,6 +55,16 @@ pub(super) struct RawService {
     pub(super) renew: Option<bool>,
     pub(super) size: Option<Spanned<i64>>,
     pub(super) prefix6: Option<Spanned<i64>>,
+    pub(super) spa: Option<Spanned<RawSpa>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSpa {
+    pub(super) port: Spanned<i64>,
+    pub(super) keys: Spanned<String>,
+    pub(super) window: Option<Spanned<String>>,
+    pub(super) nat: Option<bool>,
 }
 
 #[derive(Deserialize)]

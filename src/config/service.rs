@@ -17,6 +17,7 @@ pub(super) fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service>
     let knock = knock_ports(cx, r, &proto, &protect)?;
     let rotate = rotation(cx, r, &proto, &protect)?;
     let close = close_port(cx, r, &proto, &protect, &knock, rotate.as_ref())?;
+    let spa = super::spa::spa(cx, r, &proto, &protect)?;
     let stages = rotate.as_ref().map_or(knock.len(), |r| r.ports);
     derived_names_fit(cx, r, &table, stages)?;
     let (rate, ttl, expire, window) = timing(cx, r, stages)?;
@@ -51,6 +52,7 @@ pub(super) fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service>
         step_start: None,
         rotate,
         close,
+        spa,
         rate,
         ttl,
         expire,
@@ -62,7 +64,8 @@ pub(super) fn check_service(cx: &mut Ctx<'_>, r: &RawService) -> Result<Service>
         family,
         log: r.log.unwrap_or(true),
         block: r.block.as_ref().is_none_or(|b| *b.get_ref()),
-        renew: r.renew.unwrap_or(true),
+        // Signed knocks alone renew by the next signed knock.
+        renew: r.renew.unwrap_or(true) && (r.knock.is_some() || r.rotate.is_some()),
         size,
         prefix6,
         knock_lines: match (&r.knock, &r.rotate) {
@@ -201,11 +204,13 @@ pub(super) fn knock_ports(
             ));
         }
         (None, Some(_)) => return Ok(knock),
+        // Signed knocks alone.
+        (None, None) if r.spa.is_some() => return Ok(knock),
         (None, None) => {
             return Err(cx.err(
                 r.name.span(),
                 "service.knock",
-                "no knock ports: give knock, or rotate",
+                "no knock ports: give knock, rotate, or spa",
             ));
         }
         (Some(k), None) => k,

@@ -37,6 +37,57 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
     }
 
+    /// A signed knock that the listener admitted and root checked again:
+    /// open the address for the service as `pfknock allow` would, or
+    /// close it as `pfknock revoke` would, logged with the key.
+    pub fn signed(&mut self, a: &crate::spa::Admitted, now: i64) {
+        use crate::spa::ActionWord;
+        let mut done = Done::default();
+        let by = format!(
+            "signed {}knock of key {} from {}",
+            if a.action == ActionWord::Close {
+                "close "
+            } else {
+                ""
+            },
+            a.key,
+            a.sender
+        );
+        let cfg = self.cfg.clone();
+        let addr = crate::name::Net::host(a.addr);
+        let svc = Some(a.service.as_str());
+        let t = &mut self.tables;
+        let r = match a.action {
+            ActionWord::Open => verbs::allow(&cfg, t, addr, svc, false, &by, &mut done),
+            ActionWord::Close => verbs::revoke(&cfg, t, addr, svc, now, &by, &mut done),
+        };
+        for l in &done.audit {
+            self.log.log(Level::Info, l);
+        }
+        if r.is_ok() && done.audit.is_empty() {
+            self.log.log(
+                Level::Info,
+                &format!("{by}: {} was not authorized for {}", a.addr, a.service),
+            );
+        }
+        if let Err(e) = r {
+            self.log.log(
+                Level::Err,
+                &format!(
+                    "{} {} for service {} ({by}): {e}",
+                    match a.action {
+                        ActionWord::Open => "open",
+                        ActionWord::Close => "close",
+                    },
+                    a.addr,
+                    a.service
+                ),
+            );
+        }
+        let changes = std::mem::take(&mut done.changes);
+        self.follow(&changes, now);
+    }
+
     fn serve(&mut self, req: &Request, now: i64, done: &mut Done) -> Result<()> {
         let cfg = self.cfg.clone();
         match self.command_of(req)? {

@@ -45,6 +45,9 @@ pub struct Daemon<T, L, G> {
     held: bool,
     /// Where a clean stop keeps what the daemon knew (`state`).
     pub state: Option<PathBuf>,
+    /// The services that take signed knocks, with their keys as read at
+    /// the start or the last reload (`run` hands them to the listener).
+    pub spa: Vec<crate::spa::Service>,
 }
 
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
@@ -69,6 +72,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         record: Option<Option<state::Known>>,
     ) -> Result<Self> {
         let caps = tables.caps();
+        let spa = crate::spa::keys::services(&cfg)?;
         let mut d = Daemon {
             machine: machine::Machine::polling(&cfg, caps.refreshes_entries),
             cfg,
@@ -81,6 +85,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             notes: None,
             held: false,
             state: None,
+            spa,
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;
@@ -237,6 +242,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// `reload`, with its failure returned (to the command that asked).
     pub fn try_reload(&mut self, now: i64) -> Result<()> {
         let (cfg, warnings) = Config::load_at(&self.path, now)?;
+        let spa = crate::spa::keys::services(&cfg)?;
         self.log_warnings(&warnings);
         let old = std::mem::replace(&mut self.cfg, cfg);
         if !self.cfg.services.is_empty()
@@ -245,6 +251,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             self.cfg = old;
             return Err(e);
         }
+        self.spa = spa;
         if self.held {
             self.held = false;
             self.log.log(
@@ -320,6 +327,9 @@ mod events;
 mod lines;
 mod machine;
 pub mod notes;
+mod pidfile;
 mod process;
+mod spa;
 pub mod state;
-pub use process::{DEFAULT_PIDFILE, Pidfile, RunOpts, SysLog, run};
+pub use pidfile::{DEFAULT_PIDFILE, Pidfile};
+pub use process::{RunOpts, SysLog, run};

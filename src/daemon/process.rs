@@ -5,9 +5,9 @@
 //! timeout.
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::{Daemon, Level, Loader, Log};
+use super::{DEFAULT_PIDFILE, Daemon, Level, Loader, Log, Pidfile};
 use crate::config::{Config, Warning};
 use crate::error::{Error, Result};
 use crate::render;
@@ -42,120 +42,6 @@ impl Log for SysLog {
     }
 }
 
-/// Where the daemon keeps its pid when `-p` does not say: one daemon per
-/// system, whoever starts it.
-pub const DEFAULT_PIDFILE: &str = "/var/run/pfknock.pid";
-
-/// A pidfile as pidfile(3) keeps one: opened without following a symbolic
-/// link, a regular file, locked for the life of the daemon, and removed at
-/// the end only if the path still names the file that was locked.
-pub struct Pidfile {
-    path: PathBuf,
-    file: std::fs::File,
-}
-
-impl Pidfile {
-    pub fn create(path: &Path) -> Result<Pidfile> {
-        use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
-        let io = |source: std::io::Error| Error::Device {
-            path: path.display().to_string(),
-            op: "pidfile",
-            source,
-        };
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    Error::Other(format!(
-                        "{}: a symbolic link: refusing to write a pidfile through it",
-                        path.display()
-                    ))
-                } else {
-                    io(e)
-                }
-            })?;
-        let m = f.metadata().map_err(io)?;
-        if !m.file_type().is_file() {
-            return Err(Error::Other(format!(
-                "{}: not a regular file: refusing to use it as a pidfile",
-                path.display()
-            )));
-        }
-        // Another user's file (made first in a directory others can
-        // write, and locked by them) would keep the daemon from starting,
-        // or let them read and move its pid: refused.
-        {
-            use std::os::unix::fs::MetadataExt;
-            if m.uid() != crate::sys_unix::euid() {
-                return Err(Error::Other(format!(
-                    "{}: owned by uid {}, not by this user: refusing to use it as a pidfile",
-                    path.display(),
-                    m.uid()
-                )));
-            }
-        }
-        match f.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = f.read_to_string(&mut pid);
-                let pid = pid.trim();
-                return Err(Error::Other(if pid.is_empty() {
-                    format!(
-                        "{}: locked: pfknock is already running (still starting)",
-                        path.display()
-                    )
-                } else {
-                    format!(
-                        "{}: locked: pfknock is already running (pid {})",
-                        path.display(),
-                        crate::name::shown(pid)
-                    )
-                }));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
-        }
-        let p = Pidfile {
-            path: path.to_owned(),
-            file: f,
-        };
-        // A dead daemon's pid goes now; this one's is written once it
-        // serves (`write_pid`), so a pid in the file means a daemon that
-        // has loaded its rules and listens.
-        p.file.set_len(0).map_err(io)?;
-        Ok(p)
-    }
-
-    /// Write this process's pid, once it serves.
-    pub fn write_pid(&self) -> std::io::Result<()> {
-        use std::io::{Seek, Write};
-        let mut f = &self.file;
-        f.set_len(0)?;
-        f.rewind()?;
-        writeln!(f, "{}", std::process::id())
-    }
-}
-
-impl Drop for Pidfile {
-    fn drop(&mut self) {
-        use std::os::unix::fs::MetadataExt;
-        let (Ok(ours), Ok(now)) = (self.file.metadata(), std::fs::symlink_metadata(&self.path))
-        else {
-            return;
-        };
-        if now.file_type().is_file() && now.dev() == ours.dev() && now.ino() == ours.ino() {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// Options of `pfknock run`.
 pub struct RunOpts<'a> {
     pub config: &'a Path,
@@ -172,16 +58,9 @@ pub struct RunOpts<'a> {
 /// and the exit status; after it, syslog. Paths are made absolute first:
 /// daemon(3) changes to `/`.
 pub fn run(o: RunOpts<'_>) -> Result<()> {
-    use std::io::IsTerminal;
-    let abs = |p: &Path| {
-        std::path::absolute(p).map_err(|source| Error::ConfigFile {
-            file: p.to_owned(),
-            source,
-        })
-    };
     let config = abs(o.config)?;
     let mut log = SysLog {
-        stderr: std::io::stderr().is_terminal(),
+        stderr: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         foreground: o.foreground,
     };
     // Log with the default facility until the config names another, so a
@@ -207,6 +86,7 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     // Under the pidfile's lock: a socket left by a daemon that died is
     // replaced, a live daemon's is not.
     let ctl = crate::control::Listener::bind(&abs(o.socket)?).map_err(fatal)?;
+    let spa = signed_knocks(&cfg).map_err(fatal)?;
     if !o.foreground {
         log.stderr = false;
     }
@@ -248,7 +128,40 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     }
     crate::sys_unix::release_free_memory();
     d.state = Some(state);
-    detach_and_serve(d, (pid, ctl), signals, o.foreground, &warnings, sources)
+    let serving = Serving {
+        warnings: &warnings,
+        signals,
+        sources,
+        spa,
+    };
+    detach_and_serve(d, (pid, ctl), o.foreground, serving)
+}
+
+/// Signed knocks: their keys read and their ports bound before the first
+/// load, as root; the listener starts after the detach. Its replay record
+/// starts empty, so stamps that an earlier daemon may have taken (up to a
+/// window after this start) are refused.
+fn signed_knocks(cfg: &Config) -> Result<Option<super::spa::Spa>> {
+    let services = crate::spa::keys::services(cfg)?;
+    let window = services.iter().map(|s| s.window).max().unwrap_or(0);
+    let not_before = crate::clock::now().max(0) as u64 + window + 1;
+    super::spa::Spa::bind(cfg, &services, not_before)
+}
+
+/// What the loop serves besides the daemon and its pidfile.
+struct Serving<'a> {
+    warnings: &'a [Warning],
+    signals: signal_hook::iterator::Signals,
+    sources: Option<Sources>,
+    spa: Option<super::spa::Spa>,
+}
+
+/// A path made absolute (daemon(3) changes to `/`).
+fn abs(p: &Path) -> Result<std::path::PathBuf> {
+    std::path::absolute(p).map_err(|source| Error::ConfigFile {
+        file: p.to_owned(),
+        source,
+    })
 }
 
 /// `run -n`: the config's warnings, then the load's own test: no firewall
@@ -257,6 +170,7 @@ fn check_only(cfg: &Config, warnings: &[Warning], abs: &Path, given: &Path) -> R
     for w in warnings {
         crate::say!("pfknock: {}", crate::name::no_controls(&w.to_string()));
     }
+    crate::spa::keys::services(cfg)?;
     let b = crate::backend::detect()?;
     b.supports(cfg, abs)?;
     if let crate::backend::Backend::Nft(nft) = &b
@@ -469,10 +383,8 @@ const SIGNALS: [libc::c_int; 5] = [
 fn detach_and_serve<T: Tables, L: Loader>(
     d: Daemon<T, L, SysLog>,
     (pid, ctl): (Pidfile, crate::control::Listener),
-    signals: signal_hook::iterator::Signals,
     foreground: bool,
-    warnings: &[Warning],
-    sources: Option<Sources>,
+    s: Serving<'_>,
 ) -> Result<()> {
     let dev = |op: &'static str| {
         move |source| Error::Device {
@@ -504,8 +416,12 @@ fn detach_and_serve<T: Tables, L: Loader>(
     ctl.sock
         .set_nonblocking(true)
         .map_err(dev("control socket"))?;
-    let feeds = Feeds::new(sources)?;
-    let r = serve(d, warnings, signals, &wake, &ctl, feeds);
+    let feeds = Feeds::new(s.sources)?;
+    let mut spa = s.spa;
+    let r = serve(d, s.warnings, s.signals, (&wake, &ctl), feeds, &mut spa);
+    if let Some(spa) = &mut spa {
+        spa.stop();
+    }
     drop(ctl);
     drop(pid);
     r
@@ -617,8 +533,63 @@ fn kernel_turn<T: Tables, L: Loader>(
     }
 }
 
+/// When the loop wakes: when an entry is due (pf: at the start of its
+/// second; with kernel events: at the millisecond the kernel times it
+/// out), at a rotation step, when the signed-knock listener is to start
+/// again, or at the next poll, whichever is first. Polling (pf): at the
+/// next poll at the latest. With kernel events (nftables) only deadlines
+/// wake the loop, or an hour goes by.
+fn next_wake<T: Tables, L: Loader>(
+    d: &Daemon<T, L, SysLog>,
+    spa: &Option<super::spa::Spa>,
+    now_ms: i64,
+) -> i64 {
+    let idle = if d.polls() { d.cfg.poll.0 as i64 } else { 3600 };
+    d.next_due_ms()
+        .into_iter()
+        .chain(d.next_step().map(|t| t * 1000))
+        .chain(spa_due(spa, now_ms))
+        .fold(now_ms + idle * 1000, i64::min)
+        .max(now_ms)
+}
+
+/// When the signed-knock listener is to start again, in ms.
+fn spa_due(spa: &Option<super::spa::Spa>, now_ms: i64) -> Option<i64> {
+    let t = spa.as_ref()?.due()?;
+    let left = t.saturating_duration_since(std::time::Instant::now());
+    Some(now_ms + left.as_millis() as i64)
+}
+
+/// The signed-knock listener's turn: what it said, and its restart when
+/// due.
+fn signed<T: Tables, L: Loader>(
+    d: &mut Daemon<T, L, SysLog>,
+    spa: &mut Option<super::spa::Spa>,
+    readable: bool,
+) {
+    let Some(s) = spa else {
+        return;
+    };
+    let mut out = Vec::new();
+    if readable {
+        s.read(crate::clock::now(), &mut out);
+    }
+    s.tick(&mut out);
+    heard(d, out);
+}
+
+fn heard<T: Tables, L: Loader>(d: &mut Daemon<T, L, SysLog>, out: Vec<super::spa::Heard>) {
+    for h in out {
+        match h {
+            super::spa::Heard::Admitted(a) => d.signed(&a, crate::clock::now()),
+            super::spa::Heard::Line(level, msg) => d.log.log(level, &msg),
+        }
+    }
+}
+
 /// What ended a wait.
 struct Ready {
+    spa: bool,
     kernel: bool,
     signal: bool,
     control: bool,
@@ -630,9 +601,9 @@ fn serve<T: Tables, L: Loader>(
     mut d: Daemon<T, L, SysLog>,
     warnings: &[Warning],
     mut signals: signal_hook::iterator::Signals,
-    wake: &std::os::unix::net::UnixStream,
-    ctl: &crate::control::Listener,
+    (wake, ctl): (&std::os::unix::net::UnixStream, &crate::control::Listener),
     mut feeds: Feeds,
+    spa: &mut Option<super::spa::Spa>,
 ) -> Result<()> {
     use std::os::fd::AsFd;
     use std::time::Duration;
@@ -643,19 +614,7 @@ fn serve<T: Tables, L: Loader>(
     let mut pending = Pending::new();
     loop {
         let now_ms = crate::clock::now_ms();
-        let poll = d.cfg.poll.0 as i64;
-        // Wake when an entry is due (pf: at the start of its second; with
-        // kernel events: at the millisecond the kernel times it out), at a
-        // rotation step, or at the next poll, whichever is first. Polling
-        // (pf): at the next poll at the latest. With kernel events
-        // (nftables) only deadlines wake the loop, or an hour goes by.
-        let idle = if d.polls() { poll } else { 3600 };
-        let wake_at = d
-            .next_due_ms()
-            .into_iter()
-            .chain(d.next_step().map(|t| t * 1000))
-            .fold(now_ms + idle * 1000, i64::min)
-            .max(now_ms);
+        let wake_at = next_wake(&d, spa, now_ms);
         let mut wait = Duration::from_millis((wake_at - now_ms) as u64);
         if !pending.is_empty() {
             wait = Duration::ZERO;
@@ -667,6 +626,9 @@ fn serve<T: Tables, L: Loader>(
         }
         let ready = {
             let mut fds = vec![wake.as_fd(), ctl.sock.as_fd()];
+            let sfd = spa.as_ref().and_then(|s| s.fd());
+            let ns = usize::from(sfd.is_some());
+            fds.extend(sfd);
             let kfds = feeds.fds();
             let nk = kfds.len();
             fds.extend(kfds);
@@ -678,16 +640,23 @@ fn serve<T: Tables, L: Loader>(
             Ready {
                 signal: r[0] || std::mem::take(&mut first),
                 control: r[1],
-                kernel: nk > 0 && r[2..].iter().any(|x| *x),
+                spa: ns > 0 && r[2],
+                kernel: nk > 0 && r[2 + ns..].iter().any(|x| *x),
             }
         };
         // What the kernel said came first.
         kernel_turn(&mut d, &mut feeds, &mut pending, ready.kernel);
+        signed(&mut d, spa, ready.spa);
         if ready.signal && signalled(&mut d, &mut signals, wake) {
             return Ok(());
         }
         if ready.control {
             commands(&mut d, ctl, &mut feeds, &mut pending);
+        }
+        if ready.signal || ready.control {
+            let mut out = Vec::new();
+            super::spa::Spa::reload(spa, &d.cfg, &d.spa, &mut out);
+            heard(&mut d, out);
         }
         let now_ms = crate::clock::now_ms();
         // A wake for the log's sake alone polls nothing; deadlines wait

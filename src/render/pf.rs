@@ -89,8 +89,33 @@ fn service(o: &mut String, s: &Service) -> Option<String> {
     let _ = writeln!(o, "{}", super::service_comment(s));
     tables_of(o, s);
     knocks(o, s, here);
+    signed(o, s, here);
     protect(o, s, &dest)
 }
+
+/// The signed-knock port passes to the listener (whatever pf.conf says
+/// after the anchor), from whoever may knock, with at most `SPA_STATES`
+/// flows a source: a source that sends more is dropped by pf.
+fn signed(o: &mut String, s: &Service, here: &str) {
+    let Some(sp) = &s.spa else {
+        return;
+    };
+    let who = if s.from.is_empty() {
+        "any".to_owned()
+    } else {
+        list(s.from.iter().map(|n| n.to_string()))
+    };
+    let _ = writeln!(
+        o,
+        "{} proto udp from {who} to {here} port {} keep state (max-src-states {SPA_STATES})",
+        head(s, "pass", false),
+        sp.port
+    );
+}
+
+/// The most signed-knock flows (source address and port) pf keeps for
+/// one source address at a time.
+const SPA_STATES: u32 = 16;
 
 /// The service's tables: persist, with counters for idle expiry; the
 /// allow list const.

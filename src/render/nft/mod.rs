@@ -194,7 +194,7 @@ impl TableDef {
 fn untracked_and_local(cfg: &Config) -> (Vec<String>, Vec<String>) {
     let mut pre = Vec::new();
     let mut output = Vec::new();
-    for s in &cfg.services {
+    for s in cfg.services.iter().filter(|s| !answering(s).is_empty()) {
         let ports = list(&answering(s));
         let iif = match &s.on {
             Some(i) => format!("iifname \"{i}\""),
@@ -230,6 +230,7 @@ pub fn build(cfg: &Config) -> TableDef {
     input.push("iifname \"lo\" accept".to_owned());
     for s in &cfg.services {
         knock_rules(&mut input, s);
+        spa_rules(&mut input, s);
     }
     for s in &cfg.services {
         protect_rules(&mut input, s, Hook::Input);

@@ -122,6 +122,12 @@ pub(super) fn service_sets(s: &Service) -> Vec<SetDef> {
                     Secs(s.rate.secs as u64),
                     format!("{}: meter close, rate {}", s.name, s.rate),
                 ))),
+                // A source's signed-knock datagrams (`spa_rules`).
+                Object::Spa => v.push(wide(dynset(
+                    o,
+                    Secs(60),
+                    format!("{}: signed knocks per source, {SPA_LIMIT}", s.name),
+                ))),
                 // As long as the meter remembers a knock: the rate's window.
                 Object::Hold => v.push(wide(dynset(
                     o,
@@ -415,6 +421,46 @@ fn stage_target(s: &Service, k: usize, group: u16) -> (Object, &'static str, Str
         names::knock_prefix(&s.name)
     );
     (Object::Table(Role::Auth), verb, log)
+}
+
+/// How many signed-knock datagrams a source may send: past this the
+/// kernel drops them before the listener reads them.
+pub(super) const SPA_LIMIT: &str = "10/second burst 20 packets";
+
+/// The signed-knock port: dropped past `SPA_LIMIT` a source, and from
+/// whoever `from` leaves out; the rest goes on to the listener.
+pub(super) fn spa_rules(out: &mut Vec<String>, s: &Service) {
+    let Some(sp) = &s.spa else {
+        return;
+    };
+    let iif = iif(s);
+    for af in families(s) {
+        let meter = set_of(s, Object::Spa, af);
+        let nf = match af {
+            Af::V4 => "ipv4",
+            Af::V6 => "ipv6",
+        };
+        if !s.from.is_empty() {
+            let nets = nets_of(&s.from, af);
+            let only = if nets.is_empty() {
+                String::new()
+            } else {
+                format!("{} saddr != {} ", af.proto(), list(&nets))
+            };
+            out.push(format!(
+                "{iif}meta nfproto {nf} udp dport {} {only}drop",
+                sp.port
+            ));
+        }
+        out.push(format!(
+            "{iif}meta nfproto {nf} udp dport {} update @{meter} {{ {} limit rate over {SPA_LIMIT} }} drop",
+            sp.port,
+            key(s, af)
+        ));
+    }
+    if s.family != crate::name::Family::Any {
+        out.push(format!("{iif}udp dport {} drop", sp.port));
+    }
 }
 
 /// The ports that answer like knock ports: the knock ports, or a
