@@ -128,7 +128,8 @@ impl NftTables {
     fn present(&mut self, t: &TableRef, addrs: &[Net]) -> Result<Vec<Net>> {
         #[cfg(target_os = "linux")]
         if addrs.iter().all(|n| n.is_host()) {
-            let sets = self.sets_terse(t)?;
+            // No listing of the ruleset: a set that is not there holds
+            // nothing (the kernel answers ENOENT for each address alike).
             let mut l = crate::netlink::Lookup::open(TABLE).map_err(|e| Error::Tool {
                 says: crate::error::ToolSays::Failed,
                 tool: format!("netlink: table inet {TABLE}"),
@@ -139,14 +140,14 @@ impl NftTables {
                 (format!("{}_4", t.name), false),
                 (format!("{}_6", t.name), true),
             ] {
-                if !sets.iter().any(|s| s.name == set) {
-                    continue;
-                }
                 let mut mine: Vec<Net> = addrs
                     .iter()
                     .filter(|n| n.addr().is_ipv6() == v6)
                     .copied()
                     .collect();
+                if mine.is_empty() {
+                    continue;
+                }
                 mine.sort_unstable();
                 mine.dedup();
                 let ips: Vec<std::net::IpAddr> = mine.iter().map(|n| n.addr()).collect();
@@ -194,7 +195,13 @@ impl NftTables {
     /// committed it and leaves the log line to the command); elsewhere
     /// one `nft -f`.
     fn elements(&self, verb: &str, t: &TableRef, addrs: &[Net]) -> Result<()> {
-        let sets = self.sets_terse(t)?;
+        // On Linux the ruleset is listed only when the kernel says a set
+        // is not there, to say why; elsewhere first.
+        let sets = if cfg!(target_os = "linux") {
+            None
+        } else {
+            Some(self.sets_terse(t)?)
+        };
         let mut todo: Vec<(String, Vec<Net>)> = Vec::new();
         for (suffix, v6) in [("_4", false), ("_6", true)] {
             let list: Vec<Net> = addrs
@@ -206,13 +213,11 @@ impl NftTables {
                 continue;
             }
             let set = format!("{}{suffix}", t.name);
-            if !sets.iter().any(|s| s.name == set) {
-                return Err(Error::Usage(format!(
-                    "{}: {} has no {} set (family of the service)",
-                    list[0],
-                    t,
-                    if v6 { "IPv6" } else { "IPv4" }
-                )));
+            if sets
+                .as_ref()
+                .is_some_and(|s| !s.iter().any(|s| s.name == set))
+            {
+                return Err(no_set(t, v6, list[0]));
             }
             todo.push((set, list));
         }
@@ -227,9 +232,15 @@ impl NftTables {
             let elems: Vec<(std::net::IpAddr, Option<(u64, u64)>)> =
                 list.iter().map(|n| (n.addr(), None)).collect();
             crate::netlink::change_elements(TABLE, set, verb == "add", &elems).map_err(|e| {
-                // ENFILE is what the kernel answers for a set at its size.
+                // ENFILE is what the kernel answers for a set at its size,
+                // ENOENT for a set (or table) that is not there.
                 if e.raw_os_error() == Some(libc::ENFILE) {
                     full()
+                } else if e.raw_os_error() == Some(libc::ENOENT) {
+                    match self.sets_terse(t) {
+                        Err(e) => e,
+                        Ok(_) => no_set(t, set.ends_with("_6"), list[0]),
+                    }
                 } else {
                     Error::Tool {
                         says: crate::error::ToolSays::Failed,
@@ -269,6 +280,14 @@ pub(super) fn no_table(t: &TableRef) -> Error {
         tool: "nft".into(),
         msg: format!("{t}: no such set in table inet {TABLE} (is it loaded? pfknock load)"),
     }
+}
+
+/// A table without the set of an address's family.
+fn no_set(t: &TableRef, v6: bool, first: Net) -> Error {
+    Error::Usage(format!(
+        "{first}: {t} has no {} set (family of the service)",
+        if v6 { "IPv6" } else { "IPv4" }
+    ))
 }
 
 pub(super) fn hosts_only(addrs: &[Net]) -> Result<()> {
@@ -388,7 +407,9 @@ impl Tables for NftTables {
 
     fn add(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
         hosts_only(addrs)?;
-        let before: Vec<Net> = self.entries(t)?.iter().map(|e| e.net).collect();
+        // Looked up one by one: an allow costs the same in a set of a
+        // million as in an empty one.
+        let before = self.present(t, addrs)?;
         let new: Vec<Net> = addrs
             .iter()
             .filter(|a| !before.contains(a))
