@@ -26,6 +26,8 @@ fn main() {
         window: 30,
         nat: false,
         keys: vec![("alice".into(), key.verifying_key().to_bytes())],
+        from: Vec::new(),
+        families: vec![4, 6],
     };
     let knock = |i: usize, time: u64, id: &ed25519_dalek::SigningKey| {
         let mut nonce = [0u8; 16];

@@ -50,6 +50,8 @@ fn a_million_datagrams_panic_nothing_and_admit_only_what_was_signed() {
         window: 30,
         nat,
         keys: vec![("alice".into(), key.verifying_key().to_bytes())],
+        from: Vec::new(),
+        families: vec![4, 6],
     };
     let mut checker = Checker::new(&[svc("ssh", false), svc("www", true)], 0);
     let from: IpAddr = "198.18.0.5".parse().unwrap();

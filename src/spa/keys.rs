@@ -161,6 +161,12 @@ pub fn services(cfg: &crate::config::Config) -> Result<Vec<super::Service>> {
                     .into_iter()
                     .map(|k| (k.name, k.bytes))
                     .collect(),
+                from: s.from.iter().map(|n| n.to_string()).collect(),
+                families: [(4, crate::name::Af::V4), (6, crate::name::Af::V6)]
+                    .into_iter()
+                    .filter(|(_, af)| s.family.covers(*af))
+                    .map(|(n, _)| n)
+                    .collect(),
             })
         })
         .collect()

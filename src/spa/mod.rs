@@ -53,6 +53,17 @@ pub struct Service {
     /// Take "the sender's address", and signed addresses from anywhere.
     pub nat: bool,
     pub keys: Vec<(String, [u8; 32])>,
+    /// The service's `from` (networks, as the config writes them): the
+    /// sender and the address opened must be in one. Empty: any.
+    #[serde(default)]
+    pub from: Vec<String>,
+    /// The address families the service takes: 4, 6, or both.
+    #[serde(default = "both")]
+    pub families: Vec<u8>,
+}
+
+fn both() -> Vec<u8> {
+    vec![4, 6]
 }
 
 /// What an admitted datagram asks for.
@@ -121,6 +132,17 @@ impl Replay {
 struct Known {
     svc: Service,
     keys: HashMap<[u8; 8], (String, ed25519_dalek::VerifyingKey)>,
+    from: Vec<crate::name::Net>,
+}
+
+impl Known {
+    /// May this address knock, or be opened: in `from`, of a family the
+    /// service takes?
+    fn admits(&self, a: IpAddr) -> bool {
+        let af = if a.is_ipv4() { 4 } else { 6 };
+        self.svc.families.contains(&af)
+            && (self.from.is_empty() || self.from.iter().any(|n| n.contains(a)))
+    }
 }
 
 /// The checks, in order, with the replay record they keep.
@@ -149,11 +171,16 @@ impl Checker {
                         Some((key_id(b), (n.clone(), k)))
                     })
                     .collect();
+                // A network that does not read is left out: `from` then
+                // admits less, never more (the config check refuses it
+                // first).
+                let from = s.from.iter().filter_map(|n| n.parse().ok()).collect();
                 (
                     s.name.clone(),
                     Known {
                         svc: s.clone(),
                         keys,
+                        from,
                     },
                 )
             })
@@ -190,6 +217,9 @@ impl Checker {
         key.verify_strict(u.body, &u.sig)
             .map_err(|_| Refused::Signature)?;
         let addr = address(s, k.target, from)?;
+        if !known.admits(canonical(from)) || !known.admits(addr) {
+            return Err(Refused::From);
+        }
         let a = Admitted {
             service: k.service.clone(),
             action: k.action.into(),
@@ -224,6 +254,9 @@ impl Checker {
             .ok_or(Refused::Key)?;
         if (!s.nat && a.addr != canonical(a.sender)) || !packet::host_address(a.addr) {
             return Err(Refused::Address);
+        }
+        if !known.admits(canonical(a.sender)) || !known.admits(a.addr) {
+            return Err(Refused::From);
         }
         if self.replay.seen(*id, a.nonce) {
             return Err(Refused::Replay);

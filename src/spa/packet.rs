@@ -87,12 +87,15 @@ pub enum Refused {
     /// A signed address that is not the sender's, without `nat`; or "the
     /// sender's" without `nat`; or an address no host has.
     Address,
+    /// The sender or the address to open is outside the service's
+    /// `from`, or of a family it does not take.
+    From,
     /// The replay record is full: refused until nonces age out.
     Busy,
 }
 
 impl Refused {
-    pub const ALL: [Refused; 8] = [
+    pub const ALL: [Refused; 9] = [
         Refused::Malformed,
         Refused::Service,
         Refused::Stale,
@@ -100,6 +103,7 @@ impl Refused {
         Refused::Signature,
         Refused::Replay,
         Refused::Address,
+        Refused::From,
         Refused::Busy,
     ];
     pub fn words(self) -> &'static str {
@@ -111,6 +115,7 @@ impl Refused {
             Refused::Signature => "bad signature",
             Refused::Replay => "replayed",
             Refused::Address => "address not the sender's",
+            Refused::From => "outside the service's from or family",
             Refused::Busy => "replay record full",
         }
     }
@@ -261,6 +266,34 @@ mod tests {
         let d = knock(Target::Addr("198.18.0.5".parse().unwrap()), "ssh").sign(&key);
         assert_eq!(d[5], 4);
         assert_eq!(&d[6..10], &[198, 18, 0, 5]);
+    }
+
+    #[test]
+    fn the_datagram_in_docs_spa_md_is_the_one_this_code_makes() {
+        let doc = include_str!("../../docs/spa.md");
+        let want = doc
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("504b5331"))
+            .expect("the datagram in docs/spa.md");
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let public: String = key
+            .verifying_key()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(doc.contains(&public), "docs/spa.md: public key");
+        let k = Knock {
+            action: Action::Open,
+            target: Target::Addr("198.51.100.7".parse().unwrap()),
+            time: 1_800_000_000,
+            nonce: core::array::from_fn(|i| i as u8),
+            key_id: crate::spa::key_id(key.verifying_key().as_bytes()),
+            service: "ssh".into(),
+        };
+        let got: String = k.sign(&key).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

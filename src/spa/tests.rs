@@ -15,6 +15,8 @@ fn service(nat: bool) -> Service {
         window: 30,
         nat,
         keys: vec![("alice".into(), key(1).verifying_key().to_bytes())],
+        from: Vec::new(),
+        families: vec![4, 6],
     }
 }
 
@@ -150,6 +152,30 @@ fn a_close_is_admitted_as_such_and_old_stamps_refused_after_a_cold_start() {
     assert_eq!(
         c.check(&k.sign(&key(1)), ip("198.18.0.5"), 62201, NOW + 10),
         Err(Refused::Stale)
+    );
+}
+
+#[test]
+fn from_and_family_bound_who_may_knock_and_what_opens() {
+    let s = Service {
+        from: vec!["198.18.0.0/24".into()],
+        families: vec![4],
+        ..service(true)
+    };
+    let mut c = Checker::new(&[s], 0);
+    let d = |t, n| knock(t, NOW, n).sign(&key(1));
+    // From outside `from`, or opening an address outside it, or of a
+    // family the service does not take: refused.
+    for (t, from, n) in [
+        (Target::Sender, "198.18.1.5", 1),
+        (at("198.18.1.5"), "198.18.0.5", 2),
+        (at("fd00::5"), "198.18.0.5", 3),
+    ] {
+        assert_eq!(c.check(&d(t, n), ip(from), 62201, NOW), Err(Refused::From));
+    }
+    assert!(
+        c.check(&d(Target::Sender, 4), ip("198.18.0.5"), 62201, NOW)
+            .is_ok()
     );
 }
 
