@@ -36,6 +36,7 @@ struct Rig {
     alice: ed25519_dalek::SigningKey,
     mallory: ed25519_dalek::SigningKey,
     daemon: std::process::Child,
+    pid: String,
     log: std::os::unix::net::UnixDatagram,
     said: String,
 }
@@ -73,7 +74,7 @@ impl Rig {
             &dev,
         ]);
         n.up();
-        let (daemon, _pid, log) = common::daemon_logging_to_a_socket(&n);
+        let (daemon, pid, log) = common::daemon_logging_to_a_socket(&n);
         let said = common::read_log(&log, 10, |s| s.contains("listener pid"));
         assert!(said.contains("sandbox seccomp"), "{said}");
         // Stamps from before the start and one window on are refused.
@@ -83,6 +84,7 @@ impl Rig {
             mallory: keys::read_private(&n.dir.join("mallory")).unwrap(),
             n,
             daemon,
+            pid,
             log,
             said,
         }
@@ -530,4 +532,50 @@ fn a_flood_opens_nothing_keeps_memory_flat_and_a_real_knock_still_opens() {
     assert!(after < before + 2048, "{before} -> {after} kB");
     assert_eq!(r.authorized(), vec![r.ip(2)]);
     assert!(!r.said.contains(&format!("allowed 198.18.{}.10", r.n.n)));
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn one_key_is_added_or_revoked_by_its_file_and_a_bad_one_changes_nothing() {
+    need_root_and_tools!();
+    let mut r = Rig::new(CONF);
+    let keys = r.n.dir.join("keys");
+    let hup = |r: &Rig| common::sh(&["kill", "-HUP", &r.pid]);
+    let open_as = |r: &Rig, who: &ed25519_dalek::SigningKey| {
+        let a = r.ip(2).parse().unwrap();
+        r.datagram(Target::Addr(a), 0, who, who)
+    };
+    // Mallory's key is not installed: refused.
+    let (alice, mallory) = (r.alice.clone(), r.mallory.clone());
+    r.send(2, &open_as(&r, &mallory), 1);
+    r.wait_log("unknown key", 12);
+    assert!(r.authorized().is_empty());
+    // Installed, and SIGHUP: the listener starts again with it.
+    std::fs::copy(r.n.dir.join("mallory.pub"), keys.join("mallory.pub")).unwrap();
+    hup(&r);
+    r.wait_log("listener pid", 10);
+    r.send(2, &open_as(&r, &mallory), 1);
+    r.wait_log("by signed knock of key mallory", 5);
+    assert_eq!(r.authorized(), vec![r.ip(2)]);
+    ok(&r.n.via_daemon(&["revoke", &r.ip(2)]));
+    r.wait_log("revoked", 5);
+    // A key file that is not one: the reload fails, the keys stay.
+    std::fs::write(keys.join("broken.pub"), "ed25519 nothex\n").unwrap();
+    hup(&r);
+    r.wait_log("keeping the running configuration", 5);
+    std::fs::remove_file(keys.join("broken.pub")).unwrap();
+    r.send(2, &open_as(&r, &alice), 1);
+    r.wait_log("by signed knock of key alice", 5);
+    ok(&r.n.via_daemon(&["revoke", &r.ip(2)]));
+    r.wait_log("revoked", 5);
+    // Alice's file removed: her knocks open nothing; mallory's still do.
+    std::fs::remove_file(keys.join("alice.pub")).unwrap();
+    hup(&r);
+    r.wait_log("listener pid", 10);
+    r.send(2, &open_as(&r, &alice), 1);
+    r.wait_log("unknown key", 12);
+    assert!(r.authorized().is_empty());
+    r.send(2, &open_as(&r, &mallory), 1);
+    r.wait_log("by signed knock of key mallory", 5);
+    assert_eq!(r.authorized(), vec![r.ip(2)]);
 }

@@ -314,9 +314,11 @@ impl Spa {
         {
             return;
         }
-        let not_before = this
-            .as_ref()
-            .map_or(crate::clock::now().max(0) as u64, |s| s.not_before);
+        // A listener new to this daemon: its first window refuses every
+        // stamp, as at a start.
+        let window = services.iter().map(|s| s.window).max().unwrap_or(0);
+        let fresh = crate::clock::now().max(0) as u64 + window + 1;
+        let not_before = this.as_ref().map_or(fresh, |s| s.not_before);
         let mut keep = this.take();
         if let Some(s) = &mut keep {
             s.stop();
