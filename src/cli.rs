@@ -183,11 +183,11 @@ pub struct KnockArgs {
     pub close: bool,
     /// Signed knock: one UDP datagram signed with the private key in KEY
     /// (pfknock keygen --spa), to the service's spa.port, or to the one
-    /// port given
+    /// port given; the service is the config's one with spa unless -s
+    /// names it
     #[arg(
         long,
         value_name = "KEY",
-        requires = "service",
         conflicts_with_all = ["secret", "range", "hits", "delay"]
     )]
     pub spa: Option<PathBuf>,

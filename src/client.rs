@@ -80,28 +80,54 @@ fn signed_knock(name: &str, key: &Path, close: bool, nat: bool) -> Result<knock:
     })
 }
 
-/// `knock --spa`: the one port given, or the service's `spa.port` from
-/// the config (then also the service's family).
-fn signed_port(path: &Path, name: &str, ports: &[u16]) -> Result<(u16, name::Family)> {
-    match ports {
-        [p] => Ok((*p, name::Family::Any)),
-        [] => {
-            let (cfg, _) = Config::read(path).map_err(|e| {
-                Error::Usage(format!(
-                    "{e}: without the config, give the service's signed-knock port after \
-                     the host"
-                ))
-            })?;
-            let s = cmd::one_service(&cfg, Some(name))?;
-            let sp = s.spa.as_ref().ok_or_else(|| {
-                Error::Usage(format!("--spa: service {} takes no signed knocks", s.name))
-            })?;
-            Ok((sp.port.get(), s.family))
-        }
-        _ => Err(Error::Usage(
+/// `knock --spa`: the service (`-s`, or the config's one service with
+/// `spa`), and the one port given or its `spa.port` (then also its
+/// family).
+fn signed_port(
+    path: &Path,
+    name: Option<&str>,
+    ports: &[u16],
+) -> Result<(String, u16, name::Family)> {
+    if ports.len() > 1 {
+        return Err(Error::Usage(
             "--spa sends one datagram to one port: give one, or none".into(),
-        )),
+        ));
     }
+    if let (Some(n), [p]) = (name, ports) {
+        return Ok((n.to_owned(), *p, name::Family::Any));
+    }
+    let (cfg, _) = Config::read(path).map_err(|e| {
+        Error::Usage(format!(
+            "{e}: without the server's config, give -s SERVICE and the signed-knock port \
+             after the host"
+        ))
+    })?;
+    let s = match name {
+        Some(n) => cmd::one_service(&cfg, Some(n))?,
+        None => {
+            let with: Vec<&config::Service> =
+                cfg.services.iter().filter(|s| s.spa.is_some()).collect();
+            match with.as_slice() {
+                [one] => *one,
+                [] => {
+                    return Err(Error::Usage(
+                        "--spa: no service of the config takes signed knocks".into(),
+                    ));
+                }
+                _ => {
+                    return Err(Error::Usage(
+                        "--spa: several services take signed knocks: name one with -s".into(),
+                    ));
+                }
+            }
+        }
+    };
+    let sp = s
+        .spa
+        .as_ref()
+        .ok_or_else(|| Error::Usage(format!("--spa: service {} takes no signed knocks", s.name)))?;
+    let port = ports.first().copied().unwrap_or(sp.port.get());
+    Ok((s.name.clone(), port, s.family))
 }
 
 fn service_knock(
@@ -174,13 +200,13 @@ pub fn knock(path: &Path, mut k: crate::cli::KnockArgs) -> Result<()> {
         };
         ports = rotating_ports(name, &rot, None)?;
         ports_now = Some(port_source(name, rot));
-    } else if let (Some(name), Some(key)) = (&k.service, &k.spa) {
-        let (port, of_service) = signed_port(path, name, &ports)?;
+    } else if let Some(key) = &k.spa {
+        let (name, port, of_service) = signed_port(path, k.service.as_deref(), &ports)?;
         ports = vec![port];
         if family == name::Family::Any {
             family = of_service;
         }
-        signed = Some(signed_knock(name, key, k.close, k.nat)?);
+        signed = Some(signed_knock(&name, key, k.close, k.nat)?);
     } else if let Some(name) = &k.service {
         if k.close && !ports.is_empty() {
             return Err(Error::Usage(

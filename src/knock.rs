@@ -289,7 +289,14 @@ fn verify(target: SocketAddr, host: SocketAddr, o: &Opts) -> Result<TcpStream> {
             }
         }
         let last = *ports.last().expect("ports checked");
-        if o.report {
+        if o.report && o.signed.is_some() {
+            crate::say!(
+                "{}: closed; sending a new signed knock to {last} (try {} of {})",
+                fmt_addr(target),
+                tries + 1,
+                o.retries + 1
+            );
+        } else if o.report {
             crate::say!(
                 "{}: closed; knocking {last} again (try {} of {})",
                 fmt_addr(target),

@@ -466,10 +466,26 @@ fn a_flood_opens_nothing_keeps_memory_flat_and_a_real_knock_still_opens() {
             .unwrap_or(0)
     };
     let before = rss(&pid);
+    let cpu = |p: &str| {
+        let s = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let f: Vec<u64> = s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // utime and stime, fields 14 and 15 of stat(5): 11 and 12 after
+        // the command name.
+        f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
+    };
+    let cpu_before = cpu(&pid);
     // A datagram that costs the most to refuse: alice's key id, a stamp
-    // in the window, mallory's signature. 100k a second in all, from 4
-    // forged addresses of the test's own range, for 3 s; counted as they
-    // arrive by a probe table of the test's.
+    // in the window, mallory's signature. 100k a second asked of hping3
+    // in all (a 2-core machine sends about 60k), from 4 forged addresses
+    // of the test's own range, for 3 s; counted as they arrive by a probe
+    // table of the test's. The kernel's per-source limit leaves the
+    // listener a few hundred: its CPU is printed beside its memory.
     let probe = "table inet spaprobe { chain c { type filter hook prerouting priority -400; policy accept; udp dport 62201 counter; }; }";
     ok(&ns(&r.n.srv, &["nft", probe]));
     let forged = r.datagram(
@@ -523,11 +539,12 @@ fn a_flood_opens_nothing_keeps_memory_flat_and_a_real_knock_still_opens() {
         .and_then(|x| x.split_whitespace().next())
         .and_then(|x| x.parse().ok())
         .unwrap_or(0);
+    let ticks = cpu(&pid) - cpu_before;
     eprintln!(
         "flood: {sent} datagrams in 3 s; the real knock opened in {took:?}; listener RSS \
-         {before} kB -> {after} kB"
+         {before} kB -> {after} kB, CPU {ticks} ticks"
     );
-    assert!(sent > 30_000, "the flood did not happen: {sent}");
+    assert!(sent > 150_000, "the flood did not happen: {sent}");
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert!(after < before + 2048, "{before} -> {after} kB");
     assert_eq!(r.authorized(), vec![r.ip(2)]);
