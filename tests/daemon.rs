@@ -1337,3 +1337,89 @@ fn a_full_pool_of_source_nodes_is_logged_when_it_fills_and_when_it_has_room() {
         assert_eq!(r.hosts("ssh").len(), 3, "{}", l.os);
     }
 }
+
+/// A signed knock, once the listener and root admitted it, goes through
+/// the same table as a knock: opened, logged with its key, expired at the
+/// ttl; a signed close takes it out, and one for nobody says so.
+#[test]
+fn a_signed_knock_opens_expires_and_closes_through_the_table() {
+    use pfknock::spa::{ActionWord, Admitted};
+    let keys = common::Scratch::new("daemon-spa-keys");
+    let k = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let hex: String = k
+        .verifying_key()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    fs::write(keys.join("alice.pub"), format!("ed25519 {hex}\n")).unwrap();
+    let conf = format!(
+        "[[service]]\nname = \"ssh\"\nprotect = [22]\nttl = \"60s\"\n\
+         spa = {{ port = 62201, keys = \"{}\" }}\n",
+        keys.display()
+    );
+    let conf: &'static str = Box::leak(conf.into_boxed_str());
+    for l in OSES {
+        let mut r = rig(l, "spa", conf);
+        assert_eq!(r.d.spa.len(), 1, "{}: the keys were read", l.os);
+        assert_eq!(r.d.spa[0].keys[0].0, "alice");
+        r.log.take();
+        let a = |action, addr: &str| Admitted {
+            service: "ssh".into(),
+            action,
+            addr: addr.parse().unwrap(),
+            sender: addr.parse().unwrap(),
+            key: "alice".into(),
+            time: NOW as u64,
+            nonce: [1; 16],
+        };
+        r.d.signed(&a(ActionWord::Open, "192.0.2.10"), NOW);
+        assert_eq!(r.hosts("ssh"), [("192.0.2.10".to_owned(), NOW)], "{}", l.os);
+        assert_eq!(
+            r.log.take(),
+            [
+                "allowed 192.0.2.10 service=ssh table=ssh anchor=pfknock ttl=1m by signed \
+              knock of key alice from 192.0.2.10"
+            ],
+            "{}",
+            l.os
+        );
+        // Not logged again at the next look; expired at the ttl, once.
+        r.at(NOW + 1);
+        assert!(r.log.take().is_empty(), "{}", l.os);
+        r.at(NOW + 61);
+        assert!(r.hosts("ssh").is_empty(), "{}", l.os);
+        assert_eq!(
+            r.log.take(),
+            ["expired 192.0.2.10 service=ssh table=ssh anchor=pfknock age=1m1s ttl=1m"],
+            "{}",
+            l.os
+        );
+        r.d.signed(&a(ActionWord::Open, "192.0.2.11"), NOW + 62);
+        r.d.signed(&a(ActionWord::Close, "192.0.2.11"), NOW + 63);
+        assert!(r.hosts("ssh").is_empty(), "{}", l.os);
+        let said = r.log.take();
+        assert!(
+            said[1].starts_with("revoked 192.0.2.11 service=ssh table=ssh anchor=pfknock")
+                && said[1].ends_with("by signed close knock of key alice from 192.0.2.11"),
+            "{}: {said:?}",
+            l.os
+        );
+        r.at(NOW + 130);
+        assert!(
+            r.log.take().is_empty(),
+            "{}: nothing expires after the close",
+            l.os
+        );
+        r.d.signed(&a(ActionWord::Close, "192.0.2.12"), NOW + 131);
+        assert_eq!(
+            r.log.take(),
+            [
+                "signed close knock of key alice from 192.0.2.12: 192.0.2.12 was not authorized \
+              for ssh"
+            ],
+            "{}",
+            l.os
+        );
+    }
+}
