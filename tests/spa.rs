@@ -45,6 +45,11 @@ impl Rig {
     /// A daemon with alice's public key (not mallory's), its listener
     /// ready and its first window gone by.
     fn new(conf: &str) -> Rig {
+        Rig::with_window(conf, WINDOW)
+    }
+
+    /// `new`, for a config whose window is `window` seconds.
+    fn with_window(conf: &str, window: u64) -> Rig {
         let mut n = Net::new("");
         let keydir = n.dir.join("keys");
         std::fs::create_dir(&keydir).unwrap();
@@ -78,7 +83,7 @@ impl Rig {
         let said = common::read_log(&log, 10, |s| s.contains("listener pid"));
         assert!(said.contains("sandbox seccomp"), "{said}");
         // Stamps from before the start and one window on are refused.
-        std::thread::sleep(Duration::from_secs(WINDOW + 2));
+        std::thread::sleep(Duration::from_secs(window + 2));
         Rig {
             alice: keys::read_private(&n.dir.join("alice")).unwrap(),
             mallory: keys::read_private(&n.dir.join("mallory")).unwrap(),
@@ -380,8 +385,7 @@ fn the_listener_holds_no_privilege_and_comes_back_when_killed() {
     let again = listener_pid(&r.n);
     assert_ne!(again, pid);
     assert_eq!(status_of(&again, "Seccomp:"), "2");
-    // Root kept its replay record: the restarted listener's empty one
-    // does not let an old datagram through.
+    // The restarted listener takes knocks as before.
     let d = r.open_for(2);
     r.send(2, &d, 1);
     r.wait_log("by signed knock of key alice", 5);
@@ -594,5 +598,35 @@ fn one_key_is_added_or_revoked_by_its_file_and_a_bad_one_changes_nothing() {
     assert!(r.authorized().is_empty());
     r.send(2, &open_as(&r, &mallory), 1);
     r.wait_log("by signed knock of key mallory", 5);
+    assert_eq!(r.authorized(), vec![r.ip(2)]);
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn a_clean_restart_keeps_the_replay_record_and_takes_knocks_at_once() {
+    need_root_and_tools!();
+    let conf = CONF.replace("window  = \"5s\"", "window  = \"20s\"");
+    let mut r = Rig::with_window(&conf, 20);
+    let d = r.open_for(2);
+    r.send(2, &d, 1);
+    r.wait_log("by signed knock of key alice", 5);
+    ok(&r.n.via_daemon(&["revoke", &r.ip(2)]));
+    r.wait_log("revoked", 5);
+    // A clean stop (SIGTERM), and a new daemon.
+    common::sh(&["kill", "-TERM", &r.pid]);
+    let _ = r.daemon.wait();
+    std::fs::remove_file(r.n.dir.join("log.sock")).unwrap();
+    let (daemon, pid, log) = common::daemon_logging_to_a_socket(&r.n);
+    (r.daemon, r.pid, r.log) = (daemon, pid, log);
+    let line = r.wait_log("replay record of the last run taken back (1 nonces", 10);
+    assert!(!line.contains("refused"), "{line}");
+    r.wait_log("listener pid", 10);
+    // The datagram the last daemon took opens nothing, still in its window.
+    r.send(2, &d, 1);
+    r.wait_log(&format!("the last from {}: replayed", r.ip(2)), 12);
+    assert!(r.authorized().is_empty());
+    // A new one opens at once: no window of refusals after this start.
+    r.send(2, &r.open_for(2), 1);
+    r.wait_log("by signed knock of key alice", 5);
     assert_eq!(r.authorized(), vec![r.ip(2)]);
 }

@@ -86,7 +86,7 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     // Under the pidfile's lock: a socket left by a daemon that died is
     // replaced, a live daemon's is not.
     let ctl = crate::control::Listener::bind(&abs(o.socket)?).map_err(fatal)?;
-    let spa = signed_knocks(&cfg).map_err(fatal)?;
+    let spa = signed_knocks(&cfg, &pidpath).map_err(fatal)?;
     if !o.foreground {
         log.stderr = false;
     }
@@ -128,24 +128,26 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     }
     crate::sys_unix::release_free_memory();
     d.state = Some(state);
+    let record = super::spa::record_path(&pidpath);
     let serving = Serving {
         warnings: &warnings,
         signals,
         sources,
         spa,
+        record,
     };
     detach_and_serve(d, (pid, ctl), o.foreground, serving)
 }
 
 /// Signed knocks: their keys read and their ports bound before the first
-/// load, as root; the listener starts after the detach. Its replay record
-/// starts empty, so stamps that an earlier daemon may have taken (up to a
-/// window after this start) are refused.
-fn signed_knocks(cfg: &Config) -> Result<Option<super::spa::Spa>> {
+/// load, as root; the listener starts after the detach. Root's replay
+/// record is the one the last clean stop kept beside the pidfile; without
+/// one, stamps that an earlier daemon may have taken (up to a window after
+/// this start) are refused.
+fn signed_knocks(cfg: &Config, pidfile: &Path) -> Result<Option<super::spa::Spa>> {
     let services = crate::spa::keys::services(cfg)?;
-    let window = services.iter().map(|s| s.window).max().unwrap_or(0);
-    let not_before = crate::clock::now().max(0) as u64 + window + 1;
-    super::spa::Spa::bind(cfg, &services, not_before)
+    let record = super::spa::take_record(&super::spa::record_path(pidfile));
+    super::spa::Spa::resume(cfg, &services, record)
 }
 
 /// What the loop serves besides the daemon and its pidfile.
@@ -154,6 +156,8 @@ struct Serving<'a> {
     signals: signal_hook::iterator::Signals,
     sources: Option<Sources>,
     spa: Option<super::spa::Spa>,
+    /// Where a clean stop keeps the signed knocks' replay record.
+    record: std::path::PathBuf,
 }
 
 /// A path made absolute (daemon(3) changes to `/`).
@@ -421,6 +425,7 @@ fn detach_and_serve<T: Tables, L: Loader>(
     let r = serve(d, s.warnings, s.signals, (&wake, &ctl), feeds, &mut spa);
     if let Some(spa) = &mut spa {
         spa.stop();
+        spa.save(&s.record);
     }
     drop(ctl);
     drop(pid);

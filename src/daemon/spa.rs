@@ -48,7 +48,50 @@ pub struct Spa {
     /// When to start the listener again, and how long the next wait is.
     again: Option<Instant>,
     backoff: Duration,
+    /// A line for the log at the first turn (how the replay record began).
+    said: Option<String>,
 }
+
+/// Where a clean stop keeps root's replay record: beside the pidfile.
+pub fn record_path(pidfile: &std::path::Path) -> std::path::PathBuf {
+    let mut p = pidfile.as_os_str().to_owned();
+    p.push(".spa");
+    std::path::PathBuf::from(p)
+}
+
+/// What the last daemon kept (and the file gone, so that a crash of this
+/// one leaves none): the start it kept and its live nonces; `None` when
+/// it kept nothing or a line is not one.
+pub fn take_record(path: &std::path::Path) -> Option<Record> {
+    let text = super::notes::read_trusted_own(path, 8 << 20);
+    let _ = std::fs::remove_file(path);
+    let mut lines = text?
+        .lines()
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+        .into_iter();
+    let nb = lines.next()?.strip_prefix("not_before ")?.parse().ok()?;
+    let hex = |s: &str, out: &mut [u8]| -> Option<()> {
+        (s.len() == 2 * out.len()).then_some(())?;
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(())
+    };
+    let mut v = Vec::new();
+    for l in lines {
+        let mut f = l.split('\t');
+        let (mut k, mut n) = ([0u8; 8], [0u8; 16]);
+        hex(f.next()?, &mut k)?;
+        hex(f.next()?, &mut n)?;
+        v.push((k, n, f.next()?.parse().ok()?));
+    }
+    Some((nb, v))
+}
+
+/// A replay record as a clean stop keeps it: the start, and the live
+/// nonces (key id, nonce, until).
+pub type Record = (u64, Vec<([u8; 8], [u8; 16], u64)>);
 
 fn bind(port: u16) -> std::io::Result<Vec<UdpSocket>> {
     use rustix::net::{AddressFamily, SocketType, bind, ipproto, socket, sockopt};
@@ -109,7 +152,50 @@ impl Spa {
             buf: Vec::new(),
             again: Some(Instant::now()),
             backoff: Duration::from_secs(1),
+            said: None,
         }))
+    }
+
+    /// Bind as `bind`, taking back the replay record a clean stop kept;
+    /// without one, stamps up to one window after now are refused.
+    pub fn resume(
+        cfg: &crate::config::Config,
+        services: &[Service],
+        record: Option<Record>,
+    ) -> crate::error::Result<Option<Spa>> {
+        let now = crate::clock::now().max(0) as u64;
+        let window = services.iter().map(|s| s.window).max().unwrap_or(0);
+        let not_before = record.as_ref().map_or(now + window + 1, |r| r.0);
+        let mut spa = Spa::bind(cfg, services, not_before)?;
+        if let Some(s) = &mut spa {
+            s.said = Some(match record {
+                Some((_, live)) => {
+                    s.checker.remember(&live, now);
+                    format!(
+                        "signed knocks: the replay record of the last run taken back ({} \
+                         nonces still in their window)",
+                        s.checker.remembered()
+                    )
+                }
+                None => format!(
+                    "signed knocks: no replay record of the last run (first start, a crash \
+                     or a reboot): stamps before {not_before} (the next {}s) are refused",
+                    not_before.saturating_sub(now)
+                ),
+            });
+        }
+        Ok(spa)
+    }
+
+    /// Keep root's replay record for the next start (a clean stop).
+    pub fn save(&self, path: &std::path::Path) {
+        let (nb, live) = self.checker.record(crate::clock::now().max(0) as u64);
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let mut text = format!("not_before {nb}\n");
+        for (k, n, until) in live {
+            text.push_str(&format!("{}\t{}\t{until}\n", hex(&k), hex(&n)));
+        }
+        super::state::write_text(path, &text);
     }
 
     /// The listener's end of the channel, to poll.
@@ -124,6 +210,9 @@ impl Spa {
 
     /// Start the listener if it is due.
     pub fn tick(&mut self, out: &mut Vec<Heard>) {
+        if let Some(l) = self.said.take() {
+            out.push(Heard::Line(Level::Notice, l));
+        }
         if self.again.is_some_and(|t| t <= Instant::now()) {
             self.again = None;
             if let Err(e) = self.spawn() {
@@ -186,6 +275,7 @@ impl Spa {
             &channel::line(&Setup {
                 services: self.services.clone(),
                 not_before: self.not_before,
+                record: self.checker.record(crate::clock::now().max(0) as u64).1,
             }),
         )?;
         ours.set_nonblocking(true)?;
@@ -379,6 +469,7 @@ impl Spa {
             buf: Vec::new(),
             again: Some(Instant::now()),
             backoff: Duration::from_secs(1),
+            said: None,
         }
     }
 

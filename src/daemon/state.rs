@@ -39,6 +39,12 @@ pub fn write(path: &Path, known: &Known) {
     for ((t, n), since) in v {
         text.push_str(&format!("{t}\t{n}\t{since}\n"));
     }
+    write_text(path, &text);
+}
+
+/// Write `text` to `path` as a new file of mode 0600, then rename it into
+/// place: a reader never sees half of it. Best effort.
+pub fn write_text(path: &Path, text: &str) {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".new");
     let tmp = PathBuf::from(tmp);

@@ -15,6 +15,10 @@ pub struct Setup {
     pub services: Vec<Service>,
     /// Stamps before this are refused (see `Checker::new`).
     pub not_before: u64,
+    /// Root's replay record, live nonces (key id, nonce, until): a new
+    /// listener refuses what an earlier one (or daemon) took.
+    #[serde(default)]
+    pub record: Vec<([u8; 8], [u8; 16], u64)>,
 }
 
 /// Listener to root.

@@ -93,6 +93,7 @@ pub fn main(a: &Args) -> crate::error::Result<()> {
         .map_err(|e| fail("read the setup", e))?;
     let setup: Setup = serde_json::from_str(&l).map_err(|e| fail("setup", e))?;
     let mut checker = Checker::new(&setup.services, setup.not_before);
+    checker.remember(&setup.record, crate::clock::now().max(0) as u64);
     let mut out = &chan;
     out.write_all(&line(&Msg::Ready {
         sandbox: sandbox.into(),

@@ -124,6 +124,17 @@ impl Replay {
     pub fn len(&self) -> usize {
         self.seen.len()
     }
+    /// What is remembered still at `now`: key id, nonce, until.
+    pub fn live(&self, now: u64) -> Vec<([u8; 8], [u8; 16], u64)> {
+        let mut v: Vec<_> = self
+            .seen
+            .iter()
+            .filter(|(_, t)| **t >= now)
+            .map(|((k, n), t)| (*k, *n, *t))
+            .collect();
+        v.sort_unstable();
+        v
+    }
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }
@@ -278,6 +289,22 @@ impl Checker {
 
     pub fn remembered(&self) -> usize {
         self.replay.len()
+    }
+
+    /// The replay record still live at `now`, and the start it keeps,
+    /// for the next daemon (`remember`).
+    pub fn record(&self, now: u64) -> (u64, Vec<([u8; 8], [u8; 16], u64)>) {
+        (self.not_before, self.replay.live(now))
+    }
+
+    /// Take back what `record` kept: the nonces that are still live, up to
+    /// the record's bound.
+    pub fn remember(&mut self, entries: &[([u8; 8], [u8; 16], u64)], now: u64) {
+        for (k, n, until) in entries {
+            if *until >= now && !self.replay.insert(*k, *n, *until, now) {
+                break;
+            }
+        }
     }
 }
 

@@ -220,3 +220,26 @@ fn the_record_is_bounded_and_forgets_only_what_aged_out() {
     assert_eq!(r.len(), NONCES_MAX);
     assert!(!r.seen([0; 8], [0; 16]));
 }
+
+#[test]
+fn the_record_a_stop_keeps_refuses_the_same_replays_after_a_start() {
+    let mut before = Checker::new(&[service(false)], 0);
+    let d = knock(at("198.18.0.5"), NOW, 1).sign(&key(1));
+    assert!(before.check(&d, ip("198.18.0.5"), 62201, NOW).is_ok());
+    let (nb, live) = before.record(NOW + 10);
+    assert_eq!((nb, live.len()), (0, 1));
+    // Aged out by the time of the record: not kept.
+    assert!(before.record(NOW + 31).1.is_empty());
+    let mut after = Checker::new(&[service(false)], nb);
+    after.remember(&live, NOW + 20);
+    assert_eq!(
+        after.check(&d, ip("198.18.0.5"), 62201, NOW + 20),
+        Err(Refused::Replay)
+    );
+    let fresh = knock(at("198.18.0.5"), NOW + 20, 2).sign(&key(1));
+    assert!(
+        after
+            .check(&fresh, ip("198.18.0.5"), 62201, NOW + 20)
+            .is_ok()
+    );
+}
