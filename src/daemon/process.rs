@@ -128,13 +128,12 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
     }
     crate::sys_unix::release_free_memory();
     d.state = Some(state);
-    let record = super::spa::record_path(&pidpath);
     let serving = Serving {
         warnings: &warnings,
         signals,
         sources,
         spa,
-        record,
+        record: super::spa::record_path(&pidpath),
     };
     detach_and_serve(d, (pid, ctl), o.foreground, serving)
 }

@@ -91,7 +91,7 @@ pub fn take_record(path: &std::path::Path) -> Option<Record> {
 
 /// A replay record as a clean stop keeps it: the start, and the live
 /// nonces (key id, nonce, until).
-pub type Record = (u64, Vec<([u8; 8], [u8; 16], u64)>);
+pub type Record = (u64, Vec<crate::spa::Seen>);
 
 fn bind(port: u16) -> std::io::Result<Vec<UdpSocket>> {
     use rustix::net::{AddressFamily, SocketType, bind, ipproto, socket, sockopt};

@@ -18,7 +18,7 @@ pub struct Setup {
     /// Root's replay record, live nonces (key id, nonce, until): a new
     /// listener refuses what an earlier one (or daemon) took.
     #[serde(default)]
-    pub record: Vec<([u8; 8], [u8; 16], u64)>,
+    pub record: Vec<crate::spa::Seen>,
 }
 
 /// Listener to root.

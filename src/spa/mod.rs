@@ -94,6 +94,9 @@ impl From<Action> for ActionWord {
     }
 }
 
+/// A nonce remembered: the key id, the nonce, and until when.
+pub type Seen = ([u8; 8], [u8; 16], u64);
+
 /// The most nonces remembered: beyond, signed knocks are refused until
 /// the oldest age out (only a key holder can fill it).
 pub const NONCES_MAX: usize = 1 << 16;
@@ -125,7 +128,7 @@ impl Replay {
         self.seen.len()
     }
     /// What is remembered still at `now`: key id, nonce, until.
-    pub fn live(&self, now: u64) -> Vec<([u8; 8], [u8; 16], u64)> {
+    pub fn live(&self, now: u64) -> Vec<Seen> {
         let mut v: Vec<_> = self
             .seen
             .iter()
@@ -293,13 +296,13 @@ impl Checker {
 
     /// The replay record still live at `now`, and the start it keeps,
     /// for the next daemon (`remember`).
-    pub fn record(&self, now: u64) -> (u64, Vec<([u8; 8], [u8; 16], u64)>) {
+    pub fn record(&self, now: u64) -> (u64, Vec<Seen>) {
         (self.not_before, self.replay.live(now))
     }
 
     /// Take back what `record` kept: the nonces that are still live, up to
     /// the record's bound.
-    pub fn remember(&mut self, entries: &[([u8; 8], [u8; 16], u64)], now: u64) {
+    pub fn remember(&mut self, entries: &[Seen], now: u64) {
         for (k, n, until) in entries {
             if *until >= now && !self.replay.insert(*k, *n, *until, now) {
                 break;
