@@ -30,12 +30,6 @@ pub struct PubKey {
     pub bytes: [u8; 32],
 }
 
-impl PubKey {
-    pub fn id(&self) -> [u8; 8] {
-        key_id(&self.bytes)
-    }
-}
-
 /// The first 8 bytes of SHA-256 of a public key.
 pub fn key_id(public: &[u8; 32]) -> [u8; 8] {
     use sha2::Digest;
@@ -123,9 +117,6 @@ impl Replay {
         }
         self.seen.insert((key, nonce), until);
         true
-    }
-    pub fn len(&self) -> usize {
-        self.seen.len()
     }
     /// What is remembered still at `now`: key id, nonce, until.
     pub fn live(&self, now: u64) -> Vec<Seen> {
@@ -291,7 +282,7 @@ impl Checker {
     }
 
     pub fn remembered(&self) -> usize {
-        self.replay.len()
+        self.replay.seen.len()
     }
 
     /// The replay record still live at `now`, and the start it keeps,

@@ -217,7 +217,7 @@ fn the_record_is_bounded_and_forgets_only_what_aged_out() {
         r.insert([0; 8], [0xff; 16], 100, 11),
         "the one aged out made room"
     );
-    assert_eq!(r.len(), NONCES_MAX);
+    assert_eq!(r.live(0).len(), NONCES_MAX);
     assert!(!r.seen([0; 8], [0; 16]));
 }
 
@@ -242,4 +242,12 @@ fn the_record_a_stop_keeps_refuses_the_same_replays_after_a_start() {
             .check(&fresh, ip("198.18.0.5"), 62201, NOW + 20)
             .is_ok()
     );
+}
+
+#[test]
+fn a_setup_without_from_or_families_takes_any_sender_of_both_families() {
+    let s: Service =
+        serde_json::from_str(r#"{"name":"ssh","port":62201,"window":30,"nat":true,"keys":[]}"#)
+            .unwrap();
+    assert_eq!((s.from.len(), s.families), (0, vec![4, 6]));
 }
