@@ -146,13 +146,7 @@ impl Spa {
             socks,
             services: services.to_vec(),
             checker: Checker::new(services, not_before),
-            not_before,
-            user: cfg.spa_user.clone(),
-            running: None,
-            buf: Vec::new(),
-            again: Some(Instant::now()),
-            backoff: Duration::from_secs(1),
-            said: None,
+            ..Spa::empty(cfg, not_before)
         }))
     }
 
