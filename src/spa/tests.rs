@@ -251,3 +251,26 @@ fn a_setup_without_from_or_families_takes_any_sender_of_both_families() {
             .unwrap();
     assert_eq!((s.from.len(), s.families), (0, vec![4, 6]));
 }
+
+#[test]
+fn a_stamp_exactly_one_window_off_is_taken_one_more_second_is_not() {
+    for skew in [-30i64, 30] {
+        let mut listener = Checker::new(&[service(false)], 0);
+        let mut root = Checker::new(&[service(false)], 0);
+        let t = (NOW as i64 + skew) as u64;
+        let d = knock(at("198.18.0.5"), t, 1).sign(&key(1));
+        let a = listener.check(&d, ip("198.18.0.5"), 62201, NOW).unwrap();
+        assert_eq!(root.recheck(&a, NOW), Ok(()), "skew {skew}");
+        let late = knock(at("198.18.0.5"), t, 2).sign(&key(1));
+        let off = (NOW as i64 - skew.signum()) as u64;
+        assert_eq!(
+            listener.check(&late, ip("198.18.0.5"), 62201, off),
+            Err(Refused::Stale)
+        );
+        let b = Admitted {
+            nonce: [2; 16],
+            ..a
+        };
+        assert_eq!(root.recheck(&b, off), Err(Refused::Stale), "skew {skew}");
+    }
+}
