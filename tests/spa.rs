@@ -451,6 +451,13 @@ fn the_client_opens_verifies_and_closes_and_nat_takes_the_sender() {
     r.wait_log(&format!("allowed {}", r.ip(3)), 5);
     assert_eq!(r.authorized(), vec![r.ip(3)]);
     assert!(r.reaches(3) && !r.reaches(2));
+    // Over IPv6: the client's own address, into the IPv6 set only.
+    let srv6 = r.n.srv_ip(true);
+    let o = knock(&["-6", "--verify", &PROTECTED.to_string(), &srv6, "62201"]);
+    ok(&o);
+    r.wait_log(&format!("allowed {} service=ssh", r.n.cli_ip(true)), 5);
+    assert_eq!(r.n.elements("ssh_6"), vec![r.n.cli_ip(true)]);
+    assert_eq!(r.authorized(), vec![r.ip(3)], "the IPv4 set as it was");
     // The client's own errors: a key file that is not one.
     let o = knock(&["--spa", "/etc/hostname", &srv]);
     assert!(!o.status.success());
