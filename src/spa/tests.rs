@@ -274,3 +274,16 @@ fn a_stamp_exactly_one_window_off_is_taken_one_more_second_is_not() {
         assert_eq!(root.recheck(&b, off), Err(Refused::Stale), "skew {skew}");
     }
 }
+
+#[test]
+fn root_refuses_stamps_from_before_its_own_start_whatever_the_listener_took() {
+    let mut listener = Checker::new(&[service(false)], 0);
+    let mut root = Checker::new(&[service(false)], NOW + 10);
+    for (t, n, want) in [(NOW + 9, 1, Err(Refused::Stale)), (NOW + 10, 2, Ok(()))] {
+        let d = knock(at("198.18.0.5"), t, n).sign(&key(1));
+        let a = listener
+            .check(&d, ip("198.18.0.5"), 62201, NOW + 10)
+            .unwrap();
+        assert_eq!(root.recheck(&a, NOW + 10), want, "stamp {t}");
+    }
+}
