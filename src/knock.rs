@@ -244,6 +244,10 @@ fn knock_port(addr: SocketAddr, o: &Opts) -> Result<()> {
     Ok(())
 }
 
+/// How long the client waits after a signed knock before it tries the
+/// protected port.
+pub const SIGNED_SETTLE: Duration = Duration::from_millis(50);
+
 /// Probe the protected port; while it does not answer, wait (doubling from
 /// a quarter second) and knock the last port again, or, when a rotating
 /// knock's ports have changed meanwhile, every port of the new step.
@@ -252,6 +256,12 @@ fn verify(target: SocketAddr, host: SocketAddr, o: &Opts) -> Result<TcpStream> {
     let mut ports = o.ports.clone();
     let mut tries = 0;
     loop {
+        // A signed knock opens a moment after its datagram arrives (the
+        // listener, then root): a SYN sent before that is dropped, and
+        // TCP would send it again only after a second.
+        if o.signed.is_some() {
+            thread::sleep(SIGNED_SETTLE);
+        }
         match connect(target, o.timeout) {
             Ok(s) => return Ok(s),
             Err(e) if tries >= o.retries => {
