@@ -96,5 +96,14 @@ mod tests {
         assert!(take_lines(&mut bad).is_err());
         let mut long = vec![b'x'; LINE_MAX + 1];
         assert!(take_lines(&mut long).is_err());
+        // Up to the bound, a line still coming is waited for.
+        let mut most = vec![b'x'; LINE_MAX];
+        assert_eq!(take_lines(&mut most), Ok(vec![]));
+        // A long message (many reasons) is one line.
+        let big = Msg::Ready {
+            sandbox: "s".repeat(4000),
+            uid: 1,
+        };
+        assert_eq!(take_lines(&mut line(&big)).unwrap(), vec![big]);
     }
 }

@@ -287,3 +287,61 @@ fn root_refuses_stamps_from_before_its_own_start_whatever_the_listener_took() {
         assert_eq!(root.recheck(&a, NOW + 10), want, "stamp {t}");
     }
 }
+
+#[test]
+fn root_refuses_an_address_no_host_has_and_keeps_what_it_admitted() {
+    let mut root = Checker::new(&[service(false)], 0);
+    let a = Admitted {
+        service: "ssh".into(),
+        action: ActionWord::Open,
+        addr: ip("224.0.0.1"),
+        sender: ip("224.0.0.1"),
+        key: "alice".into(),
+        time: NOW,
+        nonce: [1; 16],
+    };
+    assert_eq!(root.recheck(&a, NOW), Err(Refused::Address));
+    let ok = Admitted {
+        addr: ip("198.18.0.5"),
+        sender: ip("198.18.0.5"),
+        ..a
+    };
+    assert_eq!(root.recheck(&ok, NOW), Ok(()));
+    // Kept until its stamp can no longer pass, then not.
+    assert_eq!(root.record(NOW + 30).1.len(), 1);
+    assert!(root.record(NOW + 31).1.is_empty());
+    assert_eq!(root.remembered(), 1);
+    // A reload keeps the record.
+    let mut root = root.renewed(&[service(false)]);
+    assert_eq!(root.recheck(&ok, NOW + 1), Err(Refused::Replay));
+}
+
+#[test]
+fn the_words_of_the_log_are_each_their_own() {
+    let mut w: Vec<&str> = Refused::ALL.iter().map(|r| r.words()).collect();
+    assert!(w.iter().all(|x| x.len() > 4), "{w:?}");
+    w.sort();
+    w.dedup();
+    assert_eq!(w.len(), Refused::ALL.len());
+    assert_eq!(Refused::Signature.words(), "bad signature");
+    assert_eq!(
+        (Action::Open.word(), Action::Close.word()),
+        ("open", "close")
+    );
+    assert_eq!(
+        channel::refused_words(&[(Refused::Signature, 3), (Refused::Malformed, 2)]),
+        "5 refused (3 bad signature, 2 malformed)"
+    );
+}
+
+#[test]
+fn names_of_1_to_64_bytes_make_datagrams_of_120_to_183() {
+    assert_eq!((packet::MIN, packet::MAX), (120, 183));
+    for n in [1, 64] {
+        let mut k = knock(at("198.18.0.5"), NOW, 1);
+        k.service = "s".repeat(n);
+        let d = k.sign(&key(1));
+        assert_eq!(d.len(), 119 + n);
+        assert_eq!(packet::parse(&d).unwrap().knock, k);
+    }
+}
