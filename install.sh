@@ -149,6 +149,9 @@ if [ "$os" = linux ]; then
 Next: edit /etc/pfknock.toml, check it with "pfknock check", and enable
 the daemon:
 	systemctl daemon-reload && systemctl enable --now pfknock
+For signed knocks (spa; see the example spa.toml), create the listener's
+user once:
+	useradd --system --no-create-home --shell /usr/sbin/nologin _pfknock
 MSG
 	exit 0
 fi

@@ -164,11 +164,19 @@ fn linux_layout() {
             "/bin/kill -HUP $MAINPID"
         ]
     );
-    assert_eq!(key("CapabilityBoundingSet"), ["CAP_NET_ADMIN"]);
+    // CAP_NET_ADMIN for nftables; the other three for the signed-knock
+    // listener (chroot, setgid, setuid).
+    assert_eq!(
+        key("CapabilityBoundingSet"),
+        ["CAP_NET_ADMIN CAP_SETUID CAP_SETGID CAP_SYS_CHROOT"]
+    );
     assert_eq!(key("NoNewPrivileges"), ["yes"]);
     assert_eq!(key("ProtectSystem"), ["strict"]);
     assert_eq!(key("PrivateTmp"), ["yes"]);
-    assert_eq!(key("RestrictAddressFamilies"), ["AF_UNIX AF_NETLINK"]);
+    assert_eq!(
+        key("RestrictAddressFamilies"),
+        ["AF_UNIX AF_NETLINK AF_INET AF_INET6"]
+    );
     assert_eq!(mode(&d.join("usr/local/sbin/pfknock")), 0o555);
     assert!(d.join("usr/local/share/man/man8/pfknock.8").is_file());
     assert!(

@@ -362,7 +362,7 @@ fn the_listener_holds_no_privilege_and_comes_back_when_killed() {
     assert_eq!(status_of(&pid, "CapEff:"), "0000000000000000");
     assert_eq!(
         std::fs::read_link(format!("/proc/{pid}/root")).unwrap(),
-        std::path::Path::new("/var/empty")
+        std::path::Path::new("/run/pfknock/empty")
     );
     // Its descriptors: standard ones, the channel and the two UDP
     // sockets, nothing it inherited by accident.

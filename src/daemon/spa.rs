@@ -18,8 +18,13 @@ use crate::spa::{Admitted, Checker, Service};
 use super::Level;
 
 /// The empty directory the listener is chrooted to (created, mode 0555,
-/// where it is missing).
+/// where it is missing): the BSDs' /var/empty; on Linux, which has none
+/// (Debian's sshd uses /run/sshd), one in pfknock's runtime directory,
+/// which its systemd unit makes writable where /var is not.
+#[cfg(not(target_os = "linux"))]
 pub const EMPTY_DIR: &str = "/var/empty";
+#[cfg(target_os = "linux")]
+pub const EMPTY_DIR: &str = "/run/pfknock/empty";
 
 /// What the listener's side brought: something to act on, or to log.
 #[derive(Debug)]
@@ -231,6 +236,12 @@ impl Spa {
         let dir = std::path::Path::new(EMPTY_DIR);
         if !dir.exists() {
             use std::os::unix::fs::DirBuilderExt;
+            if let Some(up) = dir.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(up)?;
+            }
             std::fs::DirBuilder::new().mode(0o555).create(dir)?;
         }
         let (ours, theirs) = UnixStream::pair()?;
