@@ -1,8 +1,10 @@
 #!/bin/bash
 # A flood the kernel's per-source limit does not stop: forged datagrams
-# from RANDOM sources of 198.18.128.0/17 (each sends about once), every
-# one with the service's key id, a stamp in the window and a wrong
-# signature, so the listener must verify each. For SECONDS (default 10)
+# from random sources of 198.18.128.0/17 (each sends about once). KIND
+# says what they are: "badsig" (the default), the service's key id, a
+# stamp in the window and a wrong signature, so the listener must verify
+# each; "unknown", signed by a key the server does not hold; "garbage",
+# random bytes. For SECONDS_FLOOD (default 10)
 # at the rate python can send; meanwhile a real signed knock with
 # --verify every 2 s, and a port knock of another service beside it.
 # Prints the datagrams that arrived, the listener's CPU and memory before
@@ -17,6 +19,7 @@ cd "$(dirname "$0")/.."
 [ $# -eq 1 ] || { echo "usage: $0 BINARY" >&2; exit 2; }
 bin=$(realpath "$1")
 SECS=${SECONDS_FLOOD:-10}
+KIND=${KIND:-badsig}
 S=pfksf-s-$$
 C=pfksf-c-$$
 tmp=$(mktemp -d)
@@ -90,15 +93,19 @@ alice_id=$(python3 -c '
 import hashlib, sys
 k = open(sys.argv[1]).read().split()[1]
 print(hashlib.sha256(bytes.fromhex(k)).hexdigest()[:16])' "$tmp/alice.pub")
-ip netns exec "$C" python3 - "$SECS" "$alice_id" "$tmp/mallory" "$bin" <<'EOT' &
+ip netns exec "$C" python3 - "$SECS" "$alice_id" "$tmp/mallory" "$bin" "$KIND" <<'EOT' &
 import os, random, socket, struct, subprocess, sys, time
-secs, kid, key, bin = int(sys.argv[1]), bytes.fromhex(sys.argv[2]), sys.argv[3], sys.argv[4]
+secs, kid, key, bin, kind = int(sys.argv[1]), bytes.fromhex(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 # One real datagram of mallory's, caught on a socket of our own, then
 # given alice's key id: the layout and stamp are right, the signature not.
 r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r.bind(("127.0.0.1", 0))
 port = r.getsockname()[1]
 subprocess.run([bin, "knock", "-q", "--spa", key, "-s", "ssh", "127.0.0.1", str(port)], check=True)
-d = bytearray(r.recv(512)); d[46:54] = kid
+d = bytearray(r.recv(512))
+if kind == "badsig":
+    d[46:54] = kid
+elif kind == "garbage":
+    d = bytearray(os.urandom(len(d)))
 raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 def csum(b):
     s = sum(struct.unpack("!%dH" % (len(b) // 2), b + b"\0" * (len(b) % 2)))
@@ -129,5 +136,6 @@ for i in $(seq $((SECS / 2))); do
 	sleep 1
 done
 wait "$fl"
+echo "kind: $KIND"
 echo "arrived at the port: $(ip netns exec "$S" nft list table inet spaprobe | grep -o 'packets [0-9]*')"
 echo "listener CPU: $(( $(stat) - cpu0 )) ticks; RSS ${rss0} kB -> $(rss) kB"
