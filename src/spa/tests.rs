@@ -345,3 +345,32 @@ fn names_of_1_to_64_bytes_make_datagrams_of_120_to_183() {
         assert_eq!(packet::parse(&d).unwrap().knock, k);
     }
 }
+
+#[test]
+fn root_checks_from_for_the_sender_and_the_address_alike() {
+    let s = Service {
+        from: vec!["198.18.0.0/24".into()],
+        ..service(true)
+    };
+    let mut root = Checker::new(&[s], 0);
+    let a = |addr: &str, sender: &str, n: u8| Admitted {
+        service: "ssh".into(),
+        action: ActionWord::Open,
+        addr: ip(addr),
+        sender: ip(sender),
+        key: "alice".into(),
+        time: NOW,
+        nonce: [n; 16],
+    };
+    assert_eq!(
+        root.recheck(&a("198.18.0.5", "198.18.9.9", 1), NOW),
+        Err(Refused::From)
+    );
+    assert_eq!(
+        root.recheck(&a("198.18.9.9", "198.18.0.5", 2), NOW),
+        Err(Refused::From)
+    );
+    assert_eq!(root.recheck(&a("198.18.0.5", "198.18.0.6", 3), NOW), Ok(()));
+    assert_eq!(root.recheck(&a("198.18.0.7", "198.18.0.6", 4), NOW), Ok(()));
+    assert_eq!(root.remembered(), 2);
+}
