@@ -231,26 +231,9 @@ fn next_load(step: u64, now: i64, timed: bool) -> i64 {
 /// hexadecimal digits, into a new file of mode 0600; never over an
 /// existing one.
 pub fn keygen(path: &Path) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |op: &'static str| {
-        move |source: std::io::Error| Error::Device {
-            path: path.display().to_string(),
-            op,
-            source,
-        }
-    };
     let key: [u8; 32] = crate::trusted::random()?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(io("create"))?;
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    writeln!(f, "{hex}").map_err(io("write"))?;
-    f.sync_all().map_err(io("sync"))
+    crate::trusted::write_new(path, 0o600, &hex)
 }
 
 #[cfg(test)]

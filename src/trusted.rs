@@ -209,6 +209,29 @@ pub fn random<const N: usize>() -> Result<[u8; N]> {
     Ok(b)
 }
 
+/// Write `line` into a new file of `mode` (a key, a secret): never over an
+/// existing file, nor through a symbolic link.
+pub fn write_new(path: &Path, mode: u32, line: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |op: &'static str| {
+        move |source| Error::Device {
+            path: path.display().to_string(),
+            op,
+            source,
+        }
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io("create"))?;
+    writeln!(f, "{line}").map_err(io("write"))?;
+    f.sync_all().map_err(io("sync"))
+}
+
 fn read_checked(path: &Path, root_only: bool) -> Result<(String, std::fs::Metadata)> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};

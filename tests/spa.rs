@@ -124,43 +124,33 @@ impl Rig {
         self.datagram(Target::Addr(a), 0, &self.alice, &self.alice)
     }
 
+    /// A python script in the client namespace, bound to 198.18.N.`from`
+    /// (its first argument), toward the server (its second), with `rest`.
+    fn py_from(&self, from: u8, py: &str, rest: &[&str]) -> std::process::Output {
+        let (src, dst) = (self.ip(from), self.n.srv_ip(false));
+        let args: Vec<&str> = ["python3", "-c", py, src.as_str(), dst.as_str()]
+            .into_iter()
+            .chain(rest.iter().copied())
+            .collect();
+        ns(&self.n.cli, &args)
+    }
+
     /// Send these bytes from 198.18.N.`from`, `times` times.
     fn send(&self, from: u8, d: &[u8], times: u32) {
         let py = "import socket, sys\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
                   s.bind((sys.argv[1], 0))\nfor _ in range(int(sys.argv[4])):\n    \
                   s.sendto(bytes.fromhex(sys.argv[3]), (sys.argv[2], 62201))\n";
         let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-        ok(&ns(
-            &self.n.cli,
-            &[
-                "python3",
-                "-c",
-                py,
-                &self.ip(from),
-                &self.n.srv_ip(false),
-                &hex,
-                &times.to_string(),
-            ],
-        ));
+        ok(&self.py_from(from, py, &[&hex, &times.to_string()]));
     }
 
     /// Can 198.18.N.`from` open a connection to the protected port?
     fn reaches(&self, from: u8) -> bool {
         let py = "import socket, sys\ns = socket.socket()\ns.settimeout(1)\ns.bind((sys.argv[1], 0))\n\
                   try:\n    s.connect((sys.argv[2], int(sys.argv[3])))\nexcept OSError:\n    sys.exit(1)\n";
-        ns(
-            &self.n.cli,
-            &[
-                "python3",
-                "-c",
-                py,
-                &self.ip(from),
-                &self.n.srv_ip(false),
-                &PROTECTED.to_string(),
-            ],
-        )
-        .status
-        .success()
+        self.py_from(from, py, &[&PROTECTED.to_string()])
+            .status
+            .success()
     }
 
     fn authorized(&self) -> Vec<String> {

@@ -20,7 +20,6 @@ mod check;
 mod raw;
 mod service;
 mod spa;
-pub use spa::{DEFAULT_SPA_USER, DEFAULT_SPA_WINDOW};
 
 use check::*;
 use raw::*;

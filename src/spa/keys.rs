@@ -176,46 +176,26 @@ pub fn services(cfg: &crate::config::Config) -> Result<Vec<super::Service>> {
 /// (mode 0600) and the public one in FILE.pub (mode 0644), never over an
 /// existing file. Returns the public key file's path.
 pub fn keygen(path: &Path) -> Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let seed: [u8; 32] = crate::trusted::random()?;
     let key = ed25519_dalek::SigningKey::from_bytes(&seed);
     let mut public = path.as_os_str().to_owned();
     public.push(".pub");
     let public = PathBuf::from(public);
-    let write = |p: &Path, mode: u32, line: String| -> Result<()> {
-        let io = |op: &'static str| {
-            move |source| Error::Device {
-                path: p.display().to_string(),
-                op,
-                source,
-            }
-        };
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(p)
-            .map_err(io("create"))?;
-        writeln!(f, "{line}").map_err(io("write"))?;
-        f.sync_all().map_err(io("sync"))
-    };
     if public.symlink_metadata().is_ok() {
         return Err(Error::Usage(format!(
             "{}: exists already; keygen writes new files only",
             public.display()
         )));
     }
-    write(path, 0o600, format!("{PRIVATE} {}", hex(&seed)))?;
+    crate::trusted::write_new(path, 0o600, &format!("{PRIVATE} {}", hex(&seed)))?;
     let comment = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let r = write(
+    let r = crate::trusted::write_new(
         &public,
         0o644,
-        format!("{PUBLIC} {} {comment}", hex(key.verifying_key().as_bytes())),
+        &format!("{PUBLIC} {} {comment}", hex(key.verifying_key().as_bytes())),
     );
     if r.is_err() {
         let _ = std::fs::remove_file(path);
