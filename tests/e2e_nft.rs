@@ -664,3 +664,88 @@ fn a_close_knock_closes_for_the_knocker_only() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+/// A kernel older than Linux 6.5 does not change a set's timeout or size
+/// in place: it ignores the change (so does an `add set` of a set that is
+/// there) or refuses it. A stand-in nft that does either to pfknock's
+/// in-place change: the load reads the set back, sees the old definition
+/// (or the error), and makes the set anew with its elements, each timed
+/// from its start with the new ttl, as before; none is lost.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_kernel_that_cannot_change_a_set_in_place_gets_it_made_anew() {
+    need_root_and_tools!();
+    for mode in ["ignore", "refuse"] {
+        let conf = |ttl: &str, size: u32| {
+            RATE.replace("PROTECTED", &PROTECTED.to_string())
+                .replace("\"3s\"", &format!("\"{ttl}\"\nsize    = {size}"))
+        };
+        let n = Net::new(&conf("10m", 65536));
+        ok(&n.server(&["load"]));
+        let fill: Vec<String> = (1..=200).map(|i| format!("198.19.0.{i}")).collect();
+        ok(&common::ns(
+            &n.srv,
+            &[
+                "nft",
+                "add",
+                "element",
+                "inet",
+                "pfknock",
+                "ssh_4",
+                &format!("{{ {} }}", fill.join(", ")),
+            ],
+        ));
+        let tools = n.dir.join("tools");
+        fs::create_dir_all(&tools).unwrap();
+        let real = String::from_utf8(common::sh(&["sh", "-c", "command -v nft"]).stdout).unwrap();
+        // Python: an `add set` of a set that is there and not deleted in
+        // the same script is dropped (ignore) or fails the run (refuse).
+        let py = format!(
+            "#!/usr/bin/env python3\n\
+             import json, re, subprocess, sys\n\
+             real, mode = {real:?}, {mode:?}\n\
+             if sys.argv[1:] != ['-f', '-']:\n\
+             \x20   sys.exit(subprocess.call([real] + sys.argv[1:]))\n\
+             script = sys.stdin.read()\n\
+             have = json.loads(subprocess.run([real, '-j', '-t', 'list', 'ruleset'], capture_output=True, text=True).stdout)\n\
+             sets = {{o['set']['name'] for o in have['nftables'] if 'set' in o and o['set']['table'] == 'pfknock'}}\n\
+             gone = set(re.findall(r'^delete set inet pfknock (\\S+)', script, re.M))\n\
+             out = []\n\
+             for line in script.splitlines():\n\
+             \x20   m = re.match(r'add set inet pfknock (\\S+) ', line)\n\
+             \x20   if m and m.group(1) in sets and m.group(1) not in gone:\n\
+             \x20       if mode == 'refuse':\n\
+             \x20           print('Error: Could not process rule: File exists', file=sys.stderr)\n\
+             \x20           sys.exit(1)\n\
+             \x20       continue\n\
+             \x20   out.append(line)\n\
+             sys.exit(subprocess.run([real, '-f', '-'], input='\\n'.join(out) + '\\n', text=True).returncode)\n",
+            real = real.trim(),
+        );
+        fs::write(tools.join("nft"), py).unwrap();
+        fs::set_permissions(
+            tools.join("nft"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        fs::write(n.conf(), conf("20m", 100_000)).unwrap();
+        let env = [("PFKNOCK_TOOL_DIR", tools.to_str().unwrap())];
+        let o = n.server_env(&["load"], &env);
+        ok(&o);
+        let l = common::ns(&n.srv, &["nft", "list", "set", "inet", "pfknock", "ssh_4"]);
+        let text = String::from_utf8_lossy(&l.stdout);
+        assert!(
+            text.contains("size 100000") && text.contains("timeout 20m\n"),
+            "{mode}: {}",
+            &text[..text.len().min(400)]
+        );
+        let held = n.elements("ssh_4");
+        assert_eq!(held.len(), fill.len(), "{mode}: lost some");
+        // Made anew: each element timed from its start with the new ttl.
+        assert!(
+            text.matches(" expires 19m").count() == fill.len(),
+            "{mode}: {}",
+            &text[..text.len().min(600)]
+        );
+    }
+}

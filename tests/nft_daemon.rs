@@ -46,6 +46,10 @@ struct State {
     loads: usize,
     unloads: usize,
     lookups: usize,
+    /// A kernel older than Linux 6.5: a set whose ttl changed is made
+    /// anew, its elements carried over, each timed from its start with
+    /// the new ttl.
+    carry: bool,
 }
 
 impl State {
@@ -115,8 +119,10 @@ impl Nft {
 
 impl Loader for Nft {
     /// pfknock's load (`nft -f`): the authorized sets of each service,
-    /// with its ttl; sets that stay keep their elements, each timed from
-    /// its start with the new ttl (the load plan carries them so).
+    /// with its ttl; sets that stay keep their elements, and each element
+    /// its deadline (a changed ttl changes the set in place: Linux 6.5 and
+    /// later update a set's timeout without touching its elements), or
+    /// with `carry` its start plus the new ttl.
     fn load(&mut self, cfg: &Config, _source: &str) -> Result<()> {
         let mut st = self.st();
         st.loads += 1;
@@ -127,9 +133,11 @@ impl Loader for Nft {
                 let name = format!("{}_{f}", s.table);
                 let mut set = old.remove(&name).unwrap_or_default();
                 let ttl = s.ttl.0 as i64 * 1000;
-                let was = set.timeout_ms;
-                for d in set.elems.values_mut() {
-                    *d = *d - was + ttl;
+                if st.carry {
+                    let was = set.timeout_ms;
+                    for d in set.elems.values_mut() {
+                        *d = *d - was + ttl;
+                    }
                 }
                 set.timeout_ms = ttl;
                 new.insert(name, set);
@@ -658,6 +666,52 @@ fn a_shorter_ttl_expires_what_is_past_it_at_once() {
     );
     assert!(!l.iter().any(|x| x.contains("198.18.0.10")), "{l:?}");
     assert_eq!(r.d.next_due_ms(), Some(T0 + s(55) + COALESCE));
+    // The set was changed in place: each element kept the minute it was
+    // given, and the daemon deleted the one past the new ttl.
+    let nine: IpAddr = "198.18.0.9".parse().unwrap();
+    let ten: IpAddr = "198.18.0.10".parse().unwrap();
+    assert_eq!(r.k.holds("ssh_4"), vec![ten]);
+    assert_eq!(r.k.deadline("ssh_4", ten), Some(T0 + s(85)));
+    let _ = nine;
+    // At .10's new deadline it goes too, said once with the new ttl.
+    r.at(T0 + s(55) + COALESCE);
+    let l = r.log.take();
+    assert_eq!(
+        l,
+        ["expired 198.18.0.10 service=ssh table=ssh anchor=pfknock age=30s ttl=30s"],
+        "{l:?}"
+    );
+    assert!(r.k.holds("ssh_4").is_empty());
+    r.at(T0 + s(90));
+    assert!(r.log.take().is_empty(), "nothing more");
+}
+
+/// A SIGHUP that lengthens the ttl changes the set in place: what is
+/// there keeps the deadline it was given, in the kernel and in the log;
+/// a knock after it gets the new ttl.
+#[test]
+fn a_longer_ttl_leaves_every_deadline_and_gives_new_knocks_the_new_ttl() {
+    let mut r = rig("longer", SSH);
+    let a = r.knock(T0, "198.18.0.9");
+    r.log.take();
+    fs::write(&r.path, SSH.replace("60s", "5m")).unwrap();
+    r.k.at(T0 + s(10));
+    r.d.reload((T0 + s(10)) / 1000);
+    assert!(r.log.take()[0].starts_with("reloaded "));
+    assert_eq!(r.k.deadline("ssh_4", a), Some(T0 + s(60)));
+    assert_eq!(r.d.next_due_ms(), Some(T0 + s(60) + COALESCE));
+    let b = r.knock(T0 + s(20), "198.18.0.10");
+    assert_eq!(r.k.deadline("ssh_4", b), Some(T0 + s(320)));
+    assert_eq!(
+        r.log.take(),
+        ["authorized 198.18.0.10 service=ssh table=ssh anchor=pfknock ttl=5m"]
+    );
+    r.at(T0 + s(60) + COALESCE);
+    assert_eq!(
+        r.log.take(),
+        ["expired 198.18.0.9 service=ssh table=ssh anchor=pfknock age=1m ttl=1m"]
+    );
+    assert_eq!(r.k.holds("ssh_4"), vec![b]);
 }
 
 /// `pfknock unload` through the daemon holds: a later change to the
@@ -874,7 +928,8 @@ fn elements_added_together_expire_in_one_line() {
     assert!(r.k.holds("ssh_4").is_empty());
 }
 
-/// A reload that makes a set anew (here: a longer ttl) carries over the
+/// On a kernel older than Linux 6.5, a reload that makes a set anew (here:
+/// a longer ttl) carries over the
 /// elements the load read just before; a knock that lands between that
 /// reading and the commit went into the old set, and the daemon reads its
 /// log line only after the reload. Such a knock is put back with the new
@@ -884,6 +939,7 @@ fn elements_added_together_expire_in_one_line() {
 #[test]
 fn a_knock_the_reload_lost_is_put_back_unless_removed_since() {
     let mut r = rig("reload-lost", SSH);
+    r.k.st().carry = true;
     r.knock(T0, "198.18.0.9");
     r.log.take();
     fs::write(&r.path, SSH.replace("60s", "90s")).unwrap();
@@ -946,12 +1002,14 @@ fn a_knock_the_reload_lost_is_put_back_unless_removed_since() {
     assert_eq!(r.k.deadline("ssh_4", late), None);
 }
 
-/// A renewal the reload lost (the knock refreshed the element in the old
-/// set, and the new set got it with the time it had before) gets the ttl
+/// On a kernel that makes the set anew (older than Linux 6.5), a renewal
+/// the reload lost (the knock refreshed the element in the old set, and
+/// the new set got it with the time it had before) gets the ttl
 /// it was renewed to, so the kernel and the log agree on its deadline.
 #[test]
 fn a_renewal_the_reload_lost_gets_its_ttl() {
     let mut r = rig("reload-renewal", SSH);
+    r.k.st().carry = true;
     let a = r.knock(T0, "198.18.0.9");
     r.log.take();
     fs::write(&r.path, SSH.replace("60s", "90s")).unwrap();

@@ -187,25 +187,37 @@ impl Book {
         v4.chain(v6)
     }
 
-    /// Every entry of one set due at its start plus `ttl` ms (a reload
-    /// that changed the ttl).
-    pub(super) fn retime(&mut self, id: u16, ttl: i64) {
+    /// Every entry of one set due at its start plus `ttl` ms where that
+    /// is sooner than its deadline (a reload that shortened the ttl; a
+    /// longer one leaves the kernel's deadlines, and so these, as they
+    /// are). How many moved.
+    pub(super) fn retime(&mut self, id: u16, ttl: i64) -> usize {
         let Some(e) = self.sets.get_mut(id as usize) else {
-            return;
+            return 0;
         };
+        let mut moved = 0;
         for (addr, p) in e.v4.iter_mut() {
             let mut a = p.get();
-            a.until = a.since + ttl;
-            *p = Packed::new(a);
-            self.due4.push(Reverse((a.until, *addr, id)));
+            if a.since + ttl < a.until {
+                a.until = a.since + ttl;
+                *p = Packed::new(a);
+                self.due4.push(Reverse((a.until, *addr, id)));
+                moved += 1;
+            }
         }
         for (addr, p) in e.v6.iter_mut() {
             let mut a = p.get();
-            a.until = a.since + ttl;
-            *p = Packed::new(a);
-            self.due6.push(Reverse((a.until, *addr, id)));
+            if a.since + ttl < a.until {
+                a.until = a.since + ttl;
+                *p = Packed::new(a);
+                self.due6.push(Reverse((a.until, *addr, id)));
+                moved += 1;
+            }
         }
-        self.compact();
+        if moved > 0 {
+            self.compact();
+        }
+        moved
     }
 
     /// The first deadline in the heap (an entry whose deadline moved may
@@ -376,7 +388,12 @@ mod tests {
         b.clear_set(s);
         assert_eq!(b.count(s), 0);
         assert_eq!(b.count(t), 1);
-        b.retime(t, 50);
+        // A longer ttl moves nothing (the kernel keeps its deadline); a
+        // shorter one brings the deadline forward.
+        let was = b.get(t, six).map(|a| a.until);
+        assert_eq!(b.retime(t, 10_000), 0);
+        assert_eq!(b.get(t, six).map(|a| a.until), was);
+        assert_eq!(b.retime(t, 50), 1);
         assert_eq!(b.get(t, six).map(|a| a.until), Some(50));
         assert_eq!(b.take_due(60).len(), 1);
     }

@@ -83,29 +83,67 @@ impl Nft {
 
     /// Bring `table inet pfknock` to what the config renders, in one
     /// transaction, changing only what changed: every chain is replaced
-    /// (rules hold no state), a set whose definition is unchanged is left
+    /// (rules hold no state); a set whose definition is unchanged is left
     /// alone with its elements and their timers (so knock progress, meters
-    /// and authorizations go on to the millisecond), a set whose
-    /// definition changed is made anew with the elements it had (an
-    /// element aged `a` gets `timeout T expires T - a` under the new
-    /// timeout `T`, gone if that is not positive; meters start empty, since
-    /// their elements keep the rate they were made with), and a set the
-    /// config no longer has is deleted.
+    /// and authorizations go on to the millisecond); a set that differs
+    /// only in its timeout or size is changed in place, its elements
+    /// untouched (each keeps the deadline it had: the new timeout is what
+    /// a knock or renewal gets from then on), so the load's cost does not
+    /// grow with the set and no knock can land in a set about to go; any
+    /// other changed set is made anew with the elements it had (an element
+    /// aged `a` gets `timeout T expires T - a` under the new timeout `T`,
+    /// gone if that is not positive; meters start empty, since their
+    /// elements keep the rate they were made with); and a set the config
+    /// no longer has is deleted.
+    ///
+    /// A kernel older than Linux 6.5 refuses or ignores a set changed in
+    /// place; the set's definition is read back after the load, and where
+    /// it is not what was asked the set is made anew as above.
     ///
     /// When nftables refuses the table and pfknock had none loaded, the
     /// closed table goes in instead (fail closed), and the error says so.
     pub fn load(&self, cfg: &Config) -> Result<()> {
-        let (script, had) = self.plan(&crate::render::nft::build(cfg))?;
+        let def = crate::render::nft::build(cfg);
+        let (script, had, updated) = self.plan(&def, true)?;
+        let first = self.run(&["-f", "-"], Some(&script));
+        let whole = match first {
+            Ok(_) if updated.is_empty() => return Ok(()),
+            // Changed in place as asked, or not (an older kernel).
+            Ok(_) => !self.updated_as_asked(&def, &updated)?,
+            Err(_) if !updated.is_empty() => true,
+            Err(e) if had => return Err(e),
+            Err(e) => return Err(self.closed_instead(cfg, e)),
+        };
+        if !whole {
+            return Ok(());
+        }
+        let (script, had, _) = self.plan(&def, false)?;
         match self.run(&["-f", "-"], Some(&script)) {
             Ok(_) => Ok(()),
             Err(e) if had => Err(e),
-            Err(e) => Err(match self.close(cfg) {
-                Ok(()) => Error::Other(format!(
-                    "{e}; loaded the closed table instead: the protected ports are \
-                     closed to all but the allow list"
-                )),
-                Err(e2) => Error::Other(format!("{e}; the closed table failed too: {e2}")),
-            }),
+            Err(e) => Err(self.closed_instead(cfg, e)),
+        }
+    }
+
+    /// Did the sets changed in place take their new definitions?
+    fn updated_as_asked(&self, def: &TableDef, updated: &[String]) -> Result<bool> {
+        let (have, _, _) = parse_defs(&self.run(&["-j", "-t", "list", "ruleset"], None)?)?;
+        Ok(updated.iter().all(|name| {
+            let want = def.sets().find(|d| &d.name == name);
+            let got = have.iter().find(|h| &h.name == name);
+            matches!((got, want), (Some(h), Some(d)) if h.same_as(d))
+        }))
+    }
+
+    /// nftables refused the table and none was loaded: load the closed
+    /// one instead, and say so.
+    fn closed_instead(&self, cfg: &Config, e: Error) -> Error {
+        match self.close(cfg) {
+            Ok(()) => Error::Other(format!(
+                "{e}; loaded the closed table instead: the protected ports are \
+                 closed to all but the allow list"
+            )),
+            Err(e2) => Error::Other(format!("{e}; the closed table failed too: {e2}")),
         }
     }
 
@@ -118,13 +156,14 @@ impl Nft {
 
     /// The `nft -f` script of `load`.
     pub fn load_script(&self, def: &TableDef) -> Result<String> {
-        self.plan(def).map(|(script, _)| script)
+        self.plan(def, true).map(|(script, _, _)| script)
     }
 
-    /// The script of `load_script`, and whether the table was there. The
-    /// listing is terse (no elements): its cost does not grow with the
-    /// authorizations, which a step of a rotating service loads anew.
-    fn plan(&self, def: &TableDef) -> Result<(String, bool)> {
+    /// The script of `load_script`, whether the table was there, and the
+    /// sets it changes in place (`in_place`; else those are made anew).
+    /// The listing is terse (no elements): its cost does not grow with
+    /// the authorizations, which a step of a rotating service loads anew.
+    fn plan(&self, def: &TableDef, in_place: bool) -> Result<(String, bool, Vec<String>)> {
         // `list table` reads every element from the kernel even when
         // terse (nft 1.1: 22 ms for 10k elements), `list ruleset -t` none.
         let (have_sets, have_chains, had) =
@@ -140,9 +179,21 @@ impl Nft {
         }
         let mut carry: Vec<(&SetDef, Vec<TimedElem>)> = Vec::new();
         let mut keep: Vec<&str> = Vec::new();
+        let mut updated: Vec<String> = Vec::new();
         for h in &have_sets {
             match def.sets().find(|d| d.name == h.name) {
                 Some(d) if h.same_as(d) => keep.push(&h.name),
+                Some(d) if in_place && h.updatable(d) => {
+                    // `add set` of a set that is there updates its
+                    // timeout and size; its elements stay as they are.
+                    sc.push_str(&format!(
+                        "add set inet {TABLE} {} {{ {} }}\n",
+                        d.name,
+                        d.body()
+                    ));
+                    keep.push(&h.name);
+                    updated.push(h.name.clone());
+                }
                 Some(d) => {
                     if d.elements.is_none()
                         && d.kept.is_none()
@@ -197,7 +248,7 @@ impl Nft {
             sc.push_str(&format!("add table inet {GUARD}\n"));
         }
         add_chains(&mut sc, GUARD, &def.guard);
-        Ok((sc, had))
+        Ok((sc, had, updated))
     }
 
     /// A set's elements with their timers to the millisecond (`nft -j`

@@ -39,6 +39,22 @@ impl KernelSet {
             && self.timeout == d.timeout.map(|t| t.0)
             && self.comment == d.comment
     }
+
+    /// Can loading `d` change this set in place: it differs only in its
+    /// default timeout or its size, both of which the kernel (Linux 6.5
+    /// and later: nf_tables_newset on an existing set) updates without
+    /// touching an element? Not a meter, whose elements keep the rate
+    /// they were made with.
+    pub(super) fn updatable(&self, d: &SetDef) -> bool {
+        d.elements.is_none()
+            && d.kept.is_none()
+            && self.counter == d.counter
+            && !self.interval
+            && self.ty == d.ty
+            && self.timeout.is_some() == d.timeout.is_some()
+            && self.comment == d.comment
+            && !d.comment.contains(": meter ")
+    }
 }
 
 /// The sets and chain names of `nft -j -t list table` output.

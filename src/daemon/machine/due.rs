@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
 use super::{
-    Action, Auth, COALESCE, Ctx, Elements, Left, Machine, Query, ReadError, Step, Then, age,
+    Action, Auth, COALESCE, Ctx, Elements, Left, Machine, Query, ReadError, Step, Then, Write, age,
     auth_service, auth_table, event_line, info, ms,
 };
 use crate::config::{Config, Service};
@@ -22,9 +22,10 @@ const WINDOW: i64 = 3000;
 
 /// After a reload on nftables: the knocks that the reload itself lost.
 ///
-/// A reload that changes a set's definition (its ttl, its size) makes the
-/// set anew in one transaction, with the elements `nft::Nft::load` read
-/// just before. A knock that lands between that reading and the commit
+/// A reload that changes a set's definition in a way the kernel cannot
+/// change in place (anything but its ttl and size, or those on a kernel
+/// older than Linux 6.5) makes the set anew in one transaction, with the
+/// elements `nft::Nft::load` read just before. A knock that lands between that reading and the commit
 /// goes into the old set, which the commit deletes: the kernel logged it
 /// (nfnetlink_log) and the daemon reads that log line only after the
 /// reload, when the element is gone. For a few seconds after a reload,
@@ -63,6 +64,46 @@ fn full_line(set: &str, size: u64) -> String {
         "set {set} is full ({size} elements): knocks it would take are not \
          counted until entries expire; raise the service's size"
     )
+}
+
+/// The line of an authorization that expired at `now`. With idle expiry
+/// the kernel timed the element out after ttl without traffic, so the
+/// idle time is the ttl; the age is since it was authorized (or renewed).
+/// The ttl is the one it was given: the service's, or a shorter one it
+/// had from before a reload that made the ttl longer (its deadline less
+/// its start).
+fn expired_line(cx: &Ctx, s: &Service, addr: IpAddr, a: Auth, now: i64) -> String {
+    let age = age(now, a.since);
+    let given = ((a.until - a.since + 500) / 1000).max(1) as u64;
+    let ttl = if s.expire == ExpireMode::Idle {
+        Secs(s.ttl.0)
+    } else {
+        Secs(s.ttl.0.min(given))
+    };
+    let extra = if s.expire == ExpireMode::Idle {
+        format!("idle={ttl} age={age} ttl={ttl}")
+    } else {
+        format!("age={age} ttl={ttl}")
+    };
+    event_line(cx.cfg, "expired", s, addr, &extra)
+}
+
+/// Each line, or per service past `log_burst` one line with their number
+/// (each at debug).
+fn say_expired(cx: &Ctx, expired: BTreeMap<String, Vec<String>>, out: &mut Vec<Action>) {
+    let burst = cx.cfg.log_burst as usize;
+    for (svc, lines) in expired {
+        if lines.len() > burst {
+            let n = lines.len();
+            info(
+                out,
+                format!("expired {n} authorizations of service {svc} at once"),
+            );
+            out.extend(lines.into_iter().map(|l| Action::Log(Level::Debug, l)));
+        } else {
+            out.extend(lines.into_iter().map(|l| Action::Log(Level::Info, l)));
+        }
+    }
 }
 
 impl Machine {
@@ -104,6 +145,7 @@ impl Machine {
         out: &mut Vec<Action>,
     ) {
         let mut expired: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut cut = Vec::new();
         for ((set, addr, a), left) in due.into_iter().zip(left) {
             let left = match left {
                 Ok(l) => l,
@@ -121,6 +163,9 @@ impl Machine {
                 continue;
             };
             match left {
+                // Past a ttl that a reload shortened, its element keeping
+                // the longer time it was given: delete it.
+                Some(Some(left)) if self.is_cut(&set, &a, s, left) => cut.push((set, addr, a)),
                 // Still there (refreshed by traffic, or the daemon's
                 // estimate was early): due when the kernel says.
                 Some(Some(left)) => {
@@ -132,36 +177,70 @@ impl Machine {
                 }
                 None => {
                     self.forget(cx, &set, addr, out);
-                    // Idle expiry: the kernel timed the element out after
-                    // ttl without traffic, so the idle time is the ttl;
-                    // the age is since it was authorized (or renewed).
-                    let age = age(now, a.since);
-                    let ttl = Secs(s.ttl.0);
-                    let extra = if s.expire == ExpireMode::Idle {
-                        format!("idle={ttl} age={age} ttl={ttl}")
-                    } else {
-                        format!("age={age} ttl={ttl}")
-                    };
-                    let l = event_line(cx.cfg, "expired", s, addr, &extra);
+                    let l = expired_line(cx, s, addr, a, now);
                     expired.entry(s.name.clone()).or_default().push(l);
                 }
             }
         }
-        // Each line, or per service past `log_burst` one line with their
-        // number (each at debug).
-        let burst = cx.cfg.log_burst as usize;
-        for (svc, lines) in expired {
-            if lines.len() > burst {
-                let n = lines.len();
-                info(
-                    out,
-                    format!("expired {n} authorizations of service {svc} at once"),
-                );
-                out.extend(lines.into_iter().map(|l| Action::Log(Level::Debug, l)));
-            } else {
-                out.extend(lines.into_iter().map(|l| Action::Log(Level::Info, l)));
+        say_expired(cx, expired, out);
+        let mut tables: BTreeMap<String, Vec<(String, IpAddr, Auth)>> = BTreeMap::new();
+        for (set, addr, a) in cut {
+            if let Some(s) = auth_service(cx.cfg, &set) {
+                tables
+                    .entry(s.name.clone())
+                    .or_default()
+                    .push((set, addr, a));
             }
         }
+        for (service, items) in tables {
+            let Some(s) = cx.cfg.service(&service) else {
+                continue;
+            };
+            let hosts = items.iter().map(|(_, addr, _)| Net::host(*addr)).collect();
+            let q = Query::Writes(vec![Write::Delete(auth_table(cx.cfg, s), hosts)]);
+            out.push(Action::Ask(q, Then(Step::Cut(items))));
+        }
+    }
+
+    /// Is this authorization, its element still there at its deadline,
+    /// one whose ttl a reload shortened after it was given? With `expire
+    /// = "idle"` traffic may have refreshed it under the new ttl since:
+    /// only one with more time left than that ttl is.
+    fn is_cut(&self, set: &str, a: &Auth, s: &Service, left: u64) -> bool {
+        self.cuts.get(set).is_some_and(|r| a.since < *r)
+            && (s.expire != ExpireMode::Idle || left as i64 > ms(s.ttl.0 as i64))
+    }
+
+    /// The authorizations cut to a shorter ttl were deleted: each has
+    /// expired. If the delete failed, say so and look again at the next
+    /// poll.
+    pub(super) fn was_cut(
+        &mut self,
+        cx: &Ctx,
+        items: Vec<(String, IpAddr, Auth)>,
+        done: Result<usize, String>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        if let Err(e) = done {
+            let n = items.len();
+            let msg = format!("deleting {n} authorization(s) past a shortened ttl: {e}");
+            out.push(Action::Fail(Level::Err, msg));
+            let until = now + ms(cx.cfg.poll.0 as i64);
+            for (set, addr, a) in items {
+                out.extend(self.track(cx, &set, addr, a.since, until));
+            }
+            return;
+        }
+        let mut expired: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (set, addr, a) in items {
+            self.forget(cx, &set, addr, out);
+            if let Some(s) = auth_service(cx.cfg, &set) {
+                let l = expired_line(cx, s, addr, a, now);
+                expired.entry(s.name.clone()).or_default().push(l);
+            }
+        }
+        say_expired(cx, expired, out);
     }
 
     /// Log once when an authorized set reaches its size (knocks it would
@@ -315,18 +394,24 @@ impl Machine {
         }
     }
 
-    /// After a reload: an authorization of a service whose ttl changed is
-    /// due at its start plus the new ttl (the load carried the kernel's
-    /// elements over the same way), so a shorter ttl expires, and logs,
-    /// what is now past it at the next tick.
-    pub fn retime(&mut self, old: &Config, new: &Config) {
+    /// After a reload at `now` (ms): a service whose ttl is now shorter
+    /// has each authorization due at its start plus the new ttl where that
+    /// is sooner, so what is past it expires, and is logged, at the next
+    /// tick; its element, changed in place, keeps the longer time it was
+    /// given, so it is deleted then (`is_cut`). A longer ttl leaves every
+    /// deadline as it is: the kernel's elements keep theirs, and the new
+    /// ttl is what knocks and renewals get from now on.
+    pub fn retime(&mut self, old: &Config, new: &Config, now: i64) {
         for s in &new.services {
-            if old.service(&s.name).is_none_or(|o| o.ttl == s.ttl) {
+            if old.service(&s.name).is_none_or(|o| o.ttl.0 <= s.ttl.0) {
                 continue;
             }
             for a in [Af::V4, Af::V6] {
-                if let Some(i) = self.book.find(&nft_set_of(s.table.as_str(), a)) {
-                    self.book.retime(i, ms(s.ttl.0 as i64));
+                let set = nft_set_of(s.table.as_str(), a);
+                if let Some(i) = self.book.find(&set)
+                    && self.book.retime(i, ms(s.ttl.0 as i64)) > 0
+                {
+                    self.cuts.insert(set, now);
                 }
             }
         }

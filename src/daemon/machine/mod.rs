@@ -176,6 +176,9 @@ enum Step {
     Report(String),
     /// Deadlines come up: which of these elements are gone?
     Due(Vec<(String, IpAddr, Auth)>),
+    /// These authorizations, past the ttl a reload shortened, were
+    /// deleted (or not).
+    Cut(Vec<(String, IpAddr, Auth)>),
     /// The table was loaded again after a change by `by`.
     Restore { by: String, shown: String },
     /// Which of the authorizations known (with their time left) did the
@@ -248,6 +251,10 @@ pub struct Machine {
     pub(super) full: HashSet<String>,
     /// The last reload, while its knocks may still arrive (`due.rs`).
     reload: Option<due::Reload>,
+    /// Sets whose ttl a reload shortened, and when (ms): an authorization
+    /// made before is cut at its start plus the new ttl, though its
+    /// element keeps the longer time it was given (`due.rs`).
+    pub(super) cuts: BTreeMap<String, i64>,
 }
 
 /// Whole seconds left until `until` (ms), rounded down: what a restore
@@ -433,6 +440,9 @@ impl Machine {
                 }
             }
             (Step::Due(items), Answer::Left(l)) => self.expire(cx, items, l, now, &mut out),
+            (Step::Cut(items), Answer::Done(d)) => {
+                self.was_cut(cx, items, first_done(d), now, &mut out)
+            }
             (Step::Restore { by, shown }, Answer::Done(d)) => {
                 self.reloaded_for(by, shown, first_done(d), now, &mut out)
             }

@@ -79,7 +79,7 @@ impl Machine {
     pub fn reloaded(&mut self, old: &Config, new: &Config, now: i64) {
         self.polls.reload(new);
         if self.events {
-            self.retime(old, new);
+            self.retime(old, new, ms(now));
             self.reload_began(now);
         }
     }

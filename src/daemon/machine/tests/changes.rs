@@ -299,17 +299,116 @@ fn a_shorter_ttl_on_reload_makes_what_is_past_it_due_at_once() {
     let new = config("").clone();
     let mut shorter = new.clone();
     shorter.services[0].ttl = crate::name::Secs(20);
+    let mut longer = new.clone();
+    longer.services[0].ttl = crate::name::Secs(600);
     let cx = cx(&old);
     let mut m = events();
     authorize(&mut m, &cx, "198.18.0.1", T0);
-    m.retime(&old, &new);
+    m.retime(&old, &new, T0 + 1_000);
     assert_eq!(
         m.next_due(),
         Some(T0 + 60_000 + COALESCE),
         "same ttl: unchanged"
     );
-    m.retime(&old, &shorter);
+    // A longer ttl: the kernel's element keeps its deadline, and so does
+    // the machine; nothing is cut.
+    m.retime(&old, &longer, T0 + 1_000);
+    assert_eq!(m.next_due(), Some(T0 + 60_000 + COALESCE));
+    assert!(m.cuts.is_empty());
+    m.retime(&old, &shorter, T0 + 1_000);
     assert_eq!(m.next_due(), Some(T0 + 20_000 + COALESCE));
+}
+
+/// A reload that shortens the ttl changes the set in place: the kernel's
+/// elements keep the longer time they were given. At its new deadline an
+/// authorization from before the reload is deleted and logged as expired
+/// with the new ttl; one renewed since, under the new ttl, is not cut; a
+/// failed delete is said and tried again at the next poll.
+#[test]
+fn an_authorization_past_a_shortened_ttl_is_deleted_and_logged_once() {
+    let old = config("");
+    let mut new = old.clone();
+    new.services[0].ttl = crate::name::Secs(20);
+    let cx_old = cx(&old);
+    let mut m = events();
+    authorize(&mut m, &cx_old, "198.18.0.1", T0);
+    authorize(&mut m, &cx_old, "198.18.0.2", T0 + 1_000);
+    authorize(&mut m, &cx_old, "198.18.0.3", T0 + 2_000);
+    let cx = cx(&new);
+    m.retime(&old, &new, T0 + 5_000);
+    // .2 knocks again after the reload: the kernel gives it the new ttl.
+    let acts = m.kernel(&cx, knock("198.18.0.2"), T0 + 8_000);
+    let (_, then) = asked(&acts);
+    let acts = m.answer(&cx, then, left(Some(Some(20_000))), T0 + 8_000);
+    assert_eq!(
+        acts,
+        vec![info(&format!("renewed 198.18.0.2 {LINE} age=7s ttl=20s"))]
+    );
+    // T0 + 20 s: .1 is due; its element has the 40 s left of its old
+    // minute. It is deleted, then said.
+    let at = T0 + 20_000 + COALESCE;
+    let acts = m.tick(&cx, at);
+    let (q, then) = asked(&acts);
+    assert_eq!(q, Query::Left(vec![("ssh_4".into(), ip("198.18.0.1"))]));
+    let acts = m.answer(&cx, then, left(Some(Some(40_000))), at);
+    let (q, then) = asked(&acts);
+    let table = auth_table(&new, &new.services[0]);
+    assert_eq!(
+        q,
+        Query::Writes(vec![Write::Delete(
+            table.clone(),
+            vec![Net::host(ip("198.18.0.1"))]
+        )])
+    );
+    assert_eq!(acts.len(), 1, "nothing said before the delete: {acts:?}");
+    let acts = m.answer(&cx, then, Answer::Done(vec![Ok(1)]), at);
+    assert_eq!(
+        acts,
+        vec![info(&format!("expired 198.18.0.1 {LINE} age=20s ttl=20s"))]
+    );
+    assert_eq!(m.count("ssh").0, 2);
+    // .3 due at T0 + 22 s: the delete fails; said, and looked at again at
+    // the next poll.
+    let at = T0 + 22_000 + COALESCE;
+    let (_, then) = asked(&m.tick(&cx, at));
+    let (_, then) = asked(&m.answer(&cx, then, left(Some(Some(39_000))), at));
+    let acts = m.answer(&cx, then, Answer::Done(vec![Err("EPERM".into())]), at);
+    assert!(
+        matches!(&acts[..], [Action::Fail(Level::Err, l)] if l.contains("shortened ttl: EPERM")),
+        "{acts:?}"
+    );
+    assert_eq!(m.count("ssh").0, 2);
+    // At T0 + 28 s .3 is looked at again (the poll is 5 s) and so is .2,
+    // renewed after the reload and due now, but still there (refreshed
+    // again, say): .3 is deleted, .2 waited for, not cut.
+    let at = T0 + 28_000 + COALESCE;
+    let (q, then) = asked(&m.tick(&cx, at));
+    let Query::Left(items) = q else {
+        panic!("{q:?}")
+    };
+    let lefts = items
+        .iter()
+        .map(|(_, a)| {
+            Ok(Some(Some(if *a == ip("198.18.0.2") {
+                5_000
+            } else {
+                33_000
+            })))
+        })
+        .collect();
+    let acts = m.answer(&cx, then, Answer::Left(lefts), at);
+    let (q, _) = asked(&acts);
+    assert_eq!(
+        (acts.len(), q),
+        (
+            1,
+            Query::Writes(vec![Write::Delete(
+                table,
+                vec![Net::host(ip("198.18.0.3"))]
+            )])
+        )
+    );
+    assert_eq!(m.count("ssh").0, 2);
 }
 
 #[test]

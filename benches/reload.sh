@@ -1,0 +1,173 @@
+#!/bin/bash
+# A reload that changes the ttl and the size of a set of N authorizations
+# (Linux), with knocks arriving meanwhile. In two network namespaces of
+# its own, each build's daemon starts with N authorizations in the set (it
+# reads them at start, without a line each); 40 client addresses then
+# knock, 3 connects each (rate 2/5), one address every 20 ms (50 a
+# second), and one second in the config is changed (ttl 1h -> 2h, size
+# up) and the daemon gets SIGHUP. Printed per build: the time from SIGHUP
+# to the daemon's "reloaded" line; how many of the 40 knockers are in the
+# set and how many were logged "authorized" (each must be 40: once each);
+# the set's ttl and size after; how many of 1,000 elements from before
+# got the new ttl (a set changed in place: none; made anew: all); and the
+# daemon's CPU during the reload. Next to it,
+# the floor: nftables' own change of the set in place, one `nft add set`
+# with the new timeout and size (what pfknock's load does for a million
+# elements or for none), and a reload that changes nothing.
+#
+# Root only; needs iproute2, nft and python3, and release builds:
+#   cargo build --release && sudo bash benches/reload.sh N \
+#       target/release/pfknock [OTHER-BUILD ...]
+# The daemon's start reads the N twice (two agreeing dumps): at 1,000,000
+# that is minutes. Traffic stays between the two namespaces
+# (198.18.201.0/24).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 2 ] || { echo "usage: $0 N BINARY [BINARY ...]" >&2; exit 2; }
+N=$1
+shift
+S=pfkrl-s-$$ C=pfkrl-c-$$
+SRV=198.18.201.1
+tmp=$(mktemp -d)
+cleanup() {
+	if [ -s "$tmp/pid" ]; then kill "$(cat "$tmp/pid")" 2>/dev/null || true; fi
+	ip netns del "$S" 2>/dev/null || true
+	ip netns del "$C" 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+ip netns add "$S"
+ip netns add "$C"
+ip link add pkrs netns "$S" type veth peer name pkrc netns "$C"
+ip -n "$S" addr add $SRV/24 dev pkrs
+for h in $(seq 10 49); do ip -n "$C" addr add "198.18.201.$h/24" dev pkrc; done
+for ns in "$S" "$C"; do ip -n "$ns" link set lo up; done
+ip -n "$S" link set pkrs up
+ip -n "$C" link set pkrc up
+conf() {
+	cat <<EOT
+[[service]]
+name    = "ssh"
+protect = [2222]
+knock   = [1234]
+rate    = "2/5"
+ttl     = "$1"
+size    = $2
+EOT
+}
+python3 -c "
+import sys
+n = int(sys.argv[1])
+for c in range(0, n, 100000):
+    print('add element inet pfknock ssh_4 { ' + ', '.join(
+        '10.%d.%d.%d' % (k >> 16 & 255, k >> 8 & 255, k & 255)
+        for k in range(c, min(n, c + 100000))) + ' }')" "$N" >"$tmp/fill.nft"
+for bin in "$@"; do
+	[ -x "$bin" ] || { echo "$bin: not executable" >&2; exit 2; }
+	ip netns exec "$S" nft delete table inet pfknock 2>/dev/null || true
+	rm -f "$tmp/log.sock" "$tmp/pid" "$tmp/pid.state"
+	conf 1h 2097152 >"$tmp/pfknock.toml"
+	chmod 600 "$tmp/pfknock.toml"
+	python3 - "$tmp" "$bin" "$S" "$C" "$N" <<'EOP'
+import os, re, signal, socket, subprocess, sys, threading, time
+tmp, binary, srv_ns, cli_ns, n = sys.argv[1:5] + [int(sys.argv[5])]
+conf = tmp + "/pfknock.toml"
+log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+log.bind(tmp + "/log.sock")
+log.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
+env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
+def srv(*args, **kw):
+    return subprocess.run(["ip", "netns", "exec", srv_ns] + list(args), **kw)
+srv(binary, "-c", conf, "load", env=env, check=True, stdout=subprocess.DEVNULL)
+srv("nft", "-f", tmp + "/fill.nft", check=True)
+srv(binary, "-c", conf, "run", "-p", tmp + "/pid", env=env, check=True)
+pid = int(open(tmp + "/pid").read())
+said = []
+def until(word, secs):
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        log.settimeout(max(0.001, end - time.monotonic()))
+        try:
+            line = log.recv(65536).decode(errors="replace")
+        except socket.timeout:
+            return None
+        said.append((time.monotonic(), line))
+        if word in line:
+            return line
+    return None
+assert until("started", 1800), "the daemon did not start"
+def cpu():
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+hosts = [f"198.18.201.{h}" for h in range(10, 50)]
+knocker = "\n".join([
+    "import socket, sys, time",
+    "dst = sys.argv[1]",
+    "for src in sys.argv[2:]:",
+    "    for _ in range(3):",
+    "        s = socket.socket(); s.bind((src, 0)); s.settimeout(1)",
+    "        try: s.connect((dst, 1234))",
+    "        except OSError: pass",
+    "        s.close()",
+    "    time.sleep(0.02)",
+])
+k = subprocess.Popen(["ip", "netns", "exec", cli_ns, "python3", "-c", knocker,
+                      "198.18.201.1"] + hosts)
+time.sleep(0.3)
+text = open(conf).read()
+open(conf, "w").write(text.replace('"1h"', '"2h"').replace("2097152", "4194304"))
+c0 = cpu()
+t0 = time.monotonic()
+os.kill(pid, signal.SIGHUP)
+line = until("reloaded", 120)
+took = time.monotonic() - t0
+if not line:
+    sys.exit(f"{binary}: no 'reloaded' line; the log said:\n" + "".join(l for _, l in said[-20:]))
+c1 = cpu()
+k.wait()
+until("no such line", 3)
+head = srv("nft", "-t", "list", "set", "inet", "pfknock", "ssh_4",
+           capture_output=True, text=True).stdout
+ttl = re.search(r"timeout (\S+)", head).group(1)
+size = re.search(r"size (\d+)", head).group(1)
+# Look-ups, not a listing (a listing of a million is minutes): the 40
+# knockers, and 1,000 of the N that were there before.
+def get(addrs):
+    out = []
+    for c in range(0, len(addrs), 50):
+        r = srv("nft", "get", "element", "inet", "pfknock", "ssh_4",
+                "{ " + ", ".join(addrs[c:c + 50]) + " }", capture_output=True, text=True)
+        assert r.returncode == 0 or "No such file" in r.stderr, r.stderr
+        out += r.stdout.split("elements = {", 1)[-1].split(",")
+    return out
+sample = ["10.%d.%d.%d" % (k >> 16 & 255, k >> 8 & 255, k & 255)
+          for k in range(0, n, max(1, n // 1000))]
+old = get(sample)
+fresh = sum(1 for e in old if " expires 1h59m" in e or " expires 2h" in e)
+held = sum(1 for h in hosts if any(e.strip().startswith(h + " ") for e in get([h])))
+logged = sum(1 for _, l in said for h in hosts if f"authorized {h} " in l)
+# For reference: a reload that changes nothing.
+t0 = time.monotonic()
+os.kill(pid, signal.SIGHUP)
+same = until("reloaded", 120)
+unchanged = time.monotonic() - t0
+os.kill(pid, signal.SIGTERM)
+for _ in range(300):
+    if not os.path.exists(f"/proc/{pid}"):
+        break
+    time.sleep(0.1)
+# The floor: nftables' own in-place change, on the same set.
+t0 = time.monotonic()
+srv("nft", "add", "set", "inet", "pfknock", "ssh_4",
+    "{ type ipv4_addr; size 8388608; flags dynamic, timeout; counter; timeout 3h; "
+    "comment \"ssh: authorized\"; }", check=True)
+floor = time.monotonic() - t0
+print(f"{binary}: reload at {n}: {took * 1000:.0f} ms to 'reloaded' "
+      f"({c1 - c0:.2f} s CPU); knockers in the set {held}/40, logged {logged}/40; "
+      f"set ttl {ttl} size {size}; of {len(sample)} elements from before, "
+      f"{fresh} got the new ttl; an unchanged reload {unchanged * 1000:.0f} ms; "
+      f"floor, nft add set in place: {floor * 1000:.0f} ms"
+      )
+EOP
+	sleep 1
+done
