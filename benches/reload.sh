@@ -78,9 +78,12 @@ log.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
 env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
 def srv(*args, **kw):
     return subprocess.run(["ip", "netns", "exec", srv_ns] + list(args), **kw)
-srv(binary, "-c", conf, "load", env=env, check=True, stdout=subprocess.DEVNULL)
+# A control socket of its own: no other pfknock on this host talks to
+# this daemon, nor this one to another's.
+ctl = tmp + "/ctl.sock"
+srv(binary, "-c", conf, "-S", ctl, "load", env=env, check=True, stdout=subprocess.DEVNULL)
 srv("nft", "-f", tmp + "/fill.nft", check=True)
-srv(binary, "-c", conf, "run", "-p", tmp + "/pid", env=env, check=True)
+srv(binary, "-c", conf, "-S", ctl, "run", "-p", tmp + "/pid", env=env, check=True)
 pid = int(open(tmp + "/pid").read())
 said = []
 def until(word, secs):

@@ -46,6 +46,8 @@ struct State {
     loads: usize,
     unloads: usize,
     lookups: usize,
+    /// Listings of a whole set (`Tables::entries`).
+    listings: usize,
     /// A kernel older than Linux 6.5: a set whose ttl changed is made
     /// anew, its elements carried over, each timed from its start with
     /// the new ttl.
@@ -166,6 +168,7 @@ impl Loader for Nft {
 impl Tables for Nft {
     fn entries(&mut self, t: &TableRef) -> Result<Vec<Entry>> {
         let mut st = self.st();
+        st.listings += 1;
         let mut out = Vec::new();
         for name in Nft::sets_of(t) {
             if let Some(s) = st.set(&name) {
@@ -1043,5 +1046,47 @@ fn a_renewal_the_reload_lost_gets_its_ttl() {
     r.at(T0 + s(140) + 10 + COALESCE);
     let l = r.log.take();
     assert!(l[0].starts_with("expired 198.18.0.9 "), "{l:?}");
+    assert!(r.k.holds("ssh_4").is_empty());
+}
+
+/// `pfknock expire` through the daemon lists an authorized set from the
+/// daemon's book, not from the kernel (a dump that grows with the square
+/// of the set): what is past the age is deleted and said, the rest kept,
+/// and the kernel's set is never listed. A service that expires by idle
+/// time is listed from the kernel: traffic refreshes its entries unseen.
+#[test]
+fn expire_through_the_daemon_reads_its_book_not_the_kernels_listing() {
+    let mut r = rig("expire-book", SSH);
+    let a = r.knock(T0, "198.18.0.9");
+    let b = r.knock(T0 + s(10), "198.18.0.10");
+    let c = r.knock(T0 + s(20), "198.18.0.11");
+    r.log.take();
+    let reply = r.command(T0 + s(25), &["expire", "-o", "12s"]);
+    assert!(reply.error.is_none(), "{:?}", reply.error);
+    assert_eq!(r.k.st().listings, 0, "the kernel's set was listed");
+    assert_eq!(r.k.holds("ssh_4"), vec![c]);
+    let l = r.log.take();
+    for x in [a, b] {
+        assert!(
+            l.iter()
+                .any(|l| l.starts_with(&format!("expired {x} table=ssh "))
+                    && l.ends_with("by pfknock expire")),
+            "{l:?}"
+        );
+    }
+    assert_eq!(l.len(), 2, "{l:?}");
+    let out = format!("{:?}", reply.done);
+    assert!(out.contains("2/3"), "{out}");
+    // Nothing more is said of them later.
+    r.at(T0 + s(90));
+    let l = r.log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].starts_with("expired 198.18.0.11 "), "{l:?}");
+    // Idle expiry: the kernel's listing.
+    let mut r = rig("expire-idle", &format!("{SSH}expire = \"idle\"\n"));
+    r.knock(T0, "198.18.0.9");
+    let reply = r.command(T0 + s(25), &["expire", "-o", "12s"]);
+    assert!(reply.error.is_none(), "{:?}", reply.error);
+    assert_eq!(r.k.st().listings, 1);
     assert!(r.k.holds("ssh_4").is_empty());
 }

@@ -10,8 +10,65 @@ use super::{Daemon, Level, Loader, Log};
 use crate::cli::{Cli, Command};
 use crate::control::{Reply, Request};
 use crate::error::{Error, Result};
-use crate::tables::Tables;
+use crate::name::{AnchorName, Net};
+use crate::tables::{Caps, Entry, PoolUse, TableFlags, TableRef, TableStat, Tables};
 use crate::verbs::{self, Change, Done};
+
+/// The daemon's tables for `expire`: an authorized table is listed from
+/// the machine's book where it can stand in for the kernel's listing
+/// (`Machine::booked_entries`), so that an expire costs the look-ups and
+/// deletes of what is due, not a dump of the whole set; everything else
+/// goes to the kernel.
+struct Booked<'a, T> {
+    tables: &'a mut T,
+    machine: &'a super::machine::Machine,
+    cfg: &'a crate::config::Config,
+    /// Milliseconds.
+    now: i64,
+}
+
+#[deny(clippy::missing_trait_methods)]
+impl<T: Tables> Tables for Booked<'_, T> {
+    fn entries(&mut self, t: &TableRef) -> Result<Vec<Entry>> {
+        match self.machine.booked_entries(self.cfg, t, self.now) {
+            Some(e) => Ok(e),
+            None => self.tables.entries(t),
+        }
+    }
+    fn table_stats(&mut self, anchor: &AnchorName) -> Result<Vec<TableStat>> {
+        self.tables.table_stats(anchor)
+    }
+    fn add(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        self.tables.add(t, addrs)
+    }
+    fn delete(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        self.tables.delete(t, addrs)
+    }
+    fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
+        self.tables.renew(t, addrs)
+    }
+    fn create(&mut self, tables: &[(TableRef, TableFlags)]) -> Result<usize> {
+        self.tables.create(tables)
+    }
+    fn add_timed(&mut self, t: &TableRef, entries: &[(Net, u64)]) -> Result<usize> {
+        self.tables.add_timed(t, entries)
+    }
+    fn caps(&self) -> Caps {
+        self.tables.caps()
+    }
+    fn full_sets(&self) -> Vec<(String, u64)> {
+        self.tables.full_sets()
+    }
+    fn pools(&mut self) -> Result<Vec<PoolUse>> {
+        self.tables.pools()
+    }
+    fn intact(&self, cfg: &crate::config::Config) -> Option<bool> {
+        self.tables.intact(cfg)
+    }
+    fn entry(&mut self, t: &TableRef, net: &Net) -> Result<Option<Entry>> {
+        self.tables.entry(t, net)
+    }
+}
 
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
@@ -142,8 +199,13 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     older_than,
                     dry_run,
                 };
-                let t = &mut self.tables;
-                verbs::expire(&cfg, t, &sel, how, now, "pfknock expire", done)
+                let mut t = Booked {
+                    tables: &mut self.tables,
+                    machine: &self.machine,
+                    cfg: &cfg,
+                    now: now.saturating_mul(1000),
+                };
+                verbs::expire(&cfg, &mut t, &sel, how, now, "pfknock expire", done)
             }
             _ => Err(Error::Usage(
                 "the daemon does load, unload, allow, revoke, flush and expire only".into(),

@@ -207,37 +207,8 @@ impl Nft {
                 None => sc.push_str(&format!("delete set inet {TABLE} {}\n", h.name)),
             }
         }
-        for d in def.sets() {
-            if keep.contains(&d.name.as_str()) {
-                continue;
-            }
-            sc.push_str(&format!(
-                "add set inet {TABLE} {} {{ {} }}\n",
-                d.name,
-                d.body()
-            ));
-            if let Some(ports) = &d.kept {
-                let flows = open_flows(ports, d.ty.starts_with("ipv6"));
-                if !flows.is_empty() {
-                    sc.push_str(&format!(
-                        "add element inet {TABLE} {} {{ {} }}\n",
-                        d.name,
-                        flows.join(", ")
-                    ));
-                }
-                continue;
-            }
-            let Some((_, elems)) = carry.iter().find(|(c, _)| c.name == d.name) else {
-                continue;
-            };
-            let list = carried(d, elems);
-            if !list.is_empty() {
-                sc.push_str(&format!(
-                    "add element inet {TABLE} {} {{ {} }}\n",
-                    d.name,
-                    list.join(", ")
-                ));
-            }
+        for d in def.sets().filter(|d| !keep.contains(&d.name.as_str())) {
+            add_set(&mut sc, d, &carry);
         }
         add_chains(&mut sc, TABLE, &def.chains);
         // The guard holds nothing: made anew, in the same transaction.
@@ -281,6 +252,31 @@ impl Nft {
             )),
         )
         .map(|_| ())
+    }
+}
+
+/// The lines that make set `d`: the set, and the connections it keeps
+/// (a kept set) or the elements `carry` holds for it, if any.
+fn add_set(sc: &mut String, d: &SetDef, carry: &[(&SetDef, Vec<TimedElem>)]) {
+    sc.push_str(&format!(
+        "add set inet {TABLE} {} {{ {} }}\n",
+        d.name,
+        d.body()
+    ));
+    let list = match &d.kept {
+        Some(ports) => open_flows(ports, d.ty.starts_with("ipv6")),
+        None => carry
+            .iter()
+            .find(|(c, _)| c.name == d.name)
+            .map(|(_, elems)| carried(d, elems))
+            .unwrap_or_default(),
+    };
+    if !list.is_empty() {
+        sc.push_str(&format!(
+            "add element inet {TABLE} {} {{ {} }}\n",
+            d.name,
+            list.join(", ")
+        ));
     }
 }
 

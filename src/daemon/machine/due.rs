@@ -14,6 +14,7 @@ use crate::config::{Config, Service};
 use crate::daemon::lines::Level;
 use crate::name::{Af, ExpireMode, Net, Secs};
 use crate::names::{self, nft_set_of};
+use crate::tables::{Entry, TableRef};
 
 /// How long after a reload its lost knocks may still arrive (ms): the
 /// kernel queues their log lines before the commit returns, so they are
@@ -429,6 +430,42 @@ impl Machine {
             .into_iter()
             .chain(meters)
             .min()
+    }
+
+    /// What the machine knows of authorized table `t`, as the kernel would
+    /// list it (each entry's time stamp is when it was authorized or last
+    /// renewed, in seconds), for a service that expires by age, in the
+    /// events mode: the kernel's listing is a dump that grows with the
+    /// square of the set (minutes at a million), this is the book. `None`
+    /// where the book cannot stand in: a table of no service, a stage or
+    /// hold table, idle expiry (traffic refreshes entries unseen), or the
+    /// daemon polls. Entries past their deadline (`now`, ms) are the
+    /// kernel's to drop, not listed.
+    pub fn booked_entries(&self, cfg: &Config, t: &TableRef, now: i64) -> Option<Vec<Entry>> {
+        let mut naming = cfg.services.iter().filter(|s| auth_table(cfg, s) == *t);
+        let s = naming.clone().next().filter(|_| self.events)?;
+        if naming.any(|s| s.expire != ExpireMode::Age) {
+            return None;
+        }
+        let mut out = Vec::new();
+        for a in [Af::V4, Af::V6] {
+            let Some(i) = self.book.find(&nft_set_of(s.table.as_str(), a)) else {
+                continue;
+            };
+            out.extend(
+                self.book
+                    .iter_set(i)
+                    .filter(|(_, a)| a.until > now)
+                    .map(|(addr, a)| Entry {
+                        net: Net::host(addr),
+                        tzero: a.since.div_euclid(1000),
+                        packets: 0,
+                        bytes: 0,
+                        counted: false,
+                    }),
+            );
+        }
+        Some(out)
     }
 
     /// How many authorizations the machine knows of a table, and when the

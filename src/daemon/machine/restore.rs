@@ -39,12 +39,16 @@ impl Machine {
                             if self.tracked(&set, addr).is_some() {
                                 continue;
                             }
-                            let left = left.map_or(ms(s.ttl.0 as i64), |ms| ms as i64);
+                            let ttl = ms(s.ttl.0 as i64);
+                            let left = left.map_or(ttl, |ms| ms as i64);
                             if !quiet {
                                 let extra = format!("ttl={} by {by}", Secs(s.ttl.0));
                                 info(out, event_line(cx.cfg, "authorized", s, addr, &extra));
                             }
-                            out.extend(self.track(cx, &set, addr, now, now + left));
+                            // Added with less than the ttl left (a restore
+                            // by another tool): as old as the kernel has it.
+                            let since = now - (ttl - left).max(0);
+                            out.extend(self.track(cx, &set, addr, since, now + left));
                         } else if let Some(a) = self.forget(cx, &set, addr, out)
                             && !quiet
                         {
