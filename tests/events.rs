@@ -1185,3 +1185,61 @@ fn an_overrun_says_what_changed_meanwhile_as_learned_late() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+/// `pfknock expire` through the daemon, which lists the authorized set
+/// from what it heard rather than from the kernel: 300 hosts added by
+/// another process a minute old, 100 five minutes old (their time left
+/// says so); `expire -o 120s` takes exactly the 100, from the kernel and
+/// in the log, each once, and says 100/400.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn expire_through_the_daemon_takes_exactly_what_is_past_the_age() {
+    need_root_and_tools!();
+    let mut n = Net::new(&CONF.replace("TTL", "10m"));
+    n.up();
+    let (mut d, _pid, log, _) = counted_daemon(&n);
+    read_log(&log, 5, |s| s.contains("started"));
+    let young: Vec<String> = (0..300)
+        .map(|i| format!("198.19.{}.{}", 1 + i / 200, i % 200 + 1))
+        .collect();
+    let old: Vec<String> = (1..=100).map(|i| format!("198.19.9.{i}")).collect();
+    let elems: Vec<String> = young
+        .iter()
+        .map(|a| format!("{a} timeout 10m expires 9m"))
+        .chain(old.iter().map(|a| format!("{a} timeout 10m expires 5m")))
+        .collect();
+    let script = format!(
+        "add element inet pfknock ssh_4 {{ {} }}\n",
+        elems.join(", ")
+    );
+    let path = n.dir.join("aged.nft");
+    fs::write(&path, script).unwrap();
+    ok(&ns(&n.srv, &["nft", "-f", path.to_str().unwrap()]));
+    read_log(&log, 3, |s| s.matches("authorized ").count() >= 400);
+    let o = via_daemon(&n, &["expire", "-o", "120s"]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("100/400 addresses expired"), "{err}");
+    let held = n.elements("ssh_4");
+    assert_eq!(held.len(), 300);
+    assert!(
+        old.iter().all(|a| !held.contains(a)),
+        "an old one is still there"
+    );
+    assert!(young.iter().all(|a| held.contains(a)), "a young one went");
+    let said = read_log(&log, 2, |_| false);
+    for a in &old {
+        let lines = said
+            .lines()
+            .filter(|l| l.contains(&format!("expired {a} ")))
+            .count();
+        assert_eq!(lines, 1, "{a}: {said}");
+    }
+    assert!(
+        !young
+            .iter()
+            .any(|a| said.contains(&format!("expired {a} ")))
+    );
+    let _ = d.kill();
+    let _ = d.wait();
+}
