@@ -41,10 +41,15 @@ impl KernelSet {
     }
 
     /// Can loading `d` change this set in place: it differs only in its
-    /// default timeout or its size, both of which the kernel (Linux 6.5
-    /// and later: nf_tables_newset on an existing set) updates without
-    /// touching an element? Not a meter, whose elements keep the rate
-    /// they were made with.
+    /// default timeout or its size, both of which the kernel updates
+    /// without touching an element? nf_tables_newset on an existing set
+    /// takes a new timeout since Linux 6.5 (commit 123b99619cca, "honor
+    /// set timeout and garbage collection updates"); the size, as
+    /// measured on 6.18 (a smaller size than the set holds keeps every
+    /// element and refuses new ones). Neither is taken on trust: `load`
+    /// reads the definition back and makes the set anew where it is not
+    /// what was asked. Not a meter, whose elements keep the rate they
+    /// were made with.
     pub(super) fn updatable(&self, d: &SetDef) -> bool {
         d.elements.is_none()
             && d.kept.is_none()
