@@ -10,7 +10,8 @@
 # set and how many were logged "authorized" (each must be 40: once each);
 # the set's ttl and size after; how many of 10 elements from before got
 # the new ttl (a set changed in place: none; made anew: all); and the
-# daemon's CPU during the reload. Next to it,
+# daemon's CPU during the reload; and its memory after its start (RSS and
+# the high-water mark of the start's reading). Next to it,
 # the floor: nftables' own change of the set in place, one `nft add set`
 # with the new timeout and size (what pfknock's load does for a million
 # elements or for none), and a reload that changes nothing.
@@ -99,6 +100,11 @@ def until(word, secs):
             return line
     return None
 assert until("started", 1800), "the daemon did not start"
+# Its memory after the start: resident now, and the high-water mark of
+# the start's reading.
+status = open(f"/proc/{pid}/status").read()
+rss, hwm = (int(re.search(k + r":\s+(\d+)", status).group(1)) // 1024
+            for k in ("VmRSS", "VmHWM"))
 def cpu():
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
@@ -161,7 +167,8 @@ srv("nft", "add", "set", "inet", "pfknock", "ssh_4",
     "{ type ipv4_addr; size 8388608; flags dynamic, timeout; counter; timeout 3h; "
     "comment \"ssh: authorized\"; }", check=True)
 floor = time.monotonic() - t0
-print(f"{binary}: reload at {n}: {took * 1000:.0f} ms to 'reloaded' "
+print(f"{binary}: after the start at {n}: RSS {rss} MB, high-water {hwm} MB; "
+      f"reload: {took * 1000:.0f} ms to 'reloaded' "
       f"({c1 - c0:.2f} s CPU); knockers in the set {held}/40, logged {logged}/40; "
       f"set ttl {ttl} size {size}; of {len(sample)} elements from before, "
       f"{fresh} got the new ttl; an unchanged reload {unchanged * 1000:.0f} ms; "
