@@ -382,6 +382,9 @@ fn key_of(addr: IpAddr) -> Vec<u8> {
 /// An element's address, its timeout and its time left, in milliseconds.
 pub type TimedElement = (IpAddr, Option<u64>, Option<u64>);
 
+/// A set's elements as a dump gives them: each address and its time left.
+pub type Dumped = Vec<(IpAddr, Option<u64>)>;
+
 impl crate::kevents::ElementLookup for Lookup {
     fn left(&mut self, set: &str, addr: IpAddr) -> io::Result<Option<Option<u64>>> {
         self.get(set, addr)
@@ -446,7 +449,7 @@ impl Lookup {
     /// One dump, as (address, time left) sorted by address with each
     /// address once, and whether one came twice (the kernel's walk
     /// restarted over a resize: the dump may also have missed some).
-    fn dump_sorted(&mut self, set: &str) -> io::Result<(Vec<(IpAddr, Option<u64>)>, bool)> {
+    fn dump_sorted(&mut self, set: &str) -> io::Result<(Dumped, bool)> {
         let mut this: Vec<(IpAddr, Option<u64>)> = Vec::new();
         let m = self.getsetelem_msg(set, None, NLM_F_REQUEST | NLM_F_DUMP);
         self.seq = self.seq.wrapping_add(1).max(1);
