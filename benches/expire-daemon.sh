@@ -68,7 +68,7 @@ def pfk(*args):
     t0 = time.monotonic()
     r = run(binary, "-c", conf, "-S", ctl, *args, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    return time.monotonic() - t0, r.stderr.strip().splitlines()[-1]
+    return time.monotonic() - t0, (r.stderr.strip().splitlines() or [""])[-1]
 def count():
     t0 = time.monotonic()
     r = run("nft", "list", "set", "inet", "pfknock", "ssh_4", capture_output=True, text=True)
