@@ -382,9 +382,6 @@ fn key_of(addr: IpAddr) -> Vec<u8> {
 /// An element's address, its timeout and its time left, in milliseconds.
 pub type TimedElement = (IpAddr, Option<u64>, Option<u64>);
 
-/// A set's elements as a dump gives them: each address and its time left.
-pub type Dumped = Vec<(IpAddr, Option<u64>)>;
-
 impl crate::kevents::ElementLookup for Lookup {
     fn left(&mut self, set: &str, addr: IpAddr) -> io::Result<Option<Option<u64>>> {
         self.get(set, addr)
@@ -417,54 +414,41 @@ impl Lookup {
         })
     }
 
-    /// A dump, taken as whole only when the next dump holds the same
-    /// addresses and neither repeats one: a dump during a resize of the
-    /// set's hash table can also come short without repeating anything
-    /// (`dump_counted`), and the kernel tells no element count to compare
-    /// with. At most `SETTLE_TRIES` dumps; if no two in a row agree (the
-    /// set keeps changing), every address any of them held, each with its
-    /// newest time left. Sorted by address. At most two dumps are held at
-    /// a time, as (address, time left) pairs, so a million costs about
-    /// 80 MB while it is read, not the 266 MB of hash sets it took.
+    /// Every element of a set, with its time left: one dump request, read
+    /// as the kernel sends it (no listing through nft, no JSON).
+    pub fn dump(&mut self, set: &str) -> io::Result<Vec<(IpAddr, Option<u64>)>> {
+        Ok(self
+            .dump_timed(set)?
+            .into_iter()
+            .map(|(a, _, left)| (a, left))
+            .collect())
+    }
+
+    /// `dump`, taken as whole only when the next dump holds the same
+    /// addresses: a dump during a resize of the set's hash table can also
+    /// come short without repeating anything (`dump_counted`), and the
+    /// kernel tells no element count to compare with. At most
+    /// `SETTLE_TRIES` dumps; if no two in a row agree (the set keeps
+    /// changing), every address any of them held, each with its newest
+    /// time left.
     pub fn dump_settled(&mut self, set: &str) -> io::Result<Vec<(IpAddr, Option<u64>)>> {
-        const SETTLE_TRIES: u64 = 10;
-        let mut union: Vec<(IpAddr, Option<u64>)> = Vec::new();
-        let mut prev: Option<Vec<(IpAddr, Option<u64>)>> = None;
+        const SETTLE_TRIES: u64 = 6;
+        let mut all: std::collections::HashMap<IpAddr, Option<u64>> =
+            std::collections::HashMap::new();
+        let mut prev: Option<std::collections::HashSet<IpAddr>> = None;
         for attempt in 1..=SETTLE_TRIES {
-            let (d, repeat) = self.dump_sorted(set)?;
-            if !repeat && prev.as_ref().is_some_and(|p| same_addresses(p, &d)) {
+            let d = self.dump(set)?;
+            let now: std::collections::HashSet<IpAddr> = d.iter().map(|x| x.0).collect();
+            if prev.as_ref() == Some(&now) {
                 return Ok(d);
             }
-            if let Some(p) = prev.take() {
-                union = merged(union, p);
-            }
-            prev = Some(d);
+            all.extend(d);
+            prev = Some(now);
             if attempt > 1 && attempt < SETTLE_TRIES {
                 std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
             }
         }
-        Ok(merged(union, prev.unwrap_or_default()))
-    }
-
-    /// One dump, as (address, time left) sorted by address with each
-    /// address once, and whether one came twice (the kernel's walk
-    /// restarted over a resize: the dump may also have missed some).
-    fn dump_sorted(&mut self, set: &str) -> io::Result<(Dumped, bool)> {
-        let mut this: Vec<(IpAddr, Option<u64>)> = Vec::new();
-        let m = self.getsetelem_msg(set, None, NLM_F_REQUEST | NLM_F_DUMP);
-        self.seq = self.seq.wrapping_add(1).max(1);
-        request_each(&self.sock, m, self.seq, &mut self.buf, |r| {
-            if msg_type(r) == NFT_MSG_NEWSETELEM
-                && let Some((_, _, _, e)) = raw_setelem_counted(r)
-            {
-                this.extend(e.into_iter().map(|(a, _, left, _)| (a, left)));
-            }
-        })?;
-        this.sort_unstable_by_key(|x| x.0);
-        let n = this.len();
-        this.dedup_by_key(|x| x.0);
-        let repeat = this.len() != n;
-        Ok((this, repeat))
+        Ok(all.into_iter().collect())
     }
 
     /// `dump_timed`, with each element's counter where the set counts.
@@ -530,6 +514,15 @@ impl Lookup {
             }
         })?;
         Ok(n)
+    }
+
+    /// `dump`, with each element's own timeout too (milliseconds).
+    pub fn dump_timed(&mut self, set: &str) -> io::Result<Vec<TimedElement>> {
+        Ok(self
+            .dump_counted(set)?
+            .into_iter()
+            .map(|(a, t, l, _)| (a, t, l))
+            .collect())
     }
 
     /// An NFT_MSG_GETSETELEM request, of some elements or a dump.

@@ -245,35 +245,6 @@ pub(super) fn notification(m: &[u8], table: &str) -> Option<KernelEvent> {
     }
 }
 
-/// Do two dumps sorted by address hold the same addresses?
-pub(super) fn same_addresses(a: &[(IpAddr, Option<u64>)], b: &[(IpAddr, Option<u64>)]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0)
-}
-
-/// Two lists sorted by address, merged into one, each address once; where
-/// both have it, `newer`'s time left.
-pub(super) fn merged(
-    older: Vec<(IpAddr, Option<u64>)>,
-    newer: Vec<(IpAddr, Option<u64>)>,
-) -> Vec<(IpAddr, Option<u64>)> {
-    let mut out = Vec::with_capacity(older.len().max(newer.len()));
-    let (mut o, mut n) = (older.into_iter().peekable(), newer.into_iter().peekable());
-    loop {
-        let next = match (o.peek(), n.peek()) {
-            (Some(a), Some(b)) if a.0 < b.0 => o.next(),
-            (Some(a), Some(b)) if a.0 == b.0 => {
-                o.next();
-                n.next()
-            }
-            (_, Some(_)) => n.next(),
-            (Some(_), None) => o.next(),
-            (None, None) => break,
-        };
-        out.extend(next);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,33 +554,5 @@ mod tests {
             let _ = notification(&d, "pfknock");
             let _ = raw_setelem_counted(&d);
         }
-    }
-
-    #[test]
-    fn dumps_merge_by_address_the_newer_time_winning() {
-        let a = |s: &str| -> IpAddr { s.parse().unwrap() };
-        let older = vec![
-            (a("10.0.0.1"), Some(5)),
-            (a("10.0.0.3"), Some(5)),
-            (a("fd00::1"), None),
-        ];
-        let newer = vec![(a("10.0.0.2"), Some(9)), (a("10.0.0.3"), Some(9))];
-        assert_eq!(
-            merged(older.clone(), newer.clone()),
-            vec![
-                (a("10.0.0.1"), Some(5)),
-                (a("10.0.0.2"), Some(9)),
-                (a("10.0.0.3"), Some(9)),
-                (a("fd00::1"), None)
-            ]
-        );
-        assert_eq!(merged(Vec::new(), newer.clone()), newer);
-        assert_eq!(merged(older.clone(), Vec::new()), older);
-        assert!(same_addresses(&older, &older));
-        assert!(!same_addresses(&older, &newer));
-        let mut moved = older.clone();
-        moved[1].1 = Some(1);
-        assert!(same_addresses(&older, &moved), "times may differ");
-        assert!(!same_addresses(&older, &older[..2]));
     }
 }
