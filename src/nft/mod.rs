@@ -154,12 +154,14 @@ impl Nft {
         self.run(&["-f", "-"], Some(&script)).map(|_| ())
     }
 
-    /// The `nft -f` script of `load`.
+    /// The `nft -f` script that brings the table to `def` in one
+    /// transaction, a changed set made anew (`close`: no second try on a
+    /// kernel that cannot change a set in place).
     pub fn load_script(&self, def: &TableDef) -> Result<String> {
-        self.plan(def, true).map(|(script, _, _)| script)
+        self.plan(def, false).map(|(script, _, _)| script)
     }
 
-    /// The script of `load_script`, whether the table was there, and the
+    /// The script of `load`, whether the table was there, and the
     /// sets it changes in place (`in_place`; else those are made anew).
     /// The listing is terse (no elements): its cost does not grow with
     /// the authorizations, which a step of a rotating service loads anew.
