@@ -493,6 +493,7 @@ impl Machine {
         self.book.clear();
         self.meters.clear();
         self.full.clear();
+        self.cuts.clear();
         n
     }
 }
