@@ -53,7 +53,7 @@ for c in range(0, n, 100000):
 for bin in "$@"; do
 	[ -x "$bin" ] || { echo "$bin: not executable" >&2; exit 2; }
 	ip netns exec "$NS" nft delete table inet pfknock 2>/dev/null || true
-	rm -f "$tmp/pid" "$tmp/pid.state" "$tmp/log.sock"
+	rm -f "$tmp/pid" "$tmp/pid.state" "$tmp/log.sock" "$tmp/ctl.sock"
 	python3 - "$tmp" "$bin" "$NS" "$N" <<'EOP'
 import os, signal, socket, subprocess, sys, time
 tmp, binary, ns, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -84,8 +84,10 @@ while b"started" not in log.recv(65536):
 log.settimeout(0.1)
 none, said0 = pfk("expire", "-o", "2h")
 tenth, said1 = pfk("expire", "-o", "600s")
+# A clean stop keeps what the daemon knows (a million entries take a
+# while): wait for it, so the next build's commands do not reach this one.
 os.kill(pid, signal.SIGTERM)
-for _ in range(300):
+for _ in range(6000):
     if not os.path.exists(f"/proc/{pid}"):
         break
     time.sleep(0.1)
