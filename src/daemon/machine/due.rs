@@ -72,14 +72,15 @@ fn full_line(set: &str, size: u64) -> String {
 /// idle time is the ttl; the age is since it was authorized (or renewed).
 /// The ttl is the one it was given: the service's, or a shorter one it
 /// had from before a reload that made the ttl longer (its deadline less
-/// its start).
+/// its start, when that is short of the service's by more than the
+/// second a restore's whole seconds can lose).
 fn expired_line(cx: &Ctx, s: &Service, addr: IpAddr, a: Auth, now: i64) -> String {
     let age = age(now, a.since);
     let given = ((a.until - a.since + 500) / 1000).max(1) as u64;
-    let ttl = if s.expire == ExpireMode::Idle {
+    let ttl = if s.expire == ExpireMode::Idle || given + 2 >= s.ttl.0 {
         Secs(s.ttl.0)
     } else {
-        Secs(s.ttl.0.min(given))
+        Secs(given)
     };
     let extra = if s.expire == ExpireMode::Idle {
         format!("idle={ttl} age={age} ttl={ttl}")

@@ -547,3 +547,25 @@ fn an_element_added_by_others_is_as_old_as_the_kernel_has_it() {
     assert_eq!(m.booked_entries(&idle, &t, T0), None);
     assert_eq!(Machine::default().booked_entries(&cfg, &t, T0), None);
 }
+
+/// An expired line names the ttl the authorization was given: the
+/// service's, also for one put back with whole seconds (up to a second
+/// short of it), or a shorter one from before a reload made it longer.
+#[test]
+fn an_expired_line_names_the_ttl_it_was_given() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = events();
+    // Put back with 29 of its 29.9 s left: due 0.9 s short of a minute.
+    m.track(&cx, "ssh_4", ip("198.18.0.1"), T0, T0 + 59_100);
+    // Given 20 s under an older, shorter ttl.
+    m.track(&cx, "ssh_4", ip("198.18.0.2"), T0, T0 + 20_000);
+    for (at, a, want) in [
+        (T0 + 20_000, "198.18.0.2", "age=20s ttl=20s"),
+        (T0 + 59_100, "198.18.0.1", "age=59s ttl=1m"),
+    ] {
+        let (_, then) = asked(&m.tick(&cx, at));
+        let acts = m.answer(&cx, then, left(None), at);
+        assert_eq!(acts, vec![info(&format!("expired {a} {LINE} {want}"))]);
+    }
+}
