@@ -46,4 +46,9 @@ pub trait ElementLookup {
     /// Every element of a set with its time left (at start, and after
     /// lost notifications).
     fn dump(&mut self, set: &str) -> std::io::Result<Vec<(IpAddr, Option<u64>)>>;
+    /// A look-up of its own, for a reading that runs beside the daemon's
+    /// loop; `None` where there is none (the reading runs in the loop).
+    fn reader(&self) -> Option<std::io::Result<Box<dyn ElementLookup + Send>>> {
+        None
+    }
 }

@@ -1080,7 +1080,8 @@ fn knocks_during_a_reload_that_changes_ttl_and_size_are_all_kept() {
 /// set again and says what changed meanwhile as learned late (past
 /// log_burst, one line with the number), never as renewed; every change
 /// is said once, by notification or as learned late; and it knows what the
-/// kernel holds (SIGUSR2's count is the set's).
+/// kernel holds (SIGUSR2's count is the set's). The reading runs beside
+/// the loop: a SIGUSR2 sent as it begins is answered before it ends.
 #[test]
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn an_overrun_says_what_changed_meanwhile_as_learned_late() {
@@ -1135,6 +1136,8 @@ fn an_overrun_says_what_changed_meanwhile_as_learned_late() {
         .unwrap();
     let end = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let (mut heard, mut removed, mut dropped, mut late) = (0u32, 0u32, false, None);
+    // SIGUSR2 sent when the reading begins is answered while it runs.
+    let mut answered = false;
     let mut rest = String::new();
     let mut buf = [0u8; 4096];
     while std::time::Instant::now() < end && late.is_none() {
@@ -1146,6 +1149,9 @@ fn an_overrun_says_what_changed_meanwhile_as_learned_late() {
             removed += 1;
         } else if l.contains("the kernel dropped notifications: reading the sets again") {
             dropped = true;
+            ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
+        } else if l.contains("status: reading the sets again for ") {
+            answered = true;
         } else if l.contains("changes to the authorizations of service ssh (learned late") {
             late = l
                 .split(" changes to")
@@ -1158,6 +1164,7 @@ fn an_overrun_says_what_changed_meanwhile_as_learned_late() {
     }
     let late = late.unwrap_or_else(|| panic!("no learned-late line ({heard} heard): {rest}"));
     assert!(dropped, "{rest}");
+    assert!(answered, "SIGUSR2 waited for the reading: {rest}");
     assert!(!rest.contains("renewed"), "{rest}");
     assert!(late > 0 && removed <= 1, "{late} {removed}");
     // Each addition and the removal said once, one way or the other.

@@ -300,6 +300,10 @@ impl ElementLookup for Nft {
                 .collect()),
         }
     }
+    /// The same kernel, for a reading beside the loop.
+    fn reader(&self) -> Option<std::io::Result<Box<dyn ElementLookup + Send>>> {
+        Some(Ok(Box::new(self.clone())))
+    }
 }
 
 #[derive(Clone, Default)]
@@ -548,6 +552,49 @@ fn a_restore_gives_back_the_time_left_and_no_more() {
     let l = r.log.take();
     assert_eq!(l.len(), 1, "{l:?}");
     assert!(l[0].starts_with("expired 198.18.0.9 "), "{l:?}");
+}
+
+/// The same overrun, with the reading beside the loop (as `run` does it):
+/// until it is done, nothing is said but the warning, SIGINFO is answered
+/// with a line that says so, and then the same lines come as when it runs
+/// in the loop.
+#[test]
+fn an_overrun_read_beside_the_loop_says_the_same_once_the_reading_is_done() {
+    let mut r = rig("overrun-aside", SSH);
+    r.d.read_aside();
+    r.knock(T0, "198.18.0.8");
+    assert_eq!(r.log.take().len(), 1);
+    r.at(T0 + 500);
+    r.k.knock("ssh_4", "198.18.0.9");
+    r.k.remove("ssh_4", "198.18.0.8");
+    r.event(T0 + 600, KernelEvent::Overrun);
+    assert_eq!(
+        r.log.take(),
+        ["the kernel dropped notifications: reading the sets again"]
+    );
+    assert!(r.d.reading().is_some());
+    r.d.status(T0 / 1000 + 1);
+    let l = r.log.take();
+    assert!(
+        l.iter()
+            .any(|x| x.starts_with("status: reading the sets again for ")),
+        "{l:?}"
+    );
+    r.d.read_done();
+    assert!(r.d.reading().is_none());
+    let late = "(learned late: the kernel dropped notifications)";
+    assert_eq!(
+        r.log.take(),
+        [
+            format!("authorized 198.18.0.9 service=ssh table=ssh anchor=pfknock ttl=1m {late}"),
+            format!("removed 198.18.0.8 service=ssh table=ssh anchor=pfknock age=0s ttl=1m {late}"),
+        ]
+    );
+    let t = pfknock::tables::TableRef::new(
+        &AnchorName::new("pfknock").unwrap(),
+        &pfknock::name::TableName::new("ssh").unwrap(),
+    );
+    assert_eq!(r.d.known(&t), Some(1));
 }
 
 /// Lost notifications: the sets are read again, and what changed

@@ -4,8 +4,11 @@
 //! the kernel (`ElementLookup`, `Tables`, the `Loader`) and the log.
 #![forbid(unsafe_code)]
 
-use super::machine::{Action, Answer, Left, Query, ReadError, Write};
-use super::{Daemon, Loader, Log};
+use std::collections::VecDeque;
+use std::os::unix::net::UnixStream;
+
+use super::machine::{Action, Answer, Elements, Left, Query, ReadError, Then, Write};
+use super::{Daemon, Level, Loader, Log};
 pub use crate::kevents::{ElementLookup, KernelEvent};
 use crate::tables::Tables;
 
@@ -55,7 +58,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let cx = cx!(self);
         let acts = self.machine.kernel(&cx, ev, now);
         self.carry_out(acts, now);
-        if overrun {
+        if overrun && self.reading.is_none() {
             // The sets were read again: what the reading held goes back.
             crate::sys_unix::release_free_memory();
         }
@@ -72,21 +75,85 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// actions that follow from an answer come before the rest. A queue,
     /// not recursion: a poll of many tables is a long chain of answers.
     pub(super) fn carry_out(&mut self, acts: Vec<Action>, now: i64) {
-        let mut todo: std::collections::VecDeque<Action> = acts.into();
+        let mut todo: VecDeque<Action> = acts.into();
         while let Some(a) = todo.pop_front() {
             match a {
                 Action::Log(level, line) => self.log.log(level, &line),
                 Action::Fail(level, msg) => self.fail(level, &msg, now.div_euclid(1000)),
                 Action::Poll => self.lookup = None,
-                Action::Ask(q, then) => {
-                    let answer = self.ask(q);
-                    let cx = cx!(self);
-                    let more = self.machine.answer(&cx, then, answer, now);
-                    for m in more.into_iter().rev() {
-                        todo.push_front(m);
+                Action::Ask(Query::Dump(sets), then) if self.aside => {
+                    match Reading::start(self.lookup.as_deref(), sets, then, now) {
+                        Ok(mut r) => {
+                            r.rest = std::mem::take(&mut todo);
+                            self.reading = Some(r);
+                            return;
+                        }
+                        Err(back) => {
+                            let (sets, then) = *back;
+                            self.answer_now(Query::Dump(sets), then, now, &mut todo)
+                        }
                     }
                 }
+                Action::Ask(q, then) => self.answer_now(q, then, now, &mut todo),
             }
+        }
+    }
+
+    /// Ask the kernel, and put what the answer calls for first in `todo`.
+    fn answer_now(&mut self, q: Query, then: Then, now: i64, todo: &mut VecDeque<Action>) {
+        let answer = self.ask(q);
+        let cx = cx!(self);
+        let more = self.machine.answer(&cx, then, answer, now);
+        for m in more.into_iter().rev() {
+            todo.push_front(m);
+        }
+    }
+
+    /// From now on, a reading of every set (after the kernel dropped
+    /// notifications) runs beside the loop where the look-up has a reader
+    /// of its own (`run`'s loop; `reading`, `read_done`).
+    pub fn read_aside(&mut self) {
+        self.aside = true;
+    }
+
+    /// Is a reading of the sets running beside the loop? Then the machine
+    /// takes nothing else until it ends (`read_done`).
+    pub fn reading(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.reading.as_ref().map(|r| r.done.as_fd())
+    }
+
+    /// The reading beside the loop ended (its socket is readable): hand
+    /// the machine its answer, with the time it was asked at, and carry
+    /// out what was waiting behind it.
+    pub fn read_done(&mut self) {
+        let Some(r) = self.reading.take() else {
+            return;
+        };
+        let n = r.sets;
+        let dumps = r.worker.join().unwrap_or_else(|_| {
+            let e = ReadError::Failed("the reading of the sets failed".to_owned());
+            vec![Err(e); n]
+        });
+        let cx = cx!(self);
+        let more = self.machine.answer(&cx, r.then, Answer::Dump(dumps), r.now);
+        let mut todo = r.rest;
+        for m in more.into_iter().rev() {
+            todo.push_front(m);
+        }
+        self.carry_out(todo.into(), r.now);
+        // What the reading held goes back.
+        crate::sys_unix::release_free_memory();
+    }
+
+    /// SIGINFO's line for a reading that runs.
+    pub(super) fn reading_status(&mut self) {
+        if let Some(r) = &self.reading {
+            let line = format!(
+                "status: reading the sets again for {}s; kernel events wait until it ends",
+                r.since.elapsed().as_secs()
+            );
+            self.log.log(Level::Info, &line);
         }
     }
 
@@ -114,18 +181,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     fn ask(&mut self, q: Query) -> Answer {
         match q {
             Query::Left(items) => Answer::Left(self.lefts(&items)),
-            Query::Dump(sets) => Answer::Dump(
-                sets.iter()
-                    .map(|set| match self.lookup.as_mut().map(|l| l.dump(set)) {
-                        Some(Ok(elems)) => Ok(elems),
-                        Some(Err(e)) if e.raw_os_error() == Some(libc::ENOENT) => {
-                            Err(ReadError::Missing)
-                        }
-                        Some(Err(e)) => Err(ReadError::Failed(e.to_string())),
-                        None => Err(ReadError::Failed("no kernel events".to_owned())),
-                    })
-                    .collect(),
-            ),
+            Query::Dump(sets) => Answer::Dump(dump_sets(self.lookup.as_deref_mut(), &sets)),
             Query::Load => Answer::Done(vec![
                 self.load_anchor().map(|()| 0).map_err(|e| e.to_string()),
             ]),
@@ -188,6 +244,73 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 Answer::Rotated(self.step(at, load).map_err(|e| e.to_string()))
             }
         }
+    }
+}
+
+/// Every set's elements, as the machine takes them.
+fn dump_sets(
+    mut lookup: Option<&mut (dyn ElementLookup + Send + 'static)>,
+    sets: &[String],
+) -> Vec<Result<Elements, ReadError>> {
+    sets.iter()
+        .map(|set| match lookup.as_mut().map(|l| l.dump(set)) {
+            Some(Ok(elems)) => Ok(elems),
+            Some(Err(e)) if e.raw_os_error() == Some(libc::ENOENT) => Err(ReadError::Missing),
+            Some(Err(e)) => Err(ReadError::Failed(e.to_string())),
+            None => Err(ReadError::Failed("no kernel events".to_owned())),
+        })
+        .collect()
+}
+
+/// A reading of every authorized set that runs beside the loop, on a
+/// look-up of its own (`ElementLookup::reader`): at a million elements
+/// the kernel's dump takes a minute or more (it walks the set again for
+/// each datagram), and meanwhile the loop answers SIGINFO and SIGTERM and
+/// keeps reading the kernel's events, so that the kernel drops none; the
+/// machine takes them once the answer is in, as it would have after a
+/// reading in the loop.
+pub(super) struct Reading {
+    then: Then,
+    /// What followed the query in the machine's list.
+    rest: VecDeque<Action>,
+    now: i64,
+    sets: usize,
+    since: std::time::Instant,
+    /// Readable once the worker is done.
+    done: UnixStream,
+    worker: std::thread::JoinHandle<Vec<Result<Elements, ReadError>>>,
+}
+
+impl Reading {
+    /// Start the worker; without a look-up of its own (or a socket pair),
+    /// the query comes back to be answered in the loop.
+    fn start(
+        lookup: Option<&(dyn ElementLookup + Send)>,
+        sets: Vec<String>,
+        then: Then,
+        now: i64,
+    ) -> Result<Reading, Box<(Vec<String>, Then)>> {
+        let Some(Ok(mut reader)) = lookup.and_then(|l| l.reader()) else {
+            return Err(Box::new((sets, then)));
+        };
+        let Ok((done, signal)) = UnixStream::pair() else {
+            return Err(Box::new((sets, then)));
+        };
+        let n = sets.len();
+        let worker = crate::sys_unix::spawn(move || {
+            let r = dump_sets(Some(reader.as_mut()), &sets);
+            let _ = std::io::Write::write_all(&mut &signal, &[1]);
+            r
+        });
+        Ok(Reading {
+            then,
+            rest: VecDeque::new(),
+            now,
+            sets: n,
+            since: std::time::Instant::now(),
+            done,
+            worker,
+        })
     }
 }
 

@@ -36,6 +36,10 @@ pub struct Daemon<T, L, G> {
     /// Where the firewall sends events: the element look-up that answers
     /// the machine's questions about them.
     lookup: Option<Box<dyn ElementLookup + Send>>,
+    /// A reading of the sets runs beside the loop (`events::Reading`),
+    /// and whether one may (`run`'s loop sets it).
+    reading: Option<events::Reading>,
+    aside: bool,
     /// Removals pfknock's commands noted (pf: nobody else says who
     /// deleted an entry). None: log every removal.
     pub notes: Option<notes::Notes>,
@@ -82,6 +86,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             log,
             caps,
             lookup: None,
+            reading: None,
+            aside: false,
             notes: None,
             held: false,
             state: None,
@@ -296,6 +302,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let cx = events::cx!(self);
         let acts = self.machine.status(&cx, now);
         self.carry_out(acts, events::ms(now));
+        self.reading_status();
     }
 
     /// A clean exit: unload the anchor if the config says so.
@@ -324,6 +331,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 mod book;
 mod control;
 mod events;
+mod feeds;
 mod lines;
 mod machine;
 pub mod notes;

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use super::feeds::{Feeds, Sources, kernel_events};
 use super::{DEFAULT_PIDFILE, Daemon, Level, Loader, Log, Pidfile};
 use crate::config::{Config, Warning};
 use crate::error::{Error, Result};
@@ -187,170 +188,6 @@ fn check_only(cfg: &Config, warnings: &[Warning], abs: &Path, given: &Path) -> R
     ))
 }
 
-/// The sockets that bring kernel events, and the element lookup.
-#[cfg(target_os = "linux")]
-type Sources = (crate::netlink::Nflog, crate::netlink::Monitor);
-#[cfg(not(target_os = "linux"))]
-type Sources = std::convert::Infallible;
-
-#[cfg(target_os = "linux")]
-fn kernel_events(
-    backend: &crate::backend::Backend,
-    cfg: &Config,
-) -> Result<Option<(Sources, Box<dyn super::ElementLookup + Send>)>> {
-    use crate::render::nft::TABLE;
-    if !matches!(backend, crate::backend::Backend::Nft(_)) || cfg.services.is_empty() {
-        return Ok(None);
-    }
-    let dev = |what: &str, source| Error::Device {
-        path: format!("nfnetlink {what}"),
-        op: "open",
-        source,
-    };
-    let nflog = crate::netlink::Nflog::bind(cfg.nflog_group).map_err(|e| dev("log", e))?;
-    let monitor = crate::netlink::Monitor::open(&[TABLE, crate::render::nft::GUARD])
-        .map_err(|e| dev("monitor", e))?;
-    let lookup = crate::netlink::Lookup::open(TABLE).map_err(|e| dev("lookup", e))?;
-    Ok(Some(((nflog, monitor), Box::new(lookup))))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn kernel_events(
-    _: &crate::backend::Backend,
-    _: &Config,
-) -> Result<Option<(Sources, Box<dyn super::ElementLookup + Send>)>> {
-    Ok(None)
-}
-
-/// The kernel's event sockets, read when poll(2) says so.
-#[cfg(target_os = "linux")]
-struct Feeds {
-    nflog: Option<crate::netlink::Nflog>,
-    monitor: Option<crate::netlink::Monitor>,
-    buf: Vec<u8>,
-}
-
-#[cfg(target_os = "linux")]
-impl Feeds {
-    fn new(sources: Option<Sources>) -> Result<Feeds> {
-        let dev = |source| Error::Device {
-            path: "nfnetlink".into(),
-            op: "non-blocking",
-            source,
-        };
-        let (nflog, monitor) = match sources {
-            Some((n, m)) => {
-                n.set_nonblocking().map_err(dev)?;
-                m.set_nonblocking().map_err(dev)?;
-                (Some(n), Some(m))
-            }
-            None => (None, None),
-        };
-        Ok(Feeds {
-            nflog,
-            monitor,
-            buf: vec![0u8; 1 << 20],
-        })
-    }
-
-    fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
-        let mut v = Vec::new();
-        if let Some(n) = &self.nflog {
-            v.push(n.fd());
-        }
-        if let Some(m) = &self.monitor {
-            v.push(m.fd());
-        }
-        v
-    }
-
-    /// Everything the sockets hold now, knocks first. A socket that fails
-    /// for good is said once (`Lost`: the daemon polls from then on) and
-    /// read no more.
-    fn drain(&mut self) -> Vec<super::KernelEvent> {
-        let mut out = Vec::new();
-        let Feeds {
-            nflog,
-            monitor,
-            buf,
-        } = self;
-        drain_one(nflog, "nflog", |n, b| n.next(b), buf, &mut out);
-        let from = out.len();
-        drain_one(
-            monitor,
-            "nf_tables monitor",
-            |m, b| m.next(b),
-            buf,
-            &mut out,
-        );
-        // After the kernel dropped notifications, those still queued are
-        // older than the reading of the sets that the overrun brings:
-        // dropped too (that reading says what they would have), so that
-        // none of them is taken for news.
-        let overrun = out[from..]
-            .iter()
-            .position(|e| *e == super::KernelEvent::Overrun);
-        if let (Some(i), Some(m)) = (overrun, monitor.as_ref()) {
-            out.truncate(from + i + 1);
-            for _ in 0..(1 << 16) {
-                match m.next(buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() != std::io::ErrorKind::Interrupted => break,
-                    _ => {}
-                }
-            }
-        }
-        out
-    }
-}
-
-/// Read one event socket until it has nothing more (bounded: 1024
-/// datagrams; not by time: what is not read fast enough, the kernel
-/// drops); on a lasting error, say `Lost` and drop it.
-#[cfg(target_os = "linux")]
-fn drain_one<S>(
-    src: &mut Option<S>,
-    what: &str,
-    next: impl Fn(&S, &mut [u8]) -> std::io::Result<Vec<super::KernelEvent>>,
-    buf: &mut [u8],
-    out: &mut Vec<super::KernelEvent>,
-) {
-    for _ in 0..1024 {
-        let Some(s) = src.as_ref() else { return };
-        match next(s, buf) {
-            Ok(evs) => out.extend(evs),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                out.push(super::KernelEvent::Lost(format!(
-                    "{what}: {}",
-                    crate::error::io_words(&e)
-                )));
-                *src = None;
-            }
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-struct Feeds;
-
-#[cfg(not(target_os = "linux"))]
-impl Feeds {
-    fn new(sources: Option<Sources>) -> Result<Feeds> {
-        if let Some(s) = sources {
-            match s {}
-        }
-        Ok(Feeds)
-    }
-    fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
-        Vec::new()
-    }
-    fn drain(&mut self) -> Vec<super::KernelEvent> {
-        Vec::new()
-    }
-}
-
 fn catch_signals() -> Result<signal_hook::iterator::Signals> {
     signal_hook::iterator::Signals::new(SIGNALS).map_err(|source| Error::Device {
         path: "signals".into(),
@@ -382,7 +219,8 @@ const SIGNALS: [libc::c_int; 5] = [
 /// Detach (unless in the foreground), then serve in one loop: one poll(2)
 /// over a signal wake-up socket, the kernel's event sockets and the
 /// control socket, with the next deadline as its timeout. No thread is
-/// started, so nothing needs policing before fork(2).
+/// started before fork(2) (the reading of the sets beside the loop starts
+/// its own after it).
 fn detach_and_serve<T: Tables, L: Loader>(
     d: Daemon<T, L, SysLog>,
     (pid, ctl): (Pidfile, crate::control::Listener),
@@ -431,17 +269,35 @@ fn detach_and_serve<T: Tables, L: Loader>(
     r
 }
 
-/// The signals that arrived, acted on; true when one said to stop.
+/// The signals that arrived, acted on; true when one said to stop. While
+/// the sets are read beside the loop, a reload or a sweep waits in
+/// `deferred` until the reading is done; status and stop do not wait.
 fn signalled<T: Tables, L: Loader>(
     d: &mut Daemon<T, L, SysLog>,
     signals: &mut signal_hook::iterator::Signals,
     wake: &std::os::unix::net::UnixStream,
+    deferred: &mut Vec<libc::c_int>,
 ) -> bool {
     let mut b = [0u8; 64];
     while std::io::Read::read(&mut &*wake, &mut b).is_ok_and(|n| n > 0) {}
-    for sig in signals.pending() {
+    let sigs: Vec<libc::c_int> = signals.pending().collect();
+    acted(d, sigs, deferred)
+}
+
+/// Act on `sigs` in order (see `signalled`).
+fn acted<T: Tables, L: Loader>(
+    d: &mut Daemon<T, L, SysLog>,
+    sigs: Vec<libc::c_int>,
+    deferred: &mut Vec<libc::c_int>,
+) -> bool {
+    for sig in sigs {
         let now = crate::clock::now();
         match sig {
+            libc::SIGHUP | libc::SIGUSR1 if d.reading().is_some() => {
+                if !deferred.contains(&sig) {
+                    deferred.push(sig);
+                }
+            }
             libc::SIGHUP => {
                 d.reload(now);
                 d.settle_from(crate::clock::now_ms());
@@ -520,7 +376,8 @@ fn kernel_turn<T: Tables, L: Loader>(
     if readable && pending.len() < PENDING_MAX {
         pending.extend(feeds.drain());
     }
-    if pending.is_empty() {
+    // While the sets are read beside the loop, events wait for its end.
+    if pending.is_empty() || d.reading().is_some() {
         return;
     }
     let start = std::time::Instant::now();
@@ -593,10 +450,53 @@ fn heard<T: Tables, L: Loader>(d: &mut Daemon<T, L, SysLog>, out: Vec<super::spa
 
 /// What ended a wait.
 struct Ready {
+    /// The reading of the sets beside the loop is done.
+    read: bool,
     spa: bool,
     kernel: bool,
     signal: bool,
     control: bool,
+}
+
+/// Wait up to `wait` for what the loop serves. While the sets are read
+/// beside the loop, commands and signed knocks wait in their sockets.
+fn wait_for<T: Tables, L: Loader>(
+    d: &Daemon<T, L, SysLog>,
+    spa: &Option<super::spa::Spa>,
+    (wake, ctl): (&std::os::unix::net::UnixStream, &crate::control::Listener),
+    feeds: &Feeds,
+    wait: std::time::Duration,
+    first: &mut bool,
+) -> Result<Ready> {
+    use std::os::fd::AsFd;
+    let reading = d.reading().is_some();
+    let mut fds = vec![wake.as_fd()];
+    fds.extend(d.reading());
+    let nc = usize::from(!reading);
+    if !reading {
+        fds.push(ctl.sock.as_fd());
+    }
+    let sfd = spa.as_ref().and_then(|s| s.fd()).filter(|_| !reading);
+    let ns = usize::from(sfd.is_some());
+    fds.extend(sfd);
+    let kfds = feeds.fds();
+    let nk = kfds.len();
+    fds.extend(kfds);
+    let r = crate::sys_unix::poll_readable(&fds, wait).map_err(|source| Error::Device {
+        path: "daemon".into(),
+        op: "poll",
+        source,
+    })?;
+    let at = 1 + usize::from(reading);
+    Ok(Ready {
+        // A signal caught before the wake-up socket was registered (during
+        // the first load, say) is looked at on the first turn.
+        signal: r[0] || std::mem::take(first),
+        read: reading && r[1],
+        control: nc > 0 && r[at],
+        spa: ns > 0 && r[at + nc],
+        kernel: nk > 0 && r[at + nc + ns..].iter().any(|x| *x),
+    })
 }
 
 /// The loop: wait for the next deadline, a kernel event, a signal or a
@@ -609,18 +509,21 @@ fn serve<T: Tables, L: Loader>(
     mut feeds: Feeds,
     spa: &mut Option<super::spa::Spa>,
 ) -> Result<()> {
-    use std::os::fd::AsFd;
     use std::time::Duration;
     d.log_warnings(warnings);
-    // A signal caught before the wake-up socket was registered (during the
-    // first load, say) is looked at on the first turn.
     let mut first = true;
     let mut pending = Pending::new();
+    let mut deferred = Vec::new();
+    d.read_aside();
     loop {
         let now_ms = crate::clock::now_ms();
         let wake_at = next_wake(&d, spa, now_ms);
         let mut wait = Duration::from_millis((wake_at - now_ms) as u64);
-        if !pending.is_empty() {
+        if d.reading().is_some() {
+            // Only the reading's end, a signal or the kernel's events
+            // wake the loop until then.
+            wait = Duration::from_secs(1);
+        } else if !pending.is_empty() {
             wait = Duration::ZERO;
         }
         // Lines syslogd did not take yet go out first (and again soon).
@@ -628,36 +531,27 @@ fn serve<T: Tables, L: Loader>(
         if crate::syslog::pending() {
             wait = wait.min(crate::syslog::RETRY);
         }
-        let ready = {
-            let mut fds = vec![wake.as_fd(), ctl.sock.as_fd()];
-            let sfd = spa.as_ref().and_then(|s| s.fd());
-            let ns = usize::from(sfd.is_some());
-            fds.extend(sfd);
-            let kfds = feeds.fds();
-            let nk = kfds.len();
-            fds.extend(kfds);
-            let r = crate::sys_unix::poll_readable(&fds, wait).map_err(|source| Error::Device {
-                path: "daemon".into(),
-                op: "poll",
-                source,
-            })?;
-            Ready {
-                signal: r[0] || std::mem::take(&mut first),
-                control: r[1],
-                spa: ns > 0 && r[2],
-                kernel: nk > 0 && r[2 + ns..].iter().any(|x| *x),
-            }
-        };
+        let ready = wait_for(&d, spa, (wake, ctl), &feeds, wait, &mut first)?;
         // What the kernel said came first.
         kernel_turn(&mut d, &mut feeds, &mut pending, ready.kernel);
-        signed(&mut d, spa, ready.spa);
-        if ready.signal && signalled(&mut d, &mut signals, wake) {
+        if ready.signal && signalled(&mut d, &mut signals, wake, &mut deferred) {
             return Ok(());
         }
+        if ready.read {
+            d.read_done();
+            let sigs = std::mem::take(&mut deferred);
+            if acted(&mut d, sigs, &mut deferred) {
+                return Ok(());
+            }
+        }
+        if d.reading().is_some() {
+            continue;
+        }
+        signed(&mut d, spa, ready.spa);
         if ready.control {
             commands(&mut d, ctl, &mut feeds, &mut pending);
         }
-        if ready.signal || ready.control {
+        if ready.signal || ready.control || ready.read {
             let mut out = Vec::new();
             super::spa::Spa::reload(spa, &d.cfg, &d.spa, &mut out);
             heard(&mut d, out);

@@ -394,6 +394,9 @@ impl crate::kevents::ElementLookup for Lookup {
     fn dump(&mut self, set: &str) -> io::Result<Vec<(IpAddr, Option<u64>)>> {
         self.dump_settled(set)
     }
+    fn reader(&self) -> Option<io::Result<Box<dyn crate::kevents::ElementLookup + Send>>> {
+        Some(Lookup::open(&self.table).map(|l| Box::new(l) as _))
+    }
 }
 
 /// One element at a time: is it in the set, and for how long still?

@@ -1,0 +1,172 @@
+//! The kernel's event sockets of the daemon's loop (nftables): opened
+//! before the first load, read when poll(2) says so, as it comes.
+#![forbid(unsafe_code)]
+
+use crate::config::Config;
+#[cfg(target_os = "linux")]
+use crate::error::Error;
+use crate::error::Result;
+
+/// The sockets that bring kernel events, and the element lookup.
+#[cfg(target_os = "linux")]
+pub(super) type Sources = (crate::netlink::Nflog, crate::netlink::Monitor);
+#[cfg(not(target_os = "linux"))]
+pub(super) type Sources = std::convert::Infallible;
+
+#[cfg(target_os = "linux")]
+pub(super) fn kernel_events(
+    backend: &crate::backend::Backend,
+    cfg: &Config,
+) -> Result<Option<(Sources, Box<dyn super::ElementLookup + Send>)>> {
+    use crate::render::nft::TABLE;
+    if !matches!(backend, crate::backend::Backend::Nft(_)) || cfg.services.is_empty() {
+        return Ok(None);
+    }
+    let dev = |what: &str, source| Error::Device {
+        path: format!("nfnetlink {what}"),
+        op: "open",
+        source,
+    };
+    let nflog = crate::netlink::Nflog::bind(cfg.nflog_group).map_err(|e| dev("log", e))?;
+    let monitor = crate::netlink::Monitor::open(&[TABLE, crate::render::nft::GUARD])
+        .map_err(|e| dev("monitor", e))?;
+    let lookup = crate::netlink::Lookup::open(TABLE).map_err(|e| dev("lookup", e))?;
+    Ok(Some(((nflog, monitor), Box::new(lookup))))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn kernel_events(
+    _: &crate::backend::Backend,
+    _: &Config,
+) -> Result<Option<(Sources, Box<dyn super::ElementLookup + Send>)>> {
+    Ok(None)
+}
+
+/// The kernel's event sockets, read when poll(2) says so.
+#[cfg(target_os = "linux")]
+pub(super) struct Feeds {
+    nflog: Option<crate::netlink::Nflog>,
+    monitor: Option<crate::netlink::Monitor>,
+    buf: Vec<u8>,
+}
+
+#[cfg(target_os = "linux")]
+impl Feeds {
+    pub(super) fn new(sources: Option<Sources>) -> Result<Feeds> {
+        let dev = |source| Error::Device {
+            path: "nfnetlink".into(),
+            op: "non-blocking",
+            source,
+        };
+        let (nflog, monitor) = match sources {
+            Some((n, m)) => {
+                n.set_nonblocking().map_err(dev)?;
+                m.set_nonblocking().map_err(dev)?;
+                (Some(n), Some(m))
+            }
+            None => (None, None),
+        };
+        Ok(Feeds {
+            nflog,
+            monitor,
+            buf: vec![0u8; 1 << 20],
+        })
+    }
+
+    pub(super) fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        let mut v = Vec::new();
+        if let Some(n) = &self.nflog {
+            v.push(n.fd());
+        }
+        if let Some(m) = &self.monitor {
+            v.push(m.fd());
+        }
+        v
+    }
+
+    /// Everything the sockets hold now, knocks first. A socket that fails
+    /// for good is said once (`Lost`: the daemon polls from then on) and
+    /// read no more.
+    pub(super) fn drain(&mut self) -> Vec<super::KernelEvent> {
+        let mut out = Vec::new();
+        let Feeds {
+            nflog,
+            monitor,
+            buf,
+        } = self;
+        drain_one(nflog, "nflog", |n, b| n.next(b), buf, &mut out);
+        let from = out.len();
+        drain_one(
+            monitor,
+            "nf_tables monitor",
+            |m, b| m.next(b),
+            buf,
+            &mut out,
+        );
+        // After the kernel dropped notifications, those still queued are
+        // older than the reading of the sets that the overrun brings:
+        // dropped too (that reading says what they would have), so that
+        // none of them is taken for news.
+        let overrun = out[from..]
+            .iter()
+            .position(|e| *e == super::KernelEvent::Overrun);
+        if let (Some(i), Some(m)) = (overrun, monitor.as_ref()) {
+            out.truncate(from + i + 1);
+            for _ in 0..(1 << 16) {
+                match m.next(buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() != std::io::ErrorKind::Interrupted => break,
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Read one event socket until it has nothing more (bounded: 1024
+/// datagrams; not by time: what is not read fast enough, the kernel
+/// drops); on a lasting error, say `Lost` and drop it.
+#[cfg(target_os = "linux")]
+fn drain_one<S>(
+    src: &mut Option<S>,
+    what: &str,
+    next: impl Fn(&S, &mut [u8]) -> std::io::Result<Vec<super::KernelEvent>>,
+    buf: &mut [u8],
+    out: &mut Vec<super::KernelEvent>,
+) {
+    for _ in 0..1024 {
+        let Some(s) = src.as_ref() else { return };
+        match next(s, buf) {
+            Ok(evs) => out.extend(evs),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                out.push(super::KernelEvent::Lost(format!(
+                    "{what}: {}",
+                    crate::error::io_words(&e)
+                )));
+                *src = None;
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) struct Feeds;
+
+#[cfg(not(target_os = "linux"))]
+impl Feeds {
+    pub(super) fn new(sources: Option<Sources>) -> Result<Feeds> {
+        if let Some(s) = sources {
+            match s {}
+        }
+        Ok(Feeds)
+    }
+    pub(super) fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        Vec::new()
+    }
+    pub(super) fn drain(&mut self) -> Vec<super::KernelEvent> {
+        Vec::new()
+    }
+}
