@@ -59,6 +59,22 @@ fn sock() -> io::Result<Socket> {
     Ok(s)
 }
 
+/// The receive buffer of the event sockets, where root may have it
+/// (SO_RCVBUFFORCE, past net.core.rmem_max): a burst of 100,000 elements
+/// a second is about 10 MB of notifications, and the daemon's loop may
+/// be busy for a second (a reading of a million elements taken in).
+/// A limit, not an allocation: the kernel holds that much only while the
+/// daemon is behind.
+const EVENTS_RCVBUF: usize = 64 << 20;
+
+/// A socket for events: `sock`, with `EVENTS_RCVBUF` where the kernel
+/// allows it (else `RCVBUF`, capped by rmem_max).
+fn events_sock() -> io::Result<Socket> {
+    let s = sock()?;
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size_force(&s, EVENTS_RCVBUF);
+    Ok(s)
+}
+
 /// One datagram, if the kernel sent it (port id 0) to this socket or to
 /// `group` (a bit mask, as the kernel reports a multicast group; 0 for
 /// unicast). Anything else is a process's forgery: `Ok(None)`, its bytes
@@ -141,7 +157,7 @@ pub struct Nflog(Socket);
 impl Nflog {
     /// Bind group `group`; only one socket in a network namespace may.
     pub fn bind(group: u16) -> io::Result<Nflog> {
-        let s = sock()?;
+        let s = events_sock()?;
         // The network and transport headers are all we read. Each packet
         // is sent at once (queue threshold 1; the kernel's default batches
         // up to a second, nfnetlink_log.c NFULNL_TIMEOUT_DEFAULT 100 in
@@ -214,7 +230,7 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn open(tables: &[&str]) -> io::Result<Monitor> {
-        let sock = sock()?;
+        let sock = events_sock()?;
         sock.add_membership(NFNLGRP_NFTABLES)?;
         Ok(Monitor {
             sock,
