@@ -1,15 +1,25 @@
 #!/bin/bash
-# The Linux daemon's memory under churn: 500 new authorizations a second
-# (through nft, which the daemon hears of as notifications), each expiring
-# after 5 s, for SECONDS (default 3600); its resident memory every minute.
-# Flat means nothing leaks in the map, the deadlines or the batches.
+# The Linux daemon's memory under churn: HELD authorizations, each with a
+# ttl of TTL seconds, renewed by arrivals of HELD/TTL new ones a second
+# (added by nft, which the daemon hears of as notifications) while as many
+# expire, for SECONDS (default 3600). The set starts full, its elements'
+# times spread over the ttl, so the churn is steady from the first
+# second. Every minute: the daemon's resident memory and high-water mark,
+# the authorizations it counts (its SIGUSR2 status line), its CPU so far
+# and the kernel's notifications it was told it lost. Flat means nothing
+# leaks in the book, the deadlines or the batches.
 #
 # Root only; needs iproute2, nft, python3 and a release build:
 #   cargo build --release && sudo bash benches/churn.sh [SECONDS]
+# Environment: HELD (default 2500), TTL (default 5); HELD=1000000
+# TTL=1000 is a million held, a thousand new and a thousand expiring a
+# second. Nothing leaves the namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=$PWD/target/release/pfknock
+BIN=${BIN:-$PWD/target/release/pfknock}
 DUR=${1:-3600}
+HELD=${HELD:-2500}
+TTL=${TTL:-5}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 NS=pfkc-$$
 tmp=$(mktemp -d)
@@ -21,35 +31,86 @@ cleanup() {
 trap cleanup EXIT
 ip netns add "$NS"
 ip -n "$NS" link set lo up
+size=$(( HELD * 2 ))
+[ "$size" -ge 65536 ] || size=65536
 cat >"$tmp/pfknock.toml" <<EOT
+log_burst = 100
+
 [[service]]
-name    = "ssh"
-protect = [2222]
-knock   = [1234]
-ttl     = "5s"
-size    = 1048576
+name     = "ssh"
+protect  = [2222]
+knock    = [1234]
+ttl      = "${TTL}s"
+size     = $size
 EOT
 chmod 600 "$tmp/pfknock.toml"
-ip netns exec "$NS" "$BIN" -c "$tmp/pfknock.toml" run -p "$tmp/pid"
-pid=$(cat "$tmp/pid")
-rss() { awk '/^VmRSS/ {print $2}' /proc/"$pid"/status; }
-echo "seconds  daemon RSS (kB)  authorizations"
-start=$(date +%s)
-i=0
-while [ $(( $(date +%s) - start )) -lt "$DUR" ]; do
-	python3 -c "
-import sys
-i = int(sys.argv[1])
-print('add element inet pfknock ssh_4 { ' + ', '.join(
-    '10.%d.%d.%d' % ((i + k) >> 16 & 255, (i + k) >> 8 & 255, (i + k) & 255)
-    for k in range(500)) + ' }')" "$i" | ip netns exec "$NS" nft -f -
-	i=$(( i + 500 ))
-	t=$(( $(date +%s) - start ))
-	if [ "$t" -ge "${next:-0}" ]; then
-		next=$(( t + 60 ))
-		n=$(ip netns exec "$NS" nft list set inet pfknock ssh_4 | grep -o 'expires' | wc -l)
-		echo "$t  $(rss)  $n"
-	fi
-	sleep 1
-done
-echo "end  $(rss)"
+python3 - "$tmp" "$BIN" "$NS" "$DUR" "$HELD" "$TTL" <<'EOP'
+import os, re, signal, socket, subprocess, sys, time
+tmp, binary, ns, dur, held, ttl = sys.argv[1:7]
+dur, held, ttl = int(dur), int(held), int(ttl)
+rate = max(1, held // ttl)
+log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+log.bind(tmp + "/log.sock")
+log.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
+env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
+def addr(i):
+    i %= 1 << 22  # 10.0.0.0/10: 4M addresses, never two alive at once
+    return "10.%d.%d.%d" % (i >> 16 & 63, i >> 8 & 255, i & 255)
+def nft(text):
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=text.encode(), check=True)
+# The table, then the set full with times spread over the ttl.
+ctl = ["-S", tmp + "/ctl.sock"]  # a control socket of its own
+subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml", *ctl, "load"],
+               env=env, check=True, stdout=subprocess.DEVNULL)
+for lo in range(0, held, 100000):
+    hi = min(held, lo + 100000)
+    nft("add element inet pfknock ssh_4 { " + ", ".join(
+        "%s timeout %dms" % (addr(i), 1000 + (ttl * 1000 - 1000) * (i + 1) // held)
+        for i in range(lo, hi)) + " }\n")
+t0 = time.monotonic()
+subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml", *ctl, "run",
+                "-p", tmp + "/pid"], env=env, check=True)
+pid = int(open(tmp + "/pid").read())
+print(f"held {held}, ttl {ttl}s, {rate} new a second; daemon started in "
+      f"{time.monotonic() - t0:.1f} s", flush=True)
+lost = 0
+def take(timeout):
+    """Log lines until `timeout`; the last status count."""
+    global lost
+    count, end = None, time.monotonic() + timeout
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return count
+        log.settimeout(left)
+        try:
+            l = log.recv(65536).decode(errors="replace")
+        except socket.timeout:
+            return count
+        m = re.search(r"status [^:]*: (\d+) entries", l)
+        if m:
+            count = int(m.group(1))
+        lost += "dropped notifications" in l
+def stat():
+    s = open(f"/proc/{pid}/status").read()
+    kb = lambda k: int(re.search(k + r":\s+(\d+)", s).group(1))
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return kb("VmRSS"), kb("VmHWM"), (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+print("minute  RSS kB  HWM kB  counted  CPU s  lost", flush=True)
+start, i, nxt = time.monotonic(), held, 0.0
+while time.monotonic() - start < dur:
+    tick = time.monotonic()
+    nft("add element inet pfknock ssh_4 { " +
+        ", ".join(addr(j) for j in range(i, i + rate)) + " }\n")
+    i += rate
+    if tick - start >= nxt:
+        os.kill(pid, signal.SIGUSR2)
+        c = take(0.5)
+        rss, hwm, cpu = stat()
+        print(f"{int((tick - start) // 60):6d}  {rss:6d}  {hwm:6d}  {c}  {cpu:6.1f}  {lost}",
+              flush=True)
+        nxt += 60
+    take(max(0.0, 1 - (time.monotonic() - tick)))
+rss, hwm, cpu = stat()
+print(f"end     {rss:6d}  {hwm:6d}  added {i - held}, CPU {cpu:.1f} s", flush=True)
+EOP

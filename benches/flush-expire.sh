@@ -36,7 +36,7 @@ ttl     = "1h"
 size    = 2097152
 EOT
 chmod 600 "$tmp/pfknock.toml"
-run "${BINS[0]}" -c "$tmp/pfknock.toml" load
+run "${BINS[0]}" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" load
 ms() { local a b; a=$(date +%s%N); "$@" >/dev/null 2>&1; b=$(date +%s%N); echo $(( (b - a) / 1000000 )); }
 
 # n elements, the first tenth 1000 s old (timeout 1h, 2600 s left): due
@@ -72,16 +72,16 @@ for n in $SIZES; do
 	for b in "${BINS[@]}"; do
 		for f in "" --json; do
 			# shellcheck disable=SC2086 # $f is one word or none
-			m=$(run /usr/bin/time -f '%e s, peak %M KB' "$b" -c "$tmp/pfknock.toml" show $f \
+			m=$(run /usr/bin/time -f '%e s, peak %M KB' "$b" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" show $f \
 				2>&1 >/dev/null | tail -1)
 			printf '%-9s %-28s show %-7s %s\n' "$n" "$(basename "$b")" "${f:-(text)}" "$m"
 		done
 	done
 	for b in "${BINS[@]}"; do
 		fill "$n"
-		e=$(ms run "$b" -c "$tmp/pfknock.toml" expire -o 600s)
+		e=$(ms run "$b" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" expire -o 600s)
 		left=$(run nft list set inet pfknock ssh_4 | grep -o '10\.[0-9.]*' | wc -l)
-		f=$(ms run "$b" -c "$tmp/pfknock.toml" flush)
+		f=$(ms run "$b" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" flush)
 		printf '%-9s %-28s %-10s %-10s (%s left after expire)\n' "$n" "$(basename "$b")" "${f} ms" "${e} ms" "$left"
 	done
 done

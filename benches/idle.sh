@@ -48,7 +48,7 @@ cat >"$tmp/knockd.conf" <<EOT
 	tcpflags    = syn
 	command     = /bin/true
 EOT
-run "$BIN" -c "$tmp/pfknock.toml" load
+run "$BIN" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" load
 
 # CPU time of a process and all its threads, in nanoseconds.
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d\n", s}'; }
@@ -69,7 +69,7 @@ for start in range(0, n, 50000):
     print("add element inet pfknock ssh_4 { %s }" % xs)
 PY
 	[ "$n" -gt 0 ] && run nft -f "$tmp/add.nft"
-	ip netns exec "$NS" "$BIN" -c "$tmp/pfknock.toml" run -f -p "$tmp/pid" 2>/dev/null &
+	ip netns exec "$NS" "$BIN" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" run -f -p "$tmp/pid" 2>/dev/null &
 	pids+=($!)
 	ip netns exec "$NS" knockd -c "$tmp/knockd.conf" -i pkia >/dev/null 2>&1 &
 	kdp=$!
@@ -82,9 +82,9 @@ PY
 	sleep "$WIN"
 	p1=$(cpu_ns "$pfp") k1=$(cpu_ns "$kdp")
 	rss=$(rss_kb "$pfp")
-	show=$(ms run "$BIN" -c "$tmp/pfknock.toml" show)
-	exp=$(ms run "$BIN" -c "$tmp/pfknock.toml" expire)
-	rev=$(ms run "$BIN" -c "$tmp/pfknock.toml" revoke 10.0.0.7)
+	show=$(ms run "$BIN" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" show)
+	exp=$(ms run "$BIN" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" expire)
+	rev=$(ms run "$BIN" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" revoke 10.0.0.7)
 	printf '%-9s %-22s %-12s %-22s %-9s %-9s %-9s\n' "$n" \
 		"$(awk -v d=$((p1 - p0)) -v w="$WIN" 'BEGIN {printf "%.2f", d / 1e6 * 60 / w}')" \
 		"$((rss / 1024)) MB" \

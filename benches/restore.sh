@@ -50,14 +50,14 @@ log.bind(tmp + "/log.sock")
 log.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
 env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
 # The floor first: the table loaded, the elements added by one nft -f.
-subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml", "load"],
+subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml", "-S", tmp + "/ctl.sock", "load"],
                env=env, check=True, stdout=subprocess.DEVNULL)
 t0 = time.monotonic()
 subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", tmp + "/fill.nft"], check=True)
 floor = time.monotonic() - t0
 # The daemon starts with the N there (it reads them, without a line each).
 subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml",
-                "run", "-p", tmp + "/pid"], env=env, check=True)
+                "-S", tmp + "/ctl.sock", "run", "-p", tmp + "/pid"], env=env, check=True)
 pid = int(open(tmp + "/pid").read())
 def until(word, secs):
     end = time.monotonic() + secs

@@ -47,7 +47,7 @@ EOT
 	# The daemon joins the cgroup before it starts, so its nft(8)
 	# children count too.
 	sh -c 'echo $$ >"$1/cgroup.procs"; shift; exec "$@"' sh "$CG" \
-		ip netns exec "$NS" "$bin" -c "$tmp/pfknock.toml" run -f -p "$tmp/pid" \
+		ip netns exec "$NS" "$bin" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" run -f -p "$tmp/pid" \
 		-S "$tmp/sock" 2>/dev/null &
 	pid=$!
 	for _ in $(seq 100); do [ -s "$tmp/pid" ] && break; sleep 0.1; done

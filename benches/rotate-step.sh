@@ -45,18 +45,18 @@ median() {
 	printf '%s\n' "${t[@]}" | sort -n | awk '{v[NR]=$1} END {printf "%.2f", v[int((NR+1)/2)]/1000}'
 }
 
-run "$BIN" -c "$tmp/pfknock.toml" load
+run "$BIN" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" load
 echo "authorizations  step (pfknock load, ms, median of 20)"
-echo "0               $(median run "$BIN" -c "$tmp/pfknock.toml" load)"
+echo "0               $(median run "$BIN" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" load)"
 # 10,000 authorizations, in one transaction.
 python3 -c '
 print("add element inet pfknock ssh_4 { " + ", ".join(
     "198.18.%d.%d" % (i // 250, 1 + i % 250) for i in range(10000)) + " }")
 ' >"$tmp/add.nft"
 run nft -f "$tmp/add.nft"
-echo "10000           $(median run "$BIN" -c "$tmp/pfknock.toml" load)"
+echo "10000           $(median run "$BIN" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" load)"
 left=$(run nft -j list set inet pfknock ssh_4 | python3 -c '
 import json, sys
 print(sum(len(s["set"].get("elem", [])) for s in json.load(sys.stdin)["nftables"] if "set" in s))')
 echo "authorizations kept after 40 steps: $left of 10000"
-echo "pf: render the anchor (process included): $(median "$BIN" -c "$tmp/pfknock.toml" render) ms"
+echo "pf: render the anchor (process included): $(median "$BIN" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" render) ms"

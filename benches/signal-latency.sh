@@ -14,7 +14,9 @@
 # Root only; needs iproute2, nft and python3, and release builds:
 #   cargo build --release && sudo bash benches/signal-latency.sh \
 #       target/release/pfknock [OTHER-BUILD ...]
-# Environment: BATCH (default 20000), ROUNDS (default 10), SETTLE (seconds
+# Environment: BATCH (default 20000), ROUNDS (default 10), PACE (seconds
+# between the start of one round's adds and the next's; default 0: all at
+# once; BATCH=100000 PACE=1 is 100k a second), SETTLE (seconds
 # between the daemon's start and the burst, default 1: a burst during the
 # start's own reading of the sets makes that reading repeat until it is
 # whole, which is the start's cost, not the loop's).
@@ -39,19 +41,20 @@ cat >"$tmp/pfknock.toml" <<EOT
 name    = "ssh"
 protect = [2222]
 knock   = [1234]
-ttl     = "10m"
+ttl     = "1h"
 size    = 1048576
 EOT
 chmod 600 "$tmp/pfknock.toml"
 mkdir "$tmp/bin"
 cp "$(command -v nft)" "$tmp/bin/pfknock"
-# The fills: BATCH addresses a round, 10.R.x.y.
+# The fills: BATCH addresses a round, from 10.0.0.0 on, none twice.
 for r in $(seq 1 "$ROUNDS"); do
 	python3 -c "
 import sys
 r, n = int(sys.argv[1]), int(sys.argv[2])
 print('add element inet pfknock ssh_4 { ' + ', '.join(
-    '10.%d.%d.%d' % (r, k >> 8 & 255, k & 255) for k in range(n)) + ' }')" "$r" "$BATCH" >"$tmp/fill$r.nft"
+    '10.%d.%d.%d' % (i >> 16 & 255, i >> 8 & 255, i & 255)
+    for i in range(r * n, r * n + n)) + ' }')" "$r" "$BATCH" >"$tmp/fill$r.nft"
 done
 for bin in "$@"; do
 	[ -x "$bin" ] || { echo "$bin: not executable" >&2; exit 2; }
@@ -59,14 +62,14 @@ for bin in "$@"; do
 	rm -f "$tmp/log.sock" "$tmp/pid" "$tmp/pid.state"
 	# The log: a socket of this script's, read by the measuring python.
 	python3 - "$tmp" "$bin" "$ROUNDS" "$NS" <<'EOP'
-import os, signal, socket, statistics, subprocess, sys, time
+import os, re, signal, socket, statistics, subprocess, sys, time
 tmp, binary, rounds, ns = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 log.bind(tmp + "/log.sock")
 log.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
 env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
 subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml",
-                "run", "-p", tmp + "/pid"], env=env, check=True)
+                "-S", tmp + "/ctl.sock", "run", "-p", tmp + "/pid"], env=env, check=True)
 pid = int(open(tmp + "/pid").read())
 overruns = 0
 def until(word, secs):
@@ -76,7 +79,7 @@ def until(word, secs):
         log.settimeout(max(0.001, end - time.monotonic()))
         try:
             line = log.recv(65536).decode(errors="replace")
-            overruns += "dropped notifications" in line
+            overruns += "dropped notifications: reading" in line
             if word in line:
                 return True
         except socket.timeout:
@@ -84,7 +87,10 @@ def until(word, secs):
     return False
 assert until("started", 10), "the daemon did not start"
 time.sleep(float(os.environ.get("SETTLE", "1")))
-fills = [subprocess.Popen(["ip", "netns", "exec", ns, tmp + "/bin/pfknock", "-f", f"{tmp}/fill{r}.nft"])
+pace = float(os.environ.get("PACE", "0"))
+t_fill = time.monotonic()
+fills = [subprocess.Popen(["sh", "-c", f"sleep {(r - 1) * pace}; exec ip netns exec {ns} "
+                           f"{tmp}/bin/pfknock -f {tmp}/fill{r}.nft"])
          for r in range(1, rounds + 1)]
 waits = []
 busy = True
@@ -101,6 +107,27 @@ for _ in range(400):  # bounded: 400 signals at most
     time.sleep(0.05)
 for f in fills:
     f.wait()
+filled = time.monotonic() - t_fill
+# Then until the daemon's status line counts every element (bounded: 10
+# minutes), and how many it counts.
+want, seen, t_end = rounds * int(os.environ.get("BATCH", "20000")), -1, time.monotonic()
+for _ in range(600):
+    os.kill(pid, signal.SIGUSR2)
+    end = time.monotonic() + 1
+    while time.monotonic() < end:
+        log.settimeout(max(0.001, end - time.monotonic()))
+        try:
+            line = log.recv(65536).decode(errors="replace")
+        except socket.timeout:
+            break
+        overruns += "dropped notifications: reading" in line
+        m = re.search(r"status [^:]*: (\d+) entries", line)
+        if m:
+            seen = int(m.group(1))
+    if seen == want:
+        break
+print(f"adds took {filled:.1f} s; the daemon counted {seen} of {want} "
+      f"{time.monotonic() - t_end:.1f} s after")
 os.kill(pid, signal.SIGTERM)
 for _ in range(300):  # its exit, before the next build's start (30 s at most)
     if not os.path.exists(f"/proc/{pid}"):

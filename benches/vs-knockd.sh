@@ -47,7 +47,7 @@ rate    = "2/5"
 ttl     = "2s"
 CONF
 chmod 600 "$tmp/pfknock.toml"
-ip netns exec $S "$BIN" run -f -c "$tmp/pfknock.toml" 2>/dev/null &
+ip netns exec $S "$BIN" -S "$tmp/ctl.sock" run -f -c "$tmp/pfknock.toml" 2>/dev/null &
 pids+=($!)
 pf_pid=$!
 
