@@ -358,22 +358,36 @@ type Pending = std::collections::VecDeque<super::KernelEvent>;
 /// wait at most about this long behind a burst).
 const TURN: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Kernel events read ahead at most: past this, the sockets keep what
-/// comes, and a burst larger than their buffers is an overrun (the sets
-/// are read again).
-const PENDING_MAX: usize = 1 << 20;
+/// Kernel events read ahead at most while the loop works through them:
+/// past this, the sockets keep what comes (64 MB each, more compactly
+/// than this queue, whose events are about 150 bytes each: a million
+/// read ahead was 150 MB more of resident memory), and a burst larger
+/// than their buffers is an overrun (the sets are read again).
+const PENDING_MAX: usize = 1 << 16;
+
+/// The same while a reading of the sets runs beside the loop: it takes
+/// minutes at a million elements, and what comes meanwhile must not
+/// overrun the sockets.
+const PENDING_READING: usize = 1 << 20;
 
 /// One turn's kernel events: what the sockets hold, read as it comes (up
-/// to `PENDING_MAX` waiting; reading late would make the kernel drop what
-/// its buffers cannot hold, and reading all the sets again costs more
-/// than the events), handed to the daemon for at most `TURN`.
+/// to `PENDING_MAX` waiting, `PENDING_READING` while the sets are read;
+/// reading late would make the kernel drop what its buffers cannot hold,
+/// and reading all the sets again costs more than the events), handed to
+/// the daemon for at most `TURN`. A queue that grew past `PENDING_MAX`
+/// gives its memory back once it is empty.
 fn kernel_turn<T: Tables, L: Loader>(
     d: &mut Daemon<T, L, SysLog>,
     feeds: &mut Feeds,
     pending: &mut Pending,
     readable: bool,
 ) {
-    if readable && pending.len() < PENDING_MAX {
+    let max = if d.reading().is_some() {
+        PENDING_READING
+    } else {
+        PENDING_MAX
+    };
+    if readable && pending.len() < max {
         pending.extend(feeds.drain());
     }
     // While the sets are read beside the loop, events wait for its end.
@@ -386,6 +400,10 @@ fn kernel_turn<T: Tables, L: Loader>(
         if start.elapsed() >= TURN {
             return;
         }
+    }
+    if pending.capacity() > 2 * PENDING_MAX {
+        *pending = Pending::new();
+        crate::sys_unix::release_free_memory();
     }
     // A restore or a resync may have brought deadlines closer.
     let now = crate::clock::now_ms();
