@@ -129,6 +129,7 @@ impl Feeds {
 /// turn waits for the next, 20 ms on; a turn that read everything a burst
 /// brought made a signal wait behind it (measured at 100,000 elements a
 /// second: up to 156 ms).
+#[cfg(target_os = "linux")]
 const DRAIN: std::time::Duration = std::time::Duration::from_millis(8);
 
 /// Read one event socket until it has nothing more, for at most 1024
