@@ -230,12 +230,19 @@ impl Book {
 
     /// The entries due at `now` (ms), in deadline order, out of the heap
     /// but still in the book.
+    #[cfg(test)]
     pub(super) fn take_due(&mut self, now: i64) -> Vec<(u16, IpAddr, Auth)> {
+        self.take_due_at_most(now, usize::MAX)
+    }
+
+    /// `take_due`, at most `limit` of them (the rest stay due).
+    pub(super) fn take_due_at_most(&mut self, now: i64, limit: usize) -> Vec<(u16, IpAddr, Auth)> {
         let mut out = Vec::new();
         let sets = &self.sets;
         pop_due(
             &mut self.due4,
             now,
+            limit,
             |(id, a)| {
                 let ip = IpAddr::V4(Ipv4Addr::from(a));
                 let p = sets.get(id as usize)?.v4.get(&a)?;
@@ -246,6 +253,7 @@ impl Book {
         pop_due(
             &mut self.due6,
             now,
+            limit,
             |(id, a)| {
                 let ip = IpAddr::V6(Ipv6Addr::from(a));
                 let p = sets.get(id as usize)?.v6.get(&a)?;
@@ -278,16 +286,18 @@ impl Book {
     }
 }
 
-/// Pop the entries of `heap` due at `now` into `out`, each as the book
-/// holds it (`find`), if it still does with that deadline.
+/// Pop the entries of `heap` due at `now` into `out` (until it holds
+/// `limit`), each as the book holds it (`find`), if it still does with
+/// that deadline.
 fn pop_due<A: Copy + Ord>(
     heap: &mut BinaryHeap<Reverse<(i64, A, u16)>>,
     now: i64,
+    limit: usize,
     find: impl Fn((u16, A)) -> Option<(u16, IpAddr, Auth)>,
     out: &mut Vec<(u16, IpAddr, Auth)>,
 ) {
     while let Some(Reverse((until, addr, id))) = heap.peek().copied() {
-        if until > now {
+        if until > now || out.len() >= limit {
             break;
         }
         heap.pop();
@@ -396,6 +406,33 @@ mod tests {
         assert_eq!(b.retime(t, 50), 1);
         assert_eq!(b.get(t, six).map(|a| a.until), Some(50));
         assert_eq!(b.take_due(60).len(), 1);
+    }
+
+    #[test]
+    fn at_most_so_many_due_are_taken_and_the_rest_stay_due() {
+        let mut b = Book::default();
+        let s = b.id("ssh_4");
+        for i in 1..=5u8 {
+            let a = IpAddr::V4(Ipv4Addr::new(198, 18, 0, i));
+            b.insert(
+                s,
+                a,
+                Auth {
+                    since: 0,
+                    until: 10 * i64::from(i),
+                },
+            );
+        }
+        let first: Vec<i64> = b
+            .take_due_at_most(100, 2)
+            .iter()
+            .map(|d| d.2.until)
+            .collect();
+        assert_eq!(first, [10, 20]);
+        assert_eq!(b.next_due(), Some(30));
+        assert_eq!(b.take_due_at_most(100, 2).len(), 2);
+        assert_eq!(b.take_due_at_most(100, 2).len(), 1);
+        assert_eq!(b.next_due(), None);
     }
 
     #[test]

@@ -76,7 +76,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// not recursion: a poll of many tables is a long chain of answers.
     pub(super) fn carry_out(&mut self, acts: Vec<Action>, now: i64) {
         let mut todo: VecDeque<Action> = acts.into();
+        let mut done = 0usize;
         while let Some(a) = todo.pop_front() {
+            done += 1;
             match a {
                 Action::Log(level, line) => self.log.log(level, &line),
                 Action::Fail(level, msg) => self.fail(level, &msg, now.div_euclid(1000)),
@@ -96,6 +98,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 }
                 Action::Ask(q, then) => self.answer_now(q, then, now, &mut todo),
             }
+        }
+        // What a large batch held (its lines, its look-ups) goes back.
+        if done >= BIG {
+            crate::sys_unix::release_free_memory();
         }
     }
 
@@ -246,6 +252,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
     }
 }
+
+/// Actions in one batch past which the memory it held is given back
+/// (malloc_trim): a mass expiry, a reading's lines.
+const BIG: usize = 10_000;
 
 /// Every set's elements, as the machine takes them.
 fn dump_sets(
