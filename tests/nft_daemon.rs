@@ -659,6 +659,51 @@ fn an_overrun_reads_the_sets_again_and_a_lost_source_falls_back_to_polling() {
     assert!(r.log.take().is_empty());
 }
 
+/// More than 65,536 due at once are looked up and said in ticks of
+/// 65,536 (the loop looks at signals between them), each element once.
+#[test]
+fn a_mass_expiry_goes_in_ticks_of_65536() {
+    let conf = format!("{SSH}size = 131072\n");
+    let mut r = rig("mass", &conf);
+    r.at(T0);
+    let n = 65_536 + 300;
+    let addrs: Vec<(IpAddr, Option<u64>)> = (0..n)
+        .map(|i: u32| {
+            let a = [198, 18 + (i >> 16) as u8, (i >> 8) as u8, i as u8];
+            (IpAddr::from(a), Some(60_000))
+        })
+        .collect();
+    {
+        // Straight into the model's set (its knock looks at every element).
+        let mut st = r.k.st();
+        let elems = &mut st.sets.as_mut().unwrap().get_mut("ssh_4").unwrap().elems;
+        for (a, _) in &addrs {
+            elems.insert(*a, T0 + 60_000);
+        }
+    }
+    r.others(
+        T0,
+        vec![KernelEvent::Elements {
+            set: "ssh_4".into(),
+            added: true,
+            addrs,
+        }],
+    );
+    r.log.take();
+    r.at(T0 + s(60) + COALESCE);
+    assert_eq!(
+        r.log.take(),
+        ["expired 65536 authorizations of service ssh at once"]
+    );
+    assert_eq!(r.d.next_due_ms(), Some(T0 + s(60) + COALESCE));
+    r.at(T0 + s(60) + COALESCE);
+    assert_eq!(
+        r.log.take(),
+        ["expired 300 authorizations of service ssh at once"]
+    );
+    assert!(r.d.next_due_ms().is_none());
+}
+
 /// What another process does to the authorized sets is logged with who
 /// did it, once; its adds are then expired as the daemon's own.
 #[test]
