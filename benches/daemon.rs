@@ -4,11 +4,15 @@
 //!    time per poll (O(tables), not O(entries));
 //! 2. heap over an hour of churn, 10k authorizations expiring after 60 s:
 //!    the daemon's own heap (the model's is not counted) every 10 minutes;
-//! 3. the events mode (nftables) at 1M authorizations, IPv4 and IPv6: the
+//! 3. pf expiry by age at 100k and 1M: an age table whose time stamps are
+//!    spread over the ttl, polled every second for a minute while a
+//!    sixtieth of it expires: requests per poll (a listing walks the whole
+//!    table; the floor is one delete of the entries due);
+//! 4. the events mode (nftables) at 1M authorizations, IPv4 and IPv6: the
 //!    daemon's heap per authorization (what it keeps: address, since,
 //!    until, and the deadline order), and the time per knock event.
 //!
-//!     cargo bench --bench daemon
+//!     cargo bench --bench daemon [due | events]
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
@@ -126,6 +130,45 @@ fn poll_cost() {
         m.count(abi::N_GETTSTATS) - ts,
         m.count(abi::N_GETASTATS) - as_,
         el.as_secs_f64() * 1e6 / polls as f64
+    );
+}
+
+fn due_polls(n: u32) {
+    let (mut d, k) = daemon("[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1h\"\n");
+    // Entry i stamped i/n of an hour ago: a sixtieth is due within a minute.
+    paused(|| {
+        k.0.borrow_mut()
+            .fill("pfknock", "ssh", (0..n).map(host), |i| {
+                NOW - (i as i64 * 3600 / i64::from(n))
+            })
+    });
+    d.tick(NOW + 1); // the one listing of the new entries
+    let count = |k: &Kernel| {
+        let m = k.0.borrow();
+        (
+            m.count(abi::N_GETTSTATS),
+            m.count(abi::N_GETASTATS),
+            m.count(abi::N_DELADDRS),
+        )
+    };
+    let (ts, as_, del) = count(&k);
+    let left = |k: &Kernel| k.0.borrow().dump("pfknock", "ssh").map_or(0, |v| v.len());
+    let before = left(&k);
+    let polls: u32 = 60;
+    let start = Instant::now();
+    for t in 2..2 + i64::from(polls) {
+        d.tick(NOW + t);
+    }
+    let el = start.elapsed();
+    let (ts2, as2, del2) = count(&k);
+    println!(
+        "poll, age table of {n}, a minute of expiry: {polls} polls, {} expired; {} GETTSTATS, \
+         {} GETASTATS, {} DELADDRS; {:.1} ms/poll",
+        before - left(&k),
+        ts2 - ts,
+        as2 - as_,
+        del2 - del,
+        el.as_secs_f64() * 1e3 / f64::from(polls)
     );
 }
 
@@ -297,8 +340,15 @@ fn events_at_a_million(v6: bool, scattered: bool) {
 
 fn main() {
     let only = std::env::args().nth(1);
+    if only.as_deref() == Some("due") {
+        due_polls(100_000);
+        due_polls(1_000_000);
+        return;
+    }
     if only.as_deref() != Some("events") {
         poll_cost();
+        due_polls(100_000);
+        due_polls(1_000_000);
         churn();
     }
     for v6 in [false, true] {

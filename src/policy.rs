@@ -38,16 +38,25 @@ pub fn decide(
     since: impl Fn(&Entry) -> i64,
     keep: impl Fn(&Net) -> bool,
 ) -> Decision {
+    decide_since(entries.iter().map(|e| (e.net, since(e))), ttl, now, keep)
+}
+
+/// `decide`, for entries given with the time each counts from.
+pub fn decide_since(
+    entries: impl Iterator<Item = (Net, i64)>,
+    ttl: u64,
+    now: i64,
+    keep: impl Fn(&Net) -> bool,
+) -> Decision {
     let mut d = Decision::default();
     let ttl_i = i64::try_from(ttl).unwrap_or(i64::MAX);
-    for e in entries {
-        if keep(&e.net) {
+    for (net, s) in entries {
+        if keep(&net) {
             continue;
         }
-        let s = since(e);
         let a = age(now, s);
         if a > ttl {
-            d.expire.push(Expired { net: e.net, age: a });
+            d.expire.push(Expired { net, age: a });
         } else {
             let due = s.saturating_add(ttl_i).saturating_add(1);
             d.next_due = Some(d.next_due.map_or(due, |n| n.min(due)));

@@ -294,6 +294,54 @@ fn idle_poll_costs_one_request_per_anchor() {
     );
 }
 
+/// An expiry when nothing else moved lists nothing: what is due is in
+/// what the daemon knows, and the kernel is asked to delete just that
+/// (DIOCRGETASTATS would walk the whole table). A table that moved is
+/// listed as before.
+#[test]
+fn an_expiry_alone_costs_the_entries_due_not_a_listing() {
+    for l in OSES {
+        let mut r = rig(l, "due-only", SSH);
+        r.knock("ssh", "192.0.2.10");
+        r.at(NOW);
+        r.at(NOW + 10);
+        r.knock("ssh", "192.0.2.11");
+        r.at(NOW + 11);
+        r.log.take();
+        let asts = r.m().count(abi::N_GETASTATS);
+        let dels = r.m().count(abi::N_DELADDRS);
+        r.at(NOW + 61);
+        assert_eq!(
+            r.log.take(),
+            ["expired 192.0.2.10 service=ssh table=ssh anchor=pfknock age=1m1s ttl=1m"],
+            "{}",
+            l.os
+        );
+        assert_eq!(r.hosts("ssh").len(), 1, "{}", l.os);
+        assert_eq!(
+            r.m().count(abi::N_GETASTATS) - asts,
+            0,
+            "{}: no listing",
+            l.os
+        );
+        assert_eq!(r.m().count(abi::N_DELADDRS) - dels, 1, "{}", l.os);
+        // A new host moves the count: one listing, which finds it.
+        r.knock("ssh", "192.0.2.12");
+        r.at(NOW + 62);
+        assert_eq!(r.m().count(abi::N_GETASTATS) - asts, 1, "{}", l.os);
+        assert_eq!(r.log.take().len(), 1, "{}", l.os);
+        r.at(NOW + 71);
+        assert_eq!(
+            r.log.take(),
+            ["expired 192.0.2.11 service=ssh table=ssh anchor=pfknock age=1m1s ttl=1m"],
+            "{}",
+            l.os
+        );
+        assert_eq!(r.m().count(abi::N_GETASTATS) - asts, 1, "{}", l.os);
+        assert_eq!(r.hosts("ssh").len(), 1, "{}", l.os);
+    }
+}
+
 #[test]
 fn renewal_gives_a_fresh_ttl_on_every_os() {
     for l in OSES {

@@ -2,7 +2,9 @@
 //! nftables once its events are lost): a poll asks for the anchors'
 //! table statistics (one request per anchor), restores an anchor whose
 //! tables are gone or whose rules were changed, and lists only the tables
-//! whose count or packet counter moved or that have an entry due; what a
+//! whose count or packet counter moved; a table where only time moved and
+//! an entry is due by age is swept from what the polls know (pf has no
+//! read of some entries); what a
 //! listing shows is decided in `sweep.rs`, what the polls know is in
 //! `watch.rs`. As everywhere in the machine, each step is a query and the
 //! answer's `Then`: `Query::Stats`, `Query::Entries`, `Query::Writes`.
@@ -363,10 +365,11 @@ impl Polls {
     }
 
     /// Look at each watch from `run.next` on: list the next table whose
-    /// count or packet counter moved, that has an entry due, or that was
-    /// never listed.
-    pub(super) fn visits_from(&mut self, _cx: &Ctx, mut run: Run, now: i64) -> Vec<Action> {
+    /// count or packet counter moved, or that was never listed; sweep one
+    /// where only an age deadline came from what is known.
+    pub(super) fn visits_from(&mut self, cx: &Ctx, mut run: Run, now: i64) -> Vec<Action> {
         let mut out = Vec::new();
+        let mut due_only = None;
         for (i, w) in self.watches.iter().enumerate().skip(run.next) {
             let Some(st) = run.seen.get(&w.named.table) else {
                 if matches!(w.named.kind, Kind::Expire)
@@ -380,19 +383,43 @@ impl Polls {
                 continue;
             };
             let idle = w.named.mode == ExpireMode::Idle;
-            let need = run.force
+            let moved = run.force
                 || w.force
                 || !w.listed
                 || w.count != Some(st.count)
-                || w.next_due.is_some_and(|d| now >= d)
                 || (idle && w.packets != Some(st.packets))
                 || (idle && self.refreshes);
-            if need {
+            let due = w.next_due.is_some_and(|d| now >= d);
+            if due && !moved && !idle && !self.refreshes {
+                // Only time moved: what is due is in what the daemon
+                // knows (pf has no read of some entries; DIOCRGETASTATS
+                // walks the whole table), so the writes cost the entries
+                // that are due, not the table.
+                due_only = Some((i, st.packets));
+                break;
+            }
+            if moved || due {
                 let (packets, q) = (st.packets, Query::Entries(w.named.table.clone()));
                 run.next = i;
                 out.push(ask(q, PollStep::Listed { run, packets }));
                 return out;
             }
+        }
+        if let Some((i, packets)) = due_only {
+            run.next = i;
+            let (writes, plan) = self.plan_due(cx, i, now);
+            if !writes.is_empty() {
+                let q = Query::Writes(writes);
+                out.push(ask(q, PollStep::Wrote { run, packets, plan }));
+                return out;
+            }
+            if let Err(e) = self.done(i, plan, Vec::new(), now, &mut out) {
+                self.visit_failed(i, &e, &mut out);
+            } else {
+                self.visited(i, packets);
+            }
+            run.next += 1;
+            out.extend(self.visits_from(cx, run, now));
         }
         out
     }

@@ -39,6 +39,9 @@ pub(super) enum Plan {
         decision: Decision,
         idle: bool,
     },
+    /// An age-expiring table where only time moved: what `decision`
+    /// expires, decided from what is known, deleted.
+    Due { decision: Decision },
     /// A close table's hosts taken out of the service's authorized and
     /// stage tables (`tables`, watch indices), then the close table
     /// emptied; `lines` say those that were authorized.
@@ -80,6 +83,27 @@ impl Polls {
         } else {
             None
         }
+    }
+
+    /// Watch `i`, an age-expiring table where only time moved: what is due,
+    /// from what is known (pf has no read of some entries), one pass over
+    /// it and no copy.
+    pub(super) fn plan_due(&self, cx: &Ctx, i: usize, now: i64) -> (Vec<Write>, Plan) {
+        let w = &self.watches[i];
+        let svc = (w.named.kind != Kind::Hold)
+            .then(|| w.named.service.as_deref().and_then(|s| cx.cfg.service(s)))
+            .flatten();
+        let keep = |n: &Net| svc.is_some_and(|s| s.allows(n));
+        let ttl = w.named.ttl.map_or(0, |t| t.0);
+        let known = w.known.iter().map(|(n, since)| (*n, *since));
+        let decision = policy::decide_since(known, ttl, now, keep);
+        let writes = if decision.expire.is_empty() {
+            Vec::new()
+        } else {
+            let gone = decision.expire.iter().map(|x| x.net).collect();
+            vec![Write::Delete(w.named.table.clone(), gone)]
+        };
+        (writes, Plan::Due { decision })
     }
 
     /// A renewal table's hosts knocked again: stamp those authorized, add
@@ -239,19 +263,17 @@ impl Polls {
                         w.known.remove(n);
                     }
                 }
-                let svc = self.watches[i].named.service.as_deref().unwrap_or("?");
-                for n in &held {
-                    let l = format!(
-                        "held {n} for service {svc}: a wrong knock; its progress starts over"
-                    );
-                    out.push(Action::Log(Level::Debug, l));
-                }
+                self.held_lines(i, &held, out);
                 let deleted = if decision.expire.is_empty() {
                     0
                 } else {
                     next()?
                 };
                 self.swept(i, &entries, &decision, idle, deleted, now, out);
+            }
+            Plan::Due { decision } => {
+                let n = (!decision.expire.is_empty()).then(&mut next).transpose()?;
+                self.due_done(i, decision, n.unwrap_or(0), out);
             }
             Plan::Close {
                 nets,
@@ -276,6 +298,41 @@ impl Polls {
             }
         }
         Ok(())
+    }
+
+    /// A line each (at debug) for a hold table's new hosts.
+    fn held_lines(&self, i: usize, held: &[Net], out: &mut Vec<Action>) {
+        let svc = self.watches[i].named.service.as_deref().unwrap_or("?");
+        for n in held {
+            let l = format!("held {n} for service {svc}: a wrong knock; its progress starts over");
+            out.push(Action::Log(Level::Debug, l));
+        }
+    }
+
+    /// The entries due of watch `i` were deleted (`deleted` of them; the
+    /// others were already gone): a line each, and what is known without
+    /// them.
+    fn due_done(&mut self, i: usize, d: Decision, deleted: usize, out: &mut Vec<Action>) {
+        let w = &mut self.watches[i];
+        let level = if matches!(w.role(), Some(Role::Stage(_))) || w.named.kind == Kind::Hold {
+            Level::Debug
+        } else {
+            Level::Info
+        };
+        let ttl_s = w.named.ttl.unwrap_or(Secs(0));
+        for x in &d.expire {
+            let extra = format!("age={} ttl={ttl_s}", Secs(x.age));
+            out.push(Action::Log(level, w.line("expired", &x.net, &extra)));
+            w.known.remove(&x.net);
+            w.restored.remove(&x.net);
+        }
+        if deleted < d.expire.len() {
+            // Someone took some out too: the next poll lists the table.
+            w.count = None;
+        } else {
+            w.count = Some(w.known.len() as u64);
+        }
+        w.next_due = d.next_due;
     }
 
     /// A renewal table's hosts were stamped (`present`) or added
