@@ -83,7 +83,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 Action::Log(level, line) => self.log.log(level, &line),
                 Action::Fail(level, msg) => self.fail(level, &msg, now.div_euclid(1000)),
                 Action::Poll => self.lookup = None,
-                Action::Ask(Query::Dump(sets), then) if self.aside => {
+                Action::Ask(Query::Dump(sets), then) if self.aside && then.reads_every_set() => {
                     match Reading::start(self.lookup.as_deref(), sets, then, now) {
                         Ok(mut r) => {
                             r.rest = std::mem::take(&mut todo);

@@ -20,6 +20,14 @@ use crate::names::nft_set_of;
 /// Said of every change learned from a listing instead of a notification.
 const LATE: &str = "(learned late: the kernel dropped notifications)";
 
+impl Then {
+    /// Is this the reading of every authorized set (at start, after an
+    /// overrun), the one read that may take minutes?
+    pub fn reads_every_set(&self) -> bool {
+        matches!(self.0, Step::Resync { .. })
+    }
+}
+
 impl Machine {
     /// Read every authorized set and take what is there as known, without
     /// a line for each (at start).
