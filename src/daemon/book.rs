@@ -3,11 +3,13 @@
 //!
 //! Kept small, since a set may hold millions: each set has one ordered map
 //! per family keyed by the address's bytes (a B-tree: no hash table's
-//! slack, which at a million entries is twice the data), each value is 12
-//! bytes (the deadline, and the age at it in a compact code), and the
-//! deadlines are a heap of 16-byte (IPv4) or 32-byte (IPv6) entries. An
-//! entry whose deadline moved stays in the heap until it comes up, and the
-//! heap is built again when such entries outnumber the live ones.
+//! slack, which at a million entries is twice the data), each value is 10
+//! bytes (the deadline in 48 bits, and the age at it in a compact code),
+//! and the deadlines are a heap of 12-byte (IPv4) or 24-byte (IPv6)
+//! entries. Every part is aligned to two bytes, so that nothing is
+//! padding. An entry whose deadline moved stays in the heap until it comes
+//! up, and the heap is built again when such entries outnumber the live
+//! ones.
 #![forbid(unsafe_code)]
 
 use std::cmp::Reverse;
@@ -21,35 +23,55 @@ pub(super) struct Auth {
     pub(super) until: i64,
 }
 
-/// An `Auth` in 12 bytes: the deadline, and how long before it the
+/// A deadline in 48 bits: ms since the epoch, from 1970 to the year
+/// 10889 (one before 1970 is kept as 1970, one past the last as the last).
+/// Its words go most significant first, so that their order is the
+/// deadlines' order, and a heap entry needs no wider alignment than two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Until([u16; 3]);
+
+const UNTIL_MAX: i64 = (1 << 48) - 1;
+
+impl Until {
+    fn new(ms: i64) -> Until {
+        let v = ms.clamp(0, UNTIL_MAX) as u64;
+        Until([(v >> 32) as u16, (v >> 16) as u16, v as u16])
+    }
+
+    fn get(self) -> i64 {
+        let [a, b, c] = self.0.map(i64::from);
+        a << 32 | b << 16 | c
+    }
+}
+
+/// An `Auth` in 10 bytes: the deadline, and how long before it the
 /// authorization began, in ms below 2^31 ms (24.8 days), else in whole
 /// seconds with the top bit set (up to 68 years; a longer age is kept as
-/// that). Four-byte words keep the alignment, and so the map's nodes,
-/// small.
+/// that).
 #[derive(Clone, Copy, Debug)]
-struct Packed([u32; 3]);
+struct Packed(Until, [u16; 2]);
 
 const SECONDS: u32 = 1 << 31;
 
 impl Packed {
     fn new(a: Auth) -> Packed {
-        let until = a.until as u64;
-        let age = (a.until - a.since).max(0) as u64;
+        let until = Until::new(a.until);
+        let age = (until.get() - a.since).max(0) as u64;
         let code = if age < u64::from(SECONDS) {
             age as u32
         } else {
             SECONDS | (age / 1000).min(u64::from(SECONDS - 1)) as u32
         };
-        Packed([until as u32, (until >> 32) as u32, code])
+        Packed(until, [(code >> 16) as u16, code as u16])
     }
 
-    fn until(self) -> i64 {
-        (u64::from(self.0[0]) | u64::from(self.0[1]) << 32) as i64
+    fn until(self) -> Until {
+        self.0
     }
 
     fn get(self) -> Auth {
-        let until = self.until();
-        let code = self.0[2];
+        let until = self.0.get();
+        let code = u32::from(self.1[0]) << 16 | u32::from(self.1[1]);
         let age = if code & SECONDS == 0 {
             i64::from(code)
         } else {
@@ -83,8 +105,8 @@ pub(super) struct Book {
     sets: Vec<Entries>,
     /// (until, set, address); IPv4 and IPv6 apart, so that an IPv4 entry
     /// is 16 bytes.
-    due4: BinaryHeap<Reverse<(i64, [u8; 4], u16)>>,
-    due6: BinaryHeap<Reverse<(i64, [u8; 16], u16)>>,
+    due4: BinaryHeap<Reverse<(Until, [u8; 4], u16)>>,
+    due6: BinaryHeap<Reverse<(Until, [u8; 16], u16)>>,
 }
 
 impl Book {
@@ -115,11 +137,11 @@ impl Book {
         let p = Packed::new(a);
         let new = match addr {
             IpAddr::V4(v) => {
-                self.due4.push(Reverse((a.until, v.octets(), id)));
+                self.due4.push(Reverse((p.until(), v.octets(), id)));
                 e.v4.insert(v.octets(), p).is_none()
             }
             IpAddr::V6(v) => {
-                self.due6.push(Reverse((a.until, v.octets(), id)));
+                self.due6.push(Reverse((p.until(), v.octets(), id)));
                 e.v6.insert(v.octets(), p).is_none()
             }
         };
@@ -201,7 +223,7 @@ impl Book {
             if a.since + ttl < a.until {
                 a.until = a.since + ttl;
                 *p = Packed::new(a);
-                self.due4.push(Reverse((a.until, *addr, id)));
+                self.due4.push(Reverse((p.until(), *addr, id)));
                 moved += 1;
             }
         }
@@ -210,7 +232,7 @@ impl Book {
             if a.since + ttl < a.until {
                 a.until = a.since + ttl;
                 *p = Packed::new(a);
-                self.due6.push(Reverse((a.until, *addr, id)));
+                self.due6.push(Reverse((p.until(), *addr, id)));
                 moved += 1;
             }
         }
@@ -223,8 +245,8 @@ impl Book {
     /// The first deadline in the heap (an entry whose deadline moved may
     /// come up early: `take_due` passes over it).
     pub(super) fn next_due(&self) -> Option<i64> {
-        let a = self.due4.peek().map(|Reverse((t, _, _))| *t);
-        let b = self.due6.peek().map(|Reverse((t, _, _))| *t);
+        let a = self.due4.peek().map(|Reverse((t, _, _))| t.get());
+        let b = self.due6.peek().map(|Reverse((t, _, _))| t.get());
         a.into_iter().chain(b).min()
     }
 
@@ -290,18 +312,19 @@ impl Book {
 /// `limit`), each as the book holds it (`find`), if it still does with
 /// that deadline.
 fn pop_due<A: Copy + Ord>(
-    heap: &mut BinaryHeap<Reverse<(i64, A, u16)>>,
+    heap: &mut BinaryHeap<Reverse<(Until, A, u16)>>,
     now: i64,
     limit: usize,
     find: impl Fn((u16, A)) -> Option<(u16, IpAddr, Auth)>,
     out: &mut Vec<(u16, IpAddr, Auth)>,
 ) {
+    let now = Until::new(now);
     while let Some(Reverse((until, addr, id))) = heap.peek().copied() {
         if until > now || out.len() >= limit {
             break;
         }
         heap.pop();
-        out.extend(find((id, addr)).filter(|(_, _, a)| a.until == until));
+        out.extend(find((id, addr)).filter(|(_, _, a)| a.until == until.get()));
     }
 }
 
@@ -336,6 +359,35 @@ mod tests {
                 assert_eq!(got.since, want);
             }
         }
+    }
+
+    #[test]
+    fn deadlines_keep_their_order_and_the_entries_their_size() {
+        let ms = [
+            0,
+            1,
+            65_535,
+            65_536,
+            1 << 32,
+            (1 << 32) - 1,
+            1_800_000_000_000,
+            1_800_000_000_001,
+            UNTIL_MAX,
+        ];
+        for a in ms {
+            assert_eq!(Until::new(a).get(), a);
+            for b in ms {
+                assert_eq!(Until::new(a).cmp(&Until::new(b)), a.cmp(&b), "{a} {b}");
+            }
+        }
+        // Out of range: the nearest end.
+        assert_eq!(Until::new(-1).get(), 0);
+        assert_eq!(Until::new(i64::MAX).get(), UNTIL_MAX);
+        use std::mem::{align_of, size_of};
+        assert_eq!(size_of::<Packed>(), 10);
+        assert_eq!(size_of::<Reverse<(Until, [u8; 4], u16)>>(), 12);
+        assert_eq!(size_of::<Reverse<(Until, [u8; 16], u16)>>(), 24);
+        assert_eq!(align_of::<Packed>(), 2);
     }
 
     #[test]
