@@ -14,6 +14,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+
+use super::heap::MinHeap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One authorization, in milliseconds since the epoch.
@@ -105,8 +107,8 @@ pub(super) struct Book {
     sets: Vec<Entries>,
     /// (until, set, address); IPv4 and IPv6 apart, so that an IPv4 entry
     /// is 16 bytes.
-    due4: BinaryHeap<Reverse<(Until, [u8; 4], u16)>>,
-    due6: BinaryHeap<Reverse<(Until, [u8; 16], u16)>>,
+    due4: MinHeap<(Until, [u8; 4], u16)>,
+    due6: MinHeap<(Until, [u8; 16], u16)>,
 }
 
 impl Book {
@@ -137,11 +139,11 @@ impl Book {
         let p = Packed::new(a);
         let new = match addr {
             IpAddr::V4(v) => {
-                self.due4.push(Reverse((p.until(), v.octets(), id)));
+                self.due4.push((p.until(), v.octets(), id));
                 e.v4.insert(v.octets(), p).is_none()
             }
             IpAddr::V6(v) => {
-                self.due6.push(Reverse((p.until(), v.octets(), id)));
+                self.due6.push((p.until(), v.octets(), id));
                 e.v6.insert(v.octets(), p).is_none()
             }
         };
@@ -178,8 +180,8 @@ impl Book {
     /// Forget every entry (the set names stay met).
     pub(super) fn clear(&mut self) {
         self.sets.iter_mut().for_each(|e| *e = Entries::default());
-        self.due4 = BinaryHeap::new();
-        self.due6 = BinaryHeap::new();
+        self.due4 = MinHeap::default();
+        self.due6 = MinHeap::default();
     }
 
     pub(super) fn count(&self, id: u16) -> usize {
@@ -223,7 +225,7 @@ impl Book {
             if a.since + ttl < a.until {
                 a.until = a.since + ttl;
                 *p = Packed::new(a);
-                self.due4.push(Reverse((p.until(), *addr, id)));
+                self.due4.push((p.until(), *addr, id));
                 moved += 1;
             }
         }
@@ -232,7 +234,7 @@ impl Book {
             if a.since + ttl < a.until {
                 a.until = a.since + ttl;
                 *p = Packed::new(a);
-                self.due6.push(Reverse((p.until(), *addr, id)));
+                self.due6.push((p.until(), *addr, id));
                 moved += 1;
             }
         }
@@ -245,9 +247,39 @@ impl Book {
     /// The first deadline in the heap (an entry whose deadline moved may
     /// come up early: `take_due` passes over it).
     pub(super) fn next_due(&self) -> Option<i64> {
-        let a = self.due4.peek().map(|Reverse((t, _, _))| t.get());
-        let b = self.due6.peek().map(|Reverse((t, _, _))| t.get());
+        let a = self.due4.peek().map(|(t, _, _)| t.get());
+        let b = self.due6.peek().map(|(t, _, _)| t.get());
         a.into_iter().chain(b).min()
+    }
+
+    /// The first deadline among the live entries of the sets `ids` (an
+    /// entry taken due and not yet removed is not counted). The heaps are
+    /// walked in deadline order, best first over their own tree, until an
+    /// entry of these sets is found that the book holds with that
+    /// deadline: a few steps where these sets' entries come first, as with
+    /// one service. Where another set's entries (or moved ones) come first
+    /// by more than `WALK`, the sets' own entries are scanned instead.
+    pub(super) fn first_due(&self, ids: &[u16]) -> Option<i64> {
+        let sets = &self.sets;
+        let live4 = |(id, a): (u16, [u8; 4]), t: Until| {
+            ids.contains(&id) && sets[id as usize].v4.get(&a).is_some_and(|p| p.until() == t)
+        };
+        let live6 = |(id, a): (u16, [u8; 16]), t: Until| {
+            ids.contains(&id) && sets[id as usize].v6.get(&a).is_some_and(|p| p.until() == t)
+        };
+        let a = walk(&self.due4, live4).unwrap_or_else(|| {
+            ids.iter()
+                .filter_map(|i| sets.get(*i as usize))
+                .flat_map(|e| e.v4.values().map(|p| p.until()))
+                .min()
+        });
+        let b = walk(&self.due6, live6).unwrap_or_else(|| {
+            ids.iter()
+                .filter_map(|i| sets.get(*i as usize))
+                .flat_map(|e| e.v6.values().map(|p| p.until()))
+                .min()
+        });
+        a.into_iter().chain(b).min().map(Until::get)
     }
 
     /// The entries due at `now` (ms), in deadline order, out of the heap
@@ -300,26 +332,59 @@ impl Book {
         let mut d4 = Vec::with_capacity(live);
         let mut d6 = Vec::new();
         for (i, e) in self.sets.iter().enumerate() {
-            d4.extend(e.v4.iter().map(|(a, p)| Reverse((p.until(), *a, i as u16))));
-            d6.extend(e.v6.iter().map(|(a, p)| Reverse((p.until(), *a, i as u16))));
+            d4.extend(e.v4.iter().map(|(a, p)| (p.until(), *a, i as u16)));
+            d6.extend(e.v6.iter().map(|(a, p)| (p.until(), *a, i as u16)));
         }
-        self.due4 = BinaryHeap::from(d4);
-        self.due6 = BinaryHeap::from(d6);
+        self.due4 = MinHeap::from_vec(d4);
+        self.due6 = MinHeap::from_vec(d6);
     }
+}
+
+/// How many of a heap's entries `Book::first_due` looks at in order
+/// before it scans the sets instead.
+const WALK: usize = 1 << 12;
+
+/// The first entry of `heap`, in deadline order, that `live` takes:
+/// `Some(None)` when there is none, `None` when `WALK` entries went by
+/// first. Best first: a small heap of the positions whose parents were
+/// taken, so `k` entries cost `O(k log k)`.
+fn walk<A: Copy + Ord>(
+    heap: &MinHeap<(Until, A, u16)>,
+    live: impl Fn((u16, A), Until) -> bool,
+) -> Option<Option<Until>> {
+    let v = heap.as_slice();
+    let mut next = BinaryHeap::new();
+    if !v.is_empty() {
+        next.push(Reverse((v[0], 0usize)));
+    }
+    for _ in 0..WALK {
+        let Some(Reverse(((until, addr, id), at))) = next.pop() else {
+            return Some(None);
+        };
+        if live((id, addr), until) {
+            return Some(Some(until));
+        }
+        for c in [2 * at + 1, 2 * at + 2] {
+            if let Some(e) = v.get(c) {
+                next.push(Reverse((*e, c)));
+            }
+        }
+    }
+    None
 }
 
 /// Pop the entries of `heap` due at `now` into `out` (until it holds
 /// `limit`), each as the book holds it (`find`), if it still does with
 /// that deadline.
 fn pop_due<A: Copy + Ord>(
-    heap: &mut BinaryHeap<Reverse<(Until, A, u16)>>,
+    heap: &mut MinHeap<(Until, A, u16)>,
     now: i64,
     limit: usize,
     find: impl Fn((u16, A)) -> Option<(u16, IpAddr, Auth)>,
     out: &mut Vec<(u16, IpAddr, Auth)>,
 ) {
     let now = Until::new(now);
-    while let Some(Reverse((until, addr, id))) = heap.peek().copied() {
+    while let Some((until, addr, id)) = heap.peek() {
         if until > now || out.len() >= limit {
             break;
         }
@@ -385,8 +450,8 @@ mod tests {
         assert_eq!(Until::new(i64::MAX).get(), UNTIL_MAX);
         use std::mem::{align_of, size_of};
         assert_eq!(size_of::<Packed>(), 10);
-        assert_eq!(size_of::<Reverse<(Until, [u8; 4], u16)>>(), 12);
-        assert_eq!(size_of::<Reverse<(Until, [u8; 16], u16)>>(), 24);
+        assert_eq!(size_of::<(Until, [u8; 4], u16)>(), 12);
+        assert_eq!(size_of::<(Until, [u8; 16], u16)>(), 24);
         assert_eq!(align_of::<Packed>(), 2);
     }
 
@@ -485,6 +550,77 @@ mod tests {
         assert_eq!(b.take_due_at_most(100, 2).len(), 2);
         assert_eq!(b.take_due_at_most(100, 2).len(), 1);
         assert_eq!(b.next_due(), None);
+    }
+
+    /// `first_due` for every choice among `sets` against the least
+    /// deadline of a scan of them.
+    fn agrees(b: &Book, sets: [u16; 3]) {
+        let [s, t, u] = sets;
+        for ids in [&[s][..], &[t], &[u], &[s, u], &[s, t, u], &[]] {
+            let scan = ids
+                .iter()
+                .flat_map(|i| b.iter_set(*i))
+                .map(|(_, a)| a.until)
+                .min();
+            assert_eq!(b.first_due(ids), scan, "{ids:?}");
+        }
+    }
+
+    /// `first_due` against a scan, as entries come, are renewed (to later
+    /// and to sooner), go, and are taken due; with one set's entries far
+    /// ahead of the other's, past `WALK`, and with IPv6 beside IPv4.
+    #[test]
+    fn the_first_deadline_of_some_sets_is_the_least_of_theirs() {
+        let mut b = Book::default();
+        let s = b.id("ssh_4");
+        let t = b.id("web_4");
+        let u = b.id("ssh_6");
+        let check = |b: &Book| agrees(b, [s, t, u]);
+        let at = |until| Auth { since: 0, until };
+        check(&b);
+        // web's entries all come before ssh's, more than WALK of them.
+        for n in 0..(WALK as u32 + 500) {
+            b.insert(t, v4(n), at(1_000 + i64::from(n)));
+            if n % 7 == 0 {
+                b.insert(s, v4(n), at(100_000 - i64::from(n)));
+            }
+            if n % 11 == 0 {
+                let six = IpAddr::V6(Ipv6Addr::from(0xfd00_u128 << 112 | u128::from(n)));
+                b.insert(u, six, at(50_000 + i64::from(n % 13) * 1000));
+            }
+        }
+        check(&b);
+        // Renewed, the soonest of ssh's: their old deadlines stay in the
+        // heap, stale, in front of the live ones.
+        for n in (2500..WALK as u32 + 500).filter(|n| n % 7 == 0) {
+            b.insert(s, v4(n), at(200_000 + i64::from(n)));
+        }
+        check(&b);
+        // Renewed to sooner, removed, taken due.
+        b.insert(s, v4(4998), at(10));
+        check(&b);
+        b.remove(s, v4(4998));
+        b.remove(t, v4(0));
+        check(&b);
+        let taken = b.take_due_at_most(2_000, 100);
+        assert_eq!(taken.len(), 100);
+        for (i, a, _) in &taken {
+            b.remove(*i, *a);
+        }
+        check(&b);
+        b.clear_set(t);
+        check(&b);
+        // ssh's entries first now: renewed, their old deadlines come
+        // first in the walk, stale.
+        let soonest: Vec<IpAddr> = {
+            let mut v: Vec<(i64, IpAddr)> = b.iter_set(s).map(|(ip, a)| (a.until, ip)).collect();
+            v.sort_unstable();
+            v.iter().take(50).map(|x| x.1).collect()
+        };
+        for ip in soonest {
+            b.insert(s, ip, at(300_000));
+            check(&b);
+        }
     }
 
     #[test]

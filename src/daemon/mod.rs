@@ -332,6 +332,7 @@ mod book;
 mod control;
 mod events;
 mod feeds;
+mod heap;
 mod lines;
 mod machine;
 pub mod notes;

@@ -483,11 +483,7 @@ impl Machine {
             .iter()
             .filter_map(|a| self.book.find(&nft_set_of(table, *a)))
             .collect();
-        let first = ids
-            .iter()
-            .flat_map(|i| self.book.iter_set(*i))
-            .map(|(_, a)| a.until)
-            .min();
+        let first = self.book.first_due(&ids);
         (
             ids.iter().map(|i| self.book.count(*i)).sum(),
             first.map(|t| (t + 999).div_euclid(1000)),
