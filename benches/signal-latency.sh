@@ -19,7 +19,10 @@
 # once; BATCH=100000 PACE=1 is 100k a second), SETTLE (seconds
 # between the daemon's start and the burst, default 1: a burst during the
 # start's own reading of the sets makes that reading repeat until it is
-# whole, which is the start's cost, not the loop's).
+# whole, which is the start's cost, not the loop's), HELD (default 0:
+# authorizations in the set before the daemon starts; SIGUSR2 goes every
+# 50 ms during its start too, until its count is whole, and those waits
+# are printed apart).
 # Nothing leaves the namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +50,14 @@ EOT
 chmod 600 "$tmp/pfknock.toml"
 mkdir "$tmp/bin"
 cp "$(command -v nft)" "$tmp/bin/pfknock"
+# What is there before the start: HELD addresses from 11.0.0.0 on.
+HELD=${HELD:-0}
+python3 -c "
+import sys
+n = int(sys.argv[1])
+print('add element inet pfknock ssh_4 { ' + ', '.join(
+    '11.%d.%d.%d' % (i >> 16 & 255, i >> 8 & 255, i & 255)
+    for i in range(n)) + ' }' if n else '')" "$HELD" >"$tmp/held.nft"
 # The fills: BATCH addresses a round, from 10.0.0.0 on, none twice.
 for r in $(seq 1 "$ROUNDS"); do
 	python3 -c "
@@ -60,6 +71,11 @@ for bin in "$@"; do
 	[ -x "$bin" ] || { echo "$bin: not executable" >&2; exit 2; }
 	ip netns exec "$NS" nft delete table inet pfknock 2>/dev/null || true
 	rm -f "$tmp/log.sock" "$tmp/pid" "$tmp/pid.state"
+	if [ "$HELD" -gt 0 ]; then
+		# The table as the daemon's load makes it, then the held ones.
+		ip netns exec "$NS" "$bin" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" load
+		ip netns exec "$NS" "$tmp/bin/pfknock" -f "$tmp/held.nft"
+	fi
 	# The log: a socket of this script's, read by the measuring python.
 	python3 - "$tmp" "$bin" "$ROUNDS" "$NS" <<'EOP'
 import os, re, signal, socket, statistics, subprocess, sys, time
@@ -68,9 +84,11 @@ log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 log.bind(tmp + "/log.sock")
 log.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
 env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
+t_run = time.monotonic()
 subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml",
                 "-S", tmp + "/ctl.sock", "run", "-p", tmp + "/pid"], env=env, check=True)
 pid = int(open(tmp + "/pid").read())
+t_run = time.monotonic() - t_run
 overruns = 0
 def until(word, secs):
     global overruns
@@ -86,6 +104,36 @@ def until(word, secs):
             return False
     return False
 assert until("started", 10), "the daemon did not start"
+held = int(os.environ.get("HELD", "0"))
+if held:
+    # The start's reading and its taking in: a signal every 50 ms until
+    # the count is whole (bounded: 12,000 signals, 10 minutes and more).
+    t0, start_waits, seen = time.monotonic(), [], -1
+    for _ in range(12000):
+        t1 = time.monotonic()
+        os.kill(pid, signal.SIGUSR2)
+        end, got = t1 + 10, False
+        while time.monotonic() < end:
+            log.settimeout(max(0.001, end - time.monotonic()))
+            try:
+                line = log.recv(65536).decode(errors="replace")
+            except socket.timeout:
+                break
+            m = re.search(r"status [^:]*: (\d+) entries", line)
+            if m:
+                seen, got = int(m.group(1)), True
+                break
+        start_waits.append(time.monotonic() - t1 if got else 10.0)
+        if seen == held:
+            break
+        time.sleep(0.05)
+    took = time.monotonic() - t0
+    start_waits.sort()
+    print(f"start with {held} held: 'run' returned after {t_run:.1f} s, "
+          f"counted {seen} {took:.1f} s after; "
+          f"{len(start_waits)} signals, wait median {statistics.median(start_waits) * 1000:.1f} ms, "
+          f"p90 {start_waits[int(len(start_waits) * 0.9)] * 1000:.1f} ms, "
+          f"max {start_waits[-1] * 1000:.1f} ms")
 time.sleep(float(os.environ.get("SETTLE", "1")))
 pace = float(os.environ.get("PACE", "0"))
 t_fill = time.monotonic()
@@ -110,7 +158,8 @@ for f in fills:
 filled = time.monotonic() - t_fill
 # Then until the daemon's status line counts every element (bounded: 10
 # minutes), and how many it counts.
-want, seen, t_end = rounds * int(os.environ.get("BATCH", "20000")), -1, time.monotonic()
+want = held + rounds * int(os.environ.get("BATCH", "20000"))
+seen, t_end = -1, time.monotonic()
 for _ in range(600):
     os.kill(pid, signal.SIGUSR2)
     end = time.monotonic() + 1

@@ -577,7 +577,7 @@ fn an_overrun_read_beside_the_loop_says_the_same_once_the_reading_is_done() {
     let l = r.log.take();
     assert!(
         l.iter()
-            .any(|x| x.starts_with("status: reading the sets again for ")),
+            .any(|x| x.starts_with("status: reading the sets for ")),
         "{l:?}"
     );
     r.d.read_done();
@@ -595,6 +595,98 @@ fn an_overrun_read_beside_the_loop_says_the_same_once_the_reading_is_done() {
         &pfknock::name::TableName::new("ssh").unwrap(),
     );
     assert_eq!(r.d.known(&t), Some(1));
+}
+
+/// `run`'s start: the sets are read beside the loop, after the detach.
+/// Until that reading is done the daemon knows nothing, says nothing of
+/// the last run's record, answers SIGINFO with a line that says it reads,
+/// and a stop keeps the record as it was; once done, it knows the sets
+/// and says what happened while no daemon ran.
+#[test]
+fn the_start_reads_the_sets_beside_the_loop_and_then_compares_the_record() {
+    let dir = common::Scratch::new("nft-daemon-start-aside");
+    let path = dir.join("pfknock.toml");
+    fs::write(&path, SSH).unwrap();
+    let k = Nft::default();
+    k.at(T0);
+    let log = Mem::default();
+    let (cfg, _) = Config::load(&path).unwrap();
+    let t = TableRef::new(
+        &AnchorName::new("pfknock").unwrap(),
+        &pfknock::name::TableName::new("ssh").unwrap(),
+    );
+    // The last run knew .7 (gone now), not .8.
+    let key = |a: &str| (t.to_string(), a.parse::<Net>().unwrap());
+    let record: pfknock::daemon::state::Known = [(key("198.18.0.7"), T0 / 1000 - 100)].into();
+    let start = |record: &pfknock::daemon::state::Known| {
+        let mut d = Daemon::start(
+            cfg.clone(),
+            &path,
+            k.clone(),
+            k.clone(),
+            log.clone(),
+            T0 / 1000,
+        )
+        .unwrap();
+        // .8 knocked while no daemon ran (the load made the set).
+        k.knock("ssh_4", "198.18.0.8");
+        let st = dir.join("pfknock.pid.state");
+        pfknock::daemon::state::write(&st, record);
+        d.state = Some(st.clone());
+        d.use_events_later(Box::new(k.clone()), pfknock::daemon::state::take(&st));
+        d.read_aside();
+        d.begin(T0 + 10);
+        (d, st)
+    };
+    let (mut d, st) = start(&record);
+    assert!(d.reading().is_some(), "the start's reading runs beside");
+    assert_eq!(d.known(&t), Some(0));
+    let l = log.take();
+    assert!(
+        l.iter().all(|x| !x.contains("while the daemon was down")),
+        "{l:?}"
+    );
+    d.status(T0 / 1000 + 1);
+    let l = log.take();
+    assert!(
+        l.iter()
+            .any(|x| x.starts_with("status: reading the sets for ")),
+        "{l:?}"
+    );
+    // Stopped during it: the record stays as it was, not the empty book.
+    d.stop("SIGTERM");
+    assert_eq!(pfknock::daemon::state::take(&st), Some(record.clone()));
+    drop(d);
+    log.take();
+    // Again, to the end of the reading.
+    let (mut d, _) = start(&record);
+    d.read_done();
+    assert!(d.reading().is_none());
+    assert_eq!(d.known(&t), Some(1));
+    let l = log.take();
+    let down = "while the daemon was down";
+    assert!(
+        l.iter()
+            .any(|x| x.starts_with("authorized 198.18.0.8 ") && x.ends_with(down)),
+        "{l:?}"
+    );
+    assert!(
+        l.iter()
+            .any(|x| x.contains(" 198.18.0.7 ") && x.ends_with(down)),
+        "{l:?}"
+    );
+    // A knock after the start is told once, as usual.
+    k.knock("ssh_4", "198.18.0.9");
+    d.kernel(
+        KernelEvent::Knock {
+            prefix: "pfknock ssh: ".into(),
+            addr: "198.18.0.9".parse().unwrap(),
+        },
+        T0 + 20,
+    );
+    let l = log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].starts_with("authorized 198.18.0.9 "), "{l:?}");
 }
 
 /// Lost notifications: the sets are read again, and what changed

@@ -37,6 +37,43 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.resync(now);
     }
 
+    /// `use_events` for `run`: the sets are read by `begin`, in the loop
+    /// (beside it, with `read_aside`), and what changed while no daemon
+    /// ran (`record`, as `state::take` gave it) is said once they are.
+    /// At a million elements that reading takes minutes: `run` returns,
+    /// and its service manager sees a daemon, long before.
+    pub fn use_events_later(
+        &mut self,
+        lookup: Box<dyn ElementLookup + Send>,
+        record: Option<super::state::Known>,
+    ) {
+        self.lookup = Some(lookup);
+        self.machine.use_events();
+        self.start_record = Some(record);
+    }
+
+    /// The loop's first step: the start's reading of the sets, if
+    /// `use_events_later` left it to the loop; reconciled at once where it
+    /// did not run beside the loop.
+    pub fn begin(&mut self, now: i64) {
+        if self.start_record.is_some() {
+            self.resync(now);
+            self.read_started();
+        }
+    }
+
+    /// The start's reading is done (not beside the loop, or ended): say
+    /// what changed while no daemon ran, and give back what it held.
+    fn read_started(&mut self) {
+        if self.reading.is_some() {
+            return;
+        }
+        if let Some(record) = self.start_record.take() {
+            self.reconcile(record, crate::clock::now());
+            crate::sys_unix::release_free_memory();
+        }
+    }
+
     /// Does the daemon poll (pf), or wait for events (nftables)?
     pub fn polls(&self) -> bool {
         self.machine.polls()
@@ -150,13 +187,14 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.carry_out(todo.into(), r.now);
         // What the reading held goes back.
         crate::sys_unix::release_free_memory();
+        self.read_started();
     }
 
     /// SIGINFO's line for a reading that runs.
     pub(super) fn reading_status(&mut self) {
         if let Some(r) = &self.reading {
             let line = format!(
-                "status: reading the sets again for {}s; kernel events wait until it ends",
+                "status: reading the sets for {}s; kernel events wait until it ends",
                 r.since.elapsed().as_secs()
             );
             self.log.log(Level::Info, &line);

@@ -40,6 +40,11 @@ pub struct Daemon<T, L, G> {
     /// and whether one may (`run`'s loop sets it).
     reading: Option<events::Reading>,
     aside: bool,
+    /// What the last daemon kept, waiting for the start's reading of the
+    /// sets (kernel events, `use_events_later`): the reconciliation comes
+    /// once that reading is done, and a stop before then keeps it as it
+    /// was.
+    start_record: Option<Option<state::Known>>,
     /// Removals pfknock's commands noted (pf: nobody else says who
     /// deleted an entry). None: log every removal.
     pub notes: Option<notes::Notes>,
@@ -88,6 +93,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             lookup: None,
             reading: None,
             aside: false,
+            start_record: None,
             notes: None,
             held: false,
             state: None,
@@ -317,7 +323,14 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             }
         }
         if let Some(p) = &self.state {
-            state::write(p, &self.snapshot());
+            // Stopped before the start's reading was done: the book is
+            // not what the kernel holds; what the last daemon kept is
+            // kept again for the next start.
+            match self.start_record.take() {
+                Some(Some(kept)) => state::write(p, &kept),
+                Some(None) => {}
+                None => state::write(p, &self.snapshot()),
+            }
         }
         self.log.log(Level::Notice, &format!("exiting on {signal}"));
     }

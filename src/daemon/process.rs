@@ -118,15 +118,12 @@ pub fn run(o: RunOpts<'_>) -> Result<()> {
         n.clear();
         d.notes = Some(n);
     }
+    // With kernel events, the sets are read in the loop, beside it, and
+    // what happened while no daemon ran is said once they are.
     let sources = kernel.map(|(sources, lookup)| {
-        d.use_events(lookup, crate::clock::now_ms());
+        d.use_events_later(lookup, record);
         sources
     });
-    // With kernel events: what happened while no daemon ran, now that the
-    // sets have been read; then the memory that reading freed goes back.
-    if events {
-        d.reconcile(record, crate::clock::now());
-    }
     crate::sys_unix::release_free_memory();
     d.state = Some(state);
     let serving = Serving {
@@ -533,6 +530,7 @@ fn serve<T: Tables, L: Loader>(
     let mut pending = Pending::new();
     let mut deferred = Vec::new();
     d.read_aside();
+    d.begin(crate::clock::now_ms());
     loop {
         let now_ms = crate::clock::now_ms();
         let wake_at = next_wake(&d, spa, now_ms);
