@@ -326,6 +326,13 @@ impl Mem {
             .map(|(_, m)| m)
             .collect()
     }
+    /// The lines `f` takes, out of the log; the rest stay.
+    fn take_where(&self, f: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut all = self.0.lock().unwrap();
+        let (got, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(_, m)| f(m));
+        *all = rest;
+        got.into_iter().map(|(_, m)| m).collect()
+    }
 }
 
 const SSH: &str =
@@ -687,6 +694,81 @@ fn the_start_reads_the_sets_beside_the_loop_and_then_compares_the_record() {
     let l = log.take();
     assert_eq!(l.len(), 1, "{l:?}");
     assert!(l[0].starts_with("authorized 198.18.0.9 "), "{l:?}");
+}
+
+/// A reading of 80,000 elements after an overrun, beside the loop: its
+/// answer is taken in a part at a time, one part a turn (signals are
+/// answered between parts, a status line says the reading goes on); at
+/// the end the daemon knows and says exactly what the same reading taken
+/// in one piece gives: those that came, those that went, and the count.
+#[test]
+fn a_large_reading_is_taken_in_by_parts_and_says_the_same_as_in_one_piece() {
+    let conf = format!("log_burst = 100000\n{SSH}size = 131072\n");
+    let said = |aside: bool| {
+        let mut r = rig(if aside { "parts-aside" } else { "parts" }, &conf);
+        r.at(T0);
+        let addr = |i: u32| IpAddr::from([198, 18 + (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+        // Known: 0..60,000. In the kernel after the overrun: 20,000..80,000.
+        let known: Vec<(IpAddr, Option<u64>)> =
+            (0..60_000).map(|i| (addr(i), Some(60_000))).collect();
+        {
+            let mut st = r.k.st();
+            let elems = &mut st.sets.as_mut().unwrap().get_mut("ssh_4").unwrap().elems;
+            elems.extend(known.iter().map(|(a, _)| (*a, T0 + 60_000)));
+        }
+        r.others(
+            T0,
+            vec![KernelEvent::Elements {
+                set: "ssh_4".into(),
+                added: true,
+                addrs: known,
+            }],
+        );
+        r.log.take();
+        {
+            let mut st = r.k.st();
+            let elems = &mut st.sets.as_mut().unwrap().get_mut("ssh_4").unwrap().elems;
+            for i in 0..20_000 {
+                elems.remove(&addr(i));
+            }
+            elems.extend((60_000..80_000).map(|i| (addr(i), T0 + 90_000)));
+        }
+        if aside {
+            r.d.read_aside();
+        }
+        r.event(T0 + 600, KernelEvent::Overrun);
+        let mut turns = 0;
+        while r.d.reading().is_some() && turns < 100 {
+            r.d.read_done();
+            turns += 1;
+            if r.d.reading().is_some() {
+                r.d.status(T0 / 1000 + 1);
+                let status = r.log.take_where(|l| l.starts_with("status"));
+                assert!(
+                    status
+                        .iter()
+                        .any(|x| x.starts_with("status: reading the sets for ")),
+                    "{status:?}"
+                );
+            }
+        }
+        let t = TableRef::new(
+            &AnchorName::new("pfknock").unwrap(),
+            &pfknock::name::TableName::new("ssh").unwrap(),
+        );
+        (r.log.take(), r.d.known(&t), turns, r.d.next_due_ms())
+    };
+    let (one, known, turns, due) = said(false);
+    assert_eq!(turns, 0);
+    assert_eq!(known, Some(60_000));
+    assert_eq!(one.len(), 1 + 20_000 + 20_000, "{:?}", &one[..3]);
+    let (parts, known_parts, turns, due_parts) = said(true);
+    assert!(turns >= 2, "{turns} turns");
+    assert_eq!(parts.len(), one.len());
+    let differ = parts.iter().zip(&one).position(|(a, b)| a != b);
+    assert_eq!(differ, None, "{:?}", differ.map(|i| (&parts[i], &one[i])));
+    assert_eq!(known_parts, known);
+    assert_eq!(due_parts, due);
 }
 
 /// Lost notifications: the sets are read again, and what changed

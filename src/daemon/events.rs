@@ -133,6 +133,15 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                         }
                     }
                 }
+                // Taking a reading in, a turn at a time.
+                Action::Ask(Query::Pause, then) if self.aside => match Reading::parked(then, now) {
+                    Ok(mut r) => {
+                        r.rest = std::mem::take(&mut todo);
+                        self.reading = Some(r);
+                        return;
+                    }
+                    Err(then) => self.answer_now(Query::Pause, *then, now, &mut todo),
+                },
                 Action::Ask(q, then) => self.answer_now(q, then, now, &mut todo),
             }
         }
@@ -174,20 +183,42 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             return;
         };
         let n = r.sets;
-        let dumps = r.worker.join().unwrap_or_else(|_| {
-            let e = ReadError::Failed("the reading of the sets failed".to_owned());
-            vec![Err(e); n]
-        });
+        let answer = match r.worker {
+            Some(w) => Answer::Dump(w.join().unwrap_or_else(|_| {
+                let e = ReadError::Failed("the reading of the sets failed".to_owned());
+                vec![Err(e); n]
+            })),
+            None => Answer::Resumed,
+        };
         let cx = cx!(self);
-        let more = self.machine.answer(&cx, r.then, Answer::Dump(dumps), r.now);
+        let more = self.machine.answer(&cx, r.then, answer, r.now);
         let mut todo = r.rest;
         for m in more.into_iter().rev() {
             todo.push_front(m);
         }
         self.carry_out(todo.into(), r.now);
+        if let Some(taking) = self.reading.as_mut() {
+            // Its answer is being taken in: the same reading, for the
+            // status line.
+            taking.since = r.since;
+            return;
+        }
         // What the reading held goes back.
         crate::sys_unix::release_free_memory();
         self.read_started();
+    }
+
+    /// A stop: a reading's answer being taken in is taken in to the end
+    /// first (a second or two at a million), so that what a stop keeps
+    /// is what the kernel holds; a reading still running is left (the
+    /// book is as it was before it).
+    pub(super) fn finish_taking(&mut self) {
+        for _ in 0..1 << 20 {
+            match &self.reading {
+                Some(r) if r.worker.is_none() => self.read_done(),
+                _ => return,
+            }
+        }
     }
 
     /// SIGINFO's line for a reading that runs.
@@ -280,6 +311,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 }
                 Answer::Done(done)
             }
+            Query::Pause => Answer::Resumed,
             Query::PfState { anchor } => Answer::PfState {
                 enabled: self.loader.enabled(),
                 referenced: anchor.map(|a| self.loader.referenced(&a).map_err(|e| e.to_string())),
@@ -324,9 +356,10 @@ pub(super) struct Reading {
     now: i64,
     sets: usize,
     since: std::time::Instant,
-    /// Readable once the worker is done.
+    /// Readable once the worker is done (at once when parked).
     done: UnixStream,
-    worker: std::thread::JoinHandle<Vec<Result<Elements, ReadError>>>,
+    /// None: the answer is in, and being taken in (`parked`).
+    worker: Option<std::thread::JoinHandle<Vec<Result<Elements, ReadError>>>>,
 }
 
 impl Reading {
@@ -357,7 +390,28 @@ impl Reading {
             sets: n,
             since: std::time::Instant::now(),
             done,
-            worker,
+            worker: Some(worker),
+        })
+    }
+
+    /// The machine goes on with `then` at the loop's next turn: a reading
+    /// whose socket is readable at once. Without a socket pair, `then`
+    /// comes back (the machine goes on now).
+    fn parked(then: Then, now: i64) -> Result<Reading, Box<Then>> {
+        let Ok((done, signal)) = UnixStream::pair() else {
+            return Err(Box::new(then));
+        };
+        if std::io::Write::write_all(&mut &signal, &[1]).is_err() {
+            return Err(Box::new(then));
+        }
+        Ok(Reading {
+            then,
+            rest: VecDeque::new(),
+            now,
+            sets: 0,
+            since: std::time::Instant::now(),
+            done,
+            worker: None,
         })
     }
 }

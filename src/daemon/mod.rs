@@ -313,6 +313,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// A clean exit: unload the anchor if the config says so.
     pub fn stop(&mut self, signal: &str) {
+        self.finish_taking();
         if self.cfg.unload && !self.cfg.services.is_empty() {
             match self.loader.unload(&self.cfg, false) {
                 Ok(()) => self.log.log(

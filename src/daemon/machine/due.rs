@@ -362,6 +362,27 @@ impl Machine {
         }
     }
 
+    /// A knock the last reload lost, put back (or not): its line.
+    pub(super) fn put_back(
+        &mut self,
+        cx: &Ctx,
+        service: &str,
+        addr: IpAddr,
+        r: Result<usize, String>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(s) = cx.cfg.service(service) else {
+            return;
+        };
+        if let Err(e) = &r {
+            let table = auth_table(cx.cfg, s);
+            let msg = format!("{table}: putting back {addr}, lost in the reload: {e}");
+            out.push(Action::Log(Level::Err, msg));
+        }
+        self.authorized(cx, s, addr, r.is_ok(), now, out);
+    }
+
     /// May a knock on `set` from `addr`, read at `now` (ms), be one the
     /// last reload lost?
     pub(super) fn settling(&mut self, set: &str, addr: IpAddr, now: i64) -> bool {

@@ -90,6 +90,8 @@ pub enum Query {
     Rotate { at: i64, load: bool },
     /// Is pf enabled; does the main ruleset call `anchor` (if given)?
     PfState { anchor: Option<AnchorName> },
+    /// Nothing: the machine goes on at the loop's next turn (`Resumed`).
+    Pause,
 }
 
 /// A write to a table, where the daemon polls.
@@ -135,6 +137,7 @@ pub enum Answer {
         enabled: Option<bool>,
         referenced: Option<Result<bool, String>>,
     },
+    Resumed,
 }
 
 /// What the caller does.
@@ -202,6 +205,8 @@ enum Step {
         sets: Vec<(String, i64)>,
         missed: bool,
     },
+    /// Its answer, being taken in a turn at a time.
+    Taking(Box<resync::Taking>),
     /// Full meters due a look.
     Meters(Vec<String>),
     /// A poll's step (`polls.rs`).
@@ -465,6 +470,7 @@ impl Machine {
             (Step::Resync { sets, missed }, Answer::Dump(d)) => {
                 self.resynced(cx, sets, missed, d, now, &mut out)
             }
+            (Step::Taking(t), Answer::Resumed) => self.take_in(cx, t, now, &mut out),
             (Step::Meters(due), Answer::Dump(d)) => self.meters_looked(cx, due, d, now, &mut out),
             (Step::Poll(step), a) => out = self.polled(cx, *step, a, now),
             (Step::Rotated, Answer::Rotated(r)) => out = self.rotated(cx, r, now),
@@ -666,26 +672,6 @@ impl Machine {
             let set = nft_set_of(s.table.as_str(), af(addr));
             out.extend(self.track(cx, &set, addr, now, now + ms(s.ttl.0 as i64)));
         }
-    }
-
-    fn put_back(
-        &mut self,
-        cx: &Ctx,
-        service: &str,
-        addr: IpAddr,
-        r: Result<usize, String>,
-        now: i64,
-        out: &mut Vec<Action>,
-    ) {
-        let Some(s) = cx.cfg.service(service) else {
-            return;
-        };
-        if let Err(e) = &r {
-            let table = auth_table(cx.cfg, s);
-            let msg = format!("{table}: putting back {addr}, lost in the reload: {e}");
-            out.push(Action::Log(Level::Err, msg));
-        }
-        self.authorized(cx, s, addr, r.is_ok(), now, out);
     }
 }
 
