@@ -181,3 +181,88 @@ impl Feeds {
         Vec::new()
     }
 }
+
+/// Put `evs` at the end of `pending`, a run of element changes of one set
+/// (the kernel sends one notification an element) as one event: the
+/// machine keeps a transaction's changes for its commit anyway, in order,
+/// and a queue of a million one-element events took 180 MB.
+pub(super) fn queue(
+    pending: &mut std::collections::VecDeque<super::KernelEvent>,
+    evs: Vec<super::KernelEvent>,
+) {
+    use super::KernelEvent::Elements;
+    for ev in evs {
+        match (pending.back_mut(), ev) {
+            (
+                Some(Elements {
+                    set: s,
+                    added: a,
+                    addrs: back,
+                }),
+                Elements { set, added, addrs },
+            ) if *s == set && *a == added => back.extend(addrs),
+            (_, ev) => pending.push_back(ev),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::KernelEvent;
+    use std::net::IpAddr;
+
+    fn el(set: &str, added: bool, a: &[u8]) -> KernelEvent {
+        let addrs = a
+            .iter()
+            .map(|x| (IpAddr::from([198, 18, 0, *x]), Some(1000)))
+            .collect();
+        KernelEvent::Elements {
+            set: set.into(),
+            added,
+            addrs,
+        }
+    }
+
+    /// Runs of one set's additions (or deletions) become one event, in
+    /// order; anything else between keeps them apart, and the back of the
+    /// queue takes the first of the next read.
+    #[test]
+    fn runs_of_one_sets_changes_are_one_event() {
+        let commit = KernelEvent::Commit {
+            pid: 7,
+            process: "nft".into(),
+        };
+        let knock = KernelEvent::Knock {
+            prefix: "pfknock ssh: ".into(),
+            addr: IpAddr::from([198, 18, 0, 9]),
+        };
+        let mut q = Default::default();
+        super::queue(
+            &mut q,
+            vec![el("ssh_4", true, &[1]), el("ssh_4", true, &[2])],
+        );
+        super::queue(
+            &mut q,
+            vec![
+                el("ssh_4", true, &[3]),
+                el("ssh_4", false, &[4]),
+                el("ssh_4", false, &[5]),
+                el("web_4", false, &[6]),
+                commit.clone(),
+                el("web_4", false, &[7]),
+                knock.clone(),
+                el("web_4", false, &[8]),
+            ],
+        );
+        let want = vec![
+            el("ssh_4", true, &[1, 2, 3]),
+            el("ssh_4", false, &[4, 5]),
+            el("web_4", false, &[6]),
+            commit,
+            el("web_4", false, &[7]),
+            knock,
+            el("web_4", false, &[8]),
+        ];
+        assert_eq!(Vec::from(q), want);
+    }
+}

@@ -357,9 +357,10 @@ const TURN: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Kernel events read ahead at most while the loop works through them:
 /// past this, the sockets keep what comes (64 MB each, more compactly
-/// than this queue, whose events are about 150 bytes each: a million
-/// read ahead was 150 MB more of resident memory), and a burst larger
-/// than their buffers is an overrun (the sets are read again).
+/// than this queue, whose events are about 150 bytes each, though a run
+/// of one set's element changes is one event, `feeds::queue`: a million
+/// knocks read ahead was 150 MB more of resident memory), and a burst
+/// larger than their buffers is an overrun (the sets are read again).
 const PENDING_MAX: usize = 1 << 16;
 
 /// The same while a reading of the sets runs beside the loop: it takes
@@ -385,7 +386,7 @@ fn kernel_turn<T: Tables, L: Loader>(
         PENDING_MAX
     };
     if readable && pending.len() < max {
-        pending.extend(feeds.drain());
+        super::feeds::queue(pending, feeds.drain());
     }
     // While the sets are read beside the loop, events wait for its end.
     if pending.is_empty() || d.reading().is_some() {

@@ -95,8 +95,12 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// ending "while the daemon was down" (the machine decides:
     /// `Machine::reconcile`).
     pub fn reconcile(&mut self, prev: Option<Known>, now: i64) {
-        let cur = self.present();
-        let acts = self.machine.reconcile(prev, &cur, now);
+        let acts = if prev.is_none() && !self.machine.polls() {
+            super::machine::Machine::no_record(self.machine.booked())
+        } else {
+            let cur = self.present();
+            self.machine.reconcile(prev, &cur, now)
+        };
         self.carry_out(acts, super::events::ms(now));
     }
 

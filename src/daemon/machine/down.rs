@@ -49,12 +49,7 @@ impl Machine {
     /// what happened is not known.
     pub fn reconcile(&self, prev: Option<Known>, cur: &Known, now: i64) -> Vec<Action> {
         let Some(prev) = prev else {
-            let line = format!(
-                "no record of the last run (first start, a crash or a reboot): {} \
-                 authorizations found; what happened while no daemon ran is not known",
-                cur.len()
-            );
-            return vec![Action::Log(Level::Notice, line)];
+            return Self::no_record(cur.len());
         };
         let mut out = Vec::new();
         let mut sorted: Vec<(&(String, Net), &i64)> = cur.iter().collect();
@@ -83,6 +78,22 @@ impl Machine {
             out.extend(self.down_line(verb, t, n, None, now));
         }
         out
+    }
+
+    /// Without a record: one line, with the number of authorizations
+    /// found (on kernel events, the book's: no snapshot of a million
+    /// to count them).
+    pub fn no_record(found: usize) -> Vec<Action> {
+        let line = format!(
+            "no record of the last run (first start, a crash or a reboot): {found} \
+             authorizations found; what happened while no daemon ran is not known"
+        );
+        vec![Action::Log(Level::Notice, line)]
+    }
+
+    /// How many authorizations the book holds (kernel events).
+    pub fn booked(&self) -> usize {
+        self.book.len()
     }
 
     fn watch_of(&self, table: &str) -> Option<&super::watch::Watch> {
