@@ -103,6 +103,24 @@ def until(word, secs):
         except socket.timeout:
             return False
     return False
+def counted(secs, first):
+    """The count of the status lines read within secs (the first one's
+    if first, else the last's), or None."""
+    global overruns
+    end, seen = time.monotonic() + secs, None
+    while time.monotonic() < end:
+        log.settimeout(max(0.001, end - time.monotonic()))
+        try:
+            line = log.recv(65536).decode(errors="replace")
+        except socket.timeout:
+            break
+        overruns += "dropped notifications: reading" in line
+        m = re.search(r"status [^:]*: (\d+) entries", line)
+        if m:
+            seen = int(m.group(1))
+            if first:
+                break
+    return seen
 assert until("started", 10), "the daemon did not start"
 held = int(os.environ.get("HELD", "0"))
 if held:
@@ -112,18 +130,9 @@ if held:
     for _ in range(12000):
         t1 = time.monotonic()
         os.kill(pid, signal.SIGUSR2)
-        end, got = t1 + 10, False
-        while time.monotonic() < end:
-            log.settimeout(max(0.001, end - time.monotonic()))
-            try:
-                line = log.recv(65536).decode(errors="replace")
-            except socket.timeout:
-                break
-            m = re.search(r"status [^:]*: (\d+) entries", line)
-            if m:
-                seen, got = int(m.group(1)), True
-                break
-        start_waits.append(time.monotonic() - t1 if got else 10.0)
+        got = counted(10, True)
+        seen = seen if got is None else got
+        start_waits.append(10.0 if got is None else time.monotonic() - t1)
         if seen == held:
             break
         time.sleep(0.05)
@@ -162,17 +171,8 @@ want = held + rounds * int(os.environ.get("BATCH", "20000"))
 seen, t_end = -1, time.monotonic()
 for _ in range(600):
     os.kill(pid, signal.SIGUSR2)
-    end = time.monotonic() + 1
-    while time.monotonic() < end:
-        log.settimeout(max(0.001, end - time.monotonic()))
-        try:
-            line = log.recv(65536).decode(errors="replace")
-        except socket.timeout:
-            break
-        overruns += "dropped notifications: reading" in line
-        m = re.search(r"status [^:]*: (\d+) entries", line)
-        if m:
-            seen = int(m.group(1))
+    got = counted(1, False)
+    seen = seen if got is None else got
     if seen == want:
         break
 print(f"adds took {filled:.1f} s; the daemon counted {seen} of {want} "
