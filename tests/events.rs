@@ -962,6 +962,70 @@ fn what_happened_while_the_daemon_was_down_is_logged_at_start() {
     let _ = d.wait();
 }
 
+/// Knocks right after the start, while it still reads a set of 50,000
+/// beside its loop: each knocker is in the set and logged once as
+/// authorized (the reading holds their elements too; taken in silently
+/// with the rest, their lines were lost).
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn knocks_while_the_start_reads_the_sets_are_each_logged_once() {
+    need_root_and_tools!();
+    let mut n = Net::new(&CONF.replace("TTL", "10m"));
+    n.up();
+    let fill: Vec<String> = (0..50_000u32)
+        .map(|i| format!("198.19.{}.{} timeout 10m", i / 250, i % 250 + 1))
+        .collect();
+    let script = format!("add element inet pfknock ssh_4 {{ {} }}\n", fill.join(", "));
+    let path = n.dir.join("fill.nft");
+    fs::write(&path, script).unwrap();
+    ok(&ns(&n.srv, &["nft", "-f", path.to_str().unwrap()]));
+    let dev = n.cli_dev();
+    let hosts: Vec<String> = (10..15).map(|h| format!("198.18.{}.{h}", n.n)).collect();
+    for h in &hosts {
+        ok(&ns(
+            &n.cli,
+            &["ip", "addr", "add", &format!("{h}/24"), "dev", &dev],
+        ));
+    }
+    let py = "import socket, sys\n\
+              for src in sys.argv[2:]:\n\
+              \x20   for _ in range(3):\n\
+              \x20       s = socket.socket()\n\
+              \x20       s.bind((src, 0))\n\
+              \x20       s.settimeout(1)\n\
+              \x20       try:\n\
+              \x20           s.connect((sys.argv[1], 1234))\n\
+              \x20       except OSError:\n\
+              \x20           pass\n\
+              \x20       s.close()\n";
+    let (mut d, _pid, log, _) = counted_daemon(&n);
+    let mut args = vec!["python3", "-c", py];
+    let dst = n.srv_ip(false);
+    args.push(&dst);
+    args.extend(hosts.iter().map(String::as_str));
+    ok(&ns(&n.cli, &args));
+    let said = read_log(&log, 20, |s| {
+        hosts
+            .iter()
+            .all(|h| s.contains(&format!("authorized {h} ")))
+    });
+    let held = n.elements("ssh_4");
+    for h in &hosts {
+        assert!(held.contains(h), "{h} not in the set");
+        let lines = said
+            .lines()
+            .filter(|l| l.contains(&format!("authorized {h} ")))
+            .count();
+        assert_eq!(lines, 1, "{h}:\n{said}");
+    }
+    assert!(
+        !said.contains("198.19."),
+        "the 50,000 are not news:\n{said}"
+    );
+    let _ = d.kill();
+    let _ = d.wait();
+}
+
 /// A SIGHUP that changes the ttl and the size of the authorized set, which
 /// holds 50,000 elements, while knocks from 40 hosts go on through it. The
 /// set is changed in place: the kernel has the new ttl and size, and the
@@ -987,6 +1051,17 @@ fn knocks_during_a_reload_that_changes_ttl_and_size_are_all_kept() {
     ok(&ns(&n.srv, &["nft", "-f", path.to_str().unwrap()]));
     let (mut d, pid, log, _) = counted_daemon(&n);
     read_log(&log, 10, |s| s.contains("started"));
+    // The start reads the sets beside the loop (a SIGHUP waits for it):
+    // the knocks and the reload begin once it knows the 50,000.
+    let mut known = false;
+    for _ in 0..100 {
+        ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
+        if read_log(&log, 1, |s| s.contains(": 50000 entries")).contains(": 50000 entries") {
+            known = true;
+            break;
+        }
+    }
+    assert!(known, "the start did not read the 50,000");
     let dev = n.cli_dev();
     let hosts: Vec<String> = (10..50).map(|h| format!("198.18.{}.{h}", n.n)).collect();
     for h in &hosts {

@@ -625,7 +625,7 @@ fn the_start_reads_the_sets_beside_the_loop_and_then_compares_the_record() {
     // The last run knew .7 (gone now), not .8.
     let key = |a: &str| (t.to_string(), a.parse::<Net>().unwrap());
     let record: pfknock::daemon::state::Known = [(key("198.18.0.7"), T0 / 1000 - 100)].into();
-    let start = |record: &pfknock::daemon::state::Known| {
+    let start = |record: &pfknock::daemon::state::Known, knocks: &[&str]| {
         let mut d = Daemon::start(
             cfg.clone(),
             &path,
@@ -641,11 +641,16 @@ fn the_start_reads_the_sets_beside_the_loop_and_then_compares_the_record() {
         pfknock::daemon::state::write(&st, record);
         d.state = Some(st.clone());
         d.use_events_later(Box::new(k.clone()), pfknock::daemon::state::take(&st));
+        // Knocks after the daemon listens, before the reading passes
+        // them: in the set it reads, their events in the loop's queue.
+        for a in knocks {
+            k.knock("ssh_4", a);
+        }
         d.read_aside();
         d.begin(T0 + 10);
         (d, st)
     };
-    let (mut d, st) = start(&record);
+    let (mut d, st) = start(&record, &[]);
     assert!(d.reading().is_some(), "the start's reading runs beside");
     assert_eq!(d.known(&t), Some(0));
     let l = log.take();
@@ -665,11 +670,16 @@ fn the_start_reads_the_sets_beside_the_loop_and_then_compares_the_record() {
     assert_eq!(pfknock::daemon::state::take(&st), Some(record.clone()));
     drop(d);
     log.take();
-    // Again, to the end of the reading.
-    let (mut d, _) = start(&record);
-    d.read_done();
+    // Again, to the end of the reading, with .10 knocking meanwhile.
+    let (mut d, _) = start(&record, &["198.18.0.10"]);
+    let ten: IpAddr = "198.18.0.10".parse().unwrap();
+    d.read_done_heard(|| vec![("pfknock ssh: ".to_owned(), ten)]);
     assert!(d.reading().is_none());
-    assert_eq!(d.known(&t), Some(1));
+    assert_eq!(
+        d.known(&t),
+        Some(1),
+        "the knock's element waits for its event"
+    );
     let l = log.take();
     let down = "while the daemon was down";
     assert!(
@@ -682,6 +692,24 @@ fn the_start_reads_the_sets_beside_the_loop_and_then_compares_the_record() {
             .any(|x| x.contains(" 198.18.0.7 ") && x.ends_with(down)),
         "{l:?}"
     );
+    // The knock that waited: said once, when its event comes.
+    let until = k.deadline("ssh_4", ten);
+    for _ in 0..3 {
+        d.kernel(
+            KernelEvent::Knock {
+                prefix: "pfknock ssh: ".into(),
+                addr: ten,
+            },
+            T0 + 15,
+        );
+    }
+    let l = log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].starts_with("authorized 198.18.0.10 "), "{l:?}");
+    assert_eq!(d.known(&t), Some(2));
+    // Due with the deadline the reading found (the reading began 10 ms
+    // after the knock: its deadlines are that late), not the event's.
+    assert_eq!(d.next_due_ms(), until.map(|u| u + 10 + COALESCE));
     // A knock after the start is told once, as usual.
     k.knock("ssh_4", "198.18.0.9");
     d.kernel(

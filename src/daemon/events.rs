@@ -179,9 +179,24 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// the machine its answer, with the time it was asked at, and carry
     /// out what was waiting behind it.
     pub fn read_done(&mut self) {
+        self.read_done_heard(Vec::new);
+    }
+
+    /// `read_done`, told which knocks (prefix, address) wait in the
+    /// loop's queue, read while the sets were: the start takes their
+    /// elements in as news when their events come, not silently with the
+    /// rest (asked only once the reading's answer is in).
+    pub fn read_done_heard(&mut self, heard: impl FnOnce() -> Vec<(String, std::net::IpAddr)>) {
         let Some(r) = self.reading.take() else {
             return;
         };
+        if r.worker.is_some() {
+            let knocks = heard();
+            if !knocks.is_empty() {
+                let cx = cx!(self);
+                self.machine.knocks_waiting(&cx, knocks);
+            }
+        }
         let n = r.sets;
         let answer = match r.worker {
             Some(w) => Answer::Dump(w.join().unwrap_or_else(|_| {

@@ -555,7 +555,13 @@ fn serve<T: Tables, L: Loader>(
             return Ok(());
         }
         if ready.read {
-            d.read_done();
+            d.read_done_heard(|| {
+                let knock = |ev: &super::KernelEvent| match ev {
+                    super::KernelEvent::Knock { prefix, addr } => Some((prefix.clone(), *addr)),
+                    _ => None,
+                };
+                pending.iter().filter_map(knock).collect()
+            });
             let sigs = std::mem::take(&mut deferred);
             if acted(&mut d, sigs, &mut deferred) {
                 return Ok(());

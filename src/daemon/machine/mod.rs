@@ -260,6 +260,9 @@ pub struct Machine {
     /// made before is cut at its start plus the new ttl, though its
     /// element keeps the longer time it was given (`due.rs`).
     pub(super) cuts: BTreeMap<String, i64>,
+    /// Hosts whose knocks waited in the queue while the start read the
+    /// sets, per set, with the element the reading found (`resync.rs`).
+    waiting: std::collections::HashMap<(String, IpAddr), Option<Auth>>,
 }
 
 /// Whole seconds left until `until` (ms), rounded down: what a restore
@@ -519,6 +522,9 @@ impl Machine {
             return;
         };
         let set = nft_set_of(s.table.as_str(), af(addr));
+        if self.waited(cx, s, &set, addr, out) {
+            return;
+        }
         let until = now + ms(s.ttl.0 as i64);
         match self.tracked(&set, addr) {
             Some(a) if s.renew => {

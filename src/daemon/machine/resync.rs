@@ -10,11 +10,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 
 use super::{
-    Action, Auth, COALESCE, Ctx, Elements, Machine, Query, ReadError, Step, Then, age,
-    auth_service, event_line, ms,
+    Action, Auth, COALESCE, Ctx, Elements, Machine, Query, ReadError, Step, Then, af, age,
+    auth_service, event_line, info, ms,
 };
+use crate::config::Service;
 use crate::daemon::lines::Level;
 use crate::name::{Af, ExpireMode, Secs};
+use crate::names;
 use crate::names::nft_set_of;
 
 /// Said of every change learned from a listing instead of a notification.
@@ -70,6 +72,9 @@ impl Machine {
         // A transaction whose commit may be among what was dropped: the
         // reading of the sets says what it did.
         self.batch.clear();
+        // Knocks that waited in the queue went with the rest: the
+        // reading says them, as learned late.
+        self.waiting.clear();
         let warn = "the kernel dropped notifications: reading the sets again".to_owned();
         vec![Action::Log(Level::Warning, warn), self.read_sets(cx, true)]
     }
@@ -132,6 +137,15 @@ impl Machine {
                     since: now - (c.ttl - left).max(0),
                     until: now + left,
                 };
+                // A knock that waited in the queue while the start read:
+                // its element is said when its event comes (`waited`).
+                if !t.missed
+                    && !self.waiting.is_empty()
+                    && let Some(w) = self.waiting.get_mut(&(c.set.clone(), addr))
+                {
+                    *w = Some(fresh);
+                    continue;
+                }
                 // (At start the book is empty: nothing is old.)
                 let a = match c.old.get(&addr).copied() {
                     Some(o) => self.kept(cx, &c.set, addr, o, fresh, now, &mut t.lines),
@@ -203,6 +217,45 @@ impl Machine {
                 out.push(Action::Log(Level::Err, format!("set {set}: {e}")))
             }
         }
+    }
+
+    /// The knocks that waited in the queue while the start's reading ran
+    /// (prefix, address): their elements are not taken in silently with
+    /// the rest, but said when their knock comes, as any knock is.
+    pub fn knocks_waiting(&mut self, cx: &Ctx, knocks: Vec<(String, IpAddr)>) {
+        for (prefix, addr) in knocks {
+            let s = cx
+                .cfg
+                .services
+                .iter()
+                .find(|s| prefix == names::knock_prefix(&s.name));
+            if let Some(s) = s {
+                let set = nft_set_of(s.table.as_str(), af(addr));
+                self.waiting.insert((set, addr), None);
+            }
+        }
+    }
+
+    /// A knock whose element the start's reading held back: said now,
+    /// with the time the kernel gave it. False where there is none.
+    pub(super) fn waited(
+        &mut self,
+        cx: &Ctx,
+        s: &Service,
+        set: &str,
+        addr: IpAddr,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        if self.waiting.is_empty() {
+            return false;
+        }
+        let Some(Some(a)) = self.waiting.remove(&(set.to_owned(), addr)) else {
+            return false;
+        };
+        let extra = format!("ttl={}", Secs(s.ttl.0));
+        info(out, event_line(cx.cfg, "authorized", s, addr, &extra));
+        out.extend(self.track(cx, set, addr, a.since, a.until));
+        true
     }
 
     /// A set's entries, taken out of the book.
