@@ -962,6 +962,31 @@ fn what_happened_while_the_daemon_was_down_is_logged_at_start() {
     let _ = d.wait();
 }
 
+/// 50,000 authorizations in the set (198.19.0.0/16, 10 minutes), put
+/// there by nft before a daemon starts: it reads them, and logs none.
+fn held_50k(n: &Net) {
+    let fill: Vec<String> = (0..50_000u32)
+        .map(|i| format!("198.19.{}.{} timeout 10m", i / 250, i % 250 + 1))
+        .collect();
+    let script = format!("add element inet pfknock ssh_4 {{ {} }}\n", fill.join(", "));
+    let path = n.dir.join("fill.nft");
+    fs::write(&path, script).unwrap();
+    ok(&ns(&n.srv, &["nft", "-f", path.to_str().unwrap()]));
+}
+
+/// Addresses `198.18.N.h` for `h` in `range` on the client's side.
+fn knockers(n: &Net, range: std::ops::Range<u8>) -> Vec<String> {
+    let dev = n.cli_dev();
+    let hosts: Vec<String> = range.map(|h| format!("198.18.{}.{h}", n.n)).collect();
+    for h in &hosts {
+        ok(&ns(
+            &n.cli,
+            &["ip", "addr", "add", &format!("{h}/24"), "dev", &dev],
+        ));
+    }
+    hosts
+}
+
 /// Knocks right after the start, while it still reads a set of 50,000
 /// beside its loop: each knocker is in the set and logged once as
 /// authorized (the reading holds their elements too; taken in silently
@@ -972,21 +997,8 @@ fn knocks_while_the_start_reads_the_sets_are_each_logged_once() {
     need_root_and_tools!();
     let mut n = Net::new(&CONF.replace("TTL", "10m"));
     n.up();
-    let fill: Vec<String> = (0..50_000u32)
-        .map(|i| format!("198.19.{}.{} timeout 10m", i / 250, i % 250 + 1))
-        .collect();
-    let script = format!("add element inet pfknock ssh_4 {{ {} }}\n", fill.join(", "));
-    let path = n.dir.join("fill.nft");
-    fs::write(&path, script).unwrap();
-    ok(&ns(&n.srv, &["nft", "-f", path.to_str().unwrap()]));
-    let dev = n.cli_dev();
-    let hosts: Vec<String> = (10..15).map(|h| format!("198.18.{}.{h}", n.n)).collect();
-    for h in &hosts {
-        ok(&ns(
-            &n.cli,
-            &["ip", "addr", "add", &format!("{h}/24"), "dev", &dev],
-        ));
-    }
+    held_50k(&n);
+    let hosts = knockers(&n, 10..15);
     let py = "import socket, sys\n\
               for src in sys.argv[2:]:\n\
               \x20   for _ in range(3):\n\
@@ -1040,15 +1052,7 @@ fn knocks_during_a_reload_that_changes_ttl_and_size_are_all_kept() {
     need_root_and_tools!();
     let mut n = Net::new(&CONF.replace("TTL", "10m"));
     n.up();
-    // 50,000 authorizations already there (198.19.0.0/16), before the
-    // daemon starts: it reads them, and logs none.
-    let fill: Vec<String> = (0..50_000u32)
-        .map(|i| format!("198.19.{}.{} timeout 10m", i / 250, i % 250 + 1))
-        .collect();
-    let script = format!("add element inet pfknock ssh_4 {{ {} }}\n", fill.join(", "));
-    let path = n.dir.join("fill.nft");
-    fs::write(&path, script).unwrap();
-    ok(&ns(&n.srv, &["nft", "-f", path.to_str().unwrap()]));
+    held_50k(&n);
     let (mut d, pid, log, _) = counted_daemon(&n);
     read_log(&log, 10, |s| s.contains("started"));
     // The start reads the sets beside the loop (a SIGHUP waits for it):
@@ -1062,14 +1066,7 @@ fn knocks_during_a_reload_that_changes_ttl_and_size_are_all_kept() {
         }
     }
     assert!(known, "the start did not read the 50,000");
-    let dev = n.cli_dev();
-    let hosts: Vec<String> = (10..50).map(|h| format!("198.18.{}.{h}", n.n)).collect();
-    for h in &hosts {
-        ok(&ns(
-            &n.cli,
-            &["ip", "addr", "add", &format!("{h}/24"), "dev", &dev],
-        ));
-    }
+    let hosts = knockers(&n, 10..50);
     let py = "import socket, sys, time\n\
               dst = sys.argv[1]\n\
               for src in sys.argv[2:]:\n\
