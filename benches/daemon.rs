@@ -265,7 +265,7 @@ impl pfknock::daemon::ElementLookup for Present {
     fn left(&mut self, _: &str, _: IpAddr) -> std::io::Result<Option<Option<u64>>> {
         Ok(Some(Some(self.0)))
     }
-    fn dump(&mut self, _: &str) -> std::io::Result<Vec<(IpAddr, Option<u64>)>> {
+    fn dump(&mut self, _: &str) -> std::io::Result<Vec<(IpAddr, Option<i64>)>> {
         Ok(Vec::new())
     }
 }

@@ -43,9 +43,12 @@ pub trait ElementLookup {
     ) -> std::io::Result<Vec<Option<Option<u64>>>> {
         addrs.iter().map(|a| self.left(set, *a)).collect()
     }
-    /// Every element of a set with its time left (at start, and after
-    /// lost notifications).
-    fn dump(&mut self, set: &str) -> std::io::Result<Vec<(IpAddr, Option<u64>)>>;
+    /// Every element of a set with its deadline, in milliseconds since the
+    /// epoch on the daemon's clock (`None`: no timeout), at start and
+    /// after lost notifications. A deadline and not a time left: a reading
+    /// of a million elements takes a minute, and each time left is true
+    /// only at the moment the kernel gave it.
+    fn dump(&mut self, set: &str) -> std::io::Result<Vec<(IpAddr, Option<i64>)>>;
     /// A look-up of its own, for a reading that runs beside the daemon's
     /// loop; `None` where there is none (the reading runs in the loop).
     fn reader(&self) -> Option<std::io::Result<Box<dyn ElementLookup + Send>>> {

@@ -50,6 +50,7 @@ const RCVBUF: usize = 4 << 20;
 pub use crate::kevents::KernelEvent;
 
 mod parse;
+mod readings;
 use parse::*;
 
 fn sock() -> io::Result<Socket> {
@@ -398,6 +399,9 @@ fn key_of(addr: IpAddr) -> Vec<u8> {
 /// An element's address, its timeout and its time left, in milliseconds.
 pub type TimedElement = (IpAddr, Option<u64>, Option<u64>);
 
+pub use readings::Deadline;
+use readings::{in_address_order, same_addresses, union_later_wins};
+
 impl crate::kevents::ElementLookup for Lookup {
     fn left(&mut self, set: &str, addr: IpAddr) -> io::Result<Option<Option<u64>>> {
         self.get(set, addr)
@@ -407,7 +411,7 @@ impl crate::kevents::ElementLookup for Lookup {
     }
     /// The daemon's full reads (at start, after lost notifications) are
     /// rare and what it believes until the next one: settled ones.
-    fn dump(&mut self, set: &str) -> io::Result<Vec<(IpAddr, Option<u64>)>> {
+    fn dump(&mut self, set: &str) -> io::Result<Vec<Deadline>> {
         self.dump_settled(set)
     }
     fn reader(&self) -> Option<io::Result<Box<dyn crate::kevents::ElementLookup + Send>>> {
@@ -433,41 +437,59 @@ impl Lookup {
         })
     }
 
-    /// Every element of a set, with its time left: one dump request, read
-    /// as the kernel sends it (no listing through nft, no JSON).
-    pub fn dump(&mut self, set: &str) -> io::Result<Vec<(IpAddr, Option<u64>)>> {
-        Ok(self
-            .dump_timed(set)?
-            .into_iter()
-            .map(|(a, _, left)| (a, left))
-            .collect())
-    }
-
-    /// `dump`, taken as whole only when the next dump holds the same
-    /// addresses: a dump during a resize of the set's hash table can also
-    /// come short without repeating anything (`dump_counted`), and the
-    /// kernel tells no element count to compare with. At most
-    /// `SETTLE_TRIES` dumps; if no two in a row agree (the set keeps
-    /// changing), every address any of them held, each with its newest
-    /// time left.
-    pub fn dump_settled(&mut self, set: &str) -> io::Result<Vec<(IpAddr, Option<u64>)>> {
-        const SETTLE_TRIES: u64 = 6;
-        let mut all: std::collections::HashMap<IpAddr, Option<u64>> =
-            std::collections::HashMap::new();
-        let mut prev: Option<std::collections::HashSet<IpAddr>> = None;
-        for attempt in 1..=SETTLE_TRIES {
-            let d = self.dump(set)?;
-            let now: std::collections::HashSet<IpAddr> = d.iter().map(|x| x.0).collect();
-            if prev.as_ref() == Some(&now) {
+    /// Every element of a set with its deadline (ms since the epoch, on
+    /// `clock::now_ms`; `None`: no timeout), taken as whole only when the
+    /// next dump holds the same addresses: a dump during a resize of the
+    /// set's hash table, or while the set changes, can come short without
+    /// repeating anything (`dump_counted`), and the kernel tells no element
+    /// count to compare with. At most `SETTLE_PASSES` dumps, each compared
+    /// with all before it; if none agrees (the set keeps changing), every
+    /// address any of them held, each with the deadline the last one that
+    /// held it gave. Deadlines, not times left: at a million elements a
+    /// dump takes a minute, and a time left is only true at the moment its
+    /// datagram came.
+    pub fn dump_settled(&mut self, set: &str) -> io::Result<Vec<Deadline>> {
+        const SETTLE_PASSES: u64 = 3;
+        let mut all: Vec<Deadline> = Vec::new();
+        for pass in 1..=SETTLE_PASSES {
+            let d = self.dump_pass(set)?;
+            if pass > 1 && same_addresses(&all, &d) {
                 return Ok(d);
             }
-            all.extend(d);
-            prev = Some(now);
-            if attempt > 1 && attempt < SETTLE_TRIES {
-                std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+            all = if pass == 1 {
+                d
+            } else {
+                union_later_wins(all, d)
+            };
+            if pass > 1 && pass < SETTLE_PASSES {
+                std::thread::sleep(std::time::Duration::from_millis(50 * pass));
             }
         }
-        Ok(all.into_iter().collect())
+        Ok(all)
+    }
+
+    /// One dump of a set, in address order, each address once (a repeat,
+    /// which a dump during a resize gives, with the deadline its later
+    /// datagram gave), each time left made a deadline at the moment its
+    /// datagram came.
+    fn dump_pass(&mut self, set: &str) -> io::Result<Vec<Deadline>> {
+        let mut this: Vec<Deadline> = Vec::new();
+        let m = self.getsetelem_msg(set, None, NLM_F_REQUEST | NLM_F_DUMP);
+        self.seq = self.seq.wrapping_add(1).max(1);
+        request_each(&self.sock, m, self.seq, &mut self.buf, |r| {
+            if msg_type(r) == NFT_MSG_NEWSETELEM
+                && let Some((_, _, _, e)) = raw_setelem_counted(r)
+            {
+                let at = crate::clock::now_ms();
+                this.extend(e.into_iter().map(|(a, _, left, _)| {
+                    (
+                        a,
+                        left.map(|l| at.saturating_add(l.min(i64::MAX as u64) as i64)),
+                    )
+                }));
+            }
+        })?;
+        Ok(in_address_order(this))
     }
 
     /// `dump_timed`, with each element's counter where the set counts.
@@ -533,15 +555,6 @@ impl Lookup {
             }
         })?;
         Ok(n)
-    }
-
-    /// `dump`, with each element's own timeout too (milliseconds).
-    pub fn dump_timed(&mut self, set: &str) -> io::Result<Vec<TimedElement>> {
-        Ok(self
-            .dump_counted(set)?
-            .into_iter()
-            .map(|(a, t, l, _)| (a, t, l))
-            .collect())
     }
 
     /// An NFT_MSG_GETSETELEM request, of some elements or a dump.

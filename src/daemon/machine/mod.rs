@@ -56,8 +56,9 @@ pub const fn ms(secs: i64) -> i64 {
 /// timeout)? `None`: not there.
 pub type Left = Option<Option<u64>>;
 
-/// A set's elements with their time left (ms).
-pub type Elements = Vec<(IpAddr, Option<u64>)>;
+/// A set's elements with their deadlines (ms since the epoch; `None`: no
+/// timeout).
+pub type Elements = Vec<(IpAddr, Option<i64>)>;
 
 /// What the machine asks of the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -129,13 +129,15 @@ impl Machine {
                 continue;
             };
             while c.at < c.elems.len() && budget > 0 {
-                let (addr, left) = c.elems[c.at];
+                let (addr, until) = c.elems[c.at];
                 c.at += 1;
                 budget -= 1;
-                let left = left.map_or(c.ttl, |ms| ms as i64);
+                // The kernel's own deadline, however long the reading took
+                // (a deadline already past: due at once).
+                let until = until.unwrap_or(now + c.ttl);
                 let fresh = Auth {
-                    since: now - (c.ttl - left).max(0),
-                    until: now + left,
+                    since: (until - c.ttl).min(now),
+                    until,
                 };
                 // A knock that waited in the queue while the start read:
                 // its element is said when its event comes (`waited`).

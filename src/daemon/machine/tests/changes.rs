@@ -25,10 +25,10 @@ fn an_overrun_reads_every_set_again_and_says_what_changed_meanwhile() {
     // authorized: four changes, past log_burst (2): one line, each at
     // debug.
     let v4 = vec![
-        (ip("198.18.0.2"), Some(50_000)),
-        (ip("198.18.0.7"), Some(50_000)),
+        (ip("198.18.0.2"), Some(now + 50_000)),
+        (ip("198.18.0.7"), Some(now + 50_000)),
     ];
-    let v6 = vec![(ip("fd00::1"), Some(60_000))];
+    let v6 = vec![(ip("fd00::1"), Some(now + 60_000))];
     let acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(v6)]), now);
     let late = "(learned late: the kernel dropped notifications)";
     assert_eq!(
@@ -57,10 +57,10 @@ fn an_overrun_reads_every_set_again_and_says_what_changed_meanwhile() {
     // Read again with nothing changed: no line.
     let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, now + 1));
     let v4 = vec![
-        (ip("198.18.0.2"), Some(49_999)),
-        (ip("198.18.0.7"), Some(49_999)),
+        (ip("198.18.0.2"), Some(now + 50_000)),
+        (ip("198.18.0.7"), Some(now + 50_000)),
     ];
-    let v6 = vec![(ip("fd00::1"), Some(59_999))];
+    let v6 = vec![(ip("fd00::1"), Some(now + 60_000))];
     assert_eq!(
         m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(v6)]), now + 1),
         vec![]
@@ -455,13 +455,18 @@ fn the_starts_reading_is_silent_and_keeps_each_elements_age() {
         (acts.len(), q),
         (1, Query::Dump(vec!["ssh_4".into(), "ssh_6".into()]))
     );
-    // Authorized 30 s ago (30 s of 60 left), and one with no timeout.
-    let v4 = vec![(ip("198.18.0.1"), Some(30_000)), (ip("198.18.0.2"), None)];
+    // Authorized 30 s ago (30 s of 60 left), and one with no timeout;
+    // the answer comes 7 s later (a reading of a million takes a
+    // minute): the kernel's deadline stands, not 7 s later.
+    let v4 = vec![
+        (ip("198.18.0.1"), Some(T0 + 30_000)),
+        (ip("198.18.0.2"), None),
+    ];
     let acts = m.answer(
         &cx,
         then,
         Answer::Dump(vec![Ok(v4), Err(ReadError::Missing)]),
-        T0,
+        T0 + 7_000,
     );
     assert_eq!(
         acts,
@@ -489,7 +494,7 @@ fn without_renewal_or_with_idle_expiry_a_later_deadline_is_no_renewal_learned_la
         let now = T0 + 30_000;
         let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, now));
         // Its deadline moved 20 s (traffic, where idle; nothing else can).
-        let v4 = vec![(ip("198.18.0.1"), Some(50_000))];
+        let v4 = vec![(ip("198.18.0.1"), Some(now + 50_000))];
         let acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(vec![])]), now);
         assert_eq!(acts, vec![], "{extra}");
         // The kernel's deadline is kept; the age runs from the start.
@@ -504,8 +509,8 @@ fn as_many_changes_learned_late_as_log_burst_are_each_a_line() {
     let mut m = events();
     let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, T0));
     let v4 = vec![
-        (ip("198.18.0.1"), Some(60_000)),
-        (ip("198.18.0.2"), Some(60_000)),
+        (ip("198.18.0.1"), Some(T0 + 60_000)),
+        (ip("198.18.0.2"), Some(T0 + 60_000)),
     ];
     let acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(vec![])]), T0);
     let late = "(learned late: the kernel dropped notifications)";
