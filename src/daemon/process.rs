@@ -59,6 +59,7 @@ pub struct RunOpts<'a> {
 /// and the exit status; after it, syslog. Paths are made absolute first:
 /// daemon(3) changes to `/`.
 pub fn run(o: RunOpts<'_>) -> Result<()> {
+    crate::sys_unix::one_heap();
     let config = abs(o.config)?;
     let mut log = SysLog {
         stderr: std::io::IsTerminal::is_terminal(&std::io::stderr()),
