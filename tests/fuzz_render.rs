@@ -323,7 +323,7 @@ fn grammar() -> Grammar {
                 r#"\tset {SET} \{ type ipv[46]_addr; flags interval; elements = \{ {NETS} \}; comment "{ID}: allow"; \}"#,
             ),
             re(
-                r#"\tset {SET} \{ type ipv[46]_addr \. inet_service \. inet_service; size [0-9]+; comment "{ID}: kept at load"; \}"#,
+                r#"\tset {SET} \{ type ipv[46]_addr \. inet_service \. inet_service; comment "{ID}: kept at load"; \}"#,
             ),
             re(
                 r#"\t\t(?:iifname "{IF}" )?{IP} saddr \. tcp sport \. tcp dport @{SET} ct label set 127 accept"#,
