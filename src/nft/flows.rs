@@ -7,12 +7,23 @@
 /// (from /proc/net/tcp and tcp6 of this network namespace; an IPv4 peer
 /// of an IPv6 socket counts as IPv4).
 pub(super) fn open_flows(ports: &[crate::name::PortRange], v6: bool) -> Vec<String> {
+    let texts = [("/proc/net/tcp", false), ("/proc/net/tcp6", true)]
+        .map(|(file, six)| (std::fs::read_to_string(file).unwrap_or_default(), six));
+    flows_of(&texts, ports, v6)
+}
+
+/// `open_flows` of the texts of /proc/net/tcp and tcp6: each connection
+/// once, in the order the kernel lists them (a busy server has tens of
+/// thousands; a set tells a repeat, not a scan of what came before).
+pub(super) fn flows_of(
+    texts: &[(String, bool)],
+    ports: &[crate::name::PortRange],
+    v6: bool,
+) -> Vec<String> {
     let mut out = Vec::new();
-    for (file, six) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        for c in parse_proc_tcp(&text, six) {
+    let mut seen = std::collections::HashSet::new();
+    for (text, six) in texts {
+        for c in parse_proc_tcp(text, *six) {
             let peer = match c.peer {
                 std::net::IpAddr::V6(a) => a
                     .to_ipv4_mapped()
@@ -22,11 +33,12 @@ pub(super) fn open_flows(ports: &[crate::name::PortRange], v6: bool) -> Vec<Stri
             let ours = ports
                 .iter()
                 .any(|r| r.lo.get() <= c.port && c.port <= r.hi.get());
-            if c.established && ours && peer.is_ipv6() == v6 {
-                let e = format!("{peer} . {} . {}", c.peer_port, c.port);
-                if !out.contains(&e) {
-                    out.push(e);
-                }
+            if c.established
+                && ours
+                && peer.is_ipv6() == v6
+                && seen.insert((peer, c.peer_port, c.port))
+            {
+                out.push(format!("{peer} . {} . {}", c.peer_port, c.port));
             }
         }
     }

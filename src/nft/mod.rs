@@ -354,6 +354,47 @@ mod tests {
         assert!(parse_proc_tcp("", false).is_empty());
     }
 
+    /// The connections kept at load: established ones to a protected
+    /// port, of the family asked, each once though tcp6 lists an IPv4
+    /// peer again (mapped); a busy server's 60,000 in the order listed.
+    #[test]
+    fn open_flows_are_each_kept_once_in_the_kernels_order() {
+        if !cfg!(target_endian = "little") {
+            return;
+        }
+        let head = "  sl  local_address rem_address   st\n";
+        // 198.18.a.b:p -> us:22, established, as /proc/net/tcp writes it.
+        let line = |i: u32, port: u16, st: &str| {
+            let peer = u32::from_le_bytes([198, 18, (i >> 8) as u8, i as u8]);
+            format!(
+                "0: 0100007F:{port:04X} {peer:08X}:{:04X} {st} x\n",
+                1024 + i % 60_000
+            )
+        };
+        let mut v4 = String::from(head);
+        for i in 0..60_000 {
+            v4.push_str(&line(i, 22, "01"));
+        }
+        v4.push_str(&line(7, 22, "01"));
+        v4.push_str(&line(8, 22, "0A"));
+        v4.push_str(&line(9, 80, "01"));
+        // 198.18.0.7 again, through an IPv6 socket (::ffff:198.18.0.7).
+        let v6 = format!(
+            "{head}0: 00000000000000000000000001000000:0016 0000000000000000FFFF0000070012C6:{:04X} 01 x\n",
+            1024 + 7
+        );
+        let texts = [(v4, false), (v6, true)];
+        let ssh = [crate::name::PortRange::single(
+            crate::name::Port::new(22).unwrap(),
+        )];
+        let got = flows::flows_of(&texts, &ssh, false);
+        assert_eq!(got.len(), 60_000);
+        assert_eq!(got[0], "198.18.0.0 . 1024 . 22");
+        assert_eq!(got[7], "198.18.0.7 . 1031 . 22");
+        assert_eq!(got[59_999], "198.18.234.95 . 61023 . 22");
+        assert!(flows::flows_of(&texts, &ssh, true).is_empty());
+    }
+
     #[test]
     fn reads_nft_json() {
         let j = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
