@@ -490,6 +490,9 @@ pub struct Flushed {
     pub entries: Vec<Entry>,
     /// How many of them the delete removed.
     pub deleted: usize,
+    /// Were all the entries removed told? False when the kernel's flush
+    /// removed more than it could tell back.
+    pub whole: bool,
     pub ttl: Secs,
 }
 
@@ -506,9 +509,24 @@ pub fn flush(cfg: &Config, t: &mut impl Tables, service: Option<&str>) -> Result
                 continue;
             }
             let table = TableRef::new(&cfg.anchor, &name);
-            // Listed again until nothing is left: a listing of an nftables
-            // set that is being resized can come short (netlink::Lookup::
-            // dump_settled); the next one, of what is left, is small.
+            // One step of the kernel's where it has one, telling back
+            // exactly what it removed.
+            if let Some(c) = t.clear(&table)? {
+                out.push(Flushed {
+                    table,
+                    service: s.name.clone(),
+                    role,
+                    deleted: c.entries.len(),
+                    entries: c.entries,
+                    whole: c.whole,
+                    ttl: s.ttl,
+                });
+                continue;
+            }
+            // Elsewhere (pf; an nftables set without timeouts), listed
+            // again until nothing is left: a listing can miss what was
+            // added meanwhile (and one of an nftables set being resized
+            // can come short); the next one, of what is left, is small.
             let mut entries = Vec::new();
             let mut deleted = 0;
             for _ in 0..FLUSH_ROUNDS {
@@ -526,6 +544,7 @@ pub fn flush(cfg: &Config, t: &mut impl Tables, service: Option<&str>) -> Result
                 role,
                 entries,
                 deleted,
+                whole: true,
                 ttl: s.ttl,
             });
         }

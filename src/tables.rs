@@ -212,6 +212,25 @@ pub trait Tables {
     fn entry(&mut self, t: &TableRef, net: &Net) -> Result<Option<Entry>> {
         Ok(self.entries(t)?.into_iter().find(|e| e.net == *net))
     }
+    /// Empty the table in one step of the kernel's, each entry it held
+    /// told back as it goes (nftables: the kernel's flush of each set,
+    /// its deletions echoed). `None` where the backend has no such step
+    /// (pf's DIOCRCLRADDRS tells only a count): the caller lists and
+    /// deletes.
+    fn clear(&mut self, t: &TableRef) -> Result<Option<Cleared>> {
+        let _ = t;
+        Ok(None)
+    }
+}
+
+/// What `Tables::clear` removed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Cleared {
+    /// The entries the kernel told back, with their time stamps.
+    pub entries: Vec<Entry>,
+    /// Were they all? False when the kernel removed more than it could
+    /// tell (a flush of millions overflows the socket's buffer).
+    pub whole: bool,
 }
 
 // Every method forwarded: a default here would silently replace the
@@ -253,5 +272,8 @@ impl<T: Tables + ?Sized> Tables for Box<T> {
     }
     fn entry(&mut self, t: &TableRef, net: &Net) -> Result<Option<Entry>> {
         (**self).entry(t, net)
+    }
+    fn clear(&mut self, t: &TableRef) -> Result<Option<Cleared>> {
+        (**self).clear(t)
     }
 }

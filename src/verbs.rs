@@ -200,11 +200,16 @@ pub fn flush(
     d: &mut Done,
 ) -> Result<()> {
     for f in cmd::flush(cfg, t, service)? {
-        d.say(format!(
-            "{}: {} addresses deleted.",
-            shown(&f.table, t),
-            f.deleted
-        ));
+        d.say(if f.whole {
+            format!("{}: {} addresses deleted.", shown(&f.table, t), f.deleted)
+        } else {
+            format!(
+                "{}: {} addresses deleted, and more that the kernel removed but could not tell \
+                 back (its answer overflowed pfknock's socket).",
+                shown(&f.table, t),
+                f.deleted
+            )
+        });
         if f.deleted > 0 && f.role == crate::config::Role::Auth {
             for e in &f.entries {
                 d.audit.push(format!(

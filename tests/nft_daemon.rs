@@ -55,6 +55,9 @@ struct State {
     /// How long a dump of a set takes the kernel (ms): the clock moves on
     /// while it walks, as at a million elements (a minute).
     dump_takes: i64,
+    /// How many removed elements a flush's echo can tell back (`None`:
+    /// all), as a socket's buffer bounds it.
+    echo_room: Option<usize>,
 }
 
 impl State {
@@ -221,6 +224,34 @@ impl Tables for Nft {
             n += usize::from(s.elems.insert(a.addr(), d).is_none());
         }
         Ok(n)
+    }
+    /// The kernel's flush of each set, its deletions told back, as many
+    /// as the echo has room for.
+    fn clear(&mut self, t: &TableRef) -> Result<Option<pfknock::tables::Cleared>> {
+        let mut st = self.st();
+        let room = st.echo_room.unwrap_or(usize::MAX);
+        let mut c = pfknock::tables::Cleared {
+            entries: Vec::new(),
+            whole: true,
+        };
+        for name in Nft::sets_of(t) {
+            let Some(s) = st.set(&name) else { continue };
+            let timeout = s.timeout_ms;
+            for (a, d) in std::mem::take(&mut s.elems) {
+                if c.entries.len() == room {
+                    c.whole = false;
+                    continue;
+                }
+                c.entries.push(Entry {
+                    net: Net::host(a),
+                    tzero: (d - timeout).div_euclid(1000),
+                    packets: 0,
+                    bytes: 0,
+                    counted: false,
+                });
+            }
+        }
+        Ok(Some(c))
     }
     fn delete(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
         let mut st = self.st();
@@ -474,6 +505,58 @@ fn a_knock_again_after_two_seconds_is_one_renewed_line_and_moves_the_deadline() 
     let l = r.log.take();
     assert_eq!(l.len(), 1, "{l:?}");
     assert!(l[0].starts_with("expired 198.18.0.9 "), "{l:?}");
+}
+
+/// `pfknock flush` through the daemon, where the kernel empties each set
+/// in one step and tells back what it removed: the reply and the log name
+/// exactly those, the kernel holds none, the daemon knows none and says
+/// no expiry later; where the kernel removed more than it could tell, the
+/// reply says so, and the daemon still knows none.
+#[test]
+fn a_flush_says_what_the_kernel_told_back_and_forgets_the_rest_too() {
+    for room in [None, Some(1)] {
+        let mut r = rig("flush-echo", SSH);
+        r.at(T0);
+        for h in ["198.18.0.1", "198.18.0.2", "198.18.0.3"] {
+            r.knock(T0, h);
+        }
+        r.log.take();
+        r.k.st().echo_room = room;
+        let reply = r.command(T0 + s(2), &["flush"]);
+        assert!(reply.error.is_none(), "{:?}", reply.error);
+        let said = reply.done.stderr.join("\n");
+        let told = r.log.take_where(|l| l.starts_with("flushed "));
+        assert!(r.k.holds("ssh_4").is_empty(), "{room:?}");
+        let t = TableRef::new(
+            &AnchorName::new("pfknock").unwrap(),
+            &pfknock::name::TableName::new("ssh").unwrap(),
+        );
+        assert_eq!(r.d.known(&t), Some(0), "{room:?}");
+        match room {
+            None => {
+                assert_eq!(said, "ssh in table inet pfknock: 3 addresses deleted.");
+                assert_eq!(told.len(), 3, "{told:?}");
+                assert!(
+                    told[0].starts_with("flushed 198.18.0.1 service=ssh "),
+                    "{told:?}"
+                );
+                assert!(
+                    told[0].ends_with(" age=2s ttl=1m by pfknock flush"),
+                    "{told:?}"
+                );
+            }
+            Some(_) => {
+                assert!(
+                    said.starts_with("ssh in table inet pfknock: 1 addresses deleted, and more"),
+                    "{said}"
+                );
+                assert_eq!(told.len(), 1, "{told:?}");
+            }
+        }
+        r.at(T0 + s(120));
+        let l = r.log.take();
+        assert!(l.iter().all(|x| !x.starts_with("expired")), "{l:?}");
+    }
 }
 
 /// `pfknock revoke` overtakes the knock's log packet: the host is not

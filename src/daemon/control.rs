@@ -68,6 +68,9 @@ impl<T: Tables> Tables for Booked<'_, T> {
     fn entry(&mut self, t: &TableRef, net: &Net) -> Result<Option<Entry>> {
         self.tables.entry(t, net)
     }
+    fn clear(&mut self, t: &TableRef) -> Result<Option<crate::tables::Cleared>> {
+        self.tables.clear(t)
+    }
 }
 
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {

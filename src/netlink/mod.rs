@@ -49,8 +49,11 @@ const RCVBUF: usize = 4 << 20;
 
 pub use crate::kevents::KernelEvent;
 
+mod changes;
 mod parse;
 mod readings;
+pub use changes::{change_elements, flush_set};
+pub use parse::CountedElement;
 use parse::*;
 
 fn sock() -> io::Result<Socket> {
@@ -261,131 +264,6 @@ impl Monitor {
             Err(e) => Err(e),
         }
     }
-}
-
-/// Add elements to (`add`) or delete them from a set of table inet
-/// `table`, in transactions of our own: the kernel then names the
-/// committer `pfknock` (NEWGEN), and the daemon leaves the change to the
-/// command's own log line. Elements may carry a timeout and the time
-/// left, in milliseconds. One transaction per 1,000 elements (a netlink
-/// datagram must fit the socket's send buffer).
-pub fn change_elements(
-    table: &str,
-    set: &str,
-    add: bool,
-    elems: &[(IpAddr, Option<(u64, u64)>)],
-) -> io::Result<()> {
-    use netlink_packet_netfilter::none::ControlMessage;
-    let s = sock()?;
-    let mut buf = vec![0u8; 1 << 16];
-    let mut seq = 1u32;
-    for chunk in elems.chunks(1000) {
-        let mut batch = Vec::new();
-        // NFNL_MSG_BATCH_BEGIN/END carry the subsystem (NFNL_SUBSYS_NFTABLES) in res_id.
-        let (begin, end) = (ControlMessage::BatchBegin, ControlMessage::BatchEnd);
-        let unspec = NetfilterProtoFamily::Unspec;
-        push_message(&mut batch, begin.into(), unspec, 10, NLM_F_REQUEST, seq);
-        let (inner, flags) = element_message(table, set, add, chunk);
-        let want = seq + 1;
-        let inet = NetfilterProtoFamily::Inet;
-        push_message(&mut batch, inner.into(), inet, 0, flags, want);
-        push_message(&mut batch, end.into(), unspec, 10, NLM_F_REQUEST, seq + 2);
-        seq += 3;
-        s.send(&batch, 0)?;
-        wait_ack(&s, &mut buf, want)?;
-    }
-    Ok(())
-}
-
-/// One message, serialized onto `batch`.
-fn push_message(
-    batch: &mut Vec<u8>,
-    inner: netlink_packet_netfilter::NetfilterMessageInner,
-    family: NetfilterProtoFamily,
-    res_id: u16,
-    flags: u16,
-    seq: u32,
-) {
-    let mut h = NetlinkHeader::default();
-    h.flags = flags;
-    h.sequence_number = seq;
-    let mut m = NetlinkMessage::new(
-        h,
-        NetlinkPayload::from(NetfilterMessage::new(
-            NetfilterHeader::new(family, 0, res_id),
-            inner,
-        )),
-    );
-    m.finalize();
-    let mut b = vec![0u8; m.header.length as usize];
-    m.serialize(&mut b[..]);
-    batch.extend(b);
-}
-
-/// NEWSETELEM (with NLM_F_CREATE) or DELSETELEM for `elems`, each with
-/// its timeout and time left where it has them.
-fn element_message(
-    table: &str,
-    set: &str,
-    add: bool,
-    elems: &[(IpAddr, Option<(u64, u64)>)],
-) -> (NfTablesMessage, u16) {
-    use netlink_packet_core::NLM_F_CREATE;
-    let list = elems
-        .iter()
-        .map(|(addr, times)| {
-            let mut e = vec![SetElementAttribute::Key(DataAttribute::Value(key_of(
-                *addr,
-            )))];
-            if let Some((timeout, left)) = times {
-                e.push(SetElementAttribute::Timeout(*timeout));
-                e.push(SetElementAttribute::Expiration(*left));
-            }
-            ListAttribute::Element(e)
-        })
-        .collect();
-    let msg = SetElementMessage {
-        attributes: vec![
-            SetElementList::Table(table.to_owned()),
-            SetElementList::Set(set.to_owned()),
-            SetElementList::Elements(list),
-        ],
-    };
-    if add {
-        (
-            NfTablesMessage::NewSetElement(msg),
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
-        )
-    } else {
-        (
-            NfTablesMessage::DeleteSetElement(msg),
-            NLM_F_REQUEST | NLM_F_ACK,
-        )
-    }
-}
-
-/// Wait for the ACK of message `want` (or the first error) on `s`: it
-/// ends the transaction.
-fn wait_ack(s: &Socket, buf: &mut [u8], want: u32) -> io::Result<()> {
-    for _ in 0..64 {
-        let Some(n) = recv(s, buf, 0)? else {
-            continue;
-        };
-        for r in raw_messages(&buf[..n]) {
-            if msg_type(r) == 2 {
-                let code = r
-                    .get(16..20)
-                    .map_or(0, |e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]));
-                if code != 0 {
-                    return Err(io::Error::from_raw_os_error(-code));
-                }
-                if msg_seq(r) == want {
-                    return Ok(());
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A set element's key: the address in network order.

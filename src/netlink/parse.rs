@@ -56,6 +56,7 @@ pub(super) fn cstr(b: &[u8]) -> &str {
 }
 
 pub(super) const NFT_MSG_NEWSETELEM: u16 = (10 << 8) | 12;
+pub(super) const NFT_MSG_DELSETELEM: u16 = (10 << 8) | 14;
 
 /// A NEWSETELEM or DELSETELEM message read by hand (a dump of a million
 /// elements is thousands of them; the generic parser formats every
@@ -98,9 +99,11 @@ pub(super) fn counter_of(expr: &[u8]) -> Option<(u64, u64)> {
     Some((packets?, bytes?))
 }
 
-/// `raw_setelem`, with each element's counter where it has one.
-pub(super) type CountedElement = (IpAddr, Option<u64>, Option<u64>, Option<(u64, u64)>);
+/// An element as a dump or a notification tells it: its address, its
+/// timeout and time left (ms), its counter (packets, bytes).
+pub type CountedElement = (IpAddr, Option<u64>, Option<u64>, Option<(u64, u64)>);
 
+/// `raw_setelem`, with each element's counter where it has one.
 pub(super) fn raw_setelem_counted(m: &[u8]) -> Option<(u8, &str, &str, Vec<CountedElement>)> {
     let family = *m.get(16)?;
     let (mut table, mut set, mut elems) = ("", "", Vec::new());
