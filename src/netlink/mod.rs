@@ -352,25 +352,37 @@ impl Lookup {
     /// datagram came.
     fn dump_pass(&mut self, set: &str) -> io::Result<Vec<Deadline>> {
         let mut this: Vec<Deadline> = Vec::new();
+        self.dump_each(set, |e| {
+            let at = crate::clock::now_ms();
+            this.extend(e.into_iter().map(|(a, _, left, _)| {
+                (
+                    a,
+                    left.map(|l| at.saturating_add(l.min(i64::MAX as u64) as i64)),
+                )
+            }));
+        })?;
+        Ok(in_address_order(this))
+    }
+
+    /// One dump request of a set, the elements of each datagram handed to
+    /// `each` as it comes (parsed there: the raw answer is never held).
+    fn dump_each(
+        &mut self,
+        set: &str,
+        mut each: impl FnMut(Vec<CountedElement>),
+    ) -> io::Result<()> {
         let m = self.getsetelem_msg(set, None, NLM_F_REQUEST | NLM_F_DUMP);
         self.seq = self.seq.wrapping_add(1).max(1);
         request_each(&self.sock, m, self.seq, &mut self.buf, |r| {
             if msg_type(r) == NFT_MSG_NEWSETELEM
                 && let Some((_, _, _, e)) = raw_setelem_counted(r)
             {
-                let at = crate::clock::now_ms();
-                this.extend(e.into_iter().map(|(a, _, left, _)| {
-                    (
-                        a,
-                        left.map(|l| at.saturating_add(l.min(i64::MAX as u64) as i64)),
-                    )
-                }));
+                each(e);
             }
-        })?;
-        Ok(in_address_order(this))
+        })
     }
 
-    /// `dump_timed`, with each element's counter where the set counts.
+    /// Every element of a set with its timeout, time left and counter.
     ///
     /// A dump comes in many datagrams, and for each the kernel walks the
     /// set from its start, skipping what it sent before
@@ -383,23 +395,14 @@ impl Lookup {
     /// `DUMP_TRIES` times, and the first without a repeat is the answer
     /// (if none is, every element any try saw, each once). A dump can also
     /// come short without a repeat: `dump_settled` for the reads that must
-    /// be whole; `flush` lists again until nothing is left.
+    /// be whole; `flush` empties a set by the kernel's flush (`flush_set`).
     pub fn dump_counted(&mut self, set: &str) -> io::Result<Vec<CountedElement>> {
         const DUMP_TRIES: u64 = 8;
         let mut all: Vec<CountedElement> = Vec::new();
         let mut at: std::collections::HashMap<IpAddr, usize> = std::collections::HashMap::new();
         for attempt in 1..=DUMP_TRIES {
-            // Parsed as each datagram comes: the raw answer is never held.
             let mut this: Vec<CountedElement> = Vec::new();
-            let m = self.getsetelem_msg(set, None, NLM_F_REQUEST | NLM_F_DUMP);
-            self.seq = self.seq.wrapping_add(1).max(1);
-            request_each(&self.sock, m, self.seq, &mut self.buf, |r| {
-                if msg_type(r) == NFT_MSG_NEWSETELEM
-                    && let Some((_, _, _, e)) = raw_setelem_counted(r)
-                {
-                    this.extend(e);
-                }
-            })?;
+            self.dump_each(set, |e| this.extend(e))?;
             let mut seen = std::collections::HashSet::with_capacity(this.len());
             if this.iter().all(|x| seen.insert(x.0)) {
                 return Ok(this);
@@ -424,14 +427,8 @@ impl Lookup {
     /// kept nowhere (a resize of the set meanwhile can count one twice or
     /// not at all; this is for telling a full set).
     pub fn count(&mut self, set: &str) -> io::Result<usize> {
-        let m = self.getsetelem_msg(set, None, NLM_F_REQUEST | NLM_F_DUMP);
-        self.seq = self.seq.wrapping_add(1).max(1);
         let mut n = 0;
-        request_each(&self.sock, m, self.seq, &mut self.buf, |r| {
-            if msg_type(r) == NFT_MSG_NEWSETELEM {
-                n += raw_setelem_counted(r).map_or(0, |(_, _, _, e)| e.len());
-            }
-        })?;
+        self.dump_each(set, |e| n += e.len())?;
         Ok(n)
     }
 
