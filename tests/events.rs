@@ -663,6 +663,11 @@ fn an_expiry_is_logged_within_milliseconds_of_the_kernels() {
     let _ = d.wait();
 }
 
+/// How many lines of a log hold `what`: a host said exactly once is 1.
+fn lines_with(said: &str, what: &str) -> usize {
+    said.lines().filter(|l| l.contains(what)).count()
+}
+
 fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
@@ -1024,11 +1029,11 @@ fn knocks_while_the_start_reads_the_sets_are_each_logged_once() {
     let held = n.elements("ssh_4");
     for h in &hosts {
         assert!(held.contains(h), "{h} not in the set");
-        let lines = said
-            .lines()
-            .filter(|l| l.contains(&format!("authorized {h} ")))
-            .count();
-        assert_eq!(lines, 1, "{h}:\n{said}");
+        assert_eq!(
+            lines_with(&said, &format!("authorized {h} ")),
+            1,
+            "{h}:\n{said}"
+        );
     }
     assert!(
         !said.contains("198.19."),
@@ -1360,11 +1365,11 @@ fn expire_through_the_daemon_takes_exactly_what_is_past_the_age() {
     assert!(young.iter().all(|a| held.contains(a)), "a young one went");
     let said = read_log(&log, 2, |_| false);
     for a in &old {
-        let lines = said
-            .lines()
-            .filter(|l| l.contains(&format!("expired {a} ")))
-            .count();
-        assert_eq!(lines, 1, "{a}: {said}");
+        assert_eq!(
+            lines_with(&said, &format!("expired {a} ")),
+            1,
+            "{a}: {said}"
+        );
     }
     assert!(
         !young
