@@ -16,26 +16,31 @@ pub fn change_elements(
     add: bool,
     elems: &[(IpAddr, Option<(u64, u64)>)],
 ) -> io::Result<()> {
-    use netlink_packet_netfilter::none::ControlMessage;
     let s = sock()?;
     let mut buf = vec![0u8; 1 << 16];
     let mut seq = 1u32;
     for chunk in elems.chunks(1000) {
-        let mut batch = Vec::new();
-        // NFNL_MSG_BATCH_BEGIN/END carry the subsystem (NFNL_SUBSYS_NFTABLES) in res_id.
-        let (begin, end) = (ControlMessage::BatchBegin, ControlMessage::BatchEnd);
-        let unspec = NetfilterProtoFamily::Unspec;
-        push_message(&mut batch, begin.into(), unspec, 10, NLM_F_REQUEST, seq);
         let (inner, flags) = element_message(table, set, add, chunk);
-        let want = seq + 1;
-        let inet = NetfilterProtoFamily::Inet;
-        push_message(&mut batch, inner.into(), inet, 0, flags, want);
-        push_message(&mut batch, end.into(), unspec, 10, NLM_F_REQUEST, seq + 2);
+        s.send(&transaction(inner, flags, seq), 0)?;
+        wait_ack(&s, &mut buf, seq + 1)?;
         seq += 3;
-        s.send(&batch, 0)?;
-        wait_ack(&s, &mut buf, want)?;
     }
     Ok(())
+}
+
+/// One transaction of one message: NFNL_MSG_BATCH_BEGIN (`seq`), `inner`
+/// with `flags` (`seq + 1`), NFNL_MSG_BATCH_END (`seq + 2`). BEGIN and
+/// END carry the subsystem (NFNL_SUBSYS_NFTABLES) in res_id.
+fn transaction(inner: NfTablesMessage, flags: u16, seq: u32) -> Vec<u8> {
+    use netlink_packet_netfilter::none::ControlMessage;
+    let unspec = NetfilterProtoFamily::Unspec;
+    let (begin, end) = (ControlMessage::BatchBegin, ControlMessage::BatchEnd);
+    let mut batch = Vec::new();
+    push_message(&mut batch, begin.into(), unspec, 10, NLM_F_REQUEST, seq);
+    let inet = NetfilterProtoFamily::Inet;
+    push_message(&mut batch, inner.into(), inet, 0, flags, seq + 1);
+    push_message(&mut batch, end.into(), unspec, 10, NLM_F_REQUEST, seq + 2);
+    batch
 }
 
 /// The receive buffer of a flush's socket, where root may have it: the
@@ -53,7 +58,6 @@ const FLUSH_RCVBUF: usize = 512 << 20;
 /// every element is told. An error: nothing was removed.
 pub fn flush_set(table: &str, set: &str) -> io::Result<(Vec<CountedElement>, bool)> {
     use netlink_packet_core::NLM_F_ECHO;
-    use netlink_packet_netfilter::none::ControlMessage;
     let s = sock()?;
     let _ = rustix::net::sockopt::set_socket_recv_buffer_size_force(&s, FLUSH_RCVBUF);
     // An acknowledgement dropped with the overflow must not leave us
@@ -69,22 +73,9 @@ pub fn flush_set(table: &str, set: &str) -> io::Result<(Vec<CountedElement>, boo
             SetElementList::Set(set.to_owned()),
         ],
     };
-    let unspec = NetfilterProtoFamily::Unspec;
-    let (begin, end) = (ControlMessage::BatchBegin, ControlMessage::BatchEnd);
-    let mut batch = Vec::new();
-    push_message(&mut batch, begin.into(), unspec, 10, NLM_F_REQUEST, 1);
     let inner = NfTablesMessage::DeleteSetElement(msg);
     let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO;
-    push_message(
-        &mut batch,
-        inner.into(),
-        NetfilterProtoFamily::Inet,
-        0,
-        flags,
-        2,
-    );
-    push_message(&mut batch, end.into(), unspec, 10, NLM_F_REQUEST, 3);
-    s.send(&batch, 0)?;
+    s.send(&transaction(inner, flags, 1), 0)?;
     let mut buf = vec![0u8; 1 << 20];
     let (mut got, mut whole) = (Vec::new(), true);
     // Bounded: 16M elements at most, many to a datagram.
