@@ -979,6 +979,26 @@ fn held_50k(n: &Net) {
     ok(&ns(&n.srv, &["nft", "-f", path.to_str().unwrap()]));
 }
 
+/// A python program that knocks (three SYNs to port 1234 of argv[1]) from
+/// each source address argv[2:] in turn, `pause` seconds between hosts.
+fn knock_script(pause: f64) -> String {
+    format!(
+        "import socket, sys, time\n\
+         dst = sys.argv[1]\n\
+         for src in sys.argv[2:]:\n\
+         \x20   for _ in range(3):\n\
+         \x20       s = socket.socket()\n\
+         \x20       s.bind((src, 0))\n\
+         \x20       s.settimeout(1)\n\
+         \x20       try:\n\
+         \x20           s.connect((dst, 1234))\n\
+         \x20       except OSError:\n\
+         \x20           pass\n\
+         \x20       s.close()\n\
+         \x20   time.sleep({pause})\n"
+    )
+}
+
 /// Addresses `198.18.N.h` for `h` in `range` on the client's side.
 fn knockers(n: &Net, range: std::ops::Range<u8>) -> Vec<String> {
     let dev = n.cli_dev();
@@ -1004,19 +1024,9 @@ fn knocks_while_the_start_reads_the_sets_are_each_logged_once() {
     n.up();
     held_50k(&n);
     let hosts = knockers(&n, 10..15);
-    let py = "import socket, sys\n\
-              for src in sys.argv[2:]:\n\
-              \x20   for _ in range(3):\n\
-              \x20       s = socket.socket()\n\
-              \x20       s.bind((src, 0))\n\
-              \x20       s.settimeout(1)\n\
-              \x20       try:\n\
-              \x20           s.connect((sys.argv[1], 1234))\n\
-              \x20       except OSError:\n\
-              \x20           pass\n\
-              \x20       s.close()\n";
+    let py = knock_script(0.0);
     let (mut d, _pid, log, _) = counted_daemon(&n);
-    let mut args = vec!["python3", "-c", py];
+    let mut args = vec!["python3", "-c", &py];
     let dst = n.srv_ip(false);
     args.push(&dst);
     args.extend(hosts.iter().map(String::as_str));
@@ -1072,19 +1082,7 @@ fn knocks_during_a_reload_that_changes_ttl_and_size_are_all_kept() {
     }
     assert!(known, "the start did not read the 50,000");
     let hosts = knockers(&n, 10..50);
-    let py = "import socket, sys, time\n\
-              dst = sys.argv[1]\n\
-              for src in sys.argv[2:]:\n\
-              \x20   for _ in range(3):\n\
-              \x20       s = socket.socket()\n\
-              \x20       s.bind((src, 0))\n\
-              \x20       s.settimeout(1)\n\
-              \x20       try:\n\
-              \x20           s.connect((dst, 1234))\n\
-              \x20       except OSError:\n\
-              \x20           pass\n\
-              \x20       s.close()\n\
-              \x20   time.sleep(0.03)\n";
+    let py = knock_script(0.03);
     let mut knocker = Command::new("ip")
         .args([
             "netns",
@@ -1092,7 +1090,7 @@ fn knocks_during_a_reload_that_changes_ttl_and_size_are_all_kept() {
             &n.cli,
             "python3",
             "-c",
-            py,
+            &py,
             &n.srv_ip(false),
         ])
         .args(&hosts)
