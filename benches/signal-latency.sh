@@ -9,7 +9,10 @@
 # without a line (as it does pfknock's own commands), so that the log
 # carries the status lines and no queue of other lines in front of them. Prints the
 # median, the 90th percentile and the largest wait per build, and how many
-# signals were sent, for the builds side by side in one run.
+# signals were sent, for the builds side by side in one run; and the same
+# for the moment each status line was sent, as the kernel stamped it on
+# the log socket (the daemon's own part of the wait, without how late this
+# script was scheduled to read it).
 #
 # Root only; needs iproute2, nft and python3, and release builds:
 #   cargo build --release && sudo bash benches/signal-latency.sh \
@@ -78,7 +81,7 @@ for bin in "$@"; do
 	fi
 	# The log: a socket of this script's, read by the measuring python.
 	python3 - "$tmp" "$bin" "$ROUNDS" "$NS" <<'EOP'
-import os, re, signal, socket, statistics, subprocess, sys, time
+import os, re, signal, socket, statistics, struct, subprocess, sys, time
 tmp, binary, rounds, ns = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 log.bind(tmp + "/log.sock")
@@ -90,13 +93,25 @@ subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml",
 pid = int(open(tmp + "/pid").read())
 t_run = time.monotonic() - t_run
 overruns = 0
+# The kernel stamps each line as the daemon sends it (SO_TIMESTAMPNS, 35
+# on Linux): the wait until the line reached the log is the daemon's own,
+# apart from how late this script got to read it on a busy machine.
+log.setsockopt(socket.SOL_SOCKET, 35, 1)
+sent_at = [0.0]
+def recv_stamped():
+    data, anc, _, _ = log.recvmsg(65536, socket.CMSG_SPACE(16))
+    for lvl, typ, d in anc:
+        if lvl == socket.SOL_SOCKET and typ == 35:
+            sec, ns = struct.unpack("qq", d[:16])
+            sent_at[0] = sec + ns / 1e9
+    return data.decode(errors="replace")
 def until(word, secs):
     global overruns
     end = time.monotonic() + secs
     while time.monotonic() < end:
         log.settimeout(max(0.001, end - time.monotonic()))
         try:
-            line = log.recv(65536).decode(errors="replace")
+            line = recv_stamped()
             overruns += "dropped notifications: reading" in line
             if word in line:
                 return True
@@ -111,7 +126,7 @@ def counted(secs, first):
     while time.monotonic() < end:
         log.settimeout(max(0.001, end - time.monotonic()))
         try:
-            line = log.recv(65536).decode(errors="replace")
+            line = recv_stamped()
         except socket.timeout:
             break
         overruns += "dropped notifications: reading" in line
@@ -126,38 +141,45 @@ held = int(os.environ.get("HELD", "0"))
 if held:
     # The start's reading and its taking in: a signal every 50 ms until
     # the count is whole (bounded: 12,000 signals, 10 minutes and more).
-    t0, start_waits, seen = time.monotonic(), [], -1
+    t0, start_waits, seen, start_sent = time.monotonic(), [], -1, []
     for _ in range(12000):
-        t1 = time.monotonic()
+        t1, w1 = time.monotonic(), time.time()
         os.kill(pid, signal.SIGUSR2)
         got = counted(10, True)
         seen = seen if got is None else got
         start_waits.append(10.0 if got is None else time.monotonic() - t1)
+        start_sent.append(10.0 if got is None else sent_at[0] - w1)
         if seen == held:
             break
         time.sleep(0.05)
     took = time.monotonic() - t0
     start_waits.sort()
+    start_sent.sort()
     print(f"start with {held} held: 'run' returned after {t_run:.1f} s, "
           f"counted {seen} {took:.1f} s after; "
           f"{len(start_waits)} signals, wait median {statistics.median(start_waits) * 1000:.1f} ms, "
           f"p90 {start_waits[int(len(start_waits) * 0.9)] * 1000:.1f} ms, "
-          f"max {start_waits[-1] * 1000:.1f} ms")
+          f"max {start_waits[-1] * 1000:.1f} ms; the line sent after: "
+          f"median {statistics.median(start_sent) * 1000:.1f} ms, "
+          f"p90 {start_sent[int(len(start_sent) * 0.9)] * 1000:.1f} ms, "
+          f"max {start_sent[-1] * 1000:.1f} ms")
 time.sleep(float(os.environ.get("SETTLE", "1")))
 pace = float(os.environ.get("PACE", "0"))
 t_fill = time.monotonic()
 fills = [subprocess.Popen(["sh", "-c", f"sleep {(r - 1) * pace}; exec ip netns exec {ns} "
                            f"{tmp}/bin/pfknock -f {tmp}/fill{r}.nft"])
          for r in range(1, rounds + 1)]
-waits = []
+waits, sent = [], []
 busy = True
 for _ in range(400):  # bounded: 400 signals at most
-    t0 = time.monotonic()
+    t0, w0 = time.monotonic(), time.time()
     os.kill(pid, signal.SIGUSR2)
     if not until("status ", 10):
         waits.append(10.0)
+        sent.append(10.0)
     else:
         waits.append(time.monotonic() - t0)
+        sent.append(sent_at[0] - w0)
     busy = any(f.poll() is None for f in fills)
     if not busy and len(waits) >= 20:
         break
@@ -184,10 +206,12 @@ for _ in range(300):  # its exit, before the next build's start (30 s at most)
     time.sleep(0.1)
 print("waits in order:", " ".join("%.0f" % (w * 1000) for w in waits))
 waits.sort()
+sent.sort()
 ms = lambda x: "%.1f" % (x * 1000)
 print(f"{binary}: {len(waits)} signals, wait median {ms(statistics.median(waits))} ms, "
       f"p90 {ms(waits[int(len(waits) * 0.9)])} ms, max {ms(waits[-1])} ms; "
-      f"{overruns} overrun(s)")
+      f"the line sent after: median {ms(statistics.median(sent))} ms, "
+      f"max {ms(sent[-1])} ms; {overruns} overrun(s)")
 EOP
 	sleep 1
 done
