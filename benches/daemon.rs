@@ -12,7 +12,11 @@
 //!    daemon's heap per authorization (what it keeps: address, since,
 //!    until, and the deadline order), and the time per knock event.
 //!
-//!     cargo bench --bench daemon [due | events]
+//! 5. pf renewals at 100k and 1M: ten authorized hosts knock again every
+//!    second; requests per poll (the floor: the renewal table's entries
+//!    and the writes for them, no listing of the authorized table).
+//!
+//!     cargo bench --bench daemon [due | renew | events]
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
@@ -168,6 +172,63 @@ fn due_polls(n: u32) {
         ts2 - ts,
         as2 - as_,
         del2 - del,
+        el.as_secs_f64() * 1e3 / f64::from(polls)
+    );
+}
+
+/// pf renewals at `n` authorizations: every second for a minute, ten
+/// authorized hosts knock again (pf puts them in the renewal table); the
+/// daemon stamps them anew and empties the renewal table. Requests per
+/// poll, and the entries the listings read (the floor: the renewal
+/// table's ten, and the writes for them).
+fn renewal_polls(n: u32) {
+    let (mut d, k) = daemon("[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1d\"\n");
+    paused(|| {
+        let mut m = k.0.borrow_mut();
+        // pf.conf's `set limit table-entries`, raised as it must be.
+        m.table_entries_limit = 2_000_000;
+        m.fill("pfknock", "ssh", (0..n).map(host), |_| NOW);
+    });
+    d.tick(NOW + 1); // the one listing of the new entries
+    let count = |k: &Kernel| {
+        let m = k.0.borrow();
+        [
+            abi::N_GETTSTATS,
+            abi::N_GETASTATS,
+            abi::N_CLRASTATS,
+            abi::N_ADDADDRS,
+            abi::N_DELADDRS,
+        ]
+        .map(|r| m.count(r))
+    };
+    let before = count(&k);
+    let polls: u32 = 60;
+    let mut el = std::time::Duration::ZERO;
+    let mut renewed = 0u32;
+    for t in 2..2 + i64::from(polls) {
+        paused(|| {
+            let mut m = k.0.borrow_mut();
+            m.now = NOW + t;
+            for j in 0..10 {
+                let h = host((t as u32 * 7919 + j * 104_729) % n);
+                renewed += u32::from(m.overload("pfknock", "ssh_renew", h));
+            }
+        });
+        let start = Instant::now();
+        d.tick(NOW + t);
+        el += start.elapsed();
+    }
+    let after = count(&k);
+    let per = |i: usize| (after[i] - before[i]) as f64 / f64::from(polls);
+    println!(
+        "poll, {n} authorized, 10 renewals a second for a minute: {renewed} renewals; per poll \
+         {:.1} GETTSTATS, {:.2} GETASTATS, {:.1} CLRASTATS, {:.1} ADDADDRS, {:.1} DELADDRS; \
+         {:.2} ms/poll",
+        per(0),
+        per(1),
+        per(2),
+        per(3),
+        per(4),
         el.as_secs_f64() * 1e3 / f64::from(polls)
     );
 }
@@ -352,10 +413,17 @@ fn main() {
         due_polls(1_000_000);
         return;
     }
+    if only.as_deref() == Some("renew") {
+        renewal_polls(100_000);
+        renewal_polls(1_000_000);
+        return;
+    }
     if only.as_deref() != Some("events") {
         poll_cost();
         due_polls(100_000);
         due_polls(1_000_000);
+        renewal_polls(100_000);
+        renewal_polls(1_000_000);
         churn();
     }
     for v6 in [false, true] {

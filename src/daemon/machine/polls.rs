@@ -486,9 +486,20 @@ impl Polls {
     ) -> Vec<Action> {
         let i = run.next;
         let mut out = Vec::new();
+        // The hosts a renewal added to the authorized table are not in the
+        // statistics this poll read before it.
+        let grew = match &plan {
+            Plan::Renew { auth, absent, .. } => Some((*auth, absent.len() as u64)),
+            _ => None,
+        };
         match self.done(i, plan, d, now, &mut out) {
             Ok(()) => self.visited(i, packets),
             Err(e) => self.visit_failed(i, &e, &mut out),
+        }
+        if let Some((a, n)) = grew
+            && let Some(st) = run.seen.get_mut(&self.watches[a].named.table)
+        {
+            st.count += n;
         }
         run.next += 1;
         out.extend(self.visits_from(cx, run, now));

@@ -96,7 +96,10 @@ impl Polls {
         let keep = |n: &Net| svc.is_some_and(|s| s.allows(n));
         let ttl = w.named.ttl.map_or(0, |t| t.0);
         let known = w.known.iter().map(|(n, since)| (*n, *since));
-        let decision = policy::decide_since(known, ttl, now, keep);
+        let mut decision = policy::decide_since(known, ttl, now, keep);
+        // In address order, as a listing gives them (what is known is
+        // kept in no order).
+        decision.expire.sort_unstable_by_key(|x| x.net);
         let writes = if decision.expire.is_empty() {
             Vec::new()
         } else {
@@ -241,9 +244,9 @@ impl Polls {
                 present,
                 absent,
             } => {
-                next()?;
+                let stamped = next()?;
                 let added = if absent.is_empty() { 0 } else { next()? };
-                self.renewed(auth, &present, &absent, added, now, out);
+                self.renewed(auth, &present, &absent, (stamped, added), now, out);
                 next()?;
                 let w = &mut self.watches[i];
                 w.count = Some(0);
@@ -335,18 +338,21 @@ impl Polls {
         w.next_due = d.next_due;
     }
 
-    /// A renewal table's hosts were stamped (`present`) or added
-    /// (`absent`, `added` of them) in the authorized table of watch `a`.
-    /// When the kernel had some of the absent ones already (authorized
-    /// since the last look, by a knock the daemon has not seen), which
-    /// they are is not known: the authorized table's listing, next, says
-    /// each new one once.
+    /// A renewal table's hosts were stamped (`present`, `done.0` of them)
+    /// or added (`absent`, `done.1` of them) in the authorized table of
+    /// watch `a`. Where each write did all it was asked, what the table
+    /// holds is known without a listing: the stamped hosts count from now
+    /// (the kernel stamped them now), the added ones too, and the count
+    /// grew by the added. Otherwise someone else changed the table
+    /// meanwhile (a host authorized by a knock the daemon has not seen, or
+    /// one removed): which is not known, and the authorized table's
+    /// listing, next, says each change once.
     fn renewed(
         &mut self,
         a: usize,
         present: &[Net],
         absent: &[Net],
-        added: usize,
+        done: (usize, usize),
         now: i64,
         out: &mut Vec<Action>,
     ) {
@@ -357,13 +363,24 @@ impl Polls {
             a.idle.forget(n);
             a.restored.remove(n);
         }
-        if added == absent.len() {
+        if done.1 == absent.len() {
             for n in absent {
                 out.push(Action::Log(Level::Info, a.line("authorized", n, &ttl)));
             }
             a.known.extend(absent.iter().map(|n| (*n, now)));
         }
-        a.force = true;
+        if done == (present.len(), absent.len()) {
+            a.known.extend(present.iter().map(|n| (*n, now)));
+            a.count = a.count.map(|c| c + absent.len() as u64);
+            // An added host is due a ttl from now (`policy::decide`: older
+            // than the ttl); a stamped one only later than it was.
+            if let (Some(ttl), false) = (a.named.ttl, absent.is_empty()) {
+                let due = now + ttl.0 as i64 + 1;
+                a.next_due = Some(a.next_due.map_or(due, |d| d.min(due)));
+            }
+        } else {
+            a.force = true;
+        }
     }
 
     /// A close table's `knockers` are out of the service: a line for each

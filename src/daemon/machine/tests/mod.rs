@@ -14,6 +14,7 @@ use super::*;
 mod changes;
 mod modes;
 mod polls;
+mod renewals;
 mod restores;
 use crate::config::Config;
 
