@@ -5,22 +5,29 @@
 
 use super::polls::{Pf, T, entry, listed, net, pf, poll, table, writes};
 use super::*;
+use crate::config::Config;
 
-#[test]
-fn a_renewal_stamps_the_authorized_host_and_adds_one_that_was_not() {
+/// 198.18.0.1 authorized since T - 30 and read by a first poll at T; then
+/// it knocked again, and 198.18.0.9 is in the renewal table but not
+/// authorized (expired in between).
+fn renewals_waiting() -> (Config, Machine, Pf) {
     let (cfg, mut m) = pf("");
-    let cx = cx(&cfg);
     let mut k = Pf::with(&[
         ("ssh", vec![entry("198.18.0.1", T - 30)]),
         ("ssh_renew", vec![]),
     ]);
-    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
-    // 198.18.0.1 knocked again; 198.18.0.9 is in the renewal table but
-    // not authorized (expired in between).
+    assert_eq!(poll(&mut m, &cx(&cfg), &mut k, T), vec![]);
     k.tables.insert(
         "ssh_renew".into(),
         vec![entry("198.18.0.1", T + 1), entry("198.18.0.9", T + 1)],
     );
+    (cfg, m, k)
+}
+
+#[test]
+fn a_renewal_stamps_the_authorized_host_and_adds_one_that_was_not() {
+    let (cfg, mut m, mut k) = renewals_waiting();
+    let cx = cx(&cfg);
     assert_eq!(
         poll(&mut m, &cx, &mut k, T + 2),
         [
@@ -54,17 +61,8 @@ fn a_renewal_stamps_the_authorized_host_and_adds_one_that_was_not() {
 
 #[test]
 fn a_renewal_is_known_without_listing_the_authorized_table() {
-    let (cfg, mut m) = pf("");
+    let (cfg, mut m, mut k) = renewals_waiting();
     let cx = cx(&cfg);
-    let mut k = Pf::with(&[
-        ("ssh", vec![entry("198.18.0.1", T - 30)]),
-        ("ssh_renew", vec![]),
-    ]);
-    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
-    k.tables.insert(
-        "ssh_renew".into(),
-        vec![entry("198.18.0.1", T + 1), entry("198.18.0.9", T + 1)],
-    );
     assert_eq!(poll(&mut m, &cx, &mut k, T + 2).len(), 2);
     // The writes said what the authorized table holds: it is not listed,
     // in this poll (whose statistics were read before the add) or later.
@@ -88,28 +86,22 @@ fn a_renewal_is_known_without_listing_the_authorized_table() {
 
 #[test]
 fn a_renewal_that_finds_its_host_gone_lists_the_table() {
-    let (cfg, mut m) = pf("");
+    let (cfg, mut m, mut k) = renewals_waiting();
     let cx = cx(&cfg);
-    let mut k = Pf::with(&[
-        ("ssh", vec![entry("198.18.0.1", T - 30)]),
-        ("ssh_renew", vec![]),
-    ]);
-    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
-    // Someone deleted the host after it knocked again: the stamp finds
+    // Someone deleted 198.18.0.1 after it knocked again: the stamp finds
     // nothing, and the listing that follows says it left.
     k.tables.insert("ssh".into(), vec![]);
-    k.tables
-        .insert("ssh_renew".into(), vec![entry("198.18.0.1", T + 1)]);
     let out = poll(&mut m, &cx, &mut k, T + 2);
     assert_eq!(listed(&k), ["ssh_renew", "ssh"]);
     assert_eq!(
         out,
         [
             info(&format!("renewed 198.18.0.1 {LINE} ttl=1m")),
+            info(&format!("authorized 198.18.0.9 {LINE} ttl=1m")),
             info(&format!("removed 198.18.0.1 {LINE} age=32s ttl=1m")),
         ]
     );
-    assert_eq!(m.known(&table("ssh")), Some(0));
+    assert_eq!(m.known(&table("ssh")), Some(1));
 }
 
 #[test]
