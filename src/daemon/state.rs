@@ -33,11 +33,14 @@ pub fn path_of(pidfile: &Path) -> PathBuf {
 /// Keep `known` for the next start. Best effort: without it the next
 /// start only says that it does not know.
 pub fn write(path: &Path, known: &Known) {
+    use std::fmt::Write as _;
     let mut text = String::new();
-    let mut v: Vec<(&(String, Net), &i64)> = known.iter().collect();
-    v.sort();
-    for ((t, n), since) in v {
-        text.push_str(&format!("{t}\t{n}\t{since}\n"));
+    for (t, hosts) in known.tables() {
+        let mut v: Vec<(&Net, &i64)> = hosts.iter().collect();
+        v.sort_unstable();
+        for (n, since) in v {
+            let _ = writeln!(text, "{t}\t{n}\t{since}");
+        }
     }
     write_text(path, &text);
 }
@@ -78,7 +81,7 @@ pub fn take(path: &Path) -> Option<Known> {
         let (Ok(n), Ok(s)) = (n.parse::<Net>(), s.parse::<i64>()) else {
             continue;
         };
-        known.insert((t.to_owned(), n), s);
+        known.insert_at(t, n, s);
     }
     Some(known)
 }
@@ -121,8 +124,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             .collect();
         for t in tables {
             if let Ok(entries) = self.tables.entries(&t) {
+                let t = t.to_string();
                 for e in entries {
-                    k.insert((t.to_string(), e.net), e.tzero);
+                    k.insert_at(&t, e.net, e.tzero);
                 }
             }
         }

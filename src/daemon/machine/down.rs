@@ -4,28 +4,101 @@
 //! what the kernel holds, each ending "while the daemon was down".
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use super::{Action, Ctx, Machine, auth_service};
+use super::watch::Watch;
+use super::{Action, Ctx, Machine};
 use crate::config::Role;
 use crate::daemon::lines::Level;
-use crate::name::{Net, Secs};
+use crate::name::{Af, Net, Secs};
+use crate::names::nft_set_of;
 use crate::policy;
 use crate::tables::TableRef;
 
-/// One authorization: its table as the log names it, its address, and
-/// since when it counts (time stamp, or last renewal; seconds).
-pub type Known = HashMap<(String, Net), i64>;
+/// Every authorization: per table, as the log names it, each host and
+/// since when it counts (time stamp, or last renewal; seconds). A table's
+/// name is held once, not once a host: a million are compared at a start
+/// with a record, in the loop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Known(BTreeMap<String, HashMap<Net, i64>>);
+
+impl Known {
+    pub fn new() -> Self {
+        Known::default()
+    }
+
+    /// Host `n` of `table`, since `since`.
+    pub fn insert(&mut self, (table, n): (String, Net), since: i64) {
+        self.0.entry(table).or_default().insert(n, since);
+    }
+
+    /// `insert`, the table's name borrowed (copied once, for its first
+    /// host).
+    pub fn insert_at(&mut self, table: &str, n: Net, since: i64) {
+        match self.0.get_mut(table) {
+            Some(hosts) => {
+                hosts.insert(n, since);
+            }
+            None => self.insert((table.to_owned(), n), since),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.values().map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.values().all(HashMap::is_empty)
+    }
+
+    /// Each table, by name, with its hosts.
+    pub fn tables(&self) -> impl Iterator<Item = (&str, &HashMap<Net, i64>)> {
+        self.0.iter().map(|(t, h)| (t.as_str(), h))
+    }
+
+    /// The hosts of `table`, if it has any.
+    pub fn hosts(&self, table: &str) -> Option<&HashMap<Net, i64>> {
+        self.0.get(table)
+    }
+}
+
+impl FromIterator<((String, Net), i64)> for Known {
+    fn from_iter<I: IntoIterator<Item = ((String, Net), i64)>>(it: I) -> Self {
+        let mut k = Known::new();
+        for (key, since) in it {
+            k.insert(key, since);
+        }
+        k
+    }
+}
+
+impl<const N: usize> From<[((String, Net), i64); N]> for Known {
+    fn from(a: [((String, Net), i64); N]) -> Self {
+        a.into_iter().collect()
+    }
+}
 
 impl Machine {
     /// Every authorization the machine knows of.
     pub fn snapshot(&self, cx: &Ctx) -> Known {
         let mut k = Known::new();
         if self.events {
-            for (i, addr, a) in self.book.iter() {
-                if let Some(s) = auth_service(cx.cfg, self.book.name(i)) {
-                    let t = TableRef::new(&cx.cfg.anchor, &s.table);
-                    k.insert((t.to_string(), Net::host(addr)), a.since.div_euclid(1000));
+            // Set by set, each service's table named once.
+            for s in &cx.cfg.services {
+                let t = TableRef::new(&cx.cfg.anchor, &s.table).to_string();
+                for af in [Af::V4, Af::V6] {
+                    let Some(id) = self.book.find(&nft_set_of(s.table.as_str(), af)) else {
+                        continue;
+                    };
+                    let n = self.book.count(id);
+                    if n == 0 {
+                        continue;
+                    }
+                    let hosts = k.0.entry(t.clone()).or_default();
+                    hosts.reserve(n);
+                    for (addr, a) in self.book.iter_set(id) {
+                        hosts.insert(Net::host(addr), a.since.div_euclid(1000));
+                    }
                 }
             }
             return k;
@@ -36,8 +109,9 @@ impl Machine {
             .iter()
             .filter(|w| w.role() == Some(Role::Auth));
         for w in auth {
+            let t = w.named.table.to_string();
             for (n, since) in &w.known {
-                k.insert((w.named.table.to_string(), *n), *since);
+                k.insert_at(&t, *n, *since);
             }
         }
         k
@@ -45,37 +119,56 @@ impl Machine {
 
     /// At start (`now` in seconds): what the kernel holds (`cur`) against
     /// what the last daemon kept (`prev`). New and renewed authorizations
-    /// and those that left are said; without a record, one line says that
-    /// what happened is not known.
+    /// and those that left are said, table by table in address order;
+    /// without a record, one line says that what happened is not known.
+    /// Only what is said is sorted: a million unchanged cost a look-up
+    /// each.
     pub fn reconcile(&self, prev: Option<Known>, cur: &Known, now: i64) -> Vec<Action> {
         let Some(prev) = prev else {
             return Self::no_record(cur.len());
         };
         let mut out = Vec::new();
-        let mut sorted: Vec<(&(String, Net), &i64)> = cur.iter().collect();
-        sorted.sort();
-        for ((t, n), since) in sorted {
-            let verb = match prev.get(&(t.clone(), *n)) {
-                None => "authorized",
-                // A new time stamp (pf), or a later start by more than
-                // the rounding of a timer read back (nftables).
-                Some(p) if *since > p + 2 => "renewed",
-                Some(_) => continue,
-            };
-            out.extend(self.down_line(verb, t, n, Some(*since), now));
+        for (t, hosts) in cur.tables() {
+            let before = prev.hosts(t);
+            let mut said: Vec<(Net, i64, &str)> = hosts
+                .iter()
+                .filter_map(|(n, since)| {
+                    let verb = match before.and_then(|b| b.get(n)) {
+                        None => "authorized",
+                        // A new time stamp (pf), or a later start by more
+                        // than the rounding of a timer read back
+                        // (nftables).
+                        Some(p) if *since > p + 2 => "renewed",
+                        Some(_) => return None,
+                    };
+                    Some((*n, *since, verb))
+                })
+                .collect();
+            said.sort_unstable();
+            let w = self.watch_of(t);
+            for (n, since, verb) in said {
+                out.extend(Self::down_line(w, verb, &n, Some(since), now));
+            }
         }
-        let mut gone: Vec<(&(String, Net), &i64)> =
-            prev.iter().filter(|(k, _)| !cur.contains_key(*k)).collect();
-        gone.sort();
-        for ((t, n), since) in gone {
+        for (t, hosts) in prev.tables() {
+            let after = cur.hosts(t);
+            let mut gone: Vec<(Net, i64)> = hosts
+                .iter()
+                .filter(|(n, _)| !after.is_some_and(|a| a.contains_key(n)))
+                .map(|(n, since)| (*n, *since))
+                .collect();
+            gone.sort_unstable();
+            let w = self.watch_of(t);
             // Only a firewall that times entries out itself (nftables)
             // expires anything while no daemon runs; on pf an entry that
             // left was removed.
-            let ttl = self.watch_of(t).and_then(|w| w.named.ttl);
-            let expired =
-                self.polls.refreshes && ttl.is_some_and(|ttl| since + ttl.0 as i64 <= now);
-            let verb = if expired { "expired" } else { "removed" };
-            out.extend(self.down_line(verb, t, n, None, now));
+            let ttl = w.and_then(|w| w.named.ttl);
+            for (n, since) in gone {
+                let expired =
+                    self.polls.refreshes && ttl.is_some_and(|ttl| since + ttl.0 as i64 <= now);
+                let verb = if expired { "expired" } else { "removed" };
+                out.extend(Self::down_line(w, verb, &n, None, now));
+            }
         }
         out
     }
@@ -96,7 +189,7 @@ impl Machine {
         self.book.len()
     }
 
-    fn watch_of(&self, table: &str) -> Option<&super::watch::Watch> {
+    fn watch_of(&self, table: &str) -> Option<&Watch> {
         self.polls
             .watches
             .iter()
@@ -104,14 +197,13 @@ impl Machine {
     }
 
     fn down_line(
-        &self,
+        w: Option<&Watch>,
         verb: &str,
-        table: &str,
         n: &Net,
         since: Option<i64>,
         now: i64,
     ) -> Option<Action> {
-        let w = self.watch_of(table)?;
+        let w = w?;
         let mut extra = String::new();
         if let Some(s) = since {
             extra.push_str(&format!("age={} ", Secs(policy::age(now, s))));
