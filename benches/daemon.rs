@@ -178,10 +178,10 @@ fn due_polls(n: u32) {
 }
 
 /// pf knocks at `n` authorizations: every second for a minute, ten
-/// authorized hosts knock again (`renew`: pf puts them in the renewal
-/// table; the daemon stamps them anew and empties it), or ten new hosts
-/// knock (pf puts them in the authorized table itself). Requests per poll
-/// (the floor: a listing of the ten, and the writes for them).
+/// authorized hosts knock again (`renew`), or ten new hosts knock; either
+/// way pf puts them in the intake (`ssh_renew`), as the anchor says, and
+/// the daemon stamps the first anew and moves the others. Requests per
+/// poll (the floor: a listing of the ten, and the writes for them).
 fn knock_polls(n: u32, renew: bool) {
     let (mut d, k) = daemon("[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1d\"\n");
     paused(|| {
@@ -211,12 +211,12 @@ fn knock_polls(n: u32, renew: bool) {
             let mut m = k.0.borrow_mut();
             m.now = NOW + t;
             for j in 0..10 {
-                let (table, h) = if renew {
-                    ("ssh_renew", host((t as u32 * 7919 + j * 104_729) % n))
+                let h = if renew {
+                    host((t as u32 * 7919 + j * 104_729) % n)
                 } else {
-                    ("ssh", host(n + t as u32 * 10 + j))
+                    host(n + t as u32 * 10 + j)
                 };
-                knocked += u32::from(m.overload("pfknock", table, h));
+                knocked += u32::from(m.overload("pfknock", "ssh_renew", h));
             }
         });
         let start = Instant::now();
@@ -252,7 +252,7 @@ fn churn() {
                 let mut m = k.0.borrow_mut();
                 m.now = NOW + s;
                 for _ in 0..25 {
-                    m.overload("pfknock", "ssh", host(next));
+                    m.overload("pfknock", "ssh_renew", host(next));
                     next += 1;
                 }
             });

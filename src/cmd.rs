@@ -129,17 +129,30 @@ pub fn show_tables(
             (Kind::Close, _) => false,
             // No renewal table where the firewall renews by itself.
             (Kind::Service(Role::Renew), _) if t.caps().refreshes_entries => false,
+            // pf's intake holds authorizations too: knocks the daemon has
+            // not moved yet (or no daemon runs).
             (Kind::Service(role), _) => {
                 (service.is_none() || n.service.as_deref() == service)
-                    && (all || *role == Role::Auth)
+                    && (all || matches!(role, Role::Auth | Role::Renew))
             }
         };
         if !wanted {
             continue;
         }
-        let Some(entries) = entries_of(t, &n)? else {
+        let Some(mut entries) = entries_of(t, &n)? else {
             continue;
         };
+        let mut n = n;
+        if n.kind == Kind::Service(Role::Renew) {
+            let svc = n.service.as_deref().and_then(|s| cfg.service(s));
+            n.ttl = svc.map(|s| s.ttl);
+            if !all {
+                // Each host once: one the authorized table holds is shown
+                // from there.
+                intake_only(&listed, &n, &mut entries);
+                n.kind = Kind::Service(Role::Auth);
+            }
+        }
         let by_age = n.mode == ExpireMode::Age || t.caps().refreshes_entries;
         let idle = n.mode == ExpireMode::Idle && t.caps().refreshes_entries;
         listed.push(Listed {
@@ -150,6 +163,24 @@ pub fn show_tables(
         });
     }
     Ok(listed)
+}
+
+/// Keep of `entries` (intake `n`'s) the hosts that its service's
+/// authorized table, listed before it, does not hold: one pass over that
+/// listing, a set of the intake's hosts (a few) and none of its.
+fn intake_only(listed: &[Listed], n: &Named, entries: &mut Vec<Entry>) {
+    if entries.is_empty() {
+        return;
+    }
+    let auth = listed
+        .iter()
+        .find(|l| l.named.service == n.service && l.named.kind == Kind::Service(Role::Auth));
+    let Some(auth) = auth else { return };
+    let mut mine: std::collections::HashSet<Net> = entries.iter().map(|e| e.net).collect();
+    for e in &auth.entries {
+        mine.remove(&e.net);
+    }
+    entries.retain(|e| mine.contains(&e.net));
 }
 
 /// `by_age`: the entry's time stamp is what its expiry counts from (always
@@ -175,13 +206,20 @@ fn row(n: &Named, e: &Entry, now: i64, by_age: bool) -> Row {
     }
 }
 
-/// A missing service table usually means the anchor is not loaded.
-/// The entries of a named table; `None` for a hold table the anchor does
-/// not have (one loaded by a pfknock without holds: nobody is held).
+/// The entries of a named table; `None` for a hold table or an intake
+/// the anchor does not have. A missing service table usually means the
+/// anchor is not loaded, and the error says so.
 fn entries_of(t: &mut impl Tables, n: &Named) -> Result<Option<Vec<Entry>>> {
     match t.entries(&n.table) {
         Ok(e) => Ok(Some(e)),
-        Err(e) if n.kind == Kind::Hold && e.outcome().is_some_and(|o| o.is_missing()) => Ok(None),
+        // An anchor loaded by a pfknock without holds, or (with `renew =
+        // false`) without an intake: nobody is held, nothing waits there.
+        Err(e)
+            if matches!(n.kind, Kind::Hold | Kind::Service(Role::Renew))
+                && e.outcome().is_some_and(|o| o.is_missing()) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(not_loaded(e, n)),
     }
 }
@@ -346,6 +384,31 @@ pub fn expire_targets(cfg: &Config, sel: &Select<'_>) -> Result<Vec<Named>> {
     }
 }
 
+/// pf: each authorized table's intake (`T_renew`) before it, by age with
+/// the service's ttl. It holds the knocks the daemon has not moved, and
+/// every knock made while none runs: they expire as they would have from
+/// the authorized table.
+fn with_intakes(cfg: &Config, targets: Vec<Named>) -> Vec<Named> {
+    let all = named_tables(cfg);
+    let mut out = Vec::with_capacity(targets.len());
+    for n in targets {
+        if n.kind == Kind::Service(Role::Auth) {
+            let intake = all
+                .iter()
+                .find(|x| x.kind == Kind::Service(Role::Renew) && x.service == n.service);
+            if let Some(i) = intake {
+                out.push(Named {
+                    ttl: n.ttl,
+                    mode: ExpireMode::Age,
+                    ..i.clone()
+                });
+            }
+        }
+        out.push(n);
+    }
+    out
+}
+
 /// Expire the selected tables by age (like `pfctl -T expire`), or report
 /// what would go with `dry_run`. Idle tables need `older_than`: only the
 /// daemon measures idle time.
@@ -357,7 +420,11 @@ pub fn expire(
     dry_run: bool,
     now: i64,
 ) -> Result<Vec<Report>> {
-    let targets = expire_targets(cfg, sel)?;
+    let mut targets = expire_targets(cfg, sel)?;
+    // `--table` names one table, and only that one is touched.
+    if !t.caps().refreshes_entries && !matches!(sel, Select::Table(_)) {
+        targets = with_intakes(cfg, targets);
+    }
     if older_than.is_none()
         && !t.caps().refreshes_entries
         && let Some(n) = targets.iter().find(|n| n.mode == ExpireMode::Idle)
@@ -380,6 +447,10 @@ pub fn expire(
         let Some(entries) = entries_of(t, &n)? else {
             continue;
         };
+        // An empty intake is not worth a line.
+        if entries.is_empty() && n.kind == Kind::Service(Role::Renew) {
+            continue;
+        }
         let d = policy::decide(
             &entries,
             ttl.0,
@@ -456,12 +527,14 @@ pub fn revoke(
     }
     let mut out = Vec::new();
     for s in svcs {
-        for (name, role) in s.tables() {
+        for (name, role) in removal_order(s) {
             if role == Role::Allow || (role == Role::Renew && t.caps().refreshes_entries) {
                 continue;
             }
             let table = TableRef::new(&cfg.anchor, &name);
-            let age = if role == Role::Auth {
+            // pf's intake holds authorizations too (knocks not moved yet).
+            let authorizes = matches!(role, Role::Auth | Role::Renew);
+            let age = if authorizes {
                 t.entry(&table, &addr)?.map(|e| policy::age(now, e.tzero))
             } else {
                 None
@@ -473,11 +546,24 @@ pub fn revoke(
                 role,
                 deleted,
                 age: age.filter(|_| deleted > 0),
-                ttl: (role == Role::Auth).then_some(s.ttl),
+                ttl: authorizes.then_some(s.ttl),
             });
         }
     }
     Ok(out)
+}
+
+/// A service's tables in the order a removal deletes from them: pf's
+/// intake first, then the authorized table. The daemon moves a knock from
+/// the intake by adding it to the authorized table first and taking it
+/// back if the intake no longer held it (`tables::move_hosts`); against
+/// that order, a removal that deleted from the authorized table first
+/// could come between the add and the intake's delete and leave the host
+/// in.
+fn removal_order(s: &crate::config::Service) -> Vec<(crate::name::TableName, Role)> {
+    let mut v = s.tables();
+    v.sort_by_key(|(_, r)| *r != Role::Renew);
+    v
 }
 
 /// What `flush` took out of one table.
@@ -504,7 +590,7 @@ const FLUSH_ROUNDS: usize = 4;
 pub fn flush(cfg: &Config, t: &mut impl Tables, service: Option<&str>) -> Result<Vec<Flushed>> {
     let mut out = Vec::new();
     for s in services(cfg, service)? {
-        for (name, role) in s.tables() {
+        for (name, role) in removal_order(s) {
             if role == Role::Allow || (role == Role::Renew && t.caps().refreshes_entries) {
                 continue;
             }

@@ -9,7 +9,7 @@
 //! | --- | --- | --- |
 //! | authorized hosts | `T` | `T_4`, `T_6` |
 //! | stage k of a sequence | `T_s<k>` | `T_s<k>_4`, `T_s<k>_6` |
-//! | renewal (pf only) | `T_renew` | |
+//! | intake: new and renewed authorizations (pf only) | `T_renew` | |
 //! | allow list | `T_allow` | `T_allow_4`, `T_allow_6` |
 //! | knock meter of port k (nftables only) | | `T_m<k>_4`, `T_m<k>_6` |
 //! | connections open at load (nftables only) | | `T_kept_4`, `T_kept_6` |
@@ -180,9 +180,7 @@ pub fn objects(s: &Service) -> Vec<Object> {
     for k in 1..s.stages() {
         v.push(Object::Table(Role::Stage(k)));
     }
-    if s.renew {
-        v.push(Object::Table(Role::Renew));
-    }
+    v.push(Object::Table(Role::Renew));
     if !s.allow.is_empty() {
         v.push(Object::Table(Role::Allow));
     }

@@ -180,6 +180,16 @@ pub trait Tables {
     fn add(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize>;
     /// Delete entries; returns how many were present.
     fn delete(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize>;
+    /// Add entries; returns those that were new, in the order asked. By
+    /// default a request per address; pf tells each in one (feedback).
+    fn add_each(&mut self, t: &TableRef, addrs: &[Net]) -> Result<Vec<Net>> {
+        each(addrs, |a| self.add(t, &[a]))
+    }
+    /// Delete entries; returns those that were present, in the order
+    /// asked. By default a request per address; pf tells each in one.
+    fn delete_each(&mut self, t: &TableRef, addrs: &[Net]) -> Result<Vec<Net>> {
+        each(addrs, |a| self.delete(t, &[a]))
+    }
     /// Give present entries a fresh time stamp (now); returns how many.
     fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize>;
     /// Create tables (and their anchor); returns how many were new.
@@ -249,6 +259,12 @@ impl<T: Tables + ?Sized> Tables for Box<T> {
     fn delete(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
         (**self).delete(t, addrs)
     }
+    fn add_each(&mut self, t: &TableRef, addrs: &[Net]) -> Result<Vec<Net>> {
+        (**self).add_each(t, addrs)
+    }
+    fn delete_each(&mut self, t: &TableRef, addrs: &[Net]) -> Result<Vec<Net>> {
+        (**self).delete_each(t, addrs)
+    }
     fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
         (**self).renew(t, addrs)
     }
@@ -276,4 +292,46 @@ impl<T: Tables + ?Sized> Tables for Box<T> {
     fn clear(&mut self, t: &TableRef) -> Result<Option<Cleared>> {
         (**self).clear(t)
     }
+}
+
+/// The addresses for which `op`, asked of each alone, changed an entry.
+fn each(addrs: &[Net], mut op: impl FnMut(Net) -> Result<usize>) -> Result<Vec<Net>> {
+    let mut seen = std::collections::HashSet::with_capacity(addrs.len());
+    let mut out = Vec::new();
+    for a in addrs.iter().copied().filter(|a| seen.insert(*a)) {
+        if op(a)? > 0 {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// Move hosts from table `from` (pf's intake) into `to` (the authorized
+/// table): add them to `to`, then delete them from `from`, and take back
+/// out of `to` each host this call added that `from` no longer held. So a
+/// host that someone deleted from both tables meanwhile (`revoke`, which
+/// deletes from `from` first, then from `to`) stays out, at whichever
+/// point the deletion came: before the add, between the add and the
+/// delete, or after. Returns the hosts this call added and left in `to`.
+///
+/// The order matters: deleting from `from` first would leave a moment in
+/// which the host is in neither table (its new connections refused), and
+/// a `revoke` in that moment would find it nowhere and be undone by the
+/// add that follows.
+pub fn move_hosts(
+    t: &mut (impl Tables + ?Sized),
+    from: &TableRef,
+    to: &TableRef,
+    hosts: &[Net],
+) -> Result<Vec<Net>> {
+    if hosts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let added = t.add_each(to, hosts)?;
+    let held: std::collections::HashSet<Net> = t.delete_each(from, hosts)?.into_iter().collect();
+    let (kept, back): (Vec<Net>, Vec<Net>) = added.into_iter().partition(|n| held.contains(n));
+    if !back.is_empty() {
+        t.delete(to, &back)?;
+    }
+    Ok(kept)
 }

@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 use crate::cmd;
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::error::{Error, Result};
 use crate::name::{self, Net, Secs};
 use crate::tables::{TableRef, Tables};
@@ -210,7 +210,8 @@ pub fn flush(
                 f.deleted
             )
         });
-        if f.deleted > 0 && f.role == crate::config::Role::Auth {
+        // pf's intake holds authorizations too (knocks not moved yet).
+        if f.deleted > 0 && matches!(f.role, Role::Auth | Role::Renew) {
             for e in &f.entries {
                 d.audit.push(format!(
                     "flushed {} service={} table={} anchor={} age={} ttl={} by {by}",

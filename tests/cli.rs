@@ -57,9 +57,11 @@ fn render_prints_the_anchor() {
     let out = stdout(&o);
     assert!(out.contains(
         "pass in log quick on ! lo0 proto tcp from any to (self) port 1234 synproxy state \
-         (max-src-conn-rate 5/15, overload <ssh>)\n"
+         (max-src-conn-rate 5/15, overload <ssh_renew>)\n"
     ));
-    assert!(out.contains("pass in log quick proto tcp from <ssh> to (self) port 22\n"));
+    assert!(
+        out.contains("pass in log quick proto tcp from { <ssh>, <ssh_renew> } to (self) port 22\n")
+    );
 }
 
 /// Each system's own firewall by default: nftables on Linux, pf elsewhere.
@@ -218,7 +220,7 @@ fn check_hands_the_anchor_to_pfctl_n() {
         rec.starts_with("argv: -n -a pfknock -f -\nstdin:\n# pfknock "),
         "{rec}"
     );
-    assert!(rec.contains("overload <ssh>)"));
+    assert!(rec.contains("overload <ssh_renew>)"));
     // It loads nothing: every other pfctl run only reads (-s).
     for argv in rec.lines().filter(|l| l.starts_with("argv:")).skip(1) {
         assert!(argv.starts_with("argv: -s "), "{rec}");

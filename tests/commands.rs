@@ -323,23 +323,28 @@ fn revoke_clears_every_dynamic_table_and_refuses_the_allow_list() {
             .iter()
             .map(|r| (r.table.name.to_string(), r.deleted))
             .collect();
-        // The authorization's age and ttl, for the log line.
-        assert_eq!(
-            (done[0].age, done[0].ttl.map(|t| t.0)),
-            (Some(42), Some(60)),
-            "{}",
-            l.os
-        );
+        // The authorization's age and ttl, for the log line, in the
+        // intake (a knock not moved yet) as in the authorized table.
+        for r in &done[..2] {
+            assert_eq!(
+                (r.age, r.ttl.map(|t| t.0)),
+                (Some(42), Some(60)),
+                "{}",
+                l.os
+            );
+        }
         assert!(
-            done[1..].iter().all(|r| r.age.is_none()),
+            done[2..].iter().all(|r| r.age.is_none()),
             "stages have no age"
         );
+        // The intake first: the daemon's move (add, then delete from the
+        // intake) cannot bring the host back (tests/intake.rs).
         assert_eq!(
             n,
             [
+                ("ssh_renew".into(), 1),
                 ("ssh".into(), 1),
                 ("ssh_s1".into(), 1),
-                ("ssh_renew".into(), 1)
             ]
         );
         assert_eq!(
@@ -383,6 +388,77 @@ fn flush_empties_dynamic_tables_only() {
         "const allow table stays"
     );
     assert_eq!(m(&mut k).dump("pfknock", "imap").unwrap().len(), 1);
+}
+
+/// pf's intake (`ssh_renew`) holds the knocks the daemon has not moved
+/// yet, and every knock made while none runs: `show` lists them as
+/// authorized (each host once), `expire` expires them by the service's
+/// ttl, and `flush` says each it ends, as for the authorized table.
+#[test]
+fn the_intake_is_shown_expired_and_flushed_as_authorizations() {
+    for l in OSES {
+        let c = cfg();
+        let mut k = kernel(l);
+        // .1 authorized and knocked again, .2 knocked while no daemon ran.
+        m(&mut k).overload("pfknock", "ssh", ip("192.0.2.1"));
+        m(&mut k).now += 30;
+        m(&mut k).overload("pfknock", "ssh_renew", ip("192.0.2.1"));
+        m(&mut k).overload("pfknock", "ssh_renew", ip("192.0.2.2"));
+        let rows = cmd::show(&c, &mut k, Some("ssh"), false, NOW + 40).unwrap();
+        let got: Vec<(&str, &str, &str, u64, Option<u64>)> = (rows.iter())
+            .map(|r| (r.address.as_str(), r.table.as_str(), r.kind, r.age, r.left))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("192.0.2.1", "ssh", "authorized", 40, Some(20)),
+                ("192.0.2.2", "ssh_renew", "authorized", 10, Some(50)),
+            ],
+            "{}",
+            l.os
+        );
+        // With -a, the intake as it is.
+        let rows = cmd::show(&c, &mut k, Some("ssh"), true, NOW + 40).unwrap();
+        let renew: Vec<&str> = (rows.iter())
+            .filter(|r| r.kind == "renew")
+            .map(|r| r.address.as_str())
+            .collect();
+        assert_eq!(renew, ["192.0.2.1", "192.0.2.2"], "{}", l.os);
+        // 61 s after the knocks: the intake's hosts expire, as the
+        // authorized one did 30 s before; nothing else is touched.
+        let r = cmd::expire(&c, &mut k, &Select::Service("ssh"), None, false, NOW + 91).unwrap();
+        let gone: Vec<(String, Vec<String>)> = (r.iter())
+            .filter(|x| !x.expired.is_empty())
+            .map(|x| {
+                let nets = x.expired.iter().map(|e| e.net.to_string()).collect();
+                (x.table.name.to_string(), nets)
+            })
+            .collect();
+        assert_eq!(
+            gone,
+            [
+                (
+                    "ssh_renew".into(),
+                    vec!["192.0.2.1".into(), "192.0.2.2".into()]
+                ),
+                ("ssh".into(), vec!["192.0.2.1".into()]),
+            ],
+            "{}",
+            l.os
+        );
+        assert!(m(&mut k).dump("pfknock", "ssh_renew").unwrap().is_empty());
+        // Flush: a line for each authorization the intake held.
+        m(&mut k).now = NOW + 91;
+        m(&mut k).overload("pfknock", "ssh_renew", ip("192.0.2.3"));
+        let mut d = pfknock::verbs::Done::default();
+        pfknock::verbs::flush(&c, &mut k, Some("ssh"), NOW + 95, "root", &mut d).unwrap();
+        assert_eq!(
+            d.audit,
+            ["flushed 192.0.2.3 service=ssh table=ssh_renew anchor=pfknock age=4s ttl=1m by root"],
+            "{}",
+            l.os
+        );
+    }
 }
 
 /// Whatever the commands do, they name only tables of the config.

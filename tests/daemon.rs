@@ -182,7 +182,15 @@ impl Rig {
     fn m(&self) -> std::cell::RefMut<'_, Model> {
         self.k.0.borrow_mut()
     }
+    /// A knock past the rate: pf's overload into `table`, which the last
+    /// anchor loaded must name as an overload target.
     fn knock(&self, table: &str, a: &str) {
+        let loads = self.pfctl.loads.borrow();
+        let anchor = loads.last().expect("an anchor loaded");
+        assert!(
+            anchor.contains(&format!("overload <{table}>)")),
+            "no knock overloads into <{table}>:\n{anchor}"
+        );
         self.m().overload("pfknock", table, a.parse().unwrap());
     }
     fn at(&mut self, t: i64) {
@@ -203,7 +211,7 @@ impl Rig {
 fn start_loads_the_anchor_and_logs() {
     let r = rig(&openbsd::LAYOUT, "start", SSH);
     assert_eq!(r.pfctl.loads.borrow().len(), 1);
-    assert!(r.pfctl.loads.borrow()[0].contains("overload <ssh>)"));
+    assert!(r.pfctl.loads.borrow()[0].contains("overload <ssh_renew>)"));
     assert!(r.m().has_table("pfknock", "ssh_renew"));
     let log = r.log.take();
     assert_eq!(log.len(), 1, "{log:?}");
@@ -235,7 +243,7 @@ fn expires_at_the_deadline_not_a_poll_later() {
     for l in OSES {
         let mut r = rig(l, "deadline", SSH);
         r.log.take();
-        r.knock("ssh", "192.0.2.10");
+        r.knock("ssh_renew", "192.0.2.10");
         r.at(NOW);
         assert_eq!(
             r.log.take(),
@@ -263,7 +271,7 @@ fn expires_at_the_deadline_not_a_poll_later() {
 #[test]
 fn idle_poll_costs_one_request_per_anchor() {
     let mut r = rig(&freebsd::LAYOUT, "cheap", SSH);
-    r.knock("ssh", "192.0.2.10");
+    r.knock("ssh_renew", "192.0.2.10");
     r.at(NOW);
     let ts = r.m().count(abi::N_GETTSTATS);
     let as_ = r.m().count(abi::N_GETASTATS);
@@ -285,7 +293,7 @@ fn idle_poll_costs_one_request_per_anchor() {
         0,
         "no listing while nothing changes"
     );
-    r.knock("ssh", "192.0.2.11");
+    r.knock("ssh_renew", "192.0.2.11");
     r.at(NOW + 31);
     assert_eq!(
         r.m().count(abi::N_GETASTATS) - as_,
@@ -302,10 +310,10 @@ fn idle_poll_costs_one_request_per_anchor() {
 fn an_expiry_alone_costs_the_entries_due_not_a_listing() {
     for l in OSES {
         let mut r = rig(l, "due-only", SSH);
-        r.knock("ssh", "192.0.2.10");
+        r.knock("ssh_renew", "192.0.2.10");
         r.at(NOW);
         r.at(NOW + 10);
-        r.knock("ssh", "192.0.2.11");
+        r.knock("ssh_renew", "192.0.2.11");
         r.at(NOW + 11);
         r.log.take();
         let asts = r.m().count(abi::N_GETASTATS);
@@ -326,7 +334,7 @@ fn an_expiry_alone_costs_the_entries_due_not_a_listing() {
         );
         assert_eq!(r.m().count(abi::N_DELADDRS) - dels, 1, "{}", l.os);
         // A new host moves the count: one listing, which finds it.
-        r.knock("ssh", "192.0.2.12");
+        r.knock("ssh_renew", "192.0.2.12");
         r.at(NOW + 62);
         assert_eq!(r.m().count(abi::N_GETASTATS) - asts, 1, "{}", l.os);
         assert_eq!(r.log.take().len(), 1, "{}", l.os);
@@ -346,7 +354,7 @@ fn an_expiry_alone_costs_the_entries_due_not_a_listing() {
 fn renewal_gives_a_fresh_ttl_on_every_os() {
     for l in OSES {
         let mut r = rig(l, "renew", SSH);
-        r.knock("ssh", "192.0.2.10");
+        r.knock("ssh_renew", "192.0.2.10");
         r.at(NOW);
         r.log.take();
         // At 50s the host knocks again: pf puts it into <ssh_renew>.
@@ -380,7 +388,7 @@ fn renewal_gives_a_fresh_ttl_on_every_os() {
 fn a_renewal_racing_the_deadline_wins() {
     for l in OSES {
         let mut r = rig(l, "renew-race", SSH);
-        r.knock("ssh", "192.0.2.10");
+        r.knock("ssh_renew", "192.0.2.10");
         r.at(NOW);
         // The knock lands in <ssh_renew> in the very second the entry is due.
         r.m().now = NOW + 61;
@@ -398,7 +406,7 @@ fn a_renewal_racing_the_deadline_wins() {
 #[test]
 fn reload_keeps_every_authorization_and_applies_the_new_ttl() {
     let mut r = rig(&freebsd::LAYOUT, "reload", SSH);
-    r.knock("ssh", "192.0.2.10");
+    r.knock("ssh_renew", "192.0.2.10");
     r.at(NOW);
     r.log.take();
     fs::write(&r.path, SSH.replace("60s", "2m")).unwrap();
@@ -421,7 +429,7 @@ fn reload_keeps_every_authorization_and_applies_the_new_ttl() {
 #[test]
 fn a_bad_reload_keeps_the_running_config() {
     let mut r = rig(&openbsd::LAYOUT, "badreload", SSH);
-    r.knock("ssh", "192.0.2.10");
+    r.knock("ssh_renew", "192.0.2.10");
     r.at(NOW);
     r.log.take();
     fs::write(&r.path, "[[service]]\nname = \"ssh\"\nrate = \"5\"\n").unwrap();
@@ -465,7 +473,7 @@ fn anchor_flushed_is_restored() {
             "{}",
             l.os
         );
-        r.knock("ssh", "192.0.2.10");
+        r.knock("ssh_renew", "192.0.2.10");
         r.at(NOW + 6);
         assert_eq!(
             r.log.take(),
@@ -477,7 +485,7 @@ fn anchor_flushed_is_restored() {
 #[test]
 fn a_restart_loses_nothing() {
     let mut r = rig(&freebsd::LAYOUT, "restart", SSH);
-    r.knock("ssh", "192.0.2.10");
+    r.knock("ssh_renew", "192.0.2.10");
     r.at(NOW);
     // A new daemon over the same kernel, 30 s later.
     let log = Mem::default();
@@ -506,7 +514,7 @@ fn a_restart_loses_nothing() {
 fn allow_list_never_expires_and_stages_lapse_after_the_window() {
     let conf = "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [7001, 7002, 7003]\nwindow = \"10s\"\nttl = \"60s\"\nallow = [\"198.51.100.0/24\"]\n";
     let mut r = rig(&openbsd::LAYOUT, "allow", conf);
-    r.knock("ssh", "198.51.100.7");
+    r.knock("ssh_renew", "198.51.100.7");
     r.knock("ssh_s1", "192.0.2.1");
     r.knock("ssh_s2", "192.0.2.2");
     r.at(NOW);
@@ -601,8 +609,8 @@ fn a_close_knock_takes_the_host_out_at_the_next_look() {
                 close = 7010\nrate = \"3/10\"\nwindow = \"30s\"\nttl = \"60s\"\n";
     for l in OSES {
         let mut r = rig(l, "close", conf);
-        r.knock("ssh", "192.0.2.1");
-        r.knock("ssh", "192.0.2.2");
+        r.knock("ssh_renew", "192.0.2.1");
+        r.knock("ssh_renew", "192.0.2.2");
         r.knock("ssh_s1", "192.0.2.1");
         r.at(NOW);
         r.log.take_all();
@@ -645,7 +653,7 @@ fn idle_expiry_follows_the_counters() {
             r.m().table_flags("pfknock", "ssh").unwrap() & abi::PFR_TFLAG_COUNTERS,
             abi::PFR_TFLAG_COUNTERS
         );
-        r.knock("ssh", "192.0.2.10");
+        r.knock("ssh_renew", "192.0.2.10");
         r.at(NOW);
         r.log.take();
         let a: IpAddr = "192.0.2.10".parse().unwrap();
@@ -729,8 +737,8 @@ fn sweep_now_lists_everything() {
 #[test]
 fn an_entry_removed_by_hand_is_logged() {
     let mut r = rig(&freebsd::LAYOUT, "removed", SSH);
-    r.knock("ssh", "192.0.2.10");
-    r.knock("ssh", "192.0.2.11");
+    r.knock("ssh_renew", "192.0.2.10");
+    r.knock("ssh_renew", "192.0.2.11");
     r.at(NOW);
     r.log.take();
     // pfknock revoke (or pfctl -T delete) from another process.
@@ -753,7 +761,7 @@ fn a_removal_a_pfknock_command_noted_is_not_logged_twice() {
         let notes = r.path.with_file_name("removed");
         r.d.notes = Some(pfknock::daemon::notes::Notes::new(&notes));
         for a in ["192.0.2.10", "192.0.2.11", "192.0.2.12"] {
-            r.knock("ssh", a);
+            r.knock("ssh_renew", a);
         }
         r.at(NOW);
         r.log.take();
@@ -831,13 +839,13 @@ fn a_failed_listing_is_logged_and_the_next_poll_catches_up() {
     for l in OSES {
         let mut r = rig(l, "listfail", SSH);
         r.log.take();
-        r.knock("ssh", "192.0.2.10");
+        r.knock("ssh_renew", "192.0.2.10");
         r.m().fail_next = Some((abi::N_GETASTATS, libc::EBUSY));
         r.at(NOW + 1);
         let first = r.log.take();
         assert_eq!(first.len(), 1, "{first:?}");
         assert!(
-            first[0].starts_with("<ssh> in anchor pfknock: "),
+            first[0].starts_with("<ssh_renew> in anchor pfknock: "),
             "{}: {first:?}",
             l.os
         );
@@ -857,7 +865,7 @@ fn a_failed_delete_keeps_the_entry_and_is_retried() {
     for l in OSES {
         let mut r = rig(l, "delfail", SSH);
         r.log.take();
-        r.knock("ssh", "192.0.2.10");
+        r.knock("ssh_renew", "192.0.2.10");
         r.at(NOW);
         r.log.take();
         r.m().fail_next = Some((abi::N_DELADDRS, libc::EPERM));
@@ -891,15 +899,16 @@ fn a_failed_delete_keeps_the_entry_and_is_retried() {
 fn a_daemon_back_after_an_outage_expires_the_overdue_at_once() {
     for l in OSES {
         let mut r = rig(l, "outage", SSH);
-        r.knock("ssh", "192.0.2.10");
+        r.knock("ssh_renew", "192.0.2.10");
         r.at(NOW);
         // The daemon dies; ten minutes pass; the kernel keeps the entry.
         r.m().now = NOW + 600;
-        r.knock("ssh", "192.0.2.11"); // a fresh knock meanwhile
+        r.knock("ssh_renew", "192.0.2.11"); // a fresh knock meanwhile
+        // The fresh knock waits in the intake, let in from there.
         assert_eq!(
-            r.hosts("ssh").len(),
-            2,
-            "nothing expires without the daemon"
+            (r.hosts("ssh").len(), r.hosts("ssh_renew").len()),
+            (1, 1),
+            "nothing expires or moves without the daemon"
         );
         let log = Mem::default();
         let (cfg, _) = Config::load(&r.path).unwrap();
@@ -947,7 +956,7 @@ impl Rig {
 fn unload_through_the_daemon_stays_unloaded_until_load() {
     for l in OSES {
         let mut r = rig(l, "unload-held", SSH);
-        r.knock("ssh", "198.18.0.10");
+        r.knock("ssh_renew", "198.18.0.10");
         r.at(NOW);
         r.log.take();
         let loads = r.pfctl.loads.borrow().len();
@@ -994,7 +1003,7 @@ fn unload_through_the_daemon_stays_unloaded_until_load() {
 #[test]
 fn an_edited_config_loaded_through_the_daemon_is_kept() {
     let mut r = rig(&freebsd::LAYOUT, "load-kept", SSH);
-    r.knock("ssh", "198.18.0.10");
+    r.knock("ssh_renew", "198.18.0.10");
     r.at(NOW);
     fs::write(&r.path, SSH.replace("60s", "5m")).unwrap();
     let rep = r.ask(&["load"], NOW + 1);
@@ -1024,7 +1033,7 @@ fn an_edited_config_loaded_through_the_daemon_is_kept() {
 #[test]
 fn a_config_the_daemon_does_not_run_is_refused_and_changes_nothing() {
     let mut r = rig(&openbsd::LAYOUT, "other-config", SSH);
-    r.knock("ssh", "198.18.0.10");
+    r.knock("ssh_renew", "198.18.0.10");
     r.at(NOW);
     let req = pfknock::control::Request {
         config: "/nonexistent/other.toml".into(),
@@ -1050,8 +1059,8 @@ fn a_config_the_daemon_does_not_run_is_refused_and_changes_nothing() {
 fn revoke_through_the_daemon_is_logged_once_and_never_comes_back() {
     for l in OSES {
         let mut r = rig(l, "revoke-once", SSH);
-        r.knock("ssh", "198.18.0.10");
-        r.knock("ssh", "198.18.0.11");
+        r.knock("ssh_renew", "198.18.0.10");
+        r.knock("ssh_renew", "198.18.0.11");
         r.at(NOW);
         r.log.take();
         let rep = r.ask(&["revoke", "198.18.0.10"], NOW + 5);
@@ -1113,7 +1122,7 @@ fn allow_and_flush_through_the_daemon_are_logged_once() {
 fn a_restored_authorization_keeps_the_time_it_had_left() {
     for l in OSES {
         let mut r = rig(l, "restore-left", SSH);
-        r.knock("ssh", "198.18.0.10");
+        r.knock("ssh_renew", "198.18.0.10");
         r.at(NOW);
         r.at(NOW + 30);
         r.m().flush_anchor("pfknock");
@@ -1137,7 +1146,7 @@ fn a_restored_authorization_keeps_the_time_it_had_left() {
 #[test]
 fn a_shorter_ttl_on_reload_expires_and_logs_at_once() {
     let mut r = rig(&freebsd::LAYOUT, "shorter-ttl", &SSH.replace("60s", "5m"));
-    r.knock("ssh", "198.18.0.10");
+    r.knock("ssh_renew", "198.18.0.10");
     r.at(NOW);
     r.at(NOW + 20);
     r.log.take();
@@ -1160,7 +1169,7 @@ fn what_happened_while_the_daemon_was_down_is_logged_as_such() {
     for l in OSES {
         let mut r = rig(l, "down", SSH);
         for a in ["198.18.0.10", "198.18.0.11", "198.18.0.12"] {
-            r.knock("ssh", a);
+            r.knock("ssh_renew", a);
         }
         r.at(NOW);
         // A clean stop keeps what the daemon knew.
@@ -1175,7 +1184,7 @@ fn what_happened_while_the_daemon_was_down_is_logged_as_such() {
         PfTables::new(r.k.clone(), l)
             .delete(&table, &["198.18.0.11".parse().unwrap()])
             .unwrap();
-        r.knock("ssh", "198.18.0.13");
+        r.knock("ssh_renew", "198.18.0.13");
         // Back 70 s after the knocks: .10 and .12 are overdue.
         r.m().now = NOW + 70;
         let log = Mem::default();
@@ -1243,9 +1252,9 @@ fn a_full_pool_of_table_entries_is_logged_when_it_fills_and_when_it_has_room() {
             m.table_entries_limit = 4;
         });
         r.log.take();
-        r.knock("ssh", "192.0.2.10");
-        r.knock("ssh", "192.0.2.11");
-        r.knock("ssh", "192.0.2.12");
+        r.knock("ssh_renew", "192.0.2.10");
+        r.knock("ssh_renew", "192.0.2.11");
+        r.knock("ssh_renew", "192.0.2.12");
         assert_eq!(r.m().lost_inserts, 1, "{}: the third found no room", l.os);
         let mut t = PfTables::new(r.k.clone(), l);
         let pools = pfknock::tables::Tables::pools(&mut t).unwrap();

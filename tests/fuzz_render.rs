@@ -296,10 +296,10 @@ fn grammar() -> Grammar {
             re(r"table <{ID}> persist(?: counters)?"),
             re(r"table <{ID}> const \{ {NETS} \}"),
             re(
-                r"pass in(?: log)? quick(?: on {IF}| on ! lo0){FAM} proto tcp from (?:any|<{ID}>|{NET}|\{ {NETS} \}) to (?:any|\(self\)) port {PORTS} synproxy state \(max-src-conn-rate {RATE}, overload <{ID}>\)",
+                r"pass in(?: log)? quick(?: on {IF}| on ! lo0){FAM} proto tcp from (?:any|<{ID}>|{NET}|\{ {NETS} \}) to (?:any|\(self\)) port {PORTS} synproxy state(?: \(max-src-conn-rate {RATE}, overload <{ID}>\))?",
             ),
             re(
-                r"pass in(?: log)? quick(?: on {IF})?{FAM} proto {PROTO} from (?:<{ID}>|\{ <{ID}>, <{ID}> \}) to {TO} port {PORTS}(?: synproxy state)?",
+                r"pass in(?: log)? quick(?: on {IF})?{FAM} proto {PROTO} from \{ <{ID}>, <{ID}>(?:, <{ID}>)? \} to {TO} port {PORTS}(?: synproxy state)?",
             ),
             re(r"block in quick(?: on {IF})?{FAM} proto {PROTO} from any to {TO} port {PORTS}"),
             // Held hosts' knocks (a wrong knock's hold).

@@ -237,9 +237,18 @@ pfk_cli knock -s ssh --verify 2222 "$SRV_IP" >/dev/null ||
 open_ 2222 "right after knock --verify returned"
 closed 3333 "the other service's door after ssh's knock"
 pass "open after pfknock knock --verify, only its own door"
+# The knock landed in the intake, and no daemon runs to move it.
+has_cli ssh_renew || fail "the knock should be in <ssh_renew>"
+no_cli ssh || fail "nothing but the daemon puts a knock into <ssh>"
+pass "a knock lands in the intake <ssh_renew>"
 
-# The daemon expires the authorization after ttl (6 s) + a poll.
+# The daemon moves it into <ssh> at its first poll, and expires the
+# authorization after ttl (6 s, from the knock) + a poll.
 pfk_srv run -p "$tmp/pid"
+within 3 has_cli ssh || fail "the daemon should move the knock into <ssh>"
+no_cli ssh_renew || fail "the daemon should empty <ssh_renew>"
+open_ 2222 "after the move"
+pass "the daemon moves a knock from the intake into <ssh>"
 within 12 shut 2222 || fail "2222 still open after the ttl"
 pass "closed after the ttl"
 

@@ -4,8 +4,10 @@
 //! match decides; a `pass` with `overload <t>` puts a source that knocks
 //! past the rate into `<t>` (the knock is made with enough connects; pf's
 //! rate itself is the kernel's business); a `block` drops. The daemon's
-//! part is played as pfknock(8) states it: a host in a hold table leaves
-//! the service's stage tables, and the hold ends after the rate's window.
+//! part is played as pfknock(8) states it: a host in the intake
+//! (`<ssh_renew>`) moves into the authorized table, a host in a hold table
+//! leaves the service's stage tables, and the hold ends after the rate's
+//! window.
 //!
 //! The anchors are the golden files, which tests/golden.rs pins byte for
 //! byte to what the shipped renderer writes.
@@ -114,9 +116,17 @@ impl Pf {
         {
             self.tables.entry(t.clone()).or_default().insert(h);
         }
-        // The daemon: a held host's progress starts over; a host that
-        // knocked the close port leaves the authorized and stage tables,
+        // The daemon: a host in the intake moves into the authorized
+        // table; a held host's progress starts over; a host that knocked
+        // the close port leaves the authorized, intake and stage tables,
         // and the close table.
+        if self
+            .tables
+            .get_mut("ssh_renew")
+            .is_some_and(|t| t.remove(h))
+        {
+            self.tables.entry("ssh".into()).or_default().insert(h);
+        }
         if self.has("ssh_hold", h) {
             for (t, set) in self.tables.iter_mut() {
                 if t.starts_with("ssh_s") {
@@ -126,7 +136,8 @@ impl Pf {
         }
         if self.has("ssh_close", h) {
             for (t, set) in self.tables.iter_mut() {
-                if t == "ssh" || t == "ssh_close" || t.starts_with("ssh_s") {
+                if ["ssh", "ssh_renew", "ssh_close"].contains(&t.as_str()) || t.starts_with("ssh_s")
+                {
                     set.remove(h);
                 }
             }
@@ -216,7 +227,7 @@ fn a_sweep_of_a_rotating_range_opens_nothing() {
     };
     let mut pf = Pf::default();
     pf.knock(&rules, "192.0.2.9", stage("ssh_s1"));
-    pf.knock(&rules, "192.0.2.9", stage("ssh"));
+    pf.knock(&rules, "192.0.2.9", stage("ssh_renew"));
     assert!(pf.has("ssh", "192.0.2.9"));
     // A sweep that starts at the right port is held at the next one.
     let mut pf = Pf::default();

@@ -730,6 +730,15 @@ impl Model {
         )
     }
 
+    /// Delete a host entry, as another process would (`pfctl -T delete`,
+    /// `pfknock revoke`) between two of the tested code's requests.
+    pub fn remove(&mut self, anchor: &str, name: &str, a: IpAddr) -> bool {
+        let key = self.host_key(a);
+        self.tables
+            .get_mut(&tkey(anchor, name))
+            .is_some_and(|t| t.entries.remove(&key).is_some())
+    }
+
     /// Flip an entry's negation (`!addr`), as a hand-written table may hold.
     pub fn negate(&mut self, anchor: &str, name: &str, a: IpAddr) {
         let key = self.host_key(a);

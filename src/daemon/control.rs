@@ -44,6 +44,12 @@ impl<T: Tables> Tables for Booked<'_, T> {
     fn delete(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
         self.tables.delete(t, addrs)
     }
+    fn add_each(&mut self, t: &TableRef, addrs: &[Net]) -> Result<Vec<Net>> {
+        self.tables.add_each(t, addrs)
+    }
+    fn delete_each(&mut self, t: &TableRef, addrs: &[Net]) -> Result<Vec<Net>> {
+        self.tables.delete_each(t, addrs)
+    }
     fn renew(&mut self, t: &TableRef, addrs: &[Net]) -> Result<usize> {
         self.tables.renew(t, addrs)
     }

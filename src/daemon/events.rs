@@ -316,7 +316,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     let r = match w {
                         Write::Delete(t, nets) => self.tables.delete(&t, &nets),
                         Write::Stamp(t, nets) => self.tables.renew(&t, &nets),
-                        Write::Put(t, nets) => self.tables.add(&t, &nets),
+                        Write::Move(from, to, nets) => {
+                            crate::tables::move_hosts(&mut self.tables, &from, &to, &nets)
+                                .map(|kept| kept.len())
+                        }
                     };
                     let failed = r.is_err();
                     done.push(r.map_err(|e| e.to_string()));

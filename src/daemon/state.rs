@@ -17,9 +17,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{Daemon, Loader, Log};
-use crate::config::Role;
 use crate::name::Net;
-use crate::tables::{TableRef, Tables};
+use crate::tables::{Entry, TableRef, Tables};
 
 pub use super::machine::Known;
 
@@ -108,29 +107,17 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 
     /// What the kernel holds now: the sets as the events mode read them,
-    /// or (polling) a listing of each authorized table, without expiring.
+    /// or (polling) a listing of each authorized table and intake,
+    /// without expiring (`Machine::at_start`).
     fn present(&mut self) -> Known {
         if !self.machine.polls() {
             return self.snapshot();
         }
-        let mut k = Known::new();
-        let tables: Vec<TableRef> = self
-            .machine
-            .polls
-            .watches
-            .iter()
-            .filter(|w| w.role() == Some(Role::Auth))
-            .map(|w| w.named.table.clone())
+        let listed: Vec<(TableRef, Vec<Entry>)> = (self.machine.start_tables().into_iter())
+            .filter_map(|t| Some((t.clone(), self.tables.entries(&t).ok()?)))
             .collect();
-        for t in tables {
-            if let Ok(entries) = self.tables.entries(&t) {
-                let t = t.to_string();
-                for e in entries {
-                    k.insert_at(&t, e.net, e.tzero);
-                }
-            }
-        }
-        k
+        let cx = super::events::cx!(self);
+        self.machine.at_start(&cx, listed)
     }
 }
 

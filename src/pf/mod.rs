@@ -102,6 +102,24 @@ impl<D: Device> Tables for PfTables<D> {
         self.pf.del_addrs(t, addrs).map(|(n, _)| n)
     }
 
+    /// DIOCRADDADDRS with feedback: one request for all.
+    fn add_each(&mut self, t: &TableRef, addrs: &[Net]) -> Result<Vec<Net>> {
+        if addrs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (_, fb) = self.pf.add_addrs(t, addrs)?;
+        Ok(with(fb, abi::PFR_FB_ADDED))
+    }
+
+    /// DIOCRDELADDRS with feedback: one request for all.
+    fn delete_each(&mut self, t: &TableRef, addrs: &[Net]) -> Result<Vec<Net>> {
+        if addrs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (_, fb) = self.pf.del_addrs(t, addrs)?;
+        Ok(with(fb, abi::PFR_FB_DELETED))
+    }
+
     /// DIOCRCLRASTATS, then the stamps read back: OpenBSD stamps now, in
     /// place; FreeBSD (13.0 and every later copy read) and macOS stamp 0
     /// (the entry would look infinitely old), and those entries are
@@ -201,4 +219,12 @@ impl<D: Device> Tables for PfTables<D> {
     fn intact(&self, _cfg: &crate::config::Config) -> Option<bool> {
         None
     }
+}
+
+/// The addresses whose feedback is `f`.
+fn with(fb: Vec<(Net, u8)>, f: u8) -> Vec<Net> {
+    fb.into_iter()
+        .filter(|(_, x)| *x == f)
+        .map(|(a, _)| a)
+        .collect()
 }

@@ -6,11 +6,15 @@
 //!   for idle expiry), the allow list as a `const` table with its addresses;
 //! * the renewal rule: an authorized host that knocks the last port again is
 //!   put into `<T_renew>`, since pf ignores an overload of an address that is
-//!   already in the table (the daemon renews it and empties `<T_renew>`);
+//!   already in the table (the daemon renews it); with `renew = false` the
+//!   same rule passes it without counting, so it lands nowhere;
 //! * the knock rules: `synproxy state (max-src-conn-rate N/S, overload <t>)`,
-//!   stage k passing only from stage k-1's table;
-//! * the pass rule from the authorized (and allow) tables to the protected
-//!   ports.
+//!   stage k passing only from stage k-1's table, the last stage's into
+//!   `<T_renew>` too: the intake, where the daemon finds what changed
+//!   without listing `<T>`, and moves each new host into `<T>`;
+//! * the pass rule from the authorized, intake (and allow) tables to the
+//!   protected ports: a host is let in from its knock on, not from the
+//!   daemon's move.
 //!
 //! Then, after every service's pass rules (so that a port two services
 //! protect opens to either's hosts), each service's `block in quick` on its
@@ -157,8 +161,15 @@ fn head(s: &Service, action: &str, log: bool) -> String {
 }
 
 /// A knock port's rule: synproxy, and the overload that records a host
-/// past the rate.
-fn knock_rule(o: &mut String, s: &Service, here: &str, from: &str, port: &str, overload: &str) {
+/// past the rate (none: the knock passes uncounted).
+fn knock_rule(
+    o: &mut String,
+    s: &Service,
+    here: &str,
+    from: &str,
+    port: &str,
+    overload: Option<&str>,
+) {
     // Knocks come from the wire: a connection a local process makes to
     // this host over lo0 never counts (as with pf.conf's `set skip on
     // lo0`; binding a foreign source needs root on the BSDs: IP_BINDANY,
@@ -167,12 +178,18 @@ fn knock_rule(o: &mut String, s: &Service, here: &str, from: &str, port: &str, o
     if s.on.is_none() {
         h = h.replacen(" quick", " quick on ! lo0", 1);
     }
-    let _ = writeln!(
-        o,
-        "{h} proto tcp from {from} to {here} port {port} synproxy state \
-         (max-src-conn-rate {}, overload <{overload}>)",
-        s.rate
-    );
+    let _ = match overload {
+        Some(t) => writeln!(
+            o,
+            "{h} proto tcp from {from} to {here} port {port} synproxy state \
+             (max-src-conn-rate {}, overload <{t}>)",
+            s.rate
+        ),
+        None => writeln!(
+            o,
+            "{h} proto tcp from {from} to {here} port {port} synproxy state"
+        ),
+    };
 }
 
 /// Every knock port of every stage, in one list.
@@ -242,16 +259,12 @@ fn knocks(o: &mut String, s: &Service, here: &str) {
             .map_or_else(|| knock_ports(s), |r| r.range.to_string());
         kept_out(o, s, here, &wrong);
         let last = stage(n - 1);
-        if s.renew {
-            knock_rule(
-                o,
-                s,
-                here,
-                &format!("<{}>", s.table),
-                &last,
-                s.renew_table().as_str(),
-            );
-        }
+        let intake = s.renew_table();
+        // Without `renew`, an authorized host knocking again passes
+        // uncounted: in the intake it would get a fresh ttl where no
+        // daemon runs.
+        let renewal = s.renew.then_some(intake.as_str());
+        knock_rule(o, s, here, &format!("<{}>", s.table), &last, renewal);
         for k in 0..n {
             let p = stage(k);
             let from = if k == 0 {
@@ -260,22 +273,22 @@ fn knocks(o: &mut String, s: &Service, here: &str) {
                 format!("<{}>", s.stage_table(k))
             };
             let into = if k + 1 == n {
-                s.table.clone()
+                intake.clone()
             } else {
                 s.stage_table(k + 1)
             };
-            knock_rule(o, s, here, &from, &p, into.as_str());
+            knock_rule(o, s, here, &from, &p, Some(into.as_str()));
         }
         // The close knock: a host past the rate goes into <T_close>, and
         // the daemon takes it out of the authorized hosts.
         if let (Some(c), Some(t)) = (s.close, s.close_table()) {
-            knock_rule(o, s, here, &who, &c.to_string(), t.as_str());
+            knock_rule(o, s, here, &who, &c.to_string(), Some(t.as_str()));
         }
         // Whatever the rules above did not take is a wrong knock: counted
         // as knocks are, and a host past the rate is held (the daemon also
         // takes it out of the stage tables: its progress starts over).
         if let Some(t) = &hold {
-            knock_rule(o, s, here, &who, &wrong, t.as_str());
+            knock_rule(o, s, here, &who, &wrong, Some(t.as_str()));
         }
     }
     if let Some(r) = &s.rotate
@@ -295,7 +308,7 @@ fn knocks(o: &mut String, s: &Service, here: &str) {
 /// Who may reach the protected ports; the block after them, returned to
 /// stand after every service's pass rules.
 fn protect(o: &mut String, s: &Service, dest: &str) -> Option<String> {
-    let mut sources = vec![format!("<{}>", s.table)];
+    let mut sources = vec![format!("<{}>", s.table), format!("<{}>", s.renew_table())];
     if !s.allow.is_empty() {
         sources.push(format!("<{}>", s.allow_table()));
     }

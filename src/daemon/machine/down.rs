@@ -13,7 +13,7 @@ use crate::daemon::lines::Level;
 use crate::name::{Af, Net, Secs};
 use crate::names::nft_set_of;
 use crate::policy;
-use crate::tables::TableRef;
+use crate::tables::{Entry, TableRef};
 
 /// Every authorization: per table, as the log names it, each host and
 /// since when it counts (time stamp, or last renewal; seconds). A table's
@@ -103,15 +103,72 @@ impl Machine {
             }
             return k;
         }
-        let auth = self
-            .polls
-            .watches
-            .iter()
-            .filter(|w| w.role() == Some(Role::Auth));
-        for w in auth {
-            let t = w.named.table.to_string();
+        for w in self.polls.watches.iter() {
+            // pf's intake knows only the hosts a move had no room for:
+            // authorized there, kept as its service's.
+            let t = match w.role() {
+                Some(Role::Auth) => w.named.table.to_string(),
+                Some(Role::Renew) if !w.known.is_empty() => {
+                    let s = w.named.service.as_deref().and_then(|s| cx.cfg.service(s));
+                    let Some(s) = s else { continue };
+                    TableRef::new(&cx.cfg.anchor, &s.table).to_string()
+                }
+                _ => continue,
+            };
             for (n, since) in &w.known {
                 k.insert_at(&t, *n, *since);
+            }
+        }
+        k
+    }
+
+    /// The tables a start with polling reads for `at_start`: every
+    /// authorized table and each service's intake (pf's `T_renew`).
+    pub fn start_tables(&self) -> Vec<TableRef> {
+        (self.polls.watches.iter())
+            .filter(|w| matches!(w.role(), Some(Role::Auth | Role::Renew)))
+            .map(|w| w.named.table.clone())
+            .collect()
+    }
+
+    /// What the kernel holds at a start, from the listings of
+    /// `start_tables` (a table that could not be read left out): each
+    /// authorized table's hosts and its intake's. A host only in the
+    /// intake was authorized by a knock made while no daemon ran; one in
+    /// both knocked again then (a renewal, where the service renews).
+    /// Either counts from that knock. The intake's hosts are marked as
+    /// said, so that the first poll, which moves them, does not say them
+    /// again.
+    pub fn at_start(&mut self, cx: &Ctx, listed: Vec<(TableRef, Vec<Entry>)>) -> Known {
+        let mut k = Known::new();
+        let mut intakes = Vec::new();
+        for (t, entries) in listed {
+            let Some(i) = self.polls.watches.iter().position(|w| w.named.table == t) else {
+                continue;
+            };
+            let w = &mut self.polls.watches[i];
+            if w.role() == Some(Role::Renew) {
+                w.known = entries.iter().map(|e| (e.net, e.tzero)).collect();
+                intakes.push(i);
+                continue;
+            }
+            let t = t.to_string();
+            for e in entries {
+                k.insert_at(&t, e.net, e.tzero);
+            }
+        }
+        for i in intakes {
+            let w = &self.polls.watches[i];
+            let svc = w.named.service.as_deref().and_then(|s| cx.cfg.service(s));
+            let Some(s) = svc else { continue };
+            let auth = TableRef::new(&cx.cfg.anchor, &s.table).to_string();
+            for (n, knocked) in &w.known {
+                let since = match k.hosts(&auth).and_then(|h| h.get(n)) {
+                    Some(was) if !s.renew => *was,
+                    Some(was) => (*was).max(*knocked),
+                    None => *knocked,
+                };
+                k.insert_at(&auth, *n, since);
             }
         }
         k

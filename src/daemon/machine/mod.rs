@@ -27,6 +27,7 @@ use crate::tables::{Entry, PoolUse, TableRef, TableStat};
 mod claims;
 mod down;
 mod due;
+mod intake;
 mod modes;
 mod polls;
 mod repeats;
@@ -102,8 +103,11 @@ pub enum Write {
     /// A fresh time stamp for present hosts (pf: their statistics
     /// cleared).
     Stamp(TableRef, Vec<Net>),
-    /// Add hosts, with the table's own timeout if it has one.
-    Put(TableRef, Vec<Net>),
+    /// Move hosts from the first table (pf's intake) into the second
+    /// (`tables::move_hosts`): a host the first no longer holds when it is
+    /// taken out (revoked meanwhile) does not stay in the second. Answers
+    /// how many it added to the second and left there.
+    Move(TableRef, TableRef, Vec<Net>),
 }
 
 /// Why a read (a dump, a table's statistics) brought nothing.

@@ -489,7 +489,7 @@ impl Polls {
         // The hosts a renewal added to the authorized table are not in the
         // statistics this poll read before it.
         let grew = match &plan {
-            Plan::Renew { auth, absent, .. } => Some((*auth, absent.len() as u64)),
+            Plan::Renew(p) => Some(p.grows()),
             _ => None,
         };
         match self.done(i, plan, d, now, &mut out) {

@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 
+use super::intake::Intake;
 use super::watch::Polls;
 use super::{Action, Ctx, Write};
 use crate::catalogue::Kind;
@@ -21,14 +22,8 @@ use crate::tables::Entry;
 /// What a visit's writes are for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Plan {
-    /// A renewal table's hosts: those authorized (`present`) stamped anew
-    /// in the authorized table of watch `auth`, the others added to it;
-    /// then the renewal table emptied.
-    Renew {
-        auth: usize,
-        present: Vec<Net>,
-        absent: Vec<Net>,
-    },
+    /// An intake's hosts: stamped, moved, taken out (`intake.rs`).
+    Renew(Intake),
     /// A table swept: a hold table's new hosts (`held`) first taken out of
     /// the stage tables (`stages`, watch indices); then what `decision`
     /// expires deleted.
@@ -54,7 +49,7 @@ pub(super) enum Plan {
 
 impl Polls {
     /// The watches of the service of watch `i` whose role `role` takes.
-    fn of_service(&self, i: usize, role: fn(Role) -> bool) -> Vec<usize> {
+    pub(super) fn of_service(&self, i: usize, role: fn(Role) -> bool) -> Vec<usize> {
         let svc = &self.watches[i].named.service;
         (0..self.watches.len())
             .filter(|j| {
@@ -75,7 +70,8 @@ impl Polls {
     ) -> Option<(Vec<Write>, Plan)> {
         let w = &self.watches[i];
         if w.role() == Some(Role::Renew) {
-            self.plan_renewal(i, &entries)
+            let (writes, plan) = self.plan_intake(cx, i, &entries, now)?;
+            Some((writes, Plan::Renew(plan)))
         } else if w.swept() {
             Some(self.plan_sweep(cx, i, entries, now))
         } else if w.named.kind == Kind::Close && !entries.is_empty() {
@@ -107,34 +103,6 @@ impl Polls {
             vec![Write::Delete(w.named.table.clone(), gone)]
         };
         (writes, Plan::Due { decision })
-    }
-
-    /// A renewal table's hosts knocked again: stamp those authorized, add
-    /// the others, empty the table.
-    fn plan_renewal(&mut self, i: usize, entries: &[Entry]) -> Option<(Vec<Write>, Plan)> {
-        let a = *self.of_service(i, |r| r == Role::Auth).first()?;
-        let nets: Vec<Net> = entries.iter().map(|e| e.net).collect();
-        if nets.is_empty() {
-            let w = &mut self.watches[i];
-            w.count = Some(0);
-            w.known.clear();
-            return None;
-        }
-        let auth = self.watches[a].named.table.clone();
-        let (present, absent): (Vec<Net>, Vec<Net>) = nets
-            .iter()
-            .partition(|n| self.watches[a].known.contains_key(n));
-        let mut writes = vec![Write::Stamp(auth.clone(), present.clone())];
-        if !absent.is_empty() {
-            writes.push(Write::Put(auth, absent.clone()));
-        }
-        writes.push(Write::Delete(self.watches[i].named.table.clone(), nets));
-        let plan = Plan::Renew {
-            auth: a,
-            present,
-            absent,
-        };
-        Some((writes, plan))
     }
 
     /// A swept table: a hold table's new hosts out of the stage tables,
@@ -190,7 +158,14 @@ impl Polls {
     /// table.
     fn plan_close(&mut self, i: usize, entries: &[Entry], now: i64) -> (Vec<Write>, Plan) {
         let nets: Vec<Net> = entries.iter().map(|e| e.net).collect();
-        let tables = self.of_service(i, |r| matches!(r, Role::Auth | Role::Stage(_)));
+        // The intake first, as `revoke` (`tables::move_hosts`); it knows
+        // the hosts a move had no room for, authorized there.
+        let tables = self.of_service(i, |r| {
+            matches!(r, Role::Auth | Role::Stage(_) | Role::Renew)
+        });
+        let intake = tables
+            .iter()
+            .find(|j| self.watches[**j].role() == Some(Role::Renew));
         let mut lines = Vec::new();
         for j in tables
             .iter()
@@ -199,7 +174,8 @@ impl Polls {
             let a = &self.watches[*j];
             let ttl = a.named.ttl.unwrap_or(Secs(0));
             for n in &nets {
-                if let Some(since) = a.known.get(n) {
+                let waiting = intake.and_then(|k| self.watches[*k].known.get(n));
+                if let Some(since) = a.known.get(n).or(waiting) {
                     let extra =
                         format!("age={} ttl={ttl} by knock", Secs(policy::age(now, *since)));
                     lines.push(a.line("closed", n, &extra));
@@ -239,19 +215,7 @@ impl Polls {
                 .unwrap_or_else(|| Err("not carried out".to_owned()))
         };
         match plan {
-            Plan::Renew {
-                auth,
-                present,
-                absent,
-            } => {
-                let stamped = next()?;
-                let added = if absent.is_empty() { 0 } else { next()? };
-                self.renewed(auth, &present, &absent, (stamped, added), now, out);
-                next()?;
-                let w = &mut self.watches[i];
-                w.count = Some(0);
-                w.known.clear();
-            }
+            Plan::Renew(p) => self.intake_done(i, p, &mut next, now, out)?,
             Plan::Sweep {
                 entries,
                 held,
@@ -295,9 +259,7 @@ impl Polls {
                 }
                 self.closed(i, nets.len(), lines, out);
                 next()?;
-                let w = &mut self.watches[i];
-                w.known.clear();
-                w.count = Some(0);
+                self.watches[i].emptied();
             }
         }
         Ok(())
@@ -336,51 +298,6 @@ impl Polls {
             w.count = Some(w.known.len() as u64);
         }
         w.next_due = d.next_due;
-    }
-
-    /// A renewal table's hosts were stamped (`present`, `done.0` of them)
-    /// or added (`absent`, `done.1` of them) in the authorized table of
-    /// watch `a`. Where each write did all it was asked, what the table
-    /// holds is known without a listing: the stamped hosts count from now
-    /// (the kernel stamped them now), the added ones too, and the count
-    /// grew by the added. Otherwise someone else changed the table
-    /// meanwhile (a host authorized by a knock the daemon has not seen, or
-    /// one removed): which is not known, and the authorized table's
-    /// listing, next, says each change once.
-    fn renewed(
-        &mut self,
-        a: usize,
-        present: &[Net],
-        absent: &[Net],
-        done: (usize, usize),
-        now: i64,
-        out: &mut Vec<Action>,
-    ) {
-        let a = &mut self.watches[a];
-        let ttl = format!("ttl={}", a.named.ttl.unwrap_or(Secs(0)));
-        for n in present {
-            out.push(Action::Log(Level::Info, a.line("renewed", n, &ttl)));
-            a.idle.forget(n);
-            a.restored.remove(n);
-        }
-        if done.1 == absent.len() {
-            for n in absent {
-                out.push(Action::Log(Level::Info, a.line("authorized", n, &ttl)));
-            }
-            a.known.extend(absent.iter().map(|n| (*n, now)));
-        }
-        if done == (present.len(), absent.len()) {
-            a.known.extend(present.iter().map(|n| (*n, now)));
-            a.count = a.count.map(|c| c + absent.len() as u64);
-            // An added host is due a ttl from now (`policy::decide`: older
-            // than the ttl); a stamped one only later than it was.
-            if let (Some(ttl), false) = (a.named.ttl, absent.is_empty()) {
-                let due = now + ttl.0 as i64 + 1;
-                a.next_due = Some(a.next_due.map_or(due, |d| d.min(due)));
-            }
-        } else {
-            a.force = true;
-        }
     }
 
     /// A close table's `knockers` are out of the service: a line for each

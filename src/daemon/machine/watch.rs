@@ -58,6 +58,12 @@ impl Watch {
         }
     }
 
+    /// The daemon emptied the table: known to hold nothing.
+    pub(super) fn emptied(&mut self) {
+        self.known.clear();
+        self.count = Some(0);
+    }
+
     /// Does this table get swept (expired) by the daemon?
     pub(in crate::daemon) fn swept(&self) -> bool {
         self.named.ttl.is_some()

@@ -98,7 +98,7 @@ impl Pf {
 
     /// One write, as pf does it: how many entries it changed.
     fn write(&mut self, w: &Write) -> Result<usize, String> {
-        let (Write::Delete(t, nets) | Write::Stamp(t, nets) | Write::Put(t, nets)) = w;
+        let (Write::Delete(t, nets) | Write::Stamp(t, nets) | Write::Move(_, t, nets)) = w;
         if self.fail.as_deref() == Some(t.name.as_str()) {
             return Err("Operation not permitted".to_owned());
         }
@@ -119,13 +119,24 @@ impl Pf {
                 }
                 n
             }
-            Write::Put(..) => {
+            // Added where absent, stamped now; then out of the intake,
+            // and back out of the table where the intake no longer held
+            // it.
+            Write::Move(from, ..) => {
                 let new: Vec<Net> = (nets.iter())
                     .filter(|n| !list.iter().any(|e| e.net == **n))
                     .copied()
                     .collect();
                 list.extend(new.iter().map(|n| entry(&n.to_string(), now)));
-                new.len()
+                let intake = self.tables.entry(from.name.to_string()).or_default();
+                let held: Vec<Net> = (new.iter())
+                    .filter(|n| intake.iter().any(|e| e.net == **n))
+                    .copied()
+                    .collect();
+                intake.retain(|e| !nets.contains(&e.net));
+                let list = self.tables.get_mut(t.name.as_str()).expect("added to");
+                list.retain(|e| !new.contains(&e.net) || held.contains(&e.net));
+                held.len()
             }
         })
     }

@@ -1,7 +1,8 @@
 //! Renewals where the daemon polls (pf): an authorized host that knocks
 //! again lands in the renewal table; the daemon stamps it anew in the
-//! authorized table and empties the renewal table, and knows what the
-//! authorized table holds from its writes, without listing it.
+//! authorized table, moves a host that was not authorized into it, and
+//! empties the renewal table, and knows what the authorized table holds
+//! from its writes, without listing it.
 
 use super::polls::{Pf, T, entry, listed, net, pf, poll, table, writes};
 use super::*;
@@ -40,8 +41,8 @@ fn a_renewal_stamps_the_authorized_host_and_adds_one_that_was_not() {
         writes(&k),
         [
             Write::Stamp(table("ssh"), vec![a]),
-            Write::Put(table("ssh"), vec![nine]),
-            Write::Delete(table("ssh_renew"), vec![a, nine]),
+            Write::Delete(table("ssh_renew"), vec![a]),
+            Write::Move(table("ssh_renew"), table("ssh"), vec![nine]),
         ]
     );
     // A renewal the kernel refuses: nothing said, the table kept for the
@@ -70,11 +71,13 @@ fn a_renewal_is_known_without_listing_the_authorized_table() {
     assert_eq!(poll(&mut m, &cx, &mut k, T + 3), vec![]);
     assert_eq!(listed(&k), Vec::<String>::new());
     assert_eq!(m.known(&table("ssh")), Some(2));
-    // The renewed host counts from its stamp, not from its first knock.
+    // Both count from their knock at T + 1 (as the intake stamped it):
+    // the renewed host not from its first knock, the moved one not from
+    // the move.
     assert_eq!(poll(&mut m, &cx, &mut k, T + 31), vec![]);
-    assert_eq!(poll(&mut m, &cx, &mut k, T + 62), vec![]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 61), vec![]);
     assert_eq!(
-        poll(&mut m, &cx, &mut k, T + 63),
+        poll(&mut m, &cx, &mut k, T + 62),
         [
             info(&format!("expired 198.18.0.1 {LINE} age=1m1s ttl=1m")),
             info(&format!("expired 198.18.0.9 {LINE} age=1m1s ttl=1m")),
@@ -121,4 +124,167 @@ fn a_renewal_of_a_host_the_kernel_added_meanwhile_says_it_once() {
         [info(&format!("authorized 198.18.0.9 {LINE} ttl=1m"))]
     );
     assert_eq!(k.tables["ssh"].len(), 1);
+}
+
+#[test]
+fn a_host_revoked_while_it_moves_stays_out() {
+    let (cfg, mut m, mut k) = renewals_waiting();
+    let cx = cx(&cfg);
+    // 198.18.0.9 is revoked right after the daemon listed the renewal
+    // table, before its writes (it was only there): the move finds it
+    // gone from the intake and takes it back out; only the renewal is
+    // said, and the authorized table's listing says nothing more.
+    k.vanish = vec![net("198.18.0.9")];
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 2),
+        [info(&format!("renewed 198.18.0.1 {LINE} ttl=1m"))]
+    );
+    let held = |t: &str| -> Vec<String> { k.tables[t].iter().map(|e| e.net.to_string()).collect() };
+    assert_eq!(held("ssh"), ["198.18.0.1"]);
+    assert_eq!(held("ssh_renew"), Vec::<String>::new());
+    assert_eq!(listed(&k), ["ssh_renew", "ssh"]);
+    assert_eq!(m.known(&table("ssh")), Some(1));
+}
+
+#[test]
+fn without_renew_a_knock_again_changes_nothing_but_a_new_host_is_moved() {
+    let (cfg, mut m) = pf("renew = false\n");
+    let cx = cx(&cfg);
+    let mut k = Pf::with(&[
+        ("ssh", vec![entry("198.18.0.1", T - 30)]),
+        ("ssh_renew", vec![]),
+    ]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    k.tables.insert(
+        "ssh_renew".into(),
+        vec![entry("198.18.0.1", T + 1), entry("198.18.0.9", T + 1)],
+    );
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 2),
+        [info(&format!("authorized 198.18.0.9 {LINE} ttl=1m"))]
+    );
+    let (a, nine) = (net("198.18.0.1"), net("198.18.0.9"));
+    assert_eq!(
+        writes(&k),
+        [
+            Write::Delete(table("ssh_renew"), vec![a]),
+            Write::Move(table("ssh_renew"), table("ssh"), vec![nine]),
+        ]
+    );
+    // 198.18.0.1 still counts from its first knock.
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 31),
+        [info(&format!("expired 198.18.0.1 {LINE} age=1m1s ttl=1m"))]
+    );
+}
+
+#[test]
+fn a_knock_made_while_no_daemon_ran_keeps_its_age() {
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    // The intake stamped the knock 50 s before the daemon's first poll.
+    let mut k = Pf::with(&[
+        ("ssh", vec![]),
+        ("ssh_renew", vec![entry("198.18.0.9", T - 50)]),
+    ]);
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T),
+        [info(&format!("authorized 198.18.0.9 {LINE} ttl=1m"))]
+    );
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 10), vec![]);
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 11),
+        [info(&format!("expired 198.18.0.9 {LINE} age=1m1s ttl=1m"))]
+    );
+    assert!(k.tables["ssh"].is_empty());
+}
+
+#[test]
+fn a_move_pf_has_no_room_for_leaves_the_host_authorized_in_the_intake_until_its_ttl() {
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    let mut k = Pf::with(&[("ssh", vec![]), ("ssh_renew", vec![])]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    k.tables
+        .insert("ssh_renew".into(), vec![entry("198.18.0.9", T + 1)]);
+    // pf's pool of table entries is full: the add fails (ENOMEM).
+    k.fail = Some("ssh".into());
+    let out = poll(&mut m, &cx, &mut k, T + 2);
+    assert_eq!(
+        out,
+        [
+            info(&format!("authorized 198.18.0.9 {LINE} ttl=1m")),
+            Action::Fail(
+                Level::Err,
+                "<ssh_renew> in anchor pfknock: Operation not permitted".into()
+            ),
+        ]
+    );
+    assert_eq!(k.tables["ssh_renew"].len(), 1, "still authorized there");
+    // Tried again at each poll, said once.
+    let out = poll(&mut m, &cx, &mut k, T + 3);
+    assert!(out.iter().all(|a| matches!(a, Action::Fail(..))), "{out:?}");
+    // Past its ttl it leaves the intake, as it would have left ssh.
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 62),
+        [info(&format!("expired 198.18.0.9 {LINE} age=1m1s ttl=1m"))]
+    );
+    assert!(k.tables["ssh_renew"].is_empty());
+    assert!(k.tables["ssh"].is_empty());
+}
+
+#[test]
+fn room_again_moves_the_host_without_a_second_line() {
+    let (cfg, mut m) = pf("");
+    let cx = cx(&cfg);
+    let mut k = Pf::with(&[("ssh", vec![]), ("ssh_renew", vec![])]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    k.tables
+        .insert("ssh_renew".into(), vec![entry("198.18.0.9", T + 1)]);
+    k.fail = Some("ssh".into());
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 2).len(), 2);
+    k.fail = None;
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 3), vec![]);
+    assert_eq!(k.tables["ssh"].len(), 1);
+    assert!(k.tables["ssh_renew"].is_empty());
+    // It counts from its knock.
+    assert_eq!(
+        poll(&mut m, &cx, &mut k, T + 62),
+        [info(&format!("expired 198.18.0.9 {LINE} age=1m1s ttl=1m"))]
+    );
+}
+
+#[test]
+fn a_close_knock_takes_out_a_host_left_in_the_intake() {
+    let (cfg, mut m) = pf("close = 7010\n");
+    let cx = cx(&cfg);
+    let mut k = Pf::with(&[
+        ("ssh", vec![]),
+        ("ssh_renew", vec![]),
+        ("ssh_close", vec![]),
+    ]);
+    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
+    // No room to move it: authorized in the intake.
+    k.tables
+        .insert("ssh_renew".into(), vec![entry("198.18.0.9", T + 1)]);
+    k.fail = Some("ssh".into());
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 2).len(), 2);
+    k.fail = None;
+    k.tables
+        .insert("ssh_renew".into(), vec![entry("198.18.0.9", T + 1)]);
+    k.tables
+        .insert("ssh_close".into(), vec![entry("198.18.0.9", T + 3)]);
+    // Room again: moved (said already), then closed; said once, from
+    // the knock.
+    let out = poll(&mut m, &cx, &mut k, T + 4);
+    assert_eq!(
+        out,
+        [info(&format!(
+            "closed 198.18.0.9 {LINE} age=3s ttl=1m by knock"
+        ))]
+    );
+    assert!(
+        k.tables["ssh"].is_empty() && k.tables["ssh_renew"].is_empty(),
+        "{out:?}"
+    );
 }
