@@ -383,6 +383,9 @@ impl Polls {
                 continue;
             };
             let idle = w.named.mode == ExpireMode::Idle;
+            if !run.force && !self.refreshes && w.may_wait(st.count, st.packets, now) {
+                continue;
+            }
             let moved = run.force
                 || w.force
                 || !w.listed
@@ -451,6 +454,9 @@ impl Polls {
     ) -> Vec<Action> {
         let i = run.next;
         let mut out = Vec::new();
+        if entries.is_ok() {
+            self.watches[i].listed_at = now;
+        }
         match entries {
             Err(e) => self.visit_failed(i, &e, &mut out),
             Ok(entries) => match self.plan(cx, i, entries, now) {

@@ -11,7 +11,7 @@ use super::claims::Claims;
 use crate::catalogue::{Kind, Named, named_tables};
 use crate::config::{Config, Role};
 use crate::daemon::lines::line;
-use crate::name::{AnchorName, Net};
+use crate::name::{AnchorName, ExpireMode, Net};
 use crate::policy::IdleTracker;
 use crate::tables::{Pool, TableRef};
 
@@ -33,8 +33,14 @@ pub(in crate::daemon) struct Watch {
     pub(super) restored: HashMap<Net, i64>,
     pub(super) idle: IdleTracker,
     pub(super) listed: bool,
+    /// When it was last listed (seconds).
+    pub(super) listed_at: i64,
     pub(super) force: bool,
 }
+
+/// An idle table with traffic is listed at most every ttl / `IDLE_LAG`
+/// (`Watch::may_wait`).
+pub(super) const IDLE_LAG: u64 = 16;
 
 impl Watch {
     fn new(named: Named) -> Self {
@@ -47,8 +53,28 @@ impl Watch {
             restored: HashMap::new(),
             idle: IdleTracker::default(),
             listed: false,
+            listed_at: i64::MIN,
             force: false,
         }
+    }
+
+    /// pf, an idle-expiry table whose only change is that its packets
+    /// moved (someone used an authorization) and whose next expiry is not
+    /// due: its listing waits until a sixteenth of the ttl (`IDLE_LAG`)
+    /// has passed since the last. pf has no read of which entries counted
+    /// packets, only of all of them, so a busy table of a million would
+    /// be read whole every poll. The wait makes an expiry late by at most
+    /// that much, never early: a host seen active counts from the listing
+    /// that saw it, at most that long after its last packet.
+    pub(super) fn may_wait(&self, count: u64, packets: u64, now: i64) -> bool {
+        let lag = self.named.ttl.map_or(0, |t| (t.0 / IDLE_LAG) as i64);
+        self.named.mode == ExpireMode::Idle
+            && self.listed
+            && !self.force
+            && self.count == Some(count)
+            && self.packets != Some(packets)
+            && self.next_due.is_none_or(|d| now < d)
+            && now < self.listed_at.saturating_add(lag)
     }
 
     pub(in crate::daemon) fn role(&self) -> Option<Role> {

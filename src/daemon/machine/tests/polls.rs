@@ -539,6 +539,41 @@ fn a_full_set_is_said_when_it_fills_and_when_it_has_room() {
     );
 }
 
+/// A busy idle table is listed at most every ttl / 16, so an expiry
+/// comes at most that late after the host's last packet, never early.
+#[test]
+fn an_idle_expiry_with_traffic_is_late_by_at_most_a_sixteenth_of_the_ttl() {
+    let (cfg, mut m) = pf("expire = \"idle\"\n");
+    let cx = cx(&cfg);
+    let mut one = entry("198.18.0.1", T - 5);
+    one.counted = true;
+    let mut k = Pf::with(&[("ssh", vec![one]), ("ssh_renew", vec![])]);
+    let mut lists = Vec::new();
+    let mut said = Vec::new();
+    for t in T..T + 100 {
+        // .1 sends a packet every second until T + 20.
+        if t <= T + 20 {
+            k.tables.get_mut("ssh").unwrap()[0].packets += 1;
+            *k.packets.entry("ssh".into()).or_default() += 1;
+        }
+        let out = poll(&mut m, &cx, &mut k, t);
+        if !listed(&k).is_empty() {
+            lists.push(t - T);
+        }
+        said.extend(out.into_iter().map(|a| (t, a)));
+    }
+    let at = said
+        .iter()
+        .find(|(_, a)| matches!(a, Action::Log(_, l) if l.starts_with("expired 198.18.0.1")))
+        .map(|(t, _)| *t)
+        .expect("expired");
+    // Last packet T + 20, counted by a listing at most 3 s later.
+    assert!((T + 81..=T + 84).contains(&at), "expired at T + {}", at - T);
+    // A listing every 3 s while the traffic lasted, not every second,
+    // and one when the expiry came due.
+    assert_eq!(lists, [0, 3, 6, 9, 12, 15, 18, 21, 82]);
+}
+
 #[test]
 fn an_idle_expiry_table_is_listed_when_its_counters_move() {
     let (cfg, mut m) = pf("expire = \"idle\"\n");
@@ -550,10 +585,14 @@ fn an_idle_expiry_table_is_listed_when_its_counters_move() {
     assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
     assert_eq!(poll(&mut m, &cx, &mut k, T + 1), vec![]);
     assert_eq!(listed(&k), Vec::<String>::new(), "no traffic: not listed");
+    // Traffic within a sixteenth of the ttl (60 s / 16: 3 s) of the last
+    // listing waits; then the table is listed, to see whose.
     k.packets.insert("ssh".into(), 12);
     assert_eq!(poll(&mut m, &cx, &mut k, T + 2), vec![]);
-    assert_eq!(listed(&k), ["ssh"], "traffic: listed, to see whose");
+    assert_eq!(listed(&k), Vec::<String>::new(), "traffic: waits");
     assert_eq!(poll(&mut m, &cx, &mut k, T + 3), vec![]);
+    assert_eq!(listed(&k), ["ssh"], "traffic: listed, to see whose");
+    assert_eq!(poll(&mut m, &cx, &mut k, T + 4), vec![]);
     assert_eq!(listed(&k), Vec::<String>::new());
     // An age-expiry table is not listed for traffic.
     let (cfg, mut m) = pf("");
