@@ -52,6 +52,11 @@ impl Intake {
 }
 
 impl Polls {
+    /// The intake of the service of watch `i`, if it has one.
+    pub(super) fn intake_of(&self, i: usize) -> Option<usize> {
+        self.of_service(i, |r| r == Role::Renew).first().copied()
+    }
+
     /// The writes a listing of intake `i` calls for: stamp, empty, expire
     /// what stayed too long, move (last, so that a move pf has no room for
     /// leaves only the hosts to move).

@@ -234,14 +234,17 @@ impl Polls {
             }
             let Some(ttl) = w.named.ttl else { continue };
             let table = &w.named.table;
-            let mut list: Vec<(Net, i64)> = w
-                .known
-                .iter()
+            // pf's intake knows the hosts a move had no room for: they go
+            // back into the authorized table.
+            let intake = self.intake_of(i).map(|k| &self.watches[k].known);
+            let mut list: Vec<(Net, i64)> = (w.known.iter())
+                .chain(intake.into_iter().flatten())
                 .filter(|(_, since)| policy::age(now, **since) < ttl.0)
                 .map(|(n, since)| (*n, *since))
                 .collect();
             list.retain(|(n, _)| !self.claims.claims(table, n));
             list.sort();
+            list.dedup_by_key(|(n, _)| *n);
             let timed: Vec<(Net, u64)> = list
                 .iter()
                 .map(|(n, since)| (*n, ttl.0.saturating_sub(policy::age(now, *since))))
@@ -273,6 +276,9 @@ impl Polls {
                     w.known = list.iter().copied().collect();
                     w.restored = list.into_iter().collect();
                     w.count = None;
+                    if let Some(k) = self.intake_of(i) {
+                        self.watches[k].emptied();
+                    }
                 }
                 Err(e) => {
                     let msg = format!("{}: putting back authorizations: {e}", w.named.table);
