@@ -82,7 +82,7 @@ impl Object {
         match self {
             Object::Table(Role::Auth) => "authorized hosts".into(),
             Object::Table(Role::Stage(k)) => format!("stage {k}"),
-            Object::Table(Role::Renew) => "renewals".into(),
+            Object::Table(Role::Renew) => "intake (new and renewed authorizations)".into(),
             Object::Table(Role::Allow) => "allow list".into(),
             Object::Meter(k) => format!("meter of knock port {k}"),
             Object::Kept => "connections kept at load".into(),
