@@ -338,7 +338,7 @@ fn revoke_clears_every_dynamic_table_and_refuses_the_allow_list() {
             "stages have no age"
         );
         // The intake first: the daemon's move (add, then delete from the
-        // intake) cannot bring the host back (tests/intake.rs).
+        // intake) cannot bring the host back (tests/pf_model.rs).
         assert_eq!(
             n,
             [
