@@ -147,24 +147,17 @@ fn a_restore_gives_back_only_what_has_time_left_and_says_nothing_of_none() {
 
 #[test]
 fn a_flushed_anchor_gets_back_the_hosts_the_intake_held_for_lack_of_room() {
-    let (cfg, mut m) = pf("");
-    let cx = cx(&cfg);
-    let mut k = Pf::with(&[("ssh", vec![]), ("ssh_renew", vec![])]);
-    assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
-    // No room to move .9 out of the intake: authorized there.
-    k.tables
-        .insert("ssh_renew".into(), vec![entry("198.18.0.9", T - 10)]);
-    k.fail = Some("ssh".into());
-    assert_eq!(poll(&mut m, &cx, &mut k, T + 1).len(), 2);
+    // No room to move .9 (knocked at T + 1) out of the intake.
+    let (cfg, mut m, mut k, _) = super::renewals::unmoved("");
     k.fail = None;
-    // pfctl -a pfknock -F all: .9 goes back, into ssh, with its 50 s.
+    // pfctl -a pfknock -F all: .9 goes back, into ssh, with its 58 s.
     k.tables.clear();
     k.gone = true;
-    poll(&mut m, &cx, &mut k, T + 2);
+    poll(&mut m, &cx(&cfg), &mut k, T + 3);
     assert!(
         k.asked.contains(&Query::Add(vec![(
             table("ssh"),
-            vec![(net("198.18.0.9"), 48)]
+            vec![(net("198.18.0.9"), 58)]
         )])),
         "{:?}",
         k.asked
