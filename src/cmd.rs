@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::catalogue::{Kind, Named, named_tables};
 use crate::config::{Config, Role, Service};
 use crate::error::{Error, Result};
-use crate::name::{ExpireMode, Net, Secs};
+use crate::name::{Af, ExpireMode, Net, Secs};
 use crate::policy::{self, Expired};
 use crate::tables::{Entry, TableRef, Tables};
 
@@ -87,6 +87,20 @@ pub struct Listed {
 }
 
 impl Listed {
+    /// How many entries it holds in each of its nftables sets (one a
+    /// family), as listed.
+    pub fn set_counts(&self) -> [(String, u64); 2] {
+        let table = self.named.table.name.as_str();
+        let v4 = self.entries.iter().filter(|e| e.net.af() == Af::V4).count() as u64;
+        [
+            (crate::names::nft_set_of(table, Af::V4), v4),
+            (
+                crate::names::nft_set_of(table, Af::V6),
+                self.entries.len() as u64 - v4,
+            ),
+        ]
+    }
+
     pub fn rows(&self, now: i64) -> impl Iterator<Item = Row> + '_ {
         self.entries.iter().map(move |e| {
             let mut r = row(&self.named, e, now, self.by_age);

@@ -314,7 +314,10 @@ fn show(path: &Path, service: Option<String>, all: bool, json: bool) -> Result<(
     let listed = cmd::show_tables(&cfg, &mut t, service.as_deref(), all)?;
     let now = now();
     // A set at its size takes no new knock: said, as the daemon
-    // logs it (nftables; pf tables have no size of their own).
+    // logs it (nftables; pf tables have no size of their own). The sets
+    // just listed are counted from their listing, not read again.
+    let counts: Vec<(String, u64)> = listed.iter().flat_map(|l| l.set_counts()).collect();
+    t.counted(&counts);
     if t.table_stats(&cfg.anchor).is_ok() {
         for (set, size) in t.full_sets() {
             say!(

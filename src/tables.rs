@@ -222,6 +222,14 @@ pub trait Tables {
     fn entry(&mut self, t: &TableRef, net: &Net) -> Result<Option<Entry>> {
         Ok(self.entries(t)?.into_iter().find(|e| e.net == *net))
     }
+    /// How many elements these sets (nftables names) hold, as the caller
+    /// has just read them whole: the next `table_stats` takes these
+    /// instead of reading those sets again (a dump of a million costs
+    /// the kernel about as much as the reading it repeats), once. By
+    /// default nothing: pf tables have their counts from one request.
+    fn counted(&mut self, counts: &[(String, u64)]) {
+        let _ = counts;
+    }
     /// Empty the table in one step of the kernel's, each entry it held
     /// told back as it goes (nftables: the kernel's flush of each set,
     /// its deletions echoed). `None` where the backend has no such step
@@ -288,6 +296,9 @@ impl<T: Tables + ?Sized> Tables for Box<T> {
     }
     fn entry(&mut self, t: &TableRef, net: &Net) -> Result<Option<Entry>> {
         (**self).entry(t, net)
+    }
+    fn counted(&mut self, counts: &[(String, u64)]) {
+        (**self).counted(counts)
     }
     fn clear(&mut self, t: &TableRef) -> Result<Option<Cleared>> {
         (**self).clear(t)

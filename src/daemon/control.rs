@@ -74,6 +74,9 @@ impl<T: Tables> Tables for Booked<'_, T> {
     fn entry(&mut self, t: &TableRef, net: &Net) -> Result<Option<Entry>> {
         self.tables.entry(t, net)
     }
+    fn counted(&mut self, counts: &[(String, u64)]) {
+        self.tables.counted(counts)
+    }
     fn clear(&mut self, t: &TableRef) -> Result<Option<crate::tables::Cleared>> {
         self.tables.clear(t)
     }

@@ -2,7 +2,7 @@
 //! netlink, listed with nft(8) where a listing is needed.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -21,6 +21,9 @@ pub struct NftTables {
     full: Vec<(String, u64)>,
     /// Set names and rules per chain at the last `table_stats`.
     seen: Option<(Vec<String>, RuleCounts)>,
+    /// Counts the caller has just read (`Tables::counted`), used once by
+    /// the next `table_stats` instead of a dump of those sets.
+    counted: HashMap<String, u64>,
 }
 
 impl NftTables {
@@ -30,6 +33,7 @@ impl NftTables {
             now: crate::clock::now,
             full: Vec::new(),
             seen: None,
+            counted: HashMap::new(),
         }
     }
 
@@ -342,6 +346,10 @@ impl Tables for NftTables {
     /// it removed (a listing first, then deletes of what it listed, could
     /// miss what came between, or what a dump during a resize skipped).
     /// Not for sets without timeouts (allow lists hold ranges).
+    fn counted(&mut self, counts: &[(String, u64)]) {
+        self.counted = counts.iter().cloned().collect();
+    }
+
     #[cfg(target_os = "linux")]
     fn clear(&mut self, t: &TableRef) -> Result<Option<crate::tables::Cleared>> {
         let sets = self.sets_terse(t)?;
@@ -380,8 +388,12 @@ impl Tables for NftTables {
         };
         self.seen = Some((sets.iter().map(|s| s.name.clone()).collect(), rules));
         let mut counts = Vec::with_capacity(sets.len());
+        let counted = std::mem::take(&mut self.counted);
         for s in &sets {
-            counts.push(self.count_of(s)?);
+            counts.push(match counted.get(&s.name) {
+                Some(n) => *n,
+                None => self.count_of(s)?,
+            });
         }
         self.full = sets
             .iter()
