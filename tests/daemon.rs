@@ -1175,7 +1175,8 @@ fn what_happened_while_the_daemon_was_down_is_logged_as_such() {
         // A clean stop keeps what the daemon knew.
         let kept = r.d.snapshot();
         assert_eq!(kept.len(), 3);
-        // While no daemon runs: one removed by hand, one knock.
+        // While no daemon runs: one removed by hand, one knock, one knock
+        // again (a renewal).
         r.m().now = NOW + 30;
         let table = TableRef::new(
             &AnchorName::new("pfknock").unwrap(),
@@ -1185,11 +1186,12 @@ fn what_happened_while_the_daemon_was_down_is_logged_as_such() {
             .delete(&table, &["198.18.0.11".parse().unwrap()])
             .unwrap();
         r.knock("ssh_renew", "198.18.0.13");
-        // Back 70 s after the knocks: .10 and .12 are overdue.
+        r.knock("ssh_renew", "198.18.0.12");
+        // Back 70 s after the knocks: .10 is overdue, .12 is not.
         r.m().now = NOW + 70;
         let log = Mem::default();
         let (cfg, _) = Config::load(&r.path).unwrap();
-        let _d2 = Daemon::start_with(
+        let mut d2 = Daemon::start_with(
             cfg,
             &r.path,
             PfTables::new(r.k.clone(), l),
@@ -1203,16 +1205,37 @@ fn what_happened_while_the_daemon_was_down_is_logged_as_such() {
         assert_eq!(
             said[1..],
             [
+                "renewed 198.18.0.12 service=ssh table=ssh anchor=pfknock age=40s ttl=1m \
+                 while the daemon was down",
                 "authorized 198.18.0.13 service=ssh table=ssh anchor=pfknock age=40s ttl=1m \
                  while the daemon was down",
                 "removed 198.18.0.11 service=ssh table=ssh anchor=pfknock ttl=1m \
                  while the daemon was down",
                 "expired 198.18.0.10 service=ssh table=ssh anchor=pfknock age=1m10s ttl=1m",
-                "expired 198.18.0.12 service=ssh table=ssh anchor=pfknock age=1m10s ttl=1m",
             ],
             "{}",
             l.os
         );
+        // The renewal and the knock count from their knocks (NOW + 30),
+        // not from the start that moved them.
+        r.m().now = NOW + 90;
+        d2.tick(NOW + 90);
+        assert_eq!(log.take(), Vec::<String>::new(), "{}", l.os);
+        r.m().now = NOW + 91;
+        d2.tick(NOW + 91);
+        assert_eq!(
+            log.take(),
+            [
+                "expired 198.18.0.12 service=ssh table=ssh anchor=pfknock age=1m1s ttl=1m",
+                "expired 198.18.0.13 service=ssh table=ssh anchor=pfknock age=1m1s ttl=1m",
+            ],
+            "{}",
+            l.os
+        );
+        // A knock while no daemon runs, waiting in the intake: found.
+        r.m().now = NOW + 92;
+        r.knock("ssh_renew", "198.18.0.14");
+        drop(d2);
         // Without a record (a crash, a first start), it says it does not know.
         let log = Mem::default();
         let (cfg, _) = Config::load(&r.path).unwrap();
@@ -1222,7 +1245,7 @@ fn what_happened_while_the_daemon_was_down_is_logged_as_such() {
             PfTables::new(r.k.clone(), l),
             r.pfctl.clone(),
             log.clone(),
-            NOW + 71,
+            NOW + 92,
             Some(None),
         )
         .unwrap();

@@ -41,6 +41,12 @@ pub(super) struct Intake {
     overdue: Vec<(Net, i64)>,
     /// New hosts, moved into `T`.
     absent: Vec<(Net, i64)>,
+    /// `T` not listed yet (the first poll after a start): which hosts it
+    /// holds is not known, so all are in `absent`, stamped where the
+    /// service renews (a stamp finds only those `T` holds) and moved
+    /// (a move adds only those it does not); `T`'s first listing, next,
+    /// says what it holds, and each host counts from its knock.
+    blind: bool,
 }
 
 impl Intake {
@@ -76,25 +82,22 @@ impl Polls {
         let renew = svc.is_none_or(|s| s.renew);
         let ttl = self.watches[a].named.ttl.map_or(i64::MAX, |t| t.0 as i64);
         let (auth, intake) = (&self.watches[a], &self.watches[i]);
+        let blind = !auth.listed;
         // A host counts from its knock, which the intake stamped; not from
         // the write (a knock made while no daemon ran keeps its age).
         let (present, rest): (Knocks, Knocks) = (entries.iter())
             .map(|e| (e.net, e.tzero.min(now)))
-            .partition(|(n, _)| auth.known.contains_key(n));
+            .partition(|(n, _)| !blind && auth.known.contains_key(n));
         // An allowed host never expires: it is moved.
         let (overdue, absent): (Knocks, Knocks) = rest.into_iter().partition(|(n, since)| {
             policy::age(now, *since) as i64 > ttl && !svc.is_some_and(|s| s.allows(n))
         });
         let nets = |v: &[(Net, i64)]| v.iter().map(|(n, _)| *n).collect::<Vec<Net>>();
-        // A host a failed move left here was stamped already.
-        let stamp: Vec<Net> = (present.iter())
-            .filter(|(n, _)| renew && !intake.known.contains_key(n))
-            .map(|(n, _)| *n)
-            .collect();
         let (t, from) = (auth.named.table.clone(), intake.named.table.clone());
         let mut writes = Vec::new();
-        if !stamp.is_empty() {
-            writes.push(Write::Stamp(t.clone(), stamp));
+        let stamp = if blind { &absent } else { &present };
+        if renew && !stamp.is_empty() {
+            writes.push(Write::Stamp(t.clone(), nets(stamp)));
         }
         for v in [&present, &overdue] {
             if !v.is_empty() {
@@ -110,6 +113,7 @@ impl Polls {
             renew,
             overdue,
             absent,
+            blind,
         };
         Some((writes, plan))
     }
@@ -126,17 +130,21 @@ impl Polls {
         now: i64,
         out: &mut Vec<Action>,
     ) -> Result<(), String> {
-        // Hosts a start or a failed move already said.
-        let said = std::mem::take(&mut self.watches[i].known);
-        let fresh: Vec<(Net, i64)> = (p.present.iter())
-            .filter(|(n, _)| p.renew && !said.contains_key(n))
-            .copied()
-            .collect();
-        let stamped = if fresh.is_empty() { 0 } else { next()? };
+        // Hosts a start or a failed move already said (the intake keeps
+        // them until it is emptied).
+        let said = self.watches[i].known.clone();
+        let stamp = match (p.renew, p.blind) {
+            (false, _) => &[][..],
+            (true, false) => &p.present[..],
+            (true, true) => &p.absent[..],
+        };
+        let stamped = if stamp.is_empty() { 0 } else { next()? };
         if !p.present.is_empty() {
             next()?;
         }
-        self.renewed(p.auth, &fresh, stamped, &said, now, out);
+        if !p.blind {
+            self.renewed(p.auth, stamp, stamped, &said, now, out);
+        }
         if !p.overdue.is_empty() {
             next()?;
             self.stayed(p.auth, &p.overdue, &said, now, out);
@@ -152,7 +160,11 @@ impl Polls {
                 }
             }
         };
-        self.moved(p.auth, &p.absent, moved, &said, now, out);
+        if p.blind {
+            self.unseen(p.auth, &p.absent, now);
+        } else {
+            self.moved(p.auth, &p.absent, moved, &said, now, out);
+        }
         self.watches[i].emptied();
         Ok(())
     }
@@ -216,6 +228,19 @@ impl Polls {
             let due = since + ttl.0 as i64 + 1;
             w.next_due = Some(w.next_due.map_or(due, |d| d.min(due)));
         }
+    }
+
+    /// Hosts stamped and moved into the authorized table of watch `a`
+    /// before it was ever listed: its first listing, next, says what it
+    /// holds; each host counts from its knock (`restored`), though pf
+    /// stamped it at the write. Nothing is said: what a start finds, the
+    /// start says (`Machine::reconcile`).
+    fn unseen(&mut self, a: usize, hosts: &[(Net, i64)], now: i64) {
+        let w = &mut self.watches[a];
+        for (n, since) in hosts.iter().filter(|(_, s)| *s < now) {
+            w.restored.insert(*n, *since);
+        }
+        w.force = true;
     }
 
     /// A move failed (pf's pool of table entries full): its hosts stay in
