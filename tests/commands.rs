@@ -458,6 +458,26 @@ fn the_intake_is_shown_expired_and_flushed_as_authorizations() {
             "{}",
             l.os
         );
+        // Revoke of a knock still in the intake: said with its age and
+        // ttl, and gone from every table.
+        m(&mut k).overload("pfknock", "ssh_renew", ip("192.0.2.4"));
+        let mut d = pfknock::verbs::Done::default();
+        let four = net("192.0.2.4");
+        pfknock::verbs::revoke(&c, &mut k, four, Some("ssh"), NOW + 96, "root", &mut d).unwrap();
+        assert_eq!(
+            d.audit,
+            ["revoked 192.0.2.4 service=ssh table=ssh_renew anchor=pfknock age=5s ttl=1m by root"],
+            "{}",
+            l.os
+        );
+        assert_eq!(
+            d.stderr,
+            ["<ssh_renew> in anchor pfknock: 1/1 addresses deleted."],
+            "{}",
+            l.os
+        );
+        assert!(m(&mut k).dump("pfknock", "ssh_renew").unwrap().is_empty());
+        assert!(m(&mut k).dump("pfknock", "ssh").unwrap().is_empty());
     }
 }
 
