@@ -17,7 +17,11 @@
 //!    listing of the ten and the writes for them; a renewal lists the
 //!    renewal table only, a new knock still the whole authorized table).
 //!
-//!     cargo bench --bench daemon [due | renew | events]
+//! 6. a pf start at 100k and 1M, without a record and with one: requests
+//!    and time from the load to the end of the first poll (the floor: one
+//!    listing of the authorized table).
+//!
+//!     cargo bench --bench daemon [due | renew | idle | start | events]
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
@@ -98,18 +102,22 @@ fn daemon(conf: &str) -> (Daemon<PfTables<Kernel>, Pfctl, Count>, Kernel) {
         Model::new(&pfknock_pf_model::FREEBSD_14, NOW)
     }))));
     k.0.borrow_mut().maxcount = 2_000_000;
-    let mut t = PfTables::new(k.clone(), &freebsd::LAYOUT);
-    t.pf.set_maxcount(2_000_000);
     let d = Daemon::start(
         cfg,
         Path::new("bench.toml"),
-        t,
+        tables(&k),
         Pfctl(k.clone()),
         Count(0),
         NOW,
     )
     .unwrap();
     (d, k)
+}
+
+fn tables(k: &Kernel) -> PfTables<Kernel> {
+    let mut t = PfTables::new(k.clone(), &freebsd::LAYOUT);
+    t.pf.set_maxcount(2_000_000);
+    t
 }
 
 fn poll_cost() {
@@ -182,6 +190,76 @@ fn due_polls(n: u32) {
 /// way pf puts them in the intake (`ssh_renew`), as the anchor says, and
 /// the daemon stamps the first anew and moves the others. Requests per
 /// poll (the floor: a listing of the ten, and the writes for them).
+/// A daemon started again over kernel `k` (its anchor loaded), with or
+/// without the record the last one kept: requests and time until the end
+/// of its first poll.
+fn pf_start(n: u32) {
+    let conf = "[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1d\"\n";
+    let (d, k) = daemon(conf);
+    paused(|| {
+        let mut m = k.0.borrow_mut();
+        m.table_entries_limit = 2_000_000;
+        m.fill("pfknock", "ssh", (0..n).map(host), |i| {
+            NOW - (i % 3600) as i64
+        });
+        m.now = NOW + 10;
+    });
+    drop(d);
+    // The floor: one listing of the authorized table.
+    let t = pfknock::tables::TableRef::new(
+        &AnchorName::new("pfknock").unwrap(),
+        &pfknock::name::TableName::new("ssh").unwrap(),
+    );
+    let before = k.0.borrow().count(abi::N_GETASTATS);
+    let start = Instant::now();
+    let listed = pfknock::tables::Tables::entries(&mut tables(&k), &t)
+        .unwrap()
+        .len();
+    let floor = start.elapsed();
+    println!(
+        "start, {n} authorized: the floor, one listing of {listed}: {} GETASTATS, {:.0} ms",
+        k.0.borrow().count(abi::N_GETASTATS) - before,
+        floor.as_secs_f64() * 1e3
+    );
+    let (cfg, _) = Config::parse(conf, Path::new("bench.toml")).unwrap();
+    for record in [false, true] {
+        let kept = record.then(|| {
+            let mut d = Daemon::start(
+                cfg.clone(),
+                Path::new("bench.toml"),
+                tables(&k),
+                Pfctl(k.clone()),
+                Count(0),
+                NOW + 10,
+            )
+            .unwrap();
+            d.tick(NOW + 10);
+            d.snapshot()
+        });
+        let before = k.0.borrow().count(abi::N_GETASTATS);
+        let start = Instant::now();
+        let d = Daemon::start_with(
+            cfg.clone(),
+            Path::new("bench.toml"),
+            tables(&k),
+            Pfctl(k.clone()),
+            Count(0),
+            NOW + 10,
+            Some(kept),
+        )
+        .unwrap();
+        let el = start.elapsed();
+        println!(
+            "start, {n} authorized, {} record: {} GETASTATS, {:.0} ms (the model's own \
+             work included), {} lines",
+            if record { "with a" } else { "no" },
+            k.0.borrow().count(abi::N_GETASTATS) - before,
+            el.as_secs_f64() * 1e3,
+            d.log.0
+        );
+    }
+}
+
 fn knock_polls(n: u32, renew: bool) {
     let (mut d, k) = daemon("[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1d\"\n");
     paused(|| {
@@ -479,6 +557,11 @@ fn main() {
         }
         return;
     }
+    if only.as_deref() == Some("start") {
+        pf_start(100_000);
+        pf_start(1_000_000);
+        return;
+    }
     if only.as_deref() == Some("idle") {
         idle_traffic_polls(100_000);
         idle_traffic_polls(1_000_000);
@@ -494,6 +577,8 @@ fn main() {
         }
         idle_traffic_polls(100_000);
         idle_traffic_polls(1_000_000);
+        pf_start(100_000);
+        pf_start(1_000_000);
         churn();
     }
     for v6 in [false, true] {

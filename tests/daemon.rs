@@ -1258,6 +1258,69 @@ fn what_happened_while_the_daemon_was_down_is_logged_as_such() {
     }
 }
 
+/// A knock waits in the intake while no daemon runs, and the host is
+/// then allowed by hand (`pfknock allow`, into `<ssh>`). Back after the
+/// knock's ttl but not the allow's: the host is authorized from the allow,
+/// said once, not expired from its old knock, and expires a ttl after the
+/// allow, from both tables.
+#[test]
+fn a_stale_knock_of_a_host_allowed_while_down_does_not_expire_it() {
+    use pfknock::tables::{TableRef, Tables};
+    for l in OSES {
+        let mut r = rig(l, "stale", SSH);
+        r.at(NOW);
+        let kept = r.d.snapshot();
+        r.knock("ssh_renew", "198.18.0.20");
+        r.m().now = NOW + 50;
+        let table = TableRef::new(
+            &AnchorName::new("pfknock").unwrap(),
+            &pfknock::name::TableName::new("ssh").unwrap(),
+        );
+        let host = "198.18.0.20".parse().unwrap();
+        assert_eq!(
+            PfTables::new(r.k.clone(), l).add(&table, &[host]).unwrap(),
+            1
+        );
+        r.m().now = NOW + 70;
+        let log = Mem::default();
+        let (cfg, _) = Config::load(&r.path).unwrap();
+        let mut d2 = Daemon::start_with(
+            cfg,
+            &r.path,
+            PfTables::new(r.k.clone(), l),
+            r.pfctl.clone(),
+            log.clone(),
+            NOW + 70,
+            Some(Some(kept)),
+        )
+        .unwrap();
+        assert_eq!(
+            log.take()[1..],
+            [
+                "authorized 198.18.0.20 service=ssh table=ssh anchor=pfknock age=20s ttl=1m \
+              while the daemon was down"
+            ],
+            "{}",
+            l.os
+        );
+        assert_eq!(r.hosts("ssh").len(), 1, "{}: <ssh> lets it in", l.os);
+        assert_eq!(r.hosts("ssh_renew"), [], "{}: the intake is emptied", l.os);
+        r.m().now = NOW + 110;
+        d2.tick(NOW + 110);
+        assert_eq!(log.take(), Vec::<String>::new(), "{}", l.os);
+        r.m().now = NOW + 111;
+        d2.tick(NOW + 111);
+        assert_eq!(
+            log.take(),
+            ["expired 198.18.0.20 service=ssh table=ssh anchor=pfknock age=1m1s ttl=1m"],
+            "{}",
+            l.os
+        );
+        assert_eq!(r.hosts("ssh"), [], "{}", l.os);
+        assert_eq!(r.hosts("ssh_renew"), [], "{}", l.os);
+    }
+}
+
 /// pf keeps one pool of entries for every table of every anchor (`set
 /// limit table-entries`), and at its limit a knock's insert fails without
 /// a word. The daemon reads the limit and the entries of all anchors

@@ -100,16 +100,16 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let acts = if prev.is_none() && !self.machine.polls() {
             super::machine::Machine::no_record(self.machine.booked())
         } else {
-            let cur = self.present();
+            let cur = self.present(now);
             self.machine.reconcile(prev, &cur, now)
         };
         self.carry_out(acts, super::events::ms(now));
     }
 
     /// What the kernel holds now: the sets as the events mode read them,
-    /// or (polling) a listing of each authorized table and intake,
-    /// without expiring (`Machine::at_start`).
-    fn present(&mut self) -> Known {
+    /// or (polling) a listing of each authorized table and intake at
+    /// `now` (seconds), without expiring (`Machine::at_start`).
+    fn present(&mut self, now: i64) -> Known {
         if !self.machine.polls() {
             return self.snapshot();
         }
@@ -117,7 +117,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             .filter_map(|t| Some((t.clone(), self.tables.entries(&t).ok()?)))
             .collect();
         let cx = super::events::cx!(self);
-        self.machine.at_start(&cx, listed)
+        self.machine.at_start(&cx, listed, now)
     }
 }
 

@@ -138,8 +138,10 @@ impl Machine {
     /// both knocked again then (a renewal, where the service renews).
     /// Either counts from that knock. The intake's hosts are marked as
     /// said, so that the first poll, which moves them, does not say them
-    /// again.
-    pub fn at_start(&mut self, cx: &Ctx, listed: Vec<(TableRef, Vec<Entry>)>) -> Known {
+    /// again. Each authorized table is known as listed at `now` (seconds,
+    /// `Watch::primed`): the first poll sorts its intake by it, and lists
+    /// it again only if it changed since.
+    pub fn at_start(&mut self, cx: &Ctx, listed: Vec<(TableRef, Vec<Entry>)>, now: i64) -> Known {
         let mut k = Known::new();
         let mut intakes = Vec::new();
         for (t, entries) in listed {
@@ -152,10 +154,9 @@ impl Machine {
                 intakes.push(i);
                 continue;
             }
-            let t = t.to_string();
-            for e in entries {
-                k.insert_at(&t, e.net, e.tzero);
-            }
+            w.primed(&entries, now);
+            // The same hosts, since the same time stamps.
+            k.0.insert(t.to_string(), w.known.clone());
         }
         for i in intakes {
             let w = &self.polls.watches[i];

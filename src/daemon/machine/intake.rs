@@ -41,7 +41,8 @@ pub(super) struct Intake {
     overdue: Vec<(Net, i64)>,
     /// New hosts, moved into `T`.
     absent: Vec<(Net, i64)>,
-    /// `T` not listed yet (the first poll after a start): which hosts it
+    /// `T` not listed yet (a first poll after a start that could not list
+    /// it: `Machine::at_start` makes it known otherwise): which hosts it
     /// holds is not known, so all are in `absent`, stamped where the
     /// service renews (a stamp finds only those `T` holds) and moved
     /// (a move adds only those it does not); `T`'s first listing, next,
@@ -187,8 +188,11 @@ impl Polls {
             say(w, "renewed", n, said, out);
             w.idle.forget(n);
             w.restored.remove(n);
+            // From the knock, or from the table's own stamp where that is
+            // later (a host allowed after it knocked, while no daemon ran).
+            let since = w.known.get(n).map_or(*since, |k| (*k).max(*since));
             if stamped == hosts.len() {
-                know(w, *n, *since, now);
+                know(w, *n, since, now);
             }
         }
         if stamped < hosts.len() {

@@ -13,7 +13,7 @@ use crate::config::{Config, Role};
 use crate::daemon::lines::line;
 use crate::name::{AnchorName, ExpireMode, Net};
 use crate::policy::IdleTracker;
-use crate::tables::{Pool, TableRef};
+use crate::tables::{Entry, Pool, TableRef};
 
 /// How often pf's pools are looked at while they have room (seconds);
 /// while one is full, every poll.
@@ -82,6 +82,25 @@ impl Watch {
             Kind::Service(r) => Some(r),
             Kind::Hold | Kind::Close | Kind::Expire => None,
         }
+    }
+
+    /// A start listed the table at `now` (`Machine::at_start`): it is
+    /// known as a listing knows it, so that the first poll sorts the
+    /// intake's hosts by what the table holds (one there knocked again,
+    /// one not there is new), and lists the table again only if its count
+    /// moved or an entry is due. An idle-expiry table is listed all the
+    /// same, for the packet counters its expiry starts from.
+    pub(super) fn primed(&mut self, entries: &[Entry], now: i64) {
+        self.known = entries.iter().map(|e| (e.net, e.tzero)).collect();
+        self.restored.clear();
+        self.count = Some(self.known.len() as u64);
+        self.listed = true;
+        self.listed_at = now;
+        self.force = self.named.mode == ExpireMode::Idle;
+        // `policy::decide`: due once older than the ttl (an allowed host
+        // too: the sweep that finds it due keeps it).
+        self.next_due =
+            (self.named.ttl).and_then(|t| Some(self.known.values().min()? + t.0 as i64 + 1));
     }
 
     /// The daemon emptied the table: known to hold nothing.
