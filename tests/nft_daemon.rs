@@ -669,7 +669,19 @@ fn an_overrun_read_beside_the_loop_says_the_same_once_the_reading_is_done() {
             .any(|x| x.starts_with("status: reading the sets for ")),
         "{l:?}"
     );
+    // The count is what is known before the reading: said as such.
+    assert!(
+        l.iter().any(|x| x.starts_with("status <ssh>")
+            && x.contains(" entries so far (reading the sets), next expiry")),
+        "{l:?}"
+    );
     r.d.read_done();
+    r.d.status(T0 / 1000 + 1);
+    let l = r.log.take_where(|l| l.starts_with("status"));
+    assert!(
+        l.iter().all(|x| !x.contains("reading")) && l.iter().any(|x| x.starts_with("status <ssh>")),
+        "{l:?}"
+    );
     assert!(r.d.reading().is_none());
     let late = "(learned late: the kernel dropped notifications)";
     assert_eq!(

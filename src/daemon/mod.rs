@@ -306,7 +306,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// SIGINFO: one line per watched table.
     pub fn status(&mut self, now: i64) {
         let cx = events::cx!(self);
-        let acts = self.machine.status(&cx, now);
+        let acts = self.machine.status(&cx, now, self.reading.is_some());
         self.carry_out(acts, events::ms(now));
         self.reading_status();
     }

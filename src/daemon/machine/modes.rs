@@ -117,8 +117,9 @@ impl Machine {
 
     /// SIGINFO (`now` in seconds): one line per table swept, with its
     /// entries, its next expiry and the sets of it that are full; one per
-    /// pf pool at its limit.
-    pub fn status(&self, cx: &Ctx, now: i64) -> Vec<Action> {
+    /// pf pool at its limit. While the sets are being read (`reading`),
+    /// the entries are those known so far, and the line says so.
+    pub fn status(&self, cx: &Ctx, now: i64, reading: bool) -> Vec<Action> {
         let mut out = Vec::new();
         for w in self.polls.watches.iter().filter(|w| w.swept()) {
             let name = w.named.table.name.as_str();
@@ -150,8 +151,13 @@ impl Machine {
             let due = due.map_or("none".to_owned(), |d| {
                 format!("in {}", Secs(policy::age(d, now)))
             });
+            let so_far = if reading {
+                " so far (reading the sets)"
+            } else {
+                ""
+            };
             let line = format!(
-                "status {}: {n} entries, next expiry {due}{full}",
+                "status {}: {n} entries{so_far}, next expiry {due}{full}",
                 w.named.table
             );
             out.push(Action::Log(Level::Info, line));

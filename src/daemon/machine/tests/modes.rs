@@ -257,7 +257,7 @@ fn sigusr2_says_each_tables_entries_next_expiry_and_its_own_full_sets() {
     let mut m = Machine::polling(&cfg, true);
     let mut k = Pf::with(&[("ssh", vec![entry("198.18.0.1", T - 10)]), ("web", vec![])]);
     assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
-    let status = |m: &Machine| m.status(&cx, T);
+    let status = |m: &Machine| m.status(&cx, T, false);
     assert_eq!(
         status(&m),
         [

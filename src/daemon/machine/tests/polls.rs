@@ -440,7 +440,7 @@ fn a_full_pool_is_said_when_it_fills_and_when_it_has_room() {
     assert_eq!(poll(&mut m, &cx, &mut k, T + 11), vec![]);
     assert!(matches!(k.asked[0], Query::Stats { pools: true, .. }));
     assert_eq!(
-        m.status(&cx, T + 11).last(),
+        m.status(&cx, T + 11, false).last(),
         Some(&info("status: pf's src-nodes limit reached (3 of 3)"))
     );
     k.pools = vec![pool(2)];
@@ -518,11 +518,11 @@ fn a_full_set_is_said_when_it_fills_and_when_it_has_room() {
     assert_eq!(poll(&mut m, &cx, &mut k, T + 1), [full]);
     assert_eq!(poll(&mut m, &cx, &mut k, T + 2), vec![], "once");
     assert!(
-        m.status(&cx, T + 2)
+        m.status(&cx, T + 2, false)
             .iter()
             .any(|a| matches!(a, Action::Log(_, l) if l.ends_with(", set ssh_4 full"))),
         "{:?}",
-        m.status(&cx, T + 2)
+        m.status(&cx, T + 2, false)
     );
     k.full = vec![("ssh_6".into(), 65536)];
     assert_eq!(
