@@ -21,7 +21,11 @@
 //!    and time from the load to the end of the first poll (the floor: one
 //!    listing of the authorized table).
 //!
-//!     cargo bench --bench daemon [due | renew | idle | start | events]
+//! 7. a pf restore at 100k and 1M (the anchor flushed, `pfctl -F all`):
+//!    requests and time of the poll that restores it and the next (the
+//!    floor: one add of the hosts to a new table).
+//!
+//!     cargo bench --bench daemon [due | renew | idle | start | restore | events]
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
@@ -258,6 +262,65 @@ fn pf_start(n: u32) {
             d.log.0
         );
     }
+}
+
+/// The anchor flushed under `n` authorizations, and restored.
+fn pf_restore(n: u32) {
+    let conf = "[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1d\"\n";
+    let (mut d, k) = daemon(conf);
+    paused(|| {
+        let mut m = k.0.borrow_mut();
+        m.table_entries_limit = 4_000_000;
+        m.fill("pfknock", "ssh", (0..n).map(host), |i| {
+            NOW - (i % 3600) as i64
+        });
+        m.now = NOW + 1;
+    });
+    d.tick(NOW + 1);
+    // The floor: one add of the hosts to a new table.
+    paused(|| k.0.borrow_mut().define("floor", "t", false));
+    let t = pfknock::tables::TableRef::new(
+        &AnchorName::new("floor").unwrap(),
+        &pfknock::name::TableName::new("t").unwrap(),
+    );
+    let hosts: Vec<pfknock::name::Net> =
+        (0..n).map(|i| pfknock::name::Net::host(host(i))).collect();
+    let count = |k: &Kernel| {
+        let m = k.0.borrow();
+        [abi::N_ADDADDRS, abi::N_GETASTATS].map(|r| m.count(r))
+    };
+    let before = count(&k);
+    let start = Instant::now();
+    let added = pfknock::tables::Tables::add(&mut tables(&k), &t, &hosts).unwrap();
+    let floor = start.elapsed();
+    let after = count(&k);
+    println!(
+        "restore, {n} authorized: the floor, one add of {added}: {} ADDADDRS, {:.0} ms",
+        after[0] - before[0],
+        floor.as_secs_f64() * 1e3
+    );
+    paused(|| k.0.borrow_mut().flush_anchor("pfknock"));
+    let lines = d.log.0;
+    let before = count(&k);
+    let start = Instant::now();
+    d.tick(NOW + 2);
+    let el = start.elapsed();
+    let mid = count(&k);
+    let start = Instant::now();
+    d.tick(NOW + 3);
+    let next = start.elapsed();
+    let after = count(&k);
+    println!(
+        "restore, {n} authorized: {} ADDADDRS, {} GETASTATS, {:.0} ms (the model's own work \
+         included), {} lines; the next poll {} GETASTATS, {:.0} ms; {} back",
+        mid[0] - before[0],
+        mid[1] - before[1],
+        el.as_secs_f64() * 1e3,
+        d.log.0 - lines,
+        after[1] - mid[1],
+        next.as_secs_f64() * 1e3,
+        k.0.borrow().dump("pfknock", "ssh").map_or(0, |v| v.len())
+    );
 }
 
 fn knock_polls(n: u32, renew: bool) {
@@ -562,6 +625,11 @@ fn main() {
         pf_start(1_000_000);
         return;
     }
+    if only.as_deref() == Some("restore") {
+        pf_restore(100_000);
+        pf_restore(1_000_000);
+        return;
+    }
     if only.as_deref() == Some("idle") {
         idle_traffic_polls(100_000);
         idle_traffic_polls(1_000_000);
@@ -579,6 +647,8 @@ fn main() {
         idle_traffic_polls(1_000_000);
         pf_start(100_000);
         pf_start(1_000_000);
+        pf_restore(100_000);
+        pf_restore(1_000_000);
         churn();
     }
     for v6 in [false, true] {

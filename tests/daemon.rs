@@ -1126,9 +1126,13 @@ fn a_restored_authorization_keeps_the_time_it_had_left() {
         r.at(NOW);
         r.at(NOW + 30);
         r.m().flush_anchor("pfknock");
+        let listings = r.m().count(abi::N_GETASTATS);
         r.at(NOW + 31);
         assert_eq!(r.hosts("ssh").len(), 1, "{}: put back", l.os);
         r.log.take();
+        // What went back is what <ssh> holds: it is not listed for it.
+        r.at(NOW + 32);
+        assert_eq!(r.m().count(abi::N_GETASTATS), listings, "{}", l.os);
         r.at(NOW + 59);
         assert_eq!(r.hosts("ssh").len(), 1);
         // A fresh ttl would keep it until NOW + 91.

@@ -275,7 +275,16 @@ impl Polls {
                     back += n;
                     w.known = list.iter().copied().collect();
                     w.restored = list.into_iter().collect();
-                    w.count = None;
+                    // All went back: the table holds what is known, and
+                    // is not listed for it (an idle table is, for its
+                    // packet counters). Fewer: someone added some
+                    // meanwhile; its listing says what it holds.
+                    if n == w.known.len() && w.named.mode == ExpireMode::Age {
+                        w.count = Some(n as u64);
+                        w.due_from_known();
+                    } else {
+                        w.count = None;
+                    }
                     if let Some(k) = self.intake_of(i) {
                         self.watches[k].emptied();
                     }

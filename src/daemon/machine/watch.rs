@@ -97,8 +97,13 @@ impl Watch {
         self.listed = true;
         self.listed_at = now;
         self.force = self.named.mode == ExpireMode::Idle;
-        // `policy::decide`: due once older than the ttl (an allowed host
-        // too: the sweep that finds it due keeps it).
+        self.due_from_known();
+    }
+
+    /// The next due by age, from what is known: `policy::decide`, due
+    /// once older than the ttl (an allowed host too: the sweep that finds
+    /// it due keeps it).
+    pub(super) fn due_from_known(&mut self) {
         self.next_due =
             (self.named.ttl).and_then(|t| Some(self.known.values().min()? + t.0 as i64 + 1));
     }
