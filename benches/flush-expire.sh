@@ -1,8 +1,13 @@
 #!/bin/bash
 # `pfknock show` (time and peak memory, text and --json), `pfknock flush`
 # and `pfknock expire` (a tenth of the set due) at large sets, next to
-# their floor: one dump of the set (`nft list set`), and `nft flush set`. Each binary given is timed on the same sets in turn, so
-# two builds compare side by side in one run. SETTLE=0 measures them right
+# their floor: one dump of the set (`nft list set`), `nft flush set`,
+# and `nft flush set` with a listener of the table's events (as a running
+# daemon is): the kernel then builds a notification for each element it
+# removes, as it does for the echo `pfknock flush` asks for its audit
+# lines (`nft -e` asks for none on a flush). Each binary given is timed
+# on the same sets in turn, so two builds compare side by side in one
+# run. SETTLE=0 measures them right
 # after the set was filled instead (default: 5 s later).
 #
 # Root only; needs iproute2, nft and python3. Nothing leaves the
@@ -61,6 +66,17 @@ PY
 	sleep "${SETTLE:-5}"
 }
 
+# `nft flush set` with a listener in the table's events group
+# (NFNLGRP_NFTABLES): its time, and what the listener heard in $tmp/heard.
+heard() {
+	rm -f "$tmp/ready"
+	run python3 benches/common/listen.py "$tmp/ready" >"$tmp/heard" 2>&1 &
+	local l=$!
+	for _ in $(seq 100); do [ -e "$tmp/ready" ] && break; sleep 0.1; done
+	ms run nft flush set inet pfknock ssh_4
+	wait "$l"
+}
+
 printf '%-9s %-28s %-10s %-10s\n' entries binary "flush" "expire"
 for n in $SIZES; do
 	fill "$n"
@@ -68,6 +84,8 @@ for n in $SIZES; do
 		"$(ms run nft list set inet pfknock ssh_4) ms" "-"
 	fill "$n"
 	printf '%-9s %-28s %-10s\n' "$n" "nft flush set" "$(ms run nft flush set inet pfknock ssh_4) ms"
+	fill "$n"
+	printf '%-9s %-28s %-10s %s\n' "$n" "nft flush set, heard" "$(heard) ms" "$(cat "$tmp/heard")"
 	fill "$n"
 	for b in "${BINS[@]}"; do
 		for f in "" --json; do
