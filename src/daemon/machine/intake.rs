@@ -64,6 +64,38 @@ impl Polls {
         self.of_service(i, |r| r == Role::Renew).first().copied()
     }
 
+    /// SIGINFO (`now` in seconds): a line for each intake that holds
+    /// hosts a move had no room for (authorized there, not in `T`), with
+    /// when the first of them expires.
+    pub(super) fn waiting(&self, now: i64) -> Vec<Action> {
+        let mut out = Vec::new();
+        for (i, w) in self.watches.iter().enumerate() {
+            if w.role() != Some(Role::Renew) || w.known.is_empty() {
+                continue;
+            }
+            let Some(a) = self.of_service(i, |r| r == Role::Auth).first().copied() else {
+                continue;
+            };
+            let auth = &self.watches[a].named;
+            let due = (auth.ttl)
+                .and_then(|t| Some(w.known.values().min()? + t.0 as i64 + 1))
+                .map_or("none".to_owned(), |d| {
+                    format!("in {}", Secs(policy::age(d, now)))
+                });
+            out.push(Action::Log(
+                Level::Info,
+                format!(
+                    "status {}: {} entries authorized there, waiting for room in <{}>, \
+                     next expiry {due}",
+                    w.named.table,
+                    w.known.len(),
+                    auth.table.name.as_str()
+                ),
+            ));
+        }
+        out
+    }
+
     /// The writes a listing of intake `i` calls for: stamp, empty, expire
     /// what stayed too long, move (last, so that a move pf has no room for
     /// leaves only the hosts to move).

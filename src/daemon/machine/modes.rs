@@ -162,6 +162,9 @@ impl Machine {
             );
             out.push(Action::Log(Level::Info, line));
         }
+        if !self.events {
+            out.extend(self.polls.waiting(now));
+        }
         for (pool, (used, limit)) in &self.polls.pools.full {
             out.push(Action::Log(
                 Level::Info,

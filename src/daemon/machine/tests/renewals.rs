@@ -233,6 +233,17 @@ fn a_move_pf_has_no_room_for_leaves_the_host_authorized_in_the_intake_until_its_
         ]
     );
     assert_eq!(k.tables["ssh_renew"].len(), 1, "still authorized there");
+    // SIGINFO counts it where it is.
+    assert_eq!(
+        m.status(&cx, T + 2, false),
+        [
+            info("status <ssh> in anchor pfknock: 0 entries, next expiry none"),
+            info(
+                "status <ssh_renew> in anchor pfknock: 1 entries authorized there, waiting \
+                 for room in <ssh>, next expiry in 1m"
+            ),
+        ]
+    );
     // Tried again at each poll, said once.
     let out = poll(&mut m, &cx, &mut k, T + 3);
     assert!(out.iter().all(|a| matches!(a, Action::Fail(..))), "{out:?}");
