@@ -189,25 +189,27 @@ fn due_polls(n: u32) {
     );
 }
 
-/// pf knocks at `n` authorizations: every second for a minute, ten
-/// authorized hosts knock again (`renew`), or ten new hosts knock; either
-/// way pf puts them in the intake (`ssh_renew`), as the anchor says, and
-/// the daemon stamps the first anew and moves the others. Requests per
-/// poll (the floor: a listing of the ten, and the writes for them).
-/// A daemon started again over kernel `k` (its anchor loaded), with or
-/// without the record the last one kept: requests and time until the end
-/// of its first poll.
-fn pf_start(n: u32) {
-    let conf = "[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1d\"\n";
-    let (d, k) = daemon(conf);
+/// `n` authorizations in `<ssh>`, their time stamps spread over the hour
+/// before `NOW`; the model's clock at `now`. Room for twice as many in
+/// pf's pool (a restore adds them again before the old are gone).
+fn held(k: &Kernel, n: u32, now: i64) {
     paused(|| {
         let mut m = k.0.borrow_mut();
-        m.table_entries_limit = 2_000_000;
+        m.table_entries_limit = 4_000_000;
         m.fill("pfknock", "ssh", (0..n).map(host), |i| {
             NOW - (i % 3600) as i64
         });
-        m.now = NOW + 10;
+        m.now = now;
     });
+}
+
+/// A pf daemon started again over `n` authorizations (its anchor
+/// loaded), with or without the record the last one kept: requests and
+/// time until the end of its first poll, beside one listing of the table.
+fn pf_start(n: u32) {
+    let conf = "[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1d\"\n";
+    let (d, k) = daemon(conf);
+    held(&k, n, NOW + 10);
     drop(d);
     // The floor: one listing of the authorized table.
     let t = pfknock::tables::TableRef::new(
@@ -226,32 +228,24 @@ fn pf_start(n: u32) {
         floor.as_secs_f64() * 1e3
     );
     let (cfg, _) = Config::parse(conf, Path::new("bench.toml")).unwrap();
-    for record in [false, true] {
-        let kept = record.then(|| {
-            let mut d = Daemon::start(
-                cfg.clone(),
-                Path::new("bench.toml"),
-                tables(&k),
-                Pfctl(k.clone()),
-                Count(0),
-                NOW + 10,
-            )
-            .unwrap();
-            d.tick(NOW + 10);
-            d.snapshot()
-        });
-        let before = k.0.borrow().count(abi::N_GETASTATS);
-        let start = Instant::now();
-        let d = Daemon::start_with(
+    let start_with = |record| {
+        Daemon::start_with(
             cfg.clone(),
             Path::new("bench.toml"),
             tables(&k),
             Pfctl(k.clone()),
             Count(0),
             NOW + 10,
-            Some(kept),
+            record,
         )
-        .unwrap();
+        .unwrap()
+    };
+    for record in [false, true] {
+        // What a daemon that ran before kept.
+        let kept = record.then(|| start_with(None).snapshot());
+        let before = k.0.borrow().count(abi::N_GETASTATS);
+        let start = Instant::now();
+        let d = start_with(Some(kept));
         let el = start.elapsed();
         println!(
             "start, {n} authorized, {} record: {} GETASTATS, {:.0} ms (the model's own \
@@ -268,14 +262,7 @@ fn pf_start(n: u32) {
 fn pf_restore(n: u32) {
     let conf = "[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1d\"\n";
     let (mut d, k) = daemon(conf);
-    paused(|| {
-        let mut m = k.0.borrow_mut();
-        m.table_entries_limit = 4_000_000;
-        m.fill("pfknock", "ssh", (0..n).map(host), |i| {
-            NOW - (i % 3600) as i64
-        });
-        m.now = NOW + 1;
-    });
+    held(&k, n, NOW + 1);
     d.tick(NOW + 1);
     // The floor: one add of the hosts to a new table.
     paused(|| k.0.borrow_mut().define("floor", "t", false));
@@ -323,6 +310,11 @@ fn pf_restore(n: u32) {
     );
 }
 
+/// pf knocks at `n` authorizations: every second for a minute, ten
+/// authorized hosts knock again (`renew`), or ten new hosts knock; either
+/// way pf puts them in the intake (`ssh_renew`), as the anchor says, and
+/// the daemon stamps the first anew and moves the others. Requests per
+/// poll (the floor: a listing of the ten, and the writes for them).
 fn knock_polls(n: u32, renew: bool) {
     let (mut d, k) = daemon("[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1d\"\n");
     paused(|| {

@@ -193,6 +193,28 @@ impl Rig {
         );
         self.m().overload("pfknock", table, a.parse().unwrap());
     }
+    /// Another daemon over the same kernel and config, started at `now`
+    /// with the record `kept` (`None`: as `Daemon::start`), and its log.
+    fn again(
+        &self,
+        l: &'static Layout,
+        now: i64,
+        kept: Option<Option<pfknock::daemon::state::Known>>,
+    ) -> (Daemon<PfTables<Kernel>, FakePfctl, Mem>, Mem) {
+        let log = Mem::default();
+        let (cfg, _) = Config::load(&self.path).unwrap();
+        let d = Daemon::start_with(
+            cfg,
+            &self.path,
+            PfTables::new(self.k.clone(), l),
+            self.pfctl.clone(),
+            log.clone(),
+            now,
+            kept,
+        )
+        .unwrap();
+        (d, log)
+    }
     fn at(&mut self, t: i64) {
         self.m().now = t;
         self.d.tick(t);
@@ -910,17 +932,7 @@ fn a_daemon_back_after_an_outage_expires_the_overdue_at_once() {
             (1, 1),
             "nothing expires or moves without the daemon"
         );
-        let log = Mem::default();
-        let (cfg, _) = Config::load(&r.path).unwrap();
-        let _d2 = Daemon::start(
-            cfg,
-            &r.path,
-            PfTables::new(r.k.clone(), l),
-            r.pfctl.clone(),
-            log.clone(),
-            NOW + 600,
-        )
-        .unwrap();
+        let (_d2, log) = r.again(l, NOW + 600, None);
         let hosts: Vec<String> = r.hosts("ssh").into_iter().map(|(a, _)| a).collect();
         assert_eq!(
             hosts,
@@ -1193,18 +1205,7 @@ fn what_happened_while_the_daemon_was_down_is_logged_as_such() {
         r.knock("ssh_renew", "198.18.0.12");
         // Back 70 s after the knocks: .10 is overdue, .12 is not.
         r.m().now = NOW + 70;
-        let log = Mem::default();
-        let (cfg, _) = Config::load(&r.path).unwrap();
-        let mut d2 = Daemon::start_with(
-            cfg,
-            &r.path,
-            PfTables::new(r.k.clone(), l),
-            r.pfctl.clone(),
-            log.clone(),
-            NOW + 70,
-            Some(Some(kept)),
-        )
-        .unwrap();
+        let (mut d2, log) = r.again(l, NOW + 70, Some(Some(kept)));
         let said = log.take();
         assert_eq!(
             said[1..],
@@ -1241,18 +1242,7 @@ fn what_happened_while_the_daemon_was_down_is_logged_as_such() {
         r.knock("ssh_renew", "198.18.0.14");
         drop(d2);
         // Without a record (a crash, a first start), it says it does not know.
-        let log = Mem::default();
-        let (cfg, _) = Config::load(&r.path).unwrap();
-        let _d3 = Daemon::start_with(
-            cfg,
-            &r.path,
-            PfTables::new(r.k.clone(), l),
-            r.pfctl.clone(),
-            log.clone(),
-            NOW + 92,
-            Some(None),
-        )
-        .unwrap();
+        let (_d3, log) = r.again(l, NOW + 92, Some(None));
         let said = log.take();
         assert!(
             said[1].starts_with("no record of the last run")
@@ -1286,18 +1276,7 @@ fn a_stale_knock_of_a_host_allowed_while_down_does_not_expire_it() {
             1
         );
         r.m().now = NOW + 70;
-        let log = Mem::default();
-        let (cfg, _) = Config::load(&r.path).unwrap();
-        let mut d2 = Daemon::start_with(
-            cfg,
-            &r.path,
-            PfTables::new(r.k.clone(), l),
-            r.pfctl.clone(),
-            log.clone(),
-            NOW + 70,
-            Some(Some(kept)),
-        )
-        .unwrap();
+        let (mut d2, log) = r.again(l, NOW + 70, Some(Some(kept)));
         assert_eq!(
             log.take()[1..],
             [
