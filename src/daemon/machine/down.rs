@@ -186,8 +186,12 @@ impl Machine {
             return Self::no_record(cur.len());
         };
         let mut out = Vec::new();
+        // Per table, how many of the hosts kept are still there: when all
+        // are, none left, and the kept are not looked through again.
+        let mut still: HashMap<&str, usize> = HashMap::new();
         for (t, hosts) in cur.tables() {
             let before = prev.hosts(t);
+            let kept = still.entry(t).or_default();
             let mut said: Vec<(Net, i64, &str)> = hosts
                 .iter()
                 .filter_map(|(n, since)| {
@@ -196,8 +200,14 @@ impl Machine {
                         // A new time stamp (pf), or a later start by more
                         // than the rounding of a timer read back
                         // (nftables).
-                        Some(p) if *since > p + 2 => "renewed",
-                        Some(_) => return None,
+                        Some(p) if *since > p + 2 => {
+                            *kept += 1;
+                            "renewed"
+                        }
+                        Some(_) => {
+                            *kept += 1;
+                            return None;
+                        }
                     };
                     Some((*n, *since, verb))
                 })
@@ -209,6 +219,9 @@ impl Machine {
             }
         }
         for (t, hosts) in prev.tables() {
+            if still.get(t) == Some(&hosts.len()) {
+                continue;
+            }
             let after = cur.hosts(t);
             let mut gone: Vec<(Net, i64)> = hosts
                 .iter()
