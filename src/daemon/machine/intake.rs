@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use super::watch::{Polls, Watch};
+use super::watch::{Polls, Watch, first_due};
 use super::{Action, Ctx, Write};
 use crate::config::Role;
 use crate::daemon::lines::Level;
@@ -77,11 +77,9 @@ impl Polls {
                 continue;
             };
             let auth = &self.watches[a].named;
-            let due = (auth.ttl)
-                .and_then(|t| Some(w.known.values().min()? + t.0 as i64 + 1))
-                .map_or("none".to_owned(), |d| {
-                    format!("in {}", Secs(policy::age(d, now)))
-                });
+            let due = first_due(&w.known, auth.ttl).map_or("none".to_owned(), |d| {
+                format!("in {}", Secs(policy::age(d, now)))
+            });
             out.push(Action::Log(
                 Level::Info,
                 format!(

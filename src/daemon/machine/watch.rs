@@ -11,7 +11,7 @@ use super::claims::Claims;
 use crate::catalogue::{Kind, Named, named_tables};
 use crate::config::{Config, Role};
 use crate::daemon::lines::line;
-use crate::name::{AnchorName, ExpireMode, Net};
+use crate::name::{AnchorName, ExpireMode, Net, Secs};
 use crate::policy::IdleTracker;
 use crate::tables::{Entry, Pool, TableRef};
 
@@ -100,12 +100,10 @@ impl Watch {
         self.due_from_known();
     }
 
-    /// The next due by age, from what is known: `policy::decide`, due
-    /// once older than the ttl (an allowed host too: the sweep that finds
-    /// it due keeps it).
+    /// The next due by age, from what is known (an allowed host too: the
+    /// sweep that finds it due keeps it).
     pub(super) fn due_from_known(&mut self) {
-        self.next_due =
-            (self.named.ttl).and_then(|t| Some(self.known.values().min()? + t.0 as i64 + 1));
+        self.next_due = first_due(&self.known, self.named.ttl);
     }
 
     /// The daemon emptied the table: known to hold nothing.
@@ -136,6 +134,12 @@ impl Watch {
         self.restored.clear();
         self.idle = IdleTracker::default();
     }
+}
+
+/// When the first of `hosts` (each with the time it counts from) is due
+/// with `ttl`: `policy::decide`, once older than the ttl.
+pub(super) fn first_due(hosts: &HashMap<Net, i64>, ttl: Option<Secs>) -> Option<i64> {
+    Some(hosts.values().min()? + ttl?.0 as i64 + 1)
 }
 
 /// pf's global pools (`set limit`) as last seen.
