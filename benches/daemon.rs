@@ -25,7 +25,13 @@
 //!    requests and time of the poll that restores it and the next (the
 //!    floor: one add of the hosts to a new table).
 //!
-//!     cargo bench --bench daemon [due | renew | idle | start | restore | events]
+//! 8. pf, a table of 100k and 1M changed by someone else (`pfctl -T add`
+//!    of one host, or `-T delete`) every ten seconds for a minute: the
+//!    requests and time of the polls that follow (pf says only the
+//!    count, so the table is listed whole; the floor shown is that one
+//!    listing).
+//!
+//!     cargo bench --bench daemon [due | renew | idle | start | restore | changed | events]
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
@@ -247,13 +253,20 @@ fn pf_start(n: u32) {
         let start = Instant::now();
         let d = start_with(Some(kept));
         let el = start.elapsed();
+        let lines = d.log.0;
+        // What the daemon holds once started: what its drop gives back.
+        let heap = CUR.load(Relaxed);
+        drop(d);
+        let held = heap.wrapping_sub(CUR.load(Relaxed));
         println!(
             "start, {n} authorized, {} record: {} GETASTATS, {:.0} ms (the model's own \
-             work included), {} lines",
+             work included), {} lines; the daemon holds {:.1} MB, {:.0} bytes each",
             if record { "with a" } else { "no" },
             k.0.borrow().count(abi::N_GETASTATS) - before,
             el.as_secs_f64() * 1e3,
-            d.log.0
+            lines,
+            held as f64 / 1e6,
+            held as f64 / f64::from(n)
         );
     }
 }
@@ -407,6 +420,54 @@ fn idle_traffic_polls(n: u32) {
         (after - before) as f64 / f64::from(polls),
         k.0.borrow().count(abi::N_GETTSTATS),
         el.as_secs_f64() * 1e3 / f64::from(polls)
+    );
+}
+
+/// pf, `<ssh>` of `n` changed by someone else every ten seconds for a
+/// minute, a host added or one deleted by turns: what the polls after a
+/// change cost, beside one listing of the table.
+fn changed_polls(n: u32) {
+    let (mut d, k) = daemon("[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1d\"\n");
+    paused(|| {
+        let mut m = k.0.borrow_mut();
+        m.table_entries_limit = 2_000_000;
+        m.fill("pfknock", "ssh", (0..n).map(host), |_| NOW);
+    });
+    d.tick(NOW + 1);
+    let t = pfknock::tables::TableRef::new(
+        &AnchorName::new("pfknock").unwrap(),
+        &pfknock::name::TableName::new("ssh").unwrap(),
+    );
+    let start = Instant::now();
+    pfknock::tables::Tables::entries(&mut tables(&k), &t).unwrap();
+    let floor = start.elapsed();
+    let before = k.0.borrow().count(abi::N_GETASTATS);
+    let (mut el, mut changes) = (std::time::Duration::ZERO, 0u32);
+    for t in 2..62 {
+        if t % 10 == 0 {
+            changes += 1;
+            paused(|| {
+                let mut m = k.0.borrow_mut();
+                m.now = NOW + t;
+                if changes % 2 == 1 {
+                    m.overload("pfknock", "ssh", host(n + t as u32));
+                } else {
+                    m.remove("pfknock", "ssh", host(t as u32));
+                }
+            });
+        }
+        let start = Instant::now();
+        d.tick(NOW + t);
+        el += start.elapsed();
+    }
+    println!(
+        "poll, {n} authorized, changed by another {changes} times in a minute: {:.1} \
+         GETASTATS and {:.0} ms a change (the model's own work included); the floor, \
+         one listing: 2 GETASTATS, {:.0} ms; {} lines",
+        (k.0.borrow().count(abi::N_GETASTATS) - before) as f64 / f64::from(changes),
+        el.as_secs_f64() * 1e3 / f64::from(changes),
+        floor.as_secs_f64() * 1e3,
+        d.log.0
     );
 }
 
@@ -615,6 +676,11 @@ fn main() {
     if only.as_deref() == Some("start") {
         pf_start(100_000);
         pf_start(1_000_000);
+        return;
+    }
+    if only.as_deref() == Some("changed") {
+        changed_polls(100_000);
+        changed_polls(1_000_000);
         return;
     }
     if only.as_deref() == Some("restore") {

@@ -35,9 +35,8 @@ pub fn write(path: &Path, known: &Known) {
     use std::fmt::Write as _;
     let mut text = String::new();
     for (t, hosts) in known.tables() {
-        let mut v: Vec<(&Net, &i64)> = hosts.iter().collect();
-        v.sort_unstable();
-        for (n, since) in v {
+        // In address order (`Hosts`): the next start reads them in order.
+        for (n, since) in hosts {
             let _ = writeln!(text, "{t}\t{n}\t{since}");
         }
     }

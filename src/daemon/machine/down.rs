@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::watch::Watch;
+use super::watch::{Hosts, Watch};
 use super::{Action, Ctx, Machine};
 use crate::config::Role;
 use crate::daemon::lines::Level;
@@ -20,7 +20,7 @@ use crate::tables::{Entry, TableRef};
 /// name is held once, not once a host: a million are compared at a start
 /// with a record, in the loop.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Known(BTreeMap<String, HashMap<Net, i64>>);
+pub struct Known(BTreeMap<String, Hosts>);
 
 impl Known {
     pub fn new() -> Self {
@@ -44,20 +44,20 @@ impl Known {
     }
 
     pub fn len(&self) -> usize {
-        self.0.values().map(HashMap::len).sum()
+        self.0.values().map(Hosts::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.values().all(HashMap::is_empty)
+        self.0.values().all(Hosts::is_empty)
     }
 
     /// Each table, by name, with its hosts.
-    pub fn tables(&self) -> impl Iterator<Item = (&str, &HashMap<Net, i64>)> {
+    pub fn tables(&self) -> impl Iterator<Item = (&str, &Hosts)> {
         self.0.iter().map(|(t, h)| (t.as_str(), h))
     }
 
     /// The hosts of `table`, if it has any.
-    pub fn hosts(&self, table: &str) -> Option<&HashMap<Net, i64>> {
+    pub fn hosts(&self, table: &str) -> Option<&Hosts> {
         self.0.get(table)
     }
 }
@@ -84,20 +84,23 @@ impl Machine {
         let mut k = Known::new();
         if self.events {
             // Set by set, each service's table named once.
+            // The book's order is its own: gathered, then sorted once
+            // into address order (`Hosts`).
             for s in &cx.cfg.services {
-                let t = TableRef::new(&cx.cfg.anchor, &s.table).to_string();
+                let mut hosts = Vec::new();
                 for af in [Af::V4, Af::V6] {
                     let Some(id) = self.book.find(&nft_set_of(s.table.as_str(), af)) else {
                         continue;
                     };
-                    let n = self.book.count(id);
-                    if n == 0 {
-                        continue;
-                    }
-                    let hosts = k.0.entry(t.clone()).or_default();
-                    hosts.reserve(n);
-                    for (addr, a) in self.book.iter_set(id) {
-                        hosts.insert(Net::host(addr), a.since.div_euclid(1000));
+                    hosts.reserve(self.book.count(id));
+                    let set = self.book.iter_set(id);
+                    hosts.extend(set.map(|(addr, a)| (Net::host(addr), a.since.div_euclid(1000))));
+                }
+                if !hosts.is_empty() {
+                    let t = TableRef::new(&cx.cfg.anchor, &s.table).to_string();
+                    match k.0.entry(t).or_default() {
+                        e if e.is_empty() => *e = hosts.into_iter().collect(),
+                        e => e.extend(hosts),
                     }
                 }
             }
@@ -179,8 +182,8 @@ impl Machine {
     /// what the last daemon kept (`prev`). New and renewed authorizations
     /// and those that left are said, table by table in address order;
     /// without a record, one line says that what happened is not known.
-    /// Only what is said is sorted: a million unchanged cost a look-up
-    /// each.
+    /// Both sides are in address order (`Hosts`), so a million unchanged
+    /// are looked up in order, and what is said needs no sorting.
     pub fn reconcile(&self, prev: Option<Known>, cur: &Known, now: i64) -> Vec<Action> {
         let Some(prev) = prev else {
             return Self::no_record(cur.len());
@@ -192,7 +195,7 @@ impl Machine {
         for (t, hosts) in cur.tables() {
             let before = prev.hosts(t);
             let kept = still.entry(t).or_default();
-            let mut said: Vec<(Net, i64, &str)> = hosts
+            let said: Vec<(Net, i64, &str)> = hosts
                 .iter()
                 .filter_map(|(n, since)| {
                     let verb = match before.and_then(|b| b.get(n)) {
@@ -212,7 +215,6 @@ impl Machine {
                     Some((*n, *since, verb))
                 })
                 .collect();
-            said.sort_unstable();
             let w = self.watch_of(t);
             for (n, since, verb) in said {
                 out.extend(Self::down_line(w, verb, &n, Some(since), now));
@@ -223,12 +225,11 @@ impl Machine {
                 continue;
             }
             let after = cur.hosts(t);
-            let mut gone: Vec<(Net, i64)> = hosts
+            let gone: Vec<(Net, i64)> = hosts
                 .iter()
                 .filter(|(n, _)| !after.is_some_and(|a| a.contains_key(n)))
                 .map(|(n, since)| (*n, *since))
                 .collect();
-            gone.sort_unstable();
             let w = self.watch_of(t);
             // Only a firewall that times entries out itself (nftables)
             // expires anything while no daemon runs; on pf an entry that

@@ -13,9 +13,7 @@
 //! there is deleted from it, as it would have expired from `T`.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
-
-use super::watch::{Polls, Watch, first_due};
+use super::watch::{Hosts, Polls, Watch, first_due};
 use super::{Action, Ctx, Write};
 use crate::config::Role;
 use crate::daemon::lines::Level;
@@ -209,7 +207,7 @@ impl Polls {
         a: usize,
         hosts: &[(Net, i64)],
         stamped: usize,
-        said: &HashMap<Net, i64>,
+        said: &Hosts,
         now: i64,
         out: &mut Vec<Action>,
     ) {
@@ -241,7 +239,7 @@ impl Polls {
         a: usize,
         hosts: &[(Net, i64)],
         moved: usize,
-        said: &HashMap<Net, i64>,
+        said: &Hosts,
         now: i64,
         out: &mut Vec<Action>,
     ) {
@@ -284,7 +282,7 @@ impl Polls {
         i: usize,
         a: usize,
         hosts: &[(Net, i64)],
-        mut said: HashMap<Net, i64>,
+        mut said: Hosts,
         out: &mut Vec<Action>,
     ) {
         for (n, since) in hosts {
@@ -300,7 +298,7 @@ impl Polls {
         &self,
         a: usize,
         hosts: &[(Net, i64)],
-        said: &HashMap<Net, i64>,
+        said: &Hosts,
         now: i64,
         out: &mut Vec<Action>,
     ) {
@@ -315,7 +313,7 @@ impl Polls {
 }
 
 /// A line for `n` in the table of `w`, unless one was said (`said`).
-fn say(w: &Watch, verb: &str, n: &Net, said: &HashMap<Net, i64>, out: &mut Vec<Action>) {
+fn say(w: &Watch, verb: &str, n: &Net, said: &Hosts, out: &mut Vec<Action>) {
     if !said.contains_key(n) {
         let ttl = format!("ttl={}", w.named.ttl.unwrap_or(Secs(0)));
         out.push(Action::Log(Level::Info, w.line(verb, n, &ttl)));

@@ -7,7 +7,7 @@
 //! a `Plan`; `done` says what the writes did, once the kernel did it.
 #![forbid(unsafe_code)]
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use super::intake::Intake;
 use super::watch::Polls;
@@ -92,10 +92,8 @@ impl Polls {
         let keep = |n: &Net| svc.is_some_and(|s| s.allows(n));
         let ttl = w.named.ttl.map_or(0, |t| t.0);
         let known = w.known.iter().map(|(n, since)| (*n, *since));
-        let mut decision = policy::decide_since(known, ttl, now, keep);
-        // In address order, as a listing gives them (what is known is
-        // kept in no order).
-        decision.expire.sort_unstable_by_key(|x| x.net);
+        // In address order, as a listing gives them (`Hosts`).
+        let decision = policy::decide_since(known, ttl, now, keep);
         let writes = if decision.expire.is_empty() {
             Vec::new()
         } else {
@@ -411,7 +409,8 @@ impl Polls {
         now: i64,
         out: &mut Vec<Action>,
     ) {
-        let present: HashSet<Net> = entries.iter().map(|e| e.net).collect();
+        // Both in address order: looked up in order, said in order.
+        let present: BTreeSet<Net> = entries.iter().map(|e| e.net).collect();
         let w = &self.watches[i];
         let mut vanished: Vec<(Net, i64)> = w
             .known
@@ -419,7 +418,6 @@ impl Polls {
             .filter(|(n, _)| !present.contains(n))
             .map(|(n, t)| (*n, *t))
             .collect();
-        vanished.sort();
         vanished.retain(|(n, _)| !self.claims.claims(&w.named.table, n));
         for (n, since) in vanished {
             let l = if self.refreshes {

@@ -27,16 +27,22 @@ pub(in crate::daemon) struct Watch {
     pub(super) packets: Option<u64>,
     pub(in crate::daemon) next_due: Option<i64>,
     /// Entries seen at the last listing, with the time each counts from.
-    pub(in crate::daemon) known: HashMap<Net, i64>,
+    pub(in crate::daemon) known: Hosts,
     /// Entries put back after a flush, with the time stamp they had: the
     /// kernel stamped them anew, their age goes on from the old one.
-    pub(super) restored: HashMap<Net, i64>,
+    pub(super) restored: Hosts,
     pub(super) idle: IdleTracker,
     pub(super) listed: bool,
     /// When it was last listed (seconds).
     pub(super) listed_at: i64,
     pub(super) force: bool,
 }
+
+/// Hosts of a table, each with the time it counts from, in address
+/// order: the order pf lists a table in and the state file keeps, so
+/// that a table's listing, a record and a reconcile are each one pass
+/// in order rather than a million look-ups at random.
+pub(in crate::daemon) type Hosts = BTreeMap<Net, i64>;
 
 /// An idle table with traffic is listed at most every ttl / `IDLE_LAG`
 /// (`Watch::may_wait`).
@@ -49,8 +55,8 @@ impl Watch {
             count: None,
             packets: None,
             next_due: None,
-            known: HashMap::new(),
-            restored: HashMap::new(),
+            known: Hosts::new(),
+            restored: Hosts::new(),
             idle: IdleTracker::default(),
             listed: false,
             listed_at: i64::MIN,
@@ -138,7 +144,7 @@ impl Watch {
 
 /// When the first of `hosts` (each with the time it counts from) is due
 /// with `ttl`: `policy::decide`, once older than the ttl.
-pub(super) fn first_due(hosts: &HashMap<Net, i64>, ttl: Option<Secs>) -> Option<i64> {
+pub(super) fn first_due(hosts: &Hosts, ttl: Option<Secs>) -> Option<i64> {
     Some(hosts.values().min()? + ttl?.0 as i64 + 1)
 }
 
