@@ -4,7 +4,7 @@
 //! what the kernel holds, each ending "while the daemon was down".
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::watch::{Hosts, Watch};
 use super::{Action, Ctx, Machine};
@@ -182,66 +182,40 @@ impl Machine {
     /// what the last daemon kept (`prev`). New and renewed authorizations
     /// and those that left are said, table by table in address order;
     /// without a record, one line says that what happened is not known.
-    /// Both sides are in address order (`Hosts`), so a million unchanged
-    /// are looked up in order, and what is said needs no sorting.
+    /// Both sides are in address order (`Hosts`): each table's two are
+    /// walked side by side in one pass, and what is said needs no sorting.
     pub fn reconcile(&self, prev: Option<Known>, cur: &Known, now: i64) -> Vec<Action> {
         let Some(prev) = prev else {
             return Self::no_record(cur.len());
         };
         let mut out = Vec::new();
-        // Per table, how many of the hosts kept are still there: when all
-        // are, none left, and the kept are not looked through again.
-        let mut still: HashMap<&str, usize> = HashMap::new();
-        for (t, hosts) in cur.tables() {
-            let before = prev.hosts(t);
-            let kept = still.entry(t).or_default();
-            let said: Vec<(Net, i64, &str)> = hosts
-                .iter()
-                .filter_map(|(n, since)| {
-                    let verb = match before.and_then(|b| b.get(n)) {
-                        None => "authorized",
-                        // A new time stamp (pf), or a later start by more
-                        // than the rounding of a timer read back
-                        // (nftables).
-                        Some(p) if *since > p + 2 => {
-                            *kept += 1;
-                            "renewed"
-                        }
-                        Some(_) => {
-                            *kept += 1;
-                            return None;
-                        }
-                    };
-                    Some((*n, *since, verb))
-                })
-                .collect();
-            let w = self.watch_of(t);
-            for (n, since, verb) in said {
-                out.extend(Self::down_line(w, verb, &n, Some(since), now));
-            }
-        }
-        for (t, hosts) in prev.tables() {
-            if still.get(t) == Some(&hosts.len()) {
-                continue;
-            }
-            let after = cur.hosts(t);
-            let gone: Vec<(Net, i64)> = hosts
-                .iter()
-                .filter(|(n, _)| !after.is_some_and(|a| a.contains_key(n)))
-                .map(|(n, since)| (*n, *since))
-                .collect();
+        let mut gone = Vec::new();
+        let names: BTreeSet<&str> = cur.tables().chain(prev.tables()).map(|(t, _)| t).collect();
+        for t in names {
             let w = self.watch_of(t);
             // Only a firewall that times entries out itself (nftables)
             // expires anything while no daemon runs; on pf an entry that
             // left was removed.
             let ttl = w.and_then(|w| w.named.ttl);
-            for (n, since) in gone {
-                let expired =
-                    self.polls.refreshes && ttl.is_some_and(|ttl| since + ttl.0 as i64 <= now);
-                let verb = if expired { "expired" } else { "removed" };
-                out.extend(Self::down_line(w, verb, &n, None, now));
+            for (n, after, before) in side_by_side(cur.hosts(t), prev.hosts(t)) {
+                let (verb, since) = match (after, before) {
+                    (Some(s), None) => ("authorized", s),
+                    // A new time stamp (pf), or a later start by more
+                    // than the rounding of a timer read back (nftables).
+                    (Some(s), Some(p)) if s > p + 2 => ("renewed", s),
+                    (None, Some(p)) => {
+                        let expired =
+                            self.polls.refreshes && ttl.is_some_and(|ttl| p + ttl.0 as i64 <= now);
+                        let verb = if expired { "expired" } else { "removed" };
+                        gone.extend(Self::down_line(w, verb, &n, None, now));
+                        continue;
+                    }
+                    _ => continue,
+                };
+                out.extend(Self::down_line(w, verb, &n, Some(since), now));
             }
         }
+        out.extend(gone);
         out
     }
 
@@ -286,4 +260,26 @@ impl Machine {
         extra.push_str("while the daemon was down");
         Some(Action::Log(Level::Info, w.line(verb, n, &extra)))
     }
+}
+
+/// Two tables' hosts side by side, in address order, in one pass over
+/// both: each host of either, with the time each has for it.
+fn side_by_side<'a>(
+    a: Option<&'a Hosts>,
+    b: Option<&'a Hosts>,
+) -> impl Iterator<Item = (Net, Option<i64>, Option<i64>)> + 'a {
+    let mut a = a.into_iter().flatten().peekable();
+    let mut b = b.into_iter().flatten().peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some((x, _)), Some((y, _))) if x < y => a.next().map(|(n, s)| (*n, Some(*s), None)),
+        (Some((x, _)), Some((y, _))) if x > y => b.next().map(|(n, s)| (*n, None, Some(*s))),
+        (Some(_), Some(_)) => {
+            let (n, s) = a.next()?;
+            let (_, p) = b.next()?;
+            Some((*n, Some(*s), Some(*p)))
+        }
+        (Some(_), None) => a.next().map(|(n, s)| (*n, Some(*s), None)),
+        (None, Some(_)) => b.next().map(|(n, s)| (*n, None, Some(*s))),
+        (None, None) => None,
+    })
 }
