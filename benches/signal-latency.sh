@@ -25,7 +25,9 @@
 # whole, which is the start's cost, not the loop's), HELD (default 0:
 # authorizations in the set before the daemon starts; SIGUSR2 goes every
 # 50 ms during its start too, until its count is whole, and those waits
-# are printed apart, next to the time of one nft list set of them).
+# are printed apart, next to the time of one nft list set of them),
+# RESTART (1: after the burst, the daemon is stopped and started again
+# over the record it kept, and the same is printed for that start).
 # Nothing leaves the namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -142,10 +144,10 @@ def counted(secs, first):
     return seen
 assert until("started", 10), "the daemon did not start"
 held = int(os.environ.get("HELD", "0"))
-if held:
-    # The start's reading and its taking in: a signal every 50 ms until
-    # the count is whole (bounded: 12,000 signals, 10 minutes and more).
-    t0, start_waits, seen, start_sent = time.monotonic(), [], -1, []
+def start_waits(held, what):
+    """A signal every 50 ms from now until the status line counts held
+    (bounded: 12,000 signals, 10 minutes and more); prints the waits."""
+    t0, start_waits, seen, start_sent, when = time.monotonic(), [], -1, [], []
     for _ in range(12000):
         t1, w1 = time.monotonic(), time.time()
         os.kill(pid, signal.SIGUSR2)
@@ -153,13 +155,15 @@ if held:
         seen = seen if got is None else got
         start_waits.append(10.0 if got is None else time.monotonic() - t1)
         start_sent.append(10.0 if got is None else sent_at[0] - w1)
+        when.append((start_sent[-1], t1 - t0, seen))
         if seen == held:
             break
         time.sleep(0.05)
     took = time.monotonic() - t0
+    when.sort(reverse=True)
     start_waits.sort()
     start_sent.sort()
-    print(f"start with {held} held: 'run' returned after {t_run:.1f} s, "
+    print(f"{what} with {held} held: 'run' returned after {t_run:.1f} s, "
           f"counted {seen} {took:.1f} s after; "
           f"{len(start_waits)} signals, wait median {statistics.median(start_waits) * 1000:.1f} ms, "
           f"p90 {start_waits[int(len(start_waits) * 0.9)] * 1000:.1f} ms, "
@@ -167,6 +171,12 @@ if held:
           f"median {statistics.median(start_sent) * 1000:.1f} ms, "
           f"p90 {start_sent[int(len(start_sent) * 0.9)] * 1000:.1f} ms, "
           f"max {start_sent[-1] * 1000:.1f} ms")
+    print("  the three longest (sent after, when into the start, the count "
+          "said): " + "; ".join(f"{w * 1000:.1f} ms at {t:.1f} s, {c}"
+                                for w, t, c in when[:3]))
+if held:
+    # The start's reading and its taking in.
+    start_waits(held, "start")
 time.sleep(float(os.environ.get("SETTLE", "1")))
 pace = float(os.environ.get("PACE", "0"))
 t_fill = time.monotonic()
@@ -203,11 +213,23 @@ for _ in range(600):
         break
 print(f"adds took {filled:.1f} s; the daemon counted {seen} of {want} "
       f"{time.monotonic() - t_end:.1f} s after")
-os.kill(pid, signal.SIGTERM)
-for _ in range(300):  # its exit, before the next build's start (30 s at most)
-    if not os.path.exists(f"/proc/{pid}"):
-        break
-    time.sleep(0.1)
+def stop():
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(3000):  # its exit (5 minutes at most: a stop writes its record)
+        if not os.path.exists(f"/proc/{pid}"):
+            break
+        time.sleep(0.1)
+stop()
+if os.environ.get("RESTART") == "1":
+    # Started again over what it kept at that clean stop.
+    t_run = time.monotonic()
+    subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml",
+                    "-S", tmp + "/ctl.sock", "run", "-p", tmp + "/pid"], env=env, check=True)
+    pid = int(open(tmp + "/pid").read())
+    t_run = time.monotonic() - t_run
+    assert until("started", 10), "the daemon did not start again"
+    start_waits(want, "restart with the record")
+    stop()
 print("waits in order:", " ".join("%.0f" % (w * 1000) for w in waits))
 waits.sort()
 sent.sort()

@@ -31,6 +31,10 @@ pub enum KernelEvent {
     Forged(&'static str),
 }
 
+/// An element and its deadline (ms since the epoch on the daemon's clock;
+/// `None`: no timeout).
+pub type Deadline = (IpAddr, Option<i64>);
+
 /// Is an element still in a set, and for how long (milliseconds; `None`
 /// inside: no timeout)? `None`: not there.
 pub trait ElementLookup {
@@ -48,7 +52,17 @@ pub trait ElementLookup {
     /// after lost notifications. A deadline and not a time left: a reading
     /// of a million elements takes a minute, and each time left is true
     /// only at the moment the kernel gave it.
-    fn dump(&mut self, set: &str) -> std::io::Result<Vec<(IpAddr, Option<i64>)>>;
+    fn dump(&mut self, set: &str) -> std::io::Result<Vec<Deadline>>;
+    /// `dump`, by a look-up of each of `known` (what the last daemon
+    /// kept), where the kernel can tell that the set holds nothing else:
+    /// `None` where it cannot, and the set is dumped instead.
+    fn read_known(
+        &mut self,
+        _set: &str,
+        _known: &[IpAddr],
+    ) -> std::io::Result<Option<Vec<Deadline>>> {
+        Ok(None)
+    }
     /// A look-up of its own, for a reading that runs beside the daemon's
     /// loop; `None` where there is none (the reading runs in the loop).
     fn reader(&self) -> Option<std::io::Result<Box<dyn ElementLookup + Send>>> {

@@ -967,6 +967,131 @@ fn what_happened_while_the_daemon_was_down_is_logged_at_start() {
     let _ = d.wait();
 }
 
+/// A restart over what the last daemon kept, where the kernel counts just
+/// as many: each set is read by a look-up of each kept authorization, not
+/// dumped (the kernel's count, NFTA_SET_COUNT, says nothing else is
+/// there), and nothing is said of the 50,000, which the daemon knows
+/// (SIGUSR2 counts them). Then one host is added by nft and one deleted
+/// while no daemon runs: the count is the same but a kept host is not
+/// found, the set is read whole, and both are said as such.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_restart_over_an_unchanged_record_looks_up_what_it_kept() {
+    need_root_and_tools!();
+    let mut n = Net::new(&CONF.replace("TTL", "10m"));
+    n.up();
+    // Whether this kernel counts a set's elements at all.
+    let counts = {
+        // A first daemon loads the table, and what it keeps is dropped:
+        // the next start has no record.
+        let (mut d, pid, log, _) = counted_daemon(&n);
+        let said = read_log(&log, 10, |s| s.contains("no record of the last run"));
+        assert!(said.contains("no record of the last run"), "{said}");
+        ok(&Command::new("kill").args(["-TERM", &pid]).output().unwrap());
+        let _ = d.wait();
+        drop(log);
+        let _ = fs::remove_file(n.dir.join("log.sock"));
+        fs::remove_file(n.dir.join("pfknock.pid.state")).unwrap();
+        held_50k(&n);
+        let (mut d, pid, log, _) = counted_daemon(&n);
+        let said = read_log(&log, 60, |s| s.contains("no record of the last run"));
+        assert!(said.contains("no record of the last run"), "{said}");
+        ok(&Command::new("kill").args(["-TERM", &pid]).output().unwrap());
+        let _ = d.wait();
+        drop(log);
+        let _ = fs::remove_file(n.dir.join("log.sock"));
+        let (mut d, pid, log, _) = counted_daemon(&n);
+        let said = read_log(&log, 60, |s| s.contains("set ssh_6: read"));
+        let counts = kernel_count(&n, "ssh_4");
+        if counts == Some(50_000) {
+            assert!(
+                said.contains("set ssh_4: read by a look-up of each of the 50000"),
+                "{said}"
+            );
+            assert!(
+                said.contains("set ssh_6: read by a look-up of each of the 0"),
+                "{said}"
+            );
+        } else {
+            // A kernel that does not count: the set is read whole.
+            assert!(said.contains("set ssh_4: read whole"), "{said}");
+        }
+        assert!(
+            !said.contains("198.19."),
+            "the 50,000 are not news:\n{said}"
+        );
+        assert!(!said.contains("no record"), "{said}");
+        // Asked until the reading is taken in (bounded: 50 times).
+        let mut status = String::new();
+        for _ in 0..50 {
+            ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
+            status = read_log(&log, 1, |s| s.contains(": 50000 entries"));
+            if status.contains(": 50000 entries") {
+                break;
+            }
+        }
+        assert!(status.contains(": 50000 entries"), "{status}");
+        ok(&Command::new("kill").args(["-TERM", &pid]).output().unwrap());
+        let _ = d.wait();
+        drop(log);
+        let _ = fs::remove_file(n.dir.join("log.sock"));
+        counts
+    };
+    eprintln!("this kernel's count of the set: {counts:?}");
+    // While down: one added, one deleted; the count stays 50,000.
+    ok(&ns(
+        &n.srv,
+        &[
+            "nft",
+            "add element inet pfknock ssh_4 { 198.19.250.1 timeout 10m }",
+        ],
+    ));
+    ok(&ns(
+        &n.srv,
+        &["nft", "delete element inet pfknock ssh_4 { 198.19.0.1 }"],
+    ));
+    let (mut d, _pid, log, _) = counted_daemon(&n);
+    let said = read_log(&log, 60, |s| {
+        s.contains("authorized 198.19.250.1 ") && s.contains("removed 198.19.0.1 ")
+    });
+    assert!(said.contains("set ssh_4: read whole"), "{said}");
+    for l in ["authorized 198.19.250.1 ", "removed 198.19.0.1 "] {
+        assert_eq!(lines_with(&said, l), 1, "{l}:\n{said}");
+        assert!(
+            said.lines()
+                .any(|x| x.contains(l) && x.contains("while the daemon was down")),
+            "{said}"
+        );
+    }
+    assert_eq!(lines_with(&said, "198.19."), 2, "{said}");
+    let _ = d.kill();
+    let _ = d.wait();
+}
+
+/// The kernel's count of a set's elements (NFTA_SET_COUNT of
+/// NFT_MSG_GETSET, read here by python, apart from the daemon's code), or
+/// `None` from a kernel that does not say.
+fn kernel_count(n: &Net, set: &str) -> Option<u64> {
+    let py = "import socket, struct, sys\n\
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)\n\
+        def attr(t, v):\n\
+        \x20   v += b'\\0'\n\
+        \x20   return struct.pack('HH', 4 + len(v), t) + v + b'\\0' * (-len(v) % 4)\n\
+        p = struct.pack('BBH', 1, 0, 0) + attr(1, b'pfknock') + attr(2, sys.argv[1].encode())\n\
+        s.send(struct.pack('IHHII', 16 + len(p), (10 << 8) | 10, 1, 1, 0) + p)\n\
+        d = s.recv(65536)\n\
+        l, t = struct.unpack('IH', d[:6])\n\
+        o, out = 20, 'none'\n\
+        while t == (10 << 8) | 9 and o + 4 <= l:\n\
+        \x20   al, at = struct.unpack('HH', d[o:o + 4])\n\
+        \x20   if at & 0x7fff == 20:\n\
+        \x20       out = str(struct.unpack('>I', d[o + 4:o + 8])[0])\n\
+        \x20   o += (al + 3) & ~3\n\
+        print(out)\n";
+    let o = ns(&n.srv, &["python3", "-c", py, set]);
+    String::from_utf8_lossy(&o.stdout).trim().parse().ok()
+}
+
 /// 50,000 authorizations in the set (198.19.0.0/16, 10 minutes), put
 /// there by nft before a daemon starts: it reads them, and logs none.
 fn held_50k(n: &Net) {

@@ -4,7 +4,8 @@
 //! the kernel (`ElementLookup`, `Tables`, the `Loader`) and the log.
 #![forbid(unsafe_code)]
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::os::unix::net::UnixStream;
 
 use super::machine::{Action, Answer, Elements, Left, Query, ReadError, Then, Write};
@@ -121,7 +122,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 Action::Fail(level, msg) => self.fail(level, &msg, now.div_euclid(1000)),
                 Action::Poll => self.lookup = None,
                 Action::Ask(Query::Dump(sets), then) if self.aside && then.reads_every_set() => {
-                    match Reading::start(self.lookup.as_deref(), sets, then, now) {
+                    let known = self.known_sets();
+                    match Reading::start(self.lookup.as_deref(), sets, known, then, now) {
                         Ok(mut r) => {
                             r.rest = std::mem::take(&mut todo);
                             self.reading = Some(r);
@@ -199,10 +201,16 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
         let n = r.sets;
         let answer = match r.worker {
-            Some(w) => Answer::Dump(w.join().unwrap_or_else(|_| {
-                let e = ReadError::Failed("the reading of the sets failed".to_owned());
-                vec![Err(e); n]
-            })),
+            Some(w) => {
+                let (read, notes) = w.join().unwrap_or_else(|_| {
+                    let e = ReadError::Failed("the reading of the sets failed".to_owned());
+                    (vec![Err(e); n], Vec::new())
+                });
+                for l in notes {
+                    self.log.log(Level::Debug, &l);
+                }
+                Answer::Dump(read)
+            }
             None => Answer::Resumed,
         };
         let cx = cx!(self);
@@ -271,7 +279,14 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     fn ask(&mut self, q: Query) -> Answer {
         match q {
             Query::Left(items) => Answer::Left(self.lefts(&items)),
-            Query::Dump(sets) => Answer::Dump(dump_sets(self.lookup.as_deref_mut(), &sets)),
+            Query::Dump(sets) => {
+                let known = self.known_sets();
+                let (read, notes) = dump_sets(self.lookup.as_deref_mut(), &sets, &known);
+                for l in notes {
+                    self.log.log(Level::Debug, &l);
+                }
+                Answer::Dump(read)
+            }
             Query::Load => Answer::Done(vec![
                 self.load_anchor().map(|()| 0).map_err(|e| e.to_string()),
             ]),
@@ -345,19 +360,75 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 /// (malloc_trim): a mass expiry, a reading's lines.
 const BIG: usize = 10_000;
 
-/// Every set's elements, as the machine takes them.
+/// A reading of every set: each set's elements, and a line (debug) for
+/// each on how it was read (`dump_sets`).
+type Read = (Vec<Result<Elements, ReadError>>, Vec<String>);
+
+/// What the last daemon kept of each set (addresses, in address order),
+/// for a start's reading; empty where there is no record.
+type KnownSets = HashMap<String, Vec<IpAddr>>;
+
+impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
+    /// The start's record, set by set, while it waits for the start's
+    /// reading (`ElementLookup::read_known`).
+    fn known_sets(&self) -> KnownSets {
+        let mut out = KnownSets::new();
+        let Some(Some(record)) = &self.start_record else {
+            return out;
+        };
+        for s in &self.cfg.services {
+            let t = crate::tables::TableRef::new(&self.cfg.anchor, &s.table).to_string();
+            for af in [crate::name::Af::V4, crate::name::Af::V6] {
+                let addrs = (record.hosts(&t).into_iter().flatten())
+                    .map(|(n, _)| n.addr())
+                    .filter(|a| a.is_ipv4() == (af == crate::name::Af::V4))
+                    .collect();
+                out.insert(crate::names::nft_set_of(s.table.as_str(), af), addrs);
+            }
+        }
+        out
+    }
+}
+
+/// Every set's elements, as the machine takes them, and a line (debug) for
+/// each set of the record on how it was read: by a look-up of what the
+/// record holds, where the kernel's count says that is all, else whole.
 fn dump_sets(
     mut lookup: Option<&mut (dyn ElementLookup + Send + 'static)>,
     sets: &[String],
-) -> Vec<Result<Elements, ReadError>> {
-    sets.iter()
-        .map(|set| match lookup.as_mut().map(|l| l.dump(set)) {
+    known: &KnownSets,
+) -> Read {
+    let mut notes = Vec::new();
+    let mut read = |l: &mut (dyn ElementLookup + Send), set: &str| {
+        let Some(k) = known.get(set) else {
+            return l.dump(set);
+        };
+        if let Some(e) = l.read_known(set, k)? {
+            let n = e.len();
+            notes.push(format!(
+                "set {set}: read by a look-up of each of the {} the last daemon kept: the \
+                 kernel counts {n}, and each was found",
+                k.len()
+            ));
+            return Ok(e);
+        }
+        notes.push(format!(
+            "set {set}: read whole: the kernel does not count just the {} the last daemon \
+             kept",
+            k.len()
+        ));
+        l.dump(set)
+    };
+    let out = sets
+        .iter()
+        .map(|set| match lookup.as_mut().map(|l| read(&mut **l, set)) {
             Some(Ok(elems)) => Ok(elems),
             Some(Err(e)) if e.raw_os_error() == Some(libc::ENOENT) => Err(ReadError::Missing),
             Some(Err(e)) => Err(ReadError::Failed(e.to_string())),
             None => Err(ReadError::Failed("no kernel events".to_owned())),
         })
-        .collect()
+        .collect();
+    (out, notes)
 }
 
 /// A reading of every authorized set that runs beside the loop, on a
@@ -377,7 +448,7 @@ pub(super) struct Reading {
     /// Readable once the worker is done (at once when parked).
     done: UnixStream,
     /// None: the answer is in, and being taken in (`parked`).
-    worker: Option<std::thread::JoinHandle<Vec<Result<Elements, ReadError>>>>,
+    worker: Option<std::thread::JoinHandle<Read>>,
 }
 
 impl Reading {
@@ -386,6 +457,7 @@ impl Reading {
     fn start(
         lookup: Option<&(dyn ElementLookup + Send)>,
         sets: Vec<String>,
+        known: KnownSets,
         then: Then,
         now: i64,
     ) -> Result<Reading, Box<(Vec<String>, Then)>> {
@@ -397,7 +469,7 @@ impl Reading {
         };
         let n = sets.len();
         let worker = crate::sys_unix::spawn(move || {
-            let r = dump_sets(Some(reader.as_mut()), &sets);
+            let r = dump_sets(Some(reader.as_mut()), &sets, &known);
             let _ = std::io::Write::write_all(&mut &signal, &[1]);
             r
         });

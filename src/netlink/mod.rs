@@ -35,8 +35,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_netfilter::nflog::{ConfigCmd, ConfigMode, ConfigNla, Timeout, config_request};
 use netlink_packet_netfilter::nftables::{
-    DataAttribute, ListAttribute, NfTablesMessage, SetElementAttribute, SetElementList,
-    SetElementMessage,
+    DataAttribute, ListAttribute, NfTablesMessage, SetAttribute, SetElementAttribute,
+    SetElementList, SetElementMessage, SetMessage,
 };
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
 use netlink_sys::{Socket, constants::NETLINK_NETFILTER};
@@ -292,6 +292,9 @@ impl crate::kevents::ElementLookup for Lookup {
     fn dump(&mut self, set: &str) -> io::Result<Vec<Deadline>> {
         self.dump_settled(set)
     }
+    fn read_known(&mut self, set: &str, known: &[IpAddr]) -> io::Result<Option<Vec<Deadline>>> {
+        self.known_or_none(set, known)
+    }
     fn reader(&self) -> Option<io::Result<Box<dyn crate::kevents::ElementLookup + Send>>> {
         Some(Lookup::open(&self.table).map(|l| Box::new(l) as _))
     }
@@ -344,6 +347,77 @@ impl Lookup {
             }
         }
         Ok(all)
+    }
+
+    /// The set read by a look-up of each of `known`, where the kernel
+    /// tells how many elements it counts (NFTA_SET_COUNT): the reading is
+    /// whole when the count is the same before and after the look-ups and
+    /// each counted element was found. A count above `known`'s, or one
+    /// that moved, or one the look-ups fall short of (an element added
+    /// while no daemon ran, or one that timed out and is not yet
+    /// collected) leaves it to a dump (`None`), as does a kernel that
+    /// counts nothing. An element added during the look-ups, by a knock
+    /// or by a transaction, comes to the daemon as an event, which it
+    /// takes after the reading. The cost grows with `known`, where a dump
+    /// walks the set again for each datagram.
+    pub fn known_or_none(
+        &mut self,
+        set: &str,
+        known: &[IpAddr],
+    ) -> io::Result<Option<Vec<Deadline>>> {
+        let Some(before) = self.set_count(set)? else {
+            return Ok(None);
+        };
+        if before > known.len() as u64 {
+            return Ok(None);
+        }
+        let mut found: Vec<Deadline> = Vec::with_capacity(before as usize);
+        if before > 0 {
+            for chunk in known.chunks(4096) {
+                let lefts = self.lefts(set, chunk)?;
+                // Each time left made a deadline when its answer came.
+                let at = crate::clock::now_ms();
+                found.extend(chunk.iter().zip(lefts).filter_map(|(a, l)| {
+                    let l = l?;
+                    Some((
+                        *a,
+                        l.map(|l| at.saturating_add(l.min(i64::MAX as u64) as i64)),
+                    ))
+                }));
+            }
+        }
+        let whole = self.set_count(set)? == Some(before) && found.len() as u64 == before;
+        Ok(whole.then(|| in_address_order(found)))
+    }
+
+    /// How many elements the kernel counts in a set (NFTA_SET_COUNT of
+    /// NFT_MSG_GETSET): those in it, those timed out and not yet
+    /// collected, and those of a transaction not yet committed. `None`
+    /// from a kernel that does not say.
+    pub fn set_count(&mut self, set: &str) -> io::Result<Option<u64>> {
+        const NFTA_SET_COUNT: u16 = 20;
+        let mut h = NetlinkHeader::default();
+        h.flags = NLM_F_REQUEST | NLM_F_ACK;
+        let m = NetlinkMessage::new(
+            h,
+            NetlinkPayload::from(NetfilterMessage::new(
+                NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0),
+                NfTablesMessage::GetSet(SetMessage {
+                    attributes: vec![
+                        SetAttribute::Table(self.table.clone()),
+                        SetAttribute::Name(set.to_owned()),
+                    ],
+                }),
+            )),
+        );
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let answer = request(&self.sock, m, self.seq, &mut self.buf)?;
+        Ok(answer
+            .iter()
+            .filter(|r| msg_type(r) == NFT_MSG_NEWSET)
+            .flat_map(|r| attrs(r.get(20..).unwrap_or_default()))
+            .find(|(t, v)| *t == NFTA_SET_COUNT && v.len() == 4)
+            .map(|(_, v)| u64::from(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))))
     }
 
     /// One dump of a set, in address order, each address once (a repeat,

@@ -55,6 +55,7 @@ pub(super) fn cstr(b: &[u8]) -> &str {
     std::str::from_utf8(b.split(|c| *c == 0).next().unwrap_or_default()).unwrap_or_default()
 }
 
+pub(super) const NFT_MSG_NEWSET: u16 = (10 << 8) | 9;
 pub(super) const NFT_MSG_NEWSETELEM: u16 = (10 << 8) | 12;
 pub(super) const NFT_MSG_DELSETELEM: u16 = (10 << 8) | 14;
 

@@ -3,11 +3,7 @@
 //! in one pass and at the size of the addresses (no hash set of a million
 //! beside them).
 
-use std::net::IpAddr;
-
-/// An element's address and its deadline (ms since the epoch; `None`: no
-/// timeout).
-pub type Deadline = (IpAddr, Option<i64>);
+pub use crate::kevents::Deadline;
 
 /// A dump's elements in address order, each address once: of an address
 /// that came twice (a dump during a resize repeats some), the deadline of
@@ -54,6 +50,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
+    use std::net::IpAddr;
 
     fn addr(i: u16) -> IpAddr {
         if i.is_multiple_of(3) {
