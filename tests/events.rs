@@ -984,23 +984,11 @@ fn a_restart_over_an_unchanged_record_looks_up_what_it_kept() {
     let counts = {
         // A first daemon loads the table, and what it keeps is dropped:
         // the next start has no record.
-        let (mut d, pid, log, _) = counted_daemon(&n);
-        let said = read_log(&log, 10, |s| s.contains("no record of the last run"));
-        assert!(said.contains("no record of the last run"), "{said}");
-        ok(&Command::new("kill").args(["-TERM", &pid]).output().unwrap());
-        let _ = d.wait();
-        drop(log);
-        let _ = fs::remove_file(n.dir.join("log.sock"));
+        started_and_stopped(&n, 10);
         fs::remove_file(n.dir.join("pfknock.pid.state")).unwrap();
         held_50k(&n);
-        let (mut d, pid, log, _) = counted_daemon(&n);
-        let said = read_log(&log, 60, |s| s.contains("no record of the last run"));
-        assert!(said.contains("no record of the last run"), "{said}");
-        ok(&Command::new("kill").args(["-TERM", &pid]).output().unwrap());
-        let _ = d.wait();
-        drop(log);
-        let _ = fs::remove_file(n.dir.join("log.sock"));
-        let (mut d, pid, log, _) = counted_daemon(&n);
+        started_and_stopped(&n, 60);
+        let (d, pid, log, _) = counted_daemon(&n);
         let said = read_log(&log, 60, |s| s.contains("set ssh_6: read"));
         let counts = kernel_count(&n, "ssh_4");
         if counts == Some(50_000) {
@@ -1031,10 +1019,7 @@ fn a_restart_over_an_unchanged_record_looks_up_what_it_kept() {
             }
         }
         assert!(status.contains(": 50000 entries"), "{status}");
-        ok(&Command::new("kill").args(["-TERM", &pid]).output().unwrap());
-        let _ = d.wait();
-        drop(log);
-        let _ = fs::remove_file(n.dir.join("log.sock"));
+        stopped(&n, d, &pid, log);
         counts
     };
     eprintln!("this kernel's count of the set: {counts:?}");
@@ -1066,6 +1051,23 @@ fn a_restart_over_an_unchanged_record_looks_up_what_it_kept() {
     assert_eq!(lines_with(&said, "198.19."), 2, "{said}");
     let _ = d.kill();
     let _ = d.wait();
+}
+
+/// A daemon started with no record, until its reading is done, and
+/// stopped cleanly (it keeps a record).
+fn started_and_stopped(n: &Net, secs: u64) {
+    let (d, pid, log, _) = counted_daemon(n);
+    let said = read_log(&log, secs, |s| s.contains("no record of the last run"));
+    assert!(said.contains("no record of the last run"), "{said}");
+    stopped(n, d, &pid, log);
+}
+
+/// SIGTERM, and its exit waited for; its log socket unbound.
+fn stopped(n: &Net, mut d: std::process::Child, pid: &str, log: UnixDatagram) {
+    ok(&Command::new("kill").args(["-TERM", pid]).output().unwrap());
+    let _ = d.wait();
+    drop(log);
+    let _ = fs::remove_file(n.dir.join("log.sock"));
 }
 
 /// The kernel's count of a set's elements (NFTA_SET_COUNT of
