@@ -277,6 +277,10 @@ fn key_of(addr: IpAddr) -> Vec<u8> {
 /// An element's address, its timeout and its time left, in milliseconds.
 pub type TimedElement = (IpAddr, Option<u64>, Option<u64>);
 
+/// An element's timeout, where it has one of its own (else the set's),
+/// and its time left, in milliseconds.
+type Timer = (Option<u64>, Option<u64>);
+
 pub use readings::Deadline;
 use readings::{in_address_order, same_addresses, union_later_wins};
 
@@ -352,49 +356,64 @@ impl Lookup {
     /// The set read by a look-up of each of `known`, where the kernel
     /// tells how many elements it counts (NFTA_SET_COUNT): the reading is
     /// whole when the count is the same before and after the look-ups and
-    /// each counted element was found. A count above `known`'s, or one
-    /// that moved, or one the look-ups fall short of (an element added
-    /// while no daemon ran, or one that timed out and is not yet
-    /// collected) leaves it to a dump (`None`), as does a kernel that
-    /// counts nothing. An element added during the look-ups, by a knock
-    /// or by a transaction, comes to the daemon as an event, which it
-    /// takes after the reading. The cost grows with `known`, where a dump
-    /// walks the set again for each datagram.
+    /// each counted element was found, none of them (re)started during
+    /// the look-ups. A count above `known`'s, or one that moved, or one
+    /// the look-ups fall short of (an element added while no daemon ran,
+    /// or one that timed out and is not yet collected) leaves it to a
+    /// dump (`None`), as does a kernel that counts nothing. An element
+    /// added during the look-ups, by a knock or by a transaction, comes to
+    /// the daemon as an event, which it takes after the reading; one
+    /// found that its timer says was added or renewed during them leaves
+    /// it to a dump too (found, it could stand for an element the count
+    /// holds and no look-up found: a kept host that left while no daemon
+    /// ran and knocked again meanwhile, while another timed out). The cost
+    /// grows with `known`, where a dump walks the set again for each
+    /// datagram.
     pub fn known_or_none(
         &mut self,
         set: &str,
         known: &[IpAddr],
     ) -> io::Result<Option<Vec<Deadline>>> {
-        let Some(before) = self.set_count(set)? else {
+        let (Some(before), set_timeout) = self.set_count(set)? else {
             return Ok(None);
         };
         if before > known.len() as u64 {
             return Ok(None);
         }
         let mut found: Vec<Deadline> = Vec::with_capacity(before as usize);
+        let began = crate::clock::now_ms();
+        let mut touched = false;
         if before > 0 {
             for chunk in known.chunks(4096) {
-                let lefts = self.lefts(set, chunk)?;
+                let lefts = self.timed_lefts(set, chunk)?;
                 // Each time left made a deadline when its answer came.
                 let at = crate::clock::now_ms();
-                found.extend(chunk.iter().zip(lefts).filter_map(|(a, l)| {
-                    let l = l?;
-                    Some((
-                        *a,
-                        l.map(|l| at.saturating_add(l.min(i64::MAX as u64) as i64)),
-                    ))
-                }));
+                for (a, l) in chunk.iter().zip(lefts) {
+                    let Some((timeout, left)) = l else { continue };
+                    // Its timer started since the look-ups began (a
+                    // second of the kernel's rounding allowed), or it has
+                    // none to tell by.
+                    let ran = (timeout.or(set_timeout).zip(left)).map(|(t, l)| t.saturating_sub(l));
+                    let window = u64::try_from(at - began).unwrap_or(0) + 1000;
+                    touched |= ran.is_none_or(|r| r <= window);
+                    let until = left.map(|l| at.saturating_add(l.min(i64::MAX as u64) as i64));
+                    found.push((*a, until));
+                }
             }
         }
-        let whole = self.set_count(set)? == Some(before) && found.len() as u64 == before;
+        let whole =
+            !touched && self.set_count(set)?.0 == Some(before) && found.len() as u64 == before;
         Ok(whole.then(|| in_address_order(found)))
     }
 
     /// How many elements the kernel counts in a set (NFTA_SET_COUNT of
     /// NFT_MSG_GETSET): those in it, those timed out and not yet
-    /// collected, and those of a transaction not yet committed. `None`
-    /// from a kernel that does not say.
-    pub fn set_count(&mut self, set: &str) -> io::Result<Option<u64>> {
+    /// collected, and those of a transaction not yet committed (`None`
+    /// from a kernel that does not say); and the set's timeout in ms
+    /// (NFTA_SET_TIMEOUT), which an element's look-up gives only where
+    /// its own differs.
+    pub fn set_count(&mut self, set: &str) -> io::Result<(Option<u64>, Option<u64>)> {
+        const NFTA_SET_TIMEOUT: u16 = 11;
         const NFTA_SET_COUNT: u16 = 20;
         let mut h = NetlinkHeader::default();
         h.flags = NLM_F_REQUEST | NLM_F_ACK;
@@ -412,12 +431,19 @@ impl Lookup {
         );
         self.seq = self.seq.wrapping_add(1).max(1);
         let answer = request(&self.sock, m, self.seq, &mut self.buf)?;
-        Ok(answer
-            .iter()
-            .filter(|r| msg_type(r) == NFT_MSG_NEWSET)
-            .flat_map(|r| attrs(r.get(20..).unwrap_or_default()))
-            .find(|(t, v)| *t == NFTA_SET_COUNT && v.len() == 4)
-            .map(|(_, v)| u64::from(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))))
+        let (mut count, mut timeout) = (None, None);
+        for r in answer.iter().filter(|r| msg_type(r) == NFT_MSG_NEWSET) {
+            for (t, v) in attrs(r.get(20..).unwrap_or_default()) {
+                match (t, v.len()) {
+                    (NFTA_SET_COUNT, 4) => {
+                        count = Some(u64::from(u32::from_be_bytes([v[0], v[1], v[2], v[3]])))
+                    }
+                    (NFTA_SET_TIMEOUT, 8) => timeout = be64(v),
+                    _ => {}
+                }
+            }
+        }
+        Ok((count, timeout))
     }
 
     /// One dump of a set, in address order, each address once (a repeat,
@@ -556,6 +582,15 @@ impl Lookup {
 
     /// `get` for each of `addrs`, `BATCH` lookups to a datagram as `holds`.
     pub fn lefts(&mut self, set: &str, addrs: &[IpAddr]) -> io::Result<Vec<Option<Option<u64>>>> {
+        Ok(self
+            .timed_lefts(set, addrs)?
+            .into_iter()
+            .map(|x| x.map(|(_, left)| left))
+            .collect())
+    }
+
+    /// `lefts`, each with its element's timeout (ms; `None`: none).
+    fn timed_lefts(&mut self, set: &str, addrs: &[IpAddr]) -> io::Result<Vec<Option<Timer>>> {
         const BATCH: usize = 256;
         let mut out = vec![None; addrs.len()];
         for (c, chunk) in addrs.chunks(BATCH).enumerate() {
@@ -598,7 +633,7 @@ impl Lookup {
                         }
                         NFT_MSG_NEWSETELEM => {
                             out[i] = raw_setelem(r).and_then(|(_, _, _, e)| {
-                                e.iter().find(|x| x.0 == addrs[i]).map(|x| x.2)
+                                e.iter().find(|x| x.0 == addrs[i]).map(|x| (x.1, x.2))
                             });
                         }
                         _ => {}
