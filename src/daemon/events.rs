@@ -202,14 +202,11 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let n = r.sets;
         let answer = match r.worker {
             Some(w) => {
-                let (read, notes) = w.join().unwrap_or_else(|_| {
+                let read = w.join().unwrap_or_else(|_| {
                     let e = ReadError::Failed("the reading of the sets failed".to_owned());
                     (vec![Err(e); n], Vec::new())
                 });
-                for l in notes {
-                    self.log.log(Level::Debug, &l);
-                }
-                Answer::Dump(read)
+                self.answer_of(read)
             }
             None => Answer::Resumed,
         };
@@ -281,11 +278,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             Query::Left(items) => Answer::Left(self.lefts(&items)),
             Query::Dump(sets) => {
                 let known = self.known_sets();
-                let (read, notes) = dump_sets(self.lookup.as_deref_mut(), &sets, &known);
-                for l in notes {
-                    self.log.log(Level::Debug, &l);
-                }
-                Answer::Dump(read)
+                let read = dump_sets(self.lookup.as_deref_mut(), &sets, &known);
+                self.answer_of(read)
             }
             Query::Load => Answer::Done(vec![
                 self.load_anchor().map(|()| 0).map_err(|e| e.to_string()),
@@ -369,6 +363,15 @@ type Read = (Vec<Result<Elements, ReadError>>, Vec<String>);
 type KnownSets = HashMap<String, Vec<IpAddr>>;
 
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
+    /// A reading's answer for the machine, its lines on how each set was
+    /// read logged first.
+    fn answer_of(&mut self, (read, notes): Read) -> Answer {
+        for l in notes {
+            self.log.log(Level::Debug, &l);
+        }
+        Answer::Dump(read)
+    }
+
     /// The start's record, set by set, while it waits for the start's
     /// reading (`ElementLookup::read_known`).
     fn known_sets(&self) -> KnownSets {

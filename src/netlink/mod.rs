@@ -369,11 +369,7 @@ impl Lookup {
     /// ran and knocked again meanwhile, while another timed out). The cost
     /// grows with `known`, where a dump walks the set again for each
     /// datagram.
-    pub fn known_or_none(
-        &mut self,
-        set: &str,
-        known: &[IpAddr],
-    ) -> io::Result<Option<Vec<Deadline>>> {
+    fn known_or_none(&mut self, set: &str, known: &[IpAddr]) -> io::Result<Option<Vec<Deadline>>> {
         let (Some(before), set_timeout) = self.set_count(set)? else {
             return Ok(None);
         };
@@ -412,7 +408,7 @@ impl Lookup {
     /// from a kernel that does not say); and the set's timeout in ms
     /// (NFTA_SET_TIMEOUT), which an element's look-up gives only where
     /// its own differs.
-    pub fn set_count(&mut self, set: &str) -> io::Result<(Option<u64>, Option<u64>)> {
+    fn set_count(&mut self, set: &str) -> io::Result<(Option<u64>, Option<u64>)> {
         const NFTA_SET_TIMEOUT: u16 = 11;
         const NFTA_SET_COUNT: u16 = 20;
         let mut h = NetlinkHeader::default();
