@@ -96,22 +96,29 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// ending "while the daemon was down" (the machine decides:
     /// `Machine::reconcile`).
     pub fn reconcile(&mut self, prev: Option<Known>, now: i64) {
-        let acts = if prev.is_none() && !self.machine.polls() {
-            super::machine::Machine::no_record(self.machine.booked())
-        } else {
-            let cur = self.present(now);
-            self.machine.reconcile(prev, &cur, now)
+        let acts = match prev {
+            None if !self.machine.polls() => {
+                super::machine::Machine::no_record(self.machine.booked())
+            }
+            // The book is what the kernel holds: compared in parts.
+            Some(prev) if !self.machine.polls() => {
+                let mut out = Vec::new();
+                let cx = super::events::cx!(self);
+                self.machine.compare(&cx, prev, now, &mut out);
+                out
+            }
+            prev => {
+                let cur = self.present(now);
+                self.machine.reconcile(prev, &cur, now)
+            }
         };
         self.carry_out(acts, super::events::ms(now));
     }
 
-    /// What the kernel holds now: the sets as the events mode read them,
-    /// or (polling) a listing of each authorized table and intake at
-    /// `now` (seconds), without expiring (`Machine::at_start`).
+    /// What the kernel holds now (polling): a listing of each authorized
+    /// table and intake at `now` (seconds), without expiring
+    /// (`Machine::at_start`).
     fn present(&mut self, now: i64) -> Known {
-        if !self.machine.polls() {
-            return self.snapshot();
-        }
         let listed: Vec<(TableRef, Vec<Entry>)> = (self.machine.start_tables().into_iter())
             .filter_map(|t| Some((t.clone(), self.tables.entries(&t).ok()?)))
             .collect();

@@ -4,10 +4,11 @@
 //! what the kernel holds, each ending "while the daemon was down".
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Bound::{Excluded, Unbounded};
 
 use super::watch::{Hosts, Watch};
-use super::{Action, Ctx, Machine};
+use super::{Action, Ctx, Machine, Query, Step, Then};
 use crate::config::Role;
 use crate::daemon::lines::Level;
 use crate::name::{Af, Net, Secs};
@@ -193,30 +194,103 @@ impl Machine {
         let names: BTreeSet<&str> = cur.tables().chain(prev.tables()).map(|(t, _)| t).collect();
         for t in names {
             let w = self.watch_of(t);
-            // Only a firewall that times entries out itself (nftables)
-            // expires anything while no daemon runs; on pf an entry that
-            // left was removed.
-            let ttl = w.and_then(|w| w.named.ttl);
-            for (n, after, before) in side_by_side(cur.hosts(t), prev.hosts(t)) {
-                let (verb, since) = match (after, before) {
-                    (Some(s), None) => ("authorized", s),
-                    // A new time stamp (pf), or a later start by more
-                    // than the rounding of a timer read back (nftables).
-                    (Some(s), Some(p)) if s > p + 2 => ("renewed", s),
-                    (None, Some(p)) => {
-                        let expired =
-                            self.polls.refreshes && ttl.is_some_and(|ttl| p + ttl.0 as i64 <= now);
-                        let verb = if expired { "expired" } else { "removed" };
-                        gone.extend(Self::down_line(w, verb, &n, None, now));
-                        continue;
-                    }
-                    _ => continue,
-                };
-                out.extend(Self::down_line(w, verb, &n, Some(since), now));
+            let both = side_by_side(hosts_of(cur.hosts(t)), hosts_of(prev.hosts(t)));
+            for item in both {
+                self.say_down(w, item, now, &mut out, &mut gone);
             }
         }
         out.extend(gone);
         out
+    }
+
+    /// `reconcile` with kernel events, what the kernel holds being the
+    /// book: walked beside the record a part at a time (`TAKE_AT_ONCE`
+    /// hosts), each part at a turn of the loop (`Query::Pause`), so that
+    /// a million compared do not keep a signal waiting. The book holds
+    /// still meanwhile (kernel events wait for the end, as they do for
+    /// the reading's); the lines are `reconcile`'s, in its order.
+    pub fn compare(&self, cx: &Ctx, prev: Known, now: i64, out: &mut Vec<Action>) {
+        let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for s in &cx.cfg.services {
+            let t = TableRef::new(&cx.cfg.anchor, &s.table).to_string();
+            // Its IPv4 set, then its IPv6 set: address order.
+            let sets = [Af::V4, Af::V6].map(|af| nft_set_of(s.table.as_str(), af));
+            tables.insert(t, sets.into());
+        }
+        for (t, _) in prev.tables() {
+            tables.entry(t.to_owned()).or_default();
+        }
+        let c = Comparing {
+            prev,
+            tables: tables.into_iter().collect(),
+            after: None,
+            gone: Vec::new(),
+            now,
+        };
+        self.compare_part(Box::new(c), out);
+    }
+
+    /// The next part of a `compare`; the next after it is asked for at the
+    /// loop's next turn, or the lines of what left are said.
+    pub(super) fn compare_part(&self, mut c: Box<Comparing>, out: &mut Vec<Action>) {
+        let mut budget = super::resync::TAKE_AT_ONCE;
+        while let Some((t, sets)) = c.tables.front() {
+            let w = self.watch_of(t);
+            let after = c.after;
+            let cur = (sets.iter().filter_map(|s| self.book.find(s)))
+                .flat_map(|id| self.book.iter_set_after(id, after.map(|n| n.addr())))
+                .map(|(addr, a)| (Net::host(addr), a.since.div_euclid(1000)));
+            let kept = c.prev.hosts(t).map(|h| {
+                let from = after.map_or(Unbounded, Excluded);
+                h.range((from, Unbounded)).map(|(n, s)| (*n, *s))
+            });
+            let mut last = None;
+            for item in side_by_side(cur, kept.into_iter().flatten()).take(budget) {
+                last = Some(item.0);
+                self.say_down(w, item, c.now, out, &mut c.gone);
+                budget -= 1;
+            }
+            if budget == 0 {
+                c.after = last;
+                out.push(Action::Ask(Query::Pause, Then(Step::Comparing(c))));
+                return;
+            }
+            c.tables.pop_front();
+            c.after = None;
+        }
+        out.append(&mut c.gone);
+    }
+
+    /// What one host's record and kernel say, if anything: a new or
+    /// renewed authorization (`out`), or one that left (`gone`, said
+    /// after all the rest).
+    fn say_down(
+        &self,
+        w: Option<&Watch>,
+        (n, after, before): (Net, Option<i64>, Option<i64>),
+        now: i64,
+        out: &mut Vec<Action>,
+        gone: &mut Vec<Action>,
+    ) {
+        let (verb, since) = match (after, before) {
+            (Some(s), None) => ("authorized", s),
+            // A new time stamp (pf), or a later start by more than the
+            // rounding of a timer read back (nftables).
+            (Some(s), Some(p)) if s > p + 2 => ("renewed", s),
+            (None, Some(p)) => {
+                // Only a firewall that times entries out itself
+                // (nftables) expires anything while no daemon runs; on pf
+                // an entry that left was removed.
+                let ttl = w.and_then(|w| w.named.ttl);
+                let expired =
+                    self.polls.refreshes && ttl.is_some_and(|ttl| p + ttl.0 as i64 <= now);
+                let verb = if expired { "expired" } else { "removed" };
+                gone.extend(Self::down_line(w, verb, &n, None, now));
+                return;
+            }
+            _ => return,
+        };
+        out.extend(Self::down_line(w, verb, &n, Some(since), now));
     }
 
     /// Without a record: one line, with the number of authorizations
@@ -262,24 +336,42 @@ impl Machine {
     }
 }
 
-/// Two tables' hosts side by side, in address order, in one pass over
-/// both: each host of either, with the time each has for it.
-fn side_by_side<'a>(
-    a: Option<&'a Hosts>,
-    b: Option<&'a Hosts>,
-) -> impl Iterator<Item = (Net, Option<i64>, Option<i64>)> + 'a {
-    let mut a = a.into_iter().flatten().peekable();
-    let mut b = b.into_iter().flatten().peekable();
+/// A table's hosts, if it has any, with the time of each.
+fn hosts_of(h: Option<&Hosts>) -> impl Iterator<Item = (Net, i64)> + '_ {
+    h.into_iter().flatten().map(|(n, s)| (*n, *s))
+}
+
+/// Two tables' hosts side by side, each in address order, in one pass
+/// over both: each host of either, with the time each has for it.
+fn side_by_side(
+    a: impl Iterator<Item = (Net, i64)>,
+    b: impl Iterator<Item = (Net, i64)>,
+) -> impl Iterator<Item = (Net, Option<i64>, Option<i64>)> {
+    let mut a = a.peekable();
+    let mut b = b.peekable();
     std::iter::from_fn(move || match (a.peek(), b.peek()) {
-        (Some((x, _)), Some((y, _))) if x < y => a.next().map(|(n, s)| (*n, Some(*s), None)),
-        (Some((x, _)), Some((y, _))) if x > y => b.next().map(|(n, s)| (*n, None, Some(*s))),
+        (Some((x, _)), Some((y, _))) if x < y => a.next().map(|(n, s)| (n, Some(s), None)),
+        (Some((x, _)), Some((y, _))) if x > y => b.next().map(|(n, s)| (n, None, Some(s))),
         (Some(_), Some(_)) => {
             let (n, s) = a.next()?;
             let (_, p) = b.next()?;
-            Some((*n, Some(*s), Some(*p)))
+            Some((n, Some(s), Some(p)))
         }
-        (Some(_), None) => a.next().map(|(n, s)| (*n, Some(*s), None)),
-        (None, Some(_)) => b.next().map(|(n, s)| (*n, None, Some(*s))),
+        (Some(_), None) => a.next().map(|(n, s)| (n, Some(s), None)),
+        (None, Some(_)) => b.next().map(|(n, s)| (n, None, Some(s))),
         (None, None) => None,
     })
+}
+
+/// A start's `compare`, between two parts: the tables left (by name,
+/// each with its sets, IPv4's first), the last host said of the first of
+/// them, and the lines of what left, said at the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Comparing {
+    prev: Known,
+    tables: VecDeque<(String, Vec<String>)>,
+    after: Option<Net>,
+    gone: Vec<Action>,
+    /// Seconds.
+    now: i64,
 }

@@ -212,6 +212,8 @@ enum Step {
     },
     /// Its answer, being taken in a turn at a time.
     Taking(Box<resync::Taking>),
+    /// A start's compare of the book with the record, a turn at a time.
+    Comparing(Box<down::Comparing>),
     /// Full meters due a look.
     Meters(Vec<String>),
     /// A poll's step (`polls.rs`).
@@ -479,6 +481,7 @@ impl Machine {
                 self.resynced(cx, sets, missed, d, now, &mut out)
             }
             (Step::Taking(t), Answer::Resumed) => self.take_in(cx, t, now, &mut out),
+            (Step::Comparing(c), Answer::Resumed) => self.compare_part(c, &mut out),
             (Step::Meters(due), Answer::Dump(d)) => self.meters_looked(cx, due, d, now, &mut out),
             (Step::Poll(step), a) => out = self.polled(cx, *step, a, now),
             (Step::Rotated, Answer::Rotated(r)) => out = self.rotated(cx, r, now),

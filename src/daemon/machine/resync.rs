@@ -25,7 +25,7 @@ const LATE: &str = "(learned late: the kernel dropped notifications)";
 /// Elements of a reading of every set taken in at once; the rest wait
 /// for the loop's next turn (`Query::Pause`), where signals are answered:
 /// a million took 1.9 s in one piece, a part of 8,192 6 to 8 ms here.
-const TAKE_AT_ONCE: usize = 1 << 13;
+pub(super) const TAKE_AT_ONCE: usize = 1 << 13;
 
 /// A reading of every set, being taken in.
 #[derive(Clone, Debug, PartialEq, Eq)]

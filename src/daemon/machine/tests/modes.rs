@@ -4,6 +4,7 @@
 use super::polls::{Pf, T, anchor, entry, listed, net, pf, poll};
 use super::*;
 use crate::daemon::lines::REPEAT_EVERY;
+use std::net::Ipv6Addr;
 
 #[test]
 fn a_step_boundary_loads_the_new_ports_unless_held_and_a_failure_is_tried_a_poll_later() {
@@ -201,21 +202,23 @@ fn the_snapshot_a_stop_keeps_holds_authorizations_only() {
     // Deciding on events: the book, since the second of the knock.
     let cfg = config("");
     let cx = super::cx(&cfg);
-    let mut e = events();
+    let mut e = Machine::polling(&cfg, true);
+    e.use_events();
     authorize(&mut e, &cx, "198.18.0.3", T0 + 1500);
-    let want: Known = [((t, net("198.18.0.3")), T0 / 1000 + 1)].into();
+    let want: Known = [((t.clone(), net("198.18.0.3")), T0 / 1000 + 1)].into();
     assert_eq!(e.snapshot(&cx), want);
     // A renewal is a time stamp more than 2 s later than the one kept:
     // less is the rounding of a timer read back.
-    let prev: Known = [(
-        ("<ssh> in anchor pfknock".into(), net("198.18.0.3")),
-        T0 / 1000 - 1,
-    )]
-    .into();
-    assert_eq!(
-        e.reconcile(Some(prev), &e.snapshot(&cx), T0 / 1000 + 5),
-        vec![]
-    );
+    let kept = |since| Known::from([((t.clone(), net("198.18.0.3")), since)]);
+    let now = T0 / 1000 + 5;
+    assert_eq!(e.reconcile(Some(kept(T0 / 1000 - 1)), &want, now), vec![]);
+    let mut out = Vec::new();
+    e.compare(&cx, kept(T0 / 1000 - 1), now, &mut out);
+    assert_eq!(out, vec![]);
+    e.compare(&cx, kept(T0 / 1000 - 2), now, &mut out);
+    let l = "renewed 198.18.0.3 service=ssh table=ssh anchor=pfknock age=4s ttl=1m while \
+             the daemon was down";
+    assert_eq!(out, vec![info(l)]);
 }
 
 #[test]
@@ -319,4 +322,123 @@ fn a_commands_change_is_followed_by_the_polls_without_a_line() {
     // A table the polls do not watch: nothing changes.
     let other = super::polls::table("other");
     assert_eq!(m.follow(&cx, &Change::Cleared(other), T + 5), vec![]);
+}
+
+/// A line the test expects: table, verb, host.
+type Said = (String, String, IpAddr);
+
+/// 30,000 hosts of two services, IPv4 and IPv6, each one of five cases
+/// by its number: kept as it was; renewed while down; new; gone and due
+/// (expired); gone before its time (removed). What the record keeps,
+/// what each set holds, and the lines due, in the order due: table by
+/// table in address order, then what left.
+fn record_and_sets(now: i64) -> (Known, BTreeMap<String, Elements>, Vec<Said>) {
+    let table = |s: &str| format!("<{s}> in anchor pfknock");
+    let (mut prev, mut sets) = (Known::new(), BTreeMap::<String, Elements>::new());
+    let (mut want, mut gone) = (Vec::new(), Vec::new());
+    for i in 0..30_000u32 {
+        let (svc, addr) = match i % 3 {
+            0 => ("ssh", IpAddr::from([198, 18, (i >> 8) as u8, i as u8])),
+            1 => (
+                "ssh",
+                IpAddr::from(Ipv6Addr::from((0xfd00 << 112) | u128::from(i))),
+            ),
+            _ => ("web", IpAddr::from([198, 19, (i >> 8) as u8, i as u8])),
+        };
+        let since = now - 30 - i64::from(i % 7);
+        let set = format!("{svc}_{}", if addr.is_ipv4() { 4 } else { 6 });
+        let (kernel, record) = match i % 5 {
+            0 => (Some(since), Some(since)),
+            1 => (Some(since + 10), Some(since)),
+            2 => (Some(since), None),
+            3 => (None, Some(now - 61)),
+            _ => (None, Some(since)),
+        };
+        if let Some(k) = kernel {
+            sets.entry(set)
+                .or_default()
+                .push((addr, Some((k + 60) * 1000)));
+        }
+        if let Some(r) = record {
+            prev.insert((table(svc), Net::host(addr)), r);
+        }
+        let verb = ["", "renewed", "authorized", "expired", "removed"][i as usize % 5];
+        let said = (table(svc), verb.to_owned(), addr);
+        match i % 5 {
+            0 => {}
+            1 | 2 => want.push(said),
+            _ => gone.push(said),
+        }
+    }
+    // A table the config no longer names: nothing to say of it.
+    prev.insert((table("old"), net("198.18.250.1")), now - 5);
+    want.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
+    gone.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
+    want.extend(gone);
+    (prev, sets, want)
+}
+
+/// Each line's table, verb and host.
+fn said_of(acts: &[Action]) -> Vec<Said> {
+    (acts.iter())
+        .map(|a| {
+            let Action::Log(Level::Info, l) = a else {
+                panic!("{a:?}")
+            };
+            let w: Vec<&str> = l.split(' ').collect();
+            let svc = w.iter().find_map(|x| x.strip_prefix("service=")).unwrap();
+            assert!(l.ends_with("while the daemon was down"), "{l}");
+            (
+                format!("<{svc}> in anchor pfknock"),
+                w[0].to_owned(),
+                w[1].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_start_compares_its_record_with_the_book_a_part_at_a_time_as_in_one_piece() {
+    let web = "[[service]]\nname = \"web\"\nprotect = [443]\nknock = [2345]\nttl = \"60s\"\n";
+    let cfg = config(web);
+    let cx = super::cx(&cfg);
+    let now = T0 / 1000;
+    let (prev, mut sets, want) = record_and_sets(now);
+    let held: usize = sets.values().map(Vec::len).sum();
+    // The book, from a start's reading, taken in to the end.
+    let mut m = Machine::polling(&cfg, true);
+    m.use_events();
+    let (q, then) = asked(&m.resync(&cx, T0));
+    let Query::Dump(names) = q else { panic!() };
+    let dump = names.iter().map(|s| Ok(sets.remove(s).unwrap_or_default()));
+    let mut acts = m.answer(&cx, then, Answer::Dump(dump.collect()), T0);
+    for _ in 0..100 {
+        let Some(Action::Ask(Query::Pause, t)) = acts.pop() else {
+            break;
+        };
+        acts = m.answer(&cx, t, Answer::Resumed, T0);
+    }
+    assert_eq!(m.booked(), held);
+    let one_piece = m.reconcile(Some(prev.clone()), &m.snapshot(&cx), now);
+    let mut acts = Vec::new();
+    m.compare(&cx, prev, now, &mut acts);
+    let (mut got, mut parts) = (Vec::new(), 1);
+    while let Some(Action::Ask(Query::Pause, t)) = acts.last().cloned() {
+        assert!(parts < 100, "a compare that does not end");
+        acts.pop();
+        got.append(&mut acts);
+        acts = m.answer(&cx, t, Answer::Resumed, T0);
+        parts += 1;
+    }
+    got.append(&mut acts);
+    assert!(
+        parts >= 30_000 / super::super::resync::TAKE_AT_ONCE,
+        "{parts}"
+    );
+    assert_eq!(got, one_piece);
+    // Each line what the test made of its host, in the same order.
+    let said = said_of(&got);
+    assert_eq!(said.len(), want.len());
+    let apart = said.iter().zip(&want).find(|(a, b)| a != b);
+    assert!(apart.is_none(), "first apart: {apart:?}");
 }
