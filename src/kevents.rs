@@ -53,6 +53,11 @@ pub trait ElementLookup {
     /// of a million elements takes a minute, and each time left is true
     /// only at the moment the kernel gave it.
     fn dump(&mut self, set: &str) -> std::io::Result<Vec<Deadline>>;
+    /// `dump`, with a line (debug) on how the set was read, where there
+    /// is one to say.
+    fn dump_noted(&mut self, set: &str) -> std::io::Result<(Vec<Deadline>, Option<String>)> {
+        Ok((self.dump(set)?, None))
+    }
     /// `dump`, by a look-up of each of `known` (what the last daemon
     /// kept), where the kernel can tell that the set holds nothing else:
     /// `None` where it cannot, and the set is dumped instead.

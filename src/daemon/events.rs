@@ -404,7 +404,7 @@ fn dump_sets(
     let mut notes = Vec::new();
     let mut read = |l: &mut (dyn ElementLookup + Send), set: &str| {
         let Some(k) = known.get(set) else {
-            return l.dump(set);
+            return dump_noting(l, set, &mut notes);
         };
         if let Some(e) = l.read_known(set, k)? {
             let n = e.len();
@@ -420,7 +420,7 @@ fn dump_sets(
              kept",
             k.len()
         ));
-        l.dump(set)
+        dump_noting(l, set, &mut notes)
     };
     let out = sets
         .iter()
@@ -432,6 +432,17 @@ fn dump_sets(
         })
         .collect();
     (out, notes)
+}
+
+/// A set dumped, the line on how, if any, kept in `notes`.
+fn dump_noting(
+    l: &mut (dyn ElementLookup + Send),
+    set: &str,
+    notes: &mut Vec<String>,
+) -> std::io::Result<Vec<crate::kevents::Deadline>> {
+    let (d, how) = l.dump_noted(set)?;
+    notes.extend(how);
+    Ok(d)
 }
 
 /// A reading of every authorized set that runs beside the loop, on a

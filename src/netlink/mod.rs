@@ -294,7 +294,10 @@ impl crate::kevents::ElementLookup for Lookup {
     /// The daemon's full reads (at start, after lost notifications) are
     /// rare and what it believes until the next one: settled ones.
     fn dump(&mut self, set: &str) -> io::Result<Vec<Deadline>> {
-        self.dump_settled(set)
+        self.dump_settled(set).map(|(d, _)| d)
+    }
+    fn dump_noted(&mut self, set: &str) -> io::Result<(Vec<Deadline>, Option<String>)> {
+        self.dump_settled(set).map(|(d, how)| (d, Some(how)))
     }
     fn read_known(&mut self, set: &str, known: &[IpAddr]) -> io::Result<Option<Vec<Deadline>>> {
         self.known_or_none(set, known)
@@ -323,23 +326,42 @@ impl Lookup {
     }
 
     /// Every element of a set with its deadline (ms since the epoch, on
-    /// `clock::now_ms`; `None`: no timeout), taken as whole only when the
-    /// next dump holds the same addresses: a dump during a resize of the
-    /// set's hash table, or while the set changes, can come short without
-    /// repeating anything (`dump_counted`), and the kernel tells no element
-    /// count to compare with. At most `SETTLE_PASSES` dumps, each compared
+    /// `clock::now_ms`; `None`: no timeout), and a line on how it was
+    /// read. A dump during a resize of the set's hash table, or while the
+    /// set changes, can come short without repeating anything
+    /// (`dump_counted`). Where the kernel counts the set's elements, the
+    /// first dump is taken as whole when a look-up of each element it gave
+    /// says the set holds them and nothing else (`known_or_none`), at a
+    /// small part of a second dump's cost (the kernel walks the set again
+    /// for each dump datagram). Otherwise, only when the next dump holds
+    /// the same addresses: at most `SETTLE_PASSES` dumps, each compared
     /// with all before it; if none agrees (the set keeps changing), every
     /// address any of them held, each with the deadline the last one that
     /// held it gave. Deadlines, not times left: at a million elements a
     /// dump takes a minute, and a time left is only true at the moment its
     /// datagram came.
-    pub fn dump_settled(&mut self, set: &str) -> io::Result<Vec<Deadline>> {
+    pub fn dump_settled(&mut self, set: &str) -> io::Result<(Vec<Deadline>, String)> {
         const SETTLE_PASSES: u64 = 3;
         let mut all: Vec<Deadline> = Vec::new();
         for pass in 1..=SETTLE_PASSES {
             let d = self.dump_pass(set)?;
+            if pass == 1 {
+                let addrs: Vec<IpAddr> = d.iter().map(|(a, _)| *a).collect();
+                if let Some(found) = self.known_or_none(set, &addrs)? {
+                    let n = found.len();
+                    let how = format!(
+                        "set {set}: read by one dump and a look-up of each of the {n} it gave: \
+                         the kernel counts {n}, and each was found"
+                    );
+                    return Ok((found, how));
+                }
+            }
             if pass > 1 && same_addresses(&all, &d) {
-                return Ok(d);
+                let how = format!(
+                    "set {set}: read by {pass} dumps, the last holding the addresses those \
+                     before it held"
+                );
+                return Ok((d, how));
             }
             all = if pass == 1 {
                 d
@@ -350,7 +372,11 @@ impl Lookup {
                 std::thread::sleep(std::time::Duration::from_millis(50 * pass));
             }
         }
-        Ok(all)
+        let how = format!(
+            "set {set}: read by {SETTLE_PASSES} dumps, the set changing throughout: each \
+             address any of them held"
+        );
+        Ok((all, how))
     }
 
     /// The set read by a look-up of each of `known`, where the kernel
