@@ -851,6 +851,11 @@ fn a_full_set_is_logged_when_it_fills_and_when_it_drains() {
         err.contains("pfknock: set ssh_4 is full (3 elements)"),
         "show says it: {err}"
     );
+    // The meter, which show does not list, counted by itself.
+    assert!(
+        err.contains("pfknock: set ssh_m1_4 is full (12 elements)"),
+        "show says it: {err}"
+    );
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).lines().count(),
         4,

@@ -545,10 +545,15 @@ impl Lookup {
         Ok(all)
     }
 
-    /// How many elements a set holds: one dump, counted as it comes and
-    /// kept nowhere (a resize of the set meanwhile can count one twice or
-    /// not at all; this is for telling a full set).
+    /// How many elements a set holds, for telling a full set: the
+    /// kernel's own count where it says it (NFTA_SET_COUNT, the number it
+    /// holds against the set's size when it refuses an add), in one
+    /// request; else one dump, counted as it comes and kept nowhere (a
+    /// resize of the set meanwhile can count one twice or not at all).
     pub fn count(&mut self, set: &str) -> io::Result<usize> {
+        if let (Some(n), _) = self.set_count(set)? {
+            return Ok(usize::try_from(n).unwrap_or(usize::MAX));
+        }
         let mut n = 0;
         self.dump_each(set, |e| n += e.len())?;
         Ok(n)

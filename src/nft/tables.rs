@@ -80,9 +80,10 @@ impl NftTables {
         Ok(got.into_iter().map(|x| elem_of(s, x)).collect())
     }
 
-    /// How many elements a set of a terse listing holds: counted from a
-    /// netlink dump for sets with timeouts (the large ones), from nft's
-    /// listing for the others (allow lists hold ranges, which nft tells).
+    /// How many elements a set of a terse listing holds: for sets with
+    /// timeouts (the large ones) the kernel's count, or where it gives
+    /// none a netlink dump (`netlink::Lookup::count`); from nft's listing
+    /// for the others (allow lists hold ranges, which nft tells).
     fn count_of(&self, s: &Set) -> Result<u64> {
         #[cfg(target_os = "linux")]
         if s.timeout.is_some() {
