@@ -195,8 +195,12 @@ impl Machine {
         for t in names {
             let w = self.watch_of(t);
             let both = side_by_side(hosts_of(cur.hosts(t)), hosts_of(prev.hosts(t)));
-            for item in both {
-                self.say_down(w, item, now, &mut out, &mut gone);
+            for (n, after, before) in both {
+                let Some((verb, since)) = self.verdict(w, after, before, now) else {
+                    continue;
+                };
+                let line = Self::down_line(w, verb, &n, since, now);
+                if since.is_some() { &mut out } else { &mut gone }.extend(line);
             }
         }
         out.extend(gone);
@@ -205,10 +209,13 @@ impl Machine {
 
     /// `reconcile` with kernel events, what the kernel holds being the
     /// book: walked beside the record a part at a time (`TAKE_AT_ONCE`
-    /// hosts), each part at a turn of the loop (`Query::Pause`), so that
-    /// a million compared do not keep a signal waiting. The book holds
-    /// still meanwhile (kernel events wait for the end, as they do for
-    /// the reading's); the lines are `reconcile`'s, in its order.
+    /// hosts, or `LINES_AT_ONCE` lines), each part at a turn of the loop
+    /// (`Query::Pause`), so that a million compared do not keep a signal
+    /// waiting; once for what is new or renewed, then again for what
+    /// left, which `reconcile` says after all the rest (a day down can be
+    /// a million lines: none is held meanwhile). The book holds still
+    /// (kernel events wait for the end, as they do for the reading's);
+    /// the lines are `reconcile`'s, in its order.
     pub fn compare(&self, cx: &Ctx, prev: Known, now: i64, out: &mut Vec<Action>) {
         let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for s in &cx.cfg.services {
@@ -220,21 +227,34 @@ impl Machine {
         for (t, _) in prev.tables() {
             tables.entry(t.to_owned()).or_default();
         }
+        let all: Vec<(String, Vec<String>)> = tables.into_iter().collect();
         let c = Comparing {
             prev,
-            tables: tables.into_iter().collect(),
+            tables: all.clone().into(),
+            all,
+            gone: false,
+            left: 0,
             after: None,
-            gone: Vec::new(),
             now,
         };
         self.compare_part(Box::new(c), out);
     }
 
     /// The next part of a `compare`; the next after it is asked for at the
-    /// loop's next turn, or the lines of what left are said.
+    /// loop's next turn.
     pub(super) fn compare_part(&self, mut c: Box<Comparing>, out: &mut Vec<Action>) {
-        let mut budget = super::resync::TAKE_AT_ONCE;
-        while let Some((t, sets)) = c.tables.front() {
+        // Hosts walked, and lines said (each costs more).
+        let (mut hosts, mut lines) = (super::resync::TAKE_AT_ONCE, LINES_AT_ONCE);
+        loop {
+            let Some((t, sets)) = c.tables.front() else {
+                if c.gone || c.left == 0 {
+                    return;
+                }
+                // Again, for what left.
+                c.gone = true;
+                c.tables = c.all.clone().into();
+                continue;
+            };
             let w = self.watch_of(t);
             let after = c.after;
             let cur = (sets.iter().filter_map(|s| self.book.find(s)))
@@ -244,53 +264,57 @@ impl Machine {
                 let from = after.map_or(Unbounded, Excluded);
                 h.range((from, Unbounded)).map(|(n, s)| (*n, *s))
             });
-            let mut last = None;
-            for item in side_by_side(cur, kept.into_iter().flatten()).take(budget) {
-                last = Some(item.0);
-                self.say_down(w, item, c.now, out, &mut c.gone);
-                budget -= 1;
+            let mut full = false;
+            for (n, now, before) in side_by_side(cur, kept.into_iter().flatten()) {
+                c.after = Some(n);
+                hosts -= 1;
+                let said = self.verdict(w, now, before, c.now);
+                c.left += usize::from(!c.gone && said.is_some_and(|(_, s)| s.is_none()));
+                if let Some((verb, since)) = said
+                    && since.is_none() == c.gone
+                {
+                    out.extend(Self::down_line(w, verb, &n, since, c.now));
+                    lines -= 1;
+                }
+                full = hosts == 0 || lines == 0;
+                if full {
+                    break;
+                }
             }
-            if budget == 0 {
-                c.after = last;
+            if full {
                 out.push(Action::Ask(Query::Pause, Then(Step::Comparing(c))));
                 return;
             }
             c.tables.pop_front();
             c.after = None;
         }
-        out.append(&mut c.gone);
     }
 
-    /// What one host's record and kernel say, if anything: a new or
-    /// renewed authorization (`out`), or one that left (`gone`, said
-    /// after all the rest).
-    fn say_down(
+    /// What one host's time in the kernel (`now`) and in the record
+    /// (`before`) say, if anything: authorized or renewed while no daemon
+    /// ran, since when; or (no time) expired or removed.
+    fn verdict(
         &self,
         w: Option<&Watch>,
-        (n, after, before): (Net, Option<i64>, Option<i64>),
-        now: i64,
-        out: &mut Vec<Action>,
-        gone: &mut Vec<Action>,
-    ) {
-        let (verb, since) = match (after, before) {
-            (Some(s), None) => ("authorized", s),
+        now: Option<i64>,
+        before: Option<i64>,
+        at: i64,
+    ) -> Option<(&'static str, Option<i64>)> {
+        match (now, before) {
+            (Some(s), None) => Some(("authorized", Some(s))),
             // A new time stamp (pf), or a later start by more than the
             // rounding of a timer read back (nftables).
-            (Some(s), Some(p)) if s > p + 2 => ("renewed", s),
+            (Some(s), Some(p)) if s > p + 2 => Some(("renewed", Some(s))),
             (None, Some(p)) => {
                 // Only a firewall that times entries out itself
                 // (nftables) expires anything while no daemon runs; on pf
                 // an entry that left was removed.
                 let ttl = w.and_then(|w| w.named.ttl);
-                let expired =
-                    self.polls.refreshes && ttl.is_some_and(|ttl| p + ttl.0 as i64 <= now);
-                let verb = if expired { "expired" } else { "removed" };
-                gone.extend(Self::down_line(w, verb, &n, None, now));
-                return;
+                let expired = self.polls.refreshes && ttl.is_some_and(|ttl| p + ttl.0 as i64 <= at);
+                Some((if expired { "expired" } else { "removed" }, None))
             }
-            _ => return,
-        };
-        out.extend(Self::down_line(w, verb, &n, Some(since), now));
+            _ => None,
+        }
     }
 
     /// Without a record: one line, with the number of authorizations
@@ -363,15 +387,24 @@ fn side_by_side(
     })
 }
 
+/// Lines a part of a start's `compare` makes or says at most: each is
+/// formatted and sent to syslog, some microseconds, where a host walked
+/// past without one costs less than one.
+pub(super) const LINES_AT_ONCE: usize = 1 << 10;
+
 /// A start's `compare`, between two parts: the tables left (by name,
-/// each with its sets, IPv4's first), the last host said of the first of
-/// them, and the lines of what left, said at the end.
+/// each with its sets, IPv4's first) and all of them, for the second walk;
+/// which walk (`gone`: the one for what left), and how many left; and
+/// the last host walked of the first table left.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Comparing {
     prev: Known,
     tables: VecDeque<(String, Vec<String>)>,
+    all: Vec<(String, Vec<String>)>,
+    gone: bool,
+    /// Hosts the first walk found gone: none, no second walk.
+    left: usize,
     after: Option<Net>,
-    gone: Vec<Action>,
     /// Seconds.
     now: i64,
 }
