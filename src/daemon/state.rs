@@ -94,7 +94,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// At start, once the tables have been read: log what changed while
     /// no daemon ran, against what the last one kept (`prev`), each line
     /// ending "while the daemon was down" (the machine decides:
-    /// `Machine::reconcile`).
+    /// `Machine::reconcile`; with kernel events `Machine::compare`, which
+    /// walks the book a part at a time).
     pub fn reconcile(&mut self, prev: Option<Known>, now: i64) {
         let acts = match prev {
             None if !self.machine.polls() => {
