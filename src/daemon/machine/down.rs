@@ -4,7 +4,7 @@
 //! what the kernel holds, each ending "while the daemon was down".
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound::{Excluded, Unbounded};
 
 use super::watch::{Hosts, Watch};
@@ -227,11 +227,10 @@ impl Machine {
         for (t, _) in prev.tables() {
             tables.entry(t.to_owned()).or_default();
         }
-        let all: Vec<(String, Vec<String>)> = tables.into_iter().collect();
         let c = Comparing {
             prev,
-            tables: all.clone().into(),
-            all,
+            tables: tables.into_iter().collect(),
+            at: 0,
             gone: false,
             left: 0,
             after: None,
@@ -246,13 +245,13 @@ impl Machine {
         // Hosts walked, and lines said (each costs more).
         let (mut hosts, mut lines) = (super::resync::TAKE_AT_ONCE, LINES_AT_ONCE);
         loop {
-            let Some((t, sets)) = c.tables.front() else {
+            let Some((t, sets)) = c.tables.get(c.at) else {
                 if c.gone || c.left == 0 {
                     return;
                 }
                 // Again, for what left.
                 c.gone = true;
-                c.tables = c.all.clone().into();
+                c.at = 0;
                 continue;
             };
             let w = self.watch_of(t);
@@ -265,10 +264,10 @@ impl Machine {
                 h.range((from, Unbounded)).map(|(n, s)| (*n, *s))
             });
             let mut full = false;
-            for (n, now, before) in side_by_side(cur, kept.into_iter().flatten()) {
+            for (n, held, kept) in side_by_side(cur, kept.into_iter().flatten()) {
                 c.after = Some(n);
                 hosts -= 1;
-                let said = self.verdict(w, now, before, c.now);
+                let said = self.verdict(w, held, kept, c.now);
                 c.left += usize::from(!c.gone && said.is_some_and(|(_, s)| s.is_none()));
                 if let Some((verb, since)) = said
                     && since.is_none() == c.gone
@@ -285,22 +284,22 @@ impl Machine {
                 out.push(Action::Ask(Query::Pause, Then(Step::Comparing(c))));
                 return;
             }
-            c.tables.pop_front();
+            c.at += 1;
             c.after = None;
         }
     }
 
-    /// What one host's time in the kernel (`now`) and in the record
-    /// (`before`) say, if anything: authorized or renewed while no daemon
-    /// ran, since when; or (no time) expired or removed.
+    /// What one host's time in the kernel (`held`) and in the record
+    /// (`kept`) say at `now`, if anything: authorized or renewed while no
+    /// daemon ran, since when; or (no time) expired or removed.
     fn verdict(
         &self,
         w: Option<&Watch>,
-        now: Option<i64>,
-        before: Option<i64>,
-        at: i64,
+        held: Option<i64>,
+        kept: Option<i64>,
+        now: i64,
     ) -> Option<(&'static str, Option<i64>)> {
-        match (now, before) {
+        match (held, kept) {
             (Some(s), None) => Some(("authorized", Some(s))),
             // A new time stamp (pf), or a later start by more than the
             // rounding of a timer read back (nftables).
@@ -310,7 +309,8 @@ impl Machine {
                 // (nftables) expires anything while no daemon runs; on pf
                 // an entry that left was removed.
                 let ttl = w.and_then(|w| w.named.ttl);
-                let expired = self.polls.refreshes && ttl.is_some_and(|ttl| p + ttl.0 as i64 <= at);
+                let expired =
+                    self.polls.refreshes && ttl.is_some_and(|ttl| p + ttl.0 as i64 <= now);
                 Some((if expired { "expired" } else { "removed" }, None))
             }
             _ => None,
@@ -392,15 +392,15 @@ fn side_by_side(
 /// past without one costs less than one.
 pub(super) const LINES_AT_ONCE: usize = 1 << 10;
 
-/// A start's `compare`, between two parts: the tables left (by name,
-/// each with its sets, IPv4's first) and all of them, for the second walk;
-/// which walk (`gone`: the one for what left), and how many left; and
-/// the last host walked of the first table left.
+/// A start's `compare`, between two parts: the tables (by name, each with
+/// its sets, IPv4's first) and the one being walked; which walk (`gone`:
+/// the one for what left), and how many left; and the last host walked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Comparing {
     prev: Known,
-    tables: VecDeque<(String, Vec<String>)>,
-    all: Vec<(String, Vec<String>)>,
+    tables: Vec<(String, Vec<String>)>,
+    /// The table being walked.
+    at: usize,
     gone: bool,
     /// Hosts the first walk found gone: none, no second walk.
     left: usize,
