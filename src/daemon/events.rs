@@ -409,8 +409,8 @@ fn dump_sets(
         if let Some(e) = l.read_known(set, k)? {
             let n = e.len();
             notes.push(format!(
-                "set {set}: read by a look-up of each of the {} the last daemon kept: the \
-                 kernel counts {n}, and each was found",
+                "set {set}: read by a look-up of each of the {} the last daemon kept: {n} \
+                 found, as many as the kernel counts",
                 k.len()
             ));
             return Ok(e);

@@ -348,10 +348,11 @@ impl Lookup {
             if pass == 1 {
                 let addrs: Vec<IpAddr> = d.iter().map(|(a, _)| *a).collect();
                 if let Some(found) = self.known_or_none(set, &addrs)? {
-                    let n = found.len();
                     let how = format!(
-                        "set {set}: read by one dump and a look-up of each of the {n} it gave: \
-                         the kernel counts {n}, and each was found"
+                        "set {set}: read by one dump and a look-up of each of the {} it gave: \
+                         {} found, as many as the kernel counts",
+                        addrs.len(),
+                        found.len()
                     );
                     return Ok((found, how));
                 }
