@@ -978,8 +978,10 @@ fn what_happened_while_the_daemon_was_down_is_logged_at_start() {
 /// there), and nothing is said of the 50,000, which the daemon knows
 /// (SIGUSR2 counts them). Then one host is added by nft and one deleted
 /// while no daemon runs: the count is the same but a kept host is not
-/// found, the set is read whole, and both are said as such. Last, a kept
-/// host taken out and put back right before a start is read whole too.
+/// found, the set is read whole, and both are said as such. Then 60
+/// deleted while down, past `log_burst` (`down_past_log_burst`). Last, a
+/// kept host taken out and put back right before a start is read whole
+/// too.
 #[test]
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_restart_over_an_unchanged_record_looks_up_what_it_kept() {
@@ -1066,6 +1068,7 @@ fn a_restart_over_an_unchanged_record_looks_up_what_it_kept() {
     }
     assert_eq!(lines_with(&said, "198.19."), 2, "{said}");
     stopped(&n, d, &pid, log);
+    down_past_log_burst(&n);
     // A kept host taken out and put back just before the start: all are
     // found and the count is the same, but that one's timer started
     // within a second of the look-ups (it could stand for another that
@@ -1083,6 +1086,46 @@ fn a_restart_over_an_unchanged_record_looks_up_what_it_kept() {
     assert!(said.contains("set ssh_4: read whole"), "{said}");
     let _ = d.kill();
     let _ = d.wait();
+}
+
+/// While down, 60 kept hosts deleted by nft: more than `log_burst` (50),
+/// so the start says one line with their number (info), and each, at
+/// debug; the 49,939 still there are said nowhere.
+fn down_past_log_burst(n: &Net) {
+    let gone: Vec<String> = (1..=60).map(|h| format!("198.19.1.{h}")).collect();
+    let del = format!(
+        "delete element inet pfknock ssh_4 {{ {} }}",
+        gone.join(", ")
+    );
+    ok(&ns(&n.srv, &["nft", &del]));
+    let (d, pid, log, _) = counted_daemon(n);
+    let said = read_log(&log, 60, |s| s.matches("removed 198.19.1.").count() >= 60);
+    // The priority's severity: info 6, debug 7 (whatever the facility).
+    let severity = |l: &str| {
+        let pri = l.strip_prefix('<').and_then(|r| r.split_once('>'));
+        pri.and_then(|(p, _)| p.parse::<u8>().ok()).map(|p| p & 7)
+    };
+    let sixty = "60 changes to the authorizations of service ssh while the daemon was down";
+    assert!(
+        said.lines()
+            .any(|l| severity(l) == Some(6) && l.ends_with(sixty)),
+        "{said}"
+    );
+    for h in &gone {
+        let each: Vec<&str> = said
+            .lines()
+            .filter(|l| l.contains(&format!("removed {h} ")))
+            .collect();
+        assert_eq!(each.len(), 1, "{h}: {said}");
+        assert_eq!(severity(each[0]), Some(7), "at debug: {}", each[0]);
+        assert!(
+            each[0].ends_with("while the daemon was down"),
+            "{}",
+            each[0]
+        );
+    }
+    assert_eq!(lines_with(&said, "198.19."), 60, "{said}");
+    stopped(n, d, &pid, log);
 }
 
 /// A daemon started with no record, until its reading is done, and

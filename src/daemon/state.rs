@@ -110,7 +110,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             }
             prev => {
                 let cur = self.present(now);
-                self.machine.reconcile(prev, &cur, now)
+                let cx = super::events::cx!(self);
+                self.machine.reconcile(&cx, prev, &cur, now)
             }
         };
         self.carry_out(acts, super::events::ms(now));

@@ -185,24 +185,27 @@ impl Machine {
     /// without a record, one line says that what happened is not known.
     /// Both sides are in address order (`Hosts`): each table's two are
     /// walked side by side in one pass, and what is said needs no sorting.
-    pub fn reconcile(&self, prev: Option<Known>, cur: &Known, now: i64) -> Vec<Action> {
+    /// A table with more to say than `log_burst` has one line first with
+    /// their number, and each at debug (`burst`).
+    pub fn reconcile(&self, cx: &Ctx, prev: Option<Known>, cur: &Known, now: i64) -> Vec<Action> {
         let Some(prev) = prev else {
             return Self::no_record(cur.len());
         };
-        let mut out = Vec::new();
-        let mut gone = Vec::new();
+        let (mut out, mut new, mut gone) = (Vec::new(), Vec::new(), Vec::new());
         let names: BTreeSet<&str> = cur.tables().chain(prev.tables()).map(|(t, _)| t).collect();
         for t in names {
             let w = self.watch_of(t);
             let both = side_by_side(hosts_of(cur.hosts(t)), hosts_of(prev.hosts(t)));
-            for (n, after, before) in both {
-                let Some((verb, since)) = self.verdict(w, after, before, now) else {
-                    continue;
-                };
-                let line = Self::down_line(w, verb, &n, since, now);
-                if since.is_some() { &mut out } else { &mut gone }.extend(line);
+            let said: Vec<_> = both
+                .filter_map(|(n, after, before)| Some((n, self.verdict(w, after, before, now)?)))
+                .collect();
+            let level = burst(cx, w, said.len(), &mut out);
+            for (n, (verb, since)) in said {
+                let line = Self::down_line(w, level, verb, &n, since, now);
+                if since.is_some() { &mut new } else { &mut gone }.extend(line);
             }
         }
+        out.extend(new);
         out.extend(gone);
         out
     }
@@ -211,11 +214,13 @@ impl Machine {
     /// book: walked beside the record a part at a time (`TAKE_AT_ONCE`
     /// hosts, or `LINES_AT_ONCE` lines), each part at a turn of the loop
     /// (`Query::Pause`), so that a million compared do not keep a signal
-    /// waiting; once for what is new or renewed, then again for what
-    /// left, which `reconcile` says after all the rest (a day down can be
-    /// a million lines: none is held meanwhile). The book holds still
-    /// (kernel events wait for the end, as they do for the reading's);
-    /// the lines are `reconcile`'s, in its order.
+    /// waiting. Three walks: one counts what each table has to say (and
+    /// says the number where it passes `log_burst`), one says what is new
+    /// or renewed, one what left, which `reconcile` says after all the
+    /// rest; a walk passes over a table with nothing for it. A day down
+    /// can be a million lines: none is held meanwhile. The book holds
+    /// still (kernel events wait for the end, as they do for the
+    /// reading's); the lines are `reconcile`'s, in its order.
     pub fn compare(&self, cx: &Ctx, prev: Known, now: i64, out: &mut Vec<Action>) {
         let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for s in &cx.cfg.services {
@@ -227,62 +232,79 @@ impl Machine {
         for (t, _) in prev.tables() {
             tables.entry(t.to_owned()).or_default();
         }
+        let tables = tables.into_iter().map(|(name, sets)| Compared {
+            name,
+            sets,
+            said: [0, 0],
+            level: Level::Info,
+        });
         let c = Comparing {
             prev,
-            tables: tables.into_iter().collect(),
+            tables: tables.collect(),
             at: 0,
-            gone: false,
-            left: 0,
+            walk: Walk::Count,
             after: None,
             now,
         };
-        self.compare_part(Box::new(c), out);
+        self.compare_part(cx, Box::new(c), out);
     }
 
     /// The next part of a `compare`; the next after it is asked for at the
     /// loop's next turn.
-    pub(super) fn compare_part(&self, mut c: Box<Comparing>, out: &mut Vec<Action>) {
+    pub(super) fn compare_part(&self, cx: &Ctx, mut c: Box<Comparing>, out: &mut Vec<Action>) {
         // Hosts walked, and lines said (each costs more).
         let (mut hosts, mut lines) = (super::resync::TAKE_AT_ONCE, LINES_AT_ONCE);
         loop {
-            let Some((t, sets)) = c.tables.get(c.at) else {
-                if c.gone || c.left == 0 {
-                    return;
-                }
-                // Again, for what left.
-                c.gone = true;
+            let Some(tab) = c.tables.get(c.at) else {
+                c.walk = match c.walk {
+                    Walk::Count => Walk::New,
+                    Walk::New => Walk::Gone,
+                    Walk::Gone => return,
+                };
                 c.at = 0;
                 continue;
             };
-            let w = self.watch_of(t);
+            // A table of no watch (the config no longer names it) says
+            // nothing.
+            let w = self.watch_of(&tab.name);
+            let idle = c.walk != Walk::Count && tab.said[usize::from(c.walk == Walk::Gone)] == 0;
+            if w.is_none() || idle {
+                c.at += 1;
+                continue;
+            }
             let after = c.after;
-            let cur = (sets.iter().filter_map(|s| self.book.find(s)))
+            let cur = (tab.sets.iter().filter_map(|s| self.book.find(s)))
                 .flat_map(|id| self.book.iter_set_after(id, after.map(|n| n.addr())))
                 .map(|(addr, a)| (Net::host(addr), a.since.div_euclid(1000)));
-            let kept = c.prev.hosts(t).map(|h| {
+            let kept = c.prev.hosts(&tab.name).map(|h| {
                 let from = after.map_or(Unbounded, Excluded);
                 h.range((from, Unbounded)).map(|(n, s)| (*n, *s))
             });
-            let mut full = false;
+            let (mut said, mut full) = (tab.said, false);
             for (n, held, kept) in side_by_side(cur, kept.into_iter().flatten()) {
                 c.after = Some(n);
                 hosts -= 1;
-                let said = self.verdict(w, held, kept, c.now);
-                c.left += usize::from(!c.gone && said.is_some_and(|(_, s)| s.is_none()));
-                if let Some((verb, since)) = said
-                    && since.is_none() == c.gone
-                {
-                    out.extend(Self::down_line(w, verb, &n, since, c.now));
-                    lines -= 1;
+                match (self.verdict(w, held, kept, c.now), c.walk) {
+                    (Some((_, since)), Walk::Count) => said[usize::from(since.is_none())] += 1,
+                    (Some((verb, since)), walk) if since.is_none() == (walk == Walk::Gone) => {
+                        out.extend(Self::down_line(w, tab.level, verb, &n, since, c.now));
+                        lines -= 1;
+                    }
+                    _ => {}
                 }
                 full = hosts == 0 || lines == 0;
                 if full {
                     break;
                 }
             }
+            let tab = &mut c.tables[c.at];
+            tab.said = said;
             if full {
                 out.push(Action::Ask(Query::Pause, Then(Step::Comparing(c))));
                 return;
+            }
+            if c.walk == Walk::Count {
+                tab.level = burst(cx, w, said[0] + said[1], out);
             }
             c.at += 1;
             c.after = None;
@@ -342,6 +364,7 @@ impl Machine {
 
     fn down_line(
         w: Option<&Watch>,
+        level: Level,
         verb: &str,
         n: &Net,
         since: Option<i64>,
@@ -356,8 +379,24 @@ impl Machine {
             extra.push_str(&format!("ttl={ttl} "));
         }
         extra.push_str("while the daemon was down");
-        Some(Action::Log(Level::Info, w.line(verb, n, &extra)))
+        Some(Action::Log(level, w.line(verb, n, &extra)))
     }
+}
+
+/// The level of a table's `n` lines said at a start: info, or where they
+/// are more than `log_burst`, one line with their number (in `out`) and
+/// each at debug.
+fn burst(cx: &Ctx, w: Option<&Watch>, n: usize, out: &mut Vec<Action>) -> Level {
+    let Some(w) = w.filter(|_| n > cx.cfg.log_burst as usize) else {
+        return Level::Info;
+    };
+    let of = match &w.named.service {
+        Some(s) => format!("service {s}"),
+        None => format!("table {}", w.named.table),
+    };
+    let line = format!("{n} changes to the authorizations of {of} while the daemon was down");
+    out.push(Action::Log(Level::Info, line));
+    Level::Debug
 }
 
 /// A table's hosts, if it has any, with the time of each.
@@ -392,19 +431,38 @@ fn side_by_side(
 /// past without one costs less than one.
 pub(super) const LINES_AT_ONCE: usize = 1 << 10;
 
-/// A start's `compare`, between two parts: the tables (by name, each with
-/// its sets, IPv4's first) and the one being walked; which walk (`gone`:
-/// the one for what left), and how many left; and the last host walked.
+/// A start's `compare`, between two parts: the tables and the one being
+/// walked; which walk; and the last host walked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Comparing {
     prev: Known,
-    tables: Vec<(String, Vec<String>)>,
+    tables: Vec<Compared>,
     /// The table being walked.
     at: usize,
-    gone: bool,
-    /// Hosts the first walk found gone: none, no second walk.
-    left: usize,
+    walk: Walk,
     after: Option<Net>,
     /// Seconds.
     now: i64,
+}
+
+/// A table a start's `compare` walks: by name, with its sets (IPv4's
+/// first); how many lines it says of what is new or renewed, and of what
+/// left (counted by the first walk); and at what level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Compared {
+    name: String,
+    sets: Vec<String>,
+    said: [usize; 2],
+    level: Level,
+}
+
+/// The walks of a start's `compare`, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Walk {
+    /// What each table has to say, counted.
+    Count,
+    /// What is new or renewed, said.
+    New,
+    /// What left, said.
+    Gone,
 }

@@ -481,7 +481,7 @@ impl Machine {
                 self.resynced(cx, sets, missed, d, now, &mut out)
             }
             (Step::Taking(t), Answer::Resumed) => self.take_in(cx, t, now, &mut out),
-            (Step::Comparing(c), Answer::Resumed) => self.compare_part(c, &mut out),
+            (Step::Comparing(c), Answer::Resumed) => self.compare_part(cx, c, &mut out),
             (Step::Meters(due), Answer::Dump(d)) => self.meters_looked(cx, due, d, now, &mut out),
             (Step::Poll(step), a) => out = self.polled(cx, *step, a, now),
             (Step::Rotated, Answer::Rotated(r)) => out = self.rotated(cx, r, now),

@@ -113,7 +113,8 @@ fn pf_disabled_is_said_once_until_enabled_and_an_uncalled_anchor_at_each_look() 
 
 #[test]
 fn what_changed_while_no_daemon_ran_is_said_as_such() {
-    let (cfg, mut m) = pf("");
+    // log_burst at its default (50).
+    let (cfg, mut m) = pf("knock = [1234]\n");
     let cx = cx(&cfg);
     let mut k = Pf::with(&[("ssh_renew", vec![]), ("ssh", vec![])]);
     assert_eq!(poll(&mut m, &cx, &mut k, T), vec![]);
@@ -132,28 +133,26 @@ fn what_changed_while_no_daemon_ran_is_said_as_such() {
     ]
     .into();
     let down = |s: &str| info(&format!("{s} while the daemon was down"));
-    assert_eq!(
-        m.reconcile(Some(prev.clone()), &cur, T),
-        [
-            down(&format!("renewed 198.18.0.2 {LINE} age=10s ttl=1m")),
-            down(&format!("authorized 198.18.0.4 {LINE} age=5s ttl=1m")),
-            down(&format!("removed 198.18.0.3 {LINE} ttl=1m")),
-        ]
-    );
+    let three = [
+        down(&format!("renewed 198.18.0.2 {LINE} age=10s ttl=1m")),
+        down(&format!("authorized 198.18.0.4 {LINE} age=5s ttl=1m")),
+        down(&format!("removed 198.18.0.3 {LINE} ttl=1m")),
+    ];
+    assert_eq!(m.reconcile(&cx, Some(prev.clone()), &cur, T), three);
     // Where the firewall times entries out itself, one past its ttl
     // expired; one with time left was removed.
     let n = Machine::polling(&cfg, true);
-    let mut prev = prev;
-    prev.insert(key("198.18.0.5"), T - 10);
+    let mut more = prev.clone();
+    more.insert(key("198.18.0.5"), T - 10);
     assert_eq!(
-        n.reconcile(Some(prev), &cur, T)[2..],
+        n.reconcile(&cx, Some(more), &cur, T)[2..],
         [
             down(&format!("expired 198.18.0.3 {LINE} ttl=1m")),
             down(&format!("removed 198.18.0.5 {LINE} ttl=1m")),
         ]
     );
     assert_eq!(
-        m.reconcile(None, &cur, T),
+        m.reconcile(&cx, None, &cur, T),
         [Action::Log(
             Level::Notice,
             "no record of the last run (first start, a crash or a reboot): 3 authorizations \
@@ -161,6 +160,21 @@ fn what_changed_while_no_daemon_ran_is_said_as_such() {
                 .into()
         )]
     );
+    // As many as log_burst (2 here): each a line.
+    let (cfg, _) = pf("");
+    let mut two = cur.clone();
+    two.insert(key("198.18.0.3"), T - 100);
+    let cx = super::cx(&cfg);
+    assert_eq!(m.reconcile(&cx, Some(prev.clone()), &two, T), three[..2]);
+    // Past log_burst: one line with their number, each at debug.
+    let mut burst = vec![info(
+        "3 changes to the authorizations of service ssh while the daemon was down",
+    )];
+    burst.extend(three.map(|a| match a {
+        Action::Log(_, l) => Action::Log(Level::Debug, l),
+        a => a,
+    }));
+    assert_eq!(m.reconcile(&cx, Some(prev), &cur, T), burst);
 }
 
 #[test]
@@ -211,7 +225,10 @@ fn the_snapshot_a_stop_keeps_holds_authorizations_only() {
     // less is the rounding of a timer read back.
     let kept = |since| Known::from([((t.clone(), net("198.18.0.3")), since)]);
     let now = T0 / 1000 + 5;
-    assert_eq!(e.reconcile(Some(kept(T0 / 1000 - 1)), &want, now), vec![]);
+    assert_eq!(
+        e.reconcile(&cx, Some(kept(T0 / 1000 - 1)), &want, now),
+        vec![]
+    );
     let mut out = Vec::new();
     e.compare(&cx, kept(T0 / 1000 - 1), now, &mut out);
     assert_eq!(out, vec![]);
@@ -387,29 +404,57 @@ fn record_and_sets(now: i64) -> (Known, BTreeMap<String, Elements>, Vec<Said>) {
     (prev, sets, want)
 }
 
-/// Each line's table, verb and host.
-fn said_of(acts: &[Action]) -> Vec<Said> {
+/// Each line's table, verb and host; and whether it was said at debug.
+fn said_of(acts: &[Action]) -> Vec<(Said, bool)> {
     (acts.iter())
         .map(|a| {
-            let Action::Log(Level::Info, l) = a else {
+            let Action::Log(level @ (Level::Info | Level::Debug), l) = a else {
                 panic!("{a:?}")
             };
             let w: Vec<&str> = l.split(' ').collect();
             let svc = w.iter().find_map(|x| x.strip_prefix("service=")).unwrap();
             assert!(l.ends_with("while the daemon was down"), "{l}");
-            (
+            let said = (
                 format!("<{svc}> in anchor pfknock"),
                 w[0].to_owned(),
                 w[1].parse().unwrap(),
-            )
+            );
+            (said, *level == Level::Debug)
         })
         .collect()
 }
 
+/// A start's `compare` asked of `m`, each part answered in turn: its
+/// lines, and how many parts.
+fn compared_in_parts(m: &mut Machine, cx: &Ctx, prev: Known, now: i64) -> (Vec<Action>, usize) {
+    let mut acts = Vec::new();
+    m.compare(cx, prev, now, &mut acts);
+    let (mut got, mut parts) = (Vec::new(), 1);
+    let part = super::super::down::LINES_AT_ONCE;
+    while let Some(Action::Ask(Query::Pause, t)) = acts.last().cloned() {
+        assert!(parts < 100, "a compare that does not end");
+        // No part says more than a part's worth of lines (and the line
+        // of a table past log_burst).
+        assert!(acts.len() <= part + 2, "{}", acts.len());
+        acts.pop();
+        got.append(&mut acts);
+        acts = m.answer(cx, t, Answer::Resumed, T0);
+        parts += 1;
+    }
+    assert!(acts.len() <= part + 1, "{}", acts.len());
+    got.append(&mut acts);
+    (got, parts)
+}
+
 #[test]
 fn a_start_compares_its_record_with_the_book_a_part_at_a_time_as_in_one_piece() {
-    let web = "[[service]]\nname = \"web\"\nprotect = [443]\nknock = [2345]\nttl = \"60s\"\n";
-    let cfg = config(web);
+    // log_burst between web's 8,000 lines and ssh's 16,000.
+    let text = "log_burst = 10000\n[[service]]\nname = \"ssh\"\nprotect = [22]\n\
+                knock = [1234]\nttl = \"60s\"\n[[service]]\nname = \"web\"\n\
+                protect = [443]\nknock = [2345]\nttl = \"60s\"\n";
+    let cfg = Config::parse(text, std::path::Path::new("t.toml"))
+        .unwrap()
+        .0;
     let cx = super::cx(&cfg);
     let now = T0 / 1000;
     let (prev, mut sets, want) = record_and_sets(now);
@@ -428,27 +473,23 @@ fn a_start_compares_its_record_with_the_book_a_part_at_a_time_as_in_one_piece() 
         acts = m.answer(&cx, t, Answer::Resumed, T0);
     }
     assert_eq!(m.booked(), held);
-    let one_piece = m.reconcile(Some(prev.clone()), &m.snapshot(&cx), now);
-    let mut acts = Vec::new();
-    m.compare(&cx, prev, now, &mut acts);
-    let (mut got, mut parts) = (Vec::new(), 1);
-    let part = super::super::down::LINES_AT_ONCE;
-    while let Some(Action::Ask(Query::Pause, t)) = acts.last().cloned() {
-        assert!(parts < 100, "a compare that does not end");
-        // No part says more than a part's worth of lines.
-        assert!(acts.len() <= part + 1, "{}", acts.len());
-        acts.pop();
-        got.append(&mut acts);
-        acts = m.answer(&cx, t, Answer::Resumed, T0);
-        parts += 1;
-    }
-    assert!(acts.len() <= part, "{}", acts.len());
-    got.append(&mut acts);
-    assert!(parts > want.len() / part, "{parts}");
+    let one_piece = m.reconcile(&cx, Some(prev.clone()), &m.snapshot(&cx), now);
+    let (got, parts) = compared_in_parts(&mut m, &cx, prev, now);
+    assert!(
+        parts > want.len() / super::super::down::LINES_AT_ONCE,
+        "{parts}"
+    );
     assert_eq!(got, one_piece);
-    // Each line what the test made of its host, in the same order.
-    let said = said_of(&got);
+    // First, the number of ssh's; then each line what the test made of
+    // its host, in the same order: ssh's at debug, web's at info.
+    let ssh = "<ssh> in anchor pfknock";
+    let n = want.iter().filter(|w| w.0 == ssh).count();
+    assert_eq!(n, 16_000);
+    let head =
+        format!("{n} changes to the authorizations of service ssh while the daemon was down");
+    assert_eq!(got[0], info(&head));
+    let said = said_of(&got[1..]);
     assert_eq!(said.len(), want.len());
-    let apart = said.iter().zip(&want).find(|(a, b)| a != b);
+    let apart = (said.iter().zip(&want)).find(|((a, debug), b)| a != *b || *debug != (a.0 == ssh));
     assert!(apart.is_none(), "first apart: {apart:?}");
 }
