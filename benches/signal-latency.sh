@@ -27,7 +27,10 @@
 # 50 ms during its start too, until its count is whole, and those waits
 # are printed apart, next to the time of one nft list set of them),
 # RESTART (1: after the burst, the daemon is stopped and started again
-# over the record it kept, and the same is printed for that start).
+# over the record it kept, and the same is printed for that start), SCHED
+# (1: the scheduler's events are recorded meanwhile by perf sched, and
+# for each time the daemon's loop waited more than 50 ms to run once
+# woken, what ran on each CPU in that time for 10 ms or more: needs perf).
 # Nothing leaves the namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +41,7 @@ NS=pfks-$$
 tmp=$(mktemp -d)
 cleanup() {
 	if [ -s "$tmp/pid" ]; then kill "$(cat "$tmp/pid")" 2>/dev/null || true; fi
+	if [ -s "$tmp/perf.pid" ]; then kill -INT "$(cat "$tmp/perf.pid")" 2>/dev/null || true; fi
 	ip netns del "$NS" 2>/dev/null || true
 	rm -rf "$tmp"
 }
@@ -72,6 +76,33 @@ print('add element inet pfknock ssh_4 { ' + ', '.join(
     '10.%d.%d.%d' % (i >> 16 & 255, i >> 8 & 255, i & 255)
     for i in range(r * n, r * n + n)) + ' }')" "$r" "$BATCH" >"$tmp/fill$r.nft"
 done
+# What kept the daemon's loop (thread PID) from running once woken, from
+# perf sched's record FILE: each wait over 50 ms, and what ran meanwhile.
+sched_waits() {
+	perf sched timehist -i "$1" 2>/dev/null | python3 -c '
+import re, sys
+main = "pfknock[%s]" % sys.argv[1]
+runs = []
+for l in sys.stdin:
+    p = l.split()
+    if len(p) < 6 or not re.match(r"^[0-9]+[.][0-9]+$", p[0]):
+        continue
+    try:
+        t, cpu = float(p[0]), p[1]
+        delay, run = float(p[-2]), float(p[-1])
+    except ValueError:
+        continue
+    runs.append((t, cpu, p[2], delay, run))
+waits = [r for r in runs if r[2] == main and r[3] > 50]
+mine = sum(r[2] == main for r in runs)
+print(f"perf sched: the loop ran {mine} times; {len(waits)} waited over 50 ms to run")
+for t, cpu, _, delay, run in waits:
+    start, end = t - (run + delay) / 1000, t - run / 1000
+    meanwhile = [f"{c} {task} {r:.0f} ms" for (e, c, task, _, r) in runs
+                 if r >= 10 and task != main and e > start and e - r / 1000 < end]
+    print(f"  {delay:.1f} ms on {cpu}; meanwhile: " + "; ".join(meanwhile))
+' "$2"
+}
 for bin in "$@"; do
 	[ -x "$bin" ] || { echo "$bin: not executable" >&2; exit 2; }
 	ip netns exec "$NS" nft delete table inet pfknock 2>/dev/null || true
@@ -85,6 +116,11 @@ for bin in "$@"; do
 		ip netns exec "$NS" nft list set inet pfknock ssh_4 >/dev/null
 		echo "nft list set of the $HELD held: $((($(date +%s%N) - t0) / 1000000)) ms"
 	fi
+	if [ "${SCHED:-0}" = 1 ]; then
+		perf sched record -o "$tmp/sched.data" >/dev/null 2>&1 &
+		echo $! >"$tmp/perf.pid"
+		sleep 1
+	fi
 	# The log: a socket of this script's, read by the measuring python.
 	python3 - "$tmp" "$bin" "$ROUNDS" "$NS" <<'EOP'
 import os, re, signal, socket, statistics, struct, subprocess, sys, time
@@ -97,6 +133,7 @@ t_run = time.monotonic()
 subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml",
                 "-S", tmp + "/ctl.sock", "run", "-p", tmp + "/pid"], env=env, check=True)
 pid = int(open(tmp + "/pid").read())
+open(tmp + "/daemon.pid", "w").write(str(pid))
 t_run = time.monotonic() - t_run
 overruns = 0
 # The kernel stamps each line as the daemon sends it (SO_TIMESTAMPNS, 35
@@ -239,5 +276,11 @@ print(f"{binary}: {len(waits)} signals, wait median {ms(statistics.median(waits)
       f"the line sent after: median {ms(statistics.median(sent))} ms, "
       f"max {ms(sent[-1])} ms; {overruns} overrun(s)")
 EOP
+	if [ -s "$tmp/perf.pid" ]; then
+		kill -INT "$(cat "$tmp/perf.pid")"
+		wait "$(cat "$tmp/perf.pid")" 2>/dev/null || true
+		rm -f "$tmp/perf.pid"
+		sched_waits "$tmp/sched.data" "$(cat "$tmp/daemon.pid")"
+	fi
 	sleep 1
 done
