@@ -37,6 +37,15 @@ pub type Deadline = (IpAddr, Option<i64>);
 
 /// Is an element still in a set, and for how long (milliseconds; `None`
 /// inside: no timeout)? `None`: not there.
+/// How a set was read whole, for the log: a line at debug, or, where an
+/// element that stayed in the set may be missing from the reading (the set
+/// changed throughout its dumps), a warning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HowRead {
+    pub line: String,
+    pub doubtful: bool,
+}
+
 pub trait ElementLookup {
     fn left(&mut self, set: &str, addr: IpAddr) -> std::io::Result<Option<Option<u64>>>;
     /// `left` for each of `addrs`, in order (a lookup may batch them).
@@ -53,9 +62,9 @@ pub trait ElementLookup {
     /// of a million elements takes a minute, and each time left is true
     /// only at the moment the kernel gave it.
     fn dump(&mut self, set: &str) -> std::io::Result<Vec<Deadline>>;
-    /// `dump`, with a line (debug) on how the set was read, where there
-    /// is one to say.
-    fn dump_noted(&mut self, set: &str) -> std::io::Result<(Vec<Deadline>, Option<String>)> {
+    /// `dump`, with a line on how the set was read, where there is one to
+    /// say.
+    fn dump_noted(&mut self, set: &str) -> std::io::Result<(Vec<Deadline>, Option<HowRead>)> {
         Ok((self.dump(set)?, None))
     }
     /// `dump`, by a look-up of each of `known` (what the last daemon

@@ -58,6 +58,9 @@ struct State {
     /// How many removed elements a flush's echo can tell back (`None`:
     /// all), as a socket's buffer bounds it.
     echo_room: Option<usize>,
+    /// What a dump says of how it read a set: nothing, or a line that
+    /// doubts (true) or does not doubt that it is whole.
+    dump_doubts: Option<bool>,
 }
 
 impl State {
@@ -329,6 +332,20 @@ impl ElementLookup for Nft {
             None => Err(std::io::Error::from_raw_os_error(libc::ENOENT)),
             Some(s) => Ok(s.elems.iter().map(|(a, d)| (*a, Some(*d))).collect()),
         }
+    }
+    fn dump_noted(
+        &mut self,
+        set: &str,
+    ) -> std::io::Result<(
+        Vec<(IpAddr, Option<i64>)>,
+        Option<pfknock::kevents::HowRead>,
+    )> {
+        let doubts = self.st().dump_doubts;
+        let how = doubts.map(|doubtful| pfknock::kevents::HowRead {
+            line: format!("set {set}: read, doubting: {doubtful}"),
+            doubtful,
+        });
+        Ok((self.dump(set)?, how))
     }
     /// The same kernel, for a reading beside the loop.
     fn reader(&self) -> Option<std::io::Result<Box<dyn ElementLookup + Send>>> {
@@ -641,6 +658,39 @@ fn a_restore_gives_back_the_time_left_and_no_more() {
     let l = r.log.take();
     assert_eq!(l.len(), 1, "{l:?}");
     assert!(l[0].starts_with("expired 198.18.0.9 "), "{l:?}");
+}
+
+/// A reading that may have missed an element that stayed in the set (the
+/// set changed throughout its dumps) says so as a warning, and is taken as
+/// read; one that does not doubt says how at debug only.
+#[test]
+fn a_reading_that_may_miss_an_element_says_so_as_a_warning() {
+    for doubtful in [true, false] {
+        let mut r = rig("overrun-doubt", SSH);
+        r.d.read_aside();
+        r.k.st().dump_doubts = Some(doubtful);
+        r.k.knock("ssh_4", "198.18.0.9");
+        r.event(T0, KernelEvent::Overrun);
+        r.log.take();
+        r.d.read_done();
+        let all = r.log.0.lock().unwrap().clone();
+        let said: Vec<&(Level, String)> = all
+            .iter()
+            .filter(|(_, m)| m.starts_with("set ssh_4: read"))
+            .collect();
+        let level = if doubtful {
+            Level::Warning
+        } else {
+            Level::Debug
+        };
+        let line = format!("set ssh_4: read, doubting: {doubtful}");
+        assert_eq!(said, [&(level, line)], "{all:?}");
+        assert!(
+            all.iter()
+                .any(|(_, m)| m.starts_with("authorized 198.18.0.9 ")),
+            "taken as read: {all:?}"
+        );
+    }
 }
 
 /// The same overrun, with the reading beside the loop (as `run` does it):

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 
 use super::machine::{Action, Answer, Elements, Left, Query, ReadError, Then, Write};
 use super::{Daemon, Level, Loader, Log};
-pub use crate::kevents::{ElementLookup, KernelEvent};
+pub use crate::kevents::{ElementLookup, HowRead, KernelEvent};
 use crate::tables::Tables;
 
 pub(super) use super::machine::ms;
@@ -354,9 +354,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 /// (malloc_trim): a mass expiry, a reading's lines.
 const BIG: usize = 10_000;
 
-/// A reading of every set: each set's elements, and a line (debug) for
-/// each on how it was read (`dump_sets`).
-type Read = (Vec<Result<Elements, ReadError>>, Vec<String>);
+/// A reading of every set: each set's elements, and a line for each on
+/// how it was read (`dump_sets`).
+type Read = (Vec<Result<Elements, ReadError>>, Vec<HowRead>);
 
 /// What the last daemon kept of each set (addresses, in address order),
 /// for a start's reading; empty where there is no record.
@@ -366,8 +366,13 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// A reading's answer for the machine, its lines on how each set was
     /// read logged first.
     fn answer_of(&mut self, (read, notes): Read) -> Answer {
-        for l in notes {
-            self.log.log(Level::Debug, &l);
+        for n in notes {
+            let level = if n.doubtful {
+                Level::Warning
+            } else {
+                Level::Debug
+            };
+            self.log.log(level, &n.line);
         }
         Answer::Dump(read)
     }
@@ -406,20 +411,24 @@ fn dump_sets(
         let Some(k) = known.get(set) else {
             return dump_noting(l, set, &mut notes);
         };
+        let said = |line| HowRead {
+            line,
+            doubtful: false,
+        };
         if let Some(e) = l.read_known(set, k)? {
             let n = e.len();
-            notes.push(format!(
+            notes.push(said(format!(
                 "set {set}: read by a look-up of each of the {} the last daemon kept: {n} \
                  found, as many as the kernel counts",
                 k.len()
-            ));
+            )));
             return Ok(e);
         }
-        notes.push(format!(
+        notes.push(said(format!(
             "set {set}: read whole: the kernel does not count just the {} the last daemon \
              kept",
             k.len()
-        ));
+        )));
         dump_noting(l, set, &mut notes)
     };
     let out = sets
@@ -438,7 +447,7 @@ fn dump_sets(
 fn dump_noting(
     l: &mut (dyn ElementLookup + Send),
     set: &str,
-    notes: &mut Vec<String>,
+    notes: &mut Vec<HowRead>,
 ) -> std::io::Result<Vec<crate::kevents::Deadline>> {
     let (d, how) = l.dump_noted(set)?;
     notes.extend(how);

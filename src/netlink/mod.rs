@@ -50,8 +50,10 @@ const RCVBUF: usize = 4 << 20;
 pub use crate::kevents::KernelEvent;
 
 mod changes;
+mod lookups;
 mod parse;
 mod readings;
+mod walks;
 pub use changes::{change_elements, flush_set};
 pub use parse::CountedElement;
 use parse::*;
@@ -281,8 +283,9 @@ pub type TimedElement = (IpAddr, Option<u64>, Option<u64>);
 /// and its time left, in milliseconds.
 type Timer = (Option<u64>, Option<u64>);
 
+use crate::kevents::HowRead;
 pub use readings::Deadline;
-use readings::{in_address_order, same_addresses, union_later_wins};
+use readings::in_address_order;
 
 impl crate::kevents::ElementLookup for Lookup {
     fn left(&mut self, set: &str, addr: IpAddr) -> io::Result<Option<Option<u64>>> {
@@ -296,7 +299,10 @@ impl crate::kevents::ElementLookup for Lookup {
     fn dump(&mut self, set: &str) -> io::Result<Vec<Deadline>> {
         self.dump_settled(set).map(|(d, _)| d)
     }
-    fn dump_noted(&mut self, set: &str) -> io::Result<(Vec<Deadline>, Option<String>)> {
+    fn dump_noted(
+        &mut self,
+        set: &str,
+    ) -> io::Result<(Vec<Deadline>, Option<crate::kevents::HowRead>)> {
         self.dump_settled(set).map(|(d, how)| (d, Some(how)))
     }
     fn read_known(&mut self, set: &str, known: &[IpAddr]) -> io::Result<Option<Vec<Deadline>>> {
@@ -327,57 +333,73 @@ impl Lookup {
 
     /// Every element of a set with its deadline (ms since the epoch, on
     /// `clock::now_ms`; `None`: no timeout), and a line on how it was
-    /// read. A dump during a resize of the set's hash table, or while the
-    /// set changes, can come short without repeating anything
-    /// (`dump_counted`). Where the kernel counts the set's elements, the
-    /// first dump is taken as whole when a look-up of each element it gave
-    /// says the set holds them and nothing else (`known_or_none`), at a
-    /// small part of a second dump's cost (the kernel walks the set again
-    /// for each dump datagram). Otherwise, only when the next dump holds
-    /// the same addresses: at most `SETTLE_PASSES` dumps, each compared
-    /// with all before it; if none agrees (the set keeps changing), every
-    /// address any of them held, each with the deadline the last one that
-    /// held it gave. Deadlines, not times left: at a million elements a
-    /// dump takes a minute, and a time left is only true at the moment its
-    /// datagram came.
-    pub fn dump_settled(&mut self, set: &str) -> io::Result<(Vec<Deadline>, String)> {
-        const SETTLE_PASSES: u64 = 3;
-        let mut all: Vec<Deadline> = Vec::new();
-        for pass in 1..=SETTLE_PASSES {
-            let d = self.dump_pass(set)?;
-            if pass == 1 {
-                let addrs: Vec<IpAddr> = d.iter().map(|(a, _)| *a).collect();
-                if let Some(found) = self.known_or_none(set, &addrs)? {
-                    let how = format!(
-                        "set {set}: read by one dump and a look-up of each of the {} it gave: \
-                         {} found, as many as the kernel counts",
-                        addrs.len(),
-                        found.len()
-                    );
-                    return Ok((found, how));
-                }
-            }
-            if pass > 1 && same_addresses(&all, &d) {
-                let how = format!(
-                    "set {set}: read by {pass} dumps, the last holding the addresses those \
-                     before it held"
-                );
-                return Ok((d, how));
-            }
-            all = if pass == 1 {
-                d
-            } else {
-                union_later_wins(all, d)
-            };
-            if pass > 1 && pass < SETTLE_PASSES {
-                std::thread::sleep(std::time::Duration::from_millis(50 * pass));
-            }
+    /// read. A dump while the set changes can pass over elements that stay
+    /// in it, where one datagram ends and the next begins (`walks`).
+    /// Where the kernel counts the set's elements, the first dump is taken
+    /// as whole when a look-up of each element it gave says the set holds
+    /// them and nothing else (`known_or_none`), at a small part of a second
+    /// dump's cost (the kernel walks the set again for each dump datagram).
+    /// Otherwise (the set changing, a timed-out element not yet collected,
+    /// a kernel that does not count) it is dumped again until each place
+    /// where a dump may have passed over an element was read by a later
+    /// one, or two in a row hold the same addresses (`walks::settle`): at
+    /// most `SETTLE_PASSES` dumps; if none settles (the set keeps changing),
+    /// every address any of them held, each with the deadline the last one
+    /// that held it gave, and a line that says an element may be missing.
+    /// Deadlines, not times left: at a million elements a dump takes a
+    /// minute, and a time left is only true at the moment its datagram came.
+    pub fn dump_settled(
+        &mut self,
+        set: &str,
+    ) -> io::Result<(Vec<Deadline>, crate::kevents::HowRead)> {
+        const SETTLE_PASSES: u64 = 5;
+        let first = self.dump_walk(set)?;
+        let addrs: Vec<IpAddr> = first.elems.iter().map(|(a, _)| *a).collect();
+        if let Some(found) = self.known_or_none(set, &addrs)? {
+            let how = format!(
+                "set {set}: read by one dump and a look-up of each of the {} it gave: {} \
+                 found, as many as the kernel counts",
+                addrs.len(),
+                found.len()
+            );
+            return Ok((
+                found,
+                HowRead {
+                    line: how,
+                    doubtful: false,
+                },
+            ));
         }
-        let how = format!(
-            "set {set}: read by {SETTLE_PASSES} dumps, the set changing throughout: each \
-             address any of them held"
-        );
-        Ok((all, how))
+        drop(addrs);
+        let (d, settled) = walks::settle(
+            first,
+            SETTLE_PASSES,
+            || self.dump_walk(set),
+            std::thread::sleep,
+        )?;
+        let how = match settled {
+            walks::Settled::Whole(1) => format!("set {set}: read by one dump, in one datagram"),
+            walks::Settled::Whole(n) => format!(
+                "set {set}: read by {n} dumps, each place where one may have passed over an \
+                 element read by a later one"
+            ),
+            walks::Settled::Same(n) => format!(
+                "set {set}: read by {n} dumps, the last holding the addresses of the one \
+                 before it"
+            ),
+            walks::Settled::Changing(n) => format!(
+                "set {set}: read by {n} dumps, the set changing throughout: each address any \
+                 of them held, and an element that was there all along may be missing"
+            ),
+        };
+        let doubtful = matches!(settled, walks::Settled::Changing(_));
+        Ok((
+            d,
+            HowRead {
+                line: how,
+                doubtful,
+            },
+        ))
     }
 
     /// The set read by a look-up of each of `known`, where the kernel
@@ -473,26 +495,30 @@ impl Lookup {
     /// which a dump during a resize gives, with the deadline its later
     /// datagram gave), each time left made a deadline at the moment its
     /// datagram came.
-    fn dump_pass(&mut self, set: &str) -> io::Result<Vec<Deadline>> {
-        let mut this: Vec<Deadline> = Vec::new();
-        self.dump_each(set, |e| {
+    /// One dump of a set, as the kernel sent it (`walks::Walk`): each
+    /// element with its deadline, taken from its time left as its
+    /// datagram came.
+    fn dump_walk(&mut self, set: &str) -> io::Result<walks::Walk> {
+        let mut w = walks::Walk::default();
+        self.dump_each(set, |e, bytes| {
             let at = crate::clock::now_ms();
-            this.extend(e.into_iter().map(|(a, _, left, _)| {
-                (
-                    a,
-                    left.map(|l| at.saturating_add(l.min(i64::MAX as u64) as i64)),
-                )
-            }));
+            let d = e.into_iter().map(|(a, _, left, _)| {
+                let until = left.map(|l| at.saturating_add(l.min(i64::MAX as u64) as i64));
+                (a, until)
+            });
+            w.push(d.collect(), bytes);
         })?;
-        Ok(in_address_order(this))
+        Ok(w.finish())
     }
 
     /// One dump request of a set, the elements of each datagram handed to
-    /// `each` as it comes (parsed there: the raw answer is never held).
+    /// `each` as it comes, with the size of its message (parsed there: the
+    /// raw answer is never held). The kernel sends one message a datagram
+    /// (nf_tables_dump_set), each from a walk of its own.
     fn dump_each(
         &mut self,
         set: &str,
-        mut each: impl FnMut(Vec<CountedElement>),
+        mut each: impl FnMut(Vec<CountedElement>, usize),
     ) -> io::Result<()> {
         let m = self.getsetelem_msg(set, None, NLM_F_REQUEST | NLM_F_DUMP);
         self.seq = self.seq.wrapping_add(1).max(1);
@@ -500,7 +526,7 @@ impl Lookup {
             if msg_type(r) == NFT_MSG_NEWSETELEM
                 && let Some((_, _, _, e)) = raw_setelem_counted(r)
             {
-                each(e);
+                each(e, r.len());
             }
         })
     }
@@ -525,7 +551,7 @@ impl Lookup {
         let mut at: std::collections::HashMap<IpAddr, usize> = std::collections::HashMap::new();
         for attempt in 1..=DUMP_TRIES {
             let mut this: Vec<CountedElement> = Vec::new();
-            self.dump_each(set, |e| this.extend(e))?;
+            self.dump_each(set, |e, _| this.extend(e))?;
             let mut seen = std::collections::HashSet::with_capacity(this.len());
             if this.iter().all(|x| seen.insert(x.0)) {
                 return Ok(this);
@@ -556,7 +582,7 @@ impl Lookup {
             return Ok(usize::try_from(n).unwrap_or(usize::MAX));
         }
         let mut n = 0;
-        self.dump_each(set, |e| n += e.len())?;
+        self.dump_each(set, |e, _| n += e.len())?;
         Ok(n)
     }
 
@@ -594,106 +620,5 @@ impl Lookup {
         let m = self.getsetelem_msg(set, elements, flags);
         self.seq = self.seq.wrapping_add(1).max(1);
         request(&self.sock, m, self.seq, &mut self.buf)
-    }
-
-    /// Which of `addrs` the set holds: one lookup each, `BATCH` requests
-    /// to a datagram (the kernel answers each message of it in turn, an
-    /// element or ENOENT, then the ACK), so the cost grows with `addrs`,
-    /// never with the set.
-    pub fn holds(&mut self, set: &str, addrs: &[IpAddr]) -> io::Result<Vec<bool>> {
-        Ok(self
-            .lefts(set, addrs)?
-            .into_iter()
-            .map(|l| l.is_some())
-            .collect())
-    }
-
-    /// `get` for each of `addrs`, `BATCH` lookups to a datagram as `holds`.
-    pub fn lefts(&mut self, set: &str, addrs: &[IpAddr]) -> io::Result<Vec<Option<Option<u64>>>> {
-        Ok(self
-            .timed_lefts(set, addrs)?
-            .into_iter()
-            .map(|x| x.map(|(_, left)| left))
-            .collect())
-    }
-
-    /// `lefts`, each with its element's timeout (ms; `None`: none).
-    fn timed_lefts(&mut self, set: &str, addrs: &[IpAddr]) -> io::Result<Vec<Option<Timer>>> {
-        const BATCH: usize = 256;
-        let mut out = vec![None; addrs.len()];
-        for (c, chunk) in addrs.chunks(BATCH).enumerate() {
-            let mut b = Vec::new();
-            let mut seqs = std::collections::HashMap::with_capacity(chunk.len());
-            for (i, a) in chunk.iter().enumerate() {
-                let one = ListAttribute::Element(vec![SetElementAttribute::Key(
-                    DataAttribute::Value(key_of(*a)),
-                )]);
-                let mut m = self.getsetelem_msg(set, Some(vec![one]), NLM_F_REQUEST | NLM_F_ACK);
-                self.seq = self.seq.wrapping_add(1).max(1);
-                m.header.sequence_number = self.seq;
-                m.finalize();
-                let at = b.len();
-                b.resize(at + (m.header.length as usize).next_multiple_of(4), 0);
-                m.serialize(&mut b[at..]);
-                seqs.insert(self.seq, c * BATCH + i);
-            }
-            self.sock.send(&b, 0)?;
-            let mut left = chunk.len();
-            // Bounded: every request gets one answer and one ACK or error.
-            for _ in 0..(4 * BATCH) {
-                if left == 0 {
-                    break;
-                }
-                let Some(n) = recv(&self.sock, &mut self.buf, 0)? else {
-                    continue;
-                };
-                for r in raw_messages(&self.buf[..n]) {
-                    let Some(&i) = seqs.get(&msg_seq(r)) else {
-                        continue;
-                    };
-                    match msg_type(r) {
-                        2 => {
-                            let code = error_code(r);
-                            if code != 0 && -code != libc::ENOENT {
-                                return Err(io::Error::from_raw_os_error(-code));
-                            }
-                            left -= 1;
-                        }
-                        NFT_MSG_NEWSETELEM => {
-                            out[i] = raw_setelem(r).and_then(|(_, _, _, e)| {
-                                e.iter().find(|x| x.0 == addrs[i]).map(|x| (x.1, x.2))
-                            });
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            if left > 0 {
-                return Err(io::Error::other(format!(
-                    "{left} of {} lookups unanswered",
-                    chunk.len()
-                )));
-            }
-        }
-        Ok(out)
-    }
-
-    /// The element's time left in milliseconds (`Some(None)` for one
-    /// without a timeout), or `None` when the set does not hold it.
-    pub fn get(&mut self, set: &str, addr: IpAddr) -> io::Result<Option<Option<u64>>> {
-        let one = ListAttribute::Element(vec![SetElementAttribute::Key(DataAttribute::Value(
-            key_of(addr),
-        ))]);
-        match self.getsetelem(set, Some(vec![one]), NLM_F_REQUEST | NLM_F_ACK) {
-            Ok(answer) => Ok(answer
-                .iter()
-                .filter(|r| msg_type(r) == NFT_MSG_NEWSETELEM)
-                .filter_map(|r| raw_setelem(r))
-                .flat_map(|(_, _, _, e)| e)
-                .find(|(a, _, _)| *a == addr)
-                .map(|(_, _, left)| left)),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 }

@@ -1,0 +1,239 @@
+//! `walks` against a model of the kernel's dump, written here apart from
+//! it: a set in walk order, dumped a datagram at a time, each datagram
+//! resuming after as many elements as were visited before
+//! (nf_tables_dump_set's `cb->args[0]`), with changes between datagrams:
+//! elements removed or added anywhere in the walk, an element taken out
+//! and put back elsewhere, or the whole order shuffled (a resize).
+use super::*;
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+
+fn addr(i: u32) -> IpAddr {
+    IpAddr::from(i.to_be_bytes())
+}
+
+/// A change the model makes before a datagram: remove the element at a
+/// place, add a new one at a place, move one, or shuffle everything.
+#[derive(Clone, Debug)]
+enum Change {
+    Remove(usize),
+    Add(usize),
+    Move(usize, usize),
+    Shuffle(u64),
+}
+
+/// The model: elements in walk order, the next new one's number, and
+/// what each dump may meet before each datagram.
+struct Kernel {
+    set: Vec<u32>,
+    next: u32,
+    changes: Vec<Vec<Change>>,
+    at: usize,
+    size: usize,
+}
+
+impl Kernel {
+    fn new(n: u32, size: usize, changes: Vec<Vec<Change>>) -> Kernel {
+        Kernel {
+            set: (0..n).collect(),
+            next: n,
+            changes,
+            at: 0,
+            size,
+        }
+    }
+
+    /// Make the next changes; the elements taken out, even if put back
+    /// (the daemon hears of those as events).
+    fn change(&mut self) -> BTreeSet<u32> {
+        let mut out = BTreeSet::new();
+        let Some(cs) = self.changes.get(self.at).cloned() else {
+            return out;
+        };
+        self.at += 1;
+        for c in cs {
+            let n = self.set.len();
+            match c {
+                Change::Remove(i) if n > 0 => {
+                    out.insert(self.set.remove(i % n));
+                }
+                Change::Add(i) => {
+                    self.set.insert(i % (n + 1), self.next);
+                    self.next += 1;
+                }
+                Change::Move(i, j) if n > 0 => {
+                    let e = self.set.remove(i % n);
+                    self.set.insert(j % n, e);
+                    out.insert(e);
+                }
+                Change::Shuffle(seed) => {
+                    // A resize: another order of the same elements.
+                    let mut x = seed | 1;
+                    for i in (1..n).rev() {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        self.set.swap(i, (x % (i as u64 + 1)) as usize);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// One dump, and the elements in the set from its start to its end.
+    fn dump(&mut self) -> (Walk, BTreeSet<u32>) {
+        let mut w = Walk::default();
+        let mut throughout: BTreeSet<u32> = self.set.iter().copied().collect();
+        let mut skip = 0;
+        for _ in 0..10_000 {
+            if skip > 0 {
+                let out = self.change();
+                throughout.retain(|e| !out.contains(e));
+            }
+            let sent: Vec<Deadline> = (self.set.iter().skip(skip).take(self.size))
+                .map(|e| (addr(*e), Some(i64::from(*e))))
+                .collect();
+            skip += sent.len();
+            let done = sent.len() < self.size;
+            // Each element's bytes such that a full datagram is the
+            // kernel's usual 32 KB.
+            let bytes = 20 + sent.len() * (32768 / self.size);
+            w.push(sent, bytes);
+            if done {
+                break;
+            }
+        }
+        (w.finish(), throughout)
+    }
+}
+
+fn changes() -> impl Strategy<Value = Vec<Vec<Change>>> {
+    let one = prop_oneof![
+        6 => any::<usize>().prop_map(Change::Remove),
+        4 => any::<usize>().prop_map(Change::Add),
+        1 => (any::<usize>(), any::<usize>()).prop_map(|(i, j)| Change::Move(i, j)),
+        1 => any::<u64>().prop_map(Change::Shuffle),
+    ];
+    proptest::collection::vec(proptest::collection::vec(one, 0..4), 0..200)
+}
+
+/// Settle the model's dumps; with what was there throughout all of them.
+fn settled(k: &mut Kernel, passes: u64) -> (Vec<Deadline>, Settled, BTreeSet<u32>) {
+    let (first, mut throughout) = k.dump();
+    let mut each = |k: &mut Kernel| {
+        let (w, t) = k.dump();
+        throughout.retain(|e| t.contains(e));
+        w
+    };
+    let mut later = Vec::new();
+    let r = settle(
+        first,
+        passes,
+        || {
+            let w = each(k);
+            later.push(w.clone());
+            Ok(w)
+        },
+        |_| {},
+    )
+    .unwrap();
+    (r.0, r.1, throughout)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Said whole: nothing that was in the set throughout is missing.
+    #[test]
+    fn a_reading_said_whole_misses_nothing_that_stayed(
+        n in 0u32..400,
+        size in 1usize..40,
+        changes in changes(),
+        passes in 2u64..6,
+    ) {
+        let mut k = Kernel::new(n, size, changes);
+        let (read, how, throughout) = settled(&mut k, passes);
+        let got: BTreeSet<IpAddr> = read.iter().map(|e| e.0).collect();
+        if !matches!(how, Settled::Changing(_)) {
+            let missing: Vec<&u32> = throughout.iter().filter(|e| !got.contains(&addr(**e))).collect();
+            prop_assert!(missing.is_empty(), "{how:?}: missing {missing:?}");
+        }
+        // In address order, each once.
+        prop_assert!(read.windows(2).all(|p| p[0].0 < p[1].0));
+    }
+}
+
+#[test]
+fn a_dump_during_removals_passes_over_elements_and_the_next_finds_them() {
+    // 1,000 in datagrams of 50; before each datagram of the first dump,
+    // the element at the front is removed (each shifts the walk by one).
+    let first: Vec<Vec<Change>> = (0..19).map(|_| vec![Change::Remove(0)]).collect();
+    let mut k = Kernel::new(1000, 50, first);
+    let (w, throughout) = k.dump();
+    let got: BTreeSet<IpAddr> = w.elems.iter().map(|e| e.0).collect();
+    let missed = throughout
+        .iter()
+        .filter(|e| !got.contains(&addr(**e)))
+        .count();
+    assert_eq!(
+        missed, 19,
+        "one passed over at each datagram after the first"
+    );
+    assert_eq!(w.gaps.len(), 19);
+    // The next dump, with nothing removed (ids 19 to 999, its datagrams
+    // ending after 68, 118, ...), reads each place but one: the first
+    // passed over 968, one after 967, and the next ends a datagram after
+    // 968 (index 949).
+    let (next, _) = k.dump();
+    assert_eq!(gaps_left(&w, &w.gaps, &next), Some(vec![950]));
+    assert_eq!(next.elems[949].0, addr(968));
+    let mut k = Kernel::new(1000, 50, (0..19).map(|_| vec![Change::Remove(0)]).collect());
+    let (read, how, throughout) = settled(&mut k, 4);
+    assert_eq!(how, Settled::Same(3));
+    let got: BTreeSet<IpAddr> = read.iter().map(|e| e.0).collect();
+    assert!(throughout.iter().all(|e| got.contains(&addr(*e))));
+}
+
+#[test]
+fn a_set_that_does_not_change_reads_the_same_twice() {
+    let mut k = Kernel::new(1000, 50, vec![]);
+    let (read, how, _) = settled(&mut k, 4);
+    assert_eq!(how, Settled::Same(2));
+    assert_eq!(read.len(), 1000);
+    // One datagram, surely not full: nothing can be passed over.
+    let mut k = Kernel::new(3, 50, vec![]);
+    assert_eq!(settled(&mut k, 4).1, Settled::Whole(1));
+    // One that may have been full: the walk after it could have come
+    // short at the end.
+    let mut k = Kernel::new(40, 50, vec![]);
+    assert_eq!(settled(&mut k, 4).1, Settled::Same(2));
+}
+
+#[test]
+fn a_datagram_that_begins_early_repeats_nothing() {
+    let mut k = Kernel::new(100, 10, vec![vec![Change::Add(0), Change::Add(0)]]);
+    let (w, _) = k.dump();
+    // The second datagram sent the first's last two again: left out; the
+    // two added before the point reached are not sent (the daemon hears
+    // of them as events).
+    assert_eq!(w.elems.len(), 100);
+    // Ten more datagrams, and the end (the last may have been full, for
+    // all its size tells).
+    assert_eq!(w.gaps.len(), 11);
+    assert_eq!(w.gaps.last(), Some(&100));
+    let set: BTreeSet<IpAddr> = w.elems.iter().map(|e| e.0).collect();
+    assert_eq!(set.len(), 100);
+}
+
+#[test]
+fn another_order_is_no_proof() {
+    let mut k = Kernel::new(1000, 50, vec![vec![Change::Remove(0)]]);
+    let (w, _) = k.dump();
+    k.changes = vec![vec![Change::Shuffle(7)]];
+    k.at = 0;
+    k.change();
+    let (next, _) = k.dump();
+    assert_eq!(gaps_left(&w, &w.gaps, &next), None);
+}
