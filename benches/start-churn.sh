@@ -8,7 +8,8 @@
 # build's daemon starts once the expiries run, is stopped once its reading
 # is taken in, and the record it keeps is compared with what must be in
 # the set then: how the set was read (its debug line), how long it took,
-# and how many elements that surely stayed the daemon did not know of.
+# the daemon's memory (RSS and high-water mark) once it is taken in, and
+# how many elements that surely stayed the daemon did not know of.
 #
 # Root only; needs iproute2, nft and python3, and release builds:
 #   cargo build --release && sudo bash benches/start-churn.sh \
@@ -78,6 +79,9 @@ while time.time() < end and how is None:
         how = l
 print(f"{binary}: " + (how.split(": ", 1)[1] if how else "no reading line") + f", taken {time.time() - t_run:.1f} s after the start")
 time.sleep(1)
+# Its memory: now, and the most it held (the reading's included).
+status = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status") if ":" in l)
+print(f"  RSS {status['VmRSS'].strip()}, high-water {status['VmHWM'].strip()}")
 t_stop = time.time()
 os.kill(pid, signal.SIGTERM)
 for _ in range(3000):  # its exit (5 minutes at most)
