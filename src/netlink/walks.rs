@@ -217,7 +217,6 @@ pub(super) fn settle(
             return Ok((union_later_wins(all, prev_sorted), Settled::Same(pass)));
         }
     }
-    let _ = prev;
     Ok((
         union_later_wins(all, prev_sorted),
         Settled::Changing(passes),
