@@ -491,10 +491,6 @@ impl Lookup {
         Ok((count, timeout))
     }
 
-    /// One dump of a set, in address order, each address once (a repeat,
-    /// which a dump during a resize gives, with the deadline its later
-    /// datagram gave), each time left made a deadline at the moment its
-    /// datagram came.
     /// One dump of a set, as the kernel sent it (`walks::Walk`): each
     /// element with its deadline, taken from its time left as its
     /// datagram came.

@@ -1,7 +1,9 @@
 //! Readings of a set by dump, as the daemon takes them: each element with
-//! its deadline, in address order, so that two readings compare and join
-//! in one pass and at the size of the addresses (no hash set of a million
-//! beside them).
+//! its deadline, in address order, so that readings join in one pass and
+//! in place, and a dump is looked into by a sorted index of its addresses
+//! (no hash map of a million beside them).
+
+use std::net::IpAddr;
 
 pub use crate::kevents::Deadline;
 
@@ -21,26 +23,77 @@ pub(super) fn in_address_order(mut d: Vec<Deadline>) -> Vec<Deadline> {
     d
 }
 
-/// Do two address-ordered readings hold the same addresses?
-pub(super) fn same_addresses(a: &[Deadline], b: &[Deadline]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0)
+/// A dump's addresses in address order, each with its place in the walk,
+/// sorted by both: where it first and last sent each, in a third of the
+/// memory of a hash map and in one sort. A place is a `u32`: a set holds
+/// at most `u32::MAX` elements (NFTA_SET_DESC_SIZE), and none would fit
+/// in memory long before.
+pub(super) struct Index(Vec<(IpAddr, u32)>);
+
+/// No place in the walk (`places`): an address the dump did not send.
+pub(super) const NOWHERE: u32 = u32::MAX;
+
+impl Index {
+    pub(super) fn of(elems: &[Deadline]) -> Index {
+        let mut v: Vec<(IpAddr, u32)> = elems
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.0, u32::try_from(i).unwrap_or(NOWHERE - 1)))
+            .collect();
+        v.sort_unstable();
+        Index(v)
+    }
+
+    /// Where the dump first sent `a`.
+    pub(super) fn first(&self, a: &IpAddr) -> Option<u32> {
+        let i = self.0.partition_point(|x| x.0 < *a);
+        self.0.get(i).filter(|x| x.0 == *a).map(|x| x.1)
+    }
+
+    /// Each address once, with the place the dump last sent it.
+    fn last_of_each(&self) -> impl Iterator<Item = (IpAddr, usize)> + '_ {
+        let v = &self.0;
+        (0..v.len())
+            .filter(move |&i| v.get(i + 1).is_none_or(|n| n.0 != v[i].0))
+            .map(move |i| (v[i].0, v[i].1 as usize))
+    }
+
+    pub(super) fn distinct(&self) -> usize {
+        self.last_of_each().count()
+    }
 }
 
-/// Two address-ordered readings as one, in address order; an address in
-/// both with the deadline of the later one (`b`).
-pub(super) fn union_later_wins(a: Vec<Deadline>, b: Vec<Deadline>) -> Vec<Deadline> {
-    let mut out = Vec::with_capacity(a.len().max(b.len()));
-    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
-    loop {
-        match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) if x.0 < y.0 => out.extend(a.next()),
-            (Some(x), Some(y)) if x.0 == y.0 => {
-                a.next();
-                out.extend(b.next());
-            }
-            (_, Some(_)) => out.extend(b.next()),
-            (Some(_), None) => out.extend(a.next()),
-            (None, None) => return out,
+/// Join a dump (`elems`, by its index) into `all`, a reading in address
+/// order: each address with the deadline the dump last sent for it. In
+/// place: what is new to `all` (few, where the set is read again soon) is
+/// merged in from the back, so `all` is never held twice.
+pub(super) fn join(all: &mut Vec<Deadline>, elems: &[Deadline], idx: &Index) {
+    let mut new = Vec::new();
+    let mut i = 0;
+    for (a, at) in idx.last_of_each() {
+        while all.get(i).is_some_and(|x| x.0 < a) {
+            i += 1;
+        }
+        match all.get_mut(i) {
+            Some(x) if x.0 == a => x.1 = elems[at].1,
+            _ => new.push((a, elems[at].1)),
+        }
+    }
+    if all.is_empty() {
+        *all = new;
+        return;
+    }
+    let (mut i, mut j) = (all.len(), new.len());
+    all.reserve_exact(j);
+    all.resize(i + j, (IpAddr::from([0u8; 4]), None));
+    while j > 0 {
+        let k = i + j - 1;
+        if i > 0 && all[i - 1].0 > new[j - 1].0 {
+            all[k] = all[i - 1];
+            i -= 1;
+        } else {
+            all[k] = new[j - 1];
+            j -= 1;
         }
     }
 }
@@ -50,7 +103,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
-    use std::net::IpAddr;
 
     fn addr(i: u16) -> IpAddr {
         if i.is_multiple_of(3) {
@@ -76,27 +128,33 @@ mod tests {
     }
 
     proptest! {
+        /// Dumps joined one after another, from nothing: each address
+        /// once, in order, with the deadline the last dump to send it
+        /// last sent.
+        #[test]
+        fn dumps_join_in_place_with_the_later_ones_deadline(ds in proptest::collection::vec(dump(), 0..4)) {
+            let mut all = Vec::new();
+            for d in &ds {
+                join(&mut all, d, &Index::of(d));
+            }
+            prop_assert_eq!(all, later_wins(&ds));
+        }
+
+        /// Each address of a dump once, where it first sent it.
+        #[test]
+        fn an_index_tells_where_a_dump_first_sent_each_address(d in dump()) {
+            let idx = Index::of(&d);
+            let distinct: std::collections::BTreeSet<IpAddr> = d.iter().map(|e| e.0).collect();
+            prop_assert_eq!(idx.distinct(), distinct.len());
+            for i in 0u16..64 {
+                let first = d.iter().position(|e| e.0 == addr(i)).map(|p| p as u32);
+                prop_assert_eq!(idx.first(&addr(i)), first);
+            }
+        }
+
         #[test]
         fn a_dump_in_order_keeps_each_address_once_with_its_last_deadline(d in dump()) {
             prop_assert_eq!(in_address_order(d.clone()), later_wins([&d]));
         }
-
-        #[test]
-        fn two_readings_join_with_the_later_ones_deadline(a in dump(), b in dump()) {
-            let (x, y) = (in_address_order(a.clone()), in_address_order(b.clone()));
-            let both = later_wins([&a, &b]);
-            let same = x.iter().map(|e| e.0).eq(y.iter().map(|e| e.0));
-            prop_assert_eq!(same_addresses(&x, &y), same);
-            prop_assert_eq!(union_later_wins(x, y), both);
-        }
-    }
-
-    #[test]
-    fn readings_that_differ_in_one_address_are_not_the_same() {
-        let a = vec![(addr(1), Some(5)), (addr(2), None)];
-        let b = vec![(addr(1), Some(9)), (addr(4), None)];
-        assert!(!same_addresses(&a, &b));
-        assert!(!same_addresses(&a, &a[..1]));
-        assert!(same_addresses(&a, &[(addr(1), None), (addr(2), Some(1))]));
     }
 }

@@ -26,10 +26,9 @@
 //! deadlines.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::readings::{Deadline, in_address_order, same_addresses, union_later_wins};
+use super::readings::{Deadline, Index, NOWHERE, join};
 
 /// A dump as the kernel sent it: its elements in the order of the set's
 /// walk, and its gaps: the index of the first element of each datagram
@@ -107,33 +106,32 @@ impl Walk {
 /// left, as if it were the first.
 const REACH: usize = 4096;
 
-/// The gaps of `w` (`gaps`, each the index of the element after it) that
-/// `next`, a later dump, leaves open: as gaps of `next`. `None` where the
-/// two walk the set in different orders (its hash table was resized in
-/// between or during one, or an element was taken out and put back), or
-/// no element sent by both is within `REACH` of a gap: `next`'s own gaps
-/// are then what is left.
-pub(super) fn gaps_left(w: &Walk, gaps: &[usize], next: &Walk) -> Option<Vec<usize>> {
-    // Where `next` first sent each address.
-    let mut at: HashMap<IpAddr, usize> = HashMap::with_capacity(next.elems.len());
-    for (i, (a, _)) in next.elems.iter().enumerate() {
-        at.entry(*a).or_insert(i);
-    }
-    // The elements both sent come in the same order in both (an element
-    // twice in either, after a resize, breaks it).
+/// Where `next` (by its index) first sent each of `addrs`, a walk's
+/// addresses: `NOWHERE` for one it did not send.
+pub(super) fn places(addrs: &[IpAddr], next: &Index) -> Vec<u32> {
+    addrs
+        .iter()
+        .map(|a| next.first(a).unwrap_or(NOWHERE))
+        .collect()
+}
+
+/// The gaps of a walk (`gaps`, each the index of the element after it)
+/// that `next`, a later dump that sent none twice, leaves open: as gaps
+/// of `next`. `places` holds where `next` sent each element of the walk
+/// (`places`). `None` where the two walk the set in different orders (its
+/// hash table was resized in between or during one, or an element was
+/// taken out and put back), or no element sent by both is within `REACH`
+/// of a gap: `next`'s own gaps are then what is left.
+pub(super) fn gaps_left(places: &[u32], gaps: &[usize], next: &Walk) -> Option<Vec<usize>> {
+    // The elements both sent come in the same order in both.
     let mut last = None;
-    for (a, _) in &w.elems {
-        if let Some(&j) = at.get(a) {
-            if last.is_some_and(|l| l >= j) {
-                return None;
-            }
-            last = Some(j);
+    for &j in places.iter().filter(|j| **j != NOWHERE) {
+        if last.is_some_and(|l| l >= j) {
+            return None;
         }
+        last = Some(j);
     }
-    if at.len() != next.elems.len() {
-        return None;
-    }
-    let in_next = |i: usize| at.get(&w.elems[i].0).copied();
+    let in_next = |i: usize| Some(places[i] as usize).filter(|_| places[i] != NOWHERE);
     let mut left = Vec::new();
     for &g in gaps {
         // The nearest elements both sent before and after the gap (or the
@@ -143,9 +141,9 @@ pub(super) fn gaps_left(w: &Walk, gaps: &[usize], next: &Walk) -> Option<Vec<usi
             None if g <= REACH => 0,
             None => return None,
         };
-        let after = match (g..w.elems.len().min(g + REACH)).find_map(in_next) {
+        let after = match (g..places.len().min(g + REACH)).find_map(in_next) {
             Some(j) => j,
-            None if g + REACH >= w.elems.len() => next.elems.len(),
+            None if g + REACH >= places.len() => next.elems.len(),
             None => return None,
         };
         // `next`'s gaps between the two.
@@ -181,19 +179,22 @@ pub(super) fn settle(
     mut dump: impl FnMut() -> std::io::Result<Walk>,
     pause: impl Fn(std::time::Duration),
 ) -> std::io::Result<(Vec<Deadline>, Settled)> {
-    let gaps = first.gaps.clone();
-    let mut prev_sorted = in_address_order(first.elems.clone());
-    let mut prev = first;
+    let mut all = Vec::new();
+    let idx = Index::of(&first.elems);
+    join(&mut all, &first.elems, &idx);
     // One datagram, surely not full: nothing passed over.
-    if gaps.is_empty() {
-        return Ok((prev_sorted, Settled::Whole(1)));
+    if first.gaps.is_empty() {
+        return Ok((all, Settled::Whole(1)));
     }
     // A dump that sent an element twice (beyond a datagram begun early)
     // walked the set in two orders, resized meanwhile: its gaps say
     // nothing (`None`).
-    let mut gaps = (prev_sorted.len() == prev.elems.len()).then_some(gaps);
-    // Every element of the dumps before `prev`.
-    let mut all: Vec<Deadline> = Vec::new();
+    let mut distinct = idx.distinct();
+    let mut gaps = (distinct == first.elems.len()).then_some(first.gaps);
+    // Of the dump before, only its addresses in walk order are kept: its
+    // deadlines are in `all`.
+    let mut addrs: Vec<IpAddr> = first.elems.iter().map(|e| e.0).collect();
+    drop((first.elems, idx));
     for pass in 2..=passes {
         // Not at once: the kernel collects timed-out elements once a
         // second, and a dump of as many as the last takes as long, so it
@@ -201,26 +202,31 @@ pub(super) fn settle(
         // elements at the same places.
         pause(std::time::Duration::from_millis(370 * (pass - 1)));
         let next = dump()?;
-        let next_sorted = in_address_order(next.elems.clone());
-        let same = same_addresses(&prev_sorted, &next_sorted);
-        gaps = match gaps.and_then(|g| gaps_left(&prev, &g, &next)) {
-            _ if next_sorted.len() < next.elems.len() => None,
+        let idx = Index::of(&next.elems);
+        let at = places(&addrs, &idx);
+        let d = idx.distinct();
+        // The same addresses: each the last sent is in this one, and this
+        // one has no more.
+        let same = d == distinct && at.iter().all(|j| *j != NOWHERE);
+        gaps = match gaps.and_then(|g| gaps_left(&at, &g, &next)) {
+            _ if d < next.elems.len() => None,
             Some(g) => Some(g),
             None => Some(next.gaps.clone()),
         };
-        all = union_later_wins(all, prev_sorted);
-        (prev, prev_sorted) = (next, next_sorted);
+        drop(at);
+        join(&mut all, &next.elems, &idx);
+        drop(idx);
+        addrs.clear();
+        addrs.extend(next.elems.iter().map(|e| e.0));
+        distinct = d;
         if gaps.as_ref().is_some_and(Vec::is_empty) {
-            return Ok((union_later_wins(all, prev_sorted), Settled::Whole(pass)));
+            return Ok((all, Settled::Whole(pass)));
         }
         if same {
-            return Ok((union_later_wins(all, prev_sorted), Settled::Same(pass)));
+            return Ok((all, Settled::Same(pass)));
         }
     }
-    Ok((
-        union_later_wins(all, prev_sorted),
-        Settled::Changing(passes),
-    ))
+    Ok((all, Settled::Changing(passes)))
 }
 
 #[cfg(test)]
