@@ -1478,7 +1478,9 @@ fn an_overrun_says_what_changed_meanwhile_as_learned_late() {
         } else if l.contains("the kernel dropped notifications: reading the sets again") {
             dropped = true;
             ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
-        } else if l.contains("status: reading the sets for ") {
+        } else if l.contains("status: reading the sets for ")
+            || l.contains("status: taking in what a reading of the sets found")
+        {
             answered = true;
         } else if l.contains("changes to the authorizations of service ssh (learned late") {
             late = l

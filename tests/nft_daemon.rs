@@ -955,9 +955,8 @@ fn a_large_reading_is_taken_in_by_parts_and_says_the_same_as_in_one_piece() {
                 r.d.status(T0 / 1000 + 1);
                 let status = r.log.take_where(|l| l.starts_with("status"));
                 assert!(
-                    status
-                        .iter()
-                        .any(|x| x.starts_with("status: reading the sets for ")),
+                    status.iter().any(|x| x
+                        .starts_with("status: taking in what a reading of the sets found (begun ")),
                     "{status:?}"
                 );
             }

@@ -241,13 +241,19 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
     }
 
-    /// SIGINFO's line for a reading that runs.
+    /// SIGINFO's line for a reading that runs, or whose answer is being
+    /// taken in (a part each turn of the loop).
     pub(super) fn reading_status(&mut self) {
         if let Some(r) = &self.reading {
-            let line = format!(
-                "status: reading the sets for {}s; kernel events wait until it ends",
-                r.since.elapsed().as_secs()
-            );
+            let secs = r.since.elapsed().as_secs();
+            let line = if r.worker.is_some() {
+                format!("status: reading the sets for {secs}s; kernel events wait until it ends")
+            } else {
+                format!(
+                    "status: taking in what a reading of the sets found (begun {secs}s ago); \
+                     kernel events wait until it ends"
+                )
+            };
             self.log.log(Level::Info, &line);
         }
     }
