@@ -1,7 +1,7 @@
 //! syslog(3), fork(2), getpeereid(3) and malloc_trim(3): the only `unsafe` outside the pf
 //! backend, where rustix has no safe wrapper. The other process calls
-//! (pipe2, setsid, chdir, dup2, geteuid, SO_PEERCRED, poll) go through
-//! rustix's safe ones.
+//! (pipe2, setsid, chdir, dup2, geteuid, SO_PEERCRED, poll, gettid,
+//! setpriority) go through rustix's safe ones.
 //! libc's syslog(3) serves OpenBSD, where it goes through sendsyslog(2)
 //! and never waits; elsewhere `crate::syslog` writes to syslogd's socket
 //! itself, without blocking.
@@ -77,6 +77,23 @@ where
     let h = std::thread::spawn(f);
     set_signal_mask(&old);
     h
+}
+
+/// The calling thread yields its CPU to the daemon's loop first: nice 19
+/// for this thread alone (Linux keeps a nice value per thread). The
+/// reader of the sets calls it: at a million elements each of its dump
+/// datagrams holds a CPU in the kernel for tens of milliseconds, the
+/// kernel's collection of timed-out elements can hold the other for a
+/// hundred, and the loop, woken by a signal, waited behind both
+/// (benches/signal-latency.sh, SCHED=1). Elsewhere nothing: only the
+/// nftables backend reads beside the loop, and on the BSDs a nice value
+/// belongs to the whole process.
+pub fn yield_to_loop() {
+    #[cfg(target_os = "linux")]
+    {
+        // Best effort: a reading at the usual priority is still right.
+        let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+    }
 }
 
 /// Block every signal but the synchronous faults in this thread (a thread
@@ -290,5 +307,23 @@ mod tests {
             served.iter().all(|s| !blocked(*s)),
             "the caller's mask is as it was"
         );
+    }
+
+    /// The reader's thread runs at nice 19; the thread that started it
+    /// (the loop) keeps its own.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_reader_yields_to_the_loop_and_the_loop_keeps_its_priority() {
+        use rustix::process::getpriority_process;
+        use rustix::thread::gettid;
+        let own = getpriority_process(Some(gettid())).unwrap();
+        let reader = super::spawn(|| {
+            super::yield_to_loop();
+            getpriority_process(Some(gettid())).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(reader, 19);
+        assert_eq!(getpriority_process(Some(gettid())).unwrap(), own);
     }
 }

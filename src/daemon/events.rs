@@ -498,6 +498,7 @@ impl Reading {
         };
         let n = sets.len();
         let worker = crate::sys_unix::spawn(move || {
+            crate::sys_unix::yield_to_loop();
             let r = dump_sets(Some(reader.as_mut()), &sets, &known);
             let _ = std::io::Write::write_all(&mut &signal, &[1]);
             r
