@@ -117,8 +117,8 @@ pub(super) fn places(addrs: &[IpAddr], next: &Index) -> Vec<u32> {
 
 /// The gaps of a walk (`gaps`, each the index of the element after it)
 /// that `next`, a later dump that sent none twice, leaves open: as gaps
-/// of `next`. `places` holds where `next` sent each element of the walk
-/// (`places`). `None` where the two walk the set in different orders (its
+/// of `next`, given where `next` sent each element of the walk (as
+/// `places` tells it). `None` where the two walk the set in different orders (its
 /// hash table was resized in between or during one, or an element was
 /// taken out and put back), or no element sent by both is within `REACH`
 /// of a gap: `next`'s own gaps are then what is left.
