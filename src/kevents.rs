@@ -77,6 +77,12 @@ pub trait ElementLookup {
     ) -> std::io::Result<Option<Vec<Deadline>>> {
         Ok(None)
     }
+    /// How many elements the kernel counts against a set's size: those
+    /// timed out and not yet freed by its collection too. `None` where it
+    /// does not say.
+    fn counted(&mut self, _set: &str) -> std::io::Result<Option<u64>> {
+        Ok(None)
+    }
     /// A look-up of its own, for a reading that runs beside the daemon's
     /// loop; `None` where there is none (the reading runs in the loop).
     fn reader(&self) -> Option<std::io::Result<Box<dyn ElementLookup + Send>>> {

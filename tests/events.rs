@@ -794,6 +794,72 @@ fn a_shorter_ttl_on_sighup_expires_and_logs_at_once() {
 /// A set at its size is logged once when it fills and once when it has
 /// room again, and SIGUSR2 says so; a burst of knocks to a syslog socket
 /// with the default queue of 10 loses no line.
+/// Three connections to the knock port from each of `srcs` (addresses
+/// of the client's namespace): past the rate, each is authorized.
+fn knock_from(n: &Net, srcs: &[String]) {
+    let py = format!(
+        "import socket, sys\n\
+         for s in sys.argv[1:]:\n\
+         \x20   for _ in range(3):\n\
+         \x20       try:\n\
+         \x20           socket.create_connection(('{}', 1234), timeout=2, source_address=(s, 0)).close()\n\
+         \x20       except OSError:\n\
+         \x20           pass\n",
+        n.srv_ip(false)
+    );
+    ok(&ns(
+        &n.cli,
+        &[
+            &["python3", "-c", &py][..],
+            &srcs.iter().map(String::as_str).collect::<Vec<_>>(),
+        ]
+        .concat(),
+    ));
+}
+
+/// A full set whose authorizations time out takes a knock as soon as the
+/// daemon says it has room: the kernel counts a timed-out element against
+/// the size until its collection frees it, up to a second later, so the
+/// line waits for the kernel's count.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_set_said_to_have_room_takes_the_next_knock() {
+    need_root_and_tools!();
+    let conf = format!("{}size    = 3\n", CONF.replace("TTL", "3s"));
+    let mut n = Net::new(&conf);
+    n.up();
+    let dev = n.cli_dev();
+    let srcs: Vec<String> = (10..14).map(|h| format!("198.18.{}.{h}", n.n)).collect();
+    for s in &srcs {
+        ok(&ns(
+            &n.cli,
+            &["ip", "addr", "add", &format!("{s}/24"), "dev", &dev],
+        ));
+    }
+    let (mut d, _pid, log, _) = counted_daemon(&n);
+    read_log(&log, 5, |s| s.contains("started"));
+    knock_from(&n, &srcs[..3]);
+    let said = read_log(&log, 3, |s| s.contains("set ssh_4 is full"));
+    assert_eq!(said.matches("authorized ").count(), 3, "{said}");
+    // They time out 3 s after their knocks.
+    let said = read_log(&log, 8, |s| s.contains("set ssh_4 has room again"));
+    let kernel = kernel_count(&n, "ssh_4");
+    assert!(said.contains("set ssh_4 has room again"), "{said}");
+    assert!(
+        kernel.is_some_and(|k| k < 3),
+        "the kernel counts {kernel:?} of 3 when the daemon says there is room"
+    );
+    assert!(n.elements("ssh_4").is_empty());
+    // The next knock, at once: taken, said, and nothing else came back.
+    knock_from(&n, &srcs[3..]);
+    let said = read_log(&log, 3, |s| s.contains("authorized "));
+    assert_eq!(said.matches("authorized ").count(), 1, "{said}");
+    assert!(said.contains(&format!("authorized {} ", srcs[3])), "{said}");
+    assert_eq!(n.elements("ssh_4"), [srcs[3].clone()]);
+    let _ = d.kill();
+    let _ = d.wait();
+}
+
 #[test]
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_full_set_is_logged_when_it_fills_and_when_it_drains() {
@@ -813,24 +879,7 @@ fn a_full_set_is_logged_when_it_fills_and_when_it_drains() {
     }
     let (mut d, pid, log, _) = counted_daemon(&n);
     read_log(&log, 5, |s| s.contains("started"));
-    let py = format!(
-        "import socket, sys\n\
-         for s in sys.argv[1:]:\n\
-         \x20   for _ in range(3):\n\
-         \x20       try:\n\
-         \x20           socket.create_connection(('{}', 1234), timeout=2, source_address=(s, 0)).close()\n\
-         \x20       except OSError:\n\
-         \x20           pass\n",
-        n.srv_ip(false)
-    );
-    ok(&ns(
-        &n.cli,
-        &[
-            &["python3", "-c", &py][..],
-            &srcs.iter().map(String::as_str).collect::<Vec<_>>(),
-        ]
-        .concat(),
-    ));
+    knock_from(&n, &srcs);
     let said = read_log(&log, 3, |s| s.contains("set ssh_4 is full"));
     assert_eq!(said.matches("authorized ").count(), 3, "{said}");
     assert_eq!(

@@ -258,6 +258,15 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
     }
 
+    /// The kernel's count of each set; `None` for one it cannot count,
+    /// which the machine takes as its book says.
+    fn counts(&mut self, sets: &[String]) -> Vec<Option<u64>> {
+        let Some(l) = self.lookup.as_mut() else {
+            return vec![None; sets.len()];
+        };
+        sets.iter().map(|s| l.counted(s).ok().flatten()).collect()
+    }
+
     /// Each element's time left, asked set by set (a set's in batches).
     fn lefts(&mut self, items: &[(String, std::net::IpAddr)]) -> Vec<Result<Left, String>> {
         let mut out: Vec<Result<Left, String>> = vec![Ok(None); items.len()];
@@ -345,6 +354,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 Answer::Done(done)
             }
             Query::Pause => Answer::Resumed,
+            Query::Counts(sets) => Answer::Counts(self.counts(&sets)),
             Query::PfState { anchor } => Answer::PfState {
                 enabled: self.loader.enabled(),
                 referenced: anchor.map(|a| self.loader.referenced(&a).map_err(|e| e.to_string())),

@@ -308,6 +308,11 @@ impl crate::kevents::ElementLookup for Lookup {
     fn read_known(&mut self, set: &str, known: &[IpAddr]) -> io::Result<Option<Vec<Deadline>>> {
         self.known_or_none(set, known)
     }
+    /// NFTA_SET_COUNT: the number the kernel holds against the set's
+    /// size when it refuses an add.
+    fn counted(&mut self, set: &str) -> io::Result<Option<u64>> {
+        self.set_count(set).map(|(count, _)| count)
+    }
     fn reader(&self) -> Option<io::Result<Box<dyn crate::kevents::ElementLookup + Send>>> {
         Some(Lookup::open(&self.table).map(|l| Box::new(l) as _))
     }

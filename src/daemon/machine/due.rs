@@ -115,22 +115,35 @@ fn say_expired(cx: &Ctx, expired: BTreeMap<String, Vec<String>>, out: &mut Vec<A
 /// last was said.
 const DUE_AT_ONCE: usize = 1 << 16;
 
+/// A full set's look while its kernel's count is being asked (in
+/// `Machine::meters`): due at no time.
+pub(super) const ASKED: i64 = i64::MAX;
+
+/// How long after the kernel still counted a set full its count is asked
+/// again (ms). The kernel frees timed-out elements once a second (its
+/// collection; nft's default `gc-interval`, which pfknock keeps), and
+/// counts them against the set's size until then.
+const ROOM_LOOK: i64 = 250;
+
 impl Machine {
     /// Deadlines: look up each due element once (and each full meter due
     /// a look). Gone: expired (one line, or one line for the lot past
     /// `log_burst`). Still there: its time was refreshed (traffic,
     /// `expire = "idle"`), so wait for it again.
-    pub fn tick(&mut self, _cx: &Ctx, now: i64) -> Vec<Action> {
+    pub fn tick(&mut self, cx: &Ctx, now: i64) -> Vec<Action> {
         let mut out = Vec::new();
-        let meters: Vec<String> = self
+        let (sets, meters): (Vec<String>, Vec<String>) = self
             .meters
             .iter()
             .filter(|(_, t)| **t <= now)
             .map(|(m, _)| m.clone())
-            .collect();
+            .partition(|m| auth_service(cx.cfg, m).is_some());
         if !meters.is_empty() {
             let q = Query::Dump(meters.clone());
             out.push(Action::Ask(q, Then(Step::Meters(meters))));
+        }
+        if !sets.is_empty() {
+            out.push(self.ask_counts(sets));
         }
         let due: Vec<(String, IpAddr, Auth)> = self
             .book
@@ -265,13 +278,55 @@ impl Machine {
         let n = self.book.count(i) as u64;
         if n >= size && self.full.insert(set.to_owned()) {
             vec![Action::Log(Level::Warning, full_line(set, size))]
-        } else if n < size && self.full.remove(set) {
-            vec![Action::Log(
-                Level::Notice,
-                format!("set {set} has room again"),
-            )]
+        } else if n < size && self.full.contains(set) && !self.meters.contains_key(set) {
+            // Room when the kernel counts it too (`counted`).
+            vec![self.ask_counts(vec![set.to_owned()])]
         } else {
             Vec::new()
+        }
+    }
+
+    /// Ask the kernel's count of full sets the book says have room.
+    fn ask_counts(&mut self, sets: Vec<String>) -> Action {
+        for s in &sets {
+            self.meters.insert(s.clone(), ASKED);
+        }
+        Action::Ask(Query::Counts(sets.clone()), Then(Step::Room(sets)))
+    }
+
+    /// The kernel's counts of full sets the book says have room: one it
+    /// counts below its size (or does not count) has room again, said
+    /// once; one it still counts full (timed-out elements not yet freed,
+    /// which it counts against the size) is asked again `ROOM_LOOK`
+    /// later; one the book says is full again, or that is no longer the
+    /// config's, is not asked again.
+    pub(super) fn counted(
+        &mut self,
+        cx: &Ctx,
+        sets: Vec<String>,
+        counts: Vec<Option<u64>>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        for (set, kernel) in sets.into_iter().zip(counts) {
+            self.meters.remove(&set);
+            let Some(size) = auth_service(cx.cfg, &set).map(|s| s.size) else {
+                self.full.remove(&set);
+                continue;
+            };
+            let n = self.book.find(&set).map_or(0, |i| self.book.count(i)) as u64;
+            if !self.full.contains(&set) || n >= size {
+                continue;
+            }
+            if kernel.is_some_and(|k| k >= size) {
+                self.meters.insert(set, now + ROOM_LOOK);
+            } else {
+                self.full.remove(&set);
+                out.push(Action::Log(
+                    Level::Notice,
+                    format!("set {set} has room again"),
+                ));
+            }
         }
     }
 
@@ -452,7 +507,7 @@ impl Machine {
     /// few ms apart) are looked up in one tick and logged as one burst; or
     /// the next look at a full meter.
     pub fn next_due(&self) -> Option<i64> {
-        let meters = self.meters.values().min().copied();
+        let meters = self.meters.values().filter(|t| **t != ASKED).min().copied();
         self.book
             .next_due()
             .map(|t| t + COALESCE)

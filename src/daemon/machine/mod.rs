@@ -41,6 +41,7 @@ mod watch;
 pub use claims::KEEP;
 pub use down::Known;
 pub(super) use due::meter_service;
+pub use polls::Write;
 pub use watch::Polls;
 
 /// How long after an authorization's deadline the daemon looks (ms): the
@@ -94,20 +95,8 @@ pub enum Query {
     PfState { anchor: Option<AnchorName> },
     /// Nothing: the machine goes on at the loop's next turn (`Resumed`).
     Pause,
-}
-
-/// A write to a table, where the daemon polls.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Write {
-    Delete(TableRef, Vec<Net>),
-    /// A fresh time stamp for present hosts (pf: their statistics
-    /// cleared).
-    Stamp(TableRef, Vec<Net>),
-    /// Move hosts from the first table (pf's intake) into the second
-    /// (`tables::move_hosts`): a host the first no longer holds when it is
-    /// taken out (revoked meanwhile) does not stay in the second. Answers
-    /// how many it added to the second and left there.
-    Move(TableRef, TableRef, Vec<Net>),
+    /// How many elements the kernel counts against each set's size.
+    Counts(Vec<String>),
 }
 
 /// Why a read (a dump, a table's statistics) brought nothing.
@@ -143,6 +132,8 @@ pub enum Answer {
         referenced: Option<Result<bool, String>>,
     },
     Resumed,
+    /// The kernel's count of each set (`None`: it does not say).
+    Counts(Vec<Option<u64>>),
 }
 
 /// What the caller does.
@@ -216,6 +207,8 @@ enum Step {
     Comparing(Box<down::Comparing>),
     /// Full meters due a look.
     Meters(Vec<String>),
+    /// Full sets the book says have room, their kernel counts asked.
+    Room(Vec<String>),
     /// A poll's step (`polls.rs`).
     Poll(Box<polls::PollStep>),
     /// A rotation's step began (`modes.rs`).
@@ -257,7 +250,8 @@ pub struct Machine {
     forged: BTreeMap<&'static str, (u64, i64)>,
     /// Meters logged as full, and when to look again whether they have
     /// room (ms): the kernel tells when a full meter drops a knock, not
-    /// when it has room again.
+    /// when it has room again. So too authorized sets the book says have
+    /// room, until the kernel's count agrees (`due::ASKED` while asked).
     pub(super) meters: BTreeMap<String, i64>,
     /// Authorized sets logged as full, until they have room again.
     pub(super) full: HashSet<String>,
@@ -483,6 +477,7 @@ impl Machine {
             (Step::Taking(t), Answer::Resumed) => self.take_in(cx, t, now, &mut out),
             (Step::Comparing(c), Answer::Resumed) => self.compare_part(cx, c, &mut out),
             (Step::Meters(due), Answer::Dump(d)) => self.meters_looked(cx, due, d, now, &mut out),
+            (Step::Room(sets), Answer::Counts(c)) => self.counted(cx, sets, c, now, &mut out),
             (Step::Poll(step), a) => out = self.polled(cx, *step, a, now),
             (Step::Rotated, Answer::Rotated(r)) => out = self.rotated(cx, r, now),
             (

@@ -142,7 +142,9 @@ impl Machine {
                 })
                 .map(|s| s.as_str())
                 .collect();
+            // A full set whose room is being checked is in both.
             full.sort_unstable();
+            full.dedup();
             let full = match full.len() {
                 0 => String::new(),
                 1 => format!(", set {} full", full[0]),

@@ -22,6 +22,20 @@ use crate::name::{AnchorName, ExpireMode, Net, TableName};
 use crate::policy;
 use crate::tables::{Entry, PoolUse, TableRef, TableStat};
 
+/// A write to a table, where the daemon polls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    Delete(TableRef, Vec<Net>),
+    /// A fresh time stamp for present hosts (pf: their statistics
+    /// cleared).
+    Stamp(TableRef, Vec<Net>),
+    /// Move hosts from the first table (pf's intake) into the second
+    /// (`tables::move_hosts`): a host the first no longer holds when it is
+    /// taken out (revoked meanwhile) does not stay in the second. Answers
+    /// how many it added to the second and left there.
+    Move(TableRef, TableRef, Vec<Net>),
+}
+
 /// A poll in progress: what was read so far, and where it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Run {
