@@ -23,7 +23,8 @@
 //! that lie there are the ones left, for the dump after it. A reading is
 //! whole once none is left; elements added or deleted meanwhile come to
 //! the daemon as events, and those that timed out are looked up at their
-//! deadlines.
+//! deadlines. The kernel's side of this, with its sources:
+//! docs/nft-kernel.md.
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;

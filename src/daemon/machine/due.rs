@@ -122,7 +122,7 @@ pub(super) const ASKED: i64 = i64::MAX;
 /// How long after the kernel still counted a set full its count is asked
 /// again (ms). The kernel frees timed-out elements once a second (its
 /// collection; nft's default `gc-interval`, which pfknock keeps), and
-/// counts them against the set's size until then.
+/// counts them against the set's size until then (docs/nft-kernel.md).
 const ROOM_LOOK: i64 = 250;
 
 impl Machine {
