@@ -21,13 +21,9 @@ for b in "${BINS[@]}"; do
 	[ -x "$b" ] || { echo "no binary $b: cargo build --release" >&2; exit 1; }
 done
 NS=pfkk-$$
-tmp=$(mktemp -d)
-cleanup() {
-	ip netns del "$NS" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-ip netns add "$NS"
+# shellcheck source=benches/common/ns.sh
+. benches/common/ns.sh
+bench_ns "$NS"
 run() { ip netns exec "$NS" "$@"; }
 ms() { local a b; a=$(date +%s%N); "$@" >/dev/null 2>&1; b=$(date +%s%N); echo $(( (b - a) / 1000000 )); }
 kernel_kb() { awk '/^(Slab|VmallocUsed):/ { s += $2 } END { print s }' /proc/meminfo; }

@@ -22,15 +22,9 @@ HELD=${HELD:-2500}
 TTL=${TTL:-5}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 NS=pfkc-$$
-tmp=$(mktemp -d)
-cleanup() {
-	if [ -s "$tmp/pid" ]; then kill "$(cat "$tmp/pid")" 2>/dev/null || true; fi
-	ip netns del "$NS" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
+# shellcheck source=benches/common/ns.sh
+. benches/common/ns.sh
+bench_ns "$NS"
 size=$(( HELD * 2 ))
 [ "$size" -ge 65536 ] || size=65536
 cat >"$tmp/pfknock.toml" <<EOT

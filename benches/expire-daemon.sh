@@ -19,24 +19,10 @@ cd "$(dirname "$0")/.."
 N=$1
 shift
 NS=pfkx-$$
-tmp=$(mktemp -d)
-cleanup() {
-	if [ -s "$tmp/pid" ]; then kill "$(cat "$tmp/pid")" 2>/dev/null || true; fi
-	ip netns del "$NS" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-cat >"$tmp/pfknock.toml" <<EOT
-[[service]]
-name    = "ssh"
-protect = [2222]
-knock   = [1234]
-ttl     = "1h"
-size    = 4194304
-EOT
-chmod 600 "$tmp/pfknock.toml"
+# shellcheck source=benches/common/ns.sh
+. benches/common/ns.sh
+bench_ns "$NS"
+bench_conf 4194304
 # Every tenth address 20 minutes old, the rest 1 minute.
 python3 -c "
 import sys

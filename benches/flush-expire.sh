@@ -23,24 +23,11 @@ for b in "${BINS[@]}"; do
 	[ -x "$b" ] || { echo "no binary $b: cargo build --release" >&2; exit 1; }
 done
 NS=pfkf-$$
-tmp=$(mktemp -d)
-cleanup() {
-	ip netns del "$NS" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
+# shellcheck source=benches/common/ns.sh
+. benches/common/ns.sh
+bench_ns "$NS"
 run() { ip netns exec "$NS" "$@"; }
-cat >"$tmp/pfknock.toml" <<EOT
-[[service]]
-name    = "ssh"
-protect = [2222]
-knock   = [1234]
-ttl     = "1h"
-size    = 2097152
-EOT
-chmod 600 "$tmp/pfknock.toml"
+bench_conf 2097152
 run "${BINS[0]}" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" load
 ms() { local a b; a=$(date +%s%N); "$@" >/dev/null 2>&1; b=$(date +%s%N); echo $(( (b - a) / 1000000 )); }
 

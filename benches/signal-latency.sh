@@ -38,25 +38,13 @@ cd "$(dirname "$0")/.."
 BATCH=${BATCH:-20000}
 ROUNDS=${ROUNDS:-10}
 NS=pfks-$$
-tmp=$(mktemp -d)
-cleanup() {
-	if [ -s "$tmp/pid" ]; then kill "$(cat "$tmp/pid")" 2>/dev/null || true; fi
+bench_atexit() {
 	if [ -s "$tmp/perf.pid" ]; then kill -INT "$(cat "$tmp/perf.pid")" 2>/dev/null || true; fi
-	ip netns del "$NS" 2>/dev/null || true
-	rm -rf "$tmp"
 }
-trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-cat >"$tmp/pfknock.toml" <<EOT
-[[service]]
-name    = "ssh"
-protect = [2222]
-knock   = [1234]
-ttl     = "1h"
-size    = 1048576
-EOT
-chmod 600 "$tmp/pfknock.toml"
+# shellcheck source=benches/common/ns.sh
+. benches/common/ns.sh
+bench_ns "$NS"
+bench_conf 1048576
 mkdir "$tmp/bin"
 cp "$(command -v nft)" "$tmp/bin/pfknock"
 # What is there before the start: HELD addresses from 11.0.0.0 on.

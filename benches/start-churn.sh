@@ -21,24 +21,10 @@ cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: $0 BINARY [BINARY ...]" >&2; exit 2; }
 N=${N:-300000}; T0=${T0:-20}; S=${S:-100}
 NS=pfkc-$$
-tmp=$(mktemp -d)
-cleanup() {
-	if [ -s "$tmp/pid" ]; then kill "$(cat "$tmp/pid")" 2>/dev/null || true; fi
-	ip netns del "$NS" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-cat >"$tmp/pfknock.toml" <<EOT
-[[service]]
-name    = "ssh"
-protect = [2222]
-knock   = [1234]
-ttl     = "1h"
-size    = 1048576
-EOT
-chmod 600 "$tmp/pfknock.toml"
+# shellcheck source=benches/common/ns.sh
+. benches/common/ns.sh
+bench_ns "$NS"
+bench_conf 1048576
 python3 -c "
 import sys
 n, t0, s = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
