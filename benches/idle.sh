@@ -15,30 +15,20 @@ WIN=${1:-60}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 command -v knockd >/dev/null || { echo "knockd not installed" >&2; exit 1; }
 NS=pfki-$$
-tmp=$(mktemp -d)
 pids=()
-cleanup() {
+bench_atexit() {
 	kill "${pids[@]}" 2>/dev/null || true
 	wait 2>/dev/null || true
-	ip netns del "$NS" 2>/dev/null || true
-	rm -rf "$tmp"
 }
-trap cleanup EXIT
-ip netns add "$NS"
+# shellcheck source=benches/common/ns.sh
+. benches/common/ns.sh
+bench_ns "$NS"
 ip -n "$NS" link add pkia type veth peer name pkib
 ip -n "$NS" addr add 198.18.201.1/24 dev pkia
-for d in lo pkia pkib; do ip -n "$NS" link set "$d" up; done
+for d in pkia pkib; do ip -n "$NS" link set "$d" up; done
 run() { ip netns exec "$NS" "$@"; }
 
-cat >"$tmp/pfknock.toml" <<EOT
-[[service]]
-name    = "ssh"
-protect = [2222]
-knock   = [1234]
-ttl     = "1h"
-size    = 1048576
-EOT
-chmod 600 "$tmp/pfknock.toml"
+bench_conf 1048576
 cat >"$tmp/knockd.conf" <<EOT
 [options]
 	Interface = pkia

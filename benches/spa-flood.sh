@@ -22,25 +22,15 @@ SECS=${SECONDS_FLOOD:-10}
 KIND=${KIND:-badsig}
 S=pfksf-s-$$
 C=pfksf-c-$$
-tmp=$(mktemp -d)
-chmod 755 "$tmp"
 pids=()
-cleanup() {
+bench_atexit() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	ip netns del "$S" 2>/dev/null || true
-	ip netns del "$C" 2>/dev/null || true
-	rm -rf "$tmp"
 }
-trap cleanup EXIT
-ip netns add "$S"
-ip netns add "$C"
-ip link add vs$$ netns "$S" type veth peer name vc$$ netns "$C"
-ip -n "$S" addr add 198.18.201.1/24 dev vs$$
-ip -n "$C" addr add 198.18.201.2/24 dev vc$$
-for n in "$S" "$C"; do ip -n "$n" link set lo up; done
-ip -n "$S" link set vs$$ up
-ip -n "$C" link set vc$$ up
+# shellcheck source=benches/common/ns.sh
+. benches/common/ns.sh
+bench_pair "$S" "$C" 198.18.201
+chmod 755 "$tmp"
 # Replies to the forged range go back to the client's side.
 ip -n "$S" route add 198.18.128.0/17 via 198.18.201.2
 ip netns exec "$S" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.vs$$.rp_filter=0

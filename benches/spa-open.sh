@@ -16,25 +16,15 @@ bin=$(realpath "$1")
 ROUNDS=${ROUNDS:-20}
 S=pfkso-s-$$
 C=pfkso-c-$$
-tmp=$(mktemp -d)
-chmod 755 "$tmp"
 pids=()
-cleanup() {
+bench_atexit() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	ip netns del "$S" 2>/dev/null || true
-	ip netns del "$C" 2>/dev/null || true
-	rm -rf "$tmp"
 }
-trap cleanup EXIT
-ip netns add "$S"
-ip netns add "$C"
-ip link add vs$$ netns "$S" type veth peer name vc$$ netns "$C"
-ip -n "$S" addr add 198.18.200.1/24 dev vs$$
-ip -n "$C" addr add 198.18.200.2/24 dev vc$$
-for n in "$S" "$C"; do ip -n "$n" link set lo up; done
-ip -n "$S" link set vs$$ up
-ip -n "$C" link set vc$$ up
+# shellcheck source=benches/common/ns.sh
+. benches/common/ns.sh
+bench_pair "$S" "$C" 198.18.200
+chmod 755 "$tmp"
 
 mkdir "$tmp/keys"
 "$bin" keygen --spa "$tmp/alice" >/dev/null 2>&1

@@ -817,6 +817,32 @@ fn knock_from(n: &Net, srcs: &[String]) {
     ));
 }
 
+/// A set of size 3 with ttl `ttl`, a daemon logging to the test (its
+/// pid and log), knockers at the hosts `hosts` of the client's network;
+/// the first three knock, and what the log said until the set was full,
+/// with exactly three authorized.
+fn three_in_a_set_of_three(
+    ttl: &str,
+    hosts: std::ops::Range<u8>,
+) -> (
+    Net,
+    std::process::Child,
+    String,
+    UnixDatagram,
+    Vec<String>,
+    String,
+) {
+    let mut n = Net::new(&format!("{}size    = 3\n", CONF.replace("TTL", ttl)));
+    n.up();
+    let srcs = knockers(&n, hosts);
+    let (d, pid, log, _) = counted_daemon(&n);
+    read_log(&log, 5, |s| s.contains("started"));
+    knock_from(&n, &srcs[..3]);
+    let said = read_log(&log, 3, |s| s.contains("set ssh_4 is full"));
+    assert_eq!(said.matches("authorized ").count(), 3, "{said}");
+    (n, d, pid, log, srcs, said)
+}
+
 /// A full set whose authorizations time out takes a knock as soon as the
 /// daemon says it has room: the kernel counts a timed-out element against
 /// the size until its collection frees it, up to a second later, so the
@@ -825,22 +851,7 @@ fn knock_from(n: &Net, srcs: &[String]) {
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_set_said_to_have_room_takes_the_next_knock() {
     need_root_and_tools!();
-    let conf = format!("{}size    = 3\n", CONF.replace("TTL", "3s"));
-    let mut n = Net::new(&conf);
-    n.up();
-    let dev = n.cli_dev();
-    let srcs: Vec<String> = (10..14).map(|h| format!("198.18.{}.{h}", n.n)).collect();
-    for s in &srcs {
-        ok(&ns(
-            &n.cli,
-            &["ip", "addr", "add", &format!("{s}/24"), "dev", &dev],
-        ));
-    }
-    let (mut d, _pid, log, _) = counted_daemon(&n);
-    read_log(&log, 5, |s| s.contains("started"));
-    knock_from(&n, &srcs[..3]);
-    let said = read_log(&log, 3, |s| s.contains("set ssh_4 is full"));
-    assert_eq!(said.matches("authorized ").count(), 3, "{said}");
+    let (n, mut d, _pid, log, srcs, _) = three_in_a_set_of_three("3s", 10..14);
     // They time out 3 s after their knocks.
     let said = read_log(&log, 8, |s| s.contains("set ssh_4 has room again"));
     let kernel = kernel_count(&n, "ssh_4");
@@ -864,24 +875,11 @@ fn a_set_said_to_have_room_takes_the_next_knock() {
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_full_set_is_logged_when_it_fills_and_when_it_drains() {
     need_root_and_tools!();
-    let conf = format!("{}size    = 3\n", CONF.replace("TTL", "10m"));
-    let mut n = Net::new(&conf);
-    n.up();
-    let dev = n.cli_dev();
     // Three fill the authorized set; the meter, four times its size,
     // takes twelve sources and no more.
-    let srcs: Vec<String> = (10..24).map(|h| format!("198.18.{}.{h}", n.n)).collect();
-    for s in &srcs {
-        ok(&ns(
-            &n.cli,
-            &["ip", "addr", "add", &format!("{s}/24"), "dev", &dev],
-        ));
-    }
-    let (mut d, pid, log, _) = counted_daemon(&n);
-    read_log(&log, 5, |s| s.contains("started"));
-    knock_from(&n, &srcs);
-    let said = read_log(&log, 3, |s| s.contains("set ssh_4 is full"));
-    assert_eq!(said.matches("authorized ").count(), 3, "{said}");
+    let (n, mut d, pid, log, srcs, said) = three_in_a_set_of_three("10m", 10..24);
+    knock_from(&n, &srcs[3..]);
+    let said = format!("{said}{}", read_log(&log, 3, |s| s.contains("ssh_m1_4")));
     assert_eq!(
         said.matches("set ssh_4 is full (3 elements)").count(),
         1,
