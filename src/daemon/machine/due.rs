@@ -116,7 +116,7 @@ fn say_expired(cx: &Ctx, expired: BTreeMap<String, Vec<String>>, out: &mut Vec<A
 const DUE_AT_ONCE: usize = 1 << 16;
 
 /// A full set's look while its kernel's count is being asked (in
-/// `Machine::meters`): due at no time.
+/// `Machine::looks`): due at no time.
 pub(super) const ASKED: i64 = i64::MAX;
 
 /// How long after the kernel still counted a set full its count is asked
@@ -127,13 +127,14 @@ const ROOM_LOOK: i64 = 250;
 
 impl Machine {
     /// Deadlines: look up each due element once (and each full meter due
-    /// a look). Gone: expired (one line, or one line for the lot past
+    /// a look, and ask the kernel's count of each full set due one).
+    /// Gone: expired (one line, or one line for the lot past
     /// `log_burst`). Still there: its time was refreshed (traffic,
     /// `expire = "idle"`), so wait for it again.
     pub fn tick(&mut self, cx: &Ctx, now: i64) -> Vec<Action> {
         let mut out = Vec::new();
         let (sets, meters): (Vec<String>, Vec<String>) = self
-            .meters
+            .looks
             .iter()
             .filter(|(_, t)| **t <= now)
             .map(|(m, _)| m.clone())
@@ -278,7 +279,7 @@ impl Machine {
         let n = self.book.count(i) as u64;
         if n >= size && self.full.insert(set.to_owned()) {
             vec![Action::Log(Level::Warning, full_line(set, size))]
-        } else if n < size && self.full.contains(set) && !self.meters.contains_key(set) {
+        } else if n < size && self.full.contains(set) && !self.looks.contains_key(set) {
             // Room when the kernel counts it too (`counted`).
             vec![self.ask_counts(vec![set.to_owned()])]
         } else {
@@ -289,7 +290,7 @@ impl Machine {
     /// Ask the kernel's count of full sets the book says have room.
     fn ask_counts(&mut self, sets: Vec<String>) -> Action {
         for s in &sets {
-            self.meters.insert(s.clone(), ASKED);
+            self.looks.insert(s.clone(), ASKED);
         }
         Action::Ask(Query::Counts(sets.clone()), Then(Step::Room(sets)))
     }
@@ -309,7 +310,7 @@ impl Machine {
         out: &mut Vec<Action>,
     ) {
         for (set, kernel) in sets.into_iter().zip(counts) {
-            self.meters.remove(&set);
+            self.looks.remove(&set);
             let Some(size) = auth_service(cx.cfg, &set).map(|s| s.size) else {
                 self.full.remove(&set);
                 continue;
@@ -319,7 +320,7 @@ impl Machine {
                 continue;
             }
             if kernel.is_some_and(|k| k >= size) {
-                self.meters.insert(set, now + ROOM_LOOK);
+                self.looks.insert(set, now + ROOM_LOOK);
             } else {
                 self.full.remove(&set);
                 out.push(Action::Log(
@@ -337,7 +338,7 @@ impl Machine {
         let Some((s, window)) = meter_service(cx.cfg, set) else {
             return;
         };
-        if self.meters.insert(set.to_owned(), now + window).is_none() {
+        if self.looks.insert(set.to_owned(), now + window).is_none() {
             out.push(Action::Log(Level::Warning, full_line(set, s.meter_size())));
         }
     }
@@ -354,7 +355,7 @@ impl Machine {
     ) {
         for (m, got) in due.into_iter().zip(dumps) {
             let Some((s, window)) = meter_service(cx.cfg, &m) else {
-                self.meters.remove(&m);
+                self.looks.remove(&m);
                 continue;
             };
             let room = match got {
@@ -363,13 +364,13 @@ impl Machine {
                 Err(_) => true,
             };
             if room {
-                self.meters.remove(&m);
+                self.looks.remove(&m);
                 out.push(Action::Log(
                     Level::Notice,
                     format!("set {m} has room again"),
                 ));
             } else {
-                self.meters.insert(m, now + window);
+                self.looks.insert(m, now + window);
             }
         }
     }
@@ -505,9 +506,9 @@ impl Machine {
     /// The next deadline (ms): `COALESCE` after the first authorization
     /// due, so that those a transaction added together (their deadlines a
     /// few ms apart) are looked up in one tick and logged as one burst; or
-    /// the next look at a full meter.
+    /// the next look at a full meter or at a full set's kernel count.
     pub fn next_due(&self) -> Option<i64> {
-        let meters = self.meters.values().filter(|t| **t != ASKED).min().copied();
+        let meters = self.looks.values().filter(|t| **t != ASKED).min().copied();
         self.book
             .next_due()
             .map(|t| t + COALESCE)
@@ -571,7 +572,7 @@ impl Machine {
     pub fn clear(&mut self) -> usize {
         let n = self.book.len();
         self.book.clear();
-        self.meters.clear();
+        self.looks.clear();
         self.full.clear();
         self.cuts.clear();
         n

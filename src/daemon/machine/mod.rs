@@ -252,7 +252,7 @@ pub struct Machine {
     /// room (ms): the kernel tells when a full meter drops a knock, not
     /// when it has room again. So too authorized sets the book says have
     /// room, until the kernel's count agrees (`due::ASKED` while asked).
-    pub(super) meters: BTreeMap<String, i64>,
+    pub(super) looks: BTreeMap<String, i64>,
     /// Authorized sets logged as full, until they have room again.
     pub(super) full: HashSet<String>,
     /// The last reload, while its knocks may still arrive (`due.rs`).

@@ -133,7 +133,7 @@ impl Machine {
                 .full
                 .iter()
                 .chain(&self.full)
-                .chain(self.meters.keys())
+                .chain(self.looks.keys())
                 .filter(|set| {
                     [Af::V4, Af::V6]
                         .iter()
