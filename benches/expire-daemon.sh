@@ -11,8 +11,9 @@
 # Root only; needs iproute2, nft and python3, and release builds:
 #   cargo build --release && sudo bash benches/expire-daemon.sh N \
 #       target/release/pfknock [OTHER-BUILD ...]
-# The daemon's start reads the N twice (two agreeing dumps): at 1,000,000
-# that is minutes. Nothing leaves the namespace.
+# The expires wait until the daemon's start has read the N (beside its
+# loop, after `run` returned: at 1,000,000 a minute or two here). Nothing
+# leaves the namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: $0 N BINARY [BINARY ...]" >&2; exit 2; }
@@ -41,16 +42,16 @@ for bin in "$@"; do
 	ip netns exec "$NS" nft delete table inet pfknock 2>/dev/null || true
 	rm -f "$tmp/pid" "$tmp/pid.state" "$tmp/log.sock" "$tmp/ctl.sock"
 	python3 - "$tmp" "$bin" "$NS" "$N" <<'EOP'
-import os, signal, socket, subprocess, sys, time
+import os, signal, subprocess, sys, time
 tmp, binary, ns, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 conf, ctl = tmp + "/pfknock.toml", tmp + "/ctl.sock"
-log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-log.bind(tmp + "/log.sock")
-log.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
-env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
+sys.path.insert(0, "benches/common")
+import pfk
+log = pfk.Log(tmp)
+env = log.env
 def run(*args, **kw):
     return subprocess.run(["ip", "netns", "exec", ns] + list(args), **kw)
-def pfk(*args):
+def cmd(*args):
     t0 = time.monotonic()
     r = run(binary, "-c", conf, "-S", ctl, *args, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -59,17 +60,15 @@ def count():
     t0 = time.monotonic()
     r = run("nft", "list", "set", "inet", "pfknock", "ssh_4", capture_output=True, text=True)
     return time.monotonic() - t0, r.stdout.count(" expires ")
-pfk("load")
+cmd("load")
 run("nft", "-f", tmp + "/fill.nft", check=True)
 time.sleep(5)
 run(binary, "-c", conf, "-S", ctl, "run", "-p", tmp + "/pid", env=env, check=True)
 pid = int(open(tmp + "/pid").read())
-log.settimeout(1800)
-while b"started" not in log.recv(65536):
-    pass
-log.settimeout(0.1)
-none, said0 = pfk("expire", "-o", "2h")
-tenth, said1 = pfk("expire", "-o", "600s")
+assert log.until("started", 60), "the daemon did not start"
+pfk.read_done(pid, log)
+none, said0 = cmd("expire", "-o", "2h")
+tenth, said1 = cmd("expire", "-o", "600s")
 # A clean stop keeps what the daemon knows (a million entries take a
 # while): wait for it, so the next build's commands do not reach this one.
 os.kill(pid, signal.SIGTERM)

@@ -3,7 +3,8 @@
 # CPU over a minute with nothing happening, resident memory, and the time
 # of `pfknock show`, `pfknock expire` (nothing due) and `pfknock revoke`
 # (one host), at 0, 10k, 65k, 100k and 1M authorizations (added straight
-# to the set, ttl 1 h).
+# to the set, ttl 1 h; SIZES="0 1000" for others). The window begins once
+# the daemon's start has read them.
 #
 # Root only; needs iproute2, nft, python3, knockd and a release build:
 #   cargo build --release && sudo bash benches/idle.sh [SECONDS]
@@ -12,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$PWD/target/release/pfknock
 WIN=${1:-60}
+SIZES=${SIZES:-"0 10000 65535 100000 1000000"}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 command -v knockd >/dev/null || { echo "knockd not installed" >&2; exit 1; }
 NS=pfki-$$
@@ -48,7 +50,7 @@ ms() { local a b; a=$(date +%s%N); "$@" >/dev/null 2>&1; b=$(date +%s%N); echo $
 stop() { kill "$1" 2>/dev/null || true; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; }
 
 printf '%-9s %-22s %-12s %-22s %-9s %-9s %-9s\n' entries "pfknock CPU/min (ms)" "pfknock RSS" "knockd CPU/min (ms)" "show" "expire" "revoke"
-for n in 0 10000 65535 100000 1000000; do
+for n in $SIZES; do
 	run nft flush set inet pfknock ssh_4
 	python3 - "$n" >"$tmp/add.nft" <<'PY'
 import sys
@@ -59,13 +61,18 @@ for start in range(0, n, 50000):
     print("add element inet pfknock ssh_4 { %s }" % xs)
 PY
 	[ "$n" -gt 0 ] && run nft -f "$tmp/add.nft"
-	ip netns exec "$NS" "$BIN" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" run -f -p "$tmp/pid" 2>/dev/null &
+	# The start reads every set beside the loop (a minute or two at 1M):
+	# the window begins once that reading has ended, as SIGUSR2 says.
+	rm -f "$tmp/log.sock"
+	python3 benches/common/pfk.py read-done "$tmp" &
+	waiter=$!
+	PFKNOCK_SYSLOG_SOCKET=$tmp/log.sock ip netns exec "$NS" "$BIN" -c "$tmp/pfknock.toml" \
+		-S "$tmp/ctl.sock" run -f -p "$tmp/pid" 2>/dev/null &
 	pids+=($!)
 	ip netns exec "$NS" knockd -c "$tmp/knockd.conf" -i pkia >/dev/null 2>&1 &
 	kdp=$!
 	pids+=("$kdp")
-	# The start reads every set (two agreeing dumps: minutes at 1M).
-	for _ in $(seq 6000); do [ -s "$tmp/pid" ] && break; sleep 0.1; done
+	wait "$waiter"
 	sleep 3
 	pfp=$(cat "$tmp/pid")
 	p0=$(cpu_ns "$pfp") k0=$(cpu_ns "$kdp")

@@ -20,32 +20,20 @@
 # Root only; needs iproute2, nft and python3, and release builds:
 #   cargo build --release && sudo bash benches/reload.sh N \
 #       target/release/pfknock [OTHER-BUILD ...]
-# The daemon's start reads the N twice (two agreeing dumps): at 1,000,000
-# that is minutes. Traffic stays between the two namespaces
-# (198.18.201.0/24).
+# The SIGHUP waits until the daemon's start has read the N (beside its
+# loop, after `run` returned: at 1,000,000 about as long as one `nft list
+# set`, a minute or two here); DURING=1 sends it during that reading
+# instead. Traffic stays between the two namespaces (198.18.201.0/24).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: $0 N BINARY [BINARY ...]" >&2; exit 2; }
 N=$1
 shift
 S=pfkrl-s-$$ C=pfkrl-c-$$
-SRV=198.18.201.1
-tmp=$(mktemp -d)
-cleanup() {
-	if [ -s "$tmp/pid" ]; then kill "$(cat "$tmp/pid")" 2>/dev/null || true; fi
-	ip netns del "$S" 2>/dev/null || true
-	ip netns del "$C" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-ip netns add "$S"
-ip netns add "$C"
-ip link add pkrs netns "$S" type veth peer name pkrc netns "$C"
-ip -n "$S" addr add $SRV/24 dev pkrs
-for h in $(seq 10 49); do ip -n "$C" addr add "198.18.201.$h/24" dev pkrc; done
-for ns in "$S" "$C"; do ip -n "$ns" link set lo up; done
-ip -n "$S" link set pkrs up
-ip -n "$C" link set pkrc up
+# shellcheck source=benches/common/ns.sh
+. benches/common/ns.sh
+bench_pair "$S" "$C" 198.18.201
+for h in $(seq 10 49); do ip -n "$C" addr add "198.18.201.$h/24" dev "vc$$"; done
 conf() {
 	cat <<EOT
 [[service]]
@@ -71,13 +59,13 @@ for bin in "$@"; do
 	conf 1h 2097152 >"$tmp/pfknock.toml"
 	chmod 600 "$tmp/pfknock.toml"
 	python3 - "$tmp" "$bin" "$S" "$C" "$N" <<'EOP'
-import os, re, signal, socket, subprocess, sys, threading, time
+import os, re, signal, subprocess, sys, time
 tmp, binary, srv_ns, cli_ns, n = sys.argv[1:5] + [int(sys.argv[5])]
 conf = tmp + "/pfknock.toml"
-log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-log.bind(tmp + "/log.sock")
-log.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
-env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
+sys.path.insert(0, "benches/common")
+import pfk
+log = pfk.Log(tmp)
+env = log.env
 def srv(*args, **kw):
     return subprocess.run(["ip", "netns", "exec", srv_ns] + list(args), **kw)
 # A control socket of its own: no other pfknock on this host talks to
@@ -87,20 +75,10 @@ srv(binary, "-c", conf, "-S", ctl, "load", env=env, check=True, stdout=subproces
 srv("nft", "-f", tmp + "/fill.nft", check=True)
 srv(binary, "-c", conf, "-S", ctl, "run", "-p", tmp + "/pid", env=env, check=True)
 pid = int(open(tmp + "/pid").read())
-said = []
-def until(word, secs):
-    end = time.monotonic() + secs
-    while time.monotonic() < end:
-        log.settimeout(max(0.001, end - time.monotonic()))
-        try:
-            line = log.recv(65536).decode(errors="replace")
-        except socket.timeout:
-            return None
-        said.append((time.monotonic(), line))
-        if word in line:
-            return line
-    return None
-assert until("started", 1800), "the daemon did not start"
+said, until = log.said, log.until
+assert until("started", 60), "the daemon did not start"
+during = os.environ.get("DURING") == "1"
+read = None if during else pfk.read_done(pid, log)
 # Its memory after the start: resident now, and the high-water mark of
 # the start's reading.
 status = open(f"/proc/{pid}/status").read()
@@ -169,7 +147,9 @@ srv("nft", "add", "set", "inet", "pfknock", "ssh_4",
     "{ type ipv4_addr; size 8388608; flags dynamic, timeout; counter; timeout 3h; "
     "comment \"ssh: authorized\"; }", check=True)
 floor = time.monotonic() - t0
-print(f"{binary}: after the start at {n}: RSS {rss} MB, high-water {hwm} MB; "
+when = ("during the start's reading" if during
+        else f"after the start's reading ({read:.0f} s)")
+print(f"{binary}: {when} at {n}: RSS {rss} MB, high-water {hwm} MB; "
       f"reload: {took * 1000:.0f} ms to 'reloaded' "
       f"({c1 - c0:.2f} s CPU); knockers in the set {held}/40, logged {logged}/40; "
       f"set ttl {ttl} size {size}; of {len(sample)} elements from before, "

@@ -31,12 +31,12 @@ for bin in "$@"; do
 	ip netns exec "$NS" nft delete table inet pfknock 2>/dev/null || true
 	rm -f "$tmp/log.sock" "$tmp/pid" "$tmp/pid.state"
 	python3 - "$tmp" "$bin" "$NS" "$N" <<'EOP'
-import os, signal, socket, subprocess, sys, time
+import os, signal, subprocess, sys, time
 tmp, binary, ns, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-log.bind(tmp + "/log.sock")
-log.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
-env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
+sys.path.insert(0, "benches/common")
+import pfk
+log = pfk.Log(tmp)
+env, until = log.env, log.until
 # The floor first: the table loaded, the elements added by one nft -f.
 subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml", "-S", tmp + "/ctl.sock", "load"],
                env=env, check=True, stdout=subprocess.DEVNULL)
@@ -61,28 +61,9 @@ heard_said = heard.communicate()[0].strip()
 subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml",
                 "-S", tmp + "/ctl.sock", "run", "-p", tmp + "/pid"], env=env, check=True)
 pid = int(open(tmp + "/pid").read())
-def until(word, secs):
-    end = time.monotonic() + secs
-    while time.monotonic() < end:
-        log.settimeout(max(0.001, end - time.monotonic()))
-        try:
-            line = log.recv(65536).decode(errors="replace")
-            if word in line:
-                return line
-        except socket.timeout:
-            return None
-    return None
 assert until("started", 10), "the daemon did not start"
-# Until its reading of the set is done (a million take minutes): SIGUSR2
-# answers "reading the sets" meanwhile, then the set's entries.
-for _ in range(600):
-    os.kill(pid, signal.SIGUSR2)
-    st = until("status <", 1)
-    if st and "reading" not in st:
-        break
-    time.sleep(1)
-else:
-    raise SystemExit("the daemon's reading of the set did not end")
+# Until its reading of the set is done (a million take minutes).
+pfk.read_done(pid, log, 600)
 time.sleep(1)
 t0 = time.monotonic()
 subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "pfknock"], check=True)

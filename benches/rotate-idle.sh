@@ -12,7 +12,6 @@ cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: $0 BINARY [BINARY ...]" >&2; exit 2; }
 MIN=${MINUTES:-5}
 NS=pfkri-$$
-tmp=$(mktemp -d)
 if [ -d /sys/fs/cgroup/cpuacct ]; then
 	CG=/sys/fs/cgroup/cpuacct/pfkri-$$
 	usage_ns() { cat "$CG/cpuacct.usage"; }
@@ -21,16 +20,14 @@ else
 	usage_ns() { awk '/^usage_usec/ {print $2 * 1000}' "$CG/cpu.stat"; }
 fi
 pid=
-cleanup() {
+bench_atexit() {
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null
 	wait 2>/dev/null || true
-	ip netns del "$NS" 2>/dev/null || true
 	rmdir "$CG" 2>/dev/null || true
-	rm -rf "$tmp"
 }
-trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
+# shellcheck source=benches/common/ns.sh
+. benches/common/ns.sh
+bench_ns "$NS"
 mkdir "$CG"
 
 printf '%-40s %s\n' build "CPU/min (ms, nft children included)"

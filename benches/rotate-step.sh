@@ -14,11 +14,9 @@ cd "$(dirname "$0")/.."
 BIN=$PWD/target/release/pfknock
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 NS=pfkr-$$
-tmp=$(mktemp -d)
-cleanup() { ip netns del "$NS" 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
+# shellcheck source=benches/common/ns.sh
+. benches/common/ns.sh
+bench_ns "$NS"
 
 "$BIN" keygen "$tmp/ssh.key" >/dev/null
 cat >"$tmp/pfknock.toml" <<EOT

@@ -1,0 +1,77 @@
+"""Shared by the Python parts of the bench scripts (Linux, root).
+
+    sys.path.insert(0, "benches/common")   # the scripts run from the top
+    import pfk
+    log = pfk.Log(tmp)         # binds tmp/log.sock; log.env sends to it
+    log.until("started", 10)   # the first line with that word, or None
+    pfk.read_done(pid, log)    # after the start's reading of the sets
+
+From a shell, `python3 benches/common/pfk.py read-done DIR` binds
+DIR/log.sock, waits for DIR/pid (the daemon must be started with
+PFKNOCK_SYSLOG_SOCKET=DIR/log.sock) and returns once that daemon's reading
+of the sets has ended; exit status 1 if it did not within 30 minutes.
+"""
+import os
+import signal
+import socket
+import sys
+import time
+
+
+class Log:
+    """The daemon's syslog: a datagram socket at DIR/log.sock, every line
+    it got kept in `said` with when it came."""
+
+    def __init__(self, tmp):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(tmp + "/log.sock")
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
+        self.env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
+        self.said = []
+
+    def until(self, word, secs):
+        """The first line from now on that holds `word`, within `secs`."""
+        end = time.monotonic() + secs
+        while time.monotonic() < end:
+            self.sock.settimeout(max(0.001, end - time.monotonic()))
+            try:
+                line = self.sock.recv(65536).decode(errors="replace")
+            except socket.timeout:
+                return None
+            self.said.append((time.monotonic(), line))
+            if word in line:
+                return line
+        return None
+
+
+def read_done(pid, log, secs=1800):
+    """Once the daemon `pid` has read its sets after its start (on
+    nftables it does so beside its loop, after `run` returned: minutes at
+    a million): SIGUSR2 each second until a table's status line no longer
+    says it is reading. The time it took."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < secs:
+        os.kill(pid, signal.SIGUSR2)
+        line = log.until("status <", 1)
+        if line and "reading" not in line:
+            return time.monotonic() - t0
+        time.sleep(1)
+    raise SystemExit(f"pfk.py: daemon {pid}: its reading of the sets did not end in {secs} s")
+
+
+def main(args):
+    if len(args) != 2 or args[0] != "read-done":
+        raise SystemExit("usage: pfk.py read-done DIR")
+    tmp = args[1]
+    log = Log(tmp)
+    for _ in range(6000):
+        if os.path.exists(tmp + "/pid") and os.path.getsize(tmp + "/pid"):
+            break
+        time.sleep(0.1)
+    else:
+        raise SystemExit(f"pfk.py: no daemon wrote {tmp}/pid")
+    read_done(int(open(tmp + "/pid").read()), log)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
