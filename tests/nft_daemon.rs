@@ -1566,12 +1566,14 @@ fn expire_through_the_daemon_reads_its_book_not_the_kernels_listing() {
     assert!(r.k.holds("ssh_4").is_empty());
 }
 
-/// A SIGHUP that shortens the ttl while the start's reading of the sets
+/// A reload that shortens the ttl while the start's reading of the sets
 /// still runs beside the loop (a minute or two at a million): what the
 /// reading finds is held to the new ttl from when each was given, as if
 /// the daemon had known it at the reload. One given before the new ttl
 /// ran out goes at once, the other at its start plus the new ttl; each is
-/// said once.
+/// said once. `run`'s loop holds SIGHUP and `load` until a reading ends
+/// (pfknock(8)); this is the daemon's own guarantee, should a reload come
+/// meanwhile.
 #[test]
 fn a_shorter_ttl_during_the_starts_reading_holds_what_it_finds() {
     let dir = common::Scratch::new("nft-daemon-retime-reading");
