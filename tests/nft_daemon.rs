@@ -1571,9 +1571,9 @@ fn expire_through_the_daemon_reads_its_book_not_the_kernels_listing() {
 /// reading finds is held to the new ttl from when each was given, as if
 /// the daemon had known it at the reload. One given before the new ttl
 /// ran out goes at once, the other at its start plus the new ttl; each is
-/// said once. `run`'s loop holds SIGHUP and `load` until a reading ends
-/// (pfknock(8)); this is the daemon's own guarantee, should a reload come
-/// meanwhile.
+/// said once. `run`'s loop holds SIGHUP (saying so) and `load` until a
+/// reading ends (pfknock(8)); this is the daemon's own guarantee, should
+/// a reload come meanwhile.
 #[test]
 fn a_shorter_ttl_during_the_starts_reading_holds_what_it_finds() {
     let dir = common::Scratch::new("nft-daemon-retime-reading");
@@ -1597,6 +1597,15 @@ fn a_shorter_ttl_during_the_starts_reading_holds_what_it_finds() {
     d.begin(now);
     assert!(d.reading().is_some(), "the start's reading runs beside");
     log.take();
+    // The loop holds a SIGHUP meanwhile, and says so.
+    assert!(d.hold("SIGHUP"));
+    let l = log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(
+        l[0].starts_with("SIGHUP: waits until the reading of the sets (begun ")
+            && l[0].ends_with("s ago) is done"),
+        "{l:?}"
+    );
     fs::write(&path, SSH.replace("60s", "30s")).unwrap();
     d.reload(now / 1000);
     for _ in 0..100 {
@@ -1606,6 +1615,7 @@ fn a_shorter_ttl_during_the_starts_reading_holds_what_it_finds() {
         d.read_done();
     }
     assert!(d.reading().is_none());
+    assert!(!d.hold("SIGHUP"), "nothing to wait for");
     if d.next_due_ms().is_some_and(|due| due <= now) {
         d.tick_ms(now);
     }

@@ -258,6 +258,21 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
     }
 
+    /// A SIGHUP or SIGUSR1 that comes while a reading of the sets runs, or
+    /// while its answer is taken in, waits until it ends: said once, so
+    /// that the log tells why its reload or sweep is not there yet.
+    /// Whether it waits.
+    pub fn hold(&mut self, signal: &str) -> bool {
+        let Some(r) = &self.reading else {
+            return false;
+        };
+        let secs = r.since.elapsed().as_secs();
+        let line =
+            format!("{signal}: waits until the reading of the sets (begun {secs}s ago) is done");
+        self.log.log(Level::Notice, &line);
+        true
+    }
+
     /// The kernel's count of each set; `None` for one it cannot count,
     /// which the machine takes as its book says.
     fn counts(&mut self, sets: &[String]) -> Vec<Option<u64>> {

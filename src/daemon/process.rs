@@ -293,6 +293,12 @@ fn acted<T: Tables, L: Loader>(
         match sig {
             libc::SIGHUP | libc::SIGUSR1 if d.reading().is_some() => {
                 if !deferred.contains(&sig) {
+                    let name = if sig == libc::SIGHUP {
+                        "SIGHUP"
+                    } else {
+                        "SIGUSR1"
+                    };
+                    d.hold(name);
                     deferred.push(sig);
                 }
             }
@@ -563,9 +569,12 @@ fn serve<T: Tables, L: Loader>(
                 };
                 pending.iter().filter_map(knock).collect()
             });
-            let sigs = std::mem::take(&mut deferred);
-            if acted(&mut d, sigs, &mut deferred) {
-                return Ok(());
+            // Still being taken in: they wait on, said once already.
+            if d.reading().is_none() {
+                let sigs = std::mem::take(&mut deferred);
+                if acted(&mut d, sigs, &mut deferred) {
+                    return Ok(());
+                }
             }
         }
         if d.reading().is_some() {
