@@ -1,7 +1,8 @@
 #!/bin/bash
 # `pfknock expire` through a running daemon (Linux) at N authorizations,
 # with nothing due and with a tenth due, next to its floor: deleting what
-# is due (one `nft -f` of those deletes, which pfknock does too) and one
+# is due (one `nft -f` of those deletes, which pfknock does too; alone and
+# with a listener of the table's events, as the daemon is one) and one
 # listing of the set (`nft list set`: the kernel's dump, which grows with
 # the square of the set; a build that lists the set pays at least that).
 # In a network namespace of its own, each build's daemon starts with the N
@@ -83,10 +84,26 @@ time.sleep(5)
 t0 = time.monotonic()
 run("nft", "-f", tmp + "/due.nft", check=True)
 delete = time.monotonic() - t0
+# Again with a listener of the table's events, as the daemon is one when
+# it deletes: the kernel then builds a notification for each element.
+run("nft", "-f", tmp + "/fill.nft", check=True)
+time.sleep(5)
+ready = tmp + "/ready"
+heard = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "benches/common/listen.py", ready],
+                         stdout=subprocess.PIPE, text=True)
+for _ in range(100):
+    if os.path.exists(ready):
+        break
+    time.sleep(0.1)
+t0 = time.monotonic()
+run("nft", "-f", tmp + "/due.nft", check=True)
+delete_heard = time.monotonic() - t0
+heard_said = heard.communicate()[0].strip()
+os.remove(ready)
 print(f"{binary}: expire through the daemon at {n}: nothing due {none * 1000:.0f} ms "
       f"({said0}); a tenth due {tenth * 1000:.0f} ms ({said1}); {left} left. "
-      f"Floor: nft -f deleting the tenth {delete * 1000:.0f} ms; "
-      f"one nft list set {dump * 1000:.0f} ms")
+      f"Floor: nft -f deleting the tenth {delete * 1000:.0f} ms, with a listener "
+      f"{delete_heard * 1000:.0f} ms {heard_said}; one nft list set {dump * 1000:.0f} ms")
 EOP
 	sleep 1
 done
