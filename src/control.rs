@@ -40,6 +40,10 @@ const MAX_REQUEST: u64 = 64 * 1024;
 const MAX_REPLY: u64 = 64 * 1024 * 1024;
 /// How long a command waits for the daemon (a reload of a large set).
 const WAIT: Duration = Duration::from_secs(600);
+/// How long it waits before it says it waits: a daemon reading its sets
+/// (at its start, or after lost notifications) holds commands until that
+/// reading is done, minutes at a million authorizations.
+const NOTE_AFTER: Duration = Duration::from_secs(3);
 
 /// What a command asks of the daemon.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,20 +109,48 @@ pub fn ask(socket: &Path, req: &Request) -> Result<Option<Reply>> {
     };
     let text = serde_json::to_vec(req).map_err(|e| Error::Other(format!("request: {e}")))?;
     s.set_write_timeout(Some(WAIT))
-        .and_then(|()| s.set_read_timeout(Some(WAIT)))
         .and_then(|()| s.write_all(&text))
         .and_then(|()| s.shutdown(std::net::Shutdown::Write))
         .map_err(io(socket, "send"))?;
     let mut answer = Vec::new();
-    s.take(MAX_REPLY)
-        .read_to_end(&mut answer)
-        .map_err(io(socket, "receive"))?;
+    receive(&mut s, &mut answer, NOTE_AFTER, || {
+        crate::say!(
+            "pfknock: {}: waiting for the daemon (one that is reading its sets \
+             answers once that is done: minutes at a million authorizations)",
+            socket.display()
+        );
+    })
+    .map_err(io(socket, "receive"))?;
     serde_json::from_slice(&answer).map(Some).map_err(|e| {
         Error::Other(format!(
             "{}: the daemon's answer cannot be read: {e}",
             socket.display()
         ))
     })
+}
+
+/// Read the daemon's whole answer into `answer` (at most `MAX_REPLY`).
+/// When it is not all there within `note`, the wait goes on, `WAIT`
+/// more, and if none of it came, `waiting` runs first.
+fn receive(
+    s: &mut UnixStream,
+    answer: &mut Vec<u8>,
+    note: Duration,
+    waiting: impl FnOnce(),
+) -> std::io::Result<()> {
+    use std::io::ErrorKind::{TimedOut, WouldBlock};
+    s.set_read_timeout(Some(note))?;
+    match (&mut *s).take(MAX_REPLY).read_to_end(answer) {
+        Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => {
+            if answer.is_empty() {
+                waiting();
+            }
+            s.set_read_timeout(Some(WAIT))?;
+            let room = MAX_REPLY.saturating_sub(answer.len() as u64);
+            (&mut *s).take(room).read_to_end(answer).map(drop)
+        }
+        r => r.map(drop),
+    }
 }
 
 /// The daemon's end: a listening socket, removed when dropped (if the
@@ -220,6 +252,42 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    /// An answer that comes late: the command says once that it waits,
+    /// then takes the whole answer; one that comes at once, or begins at
+    /// once and then stalls, is taken whole without a word.
+    #[test]
+    fn a_late_answer_is_waited_for_and_said_to_be() {
+        let cases = [
+            (300, 300, 100, true),
+            (0, 0, 2000, false),
+            (0, 300, 100, false),
+        ];
+        for (before, between, note, said) in cases {
+            let (mut a, mut b) = UnixStream::pair().unwrap();
+            // At once: before the wait begins, however slow threads start.
+            if before == 0 {
+                b.write_all(b"{\"done\":").unwrap();
+            }
+            let daemon = std::thread::spawn(move || {
+                if before > 0 {
+                    std::thread::sleep(Duration::from_millis(before));
+                    b.write_all(b"{\"done\":").unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(between));
+                b.write_all(b"[]}").unwrap();
+            });
+            let mut answer = Vec::new();
+            let mut noted = 0;
+            receive(&mut a, &mut answer, Duration::from_millis(note), || {
+                noted += 1
+            })
+            .unwrap();
+            daemon.join().unwrap();
+            assert_eq!(answer, b"{\"done\":[]}");
+            assert_eq!(noted, usize::from(said), "{before} ms, then {between} ms");
+        }
     }
 
     #[test]
