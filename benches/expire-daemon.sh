@@ -88,18 +88,7 @@ delete = time.monotonic() - t0
 # it deletes: the kernel then builds a notification for each element.
 run("nft", "-f", tmp + "/fill.nft", check=True)
 time.sleep(5)
-ready = tmp + "/ready"
-heard = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "benches/common/listen.py", ready],
-                         stdout=subprocess.PIPE, text=True)
-for _ in range(100):
-    if os.path.exists(ready):
-        break
-    time.sleep(0.1)
-t0 = time.monotonic()
-run("nft", "-f", tmp + "/due.nft", check=True)
-delete_heard = time.monotonic() - t0
-heard_said = heard.communicate()[0].strip()
-os.remove(ready)
+delete_heard, heard_said = pfk.heard(ns, tmp, lambda: run("nft", "-f", tmp + "/due.nft", check=True))
 print(f"{binary}: expire through the daemon at {n}: nothing due {none * 1000:.0f} ms "
       f"({said0}); a tenth due {tenth * 1000:.0f} ms ({said1}); {left} left. "
       f"Floor: nft -f deleting the tenth {delete * 1000:.0f} ms, with a listener "

@@ -46,17 +46,8 @@ floor = time.monotonic() - t0
 # Again with a listener of the table's events, as the daemon is one when
 # it restores: the kernel then builds a notification for each element.
 subprocess.run(["ip", "netns", "exec", ns, "nft", "flush", "set", "inet", "pfknock", "ssh_4"], check=True)
-ready = tmp + "/ready"
-heard = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "benches/common/listen.py", ready],
-                         stdout=subprocess.PIPE, text=True)
-for _ in range(100):
-    if os.path.exists(ready):
-        break
-    time.sleep(0.1)
-t0 = time.monotonic()
-subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", tmp + "/fill.nft"], check=True)
-floor_heard = time.monotonic() - t0
-heard_said = heard.communicate()[0].strip()
+floor_heard, heard_said = pfk.heard(ns, tmp, lambda: subprocess.run(
+    ["ip", "netns", "exec", ns, "nft", "-f", tmp + "/fill.nft"], check=True))
 # The daemon starts with the N there (it reads them, without a line each).
 subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml",
                 "-S", tmp + "/ctl.sock", "run", "-p", tmp + "/pid"], env=env, check=True)

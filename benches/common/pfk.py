@@ -5,6 +5,7 @@
     log = pfk.Log(tmp)         # binds tmp/log.sock; log.env sends to it
     log.until("started", 10)   # the first line with that word, or None
     pfk.read_done(pid, log)    # after the start's reading of the sets
+    took, said = pfk.heard(ns, tmp, lambda: ...)  # timed, with a listener
 
 From a shell, `python3 benches/common/pfk.py read-done DIR` binds
 DIR/log.sock, waits for DIR/pid (the daemon must be started with
@@ -14,6 +15,7 @@ of the sets has ended; exit status 1 if it did not within 30 minutes.
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -57,6 +59,28 @@ def read_done(pid, log, secs=1800):
             return time.monotonic() - t0
         time.sleep(1)
     raise SystemExit(f"pfk.py: daemon {pid}: its reading of the sets did not end in {secs} s")
+
+
+def heard(ns, tmp, work):
+    """`work()` timed with a listener of nf_tables' events in the network
+    namespace `ns` (benches/common/listen.py), as a running daemon is one:
+    the kernel then builds a notification for each element a transaction
+    adds or removes. The time it took, and what the listener heard."""
+    ready = tmp + "/ready"
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", ns, "python3", "benches/common/listen.py", ready],
+        stdout=subprocess.PIPE, text=True)
+    for _ in range(100):
+        if os.path.exists(ready):
+            break
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    work()
+    took = time.monotonic() - t0
+    said = listener.communicate()[0].strip()
+    if os.path.exists(ready):
+        os.remove(ready)
+    return took, said
 
 
 def main(args):
