@@ -246,3 +246,80 @@ fn another_order_is_no_proof() {
     let (next, _) = k.dump();
     assert_eq!(left(&w, &next), None);
 }
+
+/// A walk of `ids`, sent in datagrams of the given lengths, each element
+/// taking 3,276 bytes as in `Kernel::dump` with datagrams of ten.
+fn walk(ids: &[u32], lengths: &[usize]) -> Walk {
+    let mut w = Walk::default();
+    let mut at = 0;
+    for &n in lengths {
+        let sent = ids[at..at + n]
+            .iter()
+            .map(|e| (addr(*e), Some(i64::from(*e))));
+        w.push(sent.collect(), 20 + n * 3276);
+        at += n;
+    }
+    w.finish()
+}
+
+#[test]
+fn a_gap_lies_between_the_nearest_elements_both_sent() {
+    let ids: Vec<u32> = (0..100).collect();
+    let w = walk(&ids, &[10; 10]);
+    assert_eq!(w.gaps, [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
+    // The next dump's datagrams begin one earlier, each at the last
+    // element of one of the first's: that element was sent by both, so
+    // the place before it is no gap of the first's. Only the end is
+    // left (both may have come short there).
+    let next = walk(&ids, &[9, 10, 10, 10, 10, 10, 10, 10, 10, 10, 1]);
+    assert_eq!(next.gaps, [9, 19, 29, 39, 49, 59, 69, 79, 89, 99, 100]);
+    assert_eq!(left(&w, &next), Some(vec![100]));
+    // The first ten gone from the next, whose datagrams end in the
+    // middle of the first's: the first gap has no element both sent
+    // before it, and lies between the start and the first both sent,
+    // where the next has no gap; nor anywhere else.
+    let next = walk(&ids[10..], &[5, 10, 10, 10, 10, 10, 10, 10, 10, 5]);
+    assert_eq!(next.gaps, [5, 15, 25, 35, 45, 55, 65, 75, 85]);
+    assert_eq!(left(&w, &next), Some(vec![]));
+}
+
+#[test]
+fn a_gap_with_no_element_both_sent_within_reach_is_no_proof() {
+    let ids: Vec<u32> = (0..10_000).collect();
+    let w = walk(&ids, &[500; 20]);
+    // 4,200 of the first's gone from the next before its gap at 4,500.
+    let kept: Vec<u32> = ids
+        .iter()
+        .copied()
+        .filter(|i| !(300..4500).contains(i))
+        .collect();
+    let next = walk(&kept, &[580; 10]);
+    assert_eq!(left(&w, &next), None);
+}
+
+#[test]
+fn a_last_datagram_is_short_only_by_more_than_an_element() {
+    // Smaller than any buffer the kernel fills: surely not full.
+    let mut w = Walk::default();
+    w.push(vec![(addr(1), None)], 3000 - ELEMENT_MAX - 1);
+    assert!(w.finish().gaps.is_empty());
+    let mut w = Walk::default();
+    w.push(vec![(addr(1), None)], 3000 - ELEMENT_MAX);
+    assert_eq!(w.finish().gaps, [1]);
+    // A page's worth may be a full datagram of NLMSG_GOODSIZE.
+    let big = 32_000;
+    let mut w = Walk::default();
+    w.push(vec![(addr(1), None)], big);
+    w.push(vec![(addr(2), None)], 8192);
+    assert_eq!(w.finish().gaps, [1, 2]);
+    // Past it, smaller than the largest by more than an element.
+    for (bytes, gaps) in [
+        (big - ELEMENT_MAX - 1, vec![1]),
+        (big - ELEMENT_MAX, vec![1, 2]),
+    ] {
+        let mut w = Walk::default();
+        w.push(vec![(addr(1), None)], big);
+        w.push(vec![(addr(2), None)], bytes);
+        assert_eq!(w.finish().gaps, gaps, "{bytes} bytes");
+    }
+}
