@@ -284,17 +284,29 @@ fn a_gap_lies_between_the_nearest_elements_both_sent() {
 }
 
 #[test]
+fn a_gap_past_the_last_element_both_sent_reaches_the_end() {
+    let ids: Vec<u32> = (0..100).collect();
+    let w = walk(&ids, &[10; 10]);
+    // The last ten gone from the next, whose datagrams end in the middle
+    // of the first's and whose last is short: the gaps at 90 and at the
+    // end lie between the last element both sent and the next's end,
+    // where the next has no gap.
+    let next = walk(&ids[..90], &[5, 10, 10, 10, 10, 10, 10, 10, 10, 5]);
+    assert_eq!(next.gaps, [5, 15, 25, 35, 45, 55, 65, 75, 85]);
+    assert_eq!(left(&w, &next), Some(vec![]));
+}
+
+#[test]
 fn a_gap_with_no_element_both_sent_within_reach_is_no_proof() {
     let ids: Vec<u32> = (0..10_000).collect();
     let w = walk(&ids, &[500; 20]);
-    // 4,200 of the first's gone from the next before its gap at 4,500.
-    let kept: Vec<u32> = ids
-        .iter()
-        .copied()
-        .filter(|i| !(300..4500).contains(i))
-        .collect();
-    let next = walk(&kept, &[580; 10]);
-    assert_eq!(left(&w, &next), None);
+    // 4,200 of the first's gone from the next before its gap at 4,500,
+    // then 4,200 after it.
+    for gone in [300..4500, 4500..8700] {
+        let kept: Vec<u32> = ids.iter().copied().filter(|i| !gone.contains(i)).collect();
+        let next = walk(&kept, &[580; 10]);
+        assert_eq!(left(&w, &next), None, "{gone:?} gone");
+    }
 }
 
 #[test]
