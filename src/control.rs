@@ -40,7 +40,7 @@ const MAX_REQUEST: u64 = 64 * 1024;
 const MAX_REPLY: u64 = 64 * 1024 * 1024;
 /// How long a command waits for the daemon (a reload of a large set).
 const WAIT: Duration = Duration::from_secs(600);
-/// How long it waits before it says it waits: a daemon reading its sets
+/// How long before it is told that the command waits: a daemon reading its sets
 /// (at its start, or after lost notifications) holds commands until that
 /// reading is done, minutes at a million authorizations.
 const NOTE_AFTER: Duration = Duration::from_secs(3);
@@ -74,8 +74,9 @@ fn io<'a>(path: &'a Path, op: &'static str) -> impl Fn(std::io::Error) -> Error 
 }
 
 /// Send `req` to the daemon listening on `socket`. `Ok(None)`: no daemon
-/// listens there (the command then does the work itself).
-pub fn ask(socket: &Path, req: &Request) -> Result<Option<Reply>> {
+/// listens there (the command then does the work itself). `waiting` runs
+/// once if the answer has not begun within `NOTE_AFTER`.
+pub fn ask(socket: &Path, req: &Request, waiting: impl FnOnce()) -> Result<Option<Reply>> {
     let meta = match std::fs::symlink_metadata(socket) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -113,14 +114,7 @@ pub fn ask(socket: &Path, req: &Request) -> Result<Option<Reply>> {
         .and_then(|()| s.shutdown(std::net::Shutdown::Write))
         .map_err(io(socket, "send"))?;
     let mut answer = Vec::new();
-    receive(&mut s, &mut answer, NOTE_AFTER, || {
-        crate::say!(
-            "pfknock: {}: waiting for the daemon (one that is reading its sets \
-             answers once that is done: minutes at a million authorizations)",
-            socket.display()
-        );
-    })
-    .map_err(io(socket, "receive"))?;
+    receive(&mut s, &mut answer, NOTE_AFTER, waiting).map_err(io(socket, "receive"))?;
     serde_json::from_slice(&answer).map(Some).map_err(|e| {
         Error::Other(format!(
             "{}: the daemon's answer cannot be read: {e}",
@@ -270,7 +264,7 @@ mod tests {
             if before == 0 {
                 b.write_all(b"{\"done\":").unwrap();
             }
-            let daemon = std::thread::spawn(move || {
+            let daemon = crate::sys_unix::spawn(move || {
                 if before > 0 {
                     std::thread::sleep(Duration::from_millis(before));
                     b.write_all(b"{\"done\":").unwrap();
@@ -297,17 +291,17 @@ mod tests {
             config: "/etc/pfknock.toml".into(),
             argv: vec!["unload".into()],
         };
-        assert_eq!(ask(&d.join("ctl.sock"), &req).unwrap(), None);
+        assert_eq!(ask(&d.join("ctl.sock"), &req, || {}).unwrap(), None);
         // A socket nobody listens on any more (a daemon that died).
         let l = UnixListener::bind(d.join("stale.sock")).unwrap();
         drop(l);
-        assert_eq!(ask(&d.join("stale.sock"), &req).unwrap(), None);
+        assert_eq!(ask(&d.join("stale.sock"), &req, || {}).unwrap(), None);
         // Not a socket: refused, not followed.
         std::fs::write(d.join("file"), "").unwrap();
-        let e = ask(&d.join("file"), &req).unwrap_err().to_string();
+        let e = ask(&d.join("file"), &req, || {}).unwrap_err().to_string();
         assert!(e.contains("not a socket"), "{e}");
         std::os::unix::fs::symlink(d.join("stale.sock"), d.join("link")).unwrap();
-        let e = ask(&d.join("link"), &req).unwrap_err().to_string();
+        let e = ask(&d.join("link"), &req, || {}).unwrap_err().to_string();
         assert!(e.contains("not a socket"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -350,7 +344,7 @@ mod tests {
             config: "/etc/pfknock.toml".into(),
             argv: vec!["revoke".into(), "198.18.0.7".into()],
         };
-        let r = ask(&p, &req).unwrap().unwrap();
+        let r = ask(&p, &req, || {}).unwrap().unwrap();
         assert_eq!(r.pid, 7);
         assert_eq!(r.done.stderr, ["did revoke 198.18.0.7"]);
         assert_eq!(r.error, Some(("nope".into(), 1)));

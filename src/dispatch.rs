@@ -14,6 +14,18 @@ use crate::output::out;
 use crate::tables::TableRef;
 use crate::{client, cmd, daemon, nft, pfctl, render, say, syslog};
 
+/// `control::ask` on the command line's socket, saying on stderr when
+/// the daemon makes it wait.
+fn ask(cli: &Cli, req: &crate::control::Request) -> Result<Option<crate::control::Reply>> {
+    crate::control::ask(&cli.socket, req, || {
+        say!(
+            "pfknock: {}: waiting for the daemon (one that is reading its sets \
+             answers once that is done: minutes at a million authorizations)",
+            cli.socket.display()
+        );
+    })
+}
+
 /// Where a daemon runs, have it do this command's work, and print what it
 /// did. `Ok(false)`: no daemon listens; the command does the work itself.
 fn through_daemon(cli: &Cli) -> Result<bool> {
@@ -29,7 +41,7 @@ fn through_daemon(cli: &Cli) -> Result<bool> {
         source,
     })?;
     let req = crate::control::Request { config, argv };
-    let Some(r) = crate::control::ask(&cli.socket, &req)? else {
+    let Some(r) = ask(cli, &req)? else {
         return Ok(false);
     };
     crate::verbs::print(&r.done)?;
@@ -464,7 +476,7 @@ fn revoke_and_kill(cli: &Cli, a: &str, service: Option<&str>) -> Result<()> {
         source,
     })?;
     let req = crate::control::Request { config, argv };
-    match crate::control::ask(&cli.socket, &req)? {
+    match ask(cli, &req)? {
         Some(r) => {
             crate::verbs::print(&r.done)?;
             if let Some((msg, code)) = r.error {
