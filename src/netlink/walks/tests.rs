@@ -127,8 +127,11 @@ fn changes() -> impl Strategy<Value = Vec<Vec<Change>>> {
 
 /// Settle the model's dumps; with what was there throughout all of them.
 /// The reading must be the union of the dumps it took, each address with
-/// the deadline of the last to send it.
+/// the deadline of the last to send it, and before each dump after the
+/// first it must pause longer than before the last (370 ms more), so as
+/// not to meet the kernel's collections where the last did.
 fn settled(k: &mut Kernel, passes: u64) -> (Vec<Deadline>, Settled, BTreeSet<u32>) {
+    let pauses = std::cell::RefCell::new(Vec::new());
     let (first, mut throughout) = k.dump();
     let mut union: BTreeMap<IpAddr, Option<i64>> = first.elems.iter().copied().collect();
     let mut each = |k: &mut Kernel| {
@@ -144,10 +147,13 @@ fn settled(k: &mut Kernel, passes: u64) -> (Vec<Deadline>, Settled, BTreeSet<u32
             union.extend(w.elems.iter().copied());
             Ok(w)
         },
-        |_| {},
+        |d| pauses.borrow_mut().push(d.as_millis()),
     )
     .unwrap();
     assert_eq!(r.0, union.into_iter().collect::<Vec<_>>());
+    let (Settled::Whole(n) | Settled::Same(n) | Settled::Changing(n)) = r.1;
+    let each: Vec<u128> = (2..=n).map(|p| 370 * u128::from(p - 1)).collect();
+    assert_eq!(pauses.into_inner(), each);
     (r.0, r.1, throughout)
 }
 
