@@ -341,3 +341,25 @@ fn a_last_datagram_is_short_only_by_more_than_an_element() {
         assert_eq!(w.finish().gaps, gaps, "{bytes} bytes");
     }
 }
+
+/// A later dump that sent an element twice walked the set in two orders
+/// (a resize in the middle of a datagram can make the walk skip as well
+/// as repeat): where it has no gap proves nothing, even where its order
+/// looks like the first's.
+#[test]
+fn a_dump_that_repeats_an_element_proves_nothing_of_its_gaps() {
+    let ids: Vec<u32> = (0..100).collect();
+    let first = walk(&ids, &[10; 10]);
+    let mut again: Vec<u32> = (0..50).collect();
+    again.push(25);
+    again.extend(50..100);
+    // Its one gap falls in no gap of the first, and its last datagram is
+    // short: as a proof, it would close every gap of the first.
+    let next = walk(&again, &[95, 6]);
+    assert_eq!(next.gaps, [95]);
+    assert_eq!(left(&first, &next), Some(vec![]));
+    let mut dumps = vec![next];
+    let (read, how) = settle(first, 2, || Ok(dumps.remove(0)), |_| {}).unwrap();
+    assert_eq!(how, Settled::Same(2), "not whole on that dump's word");
+    assert_eq!(read.len(), 100);
+}

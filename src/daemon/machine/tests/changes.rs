@@ -574,3 +574,38 @@ fn an_expired_line_names_the_ttl_it_was_given() {
         assert_eq!(acts, vec![info(&format!("expired {a} {LINE} {want}"))]);
     }
 }
+
+/// With `expire = "idle"` traffic renews an element under the ttl of the
+/// moment: after a reload that shortens the ttl, one found at its new
+/// deadline with more time left than the new ttl still has the old one
+/// and is cut; one with the new ttl left or less was refreshed since and
+/// is waited for.
+#[test]
+fn an_idle_authorization_is_cut_only_with_more_left_than_the_new_ttl() {
+    for (left_ms, cut) in [
+        (40_000, true),
+        (20_001, true),
+        (20_000, false),
+        (5_000, false),
+    ] {
+        let old = config("expire = \"idle\"\n");
+        let mut new = old.clone();
+        new.services[0].ttl = crate::name::Secs(20);
+        let mut m = events();
+        authorize(&mut m, &cx(&old), "198.18.0.1", T0);
+        m.retime(&old, &new, T0 + 5_000);
+        let cx = cx(&new);
+        let at = T0 + 20_000 + COALESCE;
+        let (q, then) = asked(&m.tick(&cx, at));
+        assert_eq!(q, Query::Left(vec![("ssh_4".into(), ip("198.18.0.1"))]));
+        let acts = m.answer(&cx, then, left(Some(Some(left_ms))), at);
+        let deletes = acts
+            .iter()
+            .filter(|a| matches!(a, Action::Ask(Query::Writes(_), _)))
+            .count();
+        assert_eq!(deletes, usize::from(cut), "{left_ms} ms left: {acts:?}");
+        if !cut {
+            assert_eq!(m.next_due(), Some(at + left_ms as i64 + COALESCE));
+        }
+    }
+}
