@@ -484,12 +484,9 @@ impl Machine {
     /// has each authorization due at its start plus the new ttl where that
     /// is sooner, so what is past it expires, and is logged, at the next
     /// tick; its element, changed in place, keeps the longer time it was
-    /// given, so it is deleted then (`is_cut`). The cut is kept even when
-    /// the book holds nothing of the set yet: a reading asked before the
-    /// reload (the start's, beside the loop) brings elements given before
-    /// it (`held_to_ttl`). A longer ttl leaves every deadline as it is:
-    /// the kernel's elements keep theirs, and the new ttl is what knocks
-    /// and renewals get from now on.
+    /// given, so it is deleted then (`is_cut`). A longer ttl leaves every
+    /// deadline as it is: the kernel's elements keep theirs, and the new
+    /// ttl is what knocks and renewals get from now on.
     pub fn retime(&mut self, old: &Config, new: &Config, now: i64) {
         for s in &new.services {
             if old.service(&s.name).is_none_or(|o| o.ttl.0 <= s.ttl.0) {
@@ -497,24 +494,12 @@ impl Machine {
             }
             for a in [Af::V4, Af::V6] {
                 let set = nft_set_of(s.table.as_str(), a);
-                if let Some(i) = self.book.find(&set) {
-                    self.book.retime(i, ms(s.ttl.0 as i64));
+                if let Some(i) = self.book.find(&set)
+                    && self.book.retime(i, ms(s.ttl.0 as i64)) > 0
+                {
+                    self.cuts.insert(set, now);
                 }
-                self.cuts.insert(set, now);
             }
-        }
-    }
-
-    /// An authorization a reading found in `set`, given before a reload
-    /// that shortened its service's ttl: due at its start plus the new
-    /// ttl where that is sooner, as `retime` made those the book held.
-    pub(super) fn held_to_ttl(&self, cx: &Ctx, set: &str, a: Auth) -> Auth {
-        match auth_service(cx.cfg, set) {
-            Some(s) if self.cuts.get(set).is_some_and(|r| a.since < *r) => Auth {
-                until: a.until.min(a.since + ms(s.ttl.0 as i64)),
-                ..a
-            },
-            _ => a,
         }
     }
 

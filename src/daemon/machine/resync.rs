@@ -139,7 +139,6 @@ impl Machine {
                     since: (until - c.ttl).min(now),
                     until,
                 };
-                let fresh = self.held_to_ttl(cx, &c.set, fresh);
                 // A knock that waited in the queue while the start read:
                 // its element is said when its event comes (`waited`).
                 if !t.missed
