@@ -363,3 +363,16 @@ fn a_dump_that_repeats_an_element_proves_nothing_of_its_gaps() {
     assert_eq!(how, Settled::Same(2), "not whole on that dump's word");
     assert_eq!(read.len(), 100);
 }
+
+/// The second dump's datagrams end in the middle of the first's, and its
+/// last is short: every gap of the first lies where the second has none,
+/// so the reading is whole after two dumps.
+#[test]
+fn a_second_dump_that_closes_every_gap_makes_the_reading_whole() {
+    let ids: Vec<u32> = (0..100).collect();
+    let first = walk(&ids, &[10; 10]);
+    let mut dumps = vec![walk(&ids, &[5, 10, 10, 10, 10, 10, 10, 10, 10, 10, 5])];
+    let (read, how) = settle(first, 4, || Ok(dumps.remove(0)), |_| {}).unwrap();
+    assert_eq!(how, Settled::Whole(2));
+    assert_eq!(read.len(), 100);
+}
