@@ -43,10 +43,10 @@ import os, re, signal, socket, subprocess, sys, time
 tmp, binary, ns, dur, held, ttl = sys.argv[1:7]
 dur, held, ttl = int(dur), int(held), int(ttl)
 rate = max(1, held // ttl)
-log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-log.bind(tmp + "/log.sock")
-log.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
-env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
+sys.path.insert(0, "benches/common")
+import pfk
+daemon_log = pfk.Log(tmp)
+log, env = daemon_log.sock, daemon_log.env
 def addr(i):
     i %= 1 << 22  # 10.0.0.0/10: 4M addresses, never two alive at once
     return "10.%d.%d.%d" % (i >> 16 & 63, i >> 8 & 255, i & 255)

@@ -113,10 +113,10 @@ for bin in "$@"; do
 	python3 - "$tmp" "$bin" "$ROUNDS" "$NS" <<'EOP'
 import os, re, signal, socket, statistics, struct, subprocess, sys, time
 tmp, binary, rounds, ns = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-log.bind(tmp + "/log.sock")
-log.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
-env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
+sys.path.insert(0, "benches/common")
+import pfk
+daemon_log = pfk.Log(tmp)
+log, env = daemon_log.sock, daemon_log.env
 t_run = time.monotonic()
 subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml",
                 "-S", tmp + "/ctl.sock", "run", "-p", tmp + "/pid"], env=env, check=True)

@@ -45,10 +45,10 @@ import os, socket, subprocess, sys, time, signal
 tmp, binary, ns = sys.argv[1:4]
 a0, a1 = float(sys.argv[4]), float(sys.argv[5])
 n, t0, s = map(int, sys.argv[6:9])
-log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-log.bind(tmp + "/log.sock")
-log.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
-env = dict(os.environ, PFKNOCK_SYSLOG_SOCKET=tmp + "/log.sock")
+sys.path.insert(0, "benches/common")
+import pfk
+daemon_log = pfk.Log(tmp)
+log, env = daemon_log.sock, daemon_log.env
 t_run = time.time()
 subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml",
                 "-S", tmp + "/ctl.sock", "run", "-p", tmp + "/pid"], env=env, check=True)
