@@ -599,13 +599,29 @@ fn an_idle_authorization_is_cut_only_with_more_left_than_the_new_ttl() {
         let (q, then) = asked(&m.tick(&cx, at));
         assert_eq!(q, Query::Left(vec![("ssh_4".into(), ip("198.18.0.1"))]));
         let acts = m.answer(&cx, then, left(Some(Some(left_ms))), at);
-        let deletes = acts
-            .iter()
-            .filter(|a| matches!(a, Action::Ask(Query::Writes(_), _)))
-            .count();
-        assert_eq!(deletes, usize::from(cut), "{left_ms} ms left: {acts:?}");
-        if !cut {
+        if cut {
+            // Deleted first, then said once, with the new ttl.
+            let (q, then) = asked(&acts);
+            let table = auth_table(&new, &new.services[0]);
+            let delete = Query::Writes(vec![Write::Delete(
+                table,
+                vec![Net::host(ip("198.18.0.1"))],
+            )]);
+            assert_eq!((acts.len(), q), (1, delete), "{left_ms} ms left");
+            let acts = m.answer(&cx, then, Answer::Done(vec![Ok(1)]), at);
+            assert_eq!(
+                acts,
+                vec![info(&format!(
+                    "expired 198.18.0.1 {LINE} idle=20s age=20s ttl=20s"
+                ))],
+                "{left_ms} ms left"
+            );
+            assert_eq!(m.count("ssh").0, 0);
+        } else {
+            // Nothing deleted, nothing said: due when the kernel says.
+            assert!(acts.is_empty(), "{left_ms} ms left: {acts:?}");
             assert_eq!(m.next_due(), Some(at + left_ms as i64 + COALESCE));
+            assert_eq!(m.count("ssh").0, 1);
         }
     }
 }
