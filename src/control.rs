@@ -40,9 +40,9 @@ const MAX_REQUEST: u64 = 64 * 1024;
 const MAX_REPLY: u64 = 64 * 1024 * 1024;
 /// How long a command waits for the daemon (a reload of a large set).
 const WAIT: Duration = Duration::from_secs(600);
-/// How long before it is told that the command waits: a daemon reading its sets
-/// (at its start, or after lost notifications) holds commands until that
-/// reading is done, minutes at a million authorizations.
+/// How long before the command is told that it waits: a daemon reading
+/// its sets (at its start, or after lost notifications) holds commands
+/// until that reading is done, minutes at a million authorizations.
 const NOTE_AFTER: Duration = Duration::from_secs(3);
 
 /// What a command asks of the daemon.

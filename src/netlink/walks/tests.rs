@@ -253,6 +253,10 @@ fn another_order_is_no_proof() {
     assert_eq!(left(&w, &next), None);
 }
 
+/// Datagrams of ninety elements that end in the middle of datagrams of
+/// ten, the last short.
+const MIDWAY: [usize; 10] = [5, 10, 10, 10, 10, 10, 10, 10, 10, 5];
+
 /// A walk of `ids`, sent in datagrams of the given lengths, each element
 /// taking 3,276 bytes as in `Kernel::dump` with datagrams of ten.
 fn walk(ids: &[u32], lengths: &[usize]) -> Walk {
@@ -284,7 +288,7 @@ fn a_gap_lies_between_the_nearest_elements_both_sent() {
     // middle of the first's: the first gap has no element both sent
     // before it, and lies between the start and the first both sent,
     // where the next has no gap; nor anywhere else.
-    let next = walk(&ids[10..], &[5, 10, 10, 10, 10, 10, 10, 10, 10, 5]);
+    let next = walk(&ids[10..], &MIDWAY);
     assert_eq!(next.gaps, [5, 15, 25, 35, 45, 55, 65, 75, 85]);
     assert_eq!(left(&w, &next), Some(vec![]));
 }
@@ -297,7 +301,7 @@ fn a_gap_past_the_last_element_both_sent_reaches_the_end() {
     // of the first's and whose last is short: the gaps at 90 and at the
     // end lie between the last element both sent and the next's end,
     // where the next has no gap.
-    let next = walk(&ids[..90], &[5, 10, 10, 10, 10, 10, 10, 10, 10, 5]);
+    let next = walk(&ids[..90], &MIDWAY);
     assert_eq!(next.gaps, [5, 15, 25, 35, 45, 55, 65, 75, 85]);
     assert_eq!(left(&w, &next), Some(vec![]));
 }
