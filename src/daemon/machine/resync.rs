@@ -27,6 +27,11 @@ const LATE: &str = "(learned late: the kernel dropped notifications)";
 /// a million took 1.9 s in one piece, a part of 8,192 6 to 8 ms here.
 pub(super) const TAKE_AT_ONCE: usize = 1 << 13;
 
+/// Lines learned late said at most in one turn of the loop; the rest at
+/// the next (`Query::Pause`), so that a signal waits for a part of them,
+/// not for all: 59,000 in one piece held SIGUSR2 for 250 ms here.
+pub(super) const SAY_AT_ONCE: usize = 1 << 10;
+
 /// A reading of every set, being taken in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Taking {
@@ -35,8 +40,22 @@ pub(super) struct Taking {
     cur: Option<Current>,
     /// After lost notifications: what changed is said.
     missed: bool,
-    lines: BTreeMap<String, Vec<String>>,
+    /// What is learned late, by service, in the order found; made into
+    /// lines only as they are said.
+    lines: BTreeMap<String, Vec<Late>>,
+    /// How many of the first service's have been said.
+    said: usize,
     gone_sets: Vec<String>,
+}
+
+/// A change learned late, to be said: the verb, the host, its
+/// authorization and when it was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Late {
+    verb: &'static str,
+    addr: IpAddr,
+    a: Auth,
+    now: i64,
 }
 
 /// The set being taken in: what the book held of it (what is left of
@@ -104,6 +123,7 @@ impl Machine {
             cur: None,
             missed,
             lines: BTreeMap::new(),
+            said: 0,
             gone_sets: Vec::new(),
         };
         self.take_in(cx, Box::new(t), now, out);
@@ -175,7 +195,10 @@ impl Machine {
                 }
             }
         }
-        self.say_late(cx, std::mem::take(&mut t.lines), out);
+        if !self.say_late(cx, &mut t, out) {
+            out.push(Action::Ask(Query::Pause, Then(Step::Taking(t))));
+            return;
+        }
         if !t.gone_sets.is_empty() {
             let by = "an unknown process (the kernel dropped its notifications)";
             self.restore(cx, &t.gone_sets, by, out);
@@ -282,7 +305,7 @@ impl Machine {
         old: Auth,
         fresh: Auth,
         now: i64,
-        lines: &mut BTreeMap<String, Vec<String>>,
+        lines: &mut BTreeMap<String, Vec<Late>>,
     ) -> Auth {
         let renewable =
             auth_service(cx.cfg, set).is_some_and(|s| s.renew && s.expire != ExpireMode::Idle);
@@ -306,7 +329,7 @@ impl Machine {
         addr: IpAddr,
         a: Auth,
         now: i64,
-        lines: &mut BTreeMap<String, Vec<String>>,
+        lines: &mut BTreeMap<String, Vec<Late>>,
     ) {
         let verb = if a.until <= now + COALESCE {
             "expired"
@@ -316,46 +339,78 @@ impl Machine {
         self.late(cx, set, addr, verb, a, now, lines);
     }
 
-    /// One line learned late, kept for `say_late`.
+    /// One change learned late, kept for `say_late`.
     #[allow(clippy::too_many_arguments)]
     fn late(
         &self,
         cx: &Ctx,
         set: &str,
         addr: IpAddr,
-        verb: &str,
+        verb: &'static str,
         a: Auth,
         now: i64,
-        lines: &mut BTreeMap<String, Vec<String>>,
+        lines: &mut BTreeMap<String, Vec<Late>>,
     ) {
         let Some(s) = auth_service(cx.cfg, set) else {
             return;
         };
+        let late = Late { verb, addr, a, now };
+        lines.entry(s.name.clone()).or_default().push(late);
+    }
+
+    /// Its line.
+    fn late_line(cx: &Ctx, s: &Service, l: &Late) -> String {
         let ttl = Secs(s.ttl.0);
-        let extra = match verb {
+        let extra = match l.verb {
             "authorized" => format!("ttl={ttl} {LATE}"),
-            "renewed" => format!("age={} ttl={ttl} {LATE}", age(now, a.since)),
-            _ => format!("age={} ttl={ttl} {LATE}", age(now.min(a.until), a.since)),
+            "renewed" => format!("age={} ttl={ttl} {LATE}", age(l.now, l.a.since)),
+            _ => format!(
+                "age={} ttl={ttl} {LATE}",
+                age(l.now.min(l.a.until), l.a.since)
+            ),
         };
-        let l = event_line(cx.cfg, verb, s, addr, &extra);
-        lines.entry(s.name.clone()).or_default().push(l);
+        event_line(cx.cfg, l.verb, s, l.addr, &extra)
     }
 
     /// The lines learned late: each, or per service past `log_burst` one
-    /// line with their number (each at debug).
-    fn say_late(&self, cx: &Ctx, lines: BTreeMap<String, Vec<String>>, out: &mut Vec<Action>) {
+    /// line with their number (each at debug); at most `SAY_AT_ONCE` of
+    /// them. False while some are left to say.
+    fn say_late(&self, cx: &Ctx, t: &mut Taking, out: &mut Vec<Action>) -> bool {
         let burst = cx.cfg.log_burst as usize;
-        for (svc, lines) in lines {
-            if lines.len() > burst {
-                let n = lines.len();
+        let mut budget = SAY_AT_ONCE;
+        while let Some(e) = t.lines.first_entry() {
+            if budget == 0 {
+                return false;
+            }
+            let n = e.get().len();
+            let svc = cx.cfg.services.iter().find(|s| s.name == *e.key());
+            let Some(s) = svc else {
+                e.remove();
+                t.said = 0;
+                continue;
+            };
+            let level = if n > burst { Level::Debug } else { Level::Info };
+            if n > burst && t.said == 0 {
                 out.push(Action::Log(
                     Level::Info,
-                    format!("{n} changes to the authorizations of service {svc} {LATE}"),
+                    format!(
+                        "{n} changes to the authorizations of service {} {LATE}",
+                        s.name
+                    ),
                 ));
-                out.extend(lines.into_iter().map(|l| Action::Log(Level::Debug, l)));
-            } else {
-                out.extend(lines.into_iter().map(|l| Action::Log(Level::Info, l)));
             }
+            let upto = n.min(t.said + budget);
+            for l in &e.get()[t.said..upto] {
+                out.push(Action::Log(level, Self::late_line(cx, s, l)));
+            }
+            budget -= upto - t.said;
+            t.said = upto;
+            if upto < n {
+                return false;
+            }
+            e.remove();
+            t.said = 0;
         }
+        true
     }
 }

@@ -625,3 +625,43 @@ fn an_idle_authorization_is_cut_only_with_more_left_than_the_new_ttl() {
         }
     }
 }
+
+/// Past `log_burst`, what an overrun learned late is one line with the
+/// number, then each at debug; and past `SAY_AT_ONCE` it is said a part
+/// a turn of the loop (asking to go on), in the order it was found, the
+/// number said once, first.
+#[test]
+fn many_changes_learned_late_are_said_a_part_a_turn() {
+    use super::super::resync::SAY_AT_ONCE;
+    let cfg = config(""); // log_burst = 2
+    let cx = cx(&cfg);
+    let mut m = events();
+    let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, T0));
+    let n = 2 * SAY_AT_ONCE + 452;
+    let host = |i: usize| IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
+    let v4 = (0..n).map(|i| (host(i), Some(T0 + 60_000))).collect();
+    let mut acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(vec![])]), T0);
+    let late = "(learned late: the kernel dropped notifications)";
+    let mut said = Vec::new();
+    let mut parts = 0;
+    while let Some(Action::Ask(Query::Pause, t)) = acts.last().cloned() {
+        acts.pop();
+        assert!(acts.len() <= SAY_AT_ONCE + 1, "{} in a part", acts.len());
+        said.append(&mut acts);
+        parts += 1;
+        assert!(parts < 10, "no end");
+        acts = m.answer(&cx, t, Answer::Resumed, T0);
+    }
+    said.append(&mut acts);
+    assert_eq!(parts, 2);
+    let mut want = vec![info(&format!(
+        "{n} changes to the authorizations of service ssh {late}"
+    ))];
+    want.extend((0..n).map(|i| {
+        let line = format!("authorized {} {LINE} ttl=1m {late}", host(i));
+        Action::Log(Level::Debug, line)
+    }));
+    assert_eq!(said.len(), want.len());
+    assert_eq!(said, want);
+    assert_eq!(m.count("ssh"), (n, Some(T0 / 1000 + 60)));
+}
