@@ -1568,6 +1568,23 @@ fn an_overrun_says_what_changed_meanwhile_as_learned_late() {
         status.contains(&format!(": {n_fill} entries")),
         "the daemon knows what the set holds: {status}"
     );
+    // The notifications still queued at the overrun were dropped with the
+    // socket that held them: a new one hears what comes after.
+    let add = "nft add element inet pfknock ssh_4 {198.18.77.1}";
+    ok(&ns(&n.srv, &add.split(' ').collect::<Vec<_>>()));
+    // (Read line by line: what is left of the lines learned late first.)
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut line = None;
+    while std::time::Instant::now() < end && line.is_none() {
+        if let Ok(k) = log.recv(&mut buf) {
+            let l = String::from_utf8_lossy(&buf[..k]);
+            if l.contains("authorized 198.18.77.1 ") {
+                line = Some(l.into_owned());
+            }
+        }
+    }
+    let line = line.unwrap_or_else(|| panic!("not heard after the overrun"));
+    assert!(line.contains(" by nft["), "{line}");
     let _ = d.kill();
     let _ = d.wait();
 }

@@ -106,12 +106,16 @@ impl Feeds {
         // After the kernel dropped notifications, those still queued are
         // older than the reading of the sets that the overrun brings:
         // dropped too (that reading says what they would have), so that
-        // none of them is taken for news.
+        // none of them is taken for news. A new socket drops them unread;
+        // where none can be had, they are read and dropped.
         let overrun = out[from..]
             .iter()
             .position(|e| *e == super::KernelEvent::Overrun);
-        if let (Some(i), Some(m)) = (overrun, monitor.as_ref()) {
+        if let (Some(i), Some(m)) = (overrun, monitor.as_mut()) {
             out.truncate(from + i + 1);
+            if m.renew().is_ok() {
+                return out;
+            }
             for _ in 0..(1 << 16) {
                 match m.next(buf) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
