@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
-use super::book::{Auth, Book};
+use super::book::{Auth, Book, Taken};
 use super::lines::{Level, line};
 use crate::config::{Config, Service};
 use crate::kevents::KernelEvent;

@@ -6,11 +6,11 @@
 //! is. Lines past `log_burst` for a service are one line, each at debug.
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
 use super::{
-    Action, Auth, COALESCE, Ctx, Elements, Machine, Query, ReadError, Step, Then, af, age,
+    Action, Auth, COALESCE, Ctx, Elements, Machine, Query, ReadError, Step, Taken, Then, af, age,
     auth_service, event_line, info, ms,
 };
 use crate::config::Service;
@@ -58,13 +58,13 @@ pub(super) struct Late {
     now: i64,
 }
 
-/// The set being taken in: what the book held of it (what is left of
-/// that at the end went meanwhile), its elements, and how far.
+/// The set being taken in: what the book held of it (what the set no
+/// longer holds went meanwhile), its elements, and how far.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Current {
     set: String,
     ttl: i64,
-    old: HashMap<IpAddr, Auth>,
+    old: Taken,
     elems: Elements,
     at: usize,
 }
@@ -169,7 +169,7 @@ impl Machine {
                     continue;
                 }
                 // (At start the book is empty: nothing is old.)
-                let a = match c.old.get(&addr).copied() {
+                let a = match c.old.get(addr) {
                     Some(o) => self.kept(cx, &c.set, addr, o, fresh, now, &mut t.lines),
                     None if t.missed => {
                         self.late(cx, &c.set, addr, "authorized", fresh, now, &mut t.lines);
@@ -179,21 +179,23 @@ impl Machine {
                 };
                 out.extend(self.track(cx, &c.set, addr, a.since, a.until));
             }
-            if c.at < c.elems.len() {
+            // Then what the book held that the set no longer holds, in
+            // address order, as a listing gives them (at start there is
+            // none).
+            while c.at == c.elems.len() && budget > 0 {
+                let Some((addr, a)) = c.old.pop_first() else {
+                    break;
+                };
+                budget -= 1;
+                if t.missed && self.tracked(&c.set, addr).is_none() {
+                    self.went(cx, &c.set, addr, a, now, &mut t.lines);
+                }
+            }
+            if budget == 0 {
                 out.push(Action::Ask(Query::Pause, Then(Step::Taking(t))));
                 return;
             }
-            let Some(c) = t.cur.take() else { break };
-            if t.missed {
-                // In address order, as a listing gives them.
-                let mut old: Vec<(IpAddr, Auth)> = c.old.into_iter().collect();
-                old.sort_unstable_by_key(|x| x.0);
-                for (addr, a) in old {
-                    if self.tracked(&c.set, addr).is_none() {
-                        self.went(cx, &c.set, addr, a, now, &mut t.lines);
-                    }
-                }
-            }
+            t.cur = None;
         }
         if !self.say_late(cx, &mut t, out) {
             out.push(Action::Ask(Query::Pause, Then(Step::Taking(t))));
@@ -284,13 +286,11 @@ impl Machine {
     }
 
     /// A set's entries, taken out of the book.
-    fn take_set(&mut self, set: &str) -> HashMap<IpAddr, Auth> {
-        let Some(i) = self.book.find(set) else {
-            return HashMap::new();
-        };
-        let old = self.book.iter_set(i).collect();
-        self.book.clear_set(i);
-        old
+    fn take_set(&mut self, set: &str) -> Taken {
+        match self.book.find(set) {
+            Some(i) => self.book.take_set(i),
+            None => Taken::default(),
+        }
     }
 
     /// An authorization in the book and in the set: renewed meanwhile if

@@ -13,6 +13,7 @@ use super::*;
 
 mod changes;
 mod modes;
+mod parts;
 mod polls;
 mod renewals;
 mod restores;

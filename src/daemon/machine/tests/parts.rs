@@ -1,0 +1,77 @@
+//! An overrun's reading taken in a part a turn of the loop: the elements,
+//! the walk of what the book held, and the lines learned late.
+use super::*;
+
+/// Past `log_burst`, what an overrun learned late is one line with the
+/// number, then each at debug; and past `SAY_AT_ONCE` it is said a part
+/// a turn of the loop (asking to go on), in the order it was found, the
+/// number said once, first.
+#[test]
+fn many_changes_learned_late_are_said_a_part_a_turn() {
+    use super::super::resync::SAY_AT_ONCE;
+    let cfg = config(""); // log_burst = 2
+    let cx = cx(&cfg);
+    let mut m = events();
+    let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, T0));
+    let n = 2 * SAY_AT_ONCE + 452;
+    let host = |i: usize| IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
+    let v4 = (0..n).map(|i| (host(i), Some(T0 + 60_000))).collect();
+    let mut acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(vec![])]), T0);
+    let late = "(learned late: the kernel dropped notifications)";
+    let mut said = Vec::new();
+    let mut parts = 0;
+    while let Some(Action::Ask(Query::Pause, t)) = acts.last().cloned() {
+        acts.pop();
+        assert!(acts.len() <= SAY_AT_ONCE + 1, "{} in a part", acts.len());
+        said.append(&mut acts);
+        parts += 1;
+        assert!(parts < 10, "no end");
+        acts = m.answer(&cx, t, Answer::Resumed, T0);
+    }
+    said.append(&mut acts);
+    assert_eq!(parts, 2);
+    let mut want = vec![info(&format!(
+        "{n} changes to the authorizations of service ssh {late}"
+    ))];
+    want.extend((0..n).map(|i| {
+        let line = format!("authorized {} {LINE} ttl=1m {late}", host(i));
+        Action::Log(Level::Debug, line)
+    }));
+    assert_eq!(said.len(), want.len());
+    assert_eq!(said, want);
+    assert_eq!(m.count("ssh"), (n, Some(T0 / 1000 + 60)));
+}
+
+/// An overrun's reading that finds what the book held takes it in a part
+/// a turn, and then walks what the book held a part a turn too (to find
+/// what went), not in one piece: three parts of elements, three of the
+/// walk. Nothing changed, so nothing is said.
+#[test]
+fn what_the_book_held_is_walked_a_part_a_turn_after_an_overrun() {
+    use super::super::resync::TAKE_AT_ONCE;
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = events();
+    let n = 3 * TAKE_AT_ONCE;
+    let host = |i: usize| IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
+    let v4: Vec<_> = (0..n).map(|i| (host(i), Some(T0 + 60_000))).collect();
+    let add = KernelEvent::Elements {
+        set: "ssh_4".into(),
+        added: true,
+        addrs: v4.iter().map(|(a, _)| (*a, Some(60_000))).collect(),
+    };
+    others(&mut m, &cx, vec![add], T0);
+    assert_eq!(m.count("ssh"), (n, Some(T0 / 1000 + 60)));
+    let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, T0));
+    let mut acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(vec![])]), T0);
+    let mut parts = 0;
+    while let Some(Action::Ask(Query::Pause, t)) = acts.pop() {
+        assert_eq!(acts, vec![]);
+        parts += 1;
+        assert!(parts < 20, "no end");
+        acts = m.answer(&cx, t, Answer::Resumed, T0);
+    }
+    assert_eq!(acts, vec![]);
+    assert_eq!(parts, 6);
+    assert_eq!(m.count("ssh"), (n, Some(T0 / 1000 + 60)));
+}
