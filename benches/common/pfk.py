@@ -6,6 +6,7 @@
     log.until("started", 10)   # the first line with that word, or None
     pfk.read_done(pid, log)    # after the start's reading of the sets
     took, said = pfk.heard(ns, tmp, lambda: ...)  # timed, with a listener
+    pfk.count(ns, "ssh_4")     # the kernel's count of a set of table pfknock
 
 From a shell, `python3 benches/common/pfk.py read-done DIR` binds
 DIR/log.sock, waits for DIR/pid (the daemon must be started with
@@ -81,6 +82,34 @@ def heard(ns, tmp, work):
     if os.path.exists(ready):
         os.remove(ready)
     return took, said
+
+
+def count(ns, set_name, table="pfknock"):
+    """How many elements the kernel counts in the set (NFTA_SET_COUNT of
+    NFT_MSG_GETSET, one request; timed-out ones not yet collected
+    included), in network namespace `ns`; None from a kernel that does
+    not say."""
+    py = r"""
+import socket, struct, sys
+def attr(t, v):
+    v += b"\0"
+    return struct.pack("HH", 4 + len(v), t) + v + b"\0" * (-len(v) % 4)
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)
+p = struct.pack("BBH", 1, 0, 0) + attr(1, sys.argv[1].encode()) + attr(2, sys.argv[2].encode())
+s.send(struct.pack("IHHII", 16 + len(p), (10 << 8) | 10, 1, 1, 0) + p)
+d = s.recv(65536)
+l, t = struct.unpack("IH", d[:6])
+o, out = 20, "none"
+while t == (10 << 8) | 9 and o + 4 <= l:
+    al, at = struct.unpack("HH", d[o:o + 4])
+    if at & 0x7fff == 20:
+        out = str(struct.unpack(">I", d[o + 4:o + 8])[0])
+    o += (al + 3) & ~3
+print(out)
+"""
+    out = subprocess.run(["ip", "netns", "exec", ns, "python3", "-c", py, table, set_name],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    return None if out == "none" else int(out)
 
 
 def main(args):
