@@ -35,16 +35,7 @@ S=pfkss-s-$$ C=pfkss-c-$$
 . benches/common/ns.sh
 bench_pair "$S" "$C" 198.18.202
 ip -n "$S" route add 198.19.0.0/16 via 198.18.202.2
-cat >"$tmp/pfknock.toml" <<EOT
-[[service]]
-name    = "ssh"
-protect = [2222]
-knock   = [1234]
-rate    = "1/15"
-ttl     = "1h"
-size    = 2097152
-EOT
-chmod 600 "$tmp/pfknock.toml"
+bench_conf 2097152 1/15
 # The held ones, from 11.0.0.0 on.
 python3 -c "
 import sys

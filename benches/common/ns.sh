@@ -12,9 +12,10 @@
 #                    deleted at exit too), joined to S by a veth pair:
 #                    vs$$ in S at NET.1/24, vc$$ in C at NET.2/24 (NET:
 #                    three octets, such as 198.18.200).
-#   bench_conf SIZE  writes $tmp/pfknock.toml (mode 600): one service,
+#   bench_conf SIZE [RATE]
+#                    writes $tmp/pfknock.toml (mode 600): one service,
 #                    ssh, protecting 2222 behind a knock on 1234, ttl 1h,
-#                    size SIZE.
+#                    size SIZE, and rate RATE if given.
 #
 # Nothing here leaves the namespace.
 
@@ -58,5 +59,6 @@ knock   = [1234]
 ttl     = "1h"
 size    = $1
 EOT
+	if [ -n "${2:-}" ]; then echo "rate    = \"$2\"" >>"$tmp/pfknock.toml"; fi
 	chmod 600 "$tmp/pfknock.toml"
 }
