@@ -75,3 +75,75 @@ fn what_the_book_held_is_walked_a_part_a_turn_after_an_overrun() {
     assert_eq!(parts, 6);
     assert_eq!(m.count("ssh"), (n, Some(T0 / 1000 + 60)));
 }
+
+/// The lines of two services share one part's `SAY_AT_ONCE`: the first
+/// service's 700 and 324 of the second's in one turn, the rest in the
+/// next.
+#[test]
+fn two_services_lines_learned_late_share_a_part() {
+    use super::super::resync::SAY_AT_ONCE;
+    let text = "log_burst = 2\n\
+        [[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nttl = \"60s\"\n\
+        [[service]]\nname = \"web\"\nprotect = [80]\nknock = [2345]\nttl = \"60s\"\n";
+    let cfg = Config::parse(text, Path::new("t.toml")).unwrap().0;
+    let cx = cx(&cfg);
+    let mut m = events();
+    let (q, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, T0));
+    assert_eq!(
+        q,
+        Query::Dump(
+            ["ssh_4", "ssh_6", "web_4", "web_6"]
+                .map(String::from)
+                .to_vec()
+        )
+    );
+    let host = |k: u8, i: usize| IpAddr::from([198, 18 + k, (i >> 8) as u8, i as u8]);
+    let dump = |k| Ok((0..700).map(|i| (host(k, i), Some(T0 + 60_000))).collect());
+    let answer = Answer::Dump(vec![dump(0), Ok(vec![]), dump(1), Ok(vec![])]);
+    let mut acts = m.answer(&cx, then, answer, T0);
+    let Some(Action::Ask(Query::Pause, t)) = acts.pop() else {
+        panic!("no second part: {} lines", acts.len());
+    };
+    // Two lines with the number, and SAY_AT_ONCE of the hosts.
+    assert_eq!(acts.len(), 2 + SAY_AT_ONCE);
+    let late = "(learned late: the kernel dropped notifications)";
+    let web = format!("700 changes to the authorizations of service web {late}");
+    assert_eq!(acts[701], info(&web));
+    let rest = m.answer(&cx, t, Answer::Resumed, T0);
+    assert_eq!(rest.len(), 1400 - SAY_AT_ONCE);
+    let last = format!(
+        "authorized {} service=web table=web anchor=pfknock ttl=1m {late}",
+        host(1, 699)
+    );
+    assert_eq!(rest.last(), Some(&Action::Log(Level::Debug, last)));
+}
+
+/// An element the reading gives without a deadline is due a ttl from
+/// when it was taken in; a renewal learned late whose old deadline had
+/// passed before it was read says the whole age of the authorization.
+#[test]
+fn a_reading_without_a_deadline_and_a_renewal_past_its_old_one() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = events();
+    authorize(&mut m, &cx, "198.18.0.1", T0);
+    let now = T0 + 70_000;
+    let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, now));
+    let v4 = vec![
+        (ip("198.18.0.1"), Some(now + 90_000)),
+        (ip("198.18.0.2"), None),
+    ];
+    let acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(vec![])]), now);
+    let late = "(learned late: the kernel dropped notifications)";
+    assert_eq!(
+        acts,
+        vec![
+            info(&format!(
+                "renewed 198.18.0.1 {LINE} age=1m10s ttl=1m {late}"
+            )),
+            info(&format!("authorized 198.18.0.2 {LINE} ttl=1m {late}")),
+        ]
+    );
+    // The first due is the one without a deadline, a ttl from now.
+    assert_eq!(m.count("ssh"), (2, Some(now / 1000 + 60)));
+}
