@@ -255,10 +255,11 @@ impl Monitor {
     }
 
     /// A new socket in its place, joined to the same group and
-    /// non-blocking: what the old one still held is freed by the kernel
-    /// when it is closed, none of it read (after an overrun, 64 MB of
-    /// notifications read and dropped one by one held the loop for
-    /// 200 ms). What comes meanwhile comes to neither.
+    /// non-blocking: what the old one still held, and what came to it
+    /// until the new one joined, is freed by the kernel when it is closed,
+    /// none of it read (after an overrun, 64 MB of notifications read and
+    /// dropped one by one held the loop for 200 ms). What comes after
+    /// comes to the new one.
     pub fn renew(&mut self) -> io::Result<()> {
         let sock = events_sock()?;
         sock.add_membership(NFNLGRP_NFTABLES)?;
