@@ -1585,6 +1585,17 @@ fn an_overrun_says_what_changed_meanwhile_as_learned_late() {
     }
     let line = line.unwrap_or_else(|| panic!("not heard after the overrun"));
     assert!(line.contains(" by nft["), "{line}");
+    // What the log says, the kernel holds and the daemon counts agree.
+    assert_eq!(kernel_count(&n, "ssh_4"), Some(u64::from(n_fill) + 1));
+    ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
+    let said = read_log(&log, 10, |s| s.contains("status <ssh>"));
+    assert!(
+        said.contains(&format!(
+            "status <ssh> in anchor pfknock: {} entries",
+            n_fill + 1
+        )),
+        "{said}"
+    );
     let _ = d.kill();
     let _ = d.wait();
 }
