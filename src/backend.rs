@@ -30,6 +30,7 @@ pub fn detect() -> Result<Backend> {
     if let Some(nft) = tool::find("nft") {
         Ok(Backend::Nft(nft::Nft {
             argv: vec![nft.display().to_string()],
+            remade: Default::default(),
         }))
     } else if pfctl::find().is_some() {
         Ok(Backend::Pf)
@@ -64,6 +65,21 @@ pub trait Loader {
     /// closed: the protected ports drop all but the allow list, unless
     /// `open` (nftables only) deletes the table.
     fn unload(&mut self, cfg: &Config, open: bool) -> Result<()>;
+    /// Would loading `new` where `old` is loaded keep each of `sets` with
+    /// its elements untouched, left as it is or changed in place? On
+    /// nftables, where the set is still there and differs at most in its
+    /// timeout or size, on a kernel that changes those in place (Linux
+    /// 6.5 and later); never on pf. The daemon loads during a reading of
+    /// its sets only where it would.
+    fn keeps_sets(&mut self, old: &Config, new: &Config, sets: &[String]) -> bool {
+        let _ = (old, new, sets);
+        false
+    }
+    /// Did the last load make anew a set it asked the kernel to change in
+    /// place (the kernel did not take the change)?
+    fn remade(&mut self) -> bool {
+        false
+    }
 }
 
 impl Loader for Backend {
@@ -102,6 +118,15 @@ impl Loader for Backend {
             Backend::Pf => pfctl::enabled(),
             Backend::Nft(_) => Some(true),
         }
+    }
+    fn keeps_sets(&mut self, old: &Config, new: &Config, sets: &[String]) -> bool {
+        if !matches!(self, Backend::Nft(_)) || !nft::changes_sets_in_place() {
+            return false;
+        }
+        sets_kept(old, new, sets)
+    }
+    fn remade(&mut self) -> bool {
+        matches!(self, Backend::Nft(n) if n.remade.get())
     }
     fn unload(&mut self, cfg: &Config, open: bool) -> Result<()> {
         match self {
@@ -255,4 +280,51 @@ pub fn check_counter_flips(cfg: &crate::config::Config, live: &[tables::TableSta
         }
     }
     Ok(())
+}
+
+/// Would nftables keep each of `sets` with its elements, loading `new`
+/// where `old` is loaded (`nft::keeps_elements` on each one's definition
+/// before and after)?
+fn sets_kept(old: &Config, new: &Config, sets: &[String]) -> bool {
+    let (was, will) = (render::nft::build(old), render::nft::build(new));
+    sets.iter().all(|name| {
+        let def = |t: &render::nft::TableDef| t.sets().find(|d| d.name == *name).cloned();
+        matches!((def(&was), def(&will)), (Some(a), Some(b)) if nft::keeps_elements(&a, &b))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SSH: &str =
+        "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nttl = \"60s\"\n";
+
+    fn cfg(text: &str) -> Config {
+        Config::parse(text, std::path::Path::new("t.toml"))
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn the_authorized_sets_stay_where_only_a_ttl_size_rate_or_rule_changed() {
+        let sets = ["ssh_4".to_owned(), "ssh_6".to_owned()];
+        let old = cfg(SSH);
+        let kept = |text: &str| sets_kept(&old, &cfg(text), &sets);
+        assert!(kept(SSH));
+        assert!(kept(&SSH.replace("60s", "30s")));
+        assert!(kept(&(SSH.to_owned() + "size = 131072\n")));
+        assert!(
+            kept(&(SSH.to_owned() + "rate = \"2/9\"\n")),
+            "a meter is no authorized set"
+        );
+        assert!(kept(&SSH.replace("[1234]", "[1234, 2345]")));
+        assert!(!kept(&SSH.replace("\"ssh\"", "\"sshd\"")), "gone");
+        let same_table = SSH.replace("\"ssh\"", "\"sshd\"") + "table = \"ssh\"\n";
+        assert!(!kept(&same_table), "another service's, under the same name");
+        assert!(
+            !kept(&(SSH.to_owned() + "family = \"inet\"\n")),
+            "ssh_6 gone"
+        );
+    }
 }

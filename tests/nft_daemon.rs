@@ -52,6 +52,11 @@ struct State {
     /// anew, its elements carried over, each timed from its start with
     /// the new ttl.
     carry: bool,
+    /// A kernel that says it changes a set in place and then makes it
+    /// anew (as `carry`) all the same.
+    remakes: bool,
+    /// The last load made a set anew that way.
+    remade: bool,
     /// How long a dump of a set takes the kernel (ms): the clock moves on
     /// while it walks, as at a million elements (a minute).
     dump_takes: i64,
@@ -137,6 +142,7 @@ impl Loader for Nft {
     fn load(&mut self, cfg: &Config, _source: &str) -> Result<()> {
         let mut st = self.st();
         st.loads += 1;
+        st.remade = false;
         let mut old = st.sets.take().unwrap_or_default();
         let mut new = BTreeMap::new();
         for s in &cfg.services {
@@ -144,7 +150,10 @@ impl Loader for Nft {
                 let name = format!("{}_{f}", s.table);
                 let mut set = old.remove(&name).unwrap_or_default();
                 let ttl = s.ttl.0 as i64 * 1000;
-                if st.carry {
+                if (st.carry || st.remakes) && set.timeout_ms != ttl {
+                    st.remade = st.remakes;
+                }
+                if st.carry || st.remakes {
                     let was = set.timeout_ms;
                     for d in set.elems.values_mut() {
                         *d = *d - was + ttl;
@@ -162,6 +171,24 @@ impl Loader for Nft {
     }
     fn enabled(&mut self) -> Option<bool> {
         Some(true)
+    }
+    /// Linux 6.5 and later change a set's ttl in place (`carry`: an older
+    /// one makes it anew); a set whose service changed (its comment names
+    /// it) is made anew, one the config no longer has is deleted.
+    fn keeps_sets(&mut self, old: &Config, new: &Config, sets: &[String]) -> bool {
+        let service = |cfg: &Config, set: &str| {
+            (cfg.services.iter())
+                .find(|s| {
+                    [format!("{}_4", s.table), format!("{}_6", s.table)].contains(&set.to_owned())
+                })
+                .map(|s| s.name.clone())
+        };
+        !self.st().carry
+            && (sets.iter())
+                .all(|set| service(new, set).is_some_and(|n| Some(n) == service(old, set)))
+    }
+    fn remade(&mut self) -> bool {
+        self.st().remade
     }
     /// Closed: the authorized sets emptied.
     fn unload(&mut self, _cfg: &Config, _open: bool) -> Result<()> {
@@ -1614,4 +1641,245 @@ fn a_signal_during_the_starts_reading_says_that_it_waits() {
     assert_eq!(k.holds("ssh_4"), vec![nine]);
     let l = log.take();
     assert!(l.iter().all(|x| !x.contains("waits until")), "{l:?}");
+}
+
+/// A daemon whose start's reading of the sets runs beside the loop, as
+/// `run` starts it, over a kernel that holds .9 (knocked at T0) and .10
+/// (knocked 10 s later); the clock at T0 + 10 s.
+fn reading_rig(name: &str) -> (Daemon<Nft, Nft, Mem>, Nft, Mem, PathBuf, common::Scratch) {
+    let dir = common::Scratch::new(&format!("nft-daemon-{name}"));
+    let path = dir.join("pfknock.toml");
+    fs::write(&path, SSH).unwrap();
+    let k = Nft::default();
+    let (cfg, _) = Config::load(&path).unwrap();
+    k.at(T0);
+    k.clone().load(&cfg, "").unwrap();
+    k.knock("ssh_4", "198.18.0.9");
+    k.at(T0 + s(10));
+    k.knock("ssh_4", "198.18.0.10");
+    let log = Mem::default();
+    let mut d = Daemon::start(cfg, &path, k.clone(), k.clone(), log.clone(), T0 / 1000).unwrap();
+    d.use_events_later(Box::new(k.clone()), None);
+    d.read_aside();
+    d.begin(T0 + s(10));
+    assert!(d.reading().is_some(), "the start's reading runs beside");
+    log.take();
+    (d, k, log, path, dir)
+}
+
+/// The clock moves to `t` (ms); the daemon acts if something is due.
+fn tick_to(d: &mut Daemon<Nft, Nft, Mem>, k: &Nft, t: i64) {
+    k.at(t);
+    if d.next_due_ms().is_some_and(|due| due <= t) {
+        d.tick_ms(t);
+    }
+}
+
+/// A SIGHUP during the start's reading of the sets (a minute or two at a
+/// million) whose config keeps every set being read, changed in place at
+/// most (here a shorter ttl and a larger size), is loaded at once: the
+/// kernel has it and the log says so. The daemon takes it in once the
+/// reading and the knocks that waited behind it are worked through
+/// (`caught_up`): then what the reading found, and what was heard
+/// meanwhile, is cut to the new ttl, as at any reload. Log, kernel and
+/// daemon agree throughout: each knock said once, each expiry once, at
+/// the new ttl.
+#[test]
+fn a_reload_that_keeps_the_sets_is_loaded_during_the_starts_reading() {
+    let (mut d, k, log, path, _dir) = reading_rig("reload-reading");
+    let (nine, ten): (IpAddr, IpAddr) = (
+        "198.18.0.9".parse().unwrap(),
+        "198.18.0.10".parse().unwrap(),
+    );
+    let loads = k.st().loads;
+    // .10's knock is read by the loop while the sets are: it waits.
+    fs::write(&path, SSH.replace("60s", "30s") + "size = 131072\n").unwrap();
+    k.at(T0 + s(20));
+    assert!(!d.reload_reading((T0 + s(20)) / 1000), "it does not wait");
+    let l = log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(
+        l[0].starts_with("reloaded ") && l[0].ends_with(": 1 service(s), 0 expire table(s)"),
+        "{l:?}"
+    );
+    // In the kernel now: the set changed in place, its elements as they were.
+    assert_eq!(k.st().loads, loads + 1);
+    assert_eq!(k.st().set("ssh_4").unwrap().timeout_ms, 30_000);
+    assert_eq!(k.deadline("ssh_4", nine), Some(T0 + s(60)));
+    assert_eq!(k.deadline("ssh_4", ten), Some(T0 + s(70)));
+    assert_eq!(d.cfg.services[0].ttl.0, 30);
+    // The reading ends (its answer taken in a part a turn).
+    let knock = |a: IpAddr| KernelEvent::Knock {
+        prefix: "pfknock ssh: ".into(),
+        addr: a,
+    };
+    for _ in 0..100 {
+        if d.reading().is_none() {
+            break;
+        }
+        d.read_done_heard(|| vec![("pfknock ssh: ".to_owned(), ten)]);
+    }
+    assert!(d.reading().is_none());
+    // A knock after the reload: the new ttl from the kernel.
+    k.at(T0 + s(21));
+    let eleven = k.knock("ssh_4", "198.18.0.11");
+    assert_eq!(k.deadline("ssh_4", eleven), Some(T0 + s(51)));
+    // The loop works through what waited, then the machine takes the
+    // reload in.
+    d.kernel(knock(ten), T0 + s(21));
+    d.kernel(knock(eleven), T0 + s(21));
+    d.caught_up((T0 + s(22)) / 1000);
+    let l = log.take();
+    let said = |a: &str| {
+        l.iter()
+            .filter(|x| x.starts_with(&format!("authorized {a} ")))
+            .count()
+    };
+    assert_eq!(
+        (said("198.18.0.9"), said("198.18.0.10"), said("198.18.0.11")),
+        (0, 1, 1),
+        "{l:?}"
+    );
+    assert!(!l.iter().any(|x| x.starts_with("expired")), "{l:?}");
+    // .9 and .10 keep the minute the kernel gave them, cut by the daemon
+    // at their start plus the new 30 s; .11 has 30 s in the kernel.
+    assert_eq!(d.next_due_ms(), Some(T0 + s(30) + COALESCE));
+    tick_to(&mut d, &k, T0 + s(30) + COALESCE);
+    assert_eq!(
+        log.take(),
+        ["expired 198.18.0.9 service=ssh table=ssh anchor=pfknock age=30s ttl=30s"]
+    );
+    assert_eq!(k.holds("ssh_4"), vec![ten, eleven]);
+    tick_to(&mut d, &k, T0 + s(40) + COALESCE);
+    assert_eq!(
+        log.take(),
+        ["expired 198.18.0.10 service=ssh table=ssh anchor=pfknock age=30s ttl=30s"]
+    );
+    assert_eq!(k.holds("ssh_4"), vec![eleven]);
+    tick_to(&mut d, &k, T0 + s(51) + COALESCE);
+    assert_eq!(
+        log.take(),
+        ["expired 198.18.0.11 service=ssh table=ssh anchor=pfknock age=30s ttl=30s"]
+    );
+    assert!(k.holds("ssh_4").is_empty());
+    tick_to(&mut d, &k, T0 + s(90));
+    assert!(log.take().is_empty(), "nothing more");
+}
+
+/// During the start's reading, a SIGHUP whose config would delete a set
+/// being read or make it anew (another service's sets under the same
+/// name), or on
+/// a kernel that makes a set anew to change its ttl (older than Linux
+/// 6.5), waits until the reading is done, and loads nothing meanwhile; a
+/// config that cannot be read is said at once and changes nothing.
+#[test]
+fn a_reload_that_could_remake_a_set_being_read_waits_and_a_bad_one_is_said_at_once() {
+    let (mut d, k, log, path, _dir) = reading_rig("reload-reading-waits");
+    let loads = k.st().loads;
+    fs::write(&path, SSH.replace("\"ssh\"", "\"sshd\"")).unwrap();
+    assert!(
+        d.reload_reading((T0 + s(20)) / 1000),
+        "a set being read would go"
+    );
+    assert!(log.take().is_empty());
+    // The same set names, but another service's sets: made anew.
+    let renamed = SSH.replace("\"ssh\"", "\"sshd\"") + "table = \"ssh\"\n";
+    fs::write(&path, renamed).unwrap();
+    assert!(
+        d.reload_reading((T0 + s(20)) / 1000),
+        "a set being read would be made anew"
+    );
+    assert!(log.take().is_empty());
+    fs::write(&path, SSH.replace("60s", "30s")).unwrap();
+    k.st().carry = true;
+    assert!(
+        d.reload_reading((T0 + s(20)) / 1000),
+        "the kernel would make it anew"
+    );
+    assert!(log.take().is_empty());
+    k.st().carry = false;
+    fs::write(&path, SSH.replace("60s", "thirty")).unwrap();
+    assert!(
+        !d.reload_reading((T0 + s(20)) / 1000),
+        "nothing to wait for"
+    );
+    let l = log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(
+        l[0].starts_with("reload: ") && l[0].ends_with(": keeping the running configuration"),
+        "{l:?}"
+    );
+    assert_eq!(k.st().loads, loads, "nothing loaded");
+    assert_eq!(k.st().set("ssh_4").unwrap().timeout_ms, 60_000);
+    assert_eq!(d.cfg.services[0].ttl.0, 60);
+    for _ in 0..100 {
+        if d.reading().is_none() {
+            break;
+        }
+        d.read_done();
+    }
+    d.caught_up((T0 + s(22)) / 1000);
+    assert_eq!(
+        d.next_due_ms(),
+        Some(T0 + s(60) + COALESCE),
+        "the running ttl"
+    );
+}
+
+/// A kernel that was to change a set being read in place, and made it
+/// anew instead (the load reads the set back and says so): the reload
+/// stands, the log says what happened, and the sets are read again once
+/// the reading is done, so that the daemon knows what the new set holds.
+#[test]
+fn a_set_made_anew_under_the_reading_is_read_again() {
+    let (mut d, k, log, path, _dir) = reading_rig("reload-reading-remade");
+    k.st().remakes = true;
+    fs::write(&path, SSH.replace("60s", "30s")).unwrap();
+    k.at(T0 + s(20));
+    assert!(!d.reload_reading((T0 + s(20)) / 1000));
+    let l = log.take();
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert!(
+        l[0].starts_with("reload: the kernel made a set anew instead of changing it in place"),
+        "{l:?}"
+    );
+    assert!(l[1].starts_with("reloaded "), "{l:?}");
+    for _ in 0..100 {
+        if d.reading().is_none() {
+            break;
+        }
+        d.read_done();
+    }
+    d.caught_up((T0 + s(21)) / 1000);
+    assert!(d.reading().is_some(), "read again");
+    for _ in 0..100 {
+        if d.reading().is_none() {
+            break;
+        }
+        d.read_done();
+    }
+    assert!(d.reading().is_none());
+    // The set made anew timed each element from its start with the new
+    // ttl: .9 until T0 + 30 s, .10 until T0 + 40 s, as the daemon knows.
+    let (nine, ten): (IpAddr, IpAddr) = (
+        "198.18.0.9".parse().unwrap(),
+        "198.18.0.10".parse().unwrap(),
+    );
+    assert_eq!(k.holds("ssh_4"), vec![nine, ten]);
+    assert_eq!(k.deadline("ssh_4", nine), Some(T0 + s(30)));
+    assert_eq!(d.next_due_ms(), Some(T0 + s(30) + COALESCE));
+    tick_to(&mut d, &k, T0 + s(30) + COALESCE);
+    tick_to(&mut d, &k, T0 + s(40) + COALESCE);
+    let l = log.take();
+    let expired = |a: &str| {
+        l.iter()
+            .filter(|x| x.starts_with(&format!("expired {a} ")))
+            .count()
+    };
+    assert_eq!(
+        (expired("198.18.0.9"), expired("198.18.0.10")),
+        (1, 1),
+        "{l:?}"
+    );
+    assert!(k.holds("ssh_4").is_empty());
 }

@@ -57,6 +57,13 @@ pub struct Daemon<T, L, G> {
     /// The services that take signed knocks, with their keys as read at
     /// the start or the last reload (`run` hands them to the listener).
     pub spa: Vec<crate::spa::Service>,
+    /// A reload loaded during a reading of the sets (`reload_reading`):
+    /// the config before it, until the machine takes the reload in
+    /// (`caught_up`).
+    reloaded_from: Option<Config>,
+    /// That load made a set anew under the reading: the sets are read
+    /// again once it is done.
+    reread: bool,
 }
 
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
@@ -98,6 +105,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             held: false,
             state: None,
             spa,
+            reloaded_from: None,
+            reread: false,
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;
@@ -238,65 +247,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
     }
 
-    /// SIGHUP: re-read the config. A bad config, or one pfctl refuses, is
-    /// logged and the running one stays; a good one is loaded atomically and
-    /// every table's state carries over. An anchor held unloaded
-    /// (`pfknock unload`) is loaded again.
-    pub fn reload(&mut self, now: i64) {
-        if let Err(e) = self.try_reload(now) {
-            self.log.log(
-                Level::Err,
-                &format!("reload: {e}: keeping the running configuration"),
-            );
-        }
-    }
-
-    /// `reload`, with its failure returned (to the command that asked).
-    pub fn try_reload(&mut self, now: i64) -> Result<()> {
-        let (cfg, warnings) = Config::load_at(&self.path, now)?;
-        let spa = crate::spa::keys::services(&cfg)?;
-        self.log_warnings(&warnings);
-        let old = std::mem::replace(&mut self.cfg, cfg);
-        if !self.cfg.services.is_empty()
-            && let Err(e) = self.load_anchor()
-        {
-            self.cfg = old;
-            return Err(e);
-        }
-        self.spa = spa;
-        if self.held {
-            self.held = false;
-            self.log.log(
-                Level::Notice,
-                &format!("anchor {} loaded again", self.cfg.anchor.as_str()),
-            );
-        }
-        if old.anchor != self.cfg.anchor && !old.services.is_empty() {
-            self.log.log(
-                Level::Warning,
-                &format!(
-                    "anchor {} is still loaded: remove it with pfctl -a {} -F all",
-                    old.anchor.as_str(),
-                    old.anchor.as_str()
-                ),
-            );
-        }
-        self.machine.reloaded(&old, &self.cfg, now);
-        self.check_pf();
-        self.machine.step_at(self.next_boundary(now));
-        self.log.log(
-            Level::Notice,
-            &format!(
-                "reloaded {}: {} service(s), {} expire table(s)",
-                self.path.display(),
-                self.cfg.services.len(),
-                self.cfg.expires.len()
-            ),
-        );
-        self.tick(now);
-        Ok(())
-    }
-
     pub fn log_warnings(&mut self, warnings: &[Warning]) {
         for w in warnings {
             self.log.log(Level::Warning, &w.to_string());
@@ -352,6 +302,7 @@ mod machine;
 pub mod notes;
 mod pidfile;
 mod process;
+mod reload;
 mod spa;
 pub mod state;
 pub use pidfile::{DEFAULT_PIDFILE, Pidfile};

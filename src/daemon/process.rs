@@ -268,8 +268,9 @@ fn detach_and_serve<T: Tables, L: Loader>(
 }
 
 /// The signals that arrived, acted on; true when one said to stop. While
-/// the sets are read beside the loop, a reload or a sweep waits in
-/// `deferred` until the reading is done; status and stop do not wait.
+/// the sets are read beside the loop, a sweep, and a reload that could
+/// make a set being read anew, wait in `deferred` until the reading is
+/// done (`Daemon::reload_reading`); status and stop do not wait.
 fn signalled<T: Tables, L: Loader>(
     d: &mut Daemon<T, L, SysLog>,
     signals: &mut signal_hook::iterator::Signals,
@@ -292,7 +293,10 @@ fn acted<T: Tables, L: Loader>(
         let now = crate::clock::now();
         match sig {
             libc::SIGHUP | libc::SIGUSR1 if d.reading().is_some() => {
-                if !deferred.contains(&sig) {
+                // A reload that keeps the sets being read goes at once.
+                let waits =
+                    !deferred.contains(&sig) && (sig == libc::SIGUSR1 || d.reload_reading(now));
+                if waits {
                     let name = if sig == libc::SIGHUP {
                         "SIGHUP"
                     } else {
@@ -579,6 +583,9 @@ fn serve<T: Tables, L: Loader>(
         }
         if d.reading().is_some() {
             continue;
+        }
+        if pending.is_empty() {
+            d.caught_up(crate::clock::now());
         }
         signed(&mut d, spa, ready.spa);
         if ready.control {

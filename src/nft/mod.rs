@@ -33,6 +33,9 @@ pub use text::*;
 #[derive(Clone, Debug)]
 pub struct Nft {
     pub argv: Vec<String>,
+    /// The last `load` made anew a set it had asked the kernel to change
+    /// in place (the kernel did not take the change): `remade`.
+    pub remade: std::cell::Cell<bool>,
 }
 
 /// One element of a set.
@@ -103,6 +106,7 @@ impl Nft {
     /// When nftables refuses the table and pfknock had none loaded, the
     /// closed table goes in instead (fail closed), and the error says so.
     pub fn load(&self, cfg: &Config) -> Result<()> {
+        self.remade.set(false);
         let def = crate::render::nft::build(cfg);
         let (script, had, updated) = self.plan(&def, true)?;
         let first = self.run(&["-f", "-"], Some(&script));
@@ -117,6 +121,7 @@ impl Nft {
         if !whole {
             return Ok(());
         }
+        self.remade.set(true);
         let (script, had, _) = self.plan(&def, false)?;
         match self.run(&["-f", "-"], Some(&script)) {
             Ok(_) => Ok(()),

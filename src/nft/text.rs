@@ -62,6 +62,46 @@ impl KernelSet {
     }
 }
 
+/// Would a load of `new`, over the set a load of `old` made, keep that
+/// set's elements where they are: leave it as it is, or change its
+/// timeout or size in place (`KernelSet::updatable`, on a kernel that
+/// takes that: `changes_sets_in_place`)? Not where it is made anew.
+pub fn keeps_elements(old: &SetDef, new: &SetDef) -> bool {
+    let made = KernelSet {
+        name: old.name.clone(),
+        ty: old.ty.to_owned(),
+        size: old.size,
+        interval: old.elements.is_some(),
+        timeout: old.timeout.map(|t| t.0),
+        comment: old.comment.clone(),
+        counter: old.counter,
+    };
+    old.elements.is_none()
+        && old.kept.is_none()
+        && old.name == new.name
+        && (made.same_as(new) || made.updatable(new))
+}
+
+/// Does the running kernel change a set's timeout and size in place, its
+/// elements untouched? Linux 6.5 and later (commit 123b99619cca for the
+/// timeout, "permit update of set size" for the size, both in 6.5), by
+/// its release (`/proc/sys/kernel/osrelease`); `load` reads the sets back
+/// all the same (`Nft::remade`).
+pub fn changes_sets_in_place() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .is_ok_and(|r| release_at_least(&r, (6, 5)))
+}
+
+/// Is a kernel release (`6.18.44-fc-v1252`) at least `major.minor`?
+fn release_at_least(release: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = release.trim().split(['.', '-']);
+    let mut num = || parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (num(), num()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
+}
+
 /// The sets and chain names of `nft -j -t list table` output.
 /// The sets and chains of `table inet pfknock` in a terse listing of the
 /// ruleset, and whether the table is there.
@@ -234,4 +274,58 @@ pub(super) fn parse_sets(text: &str) -> Result<Vec<Set>> {
         out.push(set);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::*;
+    use crate::name::Secs;
+
+    #[test]
+    fn a_release_is_compared_by_major_then_minor() {
+        assert!(release_at_least("6.18.44-fc-v1252\n", (6, 5)));
+        assert!(release_at_least("6.5.0", (6, 5)));
+        assert!(release_at_least("7.0-rc1", (6, 5)));
+        assert!(!release_at_least("6.1.0-28-amd64", (6, 5)));
+        assert!(!release_at_least("5.19.3", (6, 5)));
+        assert!(!release_at_least("6", (6, 5)));
+        assert!(!release_at_least("", (6, 5)));
+    }
+
+    fn auth(timeout: u64, size: u64, comment: &str) -> SetDef {
+        SetDef {
+            name: "ssh_4".into(),
+            ty: "ipv4_addr",
+            elements: None,
+            timeout: Some(Secs(timeout)),
+            size: Some(size),
+            comment: comment.into(),
+            kept: None,
+            counter: true,
+        }
+    }
+
+    #[test]
+    fn a_set_keeps_its_elements_where_only_its_timeout_or_size_changed() {
+        let old = auth(60, 65536, "ssh: authorized");
+        assert!(keeps_elements(&old, &old));
+        assert!(keeps_elements(&old, &auth(3600, 65536, "ssh: authorized")));
+        assert!(keeps_elements(&old, &auth(60, 1 << 20, "ssh: authorized")));
+        assert!(!keeps_elements(&old, &auth(60, 65536, "sshd: authorized")));
+        let mut other = auth(60, 65536, "ssh: authorized");
+        other.counter = false;
+        assert!(!keeps_elements(&old, &other));
+        other = auth(60, 65536, "ssh: authorized");
+        other.ty = "ipv6_addr";
+        assert!(!keeps_elements(&old, &other));
+        other = auth(60, 65536, "ssh: authorized");
+        other.name = "sshd_4".into();
+        assert!(!keeps_elements(&old, &other));
+        let meter = auth(15, 65536, "ssh: meter 1, rate 5/15");
+        assert!(keeps_elements(&meter, &meter));
+        assert!(!keeps_elements(
+            &meter,
+            &auth(30, 65536, "ssh: meter 1, rate 5/15")
+        ));
+    }
 }

@@ -1,0 +1,181 @@
+//! SIGHUP (and `pfknock load` through the control socket): the config
+//! read again and loaded, and the machine told. While the sets are read
+//! beside the loop (a minute or two at a million), a reload that keeps
+//! every set that reading reads, each as it is or changed in place, is
+//! loaded at once: the kernel has it, and the machine takes it in once the
+//! reading and the kernel's events that waited behind it are worked
+//! through (`caught_up`). Any other waits for the reading to end.
+#![forbid(unsafe_code)]
+
+use super::{Daemon, Level, Loader, Log};
+use crate::config::Config;
+use crate::error::Result;
+use crate::name::Af;
+use crate::names::nft_set_of;
+use crate::tables::Tables;
+
+impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
+    /// SIGHUP: re-read the config. A bad config, or one pfctl refuses, is
+    /// logged and the running one stays; a good one is loaded atomically and
+    /// every table's state carries over. An anchor held unloaded
+    /// (`pfknock unload`) is loaded again.
+    pub fn reload(&mut self, now: i64) {
+        if let Err(e) = self.try_reload(now) {
+            self.refused(&e);
+        }
+    }
+
+    fn refused(&mut self, e: &crate::error::Error) {
+        self.log.log(
+            Level::Err,
+            &format!("reload: {e}: keeping the running configuration"),
+        );
+    }
+
+    /// `reload`, with its failure returned (to the command that asked).
+    pub fn try_reload(&mut self, now: i64) -> Result<()> {
+        self.caught_up(now);
+        let (cfg, spa, warnings) = read_config(&self.path, now)?;
+        self.log_warnings(&warnings);
+        let old = self.put_in(cfg, spa)?;
+        self.machine.reloaded(&old, &self.cfg, now);
+        self.check_pf();
+        self.machine.step_at(self.next_boundary(now));
+        self.said_reloaded();
+        self.tick(now);
+        Ok(())
+    }
+
+    /// SIGHUP while the sets are read beside the loop. A config that
+    /// cannot be read or loaded is said at once, as `reload` says it. One
+    /// that keeps every set the reading reads (`keeps_reading`) is loaded
+    /// at once; the machine takes it in later (`caught_up`). Whether the
+    /// SIGHUP must wait for the end of the reading instead (any other
+    /// config: its load could make a set being read anew).
+    pub fn reload_reading(&mut self, now: i64) -> bool {
+        let (cfg, spa, warnings) = match read_config(&self.path, now) {
+            Ok(x) => x,
+            Err(e) => {
+                self.refused(&e);
+                return false;
+            }
+        };
+        // Its warnings are said when it is loaded, now or after.
+        if !self.keeps_reading(&cfg) {
+            return true;
+        }
+        self.log_warnings(&warnings);
+        match self.put_in(cfg, spa) {
+            Err(e) => self.refused(&e),
+            Ok(old) => {
+                self.reloaded_from.get_or_insert(old);
+                if self.loader.remade() {
+                    // The kernel did not take a change in place after all:
+                    // the set was made anew under the reading.
+                    self.log.log(
+                        Level::Warning,
+                        "reload: the kernel made a set anew instead of changing it in place: \
+                         the sets are read again once this reading is done",
+                    );
+                    self.reread = true;
+                }
+                self.said_reloaded();
+            }
+        }
+        false
+    }
+
+    /// A reload loaded during a reading (`reload_reading`), taken in by
+    /// the machine once the reading and the kernel's events that waited
+    /// behind it are worked through (`run`'s loop calls this when its
+    /// queue is empty): then every authorization it knows, those the
+    /// reading found and those it heard of meanwhile, is cut to a ttl
+    /// the reload shortened, as at any reload.
+    pub fn caught_up(&mut self, now: i64) {
+        if self.reading.is_some() {
+            return;
+        }
+        let Some(old) = self.reloaded_from.take() else {
+            return;
+        };
+        self.machine.reloaded(&old, &self.cfg, now);
+        self.check_pf();
+        self.machine.step_at(self.next_boundary(now));
+        if std::mem::take(&mut self.reread) {
+            self.resync(super::events::ms(now));
+        }
+        self.tick(now);
+        self.settle_from(crate::clock::now_ms());
+    }
+
+    /// Does loading `new` keep every set a reading reads (each service's
+    /// authorized sets), each left as it is or changed in place with its
+    /// elements untouched? Only where the kernel takes such a change
+    /// (`Loader::keeps_sets`), and not while the anchor is held unloaded.
+    fn keeps_reading(&mut self, new: &Config) -> bool {
+        if self.held || self.machine.polls() {
+            return false;
+        }
+        let read: Vec<String> = (self.cfg.services.iter())
+            .flat_map(|s| [Af::V4, Af::V6].map(|a| nft_set_of(s.table.as_str(), a)))
+            .collect();
+        self.loader.keeps_sets(&self.cfg, new, &read)
+    }
+
+    /// Load `cfg` in place of the running config: the config before, or
+    /// the error, with the running config kept.
+    fn put_in(&mut self, cfg: Config, spa: Vec<crate::spa::Service>) -> Result<Config> {
+        let old = std::mem::replace(&mut self.cfg, cfg);
+        if !self.cfg.services.is_empty()
+            && let Err(e) = self.load_anchor()
+        {
+            self.cfg = old;
+            return Err(e);
+        }
+        self.spa = spa;
+        if self.held {
+            self.held = false;
+            self.log.log(
+                Level::Notice,
+                &format!("anchor {} loaded again", self.cfg.anchor.as_str()),
+            );
+        }
+        if old.anchor != self.cfg.anchor && !old.services.is_empty() {
+            self.log.log(
+                Level::Warning,
+                &format!(
+                    "anchor {} is still loaded: remove it with pfctl -a {} -F all",
+                    old.anchor.as_str(),
+                    old.anchor.as_str()
+                ),
+            );
+        }
+        Ok(old)
+    }
+
+    fn said_reloaded(&mut self) {
+        self.log.log(
+            Level::Notice,
+            &format!(
+                "reloaded {}: {} service(s), {} expire table(s)",
+                self.path.display(),
+                self.cfg.services.len(),
+                self.cfg.expires.len()
+            ),
+        );
+    }
+}
+
+/// The config at `path`, its signed-knock keys and its warnings.
+fn read_config(
+    path: &std::path::Path,
+    now: i64,
+) -> Result<(
+    Config,
+    Vec<crate::spa::Service>,
+    Vec<crate::config::Warning>,
+)> {
+    let (cfg, warnings) = Config::load_at(path, now)?;
+    let spa = crate::spa::keys::services(&cfg)?;
+    Ok((cfg, spa, warnings))
+}
