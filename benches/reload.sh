@@ -120,6 +120,7 @@ k.wait()
 if during:
     pfk.read_done(pid, log)
     read = time.monotonic() - t0
+    how = [l.split(": ", 1)[1].strip() for _, l in said if "set ssh_4: read " in l]
 until("no such line", 3)
 # The terse ruleset: `list set` reads every element, even with -t.
 head = srv("nft", "-t", "list", "ruleset", capture_output=True, text=True).stdout
@@ -162,6 +163,7 @@ print(f"{binary}: {when} at {n}: RSS {rss} MB, high-water {hwm} MB; "
       f"set ttl {ttl} size {size}; of {len(sample)} elements from before, "
       f"{fresh} got the new ttl; an unchanged reload {unchanged * 1000:.0f} ms; "
       f"floor, nft add set in place: {floor * 1000:.0f} ms"
+      + ("".join(f"; {h}" for h in how) if during else "")
       )
 EOP
 	sleep 1

@@ -67,6 +67,19 @@ pub trait ElementLookup {
     fn dump_noted(&mut self, set: &str) -> std::io::Result<(Vec<Deadline>, Option<HowRead>)> {
         Ok((self.dump(set)?, None))
     }
+    /// `dump_noted`, where `heard` gives, when asked, the addresses the
+    /// daemon heard added to the set (knocks, notifications) since the
+    /// reading began: a reading that checks its dump by a look-up of each
+    /// element it gave looks those up too, so that an element added behind
+    /// the dump's walk does not make it dump the set again.
+    fn dump_heard(
+        &mut self,
+        set: &str,
+        heard: &dyn Fn() -> Vec<IpAddr>,
+    ) -> std::io::Result<(Vec<Deadline>, Option<HowRead>)> {
+        let _ = heard;
+        self.dump_noted(set)
+    }
     /// `dump`, by a look-up of each of `known` (what the last daemon
     /// kept), where the kernel can tell that the set holds nothing else:
     /// `None` where it cannot, and the set is dumped instead.

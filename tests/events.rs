@@ -1821,3 +1821,85 @@ fn a_sighup_during_the_starts_reading_is_loaded_at_once() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+/// A reading of a set by one dump, checked by a look-up of each element it
+/// gave against the kernel's count (`netlink::Lookup`, over real
+/// nftables): an element added behind the dump's walk (here after the
+/// dump, with a timer that started a minute before, as a knock's would
+/// have) makes the count hold one the dump did not give. Heard added
+/// meanwhile (`dump_heard`, as the daemon hears a knock), it is looked up
+/// too and the one dump stands; not heard, the set is dumped again. Both
+/// readings hold it. Run inside the test's namespace: the test runs
+/// itself there (`PFKNOCK_TEST_IN_NS`), so no socket meets the host's
+/// ruleset.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
+    use pfknock::kevents::ElementLookup;
+    if std::env::var_os("PFKNOCK_TEST_IN_NS").is_some() {
+        let added = |a: &str| {
+            let add = format!("add element inet pfknock ssh_6 {{ {a} timeout 10m expires 9m }}");
+            let o = Command::new("nft").arg(&add).output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            a.parse::<std::net::IpAddr>().unwrap()
+        };
+        let mut l = pfknock::netlink::Lookup::open("pfknock").unwrap();
+        let (read, how) = l
+            .dump_heard("ssh_6", &|| vec![added("fd00:19::ffff:1")])
+            .unwrap();
+        let how = how.unwrap().line;
+        assert!(
+            how.contains("read by one dump and a look-up of each of the 20000 it gave and of the 1 heard added meanwhile: 20001 found"),
+            "{how}"
+        );
+        assert_eq!(read.len(), 20_001);
+        let (read, how) = l
+            .dump_heard("ssh_6", &|| {
+                added("fd00:19::ffff:2");
+                Vec::new()
+            })
+            .unwrap();
+        let how = how.unwrap().line;
+        assert!(!how.contains("one dump"), "{how}");
+        assert_eq!(read.len(), 20_002, "{how}");
+        return;
+    }
+    need_root_and_tools!();
+    let mut n = Net::new(&(CONF.replace("TTL", "10m") + "size    = 262144\n"));
+    n.up();
+    let fill: Vec<String> = (0..20_000u32)
+        // Knocked a minute ago: none of them looks (re)started during the
+        // look-ups, which would leave the set to another dump.
+        .map(|i| {
+            let (a, b) = (i / 10_000 + 1, i % 10_000 + 1);
+            format!("fd00:19::{a:x}:{b:x} timeout 10m expires 9m")
+        })
+        .collect();
+    let path = n.dir.join("fill.nft");
+    let script = format!("add element inet pfknock ssh_6 {{ {} }}\n", fill.join(", "));
+    fs::write(&path, script).unwrap();
+    ok(&ns(&n.srv, &["nft", "-f", path.to_str().unwrap()]));
+    let me = std::env::current_exe().unwrap();
+    let o = Command::new("ip")
+        .args(["netns", "exec", &n.srv])
+        .arg(me)
+        .args([
+            "--exact",
+            "an_element_heard_added_behind_the_dump_costs_no_second_dump",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env("PFKNOCK_TEST_IN_NS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1 passed"),
+        "{o:?}"
+    );
+}

@@ -66,6 +66,10 @@ struct State {
     /// What a dump says of how it read a set: nothing, or a line that
     /// doubts (true) or does not doubt that it is whole.
     dump_doubts: Option<bool>,
+    /// A dump waits until this opens (a reading held running).
+    gate: Option<Arc<(Mutex<bool>, std::sync::Condvar)>>,
+    /// What each dump was told was heard added to its set meanwhile.
+    heard: Vec<(String, Vec<IpAddr>)>,
 }
 
 impl State {
@@ -373,6 +377,27 @@ impl ElementLookup for Nft {
             doubtful,
         });
         Ok((self.dump(set)?, how))
+    }
+    fn dump_heard(
+        &mut self,
+        set: &str,
+        heard: &dyn Fn() -> Vec<IpAddr>,
+    ) -> std::io::Result<(
+        Vec<(IpAddr, Option<i64>)>,
+        Option<pfknock::kevents::HowRead>,
+    )> {
+        let gate = self.st().gate.clone();
+        if let Some(g) = gate {
+            let (open, cv) = &*g;
+            let held = open.lock().unwrap();
+            let _ = cv
+                .wait_timeout_while(held, std::time::Duration::from_secs(10), |o| !*o)
+                .unwrap();
+        }
+        let read = self.dump_noted(set)?;
+        let h = heard();
+        self.st().heard.push((set.to_owned(), h));
+        Ok(read)
     }
     /// The same kernel, for a reading beside the loop.
     fn reader(&self) -> Option<std::io::Result<Box<dyn ElementLookup + Send>>> {
@@ -1882,4 +1907,75 @@ fn a_set_made_anew_under_the_reading_is_read_again() {
         "{l:?}"
     );
     assert!(k.holds("ssh_4").is_empty());
+}
+
+/// While the sets are read beside the loop, what the loop reads from the
+/// kernel meanwhile is handed to the reading too (`Daemon::hear`): a
+/// knock's address for its service's set of its family, and the
+/// addresses a notification says were added; not a meter's or a close
+/// knock's log, nor a deletion. The reading looks those up as well
+/// (`netlink::Lookup::dump_settled`, tested over real nftables in
+/// tests/events.rs), so that a knock behind the dump's walk costs no
+/// second dump.
+#[test]
+fn what_the_loop_hears_during_a_reading_is_handed_to_it() {
+    let dir = common::Scratch::new("nft-daemon-heard");
+    let path = dir.join("pfknock.toml");
+    fs::write(&path, SSH).unwrap();
+    let k = Nft::default();
+    let (cfg, _) = Config::load(&path).unwrap();
+    k.at(T0);
+    k.clone().load(&cfg, "").unwrap();
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    k.st().gate = Some(gate.clone());
+    let log = Mem::default();
+    let mut d = Daemon::start(cfg, &path, k.clone(), k.clone(), log.clone(), T0 / 1000).unwrap();
+    d.use_events_later(Box::new(k.clone()), None);
+    d.read_aside();
+    d.begin(T0);
+    assert!(d.reading().is_some());
+    let (eleven, six): (IpAddr, IpAddr) =
+        ("198.18.0.11".parse().unwrap(), "fd00::6".parse().unwrap());
+    let twelve: IpAddr = "198.18.0.12".parse().unwrap();
+    d.hear(&[
+        KernelEvent::Knock {
+            prefix: "pfknock ssh: ".into(),
+            addr: eleven,
+        },
+        KernelEvent::Knock {
+            prefix: "pfknock meter ssh_m1_4 full: ".into(),
+            addr: twelve,
+        },
+        KernelEvent::Knock {
+            prefix: "pfknock other: ".into(),
+            addr: twelve,
+        },
+        KernelEvent::Elements {
+            set: "ssh_6".into(),
+            added: true,
+            addrs: vec![(six, Some(60_000))],
+        },
+        KernelEvent::Elements {
+            set: "ssh_4".into(),
+            added: false,
+            addrs: vec![(twelve, None)],
+        },
+    ]);
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    for _ in 0..100 {
+        if d.reading().is_none() {
+            break;
+        }
+        d.read_done();
+    }
+    assert!(d.reading().is_none());
+    let heard = std::mem::take(&mut k.st().heard);
+    assert_eq!(
+        heard,
+        [
+            ("ssh_4".to_owned(), vec![eleven]),
+            ("ssh_6".to_owned(), vec![six])
+        ]
+    );
 }

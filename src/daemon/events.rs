@@ -123,7 +123,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 Action::Poll => self.lookup = None,
                 Action::Ask(Query::Dump(sets), then) if self.aside && then.reads_every_set() => {
                     let known = self.known_sets();
-                    match Reading::start(self.lookup.as_deref(), sets, known, then, now) {
+                    self.heard = Heard::default();
+                    let heard = self.heard.clone();
+                    match Reading::start(self.lookup.as_deref(), (sets, known, heard), then, now) {
                         Ok(mut r) => {
                             r.rest = std::mem::take(&mut todo);
                             self.reading = Some(r);
@@ -258,6 +260,39 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
     }
 
+    /// Kernel events the loop read while a reading of the sets runs
+    /// beside it, before it queues them: the addresses they add to a set
+    /// (a knock's, by its service; a notification's) are `Heard` by the
+    /// reading too.
+    pub fn hear(&mut self, evs: &[KernelEvent]) {
+        if self.reading.as_ref().is_none_or(|r| r.worker.is_none()) {
+            return;
+        }
+        let Ok(mut heard) = self.heard.lock() else {
+            return;
+        };
+        for ev in evs {
+            let (set, addrs) = match ev {
+                KernelEvent::Knock { prefix, addr } => {
+                    let s = (self.cfg.services.iter())
+                        .find(|s| *prefix == crate::names::knock_prefix(&s.name));
+                    let Some(s) = s else { continue };
+                    let af = crate::name::Af::of(*addr);
+                    (crate::names::nft_set_of(s.table.as_str(), af), vec![*addr])
+                }
+                KernelEvent::Elements {
+                    set,
+                    added: true,
+                    addrs,
+                } => (set.clone(), addrs.iter().map(|(a, _)| *a).collect()),
+                _ => continue,
+            };
+            let v = heard.entry(set).or_default();
+            let room = HEARD_MAX.saturating_sub(v.len());
+            v.extend(addrs.into_iter().take(room));
+        }
+    }
+
     /// A SIGHUP or SIGUSR1 that comes while a reading of the sets runs, or
     /// while its answer is taken in, waits until it ends: said once, so
     /// that the log tells why its reload or sweep is not there yet.
@@ -308,7 +343,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             Query::Left(items) => Answer::Left(self.lefts(&items)),
             Query::Dump(sets) => {
                 let known = self.known_sets();
-                let read = dump_sets(self.lookup.as_deref_mut(), &sets, &known);
+                let read = dump_sets(self.lookup.as_deref_mut(), &sets, &known, &Heard::default());
                 self.answer_of(read)
             }
             Query::Load => Answer::Done(vec![
@@ -429,28 +464,60 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 }
 
+/// The addresses heard added to each set (knocks, notifications) while a
+/// reading of the sets runs beside the loop, shared with its worker, which
+/// looks them up too where it checks what it read by look-ups
+/// (`ElementLookup::dump_heard`): an element a knock added behind the
+/// dump's walk then costs no second dump.
+pub(super) type Heard = std::sync::Arc<std::sync::Mutex<HashMap<String, Vec<IpAddr>>>>;
+
+/// Addresses heard of one set during one reading, at most: past that (a
+/// set changing fast), its check by look-ups fails as it would have, and
+/// the set is dumped again.
+const HEARD_MAX: usize = 1 << 16;
+
+/// What `heard` holds of `set` now.
+fn heard_of(heard: &Heard, set: &str) -> Vec<IpAddr> {
+    heard
+        .lock()
+        .map(|m| m.get(set).cloned().unwrap_or_default())
+        .unwrap_or_default()
+}
+
 /// Every set's elements, as the machine takes them, and a line (debug) for
 /// each set of the record on how it was read: by a look-up of what the
-/// record holds, where the kernel's count says that is all, else whole.
+/// record holds (and of what was `heard` added meanwhile), where the
+/// kernel's count says that is all, else whole.
 fn dump_sets(
     mut lookup: Option<&mut (dyn ElementLookup + Send + 'static)>,
     sets: &[String],
     known: &KnownSets,
+    heard: &Heard,
 ) -> Read {
     let mut notes = Vec::new();
     let mut read = |l: &mut (dyn ElementLookup + Send), set: &str| {
         let Some(k) = known.get(set) else {
-            return dump_noting(l, set, &mut notes);
+            return dump_noting(l, set, heard, &mut notes);
         };
         let said = |line| HowRead {
             line,
             doubtful: false,
         };
-        if let Some(e) = l.read_known(set, k)? {
+        let more = heard_of(heard, set);
+        let looked = if more.is_empty() {
+            l.read_known(set, k)?
+        } else {
+            l.read_known(set, &[k.as_slice(), &more].concat())?
+        };
+        if let Some(e) = looked {
             let n = e.len();
+            let also = match more.len() {
+                0 => String::new(),
+                m => format!(" and of the {m} heard added meanwhile"),
+            };
             notes.push(said(format!(
-                "set {set}: read by a look-up of each of the {} the last daemon kept: {n} \
-                 found, as many as the kernel counts",
+                "set {set}: read by a look-up of each of the {} the last daemon kept{also}: \
+                 {n} found, as many as the kernel counts",
                 k.len()
             )));
             return Ok(e);
@@ -460,7 +527,7 @@ fn dump_sets(
              kept",
             k.len()
         )));
-        dump_noting(l, set, &mut notes)
+        dump_noting(l, set, heard, &mut notes)
     };
     let out = sets
         .iter()
@@ -474,13 +541,15 @@ fn dump_sets(
     (out, notes)
 }
 
-/// A set dumped, the line on how, if any, kept in `notes`.
+/// A set dumped (what was `heard` added to it meanwhile looked up too),
+/// the line on how, if any, kept in `notes`.
 fn dump_noting(
     l: &mut (dyn ElementLookup + Send),
     set: &str,
+    heard: &Heard,
     notes: &mut Vec<HowRead>,
 ) -> std::io::Result<Vec<crate::kevents::Deadline>> {
-    let (d, how) = l.dump_noted(set)?;
+    let (d, how) = l.dump_heard(set, &|| heard_of(heard, set))?;
     notes.extend(how);
     Ok(d)
 }
@@ -510,8 +579,7 @@ impl Reading {
     /// the query comes back to be answered in the loop.
     fn start(
         lookup: Option<&(dyn ElementLookup + Send)>,
-        sets: Vec<String>,
-        known: KnownSets,
+        (sets, known, heard): (Vec<String>, KnownSets, Heard),
         then: Then,
         now: i64,
     ) -> Result<Reading, Box<(Vec<String>, Then)>> {
@@ -524,7 +592,7 @@ impl Reading {
         let n = sets.len();
         let worker = crate::sys_unix::spawn(move || {
             crate::sys_unix::yield_to_loop();
-            let r = dump_sets(Some(reader.as_mut()), &sets, &known);
+            let r = dump_sets(Some(reader.as_mut()), &sets, &known, &heard);
             let _ = std::io::Write::write_all(&mut &signal, &[1]);
             r
         });

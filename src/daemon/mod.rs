@@ -40,6 +40,9 @@ pub struct Daemon<T, L, G> {
     /// and whether one may (`run`'s loop sets it).
     reading: Option<events::Reading>,
     aside: bool,
+    /// What the loop heard added to the sets while they are read beside
+    /// it (`hear`), shared with that reading.
+    heard: events::Heard,
     /// What the last daemon kept, waiting for the start's reading of the
     /// sets (kernel events, `use_events_later`): the reconciliation comes
     /// once that reading is done, and a stop before then keeps it as it
@@ -100,6 +103,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             lookup: None,
             reading: None,
             aside: false,
+            heard: Default::default(),
             start_record: None,
             notes: None,
             held: false,

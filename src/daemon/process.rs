@@ -397,7 +397,9 @@ fn kernel_turn<T: Tables, L: Loader>(
         PENDING_MAX
     };
     if readable && pending.len() < max {
-        super::feeds::queue(pending, feeds.drain());
+        let evs = feeds.drain();
+        d.hear(&evs);
+        super::feeds::queue(pending, evs);
     }
     // While the sets are read beside the loop, events wait for its end.
     if pending.is_empty() || d.reading().is_some() {

@@ -311,13 +311,21 @@ impl crate::kevents::ElementLookup for Lookup {
     /// The daemon's full reads (at start, after lost notifications) are
     /// rare and what it believes until the next one: settled ones.
     fn dump(&mut self, set: &str) -> io::Result<Vec<Deadline>> {
-        self.dump_settled(set).map(|(d, _)| d)
+        self.dump_settled(set, &Vec::new).map(|(d, _)| d)
     }
     fn dump_noted(
         &mut self,
         set: &str,
     ) -> io::Result<(Vec<Deadline>, Option<crate::kevents::HowRead>)> {
-        self.dump_settled(set).map(|(d, how)| (d, Some(how)))
+        self.dump_settled(set, &Vec::new)
+            .map(|(d, how)| (d, Some(how)))
+    }
+    fn dump_heard(
+        &mut self,
+        set: &str,
+        heard: &dyn Fn() -> Vec<IpAddr>,
+    ) -> io::Result<(Vec<Deadline>, Option<crate::kevents::HowRead>)> {
+        self.dump_settled(set, heard).map(|(d, how)| (d, Some(how)))
     }
     fn read_known(&mut self, set: &str, known: &[IpAddr]) -> io::Result<Option<Vec<Deadline>>> {
         self.known_or_none(set, known)
@@ -355,9 +363,11 @@ impl Lookup {
     /// read. A dump while the set changes can pass over elements that stay
     /// in it, where one datagram ends and the next begins (`walks`).
     /// Where the kernel counts the set's elements, the first dump is taken
-    /// as whole when a look-up of each element it gave says the set holds
-    /// them and nothing else (`known_or_none`), at a small part of a second
-    /// dump's cost (the kernel walks the set again for each dump datagram).
+    /// as whole when a look-up of each element it gave, and of each
+    /// address `heard` says was added meanwhile (one a knock added behind
+    /// the dump's walk), says the set holds them and nothing else
+    /// (`known_or_none`), at a small part of a second dump's cost (the
+    /// kernel walks the set again for each dump datagram).
     /// Otherwise (the set changing, a timed-out element not yet collected,
     /// a kernel that does not count) it is dumped again until each place
     /// where a dump may have passed over an element was read by a later
@@ -370,15 +380,23 @@ impl Lookup {
     pub fn dump_settled(
         &mut self,
         set: &str,
+        heard: &dyn Fn() -> Vec<IpAddr>,
     ) -> io::Result<(Vec<Deadline>, crate::kevents::HowRead)> {
         const SETTLE_PASSES: u64 = 5;
         let first = self.dump_walk(set)?;
-        let addrs: Vec<IpAddr> = first.elems.iter().map(|(a, _)| *a).collect();
+        let mut addrs: Vec<IpAddr> = first.elems.iter().map(|(a, _)| *a).collect();
+        let gave = addrs.len();
+        let more = heard();
+        let also = if more.is_empty() {
+            String::new()
+        } else {
+            format!(" and of the {} heard added meanwhile", more.len())
+        };
+        addrs.extend(more);
         if let Some(found) = self.known_or_none(set, &addrs)? {
             let how = format!(
-                "set {set}: read by one dump and a look-up of each of the {} it gave: {} \
-                 found, as many as the kernel counts",
-                addrs.len(),
+                "set {set}: read by one dump and a look-up of each of the {gave} it gave{also}: \
+                 {} found, as many as the kernel counts",
                 found.len()
             );
             return Ok((
@@ -465,9 +483,11 @@ impl Lookup {
                 }
             }
         }
+        // Each once: an address heard added may be one the dump gave too.
+        let found = in_address_order(found);
         let whole =
             !touched && self.set_count(set)?.0 == Some(before) && found.len() as u64 == before;
-        Ok(whole.then(|| in_address_order(found)))
+        Ok(whole.then_some(found))
     }
 
     /// How many elements the kernel counts in a set (NFTA_SET_COUNT of
