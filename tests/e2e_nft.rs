@@ -548,19 +548,10 @@ fn a_listing_right_after_a_bulk_insert_is_whole() {
             .replace("[[service]]", "[[service]]\nsize = 200000"),
     );
     ok(&n.server(&["load"]));
-    let mut script = String::new();
-    for start in (0..100_000u32).step_by(25_000) {
-        let xs: Vec<String> = (start..start + 25_000)
-            .map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
-            .collect();
-        script.push_str(&format!(
-            "add element inet pfknock ssh_4 {{ {} }}\n",
-            xs.join(", ")
-        ));
-    }
-    let f = n.dir.join("add.nft");
-    fs::write(&f, script).unwrap();
-    ok(&common::ns(&n.srv, &["nft", "-f", f.to_str().unwrap()]));
+    let f = n.fill(
+        "ssh_4",
+        (0..100_000u32).map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255)),
+    );
     let o = n.server(&["show", "--json"]);
     ok(&o);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

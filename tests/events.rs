@@ -1755,19 +1755,9 @@ fn a_sighup_during_the_starts_reading_is_loaded_at_once() {
     let mut n = Net::new(&(CONF.replace("TTL", "10m") + size));
     n.up();
     let old = format!("198.18.{}.99", n.n);
-    let mut script = format!("add element inet pfknock ssh_4 {{ {old} timeout 10m expires 7m }}\n");
-    for c in 0..15u32 {
-        let fill: Vec<String> = (0..10_000u32)
-            .map(|i| format!("fd00:19::{:x}:{:x} timeout 10m", c + 1, i + 1))
-            .collect();
-        script.push_str(&format!(
-            "add element inet pfknock ssh_6 {{ {} }}\n",
-            fill.join(", ")
-        ));
-    }
-    let path = n.dir.join("fill.nft");
-    fs::write(&path, script).unwrap();
-    ok(&ns(&n.srv, &["nft", "-f", path.to_str().unwrap()]));
+    let add = format!("add element inet pfknock ssh_4 {{ {old} timeout 10m expires 7m }}");
+    ok(&ns(&n.srv, &["nft", &add]));
+    fill_6(&n, 150_000, "timeout 10m");
     let hosts = knockers(&n, 10..11);
     let (mut d, pid, log, _) = counted_daemon(&n);
     let mut said = read_log(&log, 10, |s| s.contains("started"));
@@ -1867,18 +1857,9 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
     need_root_and_tools!();
     let mut n = Net::new(&(CONF.replace("TTL", "10m") + "size    = 262144\n"));
     n.up();
-    let fill: Vec<String> = (0..20_000u32)
-        // Knocked a minute ago: none of them looks (re)started during the
-        // look-ups, which would leave the set to another dump.
-        .map(|i| {
-            let (a, b) = (i / 10_000 + 1, i % 10_000 + 1);
-            format!("fd00:19::{a:x}:{b:x} timeout 10m expires 9m")
-        })
-        .collect();
-    let path = n.dir.join("fill.nft");
-    let script = format!("add element inet pfknock ssh_6 {{ {} }}\n", fill.join(", "));
-    fs::write(&path, script).unwrap();
-    ok(&ns(&n.srv, &["nft", "-f", path.to_str().unwrap()]));
+    // Knocked a minute ago: none of them looks (re)started during the
+    // look-ups, which would leave the set to another dump.
+    fill_6(&n, 20_000, "timeout 10m expires 9m");
     let me = std::env::current_exe().unwrap();
     let o = Command::new("ip")
         .args(["netns", "exec", &n.srv])
@@ -1901,5 +1882,20 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("1 passed"),
         "{o:?}"
+    );
+}
+
+/// `count` authorizations in ssh_6 (fd00:19::/96, each with `timers`),
+/// put there by nft.
+fn fill_6(n: &Net, count: u32, timers: &str) {
+    n.fill(
+        "ssh_6",
+        (0..count).map(|i| {
+            format!(
+                "fd00:19::{:x}:{:x} {timers}",
+                i / 10_000 + 1,
+                i % 10_000 + 1
+            )
+        }),
     );
 }

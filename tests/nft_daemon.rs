@@ -933,13 +933,7 @@ fn a_long_reading_keeps_the_kernels_deadlines() {
     r.k.st().dump_takes = 20_000;
     r.d.read_aside();
     r.event(T0 + 100, KernelEvent::Overrun);
-    for _ in 0..100 {
-        if r.d.reading().is_none() {
-            break;
-        }
-        r.d.read_done();
-    }
-    assert!(r.d.reading().is_none());
+    read_to_end(&mut r.d);
     // Each set's dump took 20 s; the knock was not missed.
     let now = r.k.st().now;
     assert!(now >= T0 + 40_100, "{now}");
@@ -1631,21 +1625,10 @@ fn expire_through_the_daemon_reads_its_book_not_the_kernels_listing() {
 /// the reading); once the reading is done, nothing waits.
 #[test]
 fn a_signal_during_the_starts_reading_says_that_it_waits() {
-    let dir = common::Scratch::new("nft-daemon-hold");
-    let path = dir.join("pfknock.toml");
-    fs::write(&path, SSH).unwrap();
-    let k = Nft::default();
-    let (cfg, _) = Config::load(&path).unwrap();
-    k.at(T0);
-    k.clone().load(&cfg, "").unwrap();
-    let nine = k.knock("ssh_4", "198.18.0.9");
-    let log = Mem::default();
-    let mut d = Daemon::start(cfg, &path, k.clone(), k.clone(), log.clone(), T0 / 1000).unwrap();
-    d.use_events_later(Box::new(k.clone()), None);
-    d.read_aside();
-    d.begin(T0);
-    assert!(d.reading().is_some(), "the start's reading runs beside");
-    log.take();
+    let (mut d, k, log, _path, _dir) = reading_rig_with("hold", |k| {
+        k.knock("ssh_4", "198.18.0.9");
+    });
+    let nine: IpAddr = "198.18.0.9".parse().unwrap();
     assert!(d.hold("SIGHUP"));
     let l = log.take();
     assert_eq!(l.len(), 1, "{l:?}");
@@ -1654,13 +1637,7 @@ fn a_signal_during_the_starts_reading_says_that_it_waits() {
             && l[0].ends_with("s ago) is done"),
         "{l:?}"
     );
-    for _ in 0..100 {
-        if d.reading().is_none() {
-            break;
-        }
-        d.read_done();
-    }
-    assert!(d.reading().is_none());
+    read_to_end(&mut d);
     assert!(!d.hold("SIGUSR1"), "nothing to wait for");
     // The reading found .9, and nothing was said of the signal again.
     assert_eq!(k.holds("ssh_4"), vec![nine]);
@@ -1672,6 +1649,19 @@ fn a_signal_during_the_starts_reading_says_that_it_waits() {
 /// `run` starts it, over a kernel that holds .9 (knocked at T0) and .10
 /// (knocked 10 s later); the clock at T0 + 10 s.
 fn reading_rig(name: &str) -> (Daemon<Nft, Nft, Mem>, Nft, Mem, PathBuf, common::Scratch) {
+    reading_rig_with(name, |k| {
+        k.knock("ssh_4", "198.18.0.9");
+        k.at(T0 + s(10));
+        k.knock("ssh_4", "198.18.0.10");
+    })
+}
+
+/// `reading_rig`, with the kernel as `prepare` leaves it once the table
+/// is loaded at T0.
+fn reading_rig_with(
+    name: &str,
+    prepare: impl FnOnce(&Nft),
+) -> (Daemon<Nft, Nft, Mem>, Nft, Mem, PathBuf, common::Scratch) {
     let dir = common::Scratch::new(&format!("nft-daemon-{name}"));
     let path = dir.join("pfknock.toml");
     fs::write(&path, SSH).unwrap();
@@ -1679,17 +1669,32 @@ fn reading_rig(name: &str) -> (Daemon<Nft, Nft, Mem>, Nft, Mem, PathBuf, common:
     let (cfg, _) = Config::load(&path).unwrap();
     k.at(T0);
     k.clone().load(&cfg, "").unwrap();
-    k.knock("ssh_4", "198.18.0.9");
-    k.at(T0 + s(10));
-    k.knock("ssh_4", "198.18.0.10");
+    prepare(&k);
     let log = Mem::default();
     let mut d = Daemon::start(cfg, &path, k.clone(), k.clone(), log.clone(), T0 / 1000).unwrap();
     d.use_events_later(Box::new(k.clone()), None);
     d.read_aside();
-    d.begin(T0 + s(10));
+    d.begin(k.st().now);
     assert!(d.reading().is_some(), "the start's reading runs beside");
     log.take();
     (d, k, log, path, dir)
+}
+
+/// How many of the lines `l` say `verb` of address `a`.
+fn lines_of(l: &[String], verb: &str, a: &str) -> usize {
+    let head = format!("{verb} {a} ");
+    l.iter().filter(|x| x.starts_with(&head)).count()
+}
+
+/// Hand the daemon its reading's answer until it is all taken in.
+fn read_to_end(d: &mut Daemon<Nft, Nft, Mem>) {
+    for _ in 0..100 {
+        if d.reading().is_none() {
+            break;
+        }
+        d.read_done();
+    }
+    assert!(d.reading().is_none());
 }
 
 /// The clock moves to `t` (ms); the daemon acts if something is due.
@@ -1755,11 +1760,7 @@ fn a_reload_that_keeps_the_sets_is_loaded_during_the_starts_reading() {
     d.kernel(knock(eleven), T0 + s(21));
     d.caught_up((T0 + s(22)) / 1000);
     let l = log.take();
-    let said = |a: &str| {
-        l.iter()
-            .filter(|x| x.starts_with(&format!("authorized {a} ")))
-            .count()
-    };
+    let said = |a: &str| lines_of(&l, "authorized", a);
     assert_eq!(
         (said("198.18.0.9"), said("198.18.0.10"), said("198.18.0.11")),
         (0, 1, 1),
@@ -1837,12 +1838,7 @@ fn a_reload_that_could_remake_a_set_being_read_waits_and_a_bad_one_is_said_at_on
     assert_eq!(k.st().loads, loads, "nothing loaded");
     assert_eq!(k.st().set("ssh_4").unwrap().timeout_ms, 60_000);
     assert_eq!(d.cfg.services[0].ttl.0, 60);
-    for _ in 0..100 {
-        if d.reading().is_none() {
-            break;
-        }
-        d.read_done();
-    }
+    read_to_end(&mut d);
     d.caught_up((T0 + s(22)) / 1000);
     assert_eq!(
         d.next_due_ms(),
@@ -1869,21 +1865,10 @@ fn a_set_made_anew_under_the_reading_is_read_again() {
         "{l:?}"
     );
     assert!(l[1].starts_with("reloaded "), "{l:?}");
-    for _ in 0..100 {
-        if d.reading().is_none() {
-            break;
-        }
-        d.read_done();
-    }
+    read_to_end(&mut d);
     d.caught_up((T0 + s(21)) / 1000);
     assert!(d.reading().is_some(), "read again");
-    for _ in 0..100 {
-        if d.reading().is_none() {
-            break;
-        }
-        d.read_done();
-    }
-    assert!(d.reading().is_none());
+    read_to_end(&mut d);
     // The set made anew timed each element from its start with the new
     // ttl: .9 until T0 + 30 s, .10 until T0 + 40 s, as the daemon knows.
     let (nine, ten): (IpAddr, IpAddr) = (
@@ -1896,11 +1881,7 @@ fn a_set_made_anew_under_the_reading_is_read_again() {
     tick_to(&mut d, &k, T0 + s(30) + COALESCE);
     tick_to(&mut d, &k, T0 + s(40) + COALESCE);
     let l = log.take();
-    let expired = |a: &str| {
-        l.iter()
-            .filter(|x| x.starts_with(&format!("expired {a} ")))
-            .count()
-    };
+    let expired = |a: &str| lines_of(&l, "expired", a);
     assert_eq!(
         (expired("198.18.0.9"), expired("198.18.0.10")),
         (1, 1),
@@ -1919,21 +1900,9 @@ fn a_set_made_anew_under_the_reading_is_read_again() {
 /// second dump.
 #[test]
 fn what_the_loop_hears_during_a_reading_is_handed_to_it() {
-    let dir = common::Scratch::new("nft-daemon-heard");
-    let path = dir.join("pfknock.toml");
-    fs::write(&path, SSH).unwrap();
-    let k = Nft::default();
-    let (cfg, _) = Config::load(&path).unwrap();
-    k.at(T0);
-    k.clone().load(&cfg, "").unwrap();
     let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    k.st().gate = Some(gate.clone());
-    let log = Mem::default();
-    let mut d = Daemon::start(cfg, &path, k.clone(), k.clone(), log.clone(), T0 / 1000).unwrap();
-    d.use_events_later(Box::new(k.clone()), None);
-    d.read_aside();
-    d.begin(T0);
-    assert!(d.reading().is_some());
+    let (mut d, k, _log, _path, _dir) =
+        reading_rig_with("heard", |k| k.st().gate = Some(gate.clone()));
     let (eleven, six): (IpAddr, IpAddr) =
         ("198.18.0.11".parse().unwrap(), "fd00::6".parse().unwrap());
     let twelve: IpAddr = "198.18.0.12".parse().unwrap();
@@ -1963,13 +1932,7 @@ fn what_the_loop_hears_during_a_reading_is_handed_to_it() {
     ]);
     *gate.0.lock().unwrap() = true;
     gate.1.notify_all();
-    for _ in 0..100 {
-        if d.reading().is_none() {
-            break;
-        }
-        d.read_done();
-    }
-    assert!(d.reading().is_none());
+    read_to_end(&mut d);
     let heard = std::mem::take(&mut k.st().heard);
     assert_eq!(
         heard,

@@ -249,6 +249,22 @@ impl Net {
         self.reach_from(&self.cli, &self.srv_ip(v6), PROTECTED)
     }
 
+    /// Put `elems` (each as nft writes an element, timers and all) in
+    /// `set` of the table, by one `nft -f` in the server's namespace, a
+    /// transaction each 10,000: the script's path, to run again.
+    pub fn fill(&self, set: &str, elems: impl IntoIterator<Item = String>) -> PathBuf {
+        let all: Vec<String> = elems.into_iter().collect();
+        let mut script = String::new();
+        for part in all.chunks(10_000) {
+            let line = format!("add element inet pfknock {set} {{ {} }}\n", part.join(", "));
+            script.push_str(&line);
+        }
+        let path = self.dir.join(format!("fill-{set}.nft"));
+        fs::write(&path, script).unwrap();
+        ok(&ns(&self.srv, &["nft", "-f", path.to_str().unwrap()]));
+        path
+    }
+
     /// `pfknock knock` from the client namespace.
     pub fn knock(&self, args: &[&str]) -> Output {
         let mut a = vec![
