@@ -86,7 +86,7 @@ pub fn keeps_elements(old: &SetDef, new: &SetDef) -> bool {
 /// elements untouched? Linux 6.5 and later (commit 123b99619cca for the
 /// timeout, "permit update of set size" for the size, both in 6.5), by
 /// its release (`/proc/sys/kernel/osrelease`); `load` reads the sets back
-/// all the same (`Nft::remade`).
+/// all the same (`Nft::remade`). See docs/nft-kernel.md.
 pub fn changes_sets_in_place() -> bool {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .is_ok_and(|r| release_at_least(&r, (6, 5)))
