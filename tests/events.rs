@@ -1751,36 +1751,14 @@ fn a_start_while_elements_time_out_reads_each_that_stays() {
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_sighup_during_the_starts_reading_is_loaded_at_once() {
     need_root_and_tools!();
-    let size = "size    = 262144\n";
-    let mut n = Net::new(&(CONF.replace("TTL", "10m") + size));
-    n.up();
+    let (n, mut d, pid, log, mut said) =
+        started_over_150k("add element inet pfknock ssh_4 { 198.18.N.99 timeout 10m expires 7m }");
     let old = format!("198.18.{}.99", n.n);
-    let add = format!("add element inet pfknock ssh_4 {{ {old} timeout 10m expires 7m }}");
-    ok(&ns(&n.srv, &["nft", &add]));
-    fill_6(&n, 150_000, "timeout 10m");
     let hosts = knockers(&n, 10..11);
-    let (mut d, pid, log, _) = counted_daemon(&n);
-    let mut said = read_log(&log, 10, |s| s.contains("started"));
-    fs::write(n.conf(), conf("2m") + size).unwrap();
     ok(&Command::new("kill").args(["-HUP", &pid]).output().unwrap());
     said += &read_log(&log, 5, |s| s.contains("reloaded"));
-    ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
-    said += &read_log(&log, 5, |s| s.contains("status: "));
-    assert!(said.contains("reloaded "), "{said}");
-    assert!(
-        said.contains("entries so far (reading the sets)"),
-        "no reading after `reloaded` (over before the SIGHUP, or the reload waited for it)\n{said}"
-    );
+    reloaded_while_reading(&n, &pid, &log, &mut said);
     assert!(!said.contains("waits until"), "{said}");
-    let terse = ns(
-        &n.srv,
-        &["nft", "-t", "list", "set", "inet", "pfknock", "ssh_4"],
-    );
-    let terse = String::from_utf8_lossy(&terse.stdout).into_owned();
-    assert!(
-        terse.contains("timeout 2m"),
-        "not in the kernel yet:\n{terse}"
-    );
     // A knock while the daemon still reads.
     let py = knock_script(0.0);
     let dst = n.srv_ip(false);
@@ -1882,6 +1860,87 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("1 passed"),
         "{o:?}"
+    );
+}
+
+/// `pfknock load` while the daemon reads its sets at its start, with a
+/// config that keeps them (ttl 10m -> 2m): the daemon loads it at once.
+/// The command returns within the three seconds after which it would
+/// say that it waits, while the daemon still reads (SIGUSR2 says so), and
+/// the kernel has the new ttl. A `pfknock allow` sent before it waits for
+/// the reading's end, and is done then: its host in the set, said once.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_load_during_the_starts_reading_is_done_at_once() {
+    need_root_and_tools!();
+    let (n, mut d, pid, log, mut said) = started_over_150k("");
+    let host = format!("198.18.{}.50", n.n);
+    std::thread::scope(|sc| {
+        let allow = sc.spawn(|| via_daemon(&n, &["allow", &host]));
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        let o = via_daemon(&n, &["load"]);
+        let took = t.elapsed();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        assert!(err.contains("loaded by the running daemon"), "{err}");
+        assert!(!err.contains("waiting for the daemon"), "{err}");
+        assert!(took < Duration::from_secs(3), "load took {took:?}: {err}");
+        reloaded_while_reading(&n, &pid, &log, &mut said);
+        let o = allow.join().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    });
+    said += &read_log(&log, 5, |s| s.contains(&format!("allowed {host} ")));
+    said += &read_log(&log, 1, |_| false);
+    assert_eq!(lines_with(&said, &format!("allowed {host} ")), 1, "{said}");
+    assert!(n.elements("ssh_4").contains(&host), "{host} not in the set");
+    let _ = d.kill();
+    let _ = d.wait();
+}
+
+/// A daemon just started (ttl 10m, sets of 262,144) over 150,000
+/// authorizations in ssh_6 and what `first` (an nft command, if any)
+/// adds, with its config changed to a ttl of 2m: the network, the
+/// daemon, its pid, its log and what it said so far.
+fn started_over_150k(first: &str) -> (Net, std::process::Child, String, UnixDatagram, String) {
+    let size = "size    = 262144\n";
+    let mut n = Net::new(&(CONF.replace("TTL", "10m") + size));
+    n.up();
+    if !first.is_empty() {
+        ok(&ns(
+            &n.srv,
+            &[
+                "nft",
+                &first.replace("198.18.N.", &format!("198.18.{}.", n.n)),
+            ],
+        ));
+    }
+    fill_6(&n, 150_000, "timeout 10m");
+    let (d, pid, log, _) = counted_daemon(&n);
+    let said = read_log(&log, 10, |s| s.contains("started"));
+    fs::write(n.conf(), conf("2m") + size).unwrap();
+    (n, d, pid, log, said)
+}
+
+/// After a reload during the start's reading: the log said `reloaded`,
+/// SIGUSR2 says the daemon still reads, and the kernel's set has the new
+/// ttl (2m).
+fn reloaded_while_reading(n: &Net, pid: &str, log: &UnixDatagram, said: &mut String) {
+    ok(&Command::new("kill").args(["-USR2", pid]).output().unwrap());
+    *said += &read_log(log, 5, |s| s.contains("status: "));
+    assert!(said.contains("reloaded "), "{said}");
+    assert!(
+        said.contains("entries so far (reading the sets)"),
+        "no reading after `reloaded` (over before the reload, or the reload waited for it)\n{said}"
+    );
+    let terse = ns(
+        &n.srv,
+        &["nft", "-t", "list", "set", "inet", "pfknock", "ssh_4"],
+    );
+    let terse = String::from_utf8_lossy(&terse.stdout).into_owned();
+    assert!(
+        terse.contains("timeout 2m"),
+        "not in the kernel yet:\n{terse}"
     );
 }
 

@@ -1942,3 +1942,68 @@ fn what_the_loop_hears_during_a_reading_is_handed_to_it() {
         ]
     );
 }
+
+/// `pfknock load` through the control socket while the start's reading
+/// runs: a config that keeps the sets being read is loaded at once, as
+/// SIGHUP does it, and the reply says so; one that cannot be read is
+/// answered at once with its error, nothing loaded; one that would make a
+/// set being read anew, and any other command, wait for the reading's end
+/// (`None`: `run`'s loop holds the connection and answers after).
+#[test]
+fn a_load_through_the_control_socket_during_a_reading_goes_at_once_where_sighup_would() {
+    let (mut d, k, log, path, _dir) = reading_rig("control-reading");
+    let loads = k.st().loads;
+    let req = |argv: &[&str]| Request {
+        config: path.clone(),
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+    };
+    let now = (T0 + s(20)) / 1000;
+    assert_eq!(
+        d.control_while_reading(&req(&["allow", "198.18.0.20"]), now),
+        None
+    );
+    assert_eq!(
+        d.control_while_reading(&req(&["revoke", "198.18.0.9"]), now),
+        None
+    );
+    fs::write(&path, SSH.replace("60s", "thirty")).unwrap();
+    let reply = d
+        .control_while_reading(&req(&["load"]), now)
+        .expect("at once");
+    assert!(
+        reply.error.is_some_and(|(e, _)| e.contains("thirty")),
+        "{:?}",
+        reply.done
+    );
+    assert!(log.take().is_empty(), "the command says it, not the log");
+    assert_eq!(k.st().loads, loads);
+    fs::write(&path, SSH.replace("\"ssh\"", "\"sshd\"")).unwrap();
+    assert_eq!(
+        d.control_while_reading(&req(&["load"]), now),
+        None,
+        "it waits"
+    );
+    assert_eq!(k.st().loads, loads);
+    fs::write(&path, SSH.replace("60s", "30s")).unwrap();
+    let reply = d
+        .control_while_reading(&req(&["load"]), now)
+        .expect("at once");
+    assert_eq!(reply.error, None);
+    assert!(
+        reply
+            .done
+            .stderr
+            .iter()
+            .any(|l| l.contains(": loaded by the running daemon (pid ")),
+        "{:?}",
+        reply.done
+    );
+    assert_eq!(k.st().loads, loads + 1);
+    assert_eq!(k.st().set("ssh_4").unwrap().timeout_ms, 30_000);
+    let l = log.take();
+    assert!(l.len() == 1 && l[0].starts_with("reloaded "), "{l:?}");
+    // The machine takes it in after the reading, as after a SIGHUP.
+    read_to_end(&mut d);
+    d.caught_up((T0 + s(21)) / 1000);
+    assert_eq!(d.next_due_ms(), Some(T0 + s(30) + COALESCE));
+}

@@ -162,11 +162,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         match self.command_of(req)? {
             Command::Load => {
                 self.try_reload(now)?;
-                done.stderr.push(format!(
-                    "{}: loaded by the running daemon (pid {}), which keeps it so",
-                    self.path.display(),
-                    std::process::id()
-                ));
+                done.stderr.push(self.loaded_note());
                 Ok(())
             }
             Command::Unload { open } => self.unload_held(open, now, done),
@@ -225,8 +221,17 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         }
     }
 
+    /// What `load` prints when the daemon loaded it.
+    pub(super) fn loaded_note(&self) -> String {
+        format!(
+            "{}: loaded by the running daemon (pid {}), which keeps it so",
+            self.path.display(),
+            std::process::id()
+        )
+    }
+
     /// The command a request carries, if it is for this daemon's config.
-    fn command_of(&self, req: &Request) -> Result<Command> {
+    pub(super) fn command_of(&self, req: &Request) -> Result<Command> {
         let argv = std::iter::once("pfknock".to_owned()).chain(req.argv.iter().cloned());
         let cli = Cli::try_parse_from(argv)
             .map_err(|e| Error::Usage(format!("the daemon cannot read this command: {e}")))?;

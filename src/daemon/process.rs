@@ -325,6 +325,29 @@ fn acted<T: Tables, L: Loader>(
     false
 }
 
+/// The reading beside the loop is readable: its answer handed on (told
+/// which knocks wait in `pending`), and once it is all taken in, the
+/// signals that waited for it acted on. True when one said to stop.
+fn read_turn<T: Tables, L: Loader>(
+    d: &mut Daemon<T, L, SysLog>,
+    pending: &Pending,
+    deferred: &mut Vec<libc::c_int>,
+) -> bool {
+    d.read_done_heard(|| {
+        let knock = |ev: &super::KernelEvent| match ev {
+            super::KernelEvent::Knock { prefix, addr } => Some((prefix.clone(), *addr)),
+            _ => None,
+        };
+        pending.iter().filter_map(knock).collect()
+    });
+    // Still being taken in: they wait on, said once already.
+    if d.reading().is_some() {
+        return false;
+    }
+    let sigs = std::mem::take(deferred);
+    acted(d, sigs, deferred)
+}
+
 /// Commands on the control socket: up to a few a turn (more wait for the
 /// next), each after the kernel events already here, which happened
 /// before it, so the log keeps their order.
@@ -338,23 +361,66 @@ fn commands<T: Tables, L: Loader>(
         let Ok((mut s, _)) = ctl.sock.accept() else {
             break;
         };
-        for ev in pending.drain(..).chain(feeds.drain()) {
-            d.kernel(ev, crate::clock::now_ms());
-        }
         let _ = s.set_nonblocking(false);
-        let reply = match crate::control::read_request(&mut s) {
-            Ok(req) => {
-                let reply = d.control(&req, crate::clock::now());
-                d.settle_from(crate::clock::now_ms());
-                reply
-            }
-            Err(why) => crate::control::Reply {
-                pid: std::process::id(),
-                error: Some((format!("control socket: {why}"), crate::error::EXIT_USAGE)),
-                ..Default::default()
-            },
+        match crate::control::read_request(&mut s) {
+            Ok(req) => answer(d, feeds, pending, s, &req),
+            Err(why) => crate::control::write_reply(&mut s, &unreadable(&why)),
+        }
+    }
+}
+
+/// A command done and answered, after the kernel events already here.
+fn answer<T: Tables, L: Loader>(
+    d: &mut Daemon<T, L, SysLog>,
+    feeds: &mut Feeds,
+    pending: &mut Pending,
+    mut s: std::os::unix::net::UnixStream,
+    req: &crate::control::Request,
+) {
+    for ev in pending.drain(..).chain(feeds.drain()) {
+        d.kernel(ev, crate::clock::now_ms());
+    }
+    let reply = d.control(req, crate::clock::now());
+    d.settle_from(crate::clock::now_ms());
+    crate::control::write_reply(&mut s, &reply);
+}
+
+/// The answer to a request that could not be read.
+fn unreadable(why: &str) -> crate::control::Reply {
+    crate::control::Reply {
+        pid: std::process::id(),
+        error: Some((format!("control socket: {why}"), crate::error::EXIT_USAGE)),
+        ..Default::default()
+    }
+}
+
+/// Commands taken while the sets are read beside the loop, each with its
+/// connection, answered once the reading is done (`answer_held`).
+type Held = Vec<(std::os::unix::net::UnixStream, crate::control::Request)>;
+
+/// Commands held at most; more wait in the socket's backlog.
+const HELD_MAX: usize = 16;
+
+/// Commands on the control socket while the sets are read beside the
+/// loop: a `load` that keeps the sets being read is done at once, as
+/// SIGHUP is (`Daemon::control_while_reading`); the rest wait in `held`.
+fn take_commands<T: Tables, L: Loader>(
+    d: &mut Daemon<T, L, SysLog>,
+    ctl: &crate::control::Listener,
+    held: &mut Held,
+) {
+    while held.len() < HELD_MAX {
+        let Ok((mut s, _)) = ctl.sock.accept() else {
+            break;
         };
-        crate::control::write_reply(&mut s, &reply);
+        let _ = s.set_nonblocking(false);
+        match crate::control::read_request(&mut s) {
+            Ok(req) => match d.control_while_reading(&req, crate::clock::now()) {
+                Some(reply) => crate::control::write_reply(&mut s, &reply),
+                None => held.push((s, req)),
+            },
+            Err(why) => crate::control::write_reply(&mut s, &unreadable(&why)),
+        }
     }
 }
 
@@ -492,7 +558,11 @@ struct Ready {
 fn wait_for<T: Tables, L: Loader>(
     d: &Daemon<T, L, SysLog>,
     spa: &Option<super::spa::Spa>,
-    (wake, ctl): (&std::os::unix::net::UnixStream, &crate::control::Listener),
+    (wake, ctl, control): (
+        &std::os::unix::net::UnixStream,
+        &crate::control::Listener,
+        bool,
+    ),
     feeds: &Feeds,
     wait: std::time::Duration,
     first: &mut bool,
@@ -501,8 +571,8 @@ fn wait_for<T: Tables, L: Loader>(
     let reading = d.reading().is_some();
     let mut fds = vec![wake.as_fd()];
     fds.extend(d.reading());
-    let nc = usize::from(!reading);
-    if !reading {
+    let nc = usize::from(control);
+    if control {
         fds.push(ctl.sock.as_fd());
     }
     let sfd = spa.as_ref().and_then(|s| s.fd()).filter(|_| !reading);
@@ -543,6 +613,7 @@ fn serve<T: Tables, L: Loader>(
     let mut first = true;
     let mut pending = Pending::new();
     let mut deferred = Vec::new();
+    let mut held = Held::new();
     d.read_aside();
     d.begin(crate::clock::now_ms());
     loop {
@@ -561,30 +632,26 @@ fn serve<T: Tables, L: Loader>(
         if crate::syslog::pending() {
             wait = wait.min(crate::syslog::RETRY);
         }
-        let ready = wait_for(&d, spa, (wake, ctl), &feeds, wait, &mut first)?;
+        // The control socket, while the sets are read, as long as there
+        // is room for what waits.
+        let control = d.reading().is_none() || held.len() < HELD_MAX;
+        let ready = wait_for(&d, spa, (wake, ctl, control), &feeds, wait, &mut first)?;
         // What the kernel said came first.
         kernel_turn(&mut d, &mut feeds, &mut pending, ready.kernel);
         if ready.signal && signalled(&mut d, &mut signals, wake, &mut deferred) {
             return Ok(());
         }
-        if ready.read {
-            d.read_done_heard(|| {
-                let knock = |ev: &super::KernelEvent| match ev {
-                    super::KernelEvent::Knock { prefix, addr } => Some((prefix.clone(), *addr)),
-                    _ => None,
-                };
-                pending.iter().filter_map(knock).collect()
-            });
-            // Still being taken in: they wait on, said once already.
-            if d.reading().is_none() {
-                let sigs = std::mem::take(&mut deferred);
-                if acted(&mut d, sigs, &mut deferred) {
-                    return Ok(());
-                }
-            }
+        if ready.read && read_turn(&mut d, &pending, &mut deferred) {
+            return Ok(());
         }
         if d.reading().is_some() {
+            if ready.control {
+                take_commands(&mut d, ctl, &mut held);
+            }
             continue;
+        }
+        for (s, req) in std::mem::take(&mut held) {
+            answer(&mut d, &mut feeds, &mut pending, s, &req);
         }
         if pending.is_empty() {
             d.caught_up(crate::clock::now());

@@ -8,7 +8,9 @@
 #![forbid(unsafe_code)]
 
 use super::{Daemon, Level, Loader, Log};
+use crate::cli::Command;
 use crate::config::Config;
+use crate::control::{Reply, Request};
 use crate::error::Result;
 use crate::name::Af;
 use crate::names::nft_set_of;
@@ -53,36 +55,66 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// SIGHUP must wait for the end of the reading instead (any other
     /// config: its load could make a set being read anew).
     pub fn reload_reading(&mut self, now: i64) -> bool {
+        match self.reload_at_once(now) {
+            None => true,
+            Some(Err(e)) => {
+                self.refused(&e);
+                false
+            }
+            Some(Ok(())) => false,
+        }
+    }
+
+    /// `pfknock load` through the control socket while the sets are read
+    /// beside the loop: done at once where SIGHUP would be
+    /// (`reload_reading`), its reply as `control` gives it. `None` for any
+    /// other command, or a load that must wait: it is answered once the
+    /// reading is done.
+    pub fn control_while_reading(&mut self, req: &Request, now: i64) -> Option<Reply> {
+        if !matches!(self.command_of(req), Ok(Command::Load)) {
+            return None;
+        }
+        let r = self.reload_at_once(now)?;
+        let mut done = crate::verbs::Done::default();
+        if r.is_ok() {
+            done.stderr.push(self.loaded_note());
+        }
+        Some(Reply {
+            pid: std::process::id(),
+            done,
+            error: r.err().map(|e| (e.to_string(), e.exit_code())),
+        })
+    }
+
+    /// The reload of `reload_reading`: `None` where it must wait, else
+    /// whether it was loaded.
+    fn reload_at_once(&mut self, now: i64) -> Option<Result<()>> {
         let (cfg, spa, warnings) = match read_config(&self.path, now) {
             Ok(x) => x,
-            Err(e) => {
-                self.refused(&e);
-                return false;
-            }
+            Err(e) => return Some(Err(e)),
         };
         // Its warnings are said when it is loaded, now or after.
         if !self.keeps_reading(&cfg) {
-            return true;
+            return None;
         }
         self.log_warnings(&warnings);
-        match self.put_in(cfg, spa) {
-            Err(e) => self.refused(&e),
-            Ok(old) => {
-                self.reloaded_from.get_or_insert(old);
-                if self.loader.remade() {
-                    // The kernel did not take a change in place after all:
-                    // the set was made anew under the reading.
-                    self.log.log(
-                        Level::Warning,
-                        "reload: the kernel made a set anew instead of changing it in place: \
-                         the sets are read again once this reading is done",
-                    );
-                    self.reread = true;
-                }
-                self.said_reloaded();
-            }
+        let old = match self.put_in(cfg, spa) {
+            Ok(old) => old,
+            Err(e) => return Some(Err(e)),
+        };
+        self.reloaded_from.get_or_insert(old);
+        if self.loader.remade() {
+            // The kernel did not take a change in place after all: the set
+            // was made anew under the reading.
+            self.log.log(
+                Level::Warning,
+                "reload: the kernel made a set anew instead of changing it in place: \
+                 the sets are read again once this reading is done",
+            );
+            self.reread = true;
         }
-        false
+        self.said_reloaded();
+        Some(Ok(()))
     }
 
     /// A reload loaded during a reading (`reload_reading`), taken in by
