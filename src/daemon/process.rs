@@ -395,7 +395,7 @@ fn unreadable(why: &str) -> crate::control::Reply {
 }
 
 /// Commands taken while the sets are read beside the loop, each with its
-/// connection, answered once the reading is done (`answer_held`).
+/// connection, answered in order once the reading is done (`answer`).
 type Held = Vec<(std::os::unix::net::UnixStream, crate::control::Request)>;
 
 /// Commands held at most; more wait in the socket's backlog.
