@@ -1753,7 +1753,7 @@ fn a_sighup_during_the_starts_reading_is_loaded_at_once() {
     need_root_and_tools!();
     let (n, mut d, pid, log, mut said) =
         started_over_150k("add element inet pfknock ssh_4 { 198.18.N.99 timeout 10m expires 7m }");
-    let old = format!("198.18.{}.99", n.n);
+    let old = knockers(&n, 99..100).remove(0);
     let hosts = knockers(&n, 10..11);
     ok(&Command::new("kill").args(["-HUP", &pid]).output().unwrap());
     said += &read_log(&log, 5, |s| s.contains("reloaded"));
@@ -1786,6 +1786,11 @@ fn a_sighup_during_the_starts_reading_is_loaded_at_once() {
     let held = n.elements("ssh_4");
     assert!(!held.contains(&old), "{old} still in the kernel");
     assert!(held.contains(&hosts[0]), "{} not in the set", hosts[0]);
+    // What the port says of each: closed to the host cut, and to one
+    // that never knocked; open to the knocker.
+    assert!(!n.reaches_from(&old), "{old} still gets in");
+    assert!(!n.open(false), "a host that did not knock gets in");
+    assert!(n.reaches_from(&hosts[0]), "{} does not get in", hosts[0]);
     let _ = d.kill();
     let _ = d.wait();
 }
@@ -1874,7 +1879,7 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
 fn a_load_during_the_starts_reading_is_done_at_once() {
     need_root_and_tools!();
     let (n, mut d, pid, log, mut said) = started_over_150k("");
-    let host = format!("198.18.{}.50", n.n);
+    let host = knockers(&n, 50..51).remove(0);
     std::thread::scope(|sc| {
         let allow = sc.spawn(|| via_daemon(&n, &["allow", &host]));
         std::thread::sleep(Duration::from_millis(300));
@@ -1894,6 +1899,8 @@ fn a_load_during_the_starts_reading_is_done_at_once() {
     said += &read_log(&log, 1, |_| false);
     assert_eq!(lines_with(&said, &format!("allowed {host} ")), 1, "{said}");
     assert!(n.elements("ssh_4").contains(&host), "{host} not in the set");
+    assert!(n.reaches_from(&host), "{host} does not get in");
+    assert!(!n.open(false), "a host that was not allowed gets in");
     let _ = d.kill();
     let _ = d.wait();
 }

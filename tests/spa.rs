@@ -146,11 +146,7 @@ impl Rig {
 
     /// Can 198.18.N.`from` open a connection to the protected port?
     fn reaches(&self, from: u8) -> bool {
-        let py = "import socket, sys\ns = socket.socket()\ns.settimeout(1)\ns.bind((sys.argv[1], 0))\n\
-                  try:\n    s.connect((sys.argv[2], int(sys.argv[3])))\nexcept OSError:\n    sys.exit(1)\n";
-        self.py_from(from, py, &[&PROTECTED.to_string()])
-            .status
-            .success()
+        self.n.reaches_from(&self.ip(from))
     }
 
     fn authorized(&self) -> Vec<String> {

@@ -249,6 +249,18 @@ impl Net {
         self.reach_from(&self.cli, &self.srv_ip(v6), PROTECTED)
     }
 
+    /// Can `src`, an IPv4 address of the client's namespace, open a new
+    /// connection to the protected port?
+    pub fn reaches_from(&self, src: &str) -> bool {
+        let py = "import socket, sys\ns = socket.socket()\ns.settimeout(1)\n\
+                  s.bind((sys.argv[1], 0))\ntry:\n    s.connect((sys.argv[2], int(sys.argv[3])))\n\
+                  except OSError:\n    sys.exit(1)\n";
+        let (dst, port) = (self.srv_ip(false), PROTECTED.to_string());
+        ns(&self.cli, &["python3", "-c", py, src, &dst, &port])
+            .status
+            .success()
+    }
+
     /// Put `elems` (each as nft writes an element, timers and all) in
     /// `set` of the table, by one `nft -f` in the server's namespace, a
     /// transaction each 10,000: the script's path, to run again.
