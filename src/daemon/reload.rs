@@ -40,9 +40,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let (cfg, spa, warnings) = read_config(&self.path, now)?;
         self.log_warnings(&warnings);
         let old = self.put_in(cfg, spa)?;
-        self.machine.reloaded(&old, &self.cfg, now);
-        self.check_pf();
-        self.machine.step_at(self.next_boundary(now));
+        self.take_in(&old, now);
         self.said_reloaded();
         self.tick(now);
         Ok(())
@@ -130,14 +128,20 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let Some(old) = self.reloaded_from.take() else {
             return;
         };
-        self.machine.reloaded(&old, &self.cfg, now);
-        self.check_pf();
-        self.machine.step_at(self.next_boundary(now));
+        self.take_in(&old, now);
         if std::mem::take(&mut self.reread) {
             self.resync(super::events::ms(now));
         }
         self.tick(now);
         self.settle_from(crate::clock::now_ms());
+    }
+
+    /// The machine takes in a reload from `old` to the running config:
+    /// shorter ttls cut, pf's state looked at, the next rotation step.
+    fn take_in(&mut self, old: &Config, now: i64) {
+        self.machine.reloaded(old, &self.cfg, now);
+        self.check_pf();
+        self.machine.step_at(self.next_boundary(now));
     }
 
     /// Does loading `new` keep every set a reading reads (each service's
