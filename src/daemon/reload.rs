@@ -40,8 +40,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let (cfg, spa, warnings) = read_config(&self.path, now)?;
         self.log_warnings(&warnings);
         let old = self.put_in(cfg, spa)?;
-        self.take_in(&old, now);
         self.said_reloaded();
+        self.take_in(&old, now);
         self.tick(now);
         Ok(())
     }
@@ -139,7 +139,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// The machine takes in a reload from `old` to the running config:
     /// shorter ttls cut, pf's state looked at, the next rotation step.
     fn take_in(&mut self, old: &Config, now: i64) {
-        self.machine.reloaded(old, &self.cfg, now);
+        let acts = self.machine.reloaded(old, &self.cfg, now);
+        self.carry_out(acts, super::events::ms(now));
         self.check_pf();
         self.machine.step_at(self.next_boundary(now));
     }

@@ -503,6 +503,49 @@ impl Machine {
         }
     }
 
+    /// After a reload from `old` to `new`: the authorized sets the load
+    /// deleted (a service removed, a family it no longer takes, its table
+    /// renamed) took their elements with them. What the book held of
+    /// each is forgotten, with a line for a set that held any, so that
+    /// no look-up of a set that is gone follows at their deadlines.
+    pub fn gone_with_reload(&mut self, old: &Config, new: &Config) -> Vec<Action> {
+        let stays: HashSet<String> = (new.services.iter())
+            .flat_map(|s| {
+                s.family
+                    .afs()
+                    .into_iter()
+                    .map(|a| nft_set_of(s.table.as_str(), a))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for s in &old.services {
+            for a in [Af::V4, Af::V6] {
+                let set = nft_set_of(s.table.as_str(), a);
+                if stays.contains(&set) {
+                    continue;
+                }
+                self.full.remove(&set);
+                self.looks.remove(&set);
+                self.cuts.remove(&set);
+                self.waiting.retain(|(w, _), _| *w != set);
+                let Some(i) = self.book.find(&set) else {
+                    continue;
+                };
+                let n = self.book.count(i);
+                self.book.clear_set(i);
+                if n > 0 {
+                    let msg = format!(
+                        "set {set} of service {} deleted by the reload: {n} authorizations \
+                         went with it",
+                        s.name
+                    );
+                    out.push(Action::Log(Level::Notice, msg));
+                }
+            }
+        }
+        out
+    }
+
     /// The next deadline (ms): `COALESCE` after the first authorization
     /// due, so that those a transaction added together (their deadlines a
     /// few ms apart) are looked up in one tick and logged as one burst; or

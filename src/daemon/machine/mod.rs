@@ -263,7 +263,7 @@ pub struct Machine {
     pub(super) cuts: BTreeMap<String, i64>,
     /// Hosts whose knocks waited in the queue while the start read the
     /// sets, per set, with the element the reading found (`resync.rs`).
-    waiting: std::collections::HashMap<(String, IpAddr), Option<Auth>>,
+    pub(super) waiting: std::collections::HashMap<(String, IpAddr), Option<Auth>>,
 }
 
 /// Whole seconds left until `until` (ms), rounded down: what a restore

@@ -75,13 +75,16 @@ impl Machine {
     /// A new config (`old` before it) was loaded at `now` (seconds): each
     /// table it still names keeps what was known of it; with events,
     /// deadlines follow a changed ttl and the reload's lost knocks are
-    /// watched for (`reload_ended` when it is over).
-    pub fn reloaded(&mut self, old: &Config, new: &Config, now: i64) {
+    /// watched for (`reload_ended` when it is over), and the sets it
+    /// deleted are forgotten (`gone_with_reload`: its lines).
+    pub fn reloaded(&mut self, old: &Config, new: &Config, now: i64) -> Vec<Action> {
         self.polls.reload(new);
-        if self.events {
-            self.retime(old, new, ms(now));
-            self.reload_began(now);
+        if !self.events {
+            return Vec::new();
         }
+        self.retime(old, new, ms(now));
+        self.reload_began(now);
+        self.gone_with_reload(old, new)
     }
 
     /// The anchor was unloaded (its authorizations went with it): forget

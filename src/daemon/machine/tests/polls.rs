@@ -486,14 +486,14 @@ fn a_reload_keeps_what_each_table_knows_and_lists_it_again_when_its_ttl_changed(
     ]);
     assert_eq!(poll(&mut m, &cx0, &mut k, T), vec![]);
     let same = config("");
-    m.reloaded(&cfg, &same, T + 1);
+    assert!(m.reloaded(&cfg, &same, T + 1).is_empty());
     assert_eq!(poll(&mut m, &cx(&same), &mut k, T + 2), vec![]);
     assert_eq!(listed(&k), Vec::<String>::new(), "nothing to list again");
     let text = "log_burst = 2\n[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nttl = \"5s\"\n";
     let shorter = Config::parse(text, std::path::Path::new("t.toml"))
         .unwrap()
         .0;
-    m.reloaded(&same, &shorter, T + 3);
+    assert!(m.reloaded(&same, &shorter, T + 3).is_empty());
     assert_eq!(
         poll(&mut m, &cx(&shorter), &mut k, T + 3),
         [info(&format!("expired 198.18.0.1 {LINE} age=13s ttl=5s"))]
