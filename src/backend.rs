@@ -65,13 +65,13 @@ pub trait Loader {
     /// closed: the protected ports drop all but the allow list, unless
     /// `open` (nftables only) deletes the table.
     fn unload(&mut self, cfg: &Config, open: bool) -> Result<()>;
-    /// Would loading `new` where `old` is loaded keep each of `sets` with
-    /// its elements untouched, left as it is or changed in place? On
-    /// nftables, where the set is still there and differs at most in its
-    /// timeout or size, on a kernel that changes those in place (Linux
-    /// 6.5 and later); never on pf. The daemon loads during a reading of
-    /// its sets only where it would.
-    fn keeps_sets(&mut self, old: &Config, new: &Config, sets: &[String]) -> bool {
+    /// Would loading `new` where `old` is loaded make none of `sets` anew:
+    /// keep each with its elements untouched (left as it is or changed in
+    /// place), or delete it, or leave it unmade? On nftables, where a set
+    /// both make differs at most in its timeout or size, on a kernel that
+    /// changes those in place (Linux 6.5 and later); never on pf. The
+    /// daemon loads during a reading of its sets only where it would.
+    fn remakes_none(&mut self, old: &Config, new: &Config, sets: &[String]) -> bool {
         let _ = (old, new, sets);
         false
     }
@@ -119,11 +119,11 @@ impl Loader for Backend {
             Backend::Nft(_) => Some(true),
         }
     }
-    fn keeps_sets(&mut self, old: &Config, new: &Config, sets: &[String]) -> bool {
+    fn remakes_none(&mut self, old: &Config, new: &Config, sets: &[String]) -> bool {
         if !matches!(self, Backend::Nft(_)) || !nft::changes_sets_in_place() {
             return false;
         }
-        sets_kept(old, new, sets)
+        none_remade(old, new, sets)
     }
     fn remade(&mut self) -> bool {
         matches!(self, Backend::Nft(n) if n.remade.get())
@@ -282,14 +282,19 @@ pub fn check_counter_flips(cfg: &crate::config::Config, live: &[tables::TableSta
     Ok(())
 }
 
-/// Would nftables keep each of `sets` with its elements, loading `new`
-/// where `old` is loaded (`nft::keeps_elements` on each one's definition
-/// before and after)?
-fn sets_kept(old: &Config, new: &Config, sets: &[String]) -> bool {
+/// Would nftables make none of `sets` anew, loading `new` where `old` is
+/// loaded? A set both make must keep its elements
+/// (`nft::keeps_elements` on its definition before and after); one that
+/// only `old` makes is deleted, one that only `new` makes is made, one
+/// that neither makes (a family a service does not take) is not there.
+fn none_remade(old: &Config, new: &Config, sets: &[String]) -> bool {
     let (was, will) = (render::nft::build(old), render::nft::build(new));
     sets.iter().all(|name| {
         let def = |t: &render::nft::TableDef| t.sets().find(|d| d.name == *name).cloned();
-        matches!((def(&was), def(&will)), (Some(a), Some(b)) if nft::keeps_elements(&a, &b))
+        match (def(&was), def(&will)) {
+            (Some(a), Some(b)) => nft::keeps_elements(&a, &b),
+            _ => true,
+        }
     })
 }
 
@@ -310,7 +315,7 @@ mod tests {
     fn the_authorized_sets_stay_where_only_a_ttl_size_rate_or_rule_changed() {
         let sets = ["ssh_4".to_owned(), "ssh_6".to_owned()];
         let old = cfg(SSH);
-        let kept = |text: &str| sets_kept(&old, &cfg(text), &sets);
+        let kept = |text: &str| none_remade(&old, &cfg(text), &sets);
         assert!(kept(SSH));
         assert!(kept(&SSH.replace("60s", "30s")));
         assert!(kept(&(SSH.to_owned() + "size = 131072\n")));
@@ -319,12 +324,25 @@ mod tests {
             "a meter is no authorized set"
         );
         assert!(kept(&SSH.replace("[1234]", "[1234, 2345]")));
-        assert!(!kept(&SSH.replace("\"ssh\"", "\"sshd\"")), "gone");
         let same_table = SSH.replace("\"ssh\"", "\"sshd\"") + "table = \"ssh\"\n";
         assert!(!kept(&same_table), "another service's, under the same name");
+    }
+
+    #[test]
+    fn sets_deleted_or_never_made_are_not_made_anew() {
+        let sets = ["ssh_4".to_owned(), "ssh_6".to_owned()];
+        let remade = |old: &str, new: &str| !none_remade(&cfg(old), &cfg(new), &sets);
+        let v4 = SSH.to_owned() + "family = \"inet\"\n";
         assert!(
-            !kept(&(SSH.to_owned() + "family = \"inet\"\n")),
-            "ssh_6 gone"
+            !remade(SSH, &SSH.replace("\"ssh\"", "\"sshd\"")),
+            "both deleted"
         );
+        assert!(!remade(SSH, &v4), "ssh_6 deleted");
+        assert!(!remade(&v4, &v4.replace("60s", "30s")), "ssh_6 never made");
+        assert!(!remade(&v4, SSH), "ssh_6 made");
+        assert!(remade(
+            &v4,
+            &(v4.replace("\"ssh\"", "\"sshd\"") + "table = \"ssh\"\n")
+        ));
     }
 }

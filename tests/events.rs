@@ -1795,6 +1795,134 @@ fn a_sighup_during_the_starts_reading_is_loaded_at_once() {
     let _ = d.wait();
 }
 
+/// During the start's reading of 150,000 authorizations in ssh_6, a
+/// SIGHUP whose config takes IPv6 from the service (`family = "inet"`)
+/// deletes that set while it is read: the reload is loaded at once, the
+/// log says how many went with the set (the kernel's count just before),
+/// the reading ends without an error, and none of the 150,000 is said
+/// afterwards. The kernel has no ssh_6; a knock over IPv4 still opens,
+/// and a host that never knocked stays shut out.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_sighup_deleting_the_set_being_read_is_loaded_at_once() {
+    need_root_and_tools!();
+    let (n, mut d, pid, log, mut said) = started_over_150k("");
+    fs::write(
+        n.conf(),
+        conf("10m") + "size    = 262144\nfamily  = \"inet\"\n",
+    )
+    .unwrap();
+    let hosts = knockers(&n, 10..11);
+    ok(&Command::new("kill").args(["-HUP", &pid]).output().unwrap());
+    said += &read_log(&log, 5, |s| s.contains("went with it"));
+    assert!(!said.contains("waits until"), "{said}");
+    assert!(said.contains("reloaded "), "{said}");
+    assert!(
+        said.contains(
+            "set ssh_6 of service ssh deleted by the reload: 150000 authorizations went with it"
+        ),
+        "{said}"
+    );
+    let terse = ns(
+        &n.srv,
+        &["nft", "-t", "list", "set", "inet", "pfknock", "ssh_6"],
+    );
+    assert!(!terse.status.success(), "ssh_6 still there");
+    // The reading's end: its line on what it found.
+    said += &read_log(&log, 120, |s| s.contains("authorizations found"));
+    let py = knock_script(0.0);
+    let dst = n.srv_ip(false);
+    ok(&ns(&n.cli, &["python3", "-c", &py, &dst, &hosts[0]]));
+    said += &read_log(&log, 5, |s| {
+        s.contains(&format!("authorized {} ", hosts[0]))
+    });
+    said += &read_log(&log, 1, |_| false);
+    assert_eq!(
+        lines_with(&said, &format!("authorized {} ", hosts[0])),
+        1,
+        "{said}"
+    );
+    assert_eq!(lines_with(&said, "fd00:19::"), 0, "{said}");
+    assert_eq!(lines_with(&said, "went with it"), 1, "{said}");
+    // No line of severity err or worse (`<PRI>`: the low three bits).
+    let errors = said.lines().filter(|l| {
+        let pri = l.strip_prefix('<').and_then(|r| r.split_once('>'));
+        pri.and_then(|(p, _)| p.parse::<u8>().ok())
+            .is_some_and(|p| p & 7 <= 3)
+    });
+    assert_eq!(errors.count(), 0, "{said}");
+    assert!(n.reaches_from(&hosts[0]), "{} does not get in", hosts[0]);
+    assert!(!n.open(false), "a host that did not knock gets in");
+    let _ = d.kill();
+    let _ = d.wait();
+}
+
+/// A set deleted while it is dumped (`netlink::Lookup`, over real
+/// nftables): the dump ends with ENOENT, which the daemon's reading takes
+/// as a set that is not there, never as what it gave so far (a dump of
+/// 300,000 takes most of a second here; the set goes 50 ms into it). Run
+/// inside the test's namespace (`in_namespace`).
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_set_deleted_during_its_dump_is_not_there() {
+    use pfknock::kevents::ElementLookup;
+    if std::env::var_os("PFKNOCK_TEST_IN_NS").is_some() {
+        let mut l = pfknock::netlink::Lookup::open("pfknock").unwrap();
+        let t = Instant::now();
+        let del = std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            // As a load does it: the rules that use the set go with it.
+            let o = Command::new("nft")
+                .arg("flush chain inet pfknock input; delete set inet pfknock ssh_6")
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            Instant::now()
+        });
+        let read = l.dump_heard("ssh_6", &Vec::new);
+        let took = t.elapsed();
+        let deleted = del.join().unwrap() - t;
+        match read {
+            Ok((r, _)) => panic!(
+                "the dump ended ({took:?}, {} given) before the set went ({deleted:?})",
+                r.len()
+            ),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}"),
+        }
+        eprintln!("the set went after {deleted:?}, the dump ended after {took:?}");
+        return;
+    }
+    need_root_and_tools!();
+    in_namespace(
+        "a_set_deleted_during_its_dump_is_not_there",
+        &(CONF.replace("TTL", "10m") + "size    = 524288\n"),
+        |n| fill_6(n, 300_000, "timeout 10m"),
+    );
+}
+
+/// Run test `name` again inside the server namespace of a network with
+/// config `conf`, up and prepared by `prepare` (`PFKNOCK_TEST_IN_NS` tells
+/// it where it runs), so that no socket of it meets the host's ruleset.
+fn in_namespace(name: &str, conf: &str, prepare: impl FnOnce(&Net)) {
+    let mut n = Net::new(conf);
+    n.up();
+    prepare(&n);
+    let me = std::env::current_exe().unwrap();
+    let o = Command::new("ip")
+        .args(["netns", "exec", &n.srv])
+        .arg(me)
+        .args(["--exact", name, "--include-ignored", "--nocapture"])
+        .env("PFKNOCK_TEST_IN_NS", "1")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("1 passed"),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// A reading of a set by one dump, checked by a look-up of each element it
 /// gave against the kernel's count (`netlink::Lookup`, over real
 /// nftables): an element added behind the dump's walk (here after the
@@ -1838,33 +1966,12 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
         return;
     }
     need_root_and_tools!();
-    let mut n = Net::new(&(CONF.replace("TTL", "10m") + "size    = 262144\n"));
-    n.up();
     // Knocked a minute ago: none of them looks (re)started during the
     // look-ups, which would leave the set to another dump.
-    fill_6(&n, 20_000, "timeout 10m expires 9m");
-    let me = std::env::current_exe().unwrap();
-    let o = Command::new("ip")
-        .args(["netns", "exec", &n.srv])
-        .arg(me)
-        .args([
-            "--exact",
-            "an_element_heard_added_behind_the_dump_costs_no_second_dump",
-            "--include-ignored",
-            "--nocapture",
-        ])
-        .env("PFKNOCK_TEST_IN_NS", "1")
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("1 passed"),
-        "{o:?}"
+    in_namespace(
+        "an_element_heard_added_behind_the_dump_costs_no_second_dump",
+        &(CONF.replace("TTL", "10m") + "size    = 262144\n"),
+        |n| fill_6(n, 20_000, "timeout 10m expires 9m"),
     );
 }
 

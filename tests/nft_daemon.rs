@@ -137,6 +137,17 @@ impl Nft {
     }
 }
 
+/// The model's authorized sets of a service: one for each family it
+/// takes.
+fn model_sets(s: &pfknock::config::Service) -> Vec<String> {
+    let fams: &[&str] = match s.family {
+        Family::Any => &["4", "6"],
+        Family::Only(Af::V4) => &["4"],
+        Family::Only(Af::V6) => &["6"],
+    };
+    fams.iter().map(|f| format!("{}_{f}", s.table)).collect()
+}
+
 impl Loader for Nft {
     /// pfknock's load (`nft -f`): the authorized sets of each service,
     /// with its ttl; a set the config no longer has is deleted; sets that stay keep their elements, and each element
@@ -150,14 +161,7 @@ impl Loader for Nft {
         let mut old = st.sets.take().unwrap_or_default();
         let mut new = BTreeMap::new();
         for s in &cfg.services {
-            // A set for each family the service takes.
-            let fams: &[&str] = match s.family {
-                Family::Any => &["4", "6"],
-                Family::Only(Af::V4) => &["4"],
-                Family::Only(Af::V6) => &["6"],
-            };
-            for f in fams {
-                let name = format!("{}_{f}", s.table);
+            for name in model_sets(s) {
                 let mut set = old.remove(&name).unwrap_or_default();
                 let ttl = s.ttl.0 as i64 * 1000;
                 if (st.carry || st.remakes) && set.timeout_ms != ttl {
@@ -184,18 +188,19 @@ impl Loader for Nft {
     }
     /// Linux 6.5 and later change a set's ttl in place (`carry`: an older
     /// one makes it anew); a set whose service changed (its comment names
-    /// it) is made anew, one the config no longer has is deleted.
-    fn keeps_sets(&mut self, old: &Config, new: &Config, sets: &[String]) -> bool {
+    /// it) is made anew; one the new config no longer has is deleted, and
+    /// one that neither has is not there: neither is made anew.
+    fn remakes_none(&mut self, old: &Config, new: &Config, sets: &[String]) -> bool {
         let service = |cfg: &Config, set: &str| {
             (cfg.services.iter())
-                .find(|s| {
-                    [format!("{}_4", s.table), format!("{}_6", s.table)].contains(&set.to_owned())
-                })
+                .find(|s| model_sets(s).contains(&set.to_owned()))
                 .map(|s| s.name.clone())
         };
         !self.st().carry
-            && (sets.iter())
-                .all(|set| service(new, set).is_some_and(|n| Some(n) == service(old, set)))
+            && (sets.iter()).all(|set| match (service(old, set), service(new, set)) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            })
     }
     fn remade(&mut self) -> bool {
         self.st().remade
@@ -405,6 +410,13 @@ impl ElementLookup for Nft {
         self.st().heard.push((set.to_owned(), h));
         Ok(read)
     }
+    /// The set's count of elements (those past their deadline are gone).
+    fn counted(&mut self, set: &str) -> std::io::Result<Option<u64>> {
+        match self.st().set(set) {
+            None => Err(std::io::Error::from_raw_os_error(libc::ENOENT)),
+            Some(s) => Ok(Some(s.elems.len() as u64)),
+        }
+    }
     /// The same kernel, for a reading beside the loop.
     fn reader(&self) -> Option<std::io::Result<Box<dyn ElementLookup + Send>>> {
         Some(Ok(Box::new(self.clone())))
@@ -442,6 +454,23 @@ impl Mem {
 
 const SSH: &str =
     "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nrate = \"3/5\"\nttl = \"60s\"\n";
+
+/// A second service, for reloads that remove one.
+const WEB: &str = "[[service]]\nname = \"web\"\nprotect = [443]\nknock = [1235]\nttl = \"60s\"\n";
+
+/// The lines of a reload that took ssh_6 (one authorization) and web_4
+/// (two) away.
+fn reloaded_without_ssh_6_and_web(l: &[String]) {
+    assert_eq!(l.len(), 3, "{l:?}");
+    assert!(l[0].starts_with("reloaded "), "{l:?}");
+    assert_eq!(
+        l[1..],
+        [
+            "set ssh_6 of service ssh deleted by the reload: 1 authorizations went with it",
+            "set web_4 of service web deleted by the reload: 2 authorizations went with it",
+        ]
+    );
+}
 
 struct Rig {
     d: Daemon<Nft, Nft, Mem>,
@@ -1665,9 +1694,18 @@ fn reading_rig_with(
     name: &str,
     prepare: impl FnOnce(&Nft),
 ) -> (Daemon<Nft, Nft, Mem>, Nft, Mem, PathBuf, common::Scratch) {
+    reading_rig_of(name, SSH, prepare)
+}
+
+/// `reading_rig_with`, for the config `conf`.
+fn reading_rig_of(
+    name: &str,
+    conf: &str,
+    prepare: impl FnOnce(&Nft),
+) -> (Daemon<Nft, Nft, Mem>, Nft, Mem, PathBuf, common::Scratch) {
     let dir = common::Scratch::new(&format!("nft-daemon-{name}"));
     let path = dir.join("pfknock.toml");
-    fs::write(&path, SSH).unwrap();
+    fs::write(&path, conf).unwrap();
     let k = Nft::default();
     let (cfg, _) = Config::load(&path).unwrap();
     k.at(T0);
@@ -1795,9 +1833,8 @@ fn a_reload_that_keeps_the_sets_is_loaded_during_the_starts_reading() {
     assert!(log.take().is_empty(), "nothing more");
 }
 
-/// During the start's reading, a SIGHUP whose config would delete a set
-/// being read or make it anew (another service's sets under the same
-/// name), or on
+/// During the start's reading, a SIGHUP whose config would make a set
+/// being read anew (another service's sets under the same name), or on
 /// a kernel that makes a set anew to change its ttl (older than Linux
 /// 6.5), waits until the reading is done, and loads nothing meanwhile; a
 /// config that cannot be read is said at once and changes nothing.
@@ -1805,12 +1842,6 @@ fn a_reload_that_keeps_the_sets_is_loaded_during_the_starts_reading() {
 fn a_reload_that_could_remake_a_set_being_read_waits_and_a_bad_one_is_said_at_once() {
     let (mut d, k, log, path, _dir) = reading_rig("reload-reading-waits");
     let loads = k.st().loads;
-    fs::write(&path, SSH.replace("\"ssh\"", "\"sshd\"")).unwrap();
-    assert!(
-        d.reload_reading((T0 + s(20)) / 1000),
-        "a set being read would go"
-    );
-    assert!(log.take().is_empty());
     // The same set names, but another service's sets: made anew.
     let renamed = SSH.replace("\"ssh\"", "\"sshd\"") + "table = \"ssh\"\n";
     fs::write(&path, renamed).unwrap();
@@ -1848,6 +1879,98 @@ fn a_reload_that_could_remake_a_set_being_read_waits_and_a_bad_one_is_said_at_on
         Some(T0 + s(60) + COALESCE),
         "the running ttl"
     );
+}
+
+/// During the start's reading, a SIGHUP whose config deletes sets being
+/// read (here a service removed, and IPv6 taken from another) and keeps
+/// the rest is loaded at once: the kernel has it, and the log says what
+/// went with each set, by the kernel's count just before (a set with
+/// nothing in it says nothing). Whether the reading read those sets
+/// before they went (`gated`: after), nothing more is said of them,
+/// no look-up of them follows, and what stays expires as before.
+#[test]
+fn a_reload_that_deletes_sets_being_read_is_loaded_at_once_and_says_what_went() {
+    for gated in [false, true] {
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let (mut d, k, log, path, _dir) =
+            reading_rig_of("reload-reading-deletes", &format!("{SSH}{WEB}"), |k| {
+                k.knock("ssh_4", "198.18.0.9");
+                k.knock("ssh_6", "fd00::9");
+                k.knock("web_4", "198.18.0.20");
+                k.knock("web_4", "198.18.0.21");
+                if gated {
+                    k.st().gate = Some(gate.clone());
+                }
+            });
+        let nine: IpAddr = "198.18.0.9".parse().unwrap();
+        fs::write(&path, SSH.to_owned() + "family = \"inet\"\n").unwrap();
+        k.at(T0 + s(20));
+        assert!(!d.reload_reading((T0 + s(20)) / 1000), "it does not wait");
+        reloaded_without_ssh_6_and_web(&log.take());
+        let sets: Vec<String> = k.st().sets.as_ref().unwrap().keys().cloned().collect();
+        assert_eq!(sets, ["ssh_4"]);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        read_to_end(&mut d);
+        d.caught_up((T0 + s(21)) / 1000);
+        assert!(d.reading().is_none(), "not read again");
+        // The reading's own line says what it found, before or after.
+        let l = log.take();
+        let found = if gated { 1 } else { 4 };
+        assert_eq!(
+            l,
+            [format!(
+                "no record of the last run (first start, a crash or a reboot): {found} \
+                 authorizations found; what happened while no daemon ran is not known"
+            )],
+            "gated: {gated}"
+        );
+        assert_eq!(d.next_due_ms(), Some(T0 + s(60) + COALESCE));
+        let lookups = k.st().lookups;
+        tick_to(&mut d, &k, T0 + s(60) + COALESCE);
+        assert_eq!(
+            log.take(),
+            ["expired 198.18.0.9 service=ssh table=ssh anchor=pfknock age=1m ttl=1m"]
+        );
+        assert_eq!(k.st().lookups, lookups + 1, "one look-up, of .9");
+        assert!(k.holds("ssh_4").is_empty());
+        assert_eq!(d.next_due_ms(), None);
+        let _ = nine;
+    }
+}
+
+/// A set one reload deleted during the reading, and a second one made
+/// again, empty: what the reading found of it before is not what it
+/// holds, so the sets are read again once the reading is done, and the
+/// daemon knows the set as the kernel has it.
+#[test]
+fn a_set_deleted_and_made_again_during_the_reading_is_read_again() {
+    let both = format!("{SSH}{WEB}");
+    let (mut d, k, log, path, _dir) = reading_rig_of("reload-reading-again", &both, |k| {
+        k.knock("web_4", "198.18.0.20");
+    });
+    fs::write(&path, SSH).unwrap();
+    k.at(T0 + s(20));
+    assert!(!d.reload_reading((T0 + s(20)) / 1000));
+    assert_eq!(log.take().len(), 2);
+    fs::write(&path, &both).unwrap();
+    assert!(!d.reload_reading((T0 + s(20)) / 1000));
+    let l = log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].starts_with("reloaded "), "{l:?}");
+    assert!(k.holds("web_4").is_empty(), "made again, empty");
+    read_to_end(&mut d);
+    d.caught_up((T0 + s(21)) / 1000);
+    assert!(d.reading().is_some(), "read again");
+    read_to_end(&mut d);
+    log.take();
+    // Nothing of .20 is known, so nothing is looked up or said at its
+    // deadline.
+    let lookups = k.st().lookups;
+    assert_eq!(d.next_due_ms(), None);
+    tick_to(&mut d, &k, T0 + s(61));
+    assert!(log.take().is_empty());
+    assert_eq!(k.st().lookups, lookups);
 }
 
 /// A kernel that was to change a set being read in place, and made it
@@ -1947,7 +2070,7 @@ fn what_the_loop_hears_during_a_reading_is_handed_to_it() {
 }
 
 /// `pfknock load` through the control socket while the start's reading
-/// runs: a config that keeps the sets being read is loaded at once, as
+/// runs: a config that makes no set being read anew is loaded at once, as
 /// SIGHUP does it, and the reply says so; one that cannot be read is
 /// answered at once with its error, nothing loaded; one that would make a
 /// set being read anew, and any other command, wait for the reading's end
@@ -1980,7 +2103,8 @@ fn a_load_through_the_control_socket_during_a_reading_goes_at_once_where_sighup_
     );
     assert!(log.take().is_empty(), "the command says it, not the log");
     assert_eq!(k.st().loads, loads);
-    fs::write(&path, SSH.replace("\"ssh\"", "\"sshd\"")).unwrap();
+    let renamed = SSH.replace("\"ssh\"", "\"sshd\"") + "table = \"ssh\"\n";
+    fs::write(&path, renamed).unwrap();
     assert_eq!(
         d.control_while_reading(&req(&["load"]), now),
         None,
@@ -2018,8 +2142,7 @@ fn a_load_through_the_control_socket_during_a_reading_goes_at_once_where_sighup_
 /// reload keeps expires as before.
 #[test]
 fn a_reload_that_deletes_sets_says_what_went_with_them_and_forgets_it() {
-    let web = "[[service]]\nname = \"web\"\nprotect = [443]\nknock = [1235]\nttl = \"60s\"\n";
-    let mut r = rig("reload-deletes", &format!("{SSH}{web}"));
+    let mut r = rig("reload-deletes", &format!("{SSH}{WEB}"));
     let nine = r.knock(T0, "198.18.0.9");
     let six = r.k.knock("ssh_6", "fd00::9");
     let (w1, w2) = (
@@ -2045,16 +2168,7 @@ fn a_reload_that_deletes_sets_says_what_went_with_them_and_forgets_it() {
     fs::write(&r.path, SSH.to_owned() + "family = \"inet\"\n").unwrap();
     r.k.at(T0 + s(10));
     r.d.reload((T0 + s(10)) / 1000);
-    let l = r.log.take();
-    assert_eq!(l.len(), 3, "{l:?}");
-    assert!(l[0].starts_with("reloaded "), "{l:?}");
-    assert_eq!(
-        l[1..],
-        [
-            "set ssh_6 of service ssh deleted by the reload: 1 authorizations went with it",
-            "set web_4 of service web deleted by the reload: 2 authorizations went with it",
-        ]
-    );
+    reloaded_without_ssh_6_and_web(&r.log.take());
     let sets: Vec<String> = r.k.st().sets.as_ref().unwrap().keys().cloned().collect();
     assert!(
         !sets.iter().any(|x| x == "ssh_6" || x.starts_with("web")),

@@ -310,7 +310,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// The kernel's count of each set; `None` for one it cannot count,
     /// which the machine takes as its book says.
-    fn counts(&mut self, sets: &[String]) -> Vec<Option<u64>> {
+    pub(super) fn counts(&mut self, sets: &[String]) -> Vec<Option<u64>> {
         let Some(l) = self.lookup.as_mut() else {
             return vec![None; sets.len()];
         };

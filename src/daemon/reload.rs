@@ -1,19 +1,19 @@
 //! SIGHUP (and `pfknock load` through the control socket): the config
 //! read again and loaded, and the machine told. While the sets are read
-//! beside the loop (a minute or two at a million), a reload that keeps
-//! every set that reading reads, each as it is or changed in place, is
-//! loaded at once: the kernel has it, and the machine takes it in once the
-//! reading and the kernel's events that waited behind it are worked
-//! through (`caught_up`). Any other waits for the reading to end.
+//! beside the loop (a minute or two at a million), a reload that makes
+//! none of the sets that reading reads anew (it keeps each as it is or
+//! changed in place, or deletes it) is loaded at once: the kernel has it,
+//! and the machine takes it in once the reading and the kernel's events
+//! that waited behind it are worked through (`caught_up`). Any other
+//! waits for the reading to end.
 #![forbid(unsafe_code)]
 
+use super::machine::{auth_sets, deleted_sets, gone_line};
 use super::{Daemon, Level, Loader, Log};
 use crate::cli::Command;
 use crate::config::Config;
 use crate::control::{Reply, Request};
 use crate::error::Result;
-use crate::name::Af;
-use crate::names::nft_set_of;
 use crate::tables::Tables;
 
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
@@ -48,10 +48,12 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// SIGHUP while the sets are read beside the loop. A config that
     /// cannot be read or loaded is said at once, as `reload` says it. One
-    /// that keeps every set the reading reads (`keeps_reading`) is loaded
-    /// at once; the machine takes it in later (`caught_up`). Whether the
-    /// SIGHUP must wait for the end of the reading instead (any other
-    /// config: its load could make a set being read anew).
+    /// that makes none of the sets the reading reads anew
+    /// (`keeps_reading`) is loaded at once; the machine takes it in later
+    /// (`caught_up`). A set it deletes is said at once, with the kernel's
+    /// count of it just before. Whether the SIGHUP must wait for the end
+    /// of the reading instead (any other config: its load could make a set
+    /// being read anew).
     pub fn reload_reading(&mut self, now: i64) -> bool {
         match self.reload_at_once(now) {
             None => true,
@@ -96,11 +98,23 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             return None;
         }
         self.log_warnings(&warnings);
+        // The sets it deletes, counted by the kernel while they are there:
+        // the reading may not have reached them.
+        let gone = deleted_sets(&self.cfg, &cfg);
+        let sets: Vec<String> = gone.iter().map(|(set, _)| set.clone()).collect();
+        let counts = self.counts(&sets);
         let old = match self.put_in(cfg, spa) {
             Ok(old) => old,
             Err(e) => return Some(Err(e)),
         };
         self.reloaded_from.get_or_insert(old);
+        // A set an earlier load of this reading deleted is made again:
+        // what the reading found of it before is not what it holds.
+        let made = auth_sets(&self.cfg);
+        if self.gone_said.iter().any(|set| made.contains(set)) {
+            self.gone_said.retain(|set| !made.contains(set));
+            self.reread = true;
+        }
         if self.loader.remade() {
             // The kernel did not take a change in place after all: the set
             // was made anew under the reading.
@@ -112,6 +126,12 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             self.reread = true;
         }
         self.said_reloaded();
+        for ((set, service), n) in gone.into_iter().zip(counts) {
+            if n != Some(0) {
+                self.log.log(Level::Notice, &gone_line(&set, &service, n));
+            }
+            self.gone_said.push(set);
+        }
         Some(Ok(()))
     }
 
@@ -128,6 +148,11 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let Some(old) = self.reloaded_from.take() else {
             return;
         };
+        for set in std::mem::take(&mut self.gone_said) {
+            let cx = super::events::cx!(self);
+            let acts = self.machine.forget_set(&cx, &set);
+            self.carry_out(acts, super::events::ms(now));
+        }
         self.take_in(&old, now);
         if std::mem::take(&mut self.reread) {
             self.resync(super::events::ms(now));
@@ -145,18 +170,17 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.machine.step_at(self.next_boundary(now));
     }
 
-    /// Does loading `new` keep every set a reading reads (each service's
-    /// authorized sets), each left as it is or changed in place with its
-    /// elements untouched? Only where the kernel takes such a change
-    /// (`Loader::keeps_sets`), and not while the anchor is held unloaded.
+    /// Does loading `new` make none of the sets a reading reads (each
+    /// service's authorized sets) anew: each left as it is, changed in
+    /// place with its elements untouched, or deleted? Only where the
+    /// kernel takes such a change (`Loader::remakes_none`), and not while
+    /// the anchor is held unloaded.
     fn keeps_reading(&mut self, new: &Config) -> bool {
         if self.held || self.machine.polls() {
             return false;
         }
-        let read: Vec<String> = (self.cfg.services.iter())
-            .flat_map(|s| [Af::V4, Af::V6].map(|a| nft_set_of(s.table.as_str(), a)))
-            .collect();
-        self.loader.keeps_sets(&self.cfg, new, &read)
+        let read: Vec<String> = auth_sets(&self.cfg).into_iter().collect();
+        self.loader.remakes_none(&self.cfg, new, &read)
     }
 
     /// Load `cfg` in place of the running config: the config before, or

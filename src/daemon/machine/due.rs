@@ -504,43 +504,27 @@ impl Machine {
     }
 
     /// After a reload from `old` to `new`: the authorized sets the load
-    /// deleted (a service removed, a family it no longer takes, its table
-    /// renamed) took their elements with them. What the book held of
-    /// each is forgotten, with a line for a set that held any, so that
-    /// no look-up of a set that is gone follows at their deadlines.
+    /// deleted (`deleted_sets`) took their elements with them. What the
+    /// book held of each is forgotten, with a line for a set that held
+    /// any, so that no look-up of a set that is gone follows at their
+    /// deadlines.
     pub fn gone_with_reload(&mut self, old: &Config, new: &Config) -> Vec<Action> {
-        let stays: HashSet<String> = (new.services.iter())
-            .flat_map(|s| {
-                s.family
-                    .afs()
-                    .into_iter()
-                    .map(|a| nft_set_of(s.table.as_str(), a))
-            })
-            .collect();
         let mut out = Vec::new();
-        for s in &old.services {
-            for a in [Af::V4, Af::V6] {
-                let set = nft_set_of(s.table.as_str(), a);
-                if stays.contains(&set) {
-                    continue;
-                }
-                self.full.remove(&set);
-                self.looks.remove(&set);
-                self.cuts.remove(&set);
-                self.waiting.retain(|(w, _), _| *w != set);
-                let Some(i) = self.book.find(&set) else {
-                    continue;
-                };
-                let n = self.book.count(i);
-                self.book.clear_set(i);
-                if n > 0 {
-                    let msg = format!(
-                        "set {set} of service {} deleted by the reload: {n} authorizations \
-                         went with it",
-                        s.name
-                    );
-                    out.push(Action::Log(Level::Notice, msg));
-                }
+        for (set, service) in deleted_sets(old, new) {
+            self.full.remove(&set);
+            self.looks.remove(&set);
+            self.cuts.remove(&set);
+            self.waiting.retain(|(w, _), _| *w != set);
+            let Some(i) = self.book.find(&set) else {
+                continue;
+            };
+            let n = self.book.count(i);
+            self.book.clear_set(i);
+            if n > 0 {
+                out.push(Action::Log(
+                    Level::Notice,
+                    gone_line(&set, &service, Some(n as u64)),
+                ));
             }
         }
         out
@@ -620,4 +604,33 @@ impl Machine {
         self.cuts.clear();
         n
     }
+}
+
+/// The authorized sets a load of `cfg` makes: each service's, for each
+/// family it takes.
+pub fn auth_sets(cfg: &Config) -> HashSet<String> {
+    (cfg.services.iter())
+        .flat_map(|s| (s.family.afs().into_iter()).map(|a| nft_set_of(s.table.as_str(), a)))
+        .collect()
+}
+
+/// The authorized sets a load of `new` deletes where `old` is loaded (a
+/// service removed, a family it no longer takes, its table renamed), each
+/// with the service whose it was.
+pub fn deleted_sets(old: &Config, new: &Config) -> Vec<(String, String)> {
+    let stays = auth_sets(new);
+    (old.services.iter())
+        .flat_map(|s| (s.family.afs().into_iter()).map(move |a| (s, a)))
+        .map(|(s, a)| (nft_set_of(s.table.as_str(), a), s.name.clone()))
+        .filter(|(set, _)| !stays.contains(set))
+        .collect()
+}
+
+/// The line for authorized set `set` of `service`, deleted by a reload
+/// with `n` authorizations (`None`: as many as it held, uncounted).
+pub fn gone_line(set: &str, service: &str, n: Option<u64>) -> String {
+    let went = n.map_or("its authorizations".to_owned(), |n| {
+        format!("{n} authorizations")
+    });
+    format!("set {set} of service {service} deleted by the reload: {went} went with it")
 }

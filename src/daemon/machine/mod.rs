@@ -41,6 +41,7 @@ mod watch;
 pub use claims::KEEP;
 pub use down::Known;
 pub(super) use due::meter_service;
+pub use due::{auth_sets, deleted_sets, gone_line};
 pub use polls::Write;
 pub use watch::Polls;
 
