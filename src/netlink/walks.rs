@@ -170,8 +170,9 @@ pub(super) enum Settled {
 
 /// Dumps after `first` (each taken by `dump`) until the reading is whole:
 /// each gap of one closed by a later one (`gaps_left`), or two in a row
-/// holding the same addresses (a set that does not change: their gaps
-/// fall at the same places), at most `passes` dumps in all. Every element
+/// holding the same addresses, each sending each once (a set that does
+/// not change: their gaps fall at the same places), at most `passes`
+/// dumps in all. Every element
 /// any of them sent, each with the deadline of the last that sent it, in
 /// address order.
 pub(super) fn settle(
@@ -191,7 +192,8 @@ pub(super) fn settle(
     // walked the set in two orders, resized meanwhile: its gaps say
     // nothing (`None`).
     let mut distinct = idx.distinct();
-    let mut gaps = (distinct == first.elems.len()).then_some(first.gaps);
+    let mut once = distinct == first.elems.len();
+    let mut gaps = once.then_some(first.gaps);
     // Of the dump before, only its addresses in walk order are kept: its
     // deadlines are in `all`.
     let mut addrs: Vec<IpAddr> = first.elems.iter().map(|e| e.0).collect();
@@ -207,8 +209,13 @@ pub(super) fn settle(
         let at = places(&addrs, &idx);
         let d = idx.distinct();
         // The same addresses: each the last sent is in this one, and this
-        // one has no more.
-        let same = d == distinct && at.iter().all(|j| *j != NOWHERE);
+        // one has no more; and each of the two sent each once. (An element
+        // taken out and put back behind the walk's point makes a dump pass
+        // over one and send it twice, with the set's addresses unchanged:
+        // the next dump can pass over the same one another way.)
+        let same =
+            once && d == next.elems.len() && d == distinct && at.iter().all(|j| *j != NOWHERE);
+        once = d == next.elems.len();
         gaps = match gaps.and_then(|g| gaps_left(&at, &g, &next)) {
             _ if d < next.elems.len() => None,
             Some(g) => Some(g),

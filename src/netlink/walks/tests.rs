@@ -349,7 +349,9 @@ fn a_last_datagram_is_short_only_by_more_than_an_element() {
 /// A later dump that sent an element twice walked the set in two orders
 /// (a resize in the middle of a datagram can make the walk skip as well
 /// as repeat): where it has no gap proves nothing, even where its order
-/// looks like the first's.
+/// looks like the first's; nor do the same addresses as the dump before
+/// (a reading settled as the same on such a dump missed an element that
+/// stayed: the case proptest found, kept in proptest-regressions).
 #[test]
 fn a_dump_that_repeats_an_element_proves_nothing_of_its_gaps() {
     let ids: Vec<u32> = (0..100).collect();
@@ -364,7 +366,7 @@ fn a_dump_that_repeats_an_element_proves_nothing_of_its_gaps() {
     assert_eq!(left(&first, &next), Some(vec![]));
     let mut dumps = vec![next];
     let (read, how) = settle(first, 2, || Ok(dumps.remove(0)), |_| {}).unwrap();
-    assert_eq!(how, Settled::Same(2), "not whole on that dump's word");
+    assert_eq!(how, Settled::Changing(2), "not whole on that dump's word");
     assert_eq!(read.len(), 100);
 }
 
