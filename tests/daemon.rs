@@ -1549,3 +1549,51 @@ fn a_signed_knock_opens_expires_and_closes_through_the_table() {
         );
     }
 }
+
+/// A reload that removes a service: pf keeps the `persist` tables that
+/// the anchor no longer names, with their entries, where no rule reads
+/// them and no poll expires them, so the daemon empties them (the
+/// authorized hosts, those waiting in its intake, its close table) and
+/// says how many authorizations went. The other service's table is
+/// untouched; the service added back later starts with no host.
+#[test]
+fn a_reload_that_removes_a_service_empties_its_tables() {
+    let web = "[[service]]\nname = \"web\"\nprotect = [443]\nknock = [1235]\nclose = 1236\n\
+               ttl = \"60s\"\n";
+    let both = format!("{SSH}{web}");
+    let mut r = rig(&freebsd::LAYOUT, "reload-removes", &both);
+    r.knock("ssh_renew", "192.0.2.10");
+    r.knock("web_renew", "192.0.2.20");
+    r.at(NOW);
+    r.knock("web_renew", "192.0.2.21");
+    r.knock("web_close", "192.0.2.22");
+    assert_eq!(r.log.take().len(), 3, "started, .10 and .20 authorized");
+    fs::write(&r.path, SSH).unwrap();
+    r.m().now = NOW + 10;
+    r.d.reload(NOW + 10);
+    let l = r.log.take();
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert!(l[0].starts_with("reloaded "), "{l:?}");
+    assert_eq!(
+        l[1],
+        "table <web> in anchor pfknock of service web emptied by the reload: 2 authorizations \
+         went with it"
+    );
+    for t in ["web", "web_renew", "web_close"] {
+        assert!(r.hosts(t).is_empty(), "<{t}> holds {:?}", r.hosts(t));
+    }
+    assert_eq!(r.hosts("ssh").len(), 1);
+    r.at(NOW + 100);
+    let l = r.log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].starts_with("expired 192.0.2.10 "), "{l:?}");
+    fs::write(&r.path, &both).unwrap();
+    r.m().now = NOW + 200;
+    r.d.reload(NOW + 200);
+    let l = r.log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].starts_with("reloaded "), "{l:?}");
+    assert!(r.hosts("web").is_empty());
+    r.at(NOW + 201);
+    assert!(r.log.take().is_empty());
+}

@@ -337,6 +337,34 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         out
     }
 
+    /// Writes, in order, up to the first that fails: what each did.
+    fn writes(&mut self, writes: Vec<Write>) -> Answer {
+        let mut done = Vec::new();
+        for w in writes {
+            let r = match w {
+                Write::Delete(t, nets) => self.tables.delete(&t, &nets),
+                Write::Stamp(t, nets) => self.tables.renew(&t, &nets),
+                Write::Move(from, to, nets) => {
+                    crate::tables::move_hosts(&mut self.tables, &from, &to, &nets)
+                        .map(|kept| kept.len())
+                }
+                Write::Empty(t) => self.tables.entries(&t).and_then(|e| {
+                    let nets: Vec<crate::name::Net> = e.iter().map(|x| x.net).collect();
+                    if nets.is_empty() {
+                        return Ok(0);
+                    }
+                    self.tables.delete(&t, &nets)
+                }),
+            };
+            let failed = r.is_err();
+            done.push(r.map_err(|e| e.to_string()));
+            if failed {
+                break;
+            }
+        }
+        Answer::Done(done)
+    }
+
     /// The kernel's answer to a query.
     fn ask(&mut self, q: Query) -> Answer {
         match q {
@@ -384,25 +412,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             Query::Entries(t) => {
                 Answer::Entries(self.tables.entries(&t).map_err(|e| e.to_string()))
             }
-            Query::Writes(writes) => {
-                let mut done = Vec::new();
-                for w in writes {
-                    let r = match w {
-                        Write::Delete(t, nets) => self.tables.delete(&t, &nets),
-                        Write::Stamp(t, nets) => self.tables.renew(&t, &nets),
-                        Write::Move(from, to, nets) => {
-                            crate::tables::move_hosts(&mut self.tables, &from, &to, &nets)
-                                .map(|kept| kept.len())
-                        }
-                    };
-                    let failed = r.is_err();
-                    done.push(r.map_err(|e| e.to_string()));
-                    if failed {
-                        break;
-                    }
-                }
-                Answer::Done(done)
-            }
+            Query::Writes(writes) => self.writes(writes),
             Query::Pause => Answer::Resumed,
             Query::Counts(sets) => Answer::Counts(self.counts(&sets)),
             Query::PfState { anchor } => Answer::PfState {

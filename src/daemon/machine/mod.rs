@@ -158,6 +158,8 @@ pub struct Then(Step);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Step {
+    /// A reload removed a service's tables from pf's ruleset: emptied.
+    Emptied(modes::Emptied),
     /// A knock of a host not tracked: is its element there?
     Fresh { service: String, addr: IpAddr },
     /// A knock the last reload lost, put back.
@@ -444,11 +446,10 @@ impl Machine {
                 now,
                 &mut out,
             ),
-            (Step::Report(what), Answer::Done(d)) => {
-                if let Err(e) = first_done(d) {
-                    out.push(Action::Log(Level::Err, format!("{what}: {e}")));
-                }
-            }
+            (Step::Emptied(e), Answer::Done(d)) => out.extend(e.said(d)),
+            (Step::Report(what), Answer::Done(d)) => out.extend(
+                (first_done(d).err()).map(|e| Action::Log(Level::Err, format!("{what}: {e}"))),
+            ),
             (Step::Due(items), Answer::Left(l)) => self.expire(cx, items, l, now, &mut out),
             (Step::Cut(items), Answer::Done(d)) => {
                 self.was_cut(cx, items, first_done(d), now, &mut out)

@@ -5,7 +5,7 @@
 //! and what it holds (SIGINFO).
 #![forbid(unsafe_code)]
 
-use super::{Action, Ctx, Machine, Query, Step, Then, af, meter_service, ms};
+use super::{Action, Ctx, Machine, Query, Step, Then, Write, af, meter_service, ms};
 use crate::config::Config;
 use crate::daemon::lines::Level;
 use crate::name::{Af, Net, Secs};
@@ -80,7 +80,7 @@ impl Machine {
     pub fn reloaded(&mut self, old: &Config, new: &Config, now: i64) -> Vec<Action> {
         self.polls.reload(new);
         if !self.events {
-            return Vec::new();
+            return empty_removed(old, new);
         }
         self.retime(old, new, ms(now));
         self.reload_began(now);
@@ -275,5 +275,86 @@ impl Machine {
             Some(Ok(true)) | None => {}
         }
         out
+    }
+}
+
+/// The tables of services a reload removed from the anchor (pf keeps a
+/// `persist` table the ruleset no longer names, with its entries, where
+/// no rule reads them and no poll expires them; re-added later, they would
+/// come back with every host they held): each service's emptied, in one
+/// request. Not a table the new config still names (another service's,
+/// an `[[expire]]` table), nor a const allow list, nor those of an anchor
+/// the new config left (the reload says to flush it).
+fn empty_removed(old: &Config, new: &Config) -> Vec<Action> {
+    use crate::catalogue::{Kind, named_tables};
+    use crate::config::Role;
+    let stays: std::collections::HashSet<TableRef> =
+        named_tables(new).into_iter().map(|n| n.table).collect();
+    let mut by: Vec<(String, Vec<(TableRef, bool)>)> = Vec::new();
+    for n in named_tables(old) {
+        let ours = matches!(n.kind, Kind::Service(r) if r != Role::Allow)
+            || matches!(n.kind, Kind::Hold | Kind::Close);
+        if !ours || n.table.anchor != new.anchor || stays.contains(&n.table) {
+            continue;
+        }
+        let Some(service) = n.service else { continue };
+        let auth = matches!(n.kind, Kind::Service(Role::Auth | Role::Renew));
+        match by.iter_mut().find(|(s, _)| *s == service) {
+            Some((_, v)) => v.push((n.table, auth)),
+            None => by.push((service, vec![(n.table, auth)])),
+        }
+    }
+    by.into_iter()
+        .map(|(service, tables)| {
+            let table = (tables.iter())
+                .find(|(t, _)| old.service(&service).is_some_and(|s| s.table == t.name))
+                .map_or_else(|| tables[0].0.clone(), |(t, _)| t.clone());
+            let auth = tables.iter().map(|(_, a)| *a).collect();
+            let writes = tables.into_iter().map(|(t, _)| Write::Empty(t)).collect();
+            let then = Then(Step::Emptied(Emptied {
+                service,
+                table,
+                auth,
+            }));
+            Action::Ask(Query::Writes(writes), then)
+        })
+        .collect()
+}
+
+/// A removed service's tables, being emptied (`empty_removed`): its
+/// name, its authorized table, and which of the tables emptied hold
+/// authorizations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Emptied {
+    service: String,
+    table: TableRef,
+    auth: Vec<bool>,
+}
+
+impl Emptied {
+    /// Emptied: how many authorizations went, or why a table could not be
+    /// emptied.
+    pub(super) fn said(&self, done: Vec<Result<usize, String>>) -> Vec<Action> {
+        let (service, table) = (&self.service, &self.table);
+        let mut n = 0;
+        for (r, a) in done.into_iter().zip(&self.auth) {
+            match r {
+                Ok(k) if *a => n += k,
+                Ok(_) => {}
+                Err(e) => {
+                    let msg =
+                        format!("table {table}: emptying the tables of service {service}: {e}");
+                    return vec![Action::Log(Level::Err, msg)];
+                }
+            }
+        }
+        if n == 0 {
+            return Vec::new();
+        }
+        let msg = format!(
+            "table {table} of service {service} emptied by the reload: {n} authorizations went \
+             with it"
+        );
+        vec![Action::Log(Level::Notice, msg)]
     }
 }

@@ -34,6 +34,9 @@ pub enum Write {
     /// taken out (revoked meanwhile) does not stay in the second. Answers
     /// how many it added to the second and left there.
     Move(TableRef, TableRef, Vec<Net>),
+    /// Every entry of a table deleted (pf tells only a count of a flush,
+    /// so it is listed first): how many.
+    Empty(TableRef),
 }
 
 /// A poll in progress: what was read so far, and where it is.

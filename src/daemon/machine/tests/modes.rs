@@ -493,3 +493,61 @@ fn a_start_compares_its_record_with_the_book_a_part_at_a_time_as_in_one_piece() 
     let apart = (said.iter().zip(&want)).find(|((a, debug), b)| a != *b || *debug != (a.0 == ssh));
     assert!(apart.is_none(), "first apart: {apart:?}");
 }
+
+/// On pf, a reload that removes services empties the tables only they
+/// named, each service's in one request: not a table the new config
+/// still names (here an `[[expire]]` table in the anchor), not a const
+/// allow list, not those of an anchor the new config left. The answer
+/// says how many authorizations (the table and its intake) went, or the
+/// error.
+#[test]
+fn a_reload_on_pf_empties_only_the_tables_of_the_services_it_removed() {
+    let more = "[[service]]\nname = \"web\"\nprotect = [443]\nknock = [1235]\nclose = 1236\n\
+                allow = [\"192.0.2.1\"]\n\
+                [[service]]\nname = \"db\"\nprotect = [5432]\nknock = [1238]\n";
+    let (old, mut m) = pf(more);
+    let new = config("[[expire]]\ntable = \"db\"\nanchor = \"pfknock\"\nttl = \"1h\"\n");
+    let acts = m.reloaded(&old, &new, T);
+    assert_eq!(acts.len(), 2, "{acts:?}");
+    let names = |q: &Query| match q {
+        Query::Writes(w) => (w.iter())
+            .map(|w| match w {
+                Write::Empty(t) => t.name.to_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    // db's table is an `[[expire]]` table now: its intake alone goes.
+    let (q, _) = asked(&acts[1..]);
+    assert_eq!(names(&q), ["db_renew"]);
+    let (q, then) = asked(&acts[..1]);
+    assert_eq!(names(&q), ["web", "web_renew", "web_close"]);
+    let cx = cx(&new);
+    let done = Answer::Done(vec![Ok(2), Ok(1), Ok(5)]);
+    assert_eq!(
+        m.answer(&cx, then.clone(), done, ms(T)),
+        [Action::Log(
+            Level::Notice,
+            "table <web> in anchor pfknock of service web emptied by the reload: 3 \
+             authorizations went with it"
+                .into()
+        )]
+    );
+    let failed = Answer::Done(vec![Ok(0), Err("Operation not permitted".into())]);
+    assert_eq!(
+        m.answer(&cx, then.clone(), failed, ms(T)),
+        [Action::Log(
+            Level::Err,
+            "table <web> in anchor pfknock: emptying the tables of service web: Operation not \
+             permitted"
+                .into()
+        )]
+    );
+    assert_eq!(m.answer(&cx, then, Answer::Done(vec![Ok(0); 3]), ms(T)), []);
+    // Another anchor: the old one's tables are left (the reload says so).
+    let text = "anchor = \"other\"\n[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\n";
+    let moved = Config::parse(text, Path::new("t.toml")).unwrap().0;
+    let (old, mut m) = pf(more);
+    assert_eq!(m.reloaded(&old, &moved, T), []);
+}

@@ -98,13 +98,17 @@ impl Pf {
 
     /// One write, as pf does it: how many entries it changed.
     fn write(&mut self, w: &Write) -> Result<usize, String> {
-        let (Write::Delete(t, nets) | Write::Stamp(t, nets) | Write::Move(_, t, nets)) = w;
+        let (t, nets) = match w {
+            Write::Delete(t, nets) | Write::Stamp(t, nets) | Write::Move(_, t, nets) => (t, nets),
+            Write::Empty(t) => (t, &Vec::new()),
+        };
         if self.fail.as_deref() == Some(t.name.as_str()) {
             return Err("Operation not permitted".to_owned());
         }
         let now = self.now;
         let list = self.tables.entry(t.name.as_str().to_owned()).or_default();
         Ok(match w {
+            Write::Empty(_) => std::mem::take(list).len(),
             Write::Delete(..) => {
                 let before = list.len();
                 list.retain(|e| !nets.contains(&e.net));
