@@ -27,6 +27,10 @@
 # loaded at once; a build that held a SIGHUP until its reading ended shows
 # how long it waited), and then also waits for the reading's end before
 # it counts the knockers said, since their lines wait for it too.
+# DROP=1 puts the N in a second service's set instead (old_4), and the
+# SIGHUP's config also removes that service: its set is deleted with the
+# N, and the line that says how many went with it is printed too (with
+# DURING=1: a set deleted while it is read).
 # Traffic stays between the two namespaces (198.18.201.0/24).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,14 +52,25 @@ rate    = "2/5"
 ttl     = "$1"
 size    = $2
 EOT
+	[ "${DROP:-}" != 1 ] || cat <<EOT
+
+[[service]]
+name    = "old"
+protect = [2223]
+knock   = [1240]
+ttl     = "1h"
+size    = $2
+EOT
 }
+FILLED=ssh_4
+[ "${DROP:-}" != 1 ] || FILLED=old_4
 python3 -c "
 import sys
 n = int(sys.argv[1])
 for c in range(0, n, 100000):
-    print('add element inet pfknock ssh_4 { ' + ', '.join(
+    print('add element inet pfknock ' + sys.argv[2] + ' { ' + ', '.join(
         '10.%d.%d.%d' % (k >> 16 & 255, k >> 8 & 255, k & 255)
-        for k in range(c, min(n, c + 100000))) + ' }')" "$N" >"$tmp/fill.nft"
+        for k in range(c, min(n, c + 100000))) + ' }')" "$N" "$FILLED" >"$tmp/fill.nft"
 for bin in "$@"; do
 	[ -x "$bin" ] || { echo "$bin: not executable" >&2; exit 2; }
 	ip netns exec "$S" nft delete table inet pfknock 2>/dev/null || true
@@ -82,6 +97,7 @@ pid = int(open(tmp + "/pid").read())
 said, until = log.said, log.until
 assert until("started", 60), "the daemon did not start"
 during = os.environ.get("DURING") == "1"
+set_read = "old_4" if os.environ.get("DROP") == "1" else "ssh_4"
 read = None if during else pfk.read_done(pid, log)
 # Its memory after the start: resident now, and the high-water mark of
 # the start's reading.
@@ -107,6 +123,9 @@ k = subprocess.Popen(["ip", "netns", "exec", cli_ns, "python3", "-c", knocker,
                       "198.18.201.1"] + hosts)
 time.sleep(0.3)
 text = open(conf).read()
+drop = os.environ.get("DROP") == "1"
+if drop:
+    text = text.split("\n[[service]]\nname    = \"old\"")[0]
 open(conf, "w").write(text.replace('"1h"', '"2h"').replace("2097152", "4194304"))
 c0 = cpu()
 t0 = time.monotonic()
@@ -120,7 +139,7 @@ k.wait()
 if during:
     pfk.read_done(pid, log)
     read = time.monotonic() - t0
-    how = [l.split(": ", 1)[1].strip() for _, l in said if "set ssh_4: read " in l]
+    how = [l.split(": ", 1)[1].strip() for _, l in said if f"set {set_read}: read " in l]
 until("no such line", 3)
 # The terse ruleset: `list set` reads every element, even with -t.
 head = srv("nft", "-t", "list", "ruleset", capture_output=True, text=True).stdout
@@ -131,7 +150,7 @@ size = re.search(r"size (\d+)", head).group(1)
 # it, a minute at a million; nft 1.0.6 crashes on a thousand at once):
 # the 40 knockers, and 10 of the N that were there before.
 sample = ["10.%d.%d.%d" % (k >> 16 & 255, k >> 8 & 255, k & 255)
-          for k in range(0, n, max(1, n // 10))][:10]
+          for k in range(0, n, max(1, n // 10))][:10] if not drop else []
 r = srv("nft", "get", "element", "inet", "pfknock", "ssh_4",
         "{ " + ", ".join(hosts + sample) + " }", capture_output=True, text=True)
 got = [e.strip() for e in r.stdout.split("elements = {", 1)[-1].split(",")]
@@ -149,12 +168,24 @@ for _ in range(300):
     if not os.path.exists(f"/proc/{pid}"):
         break
     time.sleep(0.1)
-# The floor: nftables' own in-place change, on the same set.
+# The floor: nftables' own in-place change, on the same set; with DROP,
+# its deletion of a set of N and the rule that reads it, in a table of
+# its own.
 t0 = time.monotonic()
 srv("nft", "add", "set", "inet", "pfknock", "ssh_4",
     "{ type ipv4_addr; size 8388608; flags dynamic, timeout; counter; timeout 3h; "
     "comment \"ssh: authorized\"; }", check=True)
 floor = time.monotonic() - t0
+if drop:
+    srv("nft", "-f", "-", check=True, text=True, input=(
+        "table inet floor {\n set s { type ipv4_addr; size 2097152; flags dynamic, timeout; "
+        "counter; timeout 1h; }\n chain c { type filter hook input priority 0; "
+        "ip saddr @s accept\n }\n}\n" + open(tmp + "/fill.nft").read().replace(
+            "inet pfknock old_4", "inet floor s")))
+    t0 = time.monotonic()
+    srv("nft", "flush chain inet floor c; delete set inet floor s", check=True)
+    floor = time.monotonic() - t0
+    srv("nft", "delete", "table", "inet", "floor", check=True)
 when = (f"during the start's reading (done {read:.0f} s after the SIGHUP)" if during
         else f"after the start's reading ({read:.0f} s)")
 print(f"{binary}: {when} at {n}: RSS {rss} MB, high-water {hwm} MB; "
@@ -162,8 +193,9 @@ print(f"{binary}: {when} at {n}: RSS {rss} MB, high-water {hwm} MB; "
       f"({c1 - c0:.2f} s CPU); knockers in the set {held}/40, logged {logged}/40; "
       f"set ttl {ttl} size {size}; of {len(sample)} elements from before, "
       f"{fresh} got the new ttl; an unchanged reload {unchanged * 1000:.0f} ms; "
-      f"floor, nft add set in place: {floor * 1000:.0f} ms"
+      f"floor, nft {'deleting the set' if drop else 'add set in place'}: {floor * 1000:.0f} ms"
       + ("".join(f"; {h}" for h in how) if during else "")
+      + "".join(f"; {l.split(': ', 1)[1].strip()}" for _, l in said if "went with it" in l)
       )
 EOP
 	sleep 1
