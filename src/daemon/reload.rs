@@ -100,7 +100,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.log_warnings(&warnings);
         // The sets it deletes, counted by the kernel while they are there:
         // the reading may not have reached them.
-        let gone = deleted_sets(&self.cfg, &cfg);
+        let gone = match cfg.services.is_empty() {
+            false => deleted_sets(&self.cfg, &cfg),
+            true => Vec::new(), // nothing is loaded
+        };
         let sets: Vec<String> = gone.iter().map(|(set, _)| set.clone()).collect();
         let counts = self.counts(&sets);
         let old = match self.put_in(cfg, spa) {

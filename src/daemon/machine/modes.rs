@@ -76,14 +76,24 @@ impl Machine {
     /// table it still names keeps what was known of it; with events,
     /// deadlines follow a changed ttl and the reload's lost knocks are
     /// watched for (`reload_ended` when it is over), and the sets it
-    /// deleted are forgotten (`gone_with_reload`: its lines).
+    /// deleted are forgotten (`gone_with_reload`: its lines); on pf the
+    /// tables of the services it removed are emptied (`empty_removed`).
+    /// A config of no service loads nothing, so nothing went.
     pub fn reloaded(&mut self, old: &Config, new: &Config, now: i64) -> Vec<Action> {
         self.polls.reload(new);
+        let loaded = !new.services.is_empty();
         if !self.events {
-            return empty_removed(old, new);
+            return if loaded {
+                empty_removed(old, new)
+            } else {
+                Vec::new()
+            };
         }
         self.retime(old, new, ms(now));
         self.reload_began(now);
+        if !loaded {
+            return Vec::new();
+        }
         self.gone_with_reload(old, new)
     }
 

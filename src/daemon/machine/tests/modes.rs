@@ -497,7 +497,8 @@ fn a_start_compares_its_record_with_the_book_a_part_at_a_time_as_in_one_piece() 
 /// On pf, a reload that removes services empties the tables only they
 /// named, each service's in one request: not a table the new config
 /// still names (here an `[[expire]]` table in the anchor), not a const
-/// allow list, not those of an anchor the new config left. The answer
+/// allow list, not those of an anchor the new config left, nothing where
+/// the new config has no service (it loads nothing). The answer
 /// says how many authorizations (the table and its intake) went, or the
 /// error.
 #[test]
@@ -550,4 +551,13 @@ fn a_reload_on_pf_empties_only_the_tables_of_the_services_it_removed() {
     let moved = Config::parse(text, Path::new("t.toml")).unwrap().0;
     let (old, mut m) = pf(more);
     assert_eq!(m.reloaded(&old, &moved, T), []);
+    // A config of no service loads nothing: the tables stay as they are.
+    let text = "[[expire]]\ntable = \"bruteforce\"\nttl = \"1h\"\n";
+    let none = Config::parse(text, Path::new("t.toml")).unwrap().0;
+    assert_eq!(m.reloaded(&old, &none, T), []);
+    let mut e = events();
+    authorize(&mut e, &super::cx(&old), "198.18.0.9", T);
+    assert_eq!(e.reloaded(&old, &none, T), []);
+    assert_eq!(e.count("ssh").0, 1, "still known: its set is still there");
+    assert_eq!(e.reloaded(&old, &config(""), T).len(), 0, "ssh_4 kept");
 }
