@@ -1828,8 +1828,14 @@ fn a_sighup_deleting_the_set_being_read_is_loaded_at_once() {
         &["nft", "-t", "list", "set", "inet", "pfknock", "ssh_6"],
     );
     assert!(!terse.status.success(), "ssh_6 still there");
-    // The reading's end: its line on what it found.
+    // The reading's end: its line on what it found. Nothing: the reload
+    // came before it had read ssh_6 whole (a reading done before would
+    // have found the 150,000, and the reload said so from what it knew).
     said += &read_log(&log, 120, |s| s.contains("authorizations found"));
+    assert!(
+        said.contains("): 0 authorizations found"),
+        "the reading was over before the reload:\n{said}"
+    );
     let py = knock_script(0.0);
     let dst = n.srv_ip(false);
     ok(&ns(&n.cli, &["python3", "-c", &py, &dst, &hosts[0]]));
