@@ -67,9 +67,6 @@ pub struct Daemon<T, L, G> {
     /// That load made a set anew under the reading: the sets are read
     /// again once it is done.
     reread: bool,
-    /// Sets such a load deleted, said with the kernel's count of them:
-    /// what the reading found of them is forgotten without a line.
-    gone_said: Vec<String>,
 }
 
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
@@ -114,7 +111,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             spa,
             reloaded_from: None,
             reread: false,
-            gone_said: Vec::new(),
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;

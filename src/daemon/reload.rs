@@ -112,10 +112,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         };
         self.reloaded_from.get_or_insert(old);
         // A set an earlier load of this reading deleted is made again:
-        // what the reading found of it before is not what it holds.
-        let made = auth_sets(&self.cfg);
-        if self.gone_said.iter().any(|set| made.contains(set)) {
-            self.gone_said.retain(|set| !made.contains(set));
+        // what the reading found of it is not what it holds, so this
+        // reading leaves it to the next.
+        if self.machine.made_again(&auth_sets(&self.cfg)) {
             self.reread = true;
         }
         if self.loader.remade() {
@@ -129,12 +128,15 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             self.reread = true;
         }
         self.said_reloaded();
-        for ((set, service), n) in gone.into_iter().zip(counts) {
+        for ((set, service), n) in gone.iter().zip(counts) {
             if n != Some(0) {
-                self.log.log(Level::Notice, &gone_line(&set, &service, n));
+                self.log.log(Level::Notice, &gone_line(set, service, n));
             }
-            self.gone_said.push(set);
         }
+        // What the reading found of them, or will find, is not taken in.
+        let cx = super::events::cx!(self);
+        let acts = self.machine.deleted_while_read(&cx, &sets);
+        self.carry_out(acts, super::events::ms(now));
         Some(Ok(()))
     }
 
@@ -151,11 +153,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let Some(old) = self.reloaded_from.take() else {
             return;
         };
-        for set in std::mem::take(&mut self.gone_said) {
-            let cx = super::events::cx!(self);
-            let acts = self.machine.forget_set(&cx, &set);
-            self.carry_out(acts, super::events::ms(now));
-        }
         self.take_in(&old, now);
         if std::mem::take(&mut self.reread) {
             self.resync(super::events::ms(now));

@@ -509,6 +509,8 @@ impl Machine {
     /// any, so that no look-up of a set that is gone follows at their
     /// deadlines.
     pub fn gone_with_reload(&mut self, old: &Config, new: &Config) -> Vec<Action> {
+        // The reading is over (`deleted_while_read`).
+        self.dropped.clear();
         let mut out = Vec::new();
         for (set, service) in deleted_sets(old, new) {
             self.full.remove(&set);
@@ -528,6 +530,26 @@ impl Machine {
             }
         }
         out
+    }
+
+    /// A reload during a reading of the sets deleted `sets` (the daemon
+    /// said so, by the kernel's count): what the book holds of them is
+    /// forgotten, and what the reading found of them is not taken in
+    /// (`resync.rs`), until the machine takes the reload in.
+    pub fn deleted_while_read(&mut self, cx: &Ctx, sets: &[String]) -> Vec<Action> {
+        let mut out = Vec::new();
+        for set in sets {
+            out.extend(self.forget_set(cx, set));
+            self.dropped.insert(set.clone());
+        }
+        out
+    }
+
+    /// Does a reload that makes `sets` make again one that an earlier
+    /// reload deleted during this reading? What the reading found of it
+    /// is then not what it holds: it stays out of this reading.
+    pub fn made_again(&self, sets: &HashSet<String>) -> bool {
+        self.dropped.iter().any(|s| sets.contains(s))
     }
 
     /// The next deadline (ms): `COALESCE` after the first authorization

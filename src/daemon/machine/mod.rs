@@ -267,6 +267,8 @@ pub struct Machine {
     /// Hosts whose knocks waited in the queue while the start read the
     /// sets, per set, with the element the reading found (`resync.rs`).
     pub(super) waiting: std::collections::HashMap<(String, IpAddr), Option<Auth>>,
+    /// Sets a reload deleted during the reading: not taken in from it.
+    pub(super) dropped: HashSet<String>,
 }
 
 /// Whole seconds left until `until` (ms), rounded down: what a restore

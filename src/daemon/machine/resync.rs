@@ -148,6 +148,11 @@ impl Machine {
                 self.open_set(cx, &mut t, set, ttl, got, out);
                 continue;
             };
+            // A reload between two parts deleted it: the rest went too.
+            if !self.takes(cx, &c.set) {
+                t.cur = None;
+                continue;
+            }
             while c.at < c.elems.len() && budget > 0 {
                 let (addr, until) = c.elems[c.at];
                 c.at += 1;
@@ -218,7 +223,13 @@ impl Machine {
         got: Result<Elements, ReadError>,
         out: &mut Vec<Action>,
     ) {
+        let covered = self.takes(cx, &set);
         match got {
+            // Read before that reload deleted it: what it held went with
+            // it, and the reload said so.
+            Ok(_) if !covered => {
+                self.take_set(&set);
+            }
             Ok(elems) => {
                 let old = self.take_set(&set);
                 t.cur = Some(Current {
@@ -232,10 +243,6 @@ impl Machine {
             // A family the service does not have; after lost
             // notifications, one it has is a set someone deleted.
             Err(ReadError::Missing) => {
-                let covered = auth_service(cx.cfg, &set).is_some_and(|s| {
-                    let af = if set.ends_with("_6") { Af::V6 } else { Af::V4 };
-                    s.family.covers(af)
-                });
                 if t.missed && covered {
                     t.gone_sets.push(format!("set {set}"));
                 }
@@ -283,6 +290,17 @@ impl Machine {
         info(out, event_line(cx.cfg, "authorized", s, addr, &extra));
         out.extend(self.track(cx, set, addr, a.since, a.until));
         true
+    }
+
+    /// Is authorized set `set` taken in from a reading? Not one a reload
+    /// during the reading deleted (`dropped`), nor a family its service
+    /// does not take.
+    fn takes(&self, cx: &Ctx, set: &str) -> bool {
+        !self.dropped.contains(set)
+            && auth_service(cx.cfg, set).is_some_and(|s| {
+                let af = if set.ends_with("_6") { Af::V6 } else { Af::V4 };
+                s.family.covers(af)
+            })
     }
 
     /// A set's entries, taken out of the book.
