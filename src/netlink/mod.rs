@@ -371,7 +371,7 @@ impl Lookup {
     /// Otherwise (the set changing, a timed-out element not yet collected,
     /// a kernel that does not count) it is dumped again until each place
     /// where a dump may have passed over an element was read by a later
-    /// one, or two in a row hold the same addresses, each once (`walks::settle`): at
+    /// one, or two in a row walk it alike, seeing it calm (`walks::settle`): at
     /// most `SETTLE_PASSES` dumps; if none settles (the set keeps changing),
     /// every address any of them held, each with the deadline the last one
     /// that held it gave, and a line that says an element may be missing.
@@ -421,8 +421,8 @@ impl Lookup {
                  element read by a later one"
             ),
             walks::Settled::Same(n) => format!(
-                "set {set}: read by {n} dumps, the last holding the addresses of the one \
-                 before it"
+                "set {set}: read by {n} dumps, the last walking the set as the one before \
+                 it did, neither seeing it change"
             ),
             walks::Settled::Changing(n) => format!(
                 "set {set}: read by {n} dumps, the set changing throughout: each address any \

@@ -47,6 +47,8 @@ pub(super) struct Walk {
     last: usize,
     last_bytes: usize,
     largest: usize,
+    /// A datagram began early: the set changed during the dump.
+    early: bool,
 }
 
 /// The most an element of pfknock's sets takes in a dump (its key,
@@ -83,6 +85,7 @@ impl Walk {
             self.gaps.push(self.elems.len());
         }
         self.last = self.elems.len();
+        self.early |= again > 0;
         (self.last_bytes, self.largest) = (bytes, self.largest.max(bytes));
         self.elems.extend(datagram.into_iter().skip(again));
     }
@@ -157,6 +160,12 @@ pub(super) fn gaps_left(places: &[u32], gaps: &[usize], next: &Walk) -> Option<V
     Some(left)
 }
 
+/// Did a dump (with `distinct` addresses) see the set calm: no element
+/// sent twice, no datagram begun early?
+fn is_calm(w: &Walk, distinct: usize) -> bool {
+    distinct == w.elems.len() && !w.early
+}
+
 /// How a reading by dumps ended, and after how many.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Settled {
@@ -170,9 +179,8 @@ pub(super) enum Settled {
 
 /// Dumps after `first` (each taken by `dump`) until the reading is whole:
 /// each gap of one closed by a later one (`gaps_left`), or two in a row
-/// holding the same addresses, each sending each once (a set that does
-/// not change: their gaps fall at the same places), at most `passes`
-/// dumps in all. Every element
+/// that walked the set alike and saw it calm (a set that does not change:
+/// their gaps fall at the same places), at most `passes` dumps in all. Every element
 /// any of them sent, each with the deadline of the last that sent it, in
 /// address order.
 pub(super) fn settle(
@@ -191,9 +199,9 @@ pub(super) fn settle(
     // A dump that sent an element twice (beyond a datagram begun early)
     // walked the set in two orders, resized meanwhile: its gaps say
     // nothing (`None`).
-    let mut distinct = idx.distinct();
-    let mut once = distinct == first.elems.len();
-    let mut gaps = once.then_some(first.gaps);
+    let mut calm = is_calm(&first, idx.distinct());
+    let mut before = first.gaps.clone();
+    let mut gaps = (idx.distinct() == first.elems.len()).then_some(first.gaps);
     // Of the dump before, only its addresses in walk order are kept: its
     // deadlines are in `all`.
     let mut addrs: Vec<IpAddr> = first.elems.iter().map(|e| e.0).collect();
@@ -208,14 +216,20 @@ pub(super) fn settle(
         let idx = Index::of(&next.elems);
         let at = places(&addrs, &idx);
         let d = idx.distinct();
-        // The same addresses: each the last sent is in this one, and this
-        // one has no more; and each of the two sent each once. (An element
-        // taken out and put back behind the walk's point makes a dump pass
-        // over one and send it twice, with the set's addresses unchanged:
-        // the next dump can pass over the same one another way.)
-        let same =
-            once && d == next.elems.len() && d == distinct && at.iter().all(|j| *j != NOWHERE);
-        once = d == next.elems.len();
+        // The same walk as the dump before: the same addresses in the same
+        // order, their datagrams ending at the same places, and neither
+        // seeing the set change (no element sent twice, no datagram begun
+        // early). The same addresses alone prove nothing: a dump that
+        // passed over an element as an add and a removal met it, and the
+        // next that passed over it as others did, can hold the same.
+        let now_calm = is_calm(&next, d);
+        let same = calm
+            && now_calm
+            && next.gaps == before
+            && next.elems.len() == addrs.len()
+            && next.elems.iter().zip(&addrs).all(|(e, a)| e.0 == *a);
+        calm = now_calm;
+        before.clone_from(&next.gaps);
         gaps = match gaps.and_then(|g| gaps_left(&at, &g, &next)) {
             _ if d < next.elems.len() => None,
             Some(g) => Some(g),
@@ -226,7 +240,6 @@ pub(super) fn settle(
         drop(idx);
         addrs.clear();
         addrs.extend(next.elems.iter().map(|e| e.0));
-        distinct = d;
         if gaps.as_ref().is_some_and(Vec::is_empty) {
             return Ok((all, Settled::Whole(pass)));
         }
