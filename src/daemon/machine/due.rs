@@ -509,8 +509,6 @@ impl Machine {
     /// any, so that no look-up of a set that is gone follows at their
     /// deadlines.
     pub fn gone_with_reload(&mut self, old: &Config, new: &Config) -> Vec<Action> {
-        // The reading is over (`deleted_while_read`).
-        self.dropped.clear();
         let mut out = Vec::new();
         for (set, service) in deleted_sets(old, new) {
             self.full.remove(&set);

@@ -81,6 +81,8 @@ impl Machine {
     /// A config of no service loads nothing, so nothing went.
     pub fn reloaded(&mut self, old: &Config, new: &Config, now: i64) -> Vec<Action> {
         self.polls.reload(new);
+        // Any reading it was loaded during is over (`deleted_while_read`).
+        self.dropped.clear();
         let loaded = !new.services.is_empty();
         if !self.events {
             return if loaded {

@@ -560,4 +560,11 @@ fn a_reload_on_pf_empties_only_the_tables_of_the_services_it_removed() {
     assert_eq!(e.reloaded(&old, &none, T), []);
     assert_eq!(e.count("ssh").0, 1, "still known: its set is still there");
     assert_eq!(e.reloaded(&old, &config(""), T).len(), 0, "ssh_4 kept");
+    // A set a reload deleted during a reading stays out of it until the
+    // machine takes a reload in, of any config.
+    let ssh_4 = std::collections::HashSet::from(["ssh_4".to_owned()]);
+    e.deleted_while_read(&super::cx(&old), &["ssh_4".to_owned()]);
+    assert!(e.made_again(&ssh_4));
+    e.reloaded(&old, &none, T);
+    assert!(!e.made_again(&ssh_4), "the reading is over");
 }
