@@ -545,6 +545,7 @@ impl pfknock::tables::Tables for Quiet {
             entry_counters: true,
             kills_states: pfknock::tables::KillStates::Conntrack,
             timed_rules: true,
+            expire_tables: false,
         }
     }
     fn full_sets(&self) -> Vec<(String, u64)> {

@@ -159,19 +159,11 @@ impl Backend {
     /// `[[expire]]` names pf tables of a hand-written ruleset, which
     /// nftables does not have (its sets time out by themselves).
     pub fn supports(&self, cfg: &Config, path: &std::path::Path) -> Result<()> {
-        if let (Backend::Nft(_), Some(e)) = (self, cfg.expires.first()) {
-            return Err(Error::Config {
-                file: path.to_owned(),
-                line: 0,
-                key: "expire".into(),
-                msg: format!(
-                    "table <{}>: [[expire]] expires pf tables; nftables has none here \
-                     (its sets time out by themselves): remove the [[expire]] section",
-                    e.table
-                ),
-            });
-        }
-        Ok(())
+        let caps = match self {
+            Backend::Pf => tables::Caps::PF,
+            Backend::Nft(_) => tables::Caps::NFT,
+        };
+        supported(caps, cfg, path)
     }
 
     /// The table interface: /dev/pf (read-only unless `write`), or nft(8).
@@ -203,6 +195,26 @@ impl Backend {
             _ => Ok(None),
         }
     }
+}
+
+/// Refuse what a firewall with `caps` cannot do, before anything is
+/// loaded (`pfknock load`, `run`, and each reload of a running daemon):
+/// `[[expire]]` names pf tables of a hand-written ruleset, which nftables
+/// does not have (its sets time out by themselves).
+pub fn supported(caps: tables::Caps, cfg: &Config, path: &std::path::Path) -> Result<()> {
+    if let (false, Some(e)) = (caps.expire_tables, cfg.expires.first()) {
+        return Err(Error::Config {
+            file: path.to_owned(),
+            line: 0,
+            key: "expire".into(),
+            msg: format!(
+                "table <{}>: [[expire]] expires pf tables; nftables has none here \
+                     (its sets time out by themselves): remove the [[expire]] section",
+                e.table
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Write the table as loaded to `nft_include`, if the config names one:

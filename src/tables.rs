@@ -138,6 +138,9 @@ pub struct Caps {
     /// a rotating service's rules are loaded once a step, ahead of it: the
     /// windows retire a step's ports by themselves.
     pub timed_rules: bool,
+    /// `[[expire]]` can name tables here: pf's, of a hand-written ruleset.
+    /// nftables has none such (its sets time out by themselves).
+    pub expire_tables: bool,
 }
 
 /// How `revoke --kill-states` cuts open connections.
@@ -155,12 +158,14 @@ impl Caps {
         entry_counters: true,
         kills_states: KillStates::Pfctl,
         timed_rules: false,
+        expire_tables: true,
     };
     pub const NFT: Caps = Caps {
         refreshes_entries: true,
         entry_counters: false,
         kills_states: KillStates::Conntrack,
         timed_rules: true,
+        expire_tables: false,
     };
 }
 

@@ -219,6 +219,18 @@ impl Rig {
         self.m().now = t;
         self.d.tick(t);
     }
+    /// SIGHUP at `t` with `conf`: the lines after `reloaded`.
+    fn reload_to(&mut self, conf: &str, t: i64) -> Vec<String> {
+        fs::write(&self.path, conf).unwrap();
+        self.m().now = t;
+        self.d.reload(t);
+        let l = self.log.take();
+        assert!(
+            l.first().is_some_and(|l| l.starts_with("reloaded ")),
+            "{l:?}"
+        );
+        l[1..].to_vec()
+    }
     fn hosts(&self, table: &str) -> Vec<(String, i64)> {
         self.m()
             .dump("pfknock", table)
@@ -726,6 +738,55 @@ fn expire_tables_of_a_hand_written_ruleset() {
         r.log.take(),
         ["expired 192.0.2.3 service=- table=portknock_ssh anchor=- age=1m1s ttl=1m"]
     );
+}
+
+/// A SIGHUP from a config of services to one of `[[expire]]` tables only:
+/// the anchor is loaded empty (its knock rules go: nothing would expire
+/// what they let in), the services' tables are emptied and said, and the
+/// expire table is swept. Knocks the old rules took are gone, the hand-
+/// written table's host expires as before.
+#[test]
+fn a_reload_to_expire_tables_only_takes_the_knock_rules_away() {
+    let mut r = rig_with(
+        &freebsd::LAYOUT,
+        "to-expire-only",
+        SSH,
+        true,
+        Some(true),
+        |m| {
+            m.define("", "portknock_ssh", false);
+            m.overload("", "portknock_ssh", "192.0.2.3".parse().unwrap());
+        },
+    );
+    r.knock("ssh_renew", "192.0.2.10");
+    r.at(NOW);
+    assert_eq!(r.log.take().len(), 2, "started, .10 authorized");
+    assert_eq!(r.hosts("ssh").len(), 1);
+    let expire_only = "[[expire]]\ntable = \"portknock_ssh\"\nttl = \"60s\"\n";
+    assert_eq!(
+        r.reload_to(expire_only, NOW + 10),
+        [
+            "table <ssh> in anchor pfknock of service ssh emptied by the reload: 1 authorizations \
+          went with it"
+        ]
+    );
+    let loads = r.pfctl.loads.borrow().clone();
+    assert_eq!(loads.len(), 2, "the anchor loaded again");
+    let rules: Vec<&str> = (loads[1].lines())
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(rules.is_empty(), "the anchor keeps {rules:?}");
+    for t in ["ssh", "ssh_renew"] {
+        assert!(r.hosts(t).is_empty(), "<{t}> holds {:?}", r.hosts(t));
+    }
+    r.d.tick(NOW + 61);
+    assert_eq!(
+        r.log.take(),
+        ["expired 192.0.2.3 service=- table=portknock_ssh anchor=- age=1m1s ttl=1m"]
+    );
+    // Back to the service: it starts with nobody.
+    assert!(r.reload_to(SSH, NOW + 70).is_empty());
+    assert!(r.hosts("ssh").is_empty());
 }
 
 #[test]
@@ -1568,16 +1629,12 @@ fn a_reload_that_removes_a_service_empties_its_tables() {
     r.knock("web_renew", "192.0.2.21");
     r.knock("web_close", "192.0.2.22");
     assert_eq!(r.log.take().len(), 3, "started, .10 and .20 authorized");
-    fs::write(&r.path, SSH).unwrap();
-    r.m().now = NOW + 10;
-    r.d.reload(NOW + 10);
-    let l = r.log.take();
-    assert_eq!(l.len(), 2, "{l:?}");
-    assert!(l[0].starts_with("reloaded "), "{l:?}");
     assert_eq!(
-        l[1],
-        "table <web> in anchor pfknock of service web emptied by the reload: 2 authorizations \
-         went with it"
+        r.reload_to(SSH, NOW + 10),
+        [
+            "table <web> in anchor pfknock of service web emptied by the reload: 2 authorizations \
+          went with it"
+        ]
     );
     for t in ["web", "web_renew", "web_close"] {
         assert!(r.hosts(t).is_empty(), "<{t}> holds {:?}", r.hosts(t));
@@ -1587,12 +1644,7 @@ fn a_reload_that_removes_a_service_empties_its_tables() {
     let l = r.log.take();
     assert_eq!(l.len(), 1, "{l:?}");
     assert!(l[0].starts_with("expired 192.0.2.10 "), "{l:?}");
-    fs::write(&r.path, &both).unwrap();
-    r.m().now = NOW + 200;
-    r.d.reload(NOW + 200);
-    let l = r.log.take();
-    assert_eq!(l.len(), 1, "{l:?}");
-    assert!(l[0].starts_with("reloaded "), "{l:?}");
+    assert!(r.reload_to(&both, NOW + 200).is_empty());
     assert!(r.hosts("web").is_empty());
     r.at(NOW + 201);
     assert!(r.log.take().is_empty());

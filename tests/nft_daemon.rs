@@ -1881,6 +1881,40 @@ fn a_reload_that_could_remake_a_set_being_read_waits_and_a_bad_one_is_said_at_on
     );
 }
 
+/// A config of `[[expire]]` tables only, which nftables cannot do (its
+/// sets time out by themselves), is refused by SIGHUP and by `pfknock
+/// load` as `run` refuses it: the table, its rules and sets stay, and what
+/// was authorized expires as before.
+#[test]
+fn a_reload_to_expire_tables_is_refused_and_changes_nothing() {
+    let mut r = rig("reload-expire-only", SSH);
+    r.knock(T0 + s(1), "198.18.0.10");
+    assert_eq!(r.log.take().len(), 1, "authorized");
+    let loads = r.k.st().loads;
+    fs::write(&r.path, "[[expire]]\ntable = \"bruteforce\"\n").unwrap();
+    r.k.at(T0 + s(2));
+    r.d.reload((T0 + s(2)) / 1000);
+    let l = r.log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(
+        l[0].starts_with("reload: ")
+            && l[0].contains("[[expire]] expires pf tables; nftables has none here")
+            && l[0].ends_with(": keeping the running configuration"),
+        "{l:?}"
+    );
+    let reply = r.command(T0 + s(3), &["load"]);
+    let (msg, _) = reply.error.expect("load refused");
+    assert!(msg.contains("[[expire]] expires pf tables"), "{msg}");
+    assert!(r.log.take().is_empty());
+    assert_eq!(r.k.st().loads, loads, "nothing loaded");
+    assert_eq!(r.d.cfg.services.len(), 1);
+    assert!(r.k.st().set("ssh_4").unwrap().elems.len() == 1);
+    r.at(T0 + s(61) + COALESCE);
+    let l = r.log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].starts_with("expired 198.18.0.10 "), "{l:?}");
+}
+
 /// During the start's reading, a SIGHUP whose config deletes sets being
 /// read (here a service removed, and IPv6 taken from another) and keeps
 /// the rest is loaded at once: the kernel has it, and the log says what

@@ -8,7 +8,7 @@
 //! waits for the reading to end.
 #![forbid(unsafe_code)]
 
-use super::machine::{auth_sets, deleted_sets, gone_line};
+use super::machine::{auth_sets, deleted_sets, gone_line, reload_loads};
 use super::{Daemon, Level, Loader, Log};
 use crate::cli::Command;
 use crate::config::Config;
@@ -37,7 +37,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// `reload`, with its failure returned (to the command that asked).
     pub fn try_reload(&mut self, now: i64) -> Result<()> {
         self.caught_up(now);
-        let (cfg, spa, warnings) = read_config(&self.path, now)?;
+        let (cfg, spa, warnings) = read_config(&self.path, now, self.caps)?;
         self.log_warnings(&warnings);
         let old = self.put_in(cfg, spa)?;
         self.said_reloaded();
@@ -89,7 +89,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// The reload of `reload_reading`: `None` where it must wait, else
     /// whether it was loaded.
     fn reload_at_once(&mut self, now: i64) -> Option<Result<()>> {
-        let (cfg, spa, warnings) = match read_config(&self.path, now) {
+        let (cfg, spa, warnings) = match read_config(&self.path, now, self.caps) {
             Ok(x) => x,
             Err(e) => return Some(Err(e)),
         };
@@ -100,9 +100,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.log_warnings(&warnings);
         // The sets it deletes, counted by the kernel while they are there:
         // the reading may not have reached them.
-        let gone = match cfg.services.is_empty() {
-            false => deleted_sets(&self.cfg, &cfg),
-            true => Vec::new(), // nothing is loaded
+        let gone = match reload_loads(&self.cfg, &cfg) {
+            true => deleted_sets(&self.cfg, &cfg),
+            false => Vec::new(), // nothing is loaded
         };
         let sets: Vec<String> = gone.iter().map(|(set, _)| set.clone()).collect();
         let counts = self.counts(&sets);
@@ -187,7 +187,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// the error, with the running config kept.
     fn put_in(&mut self, cfg: Config, spa: Vec<crate::spa::Service>) -> Result<Config> {
         let old = std::mem::replace(&mut self.cfg, cfg);
-        if !self.cfg.services.is_empty()
+        if reload_loads(&old, &self.cfg)
             && let Err(e) = self.load_anchor()
         {
             self.cfg = old;
@@ -227,16 +227,19 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 }
 
-/// The config at `path`, its signed-knock keys and its warnings.
+/// The config at `path`, its signed-knock keys and its warnings; refused
+/// where this firewall cannot do it (`backend::supported`).
 fn read_config(
     path: &std::path::Path,
     now: i64,
+    caps: crate::tables::Caps,
 ) -> Result<(
     Config,
     Vec<crate::spa::Service>,
     Vec<crate::config::Warning>,
 )> {
     let (cfg, warnings) = Config::load_at(path, now)?;
+    crate::backend::supported(caps, &cfg, path)?;
     let spa = crate::spa::keys::services(&cfg)?;
     Ok((cfg, spa, warnings))
 }

@@ -42,6 +42,7 @@ pub use claims::KEEP;
 pub use down::Known;
 pub(super) use due::meter_service;
 pub use due::{auth_sets, deleted_sets, gone_line};
+pub use modes::reload_loads;
 pub use polls::Write;
 pub use watch::Polls;
 

@@ -78,12 +78,12 @@ impl Machine {
     /// watched for (`reload_ended` when it is over), and the sets it
     /// deleted are forgotten (`gone_with_reload`: its lines); on pf the
     /// tables of the services it removed are emptied (`empty_removed`).
-    /// A config of no service loads nothing, so nothing went.
+    /// A reload that loads nothing (`reload_loads`) says nothing went.
     pub fn reloaded(&mut self, old: &Config, new: &Config, now: i64) -> Vec<Action> {
         self.polls.reload(new);
         // Any reading it was loaded during is over (`deleted_while_read`).
         self.dropped.clear();
-        let loaded = !new.services.is_empty();
+        let loaded = reload_loads(old, new);
         if !self.events {
             return if loaded {
                 empty_removed(old, new)
@@ -288,6 +288,14 @@ impl Machine {
         }
         out
     }
+}
+
+/// Does a reload from `old` to `new` load the anchor? Where `new` has
+/// services; and where `old` had some in the same anchor, which is then
+/// loaded empty: its knock rules go, since nothing would expire what they
+/// let in. Otherwise a config of `[[expire]]` tables only loads nothing.
+pub fn reload_loads(old: &Config, new: &Config) -> bool {
+    !new.services.is_empty() || (!old.services.is_empty() && old.anchor == new.anchor)
 }
 
 /// The tables of services a reload removed from the anchor (pf keeps a

@@ -497,8 +497,7 @@ fn a_start_compares_its_record_with_the_book_a_part_at_a_time_as_in_one_piece() 
 /// On pf, a reload that removes services empties the tables only they
 /// named, each service's in one request: not a table the new config
 /// still names (here an `[[expire]]` table in the anchor), not a const
-/// allow list, not those of an anchor the new config left, nothing where
-/// the new config has no service (it loads nothing). The answer
+/// allow list, not those of an anchor the new config left. The answer
 /// says how many authorizations (the table and its intake) went, or the
 /// error.
 #[test]
@@ -510,15 +509,6 @@ fn a_reload_on_pf_empties_only_the_tables_of_the_services_it_removed() {
     let new = config("[[expire]]\ntable = \"db\"\nanchor = \"pfknock\"\nttl = \"1h\"\n");
     let acts = m.reloaded(&old, &new, T);
     assert_eq!(acts.len(), 2, "{acts:?}");
-    let names = |q: &Query| match q {
-        Query::Writes(w) => (w.iter())
-            .map(|w| match w {
-                Write::Empty(t) => t.name.to_string(),
-                other => panic!("{other:?}"),
-            })
-            .collect::<Vec<_>>(),
-        other => panic!("{other:?}"),
-    };
     // db's table is an `[[expire]]` table now: its intake alone goes.
     let (q, _) = asked(&acts[1..]);
     assert_eq!(names(&q), ["db_renew"]);
@@ -551,15 +541,45 @@ fn a_reload_on_pf_empties_only_the_tables_of_the_services_it_removed() {
     let moved = Config::parse(text, Path::new("t.toml")).unwrap().0;
     let (old, mut m) = pf(more);
     assert_eq!(m.reloaded(&old, &moved, T), []);
-    // A config of no service loads nothing: the tables stay as they are.
+}
+
+/// A config of no service (`[[expire]]` tables only) in the anchor of
+/// the old one's services loads it empty: on pf every service's tables
+/// are emptied, with events their sets are forgotten; in another anchor
+/// it loads nothing and changes nothing.
+#[test]
+fn a_reload_to_no_service_empties_the_anchor_it_leaves_without_rules() {
+    let more = "[[service]]\nname = \"web\"\nprotect = [443]\nknock = [1235]\nclose = 1236\n\
+                allow = [\"192.0.2.1\"]\n\
+                [[service]]\nname = \"db\"\nprotect = [5432]\nknock = [1238]\n";
+    let (old, mut m) = pf(more);
+    // A config of no service in the same anchor loads it empty: every
+    // service's tables go. In another anchor it loads nothing.
     let text = "[[expire]]\ntable = \"bruteforce\"\nttl = \"1h\"\n";
     let none = Config::parse(text, Path::new("t.toml")).unwrap().0;
-    assert_eq!(m.reloaded(&old, &none, T), []);
+    let acts = m.reloaded(&old, &none, T);
+    let emptied: Vec<Vec<String>> = (acts.iter())
+        .map(|a| names(&asked(std::slice::from_ref(a)).0))
+        .collect();
+    assert_eq!(
+        emptied,
+        [
+            vec!["ssh", "ssh_renew"],
+            vec!["web", "web_renew", "web_close"],
+            vec!["db", "db_renew"]
+        ]
+    );
+    let elsewhere = Config::parse(&format!("anchor = \"other\"\n{text}"), Path::new("t.toml"));
+    let elsewhere = elsewhere.unwrap().0;
+    assert_eq!(m.reloaded(&old, &elsewhere, T), []);
+    assert!(!super::super::reload_loads(&elsewhere, &none));
     let mut e = events();
     authorize(&mut e, &super::cx(&old), "198.18.0.9", T);
-    assert_eq!(e.reloaded(&old, &none, T), []);
+    assert_eq!(e.reloaded(&old, &elsewhere, T), []);
     assert_eq!(e.count("ssh").0, 1, "still known: its set is still there");
     assert_eq!(e.reloaded(&old, &config(""), T).len(), 0, "ssh_4 kept");
+    assert_eq!(e.reloaded(&old, &none, T).len(), 1, "ssh_4 deleted");
+    assert_eq!(e.count("ssh").0, 0, "forgotten with its set");
     // A set a reload deleted during a reading stays out of it until the
     // machine takes a reload in, of any config.
     let ssh_4 = std::collections::HashSet::from(["ssh_4".to_owned()]);
@@ -567,4 +587,17 @@ fn a_reload_on_pf_empties_only_the_tables_of_the_services_it_removed() {
     assert!(e.made_again(&ssh_4));
     e.reloaded(&old, &none, T);
     assert!(!e.made_again(&ssh_4), "the reading is over");
+}
+
+/// The tables a query of `Write::Empty`s empties.
+fn names(q: &Query) -> Vec<String> {
+    match q {
+        Query::Writes(w) => (w.iter())
+            .map(|w| match w {
+                Write::Empty(t) => t.name.to_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect(),
+        other => panic!("{other:?}"),
+    }
 }
