@@ -1648,4 +1648,20 @@ fn a_reload_that_removes_a_service_empties_its_tables() {
     assert!(r.hosts("web").is_empty());
     r.at(NOW + 201);
     assert!(r.log.take().is_empty());
+    // `pfknock load` through the daemon says on its stderr what the log
+    // says of the hosts that went.
+    r.knock("web_renew", "192.0.2.23");
+    r.at(NOW + 202);
+    assert_eq!(r.log.take().len(), 1, ".23 authorized");
+    fs::write(&r.path, SSH).unwrap();
+    let reply = r.ask(&["load"], NOW + 203);
+    assert_eq!(reply.error, None);
+    let went = "table <web> in anchor pfknock of service web emptied by the reload: 1 \
+                authorizations went with it";
+    let l = &reply.done.stderr;
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert_eq!(l[0], went);
+    assert!(l[1].ends_with("which keeps it so"), "{l:?}");
+    assert_eq!(r.log.take()[1..], [went]);
+    assert!(r.hosts("web").is_empty());
 }

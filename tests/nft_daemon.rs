@@ -1949,7 +1949,22 @@ fn a_reload_that_deletes_sets_being_read_is_loaded_at_once_and_says_what_went() 
         }
         fs::write(&path, SSH.to_owned() + "family = \"inet\"\n").unwrap();
         k.at(T0 + s(20));
-        assert!(!d.reload_reading((T0 + s(20)) / 1000), "it does not wait");
+        if gated {
+            // By `pfknock load`, which says the same on its stderr.
+            let req = Request {
+                config: path.clone(),
+                argv: vec!["load".to_owned()],
+            };
+            let reply = d.control_while_reading(&req, (T0 + s(20)) / 1000);
+            let reply = reply.expect("it does not wait");
+            let l = &reply.done.stderr;
+            assert_eq!(l.len(), 3, "{l:?}");
+            reloaded_without_ssh_6_and_web(
+                &[&["reloaded (in the log)".to_owned()], &l[..2]].concat(),
+            );
+        } else {
+            assert!(!d.reload_reading((T0 + s(20)) / 1000), "it does not wait");
+        }
         reloaded_without_ssh_6_and_web(&log.take());
         let sets: Vec<String> = k.st().sets.as_ref().unwrap().keys().cloned().collect();
         assert_eq!(sets, ["ssh_4"]);
@@ -2234,10 +2249,17 @@ fn a_load_through_the_control_socket_during_a_reading_goes_at_once_where_sighup_
 /// service no longer takes) deletes their elements with them: the log
 /// says how many went with each set, the daemon forgets them, and no
 /// look-up of a set that is gone follows at their deadlines. What the
-/// reload keeps expires as before.
+/// reload keeps expires as before. `pfknock load` through the daemon
+/// says the same lines on its stderr.
 #[test]
 fn a_reload_that_deletes_sets_says_what_went_with_them_and_forgets_it() {
-    let mut r = rig("reload-deletes", &format!("{SSH}{WEB}"));
+    for by_load in [false, true] {
+        reload_deleting_sets(by_load);
+    }
+}
+
+fn reload_deleting_sets(by_load: bool) {
+    let mut r = rig(&format!("reload-deletes-{by_load}"), &format!("{SSH}{WEB}"));
     let nine = r.knock(T0, "198.18.0.9");
     let six = r.k.knock("ssh_6", "fd00::9");
     let (w1, w2) = (
@@ -2262,7 +2284,18 @@ fn a_reload_that_deletes_sets_says_what_went_with_them_and_forgets_it() {
     // web removed, ssh narrowed to IPv4.
     fs::write(&r.path, SSH.to_owned() + "family = \"inet\"\n").unwrap();
     r.k.at(T0 + s(10));
-    r.d.reload((T0 + s(10)) / 1000);
+    if by_load {
+        let reply = r.command(T0 + s(10), &["load"]);
+        assert!(reply.error.is_none(), "{:?}", reply.error);
+        let l = &reply.done.stderr;
+        assert_eq!(l.len(), 3, "{l:?}");
+        reloaded_without_ssh_6_and_web(
+            &[&["reloaded (said by the log)".to_owned()], &l[..2]].concat(),
+        );
+        assert!(l[2].ends_with("which keeps it so"), "{l:?}");
+    } else {
+        r.d.reload((T0 + s(10)) / 1000);
+    }
     reloaded_without_ssh_6_and_web(&r.log.take());
     let sets: Vec<String> = r.k.st().sets.as_ref().unwrap().keys().cloned().collect();
     assert!(

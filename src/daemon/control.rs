@@ -161,7 +161,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let cfg = self.cfg.clone();
         match self.command_of(req)? {
             Command::Load => {
-                self.try_reload(now)?;
+                self.echo = Some(Vec::new());
+                let r = self.try_reload(now);
+                done.stderr = self.echo.take().unwrap_or_default();
+                r?;
                 done.stderr.push(self.loaded_note());
                 Ok(())
             }

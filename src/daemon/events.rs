@@ -118,7 +118,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         while let Some(a) = todo.pop_front() {
             done += 1;
             match a {
-                Action::Log(level, line) => self.log.log(level, &line),
+                Action::Log(level, line) => self.say(level, &line),
                 Action::Fail(level, msg) => self.fail(level, &msg, now.div_euclid(1000)),
                 Action::Poll => self.lookup = None,
                 Action::Ask(Query::Dump(sets), then) if self.aside && then.reads_every_set() => {

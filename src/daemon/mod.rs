@@ -67,6 +67,9 @@ pub struct Daemon<T, L, G> {
     /// That load made a set anew under the reading: the sets are read
     /// again once it is done.
     reread: bool,
+    /// While `pfknock load` is done through the control socket: the lines
+    /// of notice or worse its reload logs (`say`), for its stderr too.
+    echo: Option<Vec<String>>,
 }
 
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
@@ -111,6 +114,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             spa,
             reloaded_from: None,
             reread: false,
+            echo: None,
         };
         if !d.cfg.services.is_empty() {
             d.load_anchor()?;
@@ -182,6 +186,17 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     fn next_boundary(&self, now: i64) -> Option<i64> {
         crate::rotate::next_boundary(&self.cfg, now, self.caps.timed_rules)
+    }
+
+    /// Log a line; one of notice or worse also goes to the command being
+    /// served, if it asked (`echo`).
+    fn say(&mut self, level: Level, msg: &str) {
+        if level <= Level::Notice
+            && let Some(e) = self.echo.as_mut()
+        {
+            e.push(msg.to_owned());
+        }
+        self.log.log(level, msg);
     }
 
     fn load_anchor(&mut self) -> Result<()> {

@@ -74,9 +74,13 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         if !matches!(self.command_of(req), Ok(Command::Load)) {
             return None;
         }
-        let r = self.reload_at_once(now)?;
+        self.echo = Some(Vec::new());
+        let r = self.reload_at_once(now);
+        let echoed = self.echo.take().unwrap_or_default();
+        let r = r?;
         let mut done = crate::verbs::Done::default();
         if r.is_ok() {
+            done.stderr = echoed;
             done.stderr.push(self.loaded_note());
         }
         Some(Reply {
@@ -120,7 +124,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         if self.loader.remade() {
             // The kernel did not take a change in place after all: the set
             // was made anew under the reading.
-            self.log.log(
+            self.say(
                 Level::Warning,
                 "reload: the kernel made a set anew instead of changing it in place: \
                  the sets are read again once this reading is done",
@@ -130,7 +134,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.said_reloaded();
         for ((set, service), n) in gone.iter().zip(counts) {
             if n != Some(0) {
-                self.log.log(Level::Notice, &gone_line(set, service, n));
+                self.say(Level::Notice, &gone_line(set, service, n));
             }
         }
         // What the reading found of them, or will find, is not taken in.
@@ -196,13 +200,13 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.spa = spa;
         if self.held {
             self.held = false;
-            self.log.log(
+            self.say(
                 Level::Notice,
                 &format!("anchor {} loaded again", self.cfg.anchor.as_str()),
             );
         }
         if old.anchor != self.cfg.anchor && !old.services.is_empty() {
-            self.log.log(
+            self.say(
                 Level::Warning,
                 &format!(
                     "anchor {} is still loaded: remove it with pfctl -a {} -F all",
