@@ -299,13 +299,34 @@ fn render(path: &Path, nft: bool, pf: bool) -> Result<()> {
     Ok(())
 }
 
+/// `load` where no daemon runs. What the load takes away is said, as the
+/// daemon's reload says it: on nftables the authorized sets it deletes,
+/// counted just before; on pf the tables of the anchor the config no
+/// longer names, emptied after (`verbs::empty_leftovers`).
 fn load(path: &Path) -> Result<()> {
     let cfg = load_config(path)?;
     warn_listened(&cfg, path);
     let source = path.display().to_string();
     let mut b = backend::detect()?;
     b.supports(&cfg, path)?;
+    let by = "pfknock load";
+    let going = match &b {
+        Backend::Nft(n) => n.going(&cfg)?,
+        Backend::Pf => Vec::new(),
+    };
     b.load(&cfg, &source)?;
+    let mut d = crate::verbs::Done::default();
+    for l in going.iter().filter_map(|g| g.line(by)) {
+        d.audit.push(l.clone());
+        d.stderr.push(l);
+    }
+    // (A stand-in pfctl on a system without pf has no tables to empty.)
+    let r = match &b {
+        Backend::Pf if crate::pf::AVAILABLE => open_tables(true)
+            .and_then(|mut t| crate::verbs::empty_leftovers(&cfg, &mut *t, by, &mut d)),
+        _ => Ok(()),
+    };
+    finish(&cfg, &d, r)?;
     loaded_warnings(&mut b, &cfg)
 }
 

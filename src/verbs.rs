@@ -283,6 +283,42 @@ pub fn expire_selection<'a>(
     })
 }
 
+/// After a load on pf: each table of the config's anchor that the config
+/// no longer names (a service removed, its `table` renamed) and that still
+/// holds entries is emptied, and said (stderr and audit). pf keeps such a
+/// `persist` table with its entries where no rule reads them and nothing
+/// expires them; named again later, it would let every one of them in
+/// again. A table the config names is never touched.
+pub fn empty_leftovers(cfg: &Config, t: &mut dyn Tables, by: &str, d: &mut Done) -> Result<()> {
+    let named: std::collections::HashSet<TableRef> = (crate::catalogue::named_tables(cfg))
+        .into_iter()
+        .map(|n| n.table)
+        .collect();
+    for st in t.table_stats(&cfg.anchor)? {
+        let Ok(name) = name::TableName::new(&st.name) else {
+            continue;
+        };
+        let table = TableRef::new(&cfg.anchor, &name);
+        if st.count == 0 || !st.active || named.contains(&table) {
+            continue;
+        }
+        let nets: Vec<Net> = t.entries(&table)?.iter().map(|e| e.net).collect();
+        let n = if nets.is_empty() {
+            0
+        } else {
+            t.delete(&table, &nets)?
+        };
+        let line = format!(
+            "table {table}, which the configuration no longer names, emptied by {by}: \
+             {n} addresses went with it"
+        );
+        d.audit.push(line.clone());
+        d.say(line);
+        d.changes.push(Change::Cleared(table));
+    }
+    Ok(())
+}
+
 /// What `unload` tells, on nftables (where the table stays, closed).
 pub fn unload_words(nft: bool, open: bool) -> Option<String> {
     (nft && !open).then(|| {

@@ -1240,6 +1240,47 @@ fn a_shorter_ttl_on_reload_expires_and_logs_at_once() {
     assert!(r.hosts("ssh").is_empty());
 }
 
+/// A service removed while no daemon ran: pf keeps its `persist` tables
+/// with their hosts, which no rule reads and nothing expires. The start
+/// empties every table of the anchor the config no longer names, and says
+/// so; the tables it names are left as they are, and the record of the
+/// last run says nothing of the hosts that went.
+#[test]
+fn a_start_empties_the_tables_of_services_removed_while_no_daemon_ran() {
+    use pfknock::tables::Tables;
+    let web = "[[service]]\nname = \"web\"\nprotect = [443]\nknock = [1235]\nttl = \"60s\"\n";
+    for l in OSES {
+        let mut r = rig(l, "start-leftovers", &format!("{SSH}{web}"));
+        r.knock("ssh_renew", "198.18.0.10");
+        r.knock("web_renew", "198.18.0.20");
+        r.knock("web_renew", "198.18.0.21");
+        r.at(NOW);
+        let kept = r.d.snapshot();
+        r.m().now = NOW + 5;
+        r.knock("web_renew", "198.18.0.22"); // waiting in the intake
+        // The daemon stops; web is removed; pfctl loads the new anchor.
+        fs::write(&r.path, SSH).unwrap();
+        let (cfg, _) = Config::load(&r.path).unwrap();
+        r.pfctl.clone().load(&cfg, "t").unwrap();
+        let (_d2, log) = r.again(l, NOW + 10, Some(Some(kept)));
+        let said = log.take();
+        for (t, n) in [("web", 2), ("web_renew", 1)] {
+            let line = format!(
+                "table <{t}> in anchor pfknock, which the configuration no longer names, \
+                 emptied by pfknock run: {n} addresses went with it"
+            );
+            assert!(said.contains(&line), "{}: {said:?}", l.os);
+            assert!(r.hosts(t).is_empty(), "{}", l.os);
+        }
+        assert_eq!(said.len(), 3, "{}: {said:?}", l.os);
+        assert_eq!(r.hosts("ssh").len(), 1, "{}", l.os);
+        let stats = PfTables::new(r.k.clone(), l)
+            .table_stats(&cfg.anchor)
+            .unwrap();
+        assert_eq!(stats.iter().map(|s| s.count).sum::<u64>(), 1, "{}", l.os);
+    }
+}
+
 #[test]
 fn what_happened_while_the_daemon_was_down_is_logged_as_such() {
     use pfknock::tables::{TableRef, Tables};

@@ -203,6 +203,50 @@ fn reload_keeps_authorizations() {
     assert!(v[0]["left"].as_u64().unwrap() > 1100, "{v}");
 }
 
+/// `pfknock load` with no daemon, of a config that removes a service:
+/// nftables deletes its sets with their elements, and the command says how
+/// many authorizations went, on its stderr and in its audit line, as the
+/// daemon's reload does. The service kept stays open to its knocker, the
+/// removed one's set is gone from the kernel, and a load that removes
+/// nothing says nothing.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_load_that_removes_a_service_says_what_went_with_it() {
+    need_root_and_tools!();
+    let ssh = RATE.replace("3s", "10m");
+    let web = "[[service]]\nname = \"web\"\nprotect = [8443]\nknock = [1235]\nfamily = \"inet\"\n";
+    let mut n = Net::new(&format!("{ssh}{web}"));
+    n.up();
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(n.open(false));
+    n.fill(
+        "web_4",
+        ["198.18.200.1".to_owned(), "198.18.200.2".to_owned()],
+    );
+    let path = n.dir.join("log.sock");
+    let log = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    log.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let env = [("PFKNOCK_SYSLOG_SOCKET", path.to_str().unwrap())];
+    fs::write(n.conf(), ssh.replace("PROTECTED", &PROTECTED.to_string())).unwrap();
+    let o = n.server_env(&["load"], &env);
+    ok(&o);
+    let went = "set web_4 of service web deleted by pfknock load: 2 authorizations went with it";
+    assert_eq!(String::from_utf8_lossy(&o.stderr), format!("{went}\n"));
+    let mut b = [0u8; 2048];
+    let k = log.recv(&mut b).expect("an audit line");
+    let line = String::from_utf8_lossy(&b[..k]);
+    assert!(line.ends_with(went), "{line}");
+    let listed = common::ns(&n.srv, &["nft", "list", "set", "inet", "pfknock", "web_4"]);
+    assert!(!listed.status.success(), "web_4 is gone");
+    assert!(n.open(false), "ssh's knocker keeps it");
+    let o = n.server_env(&["load"], &env);
+    ok(&o);
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
+    log.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(log.recv(&mut b).is_err(), "no audit line");
+}
+
 fn set_json(n: &Net, set: &str) -> Option<serde_json::Value> {
     let o = Command::new("ip")
         .args([

@@ -138,6 +138,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         // nftables: the caller switches to kernel events next, which read
         // the sets by themselves; a first poll would list every element.
         if !d.caps.refreshes_entries {
+            if !d.cfg.services.is_empty() {
+                d.empty_leftovers();
+            }
             if let Some(prev) = record {
                 d.reconcile(prev, now);
             }
@@ -186,6 +189,25 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     fn next_boundary(&self, now: i64) -> Option<i64> {
         crate::rotate::next_boundary(&self.cfg, now, self.caps.timed_rules)
+    }
+
+    /// pf: the tables of the anchor that the config no longer names (a
+    /// service removed while no daemon ran), emptied and said
+    /// (`verbs::empty_leftovers`).
+    fn empty_leftovers(&mut self) {
+        let mut done = crate::verbs::Done::default();
+        let cfg = self.cfg.clone();
+        let r = crate::verbs::empty_leftovers(&cfg, &mut self.tables, "pfknock run", &mut done);
+        for l in &done.stderr {
+            self.log.log(Level::Notice, l);
+        }
+        if let Err(e) = r {
+            let msg = format!(
+                "anchor {}: emptying the tables the configuration no longer names: {e}",
+                cfg.anchor.as_str()
+            );
+            self.log.log(Level::Err, &msg);
+        }
     }
 
     /// Log a line; one of notice or worse also goes to the command being

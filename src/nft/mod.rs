@@ -18,12 +18,14 @@ use crate::render::nft::{SetDef, TableDef};
 
 mod conntrack;
 mod flows;
+mod going;
 mod neighbours;
 mod tables;
 mod text;
 
 pub use conntrack::*;
 use flows::*;
+pub use going::Going;
 pub use neighbours::*;
 pub use tables::*;
 pub use text::*;
