@@ -75,6 +75,15 @@ pub trait Loader {
         let _ = (old, new, sets);
         false
     }
+    /// What loading `cfg` would take away with it, said as done `by`
+    /// (`pfknock load`, `pfknock run`), counted now: on nftables the
+    /// authorized sets it deletes (`nft::Going`). None on pf, whose tables
+    /// stay: they are emptied after the load (`verbs::empty_leftovers`).
+    /// A listing that fails says nothing: the load fails the same way.
+    fn going(&mut self, cfg: &Config, by: &str) -> Vec<String> {
+        let _ = (cfg, by);
+        Vec::new()
+    }
     /// Did the last load make anew a set it asked the kernel to change in
     /// place (the kernel did not take the change)?
     fn remade(&mut self) -> bool {
@@ -127,6 +136,14 @@ impl Loader for Backend {
     }
     fn remade(&mut self) -> bool {
         matches!(self, Backend::Nft(n) if n.remade.get())
+    }
+    fn going(&mut self, cfg: &Config, by: &str) -> Vec<String> {
+        match self {
+            Backend::Nft(n) => (n.going(cfg).unwrap_or_default().iter())
+                .filter_map(|g| g.line(by))
+                .collect(),
+            Backend::Pf => Vec::new(),
+        }
     }
     fn unload(&mut self, cfg: &Config, open: bool) -> Result<()> {
         match self {

@@ -310,13 +310,10 @@ fn load(path: &Path) -> Result<()> {
     let mut b = backend::detect()?;
     b.supports(&cfg, path)?;
     let by = "pfknock load";
-    let going = match &b {
-        Backend::Nft(n) => n.going(&cfg)?,
-        Backend::Pf => Vec::new(),
-    };
+    let going = b.going(&cfg, by);
     b.load(&cfg, &source)?;
     let mut d = crate::verbs::Done::default();
-    for l in going.iter().filter_map(|g| g.line(by)) {
+    for l in going {
         d.audit.push(l.clone());
         d.stderr.push(l);
     }

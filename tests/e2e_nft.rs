@@ -245,6 +245,22 @@ fn a_load_that_removes_a_service_says_what_went_with_it() {
     log.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     assert!(log.recv(&mut b).is_err(), "no audit line");
+    // The service back, three knocks, then removed while no daemon runs:
+    // the daemon's start says what its load took away.
+    let conf = |c: &str| fs::write(n.conf(), c.replace("PROTECTED", &PROTECTED.to_string()));
+    conf(&format!("{ssh}{web}")).unwrap();
+    ok(&n.server(&["load"]));
+    n.fill("web_4", (1..=3).map(|i| format!("198.18.201.{i}")));
+    conf(&ssh).unwrap();
+    let (mut d, _pid) = common::daemon_env(&n, &env);
+    let went = "set web_4 of service web deleted by pfknock run: 3 authorizations went with it";
+    let said = common::read_log(&log, 10, |s| s.contains(went));
+    let _ = d.kill();
+    let _ = d.wait();
+    assert!(said.contains(went), "{said}");
+    let listed = common::ns(&n.srv, &["nft", "list", "set", "inet", "pfknock", "web_4"]);
+    assert!(!listed.status.success(), "web_4 is gone");
+    assert!(n.open(false), "ssh's knocker keeps it");
 }
 
 fn set_json(n: &Net, set: &str) -> Option<serde_json::Value> {

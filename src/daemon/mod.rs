@@ -116,7 +116,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             reread: false,
             echo: None,
         };
+        let mut going = Vec::new();
         if !d.cfg.services.is_empty() {
+            going = d.loader.going(&d.cfg, "pfknock run");
             d.load_anchor()?;
         }
         d.check_pf();
@@ -134,6 +136,11 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 d.path.display()
             ),
         );
+        // nftables: the authorized sets of services removed while no
+        // daemon ran went with the load.
+        for l in going {
+            d.log.log(Level::Notice, &l);
+        }
         d.machine.step_at(d.next_boundary(now));
         // nftables: the caller switches to kernel events next, which read
         // the sets by themselves; a first poll would list every element.
