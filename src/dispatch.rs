@@ -327,12 +327,21 @@ fn load(path: &Path) -> Result<()> {
     loaded_warnings(&mut b, &cfg)
 }
 
+/// `unload` where no daemon runs: it says, and logs, how many
+/// authorizations went with the anchor, counted just before, as the
+/// daemon does.
 fn unload(path: &Path, open: bool) -> Result<()> {
     let cfg = load_config(path)?;
     let mut b = backend::detect()?;
+    let went = (b.tables(false).ok()).and_then(|mut t| crate::verbs::authorizations(&cfg, &mut *t));
     b.unload(&cfg, open)?;
     if let Some(w) = crate::verbs::unload_words(matches!(b, Backend::Nft(_)), open) {
         say!("{w}");
+    }
+    if let Some(n) = went {
+        let line = crate::verbs::unloaded_line(&cfg, open, n);
+        audit(&cfg, &line);
+        say!("{line}");
     }
     Ok(())
 }

@@ -319,6 +319,34 @@ pub fn empty_leftovers(cfg: &Config, t: &mut dyn Tables, by: &str, d: &mut Done)
     Ok(())
 }
 
+/// How many authorizations the config's tables hold, by the firewall's
+/// counts: each service's authorized table and its intake (pf). `None`
+/// where they cannot be read (nothing loaded).
+pub fn authorizations(cfg: &Config, t: &mut dyn Tables) -> Option<u64> {
+    use crate::catalogue::{Kind, named_tables};
+    let auth: std::collections::HashSet<String> = (named_tables(cfg).into_iter())
+        .filter(|n| matches!(n.kind, Kind::Service(Role::Auth | Role::Renew)))
+        .filter(|n| n.table.anchor == cfg.anchor)
+        .map(|n| n.table.name.to_string())
+        .collect();
+    let stats = t.table_stats(&cfg.anchor).ok()?;
+    Some(
+        (stats.iter().filter(|s| auth.contains(&s.name)))
+            .map(|s| s.count)
+            .sum(),
+    )
+}
+
+/// What `unload` says of the authorizations that went with the anchor
+/// (the daemon logs the same, and keeps it unloaded).
+pub fn unloaded_line(cfg: &Config, open: bool, went: u64) -> String {
+    format!(
+        "anchor {} unloaded by pfknock unload{}: {went} authorizations went with it",
+        cfg.anchor.as_str(),
+        if open { " --open" } else { "" }
+    )
+}
+
 /// What `unload` tells, on nftables (where the table stays, closed).
 pub fn unload_words(nft: bool, open: bool) -> Option<String> {
     (nft && !open).then(|| {

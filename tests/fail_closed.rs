@@ -45,16 +45,36 @@ fn unload_leaves_the_ports_closed_unless_asked_to_open_them() {
     n.up();
     ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
     assert!(n.open(false));
-    let o = n.server(&["unload"]);
+    // What went is said, and logged, as the daemon logs it.
+    let path = n.dir.join("log.sock");
+    let log = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    log.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let o = n.server_env(
+        &["unload"],
+        &[("PFKNOCK_SYSLOG_SOCKET", path.to_str().unwrap())],
+    );
     ok(&o);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("closed"));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("closed"), "{said}");
+    let went = "anchor pfknock unloaded by pfknock unload: 1 authorizations went with it";
+    assert!(said.lines().any(|l| l == went), "{said}");
+    let mut b = [0u8; 2048];
+    let k = log.recv(&mut b).expect("an audit line");
+    assert!(String::from_utf8_lossy(&b[..k]).ends_with(went));
     assert!(
         !n.open(false),
         "unloaded: closed, the authorization is gone"
     );
     assert!(n.open(true), "the allow list still gets in");
     assert!(!rules(&n).contains("synproxy"), "no knock port answers");
-    ok(&n.server(&["unload", "--open"]));
+    let o = n.server(&["unload", "--open"]);
+    ok(&o);
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("unloaded by pfknock unload --open: 0 authorizations went with it"),
+        "{o:?}"
+    );
     assert!(
         n.open(false),
         "--open: the port is left to the rest of the ruleset"

@@ -259,14 +259,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.held = true;
         let cx = super::events::cx!(self);
         let dropped = self.machine.unloaded(&cx);
+        let went = verbs::unloaded_line(&self.cfg, open, dropped as u64);
         self.log.log(
             Level::Notice,
-            &format!(
-                "anchor {} unloaded by pfknock unload{}: {dropped} authorizations went \
-                 with it; kept unloaded until pfknock load or SIGHUP",
-                self.cfg.anchor.as_str(),
-                if open { " --open" } else { "" }
-            ),
+            &format!("{went}; kept unloaded until pfknock load or SIGHUP"),
         );
         if let Some(w) = verbs::unload_words(self.caps.refreshes_entries, open) {
             done.stderr.push(w);
