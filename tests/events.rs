@@ -516,6 +516,7 @@ fn unload_and_load_through_the_daemon_are_kept() {
     ok(&o);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("loaded by the running daemon"), "{err}");
+    assert!(err.contains("anchor pfknock loaded again"), "{err}");
     assert!(
         err.contains("service.window: warning: has no effect on a single knock port"),
         "{err}"
