@@ -31,6 +31,7 @@ pub fn detect() -> Result<Backend> {
         Ok(Backend::Nft(nft::Nft {
             argv: vec![nft.display().to_string()],
             remade: Default::default(),
+            went: Default::default(),
         }))
     } else if pfctl::find().is_some() {
         Ok(Backend::Pf)
@@ -75,13 +76,12 @@ pub trait Loader {
         let _ = (old, new, sets);
         false
     }
-    /// What loading `cfg` would take away with it, said as done `by`
-    /// (`pfknock load`, `pfknock run`), counted now: on nftables the
-    /// authorized sets it deletes (`nft::Going`). None on pf, whose tables
-    /// stay: they are emptied after the load (`verbs::empty_leftovers`).
-    /// A listing that fails says nothing: the load fails the same way.
-    fn going(&mut self, cfg: &Config, by: &str) -> Vec<String> {
-        let _ = (cfg, by);
+    /// What the last load took away with it, said as done `by` (`pfknock
+    /// load`, `pfknock run`): on nftables the authorized sets it deleted,
+    /// counted just before (`nft::Going`). None on pf, whose tables stay:
+    /// they are emptied after the load (`verbs::empty_leftovers`).
+    fn went(&mut self, by: &str) -> Vec<String> {
+        let _ = by;
         Vec::new()
     }
     /// Did the last load make anew a set it asked the kernel to change in
@@ -137,9 +137,9 @@ impl Loader for Backend {
     fn remade(&mut self) -> bool {
         matches!(self, Backend::Nft(n) if n.remade.get())
     }
-    fn going(&mut self, cfg: &Config, by: &str) -> Vec<String> {
+    fn went(&mut self, by: &str) -> Vec<String> {
         match self {
-            Backend::Nft(n) => (n.going(cfg).unwrap_or_default().iter())
+            Backend::Nft(n) => (n.went.borrow().iter())
                 .filter_map(|g| g.line(by))
                 .collect(),
             Backend::Pf => Vec::new(),

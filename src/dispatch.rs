@@ -310,10 +310,9 @@ fn load(path: &Path) -> Result<()> {
     let mut b = backend::detect()?;
     b.supports(&cfg, path)?;
     let by = "pfknock load";
-    let going = b.going(&cfg, by);
     b.load(&cfg, &source)?;
     let mut d = crate::verbs::Done::default();
-    for l in going {
+    for l in b.went(by) {
         d.audit.push(l.clone());
         d.stderr.push(l);
     }

@@ -116,10 +116,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             reread: false,
             echo: None,
         };
-        let mut going = Vec::new();
+        let mut went = Vec::new();
         if !d.cfg.services.is_empty() {
-            going = d.loader.going(&d.cfg, "pfknock run");
             d.load_anchor()?;
+            went = d.loader.went("pfknock run");
         }
         d.check_pf();
         d.log.log(
@@ -138,7 +138,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         );
         // nftables: the authorized sets of services removed while no
         // daemon ran went with the load.
-        for l in going {
+        for l in went {
             d.log.log(Level::Notice, &l);
         }
         d.machine.step_at(d.next_boundary(now));

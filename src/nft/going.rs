@@ -2,12 +2,11 @@
 //! `table inet pfknock` that the new config no longer makes (a service
 //! removed, a family it no longer takes, its `table` renamed), which the
 //! load deletes with their elements (`Nft::load`). Counted just before, so
-//! that `pfknock load` can say how many authorizations went.
+//! that `pfknock load` and the daemon's start can say how many
+//! authorizations went (`Nft::went`).
 #![forbid(unsafe_code)]
 
-use super::{KernelSet, Nft, parse_defs};
-use crate::config::Config;
-use crate::error::Result;
+use super::KernelSet;
 use crate::render::nft::TableDef;
 
 /// An authorized set a load deletes: its name, its service (from the
@@ -36,29 +35,21 @@ impl Going {
     }
 }
 
-impl Nft {
-    /// The authorized sets that loading `cfg` deletes, each counted by the
-    /// kernel (one request a set); none where the table is not loaded.
-    pub fn going(&self, cfg: &Config) -> Result<Vec<Going>> {
-        let (have, _, _) = parse_defs(&self.run(&["-j", "-t", "list", "ruleset"], None)?)?;
-        let def = crate::render::nft::build(cfg);
-        Ok(going_sets(&have, &def)
-            .into_iter()
-            .map(|(set, service)| {
-                let count = count_now(&set);
-                Going {
-                    set,
-                    service,
-                    count,
-                }
-            })
-            .collect())
-    }
+/// `sets` (set, service), each counted by the kernel now (one request a
+/// set).
+pub(super) fn counted(sets: &[(String, String)]) -> Vec<Going> {
+    (sets.iter())
+        .map(|(set, service)| Going {
+            set: set.clone(),
+            service: service.clone(),
+            count: count_now(set),
+        })
+        .collect()
 }
 
 /// Of the sets the kernel has, the authorized ones (comment
 /// "SERVICE: authorized") that `def` does not make: (set, service).
-fn going_sets(have: &[KernelSet], def: &TableDef) -> Vec<(String, String)> {
+pub(super) fn going_sets(have: &[KernelSet], def: &TableDef) -> Vec<(String, String)> {
     have.iter()
         .filter(|h| !def.sets().any(|d| d.name == h.name))
         .filter_map(|h| {
@@ -83,6 +74,7 @@ fn count_now(_set: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use std::path::Path;
 
     fn config(text: &str) -> Config {

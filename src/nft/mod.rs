@@ -26,6 +26,7 @@ mod text;
 pub use conntrack::*;
 use flows::*;
 pub use going::Going;
+use going::{counted, going_sets};
 pub use neighbours::*;
 pub use tables::*;
 pub use text::*;
@@ -38,6 +39,9 @@ pub struct Nft {
     /// The last `load` made anew a set it had asked the kernel to change
     /// in place (the kernel did not take the change): `remade`.
     pub remade: std::cell::Cell<bool>,
+    /// The authorized sets the last `load` deleted, counted just before
+    /// (`Going`); none where it failed.
+    pub went: std::cell::RefCell<Vec<Going>>,
 }
 
 /// One element of a set.
@@ -109,13 +113,30 @@ impl Nft {
     /// closed table goes in instead (fail closed), and the error says so.
     pub fn load(&self, cfg: &Config) -> Result<()> {
         self.remade.set(false);
+        self.went.take();
         let def = crate::render::nft::build(cfg);
-        let (script, had, updated) = self.plan(&def, true)?;
+        let first = self.plan(&def, true)?;
+        // What it deletes of the authorizations, while they are there.
+        let going = counted(&first.going);
+        self.apply(cfg, &def, first)?;
+        self.went.replace(going);
+        Ok(())
+    }
+
+    /// `load`'s transaction, planned as `first`: a set it asked to change
+    /// in place that the kernel did not take is made anew after it.
+    fn apply(&self, cfg: &Config, def: &TableDef, first: Plan) -> Result<()> {
+        let Plan {
+            script,
+            had,
+            updated,
+            ..
+        } = first;
         let first = self.run(&["-f", "-"], Some(&script));
         let whole = match first {
             Ok(_) if updated.is_empty() => return Ok(()),
             // Changed in place as asked, or not (an older kernel).
-            Ok(_) => !self.updated_as_asked(&def, &updated)?,
+            Ok(_) => !self.updated_as_asked(def, &updated)?,
             Err(_) if !updated.is_empty() => true,
             Err(e) if had => return Err(e),
             Err(e) => return Err(self.closed_instead(cfg, e)),
@@ -124,7 +145,7 @@ impl Nft {
             return Ok(());
         }
         self.remade.set(true);
-        let (script, had, _) = self.plan(&def, false)?;
+        let Plan { script, had, .. } = self.plan(def, false)?;
         match self.run(&["-f", "-"], Some(&script)) {
             Ok(_) => Ok(()),
             Err(e) if had => Err(e),
@@ -165,14 +186,15 @@ impl Nft {
     /// transaction, a changed set made anew (`close`: no second try on a
     /// kernel that cannot change a set in place).
     pub fn load_script(&self, def: &TableDef) -> Result<String> {
-        self.plan(def, false).map(|(script, _, _)| script)
+        self.plan(def, false).map(|p| p.script)
     }
 
-    /// The script of `load`, whether the table was there, and the
-    /// sets it changes in place (`in_place`; else those are made anew).
-    /// The listing is terse (no elements): its cost does not grow with
-    /// the authorizations, which a step of a rotating service loads anew.
-    fn plan(&self, def: &TableDef, in_place: bool) -> Result<(String, bool, Vec<String>)> {
+    /// The script of `load`, whether the table was there, the sets it
+    /// changes in place (`in_place`; else those are made anew) and the
+    /// authorized sets it deletes (`Plan`). The listing is terse (no
+    /// elements): its cost does not grow with the authorizations, which a
+    /// step of a rotating service loads anew.
+    fn plan(&self, def: &TableDef, in_place: bool) -> Result<Plan> {
         // `list table` reads every element from the kernel even when
         // terse (nft 1.1: 22 ms for 10k elements), `list ruleset -t` none.
         let (have_sets, have_chains, had) =
@@ -216,8 +238,10 @@ impl Nft {
                 None => sc.push_str(&format!("delete set inet {TABLE} {}\n", h.name)),
             }
         }
+        // The sockets open now, read once for every kept set made.
+        let tcp = std::cell::OnceCell::new();
         for d in def.sets().filter(|d| !keep.contains(&d.name.as_str())) {
-            add_set(&mut sc, d, &carry);
+            add_set(&mut sc, d, &carry, &tcp);
         }
         add_chains(&mut sc, TABLE, &def.chains);
         // The guard holds nothing: made anew, in the same transaction.
@@ -228,7 +252,12 @@ impl Nft {
             sc.push_str(&format!("add table inet {GUARD}\n"));
         }
         add_chains(&mut sc, GUARD, &def.guard);
-        Ok((sc, had, updated))
+        Ok(Plan {
+            script: sc,
+            had,
+            updated,
+            going: going_sets(&have_sets, def),
+        })
     }
 
     /// A set's elements with their timers to the millisecond (`nft -j`
@@ -264,16 +293,31 @@ impl Nft {
     }
 }
 
+/// What `Nft::plan` found: the `nft -f` script, whether pfknock's table
+/// was there, the sets changed in place, and the authorized sets deleted
+/// as (set, service).
+struct Plan {
+    script: String,
+    had: bool,
+    updated: Vec<String>,
+    going: Vec<(String, String)>,
+}
+
 /// The lines that make set `d`: the set, and the connections it keeps
 /// (a kept set) or the elements `carry` holds for it, if any.
-fn add_set(sc: &mut String, d: &SetDef, carry: &[(&SetDef, Vec<TimedElem>)]) {
+fn add_set(
+    sc: &mut String,
+    d: &SetDef,
+    carry: &[(&SetDef, Vec<TimedElem>)],
+    tcp: &std::cell::OnceCell<[(String, bool); 2]>,
+) {
     sc.push_str(&format!(
         "add set inet {TABLE} {} {{ {} }}\n",
         d.name,
         d.body()
     ));
     let list = match &d.kept {
-        Some(ports) => open_flows(ports, d.ty.starts_with("ipv6")),
+        Some(ports) => flows_of(tcp.get_or_init(proc_tcp), ports, d.ty.starts_with("ipv6")),
         None => carry
             .iter()
             .find(|(c, _)| c.name == d.name)
