@@ -340,6 +340,20 @@ impl crate::kevents::ElementLookup for Lookup {
     }
 }
 
+/// A set as NFT_MSG_GETSET describes it (`Lookup::info`). `count`: the
+/// elements the kernel counts (NFTA_SET_COUNT), those in it, those timed
+/// out and not yet collected, and those of a transaction not yet
+/// committed (`None` from a kernel that does not say); `timeout_ms`: the
+/// set's timeout (NFTA_SET_TIMEOUT), which an element's look-up gives only
+/// where its own differs; `size`: its size (NFTA_SET_DESC_SIZE). The
+/// kernel leaves out a timeout or size of 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetInfo {
+    pub count: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub size: Option<u64>,
+}
+
 /// One element at a time: is it in the set, and for how long still?
 pub struct Lookup {
     sock: Socket,
@@ -490,13 +504,17 @@ impl Lookup {
         Ok(whole.then_some(found))
     }
 
-    /// How many elements the kernel counts in a set (NFTA_SET_COUNT of
-    /// NFT_MSG_GETSET): those in it, those timed out and not yet
-    /// collected, and those of a transaction not yet committed (`None`
-    /// from a kernel that does not say); and the set's timeout in ms
-    /// (NFTA_SET_TIMEOUT), which an element's look-up gives only where
-    /// its own differs.
+    /// `info`'s count and timeout.
     fn set_count(&mut self, set: &str) -> io::Result<(Option<u64>, Option<u64>)> {
+        self.info(set).map(|i| (i.count, i.timeout_ms))
+    }
+
+    /// A set as the kernel describes it (NFT_MSG_GETSET of the one set, no
+    /// element read): its count, timeout and size (`SetInfo`). ENOENT
+    /// where the table or the set is not there.
+    pub fn info(&mut self, set: &str) -> io::Result<SetInfo> {
+        const NFTA_SET_DESC: u16 = 9;
+        const NFTA_SET_DESC_SIZE: u16 = 1;
         const NFTA_SET_TIMEOUT: u16 = 11;
         const NFTA_SET_COUNT: u16 = 20;
         let mut h = NetlinkHeader::default();
@@ -515,19 +533,22 @@ impl Lookup {
         );
         self.seq = self.seq.wrapping_add(1).max(1);
         let answer = request(&self.sock, m, self.seq, &mut self.buf)?;
-        let (mut count, mut timeout) = (None, None);
+        let be32 = |v: &[u8]| Some(u64::from(u32::from_be_bytes(v.get(..4)?.try_into().ok()?)));
+        let mut i = SetInfo::default();
         for r in answer.iter().filter(|r| msg_type(r) == NFT_MSG_NEWSET) {
             for (t, v) in attrs(r.get(20..).unwrap_or_default()) {
-                match (t, v.len()) {
-                    (NFTA_SET_COUNT, 4) => {
-                        count = Some(u64::from(u32::from_be_bytes([v[0], v[1], v[2], v[3]])))
+                match t {
+                    NFTA_SET_COUNT => i.count = be32(v),
+                    NFTA_SET_TIMEOUT => i.timeout_ms = be64(v),
+                    NFTA_SET_DESC => {
+                        let size = attrs(v).into_iter().find(|(t, _)| *t == NFTA_SET_DESC_SIZE);
+                        i.size = size.and_then(|(_, v)| be32(v));
                     }
-                    (NFTA_SET_TIMEOUT, 8) => timeout = be64(v),
                     _ => {}
                 }
             }
         }
-        Ok((count, timeout))
+        Ok(i)
     }
 
     /// One dump of a set, as the kernel sent it (`walks::Walk`): each

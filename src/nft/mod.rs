@@ -85,6 +85,24 @@ impl Nft {
         Ok(Some((parse_sets(&text)?, rule_counts(&text))))
     }
 
+    /// pfknock's sets (without their elements) and chains, and whether
+    /// its table is there (it has either), from two listings that read
+    /// neither elements nor rules: `-t list sets` and `list chains` (at
+    /// 250 services 29 and 5 ms, where `-t list ruleset` takes 0.6 s: nft
+    /// reads every rule for it; `-t list table` reads every element, 0.4 s
+    /// at 60,000).
+    fn defs(&self) -> Result<(Vec<KernelSet>, Vec<String>, bool)> {
+        let (sets, _, _) = parse_defs(&self.sets_listing()?)?;
+        let (_, chains, _) = parse_defs(&self.run(&["-j", "list", "chains"], None)?)?;
+        let had = !sets.is_empty() || !chains.is_empty();
+        Ok((sets, chains, had))
+    }
+
+    /// `nft -j -t list sets`: every set of the ruleset, without elements.
+    pub fn sets_listing(&self) -> Result<String> {
+        self.run(&["-j", "-t", "list", "sets"], None)
+    }
+
     /// `nft -c -f -`: check only.
     pub fn check(&self, text: &str) -> Result<()> {
         self.run(&["-c", "-f", "-"], Some(text)).map(|_| ())
@@ -155,7 +173,7 @@ impl Nft {
 
     /// Did the sets changed in place take their new definitions?
     fn updated_as_asked(&self, def: &TableDef, updated: &[String]) -> Result<bool> {
-        let (have, _, _) = parse_defs(&self.run(&["-j", "-t", "list", "ruleset"], None)?)?;
+        let (have, _, _) = self.defs()?;
         Ok(updated.iter().all(|name| {
             let want = def.sets().find(|d| &d.name == name);
             let got = have.iter().find(|h| &h.name == name);
@@ -195,10 +213,7 @@ impl Nft {
     /// elements): its cost does not grow with the authorizations, which a
     /// step of a rotating service loads anew.
     fn plan(&self, def: &TableDef, in_place: bool) -> Result<Plan> {
-        // `list table` reads every element from the kernel even when
-        // terse (nft 1.1: 22 ms for 10k elements), `list ruleset -t` none.
-        let (have_sets, have_chains, had) =
-            parse_defs(&self.run(&["-j", "-t", "list", "ruleset"], None)?)?;
+        let (have_sets, have_chains, had) = self.defs()?;
         let mut sc = format!("add table inet {TABLE}\n");
         // Every chain emptied before any is deleted: a chain that rules
         // jump to cannot go while they are there.
@@ -274,6 +289,23 @@ impl Nft {
     /// ruleset), or whose last rule drops everything, closes the protected
     /// ports whatever pfknock says.
     pub fn neighbours(&self, cfg: &Config) -> Result<Vec<String>> {
+        // The chains alone first (nft lists them without rules or sets),
+        // then the rules of each other input chain: a listing of the
+        // ruleset reads pfknock's own table too (0.55 s at 250 services).
+        // A name nft's command line does not take as it is, or a listing
+        // that fails: the whole ruleset, as before.
+        let chains = self.run(&["-j", "list", "chains"], None)?;
+        let by_chain = input_chains(&chains).and_then(|inputs| {
+            let mut out = Vec::new();
+            for [fam, table, name] in &inputs {
+                let args = ["-j", "-t", "list", "chain", fam, table, name];
+                out.extend(blocking_neighbours(&self.run(&args, None).ok()?, cfg));
+            }
+            Some(out)
+        });
+        if let Some(out) = by_chain {
+            return Ok(out);
+        }
         let text = self.run(&["-j", "-t", "list", "ruleset"], None)?;
         Ok(blocking_neighbours(&text, cfg))
     }

@@ -26,17 +26,9 @@ pub fn blocking_neighbours(json: &str, cfg: &Config) -> Vec<String> {
         .collect();
     let mut out = Vec::new();
     for c in items.iter().filter_map(|i| i.get("chain")) {
-        let (fam, table, name) = (
-            c["family"].as_str().unwrap_or_default(),
-            c["table"].as_str().unwrap_or_default(),
-            c["name"].as_str().unwrap_or_default(),
-        );
-        if c["hook"].as_str() != Some("input")
-            || !["ip", "ip6", "inet"].contains(&fam)
-            || (fam == "inet" && (table == TABLE || table == crate::render::nft::GUARD))
-        {
+        let Some((fam, table, name)) = other_input(c) else {
             continue;
-        }
+        };
         let rules: Vec<&Value> = items
             .iter()
             .filter_map(|i| i.get("rule"))
@@ -70,6 +62,48 @@ pub fn blocking_neighbours(json: &str, cfg: &Config) -> Vec<String> {
     out
 }
 
+/// A chain of `nft -j` output that runs on the input hook of IPv4 or IPv6
+/// in a table not pfknock's: (family, table, name).
+fn other_input(c: &Value) -> Option<(&str, &str, &str)> {
+    let (fam, table, name) = (
+        c["family"].as_str()?,
+        c["table"].as_str()?,
+        c["name"].as_str()?,
+    );
+    let ours = fam == "inet" && (table == TABLE || table == crate::render::nft::GUARD);
+    (c["hook"].as_str() == Some("input") && ["ip", "ip6", "inet"].contains(&fam) && !ours)
+        .then_some((fam, table, name))
+}
+
+/// The chains of `nft -j list chains` output whose rules
+/// `blocking_neighbours` reads (`other_input`), where each can be named
+/// on nft's command line (a plain identifier); `None` where one cannot.
+pub fn input_chains(json: &str) -> Option<Vec<[String; 3]>> {
+    let v = serde_json::from_str::<Value>(json).ok()?;
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-./".contains(&b))
+            && s.as_bytes()[0].is_ascii_alphabetic()
+    };
+    let mut out = Vec::new();
+    for c in v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.get("chain"))
+    {
+        if let Some(names) = other_input(c) {
+            let names = [names.0, names.1, names.2];
+            if !names.iter().all(|n| plain(n)) {
+                return None;
+            }
+            out.push(names.map(str::to_owned));
+        }
+    }
+    Some(out)
+}
+
 /// Is `rule` exactly `tcp dport <port, set or range covering port> accept`?
 pub(super) fn accepts_tcp_port(rule: &Value, port: u16) -> bool {
     let e = rule["expr"]
@@ -98,5 +132,50 @@ pub(super) fn accepts_tcp_port(rule: &Value, port: u16) -> bool {
     match m["right"].get("set") {
         Some(set) => set.as_array().into_iter().flatten().any(covers),
         None => covers(&m["right"]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `nft -j list chains` as nft 1.0.6 prints it: pfknock's own chains
+    /// and the guard's are not neighbours, nor an output or forward
+    /// chain, nor a bridge or arp one; an odd name asks for the whole
+    /// ruleset instead.
+    #[test]
+    fn the_input_chains_of_other_tables_are_listed_one_by_one() {
+        let chain = |fam: &str, table: &str, name: &str, hook: &str| {
+            format!(
+                r#"{{"chain": {{"family": "{fam}", "table": "{table}", "name": "{name}", "handle": 1, "type": "filter", "hook": "{hook}", "prio": 0, "policy": "accept"}}}}"#
+            )
+        };
+        let listing = |chains: &[String]| {
+            format!(
+                r#"{{"nftables": [{{"metainfo": {{"version": "1.0.6"}}}}, {}]}}"#,
+                chains.join(", ")
+            )
+        };
+        let mut chains = vec![
+            chain("inet", TABLE, "input", "input"),
+            chain("inet", crate::render::nft::GUARD, "input", "input"),
+            chain("ip", "filter", "INPUT", "input"),
+            chain("ip6", "filter", "OUTPUT", "output"),
+            chain("inet", "firewalld", "filter_INPUT", "input"),
+            chain("bridge", "br", "input", "input"),
+            chain("ip", "nat", "PREROUTING", "prerouting"),
+        ];
+        assert_eq!(
+            input_chains(&listing(&chains)),
+            Some(vec![
+                ["ip", "filter", "INPUT"].map(str::to_owned),
+                ["inet", "firewalld", "filter_INPUT"].map(str::to_owned),
+            ])
+        );
+        chains.push(chain("ip", "my table", "input", "input"));
+        assert_eq!(input_chains(&listing(&chains)), None);
+        assert_eq!(input_chains("not json"), None);
+        let none = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}]}"#;
+        assert_eq!(input_chains(none), Some(Vec::new()));
     }
 }
