@@ -345,13 +345,16 @@ impl crate::kevents::ElementLookup for Lookup {
 /// out and not yet collected, and those of a transaction not yet
 /// committed (`None` from a kernel that does not say); `timeout_ms`: the
 /// set's timeout (NFTA_SET_TIMEOUT), which an element's look-up gives only
-/// where its own differs; `size`: its size (NFTA_SET_DESC_SIZE). The
-/// kernel leaves out a timeout or size of 0.
+/// where its own differs; `size`: its size (NFTA_SET_DESC_SIZE), and
+/// whether it holds ranges (NFTA_SET_FLAGS). The kernel leaves out a
+/// timeout or size of 0.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SetInfo {
     pub count: Option<u64>,
     pub timeout_ms: Option<u64>,
     pub size: Option<u64>,
+    /// NFT_SET_INTERVAL: it holds ranges.
+    pub interval: bool,
 }
 
 /// One element at a time: is it in the set, and for how long still?
@@ -513,6 +516,8 @@ impl Lookup {
     /// element read): its count, timeout and size (`SetInfo`). ENOENT
     /// where the table or the set is not there.
     pub fn info(&mut self, set: &str) -> io::Result<SetInfo> {
+        const NFTA_SET_FLAGS: u16 = 3;
+        const NFT_SET_INTERVAL: u64 = 0x4;
         const NFTA_SET_DESC: u16 = 9;
         const NFTA_SET_DESC_SIZE: u16 = 1;
         const NFTA_SET_TIMEOUT: u16 = 11;
@@ -539,6 +544,9 @@ impl Lookup {
             for (t, v) in attrs(r.get(20..).unwrap_or_default()) {
                 match t {
                     NFTA_SET_COUNT => i.count = be32(v),
+                    NFTA_SET_FLAGS => {
+                        i.interval = be32(v).is_some_and(|f| f & NFT_SET_INTERVAL != 0)
+                    }
                     NFTA_SET_TIMEOUT => i.timeout_ms = be64(v),
                     NFTA_SET_DESC => {
                         let size = attrs(v).into_iter().find(|(t, _)| *t == NFTA_SET_DESC_SIZE);
@@ -637,6 +645,13 @@ impl Lookup {
         if let (Some(n), _) = self.set_count(set)? {
             return Ok(usize::try_from(n).unwrap_or(usize::MAX));
         }
+        self.dumped(set)
+    }
+
+    /// How many elements one dump of a set gives, counted as they come and
+    /// kept nowhere: exact for a set that no timeout or knock changes
+    /// meanwhile (the connections kept at load).
+    pub fn dumped(&mut self, set: &str) -> io::Result<usize> {
         let mut n = 0;
         self.dump_each(set, |e, _| n += e.len())?;
         Ok(n)

@@ -62,6 +62,8 @@ pub struct Set {
     pub name: String,
     pub timeout: Option<u64>,
     pub size: Option<u64>,
+    /// It holds ranges (`flags interval`: an allow list).
+    pub interval: bool,
     pub elems: Vec<Elem>,
 }
 

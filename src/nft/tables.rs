@@ -74,13 +74,23 @@ impl NftTables {
 
     /// How many elements a set of a terse listing holds: for sets with
     /// timeouts (the large ones) the kernel's count, or where it gives
-    /// none a netlink dump (`netlink::Lookup::count`); from nft's listing
-    /// for the others (allow lists hold ranges, which nft tells).
+    /// none a netlink dump (`netlink::Lookup::count`); for other sets
+    /// without ranges (the connections kept at load, two a service) one
+    /// dump; from nft's listing for allow lists, which hold ranges (nft
+    /// tells them; a dump gives each end). One nft process a kept set
+    /// made `show` take 2.2 s at 250 services.
     fn count_of(&self, s: &Set) -> Result<u64> {
         #[cfg(target_os = "linux")]
-        if s.timeout.is_some() {
+        if !s.interval {
+            let timed = s.timeout.is_some();
             return crate::netlink::Lookup::open(TABLE)
-                .and_then(|mut l| l.count(&s.name))
+                .and_then(|mut l| {
+                    if timed {
+                        l.count(&s.name)
+                    } else {
+                        l.dumped(&s.name)
+                    }
+                })
                 .map(|n| n as u64)
                 .map_err(|e| Error::Tool {
                     says: crate::error::ToolSays::Failed,
@@ -194,6 +204,7 @@ impl NftTables {
                     name: name.clone(),
                     timeout: i.timeout_ms.map(|ms| ms / 1000),
                     size: i.size,
+                    interval: i.interval,
                     elems: Vec::new(),
                 }),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

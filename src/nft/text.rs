@@ -236,6 +236,7 @@ pub(super) fn parse_sets(text: &str) -> Result<Vec<Set>> {
             name: s["name"].as_str().unwrap_or_default().to_owned(),
             timeout: s["timeout"].as_u64(),
             size: s["size"].as_u64(),
+            interval: (s["flags"].as_array().into_iter().flatten()).any(|f| f == "interval"),
             elems: Vec::new(),
         };
         for e in s["elem"].as_array().into_iter().flatten() {
