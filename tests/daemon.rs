@@ -544,6 +544,34 @@ fn a_restart_loses_nothing() {
     assert!(r.hosts("ssh").is_empty());
 }
 
+/// What `unload` says went with the anchor (`verbs::authorizations`),
+/// read from pf's tables: each service's authorized hosts and its intake,
+/// not its knock progress, nor its allow list (a const table), nor a
+/// table of another anchor. Before a load it cannot be read.
+#[test]
+fn unload_counts_the_authorized_hosts_and_the_intake_only() {
+    use pfknock::verbs::authorizations;
+    let conf = "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [7001, 7002]\n\
+                allow = [\"198.51.100.0/24\"]\n\
+                [[service]]\nname = \"web\"\nprotect = [443]\nknock = [1235]\n";
+    for l in OSES {
+        let mut r = rig_with(l, "unload-count", conf, true, Some(true), |m| {
+            m.define("other", "ssh", false);
+            m.overload("other", "ssh", "192.0.2.99".parse().unwrap());
+        });
+        r.knock("ssh_renew", "192.0.2.1");
+        r.knock("web_renew", "192.0.2.2");
+        r.at(NOW); // both moved into the authorized tables
+        r.knock("ssh_renew", "192.0.2.3"); // waiting in the intake
+        r.knock("ssh_s1", "192.0.2.4"); // a first knock of a sequence
+        let (cfg, _) = Config::load(&r.path).unwrap();
+        let mut t = PfTables::new(r.k.clone(), l);
+        assert_eq!(authorizations(&cfg, &mut t), Some(3), "{}", l.os);
+        r.m().flush_anchor("pfknock");
+        assert_eq!(authorizations(&cfg, &mut t), None, "{}", l.os);
+    }
+}
+
 #[test]
 fn allow_list_never_expires_and_stages_lapse_after_the_window() {
     let conf = "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [7001, 7002, 7003]\nwindow = \"10s\"\nttl = \"60s\"\nallow = [\"198.51.100.0/24\"]\n";
