@@ -718,6 +718,77 @@ fn two_services_on_one_port_both_open_it() {
     assert!(!n.open(true), "and only for the address that knocked");
 }
 
+/// Services with ports of their own: the knock ports' answers, the drops
+/// after the accepts and the guard's drops are one rule of each kind for
+/// all of them (render/nft/merge.rs). Each knock still opens its own
+/// service's port and not the other's, a close knock closes only its own,
+/// and with pfknock's table deleted the guard keeps both closed.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn each_service_opens_its_own_port_through_rules_they_share() {
+    need_root_and_tools!();
+    const WEB: u16 = PROTECTED + 1;
+    let conf = format!(
+        "{RATE}\n[[service]]\nname    = \"web\"\nprotect = [{WEB}]\nknock   = [1236]\nclose   = 1240\nrate    = \"2/5\"\n"
+    );
+    let mut n = Net::new(&conf);
+    n.up();
+    let py = format!(
+        "import socket\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n\
+         s.bind(('::', {WEB}))\ns.listen(64)\nwhile True:\n    s.accept()[0].close()\n"
+    );
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &n.srv, "python3", "-c", &py])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for("the second listener", || {
+        n.reach_from(&n.srv, "127.0.0.1", WEB)
+    });
+    let web = |v6| n.reach_from(&n.cli, &n.srv_ip(v6), WEB);
+    let rules = |chain: &str| {
+        let o = ns(&n.srv, &["nft", "list", "chain", "inet", "pfknock", chain]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let input = rules("input");
+    assert_eq!(
+        input.matches("synproxy").count(),
+        2,
+        "one SYN and one ACK answer for both services' knock ports:\n{input}"
+    );
+    assert_eq!(input.matches(" drop").count(), 1, "{input}");
+    assert_eq!(rules("prerouting").matches("notrack").count(), 1);
+    assert!(
+        !n.open(false) && !web(false) && !web(true),
+        "closed at first"
+    );
+
+    ok(&n.knock(&[&n.srv_ip(false), "1236", "-n", "3"]));
+    let me = n.cli_ip(false);
+    assert!(web(false), "web's knock opens web's port");
+    assert!(!n.open(false), "and not ssh's");
+    assert!(!web(true), "and only for the address that knocked");
+    assert_eq!(n.elements("web_4"), std::slice::from_ref(&me));
+    assert!(n.elements("ssh_4").is_empty());
+
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(n.open(false), "ssh's knock opens ssh's port");
+    ok(&n.knock(&[&n.srv_ip(false), "1240", "-n", "3"]));
+    assert!(!web(false), "web's close knock closes web's port");
+    assert!(n.open(false), "and not ssh's");
+    assert!(n.elements("web_4").is_empty());
+    assert_eq!(n.elements("ssh_4"), [me]);
+
+    ok(&ns(&n.srv, &["nft", "delete", "table", "inet", "pfknock"]));
+    assert!(
+        !n.open(false) && !web(false),
+        "the guard keeps both closed to new connections"
+    );
+    let _ = listener.kill();
+    let _ = listener.wait();
+}
+
 /// Knocks from any address a local user can bind (IPV6_FREEBIND and
 /// IP_FREEBIND need no privilege) to this host's own knock port count
 /// nothing; nor do knocks from a link-local address. Real knocks still do.

@@ -333,12 +333,12 @@ fn grammar() -> Grammar {
                 r"\t\ttype filter hook (?:prerouting priority raw|(?:input|output|forward) priority filter - 1); policy accept;",
             ),
             re(
-                r"\t\tfib daddr type local tcp dport (?:{PORT}|{PORT}-{PORT}|\{ {PORT}(?:, {PORT})* \}) fib saddr type != local meta skuid >= 0 drop",
+                r"\t\tfib daddr type local tcp dport {NPORTS} fib saddr type != local meta skuid >= 0 drop",
             ),
             re(r"\t\}"),
             re(r"\}"),
             re(
-                r#"\t\t(?:iifname != "lo"|iifname "{IF}") fib daddr type local tcp dport (?:{PORT}|\{ {PORT}(?:, {PORT})* \}) {SYN} notrack"#,
+                r#"\t\t(?:iifname != "lo"|iifname "{IF}") fib daddr type local tcp dport {NPORTS} {SYN} notrack"#,
             ),
             re(
                 r#"\t\tiifname "lo" tcp dport {PORT} {SYN} (?:meta time >= [0-9]+ meta time < [0-9]+ )?ct state new fib saddr type != local (?:ip6 saddr != fe80::/10 )?(?:{KEY} (?:@{SET}|{NET}|\{ {NETS} \}) )?(?:{KEY} != @{SET} )?update @{SET} \{ {KEY} limit rate over [0-9]+/(?:second|minute|hour|day|week) burst [0-9]+ packets \} (?:update @{SET} \{ {KEY} limit rate 1/minute burst [0-9]+ packets \} )?(?:add|update) @{SET} \{ {KEY} \}(?: log group [0-9]+ prefix "pfknock {ID}: ")?"#,
@@ -360,9 +360,11 @@ fn grammar() -> Grammar {
             ),
             re(r#"\t\tiifname "lo" accept"#),
             re(
-                r#"\t\t(?:iifname "{IF}" )?tcp dport {PORT} (?:{SYN}|{ACK} ct state invalid,untracked,new) {SYNPROXY}"#,
+                r#"\t\t(?:iifname "{IF}" )?tcp dport {NPORTS} (?:{SYN}|{ACK} ct state invalid,untracked,new) {SYNPROXY}"#,
             ),
-            re(r#"\t\t(?:iifname "{IF}" )?tcp dport {PORT} reject with tcp reset"#),
+            re(
+                r#"\t\t(?:iifname "{IF}" )?tcp dport {NPORTS} (?:ct state invalid,untracked,new )?reject with tcp reset"#,
+            ),
             re(
                 r#"\t\t(?:iifname "{IF}" )?{DADDR}{DPORT} {IP} saddr @{SET} ct label set 127 accept"#,
             ),

@@ -15,7 +15,8 @@
 //! itself also makes it do.
 #![forbid(unsafe_code)]
 
-use super::rules::{Hook, LABEL, dest_match, dport, forwards, iif};
+use super::merge::Merged;
+use super::rules::{Hook, LABEL, dest_match, forwards, iif, proto_dport};
 use super::{ChainDef, families};
 use crate::config::Config;
 
@@ -27,23 +28,24 @@ pub fn chains(cfg: &Config) -> Vec<ChainDef> {
     if cfg.services.is_empty() {
         return Vec::new();
     }
-    // Each rule once, in the services' order (a set of those made: the
-    // check stays linear in the services).
+    // The rules of all services that name the same interface,
+    // destination and protocols as one (`Merged`): each drops what it
+    // matches.
     let closed = |hook: Hook| {
-        let mut out = Vec::new();
-        let mut made = std::collections::HashSet::new();
+        let mut out = Merged::default();
         for s in &cfg.services {
-            let (iif, dport) = (iif(s), dport(s));
+            let iif = iif(s);
             for af in families(s) {
                 if let Some(to) = dest_match(s, hook, af) {
-                    let r = format!("{iif}{to}{dport} ct state new,invalid,untracked drop");
-                    if made.insert(r.clone()) {
-                        out.push(r);
-                    }
+                    out.add(
+                        format!("{iif}{to}{}", proto_dport(s)),
+                        s.protect.iter().copied(),
+                        " ct state new,invalid,untracked drop".into(),
+                    );
                 }
             }
         }
-        out
+        out.rules()
     };
     let vouched = format!("ct label {LABEL} accept");
     let mut input = vec!["iifname \"lo\" accept".to_owned(), vouched.clone()];

@@ -60,8 +60,10 @@ use crate::names::{self, Object};
 use crate::name::Af;
 
 mod guard;
+mod merge;
 mod rules;
 pub use guard::GUARD;
+use merge::Merged;
 pub use rules::LABEL;
 use rules::*;
 
@@ -192,22 +194,31 @@ impl TableDef {
 /// validated cookie, has no socket (`meta skuid` does not match it) and
 /// passes.
 fn untracked_and_local(cfg: &Config) -> (Vec<String>, Vec<String>) {
-    let mut pre = Vec::new();
-    let mut output = Vec::new();
-    for s in cfg.services.iter().filter(|s| !answering(s).is_empty()) {
-        let ports = list(&answering(s));
+    // Each the same for every port it names: one rule an interface, and
+    // one in all (`Merged`).
+    let mut pre = Merged::default();
+    let mut output = Merged::default();
+    for s in &cfg.services {
+        let ports = answering(s);
+        if ports.is_empty() {
+            continue;
+        }
         let iif = match &s.on {
             Some(i) => format!("iifname \"{i}\""),
             None => "iifname != \"lo\"".to_owned(),
         };
-        pre.push(format!(
-            "{iif} fib daddr type local tcp dport {ports} {SYN} notrack"
-        ));
-        output.push(format!(
-            "fib daddr type local tcp dport {ports} fib saddr type != local meta skuid >= 0 drop"
-        ));
+        pre.add(
+            format!("{iif} fib daddr type local tcp dport "),
+            ports.clone(),
+            format!(" {SYN} notrack"),
+        );
+        output.add(
+            "fib daddr type local tcp dport ".into(),
+            ports,
+            " fib saddr type != local meta skuid >= 0 drop".into(),
+        );
     }
-    (pre, output)
+    (pre.rules(), output.rules())
 }
 
 pub fn build(cfg: &Config) -> TableDef {
@@ -228,16 +239,19 @@ pub fn build(cfg: &Config) -> TableDef {
     }
     // Loopback is never knocked nor blocked, as pf.conf's `set skip on lo0`.
     input.push("iifname \"lo\" accept".to_owned());
+    let mut answers = Merged::default();
     for s in &cfg.services {
-        knock_rules(&mut input, s);
+        knock_rules(&mut answers, s);
+    }
+    input.extend(answers.rules());
+    // UDP: no packet of these meets a knock port's answer above.
+    for s in &cfg.services {
         spa_rules(&mut input, s);
     }
     for s in &cfg.services {
         protect_rules(&mut input, s, Hook::Input);
     }
-    for s in &cfg.services {
-        protect_tail(&mut input, s, Hook::Input);
-    }
+    input.extend(tails(cfg, Hook::Input));
     chains.extend([
         ChainDef {
             name: "prerouting".into(),
@@ -262,9 +276,7 @@ pub fn build(cfg: &Config) -> TableDef {
         for s in &cfg.services {
             protect_rules(&mut fwd, s, Hook::Forward);
         }
-        for s in &cfg.services {
-            protect_tail(&mut fwd, s, Hook::Forward);
-        }
+        fwd.extend(tails(cfg, Hook::Forward));
         chains.push(ChainDef {
             name: "forward".into(),
             head: FORWARD_HEAD,
@@ -276,6 +288,15 @@ pub fn build(cfg: &Config) -> TableDef {
         chains,
         guard: guard::chains(cfg),
     }
+}
+
+/// Every service's `protect_tail` on a hook.
+fn tails(cfg: &Config, hook: Hook) -> Vec<String> {
+    let mut m = Merged::default();
+    for s in &cfg.services {
+        protect_tail(&mut m, s, hook);
+    }
+    m.rules()
 }
 
 /// The table when the knock rules are not in force (after `unload`, or
@@ -313,9 +334,7 @@ pub fn build_closed(cfg: &Config) -> TableDef {
                 kept_rule(&mut out, s, hook, af);
             }
         }
-        for s in &cfg.services {
-            protect_tail(&mut out, s, hook);
-        }
+        out.extend(tails(cfg, hook));
         out
     };
     let mut input = vec!["iifname \"lo\" accept".to_owned()];

@@ -265,7 +265,7 @@ fn reset_rules(out: &mut Vec<String>, s: &Service) {
     if !s.has_wrong_ports() {
         return;
     }
-    let head = counted_syn(&list(&answering(s)), "");
+    let head = counted_syn(&merge::ports_text(answering(s)), "");
     for af in families(s) {
         let key = key(s, af);
         let mut forget: Vec<String> = (1..s.stages())
@@ -469,18 +469,21 @@ pub(super) fn spa_rules(out: &mut Vec<String>, s: &Service) {
 
 /// The ports that answer like knock ports: the knock ports, or a
 /// rotating service's whole range, so that a scan cannot tell which
-/// ports of the range this step's are.
-pub(super) fn answering(s: &Service) -> Vec<String> {
+/// ports of the range this step's are. No two services share one
+/// (`config::check`).
+pub(super) fn answering(s: &Service) -> Vec<PortRange> {
     let mut v = match &s.rotate {
-        Some(r) => vec![r.range.nft()],
-        None => s.knock.iter().map(|p| p.to_string()).collect(),
+        Some(r) => vec![r.range],
+        None => s.knock.iter().map(|p| PortRange::single(*p)).collect(),
     };
-    v.extend(s.close.map(|p| p.to_string()));
+    v.extend(s.close.map(PortRange::single));
     v
 }
 
-/// The knock ports' answers to the outside.
-pub(super) fn knock_rules(out: &mut Vec<String>, s: &Service) {
+/// The knock ports' answers to the outside, every service's in the same
+/// three rules a set of rules (`Merged`): a port answers for one service
+/// only, so no rule of one service's ports meets a packet to another's.
+pub(super) fn knock_rules(out: &mut Merged, s: &Service) {
     let iif = iif(s);
     // Only what no connection of this host's own owns: a range may hold
     // the local ports of outgoing connections, whose replies are
@@ -490,27 +493,33 @@ pub(super) fn knock_rules(out: &mut Vec<String>, s: &Service) {
     } else {
         ""
     };
-    for p in &answering(s) {
-        // Every SYN is answered, whoever sends it and whatever stage it
-        // has reached: a scan learns nothing of the order. Who counts is
-        // decided when the handshake is complete (`count_rules`).
-        out.push(format!("{iif}tcp dport {p} {SYN} {SYNPROXY}"));
-        out.push(format!(
-            "{iif}tcp dport {p} {ACK} ct state invalid,untracked,new {SYNPROXY}"
-        ));
-        out.push(format!("{iif}tcp dport {p} {fresh}reject with tcp reset"));
-    }
+    let ports = answering(s);
+    // Every SYN is answered, whoever sends it and whatever stage it has
+    // reached: a scan learns nothing of the order. Who counts is decided
+    // when the handshake is complete (`count_rules`).
+    let head = format!("{iif}tcp dport ");
+    out.add(head.clone(), ports.clone(), format!(" {SYN} {SYNPROXY}"));
+    out.add(
+        head.clone(),
+        ports.clone(),
+        format!(" {ACK} ct state invalid,untracked,new {SYNPROXY}"),
+    );
+    out.add(head, ports, format!(" {fresh}reject with tcp reset"));
 }
 
 /// `tcp dport ...` (or udp, or both) of the protected ports.
 pub(super) fn dport(s: &Service) -> String {
-    let ports: Vec<String> = s.protect.iter().map(PortRange::nft).collect();
+    format!("{}{}", proto_dport(s), merge::ports_text(s.protect.clone()))
+}
+
+/// What stands before the protected ports in `dport`.
+pub(super) fn proto_dport(s: &Service) -> &'static str {
     if s.proto == [Proto::Tcp] {
-        format!("tcp dport {}", list(&ports))
+        "tcp dport "
     } else if s.proto == [Proto::Udp] {
-        format!("udp dport {}", list(&ports))
+        "udp dport "
     } else {
-        format!("meta l4proto {{ tcp, udp }} th dport {}", list(&ports))
+        "meta l4proto { tcp, udp } th dport "
     }
 }
 
@@ -623,18 +632,26 @@ pub(super) fn kept_rule(out: &mut Vec<String>, s: &Service, hook: Hook, af: Af) 
 }
 
 /// An expiry does not cut an open session; everything else is dropped.
-pub(super) fn protect_tail(out: &mut Vec<String>, s: &Service, hook: Hook) {
-    let (iif, dport) = (iif(s), dport(s));
+/// Every service's pair of rules does the same to what it matches, so
+/// those of all services with the same interface, destination and
+/// protocols are one pair (`Merged`): the verdict a packet meets is the
+/// same, whichever pair matches it first.
+pub(super) fn protect_tail(out: &mut Merged, s: &Service, hook: Hook) {
+    let iif = iif(s);
     let mut tos: Vec<String> = families(s)
         .into_iter()
         .filter_map(|af| dest_match(s, hook, af))
         .collect();
     tos.dedup(); // "" for both families: one rule covers them
     for to in tos {
-        out.push(format!(
-            "{iif}{to}{dport} ct state established,related accept"
-        ));
-        out.push(format!("{iif}{to}{dport} drop"));
+        let head = format!("{iif}{to}{}", proto_dport(s));
+        let ports = s.protect.iter().copied();
+        out.add(
+            head.clone(),
+            ports.clone(),
+            " ct state established,related accept".into(),
+        );
+        out.add(head, ports, " drop".into());
     }
 }
 
