@@ -122,20 +122,24 @@ fn good(key: &'static str) -> BoxedStrategy<String> {
         "size" => (1u64..20_000_000).prop_map(|n| n.to_string()).boxed(),
         "prefix6" => (0u32..140).prop_map(|n| n.to_string()).boxed(),
         "close" => (0u32..70_000).prop_map(|n| n.to_string()).boxed(),
+        "spa" => (0u32..70_000)
+            .prop_map(|n| format!("{{ port = {n}, keys = \"/etc/k\" }}"))
+            .boxed(),
         _ => tvalue().boxed(),
     }
 }
 
 const SERVICE_KEYS: &[&str] = &[
     "table", "proto", "rate", "ttl", "expire", "window", "from", "allow", "on", "to", "family",
-    "log", "block", "renew", "size", "prefix6", "close",
+    "log", "block", "renew", "size", "prefix6", "close", "spa",
 ];
 
 fn service() -> impl Strategy<Value = String> {
     (
         prop_oneof![4 => prop::sample::select(vec!["ssh", "web", "a_m1", "_x", "x-y"]).prop_map(str::to_owned), 1 => value()],
         prop::collection::vec(1u16..=65535, 1..4),
-        prop::collection::vec(1u16..=65535, 1..4),
+        // No knock key: a service of signed knocks only, if it has `spa`.
+        prop::collection::vec(1u16..=65535, 0..4),
         prop::collection::vec(
             prop::sample::select(SERVICE_KEYS.to_vec()).prop_flat_map(|k| {
                 (Just(k), prop_oneof![5 => good(k), 1 => tvalue().boxed()])
@@ -145,11 +149,16 @@ fn service() -> impl Strategy<Value = String> {
     )
         .prop_map(|(name, protect, knock, extra)| {
             let mut t = format!(
-                "[[service]]\nname = {}\nprotect = [{}]\nknock = [{}]\n",
+                "[[service]]\nname = {}\nprotect = [{}]\n",
                 toml_str(&name),
                 protect.iter().map(u16::to_string).collect::<Vec<_>>().join(", "),
-                knock.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
             );
+            if !knock.is_empty() {
+                t.push_str(&format!(
+                    "knock = [{}]\n",
+                    knock.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+                ));
+            }
             let mut seen = Vec::new();
             for (k, v) in extra {
                 if !seen.contains(&k) {
@@ -284,7 +293,7 @@ fn grammar() -> Grammar {
         );
         Regex::new(&format!("^{t}$")).unwrap()
     };
-    let service = r"# service {ID}: knock {PORT}(?: then {PORT})*(?:, close {PORT})?, rate {RATE}, ttl {DUR} \((?:age|idle)\)";
+    let service = r"# service {ID}: (?:knock {PORT}(?: then {PORT})*(?:, close {PORT})?, rate {RATE}|signed knocks on udp {PORT}(?:, close {PORT})?), ttl {DUR} \((?:age|idle)\)";
     Grammar {
         pf: vec![
             re(r#"# pfknock [0-9.]+: anchor "{ANCH}" from {SAFE}"#),
@@ -302,6 +311,10 @@ fn grammar() -> Grammar {
                 r"pass in(?: log)? quick(?: on {IF})?{FAM} proto {PROTO} from \{ <{ID}>, <{ID}>(?:, <{ID}>)? \} to {TO} port {PORTS}(?: synproxy state)?",
             ),
             re(r"block in quick(?: on {IF})?{FAM} proto {PROTO} from any to {TO} port {PORTS}"),
+            // Signed knocks: the listener's port.
+            re(
+                r"pass in quick(?: on {IF})?{FAM} proto udp from (?:any|{NET}|\{ {NETS} \}) to (?:any|\(self\)) port {PORT} keep state \(max-src-states [0-9]+\)",
+            ),
             // Held hosts' knocks (a wrong knock's hold).
             re(
                 r"block in quick(?: on {IF})?{FAM} proto tcp from <{ID}> to (?:any|\(self\)) port {PORTS}",
@@ -317,7 +330,7 @@ fn grammar() -> Grammar {
             re(r"table inet pfknock \{"),
             re(&format!("\t{service}")),
             re(
-                r#"\tset {SET} \{ type ipv[46]_addr; size [0-9]+; flags dynamic, timeout;(?: counter;)? timeout {NDUR}; comment "{ID}: (?:authorized|stage [0-9]+|meter [0-9]+, rate {RATE}|meter close, rate {RATE}|held back after a wrong knock|per network)"; \}"#,
+                r#"\tset {SET} \{ type ipv[46]_addr; size [0-9]+; flags dynamic, timeout;(?: counter;)? timeout {NDUR}; comment "{ID}: (?:authorized|stage [0-9]+|meter [0-9]+, rate {RATE}|meter close, rate {RATE}|held back after a wrong knock|per network|signed knocks per source, 10/second burst 20 packets)"; \}"#,
             ),
             re(
                 r#"\tset {SET} \{ type ipv[46]_addr; flags interval; elements = \{ {NETS} \}; comment "{ID}: allow"; \}"#,
@@ -364,6 +377,11 @@ fn grammar() -> Grammar {
             ),
             re(
                 r#"\t\t(?:iifname "{IF}" )?tcp dport {NPORTS} (?:ct state invalid,untracked,new )?reject with tcp reset"#,
+            ),
+            // Signed knocks: from `from` only, a source's datagrams past
+            // the limit dropped, and the family left out.
+            re(
+                r#"\t\t(?:iifname "{IF}" )?(?:meta nfproto ipv[46] )?udp dport {PORT} (?:{IP} saddr != (?:{NET}|\{ {NETS} \}) |update @{SET} \{ {KEY} limit rate over 10/second burst 20 packets \} )?drop"#,
             ),
             re(
                 r#"\t\t(?:iifname "{IF}" )?{DADDR}{DPORT} {IP} saddr @{SET} ct label set 127 accept"#,

@@ -50,7 +50,7 @@ fn duration() -> impl Strategy<Value = String> {
 fn service(i: usize) -> impl Strategy<Value = String> {
     (
         prop::sample::select(vec!["ssh", "_x", "a-b", "Web9", "s_m1", "t_s1"]),
-        1usize..=4,
+        0usize..=4,
         (1u32..=300, 1u32..=604800),
         duration(),
         duration(),
@@ -60,6 +60,7 @@ fn service(i: usize) -> impl Strategy<Value = String> {
         prop::sample::select(vec!["age", "idle"]),
         prop::sample::select(vec!["\"tcp\"", "\"udp\"", "[\"tcp\", \"udp\"]"]),
         (any::<bool>(), any::<bool>(), 1u64..=16_777_216, 1u8..=128),
+        (any::<bool>(), any::<bool>()),
     )
         .prop_map(
             move |(
@@ -74,6 +75,7 @@ fn service(i: usize) -> impl Strategy<Value = String> {
                 exp,
                 proto,
                 (renew, on, size, prefix6),
+                (shared, close),
             )| {
                 let fits = |x: &String| match fam {
                     "inet" => !x.contains(':'),
@@ -91,15 +93,29 @@ fn service(i: usize) -> impl Strategy<Value = String> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
+                // A port every service may protect (a warning): the rules
+                // all services share then hold it more than once.
+                let also = if shared { ", 2222" } else { "" };
                 let mut t = format!(
-                    "[[service]]\nname = \"{name}{i}\"\nprotect = [{}, \"{}-{}\"]\nknock = [{}]\n\
+                    "[[service]]\nname = \"{name}{i}\"\nprotect = [{}, \"{}-{}\"{also}]\n\
                      rate = \"{n}/{s}\"\nttl = \"{ttl}\"\nexpire = \"{exp}\"\nfamily = \"{fam}\"\n\
                      proto = {proto}\nrenew = {renew}\nsize = {size}\nprefix6 = {prefix6}\n",
                     2000 + i,
                     3000 + 10 * i,
                     3005 + 10 * i,
-                    knock.join(", ")
                 );
+                // No knock port: signed knocks only.
+                if knock.is_empty() {
+                    t.push_str(&format!(
+                        "spa = {{ port = {}, keys = \"/etc/k\" }}\n",
+                        6000 + i
+                    ));
+                } else {
+                    t.push_str(&format!("knock = [{}]\n", knock.join(", ")));
+                }
+                if close {
+                    t.push_str(&format!("close = {}\n", 1009 + 10 * i));
+                }
                 if knocks > 1 {
                     t.push_str(&format!("window = \"{window}\"\n"));
                 }
@@ -163,22 +179,27 @@ fn nft_accepts_every_config_check_accepts() {
                     return Ok(());
                 }
             };
-            let out = render::nft::render(&cfg, "p.toml");
-            let mut c = Command::new("ip")
-                .args(["netns", "exec", &ns.0, "nft", "-c", "-f", "-"])
-                .stdin(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            c.stdin.take().unwrap().write_all(out.as_bytes()).unwrap();
-            let o = c.wait_with_output().unwrap();
-            prop_assert!(
-                o.status.success(),
-                "nft -c refused what check accepted:\n{}\n{}\n{}",
-                text,
-                String::from_utf8_lossy(&o.stderr),
-                out
-            );
+            // The table, and the closed one `unload` leaves.
+            for out in [
+                render::nft::render(&cfg, "p.toml"),
+                render::nft::render_closed(&cfg, "p.toml"),
+            ] {
+                let mut c = Command::new("ip")
+                    .args(["netns", "exec", &ns.0, "nft", "-c", "-f", "-"])
+                    .stdin(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                c.stdin.take().unwrap().write_all(out.as_bytes()).unwrap();
+                let o = c.wait_with_output().unwrap();
+                prop_assert!(
+                    o.status.success(),
+                    "nft -c refused what check accepted:\n{}\n{}\n{}",
+                    text,
+                    String::from_utf8_lossy(&o.stderr),
+                    out
+                );
+            }
             loaded.set(loaded.get() + 1);
             Ok(())
         })

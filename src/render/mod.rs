@@ -28,6 +28,12 @@ pub fn service_comment(s: &Service) -> String {
         None => String::new(),
     };
     let close = s.close.map_or(String::new(), |p| format!(", close {p}"));
+    if let (true, Some(spa)) = (knock.is_empty(), &s.spa) {
+        return format!(
+            "# service {}: signed knocks on udp {}{close}, ttl {} ({})",
+            s.name, spa.port, s.ttl, s.expire
+        );
+    }
     format!(
         "# service {}: knock {}{rotate}{close}, rate {}, ttl {} ({})",
         s.name,

@@ -30,13 +30,18 @@ pub(super) struct Merged {
 
 impl Merged {
     /// The rule `{head}{ports}{tail}`, or these ports added to the one
-    /// with this head and tail.
+    /// with this head and tail; no rule for no port (a service of signed
+    /// knocks only has no knock port to answer on).
     pub(super) fn add(
         &mut self,
         head: String,
         ports: impl IntoIterator<Item = PortRange>,
         tail: String,
     ) {
+        let ports: Vec<PortRange> = ports.into_iter().collect();
+        if ports.is_empty() {
+            return;
+        }
         let key = (head, tail);
         let i = match self.index.get(&key) {
             Some(i) => *i,
@@ -110,6 +115,7 @@ mod tests {
         m.add("b ".into(), [r("9")], " drop".into());
         m.add("a ".into(), [r("1")], " accept".into());
         m.add("a ".into(), [r("3"), r("1")], " drop".into());
+        m.add("c ".into(), [], " drop".into());
         assert_eq!(m.rules(), ["a 1-3 drop", "b 9 drop", "a 1 accept"]);
     }
 }
