@@ -2079,3 +2079,92 @@ fn fill_6(n: &Net, count: u32, timers: &str) {
         }),
     );
 }
+
+/// The table's statistics as `show`, `expire` and the daemon's polls read
+/// them on Linux (`NftTables::table_stats`: `-t list sets`, `list chains`,
+/// and the rules counted over netlink by `Lookup::rule_counts`), against
+/// the kernel: as loaded the table is whole (`Tables::intact`); a rule
+/// deleted, a rule added by hand and a flushed chain each make it not;
+/// without the table there are no statistics. Run inside the test's
+/// namespace.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn the_rules_counted_over_netlink_tell_a_changed_table() {
+    use pfknock::tables::Tables;
+    let conf = format!("{CONF}[[service]]\nname = \"web\"\nprotect = [8080]\nknock = [1240]\n")
+        .replace("TTL", "10m");
+    if std::env::var_os("PFKNOCK_TEST_IN_NS").is_some() {
+        let text = conf.replace("PROTECTED", &common::PROTECTED.to_string());
+        let (cfg, _) =
+            pfknock::config::Config::parse(&text, std::path::Path::new("p.toml")).unwrap();
+        let mut t = pfknock::nft::NftTables::new(pfknock::nft::Nft {
+            argv: vec!["nft".into()],
+            remade: Default::default(),
+            went: Default::default(),
+        });
+        // nft with a script on its standard input.
+        let nft = |script: &str| {
+            use std::io::Write;
+            let mut c = Command::new("nft")
+                .args(["-a", "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(script.as_bytes())
+                .unwrap();
+            let o = c.wait_with_output().unwrap();
+            assert!(
+                o.status.success(),
+                "{script}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let table = pfknock::render::nft::render(&cfg, "p.toml");
+        let fresh = || {
+            nft(&format!(
+                "delete table inet pfknock\ndelete table inet pfknock_guard\n{table}"
+            ))
+        };
+        let mut whole = |why: &str| {
+            let stats = t.table_stats(&cfg.anchor).unwrap();
+            assert!(stats.iter().any(|s| s.name == "web"), "{why}: {stats:?}");
+            t.intact(&cfg)
+        };
+        assert_eq!(whole("as loaded"), Some(true));
+        let listing = nft("list chain inet pfknock input");
+        let last = listing
+            .lines()
+            .rev()
+            .find_map(|l| l.rsplit_once("# handle "))
+            .unwrap()
+            .1;
+        nft(&format!(
+            "delete rule inet pfknock input handle {}",
+            last.trim()
+        ));
+        assert_eq!(whole("a rule deleted"), Some(false));
+        fresh();
+        assert_eq!(whole("loaded again"), Some(true));
+        nft("add rule inet pfknock output tcp dport 9 drop");
+        assert_eq!(whole("a rule added"), Some(false));
+        fresh();
+        nft("flush chain inet pfknock prerouting");
+        assert_eq!(whole("a chain flushed"), Some(false));
+        nft("delete table inet pfknock");
+        assert!(t.table_stats(&cfg.anchor).is_err(), "no table");
+        assert_eq!(t.intact(&cfg), None);
+        return;
+    }
+    need_root_and_tools!();
+    in_namespace(
+        "the_rules_counted_over_netlink_tell_a_changed_table",
+        &conf,
+        |_| (),
+    );
+}

@@ -53,6 +53,7 @@ mod changes;
 mod lookups;
 mod parse;
 mod readings;
+mod rules;
 mod walks;
 pub use changes::{change_elements, flush_set};
 pub use parse::CountedElement;

@@ -2,8 +2,6 @@
 //! elements with their time left.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -191,9 +189,10 @@ pub(super) fn parse_timed(text: &str) -> Vec<TimedElem> {
 }
 
 /// Rules per chain in `nft -j list` output (chains without rules count 0).
+#[cfg(not(target_os = "linux"))]
 pub(super) fn rule_counts(text: &str) -> RuleCounts {
     let v: Value = serde_json::from_str(text).unwrap_or_default();
-    let mut out = BTreeMap::new();
+    let mut out = std::collections::BTreeMap::new();
     let ours = |o: &Value| o["family"] == "inet" && o["table"] == TABLE;
     for item in v["nftables"].as_array().into_iter().flatten() {
         if let Some(c) = item.get("chain").filter(|c| ours(c)) {
@@ -209,6 +208,7 @@ pub(super) fn rule_counts(text: &str) -> RuleCounts {
 }
 
 /// Does a listing hold `table inet pfknock`?
+#[cfg(not(target_os = "linux"))]
 pub(super) fn has_table(text: &str) -> bool {
     let v: Value = serde_json::from_str(text).unwrap_or_default();
     v["nftables"]
