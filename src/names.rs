@@ -12,9 +12,13 @@
 //! | intake: new and renewed authorizations (pf only) | `T_renew` | |
 //! | allow list | `T_allow` | `T_allow_4`, `T_allow_6` |
 //! | knock meter of port k (nftables only) | | `T_m<k>_4`, `T_m<k>_6` |
-//! | connections open at load (nftables only) | | `T_kept_4`, `T_kept_6` |
 //! | hosts held after a wrong knock | `T_hold` | `T_hold_4`, `T_hold_6` |
 //! | close knocks (pf: overloaded hosts; nftables: their meter) | `T_close` | `T_close_4`, `T_close_6` |
+//!
+//! The connections open at load to every service's protected ports are
+//! in one pair of sets for all services, `kept.4` and `kept.6`
+//! (`nft_kept_set`): the dot, which nftables takes in a set's name and
+//! pfknock never in a table's, keeps them apart from every derived name.
 //!
 //! A rotating service's stage k is counted in an nftables chain `T_k<k>`
 //! that each step's port jumps to: chains are a namespace of their own,
@@ -56,9 +60,6 @@ pub enum Object {
     Table(Role),
     /// The meter that counts completed connects to knock port k (1-based).
     Meter(usize),
-    /// The flows to the protected ports that were open when the table was
-    /// loaded (nftables): kept, though conntrack had not seen them.
-    Kept,
     /// Hosts whose last knock hit a wrong port: their progress was reset,
     /// and their knocks count nothing until the entry times out (nftables)
     /// or the daemon expires it (pf).
@@ -85,7 +86,6 @@ impl Object {
             Object::Table(Role::Renew) => "intake (new and renewed authorizations)".into(),
             Object::Table(Role::Allow) => "allow list".into(),
             Object::Meter(k) => format!("meter of knock port {k}"),
-            Object::Kept => "connections kept at load".into(),
             Object::Hold => "hosts held back after a wrong knock".into(),
             Object::Admit => "authorizations per IPv6 network".into(),
             Object::Close => "close knocks".into(),
@@ -108,7 +108,7 @@ pub fn pf_table(s: &Service, o: Object) -> Option<TableName> {
         Object::Table(Role::Allow) => derived(s, "_allow"),
         Object::Hold => derived(s, "_hold"),
         Object::Close => derived(s, "_close"),
-        Object::Meter(_) | Object::Kept | Object::Admit | Object::Spa => return None,
+        Object::Meter(_) | Object::Admit | Object::Spa => return None,
     };
     // Lengths are checked by `config` before a Service exists.
     Some(TableName::new(&name).expect("derived table name checked by config"))
@@ -121,7 +121,6 @@ pub fn nft_set(s: &Service, o: Object, af: Af) -> Option<String> {
         Object::Table(Role::Renew) => return None,
         Object::Table(_) => pf_table(s, o)?.to_string(),
         Object::Meter(k) => derived(s, &format!("_m{k}")),
-        Object::Kept => derived(s, "_kept"),
         Object::Hold => derived(s, "_hold"),
         Object::Close => derived(s, "_close"),
         Object::Spa => derived(s, "_spa"),
@@ -129,6 +128,16 @@ pub fn nft_set(s: &Service, o: Object, af: Af) -> Option<String> {
         Object::Admit => return None,
     };
     Some(format!("{base}{}", af.suffix()))
+}
+
+/// The nftables set of the flows to any service's protected ports that
+/// were open when the table was loaded, for one family: one for all
+/// services (`Service::keeps_flows`).
+pub fn nft_kept_set(af: Af) -> &'static str {
+    match af {
+        Af::V4 => "kept.4",
+        Af::V6 => "kept.6",
+    }
 }
 
 /// The nflog prefix of a service's authorizing knock rule: the daemon
@@ -186,9 +195,6 @@ pub fn objects(s: &Service) -> Vec<Object> {
     }
     for k in 1..=s.stages() {
         v.push(Object::Meter(k));
-    }
-    if s.keeps_flows() {
-        v.push(Object::Kept);
     }
     if s.has_wrong_ports() {
         v.push(Object::Hold);
@@ -317,12 +323,9 @@ impl Service {
             .into_iter()
             .filter_map(|o| match o {
                 Object::Table(r) => Some((pf_table(self, o)?, r)),
-                Object::Meter(_)
-                | Object::Kept
-                | Object::Hold
-                | Object::Admit
-                | Object::Close
-                | Object::Spa => None,
+                Object::Meter(_) | Object::Hold | Object::Admit | Object::Close | Object::Spa => {
+                    None
+                }
             })
             .collect()
     }

@@ -232,7 +232,7 @@ pub enum Role {
 
 impl Service {
     /// Does this service keep the TCP connections to its ports that were
-    /// open when nftables loaded it (`crate::names` calls that set `Kept`)? Those to this
+    /// open when nftables loaded it (`names::nft_kept_set`)? Those to this
     /// host only: the loader reads them from the host's own sockets.
     pub fn keeps_flows(&self) -> bool {
         self.proto.contains(&crate::name::Proto::Tcp) && matches!(self.to, Dest::SelfHost)

@@ -335,11 +335,13 @@ fn grammar() -> Grammar {
             re(
                 r#"\tset {SET} \{ type ipv[46]_addr; flags interval; elements = \{ {NETS} \}; comment "{ID}: allow"; \}"#,
             ),
+            // The connections kept at load, of all services.
+            re(r"\t# all services"),
             re(
-                r#"\tset {SET} \{ type ipv[46]_addr \. inet_service \. inet_service; comment "{ID}: kept at load"; \}"#,
+                r#"\tset kept\.[46] \{ type ipv[46]_addr \. inet_service \. inet_service; comment "connections open at load"; \}"#,
             ),
             re(
-                r#"\t\t(?:iifname "{IF}" )?{IP} saddr \. tcp sport \. tcp dport @{SET} ct label set 127 accept"#,
+                r#"\t\t(?:iifname "{IF}" )?tcp dport {NPORTS} {IP} saddr \. tcp sport \. tcp dport @kept\.[46] ct label set 127 accept"#,
             ),
             re(r"\tchain (?:prerouting|input|output|forward) \{"),
             re(

@@ -1,5 +1,5 @@
 //! The TCP connections to protected ports that are open when the table is
-//! loaded (`/proc/net/tcp`, `tcp6`), kept by the `T_kept` sets.
+//! loaded (`/proc/net/tcp`, `tcp6`), kept by the sets `kept.4` and `kept.6`.
 #![forbid(unsafe_code)]
 
 /// /proc/net/tcp and tcp6 of this network namespace, each with whether it

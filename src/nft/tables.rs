@@ -75,7 +75,7 @@ impl NftTables {
     /// How many elements a set of a terse listing holds: for sets with
     /// timeouts (the large ones) the kernel's count, or where it gives
     /// none a netlink dump (`netlink::Lookup::count`); for other sets
-    /// without ranges (the connections kept at load, two a service) one
+    /// without ranges (the connections kept at load, `kept.4` and `kept.6`) one
     /// dump; from nft's listing for allow lists, which hold ranges (nft
     /// tells them; a dump gives each end). One nft process a kept set
     /// made `show` take 2.2 s at 250 services.

@@ -126,7 +126,8 @@ pub struct SetDef {
     pub comment: String,
     /// A set of flows (`address . source port . port`) that the loader
     /// fills with the connections to these ports open at load time, made
-    /// anew at every load (`Object::Kept`); `None` for a set of addresses.
+    /// anew at every load (`names::nft_kept_set`); `None` for a set of
+    /// addresses.
     pub kept: Option<Vec<PortRange>>,
     /// Its elements count packets and bytes (the authorized hosts, for
     /// `show`).
@@ -173,6 +174,8 @@ pub struct ChainDef {
 pub struct TableDef {
     /// Per service: its header comment and its sets.
     pub services: Vec<(String, Vec<SetDef>)>,
+    /// The sets of all services: the connections kept at load.
+    pub shared: Vec<SetDef>,
     pub chains: Vec<ChainDef>,
     /// The chains of the guard table (`GUARD`), none when nothing is
     /// protected.
@@ -181,7 +184,7 @@ pub struct TableDef {
 
 impl TableDef {
     pub fn sets(&self) -> impl Iterator<Item = &SetDef> {
-        self.services.iter().flat_map(|(_, s)| s.iter())
+        (self.services.iter().flat_map(|(_, s)| s.iter())).chain(&self.shared)
     }
 }
 
@@ -251,6 +254,7 @@ pub fn build(cfg: &Config) -> TableDef {
     for s in &cfg.services {
         protect_rules(&mut input, s, Hook::Input);
     }
+    input.extend(kept_rules(cfg));
     input.extend(tails(cfg, Hook::Input));
     chains.extend([
         ChainDef {
@@ -285,6 +289,7 @@ pub fn build(cfg: &Config) -> TableDef {
     }
     TableDef {
         services,
+        shared: kept_sets(cfg),
         chains,
         guard: guard::chains(cfg),
     }
@@ -310,7 +315,7 @@ pub fn build_closed(cfg: &Config) -> TableDef {
         .map(|s| {
             let sets = service_sets(s)
                 .into_iter()
-                .filter(|d| d.elements.is_some() || d.kept.is_some())
+                .filter(|d| d.elements.is_some())
                 .collect();
             (super::service_comment(s), sets)
         })
@@ -331,8 +336,10 @@ pub fn build_closed(cfg: &Config) -> TableDef {
                         rules::vouch()
                     ));
                 }
-                kept_rule(&mut out, s, hook, af);
             }
+        }
+        if hook == Hook::Input {
+            out.extend(kept_rules(cfg));
         }
         out.extend(tails(cfg, hook));
         out
@@ -353,6 +360,7 @@ pub fn build_closed(cfg: &Config) -> TableDef {
     }
     TableDef {
         services,
+        shared: kept_sets(cfg),
         chains,
         guard: guard::chains(cfg),
     }
@@ -388,6 +396,12 @@ fn text(t: &TableDef, cfg: &Config, source: &str) -> String {
     for (comment, sets) in &t.services {
         let _ = writeln!(o, "\t{comment}");
         for s in sets {
+            let _ = writeln!(o, "\tset {} {{ {} }}", s.name, s.body());
+        }
+    }
+    if !t.shared.is_empty() {
+        let _ = writeln!(o, "\t# all services");
+        for s in &t.shared {
             let _ = writeln!(o, "\tset {} {{ {} }}", s.name, s.body());
         }
     }

@@ -134,20 +134,6 @@ pub(super) fn service_sets(s: &Service) -> Vec<SetDef> {
                     Secs(s.rate.secs as u64),
                     format!("{}: held back after a wrong knock", s.name),
                 ))),
-                // No size: a static set with a size is a hash of that
-                // many buckets made at once (2 MB each for the default,
-                // empty), where without one it grows with what the load
-                // puts in (Linux 6.18: 0 KB empty; nft_set_hash.c).
-                Object::Kept => v.push(SetDef {
-                    name: set_of(s, o, af),
-                    ty: af.flow_ty(),
-                    elements: None,
-                    timeout: None,
-                    size: None,
-                    comment: format!("{}: kept at load", s.name),
-                    kept: Some(s.protect.clone()),
-                    counter: false,
-                }),
             }
         }
     }
@@ -610,25 +596,63 @@ pub(super) fn protect_rules(out: &mut Vec<String>, s: &Service, hook: Hook) {
                 set_of(s, Object::Table(Role::Allow), af)
             ));
         }
-        kept_rule(out, s, hook, af);
     }
 }
 
 /// The connections that were open when the table was loaded: conntrack
 /// may never have seen them (nothing used it before), so their next
-/// packet is `ct state new` to it, and without this rule the drop would
+/// packet is `ct state new` to it, and without these rules the drop would
 /// cut an administrator's own ssh session. Only those exact flows, read
-/// from the host's sockets at load; a new connection is not one of them.
-pub(super) fn kept_rule(out: &mut Vec<String>, s: &Service, hook: Hook, af: Af) {
-    if hook == Hook::Input && s.keeps_flows() {
-        out.push(format!(
-            "{}{} saddr . tcp sport . tcp dport @{} {} accept",
-            iif(s),
-            af.proto(),
-            set_of(s, Object::Kept, af),
-            vouch()
-        ));
+/// from the host's sockets at load into one set a family for all
+/// services (`kept_sets`); a new connection is not one of them. A rule
+/// for each interface the services name (`on`) and family, with those
+/// services' ports, so a flow is taken only where its service would take
+/// it; accepts, so their order among the other accepts changes nothing.
+pub(super) fn kept_rules(cfg: &Config) -> Vec<String> {
+    let mut m = Merged::default();
+    for s in cfg.services.iter().filter(|s| s.keeps_flows()) {
+        for af in families(s) {
+            m.add(
+                format!("{}tcp dport ", iif(s)),
+                s.protect.iter().copied(),
+                format!(
+                    " {} saddr . tcp sport . tcp dport @{} {} accept",
+                    af.proto(),
+                    names::nft_kept_set(af),
+                    vouch()
+                ),
+            );
+        }
     }
+    m.rules()
+}
+
+/// The sets `kept_rules` take the flows from, each with the ports the
+/// loader reads the open connections to: a family's only where a service
+/// of that family keeps flows. No size: a static set with a size is a
+/// hash of that many buckets made at once (2 MB each for the default,
+/// empty), where without one it grows with what the load puts in (Linux
+/// 6.18: 0 KB empty; nft_set_hash.c).
+pub(super) fn kept_sets(cfg: &Config) -> Vec<SetDef> {
+    [Af::V4, Af::V6]
+        .into_iter()
+        .filter_map(|af| {
+            let ports: Vec<PortRange> = (cfg.services.iter())
+                .filter(|s| s.keeps_flows() && families(s).contains(&af))
+                .flat_map(|s| s.protect.iter().copied())
+                .collect();
+            (!ports.is_empty()).then(|| SetDef {
+                name: names::nft_kept_set(af).to_owned(),
+                ty: af.flow_ty(),
+                elements: None,
+                timeout: None,
+                size: None,
+                comment: "connections open at load".to_owned(),
+                kept: Some(merge::joined(ports)),
+                counter: false,
+            })
+        })
+        .collect()
 }
 
 /// An expiry does not cut an open session; everything else is dropped.
