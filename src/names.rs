@@ -22,7 +22,8 @@
 //!
 //! A rotating service's stage k is counted in an nftables chain `T_k<k>`
 //! that each step's port jumps to: chains are a namespace of their own,
-//! where only the base chains (prerouting, input, output, forward) live
+//! where only the base chains (prerouting, input, output, forward) and
+//! the chains the input chain jumps to (knocks, signed, protect) live
 //! beside them, and no `T_k<k>` can be one of those or another
 //! service's.
 //!

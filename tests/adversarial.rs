@@ -757,7 +757,13 @@ fn each_service_opens_its_own_port_through_rules_they_share() {
         2,
         "one SYN and one ACK answer for both services' knock ports:\n{input}"
     );
-    assert_eq!(input.matches(" drop").count(), 1, "{input}");
+    let protect = rules("protect");
+    assert_eq!(
+        protect.matches(" drop").count(),
+        1,
+        "one drop for both services' ports:\n{protect}"
+    );
+    assert!(input.contains("jump protect"), "{input}");
     assert_eq!(rules("prerouting").matches("notrack").count(), 1);
     assert!(
         !n.open(false) && !web(false) && !web(true),

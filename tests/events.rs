@@ -1880,7 +1880,10 @@ fn a_set_deleted_during_its_dump_is_not_there() {
             std::thread::sleep(Duration::from_millis(50));
             // As a load does it: the rules that use the set go with it.
             let o = Command::new("nft")
-                .arg("flush chain inet pfknock input; delete set inet pfknock ssh_6")
+                .arg(
+                    "flush chain inet pfknock knocks; flush chain inet pfknock protect; \
+                     delete set inet pfknock ssh_6",
+                )
                 .output()
                 .unwrap();
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -189,10 +189,12 @@ fn the_daemon_restores_flushed_chains_deleted_rules_and_sets() {
     // the chain again within milliseconds: no poll to wait for.
     wait_for("the flushed chain back", || restored(&n));
 
+    // The drop of the protected ports is in the chain packets to them
+    // jump to.
     let listing = String::from_utf8_lossy(
         &ns(
             &n.srv,
-            &["nft", "-a", "list", "chain", "inet", "pfknock", "input"],
+            &["nft", "-a", "list", "chain", "inet", "pfknock", "protect"],
         )
         .stdout,
     )
@@ -207,18 +209,19 @@ fn the_daemon_restores_flushed_chains_deleted_rules_and_sets() {
     ok(&ns(
         &n.srv,
         &[
-            "nft", "delete", "rule", "inet", "pfknock", "input", "handle", &drop,
+            "nft", "delete", "rule", "inet", "pfknock", "protect", "handle", &drop,
         ],
     ));
     wait_for("the deleted rule back", || restored(&n));
 
     // In one transaction: the daemon puts a flushed chain back at once,
-    // and a set its rules use cannot be deleted.
+    // and a set its rules use cannot be deleted (the meter's rules are in
+    // the chain of knocks).
     ok(&ns(
         &n.srv,
         &[
             "nft",
-            "flush chain inet pfknock input; delete set inet pfknock ssh_m1_4",
+            "flush chain inet pfknock knocks; delete set inet pfknock ssh_m1_4",
         ],
     ));
     wait_for("the deleted set back", || {

@@ -343,7 +343,12 @@ fn grammar() -> Grammar {
             re(
                 r#"\t\t(?:iifname "{IF}" )?tcp dport {NPORTS} {IP} saddr \. tcp sport \. tcp dport @kept\.[46] ct label set 127 accept"#,
             ),
-            re(r"\tchain (?:prerouting|input|output|forward) \{"),
+            re(r"\tchain (?:prerouting|input|output|forward|knocks|signed|protect) \{"),
+            // What jumps to the chains of knocks, signed knocks and
+            // protected ports.
+            re(r#"\t\tiifname "lo" tcp dport {NPORTS} jump knocks"#),
+            re(r"\t\tudp dport {NPORTS} jump signed"),
+            re(r"\t\tmeta l4proto \{ tcp, udp \} th dport {NPORTS} jump protect"),
             re(
                 r"\t\ttype filter hook (?:prerouting priority raw|(?:input|output|forward) priority filter - 1); policy accept;",
             ),

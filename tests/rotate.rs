@@ -380,11 +380,12 @@ fn a_step_that_cannot_load_keeps_the_ports_loaded_and_says_so() {
     n.up();
     let (mut d, _pid, log) = daemon_logging_to_a_socket(&n);
     log.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    // The steps' ports, in the chain of knocks.
     let rules = || {
         String::from_utf8_lossy(
             &common::ns(
                 &n.srv,
-                &["nft", "list", "chain", "inet", "pfknock", "input"],
+                &["nft", "list", "chain", "inet", "pfknock", "knocks"],
             )
             .stdout,
         )
