@@ -718,11 +718,30 @@ fn two_services_on_one_port_both_open_it() {
     assert!(!n.open(true), "and only for the address that knocked");
 }
 
+/// A listener on `port` of the server, answering before this returns
+/// (killed with the namespace's other processes if the test fails first).
+fn listen_on(n: &Net, port: u16) -> std::process::Child {
+    let py = format!(
+        "import socket\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n\
+         s.bind(('::', {port}))\ns.listen(64)\nwhile True:\n    s.accept()[0].close()\n"
+    );
+    let child = Command::new("ip")
+        .args(["netns", "exec", &n.srv, "python3", "-c", &py])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for("the listener", || n.reach_from(&n.srv, "127.0.0.1", port));
+    child
+}
+
 /// Services with ports of their own: the knock ports' answers, the drops
 /// after the accepts and the guard's drops are one rule of each kind for
-/// all of them (render/nft/merge.rs). Each knock still opens its own
+/// all of them (render/nft/merge.rs), and the protected ports' rules a
+/// chain that packets to them jump to. Each knock still opens its own
 /// service's port and not the other's, a close knock closes only its own,
-/// and with pfknock's table deleted the guard keeps both closed.
+/// the daemon logs each for its service, and with pfknock's table deleted
+/// the guard keeps both closed.
 #[test]
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn each_service_opens_its_own_port_through_rules_they_share() {
@@ -733,38 +752,26 @@ fn each_service_opens_its_own_port_through_rules_they_share() {
     );
     let mut n = Net::new(&conf);
     n.up();
-    let py = format!(
-        "import socket\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n\
-         s.bind(('::', {WEB}))\ns.listen(64)\nwhile True:\n    s.accept()[0].close()\n"
-    );
-    let mut listener = Command::new("ip")
-        .args(["netns", "exec", &n.srv, "python3", "-c", &py])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    common::wait_for("the second listener", || {
-        n.reach_from(&n.srv, "127.0.0.1", WEB)
-    });
+    let mut listener = listen_on(&n, WEB);
     let web = |v6| n.reach_from(&n.cli, &n.srv_ip(v6), WEB);
     let rules = |chain: &str| {
         let o = ns(&n.srv, &["nft", "list", "chain", "inet", "pfknock", chain]);
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    let input = rules("input");
+    let (input, protect) = (rules("input"), rules("protect"));
     assert_eq!(
         input.matches("synproxy").count(),
         2,
-        "one SYN and one ACK answer for both services' knock ports:\n{input}"
+        "one SYN and one ACK answer for both:\n{input}"
     );
-    let protect = rules("protect");
     assert_eq!(
         protect.matches(" drop").count(),
         1,
-        "one drop for both services' ports:\n{protect}"
+        "one drop for both:\n{protect}"
     );
     assert!(input.contains("jump protect"), "{input}");
     assert_eq!(rules("prerouting").matches("notrack").count(), 1);
+    let (mut d, pid, log) = common::daemon_logging_to_a_socket(&n);
     assert!(
         !n.open(false) && !web(false) && !web(true),
         "closed at first"
@@ -777,6 +784,12 @@ fn each_service_opens_its_own_port_through_rules_they_share() {
     assert!(!web(true), "and only for the address that knocked");
     assert_eq!(n.elements("web_4"), std::slice::from_ref(&me));
     assert!(n.elements("ssh_4").is_empty());
+    let said = common::read_log(&log, 3, |s| s.contains("authorized"));
+    assert!(
+        said.contains(&format!("authorized {me} service=web")),
+        "{said}"
+    );
+    assert!(!said.contains("service=ssh"), "{said}");
 
     ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
     assert!(n.open(false), "ssh's knock opens ssh's port");
@@ -784,8 +797,21 @@ fn each_service_opens_its_own_port_through_rules_they_share() {
     assert!(!web(false), "web's close knock closes web's port");
     assert!(n.open(false), "and not ssh's");
     assert!(n.elements("web_4").is_empty());
-    assert_eq!(n.elements("ssh_4"), [me]);
+    assert_eq!(n.elements("ssh_4"), std::slice::from_ref(&me));
+    let said = common::read_log(&log, 3, |s| s.contains("closed"));
+    assert!(
+        said.contains(&format!("authorized {me} service=ssh")),
+        "{said}"
+    );
+    assert!(said.contains(&format!("closed {me} service=web")), "{said}");
+    assert!(
+        !said.contains(&format!("closed {me} service=ssh")),
+        "{said}"
+    );
+    sh(&["kill", &pid]);
+    let _ = d.wait();
 
+    // No daemon to put the table back: the guard alone.
     ok(&ns(&n.srv, &["nft", "delete", "table", "inet", "pfknock"]));
     assert!(
         !n.open(false) && !web(false),
