@@ -17,13 +17,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${1:-"250 500"}
 shift || true
-BINS=("${@:-target/release/pfknock}")
-for b in "${BINS[@]}"; do
-	[ -x "$b" ] || { echo "no binary $b: cargo build --release" >&2; exit 1; }
-done
 NS=pfkk-$$
 # shellcheck source=benches/common/ns.sh
 . benches/common/ns.sh
+bench_builds "$@"
 bench_ns "$NS"
 run() { ip netns exec "$NS" "$@"; }
 ms() { local a b; a=$(date +%s%N); "$@" >/dev/null 2>&1; b=$(date +%s%N); echo $(( (b - a) / 1000000 )); }
@@ -31,13 +28,7 @@ kernel_kb() { awk '/^(Slab|VmallocUsed):/ { s += $2 } END { print s }' /proc/mem
 
 printf '%-9s %-24s %-12s %s\n' services what time "kernel memory loaded"
 for n in $SIZES; do
-	python3 - "$n" >"$tmp/s.toml" <<'PY'
-import sys
-for i in range(int(sys.argv[1])):
-    print('[[service]]\nname = "s%d"\nprotect = [%d]\nknock = [%d]\nclose = %d\n'
-          % (i, 1 + i, 20000 + i, 40000 + i))
-PY
-	chmod 600 "$tmp/s.toml"
+	bench_services "$n" "$tmp/s.toml"
 	"${BINS[0]}" -c "$tmp/s.toml" render --nft >"$tmp/s.nft"
 	for b in "${BINS[@]}"; do
 		printf '%-9s %-24s %-12s\n' "$n" "$b check" \

@@ -14,12 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${1:-"1 250"}
 shift || true
-BINS=("${@:-target/release/pfknock}")
-for b in "${BINS[@]}"; do
-	[ -x "$b" ] || { echo "no binary $b: cargo build --release" >&2; exit 1; }
-done
 # shellcheck source=benches/common/ns.sh
 . benches/common/ns.sh
+bench_builds "$@"
 S=pfkpc-s-$$
 C=pfkpc-c-$$
 bench_pair "$S" "$C" 198.18.203
@@ -55,13 +52,7 @@ done
 printf '%-9s %-32s %s\n' services build "connect to an unprotected port"
 printf '%-9s %-32s %s\n' - "no table (floor)" "$(connects)"
 for n in $SIZES; do
-	python3 - "$n" >"$tmp/s.toml" <<'PY'
-import sys
-for i in range(int(sys.argv[1])):
-    print('[[service]]\nname = "s%d"\nprotect = [%d]\nknock = [%d]\nclose = %d\n'
-          % (i, 1 + i, 20000 + i, 40000 + i))
-PY
-	chmod 600 "$tmp/s.toml"
+	bench_services "$n" "$tmp/s.toml"
 	for b in "${BINS[@]}"; do
 		ip netns exec "$S" nft flush ruleset
 		ip netns exec "$S" "$b" -c "$tmp/s.toml" -S "$tmp/ctl.sock" load >/dev/null

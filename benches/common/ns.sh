@@ -16,6 +16,13 @@
 #                    writes $tmp/pfknock.toml (mode 600): one service,
 #                    ssh, protecting 2222 behind a knock on 1234, ttl 1h,
 #                    size SIZE, and rate RATE if given.
+#   bench_services N FILE
+#                    writes FILE (mode 600): N services, service i
+#                    protecting port 1+i behind a knock on 20000+i and a
+#                    close port 40000+i, all else default.
+#   bench_builds BINARY...
+#                    sets BINS to the builds given (target/release/pfknock
+#                    if none), each of which must be there.
 #
 # Nothing here leaves the namespace.
 
@@ -61,4 +68,21 @@ size    = $1
 EOT
 	if [ -n "${2:-}" ]; then echo "rate    = \"$2\"" >>"$tmp/pfknock.toml"; fi
 	chmod 600 "$tmp/pfknock.toml"
+}
+
+bench_services() {
+	python3 - "$1" >"$2" <<'PY'
+import sys
+for i in range(int(sys.argv[1])):
+    print('[[service]]\nname = "s%d"\nprotect = [%d]\nknock = [%d]\nclose = %d\n'
+          % (i, 1 + i, 20000 + i, 40000 + i))
+PY
+	chmod 600 "$2"
+}
+
+bench_builds() {
+	BINS=("${@:-target/release/pfknock}")
+	for b in "${BINS[@]}"; do
+		[ -x "$b" ] || { echo "no binary $b: cargo build --release" >&2; exit 1; }
+	done
 }
