@@ -101,6 +101,19 @@ fn error_code(m: &[u8]) -> i32 {
         .map_or(0, |e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]))
 }
 
+/// An nf_tables request of the inet family, with these header flags.
+fn inet_request(flags: u16, msg: NfTablesMessage) -> NetlinkMessage<NetfilterMessage> {
+    let mut h = NetlinkHeader::default();
+    h.flags = flags;
+    NetlinkMessage::new(
+        h,
+        NetlinkPayload::from(NetfilterMessage::new(
+            NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0),
+            msg,
+        )),
+    )
+}
+
 /// Send one request and wait for the kernel's answer to it: the messages
 /// before the ACK, or the error.
 fn request(
@@ -523,19 +536,14 @@ impl Lookup {
         const NFTA_SET_DESC_SIZE: u16 = 1;
         const NFTA_SET_TIMEOUT: u16 = 11;
         const NFTA_SET_COUNT: u16 = 20;
-        let mut h = NetlinkHeader::default();
-        h.flags = NLM_F_REQUEST | NLM_F_ACK;
-        let m = NetlinkMessage::new(
-            h,
-            NetlinkPayload::from(NetfilterMessage::new(
-                NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0),
-                NfTablesMessage::GetSet(SetMessage {
-                    attributes: vec![
-                        SetAttribute::Table(self.table.clone()),
-                        SetAttribute::Name(set.to_owned()),
-                    ],
-                }),
-            )),
+        let m = inet_request(
+            NLM_F_REQUEST | NLM_F_ACK,
+            NfTablesMessage::GetSet(SetMessage {
+                attributes: vec![
+                    SetAttribute::Table(self.table.clone()),
+                    SetAttribute::Name(set.to_owned()),
+                ],
+            }),
         );
         self.seq = self.seq.wrapping_add(1).max(1);
         let answer = request(&self.sock, m, self.seq, &mut self.buf)?;
@@ -670,14 +678,9 @@ impl Lookup {
             SetElementList::Set(set.to_owned()),
         ];
         attributes.extend(elements.map(SetElementList::Elements));
-        let mut h = NetlinkHeader::default();
-        h.flags = flags;
-        NetlinkMessage::new(
-            h,
-            NetlinkPayload::from(NetfilterMessage::new(
-                NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0),
-                NfTablesMessage::GetSetElement(SetElementMessage { attributes }),
-            )),
+        inet_request(
+            flags,
+            NfTablesMessage::GetSetElement(SetElementMessage { attributes }),
         )
     }
 

@@ -25,16 +25,11 @@ impl Lookup {
     /// The number of rules in each chain of the table that has any; an
     /// empty map where the table has none or is not there.
     pub fn rule_counts(&mut self) -> io::Result<BTreeMap<String, usize>> {
-        let mut h = NetlinkHeader::default();
-        h.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        let m = NetlinkMessage::new(
-            h,
-            NetlinkPayload::from(NetfilterMessage::new(
-                NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0),
-                NfTablesMessage::GetRule(RuleMessage {
-                    attributes: vec![RuleAttribute::Table(self.table.clone())],
-                }),
-            )),
+        let m = inet_request(
+            NLM_F_REQUEST | NLM_F_DUMP,
+            NfTablesMessage::GetRule(RuleMessage {
+                attributes: vec![RuleAttribute::Table(self.table.clone())],
+            }),
         );
         self.seq = self.seq.wrapping_add(1).max(1);
         let mut out: BTreeMap<String, usize> = BTreeMap::new();
