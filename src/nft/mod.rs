@@ -84,8 +84,9 @@ impl Nft {
         #[cfg(target_os = "linux")]
         {
             let sets = parse_sets(&self.sets_listing()?)?;
-            let (_, chains, had) = parse_defs(&self.run(&["-j", "list", "chains"], None)?)?;
-            if !had && sets.is_empty() && chains.is_empty() {
+            let chains = self.chains()?;
+            // The table has either, whatever else it lost.
+            if sets.is_empty() && chains.is_empty() {
                 return Ok(None);
             }
             let counted = crate::netlink::Lookup::open(TABLE)
@@ -119,9 +120,15 @@ impl Nft {
     /// at 60,000).
     fn defs(&self) -> Result<(Vec<KernelSet>, Vec<String>, bool)> {
         let (sets, _, _) = parse_defs(&self.sets_listing()?)?;
-        let (_, chains, _) = parse_defs(&self.run(&["-j", "list", "chains"], None)?)?;
+        let chains = self.chains()?;
         let had = !sets.is_empty() || !chains.is_empty();
         Ok((sets, chains, had))
+    }
+
+    /// The names of pfknock's chains: `nft -j list chains` (no rule read).
+    fn chains(&self) -> Result<Vec<String>> {
+        let (_, chains, _) = parse_defs(&self.run(&["-j", "list", "chains"], None)?)?;
+        Ok(chains)
     }
 
     /// `nft -j -t list sets`: every set of the ruleset, without elements.
