@@ -718,23 +718,6 @@ fn two_services_on_one_port_both_open_it() {
     assert!(!n.open(true), "and only for the address that knocked");
 }
 
-/// A listener on `port` of the server, answering before this returns
-/// (killed with the namespace's other processes if the test fails first).
-fn listen_on(n: &Net, port: u16) -> std::process::Child {
-    let py = format!(
-        "import socket\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n\
-         s.bind(('::', {port}))\ns.listen(64)\nwhile True:\n    s.accept()[0].close()\n"
-    );
-    let child = Command::new("ip")
-        .args(["netns", "exec", &n.srv, "python3", "-c", &py])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    common::wait_for("the listener", || n.reach_from(&n.srv, "127.0.0.1", port));
-    child
-}
-
 /// Services with ports of their own: the knock ports' answers, the drops
 /// after the accepts and the guard's drops are one rule of each kind for
 /// all of them (render/nft/merge.rs), and the protected ports' rules a
@@ -752,7 +735,7 @@ fn each_service_opens_its_own_port_through_rules_they_share() {
     );
     let mut n = Net::new(&conf);
     n.up();
-    let mut listener = listen_on(&n, WEB);
+    let mut listener = n.listener_on(WEB, "c.close()");
     let web = |v6| n.reach_from(&n.cli, &n.srv_ip(v6), WEB);
     let rules = |chain: &str| {
         let o = ns(&n.srv, &["nft", "list", "chain", "inet", "pfknock", chain]);

@@ -204,26 +204,35 @@ impl Net {
     }
 
     fn listen_with(&mut self, each: &str) {
+        self.listener = Some(self.listener_on(PROTECTED, each));
+    }
+
+    /// A listener on `port` of the server that does `each` with every
+    /// accepted connection `c`, answering before this returns. The
+    /// caller ends it; a test that fails first leaves it to `Drop`, which
+    /// kills what runs in the namespaces.
+    pub fn listener_on(&self, port: u16, each: &str) -> Child {
         let py = format!(
             "import socket, threading\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n\
-             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('::', {PROTECTED}))\ns.listen(64)\n\
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('::', {port}))\ns.listen(64)\n\
              while True:\n    c, _ = s.accept()\n    {each}\n"
         );
-        let child = Command::new("ip")
+        let mut child = Command::new("ip")
             .args(["netns", "exec", &self.srv, "python3", "-c", &py])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        self.listener = Some(child);
         // Wait until the listener answers from inside its own namespace.
         for _ in 0..50 {
-            if self.reach_from(&self.srv, "127.0.0.1", PROTECTED) {
-                return;
+            if self.reach_from(&self.srv, "127.0.0.1", port) {
+                return child;
             }
             sleep(Duration::from_millis(100));
         }
-        panic!("listener did not come up");
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("listener on {port} did not come up");
     }
 
     pub fn reach_from(&self, ns: &str, ip: &str, port: u16) -> bool {
