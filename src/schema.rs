@@ -8,7 +8,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::name::{
-    AnchorName, ExpireMode, Family, IfName, Net, Port, PortRange, Proto, Rate, Secs, TableName,
+    AnchorName, ExpireMode, Family, IfName, Millis, Net, Port, PortRange, Proto, Rate, Secs,
+    TableName,
 };
 
 /// Where pfknock looks for its config when `-c` is not given.
@@ -23,7 +24,9 @@ pub const DEFAULT_RATE: &str = "5/15";
 pub const DEFAULT_TTL: Secs = Secs(60);
 pub const DEFAULT_WINDOW: Secs = Secs(10);
 
-pub const DEFAULT_POLL: Secs = Secs(1);
+pub const DEFAULT_POLL: Millis = Millis(1000);
+/// The shortest `poll`: a hundred requests a second per anchor.
+pub const POLL_MIN: Millis = Millis(10);
 
 /// nftables: elements per set unless `size` says otherwise (nft's own
 /// default is 65535).
@@ -42,8 +45,8 @@ pub struct Config {
     pub anchor: AnchorName,
     /// syslog facility of the daemon's log.
     pub facility: Facility,
-    /// How often the daemon looks for new authorizations.
-    pub poll: Secs,
+    /// How often the daemon looks for new authorizations (pf).
+    pub poll: Millis,
     /// Unload the anchor when the daemon exits.
     pub unload: bool,
     /// Linux: the nfnetlink_log group the authorizing rules log to, which

@@ -336,6 +336,46 @@ fn idle_poll_costs_one_request_per_anchor() {
     );
 }
 
+/// `poll = "50ms"`: at rest the loop wakes every 50 ms (`Daemon::wake_ms`,
+/// what the loop waits for) and each wake costs one table-stats request;
+/// a knock is logged at the first poll after it lands, 50 ms at most,
+/// where the default poll of a second takes up to a second.
+#[test]
+fn a_poll_of_50ms_logs_a_knock_within_50ms() {
+    for l in OSES {
+        let mut r = rig(l, "fast", &format!("poll = \"50ms\"\n{SSH}"));
+        r.at(NOW);
+        r.log.take();
+        let t0 = NOW * 1000;
+        assert_eq!(r.d.wake_ms(t0), t0 + 50, "{}", l.os);
+        let ts = r.m().count(abi::N_GETTSTATS);
+        let as_ = r.m().count(abi::N_GETASTATS);
+        let mut t = t0;
+        for _ in 0..20 {
+            t = r.d.wake_ms(t);
+            r.d.tick_ms(t);
+        }
+        assert_eq!(t, t0 + 1000, "{}", l.os);
+        assert_eq!(r.m().count(abi::N_GETTSTATS) - ts, 20, "{}", l.os);
+        assert_eq!(r.m().count(abi::N_GETASTATS), as_, "{}: no listing", l.os);
+        assert!(r.log.take().is_empty(), "{}", l.os);
+        // The knock lands just after that poll: nothing until the next.
+        r.knock("ssh_renew", "192.0.2.10");
+        let next = r.d.wake_ms(t);
+        assert_eq!(next - t, 50, "{}", l.os);
+        r.d.tick_ms(next);
+        assert_eq!(
+            r.log.take(),
+            ["authorized 192.0.2.10 service=ssh table=ssh anchor=pfknock ttl=1m"],
+            "{}",
+            l.os
+        );
+        let kept = [("192.0.2.10".to_string(), NOW)];
+        assert_eq!(r.hosts("ssh"), kept, "{}", l.os);
+        assert!(r.hosts("ssh_renew").is_empty(), "{}", l.os);
+    }
+}
+
 /// An expiry when nothing else moved lists nothing: what is due is in
 /// what the daemon knows, and the kernel is asked to delete just that
 /// (DIOCRGETASTATS would walk the whole table). A table that moved is

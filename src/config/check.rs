@@ -222,15 +222,15 @@ fn shared_ports(cx: &mut Ctx<'_>, raw: &RawConfig, services: &[Service]) {
 }
 
 /// The global keys: facility, poll, nflog_group, log_burst.
-fn globals(cx: &mut Ctx<'_>, raw: &RawConfig) -> Result<(Facility, crate::name::Secs, u16, u32)> {
+fn globals(cx: &mut Ctx<'_>, raw: &RawConfig) -> Result<(Facility, crate::name::Millis, u16, u32)> {
     let facility = cx.opt(&raw.facility, "facility", Facility::Auth)?;
     let poll = cx.opt(&raw.poll, "poll", DEFAULT_POLL)?;
-    if poll.0 == 0 || poll.0 > 3600 {
+    if poll < POLL_MIN || poll.0 > 3_600_000 {
         let span = raw.poll.as_ref().map(|p| p.span()).unwrap_or_default();
-        return Err(cx.err(span, "poll", "must be 1s to 1h"));
+        return Err(cx.err(span, "poll", format!("{poll}: must be {POLL_MIN} to 1h")));
     }
     if let Some(p) = &raw.poll
-        && poll.0 > 60
+        && poll.0 > 60_000
     {
         cx.warn(
             p.span(),

@@ -252,6 +252,22 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.machine.next_due_ms()
     }
 
+    /// When the loop is to wake at the latest, in milliseconds: when an
+    /// entry is due (pf: at the start of its second; with kernel events:
+    /// at the millisecond the kernel times it out), at a rotation step,
+    /// and else a `poll` after `now_ms` where the daemon polls (pf), an
+    /// hour where the kernel's events wake it (nftables).
+    pub fn wake_ms(&self, now_ms: i64) -> i64 {
+        let idle_ms = match self.polls() {
+            true => self.cfg.poll.0 as i64,
+            false => 3_600_000,
+        };
+        (self.next_due_ms().into_iter())
+            .chain(self.next_step().map(|t| t * 1000))
+            .fold(now_ms + idle_ms, i64::min)
+            .max(now_ms)
+    }
+
     /// One poll: read table statistics (one request per anchor), restore
     /// the anchor if it is gone, and list only the tables whose count or
     /// packet counter moved, or that have a deadline due.

@@ -489,23 +489,16 @@ fn kernel_turn<T: Tables, L: Loader>(
     }
 }
 
-/// When the loop wakes: when an entry is due (pf: at the start of its
-/// second; with kernel events: at the millisecond the kernel times it
-/// out), at a rotation step, when the signed-knock listener is to start
-/// again, or at the next poll, whichever is first. Polling (pf): at the
-/// next poll at the latest. With kernel events (nftables) only deadlines
-/// wake the loop, or an hour goes by.
+/// When the loop wakes: as the daemon says (`Daemon::wake_ms`: an entry
+/// due, a rotation step, the next poll), or when the signed-knock
+/// listener is to start again, whichever is first.
 fn next_wake<T: Tables, L: Loader>(
     d: &Daemon<T, L, SysLog>,
     spa: &Option<super::spa::Spa>,
     now_ms: i64,
 ) -> i64 {
-    let idle = if d.polls() { d.cfg.poll.0 as i64 } else { 3600 };
-    d.next_due_ms()
-        .into_iter()
-        .chain(d.next_step().map(|t| t * 1000))
-        .chain(spa_due(spa, now_ms))
-        .fold(now_ms + idle * 1000, i64::min)
+    (spa_due(spa, now_ms).into_iter())
+        .fold(d.wake_ms(now_ms), i64::min)
         .max(now_ms)
 }
 

@@ -23,6 +23,9 @@ const W: Unit = ("w", 604_800_000);
 /// What a config may say: whole seconds and up. No month (`M` and `m` are
 /// too easy to confuse) and no milliseconds (pf's stamps are seconds).
 const CONFIG: &[Unit] = &[W, D, H, M, S];
+/// What a config may say of the daemon's own timers (`poll`): those and
+/// milliseconds.
+const TIMER: &[Unit] = &[W, D, H, M, S, MS];
 /// What pfknock writes, and what nft(8) writes and reads.
 const WRITTEN: &[Unit] = &[D, H, M, S, MS];
 
@@ -143,6 +146,39 @@ impl fmt::Display for Secs {
     }
 }
 
+/// A duration in milliseconds, for a timer of the daemon's own (`poll`),
+/// which pf's one-second stamps do not bound; at most 100 years.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Millis(pub u64);
+
+impl FromStr for Millis {
+    type Err = String;
+    /// `250ms`, `1s`, `1m30s`: as `Secs` reads, and `ms` too.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let why = |b: Bad| match b {
+            Bad::Empty => "empty",
+            Bad::Unit => "units are ms, s, m, h, d and w",
+            Bad::NoNumber => "a unit needs a number before it",
+            Bad::NoUnit => "a number needs a unit (ms, s, m, h, d or w)",
+            Bad::NumberTooLarge => "number too large",
+            Bad::TooLong => "longer than 100 years",
+        };
+        let bad = |b: Bad| format!("bad duration \"{}\": {}", shown(s), why(b));
+        let ms = parse(s, TIMER).map_err(bad)?;
+        if ms > LONGEST * 1000 {
+            return Err(bad(Bad::TooLong));
+        }
+        Ok(Millis(ms))
+    }
+}
+
+impl fmt::Display for Millis {
+    /// The shortest exact form: `1500ms` prints as `1s500ms`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_ms(u128::from(self.0)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +220,20 @@ mod tests {
         assert!(e("5300w").contains("100 years"));
         assert!(e("99999999999999999999s").contains("number too large"));
         assert!(e("").contains("empty"));
+    }
+
+    #[test]
+    fn a_timer_reads_milliseconds_too() {
+        let p = |s: &str| s.parse::<Millis>();
+        assert_eq!(p("250ms"), Ok(Millis(250)));
+        assert_eq!(p("1s500ms"), Ok(Millis(1500)));
+        assert_eq!(p("1m"), Ok(Millis(60_000)));
+        assert_eq!(p("1h"), Ok(Millis(3_600_000)));
+        assert_eq!(Millis(1500).to_string(), "1s500ms");
+        assert_eq!(Millis(1000).to_string(), "1s");
+        let e = |s: &str| p(s).unwrap_err();
+        assert!(e("5").contains("needs a unit (ms,"), "{}", e("5"));
+        assert!(e("5y").contains("units are ms,"), "{}", e("5y"));
+        assert!(e("5300w").contains("100 years"));
     }
 }

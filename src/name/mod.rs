@@ -639,7 +639,7 @@ impl fmt::Display for ExpireMode {
 }
 
 mod duration;
-pub use duration::{Secs, format_ms, parse_written_ms};
+pub use duration::{Millis, Secs, format_ms, parse_written_ms};
 
 #[cfg(test)]
 mod tests;

@@ -176,7 +176,7 @@ impl Machine {
                     let msg = format!("looking up {addr} in set {set}: {err}");
                     out.push(Action::Fail(Level::Err, msg));
                     // Look again at the next poll.
-                    let until = now + ms(cx.cfg.poll.0 as i64);
+                    let until = now + cx.cfg.poll.0 as i64;
                     out.extend(self.track(cx, &set, addr, a.since, until));
                     continue;
                 }
@@ -249,7 +249,7 @@ impl Machine {
             let n = items.len();
             let msg = format!("deleting {n} authorization(s) past a shortened ttl: {e}");
             out.push(Action::Fail(Level::Err, msg));
-            let until = now + ms(cx.cfg.poll.0 as i64);
+            let until = now + cx.cfg.poll.0 as i64;
             for (set, addr, a) in items {
                 out.extend(self.track(cx, &set, addr, a.since, until));
             }

@@ -234,7 +234,8 @@ impl Machine {
                 Vec::new()
             }
             Err(e) => {
-                self.step = Some(now.div_euclid(1000) + cx.cfg.poll.0 as i64);
+                self.step =
+                    Some(now.div_euclid(1000) + (cx.cfg.poll.0 as i64).div_euclid(1000).max(1));
                 let msg = format!("rotate: {e}: keeping the knock ports loaded");
                 vec![Action::Fail(Level::Err, msg)]
             }

@@ -410,7 +410,7 @@ fn a_failed_cut_is_said_and_tried_again() {
         "{acts:?}"
     );
     assert_eq!(m.count("ssh").0, 3);
-    let poll = ms(new.poll.0 as i64);
+    let poll = new.poll.0 as i64;
     let (q, _) = asked(&m.tick(&cx, at + poll));
     assert!(
         matches!(&q, Query::Left(items) if items.iter().any(|(_, a)| *a == ip("198.18.0.1"))),

@@ -43,7 +43,7 @@ fn a_step_boundary_loads_the_new_ports_unless_held_and_a_failure_is_tried_a_poll
             "rotate: pfctl: syntax error: keeping the knock ports loaded".into()
         )]
     );
-    assert_eq!(m.next_step(), Some(T + 60 + cfg.poll.0 as i64));
+    assert_eq!(m.next_step(), Some(T + 60 + cfg.poll.0 as i64 / 1000));
     // Held unloaded (pfknock unload): only on to the next boundary.
     let mut held = cx;
     held.held = true;
