@@ -40,6 +40,8 @@ struct FakePfctl {
     k: Kernel,
     loads: Rc<RefCell<Vec<String>>>,
     fail: Rc<Cell<bool>>,
+    /// Loads asked for, refused ones too.
+    tries: Rc<Cell<usize>>,
     referenced: bool,
     enabled: Option<bool>,
     unloads: Rc<Cell<usize>>,
@@ -49,6 +51,7 @@ impl Loader for FakePfctl {
     fn load(&mut self, cfg: &Config, source: &str) -> Result<()> {
         let anchor = &cfg.anchor;
         let text = &pfknock::render::pf::render(cfg, source);
+        self.tries.set(self.tries.get() + 1);
         if self.fail.get() {
             return Err(Error::Tool {
                 says: pfknock::error::ToolSays::Failed,
@@ -153,6 +156,7 @@ fn rig_with(
         k: k.clone(),
         loads: Rc::default(),
         fail: Rc::default(),
+        tries: Rc::default(),
         referenced,
         enabled,
         unloads: Rc::default(),
@@ -552,6 +556,47 @@ fn anchor_flushed_is_restored() {
         assert_eq!(
             r.log.take(),
             ["authorized 192.0.2.10 service=ssh table=ssh anchor=pfknock ttl=1m"]
+        );
+    }
+}
+
+/// A restore that pfctl refuses is tried again once a second, not at
+/// every poll: at `poll = "50ms"`, 20 polls a second, one pfctl each
+/// second; the error said once, then through the repeat filter; and the
+/// anchor put back at the first try once pfctl takes it.
+#[test]
+fn a_refused_restore_is_tried_once_a_second_at_a_short_poll() {
+    for l in OSES {
+        let mut r = rig(l, "refused", &format!("poll = \"50ms\"\n{SSH}"));
+        r.log.take();
+        r.m().flush_anchor("pfknock");
+        r.pfctl.fail.set(true);
+        let tries = r.pfctl.tries.get();
+        let t0 = (NOW + 1) * 1000;
+        let mut t = t0;
+        while t < t0 + 3000 {
+            r.d.tick_ms(t);
+            t = r.d.wake_ms(t);
+        }
+        assert_eq!(r.pfctl.tries.get() - tries, 3, "{}: once a second", l.os);
+        let said = r.log.take();
+        assert_eq!(said.len(), 1, "{}: {said:?}", l.os);
+        assert!(
+            said[0].starts_with("anchor pfknock is gone and cannot be restored: ")
+                && said[0].contains("stdin:5: syntax error"),
+            "{}: {said:?}",
+            l.os
+        );
+        assert!(!r.m().has_table("pfknock", "ssh"), "{}", l.os);
+        r.pfctl.fail.set(false);
+        r.d.tick_ms(t);
+        assert!(r.m().has_table("pfknock", "ssh"), "{}", l.os);
+        assert_eq!(r.pfctl.tries.get() - tries, 4, "{}", l.os);
+        let said = r.log.take();
+        assert!(
+            said.contains(&"anchor pfknock restored: its tables were gone (pf flushed?)".into()),
+            "{}: {said:?}",
+            l.os
         );
     }
 }

@@ -161,6 +161,11 @@ impl Machine {
     }
 }
 
+/// Why our anchor `a` is not put back: what the loader said.
+fn cannot_restore(a: &AnchorName, e: &str) -> String {
+    format!("anchor {a} is gone and cannot be restored: {e}")
+}
+
 fn no_answer() -> ReadError {
     ReadError::Failed("no answer".to_owned())
 }
@@ -178,6 +183,15 @@ impl Polls {
                 let broken = self.anchor_broken(&run.stats[run.at]);
                 let altered = !broken && run.intact == Some(false);
                 if broken || altered {
+                    // It failed this second: said again (the repeat
+                    // filter counts it), not tried again.
+                    if let Some((at, e)) = &self.restore_failed
+                        && *at == now
+                    {
+                        out.push(Action::Fail(Level::Err, cannot_restore(&a, e)));
+                        run.at += 1;
+                        continue;
+                    }
                     let why = if broken {
                         "its tables were gone (pf flushed?)"
                     } else {
@@ -237,12 +251,13 @@ impl Polls {
     ) -> Vec<Action> {
         let a = run.anchors[run.at].clone();
         if let Err(e) = first_done(d) {
-            let msg = format!("anchor {a} is gone and cannot be restored: {e}");
-            let mut out = vec![Action::Fail(Level::Err, msg)];
+            let mut out = vec![Action::Fail(Level::Err, cannot_restore(&a, &e))];
+            self.restore_failed = Some((now, e));
             run.at += 1;
             out.extend(self.anchors_from(cx, run, now));
             return out;
         }
+        self.restore_failed = None;
         let mut lists = Vec::new();
         let mut add = Vec::new();
         for (i, w) in self.watches.iter().enumerate() {

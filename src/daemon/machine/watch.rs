@@ -172,6 +172,10 @@ pub struct Polls {
     /// renewal tables, idle expiry is age, and what leaves a table
     /// expired.
     pub(super) refreshes: bool,
+    /// The last restore of our anchor that failed: the second, and what
+    /// the loader said. It is not tried again within that second, so a
+    /// short `poll` does not run the loader at every poll.
+    pub(super) restore_failed: Option<(i64, String)>,
 }
 
 /// The tables to watch. Renewal tables come first, so that a renewal is
