@@ -1127,6 +1127,23 @@ fn an_overrun_reads_the_sets_again_and_a_lost_source_falls_back_to_polling() {
     assert!(r.log.take().is_empty());
 }
 
+/// Polling after the events are lost runs nft(8) at every poll: at most
+/// once a second, however short `poll` is (it is for pf); before that the
+/// loop waits for the kernel's events, an hour at rest.
+#[test]
+fn a_lost_source_polls_at_most_once_a_second() {
+    let mut r = rig("lost-fast", &format!("poll = \"50ms\"\n{SSH}"));
+    r.at(T0);
+    r.log.take();
+    assert_eq!(r.d.wake_ms(T0), T0 + s(3600));
+    r.event(T0 + 10, KernelEvent::Lost("monitor: EBADF".into()));
+    assert_eq!(
+        r.log.take(),
+        ["kernel events lost (monitor: EBADF): polling every 1s from now on"]
+    );
+    assert_eq!(r.d.wake_ms(T0 + 10), T0 + 10 + s(1));
+}
+
 /// More than 65,536 due at once are looked up and said in ticks of
 /// 65,536 (the loop looks at signals between them), each element once.
 #[test]

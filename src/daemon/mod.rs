@@ -255,11 +255,12 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// When the loop is to wake at the latest, in milliseconds: when an
     /// entry is due (pf: at the start of its second; with kernel events:
     /// at the millisecond the kernel times it out), at a rotation step,
-    /// and else a `poll` after `now_ms` where the daemon polls (pf), an
-    /// hour where the kernel's events wake it (nftables).
+    /// and else a poll after `now_ms` where the daemon polls
+    /// (`machine::poll_every`), an hour where the kernel's events wake it
+    /// (nftables).
     pub fn wake_ms(&self, now_ms: i64) -> i64 {
         let idle_ms = match self.polls() {
-            true => self.cfg.poll.0 as i64,
+            true => machine::poll_every(&self.cfg, self.caps.refreshes_entries).0 as i64,
             false => 3_600_000,
         };
         (self.next_due_ms().into_iter())

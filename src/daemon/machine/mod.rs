@@ -52,6 +52,16 @@ pub use watch::Polls;
 pub const COALESCE: i64 = 20;
 
 /// Seconds to milliseconds.
+/// How often the daemon polls: `poll`, and at most once a second where
+/// the firewall times entries out itself (nftables, whose events were
+/// lost), since a poll there runs nft(8).
+pub fn poll_every(cfg: &Config, refreshes: bool) -> crate::name::Millis {
+    match refreshes {
+        true => cfg.poll.max(crate::name::Millis(1000)),
+        false => cfg.poll,
+    }
+}
+
 pub const fn ms(secs: i64) -> i64 {
     secs.saturating_mul(1000)
 }
@@ -410,7 +420,7 @@ impl Machine {
                     Level::Err,
                     format!(
                         "kernel events lost ({why}): polling every {} from now on",
-                        cx.cfg.poll
+                        poll_every(cx.cfg, true)
                     ),
                 ));
                 out.push(Action::Poll);
