@@ -43,7 +43,7 @@ pub use down::Known;
 pub(super) use due::meter_service;
 pub use due::{auth_sets, deleted_sets, gone_line};
 pub use modes::reload_loads;
-pub use polls::Write;
+pub use polls::{Write, poll_every};
 pub use watch::Polls;
 
 /// How long after an authorization's deadline the daemon looks (ms): the
@@ -52,16 +52,6 @@ pub use watch::Polls;
 pub const COALESCE: i64 = 20;
 
 /// Seconds to milliseconds.
-/// How often the daemon polls: `poll`, and at most once a second where
-/// the firewall times entries out itself (nftables, whose events were
-/// lost), since a poll there runs nft(8).
-pub fn poll_every(cfg: &Config, refreshes: bool) -> crate::name::Millis {
-    match refreshes {
-        true => cfg.poll.max(crate::name::Millis(1000)),
-        false => cfg.poll,
-    }
-}
-
 pub const fn ms(secs: i64) -> i64 {
     secs.saturating_mul(1000)
 }

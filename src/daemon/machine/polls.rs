@@ -81,6 +81,16 @@ pub(super) enum PollStep {
     Wrote { run: Run, packets: u64, plan: Plan },
 }
 
+/// How often the daemon polls: `poll`, and at most once a second where
+/// the firewall times entries out itself (nftables, whose events were
+/// lost), since a poll there runs nft(8).
+pub fn poll_every(cfg: &crate::config::Config, refreshes: bool) -> crate::name::Millis {
+    match refreshes {
+        true => cfg.poll.max(crate::name::Millis(1000)),
+        false => cfg.poll,
+    }
+}
+
 fn ask(q: Query, step: PollStep) -> Action {
     Action::Ask(q, Then(Step::Poll(Box::new(step))))
 }
