@@ -413,7 +413,7 @@ impl Lookup {
         set: &str,
         heard: &dyn Fn() -> Vec<IpAddr>,
     ) -> io::Result<(Vec<Deadline>, crate::kevents::HowRead)> {
-        const SETTLE_PASSES: u64 = 5;
+        const SETTLE_PASSES: u64 = 7;
         let first = self.dump_walk(set)?;
         let mut addrs: Vec<IpAddr> = first.elems.iter().map(|(a, _)| *a).collect();
         let gave = addrs.len();
