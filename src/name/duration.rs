@@ -122,20 +122,31 @@ impl FromStr for Secs {
     /// `90s`, `10m`, `1h30m`, `2d`: numbers each followed by one of
     /// s, m, h, d, w. A bare number is refused: a unit is always needed.
     fn from_str(s: &str) -> Result<Self, String> {
-        let why = |b: Bad| match b {
-            Bad::Empty => "empty",
-            Bad::Unit => "units are s, m, h, d and w",
-            Bad::NoNumber => "a unit needs a number before it",
-            Bad::NoUnit => "a number needs a unit (s, m, h, d or w)",
-            Bad::NumberTooLarge => "number too large",
-            Bad::TooLong => "longer than 100 years",
+        Ok(Secs(read(s, CONFIG)? / 1000))
+    }
+}
+
+/// `s` in milliseconds, in `units`, at most 100 years; the error says
+/// what is wrong and which units there are.
+fn read(s: &str, units: &[Unit]) -> Result<u64, String> {
+    let names: Vec<&str> = units.iter().rev().map(|u| u.0).collect();
+    let (last, rest) = names.split_last().expect("units");
+    let listed = |word: &str| format!("{} {word} {last}", rest.join(", "));
+    let bad = |b: Bad| {
+        let why = match b {
+            Bad::Empty => "empty".to_owned(),
+            Bad::Unit => format!("units are {}", listed("and")),
+            Bad::NoNumber => "a unit needs a number before it".to_owned(),
+            Bad::NoUnit => format!("a number needs a unit ({})", listed("or")),
+            Bad::NumberTooLarge => "number too large".to_owned(),
+            Bad::TooLong => "longer than 100 years".to_owned(),
         };
-        let bad = |b: Bad| format!("bad duration \"{}\": {}", shown(s), why(b));
-        let secs = parse(s, CONFIG).map_err(bad)? / 1000;
-        if secs > LONGEST {
-            return Err(bad(Bad::TooLong));
-        }
-        Ok(Secs(secs))
+        format!("bad duration \"{}\": {why}", shown(s))
+    };
+    match parse(s, units) {
+        Ok(ms) if ms > LONGEST * 1000 => Err(bad(Bad::TooLong)),
+        Ok(ms) => Ok(ms),
+        Err(b) => Err(bad(b)),
     }
 }
 
@@ -155,20 +166,7 @@ impl FromStr for Millis {
     type Err = String;
     /// `250ms`, `1s`, `1m30s`: as `Secs` reads, and `ms` too.
     fn from_str(s: &str) -> Result<Self, String> {
-        let why = |b: Bad| match b {
-            Bad::Empty => "empty",
-            Bad::Unit => "units are ms, s, m, h, d and w",
-            Bad::NoNumber => "a unit needs a number before it",
-            Bad::NoUnit => "a number needs a unit (ms, s, m, h, d or w)",
-            Bad::NumberTooLarge => "number too large",
-            Bad::TooLong => "longer than 100 years",
-        };
-        let bad = |b: Bad| format!("bad duration \"{}\": {}", shown(s), why(b));
-        let ms = parse(s, TIMER).map_err(bad)?;
-        if ms > LONGEST * 1000 {
-            return Err(bad(Bad::TooLong));
-        }
-        Ok(Millis(ms))
+        read(s, TIMER).map(Millis)
     }
 }
 
