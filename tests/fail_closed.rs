@@ -634,7 +634,14 @@ fn an_unload_before_any_load_keeps_an_open_session() {
     let mut n = Net::new(CONF);
     n.listen_echo();
     let s = Session::open(&n, 1);
-    ok(&n.server(&["unload"]));
+    let o = n.server(&["unload"]);
+    ok(&o);
+    // Nothing was loaded, so nothing went: only the closed table is said.
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "table inet pfknock: closed: the protected ports take the allow list only \
+         (unload --open deletes it)\n"
+    );
     assert!(rules(&n).contains("kept.4"), "{}", rules(&n));
     s.phase(1, "an unload before any load");
     assert!(!n.open(false) && !n.open(true), "unload opened it");
