@@ -1,5 +1,6 @@
 //! The manuals are the contract: every subcommand is in pfknock(8)'s
-//! SYNOPSIS and DESCRIPTION, every config key in pfknock.toml(5).
+//! SYNOPSIS and DESCRIPTION, every config key in pfknock.toml(5); and
+//! every benchmark in benches/README.md.
 
 use std::fs;
 use std::path::Path;
@@ -107,6 +108,48 @@ fn every_config_key_is_in_pfknock_toml_5() {
             assert!(
                 page.contains(&format!(".It Ic {k} Ns")) || page.contains(&format!(".Ic [[{k}]]")),
                 "pfknock.toml.5 lacks {what} key {k}"
+            );
+        }
+    }
+}
+
+/// benches/README.md is the index of the benchmarks: every script in
+/// benches/ and every `cargo bench` target is in it, and it names none
+/// that is not there.
+#[test]
+fn every_bench_is_in_benches_readme() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let index = fs::read_to_string(root.join("benches/README.md")).unwrap();
+    let cargo = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let mut n = 0;
+    for e in fs::read_dir(root.join("benches")).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if let Some(stem) = name.strip_suffix(".rs") {
+            let named = format!("--bench {stem}`");
+            if cargo.contains(&format!("name = \"{stem}\"")) {
+                assert!(
+                    index.contains(&named),
+                    "benches/README.md: no `cargo bench {named}"
+                );
+                n += 1;
+            }
+        } else if name.ends_with(".sh") {
+            assert!(
+                index.contains(&format!("`{name}")),
+                "benches/README.md: no {name}"
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 15, "only {n} benches found");
+    // Each script it names is there.
+    for word in index.split(|c: char| c == '`' || c.is_whitespace()) {
+        if let Some(script) = word.strip_suffix(".sh")
+            && !script.contains('/')
+        {
+            assert!(
+                root.join("benches").join(word).exists(),
+                "benches/README.md names {word}, which is not in benches/"
             );
         }
     }
