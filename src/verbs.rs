@@ -100,6 +100,9 @@ pub fn allow(
     by: &str,
     d: &mut Done,
 ) -> Result<()> {
+    if let Some(why) = addr.never_a_source() {
+        return Err(Error::Usage(format!("{addr}: {why}")));
+    }
     if addr.prefix() == 0 && !force {
         return Err(Error::Usage(format!(
             "{addr} covers every {} address: the protected ports would be open to \

@@ -555,6 +555,13 @@ fn a_listened_knock_port_and_an_allow_for_everyone_are_named() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("covers every IPv4 address"));
     assert!(n.elements("ssh_4").is_empty());
     assert!(!n.open(false));
+    // So is the client's address written IPv4-mapped, which the IPv6
+    // set would hold and no IPv4 packet would meet.
+    let o = n.server(&["allow", "::ffff:198.18.200.2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("give 198.18.200.2"));
+    assert!(n.elements("ssh_4").is_empty() && n.elements("ssh_6").is_empty());
+    assert!(!n.open(false));
     // ...unless forced (and then it is a network: the nft set takes hosts).
     let o = n.server(&["allow", "--force", "0.0.0.0/0"]);
     assert!(

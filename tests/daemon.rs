@@ -1293,6 +1293,23 @@ fn allow_and_flush_through_the_daemon_are_logged_once() {
         r.log.take(),
         ["allowed 198.18.0.20 service=ssh table=ssh anchor=pfknock ttl=1m by pfknock allow"]
     );
+    // An address no connection comes from is refused in words, and
+    // changes nothing: not the table, not the log.
+    for a in ["::ffff:198.18.0.21", "224.0.0.1", "0.0.0.0"] {
+        let rep = r.ask(&["allow", a], NOW + 1);
+        let (msg, code) = rep.error.expect(a);
+        assert!(msg.starts_with(&format!("{a}: ")), "{msg}");
+        assert_eq!(code, 2, "{a}");
+    }
+    let (msg, _) = r
+        .ask(&["allow", "::ffff:198.18.0.21"], NOW + 1)
+        .error
+        .unwrap();
+    assert!(msg.ends_with("give 198.18.0.21"), "{msg}");
+    r.at(NOW + 1);
+    assert_eq!(r.log.take(), Vec::<String>::new());
+    let hosts: Vec<String> = r.hosts("ssh").into_iter().map(|(a, _)| a).collect();
+    assert_eq!(hosts, ["198.18.0.20"]);
     let rep = r.ask(&["flush"], NOW + 2);
     assert_eq!(rep.error, None);
     r.at(NOW + 3);

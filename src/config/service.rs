@@ -440,17 +440,18 @@ pub(super) fn sources(cx: &mut Ctx<'_>, r: &RawService) -> Result<(Family, Vec<N
         ("service.allow", &allow, &r.allow),
     ] {
         for (i, n) in list.iter().enumerate() {
-            if !family.covers(n.af()) {
-                let span = raw
-                    .as_ref()
-                    .map(|v| v.get_ref()[i].span())
-                    .unwrap_or_default();
-                return Err(cx.err(
-                    span,
-                    key,
-                    format!("{n} is not an address of family {}", family_word(family)),
-                ));
-            }
+            let why = match n.never_a_source() {
+                Some(why) => format!("{n}: {why}"),
+                None if !family.covers(n.af()) => {
+                    format!("{n} is not an address of family {}", family_word(family))
+                }
+                None => continue,
+            };
+            let span = raw
+                .as_ref()
+                .map(|v| v.get_ref()[i].span())
+                .unwrap_or_default();
+            return Err(cx.err(span, key, why));
         }
     }
     Ok((family, from, allow))

@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 /// `PF_TABLE_NAME_SIZE`: the name and its NUL must fit in 32 bytes.
@@ -445,6 +445,42 @@ impl Net {
     pub fn af(&self) -> Af {
         Af::of(self.addr)
     }
+
+    /// Why no connection the firewall sees can come from any address of
+    /// this network, if none can: it is IPv4-mapped (a packet from an
+    /// IPv4 host carries its IPv4 address, and pf and nftables match it
+    /// so), multicast, the unspecified address, or IPv4's limited
+    /// broadcast. An authorization of it would hold an entry that opens
+    /// nothing.
+    pub fn never_a_source(&self) -> Option<String> {
+        let (lo, _) = self.range();
+        let within = |net: u128, prefix: u8, width: u32| {
+            self.prefix >= prefix && lo >> (width - prefix as u32) == net >> (width - prefix as u32)
+        };
+        match self.addr {
+            IpAddr::V6(_) if within(0xffff << 32, 96, 128) => {
+                let v4 = Ipv4Addr::from((lo & 0xffff_ffff) as u32);
+                let as_v4 = Net::new(IpAddr::V4(v4), self.prefix - 96).expect("masked");
+                Some(format!(
+                    "an IPv4-mapped IPv6 address: an IPv4 host's packets carry its \
+                     IPv4 address; give {as_v4}"
+                ))
+            }
+            IpAddr::V4(_) if within(0xe000_0000, 4, 32) => Some(multicast()),
+            IpAddr::V6(_) if within(0xff << 120, 8, 128) => Some(multicast()),
+            IpAddr::V4(_) if self.is_host() && lo == 0xffff_ffff => {
+                Some("the broadcast address: no connection comes from it".into())
+            }
+            _ if self.is_host() && lo == 0 => {
+                Some("the unspecified address: no connection comes from it".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn multicast() -> String {
+    "multicast: no connection comes from it".into()
 }
 
 fn max_prefix(a: IpAddr) -> u8 {

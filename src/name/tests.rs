@@ -129,3 +129,46 @@ fn a_net_from_raw_parts_is_checked() {
         Some(Net::host("2001:db8::1".parse().unwrap()))
     );
 }
+
+#[test]
+fn addresses_no_connection_comes_from() {
+    let why = |s: &str| s.parse::<Net>().unwrap().never_a_source();
+    let says = |s: &str, w: &str| {
+        let got = why(s).unwrap_or_else(|| panic!("{s}: taken"));
+        assert!(got.contains(w), "{s}: {got}");
+    };
+    says("::ffff:198.18.7.2", "give 198.18.7.2");
+    says("::ffff:198.18.0.0/112", "give 198.18.0.0/16");
+    says("::ffff:0:0/96", "give 0.0.0.0/0");
+    says("224.0.0.1", "multicast");
+    says("239.255.0.0/16", "multicast");
+    says("224.0.0.0/4", "multicast");
+    says("ff02::1", "multicast");
+    says("ff00::/8", "multicast");
+    says("255.255.255.255", "broadcast");
+    says("0.0.0.0", "unspecified");
+    says("::", "unspecified");
+    // What some packet can come from, or a network reaching past the
+    // ranges, is taken.
+    for s in [
+        "198.18.7.2",
+        "fd00::1",
+        "::1",
+        "127.0.0.1",
+        "0.0.0.0/0",
+        "::/0",
+        "0.0.0.0/8",
+        "::fffe:0:0/95",
+        "::fffe:ffff:ffff",
+        "::1:0:0:0",
+        "192.0.0.0/3",
+        "223.255.255.255",
+        "240.0.0.1",
+        "255.255.255.254",
+        "fe00::/7",
+        "feff::1",
+        "::ffff:0:1:0",
+    ] {
+        assert_eq!(why(s), None, "{s}");
+    }
+}
