@@ -820,6 +820,44 @@ fn idle_expiry_follows_the_counters() {
     }
 }
 
+/// A restore puts an idle-expiry table's hosts back with new counters,
+/// so the counters its polls knew are no measure of use after it: its
+/// first poll lists it. Traffic after the restore that brings a host's
+/// counter back to what it was before keeps it in.
+#[test]
+fn idle_expiry_after_a_restore_follows_the_new_counters() {
+    let conf = "[[service]]\nname = \"ssh\"\nprotect = [22]\nknock = [1234]\nttl = \"60s\"\nexpire = \"idle\"\n";
+    for l in OSES {
+        let mut r = rig(l, "idle-restore", conf);
+        r.knock("ssh_renew", "192.0.2.10");
+        r.at(NOW);
+        let a: IpAddr = "192.0.2.10".parse().unwrap();
+        r.m().now = NOW + 20;
+        r.m().traffic("pfknock", "ssh", a, 4, 400);
+        r.at(NOW + 20);
+        r.m().flush_anchor("pfknock");
+        r.at(NOW + 30);
+        assert_eq!(r.hosts("ssh").len(), 1, "{}: put back", l.os);
+        r.log.take();
+        // The same four packets again, on the new counter.
+        r.m().now = NOW + 40;
+        r.m().traffic("pfknock", "ssh", a, 4, 400);
+        for t in 40..100 {
+            r.at(NOW + t);
+        }
+        assert_eq!(r.hosts("ssh").len(), 1, "{}: in use at 40s", l.os);
+        assert_eq!(r.log.take(), Vec::<String>::new(), "{}", l.os);
+        r.at(NOW + 101);
+        assert!(r.hosts("ssh").is_empty(), "{}", l.os);
+        assert_eq!(
+            r.log.take(),
+            ["expired 192.0.2.10 service=ssh table=ssh anchor=pfknock idle=1m1s ttl=1m"],
+            "{}",
+            l.os
+        );
+    }
+}
+
 #[test]
 fn expire_tables_of_a_hand_written_ruleset() {
     let conf =
