@@ -428,6 +428,37 @@ fn an_expiry_alone_costs_the_entries_due_not_a_listing() {
     }
 }
 
+/// New knocks cost a listing of the intake, however many land in one
+/// poll: the hosts moved into `<ssh>` are counted in, so `<ssh>` is not
+/// listed for them, in that poll or the next.
+#[test]
+fn knocks_landing_together_cost_one_listing_of_the_intake() {
+    for l in OSES {
+        let mut r = rig(l, "together", SSH);
+        r.at(NOW);
+        r.log.take();
+        let asts = r.m().count(abi::N_GETASTATS);
+        for h in ["192.0.2.21", "192.0.2.22", "192.0.2.23"] {
+            r.knock("ssh_renew", h);
+        }
+        r.at(NOW + 1);
+        r.at(NOW + 2);
+        assert_eq!(r.hosts("ssh").len(), 3, "{}", l.os);
+        assert!(r.hosts("ssh_renew").is_empty(), "{}", l.os);
+        let said: Vec<String> = r.log.take();
+        let want: Vec<String> = (21..24)
+            .map(|h| format!("authorized 192.0.2.{h} service=ssh table=ssh anchor=pfknock ttl=1m"))
+            .collect();
+        assert_eq!(said, want, "{}", l.os);
+        assert_eq!(
+            r.m().count(abi::N_GETASTATS) - asts,
+            1,
+            "{}: the intake's listing alone",
+            l.os
+        );
+    }
+}
+
 #[test]
 fn renewal_gives_a_fresh_ttl_on_every_os() {
     for l in OSES {
