@@ -459,6 +459,37 @@ fn knocks_landing_together_cost_one_listing_of_the_intake() {
     }
 }
 
+/// A knock the daemon reaches exactly a ttl after it (stopped
+/// meanwhile, say) is authorized still, as `policy::decide` counts: due
+/// once older than the ttl; a second later it expires.
+#[test]
+fn a_knock_a_ttl_old_in_the_intake_is_authorized_until_older() {
+    for l in OSES {
+        let mut r = rig(l, "intake-ttl", SSH);
+        r.at(NOW);
+        r.log.take();
+        r.m().now = NOW + 40;
+        r.knock("ssh_renew", "192.0.2.30");
+        r.m().now = NOW + 100;
+        r.at(NOW + 100);
+        assert_eq!(r.hosts("ssh").len(), 1, "{}", l.os);
+        assert_eq!(
+            r.log.take(),
+            ["authorized 192.0.2.30 service=ssh table=ssh anchor=pfknock ttl=1m"],
+            "{}",
+            l.os
+        );
+        r.at(NOW + 101);
+        assert!(r.hosts("ssh").is_empty(), "{}", l.os);
+        assert_eq!(
+            r.log.take(),
+            ["expired 192.0.2.30 service=ssh table=ssh anchor=pfknock age=1m1s ttl=1m"],
+            "{}",
+            l.os
+        );
+    }
+}
+
 #[test]
 fn renewal_gives_a_fresh_ttl_on_every_os() {
     for l in OSES {
