@@ -490,6 +490,50 @@ fn a_knock_a_ttl_old_in_the_intake_is_authorized_until_older() {
     }
 }
 
+/// An authorized host taken out of `<ssh>` by hand (`pfctl -T delete`)
+/// that knocks again before the daemon's next poll: the kernel lets it in
+/// from the intake, and the daemon keeps it so, moving it back into
+/// `<ssh>` with the knock's stamp, where it used to drop the knock with
+/// the intake's entry and log the host as removed. Without `renew` the
+/// knock is a new authorization all the same (the host was gone), which
+/// the daemon learns from `<ssh>`'s listing: no line then, and its expiry
+/// counts from the knock.
+#[test]
+fn a_knock_after_a_hand_delete_is_kept() {
+    let no_renew = format!("{SSH}renew = false\n");
+    for (conf, said) in [(SSH, 1), (no_renew.as_str(), 0)] {
+        for l in OSES {
+            let mut r = rig(l, "hand-delete", conf);
+            r.knock("ssh_renew", "192.0.2.40");
+            r.at(NOW);
+            r.at(NOW + 10);
+            r.log.take();
+            r.m().now = NOW + 20;
+            r.m()
+                .remove("pfknock", "ssh", "192.0.2.40".parse().unwrap());
+            r.knock("ssh_renew", "192.0.2.40");
+            r.at(NOW + 20);
+            r.at(NOW + 21);
+            let hosts = r.hosts("ssh");
+            assert_eq!(hosts.len(), 1, "{} {conf}", l.os);
+            assert_eq!(hosts[0].0, "192.0.2.40");
+            assert!(r.hosts("ssh_renew").is_empty(), "{}", l.os);
+            let renewed = ["renewed 192.0.2.40 service=ssh table=ssh anchor=pfknock ttl=1m"];
+            assert_eq!(r.log.take(), renewed[..said], "{} {conf}", l.os);
+            r.at(NOW + 80);
+            assert_eq!(r.hosts("ssh").len(), 1, "{}: from the knock at 20s", l.os);
+            r.at(NOW + 81);
+            assert!(r.hosts("ssh").is_empty(), "{}", l.os);
+            assert_eq!(
+                r.log.take(),
+                ["expired 192.0.2.40 service=ssh table=ssh anchor=pfknock age=1m1s ttl=1m"],
+                "{} {conf}",
+                l.os
+            );
+        }
+    }
+}
+
 #[test]
 fn renewal_gives_a_fresh_ttl_on_every_os() {
     for l in OSES {

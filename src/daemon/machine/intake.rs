@@ -2,9 +2,11 @@
 //! tell the daemon what changed in `T` without a listing of all of it),
 //! and the pass rule lets its hosts in at once. At each visit the daemon
 //! stamps the hosts that knocked again where the service renews, moves
-//! the new ones into `T` (`tables::move_hosts`: a host revoked meanwhile
-//! stays out), and empties the intake; what `T` holds after is known from
-//! the writes, without listing it.
+//! them and the new ones into `T` (`tables::move_hosts`: a host revoked
+//! meanwhile stays out; one that knocked again is in `T` already, unless
+//! it was deleted from there by hand before its knock, and then it goes
+//! back), and empties the intake; what `T` holds after is known from the
+//! writes, without listing it.
 //!
 //! A move needs room in pf's pool of table entries (the host is added to
 //! `T` before it leaves the intake). Where there is none the move fails,
@@ -128,10 +130,14 @@ impl Polls {
         if renew && !stamp.is_empty() {
             writes.push(Write::Stamp(t.clone(), nets(stamp)));
         }
-        for v in [&present, &overdue] {
-            if !v.is_empty() {
-                writes.push(Write::Delete(from.clone(), nets(v)));
-            }
+        // Hosts `T` held at the last look leave the intake by a move, not
+        // a delete: one taken out of `T` meanwhile (`pfctl -T delete` by
+        // hand) that knocked again is put back, not lost with its knock.
+        if !present.is_empty() {
+            writes.push(Write::Move(from.clone(), t.clone(), nets(&present)));
+        }
+        if !overdue.is_empty() {
+            writes.push(Write::Delete(from.clone(), nets(&overdue)));
         }
         if !absent.is_empty() {
             writes.push(Write::Move(from, t, nets(&absent)));
@@ -168,8 +174,10 @@ impl Polls {
             (true, true) => &p.absent[..],
         };
         let stamped = if stamp.is_empty() { 0 } else { next()? };
-        if !p.present.is_empty() {
-            next()?;
+        // Hosts the move put back into `T` were not there: its listing,
+        // next, says what it holds.
+        if !p.present.is_empty() && next()? > 0 {
+            self.watches[p.auth].force = true;
         }
         if !p.blind {
             self.renewed(p.auth, stamp, stamped, &said, now, out);
