@@ -534,6 +534,38 @@ fn a_knock_after_a_hand_delete_is_kept() {
     }
 }
 
+/// A knock counts from the intake's stamp, not from the move's: pf
+/// stamps the host anew when the move adds it to `<ssh>`, and a later
+/// listing of `<ssh>` (made for a host added there by hand) keeps the
+/// knock's time all the same.
+#[test]
+fn a_moved_knock_counts_from_the_knock_after_a_listing() {
+    for l in OSES {
+        let mut r = rig(l, "knock-time", SSH);
+        r.at(NOW);
+        r.m().now = NOW + 1;
+        r.knock("ssh_renew", "192.0.2.50");
+        r.m().now = NOW + 2;
+        r.at(NOW + 2);
+        r.m().now = NOW + 3;
+        r.m()
+            .overload("pfknock", "ssh", "192.0.2.51".parse().unwrap());
+        r.at(NOW + 3);
+        r.log.take();
+        r.at(NOW + 61);
+        assert_eq!(r.hosts("ssh").len(), 2, "{}", l.os);
+        r.at(NOW + 62);
+        let left: Vec<String> = r.hosts("ssh").into_iter().map(|(a, _)| a).collect();
+        assert_eq!(left, ["192.0.2.51"], "{}", l.os);
+        assert_eq!(
+            r.log.take(),
+            ["expired 192.0.2.50 service=ssh table=ssh anchor=pfknock age=1m1s ttl=1m"],
+            "{}",
+            l.os
+        );
+    }
+}
+
 #[test]
 fn renewal_gives_a_fresh_ttl_on_every_os() {
     for l in OSES {
