@@ -578,6 +578,36 @@ fn an_idle_expiry_with_traffic_is_late_by_at_most_a_sixteenth_of_the_ttl() {
     assert_eq!(lists, [0, 3, 6, 9, 12, 15, 18, 21, 82]);
 }
 
+/// The wait for a busy idle table's listing is for tables with nothing
+/// due: a host due while another's traffic moves the counters expires on
+/// time, not a sixteenth of the ttl late.
+#[test]
+fn a_busy_idle_table_with_a_host_due_is_listed_at_once() {
+    let (cfg, mut m) = pf("expire = \"idle\"\n");
+    let cx = cx(&cfg);
+    let mut busy = entry("198.18.0.1", T - 5);
+    busy.counted = true;
+    let mut quiet = entry("198.18.0.2", T - 5);
+    quiet.counted = true;
+    let mut k = Pf::with(&[("ssh", vec![busy, quiet]), ("ssh_renew", vec![])]);
+    let mut said = Vec::new();
+    for t in T..T + 70 {
+        k.tables.get_mut("ssh").unwrap()[0].packets += 1;
+        *k.packets.entry("ssh".into()).or_default() += 1;
+        let out = poll(&mut m, &cx, &mut k, t);
+        said.extend(out.into_iter().map(|a| (t - T, a)));
+    }
+    assert_eq!(
+        said,
+        [(
+            61,
+            info(&format!("expired 198.18.0.2 {LINE} idle=1m1s ttl=1m"))
+        )]
+    );
+    let left: Vec<String> = k.tables["ssh"].iter().map(|e| e.net.to_string()).collect();
+    assert_eq!(left, ["198.18.0.1"]);
+}
+
 #[test]
 fn an_idle_expiry_table_is_listed_when_its_counters_move() {
     let (cfg, mut m) = pf("expire = \"idle\"\n");
