@@ -12,6 +12,7 @@ use std::path::Path;
 use super::*;
 
 mod changes;
+mod idle;
 mod modes;
 mod parts;
 mod polls;
