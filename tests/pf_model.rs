@@ -942,6 +942,45 @@ fn a_revoke_at_any_point_of_a_move_leaves_the_host_out() {
     }
 }
 
+/// The daemon moves a host that knocked again out of the intake too (it
+/// is in the authorized table already, unless someone deleted it there
+/// by hand): a revoke at any point of that move still leaves it out, and
+/// the other host that knocked again stays in.
+#[test]
+fn a_revoke_at_any_point_of_a_renewal_move_leaves_the_host_out() {
+    let h: IpAddr = "198.18.0.9".parse().unwrap();
+    let other: IpAddr = "198.18.0.10".parse().unwrap();
+    for (k, l) in OSES {
+        for a in 0..=3 {
+            for b in a..=3 {
+                let mut t = racing(k, l, vec![(a, "ssh_renew", h), (b, "ssh", h)]);
+                for x in [h, other] {
+                    t.pf.dev.m.overload("pfknock", "ssh", x);
+                    t.pf.dev.m.overload("pfknock", "ssh_renew", x);
+                }
+                let kept = move_hosts(
+                    &mut t,
+                    &tref("pfknock", "ssh_renew"),
+                    &tref("pfknock", "ssh"),
+                    &[Net::host(h), Net::host(other)],
+                )
+                .unwrap();
+                for (n, table, x) in [(a, "ssh_renew", h), (b, "ssh", h)] {
+                    if n >= t.pf.dev.calls {
+                        t.pf.dev.m.remove("pfknock", table, x);
+                    }
+                }
+                let case = format!("{} {}: revoke at {a}, {b}", k.os, k.version);
+                assert_eq!(held(&t, "ssh"), ["198.18.0.10"], "{case}");
+                assert!(held(&t, "ssh_renew").is_empty(), "{case}");
+                // Neither was added: both were there, or the one the
+                // revoke took out of it was taken back.
+                assert!(kept.is_empty(), "{case}");
+            }
+        }
+    }
+}
+
 #[test]
 fn a_host_already_authorized_is_not_taken_back_when_the_intake_lost_it() {
     // Only what the move itself added is taken back: a host someone had
