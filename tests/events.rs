@@ -1955,6 +1955,7 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
             a.parse::<std::net::IpAddr>().unwrap()
         };
         let mut l = pfknock::netlink::Lookup::open("pfknock").unwrap();
+        let began = pfknock::clock::now_ms();
         let (read, how) = l
             .dump_heard("ssh_6", &|| vec![added("fd00:19::ffff:1")])
             .unwrap();
@@ -1964,6 +1965,40 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
             "{how}"
         );
         assert_eq!(read.len(), 20_001);
+        // In address order, each with the deadline nft gave it: 9 minutes
+        // after it was added (the fill less than a minute before this
+        // reading), a second of the kernel's rounding allowed.
+        let nine = 9 * 60_000;
+        let ended = pfknock::clock::now_ms();
+        assert!(read.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(
+            read.iter()
+                .all(|(_, d)| d
+                    .is_some_and(|d| d >= began + nine - 60_000 && d <= ended + nine + 1000)),
+            "{:?}",
+            &read[..3]
+        );
+        // One the dump gave, deleted before its look-up: the one dump
+        // stands, without it.
+        let gone: std::net::IpAddr = "fd00:19::ffff:1".parse().unwrap();
+        let (read, how) = l
+            .dump_heard("ssh_6", &|| {
+                let del = "delete element inet pfknock ssh_6 { fd00:19::ffff:1 }";
+                let o = Command::new("nft").arg(del).output().unwrap();
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                Vec::new()
+            })
+            .unwrap();
+        let how = how.unwrap().line;
+        assert!(
+            how.contains(
+                "read by one dump and a look-up of each of the 20001 it gave: 20000 found"
+            ),
+            "{how}"
+        );
+        assert_eq!(read.len(), 20_000);
+        assert!(read.iter().all(|(a, _)| *a != gone));
+        added("fd00:19::ffff:1");
         let (read, how) = l
             .dump_heard("ssh_6", &|| {
                 added("fd00:19::ffff:2");

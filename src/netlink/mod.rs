@@ -50,6 +50,7 @@ const RCVBUF: usize = 4 << 20;
 pub use crate::kevents::KernelEvent;
 
 mod changes;
+mod counted;
 mod lookups;
 mod parse;
 mod readings;
@@ -312,8 +313,8 @@ pub type TimedElement = (IpAddr, Option<u64>, Option<u64>);
 type Timer = (Option<u64>, Option<u64>);
 
 use crate::kevents::HowRead;
+use counted::Checked;
 pub use readings::Deadline;
-use readings::in_address_order;
 
 impl crate::kevents::ElementLookup for Lookup {
     fn left(&mut self, set: &str, addr: IpAddr) -> io::Result<Option<Option<u64>>> {
@@ -397,8 +398,9 @@ impl Lookup {
     /// as whole when a look-up of each element it gave, and of each
     /// address `heard` says was added meanwhile (one a knock added behind
     /// the dump's walk), says the set holds them and nothing else
-    /// (`known_or_none`), at a small part of a second dump's cost (the
-    /// kernel walks the set again for each dump datagram).
+    /// (`first_by_look_ups`, in the dump's own vector), at a small part of
+    /// a second dump's cost (the kernel walks the set again for each dump
+    /// datagram).
     /// Otherwise (the set changing, a timed-out element not yet collected,
     /// a kernel that does not count) it is dumped again until each place
     /// where a dump may have passed over an element was read by a later
@@ -414,31 +416,33 @@ impl Lookup {
         heard: &dyn Fn() -> Vec<IpAddr>,
     ) -> io::Result<(Vec<Deadline>, crate::kevents::HowRead)> {
         const SETTLE_PASSES: u64 = 7;
-        let first = self.dump_walk(set)?;
-        let mut addrs: Vec<IpAddr> = first.elems.iter().map(|(a, _)| *a).collect();
-        let gave = addrs.len();
+        let mut first = self.dump_walk(set)?;
+        let gave = first.elems.len();
         let more = heard();
         let also = if more.is_empty() {
             String::new()
         } else {
             format!(" and of the {} heard added meanwhile", more.len())
         };
-        addrs.extend(more);
-        if let Some(found) = self.known_or_none(set, &addrs)? {
-            let how = format!(
-                "set {set}: read by one dump and a look-up of each of the {gave} it gave{also}: \
-                 {} found, as many as the kernel counts",
-                found.len()
-            );
-            return Ok((
-                found,
-                HowRead {
+        match self.first_by_look_ups(set, &mut first, &more)? {
+            Checked::Whole(found) => {
+                let how = format!(
+                    "set {set}: read by one dump and a look-up of each of the {gave} it \
+                     gave{also}: {} found, as many as the kernel counts",
+                    found.len()
+                );
+                let how = HowRead {
                     line: how,
                     doubtful: false,
-                },
-            ));
+                };
+                return Ok((found, how));
+            }
+            Checked::Not => {}
+            // It gave an element twice (its walk met a resize) and
+            // nothing else was amiss: dumped again, to settle.
+            Checked::Spent => first = self.dump_walk(set)?,
         }
-        drop(addrs);
+        drop(more);
         let (d, settled) = walks::settle(
             first,
             SETTLE_PASSES,
@@ -468,57 +472,6 @@ impl Lookup {
                 doubtful,
             },
         ))
-    }
-
-    /// The set read by a look-up of each of `known`, where the kernel
-    /// tells how many elements it counts (NFTA_SET_COUNT): the reading is
-    /// whole when the count is the same before and after the look-ups and
-    /// each counted element was found, none of them (re)started during
-    /// the look-ups. A count above `known`'s, or one that moved, or one
-    /// the look-ups fall short of (an element added while no daemon ran,
-    /// or one that timed out and is not yet collected) leaves it to a
-    /// dump (`None`), as does a kernel that counts nothing. An element
-    /// added during the look-ups, by a knock or by a transaction, comes to
-    /// the daemon as an event, which it takes after the reading; one
-    /// found that its timer says was added or renewed during them leaves
-    /// it to a dump too (found, it could stand for an element the count
-    /// holds and no look-up found: a kept host that left while no daemon
-    /// ran and knocked again meanwhile, while another timed out). The cost
-    /// grows with `known`, where a dump walks the set again for each
-    /// datagram.
-    fn known_or_none(&mut self, set: &str, known: &[IpAddr]) -> io::Result<Option<Vec<Deadline>>> {
-        let (Some(before), set_timeout) = self.set_count(set)? else {
-            return Ok(None);
-        };
-        if before > known.len() as u64 {
-            return Ok(None);
-        }
-        let mut found: Vec<Deadline> = Vec::with_capacity(before as usize);
-        let began = crate::clock::now_ms();
-        let mut touched = false;
-        if before > 0 {
-            for chunk in known.chunks(4096) {
-                let lefts = self.timed_lefts(set, chunk)?;
-                // Each time left made a deadline when its answer came.
-                let at = crate::clock::now_ms();
-                for (a, l) in chunk.iter().zip(lefts) {
-                    let Some((timeout, left)) = l else { continue };
-                    // Its timer started since the look-ups began (a
-                    // second of the kernel's rounding allowed), or it has
-                    // none to tell by.
-                    let ran = (timeout.or(set_timeout).zip(left)).map(|(t, l)| t.saturating_sub(l));
-                    let window = u64::try_from(at - began).unwrap_or(0) + 1000;
-                    touched |= ran.is_none_or(|r| r <= window);
-                    let until = left.map(|l| at.saturating_add(l.min(i64::MAX as u64) as i64));
-                    found.push((*a, until));
-                }
-            }
-        }
-        // Each once: an address heard added may be one the dump gave too.
-        let found = in_address_order(found);
-        let whole =
-            !touched && self.set_count(set)?.0 == Some(before) && found.len() as u64 == before;
-        Ok(whole.then_some(found))
     }
 
     /// `info`'s count and timeout.
