@@ -31,7 +31,11 @@
 //!    count, so the table is listed whole; the floor shown is that one
 //!    listing).
 //!
-//!     cargo bench --bench daemon [due | renew | idle | start | restore | changed | events]
+//! 9. a start (nftables) whose reading gives a million authorizations,
+//!    IPv4 and IPv6: the daemon's heap once it has taken them in, and its
+//!    peak while it does (the floor: the reading's own vector).
+//!
+//!     cargo bench --bench daemon [due | renew | idle | start | restore | changed | events | reading]
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
@@ -681,6 +685,87 @@ fn events_at_a_million(v6: bool, scattered: bool) {
     );
 }
 
+/// A dump of one set, as `netlink::Lookup` gives it: its elements in
+/// address order, each with its deadline.
+struct Dumped(String, Vec<(IpAddr, Option<i64>)>);
+
+impl pfknock::daemon::ElementLookup for Dumped {
+    fn left(&mut self, _: &str, _: IpAddr) -> std::io::Result<Option<Option<u64>>> {
+        Ok(Some(Some(86_400_000)))
+    }
+    fn dump(&mut self, set: &str) -> std::io::Result<Vec<(IpAddr, Option<i64>)>> {
+        Ok(if set == self.0 {
+            std::mem::take(&mut self.1)
+        } else {
+            Vec::new()
+        })
+    }
+}
+
+/// A start (nftables) whose reading of the sets gives a million
+/// authorizations, taken in by the machine a part at a time: the heap the
+/// daemon holds after, and its peak while it takes them in, the
+/// reading's own vector included (at 40 bytes an element, the most the
+/// reading can hold at the end of a dump).
+fn start_reading_at_a_million(v6: bool) {
+    const N: u32 = 1_000_000;
+    let conf = "[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1d\"\nsize=2000000\n";
+    let (cfg, _) = Config::parse(conf, Path::new("bench.toml")).unwrap();
+    let now = NOW * 1000;
+    let mut d = Daemon::start(cfg, Path::new("bench.toml"), Quiet, Nothing, Count(0), NOW).unwrap();
+    let base = CUR.load(Relaxed);
+    let elems: Vec<(IpAddr, Option<i64>)> = (0..N)
+        .map(|i| {
+            let addr = if v6 {
+                IpAddr::V6(std::net::Ipv6Addr::from(
+                    0xfd00_u128 << 112 | u128::from(i) << 16 | 7,
+                ))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i))
+            };
+            (addr, Some(now + 3_600_000 + i64::from(i % 3600) * 1000))
+        })
+        .collect();
+    let set = if v6 { "ssh_6" } else { "ssh_4" };
+    let reading = CUR.load(Relaxed) - base;
+    meter::PEAK.store(CUR.load(Relaxed), Relaxed);
+    // A part at a turn of the loop, as `run` takes it.
+    d.read_aside();
+    let start = Instant::now();
+    d.use_events(Box::new(Dumped(set.to_owned(), elems)), now);
+    let mut longest = start.elapsed();
+    let mut parts = 1;
+    for _ in 0..1 << 20 {
+        if d.reading().is_none() {
+            break;
+        }
+        let part = Instant::now();
+        d.read_done();
+        longest = longest.max(part.elapsed());
+        parts += 1;
+    }
+    let el = start.elapsed();
+    let held = CUR.load(Relaxed).saturating_sub(base);
+    let peak = meter::PEAK.load(Relaxed).saturating_sub(base);
+    let t = pfknock::tables::TableRef::new(
+        &AnchorName::new("pfknock").unwrap(),
+        &pfknock::name::TableName::new("ssh").unwrap(),
+    );
+    println!(
+        "events mode, a start's reading of {N} {} authorizations taken in: {:.0} ms in {parts} \
+         parts, the longest {:.1} ms; {:.1} MB held after, {:.1} bytes each; peak {:.1} MB, the \
+         reading's vector {:.1} MB of it; known {}",
+        if v6 { "IPv6" } else { "IPv4" },
+        el.as_secs_f64() * 1e3,
+        longest.as_secs_f64() * 1e3,
+        held as f64 / 1e6,
+        held as f64 / f64::from(N),
+        peak as f64 / 1e6,
+        reading as f64 / 1e6,
+        d.known(&t).unwrap_or(0),
+    );
+}
+
 /// A start's compare with `kept`, a part at a turn of the loop, as `run`
 /// has it (`read_aside`): how long in all, in how many parts, and the
 /// longest part, which is what a signal may wait for (the last gives back
@@ -739,6 +824,11 @@ fn main() {
         idle_traffic_polls(1_000_000);
         return;
     }
+    if only.as_deref() == Some("reading") {
+        start_reading_at_a_million(false);
+        start_reading_at_a_million(true);
+        return;
+    }
     if only.as_deref() != Some("events") {
         poll_cost();
         due_polls(100_000);
@@ -756,6 +846,7 @@ fn main() {
         churn();
     }
     for v6 in [false, true] {
+        start_reading_at_a_million(v6);
         for scattered in [false, true] {
             events_at_a_million(v6, scattered);
         }

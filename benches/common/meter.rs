@@ -20,6 +20,22 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: the caller's contract for GlobalAlloc::alloc, passed on.
         unsafe { System.alloc(l) }
     }
+    /// The system's own realloc (glibc shrinks in place, and moves a
+    /// large block by remapping its pages): counted as the change in
+    /// size, where the default would count both blocks and copy.
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract for GlobalAlloc::realloc, passed on.
+        let q = unsafe { System.realloc(p, l, new_size) };
+        if !q.is_null() && !PAUSED.load(Relaxed) {
+            if new_size >= l.size() {
+                let c = CUR.fetch_add(new_size - l.size(), Relaxed) + new_size - l.size();
+                PEAK.fetch_max(c, Relaxed);
+            } else {
+                CUR.fetch_sub(l.size() - new_size, Relaxed);
+            }
+        }
+        q
+    }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         if !PAUSED.load(Relaxed) {
             CUR.fetch_sub(l.size(), Relaxed);

@@ -59,14 +59,28 @@ pub(super) struct Late {
 }
 
 /// The set being taken in: what the book held of it (what the set no
-/// longer holds went meanwhile), its elements, and how far.
+/// longer holds went meanwhile), and its elements not yet taken, last
+/// first: each part taken is given back to the allocator as the book
+/// grows (at a million, the reading's 40 MB would otherwise stay beside
+/// the book until the set is done).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Current {
     set: String,
     ttl: i64,
     old: Taken,
-    elems: Elements,
-    at: usize,
+    left: Elements,
+}
+
+impl Current {
+    fn new(set: String, ttl: i64, old: Taken, mut elems: Elements) -> Current {
+        elems.reverse();
+        Current {
+            set,
+            ttl,
+            old,
+            left: elems,
+        }
+    }
 }
 
 impl Then {
@@ -153,41 +167,18 @@ impl Machine {
                 t.cur = None;
                 continue;
             }
-            while c.at < c.elems.len() && budget > 0 {
-                let (addr, until) = c.elems[c.at];
-                c.at += 1;
+            while budget > 0
+                && let Some(e) = c.left.pop()
+            {
                 budget -= 1;
-                // The kernel's own deadline, however long the reading took
-                // (a deadline already past: due at once).
-                let until = until.unwrap_or(now + c.ttl);
-                let fresh = Auth {
-                    since: (until - c.ttl).min(now),
-                    until,
-                };
-                // A knock that waited in the queue while the start read:
-                // its element is said when its event comes (`waited`).
-                if !t.missed
-                    && !self.waiting.is_empty()
-                    && let Some(w) = self.waiting.get_mut(&(c.set.clone(), addr))
-                {
-                    *w = Some(fresh);
-                    continue;
-                }
-                // (At start the book is empty: nothing is old.)
-                let a = match c.old.get(addr) {
-                    Some(o) => self.kept(cx, &c.set, addr, o, fresh, now, &mut t.lines),
-                    None if t.missed => {
-                        self.late(cx, &c.set, addr, "authorized", fresh, now, &mut t.lines);
-                        fresh
-                    }
-                    None => fresh,
-                };
-                out.extend(self.track(cx, &c.set, addr, a.since, a.until));
+                let acts = self.take_one(cx, c, e, (t.missed, &mut t.lines), now);
+                out.extend(acts);
             }
+            c.left.shrink_to_fit();
             // Then what the book held that the set no longer holds, in
             // address order, as a listing gives them (at start there is
             // none).
-            while c.at == c.elems.len() && budget > 0 {
+            while c.left.is_empty() && budget > 0 {
                 let Some((addr, a)) = c.old.pop_first() else {
                     break;
                 };
@@ -200,6 +191,11 @@ impl Machine {
                 out.push(Action::Ask(Query::Pause, Then(Step::Taking(t))));
                 return;
             }
+            // Taken in address order, its nodes are half full: made anew,
+            // full.
+            if let Some(id) = self.book.find(&c.set) {
+                self.book.repack(id);
+            }
             t.cur = None;
         }
         if !self.say_late(cx, &mut t, out) {
@@ -210,6 +206,43 @@ impl Machine {
             let by = "an unknown process (the kernel dropped its notifications)";
             self.restore(cx, &t.gone_sets, by, out);
         }
+    }
+
+    /// One element of the set being taken in: what tracking it calls for.
+    fn take_one(
+        &mut self,
+        cx: &Ctx,
+        c: &Current,
+        (addr, until): (IpAddr, Option<i64>),
+        (missed, lines): (bool, &mut BTreeMap<String, Vec<Late>>),
+        now: i64,
+    ) -> Vec<Action> {
+        // The kernel's own deadline, however long the reading took
+        // (a deadline already past: due at once).
+        let until = until.unwrap_or(now + c.ttl);
+        let fresh = Auth {
+            since: (until - c.ttl).min(now),
+            until,
+        };
+        // A knock that waited in the queue while the start read:
+        // its element is said when its event comes (`waited`).
+        if !missed
+            && !self.waiting.is_empty()
+            && let Some(w) = self.waiting.get_mut(&(c.set.clone(), addr))
+        {
+            *w = Some(fresh);
+            return Vec::new();
+        }
+        // (At start the book is empty: nothing is old.)
+        let a = match c.old.get(addr) {
+            Some(o) => self.kept(cx, &c.set, addr, o, fresh, now, lines),
+            None if missed => {
+                self.late(cx, &c.set, addr, "authorized", fresh, now, lines);
+                fresh
+            }
+            None => fresh,
+        };
+        self.track(cx, &c.set, addr, a.since, a.until)
     }
 
     /// The next set of a reading: its entries taken out of the book to be
@@ -232,13 +265,7 @@ impl Machine {
             }
             Ok(elems) => {
                 let old = self.take_set(&set);
-                t.cur = Some(Current {
-                    set,
-                    ttl,
-                    old,
-                    elems,
-                    at: 0,
-                });
+                t.cur = Some(Current::new(set, ttl, old, elems));
             }
             // A family the service does not have; after lost
             // notifications, one it has is a set someone deleted.

@@ -1,0 +1,284 @@
+use super::*;
+
+fn v4(n: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(0xc612_0000 | n))
+}
+
+#[test]
+fn times_survive_the_packing() {
+    for (since, until) in [
+        (0, 0),
+        (1_800_000_000_000, 1_800_000_060_000),
+        (1_800_000_000_123, 1_800_000_060_456),
+        // An age past 2^31 ms is kept to the second.
+        (1_800_000_000_000, 1_800_000_000_000 + 30 * 86_400_000),
+        (-5_000, 5_000),
+        // until before since: an age of 0.
+        (10_000, 9_000),
+    ] {
+        let got = Packed::new(Auth { since, until }).get();
+        assert_eq!(got.until, until);
+        let want = since.min(until);
+        assert!(
+            (got.since - want).abs() < 1000 && got.since <= until,
+            "{since} {until}: {got:?}"
+        );
+        if until - since < i64::from(SECONDS) {
+            assert_eq!(got.since, want);
+        }
+    }
+}
+
+#[test]
+fn deadlines_keep_their_order_and_the_entries_their_size() {
+    let ms = [
+        0,
+        1,
+        65_535,
+        65_536,
+        1 << 32,
+        (1 << 32) - 1,
+        1_800_000_000_000,
+        1_800_000_000_001,
+        UNTIL_MAX,
+    ];
+    for a in ms {
+        assert_eq!(Until::new(a).get(), a);
+        for b in ms {
+            assert_eq!(Until::new(a).cmp(&Until::new(b)), a.cmp(&b), "{a} {b}");
+        }
+    }
+    // Out of range: the nearest end.
+    assert_eq!(Until::new(-1).get(), 0);
+    assert_eq!(Until::new(i64::MAX).get(), UNTIL_MAX);
+    use std::mem::{align_of, size_of};
+    assert_eq!(size_of::<Packed>(), 10);
+    assert_eq!(size_of::<(Until, [u8; 4], u16)>(), 12);
+    assert_eq!(size_of::<(Until, [u8; 16], u16)>(), 24);
+    assert_eq!(align_of::<Packed>(), 2);
+}
+
+#[test]
+fn due_entries_come_in_order_once_and_moved_ones_when_they_are_due() {
+    let mut b = Book::default();
+    let s = b.id("ssh_4");
+    let t = b.id("ssh_6");
+    assert_eq!(b.id("ssh_4"), s);
+    let six: IpAddr = "fd00::7".parse().unwrap();
+    assert!(b.insert(
+        s,
+        v4(1),
+        Auth {
+            since: 0,
+            until: 300
+        }
+    ));
+    assert!(b.insert(
+        s,
+        v4(2),
+        Auth {
+            since: 0,
+            until: 100
+        }
+    ));
+    assert!(b.insert(
+        t,
+        six,
+        Auth {
+            since: 0,
+            until: 200
+        }
+    ));
+    // v4(1) renewed: due at 400, not at 300.
+    assert!(!b.insert(
+        s,
+        v4(1),
+        Auth {
+            since: 0,
+            until: 400
+        }
+    ));
+    assert_eq!(b.count(s), 2);
+    assert_eq!(b.len(), 3);
+    assert_eq!(b.next_due(), Some(100));
+    let due: Vec<IpAddr> = b.take_due(300).iter().map(|d| d.1).collect();
+    assert_eq!(due, [v4(2), six]);
+    // Taken from the heap, still in the book until removed.
+    assert_eq!(b.get(s, v4(2)).map(|a| a.until), Some(100));
+    assert!(b.take_due(399).is_empty());
+    assert_eq!(b.take_due(400).len(), 1);
+    assert_eq!(
+        b.remove(s, v4(1)),
+        Some(Auth {
+            since: 0,
+            until: 400
+        })
+    );
+    assert_eq!(b.remove(s, v4(1)), None);
+    b.clear_set(s);
+    assert_eq!(b.count(s), 0);
+    assert_eq!(b.count(t), 1);
+    // A longer ttl moves nothing (the kernel keeps its deadline); a
+    // shorter one brings the deadline forward.
+    let was = b.get(t, six).map(|a| a.until);
+    assert_eq!(b.retime(t, 10_000), 0);
+    assert_eq!(b.get(t, six).map(|a| a.until), was);
+    assert_eq!(b.retime(t, 50), 1);
+    assert_eq!(b.get(t, six).map(|a| a.until), Some(50));
+    assert_eq!(b.take_due(60).len(), 1);
+}
+
+#[test]
+fn at_most_so_many_due_are_taken_and_the_rest_stay_due() {
+    let mut b = Book::default();
+    let s = b.id("ssh_4");
+    for i in 1..=5u8 {
+        let a = IpAddr::V4(Ipv4Addr::new(198, 18, 0, i));
+        b.insert(
+            s,
+            a,
+            Auth {
+                since: 0,
+                until: 10 * i64::from(i),
+            },
+        );
+    }
+    let first: Vec<i64> = b
+        .take_due_at_most(100, 2)
+        .iter()
+        .map(|d| d.2.until)
+        .collect();
+    assert_eq!(first, [10, 20]);
+    assert_eq!(b.next_due(), Some(30));
+    assert_eq!(b.take_due_at_most(100, 2).len(), 2);
+    assert_eq!(b.take_due_at_most(100, 2).len(), 1);
+    assert_eq!(b.next_due(), None);
+}
+
+/// `first_due` for every choice among `sets` against the least
+/// deadline of a scan of them.
+fn agrees(b: &Book, sets: [u16; 3]) {
+    let [s, t, u] = sets;
+    for ids in [&[s][..], &[t], &[u], &[s, u], &[s, t, u], &[]] {
+        let scan = ids
+            .iter()
+            .flat_map(|i| b.iter_set(*i))
+            .map(|(_, a)| a.until)
+            .min();
+        assert_eq!(b.first_due(ids), scan, "{ids:?}");
+    }
+}
+
+/// `first_due` against a scan, as entries come, are renewed (to later
+/// and to sooner), go, and are taken due; with one set's entries far
+/// ahead of the other's, past `WALK`, and with IPv6 beside IPv4.
+#[test]
+fn the_first_deadline_of_some_sets_is_the_least_of_theirs() {
+    let mut b = Book::default();
+    let s = b.id("ssh_4");
+    let t = b.id("web_4");
+    let u = b.id("ssh_6");
+    let check = |b: &Book| agrees(b, [s, t, u]);
+    let at = |until| Auth { since: 0, until };
+    check(&b);
+    // web's entries all come before ssh's, more than WALK of them.
+    for n in 0..(WALK as u32 + 500) {
+        b.insert(t, v4(n), at(1_000 + i64::from(n)));
+        if n % 7 == 0 {
+            b.insert(s, v4(n), at(100_000 - i64::from(n)));
+        }
+        if n % 11 == 0 {
+            let six = IpAddr::V6(Ipv6Addr::from(0xfd00_u128 << 112 | u128::from(n)));
+            b.insert(u, six, at(50_000 + i64::from(n % 13) * 1000));
+        }
+    }
+    check(&b);
+    // Renewed, the soonest of ssh's: their old deadlines stay in the
+    // heap, stale, in front of the live ones.
+    for n in (2500..WALK as u32 + 500).filter(|n| n % 7 == 0) {
+        b.insert(s, v4(n), at(200_000 + i64::from(n)));
+    }
+    check(&b);
+    // Renewed to sooner, removed, taken due.
+    b.insert(s, v4(4998), at(10));
+    check(&b);
+    b.remove(s, v4(4998));
+    b.remove(t, v4(0));
+    check(&b);
+    let taken = b.take_due_at_most(2_000, 100);
+    assert_eq!(taken.len(), 100);
+    for (i, a, _) in &taken {
+        b.remove(*i, *a);
+    }
+    check(&b);
+    b.clear_set(t);
+    check(&b);
+    // ssh's entries first now: renewed, their old deadlines come
+    // first in the walk, stale.
+    let soonest: Vec<IpAddr> = {
+        let mut v: Vec<(i64, IpAddr)> = b.iter_set(s).map(|(ip, a)| (a.until, ip)).collect();
+        v.sort_unstable();
+        v.iter().take(50).map(|x| x.1).collect()
+    };
+    for ip in soonest {
+        b.insert(s, ip, at(300_000));
+        check(&b);
+    }
+}
+
+#[test]
+fn renewals_do_not_grow_the_heap_without_bound() {
+    let mut b = Book::default();
+    let s = b.id("ssh_4");
+    for round in 0..50 {
+        for n in 0..100 {
+            b.insert(
+                s,
+                v4(n),
+                Auth {
+                    since: 0,
+                    until: 1000 + round,
+                },
+            );
+        }
+    }
+    assert_eq!(b.len(), 100);
+    assert!(b.due4.len() <= 2 * 100 + 64 + 1, "{}", b.due4.len());
+    let due = b.take_due(10_000);
+    assert_eq!(due.len(), 100, "each once, at its last deadline");
+    assert!(due.iter().all(|d| d.2.until == 1049));
+}
+
+/// A set's maps made anew (`repack`) hold what they held, and the book
+/// says the same of every entry: its times, its set, which is due first
+/// and when, before and after. The other set is untouched.
+#[test]
+fn a_repacked_set_holds_what_it_held() {
+    let mut b = Book::default();
+    let s = b.id("ssh_4");
+    let t = b.id("ssh_6");
+    let six = |n: u32| IpAddr::V6(Ipv6Addr::from(0xfd00_u128 << 112 | u128::from(n)));
+    let auth = |n: u32| Auth {
+        since: 1_800_000_000_000 + i64::from(n),
+        until: 1_800_000_060_000 + i64::from(n % 97) * 1000,
+    };
+    // In address order, as a reading is taken in.
+    for n in 0..5000 {
+        b.insert(s, v4(n), auth(n));
+        b.insert(s, six(n), auth(n + 1));
+        b.insert(t, six(n), auth(n + 2));
+    }
+    let before: Vec<_> = b.iter().collect();
+    let first = b.first_due(&[s]);
+    b.repack(s);
+    assert_eq!(b.iter().collect::<Vec<_>>(), before);
+    assert_eq!((b.count(s), b.count(t)), (10_000, 5000));
+    assert_eq!(b.first_due(&[s]), first);
+    assert_eq!(b.get(s, v4(4999)), Some(auth(4999)));
+    let now = 1_800_000_060_000 + 1000;
+    let due = b.take_due(now);
+    let want = before.iter().filter(|(_, _, a)| a.until <= now).count();
+    assert_eq!(due.len(), want);
+    assert!(want > 300);
+    assert!(due.iter().all(|(i, a, x)| b.get(*i, *a) == Some(*x)));
+}
