@@ -191,7 +191,7 @@ pub(super) fn settle(
 ) -> std::io::Result<(Vec<Deadline>, Settled)> {
     let mut all = Vec::new();
     let idx = Index::of(&first.elems);
-    join(&mut all, &first.elems, &idx);
+    join(&mut all, &idx);
     // One datagram, surely not full: nothing passed over.
     if first.gaps.is_empty() {
         return Ok((all, Settled::Whole(1)));
@@ -205,7 +205,8 @@ pub(super) fn settle(
     // Of the dump before, only its addresses in walk order are kept: its
     // deadlines are in `all`.
     let mut addrs: Vec<IpAddr> = first.elems.iter().map(|e| e.0).collect();
-    drop((first.elems, idx));
+    drop(idx);
+    drop(first.elems);
     for pass in 2..=passes {
         // Not at once: the kernel collects timed-out elements once a
         // second, and a dump of as many as the last takes as long, so it
@@ -236,7 +237,7 @@ pub(super) fn settle(
             None => Some(next.gaps.clone()),
         };
         drop(at);
-        join(&mut all, &next.elems, &idx);
+        join(&mut all, &idx);
         drop(idx);
         addrs.clear();
         addrs.extend(next.elems.iter().map(|e| e.0));
