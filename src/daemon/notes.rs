@@ -92,6 +92,14 @@ impl Notes {
 /// not writable by group or others, and at most `max` bytes; `None` if it
 /// is missing or not to be trusted.
 pub(super) fn read_trusted_own(path: &Path, max: u64) -> Option<String> {
+    let mut s = String::new();
+    open_trusted_own(path, max)?.read_to_string(&mut s).ok()?;
+    Some(s)
+}
+
+/// `read_trusted_own`'s file, open, to be read at most `max` bytes of it
+/// (a state file of a million lines is read a line at a time).
+pub(super) fn open_trusted_own(path: &Path, max: u64) -> Option<std::io::Take<std::fs::File>> {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -105,9 +113,7 @@ pub(super) fn read_trusted_own(path: &Path, max: u64) -> Option<String> {
     {
         return None;
     }
-    let mut s = String::new();
-    f.take(max).read_to_string(&mut s).ok()?;
-    Some(s)
+    Some(f.take(max))
 }
 
 /// `read_trusted_own`, or nothing.

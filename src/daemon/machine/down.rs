@@ -44,6 +44,21 @@ impl Known {
         }
     }
 
+    /// Hosts of `table`, each since when (none: nothing); of a host
+    /// given twice, or one it had, the last.
+    pub fn add_hosts(&mut self, table: &str, hosts: Vec<(Net, i64)>) {
+        if hosts.is_empty() {
+            return;
+        }
+        match self.0.get_mut(table) {
+            Some(h) => h.extend(hosts),
+            // Made from its entries at once: full nodes.
+            None => {
+                self.0.insert(table.to_owned(), hosts.into_iter().collect());
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.0.values().map(Hosts::len).sum()
     }
@@ -97,13 +112,7 @@ impl Machine {
                     let set = self.book.iter_set(id);
                     hosts.extend(set.map(|(addr, a)| (Net::host(addr), a.since.div_euclid(1000))));
                 }
-                if !hosts.is_empty() {
-                    let t = TableRef::new(&cx.cfg.anchor, &s.table).to_string();
-                    match k.0.entry(t).or_default() {
-                        e if e.is_empty() => *e = hosts.into_iter().collect(),
-                        e => e.extend(hosts),
-                    }
-                }
+                k.add_hosts(&TableRef::new(&cx.cfg.anchor, &s.table).to_string(), hosts);
             }
             return k;
         }
