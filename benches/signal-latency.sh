@@ -27,7 +27,9 @@
 # 50 ms during its start too, until its count is whole, and those waits
 # are printed apart, next to the time of one nft list set of them),
 # RESTART (1: after the burst, the daemon is stopped and started again
-# over the record it kept, and the same is printed for that start), SCHED
+# over the record it kept, and the same is printed for that start; for
+# each start, the daemon's memory once its count is whole is printed too:
+# RSS and high-water mark), SCHED
 # (1: the scheduler's events are recorded meanwhile by perf sched, and
 # for each time the daemon's loop waited more than 50 ms to run once
 # woken, what ran on each CPU in that time for 10 ms or more: needs perf).
@@ -199,6 +201,9 @@ def start_waits(held, what):
     print("  the three longest (sent after, when into the start, the count "
           "said): " + "; ".join(f"{w * 1000:.1f} ms at {t:.1f} s, {c}"
                                 for w, t, c in when[:3]))
+    status = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status") if ":" in l)
+    print(f"  its memory once counted: RSS {status['VmRSS'].strip()}, "
+          f"high-water {status['VmHWM'].strip()}")
 if held:
     # The start's reading and its taking in.
     start_waits(held, "start")
