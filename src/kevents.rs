@@ -80,13 +80,14 @@ pub trait ElementLookup {
         let _ = heard;
         self.dump_noted(set)
     }
-    /// `dump`, by a look-up of each of `known` (what the last daemon
-    /// kept), where the kernel can tell that the set holds nothing else:
-    /// `None` where it cannot, and the set is dumped instead.
+    /// `dump`, by a look-up of each of the `n` addresses of `known` (what
+    /// the last daemon kept), where the kernel can tell that the set holds
+    /// nothing else: `None` where it cannot, and the set is dumped instead.
     fn read_known(
         &mut self,
         _set: &str,
-        _known: &[IpAddr],
+        _n: usize,
+        _known: &mut dyn Iterator<Item = IpAddr>,
     ) -> std::io::Result<Option<Vec<Deadline>>> {
         Ok(None)
     }

@@ -50,7 +50,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     ) {
         self.lookup = Some(lookup);
         self.machine.use_events();
-        self.start_record = Some(record);
+        self.start_record = Some(record.map(std::sync::Arc::new));
     }
 
     /// The loop's first step: the start's reading of the sets, if
@@ -70,6 +70,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             return;
         }
         if let Some(record) = self.start_record.take() {
+            // The reading's worker, which shared it, is done.
+            let record =
+                record.map(|r| std::sync::Arc::try_unwrap(r).unwrap_or_else(|r| (*r).clone()));
             self.reconcile(record, crate::clock::now());
             crate::sys_unix::release_free_memory();
         }
@@ -434,9 +437,30 @@ const BIG: usize = 10_000;
 /// how it was read (`dump_sets`).
 type Read = (Vec<Result<Elements, ReadError>>, Vec<HowRead>);
 
-/// What the last daemon kept of each set (addresses, in address order),
-/// for a start's reading; empty where there is no record.
-type KnownSets = HashMap<String, Vec<IpAddr>>;
+/// What the last daemon kept of each set, for a start's reading: the
+/// record itself, shared with the reading's worker (at a million, a list
+/// of the addresses beside it would be 17 MB more), and each set's table
+/// and family. Nothing where there is no record.
+#[derive(Clone, Default)]
+pub(super) struct KnownSets {
+    record: Option<std::sync::Arc<super::state::Known>>,
+    sets: HashMap<String, (String, crate::name::Af)>,
+}
+
+impl KnownSets {
+    /// How many addresses the record kept of `set`, and those addresses
+    /// (in address order), where there is a record.
+    fn of(&self, set: &str) -> Option<(usize, impl Iterator<Item = IpAddr> + '_)> {
+        let r = self.record.as_ref()?;
+        let (table, af) = self.sets.get(set)?;
+        let kept = move || {
+            (r.hosts(table).into_iter().flatten())
+                .map(|(n, _)| n.addr())
+                .filter(move |a| a.is_ipv4() == (*af == crate::name::Af::V4))
+        };
+        Some((kept().count(), kept()))
+    }
+}
 
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// A reading's answer for the machine, its lines on how each set was
@@ -456,21 +480,23 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// The start's record, set by set, while it waits for the start's
     /// reading (`ElementLookup::read_known`).
     fn known_sets(&self) -> KnownSets {
-        let mut out = KnownSets::new();
         let Some(Some(record)) = &self.start_record else {
-            return out;
+            return KnownSets::default();
         };
+        let mut sets = HashMap::new();
         for s in &self.cfg.services {
             let t = crate::tables::TableRef::new(&self.cfg.anchor, &s.table).to_string();
             for af in [crate::name::Af::V4, crate::name::Af::V6] {
-                let addrs = (record.hosts(&t).into_iter().flatten())
-                    .map(|(n, _)| n.addr())
-                    .filter(|a| a.is_ipv4() == (af == crate::name::Af::V4))
-                    .collect();
-                out.insert(crate::names::nft_set_of(s.table.as_str(), af), addrs);
+                sets.insert(
+                    crate::names::nft_set_of(s.table.as_str(), af),
+                    (t.clone(), af),
+                );
             }
         }
-        out
+        KnownSets {
+            record: Some(record.clone()),
+            sets,
+        }
     }
 }
 
@@ -506,7 +532,7 @@ fn dump_sets(
 ) -> Read {
     let mut notes = Vec::new();
     let mut read = |l: &mut (dyn ElementLookup + Send), set: &str| {
-        let Some(k) = known.get(set) else {
+        let Some((k, kept)) = known.of(set) else {
             return dump_noting(l, set, heard, &mut notes);
         };
         let said = |line| HowRead {
@@ -514,11 +540,8 @@ fn dump_sets(
             doubtful: false,
         };
         let more = heard_of(heard, set);
-        let looked = if more.is_empty() {
-            l.read_known(set, k)?
-        } else {
-            l.read_known(set, &[k.as_slice(), &more].concat())?
-        };
+        let mut all = kept.chain(more.iter().copied());
+        let looked = l.read_known(set, k + more.len(), &mut all)?;
         if let Some(e) = looked {
             let n = e.len();
             let also = match more.len() {
@@ -526,16 +549,14 @@ fn dump_sets(
                 m => format!(" and of the {m} heard added meanwhile"),
             };
             notes.push(said(format!(
-                "set {set}: read by a look-up of each of the {} the last daemon kept{also}: \
-                 {n} found, as many as the kernel counts",
-                k.len()
+                "set {set}: read by a look-up of each of the {k} the last daemon \
+                 kept{also}: {n} found, as many as the kernel counts"
             )));
             return Ok(e);
         }
         notes.push(said(format!(
-            "set {set}: read whole: the kernel does not count just the {} the last daemon \
-             kept",
-            k.len()
+            "set {set}: read whole: the kernel does not count just the {k} the last daemon \
+             kept"
         )));
         dump_noting(l, set, heard, &mut notes)
     };

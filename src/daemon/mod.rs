@@ -47,7 +47,7 @@ pub struct Daemon<T, L, G> {
     /// sets (kernel events, `use_events_later`): the reconciliation comes
     /// once that reading is done, and a stop before then keeps it as it
     /// was.
-    start_record: Option<Option<state::Known>>,
+    start_record: Option<Option<std::sync::Arc<state::Known>>>,
     /// Removals pfknock's commands noted (pf: nobody else says who
     /// deleted an entry). None: log every removal.
     pub notes: Option<notes::Notes>,

@@ -82,21 +82,29 @@ impl Lookup {
     /// could stand for an element the count holds and no look-up found: a
     /// kept host that left while no daemon ran and knocked again
     /// meanwhile, while another timed out).
+    /// `known` gives its `n` addresses as the look-ups go, a part at a
+    /// time: the list is never held whole.
     pub(super) fn known_or_none(
         &mut self,
         set: &str,
-        known: &[IpAddr],
+        n: usize,
+        known: &mut dyn Iterator<Item = IpAddr>,
     ) -> io::Result<Option<Vec<Deadline>>> {
-        let Some(mut l) = self.look_ups(set, known.len())? else {
+        let Some(mut l) = self.look_ups(set, n)? else {
             return Ok(None);
         };
         let mut found: Vec<Deadline> = Vec::with_capacity(l.before as usize);
-        if l.before > 0 {
-            for part in known.chunks(PART) {
-                let lefts = self.timed_lefts(set, part)?;
-                let got = part.iter().zip(l.deadlines(lefts));
-                found.extend(got.filter_map(|(a, d)| Some((*a, d?))));
+        let mut part = Vec::with_capacity(PART);
+        // Bounded: `n` addresses at most.
+        for _ in 0..n.div_ceil(PART) {
+            part.clear();
+            part.extend((&mut *known).take(PART));
+            if part.is_empty() || l.before == 0 {
+                break;
             }
+            let lefts = self.timed_lefts(set, &part)?;
+            let got = part.iter().zip(l.deadlines(lefts));
+            found.extend(got.filter_map(|(a, d)| Some((*a, d?))));
         }
         // Each once: an address heard added may be one the dump gave too.
         let found = in_address_order(found);

@@ -342,8 +342,13 @@ impl crate::kevents::ElementLookup for Lookup {
     ) -> io::Result<(Vec<Deadline>, Option<crate::kevents::HowRead>)> {
         self.dump_settled(set, heard).map(|(d, how)| (d, Some(how)))
     }
-    fn read_known(&mut self, set: &str, known: &[IpAddr]) -> io::Result<Option<Vec<Deadline>>> {
-        self.known_or_none(set, known)
+    fn read_known(
+        &mut self,
+        set: &str,
+        n: usize,
+        known: &mut dyn Iterator<Item = IpAddr>,
+    ) -> io::Result<Option<Vec<Deadline>>> {
+        self.known_or_none(set, n, known)
     }
     /// NFTA_SET_COUNT: the number the kernel holds against the set's
     /// size when it refuses an add.
