@@ -28,8 +28,8 @@
 # are printed apart, next to the time of one nft list set of them),
 # RESTART (1: after the burst, the daemon is stopped and started again
 # over the record it kept, and the same is printed for that start; for
-# each start, the daemon's memory once its count is whole is printed too:
-# RSS and high-water mark), SCHED
+# each start, the daemon's memory once its count is whole, and 2 s later,
+# is printed too: RSS and high-water mark), SCHED
 # (1: the scheduler's events are recorded meanwhile by perf sched, and
 # for each time the daemon's loop waited more than 50 ms to run once
 # woken, what ran on each CPU in that time for 10 ms or more: needs perf).
@@ -201,9 +201,13 @@ def start_waits(held, what):
     print("  the three longest (sent after, when into the start, the count "
           "said): " + "; ".join(f"{w * 1000:.1f} ms at {t:.1f} s, {c}"
                                 for w, t, c in when[:3]))
-    status = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status") if ":" in l)
-    print(f"  its memory once counted: RSS {status['VmRSS'].strip()}, "
-          f"high-water {status['VmHWM'].strip()}")
+    def memory():
+        status = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status") if ":" in l)
+        return f"RSS {status['VmRSS'].strip()}, high-water {status['VmHWM'].strip()}"
+    print(f"  its memory once counted: {memory()}", end="")
+    # What followed the reading (a record's comparison) done by then.
+    time.sleep(2)
+    print(f"; 2 s later: {memory()}")
 if held:
     # The start's reading and its taking in.
     start_waits(held, "start")
