@@ -2008,6 +2008,41 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
         let how = how.unwrap().line;
         assert!(!how.contains("one dump"), "{how}");
         assert_eq!(read.len(), 20_002, "{how}");
+        // Heard added meanwhile, but one the dump gave too (a host that
+        // knocked again): looked up twice, counted once, and the one dump
+        // stands.
+        let (read, how) = l
+            .dump_heard("ssh_6", &|| vec!["fd00:19::1:2".parse().unwrap()])
+            .unwrap();
+        let how = how.unwrap().line;
+        assert!(
+            how.contains("read by one dump and a look-up of each of the 20002 it gave and of the 1 heard added meanwhile: 20002 found"),
+            "{how}"
+        );
+        assert_eq!(read.len(), 20_002);
+        // One the dump gave, added anew just before the look-ups (its
+        // timer started then): found, it could stand for another that
+        // left, so the one dump does not stand, and the reading holds it
+        // with its new deadline, ten minutes on.
+        let anew: std::net::IpAddr = "fd00:19::1:1".parse().unwrap();
+        let began = pfknock::clock::now_ms();
+        let (read, how) = l
+            .dump_heard("ssh_6", &|| {
+                let again = "delete element inet pfknock ssh_6 { fd00:19::1:1 }; \
+                             add element inet pfknock ssh_6 { fd00:19::1:1 timeout 10m }";
+                let o = Command::new("nft").arg(again).output().unwrap();
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                Vec::new()
+            })
+            .unwrap();
+        let how = how.unwrap().line;
+        assert!(!how.contains("one dump"), "{how}");
+        assert_eq!(read.len(), 20_002, "{how}");
+        let d = read.iter().find(|(a, _)| *a == anew).and_then(|(_, d)| *d);
+        assert!(
+            d.is_some_and(|d| d >= began + 10 * 60_000 - 1000),
+            "{d:?} {began}"
+        );
         return;
     }
     need_root_and_tools!();
