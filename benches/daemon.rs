@@ -729,22 +729,8 @@ fn start_reading_at_a_million(v6: bool) {
     let set = if v6 { "ssh_6" } else { "ssh_4" };
     let reading = CUR.load(Relaxed) - base;
     meter::PEAK.store(CUR.load(Relaxed), Relaxed);
-    // A part at a turn of the loop, as `run` takes it.
-    d.read_aside();
-    let start = Instant::now();
-    d.use_events(Box::new(Dumped(set.to_owned(), elems)), now);
-    let mut longest = start.elapsed();
-    let mut parts = 1;
-    for _ in 0..1 << 20 {
-        if d.reading().is_none() {
-            break;
-        }
-        let part = Instant::now();
-        d.read_done();
-        longest = longest.max(part.elapsed());
-        parts += 1;
-    }
-    let el = start.elapsed();
+    let lookup = Box::new(Dumped(set.to_owned(), elems));
+    let (el, parts, longest) = in_parts(&mut d, |d| d.use_events(lookup, now));
     let held = CUR.load(Relaxed).saturating_sub(base);
     let peak = meter::PEAK.load(Relaxed).saturating_sub(base);
     let t = pfknock::tables::TableRef::new(
@@ -774,9 +760,19 @@ fn compare_in_parts(
     d: &mut Daemon<Quiet, Nothing, Count>,
     kept: pfknock::daemon::state::Known,
 ) -> (std::time::Duration, usize, std::time::Duration) {
+    in_parts(d, |d| d.reconcile(Some(kept), NOW + 2))
+}
+
+/// `first`, and what it leaves to the loop's later turns, a part at a
+/// turn as `run` has it (`read_aside`): how long in all, in how many
+/// parts, and the longest part.
+fn in_parts(
+    d: &mut Daemon<Quiet, Nothing, Count>,
+    first: impl FnOnce(&mut Daemon<Quiet, Nothing, Count>),
+) -> (std::time::Duration, usize, std::time::Duration) {
     d.read_aside();
     let start = Instant::now();
-    d.reconcile(Some(kept), NOW + 2);
+    first(d);
     let (mut parts, mut longest) = (1, start.elapsed());
     for _ in 0..1 << 20 {
         if d.reading().is_none() {
