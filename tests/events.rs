@@ -1948,18 +1948,28 @@ fn in_namespace(name: &str, conf: &str, prepare: impl FnOnce(&Net)) {
 fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
     use pfknock::kevents::ElementLookup;
     if std::env::var_os("PFKNOCK_TEST_IN_NS").is_some() {
+        let nft = |cmd: &str| {
+            let o = Command::new("nft").arg(cmd).output().unwrap();
+            assert!(
+                o.status.success(),
+                "{cmd}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
         let added = |a: &str| {
-            let add = format!("add element inet pfknock ssh_6 {{ {a} timeout 10m expires 9m }}");
-            let o = Command::new("nft").arg(&add).output().unwrap();
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            nft(&format!(
+                "add element inet pfknock ssh_6 {{ {a} timeout 10m expires 9m }}"
+            ));
             a.parse::<std::net::IpAddr>().unwrap()
         };
         let mut l = pfknock::netlink::Lookup::open("pfknock").unwrap();
+        // A reading, and its line on how it was read.
+        let mut reading = |heard: &dyn Fn() -> Vec<std::net::IpAddr>| {
+            let (read, how) = l.dump_heard("ssh_6", heard).unwrap();
+            (read, how.unwrap().line)
+        };
         let began = pfknock::clock::now_ms();
-        let (read, how) = l
-            .dump_heard("ssh_6", &|| vec![added("fd00:19::ffff:1")])
-            .unwrap();
-        let how = how.unwrap().line;
+        let (read, how) = reading(&|| vec![added("fd00:19::ffff:1")]);
         assert!(
             how.contains("read by one dump and a look-up of each of the 20000 it gave and of the 1 heard added meanwhile: 20001 found"),
             "{how}"
@@ -1981,15 +1991,10 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
         // One the dump gave, deleted before its look-up: the one dump
         // stands, without it.
         let gone: std::net::IpAddr = "fd00:19::ffff:1".parse().unwrap();
-        let (read, how) = l
-            .dump_heard("ssh_6", &|| {
-                let del = "delete element inet pfknock ssh_6 { fd00:19::ffff:1 }";
-                let o = Command::new("nft").arg(del).output().unwrap();
-                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                Vec::new()
-            })
-            .unwrap();
-        let how = how.unwrap().line;
+        let (read, how) = reading(&|| {
+            nft("delete element inet pfknock ssh_6 { fd00:19::ffff:1 }");
+            Vec::new()
+        });
         assert!(
             how.contains(
                 "read by one dump and a look-up of each of the 20001 it gave: 20000 found"
@@ -1999,22 +2004,16 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
         assert_eq!(read.len(), 20_000);
         assert!(read.iter().all(|(a, _)| *a != gone));
         added("fd00:19::ffff:1");
-        let (read, how) = l
-            .dump_heard("ssh_6", &|| {
-                added("fd00:19::ffff:2");
-                Vec::new()
-            })
-            .unwrap();
-        let how = how.unwrap().line;
+        let (read, how) = reading(&|| {
+            added("fd00:19::ffff:2");
+            Vec::new()
+        });
         assert!(!how.contains("one dump"), "{how}");
         assert_eq!(read.len(), 20_002, "{how}");
         // Heard added meanwhile, but one the dump gave too (a host that
         // knocked again): looked up twice, counted once, and the one dump
         // stands.
-        let (read, how) = l
-            .dump_heard("ssh_6", &|| vec!["fd00:19::1:2".parse().unwrap()])
-            .unwrap();
-        let how = how.unwrap().line;
+        let (read, how) = reading(&|| vec!["fd00:19::1:2".parse().unwrap()]);
         assert!(
             how.contains("read by one dump and a look-up of each of the 20002 it gave and of the 1 heard added meanwhile: 20002 found"),
             "{how}"
@@ -2026,16 +2025,11 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
         // with its new deadline, ten minutes on.
         let anew: std::net::IpAddr = "fd00:19::1:1".parse().unwrap();
         let began = pfknock::clock::now_ms();
-        let (read, how) = l
-            .dump_heard("ssh_6", &|| {
-                let again = "delete element inet pfknock ssh_6 { fd00:19::1:1 }; \
-                             add element inet pfknock ssh_6 { fd00:19::1:1 timeout 10m }";
-                let o = Command::new("nft").arg(again).output().unwrap();
-                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                Vec::new()
-            })
-            .unwrap();
-        let how = how.unwrap().line;
+        let (read, how) = reading(&|| {
+            nft("delete element inet pfknock ssh_6 { fd00:19::1:1 }; \
+                 add element inet pfknock ssh_6 { fd00:19::1:1 timeout 10m }");
+            Vec::new()
+        });
         assert!(!how.contains("one dump"), "{how}");
         assert_eq!(read.len(), 20_002, "{how}");
         let d = read.iter().find(|(a, _)| *a == anew).and_then(|(_, d)| *d);

@@ -849,6 +849,17 @@ impl Device for Racing {
     }
 }
 
+/// A revoke that deletes `h` from the intake before request `a` and from
+/// `<ssh>` before request `b` of a move: its deletions that the move's
+/// requests did not reach (`racing` played the others), played after it.
+fn revoked_after(t: &mut PfTables<Racing>, (a, b): (usize, usize), h: IpAddr) {
+    for (n, table) in [(a, "ssh_renew"), (b, "ssh")] {
+        if n >= t.pf.dev.calls {
+            t.pf.dev.m.remove("pfknock", table, h);
+        }
+    }
+}
+
 fn racing(
     k: &'static Kernel,
     l: &'static Layout,
@@ -925,11 +936,7 @@ fn a_revoke_at_any_point_of_a_move_leaves_the_host_out() {
                 .unwrap();
                 // What is left after the revoke's own deletions, as the
                 // test plays them after the move.
-                for (n, table, x) in [(a, "ssh_renew", h), (b, "ssh", h)] {
-                    if n >= t.pf.dev.calls {
-                        t.pf.dev.m.remove("pfknock", table, x);
-                    }
-                }
+                revoked_after(&mut t, (a, b), h);
                 let case = format!("{} {}: revoke at {a}, {b}", k.os, k.version);
                 assert_eq!(held(&t, "ssh"), ["198.18.0.10"], "{case}");
                 assert!(held(&t, "ssh_renew").is_empty(), "{case}");
@@ -965,11 +972,7 @@ fn a_revoke_at_any_point_of_a_renewal_move_leaves_the_host_out() {
                     &[Net::host(h), Net::host(other)],
                 )
                 .unwrap();
-                for (n, table, x) in [(a, "ssh_renew", h), (b, "ssh", h)] {
-                    if n >= t.pf.dev.calls {
-                        t.pf.dev.m.remove("pfknock", table, x);
-                    }
-                }
+                revoked_after(&mut t, (a, b), h);
                 let case = format!("{} {}: revoke at {a}, {b}", k.os, k.version);
                 assert_eq!(held(&t, "ssh"), ["198.18.0.10"], "{case}");
                 assert!(held(&t, "ssh_renew").is_empty(), "{case}");

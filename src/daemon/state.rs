@@ -164,12 +164,19 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn kept_and_taken_once() {
-        let dir = std::env::temp_dir().join(format!("pfknock-state-{}", std::process::id()));
+    /// A directory of the test's own, empty, and the state file of a
+    /// pidfile in it.
+    fn state_in(name: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("pfknock-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let p = path_of(&dir.join("pfknock.pid"));
+        (dir, p)
+    }
+
+    #[test]
+    fn kept_and_taken_once() {
+        let (dir, p) = state_in("state");
         assert!(p.ends_with("pfknock.pid.state"));
         assert_eq!(take(&p), None, "nothing kept: not known");
         let mut k = Known::new();
@@ -205,10 +212,7 @@ mod tests {
     /// not believed.
     #[test]
     fn a_record_read_a_line_at_a_time_is_each_line_taken_in_order() {
-        let dir = std::env::temp_dir().join(format!("pfknock-lines-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = path_of(&dir.join("pfknock.pid"));
+        let (dir, p) = state_in("lines");
         let lines = [
             "<a> in anchor pfknock\t198.18.0.9\t5",
             "<a> in anchor pfknock\t198.18.0.7\t6",
