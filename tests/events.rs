@@ -1980,11 +1980,11 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
         // reading), a second of the kernel's rounding allowed.
         let nine = 9 * 60_000;
         let ended = pfknock::clock::now_ms();
-        assert!(read.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(read.windows(2).all(|w| w[0].addr() < w[1].addr()));
         assert!(
-            read.iter()
-                .all(|(_, d)| d
-                    .is_some_and(|d| d >= began + nine - 60_000 && d <= ended + nine + 1000)),
+            read.iter().all(|e| e
+                .at()
+                .is_some_and(|d| d >= began + nine - 60_000 && d <= ended + nine + 1000)),
             "{:?}",
             &read[..3]
         );
@@ -2002,7 +2002,7 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
             "{how}"
         );
         assert_eq!(read.len(), 20_000);
-        assert!(read.iter().all(|(a, _)| *a != gone));
+        assert!(read.iter().all(|e| e.addr() != gone));
         added("fd00:19::ffff:1");
         let (read, how) = reading(&|| {
             added("fd00:19::ffff:2");
@@ -2032,7 +2032,7 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
         });
         assert!(!how.contains("one dump"), "{how}");
         assert_eq!(read.len(), 20_002, "{how}");
-        let d = read.iter().find(|(a, _)| *a == anew).and_then(|(_, d)| *d);
+        let d = read.iter().find(|e| e.addr() == anew).and_then(|e| e.at());
         assert!(
             d.is_some_and(|d| d >= began + 10 * 60_000 - 1000),
             "{d:?} {began}"

@@ -367,19 +367,19 @@ impl ElementLookup for Nft {
             Some(s) => Ok(s.elems.get(&addr).map(|d| Some((d - now) as u64))),
         }
     }
-    fn dump(&mut self, set: &str) -> std::io::Result<Vec<(IpAddr, Option<i64>)>> {
+    fn dump(&mut self, set: &str) -> std::io::Result<Vec<pfknock::kevents::Deadline>> {
         let mut st = self.st();
         st.now += st.dump_takes;
         match st.set(set) {
             None => Err(std::io::Error::from_raw_os_error(libc::ENOENT)),
-            Some(s) => Ok(s.elems.iter().map(|(a, d)| (*a, Some(*d))).collect()),
+            Some(s) => Ok(s.elems.iter().map(|(a, d)| (*a, Some(*d)).into()).collect()),
         }
     }
     fn dump_noted(
         &mut self,
         set: &str,
     ) -> std::io::Result<(
-        Vec<(IpAddr, Option<i64>)>,
+        Vec<pfknock::kevents::Deadline>,
         Option<pfknock::kevents::HowRead>,
     )> {
         let doubts = self.st().dump_doubts;
@@ -394,7 +394,7 @@ impl ElementLookup for Nft {
         set: &str,
         heard: &dyn Fn() -> Vec<IpAddr>,
     ) -> std::io::Result<(
-        Vec<(IpAddr, Option<i64>)>,
+        Vec<pfknock::kevents::Deadline>,
         Option<pfknock::kevents::HowRead>,
     )> {
         let gate = self.st().gate.clone();

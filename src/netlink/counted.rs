@@ -3,7 +3,7 @@
 //! still and every counted element was found. The cost grows with the
 //! elements asked of, where a dump walks the set again for each datagram.
 //!
-//! Memory: at a million elements each copy of a reading is 40 MB, so the
+//! Memory: at a million elements each copy of a reading is 24 MB, so the
 //! look-ups go 4,096 addresses at a time, and a dump's reading is checked
 //! in the dump's own vector (`first_by_look_ups`), never beside a second.
 #![forbid(unsafe_code)]
@@ -104,7 +104,7 @@ impl Lookup {
             }
             let lefts = self.timed_lefts(set, &part)?;
             let got = part.iter().zip(l.deadlines(lefts));
-            found.extend(got.filter_map(|(a, d)| Some((*a, d?))));
+            found.extend(got.filter_map(|(a, d)| Some(Deadline::new(*a, d?))));
         }
         // Each once: an address heard added may be one the dump gave too.
         let found = in_address_order(found);
@@ -141,11 +141,11 @@ impl Lookup {
         for start in (0..asked).step_by(PART) {
             let end = k.min(start + PART);
             part.clear();
-            part.extend(first.elems[start..end].iter().map(|e| e.0));
+            part.extend(first.elems[start..end].iter().map(Deadline::addr));
             let lefts = self.timed_lefts(set, &part)?;
             for (i, d) in (start..end).zip(l.deadlines(lefts)) {
                 if let Some(d) = d {
-                    first.elems[i].1 = d;
+                    first.elems[i].set_at(d);
                     found[i] = true;
                 }
             }
@@ -154,7 +154,7 @@ impl Lookup {
         for part in heard.chunks(PART) {
             let lefts = self.timed_lefts(set, part)?;
             let got = part.iter().zip(l.deadlines(lefts));
-            also.extend(got.filter_map(|(a, d)| Some((*a, d?))));
+            also.extend(got.filter_map(|(a, d)| Some(Deadline::new(*a, d?))));
         }
         let hits = found.iter().filter(|f| **f).count() + also.len();
         // Short of the count even with an address twice: not whole, and

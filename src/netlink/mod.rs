@@ -535,7 +535,7 @@ impl Lookup {
             let at = crate::clock::now_ms();
             let d = e.into_iter().map(|(a, _, left, _)| {
                 let until = left.map(|l| at.saturating_add(l.min(i64::MAX as u64) as i64));
-                (a, until)
+                Deadline::new(a, until)
             });
             w.push(d.collect(), bytes);
         })?;

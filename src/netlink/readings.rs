@@ -16,9 +16,9 @@ pub use crate::kevents::Deadline;
 pub(super) fn in_address_order(mut d: Vec<Deadline>) -> Vec<Deadline> {
     d.sort_unstable();
     d.dedup_by(|later, kept| {
-        let same = later.0 == kept.0;
+        let same = later.addr() == kept.addr();
         if same {
-            kept.1 = later.1;
+            kept.set_at(later.at());
         }
         same
     });
@@ -45,18 +45,18 @@ impl<'a> Index<'a> {
         let n = u32::try_from(elems.len()).unwrap_or(NOWHERE);
         let mut order: Vec<u32> = (0..n).collect();
         // Stable: of an address twice, the earlier place first.
-        order.sort_by_key(|&i| elems[i as usize].0);
+        order.sort_by_key(|&i| elems[i as usize].addr());
         Index { elems, order }
     }
 
     /// The address at `k` in address order.
     fn addr(&self, k: usize) -> IpAddr {
-        self.elems[self.order[k] as usize].0
+        self.elems[self.order[k] as usize].addr()
     }
 
     /// Where the dump first sent `a`.
     pub(super) fn first(&self, a: &IpAddr) -> Option<u32> {
-        let k = (self.order).partition_point(|&i| self.elems[i as usize].0 < *a);
+        let k = (self.order).partition_point(|&i| self.elems[i as usize].addr() < *a);
         (k < self.order.len() && self.addr(k) == *a).then(|| self.order[k])
     }
 
@@ -82,12 +82,12 @@ pub(super) fn join(all: &mut Vec<Deadline>, idx: &Index) {
     let mut new = Vec::new();
     let mut i = 0;
     for (a, at) in idx.last_of_each() {
-        while all.get(i).is_some_and(|x| x.0 < a) {
+        while all.get(i).is_some_and(|x| x.addr() < a) {
             i += 1;
         }
         match all.get_mut(i) {
-            Some(x) if x.0 == a => x.1 = elems[at].1,
-            _ => new.push((a, elems[at].1)),
+            Some(x) if x.addr() == a => x.set_at(elems[at].at()),
+            _ => new.push(Deadline::new(a, elems[at].at())),
         }
     }
     if all.is_empty() {
@@ -96,10 +96,10 @@ pub(super) fn join(all: &mut Vec<Deadline>, idx: &Index) {
     }
     let (mut i, mut j) = (all.len(), new.len());
     all.reserve_exact(j);
-    all.resize(i + j, (IpAddr::from([0u8; 4]), None));
+    all.resize(i + j, Deadline::new(IpAddr::from([0u8; 4]), None));
     while j > 0 {
         let k = i + j - 1;
-        if i > 0 && all[i - 1].0 > new[j - 1].0 {
+        if i > 0 && all[i - 1].addr() > new[j - 1].addr() {
             all[k] = all[i - 1];
             i -= 1;
         } else {
@@ -125,17 +125,22 @@ mod tests {
 
     /// A dump as it comes: addresses in any order, some twice.
     fn dump() -> impl Strategy<Value = Vec<Deadline>> {
-        proptest::collection::vec((0u16..64, proptest::option::of(0i64..1000)), 0..80)
-            .prop_map(|v| v.into_iter().map(|(i, d)| (addr(i), d)).collect())
+        proptest::collection::vec((0u16..64, proptest::option::of(0i64..1000)), 0..80).prop_map(
+            |v| {
+                v.into_iter()
+                    .map(|(i, d)| Deadline::new(addr(i), d))
+                    .collect()
+            },
+        )
     }
 
     /// The reference: a map filled in the order things came.
     fn later_wins<'a>(dumps: impl IntoIterator<Item = &'a Vec<Deadline>>) -> Vec<Deadline> {
         let mut m = BTreeMap::new();
         for d in dumps {
-            m.extend(d.iter().copied());
+            m.extend(d.iter().map(|e| (e.addr(), e.at())));
         }
-        m.into_iter().collect()
+        m.into_iter().map(Deadline::from).collect()
     }
 
     proptest! {
@@ -155,10 +160,10 @@ mod tests {
         #[test]
         fn an_index_tells_where_a_dump_first_sent_each_address(d in dump()) {
             let idx = Index::of(&d);
-            let distinct: std::collections::BTreeSet<IpAddr> = d.iter().map(|e| e.0).collect();
+            let distinct: std::collections::BTreeSet<IpAddr> = d.iter().map(Deadline::addr).collect();
             prop_assert_eq!(idx.distinct(), distinct.len());
             for i in 0u16..64 {
-                let first = d.iter().position(|e| e.0 == addr(i)).map(|p| p as u32);
+                let first = d.iter().position(|e| e.addr() == addr(i)).map(|p| p as u32);
                 prop_assert_eq!(idx.first(&addr(i)), first);
             }
         }
@@ -168,11 +173,11 @@ mod tests {
         #[test]
         fn found_in_order_keeps_each_address_once_with_its_latest_deadline(d in dump()) {
             let mut latest = BTreeMap::new();
-            for (a, t) in &d {
-                let e = latest.entry(*a).or_insert(*t);
-                *e = (*e).max(*t);
+            for (a, t) in d.iter().map(|e| (e.addr(), e.at())) {
+                let e = latest.entry(a).or_insert(t);
+                *e = (*e).max(t);
             }
-            let latest: Vec<Deadline> = latest.into_iter().collect();
+            let latest: Vec<Deadline> = latest.into_iter().map(Deadline::from).collect();
             prop_assert_eq!(in_address_order(d.clone()), latest);
         }
     }

@@ -75,8 +75,8 @@ impl Walk {
         let again = (1..=before.len().min(datagram.len()))
             .rev()
             .find(|&k| {
-                let tail = before[before.len() - k..].iter().map(|e| e.0);
-                tail.eq(datagram[..k].iter().map(|e| e.0))
+                let tail = before[before.len() - k..].iter().map(Deadline::addr);
+                tail.eq(datagram[..k].iter().map(Deadline::addr))
             })
             .unwrap_or(0);
         // A gap even where it began early: a resize between the two could
@@ -204,7 +204,7 @@ pub(super) fn settle(
     let mut gaps = (idx.distinct() == first.elems.len()).then_some(first.gaps);
     // Of the dump before, only its addresses in walk order are kept: its
     // deadlines are in `all`.
-    let mut addrs: Vec<IpAddr> = first.elems.iter().map(|e| e.0).collect();
+    let mut addrs: Vec<IpAddr> = first.elems.iter().map(Deadline::addr).collect();
     drop(idx);
     drop(first.elems);
     for pass in 2..=passes {
@@ -228,7 +228,7 @@ pub(super) fn settle(
             && now_calm
             && next.gaps == before
             && next.elems.len() == addrs.len()
-            && next.elems.iter().zip(&addrs).all(|(e, a)| e.0 == *a);
+            && next.elems.iter().zip(&addrs).all(|(e, a)| e.addr() == *a);
         calm = now_calm;
         before.clone_from(&next.gaps);
         gaps = match gaps.and_then(|g| gaps_left(&at, &g, &next)) {
@@ -240,7 +240,7 @@ pub(super) fn settle(
         join(&mut all, &idx);
         drop(idx);
         addrs.clear();
-        addrs.extend(next.elems.iter().map(|e| e.0));
+        addrs.extend(next.elems.iter().map(Deadline::addr));
         if gaps.as_ref().is_some_and(Vec::is_empty) {
             return Ok((all, Settled::Whole(pass)));
         }

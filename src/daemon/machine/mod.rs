@@ -62,7 +62,7 @@ pub type Left = Option<Option<u64>>;
 
 /// A set's elements with their deadlines (ms since the epoch; `None`: no
 /// timeout).
-pub type Elements = Vec<(IpAddr, Option<i64>)>;
+pub type Elements = Vec<crate::kevents::Deadline>;
 
 /// What the machine asks of the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -61,7 +61,7 @@ pub(super) struct Late {
 /// The set being taken in: what the book held of it (what the set no
 /// longer holds went meanwhile), and its elements not yet taken, last
 /// first: each part taken is given back to the allocator as the book
-/// grows (at a million, the reading's 40 MB would otherwise stay beside
+/// grows (at a million, the reading's 24 MB would otherwise stay beside
 /// the book until the set is done).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Current {
@@ -171,7 +171,7 @@ impl Machine {
                 && let Some(e) = c.left.pop()
             {
                 budget -= 1;
-                let acts = self.take_one(cx, c, e, (t.missed, &mut t.lines), now);
+                let acts = self.take_one(cx, c, e.into(), (t.missed, &mut t.lines), now);
                 out.extend(acts);
             }
             c.left.shrink_to_fit();

@@ -93,7 +93,7 @@ impl Kernel {
                 throughout.retain(|e| !out.contains(e));
             }
             let sent: Vec<Deadline> = (self.set.iter().skip(skip).take(self.size))
-                .map(|e| (addr(*e), Some(i64::from(*e))))
+                .map(|e| Deadline::new(addr(*e), Some(i64::from(*e))))
                 .collect();
             skip += sent.len();
             let done = sent.len() < self.size;
@@ -111,7 +111,7 @@ impl Kernel {
 
 /// The gaps of `w` that `next` leaves open, as `settle` asks.
 fn left(w: &Walk, next: &Walk) -> Option<Vec<usize>> {
-    let addrs: Vec<IpAddr> = w.elems.iter().map(|e| e.0).collect();
+    let addrs: Vec<IpAddr> = w.elems.iter().map(Deadline::addr).collect();
     gaps_left(&places(&addrs, &Index::of(&next.elems)), &w.gaps, next)
 }
 
@@ -133,7 +133,7 @@ fn changes() -> impl Strategy<Value = Vec<Vec<Change>>> {
 fn settled(k: &mut Kernel, passes: u64) -> (Vec<Deadline>, Settled, BTreeSet<u32>) {
     let pauses = std::cell::RefCell::new(Vec::new());
     let (first, mut throughout) = k.dump();
-    let mut union: BTreeMap<IpAddr, Option<i64>> = first.elems.iter().copied().collect();
+    let mut union: BTreeMap<IpAddr, Option<i64>> = first.elems.iter().map(|&e| e.into()).collect();
     let mut each = |k: &mut Kernel| {
         let (w, t) = k.dump();
         throughout.retain(|e| t.contains(e));
@@ -144,13 +144,16 @@ fn settled(k: &mut Kernel, passes: u64) -> (Vec<Deadline>, Settled, BTreeSet<u32
         passes,
         || {
             let w = each(k);
-            union.extend(w.elems.iter().copied());
+            union.extend(w.elems.iter().map(|&e| <(IpAddr, Option<i64>)>::from(e)));
             Ok(w)
         },
         |d| pauses.borrow_mut().push(d.as_millis()),
     )
     .unwrap();
-    assert_eq!(r.0, union.into_iter().collect::<Vec<_>>());
+    assert_eq!(
+        r.0,
+        union.into_iter().map(Deadline::from).collect::<Vec<_>>()
+    );
     let (Settled::Whole(n) | Settled::Same(n) | Settled::Changing(n)) = r.1;
     let each: Vec<u128> = (2..=n).map(|p| 370 * u128::from(p - 1)).collect();
     assert_eq!(pauses.into_inner(), each);
@@ -170,13 +173,13 @@ proptest! {
     ) {
         let mut k = Kernel::new(n, size, changes);
         let (read, how, throughout) = settled(&mut k, passes);
-        let got: BTreeSet<IpAddr> = read.iter().map(|e| e.0).collect();
+        let got: BTreeSet<IpAddr> = read.iter().map(Deadline::addr).collect();
         if !matches!(how, Settled::Changing(_)) {
             let missing: Vec<&u32> = throughout.iter().filter(|e| !got.contains(&addr(**e))).collect();
             prop_assert!(missing.is_empty(), "{how:?}: missing {missing:?}");
         }
         // In address order, each once.
-        prop_assert!(read.windows(2).all(|p| p[0].0 < p[1].0));
+        prop_assert!(read.windows(2).all(|p| p[0].addr() < p[1].addr()));
     }
 }
 
@@ -187,7 +190,7 @@ fn a_dump_during_removals_passes_over_elements_and_the_next_finds_them() {
     let first: Vec<Vec<Change>> = (0..19).map(|_| vec![Change::Remove(0)]).collect();
     let mut k = Kernel::new(1000, 50, first);
     let (w, throughout) = k.dump();
-    let got: BTreeSet<IpAddr> = w.elems.iter().map(|e| e.0).collect();
+    let got: BTreeSet<IpAddr> = w.elems.iter().map(Deadline::addr).collect();
     let missed = throughout
         .iter()
         .filter(|e| !got.contains(&addr(**e)))
@@ -203,11 +206,11 @@ fn a_dump_during_removals_passes_over_elements_and_the_next_finds_them() {
     // 968 (index 949).
     let (next, _) = k.dump();
     assert_eq!(left(&w, &next), Some(vec![950]));
-    assert_eq!(next.elems[949].0, addr(968));
+    assert_eq!(next.elems[949].addr(), addr(968));
     let mut k = Kernel::new(1000, 50, (0..19).map(|_| vec![Change::Remove(0)]).collect());
     let (read, how, throughout) = settled(&mut k, 4);
     assert_eq!(how, Settled::Same(3));
-    let got: BTreeSet<IpAddr> = read.iter().map(|e| e.0).collect();
+    let got: BTreeSet<IpAddr> = read.iter().map(Deadline::addr).collect();
     assert!(throughout.iter().all(|e| got.contains(&addr(*e))));
 }
 
@@ -248,7 +251,10 @@ fn the_same_addresses_are_not_the_same_walk() {
     let (read, how, throughout) = settled(&mut k, 3);
     assert_eq!(how, Settled::Changing(3));
     assert_eq!(throughout, BTreeSet::from([2]));
-    assert!(!read.iter().any(|e| e.0 == addr(2)), "missed, and said so");
+    assert!(
+        !read.iter().any(|e| e.addr() == addr(2)),
+        "missed, and said so"
+    );
 }
 
 #[test]
@@ -263,7 +269,7 @@ fn a_datagram_that_begins_early_repeats_nothing() {
     // all its size tells).
     assert_eq!(w.gaps.len(), 11);
     assert_eq!(w.gaps.last(), Some(&100));
-    let set: BTreeSet<IpAddr> = w.elems.iter().map(|e| e.0).collect();
+    let set: BTreeSet<IpAddr> = w.elems.iter().map(Deadline::addr).collect();
     assert_eq!(set.len(), 100);
 }
 
@@ -290,7 +296,7 @@ fn walk(ids: &[u32], lengths: &[usize]) -> Walk {
     for &n in lengths {
         let sent = ids[at..at + n]
             .iter()
-            .map(|e| (addr(*e), Some(i64::from(*e))));
+            .map(|e| Deadline::new(addr(*e), Some(i64::from(*e))));
         w.push(sent.collect(), 20 + n * 3276);
         at += n;
     }
@@ -348,16 +354,16 @@ fn a_gap_with_no_element_both_sent_within_reach_is_no_proof() {
 fn a_last_datagram_is_short_only_by_more_than_an_element() {
     // Smaller than any buffer the kernel fills: surely not full.
     let mut w = Walk::default();
-    w.push(vec![(addr(1), None)], 3000 - ELEMENT_MAX - 1);
+    w.push(vec![Deadline::new(addr(1), None)], 3000 - ELEMENT_MAX - 1);
     assert!(w.finish().gaps.is_empty());
     let mut w = Walk::default();
-    w.push(vec![(addr(1), None)], 3000 - ELEMENT_MAX);
+    w.push(vec![Deadline::new(addr(1), None)], 3000 - ELEMENT_MAX);
     assert_eq!(w.finish().gaps, [1]);
     // A page's worth may be a full datagram of NLMSG_GOODSIZE.
     let big = 32_000;
     let mut w = Walk::default();
-    w.push(vec![(addr(1), None)], big);
-    w.push(vec![(addr(2), None)], 8192);
+    w.push(vec![Deadline::new(addr(1), None)], big);
+    w.push(vec![Deadline::new(addr(2), None)], 8192);
     assert_eq!(w.finish().gaps, [1, 2]);
     // Past it, smaller than the largest by more than an element.
     for (bytes, gaps) in [
@@ -365,8 +371,8 @@ fn a_last_datagram_is_short_only_by_more_than_an_element() {
         (big - ELEMENT_MAX, vec![1, 2]),
     ] {
         let mut w = Walk::default();
-        w.push(vec![(addr(1), None)], big);
-        w.push(vec![(addr(2), None)], bytes);
+        w.push(vec![Deadline::new(addr(1), None)], big);
+        w.push(vec![Deadline::new(addr(2), None)], bytes);
         assert_eq!(w.finish().gaps, gaps, "{bytes} bytes");
     }
 }

@@ -29,7 +29,12 @@ fn an_overrun_reads_every_set_again_and_says_what_changed_meanwhile() {
         (ip("198.18.0.7"), Some(now + 50_000)),
     ];
     let v6 = vec![(ip("fd00::1"), Some(now + 60_000))];
-    let acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(v6)]), now);
+    let acts = m.answer(
+        &cx,
+        then,
+        Answer::Dump(vec![Ok(dumped(v4)), Ok(dumped(v6))]),
+        now,
+    );
     let late = "(learned late: the kernel dropped notifications)";
     assert_eq!(
         acts[0],
@@ -62,7 +67,12 @@ fn an_overrun_reads_every_set_again_and_says_what_changed_meanwhile() {
     ];
     let v6 = vec![(ip("fd00::1"), Some(now + 60_000))];
     assert_eq!(
-        m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(v6)]), now + 1),
+        m.answer(
+            &cx,
+            then,
+            Answer::Dump(vec![Ok(dumped(v4)), Ok(dumped(v6))]),
+            now + 1
+        ),
         vec![]
     );
 }
@@ -465,7 +475,7 @@ fn the_starts_reading_is_silent_and_keeps_each_elements_age() {
     let acts = m.answer(
         &cx,
         then,
-        Answer::Dump(vec![Ok(v4), Err(ReadError::Missing)]),
+        Answer::Dump(vec![Ok(dumped(v4)), Err(ReadError::Missing)]),
         T0 + 7_000,
     );
     assert_eq!(
@@ -495,7 +505,12 @@ fn without_renewal_or_with_idle_expiry_a_later_deadline_is_no_renewal_learned_la
         let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, now));
         // Its deadline moved 20 s (traffic, where idle; nothing else can).
         let v4 = vec![(ip("198.18.0.1"), Some(now + 50_000))];
-        let acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(vec![])]), now);
+        let acts = m.answer(
+            &cx,
+            then,
+            Answer::Dump(vec![Ok(dumped(v4)), Ok(vec![])]),
+            now,
+        );
         assert_eq!(acts, vec![], "{extra}");
         // The kernel's deadline is kept; the age runs from the start.
         assert_eq!(m.count("ssh"), (1, Some(now / 1000 + 50)), "{extra}");
@@ -512,7 +527,12 @@ fn as_many_changes_learned_late_as_log_burst_are_each_a_line() {
         (ip("198.18.0.1"), Some(T0 + 60_000)),
         (ip("198.18.0.2"), Some(T0 + 60_000)),
     ];
-    let acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(vec![])]), T0);
+    let acts = m.answer(
+        &cx,
+        then,
+        Answer::Dump(vec![Ok(dumped(v4)), Ok(vec![])]),
+        T0,
+    );
     let late = "(learned late: the kernel dropped notifications)";
     assert_eq!(
         acts,

@@ -49,6 +49,11 @@ fn cx(cfg: &Config) -> Ctx<'_> {
     }
 }
 
+/// A dump's elements, from (address, deadline) pairs.
+fn dumped(v: Vec<(IpAddr, Option<i64>)>) -> Elements {
+    v.into_iter().map(crate::kevents::Deadline::from).collect()
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -467,7 +472,7 @@ fn a_full_set_and_a_full_meter_are_each_said_when_full_and_when_there_is_room() 
     let (q, then) = asked(&m.tick(&cx, T0 + 16_000));
     assert_eq!(q, Query::Dump(vec![meter.clone()]));
     let eight = (1..=8)
-        .map(|i| (ip(&format!("198.18.1.{i}")), Some(1_000)))
+        .map(|i| (ip(&format!("198.18.1.{i}")), Some(1_000)).into())
         .collect();
     assert_eq!(
         m.answer(&cx, then, Answer::Dump(vec![Ok(eight)]), T0 + 16_000),

@@ -383,7 +383,7 @@ fn record_and_sets(now: i64) -> (Known, BTreeMap<String, Elements>, Vec<Said>) {
         if let Some(k) = kernel {
             sets.entry(set)
                 .or_default()
-                .push((addr, Some((k + 60) * 1000)));
+                .push((addr, Some((k + 60) * 1000)).into());
         }
         if let Some(r) = record {
             prev.insert((table(svc), Net::host(addr)), r);

@@ -15,7 +15,9 @@ fn many_changes_learned_late_are_said_a_part_a_turn() {
     let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, T0));
     let n = 2 * SAY_AT_ONCE + 452;
     let host = |i: usize| IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
-    let v4 = (0..n).map(|i| (host(i), Some(T0 + 60_000))).collect();
+    let v4 = (0..n)
+        .map(|i| (host(i), Some(T0 + 60_000)).into())
+        .collect();
     let mut acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(vec![])]), T0);
     let late = "(learned late: the kernel dropped notifications)";
     let mut said = Vec::new();
@@ -54,11 +56,13 @@ fn what_the_book_held_is_walked_a_part_a_turn_after_an_overrun() {
     let mut m = events();
     let n = 3 * TAKE_AT_ONCE;
     let host = |i: usize| IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
-    let v4: Vec<_> = (0..n).map(|i| (host(i), Some(T0 + 60_000))).collect();
+    let v4: Elements = (0..n)
+        .map(|i| (host(i), Some(T0 + 60_000)).into())
+        .collect();
     let add = KernelEvent::Elements {
         set: "ssh_4".into(),
         added: true,
-        addrs: v4.iter().map(|(a, _)| (*a, Some(60_000))).collect(),
+        addrs: v4.iter().map(|e| (e.addr(), Some(60_000))).collect(),
     };
     others(&mut m, &cx, vec![add], T0);
     assert_eq!(m.count("ssh"), (n, Some(T0 / 1000 + 60)));
@@ -98,7 +102,11 @@ fn two_services_lines_learned_late_share_a_part() {
         )
     );
     let host = |k: u8, i: usize| IpAddr::from([198, 18 + k, (i >> 8) as u8, i as u8]);
-    let dump = |k| Ok((0..700).map(|i| (host(k, i), Some(T0 + 60_000))).collect());
+    let dump = |k| {
+        Ok((0..700)
+            .map(|i| (host(k, i), Some(T0 + 60_000)).into())
+            .collect())
+    };
     let answer = Answer::Dump(vec![dump(0), Ok(vec![]), dump(1), Ok(vec![])]);
     let mut acts = m.answer(&cx, then, answer, T0);
     let Some(Action::Ask(Query::Pause, t)) = acts.pop() else {
@@ -133,7 +141,12 @@ fn a_reading_without_a_deadline_and_a_renewal_past_its_old_one() {
         (ip("198.18.0.1"), Some(now + 90_000)),
         (ip("198.18.0.2"), None),
     ];
-    let acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(vec![])]), now);
+    let acts = m.answer(
+        &cx,
+        then,
+        Answer::Dump(vec![Ok(dumped(v4)), Ok(vec![])]),
+        now,
+    );
     let late = "(learned late: the kernel dropped notifications)";
     assert_eq!(
         acts,
