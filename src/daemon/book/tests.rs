@@ -249,36 +249,53 @@ fn renewals_do_not_grow_the_heap_without_bound() {
     assert!(due.iter().all(|d| d.2.until == 1049));
 }
 
-/// A set's maps made anew (`repack`) hold what they held, and the book
-/// says the same of every entry: its times, its set, which is due first
-/// and when, before and after. The other set is untouched.
+/// Runs joined in (`insert_run`) hold what inserting their entries one
+/// by one holds, and the book says the same of every entry: its times,
+/// its set, which is due first and when. Runs in address order, as a
+/// reading is taken in, with an address given twice in a run (the last
+/// is kept), entries inserted between runs, and one run over entries
+/// already held; the other set is untouched.
 #[test]
-fn a_repacked_set_holds_what_it_held() {
-    let mut b = Book::default();
-    let s = b.id("ssh_4");
-    let t = b.id("ssh_6");
+fn runs_joined_in_hold_what_inserts_one_by_one_hold() {
+    let (mut b, mut one) = (Book::default(), Book::default());
+    let (s, t) = (b.id("ssh_4"), b.id("ssh_6"));
+    assert_eq!((one.id("ssh_4"), one.id("ssh_6")), (s, t));
     let six = |n: u32| IpAddr::V6(Ipv6Addr::from(0xfd00_u128 << 112 | u128::from(n)));
     let auth = |n: u32| Auth {
         since: 1_800_000_000_000 + i64::from(n),
         until: 1_800_000_060_000 + i64::from(n % 97) * 1000,
     };
-    // In address order, as a reading is taken in.
-    for n in 0..5000 {
-        b.insert(s, v4(n), auth(n));
-        b.insert(s, six(n), auth(n + 1));
-        b.insert(t, six(n), auth(n + 2));
+    for k in 0..6u32 {
+        let mut run = Vec::new();
+        for n in k * 1000..(k + 1) * 1000 {
+            run.push((v4(n), auth(n)));
+            run.push((six(n), auth(n + 1)));
+        }
+        // Given twice, the second with other times; and one held before
+        // (from the last run), given anew.
+        run.push((v4(k * 1000), auth(7)));
+        if k > 0 {
+            run.push((six(k * 1000 - 1), auth(3)));
+        }
+        for (a, x) in &run {
+            one.insert(s, *a, *x);
+        }
+        b.insert_run(s, run);
+        for bk in [&mut b, &mut one] {
+            bk.insert(t, six(k), auth(k + 2));
+            bk.insert(s, v4(100_000 + k), auth(k));
+        }
     }
-    let before: Vec<_> = b.iter().collect();
-    let first = b.first_due(&[s]);
-    b.repack(s);
-    assert_eq!(b.iter().collect::<Vec<_>>(), before);
-    assert_eq!((b.count(s), b.count(t)), (10_000, 5000));
-    assert_eq!(b.first_due(&[s]), first);
-    assert_eq!(b.get(s, v4(4999)), Some(auth(4999)));
-    let now = 1_800_000_060_000 + 1000;
+    let all: Vec<_> = one.iter().collect();
+    assert_eq!(b.iter().collect::<Vec<_>>(), all);
+    assert_eq!((b.count(s), b.count(t)), (12_006, 6));
+    assert_eq!(b.get(s, v4(2000)), Some(auth(7)));
+    assert_eq!(b.get(s, six(1999)), Some(auth(3)));
+    assert_eq!(b.first_due(&[s]), one.first_due(&[s]));
+    assert_eq!(b.first_due(&[t]), one.first_due(&[t]));
+    let now = 1_800_000_060_000 + 5000;
     let due = b.take_due(now);
-    let want = before.iter().filter(|(_, _, a)| a.until <= now).count();
-    assert_eq!(due.len(), want);
-    assert!(want > 300);
+    assert_eq!(due, one.take_due(now));
+    assert!(due.len() > 300);
     assert!(due.iter().all(|(i, a, x)| b.get(*i, *a) == Some(*x)));
 }

@@ -167,14 +167,22 @@ impl Machine {
                 t.cur = None;
                 continue;
             }
+            // This turn's part, joined to the book in one go (its maps
+            // then stay full: `Book::insert_run`).
+            let mut run = Vec::with_capacity(budget.min(c.left.len()));
             while budget > 0
                 && let Some(e) = c.left.pop()
             {
                 budget -= 1;
-                let acts = self.take_one(cx, c, e.into(), (t.missed, &mut t.lines), now);
-                out.extend(acts);
+                let took = self.take_one(cx, c, e.into(), (t.missed, &mut t.lines), now);
+                run.extend(took.map(|a| (e.addr(), a)));
             }
             c.left.shrink_to_fit();
+            if !run.is_empty() {
+                let id = self.book.id(&c.set);
+                self.book.insert_run(id, run);
+                out.extend(self.note_fill(cx, &c.set));
+            }
             // Then what the book held that the set no longer holds, in
             // address order, as a listing gives them (at start there is
             // none).
@@ -191,11 +199,6 @@ impl Machine {
                 out.push(Action::Ask(Query::Pause, Then(Step::Taking(t))));
                 return;
             }
-            // Taken in address order, its nodes are half full: made anew,
-            // full.
-            if let Some(id) = self.book.find(&c.set) {
-                self.book.repack(id);
-            }
             t.cur = None;
         }
         if !self.say_late(cx, &mut t, out) {
@@ -208,7 +211,8 @@ impl Machine {
         }
     }
 
-    /// One element of the set being taken in: what tracking it calls for.
+    /// One element of the set being taken in: what the book is to hold of
+    /// it, if anything yet.
     fn take_one(
         &mut self,
         cx: &Ctx,
@@ -216,7 +220,7 @@ impl Machine {
         (addr, until): (IpAddr, Option<i64>),
         (missed, lines): (bool, &mut BTreeMap<String, Vec<Late>>),
         now: i64,
-    ) -> Vec<Action> {
+    ) -> Option<Auth> {
         // The kernel's own deadline, however long the reading took
         // (a deadline already past: due at once).
         let until = until.unwrap_or(now + c.ttl);
@@ -231,18 +235,17 @@ impl Machine {
             && let Some(w) = self.waiting.get_mut(&(c.set.clone(), addr))
         {
             *w = Some(fresh);
-            return Vec::new();
+            return None;
         }
         // (At start the book is empty: nothing is old.)
-        let a = match c.old.get(addr) {
+        Some(match c.old.get(addr) {
             Some(o) => self.kept(cx, &c.set, addr, o, fresh, now, lines),
             None if missed => {
                 self.late(cx, &c.set, addr, "authorized", fresh, now, lines);
                 fresh
             }
             None => fresh,
-        };
-        self.track(cx, &c.set, addr, a.since, a.until)
+        })
     }
 
     /// The next set of a reading: its entries taken out of the book to be
