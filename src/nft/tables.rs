@@ -374,7 +374,14 @@ impl Tables for NftTables {
         let now = (self.now)();
         let mut out = Vec::new();
         for s in self.family_sets(t)? {
-            out.extend(s.elems.iter().map(|e| entry_of(e, now)));
+            // Made in the listing's own memory (an entry is smaller than
+            // an element): a set is never held twice.
+            let mut v: Vec<Entry> = s.elems.into_iter().map(|e| entry_of(&e, now)).collect();
+            if out.is_empty() {
+                out = v;
+            } else {
+                out.append(&mut v);
+            }
         }
         Ok(out)
     }
