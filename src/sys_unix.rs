@@ -245,20 +245,33 @@ pub fn release_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_free_memory() {}
 
-/// Have every thread allocate from the one heap: glibc gives a thread
-/// that allocates beside the main one an arena of its own, and
-/// `malloc_trim` releases the free pages inside such an arena but never
-/// its top, which the dynamic trim threshold (up to 64 MB) keeps. After
-/// the reader thread's dumps of a million elements that was a fifth of
-/// the daemon for good (benches/churn.sh, side by side at 980k held: 76
-/// MB resident without, 56 MB with; at 200k, 25 and 17 MB). Called
-/// before any thread starts.
+/// Have every thread allocate from the one heap, and every block of
+/// 256 KiB or more mapped apart.
+///
+/// glibc gives a thread that allocates beside the main one an arena of
+/// its own, and `malloc_trim` releases the free pages inside such an
+/// arena but never its top, which the dynamic trim threshold (up to 64
+/// MB) keeps. After the reader thread's dumps of a million elements that
+/// was a fifth of the daemon for good (benches/churn.sh, side by side at
+/// 980k held: 76 MB resident without, 56 MB with; at 200k, 25 and 17 MB).
+///
+/// glibc also raises the size from which it maps a block apart to that
+/// of each mapped block freed (up to 32 MiB). A reading's vectors (24 MB
+/// at a million) then come from the heap, and the B-tree nodes allocated
+/// among them once they are freed keep their pages resident, sparsely
+/// used. A fixed threshold keeps the heap for small blocks: a reading's
+/// vectors are mapped, and unmapped when freed.
+///
+/// Called before any thread starts.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn one_heap() {
-    // SAFETY: mallopt takes no pointer; it sets a parameter of glibc's
+    // SAFETY: mallopt takes no pointer; it sets parameters of glibc's
     // allocator under its own lock. With no arena but the main one yet,
-    // nothing is moved.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    // nothing is moved; the threshold applies to later allocations.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
 }
 
 /// Elsewhere threads share what the allocator gives back.
