@@ -15,6 +15,7 @@ use super::{
 };
 use crate::config::Service;
 use crate::daemon::lines::Level;
+use crate::kevents::Deadline;
 use crate::name::{Af, ExpireMode, Secs};
 use crate::names;
 use crate::names::nft_set_of;
@@ -174,7 +175,7 @@ impl Machine {
                 && let Some(e) = c.left.pop()
             {
                 budget -= 1;
-                let took = self.take_one(cx, c, e.into(), (t.missed, &mut t.lines), now);
+                let took = self.take_one(cx, c, e, (t.missed, &mut t.lines), now);
                 run.extend(took.map(|a| (e.addr(), a)));
             }
             c.left.shrink_to_fit();
@@ -217,13 +218,14 @@ impl Machine {
         &mut self,
         cx: &Ctx,
         c: &Current,
-        (addr, until): (IpAddr, Option<i64>),
+        e: Deadline,
         (missed, lines): (bool, &mut BTreeMap<String, Vec<Late>>),
         now: i64,
     ) -> Option<Auth> {
+        let addr = e.addr();
         // The kernel's own deadline, however long the reading took
         // (a deadline already past: due at once).
-        let until = until.unwrap_or(now + c.ttl);
+        let until = e.at().unwrap_or(now + c.ttl);
         let fresh = Auth {
             since: (until - c.ttl).min(now),
             until,
