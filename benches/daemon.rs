@@ -545,11 +545,8 @@ impl pfknock::tables::Tables for Quiet {
     }
     fn caps(&self) -> pfknock::tables::Caps {
         pfknock::tables::Caps {
-            refreshes_entries: true,
             entry_counters: true,
-            kills_states: pfknock::tables::KillStates::Conntrack,
-            timed_rules: true,
-            expire_tables: false,
+            ..pfknock::tables::Caps::NFT
         }
     }
     fn full_sets(&self) -> Vec<(String, u64)> {

@@ -539,6 +539,12 @@ pub fn revoke(
             s.name
         )));
     }
+    if !addr.is_host() && !t.caps().networks {
+        return Err(Error::Usage(format!(
+            "{addr}: nftables sets of authorized hosts hold single addresses, not networks: \
+             revoke each host (pfknock show lists them)"
+        )));
+    }
     let mut out = Vec::new();
     for s in svcs {
         for (name, role) in removal_order(s) {

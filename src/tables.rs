@@ -141,6 +141,9 @@ pub struct Caps {
     /// `[[expire]]` can name tables here: pf's, of a hand-written ruleset.
     /// nftables has none such (its sets time out by themselves).
     pub expire_tables: bool,
+    /// Dynamic tables hold networks as well as hosts (pf). nftables'
+    /// authorized sets hold single addresses: a network is in none of them.
+    pub networks: bool,
 }
 
 /// How `revoke --kill-states` cuts open connections.
@@ -159,6 +162,7 @@ impl Caps {
         kills_states: KillStates::Pfctl,
         timed_rules: false,
         expire_tables: true,
+        networks: true,
     };
     pub const NFT: Caps = Caps {
         refreshes_entries: true,
@@ -166,6 +170,7 @@ impl Caps {
         kills_states: KillStates::Conntrack,
         timed_rules: true,
         expire_tables: false,
+        networks: false,
     };
 }
 

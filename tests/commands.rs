@@ -9,6 +9,7 @@ use pfknock::config::{Config, owned_tables};
 use pfknock::name::{Net, Secs};
 use pfknock::pf::PfTables;
 use pfknock::pf::abi::{Layout, freebsd, macos, openbsd};
+use pfknock::tables::{TableRef, Tables};
 use pfknock_pf_model::{self as model, Model};
 
 const NOW: i64 = 1_800_000_000;
@@ -369,6 +370,22 @@ fn revoke_clears_every_dynamic_table_and_refuses_the_allow_list() {
             m(&mut k).dump("pfknock", "ssh").unwrap().len(),
             1,
             "refused before any change"
+        );
+
+        // A network is an entry of its own on pf, as with pfctl -T delete:
+        // its revoke takes that entry, and the hosts within it stay.
+        m(&mut k).overload("pfknock", "ssh", ip("192.0.2.20"));
+        let name = pfknock::name::TableName::new("ssh").unwrap();
+        let (ssh, lan) = (TableRef::new(&c.anchor, &name), net("192.0.2.0/24"));
+        let gone = |d: Vec<cmd::Revoked>| d.iter().map(|r| r.deleted).sum::<usize>();
+        assert_eq!(gone(cmd::revoke(&c, &mut k, lan, None, NOW).unwrap()), 0);
+        k.add(&ssh, &[lan]).unwrap();
+        assert_eq!(gone(cmd::revoke(&c, &mut k, lan, None, NOW).unwrap()), 1);
+        let left: Vec<Net> = k.entries(&ssh).unwrap().iter().map(|e| e.net).collect();
+        assert!(
+            left.contains(&net("192.0.2.20")) && !left.contains(&lan),
+            "{}",
+            l.os
         );
     }
 }

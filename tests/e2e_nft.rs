@@ -120,6 +120,22 @@ fn revoke_closes_at_once() {
         )),
         "{line}"
     );
+    // The host's network: the sets hold hosts, so it is refused, not
+    // answered as absent while the host within it stays in.
+    let v4: std::net::Ipv4Addr = ip.parse().unwrap();
+    let [a, b, c, _] = v4.octets();
+    let net = format!("{a}.{b}.{c}.0/24");
+    let o = n.server_env(&["revoke", &net], &env);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "pfknock: {net}: nftables sets of authorized hosts hold single addresses, \
+             not networks: revoke each host (pfknock show lists them)\n"
+        )
+    );
+    assert!(n.open(false), "the refused revoke changed nothing");
+    assert_eq!(said(), "", "the refused revoke logged nothing");
 }
 
 #[test]

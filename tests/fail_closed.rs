@@ -68,6 +68,13 @@ fn unload_leaves_the_ports_closed_unless_asked_to_open_them() {
     );
     assert!(n.open(true), "the allow list still gets in");
     assert!(!rules(&n).contains("synproxy"), "no knock port answers");
+    // Asked after it, show says what is missing in nftables' words.
+    let o = n.server(&["show"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "pfknock: nft: table inet pfknock: no set ssh_4 or ssh_6 (is it loaded? pfknock load)\n"
+    );
     let o = n.server(&["unload", "--open"]);
     ok(&o);
     assert!(

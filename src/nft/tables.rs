@@ -312,7 +312,10 @@ pub(super) fn no_table(t: &TableRef) -> Error {
     Error::Tool {
         says: crate::error::ToolSays::Failed,
         tool: "nft".into(),
-        msg: format!("{t}: no such set in table inet {TABLE} (is it loaded? pfknock load)"),
+        msg: format!(
+            "table inet {TABLE}: no set {}_4 or {}_6 (is it loaded? pfknock load)",
+            t.name, t.name
+        ),
     }
 }
 
