@@ -111,8 +111,8 @@ impl Kernel {
 
 /// The gaps of `w` that `next` leaves open, as `settle` asks.
 fn left(w: &Walk, next: &Walk) -> Option<Vec<usize>> {
-    let addrs: Vec<IpAddr> = w.elems.iter().map(Deadline::addr).collect();
-    gaps_left(&places(&addrs, &Index::of(&next.elems)), &w.gaps, next)
+    let addrs = w.elems.iter().map(Deadline::addr);
+    gaps_left(&places(addrs, &Index::of(&next.elems)), &w.gaps, next)
 }
 
 fn changes() -> impl Strategy<Value = Vec<Vec<Change>>> {
