@@ -163,9 +163,11 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let answer = self.ask(q);
         let cx = cx!(self);
         let more = self.machine.answer(&cx, then, answer, now);
-        for m in more.into_iter().rev() {
-            todo.push_front(m);
-        }
+        // In the answer's own memory (a `Vec` becomes a queue in place),
+        // the rest behind it: a tick's lines are not held twice.
+        let mut first = VecDeque::from(more);
+        first.append(todo);
+        *todo = first;
     }
 
     /// From now on, a reading of every set (after the kernel dropped
