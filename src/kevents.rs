@@ -12,11 +12,15 @@ pub enum KernelEvent {
     /// authorized (or renewed) `addr`.
     Knock { prefix: String, addr: IpAddr },
     /// Elements a transaction added to or deleted from a set of the table,
-    /// with their time left in milliseconds where they have one.
+    /// each with its deadline where it has one: its time left when the
+    /// notification came, from then (so an event that waited, behind a
+    /// reading of the sets, keeps the kernel's deadline; and at 24 bytes
+    /// an element, where the time left beside the address took 40, a
+    /// million waiting take 16 MB less).
     Elements {
         set: String,
         added: bool,
-        addrs: Vec<(IpAddr, Option<u64>)>,
+        addrs: Vec<Deadline>,
     },
     /// A table, chain, rule or set of the table was added or deleted.
     Changed { what: &'static str, name: String },

@@ -21,6 +21,7 @@ use pfknock::config::Config;
 use pfknock::control::Request;
 use pfknock::daemon::{Daemon, ElementLookup, KernelEvent, Level, Loader, Log};
 use pfknock::error::Result;
+use pfknock::kevents::Deadline;
 use pfknock::name::{Af, AnchorName, Family, Net};
 use pfknock::tables::{Caps, Entry, PoolUse, TableFlags, TableRef, TableStat, Tables};
 
@@ -997,12 +998,13 @@ fn a_large_reading_is_taken_in_by_parts_and_says_the_same_as_in_one_piece() {
         r.at(T0);
         let addr = |i: u32| IpAddr::from([198, 18 + (i >> 16) as u8, (i >> 8) as u8, i as u8]);
         // Known: 0..60,000. In the kernel after the overrun: 20,000..80,000.
-        let known: Vec<(IpAddr, Option<u64>)> =
-            (0..60_000).map(|i| (addr(i), Some(60_000))).collect();
+        let known: Vec<Deadline> = (0..60_000)
+            .map(|i| Deadline::new(addr(i), Some(T0 + 60_000)))
+            .collect();
         {
             let mut st = r.k.st();
             let elems = &mut st.sets.as_mut().unwrap().get_mut("ssh_4").unwrap().elems;
-            elems.extend(known.iter().map(|(a, _)| (*a, T0 + 60_000)));
+            elems.extend(known.iter().map(|e| (e.addr(), T0 + 60_000)));
         }
         r.others(
             T0,
@@ -1152,18 +1154,18 @@ fn a_mass_expiry_goes_in_ticks_of_8192() {
     let mut r = rig("mass", &conf);
     r.at(T0);
     let n = 2 * 8_192 + 300;
-    let addrs: Vec<(IpAddr, Option<u64>)> = (0..n)
+    let addrs: Vec<Deadline> = (0..n)
         .map(|i: u32| {
             let a = [198, 18 + (i >> 16) as u8, (i >> 8) as u8, i as u8];
-            (IpAddr::from(a), Some(60_000))
+            Deadline::new(IpAddr::from(a), Some(T0 + 60_000))
         })
         .collect();
     {
         // Straight into the model's set (its knock looks at every element).
         let mut st = r.k.st();
         let elems = &mut st.sets.as_mut().unwrap().get_mut("ssh_4").unwrap().elems;
-        for (a, _) in &addrs {
-            elems.insert(*a, T0 + 60_000);
+        for e in &addrs {
+            elems.insert(e.addr(), T0 + 60_000);
         }
     }
     r.others(
@@ -1203,7 +1205,7 @@ fn changes_by_others_are_logged_with_who_made_them() {
         vec![KernelEvent::Elements {
             set: "ssh_4".into(),
             added: true,
-            addrs: vec![(a, Some(60_000))],
+            addrs: vec![Deadline::new(a, Some(T0 + 2 + 60_000))],
         }],
     );
     assert_eq!(
@@ -1217,7 +1219,7 @@ fn changes_by_others_are_logged_with_who_made_them() {
         vec![KernelEvent::Elements {
             set: "ssh_4".into(),
             added: false,
-            addrs: vec![(a, None)],
+            addrs: vec![Deadline::new(a, None)],
         }],
     );
     assert_eq!(
@@ -1496,7 +1498,7 @@ fn elements_added_together_expire_in_one_line() {
             addrs: addrs
                 .iter()
                 .enumerate()
-                .map(|(i, a)| (*a, Some(60_000 + 3 * i as u64)))
+                .map(|(i, a)| Deadline::new(*a, Some(T0 + 60_000 + 3 * i as i64)))
                 .collect(),
         }],
     );
@@ -2177,12 +2179,12 @@ fn what_the_loop_hears_during_a_reading_is_handed_to_it() {
         KernelEvent::Elements {
             set: "ssh_6".into(),
             added: true,
-            addrs: vec![(six, Some(60_000))],
+            addrs: vec![Deadline::new(six, Some(T0 + 60_000))],
         },
         KernelEvent::Elements {
             set: "ssh_4".into(),
             added: false,
-            addrs: vec![(twelve, None)],
+            addrs: vec![Deadline::new(twelve, None)],
         },
     ]);
     *gate.0.lock().unwrap() = true;

@@ -289,7 +289,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     set,
                     added: true,
                     addrs,
-                } => (set.clone(), addrs.iter().map(|(a, _)| *a).collect()),
+                } => (
+                    set.clone(),
+                    addrs.iter().map(crate::kevents::Deadline::addr).collect(),
+                ),
                 _ => continue,
             };
             let v = heard.entry(set).or_default();

@@ -213,12 +213,13 @@ pub(super) fn queue(
 #[cfg(test)]
 mod tests {
     use super::super::KernelEvent;
+    use crate::kevents::Deadline;
     use std::net::IpAddr;
 
     fn el(set: &str, added: bool, a: &[u8]) -> KernelEvent {
         let addrs = a
             .iter()
-            .map(|x| (IpAddr::from([198, 18, 0, *x]), Some(1000)))
+            .map(|x| Deadline::new(IpAddr::from([198, 18, 0, *x]), Some(1000)))
             .collect();
         KernelEvent::Elements {
             set: set.into(),

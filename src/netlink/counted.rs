@@ -41,7 +41,7 @@ impl LookUps {
                 let ran =
                     (timeout.or(self.set_timeout).zip(left)).map(|(t, l)| t.saturating_sub(l));
                 self.touched |= ran.is_none_or(|r| r <= window);
-                left.map(|l| at.saturating_add(l.min(i64::MAX as u64) as i64))
+                left.map(|l| super::parse::deadline(at, l))
             }));
         }
         out

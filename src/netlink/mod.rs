@@ -286,10 +286,13 @@ impl Monitor {
     /// The next notifications (blocks, unless `set_nonblocking`).
     pub fn next(&self, buf: &mut [u8]) -> io::Result<Vec<KernelEvent>> {
         match recv(&self.sock, buf, 1 << (NFNLGRP_NFTABLES - 1)) {
-            Ok(Some(n)) => Ok(raw_messages(&buf[..n])
-                .into_iter()
-                .filter_map(|m| self.tables.iter().find_map(|t| notification(m, t)))
-                .collect()),
+            Ok(Some(n)) => {
+                let now = crate::clock::now_ms();
+                Ok(raw_messages(&buf[..n])
+                    .into_iter()
+                    .filter_map(|m| self.tables.iter().find_map(|t| notification(m, t, now)))
+                    .collect())
+            }
             Ok(None) => Ok(vec![KernelEvent::Forged("nf_tables monitor")]),
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(vec![KernelEvent::Overrun]),
             Err(e) => Err(e),
@@ -451,7 +454,7 @@ impl Lookup {
         let (d, settled) = walks::settle(
             first,
             SETTLE_PASSES,
-            || self.dump_walk(set),
+            |each| self.dump_deadlines(set, each),
             std::thread::sleep,
         )?;
         let how = match settled {
@@ -524,22 +527,6 @@ impl Lookup {
             }
         }
         Ok(i)
-    }
-
-    /// One dump of a set, as the kernel sent it (`walks::Walk`): each
-    /// element with its deadline, taken from its time left as its
-    /// datagram came.
-    fn dump_walk(&mut self, set: &str) -> io::Result<walks::Walk> {
-        let mut w = walks::Walk::default();
-        self.dump_each(set, |e, bytes| {
-            let at = crate::clock::now_ms();
-            let d = e.into_iter().map(|(a, _, left, _)| {
-                let until = left.map(|l| at.saturating_add(l.min(i64::MAX as u64) as i64));
-                Deadline::new(a, until)
-            });
-            w.push(d.collect(), bytes);
-        })?;
-        Ok(w.finish())
     }
 
     /// One dump request of a set, the elements of each datagram handed to

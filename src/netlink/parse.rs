@@ -198,11 +198,16 @@ pub(super) fn source(p: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// The deadline of an element with `left` ms left at `now` (ms).
+pub(super) fn deadline(now: i64, left: u64) -> i64 {
+    now.saturating_add(left.min(i64::MAX as u64) as i64)
+}
+
 /// A notification about table inet `table`, read by hand: the type, the
 /// family, and the attributes that name things (nf_tables.h: the table is
 /// attribute 1 of every kind, the chain of a rule 2, a chain's and a set's
-/// own name 3 and 2).
-pub(super) fn notification(m: &[u8], table: &str) -> Option<KernelEvent> {
+/// own name 3 and 2), its elements' deadlines from `now` (ms).
+pub(super) fn notification(m: &[u8], table: &str, now: i64) -> Option<KernelEvent> {
     let ty = msg_type(m);
     if ty >> 8 != 10 {
         return None;
@@ -230,7 +235,9 @@ pub(super) fn notification(m: &[u8], table: &str) -> Option<KernelEvent> {
             (family == 1 && t == table).then(|| KernelEvent::Elements {
                 set: set.to_owned(),
                 added: ty & 0xff == 12,
-                addrs: e.into_iter().map(|(a, _, left)| (a, left)).collect(),
+                addrs: (e.into_iter())
+                    .map(|(a, _, left)| Deadline::new(a, left.map(|l| deadline(now, l))))
+                    .collect(),
             })
         }
         // NEWGEN: who committed the transaction.
@@ -317,6 +324,7 @@ mod tests {
             notification(
                 &msg((10 << 8) | ty, fam, &[(1, table), (3, b"input\0")]),
                 "pfknock",
+                0,
             )
         };
         assert_eq!(
@@ -343,7 +351,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            notification(&g, "pfknock"),
+            notification(&g, "pfknock", 0),
             Some(KernelEvent::Commit {
                 pid: 4242,
                 process: "nft".into()
@@ -371,16 +379,16 @@ mod tests {
             &[(1, b"pfknock\0"), (2, b"ssh_4\0"), (3, &list)],
         );
         assert_eq!(
-            notification(&d, "pfknock"),
+            notification(&d, "pfknock", 7_000),
             Some(KernelEvent::Elements {
                 set: "ssh_4".into(),
                 added: false,
-                addrs: vec![("198.18.0.9".parse().unwrap(), Some(1500))],
+                addrs: vec![Deadline::new("198.18.0.9".parse().unwrap(), Some(8_500))],
             })
         );
         // Cut anywhere, a message yields no garbage and no panic.
         for n in 0..d.len() {
-            let _ = notification(&d[..n], "pfknock");
+            let _ = notification(&d[..n], "pfknock", 0);
             let _ = raw_messages(&d[..n]);
         }
     }
@@ -551,11 +559,11 @@ mod tests {
             mutate(&mut d, &mut rng, &seeds);
             for m in raw_messages(&d) {
                 let _ = knock(m);
-                let _ = notification(m, "pfknock");
+                let _ = notification(m, "pfknock", 0);
                 let _ = raw_setelem_counted(m);
             }
             let _ = knock(&d);
-            let _ = notification(&d, "pfknock");
+            let _ = notification(&d, "pfknock", 0);
             let _ = raw_setelem_counted(&d);
         }
     }

@@ -27,9 +27,10 @@
 //! docs/nft-kernel.md.
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::readings::{Deadline, Index, NOWHERE, join};
+use super::readings::{Deadline, Index, NOWHERE, join, merge_in};
 
 /// A dump as the kernel sent it: its elements in the order of the set's
 /// walk, and its gaps: the index of the first element of each datagram
@@ -39,9 +40,9 @@ use super::readings::{Deadline, Index, NOWHERE, join};
 /// last elements). A datagram that began early sent again the last
 /// elements of the datagram before it (an element added before the point
 /// reached): those are left out.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct Walk {
-    pub(super) elems: Vec<Deadline>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Walk<E = Deadline> {
+    pub(super) elems: Vec<E>,
     pub(super) gaps: Vec<usize>,
     /// Where the last datagram began, its size and the largest's (bytes).
     last: usize,
@@ -49,6 +50,41 @@ pub(super) struct Walk {
     largest: usize,
     /// A datagram began early: the set changed during the dump.
     early: bool,
+}
+
+impl<E> Default for Walk<E> {
+    fn default() -> Self {
+        Walk {
+            elems: Vec::new(),
+            gaps: Vec::new(),
+            last: 0,
+            last_bytes: 0,
+            largest: 0,
+            early: false,
+        }
+    }
+}
+
+/// What a walk keeps of an element: enough to tell two apart. The first
+/// dump's elements whole; a later one's as places in the reading (`Ref`),
+/// one place an address.
+pub(super) trait Sent: Copy {
+    type Key: PartialEq;
+    fn key(&self) -> Self::Key;
+}
+
+impl Sent for Deadline {
+    type Key = IpAddr;
+    fn key(&self) -> IpAddr {
+        self.addr()
+    }
+}
+
+impl Sent for Ref {
+    type Key = Ref;
+    fn key(&self) -> Ref {
+        *self
+    }
 }
 
 /// The most an element of pfknock's sets takes in a dump (its key,
@@ -62,12 +98,12 @@ const ELEMENT_MAX: usize = 256;
 /// may be full.
 const GOODSIZE: std::ops::RangeInclusive<usize> = 3000..=8192;
 
-impl Walk {
+impl<E: Sent> Walk<E> {
     /// A datagram's elements (of `bytes` as sent), after those before it.
     /// It began early when its first elements are the last ones of the
     /// datagram before, in the same order (others sent again mean another
     /// order: a resize).
-    pub(super) fn push(&mut self, datagram: Vec<Deadline>, bytes: usize) {
+    pub(super) fn push(&mut self, datagram: Vec<E>, bytes: usize) {
         if datagram.is_empty() {
             return;
         }
@@ -75,8 +111,8 @@ impl Walk {
         let again = (1..=before.len().min(datagram.len()))
             .rev()
             .find(|&k| {
-                let tail = before[before.len() - k..].iter().map(Deadline::addr);
-                tail.eq(datagram[..k].iter().map(Deadline::addr))
+                let tail = before[before.len() - k..].iter().map(Sent::key);
+                tail.eq(datagram[..k].iter().map(Sent::key))
             })
             .unwrap_or(0);
         // A gap even where it began early: a resize between the two could
@@ -93,7 +129,7 @@ impl Walk {
     /// The dump is over: the end is a gap unless the last datagram was
     /// surely not full (smaller than any buffer the kernel fills, or than
     /// the largest of this dump by more than an element).
-    pub(super) fn finish(mut self) -> Walk {
+    pub(super) fn finish(mut self) -> Walk<E> {
         let b = self.last_bytes + ELEMENT_MAX;
         let short =
             b < *GOODSIZE.start() || (self.last_bytes > *GOODSIZE.end() && b < self.largest);
@@ -109,12 +145,6 @@ impl Walk {
 /// between the two dumps): then the next dump's own gaps are all that is
 /// left, as if it were the first.
 const REACH: usize = 4096;
-
-/// Where `next` (by its index) first sent each of `addrs`, a walk's
-/// addresses: `NOWHERE` for one it did not send.
-pub(super) fn places(addrs: impl Iterator<Item = IpAddr>, next: &Index) -> Vec<u32> {
-    addrs.map(|a| next.first(&a).unwrap_or(NOWHERE)).collect()
-}
 
 /// A walk's addresses in its order, as places in `all`, a reading in
 /// address order that holds each of them: 4 bytes an element, where a
@@ -132,7 +162,7 @@ fn in_reading(all: &[Deadline], elems: &[Deadline]) -> Vec<u32> {
 /// hash table was resized in between or during one, or an element was
 /// taken out and put back), or no element sent by both is within `REACH`
 /// of a gap: `next`'s own gaps are then what is left.
-pub(super) fn gaps_left(places: &[u32], gaps: &[usize], next: &Walk) -> Option<Vec<usize>> {
+pub(super) fn gaps_left<E>(places: &[u32], gaps: &[usize], next: &Walk<E>) -> Option<Vec<usize>> {
     // The elements both sent come in the same order in both.
     let mut last = None;
     for &j in places.iter().filter(|j| **j != NOWHERE) {
@@ -166,9 +196,107 @@ pub(super) fn gaps_left(places: &[u32], gaps: &[usize], next: &Walk) -> Option<V
     Some(left)
 }
 
+/// A later dump's element, as `Against` keeps it: its place in the
+/// reading, or `FRESH` and its place among the addresses new to the
+/// reading. The reading and the fresh addresses stay under 2^31 (each
+/// element of the reading takes 24 bytes: 48 GB).
+pub(super) type Ref = u32;
+
+const FRESH: Ref = 1 << 31;
+
+/// A later dump taken against the reading (`all`, in address order) as it
+/// comes: each element's deadline goes into the reading at once, as
+/// `join` would put it there (the last sent), and the walk keeps the
+/// element's place, 4 bytes where the element takes 24. The reading and
+/// a later dump are no longer held whole at once (at a million, 48 MB
+/// then, 28 now). An address new to the reading (added since, or passed
+/// over before) goes to `fresh`, once, with the last deadline sent.
+struct Against<'a> {
+    all: &'a mut [Deadline],
+    fresh: Vec<Deadline>,
+    seen: HashMap<IpAddr, Ref>,
+    walk: Walk<Ref>,
+}
+
+impl<'a> Against<'a> {
+    fn new(all: &'a mut [Deadline]) -> Against<'a> {
+        Against {
+            all,
+            fresh: Vec::new(),
+            seen: HashMap::new(),
+            walk: Walk::default(),
+        }
+    }
+
+    fn push(&mut self, datagram: Vec<Deadline>, bytes: usize) {
+        let refs = datagram.into_iter().map(|e| self.place(e)).collect();
+        self.walk.push(refs, bytes);
+    }
+
+    fn place(&mut self, e: Deadline) -> Ref {
+        let a = e.addr();
+        let k = self.all.partition_point(|x| x.addr() < a);
+        if let Some(x) = self.all.get_mut(k)
+            && x.addr() == a
+        {
+            x.set_at(e.at());
+            return k as Ref;
+        }
+        let new = FRESH | self.fresh.len() as Ref;
+        let r = *self.seen.entry(a).or_insert(new);
+        if r == new {
+            self.fresh.push(e);
+        } else {
+            self.fresh[(r & !FRESH) as usize].set_at(e.at());
+        }
+        r
+    }
+}
+
+/// Where a walk of places first sent each of the reading's `n` elements
+/// (`NOWHERE`: not at all), and how many addresses it sent, `fresh` of
+/// them new to the reading.
+fn first_sent(n: usize, walk: &[Ref], fresh: usize) -> (Vec<u32>, usize) {
+    let mut first = vec![NOWHERE; n];
+    for (j, &r) in walk.iter().enumerate() {
+        if r & FRESH == 0 && first[r as usize] == NOWHERE {
+            first[r as usize] = j as u32;
+        }
+    }
+    let d = first.iter().filter(|j| **j != NOWHERE).count() + fresh;
+    (first, d)
+}
+
+/// The fresh addresses merged into the reading, and the walk's elements
+/// as places in the reading that results.
+fn merge_fresh(all: &mut Vec<Deadline>, fresh: Vec<Deadline>, walk: &[Ref]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..fresh.len() as u32).collect();
+    order.sort_unstable_by_key(|&k| fresh[k as usize].addr());
+    let mut rank = vec![0u32; fresh.len()];
+    for (i, &k) in order.iter().enumerate() {
+        rank[k as usize] = i as u32;
+    }
+    let sorted: Vec<Deadline> = order.iter().map(|&k| fresh[k as usize]).collect();
+    let places = walk
+        .iter()
+        .map(|&r| {
+            if r & FRESH == 0 {
+                let a = all[r as usize].addr();
+                r + sorted.partition_point(|x| x.addr() < a) as u32
+            } else {
+                let k = (r & !FRESH) as usize;
+                let a = fresh[k].addr();
+                rank[k] + all.partition_point(|x| x.addr() < a) as u32
+            }
+        })
+        .collect();
+    merge_in(all, sorted);
+    places
+}
+
 /// Did a dump (with `distinct` addresses) see the set calm: no element
 /// sent twice, no datagram begun early?
-fn is_calm(w: &Walk, distinct: usize) -> bool {
+fn is_calm<E>(w: &Walk<E>, distinct: usize) -> bool {
     distinct == w.elems.len() && !w.early
 }
 
@@ -192,7 +320,7 @@ pub(super) enum Settled {
 pub(super) fn settle(
     first: Walk,
     passes: u64,
-    mut dump: impl FnMut() -> std::io::Result<Walk>,
+    mut dump: impl FnMut(&mut dyn FnMut(Vec<Deadline>, usize)) -> std::io::Result<()>,
     pause: impl Fn(std::time::Duration),
 ) -> std::io::Result<(Vec<Deadline>, Settled)> {
     let mut all = Vec::new();
@@ -219,11 +347,13 @@ pub(super) fn settle(
         // would meet those collections where the last did, and pass over
         // elements at the same places.
         pause(std::time::Duration::from_millis(370 * (pass - 1)));
-        let next = dump()?;
-        let idx = Index::of(&next.elems);
-        let addrs = || before_walk.iter().map(|&p| all[p as usize].addr());
-        let at = places(addrs(), &idx);
-        let d = idx.distinct();
+        let mut against = Against::new(&mut all);
+        dump(&mut |datagram, bytes| against.push(datagram, bytes))?;
+        let Against { fresh, walk, .. } = against;
+        let next = walk.finish();
+        let (first_at, d) = first_sent(all.len(), &next.elems, fresh.len());
+        let at: Vec<u32> = before_walk.iter().map(|&p| first_at[p as usize]).collect();
+        drop(first_at);
         // The same walk as the dump before: the same addresses in the same
         // order, their datagrams ending at the same places, and neither
         // seeing the set change (no element sent twice, no datagram begun
@@ -231,11 +361,7 @@ pub(super) fn settle(
         // passed over an element as an add and a removal met it, and the
         // next that passed over it as others did, can hold the same.
         let now_calm = is_calm(&next, d);
-        let same = calm
-            && now_calm
-            && next.gaps == before
-            && next.elems.len() == before_walk.len()
-            && next.elems.iter().zip(addrs()).all(|(e, a)| e.addr() == a);
+        let same = calm && now_calm && next.gaps == before && next.elems == before_walk;
         calm = now_calm;
         before.clone_from(&next.gaps);
         gaps = match gaps.and_then(|g| gaps_left(&at, &g, &next)) {
@@ -244,10 +370,8 @@ pub(super) fn settle(
             None => Some(next.gaps.clone()),
         };
         drop(at);
-        join(&mut all, &idx);
-        drop(idx);
         drop(before_walk);
-        before_walk = in_reading(&all, &next.elems);
+        before_walk = merge_fresh(&mut all, fresh, &next.elems);
         if gaps.as_ref().is_some_and(Vec::is_empty) {
             return Ok((all, Settled::Whole(pass)));
         }

@@ -34,13 +34,15 @@ impl Machine {
                     let Some(s) = auth_service(cx.cfg, &set) else {
                         continue;
                     };
-                    for (addr, left) in addrs {
+                    for e in addrs {
+                        let addr = e.addr();
                         if added {
                             if self.tracked(&set, addr).is_some() {
                                 continue;
                             }
+                            // Its time left now: the event may have waited.
                             let ttl = ms(s.ttl.0 as i64);
-                            let left = left.map_or(ttl, |ms| ms as i64);
+                            let left = e.at().map_or(ttl, |at| (at - now).max(0));
                             if !quiet {
                                 let extra = format!("ttl={} by {by}", Secs(s.ttl.0));
                                 info(out, event_line(cx.cfg, "authorized", s, addr, &extra));

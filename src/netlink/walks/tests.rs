@@ -85,6 +85,14 @@ impl Kernel {
     /// One dump, and the elements in the set from its start to its end.
     fn dump(&mut self) -> (Walk, BTreeSet<u32>) {
         let mut w = Walk::default();
+        let throughout = self.dump_into(&mut |d, bytes| w.push(d, bytes));
+        (w.finish(), throughout)
+    }
+
+    /// One dump, each datagram handed to `each` as it comes (as
+    /// `Lookup::dump_deadlines` does), and the elements in the set from
+    /// its start to its end.
+    fn dump_into(&mut self, each: &mut dyn FnMut(Vec<Deadline>, usize)) -> BTreeSet<u32> {
         let mut throughout: BTreeSet<u32> = self.set.iter().copied().collect();
         let mut skip = 0;
         for _ in 0..10_000 {
@@ -100,19 +108,27 @@ impl Kernel {
             // Each element's bytes such that a full datagram is the
             // kernel's usual 32 KB.
             let bytes = 20 + sent.len() * (32768 / self.size);
-            w.push(sent, bytes);
+            each(sent, bytes);
             if done {
                 break;
             }
         }
-        (w.finish(), throughout)
+        throughout
     }
 }
 
-/// The gaps of `w` that `next` leaves open, as `settle` asks.
+/// The gaps of `w` that `next` leaves open, as `settle` asks: given
+/// where `next` first sent each element of `w` (found here by a map of
+/// its own).
 fn left(w: &Walk, next: &Walk) -> Option<Vec<usize>> {
-    let addrs = w.elems.iter().map(Deadline::addr);
-    gaps_left(&places(addrs, &Index::of(&next.elems)), &w.gaps, next)
+    let mut first = BTreeMap::new();
+    for (j, e) in next.elems.iter().enumerate().rev() {
+        first.insert(e.addr(), j as u32);
+    }
+    let places: Vec<u32> = (w.elems.iter())
+        .map(|e| first.get(&e.addr()).copied().unwrap_or(NOWHERE))
+        .collect();
+    gaps_left(&places, &w.gaps, next)
 }
 
 fn changes() -> impl Strategy<Value = Vec<Vec<Change>>> {
@@ -134,18 +150,16 @@ fn settled(k: &mut Kernel, passes: u64) -> (Vec<Deadline>, Settled, BTreeSet<u32
     let pauses = std::cell::RefCell::new(Vec::new());
     let (first, mut throughout) = k.dump();
     let mut union: BTreeMap<IpAddr, Option<i64>> = first.elems.iter().map(|&e| e.into()).collect();
-    let mut each = |k: &mut Kernel| {
-        let (w, t) = k.dump();
-        throughout.retain(|e| t.contains(e));
-        w
-    };
     let r = settle(
         first,
         passes,
-        || {
-            let w = each(k);
-            union.extend(w.elems.iter().map(|&e| <(IpAddr, Option<i64>)>::from(e)));
-            Ok(w)
+        |each| {
+            let t = k.dump_into(&mut |d, bytes| {
+                union.extend(d.iter().map(|&e| <(IpAddr, Option<i64>)>::from(e)));
+                each(d, bytes)
+            });
+            throughout.retain(|e| t.contains(e));
+            Ok(())
         },
         |d| pauses.borrow_mut().push(d.as_millis()),
     )
@@ -288,19 +302,40 @@ fn another_order_is_no_proof() {
 /// ten, the last short.
 const MIDWAY: [usize; 10] = [5, 10, 10, 10, 10, 10, 10, 10, 10, 5];
 
-/// A walk of `ids`, sent in datagrams of the given lengths, each element
-/// taking 3,276 bytes as in `Kernel::dump` with datagrams of ten.
-fn walk(ids: &[u32], lengths: &[usize]) -> Walk {
-    let mut w = Walk::default();
+/// `ids` sent in datagrams of the given lengths, each element taking
+/// 3,276 bytes as in `Kernel::dump` with datagrams of ten.
+fn datagrams(ids: &[u32], lengths: &[usize]) -> Vec<(Vec<Deadline>, usize)> {
+    let mut out = Vec::new();
     let mut at = 0;
     for &n in lengths {
         let sent = ids[at..at + n]
             .iter()
             .map(|e| Deadline::new(addr(*e), Some(i64::from(*e))));
-        w.push(sent.collect(), 20 + n * 3276);
+        out.push((sent.collect(), 20 + n * 3276));
         at += n;
     }
+    out
+}
+
+/// Their walk.
+fn walk(ids: &[u32], lengths: &[usize]) -> Walk {
+    let mut w = Walk::default();
+    for (d, bytes) in datagrams(ids, lengths) {
+        w.push(d, bytes);
+    }
     w.finish()
+}
+
+/// Dumps for `settle`, one a call, each a datagram at a time.
+fn replay(
+    mut dumps: Vec<Vec<(Vec<Deadline>, usize)>>,
+) -> impl FnMut(&mut dyn FnMut(Vec<Deadline>, usize)) -> std::io::Result<()> {
+    move |each| {
+        for (d, bytes) in dumps.remove(0) {
+            each(d, bytes);
+        }
+        Ok(())
+    }
 }
 
 #[test]
@@ -395,8 +430,8 @@ fn a_dump_that_repeats_an_element_proves_nothing_of_its_gaps() {
     let next = walk(&again, &[95, 6]);
     assert_eq!(next.gaps, [95]);
     assert_eq!(left(&first, &next), Some(vec![]));
-    let mut dumps = vec![next];
-    let (read, how) = settle(first, 2, || Ok(dumps.remove(0)), |_| {}).unwrap();
+    let dumps = vec![datagrams(&again, &[95, 6])];
+    let (read, how) = settle(first, 2, replay(dumps), |_| {}).unwrap();
     assert_eq!(how, Settled::Changing(2), "not whole on that dump's word");
     assert_eq!(read.len(), 100);
 }
@@ -408,8 +443,33 @@ fn a_dump_that_repeats_an_element_proves_nothing_of_its_gaps() {
 fn a_second_dump_that_closes_every_gap_makes_the_reading_whole() {
     let ids: Vec<u32> = (0..100).collect();
     let first = walk(&ids, &[10; 10]);
-    let mut dumps = vec![walk(&ids, &[5, 10, 10, 10, 10, 10, 10, 10, 10, 10, 5])];
-    let (read, how) = settle(first, 4, || Ok(dumps.remove(0)), |_| {}).unwrap();
+    let dumps = vec![datagrams(&ids, &[5, 10, 10, 10, 10, 10, 10, 10, 10, 10, 5])];
+    let (read, how) = settle(first, 4, replay(dumps), |_| {}).unwrap();
     assert_eq!(how, Settled::Whole(2));
     assert_eq!(read.len(), 100);
+}
+
+/// A later dump's deadlines go into the reading as it comes: each address
+/// holds the deadline the last dump to send it sent last, also one new to
+/// the reading and sent twice.
+#[test]
+fn the_reading_holds_the_deadline_each_address_was_last_sent_with() {
+    let ids: Vec<u32> = (0..30).collect();
+    let first = walk(&ids, &[10, 10, 10]);
+    let later = |e: &u32| Deadline::new(addr(*e), Some(i64::from(*e) + 1000));
+    let fresh = |at: i64| Deadline::new(addr(100), Some(at));
+    let mut a: Vec<Deadline> = ids[..15].iter().map(later).collect();
+    a.push(fresh(5));
+    let mut b: Vec<Deadline> = ids[15..].iter().map(later).collect();
+    b.push(fresh(7));
+    let dumps = vec![vec![(a, 20 + 16 * 3276), (b, 20 + 16 * 3276)]];
+    let (read, how) = settle(first, 2, replay(dumps), |_| {}).unwrap();
+    assert_eq!(
+        how,
+        Settled::Changing(2),
+        "an address sent twice proves nothing"
+    );
+    let mut want: Vec<Deadline> = ids.iter().map(later).collect();
+    want.push(fresh(7));
+    assert_eq!(read, want);
 }

@@ -2,6 +2,7 @@
 //! others, restores, lost notifications, reloads.
 
 use super::*;
+use crate::kevents::Deadline;
 
 #[test]
 fn an_overrun_reads_every_set_again_and_says_what_changed_meanwhile() {
@@ -243,7 +244,7 @@ fn changes_by_others_are_said_with_who_made_them_and_ours_are_followed_quietly()
     let add = KernelEvent::Elements {
         set: "ssh_4".into(),
         added: true,
-        addrs: vec![(ip("198.18.0.5"), Some(60_000))],
+        addrs: vec![Deadline::new(ip("198.18.0.5"), Some(T0 + 60_000))],
     };
     let acts = others(&mut m, &cx, vec![add.clone()], T0);
     assert_eq!(
@@ -255,7 +256,7 @@ fn changes_by_others_are_said_with_who_made_them_and_ours_are_followed_quietly()
     let del = KernelEvent::Elements {
         set: "ssh_4".into(),
         added: false,
-        addrs: vec![(ip("198.18.0.5"), None)],
+        addrs: vec![Deadline::new(ip("198.18.0.5"), None)],
     };
     let acts = others(&mut m, &cx, vec![del.clone()], T0 + 2_000);
     assert_eq!(
@@ -268,7 +269,7 @@ fn changes_by_others_are_said_with_who_made_them_and_ours_are_followed_quietly()
     let stranger = KernelEvent::Elements {
         set: "other_4".into(),
         added: true,
-        addrs: vec![(ip("198.18.0.6"), Some(60_000))],
+        addrs: vec![Deadline::new(ip("198.18.0.6"), Some(T0 + 2_000 + 60_000))],
     };
     assert_eq!(others(&mut m, &cx, vec![stranger], T0 + 2_000), vec![]);
     assert_eq!(m.count("ssh").0, 0);
@@ -436,7 +437,7 @@ fn a_transaction_cut_by_an_overrun_is_said_by_the_reading_not_by_its_commit() {
     let add = KernelEvent::Elements {
         set: "ssh_4".into(),
         added: true,
-        addrs: vec![(ip("198.18.0.5"), Some(60_000))],
+        addrs: vec![Deadline::new(ip("198.18.0.5"), Some(T0 + 60_000))],
     };
     assert_eq!(m.kernel(&cx, add, T0), vec![]);
     // The reading of the sets: the element is gone again (a later
@@ -556,7 +557,7 @@ fn an_element_added_by_others_is_as_old_as_the_kernel_has_it() {
     let add = KernelEvent::Elements {
         set: "ssh_4".into(),
         added: true,
-        addrs: vec![(ip("198.18.0.5"), Some(20_000))],
+        addrs: vec![Deadline::new(ip("198.18.0.5"), Some(T0 + 20_000))],
     };
     others(&mut m, &cx, vec![add], T0);
     let t = auth_table(&cfg, &cfg.services[0]);
@@ -571,6 +572,23 @@ fn an_element_added_by_others_is_as_old_as_the_kernel_has_it() {
     let idle = config("expire = \"idle\"\n");
     assert_eq!(m.booked_entries(&idle, &t, T0), None);
     assert_eq!(Machine::default().booked_entries(&cfg, &t, T0), None);
+    // An event that waited (behind a reading of the sets) keeps the
+    // kernel's deadline and age: heard at T0 with 50 s left, taken 30 s
+    // later.
+    let late = KernelEvent::Elements {
+        set: "ssh_4".into(),
+        added: true,
+        addrs: vec![Deadline::new(ip("198.18.0.6"), Some(T0 + 50_000))],
+    };
+    others(&mut m, &cx, vec![late], T0 + 30_000);
+    let got = m.booked_entries(&cfg, &t, T0 + 31_000).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].tzero, T0 / 1000 - 10, "as old as the kernel has it");
+    assert_eq!(m.booked_entries(&cfg, &t, T0 + 49_999).unwrap().len(), 1);
+    assert!(
+        m.booked_entries(&cfg, &t, T0 + 50_000).unwrap().is_empty(),
+        "due at the kernel's deadline, not 30 s after it"
+    );
 }
 
 /// An expired line names the ttl the authorization was given: the

@@ -62,7 +62,7 @@ fn what_the_book_held_is_walked_a_part_a_turn_after_an_overrun() {
     let add = KernelEvent::Elements {
         set: "ssh_4".into(),
         added: true,
-        addrs: v4.iter().map(|e| (e.addr(), Some(60_000))).collect(),
+        addrs: v4.clone(),
     };
     others(&mut m, &cx, vec![add], T0);
     assert_eq!(m.count("ssh"), (n, Some(T0 / 1000 + 60)));
