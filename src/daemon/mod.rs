@@ -70,6 +70,9 @@ pub struct Daemon<T, L, G> {
     /// While `pfknock load` is done through the control socket: the lines
     /// of notice or worse its reload logs (`say`), for its stderr too.
     echo: Option<Vec<String>>,
+    /// Actions carried out since the memory they held was last given
+    /// back (`events::BIG`).
+    untrimmed: usize,
 }
 
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
@@ -115,6 +118,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             reloaded_from: None,
             reread: false,
             echo: None,
+            untrimmed: 0,
         };
         let mut went = Vec::new();
         if !d.cfg.services.is_empty() {
