@@ -27,65 +27,60 @@ pub(super) fn in_address_order(mut d: Vec<Deadline>) -> Vec<Deadline> {
     d
 }
 
-/// The first dump's places in its walk, in the order of their addresses
-/// (of an address sent twice, the earlier place first): where it last
-/// sent each, in 4 bytes an element, where a copy of the addresses beside
-/// their places would take 24. A place is a `u32`: a set holds at most
-/// `u32::MAX` elements (NFTA_SET_DESC_SIZE), and none would fit in memory
-/// long before.
-pub(super) struct Index<'a> {
-    elems: &'a [Deadline],
-    order: Vec<u32>,
-}
-
 /// No place in a walk: an address the dump did not send.
 pub(super) const NOWHERE: u32 = u32::MAX;
 
-impl<'a> Index<'a> {
-    pub(super) fn of(elems: &'a [Deadline]) -> Index<'a> {
-        let n = u32::try_from(elems.len()).unwrap_or(NOWHERE);
-        let mut order: Vec<u32> = (0..n).collect();
-        // Stable: of an address twice, the earlier place first.
-        order.sort_by_key(|&i| elems[i as usize].addr());
-        Index { elems, order }
-    }
-
-    /// The address at `k` in address order.
-    fn addr(&self, k: usize) -> IpAddr {
-        self.elems[self.order[k] as usize].addr()
-    }
-
-    /// Each address once, with the place the dump last sent it.
-    fn last_of_each(&self) -> impl Iterator<Item = (IpAddr, usize)> + '_ {
-        let n = self.order.len();
-        (0..n)
-            .filter(move |&k| k + 1 == n || self.addr(k + 1) != self.addr(k))
-            .map(move |k| (self.addr(k), self.order[k] as usize))
-    }
-
-    pub(super) fn distinct(&self) -> usize {
-        self.last_of_each().count()
-    }
-}
-
-/// Join a dump (by its index) into `all`, a reading in address order:
-/// each address with the deadline the dump last sent for it. In place:
-/// what is new to `all` (few, where the set is read again soon) is merged
-/// in from the back, so `all` is never held twice.
-pub(super) fn join(all: &mut Vec<Deadline>, idx: &Index) {
-    let elems = idx.elems;
-    let mut new = Vec::new();
-    let mut i = 0;
-    for (a, at) in idx.last_of_each() {
-        while all.get(i).is_some_and(|x| x.addr() < a) {
-            i += 1;
+/// The first dump made a reading in its own memory: each address once,
+/// in address order, with the deadline the dump last sent for it; with
+/// the walk's elements as places in it (4 bytes each), and the number of
+/// addresses. At a million the reading and the dump are never held at
+/// once (24 MB each); the places and the order they are made with take
+/// 4 MB each. A place is a `u32`: a set holds at most `u32::MAX`
+/// elements (NFTA_SET_DESC_SIZE), and none would fit in memory long
+/// before.
+pub(super) fn into_reading(mut elems: Vec<Deadline>) -> (Vec<Deadline>, Vec<u32>, usize) {
+    let n = u32::try_from(elems.len()).unwrap_or(NOWHERE);
+    let mut order: Vec<u32> = (0..n).collect();
+    // Stable: of an address twice, the later place last.
+    order.sort_by_key(|&i| elems[i as usize].addr());
+    let mut places = vec![0u32; order.len()];
+    let mut rank = 0u32;
+    for k in 0..order.len() {
+        let a = elems[order[k] as usize].addr();
+        if k > 0 && elems[order[k - 1] as usize].addr() != a {
+            rank += 1;
         }
-        match all.get_mut(i) {
-            Some(x) if x.addr() == a => x.set_at(elems[at].at()),
-            _ => new.push(Deadline::new(a, elems[at].at())),
+        places[order[k] as usize] = rank;
+    }
+    // Into address order in place, a cycle of the permutation at a time
+    // (a place done is marked NOWHERE in `order`).
+    for start in 0..order.len() {
+        if order[start] == NOWHERE {
+            continue;
+        }
+        let first = elems[start];
+        let mut k = start;
+        loop {
+            let from = std::mem::replace(&mut order[k], NOWHERE) as usize;
+            if from == start {
+                elems[k] = first;
+                break;
+            }
+            elems[k] = elems[from];
+            k = from;
         }
     }
-    merge_in(all, new);
+    drop(order);
+    // Each address once: the last sent of a run.
+    elems.dedup_by(|later, kept| {
+        let same = later.addr() == kept.addr();
+        if same {
+            *kept = *later;
+        }
+        same
+    });
+    let distinct = elems.len();
+    (elems, places, distinct)
 }
 
 /// `new`, in address order and each address not in `all`, merged into
@@ -164,34 +159,35 @@ mod tests {
         )
     }
 
-    /// The reference: a map filled in the order things came.
-    fn later_wins<'a>(dumps: impl IntoIterator<Item = &'a Vec<Deadline>>) -> Vec<Deadline> {
-        let mut m = BTreeMap::new();
-        for d in dumps {
-            m.extend(d.iter().map(|e| (e.addr(), e.at())));
-        }
-        m.into_iter().map(Deadline::from).collect()
-    }
-
     proptest! {
-        /// Dumps joined one after another, from nothing: each address
-        /// once, in order, with the deadline the last dump to send it
-        /// last sent.
+        /// A dump made a reading: each address once, in order, with the
+        /// deadline it was last sent with (the reference: a map filled in
+        /// the order things came); each place of the walk the place of
+        /// its address in the reading; the addresses counted.
         #[test]
-        fn dumps_join_in_place_with_the_later_ones_deadline(ds in proptest::collection::vec(dump(), 0..4)) {
-            let mut all = Vec::new();
-            for d in &ds {
-                join(&mut all, &Index::of(d));
+        fn a_dump_becomes_a_reading_with_its_last_deadlines_and_its_places(d in dump()) {
+            let mut m = BTreeMap::new();
+            m.extend(d.iter().map(|e| (e.addr(), e.at())));
+            let (read, places, distinct) = into_reading(d.clone());
+            prop_assert_eq!(distinct, m.len());
+            prop_assert_eq!(&read, &m.into_iter().map(Deadline::from).collect::<Vec<_>>());
+            prop_assert_eq!(places.len(), d.len());
+            for (e, p) in d.iter().zip(&places) {
+                prop_assert_eq!(read[*p as usize].addr(), e.addr());
             }
-            prop_assert_eq!(all, later_wins(&ds));
         }
 
-        /// Each address of a dump counted once.
+        /// `new` merged into a reading: the union, in order.
         #[test]
-        fn an_index_counts_each_address_once(d in dump()) {
-            let idx = Index::of(&d);
-            let distinct: std::collections::BTreeSet<IpAddr> = d.iter().map(Deadline::addr).collect();
-            prop_assert_eq!(idx.distinct(), distinct.len());
+        fn new_addresses_merge_into_a_reading_in_order(a in dump(), b in dump()) {
+            let (mut all, _, _) = into_reading(a.clone());
+            let held: std::collections::BTreeSet<IpAddr> = all.iter().map(Deadline::addr).collect();
+            let (new, _, _) = into_reading(b.into_iter().filter(|e| !held.contains(&e.addr())).collect());
+            let mut want = all.clone();
+            want.extend(new.iter().copied());
+            want.sort();
+            merge_in(&mut all, new);
+            prop_assert_eq!(all, want);
         }
 
         /// Each address once, in order, with the latest of its

@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::readings::{Deadline, Index, NOWHERE, join, merge_in};
+use super::readings::{Deadline, NOWHERE, into_reading, merge_in};
 
 /// A dump as the kernel sent it: its elements in the order of the set's
 /// walk, and its gaps: the index of the first element of each datagram
@@ -146,19 +146,10 @@ impl<E: Sent> Walk<E> {
 /// left, as if it were the first.
 const REACH: usize = 4096;
 
-/// A walk's addresses in its order, as places in `all`, a reading in
-/// address order that holds each of them: 4 bytes an element, where a
-/// copy of the addresses would take 17 (at a million, 13 MB more in each
-/// pass of a reading that settles, beside two dumps).
-fn in_reading(all: &[Deadline], elems: &[Deadline]) -> Vec<u32> {
-    let at = |a: IpAddr| all.partition_point(|x| x.addr() < a) as u32;
-    elems.iter().map(|e| at(e.addr())).collect()
-}
-
 /// The gaps of a walk (`gaps`, each the index of the element after it)
 /// that `next`, a later dump that sent none twice, leaves open: as gaps
-/// of `next`, given where `next` sent each element of the walk (as
-/// `places` tells it). `None` where the two walk the set in different orders (its
+/// of `next`, given where `next` first sent each element of the walk
+/// (`places`). `None` where the two walk the set in different orders (its
 /// hash table was resized in between or during one, or an element was
 /// taken out and put back), or no element sent by both is within `REACH`
 /// of a gap: `next`'s own gaps are then what is left.
@@ -323,9 +314,10 @@ pub(super) fn settle(
     mut dump: impl FnMut(&mut dyn FnMut(Vec<Deadline>, usize)) -> std::io::Result<()>,
     pause: impl Fn(std::time::Duration),
 ) -> std::io::Result<(Vec<Deadline>, Settled)> {
-    let mut all = Vec::new();
-    let idx = Index::of(&first.elems);
-    join(&mut all, &idx);
+    // The reading, made in the first dump's memory; of the dump before,
+    // only its walk is kept, as places in the reading.
+    let (n, early) = (first.elems.len(), first.early);
+    let (mut all, mut before_walk, distinct) = into_reading(first.elems);
     // One datagram, surely not full: nothing passed over.
     if first.gaps.is_empty() {
         return Ok((all, Settled::Whole(1)));
@@ -333,14 +325,9 @@ pub(super) fn settle(
     // A dump that sent an element twice (beyond a datagram begun early)
     // walked the set in two orders, resized meanwhile: its gaps say
     // nothing (`None`).
-    let mut calm = is_calm(&first, idx.distinct());
+    let mut calm = distinct == n && !early;
     let mut before = first.gaps.clone();
-    let mut gaps = (idx.distinct() == first.elems.len()).then_some(first.gaps);
-    // Of the dump before, only its walk order is kept, as places in
-    // `all`, which holds its addresses and deadlines.
-    drop(idx);
-    let mut before_walk = in_reading(&all, &first.elems);
-    drop(first.elems);
+    let mut gaps = (distinct == n).then_some(first.gaps);
     for pass in 2..=passes {
         // Not at once: the kernel collects timed-out elements once a
         // second, and a dump of as many as the last takes as long, so it
