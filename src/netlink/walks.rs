@@ -339,7 +339,11 @@ pub(super) fn settle(
         let Against { fresh, walk, .. } = against;
         let next = walk.finish();
         let (first_at, d) = first_sent(all.len(), &next.elems, fresh.len());
-        let at: Vec<u32> = before_walk.iter().map(|&p| first_at[p as usize]).collect();
+        let same_walk = next.elems == before_walk;
+        // Where `next` first sent each element of the walk before, in
+        // that walk's own memory.
+        let mut at = before_walk;
+        at.iter_mut().for_each(|p| *p = first_at[*p as usize]);
         drop(first_at);
         // The same walk as the dump before: the same addresses in the same
         // order, their datagrams ending at the same places, and neither
@@ -348,7 +352,7 @@ pub(super) fn settle(
         // passed over an element as an add and a removal met it, and the
         // next that passed over it as others did, can hold the same.
         let now_calm = is_calm(&next, d);
-        let same = calm && now_calm && next.gaps == before && next.elems == before_walk;
+        let same = calm && now_calm && next.gaps == before && same_walk;
         calm = now_calm;
         before.clone_from(&next.gaps);
         gaps = match gaps.and_then(|g| gaps_left(&at, &g, &next)) {
@@ -357,7 +361,6 @@ pub(super) fn settle(
             None => Some(next.gaps.clone()),
         };
         drop(at);
-        drop(before_walk);
         before_walk = merge_fresh(&mut all, fresh, &next.elems);
         if gaps.as_ref().is_some_and(Vec::is_empty) {
             return Ok((all, Settled::Whole(pass)));
