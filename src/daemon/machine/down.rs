@@ -309,7 +309,7 @@ impl Machine {
             let tab = &mut c.tables[c.at];
             tab.said = said;
             if full {
-                out.push(Action::Ask(Query::Pause, Then(Step::Comparing(c))));
+                out.push(Action::Ask(Query::Pause, Then::of(Step::Comparing(c))));
                 return;
             }
             if c.walk == Walk::Count {

@@ -143,7 +143,7 @@ impl Machine {
             .partition(|m| auth_service(cx.cfg, m).is_some());
         if !meters.is_empty() {
             let q = Query::Dump(meters.clone());
-            out.push(Action::Ask(q, Then(Step::Meters(meters))));
+            out.push(Action::Ask(q, Then::of(Step::Meters(meters))));
         }
         if !sets.is_empty() {
             out.push(self.ask_counts(sets));
@@ -156,7 +156,7 @@ impl Machine {
             .collect();
         if !due.is_empty() {
             let q = Query::Left(due.iter().map(|(s, a, _)| (s.clone(), *a)).collect());
-            out.push(Action::Ask(q, Then(Step::Due(due))));
+            out.push(Action::Ask(q, Then::of(Step::Due(due))));
         }
         out
     }
@@ -223,7 +223,7 @@ impl Machine {
             };
             let hosts = items.iter().map(|(_, addr, _)| Net::host(*addr)).collect();
             let q = Query::Writes(vec![Write::Delete(auth_table(cx.cfg, s), hosts)]);
-            out.push(Action::Ask(q, Then(Step::Cut(items))));
+            out.push(Action::Ask(q, Then::of(Step::Cut(items))));
         }
     }
 
@@ -294,7 +294,7 @@ impl Machine {
         for s in &sets {
             self.looks.insert(s.clone(), ASKED);
         }
-        Action::Ask(Query::Counts(sets.clone()), Then(Step::Room(sets)))
+        Action::Ask(Query::Counts(sets.clone()), Then::of(Step::Room(sets)))
     }
 
     /// The kernel's counts of full sets the book says have room: one it
@@ -478,7 +478,7 @@ impl Machine {
             let table = auth_table(cx.cfg, s);
             let what = format!("{table}: renewing {addr}, carried over by the reload");
             let q = Query::Renew(table, Net::host(addr), s.ttl.0);
-            out.push(Action::Ask(q, Then(Step::Report(what))));
+            out.push(Action::Ask(q, Then::of(Step::Report(what))));
         }
     }
 

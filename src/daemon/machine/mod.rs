@@ -154,8 +154,10 @@ pub enum Action {
 }
 
 /// What the machine does with an answer (its own; opaque outside).
+/// Boxed: an action is as large as its largest kind, and most actions
+/// are log lines (a `Step` inline made each 184 bytes).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Then(Step);
+pub struct Then(Box<Step>);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Step {
@@ -422,7 +424,7 @@ impl Machine {
     /// The kernel's answer to a query this machine asked.
     pub fn answer(&mut self, cx: &Ctx, then: Then, answer: Answer, now: i64) -> Vec<Action> {
         let mut out = Vec::new();
-        match (then.0, answer) {
+        match (*then.0, answer) {
             (Step::Fresh { service, addr }, Answer::Left(l)) => {
                 let gone = matches!(l.first(), Some(Ok(None)));
                 self.fresh(cx, &service, addr, gone, now, &mut out)
@@ -543,7 +545,7 @@ impl Machine {
                 if now - a.since >= ms(i64::from(s.rate.secs.clamp(1, 2))) {
                     // A renewal, if the kernel's element says so (see
                     // `renewal`).
-                    let then = Then(Step::Renewal {
+                    let then = Then::of(Step::Renewal {
                         service: s.name.clone(),
                         addr,
                         since: a.since,
@@ -554,7 +556,7 @@ impl Machine {
                 // Soon after a reload: did it carry the element over with
                 // its time from before this knock?
                 if self.settling(&set, addr, now) {
-                    let then = Then(Step::Settle {
+                    let then = Then::of(Step::Settle {
                         service: s.name.clone(),
                         addr,
                     });
@@ -569,7 +571,7 @@ impl Machine {
             // element still there, or did a revoke or flush overtake this
             // event?
             None => {
-                let then = Then(Step::Fresh {
+                let then = Then::of(Step::Fresh {
                     service: s.name.clone(),
                     addr,
                 });
@@ -615,7 +617,7 @@ impl Machine {
                 let table = auth_table(cx.cfg, s);
                 let what = format!("{table}: renewing {addr}, carried over by the reload");
                 let q = Query::Renew(table, Net::host(addr), s.ttl.0);
-                out.push(Action::Ask(q, Then(Step::Report(what))));
+                out.push(Action::Ask(q, Then::of(Step::Report(what))));
                 renewed(out);
                 out.extend(self.track(cx, &set, addr, now, now + ttl));
             }
@@ -654,7 +656,7 @@ impl Machine {
         let set = nft_set_of(s.table.as_str(), af(addr));
         if gone && self.settling(&set, addr, now) {
             let add = vec![(auth_table(cx.cfg, s), vec![(Net::host(addr), s.ttl.0)])];
-            let then = Then(Step::PutBack {
+            let then = Then::of(Step::PutBack {
                 service: service.to_owned(),
                 addr,
             });

@@ -216,7 +216,7 @@ impl Machine {
             at: now,
             load: !cx.held,
         };
-        vec![Action::Ask(q, Then(Step::Rotated))]
+        vec![Action::Ask(q, Then::of(Step::Rotated))]
     }
 
     /// The step's ports are loaded (or stay, held): on to the next
@@ -250,7 +250,10 @@ impl Machine {
 
     pub(super) fn check_pf_query(cx: &Ctx) -> Vec<Action> {
         let anchor = (!cx.cfg.services.is_empty()).then(|| cx.cfg.anchor.clone());
-        vec![Action::Ask(Query::PfState { anchor }, Then(Step::PfState))]
+        vec![Action::Ask(
+            Query::PfState { anchor },
+            Then::of(Step::PfState),
+        )]
     }
 
     /// pf disabled: said once until it is enabled again. The anchor not
@@ -332,7 +335,7 @@ fn empty_removed(old: &Config, new: &Config) -> Vec<Action> {
                 .map_or_else(|| tables[0].0.clone(), |(t, _)| t.clone());
             let auth = tables.iter().map(|(_, a)| *a).collect();
             let writes = tables.into_iter().map(|(t, _)| Write::Empty(t)).collect();
-            let then = Then(Step::Emptied(Emptied {
+            let then = Then::of(Step::Emptied(Emptied {
                 service,
                 table,
                 auth,

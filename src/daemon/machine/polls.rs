@@ -92,7 +92,7 @@ pub fn poll_every(cfg: &crate::config::Config, refreshes: bool) -> crate::name::
 }
 
 fn ask(q: Query, step: PollStep) -> Action {
-    Action::Ask(q, Then(Step::Poll(Box::new(step))))
+    Action::Ask(q, Then::of(Step::Poll(Box::new(step))))
 }
 
 impl Machine {

@@ -89,7 +89,7 @@ impl Machine {
         } else {
             what.join(", ")
         };
-        let then = Then(Step::Restore {
+        let then = Then::of(Step::Restore {
             by: by.to_owned(),
             shown,
         });
@@ -119,7 +119,10 @@ impl Machine {
             .map(|(i, addr, a)| (self.book.name(i).to_owned(), addr, a))
             .collect();
         let query = Query::Left(known.iter().map(|(s, a, _)| (s.clone(), *a)).collect());
-        out.push(Action::Ask(query, Then(Step::Lost { by, shown, known })));
+        out.push(Action::Ask(
+            query,
+            Then::of(Step::Lost { by, shown, known }),
+        ));
     }
 
     /// The authorizations the kernel no longer holds: put back per table,
@@ -163,7 +166,7 @@ impl Machine {
                 },
             ));
         }
-        let then = Then(Step::Restored {
+        let then = Then::of(Step::Restored {
             by,
             shown,
             gone,

@@ -85,10 +85,14 @@ impl Current {
 }
 
 impl Then {
+    pub(super) fn of(s: Step) -> Then {
+        Then(Box::new(s))
+    }
+
     /// Is this the reading of every authorized set (at start, after an
     /// overrun), the one read that may take minutes?
     pub fn reads_every_set(&self) -> bool {
-        matches!(self.0, Step::Resync { .. })
+        matches!(*self.0, Step::Resync { .. })
     }
 }
 
@@ -121,7 +125,7 @@ impl Machine {
             }
         }
         let query = Query::Dump(sets.iter().map(|(s, _)| s.clone()).collect());
-        Action::Ask(query, Then(Step::Resync { sets, missed }))
+        Action::Ask(query, Then::of(Step::Resync { sets, missed }))
     }
 
     pub(super) fn resynced(
@@ -197,13 +201,13 @@ impl Machine {
                 }
             }
             if budget == 0 {
-                out.push(Action::Ask(Query::Pause, Then(Step::Taking(t))));
+                out.push(Action::Ask(Query::Pause, Then::of(Step::Taking(t))));
                 return;
             }
             t.cur = None;
         }
         if !self.say_late(cx, &mut t, out) {
-            out.push(Action::Ask(Query::Pause, Then(Step::Taking(t))));
+            out.push(Action::Ask(Query::Pause, Then::of(Step::Taking(t))));
             return;
         }
         if !t.gone_sets.is_empty() {
