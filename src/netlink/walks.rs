@@ -317,7 +317,8 @@ pub(super) fn settle(
     // The reading, made in the first dump's memory; of the dump before,
     // only its walk is kept, as places in the reading.
     let (n, early) = (first.elems.len(), first.early);
-    let (mut all, mut before_walk, distinct) = into_reading(first.elems);
+    let (mut all, mut before_walk) = into_reading(first.elems);
+    let distinct = all.len();
     // One datagram, surely not full: nothing passed over.
     if first.gaps.is_empty() {
         return Ok((all, Settled::Whole(1)));
