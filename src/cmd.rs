@@ -541,8 +541,8 @@ pub fn revoke(
     }
     if !addr.is_host() && !t.caps().networks {
         return Err(Error::Usage(format!(
-            "{addr}: nftables sets of authorized hosts hold single addresses, not networks: \
-             revoke each host (pfknock show lists them)"
+            "{}: revoke each host (pfknock show lists them)",
+            crate::tables::hosts_only_words(&addr)
         )));
     }
     let mut out = Vec::new();

@@ -155,6 +155,12 @@ pub enum KillStates {
     Conntrack,
 }
 
+/// Why a network is no entry where tables hold hosts only (`Caps::networks`
+/// false): `allow` and `revoke` say it alike.
+pub fn hosts_only_words(n: &Net) -> String {
+    format!("{n}: nftables sets of authorized hosts hold single addresses, not networks")
+}
+
 impl Caps {
     pub const PF: Caps = Caps {
         refreshes_entries: false,

@@ -329,9 +329,7 @@ fn no_set(t: &TableRef, v6: bool, first: Net) -> Error {
 
 pub(super) fn hosts_only(addrs: &[Net]) -> Result<()> {
     match addrs.iter().find(|n| !n.is_host()) {
-        Some(n) => Err(Error::Usage(format!(
-            "{n}: nftables sets of authorized hosts hold single addresses, not networks"
-        ))),
+        Some(n) => Err(Error::Usage(crate::tables::hosts_only_words(n))),
         None => Ok(()),
     }
 }
