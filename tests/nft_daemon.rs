@@ -2163,30 +2163,33 @@ fn what_the_loop_hears_during_a_reading_is_handed_to_it() {
     let (eleven, six): (IpAddr, IpAddr) =
         ("198.18.0.11".parse().unwrap(), "fd00::6".parse().unwrap());
     let twelve: IpAddr = "198.18.0.12".parse().unwrap();
-    d.hear(&[
-        KernelEvent::Knock {
-            prefix: "pfknock ssh: ".into(),
-            addr: eleven,
-        },
-        KernelEvent::Knock {
-            prefix: "pfknock meter ssh_m1_4 full: ".into(),
-            addr: twelve,
-        },
-        KernelEvent::Knock {
-            prefix: "pfknock other: ".into(),
-            addr: twelve,
-        },
-        KernelEvent::Elements {
-            set: "ssh_6".into(),
-            added: true,
-            addrs: vec![Deadline::new(six, Some(T0 + 60_000))],
-        },
-        KernelEvent::Elements {
-            set: "ssh_4".into(),
-            added: false,
-            addrs: vec![Deadline::new(twelve, None)],
-        },
-    ]);
+    d.hear(
+        &[
+            KernelEvent::Knock {
+                prefix: "pfknock ssh: ".into(),
+                addr: eleven,
+            },
+            KernelEvent::Knock {
+                prefix: "pfknock meter ssh_m1_4 full: ".into(),
+                addr: twelve,
+            },
+            KernelEvent::Knock {
+                prefix: "pfknock other: ".into(),
+                addr: twelve,
+            },
+            KernelEvent::Elements {
+                set: "ssh_6".into(),
+                added: true,
+                addrs: vec![Deadline::new(six, Some(T0 + 60_000))],
+            },
+            KernelEvent::Elements {
+                set: "ssh_4".into(),
+                added: false,
+                addrs: vec![Deadline::new(twelve, None)],
+            },
+        ],
+        T0 + s(10),
+    );
     *gate.0.lock().unwrap() = true;
     gate.1.notify_all();
     read_to_end(&mut d);
@@ -2198,6 +2201,180 @@ fn what_the_loop_hears_during_a_reading_is_handed_to_it() {
             ("ssh_6".to_owned(), vec![six])
         ]
     );
+}
+
+/// Knocks heard during the start's reading (minutes at a million) are
+/// said as they come, each host once, its element looked up then: the log
+/// does not wait for the reading. When their events come after it, in
+/// the order the loop queued them, nothing more is said, and the book
+/// holds each host with the kernel's deadline. A knock whose element was
+/// gone at the look-up is said as the daemon says such a knock, and is
+/// not taken in; a knock of a host that is not a service's is not said.
+#[test]
+fn knocks_heard_during_the_starts_reading_are_said_at_once_and_once() {
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (mut d, k, log, _path, _dir) =
+        reading_rig_with("said-at-once", |k| k.st().gate = Some(gate.clone()));
+    let t = TableRef::new(
+        &AnchorName::new("pfknock").unwrap(),
+        &pfknock::name::TableName::new("ssh").unwrap(),
+    );
+    k.at(T0 + s(5));
+    let eleven = k.knock("ssh_4", "198.18.0.11");
+    let six = k.knock("ssh_6", "fd00::6");
+    let thirteen = k.knock("ssh_4", "198.18.0.13");
+    k.remove("ssh_4", "198.18.0.13");
+    // .15's element the reading does not find (taken out before it, put
+    // back after it).
+    let fifteen = k.knock("ssh_4", "198.18.0.15");
+    let knock = |addr| KernelEvent::Knock {
+        prefix: "pfknock ssh: ".into(),
+        addr,
+    };
+    let other = KernelEvent::Knock {
+        prefix: "pfknock other: ".into(),
+        addr: eleven,
+    };
+    let queue = [
+        knock(eleven),
+        knock(six),
+        knock(eleven),
+        knock(thirteen),
+        other,
+        knock(fifteen),
+    ];
+    d.hear(&queue, T0 + s(5));
+    let l = log.take();
+    assert_eq!(
+        l,
+        [
+            "authorized 198.18.0.11 service=ssh table=ssh anchor=pfknock ttl=1m",
+            "authorized fd00::6 service=ssh table=ssh anchor=pfknock ttl=1m",
+            "authorized 198.18.0.13 service=ssh table=ssh anchor=pfknock ttl=1m \
+             (removed again before the daemon saw it)",
+            "authorized 198.18.0.15 service=ssh table=ssh anchor=pfknock ttl=1m",
+        ]
+    );
+    assert!(d.reading().is_some(), "said before the reading is done");
+    assert_eq!(d.known(&t), Some(0), "the book waits for the reading");
+    // Its knock's next packet: not said again.
+    k.knock("ssh_4", "198.18.0.11");
+    d.hear(&[knock(eleven)], T0 + s(5));
+    assert_eq!(log.take(), Vec::<String>::new());
+    k.remove("ssh_4", "198.18.0.15");
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    let waiting = vec![
+        ("pfknock ssh: ".to_owned(), eleven),
+        ("pfknock ssh: ".to_owned(), six),
+        ("pfknock ssh: ".to_owned(), thirteen),
+        ("pfknock ssh: ".to_owned(), fifteen),
+    ];
+    d.read_done_heard(|| waiting);
+    read_to_end(&mut d);
+    k.knock("ssh_4", "198.18.0.15");
+    for ev in queue.into_iter().chain([knock(eleven)]) {
+        d.kernel(ev, T0 + s(5));
+    }
+    let l = log.take();
+    assert!(
+        l.iter()
+            .all(|x| !x.starts_with("authorized") && !x.starts_with("renewed")),
+        "{l:?}"
+    );
+    // .11, fd00::6 and .15; not .13, which is gone.
+    assert_eq!(d.known(&t), Some(3));
+    let due = k.deadline("ssh_4", eleven).min(k.deadline("ssh_6", six));
+    assert_eq!(d.next_due_ms(), due.map(|u| u + COALESCE));
+    // Each expires once, at the kernel's deadline, and is said once.
+    tick_to(&mut d, &k, T0 + s(5) + s(60) + COALESCE);
+    let l = log.take();
+    for a in ["198.18.0.11", "fd00::6", "198.18.0.15"] {
+        assert_eq!(lines_of(&l, "expired", a), 1, "{a}: {l:?}");
+    }
+    // As old as since the knock, not since the reading began.
+    assert!(
+        l.iter()
+            .any(|x| x.starts_with("expired 198.18.0.11 ") && x.contains(" age=1m ttl=1m")),
+        "{l:?}"
+    );
+    assert!(l.iter().all(|x| !x.contains("198.18.0.13")), "{l:?}");
+    assert_eq!(d.known(&t), Some(0));
+}
+
+/// During an overrun's reading, a knock of a host the book does not know
+/// is said at once, as at a start, and the reading that finds its element
+/// says no line learned late for it. A knock said so whose event a second
+/// overrun took from the queue, and whose element no reading finds, went
+/// meanwhile: said as learned late, once, so that the log does not leave
+/// it authorized. A host the book knows is left to its event (a renewal).
+#[test]
+fn knocks_said_during_an_overrun_are_not_said_again_and_what_went_is_said() {
+    let mut r = rig("said-overrun", SSH);
+    r.d.read_aside();
+    r.knock(T0, "198.18.0.8");
+    assert_eq!(r.log.take().len(), 1);
+    r.at(T0 + 500);
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    r.k.st().gate = Some(gate.clone());
+    let knock = |addr: &str| KernelEvent::Knock {
+        prefix: "pfknock ssh: ".into(),
+        addr: addr.parse().unwrap(),
+    };
+    r.k.knock("ssh_4", "198.18.0.9");
+    r.k.knock("ssh_4", "198.18.0.12");
+    r.k.knock("ssh_4", "198.18.0.14");
+    r.event(T0 + 600, KernelEvent::Overrun);
+    assert!(r.d.reading().is_some());
+    r.log.take();
+    let heard = [
+        knock("198.18.0.9"),
+        knock("198.18.0.12"),
+        knock("198.18.0.8"),
+        knock("198.18.0.14"),
+    ];
+    r.d.hear(&heard, T0 + 700);
+    assert_eq!(
+        r.log.take(),
+        [
+            "authorized 198.18.0.9 service=ssh table=ssh anchor=pfknock ttl=1m",
+            "authorized 198.18.0.12 service=ssh table=ssh anchor=pfknock ttl=1m",
+            "authorized 198.18.0.14 service=ssh table=ssh anchor=pfknock ttl=1m",
+        ]
+    );
+    // .14's element the first reading does not find (taken out before
+    // it, put back after it), the second does: no line.
+    r.k.remove("ssh_4", "198.18.0.14");
+    // .12 goes before the reading reaches it, by someone whose
+    // notification is lost; then a second overrun takes the knocks'
+    // events from the queue.
+    r.k.remove("ssh_4", "198.18.0.12");
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    read_to_end(&mut r.d);
+    assert_eq!(r.log.take(), Vec::<String>::new());
+    r.k.knock("ssh_4", "198.18.0.14");
+    // .9, which that reading found, goes too: said once, as what the
+    // book held.
+    r.k.remove("ssh_4", "198.18.0.9");
+    r.event(T0 + 800, KernelEvent::Overrun);
+    read_to_end(&mut r.d);
+    let late = "(learned late: the kernel dropped notifications)";
+    let removed =
+        |a: &str| format!("removed {a} service=ssh table=ssh anchor=pfknock age=0s ttl=1m {late}");
+    assert_eq!(
+        r.log.take(),
+        [
+            "the kernel dropped notifications: reading the sets again".to_owned(),
+            removed("198.18.0.9"),
+            removed("198.18.0.12"),
+        ]
+    );
+    let t = TableRef::new(
+        &AnchorName::new("pfknock").unwrap(),
+        &pfknock::name::TableName::new("ssh").unwrap(),
+    );
+    assert_eq!(r.d.known(&t), Some(2));
 }
 
 /// `pfknock load` through the control socket while the start's reading

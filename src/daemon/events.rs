@@ -257,7 +257,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         if let Some(r) = &self.reading {
             let secs = r.since.elapsed().as_secs();
             let line = if r.worker.is_some() {
-                format!("status: reading the sets for {secs}s; kernel events wait until it ends")
+                format!(
+                    "status: reading the sets for {secs}s; knocks are said as they come, \
+                     other kernel events wait until it ends"
+                )
             } else {
                 format!(
                     "status: taking in what a reading of the sets found (begun {secs}s ago); \
@@ -269,13 +272,26 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 
     /// Kernel events the loop read while a reading of the sets runs
-    /// beside it, before it queues them: the addresses they add to a set
-    /// (a knock's, by its service; a notification's) are `Heard` by the
-    /// reading too.
-    pub fn hear(&mut self, evs: &[KernelEvent]) {
+    /// beside it, before it queues them, at `now` (ms): the addresses
+    /// they add to a set (a knock's, by its service; a notification's)
+    /// are `Heard` by the reading too, and the knocks are said at once
+    /// (`Machine::knocks_heard`).
+    pub fn hear(&mut self, evs: &[KernelEvent], now: i64) {
         if self.reading.as_ref().is_none_or(|r| r.worker.is_none()) {
             return;
         }
+        self.hand_to_reading(evs);
+        let knocks: Vec<(&str, std::net::IpAddr)> = (evs.iter())
+            .filter_map(|ev| match ev {
+                KernelEvent::Knock { prefix, addr } => Some((prefix.as_str(), *addr)),
+                _ => None,
+            })
+            .collect();
+        let acts = self.machine.knocks_heard(&cx!(self), &knocks);
+        self.carry_out(acts, now);
+    }
+
+    fn hand_to_reading(&mut self, evs: &[KernelEvent]) {
         let Ok(mut heard) = self.heard.lock() else {
             return;
         };

@@ -464,7 +464,7 @@ fn kernel_turn<T: Tables, L: Loader>(
     };
     if readable && pending.len() < max {
         let evs = feeds.drain();
-        d.hear(&evs);
+        d.hear(&evs, crate::clock::now_ms());
         super::feeds::queue(pending, evs);
     }
     // While the sets are read beside the loop, events wait for its end.

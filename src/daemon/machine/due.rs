@@ -516,7 +516,7 @@ impl Machine {
             self.full.remove(&set);
             self.looks.remove(&set);
             self.cuts.remove(&set);
-            self.waiting.retain(|(w, _), _| *w != set);
+            self.knocks.drop_set(&set);
             let Some(i) = self.book.find(&set) else {
                 continue;
             };

@@ -27,6 +27,7 @@ use crate::tables::{Entry, PoolUse, TableRef, TableStat};
 mod claims;
 mod down;
 mod due;
+mod heard;
 mod intake;
 mod modes;
 mod polls;
@@ -165,6 +166,8 @@ enum Step {
     Emptied(modes::Emptied),
     /// A knock of a host not tracked: is its element there?
     Fresh { service: String, addr: IpAddr },
+    /// Knocks heard during a reading: are their elements there?
+    Heard(Vec<(String, IpAddr)>),
     /// A knock the last reload lost, put back.
     PutBack { service: String, addr: IpAddr },
     /// A knock's packet soon after a reload: did the reload carry the
@@ -267,9 +270,8 @@ pub struct Machine {
     /// made before is cut at its start plus the new ttl, though its
     /// element keeps the longer time it was given (`due.rs`).
     pub(super) cuts: BTreeMap<String, i64>,
-    /// Hosts whose knocks waited in the queue while the start read the
-    /// sets, per set, with the element the reading found (`resync.rs`).
-    pub(super) waiting: std::collections::HashMap<(String, IpAddr), Option<Auth>>,
+    /// Knocks heard while a reading of the sets ran (`heard.rs`).
+    knocks: heard::Knocks,
     /// Sets a reload deleted during the reading: not taken in from it.
     pub(super) dropped: HashSet<String>,
 }
@@ -429,6 +431,7 @@ impl Machine {
                 let gone = matches!(l.first(), Some(Ok(None)));
                 self.fresh(cx, &service, addr, gone, now, &mut out)
             }
+            (Step::Heard(knocks), Answer::Left(l)) => self.said_heard(cx, knocks, l, now, &mut out),
             (Step::PutBack { service, addr }, Answer::Done(d)) => {
                 self.put_back(cx, &service, addr, first_done(d), now, &mut out)
             }
@@ -677,13 +680,7 @@ impl Machine {
         now: i64,
         out: &mut Vec<Action>,
     ) {
-        let ttl = Secs(s.ttl.0);
-        let extra = if kept {
-            format!("ttl={ttl}")
-        } else {
-            format!("ttl={ttl} (removed again before the daemon saw it)")
-        };
-        info(out, event_line(cx.cfg, "authorized", s, addr, &extra));
+        info(out, heard::authorized_line(cx, s, addr, kept));
         if kept {
             let set = nft_set_of(s.table.as_str(), af(addr));
             out.extend(self.track(cx, &set, addr, now, now + ms(s.ttl.0 as i64)));

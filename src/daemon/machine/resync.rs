@@ -10,14 +10,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
 use super::{
-    Action, Auth, COALESCE, Ctx, Elements, Machine, Query, ReadError, Step, Taken, Then, af, age,
-    auth_service, event_line, info, ms,
+    Action, Auth, COALESCE, Ctx, Elements, Machine, Query, ReadError, Step, Taken, Then, age,
+    auth_service, event_line, ms,
 };
 use crate::config::Service;
 use crate::daemon::lines::Level;
 use crate::kevents::Deadline;
 use crate::name::{Af, ExpireMode, Secs};
-use crate::names;
 use crate::names::nft_set_of;
 
 /// Said of every change learned from a listing instead of a notification.
@@ -111,8 +110,9 @@ impl Machine {
         // reading of the sets says what it did.
         self.batch.clear();
         // Knocks that waited in the queue went with the rest: the
-        // reading says them, as learned late.
-        self.waiting.clear();
+        // reading says them, as learned late (those said as they came,
+        // only if they went: `heard.rs`).
+        self.knocks_overrun();
         let warn = "the kernel dropped notifications: reading the sets again".to_owned();
         vec![Action::Log(Level::Warning, warn), self.read_sets(cx, true)]
     }
@@ -206,6 +206,13 @@ impl Machine {
             }
             t.cur = None;
         }
+        // Knocks said as they came whose events the overrun took, and
+        // which the reading did not find: they went meanwhile.
+        for (set, addr, a) in self.knocks.said_dropped_went() {
+            if t.missed && self.tracked(&set, addr).is_none() {
+                self.went(cx, &set, addr, a, now, &mut t.lines);
+            }
+        }
         if !self.say_late(cx, &mut t, out) {
             out.push(Action::Ask(Query::Pause, Then::of(Step::Taking(t))));
             return;
@@ -237,8 +244,8 @@ impl Machine {
         // A knock that waited in the queue while the start read:
         // its element is said when its event comes (`waited`).
         if !missed
-            && !self.waiting.is_empty()
-            && let Some(w) = self.waiting.get_mut(&(c.set.clone(), addr))
+            && !self.knocks.waiting.is_empty()
+            && let Some(w) = self.knocks.waiting.get_mut(&(c.set.clone(), addr))
         {
             *w = Some(fresh);
             return None;
@@ -246,6 +253,8 @@ impl Machine {
         // (At start the book is empty: nothing is old.)
         Some(match c.old.get(addr) {
             Some(o) => self.kept(cx, &c.set, addr, o, fresh, now, lines),
+            // Said as it came during the reading (`heard.rs`).
+            None if missed && self.knocks.was_said(&c.set, addr) => fresh,
             None if missed => {
                 self.late(cx, &c.set, addr, "authorized", fresh, now, lines);
                 fresh
@@ -287,45 +296,6 @@ impl Machine {
                 out.push(Action::Log(Level::Err, format!("set {set}: {e}")))
             }
         }
-    }
-
-    /// The knocks that waited in the queue while the start's reading ran
-    /// (prefix, address): their elements are not taken in silently with
-    /// the rest, but said when their knock comes, as any knock is.
-    pub fn knocks_waiting(&mut self, cx: &Ctx, knocks: Vec<(String, IpAddr)>) {
-        for (prefix, addr) in knocks {
-            let s = cx
-                .cfg
-                .services
-                .iter()
-                .find(|s| prefix == names::knock_prefix(&s.name));
-            if let Some(s) = s {
-                let set = nft_set_of(s.table.as_str(), af(addr));
-                self.waiting.insert((set, addr), None);
-            }
-        }
-    }
-
-    /// A knock whose element the start's reading held back: said now,
-    /// with the time the kernel gave it. False where there is none.
-    pub(super) fn waited(
-        &mut self,
-        cx: &Ctx,
-        s: &Service,
-        set: &str,
-        addr: IpAddr,
-        out: &mut Vec<Action>,
-    ) -> bool {
-        if self.waiting.is_empty() {
-            return false;
-        }
-        let Some(Some(a)) = self.waiting.remove(&(set.to_owned(), addr)) else {
-            return false;
-        };
-        let extra = format!("ttl={}", Secs(s.ttl.0));
-        info(out, event_line(cx.cfg, "authorized", s, addr, &extra));
-        out.extend(self.track(cx, set, addr, a.since, a.until));
-        true
     }
 
     /// Is authorized set `set` taken in from a reading? Not one a reload

@@ -1,0 +1,203 @@
+//! Knocks heard while a reading of every set runs beside the loop (at a
+//! start, or after the kernel dropped notifications). Their events wait
+//! in the loop's queue until the reading is taken in, so that the machine
+//! still sees the kernel's changes in order; but a host that knocked is
+//! said at once (`knocks_heard`): its element is looked up, and the line
+//! is the one its event would have brought (`authorized ... ttl=`).
+//! When the event comes, after the reading, the host is taken into the
+//! book without a second line (`waited`).
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::{Action, Auth, Ctx, Left, Machine, Query, Step, Then, af, event_line, info, ms};
+use crate::config::Service;
+use crate::name::Secs;
+use crate::names::{self, nft_set_of};
+
+/// What the machine holds of the knocks heard during a reading, per
+/// (set, address).
+#[derive(Default)]
+pub(super) struct Knocks {
+    /// Knocks whose events wait in the queue behind the start's reading,
+    /// with the element the reading found (`knocks_waiting`).
+    pub(super) waiting: HashMap<(String, IpAddr), Option<Auth>>,
+    /// Knocks said as they came, their events still in the queue: what
+    /// the look-up found (`None`: the element was gone).
+    said: HashMap<(String, IpAddr), Option<Auth>>,
+    /// Knocks said as they came whose events the kernel's overrun took
+    /// from the queue: the reading it brings finds their elements, or
+    /// says they went (`said_dropped_went`).
+    dropped: HashMap<(String, IpAddr), Option<Auth>>,
+}
+
+impl Knocks {
+    /// Forget what is known of `set` (a reload deleted it).
+    pub(super) fn drop_set(&mut self, set: &str) {
+        self.waiting.retain(|(w, _), _| w != set);
+        self.said.retain(|(w, _), _| w != set);
+        self.dropped.retain(|(w, _), _| w != set);
+    }
+
+    /// Was a knock of `addr` in `set` said as it came (its event in the
+    /// queue, or taken by an overrun)? Then a reading takes its element
+    /// in without a line learned late.
+    pub(super) fn was_said(&mut self, set: &str, addr: IpAddr) -> bool {
+        let key = (set.to_owned(), addr);
+        self.dropped.remove(&key).is_some() || self.said.contains_key(&key)
+    }
+
+    /// Those said whose events an overrun took and whose elements its
+    /// reading did not find: they went meanwhile.
+    pub(super) fn said_dropped_went(&mut self) -> Vec<(String, IpAddr, Auth)> {
+        let dropped = std::mem::take(&mut self.dropped);
+        let went = dropped
+            .into_iter()
+            .filter_map(|((s, a), x)| Some((s, a, x?)));
+        went.collect()
+    }
+}
+
+/// The service whose knock prefix this is.
+fn knocking<'c>(cx: &Ctx<'c>, prefix: &str) -> Option<&'c Service> {
+    let mut all = cx.cfg.services.iter();
+    all.find(|s| prefix == names::knock_prefix(&s.name))
+}
+
+/// The line of a knock's authorization; `kept`: its element is there.
+pub(super) fn authorized_line(cx: &Ctx, s: &Service, addr: IpAddr, kept: bool) -> String {
+    let ttl = Secs(s.ttl.0);
+    let extra = if kept {
+        format!("ttl={ttl}")
+    } else {
+        format!("ttl={ttl} (removed again before the daemon saw it)")
+    };
+    event_line(cx.cfg, "authorized", s, addr, &extra)
+}
+
+impl Machine {
+    /// The kernel dropped notifications: the events in the queue went
+    /// with them, and the reading that follows says the rest. Of the
+    /// knocks said as they came, those the book holds are compared as
+    /// any it holds; the others it says only if they went.
+    pub(super) fn knocks_overrun(&mut self) {
+        self.knocks.waiting.clear();
+        let said = std::mem::take(&mut self.knocks.said);
+        let untracked: Vec<_> = (said.into_iter())
+            .filter(|((set, addr), _)| self.tracked(set, *addr).is_none())
+            .collect();
+        self.knocks.dropped.extend(untracked);
+    }
+
+    /// Knocks (prefix, address) heard while a reading of the sets runs
+    /// beside the loop, their events waiting in the queue: each host not
+    /// tracked and not said yet in this reading is looked up, to be said
+    /// at once (`said_heard`). A host the book tracks (an overrun's
+    /// reading) is left to its event, which tells a renewal.
+    pub fn knocks_heard(&mut self, cx: &Ctx, knocks: &[(&str, IpAddr)]) -> Vec<Action> {
+        let mut ask = Vec::new();
+        for &(prefix, addr) in knocks {
+            let Some(s) = knocking(cx, prefix) else {
+                continue;
+            };
+            let set = nft_set_of(s.table.as_str(), af(addr));
+            let key = (set, addr);
+            if self.tracked(&key.0, addr).is_some() || self.knocks.said.contains_key(&key) {
+                continue;
+            }
+            self.knocks.said.insert(key.clone(), None);
+            ask.push((s.name.clone(), key));
+        }
+        if ask.is_empty() {
+            return Vec::new();
+        }
+        let keys = ask.iter().map(|(_, k)| k.clone()).collect();
+        let knocks = ask.into_iter().map(|(s, (_, a))| (s, a)).collect();
+        vec![Action::Ask(
+            Query::Left(keys),
+            Then::of(Step::Heard(knocks)),
+        )]
+    }
+
+    /// The elements of knocks heard during a reading, looked up at `now`:
+    /// each said, as its event would say it. A look-up that failed leaves
+    /// the knock to its event.
+    pub(super) fn said_heard(
+        &mut self,
+        cx: &Ctx,
+        knocks: Vec<(String, IpAddr)>,
+        got: Vec<Result<Left, String>>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        for ((service, addr), got) in knocks.into_iter().zip(got) {
+            let Some(s) = cx.cfg.service(&service) else {
+                continue;
+            };
+            let key = (nft_set_of(s.table.as_str(), af(addr)), addr);
+            let Ok(left) = got else {
+                self.knocks.said.remove(&key);
+                continue;
+            };
+            info(out, authorized_line(cx, s, addr, left.is_some()));
+            let a = left.map(|l| Auth {
+                since: now,
+                until: l.map_or(now + ms(s.ttl.0 as i64), |l| now + l as i64),
+            });
+            self.knocks.said.insert(key, a);
+        }
+    }
+
+    /// The knocks that waited in the queue while the start's reading ran
+    /// (prefix, address): their elements are not taken in silently with
+    /// the rest, but when their knock comes, as any knock is.
+    pub fn knocks_waiting(&mut self, cx: &Ctx, knocks: Vec<(String, IpAddr)>) {
+        for (prefix, addr) in knocks {
+            if let Some(s) = knocking(cx, &prefix) {
+                let set = nft_set_of(s.table.as_str(), af(addr));
+                self.knocks.waiting.insert((set, addr), None);
+            }
+        }
+    }
+
+    /// A knock whose event waited behind the start's reading: said now
+    /// with the time the kernel gave it, unless it was said as it came;
+    /// the book then holds what the reading found, else what the look-up
+    /// found then. False where neither knows it: the knock goes on as any
+    /// knock does.
+    pub(super) fn waited(
+        &mut self,
+        cx: &Ctx,
+        s: &Service,
+        set: &str,
+        addr: IpAddr,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let k = &mut self.knocks;
+        if k.waiting.is_empty() && k.said.is_empty() {
+            return false;
+        }
+        let key = (set.to_owned(), addr);
+        let found = k.waiting.remove(&key).flatten();
+        let said = k.said.remove(&key);
+        let a = match (found, said) {
+            // Since the knock was heard, until the reading's deadline.
+            (Some(a), Some(Some(e))) => Auth {
+                since: e.since,
+                until: a.until,
+            },
+            (Some(a), _) => {
+                let extra = format!("ttl={}", Secs(s.ttl.0));
+                info(out, event_line(cx.cfg, "authorized", s, addr, &extra));
+                a
+            }
+            (None, Some(Some(a))) => a,
+            // Said gone when it came, and not found since.
+            (None, Some(None)) => return true,
+            (None, None) => return false,
+        };
+        out.extend(self.track(cx, set, addr, a.since, a.until));
+        true
+    }
+}
