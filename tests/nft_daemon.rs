@@ -2302,6 +2302,161 @@ fn knocks_heard_during_the_starts_reading_are_said_at_once_and_once() {
     assert_eq!(d.known(&t), Some(0));
 }
 
+/// `pfknock revoke` during the start's reading (minutes at a million) is
+/// done at once, not once the reading is over: the kernel loses the host,
+/// the log says `revoked`, and what the reading found of it is not taken
+/// in, whether it was there before the start (.12) or knocked during the
+/// reading and was said (.11); its knock's event, after the reading, says
+/// nothing. A host that knocks again after its revoke (.13) is
+/// authorized again, as any knock, and said so; so is it held.
+#[test]
+fn a_revoke_during_the_starts_reading_goes_at_once_and_the_reading_leaves_it_out() {
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (mut d, k, log, path, _dir) = reading_rig_with("revoke-reading", |k| {
+        k.knock("ssh_4", "198.18.0.12");
+        k.st().gate = Some(gate.clone());
+    });
+    let t = TableRef::new(
+        &AnchorName::new("pfknock").unwrap(),
+        &pfknock::name::TableName::new("ssh").unwrap(),
+    );
+    let knock = |addr| KernelEvent::Knock {
+        prefix: "pfknock ssh: ".into(),
+        addr,
+    };
+    let revoke = |d: &mut Daemon<Nft, Nft, Mem>, a: &str, at: i64| {
+        let req = Request {
+            config: path.clone(),
+            argv: vec!["revoke".to_owned(), a.to_owned()],
+        };
+        let reply = d.control_while_reading(&req, at / 1000);
+        let reply = reply.expect("a revoke does not wait for the reading");
+        assert!(reply.error.is_none(), "{:?}", reply.error);
+    };
+    k.at(T0 + s(5));
+    let eleven = k.knock("ssh_4", "198.18.0.11");
+    let thirteen = k.knock("ssh_4", "198.18.0.13");
+    d.hear(&[knock(eleven), knock(thirteen)], T0 + s(5));
+    assert_eq!(log.take().len(), 2);
+    k.at(T0 + s(6));
+    for a in ["198.18.0.11", "198.18.0.12", "198.18.0.13"] {
+        revoke(&mut d, a, T0 + s(6));
+    }
+    assert!(d.reading().is_some(), "done before the reading is over");
+    assert_eq!(k.holds("ssh_4"), Vec::<IpAddr>::new());
+    let l = log.take();
+    assert_eq!(l.len(), 3, "{l:?}");
+    for (x, a) in l.iter().zip(["198.18.0.11", "198.18.0.12", "198.18.0.13"]) {
+        assert!(x.starts_with(&format!("revoked {a} service=ssh")), "{l:?}");
+    }
+    // .13 knocks again: a new authorization, said.
+    k.at(T0 + s(7));
+    k.knock("ssh_4", "198.18.0.13");
+    d.hear(&[knock(thirteen)], T0 + s(7));
+    assert_eq!(
+        log.take(),
+        ["authorized 198.18.0.13 service=ssh table=ssh anchor=pfknock ttl=1m"]
+    );
+    // The reading found all three (it dumped before the revokes, as a
+    // dump of a million may have).
+    k.knock("ssh_4", "198.18.0.11");
+    k.knock("ssh_4", "198.18.0.12");
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    d.read_done_heard(|| {
+        let p = "pfknock ssh: ".to_owned();
+        vec![(p.clone(), eleven), (p.clone(), thirteen), (p, thirteen)]
+    });
+    read_to_end(&mut d);
+    k.remove("ssh_4", "198.18.0.11");
+    k.remove("ssh_4", "198.18.0.12");
+    for ev in [knock(eleven), knock(thirteen), knock(thirteen)] {
+        d.kernel(ev, T0 + s(7));
+    }
+    let l = log.take();
+    assert!(
+        l.iter()
+            .all(|x| !x.starts_with("authorized") && !x.starts_with("renewed")),
+        "{l:?}"
+    );
+    assert_eq!(d.known(&t), Some(1), "only .13, knocked after its revoke");
+    tick_to(&mut d, &k, T0 + s(7) + s(60) + COALESCE);
+    let l = log.take();
+    assert_eq!(lines_of(&l, "expired", "198.18.0.13"), 1, "{l:?}");
+    assert!(
+        l.iter()
+            .all(|x| !x.contains("198.18.0.11") && !x.contains("198.18.0.12")),
+        "{l:?}"
+    );
+    assert_eq!(d.known(&t), Some(0));
+    // What was revoked during that reading is past: .12, authorized again
+    // after it, is taken in by a later reading (an overrun's) as any host.
+    k.at(T0 + s(70));
+    let twelve = k.knock("ssh_4", "198.18.0.12");
+    d.kernel(knock(twelve), T0 + s(70));
+    assert_eq!(lines_of(&log.take(), "authorized", "198.18.0.12"), 1);
+    d.kernel(KernelEvent::Overrun, T0 + s(71));
+    read_to_end(&mut d);
+    assert_eq!(d.known(&t), Some(1), "{:?}", log.take());
+}
+
+/// A revoke while an overrun's reading is taken in, a part a turn: the
+/// host the book held is said `revoked` once, not also as gone (learned
+/// late) when the take-in reaches what the book held.
+#[test]
+fn a_revoke_during_an_overruns_take_in_is_said_once() {
+    let conf = format!("{SSH}size = 131072\n");
+    let mut r = rig("revoke-take-in", &conf);
+    r.d.read_aside();
+    r.at(T0);
+    let addr = |i: u32| IpAddr::from([198, 18 + (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+    let known: Vec<Deadline> = (0..10_000)
+        .map(|i| Deadline::new(addr(i), Some(T0 + 60_000)))
+        .collect();
+    {
+        let mut st = r.k.st();
+        let elems = &mut st.sets.as_mut().unwrap().get_mut("ssh_4").unwrap().elems;
+        elems.extend(known.iter().map(|e| (e.addr(), T0 + 60_000)));
+    }
+    r.others(
+        T0,
+        vec![KernelEvent::Elements {
+            set: "ssh_4".into(),
+            added: true,
+            addrs: known,
+        }],
+    );
+    r.log.take();
+    r.event(T0 + 600, KernelEvent::Overrun);
+    r.d.read_done();
+    assert!(r.d.reading().is_some(), "taken in by parts");
+    let last = addr(9_999).to_string();
+    let req = Request {
+        config: r.path.clone(),
+        argv: vec!["revoke".to_owned(), last.clone()],
+    };
+    let reply = r.d.control_while_reading(&req, (T0 + 700) / 1000);
+    assert!(reply.expect("at once").error.is_none());
+    read_to_end(&mut r.d);
+    let l = r.log.take();
+    assert_eq!(
+        l.iter()
+            .filter(|x| x.contains(&format!(" {last} ")))
+            .count(),
+        1,
+        "{l:?}"
+    );
+    assert!(
+        l.iter().any(|x| x.starts_with(&format!("revoked {last} "))),
+        "{l:?}"
+    );
+    let t = TableRef::new(
+        &AnchorName::new("pfknock").unwrap(),
+        &pfknock::name::TableName::new("ssh").unwrap(),
+    );
+    assert_eq!(r.d.known(&t), Some(9_999));
+}
+
 /// During an overrun's reading, a knock of a host the book does not know
 /// is said at once, as at a start, and the reading that finds its element
 /// says no line learned late for it. A knock said so whose event a second
@@ -2381,8 +2536,9 @@ fn knocks_said_during_an_overrun_are_not_said_again_and_what_went_is_said() {
 /// runs: a config that makes no set being read anew is loaded at once, as
 /// SIGHUP does it, and the reply says so; one that cannot be read is
 /// answered at once with its error, nothing loaded; one that would make a
-/// set being read anew, and any other command, wait for the reading's end
-/// (`None`: `run`'s loop holds the connection and answers after).
+/// set being read anew, and any other command but `revoke`, wait for the
+/// reading's end (`None`: `run`'s loop holds the connection and answers
+/// after).
 #[test]
 fn a_load_through_the_control_socket_during_a_reading_goes_at_once_where_sighup_would() {
     let (mut d, k, log, path, _dir) = reading_rig("control-reading");
@@ -2396,10 +2552,8 @@ fn a_load_through_the_control_socket_during_a_reading_goes_at_once_where_sighup_
         d.control_while_reading(&req(&["allow", "198.18.0.20"]), now),
         None
     );
-    assert_eq!(
-        d.control_while_reading(&req(&["revoke", "198.18.0.9"]), now),
-        None
-    );
+    assert_eq!(d.control_while_reading(&req(&["flush"]), now), None);
+    assert_eq!(d.control_while_reading(&req(&["expire"]), now), None);
     fs::write(&path, SSH.replace("60s", "thirty")).unwrap();
     let reply = d
         .control_while_reading(&req(&["load"]), now)

@@ -98,6 +98,12 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             self.log.log(Level::Info, l);
         }
         let changes = std::mem::take(&mut done.changes);
+        if self.reading.is_some() {
+            for c in &changes {
+                let cx = super::events::cx!(self);
+                self.machine.revoked_while_read(&cx, c);
+            }
+        }
         self.follow(&changes, now);
         Reply {
             pid: std::process::id(),

@@ -67,12 +67,16 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// `pfknock load` through the control socket while the sets are read
     /// beside the loop: done at once where SIGHUP would be
-    /// (`reload_reading`), its reply as `control` gives it. `None` for any
-    /// other command, or a load that must wait: it is answered once the
-    /// reading is done.
+    /// (`reload_reading`), its reply as `control` gives it; `pfknock
+    /// revoke` always at once (`Machine::revoked_while_read`). `None` for
+    /// any other command, or a load that must wait: it is answered once
+    /// the reading is done.
     pub fn control_while_reading(&mut self, req: &Request, now: i64) -> Option<Reply> {
-        if !matches!(self.command_of(req), Ok(Command::Load)) {
-            return None;
+        match self.command_of(req) {
+            Ok(Command::Load) => {}
+            // At once: the reading leaves out what it removed.
+            Ok(Command::Revoke { .. }) => return Some(self.control(req, now)),
+            _ => return None,
         }
         self.echo = Some(Vec::new());
         let r = self.reload_at_once(now);

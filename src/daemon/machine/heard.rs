@@ -8,7 +8,7 @@
 //! book without a second line (`waited`).
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::{Action, Auth, Ctx, Left, Machine, Query, Step, Then, af, event_line, info, ms};
@@ -30,6 +30,9 @@ pub(super) struct Knocks {
     /// from the queue: the reading it brings finds their elements, or
     /// says they went (`said_dropped_went`).
     dropped: HashMap<(String, IpAddr), Option<Auth>>,
+    /// Hosts `pfknock revoke` removed while the reading ran: what it
+    /// found of them is not taken in (`Machine::revoked_while_read`).
+    removed: HashSet<(String, IpAddr)>,
 }
 
 impl Knocks {
@@ -38,6 +41,18 @@ impl Knocks {
         self.waiting.retain(|(w, _), _| w != set);
         self.said.retain(|(w, _), _| w != set);
         self.dropped.retain(|(w, _), _| w != set);
+        self.removed.retain(|(w, _)| w != set);
+    }
+
+    /// Did `pfknock revoke` remove `addr` from `set` while the reading
+    /// ran (and no knock brought it back since)?
+    pub(super) fn was_removed(&self, set: &str, addr: IpAddr) -> bool {
+        !self.removed.is_empty() && self.removed.contains(&(set.to_owned(), addr))
+    }
+
+    /// The reading is taken in: what was revoked during it is past.
+    pub(super) fn read(&mut self) {
+        self.removed = HashSet::new();
     }
 
     /// Was a knock of `addr` in `set` said as it came (its event in the
@@ -103,7 +118,12 @@ impl Machine {
             };
             let set = nft_set_of(s.table.as_str(), af(addr));
             let key = (set, addr);
-            if self.tracked(&key.0, addr).is_some() || self.knocks.said.contains_key(&key) {
+            // Said already, unless revoked since: a knock after a revoke
+            // is a new authorization.
+            let again = self.knocks.removed.remove(&key);
+            if self.tracked(&key.0, addr).is_some()
+                || (!again && self.knocks.said.contains_key(&key))
+            {
                 continue;
             }
             self.knocks.said.insert(key.clone(), None);
@@ -147,6 +167,25 @@ impl Machine {
             });
             self.knocks.said.insert(key, a);
         }
+    }
+
+    /// `pfknock revoke` through the daemon while a reading of the sets
+    /// runs (it does not wait for the reading, minutes at a million):
+    /// what the reading found of a host it removed is not taken in, and a
+    /// knock of it said before the revoke is not taken in when its event
+    /// comes. Whether `c` was such a removal.
+    pub fn revoked_while_read(&mut self, cx: &Ctx, c: &crate::verbs::Change) -> bool {
+        let crate::verbs::Change::Removed(t, n) = c else {
+            return false;
+        };
+        let Some(s) = cx.cfg.services.iter().find(|s| s.table == t.name) else {
+            return false;
+        };
+        let key = (nft_set_of(s.table.as_str(), af(n.addr())), n.addr());
+        if let Some(said) = self.knocks.said.get_mut(&key) {
+            *said = None;
+        }
+        self.knocks.removed.insert(key)
     }
 
     /// The knocks that waited in the queue while the start's reading ran

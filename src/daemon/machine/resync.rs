@@ -196,7 +196,10 @@ impl Machine {
                     break;
                 };
                 budget -= 1;
-                if t.missed && self.tracked(&c.set, addr).is_none() {
+                if t.missed
+                    && self.tracked(&c.set, addr).is_none()
+                    && !self.knocks.was_removed(&c.set, addr)
+                {
                     self.went(cx, &c.set, addr, a, now, &mut t.lines);
                 }
             }
@@ -213,6 +216,7 @@ impl Machine {
                 self.went(cx, &set, addr, a, now, &mut t.lines);
             }
         }
+        self.knocks.read();
         if !self.say_late(cx, &mut t, out) {
             out.push(Action::Ask(Query::Pause, Then::of(Step::Taking(t))));
             return;
@@ -234,6 +238,10 @@ impl Machine {
         now: i64,
     ) -> Option<Auth> {
         let addr = e.addr();
+        // Revoked while the reading ran (`heard.rs`).
+        if self.knocks.was_removed(&c.set, addr) {
+            return None;
+        }
         // The kernel's own deadline, however long the reading took
         // (a deadline already past: due at once).
         let until = e.at().unwrap_or(now + c.ttl);
