@@ -1,0 +1,133 @@
+#!/bin/bash
+# How late a knock is logged while the daemon's start reads its sets
+# (Linux): in two network namespaces of their own (server and client,
+# joined by a veth pair), HELD authorizations are put in the set before
+# each build's daemon starts with no record; from the moment `run`
+# returns, a host of the client's side knocks once a second (KNOCKS
+# hosts, each once, three connects from its own address), until the
+# start's reading is over or every host has knocked. For each knock, the
+# time from the end of the knock to its `authorized` line on the log
+# socket, for the knocks that came while the reading ran (SIGUSR2 after
+# the knock still said it read). Prints, per build, the median and the
+# largest of those waits, side by side in one run; the floor is a knock
+# after the start (last line).
+#
+# Root only; needs iproute2, nft, python3, and release builds:
+#   cargo build --release && sudo bash benches/start-knocks.sh \
+#       target/release/pfknock [OTHER-BUILD ...]
+# Environment: HELD (default 300000; 1000000 makes a reading of a few
+# minutes), KNOCKS (default 20).
+# Nothing leaves the namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HELD=${HELD:-300000}
+KNOCKS=${KNOCKS:-20}
+S=pfksk-s-$$ C=pfksk-c-$$
+NET=198.18.202
+# shellcheck source=benches/common/ns.sh
+. benches/common/ns.sh
+bench_builds "$@"
+bench_pair "$S" "$C" "$NET"
+bench_conf 2097152 "2/5"
+for i in $(seq 10 $((9 + KNOCKS + 1))); do
+	ip -n "$C" addr add "$NET.$i/24" dev "vc$$"
+done
+python3 -c "
+import sys
+n = int(sys.argv[1])
+for lo in range(0, n, 100000):
+    print('add element inet pfknock ssh_4 { ' + ', '.join(
+        '10.%d.%d.%d timeout 1h' % (i >> 16 & 63, i >> 8 & 255, i & 255)
+        for i in range(lo, min(n, lo + 100000))) + ' }')" "$HELD" >"$tmp/held.nft"
+for bin in "${BINS[@]}"; do
+	bin=$(realpath "$bin")
+	ip netns exec "$S" nft delete table inet pfknock 2>/dev/null || true
+	rm -f "$tmp/log.sock" "$tmp/pid" "$tmp/pid.state"
+	ip netns exec "$S" "$bin" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" load
+	ip netns exec "$S" nft -f "$tmp/held.nft"
+	python3 - "$tmp" "$bin" "$S" "$C" "$NET" "$KNOCKS" <<'EOP'
+import os, re, signal, socket, statistics, subprocess, sys, time
+tmp, binary, srv, cli, net, knocks = sys.argv[1:7]
+knocks = int(knocks)
+sys.path.insert(0, "benches/common")
+import pfk
+log = pfk.Log(tmp)
+said = {}      # host -> when its authorized line came
+reading = [True]
+def drain(until):
+    """Log lines until `until` (monotonic)."""
+    while True:
+        left = until - time.monotonic()
+        if left <= 0:
+            return
+        log.sock.settimeout(left)
+        try:
+            line = log.sock.recv(65536).decode(errors="replace")
+        except socket.timeout:
+            return
+        m = re.search(r"authorized (\S+) ", line)
+        if m and m.group(1) not in said:
+            said[m.group(1)] = time.monotonic()
+        if "status <" in line and "reading" not in line:
+            reading[0] = False
+KNOCK = """
+import socket, sys, time
+for _ in range(3):  # rate 2/5: the third connect knocks
+    s = socket.socket()
+    s.bind((sys.argv[1], 0))
+    s.settimeout(1)
+    try:
+        s.connect((sys.argv[2], 1234))
+    except OSError:
+        pass
+    s.close()
+print(time.monotonic())
+"""
+def knock(host):
+    """Three connects from `host` (a knock); when the last ended (the
+    monotonic clock is the machine's, in every namespace)."""
+    o = subprocess.run(["ip", "netns", "exec", cli, "python3", "-c", KNOCK, host, net + ".1"],
+                       check=True, capture_output=True)
+    return float(o.stdout)
+subprocess.run(["ip", "netns", "exec", srv, binary, "-c", tmp + "/pfknock.toml", "-S",
+                tmp + "/ctl.sock", "run", "-p", tmp + "/pid"], env=log.env, check=True)
+pid = int(open(tmp + "/pid").read())
+t0 = time.monotonic()
+knocked, during = {}, set()
+for i in range(knocks):
+    if not reading[0]:
+        break
+    host = "%s.%d" % (net, 10 + i)
+    knocked[host] = knock(host)
+    os.kill(pid, signal.SIGUSR2)
+    drain(knocked[host] + 0.2)
+    if reading[0]:
+        during.add(host)
+    drain(t0 + i + 1)
+ended = None
+for _ in range(3600):
+    if not reading[0]:
+        break
+    os.kill(pid, signal.SIGUSR2)
+    drain(time.monotonic() + 1)
+ended = time.monotonic()
+drain(ended + 2)
+# The floor: a knock once the start is over.
+after = "%s.%d" % (net, 10 + knocks)
+t_after = knock(after)
+drain(t_after + 2)
+waits = sorted((said[h] - knocked[h]) * 1000 for h in during if h in said)
+name = os.path.basename(binary)
+if waits:
+    print(f"{name}: {len(during)} knocks during the start's reading ({ended - t0:.1f} s); "
+          f"knock to line: median {statistics.median(waits):.1f} ms, "
+          f"max {waits[-1]:.1f} ms; {len(during) - len(waits)} never said", flush=True)
+else:
+    print(f"{name}: no knock came during the start's reading ({ended - t0:.1f} s)", flush=True)
+if after in said:
+    print(f"{name}: a knock after the start: {(said[after] - t_after) * 1000:.1f} ms", flush=True)
+os.kill(pid, signal.SIGTERM)
+time.sleep(1)
+EOP
+	rm -f "$tmp/pid"
+done
