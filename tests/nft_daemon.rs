@@ -1968,6 +1968,20 @@ fn a_reload_that_deletes_sets_being_read_is_loaded_at_once_and_says_what_went() 
             let heard: Vec<String> = k.st().heard.iter().map(|h| h.0.clone()).collect();
             assert_eq!(heard, ["ssh_4", "ssh_6", "web_4", "web_6"]);
         }
+        // Knocks in sets the reload deletes, heard (and said) during the
+        // reading: their events after it take in nothing.
+        let knock = |prefix: &str, a: &str| KernelEvent::Knock {
+            prefix: prefix.into(),
+            addr: a.parse().unwrap(),
+        };
+        let heard = [
+            knock("pfknock ssh: ", "fd00::9"),
+            knock("pfknock web: ", "198.18.0.20"),
+        ];
+        if gated {
+            d.hear(&heard, T0 + s(10));
+            assert_eq!(log.take().len(), 2);
+        }
         fs::write(&path, SSH.to_owned() + "family = \"inet\"\n").unwrap();
         k.at(T0 + s(20));
         if gated {
@@ -1992,6 +2006,11 @@ fn a_reload_that_deletes_sets_being_read_is_loaded_at_once_and_says_what_went() 
         *gate.0.lock().unwrap() = true;
         gate.1.notify_all();
         read_to_end(&mut d);
+        if gated {
+            for ev in heard {
+                d.kernel(ev, T0 + s(21));
+            }
+        }
         d.caught_up((T0 + s(21)) / 1000);
         assert!(d.reading().is_none(), "not read again");
         // The reading's own line says what it found that is still there,

@@ -540,6 +540,7 @@ impl Machine {
         let mut out = Vec::new();
         for set in sets {
             out.extend(self.forget_set(cx, set));
+            self.knocks.drop_set(set);
             self.dropped.insert(set.clone());
         }
         out

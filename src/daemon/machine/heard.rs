@@ -203,7 +203,8 @@ impl Machine {
     /// A knock whose event waited behind the start's reading: said now
     /// with the time the kernel gave it, unless it was said as it came;
     /// the book then holds what the reading found, else what the look-up
-    /// found then. False where neither knows it: the knock goes on as any
+    /// found then. Nothing where a reload during the reading deleted its
+    /// set. False where none of this knows it: the knock goes on as any
     /// knock does.
     pub(super) fn waited(
         &mut self,
@@ -213,11 +214,18 @@ impl Machine {
         addr: IpAddr,
         out: &mut Vec<Action>,
     ) -> bool {
+        let key = (set.to_owned(), addr);
+        // A reload during the reading deleted its set: the reload said
+        // what went with it.
+        if !self.dropped.is_empty() && self.dropped.contains(set) {
+            self.knocks.said.remove(&key);
+            self.knocks.waiting.remove(&key);
+            return true;
+        }
         let k = &mut self.knocks;
         if k.waiting.is_empty() && k.said.is_empty() {
             return false;
         }
-        let key = (set.to_owned(), addr);
         let found = k.waiting.remove(&key).flatten();
         let said = k.said.remove(&key);
         let a = match (found, said) {
