@@ -528,6 +528,25 @@ impl Rig {
         self.k.at(t);
         self.d.kernel(ev, t);
     }
+    /// `count` hosts (`nth`) added to ssh_4 by another process at T0,
+    /// until T0 + 60 s, and followed by the daemon (their lines taken).
+    fn added_by_others(&mut self, count: u32) {
+        let known: Vec<Deadline> = (0..count)
+            .map(|i| Deadline::new(nth(i), Some(T0 + 60_000)))
+            .collect();
+        {
+            let mut st = self.k.st();
+            let elems = &mut st.sets.as_mut().unwrap().get_mut("ssh_4").unwrap().elems;
+            elems.extend(known.iter().map(|e| (e.addr(), T0 + 60_000)));
+        }
+        let added = KernelEvent::Elements {
+            set: "ssh_4".into(),
+            added: true,
+            addrs: known,
+        };
+        self.others(T0, vec![added]);
+        self.log.take();
+    }
     /// A command through the control socket, at `t` (ms).
     fn command(&mut self, t: i64, argv: &[&str]) -> pfknock::control::Reply {
         self.k.at(t);
@@ -551,6 +570,11 @@ impl Rig {
             },
         );
     }
+}
+
+/// The `i`th of many IPv4 hosts, from 198.18.0.0 on.
+fn nth(i: u32) -> IpAddr {
+    IpAddr::from([198, 18 + (i >> 16) as u8, (i >> 8) as u8, i as u8])
 }
 
 fn s(ms: i64) -> i64 {
@@ -996,32 +1020,15 @@ fn a_large_reading_is_taken_in_by_parts_and_says_the_same_as_in_one_piece() {
     let said = |aside: bool| {
         let mut r = rig(if aside { "parts-aside" } else { "parts" }, &conf);
         r.at(T0);
-        let addr = |i: u32| IpAddr::from([198, 18 + (i >> 16) as u8, (i >> 8) as u8, i as u8]);
         // Known: 0..60,000. In the kernel after the overrun: 20,000..80,000.
-        let known: Vec<Deadline> = (0..60_000)
-            .map(|i| Deadline::new(addr(i), Some(T0 + 60_000)))
-            .collect();
-        {
-            let mut st = r.k.st();
-            let elems = &mut st.sets.as_mut().unwrap().get_mut("ssh_4").unwrap().elems;
-            elems.extend(known.iter().map(|e| (e.addr(), T0 + 60_000)));
-        }
-        r.others(
-            T0,
-            vec![KernelEvent::Elements {
-                set: "ssh_4".into(),
-                added: true,
-                addrs: known,
-            }],
-        );
-        r.log.take();
+        r.added_by_others(60_000);
         {
             let mut st = r.k.st();
             let elems = &mut st.sets.as_mut().unwrap().get_mut("ssh_4").unwrap().elems;
             for i in 0..20_000 {
-                elems.remove(&addr(i));
+                elems.remove(&nth(i));
             }
-            elems.extend((60_000..80_000).map(|i| (addr(i), T0 + 90_000)));
+            elems.extend((60_000..80_000).map(|i| (nth(i), T0 + 90_000)));
         }
         if aside {
             r.d.read_aside();
@@ -2428,28 +2435,11 @@ fn a_revoke_during_an_overruns_take_in_is_said_once() {
     let mut r = rig("revoke-take-in", &conf);
     r.d.read_aside();
     r.at(T0);
-    let addr = |i: u32| IpAddr::from([198, 18 + (i >> 16) as u8, (i >> 8) as u8, i as u8]);
-    let known: Vec<Deadline> = (0..10_000)
-        .map(|i| Deadline::new(addr(i), Some(T0 + 60_000)))
-        .collect();
-    {
-        let mut st = r.k.st();
-        let elems = &mut st.sets.as_mut().unwrap().get_mut("ssh_4").unwrap().elems;
-        elems.extend(known.iter().map(|e| (e.addr(), T0 + 60_000)));
-    }
-    r.others(
-        T0,
-        vec![KernelEvent::Elements {
-            set: "ssh_4".into(),
-            added: true,
-            addrs: known,
-        }],
-    );
-    r.log.take();
+    r.added_by_others(10_000);
     r.event(T0 + 600, KernelEvent::Overrun);
     r.d.read_done();
     assert!(r.d.reading().is_some(), "taken in by parts");
-    let last = addr(9_999).to_string();
+    let last = nth(9_999).to_string();
     let req = Request {
         config: r.path.clone(),
         argv: vec!["revoke".to_owned(), last.clone()],
