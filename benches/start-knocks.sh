@@ -10,7 +10,9 @@
 # socket, for the knocks that came while the reading ran (SIGUSR2 after
 # the knock still said it read). Prints, per build, the median and the
 # largest of those waits, side by side in one run; the floor is a knock
-# after the start (last line).
+# after the start (last line). The third knock is followed by `pfknock
+# revoke` of the first knocker, through the daemon: the time until the
+# command returns.
 #
 # Root only; needs iproute2, nft, python3, and release builds:
 #   cargo build --release && sudo bash benches/start-knocks.sh \
@@ -94,6 +96,13 @@ subprocess.run(["ip", "netns", "exec", srv, binary, "-c", tmp + "/pfknock.toml",
 pid = int(open(tmp + "/pid").read())
 t0 = time.monotonic()
 knocked, during = {}, set()
+revoked = []  # [started, done, still reading when started]
+def revoke(host):
+    """`pfknock revoke host` through the daemon; when it returned."""
+    subprocess.run(["ip", "netns", "exec", srv, binary, "-c", tmp + "/pfknock.toml", "-S",
+                    tmp + "/ctl.sock", "revoke", host],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    revoked.append(time.monotonic())
 for i in range(knocks):
     if not reading[0]:
         break
@@ -103,6 +112,12 @@ for i in range(knocks):
     drain(knocked[host] + 0.2)
     if reading[0]:
         during.add(host)
+    if i == 2 and reading[0]:
+        # The first knocker revoked, the command timed in a thread of
+        # its own (it may wait for the reading).
+        import threading
+        revoked.append(time.monotonic())
+        threading.Thread(target=revoke, args=("%s.10" % net,), daemon=True).start()
     drain(t0 + i + 1)
 ended = None
 for _ in range(3600):
@@ -124,6 +139,9 @@ if waits:
           f"max {waits[-1]:.1f} ms; {len(during) - len(waits)} never said", flush=True)
 else:
     print(f"{name}: no knock came during the start's reading ({ended - t0:.1f} s)", flush=True)
+if len(revoked) == 2:
+    print(f"{name}: pfknock revoke during the start's reading returned after "
+          f"{(revoked[1] - revoked[0]) * 1000:.1f} ms", flush=True)
 if after in said:
     print(f"{name}: a knock after the start: {(said[after] - t_after) * 1000:.1f} ms", flush=True)
 os.kill(pid, signal.SIGTERM)
