@@ -42,8 +42,8 @@ const MAX_REPLY: u64 = 64 * 1024 * 1024;
 const WAIT: Duration = Duration::from_secs(600);
 /// How long before the command is told that it waits: a daemon reading
 /// its sets (at its start, or after lost notifications) holds commands
-/// but `revoke` (and a `load` that keeps the sets being read) until that
-/// reading is done, minutes at a million authorizations.
+/// but `allow`, `revoke` (and a `load` that keeps the sets being read)
+/// until that reading is done, minutes at a million authorizations.
 const NOTE_AFTER: Duration = Duration::from_secs(3);
 
 /// What a command asks of the daemon.

@@ -1328,10 +1328,13 @@ fn knocks_while_the_start_reads_the_sets_are_each_logged_once_and_at_once() {
 /// the host's port is shut and the log says `revoked` once. Once the
 /// reading is over, the host (knocked before the start, so in the set the
 /// reading read) is not taken in: no entry, no line of it, no ghost
-/// expiry; its next knock authorizes it again, logged once.
+/// expiry; its next knock authorizes it again, logged once. `pfknock
+/// allow` during the reading is done at once too: the port opens, and
+/// the daemon holds the host once the reading is over (it is in SIGUSR2's
+/// count).
 #[test]
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
-fn a_revoke_during_the_starts_reading_is_done_at_once() {
+fn a_revoke_and_an_allow_during_the_starts_reading_are_done_at_once() {
     need_root_and_tools!();
     let mut n = Net::new(&(CONF.replace("TTL", "10m") + "size    = 262144\n"));
     n.up();
@@ -1351,6 +1354,16 @@ fn a_revoke_during_the_starts_reading_is_done_at_once() {
         "the revoke waited {took:?}: {err}"
     );
     assert!(!n.open(false), "revoked, yet the port opens");
+    // Another host of the client's network, allowed at once.
+    let other = format!("198.18.{}.3", n.n);
+    let t = Instant::now();
+    let o = via_daemon(&n, &["allow", &other]);
+    ok(&o);
+    assert!(t.elapsed() < Duration::from_secs(3), "the allow waited");
+    assert!(
+        n.elements("ssh_4").contains(&other),
+        "allowed, yet not held"
+    );
     ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
     said += &read_log(&log, 5, |s| s.contains("status: "));
     assert!(
@@ -1362,6 +1375,14 @@ fn a_revoke_during_the_starts_reading_is_done_at_once() {
     said += &read_log(&log, 2, |_| false);
     assert!(!n.elements("ssh_4").contains(&ip), "revoked, yet held");
     assert!(!n.open(false), "the reading brought the revoked host back");
+    ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
+    let status = read_log(&log, 5, |s| s.contains("status <"));
+    assert!(status.contains(": 200001 entries"), "{status}");
+    assert_eq!(
+        said.matches(&format!(": allowed {other} ")).count(),
+        1,
+        "{said}"
+    );
     let of_ip: Vec<&str> = said
         .lines()
         .filter(|l| l.contains(&format!(" {ip} ")))

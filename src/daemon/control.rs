@@ -98,12 +98,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             self.log.log(Level::Info, l);
         }
         let changes = std::mem::take(&mut done.changes);
-        if self.reading.is_some() {
-            for c in &changes {
-                let cx = super::events::cx!(self);
-                self.machine.revoked_while_read(&cx, c);
-            }
-        }
         self.follow(&changes, now);
         Reply {
             pid: std::process::id(),
@@ -282,8 +276,18 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// Follow what a verb changed, without a line: the verb's audit lines
     /// said it.
+    /// While a reading of the sets runs, the machine notes what a revoke
+    /// or an allow changed, for the reading's take-in, and follows only
+    /// the removals (`Machine::changed_while_read`).
     fn follow(&mut self, changes: &[Change], now: i64) {
         for c in changes {
+            let cx = super::events::cx!(self);
+            if self.reading.is_some()
+                && self.machine.changed_while_read(&cx, c, now)
+                && matches!(c, Change::Added(..))
+            {
+                continue;
+            }
             let cx = super::events::cx!(self);
             let acts = self.machine.follow(&cx, c, now);
             self.carry_out(acts, super::events::ms(now));

@@ -568,7 +568,7 @@ fn wait_for<T: Tables, L: Loader>(
     if control {
         fds.push(ctl.sock.as_fd());
     }
-    let sfd = spa.as_ref().and_then(|s| s.fd()).filter(|_| !reading);
+    let sfd = spa.as_ref().and_then(|s| s.fd());
     let ns = usize::from(sfd.is_some());
     fds.extend(sfd);
     let kfds = feeds.fds();
@@ -638,6 +638,9 @@ fn serve<T: Tables, L: Loader>(
             return Ok(());
         }
         if d.reading().is_some() {
+            // A signed knock opens or closes at once, as `allow` and
+            // `revoke` do (`Machine::changed_while_read`).
+            signed(&mut d, spa, ready.spa);
             if ready.control {
                 take_commands(&mut d, ctl, &mut held);
             }

@@ -68,14 +68,17 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// `pfknock load` through the control socket while the sets are read
     /// beside the loop: done at once where SIGHUP would be
     /// (`reload_reading`), its reply as `control` gives it; `pfknock
-    /// revoke` always at once (`Machine::revoked_while_read`). `None` for
-    /// any other command, or a load that must wait: it is answered once
-    /// the reading is done.
+    /// revoke` and `allow` always at once (`Machine::changed_while_read`).
+    /// `None` for any other command, or a load that must wait: it is
+    /// answered once the reading is done.
     pub fn control_while_reading(&mut self, req: &Request, now: i64) -> Option<Reply> {
         match self.command_of(req) {
             Ok(Command::Load) => {}
-            // At once: the reading leaves out what it removed.
-            Ok(Command::Revoke { .. }) => return Some(self.control(req, now)),
+            // At once: the reading leaves out what a revoke removed, and
+            // takes in what an allow added with the time it gave.
+            Ok(Command::Revoke { .. } | Command::Allow { .. }) => {
+                return Some(self.control(req, now));
+            }
             _ => return None,
         }
         self.echo = Some(Vec::new());

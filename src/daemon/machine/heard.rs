@@ -31,8 +31,11 @@ pub(super) struct Knocks {
     /// says they went (`said_dropped_went`).
     dropped: HashMap<(String, IpAddr), Option<Auth>>,
     /// Hosts `pfknock revoke` removed while the reading ran: what it
-    /// found of them is not taken in (`Machine::revoked_while_read`).
+    /// found of them is not taken in (`Machine::changed_while_read`).
     removed: HashSet<(String, IpAddr)>,
+    /// Hosts `pfknock allow` (or a signed knock) added while the reading
+    /// ran, and their authorizations: taken in once it is (`allowed`).
+    allowed: HashMap<(String, IpAddr), Auth>,
 }
 
 impl Knocks {
@@ -42,6 +45,14 @@ impl Knocks {
         self.said.retain(|(w, _), _| w != set);
         self.dropped.retain(|(w, _), _| w != set);
         self.removed.retain(|(w, _)| w != set);
+        self.allowed.retain(|(w, _), _| w != set);
+    }
+
+    /// Did `pfknock allow` add `addr` to `set` while the reading ran?
+    /// Then its line was said, and what the reading found of it says
+    /// none learned late.
+    pub(super) fn was_allowed(&self, set: &str, addr: IpAddr) -> bool {
+        !self.allowed.is_empty() && self.allowed.contains_key(&(set.to_owned(), addr))
     }
 
     /// Did `pfknock revoke` remove `addr` from `set` while the reading
@@ -50,9 +61,11 @@ impl Knocks {
         !self.removed.is_empty() && self.removed.contains(&(set.to_owned(), addr))
     }
 
-    /// The reading is taken in: what was revoked during it is past.
-    pub(super) fn read(&mut self) {
+    /// The reading is taken in: what was revoked during it is past, and
+    /// what was allowed is handed over, to be taken into the book.
+    pub(super) fn read(&mut self) -> HashMap<(String, IpAddr), Auth> {
         self.removed = HashSet::new();
+        std::mem::take(&mut self.allowed)
     }
 
     /// Was a knock of `addr` in `set` said as it came (its event in the
@@ -169,23 +182,48 @@ impl Machine {
         }
     }
 
-    /// `pfknock revoke` through the daemon while a reading of the sets
-    /// runs (it does not wait for the reading, minutes at a million):
-    /// what the reading found of a host it removed is not taken in, and a
-    /// knock of it said before the revoke is not taken in when its event
-    /// comes. Whether `c` was such a removal.
-    pub fn revoked_while_read(&mut self, cx: &Ctx, c: &crate::verbs::Change) -> bool {
-        let crate::verbs::Change::Removed(t, n) = c else {
+    /// A change `pfknock revoke` or `allow` (or a signed knock) made
+    /// through the daemon while a reading of the sets runs (it does not
+    /// wait for the reading, minutes at a million), at `now` (seconds).
+    /// Revoked: what the reading found of the host is not taken in, and a
+    /// knock of it said before is not taken in when its event comes.
+    /// Allowed: the host is taken in with the authorization the allow
+    /// gave once the reading is (`allowed`), and the reading's copy says
+    /// no line. Whether `c` was either (the book is then left alone: the
+    /// reading is taken into it).
+    pub fn changed_while_read(&mut self, cx: &Ctx, c: &crate::verbs::Change, now: i64) -> bool {
+        use crate::verbs::Change::{Added, Removed};
+        let (Added(t, n) | Removed(t, n)) = c else {
             return false;
         };
         let Some(s) = cx.cfg.services.iter().find(|s| s.table == t.name) else {
             return false;
         };
         let key = (nft_set_of(s.table.as_str(), af(n.addr())), n.addr());
+        if matches!(c, Added(..)) {
+            let since = ms(now);
+            let until = since + ms(s.ttl.0 as i64);
+            self.knocks.removed.remove(&key);
+            self.knocks.allowed.insert(key, Auth { since, until });
+            return true;
+        }
         if let Some(said) = self.knocks.said.get_mut(&key) {
             *said = None;
         }
-        self.knocks.removed.insert(key)
+        self.knocks.allowed.remove(&key);
+        self.knocks.removed.insert(key);
+        true
+    }
+
+    /// The hosts allowed while the reading ran, once it is taken in: each
+    /// in the book with the authorization the allow gave, unless the
+    /// book holds a later deadline for it (a knock since).
+    pub(super) fn take_allowed(&mut self, cx: &Ctx, out: &mut Vec<Action>) {
+        for ((set, addr), a) in self.knocks.read() {
+            if self.tracked(&set, addr).is_none_or(|b| b.until < a.until) {
+                out.extend(self.track(cx, &set, addr, a.since, a.until));
+            }
+        }
     }
 
     /// The knocks that waited in the queue while the start's reading ran

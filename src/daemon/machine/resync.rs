@@ -216,7 +216,7 @@ impl Machine {
                 self.went(cx, &set, addr, a, now, &mut t.lines);
             }
         }
-        self.knocks.read();
+        self.take_allowed(cx, out);
         if !self.say_late(cx, &mut t, out) {
             out.push(Action::Ask(Query::Pause, Then::of(Step::Taking(t))));
             return;
@@ -261,8 +261,14 @@ impl Machine {
         // (At start the book is empty: nothing is old.)
         Some(match c.old.get(addr) {
             Some(o) => self.kept(cx, &c.set, addr, o, fresh, now, lines),
-            // Said as it came during the reading (`heard.rs`).
-            None if missed && self.knocks.was_said(&c.set, addr) => fresh,
+            // Said as it came during the reading, or allowed then
+            // (`heard.rs`).
+            None if missed
+                && (self.knocks.was_said(&c.set, addr)
+                    || self.knocks.was_allowed(&c.set, addr)) =>
+            {
+                fresh
+            }
             None if missed => {
                 self.late(cx, &c.set, addr, "authorized", fresh, now, lines);
                 fresh
