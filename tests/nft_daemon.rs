@@ -2433,7 +2433,7 @@ fn a_revoke_during_the_starts_reading_goes_at_once_and_the_reading_leaves_it_out
 /// dumped before it), and expires once, at the kernel's deadline; nothing
 /// else is said of it. Allowed and then revoked in the same reading (.22):
 /// not taken in. During an overrun's reading, a host allowed then says no
-/// line learned late.
+/// line learned late, new or renewed by the allow.
 #[test]
 fn an_allow_during_a_reading_goes_at_once_and_is_taken_in_with_its_time() {
     let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
@@ -2478,18 +2478,36 @@ fn an_allow_during_a_reading_goes_at_once_and_is_taken_in_with_its_time() {
     assert_eq!(lines_of(&l, "expired", "198.18.0.21"), 1, "{l:?}");
     assert_eq!(l.len(), 3, "the reading's line and two expiries: {l:?}");
     assert_eq!(d.known(&t), Some(0));
-    // An overrun's reading, which finds the host allowed meanwhile: no
-    // news.
-    *gate.0.lock().unwrap() = false;
-    d.kernel(KernelEvent::Overrun, T0 + s(70));
+    // An overrun's reading, which finds the hosts allowed meanwhile (.23
+    // new, .24 known and renewed by the allow): no news.
     k.at(T0 + s(70));
-    command(&mut d, &["allow", "198.18.0.23"], T0 + s(70));
+    let knock = |a| KernelEvent::Knock {
+        prefix: "pfknock ssh: ".into(),
+        addr: a,
+    };
+    d.kernel(knock(k.knock("ssh_4", "198.18.0.24")), T0 + s(70));
+    assert_eq!(log.take().len(), 1);
+    *gate.0.lock().unwrap() = false;
+    k.at(T0 + s(75));
+    d.kernel(KernelEvent::Overrun, T0 + s(75));
+    command(&mut d, &["allow", "198.18.0.23"], T0 + s(75));
+    command(&mut d, &["allow", "198.18.0.24"], T0 + s(75));
     *gate.0.lock().unwrap() = true;
     gate.1.notify_all();
     read_to_end(&mut d);
     let l = log.take();
-    assert!(l.iter().all(|x| !x.contains("learned late")), "{l:?}");
-    assert_eq!(d.known(&t), Some(1));
+    assert_eq!(l.len(), 3, "{l:?}");
+    assert!(l[2].starts_with("renewed 198.18.0.24 service=ssh"), "{l:?}");
+    assert!(l[2].ends_with("by pfknock allow"), "{l:?}");
+    assert_eq!(d.known(&t), Some(2));
+    // Each at the kernel's deadline, which the allow moved: none at .24's
+    // deadline before it.
+    tick_to(&mut d, &k, T0 + s(130) + COALESCE);
+    assert_eq!(log.take(), Vec::<String>::new());
+    tick_to(&mut d, &k, T0 + s(135) + COALESCE);
+    let l = log.take();
+    assert_eq!(lines_of(&l, "expired", "198.18.0.23"), 1, "{l:?}");
+    assert_eq!(lines_of(&l, "expired", "198.18.0.24"), 1, "{l:?}");
 }
 
 /// A revoke while an overrun's reading is taken in, a part a turn: the

@@ -273,8 +273,7 @@ impl Machine {
                 until: a.until,
             },
             (Some(a), _) => {
-                let extra = format!("ttl={}", Secs(s.ttl.0));
-                info(out, event_line(cx.cfg, "authorized", s, addr, &extra));
+                info(out, authorized_line(cx, s, addr, true));
                 a
             }
             (None, Some(Some(a))) => a,

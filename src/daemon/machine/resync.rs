@@ -260,15 +260,11 @@ impl Machine {
         }
         // (At start the book is empty: nothing is old.)
         Some(match c.old.get(addr) {
+            // Allowed during the reading, or said as it came then: its
+            // line was said (`heard.rs`).
+            _ if missed && self.knocks.was_allowed(&c.set, addr) => fresh,
             Some(o) => self.kept(cx, &c.set, addr, o, fresh, now, lines),
-            // Said as it came during the reading, or allowed then
-            // (`heard.rs`).
-            None if missed
-                && (self.knocks.was_said(&c.set, addr)
-                    || self.knocks.was_allowed(&c.set, addr)) =>
-            {
-                fresh
-            }
+            None if missed && self.knocks.was_said(&c.set, addr) => fresh,
             None if missed => {
                 self.late(cx, &c.set, addr, "authorized", fresh, now, lines);
                 fresh
