@@ -1317,6 +1317,10 @@ fn knocks_while_the_start_reads_the_sets_are_each_logged_once_and_at_once() {
         !said.contains("198.19.") && !said.contains("fd00:19::"),
         "the 250,000 are not news:\n{said}"
     );
+    // The client's own address did not knock: it stays out, unsaid.
+    let ip = n.cli_ip(false);
+    assert!(!held.contains(&ip) && !n.open(false), "{ip} got in");
+    assert!(!said.contains(&format!(" {ip} ")), "{said}");
     let _ = d.kill();
     let _ = d.wait();
 }
