@@ -572,6 +572,14 @@ impl Rig {
     }
 }
 
+/// Service ssh's authorized table, as the daemon names it.
+fn ssh_table() -> TableRef {
+    TableRef::new(
+        &AnchorName::new("pfknock").unwrap(),
+        &pfknock::name::TableName::new("ssh").unwrap(),
+    )
+}
+
 /// The `i`th of many IPv4 hosts, from 198.18.0.0 on.
 fn nth(i: u32) -> IpAddr {
     IpAddr::from([198, 18 + (i >> 16) as u8, (i >> 8) as u8, i as u8])
@@ -653,10 +661,7 @@ fn a_flush_says_what_the_kernel_told_back_and_forgets_the_rest_too() {
         let said = reply.done.stderr.join("\n");
         let told = r.log.take_where(|l| l.starts_with("flushed "));
         assert!(r.k.holds("ssh_4").is_empty(), "{room:?}");
-        let t = TableRef::new(
-            &AnchorName::new("pfknock").unwrap(),
-            &pfknock::name::TableName::new("ssh").unwrap(),
-        );
+        let t = ssh_table();
         assert_eq!(r.d.known(&t), Some(0), "{room:?}");
         match room {
             None => {
@@ -850,10 +855,7 @@ fn an_overrun_read_beside_the_loop_says_the_same_once_the_reading_is_done() {
             format!("removed 198.18.0.8 service=ssh table=ssh anchor=pfknock age=0s ttl=1m {late}"),
         ]
     );
-    let t = pfknock::tables::TableRef::new(
-        &AnchorName::new("pfknock").unwrap(),
-        &pfknock::name::TableName::new("ssh").unwrap(),
-    );
+    let t = ssh_table();
     assert_eq!(r.d.known(&t), Some(1));
 }
 
@@ -871,10 +873,7 @@ fn the_start_reads_the_sets_beside_the_loop_and_then_compares_the_record() {
     k.at(T0);
     let log = Mem::default();
     let (cfg, _) = Config::load(&path).unwrap();
-    let t = TableRef::new(
-        &AnchorName::new("pfknock").unwrap(),
-        &pfknock::name::TableName::new("ssh").unwrap(),
-    );
+    let t = ssh_table();
     // The last run knew .7 (gone now), not .8.
     let key = |a: &str| (t.to_string(), a.parse::<Net>().unwrap());
     let record: pfknock::daemon::state::Known = [(key("198.18.0.7"), T0 / 1000 - 100)].into();
@@ -1051,10 +1050,7 @@ fn a_large_reading_is_taken_in_by_parts_and_says_the_same_as_in_one_piece() {
                 );
             }
         }
-        let t = TableRef::new(
-            &AnchorName::new("pfknock").unwrap(),
-            &pfknock::name::TableName::new("ssh").unwrap(),
-        );
+        let t = ssh_table();
         said.extend(r.log.take());
         (said, r.d.known(&t), turns, r.d.next_due_ms(), most)
     };
@@ -2241,10 +2237,7 @@ fn knocks_heard_during_the_starts_reading_are_said_at_once_and_once() {
     let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
     let (mut d, k, log, _path, _dir) =
         reading_rig_with("said-at-once", |k| k.st().gate = Some(gate.clone()));
-    let t = TableRef::new(
-        &AnchorName::new("pfknock").unwrap(),
-        &pfknock::name::TableName::new("ssh").unwrap(),
-    );
+    let t = ssh_table();
     k.at(T0 + s(5));
     let eleven = k.knock("ssh_4", "198.18.0.11");
     let six = k.knock("ssh_6", "fd00::6");
@@ -2342,10 +2335,7 @@ fn a_revoke_during_the_starts_reading_goes_at_once_and_the_reading_leaves_it_out
         k.knock("ssh_4", "198.18.0.12");
         k.st().gate = Some(gate.clone());
     });
-    let t = TableRef::new(
-        &AnchorName::new("pfknock").unwrap(),
-        &pfknock::name::TableName::new("ssh").unwrap(),
-    );
+    let t = ssh_table();
     let knock = |addr| KernelEvent::Knock {
         prefix: "pfknock ssh: ".into(),
         addr,
@@ -2439,10 +2429,7 @@ fn an_allow_during_a_reading_goes_at_once_and_is_taken_in_with_its_time() {
     let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
     let (mut d, k, log, path, _dir) =
         reading_rig_with("allow-reading", |k| k.st().gate = Some(gate.clone()));
-    let t = TableRef::new(
-        &AnchorName::new("pfknock").unwrap(),
-        &pfknock::name::TableName::new("ssh").unwrap(),
-    );
+    let t = ssh_table();
     let command = |d: &mut Daemon<Nft, Nft, Mem>, argv: &[&str], at: i64| {
         let req = Request {
             config: path.clone(),
@@ -2543,10 +2530,7 @@ fn a_revoke_during_an_overruns_take_in_is_said_once() {
         l.iter().any(|x| x.starts_with(&format!("revoked {last} "))),
         "{l:?}"
     );
-    let t = TableRef::new(
-        &AnchorName::new("pfknock").unwrap(),
-        &pfknock::name::TableName::new("ssh").unwrap(),
-    );
+    let t = ssh_table();
     assert_eq!(r.d.known(&t), Some(9_999));
 }
 
@@ -2618,10 +2602,7 @@ fn knocks_said_during_an_overrun_are_not_said_again_and_what_went_is_said() {
             removed("198.18.0.12"),
         ]
     );
-    let t = TableRef::new(
-        &AnchorName::new("pfknock").unwrap(),
-        &pfknock::name::TableName::new("ssh").unwrap(),
-    );
+    let t = ssh_table();
     assert_eq!(r.d.known(&t), Some(2));
 }
 
@@ -2630,8 +2611,8 @@ fn knocks_said_during_an_overrun_are_not_said_again_and_what_went_is_said() {
 /// SIGHUP does it, and the reply says so; one that cannot be read is
 /// answered at once with its error, nothing loaded; one that would make a
 /// set being read anew, and any other command but `revoke` and `allow`,
-/// wait for the reading's end (`None`: `run`'s loop holds the connection and answers
-/// after).
+/// wait for the reading's end (`None`: `run`'s loop holds the connection
+/// and answers after).
 #[test]
 fn a_load_through_the_control_socket_during_a_reading_goes_at_once_where_sighup_would() {
     let (mut d, k, log, path, _dir) = reading_rig("control-reading");
