@@ -275,20 +275,19 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 
     /// Follow what a verb changed, without a line: the verb's audit lines
-    /// said it.
-    /// While a reading of the sets runs, the machine notes what a revoke
-    /// or an allow changed, for the reading's take-in, and follows only
-    /// the removals (`Machine::changed_while_read`).
+    /// said it. While a reading of the sets runs, the machine notes what a
+    /// revoke or an allow changed, for the reading's take-in, and follows
+    /// only the removals (`Machine::changed_while_read`): the book is the
+    /// reading's until it is taken in.
     fn follow(&mut self, changes: &[Change], now: i64) {
         for c in changes {
             let cx = super::events::cx!(self);
-            if self.reading.is_some()
-                && self.machine.changed_while_read(&cx, c, now)
-                && matches!(c, Change::Added(..))
-            {
-                continue;
+            if self.reading.is_some() {
+                self.machine.changed_while_read(&cx, c, now);
+                if matches!(c, Change::Added(..)) {
+                    continue;
+                }
             }
-            let cx = super::events::cx!(self);
             let acts = self.machine.follow(&cx, c, now);
             self.carry_out(acts, super::events::ms(now));
         }

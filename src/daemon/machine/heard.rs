@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use super::{Action, Auth, Ctx, Left, Machine, Query, Step, Then, af, event_line, info, ms};
 use crate::config::Service;
-use crate::name::Secs;
+use crate::name::{Net, Secs};
 use crate::names::{self, nft_set_of};
 
 /// What the machine holds of the knocks heard during a reading, per
@@ -34,7 +34,7 @@ pub(super) struct Knocks {
     /// found of them is not taken in (`Machine::changed_while_read`).
     removed: HashSet<(String, IpAddr)>,
     /// Hosts `pfknock allow` (or a signed knock) added while the reading
-    /// ran, and their authorizations: taken in once it is (`allowed`).
+    /// ran, and their authorizations: taken in once it is (`take_allowed`).
     allowed: HashMap<(String, IpAddr), Auth>,
 }
 
@@ -188,31 +188,32 @@ impl Machine {
     /// Revoked: what the reading found of the host is not taken in, and a
     /// knock of it said before is not taken in when its event comes.
     /// Allowed: the host is taken in with the authorization the allow
-    /// gave once the reading is (`allowed`), and the reading's copy says
-    /// no line. Whether `c` was either (the book is then left alone: the
-    /// reading is taken into it).
-    pub fn changed_while_read(&mut self, cx: &Ctx, c: &crate::verbs::Change, now: i64) -> bool {
+    /// gave once the reading is (`take_allowed`), and the reading's copy
+    /// says no line.
+    pub fn changed_while_read(&mut self, cx: &Ctx, c: &crate::verbs::Change, now: i64) {
         use crate::verbs::Change::{Added, Removed};
         let (Added(t, n) | Removed(t, n)) = c else {
-            return false;
+            return;
         };
         let Some(s) = cx.cfg.services.iter().find(|s| s.table == t.name) else {
-            return false;
+            return;
         };
+        if *n != Net::host(n.addr()) {
+            return;
+        }
         let key = (nft_set_of(s.table.as_str(), af(n.addr())), n.addr());
         if matches!(c, Added(..)) {
             let since = ms(now);
             let until = since + ms(s.ttl.0 as i64);
             self.knocks.removed.remove(&key);
             self.knocks.allowed.insert(key, Auth { since, until });
-            return true;
+            return;
         }
         if let Some(said) = self.knocks.said.get_mut(&key) {
             *said = None;
         }
         self.knocks.allowed.remove(&key);
         self.knocks.removed.insert(key);
-        true
     }
 
     /// The hosts allowed while the reading ran, once it is taken in: each
