@@ -1357,6 +1357,8 @@ fn a_revoke_and_an_allow_during_the_starts_reading_are_done_at_once() {
         took < Duration::from_secs(3) && !err.contains("wait"),
         "the revoke waited {took:?}: {err}"
     );
+    // What the admin is told: the kernel's own count of what it deleted.
+    assert!(err.contains("1/1 addresses deleted"), "{err}");
     assert!(!n.open(false), "revoked, yet the port opens");
     // Another host of the client's network, allowed at once.
     let other = format!("198.18.{}.3", n.n);
@@ -1364,6 +1366,8 @@ fn a_revoke_and_an_allow_during_the_starts_reading_are_done_at_once() {
     let o = via_daemon(&n, &["allow", &other]);
     ok(&o);
     assert!(t.elapsed() < Duration::from_secs(3), "the allow waited");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("1/1 addresses added"), "{err}");
     assert!(
         n.elements("ssh_4").contains(&other),
         "allowed, yet not held"
