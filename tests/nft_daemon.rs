@@ -2606,6 +2606,159 @@ fn knocks_said_during_an_overrun_are_not_said_again_and_what_went_is_said() {
     assert_eq!(r.d.known(&t), Some(2));
 }
 
+/// A transaction `nft` commits during the start's reading (a minute or
+/// more at a million) is said at once, with who made it, as after the
+/// reading; neither the reading nor its event, after the reading, says it
+/// again, and the book ends as the kernel does. Added: .21, which the
+/// reading finds, and .23, which it does not (its element taken out
+/// before the reading and put back after). Deleted: .12, held before the
+/// start and found by the reading (put back during it), aged from its
+/// deadline. .22 added and deleted again is said twice and not held; .14,
+/// deleted by a pfknock command, is not said (the command says it).
+#[test]
+fn changes_by_others_during_the_starts_reading_are_said_at_once_and_once() {
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (mut d, k, log, _path, _dir) = reading_rig_with("others-reading", |k| {
+        k.knock("ssh_4", "198.18.0.12");
+        k.knock("ssh_4", "198.18.0.14");
+        k.st().gate = Some(gate.clone());
+    });
+    let t = ssh_table();
+    k.at(T0 + s(5));
+    let (twelve, fourteen) = (
+        "198.18.0.12".parse().unwrap(),
+        "198.18.0.14".parse().unwrap(),
+    );
+    let twelve_until = k.deadline("ssh_4", twelve);
+    let el = |added, a: IpAddr, until| KernelEvent::Elements {
+        set: "ssh_4".into(),
+        added,
+        addrs: vec![Deadline::new(a, until)],
+    };
+    let commit = |pid, process: &str| KernelEvent::Commit {
+        pid,
+        process: process.into(),
+    };
+    let twenty_one = k.knock("ssh_4", "198.18.0.21");
+    let twenty_two = k.knock("ssh_4", "198.18.0.22");
+    let twenty_three = k.knock("ssh_4", "198.18.0.23");
+    let until = k.deadline("ssh_4", twenty_one);
+    k.remove("ssh_4", "198.18.0.22");
+    k.remove("ssh_4", "198.18.0.14");
+    k.remove("ssh_4", "198.18.0.23");
+    let queue = [
+        el(true, twenty_one, until),
+        el(true, twenty_two, until),
+        el(true, twenty_three, until),
+        commit(4242, "nft"),
+        el(false, twelve, twelve_until),
+        el(false, twenty_two, until),
+        commit(4243, "nft"),
+        el(false, fourteen, twelve_until),
+        commit(4244, "pfknock"),
+    ];
+    d.hear(&queue, T0 + s(5));
+    let at = |verb, a, extra| format!("{verb} {a} service=ssh table=ssh anchor=pfknock {extra}");
+    assert_eq!(
+        log.take(),
+        [
+            at("authorized", "198.18.0.21", "ttl=1m by nft[4242]"),
+            at("authorized", "198.18.0.22", "ttl=1m by nft[4242]"),
+            at("authorized", "198.18.0.23", "ttl=1m by nft[4242]"),
+            at("removed", "198.18.0.12", "age=5s ttl=1m by nft[4243]"),
+            at("removed", "198.18.0.22", "age=0s ttl=1m by nft[4243]"),
+        ]
+    );
+    assert!(d.reading().is_some(), "said before the reading is done");
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    read_to_end(&mut d);
+    // .21; not .12, which the reading found but was deleted meanwhile.
+    assert_eq!(
+        log.take(),
+        [
+            "no record of the last run (first start, a crash or a reboot): \
+          1 authorizations found; what happened while no daemon ran is not known"
+        ]
+    );
+    k.remove("ssh_4", "198.18.0.12");
+    k.knock("ssh_4", "198.18.0.23");
+    for ev in queue {
+        d.kernel(ev, T0 + s(5));
+    }
+    assert_eq!(log.take(), Vec::<String>::new());
+    assert_eq!(k.holds("ssh_4"), [twenty_one, twenty_three]);
+    assert_eq!(d.known(&t), Some(2));
+    // Each expires once, at the kernel's deadline, as old as since it
+    // was added.
+    tick_to(&mut d, &k, T0 + s(65) + COALESCE);
+    let l = log.take();
+    for a in ["198.18.0.21", "198.18.0.23"] {
+        assert_eq!(lines_of(&l, "expired", a), 1, "{a}: {l:?}");
+    }
+    assert!(l.iter().all(|x| x.contains(" age=1m ttl=1m")), "{l:?}");
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert_eq!(d.known(&t), Some(0));
+}
+
+/// During an overrun's reading too, `nft`'s changes are said at once: a
+/// host the book holds (.8), deleted, with the age the book gives it, and
+/// left out of what the reading found (its element put back during it);
+/// one added (.31), and taken in without a line learned late. Their
+/// events, after the reading, say nothing more.
+#[test]
+fn changes_by_others_during_an_overrun_are_said_at_once_and_not_learned_late() {
+    let mut r = rig("others-overrun", SSH);
+    r.d.read_aside();
+    let eight = r.knock(T0, "198.18.0.8");
+    r.log.take();
+    r.at(T0 + s(3));
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    r.k.st().gate = Some(gate.clone());
+    r.event(T0 + s(3), KernelEvent::Overrun);
+    assert!(r.d.reading().is_some());
+    r.log.take();
+    let thirty_one = r.k.knock("ssh_4", "198.18.0.31");
+    let el = |added, a: IpAddr, until| KernelEvent::Elements {
+        set: "ssh_4".into(),
+        added,
+        addrs: vec![Deadline::new(a, until)],
+    };
+    let commit = KernelEvent::Commit {
+        pid: 4242,
+        process: "nft".into(),
+    };
+    let queue = [
+        el(true, thirty_one, r.k.deadline("ssh_4", thirty_one)),
+        el(false, eight, r.k.deadline("ssh_4", eight)),
+        commit,
+    ];
+    r.d.hear(&queue, T0 + s(3));
+    let at = |verb, a, extra| format!("{verb} {a} service=ssh table=ssh anchor=pfknock {extra}");
+    assert_eq!(
+        r.log.take(),
+        [
+            at("authorized", "198.18.0.31", "ttl=1m by nft[4242]"),
+            at("removed", "198.18.0.8", "age=3s ttl=1m by nft[4242]"),
+        ]
+    );
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    read_to_end(&mut r.d);
+    r.k.remove("ssh_4", "198.18.0.8");
+    for ev in queue {
+        r.event(T0 + s(3), ev);
+    }
+    assert_eq!(r.log.take(), Vec::<String>::new());
+    assert_eq!(r.k.holds("ssh_4"), [thirty_one]);
+    assert_eq!(r.d.known(&ssh_table()), Some(1));
+    r.at(T0 + s(63) + COALESCE);
+    assert_eq!(
+        r.log.take(),
+        [at("expired", "198.18.0.31", "age=1m ttl=1m")]
+    );
+}
+
 /// `pfknock load` through the control socket while the start's reading
 /// runs: a config that makes no set being read anew is loaded at once, as
 /// SIGHUP does it, and the reply says so; one that cannot be read is

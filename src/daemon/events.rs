@@ -258,8 +258,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             let secs = r.since.elapsed().as_secs();
             let line = if r.worker.is_some() {
                 format!(
-                    "status: reading the sets for {secs}s; knocks are said as they come, \
-                     other kernel events wait until it ends"
+                    "status: reading the sets for {secs}s; knocks and changes by others \
+                     are said as they come, other kernel events wait until it ends"
                 )
             } else {
                 format!(
@@ -274,20 +274,14 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// Kernel events the loop read while a reading of the sets runs
     /// beside it, before it queues them, at `now` (ms): the addresses
     /// they add to a set (a knock's, by its service; a notification's)
-    /// are `Heard` by the reading too, and the knocks are said at once
-    /// (`Machine::knocks_heard`).
+    /// are `Heard` by the reading too, and the knocks and the element
+    /// changes others commit are said at once (`Machine::heard`).
     pub fn hear(&mut self, evs: &[KernelEvent], now: i64) {
         if self.reading.as_ref().is_none_or(|r| r.worker.is_none()) {
             return;
         }
         self.hand_to_reading(evs);
-        let knocks: Vec<(&str, std::net::IpAddr)> = (evs.iter())
-            .filter_map(|ev| match ev {
-                KernelEvent::Knock { prefix, addr } => Some((prefix.as_str(), *addr)),
-                _ => None,
-            })
-            .collect();
-        let acts = self.machine.knocks_heard(&cx!(self), &knocks);
+        let acts = self.machine.heard(&cx!(self), evs, now);
         self.carry_out(acts, now);
     }
 

@@ -5,14 +5,21 @@
 //! said at once (`knocks_heard`): its element is looked up, and the line
 //! is the one its event would have brought (`authorized ... ttl=`).
 //! When the event comes, after the reading, the host is taken into the
-//! book without a second line (`waited`).
+//! book without a second line (`waited`). So too a transaction someone
+//! else commits meanwhile (`others_heard`): its elements are said at once
+//! with who made it, and neither the reading nor the event says them
+//! again.
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use super::{Action, Auth, Ctx, Left, Machine, Query, Step, Then, af, event_line, info, ms};
+use super::{
+    Action, Auth, Ctx, Left, Machine, Query, Step, Then, af, age, auth_service, event_line, info,
+    ms,
+};
 use crate::config::Service;
+use crate::kevents::{Deadline, KernelEvent};
 use crate::name::{Net, Secs};
 use crate::names::{self, nft_set_of};
 
@@ -36,6 +43,9 @@ pub(super) struct Knocks {
     /// Hosts `pfknock allow` (or a signed knock) added while the reading
     /// ran, and their authorizations: taken in once it is (`take_allowed`).
     allowed: HashMap<(String, IpAddr), Auth>,
+    /// Element changes heard during the reading whose transaction's
+    /// commit has not come yet (`others_heard`).
+    batch: Vec<KernelEvent>,
 }
 
 impl Knocks {
@@ -62,9 +72,12 @@ impl Knocks {
     }
 
     /// The reading is taken in: what was revoked during it is past, and
-    /// what was allowed is handed over, to be taken into the book.
+    /// what was allowed is handed over, to be taken into the book. A
+    /// transaction whose commit came after the reading is said by its
+    /// events.
     pub(super) fn read(&mut self) -> HashMap<(String, IpAddr), Auth> {
         self.removed = HashSet::new();
+        self.batch = Vec::new();
         std::mem::take(&mut self.allowed)
     }
 
@@ -74,6 +87,25 @@ impl Knocks {
     pub(super) fn was_said(&mut self, set: &str, addr: IpAddr) -> bool {
         let key = (set.to_owned(), addr);
         self.dropped.remove(&key).is_some() || self.said.contains_key(&key)
+    }
+
+    /// When a host said while the reading ran was authorized.
+    pub(super) fn said_since(&self, set: &str, addr: IpAddr) -> Option<i64> {
+        if self.said.is_empty() {
+            return None;
+        }
+        let said = self.said.get(&(set.to_owned(), addr));
+        said.copied().flatten().map(|a| a.since)
+    }
+
+    /// A host someone else added while the reading ran, now that the
+    /// event comes: `Some` if it was said then, with what the book is to
+    /// hold of it (`None`: deleted again since).
+    pub(super) fn said_added(&mut self, set: &str, addr: IpAddr) -> Option<Option<Auth>> {
+        if self.said.is_empty() {
+            return None;
+        }
+        self.said.remove(&(set.to_owned(), addr))
     }
 
     /// Those said whose events an overrun took and whose elements its
@@ -118,12 +150,32 @@ impl Machine {
         self.knocks.dropped.extend(untracked);
     }
 
+    /// Kernel events heard while a reading of the sets runs beside the
+    /// loop, their events waiting in the queue, at `now` (ms): said in
+    /// order, the knocks up to each other event (`knocks_heard`), then
+    /// that event (`others_heard`).
+    pub fn heard(&mut self, cx: &Ctx, evs: &[KernelEvent], now: i64) -> Vec<Action> {
+        let mut out = Vec::new();
+        let mut knocks: Vec<(&str, IpAddr)> = Vec::new();
+        for ev in evs {
+            if let KernelEvent::Knock { prefix, addr } = ev {
+                knocks.push((prefix.as_str(), *addr));
+                continue;
+            }
+            out.extend(self.knocks_heard(cx, &knocks));
+            knocks.clear();
+            out.extend(self.others_heard(cx, ev, now));
+        }
+        out.extend(self.knocks_heard(cx, &knocks));
+        out
+    }
+
     /// Knocks (prefix, address) heard while a reading of the sets runs
     /// beside the loop, their events waiting in the queue: each host not
     /// tracked and not said yet in this reading is looked up, to be said
     /// at once (`said_heard`). A host the book tracks (an overrun's
     /// reading) is left to its event, which tells a renewal.
-    pub fn knocks_heard(&mut self, cx: &Ctx, knocks: &[(&str, IpAddr)]) -> Vec<Action> {
+    fn knocks_heard(&mut self, cx: &Ctx, knocks: &[(&str, IpAddr)]) -> Vec<Action> {
         let mut ask = Vec::new();
         for &(prefix, addr) in knocks {
             let Some(s) = knocking(cx, prefix) else {
@@ -211,6 +263,94 @@ impl Machine {
         }
         if let Some(said) = self.knocks.said.get_mut(&key) {
             *said = None;
+        }
+        self.knocks.allowed.remove(&key);
+        self.knocks.removed.insert(key);
+    }
+
+    /// An event other than a knock heard while a reading of the sets runs
+    /// beside the loop, in the order the kernel sent it (the event itself
+    /// waits in the queue). A transaction someone else committed is said
+    /// at once, as `committed` would say it when its event comes, and
+    /// noted (`other_heard`), so that neither the reading nor the event
+    /// says it again. A change to the table itself waits for its event,
+    /// which restores the table.
+    fn others_heard(&mut self, cx: &Ctx, ev: &KernelEvent, now: i64) -> Vec<Action> {
+        let mut out = Vec::new();
+        match ev {
+            KernelEvent::Elements { .. } => self.knocks.batch.push(ev.clone()),
+            // What came before went with what the kernel dropped.
+            KernelEvent::Overrun => self.knocks.batch.clear(),
+            KernelEvent::Commit { pid, process } => {
+                let batch = std::mem::take(&mut self.knocks.batch);
+                if (cx.ours)(*pid) {
+                    return out;
+                }
+                // A pfknock command logs what it did itself.
+                let by = format!("{process}[{pid}]");
+                let by = (process != "pfknock").then_some(by.as_str());
+                for ev in batch {
+                    let KernelEvent::Elements { set, added, addrs } = ev else {
+                        continue;
+                    };
+                    let Some(s) = auth_service(cx.cfg, &set) else {
+                        continue;
+                    };
+                    for e in addrs {
+                        self.other_heard(cx, (s, &set), (added, e), by, now, &mut out);
+                    }
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// One element someone else added to or deleted from authorized set
+    /// `set` of `s` during a reading, said `by` them. Added: kept as said
+    /// with the deadline the kernel gave it, taken in without a line by
+    /// the reading or by its event (`Knocks::said_added`). Deleted: said
+    /// with its age (from the book, from when it was said, else from its
+    /// deadline), and left out of what the reading found, as a revoke's.
+    fn other_heard(
+        &mut self,
+        cx: &Ctx,
+        (s, set): (&Service, &str),
+        (added, e): (bool, Deadline),
+        by: Option<&str>,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let addr = e.addr();
+        let key = (set.to_owned(), addr);
+        let ttl = ms(s.ttl.0 as i64);
+        let left = e.at().map_or(ttl, |at| (at - now).max(0));
+        let since = now - (ttl - left).max(0);
+        let extra = |a: &str| by.map(|by| format!("{a}ttl={} by {by}", Secs(s.ttl.0)));
+        if added {
+            // Known: its event says nothing either.
+            if self.tracked(set, addr).is_some() {
+                return;
+            }
+            let again = self.knocks.removed.remove(&key);
+            if !again && matches!(self.knocks.said.get(&key), Some(Some(_))) {
+                return;
+            }
+            if let Some(x) = extra("") {
+                info(out, event_line(cx.cfg, "authorized", s, addr, &x));
+            }
+            let until = now + left;
+            self.knocks.said.insert(key, Some(Auth { since, until }));
+            return;
+        }
+        let said = self.knocks.said.get(&key).copied().flatten();
+        let known = self.forget(cx, set, addr, out).or(said);
+        let since = known.map_or(since, |a| a.since);
+        if let Some(x) = extra(&format!("age={} ", age(now, since))) {
+            info(out, event_line(cx.cfg, "removed", s, addr, &x));
+        }
+        if let Some(x) = self.knocks.said.get_mut(&key) {
+            *x = None;
         }
         self.knocks.allowed.remove(&key);
         self.knocks.removed.insert(key);

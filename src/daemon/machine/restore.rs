@@ -37,7 +37,15 @@ impl Machine {
                     for e in addrs {
                         let addr = e.addr();
                         if added {
+                            // Said while a reading ran (`heard.rs`).
+                            let said = self.knocks.said_added(&set, addr);
                             if self.tracked(&set, addr).is_some() {
+                                continue;
+                            }
+                            if let Some(said) = said {
+                                if let Some(a) = said {
+                                    out.extend(self.track(cx, &set, addr, a.since, a.until));
+                                }
                                 continue;
                             }
                             // Its time left now: the event may have waited.

@@ -245,10 +245,10 @@ impl Machine {
         // The kernel's own deadline, however long the reading took
         // (a deadline already past: due at once).
         let until = e.at().unwrap_or(now + c.ttl);
-        let fresh = Auth {
-            since: (until - c.ttl).min(now),
-            until,
-        };
+        // As old as the kernel's deadline says, but not younger than the
+        // reading's time; one said while the reading ran, since it was.
+        let since = (self.knocks.said_since(&c.set, addr)).unwrap_or((until - c.ttl).min(now));
+        let fresh = Auth { since, until };
         // A knock that waited in the queue while the start read:
         // its element is said when its event comes (`waited`).
         if !missed
