@@ -12,7 +12,9 @@
 # largest of those waits, side by side in one run; the floor is a knock
 # after the start (last line). The third knock is followed by `pfknock
 # revoke` of the first knocker, through the daemon: the time until the
-# command returns.
+# command returns. The fifth is followed by `nft add element` of another
+# host by hand: the time from nft's return to the daemon's `authorized
+# ... by nft[pid]` line (the floor: the same once the start is over).
 #
 # Root only; needs iproute2, nft, python3, and release builds:
 #   cargo build --release && sudo bash benches/start-knocks.sh \
@@ -103,6 +105,12 @@ def revoke(host):
                     tmp + "/ctl.sock", "revoke", host],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     revoked.append(time.monotonic())
+def add(host):
+    """`nft add element` of `host` by hand; when nft returned."""
+    subprocess.run(["ip", "netns", "exec", srv, "nft", "add element inet pfknock ssh_4 { "
+                    + host + " timeout 10m }"], check=True)
+    return time.monotonic()
+by_hand, by_hand_after, added = net + ".200", net + ".201", []
 for i in range(knocks):
     if not reading[0]:
         break
@@ -112,6 +120,8 @@ for i in range(knocks):
     drain(knocked[host] + 0.2)
     if reading[0]:
         during.add(host)
+    if i == 4 and reading[0]:
+        added.append(add(by_hand))
     if i == 2 and reading[0]:
         # The first knocker revoked, the command timed in a thread of
         # its own (it may wait for the reading).
@@ -131,6 +141,8 @@ drain(ended + 2)
 after = "%s.%d" % (net, 10 + knocks)
 t_after = knock(after)
 drain(t_after + 2)
+t_by_hand = add(by_hand_after)
+drain(t_by_hand + 2)
 waits = sorted((said[h] - knocked[h]) * 1000 for h in during if h in said)
 name = os.path.basename(binary)
 if waits:
@@ -142,6 +154,12 @@ else:
 if len(revoked) == 2:
     print(f"{name}: pfknock revoke during the start's reading returned after "
           f"{(revoked[1] - revoked[0]) * 1000:.1f} ms", flush=True)
+if added:
+    line = f"{(said[by_hand] - added[0]) * 1000:.1f} ms" if by_hand in said else "never said"
+    print(f"{name}: nft add element during the start's reading: {line}", flush=True)
+if by_hand_after in said:
+    print(f"{name}: nft add element after the start: "
+          f"{(said[by_hand_after] - t_by_hand) * 1000:.1f} ms", flush=True)
 if after in said:
     print(f"{name}: a knock after the start: {(said[after] - t_after) * 1000:.1f} ms", flush=True)
 os.kill(pid, signal.SIGTERM)
