@@ -46,6 +46,9 @@ pub(super) struct Knocks {
     /// Element changes heard during the reading whose transaction's
     /// commit has not come yet (`others_heard`).
     batch: Vec<KernelEvent>,
+    /// Hosts whose close knock was said as it came (`close_heard`): its
+    /// event, after the reading, says nothing.
+    closed: HashSet<(String, IpAddr)>,
 }
 
 impl Knocks {
@@ -56,6 +59,31 @@ impl Knocks {
         self.dropped.retain(|(w, _), _| w != set);
         self.removed.retain(|(w, _)| w != set);
         self.allowed.retain(|(w, _), _| w != set);
+        self.closed.retain(|(w, _)| w != set);
+    }
+
+    /// What is known of `key` that the book does not hold: said during
+    /// the reading, or allowed.
+    fn known(&self, key: &(String, IpAddr)) -> Option<Auth> {
+        let said = self.said.get(key).copied().flatten();
+        said.or_else(|| self.allowed.get(key).copied())
+    }
+
+    /// `key` left its set while the reading ran (a revoke, a close knock,
+    /// a deletion by others): what the reading found of it is not taken
+    /// in, and a knock of it said before is not taken in when its event
+    /// comes.
+    fn gone(&mut self, key: (String, IpAddr)) {
+        if let Some(said) = self.said.get_mut(&key) {
+            *said = None;
+        }
+        self.allowed.remove(&key);
+        self.removed.insert(key);
+    }
+
+    /// Was this close knock said as it came? Then its event says nothing.
+    pub(super) fn close_said(&mut self, set: &str, addr: IpAddr) -> bool {
+        !self.closed.is_empty() && self.closed.remove(&(set.to_owned(), addr))
     }
 
     /// Did `pfknock allow` add `addr` to `set` while the reading ran?
@@ -153,18 +181,34 @@ impl Machine {
     /// Kernel events heard while a reading of the sets runs beside the
     /// loop, their events waiting in the queue, at `now` (ms): said in
     /// order, the knocks up to each other event (`knocks_heard`), then
-    /// that event (`others_heard`).
+    /// that event: a full meter, a close knock (`close_heard`), a change
+    /// by others (`others_heard`).
     pub fn heard(&mut self, cx: &Ctx, evs: &[KernelEvent], now: i64) -> Vec<Action> {
         let mut out = Vec::new();
         let mut knocks: Vec<(&str, IpAddr)> = Vec::new();
         for ev in evs {
-            if let KernelEvent::Knock { prefix, addr } = ev {
+            let (meter, close) = match ev {
+                KernelEvent::Knock { prefix, .. } => (
+                    names::meter_of_prefix(prefix),
+                    names::close_of_prefix(prefix),
+                ),
+                _ => (None, None),
+            };
+            if let KernelEvent::Knock { prefix, addr } = ev
+                && meter.is_none()
+                && close.is_none()
+            {
                 knocks.push((prefix.as_str(), *addr));
                 continue;
             }
-            out.extend(self.knocks_heard(cx, &knocks));
-            knocks.clear();
-            out.extend(self.others_heard(cx, ev, now));
+            out.extend(self.knocks_heard(cx, &std::mem::take(&mut knocks)));
+            match (ev, meter, close) {
+                (_, Some(m), _) => self.meter_full(cx, m, now, &mut out),
+                (KernelEvent::Knock { addr, .. }, _, Some(c)) => {
+                    self.close_heard(cx, c, *addr, now, &mut out)
+                }
+                _ => out.extend(self.others_heard(cx, ev, now)),
+            }
         }
         out.extend(self.knocks_heard(cx, &knocks));
         out
@@ -261,11 +305,7 @@ impl Machine {
             self.knocks.allowed.insert(key, Auth { since, until });
             return;
         }
-        if let Some(said) = self.knocks.said.get_mut(&key) {
-            *said = None;
-        }
-        self.knocks.allowed.remove(&key);
-        self.knocks.removed.insert(key);
+        self.knocks.gone(key);
     }
 
     /// An event other than a knock heard while a reading of the sets runs
@@ -343,17 +383,41 @@ impl Machine {
             self.knocks.said.insert(key, Some(Auth { since, until }));
             return;
         }
-        let said = self.knocks.said.get(&key).copied().flatten();
-        let known = self.forget(cx, set, addr, out).or(said);
+        let known = self.knocks.known(&key);
+        let known = self.forget(cx, set, addr, out).or(known);
         let since = known.map_or(since, |a| a.since);
         if let Some(x) = extra(&format!("age={} ", age(now, since))) {
             info(out, event_line(cx.cfg, "removed", s, addr, &x));
         }
-        if let Some(x) = self.knocks.said.get_mut(&key) {
-            *x = None;
-        }
-        self.knocks.allowed.remove(&key);
-        self.knocks.removed.insert(key);
+        self.knocks.gone(key);
+    }
+
+    /// A close knock heard while a reading runs: where the host is known
+    /// (in the book, which is only during an overrun's reading, or said or
+    /// allowed during this one) it is said at once, as `closed` says it,
+    /// and left out of what the reading found; its event says nothing
+    /// (`Knocks::close_said`). Of a host not known, whether the close knock
+    /// found it authorized is the reading's to tell: left to its event.
+    fn close_heard(
+        &mut self,
+        cx: &Ctx,
+        service: &str,
+        addr: IpAddr,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(s) = cx.cfg.service(service) else {
+            return;
+        };
+        let key = (nft_set_of(s.table.as_str(), af(addr)), addr);
+        let known = self.knocks.known(&key);
+        let Some(a) = self.forget(cx, &key.0, addr, out).or(known) else {
+            return;
+        };
+        let extra = format!("age={} ttl={} by knock", age(now, a.since), Secs(s.ttl.0));
+        info(out, event_line(cx.cfg, "closed", s, addr, &extra));
+        self.knocks.closed.insert(key.clone());
+        self.knocks.gone(key);
     }
 
     /// The hosts allowed while the reading ran, once it is taken in: each

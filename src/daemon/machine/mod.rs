@@ -514,6 +514,7 @@ impl Machine {
         };
         let set = nft_set_of(s.table.as_str(), af(addr));
         match self.forget(cx, &set, addr, out) {
+            _ if self.knocks.close_said(&set, addr) => {} // said as it came
             Some(a) => {
                 let extra = format!("age={} ttl={} by knock", age(now, a.since), Secs(s.ttl.0));
                 info(out, event_line(cx.cfg, "closed", s, addr, &extra));
