@@ -547,6 +547,16 @@ impl Rig {
         self.others(T0, vec![added]);
         self.log.take();
     }
+    /// The kernel drops notifications at `t` (ms): the reading of the
+    /// sets that follows is held running until its gate opens (`open`).
+    fn overrun_held(&mut self, t: i64) -> Gate {
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        self.k.st().gate = Some(gate.clone());
+        self.event(t, KernelEvent::Overrun);
+        assert!(self.d.reading().is_some());
+        self.log.take();
+        gate
+    }
     /// A command through the control socket, at `t` (ms).
     fn command(&mut self, t: i64, argv: &[&str]) -> pfknock::control::Reply {
         self.k.at(t);
@@ -570,6 +580,15 @@ impl Rig {
             },
         );
     }
+}
+
+/// What holds a reading running until it opens (`State::gate`).
+type Gate = Arc<(Mutex<bool>, std::sync::Condvar)>;
+
+/// Let the reading `gate` holds go on.
+fn open(gate: &Gate) {
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
 }
 
 /// Service ssh's authorized table, as the daemon names it.
@@ -2713,11 +2732,7 @@ fn changes_by_others_during_an_overrun_are_said_at_once_and_not_learned_late() {
     let eight = r.knock(T0, "198.18.0.8");
     r.log.take();
     r.at(T0 + s(3));
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    r.k.st().gate = Some(gate.clone());
-    r.event(T0 + s(3), KernelEvent::Overrun);
-    assert!(r.d.reading().is_some());
-    r.log.take();
+    let gate = r.overrun_held(T0 + s(3));
     let thirty_one = r.k.knock("ssh_4", "198.18.0.31");
     let el = |added, a: IpAddr, until| KernelEvent::Elements {
         set: "ssh_4".into(),
@@ -2742,8 +2757,7 @@ fn changes_by_others_during_an_overrun_are_said_at_once_and_not_learned_late() {
             at("removed", "198.18.0.8", "age=3s ttl=1m by nft[4242]"),
         ]
     );
-    *gate.0.lock().unwrap() = true;
-    gate.1.notify_all();
+    open(&gate);
     read_to_end(&mut r.d);
     r.k.remove("ssh_4", "198.18.0.8");
     for ev in queue {
@@ -2772,11 +2786,7 @@ fn close_knocks_and_full_meters_during_a_reading_are_said_at_once_and_once() {
     r.knock(T0, "198.18.0.9");
     r.log.take();
     r.at(T0 + s(3));
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    r.k.st().gate = Some(gate.clone());
-    r.event(T0 + s(3), KernelEvent::Overrun);
-    assert!(r.d.reading().is_some());
-    r.log.take();
+    let gate = r.overrun_held(T0 + s(3));
     let ev = |prefix: &str, a: &str| KernelEvent::Knock {
         prefix: prefix.into(),
         addr: a.parse().unwrap(),
@@ -2803,8 +2813,7 @@ fn close_knocks_and_full_meters_during_a_reading_are_said_at_once_and_once() {
     assert_eq!(l[0], closed("198.18.0.9", "4s"));
     assert!(l[1].starts_with("set ssh_m1_4 is full ("), "{l:?}");
     assert_eq!(l[2], closed("198.18.0.12", "1s"));
-    *gate.0.lock().unwrap() = true;
-    gate.1.notify_all();
+    open(&gate);
     read_to_end(&mut r.d);
     assert_eq!(r.log.take(), Vec::<String>::new());
     r.k.remove("ssh_4", "198.18.0.9");
@@ -2819,6 +2828,50 @@ fn close_knocks_and_full_meters_during_a_reading_are_said_at_once_and_once() {
     assert_eq!(r.log.take(), Vec::<String>::new());
     assert_eq!(r.d.known(&ssh_table()), Some(0));
     assert_eq!(r.k.holds("ssh_4"), Vec::<IpAddr>::new());
+}
+
+/// An authorization due during an overrun's reading (a minute or more at
+/// a million) expires at its deadline, not once the reading is over: said
+/// at once, and what the reading found of it (the dump passed it before
+/// it timed out) is not taken in, nor said learned late. One due after
+/// the reading expires as any does.
+#[test]
+fn an_authorization_due_during_an_overruns_reading_expires_at_once() {
+    let mut r = rig("due-reading", SSH);
+    r.d.read_aside();
+    r.knock(T0, "198.18.0.9");
+    r.knock(T0 + s(10), "198.18.0.10");
+    r.log.take();
+    r.at(T0 + s(55));
+    let gate = r.overrun_held(T0 + s(55));
+    assert_eq!(r.d.due_while_reading_ms(), Some(T0 + s(60) + COALESCE));
+    r.k.at(T0 + s(60) + COALESCE);
+    r.d.due_while_reading(T0 + s(60) + COALESCE);
+    let at = |verb, a, extra| format!("{verb} {a} service=ssh table=ssh anchor=pfknock {extra}");
+    assert_eq!(r.log.take(), [at("expired", "198.18.0.9", "age=1m ttl=1m")]);
+    assert!(r.d.reading().is_some(), "said before the reading is done");
+    assert_eq!(r.d.due_while_reading_ms(), Some(T0 + s(70) + COALESCE));
+    // The dump read .9 before it timed out.
+    r.k.at(T0 + s(59));
+    (r.k.st()
+        .sets
+        .as_mut()
+        .unwrap()
+        .get_mut("ssh_4")
+        .unwrap()
+        .elems)
+        .insert("198.18.0.9".parse().unwrap(), T0 + s(60));
+    open(&gate);
+    read_to_end(&mut r.d);
+    assert_eq!(r.log.take(), Vec::<String>::new());
+    assert_eq!(r.d.due_while_reading_ms(), None, "no reading runs");
+    assert_eq!(r.d.known(&ssh_table()), Some(1));
+    r.at(T0 + s(70) + COALESCE);
+    assert_eq!(
+        r.log.take(),
+        [at("expired", "198.18.0.10", "age=1m ttl=1m")]
+    );
+    assert_eq!(r.d.known(&ssh_table()), Some(0));
 }
 
 /// `pfknock load` through the control socket while the start's reading

@@ -277,7 +277,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// are `Heard` by the reading too, and the knocks and the element
     /// changes others commit are said at once (`Machine::heard`).
     pub fn hear(&mut self, evs: &[KernelEvent], now: i64) {
-        if self.reading.as_ref().is_none_or(|r| r.worker.is_none()) {
+        if !self.reading_runs() {
             return;
         }
         self.hand_to_reading(evs);
@@ -312,6 +312,11 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             let room = HEARD_MAX.saturating_sub(v.len());
             v.extend(addrs.into_iter().take(room));
         }
+    }
+
+    /// Does a reading of the sets run beside the loop (not taken in yet)?
+    pub(super) fn reading_runs(&self) -> bool {
+        self.reading.as_ref().is_some_and(|r| r.worker.is_some())
     }
 
     /// A SIGHUP or SIGUSR1 that comes while a reading of the sets runs, or

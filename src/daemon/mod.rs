@@ -256,6 +256,22 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.machine.next_due_ms()
     }
 
+    /// While a reading of every set runs beside the loop: when the next
+    /// authorization the daemon knows is due (ms).
+    pub fn due_while_reading_ms(&self) -> Option<i64> {
+        self.reading_runs().then(|| self.machine.next_expiry())?
+    }
+
+    /// While a reading of every set runs beside the loop, the
+    /// authorizations due at `now_ms` expire at once
+    /// (`Machine::due_while_read`), not once it is over.
+    pub fn due_while_reading(&mut self, now_ms: i64) {
+        if self.due_while_reading_ms().is_some_and(|t| t <= now_ms) {
+            let acts = self.machine.due_while_read(now_ms);
+            self.carry_out(acts, now_ms);
+        }
+    }
+
     /// When the loop is to wake at the latest, in milliseconds: when an
     /// entry is due (pf: at the start of its second; with kernel events:
     /// at the millisecond the kernel times it out), at a rotation step,

@@ -148,17 +148,39 @@ impl Machine {
         if !sets.is_empty() {
             out.push(self.ask_counts(sets));
         }
+        out.extend(self.ask_due(now));
+        out
+    }
+
+    /// The look-up of the authorizations due at `now`, at most
+    /// `DUE_AT_ONCE`.
+    fn ask_due(&mut self, now: i64) -> Option<Action> {
         let due: Vec<(String, IpAddr, Auth)> = self
             .book
             .take_due_at_most(now, DUE_AT_ONCE)
             .into_iter()
             .map(|(i, addr, a)| (self.book.name(i).to_owned(), addr, a))
             .collect();
-        if !due.is_empty() {
-            let q = Query::Left(due.iter().map(|(s, a, _)| (s.clone(), *a)).collect());
-            out.push(Action::Ask(q, Then::of(Step::Due(due))));
-        }
-        out
+        let q = Query::Left(due.iter().map(|(s, a, _)| (s.clone(), *a)).collect());
+        (!due.is_empty()).then(|| Action::Ask(q, Then::of(Step::Due(due))))
+    }
+
+    /// When an authorization the book holds is due, to be looked up (ms).
+    pub fn next_expiry(&self) -> Option<i64> {
+        self.book.next_due().map(|t| t + COALESCE)
+    }
+
+    /// The authorizations due at `now` while a reading of every set runs
+    /// beside the loop (after lost notifications the book holds what it
+    /// knew; at a start it is empty): looked up and expired at once, as
+    /// at any time, and what the reading found of one expired is not
+    /// taken in (`expire`, `Knocks::gone`). The kernel's other events
+    /// that could come first are heard meanwhile (`heard.rs`): a knock
+    /// that renewed it leaves its element there, a deletion forgets it.
+    /// Meters wait for the reading's end, with the rest of `tick`.
+    pub fn due_while_read(&mut self, now: i64) -> Vec<Action> {
+        self.knocks.reading = true;
+        self.ask_due(now).into_iter().collect()
     }
 
     pub(super) fn expire(
@@ -175,8 +197,12 @@ impl Machine {
             let left = match left {
                 Ok(l) => l,
                 Err(err) => {
+                    // During a reading, a set deleted meanwhile is
+                    // restored after it, by the event that said so.
                     let msg = format!("looking up {addr} in set {set}: {err}");
-                    out.push(Action::Fail(Level::Err, msg));
+                    if !self.knocks.reading {
+                        out.push(Action::Fail(Level::Err, msg));
+                    }
                     // Look again at the next poll.
                     let until = now + cx.cfg.poll.0 as i64;
                     out.extend(self.track(cx, &set, addr, a.since, until));
@@ -202,6 +228,9 @@ impl Machine {
                 }
                 None => {
                     self.forget(cx, &set, addr, out);
+                    if self.knocks.reading {
+                        self.knocks.gone((set.clone(), addr));
+                    }
                     let l = expired_line(cx, s, addr, a, now);
                     expired.entry(s.name.clone()).or_default().push(l);
                 }

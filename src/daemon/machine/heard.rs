@@ -49,6 +49,8 @@ pub(super) struct Knocks {
     /// Hosts whose close knock was said as it came (`close_heard`): its
     /// event, after the reading, says nothing.
     closed: HashSet<(String, IpAddr)>,
+    /// Authorizations expire while the reading runs (`due_while_read`).
+    pub(super) reading: bool,
 }
 
 impl Knocks {
@@ -73,7 +75,7 @@ impl Knocks {
     /// a deletion by others): what the reading found of it is not taken
     /// in, and a knock of it said before is not taken in when its event
     /// comes.
-    fn gone(&mut self, key: (String, IpAddr)) {
+    pub(super) fn gone(&mut self, key: (String, IpAddr)) {
         if let Some(said) = self.said.get_mut(&key) {
             *said = None;
         }
@@ -106,6 +108,7 @@ impl Knocks {
     pub(super) fn read(&mut self) -> HashMap<(String, IpAddr), Auth> {
         self.removed = HashSet::new();
         self.batch = Vec::new();
+        self.reading = false;
         std::mem::take(&mut self.allowed)
     }
 
