@@ -2874,6 +2874,56 @@ fn an_authorization_due_during_an_overruns_reading_expires_at_once() {
     assert_eq!(r.d.known(&ssh_table()), Some(0));
 }
 
+/// A host said as it knocked during the start's reading (.11), and one
+/// allowed then (.13), whose ttl ends before the reading does (a minute
+/// is less than a reading of a million): each expires at its deadline,
+/// said once while the reading runs; what the reading found of them (the
+/// dump passed them before they timed out) is not taken in, and the
+/// knock's event, after the reading, says nothing.
+#[test]
+fn hosts_said_during_the_starts_reading_expire_at_their_deadline_during_it() {
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (mut d, k, log, path, _dir) =
+        reading_rig_with("said-due", |k| k.st().gate = Some(gate.clone()));
+    k.at(T0 + s(5));
+    let eleven = k.knock("ssh_4", "198.18.0.11");
+    let knock = KernelEvent::Knock {
+        prefix: "pfknock ssh: ".into(),
+        addr: eleven,
+    };
+    d.hear(std::slice::from_ref(&knock), T0 + s(5));
+    let req = Request {
+        config: path.clone(),
+        argv: vec!["allow".into(), "198.18.0.13".into()],
+    };
+    let reply = d.control_while_reading(&req, (T0 + s(5)) / 1000);
+    assert!(reply.is_some_and(|r| r.error.is_none()));
+    assert_eq!(log.take().len(), 2);
+    assert_eq!(d.due_while_reading_ms(), Some(T0 + s(65) + COALESCE));
+    k.at(T0 + s(65) + COALESCE);
+    d.due_while_reading(T0 + s(65) + COALESCE);
+    let at = |a| format!("expired {a} service=ssh table=ssh anchor=pfknock age=1m ttl=1m");
+    let mut l = log.take();
+    l.sort();
+    assert_eq!(l, [at("198.18.0.11"), at("198.18.0.13")]);
+    assert!(d.reading().is_some(), "said before the reading is done");
+    assert_eq!(d.due_while_reading_ms(), None, "nothing else is due");
+    // The dump read them before they timed out.
+    k.at(T0 + s(64));
+    for a in ["198.18.0.11", "198.18.0.13"] {
+        let mut st = k.st();
+        let set = st.sets.as_mut().unwrap().get_mut("ssh_4").unwrap();
+        set.elems.insert(a.parse().unwrap(), T0 + s(65));
+    }
+    open(&gate);
+    read_to_end(&mut d);
+    k.at(T0 + s(66));
+    d.kernel(knock, T0 + s(66));
+    let l = log.take();
+    assert!(l.iter().all(|x| !x.contains("198.18.0.1")), "{l:?}");
+    assert_eq!(d.known(&ssh_table()), Some(0));
+}
+
 /// `pfknock load` through the control socket while the start's reading
 /// runs: a config that makes no set being read anew is loaded at once, as
 /// SIGHUP does it, and the reply says so; one that cannot be read is

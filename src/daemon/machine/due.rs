@@ -154,7 +154,7 @@ impl Machine {
 
     /// The look-up of the authorizations due at `now`, at most
     /// `DUE_AT_ONCE`.
-    fn ask_due(&mut self, now: i64) -> Option<Action> {
+    pub(super) fn ask_due(&mut self, now: i64) -> Option<Action> {
         let due: Vec<(String, IpAddr, Auth)> = self
             .book
             .take_due_at_most(now, DUE_AT_ONCE)
@@ -163,24 +163,6 @@ impl Machine {
             .collect();
         let q = Query::Left(due.iter().map(|(s, a, _)| (s.clone(), *a)).collect());
         (!due.is_empty()).then(|| Action::Ask(q, Then::of(Step::Due(due))))
-    }
-
-    /// When an authorization the book holds is due, to be looked up (ms).
-    pub fn next_expiry(&self) -> Option<i64> {
-        self.book.next_due().map(|t| t + COALESCE)
-    }
-
-    /// The authorizations due at `now` while a reading of every set runs
-    /// beside the loop (after lost notifications the book holds what it
-    /// knew; at a start it is empty): looked up and expired at once, as
-    /// at any time, and what the reading found of one expired is not
-    /// taken in (`expire`, `Knocks::gone`). The kernel's other events
-    /// that could come first are heard meanwhile (`heard.rs`): a knock
-    /// that renewed it leaves its element there, a deletion forgets it.
-    /// Meters wait for the reading's end, with the rest of `tick`.
-    pub fn due_while_read(&mut self, now: i64) -> Vec<Action> {
-        self.knocks.reading = true;
-        self.ask_due(now).into_iter().collect()
     }
 
     pub(super) fn expire(
@@ -205,7 +187,7 @@ impl Machine {
                     }
                     // Look again at the next poll.
                     let until = now + cx.cfg.poll.0 as i64;
-                    out.extend(self.track(cx, &set, addr, a.since, until));
+                    self.due_again(cx, &set, addr, a, until, out);
                     continue;
                 }
             };
@@ -220,7 +202,8 @@ impl Machine {
                 // Still there (refreshed by traffic, or the daemon's
                 // estimate was early): due when the kernel says.
                 Some(Some(left)) => {
-                    out.extend(self.track(cx, &set, addr, a.since, now + (left as i64).max(1)));
+                    let until = now + (left as i64).max(1);
+                    self.due_again(cx, &set, addr, a, until, out);
                 }
                 // No timeout: not pfknock's to expire.
                 Some(None) => {

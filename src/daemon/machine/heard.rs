@@ -8,15 +8,16 @@
 //! book without a second line (`waited`). So too a transaction someone
 //! else commits meanwhile (`others_heard`): its elements are said at once
 //! with who made it, and neither the reading nor the event says them
-//! again.
+//! again. What falls due meanwhile, in the book or among those said or
+//! allowed, expires at its deadline (`due_while_read`).
 #![forbid(unsafe_code)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::{
-    Action, Auth, Ctx, Left, Machine, Query, Step, Then, af, age, auth_service, event_line, info,
-    ms,
+    Action, Auth, COALESCE, Ctx, Left, Machine, Query, Step, Then, af, age, auth_service,
+    event_line, info, ms,
 };
 use crate::config::Service;
 use crate::kevents::{Deadline, KernelEvent};
@@ -51,6 +52,10 @@ pub(super) struct Knocks {
     closed: HashSet<(String, IpAddr)>,
     /// Authorizations expire while the reading runs (`due_while_read`).
     pub(super) reading: bool,
+    /// The deadlines of those said and allowed (`said`, `allowed`), so
+    /// that they too expire while the reading runs; one no longer theirs
+    /// is passed over (`take_due`).
+    due: BTreeSet<(i64, String, IpAddr)>,
 }
 
 impl Knocks {
@@ -62,6 +67,61 @@ impl Knocks {
         self.removed.retain(|(w, _)| w != set);
         self.allowed.retain(|(w, _), _| w != set);
         self.closed.retain(|(w, _)| w != set);
+    }
+
+    /// `key` said, with what its look-up found (`None`: gone).
+    fn say(&mut self, key: (String, IpAddr), a: Option<Auth>) {
+        if let Some(a) = a {
+            self.due.insert((a.until, key.0.clone(), key.1));
+        }
+        self.said.insert(key, a);
+    }
+
+    /// `key` allowed, with the authorization the allow gave.
+    fn allow(&mut self, key: (String, IpAddr), a: Auth) {
+        self.due.insert((a.until, key.0.clone(), key.1));
+        self.allowed.insert(key, a);
+    }
+
+    /// The first deadline of those said or allowed (maybe no longer
+    /// theirs: then its wake finds nothing due).
+    pub(super) fn next_due(&self) -> Option<i64> {
+        self.due.first().map(|(t, _, _)| *t)
+    }
+
+    /// Those said or allowed whose deadline is `now` or before, with
+    /// their authorizations.
+    pub(super) fn take_due(&mut self, now: i64) -> Vec<(String, IpAddr, Auth)> {
+        let mut out = Vec::new();
+        while self.due.first().is_some_and(|(t, _, _)| *t <= now) {
+            let Some((t, set, addr)) = self.due.pop_first() else {
+                break;
+            };
+            let key = (set, addr);
+            let a = self.said.get(&key).copied().flatten();
+            let a = a.or_else(|| self.allowed.get(&key).copied());
+            if let Some(a) = a.filter(|a| a.until == t) {
+                out.push((key.0, key.1, a));
+            }
+        }
+        out
+    }
+
+    /// One said or allowed, looked up when due, is still there until
+    /// `until`: its record takes the new deadline. False where there is
+    /// no such record.
+    pub(super) fn moved(&mut self, set: &str, addr: IpAddr, until: i64) -> bool {
+        let key = (set.to_owned(), addr);
+        let a = match self.said.get_mut(&key) {
+            Some(Some(a)) => a,
+            _ => match self.allowed.get_mut(&key) {
+                Some(a) => a,
+                None => return false,
+            },
+        };
+        a.until = until;
+        self.due.insert((until, set.to_owned(), addr));
+        true
     }
 
     /// What is known of `key` that the book does not hold: said during
@@ -109,6 +169,7 @@ impl Knocks {
         self.removed = HashSet::new();
         self.batch = Vec::new();
         self.reading = false;
+        self.due = BTreeSet::new();
         std::mem::take(&mut self.allowed)
     }
 
@@ -168,6 +229,52 @@ pub(super) fn authorized_line(cx: &Ctx, s: &Service, addr: IpAddr, kept: bool) -
 }
 
 impl Machine {
+    /// While a reading runs: when an authorization the book holds, or
+    /// one said or allowed during the reading, is due, to be looked up
+    /// (ms).
+    pub fn next_expiry(&self) -> Option<i64> {
+        let said = self.knocks.next_due();
+        let t = self.book.next_due().into_iter().chain(said).min();
+        t.map(|t| t + COALESCE)
+    }
+
+    /// The authorizations due at `now` while a reading of every set runs
+    /// beside the loop (after lost notifications the book holds what it
+    /// knew; at a start it is empty): looked up and expired at once, as
+    /// at any time, and what the reading found of one expired is not
+    /// taken in (`expire`, `Knocks::gone`). The kernel's other events
+    /// that could come first are heard meanwhile (`heard.rs`): a knock
+    /// that renewed it leaves its element there, a deletion forgets it.
+    /// Meters wait for the reading's end, with the rest of `tick`.
+    pub fn due_while_read(&mut self, now: i64) -> Vec<Action> {
+        self.knocks.reading = true;
+        let mut out: Vec<Action> = self.ask_due(now).into_iter().collect();
+        // Those said or allowed during the reading, not in the book.
+        let due = self.knocks.take_due(now);
+        if !due.is_empty() {
+            let q = Query::Left(due.iter().map(|(s, a, _)| (s.clone(), *a)).collect());
+            out.push(Action::Ask(q, Then::of(Step::Due(due))));
+        }
+        out
+    }
+
+    /// An authorization looked up when due is to be looked at again at
+    /// `until`: in the book, or, one said or allowed during a reading and
+    /// not in the book, in its record (`Knocks::moved`).
+    pub(super) fn due_again(
+        &mut self,
+        cx: &Ctx,
+        set: &str,
+        addr: IpAddr,
+        a: Auth,
+        until: i64,
+        out: &mut Vec<Action>,
+    ) {
+        if self.tracked(set, addr).is_some() || !self.knocks.moved(set, addr, until) {
+            out.extend(self.track(cx, set, addr, a.since, until));
+        }
+    }
+
     /// The kernel dropped notifications: the events in the queue went
     /// with them, and the reading that follows says the rest. Of the
     /// knocks said as they came, those the book holds are compared as
@@ -277,7 +384,7 @@ impl Machine {
                 since: now,
                 until: l.map_or(now + ms(s.ttl.0 as i64), |l| now + l as i64),
             });
-            self.knocks.said.insert(key, a);
+            self.knocks.say(key, a);
         }
     }
 
@@ -305,7 +412,7 @@ impl Machine {
             let since = ms(now);
             let until = since + ms(s.ttl.0 as i64);
             self.knocks.removed.remove(&key);
-            self.knocks.allowed.insert(key, Auth { since, until });
+            self.knocks.allow(key, Auth { since, until });
             return;
         }
         self.knocks.gone(key);
@@ -383,7 +490,7 @@ impl Machine {
                 info(out, event_line(cx.cfg, "authorized", s, addr, &x));
             }
             let until = now + left;
-            self.knocks.said.insert(key, Some(Auth { since, until }));
+            self.knocks.say(key, Some(Auth { since, until }));
             return;
         }
         let known = self.knocks.known(&key);
