@@ -15,17 +15,22 @@
 # command returns. The fifth is followed by `nft add element` of another
 # host by hand: the time from nft's return to the daemon's `authorized
 # ... by nft[pid]` line (the floor: the same once the start is over).
+# With TTL shorter than the reading, the knocks' authorizations expire
+# during it: for each, the time from its deadline (the end of the knock
+# and TTL) to its `expired` line.
 #
 # Root only; needs iproute2, nft, python3, and release builds:
 #   cargo build --release && sudo bash benches/start-knocks.sh \
 #       target/release/pfknock [OTHER-BUILD ...]
 # Environment: HELD (default 300000; 1000000 makes a reading of a few
-# minutes), KNOCKS (default 20).
+# minutes), KNOCKS (default 20), TTL (the service's, in seconds; default
+# 3600).
 # Nothing leaves the namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HELD=${HELD:-300000}
 KNOCKS=${KNOCKS:-20}
+TTL=${TTL:-3600}
 S=pfksk-s-$$ C=pfksk-c-$$
 NET=198.18.202
 # shellcheck source=benches/common/ns.sh
@@ -33,6 +38,7 @@ NET=198.18.202
 bench_builds "$@"
 bench_pair "$S" "$C" "$NET"
 bench_conf 2097152 "2/5"
+sed -i "s/^ttl .*/ttl     = \"${TTL}s\"/" "$tmp/pfknock.toml"
 for i in $(seq 10 $((9 + KNOCKS + 1))); do
 	ip -n "$C" addr add "$NET.$i/24" dev "vc$$"
 done
@@ -49,14 +55,15 @@ for bin in "${BINS[@]}"; do
 	rm -f "$tmp/log.sock" "$tmp/pid" "$tmp/pid.state"
 	ip netns exec "$S" "$bin" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" load
 	ip netns exec "$S" nft -f "$tmp/held.nft"
-	python3 - "$tmp" "$bin" "$S" "$C" "$NET" "$KNOCKS" <<'EOP'
+	python3 - "$tmp" "$bin" "$S" "$C" "$NET" "$KNOCKS" "$TTL" <<'EOP'
 import os, re, signal, socket, statistics, subprocess, sys, time
-tmp, binary, srv, cli, net, knocks = sys.argv[1:7]
-knocks = int(knocks)
+tmp, binary, srv, cli, net, knocks, ttl = sys.argv[1:8]
+knocks, ttl = int(knocks), int(ttl)
 sys.path.insert(0, "benches/common")
 import pfk
 log = pfk.Log(tmp)
 said = {}      # host -> when its authorized line came
+expired = {}   # host -> when its expired line came
 reading = [True]
 def drain(until):
     """Log lines until `until` (monotonic)."""
@@ -72,6 +79,9 @@ def drain(until):
         m = re.search(r"authorized (\S+) ", line)
         if m and m.group(1) not in said:
             said[m.group(1)] = time.monotonic()
+        m = re.search(r"expired (\S+) ", line)
+        if m and m.group(1) not in expired:
+            expired[m.group(1)] = time.monotonic()
         if "status <" in line and "reading" not in line:
             reading[0] = False
 KNOCK = """
@@ -160,6 +170,14 @@ if added:
 if by_hand_after in said:
     print(f"{name}: nft add element after the start: "
           f"{(said[by_hand_after] - t_by_hand) * 1000:.1f} ms", flush=True)
+# Knocks whose deadline came during the reading (the first knocker was
+# revoked).
+due = [h for h in during if h != "%s.10" % net and knocked[h] + ttl < ended]
+lags = sorted((expired[h] - knocked[h] - ttl) * 1000 for h in due if h in expired)
+if due:
+    print(f"{name}: {len(due)} knocks due during the start's reading; deadline to "
+          f"expired line: " + (f"median {statistics.median(lags):.1f} ms, max {lags[-1]:.1f} ms; "
+                               if lags else "") + f"{len(due) - len(lags)} never said", flush=True)
 if after in said:
     print(f"{name}: a knock after the start: {(said[after] - t_after) * 1000:.1f} ms", flush=True)
 os.kill(pid, signal.SIGTERM)
