@@ -2924,6 +2924,78 @@ fn hosts_said_during_the_starts_reading_expire_at_their_deadline_during_it() {
     assert_eq!(d.known(&ssh_table()), Some(0));
 }
 
+/// A renewal during a reading is said at once and once: of a host said
+/// as it knocked during the start's reading (.11), and of one the book
+/// holds during an overrun's reading (.8), however many packets the
+/// knock is. Their events, after the reading, say nothing more, and each
+/// expires once, a ttl after its renewal.
+#[test]
+fn renewals_during_a_reading_are_said_at_once_and_once() {
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (mut d, k, log, _path, _dir) =
+        reading_rig_with("renewed-reading", |k| k.st().gate = Some(gate.clone()));
+    let knock = |a: &str| KernelEvent::Knock {
+        prefix: "pfknock ssh: ".into(),
+        addr: a.parse().unwrap(),
+    };
+    let line = |verb, a, extra| format!("{verb} {a} service=ssh table=ssh anchor=pfknock {extra}");
+    k.at(T0 + s(5));
+    k.knock("ssh_4", "198.18.0.11");
+    d.hear(&[knock("198.18.0.11")], T0 + s(5));
+    assert_eq!(log.take().len(), 1);
+    k.at(T0 + s(15));
+    k.knock("ssh_4", "198.18.0.11");
+    let again = [knock("198.18.0.11"), knock("198.18.0.11")];
+    d.hear(&again, T0 + s(15));
+    assert_eq!(
+        log.take(),
+        [line("renewed", "198.18.0.11", "age=10s ttl=1m")]
+    );
+    // Not due at its first deadline any more.
+    k.at(T0 + s(65) + COALESCE);
+    d.due_while_reading(T0 + s(65) + COALESCE);
+    assert_eq!(log.take(), Vec::<String>::new());
+    assert_eq!(d.due_while_reading_ms(), Some(T0 + s(75) + COALESCE));
+    open(&gate);
+    read_to_end(&mut d);
+    log.take();
+    k.at(T0 + s(66));
+    for e in [knock("198.18.0.11")].into_iter().chain(again) {
+        d.kernel(e, T0 + s(66));
+    }
+    assert_eq!(log.take(), Vec::<String>::new());
+    tick_to(&mut d, &k, T0 + s(75) + COALESCE);
+    assert_eq!(
+        log.take(),
+        [line("expired", "198.18.0.11", "age=1m ttl=1m")]
+    );
+    // An overrun's reading, the book holding .8.
+    let mut r = rig("renewed-overrun", SSH);
+    r.d.read_aside();
+    r.knock(T0, "198.18.0.8");
+    r.log.take();
+    let gate = r.overrun_held(T0 + s(3));
+    r.k.at(T0 + s(10));
+    r.k.knock("ssh_4", "198.18.0.8");
+    let again = [knock("198.18.0.8"), knock("198.18.0.8")];
+    r.d.hear(&again, T0 + s(10));
+    assert_eq!(
+        r.log.take(),
+        [line("renewed", "198.18.0.8", "age=10s ttl=1m")]
+    );
+    open(&gate);
+    read_to_end(&mut r.d);
+    for e in again {
+        r.event(T0 + s(11), e);
+    }
+    assert_eq!(r.log.take(), Vec::<String>::new());
+    r.at(T0 + s(70) + COALESCE);
+    assert_eq!(
+        r.log.take(),
+        [line("expired", "198.18.0.8", "age=1m ttl=1m")]
+    );
+}
+
 /// `pfknock load` through the control socket while the start's reading
 /// runs: a config that makes no set being read anew is loaded at once, as
 /// SIGHUP does it, and the reply says so; one that cannot be read is

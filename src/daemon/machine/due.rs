@@ -187,7 +187,7 @@ impl Machine {
                     }
                     // Look again at the next poll.
                     let until = now + cx.cfg.poll.0 as i64;
-                    self.due_again(cx, &set, addr, a, until, out);
+                    self.keep(cx, (&set, addr), a.since, until, out);
                     continue;
                 }
             };
@@ -203,7 +203,7 @@ impl Machine {
                 // estimate was early): due when the kernel says.
                 Some(Some(left)) => {
                     let until = now + (left as i64).max(1);
-                    self.due_again(cx, &set, addr, a, until, out);
+                    self.keep(cx, (&set, addr), a.since, until, out);
                 }
                 // No timeout: not pfknock's to expire.
                 Some(None) => {

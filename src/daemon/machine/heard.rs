@@ -56,6 +56,11 @@ pub(super) struct Knocks {
     /// that they too expire while the reading runs; one no longer theirs
     /// is passed over (`take_due`).
     due: BTreeSet<(i64, String, IpAddr)>,
+    /// Knock packets heard during the reading of hosts known or said by
+    /// then: what they did is said and kept as they come (a renewal), so
+    /// their events, after the reading, do nothing (`heard_again`); each
+    /// would move the deadline on by as long as it waited.
+    again: HashMap<(String, IpAddr), u32>,
 }
 
 impl Knocks {
@@ -67,6 +72,24 @@ impl Knocks {
         self.removed.retain(|(w, _)| w != set);
         self.allowed.retain(|(w, _), _| w != set);
         self.closed.retain(|(w, _)| w != set);
+        self.again.retain(|(w, _), _| w != set);
+    }
+
+    /// Is this knock event one of those heard during a reading of a host
+    /// known or said by then? Then it is done.
+    pub(super) fn heard_again(&mut self, set: &str, addr: IpAddr) -> bool {
+        if self.again.is_empty() {
+            return false;
+        }
+        let key = (set.to_owned(), addr);
+        let Some(n) = self.again.get_mut(&key) else {
+            return false;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.again.remove(&key);
+        }
+        true
     }
 
     /// `key` said, with what its look-up found (`None`: gone).
@@ -107,20 +130,19 @@ impl Knocks {
         out
     }
 
-    /// One said or allowed, looked up when due, is still there until
-    /// `until`: its record takes the new deadline. False where there is
-    /// no such record.
-    pub(super) fn moved(&mut self, set: &str, addr: IpAddr, until: i64) -> bool {
+    /// One said or allowed, looked up when due or renewed, is now `a`:
+    /// its record takes it. False where there is no such record.
+    pub(super) fn moved(&mut self, set: &str, addr: IpAddr, a: Auth) -> bool {
         let key = (set.to_owned(), addr);
-        let a = match self.said.get_mut(&key) {
-            Some(Some(a)) => a,
+        let had = match self.said.get_mut(&key) {
+            Some(Some(x)) => x,
             _ => match self.allowed.get_mut(&key) {
-                Some(a) => a,
+                Some(x) => x,
                 None => return false,
             },
         };
-        a.until = until;
-        self.due.insert((until, set.to_owned(), addr));
+        *had = a;
+        self.due.insert((a.until, key.0, addr));
         true
     }
 
@@ -258,20 +280,20 @@ impl Machine {
         out
     }
 
-    /// An authorization looked up when due is to be looked at again at
-    /// `until`: in the book, or, one said or allowed during a reading and
-    /// not in the book, in its record (`Knocks::moved`).
-    pub(super) fn due_again(
+    /// An authorization looked up (when due, or for a renewal) is `since`
+    /// to `until` now: in the book, or, one said or allowed during a
+    /// reading and not in the book, in its record (`Knocks::moved`).
+    pub(super) fn keep(
         &mut self,
         cx: &Ctx,
-        set: &str,
-        addr: IpAddr,
-        a: Auth,
+        (set, addr): (&str, IpAddr),
+        since: i64,
         until: i64,
         out: &mut Vec<Action>,
     ) {
-        if self.tracked(set, addr).is_some() || !self.knocks.moved(set, addr, until) {
-            out.extend(self.track(cx, set, addr, a.since, until));
+        let a = Auth { since, until };
+        if self.tracked(set, addr).is_some() || !self.knocks.moved(set, addr, a) {
+            out.extend(self.track(cx, set, addr, since, until));
         }
     }
 
@@ -311,7 +333,7 @@ impl Machine {
                 knocks.push((prefix.as_str(), *addr));
                 continue;
             }
-            out.extend(self.knocks_heard(cx, &std::mem::take(&mut knocks)));
+            out.extend(self.knocks_heard(cx, &std::mem::take(&mut knocks), now));
             match (ev, meter, close) {
                 (_, Some(m), _) => self.meter_full(cx, m, now, &mut out),
                 (KernelEvent::Knock { addr, .. }, _, Some(c)) => {
@@ -320,17 +342,18 @@ impl Machine {
                 _ => out.extend(self.others_heard(cx, ev, now)),
             }
         }
-        out.extend(self.knocks_heard(cx, &knocks));
+        out.extend(self.knocks_heard(cx, &knocks, now));
         out
     }
 
     /// Knocks (prefix, address) heard while a reading of the sets runs
-    /// beside the loop, their events waiting in the queue: each host not
-    /// tracked and not said yet in this reading is looked up, to be said
-    /// at once (`said_heard`). A host the book tracks (an overrun's
-    /// reading) is left to its event, which tells a renewal.
-    fn knocks_heard(&mut self, cx: &Ctx, knocks: &[(&str, IpAddr)]) -> Vec<Action> {
-        let mut ask = Vec::new();
+    /// beside the loop at `now`, their events waiting in the queue: each
+    /// host not tracked and not said yet in this reading is looked up, to
+    /// be said at once (`said_heard`). One the book tracks (an overrun's
+    /// reading) or said already may be renewed: looked up as its event
+    /// would (`renewal`), once for a knock's packets.
+    fn knocks_heard(&mut self, cx: &Ctx, knocks: &[(&str, IpAddr)], now: i64) -> Vec<Action> {
+        let (mut ask, mut out, mut renewing) = (Vec::new(), Vec::new(), HashSet::new());
         for &(prefix, addr) in knocks {
             let Some(s) = knocking(cx, prefix) else {
                 continue;
@@ -340,23 +363,41 @@ impl Machine {
             // Said already, unless revoked since: a knock after a revoke
             // is a new authorization.
             let again = self.knocks.removed.remove(&key);
-            if self.tracked(&key.0, addr).is_some()
-                || (!again && self.knocks.said.contains_key(&key))
-            {
+            let said = (!again)
+                .then(|| self.knocks.said.get(&key).copied())
+                .flatten();
+            if self.tracked(&key.0, addr).is_some() || said.is_some() {
+                *self.knocks.again.entry(key.clone()).or_default() += 1;
+            }
+            if let Some(a) = self.tracked(&key.0, addr).or(said.flatten()) {
+                let spread = ms(i64::from(s.rate.secs.clamp(1, 2)));
+                if s.renew && now - a.since >= spread && renewing.insert(key.clone()) {
+                    let (service, since) = (s.name.clone(), a.since);
+                    let then = Then::of(Step::Renewal {
+                        service,
+                        addr,
+                        since,
+                    });
+                    out.push(Action::Ask(Query::Left(vec![key]), then));
+                }
+                continue;
+            }
+            // Said gone, or being looked up.
+            if said.is_some() {
                 continue;
             }
             self.knocks.said.insert(key.clone(), None);
             ask.push((s.name.clone(), key));
         }
-        if ask.is_empty() {
-            return Vec::new();
+        if !ask.is_empty() {
+            let keys = ask.iter().map(|(_, k)| k.clone()).collect();
+            let knocks = ask.into_iter().map(|(s, (_, a))| (s, a)).collect();
+            out.push(Action::Ask(
+                Query::Left(keys),
+                Then::of(Step::Heard(knocks)),
+            ));
         }
-        let keys = ask.iter().map(|(_, k)| k.clone()).collect();
-        let knocks = ask.into_iter().map(|(s, (_, a))| (s, a)).collect();
-        vec![Action::Ask(
-            Query::Left(keys),
-            Then::of(Step::Heard(knocks)),
-        )]
+        out
     }
 
     /// The elements of knocks heard during a reading, looked up at `now`:

@@ -536,7 +536,7 @@ impl Machine {
             return;
         };
         let set = nft_set_of(s.table.as_str(), af(addr));
-        if self.waited(cx, s, &set, addr, out) {
+        if self.waited(cx, s, &set, addr, out) || self.knocks.heard_again(&set, addr) {
             return;
         }
         let until = now + ms(s.ttl.0 as i64);
@@ -615,7 +615,7 @@ impl Machine {
         match left {
             Some(Ok(Some(Some(left)))) if left as i64 >= ttl - 2000 => {
                 renewed(out);
-                out.extend(self.track(cx, &set, addr, now, now + left as i64));
+                self.keep(cx, (&set, addr), now, now + left as i64, out);
             }
             Some(Ok(Some(Some(_)))) if self.settling(&set, addr, now) => {
                 let table = auth_table(cx.cfg, s);
@@ -623,7 +623,7 @@ impl Machine {
                 let q = Query::Renew(table, Net::host(addr), s.ttl.0);
                 out.push(Action::Ask(q, Then::of(Step::Report(what))));
                 renewed(out);
-                out.extend(self.track(cx, &set, addr, now, now + ttl));
+                self.keep(cx, (&set, addr), now, now + ttl, out);
             }
             Some(Ok(Some(Some(left)))) => {
                 out.push(Action::Log(
@@ -632,12 +632,12 @@ impl Machine {
                         "knock from {addr} for service {service} read late: it renewed nothing"
                     ),
                 ));
-                out.extend(self.track(cx, &set, addr, since, now + left as i64));
+                self.keep(cx, (&set, addr), since, now + left as i64, out);
             }
             Some(Ok(Some(None) | None)) => {}
             Some(Err(_)) | None => {
                 renewed(out);
-                out.extend(self.track(cx, &set, addr, now, now + ttl));
+                self.keep(cx, (&set, addr), now, now + ttl, out);
             }
         }
     }
