@@ -1457,6 +1457,62 @@ fn a_revoke_and_an_allow_during_the_starts_reading_are_done_at_once() {
     let _ = d.wait();
 }
 
+/// `pfknock flush ssh` while the start reads a set of 200,000 of another
+/// service beside its loop (seconds of the kernel's dumps; minutes at a
+/// million): done at once, not once the reading is over, with SIGUSR2
+/// after it saying the daemon still reads. The host that knocked before
+/// the start is gone and stays gone after the reading (the reading found
+/// it, and leaves it out); its knock after the flush authorizes it again,
+/// logged once; the other service's 200,000 stay, not logged.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_flush_during_the_starts_reading_is_done_at_once() {
+    need_root_and_tools!();
+    let web = "[[service]]\nname = \"web\"\nprotect = [8443]\nknock = [1235]\n\
+               ttl = \"10m\"\nsize = 262144\n";
+    let mut n = Net::new(&(CONF.replace("TTL", "10m") + web));
+    n.up();
+    let held = (0..200_000u32).map(|i| {
+        format!(
+            "fd00:19::{:x}:{:x} timeout 10m",
+            i / 10_000 + 1,
+            i % 10_000 + 1
+        )
+    });
+    n.fill("web_6", held);
+    let ip = n.cli_ip(false);
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    assert!(n.open(false), "the knock before the start opened nothing");
+    let (mut d, pid, log, _) = counted_daemon(&n);
+    let mut said = read_log(&log, 10, |s| s.contains("started"));
+    let o = via_daemon(&n, &["flush", "ssh"]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("1 addresses deleted"), "{err}");
+    assert!(!n.open(false), "flushed, yet the port opens");
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    said += &read_log(&log, 5, |s| s.contains(&format!("authorized {ip} ")));
+    said += &still_reading_then_done(&log, &pid, "the flush");
+    assert!(n.open(false), "the knock after the flush opened nothing");
+    assert_eq!(n.elements("ssh_4"), std::slice::from_ref(&ip));
+    assert_eq!(kernel_count(&n, "web_6"), Some(200_000));
+    ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
+    let status = read_log(&log, 5, |s| s.contains("status <ssh>"));
+    assert!(
+        status.contains("status <ssh> in anchor pfknock: 1 entries"),
+        "{status}"
+    );
+    let of_ip: Vec<&str> = (said.lines())
+        .filter(|l| l.contains(&format!(" {ip} ")))
+        .collect();
+    assert_eq!(of_ip.len(), 2, "{said}");
+    assert!(of_ip[0].contains(&format!(": flushed {ip} ")), "{said}");
+    assert!(of_ip[1].contains(&format!(": authorized {ip} ")), "{said}");
+    assert!(!said.contains("fd00:19::"), "the 200,000 are not news");
+    let _ = d.kill();
+    let _ = d.wait();
+}
+
 /// A SIGHUP that changes the ttl and the size of the authorized set, which
 /// holds 50,000 elements, while knocks from 40 hosts go on through it. The
 /// set is changed in place: the kernel has the new ttl and size, and the

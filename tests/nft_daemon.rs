@@ -2996,13 +2996,67 @@ fn renewals_during_a_reading_are_said_at_once_and_once() {
     );
 }
 
+/// `pfknock flush` during the start's reading is done at once, and the
+/// reading takes in nothing of what it emptied: not .12, held before the
+/// start, nor .11, said as it knocked before the flush; .13, which knocks
+/// after it, is said and held. The knocks' events, after the reading, say
+/// nothing more, and the book holds what the kernel holds.
+#[test]
+fn a_flush_during_the_starts_reading_goes_at_once_and_the_reading_leaves_it_out() {
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (mut d, k, log, path, _dir) = reading_rig_with("flush-reading", |k| {
+        k.knock("ssh_4", "198.18.0.12");
+        k.st().gate = Some(gate.clone());
+    });
+    let knock = |a: &str| KernelEvent::Knock {
+        prefix: "pfknock ssh: ".into(),
+        addr: a.parse().unwrap(),
+    };
+    k.at(T0 + s(5));
+    k.knock("ssh_4", "198.18.0.11");
+    d.hear(&[knock("198.18.0.11")], T0 + s(5));
+    assert_eq!(log.take().len(), 1);
+    let req = Request {
+        config: path.clone(),
+        argv: vec!["flush".into()],
+    };
+    let reply = d.control_while_reading(&req, (T0 + s(6)) / 1000);
+    let reply = reply.expect("a flush does not wait for the reading");
+    assert!(reply.error.is_none(), "{:?}", reply.error);
+    assert!(k.holds("ssh_4").is_empty());
+    let l = log.take();
+    assert!(l.iter().any(|x| x.contains("198.18.0.12")), "{l:?}");
+    k.at(T0 + s(7));
+    let thirteen = k.knock("ssh_4", "198.18.0.13");
+    d.hear(&[knock("198.18.0.13")], T0 + s(7));
+    assert_eq!(lines_of(&log.take(), "authorized", "198.18.0.13"), 1);
+    // The reading dumps the set as if before the flush.
+    k.knock("ssh_4", "198.18.0.11");
+    k.knock("ssh_4", "198.18.0.12");
+    open(&gate);
+    read_to_end(&mut d);
+    k.remove("ssh_4", "198.18.0.11");
+    k.remove("ssh_4", "198.18.0.12");
+    log.take();
+    for a in ["198.18.0.11", "198.18.0.13"] {
+        d.kernel(knock(a), T0 + s(8));
+    }
+    assert_eq!(log.take(), Vec::<String>::new());
+    assert_eq!(k.holds("ssh_4"), [thirteen]);
+    assert_eq!(d.known(&ssh_table()), Some(1));
+    tick_to(&mut d, &k, T0 + s(67) + COALESCE);
+    let l = log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(lines_of(&l, "expired", "198.18.0.13"), 1, "{l:?}");
+}
+
 /// `pfknock load` through the control socket while the start's reading
 /// runs: a config that makes no set being read anew is loaded at once, as
 /// SIGHUP does it, and the reply says so; one that cannot be read is
 /// answered at once with its error, nothing loaded; one that would make a
-/// set being read anew, and any other command but `revoke` and `allow`,
-/// wait for the reading's end (`None`: `run`'s loop holds the connection
-/// and answers after).
+/// set being read anew, and any other command but `revoke`, `allow` and
+/// `flush`, wait for the reading's end (`None`: `run`'s loop holds the
+/// connection and answers after).
 #[test]
 fn a_load_through_the_control_socket_during_a_reading_goes_at_once_where_sighup_would() {
     let (mut d, k, log, path, _dir) = reading_rig("control-reading");
@@ -3012,8 +3066,8 @@ fn a_load_through_the_control_socket_during_a_reading_goes_at_once_where_sighup_
         argv: argv.iter().map(|s| s.to_string()).collect(),
     };
     let now = (T0 + s(20)) / 1000;
-    assert_eq!(d.control_while_reading(&req(&["flush"]), now), None);
     assert_eq!(d.control_while_reading(&req(&["expire"]), now), None);
+    assert_eq!(d.control_while_reading(&req(&["unload"]), now), None);
     fs::write(&path, SSH.replace("60s", "thirty")).unwrap();
     let reply = d
         .control_while_reading(&req(&["load"]), now)

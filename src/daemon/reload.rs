@@ -74,9 +74,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     pub fn control_while_reading(&mut self, req: &Request, now: i64) -> Option<Reply> {
         match self.command_of(req) {
             Ok(Command::Load) => {}
-            // At once: the reading leaves out what a revoke removed, and
-            // takes in what an allow added with the time it gave.
-            Ok(Command::Revoke { .. } | Command::Allow { .. }) => {
+            // At once: the reading leaves out what a revoke removed (or a
+            // flush), and takes in what an allow added with the time it
+            // gave.
+            Ok(Command::Revoke { .. } | Command::Allow { .. } | Command::Flush { .. }) => {
                 return Some(self.control(req, now));
             }
             _ => return None,

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::config::Service;
 use crate::kevents::{Deadline, KernelEvent};
-use crate::name::{Net, Secs};
+use crate::name::{Af, Net, Secs};
 use crate::names::{self, nft_set_of};
 
 /// What the machine holds of the knocks heard during a reading, per
@@ -61,6 +61,9 @@ pub(super) struct Knocks {
     /// their events, after the reading, do nothing (`heard_again`); each
     /// would move the deadline on by as long as it waited.
     again: HashMap<(String, IpAddr), u32>,
+    /// Sets `pfknock flush` emptied while the reading ran: what it found
+    /// of them is not taken in, but for hosts said or allowed since.
+    flushed: HashSet<String>,
 }
 
 impl Knocks {
@@ -73,6 +76,7 @@ impl Knocks {
         self.allowed.retain(|(w, _), _| w != set);
         self.closed.retain(|(w, _)| w != set);
         self.again.retain(|(w, _), _| w != set);
+        self.flushed.remove(set);
     }
 
     /// Is this knock event one of those heard during a reading of a host
@@ -177,10 +181,15 @@ impl Knocks {
         !self.allowed.is_empty() && self.allowed.contains_key(&(set.to_owned(), addr))
     }
 
-    /// Did `pfknock revoke` remove `addr` from `set` while the reading
-    /// ran (and no knock brought it back since)?
+    /// Did `pfknock revoke` (a close knock, a deletion by others) remove
+    /// `addr` from `set` while the reading ran, or `pfknock flush` empty
+    /// `set`, and no knock or allow bring it back since?
     pub(super) fn was_removed(&self, set: &str, addr: IpAddr) -> bool {
-        !self.removed.is_empty() && self.removed.contains(&(set.to_owned(), addr))
+        if self.removed.is_empty() && self.flushed.is_empty() {
+            return false;
+        }
+        let key = (set.to_owned(), addr);
+        self.removed.contains(&key) || (self.flushed.contains(set) && self.known(&key).is_none())
     }
 
     /// The reading is taken in: what was revoked during it is past, and
@@ -189,6 +198,7 @@ impl Knocks {
     /// events.
     pub(super) fn read(&mut self) -> HashMap<(String, IpAddr), Auth> {
         self.removed = HashSet::new();
+        self.flushed = HashSet::new();
         self.batch = Vec::new();
         self.reading = false;
         self.due = BTreeSet::new();
@@ -436,13 +446,28 @@ impl Machine {
     /// knock of it said before is not taken in when its event comes.
     /// Allowed: the host is taken in with the authorization the allow
     /// gave once the reading is (`take_allowed`), and the reading's copy
-    /// says no line.
+    /// says no line. Flushed (`pfknock flush`): what the reading found of
+    /// the set is not taken in, but for hosts said or allowed since.
     pub fn changed_while_read(&mut self, cx: &Ctx, c: &crate::verbs::Change, now: i64) {
-        use crate::verbs::Change::{Added, Removed};
-        let (Added(t, n) | Removed(t, n)) = c else {
-            return;
+        use crate::verbs::Change::{Added, Cleared, Removed};
+        let t = match c {
+            Added(t, _) | Removed(t, _) | Cleared(t) => t,
         };
         let Some(s) = cx.cfg.services.iter().find(|s| s.table == t.name) else {
+            return;
+        };
+        let (Added(_, n) | Removed(_, n)) = c else {
+            // Flushed: those said or allowed went with it.
+            for set in [Af::V4, Af::V6].map(|a| nft_set_of(s.table.as_str(), a)) {
+                let k = &mut self.knocks;
+                let of_set = |key: &&(String, IpAddr)| key.0 == set;
+                let keys: Vec<_> = (k.said.keys().filter(of_set))
+                    .chain(k.allowed.keys().filter(of_set))
+                    .cloned()
+                    .collect();
+                keys.into_iter().for_each(|key| k.gone(key));
+                k.flushed.insert(set);
+            }
             return;
         };
         if *n != Net::host(n.addr()) {
