@@ -31,15 +31,17 @@ pub(super) struct Knocks {
     /// Knocks whose events wait in the queue behind the start's reading,
     /// with the element the reading found (`knocks_waiting`).
     pub(super) waiting: HashMap<(String, IpAddr), Option<Auth>>,
-    /// Knocks said as they came, their events still in the queue: what
-    /// the look-up found (`None`: the element was gone).
+    /// Knocks said as they came, and elements others added (`other_heard`),
+    /// their events still in the queue: what the look-up found, or the
+    /// event told (`None`: the element was gone, or went since).
     said: HashMap<(String, IpAddr), Option<Auth>>,
     /// Knocks said as they came whose events the kernel's overrun took
     /// from the queue: the reading it brings finds their elements, or
     /// says they went (`said_dropped_went`).
     dropped: HashMap<(String, IpAddr), Option<Auth>>,
-    /// Hosts `pfknock revoke` removed while the reading ran: what it
-    /// found of them is not taken in (`Machine::changed_while_read`).
+    /// Hosts that left their set while the reading ran (`pfknock revoke`,
+    /// a close knock, a deletion by others, an expiry: `gone`): what it
+    /// found of them is not taken in.
     removed: HashSet<(String, IpAddr)>,
     /// Hosts `pfknock allow` (or a signed knock) added while the reading
     /// ran, and their authorizations: taken in once it is (`take_allowed`).
