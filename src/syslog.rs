@@ -215,6 +215,16 @@ pub fn flush() {
     }
 }
 
+/// How many lines wait in the queue for syslogd (OpenBSD's
+/// sendsyslog(2) keeps none).
+pub fn waiting() -> usize {
+    if cfg!(target_os = "openbsd") {
+        return 0;
+    }
+    let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref().map_or(0, |st| st.queue.len())
+}
+
 /// Do lines wait for a syslogd that is there (so that trying again in
 /// `RETRY` makes sense)?
 pub fn pending() -> bool {

@@ -425,11 +425,18 @@ impl ElementLookup for Nft {
 }
 
 #[derive(Clone, Default)]
-struct Mem(Arc<Mutex<Vec<(Level, String)>>>);
+struct Mem(
+    Arc<Mutex<Vec<(Level, String)>>>,
+    /// Lines that wait for syslog, as `Log::waiting` says it.
+    Arc<std::sync::atomic::AtomicUsize>,
+);
 
 impl Log for Mem {
     fn log(&mut self, level: Level, msg: &str) {
         self.0.lock().unwrap().push((level, msg.to_owned()));
+    }
+    fn waiting(&self) -> usize {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -3048,6 +3055,47 @@ fn a_flush_during_the_starts_reading_goes_at_once_and_the_reading_leaves_it_out(
     let l = log.take();
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(lines_of(&l, "expired", "198.18.0.13"), 1, "{l:?}");
+}
+
+/// A burst of knocks during the start's reading is said a part at a
+/// time, as syslog takes the lines: while a part's worth wait for it,
+/// the daemon says nothing more (a burst said at once overran syslog's
+/// queue, and its lines were dropped); once they are taken, it goes on,
+/// in order, until each knock is said once.
+#[test]
+fn a_burst_during_a_reading_is_said_as_syslog_takes_it() {
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (mut d, k, log, _path, _dir) =
+        reading_rig_with("burst-reading", |k| k.st().gate = Some(gate.clone()));
+    k.at(T0 + s(5));
+    let burst: Vec<KernelEvent> = (0..3000)
+        .map(|i| KernelEvent::Knock {
+            prefix: "pfknock ssh: ".into(),
+            addr: k.knock("ssh_4", &nth(i).to_string()),
+        })
+        .collect();
+    let slow = std::sync::atomic::Ordering::Relaxed;
+    log.1.store(5000, slow);
+    d.hear(&burst, T0 + s(5));
+    assert!(log.take().is_empty(), "said past what waits");
+    log.1.store(0, slow);
+    d.reading_turn(T0 + s(5));
+    let l = log.take();
+    assert_eq!(l.len(), 3000);
+    for (i, x) in l.iter().enumerate() {
+        assert!(
+            x.starts_with(&format!("authorized {} ", nth(i as u32))),
+            "{x}"
+        );
+    }
+    open(&gate);
+    read_to_end(&mut d);
+    log.take();
+    for e in burst {
+        d.kernel(e, T0 + s(6));
+    }
+    assert_eq!(log.take(), Vec::<String>::new());
+    assert_eq!(d.known(&ssh_table()), Some(3000));
 }
 
 /// `pfknock load` through the control socket while the start's reading

@@ -202,6 +202,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let Some(r) = self.reading.take() else {
             return;
         };
+        // What was not heard yet is worked through as any event.
+        self.to_hear.clear();
         if r.worker.is_some() {
             let knocks = heard();
             if !knocks.is_empty() {
@@ -268,49 +270,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 )
             };
             self.log.log(Level::Info, &line);
-        }
-    }
-
-    /// Kernel events the loop read while a reading of the sets runs
-    /// beside it, before it queues them, at `now` (ms): the addresses
-    /// they add to a set (a knock's, by its service; a notification's)
-    /// are `Heard` by the reading too, and the knocks and the element
-    /// changes others commit are said at once (`Machine::heard`).
-    pub fn hear(&mut self, evs: &[KernelEvent], now: i64) {
-        if !self.reading_runs() {
-            return;
-        }
-        self.hand_to_reading(evs);
-        let acts = self.machine.heard(&cx!(self), evs, now);
-        self.carry_out(acts, now);
-    }
-
-    fn hand_to_reading(&mut self, evs: &[KernelEvent]) {
-        let Ok(mut heard) = self.heard.lock() else {
-            return;
-        };
-        for ev in evs {
-            let (set, addrs) = match ev {
-                KernelEvent::Knock { prefix, addr } => {
-                    let s = (self.cfg.services.iter())
-                        .find(|s| *prefix == crate::names::knock_prefix(&s.name));
-                    let Some(s) = s else { continue };
-                    let af = crate::name::Af::of(*addr);
-                    (crate::names::nft_set_of(s.table.as_str(), af), vec![*addr])
-                }
-                KernelEvent::Elements {
-                    set,
-                    added: true,
-                    addrs,
-                } => (
-                    set.clone(),
-                    addrs.iter().map(crate::kevents::Deadline::addr).collect(),
-                ),
-                _ => continue,
-            };
-            let v = heard.entry(set).or_default();
-            let room = HEARD_MAX.saturating_sub(v.len());
-            v.extend(addrs.into_iter().take(room));
         }
     }
 
@@ -535,7 +494,7 @@ pub(super) type Heard = std::sync::Arc<std::sync::Mutex<HashMap<String, Vec<IpAd
 /// Addresses heard of one set during one reading, at most: past that (a
 /// set changing fast), its check by look-ups fails as it would have, and
 /// the set is dumped again.
-const HEARD_MAX: usize = 1 << 16;
+pub(super) const HEARD_MAX: usize = 1 << 16;
 
 /// What `heard` holds of `set` now.
 fn heard_of(heard: &Heard, set: &str) -> Vec<IpAddr> {

@@ -18,6 +18,11 @@ pub enum Level {
 
 pub trait Log {
     fn log(&mut self, level: Level, msg: &str);
+    /// How many lines wait to be sent (syslog's queue, which drops past
+    /// its bound): a burst waits for them rather than being lost.
+    fn waiting(&self) -> usize {
+        0
+    }
 }
 
 /// How often an error that keeps coming back is logged again.

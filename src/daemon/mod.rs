@@ -43,6 +43,9 @@ pub struct Daemon<T, L, G> {
     /// What the loop heard added to the sets while they are read beside
     /// it (`hear`), shared with that reading.
     heard: events::Heard,
+    /// Events read during that reading that the machine has not heard yet
+    /// (`hearing.rs`).
+    to_hear: std::collections::VecDeque<KernelEvent>,
     /// What the last daemon kept, waiting for the start's reading of the
     /// sets (kernel events, `use_events_later`): the reconciliation comes
     /// once that reading is done, and a stop before then keeps it as it
@@ -110,6 +113,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             reading: None,
             aside: false,
             heard: Default::default(),
+            to_hear: Default::default(),
             start_record: None,
             notes: None,
             held: false,
@@ -382,6 +386,7 @@ mod control;
 mod events;
 mod feeds;
 mod heap;
+mod hearing;
 mod lines;
 mod machine;
 pub mod notes;

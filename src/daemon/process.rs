@@ -25,6 +25,10 @@ pub struct SysLog {
 }
 
 impl Log for SysLog {
+    fn waiting(&self) -> usize {
+        crate::syslog::waiting()
+    }
+
     fn log(&mut self, level: Level, msg: &str) {
         let prio = match level {
             Level::Err => libc::LOG_ERR,
@@ -614,10 +618,9 @@ fn serve<T: Tables, L: Loader>(
         let wake_at = next_wake(&d, spa, now_ms);
         let mut wait = Duration::from_millis((wake_at - now_ms) as u64);
         if d.reading().is_some() {
-            // Only the reading's end, a signal, the kernel's events or an
-            // authorization due wake the loop until then.
-            let due = d.due_while_reading_ms().map(|t| (t - now_ms).max(0) as u64);
-            wait = Duration::from_millis(due.unwrap_or(1000).min(1000));
+            // Only the reading's end, a signal, the kernel's events, an
+            // authorization due or lines to say wake the loop until then.
+            wait = d.reading_wait(now_ms);
         } else if !pending.is_empty() {
             wait = Duration::ZERO;
         }
@@ -645,7 +648,7 @@ fn serve<T: Tables, L: Loader>(
             if ready.control {
                 take_commands(&mut d, ctl, &mut held);
             }
-            d.due_while_reading(crate::clock::now_ms());
+            d.reading_turn(crate::clock::now_ms());
             continue;
         }
         for (s, req) in std::mem::take(&mut held) {

@@ -1,0 +1,97 @@
+//! What the daemon's loop hears while a reading of the sets runs beside
+//! it: each event is handed to the reading (the addresses it adds, for
+//! the reading's check that it missed none) and to the machine, which
+//! says knocks, changes by others and the rest at once
+//! (`Machine::heard`). The machine hears a burst a part at a time, as the
+//! log takes their lines (`Log::waiting`): a burst of knocks said at once
+//! (60,000 after a SIGSTOP) overran syslog's queue, and the lines past it
+//! were dropped.
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use super::events::{self, KernelEvent, cx};
+use super::lines::Log;
+use super::{Daemon, Loader};
+use crate::tables::Tables;
+
+/// Events the machine hears at once, at most: about as many lines.
+const HEAR_AT_ONCE: usize = 1 << 10;
+
+impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
+    /// Kernel events the loop read while a reading of the sets runs
+    /// beside it, before it queues them, at `now` (ms): the addresses
+    /// they add to a set (a knock's, by its service; a notification's)
+    /// are `Heard` by the reading at once, and the machine hears them in
+    /// order (`hear_more`).
+    pub fn hear(&mut self, evs: &[KernelEvent], now: i64) {
+        if !self.reading_runs() {
+            return;
+        }
+        self.hand_to_reading(evs);
+        self.to_hear.extend(evs.iter().cloned());
+        self.hear_more(now);
+    }
+
+    /// Hand the machine what it has not heard yet, `HEAR_AT_ONCE` events
+    /// at a time while fewer lines than that wait for syslog; the rest at
+    /// the loop's next turns, once syslog took what waits (so a status
+    /// line waits behind a part at most). What is left when the reading
+    /// ends is worked through as any event.
+    pub fn hear_more(&mut self, now: i64) {
+        while !self.to_hear.is_empty() && self.log.waiting() < HEAR_AT_ONCE {
+            let n = self.to_hear.len().min(HEAR_AT_ONCE);
+            let part: Vec<KernelEvent> = self.to_hear.drain(..n).collect();
+            let acts = self.machine.heard(&cx!(self), &part, now);
+            self.carry_out(acts, now);
+        }
+    }
+
+    /// One turn of the loop while a reading runs, at `now` (ms): what
+    /// waits to be heard, and what falls due (`due_while_reading`).
+    pub fn reading_turn(&mut self, now: i64) {
+        self.hear_more(now);
+        self.due_while_reading(now);
+    }
+
+    /// How long the loop may wait while a reading runs: until the next
+    /// authorization due, a second at most, and `syslog::RETRY` while
+    /// events wait to be heard.
+    pub fn reading_wait(&self, now: i64) -> Duration {
+        let due = self.due_while_reading_ms().map(|t| (t - now).max(0) as u64);
+        let wait = Duration::from_millis(due.unwrap_or(1000).min(1000));
+        match self.to_hear.is_empty() {
+            true => wait,
+            false => wait.min(crate::syslog::RETRY),
+        }
+    }
+
+    fn hand_to_reading(&mut self, evs: &[KernelEvent]) {
+        let Ok(mut heard) = self.heard.lock() else {
+            return;
+        };
+        for ev in evs {
+            let (set, addrs) = match ev {
+                KernelEvent::Knock { prefix, addr } => {
+                    let s = (self.cfg.services.iter())
+                        .find(|s| *prefix == crate::names::knock_prefix(&s.name));
+                    let Some(s) = s else { continue };
+                    let af = crate::name::Af::of(*addr);
+                    (crate::names::nft_set_of(s.table.as_str(), af), vec![*addr])
+                }
+                KernelEvent::Elements {
+                    set,
+                    added: true,
+                    addrs,
+                } => (
+                    set.clone(),
+                    addrs.iter().map(crate::kevents::Deadline::addr).collect(),
+                ),
+                _ => continue,
+            };
+            let v = heard.entry(set).or_default();
+            let room = events::HEARD_MAX.saturating_sub(v.len());
+            v.extend(addrs.into_iter().take(room));
+        }
+    }
+}
