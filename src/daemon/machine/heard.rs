@@ -378,10 +378,11 @@ impl Machine {
             let said = (!again)
                 .then(|| self.knocks.said.get(&key).copied())
                 .flatten();
-            if self.tracked(&key.0, addr).is_some() || said.is_some() {
+            let tracked = self.tracked(&key.0, addr);
+            if tracked.is_some() || said.is_some() {
                 *self.knocks.again.entry(key.clone()).or_default() += 1;
             }
-            if let Some(a) = self.tracked(&key.0, addr).or(said.flatten()) {
+            if let Some(a) = tracked.or(said.flatten()) {
                 let spread = ms(i64::from(s.rate.secs.clamp(1, 2)));
                 if s.renew && now - a.since >= spread && renewing.insert(key.clone()) {
                     let (service, since) = (s.name.clone(), a.since);
@@ -541,9 +542,7 @@ impl Machine {
     ) {
         let addr = e.addr();
         let key = (set.to_owned(), addr);
-        let ttl = ms(s.ttl.0 as i64);
-        let left = e.at().map_or(ttl, |at| (at - now).max(0));
-        let since = now - (ttl - left).max(0);
+        let a = super::restore::added_auth(s, e, now);
         let extra = |a: &str| by.map(|by| format!("{a}ttl={} by {by}", Secs(s.ttl.0)));
         if added {
             // Known: its event says nothing either.
@@ -557,13 +556,12 @@ impl Machine {
             if let Some(x) = extra("") {
                 info(out, event_line(cx.cfg, "authorized", s, addr, &x));
             }
-            let until = now + left;
-            self.knocks.say(key, Some(Auth { since, until }));
+            self.knocks.say(key, Some(a));
             return;
         }
         let known = self.knocks.known(&key);
         let known = self.forget(cx, set, addr, out).or(known);
-        let since = known.map_or(since, |a| a.since);
+        let since = known.map_or(a.since, |k| k.since);
         if let Some(x) = extra(&format!("age={} ", age(now, since))) {
             info(out, event_line(cx.cfg, "removed", s, addr, &x));
         }

@@ -10,10 +10,24 @@ use super::{
     Action, Auth, Ctx, Left, Machine, Query, Step, Then, age, auth_service, auth_table, event_line,
     info, left_secs, ms,
 };
+use crate::config::Service;
 use crate::daemon::lines::Level;
-use crate::kevents::KernelEvent;
+use crate::kevents::{Deadline, KernelEvent};
 use crate::name::{Net, Secs};
 use crate::tables::TableRef;
+
+/// An element someone else added, by its notification at `now` (ms): its
+/// time left now (the event may have waited), and as old as the kernel
+/// has it (added with less than the ttl left, as a restore by another
+/// tool does).
+pub(super) fn added_auth(s: &Service, e: Deadline, now: i64) -> Auth {
+    let ttl = ms(s.ttl.0 as i64);
+    let left = e.at().map_or(ttl, |at| (at - now).max(0));
+    Auth {
+        since: now - (ttl - left).max(0),
+        until: now + left,
+    }
+}
 
 impl Machine {
     /// A transaction by someone else: log what it did to authorizations,
@@ -49,16 +63,12 @@ impl Machine {
                                 continue;
                             }
                             // Its time left now: the event may have waited.
-                            let ttl = ms(s.ttl.0 as i64);
-                            let left = e.at().map_or(ttl, |at| (at - now).max(0));
                             if !quiet {
                                 let extra = format!("ttl={} by {by}", Secs(s.ttl.0));
                                 info(out, event_line(cx.cfg, "authorized", s, addr, &extra));
                             }
-                            // Added with less than the ttl left (a restore
-                            // by another tool): as old as the kernel has it.
-                            let since = now - (ttl - left).max(0);
-                            out.extend(self.track(cx, &set, addr, since, now + left));
+                            let a = added_auth(s, e, now);
+                            out.extend(self.track(cx, &set, addr, a.since, a.until));
                         } else if let Some(a) = self.forget(cx, &set, addr, out)
                             && !quiet
                         {
