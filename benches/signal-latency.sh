@@ -26,6 +26,9 @@
 # authorizations in the set before the daemon starts; SIGUSR2 goes every
 # 50 ms during its start too, until its count is whole, and those waits
 # are printed apart, next to the time of one nft list set of them),
+# BY (nft: the adds are made by nft itself, so that the daemon logs a
+# line for each, with who made it; printed: how many it said, how many
+# lines it counted as dropped, and when the last came after the adds),
 # RESTART (1: after the burst, the daemon is stopped and started again
 # over the record it kept, and the same is printed for that start; for
 # each start, the daemon's memory once its count is whole, and 2 s later,
@@ -112,7 +115,7 @@ for bin in "$@"; do
 		sleep 1
 	fi
 	# The log: a socket of this script's, read by the measuring python.
-	python3 - "$tmp" "$bin" "$ROUNDS" "$NS" <<'EOP'
+	BY=${BY:-pfknock} python3 - "$tmp" "$bin" "$ROUNDS" "$NS" <<'EOP'
 import os, re, signal, socket, statistics, struct, subprocess, sys, time
 tmp, binary, rounds, ns = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 sys.path.insert(0, "benches/common")
@@ -131,13 +134,23 @@ overruns = 0
 # apart from how late this script got to read it on a busy machine.
 log.setsockopt(socket.SOL_SOCKET, 35, 1)
 sent_at = [0.0]
+# With BY=nft: the lines said of the adds, the last one's time, and the
+# lines the daemon counted as dropped.
+by_nft = [0, 0.0, 0]
 def recv_stamped():
     data, anc, _, _ = log.recvmsg(65536, socket.CMSG_SPACE(16))
     for lvl, typ, d in anc:
         if lvl == socket.SOL_SOCKET and typ == 35:
             sec, ns = struct.unpack("qq", d[:16])
             sent_at[0] = sec + ns / 1e9
-    return data.decode(errors="replace")
+    line = data.decode(errors="replace")
+    if " by nft[" in line:
+        by_nft[0] += 1
+        by_nft[1] = time.monotonic()
+    m = re.search(r"(\d+) log line\(s\) dropped", line)
+    if m:
+        by_nft[2] += int(m.group(1))
+    return line
 def until(word, secs):
     global overruns
     end = time.monotonic() + secs
@@ -214,8 +227,9 @@ if held:
 time.sleep(float(os.environ.get("SETTLE", "1")))
 pace = float(os.environ.get("PACE", "0"))
 t_fill = time.monotonic()
+adder = "nft" if os.environ.get("BY") == "nft" else f"{tmp}/bin/pfknock"
 fills = [subprocess.Popen(["sh", "-c", f"sleep {(r - 1) * pace}; exec ip netns exec {ns} "
-                           f"{tmp}/bin/pfknock -f {tmp}/fill{r}.nft"])
+                           f"{adder} -f {tmp}/fill{r}.nft"])
          for r in range(1, rounds + 1)]
 waits, sent = [], []
 busy = True
@@ -247,6 +261,17 @@ for _ in range(600):
         break
 print(f"adds took {filled:.1f} s; the daemon counted {seen} of {want} "
       f"{time.monotonic() - t_end:.1f} s after")
+if adder == "nft":
+    # What is still on its way to the log.
+    log.settimeout(2)
+    try:
+        while True:
+            recv_stamped()
+    except socket.timeout:
+        pass
+    print(f"lines said of the adds: {by_nft[0]} of {want - held}, the last "
+          f"{by_nft[1] - t_fill - filled:.1f} s after the adds ended; "
+          f"log lines the daemon counted as dropped: {by_nft[2]}")
 def stop():
     t0 = time.monotonic()
     os.kill(pid, signal.SIGTERM)

@@ -70,6 +70,8 @@ struct State {
     queue: VecDeque<Vec<u8>>,
     /// Lines dropped past the queue, not yet reported.
     dropped: u64,
+    /// When syslogd last took a line.
+    taken: Instant,
 }
 
 impl State {
@@ -80,6 +82,15 @@ impl State {
             failed_at: None,
             queue: VecDeque::new(),
             dropped: 0,
+            taken: Instant::now(),
+        }
+    }
+
+    /// `waiting`, of this state.
+    fn waiting(&self) -> usize {
+        match self.taken.elapsed() < STALLED {
+            true => self.queue.len(),
+            false => 0,
         }
     }
 
@@ -157,7 +168,10 @@ fn send(st: &mut State, line: &[u8]) -> bool {
         }
         let Some(s) = &st.sock else { return false };
         match s.send(line) {
-            Ok(_) => return true,
+            Ok(_) => {
+                st.taken = Instant::now();
+                return true;
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
             Err(_) => st.sock = None, // syslogd restarted: reconnect once
         }
@@ -215,14 +229,21 @@ pub fn flush() {
     }
 }
 
-/// How many lines wait in the queue for syslogd (OpenBSD's
-/// sendsyslog(2) keeps none).
+/// A syslogd that took no line for this long while lines wait is not
+/// taking them: nothing is held back for it (`waiting`).
+pub const STALLED: Duration = Duration::from_secs(1);
+
+/// How many lines wait in the queue for a syslogd that takes them: the
+/// daemon holds a burst back while many do (`daemon::lines::Log`). None
+/// once syslogd took no line for `STALLED`: a hung syslogd must not stop
+/// the daemon, and lines past the queue are dropped and counted instead.
+/// OpenBSD's sendsyslog(2) keeps none.
 pub fn waiting() -> usize {
     if cfg!(target_os = "openbsd") {
         return 0;
     }
     let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
-    g.as_ref().map_or(0, |st| st.queue.len())
+    g.as_ref().map_or(0, State::waiting)
 }
 
 /// Do lines wait for a syslogd that is there (so that trying again in
@@ -281,6 +302,21 @@ mod tests {
             st.sock.is_some() || st.failed_at.is_some_and(|t| t > failed),
             "tried again after RECONNECT"
         );
+    }
+
+    /// Lines wait for a syslogd that took one within `STALLED`; for one
+    /// that took none since, none are waited for.
+    #[test]
+    fn lines_wait_for_a_syslogd_that_takes_them_not_for_a_stalled_one() {
+        let mut st = State::new(Facility::Auth);
+        assert_eq!(st.waiting(), 0);
+        st.queue
+            .extend((0..3).map(|i| format!("line {i}").into_bytes()));
+        assert_eq!(st.waiting(), 3);
+        st.taken = Instant::now() - STALLED;
+        assert_eq!(st.waiting(), 0, "stalled");
+        st.taken = Instant::now() - STALLED / 2;
+        assert_eq!(st.waiting(), 3);
     }
 
     /// A burst far past the socket's own queue, to a reader that is slow

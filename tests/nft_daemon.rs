@@ -429,11 +429,17 @@ struct Mem(
     Arc<Mutex<Vec<(Level, String)>>>,
     /// Lines that wait for syslog, as `Log::waiting` says it.
     Arc<std::sync::atomic::AtomicUsize>,
+    /// Syslog takes no line: each one logged waits (counted in `.1`).
+    Arc<std::sync::atomic::AtomicBool>,
 );
 
 impl Log for Mem {
     fn log(&mut self, level: Level, msg: &str) {
+        use std::sync::atomic::Ordering::Relaxed;
         self.0.lock().unwrap().push((level, msg.to_owned()));
+        if self.2.load(Relaxed) {
+            self.1.fetch_add(1, Relaxed);
+        }
     }
     fn waiting(&self) -> usize {
         self.1.load(std::sync::atomic::Ordering::Relaxed)
@@ -531,9 +537,18 @@ impl Rig {
         );
         a
     }
+    /// The kernel's event `ev` at `t` (ms), and what is left to say of
+    /// a transaction it ends, a part at a time, as the loop says it while
+    /// the log takes the lines.
     fn event(&mut self, t: i64, ev: KernelEvent) {
         self.k.at(t);
         self.d.kernel(ev, t);
+        for _ in 0..10_000 {
+            if !self.d.unsaid() {
+                break;
+            }
+            self.d.say_more(t);
+        }
     }
     /// `count` hosts (`nth`) added to ssh_4 by another process at T0,
     /// until T0 + 60 s, and followed by the daemon (their lines taken).
@@ -3228,4 +3243,155 @@ fn reload_deleting_sets(by_load: bool) {
     r.at(T0 + s(120));
     assert!(r.log.take().is_empty());
     assert!(r.k.holds("ssh_4").is_empty());
+}
+
+/// Hosts `nth(i)`, `i` in `range`, added to ssh_4 by another process:
+/// put in the kernel model until T0 + 60 s, and their notification.
+fn added_in(k: &Nft, range: std::ops::Range<u32>) -> KernelEvent {
+    let addrs: Vec<Deadline> = range
+        .map(|i| Deadline::new(nth(i), Some(T0 + 60_000)))
+        .collect();
+    let mut st = k.st();
+    let elems = &mut st.set("ssh_4").unwrap().elems;
+    elems.extend(addrs.iter().map(|e| (e.addr(), T0 + 60_000)));
+    KernelEvent::Elements {
+        set: "ssh_4".into(),
+        added: true,
+        addrs,
+    }
+}
+
+/// A transaction of hosts `nth(0..n)` by nft[4242] (`added_in`), then a
+/// knock of 198.19.0.1 (the kernel holds it too): their events.
+fn by_nft_then_a_knock(k: &Nft, n: u32) -> [KernelEvent; 3] {
+    let added = added_in(k, 0..n);
+    let addr = k.knock("ssh_4", "198.19.0.1");
+    let commit = KernelEvent::Commit {
+        pid: 4242,
+        process: "nft".into(),
+    };
+    let prefix = "pfknock ssh: ".into();
+    [added, commit, KernelEvent::Knock { prefix, addr }]
+}
+
+/// A transaction by others of 3,000 elements (one `nft -f`) is said a
+/// part at a time, as syslog takes the lines: at its commit, one part
+/// (`SAY_AT_ONCE`), and nothing more while a part's worth of lines wait
+/// for syslog (said at once, 100,000 went past syslog's queue and were
+/// dropped); once they are taken, the rest, in order, each once, and then
+/// the knock whose event came after it. No deadline is looked at before
+/// the transaction is all said. The book then holds what the kernel does.
+#[test]
+fn a_transaction_by_others_is_said_as_syslog_takes_the_lines() {
+    use pfknock::daemon::SAY_AT_ONCE;
+    use std::collections::VecDeque;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::{Duration, Instant};
+    let mut r = rig("others-parts", &format!("{SSH}size = 65536\n"));
+    r.at(T0);
+    let n = 3000;
+    let mut q = VecDeque::from(by_nft_then_a_knock(&r.k, n));
+    let later = Instant::now() + Duration::from_secs(60);
+    let clock = || T0 + 5;
+    r.log.2.store(true, Relaxed);
+    assert!(!r.d.work_through(&mut q, &clock, later));
+    let mut l = r.log.take();
+    assert_eq!(l.len(), SAY_AT_ONCE, "one part at the commit");
+    // Syslog has not taken them: nothing more.
+    assert!(!r.d.work_through(&mut q, &clock, later));
+    assert_eq!(r.log.take(), Vec::<String>::new());
+    assert_eq!(q.len(), 1, "the knock waits behind the transaction");
+    assert!(r.d.unsaid());
+    // Syslog took all but a part's less one: the next part, and so on.
+    r.log.1.store(SAY_AT_ONCE - 1, Relaxed);
+    assert!(!r.d.work_through(&mut q, &clock, later));
+    let next = r.log.take();
+    assert_eq!(next.len(), SAY_AT_ONCE);
+    l.extend(next);
+    r.log.2.store(false, Relaxed);
+    r.log.1.store(0, Relaxed);
+    assert!(r.d.work_through(&mut q, &clock, later));
+    l.extend(r.log.take());
+    assert_eq!(l.len(), n as usize + 1);
+    for (i, x) in l[..n as usize].iter().enumerate() {
+        let want = format!(
+            "authorized {} service=ssh table=ssh anchor=pfknock ttl=1m by nft[4242]",
+            nth(i as u32)
+        );
+        assert_eq!(*x, want);
+    }
+    assert!(l[n as usize].starts_with("authorized 198.19.0.1 service=ssh"));
+    assert_eq!(r.d.known(&ssh_table()), Some(n as usize + 1));
+    assert_eq!(r.k.holds("ssh_4").len(), n as usize + 1);
+    assert!(!r.d.unsaid());
+}
+
+/// What comes to the daemon while part of a transaction by others is
+/// left to say comes after it: a command (here `pfknock revoke` of a
+/// host the transaction added, not said yet) says the rest first, then
+/// its own line; the host is then in neither the book nor the kernel. So
+/// too a deadline looked at (`tick`), and a transaction heard during a
+/// start's reading, said a part at a time there too.
+#[test]
+fn what_comes_while_a_transaction_is_said_comes_after_it() {
+    use pfknock::daemon::SAY_AT_ONCE;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut r = rig("others-then", &format!("{SSH}size = 65536\n"));
+    r.at(T0);
+    let n = 2 * SAY_AT_ONCE as u32 + 10;
+    r.d.kernel(added_in(&r.k, 0..n), T0 + 5);
+    let commit = KernelEvent::Commit {
+        pid: 4242,
+        process: "nft".into(),
+    };
+    r.d.kernel(commit.clone(), T0 + 5);
+    assert_eq!(r.log.take().len(), SAY_AT_ONCE);
+    let last = nth(n - 1).to_string();
+    let reply = r.command(T0 + 10, &["revoke", &last]);
+    assert!(reply.error.is_none(), "{:?}", reply.error);
+    let l = r.log.take();
+    assert_eq!(
+        l.len(),
+        n as usize - SAY_AT_ONCE + 1,
+        "the rest, then the revoke"
+    );
+    assert!(l[l.len() - 2].starts_with(&format!("authorized {last} ")));
+    assert!(l[l.len() - 1].starts_with(&format!("revoked {last} ")));
+    assert_eq!(r.d.known(&ssh_table()), Some(n as usize - 1));
+    assert!(!r.k.holds("ssh_4").contains(&nth(n - 1)));
+    // A deadline looked at says what is left first.
+    r.d.kernel(added_in(&r.k, n..2 * n), T0 + s(1));
+    r.d.kernel(commit, T0 + s(1));
+    assert_eq!(r.log.take().len(), SAY_AT_ONCE);
+    r.d.tick_ms(T0 + s(2));
+    assert_eq!(r.log.take().len(), n as usize - SAY_AT_ONCE);
+    assert_eq!(r.d.known(&ssh_table()), Some(2 * n as usize - 1));
+    // During a start's reading: heard a part at a time.
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (mut d, k, log, _path, _dir) =
+        reading_rig_with("others-reading", |k| k.st().gate = Some(gate.clone()));
+    let evs = by_nft_then_a_knock(&k, n);
+    log.2.store(true, Relaxed);
+    d.hear(&evs, T0 + s(5));
+    let mut l = log.take();
+    assert_eq!(l.len(), SAY_AT_ONCE, "said past what waits");
+    d.reading_turn(T0 + s(5));
+    assert_eq!(log.take(), Vec::<String>::new(), "said past what waits");
+    log.2.store(false, Relaxed);
+    log.1.store(0, Relaxed);
+    d.reading_turn(T0 + s(5));
+    l.extend(log.take());
+    assert_eq!(l.len(), n as usize + 1);
+    assert!(l[n as usize - 1].starts_with(&format!("authorized {last} ")));
+    assert!(l[n as usize].starts_with("authorized 198.19.0.1 "));
+    assert!(!d.unsaid());
+    open(&gate);
+    read_to_end(&mut d);
+    let l = log.take();
+    assert!(l.iter().all(|x| !x.starts_with("authorized")), "{l:?}");
+    for e in evs {
+        d.kernel(e, T0 + s(6));
+    }
+    assert_eq!(log.take(), Vec::<String>::new(), "said once");
+    assert_eq!(d.known(&ssh_table()), Some(n as usize + 1));
 }

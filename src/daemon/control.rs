@@ -92,6 +92,7 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// Do what a command asked, and say what it would have printed.
     pub fn control(&mut self, req: &Request, now: i64) -> Reply {
+        self.say_all(super::events::ms(now));
         let mut done = Done::default();
         let r = self.serve(req, now, &mut done);
         for l in &done.audit {
@@ -111,6 +112,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// close it as `pfknock revoke` would, logged with the key.
     pub fn signed(&mut self, a: &crate::spa::Admitted, now: i64) {
         use crate::spa::ActionWord;
+        self.say_all(super::events::ms(now));
         let mut done = Done::default();
         let by = format!(
             "signed {}knock of key {} from {}",

@@ -1,22 +1,28 @@
+//! A burst said a part at a time, as the log takes its lines
+//! (`Log::waiting`): a burst of knocks said at once (60,000 after a
+//! SIGSTOP) overran syslog's queue, and so did a transaction of 100,000
+//! elements by `nft`, and the lines past it were dropped.
+//!
 //! What the daemon's loop hears while a reading of the sets runs beside
 //! it: each event is handed to the reading (the addresses it adds, for
 //! the reading's check that it missed none) and to the machine, which
 //! says knocks, changes by others and the rest at once
-//! (`Machine::heard`). The machine hears a burst a part at a time, as the
-//! log takes their lines (`Log::waiting`): a burst of knocks said at once
-//! (60,000 after a SIGSTOP) overran syslog's queue, and the lines past it
-//! were dropped.
+//! (`Machine::heard`), `HEAR_AT_ONCE` events at a time. A transaction by
+//! others, heard then or not, is said a part at a time
+//! (`Machine::say_more`).
 #![forbid(unsafe_code)]
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use super::events::{self, KernelEvent, cx};
 use super::lines::Log;
 use super::{Daemon, Loader};
 use crate::tables::Tables;
 
-/// Events the machine hears at once, at most: about as many lines.
-const HEAR_AT_ONCE: usize = 1 << 10;
+/// Events the machine hears at once, at most: about as many lines, as
+/// many as it says of a transaction at once.
+const HEAR_AT_ONCE: usize = super::machine::SAY_AT_ONCE;
 
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// Kernel events the loop read while a reading of the sets runs
@@ -39,10 +45,72 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// line waits behind a part at most). What is left when the reading
     /// ends is worked through as any event.
     pub fn hear_more(&mut self, now: i64) {
-        while !self.to_hear.is_empty() && self.log.waiting() < HEAR_AT_ONCE {
-            let n = self.to_hear.len().min(HEAR_AT_ONCE);
+        while self.log_has_room() {
+            if self.machine.unsaid() {
+                self.say_more(now);
+                continue;
+            }
+            // A part ends at a commit, whose transaction is said a part
+            // at a time too.
+            let commit = |e: &KernelEvent| matches!(e, KernelEvent::Commit { .. });
+            let n = match self.to_hear.iter().take(HEAR_AT_ONCE).position(commit) {
+                Some(i) => i + 1,
+                None if self.to_hear.is_empty() => return,
+                None => self.to_hear.len().min(HEAR_AT_ONCE),
+            };
             let part: Vec<KernelEvent> = self.to_hear.drain(..n).collect();
             let acts = self.machine.heard(&cx!(self), &part, now);
+            self.carry_out(acts, now);
+        }
+    }
+
+    /// The kernel's events that wait in `pending`, in order, each at the
+    /// time `clock` says (ms), as long as the log takes their lines and
+    /// until `end`: each event, or part of a transaction by others, once
+    /// syslog took the lines before but a part's (a burst waits for
+    /// syslog rather than going past its queue). Whether all were.
+    pub fn work_through(
+        &mut self,
+        pending: &mut VecDeque<KernelEvent>,
+        clock: &dyn Fn() -> i64,
+        end: Instant,
+    ) -> bool {
+        while self.log_has_room() {
+            if self.unsaid() {
+                self.say_more(clock());
+            } else if let Some(ev) = pending.pop_front() {
+                self.kernel(ev, clock());
+            } else {
+                return true;
+            }
+            if Instant::now() >= end {
+                break;
+            }
+        }
+        pending.is_empty() && !self.unsaid()
+    }
+
+    /// Does the log take lines: fewer than a part's wait for syslog?
+    pub fn log_has_room(&self) -> bool {
+        self.log.waiting() < HEAR_AT_ONCE
+    }
+
+    /// Is part of a transaction by others left to say?
+    pub fn unsaid(&self) -> bool {
+        self.machine.unsaid()
+    }
+
+    /// Its next part, at `now` (ms): once the log has room.
+    pub fn say_more(&mut self, now: i64) {
+        let acts = self.machine.say_more(&cx!(self), now);
+        self.carry_out(acts, now);
+    }
+
+    /// All that is left of it, at `now` (ms): before a command, a signed
+    /// knock or a reload, which come after it.
+    pub fn say_all(&mut self, now: i64) {
+        if self.machine.unsaid() {
+            let acts = self.machine.say_all(&cx!(self), now);
             self.carry_out(acts, now);
         }
     }
@@ -56,11 +124,11 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// How long the loop may wait while a reading runs: until the next
     /// authorization due, a second at most, and `syslog::RETRY` while
-    /// events wait to be heard.
+    /// events wait to be heard, or lines to be said.
     pub fn reading_wait(&self, now: i64) -> Duration {
         let due = self.due_while_reading_ms().map(|t| (t - now).max(0) as u64);
         let wait = Duration::from_millis(due.unwrap_or(1000).min(1000));
-        match self.to_hear.is_empty() {
+        match self.to_hear.is_empty() && !self.unsaid() {
             true => wait,
             false => wait.min(crate::syslog::RETRY),
         }

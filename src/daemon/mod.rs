@@ -21,6 +21,7 @@ use crate::tables::{TableRef, Tables};
 pub use crate::backend::Loader;
 pub use events::{ElementLookup, KernelEvent};
 pub use lines::{Level, Log, REPEAT_EVERY};
+pub use machine::SAY_AT_ONCE;
 
 /// The daemon's state.
 pub struct Daemon<T, L, G> {

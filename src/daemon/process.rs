@@ -472,15 +472,12 @@ fn kernel_turn<T: Tables, L: Loader>(
         super::feeds::queue(pending, evs);
     }
     // While the sets are read beside the loop, events wait for its end.
-    if pending.is_empty() || d.reading().is_some() {
+    if d.reading().is_some() {
         return;
     }
-    let start = std::time::Instant::now();
-    while let Some(ev) = pending.pop_front() {
-        d.kernel(ev, crate::clock::now_ms());
-        if start.elapsed() >= TURN {
-            return;
-        }
+    let end = std::time::Instant::now() + TURN;
+    if !d.work_through(pending, &crate::clock::now_ms, end) {
+        return;
     }
     if pending.capacity() > 2 * PENDING_MAX {
         *pending = Pending::new();
@@ -621,7 +618,7 @@ fn serve<T: Tables, L: Loader>(
             // Only the reading's end, a signal, the kernel's events, an
             // authorization due or lines to say wake the loop until then.
             wait = d.reading_wait(now_ms);
-        } else if !pending.is_empty() {
+        } else if (!pending.is_empty() || d.unsaid()) && d.log_has_room() {
             wait = Duration::ZERO;
         }
         // Lines syslogd did not take yet go out first (and again soon).
@@ -654,7 +651,7 @@ fn serve<T: Tables, L: Loader>(
         for (s, req) in std::mem::take(&mut held) {
             answer(&mut d, &mut feeds, &mut pending, s, &req);
         }
-        if pending.is_empty() {
+        if pending.is_empty() && !d.unsaid() {
             d.caught_up(crate::clock::now());
         }
         signed(&mut d, spa, ready.spa);
@@ -669,7 +666,7 @@ fn serve<T: Tables, L: Loader>(
         let now_ms = crate::clock::now_ms();
         // A wake for the log's sake alone polls nothing; deadlines wait
         // until the kernel's events before them are worked through.
-        if now_ms >= wake_at && pending.is_empty() {
+        if now_ms >= wake_at && pending.is_empty() && !d.unsaid() {
             d.rotate(now_ms.div_euclid(1000));
             d.tick_ms(now_ms);
         }

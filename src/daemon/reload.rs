@@ -36,6 +36,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// `reload`, with its failure returned (to the command that asked).
     pub fn try_reload(&mut self, now: i64) -> Result<()> {
+        self.say_all(super::events::ms(now));
         self.caught_up(now);
         let (cfg, spa, warnings) = read_config(&self.path, now, self.caps)?;
         self.log_warnings(&warnings);
@@ -55,6 +56,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// of the reading instead (any other config: its load could make a set
     /// being read anew).
     pub fn reload_reading(&mut self, now: i64) -> bool {
+        self.say_all(super::events::ms(now));
         match self.reload_at_once(now) {
             None => true,
             Some(Err(e)) => {

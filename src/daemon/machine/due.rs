@@ -134,7 +134,7 @@ impl Machine {
     /// `log_burst`). Still there: its time was refreshed (traffic,
     /// `expire = "idle"`), so wait for it again.
     pub fn tick(&mut self, cx: &Ctx, now: i64) -> Vec<Action> {
-        let mut out = Vec::new();
+        let mut out = self.say_all(cx, now);
         let (sets, meters): (Vec<String>, Vec<String>) = self
             .looks
             .iter()

@@ -16,8 +16,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::{
-    Action, Auth, COALESCE, Ctx, Left, Machine, Query, Step, Then, af, age, auth_service,
-    event_line, info, ms,
+    Action, Auth, COALESCE, Ctx, Left, Machine, Query, Step, Then, af, age, event_line, info, ms,
 };
 use crate::config::Service;
 use crate::kevents::{Deadline, KernelEvent};
@@ -331,6 +330,8 @@ impl Machine {
         let mut out = Vec::new();
         let mut knocks: Vec<(&str, IpAddr)> = Vec::new();
         for ev in evs {
+            // What follows a transaction comes after all it did.
+            self.said_all(cx, now, &mut out);
             let (meter, close) = match ev {
                 KernelEvent::Knock { prefix, .. } => (
                     names::meter_of_prefix(prefix),
@@ -502,23 +503,7 @@ impl Machine {
             KernelEvent::Overrun => self.knocks.batch.clear(),
             KernelEvent::Commit { pid, process } => {
                 let batch = std::mem::take(&mut self.knocks.batch);
-                if (cx.ours)(*pid) {
-                    return out;
-                }
-                // A pfknock command logs what it did itself.
-                let by = format!("{process}[{pid}]");
-                let by = (process != "pfknock").then_some(by.as_str());
-                for ev in batch {
-                    let KernelEvent::Elements { set, added, addrs } = ev else {
-                        continue;
-                    };
-                    let Some(s) = auth_service(cx.cfg, &set) else {
-                        continue;
-                    };
-                    for e in addrs {
-                        self.other_heard(cx, (s, &set), (added, e), by, now, &mut out);
-                    }
-                }
+                self.commit(cx, batch, (*pid, process), true, now, &mut out);
             }
             _ => {}
         }
@@ -531,7 +516,7 @@ impl Machine {
     /// the reading or by its event (`Knocks::said_added`). Deleted: said
     /// with its age (from the book, from when it was said, else from its
     /// deadline), and left out of what the reading found, as a revoke's.
-    fn other_heard(
+    pub(super) fn other_heard(
         &mut self,
         cx: &Ctx,
         (s, set): (&Service, &str),

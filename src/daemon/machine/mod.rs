@@ -25,6 +25,7 @@ use crate::names::{self, nft_set_of};
 use crate::tables::{Entry, PoolUse, TableRef, TableStat};
 
 mod claims;
+mod commit;
 mod down;
 mod due;
 mod heard;
@@ -45,6 +46,7 @@ pub(super) use due::meter_service;
 pub use due::{auth_sets, deleted_sets, gone_line};
 pub use modes::reload_loads;
 pub use polls::{Write, poll_every};
+pub use resync::SAY_AT_ONCE;
 pub use watch::Polls;
 
 /// How long after an authorization's deadline the daemon looks (ms): the
@@ -252,8 +254,10 @@ pub struct Machine {
     warned_disabled: bool,
     /// Every authorization: since when, until when (ms).
     pub(super) book: Book,
-    /// Notifications of the transaction in progress, until its commit.
+    /// Notifications of the transaction in progress, until its commit;
+    /// what is left to say of one committed (`commit.rs`).
     batch: Vec<KernelEvent>,
+    unsaid: Option<commit::Unsaid>,
     /// Forged datagrams not yet logged, per socket, and when its last line
     /// was (ms).
     forged: BTreeMap<&'static str, (u64, i64)>,
@@ -373,7 +377,7 @@ impl Machine {
 
     /// An event from the kernel, `now` in milliseconds.
     pub fn kernel(&mut self, cx: &Ctx, ev: KernelEvent, now: i64) -> Vec<Action> {
-        let mut out = Vec::new();
+        let mut out = self.say_all(cx, now);
         match ev {
             KernelEvent::Knock { prefix, addr } => {
                 if let Some(meter) = names::meter_of_prefix(&prefix) {
@@ -387,19 +391,7 @@ impl Machine {
             KernelEvent::Elements { .. } | KernelEvent::Changed { .. } => self.batch.push(ev),
             KernelEvent::Commit { pid, process } => {
                 let batch = std::mem::take(&mut self.batch);
-                if !(cx.ours)(pid) {
-                    // A pfknock command (allow, revoke, flush, expire)
-                    // logs what it did itself: follow, without a line.
-                    let quiet = process == "pfknock";
-                    self.committed(
-                        cx,
-                        batch,
-                        &format!("{process}[{pid}]"),
-                        quiet,
-                        now,
-                        &mut out,
-                    );
-                }
+                self.commit(cx, batch, (pid, &process), false, now, &mut out);
             }
             KernelEvent::Overrun => out.extend(self.overrun(cx)),
             KernelEvent::Forged(on) => self.forged(on, now, &mut out),
@@ -425,7 +417,7 @@ impl Machine {
 
     /// The kernel's answer to a query this machine asked.
     pub fn answer(&mut self, cx: &Ctx, then: Then, answer: Answer, now: i64) -> Vec<Action> {
-        let mut out = Vec::new();
+        let mut out = self.say_all(cx, now);
         match (*then.0, answer) {
             (Step::Fresh { service, addr }, Answer::Left(l)) => {
                 let gone = matches!(l.first(), Some(Ok(None)));

@@ -42,20 +42,20 @@ impl Machine {
             self.polls.follow(c, now);
             return Vec::new();
         }
+        let mut out = self.say_all(cx, ms(now));
         let table = match c {
             Change::Added(t, _) | Change::Removed(t, _) | Change::Cleared(t) => t,
         };
         let Some(s) = cx.cfg.services.iter().find(|s| s.table == table.name) else {
-            return Vec::new();
+            return out;
         };
-        let mut out = Vec::new();
         match c {
             Change::Added(_, n) if Net::host(n.addr()) == *n => {
                 let set = nft_set_of(s.table.as_str(), af(n.addr()));
                 // From the start of the second: early, never late (the
                 // deadline's look-up then finds the kernel's own).
                 let now = ms(now);
-                out = self.track(cx, &set, n.addr(), now, now + ms(s.ttl.0 as i64));
+                out.extend(self.track(cx, &set, n.addr(), now, now + ms(s.ttl.0 as i64)));
             }
             Change::Removed(_, n) => {
                 let set = nft_set_of(s.table.as_str(), af(n.addr()));

@@ -1,19 +1,18 @@
-//! The machine when someone else changes the table: follow what a
-//! transaction did to the authorized sets (one line each, with who made
-//! it), and restore the table, then the authorizations it lost, with the
-//! time each had left.
+//! The machine when someone else changes the table itself (once what
+//! the transaction did to the authorized sets is said: `commit.rs`):
+//! restore the table, then the authorizations it lost, with the time each
+//! had left.
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;
 
 use super::{
-    Action, Auth, Ctx, Left, Machine, Query, Step, Then, age, auth_service, auth_table, event_line,
-    info, left_secs, ms,
+    Action, Auth, Ctx, Left, Machine, Query, Step, Then, auth_service, auth_table, left_secs, ms,
 };
 use crate::config::Service;
 use crate::daemon::lines::Level;
-use crate::kevents::{Deadline, KernelEvent};
-use crate::name::{Net, Secs};
+use crate::kevents::Deadline;
+use crate::name::Net;
 use crate::tables::TableRef;
 
 /// An element someone else added, by its notification at `now` (ms): its
@@ -30,64 +29,6 @@ pub(super) fn added_auth(s: &Service, e: Deadline, now: i64) -> Auth {
 }
 
 impl Machine {
-    /// A transaction by someone else: log what it did to authorizations,
-    /// and restore the table if it touched the table itself.
-    pub(super) fn committed(
-        &mut self,
-        cx: &Ctx,
-        batch: Vec<KernelEvent>,
-        by: &str,
-        quiet: bool,
-        now: i64,
-        out: &mut Vec<Action>,
-    ) {
-        let mut broken: Vec<String> = Vec::new();
-        for ev in batch {
-            match ev {
-                KernelEvent::Elements { set, added, addrs } => {
-                    let Some(s) = auth_service(cx.cfg, &set) else {
-                        continue;
-                    };
-                    for e in addrs {
-                        let addr = e.addr();
-                        if added {
-                            // Said while a reading ran (`heard.rs`).
-                            let said = self.knocks.said_added(&set, addr);
-                            if self.tracked(&set, addr).is_some() {
-                                continue;
-                            }
-                            if let Some(said) = said {
-                                if let Some(a) = said {
-                                    out.extend(self.track(cx, &set, addr, a.since, a.until));
-                                }
-                                continue;
-                            }
-                            // Its time left now: the event may have waited.
-                            if !quiet {
-                                let extra = format!("ttl={} by {by}", Secs(s.ttl.0));
-                                info(out, event_line(cx.cfg, "authorized", s, addr, &extra));
-                            }
-                            let a = added_auth(s, e, now);
-                            out.extend(self.track(cx, &set, addr, a.since, a.until));
-                        } else if let Some(a) = self.forget(cx, &set, addr, out)
-                            && !quiet
-                        {
-                            let extra =
-                                format!("age={} ttl={} by {by}", age(now, a.since), Secs(s.ttl.0));
-                            info(out, event_line(cx.cfg, "removed", s, addr, &extra));
-                        }
-                    }
-                }
-                KernelEvent::Changed { what, name } => broken.push(format!("{what} {name}")),
-                _ => {}
-            }
-        }
-        if !broken.is_empty() {
-            broken.dedup();
-            self.restore(cx, &broken, by, out);
-        }
-    }
-
     /// Someone changed the table: load it again (only what differs
     /// changes), then put back the authorizations it lost, with the time
     /// they had left.

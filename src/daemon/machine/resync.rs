@@ -29,8 +29,9 @@ pub(super) const TAKE_AT_ONCE: usize = 1 << 13;
 
 /// Lines learned late said at most in one turn of the loop; the rest at
 /// the next (`Query::Pause`), so that a signal waits for a part of them,
-/// not for all: 59,000 in one piece held SIGUSR2 for 250 ms here.
-pub(super) const SAY_AT_ONCE: usize = 1 << 10;
+/// not for all: 59,000 in one piece held SIGUSR2 for 250 ms here. So too
+/// the lines of a transaction by others (`commit.rs`).
+pub const SAY_AT_ONCE: usize = 1 << 10;
 
 /// A reading of every set, being taken in.
 #[derive(Clone, Debug, PartialEq, Eq)]

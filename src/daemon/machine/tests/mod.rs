@@ -92,6 +92,8 @@ fn authorize(m: &mut Machine, cx: &Ctx, a: &str, now: i64) -> Vec<Action> {
 
 const LINE: &str = "service=ssh table=ssh anchor=pfknock";
 
+/// A transaction of `evs` by nft[4242], committed at `now`: what it said,
+/// all of it (`Machine::say_all`).
 fn others(m: &mut Machine, cx: &Ctx, evs: Vec<KernelEvent>, now: i64) -> Vec<Action> {
     let mut acts = Vec::new();
     for ev in evs {
@@ -102,7 +104,9 @@ fn others(m: &mut Machine, cx: &Ctx, evs: Vec<KernelEvent>, now: i64) -> Vec<Act
         pid: 4242,
         process: "nft".into(),
     };
-    m.kernel(cx, commit, now)
+    let mut acts = m.kernel(cx, commit, now);
+    acts.extend(m.say_all(cx, now));
+    acts
 }
 
 #[test]

@@ -160,3 +160,47 @@ fn a_reading_without_a_deadline_and_a_renewal_past_its_old_one() {
     // The first due is the one without a deadline, a ttl from now.
     assert_eq!(m.count("ssh"), (2, Some(now / 1000 + 60)));
 }
+
+/// A transaction by others is said `SAY_AT_ONCE` lines at its commit,
+/// and a part at each `say_more`; what comes after it comes after all
+/// of it, out of a reading (a knock) as during one (`heard`: a knock
+/// after the commit in the same call).
+#[test]
+fn a_transaction_by_others_is_said_a_part_at_a_time_and_before_what_follows() {
+    use super::super::resync::SAY_AT_ONCE;
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let n = 2 * SAY_AT_ONCE + 10;
+    let host = |i: usize| IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
+    let add = KernelEvent::Elements {
+        set: "ssh_4".into(),
+        added: true,
+        addrs: (0..n)
+            .map(|i| (host(i), Some(T0 + 60_000)).into())
+            .collect(),
+    };
+    let commit = KernelEvent::Commit {
+        pid: 4242,
+        process: "nft".into(),
+    };
+    let said = |acts: &[Action]| acts.iter().filter(|a| matches!(a, Action::Log(..))).count();
+    let mut m = events();
+    assert_eq!(m.kernel(&cx, add.clone(), T0), vec![]);
+    assert_eq!(said(&m.kernel(&cx, commit.clone(), T0)), SAY_AT_ONCE);
+    assert_eq!(said(&m.say_more(&cx, T0)), SAY_AT_ONCE);
+    assert!(m.unsaid());
+    let acts = m.kernel(&cx, knock("198.19.0.1"), T0);
+    assert_eq!(said(&acts), 10, "the rest before the knock's look-up");
+    assert_eq!(
+        asked(&acts).0,
+        Query::Left(vec![("ssh_4".into(), ip("198.19.0.1"))])
+    );
+    assert!(!m.unsaid());
+    assert_eq!(m.count("ssh"), (n, Some(T0 / 1000 + 60)));
+    let mut m = events();
+    let acts = m.heard(&cx, &[add, commit, knock("198.19.0.1")], T0);
+    assert_eq!(said(&acts), n, "the rest before the knock's look-up");
+    let (q, _) = asked(&acts);
+    assert_eq!(q, Query::Left(vec![("ssh_4".into(), ip("198.19.0.1"))]));
+    assert!(!m.unsaid());
+}
