@@ -285,10 +285,21 @@ pub fn poll_readable(
     fds: &[std::os::fd::BorrowedFd<'_>],
     timeout: std::time::Duration,
 ) -> io::Result<Vec<bool>> {
+    Ok(poll_ready(fds, None, timeout)?.0)
+}
+
+/// `poll_readable`, and whether `out` (if given) can be written to (or
+/// failed): one wait for both.
+pub fn poll_ready(
+    fds: &[std::os::fd::BorrowedFd<'_>],
+    out: Option<std::os::fd::BorrowedFd<'_>>,
+    timeout: std::time::Duration,
+) -> io::Result<(Vec<bool>, bool)> {
     use rustix::event::{PollFd, PollFlags, Timespec};
     let mut p: Vec<PollFd<'_>> = fds
         .iter()
         .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
+        .chain(out.map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::OUT)))
         .collect();
     // poll(2)'s timeout is an int of milliseconds: a longer wait is cut
     // to that (24 days), and the loop waits again.
@@ -296,16 +307,51 @@ pub fn poll_readable(
         .map_err(io::Error::other)?;
     match rustix::event::poll(&mut p, Some(&t)) {
         Ok(_) => {}
-        Err(rustix::io::Errno::INTR) => return Ok(vec![false; fds.len()]),
+        Err(rustix::io::Errno::INTR) => return Ok((vec![false; fds.len()], false)),
         Err(e) => return Err(e.into()),
     }
     let ready = PollFlags::IN | PollFlags::HUP | PollFlags::ERR;
-    Ok(p.iter().map(|x| x.revents().intersects(ready)).collect())
+    let writable = PollFlags::OUT | PollFlags::HUP | PollFlags::ERR;
+    let r = p[..fds.len()].iter();
+    let w = p
+        .get(fds.len())
+        .is_some_and(|x| x.revents().intersects(writable));
+    Ok((r.map(|x| x.revents().intersects(ready)).collect(), w))
 }
 
 #[cfg(test)]
 mod tests {
     use super::blocked;
+
+    /// A datagram socket whose peer's queue is full is not writable,
+    /// and becomes so once the peer reads (Linux: what the daemon waits
+    /// on while log lines wait for syslogd).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_datagram_socket_is_writable_again_once_its_peer_reads() {
+        use std::os::fd::AsFd;
+        use std::time::Duration;
+        let dir = std::env::temp_dir().join(format!("pfknock-poll-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let rx = std::os::unix::net::UnixDatagram::bind(dir.join("s")).unwrap();
+        let tx = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        tx.connect(dir.join("s")).unwrap();
+        tx.set_nonblocking(true).unwrap();
+        let sent = (0..100_000)
+            .take_while(|_| tx.send(b"a line").is_ok())
+            .count();
+        assert!(sent < 100_000, "the peer's queue filled");
+        let ms = Duration::from_millis(20);
+        let (_, w) = super::poll_ready(&[], Some(tx.as_fd()), ms).unwrap();
+        assert!(!w, "full: not writable");
+        let mut buf = [0u8; 64];
+        rx.recv(&mut buf).unwrap();
+        let (_, w) = super::poll_ready(&[], Some(tx.as_fd()), ms).unwrap();
+        assert!(w, "writable once a line is taken");
+        assert!(tx.send(b"a line").is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_started_thread_leaves_signals_to_the_one_that_serves_them() {

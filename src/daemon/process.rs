@@ -575,7 +575,10 @@ fn wait_for<T: Tables, L: Loader>(
     let kfds = feeds.fds();
     let nk = kfds.len();
     fds.extend(kfds);
-    let r = crate::sys_unix::poll_readable(&fds, wait).map_err(|source| Error::Device {
+    // Lines that wait for syslogd go out as soon as it takes one.
+    let log = crate::syslog::waiting_socket();
+    let log = log.as_ref().map(|fd| fd.as_fd());
+    let (r, _) = crate::sys_unix::poll_ready(&fds, log, wait).map_err(|source| Error::Device {
         path: "daemon".into(),
         op: "poll",
         source,
