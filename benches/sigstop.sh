@@ -9,7 +9,10 @@
 # (rate 1/15), and it gets SIGCONT. With OVERRUN=1, while it is stopped
 # 250,000 IPv6 elements also come and go in the kernel three times (1.5M
 # notifications, past its 64 MB event socket): its notifications overrun,
-# and it reads every set again beside its loop. Printed per build: how
+# and it reads every set again beside its loop; with LATE=N (at most
+# 50,000) N more are added to ssh_4 after that, from 198.18.0.0 on: the
+# reading learns them late, one line each at debug past log_burst, and
+# how many of those lines came is printed too. Printed per build: how
 # many knocked (the kernel's count of the set, before and after); of the
 # knockers, how many the daemon said `authorized` once, more than once,
 # or not at all, how many of those lines say `learned late`, and how many
@@ -47,13 +50,21 @@ python3 -c "
 six = ', '.join('fd00::5:%x:%x' % (i >> 16, i & 0xffff) for i in range(250000))
 print('add element inet pfknock ssh_6 { %s }' % six)
 print('delete element inet pfknock ssh_6 { %s }' % six)" >"$tmp/churn.nft"
+LATE=${LATE:-0}
+[ "$LATE" -le 50000 ] || { echo "$0: LATE: at most 50000" >&2; exit 2; }
+python3 -c "
+import sys
+n = int(sys.argv[1])
+print('add element inet pfknock ssh_4 { ' + ', '.join(
+    '198.18.%d.%d' % (i >> 8, i & 255) for i in range(n)) + ' }' if n else '')" \
+	"$LATE" >"$tmp/late.nft"
 for bin in "$@"; do
 	[ -x "$bin" ] || { echo "$bin: not executable" >&2; exit 2; }
 	ip netns exec "$S" nft delete table inet pfknock 2>/dev/null || true
 	rm -f "$tmp/log.sock" "$tmp/pid" "$tmp/pid.state"
 	ip netns exec "$S" "$bin" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" load
 	ip netns exec "$S" nft -f "$tmp/held.nft"
-	python3 - "$tmp" "$bin" "$S" "$C" "vc$$" "$HELD" "$KNOCKERS" "${OVERRUN:-0}" <<'EOP'
+	LATE="$LATE" python3 - "$tmp" "$bin" "$S" "$C" "vc$$" "$HELD" "$KNOCKERS" "${OVERRUN:-0}" <<'EOP'
 import bisect, os, re, signal, socket, statistics, struct, subprocess, sys, threading, time
 tmp, binary, srv, cli, dev = sys.argv[1:6]
 held, knockers, overrun = int(sys.argv[6]), int(sys.argv[7]), sys.argv[8] == "1"
@@ -72,6 +83,7 @@ try:
     if overrun:
         for _ in range(3):
             subprocess.run(["ip", "netns", "exec", srv, "nft", "-f", tmp + "/churn.nft"], check=True)
+        subprocess.run(["ip", "netns", "exec", srv, "nft", "-f", tmp + "/late.nft"], check=True)
     subprocess.run(["ip", "netns", "exec", cli, "python3", "benches/common/handshakes.py",
                     dev, "198.18.202.1", "1234", "256", str(knockers), "2"], check=True)
     after = pfk.count(srv, "ssh_4")
@@ -133,12 +145,15 @@ longest = sorted(zip(sent, signals), reverse=True)[:3]
 lines = [data.decode(errors="replace") for _, data in lines]
 said = {}
 late = renewed = other = 0
+added_late = set()
 for line in lines:
     m = re.search(r"\b(authorized|renewed|expired|removed) (\d+\.\d+\.\d+\.\d+) ", line)
     if not m:
         continue
     verb, a = m.groups()
-    if a.startswith("198.19."):
+    if a.startswith("198.18.") and "learned late" in line:
+        added_late.add(a)
+    elif a.startswith("198.19."):
         if verb == "authorized":
             said[a] = said.get(a, 0) + 1
             late += "learned late" in line
@@ -157,6 +172,9 @@ print(f"  knocked while stopped: {knocked} (the kernel's count {before} -> {afte
       f"of those lines learned late: {late}; renewed: {renewed}; "
       f"lines of held hosts: {other}; overrun lines: {overruns}; "
       f"log lines the daemon dropped: {dropped}")
+if overrun:
+    print(f"  of the {os.environ.get('LATE', '0')} added while stopped, "
+          f"said learned late: {len(added_late)}")
 sent.sort()
 ms = lambda x: "%.1f" % (x * 1000)
 print(f"  counted {seen} of {after} {whole:.1f} s after SIGCONT; {len(signals)} signals, "

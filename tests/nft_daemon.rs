@@ -3395,3 +3395,58 @@ fn what_comes_while_a_transaction_is_said_comes_after_it() {
     assert_eq!(log.take(), Vec::<String>::new(), "said once");
     assert_eq!(d.known(&ssh_table()), Some(n as usize + 1));
 }
+
+/// What an overrun learned late is said a part a turn (`Query::Pause`),
+/// and the next part only once syslog took the lines before: while a
+/// part's worth wait, the loop does not wait on the reading
+/// (`reading_to_wait_on`), and its end is not taken. Each line then said
+/// once, and the book holds what the kernel does.
+#[test]
+fn lines_learned_late_are_said_as_syslog_takes_them() {
+    use pfknock::daemon::SAY_AT_ONCE;
+    use std::sync::atomic::Ordering::Relaxed;
+    let (mut d, k, log, _path, _dir) = reading_rig_with("late-parts", |_| {});
+    read_to_end(&mut d);
+    log.take();
+    let n = 2 * SAY_AT_ONCE as u32 + 10;
+    // Added while the kernel dropped their notifications.
+    let _ = added_in(&k, 0..n);
+    d.kernel(KernelEvent::Overrun, T0 + s(1));
+    log.2.store(true, Relaxed);
+    let mut parts = 0;
+    for _ in 0..10 {
+        if d.reading().is_none() {
+            break;
+        }
+        assert!(d.reading_to_wait_on().is_some(), "the log has room");
+        d.read_done();
+        if d.reading().is_some() {
+            parts += 1;
+            assert!(log.waiting() >= SAY_AT_ONCE, "a part said");
+            assert!(
+                d.reading_to_wait_on().is_none(),
+                "the next waits for syslog"
+            );
+            log.1.store(0, Relaxed);
+        }
+    }
+    assert!(d.reading().is_none());
+    assert!(parts >= 2, "{parts} parts");
+    log.2.store(false, Relaxed);
+    let all: Vec<(Level, String)> = log.0.lock().unwrap().drain(..).collect();
+    let said: Vec<&String> = (all.iter())
+        .filter(|(l, _)| *l != Level::Debug)
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(said.len(), 2, "{said:?}");
+    assert!(said[0].starts_with("the kernel dropped notifications: reading the sets again"));
+    assert!(said[1].starts_with(&format!("{n} changes to the authorizations of service ssh")));
+    let mut late: Vec<&String> = (all.iter())
+        .filter(|(l, m)| *l == Level::Debug && m.contains("(learned late"))
+        .map(|(_, m)| m)
+        .collect();
+    late.sort_unstable();
+    late.dedup();
+    assert_eq!(late.len(), n as usize, "each once");
+    assert_eq!(d.known(&ssh_table()), Some(n as usize));
+}

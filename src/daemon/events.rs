@@ -187,6 +187,14 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.reading.as_ref().map(|r| r.done.as_fd())
     }
 
+    /// `reading`, to wait on: none while the machine, between two parts
+    /// of what it says (`Query::Pause`: lines learned late, what changed
+    /// while no daemon ran), waits for syslog to take the lines before.
+    pub fn reading_to_wait_on(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        let parked = self.reading.as_ref().is_some_and(|r| r.worker.is_none());
+        self.reading().filter(|_| !parked || self.log_has_room())
+    }
+
     /// The reading beside the loop ended (its socket is readable): hand
     /// the machine its answer, with the time it was asked at, and carry
     /// out what was waiting behind it.

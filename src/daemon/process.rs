@@ -548,7 +548,9 @@ struct Ready {
 }
 
 /// Wait up to `wait` for what the loop serves. While the sets are read
-/// beside the loop, commands and signed knocks wait in their sockets.
+/// beside the loop, commands and signed knocks wait in their sockets;
+/// a reading between two parts of its lines waits for syslog to take
+/// those before (`Daemon::reading_to_wait_on`).
 fn wait_for<T: Tables, L: Loader>(
     d: &Daemon<T, L, SysLog>,
     spa: &Option<super::spa::Spa>,
@@ -562,9 +564,9 @@ fn wait_for<T: Tables, L: Loader>(
     first: &mut bool,
 ) -> Result<Ready> {
     use std::os::fd::AsFd;
-    let reading = d.reading().is_some();
     let mut fds = vec![wake.as_fd()];
-    fds.extend(d.reading());
+    let reading = d.reading_to_wait_on();
+    let reading = reading.map(|fd| fds.push(fd)).is_some();
     let nc = usize::from(control);
     if control {
         fds.push(ctl.sock.as_fd());
