@@ -161,7 +161,7 @@ for line in lines:
             renewed += 1
     else:
         other += 1
-knocked = after - before
+knocked = after - before - (int(os.environ.get("LATE", "0")) if overrun else 0)
 overruns = sum("dropped notifications: reading" in l for l in lines)
 dropped = sum(int(m.group(1)) for l in lines
               for m in [re.search(r"(\d+) log line\(s\) dropped", l)] if m)
