@@ -3450,3 +3450,56 @@ fn lines_learned_late_are_said_as_syslog_takes_them() {
     assert_eq!(late.len(), n as usize, "each once");
     assert_eq!(d.known(&ssh_table()), Some(n as usize));
 }
+
+/// A knock of a host `pfknock allow` authorized during the start's
+/// reading is said as a renewal of that authorization (it was said
+/// `authorized`, a new one), and moves its deadline; its event after
+/// the reading says nothing. The book then holds it until the knock's
+/// deadline, as the kernel does, and it expires once, then, aged from the
+/// renewal as any renewed host is (not from the reading's start, which
+/// found its element).
+#[test]
+fn a_knock_of_a_host_allowed_during_a_reading_renews_it() {
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (mut d, k, log, path, _dir) =
+        reading_rig_with("allow-knock", |k| k.st().gate = Some(gate.clone()));
+    k.at(T0 + s(5));
+    let req = Request {
+        config: path.clone(),
+        argv: ["allow", "198.18.0.30"].map(String::from).to_vec(),
+    };
+    let reply = d
+        .control_while_reading(&req, (T0 + s(5)) / 1000)
+        .expect("at once");
+    assert!(reply.error.is_none(), "{:?}", reply.error);
+    assert_eq!(log.take().len(), 1, "allowed");
+    k.at(T0 + s(15));
+    let knock = KernelEvent::Knock {
+        prefix: "pfknock ssh: ".into(),
+        addr: k.knock("ssh_4", "198.18.0.30"),
+    };
+    d.hear(&[knock.clone(), knock.clone()], T0 + s(15));
+    assert_eq!(
+        log.take(),
+        ["renewed 198.18.0.30 service=ssh table=ssh anchor=pfknock age=10s ttl=1m"]
+    );
+    open(&gate);
+    read_to_end(&mut d);
+    log.take();
+    d.kernel(knock.clone(), T0 + s(16));
+    d.kernel(knock, T0 + s(16));
+    assert_eq!(log.take(), Vec::<String>::new(), "said once");
+    assert_eq!(d.known(&ssh_table()), Some(1));
+    tick_to(&mut d, &k, T0 + s(65) + COALESCE);
+    assert_eq!(
+        log.take(),
+        Vec::<String>::new(),
+        "not due at the allow's deadline"
+    );
+    tick_to(&mut d, &k, T0 + s(75) + COALESCE);
+    assert_eq!(
+        log.take(),
+        ["expired 198.18.0.30 service=ssh table=ssh anchor=pfknock age=1m ttl=1m"]
+    );
+    assert_eq!(d.known(&ssh_table()), Some(0));
+}

@@ -379,7 +379,9 @@ impl Machine {
             let said = (!again)
                 .then(|| self.knocks.said.get(&key).copied())
                 .flatten();
-            let tracked = self.tracked(&key.0, addr);
+            // Allowed during the reading: known as well as one said.
+            let tracked =
+                (self.tracked(&key.0, addr)).or_else(|| self.knocks.allowed.get(&key).copied());
             if tracked.is_some() || said.is_some() {
                 *self.knocks.again.entry(key.clone()).or_default() += 1;
             }
@@ -586,7 +588,8 @@ impl Machine {
     /// book holds a later deadline for it (a knock since).
     pub(super) fn take_allowed(&mut self, cx: &Ctx, out: &mut Vec<Action>) {
         for ((set, addr), a) in self.knocks.read() {
-            if self.tracked(&set, addr).is_none_or(|b| b.until < a.until) {
+            // The same deadline as the reading found: its age is known.
+            if self.tracked(&set, addr).is_none_or(|b| b.until <= a.until) {
                 out.extend(self.track(cx, &set, addr, a.since, a.until));
             }
         }
