@@ -438,7 +438,7 @@ fn side_by_side(
 /// Lines a part of a start's `compare` makes or says at most: each is
 /// formatted and sent to syslog, some microseconds, where a host walked
 /// past without one costs less than one.
-pub(super) const LINES_AT_ONCE: usize = 1 << 10;
+pub(super) const LINES_AT_ONCE: usize = super::resync::SAY_AT_ONCE;
 
 /// A start's `compare`, between two parts: the tables and the one being
 /// walked; which walk; and the last host walked.

@@ -13,7 +13,7 @@ fn many_changes_learned_late_are_said_a_part_a_turn() {
     let cx = cx(&cfg);
     let mut m = events();
     let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, T0));
-    let n = 2 * SAY_AT_ONCE + 452;
+    let n = 2 * SAY_AT_ONCE + SAY_AT_ONCE / 3;
     let host = |i: usize| IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
     let v4 = (0..n)
         .map(|i| (host(i), Some(T0 + 60_000)).into())
@@ -81,8 +81,8 @@ fn what_the_book_held_is_walked_a_part_a_turn_after_an_overrun() {
 }
 
 /// The lines of two services share one part's `SAY_AT_ONCE`: the first
-/// service's 700 and 324 of the second's in one turn, the rest in the
-/// next.
+/// service's three quarters of a part and a quarter of the second's in
+/// one turn, the rest in the next.
 #[test]
 fn two_services_lines_learned_late_share_a_part() {
     use super::super::resync::SAY_AT_ONCE;
@@ -102,8 +102,9 @@ fn two_services_lines_learned_late_share_a_part() {
         )
     );
     let host = |k: u8, i: usize| IpAddr::from([198, 18 + k, (i >> 8) as u8, i as u8]);
+    let each = SAY_AT_ONCE - SAY_AT_ONCE / 4;
     let dump = |k| {
-        Ok((0..700)
+        Ok((0..each)
             .map(|i| (host(k, i), Some(T0 + 60_000)).into())
             .collect())
     };
@@ -115,13 +116,13 @@ fn two_services_lines_learned_late_share_a_part() {
     // Two lines with the number, and SAY_AT_ONCE of the hosts.
     assert_eq!(acts.len(), 2 + SAY_AT_ONCE);
     let late = "(learned late: the kernel dropped notifications)";
-    let web = format!("700 changes to the authorizations of service web {late}");
-    assert_eq!(acts[701], info(&web));
+    let web = format!("{each} changes to the authorizations of service web {late}");
+    assert_eq!(acts[each + 1], info(&web));
     let rest = m.answer(&cx, t, Answer::Resumed, T0);
-    assert_eq!(rest.len(), 1400 - SAY_AT_ONCE);
+    assert_eq!(rest.len(), 2 * each - SAY_AT_ONCE);
     let last = format!(
         "authorized {} service=web table=web anchor=pfknock ttl=1m {late}",
-        host(1, 699)
+        host(1, each - 1)
     );
     assert_eq!(rest.last(), Some(&Action::Log(Level::Debug, last)));
 }
