@@ -40,11 +40,25 @@ const MAX_REQUEST: u64 = 64 * 1024;
 const MAX_REPLY: u64 = 64 * 1024 * 1024;
 /// How long a command waits for the daemon (a reload of a large set).
 const WAIT: Duration = Duration::from_secs(600);
-/// How long before the command is told that it waits: a daemon reading
-/// its sets (at its start, or after lost notifications) holds commands
-/// but `allow`, `revoke` (and a `load` that keeps the sets being read)
-/// until that reading is done, minutes at a million authorizations.
+/// How long before the command is told that it waits, where the daemon
+/// has not said why (`HELD`).
 const NOTE_AFTER: Duration = Duration::from_secs(3);
+
+/// What a daemon writes first where it holds a command until its reading
+/// of the sets is done (at its start, or after lost notifications:
+/// minutes at a million authorizations), so that the command says so at
+/// once, and only then: JSON's own white space, which a command that
+/// does not know it reads past.
+pub const HELD: u8 = b' ';
+
+/// Why a command waits for the daemon's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// The daemon said it holds the command until its reading is done.
+    Held,
+    /// No answer has begun within `NOTE_AFTER`.
+    Slow,
+}
 
 /// What a command asks of the daemon.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,8 +90,9 @@ fn io<'a>(path: &'a Path, op: &'static str) -> impl Fn(std::io::Error) -> Error 
 
 /// Send `req` to the daemon listening on `socket`. `Ok(None)`: no daemon
 /// listens there (the command then does the work itself). `waiting` runs
-/// once if the answer has not begun within `NOTE_AFTER`.
-pub fn ask(socket: &Path, req: &Request, waiting: impl FnOnce()) -> Result<Option<Reply>> {
+/// when the daemon says it holds the command (`Wait::Held`), and if no
+/// answer has begun within `NOTE_AFTER` (`Wait::Slow`).
+pub fn ask(socket: &Path, req: &Request, waiting: impl FnMut(Wait)) -> Result<Option<Reply>> {
     let meta = match std::fs::symlink_metadata(socket) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -125,27 +140,41 @@ pub fn ask(socket: &Path, req: &Request, waiting: impl FnOnce()) -> Result<Optio
 }
 
 /// Read the daemon's whole answer into `answer` (at most `MAX_REPLY`).
-/// When it is not all there within `note`, the wait goes on, `WAIT`
-/// more, and if none of it came, `waiting` runs first.
+/// When none of it came within `note`, `waiting` runs (`Wait::Slow`) and
+/// the wait goes on, `WAIT` more; when the daemon says it holds the
+/// command (`HELD` first), `waiting` runs at once (`Wait::Held`).
 fn receive(
     s: &mut UnixStream,
     answer: &mut Vec<u8>,
     note: Duration,
-    waiting: impl FnOnce(),
+    mut waiting: impl FnMut(Wait),
 ) -> std::io::Result<()> {
     use std::io::ErrorKind::{TimedOut, WouldBlock};
+    let mut first = [0u8; 1];
     s.set_read_timeout(Some(note))?;
-    match (&mut *s).take(MAX_REPLY).read_to_end(answer) {
+    let n = match s.read(&mut first) {
         Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => {
-            if answer.is_empty() {
-                waiting();
-            }
+            waiting(Wait::Slow);
             s.set_read_timeout(Some(WAIT))?;
-            let room = MAX_REPLY.saturating_sub(answer.len() as u64);
-            (&mut *s).take(room).read_to_end(answer).map(drop)
+            s.read(&mut first)?
         }
-        r => r.map(drop),
+        r => r?,
+    };
+    s.set_read_timeout(Some(WAIT))?;
+    match (n, first[0]) {
+        (0, _) => return Ok(()),
+        (_, HELD) => waiting(Wait::Held),
+        (_, b) => answer.push(b),
     }
+    let room = MAX_REPLY.saturating_sub(answer.len() as u64);
+    (&mut *s).take(room).read_to_end(answer).map(drop)
+}
+
+/// Tell the command on `s` that the daemon holds it until its reading
+/// of the sets is done (`HELD`).
+pub fn write_held(s: &mut UnixStream) {
+    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(&[HELD]);
 }
 
 /// The daemon's end: a listening socket, removed when dropped (if the
@@ -274,14 +303,49 @@ mod tests {
                 b.write_all(b"[]}").unwrap();
             });
             let mut answer = Vec::new();
-            let mut noted = 0;
-            receive(&mut a, &mut answer, Duration::from_millis(note), || {
-                noted += 1
+            let mut noted = Vec::new();
+            receive(&mut a, &mut answer, Duration::from_millis(note), |w| {
+                noted.push(w)
             })
             .unwrap();
             daemon.join().unwrap();
             assert_eq!(answer, b"{\"done\":[]}");
-            assert_eq!(noted, usize::from(said), "{before} ms, then {between} ms");
+            let want = if said { vec![Wait::Slow] } else { vec![] };
+            assert_eq!(noted, want, "{before} ms, then {between} ms");
+        }
+    }
+
+    /// A daemon that holds the command says so first: the command says
+    /// so at once (not after `NOTE_AFTER`), and the answer that follows
+    /// is read whole; one that says so only after the note said the
+    /// answer is late gives both. The answer then reads as any.
+    #[test]
+    fn a_held_command_is_said_to_wait_at_once() {
+        for (late, want) in [(0, vec![Wait::Held]), (300, vec![Wait::Slow, Wait::Held])] {
+            let (mut a, mut b) = UnixStream::pair().unwrap();
+            let daemon = crate::sys_unix::spawn(move || {
+                std::thread::sleep(Duration::from_millis(late));
+                write_held(&mut b);
+                std::thread::sleep(Duration::from_millis(200));
+                write_reply(&mut b, &Reply::default());
+            });
+            let mut answer = Vec::new();
+            let mut noted = Vec::new();
+            let t = std::time::Instant::now();
+            receive(&mut a, &mut answer, Duration::from_millis(100), |w| {
+                noted.push((w, t.elapsed()))
+            })
+            .unwrap();
+            daemon.join().unwrap();
+            let got: Vec<Wait> = noted.iter().map(|(w, _)| *w).collect();
+            assert_eq!(got, want, "held after {late} ms");
+            let held = noted.last().unwrap().1;
+            assert!(
+                held < Duration::from_millis(late + 200),
+                "at once: {held:?}"
+            );
+            let r: Reply = serde_json::from_slice(&answer).unwrap();
+            assert_eq!(r, Reply::default());
         }
     }
 
@@ -292,17 +356,17 @@ mod tests {
             config: "/etc/pfknock.toml".into(),
             argv: vec!["unload".into()],
         };
-        assert_eq!(ask(&d.join("ctl.sock"), &req, || {}).unwrap(), None);
+        assert_eq!(ask(&d.join("ctl.sock"), &req, |_| {}).unwrap(), None);
         // A socket nobody listens on any more (a daemon that died).
         let l = UnixListener::bind(d.join("stale.sock")).unwrap();
         drop(l);
-        assert_eq!(ask(&d.join("stale.sock"), &req, || {}).unwrap(), None);
+        assert_eq!(ask(&d.join("stale.sock"), &req, |_| {}).unwrap(), None);
         // Not a socket: refused, not followed.
         std::fs::write(d.join("file"), "").unwrap();
-        let e = ask(&d.join("file"), &req, || {}).unwrap_err().to_string();
+        let e = ask(&d.join("file"), &req, |_| {}).unwrap_err().to_string();
         assert!(e.contains("not a socket"), "{e}");
         std::os::unix::fs::symlink(d.join("stale.sock"), d.join("link")).unwrap();
-        let e = ask(&d.join("link"), &req, || {}).unwrap_err().to_string();
+        let e = ask(&d.join("link"), &req, |_| {}).unwrap_err().to_string();
         assert!(e.contains("not a socket"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -345,7 +409,7 @@ mod tests {
             config: "/etc/pfknock.toml".into(),
             argv: vec!["revoke".into(), "198.18.0.7".into()],
         };
-        let r = ask(&p, &req, || {}).unwrap().unwrap();
+        let r = ask(&p, &req, |_| {}).unwrap().unwrap();
         assert_eq!(r.pid, 7);
         assert_eq!(r.done.stderr, ["did revoke 198.18.0.7"]);
         assert_eq!(r.error, Some(("nope".into(), 1)));

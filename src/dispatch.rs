@@ -15,14 +15,16 @@ use crate::tables::TableRef;
 use crate::{client, cmd, daemon, nft, pfctl, render, say, syslog};
 
 /// `control::ask` on the command line's socket, saying on stderr when
-/// the daemon makes it wait.
+/// the daemon makes it wait, and why where it says.
 fn ask(cli: &Cli, req: &crate::control::Request) -> Result<Option<crate::control::Reply>> {
-    crate::control::ask(&cli.socket, req, || {
-        say!(
-            "pfknock: {}: waiting for the daemon (one that is reading its sets \
-             answers once that is done: minutes at a million authorizations)",
+    use crate::control::Wait;
+    crate::control::ask(&cli.socket, req, |w| match w {
+        Wait::Held => say!(
+            "pfknock: {}: waiting for the daemon: it is reading its sets, and \
+             answers once that is done (minutes at a million authorizations)",
             cli.socket.display()
-        );
+        ),
+        Wait::Slow => say!("pfknock: {}: waiting for the daemon", cli.socket.display()),
     })
 }
 

@@ -1536,7 +1536,9 @@ fn a_revoke_and_an_allow_during_the_starts_reading_are_done_at_once() {
 /// after it saying the daemon still reads. The host that knocked before
 /// the start is gone and stays gone after the reading (the reading found
 /// it, and leaves it out); its knock after the flush authorizes it again,
-/// logged once; the other service's 200,000 stay, not logged.
+/// logged once; the other service's 200,000 stay, not logged. The flush
+/// does not say it waited for the reading; an `expire` sent meanwhile,
+/// which does wait, says so once.
 #[test]
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_flush_during_the_starts_reading_is_done_at_once() {
@@ -1562,10 +1564,20 @@ fn a_flush_during_the_starts_reading_is_done_at_once() {
     ok(&o);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("1 addresses deleted"), "{err}");
+    assert!(!err.contains("reading its sets"), "done at once: {err}");
     assert!(!n.open(false), "flushed, yet the port opens");
     ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
     said += &read_log(&log, 5, |s| s.contains(&format!("authorized {ip} ")));
-    said += &still_reading_then_done(&log, &pid, "the flush");
+    // `expire` waits for the reading, and says so.
+    std::thread::scope(|sc| {
+        let expire = sc.spawn(|| via_daemon(&n, &["expire"]));
+        said += &still_reading_then_done(&log, &pid, "the flush");
+        let o = expire.join().unwrap();
+        ok(&o);
+        let err = String::from_utf8_lossy(&o.stderr);
+        let note = "waiting for the daemon: it is reading its sets";
+        assert_eq!(err.matches(note).count(), 1, "{err}");
+    });
     assert!(n.open(false), "the knock after the flush opened nothing");
     assert_eq!(n.elements("ssh_4"), std::slice::from_ref(&ip));
     assert_eq!(kernel_count(&n, "web_6"), Some(200_000));

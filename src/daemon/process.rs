@@ -421,7 +421,10 @@ fn take_commands<T: Tables, L: Loader>(
         match crate::control::read_request(&mut s) {
             Ok(req) => match d.control_while_reading(&req, crate::clock::now()) {
                 Some(reply) => crate::control::write_reply(&mut s, &reply),
-                None => held.push((s, req)),
+                None => {
+                    crate::control::write_held(&mut s);
+                    held.push((s, req));
+                }
             },
             Err(why) => crate::control::write_reply(&mut s, &unreadable(&why)),
         }
