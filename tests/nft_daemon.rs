@@ -398,7 +398,8 @@ impl ElementLookup for Nft {
         Vec<pfknock::kevents::Deadline>,
         Option<pfknock::kevents::HowRead>,
     )> {
-        let gate = self.st().gate.clone();
+        // The reading's dumps of authorized sets wait; a meter's does not.
+        let gate = self.st().gate.clone().filter(|_| !set.contains("_m"));
         if let Some(g) = gate {
             let (open, cv) = &*g;
             let held = open.lock().unwrap();
@@ -1412,26 +1413,29 @@ fn forged_datagrams_are_logged_without_flooding_the_log() {
     assert!(r.k.holds("ssh_4").is_empty());
 }
 
+/// Meter ssh_m1_4 full in the kernel model (of a service of size 2:
+/// meters hold four times `size`), its 8 elements timing out 4 s on.
+fn full_meter(k: &Nft) {
+    let mut st = k.st();
+    let now = st.now;
+    let mut m = Set {
+        timeout_ms: 5000,
+        ..Default::default()
+    };
+    for h in 1..=8 {
+        m.elems
+            .insert(format!("198.18.0.{h}").parse().unwrap(), now + 4000);
+    }
+    st.sets.as_mut().unwrap().insert("ssh_m1_4".into(), m);
+}
+
 /// A full meter: the kernel logs a knock it could not count (the knock
 /// rule's own `ip saddr != @meter` rule); the daemon says so once, looks
 /// at the meter once a rate window, and says when it has room again.
 #[test]
 fn a_full_meter_is_logged_when_it_fills_and_when_it_has_room() {
     let mut r = rig("meter", &format!("{SSH}size = 2\n"));
-    {
-        let mut st = r.k.st();
-        let now = st.now;
-        let mut m = Set {
-            timeout_ms: 5000,
-            ..Default::default()
-        };
-        // Meters hold four times `size`.
-        for h in 1..=8 {
-            m.elems
-                .insert(format!("198.18.0.{h}").parse().unwrap(), now + 4000);
-        }
-        st.sets.as_mut().unwrap().insert("ssh_m1_4".into(), m);
-    }
+    full_meter(&r.k);
     let full = |r: &mut Rig, t: i64| {
         r.event(
             t,
@@ -3503,4 +3507,40 @@ fn a_knock_of_a_host_allowed_during_a_reading_renews_it() {
         ["expired 198.18.0.30 service=ssh table=ssh anchor=pfknock age=1m ttl=1m"]
     );
     assert_eq!(d.known(&ssh_table()), Some(0));
+}
+
+/// A full meter heard during an overrun's reading is said full at once,
+/// and looked at a rate window later while the reading still runs: said
+/// to have room again once its elements timed out. Its event, after the
+/// reading, says nothing more (not full again).
+#[test]
+fn a_full_meter_during_a_reading_is_said_to_have_room_again_during_it() {
+    let mut r = rig("meter-reading", &format!("{SSH}size = 2\n"));
+    full_meter(&r.k);
+    r.d.read_aside();
+    let gate = r.overrun_held(T0 + 100);
+    let full = KernelEvent::Knock {
+        prefix: "pfknock meter ssh_m1_4 full: ".into(),
+        addr: "198.18.0.9".parse().unwrap(),
+    };
+    r.d.hear(std::slice::from_ref(&full), T0 + 100);
+    let l = r.log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(
+        l[0].starts_with("set ssh_m1_4 is full (8 elements)"),
+        "{l:?}"
+    );
+    // A window (5 s) after the knock it dropped, past the elements'
+    // deadline (T0 + 4 s): room.
+    assert_eq!(r.d.due_while_reading_ms(), Some(T0 + 5100 + COALESCE));
+    r.k.at(T0 + 5100 + COALESCE);
+    r.d.due_while_reading(T0 + 5100 + COALESCE);
+    assert_eq!(r.log.take(), ["set ssh_m1_4 has room again"]);
+    assert!(r.d.reading().is_some(), "during the reading");
+    open(&gate);
+    read_to_end(&mut r.d);
+    r.log.take();
+    r.event(T0 + 5200, full);
+    assert_eq!(r.log.take(), Vec::<String>::new(), "said once");
+    assert_eq!(r.d.next_due_ms(), None, "no more looks");
 }

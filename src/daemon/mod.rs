@@ -264,7 +264,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// While a reading of every set runs beside the loop: when the next
     /// authorization the daemon knows is due (ms).
     pub fn due_while_reading_ms(&self) -> Option<i64> {
-        self.reading_runs().then(|| self.machine.next_expiry())?
+        let cx = events::cx!(self);
+        self.reading_runs().then(|| self.machine.next_expiry(&cx))?
     }
 
     /// While a reading of every set runs beside the loop, the
@@ -272,7 +273,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// (`Machine::due_while_read`), not once it is over.
     pub fn due_while_reading(&mut self, now_ms: i64) {
         if self.due_while_reading_ms().is_some_and(|t| t <= now_ms) {
-            let acts = self.machine.due_while_read(now_ms);
+            let cx = events::cx!(self);
+            let acts = self.machine.due_while_read(&cx, now_ms);
             self.carry_out(acts, now_ms);
         }
     }

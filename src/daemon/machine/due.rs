@@ -135,21 +135,26 @@ impl Machine {
     /// `expire = "idle"`), so wait for it again.
     pub fn tick(&mut self, cx: &Ctx, now: i64) -> Vec<Action> {
         let mut out = self.say_all(cx, now);
-        let (sets, meters): (Vec<String>, Vec<String>) = self
-            .looks
-            .iter()
-            .filter(|(_, t)| **t <= now)
+        out.extend(self.ask_meters(cx, now));
+        let sets: Vec<String> = (self.looks.iter())
+            .filter(|(m, t)| **t <= now && auth_service(cx.cfg, m).is_some())
             .map(|(m, _)| m.clone())
-            .partition(|m| auth_service(cx.cfg, m).is_some());
-        if !meters.is_empty() {
-            let q = Query::Dump(meters.clone());
-            out.push(Action::Ask(q, Then::of(Step::Meters(meters))));
-        }
+            .collect();
         if !sets.is_empty() {
             out.push(self.ask_counts(sets));
         }
         out.extend(self.ask_due(now));
         out
+    }
+
+    /// The look at the full meters due at `now`: a dump of each.
+    pub(super) fn ask_meters(&self, cx: &Ctx, now: i64) -> Option<Action> {
+        let meters: Vec<String> = (self.looks.iter())
+            .filter(|(m, t)| **t <= now && auth_service(cx.cfg, m).is_none())
+            .map(|(m, _)| m.clone())
+            .collect();
+        let q = Query::Dump(meters.clone());
+        (!meters.is_empty()).then(|| Action::Ask(q, Then::of(Step::Meters(meters))))
     }
 
     /// The look-up of the authorizations due at `now`, at most

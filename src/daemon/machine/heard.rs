@@ -16,7 +16,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::{
-    Action, Auth, COALESCE, Ctx, Left, Machine, Query, Step, Then, af, age, event_line, info, ms,
+    Action, Auth, COALESCE, Ctx, Left, Machine, Query, Step, Then, af, age, auth_service,
+    event_line, info, ms,
 };
 use crate::config::Service;
 use crate::kevents::{Deadline, KernelEvent};
@@ -60,7 +61,8 @@ pub(super) struct Knocks {
     /// Knock packets heard during the reading of hosts known or said by
     /// then: what they did is said and kept as they come (a renewal), so
     /// their events, after the reading, do nothing (`heard_again`); each
-    /// would move the deadline on by as long as it waited.
+    /// would move the deadline on by as long as it waited. So too a full
+    /// meter's (keyed by the meter): said full, and looked at, as it came.
     again: HashMap<(String, IpAddr), u32>,
     /// Sets `pfknock flush` emptied while the reading ran: what it found
     /// of them is not taken in, but for hosts said or allowed since.
@@ -263,12 +265,15 @@ pub(super) fn authorized_line(cx: &Ctx, s: &Service, addr: IpAddr, kept: bool) -
 
 impl Machine {
     /// While a reading runs: when an authorization the book holds, or
-    /// one said or allowed during the reading, is due, to be looked up
-    /// (ms).
-    pub fn next_expiry(&self) -> Option<i64> {
+    /// one said or allowed during the reading, is due, to be looked up,
+    /// or a full meter (ms).
+    pub fn next_expiry(&self, cx: &Ctx) -> Option<i64> {
         let said = self.knocks.next_due();
-        let t = self.book.next_due().into_iter().chain(said).min();
-        t.map(|t| t + COALESCE)
+        let meters = (self.looks.iter())
+            .filter(|(m, _)| auth_service(cx.cfg, m).is_none())
+            .map(|(_, t)| *t);
+        let t = self.book.next_due().into_iter().chain(said).chain(meters);
+        t.min().map(|t| t.saturating_add(COALESCE))
     }
 
     /// The authorizations due at `now` while a reading of every set runs
@@ -278,10 +283,13 @@ impl Machine {
     /// taken in (`expire`, `Knocks::gone`). The kernel's other events
     /// that could come first are heard meanwhile (`heard.rs`): a knock
     /// that renewed it leaves its element there, a deletion forgets it.
-    /// Meters wait for the reading's end, with the rest of `tick`.
-    pub fn due_while_read(&mut self, now: i64) -> Vec<Action> {
+    /// So too a full meter's look (the kernel's, not the book's: whether
+    /// it has room again). An authorized set's room waits for the
+    /// reading's end, with the rest of `tick`: it is the book's count.
+    pub fn due_while_read(&mut self, cx: &Ctx, now: i64) -> Vec<Action> {
         self.knocks.reading = true;
         let mut out: Vec<Action> = self.ask_due(now).into_iter().collect();
+        out.extend(self.ask_meters(cx, now));
         // Those said or allowed during the reading, not in the book.
         let due = self.knocks.take_due(now);
         if !due.is_empty() {
@@ -348,7 +356,11 @@ impl Machine {
             }
             out.extend(self.knocks_heard(cx, &std::mem::take(&mut knocks), now));
             match (ev, meter, close) {
-                (_, Some(m), _) => self.meter_full(cx, m, now, &mut out),
+                (KernelEvent::Knock { addr, .. }, Some(m), _) => {
+                    // Its event after the reading says nothing more.
+                    *self.knocks.again.entry((m.to_owned(), *addr)).or_default() += 1;
+                    self.meter_full(cx, m, now, &mut out)
+                }
                 (KernelEvent::Knock { addr, .. }, _, Some(c)) => {
                     self.close_heard(cx, c, *addr, now, &mut out)
                 }

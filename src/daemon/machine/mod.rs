@@ -381,7 +381,9 @@ impl Machine {
         match ev {
             KernelEvent::Knock { prefix, addr } => {
                 if let Some(meter) = names::meter_of_prefix(&prefix) {
-                    self.meter_full(cx, meter, now, &mut out)
+                    if !self.knocks.heard_again(meter, addr) {
+                        self.meter_full(cx, meter, now, &mut out)
+                    }
                 } else if let Some(service) = names::close_of_prefix(&prefix) {
                     self.closed(cx, service, addr, now, &mut out)
                 } else {
