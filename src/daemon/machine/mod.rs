@@ -286,12 +286,12 @@ fn left_secs(until: i64, now: i64) -> u64 {
     (until - now).max(0) as u64 / 1000
 }
 
-/// The age of an authorization made at `since` (ms), as logged.
+/// The age of an authorization made at `since` (ms), as logged: the
+/// time since, to the nearest second (a ttl of 3 s said expired 3.02 s
+/// on is 3s old, where the seconds of each, taken apart, made it 4s
+/// past a second's turn).
 fn age(now: i64, since: i64) -> Secs {
-    Secs(crate::policy::age(
-        now.div_euclid(1000),
-        since.div_euclid(1000),
-    ))
+    Secs(crate::policy::age(now, since).saturating_add(500) / 1000)
 }
 
 fn af(a: IpAddr) -> Af {
