@@ -968,27 +968,30 @@ fn a_burst_of_authorizations_loses_no_log_line() {
     let _ = d.wait();
 }
 
-/// One `nft -f` adding 50,000 authorizations, while syslog takes no
+/// One `nft -f` adding 20,000 authorizations, while syslog takes no
 /// line for 0.6 s: each is logged once, in the order nft gave them, with
 /// who made it, and no line is dropped (said at once, past syslog's queue
-/// of 10,000, most were). The kernel holds the 50,000, and SIGUSR2 counts
+/// of 10,000, half were). The kernel holds the 20,000, and SIGUSR2 counts
 /// them. Then a knock: the host is logged after them, and its port opens.
+/// (Bounded at three minutes: on a busy machine the daemon, which sends
+/// as syslog takes lines ten at a time, waits for a CPU each time.)
 #[test]
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
-fn a_transaction_of_50000_by_nft_is_all_logged_as_syslog_takes_it() {
+fn a_transaction_of_20000_by_nft_is_all_logged_as_syslog_takes_it() {
     need_root_and_tools!();
     let mut n = Net::new(&CONF.replace("TTL", "10m"));
     n.up();
     let (mut d, pid, log, _) = counted_daemon(&n);
     read_log(&log, 5, |s| s.contains("started"));
-    held_50k(&n);
+    let hosts = |i: u32| format!("198.19.{}.{}", i / 250, i % 250 + 1);
+    n.fill("ssh_4", (0..20_000).map(|i| hosts(i) + " timeout 10m"));
     std::thread::sleep(Duration::from_millis(600));
-    // Read as syslogd would, until the 50,000 came or 60 s passed.
+    // Read as syslogd would, until the 20,000 came or 180 s passed.
     let (mut said, mut by, mut buf) = (String::new(), 0, [0u8; 4096]);
     log.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let end = Instant::now() + Duration::from_secs(60);
-    while by < 50_000 && Instant::now() < end {
+    let end = Instant::now() + Duration::from_secs(180);
+    while by < 20_000 && Instant::now() < end {
         if let Ok(k) = log.recv(&mut buf) {
             let l = String::from_utf8_lossy(&buf[..k]);
             by += usize::from(l.contains(" by nft["));
@@ -1007,14 +1010,13 @@ fn a_transaction_of_50000_by_nft_is_all_logged_as_syslog_takes_it() {
         .filter(|l| l.contains(" by nft["))
         .filter_map(|l| l.split("authorized ").nth(1)?.split(' ').next())
         .collect();
-    let want: Vec<String> = (0..50_000u32)
-        .map(|i| format!("198.19.{}.{}", i / 250, i % 250 + 1))
-        .collect();
-    assert_eq!(order.len(), 50_000);
+    let want: Vec<String> = (0..20_000).map(hosts).collect();
+    let tail: Vec<&str> = said.lines().rev().take(5).collect();
+    assert_eq!(order.len(), 20_000, "{tail:?}");
     let mut sorted = order.clone();
     sorted.sort_unstable();
     sorted.dedup();
-    assert_eq!(sorted.len(), 50_000, "each once");
+    assert_eq!(sorted.len(), 20_000, "each once");
     assert_eq!(order, want, "in nft's order");
     let listed = ns(&n.srv, &["nft", "list", "set", "inet", "pfknock", "ssh_4"]);
     ok(&listed);
@@ -1022,11 +1024,11 @@ fn a_transaction_of_50000_by_nft_is_all_logged_as_syslog_takes_it() {
         String::from_utf8_lossy(&listed.stdout)
             .matches("198.19.")
             .count(),
-        50_000
+        20_000
     );
     ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
     let status = read_log(&log, 5, |s| s.contains("status: "));
-    assert!(status.contains(": 50000 entries"), "{status}");
+    assert!(status.contains(": 20000 entries"), "{status}");
     // A knock after them is said, and opens.
     assert!(!n.open(false), "shut before the knock");
     ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));

@@ -3544,3 +3544,47 @@ fn a_full_meter_during_a_reading_is_said_to_have_room_again_during_it() {
     assert_eq!(r.log.take(), Vec::<String>::new(), "said once");
     assert_eq!(r.d.next_due_ms(), None, "no more looks");
 }
+
+/// A transaction by others heard during a start's reading, a part said
+/// while syslog takes no line, and the reading over before the rest is:
+/// the rest is said then, each once, and the transaction's events after
+/// the reading say nothing more of it (the knock after it, not heard
+/// during the reading, is said as any: a renewal of what the reading
+/// found).
+#[test]
+fn a_transaction_left_unsaid_when_the_reading_ends_is_said_then_once() {
+    use pfknock::daemon::SAY_AT_ONCE;
+    use std::sync::atomic::Ordering::Relaxed;
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (mut d, k, log, _path, _dir) =
+        reading_rig_with("unsaid-end", |k| k.st().gate = Some(gate.clone()));
+    let n = 3 * SAY_AT_ONCE as u32;
+    let evs = by_nft_then_a_knock(&k, n);
+    log.2.store(true, Relaxed);
+    d.hear(&evs[..2], T0 + s(5));
+    let mut l = log.take();
+    assert_eq!(l.len(), SAY_AT_ONCE);
+    assert!(d.unsaid());
+    log.2.store(false, Relaxed);
+    open(&gate);
+    read_to_end(&mut d);
+    assert!(!d.unsaid());
+    l.extend(log.take_where(|m| m.starts_with("authorized ")));
+    log.take();
+    let want: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "authorized {} service=ssh table=ssh anchor=pfknock ttl=1m by nft[4242]",
+                nth(i)
+            )
+        })
+        .collect();
+    assert_eq!(l, want);
+    for e in evs {
+        d.kernel(e, T0 + s(6));
+    }
+    let l = log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].starts_with("renewed 198.19.0.1 "), "{l:?}");
+    assert_eq!(d.known(&ssh_table()), Some(n as usize + 1));
+}

@@ -619,6 +619,9 @@ fn serve<T: Tables, L: Loader>(
     d.read_aside();
     d.begin(crate::clock::now_ms());
     loop {
+        // Lines syslogd did not take yet go out first (and again soon):
+        // before the wait is set, which depends on how many are left.
+        crate::syslog::flush();
         let now_ms = crate::clock::now_ms();
         let wake_at = next_wake(&d, spa, now_ms);
         let mut wait = Duration::from_millis((wake_at - now_ms) as u64);
@@ -629,8 +632,6 @@ fn serve<T: Tables, L: Loader>(
         } else if (!pending.is_empty() || d.unsaid()) && d.log_has_room() {
             wait = Duration::ZERO;
         }
-        // Lines syslogd did not take yet go out first (and again soon).
-        crate::syslog::flush();
         if crate::syslog::pending() {
             wait = wait.min(crate::syslog::RETRY);
         }
