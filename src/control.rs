@@ -152,11 +152,11 @@ fn receive(
     use std::io::ErrorKind::{TimedOut, WouldBlock};
     let mut first = [0u8; 1];
     s.set_read_timeout(Some(note))?;
-    let n = match s.read(&mut first) {
+    let n = match read_first(s, &mut first) {
         Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => {
             waiting(Wait::Slow);
             s.set_read_timeout(Some(WAIT))?;
-            s.read(&mut first)?
+            read_first(s, &mut first)?
         }
         r => r?,
     };
@@ -168,6 +168,17 @@ fn receive(
     }
     let room = MAX_REPLY.saturating_sub(answer.len() as u64);
     (&mut *s).take(room).read_to_end(answer).map(drop)
+}
+
+/// The answer's first byte, read again where a signal interrupted the
+/// read (as `read_to_end`, which read it before, does).
+fn read_first(s: &mut UnixStream, first: &mut [u8; 1]) -> std::io::Result<usize> {
+    loop {
+        match s.read(first) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
 }
 
 /// Tell the command on `s` that the daemon holds it until its reading
