@@ -141,8 +141,6 @@ pub fn nft_kept_set(af: Af) -> &'static str {
     }
 }
 
-/// The nflog prefix of a service's authorizing knock rule: the daemon
-/// learns of each authorization from the packet logged with it.
 /// The chain that counts stage `k` (0-based) of a rotating service whose
 /// authorized table is `table` (nftables): each step's ports jump to it
 /// in their time window.
@@ -150,6 +148,8 @@ pub fn stage_chain(table: &str, k: usize) -> String {
     format!("{table}_k{}", k + 1)
 }
 
+/// The nflog prefix of a service's authorizing knock rule: the daemon
+/// learns of each authorization from the packet logged with it.
 pub fn knock_prefix(service: &str) -> String {
     format!("pfknock {service}: ")
 }

@@ -265,3 +265,40 @@ fn the_close_port_closes_and_is_no_wrong_knock() {
     pf.knock(&rules, "192.0.2.1", 7002);
     assert!(pf.has("ssh", "192.0.2.1"), "a knock opens again");
 }
+
+/// A rotating service in a small range (23-rotate-ports-meet), rendered
+/// five seconds before a step starts: the last step's ports (40019 then
+/// 40003), this step's (40012 then 40014) and the next step's (40007
+/// then 40019) are all in force, and 40019 is the last step's first port
+/// and the next step's second. A client whose clock is behind knocks the
+/// last step's, one whose clock is ahead the next step's: each opens, as
+/// does this step's. Knocked once, 40019 opens nothing. (Knocked twice
+/// it is the last step's first port and the next step's second: a
+/// sequence across steps, which counts as any does while both are in
+/// force; the stage tables do not record a step.)
+#[test]
+fn a_port_the_last_step_and_the_next_share_counts_for_either() {
+    let anchor = golden("23-rotate-ports-meet");
+    let rules = rules(&anchor);
+    for (host, ports) in [
+        ("192.0.2.1", [40019, 40003]),
+        ("192.0.2.2", [40012, 40014]),
+        ("192.0.2.3", [40007, 40019]),
+    ] {
+        let mut pf = Pf::default();
+        for p in ports {
+            pf.knock(&rules, host, p);
+        }
+        assert!(pf.has("ssh", host), "{ports:?} did not open");
+        assert!(!pf.has("ssh_hold", host), "{ports:?} held the host");
+    }
+    let mut pf = Pf::default();
+    pf.knock(&rules, "192.0.2.4", 40019);
+    assert!(!pf.has("ssh", "192.0.2.4") && pf.has("ssh_s1", "192.0.2.4"));
+    // The second stage of one step after the first of another opens
+    // nothing more than either would: the hold takes a port of no stage.
+    let mut pf = Pf::default();
+    pf.knock(&rules, "192.0.2.5", 40007);
+    pf.knock(&rules, "192.0.2.5", 40001);
+    assert!(!pf.has("ssh", "192.0.2.5") && pf.has("ssh_hold", "192.0.2.5"));
+}

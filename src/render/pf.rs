@@ -265,7 +265,13 @@ fn knocks(o: &mut String, s: &Service, here: &str) {
         // daemon runs.
         let renewal = s.renew.then_some(intake.as_str());
         knock_rule(o, s, here, &format!("<{}>", s.table), &last, renewal);
-        for k in 0..n {
+        // The later stages first (quick: the first rule that matches
+        // decides). Near a boundary the last step's ports and the next's
+        // are both in force and may meet: one port can be the next
+        // step's second and the last step's first. A later stage's rule
+        // takes only a host that has reached it, so either knock counts;
+        // in the other order the first stage's rule would take them all.
+        for k in (0..n).rev() {
             let p = stage(k);
             let from = if k == 0 {
                 who.clone()

@@ -173,23 +173,34 @@ pub(super) fn count_rules(
     if s.knock.len() < n {
         return;
     }
-    for k in 0..n {
-        if s.rotate.is_some() {
+    if s.rotate.is_some() {
+        // The later stages' ports first. Near a boundary three steps are
+        // in force (the last, this one and the next), and the last's and
+        // the next's ports may meet: one port can be the next step's
+        // second and the last step's first. A later stage's chain counts
+        // only a host that has reached it and lets any other go on to the
+        // earlier stage's rule, so either knock counts; in the other
+        // order the first stage's rule would take every knock on it.
+        for k in (0..n).rev() {
             let name = names::stage_chain(s.table.as_str(), k);
-            let mut rules = Vec::new();
-            count_rule(&mut rules, s, group, k, "");
             for (p, when) in stage_variants(s, k) {
                 out.push(format!("{} jump {name}", counted_syn(&p, &when)));
             }
+        }
+        for k in 0..n {
+            let mut rules = Vec::new();
+            count_rule(&mut rules, s, group, k, "");
             chains.push(ChainDef {
-                name,
+                name: names::stage_chain(s.table.as_str(), k),
                 head: "",
                 rules,
             });
-            continue;
         }
-        for (p, when) in stage_variants(s, k) {
-            count_rule(out, s, group, k, &counted_syn(&p, &when));
+    } else {
+        for k in 0..n {
+            for (p, when) in stage_variants(s, k) {
+                count_rule(out, s, group, k, &counted_syn(&p, &when));
+            }
         }
     }
     close_rules(out, s, group);
