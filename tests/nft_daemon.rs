@@ -3299,23 +3299,23 @@ fn a_transaction_by_others_is_said_as_syslog_takes_the_lines() {
     let later = Instant::now() + Duration::from_secs(60);
     let clock = || T0 + 5;
     r.log.2.store(true, Relaxed);
-    assert!(!r.d.work_through(&mut q, &clock, later));
+    assert!(!r.d.work_through(&mut q, &clock, later, None));
     let mut l = r.log.take();
     assert_eq!(l.len(), SAY_AT_ONCE, "one part at the commit");
     // Syslog has not taken them: nothing more.
-    assert!(!r.d.work_through(&mut q, &clock, later));
+    assert!(!r.d.work_through(&mut q, &clock, later, None));
     assert_eq!(r.log.take(), Vec::<String>::new());
     assert_eq!(q.len(), 1, "the knock waits behind the transaction");
     assert!(r.d.unsaid());
     // Syslog took all but a part's less one: the next part, and so on.
     r.log.1.store(SAY_AT_ONCE - 1, Relaxed);
-    assert!(!r.d.work_through(&mut q, &clock, later));
+    assert!(!r.d.work_through(&mut q, &clock, later, None));
     let next = r.log.take();
     assert_eq!(next.len(), SAY_AT_ONCE);
     l.extend(next);
     r.log.2.store(false, Relaxed);
     r.log.1.store(0, Relaxed);
-    assert!(r.d.work_through(&mut q, &clock, later));
+    assert!(r.d.work_through(&mut q, &clock, later, None));
     l.extend(r.log.take());
     assert_eq!(l.len(), n as usize + 1);
     for (i, x) in l[..n as usize].iter().enumerate() {

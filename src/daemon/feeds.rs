@@ -48,6 +48,9 @@ pub(super) struct Feeds {
     nflog: Option<crate::netlink::Nflog>,
     monitor: Option<crate::netlink::Monitor>,
     buf: Vec<u8>,
+    /// The last `drain` left events in a socket (it read as much as a
+    /// turn may): a command waits for them (`commands.rs`).
+    behind: bool,
 }
 
 #[cfg(target_os = "linux")]
@@ -70,6 +73,7 @@ impl Feeds {
             nflog,
             monitor,
             buf: vec![0u8; 1 << 20],
+            behind: false,
         })
     }
 
@@ -93,16 +97,19 @@ impl Feeds {
             nflog,
             monitor,
             buf,
+            behind,
         } = self;
-        drain_one(nflog, "nflog", |n, b| n.next(b), buf, &mut out);
+        let knocks = drain_one(nflog, "nflog", |n, b| n.next(b), buf, &mut out);
         let from = out.len();
-        drain_one(
+        let changes = drain_one(
             monitor,
             "nf_tables monitor",
             |m, b| m.next(b),
             buf,
             &mut out,
         );
+        // An overrun's reading (below) stands for what is left unread.
+        *behind = !(knocks && changes);
         // After the kernel dropped notifications, those still queued are
         // older than the reading of the sets that the overrun brings:
         // dropped too (that reading says what they would have), so that
@@ -113,6 +120,7 @@ impl Feeds {
             .position(|e| *e == super::KernelEvent::Overrun);
         if let (Some(i), Some(m)) = (overrun, monitor.as_mut()) {
             out.truncate(from + i + 1);
+            *behind = false;
             if m.renew().is_ok() {
                 return out;
             }
@@ -126,6 +134,11 @@ impl Feeds {
         }
         out
     }
+
+    /// Did the last `drain` leave events in a socket?
+    pub(super) fn behind(&self) -> bool {
+        self.behind
+    }
 }
 
 /// How long one turn reads one event socket at most. With their receive
@@ -138,6 +151,7 @@ const DRAIN: std::time::Duration = std::time::Duration::from_millis(8);
 
 /// Read one event socket until it has nothing more, for at most 1024
 /// datagrams or `DRAIN`; on a lasting error, say `Lost` and drop it.
+/// Whether it has nothing more (or is gone).
 #[cfg(target_os = "linux")]
 fn drain_one<S>(
     src: &mut Option<S>,
@@ -145,16 +159,16 @@ fn drain_one<S>(
     next: impl Fn(&S, &mut [u8]) -> std::io::Result<Vec<super::KernelEvent>>,
     buf: &mut [u8],
     out: &mut Vec<super::KernelEvent>,
-) {
+) -> bool {
     let start = std::time::Instant::now();
     for _ in 0..1024 {
         if start.elapsed() >= DRAIN {
-            return;
+            return false;
         }
-        let Some(s) = src.as_ref() else { return };
+        let Some(s) = src.as_ref() else { return true };
         match next(s, buf) {
             Ok(evs) => out.extend(evs),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
                 out.push(super::KernelEvent::Lost(format!(
@@ -165,6 +179,7 @@ fn drain_one<S>(
             }
         }
     }
+    false
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -183,6 +198,9 @@ impl Feeds {
     }
     pub(super) fn drain(&mut self) -> Vec<super::KernelEvent> {
         Vec::new()
+    }
+    pub(super) fn behind(&self) -> bool {
+        false
     }
 }
 

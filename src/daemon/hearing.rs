@@ -68,17 +68,24 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// time `clock` says (ms), as long as the log takes their lines and
     /// until `end`: each event, or part of a transaction by others, once
     /// syslog took the lines before but a part's (a burst waits for
-    /// syslog rather than going past its queue). Whether all were.
+    /// syslog rather than going past its queue); at most `limit` events
+    /// (a command waits behind them), though what they leave unsaid is
+    /// said. Whether all were.
     pub fn work_through(
         &mut self,
         pending: &mut VecDeque<KernelEvent>,
         clock: &dyn Fn() -> i64,
         end: Instant,
+        limit: Option<usize>,
     ) -> bool {
+        let mut left = limit.unwrap_or(usize::MAX);
         while self.log_has_room() {
             if self.unsaid() {
                 self.say_more(clock());
+            } else if left == 0 {
+                break;
             } else if let Some(ev) = pending.pop_front() {
+                left -= 1;
                 self.kernel(ev, clock());
             } else {
                 return true;

@@ -385,6 +385,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 }
 
 mod book;
+mod commands;
 mod control;
 mod events;
 mod feeds;

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use super::commands::{self, WAITING_MAX, Waiting};
 use super::feeds::{Feeds, Sources, kernel_events};
 use super::{DEFAULT_PIDFILE, Daemon, Level, Loader, Log, Pidfile};
 use crate::config::{Config, Warning};
@@ -352,87 +353,8 @@ fn read_turn<T: Tables, L: Loader>(
     acted(d, sigs, deferred)
 }
 
-/// Commands on the control socket: up to a few a turn (more wait for the
-/// next), each after the kernel events already here, which happened
-/// before it, so the log keeps their order.
-fn commands<T: Tables, L: Loader>(
-    d: &mut Daemon<T, L, SysLog>,
-    ctl: &crate::control::Listener,
-    feeds: &mut Feeds,
-    pending: &mut Pending,
-) {
-    for _ in 0..16 {
-        let Ok((mut s, _)) = ctl.sock.accept() else {
-            break;
-        };
-        let _ = s.set_nonblocking(false);
-        match crate::control::read_request(&mut s) {
-            Ok(req) => answer(d, feeds, pending, s, &req),
-            Err(why) => crate::control::write_reply(&mut s, &unreadable(&why)),
-        }
-    }
-}
-
-/// A command done and answered, after the kernel events already here.
-fn answer<T: Tables, L: Loader>(
-    d: &mut Daemon<T, L, SysLog>,
-    feeds: &mut Feeds,
-    pending: &mut Pending,
-    mut s: std::os::unix::net::UnixStream,
-    req: &crate::control::Request,
-) {
-    for ev in pending.drain(..).chain(feeds.drain()) {
-        d.kernel(ev, crate::clock::now_ms());
-    }
-    let reply = d.control(req, crate::clock::now());
-    d.settle_from(crate::clock::now_ms());
-    crate::control::write_reply(&mut s, &reply);
-}
-
-/// The answer to a request that could not be read.
-fn unreadable(why: &str) -> crate::control::Reply {
-    crate::control::Reply {
-        pid: std::process::id(),
-        error: Some((format!("control socket: {why}"), crate::error::EXIT_USAGE)),
-        ..Default::default()
-    }
-}
-
-/// Commands taken while the sets are read beside the loop, each with its
-/// connection, answered in order once the reading is done (`answer`).
-type Held = Vec<(std::os::unix::net::UnixStream, crate::control::Request)>;
-
-/// Commands held at most; more wait in the socket's backlog.
-const HELD_MAX: usize = 16;
-
-/// Commands on the control socket while the sets are read beside the
-/// loop: a `load` that keeps the sets being read is done at once, as
-/// SIGHUP is (`Daemon::control_while_reading`); the rest wait in `held`.
-fn take_commands<T: Tables, L: Loader>(
-    d: &mut Daemon<T, L, SysLog>,
-    ctl: &crate::control::Listener,
-    held: &mut Held,
-) {
-    while held.len() < HELD_MAX {
-        let Ok((mut s, _)) = ctl.sock.accept() else {
-            break;
-        };
-        let _ = s.set_nonblocking(false);
-        match crate::control::read_request(&mut s) {
-            Ok(req) => match d.control_while_reading(&req, crate::clock::now()) {
-                Some(reply) => crate::control::write_reply(&mut s, &reply),
-                None => {
-                    crate::control::write_held(&mut s);
-                    held.push((s, req));
-                }
-            },
-            Err(why) => crate::control::write_reply(&mut s, &unreadable(&why)),
-        }
-    }
-}
-
 /// Kernel events read and not yet handed to the daemon.
-type Pending = std::collections::VecDeque<super::KernelEvent>;
+pub(super) type Pending = std::collections::VecDeque<super::KernelEvent>;
 
 /// How long one turn of the loop works through kernel events before it
 /// looks at signals and commands again (so that SIGUSR2 and a command
@@ -461,7 +383,7 @@ const PENDING_READING: usize = 1 << 20;
 fn kernel_turn<T: Tables, L: Loader>(
     d: &mut Daemon<T, L, SysLog>,
     feeds: &mut Feeds,
-    pending: &mut Pending,
+    (pending, waiting): (&mut Pending, &mut Waiting),
     readable: bool,
 ) {
     let max = if d.reading().is_some() {
@@ -479,7 +401,10 @@ fn kernel_turn<T: Tables, L: Loader>(
         return;
     }
     let end = std::time::Instant::now() + TURN;
-    if !d.work_through(pending, &crate::clock::now_ms, end) {
+    let before = pending.len();
+    let all = d.work_through(pending, &crate::clock::now_ms, end, waiting.limit());
+    waiting.worked(before - pending.len());
+    if !all {
         return;
     }
     if pending.capacity() > 2 * PENDING_MAX {
@@ -519,6 +444,7 @@ fn signed<T: Tables, L: Loader>(
     d: &mut Daemon<T, L, SysLog>,
     spa: &mut Option<super::spa::Spa>,
     readable: bool,
+    q: (&mut Feeds, &mut Pending, &mut Waiting),
 ) {
     let Some(s) = spa else {
         return;
@@ -528,13 +454,21 @@ fn signed<T: Tables, L: Loader>(
         s.read(crate::clock::now(), &mut out);
     }
     s.tick(&mut out);
-    heard(d, out);
+    heard(d, out, q);
 }
 
-fn heard<T: Tables, L: Loader>(d: &mut Daemon<T, L, SysLog>, out: Vec<super::spa::Heard>) {
+/// What the listener said: its lines logged, and the knocks it admitted
+/// done in their turn (`commands::signed`).
+fn heard<T: Tables, L: Loader>(
+    d: &mut Daemon<T, L, SysLog>,
+    out: Vec<super::spa::Heard>,
+    (feeds, pending, waiting): (&mut Feeds, &mut Pending, &mut Waiting),
+) {
     for h in out {
         match h {
-            super::spa::Heard::Admitted(a) => d.signed(&a, crate::clock::now()),
+            super::spa::Heard::Admitted(a) => {
+                commands::signed(d, (&mut *feeds, &mut *pending, &mut *waiting), a)
+            }
             super::spa::Heard::Line(level, msg) => d.log.log(level, &msg),
         }
     }
@@ -600,6 +534,29 @@ fn wait_for<T: Tables, L: Loader>(
     })
 }
 
+/// When the loop wakes next (ms), and how long it waits for something
+/// else to wake it.
+fn loop_wait<T: Tables, L: Loader>(
+    d: &Daemon<T, L, SysLog>,
+    spa: &Option<super::spa::Spa>,
+    pending: &Pending,
+) -> (i64, std::time::Duration) {
+    let now_ms = crate::clock::now_ms();
+    let wake_at = next_wake(d, spa, now_ms);
+    let mut wait = std::time::Duration::from_millis((wake_at - now_ms) as u64);
+    if d.reading().is_some() {
+        // Only the reading's end, a signal, the kernel's events, an
+        // authorization due or lines to say wake the loop until then.
+        wait = d.reading_wait(now_ms);
+    } else if (!pending.is_empty() || d.unsaid()) && d.log_has_room() {
+        wait = std::time::Duration::ZERO;
+    }
+    if crate::syslog::pending() {
+        wait = wait.min(crate::syslog::RETRY);
+    }
+    (wake_at, wait)
+}
+
 /// The loop: wait for the next deadline, a kernel event, a signal or a
 /// command; act; repeat.
 fn serve<T: Tables, L: Loader>(
@@ -610,37 +567,28 @@ fn serve<T: Tables, L: Loader>(
     mut feeds: Feeds,
     spa: &mut Option<super::spa::Spa>,
 ) -> Result<()> {
-    use std::time::Duration;
     d.log_warnings(warnings);
     let mut first = true;
     let mut pending = Pending::new();
     let mut deferred = Vec::new();
-    let mut held = Held::new();
+    let mut waiting = Waiting::default();
     d.read_aside();
     d.begin(crate::clock::now_ms());
     loop {
         // Lines syslogd did not take yet go out first (and again soon):
         // before the wait is set, which depends on how many are left.
         crate::syslog::flush();
-        let now_ms = crate::clock::now_ms();
-        let wake_at = next_wake(&d, spa, now_ms);
-        let mut wait = Duration::from_millis((wake_at - now_ms) as u64);
-        if d.reading().is_some() {
-            // Only the reading's end, a signal, the kernel's events, an
-            // authorization due or lines to say wake the loop until then.
-            wait = d.reading_wait(now_ms);
-        } else if (!pending.is_empty() || d.unsaid()) && d.log_has_room() {
-            wait = Duration::ZERO;
-        }
-        if crate::syslog::pending() {
-            wait = wait.min(crate::syslog::RETRY);
-        }
-        // The control socket, while the sets are read, as long as there
-        // is room for what waits.
-        let control = d.reading().is_none() || held.len() < HELD_MAX;
+        let (wake_at, wait) = loop_wait(&d, spa, &pending);
+        // The control socket, as long as there is room for what waits.
+        let control = waiting.len() < WAITING_MAX;
         let ready = wait_for(&d, spa, (wake, ctl, control), &feeds, wait, &mut first)?;
         // What the kernel said came first.
-        kernel_turn(&mut d, &mut feeds, &mut pending, ready.kernel);
+        kernel_turn(
+            &mut d,
+            &mut feeds,
+            (&mut pending, &mut waiting),
+            ready.kernel,
+        );
         if ready.signal && signalled(&mut d, &mut signals, wake, &mut deferred) {
             return Ok(());
         }
@@ -650,28 +598,36 @@ fn serve<T: Tables, L: Loader>(
         if d.reading().is_some() {
             // A signed knock opens or closes at once, as `allow` and
             // `revoke` do (`Machine::changed_while_read`).
-            signed(&mut d, spa, ready.spa);
+            let q = (&mut feeds, &mut pending, &mut waiting);
+            signed(&mut d, spa, ready.spa, q);
             if ready.control {
-                take_commands(&mut d, ctl, &mut held);
+                commands::take(&mut d, ctl, &mut feeds, &mut pending, &mut waiting);
             }
             d.reading_turn(crate::clock::now_ms());
             continue;
         }
-        for (s, req) in std::mem::take(&mut held) {
-            answer(&mut d, &mut feeds, &mut pending, s, &req);
-        }
+        // Commands held for a reading or for events not read yet wait for
+        // the events queued, as any waits for those before it.
+        commands::caught_up(&d, &feeds, &pending, &mut waiting);
+        commands::answer_due(&mut d, &mut waiting);
         if pending.is_empty() && !d.unsaid() {
             d.caught_up(crate::clock::now());
         }
-        signed(&mut d, spa, ready.spa);
+        signed(
+            &mut d,
+            spa,
+            ready.spa,
+            (&mut feeds, &mut pending, &mut waiting),
+        );
         if ready.control {
-            commands(&mut d, ctl, &mut feeds, &mut pending);
+            commands::take(&mut d, ctl, &mut feeds, &mut pending, &mut waiting);
         }
         if ready.signal || ready.control || ready.read {
             let mut out = Vec::new();
             super::spa::Spa::reload(spa, &d.cfg, &d.spa, &mut out);
-            heard(&mut d, out);
+            heard(&mut d, out, (&mut feeds, &mut pending, &mut waiting));
         }
+        commands::answer_due(&mut d, &mut waiting);
         let now_ms = crate::clock::now_ms();
         // A wake for the log's sake alone polls nothing; deadlines wait
         // until the kernel's events before them are worked through.
