@@ -29,6 +29,14 @@
 # BY (nft: the adds are made by nft itself, so that the daemon logs a
 # line for each, with who made it; printed: how many it said, how many
 # lines it counted as dropped, and when the last came after the adds),
+# CMD (1: a `pfknock revoke` of an address the set does not hold goes
+# to the daemon every half second from the burst's start until its count
+# is whole; printed: how many, and how long each took to return, median
+# and largest: a command comes after the events before it, a
+# transaction by others said first as syslog takes its lines),
+# RESTORE (1: once the count is whole, the table is deleted with nft,
+# and the time until the daemon's "table restored" line, that line's
+# count, and SIGUSR2's count after it, are printed),
 # RESTART (1: after the burst, the daemon is stopped and started again
 # over the record it kept, and the same is printed for that start; for
 # each start, the daemon's memory once its count is whole, and 2 s later,
@@ -151,6 +159,7 @@ def recv_stamped():
     if m:
         by_nft[2] += int(m.group(1))
     return line
+last_line = [""]
 def until(word, secs):
     global overruns
     end = time.monotonic() + secs
@@ -160,6 +169,7 @@ def until(word, secs):
             line = recv_stamped()
             overruns += "dropped notifications: reading" in line
             if word in line:
+                last_line[0] = line
                 return True
         except socket.timeout:
             return False
@@ -233,6 +243,20 @@ fills = [subprocess.Popen(["sh", "-c", f"sleep {(r - 1) * pace}; exec ip netns e
          for r in range(1, rounds + 1)]
 waits, sent = [], []
 busy = True
+cmd_waits, counting = [], [True]
+def commands():
+    for _ in range(2000):  # bounded: 2,000 commands at most
+        if not counting[0]:
+            break
+        t0 = time.monotonic()
+        subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml",
+                        "-S", tmp + "/ctl.sock", "revoke", "12.0.0.1"], capture_output=True)
+        cmd_waits.append(time.monotonic() - t0)
+        time.sleep(0.5)
+if os.environ.get("CMD") == "1":
+    import threading
+    cmd_thread = threading.Thread(target=commands)
+    cmd_thread.start()
 for _ in range(400):  # bounded: 400 signals at most
     t0, w0 = time.monotonic(), time.time()
     os.kill(pid, signal.SIGUSR2)
@@ -261,6 +285,12 @@ for _ in range(600):
         break
 print(f"adds took {filled:.1f} s; the daemon counted {seen} of {want} "
       f"{time.monotonic() - t_end:.1f} s after")
+counting[0] = False
+if os.environ.get("CMD") == "1":
+    cmd_thread.join()
+    cmd_waits.sort()
+    print(f"commands: {len(cmd_waits)}, returned after median "
+          f"{statistics.median(cmd_waits) * 1000:.0f} ms, max {cmd_waits[-1] * 1000:.0f} ms")
 if adder == "nft":
     # What is still on its way to the log.
     log.settimeout(2)
@@ -272,6 +302,17 @@ if adder == "nft":
     print(f"lines said of the adds: {by_nft[0]} of {want - held}, the last "
           f"{by_nft[1] - t_fill - filled:.1f} s after the adds ended; "
           f"log lines the daemon counted as dropped: {by_nft[2]}")
+if os.environ.get("RESTORE") == "1":
+    t0 = time.monotonic()
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "pfknock"],
+                   check=True)
+    restored = until("table restored", 600)
+    took = time.monotonic() - t0
+    os.kill(pid, signal.SIGUSR2)
+    after = counted(10, True)
+    said = last_line[0].split("restored ", 2)[-1].strip() if restored else "no restore line"
+    print(f"table deleted: restored {took:.1f} s after ({said}); "
+          f"the daemon counts {after} of {want} after it")
 def stop():
     t0 = time.monotonic()
     os.kill(pid, signal.SIGTERM)
