@@ -973,9 +973,9 @@ fn a_burst_of_authorizations_loses_no_log_line() {
 /// who made it, and no line is dropped (said at once, past syslog's queue
 /// of 10,000, half were). The kernel holds the 20,000, and SIGUSR2 counts
 /// them. A `pfknock revoke` of the last of them sent meanwhile waits for
-/// them to be said (done at once, it said them all past syslog's queue):
-/// its line comes after them, and the kernel and the count leave that
-/// host out. Then a knock: the host is logged after them, and its port
+/// them to be said (done at once, it said them all past syslog's queue),
+/// and so does a SIGHUP: their lines come after them, and the kernel and
+/// the count leave that host out. Then a knock: the host is logged after them, and its port
 /// opens. (Bounded at three minutes: on a busy machine the daemon, which
 /// sends as syslog takes lines ten at a time, waits for a CPU each time.)
 #[test]
@@ -991,14 +991,17 @@ fn a_transaction_of_20000_by_nft_is_all_logged_as_syslog_takes_it() {
     let last = hosts(19_999);
     let (said, revoked) = std::thread::scope(|sc| {
         let revoke = sc.spawn(|| n.via_daemon(&["revoke", &last]));
-        std::thread::sleep(Duration::from_millis(600));
+        std::thread::sleep(Duration::from_millis(300));
+        ok(&Command::new("kill").args(["-HUP", &pid]).output().unwrap());
+        std::thread::sleep(Duration::from_millis(300));
         // Read as syslogd would, until the 20,000 and the revoke came or
         // 180 s passed.
         let (mut said, mut by, mut buf) = (String::new(), 0, [0u8; 4096]);
         log.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let end = Instant::now() + Duration::from_secs(180);
-        while (by < 20_000 || !said.contains("revoked ")) && Instant::now() < end {
+        let done = |s: &str| s.contains("revoked ") && s.contains("reloaded");
+        while (by < 20_000 || !done(&said)) && Instant::now() < end {
             if let Ok(k) = log.recv(&mut buf) {
                 let l = String::from_utf8_lossy(&buf[..k]);
                 by += usize::from(l.contains(" by nft["));
@@ -1014,14 +1017,23 @@ fn a_transaction_of_20000_by_nft_is_all_logged_as_syslog_takes_it() {
         .lines()
         .position(|l| l.contains(&format!("revoked {last} ")));
     let lines = said.lines().count();
+    let after_all = |at: Option<usize>| {
+        at.is_some_and(|i| {
+            said.lines()
+                .take(i)
+                .filter(|l| l.contains(" by nft["))
+                .count()
+                == 20_000
+        })
+    };
     assert!(
-        revoked_at.is_some_and(|i| said
-            .lines()
-            .take(i)
-            .filter(|l| l.contains(" by nft["))
-            .count()
-            == 20_000),
+        after_all(revoked_at),
         "the revoke's line after the 20,000 (at {revoked_at:?} of {lines})"
+    );
+    let reloaded_at = said.lines().position(|l| l.contains("reloaded"));
+    assert!(
+        after_all(reloaded_at),
+        "SIGHUP's line after the 20,000 (at {reloaded_at:?} of {lines})"
     );
     said = said
         .lines()

@@ -275,7 +275,9 @@ fn detach_and_serve<T: Tables, L: Loader>(
 /// The signals that arrived, acted on; true when one said to stop. While
 /// the sets are read beside the loop, a sweep, and a reload that could
 /// make a set being read anew, wait in `deferred` until the reading is
-/// done (`Daemon::reload_reading`); status and stop do not wait.
+/// done (`Daemon::reload_reading`); while a transaction by others is
+/// said, a reload and a sweep wait until it is (`after_said`); status
+/// and stop do not wait.
 fn signalled<T: Tables, L: Loader>(
     d: &mut Daemon<T, L, SysLog>,
     signals: &mut signal_hook::iterator::Signals,
@@ -311,6 +313,14 @@ fn acted<T: Tables, L: Loader>(
                     deferred.push(sig);
                 }
             }
+            // After what is left of a transaction by others, said as
+            // syslog takes it, as a command waits (`after_said`): at
+            // once, it said it all past syslog's queue.
+            libc::SIGHUP | libc::SIGUSR1 if d.unsaid() => {
+                if !deferred.contains(&sig) {
+                    deferred.push(sig);
+                }
+            }
             libc::SIGHUP => {
                 d.reload(now);
                 d.settle_from(crate::clock::now_ms());
@@ -328,6 +338,15 @@ fn acted<T: Tables, L: Loader>(
         }
     }
     false
+}
+
+/// The signals deferred behind a transaction by others, acted on once it
+/// is said (no reading runs: those deferred for one wait for its end).
+fn after_said<T: Tables, L: Loader>(d: &mut Daemon<T, L, SysLog>, deferred: &mut Vec<libc::c_int>) {
+    if d.reading().is_none() && !d.unsaid() && !deferred.is_empty() {
+        let sigs = std::mem::take(deferred);
+        acted(d, sigs, deferred);
+    }
 }
 
 /// The reading beside the loop is readable: its answer handed on (told
@@ -628,6 +647,7 @@ fn serve<T: Tables, L: Loader>(
             heard(&mut d, out, (&mut feeds, &mut pending, &mut waiting));
         }
         commands::answer_due(&mut d, &mut waiting);
+        after_said(&mut d, &mut deferred);
         let now_ms = crate::clock::now_ms();
         // A wake for the log's sake alone polls nothing; deadlines wait
         // until the kernel's events before them are worked through.
