@@ -1012,6 +1012,11 @@ fn a_transaction_of_20000_by_nft_is_all_logged_as_syslog_takes_it() {
         (said, revoke.join().unwrap())
     });
     ok(&revoked);
+    assert!(
+        String::from_utf8_lossy(&revoked.stderr)
+            .contains("ssh in table inet pfknock: 1/1 addresses deleted."),
+        "what the revoke told the admin: {revoked:?}"
+    );
     let mut said = said + &read_log(&log, 1, |_| false);
     let revoked_at = said
         .lines()
