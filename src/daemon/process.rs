@@ -376,8 +376,9 @@ fn read_turn<T: Tables, L: Loader>(
 pub(super) type Pending = std::collections::VecDeque<super::KernelEvent>;
 
 /// How long one turn of the loop works through kernel events before it
-/// looks at signals and commands again (so that SIGUSR2 and a command
-/// wait at most about this long behind a burst).
+/// looks at signals and commands again (so that SIGUSR2 waits at most
+/// about this long behind a burst; a command is taken as soon, and
+/// answered once the events before it are said, `commands.rs`).
 const TURN: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Kernel events read ahead at most while the loop works through them:
