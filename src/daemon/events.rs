@@ -210,8 +210,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let Some(r) = self.reading.take() else {
             return;
         };
-        // What was not heard yet is worked through as any event.
-        self.to_hear.clear();
+        // What was not heard yet is worked through as any event (and the
+        // room it took is given back: a start's reading may hear many).
+        self.to_hear = Default::default();
         if r.worker.is_some() {
             let knocks = heard();
             if !knocks.is_empty() {

@@ -427,7 +427,7 @@ fn kernel_turn<T: Tables, L: Loader>(
     if !all {
         return;
     }
-    if pending.capacity() > 2 * PENDING_MAX {
+    if pending.capacity() > PENDING_MAX {
         *pending = Pending::new();
         crate::sys_unix::release_free_memory();
     }

@@ -12,7 +12,7 @@
 //! allowed, expires at its deadline (`due_while_read`).
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::{
@@ -23,228 +23,6 @@ use crate::config::Service;
 use crate::kevents::{Deadline, KernelEvent};
 use crate::name::{Af, Net, Secs};
 use crate::names::{self, nft_set_of};
-
-/// What the machine holds of the knocks heard during a reading, per
-/// (set, address).
-#[derive(Default)]
-pub(super) struct Knocks {
-    /// Knocks whose events wait in the queue behind the start's reading,
-    /// with the element the reading found (`knocks_waiting`).
-    pub(super) waiting: HashMap<(String, IpAddr), Option<Auth>>,
-    /// Knocks said as they came, and elements others added (`other_heard`),
-    /// their events still in the queue: what the look-up found, or the
-    /// event told (`None`: the element was gone, or went since).
-    said: HashMap<(String, IpAddr), Option<Auth>>,
-    /// Knocks said as they came whose events the kernel's overrun took
-    /// from the queue: the reading it brings finds their elements, or
-    /// says they went (`said_dropped_went`).
-    dropped: HashMap<(String, IpAddr), Option<Auth>>,
-    /// Hosts that left their set while the reading ran (`pfknock revoke`,
-    /// a close knock, a deletion by others, an expiry: `gone`): what it
-    /// found of them is not taken in.
-    removed: HashSet<(String, IpAddr)>,
-    /// Hosts `pfknock allow` (or a signed knock) added while the reading
-    /// ran, and their authorizations: taken in once it is (`take_allowed`).
-    allowed: HashMap<(String, IpAddr), Auth>,
-    /// Element changes heard during the reading whose transaction's
-    /// commit has not come yet (`others_heard`).
-    batch: Vec<KernelEvent>,
-    /// Hosts whose close knock was said as it came (`close_heard`): its
-    /// event, after the reading, says nothing.
-    closed: HashSet<(String, IpAddr)>,
-    /// Authorizations expire while the reading runs (`due_while_read`).
-    pub(super) reading: bool,
-    /// The deadlines of those said and allowed (`said`, `allowed`), so
-    /// that they too expire while the reading runs; one no longer theirs
-    /// is passed over (`take_due`).
-    due: BTreeSet<(i64, String, IpAddr)>,
-    /// Knock packets heard during the reading of hosts known or said by
-    /// then: what they did is said and kept as they come (a renewal), so
-    /// their events, after the reading, do nothing (`heard_again`); each
-    /// would move the deadline on by as long as it waited. So too a full
-    /// meter's (keyed by the meter): said full, and looked at, as it came.
-    again: HashMap<(String, IpAddr), u32>,
-    /// Sets `pfknock flush` emptied while the reading ran: what it found
-    /// of them is not taken in, but for hosts said or allowed since.
-    flushed: HashSet<String>,
-}
-
-impl Knocks {
-    /// Forget what is known of `set` (a reload deleted it).
-    pub(super) fn drop_set(&mut self, set: &str) {
-        self.waiting.retain(|(w, _), _| w != set);
-        self.said.retain(|(w, _), _| w != set);
-        self.dropped.retain(|(w, _), _| w != set);
-        self.removed.retain(|(w, _)| w != set);
-        self.allowed.retain(|(w, _), _| w != set);
-        self.closed.retain(|(w, _)| w != set);
-        self.again.retain(|(w, _), _| w != set);
-        self.flushed.remove(set);
-    }
-
-    /// Is this knock event one of those heard during a reading of a host
-    /// known or said by then? Then it is done.
-    pub(super) fn heard_again(&mut self, set: &str, addr: IpAddr) -> bool {
-        if self.again.is_empty() {
-            return false;
-        }
-        let key = (set.to_owned(), addr);
-        let Some(n) = self.again.get_mut(&key) else {
-            return false;
-        };
-        *n -= 1;
-        if *n == 0 {
-            self.again.remove(&key);
-        }
-        true
-    }
-
-    /// `key` said, with what its look-up found (`None`: gone).
-    fn say(&mut self, key: (String, IpAddr), a: Option<Auth>) {
-        if let Some(a) = a {
-            self.due.insert((a.until, key.0.clone(), key.1));
-        }
-        self.said.insert(key, a);
-    }
-
-    /// `key` allowed, with the authorization the allow gave.
-    fn allow(&mut self, key: (String, IpAddr), a: Auth) {
-        self.due.insert((a.until, key.0.clone(), key.1));
-        self.allowed.insert(key, a);
-    }
-
-    /// The first deadline of those said or allowed (maybe no longer
-    /// theirs: then its wake finds nothing due).
-    pub(super) fn next_due(&self) -> Option<i64> {
-        self.due.first().map(|(t, _, _)| *t)
-    }
-
-    /// Those said or allowed whose deadline is `now` or before, with
-    /// their authorizations.
-    pub(super) fn take_due(&mut self, now: i64) -> Vec<(String, IpAddr, Auth)> {
-        let mut out = Vec::new();
-        while self.due.first().is_some_and(|(t, _, _)| *t <= now) {
-            let Some((t, set, addr)) = self.due.pop_first() else {
-                break;
-            };
-            let key = (set, addr);
-            let a = self.said.get(&key).copied().flatten();
-            let a = a.or_else(|| self.allowed.get(&key).copied());
-            if let Some(a) = a.filter(|a| a.until == t) {
-                out.push((key.0, key.1, a));
-            }
-        }
-        out
-    }
-
-    /// One said or allowed, looked up when due or renewed, is now `a`:
-    /// its record takes it. False where there is no such record.
-    pub(super) fn moved(&mut self, set: &str, addr: IpAddr, a: Auth) -> bool {
-        let key = (set.to_owned(), addr);
-        let had = match self.said.get_mut(&key) {
-            Some(Some(x)) => x,
-            _ => match self.allowed.get_mut(&key) {
-                Some(x) => x,
-                None => return false,
-            },
-        };
-        *had = a;
-        self.due.insert((a.until, key.0, addr));
-        true
-    }
-
-    /// What is known of `key` that the book does not hold: said during
-    /// the reading, or allowed.
-    fn known(&self, key: &(String, IpAddr)) -> Option<Auth> {
-        let said = self.said.get(key).copied().flatten();
-        said.or_else(|| self.allowed.get(key).copied())
-    }
-
-    /// `key` left its set while the reading ran (a revoke, a close knock,
-    /// a deletion by others): what the reading found of it is not taken
-    /// in, and a knock of it said before is not taken in when its event
-    /// comes.
-    pub(super) fn gone(&mut self, key: (String, IpAddr)) {
-        if let Some(said) = self.said.get_mut(&key) {
-            *said = None;
-        }
-        self.allowed.remove(&key);
-        self.removed.insert(key);
-    }
-
-    /// Was this close knock said as it came? Then its event says nothing.
-    pub(super) fn close_said(&mut self, set: &str, addr: IpAddr) -> bool {
-        !self.closed.is_empty() && self.closed.remove(&(set.to_owned(), addr))
-    }
-
-    /// Did `pfknock allow` add `addr` to `set` while the reading ran?
-    /// Then its line was said, and what the reading found of it says
-    /// none learned late.
-    pub(super) fn was_allowed(&self, set: &str, addr: IpAddr) -> bool {
-        !self.allowed.is_empty() && self.allowed.contains_key(&(set.to_owned(), addr))
-    }
-
-    /// Did `pfknock revoke` (a close knock, a deletion by others) remove
-    /// `addr` from `set` while the reading ran, or `pfknock flush` empty
-    /// `set`, and no knock or allow bring it back since?
-    pub(super) fn was_removed(&self, set: &str, addr: IpAddr) -> bool {
-        if self.removed.is_empty() && self.flushed.is_empty() {
-            return false;
-        }
-        let key = (set.to_owned(), addr);
-        self.removed.contains(&key) || (self.flushed.contains(set) && self.known(&key).is_none())
-    }
-
-    /// The reading is taken in: what was revoked during it is past, and
-    /// what was allowed is handed over, to be taken into the book. A
-    /// transaction whose commit came after the reading is said by its
-    /// events.
-    pub(super) fn read(&mut self) -> HashMap<(String, IpAddr), Auth> {
-        self.removed = HashSet::new();
-        self.flushed = HashSet::new();
-        self.batch = Vec::new();
-        self.reading = false;
-        self.due = BTreeSet::new();
-        std::mem::take(&mut self.allowed)
-    }
-
-    /// Was a knock of `addr` in `set` said as it came (its event in the
-    /// queue, or taken by an overrun)? Then a reading takes its element
-    /// in without a line learned late.
-    pub(super) fn was_said(&mut self, set: &str, addr: IpAddr) -> bool {
-        let key = (set.to_owned(), addr);
-        self.dropped.remove(&key).is_some() || self.said.contains_key(&key)
-    }
-
-    /// When a host said while the reading ran was authorized.
-    pub(super) fn said_since(&self, set: &str, addr: IpAddr) -> Option<i64> {
-        if self.said.is_empty() {
-            return None;
-        }
-        let said = self.said.get(&(set.to_owned(), addr));
-        said.copied().flatten().map(|a| a.since)
-    }
-
-    /// A host someone else added while the reading ran, now that the
-    /// event comes: `Some` if it was said then, with what the book is to
-    /// hold of it (`None`: deleted again since).
-    pub(super) fn said_added(&mut self, set: &str, addr: IpAddr) -> Option<Option<Auth>> {
-        if self.said.is_empty() {
-            return None;
-        }
-        self.said.remove(&(set.to_owned(), addr))
-    }
-
-    /// Those said whose events an overrun took and whose elements its
-    /// reading did not find: they went meanwhile.
-    pub(super) fn said_dropped_went(&mut self) -> Vec<(String, IpAddr, Auth)> {
-        let dropped = std::mem::take(&mut self.dropped);
-        let went = dropped
-            .into_iter()
-            .filter_map(|((s, a), x)| Some((s, a, x?)));
-        went.collect()
-    }
-}
 
 /// The service whose knock prefix this is.
 fn knocking<'c>(cx: &Ctx<'c>, prefix: &str) -> Option<&'c Service> {
@@ -321,7 +99,7 @@ impl Machine {
     /// knocks said as they came, those the book holds are compared as
     /// any it holds; the others it says only if they went.
     pub(super) fn knocks_overrun(&mut self) {
-        self.knocks.waiting.clear();
+        self.knocks.waiting = HashMap::new();
         let said = std::mem::take(&mut self.knocks.said);
         let untracked: Vec<_> = (said.into_iter())
             .filter(|((set, addr), _)| self.tracked(set, *addr).is_none())
@@ -445,7 +223,7 @@ impl Machine {
             };
             let key = (nft_set_of(s.table.as_str(), af(addr)), addr);
             let Ok(left) = got else {
-                self.knocks.said.remove(&key);
+                self.knocks.unsay(&key);
                 continue;
             };
             info(out, authorized_line(cx, s, addr, left.is_some()));
@@ -637,16 +415,16 @@ impl Machine {
         // A reload during the reading deleted its set: the reload said
         // what went with it.
         if !self.dropped.is_empty() && self.dropped.contains(set) {
-            self.knocks.said.remove(&key);
-            self.knocks.waiting.remove(&key);
+            self.knocks.unsay(&key);
+            self.knocks.unwait(&key);
             return true;
         }
         let k = &mut self.knocks;
         if k.waiting.is_empty() && k.said.is_empty() {
             return false;
         }
-        let found = k.waiting.remove(&key).flatten();
-        let said = k.said.remove(&key);
+        let found = k.unwait(&key).flatten();
+        let said = k.unsay(&key);
         let a = match (found, said) {
             // Since the knock was heard, until the reading's deadline.
             (Some(a), Some(Some(e))) => Auth {

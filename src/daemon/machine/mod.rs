@@ -30,6 +30,7 @@ mod down;
 mod due;
 mod heard;
 mod intake;
+mod knocks;
 mod modes;
 mod polls;
 mod repeats;
@@ -274,8 +275,8 @@ pub struct Machine {
     /// made before is cut at its start plus the new ttl, though its
     /// element keeps the longer time it was given (`due.rs`).
     pub(super) cuts: BTreeMap<String, i64>,
-    /// Knocks heard while a reading of the sets ran (`heard.rs`).
-    knocks: heard::Knocks,
+    /// Knocks heard while a reading of the sets ran (`knocks.rs`, `heard.rs`).
+    knocks: knocks::Knocks,
     /// Sets a reload deleted during the reading: not taken in from it.
     pub(super) dropped: HashSet<String>,
 }

@@ -205,3 +205,61 @@ fn a_transaction_by_others_is_said_a_part_at_a_time_and_before_what_follows() {
     assert_eq!(q, Query::Left(vec![("ssh_4".into(), ip("198.19.0.1"))]));
     assert!(!m.unsaid());
 }
+
+/// A reading's records go as their events come, and so does the room
+/// they took: of a transaction of thousands by others heard during a
+/// start's reading, each is said once at the commit, kept as said, and
+/// taken in without a line by its event (here each in a transaction of
+/// its own, as a churn brings them); once the last event came, the
+/// records hold nothing, no room either (an emptied map that kept it
+/// held 75 MB at rest after a churned start at a million).
+#[test]
+fn a_readings_records_give_back_their_room_as_their_events_come() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = events();
+    let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, T0));
+    let n = 5000;
+    let host = |i: usize| IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
+    let add = KernelEvent::Elements {
+        set: "ssh_4".into(),
+        added: true,
+        addrs: (0..n)
+            .map(|i| (host(i), Some(T0 + 60_000)).into())
+            .collect(),
+    };
+    let commit = KernelEvent::Commit {
+        pid: 4242,
+        process: "nft".into(),
+    };
+    let said = |acts: &[Action]| acts.iter().filter(|a| matches!(a, Action::Log(..))).count();
+    let mut acts = m.heard(&cx, &[add.clone(), commit.clone()], T0);
+    acts.extend(m.say_all(&cx, T0));
+    assert_eq!(said(&acts), n);
+    let full = m.knocks.said.capacity();
+    assert!(full >= n, "{full}");
+    // The reading finds them all; the events then come, one at a time.
+    let found = (0..n)
+        .map(|i| (host(i), Some(T0 + 60_000)).into())
+        .collect();
+    let mut acts = m.answer(&cx, then, Answer::Dump(vec![Ok(found), Ok(vec![])]), T0);
+    while let Some(Action::Ask(Query::Pause, t)) = acts.pop() {
+        acts = m.answer(&cx, t, Answer::Resumed, T0);
+    }
+    assert_eq!(said(&acts), 0, "{acts:?}");
+    for i in 0..n {
+        let one = KernelEvent::Elements {
+            set: "ssh_4".into(),
+            added: true,
+            addrs: vec![(host(i), Some(T0 + 60_000)).into()],
+        };
+        assert_eq!(m.kernel(&cx, one, T0), vec![]);
+        assert_eq!(m.kernel(&cx, commit.clone(), T0), vec![]);
+        if i == n - n / 8 {
+            let part = m.knocks.said.capacity();
+            assert!(part < full / 2, "{part} of {full} kept for {} left", n / 8);
+        }
+    }
+    assert_eq!(m.knocks.said.capacity(), 0);
+    assert_eq!(m.count("ssh"), (n, Some(T0 / 1000 + 60)));
+}
