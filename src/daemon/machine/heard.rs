@@ -100,7 +100,7 @@ impl Machine {
     /// any it holds; the others it says only if they went.
     pub(super) fn knocks_overrun(&mut self) {
         self.knocks.waiting = HashMap::new();
-        let said = std::mem::take(&mut self.knocks.said);
+        let said = self.knocks.take_said();
         let untracked: Vec<_> = (said.into_iter())
             .filter(|((set, addr), _)| self.tracked(set, *addr).is_none())
             .collect();
@@ -166,9 +166,7 @@ impl Machine {
             // Said already, unless revoked since: a knock after a revoke
             // is a new authorization.
             let again = self.knocks.removed.remove(&key);
-            let said = (!again)
-                .then(|| self.knocks.said.get(&key).copied())
-                .flatten();
+            let said = (!again).then(|| self.knocks.said(&key)).flatten();
             // Allowed during the reading: known as well as one said.
             let tracked =
                 (self.tracked(&key.0, addr)).or_else(|| self.knocks.allowed.get(&key).copied());
@@ -192,7 +190,7 @@ impl Machine {
             if said.is_some() {
                 continue;
             }
-            self.knocks.said.insert(key.clone(), None);
+            self.knocks.say(key.clone(), None);
             ask.push((s.name.clone(), key));
         }
         if !ask.is_empty() {
@@ -255,14 +253,7 @@ impl Machine {
         let (Added(_, n) | Removed(_, n)) = c else {
             // Flushed: those said or allowed went with it.
             for set in [Af::V4, Af::V6].map(|a| nft_set_of(s.table.as_str(), a)) {
-                let k = &mut self.knocks;
-                let of_set = |key: &&(String, IpAddr)| key.0 == set;
-                let keys: Vec<_> = (k.said.keys().filter(of_set))
-                    .chain(k.allowed.keys().filter(of_set))
-                    .cloned()
-                    .collect();
-                keys.into_iter().for_each(|key| k.gone(key));
-                k.flushed.insert(set);
+                self.knocks.flush(set);
             }
             return;
         };
@@ -327,7 +318,7 @@ impl Machine {
                 return;
             }
             let again = self.knocks.removed.remove(&key);
-            if !again && matches!(self.knocks.said.get(&key), Some(Some(_))) {
+            if !again && matches!(self.knocks.said(&key), Some(Some(_))) {
                 return;
             }
             if let Some(x) = extra("") {
@@ -420,7 +411,7 @@ impl Machine {
             return true;
         }
         let k = &mut self.knocks;
-        if k.waiting.is_empty() && k.said.is_empty() {
+        if k.waiting.is_empty() && k.none_said() {
             return false;
         }
         let found = k.unwait(&key).flatten();

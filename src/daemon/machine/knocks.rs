@@ -21,8 +21,10 @@ pub(super) struct Knocks {
     pub(super) waiting: HashMap<(String, IpAddr), Option<Auth>>,
     /// Knocks said as they came, and elements others added (`other_heard`),
     /// their events still in the queue: what the look-up found, or the
-    /// event told (`None`: the element was gone, or went since).
-    pub(super) said: HashMap<(String, IpAddr), Option<Auth>>,
+    /// event told (`None`: the element was gone, or went since). By the
+    /// set's number (`Sets`): a start's reading under churn may hear
+    /// hundreds of thousands.
+    said: HashMap<(u32, IpAddr), Option<Auth>>,
     /// Knocks said as they came whose events the kernel's overrun took
     /// from the queue: the reading it brings finds their elements, or
     /// says they went (`said_dropped_went`).
@@ -45,7 +47,7 @@ pub(super) struct Knocks {
     /// The deadlines of those said and allowed (`said`, `allowed`), so
     /// that they too expire while the reading runs; one no longer theirs
     /// is passed over (`take_due`).
-    due: BTreeSet<(i64, String, IpAddr)>,
+    due: BTreeSet<(i64, u32, IpAddr)>,
     /// Knock packets heard during the reading of hosts known or said by
     /// then: what they did is said and kept as they come (a renewal), so
     /// their events, after the reading, do nothing (`heard_again`); each
@@ -54,7 +56,42 @@ pub(super) struct Knocks {
     pub(super) again: HashMap<(String, IpAddr), u32>,
     /// Sets `pfknock flush` emptied while the reading ran: what it found
     /// of them is not taken in, but for hosts said or allowed since.
-    pub(super) flushed: HashSet<String>,
+    flushed: HashSet<String>,
+    /// The sets `said` and `due` name, by number.
+    sets: Sets,
+}
+
+/// The sets a reading's records name, each by a number of its own, kept
+/// for the daemon's life (a config names few, and a reload keeps them):
+/// at 600,000 records, a key of the set's name and the address took 48
+/// bytes and a string of 32 each, where the number and the address take
+/// 24 (`said`), and a deadline's 32, was 56 and the string (`due`).
+#[derive(Default)]
+struct Sets {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Sets {
+    /// The number of `set`, given it one if it had none.
+    fn id(&mut self, set: &str) -> u32 {
+        if let Some(i) = self.ids.get(set) {
+            return *i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(set.to_owned());
+        self.ids.insert(set.to_owned(), i);
+        i
+    }
+
+    /// The number of `set`, if it has one.
+    fn find(&self, set: &str) -> Option<u32> {
+        self.ids.get(set).copied()
+    }
+
+    fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
 }
 
 /// Give back what a map of the reading's records holds beyond need, as
@@ -76,7 +113,10 @@ impl Knocks {
     /// Forget what is known of `set` (a reload deleted it).
     pub(super) fn drop_set(&mut self, set: &str) {
         self.waiting.retain(|(w, _), _| w != set);
-        self.said.retain(|(w, _), _| w != set);
+        if let Some(id) = self.sets.find(set) {
+            self.said.retain(|(w, _), _| *w != id);
+            self.due.retain(|(_, w, _)| *w != id);
+        }
         self.dropped.retain(|(w, _), _| w != set);
         self.removed.retain(|(w, _)| w != set);
         self.allowed.retain(|(w, _), _| w != set);
@@ -105,10 +145,51 @@ impl Knocks {
 
     /// The record of `key` said during the reading, taken out: its event
     /// came, or it needs none.
-    pub(super) fn unsay(&mut self, key: &(String, IpAddr)) -> Option<Option<Auth>> {
-        let had = self.said.remove(key);
+    pub(super) fn unsay(&mut self, (set, addr): &(String, IpAddr)) -> Option<Option<Auth>> {
+        let id = self.sets.find(set)?;
+        let had = self.said.remove(&(id, *addr));
         thin(&mut self.said);
         had
+    }
+
+    /// What was said of `key` during the reading (`None` inside: said
+    /// gone, or being looked up).
+    pub(super) fn said(&self, (set, addr): &(String, IpAddr)) -> Option<Option<Auth>> {
+        let id = self.sets.find(set)?;
+        self.said.get(&(id, *addr)).copied()
+    }
+
+    /// All that was said during the reading, taken out (an overrun took
+    /// their events).
+    pub(super) fn take_said(&mut self) -> Vec<((String, IpAddr), Option<Auth>)> {
+        let said = std::mem::take(&mut self.said).into_iter();
+        let sets = &self.sets;
+        said.map(|((id, addr), a)| ((sets.name(id).to_owned(), addr), a))
+            .collect()
+    }
+
+    /// Was nothing said during the reading, or is all of it taken out?
+    pub(super) fn none_said(&self) -> bool {
+        self.said.is_empty()
+    }
+
+    /// `pfknock flush` emptied `set`: those said or allowed went with it,
+    /// and what the reading finds of it is not taken in.
+    pub(super) fn flush(&mut self, set: String) {
+        let id = self.sets.find(&set);
+        let said = (self.said.keys())
+            .filter(|(w, _)| Some(*w) == id)
+            .map(|(_, a)| (set.clone(), *a));
+        let allowed = (self.allowed.keys()).filter(|(w, _)| *w == set).cloned();
+        let keys: Vec<_> = said.chain(allowed).collect();
+        keys.into_iter().for_each(|key| self.gone(key));
+        self.flushed.insert(set);
+    }
+
+    /// The room `said` takes (tests).
+    #[cfg(test)]
+    pub(super) fn said_room(&self) -> usize {
+        self.said.capacity()
     }
 
     /// The element the reading found of a knock waiting in the queue,
@@ -120,16 +201,17 @@ impl Knocks {
     }
 
     /// `key` said, with what its look-up found (`None`: gone).
-    pub(super) fn say(&mut self, key: (String, IpAddr), a: Option<Auth>) {
+    pub(super) fn say(&mut self, (set, addr): (String, IpAddr), a: Option<Auth>) {
+        let id = self.sets.id(&set);
         if let Some(a) = a {
-            self.due.insert((a.until, key.0.clone(), key.1));
+            self.due.insert((a.until, id, addr));
         }
-        self.said.insert(key, a);
+        self.said.insert((id, addr), a);
     }
 
     /// `key` allowed, with the authorization the allow gave.
     pub(super) fn allow(&mut self, key: (String, IpAddr), a: Auth) {
-        self.due.insert((a.until, key.0.clone(), key.1));
+        self.due.insert((a.until, self.sets.id(&key.0), key.1));
         self.allowed.insert(key, a);
     }
 
@@ -144,11 +226,11 @@ impl Knocks {
     pub(super) fn take_due(&mut self, now: i64) -> Vec<(String, IpAddr, Auth)> {
         let mut out = Vec::new();
         while self.due.first().is_some_and(|(t, _, _)| *t <= now) {
-            let Some((t, set, addr)) = self.due.pop_first() else {
+            let Some((t, id, addr)) = self.due.pop_first() else {
                 break;
             };
-            let key = (set, addr);
-            let a = self.said.get(&key).copied().flatten();
+            let a = self.said.get(&(id, addr)).copied().flatten();
+            let key = (self.sets.name(id).to_owned(), addr);
             let a = a.or_else(|| self.allowed.get(&key).copied());
             if let Some(a) = a.filter(|a| a.until == t) {
                 out.push((key.0, key.1, a));
@@ -160,23 +242,25 @@ impl Knocks {
     /// One said or allowed, looked up when due or renewed, is now `a`:
     /// its record takes it. False where there is no such record.
     pub(super) fn moved(&mut self, set: &str, addr: IpAddr, a: Auth) -> bool {
-        let key = (set.to_owned(), addr);
-        let had = match self.said.get_mut(&key) {
+        let id = self.sets.find(set);
+        let said = id.and_then(|id| self.said.get_mut(&(id, addr)));
+        let had = match said {
             Some(Some(x)) => x,
-            _ => match self.allowed.get_mut(&key) {
+            _ => match self.allowed.get_mut(&(set.to_owned(), addr)) {
                 Some(x) => x,
                 None => return false,
             },
         };
         *had = a;
-        self.due.insert((a.until, key.0, addr));
+        let id = self.sets.id(set);
+        self.due.insert((a.until, id, addr));
         true
     }
 
     /// What is known of `key` that the book does not hold: said during
     /// the reading, or allowed.
     pub(super) fn known(&self, key: &(String, IpAddr)) -> Option<Auth> {
-        let said = self.said.get(key).copied().flatten();
+        let said = self.said(key).flatten();
         said.or_else(|| self.allowed.get(key).copied())
     }
 
@@ -185,7 +269,8 @@ impl Knocks {
     /// in, and a knock of it said before is not taken in when its event
     /// comes.
     pub(super) fn gone(&mut self, key: (String, IpAddr)) {
-        if let Some(said) = self.said.get_mut(&key) {
+        let id = self.sets.find(&key.0);
+        if let Some(said) = id.and_then(|id| self.said.get_mut(&(id, key.1))) {
             *said = None;
         }
         self.allowed.remove(&key);
@@ -233,7 +318,7 @@ impl Knocks {
     /// in without a line learned late.
     pub(super) fn was_said(&mut self, set: &str, addr: IpAddr) -> bool {
         let key = (set.to_owned(), addr);
-        self.dropped.remove(&key).is_some() || self.said.contains_key(&key)
+        self.dropped.remove(&key).is_some() || self.said(&key).is_some()
     }
 
     /// When a host said while the reading ran was authorized.
@@ -241,8 +326,8 @@ impl Knocks {
         if self.said.is_empty() {
             return None;
         }
-        let said = self.said.get(&(set.to_owned(), addr));
-        said.copied().flatten().map(|a| a.since)
+        let said = self.said(&(set.to_owned(), addr));
+        said.flatten().map(|a| a.since)
     }
 
     /// A host someone else added while the reading ran, now that the
