@@ -131,6 +131,13 @@ pub fn ask(socket: &Path, req: &Request, waiting: impl FnMut(Wait)) -> Result<Op
         .map_err(io(socket, "send"))?;
     let mut answer = Vec::new();
     receive(&mut s, &mut answer, NOTE_AFTER, waiting).map_err(io(socket, "receive"))?;
+    if answer.is_empty() {
+        return Err(Error::Other(format!(
+            "{}: the daemon closed the connection without an answer (it stopped or \
+             failed): whether the command was done is not known",
+            socket.display()
+        )));
+    }
     serde_json::from_slice(&answer).map(Some).map_err(|e| {
         Error::Other(format!(
             "{}: the daemon's answer cannot be read: {e}",
@@ -431,6 +438,32 @@ mod tests {
         drop(UnixListener::bind(&p).unwrap());
         let l = Listener::bind(&p).unwrap();
         drop(l);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A daemon that ends the connection without an answer (it stopped,
+    /// or died) leaves the command an error that says so, not a parse
+    /// error of nothing.
+    #[test]
+    fn a_connection_ended_without_an_answer_says_so() {
+        let d = dir("eof");
+        let p = d.join("ctl.sock");
+        let l = Listener::bind(&p).unwrap();
+        let server = crate::sys_unix::spawn(move || {
+            let (mut s, _) = l.sock.accept().unwrap();
+            read_request(&mut s).unwrap();
+            drop(s);
+            l
+        });
+        let req = Request {
+            config: "/etc/pfknock.toml".into(),
+            argv: vec!["unload".into()],
+        };
+        let e = ask(&p, &req, |_| {}).unwrap_err().to_string();
+        let want = "the daemon closed the connection without an answer (it stopped or failed): \
+                    whether the command was done is not known";
+        assert!(e.ends_with(want), "{e}");
+        drop(server.join().unwrap());
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -2555,6 +2555,45 @@ fn a_load_during_the_starts_reading_is_done_at_once() {
     let _ = d.wait();
 }
 
+/// SIGTERM while a command waits for the start's reading: the command is
+/// not done, and says so. `pfknock unload` is held (it waits for the
+/// reading); the daemon stops; the command fails, saying nothing was
+/// done, and the kernel keeps the anchor: the 150,000 and a host allowed
+/// during the reading are still there, that host still gets in and one
+/// never allowed does not. The log says the allow and the exit, and no
+/// unload.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_command_waiting_when_the_daemon_stops_is_told_it_was_not_done() {
+    need_root_and_tools!();
+    let (n, mut d, pid, log, mut said) = started_over_150k("");
+    let host = knockers(&n, 50..51).remove(0);
+    let o = via_daemon(&n, &["allow", &host]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = std::thread::scope(|sc| {
+        let unload = sc.spawn(|| via_daemon(&n, &["unload"]));
+        std::thread::sleep(Duration::from_millis(500));
+        ok(&Command::new("kill").args(["-TERM", &pid]).output().unwrap());
+        unload.join().unwrap()
+    });
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("waiting for the daemon"), "not held: {err}");
+    let why = "pfknock: daemon: stopped before this command's turn: nothing was done";
+    assert!(err.contains(why), "{err}");
+    assert!(!err.contains("unloaded"), "{err}");
+    let status = d.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    said += &read_log(&log, 5, |s| s.contains("exiting on SIGTERM"));
+    assert_eq!(lines_with(&said, &format!("allowed {host} ")), 1, "{said}");
+    assert_eq!(lines_with(&said, "exiting on SIGTERM"), 1, "{said}");
+    assert_eq!(lines_with(&said, "unloaded"), 0, "{said}");
+    assert_eq!(n.elements("ssh_6").len(), 150_000);
+    assert!(n.elements("ssh_4").contains(&host), "{host} not in the set");
+    assert!(n.reaches_from(&host), "{host} does not get in");
+    assert!(!n.open(false), "a host that was not allowed gets in");
+}
+
 /// A daemon just started (ttl 10m, sets of 262,144) over 150,000
 /// authorizations in ssh_6 and what `first` (an nft command, if any)
 /// adds, with its config changed to a ttl of 2m: the network, the

@@ -198,6 +198,24 @@ pub(super) fn answer_due<T: Tables, L: Loader>(
 }
 
 /// The answer to a request that could not be read.
+/// The daemon stops with things waiting: none is done. Each command is
+/// told so, and fails (it changed nothing: the admin may run it again,
+/// with the daemon or without); a signed knock waiting is dropped, as one
+/// lost on the way (its client knocks again).
+pub(super) fn stopped(waiting: &mut Waiting) {
+    while let Some((w, _)) = waiting.items.pop_front() {
+        if let Waiter::Command(mut s, _) = w {
+            let why = "daemon: stopped before this command's turn: nothing was done";
+            let reply = crate::control::Reply {
+                pid: std::process::id(),
+                error: Some((why.to_owned(), crate::error::EXIT_FAIL)),
+                ..Default::default()
+            };
+            crate::control::write_reply(&mut s, &reply);
+        }
+    }
+}
+
 fn unreadable(why: &str) -> crate::control::Reply {
     crate::control::Reply {
         pid: std::process::id(),

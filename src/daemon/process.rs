@@ -609,10 +609,10 @@ fn serve<T: Tables, L: Loader>(
             (&mut pending, &mut waiting),
             ready.kernel,
         );
-        if ready.signal && signalled(&mut d, &mut signals, wake, &mut deferred) {
-            return Ok(());
-        }
-        if ready.read && read_turn(&mut d, &pending, &mut deferred) {
+        if ready.signal && signalled(&mut d, &mut signals, wake, &mut deferred)
+            || ready.read && read_turn(&mut d, &pending, &mut deferred)
+        {
+            commands::stopped(&mut waiting);
             return Ok(());
         }
         if d.reading().is_some() {
