@@ -172,19 +172,7 @@ fn a_transaction_by_others_is_said_a_part_at_a_time_and_before_what_follows() {
     let cfg = config("");
     let cx = cx(&cfg);
     let n = 2 * SAY_AT_ONCE + 10;
-    let host = |i: usize| IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
-    let add = KernelEvent::Elements {
-        set: "ssh_4".into(),
-        added: true,
-        addrs: (0..n)
-            .map(|i| (host(i), Some(T0 + 60_000)).into())
-            .collect(),
-    };
-    let commit = KernelEvent::Commit {
-        pid: 4242,
-        process: "nft".into(),
-    };
-    let said = |acts: &[Action]| acts.iter().filter(|a| matches!(a, Action::Log(..))).count();
+    let (add, commit) = added_by_nft(0..n);
     let mut m = events();
     assert_eq!(m.kernel(&cx, add.clone(), T0), vec![]);
     assert_eq!(said(&m.kernel(&cx, commit.clone(), T0)), SAY_AT_ONCE);
@@ -220,19 +208,7 @@ fn a_readings_records_give_back_their_room_as_their_events_come() {
     let mut m = events();
     let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, T0));
     let n = 5000;
-    let host = |i: usize| IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
-    let add = KernelEvent::Elements {
-        set: "ssh_4".into(),
-        added: true,
-        addrs: (0..n)
-            .map(|i| (host(i), Some(T0 + 60_000)).into())
-            .collect(),
-    };
-    let commit = KernelEvent::Commit {
-        pid: 4242,
-        process: "nft".into(),
-    };
-    let said = |acts: &[Action]| acts.iter().filter(|a| matches!(a, Action::Log(..))).count();
+    let (add, commit) = added_by_nft(0..n);
     let mut acts = m.heard(&cx, &[add.clone(), commit.clone()], T0);
     acts.extend(m.say_all(&cx, T0));
     assert_eq!(said(&acts), n);
@@ -240,7 +216,7 @@ fn a_readings_records_give_back_their_room_as_their_events_come() {
     assert!(full >= n, "{full}");
     // The reading finds them all; the events then come, one at a time.
     let found = (0..n)
-        .map(|i| (host(i), Some(T0 + 60_000)).into())
+        .map(|i| (many(i), Some(T0 + 60_000)).into())
         .collect();
     let mut acts = m.answer(&cx, then, Answer::Dump(vec![Ok(found), Ok(vec![])]), T0);
     while let Some(Action::Ask(Query::Pause, t)) = acts.pop() {
@@ -248,13 +224,9 @@ fn a_readings_records_give_back_their_room_as_their_events_come() {
     }
     assert_eq!(said(&acts), 0, "{acts:?}");
     for i in 0..n {
-        let one = KernelEvent::Elements {
-            set: "ssh_4".into(),
-            added: true,
-            addrs: vec![(host(i), Some(T0 + 60_000)).into()],
-        };
+        let (one, commit) = added_by_nft(i..i + 1);
         assert_eq!(m.kernel(&cx, one, T0), vec![]);
-        assert_eq!(m.kernel(&cx, commit.clone(), T0), vec![]);
+        assert_eq!(m.kernel(&cx, commit, T0), vec![]);
         if i == n - n / 8 {
             let part = m.knocks.said_room();
             assert!(part < full / 2, "{part} of {full} kept for {} left", n / 8);
@@ -262,4 +234,29 @@ fn a_readings_records_give_back_their_room_as_their_events_come() {
     }
     assert_eq!(m.knocks.said_room(), 0);
     assert_eq!(m.count("ssh"), (n, Some(T0 / 1000 + 60)));
+}
+
+/// Host `i` of a test's many, in 198.18.0.0/16.
+fn many(i: usize) -> IpAddr {
+    IpAddr::from([198, 18, (i >> 8) as u8, i as u8])
+}
+
+/// A transaction by nft[4242] that adds `hosts` (of `many`) to ssh_4,
+/// each for a minute from T0: its element changes and its commit.
+fn added_by_nft(hosts: std::ops::Range<usize>) -> (KernelEvent, KernelEvent) {
+    let add = KernelEvent::Elements {
+        set: "ssh_4".into(),
+        added: true,
+        addrs: hosts.map(|i| (many(i), Some(T0 + 60_000)).into()).collect(),
+    };
+    let commit = KernelEvent::Commit {
+        pid: 4242,
+        process: "nft".into(),
+    };
+    (add, commit)
+}
+
+/// How many lines `acts` says.
+fn said(acts: &[Action]) -> usize {
+    acts.iter().filter(|a| matches!(a, Action::Log(..))).count()
 }
