@@ -340,7 +340,7 @@ fn unload(path: &Path, open: bool) -> Result<()> {
         say!("{w}");
     }
     if let Some(n) = went {
-        let line = crate::verbs::unloaded_line(&cfg, open, n);
+        let line = crate::verbs::unloaded_line(&cfg, open, Some(n));
         audit(&cfg, &line);
         say!("{line}");
     }

@@ -342,9 +342,12 @@ pub fn authorizations(cfg: &Config, t: &mut dyn Tables) -> Option<u64> {
 
 /// What `unload` says of the authorizations that went with the anchor
 /// (the daemon logs the same, and keeps it unloaded).
-pub fn unloaded_line(cfg: &Config, open: bool, went: u64) -> String {
+pub fn unloaded_line(cfg: &Config, open: bool, went: Option<u64>) -> String {
+    let went = went.map_or("its authorizations".to_owned(), |n| {
+        format!("{n} authorizations")
+    });
     format!(
-        "anchor {} unloaded by pfknock unload{}: {went} authorizations went with it",
+        "anchor {} unloaded by pfknock unload{}: {went} went with it",
         cfg.anchor.as_str(),
         if open { " --open" } else { "" }
     )

@@ -664,6 +664,17 @@ fn an_expiry_is_logged_within_milliseconds_of_the_kernels() {
     let _ = d.wait();
 }
 
+/// No line of severity err or worse in `said` (`<PRI>`: the low three
+/// bits).
+fn no_errors(said: &str) {
+    let errors = said.lines().filter(|l| {
+        let pri = l.strip_prefix('<').and_then(|r| r.split_once('>'));
+        pri.and_then(|(p, _)| p.parse::<u8>().ok())
+            .is_some_and(|p| p & 7 <= 3)
+    });
+    assert_eq!(errors.count(), 0, "{said}");
+}
+
 /// How many lines of a log hold `what`: a host said exactly once is 1.
 fn lines_with(said: &str, what: &str) -> usize {
     said.lines().filter(|l| l.contains(what)).count()
@@ -2320,13 +2331,7 @@ fn a_sighup_deleting_the_set_being_read_is_loaded_at_once() {
     );
     assert_eq!(lines_with(&said, "fd00:19::"), 0, "{said}");
     assert_eq!(lines_with(&said, "went with it"), 1, "{said}");
-    // No line of severity err or worse (`<PRI>`: the low three bits).
-    let errors = said.lines().filter(|l| {
-        let pri = l.strip_prefix('<').and_then(|r| r.split_once('>'));
-        pri.and_then(|(p, _)| p.parse::<u8>().ok())
-            .is_some_and(|p| p & 7 <= 3)
-    });
-    assert_eq!(errors.count(), 0, "{said}");
+    no_errors(&said);
     assert!(n.reaches_from(&hosts[0]), "{} does not get in", hosts[0]);
     assert!(!n.open(false), "a host that did not knock gets in");
     let _ = d.kill();
@@ -2556,12 +2561,12 @@ fn a_load_during_the_starts_reading_is_done_at_once() {
 }
 
 /// SIGTERM while a command waits for the start's reading: the command is
-/// not done, and says so. `pfknock unload` is held (it waits for the
-/// reading); the daemon stops; the command fails, saying nothing was
-/// done, and the kernel keeps the anchor: the 150,000 and a host allowed
-/// during the reading are still there, that host still gets in and one
-/// never allowed does not. The log says the allow and the exit, and no
-/// unload.
+/// not done, and says so. `pfknock expire -o 1s` is held (it reads the
+/// book the reading fills); the daemon stops; the command fails, saying
+/// nothing was done, and the kernel keeps the anchor: the 150,000 and a
+/// host allowed during the reading are still there, that host still gets
+/// in and one never allowed does not. The log says the allow and the
+/// exit, and no expiry.
 #[test]
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_command_waiting_when_the_daemon_stops_is_told_it_was_not_done() {
@@ -2571,27 +2576,99 @@ fn a_command_waiting_when_the_daemon_stops_is_told_it_was_not_done() {
     let o = via_daemon(&n, &["allow", &host]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = std::thread::scope(|sc| {
-        let unload = sc.spawn(|| via_daemon(&n, &["unload"]));
+        let expire = sc.spawn(|| via_daemon(&n, &["expire", "-o", "1s"]));
         std::thread::sleep(Duration::from_millis(500));
         ok(&Command::new("kill").args(["-TERM", &pid]).output().unwrap());
-        unload.join().unwrap()
+        expire.join().unwrap()
     });
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("waiting for the daemon"), "not held: {err}");
     let why = "pfknock: daemon: stopped before this command's turn: nothing was done";
     assert!(err.contains(why), "{err}");
-    assert!(!err.contains("unloaded"), "{err}");
+    assert!(!err.contains("expired"), "{err}");
     let status = d.wait().unwrap();
     assert!(status.success(), "{status:?}");
     said += &read_log(&log, 5, |s| s.contains("exiting on SIGTERM"));
     assert_eq!(lines_with(&said, &format!("allowed {host} ")), 1, "{said}");
     assert_eq!(lines_with(&said, "exiting on SIGTERM"), 1, "{said}");
-    assert_eq!(lines_with(&said, "unloaded"), 0, "{said}");
+    assert_eq!(lines_with(&said, "expired"), 0, "{said}");
     assert_eq!(n.elements("ssh_6").len(), 150_000);
     assert!(n.elements("ssh_4").contains(&host), "{host} not in the set");
     assert!(n.reaches_from(&host), "{host} does not get in");
     assert!(!n.open(false), "a host that was not allowed gets in");
+}
+
+/// `pfknock unload` during the start's reading (no record; 150,000 held
+/// in ssh_6 and a host allowed during the reading): done at once, not held
+/// until the reading ends. The command succeeds and says the daemon keeps
+/// the table unloaded; the log says the unload once, with the kernel's
+/// count of what went (150,001, counted just before), and nothing of what
+/// the reading found once it ends: no "no record" line (which a reading
+/// over before the unload would have said), none of the 150,000, nothing
+/// restored, no error. The kernel: no authorized set; the allowed host
+/// does not get in, nor one that knocks (kept unloaded). `load` brings the
+/// table back empty: the allowed host still does not get in, a knock
+/// opens.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn an_unload_during_the_starts_reading_is_done_at_once() {
+    need_root_and_tools!();
+    let (n, mut d, pid, log, mut said) = started_over_150k("");
+    let host = knockers(&n, 50..51).remove(0);
+    ok(&via_daemon(&n, &["allow", &host]));
+    let o = via_daemon(&n, &["unload"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("waiting for the daemon"), "held: {err}");
+    assert!(
+        err.contains(&format!("daemon (pid {pid}) keeps it unloaded")),
+        "{err}"
+    );
+    for set in ["ssh_4", "ssh_6"] {
+        let listed = ns(
+            &n.srv,
+            &["nft", "-t", "list", "set", "inet", "pfknock", set],
+        );
+        assert!(!listed.status.success(), "{set} still there");
+    }
+    let over = reading_over(&log, &pid);
+    // What the reading found was not taken in: the daemon knows of none.
+    let status = (over.lines()).rfind(|l| l.contains("status <ssh>") && !l.contains("reading"));
+    assert!(status.is_some_and(|l| l.contains(": 0 entries")), "{over}");
+    said += &over;
+    said += &read_log(&log, 2, |_| false);
+    let went = "anchor pfknock unloaded by pfknock unload: 150001 authorizations went with it; \
+                kept unloaded until pfknock load or SIGHUP";
+    assert_eq!(lines_with(&said, went), 1, "{said}");
+    assert_eq!(lines_with(&said, "unloaded by"), 1, "{said}");
+    assert_eq!(
+        lines_with(&said, "no record of the last run"),
+        0,
+        "the reading was over before the unload, or taken in after it:\n{said}"
+    );
+    assert_eq!(lines_with(&said, &format!("allowed {host} ")), 1, "{said}");
+    assert_eq!(lines_with(&said, "fd00:19::"), 0, "{said}");
+    assert_eq!(lines_with(&said, "restored"), 0, "{said}");
+    assert_eq!(lines_with(&said, "expired"), 0, "{said}");
+    no_errors(&said);
+    assert!(!n.reaches_from(&host), "{host} gets in after the unload");
+    let _ = n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!n.open(false), "the daemon undid the unload");
+    let o = via_daemon(&n, &["load"]);
+    ok(&o);
+    said += &read_log(&log, 3, |s| s.contains("loaded again"));
+    assert!(said.contains("anchor pfknock loaded again"), "{said}");
+    assert!(
+        n.elements("ssh_6").is_empty(),
+        "ssh_6 came back with elements"
+    );
+    assert!(!n.reaches_from(&host), "{host} gets in after the load");
+    ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    wait_for("the port open after a knock", || n.open(false));
+    let _ = d.kill();
+    let _ = d.wait();
 }
 
 /// A daemon just started (ttl 10m, sets of 262,144) over 150,000

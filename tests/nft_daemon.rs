@@ -1389,6 +1389,101 @@ fn unload_through_the_daemon_holds_until_load() {
     );
 }
 
+/// `pfknock unload` during the start's reading, with no record of the
+/// last run, whether the reading has dumped the sets already or not
+/// (`gated`): done at once, its reply now. The log says it once, with the
+/// kernel's count of what went (two found by the reading, one knocked and
+/// said during it); after the reading, nothing: what it found is not
+/// taken in (the daemon knows of none, nothing comes due, no expiry at
+/// the ttl), the knock's event says nothing, and there is no "no record"
+/// line. The table stays unloaded. Over a record, the same command waits
+/// for the reading: what changed while no daemon ran is said first.
+#[test]
+fn an_unload_during_the_starts_reading_is_done_at_once_but_over_a_record() {
+    for gated in [false, true] {
+        let gate: Gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let (mut d, k, log, path, _dir) = reading_rig_with("unload-reading", |k| {
+            k.knock("ssh_4", "198.18.0.9");
+            k.knock("ssh_4", "198.18.0.10");
+            if gated {
+                k.st().gate = Some(gate.clone());
+            }
+        });
+        for _ in 0..5000 {
+            if gated || k.st().heard.len() == 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(k.st().heard.len(), if gated { 0 } else { 2 });
+        k.at(T0 + s(1));
+        k.knock("ssh_4", "198.18.0.11");
+        let knock = KernelEvent::Knock {
+            prefix: "pfknock ssh: ".into(),
+            addr: "198.18.0.11".parse().unwrap(),
+        };
+        d.hear(std::slice::from_ref(&knock), T0 + s(1));
+        assert_eq!(lines_of(&log.take(), "authorized", "198.18.0.11"), 1);
+        let req = Request {
+            config: path.clone(),
+            argv: vec!["unload".to_owned()],
+        };
+        let loads = k.st().loads;
+        let reply = d.control_while_reading(&req, (T0 + s(2)) / 1000);
+        let reply = reply.expect("it does not wait");
+        assert!(reply.error.is_none(), "{:?}", reply.error);
+        assert_eq!(k.st().unloads, 1);
+        assert_eq!(
+            log.take(),
+            [
+                "anchor pfknock unloaded by pfknock unload: 3 authorizations went with it; \
+                 kept unloaded until pfknock load or SIGHUP"
+            ],
+            "gated: {gated}"
+        );
+        open(&gate);
+        read_to_end(&mut d);
+        d.kernel(knock, T0 + s(3));
+        d.caught_up((T0 + s(3)) / 1000);
+        assert!(log.take().is_empty(), "gated: {gated}");
+        assert_eq!(d.known(&ssh_table()), Some(0));
+        assert_eq!(d.next_due_ms(), None);
+        tick_to(&mut d, &k, T0 + s(120));
+        assert!(log.take().is_empty());
+        assert!(k.holds("ssh_4").is_empty(), "the daemon undid the unload");
+        assert_eq!(k.st().unloads, 1);
+        assert_eq!(k.st().loads, loads, "the daemon loaded again");
+    }
+    // Over a record: held.
+    let (cfg, path, k, _dir) = {
+        let dir = common::Scratch::new("nft-daemon-unload-record");
+        let path = dir.join("pfknock.toml");
+        fs::write(&path, SSH).unwrap();
+        let (cfg, _) = Config::load(&path).unwrap();
+        let k = Nft::default();
+        k.at(T0);
+        k.clone().load(&cfg, "").unwrap();
+        k.knock("ssh_4", "198.18.0.9");
+        (cfg, path, k, dir)
+    };
+    let mut d = Daemon::start(cfg, &path, k.clone(), k.clone(), Mem::default(), T0 / 1000).unwrap();
+    let key = (
+        ssh_table().to_string(),
+        "198.18.0.7".parse::<Net>().unwrap(),
+    );
+    let record: pfknock::daemon::state::Known = [(key, T0 / 1000 - 100)].into();
+    d.use_events_later(Box::new(k.clone()), Some(record));
+    d.read_aside();
+    d.begin(T0 + 10);
+    assert!(d.reading().is_some(), "the start's reading runs beside");
+    let req = Request {
+        config: path.clone(),
+        argv: vec!["unload".to_owned()],
+    };
+    assert!(d.control_while_reading(&req, T0 / 1000 + 1).is_none());
+    assert_eq!(k.st().unloads, 0);
+}
+
 /// Datagrams the kernel did not send: the first is logged at once, a
 /// flood after it is one line with its number every five minutes.
 #[test]
@@ -3122,9 +3217,9 @@ fn a_burst_during_a_reading_is_said_as_syslog_takes_it() {
 /// runs: a config that makes no set being read anew is loaded at once, as
 /// SIGHUP does it, and the reply says so; one that cannot be read is
 /// answered at once with its error, nothing loaded; one that would make a
-/// set being read anew, and any other command but `revoke`, `allow` and
-/// `flush`, wait for the reading's end (`None`: `run`'s loop holds the
-/// connection and answers after).
+/// set being read anew, and `expire`, wait for the reading's end (`None`:
+/// `run`'s loop holds the connection and answers after). (`revoke`,
+/// `allow`, `flush` and `unload` are done at once: their own tests.)
 #[test]
 fn a_load_through_the_control_socket_during_a_reading_goes_at_once_where_sighup_would() {
     let (mut d, k, log, path, _dir) = reading_rig("control-reading");
@@ -3135,7 +3230,6 @@ fn a_load_through_the_control_socket_during_a_reading_goes_at_once_where_sighup_
     };
     let now = (T0 + s(20)) / 1000;
     assert_eq!(d.control_while_reading(&req(&["expire"]), now), None);
-    assert_eq!(d.control_while_reading(&req(&["unload"]), now), None);
     fs::write(&path, SSH.replace("60s", "thirty")).unwrap();
     let reply = d
         .control_while_reading(&req(&["load"]), now)

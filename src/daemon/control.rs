@@ -255,13 +255,34 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
 
     /// `pfknock unload` while the daemon runs: unload, drop what the
     /// daemon knew of the anchor's authorizations (they went with it), and
-    /// keep it unloaded until `load` or SIGHUP.
-    fn unload_held(&mut self, open: bool, _now: i64, done: &mut Done) -> Result<()> {
+    /// keep it unloaded until `load` or SIGHUP. During a reading of the
+    /// sets (`unloads_at_once`) the book is not yet what the kernel holds:
+    /// the kernel counts what goes, just before, and what the reading
+    /// found of the sets is not taken in (`Machine::deleted_while_read`,
+    /// as for a set a reload deletes).
+    fn unload_held(&mut self, open: bool, now: i64, done: &mut Done) -> Result<()> {
+        let read: Vec<String> = match self.reading {
+            Some(_) => super::machine::auth_sets(&self.cfg).into_iter().collect(),
+            None => Vec::new(),
+        };
+        let counts = self.counts(&read);
         self.loader.unload(&self.cfg, open)?;
         self.held = true;
         let cx = super::events::cx!(self);
-        let dropped = self.machine.unloaded(&cx);
-        let went = verbs::unloaded_line(&self.cfg, open, dropped as u64);
+        let went = if self.reading.is_some() {
+            let acts = self.machine.deleted_while_read(&cx, &read);
+            self.machine.unloaded(&cx);
+            self.carry_out(acts, super::events::ms(now));
+            // A start with no record says what it found once its reading
+            // is taken in; none of it is now.
+            if matches!(self.start_record, Some(None)) {
+                self.start_record = None;
+            }
+            counts.into_iter().sum::<Option<u64>>()
+        } else {
+            Some(self.machine.unloaded(&cx) as u64)
+        };
+        let went = verbs::unloaded_line(&self.cfg, open, went);
         self.log.log(
             Level::Notice,
             &format!("{went}; kept unloaded until pfknock load or SIGHUP"),

@@ -82,6 +82,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             Ok(Command::Revoke { .. } | Command::Allow { .. } | Command::Flush { .. }) => {
                 return Some(self.control(req, now));
             }
+            Ok(Command::Unload { .. }) if self.unloads_at_once() => {
+                return Some(self.control(req, now));
+            }
             _ => return None,
         }
         self.echo = Some(Vec::new());
@@ -98,6 +101,13 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             done,
             error: r.err().map(|e| (e.to_string(), e.exit_code())),
         })
+    }
+
+    /// May `pfknock unload` be done during this reading? Not during the
+    /// start's reading over a record: what changed while no daemon ran is
+    /// said first, once the reading is taken in.
+    fn unloads_at_once(&self) -> bool {
+        !matches!(self.start_record, Some(Some(_)))
     }
 
     /// The reload of `reload_reading`: `None` where it must wait, else
