@@ -2310,6 +2310,42 @@ fn a_set_made_anew_under_the_reading_is_read_again() {
     assert!(k.holds("ssh_4").is_empty());
 }
 
+/// The same, unloaded (`pfknock unload`) before the reading is done: the
+/// sets are not read again (nothing is there to read while the daemon
+/// keeps the table unloaded), the reload is taken in without a line of
+/// what went (the unload said it), and nothing is loaded, restored or
+/// expired after.
+#[test]
+fn a_set_made_anew_under_the_reading_then_unloaded_is_not_read_again() {
+    let (mut d, k, log, path, _dir) = reading_rig("reload-reading-remade-unload");
+    k.st().remakes = true;
+    fs::write(&path, SSH.replace("60s", "30s")).unwrap();
+    k.at(T0 + s(20));
+    assert!(!d.reload_reading((T0 + s(20)) / 1000));
+    assert_eq!(log.take().len(), 2);
+    let loads = k.st().loads;
+    let req = Request {
+        config: path.clone(),
+        argv: vec!["unload".to_owned()],
+    };
+    let reply = d.control_while_reading(&req, (T0 + s(21)) / 1000);
+    assert!(reply.expect("it does not wait").error.is_none());
+    let l = log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(
+        l[0].starts_with("anchor pfknock unloaded by pfknock unload: 2 authorizations went"),
+        "{l:?}"
+    );
+    read_to_end(&mut d);
+    d.caught_up((T0 + s(22)) / 1000);
+    assert!(d.reading().is_none(), "read again");
+    tick_to(&mut d, &k, T0 + s(120));
+    assert_eq!(log.take(), Vec::<String>::new());
+    assert_eq!(d.known(&ssh_table()), Some(0));
+    assert_eq!(k.st().loads, loads, "loaded again");
+    assert!(k.holds("ssh_4").is_empty());
+}
+
 /// While the sets are read beside the loop, what the loop reads from the
 /// kernel meanwhile is handed to the reading too (`Daemon::hear`): a
 /// knock's address for its service's set of its family, and the

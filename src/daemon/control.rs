@@ -278,6 +278,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             if matches!(self.start_record, Some(None)) {
                 self.start_record = None;
             }
+            // Nothing is there to read again.
+            self.reread = false;
             counts.into_iter().sum::<Option<u64>>()
         } else {
             Some(self.machine.unloaded(&cx) as u64)
