@@ -69,9 +69,12 @@ fn revoke_closes_at_once() {
     let mut n = Net::new(&RATE.replace("3s", "10m"));
     n.up();
     ok(&n.knock(&[&n.srv_ip(false), "1234", "-n", "3"]));
+    let knocked = std::time::Instant::now();
     assert!(n.open(false));
     // What the admin is told, what the kernel holds and what the log says
-    // agree: the command's line, the port, and its audit line.
+    // agree: the command's line, the port, and its audit line, whose age
+    // is to the nearest second, as the daemon's lines give ages (revoked
+    // 1.7 s after the knock: 2s, where whole seconds since would say 1s).
     let path = n.dir.join("log.sock");
     let log = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
     log.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -83,6 +86,10 @@ fn revoke_closes_at_once() {
             .unwrap_or_default()
     };
     let ip = n.cli_ip(false);
+    sleep(
+        (knocked + Duration::from_millis(1700))
+            .saturating_duration_since(std::time::Instant::now()),
+    );
     let o = n.server_env(&["revoke", &ip], &env);
     ok(&o);
     assert!(!n.open(false), "revoked");
@@ -94,8 +101,8 @@ fn revoke_closes_at_once() {
     let line = said();
     assert!(
         line.contains(&format!(
-            "revoked {ip} service=ssh table=ssh anchor=pfknock age="
-        )) && line.contains(" ttl=10m by pfknock revoke"),
+            "revoked {ip} service=ssh table=ssh anchor=pfknock age=2s ttl=10m by pfknock revoke"
+        )),
         "{line}"
     );
     // Revoked again: nothing there, and the log says nothing went.
@@ -136,6 +143,26 @@ fn revoke_closes_at_once() {
     );
     assert!(n.open(false), "the refused revoke changed nothing");
     assert_eq!(said(), "", "the refused revoke logged nothing");
+    // A flush's audit line gives the age to the nearest second too (an
+    // allow's element, flushed 1.7 s after the command returned).
+    ok(&n.server_env(&["revoke", &ip], &env));
+    assert!(said().contains(&format!("revoked {ip} ")));
+    ok(&n.server_env(&["allow", &ip], &env));
+    let allowed = std::time::Instant::now();
+    assert!(said().contains(&format!("allowed {ip} ")));
+    sleep(
+        (allowed + Duration::from_millis(1700))
+            .saturating_duration_since(std::time::Instant::now()),
+    );
+    ok(&n.server_env(&["flush"], &env));
+    assert!(!n.open(false), "flushed");
+    let line = said();
+    assert!(
+        line.contains(&format!(
+            ": flushed {ip} service=ssh table=ssh anchor=pfknock age=2s ttl=10m by pfknock flush"
+        )),
+        "{line}"
+    );
 }
 
 #[test]

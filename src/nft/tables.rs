@@ -358,7 +358,7 @@ impl Tables for NftTables {
         let now = (self.now)();
         Ok(left.map(|left| {
             let tzero = match (s.timeout, left) {
-                (Some(to), Some(ms)) => now - to.saturating_sub(ms.div_ceil(1000)) as i64,
+                (Some(to), Some(ms)) => tzero_of(now, to.saturating_mul(1000), ms),
                 _ => now,
             };
             Entry {
@@ -579,12 +579,34 @@ impl Tables for NftTables {
 /// An element of set `s` as the kernel told it (a dump, a flush's echo).
 #[cfg(target_os = "linux")]
 fn elem_of(s: &Set, (addr, timeout, left, counter): crate::netlink::CountedElement) -> Elem {
+    let to_ms = timeout.or(s.timeout.map(|t| t.saturating_mul(1000)));
+    let to = timeout.map(|ms| ms / 1000).or(s.timeout);
     Elem {
         net: Net::host(addr),
-        timeout: timeout.map(|ms| ms / 1000).or(s.timeout),
-        expires: left.map(|ms| ms.div_ceil(1000)),
+        timeout: to,
+        // The seconds left that make its timeout less them its age to
+        // the nearest second (`age_s`).
+        expires: match (to, to_ms, left) {
+            (Some(to), Some(to_ms), Some(left)) => Some(to.saturating_sub(age_s(to_ms, left))),
+            _ => left.map(|ms| ms.div_ceil(1000)),
+        },
         counter,
     }
+}
+
+/// When an element's timeout began (seconds), from `now` (seconds), its
+/// timeout and the time it has left (ms), its age to the nearest second
+/// (`age_s`).
+fn tzero_of(now: i64, timeout_ms: u64, left_ms: u64) -> i64 {
+    now - age_s(timeout_ms, left_ms) as i64
+}
+
+/// An element's age from its timeout and the time it has left (ms), to
+/// the nearest second, a half up, as the daemon's event lines give ages
+/// (`machine::age`): a revoke's, a flush's or an expire's audit line, and
+/// `show`, say the same age as the lines before them.
+fn age_s(timeout_ms: u64, left_ms: u64) -> u64 {
+    (timeout_ms.saturating_sub(left_ms) + 500) / 1000
 }
 
 /// An element as an entry: stamped when its timeout began (its age is
@@ -601,5 +623,38 @@ fn entry_of(e: &Elem, now: i64) -> Entry {
         packets,
         bytes,
         counted: e.counter.is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Ages to the nearest second, a half up: 1.4 s is 1 s, 1.5 and
+    /// 1.7 s are 2 s (whole seconds since, as before, said 1 s); an
+    /// element with more time left than its timeout (a clock step) is 0 s
+    /// old. A listed element (`show`, `expire`, `flush`) is as old.
+    #[test]
+    fn an_elements_age_is_to_the_nearest_second() {
+        let set = super::Set {
+            name: "ssh_4".into(),
+            timeout: Some(60),
+            size: None,
+            interval: false,
+            elems: Vec::new(),
+        };
+        for (left, age) in [
+            (58_600, 1),
+            (58_500, 2),
+            (58_300, 2),
+            (60_000, 0),
+            (61_000, 0),
+        ] {
+            assert_eq!(100 - super::tzero_of(100, 60_000, left), age, "{left}");
+            // Listed (with its own timeout, or the set's), the same.
+            for to in [Some(60_000), None] {
+                let x = ("198.18.0.1".parse().unwrap(), to, Some(left), None);
+                let e = super::entry_of(&super::elem_of(&set, x), 100);
+                assert_eq!(100 - e.tzero, age, "{left} {to:?}");
+            }
+        }
     }
 }
