@@ -146,6 +146,12 @@ impl Machine {
         now: i64,
         out: &mut Vec<Action>,
     ) {
+        // A reload or an unload during a reading deleted its set, and
+        // said what went with it: this came before (and was said then, if
+        // the reading heard it).
+        if !self.dropped.is_empty() && self.dropped.contains(set) {
+            return;
+        }
         let addr = e.addr();
         if !added {
             if let Some(a) = self.forget(cx, set, addr, out)
