@@ -305,6 +305,17 @@ impl Machine {
             Err(ReadError::Missing) => {
                 if t.missed && covered {
                     t.gone_sets.push(format!("set {set}"));
+                } else if covered {
+                    // Loaded by the daemon, and gone (with the table, by
+                    // another process) before or while this reading read it.
+                    out.push(Action::Log(
+                        Level::Warning,
+                        format!(
+                            "set {set}: gone before this reading of the sets had read it: the \
+                         authorizations it held are not known, and a restore cannot put \
+                         them back"
+                        ),
+                    ));
                 }
             }
             Err(ReadError::Failed(e)) => {
