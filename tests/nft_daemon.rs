@@ -3804,3 +3804,74 @@ fn a_transaction_left_unsaid_when_the_reading_ends_is_said_then_once() {
     assert!(l[0].starts_with("renewed 198.19.0.1 "), "{l:?}");
     assert_eq!(d.known(&ssh_table()), Some(n as usize + 1));
 }
+
+/// The table deleted by another process during the start's reading over
+/// a record of the last run (which knew .9, still in the kernel, and .7,
+/// gone): each authorized set is said to be gone before the reading read
+/// it, and the comparison with the record says nothing of their hosts.
+/// It said .9 and .7 "removed while the daemon was down", and .9 was in
+/// the kernel when the daemon started. The restore has nothing to put
+/// back, and says so.
+#[test]
+fn a_table_deleted_during_a_start_over_a_record_says_nothing_false_of_the_record() {
+    let dir = common::Scratch::new("nft-daemon-record-deleted");
+    let path = dir.join("pfknock.toml");
+    fs::write(&path, SSH).unwrap();
+    let (cfg, _) = Config::load(&path).unwrap();
+    let k = Nft::default();
+    k.at(T0);
+    k.clone().load(&cfg, "").unwrap();
+    k.knock("ssh_4", "198.18.0.9");
+    let gate: Gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    k.st().gate = Some(gate.clone());
+    let log = Mem::default();
+    let mut d = Daemon::start(cfg, &path, k.clone(), k.clone(), log.clone(), T0 / 1000).unwrap();
+    let key = |a: &str| (ssh_table().to_string(), a.parse::<Net>().unwrap());
+    let record: pfknock::daemon::state::Known = [
+        (key("198.18.0.9"), T0 / 1000 - 10),
+        (key("198.18.0.7"), T0 / 1000 - 10),
+    ]
+    .into();
+    d.use_events_later(Box::new(k.clone()), Some(record));
+    d.read_aside();
+    d.begin(T0 + 10);
+    assert!(d.reading().is_some(), "the start's reading runs beside");
+    log.take();
+    k.delete_table();
+    k.at(T0 + s(1));
+    let deleted = [
+        KernelEvent::Changed {
+            what: "table",
+            name: "pfknock".into(),
+        },
+        KernelEvent::Commit {
+            pid: 4242,
+            process: "nft".into(),
+        },
+    ];
+    d.hear(&deleted, T0 + s(1));
+    open(&gate);
+    read_to_end(&mut d);
+    for ev in deleted {
+        d.kernel(ev, T0 + s(2));
+    }
+    for _ in 0..10 {
+        d.tick_ms(T0 + s(2));
+    }
+    let gone = |set: &str| {
+        format!(
+            "set {set}: gone before this reading of the sets had read it: the authorizations \
+             it held are not known, and a restore cannot put them back"
+        )
+    };
+    assert_eq!(
+        log.take(),
+        [
+            gone("ssh_4"),
+            gone("ssh_6"),
+            "table restored after a change by nft[4242] (table pfknock): restored 0 \
+             authorizations"
+                .to_owned()
+        ]
+    );
+}

@@ -242,6 +242,7 @@ impl Machine {
             tables.entry(t.to_owned()).or_default();
         }
         let tables = tables.into_iter().map(|(name, sets)| Compared {
+            unread: [0, 1].map(|f| sets.get(f).is_some_and(|s| self.unread.contains(s))),
             name,
             sets,
             said: [0, 0],
@@ -285,9 +286,13 @@ impl Machine {
             let cur = (tab.sets.iter().filter_map(|s| self.book.find(s)))
                 .flat_map(|id| self.book.iter_set_after(id, after.map(|n| n.addr())))
                 .map(|(addr, a)| (Net::host(addr), a.since.div_euclid(1000)));
+            // Not the hosts of a set gone before the reading read it:
+            // what became of them is not known.
+            let unread = tab.unread;
             let kept = c.prev.hosts(&tab.name).map(|h| {
                 let from = after.map_or(Unbounded, Excluded);
-                h.range((from, Unbounded)).map(|(n, s)| (*n, *s))
+                (h.range((from, Unbounded)).map(|(n, s)| (*n, *s)))
+                    .filter(move |(n, _)| !unread[usize::from(n.addr().is_ipv6())])
             });
             let (mut said, mut full) = (tab.said, false);
             for (n, held, kept) in side_by_side(cur, kept.into_iter().flatten()) {
@@ -461,6 +466,8 @@ pub(super) struct Comparing {
 struct Compared {
     name: String,
     sets: Vec<String>,
+    /// Its IPv4 and its IPv6 set went before the reading read them.
+    unread: [bool; 2],
     said: [usize; 2],
     level: Level,
 }

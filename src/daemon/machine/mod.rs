@@ -279,6 +279,9 @@ pub struct Machine {
     knocks: knocks::Knocks,
     /// Sets a reload deleted during the reading: not taken in from it.
     pub(super) dropped: HashSet<String>,
+    /// Authorized sets gone before the last reading read them (another
+    /// process deleted them): a comparison with the record passes over them.
+    pub(super) unread: HashSet<String>,
 }
 
 /// Whole seconds left until `until` (ms), rounded down: what a restore

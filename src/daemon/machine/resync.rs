@@ -142,6 +142,7 @@ impl Machine {
         now: i64,
         out: &mut Vec<Action>,
     ) {
+        self.unread.clear();
         let t = Taking {
             sets: sets.into_iter().zip(dumps).collect(),
             cur: None,
@@ -308,6 +309,7 @@ impl Machine {
                 } else if covered {
                     // Loaded by the daemon, and gone (with the table, by
                     // another process) before or while this reading read it.
+                    self.unread.insert(set.clone());
                     out.push(Action::Log(
                         Level::Warning,
                         format!(
