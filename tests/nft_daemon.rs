@@ -2319,6 +2319,54 @@ fn a_reload_during_the_take_in_drops_the_rest_of_a_set_it_deleted() {
     assert_eq!(k.st().lookups, lookups + 1, "one look-up, of .9");
 }
 
+/// `pfknock unload` while a reading's answer is being taken in (20,000
+/// elements of web_4, more than a part): done at once, counted by the
+/// kernel; the rest of the answer is not taken in, nothing is said after
+/// it, and nothing is looked up or expired later.
+#[test]
+fn an_unload_during_the_take_in_drops_the_rest_of_the_reading() {
+    let (mut d, k, log, path, _dir) =
+        reading_rig_of("unload-take-in", &format!("{SSH}{WEB}"), |k| {
+            k.knock("ssh_4", "198.18.0.9");
+            let mut st = k.st();
+            let until = st.now + 60_000;
+            let set = st.set("web_4").unwrap();
+            for i in 0..20_000u32 {
+                let a = IpAddr::from(std::net::Ipv4Addr::from(0xc613_0000 + i));
+                set.elems.insert(a, until);
+            }
+        });
+    for _ in 0..5000 {
+        if k.st().heard.len() == 4 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    d.read_done();
+    assert!(d.reading().is_some(), "still taking in");
+    let req = Request {
+        config: path.clone(),
+        argv: vec!["unload".to_owned()],
+    };
+    let reply = d.control_while_reading(&req, (T0 + s(20)) / 1000);
+    assert!(reply.expect("it does not wait").error.is_none());
+    assert_eq!(
+        log.take(),
+        [
+            "anchor pfknock unloaded by pfknock unload: 20001 authorizations went with it; \
+             kept unloaded until pfknock load or SIGHUP"
+        ]
+    );
+    read_to_end(&mut d);
+    d.caught_up((T0 + s(21)) / 1000);
+    assert_eq!(log.take(), Vec::<String>::new());
+    assert_eq!(d.next_due_ms(), None);
+    let lookups = k.st().lookups;
+    tick_to(&mut d, &k, T0 + s(120));
+    assert_eq!(log.take(), Vec::<String>::new());
+    assert_eq!(k.st().lookups, lookups);
+}
+
 /// A set one reload deleted during the reading, and a second one made
 /// again, empty: what the reading found of it before is not what it
 /// holds, so the sets are read again once the reading is done, and the
