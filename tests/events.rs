@@ -2821,6 +2821,51 @@ fn the_rules_counted_over_netlink_tell_a_changed_table() {
     );
 }
 
+/// An unload during the start's reading behind a command held before it
+/// (`expire -o 1h`, which waits for the reading) waits its turn: both are
+/// held, and the expire is done first, over the 150,000 still there (a
+/// `load` held so would otherwise undo the unload). Then the unload, with
+/// the count the daemon knows by then.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn an_unload_behind_a_held_command_waits_its_turn() {
+    need_root_and_tools!();
+    let (n, mut d, pid, log, mut said) = started_over_150k("");
+    let (expire, unload) = std::thread::scope(|sc| {
+        let e = sc.spawn(|| via_daemon(&n, &["expire", "-o", "1h"]));
+        std::thread::sleep(Duration::from_millis(300));
+        let u = sc.spawn(|| via_daemon(&n, &["unload"]));
+        (e.join().unwrap(), u.join().unwrap())
+    });
+    let (e, u) = (
+        String::from_utf8_lossy(&expire.stderr).into_owned(),
+        String::from_utf8_lossy(&unload.stderr).into_owned(),
+    );
+    assert!(expire.status.success(), "{e}");
+    assert!(unload.status.success(), "{u}");
+    assert!(e.contains("waiting for the daemon"), "expire not held: {e}");
+    assert!(u.contains("waiting for the daemon"), "unload not held: {u}");
+    assert!(
+        e.contains("ssh in table inet pfknock: 0/150000 addresses expired."),
+        "the expire came after the unload: {e}"
+    );
+    said += &reading_over(&log, &pid);
+    said += &read_log(&log, 2, |_| false);
+    let went = "anchor pfknock unloaded by pfknock unload: 150000 authorizations went with it";
+    assert_eq!(lines_with(&said, went), 1, "{said}");
+    assert_eq!(lines_with(&said, "no record of the last run"), 1, "{said}");
+    no_errors(&said);
+    for set in ["ssh_4", "ssh_6"] {
+        let listed = ns(
+            &n.srv,
+            &["nft", "-t", "list", "set", "inet", "pfknock", set],
+        );
+        assert!(!listed.status.success(), "{set} still there");
+    }
+    let _ = d.kill();
+    let _ = d.wait();
+}
+
 /// The table deleted by nft during the start's reading (150,000 held in
 /// ssh_6, not yet read, and a host allowed during the reading): the
 /// daemon restores the table with what it knows (the allowed host), and

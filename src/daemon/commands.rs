@@ -5,8 +5,9 @@
 //! transaction of 100,000 by others waits for it to be said instead of
 //! saying it at once past syslog's queue. While the sets are read beside
 //! the loop, most commands wait for the reading's end (`Daemon::
-//! control_while_reading` does the rest at once). Signed knocks take
-//! their turn the same way (during a reading they are done at once).
+//! control_while_reading` does the rest at once; an unload waits behind a
+//! command held before it). Signed knocks take their turn the same way
+//! (during a reading they are done at once).
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
@@ -121,7 +122,15 @@ pub(super) fn take<T: Tables, L: Loader>(
             }
         };
         if d.reading().is_some() {
-            match d.control_while_reading(&req, crate::clock::now()) {
+            // An unload behind a held command waits its turn with it: a
+            // load held before it would otherwise undo it.
+            let behind = waiting.len() > 0
+                && matches!(d.command_of(&req), Ok(crate::cli::Command::Unload { .. }));
+            let now = crate::clock::now();
+            match (!behind)
+                .then(|| d.control_while_reading(&req, now))
+                .flatten()
+            {
                 Some(reply) => crate::control::write_reply(&mut s, &reply),
                 None => {
                     crate::control::write_held(&mut s);
