@@ -2862,6 +2862,7 @@ fn an_unload_behind_a_held_command_waits_its_turn() {
         );
         assert!(!listed.status.success(), "{set} still there");
     }
+    assert!(!n.open(false), "open after the unload");
     let _ = d.kill();
     let _ = d.wait();
 }
