@@ -206,13 +206,12 @@ impl Loader for Nft {
     fn remade(&mut self) -> bool {
         self.st().remade
     }
-    /// Closed: the authorized sets emptied.
-    fn unload(&mut self, _cfg: &Config, _open: bool) -> Result<()> {
+    /// Closed (the table stays, without its authorized sets), or gone
+    /// (`--open`), as `nft::Nft::close` and `unload` leave it.
+    fn unload(&mut self, _cfg: &Config, open: bool) -> Result<()> {
         let mut st = self.st();
         st.unloads += 1;
-        for s in st.sets.iter_mut().flat_map(|m| m.values_mut()) {
-            s.elems.clear();
-        }
+        st.sets = (!open).then(BTreeMap::new);
         Ok(())
     }
 }
@@ -1464,6 +1463,19 @@ fn an_unload_during_the_starts_reading_is_done_at_once_but_over_a_record() {
             ],
             "gated: {gated}"
         );
+        // Again, the reading still running: nothing went with it.
+        if gated {
+            let reply = d.control_while_reading(&req, (T0 + s(2)) / 1000);
+            assert!(reply.expect("it does not wait").error.is_none());
+            assert_eq!(
+                log.take(),
+                [
+                    "anchor pfknock unloaded by pfknock unload: 0 authorizations went with it; \
+                     kept unloaded until pfknock load or SIGHUP"
+                ]
+            );
+        }
+        let unloads = k.st().unloads;
         open(&gate);
         read_to_end(&mut d);
         // What the loop queued meanwhile, worked through after.
@@ -1478,7 +1490,7 @@ fn an_unload_during_the_starts_reading_is_done_at_once_but_over_a_record() {
         tick_to(&mut d, &k, T0 + s(120));
         assert!(log.take().is_empty());
         assert!(k.holds("ssh_4").is_empty(), "the daemon undid the unload");
-        assert_eq!(k.st().unloads, 1);
+        assert_eq!(k.st().unloads, unloads);
         assert_eq!(k.st().loads, loads, "the daemon loaded again");
     }
     // Over a record: held.

@@ -261,9 +261,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// found of the sets is not taken in (`Machine::deleted_while_read`,
     /// as for a set a reload deletes).
     fn unload_held(&mut self, open: bool, now: i64, done: &mut Done) -> Result<()> {
-        let read: Vec<String> = match self.reading {
-            Some(_) => super::machine::auth_sets(&self.cfg).into_iter().collect(),
-            None => Vec::new(),
+        // (Held unloaded already, the sets are gone: none is counted.)
+        let read: Vec<String> = match (&self.reading, self.held) {
+            (Some(_), false) => super::machine::auth_sets(&self.cfg).into_iter().collect(),
+            _ => Vec::new(),
         };
         let counts = self.counts(&read);
         self.loader.unload(&self.cfg, open)?;
