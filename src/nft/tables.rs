@@ -597,6 +597,7 @@ fn elem_of(s: &Set, (addr, timeout, left, counter): crate::netlink::CountedEleme
 /// When an element's timeout began (seconds), from `now` (seconds), its
 /// timeout and the time it has left (ms), its age to the nearest second
 /// (`age_s`).
+#[cfg(target_os = "linux")]
 fn tzero_of(now: i64, timeout_ms: u64, left_ms: u64) -> i64 {
     now - age_s(timeout_ms, left_ms) as i64
 }
@@ -605,6 +606,7 @@ fn tzero_of(now: i64, timeout_ms: u64, left_ms: u64) -> i64 {
 /// the nearest second, a half up, as the daemon's event lines give ages
 /// (`machine::age`): a revoke's, a flush's or an expire's audit line, and
 /// `show`, say the same age as the lines before them.
+#[cfg(target_os = "linux")]
 fn age_s(timeout_ms: u64, left_ms: u64) -> u64 {
     (timeout_ms.saturating_sub(left_ms) + 500) / 1000
 }
@@ -626,7 +628,7 @@ fn entry_of(e: &Elem, now: i64) -> Entry {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     /// Ages to the nearest second, a half up: 1.4 s is 1 s, 1.5 and
     /// 1.7 s are 2 s (whole seconds since, as before, said 1 s); an
