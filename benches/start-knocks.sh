@@ -17,20 +17,26 @@
 # ... by nft[pid]` line (the floor: the same once the start is over).
 # With TTL shorter than the reading, the knocks' authorizations expire
 # during it: for each, the time from its deadline (the end of the knock
-# and TTL) to its `expired` line.
+# and TTL) to its `expired` line. With UNLOAD=1 the sixth knock is
+# followed by `pfknock unload` through the daemon, and the knocks stop:
+# the time until the command returns, how long the reading ran on after
+# it, and the count the daemon logged; the floor is the same unload with
+# no daemon, of the same set (loaded and filled again after the daemon
+# stopped).
 #
 # Root only; needs iproute2, nft, python3, and release builds:
 #   cargo build --release && sudo bash benches/start-knocks.sh \
 #       target/release/pfknock [OTHER-BUILD ...]
 # Environment: HELD (default 300000; 1000000 makes a reading of a few
 # minutes), KNOCKS (default 20), TTL (the service's, in seconds; default
-# 3600).
+# 3600), UNLOAD (default 0).
 # Nothing leaves the namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HELD=${HELD:-300000}
 KNOCKS=${KNOCKS:-20}
 TTL=${TTL:-3600}
+UNLOAD=${UNLOAD:-0}
 S=pfksk-s-$$ C=pfksk-c-$$
 NET=198.18.202
 # shellcheck source=benches/common/ns.sh
@@ -55,16 +61,17 @@ for bin in "${BINS[@]}"; do
 	rm -f "$tmp/log.sock" "$tmp/pid" "$tmp/pid.state"
 	ip netns exec "$S" "$bin" -c "$tmp/pfknock.toml" -S "$tmp/ctl.sock" load
 	ip netns exec "$S" nft -f "$tmp/held.nft"
-	python3 - "$tmp" "$bin" "$S" "$C" "$NET" "$KNOCKS" "$TTL" <<'EOP'
+	python3 - "$tmp" "$bin" "$S" "$C" "$NET" "$KNOCKS" "$TTL" "$UNLOAD" <<'EOP'
 import os, re, signal, socket, statistics, subprocess, sys, time
-tmp, binary, srv, cli, net, knocks, ttl = sys.argv[1:8]
-knocks, ttl = int(knocks), int(ttl)
+tmp, binary, srv, cli, net, knocks, ttl, unload = sys.argv[1:9]
+knocks, ttl, unload = int(knocks), int(ttl), unload == "1"
 sys.path.insert(0, "benches/common")
 import pfk
 log = pfk.Log(tmp)
 said = {}      # host -> when its authorized line came
 expired = {}   # host -> when its expired line came
 reading = [True]
+went = []      # what the daemon's unload line counts
 def drain(until):
     """Log lines until `until` (monotonic)."""
     while True:
@@ -84,6 +91,9 @@ def drain(until):
             expired[m.group(1)] = time.monotonic()
         if "status <" in line and "reading" not in line:
             reading[0] = False
+        m = re.search(r"unloaded by pfknock unload: (\S+) authorizations", line)
+        if m:
+            went.append(m.group(1))
 KNOCK = """
 import socket, sys, time
 for _ in range(3):  # rate 2/5: the third connect knocks
@@ -121,6 +131,13 @@ def add(host):
                     + host + " timeout 10m }"], check=True)
     return time.monotonic()
 by_hand, by_hand_after, added = net + ".200", net + ".201", []
+unloaded = []  # [started, returned]
+def ctl(*argv):
+    """A pfknock command through the daemon's socket; when it returned."""
+    subprocess.run(["ip", "netns", "exec", srv, binary, "-c", tmp + "/pfknock.toml", "-S",
+                    tmp + "/ctl.sock", *argv],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic()
 for i in range(knocks):
     if not reading[0]:
         break
@@ -138,6 +155,11 @@ for i in range(knocks):
         import threading
         revoked.append(time.monotonic())
         threading.Thread(target=revoke, args=("%s.10" % net,), daemon=True).start()
+    if unload and i == 5 and reading[0]:
+        unloaded = [time.monotonic()]
+        unloaded.append(ctl("unload"))
+        drain(unloaded[1] + 0.5)
+        break
     drain(t0 + i + 1)
 ended = None
 for _ in range(3600):
@@ -149,10 +171,11 @@ ended = time.monotonic()
 drain(ended + 2)
 # The floor: a knock once the start is over.
 after = "%s.%d" % (net, 10 + knocks)
-t_after = knock(after)
-drain(t_after + 2)
-t_by_hand = add(by_hand_after)
-drain(t_by_hand + 2)
+if not unloaded:  # (an unloaded table takes no knock, nor an element)
+    t_after = knock(after)
+    drain(t_after + 2)
+    t_by_hand = add(by_hand_after)
+    drain(t_by_hand + 2)
 waits = sorted((said[h] - knocked[h]) * 1000 for h in during if h in said)
 name = os.path.basename(binary)
 if waits:
@@ -182,6 +205,16 @@ if after in said:
     print(f"{name}: a knock after the start: {(said[after] - t_after) * 1000:.1f} ms", flush=True)
 os.kill(pid, signal.SIGTERM)
 time.sleep(1)
+if len(unloaded) == 2:
+    print(f"{name}: pfknock unload during the start's reading returned after "
+          f"{(unloaded[1] - unloaded[0]) * 1000:.1f} ms; the reading ran {ended - unloaded[1]:.1f} s "
+          f"more; logged: {went[0] if went else 'no line'} authorizations went", flush=True)
+    # The floor: the same unload with no daemon, of the same set.
+    ctl("load")
+    subprocess.run(["ip", "netns", "exec", srv, "nft", "-f", tmp + "/held.nft"], check=True)
+    t = time.monotonic()
+    print(f"{name}: floor, pfknock unload with no daemon: {(ctl('unload') - t) * 1000:.1f} ms",
+          flush=True)
 EOP
 	rm -f "$tmp/pid"
 done
