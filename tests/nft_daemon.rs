@@ -2279,33 +2279,38 @@ fn an_element_said_during_the_reading_of_a_set_a_reload_deleted_is_said_once() {
     );
 }
 
-/// A reload that deletes a set whose elements are being taken in (a part
-/// each turn of the loop, at a million a few seconds): said once, with the
-/// kernel's count; the rest of it is not taken in, and the reading's line
-/// counts only what stays.
-#[test]
-fn a_reload_during_the_take_in_drops_the_rest_of_a_set_it_deleted() {
-    let (mut d, k, log, path, _dir) =
-        reading_rig_of("reload-take-in", &format!("{SSH}{WEB}"), |k| {
-            k.knock("ssh_4", "198.18.0.9");
-            // 20,000 knocks at once, more than a part of the take-in.
-            let mut st = k.st();
-            let until = st.now + 60_000;
-            let set = st.set("web_4").unwrap();
-            for i in 0..20_000u32 {
-                let a = IpAddr::from(std::net::Ipv4Addr::from(0xc613_0000 + i));
-                set.elems.insert(a, until);
-            }
-        });
+/// A start's reading of ssh (.9) and web (20,000 knocks at once in
+/// web_4, more than a part of the take-in) whose answer is in, its first
+/// part taken in (web_4 opened): the rest waits for the loop's next turns.
+fn taking_in(name: &str) -> (Daemon<Nft, Nft, Mem>, Nft, Mem, PathBuf, common::Scratch) {
+    let (mut d, k, log, path, dir) = reading_rig_of(name, &format!("{SSH}{WEB}"), |k| {
+        k.knock("ssh_4", "198.18.0.9");
+        let mut st = k.st();
+        let until = st.now + 60_000;
+        let set = st.set("web_4").unwrap();
+        for i in 0..20_000u32 {
+            let a = IpAddr::from(std::net::Ipv4Addr::from(0xc613_0000 + i));
+            set.elems.insert(a, until);
+        }
+    });
     for _ in 0..5000 {
         if k.st().heard.len() == 4 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    // The answer is in; its first part taken in (web_4 opened).
     d.read_done();
     assert!(d.reading().is_some(), "still taking in");
+    (d, k, log, path, dir)
+}
+
+/// A reload that deletes a set whose elements are being taken in (a part
+/// each turn of the loop, at a million a few seconds): said once, with the
+/// kernel's count; the rest of it is not taken in, and the reading's line
+/// counts only what stays.
+#[test]
+fn a_reload_during_the_take_in_drops_the_rest_of_a_set_it_deleted() {
+    let (mut d, k, log, path, _dir) = taking_in("reload-take-in");
     fs::write(&path, SSH).unwrap();
     k.at(T0 + s(20));
     assert!(!d.reload_reading((T0 + s(20)) / 1000));
@@ -2337,25 +2342,7 @@ fn a_reload_during_the_take_in_drops_the_rest_of_a_set_it_deleted() {
 /// it, and nothing is looked up or expired later.
 #[test]
 fn an_unload_during_the_take_in_drops_the_rest_of_the_reading() {
-    let (mut d, k, log, path, _dir) =
-        reading_rig_of("unload-take-in", &format!("{SSH}{WEB}"), |k| {
-            k.knock("ssh_4", "198.18.0.9");
-            let mut st = k.st();
-            let until = st.now + 60_000;
-            let set = st.set("web_4").unwrap();
-            for i in 0..20_000u32 {
-                let a = IpAddr::from(std::net::Ipv4Addr::from(0xc613_0000 + i));
-                set.elems.insert(a, until);
-            }
-        });
-    for _ in 0..5000 {
-        if k.st().heard.len() == 4 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    d.read_done();
-    assert!(d.reading().is_some(), "still taking in");
+    let (mut d, k, log, path, _dir) = taking_in("unload-take-in");
     let req = Request {
         config: path.clone(),
         argv: vec!["unload".to_owned()],
