@@ -1425,27 +1425,7 @@ fn an_unload_during_the_starts_reading_is_done_at_once_but_over_a_record() {
         assert_eq!(lines_of(&log.take(), "authorized", "198.18.0.11"), 1);
         // And .12 added by nft, heard and said during the reading.
         let twelve = Deadline::new("198.18.0.12".parse().unwrap(), Some(T0 + s(61)));
-        k.st()
-            .sets
-            .as_mut()
-            .unwrap()
-            .get_mut("ssh_4")
-            .unwrap()
-            .elems
-            .insert(twelve.addr(), T0 + s(61));
-        let by_nft = [
-            KernelEvent::Elements {
-                set: "ssh_4".into(),
-                added: true,
-                addrs: vec![twelve],
-            },
-            KernelEvent::Commit {
-                pid: 4242,
-                process: "nft".into(),
-            },
-        ];
-        d.hear(&by_nft, T0 + s(1));
-        assert_eq!(lines_of(&log.take(), "authorized", "198.18.0.12"), 1);
+        let by_nft = added_while_read(&mut d, &k, &log, "ssh_4", twelve);
         let req = Request {
             config: path.clone(),
             argv: vec!["unload".to_owned()],
@@ -2230,24 +2210,7 @@ fn an_element_said_during_the_reading_of_a_set_a_reload_deleted_is_said_once() {
     let (mut d, k, log, path, _dir) = reading_rig("reload-reading-said");
     let twelve = Deadline::new("fd00::12".parse().unwrap(), Some(T0 + s(61)));
     k.at(T0 + s(1));
-    k.st()
-        .set("ssh_6")
-        .unwrap()
-        .elems
-        .insert(twelve.addr(), T0 + s(61));
-    let by_nft = [
-        KernelEvent::Elements {
-            set: "ssh_6".into(),
-            added: true,
-            addrs: vec![twelve],
-        },
-        KernelEvent::Commit {
-            pid: 4242,
-            process: "nft".into(),
-        },
-    ];
-    d.hear(&by_nft, T0 + s(1));
-    assert_eq!(lines_of(&log.take(), "authorized", "fd00::12"), 1);
+    let by_nft = added_while_read(&mut d, &k, &log, "ssh_6", twelve);
     fs::write(&path, SSH.to_owned() + "family = \"inet\"\n").unwrap();
     k.at(T0 + s(2));
     assert!(!d.reload_reading((T0 + s(2)) / 1000), "it does not wait");
@@ -2277,6 +2240,35 @@ fn an_element_said_during_the_reading_of_a_set_a_reload_deleted_is_said_once() {
         0,
         "{l:?}"
     );
+}
+
+/// `e` added to `set` by nft (pid 4242) during a reading, at T0 + 1 s:
+/// the kernel holds it, the daemon hears it and says it once; its
+/// events, for the loop to work through once the reading is done.
+fn added_while_read(
+    d: &mut Daemon<Nft, Nft, Mem>,
+    k: &Nft,
+    log: &Mem,
+    set: &str,
+    e: Deadline,
+) -> [KernelEvent; 2] {
+    let until = e.at().unwrap();
+    k.st().set(set).unwrap().elems.insert(e.addr(), until);
+    let by_nft = [
+        KernelEvent::Elements {
+            set: set.into(),
+            added: true,
+            addrs: vec![e],
+        },
+        KernelEvent::Commit {
+            pid: 4242,
+            process: "nft".into(),
+        },
+    ];
+    d.hear(&by_nft, T0 + s(1));
+    let said = lines_of(&log.take(), "authorized", &e.addr().to_string());
+    assert_eq!(said, 1, "{set} {}", e.addr());
+    by_nft
 }
 
 /// A start's reading of ssh (.9) and web (20,000 knocks at once in
