@@ -1474,27 +1474,7 @@ fn an_unload_during_the_starts_reading_is_done_at_once_but_over_a_record() {
         assert_eq!(k.st().loads, loads, "the daemon loaded again");
     }
     // Over a record: held.
-    let (cfg, path, k, _dir) = {
-        let dir = common::Scratch::new("nft-daemon-unload-record");
-        let path = dir.join("pfknock.toml");
-        fs::write(&path, SSH).unwrap();
-        let (cfg, _) = Config::load(&path).unwrap();
-        let k = Nft::default();
-        k.at(T0);
-        k.clone().load(&cfg, "").unwrap();
-        k.knock("ssh_4", "198.18.0.9");
-        (cfg, path, k, dir)
-    };
-    let mut d = Daemon::start(cfg, &path, k.clone(), k.clone(), Mem::default(), T0 / 1000).unwrap();
-    let key = (
-        ssh_table().to_string(),
-        "198.18.0.7".parse::<Net>().unwrap(),
-    );
-    let record: pfknock::daemon::state::Known = [(key, T0 / 1000 - 100)].into();
-    d.use_events_later(Box::new(k.clone()), Some(record));
-    d.read_aside();
-    d.begin(T0 + 10);
-    assert!(d.reading().is_some(), "the start's reading runs beside");
+    let (mut d, k, _log, path, _dir) = record_rig("unload-record", None);
     let req = Request {
         config: path.clone(),
         argv: vec!["unload".to_owned()],
@@ -3844,16 +3824,14 @@ fn a_transaction_left_unsaid_when_the_reading_ends_is_said_then_once() {
     assert_eq!(d.known(&ssh_table()), Some(n as usize + 1));
 }
 
-/// The table deleted by another process during the start's reading over
-/// a record of the last run (which knew .9, still in the kernel, and .7,
-/// gone): each authorized set is said to be gone before the reading read
-/// it, and the comparison with the record says nothing of their hosts.
-/// It said .9 and .7 "removed while the daemon was down", and .9 was in
-/// the kernel when the daemon started. The restore has nothing to put
-/// back, and says so.
-#[test]
-fn a_table_deleted_during_a_start_over_a_record_says_nothing_false_of_the_record() {
-    let dir = common::Scratch::new("nft-daemon-record-deleted");
+/// A daemon whose start's reading runs beside the loop over a record of
+/// the last run that knew .9 (in the kernel since the table was loaded
+/// at T0) and .7 (gone); the reading held by `gate`, if any.
+fn record_rig(
+    name: &str,
+    gate: Option<Gate>,
+) -> (Daemon<Nft, Nft, Mem>, Nft, Mem, PathBuf, common::Scratch) {
+    let dir = common::Scratch::new(&format!("nft-daemon-{name}"));
     let path = dir.join("pfknock.toml");
     fs::write(&path, SSH).unwrap();
     let (cfg, _) = Config::load(&path).unwrap();
@@ -3861,8 +3839,7 @@ fn a_table_deleted_during_a_start_over_a_record_says_nothing_false_of_the_record
     k.at(T0);
     k.clone().load(&cfg, "").unwrap();
     k.knock("ssh_4", "198.18.0.9");
-    let gate: Gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    k.st().gate = Some(gate.clone());
+    k.st().gate = gate;
     let log = Mem::default();
     let mut d = Daemon::start(cfg, &path, k.clone(), k.clone(), log.clone(), T0 / 1000).unwrap();
     let key = |a: &str| (ssh_table().to_string(), a.parse::<Net>().unwrap());
@@ -3876,6 +3853,20 @@ fn a_table_deleted_during_a_start_over_a_record_says_nothing_false_of_the_record
     d.begin(T0 + 10);
     assert!(d.reading().is_some(), "the start's reading runs beside");
     log.take();
+    (d, k, log, path, dir)
+}
+
+/// The table deleted by another process during the start's reading over
+/// a record of the last run (which knew .9, still in the kernel, and .7,
+/// gone): each authorized set is said to be gone before the reading read
+/// it, and the comparison with the record says nothing of their hosts.
+/// It said .9 and .7 "removed while the daemon was down", and .9 was in
+/// the kernel when the daemon started. The restore has nothing to put
+/// back, and says so.
+#[test]
+fn a_table_deleted_during_a_start_over_a_record_says_nothing_false_of_the_record() {
+    let gate: Gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (mut d, k, log, _path, _dir) = record_rig("record-deleted", Some(gate.clone()));
     k.delete_table();
     k.at(T0 + s(1));
     let deleted = [
