@@ -1310,7 +1310,7 @@ impl Rig {
             argv: args.iter().map(|s| s.to_string()).collect(),
         };
         self.m().now = now;
-        self.d.control(&req, now)
+        self.d.control(&req, now * 1000)
     }
 }
 
@@ -1401,7 +1401,7 @@ fn a_config_the_daemon_does_not_run_is_refused_and_changes_nothing() {
         config: "/nonexistent/other.toml".into(),
         argv: vec!["flush".into()],
     };
-    let rep = r.d.control(&req, NOW + 1);
+    let rep = r.d.control(&req, (NOW + 1) * 1000);
     let (msg, code) = rep.error.unwrap();
     assert!(
         msg.contains("works from") && msg.contains("other.toml"),

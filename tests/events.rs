@@ -2139,6 +2139,58 @@ fn expire_through_the_daemon_takes_exactly_what_is_past_the_age() {
     let _ = d.wait();
 }
 
+/// `expire -o` through the daemon compares the age the log gives, to the
+/// nearest second, on the daemon's own clock: a host allowed early in a
+/// second (its fraction under 0.2) and expired with `-o 1s` 1.75 s later
+/// is 2 s old and goes, its line saying `age=2s`; by whole seconds it was
+/// 1 s old (the same second's end less its start) and stayed.
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn expire_through_the_daemon_compares_the_age_the_log_gives() {
+    need_root_and_tools!();
+    let mut n = Net::new(&CONF.replace("TTL", "10m"));
+    n.up();
+    let (mut d, _pid, log, _) = counted_daemon(&n);
+    read_log(&log, 5, |s| s.contains("started"));
+    let ip = "198.18.7.7";
+    let fraction = || {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        t.unwrap().subsec_millis()
+    };
+    // Early in a second (bounded: a second or two).
+    for _ in 0..3 {
+        let f = fraction();
+        if (20..150).contains(&f) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(u64::from((1020 - f) % 1000)));
+    }
+    let asked = Instant::now();
+    ok(&via_daemon(&n, &["allow", ip]));
+    read_log(&log, 2, |s| s.contains(&format!("allowed {ip} ")));
+    std::thread::sleep(
+        (asked + Duration::from_millis(1750)).saturating_duration_since(Instant::now()),
+    );
+    let o = via_daemon(&n, &["expire", "-o", "1s"]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("1/1 addresses expired"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{ip}\n"));
+    assert!(n.elements("ssh_4").is_empty(), "the kernel still holds it");
+    let said = read_log(&log, 2, |_| false);
+    assert_eq!(
+        lines_with(
+            &said,
+            &format!("expired {ip} table=ssh anchor=pfknock age=2s by pfknock expire")
+        ),
+        1,
+        "{said}"
+    );
+    no_errors(&said);
+    let _ = d.kill();
+    let _ = d.wait();
+}
+
 /// A start with no record while the set's elements time out steadily
 /// (300,000 in fd00::/8, 1,500 a second): the kernel frees them once a
 /// second, each freeing shifts the count a dump resumes by, and a dump

@@ -586,7 +586,7 @@ impl Rig {
             config: self.path.clone(),
             argv: argv.iter().map(|s| s.to_string()).collect(),
         };
-        self.d.control(&req, t.div_euclid(1000))
+        self.d.control(&req, t)
     }
     /// A transaction by another process: its notifications, then the
     /// commit that names it.
@@ -1813,6 +1813,35 @@ fn expire_through_the_daemon_reads_its_book_not_the_kernels_listing() {
     assert!(reply.error.is_none(), "{:?}", reply.error);
     assert_eq!(r.k.st().listings, 1);
     assert!(r.k.holds("ssh_4").is_empty());
+}
+
+/// `pfknock expire -o` through the daemon counts ages to the nearest
+/// second, as the event lines, `show` and `revoke` (and `expire` with no
+/// daemon) do: 2.7 s after a knock at 10.1 s the host is 3 s old, older
+/// than 2 s, and goes, its line saying `age=3s`; 2.2 s after, it stays.
+/// Counted in whole seconds (12 less 10) it was 2 s, and stayed.
+#[test]
+fn expire_through_the_daemon_counts_ages_to_the_nearest_second() {
+    let mut r = rig("expire-round", SSH);
+    let a = r.knock(T0 + 10_100, "198.18.0.9");
+    r.log.take();
+    let reply = r.command(T0 + 12_300, &["expire", "-o", "2s"]);
+    assert!(reply.error.is_none(), "{:?}", reply.error);
+    assert_eq!(r.k.holds("ssh_4"), vec![a], "2.2 s is not older than 2 s");
+    assert!(r.log.take().is_empty());
+    let reply = r.command(T0 + 12_800, &["expire", "-o", "2s"]);
+    assert!(reply.error.is_none(), "{:?}", reply.error);
+    assert!(
+        r.k.holds("ssh_4").is_empty(),
+        "2.7 s is 3 s, older than 2 s"
+    );
+    assert_eq!(
+        r.log.take(),
+        [format!(
+            "expired {a} table=ssh anchor=pfknock age=3s by pfknock expire"
+        )]
+    );
+    assert_eq!(reply.done.stdout, format!("{a}\n"));
 }
 
 /// While the start's reading of the sets runs beside the loop (a minute

@@ -197,7 +197,7 @@ pub(super) fn answer_due<T: Tables, L: Loader>(
     while let Some(w) = waiting.due(d.unsaid()) {
         match w {
             Waiter::Command(mut s, req) => {
-                let reply = d.control(&req, crate::clock::now());
+                let reply = d.control(&req, crate::clock::now_ms());
                 d.settle_from(crate::clock::now_ms());
                 crate::control::write_reply(&mut s, &reply);
             }

@@ -90,11 +90,13 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 }
 
 impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
-    /// Do what a command asked, and say what it would have printed.
-    pub fn control(&mut self, req: &Request, now: i64) -> Reply {
+    /// Do what a command asked at `now_ms` (ms: `expire` counts the ages
+    /// in its book from it), and say what it would have printed.
+    pub fn control(&mut self, req: &Request, now_ms: i64) -> Reply {
+        let now = now_ms.div_euclid(1000);
         self.say_all(super::events::ms(now));
         let mut done = Done::default();
-        let r = self.serve(req, now, &mut done);
+        let r = self.serve(req, now_ms, &mut done);
         for l in &done.audit {
             self.log.log(Level::Info, l);
         }
@@ -159,7 +161,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         self.follow(&changes, now);
     }
 
-    fn serve(&mut self, req: &Request, now: i64, done: &mut Done) -> Result<()> {
+    fn serve(&mut self, req: &Request, now_ms: i64, done: &mut Done) -> Result<()> {
+        let now = now_ms.div_euclid(1000);
         let cfg = self.cfg.clone();
         match self.command_of(req)? {
             Command::Load => {
@@ -216,7 +219,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     tables: &mut self.tables,
                     machine: &self.machine,
                     cfg: &cfg,
-                    now: now.saturating_mul(1000),
+                    now: now_ms,
                 };
                 verbs::expire(&cfg, &mut t, &sel, how, now, "pfknock expire", done)
             }

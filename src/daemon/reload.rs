@@ -80,10 +80,10 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             // flush), and takes in what an allow added with the time it
             // gave.
             Ok(Command::Revoke { .. } | Command::Allow { .. } | Command::Flush { .. }) => {
-                return Some(self.control(req, now));
+                return Some(self.control(req, super::events::ms(now)));
             }
             Ok(Command::Unload { .. }) if self.unloads_at_once() => {
-                return Some(self.control(req, now));
+                return Some(self.control(req, super::events::ms(now)));
             }
             _ => return None,
         }

@@ -586,7 +586,9 @@ impl Machine {
 
     /// What the machine knows of authorized table `t`, as the kernel would
     /// list it (each entry's time stamp is when it was authorized or last
-    /// renewed, in seconds), for a service that expires by age, in the
+    /// renewed, in seconds: the second `now` falls in, less the age to the
+    /// nearest second, so that `expire`'s ages are those the event lines,
+    /// `show` and `revoke` give), for a service that expires by age, in the
     /// events mode: the kernel's listing is a dump that grows with the
     /// square of the set (minutes at a million), this is the book. `None`
     /// where the book cannot stand in: a table of no service, a stage or
@@ -599,6 +601,7 @@ impl Machine {
         if naming.any(|s| s.expire != ExpireMode::Age) {
             return None;
         }
+        let secs = now.div_euclid(1000);
         let mut out = Vec::new();
         for a in [Af::V4, Af::V6] {
             let Some(i) = self.book.find(&nft_set_of(s.table.as_str(), a)) else {
@@ -610,7 +613,7 @@ impl Machine {
                     .filter(|(_, a)| a.until > now)
                     .map(|(addr, a)| Entry {
                         net: Net::host(addr),
-                        tzero: a.since.div_euclid(1000),
+                        tzero: secs - age(now, a.since).0 as i64,
                         packets: 0,
                         bytes: 0,
                         counted: false,

@@ -241,11 +241,7 @@ fn changes_by_others_are_said_with_who_made_them_and_ours_are_followed_quietly()
     // Elements another process added and deleted: one line each, with
     // who did it.
     let cx = cx(&cfg);
-    let add = KernelEvent::Elements {
-        set: "ssh_4".into(),
-        added: true,
-        addrs: vec![Deadline::new(ip("198.18.0.5"), Some(T0 + 60_000))],
-    };
+    let add = added("ssh_4", "198.18.0.5", T0 + 60_000);
     let acts = others(&mut m, &cx, vec![add.clone()], T0);
     assert_eq!(
         acts,
@@ -266,11 +262,7 @@ fn changes_by_others_are_said_with_who_made_them_and_ours_are_followed_quietly()
         ))]
     );
     // Elements of a set that is no service's: not pfknock's to log.
-    let stranger = KernelEvent::Elements {
-        set: "other_4".into(),
-        added: true,
-        addrs: vec![Deadline::new(ip("198.18.0.6"), Some(T0 + 2_000 + 60_000))],
-    };
+    let stranger = added("other_4", "198.18.0.6", T0 + 2_000 + 60_000);
     assert_eq!(others(&mut m, &cx, vec![stranger], T0 + 2_000), vec![]);
     assert_eq!(m.count("ssh").0, 0);
     // A pfknock command's transaction: followed, no line.
@@ -434,11 +426,7 @@ fn a_transaction_cut_by_an_overrun_is_said_by_the_reading_not_by_its_commit() {
     let cfg = config("");
     let cx = cx(&cfg);
     let mut m = events();
-    let add = KernelEvent::Elements {
-        set: "ssh_4".into(),
-        added: true,
-        addrs: vec![Deadline::new(ip("198.18.0.5"), Some(T0 + 60_000))],
-    };
+    let add = added("ssh_4", "198.18.0.5", T0 + 60_000);
     assert_eq!(m.kernel(&cx, add, T0), vec![]);
     // The reading of the sets: the element is gone again (a later
     // transaction, its notifications dropped, deleted it).
@@ -554,11 +542,7 @@ fn an_element_added_by_others_is_as_old_as_the_kernel_has_it() {
     let cfg = config("");
     let cx = cx(&cfg);
     let mut m = events();
-    let add = KernelEvent::Elements {
-        set: "ssh_4".into(),
-        added: true,
-        addrs: vec![Deadline::new(ip("198.18.0.5"), Some(T0 + 20_000))],
-    };
+    let add = added("ssh_4", "198.18.0.5", T0 + 20_000);
     others(&mut m, &cx, vec![add], T0);
     let t = auth_table(&cfg, &cfg.services[0]);
     let got = m.booked_entries(&cfg, &t, T0 + 1_000).unwrap();
@@ -575,11 +559,7 @@ fn an_element_added_by_others_is_as_old_as_the_kernel_has_it() {
     // An event that waited (behind a reading of the sets) keeps the
     // kernel's deadline and age: heard at T0 with 50 s left, taken 30 s
     // later.
-    let late = KernelEvent::Elements {
-        set: "ssh_4".into(),
-        added: true,
-        addrs: vec![Deadline::new(ip("198.18.0.6"), Some(T0 + 50_000))],
-    };
+    let late = added("ssh_4", "198.18.0.6", T0 + 50_000);
     others(&mut m, &cx, vec![late], T0 + 30_000);
     let got = m.booked_entries(&cfg, &t, T0 + 31_000).unwrap();
     assert_eq!(got.len(), 1);
@@ -589,6 +569,25 @@ fn an_element_added_by_others_is_as_old_as_the_kernel_has_it() {
         m.booked_entries(&cfg, &t, T0 + 50_000).unwrap().is_empty(),
         "due at the kernel's deadline, not 30 s after it"
     );
+}
+
+/// The book lists an entry with the age the event lines give, to the
+/// nearest second, whatever the fractions of its start and of now: 2.8 s
+/// is 3 s (as whole seconds, 12 less 10, it was 2), 2.2 s is 2 s.
+#[test]
+fn the_book_lists_ages_to_the_nearest_second() {
+    let cfg = config("");
+    let cx = cx(&cfg);
+    let mut m = events();
+    let add = added("ssh_4", "198.18.0.5", T0 + 70_100);
+    others(&mut m, &cx, vec![add], T0 + 10_100);
+    let t = auth_table(&cfg, &cfg.services[0]);
+    let age_at =
+        |now: i64| now.div_euclid(1000) - m.booked_entries(&cfg, &t, now).unwrap()[0].tzero;
+    assert_eq!(age_at(T0 + 12_900), 3);
+    assert_eq!(age_at(T0 + 12_300), 2);
+    assert_eq!(age_at(T0 + 13_050), 3);
+    assert_eq!(age_at(T0 + 10_100), 0);
 }
 
 /// An expired line names the ttl the authorization was given: the
@@ -661,5 +660,14 @@ fn an_idle_authorization_is_cut_only_with_more_left_than_the_new_ttl() {
             assert_eq!(m.next_due(), Some(at + left_ms as i64 + COALESCE));
             assert_eq!(m.count("ssh").0, 1);
         }
+    }
+}
+
+/// Another process's add of `addr` to `set`, due at `until` (ms).
+fn added(set: &str, addr: &str, until: i64) -> KernelEvent {
+    KernelEvent::Elements {
+        set: set.into(),
+        added: true,
+        addrs: vec![Deadline::new(ip(addr), Some(until))],
     }
 }
