@@ -749,6 +749,100 @@ fn start_reading_at_a_million(v6: bool) {
     );
 }
 
+/// A dump of one set (`Dumped`) whose elements, looked up once due, are
+/// gone: the kernel timed them out.
+struct TimedOut(String, Vec<pfknock::kevents::Deadline>);
+
+impl pfknock::daemon::ElementLookup for TimedOut {
+    fn left(&mut self, _: &str, _: IpAddr) -> std::io::Result<Option<Option<u64>>> {
+        Ok(None)
+    }
+    fn dump(&mut self, set: &str) -> std::io::Result<Vec<pfknock::kevents::Deadline>> {
+        Ok(if set == self.0 {
+            std::mem::take(&mut self.1)
+        } else {
+            Vec::new()
+        })
+    }
+}
+
+/// `benches/churn.sh` at a million, in the machine alone: a start's
+/// reading of a million IPv4 authorizations in address order, their
+/// deadlines spread over a ttl of 1,000 s; then for 2,000 s others add a
+/// thousand new hosts a second (one transaction, the next addresses up)
+/// and as many time out, so that the set is replaced twice. The heap the
+/// daemon holds every 250 s, and the longest second's work (the
+/// transaction and the expiry tick), where the set's maps are built
+/// again.
+fn churn_at_a_million() {
+    const N: u32 = 1_000_000;
+    const TTL: i64 = 1_000_000;
+    const RATE: u32 = 1_000;
+    let conf =
+        "[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1000s\"\nsize=2000000\n";
+    let (cfg, _) = Config::parse(conf, Path::new("bench.toml")).unwrap();
+    let now0 = NOW * 1000;
+    let mut d = Daemon::start(cfg, Path::new("bench.toml"), Quiet, Nothing, Count(0), NOW).unwrap();
+    let base = CUR.load(Relaxed);
+    let host = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i));
+    let elems = (0..N)
+        .map(|i| {
+            (
+                host(i),
+                Some(now0 + 1_000 + (TTL - 1_000) * i64::from(i + 1) / i64::from(N)),
+            )
+                .into()
+        })
+        .collect();
+    let lookup = Box::new(TimedOut("ssh_4".to_owned(), elems));
+    in_parts(&mut d, |d| d.use_events(lookup, now0));
+    let mb = || CUR.load(Relaxed).saturating_sub(base) as f64 / 1e6;
+    print!(
+        "events mode, churn over a million IPv4 in address order, MB held after the reading {:.1}, then every 250 s:",
+        mb()
+    );
+    let (mut next, mut longest) = (N, std::time::Duration::ZERO);
+    for s in 1..=2_000i64 {
+        let now = now0 + s * 1_000;
+        let addrs = (next..next + RATE)
+            .map(|i| pfknock::kevents::Deadline::new(host(i), Some(now + TTL)))
+            .collect();
+        next += RATE;
+        let t = Instant::now();
+        d.kernel(
+            pfknock::daemon::KernelEvent::Elements {
+                set: "ssh_4".into(),
+                added: true,
+                addrs,
+            },
+            now,
+        );
+        d.kernel(
+            pfknock::daemon::KernelEvent::Commit {
+                pid: 4242,
+                process: "nft".into(),
+            },
+            now,
+        );
+        d.tick_ms(now + 100);
+        longest = longest.max(t.elapsed());
+        if s % 250 == 0 {
+            print!(" {:.1}", mb());
+        }
+    }
+    let t = pfknock::tables::TableRef::new(
+        &AnchorName::new("pfknock").unwrap(),
+        &pfknock::name::TableName::new("ssh").unwrap(),
+    );
+    println!(
+        "; known {} at the end, {:.1} bytes each; the longest second {:.1} ms; {} lines",
+        d.known(&t).unwrap_or(0),
+        mb() * 1e6 / d.known(&t).unwrap_or(1) as f64,
+        longest.as_secs_f64() * 1e3,
+        d.log.0
+    );
+}
+
 /// A start's compare with `kept`, a part at a turn of the loop, as `run`
 /// has it (`read_aside`): how long in all, in how many parts, and the
 /// longest part, which is what a signal may wait for (the last gives back
@@ -822,6 +916,10 @@ fn main() {
         start_reading_at_a_million(true);
         return;
     }
+    if only.as_deref() == Some("churn") {
+        churn_at_a_million();
+        return;
+    }
     if only.as_deref() != Some("events") {
         poll_cost();
         due_polls(100_000);
@@ -838,6 +936,7 @@ fn main() {
         pf_restore(1_000_000);
         churn();
     }
+    churn_at_a_million();
     for v6 in [false, true] {
         start_reading_at_a_million(v6);
         for scattered in [false, true] {

@@ -97,7 +97,48 @@ impl Entries {
     fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
     }
+
+    /// Both maps built again, every node full (`full`).
+    fn rebuild(&mut self) {
+        self.v4 = full(std::mem::take(&mut self.v4));
+        self.v6 = full(std::mem::take(&mut self.v6));
+    }
 }
+
+/// `m` built again from its entries in order, every node full:
+/// `FromIterator` builds a B-tree from sorted entries in bulk (`append`
+/// did too up to Rust 1.95; from 1.96 it inserts one at a time). The
+/// entries are copied out one at a time, so that the copy grows as the
+/// walk frees the old nodes rather than beside all of them (at a million
+/// IPv4 ones, a peak of 49 MB where the map took 35).
+fn full<K: Ord, V>(m: BTreeMap<K, V>) -> BTreeMap<K, V> {
+    let mut sorted = Vec::new();
+    for kv in m {
+        sorted.push(kv);
+    }
+    sorted.into_iter().collect()
+}
+
+/// How full a set's maps are likely to be: how many entries they held
+/// when last built full, and how many keys were added or removed since.
+///
+/// A B-tree's nodes fill as they will. Where addresses come in order (a
+/// reading's parts, hosts numbered as they come), each full node splits
+/// 6 and 5 and the first half never fills again; removals merge nodes
+/// back. At a million held under churn (`benches/churn.sh`) the maps
+/// settled from 28.6 to about 37 bytes an IPv4 authorization. So a set's
+/// maps are built again once they have changed by as many keys as they
+/// held when last built (at least `REBUILD_MIN`): a cost of one walk per
+/// that many changes, and at a million a pause of tens of ms in a turn of
+/// the loop.
+#[derive(Clone, Copy, Debug, Default)]
+struct Fill {
+    built: usize,
+    changed: usize,
+}
+
+/// A set this small is not built again: its nodes are a few KB.
+const REBUILD_MIN: usize = 1 << 12;
 
 /// The book: sets by index (`u16`, as their names are met), entries, and
 /// deadlines.
@@ -109,6 +150,11 @@ pub(super) struct Book {
     /// is 16 bytes.
     due4: MinHeap<(Until, [u8; 4], u16)>,
     due6: MinHeap<(Until, [u8; 16], u16)>,
+    /// Per set, by index.
+    fill: Vec<Fill>,
+    /// Sets built again (tests).
+    #[cfg(test)]
+    rebuilt: usize,
 }
 
 impl Book {
@@ -119,6 +165,7 @@ impl Book {
             None => {
                 self.names.push(set.to_owned());
                 self.sets.push(Entries::default());
+                self.fill.push(Fill::default());
                 (self.names.len() - 1) as u16
             }
         }
@@ -147,6 +194,9 @@ impl Book {
                 e.v6.insert(v.octets(), p).is_none()
             }
         };
+        if new {
+            self.changed(id, 1);
+        }
         self.compact();
         new
     }
@@ -162,11 +212,52 @@ impl Book {
 
     pub(super) fn remove(&mut self, id: u16, addr: IpAddr) -> Option<Auth> {
         let e = self.sets.get_mut(id as usize)?;
-        match addr {
+        let p = match addr {
             IpAddr::V4(v) => e.v4.remove(&v.octets()),
             IpAddr::V6(v) => e.v6.remove(&v.octets()),
+        }?;
+        self.changed(id, 1);
+        Some(p.get())
+    }
+
+    /// `n` keys of set `id` were added or removed: its maps are built
+    /// again once as many have changed as they held when last built.
+    fn changed(&mut self, id: u16, n: usize) {
+        let i = id as usize;
+        let (Some(e), Some(f)) = (self.sets.get_mut(i), self.fill.get_mut(i)) else {
+            return;
+        };
+        f.changed += n;
+        if f.changed >= f.built.max(REBUILD_MIN) {
+            Self::build(e, f);
+            #[cfg(test)]
+            {
+                self.rebuilt += 1;
+            }
         }
-        .map(|p| p.get())
+    }
+
+    fn build(e: &mut Entries, f: &mut Fill) {
+        e.rebuild();
+        *f = Fill {
+            built: e.len(),
+            changed: 0,
+        };
+    }
+
+    /// Set `id` is taken in whole (a reading): its maps built again if
+    /// they changed since they last were, so that they start full.
+    pub(super) fn settle(&mut self, id: u16) {
+        let i = id as usize;
+        if let (Some(e), Some(f)) = (self.sets.get_mut(i), self.fill.get_mut(i))
+            && f.changed > 0
+        {
+            Self::build(e, f);
+            #[cfg(test)]
+            {
+                self.rebuilt += 1;
+            }
+        }
     }
 
     /// Every entry of one set, taken out of the book as it is (no copy:
@@ -174,45 +265,41 @@ impl Book {
     /// 100 ms and more).
     pub(super) fn take_set(&mut self, id: u16) -> Taken {
         let e = self.sets.get_mut(id as usize).map(std::mem::take);
+        self.reset_fill(id);
         self.compact();
         Taken(e.unwrap_or_default())
     }
 
-    /// Keep each of `run`'s entries, as `insert` would one by one (of an
-    /// address given twice, the last), and join them to the set's maps in
-    /// one pass that makes every node full (`BTreeMap::append` builds the
-    /// joined map from the two in order, freeing each old node as it
-    /// passes it).
+    /// Keep each of `run`'s entries, as `insert` does one by one (of an
+    /// address given twice, the last).
     ///
     /// This is how a reading is taken in, in address order a part at a
-    /// time. Inserted one by one in that order, each node that filled was
-    /// split in two and only the second half filled on: half of each node
-    /// left empty, 43 against 28.6 bytes an IPv4 authorization at a
-    /// million. Making the maps anew once the set was in cost a moment
-    /// when the half-full maps and a sorted copy of their entries were
-    /// held at once (57 MB at a million); a join holds one map and a
-    /// part. Each join costs the set's size, so a reading of `n` in parts
-    /// of `p` costs `n²/2p` steps (a part at a million: a few ms).
+    /// time. Inserted in that order, each node that fills splits in two
+    /// and only the second half fills on: half of each node is left
+    /// empty, 43 against 28.6 bytes an IPv4 authorization at a million.
+    /// So the maps are built again as they double (`changed`), and once
+    /// the set is in (`settle`); the heap holds them and a sorted copy of
+    /// their entries (14 bytes an IPv4 one) only while they are built.
+    /// Joining each part to the maps with `append` built them full up to
+    /// Rust 1.95, at the cost of the set's size a part; from 1.96
+    /// `append` inserts one at a time.
     pub(super) fn insert_run(&mut self, id: u16, run: Vec<(IpAddr, Auth)>) {
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        let e = &mut self.sets[id as usize];
+        let mut new = 0;
         for (addr, a) in run {
             let p = Packed::new(a);
-            match addr {
+            new += usize::from(match addr {
                 IpAddr::V4(v) => {
                     self.due4.push((p.until(), v.octets(), id));
-                    v4.push((v.octets(), p));
+                    e.v4.insert(v.octets(), p).is_none()
                 }
                 IpAddr::V6(v) => {
                     self.due6.push((p.until(), v.octets(), id));
-                    v6.push((v.octets(), p));
+                    e.v6.insert(v.octets(), p).is_none()
                 }
-            }
+            });
         }
-        let e = &mut self.sets[id as usize];
-        // `collect` keeps the last of a key given twice, as `insert` does,
-        // and `append` the run's over the set's.
-        e.v4.append(&mut v4.into_iter().collect());
-        e.v6.append(&mut v6.into_iter().collect());
+        self.changed(id, new);
         self.compact();
     }
 
@@ -221,12 +308,21 @@ impl Book {
         if let Some(e) = self.sets.get_mut(id as usize) {
             *e = Entries::default();
         }
+        self.reset_fill(id);
         self.compact();
+    }
+
+    /// Set `id` is empty again.
+    fn reset_fill(&mut self, id: u16) {
+        if let Some(f) = self.fill.get_mut(id as usize) {
+            *f = Fill::default();
+        }
     }
 
     /// Forget every entry (the set names stay met).
     pub(super) fn clear(&mut self) {
         self.sets.iter_mut().for_each(|e| *e = Entries::default());
+        self.fill.iter_mut().for_each(|f| *f = Fill::default());
         self.due4 = MinHeap::default();
         self.due6 = MinHeap::default();
     }

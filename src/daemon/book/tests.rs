@@ -299,3 +299,44 @@ fn runs_joined_in_hold_what_inserts_one_by_one_hold() {
     assert!(due.len() > 300);
     assert!(due.iter().all(|(i, a, x)| b.get(*i, *a) == Some(*x)));
 }
+
+/// A set whose keys changed by as many as it held when its maps were last
+/// built (and at least `REBUILD_MIN`) has them built again, each entry
+/// and deadline kept: hosts in address order, the oldest removed as new
+/// ones come, as under churn, checked against a plain map. `settle`
+/// builds a set that changed since, and no other.
+#[test]
+fn churned_maps_are_built_again_with_every_entry() {
+    let mut b = Book::default();
+    let (s, t) = (b.id("ssh_4"), b.id("ssh_6"));
+    let auth = |n: u32| Auth {
+        since: 1_800_000_000_000 + i64::from(n),
+        until: 1_800_000_060_000 + i64::from(n),
+    };
+    let n0 = 2 * REBUILD_MIN as u32;
+    let mut model: BTreeMap<IpAddr, Auth> = (0..n0).map(|n| (v4(n), auth(n))).collect();
+    b.insert_run(s, model.iter().map(|(a, x)| (*a, *x)).collect());
+    assert_eq!(b.rebuilt, 1, "built once its run was in");
+    b.settle(s);
+    b.settle(t);
+    assert_eq!(b.rebuilt, 1, "nothing changed since");
+    for k in 0..n0 {
+        assert_eq!(b.remove(s, v4(k)), model.remove(&v4(k)));
+        let n = n0 + k;
+        assert!(b.insert(s, v4(n), auth(n)));
+        model.insert(v4(n), auth(n));
+        // Not new: no change to the maps' shape.
+        assert!(!b.insert(s, v4(n), auth(n)));
+    }
+    assert_eq!(b.rebuilt, 3, "{} changes, twice the {n0} held", 2 * n0);
+    let want: Vec<_> = model.iter().map(|(a, x)| (s, *a, *x)).collect();
+    assert_eq!(b.iter().collect::<Vec<_>>(), want);
+    assert_eq!(b.first_due(&[s]), Some(auth(n0).until));
+    let due = b.take_due(auth(n0 + 9).until);
+    assert_eq!(due, want[..10].to_vec());
+    b.insert(s, v4(0), auth(0));
+    b.settle(s);
+    assert_eq!(b.rebuilt, 4, "changed since: built");
+    assert_eq!(b.get(s, v4(0)), Some(auth(0)));
+    assert_eq!(b.count(s), n0 as usize + 1);
+}

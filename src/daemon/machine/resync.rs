@@ -178,8 +178,7 @@ impl Machine {
                 t.cur = None;
                 continue;
             }
-            // This turn's part, joined to the book in one go (its maps
-            // then stay full: `Book::insert_run`).
+            // This turn's part, taken into the book in one go.
             let mut run = Vec::with_capacity(budget.min(c.left.len()));
             while budget > 0
                 && let Some(e) = c.left.pop()
@@ -212,6 +211,10 @@ impl Machine {
             if budget == 0 {
                 out.push(Action::Ask(Query::Pause, Then::of(Step::Taking(t))));
                 return;
+            }
+            // The set is in: its maps start full (`Book::settle`).
+            if let Some(id) = self.book.find(&c.set) {
+                self.book.settle(id);
             }
             t.cur = None;
         }
