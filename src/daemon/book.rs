@@ -109,8 +109,9 @@ impl Entries {
 /// `FromIterator` builds a B-tree from sorted entries in bulk (`append`
 /// did too up to Rust 1.95; from 1.96 it inserts one at a time). The
 /// entries are copied out one at a time, so that the copy grows as the
-/// walk frees the old nodes rather than beside all of them (at a million
-/// IPv4 ones, a peak of 49 MB where the map took 35).
+/// walk frees the old nodes rather than beside all of them (`cargo bench
+/// --bench daemon reading`: a peak of 43.3 MB at a million IPv4 ones,
+/// 49.4 with the copy made at once).
 fn full<K: Ord, V>(m: BTreeMap<K, V>) -> BTreeMap<K, V> {
     let mut sorted = Vec::new();
     for kv in m {
@@ -125,8 +126,10 @@ fn full<K: Ord, V>(m: BTreeMap<K, V>) -> BTreeMap<K, V> {
 /// A B-tree's nodes fill as they will. Where addresses come in order (a
 /// reading's parts, hosts numbered as they come), each full node splits
 /// 6 and 5 and the first half never fills again; removals merge nodes
-/// back. At a million held under churn (`benches/churn.sh`) the maps
-/// settled from 28.6 to about 37 bytes an IPv4 authorization. So a set's
+/// back. At a million held under churn in address order (`cargo bench
+/// --bench daemon churn`) the book went from 28.6 to 42.9 bytes an IPv4
+/// authorization, and the daemon from 52 to 60 MB resident
+/// (`benches/churn.sh`). So a set's
 /// maps are built again once they have changed by as many keys as they
 /// held when last built (at least `REBUILD_MIN`): a cost of one walk per
 /// that many changes, and at a million a pause of tens of ms in a turn of
@@ -278,8 +281,8 @@ impl Book {
     /// and only the second half fills on: half of each node is left
     /// empty, 43 against 28.6 bytes an IPv4 authorization at a million.
     /// So the maps are built again as they double (`changed`), and once
-    /// the set is in (`settle`); the heap holds them and a sorted copy of
-    /// their entries (14 bytes an IPv4 one) only while they are built.
+    /// the set is in (`settle`), a sorted copy of their entries (14 bytes
+    /// an IPv4 one) held beside the new maps only while they are built.
     /// Joining each part to the maps with `append` built them full up to
     /// Rust 1.95, at the cost of the set's size a part; from 1.96
     /// `append` inserts one at a time.
