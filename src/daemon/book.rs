@@ -138,6 +138,8 @@ fn full<K: Ord, V>(m: BTreeMap<K, V>) -> BTreeMap<K, V> {
 struct Fill {
     built: usize,
     changed: usize,
+    /// To be built once the machine is quiet (`settle_later`).
+    later: bool,
 }
 
 /// A set this small is not built again: its nodes are a few KB.
@@ -245,22 +247,41 @@ impl Book {
         *f = Fill {
             built: e.len(),
             changed: 0,
+            later: false,
         };
     }
 
-    /// Set `id` is taken in whole (a reading): its maps built again if
-    /// they changed since they last were, so that they start full.
-    pub(super) fn settle(&mut self, id: u16) {
-        let i = id as usize;
-        if let (Some(e), Some(f)) = (self.sets.get_mut(i), self.fill.get_mut(i))
-            && f.changed > 0
-        {
-            Self::build(e, f);
-            #[cfg(test)]
-            {
-                self.rebuilt += 1;
+    /// Set `id` is taken in whole (a reading): its maps are to be built
+    /// again if they changed since they last were (`settle`), so that they
+    /// start full.
+    pub(super) fn settle_later(&mut self, id: u16) {
+        if let Some(f) = self.fill.get_mut(id as usize) {
+            f.later = f.changed > 0;
+        }
+    }
+
+    /// Is a set to be built again (`settle_later`)?
+    pub(super) fn unsettled(&self) -> bool {
+        self.fill.iter().any(|f| f.later)
+    }
+
+    /// Build again the sets `settle_later` named.
+    pub(super) fn settle(&mut self) {
+        for (e, f) in self.sets.iter_mut().zip(&mut self.fill) {
+            if f.later {
+                Self::build(e, f);
+                #[cfg(test)]
+                {
+                    self.rebuilt += 1;
+                }
             }
         }
+    }
+
+    /// Sets built again (tests).
+    #[cfg(test)]
+    pub(super) fn rebuilt(&self) -> usize {
+        self.rebuilt
     }
 
     /// Every entry of one set, taken out of the book as it is (no copy:

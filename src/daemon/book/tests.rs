@@ -304,7 +304,7 @@ fn runs_joined_in_hold_what_inserts_one_by_one_hold() {
 /// built (and at least `REBUILD_MIN`) has them built again, each entry
 /// and deadline kept: hosts in address order, the oldest removed as new
 /// ones come, as under churn, checked against a plain map. `settle`
-/// builds a set that changed since, and no other.
+/// builds a set `settle_later` named that changed since, and no other.
 #[test]
 fn churned_maps_are_built_again_with_every_entry() {
     let mut b = Book::default();
@@ -317,8 +317,10 @@ fn churned_maps_are_built_again_with_every_entry() {
     let mut model: BTreeMap<IpAddr, Auth> = (0..n0).map(|n| (v4(n), auth(n))).collect();
     b.insert_run(s, model.iter().map(|(a, x)| (*a, *x)).collect());
     assert_eq!(b.rebuilt, 1, "built once its run was in");
-    b.settle(s);
-    b.settle(t);
+    b.settle_later(s);
+    b.settle_later(t);
+    assert!(!b.unsettled());
+    b.settle();
     assert_eq!(b.rebuilt, 1, "nothing changed since");
     for k in 0..n0 {
         assert_eq!(b.remove(s, v4(k)), model.remove(&v4(k)));
@@ -335,8 +337,14 @@ fn churned_maps_are_built_again_with_every_entry() {
     let due = b.take_due(auth(n0 + 9).until);
     assert_eq!(due, want[..10].to_vec());
     b.insert(s, v4(0), auth(0));
-    b.settle(s);
+    b.settle_later(t);
+    assert!(!b.unsettled());
+    b.settle_later(s);
+    assert!(b.unsettled());
+    assert_eq!(b.rebuilt, 3, "later");
+    b.settle();
     assert_eq!(b.rebuilt, 4, "changed since: built");
+    assert!(!b.unsettled());
     assert_eq!(b.get(s, v4(0)), Some(auth(0)));
     assert_eq!(b.count(s), n0 as usize + 1);
 }

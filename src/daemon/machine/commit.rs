@@ -128,10 +128,13 @@ impl Machine {
         }
         if !u.events.is_empty() {
             self.unsaid = Some(u);
-        } else if !u.broken.is_empty() {
+            return;
+        }
+        if !u.broken.is_empty() {
             u.broken.dedup();
             self.restore(cx, &u.broken, &u.by, out);
         }
+        self.settle_when_quiet();
     }
 
     /// One element someone else added to or deleted from authorized set

@@ -212,9 +212,10 @@ impl Machine {
                 out.push(Action::Ask(Query::Pause, Then::of(Step::Taking(t))));
                 return;
             }
-            // The set is in: its maps start full (`Book::settle`).
+            // The set is in: its maps are built full once the reading's
+            // records are gone (`settle_when_quiet`).
             if let Some(id) = self.book.find(&c.set) {
-                self.book.settle(id);
+                self.book.settle_later(id);
             }
             t.cur = None;
         }
@@ -226,6 +227,7 @@ impl Machine {
             }
         }
         self.take_allowed(cx, out);
+        self.settle_when_quiet();
         if !self.say_late(cx, &mut t, out) {
             out.push(Action::Ask(Query::Pause, Then::of(Step::Taking(t))));
             return;
@@ -430,6 +432,17 @@ impl Machine {
     /// The lines learned late: each, or per service past `log_burst` one
     /// line with their number (each at debug); at most `SAY_AT_ONCE` of
     /// them. False while some are left to say.
+    /// The sets a reading took in are built full (`Book::settle`) once
+    /// nothing the reading heard is still held for its events: under
+    /// churn at a million those records take some 100 MB for a while
+    /// after the reading, and the build would add its sorted copy and the
+    /// new maps (30 MB) to that peak.
+    pub(super) fn settle_when_quiet(&mut self) {
+        if self.book.unsettled() && !self.knocks.reading && self.knocks.none_said() {
+            self.book.settle();
+        }
+    }
+
     fn say_late(&self, cx: &Ctx, t: &mut Taking, out: &mut Vec<Action>) -> bool {
         let burst = cx.cfg.log_burst as usize;
         let mut budget = SAY_AT_ONCE;
