@@ -229,26 +229,30 @@ impl Book {
     /// again once as many have changed as they held when last built.
     fn changed(&mut self, id: u16, n: usize) {
         let i = id as usize;
-        let (Some(e), Some(f)) = (self.sets.get_mut(i), self.fill.get_mut(i)) else {
+        let Some(f) = self.fill.get_mut(i) else {
             return;
         };
         f.changed += n;
         if f.changed >= f.built.max(REBUILD_MIN) {
-            Self::build(e, f);
-            #[cfg(test)]
-            {
-                self.rebuilt += 1;
-            }
+            self.build(i);
         }
     }
 
-    fn build(e: &mut Entries, f: &mut Fill) {
+    /// Set `i`'s maps built again.
+    fn build(&mut self, i: usize) {
+        let (Some(e), Some(f)) = (self.sets.get_mut(i), self.fill.get_mut(i)) else {
+            return;
+        };
         e.rebuild();
         *f = Fill {
             built: e.len(),
             changed: 0,
             later: false,
         };
+        #[cfg(test)]
+        {
+            self.rebuilt += 1;
+        }
     }
 
     /// Set `id` is taken in whole (a reading): its maps are to be built
@@ -267,13 +271,9 @@ impl Book {
 
     /// Build again the sets `settle_later` named.
     pub(super) fn settle(&mut self) {
-        for (e, f) in self.sets.iter_mut().zip(&mut self.fill) {
-            if f.later {
-                Self::build(e, f);
-                #[cfg(test)]
-                {
-                    self.rebuilt += 1;
-                }
+        for i in 0..self.fill.len() {
+            if self.fill[i].later {
+                self.build(i);
             }
         }
     }
