@@ -429,9 +429,6 @@ impl Machine {
         event_line(cx.cfg, l.verb, s, l.addr, &extra)
     }
 
-    /// The lines learned late: each, or per service past `log_burst` one
-    /// line with their number (each at debug); at most `SAY_AT_ONCE` of
-    /// them. False while some are left to say.
     /// The sets a reading took in are built full (`Book::settle`) once
     /// nothing the reading heard is still held for its events: under
     /// churn at a million those records take some 100 MB for a while
@@ -443,6 +440,9 @@ impl Machine {
         }
     }
 
+    /// The lines learned late: each, or per service past `log_burst` one
+    /// line with their number (each at debug); at most `SAY_AT_ONCE` of
+    /// them. False while some are left to say.
     fn say_late(&self, cx: &Ctx, t: &mut Taking, out: &mut Vec<Action>) -> bool {
         let burst = cx.cfg.log_burst as usize;
         let mut budget = SAY_AT_ONCE;
