@@ -683,12 +683,13 @@ fn events_at_a_million(v6: bool, scattered: bool) {
 }
 
 /// A dump of one set, as `netlink::Lookup` gives it: its elements in
-/// address order, each with its deadline.
-struct Dumped(String, Vec<pfknock::kevents::Deadline>);
+/// address order, each with its deadline; and what a look-up of any
+/// element finds (a day left; `None`: the kernel timed it out).
+struct Dumped(String, Vec<pfknock::kevents::Deadline>, Option<Option<u64>>);
 
 impl pfknock::daemon::ElementLookup for Dumped {
     fn left(&mut self, _: &str, _: IpAddr) -> std::io::Result<Option<Option<u64>>> {
-        Ok(Some(Some(86_400_000)))
+        Ok(self.2)
     }
     fn dump(&mut self, set: &str) -> std::io::Result<Vec<pfknock::kevents::Deadline>> {
         Ok(if set == self.0 {
@@ -726,7 +727,7 @@ fn start_reading_at_a_million(v6: bool) {
     let set = if v6 { "ssh_6" } else { "ssh_4" };
     let reading = CUR.load(Relaxed) - base;
     meter::PEAK.store(CUR.load(Relaxed), Relaxed);
-    let lookup = Box::new(Dumped(set.to_owned(), elems));
+    let lookup = Box::new(Dumped(set.to_owned(), elems, Some(Some(86_400_000))));
     let (el, parts, longest) = in_parts(&mut d, |d| d.use_events(lookup, now));
     let held = CUR.load(Relaxed).saturating_sub(base);
     let peak = meter::PEAK.load(Relaxed).saturating_sub(base);
@@ -747,23 +748,6 @@ fn start_reading_at_a_million(v6: bool) {
         reading as f64 / 1e6,
         d.known(&t).unwrap_or(0),
     );
-}
-
-/// A dump of one set (`Dumped`) whose elements, looked up once due, are
-/// gone: the kernel timed them out.
-struct TimedOut(String, Vec<pfknock::kevents::Deadline>);
-
-impl pfknock::daemon::ElementLookup for TimedOut {
-    fn left(&mut self, _: &str, _: IpAddr) -> std::io::Result<Option<Option<u64>>> {
-        Ok(None)
-    }
-    fn dump(&mut self, set: &str) -> std::io::Result<Vec<pfknock::kevents::Deadline>> {
-        Ok(if set == self.0 {
-            std::mem::take(&mut self.1)
-        } else {
-            Vec::new()
-        })
-    }
 }
 
 /// `benches/churn.sh` at a million, in the machine alone: a start's
@@ -794,7 +778,8 @@ fn churn_at_a_million() {
                 .into()
         })
         .collect();
-    let lookup = Box::new(TimedOut("ssh_4".to_owned(), elems));
+    // Each looked up once due is gone: the kernel timed it out.
+    let lookup = Box::new(Dumped("ssh_4".to_owned(), elems, None));
     in_parts(&mut d, |d| d.use_events(lookup, now0));
     let mb = || CUR.load(Relaxed).saturating_sub(base) as f64 / 1e6;
     print!(

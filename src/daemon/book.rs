@@ -129,11 +129,10 @@ fn full<K: Ord, V>(m: BTreeMap<K, V>) -> BTreeMap<K, V> {
 /// back. At a million held under churn in address order (`cargo bench
 /// --bench daemon churn`) the book went from 28.6 to 42.9 bytes an IPv4
 /// authorization, and the daemon from 52 to 60 MB resident
-/// (`benches/churn.sh`). So a set's
-/// maps are built again once they have changed by as many keys as they
-/// held when last built (at least `REBUILD_MIN`): a cost of one walk per
-/// that many changes, and at a million a pause of tens of ms in a turn of
-/// the loop.
+/// (`benches/churn.sh`). So a set's maps are built again once they have
+/// changed by as many keys as they held when last built (at least
+/// `REBUILD_MIN`): a cost of one walk per that many changes, and at a
+/// million a pause of tens of ms in a turn of the loop.
 #[derive(Clone, Copy, Debug, Default)]
 struct Fill {
     built: usize,
@@ -302,8 +301,9 @@ impl Book {
     /// and only the second half fills on: half of each node is left
     /// empty, 43 against 28.6 bytes an IPv4 authorization at a million.
     /// So the maps are built again as they double (`changed`), and once
-    /// the set is in (`settle`), a sorted copy of their entries (14 bytes
-    /// an IPv4 one) held beside the new maps only while they are built.
+    /// the set is in and the reading's records are gone (`settle_later`),
+    /// a sorted copy of their entries (14 bytes an IPv4 one) held beside
+    /// the new maps only while they are built.
     /// Joining each part to the maps with `append` built them full up to
     /// Rust 1.95, at the cost of the set's size a part; from 1.96
     /// `append` inserts one at a time.
