@@ -35,7 +35,12 @@
 //!    IPv4 and IPv6: the daemon's heap once it has taken them in, and its
 //!    peak while it does (the floor: the reading's own vector).
 //!
-//!     cargo bench --bench daemon [due | renew | idle | start | restore | changed | events | reading]
+//! 10. `churn.sh` at a million in the machine alone: the heap under an
+//!     hour of churn after a start's reading (`churn`), and during a
+//!     start's reading under churn, with its peak as the reading and the
+//!     events that waited behind it are taken in (`churned-start`).
+//!
+//!     cargo bench --bench daemon [due | renew | idle | start | restore | changed | events | reading | churn | churned-start]
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
@@ -828,6 +833,111 @@ fn churn_at_a_million() {
     );
 }
 
+/// `Dumped` with a reader of its own, as `netlink::Lookup` has: the
+/// reading runs beside the loop (`Daemon::read_aside`) and takes the
+/// dump's elements.
+struct Aside(std::sync::Arc<std::sync::Mutex<Dumped>>);
+
+impl pfknock::daemon::ElementLookup for Aside {
+    fn left(&mut self, set: &str, addr: IpAddr) -> std::io::Result<Option<Option<u64>>> {
+        self.0.lock().unwrap().left(set, addr)
+    }
+    fn dump(&mut self, set: &str) -> std::io::Result<Vec<pfknock::kevents::Deadline>> {
+        self.0.lock().unwrap().dump(set)
+    }
+    fn reader(&self) -> Option<std::io::Result<Box<dyn pfknock::daemon::ElementLookup + Send>>> {
+        Some(Ok(Box::new(Aside(self.0.clone()))))
+    }
+}
+
+/// `benches/churn.sh`'s start at a million, in the machine alone: a
+/// start's reading of a million IPv4 authorizations runs beside the loop
+/// for 600 s while others add a thousand new hosts a second (one
+/// transaction each, the next addresses up, ttl 1,000 s). Each is said as
+/// it comes and recorded until its event, waiting in the loop's queue
+/// behind the reading, comes (`heard.rs`). The heap the daemon holds
+/// every 100 s of the reading (the loop's queue of events included), its
+/// peak while the reading and then the queue are taken in, and what it
+/// holds after.
+fn churned_start_at_a_million() {
+    const N: u32 = 1_000_000;
+    const TTL: i64 = 1_000_000;
+    const RATE: u32 = 1_000;
+    const READ: i64 = 600;
+    let conf =
+        "[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1000s\"\nsize=2000000\n";
+    let (cfg, _) = Config::parse(conf, Path::new("bench.toml")).unwrap();
+    let now0 = NOW * 1000;
+    let mut d = Daemon::start(cfg, Path::new("bench.toml"), Quiet, Nothing, Count(0), NOW).unwrap();
+    let base = CUR.load(Relaxed);
+    let host = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i));
+    let elems = (0..N)
+        .map(|i| {
+            (
+                host(i),
+                Some(now0 + TTL + 600_000 * i64::from(i) / i64::from(N)),
+            )
+                .into()
+        })
+        .collect();
+    let dumped = Dumped("ssh_4".to_owned(), elems, Some(Some(86_400_000)));
+    let lookup = Box::new(Aside(std::sync::Arc::new(std::sync::Mutex::new(dumped))));
+    d.read_aside();
+    d.use_events(lookup, now0);
+    let mb = || CUR.load(Relaxed).saturating_sub(base) as f64 / 1e6;
+    print!("events mode, a start's reading of a million IPv4 under churn, MB every 100 s of it:");
+    let mut pending = std::collections::VecDeque::new();
+    let mut next = N;
+    for s in 1..=READ {
+        let now = now0 + s * 1_000;
+        let addrs = (next..next + RATE)
+            .map(|i| pfknock::kevents::Deadline::new(host(i), Some(now + TTL)))
+            .collect();
+        next += RATE;
+        let evs = vec![
+            pfknock::daemon::KernelEvent::Elements {
+                set: "ssh_4".into(),
+                added: true,
+                addrs,
+            },
+            pfknock::daemon::KernelEvent::Commit {
+                pid: 4242,
+                process: "nft".into(),
+            },
+        ];
+        d.hear(&evs, now);
+        pending.extend(evs);
+        d.reading_turn(now + 100);
+        if s % 100 == 0 {
+            print!(" {:.1}", mb());
+        }
+    }
+    let heard = d.log.0;
+    meter::PEAK.store(CUR.load(Relaxed), Relaxed);
+    let now = now0 + (READ + 1) * 1_000;
+    for _ in 0..1 << 20 {
+        if d.reading().is_none() {
+            break;
+        }
+        d.read_done();
+    }
+    let end = Instant::now() + std::time::Duration::from_secs(600);
+    d.work_through(&mut pending, &|| now, end, None);
+    drop(pending);
+    let peak = meter::PEAK.load(Relaxed).saturating_sub(base) as f64 / 1e6;
+    let t = pfknock::tables::TableRef::new(
+        &AnchorName::new("pfknock").unwrap(),
+        &pfknock::name::TableName::new("ssh").unwrap(),
+    );
+    println!(
+        "; peak {peak:.1} while taken in; {:.1} after; known {}; {heard} lines during the \
+         reading, {} in all",
+        mb(),
+        d.known(&t).unwrap_or(0),
+        d.log.0
+    );
+}
+
 /// A start's compare with `kept`, a part at a turn of the loop, as `run`
 /// has it (`read_aside`): how long in all, in how many parts, and the
 /// longest part, which is what a signal may wait for (the last gives back
@@ -903,6 +1013,10 @@ fn main() {
     }
     if only.as_deref() == Some("churn") {
         churn_at_a_million();
+        return;
+    }
+    if only.as_deref() == Some("churned-start") {
+        churned_start_at_a_million();
         return;
     }
     if only.as_deref() != Some("events") {

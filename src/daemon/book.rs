@@ -343,6 +343,25 @@ impl Book {
         }
     }
 
+    /// Give back what the book holds beyond its entries, as they go:
+    /// empty, its deadlines too; else the deadlines built again once
+    /// most are no longer any entry's (`compact`). For a book whose
+    /// entries are removed as often as they come (`Knocks::said`): a
+    /// removal leaves its deadline in the heap until it comes up.
+    pub(super) fn thin(&mut self) {
+        if self.len() == 0 {
+            self.clear();
+        } else {
+            self.compact();
+        }
+    }
+
+    /// The entries and deadlines held (tests).
+    #[cfg(test)]
+    pub(super) fn room(&self) -> usize {
+        self.len() + self.due4.len() + self.due6.len()
+    }
+
     /// Forget every entry (the set names stay met).
     pub(super) fn clear(&mut self) {
         self.sets.iter_mut().for_each(|e| *e = Entries::default());

@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
-use super::Auth;
+use super::{Auth, Book};
 use crate::kevents::KernelEvent;
 
 /// What the machine holds of the knocks heard during a reading, per
@@ -21,10 +21,15 @@ pub(super) struct Knocks {
     pub(super) waiting: HashMap<(String, IpAddr), Option<Auth>>,
     /// Knocks said as they came, and elements others added (`other_heard`),
     /// their events still in the queue: what the look-up found, or the
-    /// event told (`None`: the element was gone, or went since). By the
-    /// set's number (`Sets`): a start's reading under churn may hear
-    /// hundreds of thousands.
-    said: HashMap<(u32, IpAddr), Option<Auth>>,
+    /// event told, with its deadline, so that it expires meanwhile. A
+    /// book of their own, as compact as the daemon's: a start's reading
+    /// at a million under churn hears some 600,000, and a hash map of
+    /// them and a set of their deadlines took 100 bytes and more each
+    /// (`cargo bench --bench daemon churned-start`).
+    said: Book,
+    /// Those said whose element was gone, or went since, or is being
+    /// looked up (few: a knock's, until its look-up comes back).
+    said_gone: HashSet<(u32, IpAddr)>,
     /// Knocks said as they came whose events the kernel's overrun took
     /// from the queue: the reading it brings finds their elements, or
     /// says they went (`said_dropped_went`).
@@ -44,9 +49,9 @@ pub(super) struct Knocks {
     pub(super) closed: HashSet<(String, IpAddr)>,
     /// Authorizations expire while the reading runs (`due_while_read`).
     pub(super) reading: bool,
-    /// The deadlines of those said and allowed (`said`, `allowed`), so
-    /// that they too expire while the reading runs; one no longer theirs
-    /// is passed over (`take_due`).
+    /// The deadlines of those allowed (`allowed`; those said are in
+    /// `said`), so that they too expire while the reading runs; one no
+    /// longer theirs is passed over (`take_due`).
     due: BTreeSet<(i64, u32, IpAddr)>,
     /// Knock packets heard during the reading of hosts known or said by
     /// then: what they did is said and kept as they come (a renewal), so
@@ -57,15 +62,15 @@ pub(super) struct Knocks {
     /// Sets `pfknock flush` emptied while the reading ran: what it found
     /// of them is not taken in, but for hosts said or allowed since.
     flushed: HashSet<String>,
-    /// The sets `said` and `due` name, by number.
+    /// The sets `said_gone` and `due` name, by number.
     sets: Sets,
 }
 
 /// The sets a reading's records name, each by a number of its own, kept
 /// for the daemon's life (a config names few, and a reload keeps them):
-/// at 600,000 records, a key of the set's name and the address took 48
-/// bytes and a string of 32 each, where the number and the address take
-/// 24 (`said`), and a deadline's 32, was 56 and the string (`due`).
+/// a key of the set's name and the address took 48 bytes and a string
+/// of 32 each, where the number and the address take 24 (`said_gone`),
+/// and a deadline's 32, was 56 and the string (`due`).
 #[derive(Default)]
 struct Sets {
     ids: HashMap<String, u32>,
@@ -109,12 +114,26 @@ fn thin<K: Eq + std::hash::Hash, V>(m: &mut HashMap<K, V>) {
     }
 }
 
+/// `thin` for a set of records.
+fn thin_set<K: Eq + std::hash::Hash>(m: &mut HashSet<K>) {
+    if m.is_empty() {
+        if m.capacity() > 0 {
+            *m = HashSet::new();
+        }
+    } else if m.capacity() > 1024 && m.len() < m.capacity() / 4 {
+        m.shrink_to(m.len() * 2);
+    }
+}
+
 impl Knocks {
     /// Forget what is known of `set` (a reload deleted it).
     pub(super) fn drop_set(&mut self, set: &str) {
         self.waiting.retain(|(w, _), _| w != set);
+        if let Some(id) = self.said.find(set) {
+            self.said.clear_set(id);
+        }
         if let Some(id) = self.sets.find(set) {
-            self.said.retain(|(w, _), _| *w != id);
+            self.said_gone.retain(|(w, _)| *w != id);
             self.due.retain(|(_, w, _)| *w != id);
         }
         self.dropped.retain(|(w, _), _| w != set);
@@ -146,50 +165,68 @@ impl Knocks {
     /// The record of `key` said during the reading, taken out: its event
     /// came, or it needs none.
     pub(super) fn unsay(&mut self, (set, addr): &(String, IpAddr)) -> Option<Option<Auth>> {
+        let said = self
+            .said
+            .find(set)
+            .and_then(|id| self.said.remove(id, *addr));
+        if let Some(a) = said {
+            self.said.thin();
+            return Some(Some(a));
+        }
+        if self.said_gone.is_empty() {
+            return None;
+        }
         let id = self.sets.find(set)?;
-        let had = self.said.remove(&(id, *addr));
-        thin(&mut self.said);
-        had
+        let gone = self.said_gone.remove(&(id, *addr));
+        thin_set(&mut self.said_gone);
+        gone.then_some(None)
     }
 
     /// What was said of `key` during the reading (`None` inside: said
     /// gone, or being looked up).
     pub(super) fn said(&self, (set, addr): &(String, IpAddr)) -> Option<Option<Auth>> {
+        if let Some(a) = self.said.find(set).and_then(|id| self.said.get(id, *addr)) {
+            return Some(Some(a));
+        }
         let id = self.sets.find(set)?;
-        self.said.get(&(id, *addr)).copied()
+        self.said_gone.contains(&(id, *addr)).then_some(None)
     }
 
     /// All that was said during the reading, taken out (an overrun took
     /// their events).
     pub(super) fn take_said(&mut self) -> Vec<((String, IpAddr), Option<Auth>)> {
-        let said = std::mem::take(&mut self.said).into_iter();
+        let said = std::mem::take(&mut self.said);
+        let gone = std::mem::take(&mut self.said_gone).into_iter();
         let sets = &self.sets;
-        said.map(|((id, addr), a)| ((sets.name(id).to_owned(), addr), a))
-            .collect()
+        let gone = gone.map(|(id, addr)| ((sets.name(id).to_owned(), addr), None));
+        let said = (said.iter()).map(|(id, addr, a)| ((said.name(id).to_owned(), addr), Some(a)));
+        said.chain(gone).collect()
     }
 
     /// Was nothing said during the reading, or is all of it taken out?
     pub(super) fn none_said(&self) -> bool {
-        self.said.is_empty()
+        self.said.len() == 0 && self.said_gone.is_empty()
     }
 
     /// `pfknock flush` emptied `set`: those said or allowed went with it,
     /// and what the reading finds of it is not taken in.
     pub(super) fn flush(&mut self, set: String) {
+        let said = self.said.find(&set).into_iter();
+        let said = said.flat_map(|id| self.said.iter_set(id).map(|(a, _)| (set.clone(), a)));
         let id = self.sets.find(&set);
-        let said = (self.said.keys())
+        let gone = (self.said_gone.iter())
             .filter(|(w, _)| Some(*w) == id)
             .map(|(_, a)| (set.clone(), *a));
         let allowed = (self.allowed.keys()).filter(|(w, _)| *w == set).cloned();
-        let keys: Vec<_> = said.chain(allowed).collect();
+        let keys: Vec<_> = said.chain(gone).chain(allowed).collect();
         keys.into_iter().for_each(|key| self.gone(key));
         self.flushed.insert(set);
     }
 
-    /// The room `said` takes (tests).
+    /// The room `said` takes, in entries (tests).
     #[cfg(test)]
     pub(super) fn said_room(&self) -> usize {
-        self.said.capacity()
+        self.said.room() + self.said_gone.capacity()
     }
 
     /// The element the reading found of a knock waiting in the queue,
@@ -203,10 +240,19 @@ impl Knocks {
     /// `key` said, with what its look-up found (`None`: gone).
     pub(super) fn say(&mut self, (set, addr): (String, IpAddr), a: Option<Auth>) {
         let id = self.sets.id(&set);
-        if let Some(a) = a {
-            self.due.insert((a.until, id, addr));
+        match a {
+            Some(a) => {
+                self.said_gone.remove(&(id, addr));
+                let s = self.said.id(&set);
+                self.said.insert(s, addr, a);
+            }
+            None => {
+                if let Some(s) = self.said.find(&set) {
+                    self.said.remove(s, addr);
+                }
+                self.said_gone.insert((id, addr));
+            }
         }
-        self.said.insert((id, addr), a);
     }
 
     /// `key` allowed, with the authorization the allow gave.
@@ -218,22 +264,25 @@ impl Knocks {
     /// The first deadline of those said or allowed (maybe no longer
     /// theirs: then its wake finds nothing due).
     pub(super) fn next_due(&self) -> Option<i64> {
-        self.due.first().map(|(t, _, _)| *t)
+        let allowed = self.due.first().map(|(t, _, _)| *t);
+        allowed.into_iter().chain(self.said.next_due()).min()
     }
 
     /// Those said or allowed whose deadline is `now` or before, with
     /// their authorizations.
     pub(super) fn take_due(&mut self, now: i64) -> Vec<(String, IpAddr, Auth)> {
-        let mut out = Vec::new();
+        let said = self.said.take_due_at_most(now, usize::MAX).into_iter();
+        let book = &self.said;
+        let mut out: Vec<_> = said
+            .map(|(id, a, x)| (book.name(id).to_owned(), a, x))
+            .collect();
         while self.due.first().is_some_and(|(t, _, _)| *t <= now) {
             let Some((t, id, addr)) = self.due.pop_first() else {
                 break;
             };
-            let a = self.said.get(&(id, addr)).copied().flatten();
             let key = (self.sets.name(id).to_owned(), addr);
-            let a = a.or_else(|| self.allowed.get(&key).copied());
-            if let Some(a) = a.filter(|a| a.until == t) {
-                out.push((key.0, key.1, a));
+            if let Some(a) = self.allowed.get(&key).filter(|a| a.until == t) {
+                out.push((key.0, key.1, *a));
             }
         }
         out
@@ -242,14 +291,16 @@ impl Knocks {
     /// One said or allowed, looked up when due or renewed, is now `a`:
     /// its record takes it. False where there is no such record.
     pub(super) fn moved(&mut self, set: &str, addr: IpAddr, a: Auth) -> bool {
-        let id = self.sets.find(set);
-        let said = id.and_then(|id| self.said.get_mut(&(id, addr)));
-        let had = match said {
-            Some(Some(x)) => x,
-            _ => match self.allowed.get_mut(&(set.to_owned(), addr)) {
-                Some(x) => x,
-                None => return false,
-            },
+        let said = self
+            .said
+            .find(set)
+            .filter(|id| self.said.get(*id, addr).is_some());
+        if let Some(id) = said {
+            self.said.insert(id, addr, a);
+            return true;
+        }
+        let Some(had) = self.allowed.get_mut(&(set.to_owned(), addr)) else {
+            return false;
         };
         *had = a;
         let id = self.sets.id(set);
@@ -269,9 +320,10 @@ impl Knocks {
     /// in, and a knock of it said before is not taken in when its event
     /// comes.
     pub(super) fn gone(&mut self, key: (String, IpAddr)) {
-        let id = self.sets.find(&key.0);
-        if let Some(said) = id.and_then(|id| self.said.get_mut(&(id, key.1))) {
-            *said = None;
+        let id = self.said.find(&key.0);
+        if id.and_then(|id| self.said.remove(id, key.1)).is_some() {
+            let id = self.sets.id(&key.0);
+            self.said_gone.insert((id, key.1));
         }
         self.allowed.remove(&key);
         self.removed.insert(key);
@@ -323,7 +375,7 @@ impl Knocks {
 
     /// When a host said while the reading ran was authorized.
     pub(super) fn said_since(&self, set: &str, addr: IpAddr) -> Option<i64> {
-        if self.said.is_empty() {
+        if self.none_said() {
             return None;
         }
         let said = self.said(&(set.to_owned(), addr));
@@ -334,7 +386,7 @@ impl Knocks {
     /// event comes: `Some` if it was said then, with what the book is to
     /// hold of it (`None`: deleted again since).
     pub(super) fn said_added(&mut self, set: &str, addr: IpAddr) -> Option<Option<Auth>> {
-        if self.said.is_empty() {
+        if self.none_said() {
             return None;
         }
         self.unsay(&(set.to_owned(), addr))
