@@ -763,21 +763,51 @@ fn start_reading_at_a_million(v6: bool) {
 /// daemon holds every 250 s, and the longest second's work (the
 /// transaction and the expiry tick), where the set's maps are built
 /// again.
-fn churn_at_a_million() {
-    const N: u32 = 1_000_000;
-    const TTL: i64 = 1_000_000;
-    const RATE: u32 = 1_000;
+/// `churn.sh`'s numbers at a million: held, ttl (ms), new hosts a second.
+const N: u32 = 1_000_000;
+const TTL: i64 = 1_000_000;
+const RATE: u32 = 1_000;
+
+/// `churn.sh`'s service (ttl 1,000 s), a daemon started on it, the heap
+/// then, and the time (ms).
+fn churned() -> (Daemon<Quiet, Nothing, Count>, usize, i64) {
     let conf =
         "[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1000s\"\nsize=2000000\n";
     let (cfg, _) = Config::parse(conf, Path::new("bench.toml")).unwrap();
-    let now0 = NOW * 1000;
-    let mut d = Daemon::start(cfg, Path::new("bench.toml"), Quiet, Nothing, Count(0), NOW).unwrap();
-    let base = CUR.load(Relaxed);
-    let host = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i));
+    let d = Daemon::start(cfg, Path::new("bench.toml"), Quiet, Nothing, Count(0), NOW).unwrap();
+    (d, CUR.load(Relaxed), NOW * 1000)
+}
+
+/// `churn.sh`'s `i`th host.
+fn host4(i: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i))
+}
+
+/// One second of `churn.sh` at `now`: others add `RATE` new hosts from
+/// the `next`th on, in one transaction.
+fn added_by_others(next: u32, now: i64) -> [pfknock::daemon::KernelEvent; 2] {
+    let addrs = (next..next + RATE)
+        .map(|i| pfknock::kevents::Deadline::new(host4(i), Some(now + TTL)))
+        .collect();
+    [
+        pfknock::daemon::KernelEvent::Elements {
+            set: "ssh_4".into(),
+            added: true,
+            addrs,
+        },
+        pfknock::daemon::KernelEvent::Commit {
+            pid: 4242,
+            process: "nft".into(),
+        },
+    ]
+}
+
+fn churn_at_a_million() {
+    let (mut d, base, now0) = churned();
     let elems = (0..N)
         .map(|i| {
             (
-                host(i),
+                host4(i),
                 Some(now0 + 1_000 + (TTL - 1_000) * i64::from(i + 1) / i64::from(N)),
             )
                 .into()
@@ -794,26 +824,12 @@ fn churn_at_a_million() {
     let (mut next, mut longest) = (N, std::time::Duration::ZERO);
     for s in 1..=2_000i64 {
         let now = now0 + s * 1_000;
-        let addrs = (next..next + RATE)
-            .map(|i| pfknock::kevents::Deadline::new(host(i), Some(now + TTL)))
-            .collect();
+        let evs = added_by_others(next, now);
         next += RATE;
         let t = Instant::now();
-        d.kernel(
-            pfknock::daemon::KernelEvent::Elements {
-                set: "ssh_4".into(),
-                added: true,
-                addrs,
-            },
-            now,
-        );
-        d.kernel(
-            pfknock::daemon::KernelEvent::Commit {
-                pid: 4242,
-                process: "nft".into(),
-            },
-            now,
-        );
+        for ev in evs {
+            d.kernel(ev, now);
+        }
         d.tick_ms(now + 100);
         longest = longest.max(t.elapsed());
         if s % 250 == 0 {
@@ -860,21 +876,12 @@ impl pfknock::daemon::ElementLookup for Aside {
 /// peak while the reading and then the queue are taken in, and what it
 /// holds after.
 fn churned_start_at_a_million() {
-    const N: u32 = 1_000_000;
-    const TTL: i64 = 1_000_000;
-    const RATE: u32 = 1_000;
     const READ: i64 = 600;
-    let conf =
-        "[[service]]\nname=\"ssh\"\nprotect=[22]\nknock=[1234]\nttl=\"1000s\"\nsize=2000000\n";
-    let (cfg, _) = Config::parse(conf, Path::new("bench.toml")).unwrap();
-    let now0 = NOW * 1000;
-    let mut d = Daemon::start(cfg, Path::new("bench.toml"), Quiet, Nothing, Count(0), NOW).unwrap();
-    let base = CUR.load(Relaxed);
-    let host = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i));
+    let (mut d, base, now0) = churned();
     let elems = (0..N)
         .map(|i| {
             (
-                host(i),
+                host4(i),
                 Some(now0 + TTL + 600_000 * i64::from(i) / i64::from(N)),
             )
                 .into()
@@ -890,21 +897,8 @@ fn churned_start_at_a_million() {
     let mut next = N;
     for s in 1..=READ {
         let now = now0 + s * 1_000;
-        let addrs = (next..next + RATE)
-            .map(|i| pfknock::kevents::Deadline::new(host(i), Some(now + TTL)))
-            .collect();
+        let evs = added_by_others(next, now);
         next += RATE;
-        let evs = vec![
-            pfknock::daemon::KernelEvent::Elements {
-                set: "ssh_4".into(),
-                added: true,
-                addrs,
-            },
-            pfknock::daemon::KernelEvent::Commit {
-                pid: 4242,
-                process: "nft".into(),
-            },
-        ];
         d.hear(&evs, now);
         pending.extend(evs);
         d.reading_turn(now + 100);
