@@ -38,9 +38,10 @@
 //! 10. `churn.sh` at a million in the machine alone: the heap under an
 //!     hour of churn after a start's reading (`churn`), and during a
 //!     start's reading under churn, with its peak as the reading and the
-//!     events that waited behind it are taken in (`churned-start`).
+//!     events that waited behind it are taken in (`churned-start`); the
+//!     same over an overrun's reading, the book full (`churned-overrun`).
 //!
-//!     cargo bench --bench daemon [due | renew | idle | start | restore | changed | events | reading | churn | churned-start]
+//!     cargo bench --bench daemon [due | renew | idle | start | restore | changed | events | reading | churn | churned-start | churned-overrun]
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
@@ -783,6 +784,17 @@ fn host4(i: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i))
 }
 
+/// `churn.sh`'s set at `now0`: `N` hosts in address order, their
+/// deadlines spread over the ttl.
+fn spread(now0: i64) -> Vec<pfknock::kevents::Deadline> {
+    (0..N)
+        .map(|i| {
+            let until = now0 + 1_000 + (TTL - 1_000) * i64::from(i + 1) / i64::from(N);
+            (host4(i), Some(until)).into()
+        })
+        .collect()
+}
+
 /// One second of `churn.sh` at `now`: others add `RATE` new hosts from
 /// the `next`th on, in one transaction.
 fn added_by_others(next: u32, now: i64) -> [pfknock::daemon::KernelEvent; 2] {
@@ -804,15 +816,7 @@ fn added_by_others(next: u32, now: i64) -> [pfknock::daemon::KernelEvent; 2] {
 
 fn churn_at_a_million() {
     let (mut d, base, now0) = churned();
-    let elems = (0..N)
-        .map(|i| {
-            (
-                host4(i),
-                Some(now0 + 1_000 + (TTL - 1_000) * i64::from(i + 1) / i64::from(N)),
-            )
-                .into()
-        })
-        .collect();
+    let elems = spread(now0);
     // Each looked up once due is gone: the kernel timed it out.
     let lookup = Box::new(Dumped("ssh_4".to_owned(), elems, None));
     in_parts(&mut d, |d| d.use_events(lookup, now0));
@@ -876,7 +880,6 @@ impl pfknock::daemon::ElementLookup for Aside {
 /// peak while the reading and then the queue are taken in, and what it
 /// holds after.
 fn churned_start_at_a_million() {
-    const READ: i64 = 600;
     let (mut d, base, now0) = churned();
     let elems = (0..N)
         .map(|i| {
@@ -891,8 +894,51 @@ fn churned_start_at_a_million() {
     let lookup = Box::new(Aside(std::sync::Arc::new(std::sync::Mutex::new(dumped))));
     d.read_aside();
     d.use_events(lookup, now0);
-    let mb = || CUR.load(Relaxed).saturating_sub(base) as f64 / 1e6;
     print!("events mode, a start's reading of a million IPv4 under churn, MB every 100 s of it:");
+    read_under_churn(&mut d, base, now0);
+}
+
+/// An overrun's reading at a million under churn, in the machine alone:
+/// the book holds a million IPv4 authorizations due over 1,000 s when the
+/// kernel drops notifications, and the reading of the sets that follows
+/// runs beside the loop for 600 s while others add a thousand new hosts a
+/// second and a thousand of the book's fall due (each looked up and
+/// expired at its deadline, and left out of what the reading finds). The
+/// heap every 100 s of the reading, its peak while the reading and the
+/// events that waited behind it are taken in, and what it holds after.
+fn overrun_under_churn_at_a_million() {
+    let (mut d, base, now0) = churned();
+    // Each looked up once due is gone: the kernel timed it out.
+    let dumped = std::sync::Arc::new(std::sync::Mutex::new(Dumped(
+        "ssh_4".to_owned(),
+        spread(now0),
+        None,
+    )));
+    d.read_aside();
+    d.use_events(Box::new(Aside(dumped.clone())), now0);
+    for _ in 0..1 << 20 {
+        if d.reading().is_none() {
+            break;
+        }
+        d.read_done();
+    }
+    print!(
+        "events mode, an overrun's reading over a million IPv4 under churn, MB held before it {:.1}, every 100 s of it:",
+        CUR.load(Relaxed).saturating_sub(base) as f64 / 1e6
+    );
+    // What the reading will find: the book's as they were.
+    dumped.lock().unwrap().1 = spread(now0);
+    d.kernel(pfknock::daemon::KernelEvent::Overrun, now0);
+    read_under_churn(&mut d, base, now0);
+}
+
+/// A reading of the sets runs beside the loop of `d` (its heap `base`
+/// at its start, `now0` ms) for `READ` s while others add `RATE` new
+/// hosts a second, then is taken in, and the events that waited behind
+/// it: the heap every 100 s, its peak while taken in, and after.
+fn read_under_churn(d: &mut Daemon<Quiet, Nothing, Count>, base: usize, now0: i64) {
+    const READ: i64 = 600;
+    let mb = || CUR.load(Relaxed).saturating_sub(base) as f64 / 1e6;
     let mut pending = std::collections::VecDeque::new();
     let mut next = N;
     for s in 1..=READ {
@@ -1011,6 +1057,10 @@ fn main() {
     }
     if only.as_deref() == Some("churned-start") {
         churned_start_at_a_million();
+        return;
+    }
+    if only.as_deref() == Some("churned-overrun") {
+        overrun_under_churn_at_a_million();
         return;
     }
     if only.as_deref() != Some("events") {

@@ -165,7 +165,7 @@ impl Machine {
             let key = (set, addr);
             // Said already, unless revoked since: a knock after a revoke
             // is a new authorization.
-            let again = self.knocks.removed.remove(&key);
+            let again = self.knocks.unremove(&key);
             let said = (!again).then(|| self.knocks.said(&key)).flatten();
             // Allowed during the reading: known as well as one said.
             let tracked =
@@ -264,7 +264,7 @@ impl Machine {
         if matches!(c, Added(..)) {
             let since = ms(now);
             let until = since + ms(s.ttl.0 as i64);
-            self.knocks.removed.remove(&key);
+            self.knocks.unremove(&key);
             self.knocks.allow(key, Auth { since, until });
             return;
         }
@@ -317,7 +317,7 @@ impl Machine {
             if self.tracked(set, addr).is_some() {
                 return;
             }
-            let again = self.knocks.removed.remove(&key);
+            let again = self.knocks.unremove(&key);
             if !again && matches!(self.knocks.said(&key), Some(Some(_))) {
                 return;
             }

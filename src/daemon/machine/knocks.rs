@@ -29,15 +29,16 @@ pub(super) struct Knocks {
     said: Book,
     /// Those said whose element was gone, or went since, or is being
     /// looked up (few: a knock's, until its look-up comes back).
-    said_gone: HashSet<(u32, IpAddr)>,
+    said_gone: Hosts,
     /// Knocks said as they came whose events the kernel's overrun took
     /// from the queue: the reading it brings finds their elements, or
     /// says they went (`said_dropped_went`).
     pub(super) dropped: HashMap<(String, IpAddr), Option<Auth>>,
     /// Hosts that left their set while the reading ran (`pfknock revoke`,
     /// a close knock, a deletion by others, an expiry: `gone`): what it
-    /// found of them is not taken in.
-    pub(super) removed: HashSet<(String, IpAddr)>,
+    /// found of them is not taken in. By the set's number: an overrun's
+    /// reading under churn sees as many expire as others add.
+    removed: Hosts,
     /// Hosts `pfknock allow` (or a signed knock) added while the reading
     /// ran, and their authorizations: taken in once it is (`take_allowed`).
     pub(super) allowed: HashMap<(String, IpAddr), Auth>,
@@ -62,7 +63,7 @@ pub(super) struct Knocks {
     /// Sets `pfknock flush` emptied while the reading ran: what it found
     /// of them is not taken in, but for hosts said or allowed since.
     flushed: HashSet<String>,
-    /// The sets `said_gone` and `due` name, by number.
+    /// The sets `said_gone`, `removed` and `due` name, by number.
     sets: Sets,
 }
 
@@ -114,6 +115,69 @@ fn thin<K: Eq + std::hash::Hash, V>(m: &mut HashMap<K, V>) {
     }
 }
 
+/// Hosts by the number of their set (`Sets`), IPv4 apart from IPv6 so
+/// that an IPv4 one takes 8 bytes, not 24: an overrun's reading under
+/// churn at a million sees some 600,000 expire (`removed`). The room
+/// goes as they do (`thin_set`).
+#[derive(Default)]
+struct Hosts {
+    v4: HashSet<(u32, [u8; 4])>,
+    v6: HashSet<(u32, [u8; 16])>,
+}
+
+impl Hosts {
+    fn insert(&mut self, id: u32, addr: IpAddr) {
+        match addr {
+            IpAddr::V4(a) => self.v4.insert((id, a.octets())),
+            IpAddr::V6(a) => self.v6.insert((id, a.octets())),
+        };
+    }
+
+    /// Whether it was there.
+    fn remove(&mut self, id: u32, addr: IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(a) => {
+                let had = self.v4.remove(&(id, a.octets()));
+                thin_set(&mut self.v4);
+                had
+            }
+            IpAddr::V6(a) => {
+                let had = self.v6.remove(&(id, a.octets()));
+                thin_set(&mut self.v6);
+                had
+            }
+        }
+    }
+
+    fn contains(&self, id: u32, addr: IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(a) => self.v4.contains(&(id, a.octets())),
+            IpAddr::V6(a) => self.v6.contains(&(id, a.octets())),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    /// Forget set `id`'s.
+    fn drop_set(&mut self, id: u32) {
+        self.v4.retain(|(w, _)| *w != id);
+        self.v6.retain(|(w, _)| *w != id);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u32, IpAddr)> + '_ {
+        let v4 = (self.v4.iter()).map(|(i, a)| (*i, IpAddr::from(*a)));
+        v4.chain((self.v6.iter()).map(|(i, a)| (*i, IpAddr::from(*a))))
+    }
+
+    /// The room held, in hosts (tests).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.v4.capacity() + self.v6.capacity()
+    }
+}
+
 /// `thin` for a set of records.
 fn thin_set<K: Eq + std::hash::Hash>(m: &mut HashSet<K>) {
     if m.is_empty() {
@@ -133,11 +197,11 @@ impl Knocks {
             self.said.clear_set(id);
         }
         if let Some(id) = self.sets.find(set) {
-            self.said_gone.retain(|(w, _)| *w != id);
+            self.said_gone.drop_set(id);
+            self.removed.drop_set(id);
             self.due.retain(|(_, w, _)| *w != id);
         }
         self.dropped.retain(|(w, _), _| w != set);
-        self.removed.retain(|(w, _)| w != set);
         self.allowed.retain(|(w, _), _| w != set);
         self.closed.retain(|(w, _)| w != set);
         self.again.retain(|(w, _), _| w != set);
@@ -177,9 +241,7 @@ impl Knocks {
             return None;
         }
         let id = self.sets.find(set)?;
-        let gone = self.said_gone.remove(&(id, *addr));
-        thin_set(&mut self.said_gone);
-        gone.then_some(None)
+        self.said_gone.remove(id, *addr).then_some(None)
     }
 
     /// What was said of `key` during the reading (`None` inside: said
@@ -189,16 +251,16 @@ impl Knocks {
             return Some(Some(a));
         }
         let id = self.sets.find(set)?;
-        self.said_gone.contains(&(id, *addr)).then_some(None)
+        self.said_gone.contains(id, *addr).then_some(None)
     }
 
     /// All that was said during the reading, taken out (an overrun took
     /// their events).
     pub(super) fn take_said(&mut self) -> Vec<((String, IpAddr), Option<Auth>)> {
         let said = std::mem::take(&mut self.said);
-        let gone = std::mem::take(&mut self.said_gone).into_iter();
+        let gone = std::mem::take(&mut self.said_gone);
         let sets = &self.sets;
-        let gone = gone.map(|(id, addr)| ((sets.name(id).to_owned(), addr), None));
+        let gone = (gone.iter()).map(|(id, addr)| ((sets.name(id).to_owned(), addr), None));
         let said = (said.iter()).map(|(id, addr, a)| ((said.name(id).to_owned(), addr), Some(a)));
         said.chain(gone).collect()
     }
@@ -216,7 +278,7 @@ impl Knocks {
         let id = self.sets.find(&set);
         let gone = (self.said_gone.iter())
             .filter(|(w, _)| Some(*w) == id)
-            .map(|(_, a)| (set.clone(), *a));
+            .map(|(_, a)| (set.clone(), a));
         let allowed = (self.allowed.keys()).filter(|(w, _)| *w == set).cloned();
         let keys: Vec<_> = said.chain(gone).chain(allowed).collect();
         keys.into_iter().for_each(|key| self.gone(key));
@@ -242,7 +304,7 @@ impl Knocks {
         let id = self.sets.id(&set);
         match a {
             Some(a) => {
-                self.said_gone.remove(&(id, addr));
+                self.said_gone.remove(id, addr);
                 let s = self.said.id(&set);
                 self.said.insert(s, addr, a);
             }
@@ -250,7 +312,7 @@ impl Knocks {
                 if let Some(s) = self.said.find(&set) {
                     self.said.remove(s, addr);
                 }
-                self.said_gone.insert((id, addr));
+                self.said_gone.insert(id, addr);
             }
         }
     }
@@ -323,10 +385,20 @@ impl Knocks {
         let id = self.said.find(&key.0);
         if id.and_then(|id| self.said.remove(id, key.1)).is_some() {
             let id = self.sets.id(&key.0);
-            self.said_gone.insert((id, key.1));
+            self.said_gone.insert(id, key.1);
         }
         self.allowed.remove(&key);
-        self.removed.insert(key);
+        let id = self.sets.id(&key.0);
+        self.removed.insert(id, key.1);
+    }
+
+    /// `key` is back in its set (a knock, an allow, an addition by others
+    /// after it left): whether it had left while the reading ran.
+    pub(super) fn unremove(&mut self, (set, addr): &(String, IpAddr)) -> bool {
+        if self.removed.is_empty() {
+            return false;
+        }
+        (self.sets.find(set)).is_some_and(|id| self.removed.remove(id, *addr))
     }
 
     /// Was this close knock said as it came? Then its event says nothing.
@@ -348,8 +420,10 @@ impl Knocks {
         if self.removed.is_empty() && self.flushed.is_empty() {
             return false;
         }
+        let id = self.sets.find(set);
         let key = (set.to_owned(), addr);
-        self.removed.contains(&key) || (self.flushed.contains(set) && self.known(&key).is_none())
+        id.is_some_and(|id| self.removed.contains(id, addr))
+            || (self.flushed.contains(set) && self.known(&key).is_none())
     }
 
     /// The reading is taken in: what was revoked during it is past, and
@@ -357,7 +431,7 @@ impl Knocks {
     /// transaction whose commit came after the reading is said by its
     /// events.
     pub(super) fn read(&mut self) -> HashMap<(String, IpAddr), Auth> {
-        self.removed = HashSet::new();
+        self.removed = Hosts::default();
         self.flushed = HashSet::new();
         self.batch = Vec::new();
         self.reading = false;
@@ -400,5 +474,106 @@ impl Knocks {
             .into_iter()
             .filter_map(|((s, a), x)| Some((s, a, x?)));
         went.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(set: &str, addr: &str) -> (String, IpAddr) {
+        (set.to_owned(), addr.parse().unwrap())
+    }
+
+    /// The records by set number keep IPv4 and IPv6 hosts apart, each to
+    /// its own set: a host that left is known as left until it is back,
+    /// one said gone is said gone until its event comes, and the room
+    /// goes with them.
+    #[test]
+    fn records_by_set_number_keep_each_family_and_set_apart() {
+        let mut k = Knocks::default();
+        let hosts = [
+            key("ssh_4", "198.18.0.1"),
+            key("ssh_6", "fd00::1"),
+            key("web_6", "fd00::1"),
+        ];
+        for h in &hosts[..2] {
+            k.gone(h.clone());
+        }
+        k.say(hosts[2].clone(), None);
+        assert!(k.was_removed("ssh_4", hosts[0].1));
+        assert!(k.was_removed("ssh_6", hosts[1].1));
+        assert!(!k.was_removed("web_6", hosts[1].1));
+        assert!(!k.was_removed("ssh_6", "fd00::2".parse().unwrap()));
+        assert!(!k.was_removed("ssh_4", "198.18.0.2".parse().unwrap()));
+        assert_eq!(k.said(&hosts[2]), Some(None));
+        assert_eq!(k.said(&hosts[1]), None);
+        assert!(!k.none_said());
+        // Back: no longer left, and only once.
+        assert!(k.unremove(&hosts[1]));
+        assert!(!k.unremove(&hosts[1]));
+        assert!(!k.was_removed("ssh_6", hosts[1].1));
+        assert!(k.was_removed("ssh_4", hosts[0].1));
+        assert_eq!(k.unsay(&hosts[2]), Some(None));
+        assert_eq!(k.unsay(&hosts[2]), None);
+        assert!(k.none_said());
+        assert_eq!(k.said_room(), 0);
+        // A reload deleted ssh_4: its records go, the others stay.
+        k.gone(hosts[1].clone());
+        k.drop_set("ssh_4");
+        assert!(!k.was_removed("ssh_4", hosts[0].1));
+        assert!(k.was_removed("ssh_6", hosts[1].1));
+    }
+
+    /// One said with an element is kept with its deadline, which comes
+    /// due once; said gone since, it is no longer due.
+    #[test]
+    fn those_said_come_due_once_unless_said_gone() {
+        let mut k = Knocks::default();
+        let (a, b) = (key("ssh_6", "fd00::7"), key("ssh_4", "198.18.0.7"));
+        k.say(
+            a.clone(),
+            Some(Auth {
+                since: 0,
+                until: 5_000,
+            }),
+        );
+        k.say(
+            b.clone(),
+            Some(Auth {
+                since: 0,
+                until: 6_000,
+            }),
+        );
+        assert_eq!(k.next_due(), Some(5_000));
+        assert_eq!(
+            k.said(&a),
+            Some(Some(Auth {
+                since: 0,
+                until: 5_000
+            }))
+        );
+        k.gone(b.clone());
+        assert_eq!(k.said(&b), Some(None));
+        let due = k.take_due(10_000);
+        assert_eq!(
+            due,
+            vec![(
+                a.0.clone(),
+                a.1,
+                Auth {
+                    since: 0,
+                    until: 5_000
+                }
+            )]
+        );
+        assert_eq!(k.take_due(10_000), vec![]);
+        assert_eq!(
+            k.unsay(&a),
+            Some(Some(Auth {
+                since: 0,
+                until: 5_000
+            }))
+        );
     }
 }
