@@ -2727,6 +2727,53 @@ fn a_revoke_during_the_starts_reading_goes_at_once_and_the_reading_leaves_it_out
     assert_eq!(d.known(&t), Some(1), "{:?}", log.take());
 }
 
+/// The same for IPv6 hosts, whose records of hosts that left a set are
+/// kept apart from IPv4 ones: fd00::12 revoked during the start's reading
+/// goes from the kernel at once and the log says so once; the reading,
+/// which found it, leaves it out, so that no line says it again and it
+/// never expires; fd00::14, held too and not revoked, is taken in and
+/// expires at its deadline.
+#[test]
+fn an_ipv6_host_revoked_during_the_starts_reading_stays_out_and_the_others_stay() {
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let (mut d, k, log, path, _dir) = reading_rig_with("revoke-reading-6", |k| {
+        k.knock("ssh_6", "fd00::12");
+        k.knock("ssh_6", "fd00::14");
+        k.st().gate = Some(gate.clone());
+    });
+    let t = ssh_table();
+    k.at(T0 + s(6));
+    let req = Request {
+        config: path.clone(),
+        argv: vec!["revoke".to_owned(), "fd00::12".to_owned()],
+    };
+    let reply = d.control_while_reading(&req, (T0 + s(6)) / 1000);
+    let reply = reply.expect("a revoke does not wait for the reading");
+    assert!(reply.error.is_none(), "{:?}", reply.error);
+    assert!(d.reading().is_some(), "done before the reading is over");
+    let fourteen: IpAddr = "fd00::14".parse().unwrap();
+    assert_eq!(k.holds("ssh_6"), vec![fourteen]);
+    let l = log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].starts_with("revoked fd00::12 service=ssh"), "{l:?}");
+    // The reading found both (it dumped before the revoke).
+    k.knock("ssh_6", "fd00::12");
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    d.read_done_heard(Vec::new);
+    read_to_end(&mut d);
+    k.remove("ssh_6", "fd00::12");
+    let l = log.take();
+    assert!(l.iter().all(|x| !x.contains("fd00::12")), "{l:?}");
+    assert_eq!(d.known(&t), Some(1), "only fd00::14: {l:?}");
+    tick_to(&mut d, &k, T0 + s(60) + COALESCE);
+    let l = log.take();
+    assert_eq!(lines_of(&l, "expired", "fd00::14"), 1, "{l:?}");
+    assert!(l.iter().all(|x| !x.contains("fd00::12")), "{l:?}");
+    assert_eq!(k.holds("ssh_6"), Vec::<IpAddr>::new());
+    assert_eq!(d.known(&t), Some(0));
+}
+
 /// `pfknock allow` during the start's reading is done at once: the kernel
 /// holds the host, the log says `allowed`. Once the reading is taken in,
 /// the host is in the book with the time the allow gave it, whether the
