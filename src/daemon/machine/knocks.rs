@@ -63,7 +63,9 @@ pub(super) struct Knocks {
     /// Sets `pfknock flush` emptied while the reading ran: what it found
     /// of them is not taken in, but for hosts said or allowed since.
     flushed: HashSet<String>,
-    /// The sets `said_gone`, `removed` and `due` name, by number.
+    /// The sets `said_gone`, `removed` and `due` name, by number. Not
+    /// `said`'s own numbers: `take_said` takes that book whole, and its
+    /// numbering with it, while these records stay.
     sets: Sets,
 }
 
@@ -531,49 +533,24 @@ mod tests {
     fn those_said_come_due_once_unless_said_gone() {
         let mut k = Knocks::default();
         let (a, b) = (key("ssh_6", "fd00::7"), key("ssh_4", "198.18.0.7"));
-        k.say(
-            a.clone(),
-            Some(Auth {
+        let (at5, at6) = (
+            Auth {
                 since: 0,
                 until: 5_000,
-            }),
-        );
-        k.say(
-            b.clone(),
-            Some(Auth {
+            },
+            Auth {
                 since: 0,
                 until: 6_000,
-            }),
+            },
         );
+        k.say(a.clone(), Some(at5));
+        k.say(b.clone(), Some(at6));
         assert_eq!(k.next_due(), Some(5_000));
-        assert_eq!(
-            k.said(&a),
-            Some(Some(Auth {
-                since: 0,
-                until: 5_000
-            }))
-        );
+        assert_eq!(k.said(&a), Some(Some(at5)));
         k.gone(b.clone());
         assert_eq!(k.said(&b), Some(None));
-        let due = k.take_due(10_000);
-        assert_eq!(
-            due,
-            vec![(
-                a.0.clone(),
-                a.1,
-                Auth {
-                    since: 0,
-                    until: 5_000
-                }
-            )]
-        );
+        assert_eq!(k.take_due(10_000), vec![(a.0.clone(), a.1, at5)]);
         assert_eq!(k.take_due(10_000), vec![]);
-        assert_eq!(
-            k.unsay(&a),
-            Some(Some(Auth {
-                since: 0,
-                until: 5_000
-            }))
-        );
+        assert_eq!(k.unsay(&a), Some(Some(at5)));
     }
 }
