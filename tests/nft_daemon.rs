@@ -3981,3 +3981,112 @@ fn a_table_deleted_during_a_start_over_a_record_says_nothing_false_of_the_record
         ]
     );
 }
+
+/// A start over the last run's record while hosts change during its
+/// reading: what changed after the start was said as it came (or is said
+/// when its event comes), and the compare with the record, after the
+/// reading, says nothing of those hosts. Before, it said them as changed
+/// while no daemon ran: .10 and .11 removed (the kernel held both at the
+/// start) and .13 authorized then. The record knew .7, .10, .11 and .12
+/// twenty seconds before the start; .10, .11 and .12 knocked again while
+/// no daemon ran, .7 left. After the daemon listens, .10 knocks again (its
+/// event still waiting at the reading's end) and `nft` adds .13; during
+/// the reading `nft` deletes .11, so the reading finds .10, .11 and .13.
+/// The compare says .12 renewed and .7 gone while the daemon was down;
+/// the kernel ends with .10, .12 and .13, and so does the book.
+#[test]
+fn the_compare_with_the_record_says_nothing_of_what_changed_during_the_reading() {
+    let dir = common::Scratch::new("nft-daemon-compare-during");
+    let path = dir.join("pfknock.toml");
+    fs::write(&path, SSH).unwrap();
+    let k = Nft::default();
+    k.at(T0);
+    let log = Mem::default();
+    let (cfg, _) = Config::load(&path).unwrap();
+    let t = ssh_table();
+    let ip = |a: &str| a.parse::<IpAddr>().unwrap();
+    let then = T0 / 1000 - 20;
+    let record: pfknock::daemon::state::Known =
+        ["198.18.0.7", "198.18.0.10", "198.18.0.11", "198.18.0.12"]
+            .map(|a| ((t.to_string(), a.parse::<Net>().unwrap()), then))
+            .into();
+    let mut d = Daemon::start(cfg, &path, k.clone(), k.clone(), log.clone(), T0 / 1000).unwrap();
+    for a in ["198.18.0.10", "198.18.0.11", "198.18.0.12"] {
+        k.knock("ssh_4", a);
+    }
+    k.at(T0 + s(5));
+    let st = dir.join("pfknock.pid.state");
+    pfknock::daemon::state::write(&st, &record);
+    d.state = Some(st.clone());
+    d.use_events_later(Box::new(k.clone()), pfknock::daemon::state::take(&st));
+    // After the daemon listens, before the reading passes them: .10's
+    // knock, and .13 added by nft (its event heard during the reading).
+    k.knock("ssh_4", "198.18.0.10");
+    let thirteen = k.knock("ssh_4", "198.18.0.13");
+    let until = k.deadline("ssh_4", thirteen);
+    d.read_aside();
+    d.begin(T0 + s(5));
+    assert!(d.reading().is_some());
+    log.take();
+    let eleven = ip("198.18.0.11");
+    let gone_at = k.deadline("ssh_4", eleven);
+    k.remove("ssh_4", "198.18.0.11");
+    let el = |added, a, until| KernelEvent::Elements {
+        set: "ssh_4".into(),
+        added,
+        addrs: vec![Deadline::new(a, until)],
+    };
+    let commit = |pid| KernelEvent::Commit {
+        pid,
+        process: "nft".into(),
+    };
+    let queue = [
+        el(false, eleven, gone_at),
+        commit(42),
+        el(true, thirteen, until),
+        commit(43),
+    ];
+    d.hear(&queue, T0 + s(6));
+    let at = |verb, a, extra| format!("{verb} {a} service=ssh table=ssh anchor=pfknock {extra}");
+    assert_eq!(
+        log.take(),
+        [
+            at("removed", "198.18.0.11", "age=6s ttl=1m by nft[42]"),
+            at("authorized", "198.18.0.13", "ttl=1m by nft[43]"),
+        ]
+    );
+    let ten = ip("198.18.0.10");
+    d.read_done_heard(|| vec![("pfknock ssh: ".to_owned(), ten)]);
+    assert!(d.reading().is_none());
+    let l = log.take();
+    let down = "while the daemon was down";
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert!(
+        l[0].starts_with("renewed 198.18.0.12 ") && l[0].ends_with(down),
+        "{l:?}"
+    );
+    assert!(
+        l[1].contains(" 198.18.0.7 ") && l[1].ends_with(down),
+        "{l:?}"
+    );
+    // The events that waited: .10's knock said once; the others said.
+    for ev in queue {
+        d.kernel(ev, T0 + s(7));
+    }
+    let knock = KernelEvent::Knock {
+        prefix: "pfknock ssh: ".into(),
+        addr: ten,
+    };
+    d.kernel(knock, T0 + s(7));
+    let l = log.take();
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(l[0].starts_with("authorized 198.18.0.10 "), "{l:?}");
+    let want = ["198.18.0.10", "198.18.0.12", "198.18.0.13"].map(ip);
+    assert_eq!(k.holds("ssh_4"), want);
+    assert_eq!(d.known(&t), Some(3));
+    let snap = d.snapshot();
+    let booked: Vec<IpAddr> = (snap.hosts(&t.to_string()).into_iter().flatten())
+        .map(|(n, _)| n.addr())
+        .collect();
+    assert_eq!(booked, want, "the book holds what the kernel does");
+}

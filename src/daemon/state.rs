@@ -130,6 +130,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     pub fn reconcile(&mut self, prev: Option<Known>, now: i64) {
         let acts = match prev {
             None if !self.machine.polls() => {
+                self.machine.compared();
                 super::machine::Machine::no_record(self.machine.booked())
             }
             // The book is what the kernel holds: compared in parts.

@@ -230,7 +230,7 @@ impl Machine {
     /// can be a million lines: none is held meanwhile. The book holds
     /// still (kernel events wait for the end, as they do for the
     /// reading's); the lines are `reconcile`'s, in its order.
-    pub fn compare(&self, cx: &Ctx, prev: Known, now: i64, out: &mut Vec<Action>) {
+    pub fn compare(&mut self, cx: &Ctx, prev: Known, now: i64, out: &mut Vec<Action>) {
         let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for s in &cx.cfg.services {
             let t = TableRef::new(&cx.cfg.anchor, &s.table).to_string();
@@ -261,15 +261,16 @@ impl Machine {
 
     /// The next part of a `compare`; the next after it is asked for at the
     /// loop's next turn.
-    pub(super) fn compare_part(&self, cx: &Ctx, mut c: Box<Comparing>, out: &mut Vec<Action>) {
+    pub(super) fn compare_part(&mut self, cx: &Ctx, mut c: Box<Comparing>, out: &mut Vec<Action>) {
         // Hosts walked, and lines said (each costs more).
         let (mut hosts, mut lines) = (super::resync::TAKE_AT_ONCE, LINES_AT_ONCE);
+        let aside = self.knocks.any_changed_while_read();
         loop {
             let Some(tab) = c.tables.get(c.at) else {
                 c.walk = match c.walk {
                     Walk::Count => Walk::New,
                     Walk::New => Walk::Gone,
-                    Walk::Gone => return,
+                    Walk::Gone => return self.knocks.compared(),
                 };
                 c.at = 0;
                 continue;
@@ -298,6 +299,12 @@ impl Machine {
             for (n, held, kept) in side_by_side(cur, kept.into_iter().flatten()) {
                 c.after = Some(n);
                 hosts -= 1;
+                // Changed since the start, and said as it came or when its
+                // event comes: nothing of it is known of the time down.
+                let set = tab.sets.get(usize::from(n.addr().is_ipv6()));
+                let since =
+                    aside && set.is_some_and(|s| self.knocks.changed_while_read(s, n.addr()));
+                let (held, kept) = if since { (None, None) } else { (held, kept) };
                 match (self.verdict(w, held, kept, c.now), c.walk) {
                     (Some((_, since)), Walk::Count) => said[usize::from(since.is_none())] += 1,
                     (Some((verb, since)), walk) if since.is_none() == (walk == Walk::Gone) => {
@@ -362,6 +369,12 @@ impl Machine {
              authorizations found; what happened while no daemon ran is not known"
         );
         vec![Action::Log(Level::Notice, line)]
+    }
+
+    /// No compare with a record follows the reading just taken in: what
+    /// was kept of it for one goes (`Knocks::compared`).
+    pub fn compared(&mut self) {
+        self.knocks.compared();
     }
 
     /// How many authorizations the book holds (kernel events).

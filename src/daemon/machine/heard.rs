@@ -366,9 +366,11 @@ impl Machine {
 
     /// The hosts allowed while the reading ran, once it is taken in: each
     /// in the book with the authorization the allow gave, unless the
-    /// book holds a later deadline for it (a knock since).
-    pub(super) fn take_allowed(&mut self, cx: &Ctx, out: &mut Vec<Action>) {
-        for ((set, addr), a) in self.knocks.read() {
+    /// book holds a later deadline for it (a knock since). What changed
+    /// during a reading not after an overrun (`missed`) is kept for the
+    /// compare with the record (`Knocks::read`).
+    pub(super) fn take_allowed(&mut self, cx: &Ctx, missed: bool, out: &mut Vec<Action>) {
+        for ((set, addr), a) in self.knocks.read(!missed) {
             // The same deadline as the reading found: its age is known.
             if self.tracked(&set, addr).is_none_or(|b| b.until <= a.until) {
                 out.extend(self.track(cx, &set, addr, a.since, a.until));

@@ -63,7 +63,17 @@ pub(super) struct Knocks {
     /// Sets `pfknock flush` emptied while the reading ran: what it found
     /// of them is not taken in, but for hosts said or allowed since.
     flushed: HashSet<String>,
-    /// The sets `said_gone`, `removed` and `due` name, by number. Not
+    /// Hosts that left (`removed`) or that `pfknock allow` added while
+    /// the start's reading ran, and the sets `pfknock flush` emptied
+    /// then, kept past its take-in for the compare with the last run's
+    /// record: each was said as it came, and the compare says nothing of
+    /// them (`changed_while_read`). Given back once the compare is done,
+    /// or when none follows the start (`compared`); else at the next
+    /// reading's end (a reload's, which reads a set made anew).
+    touched: Hosts,
+    touched_sets: HashSet<String>,
+    /// The sets `said_gone`, `removed`, `touched` and `due` name, by
+    /// number. Not
     /// `said`'s own numbers: `take_said` takes that book whole, and its
     /// numbering with it, while these records stay.
     sets: Sets,
@@ -201,8 +211,10 @@ impl Knocks {
         if let Some(id) = self.sets.find(set) {
             self.said_gone.drop_set(id);
             self.removed.drop_set(id);
+            self.touched.drop_set(id);
             self.due.retain(|(_, w, _)| *w != id);
         }
+        self.touched_sets.remove(set);
         self.dropped.retain(|(w, _), _| w != set);
         self.allowed.retain(|(w, _), _| w != set);
         self.closed.retain(|(w, _)| w != set);
@@ -408,6 +420,53 @@ impl Knocks {
         !self.closed.is_empty() && self.closed.remove(&(set.to_owned(), addr))
     }
 
+    /// Did `addr` change in `set` while the start's reading ran, said as
+    /// it came or to be said when its event comes: a knock or an addition
+    /// by others (`said`, `said_gone`, `waiting`, `again`), a close knock,
+    /// a host that left or was allowed, a set flushed? Then the compare
+    /// with the last run's record says nothing of it: what the book holds
+    /// of it (or not) is since the start, not what happened while no
+    /// daemon ran.
+    pub(super) fn changed_while_read(&self, set: &str, addr: IpAddr) -> bool {
+        let key = || (set.to_owned(), addr);
+        let said = self
+            .said
+            .find(set)
+            .is_some_and(|id| self.said.get(id, addr).is_some());
+        let id = self.sets.find(set);
+        let held = |h: &Hosts| !h.is_empty() && id.is_some_and(|id| h.contains(id, addr));
+        said || held(&self.said_gone)
+            || held(&self.touched)
+            || held(&self.removed)
+            || self.touched_sets.contains(set)
+            || self.flushed.contains(set)
+            || (!self.allowed.is_empty() && self.allowed.contains_key(&key()))
+            || (!self.waiting.is_empty() && self.waiting.contains_key(&key()))
+            || (!self.again.is_empty() && self.again.contains_key(&key()))
+            || (!self.closed.is_empty() && self.closed.contains(&key()))
+    }
+
+    /// Does anything of the start's reading stay to be compared
+    /// (`changed_while_read`)? Else the compare need not ask.
+    pub(super) fn any_changed_while_read(&self) -> bool {
+        !(self.none_said()
+            && self.touched.is_empty()
+            && self.touched_sets.is_empty()
+            && self.removed.is_empty()
+            && self.flushed.is_empty()
+            && self.allowed.is_empty()
+            && self.waiting.is_empty()
+            && self.again.is_empty()
+            && self.closed.is_empty())
+    }
+
+    /// The compare with the last run's record is done, or none follows
+    /// this reading: what was kept for it goes.
+    pub(super) fn compared(&mut self) {
+        self.touched = Hosts::default();
+        self.touched_sets = HashSet::new();
+    }
+
     /// Did `pfknock allow` add `addr` to `set` while the reading ran?
     /// Then its line was said, and what the reading found of it says
     /// none learned late.
@@ -428,13 +487,24 @@ impl Knocks {
             || (self.flushed.contains(set) && self.known(&key).is_none())
     }
 
-    /// The reading is taken in: what was revoked during it is past, and
-    /// what was allowed is handed over, to be taken into the book. A
+    /// The reading is taken in: what was revoked during it is past (but
+    /// for the compare with the last run's record that may follow a
+    /// reading not after an overrun, `for_compare`: `touched`), and what
+    /// was allowed is handed over, to be taken into the book. A
     /// transaction whose commit came after the reading is said by its
     /// events.
-    pub(super) fn read(&mut self) -> HashMap<(String, IpAddr), Auth> {
-        self.removed = Hosts::default();
-        self.flushed = HashSet::new();
+    pub(super) fn read(&mut self, for_compare: bool) -> HashMap<(String, IpAddr), Auth> {
+        let removed = std::mem::take(&mut self.removed);
+        let flushed = std::mem::take(&mut self.flushed);
+        self.compared();
+        if for_compare {
+            self.touched = removed;
+            for (set, addr) in self.allowed.keys() {
+                let id = self.sets.id(set);
+                self.touched.insert(id, *addr);
+            }
+            self.touched_sets = flushed;
+        }
         self.batch = Vec::new();
         self.reading = false;
         self.due = BTreeSet::new();
@@ -525,6 +595,54 @@ mod tests {
         k.drop_set("ssh_4");
         assert!(!k.was_removed("ssh_4", hosts[0].1));
         assert!(k.was_removed("ssh_6", hosts[1].1));
+    }
+
+    /// What changed during the start's reading, each way it is kept, is
+    /// known as changed to the compare with the record: during the
+    /// reading, and once it is taken in for a compare (not after an
+    /// overrun's), until the compare is done; nothing else is.
+    #[test]
+    fn what_changed_during_the_reading_is_known_to_the_compare() {
+        let a = Auth {
+            since: 0,
+            until: 5_000,
+        };
+        let changed = |k: &Knocks, (set, addr): &(String, IpAddr)| k.changed_while_read(set, *addr);
+        let hosts = [
+            key("ssh_4", "198.18.0.1"), // said with an element
+            key("ssh_4", "198.18.0.2"), // said gone
+            key("ssh_4", "198.18.0.3"), // left
+            key("ssh_6", "fd00::4"),    // allowed
+            key("ssh_4", "198.18.0.5"), // waiting
+            key("ssh_4", "198.18.0.6"), // knocked again
+            key("ssh_4", "198.18.0.7"), // closed
+            key("web_4", "198.18.0.8"), // its set flushed
+        ];
+        let others = [key("ssh_4", "198.18.0.9"), key("ssh_6", "fd00::1")];
+        for for_compare in [true, false] {
+            let mut k = Knocks::default();
+            assert!(!k.any_changed_while_read());
+            k.say(hosts[0].clone(), Some(a));
+            k.say(hosts[1].clone(), None);
+            k.gone(hosts[2].clone());
+            k.allow(hosts[3].clone(), a);
+            k.waiting.insert(hosts[4].clone(), None);
+            k.again.insert(hosts[5].clone(), 1);
+            k.closed.insert(hosts[6].clone());
+            k.flush(hosts[7].0.clone());
+            assert!(k.any_changed_while_read());
+            assert!(hosts.iter().all(|h| changed(&k, h)), "during the reading");
+            assert!(!others.iter().any(|h| changed(&k, h)));
+            k.read(for_compare);
+            let kept = hosts.iter().filter(|h| changed(&k, h)).count();
+            // Those said, waiting, knocked again and closed stay until
+            // their events come; the rest only for a compare.
+            assert_eq!(kept, if for_compare { 8 } else { 5 }, "{for_compare}");
+            k.compared();
+            assert!(!changed(&k, &hosts[2]) && !changed(&k, &hosts[3]));
+            assert!(!changed(&k, &hosts[7]));
+            assert!(!others.iter().any(|h| changed(&k, h)));
+        }
     }
 
     /// One said with an element is kept with its deadline, which comes

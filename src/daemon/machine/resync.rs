@@ -226,7 +226,7 @@ impl Machine {
                 self.went(cx, &set, addr, a, now, &mut t.lines);
             }
         }
-        self.take_allowed(cx, out);
+        self.take_allowed(cx, t.missed, out);
         self.settle_when_quiet();
         if !self.say_late(cx, &mut t, out) {
             out.push(Action::Ask(Query::Pause, Then::of(Step::Taking(t))));
