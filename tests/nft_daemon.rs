@@ -68,7 +68,7 @@ struct State {
     /// doubts (true) or does not doubt that it is whole.
     dump_doubts: Option<bool>,
     /// A dump waits until this opens (a reading held running).
-    gate: Option<Arc<(Mutex<bool>, std::sync::Condvar)>>,
+    gate: Option<Gate>,
     /// What each dump was told was heard added to its set meanwhile.
     heard: Vec<(String, Vec<IpAddr>)>,
 }
@@ -572,7 +572,7 @@ impl Rig {
     /// The kernel drops notifications at `t` (ms): the reading of the
     /// sets that follows is held running until its gate opens (`open`).
     fn overrun_held(&mut self, t: i64) -> Gate {
-        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let gate = shut();
         self.k.st().gate = Some(gate.clone());
         self.event(t, KernelEvent::Overrun);
         assert!(self.d.reading().is_some());
@@ -606,6 +606,11 @@ impl Rig {
 
 /// What holds a reading running until it opens (`State::gate`).
 type Gate = Arc<(Mutex<bool>, std::sync::Condvar)>;
+
+/// A gate, shut: a reading given it is held running (`State::gate`).
+fn shut() -> Gate {
+    Arc::new((Mutex::new(false), std::sync::Condvar::new()))
+}
 
 /// Let the reading `gate` holds go on.
 fn open(gate: &Gate) {
@@ -900,6 +905,18 @@ fn an_overrun_read_beside_the_loop_says_the_same_once_the_reading_is_done() {
     assert_eq!(r.d.known(&t), Some(1));
 }
 
+/// A start's parts: a scratch directory with SSH's config in it, the
+/// config, the kernel model at T0 (nothing loaded yet) and a log.
+fn start_parts(name: &str) -> (common::Scratch, PathBuf, Config, Nft, Mem) {
+    let dir = common::Scratch::new(&format!("nft-daemon-{name}"));
+    let path = dir.join("pfknock.toml");
+    fs::write(&path, SSH).unwrap();
+    let (cfg, _) = Config::load(&path).unwrap();
+    let k = Nft::default();
+    k.at(T0);
+    (dir, path, cfg, k, Mem::default())
+}
+
 /// `run`'s start: the sets are read beside the loop, after the detach.
 /// Until that reading is done the daemon knows nothing, says nothing of
 /// the last run's record, answers SIGINFO with a line that says it reads,
@@ -907,13 +924,7 @@ fn an_overrun_read_beside_the_loop_says_the_same_once_the_reading_is_done() {
 /// and says what happened while no daemon ran.
 #[test]
 fn the_start_reads_the_sets_beside_the_loop_and_then_compares_the_record() {
-    let dir = common::Scratch::new("nft-daemon-start-aside");
-    let path = dir.join("pfknock.toml");
-    fs::write(&path, SSH).unwrap();
-    let k = Nft::default();
-    k.at(T0);
-    let log = Mem::default();
-    let (cfg, _) = Config::load(&path).unwrap();
+    let (dir, path, cfg, k, log) = start_parts("start-aside");
     let t = ssh_table();
     // The last run knew .7 (gone now), not .8.
     let key = |a: &str| (t.to_string(), a.parse::<Net>().unwrap());
@@ -1400,7 +1411,7 @@ fn unload_through_the_daemon_holds_until_load() {
 #[test]
 fn an_unload_during_the_starts_reading_is_done_at_once_but_over_a_record() {
     for gated in [false, true] {
-        let gate: Gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let gate = shut();
         let (mut d, k, log, path, _dir) = reading_rig_with("unload-reading", |k| {
             k.knock("ssh_4", "198.18.0.9");
             k.knock("ssh_4", "198.18.0.10");
@@ -1890,6 +1901,29 @@ fn reading_rig_with(
     reading_rig_of(name, SSH, prepare)
 }
 
+/// `reading_rig_with`, the kernel holding `hosts` of `set` (knocked at
+/// T0), and the start's reading held running until `gate` opens.
+fn held_rig(name: &str, set: &str, hosts: &[&str]) -> HeldRig {
+    let gate = shut();
+    let (d, k, log, path, dir) = reading_rig_with(name, |k| {
+        for a in hosts {
+            k.knock(set, a);
+        }
+        k.st().gate = Some(gate.clone());
+    });
+    (d, k, log, path, dir, gate)
+}
+
+/// What `held_rig` gives: `reading_rig_with`'s, and the gate.
+type HeldRig = (
+    Daemon<Nft, Nft, Mem>,
+    Nft,
+    Mem,
+    PathBuf,
+    common::Scratch,
+    Gate,
+);
+
 /// `reading_rig_with`, for the config `conf`.
 fn reading_rig_of(
     name: &str,
@@ -2118,7 +2152,7 @@ fn a_reload_to_expire_tables_is_refused_and_changes_nothing() {
 #[test]
 fn a_reload_that_deletes_sets_being_read_is_loaded_at_once_and_says_what_went() {
     for gated in [false, true] {
-        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let gate = shut();
         let (mut d, k, log, path, _dir) =
             reading_rig_of("reload-reading-deletes", &format!("{SSH}{WEB}"), |k| {
                 k.knock("ssh_4", "198.18.0.9");
@@ -2175,8 +2209,7 @@ fn a_reload_that_deletes_sets_being_read_is_loaded_at_once_and_says_what_went() 
         reloaded_without_ssh_6_and_web(&log.take());
         let sets: Vec<String> = k.st().sets.as_ref().unwrap().keys().cloned().collect();
         assert_eq!(sets, ["ssh_4"]);
-        *gate.0.lock().unwrap() = true;
-        gate.1.notify_all();
+        open(&gate);
         read_to_end(&mut d);
         if gated {
             for ev in heard {
@@ -2490,9 +2523,7 @@ fn a_set_made_anew_under_the_reading_then_unloaded_is_not_read_again() {
 /// second dump.
 #[test]
 fn what_the_loop_hears_during_a_reading_is_handed_to_it() {
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let (mut d, k, _log, _path, _dir) =
-        reading_rig_with("heard", |k| k.st().gate = Some(gate.clone()));
+    let (mut d, k, _log, _path, _dir, gate) = held_rig("heard", "ssh_4", &[]);
     let (eleven, six): (IpAddr, IpAddr) =
         ("198.18.0.11".parse().unwrap(), "fd00::6".parse().unwrap());
     let twelve: IpAddr = "198.18.0.12".parse().unwrap();
@@ -2523,8 +2554,7 @@ fn what_the_loop_hears_during_a_reading_is_handed_to_it() {
         ],
         T0 + s(10),
     );
-    *gate.0.lock().unwrap() = true;
-    gate.1.notify_all();
+    open(&gate);
     read_to_end(&mut d);
     let heard = std::mem::take(&mut k.st().heard);
     assert_eq!(
@@ -2545,9 +2575,7 @@ fn what_the_loop_hears_during_a_reading_is_handed_to_it() {
 /// not taken in; a knock of a host that is not a service's is not said.
 #[test]
 fn knocks_heard_during_the_starts_reading_are_said_at_once_and_once() {
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let (mut d, k, log, _path, _dir) =
-        reading_rig_with("said-at-once", |k| k.st().gate = Some(gate.clone()));
+    let (mut d, k, log, _path, _dir, gate) = held_rig("said-at-once", "ssh_4", &[]);
     let t = ssh_table();
     k.at(T0 + s(5));
     let eleven = k.knock("ssh_4", "198.18.0.11");
@@ -2592,8 +2620,7 @@ fn knocks_heard_during_the_starts_reading_are_said_at_once_and_once() {
     d.hear(&[knock(eleven)], T0 + s(5));
     assert_eq!(log.take(), Vec::<String>::new());
     k.remove("ssh_4", "198.18.0.15");
-    *gate.0.lock().unwrap() = true;
-    gate.1.notify_all();
+    open(&gate);
     let waiting = vec![
         ("pfknock ssh: ".to_owned(), eleven),
         ("pfknock ssh: ".to_owned(), six),
@@ -2641,11 +2668,7 @@ fn knocks_heard_during_the_starts_reading_are_said_at_once_and_once() {
 /// authorized again, as any knock, and said so; so is it held.
 #[test]
 fn a_revoke_during_the_starts_reading_goes_at_once_and_the_reading_leaves_it_out() {
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let (mut d, k, log, path, _dir) = reading_rig_with("revoke-reading", |k| {
-        k.knock("ssh_4", "198.18.0.12");
-        k.st().gate = Some(gate.clone());
-    });
+    let (mut d, k, log, path, _dir, gate) = held_rig("revoke-reading", "ssh_4", &["198.18.0.12"]);
     let t = ssh_table();
     let knock = |addr| KernelEvent::Knock {
         prefix: "pfknock ssh: ".into(),
@@ -2688,8 +2711,7 @@ fn a_revoke_during_the_starts_reading_goes_at_once_and_the_reading_leaves_it_out
     // dump of a million may have).
     k.knock("ssh_4", "198.18.0.11");
     k.knock("ssh_4", "198.18.0.12");
-    *gate.0.lock().unwrap() = true;
-    gate.1.notify_all();
+    open(&gate);
     d.read_done_heard(|| {
         let p = "pfknock ssh: ".to_owned();
         vec![(p.clone(), eleven), (p.clone(), thirteen), (p, thirteen)]
@@ -2735,12 +2757,8 @@ fn a_revoke_during_the_starts_reading_goes_at_once_and_the_reading_leaves_it_out
 /// expires at its deadline.
 #[test]
 fn an_ipv6_host_revoked_during_the_starts_reading_stays_out_and_the_others_stay() {
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let (mut d, k, log, path, _dir) = reading_rig_with("revoke-reading-6", |k| {
-        k.knock("ssh_6", "fd00::12");
-        k.knock("ssh_6", "fd00::14");
-        k.st().gate = Some(gate.clone());
-    });
+    let (mut d, k, log, path, _dir, gate) =
+        held_rig("revoke-reading-6", "ssh_6", &["fd00::12", "fd00::14"]);
     let t = ssh_table();
     k.at(T0 + s(6));
     let req = Request {
@@ -2758,8 +2776,7 @@ fn an_ipv6_host_revoked_during_the_starts_reading_stays_out_and_the_others_stay(
     assert!(l[0].starts_with("revoked fd00::12 service=ssh"), "{l:?}");
     // The reading found both (it dumped before the revoke).
     k.knock("ssh_6", "fd00::12");
-    *gate.0.lock().unwrap() = true;
-    gate.1.notify_all();
+    open(&gate);
     d.read_done_heard(Vec::new);
     read_to_end(&mut d);
     k.remove("ssh_6", "fd00::12");
@@ -2784,9 +2801,7 @@ fn an_ipv6_host_revoked_during_the_starts_reading_stays_out_and_the_others_stay(
 /// line learned late, new or renewed by the allow.
 #[test]
 fn an_allow_during_a_reading_goes_at_once_and_is_taken_in_with_its_time() {
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let (mut d, k, log, path, _dir) =
-        reading_rig_with("allow-reading", |k| k.st().gate = Some(gate.clone()));
+    let (mut d, k, log, path, _dir, gate) = held_rig("allow-reading", "ssh_4", &[]);
     let t = ssh_table();
     let command = |d: &mut Daemon<Nft, Nft, Mem>, argv: &[&str], at: i64| {
         let req = Request {
@@ -2810,8 +2825,7 @@ fn an_allow_during_a_reading_goes_at_once_and_is_taken_in_with_its_time() {
     assert!(d.reading().is_some(), "done before the reading is over");
     // The reading dumps .20's set as if before the allow.
     k.remove("ssh_4", "198.18.0.20");
-    *gate.0.lock().unwrap() = true;
-    gate.1.notify_all();
+    open(&gate);
     read_to_end(&mut d);
     k.knock("ssh_4", "198.18.0.20");
     k.at(T0 + s(5));
@@ -2837,8 +2851,7 @@ fn an_allow_during_a_reading_goes_at_once_and_is_taken_in_with_its_time() {
     d.kernel(KernelEvent::Overrun, T0 + s(75));
     command(&mut d, &["allow", "198.18.0.23"], T0 + s(75));
     command(&mut d, &["allow", "198.18.0.24"], T0 + s(75));
-    *gate.0.lock().unwrap() = true;
-    gate.1.notify_all();
+    open(&gate);
     read_to_end(&mut d);
     let l = log.take();
     assert_eq!(l.len(), 3, "{l:?}");
@@ -2905,7 +2918,7 @@ fn knocks_said_during_an_overrun_are_not_said_again_and_what_went_is_said() {
     r.knock(T0, "198.18.0.8");
     assert_eq!(r.log.take().len(), 1);
     r.at(T0 + 500);
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let gate = shut();
     r.k.st().gate = Some(gate.clone());
     let knock = |addr: &str| KernelEvent::Knock {
         prefix: "pfknock ssh: ".into(),
@@ -2939,8 +2952,7 @@ fn knocks_said_during_an_overrun_are_not_said_again_and_what_went_is_said() {
     // notification is lost; then a second overrun takes the knocks'
     // events from the queue.
     r.k.remove("ssh_4", "198.18.0.12");
-    *gate.0.lock().unwrap() = true;
-    gate.1.notify_all();
+    open(&gate);
     read_to_end(&mut r.d);
     assert_eq!(r.log.take(), Vec::<String>::new());
     r.k.knock("ssh_4", "198.18.0.14");
@@ -2975,12 +2987,8 @@ fn knocks_said_during_an_overrun_are_not_said_again_and_what_went_is_said() {
 /// deleted by a pfknock command, is not said (the command says it).
 #[test]
 fn changes_by_others_during_the_starts_reading_are_said_at_once_and_once() {
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let (mut d, k, log, _path, _dir) = reading_rig_with("others-reading", |k| {
-        k.knock("ssh_4", "198.18.0.12");
-        k.knock("ssh_4", "198.18.0.14");
-        k.st().gate = Some(gate.clone());
-    });
+    let (mut d, k, log, _path, _dir, gate) =
+        held_rig("others-reading", "ssh_4", &["198.18.0.12", "198.18.0.14"]);
     let t = ssh_table();
     k.at(T0 + s(5));
     let (twelve, fourteen) = (
@@ -3028,8 +3036,7 @@ fn changes_by_others_during_the_starts_reading_are_said_at_once_and_once() {
         ]
     );
     assert!(d.reading().is_some(), "said before the reading is done");
-    *gate.0.lock().unwrap() = true;
-    gate.1.notify_all();
+    open(&gate);
     read_to_end(&mut d);
     // .21; not .12, which the reading found but was deleted meanwhile.
     assert_eq!(
@@ -3221,9 +3228,7 @@ fn an_authorization_due_during_an_overruns_reading_expires_at_once() {
 /// knock's event, after the reading, says nothing.
 #[test]
 fn hosts_said_during_the_starts_reading_expire_at_their_deadline_during_it() {
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let (mut d, k, log, path, _dir) =
-        reading_rig_with("said-due", |k| k.st().gate = Some(gate.clone()));
+    let (mut d, k, log, path, _dir, gate) = held_rig("said-due", "ssh_4", &[]);
     k.at(T0 + s(5));
     let eleven = k.knock("ssh_4", "198.18.0.11");
     let knock = KernelEvent::Knock {
@@ -3270,9 +3275,7 @@ fn hosts_said_during_the_starts_reading_expire_at_their_deadline_during_it() {
 /// expires once, a ttl after its renewal.
 #[test]
 fn renewals_during_a_reading_are_said_at_once_and_once() {
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let (mut d, k, log, _path, _dir) =
-        reading_rig_with("renewed-reading", |k| k.st().gate = Some(gate.clone()));
+    let (mut d, k, log, _path, _dir, gate) = held_rig("renewed-reading", "ssh_4", &[]);
     let knock = |a: &str| KernelEvent::Knock {
         prefix: "pfknock ssh: ".into(),
         addr: a.parse().unwrap(),
@@ -3342,11 +3345,7 @@ fn renewals_during_a_reading_are_said_at_once_and_once() {
 /// nothing more, and the book holds what the kernel holds.
 #[test]
 fn a_flush_during_the_starts_reading_goes_at_once_and_the_reading_leaves_it_out() {
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let (mut d, k, log, path, _dir) = reading_rig_with("flush-reading", |k| {
-        k.knock("ssh_4", "198.18.0.12");
-        k.st().gate = Some(gate.clone());
-    });
+    let (mut d, k, log, path, _dir, gate) = held_rig("flush-reading", "ssh_4", &["198.18.0.12"]);
     let knock = |a: &str| KernelEvent::Knock {
         prefix: "pfknock ssh: ".into(),
         addr: a.parse().unwrap(),
@@ -3396,9 +3395,7 @@ fn a_flush_during_the_starts_reading_goes_at_once_and_the_reading_leaves_it_out(
 /// in order, until each knock is said once.
 #[test]
 fn a_burst_during_a_reading_is_said_as_syslog_takes_it() {
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let (mut d, k, log, _path, _dir) =
-        reading_rig_with("burst-reading", |k| k.st().gate = Some(gate.clone()));
+    let (mut d, k, log, _path, _dir, gate) = held_rig("burst-reading", "ssh_4", &[]);
     k.at(T0 + s(5));
     let burst: Vec<KernelEvent> = (0..3000)
         .map(|i| KernelEvent::Knock {
@@ -3683,9 +3680,7 @@ fn what_comes_while_a_transaction_is_said_comes_after_it() {
     assert_eq!(r.log.take().len(), n as usize - SAY_AT_ONCE);
     assert_eq!(r.d.known(&ssh_table()), Some(2 * n as usize - 1));
     // During a start's reading: heard a part at a time.
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let (mut d, k, log, _path, _dir) =
-        reading_rig_with("others-reading", |k| k.st().gate = Some(gate.clone()));
+    let (mut d, k, log, _path, _dir, gate) = held_rig("others-reading", "ssh_4", &[]);
     let evs = by_nft_then_a_knock(&k, n);
     log.2.store(true, Relaxed);
     d.hear(&evs, T0 + s(5));
@@ -3776,9 +3771,7 @@ fn lines_learned_late_are_said_as_syslog_takes_them() {
 /// found its element).
 #[test]
 fn a_knock_of_a_host_allowed_during_a_reading_renews_it() {
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let (mut d, k, log, path, _dir) =
-        reading_rig_with("allow-knock", |k| k.st().gate = Some(gate.clone()));
+    let (mut d, k, log, path, _dir, gate) = held_rig("allow-knock", "ssh_4", &[]);
     k.at(T0 + s(5));
     let req = Request {
         config: path.clone(),
@@ -3866,9 +3859,7 @@ fn a_full_meter_during_a_reading_is_said_to_have_room_again_during_it() {
 fn a_transaction_left_unsaid_when_the_reading_ends_is_said_then_once() {
     use pfknock::daemon::SAY_AT_ONCE;
     use std::sync::atomic::Ordering::Relaxed;
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let (mut d, k, log, _path, _dir) =
-        reading_rig_with("unsaid-end", |k| k.st().gate = Some(gate.clone()));
+    let (mut d, k, log, _path, _dir, gate) = held_rig("unsaid-end", "ssh_4", &[]);
     let n = 3 * SAY_AT_ONCE as u32;
     let evs = by_nft_then_a_knock(&k, n);
     log.2.store(true, Relaxed);
@@ -3907,16 +3898,10 @@ fn record_rig(
     name: &str,
     gate: Option<Gate>,
 ) -> (Daemon<Nft, Nft, Mem>, Nft, Mem, PathBuf, common::Scratch) {
-    let dir = common::Scratch::new(&format!("nft-daemon-{name}"));
-    let path = dir.join("pfknock.toml");
-    fs::write(&path, SSH).unwrap();
-    let (cfg, _) = Config::load(&path).unwrap();
-    let k = Nft::default();
-    k.at(T0);
+    let (dir, path, cfg, k, log) = start_parts(name);
     k.clone().load(&cfg, "").unwrap();
     k.knock("ssh_4", "198.18.0.9");
     k.st().gate = gate;
-    let log = Mem::default();
     let mut d = Daemon::start(cfg, &path, k.clone(), k.clone(), log.clone(), T0 / 1000).unwrap();
     let key = |a: &str| (ssh_table().to_string(), a.parse::<Net>().unwrap());
     let record: pfknock::daemon::state::Known = [
@@ -3941,7 +3926,7 @@ fn record_rig(
 /// back, and says so.
 #[test]
 fn a_table_deleted_during_a_start_over_a_record_says_nothing_false_of_the_record() {
-    let gate: Gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let gate = shut();
     let (mut d, k, log, _path, _dir) = record_rig("record-deleted", Some(gate.clone()));
     k.delete_table();
     k.at(T0 + s(1));
@@ -3996,13 +3981,7 @@ fn a_table_deleted_during_a_start_over_a_record_says_nothing_false_of_the_record
 /// the kernel ends with .10, .12 and .13, and so does the book.
 #[test]
 fn the_compare_with_the_record_says_nothing_of_what_changed_during_the_reading() {
-    let dir = common::Scratch::new("nft-daemon-compare-during");
-    let path = dir.join("pfknock.toml");
-    fs::write(&path, SSH).unwrap();
-    let k = Nft::default();
-    k.at(T0);
-    let log = Mem::default();
-    let (cfg, _) = Config::load(&path).unwrap();
+    let (_dir, path, cfg, k, log) = start_parts("compare-during");
     let t = ssh_table();
     let ip = |a: &str| a.parse::<IpAddr>().unwrap();
     let then = T0 / 1000 - 20;
@@ -4015,10 +3994,7 @@ fn the_compare_with_the_record_says_nothing_of_what_changed_during_the_reading()
         k.knock("ssh_4", a);
     }
     k.at(T0 + s(5));
-    let st = dir.join("pfknock.pid.state");
-    pfknock::daemon::state::write(&st, &record);
-    d.state = Some(st.clone());
-    d.use_events_later(Box::new(k.clone()), pfknock::daemon::state::take(&st));
+    d.use_events_later(Box::new(k.clone()), Some(record));
     // After the daemon listens, before the reading passes them: .10's
     // knock, and .13 added by nft (its event heard during the reading).
     k.knock("ssh_4", "198.18.0.10");
