@@ -302,9 +302,9 @@ impl Machine {
                 // Changed since the start, and said as it came or when its
                 // event comes: nothing of it is known of the time down.
                 let set = tab.sets.get(usize::from(n.addr().is_ipv6()));
-                let since =
+                let changed =
                     aside && set.is_some_and(|s| self.knocks.changed_while_read(s, n.addr()));
-                let (held, kept) = if since { (None, None) } else { (held, kept) };
+                let (held, kept) = if changed { (None, None) } else { (held, kept) };
                 match (self.verdict(w, held, kept, c.now), c.walk) {
                     (Some((_, since)), Walk::Count) => said[usize::from(since.is_none())] += 1,
                     (Some((verb, since)), walk) if since.is_none() == (walk == Walk::Gone) => {

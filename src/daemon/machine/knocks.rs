@@ -73,9 +73,8 @@ pub(super) struct Knocks {
     touched: Hosts,
     touched_sets: HashSet<String>,
     /// The sets `said_gone`, `removed`, `touched` and `due` name, by
-    /// number. Not
-    /// `said`'s own numbers: `take_said` takes that book whole, and its
-    /// numbering with it, while these records stay.
+    /// number. Not `said`'s own numbers: `take_said` takes that book
+    /// whole, and its numbering with it, while these records stay.
     sets: Sets,
 }
 
