@@ -256,8 +256,8 @@ pub fn release_free_memory() {}
 /// 980k held: 76 MB resident without, 56 MB with; at 200k, 25 and 17 MB).
 ///
 /// glibc also raises the size from which it maps a block apart to that
-/// of each mapped block freed (up to 32 MiB). A reading's vectors (24 MB
-/// at a million) then come from the heap, and the B-tree nodes allocated
+/// of each mapped block freed (up to 32 MiB). A reading's vectors (12 or
+/// 24 MB at a million) then come from the heap, and the B-tree nodes allocated
 /// among them once they are freed keep their pages resident, sparsely
 /// used. A fixed threshold keeps the heap for small blocks: a reading's
 /// vectors are mapped, and unmapped when freed.

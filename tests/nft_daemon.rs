@@ -367,7 +367,7 @@ impl ElementLookup for Nft {
             Some(s) => Ok(s.elems.get(&addr).map(|d| Some((d - now) as u64))),
         }
     }
-    fn dump(&mut self, set: &str) -> std::io::Result<Vec<pfknock::kevents::Deadline>> {
+    fn dump(&mut self, set: &str) -> std::io::Result<pfknock::kevents::Deadlines> {
         let mut st = self.st();
         st.now += st.dump_takes;
         match st.set(set) {
@@ -379,7 +379,7 @@ impl ElementLookup for Nft {
         &mut self,
         set: &str,
     ) -> std::io::Result<(
-        Vec<pfknock::kevents::Deadline>,
+        pfknock::kevents::Deadlines,
         Option<pfknock::kevents::HowRead>,
     )> {
         let doubts = self.st().dump_doubts;
@@ -394,7 +394,7 @@ impl ElementLookup for Nft {
         set: &str,
         heard: &dyn Fn() -> Vec<IpAddr>,
     ) -> std::io::Result<(
-        Vec<pfknock::kevents::Deadline>,
+        pfknock::kevents::Deadlines,
         Option<pfknock::kevents::HowRead>,
     )> {
         // The reading's dumps of authorized sets wait; a meter's does not.

@@ -572,7 +572,7 @@ fn dump_noting(
     set: &str,
     heard: &Heard,
     notes: &mut Vec<HowRead>,
-) -> std::io::Result<Vec<crate::kevents::Deadline>> {
+) -> std::io::Result<crate::kevents::Deadlines> {
     let (d, how) = l.dump_heard(set, &|| heard_of(heard, set))?;
     notes.extend(how);
     Ok(d)

@@ -3,7 +3,8 @@
 //! still and every counted element was found. The cost grows with the
 //! elements asked of, where a dump walks the set again for each datagram.
 //!
-//! Memory: at a million elements each copy of a reading is 24 MB, so the
+//! Memory: at a million elements each copy of a reading is 12 MB (IPv4)
+//! or 24 (IPv6, `kevents::Elem`), so the
 //! look-ups go 4,096 addresses at a time, and a dump's reading is checked
 //! in the dump's own vector (`first_by_look_ups`), never beside a second.
 #![forbid(unsafe_code)]
@@ -11,9 +12,10 @@
 use std::io;
 use std::net::IpAddr;
 
-use super::readings::{Deadline, in_address_order};
+use super::readings::in_address_order;
 use super::walks::Walk;
 use super::{Lookup, Timer};
+use crate::kevents::Elem;
 
 /// Addresses looked up between two looks at the clock.
 const PART: usize = 4096;
@@ -84,16 +86,16 @@ impl Lookup {
     /// meanwhile, while another timed out).
     /// `known` gives its `n` addresses as the look-ups go, a part at a
     /// time: the list is never held whole.
-    pub(super) fn known_or_none(
+    pub(super) fn known_or_none<E: Elem>(
         &mut self,
         set: &str,
         n: usize,
         known: &mut dyn Iterator<Item = IpAddr>,
-    ) -> io::Result<Option<Vec<Deadline>>> {
+    ) -> io::Result<Option<Vec<E>>> {
         let Some(mut l) = self.look_ups(set, n)? else {
             return Ok(None);
         };
-        let mut found: Vec<Deadline> = Vec::with_capacity(l.before as usize);
+        let mut found: Vec<E> = Vec::with_capacity(l.before as usize);
         let mut part = Vec::with_capacity(PART);
         // Bounded: `n` addresses at most.
         for _ in 0..n.div_ceil(PART) {
@@ -104,7 +106,7 @@ impl Lookup {
             }
             let lefts = self.timed_lefts(set, &part)?;
             let got = part.iter().zip(l.deadlines(lefts));
-            found.extend(got.filter_map(|(a, d)| Some(Deadline::new(*a, d?))));
+            found.extend(got.filter_map(|(a, d)| E::make(*a, d?)));
         }
         // Each once: an address heard added may be one the dump gave too.
         let found = in_address_order(found);
@@ -121,12 +123,12 @@ impl Lookup {
     /// later deadlines (`Checked::Not`), unless it repeated an element:
     /// its vector is then spent (`Checked::Spent`), and the set is to be
     /// dumped again.
-    pub(super) fn first_by_look_ups(
+    pub(super) fn first_by_look_ups<E: Elem>(
         &mut self,
         set: &str,
-        first: &mut Walk,
+        first: &mut Walk<E>,
         heard: &[IpAddr],
-    ) -> io::Result<Checked> {
+    ) -> io::Result<Checked<E>> {
         let k = first.elems.len();
         let Some(mut l) = self.look_ups(set, k + heard.len())? else {
             return Ok(Checked::Not);
@@ -141,7 +143,7 @@ impl Lookup {
         for start in (0..asked).step_by(PART) {
             let end = k.min(start + PART);
             part.clear();
-            part.extend(first.elems[start..end].iter().map(Deadline::addr));
+            part.extend(first.elems[start..end].iter().map(E::addr));
             let lefts = self.timed_lefts(set, &part)?;
             for (i, d) in (start..end).zip(l.deadlines(lefts)) {
                 if let Some(d) = d {
@@ -154,7 +156,7 @@ impl Lookup {
         for part in heard.chunks(PART) {
             let lefts = self.timed_lefts(set, part)?;
             let got = part.iter().zip(l.deadlines(lefts));
-            also.extend(got.filter_map(|(a, d)| Some(Deadline::new(*a, d?))));
+            also.extend(got.filter_map(|(a, d)| E::make(*a, d?)));
         }
         let hits = found.iter().filter(|f| **f).count() + also.len();
         // Short of the count even with an address twice: not whole, and
@@ -180,9 +182,9 @@ impl Lookup {
 }
 
 /// What `first_by_look_ups` made of a dump.
-pub(super) enum Checked {
+pub(super) enum Checked<E> {
     /// Whole: what the set holds, in address order.
-    Whole(Vec<Deadline>),
+    Whole(Vec<E>),
     /// Not whole; the dump is as it was, for a dump after it.
     Not,
     /// Not whole, found short only once each address was counted once:

@@ -315,8 +315,7 @@ pub type TimedElement = (IpAddr, Option<u64>, Option<u64>);
 /// and its time left, in milliseconds.
 type Timer = (Option<u64>, Option<u64>);
 
-use crate::kevents::HowRead;
-use counted::Checked;
+use crate::kevents::{Deadline4, Deadlines};
 pub use readings::Deadline;
 
 impl crate::kevents::ElementLookup for Lookup {
@@ -328,13 +327,13 @@ impl crate::kevents::ElementLookup for Lookup {
     }
     /// The daemon's full reads (at start, after lost notifications) are
     /// rare and what it believes until the next one: settled ones.
-    fn dump(&mut self, set: &str) -> io::Result<Vec<Deadline>> {
+    fn dump(&mut self, set: &str) -> io::Result<Deadlines> {
         self.dump_settled(set, &Vec::new).map(|(d, _)| d)
     }
     fn dump_noted(
         &mut self,
         set: &str,
-    ) -> io::Result<(Vec<Deadline>, Option<crate::kevents::HowRead>)> {
+    ) -> io::Result<(Deadlines, Option<crate::kevents::HowRead>)> {
         self.dump_settled(set, &Vec::new)
             .map(|(d, how)| (d, Some(how)))
     }
@@ -342,7 +341,7 @@ impl crate::kevents::ElementLookup for Lookup {
         &mut self,
         set: &str,
         heard: &dyn Fn() -> Vec<IpAddr>,
-    ) -> io::Result<(Vec<Deadline>, Option<crate::kevents::HowRead>)> {
+    ) -> io::Result<(Deadlines, Option<crate::kevents::HowRead>)> {
         self.dump_settled(set, heard).map(|(d, how)| (d, Some(how)))
     }
     fn read_known(
@@ -350,8 +349,14 @@ impl crate::kevents::ElementLookup for Lookup {
         set: &str,
         n: usize,
         known: &mut dyn Iterator<Item = IpAddr>,
-    ) -> io::Result<Option<Vec<Deadline>>> {
-        self.known_or_none(set, n, known)
+    ) -> io::Result<Option<Deadlines>> {
+        Ok(if self.holds_ipv4(set) {
+            self.known_or_none::<Deadline4>(set, n, known)?
+                .map(Deadlines::V4)
+        } else {
+            self.known_or_none::<Deadline>(set, n, known)?
+                .map(Deadlines::Any)
+        })
     }
     /// NFTA_SET_COUNT: the number the kernel holds against the set's
     /// size when it refuses an add.
@@ -375,6 +380,8 @@ impl crate::kevents::ElementLookup for Lookup {
 pub struct SetInfo {
     pub count: Option<u64>,
     pub timeout_ms: Option<u64>,
+    /// NFTA_SET_KEY_LEN: 4 for a set of IPv4 addresses, 16 for IPv6.
+    pub key_len: Option<u64>,
     pub size: Option<u64>,
     /// NFT_SET_INTERVAL: it holds ranges.
     pub interval: bool,
@@ -398,90 +405,6 @@ impl Lookup {
         })
     }
 
-    /// Every element of a set with its deadline (ms since the epoch, on
-    /// `clock::now_ms`; `None`: no timeout), and a line on how it was
-    /// read. A dump while the set changes can pass over elements that stay
-    /// in it, where one datagram ends and the next begins (`walks`).
-    /// Where the kernel counts the set's elements, the first dump is taken
-    /// as whole when a look-up of each element it gave, and of each
-    /// address `heard` says was added meanwhile (one a knock added behind
-    /// the dump's walk), says the set holds them and nothing else
-    /// (`first_by_look_ups`, in the dump's own vector), at a small part of
-    /// a second dump's cost (the kernel walks the set again for each dump
-    /// datagram).
-    /// Otherwise (the set changing, a timed-out element not yet collected,
-    /// a kernel that does not count) it is dumped again until each place
-    /// where a dump may have passed over an element was read by a later
-    /// one, or two in a row walk it alike, seeing it calm (`walks::settle`): at
-    /// most `SETTLE_PASSES` dumps; if none settles (the set keeps changing),
-    /// every address any of them held, each with the deadline the last one
-    /// that held it gave, and a line that says an element may be missing.
-    /// Deadlines, not times left: at a million elements a dump takes a
-    /// minute, and a time left is only true at the moment its datagram came.
-    pub fn dump_settled(
-        &mut self,
-        set: &str,
-        heard: &dyn Fn() -> Vec<IpAddr>,
-    ) -> io::Result<(Vec<Deadline>, crate::kevents::HowRead)> {
-        const SETTLE_PASSES: u64 = 7;
-        let mut first = self.dump_walk(set)?;
-        let gave = first.elems.len();
-        let more = heard();
-        let also = if more.is_empty() {
-            String::new()
-        } else {
-            format!(" and of the {} heard added meanwhile", more.len())
-        };
-        match self.first_by_look_ups(set, &mut first, &more)? {
-            Checked::Whole(found) => {
-                let how = format!(
-                    "set {set}: read by one dump and a look-up of each of the {gave} it \
-                     gave{also}: {} found, as many as the kernel counts",
-                    found.len()
-                );
-                let how = HowRead {
-                    line: how,
-                    doubtful: false,
-                };
-                return Ok((found, how));
-            }
-            Checked::Not => {}
-            // It gave an element twice (its walk met a resize) and
-            // nothing else was amiss: dumped again, to settle.
-            Checked::Spent => first = self.dump_walk(set)?,
-        }
-        drop(more);
-        let (d, settled) = walks::settle(
-            first,
-            SETTLE_PASSES,
-            |each| self.dump_deadlines(set, each),
-            std::thread::sleep,
-        )?;
-        let how = match settled {
-            walks::Settled::Whole(1) => format!("set {set}: read by one dump, in one datagram"),
-            walks::Settled::Whole(n) => format!(
-                "set {set}: read by {n} dumps, each place where one may have passed over an \
-                 element read by a later one"
-            ),
-            walks::Settled::Same(n) => format!(
-                "set {set}: read by {n} dumps, the last walking the set as the one before \
-                 it did, neither seeing it change"
-            ),
-            walks::Settled::Changing(n) => format!(
-                "set {set}: read by {n} dumps, the set changing throughout: each address any \
-                 of them held, and an element that was there all along may be missing"
-            ),
-        };
-        let doubtful = matches!(settled, walks::Settled::Changing(_));
-        Ok((
-            d,
-            HowRead {
-                line: how,
-                doubtful,
-            },
-        ))
-    }
-
     /// `info`'s count and timeout.
     fn set_count(&mut self, set: &str) -> io::Result<(Option<u64>, Option<u64>)> {
         self.info(set).map(|i| (i.count, i.timeout_ms))
@@ -492,6 +415,7 @@ impl Lookup {
     /// where the table or the set is not there.
     pub fn info(&mut self, set: &str) -> io::Result<SetInfo> {
         const NFTA_SET_FLAGS: u16 = 3;
+        const NFTA_SET_KEY_LEN: u16 = 5;
         const NFT_SET_INTERVAL: u64 = 0x4;
         const NFTA_SET_DESC: u16 = 9;
         const NFTA_SET_DESC_SIZE: u16 = 1;
@@ -514,6 +438,7 @@ impl Lookup {
             for (t, v) in attrs(r.get(20..).unwrap_or_default()) {
                 match t {
                     NFTA_SET_COUNT => i.count = be32(v),
+                    NFTA_SET_KEY_LEN => i.key_len = be32(v),
                     NFTA_SET_FLAGS => {
                         i.interval = be32(v).is_some_and(|f| f & NFT_SET_INTERVAL != 0)
                     }

@@ -3,19 +3,22 @@
 //! in place, and a dump is looked into by a sorted index of its addresses
 //! (no hash map of a million beside them).
 
+use std::io;
 use std::net::IpAddr;
 
 pub use crate::kevents::Deadline;
+use crate::kevents::{Deadline4, Deadlines, Elem, HowRead};
 
-use super::walks::Walk;
+use super::counted::Checked;
+use super::walks::{self, Walk};
 
 /// Elements found by look-ups, in address order, each address once: of
 /// an address looked up twice (a dump that sent it twice; one heard added
 /// that the dump gave too), the later deadline, which is also the later
 /// answer's (a kernel's deadline moves only later, by a renewal). Sorted
-/// in place: a stable sort would take a scratch half as large (20 MB at a
-/// million).
-pub(super) fn in_address_order(mut d: Vec<Deadline>) -> Vec<Deadline> {
+/// in place: a stable sort would take a scratch half as large (6 or 12
+/// MB at a million).
+pub(super) fn in_address_order<E: Elem>(mut d: Vec<E>) -> Vec<E> {
     d.sort_unstable();
     d.dedup_by(|later, kept| {
         let same = later.addr() == kept.addr();
@@ -33,11 +36,11 @@ pub(super) const NOWHERE: u32 = u32::MAX;
 /// The first dump made a reading in its own memory: each address once,
 /// in address order, with the deadline the dump last sent for it; with
 /// the walk's elements as places in it (4 bytes each). At a million the
-/// reading and the dump are never held at once (24 MB each); the places
-/// and the order they are made with take 4 MB each. A place is a `u32`: a set holds at most `u32::MAX`
-/// elements (NFTA_SET_DESC_SIZE), and none would fit in memory long
-/// before.
-pub(super) fn into_reading(mut elems: Vec<Deadline>) -> (Vec<Deadline>, Vec<u32>) {
+/// reading and the dump are never held at once (12 MB each IPv4, 24
+/// IPv6); the places and the order they are made with take 4 MB each. A
+/// place is a `u32`: a set holds at most `u32::MAX` elements
+/// (NFTA_SET_DESC_SIZE), and none would fit in memory long before.
+pub(super) fn into_reading<E: Elem>(mut elems: Vec<E>) -> (Vec<E>, Vec<u32>) {
     let n = u32::try_from(elems.len()).unwrap_or(NOWHERE);
     let mut order: Vec<u32> = (0..n).collect();
     // Stable: of an address twice, the later place last.
@@ -83,14 +86,17 @@ pub(super) fn into_reading(mut elems: Vec<Deadline>) -> (Vec<Deadline>, Vec<u32>
 
 /// `new`, in address order and each address not in `all`, merged into
 /// `all` in place, from the back.
-pub(super) fn merge_in(all: &mut Vec<Deadline>, new: Vec<Deadline>) {
+pub(super) fn merge_in<E: Elem>(all: &mut Vec<E>, new: Vec<E>) {
     if all.is_empty() {
         *all = new;
         return;
     }
+    let Some(&fill) = new.first() else {
+        return;
+    };
     let (mut i, mut j) = (all.len(), new.len());
     all.reserve_exact(j);
-    all.resize(i + j, Deadline::new(IpAddr::from([0u8; 4]), None));
+    all.resize(i + j, fill);
     while j > 0 {
         let k = i + j - 1;
         if i > 0 && all[i - 1].addr() > new[j - 1].addr() {
@@ -104,10 +110,117 @@ pub(super) fn merge_in(all: &mut Vec<Deadline>, new: Vec<Deadline>) {
 }
 
 impl super::Lookup {
+    /// Every element of a set with its deadline (ms since the epoch, on
+    /// `clock::now_ms`; `None`: no timeout), and a line on how it was
+    /// read. A dump while the set changes can pass over elements that stay
+    /// in it, where one datagram ends and the next begins (`walks`).
+    /// Where the kernel counts the set's elements, the first dump is taken
+    /// as whole when a look-up of each element it gave, and of each
+    /// address `heard` says was added meanwhile (one a knock added behind
+    /// the dump's walk), says the set holds them and nothing else
+    /// (`first_by_look_ups`, in the dump's own vector), at a small part of
+    /// a second dump's cost (the kernel walks the set again for each dump
+    /// datagram).
+    /// Otherwise (the set changing, a timed-out element not yet collected,
+    /// a kernel that does not count) it is dumped again until each place
+    /// where a dump may have passed over an element was read by a later
+    /// one, or two in a row walk it alike, seeing it calm (`walks::settle`): at
+    /// most `SETTLE_PASSES` dumps; if none settles (the set keeps changing),
+    /// every address any of them held, each with the deadline the last one
+    /// that held it gave, and a line that says an element may be missing.
+    /// Deadlines, not times left: at a million elements a dump takes a
+    /// minute, and a time left is only true at the moment its datagram came.
+    /// A set of IPv4 keys (NFTA_SET_KEY_LEN 4) is read in 12 bytes an
+    /// element, any other in 24 (`kevents::Elem`).
+    pub fn dump_settled(
+        &mut self,
+        set: &str,
+        heard: &dyn Fn() -> Vec<IpAddr>,
+    ) -> io::Result<(Deadlines, HowRead)> {
+        Ok(if self.holds_ipv4(set) {
+            let (d, how) = self.settled::<Deadline4>(set, heard)?;
+            (Deadlines::V4(d), how)
+        } else {
+            let (d, how) = self.settled::<Deadline>(set, heard)?;
+            (Deadlines::Any(d), how)
+        })
+    }
+
+    /// Are the set's keys four bytes (IPv4 addresses)? Where the kernel
+    /// does not say (or the set is not there: the reading then says why),
+    /// no.
+    pub(super) fn holds_ipv4(&mut self, set: &str) -> bool {
+        self.info(set).is_ok_and(|i| i.key_len == Some(4))
+    }
+
+    fn settled<E: Elem>(
+        &mut self,
+        set: &str,
+        heard: &dyn Fn() -> Vec<IpAddr>,
+    ) -> io::Result<(Vec<E>, HowRead)> {
+        const SETTLE_PASSES: u64 = 7;
+        let mut first = self.dump_walk::<E>(set)?;
+        let gave = first.elems.len();
+        let more = heard();
+        let also = if more.is_empty() {
+            String::new()
+        } else {
+            format!(" and of the {} heard added meanwhile", more.len())
+        };
+        match self.first_by_look_ups(set, &mut first, &more)? {
+            Checked::Whole(found) => {
+                let how = format!(
+                    "set {set}: read by one dump and a look-up of each of the {gave} it \
+                     gave{also}: {} found, as many as the kernel counts",
+                    found.len()
+                );
+                let how = HowRead {
+                    line: how,
+                    doubtful: false,
+                };
+                return Ok((found, how));
+            }
+            Checked::Not => {}
+            // It gave an element twice (its walk met a resize) and
+            // nothing else was amiss: dumped again, to settle.
+            Checked::Spent => first = self.dump_walk(set)?,
+        }
+        drop(more);
+        let (d, settled) = walks::settle(
+            first,
+            SETTLE_PASSES,
+            |each| self.dump_deadlines(set, each),
+            std::thread::sleep,
+        )?;
+        let how = match settled {
+            walks::Settled::Whole(1) => format!("set {set}: read by one dump, in one datagram"),
+            walks::Settled::Whole(n) => format!(
+                "set {set}: read by {n} dumps, each place where one may have passed over an \
+                 element read by a later one"
+            ),
+            walks::Settled::Same(n) => format!(
+                "set {set}: read by {n} dumps, the last walking the set as the one before \
+                 it did, neither seeing it change"
+            ),
+            walks::Settled::Changing(n) => format!(
+                "set {set}: read by {n} dumps, the set changing throughout: each address any \
+                 of them held, and an element that was there all along may be missing"
+            ),
+        };
+        let doubtful = matches!(settled, walks::Settled::Changing(_));
+        Ok((
+            d,
+            HowRead {
+                line: how,
+                doubtful,
+            },
+        ))
+    }
+
     /// One dump of a set, as the kernel sent it (`walks::Walk`): each
     /// element with its deadline, taken from its time left as its
     /// datagram came.
-    pub(super) fn dump_walk(&mut self, set: &str) -> std::io::Result<Walk> {
+    pub(super) fn dump_walk<E: Elem>(&mut self, set: &str) -> std::io::Result<Walk<E>> {
         let mut w = Walk::default();
         self.dump_deadlines(set, &mut |d, bytes| w.push(d, bytes))?;
         Ok(w.finish())
@@ -115,20 +228,32 @@ impl super::Lookup {
 
     /// One dump of a set, each datagram's elements handed to `each` as
     /// it comes, with their deadlines (from their time left then) and the
-    /// size of its message.
-    pub(super) fn dump_deadlines(
+    /// size of its message. An element of a family `E` cannot hold (an
+    /// IPv6 one in a set whose keys the kernel said are four bytes) ends
+    /// it with an error, and nothing is read.
+    pub(super) fn dump_deadlines<E: Elem>(
         &mut self,
         set: &str,
-        each: &mut dyn FnMut(Vec<Deadline>, usize),
+        each: &mut dyn FnMut(Vec<E>, usize),
     ) -> std::io::Result<()> {
+        let mut other = false;
         self.dump_each(set, |e, bytes| {
             let at = crate::clock::now_ms();
-            let d = e.into_iter().map(|(a, _, left, _)| {
+            let d = e.into_iter().filter_map(|(a, _, left, _)| {
                 let until = left.map(|l| super::parse::deadline(at, l));
-                Deadline::new(a, until)
+                let d = E::make(a, until);
+                other |= d.is_none();
+                d
             });
             each(d.collect(), bytes);
-        })
+        })?;
+        if other {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("set {set}: the kernel sent an element of another family than its keys"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -137,6 +262,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
+    use std::net::IpAddr;
 
     fn addr(i: u16) -> IpAddr {
         if i.is_multiple_of(3) {

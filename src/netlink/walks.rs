@@ -31,6 +31,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::readings::{Deadline, NOWHERE, into_reading, merge_in};
+use crate::kevents::Elem;
 
 /// A dump as the kernel sent it: its elements in the order of the set's
 /// walk, and its gaps: the index of the first element of each datagram
@@ -73,7 +74,7 @@ pub(super) trait Sent: Copy {
     fn key(&self) -> Self::Key;
 }
 
-impl Sent for Deadline {
+impl<E: Elem> Sent for E {
     type Key = IpAddr;
     fn key(&self) -> IpAddr {
         self.addr()
@@ -190,7 +191,7 @@ pub(super) fn gaps_left<E>(places: &[u32], gaps: &[usize], next: &Walk<E>) -> Op
 /// A later dump's element, as `Against` keeps it: its place in the
 /// reading, or `FRESH` and its place among the addresses new to the
 /// reading. The reading and the fresh addresses stay under 2^31 (each
-/// element of the reading takes 24 bytes: 48 GB).
+/// element of the reading takes 12 or 24 bytes: 24 or 48 GB).
 pub(super) type Ref = u32;
 
 const FRESH: Ref = 1 << 31;
@@ -198,19 +199,19 @@ const FRESH: Ref = 1 << 31;
 /// A later dump taken against the reading (`all`, in address order) as it
 /// comes: each element's deadline goes into the reading at once, as
 /// `join` would put it there (the last sent), and the walk keeps the
-/// element's place, 4 bytes where the element takes 24. The reading and
-/// a later dump are no longer held whole at once (at a million, 48 MB
-/// then, 28 now). An address new to the reading (added since, or passed
+/// element's place, 4 bytes where the element takes 12 (IPv4) or 24
+/// (IPv6). The reading and a later dump are no longer held whole at once
+/// (at a million IPv6, 48 MB then, 28 now; IPv4, 16). An address new to the reading (added since, or passed
 /// over before) goes to `fresh`, once, with the last deadline sent.
-struct Against<'a> {
-    all: &'a mut [Deadline],
-    fresh: Vec<Deadline>,
+struct Against<'a, E> {
+    all: &'a mut [E],
+    fresh: Vec<E>,
     seen: HashMap<IpAddr, Ref>,
     walk: Walk<Ref>,
 }
 
-impl<'a> Against<'a> {
-    fn new(all: &'a mut [Deadline]) -> Against<'a> {
+impl<'a, E: Elem> Against<'a, E> {
+    fn new(all: &'a mut [E]) -> Against<'a, E> {
         Against {
             all,
             fresh: Vec::new(),
@@ -219,12 +220,12 @@ impl<'a> Against<'a> {
         }
     }
 
-    fn push(&mut self, datagram: Vec<Deadline>, bytes: usize) {
+    fn push(&mut self, datagram: Vec<E>, bytes: usize) {
         let refs = datagram.into_iter().map(|e| self.place(e)).collect();
         self.walk.push(refs, bytes);
     }
 
-    fn place(&mut self, e: Deadline) -> Ref {
+    fn place(&mut self, e: E) -> Ref {
         let a = e.addr();
         let k = self.all.partition_point(|x| x.addr() < a);
         if let Some(x) = self.all.get_mut(k)
@@ -260,14 +261,14 @@ fn first_sent(n: usize, walk: &[Ref], fresh: usize) -> (Vec<u32>, usize) {
 
 /// The fresh addresses merged into the reading, and the walk's elements
 /// as places in the reading that results.
-fn merge_fresh(all: &mut Vec<Deadline>, fresh: Vec<Deadline>, walk: &[Ref]) -> Vec<u32> {
+fn merge_fresh<E: Elem>(all: &mut Vec<E>, fresh: Vec<E>, walk: &[Ref]) -> Vec<u32> {
     let mut order: Vec<u32> = (0..fresh.len() as u32).collect();
     order.sort_unstable_by_key(|&k| fresh[k as usize].addr());
     let mut rank = vec![0u32; fresh.len()];
     for (i, &k) in order.iter().enumerate() {
         rank[k as usize] = i as u32;
     }
-    let sorted: Vec<Deadline> = order.iter().map(|&k| fresh[k as usize]).collect();
+    let sorted: Vec<E> = order.iter().map(|&k| fresh[k as usize]).collect();
     let places = walk
         .iter()
         .map(|&r| {
@@ -308,12 +309,12 @@ pub(super) enum Settled {
 /// their gaps fall at the same places), at most `passes` dumps in all. Every element
 /// any of them sent, each with the deadline of the last that sent it, in
 /// address order.
-pub(super) fn settle(
-    first: Walk,
+pub(super) fn settle<E: Elem>(
+    first: Walk<E>,
     passes: u64,
-    mut dump: impl FnMut(&mut dyn FnMut(Vec<Deadline>, usize)) -> std::io::Result<()>,
+    mut dump: impl FnMut(&mut dyn FnMut(Vec<E>, usize)) -> std::io::Result<()>,
     pause: impl Fn(std::time::Duration),
-) -> std::io::Result<(Vec<Deadline>, Settled)> {
+) -> std::io::Result<(Vec<E>, Settled)> {
     // The reading, made in the first dump's memory; of the dump before,
     // only its walk is kept, as places in the reading.
     let (n, early) = (first.elems.len(), first.early);

@@ -66,7 +66,7 @@ pub type Left = Option<Option<u64>>;
 
 /// A set's elements with their deadlines (ms since the epoch; `None`: no
 /// timeout).
-pub type Elements = Vec<crate::kevents::Deadline>;
+pub type Elements = crate::kevents::Deadlines;
 
 /// What the machine asks of the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -66,8 +66,8 @@ pub(super) struct Late {
 /// The set being taken in: what the book held of it (what the set no
 /// longer holds went meanwhile), and its elements not yet taken, last
 /// first: each part taken is given back to the allocator as the book
-/// grows (at a million, the reading's 24 MB would otherwise stay beside
-/// the book until the set is done).
+/// grows (at a million, the reading's 12 MB, IPv4, or 24, IPv6, would
+/// otherwise stay beside the book until the set is done).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Current {
     set: String,

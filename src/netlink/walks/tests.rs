@@ -83,7 +83,7 @@ impl Kernel {
     }
 
     /// One dump, and the elements in the set from its start to its end.
-    fn dump(&mut self) -> (Walk, BTreeSet<u32>) {
+    fn dump<E: Elem>(&mut self) -> (Walk<E>, BTreeSet<u32>) {
         let mut w = Walk::default();
         let throughout = self.dump_into(&mut |d, bytes| w.push(d, bytes));
         (w.finish(), throughout)
@@ -92,7 +92,7 @@ impl Kernel {
     /// One dump, each datagram handed to `each` as it comes (as
     /// `Lookup::dump_deadlines` does), and the elements in the set from
     /// its start to its end.
-    fn dump_into(&mut self, each: &mut dyn FnMut(Vec<Deadline>, usize)) -> BTreeSet<u32> {
+    fn dump_into<E: Elem>(&mut self, each: &mut dyn FnMut(Vec<E>, usize)) -> BTreeSet<u32> {
         let mut throughout: BTreeSet<u32> = self.set.iter().copied().collect();
         let mut skip = 0;
         for _ in 0..10_000 {
@@ -100,8 +100,8 @@ impl Kernel {
                 let out = self.change();
                 throughout.retain(|e| !out.contains(e));
             }
-            let sent: Vec<Deadline> = (self.set.iter().skip(skip).take(self.size))
-                .map(|e| Deadline::new(addr(*e), Some(i64::from(*e))))
+            let sent: Vec<E> = (self.set.iter().skip(skip).take(self.size))
+                .filter_map(|e| E::make(addr(*e), Some(i64::from(*e))))
                 .collect();
             skip += sent.len();
             let done = sent.len() < self.size;
@@ -148,7 +148,7 @@ fn changes() -> impl Strategy<Value = Vec<Vec<Change>>> {
 /// not to meet the kernel's collections where the last did.
 fn settled(k: &mut Kernel, passes: u64) -> (Vec<Deadline>, Settled, BTreeSet<u32>) {
     let pauses = std::cell::RefCell::new(Vec::new());
-    let (first, mut throughout) = k.dump();
+    let (first, mut throughout) = k.dump::<Deadline>();
     let mut union: BTreeMap<IpAddr, Option<i64>> = first.elems.iter().map(|&e| e.into()).collect();
     let r = settle(
         first,
@@ -174,17 +174,18 @@ fn settled(k: &mut Kernel, passes: u64) -> (Vec<Deadline>, Settled, BTreeSet<u32
     (r.0, r.1, throughout)
 }
 
+/// A model's set (its size, and its datagrams' size), the changes it
+/// meets, and the most dumps a reading may take.
+fn model() -> impl Strategy<Value = (u32, usize, Vec<Vec<Change>>, u64)> {
+    (0u32..400, 1usize..40, changes(), 2u64..6)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     /// Said whole: nothing that was in the set throughout is missing.
     #[test]
-    fn a_reading_said_whole_misses_nothing_that_stayed(
-        n in 0u32..400,
-        size in 1usize..40,
-        changes in changes(),
-        passes in 2u64..6,
-    ) {
+    fn a_reading_said_whole_misses_nothing_that_stayed((n, size, changes, passes) in model()) {
         let mut k = Kernel::new(n, size, changes);
         let (read, how, throughout) = settled(&mut k, passes);
         let got: BTreeSet<IpAddr> = read.iter().map(Deadline::addr).collect();
@@ -194,6 +195,27 @@ proptest! {
         }
         // In address order, each once.
         prop_assert!(read.windows(2).all(|p| p[0].addr() < p[1].addr()));
+    }
+
+    /// An IPv4 set read in 12 bytes an element (`Deadline4`) is read as
+    /// in 24 (`Deadline`): the same elements and deadlines, after as many
+    /// dumps, settled alike.
+    #[test]
+    fn a_reading_in_twelve_bytes_is_the_reading_in_twenty_four(
+        (n, size, changes, passes) in model(),
+    ) {
+        fn read<E: Elem>(mut k: Kernel, passes: u64) -> (Vec<Deadline>, Settled) {
+            let (first, _) = k.dump::<E>();
+            let dump = |each: &mut dyn FnMut(Vec<E>, usize)| {
+                k.dump_into(each);
+                Ok(())
+            };
+            let (read, how) = settle(first, passes, dump, |_| ()).unwrap();
+            (read.into_iter().map(E::deadline).collect(), how)
+        }
+        let wide = read::<Deadline>(Kernel::new(n, size, changes.clone()), passes);
+        let narrow = read::<crate::kevents::Deadline4>(Kernel::new(n, size, changes), passes);
+        prop_assert_eq!(narrow, wide);
     }
 }
 

@@ -431,7 +431,12 @@ fn a_transaction_cut_by_an_overrun_is_said_by_the_reading_not_by_its_commit() {
     // The reading of the sets: the element is gone again (a later
     // transaction, its notifications dropped, deleted it).
     let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, T0));
-    let acts = m.answer(&cx, then, Answer::Dump(vec![Ok(vec![]), Ok(vec![])]), T0);
+    let acts = m.answer(
+        &cx,
+        then,
+        Answer::Dump(vec![Ok(Default::default()), Ok(Default::default())]),
+        T0,
+    );
     assert_eq!(acts, vec![]);
     // The first transaction's commit, read after: it says nothing of an
     // element the set does not hold.
@@ -497,7 +502,7 @@ fn without_renewal_or_with_idle_expiry_a_later_deadline_is_no_renewal_learned_la
         let acts = m.answer(
             &cx,
             then,
-            Answer::Dump(vec![Ok(dumped(v4)), Ok(vec![])]),
+            Answer::Dump(vec![Ok(dumped(v4)), Ok(Default::default())]),
             now,
         );
         assert_eq!(acts, vec![], "{extra}");
@@ -519,7 +524,7 @@ fn as_many_changes_learned_late_as_log_burst_are_each_a_line() {
     let acts = m.answer(
         &cx,
         then,
-        Answer::Dump(vec![Ok(dumped(v4)), Ok(vec![])]),
+        Answer::Dump(vec![Ok(dumped(v4)), Ok(Default::default())]),
         T0,
     );
     let late = "(learned late: the kernel dropped notifications)";

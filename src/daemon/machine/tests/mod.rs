@@ -484,7 +484,12 @@ fn a_full_set_and_a_full_meter_are_each_said_when_full_and_when_there_is_room() 
     );
     let (_, then) = asked(&m.tick(&cx, T0 + 31_000));
     assert_eq!(
-        m.answer(&cx, then, Answer::Dump(vec![Ok(vec![])]), T0 + 31_000),
+        m.answer(
+            &cx,
+            then,
+            Answer::Dump(vec![Ok(Default::default())]),
+            T0 + 31_000
+        ),
         vec![Action::Log(
             Level::Notice,
             format!("set {meter} has room again")

@@ -458,7 +458,7 @@ fn a_start_compares_its_record_with_the_book_a_part_at_a_time_as_in_one_piece() 
     let cx = super::cx(&cfg);
     let now = T0 / 1000;
     let (prev, mut sets, want) = record_and_sets(now);
-    let held: usize = sets.values().map(Vec::len).sum();
+    let held: usize = sets.values().map(Elements::len).sum();
     // The book, from a start's reading, taken in to the end.
     let mut m = Machine::polling(&cfg, true);
     m.use_events();

@@ -18,7 +18,12 @@ fn many_changes_learned_late_are_said_a_part_a_turn() {
     let v4 = (0..n)
         .map(|i| (host(i), Some(T0 + 60_000)).into())
         .collect();
-    let mut acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(vec![])]), T0);
+    let mut acts = m.answer(
+        &cx,
+        then,
+        Answer::Dump(vec![Ok(v4), Ok(Default::default())]),
+        T0,
+    );
     let late = "(learned late: the kernel dropped notifications)";
     let mut said = Vec::new();
     let mut parts = 0;
@@ -62,12 +67,17 @@ fn what_the_book_held_is_walked_a_part_a_turn_after_an_overrun() {
     let add = KernelEvent::Elements {
         set: "ssh_4".into(),
         added: true,
-        addrs: v4.clone(),
+        addrs: v4.iter().collect(),
     };
     others(&mut m, &cx, vec![add], T0);
     assert_eq!(m.count("ssh"), (n, Some(T0 / 1000 + 60)));
     let (_, then) = asked(&m.kernel(&cx, KernelEvent::Overrun, T0));
-    let mut acts = m.answer(&cx, then, Answer::Dump(vec![Ok(v4), Ok(vec![])]), T0);
+    let mut acts = m.answer(
+        &cx,
+        then,
+        Answer::Dump(vec![Ok(v4), Ok(Default::default())]),
+        T0,
+    );
     let mut parts = 0;
     while let Some(Action::Ask(Query::Pause, t)) = acts.pop() {
         assert_eq!(acts, vec![]);
@@ -108,7 +118,12 @@ fn two_services_lines_learned_late_share_a_part() {
             .map(|i| (host(k, i), Some(T0 + 60_000)).into())
             .collect())
     };
-    let answer = Answer::Dump(vec![dump(0), Ok(vec![]), dump(1), Ok(vec![])]);
+    let answer = Answer::Dump(vec![
+        dump(0),
+        Ok(Default::default()),
+        dump(1),
+        Ok(Default::default()),
+    ]);
     let mut acts = m.answer(&cx, then, answer, T0);
     let Some(Action::Ask(Query::Pause, t)) = acts.pop() else {
         panic!("no second part: {} lines", acts.len());
@@ -145,7 +160,7 @@ fn a_reading_without_a_deadline_and_a_renewal_past_its_old_one() {
     let acts = m.answer(
         &cx,
         then,
-        Answer::Dump(vec![Ok(dumped(v4)), Ok(vec![])]),
+        Answer::Dump(vec![Ok(dumped(v4)), Ok(Default::default())]),
         now,
     );
     let late = "(learned late: the kernel dropped notifications)";
@@ -249,7 +264,12 @@ fn a_set_read_is_built_full_once_the_readings_records_are_gone() {
     let found = (0..n)
         .map(|i| (many(i), Some(T0 + 60_000)).into())
         .collect();
-    let mut acts = m.answer(&cx, then, Answer::Dump(vec![Ok(found), Ok(vec![])]), T0);
+    let mut acts = m.answer(
+        &cx,
+        then,
+        Answer::Dump(vec![Ok(found), Ok(Default::default())]),
+        T0,
+    );
     while let Some(Action::Ask(Query::Pause, t)) = acts.pop() {
         acts = m.answer(&cx, t, Answer::Resumed, T0);
     }
@@ -271,7 +291,12 @@ fn heard_then_read(m: &mut Machine, cx: &Ctx, n: usize) -> usize {
     let found = (0..n)
         .map(|i| (many(i), Some(T0 + 60_000)).into())
         .collect();
-    let mut acts = m.answer(cx, then, Answer::Dump(vec![Ok(found), Ok(vec![])]), T0);
+    let mut acts = m.answer(
+        cx,
+        then,
+        Answer::Dump(vec![Ok(found), Ok(Default::default())]),
+        T0,
+    );
     while let Some(Action::Ask(Query::Pause, t)) = acts.pop() {
         acts = m.answer(cx, t, Answer::Resumed, T0);
     }
