@@ -564,7 +564,7 @@ impl Rig {
         let added = KernelEvent::Elements {
             set: "ssh_4".into(),
             added: true,
-            addrs: known,
+            addrs: known.into(),
         };
         self.others(T0, vec![added]);
         self.log.take();
@@ -1229,7 +1229,7 @@ fn a_mass_expiry_goes_in_ticks_of_8192() {
         vec![KernelEvent::Elements {
             set: "ssh_4".into(),
             added: true,
-            addrs,
+            addrs: addrs.into(),
         }],
     );
     r.log.take();
@@ -1261,7 +1261,7 @@ fn changes_by_others_are_logged_with_who_made_them() {
         vec![KernelEvent::Elements {
             set: "ssh_4".into(),
             added: true,
-            addrs: vec![Deadline::new(a, Some(T0 + 2 + 60_000))],
+            addrs: vec![Deadline::new(a, Some(T0 + 2 + 60_000))].into(),
         }],
     );
     assert_eq!(
@@ -1275,7 +1275,7 @@ fn changes_by_others_are_logged_with_who_made_them() {
         vec![KernelEvent::Elements {
             set: "ssh_4".into(),
             added: false,
-            addrs: vec![Deadline::new(a, None)],
+            addrs: vec![Deadline::new(a, None)].into(),
         }],
     );
     assert_eq!(
@@ -2300,7 +2300,7 @@ fn added_while_read(
         KernelEvent::Elements {
             set: set.into(),
             added: true,
-            addrs: vec![e],
+            addrs: vec![e].into(),
         },
         KernelEvent::Commit {
             pid: 4242,
@@ -2544,12 +2544,12 @@ fn what_the_loop_hears_during_a_reading_is_handed_to_it() {
             KernelEvent::Elements {
                 set: "ssh_6".into(),
                 added: true,
-                addrs: vec![Deadline::new(six, Some(T0 + 60_000))],
+                addrs: vec![Deadline::new(six, Some(T0 + 60_000))].into(),
             },
             KernelEvent::Elements {
                 set: "ssh_4".into(),
                 added: false,
-                addrs: vec![Deadline::new(twelve, None)],
+                addrs: vec![Deadline::new(twelve, None)].into(),
             },
         ],
         T0 + s(10),
@@ -2999,7 +2999,7 @@ fn changes_by_others_during_the_starts_reading_are_said_at_once_and_once() {
     let el = |added, a: IpAddr, until| KernelEvent::Elements {
         set: "ssh_4".into(),
         added,
-        addrs: vec![Deadline::new(a, until)],
+        addrs: vec![Deadline::new(a, until)].into(),
     };
     let commit = |pid, process: &str| KernelEvent::Commit {
         pid,
@@ -3083,7 +3083,7 @@ fn changes_by_others_during_an_overrun_are_said_at_once_and_not_learned_late() {
     let el = |added, a: IpAddr, until| KernelEvent::Elements {
         set: "ssh_4".into(),
         added,
-        addrs: vec![Deadline::new(a, until)],
+        addrs: vec![Deadline::new(a, until)].into(),
     };
     let commit = KernelEvent::Commit {
         pid: 4242,
@@ -3570,7 +3570,7 @@ fn added_in(k: &Nft, range: std::ops::Range<u32>) -> KernelEvent {
     KernelEvent::Elements {
         set: "ssh_4".into(),
         added: true,
-        addrs,
+        addrs: addrs.into(),
     }
 }
 
@@ -4010,7 +4010,7 @@ fn the_compare_with_the_record_says_nothing_of_what_changed_during_the_reading()
     let el = |added, a, until| KernelEvent::Elements {
         set: "ssh_4".into(),
         added,
-        addrs: vec![Deadline::new(a, until)],
+        addrs: vec![Deadline::new(a, until)].into(),
     };
     let commit = |pid| KernelEvent::Commit {
         pid,

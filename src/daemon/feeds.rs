@@ -222,7 +222,7 @@ pub(super) fn queue(
                     addrs: back,
                 }),
                 Elements { set, added, addrs },
-            ) if *s == set && *a == added => back.extend(addrs),
+            ) if *s == set && *a == added => back.append(addrs),
             (_, ev) => pending.push_back(ev),
         }
     }

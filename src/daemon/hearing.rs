@@ -158,10 +158,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     set,
                     added: true,
                     addrs,
-                } => (
-                    set.clone(),
-                    addrs.iter().map(crate::kevents::Deadline::addr).collect(),
-                ),
+                } => (set.clone(), addrs.iter().map(|d| d.addr()).collect()),
                 _ => continue,
             };
             let v = heard.entry(set).or_default();

@@ -383,7 +383,7 @@ mod tests {
             Some(KernelEvent::Elements {
                 set: "ssh_4".into(),
                 added: false,
-                addrs: vec![Deadline::new("198.18.0.9".parse().unwrap(), Some(8_500))],
+                addrs: vec![Deadline::new("198.18.0.9".parse().unwrap(), Some(8_500))].into(),
             })
         );
         // Cut anywhere, a message yields no garbage and no panic.

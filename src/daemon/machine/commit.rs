@@ -100,11 +100,15 @@ impl Machine {
             let Some(ev) = u.events.front() else {
                 break;
             };
-            let (set, added, e) = match ev {
-                KernelEvent::Elements { set, added, addrs } if u.at < addrs.len() => {
-                    (set, *added, addrs[u.at])
+            let elem = match ev {
+                KernelEvent::Elements { set, added, addrs } => {
+                    addrs.get(u.at).map(|e| (set, *added, e))
                 }
-                KernelEvent::Changed { what, name } if !u.heard => {
+                _ => None,
+            };
+            let (set, added, e) = match (elem, ev) {
+                (Some(elem), _) => elem,
+                (None, KernelEvent::Changed { what, name }) if !u.heard => {
                     u.broken.push(format!("{what} {name}"));
                     u.events.pop_front();
                     continue;

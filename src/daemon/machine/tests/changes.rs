@@ -252,7 +252,7 @@ fn changes_by_others_are_said_with_who_made_them_and_ours_are_followed_quietly()
     let del = KernelEvent::Elements {
         set: "ssh_4".into(),
         added: false,
-        addrs: vec![Deadline::new(ip("198.18.0.5"), None)],
+        addrs: vec![Deadline::new(ip("198.18.0.5"), None)].into(),
     };
     let acts = others(&mut m, &cx, vec![del.clone()], T0 + 2_000);
     assert_eq!(
@@ -673,6 +673,6 @@ fn added(set: &str, addr: &str, until: i64) -> KernelEvent {
     KernelEvent::Elements {
         set: set.into(),
         added: true,
-        addrs: vec![Deadline::new(ip(addr), Some(until))],
+        addrs: vec![Deadline::new(ip(addr), Some(until))].into(),
     }
 }
