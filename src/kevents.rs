@@ -279,7 +279,9 @@ impl Deadlines {
                 v.push(d4);
                 return;
             }
-            *self = Deadlines::Any(v.iter().map(|d| d.deadline()).collect());
+            let mut any = Vec::with_capacity(v.capacity());
+            any.extend(v.iter().map(|d| d.deadline()));
+            *self = Deadlines::Any(any);
         }
         if let Deadlines::Any(v) = self {
             v.push(d);
@@ -312,8 +314,9 @@ impl Deadlines {
 
 impl FromIterator<Deadline> for Deadlines {
     fn from_iter<I: IntoIterator<Item = Deadline>>(it: I) -> Deadlines {
-        let mut d = Deadlines::default();
-        it.into_iter().for_each(|e| d.push(e));
+        let it = it.into_iter();
+        let mut d = Deadlines::V4(Vec::with_capacity(it.size_hint().0));
+        it.for_each(|e| d.push(e));
         d
     }
 }
