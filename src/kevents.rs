@@ -430,6 +430,11 @@ mod tests {
         ]
     }
 
+    /// Any IPv4 address, or one of two (the same address, often).
+    fn v4() -> impl Strategy<Value = [u8; 4]> {
+        prop_oneof![any::<[u8; 4]>(), (0u8..2).prop_map(|b| [198, 18, 0, b])]
+    }
+
     fn at() -> impl Strategy<Value = Option<i64>> {
         proptest::option::of(prop_oneof![
             -AT_MAX - 1..=AT_MAX,
@@ -502,8 +507,8 @@ mod tests {
         /// as given, ordered as the 24-byte shape is; no IPv6 one.
         #[test]
         fn an_ipv4_deadline_in_12_bytes_is_the_one_in_24(
-            a in (any::<[u8; 4]>(), at()),
-            b in (any::<[u8; 4]>(), at()),
+            a in (v4(), at()),
+            b in (v4(), at()),
             t in any::<i64>(),
         ) {
             let (wa, wb) = (Deadline::new(a.0.into(), a.1), Deadline::new(b.0.into(), b.1));
