@@ -754,6 +754,29 @@ fn start_reading_at_a_million(v6: bool) {
         reading as f64 / 1e6,
         d.known(&t).unwrap_or(0),
     );
+    // The stop's record of them, written from the book
+    // (`Daemon::write_record`) and, as before, from a snapshot: the
+    // heap's peak above what the daemon holds, each, and the two files.
+    let dir = std::env::temp_dir().join(format!("pfknock-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (book, snap) = (dir.join("book.state"), dir.join("snapshot.state"));
+    let at = CUR.load(Relaxed);
+    meter::PEAK.store(at, Relaxed);
+    d.write_record(&book);
+    let from_book = meter::PEAK.load(Relaxed).saturating_sub(at);
+    meter::PEAK.store(at, Relaxed);
+    pfknock::daemon::state::write(&snap, &d.snapshot());
+    let from_snapshot = meter::PEAK.load(Relaxed).saturating_sub(at);
+    let same = std::fs::read(&book).unwrap() == std::fs::read(&snap).unwrap();
+    let size = std::fs::metadata(&book).map_or(0, |m| m.len());
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "  the stop's record ({:.1} MB): {:.2} MB above the daemon from its book, {:.1} MB from \
+         a snapshot; the same file: {same}",
+        size as f64 / 1e6,
+        from_book as f64 / 1e6,
+        from_snapshot as f64 / 1e6,
+    );
 }
 
 /// `benches/churn.sh` at a million, in the machine alone: a start's

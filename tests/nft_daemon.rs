@@ -635,6 +635,44 @@ fn s(ms: i64) -> i64 {
     ms * 1000
 }
 
+/// The record a stop keeps for the next start, written straight from the
+/// book (`Daemon::write_record`, no copy of every host beside it): the
+/// same file a snapshot written whole gives, each host of each service and
+/// family once, and read back the snapshot itself.
+#[test]
+fn the_record_written_from_the_book_is_the_snapshot() {
+    // web first: the record names its tables in order all the same.
+    let mut r = rig("record-from-book", &format!("{WEB}{SSH}"));
+    let hosts = [
+        ("ssh_4", "pfknock ssh: ", "198.18.0.9"),
+        ("ssh_4", "pfknock ssh: ", "198.18.0.3"),
+        ("ssh_6", "pfknock ssh: ", "fd00::3"),
+        ("web_4", "pfknock web: ", "198.18.0.20"),
+        ("web_6", "pfknock web: ", "fd00::20"),
+        ("web_6", "pfknock web: ", "fd00::2"),
+    ];
+    for (i, (set, prefix, a)) in hosts.into_iter().enumerate() {
+        let t = T0 + s(i as i64);
+        r.k.at(t);
+        let addr = r.k.knock(set, a);
+        let knock = KernelEvent::Knock {
+            prefix: prefix.into(),
+            addr,
+        };
+        r.event(t, knock);
+    }
+    let dir = r.path.parent().unwrap().to_owned();
+    let (streamed, whole) = (dir.join("streamed.state"), dir.join("whole.state"));
+    r.d.write_record(&streamed);
+    let snap = r.d.snapshot();
+    pfknock::daemon::state::write(&whole, &snap);
+    let text = fs::read_to_string(&streamed).unwrap();
+    assert_eq!(text, fs::read_to_string(&whole).unwrap());
+    assert_eq!(text.lines().count(), 6, "{text}");
+    assert_eq!(snap.len(), 6);
+    assert_eq!(pfknock::daemon::state::take(&streamed), Some(snap));
+}
+
 #[test]
 fn an_authorization_is_logged_once_and_expires_at_the_kernels_millisecond() {
     let mut r = rig("expiry", SSH);

@@ -372,7 +372,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             match self.start_record.take() {
                 Some(Some(kept)) => state::write(p, &kept),
                 Some(None) => {}
-                None => state::write(p, &self.snapshot()),
+                None => self.write_record(p),
             }
         }
         self.log.log(Level::Notice, &format!("exiting on {signal}"));

@@ -94,7 +94,50 @@ impl<const N: usize> From<[((String, Net), i64); N]> for Known {
     }
 }
 
+/// What takes each host `Machine::each_known` gives: its table, the host
+/// and since when (seconds); an error ends the walk.
+pub type EachKnown<'a, E> = dyn FnMut(&str, Net, i64) -> Result<(), E> + 'a;
+
 impl Machine {
+    /// Each authorization the machine knows of, as `snapshot` holds them
+    /// (by table, in table name and address order), handed to `f` one at
+    /// a time. With kernel events, straight from the book: at a million a
+    /// snapshot is a copy of every host, 55 MB beside the book at the
+    /// stop (`benches/README.md`, churn.sh). The first error `f` gives
+    /// ends it.
+    pub fn each_known<E>(&self, cx: &Ctx, f: &mut EachKnown<'_, E>) -> Result<(), E> {
+        if !self.events {
+            for (t, hosts) in self.snapshot(cx).tables() {
+                for (n, since) in hosts {
+                    f(t, *n, *since)?;
+                }
+            }
+            return Ok(());
+        }
+        // Each service its own table (`config::check`), named once.
+        let mut tables: Vec<(String, &str)> = (cx.cfg.services.iter())
+            .map(|s| {
+                (
+                    TableRef::new(&cx.cfg.anchor, &s.table).to_string(),
+                    s.table.as_str(),
+                )
+            })
+            .collect();
+        tables.sort_unstable();
+        for (t, table) in &tables {
+            for af in [Af::V4, Af::V6] {
+                let Some(id) = self.book.find(&nft_set_of(table, af)) else {
+                    continue;
+                };
+                // In address order (`Book::iter_set`), as `Hosts` is.
+                for (addr, a) in self.book.iter_set(id) {
+                    f(t, Net::host(addr), a.since.div_euclid(1000))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every authorization the machine knows of.
     pub fn snapshot(&self, cx: &Ctx) -> Known {
         let mut k = Known::new();

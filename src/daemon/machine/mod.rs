@@ -42,7 +42,7 @@ mod tests;
 mod watch;
 
 pub use claims::KEEP;
-pub use down::Known;
+pub use down::{EachKnown, Known};
 pub(super) use due::meter_service;
 pub use due::{auth_sets, deleted_sets, gone_line};
 pub use modes::reload_loads;
