@@ -86,16 +86,23 @@ impl Deadline {
     }
 
     pub fn at(&self) -> Option<i64> {
-        // Bit 61 is the sign: shifted up to bit 63 and back.
-        (self.word & TIMED != 0).then_some((((self.word & AT) << 2) as i64) >> 2)
+        at_of(self.word)
     }
 
     pub fn set_at(&mut self, at: Option<i64>) {
-        self.word &= V6;
-        if let Some(t) = at {
-            self.word |= TIMED | (t.clamp(-AT_MAX - 1, AT_MAX) as u64 & AT);
-        }
+        self.word = (self.word & V6) | word_of(at);
     }
+}
+
+/// A deadline in a word's low 63 bits: bit 62 says there is one, and
+/// the low 62 hold it (clamped to their range).
+fn word_of(at: Option<i64>) -> u64 {
+    at.map_or(0, |t| TIMED | (t.clamp(-AT_MAX - 1, AT_MAX) as u64 & AT))
+}
+
+/// `word_of` undone: bit 61 is the sign, shifted up to bit 63 and back.
+fn at_of(word: u64) -> Option<i64> {
+    (word & TIMED != 0).then_some((((word & AT) << 2) as i64) >> 2)
 }
 
 impl From<(IpAddr, Option<i64>)> for Deadline {
@@ -192,11 +199,10 @@ impl Elem for Deadline4 {
         IpAddr::from(self.addr)
     }
     fn at(&self) -> Option<i64> {
-        let w = self.word();
-        (w & TIMED != 0).then_some((((w & AT) << 2) as i64) >> 2)
+        at_of(self.word())
     }
     fn set_at(&mut self, at: Option<i64>) {
-        let w = at.map_or(0, |t| TIMED | (t.clamp(-AT_MAX - 1, AT_MAX) as u64 & AT));
+        let w = word_of(at);
         self.word = [(w >> 32) as u32, w as u32];
     }
     fn deadline(self) -> Deadline {
