@@ -668,8 +668,21 @@ fn the_record_written_from_the_book_is_the_snapshot() {
     pfknock::daemon::state::write(&whole, &snap);
     let text = fs::read_to_string(&streamed).unwrap();
     assert_eq!(text, fs::read_to_string(&whole).unwrap());
+    // Each host knocked, of its service, and no other.
+    for (name, want) in [
+        ("ssh", ["198.18.0.3", "198.18.0.9", "fd00::3"]),
+        ("web", ["198.18.0.20", "fd00::2", "fd00::20"]),
+    ] {
+        let t = TableRef::new(
+            &AnchorName::new("pfknock").unwrap(),
+            &pfknock::name::TableName::new(name).unwrap(),
+        );
+        let held: Vec<String> = (snap.hosts(&t.to_string()).into_iter().flatten())
+            .map(|(n, _)| n.addr().to_string())
+            .collect();
+        assert_eq!(held, want, "{text}");
+    }
     assert_eq!(text.lines().count(), 6, "{text}");
-    assert_eq!(snap.len(), 6);
     assert_eq!(pfknock::daemon::state::take(&streamed), Some(snap));
 }
 

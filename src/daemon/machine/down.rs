@@ -142,21 +142,19 @@ impl Machine {
     pub fn snapshot(&self, cx: &Ctx) -> Known {
         let mut k = Known::new();
         if self.events {
-            // Set by set, each service's table named once.
-            // The book's order is its own: gathered, then sorted once
-            // into address order (`Hosts`).
-            for s in &cx.cfg.services {
-                let mut hosts = Vec::new();
-                for af in [Af::V4, Af::V6] {
-                    let Some(id) = self.book.find(&nft_set_of(s.table.as_str(), af)) else {
-                        continue;
-                    };
-                    hosts.reserve(self.book.count(id));
-                    let set = self.book.iter_set(id);
-                    hosts.extend(set.map(|(addr, a)| (Net::host(addr), a.since.div_euclid(1000))));
+            // A table's hosts come together (`each_known`), each table's
+            // made into its `Hosts` at once.
+            let (mut table, mut hosts) = (String::new(), Vec::new());
+            let each = self.each_known(cx, &mut |t, n, since| {
+                if t != table {
+                    k.add_hosts(&table, std::mem::take(&mut hosts));
+                    t.clone_into(&mut table);
                 }
-                k.add_hosts(&TableRef::new(&cx.cfg.anchor, &s.table).to_string(), hosts);
-            }
+                hosts.push((n, since));
+                Ok::<(), std::convert::Infallible>(())
+            });
+            let Ok(()) = each;
+            k.add_hosts(&table, hosts);
             return k;
         }
         for w in self.polls.watches.iter() {
