@@ -1171,8 +1171,11 @@ fn a_restart_over_an_unchanged_record_looks_up_what_it_kept() {
         let _ = started_and_stopped(&n, 10);
         fs::remove_file(n.dir.join("pfknock.pid.state")).unwrap();
         held_50k(&n);
-        // No element's timer may start within a second of the look-ups.
-        std::thread::sleep(Duration::from_millis(1500));
+        // No element's timer may start within a second of the look-ups,
+        // however long they take: over half a second for these 50,000 on
+        // a loaded machine, where 1.5 s was once too little (the reading
+        // then rightly fell back to a dump).
+        std::thread::sleep(Duration::from_millis(3000));
         let counts = kernel_count(&n, "ssh_4");
         // With no record, one dump, checked by a look-up of what it gave
         // where the kernel counts; else dumps until two agree.
