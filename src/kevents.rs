@@ -171,7 +171,7 @@ impl Elem for Deadline {
 /// An IPv4 element and its deadline in 12 bytes: the address's four
 /// bytes and `Deadline`'s word (bit 63 clear), in two halves so that
 /// nothing aligns it to 8.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Deadline4 {
     addr: [u8; 4],
     word: [u32; 2],
@@ -330,12 +330,6 @@ impl FromIterator<Deadline> for Deadlines {
 impl From<Vec<Deadline>> for Deadlines {
     fn from(v: Vec<Deadline>) -> Deadlines {
         v.into_iter().collect()
-    }
-}
-
-impl From<Vec<Deadline4>> for Deadlines {
-    fn from(v: Vec<Deadline4>) -> Deadlines {
-        Deadlines::V4(v)
     }
 }
 
