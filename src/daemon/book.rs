@@ -255,11 +255,11 @@ impl Book {
     }
 
     /// Set `id` is taken in whole (a reading): its maps are to be built
-    /// again if they changed since they last were (`settle`), so that they
-    /// start full.
-    pub(super) fn settle_later(&mut self, id: u16) {
+    /// again if they changed since they last were, or if `more` are to
+    /// come (`settle`), so that they start full.
+    pub(super) fn settle_later(&mut self, id: u16, more: bool) {
         if let Some(f) = self.fill.get_mut(id as usize) {
-            f.later = f.changed > 0;
+            f.later = f.changed > 0 || more;
         }
     }
 

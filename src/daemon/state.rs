@@ -151,7 +151,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         let acts = match prev {
             None if !self.machine.polls() => {
                 self.machine.compared();
-                super::machine::Machine::no_record(self.machine.booked())
+                let cx = super::events::cx!(self);
+                super::machine::Machine::no_record(self.machine.booked(&cx))
             }
             // The book is what the kernel holds: compared in parts.
             Some(prev) if !self.machine.polls() => {

@@ -5,10 +5,11 @@
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::ops::Bound::{Excluded, Unbounded};
 
 use super::watch::{Hosts, Watch};
-use super::{Action, Ctx, Machine, Query, Step, Then};
+use super::{Action, Auth, Ctx, Machine, Query, Step, Then};
 use crate::config::Role;
 use crate::daemon::lines::Level;
 use crate::name::{Af, Net, Secs};
@@ -103,8 +104,10 @@ impl Machine {
     /// (by table, in table name and address order), handed to `f` one at
     /// a time. With kernel events, straight from the book: at a million a
     /// snapshot is a copy of every host, 55 MB beside the book at the
-    /// stop (`benches/README.md`, churn.sh). The first error `f` gives
-    /// ends it.
+    /// stop (`benches/README.md`, churn.sh); and from the records of the
+    /// hosts said during the start's reading whose events have not come
+    /// yet (`Knocks::said_in`), which the book does not hold until they
+    /// do. The first error `f` gives ends it.
     pub fn each_known<E>(&self, cx: &Ctx, f: &mut EachKnown<'_, E>) -> Result<(), E> {
         if !self.events {
             for (t, hosts) in self.snapshot(cx).tables() {
@@ -126,16 +129,37 @@ impl Machine {
         tables.sort_unstable();
         for (t, table) in &tables {
             for af in [Af::V4, Af::V6] {
-                let Some(id) = self.book.find(&nft_set_of(table, af)) else {
-                    continue;
-                };
+                let set = nft_set_of(table, af);
                 // In address order (`Book::iter_set`), as `Hosts` is.
-                for (addr, a) in self.book.iter_set(id) {
-                    f(t, Net::host(addr), a.since.div_euclid(1000))?;
+                let secs = |(addr, a): (IpAddr, Auth)| (Net::host(addr), a.since.div_euclid(1000));
+                let booked = self.book.find(&set).into_iter();
+                let booked = booked.flat_map(|id| self.book.iter_set(id)).map(secs);
+                let said = self.knocks.said_in(&set).map(secs);
+                // Where both hold a host, the book's (taken in since).
+                for (n, booked, said) in side_by_side(booked, said) {
+                    if let Some(since) = booked.or(said) {
+                        f(t, n, since)?;
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// How many of the hosts of `set` said during the start's reading the
+    /// book does not hold (their events have not come yet): both walked
+    /// side by side in address order, where anything was said.
+    pub(super) fn said_apart(&self, set: &str) -> usize {
+        let mut said = self.knocks.said_in(set).peekable();
+        if said.peek().is_none() {
+            return 0;
+        }
+        let host = |(addr, _): (IpAddr, Auth)| (Net::host(addr), 0);
+        let booked = self.book.find(set).into_iter();
+        let booked = booked.flat_map(|id| self.book.iter_set(id)).map(host);
+        (side_by_side(booked, said.map(host)))
+            .filter(|(_, booked, _)| booked.is_none())
+            .count()
     }
 
     /// Every authorization the machine knows of.
@@ -418,9 +442,18 @@ impl Machine {
         self.knocks.compared();
     }
 
-    /// How many authorizations the book holds (kernel events).
-    pub fn booked(&self) -> usize {
-        self.book.len()
+    /// How many authorizations the machine knows of (kernel events): the
+    /// book's, and those said during the start's reading whose events
+    /// have not come yet, counted as `each_known` walks them (a million
+    /// in some 10 ms; no snapshot).
+    pub fn booked(&self, cx: &Ctx) -> usize {
+        let mut n = 0;
+        let counted = self.each_known(cx, &mut |_, _, _| {
+            n += 1;
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let Ok(()) = counted;
+        n
     }
 
     fn watch_of(&self, table: &str) -> Option<&Watch> {

@@ -624,15 +624,17 @@ impl Machine {
     }
 
     /// How many authorizations the machine knows of a table, and when the
-    /// first is due (seconds, rounded up).
+    /// first is due (seconds, rounded up): the book's, and those said
+    /// during the start's reading whose events have not come yet
+    /// (`said_apart`).
     pub fn count(&self, table: &str) -> (usize, Option<i64>) {
-        let ids: Vec<u16> = [Af::V4, Af::V6]
-            .iter()
-            .filter_map(|a| self.book.find(&nft_set_of(table, *a)))
-            .collect();
-        let first = self.book.first_due(&ids);
+        let sets = [Af::V4, Af::V6].map(|a| nft_set_of(table, a));
+        let ids: Vec<u16> = sets.iter().filter_map(|s| self.book.find(s)).collect();
+        let said = sets.iter().filter_map(|s| self.knocks.said_first_due(s));
+        let first = self.book.first_due(&ids).into_iter().chain(said).min();
+        let n = ids.iter().map(|i| self.book.count(*i)).sum::<usize>();
         (
-            ids.iter().map(|i| self.book.count(*i)).sum(),
+            n + sets.iter().map(|s| self.said_apart(s)).sum::<usize>(),
             first.map(|t| (t + 999).div_euclid(1000)),
         )
     }

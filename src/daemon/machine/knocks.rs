@@ -518,13 +518,25 @@ impl Knocks {
         self.dropped.remove(&key).is_some() || self.said(&key).is_some()
     }
 
-    /// When a host said while the reading ran was authorized.
-    pub(super) fn said_since(&self, set: &str, addr: IpAddr) -> Option<i64> {
-        if self.none_said() {
+    /// What was said of a host while the reading ran, if it is in its
+    /// set (its record: when it was authorized, and its deadline).
+    pub(super) fn said_record(&self, set: &str, addr: IpAddr) -> Option<Auth> {
+        if self.said.len() == 0 {
             return None;
         }
-        let said = self.said(&(set.to_owned(), addr));
-        said.flatten().map(|a| a.since)
+        self.said.get(self.said.find(set)?, addr)
+    }
+
+    /// The records of the hosts of `set` said while the reading ran and
+    /// in the set, in address order (`Book::iter_set`).
+    pub(super) fn said_in<'a>(&'a self, set: &str) -> impl Iterator<Item = (IpAddr, Auth)> + 'a {
+        let id = self.said.find(set);
+        id.into_iter().flat_map(|id| self.said.iter_set(id))
+    }
+
+    /// The first deadline of those records (`said_in`).
+    pub(super) fn said_first_due(&self, set: &str) -> Option<i64> {
+        self.said.first_due(&[self.said.find(set)?])
     }
 
     /// A host someone else added while the reading ran, now that the

@@ -472,7 +472,7 @@ fn a_start_compares_its_record_with_the_book_a_part_at_a_time_as_in_one_piece() 
         };
         acts = m.answer(&cx, t, Answer::Resumed, T0);
     }
-    assert_eq!(m.booked(), held);
+    assert_eq!(m.booked(&cx), held);
     let one_piece = m.reconcile(&cx, Some(prev.clone()), &m.snapshot(&cx), now);
     let (got, parts) = compared_in_parts(&mut m, &cx, prev, now);
     assert!(
