@@ -2,8 +2,9 @@
 //! address → since and until (ms), and the deadlines in order.
 //!
 //! Kept small, since a set may hold millions: each set has one ordered map
-//! per family keyed by the address's bytes (a B-tree: no hash table's
-//! slack, which at a million entries is twice the data), each value is 10
+//! per family keyed by the address's bytes (sorted blocks, `Blocks`: no
+//! hash table's slack, which at a million entries is twice the data, nor
+//! a B-tree's nodes, 28.6 bytes an IPv4 entry at best), each value is 10
 //! bytes (the deadline in 48 bits, and the age at it in a compact code),
 //! and the deadlines are a heap of 12-byte (IPv4) or 24-byte (IPv6)
 //! entries. Every part is aligned to two bytes, so that nothing is
@@ -13,8 +14,9 @@
 #![forbid(unsafe_code)]
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 
+use super::blocks::Blocks;
 use super::heap::MinHeap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -89,8 +91,8 @@ impl Packed {
 /// One authorized set's entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Entries {
-    v4: BTreeMap<[u8; 4], Packed>,
-    v6: BTreeMap<[u8; 16], Packed>,
+    v4: Blocks<[u8; 4], Packed>,
+    v6: Blocks<[u8; 16], Packed>,
 }
 
 impl Entries {
@@ -98,41 +100,25 @@ impl Entries {
         self.v4.len() + self.v6.len()
     }
 
-    /// Both maps built again, every node full (`full`).
+    /// Both maps' blocks filled again (`Blocks::repack`).
     fn rebuild(&mut self) {
-        self.v4 = full(std::mem::take(&mut self.v4));
-        self.v6 = full(std::mem::take(&mut self.v6));
+        self.v4.repack();
+        self.v6.repack();
     }
-}
-
-/// `m` built again from its entries in order, every node full:
-/// `FromIterator` builds a B-tree from sorted entries in bulk (`append`
-/// did too up to Rust 1.95; from 1.96 it inserts one at a time). The
-/// entries are copied out one at a time, so that the copy grows as the
-/// walk frees the old nodes rather than beside all of them (`cargo bench
-/// --bench daemon reading`: a peak of 43.3 MB at a million IPv4 ones,
-/// 49.4 with the copy made at once).
-fn full<K: Ord, V>(m: BTreeMap<K, V>) -> BTreeMap<K, V> {
-    let mut sorted = Vec::new();
-    for kv in m {
-        sorted.push(kv);
-    }
-    sorted.into_iter().collect()
 }
 
 /// How full a set's maps are likely to be: how many entries they held
 /// when last built full, and how many keys were added or removed since.
 ///
-/// A B-tree's nodes fill as they will. Where addresses come in order (a
-/// reading's parts, hosts numbered as they come), each full node splits
-/// 6 and 5 and the first half never fills again; removals merge nodes
-/// back. At a million held under churn in address order (`cargo bench
-/// --bench daemon churn`) the book went from 28.6 to 42.9 bytes an IPv4
-/// authorization, and the daemon from 52 to 60 MB resident
-/// (`benches/churn.sh`). So a set's maps are built again once they have
-/// changed by as many keys as they held when last built (at least
-/// `REBUILD_MIN`): a cost of one walk per that many changes, and at a
-/// million a pause of tens of ms in a turn of the loop.
+/// Keys in address order (a reading's parts, hosts numbered as they come)
+/// fill each block whole; keys from within split full blocks in halves,
+/// and removals leave blocks part empty. So a set's maps are built again
+/// (`Blocks::repack`, a block at a time) once they have changed by as
+/// many keys as they held when last built (at least `REBUILD_MIN`): a
+/// cost of one walk per that many changes, some ms at a million. (With
+/// B-trees, whose rebuild held a sorted copy of every entry beside the
+/// new nodes, this took the book under churn in address order from 42.9
+/// back to 28.6 bytes an IPv4 authorization.)
 #[derive(Clone, Copy, Debug, Default)]
 struct Fill {
     built: usize,
@@ -141,7 +127,7 @@ struct Fill {
     later: bool,
 }
 
-/// A set this small is not built again: its nodes are a few KB.
+/// A set this small is not built again: its blocks are a few KB.
 const REBUILD_MIN: usize = 1 << 12;
 
 /// The book: sets by index (`u16`, as their names are met), entries, and
@@ -297,16 +283,10 @@ impl Book {
     /// address given twice, the last).
     ///
     /// This is how a reading is taken in, in address order a part at a
-    /// time. Inserted in that order, each node that fills splits in two
-    /// and only the second half fills on: half of each node is left
-    /// empty, 43 against 28.6 bytes an IPv4 authorization at a million.
-    /// So the maps are built again as they double (`changed`), and once
-    /// the set is in and the reading's records are gone (`settle_later`),
-    /// a sorted copy of their entries (14 bytes an IPv4 one) held beside
-    /// the new maps only while they are built.
-    /// Joining each part to the maps with `append` built them full up to
-    /// Rust 1.95, at the cost of the set's size a part; from 1.96
-    /// `append` inserts one at a time.
+    /// time: each block fills whole. The maps are built again as they
+    /// double (`changed`), and once the set is in and the reading's
+    /// records are gone (`settle_later`), which fills again what a host
+    /// taken in from within (an event's, during the reading) split.
     pub(super) fn insert_run(&mut self, id: u16, run: Vec<(IpAddr, Auth)>) {
         let e = &mut self.sets[id as usize];
         let mut new = 0;
@@ -403,10 +383,10 @@ impl Book {
             Some(IpAddr::V6(v)) => (None, Excluded(v.octets())),
         };
         let v4 = (e.zip(b4).into_iter())
-            .flat_map(|(e, b)| e.v4.range((b, Unbounded)))
+            .flat_map(|(e, b)| e.v4.range_from(b))
             .map(|(a, p)| (IpAddr::V4(Ipv4Addr::from(*a)), p.get()));
         let v6 = (e.into_iter())
-            .flat_map(move |e| e.v6.range((b6, Unbounded)))
+            .flat_map(move |e| e.v6.range_from(b6))
             .map(|(a, p)| (IpAddr::V6(Ipv6Addr::from(*a)), p.get()));
         v4.chain(v6)
     }

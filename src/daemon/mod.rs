@@ -384,6 +384,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 }
 
+mod blocks;
 mod book;
 mod commands;
 mod control;

@@ -1,4 +1,5 @@
 use super::*;
+use std::collections::BTreeMap;
 
 fn v4(n: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(0xc612_0000 | n))

@@ -456,10 +456,9 @@ impl Machine {
     }
 
     /// The sets a reading took in are built full (`Book::settle`) once
-    /// nothing the reading heard is still held for its events: under
-    /// churn at a million those records take some 100 MB for a while
-    /// after the reading, and the build would add its sorted copy and the
-    /// new maps (30 MB) to that peak.
+    /// nothing the reading heard is still held for its events, which
+    /// take the hosts said during the reading into the book (at a
+    /// million under churn, some 600,000 of them).
     pub(super) fn settle_when_quiet(&mut self) {
         if self.book.unsettled() && !self.knocks.reading && self.knocks.none_said() {
             self.book.settle();
