@@ -1,13 +1,15 @@
 //! An ordered map kept as a sorted run of blocks, each a vector of at most
 //! `BLOCK` entries in key order: what the book holds of a set.
 //!
-//! A B-tree (`std::collections::BTreeMap`) takes 28.6 bytes for an IPv4
-//! entry of 14 (a 4-byte address and a 10-byte deadline) when its nodes
-//! are full, and 43 where keys come in order, as a reading's do (each
-//! full node splits in two and the first half never fills again). Built
-//! full again, it needs a sorted copy of every entry beside the new
-//! nodes: at a million a 14 MB spike, the high-water of a churned start
-//! (`benches/README.md`). Here a block that fills where keys come in
+//! A B-tree (`std::collections::BTreeMap`) takes some 16.6 bytes for an
+//! IPv4 entry of 14 (a 4-byte address and a 10-byte deadline) when its
+//! nodes are full, and 31 where keys come in order, as a reading's do
+//! (each full node splits in two and the first half never fills again;
+//! the book, its 12-byte deadlines included, held 28.6 and 42.9 bytes an
+//! IPv4 authorization). Built full again, it needs a sorted copy of every
+//! entry beside the new nodes: at a million a 14 MB spike, the
+//! high-water of a churned start (`benches/README.md`). Here a block that
+//! fills where keys come in
 //! order is left full and the next key starts a block of its own; one
 //! that fills from within splits in halves. So entries in key order take
 //! their own 14 bytes and some 0.3 more (a block's vector, a pointer and

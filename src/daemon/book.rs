@@ -4,7 +4,7 @@
 //! Kept small, since a set may hold millions: each set has one ordered map
 //! per family keyed by the address's bytes (sorted blocks, `Blocks`: no
 //! hash table's slack, which at a million entries is twice the data, nor
-//! a B-tree's nodes, 28.6 bytes an IPv4 entry at best), each value is 10
+//! a B-tree's nodes, 16.6 bytes an IPv4 entry at best), each value is 10
 //! bytes (the deadline in 48 bits, and the age at it in a compact code),
 //! and the deadlines are a heap of 12-byte (IPv4) or 24-byte (IPv6)
 //! entries. Every part is aligned to two bytes, so that nothing is
