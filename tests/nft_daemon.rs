@@ -1999,6 +1999,14 @@ fn reading_rig_of(
     (d, k, log, path, dir)
 }
 
+/// The start's line without a record, `n` authorizations found.
+fn found_line(n: usize) -> String {
+    format!(
+        "no record of the last run (first start, a crash or a reboot): {n} \
+         authorizations found; what happened while no daemon ran is not known"
+    )
+}
+
 /// How many of the lines `l` say `verb` of address `a`.
 fn lines_of(l: &[String], verb: &str, a: &str) -> usize {
     let head = format!("{verb} {a} ");
@@ -2272,14 +2280,7 @@ fn a_reload_that_deletes_sets_being_read_is_loaded_at_once_and_says_what_went() 
         // The reading's own line says what it found that is still there,
         // whether it read the sets that went before or after.
         let l = log.take();
-        assert_eq!(
-            l,
-            [
-                "no record of the last run (first start, a crash or a reboot): 1 \
-                 authorizations found; what happened while no daemon ran is not known"
-            ],
-            "gated: {gated}"
-        );
+        assert_eq!(l, [found_line(1)], "gated: {gated}");
         assert_eq!(d.next_due_ms(), Some(T0 + s(60) + COALESCE));
         let lookups = k.st().lookups;
         tick_to(&mut d, &k, T0 + s(60) + COALESCE);
@@ -2319,13 +2320,7 @@ fn an_element_said_during_the_reading_of_a_set_a_reload_deleted_is_said_once() {
     }
     d.caught_up((T0 + s(3)) / 1000);
     // Not said again, nor what went with the set: only the reading's line.
-    assert_eq!(
-        log.take(),
-        [
-            "no record of the last run (first start, a crash or a reboot): 2 \
-             authorizations found; what happened while no daemon ran is not known"
-        ]
-    );
+    assert_eq!(log.take(), [found_line(2)]);
     tick_to(&mut d, &k, T0 + s(62) + COALESCE);
     let l = log.take();
     assert_eq!(
@@ -3093,13 +3088,7 @@ fn changes_by_others_during_the_starts_reading_are_said_at_once_and_once() {
     // .21 and .23, each said as nft added it, whether the reading found
     // it or not; not .12, which the reading found but was deleted
     // meanwhile.
-    assert_eq!(
-        log.take(),
-        [
-            "no record of the last run (first start, a crash or a reboot): \
-          2 authorizations found; what happened while no daemon ran is not known"
-        ]
-    );
+    assert_eq!(log.take(), [found_line(2)]);
     k.remove("ssh_4", "198.18.0.12");
     k.knock("ssh_4", "198.18.0.23");
     for ev in queue {
@@ -3149,13 +3138,7 @@ fn hosts_said_during_the_starts_reading_are_known_before_their_events_come() {
     k.at(T0 + s(7));
     open(&gate);
     read_to_end(&mut d);
-    assert_eq!(
-        log.take(),
-        [
-            "no record of the last run (first start, a crash or a reboot): \
-             3 authorizations found; what happened while no daemon ran is not known"
-        ]
-    );
+    assert_eq!(log.take(), [found_line(3)]);
     // Put back as it was: the kernel held it all along.
     k.at(T0 + s(5));
     k.knock("ssh_4", "198.18.0.23");
