@@ -729,10 +729,14 @@ fn a_knock_again_after_two_seconds_is_one_renewed_line_and_moves_the_deadline() 
         r.log.take(),
         ["renewed 198.18.0.9 service=ssh table=ssh anchor=pfknock age=30s ttl=1m"]
     );
-    // Not expired at the first deadline.
-    r.at(T0 + s(60) + 1);
+    // The deadline moved to the renewal's: nothing wakes the daemon at
+    // the first one, and it expires at the second.
+    let renewed = T0 + s(90) + 400;
+    assert_eq!(r.d.next_due_ms(), Some(renewed + COALESCE));
+    r.at(T0 + s(60) + COALESCE);
+    r.at(renewed + COALESCE - 1);
     assert!(r.log.take().is_empty());
-    r.at(T0 + s(90) + 400);
+    r.at(renewed + COALESCE);
     let l = r.log.take();
     assert_eq!(l.len(), 1, "{l:?}");
     assert!(l[0].starts_with("expired 198.18.0.9 "), "{l:?}");

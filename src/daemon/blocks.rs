@@ -1,15 +1,14 @@
 //! An ordered map kept as a sorted run of blocks, each a vector of at most
-//! `BLOCK` entries in key order: what the book holds of a set.
+//! `BLOCK` entries in key order, and the least deadline of each block in a
+//! tree: what the book holds of a set, and which of it is due first.
 //!
 //! A B-tree (`std::collections::BTreeMap`) takes some 16.6 bytes for an
 //! IPv4 entry of 14 (a 4-byte address and a 10-byte deadline) when its
 //! nodes are full, and 31 where keys come in order, as a reading's do
-//! (each full node splits in two and the first half never fills again;
-//! the book, its 12-byte deadlines included, held 28.6 and 42.9 bytes an
-//! IPv4 authorization). Built full again, it needs a sorted copy of every
-//! entry beside the new nodes: at a million a 14 MB spike, the
-//! high-water of a churned start (`benches/README.md`). Here a block that
-//! fills where keys come in
+//! (each full node splits in two and the first half never fills again).
+//! Built full again, it needs a sorted copy of every entry beside the new
+//! nodes: at a million a 14 MB spike, the high-water of a churned start
+//! (`benches/README.md`). Here a block that fills where keys come in
 //! order is left full and the next key starts a block of its own; one
 //! that fills from within splits in halves. So entries in key order take
 //! their own 14 bytes and some 0.3 more (a block's vector, a pointer and
@@ -18,6 +17,14 @@
 //! the whole. A look-up is a binary search over the blocks' first keys,
 //! then one within a block; an insertion or removal moves at most a
 //! block's entries (1.8 KB for IPv4).
+//!
+//! Deadlines are found without a heap of their own (which took 12 bytes
+//! an IPv4 entry and 24 an IPv6 one, more with the stale entries a
+//! renewal left in it): each block's least deadline is a leaf of a
+//! tournament tree (each node the least of its two children), 16 bytes
+//! a block. The first due is the root; a change to a block scans its 128
+//! entries and mends the path above it; a block made or gone builds the
+//! tree again, as it moves the list of blocks anyway.
 #![forbid(unsafe_code)]
 
 use std::ops::Bound;
@@ -25,11 +32,25 @@ use std::ops::Bound;
 /// Entries a block holds at most.
 const BLOCK: usize = 128;
 
+/// A value that comes due: its deadline, in an order of its own
+/// (`NEVER` for one that is not to come due again, as one taken due).
+pub(super) trait Due {
+    fn due(&self) -> u64;
+}
+
+pub(super) const NEVER: u64 = u64::MAX;
+
 #[derive(Clone, Debug)]
 pub(super) struct Blocks<K, V> {
     /// Each non-empty and in key order, each key below the next block's.
     blocks: Vec<Vec<(K, V)>>,
     len: usize,
+    /// The least deadline of each block (leaf `half + i` for block `i`,
+    /// `half` a power of two, the rest `NEVER`), and of each node's two
+    /// children (node `k`: `2k` and `2k + 1`), the root at 1. Empty where
+    /// deadlines are not kept (`untimed`).
+    tree: Vec<u64>,
+    timed: bool,
 }
 
 impl<K, V> Default for Blocks<K, V> {
@@ -37,6 +58,8 @@ impl<K, V> Default for Blocks<K, V> {
         Blocks {
             blocks: Vec::new(),
             len: 0,
+            tree: Vec::new(),
+            timed: true,
         }
     }
 }
@@ -63,7 +86,11 @@ fn block_of<K, V>(k: K, v: V) -> Vec<(K, V)> {
     b
 }
 
-impl<K: Ord + Copy, V: Copy> Blocks<K, V> {
+fn least<K, V: Due>(b: &[(K, V)]) -> u64 {
+    b.iter().map(|(_, v)| v.due()).min().unwrap_or(NEVER)
+}
+
+impl<K: Ord + Copy, V: Copy + Due> Blocks<K, V> {
     pub(super) fn len(&self) -> usize {
         self.len
     }
@@ -88,16 +115,24 @@ impl<K: Ord + Copy, V: Copy> Blocks<K, V> {
         let Some(b) = self.blocks.get_mut(i) else {
             self.blocks.push(block_of(k, v));
             self.len = 1;
+            self.build();
             return None;
         };
         let j = match b.binary_search_by(|(x, _)| x.cmp(&k)) {
-            Ok(j) => return Some(std::mem::replace(&mut b[j].1, v)),
+            Ok(j) => {
+                let old = std::mem::replace(&mut b[j].1, v);
+                self.mend(i);
+                return Some(old);
+            }
             Err(j) => j,
         };
         self.len += 1;
         if b.len() < BLOCK {
             b.insert(j, (k, v));
-        } else if j == BLOCK {
+            self.mend(i);
+            return None;
+        }
+        if j == BLOCK {
             // Past a full block's last key: a block of its own, so that
             // keys coming in order fill each block whole.
             self.blocks.insert(i + 1, block_of(k, v));
@@ -113,6 +148,7 @@ impl<K: Ord + Copy, V: Copy> Blocks<K, V> {
             }
             self.blocks.insert(i + 1, upper);
         }
+        self.build();
         None
     }
 
@@ -121,10 +157,8 @@ impl<K: Ord + Copy, V: Copy> Blocks<K, V> {
         let b = self.blocks.get_mut(i)?;
         let j = b.binary_search_by(|(x, _)| x.cmp(k)).ok()?;
         let (_, v) = b.remove(j);
-        if b.is_empty() {
-            self.blocks.remove(i);
-        }
         self.len -= 1;
+        self.after_removal(i);
         Some(v)
     }
 
@@ -132,23 +166,34 @@ impl<K: Ord + Copy, V: Copy> Blocks<K, V> {
     pub(super) fn pop_first(&mut self) -> Option<(K, V)> {
         let b = self.blocks.first_mut()?;
         let e = b.remove(0);
-        if b.is_empty() {
-            self.blocks.remove(0);
-        }
         self.len -= 1;
+        self.after_removal(0);
         Some(e)
     }
 
-    /// Every entry, in key order.
+    /// Block `i` lost an entry: gone if it is empty.
+    fn after_removal(&mut self, i: usize) {
+        if self.blocks[i].is_empty() {
+            self.blocks.remove(i);
+            self.build();
+        } else {
+            self.mend(i);
+        }
+    }
+
+    /// Every entry, in key order (tests).
+    #[cfg(test)]
     pub(super) fn iter(&self) -> impl Iterator<Item = (&K, &V)> + '_ {
         self.blocks.iter().flatten().map(|(k, v)| (k, v))
     }
 
-    /// Every entry, in key order, its value to change.
-    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> + '_ {
-        self.blocks.iter_mut().flatten().map(|(k, v)| (&*k, v))
+    /// `f` given every entry, in key order, its value to change.
+    pub(super) fn change_each(&mut self, mut f: impl FnMut(&K, &mut V)) {
+        self.blocks.iter_mut().flatten().for_each(|(k, v)| f(k, v));
+        self.build();
     }
 
+    #[cfg(test)]
     pub(super) fn values(&self) -> impl Iterator<Item = &V> + '_ {
         self.iter().map(|(_, v)| v)
     }
@@ -190,6 +235,76 @@ impl<K: Ord + Copy, V: Copy> Blocks<K, V> {
             blocks.push(cur);
         }
         self.blocks = blocks;
+        self.build();
+    }
+
+    /// The least deadline, if any entry comes due.
+    pub(super) fn first_due(&self) -> Option<u64> {
+        self.tree.get(1).copied().filter(|d| *d != NEVER)
+    }
+
+    /// The entry due first (of those due alike, the first in key order),
+    /// as it was before `mark` changed it in place (to come due later, or
+    /// never).
+    pub(super) fn take_first(&mut self, mark: impl FnOnce(&mut V)) -> Option<(K, V)> {
+        let d = self.first_due()?;
+        let half = self.tree.len() / 2;
+        let mut k = 1;
+        while k < half {
+            k = if self.tree[2 * k] == d {
+                2 * k
+            } else {
+                2 * k + 1
+            };
+        }
+        let b = &mut self.blocks[k - half];
+        let e = b.iter_mut().find(|(_, v)| v.due() == d)?;
+        let was = *e;
+        mark(&mut e.1);
+        self.mend(k - half);
+        Some(was)
+    }
+
+    /// No deadlines kept from now on: for entries that are only to be
+    /// looked up and taken off (`Book::take_set`).
+    pub(super) fn untimed(&mut self) {
+        self.timed = false;
+        self.tree = Vec::new();
+    }
+
+    /// Block `i` changed: its leaf and the path above it again.
+    fn mend(&mut self, i: usize) {
+        if self.tree.is_empty() {
+            return;
+        }
+        let mut k = self.tree.len() / 2 + i;
+        self.tree[k] = least(&self.blocks[i]);
+        while k > 1 {
+            k /= 2;
+            self.tree[k] = self.tree[2 * k].min(self.tree[2 * k + 1]);
+        }
+    }
+
+    /// The tree built again over the blocks as they are now.
+    fn build(&mut self) {
+        if !self.timed {
+            return;
+        }
+        let half = self.blocks.len().next_power_of_two();
+        self.tree.clear();
+        self.tree.resize(2 * half, NEVER);
+        for (i, b) in self.blocks.iter().enumerate() {
+            self.tree[half + i] = least(b);
+        }
+        for k in (1..half).rev() {
+            self.tree[k] = self.tree[2 * k].min(self.tree[2 * k + 1]);
+        }
+    }
+
+    /// How many entries the blocks have room for (tests).
+    #[cfg(test)]
+    pub(super) fn room(&self) -> usize {
+        self.blocks.iter().map(Vec::capacity).sum()
     }
 
     /// How many blocks, and how many entries they have room for (tests).
@@ -208,13 +323,41 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
-    /// One step done to both: insert, remove, or take the first.
+    /// `u32::MAX` is taken: never due.
+    impl Due for u32 {
+        fn due(&self) -> u64 {
+            if *self == u32::MAX {
+                NEVER
+            } else {
+                u64::from(*self)
+            }
+        }
+    }
+
+    impl Due for () {
+        fn due(&self) -> u64 {
+            NEVER
+        }
+    }
+
+    /// One step done to both: insert, remove, take the first, take the
+    /// first due, or fill the blocks again.
     #[derive(Clone, Debug)]
     enum Op {
         Insert(u16, u32),
         Remove(u16),
         PopFirst,
+        TakeDue,
         Repack,
+    }
+
+    /// The model's first due: the least value not taken, of those alike
+    /// the least key.
+    fn first_due(m: &BTreeMap<u16, u32>) -> Option<(u16, u32)> {
+        (m.iter())
+            .filter(|(_, v)| **v != u32::MAX)
+            .min_by_key(|(k, v)| (**v, **k))
+            .map(|(k, v)| (*k, *v))
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -222,17 +365,27 @@ mod tests {
             6 => (any::<u16>(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k % 2048, v)),
             3 => any::<u16>().prop_map(|k| Op::Remove(k % 2048)),
             1 => Just(Op::PopFirst),
+            2 => Just(Op::TakeDue),
             1 => Just(Op::Repack),
         ]
     }
 
     /// The blocks' own rules: none empty, none over `BLOCK`, keys in
-    /// order across them, the length their sum.
+    /// order across them, the length their sum; each leaf of the tree its
+    /// block's least deadline, each node the least of its children.
     fn check(b: &Blocks<u16, u32>) {
         assert!(b.blocks.iter().all(|x| !x.is_empty() && x.len() <= BLOCK));
         let keys: Vec<u16> = b.iter().map(|(k, _)| *k).collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(keys.len(), b.len());
+        let half = b.tree.len() / 2;
+        assert!(half >= b.blocks.len() && half.is_power_of_two());
+        for (i, leaf) in b.tree[half..].iter().enumerate() {
+            assert_eq!(*leaf, b.blocks.get(i).map_or(NEVER, |x| least(x)));
+        }
+        for k in 1..half {
+            assert_eq!(b.tree[k], b.tree[2 * k].min(b.tree[2 * k + 1]));
+        }
     }
 
     proptest! {
@@ -247,9 +400,17 @@ mod tests {
                     Op::Insert(k, v) => prop_assert_eq!(b.insert(k, v), m.insert(k, v)),
                     Op::Remove(k) => prop_assert_eq!(b.remove(&k), m.remove(&k)),
                     Op::PopFirst => prop_assert_eq!(b.pop_first(), m.pop_first()),
+                    Op::TakeDue => {
+                        let want = first_due(&m);
+                        prop_assert_eq!(b.take_first(|v| *v = u32::MAX), want);
+                        if let Some((k, _)) = want {
+                            m.insert(k, u32::MAX);
+                        }
+                    }
                     Op::Repack => b.repack(),
                 }
                 prop_assert_eq!(b.len(), m.len());
+                prop_assert_eq!(b.first_due(), first_due(&m).map(|(_, v)| u64::from(v)));
             }
             check(&b);
             prop_assert!(b.iter().eq(m.iter()));
@@ -259,10 +420,11 @@ mod tests {
             for from in [Bound::Included(k), Bound::Excluded(k), Bound::Unbounded] {
                 prop_assert!(b.range_from(from).eq(m.range((from, Bound::Unbounded))));
             }
-            for (_, v) in b.iter_mut() {
-                *v = v.wrapping_add(1);
-            }
+            b.change_each(|_, v| *v = v.wrapping_add(1));
+            check(&b);
             prop_assert!(b.values().copied().eq(m.values().map(|v| v.wrapping_add(1))));
+            let least = m.values().map(|v| v.wrapping_add(1)).filter(|v| *v != u32::MAX).min();
+            prop_assert_eq!(b.first_due(), least.map(u64::from));
         }
     }
 

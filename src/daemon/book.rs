@@ -5,19 +5,14 @@
 //! per family keyed by the address's bytes (sorted blocks, `Blocks`: no
 //! hash table's slack, which at a million entries is twice the data, nor
 //! a B-tree's nodes, 16.6 bytes an IPv4 entry at best), each value is 10
-//! bytes (the deadline in 48 bits, and the age at it in a compact code),
-//! and the deadlines are a heap of 12-byte (IPv4) or 24-byte (IPv6)
-//! entries. Every part is aligned to two bytes, so that nothing is
-//! padding. An entry whose deadline moved stays in the heap until it comes
-//! up, and the heap is built again when such entries outnumber the live
-//! ones.
+//! bytes (the deadline in 47 bits, a bit that says it was taken due, and
+//! the age at it in a compact code), aligned to two bytes, so that nothing
+//! is padding. Which entry is due first the blocks themselves say (the
+//! least deadline of each block, in a tree): no heap of deadlines beside
+//! them.
 #![forbid(unsafe_code)]
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
-use super::blocks::Blocks;
-use super::heap::MinHeap;
+use super::blocks::{Blocks, Due, NEVER};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One authorization, in milliseconds since the epoch.
@@ -27,14 +22,16 @@ pub(super) struct Auth {
     pub(super) until: i64,
 }
 
-/// A deadline in 48 bits: ms since the epoch, from 1970 to the year
-/// 10889 (one before 1970 is kept as 1970, one past the last as the last).
-/// Its words go most significant first, so that their order is the
-/// deadlines' order, and a heap entry needs no wider alignment than two.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A deadline in 47 bits, ms since the epoch from 1970 to the year 6429
+/// (one before 1970 is kept as 1970, one past the last as the last), and
+/// above them a bit that says the entry was taken due (`take_due`), so
+/// that it is not due again until it is given a deadline anew. Its words
+/// go most significant first and need no wider alignment than two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Until([u16; 3]);
 
-const UNTIL_MAX: i64 = (1 << 48) - 1;
+const UNTIL_MAX: i64 = (1 << 47) - 1;
+const TAKEN: u16 = 1 << 15;
 
 impl Until {
     fn new(ms: i64) -> Until {
@@ -44,7 +41,11 @@ impl Until {
 
     fn get(self) -> i64 {
         let [a, b, c] = self.0.map(i64::from);
-        a << 32 | b << 16 | c
+        (a & !i64::from(TAKEN)) << 32 | b << 16 | c
+    }
+
+    fn taken(self) -> bool {
+        self.0[0] & TAKEN != 0
     }
 }
 
@@ -69,10 +70,6 @@ impl Packed {
         Packed(until, [(code >> 16) as u16, code as u16])
     }
 
-    fn until(self) -> Until {
-        self.0
-    }
-
     fn get(self) -> Auth {
         let until = self.0.get();
         let code = u32::from(self.1[0]) << 16 | u32::from(self.1[1]);
@@ -88,6 +85,17 @@ impl Packed {
     }
 }
 
+/// Its deadline, until it is taken due.
+impl Due for Packed {
+    fn due(&self) -> u64 {
+        if self.0.taken() {
+            NEVER
+        } else {
+            self.0.get() as u64
+        }
+    }
+}
+
 /// One authorized set's entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Entries {
@@ -98,6 +106,14 @@ struct Entries {
 impl Entries {
     fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
+    }
+
+    fn first_due(&self) -> Option<u64> {
+        self.v4
+            .first_due()
+            .into_iter()
+            .chain(self.v6.first_due())
+            .min()
     }
 
     /// Both maps' blocks filled again (`Blocks::repack`).
@@ -130,16 +146,12 @@ struct Fill {
 /// A set this small is not built again: its blocks are a few KB.
 const REBUILD_MIN: usize = 1 << 12;
 
-/// The book: sets by index (`u16`, as their names are met), entries, and
-/// deadlines.
+/// The book: sets by index (`u16`, as their names are met), and their
+/// entries.
 #[derive(Default)]
 pub(super) struct Book {
     names: Vec<String>,
     sets: Vec<Entries>,
-    /// (until, set, address); IPv4 and IPv6 apart, so that an IPv4 entry
-    /// is 16 bytes.
-    due4: MinHeap<(Until, [u8; 4], u16)>,
-    due6: MinHeap<(Until, [u8; 16], u16)>,
     /// Per set, by index.
     fill: Vec<Fill>,
     /// Sets built again (tests).
@@ -175,19 +187,12 @@ impl Book {
         let e = &mut self.sets[id as usize];
         let p = Packed::new(a);
         let new = match addr {
-            IpAddr::V4(v) => {
-                self.due4.push((p.until(), v.octets(), id));
-                e.v4.insert(v.octets(), p).is_none()
-            }
-            IpAddr::V6(v) => {
-                self.due6.push((p.until(), v.octets(), id));
-                e.v6.insert(v.octets(), p).is_none()
-            }
+            IpAddr::V4(v) => e.v4.insert(v.octets(), p).is_none(),
+            IpAddr::V6(v) => e.v6.insert(v.octets(), p).is_none(),
         };
         if new {
             self.changed(id, 1);
         }
-        self.compact();
         new
     }
 
@@ -273,10 +278,11 @@ impl Book {
     /// at a million, a copy into a hash map took a turn of the loop of
     /// 100 ms and more).
     pub(super) fn take_set(&mut self, id: u16) -> Taken {
-        let e = self.sets.get_mut(id as usize).map(std::mem::take);
+        let mut e = (self.sets.get_mut(id as usize).map(std::mem::take)).unwrap_or_default();
         self.reset_fill(id);
-        self.compact();
-        Taken(e.unwrap_or_default())
+        e.v4.untimed();
+        e.v6.untimed();
+        Taken(e)
     }
 
     /// Keep each of `run`'s entries, as `insert` does one by one (of an
@@ -293,18 +299,11 @@ impl Book {
         for (addr, a) in run {
             let p = Packed::new(a);
             new += usize::from(match addr {
-                IpAddr::V4(v) => {
-                    self.due4.push((p.until(), v.octets(), id));
-                    e.v4.insert(v.octets(), p).is_none()
-                }
-                IpAddr::V6(v) => {
-                    self.due6.push((p.until(), v.octets(), id));
-                    e.v6.insert(v.octets(), p).is_none()
-                }
+                IpAddr::V4(v) => e.v4.insert(v.octets(), p).is_none(),
+                IpAddr::V6(v) => e.v6.insert(v.octets(), p).is_none(),
             });
         }
         self.changed(id, new);
-        self.compact();
     }
 
     /// Forget every entry of one set.
@@ -313,7 +312,6 @@ impl Book {
             *e = Entries::default();
         }
         self.reset_fill(id);
-        self.compact();
     }
 
     /// Set `id` is empty again.
@@ -323,31 +321,25 @@ impl Book {
         }
     }
 
-    /// Give back what the book holds beyond its entries, as they go:
-    /// empty, its deadlines too; else the deadlines built again once
-    /// most are no longer any entry's (`compact`). For a book whose
-    /// entries are removed as often as they come (`Knocks::said`): a
-    /// removal leaves its deadline in the heap until it comes up.
+    /// Give back what the book holds, once it is empty: for a book whose
+    /// entries are removed as often as they come (`Knocks::said`), so
+    /// that its lists of blocks and trees go too.
     pub(super) fn thin(&mut self) {
         if self.len() == 0 {
             self.clear();
-        } else {
-            self.compact();
         }
     }
 
-    /// The entries and deadlines held (tests).
+    /// The entries the blocks have room for (tests).
     #[cfg(test)]
     pub(super) fn room(&self) -> usize {
-        self.len() + self.due4.len() + self.due6.len()
+        (self.sets.iter()).map(|e| e.v4.room() + e.v6.room()).sum()
     }
 
     /// Forget every entry (the set names stay met).
     pub(super) fn clear(&mut self) {
         self.sets.iter_mut().for_each(|e| *e = Entries::default());
         self.fill.iter_mut().for_each(|f| *f = Fill::default());
-        self.due4 = MinHeap::default();
-        self.due6 = MinHeap::default();
     }
 
     pub(super) fn count(&self, id: u16) -> usize {
@@ -400,123 +392,68 @@ impl Book {
             return 0;
         };
         let mut moved = 0;
-        for (addr, p) in e.v4.iter_mut() {
+        let mut cut = |p: &mut Packed| {
             let mut a = p.get();
             if a.since + ttl < a.until {
                 a.until = a.since + ttl;
                 *p = Packed::new(a);
-                self.due4.push((p.until(), *addr, id));
                 moved += 1;
             }
-        }
-        for (addr, p) in e.v6.iter_mut() {
-            let mut a = p.get();
-            if a.since + ttl < a.until {
-                a.until = a.since + ttl;
-                *p = Packed::new(a);
-                self.due6.push((p.until(), *addr, id));
-                moved += 1;
-            }
-        }
-        if moved > 0 {
-            self.compact();
-        }
+        };
+        e.v4.change_each(|_, p| cut(p));
+        e.v6.change_each(|_, p| cut(p));
         moved
     }
 
-    /// The first deadline in the heap (an entry whose deadline moved may
-    /// come up early: `take_due` passes over it).
+    /// The first deadline of an entry not taken due.
     pub(super) fn next_due(&self) -> Option<i64> {
-        let a = self.due4.peek().map(|(t, _, _)| t.get());
-        let b = self.due6.peek().map(|(t, _, _)| t.get());
-        a.into_iter().chain(b).min()
+        (self.sets.iter())
+            .filter_map(Entries::first_due)
+            .min()
+            .map(|d| d as i64)
     }
 
-    /// The first deadline among the live entries of the sets `ids` (an
-    /// entry taken due and not yet removed is not counted). The heaps are
-    /// walked in deadline order, best first over their own tree, until an
-    /// entry of these sets is found that the book holds with that
-    /// deadline: a few steps where these sets' entries come first, as with
-    /// one service. Where another set's entries (or moved ones) come first
-    /// by more than `WALK`, the sets' own entries are scanned instead.
+    /// The first deadline among the entries of the sets `ids` (an entry
+    /// taken due and not yet removed is not counted).
     pub(super) fn first_due(&self, ids: &[u16]) -> Option<i64> {
-        let sets = &self.sets;
-        let live4 = |(id, a): (u16, [u8; 4]), t: Until| {
-            ids.contains(&id) && sets[id as usize].v4.get(&a).is_some_and(|p| p.until() == t)
-        };
-        let live6 = |(id, a): (u16, [u8; 16]), t: Until| {
-            ids.contains(&id) && sets[id as usize].v6.get(&a).is_some_and(|p| p.until() == t)
-        };
-        let a = walk(&self.due4, live4).unwrap_or_else(|| {
-            ids.iter()
-                .filter_map(|i| sets.get(*i as usize))
-                .flat_map(|e| e.v4.values().map(|p| p.until()))
-                .min()
-        });
-        let b = walk(&self.due6, live6).unwrap_or_else(|| {
-            ids.iter()
-                .filter_map(|i| sets.get(*i as usize))
-                .flat_map(|e| e.v6.values().map(|p| p.until()))
-                .min()
-        });
-        a.into_iter().chain(b).min().map(Until::get)
+        (ids.iter())
+            .filter_map(|i| self.sets.get(*i as usize)?.first_due())
+            .min()
+            .map(|d| d as i64)
     }
 
-    /// The entries due at `now` (ms), in deadline order, out of the heap
-    /// but still in the book.
+    /// The entries due at `now` (ms), in deadline order, taken due (not
+    /// due again unless given a deadline anew) but still in the book.
     #[cfg(test)]
     pub(super) fn take_due(&mut self, now: i64) -> Vec<(u16, IpAddr, Auth)> {
         self.take_due_at_most(now, usize::MAX)
     }
 
-    /// `take_due`, at most `limit` of them (the rest stay due).
+    /// `take_due`, at most `limit` of them (the rest stay due). Each is
+    /// the first due of all the sets' blocks, taken one at a time: a walk
+    /// down one set's tree, a scan of one block and a mend of the path.
     pub(super) fn take_due_at_most(&mut self, now: i64, limit: usize) -> Vec<(u16, IpAddr, Auth)> {
+        let now = now.max(0) as u64;
         let mut out = Vec::new();
-        let sets = &self.sets;
-        pop_due(
-            &mut self.due4,
-            now,
-            limit,
-            |(id, a)| {
-                let ip = IpAddr::V4(Ipv4Addr::from(a));
-                let p = sets.get(id as usize)?.v4.get(&a)?;
-                Some((id, ip, p.get()))
-            },
-            &mut out,
-        );
-        pop_due(
-            &mut self.due6,
-            now,
-            limit,
-            |(id, a)| {
-                let ip = IpAddr::V6(Ipv6Addr::from(a));
-                let p = sets.get(id as usize)?.v6.get(&a)?;
-                Some((id, ip, p.get()))
-            },
-            &mut out,
-        );
-        // An entry inserted twice with one deadline is in the heap twice.
+        while out.len() < limit {
+            let first = (self.sets.iter().enumerate())
+                .filter_map(|(i, e)| Some((e.first_due()?, i)))
+                .min();
+            let Some((d, i)) = first.filter(|(d, _)| *d <= now) else {
+                break;
+            };
+            let e = &mut self.sets[i];
+            let mark = |p: &mut Packed| p.0.0[0] |= TAKEN;
+            let taken = if e.v4.first_due() == Some(d) {
+                (e.v4.take_first(mark)).map(|(a, p)| (IpAddr::V4(Ipv4Addr::from(a)), p))
+            } else {
+                (e.v6.take_first(mark)).map(|(a, p)| (IpAddr::V6(Ipv6Addr::from(a)), p))
+            };
+            out.extend(taken.map(|(ip, p)| (i as u16, ip, p.get())));
+        }
+        // Of those due alike, in the order of their sets and addresses.
         out.sort_by_key(|(i, ip, a)| (a.until, *i, *ip));
-        out.dedup_by_key(|(i, ip, _)| (*i, *ip));
         out
-    }
-
-    /// Build the heaps again from the maps when they hold more than twice
-    /// the live entries (and more than a few), so that renewals and
-    /// removals do not grow them without bound.
-    fn compact(&mut self) {
-        let live = self.len();
-        if self.due4.len() + self.due6.len() <= 2 * live + 64 {
-            return;
-        }
-        let mut d4 = Vec::with_capacity(live);
-        let mut d6 = Vec::new();
-        for (i, e) in self.sets.iter().enumerate() {
-            d4.extend(e.v4.iter().map(|(a, p)| (p.until(), *a, i as u16)));
-            d6.extend(e.v6.iter().map(|(a, p)| (p.until(), *a, i as u16)));
-        }
-        self.due4 = MinHeap::from_vec(d4);
-        self.due6 = MinHeap::from_vec(d6);
     }
 }
 
@@ -543,59 +480,6 @@ impl Taken {
         }
         let (a, p) = self.0.v6.pop_first()?;
         Some((IpAddr::V6(Ipv6Addr::from(a)), p.get()))
-    }
-}
-
-/// How many of a heap's entries `Book::first_due` looks at in order
-/// before it scans the sets instead.
-const WALK: usize = 1 << 12;
-
-/// The first entry of `heap`, in deadline order, that `live` takes:
-/// `Some(None)` when there is none, `None` when `WALK` entries went by
-/// first. Best first: a small heap of the positions whose parents were
-/// taken, so `k` entries cost `O(k log k)`.
-fn walk<A: Copy + Ord>(
-    heap: &MinHeap<(Until, A, u16)>,
-    live: impl Fn((u16, A), Until) -> bool,
-) -> Option<Option<Until>> {
-    let v = heap.as_slice();
-    let mut next = BinaryHeap::new();
-    if !v.is_empty() {
-        next.push(Reverse((v[0], 0usize)));
-    }
-    for _ in 0..WALK {
-        let Some(Reverse(((until, addr, id), at))) = next.pop() else {
-            return Some(None);
-        };
-        if live((id, addr), until) {
-            return Some(Some(until));
-        }
-        for c in [2 * at + 1, 2 * at + 2] {
-            if let Some(e) = v.get(c) {
-                next.push(Reverse((*e, c)));
-            }
-        }
-    }
-    None
-}
-
-/// Pop the entries of `heap` due at `now` into `out` (until it holds
-/// `limit`), each as the book holds it (`find`), if it still does with
-/// that deadline.
-fn pop_due<A: Copy + Ord>(
-    heap: &mut MinHeap<(Until, A, u16)>,
-    now: i64,
-    limit: usize,
-    find: impl Fn((u16, A)) -> Option<(u16, IpAddr, Auth)>,
-    out: &mut Vec<(u16, IpAddr, Auth)>,
-) {
-    let now = Until::new(now);
-    while let Some((until, addr, id)) = heap.peek() {
-        if until > now || out.len() >= limit {
-            break;
-        }
-        heap.pop();
-        out.extend(find((id, addr)).filter(|(_, _, a)| a.until == until.get()));
     }
 }
 

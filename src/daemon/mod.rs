@@ -390,7 +390,6 @@ mod commands;
 mod control;
 mod events;
 mod feeds;
-mod heap;
 mod hearing;
 mod lines;
 mod machine;
