@@ -22,9 +22,12 @@
 //! an IPv4 entry and 24 an IPv6 one, more with the stale entries a
 //! renewal left in it): each block's least deadline is a leaf of a
 //! tournament tree (each node the least of its two children), 16 bytes
-//! a block. The first due is the root; a change to a block scans its 128
-//! entries and mends the path above it; a block made or gone builds the
-//! tree again, as it moves the list of blocks anyway.
+//! a block. The first due is the root. An entry new or due sooner lowers
+//! the path above its block; only one that was its block's least and is
+//! gone, taken due or due later has the block scanned again. A block
+//! made or gone moves the leaves past it a place and makes the nodes
+//! above them again, as it moves the list of blocks past it anyway: keys
+//! in order, whose blocks come at the end, cost a path.
 #![forbid(unsafe_code)]
 
 use std::ops::Bound;
@@ -121,7 +124,11 @@ impl<K: Ord + Copy, V: Copy + Due> Blocks<K, V> {
         let j = match b.binary_search_by(|(x, _)| x.cmp(&k)) {
             Ok(j) => {
                 let old = std::mem::replace(&mut b[j].1, v);
-                self.mend(i);
+                if v.due() > old.due() {
+                    self.raised(i, old.due());
+                } else {
+                    self.lower(i, v.due());
+                }
                 return Some(old);
             }
             Err(j) => j,
@@ -129,16 +136,18 @@ impl<K: Ord + Copy, V: Copy + Due> Blocks<K, V> {
         self.len += 1;
         if b.len() < BLOCK {
             b.insert(j, (k, v));
-            self.mend(i);
+            self.lower(i, v.due());
             return None;
         }
         if j == BLOCK {
             // Past a full block's last key: a block of its own, so that
             // keys coming in order fill each block whole.
             self.blocks.insert(i + 1, block_of(k, v));
+            self.block_in(i + 1);
         } else if j == 0 {
             // Before the first block's first key (keys coming down).
             self.blocks.insert(0, block_of(k, v));
+            self.block_in(0);
         } else {
             let mut upper = Vec::with_capacity(BLOCK);
             upper.extend(b.drain(BLOCK / 2..));
@@ -147,8 +156,9 @@ impl<K: Ord + Copy, V: Copy + Due> Blocks<K, V> {
                 None => b.insert(j, (k, v)),
             }
             self.blocks.insert(i + 1, upper);
+            self.block_in(i + 1);
+            self.mend(i);
         }
-        self.build();
         None
     }
 
@@ -158,7 +168,7 @@ impl<K: Ord + Copy, V: Copy + Due> Blocks<K, V> {
         let j = b.binary_search_by(|(x, _)| x.cmp(k)).ok()?;
         let (_, v) = b.remove(j);
         self.len -= 1;
-        self.after_removal(i);
+        self.after_removal(i, v.due());
         Some(v)
     }
 
@@ -167,17 +177,17 @@ impl<K: Ord + Copy, V: Copy + Due> Blocks<K, V> {
         let b = self.blocks.first_mut()?;
         let e = b.remove(0);
         self.len -= 1;
-        self.after_removal(0);
+        self.after_removal(0, e.1.due());
         Some(e)
     }
 
-    /// Block `i` lost an entry: gone if it is empty.
-    fn after_removal(&mut self, i: usize) {
+    /// Block `i` lost an entry due at `d`: gone if it is empty.
+    fn after_removal(&mut self, i: usize, d: u64) {
         if self.blocks[i].is_empty() {
             self.blocks.remove(i);
-            self.build();
+            self.block_out(i);
         } else {
-            self.mend(i);
+            self.raised(i, d);
         }
     }
 
@@ -272,6 +282,24 @@ impl<K: Ord + Copy, V: Copy + Due> Blocks<K, V> {
         self.tree = Vec::new();
     }
 
+    /// An entry of block `i` came due at `d` (new, or sooner): its leaf
+    /// and the path above it lowered to `d` where they were later.
+    fn lower(&mut self, i: usize, d: u64) {
+        let mut k = self.tree.len() / 2 + i;
+        while k >= 1 && self.tree.get(k).is_some_and(|t| *t > d) {
+            self.tree[k] = d;
+            k /= 2;
+        }
+    }
+
+    /// An entry of block `i` that was due at `d` is gone or due later:
+    /// the block's least scanned again if it was that one.
+    fn raised(&mut self, i: usize, d: u64) {
+        if d != NEVER && self.tree.get(self.tree.len() / 2 + i) == Some(&d) {
+            self.mend(i);
+        }
+    }
+
     /// Block `i` changed: its leaf and the path above it again.
     fn mend(&mut self, i: usize) {
         if self.tree.is_empty() {
@@ -282,6 +310,49 @@ impl<K: Ord + Copy, V: Copy + Due> Blocks<K, V> {
         while k > 1 {
             k /= 2;
             self.tree[k] = self.tree[2 * k].min(self.tree[2 * k + 1]);
+        }
+    }
+
+    /// Block `i` is new (those from `i` on were one place lower): the
+    /// leaves from `i` on move up a place, the tree grows if it must, and
+    /// the nodes above the leaves that moved are made again. The blocks'
+    /// entries are not scanned, but for block `i`'s own.
+    fn block_in(&mut self, i: usize) {
+        if !self.timed {
+            return;
+        }
+        let n = self.blocks.len();
+        let half = self.tree.len() / 2;
+        if n > half {
+            return self.build();
+        }
+        self.tree.copy_within(half + i..half + n - 1, half + i + 1);
+        self.tree[half + i] = least(&self.blocks[i]);
+        self.remake(i, n);
+    }
+
+    /// Block `i` is gone: the leaves past it move down a place.
+    fn block_out(&mut self, i: usize) {
+        if !self.timed {
+            return;
+        }
+        let n = self.blocks.len();
+        let half = self.tree.len() / 2;
+        self.tree.copy_within(half + i + 1..half + n + 1, half + i);
+        self.tree[half + n] = NEVER;
+        self.remake(i, n + 1);
+    }
+
+    /// The nodes above leaves `from` to `to` (not included) made again
+    /// from their children, a level at a time.
+    fn remake(&mut self, from: usize, to: usize) {
+        let half = self.tree.len() / 2;
+        let (mut lo, mut hi) = (half + from, half + to - 1);
+        while lo > 1 {
+            (lo, hi) = (lo / 2, hi / 2);
+            for k in lo..=hi {
+                self.tree[k] = self.tree[2 * k].min(self.tree[2 * k + 1]);
+            }
         }
     }
 
@@ -379,7 +450,8 @@ mod tests {
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(keys.len(), b.len());
         let half = b.tree.len() / 2;
-        assert!(half >= b.blocks.len() && half.is_power_of_two());
+        assert!(half >= b.blocks.len());
+        assert!(half.is_power_of_two() || b.tree.is_empty() && b.blocks.is_empty());
         for (i, leaf) in b.tree[half..].iter().enumerate() {
             assert_eq!(*leaf, b.blocks.get(i).map_or(NEVER, |x| least(x)));
         }
