@@ -70,6 +70,11 @@ impl Packed {
         Packed(until, [(code >> 16) as u16, code as u16])
     }
 
+    /// Taken due: not due again until it is given a deadline anew.
+    fn take(&mut self) {
+        self.0.0[0] |= TAKEN;
+    }
+
     fn get(self) -> Auth {
         let until = self.0.get();
         let code = u32::from(self.1[0]) << 16 | u32::from(self.1[1]);
@@ -443,11 +448,10 @@ impl Book {
                 break;
             };
             let e = &mut self.sets[i];
-            let mark = |p: &mut Packed| p.0.0[0] |= TAKEN;
             let taken = if e.v4.first_due() == Some(d) {
-                (e.v4.take_first(mark)).map(|(a, p)| (IpAddr::V4(Ipv4Addr::from(a)), p))
+                (e.v4.take_first(Packed::take)).map(|(a, p)| (IpAddr::V4(Ipv4Addr::from(a)), p))
             } else {
-                (e.v6.take_first(mark)).map(|(a, p)| (IpAddr::V6(Ipv6Addr::from(a)), p))
+                (e.v6.take_first(Packed::take)).map(|(a, p)| (IpAddr::V6(Ipv6Addr::from(a)), p))
             };
             out.extend(taken.map(|(ip, p)| (i as u16, ip, p.get())));
         }

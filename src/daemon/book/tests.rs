@@ -51,7 +51,7 @@ fn deadlines_keep_their_order_and_the_entries_their_size() {
         }
         // Taken due: never due again, its times as they were.
         let mut p = at(a);
-        p.0.0[0] |= TAKEN;
+        p.take();
         assert_eq!((p.due(), p.get()), (NEVER, at(a).get()));
     }
     // Out of range: the nearest end.
