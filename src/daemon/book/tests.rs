@@ -108,10 +108,25 @@ fn due_entries_come_in_order_once_and_moved_ones_when_they_are_due() {
     assert_eq!(b.next_due(), Some(100));
     let due: Vec<IpAddr> = b.take_due(300).iter().map(|d| d.1).collect();
     assert_eq!(due, [v4(2), six]);
-    // Taken due, still in the book until removed.
+    // Taken due, still in the book until removed, and not due again:
+    // the first due is v4(1)'s, and none of the sets' first is theirs.
     assert_eq!(b.get(s, v4(2)).map(|a| a.until), Some(100));
+    assert_eq!(b.next_due(), Some(400));
+    assert_eq!((b.first_due(&[s]), b.first_due(&[t])), (Some(400), None));
     assert!(b.take_due(399).is_empty());
-    assert_eq!(b.take_due(400).len(), 1);
+    // Given a deadline anew (the kernel still held it): due again.
+    b.insert(
+        t,
+        six,
+        Auth {
+            since: 0,
+            until: 350,
+        },
+    );
+    assert_eq!(b.next_due(), Some(350));
+    let due: Vec<IpAddr> = b.take_due(400).iter().map(|d| d.1).collect();
+    assert_eq!(due, [six, v4(1)]);
+    assert_eq!(b.next_due(), None);
     assert_eq!(
         b.remove(s, v4(1)),
         Some(Auth {
