@@ -13,13 +13,16 @@
 #   cargo build --release && sudo bash benches/churn.sh [SECONDS]
 # Environment: HELD (default 2500), TTL (default 5); HELD=1000000
 # TTL=1000 is a million held, a thousand new and a thousand expiring a
-# second. Nothing leaves the namespace.
+# second. FAMILY=6 churns IPv6 hosts (fd00::/8) in the IPv6 set instead.
+# Nothing leaves the namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/target/release/pfknock}
 DUR=${1:-3600}
 HELD=${HELD:-2500}
 TTL=${TTL:-5}
+FAMILY=${FAMILY:-4}
+case $FAMILY in 4|6) ;; *) echo "FAMILY is 4 or 6" >&2; exit 2 ;; esac
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 NS=pfkc-$$
 # shellcheck source=benches/common/ns.sh
@@ -38,9 +41,9 @@ ttl      = "${TTL}s"
 size     = $size
 EOT
 chmod 600 "$tmp/pfknock.toml"
-python3 - "$tmp" "$BIN" "$NS" "$DUR" "$HELD" "$TTL" <<'EOP'
+python3 - "$tmp" "$BIN" "$NS" "$DUR" "$HELD" "$TTL" "$FAMILY" <<'EOP'
 import os, re, signal, socket, subprocess, sys, time
-tmp, binary, ns, dur, held, ttl = sys.argv[1:7]
+tmp, binary, ns, dur, held, ttl, family = sys.argv[1:8]
 dur, held, ttl = int(dur), int(held), int(ttl)
 rate = max(1, held // ttl)
 sys.path.insert(0, "benches/common")
@@ -48,8 +51,11 @@ import pfk
 daemon_log = pfk.Log(tmp)
 log, env = daemon_log.sock, daemon_log.env
 def addr(i):
-    i %= 1 << 22  # 10.0.0.0/10: 4M addresses, never two alive at once
+    i %= 1 << 22  # 4M addresses, never two alive at once
+    if family == "6":
+        return "fd00::%x:%x" % (i >> 16, i & 0xffff)
     return "10.%d.%d.%d" % (i >> 16 & 63, i >> 8 & 255, i & 255)
+set_name = "ssh_" + family
 def nft(text):
     subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=text.encode(), check=True)
 # The table, then the set full with times spread over the ttl.
@@ -58,7 +64,7 @@ subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml", 
                env=env, check=True, stdout=subprocess.DEVNULL)
 for lo in range(0, held, 100000):
     hi = min(held, lo + 100000)
-    nft("add element inet pfknock ssh_4 { " + ", ".join(
+    nft("add element inet pfknock " + set_name + " { " + ", ".join(
         "%s timeout %dms" % (addr(i), 1000 + (ttl * 1000 - 1000) * (i + 1) // held)
         for i in range(lo, hi)) + " }\n")
 t0 = time.monotonic()
@@ -94,7 +100,7 @@ print("minute  RSS kB  HWM kB  counted  CPU s  lost", flush=True)
 start, i, nxt = time.monotonic(), held, 0.0
 while time.monotonic() - start < dur:
     tick = time.monotonic()
-    nft("add element inet pfknock ssh_4 { " +
+    nft("add element inet pfknock " + set_name + " { " +
         ", ".join(addr(j) for j in range(i, i + rate)) + " }\n")
     i += rate
     if tick - start >= nxt:
