@@ -375,7 +375,7 @@ impl<K: Ord + Copy, V: Copy + Due> Blocks<K, V> {
     /// How many entries the blocks have room for (tests).
     #[cfg(test)]
     pub(super) fn room(&self) -> usize {
-        self.blocks.iter().map(Vec::capacity).sum()
+        self.shape().1
     }
 
     /// How many blocks, and how many entries they have room for (tests).
