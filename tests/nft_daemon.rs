@@ -724,7 +724,7 @@ fn a_knock_again_after_two_seconds_is_one_renewed_line_and_moves_the_deadline() 
     r.knock(T0, "198.18.0.9");
     r.log.take();
     r.knock(T0 + s(30), "198.18.0.9");
-    r.knock(T0 + s(30) + 400, "198.18.0.9");
+    let a = r.knock(T0 + s(30) + 400, "198.18.0.9");
     assert_eq!(
         r.log.take(),
         ["renewed 198.18.0.9 service=ssh table=ssh anchor=pfknock age=30s ttl=1m"]
@@ -734,12 +734,20 @@ fn a_knock_again_after_two_seconds_is_one_renewed_line_and_moves_the_deadline() 
     let renewed = T0 + s(90) + 400;
     assert_eq!(r.d.next_due_ms(), Some(renewed + COALESCE));
     r.at(T0 + s(60) + COALESCE);
+    assert_eq!(
+        r.k.holds("ssh_4"),
+        [a],
+        "still open past the first deadline"
+    );
     r.at(renewed + COALESCE - 1);
     assert!(r.log.take().is_empty());
     r.at(renewed + COALESCE);
-    let l = r.log.take();
-    assert_eq!(l.len(), 1, "{l:?}");
-    assert!(l[0].starts_with("expired 198.18.0.9 "), "{l:?}");
+    assert_eq!(
+        r.log.take(),
+        ["expired 198.18.0.9 service=ssh table=ssh anchor=pfknock age=1m ttl=1m"]
+    );
+    assert!(r.k.holds("ssh_4").is_empty());
+    assert_eq!(r.d.next_due_ms(), None);
 }
 
 /// `pfknock flush` through the daemon, where the kernel empties each set
