@@ -21,8 +21,9 @@
 //! Deadlines are found without a heap of their own (which took 12 bytes
 //! an IPv4 entry and 24 an IPv6 one, more with the stale entries a
 //! renewal left in it): each block's least deadline is a leaf of a
-//! tournament tree (each node the least of its two children), 16 bytes
-//! a block. The first due is the root. An entry new or due sooner lowers
+//! tournament tree (each node the least of its two children; its leaves
+//! a power of two, so 16 to 32 bytes a block of up to 1.8 KB). The first
+//! due is the root. An entry new or due sooner lowers
 //! the path above its block; only one that was its block's least and is
 //! gone, taken due or due later has the block scanned again. A block
 //! made or gone moves the leaves past it a place and makes the nodes
