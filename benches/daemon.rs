@@ -40,6 +40,7 @@
 //!     start's reading under churn, with its peak as the reading and the
 //!     events that waited behind it are taken in (`churned-start`); the
 //!     same over an overrun's reading, the book full (`churned-overrun`).
+//!     IPv4 hosts; `FAMILY=6` churns IPv6 ones, as `churn.sh` does.
 //!
 //!     cargo bench --bench daemon [due | renew | idle | start | restore | changed | events | reading | churn | churned-start | churned-overrun]
 
@@ -802,8 +803,29 @@ fn churned() -> (Daemon<Quiet, Nothing, Count>, usize, i64) {
     (d, CUR.load(Relaxed), NOW * 1000)
 }
 
-/// `churn.sh`'s `i`th host.
-fn host4(i: u32) -> IpAddr {
+/// Whether the churn cases churn IPv6 hosts (`FAMILY=6`, as `churn.sh`
+/// has it) in the IPv6 set.
+fn churn_v6() -> bool {
+    std::env::var("FAMILY").is_ok_and(|f| f == "6")
+}
+
+/// The set the churn cases churn.
+fn churn_set() -> &'static str {
+    if churn_v6() { "ssh_6" } else { "ssh_4" }
+}
+
+/// The family the churn cases churn, for their lines.
+fn churn_family() -> &'static str {
+    if churn_v6() { "IPv6" } else { "IPv4" }
+}
+
+/// `churn.sh`'s `i`th host (fd00::/8 with `FAMILY=6`).
+fn churned_host(i: u32) -> IpAddr {
+    if churn_v6() {
+        return IpAddr::V6(std::net::Ipv6Addr::from(
+            0xfd00_u128 << 112 | u128::from(i) << 16 | 7,
+        ));
+    }
     IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i))
 }
 
@@ -813,7 +835,7 @@ fn spread(now0: i64) -> pfknock::kevents::Deadlines {
     (0..N)
         .map(|i| {
             let until = now0 + 1_000 + (TTL - 1_000) * i64::from(i + 1) / i64::from(N);
-            (host4(i), Some(until)).into()
+            (churned_host(i), Some(until)).into()
         })
         .collect()
 }
@@ -822,11 +844,11 @@ fn spread(now0: i64) -> pfknock::kevents::Deadlines {
 /// the `next`th on, in one transaction.
 fn added_by_others(next: u32, now: i64) -> [pfknock::daemon::KernelEvent; 2] {
     let addrs = (next..next + RATE)
-        .map(|i| pfknock::kevents::Deadline::new(host4(i), Some(now + TTL)))
+        .map(|i| pfknock::kevents::Deadline::new(churned_host(i), Some(now + TTL)))
         .collect();
     [
         pfknock::daemon::KernelEvent::Elements {
-            set: "ssh_4".into(),
+            set: churn_set().into(),
             added: true,
             addrs,
         },
@@ -841,11 +863,12 @@ fn churn_at_a_million() {
     let (mut d, base, now0) = churned();
     let elems = spread(now0);
     // Each looked up once due is gone: the kernel timed it out.
-    let lookup = Box::new(Dumped("ssh_4".to_owned(), elems, None));
+    let lookup = Box::new(Dumped(churn_set().to_owned(), elems, None));
     in_parts(&mut d, |d| d.use_events(lookup, now0));
     let mb = || CUR.load(Relaxed).saturating_sub(base) as f64 / 1e6;
     print!(
-        "events mode, churn over a million IPv4 in address order, MB held after the reading {:.1}, then every 250 s:",
+        "events mode, churn over a million {} in address order, MB held after the reading {:.1}, then every 250 s:",
+        churn_family(),
         mb()
     );
     let (mut next, mut longest) = (N, std::time::Duration::ZERO);
@@ -907,19 +930,22 @@ fn churned_start_at_a_million() {
     let (mut d, base, now0) = churned();
     let held = (0..N).map(|i| {
         let until = now0 + TTL + 600_000 * i64::from(i) / i64::from(N);
-        (host4(i), Some(until))
+        (churned_host(i), Some(until))
     });
     // `added_by_others`' hosts of its first 540 seconds.
     let found = (0..540 * RATE).map(|k| {
         let until = now0 + i64::from(k / RATE + 1) * 1_000 + TTL;
-        (host4(N + k), Some(until))
+        (churned_host(N + k), Some(until))
     });
     let elems = held.chain(found).map(Into::into).collect();
-    let dumped = Dumped("ssh_4".to_owned(), elems, Some(Some(86_400_000)));
+    let dumped = Dumped(churn_set().to_owned(), elems, Some(Some(86_400_000)));
     let lookup = Box::new(Aside(std::sync::Arc::new(std::sync::Mutex::new(dumped))));
     d.read_aside();
     d.use_events(lookup, now0);
-    print!("events mode, a start's reading of a million IPv4 under churn, MB every 100 s of it:");
+    print!(
+        "events mode, a start's reading of a million {} under churn, MB every 100 s of it:",
+        churn_family()
+    );
     read_under_churn(&mut d, base, now0);
 }
 
@@ -935,7 +961,7 @@ fn overrun_under_churn_at_a_million() {
     let (mut d, base, now0) = churned();
     // Each looked up once due is gone: the kernel timed it out.
     let dumped = std::sync::Arc::new(std::sync::Mutex::new(Dumped(
-        "ssh_4".to_owned(),
+        churn_set().to_owned(),
         spread(now0),
         None,
     )));
@@ -948,7 +974,8 @@ fn overrun_under_churn_at_a_million() {
         d.read_done();
     }
     print!(
-        "events mode, an overrun's reading over a million IPv4 under churn, MB held before it {:.1}, every 100 s of it:",
+        "events mode, an overrun's reading over a million {} under churn, MB held before it {:.1}, every 100 s of it:",
+        churn_family(),
         CUR.load(Relaxed).saturating_sub(base) as f64 / 1e6
     );
     // What the reading will find: the book's as they were.
