@@ -997,8 +997,7 @@ fn read_under_churn(d: &mut Daemon<Quiet, Nothing, Count>, base: usize, now0: i6
         let now = now0 + s * 1_000;
         let evs = added_by_others(next, now);
         next += RATE;
-        d.hear(&evs, now);
-        pending.extend(evs);
+        pending.extend(d.hear(evs.into(), now));
         d.reading_turn(now + 100);
         if s % 100 == 0 {
             print!(" {:.1}", mb());

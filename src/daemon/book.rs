@@ -187,6 +187,11 @@ impl Book {
         &self.names[id as usize]
     }
 
+    /// How many sets it has met (their indexes are below).
+    pub(super) fn met(&self) -> u16 {
+        self.names.len() as u16
+    }
+
     /// Keep `a` for `addr` (due at `a.until`); true when it was not known.
     pub(super) fn insert(&mut self, id: u16, addr: IpAddr, a: Auth) -> bool {
         let e = &mut self.sets[id as usize];

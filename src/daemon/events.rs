@@ -50,6 +50,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     ) {
         self.lookup = Some(lookup);
         self.machine.use_events();
+        self.machine.compare_follows(record.is_some());
         self.start_record = Some(record.map(std::sync::Arc::new));
     }
 
@@ -190,9 +191,16 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// `reading`, to wait on: none while the machine, between two parts
     /// of what it says (`Query::Pause`: lines learned late, what changed
     /// while no daemon ran), waits for syslog to take the lines before.
+    /// Nor while what the loop heard during the reading waits to be
+    /// heard or said (`heard_all`): the reading's end waits for it.
     pub fn reading_to_wait_on(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         let parked = self.reading.as_ref().is_some_and(|r| r.worker.is_none());
-        self.reading().filter(|_| !parked || self.log_has_room())
+        let ready = if parked {
+            self.log_has_room()
+        } else {
+            self.heard_all()
+        };
+        self.reading().filter(|_| ready)
     }
 
     /// The reading beside the loop ended (its socket is readable): hand
@@ -207,11 +215,16 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// elements in as news when their events come, not silently with the
     /// rest (asked only once the reading's answer is in).
     pub fn read_done_heard(&mut self, heard: impl FnOnce() -> Vec<(String, std::net::IpAddr)>) {
+        // All the loop heard during the reading is heard and said first
+        // (`reading_turn`, as the log takes the lines): the element
+        // changes among it are in no other queue.
+        if self.reading_runs() && !self.heard_all() {
+            return;
+        }
         let Some(r) = self.reading.take() else {
             return;
         };
-        // What was not heard yet is worked through as any event (and the
-        // room it took is given back: a start's reading may hear many).
+        // The room it took is given back: a start's reading may hear many.
         self.to_hear = Default::default();
         if r.worker.is_some() {
             let knocks = heard();

@@ -412,8 +412,7 @@ fn kernel_turn<T: Tables, L: Loader>(
         PENDING_MAX
     };
     if readable && pending.len() < max {
-        let evs = feeds.drain();
-        d.hear(&evs, crate::clock::now_ms());
+        let evs = d.hear(feeds.drain(), crate::clock::now_ms());
         super::feeds::queue(pending, evs);
     }
     // While the sets are read beside the loop, events wait for its end.

@@ -147,7 +147,8 @@ impl Machine {
     }
 
     /// How many of the hosts of `set` said during the start's reading the
-    /// book does not hold (their events have not come yet): both walked
+    /// book does not hold (taken in with the reading, or by a knock's
+    /// event, not yet): both walked
     /// side by side in address order, where anything was said.
     pub(super) fn said_apart(&self, set: &str) -> usize {
         let mut said = self.knocks.said_in(set).peekable();
@@ -440,6 +441,13 @@ impl Machine {
     /// was kept of it for one goes (`Knocks::compared`).
     pub fn compared(&mut self) {
         self.knocks.compared();
+    }
+
+    /// Whether a compare with the last run's record follows the start's
+    /// reading: then what changed during it is kept for the compare
+    /// (`Knocks::took`), else it goes as it is taken in.
+    pub fn compare_follows(&mut self, yes: bool) {
+        self.knocks.compare = yes;
     }
 
     /// How many authorizations the machine knows of (kernel events): the

@@ -7,9 +7,12 @@
 //! When the event comes, after the reading, the host is taken into the
 //! book without a second line (`waited`). So too a transaction someone
 //! else commits meanwhile (`others_heard`): its elements are said at once
-//! with who made it, and neither the reading nor the event says them
-//! again. What falls due meanwhile, in the book or among those said or
-//! allowed, expires at its deadline (`due_while_read`).
+//! with who made it, and kept as records; the loop queues none of them
+//! (`Daemon::hear`), and the reading's take-in takes the records into
+//! the book (`take_records`), so that neither the reading nor anything
+//! after it says them again. What falls due meanwhile, in the book or
+//! among those said or allowed, expires at its deadline
+//! (`due_while_read`).
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, HashSet};
@@ -190,7 +193,7 @@ impl Machine {
             if said.is_some() {
                 continue;
             }
-            self.knocks.say(key.clone(), None);
+            self.knocks.say_knock(key.clone());
             ask.push((s.name.clone(), key));
         }
         if !ask.is_empty() {
@@ -272,11 +275,11 @@ impl Machine {
     }
 
     /// An event other than a knock heard while a reading of the sets runs
-    /// beside the loop, in the order the kernel sent it (the event itself
-    /// waits in the queue). A transaction someone else committed is said
-    /// at once, as `committed` would say it when its event comes, and
-    /// noted (`other_heard`), so that neither the reading nor the event
-    /// says it again. A change to the table itself waits for its event,
+    /// beside the loop, in the order the kernel sent it. A transaction
+    /// someone else committed is said at once, as `committed` would say
+    /// it, and noted (`other_heard`): the loop queued none of its
+    /// elements, and neither the reading nor its commit, after it, says
+    /// it again. A change to the table itself waits for its event, queued,
     /// which restores the table.
     fn others_heard(&mut self, cx: &Ctx, ev: &KernelEvent, now: i64) -> Vec<Action> {
         let mut out = Vec::new();
@@ -295,8 +298,8 @@ impl Machine {
 
     /// One element someone else added to or deleted from authorized set
     /// `set` of `s` during a reading, said `by` them. Added: kept as said
-    /// with the deadline the kernel gave it, taken in without a line by
-    /// the reading or by its event (`Knocks::said_added`). Deleted: said
+    /// with the deadline the kernel gave it, taken in without a line once
+    /// the reading is (`take_records`). Deleted: said
     /// with its age (from the book, from when it was said, else from its
     /// deadline), and left out of what the reading found, as a revoke's.
     pub(super) fn other_heard(

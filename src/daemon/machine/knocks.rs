@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
-use super::{Auth, Book};
+use super::{Auth, Book, Taken};
 use crate::kevents::KernelEvent;
 
 /// What the machine holds of the knocks heard during a reading, per
@@ -19,9 +19,10 @@ pub(super) struct Knocks {
     /// Knocks whose events wait in the queue behind the start's reading,
     /// with the element the reading found (`knocks_waiting`).
     pub(super) waiting: HashMap<(String, IpAddr), Option<Auth>>,
-    /// Knocks said as they came, and elements others added (`other_heard`),
-    /// their events still in the queue: what the look-up found, or the
-    /// event told, with its deadline, so that it expires meanwhile. A
+    /// Knocks said as they came, their events still in the queue, and
+    /// elements others added (`other_heard`), taken in with the reading
+    /// (`take_records`): what the look-up found, or the event told, with
+    /// its deadline, so that it expires meanwhile. A
     /// book of their own, as compact as the daemon's: a start's reading
     /// at a million under churn hears some 600,000, and a hash map of
     /// them and a set of their deadlines took 100 bytes and more each
@@ -72,6 +73,15 @@ pub(super) struct Knocks {
     /// reading's end (a reload's, which reads a set made anew).
     touched: Hosts,
     touched_sets: HashSet<String>,
+    /// A compare with the last run's record follows the start's reading
+    /// (`Machine::compare_follows`): the hosts taken in from their
+    /// records (`taken`) are kept for it, as `touched`.
+    pub(super) compare: bool,
+    taken: Hosts,
+    /// Hosts said because they knocked (not because others added
+    /// them): their records wait for their knocks' events, which are
+    /// queued (`take_records`).
+    knocked: Hosts,
     /// The sets `said_gone`, `removed`, `touched` and `due` name, by
     /// number. Not `said`'s own numbers: `take_said` takes that book
     /// whole, and its numbering with it, while these records stay.
@@ -209,6 +219,8 @@ impl Knocks {
         }
         if let Some(id) = self.sets.find(set) {
             self.said_gone.drop_set(id);
+            self.knocked.drop_set(id);
+            self.taken.drop_set(id);
             self.removed.drop_set(id);
             self.touched.drop_set(id);
             self.due.retain(|(_, w, _)| *w != id);
@@ -272,6 +284,7 @@ impl Knocks {
     pub(super) fn take_said(&mut self) -> Vec<((String, IpAddr), Option<Auth>)> {
         let said = std::mem::take(&mut self.said);
         let gone = std::mem::take(&mut self.said_gone);
+        self.knocked = Hosts::default();
         let sets = &self.sets;
         let gone = (gone.iter()).map(|(id, addr)| ((sets.name(id).to_owned(), addr), None));
         let said = (said.iter()).map(|(id, addr, a)| ((said.name(id).to_owned(), addr), Some(a)));
@@ -310,6 +323,14 @@ impl Knocks {
         let had = self.waiting.remove(key);
         thin(&mut self.waiting);
         had
+    }
+
+    /// `key` knocked: said once its look-up comes back (`say`), its
+    /// record kept for its knock's event.
+    pub(super) fn say_knock(&mut self, key: (String, IpAddr)) {
+        let id = self.sets.id(&key.0);
+        self.knocked.insert(id, key.1);
+        self.say(key, None);
     }
 
     /// `key` said, with what its look-up found (`None`: gone).
@@ -464,6 +485,17 @@ impl Knocks {
     pub(super) fn compared(&mut self) {
         self.touched = Hosts::default();
         self.touched_sets = HashSet::new();
+        self.taken = Hosts::default();
+        self.compare = false;
+    }
+
+    /// A host taken in from its record (`take_records`): kept for the
+    /// compare, if one follows.
+    pub(super) fn took(&mut self, set: &str, addr: IpAddr) {
+        if self.compare {
+            let id = self.sets.id(set);
+            self.taken.insert(id, addr);
+        }
     }
 
     /// Did `pfknock allow` add `addr` to `set` while the reading ran?
@@ -495,9 +527,14 @@ impl Knocks {
     pub(super) fn read(&mut self, for_compare: bool) -> HashMap<(String, IpAddr), Auth> {
         let removed = std::mem::take(&mut self.removed);
         let flushed = std::mem::take(&mut self.flushed);
+        let (taken, compare) = (std::mem::take(&mut self.taken), self.compare);
         self.compared();
         if for_compare {
+            self.compare = compare;
             self.touched = removed;
+            for (id, addr) in taken.iter() {
+                self.touched.insert(id, addr);
+            }
             for (set, addr) in self.allowed.keys() {
                 let id = self.sets.id(set);
                 self.touched.insert(id, *addr);
@@ -547,6 +584,29 @@ impl Knocks {
             return None;
         }
         self.unsay(&(set.to_owned(), addr))
+    }
+
+    /// The records of hosts said as they came whose events are in no
+    /// queue (others' changes: `Daemon::hear`), taken out set by set once
+    /// the reading is taken in, for the book to take in (`take_in`);
+    /// those said gone go, with nothing to take in. A knock's record
+    /// stays for its event, which waits in the queue (`knocked`).
+    pub(super) fn take_records(&mut self) -> Vec<(String, Taken)> {
+        let knocked = std::mem::take(&mut self.knocked);
+        let keys = knocked
+            .iter()
+            .map(|(id, a)| (self.sets.name(id).to_owned(), a));
+        let keys: Vec<_> = keys.collect();
+        let knocks: Vec<_> = (keys.into_iter())
+            .filter_map(|k| Some((k.clone(), self.unsay(&k)?)))
+            .collect();
+        let said = &mut self.said;
+        let records = (0..said.met()).map(|id| (said.name(id).to_owned(), said.take_set(id)));
+        let records = records.collect();
+        self.said = Book::default();
+        self.said_gone = Hosts::default();
+        knocks.into_iter().for_each(|(k, a)| self.say(k, a));
+        records
     }
 
     /// Those said whose events an overrun took and whose elements its

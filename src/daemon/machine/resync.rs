@@ -51,6 +51,10 @@ pub(super) struct Taking {
     /// How many of the first service's have been said.
     said: usize,
     gone_sets: Vec<String>,
+    /// Once the sets are in: the records of hosts said as they came
+    /// whose events are in no queue, by set, to take in
+    /// (`Knocks::take_records`).
+    records: Option<Vec<(String, Taken)>>,
 }
 
 /// A change learned late, to be said: the verb, the host, its
@@ -74,8 +78,8 @@ struct Current {
     ttl: i64,
     old: Taken,
     left: Elements,
-    /// Whether it found hosts that their events are to take in
-    /// (`take_one`).
+    /// Whether it found hosts said during the reading, which their
+    /// records take in (`take_one`).
     later: bool,
 }
 
@@ -154,6 +158,7 @@ impl Machine {
             lines: BTreeMap::new(),
             said: 0,
             gone_sets: Vec::new(),
+            records: None,
         };
         self.take_in(cx, Box::new(t), now, out);
     }
@@ -219,6 +224,10 @@ impl Machine {
             self.set_in(c);
             t.cur = None;
         }
+        if !self.take_records(cx, &mut t, &mut budget, out) {
+            out.push(Action::Ask(Query::Pause, Then::of(Step::Taking(t))));
+            return;
+        }
         // Knocks said as they came whose events the overrun took, and
         // which the reading did not find: they went meanwhile.
         for (set, addr, a) in self.knocks.said_dropped_went() {
@@ -238,9 +247,40 @@ impl Machine {
         }
     }
 
+    /// Hosts said as they came whose events are in no queue (others'
+    /// changes, heard while the reading ran: `Daemon::hear`), taken into
+    /// the book from their records once the sets are in, as their events
+    /// would have; not one the book holds already (the reading's copy,
+    /// after an overrun), nor one of a set a reload deleted meanwhile.
+    /// Up to `budget` of them; false while some are left.
+    fn take_records(
+        &mut self,
+        cx: &Ctx,
+        t: &mut Taking,
+        budget: &mut usize,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let records = t.records.get_or_insert_with(|| self.knocks.take_records());
+        while let Some((set, r)) = records.last_mut() {
+            if *budget == 0 {
+                return false;
+            }
+            let Some((addr, a)) = r.pop_first() else {
+                records.pop();
+                continue;
+            };
+            *budget -= 1;
+            if self.takes(cx, set) && self.tracked(set, addr).is_none() {
+                out.extend(self.track(cx, set, addr, a.since, a.until));
+                self.knocks.took(set, addr);
+            }
+        }
+        true
+    }
+
     /// The set `c` is in: its maps are built full once the reading's
-    /// records are gone (`settle_when_quiet`) and their events took in
-    /// those left to them.
+    /// records are gone (`settle_when_quiet`): taken in (`take_records`),
+    /// and a knock's by its event.
     fn set_in(&mut self, c: &Current) {
         let id = match c.later {
             true => Some(self.book.id(&c.set)),
@@ -283,10 +323,10 @@ impl Machine {
             *w = Some(fresh);
             return None;
         }
-        // Said as it came, its event waiting in the queue: that event
-        // takes it into the book from its record (`said_added`, `waited`),
-        // as it does a host said that the reading did not find; its copy
-        // is not taken in beside the record. At a million under churn a
+        // Said as it came: its record is taken into the book once the
+        // sets are in (`take_records`; a knock's by its event, `waited`),
+        // as is a host said that the reading did not find; its copy is
+        // not taken in beside the record. At a million under churn a
         // third of what the start's reading found was said so (495,067
         // of 1,458,419), and churn.sh's high-water fell from 90.5 to 78.7
         // MB. (After an overrun the reading compares what it finds with
@@ -456,9 +496,9 @@ impl Machine {
     }
 
     /// The sets a reading took in are built full (`Book::settle`) once
-    /// nothing the reading heard is still held for its events, which
-    /// take the hosts said during the reading into the book (at a
-    /// million under churn, some 600,000 of them).
+    /// nothing the reading heard is still held: its records taken into
+    /// the book (at a million under churn, some 600,000 of them), and
+    /// those of knocks by their events.
     pub(super) fn settle_when_quiet(&mut self) {
         if self.book.unsettled() && !self.knocks.reading && self.knocks.none_said() {
             self.book.settle();
