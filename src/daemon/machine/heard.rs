@@ -9,7 +9,7 @@
 //! else commits meanwhile (`others_heard`): its elements are said at once
 //! with who made it, and kept as records; the loop queues none of them
 //! (`Daemon::hear`), and the reading's take-in takes the records into
-//! the book (`take_records`), so that neither the reading nor anything
+//! the book (`Knocks::take_records`), so that neither the reading nor anything
 //! after it says them again. What falls due meanwhile, in the book or
 //! among those said or allowed, expires at its deadline
 //! (`due_while_read`).
@@ -299,7 +299,7 @@ impl Machine {
     /// One element someone else added to or deleted from authorized set
     /// `set` of `s` during a reading, said `by` them. Added: kept as said
     /// with the deadline the kernel gave it, taken in without a line once
-    /// the reading is (`take_records`). Deleted: said
+    /// the reading is (`take_in_records`). Deleted: said
     /// with its age (from the book, from when it was said, else from its
     /// deadline), and left out of what the reading found, as a revoke's.
     pub(super) fn other_heard(

@@ -254,6 +254,11 @@ impl Knocks {
     /// The record of `key` said during the reading, taken out: its event
     /// came, or it needs none.
     pub(super) fn unsay(&mut self, (set, addr): &(String, IpAddr)) -> Option<Option<Auth>> {
+        if !self.knocked.is_empty()
+            && let Some(id) = self.sets.find(set)
+        {
+            self.knocked.remove(id, *addr);
+        }
         let said = self
             .said
             .find(set)
@@ -489,7 +494,7 @@ impl Knocks {
         self.compare = false;
     }
 
-    /// A host taken in from its record (`take_records`): kept for the
+    /// A host taken in from its record (`Machine::take_in_records`): kept for the
     /// compare, if one follows.
     pub(super) fn took(&mut self, set: &str, addr: IpAddr) {
         if self.compare {
@@ -605,7 +610,10 @@ impl Knocks {
         let records = records.collect();
         self.said = Book::default();
         self.said_gone = Hosts::default();
-        knocks.into_iter().for_each(|(k, a)| self.say(k, a));
+        for (key, a) in knocks {
+            self.say_knock(key.clone());
+            self.say(key, a);
+        }
         records
     }
 

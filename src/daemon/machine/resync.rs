@@ -224,7 +224,7 @@ impl Machine {
             self.set_in(c);
             t.cur = None;
         }
-        if !self.take_records(cx, &mut t, &mut budget, out) {
+        if !self.take_in_records(cx, &mut t, &mut budget, out) {
             out.push(Action::Ask(Query::Pause, Then::of(Step::Taking(t))));
             return;
         }
@@ -253,7 +253,7 @@ impl Machine {
     /// would have; not one the book holds already (the reading's copy,
     /// after an overrun), nor one of a set a reload deleted meanwhile.
     /// Up to `budget` of them; false while some are left.
-    fn take_records(
+    fn take_in_records(
         &mut self,
         cx: &Ctx,
         t: &mut Taking,

@@ -118,3 +118,50 @@ fn those_said_come_due_once_unless_said_gone() {
     assert_eq!(k.take_due(10_000), vec![]);
     assert_eq!(k.unsay(&a), Some(Some(at5)));
 }
+
+/// Once the reading is taken in, the records of hosts others added are
+/// handed over set by set, and those of hosts others added and deleted
+/// again go with nothing to take in; a knock's record, with what its
+/// look-up found or that it was gone, stays for its knock's event.
+#[test]
+fn records_are_handed_over_but_a_knocks_which_waits_for_its_event() {
+    let mut k = Knocks::default();
+    let at = |until| Auth { since: 0, until };
+    let (added, again) = (key("ssh_4", "198.18.0.1"), key("ssh_6", "fd00::1"));
+    let (gone, knock, knock_gone) = (
+        key("ssh_4", "198.18.0.2"),
+        key("ssh_4", "198.18.0.3"),
+        key("ssh_6", "fd00::3"),
+    );
+    k.say(added.clone(), Some(at(5_000)));
+    k.say(again.clone(), Some(at(6_000)));
+    k.say(gone.clone(), Some(at(7_000)));
+    k.gone(gone.clone());
+    k.say_knock(knock.clone());
+    k.say(knock.clone(), Some(at(8_000)));
+    k.say_knock(knock_gone.clone());
+    let mut got: Vec<(String, IpAddr, Auth)> = Vec::new();
+    for (set, mut r) in k.take_records() {
+        while let Some((a, auth)) = r.pop_first() {
+            got.push((set.clone(), a, auth));
+        }
+    }
+    got.sort_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
+    let want = [(added, at(5_000)), (again, at(6_000))].map(|((s, a), t)| (s, a, t));
+    assert_eq!(got, want);
+    for g in [&gone, &want_key(&want[0]), &want_key(&want[1])] {
+        assert_eq!(k.said(g), None, "{g:?}");
+    }
+    assert_eq!(k.said(&knock), Some(Some(at(8_000))));
+    assert_eq!(k.said(&knock_gone), Some(None));
+    assert!(
+        k.take_records()
+            .iter_mut()
+            .all(|(_, r)| r.pop_first().is_none())
+    );
+    assert_eq!(k.said(&knock), Some(Some(at(8_000))), "still its event's");
+}
+
+fn want_key((s, a, _): &(String, IpAddr, Auth)) -> (String, IpAddr) {
+    (s.clone(), *a)
+}
