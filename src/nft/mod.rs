@@ -149,7 +149,8 @@ impl Nft {
     /// only in its timeout or size is changed in place, its elements
     /// untouched (each keeps the deadline it had: the new timeout is what
     /// a knock or renewal gets from then on), so the load's cost does not
-    /// grow with the set and no knock can land in a set about to go; any
+    /// grow with the set and no knock can land in a set about to go (a
+    /// meter only in its size, so that a knock under way counts on); any
     /// other changed set is made anew with the elements it had (an element
     /// aged `a` gets `timeout T expires T - a` under the new timeout `T`,
     /// gone if that is not positive; meters start empty, since their

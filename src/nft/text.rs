@@ -46,9 +46,15 @@ impl KernelSet {
     /// measured on 6.18 (a smaller size than the set holds keeps every
     /// element and refuses new ones). Neither is taken on trust: `load`
     /// reads the definition back and makes the set anew where it is not
-    /// what was asked. Not a meter, whose elements keep the rate they
-    /// were made with.
+    /// what was asked. A meter only in its size: its elements count each
+    /// source's connections under the rate and window they were made with
+    /// (its comment names the rate; its timeout is the window), so a
+    /// meter whose rate or window changed is made anew, empty. One whose
+    /// size alone changed keeps its counts, so that a knock under way
+    /// when a reload changes `size` still counts (made anew, a host that
+    /// had made two of its three connections had to start again).
     pub(super) fn updatable(&self, d: &SetDef) -> bool {
+        let meter = d.comment.contains(": meter ");
         d.elements.is_none()
             && d.kept.is_none()
             && self.counter == d.counter
@@ -56,7 +62,7 @@ impl KernelSet {
             && self.ty == d.ty
             && self.timeout.is_some() == d.timeout.is_some()
             && self.comment == d.comment
-            && !d.comment.contains(": meter ")
+            && (!meter || self.timeout == d.timeout.map(|t| t.0))
     }
 }
 
@@ -328,5 +334,16 @@ mod release_tests {
             &meter,
             &auth(30, 65536, "ssh: meter 1, rate 5/15")
         ));
+        assert!(!keeps_elements(
+            &meter,
+            &auth(15, 65536, "ssh: meter 1, rate 6/15")
+        ));
+        // Its size alone, larger or smaller: its counts stay.
+        for size in [262_144, 4096] {
+            assert!(keeps_elements(
+                &meter,
+                &auth(15, size, "ssh: meter 1, rate 5/15")
+            ));
+        }
     }
 }
