@@ -169,7 +169,8 @@ impl Machine {
             }
             return;
         }
-        // Said while a reading ran (`heard.rs`).
+        // Said while a reading ran and still held (a knock's record:
+        // `Knocks::said_added`).
         let said = self.knocks.said_added(set, addr);
         if self.tracked(set, addr).is_some() {
             return;

@@ -581,9 +581,11 @@ impl Knocks {
         self.said.first_due(&[self.said.find(set)?])
     }
 
-    /// A host someone else added while the reading ran, now that the
-    /// event comes: `Some` if it was said then, with what the book is to
-    /// hold of it (`None`: deleted again since).
+    /// A host someone else added, its event not heard during a reading
+    /// (those heard are taken in with it: `take_records`): `Some` where a
+    /// record of it is still held, which after the take-in is a knock's
+    /// whose event has not come yet, with what the book is to hold of it
+    /// (`None`: gone since).
     pub(super) fn said_added(&mut self, set: &str, addr: IpAddr) -> Option<Option<Auth>> {
         if self.none_said() {
             return None;
