@@ -39,7 +39,9 @@ pub(super) const NOWHERE: u32 = u32::MAX;
 /// reading and the dump are never held at once (12 MB each IPv4, 24
 /// IPv6); the places and the order they are made with take 4 MB each. A
 /// place is a `u32`: a set holds at most `u32::MAX` elements
-/// (NFTA_SET_DESC_SIZE), and none would fit in memory long before.
+/// (NFTA_SET_DESC_SIZE), and none would fit in memory long before. A
+/// later dump's addresses new to the reading are put in order the same
+/// way (`walks::settle`).
 pub(super) fn into_reading<E: Elem>(mut elems: Vec<E>) -> (Vec<E>, Vec<u32>) {
     let n = u32::try_from(elems.len()).unwrap_or(NOWHERE);
     let mut order: Vec<u32> = (0..n).collect();

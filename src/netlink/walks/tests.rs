@@ -495,3 +495,75 @@ fn the_reading_holds_the_deadline_each_address_was_last_sent_with() {
     want.push(fresh(7));
     assert_eq!(read, want);
 }
+
+/// An address new to the reading that a later dump sends again where a
+/// datagram begins early is one element of that walk, as one the reading
+/// holds would be, so the walk still proves what it read: here the second
+/// dump's one gap falls where the first has none, and the reading is
+/// whole. One sent again further on (a resize) is two in the walk, which
+/// then proves nothing; the reading holds it once, with the deadline sent
+/// last.
+#[test]
+fn a_new_address_sent_again_is_one_element() {
+    let ids: Vec<u32> = (0..30).collect();
+    let first = walk(&ids, &[10, 10, 10]);
+    let sent = |e: u32, at: i64| Deadline::new(addr(e), Some(at));
+    let old = |r: std::ops::Range<u32>| r.map(|e| sent(e, i64::from(e) + 1000));
+    let a: Vec<Deadline> = old(0..15).chain([sent(100, 5)]).collect();
+    let b: Vec<Deadline> = [sent(100, 7)].into_iter().chain(old(15..30)).collect();
+    let dumps = vec![vec![(a, 20 + 16 * 3276), (b, 100)]];
+    let (read, how) = settle(first.clone(), 2, replay(dumps), |_| {}).unwrap();
+    assert_eq!(how, Settled::Whole(2));
+    let mut want: Vec<Deadline> = old(0..30).collect();
+    want.push(sent(100, 7));
+    assert_eq!(read, want);
+    // Sent again two datagrams on.
+    let a: Vec<Deadline> = old(0..10).chain([sent(100, 5)]).collect();
+    let c: Vec<Deadline> = old(20..30).chain([sent(100, 9)]).collect();
+    let dumps = vec![vec![(a, 32780), (old(10..20).collect(), 32780), (c, 100)]];
+    let (read, how) = settle(first, 2, replay(dumps), |_| {}).unwrap();
+    assert_eq!(
+        how,
+        Settled::Changing(2),
+        "an address sent twice proves nothing"
+    );
+    want.pop();
+    want.push(sent(100, 9));
+    assert_eq!(read, want);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// `sent_again` says what a map of each place to where the next walk
+    /// first sent it says: how many places the next walk sent; whether
+    /// the elements both sent came in the same order; and, when they did,
+    /// where the next walk first sent each element of the walk before.
+    /// Walks with places sent twice, places the other did not send, new
+    /// addresses (`FRESH`) and orders of their own.
+    #[test]
+    fn where_the_next_walk_sent_each_is_what_a_map_says(
+        (n, before, next) in (1usize..40).prop_flat_map(|n| {
+            let place = 0..n as u32;
+            let sent = prop_oneof![4 => place.clone(), 1 => (0..8u32).prop_map(|k| FRESH | k)];
+            (Just(n), proptest::collection::vec(place, 0..50), proptest::collection::vec(sent, 0..50))
+        })
+    ) {
+        let mut first = BTreeMap::new();
+        for (j, &r) in next.iter().enumerate().rev() {
+            if r & FRESH == 0 {
+                first.insert(r, j as u32);
+            }
+        }
+        let want: Vec<u32> = before.iter().map(|p| first.get(p).copied().unwrap_or(NOWHERE)).collect();
+        let sent: Vec<u32> = want.iter().copied().filter(|j| *j != NOWHERE).collect();
+        let in_order = sent.windows(2).all(|w| w[0] < w[1]);
+        let mut at = before.clone();
+        let (same, d) = sent_again(&mut at, &next, n);
+        prop_assert_eq!(d, first.len());
+        prop_assert_eq!(same, in_order);
+        if same {
+            prop_assert_eq!(at, want);
+        }
+    }
+}
