@@ -710,7 +710,7 @@ impl pfknock::daemon::ElementLookup for Dumped {
 /// A start (nftables) whose reading of the sets gives a million
 /// authorizations, taken in by the machine a part at a time: the heap the
 /// daemon holds after, and its peak while it takes them in, the
-/// reading's own vector included (12 bytes an IPv4 element, 24 an IPv6
+/// reading's own vector included (10 bytes an IPv4 element, 22 an IPv6
 /// one, the most the reading can hold at the end of a dump).
 fn start_reading_at_a_million(v6: bool) {
     const N: u32 = 1_000_000;

@@ -2673,15 +2673,15 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
     );
 }
 
-/// A reading of an IPv4 set keeps each element in 12 bytes, not 24
+/// A reading of an IPv4 set keeps each element in 10 bytes, not 22
 /// (`kevents::Deadlines::V4`, chosen by the key length the kernel gives
 /// for the set), and holds what the set holds: each address nft added,
 /// with the deadline nft gave it. Read by a dump and by a look-up of each
-/// known address alike; an IPv6 set keeps the 24-byte shape. Run inside
+/// known address alike; an IPv6 set keeps the 22-byte shape. Run inside
 /// the test's namespace.
 #[test]
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
-fn an_ipv4_set_is_read_in_twelve_bytes_an_element() {
+fn an_ipv4_set_is_read_in_ten_bytes_an_element() {
     use pfknock::kevents::{Deadlines, ElementLookup};
     const N: u32 = 20_000;
     if std::env::var_os("PFKNOCK_TEST_IN_NS").is_some() {
@@ -2715,7 +2715,7 @@ fn an_ipv4_set_is_read_in_twelve_bytes_an_element() {
     }
     need_root_and_tools!();
     in_namespace(
-        "an_ipv4_set_is_read_in_twelve_bytes_an_element",
+        "an_ipv4_set_is_read_in_ten_bytes_an_element",
         &(CONF.replace("TTL", "10m") + "size    = 65536\n"),
         |n| {
             n.fill(

@@ -3,8 +3,8 @@
 //! still and every counted element was found. The cost grows with the
 //! elements asked of, where a dump walks the set again for each datagram.
 //!
-//! Memory: at a million elements each copy of a reading is 12 MB (IPv4)
-//! or 24 (IPv6, `kevents::Elem`), so the
+//! Memory: at a million elements each copy of a reading is 10 MB (IPv4)
+//! or 22 (IPv6, `kevents::Elem`), so the
 //! look-ups go 4,096 addresses at a time, and a dump's reading is checked
 //! in the dump's own vector (`first_by_look_ups`), never beside a second.
 #![forbid(unsafe_code)]

@@ -36,7 +36,7 @@ pub(super) const NOWHERE: u32 = u32::MAX;
 /// The first dump made a reading in its own memory: each address once,
 /// in address order, with the deadline the dump last sent for it; with
 /// the walk's elements as places in it (4 bytes each). At a million the
-/// reading and the dump are never held at once (12 MB each IPv4, 24
+/// reading and the dump are never held at once (10 MB each IPv4, 22
 /// IPv6); the places and the order they are made with take 4 MB each. A
 /// place is a `u32`: a set holds at most `u32::MAX` elements
 /// (NFTA_SET_DESC_SIZE), and none would fit in memory long before. A
@@ -132,8 +132,8 @@ impl super::Lookup {
     /// that held it gave, and a line that says an element may be missing.
     /// Deadlines, not times left: at a million elements a dump takes a
     /// minute, and a time left is only true at the moment its datagram came.
-    /// A set of IPv4 keys (NFTA_SET_KEY_LEN 4) is read in 12 bytes an
-    /// element, any other in 24 (`kevents::Elem`).
+    /// A set of IPv4 keys (NFTA_SET_KEY_LEN 4) is read in 10 bytes an
+    /// element, any other in 22 (`kevents::Elem`).
     pub fn dump_settled(
         &mut self,
         set: &str,

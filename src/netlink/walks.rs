@@ -190,7 +190,7 @@ pub(super) fn gaps_left<E>(places: &[u32], gaps: &[usize], next: &Walk<E>) -> Op
 /// A later dump's element, as `Against` keeps it: its place in the
 /// reading, or `FRESH` and its place among the addresses new to the
 /// reading. The reading and the fresh addresses stay under 2^31 (each
-/// element of the reading takes 12 or 24 bytes: 24 or 48 GB).
+/// element of the reading takes 10 or 22 bytes: 20 or 44 GB).
 pub(super) type Ref = u32;
 
 const FRESH: Ref = 1 << 31;
@@ -198,9 +198,9 @@ const FRESH: Ref = 1 << 31;
 /// A later dump taken against the reading (`all`, in address order) as it
 /// comes: each element's deadline goes into the reading at once, as
 /// `join` would put it there (the last sent), and the walk keeps the
-/// element's place, 4 bytes where the element takes 12 (IPv4) or 24
+/// element's place, 4 bytes where the element takes 10 (IPv4) or 22
 /// (IPv6). The reading and a later dump are no longer held whole at once
-/// (at a million IPv6, 48 MB then, 28 now; IPv4, 16). An address new to
+/// (at a million IPv6, 44 MB then, 26 now; IPv4, 14). An address new to
 /// the reading (added since, or passed over before) goes to `fresh`; one
 /// sent again at the start of a datagram (begun early) is found among the
 /// new addresses of that datagram and the one before (`recent` on), and
