@@ -230,7 +230,12 @@ impl<'a, E: Elem> Against<'a, E> {
         }
     }
 
+    /// A datagram's elements; one with none is no datagram of the walk
+    /// (`Walk::push`), and moves no window.
     fn push(&mut self, datagram: Vec<E>, bytes: usize) {
+        if datagram.is_empty() {
+            return;
+        }
         (self.recent, self.this) = (self.this, self.fresh.len());
         let refs = datagram.into_iter().map(|e| self.place(e)).collect();
         self.walk.push(refs, bytes);

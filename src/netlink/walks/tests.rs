@@ -502,7 +502,7 @@ fn the_reading_holds_the_deadline_each_address_was_last_sent_with() {
 /// dump's one gap falls where the first has none, and the reading is
 /// whole. One sent again further on (a resize) is two in the walk, which
 /// then proves nothing; the reading holds it once, with the deadline sent
-/// last.
+/// last. A message of no elements between two datagrams is none.
 #[test]
 fn a_new_address_sent_again_is_one_element() {
     let ids: Vec<u32> = (0..30).collect();
@@ -511,12 +511,22 @@ fn a_new_address_sent_again_is_one_element() {
     let old = |r: std::ops::Range<u32>| r.map(|e| sent(e, i64::from(e) + 1000));
     let a: Vec<Deadline> = old(0..15).chain([sent(100, 5)]).collect();
     let b: Vec<Deadline> = [sent(100, 7)].into_iter().chain(old(15..30)).collect();
-    let dumps = vec![vec![(a, 20 + 16 * 3276), (b, 100)]];
-    let (read, how) = settle(first.clone(), 2, replay(dumps), |_| {}).unwrap();
-    assert_eq!(how, Settled::Whole(2));
     let mut want: Vec<Deadline> = old(0..30).collect();
     want.push(sent(100, 7));
-    assert_eq!(read, want);
+    // Also with a message of no elements between the two.
+    for between in [vec![], vec![(vec![], 20)]] {
+        let dumps = vec![
+            [
+                vec![(a.clone(), 20 + 16 * 3276)],
+                between,
+                vec![(b.clone(), 100)],
+            ]
+            .concat(),
+        ];
+        let (read, how) = settle(first.clone(), 2, replay(dumps), |_| {}).unwrap();
+        assert_eq!(how, Settled::Whole(2));
+        assert_eq!(read, want);
+    }
     // Sent again two datagrams on.
     let a: Vec<Deadline> = old(0..10).chain([sent(100, 5)]).collect();
     let c: Vec<Deadline> = old(20..30).chain([sent(100, 9)]).collect();
