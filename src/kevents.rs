@@ -56,16 +56,18 @@ pub struct Deadline {
 }
 
 /// 48 bits in three 16-bit words, most significant first, so that nothing
-/// aligns an element wider than two bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct Word([u16; 3]);
+/// aligns what holds it wider than two bytes: a reading's element here,
+/// and an entry of the daemon's book (`daemon::book`'s deadline). Bits
+/// above 48 are dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Word([u16; 3]);
 
 impl Word {
-    fn new(w: u64) -> Word {
+    pub(crate) fn new(w: u64) -> Word {
         Word([(w >> 32) as u16, (w >> 16) as u16, w as u16])
     }
 
-    fn get(self) -> u64 {
+    pub(crate) fn get(self) -> u64 {
         let [a, b, c] = self.0.map(u64::from);
         a << 32 | b << 16 | c
     }

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 use super::blocks::{Blocks, Due, NEVER};
+use crate::kevents::Word;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One authorization, in milliseconds since the epoch.
@@ -25,27 +26,26 @@ pub(super) struct Auth {
 /// A deadline in 47 bits, ms since the epoch from 1970 to the year 6429
 /// (one before 1970 is kept as 1970, one past the last as the last), and
 /// above them a bit that says the entry was taken due (`take_due`), so
-/// that it is not due again until it is given a deadline anew. Its words
-/// go most significant first and need no wider alignment than two.
+/// that it is not due again until it is given a deadline anew: in a
+/// `Word`, which needs no wider alignment than two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Until([u16; 3]);
+struct Until(Word);
 
 const UNTIL_MAX: i64 = (1 << 47) - 1;
-const TAKEN: u16 = 1 << 15;
+const TAKEN: u64 = 1 << 47;
 
 impl Until {
     fn new(ms: i64) -> Until {
         let v = ms.clamp(0, UNTIL_MAX) as u64;
-        Until([(v >> 32) as u16, (v >> 16) as u16, v as u16])
+        Until(Word::new(v))
     }
 
     fn get(self) -> i64 {
-        let [a, b, c] = self.0.map(i64::from);
-        (a & !i64::from(TAKEN)) << 32 | b << 16 | c
+        (self.0.get() & !TAKEN) as i64
     }
 
     fn taken(self) -> bool {
-        self.0[0] & TAKEN != 0
+        self.0.get() & TAKEN != 0
     }
 }
 
@@ -72,7 +72,7 @@ impl Packed {
 
     /// Taken due: not due again until it is given a deadline anew.
     fn take(&mut self) {
-        self.0.0[0] |= TAKEN;
+        self.0.0 = Word::new(self.0.0.get() | TAKEN);
     }
 
     fn get(self) -> Auth {
