@@ -46,8 +46,9 @@ pub enum KernelEvent {
 /// a word of 48 bits (`Word`): bit 47 says IPv6, bit 46 that there is a
 /// deadline, and the low 46 bits hold it in two's complement (from about
 /// 1,115 years before the epoch to as many after, the year 3085; one
-/// beyond is kept as the bound, a time no timeout of a set reaches in
-/// practice). Ordered as the tuple is: by address (IPv4 before IPv6), then
+/// beyond is kept as the bound: pfknock's own durations are at most 100
+/// years, `name::duration`, so only an element another program added
+/// with a timeout of over a thousand years is read as ending then). Ordered as the tuple is: by address (IPv4 before IPv6), then
 /// by deadline (none first).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Deadline {
