@@ -395,12 +395,19 @@ pub trait ElementLookup {
     /// reading began: a reading that checks its dump by a look-up of each
     /// element it gave looks those up too, so that an element added behind
     /// the dump's walk does not make it dump the set again.
+    ///
+    /// With `gone`, an element whose deadline passed while the reading ran
+    /// and that the set no longer holds may be left out of it, and handed
+    /// to `gone` instead, as soon as that is known (each once): a start's
+    /// reading at a million under churn sees most of what its first dump
+    /// found time out before its last one.
     fn dump_heard(
         &mut self,
         set: &str,
         heard: &dyn Fn() -> Vec<IpAddr>,
+        gone: Option<&dyn Fn(Vec<Deadline>)>,
     ) -> std::io::Result<(Deadlines, Option<HowRead>)> {
-        let _ = heard;
+        let _ = (heard, gone);
         self.dump_noted(set)
     }
     /// `dump`, by a look-up of each of the `n` addresses of `known` (what

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Net, daemon_env, ns, ok, read_log, wait_for};
+use common::{Net, daemon_env, ns, ok, read_log, read_log_to, wait_for};
 
 const CONF: &str = r#"
 [[service]]
@@ -2293,6 +2293,9 @@ fn expire_through_the_daemon_compares_the_age_the_log_gives() {
 /// holds each that is surely still in the set then), or say as a warning
 /// that one may be missing. (Three dumps joined, as before, missed 223 of
 /// 300,000 IPv4 ones timing out at 3,000 a second, with a line at debug.)
+/// What times out while the reading runs is let go of between its dumps
+/// and said expired then, before the reading's end, each once, and none
+/// of it is kept at the stop.
 #[test]
 #[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
 fn a_start_while_elements_time_out_reads_each_that_stays() {
@@ -2319,11 +2322,20 @@ fn a_start_while_elements_time_out_reads_each_that_stays() {
     // Expiries running, and the daemon started.
     std::thread::sleep(Duration::from_secs(first + 2));
     let (d, pid, log, _) = counted_daemon(&n);
-    let said = read_log(&log, 300, |s| s.contains("set ssh_6: read"));
-    let how = said.lines().find(|l| l.contains("set ssh_6: read"));
+    let mut said = read_log_to(&log, 300, |l| l.contains("set ssh_6: read"));
+    let how = (said.lines().find(|l| l.contains("set ssh_6: read"))).map(str::to_owned);
     eprintln!("{how:?}");
     assert!(how.is_some(), "{said}");
-    std::thread::sleep(Duration::from_secs(1));
+    let expired = |s: &str| -> Vec<IpAddr> {
+        (s.lines().filter_map(|l| l.split_once("expired fd00::")))
+            .filter_map(|(_, r)| format!("fd00::{}", r.split(' ').next()?).parse().ok())
+            .collect()
+    };
+    // What timed out while the reading's later dumps ran is said as the
+    // reading learns it, before its end (its line), not at its take-in.
+    let early = expired(&said).len();
+    assert!(early > 0, "{said}");
+    said += &read_log(&log, 1, |_| false);
     let stopped_at = std::time::SystemTime::now();
     stopped(&n, d, &pid, log);
     let kept = fs::read_to_string(n.dir.join("pfknock.pid.state")).unwrap();
@@ -2348,6 +2360,18 @@ fn a_start_while_elements_time_out_reads_each_that_stays() {
         }
     }
     assert!(there > 100_000, "{there}");
+    // Each said expired once, and none of them kept.
+    let gone = expired(&said);
+    let once: std::collections::HashSet<IpAddr> = gone.iter().copied().collect();
+    assert_eq!(once.len(), gone.len(), "an expiry said twice");
+    assert!(
+        gone.iter().all(|a| !kept.contains(a)),
+        "said expired, and kept"
+    );
+    eprintln!(
+        "{early} said expired during the reading, {} in all",
+        gone.len()
+    );
     // Whole, or a warning that an element may be missing (the set changed
     // throughout the dumps it took): never short and silent.
     let how = how.unwrap();
@@ -2509,7 +2533,7 @@ fn a_set_deleted_during_its_dump_is_not_there() {
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
             Instant::now()
         });
-        let read = l.dump_heard("ssh_6", &Vec::new);
+        let read = l.dump_heard("ssh_6", &Vec::new, None);
         let took = t.elapsed();
         let deleted = del.join().unwrap() - t;
         match read {
@@ -2585,7 +2609,7 @@ fn an_element_heard_added_behind_the_dump_costs_no_second_dump() {
         let mut l = pfknock::netlink::Lookup::open("pfknock").unwrap();
         // A reading, and its line on how it was read.
         let mut reading = |heard: &dyn Fn() -> Vec<std::net::IpAddr>| {
-            let (read, how) = l.dump_heard("ssh_6", heard).unwrap();
+            let (read, how) = l.dump_heard("ssh_6", heard, None).unwrap();
             (read, how.unwrap().line)
         };
         let began = pfknock::clock::now_ms();
@@ -2688,7 +2712,7 @@ fn an_ipv4_set_is_read_in_ten_bytes_an_element() {
         let want: Vec<std::net::IpAddr> = (0..N).map(|i| host_4(i).parse().unwrap()).collect();
         let mut l = pfknock::netlink::Lookup::open("pfknock").unwrap();
         let began = pfknock::clock::now_ms();
-        let (read, how) = l.dump_heard("ssh_4", &Vec::new).unwrap();
+        let (read, how) = l.dump_heard("ssh_4", &Vec::new, None).unwrap();
         let known = (l.read_known("ssh_4", N as usize, &mut want.iter().copied())).unwrap();
         let ended = pfknock::clock::now_ms();
         let nine = 9 * 60_000;
@@ -2708,7 +2732,7 @@ fn an_ipv4_set_is_read_in_ten_bytes_an_element() {
                 read.get(0)
             );
         }
-        let (six, _) = l.dump_heard("ssh_6", &Vec::new).unwrap();
+        let (six, _) = l.dump_heard("ssh_6", &Vec::new, None).unwrap();
         assert!(matches!(six, Deadlines::Any(_)), "{:?}", six.get(0));
         assert_eq!(six.len(), 3);
         return;

@@ -8,8 +8,10 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::os::unix::net::UnixStream;
 
+use super::hearing::{Gone, Heard, heard_of};
 use super::machine::{Action, Answer, Elements, Left, Query, ReadError, Then, Write};
 use super::{Daemon, Level, Loader, Log};
+use crate::kevents::Deadline;
 pub use crate::kevents::{ElementLookup, HowRead, KernelEvent};
 use crate::tables::Tables;
 
@@ -129,7 +131,12 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     let known = self.known_sets();
                     self.heard = Heard::default();
                     let heard = self.heard.clone();
-                    match Reading::start(self.lookup.as_deref(), (sets, known, heard), then, now) {
+                    // The start's reading lets go of what times out while
+                    // it runs, and the loop says it (`say_gone`).
+                    self.gone = Gone::default();
+                    let gone = self.machine.lets_go(&then).then(|| self.gone.clone());
+                    let with = (sets, known, heard, gone);
+                    match Reading::start(self.lookup.as_deref(), with, then, now) {
                         Ok(mut r) => {
                             r.rest = std::mem::take(&mut todo);
                             self.reading = Some(r);
@@ -218,6 +225,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
         // All the loop heard during the reading is heard and said first
         // (`reading_turn`, as the log takes the lines): the element
         // changes among it are in no other queue.
+        if self.reading_runs() {
+            self.say_gone(Some(crate::clock::now_ms()));
+        }
         if self.reading_runs() && !self.heard_all() {
             return;
         }
@@ -240,6 +250,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     let e = ReadError::Failed("the reading of the sets failed".to_owned());
                     (vec![Err(e); n], Vec::new())
                 });
+                // Its worker is done: all it let go of is said first.
+                self.say_gone(None);
                 self.answer_of(read)
             }
             None => Answer::Resumed,
@@ -378,7 +390,12 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             Query::Left(items) => Answer::Left(self.lefts(&items)),
             Query::Dump(sets) => {
                 let known = self.known_sets();
-                let read = dump_sets(self.lookup.as_deref_mut(), &sets, &known, &Heard::default());
+                let read = dump_sets(
+                    self.lookup.as_deref_mut(),
+                    &sets,
+                    &known,
+                    (&Heard::default(), None),
+                );
                 self.answer_of(read)
             }
             Query::Load => Answer::Done(vec![
@@ -506,26 +523,6 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 }
 
-/// The addresses heard added to each set (knocks, notifications) while a
-/// reading of the sets runs beside the loop, shared with its worker, which
-/// looks them up too where it checks what it read by look-ups
-/// (`ElementLookup::dump_heard`): an element a knock added behind the
-/// dump's walk then costs no second dump.
-pub(super) type Heard = std::sync::Arc<std::sync::Mutex<HashMap<String, Vec<IpAddr>>>>;
-
-/// Addresses heard of one set during one reading, at most: past that (a
-/// set changing fast), its check by look-ups fails as it would have, and
-/// the set is dumped again.
-pub(super) const HEARD_MAX: usize = 1 << 16;
-
-/// What `heard` holds of `set` now.
-fn heard_of(heard: &Heard, set: &str) -> Vec<IpAddr> {
-    heard
-        .lock()
-        .map(|m| m.get(set).cloned().unwrap_or_default())
-        .unwrap_or_default()
-}
-
 /// Every set's elements, as the machine takes them, and a line (debug) for
 /// each set of the record on how it was read: by a look-up of what the
 /// record holds (and of what was `heard` added meanwhile), where the
@@ -534,12 +531,12 @@ fn dump_sets(
     mut lookup: Option<&mut (dyn ElementLookup + Send + 'static)>,
     sets: &[String],
     known: &KnownSets,
-    heard: &Heard,
+    (heard, gone): (&Heard, Option<&Gone>),
 ) -> Read {
     let mut notes = Vec::new();
     let mut read = |l: &mut (dyn ElementLookup + Send), set: &str| {
         let Some((k, kept)) = known.of(set) else {
-            return dump_noting(l, set, heard, &mut notes);
+            return dump_noting(l, set, (heard, gone), &mut notes);
         };
         let said = |line| HowRead {
             line,
@@ -564,7 +561,7 @@ fn dump_sets(
             "set {set}: read whole: the kernel does not count just the {k} the last daemon \
              kept"
         )));
-        dump_noting(l, set, heard, &mut notes)
+        dump_noting(l, set, (heard, gone), &mut notes)
     };
     let out = sets
         .iter()
@@ -583,10 +580,12 @@ fn dump_sets(
 fn dump_noting(
     l: &mut (dyn ElementLookup + Send),
     set: &str,
-    heard: &Heard,
+    (heard, gone): (&Heard, Option<&Gone>),
     notes: &mut Vec<HowRead>,
 ) -> std::io::Result<crate::kevents::Deadlines> {
-    let (d, how) = l.dump_heard(set, &|| heard_of(heard, set))?;
+    let let_go = |d: Vec<Deadline>| gone.map_or((), |g| super::hearing::let_go(g, set, d));
+    let let_go = gone.map(|_| &let_go as &dyn Fn(Vec<Deadline>));
+    let (d, how) = l.dump_heard(set, &|| heard_of(heard, set), let_go)?;
     notes.extend(how);
     Ok(d)
 }
@@ -616,7 +615,7 @@ impl Reading {
     /// the query comes back to be answered in the loop.
     fn start(
         lookup: Option<&(dyn ElementLookup + Send)>,
-        (sets, known, heard): (Vec<String>, KnownSets, Heard),
+        (sets, known, heard, gone): (Vec<String>, KnownSets, Heard, Option<Gone>),
         then: Then,
         now: i64,
     ) -> Result<Reading, Box<(Vec<String>, Then)>> {
@@ -629,7 +628,12 @@ impl Reading {
         let n = sets.len();
         let worker = crate::sys_unix::spawn(move || {
             crate::sys_unix::yield_to_loop();
-            let r = dump_sets(Some(reader.as_mut()), &sets, &known, &heard);
+            let r = dump_sets(
+                Some(reader.as_mut()),
+                &sets,
+                &known,
+                (&heard, gone.as_ref()),
+            );
             let _ = std::io::Write::write_all(&mut &signal, &[1]);
             r
         });

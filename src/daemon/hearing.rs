@@ -12,13 +12,48 @@
 //! (`Machine::say_more`).
 #![forbid(unsafe_code)]
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::events::{self, KernelEvent, cx};
+use super::events::{KernelEvent, cx};
 use super::lines::Log;
 use super::{Daemon, Loader};
+use crate::kevents::Deadline;
 use crate::tables::Tables;
+
+/// The addresses heard added to each set (knocks, notifications) while a
+/// reading of the sets runs beside the loop, shared with its worker, which
+/// looks them up too where it checks what it read by look-ups
+/// (`ElementLookup::dump_heard`): an element a knock added behind the
+/// dump's walk then costs no second dump.
+pub(super) type Heard = Arc<Mutex<HashMap<String, Vec<IpAddr>>>>;
+
+/// Addresses heard of one set during one reading, at most: past that (a
+/// set changing fast), its check by look-ups fails as it would have, and
+/// the set is dumped again.
+const HEARD_MAX: usize = 1 << 16;
+
+/// What `heard` holds of `set` now.
+pub(super) fn heard_of(heard: &Heard, set: &str) -> Vec<IpAddr> {
+    heard
+        .lock()
+        .map(|m| m.get(set).cloned().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// The elements of a reading that timed out while it ran, by set, as its
+/// worker let go of them (`ElementLookup::dump_heard`'s `gone`, at most
+/// `walks::CULL_AT_ONCE` a part), for the loop to say (`say_gone`).
+pub(super) type Gone = Arc<Mutex<VecDeque<(String, Vec<Deadline>)>>>;
+
+/// Hand what a reading of `set` let go of to the loop.
+pub(super) fn let_go(gone: &Gone, set: &str, d: Vec<Deadline>) {
+    if let Ok(mut q) = gone.lock() {
+        q.push_back((set.to_owned(), d));
+    }
+}
 
 /// Events the machine hears at once, at most: about as many lines, as
 /// many as it says of a transaction at once.
@@ -58,7 +93,28 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// and said all of it? The reading's answer waits until then: the
     /// element changes heard are in no queue but this one.
     pub(super) fn heard_all(&self) -> bool {
-        self.to_hear.is_empty() && !self.machine.unsaid()
+        self.to_hear.is_empty() && !self.machine.unsaid() && self.gone_said()
+    }
+
+    /// Is nothing the reading let go of left to say?
+    fn gone_said(&self) -> bool {
+        self.gone.lock().map_or(true, |q| q.is_empty())
+    }
+
+    /// Say what the reading let go of (`Gone`: timed out while it ran), a
+    /// part at a time while the log has room (with `now`, ms: a turn of
+    /// the loop), or all of it (`None`: its worker is done, and its
+    /// answer is taken in next): before what the loop heard since, as
+    /// their deadlines passed before the reading looked them up.
+    pub fn say_gone(&mut self, now: Option<i64>) {
+        while now.is_none() || self.log_has_room() {
+            let part = self.gone.lock().ok().and_then(|mut q| q.pop_front());
+            let Some((set, gone)) = part else {
+                return;
+            };
+            let acts = self.machine.gone_while_read(&cx!(self), &set, gone);
+            self.carry_out(acts, now.unwrap_or_else(crate::clock::now_ms));
+        }
     }
 
     /// Hand the machine what it has not heard yet, `HEAR_AT_ONCE` events
@@ -145,19 +201,22 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     }
 
     /// One turn of the loop while a reading runs, at `now` (ms): what
-    /// waits to be heard, and what falls due (`due_while_reading`).
+    /// the reading let go of (`say_gone`), what waits to be heard, and
+    /// what falls due (`due_while_reading`).
     pub fn reading_turn(&mut self, now: i64) {
+        self.say_gone(Some(now));
         self.hear_more(now);
         self.due_while_reading(now);
     }
 
     /// How long the loop may wait while a reading runs: until the next
     /// authorization due, a second at most, and `syslog::RETRY` while
-    /// events wait to be heard, or lines to be said.
+    /// events wait to be heard, or lines to be said (of a transaction, or
+    /// of what the reading let go of).
     pub fn reading_wait(&self, now: i64) -> Duration {
         let due = self.due_while_reading_ms().map(|t| (t - now).max(0) as u64);
         let wait = Duration::from_millis(due.unwrap_or(1000).min(1000));
-        match self.to_hear.is_empty() && !self.unsaid() {
+        match self.to_hear.is_empty() && !self.unsaid() && self.gone_said() {
             true => wait,
             false => wait.min(crate::syslog::RETRY),
         }
@@ -184,7 +243,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                 _ => continue,
             };
             let v = heard.entry(set).or_default();
-            let room = events::HEARD_MAX.saturating_sub(v.len());
+            let room = HEARD_MAX.saturating_sub(v.len());
             v.extend(addrs.into_iter().take(room));
         }
     }

@@ -43,7 +43,10 @@ pub struct Daemon<T, L, G> {
     aside: bool,
     /// What the loop heard added to the sets while they are read beside
     /// it (`hear`), shared with that reading.
-    heard: events::Heard,
+    heard: hearing::Heard,
+    /// What that reading let go of, timed out while it ran, for the loop
+    /// to say (`hearing::Gone`).
+    gone: hearing::Gone,
     /// Events read during that reading that the machine has not heard yet
     /// (`hearing.rs`).
     to_hear: std::collections::VecDeque<KernelEvent>,
@@ -114,6 +117,7 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
             reading: None,
             aside: false,
             heard: Default::default(),
+            gone: Default::default(),
             to_hear: Default::default(),
             start_record: None,
             notes: None,

@@ -328,21 +328,23 @@ impl crate::kevents::ElementLookup for Lookup {
     /// The daemon's full reads (at start, after lost notifications) are
     /// rare and what it believes until the next one: settled ones.
     fn dump(&mut self, set: &str) -> io::Result<Deadlines> {
-        self.dump_settled(set, &Vec::new).map(|(d, _)| d)
+        self.dump_settled(set, &Vec::new, None).map(|(d, _)| d)
     }
     fn dump_noted(
         &mut self,
         set: &str,
     ) -> io::Result<(Deadlines, Option<crate::kevents::HowRead>)> {
-        self.dump_settled(set, &Vec::new)
+        self.dump_settled(set, &Vec::new, None)
             .map(|(d, how)| (d, Some(how)))
     }
     fn dump_heard(
         &mut self,
         set: &str,
         heard: &dyn Fn() -> Vec<IpAddr>,
+        gone: Option<&dyn Fn(Vec<Deadline>)>,
     ) -> io::Result<(Deadlines, Option<crate::kevents::HowRead>)> {
-        self.dump_settled(set, heard).map(|(d, how)| (d, Some(how)))
+        self.dump_settled(set, heard, gone)
+            .map(|(d, how)| (d, Some(how)))
     }
     fn read_known(
         &mut self,

@@ -134,16 +134,20 @@ impl super::Lookup {
     /// minute, and a time left is only true at the moment its datagram came.
     /// A set of IPv4 keys (NFTA_SET_KEY_LEN 4) is read in 10 bytes an
     /// element, any other in 22 (`kevents::Elem`).
+    /// With `gone`, the elements whose deadlines passed while the dumps
+    /// ran and that the set no longer holds are let go of between two
+    /// dumps, and handed to `gone` (`walks::cull`), not kept to the end.
     pub fn dump_settled(
         &mut self,
         set: &str,
         heard: &dyn Fn() -> Vec<IpAddr>,
+        gone: Option<&dyn Fn(Vec<Deadline>)>,
     ) -> io::Result<(Deadlines, HowRead)> {
         Ok(if self.holds_ipv4(set) {
-            let (d, how) = self.settled::<Deadline4>(set, heard)?;
+            let (d, how) = self.settled::<Deadline4>(set, heard, gone)?;
             (Deadlines::V4(d), how)
         } else {
-            let (d, how) = self.settled::<Deadline>(set, heard)?;
+            let (d, how) = self.settled::<Deadline>(set, heard, gone)?;
             (Deadlines::Any(d), how)
         })
     }
@@ -159,6 +163,7 @@ impl super::Lookup {
         &mut self,
         set: &str,
         heard: &dyn Fn() -> Vec<IpAddr>,
+        gone: Option<&dyn Fn(Vec<Deadline>)>,
     ) -> io::Result<(Vec<E>, HowRead)> {
         const SETTLE_PASSES: u64 = 7;
         let mut first = self.dump_walk::<E>(set)?;
@@ -188,12 +193,12 @@ impl super::Lookup {
             Checked::Spent => first = self.dump_walk(set)?,
         }
         drop(more);
-        let (d, settled) = walks::settle(
-            first,
-            SETTLE_PASSES,
-            |each| self.dump_deadlines(set, each),
-            std::thread::sleep,
-        )?;
+        let mut reader = Reader {
+            lookup: self,
+            set,
+            gone,
+        };
+        let (d, settled) = walks::settle_culling(first, SETTLE_PASSES, &mut reader)?;
         let how = match settled {
             walks::Settled::Whole(1) => format!("set {set}: read by one dump, in one datagram"),
             walks::Settled::Whole(n) => format!(
@@ -256,6 +261,36 @@ impl super::Lookup {
             ));
         }
         Ok(())
+    }
+}
+
+/// A set's dumps and look-ups, as `walks::settle_culling` asks them.
+struct Reader<'a> {
+    lookup: &'a mut super::Lookup,
+    set: &'a str,
+    gone: Option<&'a dyn Fn(Vec<Deadline>)>,
+}
+
+impl<E: Elem> walks::Dumps<E> for Reader<'_> {
+    fn dump(&mut self, each: &mut dyn FnMut(Vec<E>, usize)) -> io::Result<()> {
+        self.lookup.dump_deadlines(self.set, each)
+    }
+    fn pause(&mut self, d: std::time::Duration) {
+        std::thread::sleep(d)
+    }
+    fn now(&self) -> Option<i64> {
+        self.gone.is_some().then(crate::clock::now_ms)
+    }
+    fn look(&mut self, addrs: &[IpAddr]) -> io::Result<Vec<Option<Option<i64>>>> {
+        let left = self.lookup.lefts(self.set, addrs)?;
+        let at = crate::clock::now_ms();
+        let deadline = |l: Option<u64>| l.map(|l| super::parse::deadline(at, l));
+        Ok(left.into_iter().map(|l| l.map(deadline)).collect())
+    }
+    fn gone(&mut self, gone: Vec<E>) {
+        if let Some(f) = self.gone {
+            f(gone.into_iter().map(E::deadline).collect())
+        }
     }
 }
 

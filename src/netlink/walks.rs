@@ -274,14 +274,16 @@ impl<'a, E: Elem> Against<'a, E> {
 fn sent_again(at: &mut [u32], next: &[Ref], n: usize) -> (bool, usize) {
     let mut before = Bits::new(n);
     let mut now = Bits::new(n);
-    at.iter().for_each(|&p| before.set(p));
+    at.iter()
+        .filter(|p| **p != NOWHERE)
+        .for_each(|&p| before.set(p));
     next.iter()
         .filter(|r| **r & FRESH == 0)
         .for_each(|&r| now.set(r));
     let d = now.count();
     let mut j = 0;
     for p in at.iter_mut() {
-        if !now.get(*p) {
+        if *p == NOWHERE || !now.get(*p) {
             *p = NOWHERE;
             continue;
         }
@@ -362,17 +364,150 @@ pub(super) enum Settled {
     Changing(u64),
 }
 
+/// What `settle` asks of the kernel: its dumps, and between two of them,
+/// whether the elements whose deadlines passed are still there.
+pub(super) trait Dumps<E> {
+    /// One dump, each datagram's elements handed to `each` as it comes,
+    /// with its size.
+    fn dump(&mut self, each: &mut dyn FnMut(Vec<E>, usize)) -> std::io::Result<()>;
+    /// Wait this long before the next dump.
+    fn pause(&mut self, d: std::time::Duration);
+    /// The time (ms, on the deadlines' clock) before which an element's
+    /// deadline has passed, if the reading is to let go of those gone
+    /// (`cull`); `None`: it keeps every element a dump sent.
+    fn now(&self) -> Option<i64>;
+    /// Each address's deadline in the set now (`Some(None)`: there, with
+    /// no timeout), or `None`: not there.
+    fn look(&mut self, addrs: &[IpAddr]) -> std::io::Result<Vec<Option<Option<i64>>>>;
+    /// Elements let go of: their deadlines passed, and the kernel no
+    /// longer holds them (the reader says them, as they will not be in
+    /// the reading).
+    fn gone(&mut self, gone: Vec<E>);
+}
+
+/// `Dumps` of a dump and a pause alone: nothing is let go of.
+#[cfg(test)]
+struct Plain<D, P>(D, P);
+
+#[cfg(test)]
+impl<E, D, P> Dumps<E> for Plain<D, P>
+where
+    D: FnMut(&mut dyn FnMut(Vec<E>, usize)) -> std::io::Result<()>,
+    P: Fn(std::time::Duration),
+{
+    fn dump(&mut self, each: &mut dyn FnMut(Vec<E>, usize)) -> std::io::Result<()> {
+        (self.0)(each)
+    }
+    fn pause(&mut self, d: std::time::Duration) {
+        (self.1)(d)
+    }
+    fn now(&self) -> Option<i64> {
+        None
+    }
+    fn look(&mut self, addrs: &[IpAddr]) -> std::io::Result<Vec<Option<Option<i64>>>> {
+        Ok(vec![None; addrs.len()])
+    }
+    fn gone(&mut self, _: Vec<E>) {}
+}
+
+/// Elements looked up at once when the reading lets go of those gone
+/// (`cull`), and handed to `Dumps::gone` at once, at most.
+pub(super) const CULL_AT_ONCE: usize = 8192;
+
+/// Between two dumps: each element of the reading whose deadline has
+/// passed is looked up; one the set no longer holds is let go of (handed
+/// to `Dumps::gone`, `CULL_AT_ONCE` at a time), one still there (renewed)
+/// takes the deadline the kernel gives now. The places of the walk before
+/// follow the reading: a place let go of is `NOWHERE`, which no later dump
+/// can send (an address added again is new to the reading), so it is no
+/// element both sent, and the walk before is no longer the same walk as
+/// any later one. What the dumps prove stays true: an element gone when it
+/// was looked up was not in the set throughout. At a million under churn,
+/// most of what a start's first dump found times out while the later dumps
+/// run (a thousand a second, for minutes): held to the end, they made
+/// most of the reading (`benches/README.md`).
+fn cull<E: Elem>(all: &mut Vec<E>, walk: &mut [u32], k: &mut dyn Dumps<E>) -> std::io::Result<()> {
+    let Some(now) = k.now() else {
+        return Ok(());
+    };
+    let mut dead = Bits::new(all.len());
+    let (mut any, mut i) = (false, 0);
+    while i < all.len() {
+        let mut due = Vec::new();
+        while i < all.len() && due.len() < CULL_AT_ONCE {
+            if all[i].at().is_some_and(|t| t <= now) {
+                due.push(i);
+            }
+            i += 1;
+        }
+        let addrs: Vec<IpAddr> = due.iter().map(|&j| all[j].addr()).collect();
+        let mut gone = Vec::new();
+        for (&j, held) in due.iter().zip(k.look(&addrs)?) {
+            match held {
+                Some(at) => all[j].set_at(at),
+                None => {
+                    dead.set(j as u32);
+                    gone.push(all[j]);
+                }
+            }
+        }
+        if !gone.is_empty() {
+            any = true;
+            k.gone(gone);
+        }
+    }
+    if !any {
+        return Ok(());
+    }
+    // Each block's count of places let go of before it.
+    let mut before = Vec::with_capacity(dead.0.len());
+    let mut n = 0u32;
+    for w in &dead.0 {
+        before.push(n);
+        n += w.count_ones();
+    }
+    for p in walk.iter_mut().filter(|p| **p != NOWHERE) {
+        let (b, bit) = (*p as usize / 64, *p % 64);
+        *p = if dead.get(*p) {
+            NOWHERE
+        } else {
+            *p - before[b] - (dead.0[b] & ((1u64 << bit) - 1)).count_ones()
+        };
+    }
+    let mut j = 0;
+    all.retain(|_| {
+        j += 1;
+        !dead.get(j as u32 - 1)
+    });
+    // The room back: a vector of this size is mapped apart, and shrinks
+    // in place.
+    all.shrink_to_fit();
+    Ok(())
+}
+
 /// Dumps after `first` (each taken by `dump`) until the reading is whole:
 /// each gap of one closed by a later one (`gaps_left`), or two in a row
 /// that walked the set alike and saw it calm (a set that does not change:
 /// their gaps fall at the same places), at most `passes` dumps in all. Every element
 /// any of them sent, each with the deadline of the last that sent it, in
 /// address order.
+#[cfg(test)]
 pub(super) fn settle<E: Elem>(
     first: Walk<E>,
     passes: u64,
-    mut dump: impl FnMut(&mut dyn FnMut(Vec<E>, usize)) -> std::io::Result<()>,
+    dump: impl FnMut(&mut dyn FnMut(Vec<E>, usize)) -> std::io::Result<()>,
     pause: impl Fn(std::time::Duration),
+) -> std::io::Result<(Vec<E>, Settled)> {
+    settle_culling(first, passes, &mut Plain(dump, pause))
+}
+
+/// `settle`, letting go before each later dump of the elements whose
+/// deadlines passed and that the set no longer holds (`cull`): every
+/// element any dump sent, but those.
+pub(super) fn settle_culling<E: Elem>(
+    first: Walk<E>,
+    passes: u64,
+    k: &mut dyn Dumps<E>,
 ) -> std::io::Result<(Vec<E>, Settled)> {
     // The reading, made in the first dump's memory; of the dump before,
     // only its walk is kept, as places in the reading.
@@ -394,9 +529,10 @@ pub(super) fn settle<E: Elem>(
         // second, and a dump of as many as the last takes as long, so it
         // would meet those collections where the last did, and pass over
         // elements at the same places.
-        pause(std::time::Duration::from_millis(370 * (pass - 1)));
+        k.pause(std::time::Duration::from_millis(370 * (pass - 1)));
+        cull(&mut all, &mut before_walk, k)?;
         let mut against = Against::new(&mut all);
-        dump(&mut |datagram, bytes| against.push(datagram, bytes))?;
+        k.dump(&mut |datagram, bytes| against.push(datagram, bytes))?;
         let Against { fresh, walk, .. } = against;
         let next = walk.finish();
         // The new addresses in order, each once, and where each went.

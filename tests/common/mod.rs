@@ -446,13 +446,35 @@ pub fn read_log(
     secs: u64,
     until: impl Fn(&str) -> bool,
 ) -> String {
+    read_lines(log, secs, |said, _| until(said))
+}
+
+/// `read_log` until a line that `last` takes (that line too), for `secs`
+/// at most: what it checks is each line as it comes, not all that came,
+/// so that a long burst before it (300,000 lines) is read at its pace.
+pub fn read_log_to(
+    log: &std::os::unix::net::UnixDatagram,
+    secs: u64,
+    last: impl Fn(&str) -> bool,
+) -> String {
+    read_lines(log, secs, |_, line| last(line))
+}
+
+/// The lines logged to `log` within `secs`, until `stop` holds of what
+/// came and of the last line.
+fn read_lines(
+    log: &std::os::unix::net::UnixDatagram,
+    secs: u64,
+    stop: impl Fn(&str, &str) -> bool,
+) -> String {
     log.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let end = Instant::now() + Duration::from_secs(secs);
-    let mut said = String::new();
+    let (mut said, mut last) = (String::new(), 0);
     let mut buf = [0u8; 4096];
-    while Instant::now() < end && !until(&said) {
+    while Instant::now() < end && !stop(&said, &said[last..]) {
         if let Ok(k) = log.recv(&mut buf) {
+            last = said.len();
             said.push_str(&String::from_utf8_lossy(&buf[..k]));
             said.push('\n');
         }

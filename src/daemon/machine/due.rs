@@ -74,7 +74,7 @@ fn full_line(set: &str, size: u64) -> String {
 /// had from before a reload that made the ttl longer (its deadline less
 /// its start, when that is short of the service's by more than the
 /// second a restore's whole seconds can lose).
-fn expired_line(cx: &Ctx, s: &Service, addr: IpAddr, a: Auth, now: i64) -> String {
+pub(super) fn expired_line(cx: &Ctx, s: &Service, addr: IpAddr, a: Auth, now: i64) -> String {
     let age = age(now, a.since);
     let given = ((a.until - a.since + 500) / 1000).max(1) as u64;
     let ttl = if s.expire == ExpireMode::Idle || given + 2 >= s.ttl.0 {
@@ -92,7 +92,7 @@ fn expired_line(cx: &Ctx, s: &Service, addr: IpAddr, a: Auth, now: i64) -> Strin
 
 /// Each line, or per service past `log_burst` one line with their number
 /// (each at debug).
-fn say_expired(cx: &Ctx, expired: BTreeMap<String, Vec<String>>, out: &mut Vec<Action>) {
+pub(super) fn say_expired(cx: &Ctx, expired: BTreeMap<String, Vec<String>>, out: &mut Vec<Action>) {
     let burst = cx.cfg.log_burst as usize;
     for (svc, lines) in expired {
         if lines.len() > burst {

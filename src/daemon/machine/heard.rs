@@ -45,6 +45,57 @@ pub(super) fn authorized_line(cx: &Ctx, s: &Service, addr: IpAddr, kept: bool) -
 }
 
 impl Machine {
+    /// Does the reading `then` asks for let go of the elements that time
+    /// out while it runs, for the loop to say at once (`gone_while_read`),
+    /// rather than keep them to its take-in, which expired them then? A
+    /// reading that takes what it finds as known, where no compare with
+    /// the last run's record follows: that compare says what became of
+    /// each host the record kept, and what the reading found of others
+    /// (one let go of would be said twice, or its authorization while no
+    /// daemon ran not at all); after lost notifications, the reading is
+    /// compared with the book.
+    pub fn lets_go(&self, then: &Then) -> bool {
+        then.resyncs() && !self.knocks.compare
+    }
+
+    /// Elements of `set` that the reading beside the loop let go of: their
+    /// deadlines (`until`) passed, and the kernel no longer held them.
+    /// Each expired at its deadline, said as the take-in would have said
+    /// it, with the age its deadline gives (the service's ttl): but not
+    /// one the book holds (it expires it), nor one said, allowed, revoked
+    /// or gone since the reading began, nor of a set flushed meanwhile
+    /// (`Knocks::changed_while_read`: that is said, and the reading's copy
+    /// of it is not taken in), nor of a set no service takes (a reload
+    /// during the reading deleted it, and said so).
+    pub fn gone_while_read(&mut self, cx: &Ctx, set: &str, gone: Vec<Deadline>) -> Vec<Action> {
+        let mut out = Vec::new();
+        let s = auth_service(cx.cfg, set).filter(|_| self.takes(cx, set));
+        let Some(s) = s else {
+            return out;
+        };
+        let ttl = ms(s.ttl.0 as i64);
+        let mut lines = std::collections::BTreeMap::new();
+        for e in gone {
+            let (addr, Some(until)) = (e.addr(), e.at()) else {
+                continue;
+            };
+            if self.tracked(set, addr).is_some() || self.knocks.changed_while_read(set, addr) {
+                continue;
+            }
+            let a = Auth {
+                since: until - ttl,
+                until,
+            };
+            let line = super::due::expired_line(cx, s, addr, a, until);
+            lines
+                .entry(s.name.clone())
+                .or_insert_with(Vec::new)
+                .push(line);
+        }
+        super::due::say_expired(cx, lines, &mut out);
+        out
+    }
+
     /// While a reading runs: when an authorization the book holds, or
     /// one said or allowed during the reading, is due, to be looked up,
     /// or a full meter (ms).

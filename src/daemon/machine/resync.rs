@@ -106,6 +106,13 @@ impl Then {
     pub fn reads_every_set(&self) -> bool {
         matches!(*self.0, Step::Resync { .. })
     }
+
+    /// Is this a reading of every set whose elements the machine takes
+    /// as known, not as news (at start, at SIGUSR1, after a reload that
+    /// made a set anew)? Not the one after lost notifications.
+    pub(super) fn resyncs(&self) -> bool {
+        matches!(*self.0, Step::Resync { missed: false, .. })
+    }
 }
 
 impl Machine {
@@ -400,7 +407,7 @@ impl Machine {
     /// Is authorized set `set` taken in from a reading? Not one a reload
     /// during the reading deleted (`dropped`), nor a family its service
     /// does not take.
-    fn takes(&self, cx: &Ctx, set: &str) -> bool {
+    pub(super) fn takes(&self, cx: &Ctx, set: &str) -> bool {
         !self.dropped.contains(set)
             && auth_service(cx.cfg, set).is_some_and(|s| {
                 let af = if set.ends_with("_6") { Af::V6 } else { Af::V4 };

@@ -577,3 +577,105 @@ proptest! {
         }
     }
 }
+
+/// The model's dumps for `settle_culling`, each element's deadline its
+/// number: before each later dump, every element of the reading whose
+/// number is at most `now` is due, and looked up in the model's set; one
+/// still there is renewed (a million past its number). What each dump
+/// sent and what the set held at each look are kept for the reference.
+struct Culling<'a> {
+    k: &'a mut Kernel,
+    now: i64,
+    sent: Vec<Vec<Deadline>>,
+    held: Vec<BTreeSet<IpAddr>>,
+    throughout: BTreeSet<u32>,
+    gone: Vec<Deadline>,
+}
+
+impl Dumps<Deadline> for Culling<'_> {
+    fn dump(&mut self, each: &mut dyn FnMut(Vec<Deadline>, usize)) -> std::io::Result<()> {
+        let mut sent = Vec::new();
+        let t = self.k.dump_into(&mut |d: Vec<Deadline>, bytes| {
+            sent.extend(d.iter().copied());
+            each(d, bytes)
+        });
+        self.throughout.retain(|e| t.contains(e));
+        self.sent.push(sent);
+        Ok(())
+    }
+    fn pause(&mut self, _: std::time::Duration) {
+        self.held
+            .push(self.k.set.iter().map(|e| addr(*e)).collect());
+    }
+    fn now(&self) -> Option<i64> {
+        Some(self.now)
+    }
+    fn look(&mut self, addrs: &[IpAddr]) -> std::io::Result<Vec<Option<Option<i64>>>> {
+        let held = self.held.last().unwrap();
+        let renewed = |a: &IpAddr| Some(id_of(*a) + 1_000_000);
+        Ok(addrs
+            .iter()
+            .map(|a| held.contains(a).then(|| renewed(a)))
+            .collect())
+    }
+    fn gone(&mut self, gone: Vec<Deadline>) {
+        assert!(gone.len() <= CULL_AT_ONCE);
+        self.gone.extend(gone);
+    }
+}
+
+fn id_of(a: IpAddr) -> i64 {
+    match a {
+        IpAddr::V4(v) => i64::from(u32::from(v)),
+        IpAddr::V6(_) => unreachable!(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// A reading that lets go of what timed out between its dumps holds
+    /// what a map made from the same dumps holds: each dump's elements in
+    /// turn, and before each later one, of the elements whose deadlines
+    /// passed, those the set no longer held taken out (each handed to
+    /// `gone`, once) and the others given the deadline the kernel gave.
+    /// Said whole, it misses nothing that stayed in the set throughout.
+    #[test]
+    fn a_reading_lets_go_only_of_what_the_set_no_longer_held(
+        (n, size, changes, passes) in model(),
+        now in -1i64..500,
+    ) {
+        let mut k = Kernel::new(n, size, changes);
+        let (first, throughout) = k.dump::<Deadline>();
+        let first_sent = first.elems.clone();
+        let mut c = Culling { k: &mut k, now, sent: vec![first_sent], held: Vec::new(), throughout, gone: Vec::new() };
+        let (read, how) = settle_culling(first, passes, &mut c).unwrap();
+        let mut want: BTreeMap<IpAddr, Option<i64>> = BTreeMap::new();
+        let mut let_go = Vec::new();
+        for (p, sent) in c.sent.iter().enumerate() {
+            if let Some(held) = p.checked_sub(1).map(|q| &c.held[q]) {
+                for (a, at) in &mut want {
+                    if at.is_some_and(|t| t <= now) && held.contains(a) {
+                        *at = Some(id_of(*a) + 1_000_000);
+                    }
+                }
+                let went: Vec<(IpAddr, Option<i64>)> = (want.iter())
+                    .filter(|(a, at)| at.is_some_and(|t| t <= now) && !held.contains(a))
+                    .map(|(a, at)| (*a, *at))
+                    .collect();
+                went.iter().for_each(|(a, _)| { want.remove(a); });
+                let_go.extend(went);
+            }
+            want.extend(sent.iter().map(|&e| <(IpAddr, Option<i64>)>::from(e)));
+        }
+        let got: Vec<(IpAddr, Option<i64>)> = read.iter().map(|&e| e.into()).collect();
+        prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+        let gone: Vec<(IpAddr, Option<i64>)> = c.gone.iter().map(|&e| e.into()).collect();
+        prop_assert_eq!(gone, let_go);
+        if !matches!(how, Settled::Changing(_)) {
+            let held: BTreeSet<IpAddr> = read.iter().map(Deadline::addr).collect();
+            let missing: Vec<&u32> = c.throughout.iter().filter(|e| !held.contains(&addr(**e))).collect();
+            prop_assert!(missing.is_empty(), "{how:?}: missing {missing:?}");
+        }
+    }
+}
