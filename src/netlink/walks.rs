@@ -260,9 +260,10 @@ impl<'a, E: Elem> Against<'a, E> {
     }
 }
 
-/// The walk before (`at`, places in the reading of `n` elements) made,
-/// in its own memory, where `next` (a walk of places) first sent each of
-/// its elements (`NOWHERE`: not at all); false where the two sent the
+/// The walk before (`at`, places in the reading of `n` elements, or
+/// `NOWHERE` where the reading let go of one: `cull`) made, in its own
+/// memory, where `next` (a walk of places) first sent each of its
+/// elements (`NOWHERE`: not at all); false where the two sent the
 /// elements both sent in different orders (the set's hash table resized
 /// in between, or an element taken out and put back), and `at` is then
 /// of no use. And how many of the reading's addresses `next` sent. Beside
