@@ -1174,6 +1174,36 @@ fn an_authorization_that_times_out_during_the_start_is_said_once() {
     assert!(k.holds("ssh_4").is_empty());
 }
 
+/// A host others added while the start's reading ran (said, and kept as a
+/// record), whose element times out during the reading's dump: the
+/// reading lets go of it, but the loop says nothing of that, as its
+/// record says it: expired once, at its deadline, from the book. And
+/// one the reading found that stays: not said.
+#[test]
+fn a_host_said_during_the_reading_is_said_expired_once() {
+    let gate = shut();
+    let a: IpAddr = "198.18.0.3".parse().unwrap();
+    let (mut d, k, log, _path, _dir) = reading_rig_with("gone-said", |k| {
+        k.knock("ssh_4", "198.18.0.9");
+        k.st().dump_takes = 20_000;
+        k.st().gate = Some(gate.clone());
+    });
+    added_while_read(&mut d, &k, &log, "ssh_4", Deadline::new(a, Some(T0 + s(5))));
+    open(&gate);
+    read_to_end(&mut d);
+    let now = k.st().now;
+    assert!(now >= T0 + s(40), "{now}");
+    tick_to(&mut d, &k, now);
+    let l = log.take();
+    assert_eq!(lines_of(&l, "expired", "198.18.0.3"), 1, "{l:?}");
+    assert_eq!(lines_of(&l, "expired", "198.18.0.9"), 0, "{l:?}");
+    assert_eq!(
+        k.holds("ssh_4"),
+        vec!["198.18.0.9".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(d.known(&ssh_table()), Some(1));
+}
+
 /// A reading of 80,000 elements after an overrun, beside the loop: its
 /// answer is taken in a part at a time, one part a turn (signals are
 /// answered between parts, a status line says the reading goes on); at
