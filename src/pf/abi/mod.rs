@@ -248,7 +248,7 @@ pub struct Layout {
     pub as_packets: usize,
     pub as_bytes: usize,
     pub as_tzero: usize,
-    /// [DIR_MAX][OP_ADDR_MAX] counters per entry.
+    /// `[DIR_MAX][OP_ADDR_MAX]` counters per entry.
     pub op_addr_max: usize,
     /// Index of PFR_OP_PASS.
     pub op_pass: usize,
