@@ -4169,6 +4169,29 @@ fn record_rig(
     (d, k, log, path, dir)
 }
 
+/// Over a record of the last run, the start's reading lets go of
+/// nothing: a host the record kept (.7, back in the kernel) whose element
+/// times out during the reading's dump is said once, by the comparison
+/// with the record ("while the daemon was down"), not also by the loop
+/// (two lines if the reading let go of it); .9, found, is taken in.
+#[test]
+fn over_a_record_what_times_out_during_the_reading_is_said_once() {
+    let gate = shut();
+    let (mut d, k, log, _path, _dir) = record_rig("record-gone", Some(gate.clone()));
+    let seven: IpAddr = "198.18.0.7".parse().unwrap();
+    k.st().set("ssh_4").unwrap().elems.insert(seven, T0 + s(20));
+    k.st().dump_takes = 30_000;
+    open(&gate);
+    read_to_end(&mut d);
+    let l = log.take();
+    let of_seven: Vec<&String> = l.iter().filter(|x| x.contains(" 198.18.0.7 ")).collect();
+    assert_eq!(of_seven.len(), 1, "{l:?}");
+    assert!(of_seven[0].ends_with("while the daemon was down"), "{l:?}");
+    // .9 is known (taken in), .7 is not.
+    assert_eq!(d.known(&ssh_table()), Some(1));
+    assert!(!k.holds("ssh_4").contains(&seven));
+}
+
 /// The table deleted by another process during the start's reading over
 /// a record of the last run (which knew .9, still in the kernel, and .7,
 /// gone): each authorized set is said to be gone before the reading read

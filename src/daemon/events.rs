@@ -131,8 +131,9 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     let known = self.known_sets();
                     self.heard = Heard::default();
                     let heard = self.heard.clone();
-                    // The start's reading lets go of what times out while
-                    // it runs, and the loop says it (`say_gone`).
+                    // A reading that takes what it finds as known lets go
+                    // of what times out while it runs, and the loop says
+                    // it (`Machine::lets_go`, `say_gone`).
                     self.gone = Gone::default();
                     let gone = self.machine.lets_go(&then).then(|| self.gone.clone());
                     let with = (sets, known, heard, gone);
