@@ -2308,16 +2308,7 @@ fn a_start_while_elements_time_out_reads_each_that_stays() {
     let (count, first, spread) = (300_000u32, 20u64, 200u32);
     let at = |i: u32| format!("fd00::1:0:{:x}:{:x}", i >> 16, i & 0xffff);
     let added = std::time::SystemTime::now();
-    // In parts of 50,000: one transaction of all overflows nft's socket.
-    for part in 0..count / 50_000 {
-        let fill: Vec<String> = (part * 50_000..(part + 1) * 50_000)
-            .map(|i| format!("{} timeout {}s", at(i), first + u64::from(i % spread)))
-            .collect();
-        let path = n.dir.join("fill6.nft");
-        let text = format!("add element inet pfknock ssh_6 {{ {} }}\n", fill.join(", "));
-        fs::write(&path, text).unwrap();
-        ok(&ns(&n.srv, &["nft", "-f", path.to_str().unwrap()]));
-    }
+    fill_timed_6(&n, 0..count, |i| (at(i), first + u64::from(i % spread)));
     let done = std::time::SystemTime::now();
     // Expiries running, and the daemon started.
     std::thread::sleep(Duration::from_secs(first + 2));
@@ -2385,6 +2376,138 @@ fn a_start_while_elements_time_out_reads_each_that_stays() {
         missing.len(),
         &missing[..missing.len().min(5)]
     );
+}
+
+/// Elements `range` of set ssh_6, each at the address and timeout (s)
+/// `each` gives, in transactions of 50,000 (one of all overflows nft's
+/// socket).
+fn fill_timed_6(n: &Net, range: std::ops::Range<u32>, each: impl Fn(u32) -> (String, u64)) {
+    let all: Vec<u32> = range.collect();
+    for part in all.chunks(50_000) {
+        let fill: Vec<String> = (part.iter().map(|i| each(*i)))
+            .map(|(a, t)| format!("{a} timeout {t}s"))
+            .collect();
+        let path = n.dir.join("fill6.nft");
+        let text = format!("add element inet pfknock ssh_6 {{ {} }}\n", fill.join(", "));
+        fs::write(&path, text).unwrap();
+        ok(&ns(&n.srv, &["nft", "-f", path.to_str().unwrap()]));
+    }
+}
+
+/// A start over the last run's record while the set's elements time out
+/// steadily: the reading lets go of what times out while it runs, and
+/// each host is said once for what became of it. 100,000 in fd00::/8 were
+/// there at the last run's stop, so its record keeps them; 100,000 more
+/// came while no daemon ran. Both time out at 1,000 a second each during
+/// the reading, and one in ten of each stays an hour. A kept host that
+/// timed out is said expired once (by the comparison, "while the daemon
+/// was down", or by the loop), never also authorized; one the record did
+/// not keep that the reading let go of is said authorized while the
+/// daemon was down, then expired, once each and in that order, and
+/// before the reading's end. What stays is said of nothing but the
+/// comparison's authorization of the new ones, and it is in the kernel
+/// and in the record kept at the stop; nothing said expired is either.
+/// (Before, the reading let go of nothing over a record: the take-in
+/// expired what it found, and the comparison said nothing of a new one
+/// it no longer found.)
+#[test]
+#[ignore = "root: network namespaces and nftables; run as root with cargo test -- --include-ignored"]
+fn a_start_over_a_record_while_elements_time_out_says_each_once() {
+    use std::collections::{HashMap, HashSet};
+    use std::net::IpAddr;
+    need_root_and_tools!();
+    let mut n = Net::new(&(CONF.replace("TTL", "1h") + "size = 1048576\n"));
+    n.up();
+    let (half, spread) = (100_000u32, 100u32);
+    let at = |i: u32| format!("fd00::1:0:{:x}:{:x}", i >> 16, i & 0xffff);
+    let stays = |i: u32| i.is_multiple_of(10);
+    let timeout = |i: u32, first: u64| match stays(i) {
+        true => 3600,
+        false => first + u64::from(i % spread),
+    };
+    // The kept ones time out from 60 s after their fill, the new ones
+    // from 40 s after theirs (some 20 s later): both during the reading.
+    let t0 = std::time::Instant::now();
+    fill_timed_6(&n, 0..half, |i| (at(i), timeout(i, 60)));
+    let said = started_and_stopped(&n, 60);
+    assert!(
+        said.contains(&format!("{half} authorizations found")),
+        "{said}"
+    );
+    let first = 60u64.saturating_sub(t0.elapsed().as_secs()).max(20);
+    fill_timed_6(&n, half..2 * half, |i| (at(i), timeout(i, first)));
+    std::thread::sleep(Duration::from_secs(first).saturating_sub(Duration::from_secs(2)));
+    let (d, pid, log, _) = counted_daemon(&n);
+    let mut said = read_log_to(&log, 400, |l| l.contains("set ssh_6: read"));
+    assert!(said.contains("set ssh_6: read whole"), "{said}");
+    let of = |s: &str, verb: &str| -> Vec<IpAddr> {
+        (s.lines()
+            .filter_map(|l| l.split_once(&format!("{verb} fd00::"))))
+        .filter_map(|(_, r)| format!("fd00::{}", r.split(' ').next()?).parse().ok())
+        .collect()
+    };
+    // Let go of while the reading ran: said before its end (its line),
+    // which the comparison, after the reading, cannot do.
+    let early = of(&said, "authorized").len();
+    assert!(early > 0, "{said}");
+    // Until every one that does not stay has timed out, and a little.
+    let end = Duration::from_secs(60 + u64::from(spread) + 5).saturating_sub(t0.elapsed());
+    said += &read_log(&log, end.as_secs().max(5), |_| false);
+    stopped(&n, d, &pid, log);
+    let kept = fs::read_to_string(n.dir.join("pfknock.pid.state")).unwrap();
+    let kept: HashSet<IpAddr> = (kept.lines().filter_map(|l| l.split('\t').nth(1)))
+        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .collect();
+    let held: HashSet<IpAddr> = (n.elements("ssh_6").iter())
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    // Per host, what was said of it, in order.
+    let mut lines: HashMap<IpAddr, Vec<String>> = HashMap::new();
+    for l in said.lines() {
+        let down = if l.ends_with("while the daemon was down") {
+            " down"
+        } else {
+            ""
+        };
+        for verb in ["authorized", "expired", "renewed", "removed"] {
+            if let Some(a) = of(l, verb).first() {
+                lines.entry(*a).or_default().push(format!("{verb}{down}"));
+            }
+        }
+    }
+    let (mut new_gone, mut kept_gone) = (0, 0);
+    for i in 0..2 * half {
+        let a: IpAddr = at(i).parse().unwrap();
+        let e: Vec<&str> = lines
+            .get(&a)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let (here, at_stop) = (held.contains(&a), kept.contains(&a));
+        match (i < half, stays(i)) {
+            (true, true) => assert!(e.is_empty(), "{a}: kept, stays: {e:?}"),
+            (false, true) => assert_eq!(e, ["authorized down"], "{a}"),
+            (true, false) => {
+                assert!(e == ["expired down"] || e == ["expired"], "{a}: {e:?}");
+                kept_gone += 1;
+            }
+            // Unseen (timed out before the reading reached it), or
+            // authorized while no daemon ran, then expired.
+            (false, false) if e.is_empty() => {}
+            (false, false) => {
+                assert_eq!(e, ["authorized down", "expired"], "{a}");
+                new_gone += 1;
+            }
+        }
+        assert_eq!((here, at_stop), (stays(i), stays(i)), "{a}: said {e:?}");
+    }
+    eprintln!(
+        "{early} new ones said during the reading; {new_gone} new and {kept_gone} kept \
+         said expired by the stop"
+    );
+    assert!(new_gone >= early && kept_gone > 0);
+    no_errors(&said);
 }
 
 /// A SIGHUP during the start's reading of the sets, whose config keeps

@@ -4169,27 +4169,46 @@ fn record_rig(
     (d, k, log, path, dir)
 }
 
-/// Over a record of the last run, the start's reading lets go of
-/// nothing: a host the record kept (.7, back in the kernel) whose element
+/// Over a record of the last run, the start's reading lets go of what
+/// times out while it runs as well, and the loop says it with the record
+/// in mind. A host the record kept (.7, back in the kernel) whose element
 /// times out during the reading's dump is said once, by the comparison
 /// with the record ("while the daemon was down"), not also by the loop
-/// (two lines if the reading let go of it); .9, found, is taken in.
+/// (two lines without the record's check). One the record did not keep
+/// (.8) was authorized while no daemon ran, which the comparison cannot
+/// find once it is gone: said so, then expired, each once and in that
+/// order (neither line when the reading kept it to its take-in, nor in
+/// the model, whose dump dropped it). .9, found, is taken in.
 #[test]
 fn over_a_record_what_times_out_during_the_reading_is_said_once() {
     let gate = shut();
     let (mut d, k, log, _path, _dir) = record_rig("record-gone", Some(gate.clone()));
-    let seven: IpAddr = "198.18.0.7".parse().unwrap();
+    let (seven, eight): (IpAddr, IpAddr) =
+        ("198.18.0.7".parse().unwrap(), "198.18.0.8".parse().unwrap());
     k.st().set("ssh_4").unwrap().elems.insert(seven, T0 + s(20));
+    k.st().set("ssh_4").unwrap().elems.insert(eight, T0 + s(25));
     k.st().dump_takes = 30_000;
     open(&gate);
     read_to_end(&mut d);
     let l = log.take();
-    let of_seven: Vec<&String> = l.iter().filter(|x| x.contains(" 198.18.0.7 ")).collect();
+    let of =
+        |a: &str| -> Vec<&String> { l.iter().filter(|x| x.contains(&format!(" {a} "))).collect() };
+    let of_seven = of("198.18.0.7");
     assert_eq!(of_seven.len(), 1, "{l:?}");
     assert!(of_seven[0].ends_with("while the daemon was down"), "{l:?}");
-    // .9 is known (taken in), .7 is not.
+    let of_eight = of("198.18.0.8");
+    assert_eq!(of_eight.len(), 2, "{l:?}");
+    assert!(of_eight[0].starts_with("authorized 198.18.0.8 "), "{l:?}");
+    assert!(
+        of_eight[0].ends_with("age=1m ttl=1m while the daemon was down"),
+        "{l:?}"
+    );
+    assert!(of_eight[1].starts_with("expired 198.18.0.8 "), "{l:?}");
+    assert!(of_eight[1].ends_with("age=1m ttl=1m"), "{l:?}");
+    // .9 is known (taken in), .7 and .8 are not, nor in the kernel.
     assert_eq!(d.known(&ssh_table()), Some(1));
     assert!(!k.holds("ssh_4").contains(&seven));
+    assert!(!k.holds("ssh_4").contains(&eight));
 }
 
 /// The table deleted by another process during the start's reading over

@@ -133,7 +133,8 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
                     let heard = self.heard.clone();
                     // A reading that takes what it finds as known lets go
                     // of what times out while it runs, and the loop says
-                    // it (`Machine::lets_go`, `say_gone`).
+                    // it (`Machine::lets_go`, `say_gone`), over a record
+                    // too.
                     self.gone = Gone::default();
                     let gone = self.machine.lets_go(&then).then(|| self.gone.clone());
                     let with = (sets, known, heard, gone);

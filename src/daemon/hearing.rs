@@ -105,14 +105,20 @@ impl<T: Tables, L: Loader, G: Log> Daemon<T, L, G> {
     /// part at a time while the log has room (with `now`, ms: a turn of
     /// the loop), or all of it (`None`: its worker is done, and its
     /// answer is taken in next): before what the loop heard since, as
-    /// their deadlines passed before the reading looked them up.
+    /// their deadlines passed before the reading looked them up. At a
+    /// start over the last run's record, with it (`gone_while_read`).
     pub fn say_gone(&mut self, now: Option<i64>) {
         while now.is_none() || self.log_has_room() {
             let part = self.gone.lock().ok().and_then(|mut q| q.pop_front());
             let Some((set, gone)) = part else {
                 return;
             };
-            let acts = self.machine.gone_while_read(&cx!(self), &set, gone);
+            let record = match &self.start_record {
+                Some(Some(r)) => Some(r.clone()),
+                _ => None,
+            };
+            let cx = cx!(self);
+            let acts = (self.machine).gone_while_read(&cx, &set, gone, record.as_deref());
             self.carry_out(acts, now.unwrap_or_else(crate::clock::now_ms));
         }
     }

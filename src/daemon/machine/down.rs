@@ -471,6 +471,27 @@ impl Machine {
             .find(|w| w.named.table.to_string() == table)
     }
 
+    /// Hosts of `table` that the start's reading over a record found,
+    /// then let go of when they timed out while it ran, and that the
+    /// record did not keep (`gone_while_read`): each authorized while no
+    /// daemon ran, as the compare would have said had it found them, aged
+    /// at its deadline. Their expiry lines follow.
+    pub(super) fn found_and_gone(
+        &self,
+        cx: &Ctx,
+        table: &str,
+        found: Vec<(Net, Auth)>,
+        out: &mut Vec<Action>,
+    ) {
+        let w = self.watch_of(table);
+        let level = burst(cx, w, found.len(), out);
+        for (n, a) in found {
+            let since = Some(a.since.div_euclid(1000));
+            let until = a.until.div_euclid(1000);
+            out.extend(Self::down_line(w, level, "authorized", &n, since, until));
+        }
+    }
+
     fn down_line(
         w: Option<&Watch>,
         level: Level,

@@ -26,6 +26,9 @@ use crate::config::Service;
 use crate::kevents::{Deadline, KernelEvent};
 use crate::name::{Af, Net, Secs};
 use crate::names::{self, nft_set_of};
+use crate::tables::TableRef;
+
+use super::down::Known;
 
 /// The service whose knock prefix this is.
 fn knocking<'c>(cx: &Ctx<'c>, prefix: &str) -> Option<&'c Service> {
@@ -48,14 +51,12 @@ impl Machine {
     /// Does the reading `then` asks for let go of the elements that time
     /// out while it runs, for the loop to say at once (`gone_while_read`),
     /// rather than keep them to its take-in, which expired them then? A
-    /// reading that takes what it finds as known, where no compare with
-    /// the last run's record follows: that compare says what became of
-    /// each host the record kept, and what the reading found of others
-    /// (one let go of would be said twice, or its authorization while no
-    /// daemon ran not at all); after lost notifications, the reading is
-    /// compared with the book.
+    /// reading that takes what it finds as known: at a start (with or
+    /// without the last run's record), on SIGUSR1, or of a set made anew.
+    /// Not after lost notifications, where the reading is compared with
+    /// the book.
     pub fn lets_go(&self, then: &Then) -> bool {
-        then.resyncs() && !self.knocks.compare
+        then.resyncs()
     }
 
     /// Elements of `set` that the reading beside the loop let go of: their
@@ -66,15 +67,28 @@ impl Machine {
     /// or gone since the reading began, nor of a set flushed meanwhile
     /// (`Knocks::changed_while_read`: that is said, and the reading's copy
     /// of it is not taken in), nor of a set no service takes (a reload
-    /// during the reading deleted it, and said so).
-    pub fn gone_while_read(&mut self, cx: &Ctx, set: &str, gone: Vec<Deadline>) -> Vec<Action> {
+    /// during the reading deleted it, and said so). At a start over the
+    /// last run's `record`, the compare after the reading says what became
+    /// of each host the record kept (expired while the daemon was down, as
+    /// of one that timed out before the reading reached it); one the
+    /// record did not keep was authorized while no daemon ran, which the
+    /// compare will not find, so that is said first (`found_and_gone`).
+    pub fn gone_while_read(
+        &mut self,
+        cx: &Ctx,
+        set: &str,
+        gone: Vec<Deadline>,
+        record: Option<&Known>,
+    ) -> Vec<Action> {
         let mut out = Vec::new();
         let s = auth_service(cx.cfg, set).filter(|_| self.takes(cx, set));
         let Some(s) = s else {
             return out;
         };
         let ttl = ms(s.ttl.0 as i64);
-        let mut lines = std::collections::BTreeMap::new();
+        let table = TableRef::new(&cx.cfg.anchor, &s.table).to_string();
+        let kept = record.map(|r| r.hosts(&table));
+        let (mut lines, mut found) = (std::collections::BTreeMap::new(), Vec::new());
         for e in gone {
             let (addr, Some(until)) = (e.addr(), e.at()) else {
                 continue;
@@ -86,12 +100,18 @@ impl Machine {
                 since: until - ttl,
                 until,
             };
+            match kept {
+                Some(Some(h)) if h.contains_key(&Net::host(addr)) => continue,
+                Some(_) => found.push((Net::host(addr), a)),
+                None => {}
+            }
             let line = super::due::expired_line(cx, s, addr, a, until);
             lines
                 .entry(s.name.clone())
                 .or_insert_with(Vec::new)
                 .push(line);
         }
+        self.found_and_gone(cx, &table, found, &mut out);
         super::due::say_expired(cx, lines, &mut out);
         out
     }
