@@ -14,6 +14,10 @@
 # Environment: HELD (default 2500), TTL (default 5); HELD=1000000
 # TTL=1000 is a million held, a thousand new and a thousand expiring a
 # second. FAMILY=6 churns IPv6 hosts (fd00::/8) in the IPv6 set instead.
+# RESTART=1: once the start's reading is taken in (its "no record" line),
+# the daemon is stopped (SIGTERM: it keeps its record) and started again
+# as the churn goes on, so that the minutes after show a start over a
+# record (its memory and high-water mark are the second process's).
 # Nothing leaves the namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +26,7 @@ DUR=${1:-3600}
 HELD=${HELD:-2500}
 TTL=${TTL:-5}
 FAMILY=${FAMILY:-4}
+RESTART=${RESTART:-0}
 case $FAMILY in 4|6) ;; *) echo "FAMILY is 4 or 6" >&2; exit 2 ;; esac
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 NS=pfkc-$$
@@ -41,9 +46,10 @@ ttl      = "${TTL}s"
 size     = $size
 EOT
 chmod 600 "$tmp/pfknock.toml"
-python3 - "$tmp" "$BIN" "$NS" "$DUR" "$HELD" "$TTL" "$FAMILY" <<'EOP'
+python3 - "$tmp" "$BIN" "$NS" "$DUR" "$HELD" "$TTL" "$FAMILY" "$RESTART" <<'EOP'
 import os, re, signal, socket, subprocess, sys, time
-tmp, binary, ns, dur, held, ttl, family = sys.argv[1:8]
+tmp, binary, ns, dur, held, ttl, family, restart = sys.argv[1:9]
+restart = restart == "1"
 dur, held, ttl = int(dur), int(held), int(ttl)
 rate = max(1, held // ttl)
 sys.path.insert(0, "benches/common")
@@ -67,16 +73,18 @@ for lo in range(0, held, 100000):
     nft("add element inet pfknock " + set_name + " { " + ", ".join(
         "%s timeout %dms" % (addr(i), 1000 + (ttl * 1000 - 1000) * (i + 1) // held)
         for i in range(lo, hi)) + " }\n")
+def run():
+    subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml", *ctl,
+                    "run", "-p", tmp + "/pid"], env=env, check=True)
+    return int(open(tmp + "/pid").read())
 t0 = time.monotonic()
-subprocess.run(["ip", "netns", "exec", ns, binary, "-c", tmp + "/pfknock.toml", *ctl, "run",
-                "-p", tmp + "/pid"], env=env, check=True)
-pid = int(open(tmp + "/pid").read())
+pid = run()
 print(f"held {held}, ttl {ttl}s, {rate} new a second; daemon started in "
       f"{time.monotonic() - t0:.1f} s", flush=True)
-lost = 0
+lost, read, restarted = 0, False, False
 def take(timeout):
     """Log lines until `timeout`; the last status count."""
-    global lost
+    global lost, read
     count, end = None, time.monotonic() + timeout
     while True:
         left = end - time.monotonic()
@@ -91,6 +99,7 @@ def take(timeout):
         if m:
             count = int(m.group(1))
         lost += "dropped notifications" in l
+        read |= "no record of the last run" in l
 def stat():
     s = open(f"/proc/{pid}/status").read()
     kb = lambda k: int(re.search(k + r":\s+(\d+)", s).group(1))
@@ -110,6 +119,15 @@ while time.monotonic() - start < dur:
         print(f"{int((tick - start) // 60):6d}  {rss:6d}  {hwm:6d}  {c}  {cpu:6.1f}  {lost}",
               flush=True)
         nxt += 60
+    if restart and read and not restarted:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(600):
+            if not os.path.exists(f"/proc/{pid}"):
+                break
+            time.sleep(0.1)
+        pid, restarted = run(), True
+        print(f"restarted over its record at {(time.monotonic() - start) / 60:.1f} min",
+              flush=True)
     take(max(0.0, 1 - (time.monotonic() - tick)))
 rss, hwm, cpu = stat()
 print(f"end     {rss:6d}  {hwm:6d}  added {i - held}, CPU {cpu:.1f} s", flush=True)
