@@ -2436,7 +2436,8 @@ fn a_start_over_a_record_while_elements_time_out_says_each_once() {
     );
     let first = 60u64.saturating_sub(t0.elapsed().as_secs()).max(20);
     fill_timed_6(&n, half..2 * half, |i| (at(i), timeout(i, first)));
-    std::thread::sleep(Duration::from_secs(first).saturating_sub(Duration::from_secs(2)));
+    // Expiries running, and the daemon started (as in the test before).
+    std::thread::sleep(Duration::from_secs(first + 2));
     let (d, pid, log, _) = counted_daemon(&n);
     let mut said = read_log_to(&log, 400, |l| l.contains("set ssh_6: read"));
     assert!(said.contains("set ssh_6: read whole"), "{said}");
