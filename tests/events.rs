@@ -2317,11 +2317,7 @@ fn a_start_while_elements_time_out_reads_each_that_stays() {
     let how = (said.lines().find(|l| l.contains("set ssh_6: read"))).map(str::to_owned);
     eprintln!("{how:?}");
     assert!(how.is_some(), "{said}");
-    let expired = |s: &str| -> Vec<IpAddr> {
-        (s.lines().filter_map(|l| l.split_once("expired fd00::")))
-            .filter_map(|(_, r)| format!("fd00::{}", r.split(' ').next()?).parse().ok())
-            .collect()
-    };
+    let expired = |s: &str| said_of(s, "expired");
     // What timed out while the reading's later dumps ran is said as the
     // reading learns it, before its end (its line), not at its take-in.
     let early = expired(&said).len();
@@ -2378,6 +2374,14 @@ fn a_start_while_elements_time_out_reads_each_that_stays() {
     );
 }
 
+/// The hosts in fd00::/8 that lines of `said` say `verb` of, in order.
+fn said_of(said: &str, verb: &str) -> Vec<std::net::IpAddr> {
+    let verb = format!("{verb} fd00::");
+    (said.lines().filter_map(|l| l.split_once(&verb)))
+        .filter_map(|(_, r)| format!("fd00::{}", r.split(' ').next()?).parse().ok())
+        .collect()
+}
+
 /// Elements `range` of set ssh_6, each at the address and timeout (s)
 /// `each` gives, in transactions of 50,000 (one of all overflows nft's
 /// socket).
@@ -2425,8 +2429,9 @@ fn a_start_over_a_record_while_elements_time_out_says_each_once() {
         true => 3600,
         false => first + u64::from(i % spread),
     };
-    // The kept ones time out from 60 s after their fill, the new ones
-    // from 40 s after theirs (some 20 s later): both during the reading.
+    // The kept ones time out from 60 s after their fill; the new ones,
+    // filled after the first daemon's run, from about then too. The
+    // second daemon starts once both are timing out.
     let t0 = std::time::Instant::now();
     fill_timed_6(&n, 0..half, |i| (at(i), timeout(i, 60)));
     let said = started_and_stopped(&n, 60);
@@ -2441,12 +2446,7 @@ fn a_start_over_a_record_while_elements_time_out_says_each_once() {
     let (d, pid, log, _) = counted_daemon(&n);
     let mut said = read_log_to(&log, 400, |l| l.contains("set ssh_6: read"));
     assert!(said.contains("set ssh_6: read whole"), "{said}");
-    let of = |s: &str, verb: &str| -> Vec<IpAddr> {
-        (s.lines()
-            .filter_map(|l| l.split_once(&format!("{verb} fd00::"))))
-        .filter_map(|(_, r)| format!("fd00::{}", r.split(' ').next()?).parse().ok())
-        .collect()
-    };
+    let of = said_of;
     // Let go of while the reading ran: said before its end (its line),
     // which the comparison, after the reading, cannot do.
     let early = of(&said, "authorized").len();
@@ -2454,6 +2454,17 @@ fn a_start_over_a_record_while_elements_time_out_says_each_once() {
     // Until every one that does not stay has timed out, and a little.
     let end = Duration::from_secs(60 + u64::from(spread) + 5).saturating_sub(t0.elapsed());
     said += &read_log(&log, end.as_secs().max(5), |_| false);
+    // What the admin is told: the daemon counts what stays, and `show`
+    // lists as many (a heading and a row each).
+    let staying = (0..2 * half).filter(|i| stays(*i)).count();
+    ok(&Command::new("kill").args(["-USR2", &pid]).output().unwrap());
+    let status = read_log(&log, 5, |s| s.contains("status <"));
+    assert!(status.contains(&format!(": {staying} entries")), "{status}");
+    said += &status;
+    let shown = n.server(&["show"]);
+    ok(&shown);
+    let rows = String::from_utf8_lossy(&shown.stdout).lines().count();
+    assert_eq!(rows, staying + 1, "show");
     stopped(&n, d, &pid, log);
     let kept = fs::read_to_string(n.dir.join("pfknock.pid.state")).unwrap();
     let kept: HashSet<IpAddr> = (kept.lines().filter_map(|l| l.split('\t').nth(1)))
